@@ -1,0 +1,9 @@
+//! helios-engine: one shard's storage. It knows nothing of networking, SQL or other shards,
+//! and reaches files and time only through [`fs`] and [`rt`].
+
+pub mod fs;
+pub mod keyspace;
+pub mod memfs;
+pub mod rt;
+pub mod token;
+pub mod wal;

@@ -1,0 +1,1 @@
+//! The Redis command table and per-shard command implementations.

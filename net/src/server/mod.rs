@@ -1,0 +1,1 @@
+//! Connections and routing of commands to shards.
