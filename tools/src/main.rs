@@ -1,1 +1,186 @@
-fn main() {}
+//! The `helios` executable: parses flags (and an optional TOML config file), checks the
+//! machine (io_uring, RLIMIT_MEMLOCK), installs SIGINT/SIGTERM handling, and runs the server.
+
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use helios_net::server::{self, Durability, ServerConfig};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DurabilityArg {
+    /// Acknowledge a write only after its WAL record is fsynced (group commit per shard).
+    Sync,
+    /// Acknowledge once in memory and the WAL buffer; fsync at least every 100 ms.
+    Async,
+}
+
+/// HeliosDB: a thread-per-core database speaking the Redis protocol (and, soon, PostgreSQL's).
+#[derive(Parser, Debug)]
+#[command(name = "helios", version, about)]
+struct Cli {
+    /// TOML file with any of the settings below (keys as the flags, with '_' for '-');
+    /// flags given on the command line win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the WAL and the partition map live.
+    #[arg(long, value_name = "PATH", default_value = "./helios-data")]
+    data_dir: Option<PathBuf>,
+    /// Address for Redis (RESP2/RESP3) clients.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6379")]
+    redis_addr: Option<SocketAddr>,
+    /// Address for PostgreSQL clients (not served yet: the PostgreSQL front end comes later).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5432")]
+    pg_addr: Option<SocketAddr>,
+    /// Shards (one per core). Default: the count recorded in the data dir, else the cores
+    /// available to the process.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// When a write is acknowledged.
+    #[arg(long, value_enum, default_value = "sync")]
+    durability: Option<DurabilityArg>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    redis_addr: Option<SocketAddr>,
+    pg_addr: Option<SocketAddr>,
+    shards: Option<usize>,
+    durability: Option<DurabilityArg>,
+}
+
+/// Command-line values that were typed (not defaulted) override the config file.
+fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig> {
+    let explicit = |name: &str| matches.value_source(name) == Some(clap::parser::ValueSource::CommandLine);
+    let file: FileConfig = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    fn pick<T>(explicit: bool, cli: Option<T>, file: Option<T>) -> Option<T> {
+        if explicit {
+            cli
+        } else {
+            file.or(cli)
+        }
+    }
+    let shards = pick(explicit("shards"), cli.shards, file.shards);
+    if shards == Some(0) || shards.is_some_and(|s| s > 256) {
+        anyhow::bail!("--shards must be between 1 and 256");
+    }
+    let durability = match pick(explicit("durability"), cli.durability, file.durability).unwrap_or(DurabilityArg::Sync) {
+        DurabilityArg::Sync => Durability::Sync,
+        DurabilityArg::Async => Durability::Async,
+    };
+    Ok(ServerConfig {
+        data_dir: pick(explicit("data_dir"), cli.data_dir, file.data_dir).unwrap_or_else(|| "./helios-data".into()),
+        redis_addr: pick(explicit("redis_addr"), cli.redis_addr, file.redis_addr).expect("clap default"),
+        pg_addr: pick(explicit("pg_addr"), cli.pg_addr, file.pg_addr).expect("clap default"),
+        shards,
+        durability,
+        config_file: cli.config,
+    })
+}
+
+/// glommio registers DMA memory with io_uring per executor, which counts against
+/// RLIMIT_MEMLOCK: raise the soft limit toward what we need, or say exactly what to change.
+fn check_memlock(shards: usize) -> anyhow::Result<()> {
+    let needed = (shards as u64 + 1) * (helios_shard::runtime::EXECUTOR_IO_MEMORY_BYTES as u64 + (4 << 20));
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
+            return Ok(());
+        }
+        if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= needed {
+            return Ok(());
+        }
+        let raised = libc::rlimit { rlim_cur: needed.max(limit.rlim_cur), rlim_max: limit.rlim_max.max(needed) };
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+            tracing::info!(bytes = needed, "raised RLIMIT_MEMLOCK");
+            return Ok(());
+        }
+        if limit.rlim_max >= needed {
+            let soft = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &soft) == 0 {
+                return Ok(());
+            }
+        }
+    }
+    anyhow::bail!(
+        "RLIMIT_MEMLOCK is too low for {shards} shards (need {} KiB) and cannot be raised by this user. \
+         Run `ulimit -l unlimited` (or `ulimit -l {}`) in the shell that starts helios, or set `LimitMEMLOCK=infinity` \
+         in its systemd unit, or add `<user> - memlock unlimited` to /etc/security/limits.conf",
+        needed / 1024,
+        needed / 1024
+    )
+}
+
+/// Fails early, with advice, where io_uring is missing or disabled.
+fn check_io_uring() -> anyhow::Result<()> {
+    match io_uring_probe() {
+        Ok(()) => Ok(()),
+        Err(error) => anyhow::bail!(
+            "io_uring is not available ({error}). helios needs Linux 6.1 or newer with io_uring enabled: \
+             check `sysctl kernel.io_uring_disabled` (must be 0) and that no seccomp profile (e.g. a container runtime's) blocks io_uring_setup"
+        ),
+    }
+}
+
+fn io_uring_probe() -> std::io::Result<()> {
+    // SAFETY: io_uring_setup with a zeroed params struct; the fd is closed right away.
+    unsafe {
+        let mut params = [0u8; 120];
+        let fd = libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr());
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::close(fd as i32);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let matches = Cli::command().get_matches();
+    let config = match Cli::from_arg_matches(&matches).map_err(anyhow::Error::from).and_then(|cli| resolve(cli, &matches)) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("helios: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let shards_hint = config.shards.unwrap_or_else(|| helios_shard::runtime::available_cpus().len().max(1));
+    if let Err(error) = check_io_uring().and_then(|()| check_memlock(shards_hint)) {
+        eprintln!("helios: {error}");
+        return ExitCode::from(1);
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(error) = signal_hook::flag::register(signal, shutdown.clone()) {
+            eprintln!("helios: cannot install the handler for signal {signal}: {error}");
+            return ExitCode::from(1);
+        }
+    }
+    match server::run(config, shutdown) {
+        Ok(()) => {
+            tracing::info!("helios stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("helios: {error}");
+            ExitCode::from(1)
+        }
+    }
+}

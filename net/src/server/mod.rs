@@ -1,1 +1,111 @@
-//! Connections and routing of commands to shards.
+//! The Redis server: shards, their state, connections, and routing of commands to shards.
+//!
+//! Path of one request: the shard's socket ring receives bytes into the connection's inbox
+//! (`helios_shard::ring`) → the connection task parses every complete request in its buffer
+//! (`resp::parse`) → [`conn`] groups the batch by owning shard: commands for its own shard run
+//! inline on the local `Keyspace`, the others go as one message per shard over the mesh → each
+//! shard logs the batch's mutations as one WAL record → replies wait for the WAL's group commit
+//! (in `sync` durability) → they are encoded in order and sent with one `send(2)`.
+
+mod admin;
+mod conn;
+mod info;
+mod shard;
+
+use helios_shard::routing::{PartitionMap, RoutingError};
+use std::net::SocketAddr;
+use std::os::fd::IntoRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::Arc;
+
+pub use shard::{ShardReq, ShardResp};
+
+/// When an acknowledged write is on stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledged only after its WAL record is fsynced (group commit per shard).
+    Sync,
+    /// Acknowledged once in the memtable and WAL buffer; fsync at least every 100 ms.
+    Async,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Async => "async",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub redis_addr: SocketAddr,
+    pub pg_addr: SocketAddr,
+    /// `None`: the count recorded in the data dir, else the cores available.
+    pub shards: Option<usize>,
+    pub durability: Durability,
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Runtime(#[from] helios_shard::runtime::RuntimeError),
+    #[error("shard {shard} failed to start: {message}")]
+    ShardStart { shard: usize, message: String },
+}
+
+/// State every shard reads: set once at start, or atomics (counters and flags only).
+pub struct Shared {
+    pub config: ServerConfig,
+    pub map: PartitionMap,
+    pub started_ms: u64,
+    pub shutdown: Arc<AtomicBool>,
+    /// Connections live on each shard; the accepting shard hands new ones to the least loaded.
+    pub connections_per_shard: Vec<AtomicUsize>,
+    /// Shards that have drained their connections during shutdown.
+    pub drained: AtomicUsize,
+    /// Shards whose start-up (WAL replay) failed; the others stop too.
+    pub failed: AtomicBool,
+    pub next_client_id: AtomicU64,
+    pub total_connections: AtomicU64,
+    pub start_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Runs the server until `shutdown` is set (SIGINT/SIGTERM), then drains and syncs.
+pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), ServerError> {
+    let cpus = helios_shard::runtime::available_cpus().len().max(1);
+    let map = PartitionMap::load_or_create(&config.data_dir, config.shards, cpus)?;
+    let shard_count = map.shard_count();
+    let listener = std::net::TcpListener::bind(config.redis_addr)
+        .map_err(|source| ServerError::Bind { addr: config.redis_addr, source })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.redis_addr, source })?;
+    tracing::info!(addr = %local, shards = shard_count, durability = config.durability.as_str(), data_dir = %config.data_dir.display(), "helios listening for Redis clients");
+    let listener_fd = listener.into_raw_fd();
+    let shared = Arc::new(Shared {
+        config,
+        map,
+        started_ms: helios_shard::glommio_rt::unix_ms(),
+        shutdown,
+        connections_per_shard: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
+        drained: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+        next_client_id: AtomicU64::new(1),
+        total_connections: AtomicU64::new(0),
+        start_error: std::sync::Mutex::new(None),
+    });
+    let for_shards = shared.clone();
+    helios_shard::runtime::run_shards(shard_count, move |start| shard::shard_main(start, for_shards.clone(), listener_fd))?;
+    let start_error = shared.start_error.lock().map(|e| e.clone()).unwrap_or(None);
+    match start_error {
+        Some(message) => Err(ServerError::ShardStart { shard: 0, message }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,628 @@
+//! Commands the connection runs itself: connection state (HELLO, SELECT, CLIENT), server
+//! introspection (INFO, CONFIG, COMMAND, TIME), and fan-outs over every shard or over the
+//! owners of a multi-key command's keys (DBSIZE, KEYS, SCAN, MGET, MSET, DEL, RENAME...).
+
+use super::conn::{client_line, Session};
+use super::shard::{ShardReq, ShardResp, ShardState};
+use super::Durability;
+use crate::commands::{self, CommandKind, CommandSpec};
+use crate::resp::Protocol;
+use crate::{Command, Reply};
+use bytes::Bytes;
+use helios_shard::glommio_rt::unix_ms;
+use std::borrow::Cow;
+use std::rc::Rc;
+
+const REDIS_COMPAT_VERSION: &str = "7.2.4";
+const HELIOS_VERSION: &str = env!("CARGO_PKG_VERSION");
+const SCAN_SHARD_SHIFT: u32 = 56;
+
+fn err(text: &'static str) -> Reply {
+    Reply::Error(Cow::Borrowed(text))
+}
+
+fn not_integer() -> Reply {
+    err("ERR value is not an integer or out of range")
+}
+
+fn parse_i64(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+fn eq(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// The keys of a command, per its table entry (first key, last key, step; negative last counts
+/// from the end).
+pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item = &'a Bytes> + 'a {
+    let argc = cmd.args.len() as i32;
+    let first = spec.first_key;
+    let last = if spec.last_key < 0 { argc + spec.last_key } else { spec.last_key.min(argc - 1) };
+    let step = spec.step.max(1) as usize;
+    let range = if first <= 0 || last < first { 0..0 } else { first as usize..(last as usize + 1) };
+    cmd.args[range].iter().step_by(step)
+}
+
+pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) -> Reply {
+    let name = cmd.name_lower();
+    match name.as_str() {
+        "ping" => ping(cmd),
+        "echo" => Reply::Bulk(cmd.args[1].clone()),
+        "hello" => hello(state, session, cmd),
+        "quit" => {
+            session.close_after_reply = true;
+            Reply::Ok
+        }
+        "select" => select(session, cmd),
+        "client" => client(state, session, cmd).await,
+        "command" => command(cmd),
+        "info" => info(state, cmd).await,
+        "config" => config(state, cmd).await,
+        "time" => {
+            let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+            Reply::Array(vec![
+                Reply::Bulk(Bytes::from((micros / 1_000_000).to_string())),
+                Reply::Bulk(Bytes::from((micros % 1_000_000).to_string())),
+            ])
+        }
+        "scan" => scan(state, session, cmd).await,
+        "randomkey" => randomkey(state, session).await,
+        "dbsize" | "flushdb" | "flushall" | "keys" => all_shards(state, session, cmd).await,
+        _ => match commands::lookup(cmd.name()).map(|spec| spec.kind) {
+            Some(CommandKind::MultiKey { .. }) => multi_key(state, session, cmd).await,
+            _ => Reply::Error(format!("ERR command '{name}' cannot be routed").into()),
+        },
+    }
+}
+
+fn ping(cmd: &Command) -> Reply {
+    match cmd.args.len() {
+        1 => Reply::Status(Cow::Borrowed("PONG")),
+        2 => Reply::Bulk(cmd.args[1].clone()),
+        _ => Reply::wrong_arity("ping"),
+    }
+}
+
+fn hello(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
+    let mut proto = session.proto;
+    let mut name = None;
+    let mut args = cmd.args[1..].iter();
+    if let Some(version) = args.next() {
+        match parse_i64(version) {
+            Some(2) => proto = Protocol::Resp2,
+            Some(3) => proto = Protocol::Resp3,
+            Some(_) => return err("NOPROTO unsupported protocol version"),
+            None => return err("ERR Protocol version is not an integer or out of range"),
+        }
+        while let Some(option) = args.next() {
+            if eq(option, "AUTH") {
+                let (Some(user), Some(_password)) = (args.next(), args.next()) else {
+                    return Reply::Error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(option)).into());
+                };
+                // No users are configured yet: the default user has no password, as in a fresh Redis.
+                if user.as_ref() != b"default" {
+                    return err("WRONGPASS invalid username-password pair or user is disabled.");
+                }
+            } else if eq(option, "SETNAME") {
+                let Some(value) = args.next() else {
+                    return Reply::Error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(option)).into());
+                };
+                if !valid_client_name(value) {
+                    return err("ERR Client names cannot contain spaces, newlines or special characters.");
+                }
+                name = Some(value.clone());
+            } else {
+                return Reply::Error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(option)).into());
+            }
+        }
+    }
+    session.proto = proto;
+    let mut info = session.info.borrow_mut();
+    info.proto = proto;
+    if let Some(name) = name {
+        info.name = Some(name);
+    }
+    let status = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
+    let _ = state;
+    Reply::Map(vec![
+        (status("server"), status("redis")),
+        (status("version"), status(REDIS_COMPAT_VERSION)),
+        (status("proto"), Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 })),
+        (status("id"), Reply::Int(info.id as i64)),
+        (status("mode"), status("standalone")),
+        (status("role"), status("master")),
+        (status("modules"), Reply::Array(Vec::new())),
+    ])
+}
+
+fn select(session: &mut Session, cmd: &Command) -> Reply {
+    match parse_i64(&cmd.args[1]) {
+        None => not_integer(),
+        Some(db) if !(0..helios_engine::keyspace::DB_COUNT as i64).contains(&db) => err("ERR DB index is out of range"),
+        Some(db) => {
+            session.db = db as u8;
+            session.info.borrow_mut().db = db as u8;
+            Reply::Ok
+        }
+    }
+}
+
+fn valid_client_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}
+
+async fn client(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) -> Reply {
+    let sub = String::from_utf8_lossy(&cmd.args[1]).to_ascii_lowercase();
+    let argc = cmd.args.len();
+    let arity_error = || Reply::Error(format!("ERR wrong number of arguments for 'client|{sub}' command").into());
+    match sub.as_str() {
+        "id" if argc == 2 => Reply::Int(session.info.borrow().id as i64),
+        "getname" if argc == 2 => match &session.info.borrow().name {
+            Some(name) => Reply::Bulk(name.clone()),
+            None => Reply::Null,
+        },
+        "setname" if argc == 3 => {
+            if !valid_client_name(&cmd.args[2]) {
+                return err("ERR Client names cannot contain spaces, newlines or special characters.");
+            }
+            session.info.borrow_mut().name = if cmd.args[2].is_empty() { None } else { Some(cmd.args[2].clone()) };
+            Reply::Ok
+        }
+        "setinfo" if argc == 4 => {
+            let value = cmd.args[3].clone();
+            if value.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                return Reply::Error(format!("ERR {} cannot contain spaces, newlines or special characters.", String::from_utf8_lossy(&cmd.args[2]).to_ascii_lowercase()).into());
+            }
+            let mut info = session.info.borrow_mut();
+            if eq(&cmd.args[2], "LIB-NAME") {
+                info.lib_name = Some(value);
+            } else if eq(&cmd.args[2], "LIB-VER") {
+                info.lib_ver = Some(value);
+            } else {
+                return Reply::Error(format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(&cmd.args[2])).into());
+            }
+            Reply::Ok
+        }
+        "info" if argc == 2 => Reply::Verbatim("txt", Bytes::from(format!("{}\n", client_line(&session.info.borrow(), unix_ms())))),
+        "list" => {
+            let mut text = String::new();
+            for (_, resp) in broadcast(state, || ShardReq::ClientList).await {
+                if let Ok(ShardResp::ClientList(lines)) = resp {
+                    text.push_str(&lines);
+                }
+            }
+            text.push_str(&super::conn::client_list(state));
+            Reply::Verbatim("txt", Bytes::from(text))
+        }
+        "id" | "getname" | "setname" | "setinfo" | "info" => arity_error(),
+        _ => Reply::Error(
+            format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", String::from_utf8_lossy(&cmd.args[1])).into(),
+        ),
+    }
+}
+
+fn command_info(spec: &CommandSpec) -> Reply {
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from_static(spec.name.as_bytes())),
+        Reply::Int(spec.arity as i64),
+        Reply::Set(spec.flags.iter().map(|f| Reply::Status(Cow::Borrowed(*f))).collect()),
+        Reply::Int(spec.first_key as i64),
+        Reply::Int(spec.last_key as i64),
+        Reply::Int(spec.step as i64),
+        Reply::Set(Vec::new()),
+        Reply::Set(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+fn command(cmd: &Command) -> Reply {
+    let Some(sub) = cmd.args.get(1) else {
+        return Reply::Array(commands::all().iter().map(command_info).collect());
+    };
+    let named = || cmd.args[2..].iter().map(|name| commands::lookup(name));
+    if eq(sub, "COUNT") && cmd.args.len() == 2 {
+        Reply::Int(commands::all().len() as i64)
+    } else if eq(sub, "INFO") {
+        if cmd.args.len() == 2 {
+            return Reply::Array(commands::all().iter().map(command_info).collect());
+        }
+        Reply::Array(named().map(|spec| spec.map(command_info).unwrap_or(Reply::NullArray)).collect())
+    } else if eq(sub, "DOCS") {
+        let specs: Vec<&CommandSpec> =
+            if cmd.args.len() == 2 { commands::all().iter().collect() } else { named().flatten().collect() };
+        Reply::Map(specs.into_iter().map(|spec| (Reply::Bulk(Bytes::from_static(spec.name.as_bytes())), commands::command_docs(spec))).collect())
+    } else if eq(sub, "LIST") && cmd.args.len() == 2 {
+        Reply::Array(commands::all().iter().map(|spec| Reply::Bulk(Bytes::from_static(spec.name.as_bytes()))).collect())
+    } else {
+        Reply::Error(format!("ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.", String::from_utf8_lossy(sub)).into())
+    }
+}
+
+/// Sends a request to every other shard concurrently and collects the answers.
+async fn broadcast(state: &Rc<ShardState>, make: impl Fn() -> ShardReq) -> Vec<(usize, Result<ShardResp, String>)> {
+    let mut calls = Vec::new();
+    for shard in (0..state.shared.map.shard_count()).filter(|&s| s != state.id) {
+        let mesh = state.mesh.clone();
+        let req = make();
+        calls.push((shard, glommio::spawn_local(async move { mesh.call(shard, req).await })));
+    }
+    let mut answers = Vec::new();
+    for (shard, call) in calls {
+        answers.push((shard, call.await.map_err(|gone| gone.to_string())));
+    }
+    answers
+}
+
+/// Runs per-shard command lists (local inline, others over the mesh) and returns each shard's
+/// replies in the order given.
+async fn exec_on(state: &Rc<ShardState>, work: Vec<(usize, Vec<(u8, Command)>)>) -> Vec<Result<Vec<Reply>, String>> {
+    let mut calls = Vec::new();
+    let mut local = None;
+    for (slot, (shard, cmds)) in work.into_iter().enumerate() {
+        if shard == state.id {
+            local = Some((slot, cmds));
+        } else {
+            let mesh = state.mesh.clone();
+            calls.push((slot, glommio::spawn_local(async move { mesh.call(shard, ShardReq::Exec(cmds)).await })));
+        }
+    }
+    let mut results: Vec<Option<Result<Vec<Reply>, String>>> = vec![None; calls.len() + local.is_some() as usize];
+    if let Some((slot, cmds)) = local {
+        let mut replies = Vec::new();
+        let lsn = state.exec_batch(cmds.iter().map(|(db, cmd)| (*db, cmd)), &mut replies);
+        results[slot] = Some(state.wait_durable(lsn).await.map(|()| replies));
+    }
+    for (slot, call) in calls {
+        results[slot] = Some(match call.await {
+            Ok(ShardResp::Replies(replies)) => Ok(replies),
+            Ok(ShardResp::Error(error)) => Err(error),
+            Ok(_) => Err("unexpected shard response".into()),
+            Err(gone) => Err(gone.to_string()),
+        });
+    }
+    results.into_iter().map(|r| r.expect("every shard answered")).collect()
+}
+
+fn all_shard_ids(state: &ShardState) -> impl Iterator<Item = usize> {
+    0..state.shared.map.shard_count()
+}
+
+async fn all_shards(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
+    let work = all_shard_ids(state).map(|shard| (shard, vec![(session.db, cmd.clone())])).collect();
+    let mut merged: Option<Reply> = None;
+    for result in exec_on(state, work).await {
+        let reply = match result {
+            Ok(mut replies) if replies.len() == 1 => replies.remove(0),
+            Ok(_) => return err("ERR internal error: shard reply count"),
+            Err(error) => return Reply::Error(format!("MISCONF {error}").into()),
+        };
+        merged = Some(match (merged, reply) {
+            (_, error @ Reply::Error(_)) => return error,
+            (None, reply) => reply,
+            (Some(Reply::Int(a)), Reply::Int(b)) => Reply::Int(a + b),
+            (Some(Reply::Array(mut a)), Reply::Array(b)) => {
+                a.extend(b);
+                Reply::Array(a)
+            }
+            (Some(Reply::Set(mut a)), Reply::Set(b)) => {
+                a.extend(b);
+                Reply::Set(a)
+            }
+            (Some(first), _) => first,
+        });
+    }
+    merged.unwrap_or(Reply::Ok)
+}
+
+async fn randomkey(state: &Rc<ShardState>, session: &Session) -> Reply {
+    let count = state.shared.map.shard_count();
+    let start = (unix_ms() as usize).wrapping_mul(2654435761) % count;
+    let randomkey = Command::new(vec![Bytes::from_static(b"RANDOMKEY")]);
+    for offset in 0..count {
+        let shard = (start + offset) % count;
+        let result = exec_on(state, vec![(shard, vec![(session.db, randomkey.clone())])]).await;
+        match result.into_iter().next() {
+            Some(Ok(mut replies)) if !replies.is_empty() => match replies.remove(0) {
+                Reply::Null => continue,
+                reply => return reply,
+            },
+            Some(Err(error)) => return Reply::Error(format!("ERR {error}").into()),
+            _ => continue,
+        }
+    }
+    Reply::Null
+}
+
+/// Splits a multi-key command over the owners of its keys, then merges the answers.
+async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
+    let Some(spec) = commands::lookup(cmd.name()) else { return commands::unknown_command(cmd) };
+    let name = spec.name;
+    if name.eq_ignore_ascii_case("rename") || name.eq_ignore_ascii_case("renamenx") {
+        return rename_across(state, session, cmd, name.eq_ignore_ascii_case("renamenx")).await;
+    }
+    if name.eq_ignore_ascii_case("msetnx") {
+        return msetnx_across(state, session, cmd).await;
+    }
+    let step = spec.step.max(1) as usize;
+    // Per owning shard: the positions (key index in the command) and the sub-command's args.
+    let mut groups: Vec<(usize, Vec<usize>, Vec<Bytes>)> = Vec::new();
+    for (position, key) in keys_of(spec, cmd).enumerate() {
+        let shard = state.owner_of(key);
+        let group = match groups.iter().position(|(s, _, _)| *s == shard) {
+            Some(g) => g,
+            None => {
+                groups.push((shard, Vec::new(), vec![cmd.args[0].clone()]));
+                groups.len() - 1
+            }
+        };
+        let first = spec.first_key as usize + position * step;
+        groups[group].1.push(position);
+        groups[group].2.extend(cmd.args[first..first + step].iter().cloned());
+    }
+    let key_count = keys_of(spec, cmd).count();
+    let work = groups.iter().map(|(shard, _, args)| (*shard, vec![(session.db, Command::new(args.clone()))])).collect();
+    let results = exec_on(state, work).await;
+    let mut values = vec![Reply::Null; key_count];
+    let mut total = 0i64;
+    for ((_, positions, _), result) in groups.iter().zip(results) {
+        let reply = match result {
+            Ok(mut replies) if replies.len() == 1 => replies.remove(0),
+            Ok(_) => return err("ERR internal error: shard reply count"),
+            Err(error) => return Reply::Error(format!("MISCONF {error}").into()),
+        };
+        match reply {
+            Reply::Error(_) => return reply,
+            Reply::Int(n) => total += n,
+            Reply::Array(items) => {
+                for (position, item) in positions.iter().zip(items) {
+                    values[*position] = item;
+                }
+            }
+            _ => {}
+        }
+    }
+    match spec.kind {
+        CommandKind::MultiKey { merge: commands::Merge::ConcatArray } => Reply::Array(values),
+        CommandKind::MultiKey { merge: commands::Merge::SumInt } => Reply::Int(total),
+        _ => Reply::Ok,
+    }
+}
+
+/// MSETNX over several shards: set all keys only if none exists.
+/// Not isolated from concurrent writers between the check and the write (see README).
+async fn msetnx_across(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
+    let mut exists = vec![Bytes::from_static(b"EXISTS")];
+    exists.extend(cmd.args[1..].iter().step_by(2).cloned());
+    let exists = Command::new(exists);
+    let spec = commands::lookup(b"EXISTS").expect("EXISTS is in the table");
+    let _ = spec;
+    let mut probe_session = Session { info: session.info.clone(), db: session.db, proto: session.proto, close_after_reply: false };
+    match Box::pin(multi_key(state, &probe_session, &exists)).await {
+        Reply::Int(0) => {}
+        Reply::Int(_) => return Reply::Int(0),
+        other => return other,
+    }
+    probe_session.close_after_reply = false;
+    let mut mset = vec![Bytes::from_static(b"MSET")];
+    mset.extend(cmd.args[1..].iter().cloned());
+    match Box::pin(multi_key(state, &probe_session, &Command::new(mset))).await {
+        Reply::Ok => Reply::Int(1),
+        other => other,
+    }
+}
+
+async fn rename_across(state: &Rc<ShardState>, session: &Session, cmd: &Command, only_if_absent: bool) -> Reply {
+    let (src, dst) = (cmd.args[1].clone(), cmd.args[2].clone());
+    let (src_shard, dst_shard) = (state.owner_of(&src), state.owner_of(&dst));
+    let db = session.db;
+    let taken = if src_shard == state.id {
+        Ok(state.take(db, &src))
+    } else {
+        match state.mesh.call(src_shard, ShardReq::Take { db, key: src.clone() }).await {
+            Ok(ShardResp::Taken(taken)) => Ok(taken),
+            Ok(_) => Err("unexpected shard response".to_string()),
+            Err(gone) => Err(gone.to_string()),
+        }
+    };
+    let (value, expire_at_ms) = match taken {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return err("ERR no such key"),
+        Err(error) => return Reply::Error(format!("ERR {error}").into()),
+    };
+    let stored = put_on(state, dst_shard, db, dst, value.clone(), expire_at_ms, only_if_absent).await;
+    match stored {
+        Ok(true) => {
+            if only_if_absent {
+                Reply::Int(1)
+            } else {
+                Reply::Ok
+            }
+        }
+        Ok(false) => {
+            // RENAMENX lost: the destination exists. Put the source back as it was.
+            let _ = put_on(state, src_shard, db, src, value, expire_at_ms, false).await;
+            Reply::Int(0)
+        }
+        Err(error) => Reply::Error(format!("ERR {error}").into()),
+    }
+}
+
+async fn put_on(
+    state: &Rc<ShardState>,
+    shard: usize,
+    db: u8,
+    key: Bytes,
+    value: Bytes,
+    expire_at_ms: Option<u64>,
+    only_if_absent: bool,
+) -> Result<bool, String> {
+    if shard == state.id {
+        let stored = state.put(db, key, value, expire_at_ms, only_if_absent);
+        state.wait_durable(state.wal.last_lsn()).await?;
+        return Ok(stored);
+    }
+    match state.mesh.call(shard, ShardReq::Put { db, key, value, expire_at_ms, only_if_absent }).await {
+        Ok(ShardResp::Put(stored)) => Ok(stored),
+        Ok(ShardResp::Error(error)) => Err(error),
+        Ok(_) => Err("unexpected shard response".into()),
+        Err(gone) => Err(gone.to_string()),
+    }
+}
+
+/// SCAN over all shards: the cursor's top 8 bits are the shard, the rest the token to resume
+/// from (its top 56 bits), so a cursor stays valid across calls and restarts.
+async fn scan(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
+    let Some(cursor) = std::str::from_utf8(&cmd.args[1]).ok().and_then(|c| c.parse::<u64>().ok()) else {
+        return err("ERR invalid cursor");
+    };
+    let mut count = 10usize;
+    let mut pattern = None;
+    let mut type_filter = None;
+    let mut args = cmd.args[2..].iter();
+    while let Some(option) = args.next() {
+        let Some(value) = args.next() else { return err("ERR syntax error") };
+        if eq(option, "COUNT") {
+            match parse_i64(value) {
+                None => return not_integer(),
+                Some(n) if n < 1 => return err("ERR syntax error"),
+                Some(n) => count = n.min(1 << 20) as usize,
+            }
+        } else if eq(option, "MATCH") {
+            pattern = Some(value.clone());
+        } else if eq(option, "TYPE") {
+            type_filter = Some(value.clone());
+        } else {
+            return err("ERR syntax error");
+        }
+    }
+    let shard_count = state.shared.map.shard_count();
+    let mut shard = (cursor >> SCAN_SHARD_SHIFT) as usize;
+    if shard >= shard_count {
+        return err("ERR invalid cursor");
+    }
+    let mut cursor_token = cursor << (64 - SCAN_SHARD_SHIFT);
+    let db = session.db;
+    let (keys, next) = loop {
+        let (keys, next) = if shard == state.id {
+            scan_local(state, db, cursor_token, count, pattern.clone(), type_filter.clone())
+        } else {
+            let req = ShardReq::Scan { db, cursor_token, count, pattern: pattern.clone(), type_filter: type_filter.clone() };
+            match state.mesh.call(shard, req).await {
+                Ok(ShardResp::Scan(keys, next)) => (keys, next),
+                _ => return err("ERR shard unavailable during SCAN"),
+            }
+        };
+        match next {
+            Some(token) => break (keys, ((shard as u64) << SCAN_SHARD_SHIFT) | (token >> (64 - SCAN_SHARD_SHIFT))),
+            None if shard + 1 < shard_count => {
+                shard += 1;
+                cursor_token = 0;
+                if !keys.is_empty() {
+                    break (keys, (shard as u64) << SCAN_SHARD_SHIFT);
+                }
+            }
+            None => break (keys, 0),
+        }
+    };
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from(next.to_string())),
+        Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+    ])
+}
+
+pub fn scan_local(
+    state: &ShardState,
+    db: u8,
+    cursor_token: u64,
+    count: usize,
+    pattern: Option<Bytes>,
+    type_filter: Option<Bytes>,
+) -> (Vec<Bytes>, Option<u64>) {
+    let now_ms = unix_ms();
+    let filter = |key: &[u8], value: &helios_engine::keyspace::Value| {
+        pattern.as_ref().is_none_or(|p| commands::glob_match(p, key, false))
+            && type_filter.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(commands::type_name(value).as_bytes()))
+    };
+    state.ks.borrow_mut().scan(db, cursor_token, count, now_ms, filter)
+}
+
+async fn info(state: &Rc<ShardState>, cmd: &Command) -> Reply {
+    let mut stats = vec![];
+    for (_, resp) in broadcast(state, || ShardReq::Stats).await {
+        if let Ok(ShardResp::Stats(s)) = resp {
+            stats.push(s);
+        }
+    }
+    stats.push(state.local_stats());
+    stats.sort_by_key(|s| s.shard);
+    let sections: Vec<String> = cmd.args[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    Reply::Verbatim("txt", Bytes::from(super::info::render(&state.shared, &stats, &sections, unix_ms())))
+}
+
+async fn config(state: &Rc<ShardState>, cmd: &Command) -> Reply {
+    let sub = String::from_utf8_lossy(&cmd.args[1]).to_ascii_lowercase();
+    match sub.as_str() {
+        "get" if cmd.args.len() >= 3 => {
+            let params = config_params(state);
+            let mut pairs = Vec::new();
+            for (name, value) in &params {
+                if cmd.args[2..].iter().any(|p| commands::glob_match(p, name.as_bytes(), true)) {
+                    pairs.push((Reply::Bulk(Bytes::from(name.to_string())), Reply::Bulk(Bytes::from(value.clone()))));
+                }
+            }
+            Reply::Map(pairs)
+        }
+        "set" if cmd.args.len() >= 4 && cmd.args.len() % 2 == 0 => config_set(state, cmd).await,
+        "resetstat" if cmd.args.len() == 2 => Reply::Ok,
+        "get" | "set" | "resetstat" => Reply::Error(format!("ERR wrong number of arguments for 'config|{sub}' command").into()),
+        _ => Reply::Error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", String::from_utf8_lossy(&cmd.args[1])).into()),
+    }
+}
+
+fn config_params(state: &ShardState) -> Vec<(&'static str, String)> {
+    let config = &state.shared.config;
+    let appendfsync = match state.durability.get() {
+        Durability::Sync => "always",
+        Durability::Async => "everysec",
+    };
+    vec![
+        ("appendonly", "yes".into()),
+        ("appendfsync", appendfsync.into()),
+        ("save", String::new()),
+        ("databases", helios_engine::keyspace::DB_COUNT.to_string()),
+        ("port", config.redis_addr.port().to_string()),
+        ("bind", config.redis_addr.ip().to_string()),
+        ("dir", config.data_dir.display().to_string()),
+        ("proto-max-bulk-len", (512u64 << 20).to_string()),
+        ("client-query-buffer-limit", (1u64 << 30).to_string()),
+        ("maxmemory", "0".into()),
+        ("maxmemory-policy", "noeviction".into()),
+        ("timeout", "0".into()),
+        ("hz", "10".into()),
+    ]
+}
+
+async fn config_set(state: &Rc<ShardState>, cmd: &Command) -> Reply {
+    for pair in cmd.args[2..].chunks(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        if name != "appendfsync" {
+            if config_params(state).iter().any(|(known, _)| *known == name) {
+                return Reply::Error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config").into());
+            }
+            return Reply::Error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'").into());
+        }
+        let durability = if eq(&pair[1], "always") {
+            Durability::Sync
+        } else if eq(&pair[1], "everysec") {
+            Durability::Async
+        } else {
+            return Reply::Error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument(s) must be one of the following: always, everysec").into());
+        };
+        state.durability.set(durability);
+        broadcast(state, || ShardReq::SetDurability(durability)).await;
+    }
+    Reply::Ok
+}
+

@@ -1,0 +1,315 @@
+//! One client connection: read, parse the whole buffer, run the batch grouped by shard, wait for
+//! durability once, encode the replies in order, send them with one write.
+
+use super::admin;
+use super::shard::{ShardReq, ShardResp, ShardState};
+use crate::commands::{self, CommandKind};
+use crate::resp::{self, Protocol};
+use crate::{Command, Reply};
+use bytes::{Bytes, BytesMut};
+use helios_shard::glommio_rt::unix_ms;
+use helios_shard::ring::{Connection, ReadOutcome, INBOX_BYTES_MAX};
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+/// Requests parsed per batch at most; the rest of the buffer waits for the next round, so one
+/// client's huge pipeline cannot starve the shard.
+const BATCH_COMMANDS_MAX: usize = 1024;
+
+/// What CLIENT LIST/INFO show, and what HELLO/SELECT/CLIENT SETNAME change.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    pub db: u8,
+    pub proto: Protocol,
+    pub created_ms: u64,
+    pub last_interaction_ms: u64,
+    pub last_command: String,
+}
+
+/// Per-connection state seen by the command code.
+pub struct Session {
+    pub info: Rc<RefCell<ClientInfo>>,
+    pub db: u8,
+    pub proto: Protocol,
+    pub close_after_reply: bool,
+}
+
+pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
+    let connection = match state.ring.register(fd) {
+        Ok(connection) => connection,
+        Err(error) => {
+            tracing::warn!(shard = state.id, %error, "connection refused");
+            state.shared.connections_per_shard[state.id].fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let id = state.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    state.shared.total_connections.fetch_add(1, Ordering::Relaxed);
+    state.connections_received.set(state.connections_received.get() + 1);
+    let now_ms = unix_ms();
+    let info = Rc::new(RefCell::new(ClientInfo {
+        id,
+        addr: connection.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        laddr: connection.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        name: None,
+        lib_name: None,
+        lib_ver: None,
+        db: 0,
+        proto: Protocol::Resp2,
+        created_ms: now_ms,
+        last_interaction_ms: now_ms,
+        last_command: "NULL".into(),
+    }));
+    state.clients.borrow_mut().insert(id, info.clone());
+    let state = state.clone();
+    glommio::spawn_local(async move {
+        let session = Session { info, db: 0, proto: Protocol::Resp2, close_after_reply: false };
+        serve(&state, &connection, session).await;
+        state.clients.borrow_mut().remove(&id);
+        state.shared.connections_per_shard[state.id].fetch_sub(1, Ordering::Relaxed);
+        drop(connection);
+    })
+    .detach();
+}
+
+async fn serve(state: &Rc<ShardState>, connection: &Connection, mut session: Session) {
+    let limits = resp::ParseLimits::default();
+    let mut buf = BytesMut::new();
+    let mut ranges = Vec::new();
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    loop {
+        if let ReadOutcome::Eof = connection.read(&mut buf).await {
+            return;
+        }
+        loop {
+            let protocol_error = parse_batch(&mut buf, &limits, &mut ranges, &mut batch);
+            if batch.is_empty() && protocol_error.is_none() {
+                break;
+            }
+            out.clear();
+            run_batch(state, &mut session, std::mem::take(&mut batch), &mut out).await;
+            if let Some(error) = &protocol_error {
+                resp::encode(&Reply::error(error.to_string()), session.proto, &mut out);
+            }
+            if connection.write_all(&out).await.is_err() {
+                return;
+            }
+            if protocol_error.is_some() || session.close_after_reply {
+                return;
+            }
+        }
+        if buf.len() > INBOX_BYTES_MAX {
+            out.clear();
+            resp::encode(&Reply::error("ERR Protocol error: query buffer limit exceeded"), session.proto, &mut out);
+            let _ = connection.write_all(&out).await;
+            return;
+        }
+    }
+}
+
+/// Parses up to BATCH_COMMANDS_MAX complete requests off the front of `buf`.
+fn parse_batch(
+    buf: &mut BytesMut,
+    limits: &resp::ParseLimits,
+    ranges: &mut Vec<resp::Arg>,
+    batch: &mut Vec<Command>,
+) -> Option<resp::ProtocolError> {
+    while batch.len() < BATCH_COMMANDS_MAX {
+        match resp::parse_request(buf, limits, ranges) {
+            Ok(Some(consumed)) => {
+                if let Some(cmd) = resp::take_command(buf, consumed, ranges) {
+                    batch.push(cmd);
+                }
+            }
+            Ok(None) => return None,
+            Err(error) => return Some(error),
+        }
+    }
+    None
+}
+
+/// Where one command runs.
+enum Route {
+    /// Handled by the connection itself (or a fan-out it coordinates); a barrier in the batch.
+    Special,
+    /// Every key is owned by this shard.
+    Shard(usize),
+    /// An error decided before routing (unknown command, wrong arity).
+    Reject(Reply),
+}
+
+fn route(state: &ShardState, cmd: &Command) -> Route {
+    let Some(spec) = commands::lookup(cmd.name()) else {
+        return Route::Reject(commands::unknown_command(cmd));
+    };
+    let argc = cmd.arg_count() as i32;
+    if (spec.arity > 0 && argc != spec.arity) || (spec.arity < 0 && argc < -spec.arity) {
+        return Route::Reject(Reply::wrong_arity(spec.name));
+    }
+    match spec.kind {
+        CommandKind::Connection | CommandKind::AllShards { .. } => Route::Special,
+        CommandKind::SingleKey | CommandKind::MultiKey { .. } => match single_owner(state, spec, cmd) {
+            Some(shard) => Route::Shard(shard),
+            None => Route::Special,
+        },
+    }
+}
+
+/// The shard owning every key of `cmd`, or None when they are spread over several.
+fn single_owner(state: &ShardState, spec: &commands::CommandSpec, cmd: &Command) -> Option<usize> {
+    let mut owner = None;
+    for key in admin::keys_of(spec, cmd) {
+        let shard = state.owner_of(key);
+        match owner {
+            None => owner = Some(shard),
+            Some(o) if o != shard => return None,
+            Some(_) => {}
+        }
+    }
+    // A keyed command with no key (impossible after the arity check) runs locally and errors there.
+    Some(owner.unwrap_or(state.id))
+}
+
+/// Commands queued for shards between two barriers.
+struct Pending {
+    /// Per shard: (position in the batch, db, command).
+    per_shard: Vec<Vec<(usize, u8, Command)>>,
+    count: usize,
+}
+
+async fn run_batch(state: &Rc<ShardState>, session: &mut Session, batch: Vec<Command>, out: &mut Vec<u8>) {
+    let n = batch.len();
+    let mut replies: Vec<Option<Reply>> = vec![None; n];
+    let mut pending = Pending { per_shard: vec![Vec::new(); state.shared.map.shard_count()], count: 0 };
+    let mut lsn = 0;
+    let mut encoded = 0;
+    let last_name = batch.last().map(Command::name_lower);
+    for (index, cmd) in batch.into_iter().enumerate() {
+        match route(state, &cmd) {
+            Route::Reject(reply) => replies[index] = Some(reply),
+            Route::Shard(shard) => {
+                pending.per_shard[shard].push((index, session.db, cmd));
+                pending.count += 1;
+            }
+            Route::Special => {
+                lsn = lsn.max(flush(state, &mut pending, &mut replies).await);
+                encode_ready(&mut replies, &mut encoded, index, session.proto, out);
+                let reply = admin::run_special(state, session, &cmd).await;
+                lsn = lsn.max(state.wal.last_lsn());
+                resp::encode(&reply, session.proto, out);
+                encoded = index + 1;
+            }
+        }
+    }
+    lsn = lsn.max(flush(state, &mut pending, &mut replies).await);
+    encode_ready(&mut replies, &mut encoded, n, session.proto, out);
+    if let Err(error) = state.wait_durable(lsn).await {
+        out.clear();
+        for _ in 0..n {
+            resp::encode(&Reply::error(format!("MISCONF WAL sync failed: {error}")), session.proto, out);
+        }
+    }
+    let mut info = session.info.borrow_mut();
+    info.last_interaction_ms = unix_ms();
+    if let Some(name) = last_name {
+        info.last_command = name;
+    }
+}
+
+/// Encodes replies[from..to] (all present by now) in order.
+fn encode_ready(replies: &mut [Option<Reply>], encoded: &mut usize, to: usize, proto: Protocol, out: &mut Vec<u8>) {
+    for reply in &mut replies[*encoded..to] {
+        let reply = reply.take().expect("every reply before a barrier is ready");
+        resp::encode(&reply, proto, out);
+    }
+    *encoded = to;
+}
+
+/// Sends every shard its queued commands (one message per shard), runs our own inline, and
+/// collects the replies. Returns the local WAL position the replies depend on.
+async fn flush(state: &Rc<ShardState>, pending: &mut Pending, replies: &mut [Option<Reply>]) -> u64 {
+    if pending.count == 0 {
+        return 0;
+    }
+    pending.count = 0;
+    let mut calls = Vec::new();
+    for (shard, queued) in pending.per_shard.iter_mut().enumerate() {
+        if shard == state.id || queued.is_empty() {
+            continue;
+        }
+        let queued = std::mem::take(queued);
+        let positions: Vec<usize> = queued.iter().map(|(index, _, _)| *index).collect();
+        let cmds = queued.into_iter().map(|(_, db, cmd)| (db, cmd)).collect();
+        let mesh = state.mesh.clone();
+        calls.push((positions, glommio::spawn_local(async move { mesh.call(shard, ShardReq::Exec(cmds)).await })));
+    }
+    let local = std::mem::take(&mut pending.per_shard[state.id]);
+    let mut lsn = 0;
+    if !local.is_empty() {
+        let mut local_replies = Vec::with_capacity(local.len());
+        lsn = state.exec_batch(local.iter().map(|(_, db, cmd)| (*db, cmd)), &mut local_replies);
+        for ((index, _, _), reply) in local.iter().zip(local_replies) {
+            replies[*index] = Some(reply);
+        }
+    }
+    for (positions, call) in calls {
+        match call.await {
+            Ok(ShardResp::Replies(shard_replies)) => {
+                assert_eq!(shard_replies.len(), positions.len(), "a shard answers every command it is sent");
+                for (index, reply) in positions.into_iter().zip(shard_replies) {
+                    replies[index] = Some(reply);
+                }
+            }
+            Ok(ShardResp::Error(error)) => {
+                for index in positions {
+                    replies[index] = Some(Reply::error(format!("MISCONF WAL sync failed: {error}")));
+                }
+            }
+            Ok(_) => unreachable!("Exec is answered with Replies or Error"),
+            Err(gone) => {
+                for index in positions {
+                    replies[index] = Some(Reply::error(format!("ERR {gone}")));
+                }
+            }
+        }
+    }
+    lsn
+}
+
+/// CLIENT LIST lines for this shard's connections.
+pub fn client_list(state: &ShardState) -> String {
+    let now_ms = unix_ms();
+    let mut text = String::new();
+    for info in state.clients.borrow().values() {
+        text.push_str(&client_line(&info.borrow(), now_ms));
+        text.push('\n');
+    }
+    text
+}
+
+pub fn client_line(info: &ClientInfo, now_ms: u64) -> String {
+    let lossy = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    format!(
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        info.id,
+        info.addr,
+        info.laddr,
+        lossy(&info.name),
+        now_ms.saturating_sub(info.created_ms) / 1000,
+        now_ms.saturating_sub(info.last_interaction_ms) / 1000,
+        info.db,
+        info.last_command,
+        if info.proto == Protocol::Resp3 { 3 } else { 2 },
+        lossy(&info.lib_name),
+        lossy(&info.lib_ver),
+    )
+}

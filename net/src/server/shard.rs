@@ -1,0 +1,339 @@
+//! One shard's state and life: WAL recovery into the keyspace, the mesh request handler, the
+//! accept loop (shard 0), background expiry and WAL flushing, and the shutdown drain.
+
+use super::{conn, Durability, Shared};
+use crate::commands::{self, ExecCtx};
+use crate::{Command, Reply};
+use bytes::Bytes;
+use helios_engine::keyspace::Keyspace;
+use helios_engine::wal::{Wal, WalOptions};
+use helios_shard::glommio_fs::GlommioFs;
+use helios_shard::glommio_rt::unix_ms;
+use helios_shard::mesh::{Handler, Mesh};
+use helios_shard::ring::SocketRing;
+use helios_shard::runtime::ShardStart;
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// WAL record kind of a batch of Redis keyspace mutations.
+pub const WAL_KIND_REDIS: u8 = 1;
+/// Active expiry: how often, and how many keys at most per round.
+const ACTIVE_EXPIRE_INTERVAL: Duration = Duration::from_millis(100);
+const ACTIVE_EXPIRE_KEYS_MAX: usize = 1000;
+/// Async durability: the WAL is written and fsynced at least this often.
+const ASYNC_SYNC_INTERVAL: Duration = Duration::from_millis(50);
+const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Messages between shards.
+pub enum ShardReq {
+    /// Run these commands (all keys owned by the target) in order; reply after durability.
+    Exec(Vec<(u8, Command)>),
+    /// Take over an accepted client socket.
+    Adopt(RawFd),
+    /// One SCAN step on this shard.
+    Scan { db: u8, cursor_token: u64, count: usize, pattern: Option<Bytes>, type_filter: Option<Bytes> },
+    /// Remove and return a key's value and expiry (cross-shard RENAME).
+    Take { db: u8, key: Bytes },
+    /// Store a value with an expiry (cross-shard RENAME); `only_if_absent` for RENAMENX.
+    Put { db: u8, key: Bytes, value: Bytes, expire_at_ms: Option<u64>, only_if_absent: bool },
+    Stats,
+    ClientList,
+    SetDurability(Durability),
+}
+
+pub enum ShardResp {
+    Replies(Vec<Reply>),
+    Done,
+    Scan(Vec<Bytes>, Option<u64>),
+    Taken(Option<(Bytes, Option<u64>)>),
+    Put(bool),
+    Stats(ShardStats),
+    ClientList(String),
+    Error(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ShardStats {
+    pub shard: usize,
+    pub connections: usize,
+    pub keys_per_db: Vec<(u8, usize, usize)>,
+    pub used_bytes: usize,
+    pub commands_processed: u64,
+    pub expired_keys: u64,
+    pub wal_last_lsn: u64,
+    pub wal_durable_lsn: u64,
+    pub wal_failed: bool,
+    pub connections_received: u64,
+}
+
+pub struct ShardState {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub ks: RefCell<Keyspace>,
+    pub wal: Wal<GlommioFs>,
+    pub mesh: Rc<Mesh<ShardReq, ShardResp>>,
+    pub ring: Rc<SocketRing>,
+    pub durability: Cell<Durability>,
+    pub log: RefCell<Vec<u8>>,
+    pub commands_processed: Cell<u64>,
+    pub expired_keys: Cell<u64>,
+    pub connections_received: Cell<u64>,
+    pub clients: RefCell<std::collections::BTreeMap<u64, Rc<RefCell<conn::ClientInfo>>>>,
+}
+
+impl ShardState {
+    /// Runs commands whose keys this shard owns, logging their mutations as one WAL record.
+    /// Returns the WAL position the replies must wait for (everything they may have observed).
+    pub fn exec_batch<'a>(&self, cmds: impl Iterator<Item = (u8, &'a Command)>, replies: &mut Vec<Reply>) -> u64 {
+        let mut ks = self.ks.borrow_mut();
+        let mut log = self.log.borrow_mut();
+        log.clear();
+        let now_ms = unix_ms();
+        let mut count = 0;
+        for (db, cmd) in cmds {
+            count += 1;
+            if self.wal.is_failed() && commands::is_write(cmd) {
+                replies.push(Reply::error("MISCONF Errors writing to the WAL; writes are refused until restart (see the server log)"));
+                continue;
+            }
+            let mut ctx = ExecCtx { ks: &mut ks, db, now_ms, log: &mut log };
+            replies.push(commands::exec_local(&mut ctx, cmd));
+        }
+        self.commands_processed.set(self.commands_processed.get() + count);
+        if !log.is_empty() {
+            if let Err(error) = self.wal.append(WAL_KIND_REDIS, &log) {
+                tracing::error!(shard = self.id, %error, "WAL append failed");
+            }
+        }
+        self.wal.last_lsn()
+    }
+
+    /// Waits until `lsn` is durable when the durability mode asks for it.
+    pub async fn wait_durable(&self, lsn: u64) -> Result<(), String> {
+        if self.durability.get() == Durability::Async || self.wal.durable_lsn() >= lsn {
+            return Ok(());
+        }
+        self.wal.sync_to(lsn).await.map_err(|error| error.to_string())
+    }
+
+    pub fn owner_of(&self, key: &[u8]) -> usize {
+        self.shared.map.shard_of_token(helios_engine::token::redis_token(key))
+    }
+
+    pub fn local_stats(&self) -> ShardStats {
+        let ks = self.ks.borrow();
+        let keys_per_db = (0..helios_engine::keyspace::DB_COUNT as u8)
+            .map(|db| (db, ks.dbsize(db), ks.expires_count(db)))
+            .filter(|&(_, keys, _)| keys > 0)
+            .collect();
+        ShardStats {
+            shard: self.id,
+            connections: self.ring.connection_count(),
+            keys_per_db,
+            used_bytes: ks.used_bytes(),
+            commands_processed: self.commands_processed.get(),
+            expired_keys: self.expired_keys.get(),
+            wal_last_lsn: self.wal.last_lsn(),
+            wal_durable_lsn: self.wal.durable_lsn(),
+            wal_failed: self.wal.is_failed(),
+            connections_received: self.connections_received.get(),
+        }
+    }
+
+    async fn handle(self: Rc<Self>, req: ShardReq) -> ShardResp {
+        match req {
+            ShardReq::Exec(cmds) => {
+                let mut replies = Vec::with_capacity(cmds.len());
+                let lsn = self.exec_batch(cmds.iter().map(|(db, cmd)| (*db, cmd)), &mut replies);
+                match self.wait_durable(lsn).await {
+                    Ok(()) => ShardResp::Replies(replies),
+                    Err(error) => ShardResp::Error(error),
+                }
+            }
+            ShardReq::Adopt(fd) => {
+                conn::spawn_connection(&self, fd);
+                ShardResp::Done
+            }
+            ShardReq::Scan { db, cursor_token, count, pattern, type_filter } => {
+                let (keys, next) = admin::scan_local(&self, db, cursor_token, count, pattern, type_filter);
+                ShardResp::Scan(keys, next)
+            }
+            ShardReq::Take { db, key } => ShardResp::Taken(self.take(db, &key)),
+            ShardReq::Put { db, key, value, expire_at_ms, only_if_absent } => {
+                let stored = self.put(db, key, value, expire_at_ms, only_if_absent);
+                match self.wait_durable(self.wal.last_lsn()).await {
+                    Ok(()) => ShardResp::Put(stored),
+                    Err(error) => ShardResp::Error(error),
+                }
+            }
+            ShardReq::Stats => ShardResp::Stats(self.local_stats()),
+            ShardReq::ClientList => ShardResp::ClientList(conn::client_list(&self)),
+            ShardReq::SetDurability(durability) => {
+                self.durability.set(durability);
+                ShardResp::Done
+            }
+        }
+    }
+
+    /// Removes a key for a cross-shard rename, logging the removal.
+    pub fn take(&self, db: u8, key: &Bytes) -> Option<(Bytes, Option<u64>)> {
+        let mut ks = self.ks.borrow_mut();
+        let mut log = self.log.borrow_mut();
+        log.clear();
+        let taken = ks.take_string(db, key, unix_ms(), &mut log);
+        if !log.is_empty() {
+            if let Err(error) = self.wal.append(WAL_KIND_REDIS, &log) {
+                tracing::error!(shard = self.id, %error, "WAL append failed");
+            }
+        }
+        taken
+    }
+
+    pub fn put(&self, db: u8, key: Bytes, value: Bytes, expire_at_ms: Option<u64>, only_if_absent: bool) -> bool {
+        let mut ks = self.ks.borrow_mut();
+        let mut log = self.log.borrow_mut();
+        log.clear();
+        let stored = ks.put_string(db, key, value, expire_at_ms, only_if_absent, unix_ms(), &mut log);
+        if !log.is_empty() {
+            if let Err(error) = self.wal.append(WAL_KIND_REDIS, &log) {
+                tracing::error!(shard = self.id, %error, "WAL append failed");
+            }
+        }
+        stored
+    }
+}
+
+use super::admin;
+
+/// A shard's whole life.
+pub async fn shard_main(start: ShardStart<ShardReq, ShardResp>, shared: Arc<Shared>, listener_fd: RawFd) {
+    let id = start.senders.peer_id();
+    let state = match open_shard(id, &shared, start.senders).await {
+        Ok(state) => state,
+        Err(message) => {
+            tracing::error!(shard = id, "{message}");
+            if let Ok(mut slot) = shared.start_error.lock() {
+                slot.get_or_insert(message);
+            }
+            shared.failed.store(true, Ordering::SeqCst);
+            shared.shutdown.store(true, Ordering::SeqCst);
+            shared.drained.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+    };
+    let handler_state = state.clone();
+    let handler: Handler<ShardReq, ShardResp> = Rc::new(move |_from, req| Box::pin(handler_state.clone().handle(req)));
+    state.mesh.serve(start.receivers, handler);
+    glommio::spawn_local(state.ring.clone().drive()).detach();
+    glommio::spawn_local(active_expiry(state.clone())).detach();
+    glommio::spawn_local(background_sync(state.clone())).detach();
+    if id == 0 {
+        state.ring.listen(listener_fd);
+        glommio::spawn_local(accept_loop(state.clone())).detach();
+    }
+    tracing::info!(shard = id, keys = state.ks.borrow().key_count_total(), lsn = state.wal.last_lsn(), "shard ready");
+    wait_for_shutdown(&state).await;
+}
+
+async fn open_shard(id: usize, shared: &Arc<Shared>, senders: helios_shard::mesh::MeshSenders<ShardReq, ShardResp>) -> Result<Rc<ShardState>, String> {
+    let ring = SocketRing::new().map_err(|error| {
+        format!("cannot create the shard's io_uring socket ring ({error}); helios needs Linux 6.1+ with io_uring enabled (sysctl kernel.io_uring_disabled=0)")
+    })?;
+    let dir = shared.config.data_dir.join(format!("shard-{id}")).join("wal");
+    let mut ks = Keyspace::new();
+    let now_ms = unix_ms();
+    let mut replayed = 0u64;
+    let wal = Wal::open(GlommioFs, dir.clone(), WalOptions::default(), |_lsn, kind, payload| {
+        assert_eq!(kind, WAL_KIND_REDIS, "unknown WAL record kind {kind}");
+        replayed += 1;
+        ks.apply_logged(payload, now_ms).map_err(|error| helios_engine::wal::WalError::Replay(error.to_string()))
+    })
+    .await
+    .map_err(|error| format!("shard {id}: cannot recover the WAL in {}: {error}", dir.display()))?;
+    tracing::info!(shard = id, records = replayed, "WAL replayed");
+    Ok(Rc::new(ShardState {
+        id,
+        shared: shared.clone(),
+        ks: RefCell::new(ks),
+        wal,
+        mesh: Mesh::new(senders),
+        ring,
+        durability: Cell::new(shared.config.durability),
+        log: RefCell::new(Vec::new()),
+        commands_processed: Cell::new(0),
+        expired_keys: Cell::new(0),
+        connections_received: Cell::new(0),
+        clients: RefCell::new(Default::default()),
+    }))
+}
+
+/// Shard 0 accepts every connection and hands it to the shard with the fewest connections:
+/// SO_REUSEPORT spreads connections by a hash of the 4-tuple, which Seastar found skewed.
+async fn accept_loop(state: Rc<ShardState>) {
+    while let Some(fd) = state.ring.accept().await {
+        let target = least_loaded_shard(&state.shared);
+        state.shared.connections_per_shard[target].fetch_add(1, Ordering::Relaxed);
+        if target == state.id {
+            conn::spawn_connection(&state, fd);
+            continue;
+        }
+        let mesh = state.mesh.clone();
+        glommio::spawn_local(async move {
+            if mesh.call(target, ShardReq::Adopt(fd)).await.is_err() {
+                // SAFETY: the target is gone (shutdown); the socket is still ours to close.
+                unsafe { libc::close(fd) };
+            }
+        })
+        .detach();
+    }
+}
+
+fn least_loaded_shard(shared: &Shared) -> usize {
+    let loads = shared.connections_per_shard.iter().map(|c| c.load(Ordering::Relaxed));
+    loads.enumerate().min_by_key(|&(shard, load)| (load, shard)).map(|(shard, _)| shard).unwrap_or(0)
+}
+
+async fn active_expiry(state: Rc<ShardState>) {
+    while !state.shared.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(ACTIVE_EXPIRE_INTERVAL).await;
+        let expired = state.ks.borrow_mut().active_expire(unix_ms(), ACTIVE_EXPIRE_KEYS_MAX);
+        state.expired_keys.set(state.expired_keys.get() + expired as u64);
+    }
+}
+
+/// In async durability the WAL is written and fsynced on a timer; in sync mode writers drive
+/// the group commit themselves and this only catches records nobody waits for.
+async fn background_sync(state: Rc<ShardState>) {
+    while !state.shared.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(ASYNC_SYNC_INTERVAL).await;
+        if state.wal.durable_lsn() < state.wal.last_lsn() {
+            if let Err(error) = state.wal.sync_all().await {
+                tracing::error!(shard = state.id, %error, "WAL sync failed");
+            }
+        }
+    }
+}
+
+/// Waits for SIGINT/SIGTERM, stops accepting, lets connections finish their in-flight batch,
+/// waits until every shard has drained (peers may still be calling us), then syncs the WAL.
+async fn wait_for_shutdown(state: &Rc<ShardState>) {
+    while !state.shared.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
+    }
+    state.ring.shutdown();
+    while !state.clients.borrow().is_empty() {
+        glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
+    }
+    state.shared.drained.fetch_add(1, Ordering::SeqCst);
+    while state.shared.drained.load(Ordering::SeqCst) < state.shared.map.shard_count() {
+        glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
+    }
+    if let Err(error) = state.wal.sync_all().await {
+        tracing::error!(shard = state.id, %error, "final WAL sync failed");
+    }
+    tracing::info!(shard = state.id, lsn = state.wal.durable_lsn(), "shard stopped");
+}

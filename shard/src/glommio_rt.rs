@@ -1,0 +1,27 @@
+//! The production runtime seam: wall-clock time, glommio timers and tasks.
+
+use helios_engine::rt::Runtime;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GlommioRuntime;
+
+/// Milliseconds since the Unix epoch (Redis expiry is absolute wall-clock time).
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Runtime for GlommioRuntime {
+    fn now_ms(&self) -> u64 {
+        unix_ms()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        glommio::timer::sleep(duration).await;
+    }
+
+    fn spawn_local(&self, future: impl Future<Output = ()> + 'static) {
+        glommio::spawn_local(future).detach();
+    }
+}

@@ -1,0 +1,70 @@
+//! One glommio executor per shard, pinned to its core, joined into a full channel mesh.
+
+use crate::mesh::{Envelope, MeshReceivers, MeshSenders, MESH_QUEUE_MESSAGES_MAX};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::future::Future;
+
+/// Bytes of DMA memory glommio registers per executor; counted against RLIMIT_MEMLOCK.
+pub const EXECUTOR_IO_MEMORY_BYTES: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("could not start shard executor {shard}: {message}")]
+    Start { shard: usize, message: String },
+    #[error("shard executor {shard} panicked")]
+    Panicked { shard: usize },
+}
+
+/// What a shard's main future receives.
+pub struct ShardStart<Req: Send + 'static, Resp: Send + 'static> {
+    pub senders: MeshSenders<Req, Resp>,
+    pub receivers: MeshReceivers<Req, Resp>,
+}
+
+/// The CPUs this process may run on (its affinity mask), in order.
+pub fn available_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+    }
+}
+
+/// Starts `shard_count` executors, each pinned to one available CPU (round-robin when there are
+/// more shards than CPUs), joins them into a mesh, runs `shard_main` on each, and waits for all.
+/// A shard's identity is its mesh peer id (0..shard_count), handed to `shard_main` via the
+/// senders' `peer_id()`.
+pub fn run_shards<Req, Resp, F, Fut>(shard_count: usize, shard_main: F) -> Result<(), RuntimeError>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(ShardStart<Req, Resp>) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    assert!(shard_count >= 1);
+    let cpus = available_cpus();
+    let mesh = MeshBuilder::<Envelope<Req, Resp>, _>::full(shard_count, MESH_QUEUE_MESSAGES_MAX);
+    let mut handles = Vec::with_capacity(shard_count);
+    for index in 0..shard_count {
+        let placement = if shard_count <= cpus.len() { Placement::Fixed(cpus[index]) } else { Placement::Unbound };
+        let mesh = mesh.clone();
+        let shard_main = shard_main.clone();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{index}"))
+            .io_memory(EXECUTOR_IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let (senders, receivers) = mesh.join().await.expect("joining the shard mesh");
+                shard_main(ShardStart { senders, receivers }).await;
+            })
+            .map_err(|error| RuntimeError::Start { shard: index, message: error.to_string() })?;
+        handles.push(handle);
+    }
+    for (shard, handle) in handles.into_iter().enumerate() {
+        handle.join().map_err(|_| RuntimeError::Panicked { shard })?;
+    }
+    Ok(())
+}
