@@ -1,0 +1,463 @@
+//! Redis keyspace of one shard: an ordered in-memory map of the shard's Redis keys in 16
+//! databases, with lazy and active expiry, resumable scans, and a log of absolute mutations.
+//!
+//! Order is `(db, token, key)`, where `token` is the key's routing token
+//! ([`crate::token::redis_token`]). Ordering by token lets a SCAN cursor be a token: a scan
+//! resumes at the first token not yet returned, and never splits the keys of one token across
+//! two calls, so keys inserted or deleted between calls never make it skip a key.
+//!
+//! Expiry follows Redis: a key with `expire_at_ms = t` is alive while `now_ms <= t`. Reads
+//! remove expired keys they meet (lazy expiry); [`Keyspace::active_expire`] removes them in
+//! expiry order. Neither is logged: expiry times are absolute, so a replay expires them too.
+//!
+//! Every state change a command makes goes through [`Keyspace::apply`] as a [`Mutation`]; the
+//! caller encodes the same mutation into the WAL ([`Keyspace::apply_and_log`]), and
+//! [`Keyspace::apply_logged`] replays such payloads at restart.
+
+mod mutation;
+#[cfg(test)]
+mod tests;
+
+pub use mutation::{decode_all, KeyspaceError, Mutation, MUTATION_BYTES_MAX};
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use crate::token::redis_token;
+
+/// Number of Redis databases (SELECT 0..15).
+pub const DB_COUNT: usize = 16;
+
+/// Rough per-key overhead (map node share, entry, expiry fields) for [`Keyspace::used_bytes`].
+const ENTRY_OVERHEAD_BYTES: usize = 64;
+
+/// A Redis value. Only strings so far; collections come later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Str(Bytes),
+}
+
+impl Value {
+    /// The name TYPE reports.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+        }
+    }
+
+    /// The string, or None when the value is of another type (the caller replies WRONGTYPE).
+    pub fn as_str(&self) -> Option<&Bytes> {
+        match self {
+            Value::Str(s) => Some(s),
+        }
+    }
+
+    fn used_bytes(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Value,
+    /// Absolute Unix time in milliseconds after which the key is gone; None: never.
+    pub expire_at_ms: Option<u64>,
+}
+
+impl Entry {
+    /// Redis's rule: expired once the clock is strictly past the expiry time.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        matches!(self.expire_at_ms, Some(at) if now_ms > at)
+    }
+}
+
+/// Map key: ordered by db, then token, then key bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct MapKey {
+    db: u8,
+    token: u64,
+    key: Bytes,
+}
+
+/// Expiry index entry: ordered by expiry time first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ExpireKey {
+    at_ms: u64,
+    key: MapKey,
+}
+
+/// Borrowed form of [`MapKey`], so look-ups need no allocation.
+trait KeyLike {
+    fn parts(&self) -> (u8, u64, &[u8]);
+}
+
+impl KeyLike for MapKey {
+    fn parts(&self) -> (u8, u64, &[u8]) {
+        (self.db, self.token, &self.key)
+    }
+}
+
+struct KeyRef<'a> {
+    db: u8,
+    token: u64,
+    key: &'a [u8],
+}
+
+impl KeyLike for KeyRef<'_> {
+    fn parts(&self) -> (u8, u64, &[u8]) {
+        (self.db, self.token, self.key)
+    }
+}
+
+impl<'a> Borrow<dyn KeyLike + 'a> for MapKey {
+    fn borrow(&self) -> &(dyn KeyLike + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn KeyLike + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyLike + '_ {}
+
+impl PartialOrd for dyn KeyLike + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn KeyLike + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+fn key_ref(db: u8, key: &[u8]) -> KeyRef<'_> {
+    assert!((db as usize) < DB_COUNT, "db {db} out of range");
+    KeyRef { db, token: redis_token(key), key }
+}
+
+/// One shard's Redis keys.
+#[derive(Debug, Default)]
+pub struct Keyspace {
+    map: BTreeMap<MapKey, Entry>,
+    expires: BTreeSet<ExpireKey>,
+    key_counts: [usize; DB_COUNT],
+    expire_counts: [usize; DB_COUNT],
+    used_bytes: usize,
+}
+
+impl Keyspace {
+    pub fn new() -> Keyspace {
+        Keyspace::default()
+    }
+
+    /// The live entry of `key`, removing it first when it has expired (lazy expiry).
+    pub fn get(&mut self, db: u8, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        let k = key_ref(db, key);
+        let expired = self.map.get(&k as &dyn KeyLike)?.is_expired(now_ms);
+        if expired {
+            self.remove_ref(&k);
+            return None;
+        }
+        self.map.get(&k as &dyn KeyLike)
+    }
+
+    /// Whether `key` is live (removes it when expired).
+    pub fn contains(&mut self, db: u8, key: &[u8], now_ms: u64) -> bool {
+        self.get(db, key, now_ms).is_some()
+    }
+
+    /// The entry as stored, expired or not; never mutates (for dumps and tests).
+    pub fn peek(&self, db: u8, key: &[u8]) -> Option<&Entry> {
+        let k = key_ref(db, key);
+        self.map.get(&k as &dyn KeyLike)
+    }
+
+    /// Applies one mutation. The caller logs it (see [`Keyspace::apply_and_log`]).
+    pub fn apply(&mut self, m: Mutation) {
+        match m {
+            Mutation::Set { db, key, value, expire_at_ms } => self.set(db, &key, value, expire_at_ms),
+            Mutation::Del { db, key } => {
+                let k = key_ref(db, &key);
+                self.remove_ref(&k);
+            }
+            Mutation::SetExpire { db, key, expire_at_ms } => self.set_expire(db, &key, expire_at_ms),
+            Mutation::FlushDb { db } => self.flush_db(db),
+            Mutation::FlushAll => self.flush_all(),
+        }
+    }
+
+    /// Encodes `m` into `log`, then applies it: the log and the state cannot disagree.
+    pub fn apply_and_log(&mut self, m: Mutation, log: &mut Vec<u8>) {
+        m.encode(log);
+        self.apply(m);
+    }
+
+    /// Replays a logged payload (concatenated mutations). The payload is decoded completely
+    /// before anything is applied, so a malformed payload changes nothing. Sets whose expiry has
+    /// passed at `now_ms` are applied as deletes (the key would be gone anyway).
+    pub fn apply_logged(&mut self, payload: &[u8], now_ms: u64) -> Result<(), KeyspaceError> {
+        for m in decode_all(payload)? {
+            match m {
+                Mutation::Set { db, key, expire_at_ms: Some(at), .. } if now_ms > at => {
+                    self.apply(Mutation::Del { db, key })
+                }
+                m => self.apply(m),
+            }
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, db: u8, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
+        // Copy key and value: the caller's bytes may be slices of a large network buffer
+        // that must not stay pinned by a stored key.
+        let value = match value {
+            Value::Str(s) => Value::Str(Bytes::copy_from_slice(&s)),
+        };
+        let k = key_ref(db, key);
+        let entry = Entry { value, expire_at_ms };
+        if let Some((stored, old)) = self.map.get_key_value(&k as &dyn KeyLike) {
+            let stored = stored.clone();
+            let old_at = old.expire_at_ms;
+            self.used_bytes -= old.value.used_bytes();
+            self.used_bytes += entry.value.used_bytes();
+            self.replace_expire(&stored, old_at, expire_at_ms);
+            let slot = self.map.get_mut(&k as &dyn KeyLike).expect("entry found above");
+            *slot = entry;
+            return;
+        }
+        let stored = MapKey { db, token: k.token, key: Bytes::copy_from_slice(key) };
+        self.used_bytes += key.len() + entry.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
+        self.key_counts[db as usize] += 1;
+        self.replace_expire(&stored, None, expire_at_ms);
+        self.map.insert(stored, entry);
+    }
+
+    fn set_expire(&mut self, db: u8, key: &[u8], expire_at_ms: Option<u64>) {
+        let k = key_ref(db, key);
+        let Some((stored, old)) = self.map.get_key_value(&k as &dyn KeyLike) else {
+            return;
+        };
+        let stored = stored.clone();
+        let old_at = old.expire_at_ms;
+        self.replace_expire(&stored, old_at, expire_at_ms);
+        self.map.get_mut(&k as &dyn KeyLike).expect("entry found above").expire_at_ms = expire_at_ms;
+    }
+
+    /// Keeps the expiry index and per-db expiry counts in step with an entry's expiry.
+    fn replace_expire(&mut self, key: &MapKey, old: Option<u64>, new: Option<u64>) {
+        if old == new {
+            return;
+        }
+        let db = key.db as usize;
+        if let Some(at_ms) = old {
+            let removed = self.expires.remove(&ExpireKey { at_ms, key: key.clone() });
+            assert!(removed, "expiry index out of step");
+            self.expire_counts[db] -= 1;
+        }
+        if let Some(at_ms) = new {
+            let inserted = self.expires.insert(ExpireKey { at_ms, key: key.clone() });
+            assert!(inserted, "expiry index out of step");
+            self.expire_counts[db] += 1;
+        }
+    }
+
+    fn remove_ref(&mut self, k: &KeyRef) -> Option<Entry> {
+        let (stored, entry) = self.map.remove_entry(k as &dyn KeyLike)?;
+        self.forget(&stored, &entry);
+        Some(entry)
+    }
+
+    /// Bookkeeping for an entry just taken out of the map.
+    fn forget(&mut self, stored: &MapKey, entry: &Entry) {
+        self.replace_expire(stored, entry.expire_at_ms, None);
+        self.key_counts[stored.db as usize] -= 1;
+        self.used_bytes -= stored.key.len() + entry.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
+    }
+
+    /// Removes expired keys in expiry order, at most `budget_max` of them; returns how many.
+    pub fn active_expire(&mut self, now_ms: u64, budget_max: usize) -> usize {
+        let mut removed = 0;
+        while removed < budget_max {
+            let Some(first) = self.expires.first() else { break };
+            if first.at_ms >= now_ms {
+                break;
+            }
+            let key = first.key.clone();
+            let (stored, entry) = self.map.remove_entry(&key).expect("expiry index names a stored key");
+            self.forget(&stored, &entry);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// One step of a SCAN over `db`: visits keys with token >= `cursor_token` in order, at least
+    /// `count` of them (rounded up to finish the last token's group; no fewer than one group), and
+    /// returns the live ones that pass `filter` plus the token to resume at (None when done).
+    /// Expired keys met on the way are removed.
+    pub fn scan(
+        &mut self,
+        db: u8,
+        cursor_token: u64,
+        count: usize,
+        now_ms: u64,
+        filter: impl Fn(&[u8], &Value) -> bool,
+    ) -> (Vec<Bytes>, Option<u64>) {
+        assert!((db as usize) < DB_COUNT);
+        let lo = KeyRef { db, token: cursor_token, key: &[] };
+        let mut out = Vec::new();
+        let mut expired = Vec::new();
+        let mut visited = 0usize;
+        let mut next = None;
+        let mut current_token = None;
+        let range = self.map.range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded));
+        for (k, e) in range {
+            if k.db != db {
+                break;
+            }
+            if current_token != Some(k.token) && visited >= count.max(1) {
+                next = Some(k.token);
+                break;
+            }
+            current_token = Some(k.token);
+            visited += 1;
+            if e.is_expired(now_ms) {
+                expired.push(k.clone());
+            } else if filter(&k.key, &e.value) {
+                out.push(k.key.clone());
+            }
+        }
+        for k in expired {
+            if let Some((stored, entry)) = self.map.remove_entry(&k) {
+                self.forget(&stored, &entry);
+            }
+        }
+        (out, next)
+    }
+
+    /// All live keys of `db` that pass `filter`, in keyspace order (KEYS).
+    pub fn keys(&self, db: u8, now_ms: u64, filter: impl Fn(&[u8], &Value) -> bool) -> Vec<Bytes> {
+        self.db_range(db)
+            .filter(|(_, e)| !e.is_expired(now_ms))
+            .filter(|(k, e)| filter(&k.key, &e.value))
+            .map(|(k, _)| k.key.clone())
+            .collect()
+    }
+
+    fn db_range(&self, db: u8) -> impl Iterator<Item = (&MapKey, &Entry)> {
+        assert!((db as usize) < DB_COUNT);
+        let lo = KeyRef { db, token: 0, key: &[] };
+        self.map
+            .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded))
+            .take_while(move |(k, _)| k.db == db)
+    }
+
+    /// A live key of `db` picked by `seed` (RANDOMKEY); expired keys met are removed.
+    pub fn random_key(&mut self, db: u8, seed: u64, now_ms: u64) -> Option<Bytes> {
+        let token = mix64(seed);
+        loop {
+            let lo = KeyRef { db, token, key: &[] };
+            let first_at_or_after = self
+                .map
+                .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded))
+                .next()
+                .filter(|(k, _)| k.db == db);
+            let picked = match first_at_or_after {
+                Some(kv) => Some(kv),
+                None => self.db_range(db).next(),
+            };
+            let (k, e) = picked?;
+            if !e.is_expired(now_ms) {
+                return Some(k.key.clone());
+            }
+            let k = k.clone();
+            let (stored, entry) = self.map.remove_entry(&k).expect("just seen");
+            self.forget(&stored, &entry);
+        }
+    }
+
+    /// Keys stored in `db`, counting expired ones not yet removed (as Redis's DBSIZE does).
+    pub fn dbsize(&self, db: u8) -> usize {
+        self.key_counts[db as usize]
+    }
+
+    /// Keys with an expiry in `db` (INFO keyspace `expires=`).
+    pub fn expires_count(&self, db: u8) -> usize {
+        self.expire_counts[db as usize]
+    }
+
+    pub fn key_count_total(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Approximate bytes held by keys and values.
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+
+    pub fn flush_db(&mut self, db: u8) {
+        assert!((db as usize) < DB_COUNT);
+        let keys: Vec<MapKey> = self.db_range(db).map(|(k, _)| k.clone()).collect();
+        for k in keys {
+            let (stored, entry) = self.map.remove_entry(&k).expect("just listed");
+            self.forget(&stored, &entry);
+        }
+        assert_eq!(self.key_counts[db as usize], 0);
+        assert_eq!(self.expire_counts[db as usize], 0);
+    }
+
+    pub fn flush_all(&mut self) {
+        *self = Keyspace::default();
+    }
+
+    /// Every stored entry in keyspace order, expired or not.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, &Bytes, &Entry)> {
+        self.map.iter().map(|(k, e)| (k.db, &k.key, e))
+    }
+
+    /// The live state at `now_ms`, for comparing two keyspaces.
+    pub fn dump(&self, now_ms: u64) -> Vec<(u8, Bytes, Entry)> {
+        self.iter()
+            .filter(|(_, _, e)| !e.is_expired(now_ms))
+            .map(|(db, k, e)| (db, k.clone(), e.clone()))
+            .collect()
+    }
+
+    /// Checks internal bookkeeping against the map (tests and debug checks).
+    pub fn check_invariants(&self) {
+        let mut counts = [0usize; DB_COUNT];
+        let mut expires = [0usize; DB_COUNT];
+        let mut used = 0;
+        for (k, e) in &self.map {
+            assert_eq!(k.token, redis_token(&k.key));
+            counts[k.db as usize] += 1;
+            used += k.key.len() + e.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
+            if let Some(at_ms) = e.expire_at_ms {
+                expires[k.db as usize] += 1;
+                assert!(self.expires.contains(&ExpireKey { at_ms, key: k.clone() }));
+            }
+        }
+        assert_eq!(counts, self.key_counts);
+        assert_eq!(expires, self.expire_counts);
+        assert_eq!(self.expires.len(), expires.iter().sum::<usize>());
+        assert_eq!(used, self.used_bytes);
+    }
+}
+
+/// splitmix64 finalizer: spreads a seed over the token space.
+fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

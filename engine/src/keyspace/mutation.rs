@@ -1,0 +1,263 @@
+//! The keyspace's log records: deterministic, absolute state changes, and their byte format.
+//!
+//! A WAL payload is a plain concatenation of encoded mutations (no count, no padding; the WAL
+//! record around it carries length and checksum). Each mutation, byte by byte:
+//!
+//! ```text
+//! Set        01 db:u8 key:bytes type:u8 value:bytes expire
+//! Del        02 db:u8 key:bytes
+//! SetExpire  03 db:u8 key:bytes expire
+//! FlushDb    04 db:u8
+//! FlushAll   05
+//!
+//! bytes  = len:varint (LEB128, at most 10 bytes, value <= MUTATION_BYTES_MAX) then len bytes
+//! expire = 00                      no expiry (for SetExpire: persist)
+//!        | 01 at_ms:u64 little-endian
+//! type   = 00 string (the only value type so far)
+//! ```
+//!
+//! Every record is absolute (a SET carries the resulting value and the absolute expiry time), so
+//! replaying a payload never depends on the clock, and keys removed by expiry need no record.
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use super::{Value, DB_COUNT};
+
+/// The largest key or value a record may carry: Redis's proto-max-bulk-len (512 MiB).
+pub const MUTATION_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+const TAG_SET: u8 = 1;
+const TAG_DEL: u8 = 2;
+const TAG_SET_EXPIRE: u8 = 3;
+const TAG_FLUSH_DB: u8 = 4;
+const TAG_FLUSH_ALL: u8 = 5;
+const VALUE_TYPE_STR: u8 = 0;
+const VARINT_BYTES_MAX: usize = 10;
+
+/// Why a logged payload could not be decoded. Replay stops at the first bad record.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KeyspaceError {
+    #[error("keyspace log truncated at byte {offset}")]
+    Truncated { offset: usize },
+    #[error("keyspace log: unknown mutation tag {tag} at byte {offset}")]
+    BadTag { tag: u8, offset: usize },
+    #[error("keyspace log: database {db} out of range at byte {offset}")]
+    BadDb { db: u8, offset: usize },
+    #[error("keyspace log: unknown value type {value_type} at byte {offset}")]
+    BadValueType { value_type: u8, offset: usize },
+    #[error("keyspace log: bad expiry flag {flag} at byte {offset}")]
+    BadExpireFlag { flag: u8, offset: usize },
+    #[error("keyspace log: bad length at byte {offset}")]
+    BadLength { offset: usize },
+}
+
+/// One logged state change of a [`super::Keyspace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// Create or overwrite `key` with `value` and exactly this expiry (None: no expiry).
+    Set { db: u8, key: Bytes, value: Value, expire_at_ms: Option<u64> },
+    /// Remove `key` (no-op when absent).
+    Del { db: u8, key: Bytes },
+    /// Set or (None) remove the expiry of an existing `key` (no-op when absent).
+    SetExpire { db: u8, key: Bytes, expire_at_ms: Option<u64> },
+    FlushDb { db: u8 },
+    FlushAll,
+}
+
+impl Mutation {
+    /// Appends this mutation's bytes to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        match self {
+            Mutation::Set { db, key, value, expire_at_ms } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_SET);
+                out.push(*db);
+                put_bytes(out, key);
+                match value {
+                    Value::Str(s) => {
+                        out.push(VALUE_TYPE_STR);
+                        put_bytes(out, s);
+                    }
+                }
+                put_expire(out, *expire_at_ms);
+            }
+            Mutation::Del { db, key } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_DEL);
+                out.push(*db);
+                put_bytes(out, key);
+            }
+            Mutation::SetExpire { db, key, expire_at_ms } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_SET_EXPIRE);
+                out.push(*db);
+                put_bytes(out, key);
+                put_expire(out, *expire_at_ms);
+            }
+            Mutation::FlushDb { db } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_FLUSH_DB);
+                out.push(*db);
+            }
+            Mutation::FlushAll => out.push(TAG_FLUSH_ALL),
+        }
+        debug_assert_eq!(Mutation::decode(&out[start..]).map(|(m, n)| (m, n + start)), Ok((self.clone(), out.len())));
+    }
+
+    /// Decodes one mutation from the front of `buf`; returns it and the bytes it used.
+    pub fn decode(buf: &[u8]) -> Result<(Mutation, usize), KeyspaceError> {
+        let mut r = Reader { buf, pos: 0 };
+        let tag_offset = r.pos;
+        let tag = r.u8()?;
+        let m = match tag {
+            TAG_SET => {
+                let db = r.db()?;
+                let key = r.bytes()?;
+                let type_offset = r.pos;
+                let value = match r.u8()? {
+                    VALUE_TYPE_STR => Value::Str(r.bytes()?),
+                    value_type => return Err(KeyspaceError::BadValueType { value_type, offset: type_offset }),
+                };
+                let expire_at_ms = r.expire()?;
+                Mutation::Set { db, key, value, expire_at_ms }
+            }
+            TAG_DEL => {
+                let db = r.db()?;
+                Mutation::Del { db, key: r.bytes()? }
+            }
+            TAG_SET_EXPIRE => {
+                let db = r.db()?;
+                let key = r.bytes()?;
+                Mutation::SetExpire { db, key, expire_at_ms: r.expire()? }
+            }
+            TAG_FLUSH_DB => Mutation::FlushDb { db: r.db()? },
+            TAG_FLUSH_ALL => Mutation::FlushAll,
+            tag => return Err(KeyspaceError::BadTag { tag, offset: tag_offset }),
+        };
+        Ok((m, r.pos))
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    assert!(b.len() as u64 <= MUTATION_BYTES_MAX, "mutation field over MUTATION_BYTES_MAX");
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_expire(out: &mut Vec<u8>, at: Option<u64>) {
+    match at {
+        None => out.push(0),
+        Some(at) => {
+            out.push(1);
+            out.extend_from_slice(&at.to_le_bytes());
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], KeyspaceError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let Some(end) = end else {
+            return Err(KeyspaceError::Truncated { offset: self.buf.len() });
+        };
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, KeyspaceError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn db(&mut self) -> Result<u8, KeyspaceError> {
+        let offset = self.pos;
+        let db = self.u8()?;
+        if db as usize >= DB_COUNT {
+            return Err(KeyspaceError::BadDb { db, offset });
+        }
+        Ok(db)
+    }
+
+    fn varint(&mut self) -> Result<u64, KeyspaceError> {
+        let offset = self.pos;
+        let mut v: u64 = 0;
+        for i in 0..VARINT_BYTES_MAX {
+            let b = self.u8()?;
+            let bits = (b & 0x7f) as u64;
+            if i == VARINT_BYTES_MAX - 1 && bits > 1 {
+                return Err(KeyspaceError::BadLength { offset });
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(KeyspaceError::BadLength { offset })
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, KeyspaceError> {
+        let offset = self.pos;
+        let len = self.varint()?;
+        if len > MUTATION_BYTES_MAX {
+            return Err(KeyspaceError::BadLength { offset });
+        }
+        Ok(Bytes::copy_from_slice(self.take(len as usize)?))
+    }
+
+    fn expire(&mut self) -> Result<Option<u64>, KeyspaceError> {
+        let offset = self.pos;
+        match self.u8()? {
+            0 => Ok(None),
+            1 => {
+                let b = self.take(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                Ok(Some(u64::from_le_bytes(a)))
+            }
+            flag => Err(KeyspaceError::BadExpireFlag { flag, offset }),
+        }
+    }
+}
+
+/// Decodes a whole payload (concatenated mutations) into a list, all or nothing.
+pub fn decode_all(payload: &[u8]) -> Result<Vec<Mutation>, KeyspaceError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < payload.len() {
+        let (m, used) = Mutation::decode(&payload[pos..]).map_err(|e| e.shifted(pos))?;
+        assert!(used > 0);
+        out.push(m);
+        pos += used;
+    }
+    Ok(out)
+}
+
+impl KeyspaceError {
+    fn shifted(self, by: usize) -> KeyspaceError {
+        match self {
+            KeyspaceError::Truncated { offset } => KeyspaceError::Truncated { offset: offset + by },
+            KeyspaceError::BadTag { tag, offset } => KeyspaceError::BadTag { tag, offset: offset + by },
+            KeyspaceError::BadDb { db, offset } => KeyspaceError::BadDb { db, offset: offset + by },
+            KeyspaceError::BadValueType { value_type, offset } => {
+                KeyspaceError::BadValueType { value_type, offset: offset + by }
+            }
+            KeyspaceError::BadExpireFlag { flag, offset } => KeyspaceError::BadExpireFlag { flag, offset: offset + by },
+            KeyspaceError::BadLength { offset } => KeyspaceError::BadLength { offset: offset + by },
+        }
+    }
+}

@@ -1,0 +1,264 @@
+use super::*;
+use proptest::prelude::*;
+use std::collections::BTreeSet as Set;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn set(ks: &mut Keyspace, log: &mut Vec<u8>, db: u8, k: &str, v: &str, at: Option<u64>) {
+    ks.apply_and_log(Mutation::Set { db, key: b(k), value: Value::Str(b(v)), expire_at_ms: at }, log);
+}
+
+#[test]
+fn get_set_and_lazy_expiry() {
+    let mut ks = Keyspace::new();
+    let mut log = Vec::new();
+    set(&mut ks, &mut log, 0, "a", "1", None);
+    set(&mut ks, &mut log, 0, "b", "2", Some(100));
+    set(&mut ks, &mut log, 3, "a", "x", None);
+    assert_eq!(ks.get(0, b"a", 0).map(|e| e.value.clone()), Some(Value::Str(b("1"))));
+    assert_eq!(ks.get(3, b"a", 0).map(|e| e.value.clone()), Some(Value::Str(b("x"))));
+    assert!(ks.get(1, b"a", 0).is_none());
+    assert_eq!(ks.dbsize(0), 2);
+    assert_eq!(ks.expires_count(0), 1);
+    // Alive at exactly its expiry time, gone one millisecond later.
+    assert!(ks.get(0, b"b", 100).is_some());
+    assert!(ks.get(0, b"b", 101).is_none());
+    assert_eq!(ks.dbsize(0), 1);
+    assert_eq!(ks.expires_count(0), 0);
+    ks.check_invariants();
+}
+
+#[test]
+fn active_expire_respects_budget_and_order() {
+    let mut ks = Keyspace::new();
+    let mut log = Vec::new();
+    for i in 0..10u64 {
+        set(&mut ks, &mut log, 0, &format!("k{i}"), "v", Some(10 + i));
+    }
+    set(&mut ks, &mut log, 0, "forever", "v", None);
+    assert_eq!(ks.active_expire(15, 100), 5); // 10..=14 are past at 15
+    assert_eq!(ks.active_expire(100, 3), 3);
+    assert_eq!(ks.active_expire(100, 100), 2);
+    assert_eq!(ks.key_count_total(), 1);
+    ks.check_invariants();
+}
+
+#[test]
+fn set_expire_persist_overwrite_and_flush() {
+    let mut ks = Keyspace::new();
+    let mut log = Vec::new();
+    set(&mut ks, &mut log, 0, "a", "1", Some(50));
+    ks.apply_and_log(Mutation::SetExpire { db: 0, key: b("a"), expire_at_ms: Some(70) }, &mut log);
+    assert_eq!(ks.peek(0, b"a").unwrap().expire_at_ms, Some(70));
+    ks.apply_and_log(Mutation::SetExpire { db: 0, key: b("a"), expire_at_ms: None }, &mut log);
+    assert_eq!(ks.expires_count(0), 0);
+    ks.apply_and_log(Mutation::SetExpire { db: 0, key: b("zz"), expire_at_ms: Some(1) }, &mut log);
+    assert_eq!(ks.dbsize(0), 1);
+    set(&mut ks, &mut log, 0, "a", "22", Some(5));
+    set(&mut ks, &mut log, 1, "a", "22", Some(5));
+    ks.check_invariants();
+    ks.apply_and_log(Mutation::FlushDb { db: 0 }, &mut log);
+    assert_eq!(ks.dbsize(0), 0);
+    assert_eq!(ks.dbsize(1), 1);
+    ks.check_invariants();
+    let mut replay = Keyspace::new();
+    replay.apply_logged(&log, 0).unwrap();
+    assert_eq!(replay.dump(0), ks.dump(0));
+    ks.apply_and_log(Mutation::FlushAll, &mut log);
+    assert_eq!(ks.key_count_total(), 0);
+    assert_eq!(ks.used_bytes(), 0);
+}
+
+#[test]
+fn malformed_payloads_are_typed_errors() {
+    let mut log = Vec::new();
+    Mutation::Set { db: 2, key: b("key"), value: Value::Str(b("value")), expire_at_ms: Some(9) }.encode(&mut log);
+    for cut in 0..log.len() {
+        let mut ks = Keyspace::new();
+        let r = ks.apply_logged(&log[..cut], 0);
+        assert_eq!(r.is_ok(), cut == 0, "cut {cut}");
+        assert_eq!(ks.key_count_total(), 0);
+    }
+    let mut ks = Keyspace::new();
+    assert_eq!(ks.apply_logged(&[9], 0), Err(KeyspaceError::BadTag { tag: 9, offset: 0 }));
+    assert_eq!(ks.apply_logged(&[5, 4, 16], 0), Err(KeyspaceError::BadDb { db: 16, offset: 2 }));
+    assert!(ks.apply_logged(&[2, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], 0).is_err());
+    assert!(ks.apply_logged(&[3, 0, 1, b'a', 7], 0).is_err());
+    // A bad record after a good one: nothing is applied.
+    let mut bad = log.clone();
+    bad.push(77);
+    assert!(ks.apply_logged(&bad, 0).is_err());
+    assert_eq!(ks.key_count_total(), 0);
+    ks.apply_logged(&log, 0).unwrap();
+    assert_eq!(ks.key_count_total(), 1);
+    // Replay of a set already expired at replay time leaves no key.
+    let mut late = Keyspace::new();
+    late.apply_logged(&log, 10).unwrap();
+    assert_eq!(late.key_count_total(), 0);
+}
+
+#[test]
+fn random_key_skips_and_removes_expired() {
+    let mut ks = Keyspace::new();
+    let mut log = Vec::new();
+    assert_eq!(ks.random_key(0, 1, 0), None);
+    set(&mut ks, &mut log, 0, "dead1", "v", Some(1));
+    set(&mut ks, &mut log, 0, "dead2", "v", Some(1));
+    assert_eq!(ks.random_key(0, 7, 5), None);
+    assert_eq!(ks.dbsize(0), 0);
+    set(&mut ks, &mut log, 0, "live", "v", None);
+    set(&mut ks, &mut log, 1, "other", "v", None);
+    for seed in 0..20 {
+        assert_eq!(ks.random_key(0, seed, 5), Some(b("live")));
+    }
+    ks.check_invariants();
+}
+
+#[test]
+fn keys_filters_expired_and_other_dbs() {
+    let mut ks = Keyspace::new();
+    let mut log = Vec::new();
+    set(&mut ks, &mut log, 0, "a", "v", None);
+    set(&mut ks, &mut log, 0, "b", "v", Some(3));
+    set(&mut ks, &mut log, 1, "c", "v", None);
+    let mut keys = ks.keys(0, 10, |_, _| true);
+    keys.sort();
+    assert_eq!(keys, vec![b("a")]);
+    assert_eq!(ks.keys(0, 0, |k, _| k == b"b"), vec![b("b")]);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set(u8, u8, u8, Option<u64>),
+    Del(u8, u8),
+    Expire(u8, u8, Option<u64>),
+    FlushDb(u8),
+    FlushAll,
+    Tick(u64),
+    ActiveExpire(usize),
+    Get(u8, u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let db = 0u8..3;
+    let key = 0u8..40;
+    let at = proptest::option::of(0u64..200);
+    prop_oneof![
+        8 => (db.clone(), key.clone(), any::<u8>(), at.clone()).prop_map(|(d, k, v, a)| Op::Set(d, k, v, a)),
+        3 => (db.clone(), key.clone()).prop_map(|(d, k)| Op::Del(d, k)),
+        3 => (db.clone(), key.clone(), at).prop_map(|(d, k, a)| Op::Expire(d, k, a)),
+        1 => db.clone().prop_map(Op::FlushDb),
+        1 => Just(Op::FlushAll),
+        2 => (0u64..20).prop_map(Op::Tick),
+        2 => (0usize..5).prop_map(Op::ActiveExpire),
+        3 => (db, key).prop_map(|(d, k)| Op::Get(d, k)),
+    ]
+}
+
+fn key_name(k: u8) -> Bytes {
+    // Some keys share a hash tag, hence a token, to exercise token groups.
+    if k % 4 == 0 {
+        Bytes::from(format!("{{tag{}}}k{k}", k % 3))
+    } else {
+        Bytes::from(format!("key:{k}"))
+    }
+}
+
+proptest! {
+    #[test]
+    fn replaying_the_log_reproduces_the_keyspace(ops in proptest::collection::vec(op(), 1..200)) {
+        let mut ks = Keyspace::new();
+        let mut replica = Keyspace::new();
+        let mut now = 0u64;
+        for op in ops {
+            let mut log = Vec::new();
+            match op {
+                Op::Set(db, k, v, at) => ks.apply_and_log(
+                    Mutation::Set { db, key: key_name(k), value: Value::Str(Bytes::from(vec![v; (v % 5) as usize])), expire_at_ms: at },
+                    &mut log),
+                Op::Del(db, k) => {
+                    if ks.get(db, &key_name(k), now).is_some() {
+                        ks.apply_and_log(Mutation::Del { db, key: key_name(k) }, &mut log);
+                    }
+                }
+                Op::Expire(db, k, at) => {
+                    if ks.get(db, &key_name(k), now).is_some() {
+                        ks.apply_and_log(Mutation::SetExpire { db, key: key_name(k), expire_at_ms: at }, &mut log);
+                    }
+                }
+                Op::FlushDb(db) => ks.apply_and_log(Mutation::FlushDb { db }, &mut log),
+                Op::FlushAll => ks.apply_and_log(Mutation::FlushAll, &mut log),
+                Op::Tick(d) => now += d,
+                Op::ActiveExpire(n) => { ks.active_expire(now, n); }
+                Op::Get(db, k) => { ks.get(db, &key_name(k), now); }
+            }
+            replica.apply_logged(&log, now).unwrap();
+            ks.check_invariants();
+            replica.check_invariants();
+            prop_assert_eq!(ks.dump(now), replica.dump(now));
+            for db in 0..3u8 {
+                let live = ks.keys(db, now, |_, _| true).len();
+                prop_assert_eq!(live, replica.keys(db, now, |_, _| true).len());
+            }
+        }
+    }
+
+    #[test]
+    fn scan_never_skips_a_key_present_throughout(
+        initial in proptest::collection::btree_set(0u8..60, 0..60),
+        steps in proptest::collection::vec((1usize..8, proptest::collection::vec((any::<bool>(), 0u8..60), 0..6)), 1..40),
+    ) {
+        let mut ks = Keyspace::new();
+        let mut log = Vec::new();
+        for k in &initial {
+            ks.apply_and_log(Mutation::Set { db: 0, key: key_name(*k), value: Value::Str(Bytes::new()), expire_at_ms: None }, &mut log);
+        }
+        // Keys present at the start and never deleted must all be returned.
+        let mut ever_deleted: Set<u8> = Set::new();
+        let mut seen: Set<Bytes> = Set::new();
+        let mut cursor = 0u64;
+        let mut steps = steps.into_iter();
+        let mut finished = false;
+        for _ in 0..10_000 {
+            let (count, changes) = steps.next().unwrap_or((5, Vec::new()));
+            let (keys, next) = ks.scan(0, cursor, count, 0, |_, _| true);
+            seen.extend(keys);
+            for (insert, k) in changes {
+                if insert {
+                    ks.apply_and_log(Mutation::Set { db: 0, key: key_name(k), value: Value::Str(Bytes::new()), expire_at_ms: None }, &mut log);
+                } else {
+                    ever_deleted.insert(k);
+                    ks.apply_and_log(Mutation::Del { db: 0, key: key_name(k) }, &mut log);
+                }
+            }
+            match next {
+                Some(n) => { prop_assert!(n > cursor || (n == cursor && cursor == 0 && false)); cursor = n; }
+                None => { finished = true; break; }
+            }
+        }
+        prop_assert!(finished);
+        for k in initial.difference(&ever_deleted) {
+            prop_assert!(seen.contains(&key_name(*k)), "missed {:?}", key_name(*k));
+        }
+    }
+}
+
+#[test]
+fn scan_visits_whole_token_groups() {
+    let mut ks = Keyspace::new();
+    let mut log = Vec::new();
+    for i in 0..10 {
+        set(&mut ks, &mut log, 0, &format!("{{same}}{i}"), "v", None);
+    }
+    set(&mut ks, &mut log, 0, "other", "v", None);
+    set(&mut ks, &mut log, 1, "elsewhere", "v", None);
+    let (first, next) = ks.scan(0, 0, 1, 0, |_, _| true);
+    assert!(first.len() == 10 || first.len() == 1);
+    let (second, end) = ks.scan(0, next.unwrap(), 1, 0, |_, _| true);
+    assert_eq!(first.len() + second.len(), 11);
+    assert_eq!(end, None);
+    let (filtered, _) = ks.scan(0, 0, 100, 0, |k, _| k.starts_with(b"o"));
+    assert_eq!(filtered, vec![b("other")]);
+}

@@ -1,0 +1,525 @@
+//! Write-ahead log: one per shard, segmented, checksummed, group-committed.
+//!
+//! Records are buffered in memory by [`Wal::append`] (synchronous, cheap) and written by whoever
+//! first needs them durable ([`Wal::sync_to`]): one flush runs at a time and takes every record
+//! buffered so far, so callers that arrive during a flush share the next one instead of each
+//! issuing an fsync (group commit). Writes are O_DIRECT-style: aligned 4096-byte blocks; the
+//! partially filled last block is kept in memory and rewritten, zero-padded, by the next flush.
+//!
+//! After any write or sync error the log is *failed* for good (like PostgreSQL after fsyncgate):
+//! the kernel may have dropped the dirty data, so retrying an fsync could report durability that
+//! does not exist. Every later call returns [`WalError::Failed`]; the shard must restart and
+//! recover from what is on disk.
+//!
+//! The byte layout and the recovery rules are written down in `engine/FORMAT.md`.
+
+mod format;
+mod recovery;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use zerocopy::FromBytes;
+
+pub use format::{
+    RecordHeader, SegmentHeader, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
+    SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+};
+
+use crate::fs::{DmaFile, FileSystem};
+
+/// Write alignment (O_DIRECT block).
+const BLOCK_BYTES: usize = 4096;
+/// Largest single write (and DMA buffer) a flush issues; bigger flushes are split.
+pub const WAL_WRITE_BYTES_MAX: usize = 128 << 10;
+/// Largest amount of appended-but-unwritten record bytes; [`Wal::append`] refuses beyond it.
+pub const WAL_PENDING_BYTES_MAX: usize = 2 * (RECORD_PAYLOAD_BYTES_MAX + RECORD_HEADER_BYTES);
+/// Bounds on [`WalOptions::segment_bytes_max`].
+pub const SEGMENT_BYTES_MAX_MIN: u64 = 2 * BLOCK_BYTES as u64;
+pub const SEGMENT_BYTES_MAX_MAX: u64 = 1 << 30;
+/// A pending buffer with at most this capacity is kept for reuse after a flush.
+const PENDING_REUSE_BYTES_MAX: usize = 1 << 20;
+
+const _: () = assert!(BLOCK_BYTES.is_power_of_two());
+const _: () = assert!(WAL_WRITE_BYTES_MAX & (BLOCK_BYTES - 1) == 0);
+const _: () = assert!(WAL_PENDING_BYTES_MAX >= RECORD_HEADER_BYTES + RECORD_PAYLOAD_BYTES_MAX);
+
+/// WAL errors.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("wal i/o error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("wal corrupt: {} at offset {offset}: {reason}", file.display())]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("wal has failed and accepts no more writes (restart to recover): {reason}")]
+    Failed { reason: String },
+    #[error("wal record payload of {len} bytes exceeds the limit of {limit} bytes")]
+    RecordTooLarge { len: usize, limit: usize },
+    #[error("wal buffer full ({pending_bytes} bytes not yet written); sync before appending more")]
+    BufferFull { pending_bytes: usize },
+    #[error("wal replay failed at lsn {lsn}: {reason}")]
+    Replay { lsn: u64, reason: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// WAL tuning.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// A segment is closed, and a new one started, once it holds at least this many bytes.
+    pub segment_bytes_max: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            segment_bytes_max: 64 << 20,
+        }
+    }
+}
+
+/// The name of the segment whose first record has `first_lsn`.
+pub fn segment_file_name(first_lsn: u64) -> String {
+    format!("wal-{first_lsn:020}.log")
+}
+
+/// Parses a segment file name back into its first lsn.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The segment being appended to. Owned by the flush in progress (taken out of the `Wal`), so
+/// no `RefCell` borrow is held across an I/O `.await`.
+struct Writer<File> {
+    file: File,
+    path: PathBuf,
+    /// Offset just past the last record.
+    end: u64,
+    /// Bytes `[align_down(end), end)`: the partial last block, rewritten by the next flush.
+    tail: Vec<u8>,
+}
+
+struct State {
+    /// Set on the first write/sync error; never cleared.
+    failed: Option<String>,
+    last_lsn: u64,
+    durable_lsn: u64,
+    /// Encoded records appended but not yet handed to a flush.
+    pending: Vec<u8>,
+    flushing: bool,
+    /// Incremented when a flush ends (either way); waiters watch it.
+    flush_epoch: u64,
+}
+
+/// A shard's write-ahead log. Methods take `&self` (keep it in an `Rc`); single-threaded.
+pub struct Wal<F: FileSystem> {
+    fs: F,
+    dir: PathBuf,
+    opts: WalOptions,
+    state: RefCell<State>,
+    /// `None` while a flush owns it, or after a failure.
+    writer: RefCell<Option<Writer<F::File>>>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl<F: FileSystem> Wal<F> {
+    /// Opens the WAL in `dir` (creating it if needed) and replays it: calls
+    /// `replay(lsn, kind, payload)` for every valid record, in lsn order. A torn tail of the last
+    /// segment is cut off; corruption anywhere else is refused with [`WalError::Corrupt`].
+    pub async fn open(
+        fs: F,
+        dir: PathBuf,
+        opts: WalOptions,
+        replay: impl FnMut(u64, u8, &[u8]) -> Result<(), WalError>,
+    ) -> Result<Wal<F>, WalError> {
+        assert!(
+            (SEGMENT_BYTES_MAX_MIN..=SEGMENT_BYTES_MAX_MAX).contains(&opts.segment_bytes_max),
+            "segment_bytes_max {} outside [{SEGMENT_BYTES_MAX_MIN}, {SEGMENT_BYTES_MAX_MAX}]",
+            opts.segment_bytes_max
+        );
+        let recovered = recovery::recover(&fs, &dir, replay).await?;
+        let last_lsn = recovered.next_lsn - 1;
+        let writer = match recovered.tail {
+            Some(tail) => Writer {
+                file: tail.file,
+                path: tail.path,
+                end: tail.end,
+                tail: tail.tail,
+            },
+            None => create_segment(&fs, &dir, recovered.next_lsn).await?,
+        };
+        Ok(Wal {
+            fs,
+            dir,
+            opts,
+            state: RefCell::new(State {
+                failed: None,
+                last_lsn,
+                // Recovery synced what it read: everything recovered is durable.
+                durable_lsn: last_lsn,
+                pending: Vec::new(),
+                flushing: false,
+                flush_epoch: 0,
+            }),
+            writer: RefCell::new(Some(writer)),
+            waiters: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Buffers one record in memory (not yet written) and returns its lsn.
+    pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64, WalError> {
+        if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(WalError::RecordTooLarge {
+                len: payload.len(),
+                limit: RECORD_PAYLOAD_BYTES_MAX,
+            });
+        }
+        let mut state = self.state.borrow_mut();
+        if let Some(reason) = &state.failed {
+            return Err(WalError::Failed {
+                reason: reason.clone(),
+            });
+        }
+        let pending_bytes = state.pending.len();
+        if pending_bytes + RECORD_HEADER_BYTES + payload.len() > WAL_PENDING_BYTES_MAX {
+            return Err(WalError::BufferFull { pending_bytes });
+        }
+        let lsn = state.last_lsn + 1;
+        assert!(lsn > state.last_lsn && lsn > state.durable_lsn);
+        format::encode_record(&mut state.pending, lsn, 0, kind, payload);
+        state.last_lsn = lsn;
+        Ok(lsn)
+    }
+
+    /// The lsn of the last appended record (0 when the log is empty).
+    pub fn last_lsn(&self) -> u64 {
+        self.state.borrow().last_lsn
+    }
+
+    /// Every record up to this lsn is durable.
+    pub fn durable_lsn(&self) -> u64 {
+        self.state.borrow().durable_lsn
+    }
+
+    /// Whether the log has failed (every later call errors).
+    pub fn is_failed(&self) -> bool {
+        self.state.borrow().failed.is_some()
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Group commit: returns once every record up to `lsn` is durable (written and fdatasync'd).
+    /// At most one flush runs at a time; callers arriving during one wait for it, then share the
+    /// next. Do not cancel (drop) this future mid-flush: a cancelled flush fails the log, because
+    /// what reached the disk is then unknown.
+    pub async fn sync_to(&self, lsn: u64) -> Result<(), WalError> {
+        loop {
+            let (flushing, epoch) = {
+                let state = self.state.borrow();
+                if let Some(reason) = &state.failed {
+                    return Err(WalError::Failed {
+                        reason: reason.clone(),
+                    });
+                }
+                assert!(
+                    lsn <= state.last_lsn,
+                    "sync_to({lsn}) beyond last lsn {}",
+                    state.last_lsn
+                );
+                if state.durable_lsn >= lsn {
+                    return Ok(());
+                }
+                (state.flushing, state.flush_epoch)
+            };
+            if flushing {
+                EpochChange { wal: self, epoch }.await;
+            } else {
+                self.flush(true).await?;
+            }
+        }
+    }
+
+    /// Writes the buffered records without waiting for an fsync (async durability). Returns once
+    /// they are written or being written by the flush in progress.
+    pub async fn write_buffered(&self) -> Result<(), WalError> {
+        loop {
+            let (flushing, epoch) = {
+                let state = self.state.borrow();
+                if let Some(reason) = &state.failed {
+                    return Err(WalError::Failed {
+                        reason: reason.clone(),
+                    });
+                }
+                if state.pending.is_empty() {
+                    return Ok(());
+                }
+                (state.flushing, state.flush_epoch)
+            };
+            if flushing {
+                EpochChange { wal: self, epoch }.await;
+            } else {
+                self.flush(false).await?;
+            }
+        }
+    }
+
+    /// Makes every record appended so far durable: `sync_to(last_lsn())`.
+    pub async fn sync_all(&self) -> Result<(), WalError> {
+        let lsn = self.last_lsn();
+        self.sync_to(lsn).await
+    }
+
+    /// Writes every pending record, then (if `sync`) fdatasyncs. Caller checked no flush runs.
+    async fn flush(&self, sync: bool) -> Result<(), WalError> {
+        let (pending, target_lsn) = {
+            let mut state = self.state.borrow_mut();
+            assert!(!state.flushing && state.failed.is_none());
+            state.flushing = true;
+            (std::mem::take(&mut state.pending), state.last_lsn)
+        };
+        let mut writer = self
+            .writer
+            .borrow_mut()
+            .take()
+            .expect("writer present between flushes");
+        let mut guard = FlushGuard {
+            wal: self,
+            armed: true,
+        };
+        let result = self.write_records(&mut writer, &pending, sync).await;
+        guard.armed = false;
+        {
+            let mut state = self.state.borrow_mut();
+            state.flushing = false;
+            state.flush_epoch += 1;
+            match &result {
+                Ok(()) => {
+                    if sync {
+                        assert!(target_lsn >= state.durable_lsn);
+                        state.durable_lsn = target_lsn;
+                    }
+                    *self.writer.borrow_mut() = Some(writer);
+                    if state.pending.is_empty() && pending.capacity() <= PENDING_REUSE_BYTES_MAX {
+                        let mut reuse = pending;
+                        reuse.clear();
+                        state.pending = reuse;
+                    }
+                }
+                Err(error) => state.failed = Some(error.to_string()),
+            }
+        }
+        self.wake_all();
+        result
+    }
+
+    /// Writes `pending` (whole encoded records) into segments, rolling as they fill.
+    async fn write_records(
+        &self,
+        writer: &mut Writer<F::File>,
+        pending: &[u8],
+        sync: bool,
+    ) -> Result<(), WalError> {
+        let segment_bytes_max = self.opts.segment_bytes_max;
+        let mut offset = 0;
+        while offset < pending.len() {
+            let (first_lsn, _) = pending_record_at(pending, offset);
+            if writer.end >= segment_bytes_max && writer.end > SEGMENT_HEADER_BYTES as u64 {
+                self.roll(writer, first_lsn).await?;
+            }
+            let start = offset;
+            loop {
+                offset += pending_record_at(pending, offset).1;
+                let segment_end = writer.end + (offset - start) as u64;
+                if offset == pending.len() || segment_end >= segment_bytes_max {
+                    break;
+                }
+            }
+            write_bytes(writer, &pending[start..offset]).await?;
+        }
+        assert_eq!(offset, pending.len());
+        if sync {
+            writer.file.sync().await.map_err(io_error(&writer.path))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment (durably) and starts a new one whose first record is `first_lsn`.
+    async fn roll(&self, writer: &mut Writer<F::File>, first_lsn: u64) -> Result<(), WalError> {
+        // The old segment must be complete on disk before the next one exists: otherwise a crash
+        // could keep the new segment's records and lose the old one's tail, a gap recovery refuses.
+        writer.file.sync().await.map_err(io_error(&writer.path))?;
+        *writer = create_segment(&self.fs, &self.dir, first_lsn).await?;
+        Ok(())
+    }
+
+    fn wake_all(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+}
+
+/// Reads the (lsn, encoded length) of the record at `offset` of our own pending buffer.
+fn pending_record_at(pending: &[u8], offset: usize) -> (u64, usize) {
+    let (header, _) =
+        RecordHeader::read_from_prefix(&pending[offset..]).expect("pending holds whole records");
+    let len = RECORD_HEADER_BYTES + header.len.get() as usize;
+    assert!(offset + len <= pending.len());
+    (header.lsn.get(), len)
+}
+
+/// Creates a segment file with its header block, durably (file, then directory entry).
+async fn create_segment<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    first_lsn: u64,
+) -> Result<Writer<F::File>, WalError> {
+    let path = dir.join(segment_file_name(first_lsn));
+    let file = fs.open(&path, true).await.map_err(io_error(&path))?;
+    let mut block = file.alloc(SEGMENT_HEADER_BYTES);
+    format::encode_segment_header(block.as_mut(), first_lsn);
+    let written = file.write_at(block, 0).await.map_err(io_error(&path))?;
+    check_written(&path, written, SEGMENT_HEADER_BYTES)?;
+    file.sync().await.map_err(io_error(&path))?;
+    fs.sync_dir(dir).await.map_err(io_error(dir))?;
+    Ok(Writer {
+        file,
+        path,
+        end: SEGMENT_HEADER_BYTES as u64,
+        tail: Vec::new(),
+    })
+}
+
+fn check_written(path: &Path, written: usize, expected: usize) -> Result<(), WalError> {
+    if written == expected {
+        return Ok(());
+    }
+    Err(WalError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write: {written} of {expected} bytes"),
+        ),
+    })
+}
+
+/// Writes `data` after the writer's end: the stream `tail ++ data` goes out from the tail's
+/// block in aligned chunks, the last one zero-padded; the new partial block becomes the tail.
+async fn write_bytes<File: DmaFile>(
+    writer: &mut Writer<File>,
+    data: &[u8],
+) -> Result<(), WalError> {
+    let block_bytes = BLOCK_BYTES as u64;
+    let tail_pos = writer.end - writer.end % block_bytes;
+    assert_eq!(writer.tail.len() as u64, writer.end - tail_pos);
+    let total = writer.tail.len() + data.len();
+    let mut done = 0;
+    while done < total {
+        let chunk = (total - done).min(WAL_WRITE_BYTES_MAX);
+        let buf_len = chunk.next_multiple_of(BLOCK_BYTES);
+        let mut buf = writer.file.alloc(buf_len);
+        let dst = buf.as_mut();
+        assert_eq!(dst.len(), buf_len);
+        copy_joined(&writer.tail, data, done, &mut dst[..chunk]);
+        dst[chunk..].fill(0);
+        let pos = tail_pos + done as u64;
+        assert!(pos & (block_bytes - 1) == 0);
+        let written = writer
+            .file
+            .write_at(buf, pos)
+            .await
+            .map_err(io_error(&writer.path))?;
+        check_written(&writer.path, written, buf_len)?;
+        done += chunk;
+    }
+    let end = writer.end + data.len() as u64;
+    let tail_len = (end % block_bytes) as usize;
+    let mut new_tail = vec![0; tail_len];
+    copy_joined(&writer.tail, data, total - tail_len, &mut new_tail);
+    writer.tail = new_tail;
+    writer.end = end;
+    Ok(())
+}
+
+/// Copies `dst.len()` bytes of the concatenation `a ++ b`, starting at `from`, into `dst`.
+fn copy_joined(a: &[u8], b: &[u8], from: usize, dst: &mut [u8]) {
+    assert!(from + dst.len() <= a.len() + b.len());
+    let mut written = 0;
+    if from < a.len() {
+        let n = (a.len() - from).min(dst.len());
+        dst[..n].copy_from_slice(&a[from..from + n]);
+        written = n;
+    }
+    let b_from = (from + written) - a.len().min(from + written);
+    let rest = dst.len() - written;
+    dst[written..].copy_from_slice(&b[b_from..b_from + rest]);
+}
+
+/// Fails the log if a flush is dropped before it finishes: what reached the disk is unknown.
+struct FlushGuard<'a, F: FileSystem> {
+    wal: &'a Wal<F>,
+    armed: bool,
+}
+
+impl<F: FileSystem> Drop for FlushGuard<'_, F> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        {
+            let mut state = self.wal.state.borrow_mut();
+            state.flushing = false;
+            state.flush_epoch += 1;
+            state.failed = Some("a flush was cancelled mid-write".to_string());
+        }
+        self.wal.wake_all();
+    }
+}
+
+/// Resolves once the flush epoch differs from `epoch`.
+struct EpochChange<'a, F: FileSystem> {
+    wal: &'a Wal<F>,
+    epoch: u64,
+}
+
+impl<F: FileSystem> Future for EpochChange<'_, F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.wal.state.borrow().flush_epoch != self.epoch {
+            return Poll::Ready(());
+        }
+        let mut waiters = self.wal.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}

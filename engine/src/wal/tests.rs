@@ -1,0 +1,543 @@
+//! WAL tests, all over [`MemFs`].
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+
+use futures_lite::future::block_on;
+use proptest::prelude::*;
+
+use super::format::{decode_record, Decoded};
+use super::*;
+use crate::memfs::{CrashMode, FaultOp, MemFs};
+
+type Rec = (u64, u8, Vec<u8>);
+type Task<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+fn dir() -> PathBuf {
+    PathBuf::from("/data/shard-0/wal")
+}
+
+fn small() -> WalOptions {
+    WalOptions {
+        segment_bytes_max: 8192,
+    }
+}
+
+fn payload(lsn: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (lsn as usize * 31 + i * 7) as u8)
+        .collect()
+}
+
+fn open_wal(fs: &MemFs, opts: WalOptions) -> Result<(Wal<MemFs>, Vec<Rec>), WalError> {
+    let mut records = Vec::new();
+    let wal = block_on(Wal::open(fs.clone(), dir(), opts, |lsn, kind, payload| {
+        records.push((lsn, kind, payload.to_vec()));
+        Ok(())
+    }))?;
+    Ok((wal, records))
+}
+
+fn append(wal: &Wal<MemFs>, len: usize) -> Rec {
+    let lsn = wal.last_lsn() + 1;
+    let data = payload(lsn, len);
+    let kind = (lsn % 5) as u8;
+    assert_eq!(wal.append(kind, &data).unwrap(), lsn);
+    (lsn, kind, data)
+}
+
+fn segment_files(fs: &MemFs) -> Vec<String> {
+    block_on(fs.list(&dir())).unwrap()
+}
+
+fn last_segment(fs: &MemFs) -> PathBuf {
+    dir().join(segment_files(fs).last().unwrap())
+}
+
+/// (start, end) of every record in a segment image.
+fn record_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while let Decoded::Record(record) = decode_record(&bytes[offset..]) {
+        spans.push((offset, offset + record.encoded_bytes()));
+        offset += record.encoded_bytes();
+    }
+    spans
+}
+
+/// Polls every future to completion on one thread, interleaving them.
+fn join_all<T>(futures: Vec<Task<'_, T>>) -> Vec<T> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    block_on(poll_fn(|cx| {
+        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                if let Poll::Ready(value) = future.as_mut().poll(cx) {
+                    *output = Some(value);
+                    *slot = None;
+                }
+            }
+        }
+        if futures.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }));
+    outputs.into_iter().map(|o| o.unwrap()).collect()
+}
+
+#[test]
+fn round_trip_across_segments() {
+    let fs = MemFs::new();
+    let (wal, replayed) = open_wal(&fs, small()).unwrap();
+    assert!(replayed.is_empty());
+    assert_eq!(wal.last_lsn(), 0);
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        expected.push(append(&wal, (i * 37) % 3000));
+        if i % 7 == 0 {
+            block_on(wal.sync_all()).unwrap();
+            assert_eq!(wal.durable_lsn(), wal.last_lsn());
+        }
+    }
+    block_on(wal.sync_all()).unwrap();
+    drop(wal);
+    assert!(segment_files(&fs).len() > 10, "{:?}", segment_files(&fs));
+    assert_eq!(segment_files(&fs)[0], segment_file_name(1));
+
+    let (wal, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, expected);
+    assert_eq!((wal.last_lsn(), wal.durable_lsn()), (300, 300));
+    // One record larger than a write chunk and a segment.
+    expected.push(append(&wal, WAL_WRITE_BYTES_MAX * 2 + 100));
+    expected.push(append(&wal, 5));
+    block_on(wal.sync_all()).unwrap();
+    drop(wal);
+    let (_wal, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, expected);
+}
+
+#[test]
+fn group_commit_shares_fsyncs() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    let wal = Rc::new(wal);
+    fs.set_yield_on_io(true);
+    let syncs_before = fs.sync_count();
+    let tasks: Vec<Task<Result<u64, WalError>>> = (0..16)
+        .map(|i| {
+            let wal = wal.clone();
+            Box::pin(async move {
+                let lsn = wal.append(1, &payload(i, 100))?;
+                wal.sync_to(lsn).await?;
+                assert!(wal.durable_lsn() >= lsn);
+                Ok(lsn)
+            }) as Task<_>
+        })
+        .collect();
+    let lsns: Vec<u64> = join_all(tasks).into_iter().map(Result::unwrap).collect();
+    assert_eq!(lsns, (1..=16).collect::<Vec<_>>());
+    let syncs = fs.sync_count() - syncs_before;
+    // The first task flushes lsn 1 alone; everyone who arrived meanwhile shares one more flush.
+    assert!(syncs <= 2, "{syncs} fsyncs for 16 concurrent commits");
+    assert_eq!(wal.durable_lsn(), 16);
+}
+
+#[test]
+fn crash_lose_all_keeps_exactly_synced() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    let mut expected: Vec<Rec> = (0..40).map(|i| append(&wal, i * 50)).collect();
+    block_on(wal.sync_all()).unwrap();
+    for i in 0..10 {
+        append(&wal, i * 10);
+    }
+    block_on(wal.write_buffered()).unwrap();
+    append(&wal, 10);
+    assert_eq!(wal.durable_lsn(), 40);
+    fs.crash(CrashMode::LoseAll);
+    drop(wal);
+    let (wal, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, expected);
+    expected.push(append(&wal, 77));
+    block_on(wal.sync_all()).unwrap();
+    fs.crash(CrashMode::LoseAll);
+    let (_wal, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, expected);
+}
+
+/// Writes `count` records (synced) into one segment; returns the records and that segment.
+fn write_synced(fs: &MemFs, count: usize, len: usize) -> (Vec<Rec>, PathBuf) {
+    let (wal, _) = open_wal(fs, WalOptions::default()).unwrap();
+    let records: Vec<Rec> = (0..count).map(|_| append(&wal, len)).collect();
+    block_on(wal.sync_all()).unwrap();
+    (records, last_segment(fs))
+}
+
+fn check_recovers_then_appends(fs: &MemFs, mut expected: Vec<Rec>, context: &str) {
+    let (wal, replayed) = open_wal(fs, WalOptions::default()).unwrap();
+    assert_eq!(replayed, expected, "{context}");
+    expected.push(append(&wal, 300));
+    expected.push(append(&wal, 0));
+    block_on(wal.sync_all()).unwrap();
+    drop(wal);
+    let (_wal, replayed) = open_wal(fs, WalOptions::default()).unwrap();
+    assert_eq!(replayed, expected, "{context} (after appending)");
+}
+
+#[test]
+fn torn_tail_at_every_offset_of_last_record() {
+    let fs = MemFs::new();
+    let (records, path) = write_synced(&fs, 5, 200);
+    let image = fs.file_bytes(&path).unwrap();
+    let (start, end) = *record_spans(&image).last().unwrap();
+    for cut in start..end {
+        for zero_fill in [false, true] {
+            let fs = MemFs::new();
+            let mut torn = image[..cut].to_vec();
+            if zero_fill {
+                torn.resize(image.len(), 0);
+            }
+            fs.set_file_bytes(&path, torn);
+            block_on(fs.create_dir_all(&dir())).unwrap();
+            let context = format!("cut at {cut}, zero fill {zero_fill}");
+            check_recovers_then_appends(&fs, records[..4].to_vec(), &context);
+        }
+    }
+}
+
+#[test]
+fn flipped_bits_in_last_record_are_cut() {
+    let written = MemFs::new();
+    let (records, path) = write_synced(&written, 5, 200);
+    let image = written.file_bytes(&path).unwrap();
+    let (start, end) = *record_spans(&image).last().unwrap();
+    for offset in [
+        start,
+        start + 4,
+        start + 8,
+        start + 20,
+        start + 31,
+        start + 32,
+        end - 1,
+    ] {
+        let fs = MemFs::new();
+        fs.set_file_bytes(&path, image.clone());
+        block_on(fs.create_dir_all(&dir())).unwrap();
+        fs.flip_bit(&path, offset as u64, 3);
+        check_recovers_then_appends(&fs, records[..4].to_vec(), &format!("flip at {offset}"));
+        assert!(fs.file_bytes(&path).unwrap().len() >= start);
+    }
+}
+
+fn expect_corrupt(fs: &MemFs, file: &Path, offset: usize) {
+    match open_wal(fs, small()) {
+        Err(WalError::Corrupt {
+            file: f,
+            offset: o,
+            reason,
+        }) => {
+            assert_eq!((f.as_path(), o), (file, offset as u64), "{reason}");
+            let message = WalError::Corrupt {
+                file: f,
+                offset: o,
+                reason,
+            }
+            .to_string();
+            assert!(message.contains(&file.display().to_string()), "{message}");
+            assert!(message.contains(&format!("offset {offset}")), "{message}");
+        }
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok((_, replayed)) => panic!("expected Corrupt, recovered {} records", replayed.len()),
+    }
+}
+
+#[test]
+fn flipped_bit_in_middle_record_is_corrupt() {
+    let fs = MemFs::new();
+    let (_, path) = write_synced(&fs, 5, 200);
+    let spans = record_spans(&fs.file_bytes(&path).unwrap());
+    fs.flip_bit(&path, spans[2].0 as u64 + 40, 0);
+    expect_corrupt(&fs, &path, spans[2].0);
+}
+
+#[test]
+fn flipped_bit_in_older_segment_is_corrupt() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    for _ in 0..100 {
+        append(&wal, 500);
+    }
+    block_on(wal.sync_all()).unwrap();
+    drop(wal);
+    let first = dir().join(&segment_files(&fs)[0]);
+    let spans = record_spans(&fs.file_bytes(&first).unwrap());
+    let last = *spans.last().unwrap();
+    // Even the last record of a non-last segment is not a torn tail.
+    fs.flip_bit(&first, last.0 as u64 + 100, 5);
+    expect_corrupt(&fs, &first, last.0);
+}
+
+#[test]
+fn lsn_gap_between_segments_is_corrupt() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    for _ in 0..100 {
+        append(&wal, 500);
+    }
+    block_on(wal.sync_all()).unwrap();
+    drop(wal);
+    let files = segment_files(&fs);
+    assert!(files.len() >= 3);
+    block_on(fs.remove(&dir().join(&files[1]))).unwrap();
+    expect_corrupt(&fs, &dir().join(&files[2]), 0);
+}
+
+#[test]
+fn incomplete_last_segment_header_is_removed() {
+    let fs = MemFs::new();
+    let (records, _) = write_synced(&fs, 3, 10);
+    let stray = dir().join(segment_file_name(4));
+    fs.set_file_bytes(&stray, vec![0xEE; 100]);
+    check_recovers_then_appends(&fs, records, "torn segment header");
+}
+
+#[test]
+fn sync_error_is_sticky() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    append(&wal, 10);
+    block_on(wal.sync_all()).unwrap();
+    append(&wal, 10);
+    fs.fail_next(FaultOp::Sync, io::ErrorKind::Other);
+    assert!(matches!(block_on(wal.sync_all()), Err(WalError::Io { .. })));
+    assert!(wal.is_failed());
+    assert_eq!(wal.durable_lsn(), 1);
+    assert!(matches!(wal.append(1, b"x"), Err(WalError::Failed { .. })));
+    assert!(matches!(
+        block_on(wal.sync_to(2)),
+        Err(WalError::Failed { .. })
+    ));
+    assert!(matches!(
+        block_on(wal.write_buffered()),
+        Err(WalError::Failed { .. })
+    ));
+    assert_eq!(wal.durable_lsn(), 1);
+}
+
+#[test]
+fn write_error_and_full_disk_are_sticky() {
+    for fault in [Some(io::ErrorKind::Other), None] {
+        let fs = MemFs::new();
+        let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+        match fault {
+            Some(kind) => fs.fail_next(FaultOp::Write, kind),
+            None => fs.set_capacity_bytes(Some(fs.used_bytes())),
+        }
+        append(&wal, 5000);
+        let err = block_on(wal.sync_all()).unwrap_err();
+        if fault.is_none() {
+            let WalError::Io { source, .. } = &err else {
+                panic!("{err}")
+            };
+            assert_eq!(source.kind(), io::ErrorKind::StorageFull);
+        }
+        fs.set_capacity_bytes(None);
+        assert!(matches!(
+            block_on(wal.sync_all()),
+            Err(WalError::Failed { .. })
+        ));
+        assert_eq!(wal.durable_lsn(), 0);
+    }
+}
+
+#[test]
+fn waiters_see_failure_of_shared_flush() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    let wal = Rc::new(wal);
+    fs.set_yield_on_io(true);
+    fs.fail_next(FaultOp::Sync, io::ErrorKind::Other);
+    let tasks: Vec<Task<Result<(), WalError>>> = (0..4)
+        .map(|_| {
+            let wal = wal.clone();
+            Box::pin(async move {
+                let lsn = wal.append(1, b"abc")?;
+                wal.sync_to(lsn).await
+            }) as Task<_>
+        })
+        .collect();
+    let results = join_all(tasks);
+    assert!(results.iter().all(Result::is_err));
+    assert_eq!(wal.durable_lsn(), 0);
+}
+
+#[test]
+fn oversized_record_is_refused() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    let big = vec![0; RECORD_PAYLOAD_BYTES_MAX + 1];
+    assert!(matches!(
+        wal.append(0, &big),
+        Err(WalError::RecordTooLarge { .. })
+    ));
+    assert_eq!(wal.last_lsn(), 0);
+}
+
+#[test]
+fn segment_names() {
+    assert_eq!(segment_file_name(12), "wal-00000000000000000012.log");
+    assert_eq!(
+        parse_segment_file_name("wal-00000000000000000012.log"),
+        Some(12)
+    );
+    assert_eq!(parse_segment_file_name("wal-12.log"), None);
+    assert_eq!(parse_segment_file_name("MANIFEST"), None);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append { kind: u8, len: usize },
+    SyncAll,
+    WriteBuffered,
+    FailNextSync,
+    Crash { seed: u64, lose_all: bool },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (any::<u8>(), 0usize..1500).prop_map(|(kind, len)| Op::Append { kind, len }),
+        3 => Just(Op::SyncAll),
+        2 => Just(Op::WriteBuffered),
+        1 => Just(Op::FailNextSync),
+        1 => (any::<u64>(), any::<bool>()).prop_map(|(seed, lose_all)| Op::Crash { seed, lose_all }),
+    ]
+}
+
+/// The model: what was appended, how far it was handed to a flush, how far it is durable.
+struct Model {
+    appended: Vec<(u8, Vec<u8>)>,
+    written_lsn: u64,
+    synced_lsn: u64,
+}
+
+fn crash_and_check(fs: &MemFs, model: &mut Model, mode: CrashMode) -> Wal<MemFs> {
+    fs.crash(mode);
+    let (wal, replayed) = open_wal(fs, small()).unwrap();
+    let n = replayed.len();
+    assert!(
+        n as u64 >= model.synced_lsn,
+        "lost synced records: {n} < {}",
+        model.synced_lsn
+    );
+    assert!(
+        n as u64 <= model.written_lsn,
+        "recovered never-written records"
+    );
+    for (i, (lsn, kind, payload)) in replayed.into_iter().enumerate() {
+        assert_eq!(lsn, i as u64 + 1);
+        assert_eq!(
+            (kind, &payload),
+            (model.appended[i].0, &model.appended[i].1),
+            "lsn {lsn}"
+        );
+    }
+    model.appended.truncate(n);
+    model.written_lsn = n as u64;
+    model.synced_lsn = n as u64;
+    assert_eq!(wal.last_lsn(), n as u64);
+    wal
+}
+
+fn run_model(ops: Vec<Op>) {
+    let fs = MemFs::new();
+    let mut model = Model {
+        appended: Vec::new(),
+        written_lsn: 0,
+        synced_lsn: 0,
+    };
+    let (mut wal, _) = open_wal(&fs, small()).unwrap();
+    for op in ops {
+        match op {
+            Op::Append { kind, len } => {
+                let data = payload(model.appended.len() as u64, len);
+                match wal.append(kind, &data) {
+                    Ok(lsn) => {
+                        model.appended.push((kind, data));
+                        assert_eq!(lsn, model.appended.len() as u64);
+                    }
+                    Err(error) => assert!(wal.is_failed(), "{error}"),
+                }
+            }
+            Op::SyncAll | Op::WriteBuffered => {
+                let sync = matches!(op, Op::SyncAll);
+                let was_failed = wal.is_failed();
+                let result = block_on(async {
+                    if sync {
+                        wal.sync_all().await
+                    } else {
+                        wal.write_buffered().await
+                    }
+                });
+                if !was_failed {
+                    // Even a failed flush may have written some records.
+                    model.written_lsn = wal.last_lsn();
+                }
+                match result {
+                    Ok(()) if sync => model.synced_lsn = wal.last_lsn(),
+                    Ok(()) => {}
+                    Err(_) => assert!(wal.is_failed()),
+                }
+                assert!(wal.durable_lsn() >= model.synced_lsn);
+            }
+            Op::FailNextSync => fs.fail_next(FaultOp::Sync, io::ErrorKind::Other),
+            Op::Crash { seed, lose_all } => {
+                let mode = if lose_all {
+                    CrashMode::LoseAll
+                } else {
+                    CrashMode::KeepPrefix { seed }
+                };
+                drop(wal);
+                // Injected faults must not hit recovery itself.
+                fs.clear_faults();
+                wal = crash_and_check(&fs, &mut model, mode);
+            }
+        }
+    }
+    drop(wal);
+    fs.clear_faults();
+    crash_and_check(&fs, &mut model, CrashMode::KeepPrefix { seed: 7 });
+}
+
+proptest! {
+    // 256 cases by default; set PROPTEST_CASES for a longer run.
+    #[test]
+    fn model_appends_syncs_crashes(ops in prop::collection::vec(op_strategy(), 1..120)) {
+        run_model(ops);
+    }
+}
+
+#[test]
+fn cancelled_flush_fails_the_log() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    fs.set_yield_on_io(true);
+    let lsn = wal.append(1, b"abc").unwrap();
+    {
+        let mut flush = std::pin::pin!(wal.sync_to(lsn));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(flush.as_mut().poll(&mut cx).is_pending());
+    } // Dropped mid-write.
+    assert!(wal.is_failed());
+    assert!(matches!(
+        block_on(wal.sync_to(lsn)),
+        Err(WalError::Failed { .. })
+    ));
+    assert_eq!(wal.durable_lsn(), 0);
+}
