@@ -19,4 +19,4 @@ fi
 # The integration tests locate the binary next to their own executables (same target dir), or
 # via HELIOS_BIN.
 cargo build --bin helios
-cargo test --workspace
+cargo test --workspace --no-fail-fast

@@ -133,6 +133,8 @@ struct Inner {
     accepted: VecDeque<RawFd>,
     accept_waker: Option<Waker>,
     closed: bool,
+    /// Set while completions are being handled; entries queued then are submitted in one go.
+    reaping: bool,
 }
 
 /// One shard's socket ring. Single-threaded: it lives in an `Rc` on its shard.
@@ -185,6 +187,7 @@ impl SocketRing {
                 accepted: VecDeque::new(),
                 accept_waker: None,
                 closed: false,
+                reaping: false,
             }),
             eventfd,
         }))
@@ -310,10 +313,21 @@ impl EventfdToggle for IoUring {
 }
 
 impl Inner {
+    /// Queues an entry. Outside the driver's reaping (from `listen`, `register`, a writer), it
+    /// is submitted at once: the driver may be parked on the eventfd and would not see it.
     fn push_sqe(&mut self, entry: squeue::Entry) {
         // SAFETY: every buffer an entry points to (provided buffers) outlives the ring.
         while unsafe { self.ring.submission().push(&entry) }.is_err() {
-            if let Err(error) = self.ring.submit() {
+            self.submit();
+        }
+        if !self.reaping {
+            self.submit();
+        }
+    }
+
+    fn submit(&mut self) {
+        if let Err(error) = self.ring.submitter().submit() {
+            if !matches!(error.raw_os_error(), Some(libc::EBUSY) | Some(libc::EINTR) | Some(libc::EAGAIN)) {
                 tracing::error!(%error, "socket ring submit failed");
             }
         }
@@ -346,10 +360,15 @@ impl Inner {
             }
         }
         let mut handled = 0;
+        self.reaping = true;
         loop {
             let Some(cqe) = self.ring.completion().next() else { break };
             handled += 1;
             self.complete(cqe.user_data(), cqe.result(), cqe.flags());
+        }
+        self.reaping = false;
+        if !self.ring.submission().is_empty() {
+            self.submit();
         }
         handled
     }

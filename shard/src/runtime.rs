@@ -6,7 +6,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use std::future::Future;
 
 /// Bytes of DMA memory glommio registers per executor; counted against RLIMIT_MEMLOCK.
-pub const EXECUTOR_IO_MEMORY_BYTES: usize = 4 << 20;
+pub const EXECUTOR_IO_MEMORY_BYTES: usize = 2 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

@@ -93,7 +93,10 @@ fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig>
 /// glommio registers DMA memory with io_uring per executor, which counts against
 /// RLIMIT_MEMLOCK: raise the soft limit toward what we need, or say exactly what to change.
 fn check_memlock(shards: usize) -> anyhow::Result<()> {
-    let needed = (shards as u64 + 1) * (helios_shard::runtime::EXECUTOR_IO_MEMORY_BYTES as u64 + (4 << 20));
+    if has_cap_ipc_lock() {
+        return Ok(()); // With CAP_IPC_LOCK the kernel does not charge registered memory to the limit.
+    }
+    let needed = shards as u64 * helios_shard::runtime::EXECUTOR_IO_MEMORY_BYTES as u64 + (1 << 20);
     // SAFETY: plain getrlimit/setrlimit on a local struct.
     unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();
@@ -122,6 +125,17 @@ fn check_memlock(shards: usize) -> anyhow::Result<()> {
         needed / 1024,
         needed / 1024
     )
+}
+
+/// CAP_IPC_LOCK (capability 14) in the effective set, read from /proc/self/status.
+fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
 
 /// Fails early, with advice, where io_uring is missing or disabled.

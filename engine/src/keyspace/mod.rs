@@ -143,7 +143,11 @@ impl Ord for dyn KeyLike + '_ {
 
 fn key_ref(db: u8, key: &[u8]) -> KeyRef<'_> {
     assert!((db as usize) < DB_COUNT, "db {db} out of range");
-    KeyRef { db, token: redis_token(key), key }
+    KeyRef {
+        db,
+        token: redis_token(key),
+        key,
+    }
 }
 
 /// One shard's Redis keys.
@@ -186,12 +190,21 @@ impl Keyspace {
     /// Applies one mutation. The caller logs it (see [`Keyspace::apply_and_log`]).
     pub fn apply(&mut self, m: Mutation) {
         match m {
-            Mutation::Set { db, key, value, expire_at_ms } => self.set(db, &key, value, expire_at_ms),
+            Mutation::Set {
+                db,
+                key,
+                value,
+                expire_at_ms,
+            } => self.set(db, &key, value, expire_at_ms),
             Mutation::Del { db, key } => {
                 let k = key_ref(db, &key);
                 self.remove_ref(&k);
             }
-            Mutation::SetExpire { db, key, expire_at_ms } => self.set_expire(db, &key, expire_at_ms),
+            Mutation::SetExpire {
+                db,
+                key,
+                expire_at_ms,
+            } => self.set_expire(db, &key, expire_at_ms),
             Mutation::FlushDb { db } => self.flush_db(db),
             Mutation::FlushAll => self.flush_all(),
         }
@@ -209,13 +222,66 @@ impl Keyspace {
     pub fn apply_logged(&mut self, payload: &[u8], now_ms: u64) -> Result<(), KeyspaceError> {
         for m in decode_all(payload)? {
             match m {
-                Mutation::Set { db, key, expire_at_ms: Some(at), .. } if now_ms > at => {
-                    self.apply(Mutation::Del { db, key })
-                }
+                Mutation::Set {
+                    db,
+                    key,
+                    expire_at_ms: Some(at),
+                    ..
+                } if now_ms > at => self.apply(Mutation::Del { db, key }),
                 m => self.apply(m),
             }
         }
         Ok(())
+    }
+
+    /// Removes a live string key and returns its value and expiry, logging the removal into
+    /// `log` (the source half of a cross-shard RENAME). None when absent or not a string.
+    pub fn take_string(
+        &mut self,
+        db: u8,
+        key: &[u8],
+        now_ms: u64,
+        log: &mut Vec<u8>,
+    ) -> Option<(Bytes, Option<u64>)> {
+        let entry = self.get(db, key, now_ms)?;
+        let taken = (entry.value.as_str()?.clone(), entry.expire_at_ms);
+        self.apply_and_log(
+            Mutation::Del {
+                db,
+                key: Bytes::copy_from_slice(key),
+            },
+            log,
+        );
+        Some(taken)
+    }
+
+    /// Stores a string with exactly this expiry, logging it into `log` (the destination half of
+    /// a cross-shard RENAME/RENAMENX). With `only_if_absent`, a live key is left alone and
+    /// false is returned.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_string(
+        &mut self,
+        db: u8,
+        key: Bytes,
+        value: Bytes,
+        expire_at_ms: Option<u64>,
+        only_if_absent: bool,
+        now_ms: u64,
+        log: &mut Vec<u8>,
+    ) -> bool {
+        if only_if_absent && self.contains(db, &key, now_ms) {
+            return false;
+        }
+        self.apply_and_log(
+            Mutation::Set {
+                db,
+                key,
+                value: Value::Str(value),
+                expire_at_ms,
+            },
+            log,
+        );
+        true
     }
 
     fn set(&mut self, db: u8, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
@@ -225,18 +291,28 @@ impl Keyspace {
             Value::Str(s) => Value::Str(Bytes::copy_from_slice(&s)),
         };
         let k = key_ref(db, key);
-        let entry = Entry { value, expire_at_ms };
+        let entry = Entry {
+            value,
+            expire_at_ms,
+        };
         if let Some((stored, old)) = self.map.get_key_value(&k as &dyn KeyLike) {
             let stored = stored.clone();
             let old_at = old.expire_at_ms;
             self.used_bytes -= old.value.used_bytes();
             self.used_bytes += entry.value.used_bytes();
             self.replace_expire(&stored, old_at, expire_at_ms);
-            let slot = self.map.get_mut(&k as &dyn KeyLike).expect("entry found above");
+            let slot = self
+                .map
+                .get_mut(&k as &dyn KeyLike)
+                .expect("entry found above");
             *slot = entry;
             return;
         }
-        let stored = MapKey { db, token: k.token, key: Bytes::copy_from_slice(key) };
+        let stored = MapKey {
+            db,
+            token: k.token,
+            key: Bytes::copy_from_slice(key),
+        };
         self.used_bytes += key.len() + entry.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
         self.key_counts[db as usize] += 1;
         self.replace_expire(&stored, None, expire_at_ms);
@@ -251,7 +327,10 @@ impl Keyspace {
         let stored = stored.clone();
         let old_at = old.expire_at_ms;
         self.replace_expire(&stored, old_at, expire_at_ms);
-        self.map.get_mut(&k as &dyn KeyLike).expect("entry found above").expire_at_ms = expire_at_ms;
+        self.map
+            .get_mut(&k as &dyn KeyLike)
+            .expect("entry found above")
+            .expire_at_ms = expire_at_ms;
     }
 
     /// Keeps the expiry index and per-db expiry counts in step with an entry's expiry.
@@ -261,12 +340,18 @@ impl Keyspace {
         }
         let db = key.db as usize;
         if let Some(at_ms) = old {
-            let removed = self.expires.remove(&ExpireKey { at_ms, key: key.clone() });
+            let removed = self.expires.remove(&ExpireKey {
+                at_ms,
+                key: key.clone(),
+            });
             assert!(removed, "expiry index out of step");
             self.expire_counts[db] -= 1;
         }
         if let Some(at_ms) = new {
-            let inserted = self.expires.insert(ExpireKey { at_ms, key: key.clone() });
+            let inserted = self.expires.insert(ExpireKey {
+                at_ms,
+                key: key.clone(),
+            });
             assert!(inserted, "expiry index out of step");
             self.expire_counts[db] += 1;
         }
@@ -289,12 +374,17 @@ impl Keyspace {
     pub fn active_expire(&mut self, now_ms: u64, budget_max: usize) -> usize {
         let mut removed = 0;
         while removed < budget_max {
-            let Some(first) = self.expires.first() else { break };
+            let Some(first) = self.expires.first() else {
+                break;
+            };
             if first.at_ms >= now_ms {
                 break;
             }
             let key = first.key.clone();
-            let (stored, entry) = self.map.remove_entry(&key).expect("expiry index names a stored key");
+            let (stored, entry) = self
+                .map
+                .remove_entry(&key)
+                .expect("expiry index names a stored key");
             self.forget(&stored, &entry);
             removed += 1;
         }
@@ -314,14 +404,19 @@ impl Keyspace {
         filter: impl Fn(&[u8], &Value) -> bool,
     ) -> (Vec<Bytes>, Option<u64>) {
         assert!((db as usize) < DB_COUNT);
-        let lo = KeyRef { db, token: cursor_token, key: &[] };
+        let lo = KeyRef {
+            db,
+            token: cursor_token,
+            key: &[],
+        };
         let mut out = Vec::new();
         let mut expired = Vec::new();
-        let mut visited = 0usize;
         let mut next = None;
         let mut current_token = None;
-        let range = self.map.range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded));
-        for (k, e) in range {
+        let range = self
+            .map
+            .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded));
+        for (visited, (k, e)) in range.enumerate() {
             if k.db != db {
                 break;
             }
@@ -330,7 +425,6 @@ impl Keyspace {
                 break;
             }
             current_token = Some(k.token);
-            visited += 1;
             if e.is_expired(now_ms) {
                 expired.push(k.clone());
             } else if filter(&k.key, &e.value) {
@@ -356,7 +450,11 @@ impl Keyspace {
 
     fn db_range(&self, db: u8) -> impl Iterator<Item = (&MapKey, &Entry)> {
         assert!((db as usize) < DB_COUNT);
-        let lo = KeyRef { db, token: 0, key: &[] };
+        let lo = KeyRef {
+            db,
+            token: 0,
+            key: &[],
+        };
         self.map
             .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded))
             .take_while(move |(k, _)| k.db == db)
@@ -366,7 +464,11 @@ impl Keyspace {
     pub fn random_key(&mut self, db: u8, seed: u64, now_ms: u64) -> Option<Bytes> {
         let token = mix64(seed);
         loop {
-            let lo = KeyRef { db, token, key: &[] };
+            let lo = KeyRef {
+                db,
+                token,
+                key: &[],
+            };
             let first_at_or_after = self
                 .map
                 .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded))
@@ -444,7 +546,10 @@ impl Keyspace {
             used += k.key.len() + e.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
             if let Some(at_ms) = e.expire_at_ms {
                 expires[k.db as usize] += 1;
-                assert!(self.expires.contains(&ExpireKey { at_ms, key: k.clone() }));
+                assert!(self.expires.contains(&ExpireKey {
+                    at_ms,
+                    key: k.clone()
+                }));
             }
         }
         assert_eq!(counts, self.key_counts);

@@ -56,12 +56,26 @@ pub enum KeyspaceError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
     /// Create or overwrite `key` with `value` and exactly this expiry (None: no expiry).
-    Set { db: u8, key: Bytes, value: Value, expire_at_ms: Option<u64> },
+    Set {
+        db: u8,
+        key: Bytes,
+        value: Value,
+        expire_at_ms: Option<u64>,
+    },
     /// Remove `key` (no-op when absent).
-    Del { db: u8, key: Bytes },
+    Del {
+        db: u8,
+        key: Bytes,
+    },
     /// Set or (None) remove the expiry of an existing `key` (no-op when absent).
-    SetExpire { db: u8, key: Bytes, expire_at_ms: Option<u64> },
-    FlushDb { db: u8 },
+    SetExpire {
+        db: u8,
+        key: Bytes,
+        expire_at_ms: Option<u64>,
+    },
+    FlushDb {
+        db: u8,
+    },
     FlushAll,
 }
 
@@ -70,7 +84,12 @@ impl Mutation {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         match self {
-            Mutation::Set { db, key, value, expire_at_ms } => {
+            Mutation::Set {
+                db,
+                key,
+                value,
+                expire_at_ms,
+            } => {
                 assert!((*db as usize) < DB_COUNT);
                 out.push(TAG_SET);
                 out.push(*db);
@@ -89,7 +108,11 @@ impl Mutation {
                 out.push(*db);
                 put_bytes(out, key);
             }
-            Mutation::SetExpire { db, key, expire_at_ms } => {
+            Mutation::SetExpire {
+                db,
+                key,
+                expire_at_ms,
+            } => {
                 assert!((*db as usize) < DB_COUNT);
                 out.push(TAG_SET_EXPIRE);
                 out.push(*db);
@@ -103,7 +126,10 @@ impl Mutation {
             }
             Mutation::FlushAll => out.push(TAG_FLUSH_ALL),
         }
-        debug_assert_eq!(Mutation::decode(&out[start..]).map(|(m, n)| (m, n + start)), Ok((self.clone(), out.len())));
+        debug_assert_eq!(
+            Mutation::decode(&out[start..]).map(|(m, n)| (m, n + start)),
+            Ok((self.clone(), out.len()))
+        );
     }
 
     /// Decodes one mutation from the front of `buf`; returns it and the bytes it used.
@@ -118,23 +144,45 @@ impl Mutation {
                 let type_offset = r.pos;
                 let value = match r.u8()? {
                     VALUE_TYPE_STR => Value::Str(r.bytes()?),
-                    value_type => return Err(KeyspaceError::BadValueType { value_type, offset: type_offset }),
+                    value_type => {
+                        return Err(KeyspaceError::BadValueType {
+                            value_type,
+                            offset: type_offset,
+                        })
+                    }
                 };
                 let expire_at_ms = r.expire()?;
-                Mutation::Set { db, key, value, expire_at_ms }
+                Mutation::Set {
+                    db,
+                    key,
+                    value,
+                    expire_at_ms,
+                }
             }
             TAG_DEL => {
                 let db = r.db()?;
-                Mutation::Del { db, key: r.bytes()? }
+                Mutation::Del {
+                    db,
+                    key: r.bytes()?,
+                }
             }
             TAG_SET_EXPIRE => {
                 let db = r.db()?;
                 let key = r.bytes()?;
-                Mutation::SetExpire { db, key, expire_at_ms: r.expire()? }
+                Mutation::SetExpire {
+                    db,
+                    key,
+                    expire_at_ms: r.expire()?,
+                }
             }
             TAG_FLUSH_DB => Mutation::FlushDb { db: r.db()? },
             TAG_FLUSH_ALL => Mutation::FlushAll,
-            tag => return Err(KeyspaceError::BadTag { tag, offset: tag_offset }),
+            tag => {
+                return Err(KeyspaceError::BadTag {
+                    tag,
+                    offset: tag_offset,
+                })
+            }
         };
         Ok((m, r.pos))
     }
@@ -149,7 +197,10 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    assert!(b.len() as u64 <= MUTATION_BYTES_MAX, "mutation field over MUTATION_BYTES_MAX");
+    assert!(
+        b.len() as u64 <= MUTATION_BYTES_MAX,
+        "mutation field over MUTATION_BYTES_MAX"
+    );
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
@@ -173,7 +224,9 @@ impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], KeyspaceError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         let Some(end) = end else {
-            return Err(KeyspaceError::Truncated { offset: self.buf.len() });
+            return Err(KeyspaceError::Truncated {
+                offset: self.buf.len(),
+            });
         };
         let s = &self.buf[self.pos..end];
         self.pos = end;
@@ -250,14 +303,28 @@ pub fn decode_all(payload: &[u8]) -> Result<Vec<Mutation>, KeyspaceError> {
 impl KeyspaceError {
     fn shifted(self, by: usize) -> KeyspaceError {
         match self {
-            KeyspaceError::Truncated { offset } => KeyspaceError::Truncated { offset: offset + by },
-            KeyspaceError::BadTag { tag, offset } => KeyspaceError::BadTag { tag, offset: offset + by },
-            KeyspaceError::BadDb { db, offset } => KeyspaceError::BadDb { db, offset: offset + by },
-            KeyspaceError::BadValueType { value_type, offset } => {
-                KeyspaceError::BadValueType { value_type, offset: offset + by }
-            }
-            KeyspaceError::BadExpireFlag { flag, offset } => KeyspaceError::BadExpireFlag { flag, offset: offset + by },
-            KeyspaceError::BadLength { offset } => KeyspaceError::BadLength { offset: offset + by },
+            KeyspaceError::Truncated { offset } => KeyspaceError::Truncated {
+                offset: offset + by,
+            },
+            KeyspaceError::BadTag { tag, offset } => KeyspaceError::BadTag {
+                tag,
+                offset: offset + by,
+            },
+            KeyspaceError::BadDb { db, offset } => KeyspaceError::BadDb {
+                db,
+                offset: offset + by,
+            },
+            KeyspaceError::BadValueType { value_type, offset } => KeyspaceError::BadValueType {
+                value_type,
+                offset: offset + by,
+            },
+            KeyspaceError::BadExpireFlag { flag, offset } => KeyspaceError::BadExpireFlag {
+                flag,
+                offset: offset + by,
+            },
+            KeyspaceError::BadLength { offset } => KeyspaceError::BadLength {
+                offset: offset + by,
+            },
         }
     }
 }

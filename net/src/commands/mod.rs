@@ -1,1 +1,185 @@
-//! The Redis command table and per-shard command implementations.
+//! The Redis command table and the per-shard command implementations.
+//!
+//! The router looks a command up in the [`table`], checks arity, groups keys by shard and,
+//! on each owning shard, calls [`exec_local`] with the keys that live there. `exec_local`
+//! reads and changes the shard's [`Keyspace`] and appends every state change, as an absolute
+//! [`Mutation`], to `ExecCtx::log`; a command that changes nothing logs nothing.
+
+mod glob;
+mod keys;
+mod num;
+mod strings;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use glob::{glob_match, keys_pattern_match, GLOB_NESTING_MAX};
+pub use num::parse_i64;
+pub use table::{
+    all, command_docs, command_info, lookup, CommandKind, CommandSpec, Deprecation, Doc, Merge,
+};
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use helios_engine::keyspace::{Entry, Keyspace, Mutation, Value};
+
+use crate::{Command, Reply};
+
+/// Redis's proto-max-bulk-len default: the largest string a command may build (512 MiB).
+pub const STRING_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+/// What a command running on a shard may touch.
+pub struct ExecCtx<'a> {
+    pub ks: &'a mut Keyspace,
+    /// The connection's selected database (0..16).
+    pub db: u8,
+    /// The command's clock: one reading for the whole command, as Redis does.
+    pub now_ms: u64,
+    /// WAL payload being built: encoded mutations are appended here.
+    pub log: &'a mut Vec<u8>,
+}
+
+pub(crate) type ExecFn = fn(&mut ExecCtx<'_>, &Command) -> Reply;
+
+impl ExecCtx<'_> {
+    /// Logs `m` and applies it to the keyspace.
+    fn commit(&mut self, m: Mutation) {
+        self.ks.apply_and_log(m, self.log);
+    }
+
+    fn entry(&mut self, key: &[u8]) -> Option<&Entry> {
+        self.ks.get(self.db, key, self.now_ms)
+    }
+
+    /// The string at `key`: Ok(None) when absent, Err(WRONGTYPE) for another type.
+    fn get_str(&mut self, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>, Reply> {
+        match self.entry(key) {
+            None => Ok(None),
+            Some(e) => match e.value.as_str() {
+                Some(s) => Ok(Some((s.clone(), e.expire_at_ms))),
+                None => Err(wrong_type()),
+            },
+        }
+    }
+
+    fn set_str(&mut self, key: &Bytes, value: Bytes, expire_at_ms: Option<u64>) {
+        self.commit(Mutation::Set {
+            db: self.db,
+            key: key.clone(),
+            value: Value::Str(value),
+            expire_at_ms,
+        });
+    }
+
+    fn del(&mut self, key: &Bytes) {
+        self.commit(Mutation::Del {
+            db: self.db,
+            key: key.clone(),
+        });
+    }
+}
+
+/// The name TYPE reports for a value ("string", ...).
+pub fn type_name(value: &Value) -> &'static str {
+    value.type_name()
+}
+
+/// Whether the command may change the keyspace (its table entry has the "write" flag).
+/// Unknown commands are not writes.
+pub fn is_write(cmd: &Command) -> bool {
+    lookup(cmd.name()).is_some_and(|spec| spec.has_flag("write"))
+}
+
+/// Runs a keyed (or per-shard keyless) command against this shard's keyspace. Never panics on
+/// any argument list: unknown names, connection-level commands and bad arity become errors.
+pub fn exec_local(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    assert!((ctx.db as usize) < helios_engine::keyspace::DB_COUNT);
+    let Some(spec) = lookup(cmd.name()) else {
+        return unknown_command(cmd);
+    };
+    if !spec.arity_ok(cmd.arg_count()) {
+        return Reply::wrong_arity(spec.name);
+    }
+    match spec.exec {
+        Some(exec) => exec(ctx, cmd),
+        None => Reply::error(format!("ERR '{}' is not run by a shard", spec.name)),
+    }
+}
+
+/// Redis's reply to an unknown command, e.g.
+/// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.
+pub fn unknown_command(cmd: &Command) -> Reply {
+    // sds semantics: `%.128s` stops at a NUL and at 128 bytes; the args list stops growing
+    // once it reaches 128 bytes; CR and LF become spaces.
+    let mut args: Vec<u8> = Vec::new();
+    for arg in cmd.args.iter().skip(1) {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        args.push(b'\'');
+        args.extend_from_slice(&cstr(arg)[..cstr(arg).len().min(room)]);
+        args.extend_from_slice(b"' ");
+    }
+    let name = cstr(cmd.name());
+    let mut text = b"ERR unknown command '".to_vec();
+    text.extend_from_slice(&name[..name.len().min(128)]);
+    text.extend_from_slice(b"', with args beginning with: ");
+    text.extend_from_slice(&args);
+    error_from_bytes(text)
+}
+
+/// The bytes a C string function sees: up to the first NUL.
+fn cstr(b: &[u8]) -> &[u8] {
+    match b.iter().position(|&c| c == 0) {
+        Some(n) => &b[..n],
+        None => b,
+    }
+}
+
+/// An error line from client-influenced bytes: CR/LF become spaces (as Redis does); bytes
+/// that are not UTF-8 are replaced (a `Reply::Error` holds text).
+fn error_from_bytes(mut text: Vec<u8>) -> Reply {
+    for c in text.iter_mut() {
+        if *c == b'\r' || *c == b'\n' {
+            *c = b' ';
+        }
+    }
+    match String::from_utf8(text) {
+        Ok(s) => Reply::Error(Cow::Owned(s)),
+        Err(e) => Reply::Error(Cow::Owned(
+            String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        )),
+    }
+}
+
+fn err(text: &'static str) -> Reply {
+    Reply::Error(Cow::Borrowed(text))
+}
+
+fn wrong_type() -> Reply {
+    err("WRONGTYPE Operation against a key holding the wrong kind of value")
+}
+
+fn syntax_error() -> Reply {
+    err("ERR syntax error")
+}
+
+fn not_an_integer() -> Reply {
+    err("ERR value is not an integer or out of range")
+}
+
+fn invalid_expire(command: &str) -> Reply {
+    Reply::error(format!("ERR invalid expire time in '{command}' command"))
+}
+
+/// An integer argument, or Redis's error reply.
+fn int_arg(arg: &[u8]) -> Result<i64, Reply> {
+    parse_i64(arg).ok_or_else(not_an_integer)
+}
+
+/// Case-insensitive comparison of an option argument, as `strcasecmp` sees it.
+fn is_opt(arg: &[u8], name: &str) -> bool {
+    cstr(arg).eq_ignore_ascii_case(name.as_bytes())
+}

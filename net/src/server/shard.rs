@@ -6,7 +6,7 @@ use crate::commands::{self, ExecCtx};
 use crate::{Command, Reply};
 use bytes::Bytes;
 use helios_engine::keyspace::Keyspace;
-use helios_engine::wal::{Wal, WalOptions};
+use helios_engine::wal::{Wal, WalError, WalOptions};
 use helios_shard::glommio_fs::GlommioFs;
 use helios_shard::glommio_rt::unix_ms;
 use helios_shard::mesh::{Handler, Mesh};
@@ -247,10 +247,12 @@ async fn open_shard(id: usize, shared: &Arc<Shared>, senders: helios_shard::mesh
     let mut ks = Keyspace::new();
     let now_ms = unix_ms();
     let mut replayed = 0u64;
-    let wal = Wal::open(GlommioFs, dir.clone(), WalOptions::default(), |_lsn, kind, payload| {
-        assert_eq!(kind, WAL_KIND_REDIS, "unknown WAL record kind {kind}");
+    let wal = Wal::open(GlommioFs, dir.clone(), WalOptions::default(), |lsn, kind, payload| {
+        if kind != WAL_KIND_REDIS {
+            return Err(WalError::Replay { lsn, reason: format!("unknown record kind {kind}") });
+        }
         replayed += 1;
-        ks.apply_logged(payload, now_ms).map_err(|error| helios_engine::wal::WalError::Replay(error.to_string()))
+        ks.apply_logged(payload, now_ms).map_err(|error| WalError::Replay { lsn, reason: error.to_string() })
     })
     .await
     .map_err(|error| format!("shard {id}: cannot recover the WAL in {}: {error}", dir.display()))?;

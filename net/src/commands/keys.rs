@@ -1,0 +1,315 @@
+//! Keyspace commands (db.c, expire.c): TYPE, EXISTS, TOUCH, DEL, UNLINK, the EXPIRE family,
+//! TTL family, PERSIST, RENAME, RENAMENX, and the per-shard parts of KEYS, DBSIZE, FLUSHDB,
+//! FLUSHALL and RANDOMKEY.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+
+use bytes::Bytes;
+use helios_engine::keyspace::Mutation;
+
+use super::{
+    cstr, err, error_from_bytes, int_arg, invalid_expire, is_opt, keys_pattern_match, syntax_error,
+    ExecCtx,
+};
+use crate::{Command, Reply};
+
+pub(super) fn type_(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let name = ctx
+        .entry(&cmd.args[1])
+        .map_or("none", |e| e.value.type_name());
+    Reply::Status(Cow::Borrowed(name))
+}
+
+fn count_live(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let n = cmd.args[1..]
+        .iter()
+        .filter(|k| ctx.entry(k).is_some())
+        .count();
+    Reply::Int(n as i64)
+}
+
+pub(super) fn exists(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    count_live(ctx, cmd)
+}
+
+pub(super) fn touch(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    count_live(ctx, cmd)
+}
+
+fn delete_keys(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let mut deleted = 0;
+    for key in &cmd.args[1..] {
+        if ctx.entry(key).is_some() {
+            ctx.del(key);
+            deleted += 1;
+        }
+    }
+    Reply::Int(deleted)
+}
+
+pub(super) fn del(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    delete_keys(ctx, cmd)
+}
+
+pub(super) fn unlink(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    delete_keys(ctx, cmd)
+}
+
+#[derive(Default)]
+struct ExpireFlags {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
+}
+
+/// `parseExtendedExpireArgumentsOrReply`.
+fn parse_expire_flags(args: &[Bytes]) -> Result<ExpireFlags, Reply> {
+    let mut f = ExpireFlags::default();
+    for arg in args {
+        if is_opt(arg, "nx") {
+            f.nx = true;
+        } else if is_opt(arg, "xx") {
+            f.xx = true;
+        } else if is_opt(arg, "gt") {
+            f.gt = true;
+        } else if is_opt(arg, "lt") {
+            f.lt = true;
+        } else {
+            // addReplyErrorFormat: "%s" stops at NUL, CR/LF at the end are trimmed.
+            let mut text = b"ERR Unsupported option ".to_vec();
+            text.extend_from_slice(cstr(arg));
+            while matches!(text.last(), Some(b'\r' | b'\n')) {
+                text.pop();
+            }
+            return Err(error_from_bytes(text));
+        }
+    }
+    if f.nx && (f.xx || f.gt || f.lt) {
+        return Err(err(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if f.gt && f.lt {
+        return Err(err(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
+    }
+    Ok(f)
+}
+
+/// `expireGenericCommand`: `base_ms` is now for EXPIRE/PEXPIRE and 0 for the *AT forms.
+fn expire_generic(
+    ctx: &mut ExecCtx,
+    cmd: &Command,
+    base_ms: i64,
+    seconds: bool,
+    command: &str,
+) -> Reply {
+    let key = &cmd.args[1];
+    let flags = match parse_expire_flags(&cmd.args[3..]) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let mut when = match int_arg(&cmd.args[2]) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    if seconds {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
+            return invalid_expire(command);
+        }
+        when *= 1000;
+    }
+    if when > i64::MAX - base_ms {
+        return invalid_expire(command);
+    }
+    when += base_ms;
+    let current = match ctx.entry(key) {
+        None => return Reply::Int(0),
+        Some(e) => e.expire_at_ms.map(|at| at as i64),
+    };
+    let refused = (flags.nx && current.is_some())
+        || (flags.xx && current.is_none())
+        || (flags.gt && current.is_none_or(|c| when <= c))
+        || (flags.lt && current.is_some_and(|c| when >= c));
+    if refused {
+        return Reply::Int(0);
+    }
+    if when <= ctx.now_ms as i64 {
+        ctx.del(key);
+    } else if current != Some(when) {
+        let db = ctx.db;
+        ctx.commit(Mutation::SetExpire {
+            db,
+            key: key.clone(),
+            expire_at_ms: Some(when as u64),
+        });
+    }
+    Reply::Int(1)
+}
+
+pub(super) fn expire(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let now = ctx.now_ms as i64;
+    expire_generic(ctx, cmd, now, true, "expire")
+}
+
+pub(super) fn pexpire(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let now = ctx.now_ms as i64;
+    expire_generic(ctx, cmd, now, false, "pexpire")
+}
+
+pub(super) fn expireat(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    expire_generic(ctx, cmd, 0, true, "expireat")
+}
+
+pub(super) fn pexpireat(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    expire_generic(ctx, cmd, 0, false, "pexpireat")
+}
+
+/// `ttlGenericCommand`.
+fn ttl_generic(ctx: &mut ExecCtx, cmd: &Command, ms: bool, absolute: bool) -> Reply {
+    let now = ctx.now_ms as i128;
+    let at = match ctx.entry(&cmd.args[1]) {
+        None => return Reply::Int(-2),
+        Some(e) => match e.expire_at_ms {
+            None => return Reply::Int(-1),
+            Some(at) => at as i128,
+        },
+    };
+    let ttl = if absolute { at } else { (at - now).max(0) };
+    Reply::Int(if ms {
+        ttl as i64
+    } else {
+        ((ttl + 500) / 1000) as i64
+    })
+}
+
+pub(super) fn ttl(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    ttl_generic(ctx, cmd, false, false)
+}
+
+pub(super) fn pttl(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    ttl_generic(ctx, cmd, true, false)
+}
+
+pub(super) fn expiretime(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    ttl_generic(ctx, cmd, false, true)
+}
+
+pub(super) fn pexpiretime(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    ttl_generic(ctx, cmd, true, true)
+}
+
+pub(super) fn persist(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let key = &cmd.args[1];
+    match ctx.entry(key) {
+        Some(e) if e.expire_at_ms.is_some() => {
+            let db = ctx.db;
+            ctx.commit(Mutation::SetExpire {
+                db,
+                key: key.clone(),
+                expire_at_ms: None,
+            });
+            Reply::Int(1)
+        }
+        _ => Reply::Int(0),
+    }
+}
+
+/// `renameGenericCommand`, both keys on this shard. The value moves with its expiry.
+fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
+    let (src, dst) = (&cmd.args[1], &cmd.args[2]);
+    let Some(entry) = ctx.entry(src).cloned() else {
+        return err("ERR no such key");
+    };
+    if src == dst {
+        return if nx { Reply::Int(0) } else { Reply::Ok };
+    }
+    if nx && ctx.entry(dst).is_some() {
+        return Reply::Int(0);
+    }
+    let db = ctx.db;
+    ctx.commit(Mutation::Set {
+        db,
+        key: dst.clone(),
+        value: entry.value,
+        expire_at_ms: entry.expire_at_ms,
+    });
+    ctx.del(src);
+    if nx {
+        Reply::Int(1)
+    } else {
+        Reply::Ok
+    }
+}
+
+pub(super) fn rename(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    rename_generic(ctx, cmd, false)
+}
+
+pub(super) fn renamenx(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    rename_generic(ctx, cmd, true)
+}
+
+/// This shard's keys matching the pattern (unordered; the router concatenates).
+pub(super) fn keys(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let pattern = &cmd.args[1];
+    let keys = ctx
+        .ks
+        .keys(ctx.db, ctx.now_ms, |k, _| keys_pattern_match(pattern, k));
+    Reply::Array(keys.into_iter().map(Reply::Bulk).collect())
+}
+
+pub(super) fn dbsize(ctx: &mut ExecCtx, _cmd: &Command) -> Reply {
+    Reply::Int(ctx.ks.dbsize(ctx.db) as i64)
+}
+
+/// `getFlushCommandFlags`: optional SYNC or ASYNC (both run synchronously here).
+fn flush_args_ok(cmd: &Command) -> bool {
+    match cmd.args.len() {
+        1 => true,
+        2 => is_opt(&cmd.args[1], "sync") || is_opt(&cmd.args[1], "async"),
+        _ => false,
+    }
+}
+
+pub(super) fn flushdb(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    if !flush_args_ok(cmd) {
+        return syntax_error();
+    }
+    if ctx.ks.dbsize(ctx.db) > 0 {
+        let db = ctx.db;
+        ctx.commit(Mutation::FlushDb { db });
+    }
+    Reply::Ok
+}
+
+pub(super) fn flushall(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    if !flush_args_ok(cmd) {
+        return syntax_error();
+    }
+    if ctx.ks.key_count_total() > 0 {
+        ctx.commit(Mutation::FlushAll);
+    }
+    Reply::Ok
+}
+
+thread_local! {
+    /// Per-shard sequence mixed into RANDOMKEY's seed so repeated calls differ.
+    static RANDOM_SEQ: Cell<u64> = const { Cell::new(0) };
+}
+
+pub(super) fn randomkey(ctx: &mut ExecCtx, _cmd: &Command) -> Reply {
+    let seq = RANDOM_SEQ.with(|s| {
+        let v = s.get().wrapping_add(1);
+        s.set(v);
+        v
+    });
+    let seed = ctx.now_ms.rotate_left(17) ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    match ctx.ks.random_key(ctx.db, seed, ctx.now_ms) {
+        Some(k) => Reply::Bulk(k),
+        None => Reply::Null,
+    }
+}

@@ -1,0 +1,381 @@
+//! Starting and stopping server processes under test: the real `helios` binary, and a real
+//! `redis-server` as the reference for differential tests.
+//!
+//! Every server gets a fresh temp dir and free ports, so tests can run in parallel. Readiness is
+//! polled (connect + PING) against a deadline; nothing sleeps a fixed time.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const READY_DEADLINE: Duration = Duration::from_secs(10);
+pub const EXIT_DEADLINE: Duration = Duration::from_secs(10);
+/// A free port found by bind-then-drop can be taken by someone else before the server binds it;
+/// a start that fails early is retried on new ports this many times.
+const START_ATTEMPTS_MAX: usize = 3;
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Sync,
+    Async,
+}
+
+impl Durability {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Async => "async",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerOpts {
+    pub shards: usize,
+    pub durability: Durability,
+}
+
+impl Default for ServerOpts {
+    fn default() -> ServerOpts {
+        ServerOpts { shards: 2, durability: Durability::Async }
+    }
+}
+
+impl ServerOpts {
+    pub fn shards(mut self, shards: usize) -> ServerOpts {
+        self.shards = shards;
+        self
+    }
+    pub fn durability(mut self, durability: Durability) -> ServerOpts {
+        self.durability = durability;
+        self
+    }
+}
+
+/// Picks a port nobody listens on right now (bind to port 0, read it, drop the listener).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// The helios binary: `$HELIOS_BIN`, else `<target>/debug/helios` next to the test executable
+/// (which lives in `<target>/debug/deps/`).
+pub fn helios_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("HELIOS_BIN") {
+        let path = PathBuf::from(path);
+        assert!(path.exists(), "HELIOS_BIN={} does not exist", path.display());
+        return path;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test executable has a parent dir");
+    let candidate = deps.parent().expect("deps dir has a parent").join("helios");
+    if !candidate.exists() {
+        panic!(
+            "helios binary not found at {}; run `cargo build --bin helios` first (with the same \
+             CARGO_TARGET_DIR), or point HELIOS_BIN at it",
+            candidate.display()
+        );
+    }
+    candidate
+}
+
+/// Finds an executable on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// Polls `port` until a connection answers `PING` with `+PONG`, or `deadline` passes, or the
+/// child exits. Returns Err with a reason otherwise.
+fn wait_ready(child: &mut Child, port: u16, deadline: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("process exited before becoming ready: {status}"));
+        }
+        if ping(port) {
+            return Ok(());
+        }
+        if start.elapsed() > deadline {
+            return Err(format!("not answering PING on port {port} after {deadline:?}"));
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+fn wait_exit(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+/// How much of a log to print on failure.
+const LOG_TAIL_BYTES: usize = 16 * 1024;
+
+fn tail(s: &str) -> &str {
+    if s.len() <= LOG_TAIL_BYTES {
+        return s;
+    }
+    let mut start = s.len() - LOG_TAIL_BYTES;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// A running helios process. Owns its temp dir; dropping it kills the process.
+pub struct HeliosServer {
+    child: Option<Child>,
+    opts: ServerOpts,
+    root: TempDir,
+    port: u16,
+    pg_port: u16,
+    starts: usize,
+}
+
+impl HeliosServer {
+    /// Starts helios on a fresh temp data dir and waits until it answers PING.
+    pub fn start(opts: ServerOpts) -> HeliosServer {
+        let root = tempfile::Builder::new().prefix("helios-test-").tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("data")).expect("create data dir");
+        let mut server = HeliosServer { child: None, opts, root, port: 0, pg_port: 0, starts: 0 };
+        server.spawn_ready();
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Log file of the current (latest) process.
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join(format!("stderr-{}.log", self.starts))
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.log_path())
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn spawn_ready(&mut self) {
+        let bin = helios_bin();
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS_MAX {
+            self.starts += 1;
+            self.port = free_port();
+            self.pg_port = free_port();
+            let log = File::create(self.log_path()).expect("create log file");
+            let mut child = Command::new(&bin)
+                .arg("--data-dir")
+                .arg(self.data_dir())
+                .arg("--redis-addr")
+                .arg(format!("127.0.0.1:{}", self.port))
+                .arg("--pg-addr")
+                .arg(format!("127.0.0.1:{}", self.pg_port))
+                .arg("--shards")
+                .arg(self.opts.shards.to_string())
+                .arg("--durability")
+                .arg(self.opts.durability.as_arg())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone log fd"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+            match wait_ready(&mut child, self.port, READY_DEADLINE) {
+                Ok(()) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(reason) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_error = format!("{reason}\n--- helios stderr ---\n{}", tail(&self.log()));
+                    // Only a lost race for the port is worth another try.
+                    if !self.log().to_ascii_lowercase().contains("in use") {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("helios failed to start: {last_error}");
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM; waits for the exit and asserts it was clean (status 0).
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: plain kill(2) on our own child's pid, which has not been reaped yet.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        match wait_exit(&mut child, EXIT_DEADLINE) {
+            Some(status) => assert!(
+                status.success(),
+                "helios exited with {status} after SIGTERM\n--- helios stderr ---\n{}",
+                tail(&self.log())
+            ),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "helios did not exit within {EXIT_DEADLINE:?} of SIGTERM\n--- helios stderr ---\n{}",
+                    tail(&self.log())
+                );
+            }
+        }
+    }
+
+    /// Starts a new process on the same data dir (stopping the old one with SIGKILL if it still
+    /// runs). The port may change: read `port()` again.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn_ready();
+    }
+}
+
+impl Drop for HeliosServer {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- helios stderr ({}, port {}) ---\n{}",
+                self.log_path().display(),
+                self.port,
+                tail(&self.log())
+            );
+        }
+    }
+}
+
+/// A running reference `redis-server` (no persistence) in its own temp dir.
+pub struct RedisServer {
+    child: Child,
+    root: TempDir,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts redis-server, or returns None (after printing why) when it is not installed.
+    pub fn try_start() -> Option<RedisServer> {
+        let Some(bin) = which("redis-server") else {
+            eprintln!("SKIPPED: redis-server is not installed (tools/test.sh installs it)");
+            return None;
+        };
+        let root = tempfile::Builder::new().prefix("redis-ref-").tempdir().expect("tempdir");
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS_MAX {
+            let port = free_port();
+            let log_path = root.path().join("redis.log");
+            let log = File::create(&log_path).expect("create log");
+            let mut child = Command::new(&bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(root.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone log fd"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn redis-server");
+            match wait_ready(&mut child, port, READY_DEADLINE) {
+                Ok(()) => return Some(RedisServer { child, root, port }),
+                Err(reason) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_error = format!("{reason}\n{}", tail(&read_log(&log_path)));
+                }
+            }
+        }
+        panic!("redis-server failed to start: {last_error}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `redis-cli -p PORT args...` with optional stdin; returns (success, stdout, stderr).
+pub fn redis_cli(port: u16, args: &[&str], stdin: Option<&[u8]>) -> (bool, String, String) {
+    let bin = which("redis-cli").expect("redis-cli not installed (tools/test.sh installs it)");
+    let mut child = Command::new(bin)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn redis-cli");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        let input = input.to_vec();
+        // Write from a thread so a full stdout pipe cannot deadlock us.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let out = child.wait_with_output().expect("wait redis-cli");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

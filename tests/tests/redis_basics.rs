@@ -1,0 +1,349 @@
+//! The Redis front end driven by real clients: the `redis` crate and `redis-cli`.
+//! Many keys are used so that, with `--shards 2`, every test touches both shards.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use helios_tests::{poll_until, redis_cli, which, HeliosServer, ServerOpts};
+use redis::{Connection, Value};
+
+/// Enough keys that both shards see many of them whatever the hash.
+const KEYS_COUNT: usize = 500;
+
+fn connect(server: &HeliosServer) -> Connection {
+    let client = redis::Client::open(server.url()).expect("client");
+    let con = client.get_connection_with_timeout(Duration::from_secs(10)).expect("connect");
+    con.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    con
+}
+
+fn q<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    match cmd.query(con) {
+        Ok(v) => v,
+        Err(e) => panic!("{args:?} failed: {e}"),
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("key:{i}")
+}
+
+#[test]
+fn strings_across_shards() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut con = connect(&server);
+    for i in 0..KEYS_COUNT {
+        let ok: String = q(&mut con, &["SET", &key(i), &format!("v{i}")]);
+        assert_eq!(ok, "OK");
+    }
+    for i in 0..KEYS_COUNT {
+        let v: Option<String> = q(&mut con, &["GET", &key(i)]);
+        assert_eq!(v.as_deref(), Some(format!("v{i}").as_str()), "GET {}", key(i));
+    }
+    let n: i64 = q(&mut con, &["DBSIZE"]);
+    assert_eq!(n, KEYS_COUNT as i64);
+
+    // Multi-key commands spanning both shards.
+    let mut args = vec!["EXISTS".to_string()];
+    args.extend((0..KEYS_COUNT).map(key));
+    args.push("missing".into());
+    args.push(key(0)); // EXISTS counts repeats
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let n: i64 = q(&mut con, &refs);
+    assert_eq!(n, KEYS_COUNT as i64 + 1);
+
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..KEYS_COUNT {
+        mset.push(format!("m:{i}"));
+        mset.push(format!("{i}"));
+    }
+    let refs: Vec<&str> = mset.iter().map(String::as_str).collect();
+    let ok: String = q(&mut con, &refs);
+    assert_eq!(ok, "OK");
+    let mut mget = vec!["MGET".to_string()];
+    mget.extend((0..KEYS_COUNT).map(|i| format!("m:{i}")));
+    mget.push("nope".into());
+    let refs: Vec<&str> = mget.iter().map(String::as_str).collect();
+    let values: Vec<Option<String>> = q(&mut con, &refs);
+    assert_eq!(values.len(), KEYS_COUNT + 1);
+    for (i, v) in values[..KEYS_COUNT].iter().enumerate() {
+        assert_eq!(v.as_deref(), Some(i.to_string().as_str()), "MGET m:{i}");
+    }
+    assert_eq!(values[KEYS_COUNT], None);
+
+    for i in 0..KEYS_COUNT {
+        let v: i64 = q(&mut con, &["INCR", &format!("m:{i}")]);
+        assert_eq!(v, i as i64 + 1);
+    }
+    let v: i64 = q(&mut con, &["INCRBY", "m:7", "-10"]);
+    assert_eq!(v, -2);
+
+    let mut del = vec!["DEL".to_string()];
+    del.extend((0..KEYS_COUNT).filter(|i| i % 2 == 0).map(key));
+    del.push("missing".into());
+    let refs: Vec<&str> = del.iter().map(String::as_str).collect();
+    let n: i64 = q(&mut con, &refs);
+    assert_eq!(n, (KEYS_COUNT / 2) as i64);
+    let n: i64 = q(&mut con, &["DBSIZE"]);
+    assert_eq!(n, (KEYS_COUNT + KEYS_COUNT / 2) as i64);
+    let e: i64 = q(&mut con, &["EXISTS", &key(0)]);
+    assert_eq!(e, 0);
+    let e: i64 = q(&mut con, &["EXISTS", &key(1)]);
+    assert_eq!(e, 1);
+}
+
+#[test]
+fn expiry_removes_keys() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut con = connect(&server);
+    for i in 0..50 {
+        let _: String = q(&mut con, &["SET", &format!("exp:{i}"), "x", "PX", "50"]);
+    }
+    let _: String = q(&mut con, &["SET", "keeper", "x"]);
+    let ttl: i64 = q(&mut con, &["PTTL", "exp:0"]);
+    assert!((0..=50).contains(&ttl), "PTTL right after SET PX 50: {ttl}");
+    let gone = poll_until(Duration::from_secs(5), || {
+        (0..50).all(|i| q::<Option<String>>(&mut con, &["GET", &format!("exp:{i}")]).is_none())
+    });
+    assert!(gone, "keys set with PX 50 still readable after 5 s");
+    let n: i64 = q(&mut con, &["EXISTS", "exp:3"]);
+    assert_eq!(n, 0);
+    let ttl: i64 = q(&mut con, &["TTL", "exp:3"]);
+    assert_eq!(ttl, -2);
+    let ttl: i64 = q(&mut con, &["TTL", "keeper"]);
+    assert_eq!(ttl, -1);
+    // Expired keys must also stop counting, once the server has noticed them (lazily or actively).
+    let counted_out = poll_until(Duration::from_secs(5), || q::<i64>(&mut con, &["DBSIZE"]) <= 1);
+    let keys: Vec<String> = q(&mut con, &["KEYS", "*"]);
+    assert_eq!(keys, vec!["keeper".to_string()], "KEYS lists expired keys");
+    assert!(counted_out, "DBSIZE still counts expired keys 5 s after they expired");
+}
+
+#[test]
+fn select_isolates_databases() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut a = connect(&server);
+    let mut b = connect(&server);
+    let _: String = q(&mut a, &["SET", "shared", "db0"]);
+    let _: String = q(&mut b, &["SELECT", "3"]);
+    let v: Option<String> = q(&mut b, &["GET", "shared"]);
+    assert_eq!(v, None, "db3 sees db0's key");
+    let _: String = q(&mut b, &["SET", "shared", "db3"]);
+    let _: String = q(&mut b, &["SET", "only3", "x"]);
+    let v: Option<String> = q(&mut a, &["GET", "shared"]);
+    assert_eq!(v.as_deref(), Some("db0"));
+    let n: i64 = q(&mut a, &["DBSIZE"]);
+    assert_eq!(n, 1);
+    let n: i64 = q(&mut b, &["DBSIZE"]);
+    assert_eq!(n, 2);
+    let _: String = q(&mut b, &["FLUSHDB"]);
+    let n: i64 = q(&mut b, &["DBSIZE"]);
+    assert_eq!(n, 0);
+    let v: Option<String> = q(&mut a, &["GET", "shared"]);
+    assert_eq!(v.as_deref(), Some("db0"), "FLUSHDB on db3 touched db0");
+    let err = redis::cmd("SELECT").arg(16).query::<String>(&mut a).unwrap_err();
+    assert!(err.to_string().contains("DB index is out of range"), "{err}");
+}
+
+#[test]
+fn scan_keys_dbsize_flushall() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut con = connect(&server);
+    let mut expected = BTreeSet::new();
+    for i in 0..KEYS_COUNT {
+        let k = if i % 5 == 0 { format!("{{tag}}:{i}") } else { key(i) };
+        let _: String = q(&mut con, &["SET", &k, "v"]);
+        expected.insert(k);
+    }
+    // Full SCAN: every key at least once; cursor must come back to 0 within a bounded number of calls.
+    let mut seen = BTreeSet::new();
+    let mut cursor = "0".to_string();
+    let mut calls = 0;
+    loop {
+        let (next, batch): (String, Vec<String>) = q(&mut con, &["SCAN", &cursor, "COUNT", "37"]);
+        seen.extend(batch);
+        calls += 1;
+        assert!(calls < 10 * KEYS_COUNT, "SCAN did not terminate");
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen, expected, "SCAN missed or invented keys");
+
+    let mut seen = BTreeSet::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let (next, batch): (String, Vec<String>) = q(&mut con, &["SCAN", &cursor, "MATCH", "{tag}*"]);
+        seen.extend(batch);
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    let tagged: BTreeSet<String> = expected.iter().filter(|k| k.starts_with("{tag}")).cloned().collect();
+    assert_eq!(seen, tagged, "SCAN MATCH");
+
+    let keys: Vec<String> = q(&mut con, &["KEYS", "*"]);
+    assert_eq!(keys.len(), expected.len(), "KEYS * returned duplicates or missed keys");
+    assert_eq!(keys.into_iter().collect::<BTreeSet<_>>(), expected);
+    let keys: Vec<String> = q(&mut con, &["KEYS", "key:1?"]);
+    let want: BTreeSet<String> = (10..20).filter(|i| i % 5 != 0).map(key).collect();
+    assert_eq!(keys.into_iter().collect::<BTreeSet<_>>(), want, "KEYS key:1?");
+
+    let n: i64 = q(&mut con, &["DBSIZE"]);
+    assert_eq!(n, KEYS_COUNT as i64);
+    let _: String = q(&mut con, &["SELECT", "1"]);
+    let _: String = q(&mut con, &["SET", "in-db1", "v"]);
+    let ok: String = q(&mut con, &["FLUSHALL"]);
+    assert_eq!(ok, "OK");
+    let n: i64 = q(&mut con, &["DBSIZE"]);
+    assert_eq!(n, 0);
+    let _: String = q(&mut con, &["SELECT", "0"]);
+    let n: i64 = q(&mut con, &["DBSIZE"]);
+    assert_eq!(n, 0, "FLUSHALL left keys in db0");
+    let keys: Vec<String> = q(&mut con, &["KEYS", "*"]);
+    assert!(keys.is_empty());
+}
+
+#[test]
+fn hello3_and_client_name() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut con = connect(&server);
+    let hello: Value = q(&mut con, &["HELLO", "3"]);
+    let Value::Map(fields) = hello else { panic!("HELLO 3 did not return a map: {hello:?}") };
+    let fields: HashMap<String, Value> = fields
+        .into_iter()
+        .map(|(k, v)| (redis::from_redis_value::<String>(&k).expect("string key"), v))
+        .collect();
+    assert_eq!(fields.get("proto"), Some(&Value::Int(3)), "HELLO 3 fields: {fields:?}");
+    assert!(fields.contains_key("server"), "HELLO 3 fields: {fields:?}");
+    // RESP3 null for a missing key.
+    let v: Value = q(&mut con, &["GET", "missing"]);
+    assert_eq!(v, Value::Nil);
+
+    let name: Option<String> = q(&mut con, &["CLIENT", "GETNAME"]);
+    assert_eq!(name, None);
+    let ok: String = q(&mut con, &["CLIENT", "SETNAME", "tester-1"]);
+    assert_eq!(ok, "OK");
+    let name: Option<String> = q(&mut con, &["CLIENT", "GETNAME"]);
+    assert_eq!(name.as_deref(), Some("tester-1"));
+    let err = redis::cmd("CLIENT").arg("SETNAME").arg("has space").query::<String>(&mut con).unwrap_err();
+    assert!(err.to_string().contains("Client names cannot contain spaces"), "{err}");
+}
+
+#[test]
+fn pipeline_of_1000_replies_in_order() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut con = connect(&server);
+    let mut pipe = redis::pipe();
+    for i in 0..500 {
+        pipe.cmd("SET").arg(format!("p:{i}")).arg(i);
+        pipe.cmd("INCR").arg(format!("p:{i}"));
+    }
+    let replies: Vec<Value> = pipe.query(&mut con).expect("pipeline");
+    assert_eq!(replies.len(), 1000);
+    for i in 0..500 {
+        assert_eq!(replies[2 * i], Value::Okay, "reply {}", 2 * i);
+        assert_eq!(replies[2 * i + 1], Value::Int(i as i64 + 1), "reply {}", 2 * i + 1);
+    }
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("GET").arg(format!("p:{}", i % 500));
+    }
+    let values: Vec<Option<i64>> = pipe.query(&mut con).expect("pipeline");
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(*v, Some((i % 500) as i64 + 1), "GET #{i}");
+    }
+}
+
+#[test]
+fn data_survives_sigterm_restart() {
+    let mut server = HeliosServer::start(ServerOpts::default());
+    {
+        let mut con = connect(&server);
+        for i in 0..KEYS_COUNT {
+            let _: String = q(&mut con, &["SET", &key(i), &i.to_string()]);
+        }
+        let _: String = q(&mut con, &["SET", "with-ttl", "x", "EX", "100000"]);
+        let _: i64 = q(&mut con, &["DEL", &key(3)]);
+        let _: i64 = q(&mut con, &["INCRBY", &key(4), "100"]);
+        let _: String = q(&mut con, &["SELECT", "2"]);
+        let _: String = q(&mut con, &["SET", "db2key", "y"]);
+    }
+    server.terminate();
+    server.restart();
+    let mut con = connect(&server);
+    for i in 0..KEYS_COUNT {
+        let v: Option<i64> = q(&mut con, &["GET", &key(i)]);
+        let want = match i {
+            3 => None,
+            4 => Some(104),
+            _ => Some(i as i64),
+        };
+        assert_eq!(v, want, "{} after restart", key(i));
+    }
+    let ttl: i64 = q(&mut con, &["TTL", "with-ttl"]);
+    assert!(ttl > 99_000 && ttl <= 100_000, "TTL after restart: {ttl}");
+    let n: i64 = q(&mut con, &["DBSIZE"]);
+    assert_eq!(n, KEYS_COUNT as i64);
+    let _: String = q(&mut con, &["SELECT", "2"]);
+    let v: Option<String> = q(&mut con, &["GET", "db2key"]);
+    assert_eq!(v.as_deref(), Some("y"));
+}
+
+fn have_redis_cli() -> bool {
+    if which("redis-cli").is_some() {
+        return true;
+    }
+    eprintln!("SKIPPED: redis-cli is not installed (tools/test.sh installs it)");
+    false
+}
+
+#[test]
+fn redis_cli_set_get_info_command() {
+    if !have_redis_cli() {
+        return;
+    }
+    let server = HeliosServer::start(ServerOpts::default());
+    let port = server.port();
+    let (ok, out, err) = redis_cli(port, &["set", "a", "b"], None);
+    assert!(ok, "redis-cli set: {err}");
+    assert_eq!(out.trim_end(), "OK");
+    let (ok, out, err) = redis_cli(port, &["get", "a"], None);
+    assert!(ok, "redis-cli get: {err}");
+    assert_eq!(out.trim_end(), "b");
+    let (ok, out, err) = redis_cli(port, &["COMMAND", "COUNT"], None);
+    assert!(ok, "redis-cli COMMAND COUNT: {err}");
+    let count: i64 = out.trim().parse().unwrap_or_else(|_| panic!("COMMAND COUNT output: {out:?}"));
+    assert!(count >= 50, "COMMAND COUNT = {count}, fewer than the commands helios supports");
+    let (ok, out, err) = redis_cli(port, &["INFO", "keyspace"], None);
+    assert!(ok, "redis-cli INFO keyspace: {err}");
+    assert!(out.contains("# Keyspace"), "INFO keyspace: {out:?}");
+    assert!(out.contains("db0:keys=1,"), "INFO keyspace: {out:?}");
+}
+
+#[test]
+fn redis_cli_pipe_mass_insert() {
+    if !have_redis_cli() {
+        return;
+    }
+    const INSERTS: usize = 10_000;
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut input = Vec::new();
+    for i in 0..INSERTS {
+        input.extend(helios_tests::resp::encode_command(&["SET", &format!("mass:{i}"), &format!("{i}")]));
+    }
+    let (ok, out, err) = redis_cli(server.port(), &["--pipe"], Some(&input));
+    assert!(ok, "redis-cli --pipe failed:\n{out}\n{err}");
+    assert!(out.contains(&format!("errors: 0, replies: {INSERTS}")), "redis-cli --pipe: {out}");
+    let (ok, out, _) = redis_cli(server.port(), &["DBSIZE"], None);
+    assert!(ok);
+    assert_eq!(out.trim(), INSERTS.to_string());
+    let (_, out, _) = redis_cli(server.port(), &["GET", "mass:9999"], None);
+    assert_eq!(out.trim_end(), "9999");
+}

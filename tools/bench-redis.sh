@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Side-by-side redis-benchmark runs: helios vs redis-server on this machine, with matched
+# durability (helios --durability sync ↔ appendfsync always; async ↔ everysec), and helios
+# with 1 and 2 shards. Prints one line per run and a ratio table.
+#
+#   tools/bench-redis.sh [REQUESTS] [TESTS]        e.g. tools/bench-redis.sh 200000 set,get
+#
+# Needs redis-server and redis-benchmark (apt-get install redis-server redis-tools).
+set -euo pipefail
+requests=${1:-200000}
+tests=${2:-set,get,incr,mset,ping_mbulk}
+clients=${CLIENTS:-50}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release --bin helios --manifest-path "$root/Cargo.toml" >&2
+helios="$root/target/release/helios"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ping() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "server on $1 did not start" >&2; exit 1; }
+
+# bench NAME PORT PIPELINE -> lines "NAME test rps p99"
+bench() {
+  redis-benchmark -p "$2" -c "$clients" -n "$requests" -P "$3" -t "$tests" -r 100000 --csv -q 2>/dev/null |
+    python3 -c '
+import csv, sys
+name, pipe = sys.argv[1], sys.argv[2]
+rows = list(csv.reader(sys.stdin))
+for row in rows[1:]:
+    print(f"{name} P{pipe} {row[0]} {float(row[1]):.0f} {row[6]}")' "$1" "$3"
+}
+
+run_pairing() { # durability appendfsync
+  local durability=$1 fsync=$2
+  for shards in 1 2; do
+    local port; port=$(free_port)
+    "$helios" --data-dir "$work/helios-$durability-$shards" --redis-addr "127.0.0.1:$port" --pg-addr 127.0.0.1:0 \
+      --shards "$shards" --durability "$durability" 2>"$work/helios.log" &
+    local pid=$!
+    wait_ping "$port"
+    for p in 1 16; do bench "helios-$durability-${shards}sh" "$port" "$p"; done
+    kill -TERM "$pid"; wait "$pid" || true
+  done
+  local port; port=$(free_port)
+  redis-server --port "$port" --dir "$work" --save '' --appendonly yes --appendfsync "$fsync" \
+    --appendfilename "aof-$fsync" --daemonize no >"$work/redis.log" 2>&1 &
+  local pid=$!
+  wait_ping "$port"
+  for p in 1 16; do bench "redis-$fsync" "$port" "$p"; done
+  kill -TERM "$pid"; wait "$pid" || true
+}
+
+{
+  run_pairing sync always
+  run_pairing async everysec
+} | tee "$work/results.txt"
+
+python3 - "$work/results.txt" <<'PY'
+import sys, collections
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+data = {(r[0], r[1], r[2]): (float(r[3]), float(r[4])) for r in rows}
+print("\nratios helios/redis (throughput, p99 latency; >1 throughput is better, <1 p99 is better)")
+for durability, peer in (("sync", "redis-always"), ("async", "redis-everysec")):
+    for shards in ("1sh", "2sh"):
+        name = f"helios-{durability}-{shards}"
+        for (n, pipe, test), (rps, p99) in sorted(data.items()):
+            if n != name: continue
+            base = data.get((peer, pipe, test))
+            if not base: continue
+            print(f"{name:18} vs {peer:15} {pipe:4} {test:28} thr {rps/base[0]:5.2f}x  p99 {p99/base[1] if base[1] else float('nan'):5.2f}x  ({rps:.0f} vs {base[0]:.0f} rps)")
+PY
