@@ -339,6 +339,9 @@ async fn randomkey(state: &Rc<ShardState>, session: &Session) -> Reply {
 async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
     let Some(spec) = commands::lookup(cmd.name()) else { return commands::unknown_command(cmd) };
     let name = spec.name;
+    if (cmd.args.len() - spec.first_key as usize) % (spec.step.max(1) as usize) != 0 {
+        return Reply::wrong_arity(spec.name);
+    }
     if name.eq_ignore_ascii_case("rename") || name.eq_ignore_ascii_case("renamenx") {
         return rename_across(state, session, cmd, name.eq_ignore_ascii_case("renamenx")).await;
     }
@@ -359,7 +362,8 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
         };
         let first = spec.first_key as usize + position * step;
         groups[group].1.push(position);
-        groups[group].2.extend(cmd.args[first..first + step].iter().cloned());
+        let Some(args) = cmd.args.get(first..first + step) else { return Reply::wrong_arity(spec.name) };
+        groups[group].2.extend(args.iter().cloned());
     }
     let key_count = keys_of(spec, cmd).count();
     let work = groups.iter().map(|(shard, _, args)| (*shard, vec![(session.db, Command::new(args.clone()))])).collect();
@@ -542,7 +546,7 @@ pub fn scan_local(
 ) -> (Vec<Bytes>, Option<u64>) {
     let now_ms = unix_ms();
     let filter = |key: &[u8], value: &helios_engine::keyspace::Value| {
-        pattern.as_ref().is_none_or(|p| commands::glob_match(p, key, false))
+        pattern.as_ref().is_none_or(|p| commands::keys_pattern_match(p, key))
             && type_filter.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(commands::type_name(value).as_bytes()))
     };
     state.ks.borrow_mut().scan(db, cursor_token, count, now_ms, filter)
