@@ -49,6 +49,12 @@ impl Reply {
 
     /// `ERR wrong number of arguments for 'name' command`, as Redis words it.
     pub fn wrong_arity(name: &str) -> Reply {
-        Reply::Error(format!("ERR wrong number of arguments for '{}' command", name.to_ascii_lowercase()).into())
+        Reply::Error(
+            format!(
+                "ERR wrong number of arguments for '{}' command",
+                name.to_ascii_lowercase()
+            )
+            .into(),
+        )
     }
 }

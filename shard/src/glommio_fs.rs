@@ -16,9 +16,17 @@ pub struct GlommioFile {
 fn to_io(error: glommio::GlommioError<()>) -> io::Error {
     match error {
         glommio::GlommioError::IoError(error) => error,
-        glommio::GlommioError::EnhancedIoError { source, op, path, fd } => io::Error::new(
+        glommio::GlommioError::EnhancedIoError {
+            source,
+            op,
+            path,
+            fd,
+        } => io::Error::new(
             source.kind(),
-            format!("{op} {}: {source} (fd {fd:?})", path.map(|p| p.display().to_string()).unwrap_or_default()),
+            format!(
+                "{op} {}: {source} (fd {fd:?})",
+                path.map(|p| p.display().to_string()).unwrap_or_default()
+            ),
         ),
         other => io::Error::other(other.to_string()),
     }
@@ -42,7 +50,11 @@ impl fs::DmaFile for GlommioFile {
     type Buf = Buf;
 
     fn alloc(&self, len: usize) -> Buf {
-        assert_eq!(len % <Self as fs::DmaFile>::ALIGN, 0, "unaligned DMA buffer length {len}");
+        assert_eq!(
+            len % <Self as fs::DmaFile>::ALIGN,
+            0,
+            "unaligned DMA buffer length {len}"
+        );
         let mut buf = self.file.alloc_dma_buffer(len);
         buf.as_bytes_mut().fill(0);
         Buf(buf)

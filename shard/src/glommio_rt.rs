@@ -9,7 +9,10 @@ pub struct GlommioRuntime;
 
 /// Milliseconds since the Unix epoch (Redis expiry is absolute wall-clock time).
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Runtime for GlommioRuntime {

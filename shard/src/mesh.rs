@@ -39,7 +39,12 @@ pub struct Mesh<Req: Send + 'static, Resp: Send + 'static> {
 impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
     pub fn new(senders: MeshSenders<Req, Resp>) -> Rc<Self> {
         let me = senders.peer_id();
-        Rc::new(Mesh { me, senders, pending: RefCell::new(HashMap::new()), next_id: Cell::new(1) })
+        Rc::new(Mesh {
+            me,
+            senders,
+            pending: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+        })
     }
 
     pub fn me(&self) -> usize {
@@ -57,7 +62,12 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
         self.next_id.set(id + 1);
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, tx);
-        if self.senders.send_to(shard, Envelope::Request { id, body: req }).await.is_err() {
+        if self
+            .senders
+            .send_to(shard, Envelope::Request { id, body: req })
+            .await
+            .is_err()
+        {
             self.pending.borrow_mut().remove(&id);
             return Err(PeerGone(shard));
         }
@@ -66,7 +76,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
 
     /// Serves requests from every peer with `handler` (one task per request, so a request that
     /// waits — for a WAL sync, say — does not hold up the next) and routes responses to callers.
-    pub fn serve(self: &Rc<Self>, mut receivers: MeshReceivers<Req, Resp>, handler: Handler<Req, Resp>) {
+    pub fn serve(
+        self: &Rc<Self>,
+        mut receivers: MeshReceivers<Req, Resp>,
+        handler: Handler<Req, Resp>,
+    ) {
         for (peer, stream) in receivers.streams() {
             let mesh = self.clone();
             let handler = handler.clone();
@@ -79,7 +93,10 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
                             glommio::spawn_local(async move {
                                 let body = response.await;
                                 // A peer that is shutting down no longer listens; nothing to do.
-                                let _ = mesh.senders.send_to(peer, Envelope::Response { id, body }).await;
+                                let _ = mesh
+                                    .senders
+                                    .send_to(peer, Envelope::Response { id, body })
+                                    .await;
                             })
                             .detach();
                         }

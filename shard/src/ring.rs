@@ -45,7 +45,11 @@ fn user_data(op: u64, slot: u32, gen: u32) -> u64 {
 }
 
 fn decode_user_data(data: u64) -> (u64, u32, u32) {
-    (data & 0xff, ((data >> 8) & 0xff_ffff) as u32, (data >> 32) as u32)
+    (
+        data & 0xff,
+        ((data >> 8) & 0xff_ffff) as u32,
+        (data >> 32) as u32,
+    )
 }
 
 /// A page-aligned ring of provided buffers shared with the kernel.
@@ -71,8 +75,15 @@ impl BufRing {
         // SAFETY: non-zero sizes; zeroed memory is a valid (empty) ring.
         let entries = unsafe { std::alloc::alloc_zeroed(Self::entries_layout()) };
         let buffers = unsafe { std::alloc::alloc(Self::buffers_layout()) };
-        assert!(!entries.is_null() && !buffers.is_null(), "out of memory for the socket ring");
-        let mut ring = BufRing { entries: entries.cast(), buffers, tail: 0 };
+        assert!(
+            !entries.is_null() && !buffers.is_null(),
+            "out of memory for the socket ring"
+        );
+        let mut ring = BufRing {
+            entries: entries.cast(),
+            buffers,
+            tail: 0,
+        };
         for bid in 0..RECV_BUFFER_COUNT {
             ring.push(bid);
         }
@@ -90,7 +101,8 @@ impl BufRing {
             entry.set_len(RECV_BUFFER_BYTES as u32);
             entry.set_bid(bid);
             self.tail = self.tail.wrapping_add(1);
-            let tail = types::BufRingEntry::tail(self.entries) as *const std::sync::atomic::AtomicU16;
+            let tail =
+                types::BufRingEntry::tail(self.entries) as *const std::sync::atomic::AtomicU16;
             (*tail).store(self.tail, std::sync::atomic::Ordering::Release);
         }
     }
@@ -98,7 +110,9 @@ impl BufRing {
     fn buffer(&self, bid: u16, len: usize) -> &[u8] {
         assert!(bid < RECV_BUFFER_COUNT && len <= RECV_BUFFER_BYTES);
         // SAFETY: in bounds; the kernel wrote `len` bytes and will not touch the buffer until pushed back.
-        unsafe { std::slice::from_raw_parts(self.buffers.add(bid as usize * RECV_BUFFER_BYTES), len) }
+        unsafe {
+            std::slice::from_raw_parts(self.buffers.add(bid as usize * RECV_BUFFER_BYTES), len)
+        }
     }
 }
 
@@ -197,7 +211,11 @@ impl SocketRing {
     pub fn listen(&self, listener_fd: RawFd) {
         let mut inner = self.inner.borrow_mut();
         inner.listener_fd = Some(listener_fd);
-        inner.push_sqe(opcode::AcceptMulti::new(types::Fd(listener_fd)).build().user_data(OP_ACCEPT));
+        inner.push_sqe(
+            opcode::AcceptMulti::new(types::Fd(listener_fd))
+                .build()
+                .user_data(OP_ACCEPT),
+        );
     }
 
     /// The next accepted socket, or None once the ring is shut down.
@@ -235,9 +253,20 @@ impl SocketRing {
         let state = &mut inner.slots[slot as usize];
         assert!(!state.live);
         let gen = state.gen.wrapping_add(1);
-        *state = ConnSlot { fd, gen, live: true, writable: true, ..ConnSlot::default() };
+        *state = ConnSlot {
+            fd,
+            gen,
+            live: true,
+            writable: true,
+            ..ConnSlot::default()
+        };
         inner.arm_recv(slot);
-        Ok(Connection { ring: self.clone(), slot, gen, fd })
+        Ok(Connection {
+            ring: self.clone(),
+            slot,
+            gen,
+            fd,
+        })
     }
 
     /// Stops accepting and wakes every connection as if its peer had closed.
@@ -327,7 +356,10 @@ impl Inner {
 
     fn submit(&mut self) {
         if let Err(error) = self.ring.submitter().submit() {
-            if !matches!(error.raw_os_error(), Some(libc::EBUSY) | Some(libc::EINTR) | Some(libc::EAGAIN)) {
+            if !matches!(
+                error.raw_os_error(),
+                Some(libc::EBUSY) | Some(libc::EINTR) | Some(libc::EAGAIN)
+            ) {
                 tracing::error!(%error, "socket ring submit failed");
             }
         }
@@ -353,8 +385,14 @@ impl Inner {
     fn flush_and_reap(&mut self) -> usize {
         let needs_enter = !self.ring.submission().is_empty() || self.ring.submission().taskrun();
         if needs_enter {
-            if let Err(error) = self.ring.submitter().submit_with_args(0, &types::SubmitArgs::new()) {
-                if error.raw_os_error() != Some(libc::EBUSY) && error.raw_os_error() != Some(libc::EINTR) {
+            if let Err(error) = self
+                .ring
+                .submitter()
+                .submit_with_args(0, &types::SubmitArgs::new())
+            {
+                if error.raw_os_error() != Some(libc::EBUSY)
+                    && error.raw_os_error() != Some(libc::EINTR)
+                {
                     tracing::error!(%error, "socket ring submit failed");
                 }
             }
@@ -362,7 +400,9 @@ impl Inner {
         let mut handled = 0;
         self.reaping = true;
         loop {
-            let Some(cqe) = self.ring.completion().next() else { break };
+            let Some(cqe) = self.ring.completion().next() else {
+                break;
+            };
             handled += 1;
             self.complete(cqe.user_data(), cqe.result(), cqe.flags());
         }
@@ -391,7 +431,9 @@ impl Inner {
     }
 
     fn live_slot(&mut self, slot: u32, gen: u32) -> Option<&mut ConnSlot> {
-        self.slots.get_mut(slot as usize).filter(|s| s.live && s.gen == gen)
+        self.slots
+            .get_mut(slot as usize)
+            .filter(|s| s.live && s.gen == gen)
     }
 
     fn complete_accept(&mut self, result: i32, flags: u32) {
@@ -410,7 +452,11 @@ impl Inner {
         }
         if !cqueue::more(flags) && !self.closed {
             if let Some(fd) = self.listener_fd {
-                self.push_sqe(opcode::AcceptMulti::new(types::Fd(fd)).build().user_data(OP_ACCEPT));
+                self.push_sqe(
+                    opcode::AcceptMulti::new(types::Fd(fd))
+                        .build()
+                        .user_data(OP_ACCEPT),
+                );
             }
         }
     }
@@ -423,7 +469,11 @@ impl Inner {
         });
         let more = cqueue::more(flags);
         let mut rearm = false;
-        if let Some(state) = self.slots.get_mut(slot as usize).filter(|s| s.live && s.gen == gen) {
+        if let Some(state) = self
+            .slots
+            .get_mut(slot as usize)
+            .filter(|s| s.live && s.gen == gen)
+        {
             if let Some((bid, len)) = received {
                 state.inbox.extend_from_slice(self.bufs.buffer(bid, len));
             }
@@ -483,7 +533,12 @@ impl Connection {
         while !data.is_empty() {
             // SAFETY: valid slice; MSG_DONTWAIT never blocks the executor.
             let sent = unsafe {
-                libc::send(self.fd, data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                libc::send(
+                    self.fd,
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
             };
             if sent >= 0 {
                 data = &data[sent as usize..];
@@ -535,7 +590,10 @@ impl Drop for Connection {
         let mut inner = self.ring.inner.borrow_mut();
         let state = &mut inner.slots[self.slot as usize];
         assert!(state.live && state.gen == self.gen);
-        *state = ConnSlot { gen: state.gen, ..ConnSlot::default() };
+        *state = ConnSlot {
+            gen: state.gen,
+            ..ConnSlot::default()
+        };
         // shutdown() ends the armed multishot receive (it completes with 0), then close the fd.
         // SAFETY: we own the fd.
         unsafe {
@@ -560,26 +618,40 @@ fn set_nodelay(fd: RawFd) {
     }
 }
 
-type NameFn = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+type NameFn =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
 
 fn socket_addr(fd: RawFd, name: NameFn) -> Option<std::net::SocketAddr> {
     // SAFETY: storage is large enough for any address; the kernel fills at most `len` bytes.
     unsafe {
         let mut storage: libc::sockaddr_storage = std::mem::zeroed();
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        if name(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) != 0 {
+        if name(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) != 0
+        {
             return None;
         }
         match storage.ss_family as libc::c_int {
             libc::AF_INET => {
-                let addr = &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                let addr =
+                    &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
                 let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-                Some(std::net::SocketAddr::from((ip, u16::from_be(addr.sin_port))))
+                Some(std::net::SocketAddr::from((
+                    ip,
+                    u16::from_be(addr.sin_port),
+                )))
             }
             libc::AF_INET6 => {
-                let addr = &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                let addr =
+                    &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
                 let ip = std::net::Ipv6Addr::from(addr.sin6_addr.s6_addr);
-                Some(std::net::SocketAddr::from((ip, u16::from_be(addr.sin6_port))))
+                Some(std::net::SocketAddr::from((
+                    ip,
+                    u16::from_be(addr.sin6_port),
+                )))
             }
             _ => None,
         }

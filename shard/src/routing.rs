@@ -15,7 +15,10 @@ const MAP_HEADER: &str = "helios partition map v1";
 #[derive(Debug, thiserror::Error)]
 pub enum RoutingError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: malformed partition map: {reason}")]
     Malformed { path: PathBuf, reason: String },
     #[error(
@@ -23,12 +26,19 @@ pub enum RoutingError {
          moving partitions between shard counts is not supported yet, so start with --shards {recorded} \
          (or leave --shards unset to use the recorded count)"
     )]
-    ShardCountMismatch { dir: PathBuf, recorded: usize, requested: usize },
+    ShardCountMismatch {
+        dir: PathBuf,
+        recorded: usize,
+        requested: usize,
+    },
 }
 
 pub fn partition_of(token: u64) -> usize {
     let partition = (token >> (64 - PARTITION_BITS)) as usize;
-    debug_assert_eq!(partition, ((u128::from(token) * PARTITION_COUNT as u128) >> 64) as usize);
+    debug_assert_eq!(
+        partition,
+        ((u128::from(token) * PARTITION_COUNT as u128) >> 64) as usize
+    );
     partition
 }
 
@@ -48,8 +58,13 @@ impl PartitionMap {
     /// Partitions dealt round-robin over `shard_count` shards.
     pub fn balanced(shard_count: usize) -> PartitionMap {
         assert!((1..=PARTITION_COUNT).contains(&shard_count));
-        let owners = (0..PARTITION_COUNT).map(|p| (p % shard_count) as u16).collect();
-        PartitionMap { shard_count, owners }
+        let owners = (0..PARTITION_COUNT)
+            .map(|p| (p % shard_count) as u16)
+            .collect();
+        PartitionMap {
+            shard_count,
+            owners,
+        }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -67,23 +82,33 @@ impl PartitionMap {
 
     /// Reads the map recorded in `dir`, or records a balanced one for `requested` shards.
     /// `requested = None` adopts whatever the data dir records (or `default_count` when new).
-    pub fn load_or_create(dir: &Path, requested: Option<usize>, default_count: usize) -> Result<PartitionMap, RoutingError> {
+    pub fn load_or_create(
+        dir: &Path,
+        requested: Option<usize>,
+        default_count: usize,
+    ) -> Result<PartitionMap, RoutingError> {
         let path = dir.join(MAP_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let map = Self::parse(&text).map_err(|reason| RoutingError::Malformed { path: path.clone(), reason })?;
+                let map = Self::parse(&text).map_err(|reason| RoutingError::Malformed {
+                    path: path.clone(),
+                    reason,
+                })?;
                 match requested {
-                    Some(requested) if requested != map.shard_count => Err(RoutingError::ShardCountMismatch {
-                        dir: dir.to_path_buf(),
-                        recorded: map.shard_count,
-                        requested,
-                    }),
+                    Some(requested) if requested != map.shard_count => {
+                        Err(RoutingError::ShardCountMismatch {
+                            dir: dir.to_path_buf(),
+                            recorded: map.shard_count,
+                            requested,
+                        })
+                    }
                     _ => Ok(map),
                 }
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let map = PartitionMap::balanced(requested.unwrap_or(default_count));
-                map.store(dir).map_err(|source| RoutingError::Io { path, source })?;
+                map.store(dir)
+                    .map_err(|source| RoutingError::Io { path, source })?;
                 Ok(map)
             }
             Err(source) => Err(RoutingError::Io { path, source }),
@@ -92,14 +117,21 @@ impl PartitionMap {
 
     fn render(&self) -> String {
         let owners: Vec<String> = self.owners.iter().map(|o| o.to_string()).collect();
-        let body = format!("{MAP_HEADER}\nshards {}\npartitions {}\n{}\n", self.shard_count, PARTITION_COUNT, owners.join(" "));
+        let body = format!(
+            "{MAP_HEADER}\nshards {}\npartitions {}\n{}\n",
+            self.shard_count,
+            PARTITION_COUNT,
+            owners.join(" ")
+        );
         format!("{body}crc32c {:08x}\n", crc32c::crc32c(body.as_bytes()))
     }
 
     fn parse(text: &str) -> Result<PartitionMap, String> {
         let (body, crc_line) = text.trim_end().rsplit_once('\n').ok_or("too short")?;
         let body = format!("{body}\n");
-        let crc = crc_line.strip_prefix("crc32c ").ok_or("missing checksum line")?;
+        let crc = crc_line
+            .strip_prefix("crc32c ")
+            .ok_or("missing checksum line")?;
         let crc = u32::from_str_radix(crc, 16).map_err(|_| "bad checksum value")?;
         if crc != crc32c::crc32c(body.as_bytes()) {
             return Err("checksum mismatch".into());
@@ -109,12 +141,16 @@ impl PartitionMap {
             return Err("unknown header".into());
         }
         let field = |line: Option<&str>, name: &str| -> Result<usize, String> {
-            line.and_then(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).ok_or(format!("bad '{name}' line"))
+            line.and_then(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(format!("bad '{name}' line"))
         };
         let shard_count = field(lines.next(), "shards ")?;
         let partitions = field(lines.next(), "partitions ")?;
         if partitions != PARTITION_COUNT || shard_count == 0 || shard_count > PARTITION_COUNT {
-            return Err(format!("unsupported layout: {shard_count} shards, {partitions} partitions"));
+            return Err(format!(
+                "unsupported layout: {shard_count} shards, {partitions} partitions"
+            ));
         }
         let owners: Vec<u16> = lines
             .next()
@@ -125,7 +161,10 @@ impl PartitionMap {
         if owners.len() != PARTITION_COUNT || owners.iter().any(|&o| o as usize >= shard_count) {
             return Err("owner list does not match the shard count".into());
         }
-        Ok(PartitionMap { shard_count, owners })
+        Ok(PartitionMap {
+            shard_count,
+            owners,
+        })
     }
 
     /// Writes the map atomically: temp file, fsync, rename, fsync the directory.
@@ -162,12 +201,25 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let created = PartitionMap::load_or_create(&dir, Some(3), 2).unwrap();
         assert_eq!(created.shard_count(), 3);
-        assert_eq!(PartitionMap::load_or_create(&dir, None, 8).unwrap(), created);
-        assert_eq!(PartitionMap::load_or_create(&dir, Some(3), 8).unwrap(), created);
+        assert_eq!(
+            PartitionMap::load_or_create(&dir, None, 8).unwrap(),
+            created
+        );
+        assert_eq!(
+            PartitionMap::load_or_create(&dir, Some(3), 8).unwrap(),
+            created
+        );
         let error = PartitionMap::load_or_create(&dir, Some(2), 8).unwrap_err();
         assert!(error.to_string().contains("--shards 3"), "{error}");
-        std::fs::write(dir.join(MAP_FILE), created.render().replace("shards 3", "shards 2")).unwrap();
-        assert!(matches!(PartitionMap::load_or_create(&dir, None, 8), Err(RoutingError::Malformed { .. })));
+        std::fs::write(
+            dir.join(MAP_FILE),
+            created.render().replace("shards 3", "shards 2"),
+        )
+        .unwrap();
+        assert!(matches!(
+            PartitionMap::load_or_create(&dir, None, 8),
+            Err(RoutingError::Malformed { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -28,9 +28,14 @@ pub fn available_cpus() -> Vec<usize> {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return (0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).collect();
+            return (0..std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1))
+                .collect();
         }
-        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
     }
 }
 
@@ -50,7 +55,11 @@ where
     let mesh = MeshBuilder::<Envelope<Req, Resp>, _>::full(shard_count, MESH_QUEUE_MESSAGES_MAX);
     let mut handles = Vec::with_capacity(shard_count);
     for index in 0..shard_count {
-        let placement = if shard_count <= cpus.len() { Placement::Fixed(cpus[index]) } else { Placement::Unbound };
+        let placement = if shard_count <= cpus.len() {
+            Placement::Fixed(cpus[index])
+        } else {
+            Placement::Unbound
+        };
         let mesh = mesh.clone();
         let shard_main = shard_main.clone();
         let handle = LocalExecutorBuilder::new(placement)
@@ -60,11 +69,16 @@ where
                 let (senders, receivers) = mesh.join().await.expect("joining the shard mesh");
                 shard_main(ShardStart { senders, receivers }).await;
             })
-            .map_err(|error| RuntimeError::Start { shard: index, message: error.to_string() })?;
+            .map_err(|error| RuntimeError::Start {
+                shard: index,
+                message: error.to_string(),
+            })?;
         handles.push(handle);
     }
     for (shard, handle) in handles.into_iter().enumerate() {
-        handle.join().map_err(|_| RuntimeError::Panicked { shard })?;
+        handle
+            .join()
+            .map_err(|_| RuntimeError::Panicked { shard })?;
     }
     Ok(())
 }

@@ -32,7 +32,10 @@ impl RespConn {
         stream.set_write_timeout(Some(READ_TIMEOUT))?;
         stream.set_nodelay(true)?;
         let writer = stream.try_clone()?;
-        Ok(RespConn { reader: BufReader::new(stream), writer })
+        Ok(RespConn {
+            reader: BufReader::new(stream),
+            writer,
+        })
     }
 
     pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
@@ -74,12 +77,19 @@ impl RespConn {
     /// True when the server has closed the connection: a read returns EOF or a reset before the
     /// timeout. Any bytes that arrive first are returned in the error case as unexpected.
     pub fn wait_closed(&mut self, timeout: Duration) -> Result<(), String> {
-        self.writer.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        self.writer
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
         let mut buf = [0u8; 4096];
         match self.reader.read(&mut buf) {
             Ok(0) => Ok(()),
-            Ok(n) => Err(format!("unexpected bytes instead of close: {}", render(&buf[..n]))),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            Ok(n) => Err(format!(
+                "unexpected bytes instead of close: {}",
+                render(&buf[..n])
+            )),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
                 Err(format!("connection still open after {timeout:?}"))
             }
             Err(_) => Ok(()), // reset by peer counts as closed
@@ -92,7 +102,8 @@ impl RespConn {
 }
 
 pub fn encode_command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(16 + args.iter().map(|a| a.as_ref().len() + 16).sum::<usize>());
+    let mut frame =
+        Vec::with_capacity(16 + args.iter().map(|a| a.as_ref().len() + 16).sum::<usize>());
     frame.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
     for arg in args {
         let arg = arg.as_ref();
@@ -110,12 +121,21 @@ fn bad(msg: impl Into<String>) -> io::Error {
 /// Reads one CRLF-terminated line into `out` (terminator included), returns the line body.
 fn read_line<R: BufRead>(reader: &mut R, out: &mut Vec<u8>) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
-    let n = reader.by_ref().take(LINE_BYTES_MAX as u64).read_until(b'\n', &mut line)?;
+    let n = reader
+        .by_ref()
+        .take(LINE_BYTES_MAX as u64)
+        .read_until(b'\n', &mut line)?;
     if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     if !line.ends_with(b"\r\n") {
-        return Err(bad(format!("unterminated or overlong line: {}", render(&line))));
+        return Err(bad(format!(
+            "unterminated or overlong line: {}",
+            render(&line)
+        )));
     }
     out.extend_from_slice(&line);
     line.truncate(line.len() - 2);
@@ -164,7 +184,11 @@ fn read_value<R: BufRead>(reader: &mut R, out: &mut Vec<u8>, depth: usize) -> io
             if len > AGGREGATE_LEN_MAX {
                 return Err(bad(format!("aggregate too large: {len}")));
             }
-            let items = if kind == b'%' || kind == b'|' { len * 2 } else { len };
+            let items = if kind == b'%' || kind == b'|' {
+                len * 2
+            } else {
+                len
+            };
             for _ in 0..items {
                 read_value(reader, out, depth + 1)?;
             }
@@ -202,7 +226,11 @@ impl Frame {
         let mut sink = Vec::new();
         let head = read_line(cursor, &mut sink)?;
         let kind = head.first().copied().unwrap_or(0);
-        let mut frame = Frame { head: head.clone(), payload: None, children: Vec::new() };
+        let mut frame = Frame {
+            head: head.clone(),
+            payload: None,
+            children: Vec::new(),
+        };
         match kind {
             b'$' | b'!' | b'=' => {
                 let len = parse_len(&head[1..])?;
@@ -217,7 +245,11 @@ impl Frame {
             }
             b'*' | b'~' | b'>' | b'%' | b'|' => {
                 let len = parse_len(&head[1..])?;
-                let items = if kind == b'%' || kind == b'|' { len * 2 } else { len };
+                let items = if kind == b'%' || kind == b'|' {
+                    len * 2
+                } else {
+                    len
+                };
                 for _ in 0..items.max(0) {
                     frame.children.push(Frame::parse_from(cursor)?);
                 }
@@ -310,6 +342,9 @@ mod tests {
 
     #[test]
     fn encode_command_is_multibulk() {
-        assert_eq!(encode_command(&["SET", "a", ""]), b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$0\r\n\r\n");
+        assert_eq!(
+            encode_command(&["SET", "a", ""]),
+            b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$0\r\n\r\n"
+        );
     }
 }

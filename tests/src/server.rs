@@ -43,7 +43,10 @@ pub struct ServerOpts {
 
 impl Default for ServerOpts {
     fn default() -> ServerOpts {
-        ServerOpts { shards: 2, durability: Durability::Async }
+        ServerOpts {
+            shards: 2,
+            durability: Durability::Async,
+        }
     }
 }
 
@@ -69,7 +72,11 @@ pub fn free_port() -> u16 {
 pub fn helios_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("HELIOS_BIN") {
         let path = PathBuf::from(path);
-        assert!(path.exists(), "HELIOS_BIN={} does not exist", path.display());
+        assert!(
+            path.exists(),
+            "HELIOS_BIN={} does not exist",
+            path.display()
+        );
         return path;
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -88,7 +95,9 @@ pub fn helios_bin() -> PathBuf {
 /// Finds an executable on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Polls `port` until a connection answers `PING` with `+PONG`, or `deadline` passes, or the
@@ -103,14 +112,18 @@ fn wait_ready(child: &mut Child, port: u16, deadline: Duration) -> Result<(), St
             return Ok(());
         }
         if start.elapsed() > deadline {
-            return Err(format!("not answering PING on port {port} after {deadline:?}"));
+            return Err(format!(
+                "not answering PING on port {port} after {deadline:?}"
+            ));
         }
         std::thread::sleep(POLL_INTERVAL);
     }
 }
 
 fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
         return false;
@@ -133,7 +146,9 @@ fn wait_exit(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
 }
 
 fn read_log(path: &Path) -> String {
-    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// How much of a log to print on failure.
@@ -163,9 +178,19 @@ pub struct HeliosServer {
 impl HeliosServer {
     /// Starts helios on a fresh temp data dir and waits until it answers PING.
     pub fn start(opts: ServerOpts) -> HeliosServer {
-        let root = tempfile::Builder::new().prefix("helios-test-").tempdir().expect("tempdir");
+        let root = tempfile::Builder::new()
+            .prefix("helios-test-")
+            .tempdir()
+            .expect("tempdir");
         std::fs::create_dir_all(root.path().join("data")).expect("create data dir");
-        let mut server = HeliosServer { child: None, opts, root, port: 0, pg_port: 0, starts: 0 };
+        let mut server = HeliosServer {
+            child: None,
+            opts,
+            root,
+            port: 0,
+            pg_port: 0,
+            starts: 0,
+        };
         server.spawn_ready();
         server
     }
@@ -251,7 +276,9 @@ impl HeliosServer {
 
     /// SIGTERM; waits for the exit and asserts it was clean (status 0).
     pub fn terminate(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = child.id() as libc::pid_t;
         // SAFETY: plain kill(2) on our own child's pid, which has not been reaped yet.
         let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -309,7 +336,10 @@ impl RedisServer {
             eprintln!("SKIPPED: redis-server is not installed (tools/test.sh installs it)");
             return None;
         };
-        let root = tempfile::Builder::new().prefix("redis-ref-").tempdir().expect("tempdir");
+        let root = tempfile::Builder::new()
+            .prefix("redis-ref-")
+            .tempdir()
+            .expect("tempdir");
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS_MAX {
             let port = free_port();
@@ -359,7 +389,11 @@ pub fn redis_cli(port: u16, args: &[&str], stdin: Option<&[u8]>) -> (bool, Strin
     let mut child = Command::new(bin)
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

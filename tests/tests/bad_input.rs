@@ -26,17 +26,26 @@ fn assert_healthy(server: &mut HeliosServer) {
 /// `render` of at most the first 100 bytes, for messages.
 fn show(input: &[u8]) -> String {
     let shown = render(&input[..input.len().min(100)]);
-    if input.len() > 100 { format!("{shown}... ({} bytes)", input.len()) } else { shown }
+    if input.len() > 100 {
+        format!("{shown}... ({} bytes)", input.len())
+    } else {
+        shown
+    }
 }
 
 /// Sends `input`, expects exactly `reply` and then the connection closed by the server.
 fn expect_error_and_close(port: u16, input: &[u8], reply: &[u8]) {
     let mut conn = RespConn::connect(port).expect("connect");
     conn.send_raw(input).expect("send");
-    let got = conn.read_reply().unwrap_or_else(|e| panic!("no reply to {}: {e}", show(input)));
+    let got = conn
+        .read_reply()
+        .unwrap_or_else(|e| panic!("no reply to {}: {e}", show(input)));
     assert_eq!(render(&got), render(reply), "reply to {}", show(input));
     if let Err(e) = conn.wait_closed(CLOSE_DEADLINE) {
-        panic!("after a protocol error on {} the connection must close: {e}", show(input));
+        panic!(
+            "after a protocol error on {} the connection must close: {e}",
+            show(input)
+        );
     }
 }
 
@@ -44,16 +53,48 @@ fn expect_error_and_close(port: u16, input: &[u8], reply: &[u8]) {
 fn protocol_errors_reply_and_close() {
     let mut server = HeliosServer::start(ServerOpts::default());
     let port = server.port();
-    expect_error_and_close(port, b"*99999999999\r\n", b"-ERR Protocol error: invalid multibulk length\r\n");
-    expect_error_and_close(port, b"*abc\r\n", b"-ERR Protocol error: invalid multibulk length\r\n");
-    expect_error_and_close(port, b"*1\r\n$2147483648\r\n", b"-ERR Protocol error: invalid bulk length\r\n");
-    expect_error_and_close(port, b"*2\r\n$3\r\nGET\r\n$-1\r\n", b"-ERR Protocol error: invalid bulk length\r\n");
-    expect_error_and_close(port, b"*1\r\nPING\r\n", b"-ERR Protocol error: expected '$', got 'P'\r\n");
-    expect_error_and_close(port, b"SET \"a b\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n");
-    expect_error_and_close(port, b"ECHO 'x\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n");
+    expect_error_and_close(
+        port,
+        b"*99999999999\r\n",
+        b"-ERR Protocol error: invalid multibulk length\r\n",
+    );
+    expect_error_and_close(
+        port,
+        b"*abc\r\n",
+        b"-ERR Protocol error: invalid multibulk length\r\n",
+    );
+    expect_error_and_close(
+        port,
+        b"*1\r\n$2147483648\r\n",
+        b"-ERR Protocol error: invalid bulk length\r\n",
+    );
+    expect_error_and_close(
+        port,
+        b"*2\r\n$3\r\nGET\r\n$-1\r\n",
+        b"-ERR Protocol error: invalid bulk length\r\n",
+    );
+    expect_error_and_close(
+        port,
+        b"*1\r\nPING\r\n",
+        b"-ERR Protocol error: expected '$', got 'P'\r\n",
+    );
+    expect_error_and_close(
+        port,
+        b"SET \"a b\r\n",
+        b"-ERR Protocol error: unbalanced quotes in request\r\n",
+    );
+    expect_error_and_close(
+        port,
+        b"ECHO 'x\r\n",
+        b"-ERR Protocol error: unbalanced quotes in request\r\n",
+    );
     // An inline request with no newline in sight after 64 KiB.
     let long_inline = vec![b'A'; 70 * 1024];
-    expect_error_and_close(port, &long_inline, b"-ERR Protocol error: too big inline request\r\n");
+    expect_error_and_close(
+        port,
+        &long_inline,
+        b"-ERR Protocol error: too big inline request\r\n",
+    );
     assert_healthy(&mut server);
 }
 
@@ -62,7 +103,8 @@ fn odd_but_valid_framing() {
     let mut server = HeliosServer::start(ServerOpts::default());
     let mut conn = RespConn::connect(server.port()).expect("connect");
     // Empty and null multibulks are skipped silently.
-    conn.send_raw(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n").expect("send");
+    conn.send_raw(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n")
+        .expect("send");
     assert_eq!(render(&conn.read_reply().expect("reply")), "+PONG\\r\\n");
     // Inline commands, with quoting.
     conn.send_raw(b"SET inl \"a b\\r\\n\"\r\n").expect("send");
@@ -77,7 +119,11 @@ fn odd_but_valid_framing() {
     assert_eq!(conn.read_reply().expect("reply"), b"+OK\r\n");
     // Binary-safe bulk payloads.
     let payload: Vec<u8> = (0..=255u8).collect();
-    assert_eq!(conn.cmd(&[b"SET".as_slice(), b"bin", &payload]).expect("SET"), b"+OK\r\n");
+    assert_eq!(
+        conn.cmd(&[b"SET".as_slice(), b"bin", &payload])
+            .expect("SET"),
+        b"+OK\r\n"
+    );
     let mut want = b"$256\r\n".to_vec();
     want.extend_from_slice(&payload);
     want.extend_from_slice(b"\r\n");
@@ -107,7 +153,9 @@ fn truncated_frames_and_garbage() {
     }
     // Disconnect half-way through a large bulk.
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.write_all(b"*3\r\n$3\r\nSET\r\n$4\r\ntrnc\r\n$1000000\r\n").expect("send");
+    stream
+        .write_all(b"*3\r\n$3\r\nSET\r\n$4\r\ntrnc\r\n$1000000\r\n")
+        .expect("send");
     stream.write_all(&vec![b'x'; 300_000]).expect("send");
     drop(stream);
 
@@ -122,19 +170,28 @@ fn truncated_frames_and_garbage() {
             garbage.splice(0..0, b"*2\r\n$3\r\nGET\r\n$".iter().copied());
         }
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_write_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         // The server may close on us mid-write; that is fine.
         let _ = stream.write_all(&garbage);
         drop(stream);
     }
     let mut conn = RespConn::connect(port).expect("connect");
-    assert_eq!(conn.call(&["EXISTS", "trnc"]), b":0\r\n", "a truncated SET was executed");
+    assert_eq!(
+        conn.call(&["EXISTS", "trnc"]),
+        b":0\r\n",
+        "a truncated SET was executed"
+    );
     assert_healthy(&mut server);
 }
 
 /// Raises the soft fd limit to the hard limit so the connection storm cannot hit EMFILE here.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
@@ -159,12 +216,16 @@ fn connection_storm() {
         // Every tenth connection does real work before going away.
         for (i, stream) in batch.iter_mut().enumerate() {
             if i % 10 == 0 {
-                stream.write_all(b"*1\r\n$4\r\nPING\r\n").expect("send PING");
+                stream
+                    .write_all(b"*1\r\n$4\r\nPING\r\n")
+                    .expect("send PING");
             }
         }
         for (i, stream) in batch.iter_mut().enumerate() {
             if i % 10 == 0 {
-                stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
                 let mut buf = [0u8; 7];
                 std::io::Read::read_exact(stream, &mut buf).expect("PONG during storm");
                 assert_eq!(&buf, b"+PONG\r\n");
@@ -174,12 +235,18 @@ fn connection_storm() {
     }
     assert_healthy(&mut server);
     // Many clients alive at once, all served.
-    let mut conns: Vec<RespConn> = (0..CONNECTIONS_BATCH).map(|_| RespConn::connect(port).expect("connect")).collect();
+    let mut conns: Vec<RespConn> = (0..CONNECTIONS_BATCH)
+        .map(|_| RespConn::connect(port).expect("connect"))
+        .collect();
     for (i, conn) in conns.iter_mut().enumerate() {
-        conn.send(&["SET", &format!("c:{i}"), &i.to_string()]).expect("send");
+        conn.send(&["SET", &format!("c:{i}"), &i.to_string()])
+            .expect("send");
     }
     for conn in conns.iter_mut() {
         assert_eq!(conn.read_reply().expect("reply"), b"+OK\r\n");
     }
-    assert_eq!(conns[0].call(&["DBSIZE"]), format!(":{CONNECTIONS_BATCH}\r\n").into_bytes());
+    assert_eq!(
+        conns[0].call(&["DBSIZE"]),
+        format!(":{CONNECTIONS_BATCH}\r\n").into_bytes()
+    );
 }

@@ -57,7 +57,11 @@ fn writer(port: u16, cycle: usize, thread: usize, stop: Arc<AtomicBool>) -> Writ
         let mut frame = Vec::new();
         let first = log.sent;
         for n in first..first + BATCH_SETS {
-            frame.extend(encode_command(&[b"SET".as_slice(), set_key(cycle, thread, n).as_bytes(), n.to_string().as_bytes()]));
+            frame.extend(encode_command(&[
+                b"SET".as_slice(),
+                set_key(cycle, thread, n).as_bytes(),
+                n.to_string().as_bytes(),
+            ]));
         }
         frame.extend(encode_command(&["INCR", &counter_key(thread)]));
         log.sent += BATCH_SETS;
@@ -75,7 +79,10 @@ fn writer(port: u16, cycle: usize, thread: usize, stop: Arc<AtomicBool>) -> Writ
                 Err(_) => return log,
             }
         }
-        match conn.read_reply().map(|r| (Frame::parse(&r).ok().and_then(|f| f.integer()), r)) {
+        match conn
+            .read_reply()
+            .map(|r| (Frame::parse(&r).ok().and_then(|f| f.integer()), r))
+        {
             Ok((Some(v), _)) => log.counter_acked = log.counter_acked.max(v),
             Ok((None, reply)) => {
                 log.unexpected = Some(format!("INCR: {}", render(&reply)));
@@ -106,10 +113,20 @@ fn load_then_kill(server: &mut HeliosServer, cycle: usize) -> Vec<WriterLog> {
     server.kill9();
     // Writers stop on the broken connection; the flag is a backstop.
     stop.store(true, Ordering::Relaxed);
-    let logs: Vec<WriterLog> = handles.into_iter().map(|h| h.join().expect("writer panicked")).collect();
+    let logs: Vec<WriterLog> = handles
+        .into_iter()
+        .map(|h| h.join().expect("writer panicked"))
+        .collect();
     for (t, log) in logs.iter().enumerate() {
-        assert!(log.unexpected.is_none(), "cycle {cycle} writer {t}: unexpected reply {:?}", log.unexpected);
-        assert!(log.acked > 0, "cycle {cycle} writer {t}: no write acknowledged in {LOAD_DURATION:?}");
+        assert!(
+            log.unexpected.is_none(),
+            "cycle {cycle} writer {t}: unexpected reply {:?}",
+            log.unexpected
+        );
+        assert!(
+            log.acked > 0,
+            "cycle {cycle} writer {t}: no write acknowledged in {LOAD_DURATION:?}"
+        );
     }
     logs
 }
@@ -119,7 +136,12 @@ fn mget(conn: &mut RespConn, keys: &[String]) -> Vec<Option<Vec<u8>>> {
     args.extend(keys.iter().cloned());
     let raw = conn.cmd(&args).expect("MGET");
     let frame = Frame::parse(&raw).expect("parse MGET");
-    assert_eq!(frame.children.len(), keys.len(), "MGET reply: {}", render(&raw));
+    assert_eq!(
+        frame.children.len(),
+        keys.len(),
+        "MGET reply: {}",
+        render(&raw)
+    );
     frame.children.iter().map(|c| c.payload.clone()).collect()
 }
 
@@ -150,7 +172,11 @@ fn verify(server: &HeliosServer, history: &[Vec<WriterLog>]) {
         }
     }
     for t in 0..WRITERS {
-        let acked = history.iter().map(|logs| logs[t].counter_acked).max().unwrap_or(0);
+        let acked = history
+            .iter()
+            .map(|logs| logs[t].counter_acked)
+            .max()
+            .unwrap_or(0);
         let sent: u64 = history.iter().map(|logs| logs[t].incr_sent).sum();
         let raw = conn.cmd(&["GET", &counter_key(t)]).expect("GET counter");
         let frame = Frame::parse(&raw).expect("parse");
@@ -159,14 +185,23 @@ fn verify(server: &HeliosServer, history: &[Vec<WriterLog>]) {
             .as_deref()
             .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok())
             .unwrap_or(0);
-        assert!(value >= acked, "{} = {value} after restart, but {acked} was acknowledged", counter_key(t));
-        assert!(value <= sent as i64, "{} = {value} after restart, but only {sent} INCRs were sent", counter_key(t));
+        assert!(
+            value >= acked,
+            "{} = {value} after restart, but {acked} was acknowledged",
+            counter_key(t)
+        );
+        assert!(
+            value <= sent as i64,
+            "{} = {value} after restart, but only {sent} INCRs were sent",
+            counter_key(t)
+        );
     }
 }
 
 #[test]
 fn sync_durability_survives_kill9_under_load() {
-    let mut server = HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
     let mut history = Vec::new();
     for cycle in 0..CYCLES {
         history.push(load_then_kill(&mut server, cycle));
@@ -180,17 +215,29 @@ fn sync_durability_survives_kill9_under_load() {
 #[test]
 fn async_durability_sigterm_keeps_acknowledged_writes() {
     const SETS: u64 = 5000;
-    let mut server = HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Async));
+    let mut server = HeliosServer::start(
+        ServerOpts::default()
+            .shards(2)
+            .durability(Durability::Async),
+    );
     {
         let mut conn = RespConn::connect(server.port()).expect("connect");
         let mut frame = Vec::new();
         for n in 0..SETS {
-            frame.extend(encode_command(&[b"SET".as_slice(), set_key(0, 0, n).as_bytes(), n.to_string().as_bytes()]));
+            frame.extend(encode_command(&[
+                b"SET".as_slice(),
+                set_key(0, 0, n).as_bytes(),
+                n.to_string().as_bytes(),
+            ]));
             frame.extend(encode_command(&["INCR", "counter:async"]));
         }
         conn.send_raw(&frame).expect("send");
         for n in 0..SETS {
-            assert_eq!(conn.read_reply().expect("SET reply"), b"+OK\r\n", "SET #{n}");
+            assert_eq!(
+                conn.read_reply().expect("SET reply"),
+                b"+OK\r\n",
+                "SET #{n}"
+            );
             let want = format!(":{}\r\n", n + 1).into_bytes();
             assert_eq!(conn.read_reply().expect("INCR reply"), want, "INCR #{n}");
         }
@@ -200,8 +247,19 @@ fn async_durability_sigterm_keeps_acknowledged_writes() {
     let mut conn = RespConn::connect(server.port()).expect("connect");
     let keys: Vec<String> = (0..SETS).map(|n| set_key(0, 0, n)).collect();
     for (n, v) in mget(&mut conn, &keys).into_iter().enumerate() {
-        assert_eq!(v, Some(n.to_string().into_bytes()), "{} after SIGTERM + restart", keys[n]);
+        assert_eq!(
+            v,
+            Some(n.to_string().into_bytes()),
+            "{} after SIGTERM + restart",
+            keys[n]
+        );
     }
-    assert_eq!(conn.call(&["GET", "counter:async"]), format!("${}\r\n{SETS}\r\n", SETS.to_string().len()).into_bytes());
-    assert_eq!(conn.call(&["DBSIZE"]), format!(":{}\r\n", SETS + 1).into_bytes());
+    assert_eq!(
+        conn.call(&["GET", "counter:async"]),
+        format!("${}\r\n{SETS}\r\n", SETS.to_string().len()).into_bytes()
+    );
+    assert_eq!(
+        conn.call(&["DBSIZE"]),
+        format!(":{}\r\n", SETS + 1).into_bytes()
+    );
 }

@@ -40,12 +40,23 @@ struct Step {
 
 impl Step {
     fn exact(args: Vec<Vec<u8>>) -> Step {
-        Step { args, norm: Norm::Exact }
+        Step {
+            args,
+            norm: Norm::Exact,
+        }
     }
 
     fn show(&self) -> String {
-        let args: Vec<String> = self.args.iter().map(|a| format!("\"{}\"", render(a))).collect();
-        let prefix = if self.norm == Norm::ScanAll { "<SCAN walk> " } else { "" };
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| format!("\"{}\"", render(a)))
+            .collect();
+        let prefix = if self.norm == Norm::ScanAll {
+            "<SCAN walk> "
+        } else {
+            ""
+        };
         format!("{prefix}{}", args.join(" "))
     }
 }
@@ -55,41 +66,145 @@ fn b(s: &str) -> Vec<u8> {
 }
 
 const KEYS: &[&[u8]] = &[
-    b"a", b"b", b"c", b"k1", b"k2", b"k3", b"k10", b"num", b"neg", b"fl", b"{t}x", b"{t}y", b"{t}z",
-    b"{u}1", b"{u}2", b"", b"sp ace", b"x\r\ny", b"bin\x00\xff", b"long:key:with:colons",
+    b"a",
+    b"b",
+    b"c",
+    b"k1",
+    b"k2",
+    b"k3",
+    b"k10",
+    b"num",
+    b"neg",
+    b"fl",
+    b"{t}x",
+    b"{t}y",
+    b"{t}z",
+    b"{u}1",
+    b"{u}2",
+    b"",
+    b"sp ace",
+    b"x\r\ny",
+    b"bin\x00\xff",
+    b"long:key:with:colons",
 ];
 
 const VALUES: &[&[u8]] = &[
-    b"", b"v", b"hello", b"world", b"0", b"1", b"10", b"-5", b"010", b" 1", b"1 ", b"+1", b"-0",
-    b"1.5", b"3e2", b"-0.25", b"0x10", b"inf", b"-inf", b"nan", b"abc\x00def", b"\r\n",
-    b"9223372036854775806", b"9223372036854775807", b"-9223372036854775808", b"9223372036854775808",
-    b"-9223372036854775807", b"12345678901234567890", b"1e308", b"0.1",
+    b"",
+    b"v",
+    b"hello",
+    b"world",
+    b"0",
+    b"1",
+    b"10",
+    b"-5",
+    b"010",
+    b" 1",
+    b"1 ",
+    b"+1",
+    b"-0",
+    b"1.5",
+    b"3e2",
+    b"-0.25",
+    b"0x10",
+    b"inf",
+    b"-inf",
+    b"nan",
+    b"abc\x00def",
+    b"\r\n",
+    b"9223372036854775806",
+    b"9223372036854775807",
+    b"-9223372036854775808",
+    b"9223372036854775808",
+    b"-9223372036854775807",
+    b"12345678901234567890",
+    b"1e308",
+    b"0.1",
 ];
 
 const INTS: &[&str] = &[
-    "0", "1", "-1", "2", "7", "-3", "100", "-100", "1000000", "9223372036854775807",
-    "-9223372036854775808", "9223372036854775806", "-9223372036854775807", "9223372036854775808",
-    "-9223372036854775809", "abc", "", "1.5", " 1", "1 ", "+5", "-0", "0x1", "010", "1e3",
+    "0",
+    "1",
+    "-1",
+    "2",
+    "7",
+    "-3",
+    "100",
+    "-100",
+    "1000000",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775806",
+    "-9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "abc",
+    "",
+    "1.5",
+    " 1",
+    "1 ",
+    "+5",
+    "-0",
+    "0x1",
+    "010",
+    "1e3",
 ];
 
 const FLOATS: &[&str] = &[
-    "0.1", "0.2", "1.5", "-0.25", "10", "-10", "3.0e2", "1e-5", "5.0e3", "1e308", "-1e308",
-    "abc", "", "inf", "-inf", "+inf", "nan", " 1", "1 ", "0x10", "1.7976931348623157e308",
-    "2.5", "100.125", "-0", "0",
+    "0.1",
+    "0.2",
+    "1.5",
+    "-0.25",
+    "10",
+    "-10",
+    "3.0e2",
+    "1e-5",
+    "5.0e3",
+    "1e308",
+    "-1e308",
+    "abc",
+    "",
+    "inf",
+    "-inf",
+    "+inf",
+    "nan",
+    " 1",
+    "1 ",
+    "0x10",
+    "1.7976931348623157e308",
+    "2.5",
+    "100.125",
+    "-0",
+    "0",
 ];
 
 /// Offsets for GETRANGE (any size is harmless there).
 const RANGE_OFFSETS: &[&str] = &[
-    "0", "1", "2", "3", "5", "10", "100", "-1", "-2", "-3", "-10", "-100", "9223372036854775807",
-    "-9223372036854775808", "9223372036854775808", "abc", "", "1.0",
+    "0",
+    "1",
+    "2",
+    "3",
+    "5",
+    "10",
+    "100",
+    "-1",
+    "-2",
+    "-3",
+    "-10",
+    "-100",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "abc",
+    "",
+    "1.0",
 ];
 
 /// Expiry times that are valid for any command unit (fixed, far future: year 2096).
 const UNIX_SECONDS_FUTURE: &[&str] = &["4000000000", "4000000100", "3999999000", "4100000000"];
 
 const KEYS_PATTERNS: &[&str] = &[
-    "*", "k*", "k?", "{t}*", "\\{t\\}*", "?", "[ab]", "[a-c]", "[^a]*", "*y*", "k[1-3]*",
-    "*\\*", "", "sp*", "x*", "[", "[]", "*[", "k1", "a\\", "[!a]*",
+    "*", "k*", "k?", "{t}*", "\\{t\\}*", "?", "[ab]", "[a-c]", "[^a]*", "*y*", "k[1-3]*", "*\\*",
+    "", "sp*", "x*", "[", "[]", "*[", "k1", "a\\", "[!a]*",
 ];
 
 fn key(rng: &mut Rng) -> Vec<u8> {
@@ -110,7 +225,13 @@ fn name(rng: &mut Rng, s: &str) -> Vec<u8> {
         return b(s);
     }
     s.bytes()
-        .map(|c| if rng.chance(50) { c.to_ascii_lowercase() } else { c.to_ascii_uppercase() })
+        .map(|c| {
+            if rng.chance(50) {
+                c.to_ascii_lowercase()
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
         .collect()
 }
 
@@ -130,11 +251,20 @@ fn expiry_option(rng: &mut Rng, step: usize, past_ok: bool) -> Vec<Vec<u8>> {
         0 | 1 => vec![b("EX"), b(&secs.to_string())],
         2 | 3 => vec![b("PX"), b(&(secs * 1000 + rng.range(0, 999)).to_string())],
         4 => vec![b("EXAT"), b(rng.pick(UNIX_SECONDS_FUTURE))],
-        5 => vec![b("PXAT"), b(&format!("{}123", rng.pick(UNIX_SECONDS_FUTURE)))],
+        5 => vec![
+            b("PXAT"),
+            b(&format!("{}123", rng.pick(UNIX_SECONDS_FUTURE))),
+        ],
         6 if past_ok => vec![b("EXAT"), b("1")], // in the past: the key is deleted
         6 => vec![b("EXAT"), b("abc")],
-        7 => vec![b("EX"), b(rng.pick(&["0", "-5", "abc", "9223372036854775807", "1.5", ""]))],
-        8 => vec![b("PX"), b(rng.pick(&["0", "-1", "9223372036854775807", "x"]))],
+        7 => vec![
+            b("EX"),
+            b(rng.pick(&["0", "-5", "abc", "9223372036854775807", "1.5", ""])),
+        ],
+        8 => vec![
+            b("PX"),
+            b(rng.pick(&["0", "-1", "9223372036854775807", "x"])),
+        ],
         9 if past_ok => vec![b("PXAT"), b(rng.pick(&["0", "-1", "1", "abc"]))],
         9 => vec![b("PXAT"), b(rng.pick(&["0", "-1", "abc"]))],
         10 => vec![b("EX")], // missing value
@@ -195,7 +325,15 @@ fn gen_expire(rng: &mut Rng, step: usize) -> Step {
     let secs = rel_seconds(step, rng);
     let which = rng.pick(&["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"]);
     let time = match (which, rng.below(10)) {
-        (_, 0) => b(rng.pick(&["-1", "0", "abc", "", "9223372036854775807", "-9223372036854775808", "1.5"])),
+        (_, 0) => b(rng.pick(&[
+            "-1",
+            "0",
+            "abc",
+            "",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "1.5",
+        ])),
         ("EXPIRE", _) => b(&secs.to_string()),
         ("PEXPIRE", _) => b(&(secs * 1000 + rng.range(0, 999)).to_string()),
         ("EXPIREAT", 1) => b("100"), // in the past
@@ -235,7 +373,11 @@ fn gen_mset(rng: &mut Rng, cmd: &str) -> Step {
 
 fn gen_counter(rng: &mut Rng) -> Step {
     // Bias toward the keys the prelude loaded with extreme values.
-    let k = if rng.chance(50) { b(rng.pick(&["num", "neg", "k1", "a"])) } else { key(rng) };
+    let k = if rng.chance(50) {
+        b(rng.pick(&["num", "neg", "k1", "a"]))
+    } else {
+        key(rng)
+    };
     match rng.below(5) {
         0 => Step::exact(vec![name(rng, "INCR"), k]),
         1 => Step::exact(vec![name(rng, "DECR"), k]),
@@ -255,9 +397,18 @@ fn gen_range(rng: &mut Rng) -> Step {
     }
     // SETRANGE offsets stay small unless the call must fail (or the value is empty, a no-op).
     let (offset, val) = match rng.below(10) {
-        0 => (b(rng.pick(&["-1", "-100", "abc", "", "9223372036854775808"])), value(rng)),
-        1 => (b(rng.pick(&["536870912", "9223372036854775807", "536870913"])), b("x")),
-        2 => (b(rng.pick(&["536870912", "9223372036854775807", "100"])), b("")),
+        0 => (
+            b(rng.pick(&["-1", "-100", "abc", "", "9223372036854775808"])),
+            value(rng),
+        ),
+        1 => (
+            b(rng.pick(&["536870912", "9223372036854775807", "536870913"])),
+            b("x"),
+        ),
+        2 => (
+            b(rng.pick(&["536870912", "9223372036854775807", "100"])),
+            b(""),
+        ),
         _ => (b(&rng.below(24).to_string()), value(rng)),
     };
     Step::exact(vec![name(rng, "SETRANGE"), key(rng), offset, val])
@@ -265,7 +416,10 @@ fn gen_range(rng: &mut Rng) -> Step {
 
 fn gen_keyspace(rng: &mut Rng) -> Step {
     match rng.below(14) {
-        0 | 1 => Step { args: vec![name(rng, "KEYS"), b(rng.pick(KEYS_PATTERNS))], norm: Norm::Sorted },
+        0 | 1 => Step {
+            args: vec![name(rng, "KEYS"), b(rng.pick(KEYS_PATTERNS))],
+            norm: Norm::Sorted,
+        },
         2 => {
             let mut args = vec![b("SCAN")];
             if rng.chance(50) {
@@ -275,14 +429,23 @@ fn gen_keyspace(rng: &mut Rng) -> Step {
                 args.extend([b("COUNT"), b(rng.pick(&["1", "3", "10", "1000"]))]);
             }
             if rng.chance(30) {
-                args.extend([b("TYPE"), b(rng.pick(&["string", "list", "none", "STRING"]))]);
+                args.extend([
+                    b("TYPE"),
+                    b(rng.pick(&["string", "list", "none", "STRING"])),
+                ]);
             }
-            Step { args, norm: Norm::ScanAll }
+            Step {
+                args,
+                norm: Norm::ScanAll,
+            }
         }
         3 => {
             let bad: &[&[&str]] = &[
-                &["SCAN", "abc"], &["SCAN", "0", "COUNT", "0"],
-                &["SCAN", "0", "COUNT", "abc"], &["SCAN", "0", "MATCH"], &["SCAN", "0", "BOGUS", "x"],
+                &["SCAN", "abc"],
+                &["SCAN", "0", "COUNT", "0"],
+                &["SCAN", "0", "COUNT", "abc"],
+                &["SCAN", "0", "MATCH"],
+                &["SCAN", "0", "BOGUS", "x"],
                 &["SCAN", "18446744073709551616"],
             ];
             Step::exact(rng.pick(bad).iter().map(|s| b(s)).collect())
@@ -295,7 +458,10 @@ fn gen_keyspace(rng: &mut Rng) -> Step {
         }
         7 => {
             let ttl = rng_pick_str(rng, &["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"]);
-            Step { args: vec![name(rng, ttl), key(rng)], norm: Norm::Positive }
+            Step {
+                args: vec![name(rng, ttl), key(rng)],
+                norm: Norm::Positive,
+            }
         }
         8 => Step::exact(vec![name(rng, "PERSIST"), key(rng)]),
         9 => gen_multikey(rng, "TOUCH"),
@@ -322,12 +488,28 @@ fn rng_pick_str<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
 
 fn gen_connection(rng: &mut Rng) -> Step {
     let cases: &[&[&str]] = &[
-        &["PING"], &["PING", "hello"], &["PING", "a", "b"], &["ECHO", "x y"], &["ECHO"],
-        &["CLIENT", "SETNAME", "diff-client"], &["CLIENT", "GETNAME"], &["CLIENT", "SETNAME", "a b"],
-        &["CLIENT", "SETNAME", ""], &["CLIENT", "GETNAME", "extra"], &["CLIENT", "BOGUS"],
-        &["CLIENT"], &["HELLO", "4"], &["HELLO", "abc"], &["HELLO", "1"],
-        &["CONFIG", "GET", "no-such-parameter-xyz"], &["CONFIG"], &["CONFIG", "BOGUS"],
-        &["FOOBAR"], &["FOOBAR", "a", "b c"], &["foobar", "x"], &["GETT", "k"],
+        &["PING"],
+        &["PING", "hello"],
+        &["PING", "a", "b"],
+        &["ECHO", "x y"],
+        &["ECHO"],
+        &["CLIENT", "SETNAME", "diff-client"],
+        &["CLIENT", "GETNAME"],
+        &["CLIENT", "SETNAME", "a b"],
+        &["CLIENT", "SETNAME", ""],
+        &["CLIENT", "GETNAME", "extra"],
+        &["CLIENT", "BOGUS"],
+        &["CLIENT"],
+        &["HELLO", "4"],
+        &["HELLO", "abc"],
+        &["HELLO", "1"],
+        &["CONFIG", "GET", "no-such-parameter-xyz"],
+        &["CONFIG"],
+        &["CONFIG", "BOGUS"],
+        &["FOOBAR"],
+        &["FOOBAR", "a", "b c"],
+        &["foobar", "x"],
+        &["GETT", "k"],
     ];
     Step::exact(rng.pick(cases).iter().map(|s| b(s)).collect())
 }
@@ -335,19 +517,56 @@ fn gen_connection(rng: &mut Rng) -> Step {
 /// Wrong arity for commands with a fixed or minimum arity (Redis arity incl. the name).
 fn gen_wrong_arity(rng: &mut Rng) -> Step {
     const ARITY: &[(&str, i32)] = &[
-        ("GET", 2), ("SET", -3), ("GETSET", 3), ("GETDEL", 2), ("GETEX", -2), ("SETNX", 3),
-        ("SETEX", 4), ("PSETEX", 4), ("MGET", -2), ("MSET", -3), ("MSETNX", -3), ("INCR", 2),
-        ("DECR", 2), ("INCRBY", 3), ("DECRBY", 3), ("INCRBYFLOAT", 3), ("APPEND", 3), ("STRLEN", 2),
-        ("GETRANGE", 4), ("SETRANGE", 4), ("EXPIRE", -3), ("PEXPIRE", -3), ("EXPIREAT", -3),
-        ("PEXPIREAT", -3), ("EXPIRETIME", 2), ("PEXPIRETIME", 2), ("TTL", 2), ("PTTL", 2),
-        ("PERSIST", 2), ("TOUCH", -2), ("TYPE", 2), ("EXISTS", -2), ("DEL", -2), ("UNLINK", -2),
-        ("KEYS", 2), ("SCAN", -2), ("RENAME", 3), ("RENAMENX", 3), ("DBSIZE", 1), ("ECHO", 2),
+        ("GET", 2),
+        ("SET", -3),
+        ("GETSET", 3),
+        ("GETDEL", 2),
+        ("GETEX", -2),
+        ("SETNX", 3),
+        ("SETEX", 4),
+        ("PSETEX", 4),
+        ("MGET", -2),
+        ("MSET", -3),
+        ("MSETNX", -3),
+        ("INCR", 2),
+        ("DECR", 2),
+        ("INCRBY", 3),
+        ("DECRBY", 3),
+        ("INCRBYFLOAT", 3),
+        ("APPEND", 3),
+        ("STRLEN", 2),
+        ("GETRANGE", 4),
+        ("SETRANGE", 4),
+        ("EXPIRE", -3),
+        ("PEXPIRE", -3),
+        ("EXPIREAT", -3),
+        ("PEXPIREAT", -3),
+        ("EXPIRETIME", 2),
+        ("PEXPIRETIME", 2),
+        ("TTL", 2),
+        ("PTTL", 2),
+        ("PERSIST", 2),
+        ("TOUCH", -2),
+        ("TYPE", 2),
+        ("EXISTS", -2),
+        ("DEL", -2),
+        ("UNLINK", -2),
+        ("KEYS", 2),
+        ("SCAN", -2),
+        ("RENAME", 3),
+        ("RENAMENX", 3),
+        ("DBSIZE", 1),
+        ("ECHO", 2),
         ("SELECT", 2),
     ];
     let (cmd, arity) = rng.pick(ARITY);
     let argc = if arity > 0 {
         let n = arity as u64;
-        if n == 1 || rng.chance(50) { n + 1 } else { 1 + rng.below(n - 1) }
+        if n == 1 || rng.chance(50) {
+            n + 1
+        } else {
+            1 + rng.below(n - 1)
+        }
     } else {
         1 + rng.below((-arity - 1) as u64)
     };
@@ -396,17 +615,37 @@ fn gen_step(rng: &mut Rng, step: usize) -> Step {
 /// Fixed opening of every sequence: puts counters at the edges so overflow paths get hit.
 fn prelude() -> Vec<Step> {
     let steps: &[&[&str]] = &[
-        &["SET", "num", "9223372036854775800"], &["INCRBY", "num", "7"], &["INCR", "num"],
-        &["DECRBY", "num", "-1"], &["SET", "neg", "-9223372036854775800"], &["DECRBY", "neg", "8"],
-        &["DECR", "neg"], &["INCRBY", "neg", "-1"], &["SET", "neg", "5"],
-        &["DECRBY", "neg", "-9223372036854775808"], &["INCRBYFLOAT", "fl", "0.1"],
-        &["INCRBYFLOAT", "fl", "0.2"], &["INCRBYFLOAT", "fl", "1e308"], &["INCRBYFLOAT", "fl", "1e308"],
-        &["INCRBYFLOAT", "fl", "-1e308"], &["SET", "fl", "5.0e3"], &["INCRBYFLOAT", "fl", "2.0e2"],
-        &["INCRBYFLOAT", "fl", "1"], &["SET", "k1", "010"], &["INCR", "k1"],
-        &["SETRANGE", "k2", "5", "x"], &["GETRANGE", "k2", "0", "-1"], &["SETRANGE", "k2", "0", ""],
-        &["GETRANGE", "k2", "-100", "100"], &["GETRANGE", "k2", "3", "1"], &["SET", "num", "1"],
+        &["SET", "num", "9223372036854775800"],
+        &["INCRBY", "num", "7"],
+        &["INCR", "num"],
+        &["DECRBY", "num", "-1"],
+        &["SET", "neg", "-9223372036854775800"],
+        &["DECRBY", "neg", "8"],
+        &["DECR", "neg"],
+        &["INCRBY", "neg", "-1"],
+        &["SET", "neg", "5"],
+        &["DECRBY", "neg", "-9223372036854775808"],
+        &["INCRBYFLOAT", "fl", "0.1"],
+        &["INCRBYFLOAT", "fl", "0.2"],
+        &["INCRBYFLOAT", "fl", "1e308"],
+        &["INCRBYFLOAT", "fl", "1e308"],
+        &["INCRBYFLOAT", "fl", "-1e308"],
+        &["SET", "fl", "5.0e3"],
+        &["INCRBYFLOAT", "fl", "2.0e2"],
+        &["INCRBYFLOAT", "fl", "1"],
+        &["SET", "k1", "010"],
+        &["INCR", "k1"],
+        &["SETRANGE", "k2", "5", "x"],
+        &["GETRANGE", "k2", "0", "-1"],
+        &["SETRANGE", "k2", "0", ""],
+        &["GETRANGE", "k2", "-100", "100"],
+        &["GETRANGE", "k2", "3", "1"],
+        &["SET", "num", "1"],
     ];
-    steps.iter().map(|s| Step::exact(s.iter().map(|a| b(a)).collect())).collect()
+    steps
+        .iter()
+        .map(|s| Step::exact(s.iter().map(|a| b(a)).collect()))
+        .collect()
 }
 
 fn sequence(seed: u64, steps: usize) -> Vec<Step> {
@@ -423,7 +662,9 @@ fn run_step(conn: &mut RespConn, step: &Step) -> Result<Vec<u8>, String> {
     if step.norm == Norm::ScanAll {
         return scan_all(conn, &step.args[1..]);
     }
-    let raw = conn.cmd(&step.args).map_err(|e| format!("<I/O error: {e}>"))?;
+    let raw = conn
+        .cmd(&step.args)
+        .map_err(|e| format!("<I/O error: {e}>"))?;
     match step.norm {
         Norm::Exact | Norm::ScanAll => Ok(raw),
         Norm::TypeOnly => Ok(raw[..1].to_vec()),
@@ -457,15 +698,24 @@ fn scan_all(conn: &mut RespConn, extra: &[Vec<u8>]) -> Result<Vec<u8>, String> {
             return Ok(raw); // an error reply: compare it as is
         }
         seen.extend(frame.children[1].children.iter().cloned());
-        cursor = frame.children[0].bytes().map(<[u8]>::to_vec).unwrap_or_default();
+        cursor = frame.children[0]
+            .bytes()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
         if cursor == b"0" {
             seen.sort();
             seen.dedup();
-            let set = Frame { head: format!("*{}", seen.len()).into_bytes(), payload: None, children: seen };
+            let set = Frame {
+                head: format!("*{}", seen.len()).into_bytes(),
+                payload: None,
+                children: seen,
+            };
             return Ok(set.to_bytes());
         }
     }
-    Err(format!("<SCAN walk did not return to cursor 0 within {SCAN_CALLS_MAX} calls>"))
+    Err(format!(
+        "<SCAN walk did not return to cursor 0 within {SCAN_CALLS_MAX} calls>"
+    ))
 }
 
 struct Mismatch {
@@ -484,12 +734,21 @@ const CONTEXT_STEPS: usize = 8;
 
 /// Runs `seq` on both servers over fresh connections; returns the first mismatch, if any (later
 /// steps are not compared: the two keyspaces have diverged).
-fn run_sequence(helios_port: u16, redis_port: u16, seed: u64, resp: u8, seq: &[Step]) -> Option<Mismatch> {
+fn run_sequence(
+    helios_port: u16,
+    redis_port: u16,
+    seed: u64,
+    resp: u8,
+    seq: &[Step],
+) -> Option<Mismatch> {
     let mut h = RespConn::connect(helios_port).expect("connect helios");
     let mut r = RespConn::connect(redis_port).expect("connect redis");
     let mut setup = vec![Step::exact(vec![b("FLUSHALL")])];
     if resp == 3 {
-        setup.push(Step { args: vec![b("HELLO"), b("3")], norm: Norm::TypeOnly });
+        setup.push(Step {
+            args: vec![b("HELLO"), b("3")],
+            norm: Norm::TypeOnly,
+        });
     }
     let seq = setup.iter().chain(seq);
     let trace = std::env::var_os("HELIOS_DIFF_TRACE").is_some();
@@ -499,7 +758,11 @@ fn run_sequence(helios_port: u16, redis_port: u16, seed: u64, resp: u8, seq: &[S
         let rr = run_step(&mut r, step);
         let rr = rr.unwrap_or_else(|e| panic!("redis-server failed on {}: {e}", step.show()));
         if trace {
-            eprintln!("seed {seed} RESP{resp} step {index}: {} -> {}", step.show(), render(&rr));
+            eprintln!(
+                "seed {seed} RESP{resp} step {index}: {} -> {}",
+                step.show(),
+                render(&rr)
+            );
         }
         let hr_text = match &hr {
             Ok(bytes) => render(bytes),
@@ -507,7 +770,15 @@ fn run_sequence(helios_port: u16, redis_port: u16, seed: u64, resp: u8, seq: &[S
         };
         if hr.as_deref() != Ok(&rr[..]) {
             let context = context.into_iter().collect();
-            return Some(Mismatch { seed, resp, index, command: step.show(), helios: hr_text, redis: render(&rr), context });
+            return Some(Mismatch {
+                seed,
+                resp,
+                index,
+                command: step.show(),
+                helios: hr_text,
+                redis: render(&rr),
+                context,
+            });
         }
         context.push_back(format!("{} -> {}", step.show(), render(&rr)));
         if context.len() > CONTEXT_STEPS {
@@ -518,12 +789,17 @@ fn run_sequence(helios_port: u16, redis_port: u16, seed: u64, resp: u8, seq: &[S
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
 fn helios_matches_redis_byte_for_byte() {
-    let Some(redis) = RedisServer::try_start() else { return };
+    let Some(redis) = RedisServer::try_start() else {
+        return;
+    };
     let helios = HeliosServer::start(ServerOpts::default().shards(2));
     let seeds: u64 = env_or("HELIOS_DIFF_SEEDS", SEEDS_DEFAULT);
     let steps: usize = env_or("HELIOS_DIFF_STEPS", STEPS_DEFAULT);
@@ -539,13 +815,23 @@ fn helios_matches_redis_byte_for_byte() {
     if mismatches.is_empty() {
         return;
     }
-    let mut report = format!("{} of {} runs diverged from redis-server:\n", mismatches.len(), seeds * 2);
+    let mut report = format!(
+        "{} of {} runs diverged from redis-server:\n",
+        mismatches.len(),
+        seeds * 2
+    );
     for m in &mismatches {
-        report.push_str(&format!("\nseed {} RESP{} step {}:\n  after:\n", m.seed, m.resp, m.index));
+        report.push_str(&format!(
+            "\nseed {} RESP{} step {}:\n  after:\n",
+            m.seed, m.resp, m.index
+        ));
         for line in &m.context {
             report.push_str(&format!("    {line}\n"));
         }
-        report.push_str(&format!("  command: {}\n  helios:  {}\n  redis:   {}\n", m.command, m.helios, m.redis));
+        report.push_str(&format!(
+            "  command: {}\n  helios:  {}\n  redis:   {}\n",
+            m.command, m.helios, m.redis
+        ));
     }
     panic!("{report}");
 }

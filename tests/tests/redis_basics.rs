@@ -12,8 +12,11 @@ const KEYS_COUNT: usize = 500;
 
 fn connect(server: &HeliosServer) -> Connection {
     let client = redis::Client::open(server.url()).expect("client");
-    let con = client.get_connection_with_timeout(Duration::from_secs(10)).expect("connect");
-    con.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(10))
+        .expect("connect");
+    con.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
     con
 }
 
@@ -42,7 +45,12 @@ fn strings_across_shards() {
     }
     for i in 0..KEYS_COUNT {
         let v: Option<String> = q(&mut con, &["GET", &key(i)]);
-        assert_eq!(v.as_deref(), Some(format!("v{i}").as_str()), "GET {}", key(i));
+        assert_eq!(
+            v.as_deref(),
+            Some(format!("v{i}").as_str()),
+            "GET {}",
+            key(i)
+        );
     }
     let n: i64 = q(&mut con, &["DBSIZE"]);
     assert_eq!(n, KEYS_COUNT as i64);
@@ -117,10 +125,15 @@ fn expiry_removes_keys() {
     let ttl: i64 = q(&mut con, &["TTL", "keeper"]);
     assert_eq!(ttl, -1);
     // Expired keys must also stop counting, once the server has noticed them (lazily or actively).
-    let counted_out = poll_until(Duration::from_secs(5), || q::<i64>(&mut con, &["DBSIZE"]) <= 1);
+    let counted_out = poll_until(Duration::from_secs(5), || {
+        q::<i64>(&mut con, &["DBSIZE"]) <= 1
+    });
     let keys: Vec<String> = q(&mut con, &["KEYS", "*"]);
     assert_eq!(keys, vec!["keeper".to_string()], "KEYS lists expired keys");
-    assert!(counted_out, "DBSIZE still counts expired keys 5 s after they expired");
+    assert!(
+        counted_out,
+        "DBSIZE still counts expired keys 5 s after they expired"
+    );
 }
 
 #[test]
@@ -145,8 +158,14 @@ fn select_isolates_databases() {
     assert_eq!(n, 0);
     let v: Option<String> = q(&mut a, &["GET", "shared"]);
     assert_eq!(v.as_deref(), Some("db0"), "FLUSHDB on db3 touched db0");
-    let err = redis::cmd("SELECT").arg(16).query::<String>(&mut a).unwrap_err();
-    assert!(err.to_string().contains("DB index is out of range"), "{err}");
+    let err = redis::cmd("SELECT")
+        .arg(16)
+        .query::<String>(&mut a)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("DB index is out of range"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -155,7 +174,11 @@ fn scan_keys_dbsize_flushall() {
     let mut con = connect(&server);
     let mut expected = BTreeSet::new();
     for i in 0..KEYS_COUNT {
-        let k = if i % 5 == 0 { format!("{{tag}}:{i}") } else { key(i) };
+        let k = if i % 5 == 0 {
+            format!("{{tag}}:{i}")
+        } else {
+            key(i)
+        };
         let _: String = q(&mut con, &["SET", &k, "v"]);
         expected.insert(k);
     }
@@ -178,22 +201,35 @@ fn scan_keys_dbsize_flushall() {
     let mut seen = BTreeSet::new();
     let mut cursor = "0".to_string();
     loop {
-        let (next, batch): (String, Vec<String>) = q(&mut con, &["SCAN", &cursor, "MATCH", "{tag}*"]);
+        let (next, batch): (String, Vec<String>) =
+            q(&mut con, &["SCAN", &cursor, "MATCH", "{tag}*"]);
         seen.extend(batch);
         if next == "0" {
             break;
         }
         cursor = next;
     }
-    let tagged: BTreeSet<String> = expected.iter().filter(|k| k.starts_with("{tag}")).cloned().collect();
+    let tagged: BTreeSet<String> = expected
+        .iter()
+        .filter(|k| k.starts_with("{tag}"))
+        .cloned()
+        .collect();
     assert_eq!(seen, tagged, "SCAN MATCH");
 
     let keys: Vec<String> = q(&mut con, &["KEYS", "*"]);
-    assert_eq!(keys.len(), expected.len(), "KEYS * returned duplicates or missed keys");
+    assert_eq!(
+        keys.len(),
+        expected.len(),
+        "KEYS * returned duplicates or missed keys"
+    );
     assert_eq!(keys.into_iter().collect::<BTreeSet<_>>(), expected);
     let keys: Vec<String> = q(&mut con, &["KEYS", "key:1?"]);
     let want: BTreeSet<String> = (10..20).filter(|i| i % 5 != 0).map(key).collect();
-    assert_eq!(keys.into_iter().collect::<BTreeSet<_>>(), want, "KEYS key:1?");
+    assert_eq!(
+        keys.into_iter().collect::<BTreeSet<_>>(),
+        want,
+        "KEYS key:1?"
+    );
 
     let n: i64 = q(&mut con, &["DBSIZE"]);
     assert_eq!(n, KEYS_COUNT as i64);
@@ -215,12 +251,23 @@ fn hello3_and_client_name() {
     let server = HeliosServer::start(ServerOpts::default());
     let mut con = connect(&server);
     let hello: Value = q(&mut con, &["HELLO", "3"]);
-    let Value::Map(fields) = hello else { panic!("HELLO 3 did not return a map: {hello:?}") };
+    let Value::Map(fields) = hello else {
+        panic!("HELLO 3 did not return a map: {hello:?}")
+    };
     let fields: HashMap<String, Value> = fields
         .into_iter()
-        .map(|(k, v)| (redis::from_redis_value::<String>(&k).expect("string key"), v))
+        .map(|(k, v)| {
+            (
+                redis::from_redis_value::<String>(&k).expect("string key"),
+                v,
+            )
+        })
         .collect();
-    assert_eq!(fields.get("proto"), Some(&Value::Int(3)), "HELLO 3 fields: {fields:?}");
+    assert_eq!(
+        fields.get("proto"),
+        Some(&Value::Int(3)),
+        "HELLO 3 fields: {fields:?}"
+    );
     assert!(fields.contains_key("server"), "HELLO 3 fields: {fields:?}");
     // RESP3 null for a missing key.
     let v: Value = q(&mut con, &["GET", "missing"]);
@@ -232,8 +279,16 @@ fn hello3_and_client_name() {
     assert_eq!(ok, "OK");
     let name: Option<String> = q(&mut con, &["CLIENT", "GETNAME"]);
     assert_eq!(name.as_deref(), Some("tester-1"));
-    let err = redis::cmd("CLIENT").arg("SETNAME").arg("has space").query::<String>(&mut con).unwrap_err();
-    assert!(err.to_string().contains("Client names cannot contain spaces"), "{err}");
+    let err = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("has space")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Client names cannot contain spaces"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -249,7 +304,12 @@ fn pipeline_of_1000_replies_in_order() {
     assert_eq!(replies.len(), 1000);
     for i in 0..500 {
         assert_eq!(replies[2 * i], Value::Okay, "reply {}", 2 * i);
-        assert_eq!(replies[2 * i + 1], Value::Int(i as i64 + 1), "reply {}", 2 * i + 1);
+        assert_eq!(
+            replies[2 * i + 1],
+            Value::Int(i as i64 + 1),
+            "reply {}",
+            2 * i + 1
+        );
     }
     let mut pipe = redis::pipe();
     for i in 0..1000 {
@@ -319,8 +379,14 @@ fn redis_cli_set_get_info_command() {
     assert_eq!(out.trim_end(), "b");
     let (ok, out, err) = redis_cli(port, &["COMMAND", "COUNT"], None);
     assert!(ok, "redis-cli COMMAND COUNT: {err}");
-    let count: i64 = out.trim().parse().unwrap_or_else(|_| panic!("COMMAND COUNT output: {out:?}"));
-    assert!(count >= 50, "COMMAND COUNT = {count}, fewer than the commands helios supports");
+    let count: i64 = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("COMMAND COUNT output: {out:?}"));
+    assert!(
+        count >= 50,
+        "COMMAND COUNT = {count}, fewer than the commands helios supports"
+    );
     let (ok, out, err) = redis_cli(port, &["INFO", "keyspace"], None);
     assert!(ok, "redis-cli INFO keyspace: {err}");
     assert!(out.contains("# Keyspace"), "INFO keyspace: {out:?}");
@@ -336,11 +402,18 @@ fn redis_cli_pipe_mass_insert() {
     let server = HeliosServer::start(ServerOpts::default());
     let mut input = Vec::new();
     for i in 0..INSERTS {
-        input.extend(helios_tests::resp::encode_command(&["SET", &format!("mass:{i}"), &format!("{i}")]));
+        input.extend(helios_tests::resp::encode_command(&[
+            "SET",
+            &format!("mass:{i}"),
+            &format!("{i}"),
+        ]));
     }
     let (ok, out, err) = redis_cli(server.port(), &["--pipe"], Some(&input));
     assert!(ok, "redis-cli --pipe failed:\n{out}\n{err}");
-    assert!(out.contains(&format!("errors: 0, replies: {INSERTS}")), "redis-cli --pipe: {out}");
+    assert!(
+        out.contains(&format!("errors: 0, replies: {INSERTS}")),
+        "redis-cli --pipe: {out}"
+    );
     let (ok, out, _) = redis_cli(server.port(), &["DBSIZE"], None);
     assert!(ok);
     assert_eq!(out.trim(), INSERTS.to_string());

@@ -57,11 +57,14 @@ struct FileConfig {
 
 /// Command-line values that were typed (not defaulted) override the config file.
 fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig> {
-    let explicit = |name: &str| matches.value_source(name) == Some(clap::parser::ValueSource::CommandLine);
+    let explicit =
+        |name: &str| matches.value_source(name) == Some(clap::parser::ValueSource::CommandLine);
     let file: FileConfig = match &cli.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+            toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
         }
         None => FileConfig::default(),
     };
@@ -76,13 +79,17 @@ fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig>
     if shards == Some(0) || shards.is_some_and(|s| s > 256) {
         anyhow::bail!("--shards must be between 1 and 256");
     }
-    let durability = match pick(explicit("durability"), cli.durability, file.durability).unwrap_or(DurabilityArg::Sync) {
+    let durability = match pick(explicit("durability"), cli.durability, file.durability)
+        .unwrap_or(DurabilityArg::Sync)
+    {
         DurabilityArg::Sync => Durability::Sync,
         DurabilityArg::Async => Durability::Async,
     };
     Ok(ServerConfig {
-        data_dir: pick(explicit("data_dir"), cli.data_dir, file.data_dir).unwrap_or_else(|| "./helios-data".into()),
-        redis_addr: pick(explicit("redis_addr"), cli.redis_addr, file.redis_addr).expect("clap default"),
+        data_dir: pick(explicit("data_dir"), cli.data_dir, file.data_dir)
+            .unwrap_or_else(|| "./helios-data".into()),
+        redis_addr: pick(explicit("redis_addr"), cli.redis_addr, file.redis_addr)
+            .expect("clap default"),
         pg_addr: pick(explicit("pg_addr"), cli.pg_addr, file.pg_addr).expect("clap default"),
         shards,
         durability,
@@ -106,13 +113,19 @@ fn check_memlock(shards: usize) -> anyhow::Result<()> {
         if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= needed {
             return Ok(());
         }
-        let raised = libc::rlimit { rlim_cur: needed.max(limit.rlim_cur), rlim_max: limit.rlim_max.max(needed) };
+        let raised = libc::rlimit {
+            rlim_cur: needed.max(limit.rlim_cur),
+            rlim_max: limit.rlim_max.max(needed),
+        };
         if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
             tracing::info!(bytes = needed, "raised RLIMIT_MEMLOCK");
             return Ok(());
         }
         if limit.rlim_max >= needed {
-            let soft = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            let soft = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_MEMLOCK, &soft) == 0 {
                 return Ok(());
             }
@@ -130,7 +143,9 @@ fn check_memlock(shards: usize) -> anyhow::Result<()> {
 /// CAP_IPC_LOCK (capability 14) in the effective set, read from /proc/self/status.
 fn has_cap_ipc_lock() -> bool {
     const CAP_IPC_LOCK: u32 = 14;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
     status
         .lines()
         .find_map(|line| line.strip_prefix("CapEff:"))
@@ -165,17 +180,24 @@ fn io_uring_probe() -> std::io::Result<()> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let matches = Cli::command().get_matches();
-    let config = match Cli::from_arg_matches(&matches).map_err(anyhow::Error::from).and_then(|cli| resolve(cli, &matches)) {
+    let config = match Cli::from_arg_matches(&matches)
+        .map_err(anyhow::Error::from)
+        .and_then(|cli| resolve(cli, &matches))
+    {
         Ok(config) => config,
         Err(error) => {
             eprintln!("helios: {error}");
             return ExitCode::from(2);
         }
     };
-    let shards_hint = config.shards.unwrap_or_else(|| helios_shard::runtime::available_cpus().len().max(1));
+    let shards_hint = config
+        .shards
+        .unwrap_or_else(|| helios_shard::runtime::available_cpus().len().max(1));
     if let Err(error) = check_io_uring().and_then(|()| check_memlock(shards_hint)) {
         eprintln!("helios: {error}");
         return ExitCode::from(1);

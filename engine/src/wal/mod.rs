@@ -38,6 +38,8 @@ use crate::fs::{DmaFile, FileSystem};
 const BLOCK_BYTES: usize = 4096;
 /// Largest single write (and DMA buffer) a flush issues; bigger flushes are split.
 pub const WAL_WRITE_BYTES_MAX: usize = 128 << 10;
+/// Zeroed file space kept ahead of the last record (see `preallocate`).
+pub const WAL_PREALLOCATE_AHEAD_BYTES: u64 = 1 << 20;
 /// Largest amount of appended-but-unwritten record bytes; [`Wal::append`] refuses beyond it.
 pub const WAL_PENDING_BYTES_MAX: usize = 2 * (RECORD_PAYLOAD_BYTES_MAX + RECORD_HEADER_BYTES);
 /// Bounds on [`WalOptions::segment_bytes_max`].
@@ -87,12 +89,16 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
 pub struct WalOptions {
     /// A segment is closed, and a new one started, once it holds at least this many bytes.
     pub segment_bytes_max: u64,
+    /// Zeroed file space kept ahead of the last record, so appends overwrite instead of
+    /// extending the file (0 turns it off). See `preallocate`.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for WalOptions {
     fn default() -> WalOptions {
         WalOptions {
             segment_bytes_max: 64 << 20,
+            preallocate_bytes: WAL_PREALLOCATE_AHEAD_BYTES,
         }
     }
 }
@@ -120,6 +126,8 @@ struct Writer<File> {
     end: u64,
     /// Bytes `[align_down(end), end)`: the partial last block, rewritten by the next flush.
     tail: Vec<u8>,
+    /// Bytes of the file known to exist (written, zeros past `end`); block-aligned growth.
+    allocated: u64,
 }
 
 struct State {
@@ -168,6 +176,7 @@ impl<F: FileSystem> Wal<F> {
                 path: tail.path,
                 end: tail.end,
                 tail: tail.tail,
+                allocated: tail.end,
             },
             None => create_segment(&fs, &dir, recovered.next_lsn).await?,
         };
@@ -297,10 +306,22 @@ impl<F: FileSystem> Wal<F> {
 
     /// Writes every pending record, then (if `sync`) fdatasyncs. Caller checked no flush runs.
     async fn flush(&self, sync: bool) -> Result<(), WalError> {
-        let (pending, target_lsn) = {
+        {
             let mut state = self.state.borrow_mut();
             assert!(!state.flushing && state.failed.is_none());
             state.flushing = true;
+        }
+        // Group commit: let every task that is ready to run (other connections whose requests
+        // arrived in the same reactor tick) append its records before this flush takes them, so
+        // one fdatasync covers them all. One yield, no timer: an idle shard pays nothing.
+        // Dropping this future from here on fails the log (FlushGuard): callers never cancel it.
+        let mut guard = FlushGuard {
+            wal: self,
+            armed: true,
+        };
+        YieldOnce(false).await;
+        let (pending, target_lsn) = {
+            let mut state = self.state.borrow_mut();
             (std::mem::take(&mut state.pending), state.last_lsn)
         };
         let mut writer = self
@@ -308,10 +329,6 @@ impl<F: FileSystem> Wal<F> {
             .borrow_mut()
             .take()
             .expect("writer present between flushes");
-        let mut guard = FlushGuard {
-            wal: self,
-            armed: true,
-        };
         let result = self.write_records(&mut writer, &pending, sync).await;
         guard.armed = false;
         {
@@ -360,7 +377,7 @@ impl<F: FileSystem> Wal<F> {
                     break;
                 }
             }
-            write_bytes(writer, &pending[start..offset]).await?;
+            write_bytes(writer, &pending[start..offset], self.opts.preallocate_bytes).await?;
         }
         assert_eq!(offset, pending.len());
         if sync {
@@ -414,6 +431,7 @@ async fn create_segment<F: FileSystem>(
         path,
         end: SEGMENT_HEADER_BYTES as u64,
         tail: Vec::new(),
+        allocated: SEGMENT_HEADER_BYTES as u64,
     })
 }
 
@@ -435,6 +453,7 @@ fn check_written(path: &Path, written: usize, expected: usize) -> Result<(), Wal
 async fn write_bytes<File: DmaFile>(
     writer: &mut Writer<File>,
     data: &[u8],
+    ahead_bytes: u64,
 ) -> Result<(), WalError> {
     let block_bytes = BLOCK_BYTES as u64;
     let tail_pos = writer.end - writer.end % block_bytes;
@@ -459,12 +478,47 @@ async fn write_bytes<File: DmaFile>(
         check_written(&writer.path, written, buf_len)?;
         done += chunk;
     }
+    writer.allocated = writer
+        .allocated
+        .max(tail_pos + total.next_multiple_of(BLOCK_BYTES) as u64);
+    preallocate(writer, ahead_bytes).await?;
     let end = writer.end + data.len() as u64;
     let tail_len = (end % block_bytes) as usize;
     let mut new_tail = vec![0; tail_len];
     copy_joined(&writer.tail, data, total - tail_len, &mut new_tail);
     writer.tail = new_tail;
     writer.end = end;
+    Ok(())
+}
+
+/// Keeps at least WAL_PREALLOCATE_AHEAD_BYTES of zeroed, allocated file past the data.
+///
+/// Why: an O_DIRECT write that extends a file (new blocks, a new size) cannot complete inline
+/// in io_uring; the kernel hands it to an io-wq worker thread, which on a busy 2-core machine
+/// waits milliseconds for a CPU (measured: 2.5–3.5 ms per extending 4 KiB write under
+/// redis-benchmark, ~50 µs for an overwrite). Zero-filling ahead, as PostgreSQL does for its WAL
+/// segments, makes the common write an overwrite. Zeros read as end of log at recovery.
+async fn preallocate<File: DmaFile>(
+    writer: &mut Writer<File>,
+    ahead_bytes: u64,
+) -> Result<(), WalError> {
+    let data_end = writer.end.next_multiple_of(BLOCK_BYTES as u64) + BLOCK_BYTES as u64;
+    if ahead_bytes == 0 || writer.allocated >= data_end + ahead_bytes / 2 {
+        return Ok(());
+    }
+    let target = data_end + ahead_bytes;
+    while writer.allocated < target {
+        let pos = writer.allocated;
+        assert_eq!(pos % BLOCK_BYTES as u64, 0);
+        let buf = writer.file.alloc(WAL_WRITE_BYTES_MAX);
+        let written = writer
+            .file
+            .write_at(buf, pos)
+            .await
+            .map_err(io_error(&writer.path))?;
+        check_written(&writer.path, written, WAL_WRITE_BYTES_MAX)?;
+        writer.allocated = pos + WAL_WRITE_BYTES_MAX as u64;
+    }
     Ok(())
 }
 
@@ -521,5 +575,25 @@ impl<F: FileSystem> Future for EpochChange<'_, F> {
             waiters.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// Returns Pending once (after waking itself), so the executor runs every other ready task
+/// first. Runtime-agnostic: any executor re-queues a task that wakes itself.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }

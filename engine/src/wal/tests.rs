@@ -24,7 +24,34 @@ fn dir() -> PathBuf {
 fn small() -> WalOptions {
     WalOptions {
         segment_bytes_max: 8192,
+        preallocate_bytes: 0,
     }
+}
+
+/// Segments zero-filled ahead of the data recover exactly, across crashes, and keep appending.
+#[test]
+fn preallocated_segments_recover_and_continue() {
+    let fs = MemFs::new();
+    let opts = || WalOptions {
+        segment_bytes_max: 64 << 10,
+        preallocate_bytes: 16 << 10,
+    };
+    let mut expected = Vec::new();
+    for round in 0..4u64 {
+        let (wal, recovered) = open_wal(&fs, opts()).unwrap();
+        assert_eq!(recovered.len(), expected.len(), "round {round}");
+        block_on(async {
+            for i in 0..50 {
+                let lsn = wal.append(1, &payload(round * 100 + i, 300)).unwrap();
+                expected.push(lsn);
+            }
+            wal.sync_all().await.unwrap();
+        });
+        drop(wal);
+        fs.crash(CrashMode::LoseAll);
+    }
+    let (_, recovered) = open_wal(&fs, opts()).unwrap();
+    assert_eq!(recovered.len(), expected.len());
 }
 
 fn payload(lsn: u64, len: usize) -> Vec<u8> {
@@ -125,7 +152,14 @@ fn round_trip_across_segments() {
 #[test]
 fn group_commit_shares_fsyncs() {
     let fs = MemFs::new();
-    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    let (wal, _) = open_wal(
+        &fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     let wal = Rc::new(wal);
     fs.set_yield_on_io(true);
     let syncs_before = fs.sync_count();
@@ -173,20 +207,41 @@ fn crash_lose_all_keeps_exactly_synced() {
 
 /// Writes `count` records (synced) into one segment; returns the records and that segment.
 fn write_synced(fs: &MemFs, count: usize, len: usize) -> (Vec<Rec>, PathBuf) {
-    let (wal, _) = open_wal(fs, WalOptions::default()).unwrap();
+    let (wal, _) = open_wal(
+        fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     let records: Vec<Rec> = (0..count).map(|_| append(&wal, len)).collect();
     block_on(wal.sync_all()).unwrap();
     (records, last_segment(fs))
 }
 
 fn check_recovers_then_appends(fs: &MemFs, mut expected: Vec<Rec>, context: &str) {
-    let (wal, replayed) = open_wal(fs, WalOptions::default()).unwrap();
+    let (wal, replayed) = open_wal(
+        fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(replayed, expected, "{context}");
     expected.push(append(&wal, 300));
     expected.push(append(&wal, 0));
     block_on(wal.sync_all()).unwrap();
     drop(wal);
-    let (_wal, replayed) = open_wal(fs, WalOptions::default()).unwrap();
+    let (_wal, replayed) = open_wal(
+        fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(replayed, expected, "{context} (after appending)");
 }
 
@@ -310,7 +365,14 @@ fn incomplete_last_segment_header_is_removed() {
 #[test]
 fn sync_error_is_sticky() {
     let fs = MemFs::new();
-    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    let (wal, _) = open_wal(
+        &fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     append(&wal, 10);
     block_on(wal.sync_all()).unwrap();
     append(&wal, 10);
@@ -334,7 +396,14 @@ fn sync_error_is_sticky() {
 fn write_error_and_full_disk_are_sticky() {
     for fault in [Some(io::ErrorKind::Other), None] {
         let fs = MemFs::new();
-        let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+        let (wal, _) = open_wal(
+            &fs,
+            WalOptions {
+                preallocate_bytes: 0,
+                ..WalOptions::default()
+            },
+        )
+        .unwrap();
         match fault {
             Some(kind) => fs.fail_next(FaultOp::Write, kind),
             None => fs.set_capacity_bytes(Some(fs.used_bytes())),
@@ -359,7 +428,14 @@ fn write_error_and_full_disk_are_sticky() {
 #[test]
 fn waiters_see_failure_of_shared_flush() {
     let fs = MemFs::new();
-    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    let (wal, _) = open_wal(
+        &fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     let wal = Rc::new(wal);
     fs.set_yield_on_io(true);
     fs.fail_next(FaultOp::Sync, io::ErrorKind::Other);
@@ -380,7 +456,14 @@ fn waiters_see_failure_of_shared_flush() {
 #[test]
 fn oversized_record_is_refused() {
     let fs = MemFs::new();
-    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    let (wal, _) = open_wal(
+        &fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     let big = vec![0; RECORD_PAYLOAD_BYTES_MAX + 1];
     assert!(matches!(
         wal.append(0, &big),
@@ -525,7 +608,14 @@ proptest! {
 #[test]
 fn cancelled_flush_fails_the_log() {
     let fs = MemFs::new();
-    let (wal, _) = open_wal(&fs, WalOptions::default()).unwrap();
+    let (wal, _) = open_wal(
+        &fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
     fs.set_yield_on_io(true);
     let lsn = wal.append(1, b"abc").unwrap();
     {

@@ -38,9 +38,17 @@ fn eq(arg: &[u8], word: &str) -> bool {
 pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item = &'a Bytes> + 'a {
     let argc = cmd.args.len() as i32;
     let first = spec.first_key;
-    let last = if spec.last_key < 0 { argc + spec.last_key } else { spec.last_key.min(argc - 1) };
+    let last = if spec.last_key < 0 {
+        argc + spec.last_key
+    } else {
+        spec.last_key.min(argc - 1)
+    };
     let step = spec.step.max(1) as usize;
-    let range = if first <= 0 || last < first { 0..0 } else { first as usize..(last as usize + 1) };
+    let range = if first <= 0 || last < first {
+        0..0
+    } else {
+        first as usize..(last as usize + 1)
+    };
     cmd.args[range].iter().step_by(step)
 }
 
@@ -60,7 +68,10 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
         "info" => info(state, cmd).await,
         "config" => config(state, cmd).await,
         "time" => {
-            let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+            let micros = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros())
+                .unwrap_or(0);
             Reply::Array(vec![
                 Reply::Bulk(Bytes::from((micros / 1_000_000).to_string())),
                 Reply::Bulk(Bytes::from((micros % 1_000_000).to_string())),
@@ -98,7 +109,13 @@ fn hello(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
         while let Some(option) = args.next() {
             if eq(option, "AUTH") {
                 let (Some(user), Some(_password)) = (args.next(), args.next()) else {
-                    return Reply::Error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(option)).into());
+                    return Reply::Error(
+                        format!(
+                            "ERR Syntax error in HELLO option '{}'",
+                            String::from_utf8_lossy(option)
+                        )
+                        .into(),
+                    );
                 };
                 // No users are configured yet: the default user has no password, as in a fresh Redis.
                 if user.as_ref() != b"default" {
@@ -106,14 +123,28 @@ fn hello(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
                 }
             } else if eq(option, "SETNAME") {
                 let Some(value) = args.next() else {
-                    return Reply::Error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(option)).into());
+                    return Reply::Error(
+                        format!(
+                            "ERR Syntax error in HELLO option '{}'",
+                            String::from_utf8_lossy(option)
+                        )
+                        .into(),
+                    );
                 };
                 if !valid_client_name(value) {
-                    return err("ERR Client names cannot contain spaces, newlines or special characters.");
+                    return err(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    );
                 }
                 name = Some(value.clone());
             } else {
-                return Reply::Error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(option)).into());
+                return Reply::Error(
+                    format!(
+                        "ERR Syntax error in HELLO option '{}'",
+                        String::from_utf8_lossy(option)
+                    )
+                    .into(),
+                );
             }
         }
     }
@@ -128,7 +159,10 @@ fn hello(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
     Reply::Map(vec![
         (status("server"), status("redis")),
         (status("version"), status(REDIS_COMPAT_VERSION)),
-        (status("proto"), Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 })),
+        (
+            status("proto"),
+            Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 }),
+        ),
         (status("id"), Reply::Int(info.id as i64)),
         (status("mode"), status("standalone")),
         (status("role"), status("master")),
@@ -139,7 +173,9 @@ fn hello(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
 fn select(session: &mut Session, cmd: &Command) -> Reply {
     match parse_i64(&cmd.args[1]) {
         None => not_integer(),
-        Some(db) if !(0..helios_engine::keyspace::DB_COUNT as i64).contains(&db) => err("ERR DB index is out of range"),
+        Some(db) if !(0..helios_engine::keyspace::DB_COUNT as i64).contains(&db) => {
+            err("ERR DB index is out of range")
+        }
         Some(db) => {
             session.db = db as u8;
             session.info.borrow_mut().db = db as u8;
@@ -155,7 +191,8 @@ fn valid_client_name(name: &[u8]) -> bool {
 async fn client(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) -> Reply {
     let sub = String::from_utf8_lossy(&cmd.args[1]).to_ascii_lowercase();
     let argc = cmd.args.len();
-    let arity_error = || Reply::Error(format!("ERR wrong number of arguments for 'client|{sub}' command").into());
+    let arity_error =
+        || Reply::Error(format!("ERR wrong number of arguments for 'client|{sub}' command").into());
     match sub.as_str() {
         "id" if argc == 2 => Reply::Int(session.info.borrow().id as i64),
         "getname" if argc == 2 => match &session.info.borrow().name {
@@ -164,15 +201,27 @@ async fn client(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) ->
         },
         "setname" if argc == 3 => {
             if !valid_client_name(&cmd.args[2]) {
-                return err("ERR Client names cannot contain spaces, newlines or special characters.");
+                return err(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
             }
-            session.info.borrow_mut().name = if cmd.args[2].is_empty() { None } else { Some(cmd.args[2].clone()) };
+            session.info.borrow_mut().name = if cmd.args[2].is_empty() {
+                None
+            } else {
+                Some(cmd.args[2].clone())
+            };
             Reply::Ok
         }
         "setinfo" if argc == 4 => {
             let value = cmd.args[3].clone();
             if value.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-                return Reply::Error(format!("ERR {} cannot contain spaces, newlines or special characters.", String::from_utf8_lossy(&cmd.args[2]).to_ascii_lowercase()).into());
+                return Reply::Error(
+                    format!(
+                        "ERR {} cannot contain spaces, newlines or special characters.",
+                        String::from_utf8_lossy(&cmd.args[2]).to_ascii_lowercase()
+                    )
+                    .into(),
+                );
             }
             let mut info = session.info.borrow_mut();
             if eq(&cmd.args[2], "LIB-NAME") {
@@ -180,11 +229,23 @@ async fn client(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) ->
             } else if eq(&cmd.args[2], "LIB-VER") {
                 info.lib_ver = Some(value);
             } else {
-                return Reply::Error(format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(&cmd.args[2])).into());
+                return Reply::Error(
+                    format!(
+                        "ERR Unrecognized option '{}'",
+                        String::from_utf8_lossy(&cmd.args[2])
+                    )
+                    .into(),
+                );
             }
             Reply::Ok
         }
-        "info" if argc == 2 => Reply::Verbatim("txt", Bytes::from(format!("{}\n", client_line(&session.info.borrow(), unix_ms())))),
+        "info" if argc == 2 => Reply::Verbatim(
+            "txt",
+            Bytes::from(format!(
+                "{}\n",
+                client_line(&session.info.borrow(), unix_ms())
+            )),
+        ),
         "list" => {
             let mut text = String::new();
             for (_, resp) in broadcast(state, || ShardReq::ClientList).await {
@@ -197,7 +258,11 @@ async fn client(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) ->
         }
         "id" | "getname" | "setname" | "setinfo" | "info" => arity_error(),
         _ => Reply::Error(
-            format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", String::from_utf8_lossy(&cmd.args[1])).into(),
+            format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(&cmd.args[1])
+            )
+            .into(),
         ),
     }
 }
@@ -206,7 +271,12 @@ fn command_info(spec: &CommandSpec) -> Reply {
     Reply::Array(vec![
         Reply::Bulk(Bytes::from_static(spec.name.as_bytes())),
         Reply::Int(spec.arity as i64),
-        Reply::Set(spec.flags.iter().map(|f| Reply::Status(Cow::Borrowed(*f))).collect()),
+        Reply::Set(
+            spec.flags
+                .iter()
+                .map(|f| Reply::Status(Cow::Borrowed(*f)))
+                .collect(),
+        ),
         Reply::Int(spec.first_key as i64),
         Reply::Int(spec.last_key as i64),
         Reply::Int(spec.step as i64),
@@ -228,25 +298,59 @@ fn command(cmd: &Command) -> Reply {
         if cmd.args.len() == 2 {
             return Reply::Array(commands::all().iter().map(command_info).collect());
         }
-        Reply::Array(named().map(|spec| spec.map(command_info).unwrap_or(Reply::NullArray)).collect())
+        Reply::Array(
+            named()
+                .map(|spec| spec.map(command_info).unwrap_or(Reply::NullArray))
+                .collect(),
+        )
     } else if eq(sub, "DOCS") {
-        let specs: Vec<&CommandSpec> =
-            if cmd.args.len() == 2 { commands::all().iter().collect() } else { named().flatten().collect() };
-        Reply::Map(specs.into_iter().map(|spec| (Reply::Bulk(Bytes::from_static(spec.name.as_bytes())), commands::command_docs(spec))).collect())
+        let specs: Vec<&CommandSpec> = if cmd.args.len() == 2 {
+            commands::all().iter().collect()
+        } else {
+            named().flatten().collect()
+        };
+        Reply::Map(
+            specs
+                .into_iter()
+                .map(|spec| {
+                    (
+                        Reply::Bulk(Bytes::from_static(spec.name.as_bytes())),
+                        commands::command_docs(spec),
+                    )
+                })
+                .collect(),
+        )
     } else if eq(sub, "LIST") && cmd.args.len() == 2 {
-        Reply::Array(commands::all().iter().map(|spec| Reply::Bulk(Bytes::from_static(spec.name.as_bytes()))).collect())
+        Reply::Array(
+            commands::all()
+                .iter()
+                .map(|spec| Reply::Bulk(Bytes::from_static(spec.name.as_bytes())))
+                .collect(),
+        )
     } else {
-        Reply::Error(format!("ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.", String::from_utf8_lossy(sub)).into())
+        Reply::Error(
+            format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
+                String::from_utf8_lossy(sub)
+            )
+            .into(),
+        )
     }
 }
 
 /// Sends a request to every other shard concurrently and collects the answers.
-async fn broadcast(state: &Rc<ShardState>, make: impl Fn() -> ShardReq) -> Vec<(usize, Result<ShardResp, String>)> {
+async fn broadcast(
+    state: &Rc<ShardState>,
+    make: impl Fn() -> ShardReq,
+) -> Vec<(usize, Result<ShardResp, String>)> {
     let mut calls = Vec::new();
     for shard in (0..state.shared.map.shard_count()).filter(|&s| s != state.id) {
         let mesh = state.mesh.clone();
         let req = make();
-        calls.push((shard, glommio::spawn_local(async move { mesh.call(shard, req).await })));
+        calls.push((
+            shard,
+            glommio::spawn_local(async move { mesh.call(shard, req).await }),
+        ));
     }
     let mut answers = Vec::new();
     for (shard, call) in calls {
@@ -257,7 +361,10 @@ async fn broadcast(state: &Rc<ShardState>, make: impl Fn() -> ShardReq) -> Vec<(
 
 /// Runs per-shard command lists (local inline, others over the mesh) and returns each shard's
 /// replies in the order given.
-async fn exec_on(state: &Rc<ShardState>, work: Vec<(usize, Vec<(u8, Command)>)>) -> Vec<Result<Vec<Reply>, String>> {
+async fn exec_on(
+    state: &Rc<ShardState>,
+    work: Vec<(usize, Vec<(u8, Command)>)>,
+) -> Vec<Result<Vec<Reply>, String>> {
     let mut calls = Vec::new();
     let mut local = None;
     for (slot, (shard, cmds)) in work.into_iter().enumerate() {
@@ -265,10 +372,14 @@ async fn exec_on(state: &Rc<ShardState>, work: Vec<(usize, Vec<(u8, Command)>)>)
             local = Some((slot, cmds));
         } else {
             let mesh = state.mesh.clone();
-            calls.push((slot, glommio::spawn_local(async move { mesh.call(shard, ShardReq::Exec(cmds)).await })));
+            calls.push((
+                slot,
+                glommio::spawn_local(async move { mesh.call(shard, ShardReq::Exec(cmds)).await }),
+            ));
         }
     }
-    let mut results: Vec<Option<Result<Vec<Reply>, String>>> = vec![None; calls.len() + local.is_some() as usize];
+    let mut results: Vec<Option<Result<Vec<Reply>, String>>> =
+        vec![None; calls.len() + local.is_some() as usize];
     if let Some((slot, cmds)) = local {
         let mut replies = Vec::new();
         let lsn = state.exec_batch(cmds.iter().map(|(db, cmd)| (*db, cmd)), &mut replies);
@@ -282,7 +393,10 @@ async fn exec_on(state: &Rc<ShardState>, work: Vec<(usize, Vec<(u8, Command)>)>)
             Err(gone) => Err(gone.to_string()),
         });
     }
-    results.into_iter().map(|r| r.expect("every shard answered")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("every shard answered"))
+        .collect()
 }
 
 fn all_shard_ids(state: &ShardState) -> impl Iterator<Item = usize> {
@@ -290,7 +404,9 @@ fn all_shard_ids(state: &ShardState) -> impl Iterator<Item = usize> {
 }
 
 async fn all_shards(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
-    let work = all_shard_ids(state).map(|shard| (shard, vec![(session.db, cmd.clone())])).collect();
+    let work = all_shard_ids(state)
+        .map(|shard| (shard, vec![(session.db, cmd.clone())]))
+        .collect();
     let mut merged: Option<Reply> = None;
     for result in exec_on(state, work).await {
         let reply = match result {
@@ -337,7 +453,9 @@ async fn randomkey(state: &Rc<ShardState>, session: &Session) -> Reply {
 
 /// Splits a multi-key command over the owners of its keys, then merges the answers.
 async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
-    let Some(spec) = commands::lookup(cmd.name()) else { return commands::unknown_command(cmd) };
+    let Some(spec) = commands::lookup(cmd.name()) else {
+        return commands::unknown_command(cmd);
+    };
     let name = spec.name;
     if (cmd.args.len() - spec.first_key as usize) % (spec.step.max(1) as usize) != 0 {
         return Reply::wrong_arity(spec.name);
@@ -362,11 +480,16 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
         };
         let first = spec.first_key as usize + position * step;
         groups[group].1.push(position);
-        let Some(args) = cmd.args.get(first..first + step) else { return Reply::wrong_arity(spec.name) };
+        let Some(args) = cmd.args.get(first..first + step) else {
+            return Reply::wrong_arity(spec.name);
+        };
         groups[group].2.extend(args.iter().cloned());
     }
     let key_count = keys_of(spec, cmd).count();
-    let work = groups.iter().map(|(shard, _, args)| (*shard, vec![(session.db, Command::new(args.clone()))])).collect();
+    let work = groups
+        .iter()
+        .map(|(shard, _, args)| (*shard, vec![(session.db, Command::new(args.clone()))]))
+        .collect();
     let results = exec_on(state, work).await;
     let mut values = vec![Reply::Null; key_count];
     let mut total = 0i64;
@@ -388,8 +511,12 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
         }
     }
     match spec.kind {
-        CommandKind::MultiKey { merge: commands::Merge::ConcatArray } => Reply::Array(values),
-        CommandKind::MultiKey { merge: commands::Merge::SumInt } => Reply::Int(total),
+        CommandKind::MultiKey {
+            merge: commands::Merge::ConcatArray,
+        } => Reply::Array(values),
+        CommandKind::MultiKey {
+            merge: commands::Merge::SumInt,
+        } => Reply::Int(total),
         _ => Reply::Ok,
     }
 }
@@ -402,7 +529,12 @@ async fn msetnx_across(state: &Rc<ShardState>, session: &Session, cmd: &Command)
     let exists = Command::new(exists);
     let spec = commands::lookup(b"EXISTS").expect("EXISTS is in the table");
     let _ = spec;
-    let mut probe_session = Session { info: session.info.clone(), db: session.db, proto: session.proto, close_after_reply: false };
+    let mut probe_session = Session {
+        info: session.info.clone(),
+        db: session.db,
+        proto: session.proto,
+        close_after_reply: false,
+    };
     match Box::pin(multi_key(state, &probe_session, &exists)).await {
         Reply::Int(0) => {}
         Reply::Int(_) => return Reply::Int(0),
@@ -417,14 +549,29 @@ async fn msetnx_across(state: &Rc<ShardState>, session: &Session, cmd: &Command)
     }
 }
 
-async fn rename_across(state: &Rc<ShardState>, session: &Session, cmd: &Command, only_if_absent: bool) -> Reply {
+async fn rename_across(
+    state: &Rc<ShardState>,
+    session: &Session,
+    cmd: &Command,
+    only_if_absent: bool,
+) -> Reply {
     let (src, dst) = (cmd.args[1].clone(), cmd.args[2].clone());
     let (src_shard, dst_shard) = (state.owner_of(&src), state.owner_of(&dst));
     let db = session.db;
     let taken = if src_shard == state.id {
         Ok(state.take(db, &src))
     } else {
-        match state.mesh.call(src_shard, ShardReq::Take { db, key: src.clone() }).await {
+        match state
+            .mesh
+            .call(
+                src_shard,
+                ShardReq::Take {
+                    db,
+                    key: src.clone(),
+                },
+            )
+            .await
+        {
             Ok(ShardResp::Taken(taken)) => Ok(taken),
             Ok(_) => Err("unexpected shard response".to_string()),
             Err(gone) => Err(gone.to_string()),
@@ -435,7 +582,16 @@ async fn rename_across(state: &Rc<ShardState>, session: &Session, cmd: &Command,
         Ok(None) => return err("ERR no such key"),
         Err(error) => return Reply::Error(format!("ERR {error}").into()),
     };
-    let stored = put_on(state, dst_shard, db, dst, value.clone(), expire_at_ms, only_if_absent).await;
+    let stored = put_on(
+        state,
+        dst_shard,
+        db,
+        dst,
+        value.clone(),
+        expire_at_ms,
+        only_if_absent,
+    )
+    .await;
     match stored {
         Ok(true) => {
             if only_if_absent {
@@ -467,7 +623,20 @@ async fn put_on(
         state.wait_durable(state.wal.last_lsn()).await?;
         return Ok(stored);
     }
-    match state.mesh.call(shard, ShardReq::Put { db, key, value, expire_at_ms, only_if_absent }).await {
+    match state
+        .mesh
+        .call(
+            shard,
+            ShardReq::Put {
+                db,
+                key,
+                value,
+                expire_at_ms,
+                only_if_absent,
+            },
+        )
+        .await
+    {
         Ok(ShardResp::Put(stored)) => Ok(stored),
         Ok(ShardResp::Error(error)) => Err(error),
         Ok(_) => Err("unexpected shard response".into()),
@@ -478,7 +647,10 @@ async fn put_on(
 /// SCAN over all shards: the cursor's top 8 bits are the shard, the rest the token to resume
 /// from (its top 56 bits), so a cursor stays valid across calls and restarts.
 async fn scan(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
-    let Some(cursor) = std::str::from_utf8(&cmd.args[1]).ok().and_then(|c| c.parse::<u64>().ok()) else {
+    let Some(cursor) = std::str::from_utf8(&cmd.args[1])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
         return err("ERR invalid cursor");
     };
     let mut count = 10usize;
@@ -486,7 +658,9 @@ async fn scan(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply
     let mut type_filter = None;
     let mut args = cmd.args[2..].iter();
     while let Some(option) = args.next() {
-        let Some(value) = args.next() else { return err("ERR syntax error") };
+        let Some(value) = args.next() else {
+            return err("ERR syntax error");
+        };
         if eq(option, "COUNT") {
             match parse_i64(value) {
                 None => return not_integer(),
@@ -510,16 +684,34 @@ async fn scan(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply
     let db = session.db;
     let (keys, next) = loop {
         let (keys, next) = if shard == state.id {
-            scan_local(state, db, cursor_token, count, pattern.clone(), type_filter.clone())
+            scan_local(
+                state,
+                db,
+                cursor_token,
+                count,
+                pattern.clone(),
+                type_filter.clone(),
+            )
         } else {
-            let req = ShardReq::Scan { db, cursor_token, count, pattern: pattern.clone(), type_filter: type_filter.clone() };
+            let req = ShardReq::Scan {
+                db,
+                cursor_token,
+                count,
+                pattern: pattern.clone(),
+                type_filter: type_filter.clone(),
+            };
             match state.mesh.call(shard, req).await {
                 Ok(ShardResp::Scan(keys, next)) => (keys, next),
                 _ => return err("ERR shard unavailable during SCAN"),
             }
         };
         match next {
-            Some(token) => break (keys, ((shard as u64) << SCAN_SHARD_SHIFT) | (token >> (64 - SCAN_SHARD_SHIFT))),
+            Some(token) => {
+                break (
+                    keys,
+                    ((shard as u64) << SCAN_SHARD_SHIFT) | (token >> (64 - SCAN_SHARD_SHIFT)),
+                )
+            }
             None if shard + 1 < shard_count => {
                 shard += 1;
                 cursor_token = 0;
@@ -546,10 +738,17 @@ pub fn scan_local(
 ) -> (Vec<Bytes>, Option<u64>) {
     let now_ms = unix_ms();
     let filter = |key: &[u8], value: &helios_engine::keyspace::Value| {
-        pattern.as_ref().is_none_or(|p| commands::keys_pattern_match(p, key))
-            && type_filter.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(commands::type_name(value).as_bytes()))
+        pattern
+            .as_ref()
+            .is_none_or(|p| commands::keys_pattern_match(p, key))
+            && type_filter
+                .as_ref()
+                .is_none_or(|t| t.eq_ignore_ascii_case(commands::type_name(value).as_bytes()))
     };
-    state.ks.borrow_mut().scan(db, cursor_token, count, now_ms, filter)
+    state
+        .ks
+        .borrow_mut()
+        .scan(db, cursor_token, count, now_ms, filter)
 }
 
 async fn info(state: &Rc<ShardState>, cmd: &Command) -> Reply {
@@ -561,8 +760,19 @@ async fn info(state: &Rc<ShardState>, cmd: &Command) -> Reply {
     }
     stats.push(state.local_stats());
     stats.sort_by_key(|s| s.shard);
-    let sections: Vec<String> = cmd.args[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
-    Reply::Verbatim("txt", Bytes::from(super::info::render(&state.shared, &stats, &sections, unix_ms())))
+    let sections: Vec<String> = cmd.args[1..]
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+        .collect();
+    Reply::Verbatim(
+        "txt",
+        Bytes::from(super::info::render(
+            &state.shared,
+            &stats,
+            &sections,
+            unix_ms(),
+        )),
+    )
 }
 
 async fn config(state: &Rc<ShardState>, cmd: &Command) -> Reply {
@@ -572,16 +782,30 @@ async fn config(state: &Rc<ShardState>, cmd: &Command) -> Reply {
             let params = config_params(state);
             let mut pairs = Vec::new();
             for (name, value) in &params {
-                if cmd.args[2..].iter().any(|p| commands::glob_match(p, name.as_bytes(), true)) {
-                    pairs.push((Reply::Bulk(Bytes::from(name.to_string())), Reply::Bulk(Bytes::from(value.clone()))));
+                if cmd.args[2..]
+                    .iter()
+                    .any(|p| commands::glob_match(p, name.as_bytes(), true))
+                {
+                    pairs.push((
+                        Reply::Bulk(Bytes::from(name.to_string())),
+                        Reply::Bulk(Bytes::from(value.clone())),
+                    ));
                 }
             }
             Reply::Map(pairs)
         }
         "set" if cmd.args.len() >= 4 && cmd.args.len() % 2 == 0 => config_set(state, cmd).await,
         "resetstat" if cmd.args.len() == 2 => Reply::Ok,
-        "get" | "set" | "resetstat" => Reply::Error(format!("ERR wrong number of arguments for 'config|{sub}' command").into()),
-        _ => Reply::Error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", String::from_utf8_lossy(&cmd.args[1])).into()),
+        "get" | "set" | "resetstat" => {
+            Reply::Error(format!("ERR wrong number of arguments for 'config|{sub}' command").into())
+        }
+        _ => Reply::Error(
+            format!(
+                "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+                String::from_utf8_lossy(&cmd.args[1])
+            )
+            .into(),
+        ),
     }
 }
 
@@ -615,7 +839,10 @@ async fn config_set(state: &Rc<ShardState>, cmd: &Command) -> Reply {
             if config_params(state).iter().any(|(known, _)| *known == name) {
                 return Reply::Error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config").into());
             }
-            return Reply::Error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'").into());
+            return Reply::Error(
+                format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
+                    .into(),
+            );
         }
         let durability = if eq(&pair[1], "always") {
             Durability::Sync
@@ -629,4 +856,3 @@ async fn config_set(state: &Rc<ShardState>, cmd: &Command) -> Reply {
     }
     Reply::Ok
 }
-

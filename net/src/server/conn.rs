@@ -52,13 +52,24 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
         }
     };
     let id = state.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    state.shared.total_connections.fetch_add(1, Ordering::Relaxed);
-    state.connections_received.set(state.connections_received.get() + 1);
+    state
+        .shared
+        .total_connections
+        .fetch_add(1, Ordering::Relaxed);
+    state
+        .connections_received
+        .set(state.connections_received.get() + 1);
     let now_ms = unix_ms();
     let info = Rc::new(RefCell::new(ClientInfo {
         id,
-        addr: connection.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
-        laddr: connection.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        addr: connection
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        laddr: connection
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         name: None,
         lib_name: None,
         lib_ver: None,
@@ -71,7 +82,12 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
     state.clients.borrow_mut().insert(id, info.clone());
     let state = state.clone();
     glommio::spawn_local(async move {
-        let session = Session { info, db: 0, proto: Protocol::Resp2, close_after_reply: false };
+        let session = Session {
+            info,
+            db: 0,
+            proto: Protocol::Resp2,
+            close_after_reply: false,
+        };
         serve(&state, &connection, session).await;
         state.clients.borrow_mut().remove(&id);
         state.shared.connections_per_shard[state.id].fetch_sub(1, Ordering::Relaxed);
@@ -109,7 +125,11 @@ async fn serve(state: &Rc<ShardState>, connection: &Connection, mut session: Ses
         }
         if buf.len() > INBOX_BYTES_MAX {
             out.clear();
-            resp::encode(&Reply::error("ERR Protocol error: query buffer limit exceeded"), session.proto, &mut out);
+            resp::encode(
+                &Reply::error("ERR Protocol error: query buffer limit exceeded"),
+                session.proto,
+                &mut out,
+            );
             let _ = connection.write_all(&out).await;
             return;
         }
@@ -157,10 +177,12 @@ fn route(state: &ShardState, cmd: &Command) -> Route {
     }
     match spec.kind {
         CommandKind::Connection | CommandKind::AllShards { .. } => Route::Special,
-        CommandKind::SingleKey | CommandKind::MultiKey { .. } => match single_owner(state, spec, cmd) {
-            Some(shard) => Route::Shard(shard),
-            None => Route::Special,
-        },
+        CommandKind::SingleKey | CommandKind::MultiKey { .. } => {
+            match single_owner(state, spec, cmd) {
+                Some(shard) => Route::Shard(shard),
+                None => Route::Special,
+            }
+        }
     }
 }
 
@@ -186,10 +208,18 @@ struct Pending {
     count: usize,
 }
 
-async fn run_batch(state: &Rc<ShardState>, session: &mut Session, batch: Vec<Command>, out: &mut Vec<u8>) {
+async fn run_batch(
+    state: &Rc<ShardState>,
+    session: &mut Session,
+    batch: Vec<Command>,
+    out: &mut Vec<u8>,
+) {
     let n = batch.len();
     let mut replies: Vec<Option<Reply>> = vec![None; n];
-    let mut pending = Pending { per_shard: vec![Vec::new(); state.shared.map.shard_count()], count: 0 };
+    let mut pending = Pending {
+        per_shard: vec![Vec::new(); state.shared.map.shard_count()],
+        count: 0,
+    };
     let mut lsn = 0;
     let mut encoded = 0;
     let last_name = batch.last().map(Command::name_lower);
@@ -215,7 +245,11 @@ async fn run_batch(state: &Rc<ShardState>, session: &mut Session, batch: Vec<Com
     if let Err(error) = state.wait_durable(lsn).await {
         out.clear();
         for _ in 0..n {
-            resp::encode(&Reply::error(format!("MISCONF WAL sync failed: {error}")), session.proto, out);
+            resp::encode(
+                &Reply::error(format!("MISCONF WAL sync failed: {error}")),
+                session.proto,
+                out,
+            );
         }
     }
     let mut info = session.info.borrow_mut();
@@ -226,7 +260,13 @@ async fn run_batch(state: &Rc<ShardState>, session: &mut Session, batch: Vec<Com
 }
 
 /// Encodes replies[from..to] (all present by now) in order.
-fn encode_ready(replies: &mut [Option<Reply>], encoded: &mut usize, to: usize, proto: Protocol, out: &mut Vec<u8>) {
+fn encode_ready(
+    replies: &mut [Option<Reply>],
+    encoded: &mut usize,
+    to: usize,
+    proto: Protocol,
+    out: &mut Vec<u8>,
+) {
     for reply in &mut replies[*encoded..to] {
         let reply = reply.take().expect("every reply before a barrier is ready");
         resp::encode(&reply, proto, out);
@@ -236,7 +276,11 @@ fn encode_ready(replies: &mut [Option<Reply>], encoded: &mut usize, to: usize, p
 
 /// Sends every shard its queued commands (one message per shard), runs our own inline, and
 /// collects the replies. Returns the local WAL position the replies depend on.
-async fn flush(state: &Rc<ShardState>, pending: &mut Pending, replies: &mut [Option<Reply>]) -> u64 {
+async fn flush(
+    state: &Rc<ShardState>,
+    pending: &mut Pending,
+    replies: &mut [Option<Reply>],
+) -> u64 {
     if pending.count == 0 {
         return 0;
     }
@@ -250,13 +294,19 @@ async fn flush(state: &Rc<ShardState>, pending: &mut Pending, replies: &mut [Opt
         let positions: Vec<usize> = queued.iter().map(|(index, _, _)| *index).collect();
         let cmds = queued.into_iter().map(|(_, db, cmd)| (db, cmd)).collect();
         let mesh = state.mesh.clone();
-        calls.push((positions, glommio::spawn_local(async move { mesh.call(shard, ShardReq::Exec(cmds)).await })));
+        calls.push((
+            positions,
+            glommio::spawn_local(async move { mesh.call(shard, ShardReq::Exec(cmds)).await }),
+        ));
     }
     let local = std::mem::take(&mut pending.per_shard[state.id]);
     let mut lsn = 0;
     if !local.is_empty() {
         let mut local_replies = Vec::with_capacity(local.len());
-        lsn = state.exec_batch(local.iter().map(|(_, db, cmd)| (*db, cmd)), &mut local_replies);
+        lsn = state.exec_batch(
+            local.iter().map(|(_, db, cmd)| (*db, cmd)),
+            &mut local_replies,
+        );
         for ((index, _, _), reply) in local.iter().zip(local_replies) {
             replies[*index] = Some(reply);
         }
@@ -264,14 +314,19 @@ async fn flush(state: &Rc<ShardState>, pending: &mut Pending, replies: &mut [Opt
     for (positions, call) in calls {
         match call.await {
             Ok(ShardResp::Replies(shard_replies)) => {
-                assert_eq!(shard_replies.len(), positions.len(), "a shard answers every command it is sent");
+                assert_eq!(
+                    shard_replies.len(),
+                    positions.len(),
+                    "a shard answers every command it is sent"
+                );
                 for (index, reply) in positions.into_iter().zip(shard_replies) {
                     replies[index] = Some(reply);
                 }
             }
             Ok(ShardResp::Error(error)) => {
                 for index in positions {
-                    replies[index] = Some(Reply::error(format!("MISCONF WAL sync failed: {error}")));
+                    replies[index] =
+                        Some(Reply::error(format!("MISCONF WAL sync failed: {error}")));
                 }
             }
             Ok(_) => unreachable!("Exec is answered with Replies or Error"),
@@ -297,7 +352,11 @@ pub fn client_list(state: &ShardState) -> String {
 }
 
 pub fn client_line(info: &ClientInfo, now_ms: u64) -> String {
-    let lossy = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let lossy = |b: &Option<Bytes>| {
+        b.as_ref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
         info.id,

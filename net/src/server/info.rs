@@ -6,12 +6,26 @@ use super::Shared;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "keyspace", "shards"];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "keyspace",
+    "shards",
+];
 
 pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_ms: u64) -> String {
     let wanted = |section: &str| {
         requested.is_empty() && DEFAULT_SECTIONS.contains(&section)
-            || requested.iter().any(|r| r == section || r == "all" || r == "everything" || (r == "default" && DEFAULT_SECTIONS.contains(&section)))
+            || requested.iter().any(|r| {
+                r == section
+                    || r == "all"
+                    || r == "everything"
+                    || (r == "default" && DEFAULT_SECTIONS.contains(&section))
+            })
     };
     let mut out = String::new();
     let mut section = |name: &str, body: String| {
@@ -38,14 +52,20 @@ pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_m
         ),
     );
     let connections: usize = stats.iter().map(|s| s.connections).sum();
-    section("Clients", format!("connected_clients:{connections}\r\nblocked_clients:0\r\nmaxclients:10000\r\n"));
+    section(
+        "Clients",
+        format!("connected_clients:{connections}\r\nblocked_clients:0\r\nmaxclients:10000\r\n"),
+    );
     let used: usize = stats.iter().map(|s| s.used_bytes).sum();
     section(
         "Memory",
         format!("used_memory:{used}\r\nused_memory_human:{:.2}M\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n", used as f64 / (1 << 20) as f64),
     );
     let wal_failed = stats.iter().any(|s| s.wal_failed);
-    let lag: u64 = stats.iter().map(|s| s.wal_last_lsn - s.wal_durable_lsn.min(s.wal_last_lsn)).sum();
+    let lag: u64 = stats
+        .iter()
+        .map(|s| s.wal_last_lsn - s.wal_durable_lsn.min(s.wal_last_lsn))
+        .sum();
     section(
         "Persistence",
         format!(
@@ -63,7 +83,10 @@ pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_m
             shared.total_connections.load(Ordering::Relaxed)
         ),
     );
-    section("Replication", "role:master\r\nconnected_slaves:0\r\n".to_string());
+    section(
+        "Replication",
+        "role:master\r\nconnected_slaves:0\r\n".to_string(),
+    );
     let mut keyspace = String::new();
     for db in 0..helios_engine::keyspace::DB_COUNT as u8 {
         let (keys, expires) = stats
@@ -72,7 +95,10 @@ pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_m
             .filter(|(d, _, _)| *d == db)
             .fold((0, 0), |(k, e), (_, keys, expires)| (k + keys, e + expires));
         if keys > 0 {
-            let _ = write!(keyspace, "db{db}:keys={keys},expires={expires},avg_ttl=0\r\n");
+            let _ = write!(
+                keyspace,
+                "db{db}:keys={keys},expires={expires},avg_ttl=0\r\n"
+            );
         }
     }
     section("Keyspace", keyspace);

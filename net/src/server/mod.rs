@@ -55,7 +55,10 @@ pub enum ServerError {
     #[error(transparent)]
     Routing(#[from] RoutingError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Runtime(#[from] helios_shard::runtime::RuntimeError),
     #[error("shard {shard} failed to start: {message}")]
@@ -84,9 +87,15 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
     let cpus = helios_shard::runtime::available_cpus().len().max(1);
     let map = PartitionMap::load_or_create(&config.data_dir, config.shards, cpus)?;
     let shard_count = map.shard_count();
-    let listener = std::net::TcpListener::bind(config.redis_addr)
-        .map_err(|source| ServerError::Bind { addr: config.redis_addr, source })?;
-    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.redis_addr, source })?;
+    let listener =
+        std::net::TcpListener::bind(config.redis_addr).map_err(|source| ServerError::Bind {
+            addr: config.redis_addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.redis_addr,
+        source,
+    })?;
     tracing::info!(addr = %local, shards = shard_count, durability = config.durability.as_str(), data_dir = %config.data_dir.display(), "helios listening for Redis clients");
     let listener_fd = listener.into_raw_fd();
     let shared = Arc::new(Shared {
@@ -102,7 +111,9 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
         start_error: std::sync::Mutex::new(None),
     });
     let for_shards = shared.clone();
-    helios_shard::runtime::run_shards(shard_count, move |start| shard::shard_main(start, for_shards.clone(), listener_fd))?;
+    helios_shard::runtime::run_shards(shard_count, move |start| {
+        shard::shard_main(start, for_shards.clone(), listener_fd)
+    })?;
     let start_error = shared.start_error.lock().map(|e| e.clone()).unwrap_or(None);
     match start_error {
         Some(message) => Err(ServerError::ShardStart { shard: 0, message }),

@@ -35,11 +35,26 @@ pub enum ShardReq {
     /// Take over an accepted client socket.
     Adopt(RawFd),
     /// One SCAN step on this shard.
-    Scan { db: u8, cursor_token: u64, count: usize, pattern: Option<Bytes>, type_filter: Option<Bytes> },
+    Scan {
+        db: u8,
+        cursor_token: u64,
+        count: usize,
+        pattern: Option<Bytes>,
+        type_filter: Option<Bytes>,
+    },
     /// Remove and return a key's value and expiry (cross-shard RENAME).
-    Take { db: u8, key: Bytes },
+    Take {
+        db: u8,
+        key: Bytes,
+    },
     /// Store a value with an expiry (cross-shard RENAME); `only_if_absent` for RENAMENX.
-    Put { db: u8, key: Bytes, value: Bytes, expire_at_ms: Option<u64>, only_if_absent: bool },
+    Put {
+        db: u8,
+        key: Bytes,
+        value: Bytes,
+        expire_at_ms: Option<u64>,
+        only_if_absent: bool,
+    },
     Stats,
     ClientList,
     SetDurability(Durability),
@@ -88,7 +103,11 @@ pub struct ShardState {
 impl ShardState {
     /// Runs commands whose keys this shard owns, logging their mutations as one WAL record.
     /// Returns the WAL position the replies must wait for (everything they may have observed).
-    pub fn exec_batch<'a>(&self, cmds: impl Iterator<Item = (u8, &'a Command)>, replies: &mut Vec<Reply>) -> u64 {
+    pub fn exec_batch<'a>(
+        &self,
+        cmds: impl Iterator<Item = (u8, &'a Command)>,
+        replies: &mut Vec<Reply>,
+    ) -> u64 {
         let mut ks = self.ks.borrow_mut();
         let mut log = self.log.borrow_mut();
         log.clear();
@@ -100,10 +119,16 @@ impl ShardState {
                 replies.push(Reply::error("MISCONF Errors writing to the WAL; writes are refused until restart (see the server log)"));
                 continue;
             }
-            let mut ctx = ExecCtx { ks: &mut ks, db, now_ms, log: &mut log };
+            let mut ctx = ExecCtx {
+                ks: &mut ks,
+                db,
+                now_ms,
+                log: &mut log,
+            };
             replies.push(commands::exec_local(&mut ctx, cmd));
         }
-        self.commands_processed.set(self.commands_processed.get() + count);
+        self.commands_processed
+            .set(self.commands_processed.get() + count);
         if !log.is_empty() {
             if let Err(error) = self.wal.append(WAL_KIND_REDIS, &log) {
                 tracing::error!(shard = self.id, %error, "WAL append failed");
@@ -117,11 +142,16 @@ impl ShardState {
         if self.durability.get() == Durability::Async || self.wal.durable_lsn() >= lsn {
             return Ok(());
         }
-        self.wal.sync_to(lsn).await.map_err(|error| error.to_string())
+        self.wal
+            .sync_to(lsn)
+            .await
+            .map_err(|error| error.to_string())
     }
 
     pub fn owner_of(&self, key: &[u8]) -> usize {
-        self.shared.map.shard_of_token(helios_engine::token::redis_token(key))
+        self.shared
+            .map
+            .shard_of_token(helios_engine::token::redis_token(key))
     }
 
     pub fn local_stats(&self) -> ShardStats {
@@ -158,12 +188,25 @@ impl ShardState {
                 conn::spawn_connection(&self, fd);
                 ShardResp::Done
             }
-            ShardReq::Scan { db, cursor_token, count, pattern, type_filter } => {
-                let (keys, next) = admin::scan_local(&self, db, cursor_token, count, pattern, type_filter);
+            ShardReq::Scan {
+                db,
+                cursor_token,
+                count,
+                pattern,
+                type_filter,
+            } => {
+                let (keys, next) =
+                    admin::scan_local(&self, db, cursor_token, count, pattern, type_filter);
                 ShardResp::Scan(keys, next)
             }
             ShardReq::Take { db, key } => ShardResp::Taken(self.take(db, &key)),
-            ShardReq::Put { db, key, value, expire_at_ms, only_if_absent } => {
+            ShardReq::Put {
+                db,
+                key,
+                value,
+                expire_at_ms,
+                only_if_absent,
+            } => {
                 let stored = self.put(db, key, value, expire_at_ms, only_if_absent);
                 match self.wait_durable(self.wal.last_lsn()).await {
                     Ok(()) => ShardResp::Put(stored),
@@ -193,11 +236,26 @@ impl ShardState {
         taken
     }
 
-    pub fn put(&self, db: u8, key: Bytes, value: Bytes, expire_at_ms: Option<u64>, only_if_absent: bool) -> bool {
+    pub fn put(
+        &self,
+        db: u8,
+        key: Bytes,
+        value: Bytes,
+        expire_at_ms: Option<u64>,
+        only_if_absent: bool,
+    ) -> bool {
         let mut ks = self.ks.borrow_mut();
         let mut log = self.log.borrow_mut();
         log.clear();
-        let stored = ks.put_string(db, key, value, expire_at_ms, only_if_absent, unix_ms(), &mut log);
+        let stored = ks.put_string(
+            db,
+            key,
+            value,
+            expire_at_ms,
+            only_if_absent,
+            unix_ms(),
+            &mut log,
+        );
         if !log.is_empty() {
             if let Err(error) = self.wal.append(WAL_KIND_REDIS, &log) {
                 tracing::error!(shard = self.id, %error, "WAL append failed");
@@ -210,7 +268,11 @@ impl ShardState {
 use super::admin;
 
 /// A shard's whole life.
-pub async fn shard_main(start: ShardStart<ShardReq, ShardResp>, shared: Arc<Shared>, listener_fd: RawFd) {
+pub async fn shard_main(
+    start: ShardStart<ShardReq, ShardResp>,
+    shared: Arc<Shared>,
+    listener_fd: RawFd,
+) {
     let id = start.senders.peer_id();
     let state = match open_shard(id, &shared, start.senders).await {
         Ok(state) => state,
@@ -226,7 +288,8 @@ pub async fn shard_main(start: ShardStart<ShardReq, ShardResp>, shared: Arc<Shar
         }
     };
     let handler_state = state.clone();
-    let handler: Handler<ShardReq, ShardResp> = Rc::new(move |_from, req| Box::pin(handler_state.clone().handle(req)));
+    let handler: Handler<ShardReq, ShardResp> =
+        Rc::new(move |_from, req| Box::pin(handler_state.clone().handle(req)));
     state.mesh.serve(start.receivers, handler);
     glommio::spawn_local(state.ring.clone().drive()).detach();
     glommio::spawn_local(active_expiry(state.clone())).detach();
@@ -235,27 +298,57 @@ pub async fn shard_main(start: ShardStart<ShardReq, ShardResp>, shared: Arc<Shar
         state.ring.listen(listener_fd);
         glommio::spawn_local(accept_loop(state.clone())).detach();
     }
-    tracing::info!(shard = id, keys = state.ks.borrow().key_count_total(), lsn = state.wal.last_lsn(), "shard ready");
+    tracing::info!(
+        shard = id,
+        keys = state.ks.borrow().key_count_total(),
+        lsn = state.wal.last_lsn(),
+        "shard ready"
+    );
     wait_for_shutdown(&state).await;
 }
 
-async fn open_shard(id: usize, shared: &Arc<Shared>, senders: helios_shard::mesh::MeshSenders<ShardReq, ShardResp>) -> Result<Rc<ShardState>, String> {
+async fn open_shard(
+    id: usize,
+    shared: &Arc<Shared>,
+    senders: helios_shard::mesh::MeshSenders<ShardReq, ShardResp>,
+) -> Result<Rc<ShardState>, String> {
     let ring = SocketRing::new().map_err(|error| {
         format!("cannot create the shard's io_uring socket ring ({error}); helios needs Linux 6.1+ with io_uring enabled (sysctl kernel.io_uring_disabled=0)")
     })?;
-    let dir = shared.config.data_dir.join(format!("shard-{id}")).join("wal");
+    let dir = shared
+        .config
+        .data_dir
+        .join(format!("shard-{id}"))
+        .join("wal");
     let mut ks = Keyspace::new();
     let now_ms = unix_ms();
     let mut replayed = 0u64;
-    let wal = Wal::open(GlommioFs, dir.clone(), WalOptions::default(), |lsn, kind, payload| {
-        if kind != WAL_KIND_REDIS {
-            return Err(WalError::Replay { lsn, reason: format!("unknown record kind {kind}") });
-        }
-        replayed += 1;
-        ks.apply_logged(payload, now_ms).map_err(|error| WalError::Replay { lsn, reason: error.to_string() })
-    })
+    let wal = Wal::open(
+        GlommioFs,
+        dir.clone(),
+        WalOptions::default(),
+        |lsn, kind, payload| {
+            if kind != WAL_KIND_REDIS {
+                return Err(WalError::Replay {
+                    lsn,
+                    reason: format!("unknown record kind {kind}"),
+                });
+            }
+            replayed += 1;
+            ks.apply_logged(payload, now_ms)
+                .map_err(|error| WalError::Replay {
+                    lsn,
+                    reason: error.to_string(),
+                })
+        },
+    )
     .await
-    .map_err(|error| format!("shard {id}: cannot recover the WAL in {}: {error}", dir.display()))?;
+    .map_err(|error| {
+        format!(
+            "shard {id}: cannot recover the WAL in {}: {error}",
+            dir.display()
+        )
+    })?;
     tracing::info!(shard = id, records = replayed, "WAL replayed");
     Ok(Rc::new(ShardState {
         id,
@@ -295,15 +388,27 @@ async fn accept_loop(state: Rc<ShardState>) {
 }
 
 fn least_loaded_shard(shared: &Shared) -> usize {
-    let loads = shared.connections_per_shard.iter().map(|c| c.load(Ordering::Relaxed));
-    loads.enumerate().min_by_key(|&(shard, load)| (load, shard)).map(|(shard, _)| shard).unwrap_or(0)
+    let loads = shared
+        .connections_per_shard
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed));
+    loads
+        .enumerate()
+        .min_by_key(|&(shard, load)| (load, shard))
+        .map(|(shard, _)| shard)
+        .unwrap_or(0)
 }
 
 async fn active_expiry(state: Rc<ShardState>) {
     while !state.shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(ACTIVE_EXPIRE_INTERVAL).await;
-        let expired = state.ks.borrow_mut().active_expire(unix_ms(), ACTIVE_EXPIRE_KEYS_MAX);
-        state.expired_keys.set(state.expired_keys.get() + expired as u64);
+        let expired = state
+            .ks
+            .borrow_mut()
+            .active_expire(unix_ms(), ACTIVE_EXPIRE_KEYS_MAX);
+        state
+            .expired_keys
+            .set(state.expired_keys.get() + expired as u64);
     }
 }
 
@@ -337,5 +442,9 @@ async fn wait_for_shutdown(state: &Rc<ShardState>) {
     if let Err(error) = state.wal.sync_all().await {
         tracing::error!(shard = state.id, %error, "final WAL sync failed");
     }
-    tracing::info!(shard = state.id, lsn = state.wal.durable_lsn(), "shard stopped");
+    tracing::info!(
+        shard = state.id,
+        lsn = state.wal.durable_lsn(),
+        "shard stopped"
+    );
 }
