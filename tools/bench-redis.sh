@@ -10,8 +10,11 @@ set -euo pipefail
 requests=${1:-200000}
 tests=${2:-set,get,incr,mset,ping_mbulk}
 clients=${CLIENTS:-50}
+# KEYSPACE=N adds -r N (random keys); unset, every request uses the same key, as the plain
+# `redis-benchmark -t ...` command does.
+keyspace_args=${KEYSPACE:+-r $KEYSPACE}
 root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --bin helios --manifest-path "$root/Cargo.toml" >&2
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bin helios --manifest-path "$root/Cargo.toml" >&2
 helios="$root/target/release/helios"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -21,13 +24,13 @@ wait_ping() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && 
 
 # bench NAME PORT PIPELINE -> lines "NAME test rps p99"
 bench() {
-  redis-benchmark -p "$2" -c "$clients" -n "$requests" -P "$3" -t "$tests" -r 100000 --csv -q 2>/dev/null |
+  redis-benchmark -p "$2" -c "$clients" -n "$requests" -P "$3" -t "$tests" $keyspace_args --csv -q 2>/dev/null |
     python3 -c '
 import csv, sys
 name, pipe = sys.argv[1], sys.argv[2]
 rows = list(csv.reader(sys.stdin))
 for row in rows[1:]:
-    print(f"{name} P{pipe} {row[0]} {float(row[1]):.0f} {row[6]}")' "$1" "$3"
+    print(f"{name} P{pipe} {row[0].split()[0]} {float(row[1]):.0f} {row[6]}")' "$1" "$3"
 }
 
 run_pairing() { # durability appendfsync
@@ -54,6 +57,7 @@ run_pairing() { # durability appendfsync
   run_pairing sync always
   run_pairing async everysec
 } | tee "$work/results.txt"
+[ -z "${RESULTS:-}" ] || cp "$work/results.txt" "$RESULTS"
 
 python3 - "$work/results.txt" <<'PY'
 import sys, collections

@@ -39,6 +39,16 @@ pub fn available_cpus() -> Vec<usize> {
     }
 }
 
+/// Shards when neither the flag nor the data dir says: one per available core, less one.
+///
+/// Why less one: fsync runs on io_uring's io-wq worker threads, TCP receive processing runs in
+/// softirq context, and on small machines the clients often run on the same host; all of that
+/// needs a core that no shard spins on. Measured on a 2-core VM with redis-benchmark on the same
+/// machine: 1 shard beats 2 by 1.1-1.8x on every test (see README, Performance).
+pub fn default_shard_count() -> usize {
+    available_cpus().len().saturating_sub(1).max(1)
+}
+
 /// Starts `shard_count` executors, each pinned to one available CPU (round-robin when there are
 /// more shards than CPUs), joins them into a mesh, runs `shard_main` on each, and waits for all.
 /// A shard's identity is its mesh peer id (0..shard_count), handed to `shard_main` via the

@@ -10,7 +10,9 @@ pub mod rng;
 pub mod server;
 
 pub use resp::{render, Frame, RespConn};
-pub use server::{free_port, redis_cli, which, Durability, HeliosServer, RedisServer, ServerOpts};
+pub use server::{
+    free_port, helios_bin, redis_cli, which, Durability, HeliosServer, RedisServer, ServerOpts,
+};
 
 /// Polls `check` until it returns true or `deadline` passes; returns whether it succeeded.
 pub fn poll_until(deadline: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {

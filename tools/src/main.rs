@@ -37,7 +37,7 @@ struct Cli {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5432")]
     pg_addr: Option<SocketAddr>,
     /// Shards (one per core). Default: the count recorded in the data dir, else the cores
-    /// available to the process.
+    /// available to the process less one (left for the kernel's network and fsync work).
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
     /// When a write is acknowledged.

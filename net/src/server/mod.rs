@@ -84,8 +84,8 @@ pub struct Shared {
 
 /// Runs the server until `shutdown` is set (SIGINT/SIGTERM), then drains and syncs.
 pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), ServerError> {
-    let cpus = helios_shard::runtime::available_cpus().len().max(1);
-    let map = PartitionMap::load_or_create(&config.data_dir, config.shards, cpus)?;
+    let default_shards = helios_shard::runtime::default_shard_count();
+    let map = PartitionMap::load_or_create(&config.data_dir, config.shards, default_shards)?;
     let shard_count = map.shard_count();
     let listener =
         std::net::TcpListener::bind(config.redis_addr).map_err(|source| ServerError::Bind {
