@@ -14,7 +14,6 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 const REDIS_COMPAT_VERSION: &str = "7.2.4";
-const HELIOS_VERSION: &str = env!("CARGO_PKG_VERSION");
 const SCAN_SHARD_SHIFT: u32 = 56;
 
 fn err(text: &'static str) -> Reply {
@@ -457,7 +456,7 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
         return commands::unknown_command(cmd);
     };
     let name = spec.name;
-    if (cmd.args.len() - spec.first_key as usize) % (spec.step.max(1) as usize) != 0 {
+    if !(cmd.args.len() - spec.first_key as usize).is_multiple_of(spec.step.max(1) as usize) {
         return Reply::wrong_arity(spec.name);
     }
     if name.eq_ignore_ascii_case("rename") || name.eq_ignore_ascii_case("renamenx") {
@@ -794,7 +793,7 @@ async fn config(state: &Rc<ShardState>, cmd: &Command) -> Reply {
             }
             Reply::Map(pairs)
         }
-        "set" if cmd.args.len() >= 4 && cmd.args.len() % 2 == 0 => config_set(state, cmd).await,
+        "set" if cmd.args.len() >= 4 && cmd.args.len().is_multiple_of(2) => config_set(state, cmd).await,
         "resetstat" if cmd.args.len() == 2 => Reply::Ok,
         "get" | "set" | "resetstat" => {
             Reply::Error(format!("ERR wrong number of arguments for 'config|{sub}' command").into())
