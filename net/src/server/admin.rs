@@ -363,6 +363,7 @@ async fn broadcast(
 async fn exec_on(
     state: &Rc<ShardState>,
     work: Vec<(usize, Vec<(u8, Command)>)>,
+    txid: u64,
 ) -> Vec<Result<Vec<Reply>, String>> {
     let mut calls = Vec::new();
     let mut local = None;
@@ -373,7 +374,9 @@ async fn exec_on(
             let mesh = state.mesh.clone();
             calls.push((
                 slot,
-                glommio::spawn_local(async move { mesh.call(shard, ShardReq::Exec(cmds)).await }),
+                glommio::spawn_local(async move {
+                    mesh.call(shard, ShardReq::Exec { txid, cmds }).await
+                }),
             ));
         }
     }
@@ -381,6 +384,9 @@ async fn exec_on(
         vec![None; calls.len() + local.is_some() as usize];
     if let Some((slot, cmds)) = local {
         let mut replies = Vec::new();
+        state
+            .wait_unlocked(cmds.iter().map(|(db, cmd)| (*db, cmd)), txid)
+            .await;
         let lsn = state.exec_batch(cmds.iter().map(|(db, cmd)| (*db, cmd)), &mut replies);
         results[slot] = Some(state.wait_durable(lsn).await.map(|()| replies));
     }
@@ -407,7 +413,7 @@ async fn all_shards(state: &Rc<ShardState>, session: &Session, cmd: &Command) ->
         .map(|shard| (shard, vec![(session.db, cmd.clone())]))
         .collect();
     let mut merged: Option<Reply> = None;
-    for result in exec_on(state, work).await {
+    for result in exec_on(state, work, 0).await {
         let reply = match result {
             Ok(mut replies) if replies.len() == 1 => replies.remove(0),
             Ok(_) => return err("ERR internal error: shard reply count"),
@@ -437,7 +443,12 @@ async fn randomkey(state: &Rc<ShardState>, session: &Session) -> Reply {
     let randomkey = Command::new(vec![Bytes::from_static(b"RANDOMKEY")]);
     for offset in 0..count {
         let shard = (start + offset) % count;
-        let result = exec_on(state, vec![(shard, vec![(session.db, randomkey.clone())])]).await;
+        let result = exec_on(
+            state,
+            vec![(shard, vec![(session.db, randomkey.clone())])],
+            0,
+        )
+        .await;
         match result.into_iter().next() {
             Some(Ok(mut replies)) if !replies.is_empty() => match replies.remove(0) {
                 Reply::Null => continue,
@@ -450,21 +461,94 @@ async fn randomkey(state: &Rc<ShardState>, session: &Session) -> Reply {
     Reply::Null
 }
 
-/// Splits a multi-key command over the owners of its keys, then merges the answers.
+/// A multi-key command whose keys live on several shards: intent locks on every key (taken
+/// shard by shard in ascending order, so two such commands cannot deadlock), the work, then
+/// the locks released. Other commands touching those keys wait meanwhile, so the command is
+/// atomic and isolated, as in Redis.
 async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
     let Some(spec) = commands::lookup(cmd.name()) else {
         return commands::unknown_command(cmd);
     };
-    let name = spec.name;
     if !(cmd.args.len() - spec.first_key as usize).is_multiple_of(spec.step.max(1) as usize) {
         return Reply::wrong_arity(spec.name);
     }
-    if name.eq_ignore_ascii_case("rename") || name.eq_ignore_ascii_case("renamenx") {
-        return rename_across(state, session, cmd, name.eq_ignore_ascii_case("renamenx")).await;
+    let db = session.db;
+    let mut keys_by_shard: std::collections::BTreeMap<usize, Vec<Bytes>> = Default::default();
+    for key in keys_of(spec, cmd) {
+        keys_by_shard
+            .entry(state.owner_of(key))
+            .or_default()
+            .push(key.clone());
     }
-    if name.eq_ignore_ascii_case("msetnx") {
-        return msetnx_across(state, session, cmd).await;
+    let txid = state
+        .shared
+        .next_txid
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let locked = lock_all(state, txid, db, &keys_by_shard).await;
+    let reply = match locked {
+        Err(error) => Reply::Error(format!("ERR {error}").into()),
+        Ok(()) if spec.name.eq_ignore_ascii_case("rename") => {
+            rename_across(state, db, cmd, false).await
+        }
+        Ok(()) if spec.name.eq_ignore_ascii_case("renamenx") => {
+            rename_across(state, db, cmd, true).await
+        }
+        Ok(()) if spec.name.eq_ignore_ascii_case("msetnx") => {
+            msetnx_locked(state, db, cmd, txid).await
+        }
+        Ok(()) => split_exec(state, db, cmd, txid).await,
+    };
+    unlock_all(state, txid, keys_by_shard.keys().copied()).await;
+    reply
+}
+
+async fn lock_all(
+    state: &Rc<ShardState>,
+    txid: u64,
+    db: u8,
+    keys_by_shard: &std::collections::BTreeMap<usize, Vec<Bytes>>,
+) -> Result<(), String> {
+    for (&shard, keys) in keys_by_shard {
+        if shard == state.id {
+            state.lock_keys(txid, db, keys.clone()).await;
+        } else {
+            match state
+                .mesh
+                .call(
+                    shard,
+                    ShardReq::Lock {
+                        txid,
+                        db,
+                        keys: keys.clone(),
+                    },
+                )
+                .await
+            {
+                Ok(ShardResp::Done) => {}
+                Ok(_) => return Err("unexpected shard response".into()),
+                Err(gone) => return Err(gone.to_string()),
+            }
+        }
     }
+    Ok(())
+}
+
+async fn unlock_all(state: &Rc<ShardState>, txid: u64, shards: impl Iterator<Item = usize>) {
+    for shard in shards {
+        if shard == state.id {
+            state.unlock(txid);
+        } else {
+            // A shard that is gone holds no locks any more.
+            let _ = state.mesh.call(shard, ShardReq::Unlock { txid }).await;
+        }
+    }
+}
+
+/// Splits a multi-key command over the owners of its keys (under `txid`'s locks), then merges.
+async fn split_exec(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -> Reply {
+    let Some(spec) = commands::lookup(cmd.name()) else {
+        return commands::unknown_command(cmd);
+    };
     let step = spec.step.max(1) as usize;
     // Per owning shard: the positions (key index in the command) and the sub-command's args.
     let mut groups: Vec<(usize, Vec<usize>, Vec<Bytes>)> = Vec::new();
@@ -487,9 +571,9 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
     let key_count = keys_of(spec, cmd).count();
     let work = groups
         .iter()
-        .map(|(shard, _, args)| (*shard, vec![(session.db, Command::new(args.clone()))]))
+        .map(|(shard, _, args)| (*shard, vec![(db, Command::new(args.clone()))]))
         .collect();
-    let results = exec_on(state, work).await;
+    let results = exec_on(state, work, txid).await;
     let mut values = vec![Reply::Null; key_count];
     let mut total = 0i64;
     for ((_, positions, _), result) in groups.iter().zip(results) {
@@ -520,43 +604,33 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
     }
 }
 
-/// MSETNX over several shards: set all keys only if none exists.
-/// Not isolated from concurrent writers between the check and the write (see README).
-async fn msetnx_across(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
+/// MSETNX over several shards, under locks on every key: set all only if none exists.
+async fn msetnx_locked(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -> Reply {
     let mut exists = vec![Bytes::from_static(b"EXISTS")];
     exists.extend(cmd.args[1..].iter().step_by(2).cloned());
-    let exists = Command::new(exists);
-    let spec = commands::lookup(b"EXISTS").expect("EXISTS is in the table");
-    let _ = spec;
-    let mut probe_session = Session {
-        info: session.info.clone(),
-        db: session.db,
-        proto: session.proto,
-        close_after_reply: false,
-    };
-    match Box::pin(multi_key(state, &probe_session, &exists)).await {
+    match split_exec(state, db, &Command::new(exists), txid).await {
         Reply::Int(0) => {}
         Reply::Int(_) => return Reply::Int(0),
         other => return other,
     }
-    probe_session.close_after_reply = false;
     let mut mset = vec![Bytes::from_static(b"MSET")];
     mset.extend(cmd.args[1..].iter().cloned());
-    match Box::pin(multi_key(state, &probe_session, &Command::new(mset))).await {
+    match split_exec(state, db, &Command::new(mset), txid).await {
         Reply::Ok => Reply::Int(1),
         other => other,
     }
 }
 
+/// RENAME/RENAMENX between two shards (under locks on both keys): take the source, store it.
 async fn rename_across(
     state: &Rc<ShardState>,
-    session: &Session,
+    db: u8,
     cmd: &Command,
     only_if_absent: bool,
 ) -> Reply {
     let (src, dst) = (cmd.args[1].clone(), cmd.args[2].clone());
     let (src_shard, dst_shard) = (state.owner_of(&src), state.owner_of(&dst));
-    let db = session.db;
+
     let taken = if src_shard == state.id {
         Ok(state.take(db, &src))
     } else {
@@ -793,7 +867,9 @@ async fn config(state: &Rc<ShardState>, cmd: &Command) -> Reply {
             }
             Reply::Map(pairs)
         }
-        "set" if cmd.args.len() >= 4 && cmd.args.len().is_multiple_of(2) => config_set(state, cmd).await,
+        "set" if cmd.args.len() >= 4 && cmd.args.len().is_multiple_of(2) => {
+            config_set(state, cmd).await
+        }
         "resetstat" if cmd.args.len() == 2 => Reply::Ok,
         "get" | "set" | "resetstat" => {
             Reply::Error(format!("ERR wrong number of arguments for 'config|{sub}' command").into())

@@ -296,12 +296,17 @@ async fn flush(
         let mesh = state.mesh.clone();
         calls.push((
             positions,
-            glommio::spawn_local(async move { mesh.call(shard, ShardReq::Exec(cmds)).await }),
+            glommio::spawn_local(async move {
+                mesh.call(shard, ShardReq::Exec { txid: 0, cmds }).await
+            }),
         ));
     }
     let local = std::mem::take(&mut pending.per_shard[state.id]);
     let mut lsn = 0;
     if !local.is_empty() {
+        state
+            .wait_unlocked(local.iter().map(|(_, db, cmd)| (*db, cmd)), 0)
+            .await;
         let mut local_replies = Vec::with_capacity(local.len());
         lsn = state.exec_batch(
             local.iter().map(|(_, db, cmd)| (*db, cmd)),

@@ -78,6 +78,8 @@ pub struct Shared {
     /// Shards whose start-up (WAL replay) failed; the others stop too.
     pub failed: AtomicBool,
     pub next_client_id: AtomicU64,
+    /// Ids of multi-shard operations (intent-lock owners).
+    pub next_txid: AtomicU64,
     pub total_connections: AtomicU64,
     pub start_error: std::sync::Mutex<Option<String>>,
 }
@@ -107,6 +109,7 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
         drained: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         next_client_id: AtomicU64::new(1),
+        next_txid: AtomicU64::new(1),
         total_connections: AtomicU64::new(0),
         start_error: std::sync::Mutex::new(None),
     });

@@ -31,7 +31,21 @@ const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Messages between shards.
 pub enum ShardReq {
     /// Run these commands (all keys owned by the target) in order; reply after durability.
-    Exec(Vec<(u8, Command)>),
+    /// `txid` is the multi-shard operation whose intent locks these commands may pass (0: none).
+    Exec {
+        txid: u64,
+        cmds: Vec<(u8, Command)>,
+    },
+    /// Take intent locks on keys for a multi-shard operation; answered once all are held.
+    Lock {
+        txid: u64,
+        db: u8,
+        keys: Vec<Bytes>,
+    },
+    /// Release every intent lock of `txid`.
+    Unlock {
+        txid: u64,
+    },
     /// Take over an accepted client socket.
     Adopt(RawFd),
     /// One SCAN step on this shard.
@@ -98,6 +112,11 @@ pub struct ShardState {
     pub expired_keys: Cell<u64>,
     pub connections_received: Cell<u64>,
     pub clients: RefCell<std::collections::BTreeMap<u64, Rc<RefCell<conn::ClientInfo>>>>,
+    /// Intent locks of multi-shard operations in flight: (db, key) → txid. Commands touching a
+    /// locked key wait until it is released, so a multi-shard MSET/MSETNX/MGET/RENAME is atomic
+    /// and isolated. Locks are taken in ascending shard order, so they cannot deadlock.
+    pub locks: RefCell<std::collections::HashMap<(u8, Bytes), u64>>,
+    pub lock_waiters: RefCell<Vec<std::task::Waker>>,
 }
 
 impl ShardState {
@@ -135,6 +154,72 @@ impl ShardState {
             }
         }
         self.wal.last_lsn()
+    }
+
+    /// Waits until no command of the batch touches a key locked by another operation than `txid`.
+    pub async fn wait_unlocked<'a>(
+        &self,
+        cmds: impl Iterator<Item = (u8, &'a Command)> + Clone,
+        txid: u64,
+    ) {
+        if self.locks.borrow().is_empty() {
+            return;
+        }
+        std::future::poll_fn(|cx| {
+            if self.touches_locked(cmds.clone(), txid) {
+                self.lock_waiters.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    fn touches_locked<'a>(
+        &self,
+        mut cmds: impl Iterator<Item = (u8, &'a Command)>,
+        txid: u64,
+    ) -> bool {
+        let locks = self.locks.borrow();
+        if locks.is_empty() {
+            return false;
+        }
+        cmds.any(|(db, cmd)| {
+            commands::lookup(cmd.name()).is_some_and(|spec| {
+                admin::keys_of(spec, cmd).any(|key| {
+                    locks
+                        .get(&(db, key.clone()))
+                        .is_some_and(|&owner| owner != txid)
+                })
+            })
+        })
+    }
+
+    pub async fn lock_keys(&self, txid: u64, db: u8, keys: Vec<Bytes>) {
+        std::future::poll_fn(|cx| {
+            let mut locks = self.locks.borrow_mut();
+            if keys.iter().any(|key| {
+                locks
+                    .get(&(db, key.clone()))
+                    .is_some_and(|&owner| owner != txid)
+            }) {
+                self.lock_waiters.borrow_mut().push(cx.waker().clone());
+                return std::task::Poll::Pending;
+            }
+            for key in &keys {
+                locks.insert((db, key.clone()), txid);
+            }
+            std::task::Poll::Ready(())
+        })
+        .await
+    }
+
+    pub fn unlock(&self, txid: u64) {
+        self.locks.borrow_mut().retain(|_, owner| *owner != txid);
+        for waker in self.lock_waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
     }
 
     /// Waits until `lsn` is durable when the durability mode asks for it.
@@ -176,7 +261,9 @@ impl ShardState {
 
     async fn handle(self: Rc<Self>, req: ShardReq) -> ShardResp {
         match req {
-            ShardReq::Exec(cmds) => {
+            ShardReq::Exec { txid, cmds } => {
+                self.wait_unlocked(cmds.iter().map(|(db, cmd)| (*db, cmd)), txid)
+                    .await;
                 let mut replies = Vec::with_capacity(cmds.len());
                 let lsn = self.exec_batch(cmds.iter().map(|(db, cmd)| (*db, cmd)), &mut replies);
                 match self.wait_durable(lsn).await {
@@ -212,6 +299,14 @@ impl ShardState {
                     Ok(()) => ShardResp::Put(stored),
                     Err(error) => ShardResp::Error(error),
                 }
+            }
+            ShardReq::Lock { txid, db, keys } => {
+                self.lock_keys(txid, db, keys).await;
+                ShardResp::Done
+            }
+            ShardReq::Unlock { txid } => {
+                self.unlock(txid);
+                ShardResp::Done
             }
             ShardReq::Stats => ShardResp::Stats(self.local_stats()),
             ShardReq::ClientList => ShardResp::ClientList(conn::client_list(&self)),
@@ -363,6 +458,8 @@ async fn open_shard(
         expired_keys: Cell::new(0),
         connections_received: Cell::new(0),
         clients: RefCell::new(Default::default()),
+        locks: RefCell::new(Default::default()),
+        lock_waiters: RefCell::new(Vec::new()),
     }))
 }
 
