@@ -222,11 +222,15 @@ impl SocketRing {
     pub async fn accept(&self) -> Option<RawFd> {
         poll_fn(|cx| {
             let mut inner = self.inner.borrow_mut();
+            if inner.closed {
+                for fd in inner.accepted.drain(..) {
+                    // SAFETY: accepted sockets nobody took yet are ours to close.
+                    unsafe { libc::close(fd) };
+                }
+                return Poll::Ready(None);
+            }
             if let Some(fd) = inner.accepted.pop_front() {
                 return Poll::Ready(Some(fd));
-            }
-            if inner.closed {
-                return Poll::Ready(None);
             }
             inner.accept_waker = Some(cx.waker().clone());
             Poll::Pending
@@ -274,8 +278,13 @@ impl SocketRing {
         let mut inner = self.inner.borrow_mut();
         inner.closed = true;
         if let Some(fd) = inner.listener_fd.take() {
+            // shutdown() ends the armed multishot accept (it holds its own file reference, so a
+            // bare close would leave the port accepting); then close.
             // SAFETY: we own the listener fd.
-            unsafe { libc::close(fd) };
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+                libc::close(fd);
+            }
         }
         if let Some(waker) = inner.accept_waker.take() {
             waker.wake();
@@ -383,7 +392,11 @@ impl Inner {
 
     /// Submits queued entries (which also runs pending task work) and handles every completion.
     fn flush_and_reap(&mut self) -> usize {
-        let needs_enter = !self.ring.submission().is_empty() || self.ring.submission().taskrun();
+        // Overflowed completions are moved back into the queue only by an enter with GETEVENTS,
+        // which submit_with_args adds when the overflow flag is set.
+        let needs_enter = !self.ring.submission().is_empty()
+            || self.ring.submission().taskrun()
+            || self.ring.submission().cq_overflow();
         if needs_enter {
             if let Err(error) = self
                 .ring

@@ -420,3 +420,27 @@ fn redis_cli_pipe_mass_insert() {
     let (_, out, _) = redis_cli(server.port(), &["GET", "mass:9999"], None);
     assert_eq!(out.trim_end(), "9999");
 }
+
+/// Commands pipelined after QUIT are neither run nor answered, as in Redis.
+#[test]
+fn quit_ends_the_pipeline() {
+    use std::io::{Read, Write};
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    stream
+        .write_all(b"SET before 1\r\nQUIT\r\nSET after 2\r\n")
+        .unwrap();
+    let mut replies = Vec::new();
+    stream.read_to_end(&mut replies).unwrap();
+    assert_eq!(replies, b"+OK\r\n+OK\r\n");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let (before, after): (Option<String>, Option<String>) = redis::pipe()
+        .get("before")
+        .get("after")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!((before.as_deref(), after), (Some("1"), None));
+}

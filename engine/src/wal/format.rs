@@ -14,7 +14,7 @@ pub const SEGMENT_FORMAT_VERSION: u32 = 1;
 /// Size of a record header.
 pub const RECORD_HEADER_BYTES: usize = 32;
 /// Largest payload one record may carry.
-pub const RECORD_PAYLOAD_BYTES_MAX: usize = 64 << 20;
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = 576 << 20;
 
 /// The fixed part at the start of the 4096-byte segment header block (rest of the block: zeros).
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -185,10 +185,24 @@ pub fn decode_record(bytes: &[u8]) -> Decoded<'_> {
 /// corruption in the middle of the log (valid records follow).
 pub fn find_valid_record(bytes: &[u8], from: usize, lsn_after: u64) -> Option<usize> {
     let last_start = bytes.len().checked_sub(RECORD_HEADER_BYTES)?;
-    (from..=last_start).find(|&offset| match decode_record(&bytes[offset..]) {
-        Decoded::Record(record) => record.lsn > lsn_after,
-        Decoded::End | Decoded::Bad(_) => false,
-    })
+    let mut offset = from;
+    while offset <= last_start {
+        // A record header is never all zeros (its lsn is at least 1), so a record starting at
+        // `offset` has a non-zero byte within its first RECORD_HEADER_BYTES: skip zero runs
+        // (a zero-filled segment tail is megabytes long) in one pass.
+        let nonzero = bytes[offset..].iter().position(|&b| b != 0)?;
+        if nonzero >= RECORD_HEADER_BYTES {
+            offset += nonzero - (RECORD_HEADER_BYTES - 1);
+            continue;
+        }
+        if let Decoded::Record(record) = decode_record(&bytes[offset..]) {
+            if record.lsn > lsn_after {
+                return Some(offset);
+            }
+        }
+        offset += 1;
+    }
+    None
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 const REDIS_COMPAT_VERSION: &str = "7.2.4";
-const SCAN_SHARD_SHIFT: u32 = 56;
 
 fn err(text: &'static str) -> Reply {
     Reply::Error(Cow::Borrowed(text))
@@ -630,9 +629,14 @@ async fn rename_across(
 ) -> Reply {
     let (src, dst) = (cmd.args[1].clone(), cmd.args[2].clone());
     let (src_shard, dst_shard) = (state.owner_of(&src), state.owner_of(&dst));
-
     let taken = if src_shard == state.id {
-        Ok(state.take(db, &src))
+        match state.take(db, &src) {
+            Ok(taken) => state
+                .wait_durable(state.wal.last_lsn())
+                .await
+                .map(|()| taken),
+            Err(error) => Err(error),
+        }
     } else {
         match state
             .mesh
@@ -646,6 +650,7 @@ async fn rename_across(
             .await
         {
             Ok(ShardResp::Taken(taken)) => Ok(taken),
+            Ok(ShardResp::Error(error)) => Err(error),
             Ok(_) => Err("unexpected shard response".to_string()),
             Err(gone) => Err(gone.to_string()),
         }
@@ -666,19 +671,20 @@ async fn rename_across(
     )
     .await;
     match stored {
-        Ok(true) => {
-            if only_if_absent {
-                Reply::Int(1)
-            } else {
-                Reply::Ok
+        Ok(true) if only_if_absent => Reply::Int(1),
+        Ok(true) => Reply::Ok,
+        // RENAMENX lost (the destination exists), or the store failed: put the source back.
+        Ok(false) | Err(_) => {
+            let restored = put_on(state, src_shard, db, src, value, expire_at_ms, false).await;
+            match (stored, restored) {
+                (Ok(_), Ok(_)) => Reply::Int(0),
+                (Err(error), Ok(_)) => Reply::Error(format!("ERR {error}").into()),
+                (_, Err(lost)) => Reply::Error(
+                    format!("ERR rename failed and the source could not be restored: {lost}")
+                        .into(),
+                ),
             }
         }
-        Ok(false) => {
-            // RENAMENX lost: the destination exists. Put the source back as it was.
-            let _ = put_on(state, src_shard, db, src, value, expire_at_ms, false).await;
-            Reply::Int(0)
-        }
-        Err(error) => Reply::Error(format!("ERR {error}").into()),
     }
 }
 
@@ -692,7 +698,7 @@ async fn put_on(
     only_if_absent: bool,
 ) -> Result<bool, String> {
     if shard == state.id {
-        let stored = state.put(db, key, value, expire_at_ms, only_if_absent);
+        let stored = state.put(db, key, value, expire_at_ms, only_if_absent)?;
         state.wait_durable(state.wal.last_lsn()).await?;
         return Ok(stored);
     }
@@ -717,8 +723,18 @@ async fn put_on(
     }
 }
 
-/// SCAN over all shards: the cursor's top 8 bits are the shard, the rest the token to resume
-/// from (its top 56 bits), so a cursor stays valid across calls and restarts.
+/// The token SCAN starts a shard at: the first token of its lowest partition.
+fn shard_start_token(map: &helios_shard::routing::PartitionMap, shard: usize) -> u64 {
+    let first = map
+        .partitions_of(shard)
+        .next()
+        .expect("every shard owns a partition");
+    helios_shard::routing::first_token(first)
+}
+
+/// SCAN over all shards, one after the other: the cursor is the token to resume from, and the
+/// token's partition names the shard, so a cursor stays valid across calls and restarts.
+/// Cursor 0 starts at shard 0 (which owns partition 0) and a returned 0 means done.
 async fn scan(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
     let Some(cursor) = std::str::from_utf8(&cmd.args[1])
         .ok()
@@ -748,12 +764,10 @@ async fn scan(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply
             return err("ERR syntax error");
         }
     }
-    let shard_count = state.shared.map.shard_count();
-    let mut shard = (cursor >> SCAN_SHARD_SHIFT) as usize;
-    if shard >= shard_count {
-        return err("ERR invalid cursor");
-    }
-    let mut cursor_token = cursor << (64 - SCAN_SHARD_SHIFT);
+    let map = &state.shared.map;
+    let shard_count = map.shard_count();
+    let mut shard = map.shard_of_token(cursor);
+    let mut cursor_token = cursor;
     let db = session.db;
     let (keys, next) = loop {
         let (keys, next) = if shard == state.id {
@@ -780,16 +794,18 @@ async fn scan(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply
         };
         match next {
             Some(token) => {
-                break (
-                    keys,
-                    ((shard as u64) << SCAN_SHARD_SHIFT) | (token >> (64 - SCAN_SHARD_SHIFT)),
-                )
+                assert_eq!(
+                    map.shard_of_token(token),
+                    shard,
+                    "a shard resumes SCAN at one of its own tokens"
+                );
+                break (keys, token);
             }
             None if shard + 1 < shard_count => {
                 shard += 1;
-                cursor_token = 0;
+                cursor_token = shard_start_token(map, shard);
                 if !keys.is_empty() {
-                    break (keys, (shard as u64) << SCAN_SHARD_SHIFT);
+                    break (keys, cursor_token);
                 }
             }
             None => break (keys, 0),

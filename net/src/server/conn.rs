@@ -223,6 +223,8 @@ async fn run_batch(
     let mut lsn = 0;
     let mut encoded = 0;
     let last_name = batch.last().map(Command::name_lower);
+    // Commands after a QUIT in the same pipeline are neither run nor answered, as in Redis.
+    let mut answered = n;
     for (index, cmd) in batch.into_iter().enumerate() {
         match route(state, &cmd) {
             Route::Reject(reply) => replies[index] = Some(reply),
@@ -237,11 +239,15 @@ async fn run_batch(
                 lsn = lsn.max(state.wal.last_lsn());
                 resp::encode(&reply, session.proto, out);
                 encoded = index + 1;
+                if session.close_after_reply {
+                    answered = encoded;
+                    break;
+                }
             }
         }
     }
     lsn = lsn.max(flush(state, &mut pending, &mut replies).await);
-    encode_ready(&mut replies, &mut encoded, n, session.proto, out);
+    encode_ready(&mut replies, &mut encoded, answered, session.proto, out);
     if let Err(error) = state.wait_durable(lsn).await {
         out.clear();
         for _ in 0..n {

@@ -21,6 +21,11 @@ use std::time::Duration;
 
 /// WAL record kind of a batch of Redis keyspace mutations.
 pub const WAL_KIND_REDIS: u8 = 1;
+/// A batch's mutations are cut into WAL records of about this size (a record holds at most
+/// one more command's mutations), far below the record limit.
+const WAL_BATCH_RECORD_BYTES: usize = 32 << 20;
+const MISCONF_WAL: &str =
+    "MISCONF Errors writing to the WAL; writes are refused until restart (see the server log)";
 /// Active expiry: how often, and how many keys at most per round.
 const ACTIVE_EXPIRE_INTERVAL: Duration = Duration::from_millis(100);
 const ACTIVE_EXPIRE_KEYS_MAX: usize = 1000;
@@ -117,6 +122,8 @@ pub struct ShardState {
     /// and isolated. Locks are taken in ascending shard order, so they cannot deadlock.
     pub locks: RefCell<std::collections::HashMap<(u8, Bytes), u64>>,
     pub lock_waiters: RefCell<Vec<std::task::Waker>>,
+    /// Set when an append failed: memory holds mutations the WAL lacks.
+    pub append_failed: Cell<bool>,
 }
 
 impl ShardState {
@@ -132,10 +139,12 @@ impl ShardState {
         log.clear();
         let now_ms = unix_ms();
         let mut count = 0;
+        // Replies whose mutations are in `log`, not yet appended to the WAL.
+        let mut unlogged_from = replies.len();
         for (db, cmd) in cmds {
             count += 1;
-            if self.wal.is_failed() && commands::is_write(cmd) {
-                replies.push(Reply::error("MISCONF Errors writing to the WAL; writes are refused until restart (see the server log)"));
+            if self.writes_refused() && commands::is_write(cmd) {
+                replies.push(Reply::error(MISCONF_WAL));
                 continue;
             }
             let mut ctx = ExecCtx {
@@ -145,15 +154,37 @@ impl ShardState {
                 log: &mut log,
             };
             replies.push(commands::exec_local(&mut ctx, cmd));
+            if log.len() >= WAL_BATCH_RECORD_BYTES {
+                self.append_log(&mut log, &mut replies[unlogged_from..]);
+                unlogged_from = replies.len();
+            }
         }
         self.commands_processed
             .set(self.commands_processed.get() + count);
-        if !log.is_empty() {
-            if let Err(error) = self.wal.append(WAL_KIND_REDIS, &log) {
-                tracing::error!(shard = self.id, %error, "WAL append failed");
+        self.append_log(&mut log, &mut replies[unlogged_from..]);
+        self.wal.last_lsn()
+    }
+
+    /// Whether writes must be refused: the WAL failed, or an append could not be logged.
+    fn writes_refused(&self) -> bool {
+        self.wal.is_failed() || self.append_failed.get()
+    }
+
+    /// Appends the logged mutations as one WAL record. If that fails, the mutations are in
+    /// memory but not in the log: the replies that depend on them become errors (never an
+    /// acknowledgement), and every later write is refused until restart.
+    fn append_log(&self, log: &mut Vec<u8>, replies: &mut [Reply]) {
+        if log.is_empty() {
+            return;
+        }
+        if let Err(error) = self.wal.append(WAL_KIND_REDIS, log) {
+            tracing::error!(shard = self.id, %error, "WAL append failed; refusing writes until restart");
+            self.append_failed.set(true);
+            for reply in replies.iter_mut() {
+                *reply = Reply::error(MISCONF_WAL);
             }
         }
-        self.wal.last_lsn()
+        log.clear();
     }
 
     /// Waits until no command of the batch touches a key locked by another operation than `txid`.
@@ -186,13 +217,17 @@ impl ShardState {
             return false;
         }
         cmds.any(|(db, cmd)| {
-            commands::lookup(cmd.name()).is_some_and(|spec| {
-                admin::keys_of(spec, cmd).any(|key| {
-                    locks
-                        .get(&(db, key.clone()))
-                        .is_some_and(|&owner| owner != txid)
+            // A flush erases keys another shard's half of a multi-key operation may still write.
+            let flush = cmd.name().eq_ignore_ascii_case(b"FLUSHDB")
+                || cmd.name().eq_ignore_ascii_case(b"FLUSHALL");
+            flush && locks.values().any(|&owner| owner != txid)
+                || commands::lookup(cmd.name()).is_some_and(|spec| {
+                    admin::keys_of(spec, cmd).any(|key| {
+                        locks
+                            .get(&(db, key.clone()))
+                            .is_some_and(|&owner| owner != txid)
+                    })
                 })
-            })
         })
     }
 
@@ -284,22 +319,32 @@ impl ShardState {
             } => {
                 let (keys, next) =
                     admin::scan_local(&self, db, cursor_token, count, pattern, type_filter);
-                ShardResp::Scan(keys, next)
+                // The keys shown may come from writes not yet durable: wait, as Exec does.
+                match self.wait_durable(self.wal.last_lsn()).await {
+                    Ok(()) => ShardResp::Scan(keys, next),
+                    Err(error) => ShardResp::Error(error),
+                }
             }
-            ShardReq::Take { db, key } => ShardResp::Taken(self.take(db, &key)),
+            ShardReq::Take { db, key } => match self.take(db, &key) {
+                Ok(taken) => match self.wait_durable(self.wal.last_lsn()).await {
+                    Ok(()) => ShardResp::Taken(taken),
+                    Err(error) => ShardResp::Error(error),
+                },
+                Err(error) => ShardResp::Error(error),
+            },
             ShardReq::Put {
                 db,
                 key,
                 value,
                 expire_at_ms,
                 only_if_absent,
-            } => {
-                let stored = self.put(db, key, value, expire_at_ms, only_if_absent);
-                match self.wait_durable(self.wal.last_lsn()).await {
+            } => match self.put(db, key, value, expire_at_ms, only_if_absent) {
+                Ok(stored) => match self.wait_durable(self.wal.last_lsn()).await {
                     Ok(()) => ShardResp::Put(stored),
                     Err(error) => ShardResp::Error(error),
-                }
-            }
+                },
+                Err(error) => ShardResp::Error(error),
+            },
             ShardReq::Lock { txid, db, keys } => {
                 self.lock_keys(txid, db, keys).await;
                 ShardResp::Done
@@ -318,19 +363,24 @@ impl ShardState {
     }
 
     /// Removes a key for a cross-shard rename, logging the removal.
-    pub fn take(&self, db: u8, key: &Bytes) -> Option<(Bytes, Option<u64>)> {
+    pub fn take(&self, db: u8, key: &Bytes) -> Result<Option<(Bytes, Option<u64>)>, String> {
+        if self.writes_refused() {
+            return Err(MISCONF_WAL.into());
+        }
         let mut ks = self.ks.borrow_mut();
         let mut log = self.log.borrow_mut();
         log.clear();
         let taken = ks.take_string(db, key, unix_ms(), &mut log);
-        if !log.is_empty() {
-            if let Err(error) = self.wal.append(WAL_KIND_REDIS, &log) {
-                tracing::error!(shard = self.id, %error, "WAL append failed");
-            }
+        let mut status = [Reply::Ok];
+        self.append_log(&mut log, &mut status);
+        match status {
+            [Reply::Ok] => Ok(taken),
+            _ => Err(MISCONF_WAL.into()),
         }
-        taken
     }
 
+    /// Stores a string for a cross-shard rename, logging it; false when `only_if_absent` and
+    /// the key exists.
     pub fn put(
         &self,
         db: u8,
@@ -338,7 +388,10 @@ impl ShardState {
         value: Bytes,
         expire_at_ms: Option<u64>,
         only_if_absent: bool,
-    ) -> bool {
+    ) -> Result<bool, String> {
+        if self.writes_refused() {
+            return Err(MISCONF_WAL.into());
+        }
         let mut ks = self.ks.borrow_mut();
         let mut log = self.log.borrow_mut();
         log.clear();
@@ -351,12 +404,12 @@ impl ShardState {
             unix_ms(),
             &mut log,
         );
-        if !log.is_empty() {
-            if let Err(error) = self.wal.append(WAL_KIND_REDIS, &log) {
-                tracing::error!(shard = self.id, %error, "WAL append failed");
-            }
+        let mut status = [Reply::Ok];
+        self.append_log(&mut log, &mut status);
+        match status {
+            [Reply::Ok] => Ok(stored),
+            _ => Err(MISCONF_WAL.into()),
         }
-        stored
     }
 }
 
@@ -460,6 +513,7 @@ async fn open_shard(
         clients: RefCell::new(Default::default()),
         locks: RefCell::new(Default::default()),
         lock_waiters: RefCell::new(Vec::new()),
+        append_failed: Cell::new(false),
     }))
 }
 
@@ -467,6 +521,11 @@ async fn open_shard(
 /// SO_REUSEPORT spreads connections by a hash of the 4-tuple, which Seastar found skewed.
 async fn accept_loop(state: Rc<ShardState>) {
     while let Some(fd) = state.ring.accept().await {
+        if state.shared.shutdown.load(Ordering::Relaxed) {
+            // SAFETY: a socket accepted while shutting down; ours to close.
+            unsafe { libc::close(fd) };
+            continue;
+        }
         let target = least_loaded_shard(&state.shared);
         state.shared.connections_per_shard[target].fetch_add(1, Ordering::Relaxed);
         if target == state.id {
@@ -474,10 +533,12 @@ async fn accept_loop(state: Rc<ShardState>) {
             continue;
         }
         let mesh = state.mesh.clone();
+        let shared = state.shared.clone();
         glommio::spawn_local(async move {
             if mesh.call(target, ShardReq::Adopt(fd)).await.is_err() {
                 // SAFETY: the target is gone (shutdown); the socket is still ours to close.
                 unsafe { libc::close(fd) };
+                shared.connections_per_shard[target].fetch_sub(1, Ordering::Relaxed);
             }
         })
         .detach();
