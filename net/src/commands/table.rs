@@ -6,7 +6,6 @@
 //! allocates. Entries were generated from `COMMAND INFO`/`COMMAND DOCS` of redis-server 7.0.
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
 
 use super::{keys, strings, ExecFn};
 use crate::Reply;
@@ -136,18 +135,22 @@ pub fn all() -> &'static [CommandSpec] {
 
 /// Case-insensitive look-up by name; no allocation.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    // Lower-case once into a stack buffer, then compare with memcmp: this runs twice per
+    // request (routing and execution), and the per-byte case folding inside every comparison
+    // of the binary search showed up at ~5% of a GET pipeline's profile.
+    const NAME_BYTES_MAX: usize = 32;
+    if name.len() > NAME_BYTES_MAX {
+        return None;
+    }
+    let mut lower = [0u8; NAME_BYTES_MAX];
+    for (dst, src) in lower.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    let lower = &lower[..name.len()];
     COMMANDS
-        .binary_search_by(|spec| cmp_ignore_case(spec.name.as_bytes(), name))
+        .binary_search_by(|spec| spec.name.as_bytes().cmp(lower))
         .ok()
         .map(|i| &COMMANDS[i])
-}
-
-/// Compares a lower-case table name with a client's name of any case.
-fn cmp_ignore_case(lower: &[u8], name: &[u8]) -> Ordering {
-    lower
-        .iter()
-        .copied()
-        .cmp(name.iter().map(u8::to_ascii_lowercase))
 }
 
 fn status_set(items: &[&'static str]) -> Reply {
