@@ -91,3 +91,60 @@ fn racing_msetnx_across_shards_has_exactly_one_winner() {
         );
     }
 }
+
+/// RENAME and RENAMENX between every pair of keys (so across shards too) move the value and
+/// its expiry, and RENAMENX onto an existing key changes nothing.
+#[test]
+fn rename_between_shards_moves_value_and_ttl() {
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let mut conn = connect(&server);
+    for src in KEYS {
+        for dst in KEYS.iter().filter(|&&d| d != src) {
+            let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+            let _: () = redis::cmd("SET")
+                .arg(src)
+                .arg("v")
+                .arg("PX")
+                .arg(100_000)
+                .query(&mut conn)
+                .unwrap();
+            let _: () = redis::cmd("RENAME")
+                .arg(src)
+                .arg(dst)
+                .query(&mut conn)
+                .unwrap();
+            let (value, gone, ttl): (Option<String>, i64, i64) = redis::pipe()
+                .get(*dst)
+                .exists(src)
+                .pttl(*dst)
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!((value.as_deref(), gone), (Some("v"), 0), "{src} -> {dst}");
+            assert!(ttl > 0 && ttl <= 100_000, "{src} -> {dst}: ttl {ttl}");
+            let _: () = redis::cmd("SET")
+                .arg(src)
+                .arg("w")
+                .query(&mut conn)
+                .unwrap();
+            let renamed: i64 = redis::cmd("RENAMENX")
+                .arg(src)
+                .arg(dst)
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(renamed, 0);
+            let (src_value, dst_value): (String, String) =
+                redis::pipe().get(src).get(*dst).query(&mut conn).unwrap();
+            assert_eq!(
+                (src_value.as_str(), dst_value.as_str()),
+                ("w", "v"),
+                "{src} -> {dst}"
+            );
+            let error = redis::cmd("RENAME")
+                .arg("missing")
+                .arg(*dst)
+                .query::<()>(&mut conn)
+                .unwrap_err();
+            assert!(error.to_string().contains("no such key"), "{error}");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! owners of a multi-key command's keys (DBSIZE, KEYS, SCAN, MGET, MSET, DEL, RENAME...).
 
 use super::conn::{client_line, Session};
-use super::shard::{ShardReq, ShardResp, ShardState};
+use super::shard::{PutEntry, ShardReq, ShardResp, ShardState};
 use super::Durability;
 use crate::commands::{self, CommandKind, CommandSpec};
 use crate::resp::Protocol;
@@ -660,22 +660,20 @@ async fn rename_across(
         Ok(None) => return err("ERR no such key"),
         Err(error) => return Reply::Error(format!("ERR {error}").into()),
     };
-    let stored = put_on(
-        state,
-        dst_shard,
+    let put = |key: Bytes, value: Bytes, only_if_absent| PutEntry {
         db,
-        dst,
-        value.clone(),
+        key,
+        value,
         expire_at_ms,
         only_if_absent,
-    )
-    .await;
+    };
+    let stored = put_on(state, dst_shard, put(dst, value.clone(), only_if_absent)).await;
     match stored {
         Ok(true) if only_if_absent => Reply::Int(1),
         Ok(true) => Reply::Ok,
         // RENAMENX lost (the destination exists), or the store failed: put the source back.
         Ok(false) | Err(_) => {
-            let restored = put_on(state, src_shard, db, src, value, expire_at_ms, false).await;
+            let restored = put_on(state, src_shard, put(src, value, false)).await;
             match (stored, restored) {
                 (Ok(_), Ok(_)) => Reply::Int(0),
                 (Err(error), Ok(_)) => Reply::Error(format!("ERR {error}").into()),
@@ -688,34 +686,13 @@ async fn rename_across(
     }
 }
 
-async fn put_on(
-    state: &Rc<ShardState>,
-    shard: usize,
-    db: u8,
-    key: Bytes,
-    value: Bytes,
-    expire_at_ms: Option<u64>,
-    only_if_absent: bool,
-) -> Result<bool, String> {
+async fn put_on(state: &Rc<ShardState>, shard: usize, entry: PutEntry) -> Result<bool, String> {
     if shard == state.id {
-        let stored = state.put(db, key, value, expire_at_ms, only_if_absent)?;
+        let stored = state.put(entry)?;
         state.wait_durable(state.wal.last_lsn()).await?;
         return Ok(stored);
     }
-    match state
-        .mesh
-        .call(
-            shard,
-            ShardReq::Put {
-                db,
-                key,
-                value,
-                expire_at_ms,
-                only_if_absent,
-            },
-        )
-        .await
-    {
+    match state.mesh.call(shard, ShardReq::Put(entry)).await {
         Ok(ShardResp::Put(stored)) => Ok(stored),
         Ok(ShardResp::Error(error)) => Err(error),
         Ok(_) => Err("unexpected shard response".into()),

@@ -66,14 +66,8 @@ pub enum ShardReq {
         db: u8,
         key: Bytes,
     },
-    /// Store a value with an expiry (cross-shard RENAME); `only_if_absent` for RENAMENX.
-    Put {
-        db: u8,
-        key: Bytes,
-        value: Bytes,
-        expire_at_ms: Option<u64>,
-        only_if_absent: bool,
-    },
+    /// Store a value with an expiry (cross-shard RENAME).
+    Put(PutEntry),
     Stats,
     ClientList,
     SetDurability(Durability),
@@ -332,13 +326,7 @@ impl ShardState {
                 },
                 Err(error) => ShardResp::Error(error),
             },
-            ShardReq::Put {
-                db,
-                key,
-                value,
-                expire_at_ms,
-                only_if_absent,
-            } => match self.put(db, key, value, expire_at_ms, only_if_absent) {
+            ShardReq::Put(entry) => match self.put(entry) {
                 Ok(stored) => match self.wait_durable(self.wal.last_lsn()).await {
                     Ok(()) => ShardResp::Put(stored),
                     Err(error) => ShardResp::Error(error),
@@ -362,55 +350,55 @@ impl ShardState {
         }
     }
 
-    /// Removes a key for a cross-shard rename, logging the removal.
-    pub fn take(&self, db: u8, key: &Bytes) -> Result<Option<(Bytes, Option<u64>)>, String> {
+    /// Runs one keyspace write that logs its mutations, as its own WAL record.
+    fn logged_write<T>(
+        &self,
+        write: impl FnOnce(&mut Keyspace, &mut Vec<u8>) -> T,
+    ) -> Result<T, String> {
         if self.writes_refused() {
             return Err(MISCONF_WAL.into());
         }
         let mut ks = self.ks.borrow_mut();
         let mut log = self.log.borrow_mut();
         log.clear();
-        let taken = ks.take_string(db, key, unix_ms(), &mut log);
+        let result = write(&mut ks, &mut log);
         let mut status = [Reply::Ok];
         self.append_log(&mut log, &mut status);
         match status {
-            [Reply::Ok] => Ok(taken),
+            [Reply::Ok] => Ok(result),
             _ => Err(MISCONF_WAL.into()),
         }
     }
 
+    /// Removes a key for a cross-shard rename, logging the removal.
+    pub fn take(&self, db: u8, key: &Bytes) -> Result<Option<(Bytes, Option<u64>)>, String> {
+        self.logged_write(|ks, log| ks.take_string(db, key, unix_ms(), log))
+    }
+
     /// Stores a string for a cross-shard rename, logging it; false when `only_if_absent` and
     /// the key exists.
-    pub fn put(
-        &self,
-        db: u8,
-        key: Bytes,
-        value: Bytes,
-        expire_at_ms: Option<u64>,
-        only_if_absent: bool,
-    ) -> Result<bool, String> {
-        if self.writes_refused() {
-            return Err(MISCONF_WAL.into());
-        }
-        let mut ks = self.ks.borrow_mut();
-        let mut log = self.log.borrow_mut();
-        log.clear();
-        let stored = ks.put_string(
+    pub fn put(&self, entry: PutEntry) -> Result<bool, String> {
+        let PutEntry {
             db,
             key,
             value,
             expire_at_ms,
             only_if_absent,
-            unix_ms(),
-            &mut log,
-        );
-        let mut status = [Reply::Ok];
-        self.append_log(&mut log, &mut status);
-        match status {
-            [Reply::Ok] => Ok(stored),
-            _ => Err(MISCONF_WAL.into()),
-        }
+        } = entry;
+        self.logged_write(|ks, log| {
+            ks.put_string(db, key, value, expire_at_ms, only_if_absent, unix_ms(), log)
+        })
     }
+}
+
+/// A string stored by a cross-shard RENAME/RENAMENX.
+pub struct PutEntry {
+    pub db: u8,
+    pub key: Bytes,
+    pub value: Bytes,
+    pub expire_at_ms: Option<u64>,
+    /// RENAMENX: store only if the key does not exist.
+    pub only_if_absent: bool,
 }
 
 use super::admin;
