@@ -21,11 +21,7 @@ pub enum RoutingError {
     },
     #[error("{path}: malformed partition map: {reason}")]
     Malformed { path: PathBuf, reason: String },
-    #[error(
-        "the data dir {dir} holds {recorded} shards but --shards {requested} was given; \
-         moving partitions between shard counts is not supported yet, so start with --shards {recorded} \
-         (or leave --shards unset to use the recorded count)"
-    )]
+    #[error("the data dir {dir} holds {recorded} shards but --shards {requested} was given")]
     ShardCountMismatch {
         dir: PathBuf,
         recorded: usize,
@@ -168,7 +164,7 @@ impl PartitionMap {
     }
 
     /// Writes the map atomically: temp file, fsync, rename, fsync the directory.
-    fn store(&self, dir: &Path) -> std::io::Result<()> {
+    pub fn store(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!("{MAP_FILE}.tmp"));
         let mut file = std::fs::File::create(&tmp)?;

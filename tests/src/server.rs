@@ -306,6 +306,12 @@ impl HeliosServer {
         self.kill9();
         self.spawn_ready();
     }
+
+    /// Like `restart`, with another `--shards` on the same data dir.
+    pub fn restart_with_shards(&mut self, shards: usize) {
+        self.opts.shards = shards;
+        self.restart();
+    }
 }
 
 impl Drop for HeliosServer {

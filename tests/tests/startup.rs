@@ -1,7 +1,7 @@
 //! The `helios` command itself: flags and their defaults in --help, the TOML config file, and
 //! the partition map's guard against restarting with another shard count.
 
-use helios_tests::{free_port, helios_bin, HeliosServer, ServerOpts};
+use helios_tests::{free_port, helios_bin, Durability, HeliosServer, ServerOpts};
 use std::process::Command;
 
 fn run_helios(args: &[&str]) -> std::process::Output {
@@ -33,30 +33,127 @@ fn help_lists_every_flag_with_its_default() {
     }
 }
 
+/// Restarting with another --shards moves every key (values, expiries, databases) to the
+/// shard that owns it under the new count: 2 → 1 → 3 shards, with a kill -9 in between.
 #[test]
-fn restart_with_another_shard_count_is_refused_with_advice() {
-    let mut server = HeliosServer::start(ServerOpts::default().shards(2));
-    let data_dir = server.data_dir();
-    server.terminate();
-    let port = free_port().to_string();
-    let addr = format!("127.0.0.1:{port}");
-    let dir = data_dir.to_str().unwrap();
-    let out = run_helios(&[
-        "--data-dir",
-        dir,
-        "--redis-addr",
-        &addr,
-        "--pg-addr",
-        "127.0.0.1:0",
-        "--shards",
-        "1",
-    ]);
-    assert!(!out.status.success(), "a shard-count change must not start");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("holds 2 shards") && stderr.contains("--shards 2"),
-        "{stderr}"
+fn restart_with_another_shard_count_moves_the_data() {
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
+    let expected = write_sample(&server, 0, 400);
+    for shards in [1, 3] {
+        server.terminate();
+        server.restart_with_shards(shards);
+        check_sample(&server, &expected);
+        assert!(server.log().contains("resharding done"), "{}", server.log());
+    }
+    let more = write_sample(&server, 400, 100);
+    server.kill9();
+    server.restart();
+    check_sample(&server, &expected);
+    check_sample(&server, &more);
+    let info: String = redis::cmd("INFO")
+        .arg("shards")
+        .query(&mut connect(&server))
+        .unwrap();
+    assert_eq!(
+        info.lines().filter(|l| l.starts_with("shard")).count(),
+        3,
+        "{info}"
     );
+}
+
+/// A resharding that crashed before its commit point leaves a staging dir: it is discarded.
+#[test]
+fn an_uncommitted_resharding_is_discarded() {
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
+    let expected = write_sample(&server, 0, 50);
+    server.terminate();
+    let staging = server
+        .data_dir()
+        .join("resharding")
+        .join("shard-0")
+        .join("wal");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("junk"), b"half-written").unwrap();
+    server.restart();
+    check_sample(&server, &expected);
+    assert!(!server.data_dir().join("resharding").exists());
+}
+
+/// A resharding that crashed after its commit point (marker written, staging complete) is
+/// finished at the next start. Here the staged layout is a copy of the live one.
+#[test]
+fn a_committed_resharding_is_finished() {
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
+    let expected = write_sample(&server, 0, 50);
+    server.terminate();
+    let data = server.data_dir();
+    let staging = data.join("resharding");
+    for shard in ["shard-0", "shard-1"] {
+        copy_dir(&data.join(shard), &staging.join(shard));
+    }
+    std::fs::copy(data.join("partitions.map"), staging.join("partitions.map")).unwrap();
+    std::fs::remove_dir_all(data.join("shard-1")).unwrap(); // as if the crash hit mid-install
+    std::fs::write(data.join("RESHARD-COMMIT"), b"").unwrap();
+    server.restart();
+    check_sample(&server, &expected);
+    assert!(!staging.exists() && !data.join("RESHARD-COMMIT").exists());
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn connect(server: &HeliosServer) -> redis::Connection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// Writes `count` keys over three databases, every third with a TTL; returns (db, key, value).
+fn write_sample(server: &HeliosServer, first: usize, count: usize) -> Vec<(i64, String, String)> {
+    let mut conn = connect(server);
+    let mut written = Vec::new();
+    for i in first..first + count {
+        let db = (i % 3) as i64;
+        let (key, value) = (format!("key:{i}"), format!("value:{i}"));
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut conn).unwrap();
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(&value);
+        if i % 3 == 0 {
+            set.arg("EX").arg(100_000);
+        }
+        let _: () = set.query(&mut conn).unwrap();
+        written.push((db, key, value));
+    }
+    written
+}
+
+fn check_sample(server: &HeliosServer, expected: &[(i64, String, String)]) {
+    let mut conn = connect(server);
+    for (db, key, value) in expected {
+        let _: () = redis::cmd("SELECT").arg(*db).query(&mut conn).unwrap();
+        let (got, ttl): (Option<String>, i64) =
+            redis::pipe().get(key).ttl(key).query(&mut conn).unwrap();
+        assert_eq!(got.as_deref(), Some(value.as_str()), "db {db} key {key}");
+        let index: usize = key["key:".len()..].parse().unwrap();
+        if index.is_multiple_of(3) {
+            assert!(ttl > 0, "{key} lost its TTL");
+        } else {
+            assert_eq!(ttl, -1, "{key} gained a TTL");
+        }
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@
 mod admin;
 mod conn;
 mod info;
+mod reshard;
 mod shard;
 
 use helios_shard::routing::{PartitionMap, RoutingError};
@@ -61,6 +62,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Runtime(#[from] helios_shard::runtime::RuntimeError),
+    #[error("cannot move the data to the new shard count: {0}")]
+    Reshard(String),
     #[error("shard {shard} failed to start: {message}")]
     ShardStart { shard: usize, message: String },
 }
@@ -87,7 +90,19 @@ pub struct Shared {
 /// Runs the server until `shutdown` is set (SIGINT/SIGTERM), then drains and syncs.
 pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), ServerError> {
     let default_shards = helios_shard::runtime::default_shard_count();
-    let map = PartitionMap::load_or_create(&config.data_dir, config.shards, default_shards)?;
+    reshard::finish_or_discard(&config.data_dir).map_err(ServerError::Reshard)?;
+    let map = match PartitionMap::load_or_create(&config.data_dir, config.shards, default_shards) {
+        Err(RoutingError::ShardCountMismatch {
+            recorded,
+            requested,
+            ..
+        }) => {
+            reshard::reshard(&config.data_dir, recorded, requested)
+                .map_err(ServerError::Reshard)?;
+            PartitionMap::load_or_create(&config.data_dir, config.shards, default_shards)?
+        }
+        other => other?,
+    };
     let shard_count = map.shard_count();
     let listener =
         std::net::TcpListener::bind(config.redis_addr).map_err(|source| ServerError::Bind {
