@@ -55,7 +55,7 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
     match name.as_str() {
         "ping" => ping(cmd),
         "echo" => Reply::Bulk(cmd.args[1].clone()),
-        "hello" => hello(state, session, cmd),
+        "hello" => hello(session, cmd),
         "quit" => {
             session.close_after_reply = true;
             Reply::Ok
@@ -93,7 +93,7 @@ fn ping(cmd: &Command) -> Reply {
     }
 }
 
-fn hello(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
+fn hello(session: &mut Session, cmd: &Command) -> Reply {
     let mut proto = session.proto;
     let mut name = None;
     let mut args = cmd.args[1..].iter();
@@ -153,7 +153,6 @@ fn hello(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
         info.name = Some(name);
     }
     let status = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
-    let _ = state;
     Reply::Map(vec![
         (status("server"), status("redis")),
         (status("version"), status(REDIS_COMPAT_VERSION)),
