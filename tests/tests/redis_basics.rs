@@ -444,3 +444,39 @@ fn quit_ends_the_pipeline() {
         .unwrap();
     assert_eq!((before.as_deref(), after), (Some("1"), None));
 }
+
+/// SIGTERM with idle clients still connected (on both shards): the server closes them, syncs
+/// and exits 0, and the writes they made are there after the restart.
+#[test]
+fn sigterm_with_idle_clients_exits_cleanly() {
+    let mut server = HeliosServer::start(ServerOpts::default().shards(2));
+    let mut idle: Vec<Connection> = (0..6)
+        .map(|_| {
+            redis::Client::open(server.url())
+                .unwrap()
+                .get_connection()
+                .unwrap()
+        })
+        .collect();
+    for (i, conn) in idle.iter_mut().enumerate() {
+        let _: () = redis::cmd("SET")
+            .arg(format!("idle:{i}"))
+            .arg(i)
+            .query(conn)
+            .unwrap();
+    }
+    server.terminate();
+    drop(idle);
+    server.restart();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for i in 0..6 {
+        let value: Option<i64> = redis::cmd("GET")
+            .arg(format!("idle:{i}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(value, Some(i as i64));
+    }
+}
