@@ -38,6 +38,11 @@ const CONN_SLOTS_MAX: usize = 1 << 24;
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_POLLOUT: u64 = 3;
+const OP_CANCEL: u64 = 4;
+/// A connection whose unread input passes this stops receiving (its multishot receive is
+/// cancelled) until its task takes the input: TCP flow control then holds the client back,
+/// instead of the inbox growing while the task is busy (waiting on the WAL, say).
+const INBOX_PAUSE_BYTES: usize = 4 << 20;
 
 fn user_data(op: u64, slot: u32, gen: u32) -> u64 {
     debug_assert!((slot as usize) < CONN_SLOTS_MAX);
@@ -136,6 +141,10 @@ struct ConnSlot {
     read_waker: Option<Waker>,
     writable: bool,
     write_waker: Option<Waker>,
+    /// Receiving stopped because the inbox is full (see INBOX_PAUSE_BYTES).
+    paused: bool,
+    /// A multishot receive is armed (until its final completion, one without MORE).
+    recv_armed: bool,
 }
 
 struct Inner {
@@ -375,7 +384,12 @@ impl Inner {
     }
 
     fn arm_recv(&mut self, slot: u32) {
-        let state = &self.slots[slot as usize];
+        let state = &mut self.slots[slot as usize];
+        assert!(
+            !state.recv_armed,
+            "one receive per connection at a time keeps the byte order"
+        );
+        state.recv_armed = true;
         let entry = opcode::RecvMulti::new(types::Fd(state.fd), BUFFER_GROUP_ID)
             .build()
             .user_data(user_data(OP_RECV, slot, state.gen));
@@ -431,6 +445,7 @@ impl Inner {
         match op {
             OP_ACCEPT => self.complete_accept(result, flags),
             OP_RECV => self.complete_recv(slot, gen, result, flags),
+            OP_CANCEL => {} // the cancelled receive reports its own end
             OP_POLLOUT => {
                 if let Some(state) = self.live_slot(slot, gen) {
                     state.writable = true;
@@ -490,14 +505,31 @@ impl Inner {
             if let Some((bid, len)) = received {
                 state.inbox.extend_from_slice(self.bufs.buffer(bid, len));
             }
-            let failed = result < 0 && result != -libc::ENOBUFS;
+            if !more {
+                state.recv_armed = false;
+            }
+            // ENOBUFS (no provided buffer left) and ECANCELED (paused) end a receive, not the
+            // connection.
+            let failed = result < 0 && result != -libc::ENOBUFS && result != -libc::ECANCELED;
             if result == 0 || failed || state.inbox.len() > INBOX_BYTES_MAX {
                 state.eof = true;
             }
             if let Some(waker) = state.read_waker.take() {
                 waker.wake();
             }
-            rearm = !more && !state.eof;
+            let pause = !state.eof && !state.paused && state.inbox.len() > INBOX_PAUSE_BYTES;
+            if pause {
+                state.paused = true;
+            }
+            rearm = !more && !state.eof && !state.paused;
+            if pause && more {
+                let target = user_data(OP_RECV, slot, gen);
+                self.push_sqe(
+                    opcode::AsyncCancel::new(target)
+                        .build()
+                        .user_data(OP_CANCEL),
+                );
+            }
         }
         if let Some((bid, _)) = received {
             self.bufs.push(bid);
@@ -529,6 +561,13 @@ impl Connection {
                 } else {
                     buf.extend_from_slice(&state.inbox);
                     state.inbox.clear();
+                }
+                if state.paused && !state.eof {
+                    state.paused = false;
+                    // If the cancelled receive has not ended yet, its end re-arms (see complete_recv).
+                    if !state.recv_armed {
+                        inner.arm_recv(self.slot);
+                    }
                 }
                 return Poll::Ready(ReadOutcome::Data);
             }

@@ -206,7 +206,17 @@ mod tests {
             created
         );
         let error = PartitionMap::load_or_create(&dir, Some(2), 8).unwrap_err();
-        assert!(error.to_string().contains("--shards 3"), "{error}");
+        assert!(
+            matches!(
+                error,
+                RoutingError::ShardCountMismatch {
+                    recorded: 3,
+                    requested: 2,
+                    ..
+                }
+            ),
+            "{error}"
+        );
         std::fs::write(
             dir.join(MAP_FILE),
             created.render().replace("shards 3", "shards 2"),

@@ -480,3 +480,56 @@ fn sigterm_with_idle_clients_exits_cleanly() {
         assert_eq!(value, Some(i as i64));
     }
 }
+
+/// A client that pipelines large values faster than the shard can log them is slowed down by
+/// TCP flow control (the shard stops receiving while its inbox is full), never disconnected,
+/// and every write is acknowledged and kept.
+#[test]
+fn large_pipelined_values_are_all_acknowledged() {
+    use std::io::{Read, Write};
+    const VALUES: usize = 12;
+    const VALUE_BYTES: usize = 8 << 20;
+    let mut server = HeliosServer::start(ServerOpts::default().shards(1));
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let value = vec![b'v'; VALUE_BYTES];
+        for i in 0..VALUES {
+            let key = format!("big:{i}");
+            let header = format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${VALUE_BYTES}\r\n",
+                key.len()
+            );
+            writer.write_all(header.as_bytes()).unwrap();
+            writer.write_all(&value).unwrap();
+            writer.write_all(b"\r\n").unwrap();
+        }
+    });
+    let mut replies = Vec::new();
+    let mut reader = stream;
+    while replies.len() < VALUES * 5 {
+        let mut chunk = [0u8; 256];
+        let n = reader.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&replies)
+        );
+        replies.extend_from_slice(&chunk[..n]);
+    }
+    sender.join().unwrap();
+    assert_eq!(replies, b"+OK\r\n".repeat(VALUES));
+    server.terminate();
+    server.restart();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for i in 0..VALUES {
+        let len: usize = redis::cmd("STRLEN")
+            .arg(format!("big:{i}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(len, VALUE_BYTES);
+    }
+}

@@ -223,6 +223,11 @@ impl<F: FileSystem> Wal<F> {
         Ok(lsn)
     }
 
+    /// Bytes appended but not yet handed to a flush.
+    pub fn pending_bytes(&self) -> usize {
+        self.state.borrow().pending.len()
+    }
+
     /// The lsn of the last appended record (0 when the log is empty).
     pub fn last_lsn(&self) -> u64 {
         self.state.borrow().last_lsn

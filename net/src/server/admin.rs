@@ -383,7 +383,7 @@ async fn exec_on(
     if let Some((slot, cmds)) = local {
         let mut replies = Vec::new();
         state
-            .wait_unlocked(cmds.iter().map(|(db, cmd)| (*db, cmd)), txid)
+            .ready_to_exec(cmds.iter().map(|(db, cmd)| (*db, cmd)), txid)
             .await;
         let lsn = state.exec_batch(cmds.iter().map(|(db, cmd)| (*db, cmd)), &mut replies);
         results[slot] = Some(state.wait_durable(lsn).await.map(|()| replies));

@@ -311,7 +311,7 @@ async fn flush(
     let mut lsn = 0;
     if !local.is_empty() {
         state
-            .wait_unlocked(local.iter().map(|(_, db, cmd)| (*db, cmd)), 0)
+            .ready_to_exec(local.iter().map(|(_, db, cmd)| (*db, cmd)), 0)
             .await;
         let mut local_replies = Vec::with_capacity(local.len());
         lsn = state.exec_batch(

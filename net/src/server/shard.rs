@@ -24,6 +24,10 @@ pub const WAL_KIND_REDIS: u8 = 1;
 /// A batch's mutations are cut into WAL records of about this size (a record holds at most
 /// one more command's mutations), far below the record limit.
 const WAL_BATCH_RECORD_BYTES: usize = 32 << 20;
+/// Above this many unwritten WAL bytes, a batch first waits for the WAL to write them, so a
+/// burst of large writes (async durability) slows clients down instead of overflowing the
+/// WAL's bounded buffer.
+const WAL_BACKPRESSURE_BYTES: usize = 64 << 20;
 const MISCONF_WAL: &str =
     "MISCONF Errors writing to the WAL; writes are refused until restart (see the server log)";
 /// Active expiry: how often, and how many keys at most per round.
@@ -181,12 +185,23 @@ impl ShardState {
         log.clear();
     }
 
-    /// Waits until no command of the batch touches a key locked by another operation than `txid`.
-    pub async fn wait_unlocked<'a>(
+    /// Backpressure: waits while the WAL holds more than WAL_BACKPRESSURE_BYTES unwritten.
+    pub async fn wal_backpressure(&self) {
+        while self.wal.pending_bytes() > WAL_BACKPRESSURE_BYTES && !self.wal.is_failed() {
+            if let Err(error) = self.wal.write_buffered().await {
+                tracing::error!(shard = self.id, %error, "WAL write failed");
+            }
+        }
+    }
+
+    /// Waits until a batch may run: the WAL is not over its backpressure mark, and no command
+    /// of the batch touches a key locked by another operation than `txid`.
+    pub async fn ready_to_exec<'a>(
         &self,
         cmds: impl Iterator<Item = (u8, &'a Command)> + Clone,
         txid: u64,
     ) {
+        self.wal_backpressure().await;
         if self.locks.borrow().is_empty() {
             return;
         }
@@ -291,7 +306,7 @@ impl ShardState {
     async fn handle(self: Rc<Self>, req: ShardReq) -> ShardResp {
         match req {
             ShardReq::Exec { txid, cmds } => {
-                self.wait_unlocked(cmds.iter().map(|(db, cmd)| (*db, cmd)), txid)
+                self.ready_to_exec(cmds.iter().map(|(db, cmd)| (*db, cmd)), txid)
                     .await;
                 let mut replies = Vec::with_capacity(cmds.len());
                 let lsn = self.exec_batch(cmds.iter().map(|(db, cmd)| (*db, cmd)), &mut replies);
