@@ -3,7 +3,7 @@
 # machine drift hits both alike; prints each round and the medians.
 #
 #   tools/bench-ab.sh sync|async SHARDS PIPELINE TEST [ROUNDS] [REQUESTS]
-#   e.g. tools/bench-ab.sh sync 1 16 get 5 1000000
+#   e.g. tools/bench-ab.sh sync 1 16 get 5 1000000   (HELIOS_BIN=path to compare another build)
 set -euo pipefail
 durability=$1 shards=$2 pipeline=$3 test=$4 rounds=${5:-5} requests=${6:-1000000}
 fsync=$([ "$durability" = sync ] && echo always || echo everysec)
@@ -14,7 +14,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ping() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; exit 1; }
 hp=$(free_port); rp=$(free_port)
-"$root/target/release/helios" --data-dir "$work/helios" --redis-addr "127.0.0.1:$hp" --pg-addr 127.0.0.1:0 \
+"${HELIOS_BIN:-$root/target/release/helios}" --data-dir "$work/helios" --redis-addr "127.0.0.1:$hp" --pg-addr 127.0.0.1:0 \
   --shards "$shards" --durability "$durability" 2>"$work/helios.log" &
 redis-server --port "$rp" --dir "$work" --save '' --appendonly yes --appendfsync "$fsync" >"$work/redis.log" 2>&1 &
 wait_ping "$hp"; wait_ping "$rp"
