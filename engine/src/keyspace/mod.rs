@@ -1,7 +1,8 @@
 //! Redis keyspace of one shard: an ordered in-memory map of the shard's Redis keys in 16
 //! databases, with lazy and active expiry, resumable scans, and a log of absolute mutations.
 //!
-//! Order is `(db, token, key)`, where `token` is the key's routing token
+//! Entries live in a hash map (point reads and writes are one hash look-up); a B-tree set of
+//! the keys gives the order scans need. Order is `(db, token, key)`, where `token` is the key's routing token
 //! ([`crate::token::redis_token`]). Ordering by token lets a SCAN cursor be a token: a scan
 //! resumes at the first token not yet returned, and never splits the keys of one token across
 //! two calls, so keys inserted or deleted between calls never make it skip a key.
@@ -22,8 +23,11 @@ pub use mutation::{decode_all, KeyspaceError, Mutation, MUTATION_BYTES_MAX};
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 use std::ops::Bound;
+
+use hashbrown::{Equivalent, HashMap};
 
 use bytes::Bytes;
 
@@ -83,6 +87,27 @@ struct MapKey {
     db: u8,
     token: u64,
     key: Bytes,
+}
+
+/// Hashes (db, key) only: the token is a function of the key.
+impl Hash for MapKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(self.db);
+        self.key.as_ref().hash(state);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(self.db);
+        self.key.hash(state);
+    }
+}
+
+impl Equivalent<MapKey> for KeyRef<'_> {
+    fn equivalent(&self, stored: &MapKey) -> bool {
+        self.db == stored.db && self.key == stored.key.as_ref()
+    }
 }
 
 /// Expiry index entry: ordered by expiry time first.
@@ -153,7 +178,10 @@ fn key_ref(db: u8, key: &[u8]) -> KeyRef<'_> {
 /// One shard's Redis keys.
 #[derive(Debug, Default)]
 pub struct Keyspace {
-    map: BTreeMap<MapKey, Entry>,
+    /// Every stored entry, for point access.
+    map: HashMap<MapKey, Entry>,
+    /// The same keys, in scan order.
+    order: BTreeSet<MapKey>,
     expires: BTreeSet<ExpireKey>,
     key_counts: [usize; DB_COUNT],
     expire_counts: [usize; DB_COUNT],
@@ -168,12 +196,12 @@ impl Keyspace {
     /// The live entry of `key`, removing it first when it has expired (lazy expiry).
     pub fn get(&mut self, db: u8, key: &[u8], now_ms: u64) -> Option<&Entry> {
         let k = key_ref(db, key);
-        let expired = self.map.get(&k as &dyn KeyLike)?.is_expired(now_ms);
+        let expired = self.map.get(&k)?.is_expired(now_ms);
         if expired {
             self.remove_ref(&k);
             return None;
         }
-        self.map.get(&k as &dyn KeyLike)
+        self.map.get(&k)
     }
 
     /// Whether `key` is live (removes it when expired).
@@ -183,8 +211,7 @@ impl Keyspace {
 
     /// The entry as stored, expired or not; never mutates (for dumps and tests).
     pub fn peek(&self, db: u8, key: &[u8]) -> Option<&Entry> {
-        let k = key_ref(db, key);
-        self.map.get(&k as &dyn KeyLike)
+        self.map.get(&key_ref(db, key))
     }
 
     /// Applies one mutation. The caller logs it (see [`Keyspace::apply_and_log`]).
@@ -295,17 +322,15 @@ impl Keyspace {
             value,
             expire_at_ms,
         };
-        if let Some((stored, old)) = self.map.get_key_value(&k as &dyn KeyLike) {
-            let stored = stored.clone();
+        if let Some((stored, old)) = self.map.get_key_value(&k) {
             let old_at = old.expire_at_ms;
             self.used_bytes -= old.value.used_bytes();
             self.used_bytes += entry.value.used_bytes();
-            self.replace_expire(&stored, old_at, expire_at_ms);
-            let slot = self
-                .map
-                .get_mut(&k as &dyn KeyLike)
-                .expect("entry found above");
-            *slot = entry;
+            if old_at != expire_at_ms {
+                let stored = stored.clone();
+                self.replace_expire(&stored, old_at, expire_at_ms);
+            }
+            *self.map.get_mut(&k).expect("entry found above") = entry;
             return;
         }
         let stored = MapKey {
@@ -316,19 +341,20 @@ impl Keyspace {
         self.used_bytes += key.len() + entry.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
         self.key_counts[db as usize] += 1;
         self.replace_expire(&stored, None, expire_at_ms);
+        self.order.insert(stored.clone());
         self.map.insert(stored, entry);
     }
 
     fn set_expire(&mut self, db: u8, key: &[u8], expire_at_ms: Option<u64>) {
         let k = key_ref(db, key);
-        let Some((stored, old)) = self.map.get_key_value(&k as &dyn KeyLike) else {
+        let Some((stored, old)) = self.map.get_key_value(&k) else {
             return;
         };
         let stored = stored.clone();
         let old_at = old.expire_at_ms;
         self.replace_expire(&stored, old_at, expire_at_ms);
         self.map
-            .get_mut(&k as &dyn KeyLike)
+            .get_mut(&k)
             .expect("entry found above")
             .expire_at_ms = expire_at_ms;
     }
@@ -358,13 +384,24 @@ impl Keyspace {
     }
 
     fn remove_ref(&mut self, k: &KeyRef) -> Option<Entry> {
-        let (stored, entry) = self.map.remove_entry(k as &dyn KeyLike)?;
+        let (stored, entry) = self.map.remove_entry(k)?;
         self.forget(&stored, &entry);
         Some(entry)
     }
 
+    /// Removes a stored key (named by the order or expiry index).
+    fn remove_stored(&mut self, key: &MapKey) {
+        let (stored, entry) = self
+            .map
+            .remove_entry(key)
+            .expect("indexes name stored keys");
+        self.forget(&stored, &entry);
+    }
+
     /// Bookkeeping for an entry just taken out of the map.
     fn forget(&mut self, stored: &MapKey, entry: &Entry) {
+        let ordered = self.order.remove(stored);
+        assert!(ordered, "order index out of step");
         self.replace_expire(stored, entry.expire_at_ms, None);
         self.key_counts[stored.db as usize] -= 1;
         self.used_bytes -= stored.key.len() + entry.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
@@ -381,11 +418,7 @@ impl Keyspace {
                 break;
             }
             let key = first.key.clone();
-            let (stored, entry) = self
-                .map
-                .remove_entry(&key)
-                .expect("expiry index names a stored key");
-            self.forget(&stored, &entry);
+            self.remove_stored(&key);
             removed += 1;
         }
         removed
@@ -414,8 +447,9 @@ impl Keyspace {
         let mut next = None;
         let mut current_token = None;
         let range = self
-            .map
-            .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded));
+            .order
+            .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded))
+            .map(|k| (k, &self.map[k]));
         for (visited, (k, e)) in range.enumerate() {
             if k.db != db {
                 break;
@@ -432,9 +466,7 @@ impl Keyspace {
             }
         }
         for k in expired {
-            if let Some((stored, entry)) = self.map.remove_entry(&k) {
-                self.forget(&stored, &entry);
-            }
+            self.remove_stored(&k);
         }
         (out, next)
     }
@@ -455,9 +487,10 @@ impl Keyspace {
             token: 0,
             key: &[],
         };
-        self.map
+        self.order
             .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded))
-            .take_while(move |(k, _)| k.db == db)
+            .take_while(move |k| k.db == db)
+            .map(|k| (k, &self.map[k]))
     }
 
     /// A live key of `db` picked by `seed` (RANDOMKEY); expired keys met are removed.
@@ -470,10 +503,11 @@ impl Keyspace {
                 key: &[],
             };
             let first_at_or_after = self
-                .map
+                .order
                 .range::<dyn KeyLike, _>((Bound::Included(&lo as &dyn KeyLike), Bound::Unbounded))
                 .next()
-                .filter(|(k, _)| k.db == db);
+                .filter(|k| k.db == db)
+                .map(|k| (k, &self.map[k]));
             let picked = match first_at_or_after {
                 Some(kv) => Some(kv),
                 None => self.db_range(db).next(),
@@ -483,8 +517,7 @@ impl Keyspace {
                 return Some(k.key.clone());
             }
             let k = k.clone();
-            let (stored, entry) = self.map.remove_entry(&k).expect("just seen");
-            self.forget(&stored, &entry);
+            self.remove_stored(&k);
         }
     }
 
@@ -511,8 +544,7 @@ impl Keyspace {
         assert!((db as usize) < DB_COUNT);
         let keys: Vec<MapKey> = self.db_range(db).map(|(k, _)| k.clone()).collect();
         for k in keys {
-            let (stored, entry) = self.map.remove_entry(&k).expect("just listed");
-            self.forget(&stored, &entry);
+            self.remove_stored(&k);
         }
         assert_eq!(self.key_counts[db as usize], 0);
         assert_eq!(self.expire_counts[db as usize], 0);
@@ -524,7 +556,7 @@ impl Keyspace {
 
     /// Every stored entry in keyspace order, expired or not.
     pub fn iter(&self) -> impl Iterator<Item = (u8, &Bytes, &Entry)> {
-        self.map.iter().map(|(k, e)| (k.db, &k.key, e))
+        self.order.iter().map(|k| (k.db, &k.key, &self.map[k]))
     }
 
     /// The live state at `now_ms`, for comparing two keyspaces.
@@ -540,7 +572,9 @@ impl Keyspace {
         let mut counts = [0usize; DB_COUNT];
         let mut expires = [0usize; DB_COUNT];
         let mut used = 0;
+        assert_eq!(self.order.len(), self.map.len());
         for (k, e) in &self.map {
+            assert!(self.order.contains(k));
             assert_eq!(k.token, redis_token(&k.key));
             counts[k.db as usize] += 1;
             used += k.key.len() + e.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
