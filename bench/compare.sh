@@ -4,6 +4,9 @@
 #   bench/compare.sh SUITE            SUITE: redis-quick | redis-full | pg-quick | pg-full
 #   DURABILITY=async bench/compare.sh redis-quick
 #
+# The pg suites are bench/compare-pg.sh (PostgreSQL only for now: helios does not speak the
+# PostgreSQL protocol yet).
+#
 # Builds helios and helios-bench (release), starts redis-server and helios on free loopback
 # ports with matched durability (sync: helios --durability sync <-> redis appendonly yes +
 # appendfsync always; async: helios --durability async <-> appendfsync everysec), runs the
@@ -17,8 +20,7 @@ DURABILITY=${DURABILITY:-sync}
 case "$SUITE" in
   redis-quick | redis-full) ;;
   pg-quick | pg-full)
-    echo "compare.sh: suite $SUITE: not implemented yet (PostgreSQL benchmarks are a later issue)" >&2
-    exit 2 ;;
+    exec "$(dirname "$0")/compare-pg.sh" "$SUITE" ;;
   *)
     echo "usage: bench/compare.sh redis-quick|redis-full|pg-quick|pg-full" >&2
     exit 64 ;;

@@ -1,10 +1,11 @@
 //! `helios-bench`: the benchmark harness. Parses the command line, runs the workload against
 //! each target in turn (A B A B for `--rounds`), and prints/writes the results.
 //! Protocol-independent pieces: `driver` (threads, loops, timing), `stats`, `keys`, `report`,
-//! `plot`. Protocol pieces: `redis` + `resp`; `pg` is a later issue.
+//! `plot`. Protocol pieces: `redis` + `resp`, and `pg`.
 
 mod driver;
 mod keys;
+mod pg;
 mod plot;
 mod redis;
 mod report;
@@ -39,11 +40,8 @@ struct Cli {
 enum Command {
     /// Drive Redis-protocol servers (helios, redis-server).
     Redis(Box<RedisArgs>),
-    /// PostgreSQL workloads (not implemented yet).
-    Pg {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Drive PostgreSQL-protocol servers (postgres; helios once it speaks PostgreSQL).
+    Pg(Box<PgArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -115,6 +113,25 @@ struct RedisArgs {
     mset_keys: u64,
 }
 
+#[derive(Args, Debug, Clone)]
+struct PgArgs {
+    #[command(flatten)]
+    common: Common,
+    /// simple: simple query, values inlined; extended: parameters, an unnamed statement each
+    /// time; prepared: statements prepared once per connection, then executed.
+    #[arg(long, value_enum, default_value_t = pg::Protocol::Extended)]
+    protocol: pg::Protocol,
+    #[arg(long, default_value = "postgres")]
+    user: String,
+    #[arg(long)]
+    password: Option<String>,
+    #[arg(long, default_value = "postgres")]
+    dbname: String,
+    /// Rows per range-scan/aggregate range; maximum rows of a ycsb-e scan (uniform 1..=N).
+    #[arg(long, default_value_t = 100)]
+    scan_len: u64,
+}
+
 /// Connections' batch size when loading the data set.
 const LOAD_PIPELINE: usize = 64;
 const PIPELINE_MAX: usize = 100_000;
@@ -123,12 +140,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Redis(args) => run_redis(*args),
-        Command::Pg { .. } => {
-            eprintln!(
-                "helios-bench pg: not implemented yet (the PostgreSQL workloads are a later issue)"
-            );
-            return ExitCode::from(2);
-        }
+        Command::Pg(args) => run_pg(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,6 +263,101 @@ fn run_redis(args: RedisArgs) -> anyhow::Result<()> {
         "distribution": workload.distribution().to_string(),
         "seed": common.seed,
         "mix": args.mix,
+    });
+    write_outputs(common, results, config)
+}
+
+fn run_pg(args: PgArgs) -> anyhow::Result<()> {
+    let common = &args.common;
+    let spec = pg::Spec::parse(&common.workload).map_err(anyhow::Error::msg)?;
+    let params = pg::Params {
+        keyspace: common.keyspace.max(1),
+        value_size: common.value_size,
+        seed: common.seed,
+        scan_len: args.scan_len,
+        protocol: args.protocol,
+        conn: pg::ConnParams {
+            user: args.user.clone(),
+            password: args.password.clone(),
+            dbname: args.dbname.clone(),
+        },
+    };
+    if common.load {
+        for target in &common.targets {
+            let mut plan = plan_for(common, target, 1)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(pg::create_tables(&plan.target, &spec, &params))
+                .with_context(|| format!("creating the tables on {target}"))?;
+            let load = Arc::new(pg::LoadWorkload::new(&spec, &params));
+            plan.requests = Some(load.requests());
+            plan.duration = None;
+            plan.warmup = Duration::ZERO;
+            plan.rate = None;
+            let result = driver::run(load, &plan)?;
+            check_load(target, &result)?;
+            runtime
+                .block_on(pg::finish_load(&plan.target, &spec, &params))
+                .with_context(|| format!("vacuuming {target}"))?;
+            eprintln!(
+                "loaded {} rows into {target} in {:.2} s",
+                params.keyspace,
+                result.measured.as_secs_f64()
+            );
+        }
+    }
+    let workloads: Vec<Arc<pg::PgWorkload>> = common
+        .targets
+        .iter()
+        .map(|_| {
+            let workload = pg::PgWorkload::new(spec.clone(), common.distribution, params.clone());
+            Arc::new(workload)
+        })
+        .collect();
+    let workload = workloads[0].clone();
+    let mut runs: BTreeMap<usize, Vec<RunResult>> = BTreeMap::new();
+    for round in 0..common.rounds {
+        for (index, target) in common.targets.iter().enumerate() {
+            let plan = plan_for(common, target, 1)?;
+            let result = driver::run(workloads[index].clone(), &plan)?;
+            eprintln!(
+                "round {}/{} {target} {} ({}): {:.0} ops/s",
+                round + 1,
+                common.rounds,
+                spec.name,
+                args.protocol.name(),
+                result.ops_per_sec()
+            );
+            runs.entry(index).or_default().push(result);
+        }
+    }
+    let op_names = driver::Workload::op_names(&*workload);
+    let mut results: Vec<TargetResult> = runs
+        .into_iter()
+        .map(|(index, rounds)| summarize(&common.targets[index], &spec.name, &op_names, &rounds))
+        .collect();
+    report::set_ratios(&mut results);
+    print!("{}", report::table(&results));
+    let config = serde_json::json!({
+        "protocol": "pg",
+        "pg_protocol": args.protocol.name(),
+        "workload": spec.name,
+        "connections": common.connections,
+        "threads": common.threads,
+        "duration_s": common.duration,
+        "requests": common.requests,
+        "warmup_s": common.warmup,
+        "rate": common.rate,
+        "rounds": common.rounds,
+        "keyspace": common.keyspace,
+        "value_size": common.value_size,
+        "distribution": workload.distribution().to_string(),
+        "seed": common.seed,
+        "scan_len": args.scan_len,
+        "user": args.user,
+        "dbname": args.dbname,
     });
     write_outputs(common, results, config)
 }

@@ -185,3 +185,178 @@ fn against_helios() {
     });
     check_set_then_get(server.port);
 }
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const PG_REQUESTS: u64 = 2000;
+const PG_TPCB_REQUESTS: u64 = 200;
+
+/// A throwaway PostgreSQL cluster, stopped (and its directory removed) when dropped.
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    started: bool,
+}
+
+impl Postgres {
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `runuser -u postgres -- PG_BIN/tool args...` when running as root, else the tool itself.
+    fn tool(tool: &str) -> Command {
+        let path = Path::new(PG_BIN).join(tool);
+        if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("helios-bench-pg-")
+            .tempdir()
+            .expect("tempdir");
+        if is_root() {
+            let status = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown postgres {}", dir.path().display());
+        }
+        let mut pg = Postgres {
+            dir,
+            port: 0,
+            started: false,
+        };
+        let out = Postgres::tool("initdb")
+            .arg("-D")
+            .arg(pg.data())
+            .args(["-U", "postgres", "--auth=trust"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for _ in 0..START_ATTEMPTS_MAX {
+            pg.port = free_port();
+            let options = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                pg.port,
+                pg.dir.path().display()
+            );
+            let out = Postgres::tool("pg_ctl")
+                .arg("-D")
+                .arg(pg.data())
+                .arg("-l")
+                .arg(pg.dir.path().join("postgres.log"))
+                .args(["-o", &options, "-w", "start"])
+                .output()
+                .expect("run pg_ctl");
+            if out.status.success() {
+                pg.started = true;
+                return pg;
+            }
+        }
+        let log = std::fs::read_to_string(pg.dir.path().join("postgres.log")).unwrap_or_default();
+        panic!("postgres did not start:\n{log}");
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.started {
+            let _ = Postgres::tool("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-m", "immediate", "-w", "stop"])
+                .output();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn bench_pg(port: u16, args: &[&str], json: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_helios-bench"))
+        .args(["pg", "--target", &format!("127.0.0.1:{port}")])
+        .args(["--connections", "4", "--threads", "2", "--warmup", "0"])
+        .args(["--keyspace", "1000", "--load", "--quiet"])
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .expect("run helios-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "helios-bench pg {args:?} failed: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let text = std::fs::read_to_string(json).expect("json written");
+    serde_json::from_str(&text).expect("valid json")
+}
+
+fn check_pg_result(report: &serde_json::Value, port: u16, workload: &str, requests: u64) {
+    let results = report["results"].as_array().expect("results array");
+    assert_eq!(results.len(), 1);
+    let r = &results[0];
+    assert_eq!(r["target"], format!("127.0.0.1:{port}"));
+    assert_eq!(r["workload"], workload);
+    assert_eq!(r["errors"], 0, "{r:#}");
+    assert_eq!(r["ops"], requests, "{r:#}");
+    assert_eq!(r["misses"], 0, "loaded rows are all found: {r:#}");
+    assert!(
+        r["connection_failures"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{r:#}"
+    );
+    assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0);
+    let latency = &r["latency_us"];
+    let p = |f: &str| latency[f].as_f64().unwrap_or_else(|| panic!("{f} missing"));
+    assert!(p("p50") > 0.0);
+    assert!(p("p50") <= p("p99") && p("p99") <= p("max"));
+}
+
+#[test]
+fn against_postgres() {
+    if !Path::new(PG_BIN).join("initdb").is_file() {
+        eprintln!("SKIPPED: PostgreSQL 15 is not installed (tools/test.sh installs postgresql-15)");
+        return;
+    }
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("point-select.json");
+    let requests = PG_REQUESTS.to_string();
+    let report = bench_pg(
+        pg.port,
+        &["--workload", "point-select", "--requests", &requests],
+        &json,
+    );
+    check_pg_result(&report, pg.port, "point-select", PG_REQUESTS);
+    assert_eq!(report["config"]["protocol"], "pg");
+    let requests = PG_TPCB_REQUESTS.to_string();
+    for protocol in ["simple", "extended", "prepared"] {
+        let json = dir.path().join(format!("tpcb-{protocol}.json"));
+        let args = ["--workload", "tpcb", "--protocol", protocol];
+        let report = bench_pg(
+            pg.port,
+            &[&args[..], &["--requests", &requests]].concat(),
+            &json,
+        );
+        check_pg_result(&report, pg.port, "tpcb", PG_TPCB_REQUESTS);
+        assert_eq!(report["config"]["pg_protocol"], protocol);
+    }
+}
