@@ -225,26 +225,7 @@ fn run_redis(args: RedisArgs) -> anyhow::Result<()> {
         })
         .collect();
     let workload = workloads[0].clone();
-    let mut runs: BTreeMap<usize, Vec<RunResult>> = BTreeMap::new();
-    for round in 0..common.rounds {
-        for (index, target) in common.targets.iter().enumerate() {
-            let plan = plan_for(common, target, args.pipeline)?;
-            let result = driver::run(workloads[index].clone(), &plan)?;
-            eprintln!(
-                "round {}/{} {target} {}: {:.0} ops/s",
-                round + 1,
-                common.rounds,
-                spec.name,
-                result.ops_per_sec()
-            );
-            runs.entry(index).or_default().push(result);
-        }
-    }
-    let op_names = driver::Workload::op_names(&*workload);
-    let mut results: Vec<TargetResult> = runs
-        .into_iter()
-        .map(|(index, rounds)| summarize(&common.targets[index], &spec.name, &op_names, &rounds))
-        .collect();
+    let mut results = run_rounds(common, &workloads, &spec.name, "", args.pipeline)?;
     report::set_ratios(&mut results);
     print!("{}", report::table(&results));
     let config = serde_json::json!({
@@ -317,27 +298,8 @@ fn run_pg(args: PgArgs) -> anyhow::Result<()> {
         })
         .collect();
     let workload = workloads[0].clone();
-    let mut runs: BTreeMap<usize, Vec<RunResult>> = BTreeMap::new();
-    for round in 0..common.rounds {
-        for (index, target) in common.targets.iter().enumerate() {
-            let plan = plan_for(common, target, 1)?;
-            let result = driver::run(workloads[index].clone(), &plan)?;
-            eprintln!(
-                "round {}/{} {target} {} ({}): {:.0} ops/s",
-                round + 1,
-                common.rounds,
-                spec.name,
-                args.protocol.name(),
-                result.ops_per_sec()
-            );
-            runs.entry(index).or_default().push(result);
-        }
-    }
-    let op_names = driver::Workload::op_names(&*workload);
-    let mut results: Vec<TargetResult> = runs
-        .into_iter()
-        .map(|(index, rounds)| summarize(&common.targets[index], &spec.name, &op_names, &rounds))
-        .collect();
+    let label = format!(" ({})", args.protocol.name());
+    let mut results = run_rounds(common, &workloads, &spec.name, &label, 1)?;
     report::set_ratios(&mut results);
     print!("{}", report::table(&results));
     let config = serde_json::json!({
@@ -360,6 +322,36 @@ fn run_pg(args: PgArgs) -> anyhow::Result<()> {
         "dbname": args.dbname,
     });
     write_outputs(common, results, config)
+}
+
+/// Runs `workloads[i]` against target i, the targets taking turns (A B A B) for `rounds`
+/// rounds so that machine drift hits all alike, and summarizes each target's rounds.
+fn run_rounds<W: driver::Workload>(
+    common: &Common,
+    workloads: &[Arc<W>],
+    name: &str,
+    label: &str,
+    pipeline: usize,
+) -> anyhow::Result<Vec<TargetResult>> {
+    let mut runs: BTreeMap<usize, Vec<RunResult>> = BTreeMap::new();
+    for round in 0..common.rounds {
+        for (index, target) in common.targets.iter().enumerate() {
+            let plan = plan_for(common, target, pipeline)?;
+            let result = driver::run(workloads[index].clone(), &plan)?;
+            eprintln!(
+                "round {}/{} {target} {name}{label}: {:.0} ops/s",
+                round + 1,
+                common.rounds,
+                result.ops_per_sec()
+            );
+            runs.entry(index).or_default().push(result);
+        }
+    }
+    let op_names = workloads[0].op_names();
+    Ok(runs
+        .into_iter()
+        .map(|(index, rounds)| summarize(&common.targets[index], name, &op_names, &rounds))
+        .collect())
 }
 
 fn check_load(target: &str, result: &RunResult) -> anyhow::Result<()> {
