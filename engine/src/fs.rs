@@ -42,6 +42,8 @@ pub trait FileSystem {
     async fn list(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Removes the file at `path`.
     async fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file within a directory (atomically replacing `to`); durable after `sync_dir`.
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (created or removed files) durable.
     async fn sync_dir(&self, path: &Path) -> io::Result<()>;
 }

@@ -334,6 +334,16 @@ impl FileSystem for MemFs {
         Ok(())
     }
 
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.io_point(None).await?;
+        let mut state = self.state.borrow_mut();
+        let id = state.names.remove(from).ok_or_else(|| not_found(from))?;
+        if let Some(replaced) = state.names.insert(to.to_path_buf(), id) {
+            state.inodes.remove(&replaced);
+        }
+        Ok(())
+    }
+
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.io_point(Some(FaultOp::SyncDir)).await?;
         let mut state = self.state.borrow_mut();

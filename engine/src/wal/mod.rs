@@ -151,6 +151,10 @@ pub struct Wal<F: FileSystem> {
     /// `None` while a flush owns it, or after a failure.
     writer: RefCell<Option<Writer<F::File>>>,
     waiters: RefCell<Vec<Waker>>,
+    /// A zero-filled file ready to become the next segment (see `prepare_next_segment`), with
+    /// its size.
+    prepared: RefCell<Option<(F::File, u64)>>,
+    preparing: std::cell::Cell<bool>,
 }
 
 impl<F: FileSystem> Wal<F> {
@@ -168,6 +172,8 @@ impl<F: FileSystem> Wal<F> {
             "segment_bytes_max {} outside [{SEGMENT_BYTES_MAX_MIN}, {SEGMENT_BYTES_MAX_MAX}]",
             opts.segment_bytes_max
         );
+        // A prepared segment left by a crash holds no records: drop it.
+        let _ = fs.remove(&dir.join(PREPARED_SEGMENT_NAME)).await;
         let recovered = recovery::recover(&fs, &dir, replay).await?;
         let last_lsn = recovered.next_lsn - 1;
         let writer = match recovered.tail {
@@ -195,6 +201,8 @@ impl<F: FileSystem> Wal<F> {
             }),
             writer: RefCell::new(Some(writer)),
             waiters: RefCell::new(Vec::new()),
+            prepared: RefCell::new(None),
+            preparing: std::cell::Cell::new(false),
         })
     }
 
@@ -402,8 +410,60 @@ impl<F: FileSystem> Wal<F> {
         // The old segment must be complete on disk before the next one exists: otherwise a crash
         // could keep the new segment's records and lose the old one's tail, a gap recovery refuses.
         writer.file.sync().await.map_err(io_error(&writer.path))?;
-        *writer = create_segment(&self.fs, &self.dir, first_lsn).await?;
+        let prepared = self.prepared.borrow_mut().take();
+        *writer = match prepared {
+            Some((file, allocated)) => {
+                install_prepared(&self.fs, &self.dir, file, allocated, first_lsn).await?
+            }
+            None => create_segment(&self.fs, &self.dir, first_lsn).await?,
+        };
         Ok(())
+    }
+
+    /// Zero-fills, in the background, the file the next segment will be (up to the segment size
+    /// or `preallocate_bytes`), so that rolling to it costs a header write and a rename instead
+    /// of zero-filling 64 MiB inside a flush (an ~80 ms stall at every segment otherwise).
+    /// It writes a separate file, never the live segment, so it cannot race with appends.
+    /// Does nothing when a file is ready or being prepared, or preallocation is off.
+    pub async fn prepare_next_segment(&self) -> Result<(), WalError> {
+        let ahead = self.opts.preallocate_bytes.min(self.opts.segment_bytes_max);
+        if ahead == 0
+            || self.preparing.get()
+            || self.prepared.borrow().is_some()
+            || self.is_failed()
+        {
+            return Ok(());
+        }
+        self.preparing.set(true);
+        let result = self
+            .zero_fill_prepared(ahead.next_multiple_of(WAL_WRITE_BYTES_MAX as u64))
+            .await;
+        self.preparing.set(false);
+        match result {
+            Ok(prepared) => {
+                *self.prepared.borrow_mut() = Some(prepared);
+                Ok(())
+            }
+            Err(error) => {
+                let _ = self.fs.remove(&self.dir.join(PREPARED_SEGMENT_NAME)).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn zero_fill_prepared(&self, len: u64) -> Result<(F::File, u64), WalError> {
+        let path = self.dir.join(PREPARED_SEGMENT_NAME);
+        let _ = self.fs.remove(&path).await;
+        let file = self.fs.open(&path, true).await.map_err(io_error(&path))?;
+        let mut pos = 0;
+        while pos < len {
+            let buf = file.alloc(WAL_WRITE_BYTES_MAX);
+            let written = file.write_at(buf, pos).await.map_err(io_error(&path))?;
+            check_written(&path, written, WAL_WRITE_BYTES_MAX)?;
+            pos += WAL_WRITE_BYTES_MAX as u64;
+        }
+        file.sync().await.map_err(io_error(&path))?;
+        Ok((file, pos))
     }
 
     fn wake_all(&self) {
@@ -443,6 +503,38 @@ async fn create_segment<F: FileSystem>(
         end: SEGMENT_HEADER_BYTES as u64,
         tail: Vec::new(),
         allocated: SEGMENT_HEADER_BYTES as u64,
+    })
+}
+
+/// Name of the zero-filled file waiting to become the next segment. Recovery ignores it (it is
+/// not a segment name) and `open` removes it.
+pub const PREPARED_SEGMENT_NAME: &str = "wal-next.prepared";
+
+/// Turns a prepared zero-filled file into the segment starting at `first_lsn`: header block
+/// written and synced first, then the rename made durable, so a crash leaves either no new
+/// segment or a valid empty one.
+async fn install_prepared<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    file: F::File,
+    allocated: u64,
+    first_lsn: u64,
+) -> Result<Writer<F::File>, WalError> {
+    let from = dir.join(PREPARED_SEGMENT_NAME);
+    let path = dir.join(segment_file_name(first_lsn));
+    let mut block = file.alloc(SEGMENT_HEADER_BYTES);
+    format::encode_segment_header(block.as_mut(), first_lsn);
+    let written = file.write_at(block, 0).await.map_err(io_error(&from))?;
+    check_written(&from, written, SEGMENT_HEADER_BYTES)?;
+    file.sync().await.map_err(io_error(&from))?;
+    fs.rename(&from, &path).await.map_err(io_error(&path))?;
+    fs.sync_dir(dir).await.map_err(io_error(dir))?;
+    Ok(Writer {
+        file,
+        path,
+        end: SEGMENT_HEADER_BYTES as u64,
+        tail: Vec::new(),
+        allocated,
     })
 }
 

@@ -631,3 +631,48 @@ fn cancelled_flush_fails_the_log() {
     ));
     assert_eq!(wal.durable_lsn(), 0);
 }
+
+/// Segments rolled into files prepared (zero-filled) in advance recover exactly, and a
+/// prepared file left by a crash is dropped at open.
+#[test]
+fn rolls_into_prepared_segments_and_recovers() {
+    let fs = MemFs::new();
+    let opts = || WalOptions {
+        segment_bytes_max: 16 << 10,
+        preallocate_bytes: 16 << 10,
+    };
+    let mut expected = Vec::new();
+    for round in 0..3u64 {
+        let (wal, recovered) = open_wal(&fs, opts()).unwrap();
+        assert_eq!(recovered.len(), expected.len(), "round {round}");
+        block_on(async {
+            for i in 0..120 {
+                if i % 10 == 0 {
+                    wal.prepare_next_segment().await.unwrap();
+                }
+                expected.push(wal.append(1, &payload(round * 1000 + i, 500)).unwrap());
+                if i % 7 == 0 {
+                    wal.sync_all().await.unwrap();
+                }
+            }
+            wal.sync_all().await.unwrap();
+            wal.prepare_next_segment().await.unwrap();
+        });
+        let segments = block_on(fs.list(&dir())).unwrap();
+        assert!(segments.len() > 3, "{segments:?}");
+        assert!(segments
+            .iter()
+            .any(|name| name == crate::wal::PREPARED_SEGMENT_NAME));
+        drop(wal);
+        fs.crash(CrashMode::LoseAll);
+    }
+    let (_, recovered) = open_wal(&fs, opts()).unwrap();
+    assert_eq!(recovered.len(), expected.len());
+    let names = block_on(fs.list(&dir())).unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|name| name == crate::wal::PREPARED_SEGMENT_NAME),
+        "{names:?}"
+    );
+}

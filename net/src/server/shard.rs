@@ -445,6 +445,7 @@ pub async fn shard_main(
     glommio::spawn_local(state.ring.clone().drive()).detach();
     glommio::spawn_local(active_expiry(state.clone())).detach();
     glommio::spawn_local(background_sync(state.clone())).detach();
+    glommio::spawn_local(prepare_wal_segments(state.clone())).detach();
     if id == 0 {
         state.ring.listen(listener_fd);
         glommio::spawn_local(accept_loop(state.clone())).detach();
@@ -582,6 +583,18 @@ async fn background_sync(state: Rc<ShardState>) {
             if let Err(error) = state.wal.sync_all().await {
                 tracing::error!(shard = state.id, %error, "WAL sync failed");
             }
+        }
+    }
+}
+
+/// Keeps a zero-filled next WAL segment ready, off the commit path (see
+/// `Wal::prepare_next_segment`). Its own task: zero-filling takes a while and must not delay the
+/// async-durability fsync timer.
+async fn prepare_wal_segments(state: Rc<ShardState>) {
+    while !state.shared.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(ASYNC_SYNC_INTERVAL).await;
+        if let Err(error) = state.wal.prepare_next_segment().await {
+            tracing::warn!(shard = state.id, %error, "could not prepare the next WAL segment");
         }
     }
 }
