@@ -200,3 +200,54 @@ fn config_file_sets_values_and_flags_win() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+/// The default data dir is relative (`./helios-data`): the server must start and keep data
+/// there (glommio cannot open relative directories, so the path is made absolute first).
+#[test]
+fn default_relative_data_dir_works() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(helios_bin())
+        .current_dir(cwd.path())
+        .args([
+            "--redis-addr",
+            &format!("127.0.0.1:{port}"),
+            "--pg-addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut conn = loop {
+        match client.get_connection() {
+            Ok(conn) => break conn,
+            Err(_)
+                if std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() =>
+            {
+                std::thread::yield_now()
+            }
+            Err(error) => panic!("helios did not start with the default data dir: {error}"),
+        }
+    };
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    // SAFETY: plain kill on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(cwd
+        .path()
+        .join("helios-data")
+        .join("partitions.map")
+        .exists());
+    assert!(cwd
+        .path()
+        .join("helios-data")
+        .join("shard-0")
+        .join("wal")
+        .exists());
+}

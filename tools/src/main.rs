@@ -85,9 +85,14 @@ fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig>
         DurabilityArg::Sync => Durability::Sync,
         DurabilityArg::Async => Durability::Async,
     };
+    let data_dir: PathBuf = pick(explicit("data_dir"), cli.data_dir, file.data_dir)
+        .unwrap_or_else(|| "./helios-data".into());
+    // Absolute, because glommio opens directories through io_uring, where a relative path
+    // fails (EBADF): the default `./helios-data` must work.
+    let data_dir = std::path::absolute(&data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot resolve the data dir {}: {e}", data_dir.display()))?;
     Ok(ServerConfig {
-        data_dir: pick(explicit("data_dir"), cli.data_dir, file.data_dir)
-            .unwrap_or_else(|| "./helios-data".into()),
+        data_dir,
         redis_addr: pick(explicit("redis_addr"), cli.redis_addr, file.redis_addr)
             .expect("clap default"),
         pg_addr: pick(explicit("pg_addr"), cli.pg_addr, file.pg_addr).expect("clap default"),
