@@ -42,16 +42,8 @@ else
   BENCH="$TARGET_DIR/release/helios-bench"
 fi
 
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 WORK=$(mktemp -d -t helios-compare-pg-XXXXXX)
 chown postgres "$WORK"

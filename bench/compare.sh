@@ -47,17 +47,8 @@ else
   BENCH="$TARGET_DIR/release/helios-bench"
 fi
 
-# A port nothing listens on (bash's /dev/tcp connect fails).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 # Polls PING until the server answers (10 s deadline).
 wait_ready() {
