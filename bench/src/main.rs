@@ -4,6 +4,7 @@
 //! `plot`. Protocol pieces: `redis` + `resp`, and `pg`.
 
 mod driver;
+mod engine;
 mod keys;
 mod pg;
 mod plot;
@@ -42,6 +43,8 @@ enum Command {
     Redis(Box<RedisArgs>),
     /// Drive PostgreSQL-protocol servers (postgres; helios once it speaks PostgreSQL).
     Pg(Box<PgArgs>),
+    /// Run key-value workloads in this process against storage engines (fjall, ...).
+    Engine(Box<engine::EngineArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Redis(args) => run_redis(*args),
         Command::Pg(args) => run_pg(*args),
+        Command::Engine(args) => engine::run_engine(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

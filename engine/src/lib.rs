@@ -1,9 +1,13 @@
 //! helios-engine: one shard's storage. It knows nothing of networking, SQL or other shards,
 //! and reaches files and time only through [`fs`] and [`rt`].
 
+pub mod cache;
 pub mod fs;
 pub mod keyspace;
+pub mod localrt;
+pub mod lsm;
 pub mod memfs;
 pub mod rt;
+pub mod sst;
 pub mod token;
 pub mod wal;

@@ -63,7 +63,7 @@ pub enum FaultOp {
     SyncDir,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum PendingOp {
     Write { pos: u64, data: Vec<u8> },
     Truncate { len: u64 },
@@ -128,6 +128,40 @@ impl MemFs {
             inode.current = inode.durable.clone();
         }
         state.generation += 1;
+    }
+
+    /// Simulates a crash into a *separate* file system: returns a new `MemFs` holding what
+    /// survives (as [`MemFs::crash`] would leave it), while this one carries on unchanged. Tasks
+    /// of the crashed process that are still running keep writing into this one, where their
+    /// writes can no longer reach the restarted process — as after a real crash.
+    pub fn crash_fork(&self, mode: CrashMode) -> MemFs {
+        let image = {
+            let state = self.state.borrow();
+            State {
+                dirs: state.dirs.clone(),
+                names: state.names.clone(),
+                inodes: state
+                    .inodes
+                    .iter()
+                    .map(|(id, inode)| {
+                        let copy = Inode {
+                            durable: inode.durable.clone(),
+                            current: inode.current.clone(),
+                            pending: inode.pending.clone(),
+                        };
+                        (*id, copy)
+                    })
+                    .collect(),
+                inode_next: state.inode_next,
+                yield_on_io: state.yield_on_io,
+                ..State::default()
+            }
+        };
+        let fork = MemFs {
+            state: Rc::new(RefCell::new(image)),
+        };
+        fork.crash(mode);
+        fork
     }
 
     /// Makes the next operation of kind `op` fail with `kind` (queued: call twice for two failures).

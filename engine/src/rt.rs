@@ -1,5 +1,5 @@
 //! The time-and-spawning seam: production implements it over glommio (`helios-shard`),
-//! tests and the simulator over virtual time.
+//! tests and the simulator over virtual time ([`crate::localrt::LocalRuntime`]).
 #![allow(async_fn_in_trait)]
 
 use std::future::Future;
@@ -12,4 +12,11 @@ pub trait Runtime: Clone + 'static {
     async fn sleep(&self, duration: Duration);
     /// Runs `future` on this shard's executor, concurrently with the caller.
     fn spawn_local(&self, future: impl Future<Output = ()> + 'static);
+    /// Runs `future` as background work (flush, compaction): on this shard's executor, but in a
+    /// class with fewer shares than client work, so it cannot starve the foreground.
+    fn spawn_background(&self, future: impl Future<Output = ()> + 'static) {
+        self.spawn_local(future);
+    }
+    /// Gives other tasks a turn if this one has run long enough; long loops call it.
+    async fn yield_if_needed(&self);
 }

@@ -27,4 +27,19 @@ impl Runtime for GlommioRuntime {
     fn spawn_local(&self, future: impl Future<Output = ()> + 'static) {
         glommio::spawn_local(future).detach();
     }
+
+    fn spawn_background(&self, future: impl Future<Output = ()> + 'static) {
+        // The executor's background queue (fewer shares than client work) when the shard made
+        // one; otherwise the current queue.
+        match crate::runtime::background_queue() {
+            Some(queue) => glommio::spawn_local_into(future, queue)
+                .map(|task| task.detach())
+                .unwrap_or_else(|e| panic!("spawn into the background queue failed: {e}")),
+            None => glommio::spawn_local(future).detach(),
+        };
+    }
+
+    async fn yield_if_needed(&self) {
+        glommio::yield_if_needed().await;
+    }
 }

@@ -14,11 +14,13 @@
 //! The byte layout and the recovery rules are written down in `engine/FORMAT.md`.
 
 mod format;
+pub(crate) mod lock;
 mod recovery;
 #[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -92,6 +94,10 @@ pub struct WalOptions {
     /// Zeroed file space kept ahead of the last record, so appends overwrite instead of
     /// extending the file (0 turns it off). See `preallocate`.
     pub preallocate_bytes: u64,
+    /// [`Wal::open`] passes to its replay callback only the records with at least this lsn;
+    /// earlier ones are still read and checked (0: replay everything). For a log whose prefix
+    /// is already applied elsewhere (the LSM's SSTables cover every lsn up to its flushed lsn).
+    pub replay_from_lsn: u64,
 }
 
 impl Default for WalOptions {
@@ -99,6 +105,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes_max: 64 << 20,
             preallocate_bytes: WAL_PREALLOCATE_AHEAD_BYTES,
+            replay_from_lsn: 0,
         }
     }
 }
@@ -155,17 +162,25 @@ pub struct Wal<F: FileSystem> {
     /// its size.
     prepared: RefCell<Option<(F::File, u64)>>,
     preparing: std::cell::Cell<bool>,
+    /// First lsn of every segment on disk, ascending; the last is the one appended to.
+    /// Only this `Wal` creates and removes segments, so this mirrors the directory.
+    segment_lsns: RefCell<VecDeque<u64>>,
+    /// Serializes [`Wal::remove_segments_before`] calls (each removes oldest-first).
+    removing: lock::LocalLock,
 }
 
 impl<F: FileSystem> Wal<F> {
     /// Opens the WAL in `dir` (creating it if needed) and replays it: calls
     /// `replay(lsn, kind, payload)` for every valid record, in lsn order. A torn tail of the last
     /// segment is cut off; corruption anywhere else is refused with [`WalError::Corrupt`].
+    /// Records below [`WalOptions::replay_from_lsn`] are checked but not passed to `replay`.
+    /// The first segment may start at any lsn (older segments removed by
+    /// [`Wal::remove_segments_before`]).
     pub async fn open(
         fs: F,
         dir: PathBuf,
         opts: WalOptions,
-        replay: impl FnMut(u64, u8, &[u8]) -> Result<(), WalError>,
+        mut replay: impl FnMut(u64, u8, &[u8]) -> Result<(), WalError>,
     ) -> Result<Wal<F>, WalError> {
         assert!(
             (SEGMENT_BYTES_MAX_MIN..=SEGMENT_BYTES_MAX_MAX).contains(&opts.segment_bytes_max),
@@ -174,8 +189,42 @@ impl<F: FileSystem> Wal<F> {
         );
         // A prepared segment left by a crash holds no records: drop it.
         let _ = fs.remove(&dir.join(PREPARED_SEGMENT_NAME)).await;
-        let recovered = recovery::recover(&fs, &dir, replay).await?;
+        let replay_from_lsn = opts.replay_from_lsn;
+        let recovered = recovery::recover(&fs, &dir, |lsn, kind, payload| {
+            if lsn < replay_from_lsn {
+                return Ok(());
+            }
+            replay(lsn, kind, payload)
+        })
+        .await?;
+        if recovered.next_lsn < replay_from_lsn {
+            // Records up to `replay_from_lsn - 1` are kept elsewhere (flushed to tables), but the
+            // log lost its copy of the newest of them (never synced before a crash). Numbering
+            // must not restart below them, or new records would be skipped by the next replay:
+            // drop what is left (all of it is older) and start a fresh segment there.
+            let recovered = recovered;
+            drop(recovered.tail);
+            for first_lsn in &recovered.segment_lsns {
+                let path = dir.join(segment_file_name(*first_lsn));
+                fs.remove(&path).await.map_err(io_error(&path))?;
+            }
+            fs.sync_dir(&dir).await.map_err(io_error(&dir))?;
+            let writer = create_segment(&fs, &dir, replay_from_lsn).await?;
+            return Ok(Wal::with_writer(
+                fs,
+                dir,
+                opts,
+                writer,
+                replay_from_lsn - 1,
+                VecDeque::from([replay_from_lsn]),
+            ));
+        }
         let last_lsn = recovered.next_lsn - 1;
+        let mut segment_lsns = VecDeque::from(recovered.segment_lsns);
+        if recovered.tail.is_none() {
+            assert!(segment_lsns.is_empty());
+            segment_lsns.push_back(recovered.next_lsn);
+        }
         let writer = match recovered.tail {
             Some(tail) => Writer {
                 file: tail.file,
@@ -186,7 +235,25 @@ impl<F: FileSystem> Wal<F> {
             },
             None => create_segment(&fs, &dir, recovered.next_lsn).await?,
         };
-        Ok(Wal {
+        Ok(Wal::with_writer(
+            fs,
+            dir,
+            opts,
+            writer,
+            last_lsn,
+            segment_lsns,
+        ))
+    }
+
+    fn with_writer(
+        fs: F,
+        dir: PathBuf,
+        opts: WalOptions,
+        writer: Writer<F::File>,
+        last_lsn: u64,
+        segment_lsns: VecDeque<u64>,
+    ) -> Wal<F> {
+        Wal {
             fs,
             dir,
             opts,
@@ -203,7 +270,9 @@ impl<F: FileSystem> Wal<F> {
             waiters: RefCell::new(Vec::new()),
             prepared: RefCell::new(None),
             preparing: std::cell::Cell::new(false),
-        })
+            segment_lsns: RefCell::new(segment_lsns),
+            removing: lock::LocalLock::new(),
+        }
     }
 
     /// Buffers one record in memory (not yet written) and returns its lsn.
@@ -282,7 +351,7 @@ impl<F: FileSystem> Wal<F> {
             if flushing {
                 EpochChange { wal: self, epoch }.await;
             } else {
-                self.flush(true).await?;
+                self.flush(true, false).await?;
             }
         }
     }
@@ -306,7 +375,7 @@ impl<F: FileSystem> Wal<F> {
             if flushing {
                 EpochChange { wal: self, epoch }.await;
             } else {
-                self.flush(false).await?;
+                self.flush(false, false).await?;
             }
         }
     }
@@ -317,8 +386,114 @@ impl<F: FileSystem> Wal<F> {
         self.sync_to(lsn).await
     }
 
-    /// Writes every pending record, then (if `sync`) fdatasyncs. Caller checked no flush runs.
-    async fn flush(&self, sync: bool) -> Result<(), WalError> {
+    /// Closes the segment being appended to: once this returns, the next appended record starts
+    /// a new segment. Flushes and syncs what is buffered first (into the old segment), so every
+    /// record appended before the call is durable on return. Does nothing more when the current
+    /// segment holds no record yet. Like [`Wal::sync_to`], do not cancel it mid-way.
+    pub async fn roll(&self) -> Result<(), WalError> {
+        loop {
+            let (flushing, epoch) = {
+                let state = self.state.borrow();
+                if let Some(reason) = &state.failed {
+                    return Err(WalError::Failed {
+                        reason: reason.clone(),
+                    });
+                }
+                (state.flushing, state.flush_epoch)
+            };
+            if !flushing {
+                return self.flush(true, true).await;
+            }
+            // Another flush owns the writer; ours runs after it, so that it rolls after
+            // everything appended so far.
+            EpochChange { wal: self, epoch }.await;
+        }
+    }
+
+    /// Deletes every segment all of whose records have an lsn below `lsn` (segment `i` goes
+    /// when segment `i + 1` starts at or below `lsn`), oldest first, and returns the bytes
+    /// freed. Never the segment being appended to. Each removal is made durable (directory
+    /// fsync) before the next one starts, so a crash leaves the segments a contiguous run in
+    /// every file system (without it, a later unlink could persist and an earlier one not,
+    /// leaving an lsn gap recovery refuses). Calls are serialized; safe to run during appends
+    /// and flushes, which only touch the last segment. A failed directory fsync fails the log.
+    pub async fn remove_segments_before(&self, lsn: u64) -> Result<u64, WalError> {
+        let _removing = self.removing.lock().await;
+        let mut freed_bytes = 0;
+        loop {
+            if let Some(reason) = &self.state.borrow().failed {
+                return Err(WalError::Failed {
+                    reason: reason.clone(),
+                });
+            }
+            let first = {
+                let lsns = self.segment_lsns.borrow();
+                match (lsns.front(), lsns.get(1)) {
+                    (Some(&first), Some(&next)) if next <= lsn => first,
+                    _ => break,
+                }
+            };
+            freed_bytes += self.remove_segment(first).await?;
+        }
+        Ok(freed_bytes)
+    }
+
+    /// Removes the oldest segment (which starts at `first_lsn`), durably; returns its size.
+    async fn remove_segment(&self, first_lsn: u64) -> Result<u64, WalError> {
+        let path = self.dir.join(segment_file_name(first_lsn));
+        let file = self.fs.open(&path, false).await.map_err(io_error(&path))?;
+        let file_bytes = file.size().await.map_err(io_error(&path))?;
+        drop(file);
+        self.fs.remove(&path).await.map_err(io_error(&path))?;
+        {
+            let mut lsns = self.segment_lsns.borrow_mut();
+            assert_eq!(
+                lsns.front(),
+                Some(&first_lsn),
+                "segments removed out of order"
+            );
+            assert!(lsns.len() >= 2, "removed the segment being appended to");
+            lsns.pop_front();
+        }
+        if let Err(source) = self.fs.sync_dir(&self.dir).await {
+            // Whether the unlink is durable is now unknown; a later removal becoming durable
+            // without it would leave a gap. Stop here, as after any failed sync.
+            let error = WalError::Io {
+                path: self.dir.clone(),
+                source,
+            };
+            self.state
+                .borrow_mut()
+                .failed
+                .get_or_insert(error.to_string());
+            return Err(error);
+        }
+        Ok(file_bytes)
+    }
+
+    /// Number of segment files the log has on disk (at least 1).
+    pub fn segment_count(&self) -> usize {
+        self.segment_lsns.borrow().len()
+    }
+
+    /// The lsn of the first record the log still holds (its first segment's first lsn; equal
+    /// to `last_lsn() + 1` when it holds none).
+    pub fn first_lsn(&self) -> u64 {
+        *self
+            .segment_lsns
+            .borrow()
+            .front()
+            .expect("a wal always has a segment")
+    }
+
+    /// The first lsn of every segment, oldest first.
+    pub fn segment_first_lsns(&self) -> Vec<u64> {
+        self.segment_lsns.borrow().iter().copied().collect()
+    }
+
+    /// Writes every pending record, then (if `sync`) fdatasyncs, then (if `roll` and the
+    /// segment holds records) starts a new segment. Caller checked no flush runs.
+    async fn flush(&self, sync: bool, roll: bool) -> Result<(), WalError> {
         {
             let mut state = self.state.borrow_mut();
             assert!(!state.flushing && state.failed.is_none());
@@ -342,7 +517,10 @@ impl<F: FileSystem> Wal<F> {
             .borrow_mut()
             .take()
             .expect("writer present between flushes");
-        let result = self.write_records(&mut writer, &pending, sync).await;
+        let mut result = self.write_records(&mut writer, &pending, sync).await;
+        if result.is_ok() && roll && writer.end > SEGMENT_HEADER_BYTES as u64 {
+            result = self.roll_segment(&mut writer, target_lsn + 1).await;
+        }
         guard.armed = false;
         {
             let mut state = self.state.borrow_mut();
@@ -380,7 +558,7 @@ impl<F: FileSystem> Wal<F> {
         while offset < pending.len() {
             let (first_lsn, _) = pending_record_at(pending, offset);
             if writer.end >= segment_bytes_max && writer.end > SEGMENT_HEADER_BYTES as u64 {
-                self.roll(writer, first_lsn).await?;
+                self.roll_segment(writer, first_lsn).await?;
             }
             let start = offset;
             loop {
@@ -406,7 +584,11 @@ impl<F: FileSystem> Wal<F> {
     }
 
     /// Closes the current segment (durably) and starts a new one whose first record is `first_lsn`.
-    async fn roll(&self, writer: &mut Writer<F::File>, first_lsn: u64) -> Result<(), WalError> {
+    async fn roll_segment(
+        &self,
+        writer: &mut Writer<F::File>,
+        first_lsn: u64,
+    ) -> Result<(), WalError> {
         // The old segment must be complete on disk before the next one exists: otherwise a crash
         // could keep the new segment's records and lose the old one's tail, a gap recovery refuses.
         writer.file.sync().await.map_err(io_error(&writer.path))?;
@@ -417,6 +599,9 @@ impl<F: FileSystem> Wal<F> {
             }
             None => create_segment(&self.fs, &self.dir, first_lsn).await?,
         };
+        let mut lsns = self.segment_lsns.borrow_mut();
+        assert!(lsns.back().is_some_and(|&last| last < first_lsn));
+        lsns.push_back(first_lsn);
         Ok(())
     }
 

@@ -18,6 +18,8 @@ pub(super) struct Recovered<File> {
     pub next_lsn: u64,
     /// The segment to keep appending to; `None` when there is none (empty log).
     pub tail: Option<RecoveredTail<File>>,
+    /// The first lsn of every segment kept, ascending (the last one is `tail`'s).
+    pub segment_lsns: Vec<u64>,
 }
 
 pub(super) struct RecoveredTail<File> {
@@ -55,6 +57,7 @@ pub(super) async fn recover<F: FileSystem>(
     segments.sort();
     let mut next_lsn: Option<u64> = None;
     let mut tail: Option<RecoveredTail<F::File>> = None;
+    let mut segment_lsns = Vec::with_capacity(segments.len());
     for (index, (name_lsn, name)) in segments.iter().enumerate() {
         let is_last = index + 1 == segments.len();
         let path = dir.join(name);
@@ -82,6 +85,7 @@ pub(super) async fn recover<F: FileSystem>(
                     file.truncate(end).await.map_err(io_error(&path))?;
                 }
                 next_lsn = Some(next);
+                segment_lsns.push(*name_lsn);
                 tail = Some(RecoveredTail {
                     tail: tail_bytes(&bytes, end),
                     file,
@@ -99,6 +103,7 @@ pub(super) async fn recover<F: FileSystem>(
     Ok(Recovered {
         next_lsn: next_lsn.unwrap_or(1),
         tail,
+        segment_lsns,
     })
 }
 

@@ -25,6 +25,7 @@ fn small() -> WalOptions {
     WalOptions {
         segment_bytes_max: 8192,
         preallocate_bytes: 0,
+        replay_from_lsn: 0,
     }
 }
 
@@ -35,6 +36,7 @@ fn preallocated_segments_recover_and_continue() {
     let opts = || WalOptions {
         segment_bytes_max: 64 << 10,
         preallocate_bytes: 16 << 10,
+        replay_from_lsn: 0,
     };
     let mut expected = Vec::new();
     for round in 0..4u64 {
@@ -640,6 +642,7 @@ fn rolls_into_prepared_segments_and_recovers() {
     let opts = || WalOptions {
         segment_bytes_max: 16 << 10,
         preallocate_bytes: 16 << 10,
+        replay_from_lsn: 0,
     };
     let mut expected = Vec::new();
     for round in 0..3u64 {
@@ -675,4 +678,293 @@ fn rolls_into_prepared_segments_and_recovers() {
             .any(|name| name == crate::wal::PREPARED_SEGMENT_NAME),
         "{names:?}"
     );
+}
+
+/// Appends `count` records of `len` bytes and syncs them.
+fn append_synced(wal: &Wal<MemFs>, count: usize, len: usize) -> Vec<Rec> {
+    let records: Vec<Rec> = (0..count).map(|_| append(wal, len)).collect();
+    block_on(wal.sync_all()).unwrap();
+    records
+}
+
+fn open_from(fs: &MemFs, replay_from_lsn: u64) -> (Wal<MemFs>, Vec<Rec>) {
+    open_wal(
+        fs,
+        WalOptions {
+            replay_from_lsn,
+            ..small()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn remove_segments_before_frees_whole_segments_only() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    let records = append_synced(&wal, 100, 500);
+    let lsns = wal.segment_first_lsns();
+    assert!(lsns.len() >= 6, "{lsns:?}");
+    assert_eq!(wal.segment_count(), segment_files(&fs).len());
+    // Segment 2 holds lsns[2]..lsns[3]: it stays while lsn lsns[3] - 1 is still wanted.
+    let sizes: u64 = segment_files(&fs)[..2]
+        .iter()
+        .map(|name| fs.file_bytes(&dir().join(name)).unwrap().len() as u64)
+        .sum();
+    let syncs_dir_before = fs.sync_dir_count();
+    assert_eq!(
+        block_on(wal.remove_segments_before(lsns[3] - 1)).unwrap(),
+        sizes
+    );
+    assert_eq!(fs.sync_dir_count() - syncs_dir_before, 2);
+    assert_eq!(wal.first_lsn(), lsns[2]);
+    assert_eq!(segment_files(&fs)[0], segment_file_name(lsns[2]));
+    assert!(block_on(wal.remove_segments_before(lsns[3])).unwrap() > 0);
+    assert_eq!(wal.first_lsn(), lsns[3]);
+    // Nothing more to free below the same bound.
+    assert_eq!(block_on(wal.remove_segments_before(lsns[3])).unwrap(), 0);
+    // Never the segment being appended to, even when every record is below the bound.
+    block_on(wal.remove_segments_before(u64::MAX)).unwrap();
+    assert_eq!(wal.segment_count(), 1);
+    assert_eq!(segment_files(&fs).len(), 1);
+    let first = wal.first_lsn();
+    assert_eq!(first, *lsns.last().unwrap());
+    drop(wal);
+    // Recovery accepts a log that starts mid-way, and continues it.
+    let (wal, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, records[first as usize - 1..].to_vec());
+    assert_eq!((wal.first_lsn(), wal.last_lsn()), (first, 100));
+    let more = append_synced(&wal, 30, 500);
+    drop(wal);
+    let (_, replayed) = open_wal(&fs, small()).unwrap();
+    let mut expected = records[first as usize - 1..].to_vec();
+    expected.extend(more);
+    assert_eq!(replayed, expected);
+}
+
+#[test]
+fn crash_after_removal_recovers_the_remaining_records() {
+    for (round, mode) in [
+        CrashMode::LoseAll,
+        CrashMode::KeepPrefix { seed: 1 },
+        CrashMode::KeepPrefix { seed: 99 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let fs = MemFs::new();
+        let (wal, _) = open_wal(&fs, small()).unwrap();
+        let records = append_synced(&wal, 80, 700);
+        block_on(wal.remove_segments_before(50)).unwrap();
+        let first = wal.first_lsn();
+        assert!(first > 1 && first <= 50, "{first}");
+        // Unsynced, partly written records after the removal.
+        for _ in 0..20 {
+            append(&wal, 700);
+        }
+        block_on(wal.write_buffered()).unwrap();
+        append(&wal, 10);
+        drop(wal);
+        fs.crash(mode);
+        let (wal, replayed) = open_wal(&fs, small()).unwrap();
+        let kept = &records[first as usize - 1..];
+        assert!(replayed.len() >= kept.len(), "round {round}");
+        assert_eq!(&replayed[..kept.len()], kept, "round {round}");
+        assert_eq!(wal.first_lsn(), first);
+        for (i, record) in replayed.iter().enumerate() {
+            assert_eq!(record.0, first + i as u64);
+        }
+    }
+}
+
+#[test]
+fn roll_starts_a_new_segment() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(
+        &fs,
+        WalOptions {
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let mut expected: Vec<Rec> = (0..3).map(|_| append(&wal, 100)).collect();
+    block_on(wal.roll()).unwrap();
+    // Rolling flushed and synced what was appended before it.
+    assert_eq!(wal.durable_lsn(), 3);
+    assert_eq!(wal.segment_first_lsns(), vec![1, 4]);
+    // An empty segment is not rolled again.
+    block_on(wal.roll()).unwrap();
+    assert_eq!(wal.segment_first_lsns(), vec![1, 4]);
+    expected.push(append(&wal, 100));
+    block_on(wal.roll()).unwrap();
+    expected.push(append(&wal, 100));
+    block_on(wal.sync_all()).unwrap();
+    assert_eq!(wal.segment_first_lsns(), vec![1, 4, 5]);
+    assert_eq!(
+        segment_files(&fs),
+        vec![
+            segment_file_name(1),
+            segment_file_name(4),
+            segment_file_name(5)
+        ]
+    );
+    drop(wal);
+    let (wal, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, expected);
+    assert_eq!(wal.segment_first_lsns(), vec![1, 4, 5]);
+}
+
+/// A roll followed by removing everything before it leaves one empty segment whose name keeps
+/// the lsn sequence going across a crash.
+#[test]
+fn empty_sole_segment_keeps_the_lsn() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    append_synced(&wal, 40, 300);
+    block_on(wal.roll()).unwrap();
+    block_on(wal.remove_segments_before(41)).unwrap();
+    assert_eq!(wal.segment_first_lsns(), vec![41]);
+    drop(wal);
+    fs.crash(CrashMode::LoseAll);
+    let (wal, replayed) = open_wal(&fs, small()).unwrap();
+    assert!(replayed.is_empty());
+    assert_eq!((wal.first_lsn(), wal.last_lsn()), (41, 40));
+    let record = append(&wal, 10);
+    assert_eq!(record.0, 41);
+    block_on(wal.sync_all()).unwrap();
+    drop(wal);
+    let (_, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, vec![record]);
+}
+
+#[test]
+fn replay_from_lsn_skips_but_checks_older_records() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    let records = append_synced(&wal, 60, 400);
+    drop(wal);
+    let (wal, replayed) = open_from(&fs, 45);
+    assert_eq!(replayed, records[44..].to_vec());
+    assert_eq!(wal.last_lsn(), 60);
+    drop(wal);
+    // Older records are still checked: damage in them is refused.
+    let damaged = MemFs::new();
+    block_on(damaged.create_dir_all(&dir())).unwrap();
+    for name in segment_files(&fs) {
+        let path = dir().join(&name);
+        damaged.set_file_bytes(&path, fs.file_bytes(&path).unwrap());
+    }
+    let first = dir().join(&segment_files(&damaged)[0]);
+    let spans = record_spans(&damaged.file_bytes(&first).unwrap());
+    damaged.flip_bit(&first, spans[0].0 as u64 + 40, 1);
+    assert!(matches!(
+        open_wal(
+            &damaged,
+            WalOptions {
+                replay_from_lsn: 45,
+                ..small()
+            }
+        ),
+        Err(WalError::Corrupt { .. })
+    ));
+    // Replaying from beyond the end: the log lost records kept elsewhere (flushed, then a crash
+    // dropped the unsynced log tail). Numbering continues from there, never below.
+    let (wal, replayed) = open_from(&fs, 1000);
+    assert!(replayed.is_empty());
+    assert_eq!(wal.last_lsn(), 999);
+    assert_eq!(wal.append(1, b"next").unwrap(), 1000);
+    block_on(wal.sync_all()).unwrap();
+    drop(wal);
+    let (wal, replayed) = open_from(&fs, 1000);
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(wal.last_lsn(), 1000);
+    assert_eq!(segment_files(&fs), vec![segment_file_name(1000)]);
+}
+
+#[test]
+fn failed_directory_sync_during_removal_fails_the_log() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    append_synced(&wal, 60, 500);
+    fs.fail_next(FaultOp::SyncDir, io::ErrorKind::Other);
+    assert!(matches!(
+        block_on(wal.remove_segments_before(50)),
+        Err(WalError::Io { .. })
+    ));
+    assert!(wal.is_failed());
+    assert!(matches!(
+        block_on(wal.remove_segments_before(50)),
+        Err(WalError::Failed { .. })
+    ));
+    // A failed remove (not a sync) leaves a contiguous log and the log usable.
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    let records = append_synced(&wal, 60, 500);
+    fs.fail_next(FaultOp::Remove, io::ErrorKind::Other);
+    assert!(block_on(wal.remove_segments_before(50)).is_err());
+    assert!(!wal.is_failed());
+    drop(wal);
+    let (_, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, records);
+}
+
+/// Removal, appends, syncs and rolls interleave at every I/O point; the log stays contiguous
+/// and holds every synced record from its first lsn on.
+#[test]
+fn removal_interleaves_with_appends_and_flushes() {
+    let fs = MemFs::new();
+    let (wal, _) = open_wal(&fs, small()).unwrap();
+    let wal = Rc::new(wal);
+    fs.set_yield_on_io(true);
+    let writers: Vec<Task<Vec<Rec>>> = (0..3)
+        .map(|task| {
+            let wal = wal.clone();
+            Box::pin(async move {
+                let mut mine = Vec::new();
+                for i in 0..60u64 {
+                    let data = payload(task * 1000 + i, 300 + (i as usize % 5) * 200);
+                    let lsn = wal.append(1, &data).unwrap();
+                    if i % 4 == 0 {
+                        wal.sync_to(lsn).await.unwrap();
+                    }
+                    if task == 0 && i % 25 == 0 {
+                        wal.roll().await.unwrap();
+                    }
+                    mine.push((lsn, 1u8, data));
+                }
+                wal.sync_all().await.unwrap();
+                mine
+            }) as Task<_>
+        })
+        .collect();
+    let remover: Task<Vec<Rec>> = {
+        let wal = wal.clone();
+        Box::pin(async move {
+            // Until the writers are done (bounded, in case they stall).
+            for _ in 0..100_000 {
+                let durable = wal.durable_lsn();
+                wal.remove_segments_before(durable.saturating_sub(20))
+                    .await
+                    .unwrap();
+                if durable >= 180 {
+                    break;
+                }
+                YieldOnce(false).await;
+            }
+            Vec::new()
+        })
+    };
+    let mut tasks = writers;
+    tasks.push(remover);
+    let mut all: Vec<Rec> = join_all(tasks).into_iter().flatten().collect();
+    all.sort();
+    let first = wal.first_lsn();
+    assert!(first > 1, "nothing was removed");
+    assert_eq!(wal.segment_count(), segment_files(&fs).len());
+    fs.set_yield_on_io(false);
+    drop(wal);
+    fs.crash(CrashMode::LoseAll);
+    let (_, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, all[first as usize - 1..].to_vec());
 }

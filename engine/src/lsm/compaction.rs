@@ -1,0 +1,220 @@
+//! Leveled compaction: which files to merge next, and which versions a merge may drop.
+//!
+//! Level 0 is compacted into level 1 once it holds `l0_compaction_trigger` files (all of L0
+//! and the L1 files they overlap). A sorted level `n >= 1` is compacted into `n + 1` once its
+//! bytes exceed its target (`level1_bytes * ratio^(n-1)`); the level with the highest
+//! bytes/target score goes first, and within it files are taken round-robin by key so the whole
+//! key space gets rewritten evenly. A file that overlaps nothing in the next level is moved by
+//! a manifest edit alone (a trivial move), without rewriting it.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::key::{SeqNo, ValueKind};
+use super::snapshot::stripe_of;
+use super::version::{Table, Version, LEVEL_COUNT};
+use super::LsmOptions;
+use crate::fs::FileSystem;
+
+/// Decides, per input entry, whether an expired value (as the application defines it, e.g. a
+/// Redis key past its expiry) should be treated as deleted: `filter(user_key, value)`.
+pub type ExpiryFilter = Rc<dyn Fn(&[u8], &[u8]) -> bool>;
+
+/// A chosen compaction.
+pub struct Pick<F: FileSystem> {
+    pub level: usize,
+    pub output_level: usize,
+    /// Files of `level`.
+    pub inputs: Vec<Rc<Table<F>>>,
+    /// Files of `output_level` that overlap the inputs.
+    pub next_inputs: Vec<Rc<Table<F>>>,
+}
+
+impl<F: FileSystem> Pick<F> {
+    /// One file that overlaps nothing below it: move it instead of rewriting it.
+    pub fn is_trivial_move(&self) -> bool {
+        self.level > 0 && self.inputs.len() == 1 && self.next_inputs.is_empty()
+    }
+
+    /// The user-key range the compaction covers.
+    pub fn key_range(&self) -> (Bytes, Bytes) {
+        key_range(self.inputs.iter().chain(&self.next_inputs))
+    }
+
+    pub fn input_bytes(&self) -> u64 {
+        self.inputs
+            .iter()
+            .chain(&self.next_inputs)
+            .map(|t| t.meta.file_bytes)
+            .sum()
+    }
+}
+
+fn key_range<'a, F: FileSystem + 'a>(
+    tables: impl Iterator<Item = &'a Rc<Table<F>>>,
+) -> (Bytes, Bytes) {
+    let mut lo: Option<&[u8]> = None;
+    let mut hi: Option<&[u8]> = None;
+    for table in tables {
+        let (s, l) = (table.smallest_user_key(), table.largest_user_key());
+        lo = Some(lo.map_or(s, |lo| lo.min(s)));
+        hi = Some(hi.map_or(l, |hi| hi.max(l)));
+    }
+    (
+        Bytes::copy_from_slice(lo.unwrap_or_default()),
+        Bytes::copy_from_slice(hi.unwrap_or_default()),
+    )
+}
+
+/// Target bytes of sorted level `level` (>= 1).
+pub fn level_target_bytes(opts: &LsmOptions, level: usize) -> u64 {
+    assert!(level >= 1);
+    let mut target = opts.level1_bytes;
+    for _ in 1..level {
+        target = target.saturating_mul(opts.level_size_ratio);
+    }
+    target
+}
+
+/// The most urgent compaction, if any is due. `pointers[level]` is the largest user key the last
+/// compaction of that level covered (round-robin position).
+pub fn pick<F: FileSystem>(
+    version: &Version<F>,
+    opts: &LsmOptions,
+    pointers: &[Bytes],
+) -> Option<Pick<F>> {
+    let l0 = &version.levels[0];
+    let l0_score = l0.len() as f64 / opts.l0_compaction_trigger as f64;
+    let mut best: Option<(f64, usize)> = (l0_score >= 1.0).then_some((l0_score, 0));
+    // The last level has no target: it holds whatever is left.
+    for level in 1..LEVEL_COUNT - 1 {
+        let score = version.level_bytes(level) as f64 / level_target_bytes(opts, level) as f64;
+        if score >= 1.0 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, level));
+        }
+    }
+    let (_, level) = best?;
+    let inputs = if level == 0 {
+        l0.clone()
+    } else {
+        vec![next_file_round_robin(&version.levels[level], &pointers[level]).clone()]
+    };
+    let (lo, hi) = key_range(inputs.iter());
+    let next_inputs = version.overlapping(level + 1, &lo, &hi);
+    Some(Pick {
+        level,
+        output_level: level + 1,
+        inputs,
+        next_inputs,
+    })
+}
+
+fn next_file_round_robin<'a, F: FileSystem>(
+    files: &'a [Rc<Table<F>>],
+    pointer: &[u8],
+) -> &'a Rc<Table<F>> {
+    assert!(!files.is_empty());
+    files
+        .iter()
+        .find(|t| pointer.is_empty() || t.smallest_user_key() > pointer)
+        .unwrap_or(&files[0])
+}
+
+/// What happens to one input entry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    Drop,
+    /// Write it, with this kind (an expired value becomes a tombstone).
+    Keep(ValueKind),
+}
+
+/// The garbage-collection rules of a merge, applied to entries in internal-key order:
+/// - of the versions of a key that fall in the same snapshot stripe, only the newest is kept
+///   (no reader can see the others);
+/// - an expired value is turned into a tombstone;
+/// - at the bottom of the tree (nothing older below), a tombstone that every snapshot sees is
+///   dropped, with everything under it.
+pub struct Gc {
+    snapshots: Vec<SeqNo>,
+    bottommost: bool,
+    filter: Option<ExpiryFilter>,
+    last_key: Vec<u8>,
+    /// Stripe of the last version kept or dropped of `last_key`; None before its first one.
+    last_stripe: Option<usize>,
+}
+
+impl Gc {
+    pub fn new(snapshots: Vec<SeqNo>, bottommost: bool, filter: Option<ExpiryFilter>) -> Gc {
+        debug_assert!(snapshots.windows(2).all(|w| w[0] < w[1]));
+        Gc {
+            snapshots,
+            bottommost,
+            filter,
+            last_key: Vec::new(),
+            last_stripe: None,
+        }
+    }
+
+    pub fn decide(
+        &mut self,
+        user_key: &[u8],
+        seq: SeqNo,
+        kind: ValueKind,
+        value: &[u8],
+    ) -> Decision {
+        if self.last_stripe.is_none() || self.last_key != user_key {
+            self.last_key.clear();
+            self.last_key.extend_from_slice(user_key);
+            self.last_stripe = None;
+        }
+        let stripe = stripe_of(&self.snapshots, seq);
+        if self.last_stripe == Some(stripe) {
+            return Decision::Drop;
+        }
+        self.last_stripe = Some(stripe);
+        let expired =
+            kind == ValueKind::Put && self.filter.as_ref().is_some_and(|f| f(user_key, value));
+        let kind = if expired { ValueKind::Delete } else { kind };
+        if kind == ValueKind::Delete && self.bottommost && stripe == 0 {
+            return Decision::Drop;
+        }
+        Decision::Keep(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ValueKind::{Delete, Put};
+
+    #[test]
+    fn keeps_the_newest_version_per_stripe() {
+        let mut gc = Gc::new(vec![5], false, None);
+        assert_eq!(gc.decide(b"k", 9, Put, b""), Decision::Keep(Put));
+        assert_eq!(gc.decide(b"k", 7, Put, b""), Decision::Drop);
+        assert_eq!(gc.decide(b"k", 5, Put, b""), Decision::Keep(Put));
+        assert_eq!(gc.decide(b"k", 2, Put, b""), Decision::Drop);
+        assert_eq!(gc.decide(b"l", 2, Delete, b""), Decision::Keep(Delete));
+    }
+
+    #[test]
+    fn bottom_level_drops_tombstones_every_snapshot_sees() {
+        let mut gc = Gc::new(vec![5], true, None);
+        // A tombstone newer than the snapshot must stay: the snapshot sees the older value.
+        assert_eq!(gc.decide(b"k", 9, Delete, b""), Decision::Keep(Delete));
+        assert_eq!(gc.decide(b"k", 3, Put, b""), Decision::Keep(Put));
+        assert_eq!(gc.decide(b"l", 4, Delete, b""), Decision::Drop);
+        assert_eq!(gc.decide(b"l", 2, Put, b""), Decision::Drop);
+    }
+
+    #[test]
+    fn expired_values_become_tombstones() {
+        let filter: ExpiryFilter = Rc::new(|_, value| value == b"old");
+        let mut gc = Gc::new(vec![], false, Some(filter.clone()));
+        assert_eq!(gc.decide(b"k", 3, Put, b"old"), Decision::Keep(Delete));
+        let mut gc = Gc::new(vec![], true, Some(filter));
+        assert_eq!(gc.decide(b"k", 3, Put, b"old"), Decision::Drop);
+        assert_eq!(gc.decide(b"m", 3, Put, b"new"), Decision::Keep(Put));
+    }
+}

@@ -1,0 +1,965 @@
+//! [`Lsm`]: one shard's log-structured merge tree — write path, reads, snapshots, and the
+//! background flush and compaction loops.
+//!
+//! Directory layout: `wal/` (the write-ahead log), `manifest/` (the log of version edits),
+//! `sst/` (the tables, `{id:016}.sst`).
+//!
+//! Crash safety, by construction: a table is written and synced before the manifest edit that
+//! adds it is appended and synced; WAL segments are deleted only after the edit that says
+//! their records are in tables; retired tables are deleted only after the edit that retires
+//! them, and once no reader holds them. At start, tables the manifest does not list are
+//! leftovers of an interrupted flush or compaction and are deleted.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::batch::{self, WriteBatch, WAL_KIND_BATCH};
+use super::compaction::{self, Decision, Gc, Pick};
+use super::iter::{DbIter, MergingIter, ReadOptions, Source};
+use super::key::{self, SeqNo, ValueKind};
+use super::manifest::{self, FileMeta, Manifest, ManifestState, VersionEdit};
+use super::memtable::{Lookup, MemIter, Memtable};
+use super::notify::Notify;
+use super::snapshot::{Snapshot, SnapshotList};
+use super::version::{Table, Version, LEVEL_COUNT};
+use super::{LsmError, LsmOptions};
+use crate::cache::BlockCache;
+use crate::fs::FileSystem;
+use crate::rt::Runtime;
+use crate::sst::{SstInfo, SstReader, SstWriter};
+use crate::wal::{Wal, WalOptions};
+
+/// Entries a flush or compaction processes between calls to `yield_if_needed`.
+const ENTRIES_PER_YIELD_CHECK: usize = 256;
+/// How long one write is delayed when level 0 passes the slowdown trigger.
+const SLOWDOWN_DELAY: Duration = Duration::from_millis(1);
+
+/// Counters for `INFO`, benchmarks and tests.
+#[derive(Default, Debug, Clone)]
+pub struct LsmStats {
+    pub user_bytes_written: u64,
+    pub wal_bytes_written: u64,
+    pub flushes: u64,
+    pub flush_bytes_written: u64,
+    pub compactions: u64,
+    pub trivial_moves: u64,
+    pub compaction_bytes_read: u64,
+    pub compaction_bytes_written: u64,
+    pub stalls: u64,
+    pub slowdowns: u64,
+    pub max_l0_files: usize,
+}
+
+struct State<F: FileSystem> {
+    active: Rc<Memtable>,
+    /// Full memtables waiting to be flushed, oldest first.
+    immutables: VecDeque<Rc<Memtable>>,
+    version: Rc<Version<F>>,
+    manifest_state: ManifestState,
+}
+
+pub struct Lsm<F: FileSystem + Clone + 'static, R: Runtime> {
+    fs: F,
+    rt: R,
+    dir: PathBuf,
+    opts: LsmOptions,
+    wal: Wal<F>,
+    manifest: Manifest<F>,
+    cache: Rc<BlockCache>,
+    state: RefCell<State<F>>,
+    last_seq: Cell<SeqNo>,
+    next_file_id: Cell<u64>,
+    snapshots: Rc<SnapshotList>,
+    /// Set when a background flush or compaction failed; writes are refused from then on.
+    failed: RefCell<Option<String>>,
+    closing: Cell<bool>,
+    /// Background work may be due (a memtable filled, a level grew).
+    work: Notify,
+    /// A flush or compaction finished, or a loop exited (stalled writers re-check).
+    changed: Notify,
+    loops_running: Cell<usize>,
+    /// A version edit is being applied (they go one at a time).
+    editing: Cell<bool>,
+    edit_done: Notify,
+    /// Flushes and compactions in progress.
+    busy: Cell<usize>,
+    pointers: RefCell<Vec<Bytes>>,
+    /// Tables retired by a compaction, deleted once no reader holds them.
+    obsolete: RefCell<Vec<Rc<Table<F>>>>,
+    stats: RefCell<LsmStats>,
+}
+
+fn sst_dir(dir: &Path) -> PathBuf {
+    dir.join("sst")
+}
+
+impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
+    /// Opens (or creates) the tree in `dir`: loads the manifest, opens the tables, deletes
+    /// leftovers, replays the WAL above what the tables hold, and starts the background loops.
+    pub async fn open(
+        fs: F,
+        rt: R,
+        dir: PathBuf,
+        opts: LsmOptions,
+        cache: Rc<BlockCache>,
+    ) -> Result<Rc<Lsm<F, R>>, LsmError> {
+        opts.validate();
+        let sst_dir = sst_dir(&dir);
+        fs.create_dir_all(&sst_dir)
+            .await
+            .map_err(LsmError::io(&sst_dir))?;
+        let (manifest, manifest_state) = Manifest::open(fs.clone(), dir.join("manifest")).await?;
+        let version = open_tables(&fs, &sst_dir, &manifest_state, &cache).await?;
+        remove_leftover_tables(&fs, &sst_dir, &manifest_state).await?;
+
+        let replay = RefCell::new(Replay {
+            memtables: vec![Rc::new(Memtable::new())],
+            last_seq: manifest_state.last_seq,
+            memtable_bytes: opts.memtable_bytes,
+        });
+        let wal_opts = WalOptions {
+            replay_from_lsn: manifest_state.flushed_lsn + 1,
+            ..opts.wal.clone()
+        };
+        let wal = Wal::open(
+            fs.clone(),
+            dir.join("wal"),
+            wal_opts,
+            |lsn, kind, payload| replay.borrow_mut().apply(lsn, kind, payload),
+        )
+        .await?;
+        let Replay {
+            mut memtables,
+            last_seq,
+            ..
+        } = replay.into_inner();
+        let active = memtables.pop().expect("replay keeps an active memtable");
+        let lsm = Rc::new(Lsm {
+            fs,
+            rt,
+            dir,
+            wal,
+            manifest,
+            cache,
+            state: RefCell::new(State {
+                active,
+                immutables: memtables.into(),
+                version: Rc::new(version),
+                manifest_state: manifest_state.clone(),
+            }),
+            last_seq: Cell::new(last_seq),
+            next_file_id: Cell::new(manifest_state.next_file_id),
+            snapshots: Rc::new(SnapshotList::default()),
+            failed: RefCell::new(None),
+            closing: Cell::new(false),
+            work: Notify::default(),
+            changed: Notify::default(),
+            loops_running: Cell::new(2),
+            editing: Cell::new(false),
+            edit_done: Notify::default(),
+            busy: Cell::new(0),
+            pointers: RefCell::new(vec![Bytes::new(); LEVEL_COUNT]),
+            obsolete: RefCell::new(Vec::new()),
+            stats: RefCell::new(LsmStats::default()),
+            opts,
+        });
+        lsm.rt.spawn_background(lsm.clone().flush_loop());
+        lsm.rt.spawn_background(lsm.clone().compaction_loop());
+        Ok(lsm)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn wal(&self) -> &Wal<F> {
+        &self.wal
+    }
+
+    pub fn options(&self) -> &LsmOptions {
+        &self.opts
+    }
+
+    pub fn last_seq(&self) -> SeqNo {
+        self.last_seq.get()
+    }
+
+    pub fn stats(&self) -> LsmStats {
+        self.stats.borrow().clone()
+    }
+
+    pub fn block_cache(&self) -> &Rc<BlockCache> {
+        &self.cache
+    }
+
+    /// Files per level, for tests and `INFO`.
+    pub fn level_file_counts(&self) -> Vec<usize> {
+        let state = self.state.borrow();
+        state.version.levels.iter().map(Vec::len).collect()
+    }
+
+    pub fn level_bytes(&self) -> Vec<u64> {
+        let state = self.state.borrow();
+        (0..LEVEL_COUNT)
+            .map(|l| state.version.level_bytes(l))
+            .collect()
+    }
+
+    pub fn memtable_bytes(&self) -> usize {
+        let state = self.state.borrow();
+        state.active.used_bytes()
+            + state
+                .immutables
+                .iter()
+                .map(|m| m.used_bytes())
+                .sum::<usize>()
+    }
+
+    fn check_writable(&self) -> Result<(), LsmError> {
+        if let Some(reason) = self.failed.borrow().as_ref() {
+            return Err(LsmError::Failed {
+                reason: reason.clone(),
+            });
+        }
+        if self.closing.get() {
+            return Err(LsmError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Applies `batch` atomically: logs it (buffered; make it durable with
+    /// `wal().sync_to(lsn)`) and inserts it into the memtable. Returns the WAL lsn. Callers
+    /// should await [`Lsm::wait_for_write_room`] before writing, so that memory stays bounded
+    /// when writes outrun flushing.
+    pub fn write(&self, batch: &WriteBatch) -> Result<u64, LsmError> {
+        self.check_writable()?;
+        batch.validate()?;
+        if batch.is_empty() {
+            return Ok(self.wal.last_lsn());
+        }
+        let base_seq = self.last_seq.get() + 1;
+        let last_seq = base_seq + batch.len() as u64 - 1;
+        if last_seq > key::SEQ_MAX {
+            return Err(LsmError::Failed {
+                reason: "sequence numbers exhausted".into(),
+            });
+        }
+        let payload = batch.encode(base_seq);
+        let lsn = self.wal.append(WAL_KIND_BATCH, &payload)?;
+        {
+            let state = self.state.borrow();
+            for (i, (kind, key, value)) in batch.entries().iter().enumerate() {
+                state
+                    .active
+                    .insert(key.clone(), base_seq + i as u64, *kind, value.clone());
+            }
+            state.active.note_lsn(lsn);
+        }
+        self.last_seq.set(last_seq);
+        let mut stats = self.stats.borrow_mut();
+        stats.user_bytes_written += batch
+            .entries()
+            .iter()
+            .map(|(_, k, v)| (k.len() + v.len()) as u64)
+            .sum::<u64>();
+        stats.wal_bytes_written += (payload.len() + crate::wal::RECORD_HEADER_BYTES) as u64;
+        drop(stats);
+        self.maybe_rotate();
+        Ok(lsn)
+    }
+
+    /// Writes `batch` and waits until it is durable.
+    pub async fn write_durable(&self, batch: &WriteBatch) -> Result<(), LsmError> {
+        self.wait_for_write_room().await?;
+        let lsn = self.write(batch)?;
+        self.wal.sync_to(lsn).await?;
+        Ok(())
+    }
+
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, LsmError> {
+        let mut batch = WriteBatch::new();
+        batch.put(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        self.wait_for_write_room().await?;
+        self.write(&batch)
+    }
+
+    pub async fn delete(&self, key: &[u8]) -> Result<u64, LsmError> {
+        let mut batch = WriteBatch::new();
+        batch.delete(Bytes::copy_from_slice(key));
+        self.wait_for_write_room().await?;
+        self.write(&batch)
+    }
+
+    /// Turns a full active memtable into an immutable one, unless the flush queue is full (then
+    /// writers stall in `wait_for_write_room` until a flush frees a slot).
+    fn maybe_rotate(&self) {
+        let mut state = self.state.borrow_mut();
+        let full = state.active.used_bytes() >= self.opts.memtable_bytes;
+        if full && state.immutables.len() < self.opts.max_immutable_memtables {
+            let old = std::mem::replace(&mut state.active, Rc::new(Memtable::new()));
+            state.immutables.push_back(old);
+            drop(state);
+            self.work.notify_all();
+        }
+    }
+
+    /// Waits while writes must stall: the memtable is full and every flush slot is taken, or
+    /// level 0 has reached the stop trigger. Past the slowdown trigger, delays the write a
+    /// little so compaction can catch up before a hard stall. Never blocks the executor.
+    pub async fn wait_for_write_room(&self) -> Result<(), LsmError> {
+        let mut slowed = false;
+        loop {
+            self.check_writable()?;
+            let (memtable_stall, l0_files) = {
+                let state = self.state.borrow();
+                let full = state.active.used_bytes() >= self.opts.memtable_bytes;
+                (
+                    full && state.immutables.len() >= self.opts.max_immutable_memtables,
+                    state.version.levels[0].len(),
+                )
+            };
+            if memtable_stall || l0_files >= self.opts.l0_stop_trigger {
+                self.stats.borrow_mut().stalls += 1;
+                self.work.notify_all();
+                self.changed.wait().await;
+                self.maybe_rotate();
+                continue;
+            }
+            if l0_files >= self.opts.l0_slowdown_trigger && !slowed {
+                self.stats.borrow_mut().slowdowns += 1;
+                slowed = true;
+                self.rt.sleep(SLOWDOWN_DELAY).await;
+                continue;
+            }
+            return Ok(());
+        }
+    }
+
+    /// Pins the current sequence number.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshots.pin(self.last_seq.get())
+    }
+
+    pub fn snapshot_count(&self) -> usize {
+        self.snapshots.len()
+    }
+
+    /// What the memtables say about `user_key` as of now, without I/O.
+    pub fn get_from_memory(&self, user_key: &[u8]) -> Lookup {
+        let seq = self.last_seq.get();
+        let state = self.state.borrow();
+        std::iter::once(&state.active)
+            .chain(state.immutables.iter().rev())
+            .map(|m| m.get(user_key, seq))
+            .find(|l| *l != Lookup::Absent)
+            .unwrap_or(Lookup::Absent)
+    }
+
+    /// The value of `user_key` as of `snapshot` (None: now).
+    pub async fn get(
+        &self,
+        user_key: &[u8],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Option<Bytes>, LsmError> {
+        let seq = snapshot.map_or(self.last_seq.get(), Snapshot::seq);
+        let (memtables, version) = self.read_view();
+        for memtable in &memtables {
+            match memtable.get(user_key, seq) {
+                Lookup::Found(value) => return Ok(Some(value)),
+                Lookup::Deleted => return Ok(None),
+                Lookup::Absent => {}
+            }
+        }
+        for table in &version.levels[0] {
+            if table.overlaps(user_key, user_key) {
+                if let Some(found) = table.reader.get(user_key, seq).await? {
+                    return Ok(visible_value(found));
+                }
+            }
+        }
+        for level in 1..LEVEL_COUNT {
+            if let Some(table) = version.find_in_level(level, user_key) {
+                if let Some(found) = table.reader.get(user_key, seq).await? {
+                    return Ok(visible_value(found));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// An iterator over live keys as of `opts.snapshot` (None: now), below `opts.upper_bound`.
+    /// Position it with `seek` or `seek_to_first`.
+    pub fn iter(&self, opts: ReadOptions) -> DbIter<F> {
+        let snapshot = opts.snapshot.unwrap_or_else(|| self.snapshot());
+        let (memtables, version) = self.read_view();
+        DbIter::new(&memtables, version, snapshot, opts.upper_bound)
+    }
+
+    /// Keys starting with `prefix`, as of `snapshot`; positioned at the first.
+    pub async fn prefix_iter(
+        &self,
+        prefix: &[u8],
+        snapshot: Option<Snapshot>,
+    ) -> Result<DbIter<F>, LsmError> {
+        let mut iter = self.iter(ReadOptions {
+            snapshot,
+            upper_bound: super::iter::prefix_upper_bound(prefix),
+        });
+        iter.seek(prefix).await?;
+        Ok(iter)
+    }
+
+    /// Memtables newest first, and the current version.
+    fn read_view(&self) -> (Vec<Rc<Memtable>>, Rc<Version<F>>) {
+        let state = self.state.borrow();
+        let memtables = std::iter::once(state.active.clone())
+            .chain(state.immutables.iter().rev().cloned())
+            .collect();
+        (memtables, state.version.clone())
+    }
+
+    /// Flushes everything written so far to tables and waits for it (tests, shutdown).
+    pub async fn flush(&self) -> Result<(), LsmError> {
+        {
+            let mut state = self.state.borrow_mut();
+            if !state.active.is_empty() {
+                let old = std::mem::replace(&mut state.active, Rc::new(Memtable::new()));
+                state.immutables.push_back(old);
+            }
+        }
+        self.work.notify_all();
+        loop {
+            self.check_failed()?;
+            if self.state.borrow().immutables.is_empty() {
+                return Ok(());
+            }
+            self.changed.wait().await;
+        }
+    }
+
+    /// Waits until no flush or compaction is due (tests, benchmarks).
+    pub async fn wait_idle(&self) -> Result<(), LsmError> {
+        loop {
+            self.check_failed()?;
+            let idle = {
+                let state = self.state.borrow();
+                state.immutables.is_empty()
+                    && compaction::pick(&state.version, &self.opts, &self.pointers.borrow())
+                        .is_none()
+            };
+            if idle && self.busy.get() == 0 {
+                return Ok(());
+            }
+            self.work.notify_all();
+            self.changed.wait().await;
+        }
+    }
+
+    fn check_failed(&self) -> Result<(), LsmError> {
+        match self.failed.borrow().as_ref() {
+            Some(reason) => Err(LsmError::Failed {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the background loops (an in-progress compaction is abandoned; its partial output
+    /// is deleted at the next open) and syncs the WAL.
+    pub async fn close(&self) -> Result<(), LsmError> {
+        self.stop().await;
+        self.wal.sync_all().await?;
+        Ok(())
+    }
+
+    /// Stops the background loops without syncing anything (what a crash leaves behind).
+    pub async fn stop(&self) {
+        self.closing.set(true);
+        self.work.notify_all();
+        while self.loops_running.get() > 0 {
+            self.changed.wait().await;
+        }
+    }
+
+    fn fail(&self, error: &LsmError) {
+        tracing::error!(dir = %self.dir.display(), "lsm background work failed: {error}");
+        self.failed
+            .borrow_mut()
+            .get_or_insert_with(|| error.to_string());
+        self.changed.notify_all();
+    }
+
+    fn alloc_file_id(&self) -> u64 {
+        let id = self.next_file_id.get();
+        self.next_file_id.set(id + 1);
+        id
+    }
+
+    fn table_path(&self, id: u64) -> PathBuf {
+        sst_dir(&self.dir).join(manifest::sst_file_name(id))
+    }
+
+    async fn flush_loop(self: Rc<Self>) {
+        loop {
+            // Taken before the checks: a notification that lands while we check or work is not
+            // lost.
+            let wakeup = self.work.wait();
+            if self.closing.get() || self.failed.borrow().is_some() {
+                break;
+            }
+            let oldest = self.state.borrow().immutables.front().cloned();
+            match oldest {
+                Some(memtable) => {
+                    self.busy.set(self.busy.get() + 1);
+                    let result = self.flush_memtable(memtable).await;
+                    self.busy.set(self.busy.get() - 1);
+                    if let Err(error) = result {
+                        self.fail(&error);
+                    }
+                }
+                None => wakeup.await,
+            }
+        }
+        self.loop_exited();
+    }
+
+    async fn compaction_loop(self: Rc<Self>) {
+        loop {
+            let wakeup = self.work.wait();
+            if self.closing.get() || self.failed.borrow().is_some() {
+                break;
+            }
+            if let Err(error) = self.purge_obsolete().await {
+                self.fail(&error);
+                break;
+            }
+            let pick = {
+                let state = self.state.borrow();
+                compaction::pick(&state.version, &self.opts, &self.pointers.borrow())
+            };
+            match pick {
+                Some(pick) => {
+                    self.busy.set(self.busy.get() + 1);
+                    let result = self.compact(pick).await;
+                    self.busy.set(self.busy.get() - 1);
+                    match result {
+                        Ok(()) | Err(LsmError::Closed) => {}
+                        Err(error) => self.fail(&error),
+                    }
+                }
+                None => wakeup.await,
+            }
+        }
+        self.loop_exited();
+    }
+
+    fn loop_exited(&self) {
+        self.loops_running.set(self.loops_running.get() - 1);
+        self.changed.notify_all();
+    }
+
+    /// Writes the oldest immutable memtable to a level-0 table and retires it and the WAL
+    /// segments it covered.
+    async fn flush_memtable(&self, memtable: Rc<Memtable>) -> Result<(), LsmError> {
+        let id = self.alloc_file_id();
+        let path = self.table_path(id);
+        let mut gc = Gc::new(self.snapshots.pinned(), false, None);
+        let mut writer = SstWriter::create(&self.fs, &path, self.opts.sst).await?;
+        let mut iter = MemIter::new(memtable.clone());
+        iter.seek_to_first();
+        let mut internal_key = Vec::new();
+        let mut entries = 0usize;
+        while iter.valid() {
+            let entry = iter.entry();
+            if let Decision::Keep(kind) =
+                gc.decide(&entry.user_key, entry.seq, entry.kind, &entry.value)
+            {
+                internal_key.clear();
+                key::encode_into(&mut internal_key, &entry.user_key, entry.seq, kind);
+                writer.add(&internal_key, &entry.value).await?;
+                entries += 1;
+            }
+            iter.next();
+            if entries.is_multiple_of(ENTRIES_PER_YIELD_CHECK) {
+                self.rt.yield_if_needed().await;
+            }
+        }
+        assert!(
+            entries > 0,
+            "a flushed memtable keeps at least the newest version of a key"
+        );
+        let info = writer.finish().await?;
+        let table = self.open_table(id, 0, &info).await?;
+        let edit = VersionEdit {
+            added: vec![table.meta.clone()],
+            next_file_id: Some(self.next_file_id.get()),
+            last_seq: Some(self.last_seq.get()),
+            flushed_lsn: Some(memtable.max_lsn()),
+            ..VersionEdit::default()
+        };
+        self.apply_edit(edit).await?;
+        {
+            let mut state = self.state.borrow_mut();
+            let flushed = state
+                .immutables
+                .pop_front()
+                .expect("the flushed memtable is queued");
+            assert!(
+                Rc::ptr_eq(&flushed, &memtable),
+                "memtables flush oldest first"
+            );
+            let mut version = (*state.version).clone();
+            version.add(0, table);
+            state.version = Rc::new(version);
+            let mut stats = self.stats.borrow_mut();
+            stats.flushes += 1;
+            stats.flush_bytes_written += info.file_bytes;
+            stats.max_l0_files = stats.max_l0_files.max(state.version.levels[0].len());
+        }
+        self.maybe_rotate();
+        self.wal
+            .remove_segments_before(memtable.max_lsn() + 1)
+            .await?;
+        self.changed.notify_all();
+        self.work.notify_all();
+        Ok(())
+    }
+
+    async fn open_table(
+        &self,
+        id: u64,
+        level: u8,
+        info: &SstInfo,
+    ) -> Result<Rc<Table<F>>, LsmError> {
+        let path = self.table_path(id);
+        let reader = SstReader::open(&self.fs, &path, id, self.cache.clone()).await?;
+        let meta = FileMeta {
+            id,
+            level,
+            file_bytes: info.file_bytes,
+            entries: info.entries,
+            tombstones: info.tombstones,
+            smallest: info.smallest.clone(),
+            largest: info.largest.clone(),
+            seq_min: info.seq_min,
+            seq_max: info.seq_max,
+        };
+        Ok(Rc::new(Table { meta, reader }))
+    }
+
+    /// Makes `edit` durable, then folds it into the in-memory manifest state (and rewrites the
+    /// manifest log when it has grown). Edits are applied one at a time, and the counters they
+    /// carry (next file id, last sequence number) are filled in under that exclusion, so that
+    /// a flush and a compaction finishing together never log them out of order.
+    async fn apply_edit(&self, mut edit: VersionEdit) -> Result<(), LsmError> {
+        while self.editing.get() {
+            self.edit_done.wait().await;
+        }
+        self.editing.set(true);
+        let result = self.apply_edit_exclusive(&mut edit).await;
+        self.editing.set(false);
+        self.edit_done.notify_all();
+        result
+    }
+
+    async fn apply_edit_exclusive(&self, edit: &mut VersionEdit) -> Result<(), LsmError> {
+        edit.next_file_id = Some(self.next_file_id.get());
+        if edit.last_seq.is_some() {
+            edit.last_seq = Some(self.last_seq.get());
+        }
+        self.manifest.apply(edit).await?;
+        let state_copy = {
+            let mut state = self.state.borrow_mut();
+            state.manifest_state.apply(edit)?;
+            state.manifest_state.clone()
+        };
+        self.manifest.maybe_rewrite(&state_copy).await?;
+        Ok(())
+    }
+
+    async fn compact(&self, pick: Pick<F>) -> Result<(), LsmError> {
+        let (lo, hi) = pick.key_range();
+        self.pointers.borrow_mut()[pick.level] = Bytes::copy_from_slice(
+            pick.inputs
+                .iter()
+                .map(|t| t.largest_user_key())
+                .max()
+                .unwrap_or_default(),
+        );
+        if pick.is_trivial_move() {
+            return self.trivial_move(pick).await;
+        }
+        let bottommost = !self
+            .state
+            .borrow()
+            .version
+            .has_data_below(pick.output_level, &lo, &hi);
+        let mut sources: Vec<Source<F>> = Vec::new();
+        if pick.level == 0 {
+            sources.extend(pick.inputs.iter().map(|t| Source::Table(t.reader.iter())));
+        } else {
+            sources.push(Source::Level(super::iter::LevelIter::new(
+                pick.inputs.clone(),
+            )));
+        }
+        sources.push(Source::Level(super::iter::LevelIter::new(
+            pick.next_inputs.clone(),
+        )));
+        let mut merge = MergingIter::new(sources);
+        merge.seek_to_first().await?;
+        let mut gc = Gc::new(
+            self.snapshots.pinned(),
+            bottommost,
+            self.opts.expiry_filter.clone(),
+        );
+        let mut outputs: Vec<Rc<Table<F>>> = Vec::new();
+        let mut writer: Option<(u64, SstWriter<F>)> = None;
+        let mut last_user_key: Vec<u8> = Vec::new();
+        let mut internal_key = Vec::new();
+        let mut value = Bytes::new();
+        let mut processed = 0usize;
+        while merge.valid() {
+            if self.closing.get() {
+                return Err(LsmError::Closed);
+            }
+            let keep = {
+                let cur = merge.current()?;
+                let decision = gc.decide(cur.user_key, cur.seq, cur.kind, cur.value);
+                let new_user_key = cur.user_key != &last_user_key[..];
+                if new_user_key {
+                    last_user_key.clear();
+                    last_user_key.extend_from_slice(cur.user_key);
+                }
+                match decision {
+                    Decision::Keep(kind) => {
+                        internal_key.clear();
+                        key::encode_into(&mut internal_key, cur.user_key, cur.seq, kind);
+                        value = if kind == ValueKind::Put {
+                            cur.value.clone()
+                        } else {
+                            Bytes::new()
+                        };
+                        Some(new_user_key)
+                    }
+                    Decision::Drop => None,
+                }
+            };
+            if let Some(new_user_key) = keep {
+                // Cut output files only between user keys, so that sorted levels never split a
+                // key's versions across two files.
+                let full = writer
+                    .as_ref()
+                    .is_some_and(|(_, w)| w.estimated_file_bytes() >= self.opts.target_file_bytes);
+                if full && new_user_key {
+                    let (id, w) = writer.take().expect("full writer");
+                    outputs.push(self.finish_output(id, pick.output_level, w).await?);
+                }
+                if writer.is_none() {
+                    let id = self.alloc_file_id();
+                    let w =
+                        SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst)
+                            .await?;
+                    writer = Some((id, w));
+                }
+                let (_, w) = writer.as_mut().expect("open writer");
+                w.add(&internal_key, &value).await?;
+            }
+            merge.next().await?;
+            processed += 1;
+            if processed.is_multiple_of(ENTRIES_PER_YIELD_CHECK) {
+                self.rt.yield_if_needed().await;
+            }
+        }
+        if let Some((id, w)) = writer.take() {
+            outputs.push(self.finish_output(id, pick.output_level, w).await?);
+        }
+        self.install_compaction(&pick, outputs).await
+    }
+
+    async fn finish_output(
+        &self,
+        id: u64,
+        level: usize,
+        writer: SstWriter<F>,
+    ) -> Result<Rc<Table<F>>, LsmError> {
+        let info = writer.finish().await?;
+        self.open_table(id, level as u8, &info).await
+    }
+
+    async fn install_compaction(
+        &self,
+        pick: &Pick<F>,
+        outputs: Vec<Rc<Table<F>>>,
+    ) -> Result<(), LsmError> {
+        let inputs: Vec<(usize, &Rc<Table<F>>)> = pick
+            .inputs
+            .iter()
+            .map(|t| (pick.level, t))
+            .chain(pick.next_inputs.iter().map(|t| (pick.output_level, t)))
+            .collect();
+        let edit = VersionEdit {
+            added: outputs.iter().map(|t| t.meta.clone()).collect(),
+            deleted: inputs.iter().map(|(l, t)| (*l as u8, t.meta.id)).collect(),
+            next_file_id: Some(self.next_file_id.get()),
+            ..VersionEdit::default()
+        };
+        self.apply_edit(edit).await?;
+        {
+            let mut state = self.state.borrow_mut();
+            let mut version = (*state.version).clone();
+            for (level, table) in &inputs {
+                version
+                    .remove(*level, table.meta.id)
+                    .expect("compaction inputs are in the current version");
+            }
+            for table in &outputs {
+                version.add(pick.output_level, table.clone());
+            }
+            version.assert_invariants();
+            state.version = Rc::new(version);
+        }
+        self.obsolete
+            .borrow_mut()
+            .extend(inputs.iter().map(|(_, t)| Rc::clone(t)));
+        let mut stats = self.stats.borrow_mut();
+        stats.compactions += 1;
+        stats.compaction_bytes_read += pick.input_bytes();
+        stats.compaction_bytes_written += outputs.iter().map(|t| t.meta.file_bytes).sum::<u64>();
+        drop(stats);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    async fn trivial_move(&self, pick: Pick<F>) -> Result<(), LsmError> {
+        let table = &pick.inputs[0];
+        let mut meta = table.meta.clone();
+        meta.level = pick.output_level as u8;
+        let edit = VersionEdit {
+            added: vec![meta.clone()],
+            deleted: vec![(pick.level as u8, meta.id)],
+            ..VersionEdit::default()
+        };
+        self.apply_edit(edit).await?;
+        {
+            let mut state = self.state.borrow_mut();
+            let mut version = (*state.version).clone();
+            version
+                .remove(pick.level, meta.id)
+                .expect("moved table is in the current version");
+            version.add(
+                pick.output_level,
+                Rc::new(Table {
+                    meta,
+                    reader: table.reader.clone(),
+                }),
+            );
+            version.assert_invariants();
+            state.version = Rc::new(version);
+        }
+        self.stats.borrow_mut().trivial_moves += 1;
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Deletes retired tables no reader holds any more.
+    async fn purge_obsolete(&self) -> Result<(), LsmError> {
+        let unused: Vec<Rc<Table<F>>> = {
+            let mut obsolete = self.obsolete.borrow_mut();
+            let (unused, used) = obsolete.drain(..).partition(|t| Rc::strong_count(t) == 1);
+            *obsolete = used;
+            unused
+        };
+        if unused.is_empty() {
+            return Ok(());
+        }
+        for table in unused {
+            let path = self.table_path(table.meta.id);
+            drop(table);
+            self.fs.remove(&path).await.map_err(LsmError::io(&path))?;
+        }
+        let dir = sst_dir(&self.dir);
+        self.fs.sync_dir(&dir).await.map_err(LsmError::io(&dir))?;
+        Ok(())
+    }
+}
+
+fn visible_value((_, kind, value): (SeqNo, ValueKind, Bytes)) -> Option<Bytes> {
+    (kind == ValueKind::Put).then_some(value)
+}
+
+/// WAL replay into memtables.
+struct Replay {
+    /// Oldest first; the last is the active one.
+    memtables: Vec<Rc<Memtable>>,
+    last_seq: SeqNo,
+    memtable_bytes: usize,
+}
+
+impl Replay {
+    fn apply(&mut self, lsn: u64, kind: u8, payload: &[u8]) -> Result<(), crate::wal::WalError> {
+        let replay_error = |reason: String| crate::wal::WalError::Replay { lsn, reason };
+        if kind != WAL_KIND_BATCH {
+            return Err(replay_error(format!("unknown record kind {kind:#x}")));
+        }
+        let decoded = batch::decode(Bytes::copy_from_slice(payload)).map_err(replay_error)?;
+        let active = self.memtables.last().expect("an active memtable").clone();
+        for (i, (kind, key, value)) in decoded.entries.into_iter().enumerate() {
+            active.insert(key, decoded.base_seq + i as u64, kind, value);
+        }
+        active.note_lsn(lsn);
+        if let Some((_, seq_max)) = active.seq_range() {
+            self.last_seq = self.last_seq.max(seq_max);
+        }
+        if active.used_bytes() >= self.memtable_bytes {
+            self.memtables.push(Rc::new(Memtable::new()));
+        }
+        Ok(())
+    }
+}
+
+async fn open_tables<F: FileSystem>(
+    fs: &F,
+    sst_dir: &Path,
+    state: &ManifestState,
+    cache: &Rc<BlockCache>,
+) -> Result<Version<F>, LsmError> {
+    let mut version = Version::default();
+    for (level, files) in state.levels.iter().enumerate() {
+        for meta in files {
+            let path = sst_dir.join(manifest::sst_file_name(meta.id));
+            let reader = SstReader::open(fs, &path, meta.id, cache.clone()).await?;
+            version.add(
+                level,
+                Rc::new(Table {
+                    meta: meta.clone(),
+                    reader,
+                }),
+            );
+        }
+    }
+    version.assert_invariants();
+    Ok(version)
+}
+
+async fn remove_leftover_tables<F: FileSystem>(
+    fs: &F,
+    sst_dir: &Path,
+    state: &ManifestState,
+) -> Result<(), LsmError> {
+    let names = fs.list(sst_dir).await.map_err(LsmError::io(sst_dir))?;
+    let leftovers = manifest::obsolete_files(state, &names);
+    for name in &leftovers {
+        tracing::info!(file = %name, "removing a table no version references");
+        let path = sst_dir.join(name);
+        fs.remove(&path).await.map_err(LsmError::io(&path))?;
+    }
+    if !leftovers.is_empty() {
+        fs.sync_dir(sst_dir).await.map_err(LsmError::io(sst_dir))?;
+    }
+    Ok(())
+}

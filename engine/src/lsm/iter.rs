@@ -1,0 +1,362 @@
+//! Iterators: one cursor per source (memtable, L0 file, sorted level), merged into one stream
+//! in internal-key order, and the user-facing [`DbIter`] that applies a snapshot on top: it
+//! shows, per user key, the newest version the snapshot may see, and hides tombstones.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::key::{self, SeqNo, ValueKind, SEEK_KIND};
+use super::memtable::{MemIter, Memtable};
+use super::snapshot::Snapshot;
+use super::version::{Table, Version};
+use super::LsmError;
+use crate::fs::FileSystem;
+use crate::sst::SstIter;
+
+/// The current entry of a source, parsed.
+pub struct Current<'a> {
+    pub user_key: &'a [u8],
+    pub seq: SeqNo,
+    pub kind: ValueKind,
+    pub value: &'a Bytes,
+}
+
+/// A cursor over one sorted level: the files in order, one open at a time.
+pub struct LevelIter<F: FileSystem> {
+    files: Vec<Rc<Table<F>>>,
+    /// Index of the open file; `files.len()` when exhausted.
+    at: usize,
+    iter: Option<SstIter<F>>,
+}
+
+impl<F: FileSystem> LevelIter<F> {
+    pub fn new(files: Vec<Rc<Table<F>>>) -> LevelIter<F> {
+        LevelIter {
+            at: files.len(),
+            files,
+            iter: None,
+        }
+    }
+
+    async fn open_at(&mut self, at: usize) -> Result<(), LsmError> {
+        self.at = at;
+        self.iter = None;
+        if let Some(table) = self.files.get(at) {
+            let mut iter = table.reader.iter();
+            iter.seek_to_first().await?;
+            self.iter = Some(iter);
+        }
+        Ok(())
+    }
+
+    async fn skip_exhausted_files(&mut self) -> Result<(), LsmError> {
+        while self.iter.as_ref().is_some_and(|it| !it.valid()) {
+            self.open_at(self.at + 1).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn seek_to_first(&mut self) -> Result<(), LsmError> {
+        self.open_at(0).await?;
+        self.skip_exhausted_files().await
+    }
+
+    pub async fn seek(&mut self, target: &[u8]) -> Result<(), LsmError> {
+        let at = self
+            .files
+            .partition_point(|t| key::compare(&t.meta.largest, target).is_lt());
+        self.at = at;
+        self.iter = None;
+        if let Some(table) = self.files.get(at) {
+            let mut iter = table.reader.iter();
+            iter.seek(target).await?;
+            self.iter = Some(iter);
+        }
+        self.skip_exhausted_files().await
+    }
+
+    pub async fn next(&mut self) -> Result<(), LsmError> {
+        if let Some(iter) = self.iter.as_mut() {
+            iter.next().await?;
+        }
+        self.skip_exhausted_files().await
+    }
+
+    pub fn valid(&self) -> bool {
+        self.iter.as_ref().is_some_and(|it| it.valid())
+    }
+
+    fn iter(&self) -> &SstIter<F> {
+        self.iter.as_ref().expect("valid level iterator")
+    }
+}
+
+/// One source of the merge.
+pub enum Source<F: FileSystem> {
+    Mem(MemIter),
+    Table(SstIter<F>),
+    Level(LevelIter<F>),
+}
+
+impl<F: FileSystem> Source<F> {
+    async fn seek_to_first(&mut self) -> Result<(), LsmError> {
+        match self {
+            Source::Mem(it) => it.seek_to_first(),
+            Source::Table(it) => it.seek_to_first().await?,
+            Source::Level(it) => it.seek_to_first().await?,
+        }
+        Ok(())
+    }
+
+    /// Positions at the first entry at or after `(user_key, seq)`.
+    async fn seek(&mut self, user_key: &[u8], seq: SeqNo) -> Result<(), LsmError> {
+        match self {
+            Source::Mem(it) => it.seek(user_key, seq),
+            Source::Table(it) => it.seek(&key::encode(user_key, seq, SEEK_KIND)).await?,
+            Source::Level(it) => it.seek(&key::encode(user_key, seq, SEEK_KIND)).await?,
+        }
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Result<(), LsmError> {
+        match self {
+            Source::Mem(it) => it.next(),
+            Source::Table(it) => it.next().await?,
+            Source::Level(it) => it.next().await?,
+        }
+        Ok(())
+    }
+
+    fn valid(&self) -> bool {
+        match self {
+            Source::Mem(it) => it.valid(),
+            Source::Table(it) => it.valid(),
+            Source::Level(it) => it.valid(),
+        }
+    }
+
+    fn current(&self) -> Result<Current<'_>, LsmError> {
+        match self {
+            Source::Mem(it) => {
+                let e = it.entry();
+                Ok(Current {
+                    user_key: &e.user_key,
+                    seq: e.seq,
+                    kind: e.kind,
+                    value: &e.value,
+                })
+            }
+            Source::Table(it) => table_current(it),
+            Source::Level(it) => table_current(it.iter()),
+        }
+    }
+}
+
+fn table_current<F: FileSystem>(it: &SstIter<F>) -> Result<Current<'_>, LsmError> {
+    let parsed = key::parse(it.key()).ok_or_else(|| LsmError::Corrupt {
+        reason: "an SSTable iterator returned a malformed internal key".to_string(),
+    })?;
+    Ok(Current {
+        user_key: parsed.user_key,
+        seq: parsed.seq,
+        kind: parsed.kind,
+        value: it.value(),
+    })
+}
+
+/// Merges sources into one stream in internal-key order. Sources are few (memtables, L0
+/// files, one per sorted level), so the smallest is found by a linear scan.
+pub struct MergingIter<F: FileSystem> {
+    sources: Vec<Source<F>>,
+    current: Option<usize>,
+}
+
+impl<F: FileSystem> MergingIter<F> {
+    pub fn new(sources: Vec<Source<F>>) -> MergingIter<F> {
+        MergingIter {
+            sources,
+            current: None,
+        }
+    }
+
+    /// Sources for everything readable at `version` plus the given memtables (newest first).
+    pub fn over(memtables: &[Rc<Memtable>], version: &Version<F>) -> MergingIter<F> {
+        let mut sources: Vec<Source<F>> = memtables
+            .iter()
+            .map(|m| Source::Mem(MemIter::new(m.clone())))
+            .collect();
+        for table in &version.levels[0] {
+            sources.push(Source::Table(table.reader.iter()));
+        }
+        for files in version.levels.iter().skip(1).filter(|f| !f.is_empty()) {
+            sources.push(Source::Level(LevelIter::new(files.clone())));
+        }
+        MergingIter::new(sources)
+    }
+
+    pub async fn seek_to_first(&mut self) -> Result<(), LsmError> {
+        for source in &mut self.sources {
+            source.seek_to_first().await?;
+        }
+        self.pick()
+    }
+
+    pub async fn seek(&mut self, user_key: &[u8], seq: SeqNo) -> Result<(), LsmError> {
+        for source in &mut self.sources {
+            source.seek(user_key, seq).await?;
+        }
+        self.pick()
+    }
+
+    pub async fn next(&mut self) -> Result<(), LsmError> {
+        let at = self.current.expect("next on an exhausted merging iterator");
+        self.sources[at].next().await?;
+        self.pick()
+    }
+
+    pub fn valid(&self) -> bool {
+        self.current.is_some()
+    }
+
+    pub fn current(&self) -> Result<Current<'_>, LsmError> {
+        self.sources[self.current.expect("valid merging iterator")].current()
+    }
+
+    fn pick(&mut self) -> Result<(), LsmError> {
+        let mut best: Option<(usize, &[u8], SeqNo)> = None;
+        for (at, source) in self.sources.iter().enumerate() {
+            if !source.valid() {
+                continue;
+            }
+            let cur = source.current()?;
+            let better = match best {
+                None => true,
+                Some((_, key, seq)) => {
+                    (cur.user_key, std::cmp::Reverse(cur.seq)) < (key, std::cmp::Reverse(seq))
+                }
+            };
+            if better {
+                best = Some((at, cur.user_key, cur.seq));
+            }
+        }
+        self.current = best.map(|(at, _, _)| at);
+        Ok(())
+    }
+}
+
+/// What a [`DbIter`] reads: the snapshot, and an exclusive upper bound on user keys.
+#[derive(Default, Clone)]
+pub struct ReadOptions {
+    /// None: the newest data at the moment the iterator is made.
+    pub snapshot: Option<Snapshot>,
+    pub upper_bound: Option<Bytes>,
+}
+
+/// The user-facing iterator: live keys in order, as of its snapshot.
+pub struct DbIter<F: FileSystem> {
+    merge: MergingIter<F>,
+    /// Keeps the sequence number pinned (compaction keeps what it needs) while we iterate.
+    snapshot: Snapshot,
+    upper_bound: Option<Bytes>,
+    key: Bytes,
+    value: Bytes,
+    valid: bool,
+    /// Pins the files the iterator reads.
+    _version: Rc<Version<F>>,
+}
+
+impl<F: FileSystem> DbIter<F> {
+    pub(super) fn new(
+        memtables: &[Rc<Memtable>],
+        version: Rc<Version<F>>,
+        snapshot: Snapshot,
+        upper_bound: Option<Bytes>,
+    ) -> DbIter<F> {
+        DbIter {
+            merge: MergingIter::over(memtables, &version),
+            snapshot,
+            upper_bound,
+            key: Bytes::new(),
+            value: Bytes::new(),
+            valid: false,
+            _version: version,
+        }
+    }
+
+    pub async fn seek_to_first(&mut self) -> Result<(), LsmError> {
+        self.merge.seek_to_first().await?;
+        self.settle(None).await
+    }
+
+    /// Positions at the first live key >= `user_key`.
+    pub async fn seek(&mut self, user_key: &[u8]) -> Result<(), LsmError> {
+        self.merge.seek(user_key, self.snapshot.seq()).await?;
+        self.settle(None).await
+    }
+
+    pub async fn next(&mut self) -> Result<(), LsmError> {
+        assert!(self.valid, "next on an invalid iterator");
+        let done = std::mem::take(&mut self.key);
+        self.merge.next().await?;
+        self.settle(Some(done)).await
+    }
+
+    pub fn valid(&self) -> bool {
+        self.valid
+    }
+
+    pub fn key(&self) -> &Bytes {
+        &self.key
+    }
+
+    pub fn value(&self) -> &Bytes {
+        &self.value
+    }
+
+    /// Advances the merge to the newest visible version of the next user key that is live,
+    /// skipping `skip` (a key already returned or deleted) and versions newer than the snapshot.
+    async fn settle(&mut self, mut skip: Option<Bytes>) -> Result<(), LsmError> {
+        let snapshot = self.snapshot.seq();
+        loop {
+            if !self.merge.valid() {
+                self.valid = false;
+                return Ok(());
+            }
+            let cur = self.merge.current()?;
+            if let Some(bound) = &self.upper_bound {
+                if cur.user_key >= &bound[..] {
+                    self.valid = false;
+                    return Ok(());
+                }
+            }
+            let hidden = cur.seq > snapshot || skip.as_deref() == Some(cur.user_key);
+            if !hidden {
+                let user_key = Bytes::copy_from_slice(cur.user_key);
+                match cur.kind {
+                    ValueKind::Put => {
+                        self.value = cur.value.clone();
+                        self.key = user_key;
+                        self.valid = true;
+                        return Ok(());
+                    }
+                    ValueKind::Delete => skip = Some(user_key),
+                }
+            }
+            self.merge.next().await?;
+        }
+    }
+}
+
+/// The exclusive upper bound of the keys starting with `prefix` (None: no bound, the prefix is
+/// empty or all 0xff).
+pub fn prefix_upper_bound(prefix: &[u8]) -> Option<Bytes> {
+    let mut bound = prefix.to_vec();
+    while let Some(last) = bound.pop() {
+        if last < 0xff {
+            bound.push(last + 1);
+            return Some(Bytes::from(bound));
+        }
+    }
+    None
+}

@@ -1,0 +1,385 @@
+//! The LSM against a model: a `BTreeMap` for the live state, one per snapshot, and the state
+//! as of the last sync for crashes. Runs over the fault-injecting `MemFs` and the deterministic
+//! `LocalRuntime`, with tiny memtables and levels so that flushes and compactions happen often.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+use crate::cache::BlockCache;
+use crate::localrt::LocalRuntime;
+use crate::memfs::{CrashMode, MemFs};
+use crate::sst::SstOptions;
+use crate::wal::WalOptions;
+
+type Db = Rc<Lsm<MemFs, LocalRuntime>>;
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn small_options() -> LsmOptions {
+    LsmOptions {
+        memtable_bytes: 2 << 10,
+        max_immutable_memtables: 2,
+        l0_compaction_trigger: 2,
+        l0_slowdown_trigger: 4,
+        l0_stop_trigger: 6,
+        level1_bytes: 8 << 10,
+        level_size_ratio: 3,
+        target_file_bytes: 4 << 10,
+        sst: SstOptions {
+            block_bytes: 256,
+            ..SstOptions::default()
+        },
+        wal: WalOptions {
+            segment_bytes_max: 16 << 10,
+            preallocate_bytes: 0,
+            ..WalOptions::default()
+        },
+        expiry_filter: None,
+    }
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from("/db")
+}
+
+async fn open(fs: &MemFs, rt: &LocalRuntime, opts: LsmOptions) -> Db {
+    let cache = Rc::new(BlockCache::new(16 << 10));
+    Lsm::open(fs.clone(), rt.clone(), dir(), opts, cache)
+        .await
+        .expect("open")
+}
+
+async fn contents(db: &Db, snapshot: Option<Snapshot>) -> Model {
+    let mut iter = db.iter(ReadOptions {
+        snapshot,
+        upper_bound: None,
+    });
+    iter.seek_to_first().await.expect("seek");
+    let mut out = Model::new();
+    while iter.valid() {
+        let previous = out.insert(iter.key().to_vec(), iter.value().to_vec());
+        assert!(previous.is_none(), "iterator returned a key twice");
+        iter.next().await.expect("next");
+    }
+    out
+}
+
+/// Runs a test body on a fresh runtime, which it gets to hand to the LSM.
+fn run<T: 'static, Fut: std::future::Future<Output = T> + 'static>(
+    body: impl FnOnce(LocalRuntime) -> Fut,
+) -> T {
+    let rt = LocalRuntime::new(0);
+    rt.block_on(body(rt.clone()))
+}
+
+#[test]
+fn puts_survive_flush_compaction_and_reopen() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt2, small_options()).await;
+        let mut model = Model::new();
+        for i in 0..2_000u32 {
+            let key = format!("key{:05}", (i * 7919) % 1_000).into_bytes();
+            let value = format!("value-{i}-{}", "x".repeat((i % 50) as usize)).into_bytes();
+            if i % 11 == 0 {
+                db.delete(&key).await.unwrap();
+                model.remove(&key);
+            } else {
+                db.put(&key, &value).await.unwrap();
+                model.insert(key, value);
+            }
+        }
+        db.flush().await.unwrap();
+        db.wait_idle().await.unwrap();
+        let stats = db.stats();
+        assert!(stats.flushes > 5 && stats.compactions > 0, "{stats:?}");
+        assert!(db.level_file_counts()[0] < small_options().l0_compaction_trigger);
+        assert_eq!(contents(&db, None).await, model);
+        for (key, value) in model.iter().take(100) {
+            assert_eq!(
+                db.get(key, None).await.unwrap().as_deref(),
+                Some(&value[..])
+            );
+        }
+        assert_eq!(db.get(b"absent", None).await.unwrap(), None);
+        db.close().await.unwrap();
+        drop(db);
+
+        let db = open(&fs, &rt2, small_options()).await;
+        assert_eq!(contents(&db, None).await, model);
+        db.close().await.unwrap();
+    });
+}
+
+#[test]
+fn snapshot_sees_its_state_across_flush_and_compaction() {
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt, small_options()).await;
+        for i in 0..300u32 {
+            db.put(format!("k{i:04}").as_bytes(), b"old").await.unwrap();
+        }
+        let snapshot = db.snapshot();
+        let before = contents(&db, Some(snapshot.clone())).await;
+        for i in 0..300u32 {
+            if i % 2 == 0 {
+                db.delete(format!("k{i:04}").as_bytes()).await.unwrap();
+            } else {
+                db.put(format!("k{i:04}").as_bytes(), b"new-value")
+                    .await
+                    .unwrap();
+            }
+        }
+        db.flush().await.unwrap();
+        db.wait_idle().await.unwrap();
+        assert_eq!(contents(&db, Some(snapshot.clone())).await, before);
+        assert_eq!(
+            db.get(b"k0000", Some(&snapshot)).await.unwrap().as_deref(),
+            Some(&b"old"[..])
+        );
+        assert_eq!(db.get(b"k0000", None).await.unwrap(), None);
+        assert_eq!(contents(&db, None).await.len(), 150);
+        db.close().await.unwrap();
+    });
+}
+
+#[test]
+fn flushed_wal_segments_are_deleted() {
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt, small_options()).await;
+        for i in 0..3_000u32 {
+            db.put(format!("k{:05}", i % 500).as_bytes(), &[7u8; 40])
+                .await
+                .unwrap();
+        }
+        db.flush().await.unwrap();
+        db.wait_idle().await.unwrap();
+        let wal_files = db.wal().segment_count();
+        assert!(
+            wal_files <= 2,
+            "{wal_files} WAL segments left after flushing everything"
+        );
+        db.close().await.unwrap();
+    });
+}
+
+#[test]
+fn prefix_iterator_stops_at_the_prefix_end() {
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt, small_options()).await;
+        for key in ["a", "ab", "abc", "abd", "ac", "b"] {
+            db.put(key.as_bytes(), b"v").await.unwrap();
+        }
+        db.flush().await.unwrap();
+        db.put(b"abz", b"v").await.unwrap();
+        let mut iter = db.prefix_iter(b"ab", None).await.unwrap();
+        let mut keys = Vec::new();
+        while iter.valid() {
+            keys.push(String::from_utf8(iter.key().to_vec()).unwrap());
+            iter.next().await.unwrap();
+        }
+        assert_eq!(keys, ["ab", "abc", "abd", "abz"]);
+        db.close().await.unwrap();
+    });
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u8, usize),
+    Delete(u8),
+    Get(u8),
+    Scan(u8, usize),
+    Snapshot,
+    ReadSnapshot(usize),
+    Release(usize),
+    Sync,
+    Flush,
+    Compact,
+    Crash(bool, u64),
+    Reopen,
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        30 => (any::<u8>(), 0usize..300).prop_map(|(k, len)| Op::Put(k, len)),
+        8 => any::<u8>().prop_map(Op::Delete),
+        8 => any::<u8>().prop_map(Op::Get),
+        3 => (any::<u8>(), 0usize..20).prop_map(|(k, n)| Op::Scan(k, n)),
+        2 => Just(Op::Snapshot),
+        3 => (0usize..8).prop_map(Op::ReadSnapshot),
+        2 => (0usize..8).prop_map(Op::Release),
+        4 => Just(Op::Sync),
+        2 => Just(Op::Flush),
+        1 => Just(Op::Compact),
+        2 => (any::<bool>(), any::<u64>()).prop_map(|(all, seed)| Op::Crash(all, seed)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn key_of(k: u8) -> Vec<u8> {
+    // A small key space (many overwrites), keys of varied length sharing prefixes.
+    format!("key{}", k % 64).into_bytes()
+}
+
+fn value_of(step: usize, len: usize) -> Vec<u8> {
+    let mut value = format!("{step}:").into_bytes();
+    value.resize(len.max(value.len()), b'a' + (step % 26) as u8);
+    value
+}
+
+/// One write since the last sync: the model before it is recoverable too.
+struct Unsynced {
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
+    let mut fs = MemFs::new();
+    fs.set_yield_on_io(true);
+    let mut db = open(&fs, &rt, small_options()).await;
+    let mut model = Model::new();
+    let mut synced = Model::new();
+    let mut unsynced: Vec<Unsynced> = Vec::new();
+    let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
+    for (step, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Put(k, len) => {
+                let (key, value) = (key_of(k), value_of(step, len));
+                db.put(&key, &value).await.unwrap();
+                model.insert(key.clone(), value.clone());
+                unsynced.push(Unsynced {
+                    key,
+                    value: Some(value),
+                });
+            }
+            Op::Delete(k) => {
+                let key = key_of(k);
+                db.delete(&key).await.unwrap();
+                model.remove(&key);
+                unsynced.push(Unsynced { key, value: None });
+            }
+            Op::Get(k) => {
+                let key = key_of(k);
+                let got = db.get(&key, None).await.unwrap();
+                assert_eq!(
+                    got.as_deref(),
+                    model.get(&key).map(|v| &v[..]),
+                    "get {key:?} at step {step}"
+                );
+            }
+            Op::Scan(k, n) => {
+                let from = key_of(k);
+                let mut iter = db.iter(ReadOptions::default());
+                iter.seek(&from).await.unwrap();
+                let mut got = Vec::new();
+                while iter.valid() && got.len() < n {
+                    got.push((iter.key().to_vec(), iter.value().to_vec()));
+                    iter.next().await.unwrap();
+                }
+                let want: Vec<_> = model
+                    .range(from..)
+                    .take(n)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(got, want, "scan at step {step}");
+            }
+            Op::Snapshot => snapshots.push((db.snapshot(), model.clone())),
+            Op::ReadSnapshot(i) => {
+                if let Some((snapshot, expected)) = snapshots.get(i % snapshots.len().max(1)) {
+                    assert_eq!(
+                        &contents(&db, Some(snapshot.clone())).await,
+                        expected,
+                        "snapshot at step {step}"
+                    );
+                    for key in expected.keys().take(5) {
+                        let got = db.get(key, Some(snapshot)).await.unwrap();
+                        assert_eq!(got.as_deref(), expected.get(key).map(|v| &v[..]));
+                    }
+                }
+            }
+            Op::Release(i) => {
+                if !snapshots.is_empty() {
+                    let at = i % snapshots.len();
+                    snapshots.remove(at);
+                }
+            }
+            Op::Sync => {
+                db.wal().sync_all().await.unwrap();
+                synced = model.clone();
+                unsynced.clear();
+            }
+            Op::Flush => {
+                db.flush().await.unwrap();
+            }
+            Op::Compact => db.wait_idle().await.unwrap(),
+            Op::Crash(lose_all, seed) => {
+                let mode = if lose_all {
+                    CrashMode::LoseAll
+                } else {
+                    CrashMode::KeepPrefix { seed }
+                };
+                let crashed = fs.crash_fork(mode);
+                db.stop().await;
+                snapshots.clear();
+                fs = crashed;
+                db = open(&fs, &rt, small_options()).await;
+                let recovered = contents(&db, None).await;
+                // Everything synced survives; of the rest, a prefix of the writes may.
+                let mut candidate = synced.clone();
+                let mut matched = recovered == candidate;
+                for write in &unsynced {
+                    if matched {
+                        break;
+                    }
+                    match &write.value {
+                        Some(value) => candidate.insert(write.key.clone(), value.clone()),
+                        None => candidate.remove(&write.key),
+                    };
+                    matched = recovered == candidate;
+                }
+                assert!(matched, "after a crash at step {step} ({mode:?}) the state is not synced + a prefix of later writes");
+                model = recovered;
+                synced = model.clone();
+                unsynced.clear();
+            }
+            Op::Reopen => {
+                db.close().await.unwrap();
+                snapshots.clear();
+                db = open(&fs, &rt, small_options()).await;
+                synced = model.clone();
+                unsynced.clear();
+                assert_eq!(
+                    contents(&db, None).await,
+                    model,
+                    "after reopen at step {step}"
+                );
+            }
+        }
+    }
+    assert_eq!(contents(&db, None).await, model);
+    drop(snapshots);
+    db.close().await.unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lsm_matches_a_model(ops in proptest::collection::vec(op_strategy(), 1..400)) {
+        let rt = LocalRuntime::new(0);
+        rt.block_on(check_model(rt.clone(), ops));
+    }
+}
+
+#[test]
+fn bytes_helpers_are_exposed() {
+    let _ = Bytes::new();
+}
