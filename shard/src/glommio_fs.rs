@@ -82,10 +82,49 @@ impl fs::DmaFile for GlommioFile {
     }
 }
 
+thread_local! {
+    /// Devices (st_dev) whose io_uring poll support this thread's executor has probed.
+    static PROBED_DEVICES: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bytes of the probe file: one O_DIRECT block.
+const IOPOLL_PROBE_BYTES: usize = 4096;
+
+/// Works around a glommio 0.9 probe bug. The first DMA file opened on a device decides, for the
+/// whole executor, whether that device's reads go to the IOPOLL ring: glommio reads the first
+/// block of that file on the poll ring and calls the device pollable unless the read fails.
+/// When that file is new and empty the read "succeeds" at end of file on any device, every later
+/// read goes to the poll ring, and on a device without poll queues (virtio, most SATA) each one
+/// fails with EOPNOTSUPP. So before the first open on a device, open a one-block file there, so
+/// that the probe reads real data and gets the device's true answer.
+async fn probe_iopoll_with_data(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let device = match std::fs::metadata(dir) {
+        Ok(meta) => meta.dev(),
+        Err(_) => return Ok(()), // The open below reports the real problem.
+    };
+    if PROBED_DEVICES.with(|probed| probed.borrow().contains(&device)) {
+        return Ok(());
+    }
+    // Once per device and executor, at start-up: a small blocking write is acceptable here.
+    let probe = dir.join(format!(".helios-iopoll-probe-{}", std::process::id()));
+    std::fs::write(&probe, [0u8; IOPOLL_PROBE_BYTES])?;
+    let opened = OpenOptions::new().read(true).dma_open(&probe).await;
+    if let Ok(file) = opened {
+        let _ = file.close().await;
+    }
+    std::fs::remove_file(&probe)?;
+    PROBED_DEVICES.with(|probed| probed.borrow_mut().push(device));
+    Ok(())
+}
+
 impl fs::FileSystem for GlommioFs {
     type File = GlommioFile;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<GlommioFile> {
+        if let Some(dir) = path.parent() {
+            probe_iopoll_with_data(dir).await?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -1,5 +1,10 @@
 //! The `helios` executable: parses flags (and an optional TOML config file), checks the
 //! machine (io_uring, RLIMIT_MEMLOCK), installs SIGINT/SIGTERM handling, and runs the server.
+//! With a subcommand (`inspect`, `check`) it runs an offline admin command instead (see
+//! [`admin`]), which needs neither io_uring nor a running server.
+
+mod admin;
+mod stdfs;
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use helios_net::server::{self, Durability, ServerConfig};
@@ -21,8 +26,16 @@ enum DurabilityArg {
 
 /// HeliosDB: a thread-per-core database speaking the Redis protocol (and, soon, PostgreSQL's).
 #[derive(Parser, Debug)]
-#[command(name = "helios", version, about)]
+#[command(
+    name = "helios",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    /// Offline admin commands; without one, helios runs the server.
+    #[command(subcommand)]
+    command: Option<admin::AdminCommand>,
     /// TOML file with any of the settings below (keys as the flags, with '_' for '-');
     /// flags given on the command line win.
     #[arg(long, value_name = "FILE")]
@@ -190,10 +203,14 @@ fn main() -> ExitCode {
         )
         .init();
     let matches = Cli::command().get_matches();
-    let config = match Cli::from_arg_matches(&matches)
-        .map_err(anyhow::Error::from)
-        .and_then(|cli| resolve(cli, &matches))
-    {
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    if let Some(command) = cli.command.take() {
+        return admin::run(command);
+    }
+    let config = match resolve(cli, &matches) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("helios: {error}");

@@ -8,6 +8,7 @@ use std::path::Path;
 use clap::ValueEnum;
 
 use super::fjall::FjallEngine;
+use super::helios::HeliosEngine;
 use super::model::ModelEngine;
 
 /// A single-threaded key-value engine as the benchmark sees it. Futures need not be `Send`: the
@@ -42,6 +43,8 @@ pub trait KvEngine {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EngineKind {
+    /// helios's own LSM (`helios_engine::lsm`) over glommio DMA files; needs the glommio executor.
+    Helios,
     /// fjall (crates.io), the reference.
     Fjall,
     /// An in-memory `BTreeMap`: the harness's own cost, and the answer key for checks.
@@ -51,6 +54,7 @@ pub enum EngineKind {
 impl EngineKind {
     pub fn name(self) -> &'static str {
         match self {
+            EngineKind::Helios => "helios",
             EngineKind::Fjall => "fjall",
             EngineKind::Model => "model",
         }
@@ -73,6 +77,7 @@ pub struct EngineOptions {
 }
 
 pub enum AnyEngine {
+    Helios(HeliosEngine),
     Fjall(FjallEngine),
     Model(ModelEngine),
 }
@@ -81,6 +86,7 @@ pub enum AnyEngine {
 macro_rules! dispatch {
     ($engine:expr, $e:ident => $call:expr) => {
         match $engine {
+            AnyEngine::Helios($e) => $call,
             AnyEngine::Fjall($e) => $call,
             AnyEngine::Model($e) => $call,
         }
@@ -94,6 +100,7 @@ pub async fn open(
     options: &EngineOptions,
 ) -> anyhow::Result<AnyEngine> {
     Ok(match kind {
+        EngineKind::Helios => AnyEngine::Helios(HeliosEngine::open(dir, options).await?),
         EngineKind::Fjall => AnyEngine::Fjall(FjallEngine::open(dir, options)?),
         EngineKind::Model => AnyEngine::Model(ModelEngine::default()),
     })

@@ -7,6 +7,7 @@
 
 mod disk;
 mod fjall;
+mod helios;
 pub mod kv;
 mod model;
 mod report;
@@ -41,7 +42,7 @@ const REFERENCE_ENGINE: EngineKind = EngineKind::Fjall;
 pub struct EngineArgs {
     /// Engines, comma-separated, run in this order; the first is the subject of the target
     /// check, fjall the reference of the ratios.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineKind::Fjall, EngineKind::Model])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineKind::Helios, EngineKind::Fjall])]
     engines: Vec<EngineKind>,
     /// Workloads, comma-separated (they run in a fixed order; see the README).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::ALL)]

@@ -32,9 +32,23 @@ pub struct Pick<F: FileSystem> {
 }
 
 impl<F: FileSystem> Pick<F> {
-    /// One file that overlaps nothing below it: move it instead of rewriting it.
+    /// Input files that overlap nothing below them and not each other (a single file of a
+    /// sorted level; level-0 files of disjoint ranges, as sequential loads make): move them
+    /// instead of rewriting them.
     pub fn is_trivial_move(&self) -> bool {
-        self.level > 0 && self.inputs.len() == 1 && self.next_inputs.is_empty()
+        if !self.next_inputs.is_empty() {
+            return false;
+        }
+        if self.level > 0 {
+            return self.inputs.len() == 1;
+        }
+        let mut ranges: Vec<(&[u8], &[u8])> = self
+            .inputs
+            .iter()
+            .map(|t| (t.smallest_user_key(), t.largest_user_key()))
+            .collect();
+        ranges.sort();
+        ranges.windows(2).all(|w| w[0].1 < w[1].0)
     }
 
     /// The user-key range the compaction covers.

@@ -762,8 +762,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 if writer.is_none() {
                     let id = self.alloc_file_id();
                     let w =
-                        SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst)
-                            .await?;
+                        SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?;
                     writer = Some((id, w));
                 }
                 let (_, w) = writer.as_mut().expect("open writer");
@@ -836,32 +835,34 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     }
 
     async fn trivial_move(&self, pick: Pick<F>) -> Result<(), LsmError> {
-        let table = &pick.inputs[0];
-        let mut meta = table.meta.clone();
-        meta.level = pick.output_level as u8;
+        let moved: Vec<FileMeta> = pick
+            .inputs
+            .iter()
+            .map(|table| FileMeta {
+                level: pick.output_level as u8,
+                ..table.meta.clone()
+            })
+            .collect();
         let edit = VersionEdit {
-            added: vec![meta.clone()],
-            deleted: vec![(pick.level as u8, meta.id)],
+            added: moved.clone(),
+            deleted: moved.iter().map(|m| (pick.level as u8, m.id)).collect(),
             ..VersionEdit::default()
         };
         self.apply_edit(edit).await?;
         {
             let mut state = self.state.borrow_mut();
             let mut version = (*state.version).clone();
-            version
-                .remove(pick.level, meta.id)
-                .expect("moved table is in the current version");
-            version.add(
-                pick.output_level,
-                Rc::new(Table {
-                    meta,
-                    reader: table.reader.clone(),
-                }),
-            );
+            for (meta, table) in moved.into_iter().zip(&pick.inputs) {
+                version
+                    .remove(pick.level, meta.id)
+                    .expect("moved table is in the current version");
+                let reader = table.reader.clone();
+                version.add(pick.output_level, Rc::new(Table { meta, reader }));
+            }
             version.assert_invariants();
             state.version = Rc::new(version);
         }
-        self.stats.borrow_mut().trivial_moves += 1;
+        self.stats.borrow_mut().trivial_moves += pick.inputs.len() as u64;
         self.changed.notify_all();
         Ok(())
     }

@@ -14,6 +14,7 @@
 //! The byte layout and the recovery rules are written down in `engine/FORMAT.md`.
 
 mod format;
+pub mod inspect;
 pub(crate) mod lock;
 mod recovery;
 #[cfg(test)]
