@@ -11,12 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{self, Decoded, SEGMENT_HEADER_BYTES};
 use super::{io_error, parse_segment_file_name, WalError};
-use crate::fs::{DmaFile, FileSystem};
-
-/// Largest segment file read (recovery's bound too: well above any configured segment size).
-pub const INSPECT_SEGMENT_BYTES_MAX: u64 = 2 << 30;
-/// A segment is read in chunks of this size.
-const READ_BYTES_MAX: usize = 1 << 20;
+use crate::fs::FileSystem;
 
 /// One record that decoded and whose checksum verifies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,27 +127,8 @@ pub fn scan_segment(path: PathBuf, bytes: Vec<u8>) -> SegmentScan {
 /// Reads the segment file at `path` (read-only) and scans it.
 pub async fn read_segment<F: FileSystem>(fs: &F, path: &Path) -> Result<SegmentScan, WalError> {
     let file = fs.open(path, false).await.map_err(io_error(path))?;
-    let size = file.size().await.map_err(io_error(path))?;
-    if size > INSPECT_SEGMENT_BYTES_MAX {
-        return Err(WalError::Corrupt {
-            file: path.to_path_buf(),
-            offset: 0,
-            reason: format!("segment file of {size} bytes exceeds {INSPECT_SEGMENT_BYTES_MAX}"),
-        });
-    }
-    let size = size as usize;
-    let mut bytes = Vec::with_capacity(size);
-    while bytes.len() < size {
-        let want = (size - bytes.len()).min(READ_BYTES_MAX);
-        let chunk = file
-            .read_at(bytes.len() as u64, want)
-            .await
-            .map_err(io_error(path))?;
-        if chunk.is_empty() {
-            break; // The file shrank under us: what we have is the file.
-        }
-        bytes.extend_from_slice(&chunk[..chunk.len().min(want)]);
-    }
+    // Recovery's reader: the same size bound and chunking.
+    let bytes = super::recovery::read_all(&file, path).await?;
     Ok(scan_segment(path.to_path_buf(), bytes))
 }
 

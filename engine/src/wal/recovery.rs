@@ -107,7 +107,7 @@ pub(super) async fn recover<F: FileSystem>(
     })
 }
 
-async fn read_all<File: DmaFile>(file: &File, path: &Path) -> Result<Vec<u8>, WalError> {
+pub(super) async fn read_all<File: DmaFile>(file: &File, path: &Path) -> Result<Vec<u8>, WalError> {
     let size = file.size().await.map_err(io_error(path))?;
     if size > SEGMENT_FILE_BYTES_MAX {
         return Err(WalError::Corrupt {
