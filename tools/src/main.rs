@@ -56,6 +56,45 @@ struct Cli {
     /// When a write is acknowledged.
     #[arg(long, value_enum, default_value = "sync")]
     durability: Option<DurabilityArg>,
+    /// Memory for cached data, divided evenly among shards; each shard gives half to its block
+    /// cache and half to values kept in memory. A size with a unit: 64MB, 512MiB, 2GiB.
+    /// Default: a quarter of the machine's memory.
+    #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
+    cache_size: Option<u64>,
+}
+
+/// Smallest `--cache-size`: a block cache and a value budget of a few MiB per shard.
+const CACHE_SIZE_MIN_BYTES: u64 = 8 << 20;
+/// `--cache-size` when unset: this fraction of physical memory.
+const CACHE_SIZE_DEFAULT_DIVISOR: u64 = 4;
+
+fn parse_cache_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|e| format!("{e} (expected a size such as 64MB or 2GiB)"))?;
+    if bytes < CACHE_SIZE_MIN_BYTES {
+        return Err(format!(
+            "must be at least {}MiB",
+            CACHE_SIZE_MIN_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Physical memory of the machine, from sysconf.
+fn physical_memory_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page_size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages <= 0 || page_size <= 0 {
+        return 1 << 30;
+    }
+    pages as u64 * page_size as u64
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +105,7 @@ struct FileConfig {
     pg_addr: Option<SocketAddr>,
     shards: Option<usize>,
     durability: Option<DurabilityArg>,
+    cache_size: Option<String>,
 }
 
 /// Command-line values that were typed (not defaulted) override the config file.
@@ -104,7 +144,14 @@ fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig>
     // fails (EBADF): the default `./helios-data` must work.
     let data_dir = std::path::absolute(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot resolve the data dir {}: {e}", data_dir.display()))?;
+    let cache_bytes = match (explicit("cache_size"), cli.cache_size, file.cache_size) {
+        (true, Some(bytes), _) | (false, Some(bytes), None) => bytes,
+        (false, _, Some(text)) => parse_cache_size(&text)
+            .map_err(|e| anyhow::anyhow!("config file: cache_size {text:?}: {e}"))?,
+        _ => (physical_memory_bytes() / CACHE_SIZE_DEFAULT_DIVISOR).max(CACHE_SIZE_MIN_BYTES),
+    };
     Ok(ServerConfig {
+        cache_bytes,
         data_dir,
         redis_addr: pick(explicit("redis_addr"), cli.redis_addr, file.redis_addr)
             .expect("clap default"),

@@ -11,11 +11,24 @@
 //! remove expired keys they meet (lazy expiry); [`Keyspace::active_expire`] removes them in
 //! expiry order. Neither is logged: expiry times are absolute, so a replay expires them too.
 //!
-//! Every state change a command makes goes through [`Keyspace::apply`] as a [`Mutation`]; the
-//! caller encodes the same mutation into the WAL ([`Keyspace::apply_and_log`]), and
-//! [`Keyspace::apply_logged`] replays such payloads at restart.
+//! Every state change a command makes goes through [`Keyspace::apply`] as a [`Mutation`]. The
+//! keyspace turns each into the puts and deletes of its storage in the shard's LSM tree
+//! ([`storage`]), collected in a pending [`WriteBatch`] that the server writes as one WAL record
+//! per command batch ([`Keyspace::take_pending`]).
+//!
+//! **Tiered values.** The map holds every key with its metadata; a value is *resident* (in
+//! memory, sharing its allocation with the memtable entry written for it) or *offloaded* (only
+//! in the tree). Resident values are kept within a byte budget, oldest first out
+//! ([`Keyspace::evict_to_budget`]). Commands run synchronously and need their keys' values
+//! resident: the server loads them first ([`Keyspace::needs_load`], then
+//! [`Keyspace::install_loaded`] with what the tree returned). At start the map is rebuilt from
+//! one scan of the tree ([`Keyspace::insert_stored`]), every value offloaded.
+//!
+//! [`Keyspace::apply_logged`] replays payloads of the pre-LSM WAL format (mutations), for
+//! moving an old data directory into the tree.
 
 mod mutation;
+pub mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +44,7 @@ use hashbrown::{Equivalent, HashMap};
 
 use bytes::Bytes;
 
+use crate::lsm::WriteBatch;
 use crate::token::redis_token;
 
 /// Number of Redis databases (SELECT 0..15).
@@ -43,36 +57,64 @@ const ENTRY_OVERHEAD_BYTES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(Bytes),
+    /// A string whose bytes are only in the LSM tree (see "Tiered values" above).
+    OffloadedStr {
+        len: usize,
+    },
 }
 
 impl Value {
     /// The name TYPE reports.
     pub fn type_name(&self) -> &'static str {
         match self {
-            Value::Str(_) => "string",
+            Value::Str(_) | Value::OffloadedStr { .. } => "string",
         }
     }
 
-    /// The string, or None when the value is of another type (the caller replies WRONGTYPE).
+    /// The string, or None when the value is of another type (the caller replies WRONGTYPE)
+    /// or not resident (check [`Value::is_resident`] first).
     pub fn as_str(&self) -> Option<&Bytes> {
         match self {
             Value::Str(s) => Some(s),
+            Value::OffloadedStr { .. } => None,
+        }
+    }
+
+    pub fn is_resident(&self) -> bool {
+        !matches!(self, Value::OffloadedStr { .. })
+    }
+
+    /// Bytes of the value held in memory.
+    fn resident_bytes(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len(),
+            Value::OffloadedStr { .. } => 0,
         }
     }
 
     fn used_bytes(&self) -> usize {
-        match self {
-            Value::Str(s) => s.len(),
-        }
+        self.resident_bytes()
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     pub value: Value,
     /// Absolute Unix time in milliseconds after which the key is gone; None: never.
     pub expire_at_ms: Option<u64>,
+    /// Changes whenever the entry is written; a value loaded from the tree is installed only if
+    /// the entry did not change while it was being read.
+    stamp: u64,
 }
+
+/// Equality of what the entry says (its value and expiry), not of its bookkeeping.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value && self.expire_at_ms == other.expire_at_ms
+    }
+}
+
+impl Eq for Entry {}
 
 impl Entry {
     /// Redis's rule: expired once the clock is strictly past the expiry time.
@@ -175,11 +217,22 @@ fn key_ref(db: u8, key: &[u8]) -> KeyRef<'_> {
     }
 }
 
+/// Resident-value budget of a keyspace made with [`Keyspace::new`]: unbounded (tests).
+pub const RESIDENT_BUDGET_UNBOUNDED: usize = usize::MAX;
+
 /// One shard's Redis keys.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Keyspace {
     /// Every stored entry, for point access.
     map: HashMap<MapKey, Entry>,
+    /// Storage writes of the mutations applied since the last `take_pending`.
+    pending: WriteBatch,
+    /// Keys whose value became resident, oldest first (may name keys since removed or
+    /// offloaded; those are skipped).
+    resident_order: std::collections::VecDeque<MapKey>,
+    resident_bytes: usize,
+    resident_budget: usize,
+    next_stamp: u64,
     /// The same keys, in scan order.
     order: BTreeSet<MapKey>,
     expires: BTreeSet<ExpireKey>,
@@ -188,9 +241,146 @@ pub struct Keyspace {
     used_bytes: usize,
 }
 
+impl Default for Keyspace {
+    fn default() -> Keyspace {
+        Keyspace {
+            map: HashMap::default(),
+            pending: WriteBatch::default(),
+            resident_order: Default::default(),
+            resident_bytes: 0,
+            resident_budget: RESIDENT_BUDGET_UNBOUNDED,
+            next_stamp: 0,
+            order: BTreeSet::default(),
+            expires: BTreeSet::default(),
+            key_counts: [0; DB_COUNT],
+            expire_counts: [0; DB_COUNT],
+            used_bytes: 0,
+        }
+    }
+}
+
 impl Keyspace {
     pub fn new() -> Keyspace {
         Keyspace::default()
+    }
+
+    /// A keyspace that keeps at most `budget` bytes of values resident.
+    pub fn with_resident_budget(budget: usize) -> Keyspace {
+        Keyspace {
+            resident_budget: budget,
+            ..Keyspace::default()
+        }
+    }
+
+    /// The storage writes of everything applied since the last call (one WAL record's worth).
+    pub fn take_pending(&mut self) -> WriteBatch {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Approximate bytes of the pending storage writes.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.approx_bytes()
+    }
+
+    /// If `key` is live but its value is offloaded: its storage key and the entry's stamp, to
+    /// read the value from the tree and hand it to [`Keyspace::install_loaded`].
+    pub fn needs_load(&self, db: u8, key: &[u8], now_ms: u64) -> Option<(Vec<u8>, u64)> {
+        let entry = self.map.get(&key_ref(db, key))?;
+        if entry.value.is_resident() || entry.is_expired(now_ms) {
+            return None;
+        }
+        Some((storage::storage_key(db, key), entry.stamp))
+    }
+
+    /// Makes a value read from the tree resident, if the entry is still the one it was read
+    /// for (same stamp, still offloaded). `stored` is the tree's value (None: the tree has no
+    /// value, which can only mean the entry changed meanwhile).
+    pub fn install_loaded(
+        &mut self,
+        db: u8,
+        key: &[u8],
+        stamp: u64,
+        stored: Option<&Bytes>,
+    ) -> Result<(), String> {
+        let k = key_ref(db, key);
+        let Some((stored_key, entry)) = self.map.get_key_value(&k) else {
+            return Ok(());
+        };
+        if entry.stamp != stamp || entry.value.is_resident() {
+            return Ok(());
+        }
+        let stored_key = stored_key.clone();
+        let Some(stored) = stored else {
+            return Err(format!(
+                "key {:?} is in the index but not in the tree",
+                String::from_utf8_lossy(key)
+            ));
+        };
+        let decoded = storage::decode(stored)?;
+        let entry = self.map.get_mut(&k).expect("entry found above");
+        let len = decoded.value.resident_bytes();
+        entry.value = decoded.value;
+        self.resident_bytes += len;
+        self.used_bytes += len;
+        self.resident_order.push_back(stored_key);
+        Ok(())
+    }
+
+    /// Offloads the oldest resident values until at most the budget is resident. Their bytes
+    /// are in the tree already: every applied mutation is in a pending batch, written before
+    /// the next batch runs.
+    pub fn evict_to_budget(&mut self) -> usize {
+        let mut evicted = 0;
+        while self.resident_bytes > self.resident_budget {
+            let Some(key) = self.resident_order.pop_front() else {
+                break;
+            };
+            if let Some(entry) = self.map.get_mut(&key) {
+                if let Value::Str(s) = &entry.value {
+                    let len = s.len();
+                    entry.value = Value::OffloadedStr { len };
+                    self.resident_bytes -= len;
+                    self.used_bytes -= len;
+                    evicted += 1;
+                }
+            }
+        }
+        // Stale names (removed or offloaded keys) pile up under churn: compact now and then.
+        if self.resident_order.len() > 2 * self.map.len() + 1024 {
+            let map = &self.map;
+            self.resident_order
+                .retain(|k| map.get(k).is_some_and(|e| e.value.is_resident()));
+        }
+        evicted
+    }
+
+    pub fn resident_bytes(&self) -> usize {
+        self.resident_bytes
+    }
+
+    /// Adds an entry read from the tree at start-up, offloaded; expired values are skipped.
+    /// Returns whether the key was added.
+    pub fn insert_stored(
+        &mut self,
+        skey: &[u8],
+        stored: &Bytes,
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        let (db, token, key) =
+            storage::parse_storage_key(skey).ok_or_else(|| "malformed storage key".to_string())?;
+        if token != redis_token(key) {
+            return Err(format!(
+                "storage key of {:?} carries the wrong token",
+                String::from_utf8_lossy(key)
+            ));
+        }
+        let decoded = storage::decode(stored)?;
+        if matches!(decoded.expire_at_ms, Some(at) if now_ms > at) {
+            return Ok(false);
+        }
+        let len = decoded.value.resident_bytes();
+        self.insert_entry(db, key, Value::OffloadedStr { len }, decoded.expire_at_ms);
+        Ok(true)
     }
 
     /// The live entry of `key`, removing it first when it has expired (lazy expiry).
@@ -225,6 +415,8 @@ impl Keyspace {
             } => self.set(db, &key, value, expire_at_ms),
             Mutation::Del { db, key } => {
                 let k = key_ref(db, &key);
+                self.pending
+                    .delete(Bytes::from(storage::storage_key(db, &key)));
                 self.remove_ref(&k);
             }
             Mutation::SetExpire {
@@ -312,23 +504,43 @@ impl Keyspace {
     }
 
     fn set(&mut self, db: u8, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
-        // Copy key and value: the caller's bytes may be slices of a large network buffer
-        // that must not stay pinned by a stored key.
-        let value = match value {
-            Value::Str(s) => Value::Str(Bytes::copy_from_slice(&s)),
+        let Value::Str(payload) = value else {
+            panic!(
+                "a mutation carried an offloaded value: the command ran without its value loaded"
+            );
         };
+        // One copy, into the stored form: the caller's bytes may be slices of a large network
+        // buffer that must not stay pinned, and the keyspace's value is a slice of the bytes the
+        // memtable holds, so the two share one allocation.
+        let (stored, payload) = storage::encode_string(&payload, expire_at_ms);
+        self.pending
+            .put(Bytes::from(storage::storage_key(db, key)), stored);
+        self.insert_entry(db, key, Value::Str(payload), expire_at_ms);
+    }
+
+    /// Inserts or replaces an entry in the index (no storage write).
+    fn insert_entry(&mut self, db: u8, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
         let k = key_ref(db, key);
+        self.next_stamp += 1;
         let entry = Entry {
             value,
             expire_at_ms,
+            stamp: self.next_stamp,
         };
+        let new_resident = entry.value.resident_bytes();
         if let Some((stored, old)) = self.map.get_key_value(&k) {
             let old_at = old.expire_at_ms;
+            let old_resident = old.value.is_resident();
             self.used_bytes -= old.value.used_bytes();
             self.used_bytes += entry.value.used_bytes();
+            self.resident_bytes -= old.value.resident_bytes();
+            self.resident_bytes += new_resident;
+            let stored = stored.clone();
             if old_at != expire_at_ms {
-                let stored = stored.clone();
                 self.replace_expire(&stored, old_at, expire_at_ms);
+            }
+            if !old_resident && entry.value.is_resident() {
+                self.resident_order.push_back(stored);
             }
             *self.map.get_mut(&k).expect("entry found above") = entry;
             return;
@@ -339,9 +551,13 @@ impl Keyspace {
             key: Bytes::copy_from_slice(key),
         };
         self.used_bytes += key.len() + entry.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
+        self.resident_bytes += new_resident;
         self.key_counts[db as usize] += 1;
         self.replace_expire(&stored, None, expire_at_ms);
         self.order.insert(stored.clone());
+        if entry.value.is_resident() {
+            self.resident_order.push_back(stored.clone());
+        }
         self.map.insert(stored, entry);
     }
 
@@ -350,13 +566,21 @@ impl Keyspace {
         let Some((stored, old)) = self.map.get_key_value(&k) else {
             return;
         };
+        let Value::Str(payload) = &old.value else {
+            panic!("EXPIRE/PERSIST ran without the key's value loaded");
+        };
+        // The expiry is part of the stored value: write the value again with the new one.
+        let (stored_value, payload) = storage::encode_string(payload, expire_at_ms);
+        self.pending
+            .put(Bytes::from(storage::storage_key(db, key)), stored_value);
         let stored = stored.clone();
         let old_at = old.expire_at_ms;
         self.replace_expire(&stored, old_at, expire_at_ms);
-        self.map
-            .get_mut(&k)
-            .expect("entry found above")
-            .expire_at_ms = expire_at_ms;
+        self.next_stamp += 1;
+        let entry = self.map.get_mut(&k).expect("entry found above");
+        entry.expire_at_ms = expire_at_ms;
+        entry.value = Value::Str(payload);
+        entry.stamp = self.next_stamp;
     }
 
     /// Keeps the expiry index and per-db expiry counts in step with an entry's expiry.
@@ -405,6 +629,7 @@ impl Keyspace {
         self.replace_expire(stored, entry.expire_at_ms, None);
         self.key_counts[stored.db as usize] -= 1;
         self.used_bytes -= stored.key.len() + entry.value.used_bytes() + ENTRY_OVERHEAD_BYTES;
+        self.resident_bytes -= entry.value.resident_bytes();
     }
 
     /// Removes expired keys in expiry order, at most `budget_max` of them; returns how many.
@@ -544,6 +769,8 @@ impl Keyspace {
         assert!((db as usize) < DB_COUNT);
         let keys: Vec<MapKey> = self.db_range(db).map(|(k, _)| k.clone()).collect();
         for k in keys {
+            self.pending
+                .delete(Bytes::from(storage::storage_key(k.db, &k.key)));
             self.remove_stored(&k);
         }
         assert_eq!(self.key_counts[db as usize], 0);
@@ -551,7 +778,10 @@ impl Keyspace {
     }
 
     pub fn flush_all(&mut self) {
-        *self = Keyspace::default();
+        for db in 0..DB_COUNT as u8 {
+            self.flush_db(db);
+        }
+        self.resident_order.clear();
     }
 
     /// Every stored entry in keyspace order, expired or not.
@@ -590,6 +820,8 @@ impl Keyspace {
         assert_eq!(expires, self.expire_counts);
         assert_eq!(self.expires.len(), expires.iter().sum::<usize>());
         assert_eq!(used, self.used_bytes);
+        let resident: usize = self.map.values().map(|e| e.value.resident_bytes()).sum();
+        assert_eq!(resident, self.resident_bytes);
     }
 }
 

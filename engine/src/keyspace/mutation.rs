@@ -99,6 +99,9 @@ impl Mutation {
                         out.push(VALUE_TYPE_STR);
                         put_bytes(out, s);
                     }
+                    Value::OffloadedStr { .. } => {
+                        panic!("a mutation carried an offloaded value")
+                    }
                 }
                 put_expire(out, *expire_at_ms);
             }

@@ -52,6 +52,11 @@ impl WriteBatch {
         self.entries.is_empty()
     }
 
+    /// Roughly the bytes of the batch's WAL payload.
+    pub fn approx_bytes(&self) -> usize {
+        HEADER_BYTES + self.payload_bytes
+    }
+
     pub fn entries(&self) -> &[(ValueKind, Bytes, Bytes)] {
         &self.entries
     }

@@ -10,7 +10,7 @@ use helios_engine::keyspace::Mutation;
 
 use super::{
     cstr, err, error_from_bytes, int_arg, invalid_expire, is_opt, keys_pattern_match, syntax_error,
-    ExecCtx,
+    value_unavailable, ExecCtx,
 };
 use crate::{Command, Reply};
 
@@ -128,6 +128,8 @@ fn expire_generic(
     when += base_ms;
     let current = match ctx.entry(key) {
         None => return Reply::Int(0),
+        // The expiry is stored with the value: rewriting it needs the value.
+        Some(e) if !e.value.is_resident() => return value_unavailable(),
         Some(e) => e.expire_at_ms.map(|at| at as i64),
     };
     let refused = (flags.nx && current.is_some())
@@ -205,6 +207,7 @@ pub(super) fn pexpiretime(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
 pub(super) fn persist(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     let key = &cmd.args[1];
     match ctx.entry(key) {
+        Some(e) if e.expire_at_ms.is_some() && !e.value.is_resident() => value_unavailable(),
         Some(e) if e.expire_at_ms.is_some() => {
             let db = ctx.db;
             ctx.commit(Mutation::SetExpire {
@@ -221,6 +224,9 @@ pub(super) fn persist(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
 /// `renameGenericCommand`, both keys on this shard. The value moves with its expiry.
 fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
     let (src, dst) = (&cmd.args[1], &cmd.args[2]);
+    if ctx.entry(src).is_some_and(|e| !e.value.is_resident()) {
+        return value_unavailable();
+    }
     let Some(entry) = ctx.entry(src).cloned() else {
         return err("ERR no such key");
     };

@@ -56,6 +56,7 @@ impl ExecCtx<'_> {
     fn get_str(&mut self, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>, Reply> {
         match self.entry(key) {
             None => Ok(None),
+            Some(e) if !e.value.is_resident() => Err(value_unavailable()),
             Some(e) => match e.value.as_str() {
                 Some(s) => Ok(Some((s.clone(), e.expire_at_ms))),
                 None => Err(wrong_type()),
@@ -78,6 +79,12 @@ impl ExecCtx<'_> {
             key: key.clone(),
         });
     }
+}
+
+/// A command met a value that is still only on disk: the server loads every value a batch
+/// names before running it, so this means that read failed (the log says why).
+pub(crate) fn value_unavailable() -> Reply {
+    Reply::error("ERR the value could not be read from disk (see the server log)")
 }
 
 /// The name TYPE reports for a value ("string", ...).

@@ -631,7 +631,7 @@ async fn rename_across(
     let taken = if src_shard == state.id {
         match state.take(db, &src) {
             Ok(taken) => state
-                .wait_durable(state.wal.last_lsn())
+                .wait_durable(state.wal().last_lsn())
                 .await
                 .map(|()| taken),
             Err(error) => Err(error),
@@ -688,7 +688,7 @@ async fn rename_across(
 async fn put_on(state: &Rc<ShardState>, shard: usize, entry: PutEntry) -> Result<bool, String> {
     if shard == state.id {
         let stored = state.put(entry)?;
-        state.wait_durable(state.wal.last_lsn()).await?;
+        state.wait_durable(state.wal().last_lsn()).await?;
         return Ok(stored);
     }
     match state.mesh.call(shard, ShardReq::Put(entry)).await {

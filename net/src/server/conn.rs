@@ -236,7 +236,7 @@ async fn run_batch(
                 lsn = lsn.max(flush(state, &mut pending, &mut replies).await);
                 encode_ready(&mut replies, &mut encoded, index, session.proto, out);
                 let reply = admin::run_special(state, session, &cmd).await;
-                lsn = lsn.max(state.wal.last_lsn());
+                lsn = lsn.max(state.wal().last_lsn());
                 resp::encode(&reply, session.proto, out);
                 encoded = index + 1;
                 if session.close_after_reply {

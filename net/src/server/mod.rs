@@ -12,6 +12,7 @@ mod conn;
 mod info;
 mod reshard;
 mod shard;
+pub(crate) mod store;
 
 use helios_shard::routing::{PartitionMap, RoutingError};
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub shards: Option<usize>,
     pub durability: Durability,
     pub config_file: Option<PathBuf>,
+    /// Memory for cached data (block cache and resident values), divided among shards.
+    pub cache_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

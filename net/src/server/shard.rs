@@ -1,12 +1,14 @@
-//! One shard's state and life: WAL recovery into the keyspace, the mesh request handler, the
-//! accept loop (shard 0), background expiry and WAL flushing, and the shutdown drain.
+//! One shard's state and life: opening its store (the LSM tree and the key index rebuilt from
+//! it), the mesh request handler, loading offloaded values before a batch runs, the accept loop
+//! (shard 0), background expiry and WAL flushing, and the shutdown drain.
 
+use super::store::{self, ShardLsm, StoreBudget};
 use super::{conn, Durability, Shared};
 use crate::commands::{self, ExecCtx};
 use crate::{Command, Reply};
 use bytes::Bytes;
 use helios_engine::keyspace::Keyspace;
-use helios_engine::wal::{Wal, WalError, WalOptions};
+use helios_engine::wal::Wal;
 use helios_shard::glommio_fs::GlommioFs;
 use helios_shard::glommio_rt::unix_ms;
 use helios_shard::mesh::{Handler, Mesh};
@@ -19,8 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// WAL record kind of a batch of Redis keyspace mutations.
-pub const WAL_KIND_REDIS: u8 = 1;
+pub use super::store::WAL_KIND_REDIS;
 /// A batch's mutations are cut into WAL records of about this size (a record holds at most
 /// one more command's mutations), far below the record limit.
 const WAL_BATCH_RECORD_BYTES: usize = 32 << 20;
@@ -106,7 +107,8 @@ pub struct ShardState {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub ks: RefCell<Keyspace>,
-    pub wal: Wal<GlommioFs>,
+    /// The shard's LSM tree: values, and the WAL (`lsm.wal()`).
+    pub lsm: Rc<ShardLsm>,
     pub mesh: Rc<Mesh<ShardReq, ShardResp>>,
     pub ring: Rc<SocketRing>,
     pub durability: Cell<Durability>,
@@ -125,8 +127,13 @@ pub struct ShardState {
 }
 
 impl ShardState {
-    /// Runs commands whose keys this shard owns, logging their mutations as one WAL record.
-    /// Returns the WAL position the replies must wait for (everything they may have observed).
+    pub fn wal(&self) -> &Wal<GlommioFs> {
+        self.lsm.wal()
+    }
+
+    /// Runs commands whose keys this shard owns, writing their storage changes to the tree as
+    /// one WAL record. Returns the WAL position the replies must wait for (everything they may
+    /// have observed). The batch's values must be resident: see [`ShardState::ready_to_exec`].
     pub fn exec_batch<'a>(
         &self,
         cmds: impl Iterator<Item = (u8, &'a Command)>,
@@ -137,7 +144,7 @@ impl ShardState {
         log.clear();
         let now_ms = unix_ms();
         let mut count = 0;
-        // Replies whose mutations are in `log`, not yet appended to the WAL.
+        // Replies whose writes are pending in the keyspace, not yet written to the tree.
         let mut unlogged_from = replies.len();
         for (db, cmd) in cmds {
             count += 1;
@@ -152,68 +159,136 @@ impl ShardState {
                 log: &mut log,
             };
             replies.push(commands::exec_local(&mut ctx, cmd));
-            if log.len() >= WAL_BATCH_RECORD_BYTES {
-                self.append_log(&mut log, &mut replies[unlogged_from..]);
+            log.clear();
+            if ks.pending_bytes() >= WAL_BATCH_RECORD_BYTES {
+                self.write_pending(&mut ks, &mut replies[unlogged_from..]);
                 unlogged_from = replies.len();
             }
         }
         self.commands_processed
             .set(self.commands_processed.get() + count);
-        self.append_log(&mut log, &mut replies[unlogged_from..]);
-        self.wal.last_lsn()
+        self.write_pending(&mut ks, &mut replies[unlogged_from..]);
+        ks.evict_to_budget();
+        self.wal().last_lsn()
     }
 
-    /// Whether writes must be refused: the WAL failed, or an append could not be logged.
+    /// Whether writes must be refused: the WAL failed, or a write could not be logged.
     fn writes_refused(&self) -> bool {
-        self.wal.is_failed() || self.append_failed.get()
+        self.wal().is_failed() || self.append_failed.get()
     }
 
-    /// Appends the logged mutations as one WAL record. If that fails, the mutations are in
-    /// memory but not in the log: the replies that depend on them become errors (never an
-    /// acknowledgement), and every later write is refused until restart.
-    fn append_log(&self, log: &mut Vec<u8>, replies: &mut [Reply]) {
-        if log.is_empty() {
+    /// Writes the keyspace's pending storage changes to the tree as one batch (one WAL record).
+    /// If that fails, the changes are in the key index but not in the log: the replies that
+    /// depend on them become errors (never an acknowledgement), and every later write is
+    /// refused until restart.
+    fn write_pending(&self, ks: &mut Keyspace, replies: &mut [Reply]) {
+        let batch = ks.take_pending();
+        if batch.is_empty() {
             return;
         }
-        if let Err(error) = self.wal.append(WAL_KIND_REDIS, log) {
-            tracing::error!(shard = self.id, %error, "WAL append failed; refusing writes until restart");
+        if let Err(error) = self.lsm.write(&batch) {
+            tracing::error!(shard = self.id, %error, "store write failed; refusing writes until restart");
             self.append_failed.set(true);
             for reply in replies.iter_mut() {
                 *reply = Reply::error(MISCONF_WAL);
             }
         }
-        log.clear();
     }
 
     /// Backpressure: waits while the WAL holds more than WAL_BACKPRESSURE_BYTES unwritten.
     pub async fn wal_backpressure(&self) {
-        while self.wal.pending_bytes() > WAL_BACKPRESSURE_BYTES && !self.wal.is_failed() {
-            if let Err(error) = self.wal.write_buffered().await {
+        while self.wal().pending_bytes() > WAL_BACKPRESSURE_BYTES && !self.wal().is_failed() {
+            if let Err(error) = self.wal().write_buffered().await {
                 tracing::error!(shard = self.id, %error, "WAL write failed");
             }
         }
     }
 
-    /// Waits until a batch may run: the WAL is not over its backpressure mark, and no command
-    /// of the batch touches a key locked by another operation than `txid`.
+    /// Waits until a batch may run: the WAL is not over its backpressure mark, the tree is not
+    /// stalling writes, no command of the batch touches a key locked by another operation than
+    /// `txid`, and the values of every key the batch names are resident. All four hold together
+    /// when this returns, and the caller runs the batch before its next `.await`.
     pub async fn ready_to_exec<'a>(
         &self,
         cmds: impl Iterator<Item = (u8, &'a Command)> + Clone,
         txid: u64,
     ) {
-        self.wal_backpressure().await;
-        if self.locks.borrow().is_empty() {
-            return;
-        }
-        std::future::poll_fn(|cx| {
-            if self.touches_locked(cmds.clone(), txid) {
-                self.lock_waiters.borrow_mut().push(cx.waker().clone());
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
+        loop {
+            self.wal_backpressure().await;
+            if let Err(error) = self.lsm.wait_for_write_room().await {
+                // Writes will be refused; reads may still run.
+                tracing::debug!(shard = self.id, %error, "store refuses writes");
             }
-        })
-        .await
+            if !self.locks.borrow().is_empty() {
+                std::future::poll_fn(|cx| {
+                    if self.touches_locked(cmds.clone(), txid) {
+                        self.lock_waiters.borrow_mut().push(cx.waker().clone());
+                        std::task::Poll::Pending
+                    } else {
+                        std::task::Poll::Ready(())
+                    }
+                })
+                .await;
+            }
+            let missing = self.offloaded_values(cmds.clone());
+            if missing.is_empty() {
+                return;
+            }
+            if let Err(error) = self.load_values(missing).await {
+                // The commands that needed them answer with an error (see `ExecCtx::get_str`).
+                tracing::error!(shard = self.id, %error, "reading values from the store failed");
+                return;
+            }
+        }
+    }
+
+    /// Keys named by `cmds` whose values are offloaded: (db, key, storage key, entry stamp).
+    fn offloaded_values<'a>(
+        &self,
+        cmds: impl Iterator<Item = (u8, &'a Command)>,
+    ) -> Vec<(u8, Bytes, Vec<u8>, u64)> {
+        let ks = self.ks.borrow();
+        let now_ms = unix_ms();
+        let mut missing = Vec::new();
+        for (db, cmd) in cmds {
+            let Some(spec) = commands::lookup(cmd.name()) else {
+                continue;
+            };
+            for key in admin::keys_of(spec, cmd) {
+                if let Some((skey, stamp)) = ks.needs_load(db, key, now_ms) {
+                    missing.push((db, key.clone(), skey, stamp));
+                }
+            }
+        }
+        missing
+    }
+
+    /// Reads offloaded values from the tree and makes them resident (unless their entries
+    /// changed meanwhile; the caller checks again).
+    async fn load_values(&self, missing: Vec<(u8, Bytes, Vec<u8>, u64)>) -> Result<(), String> {
+        for (db, key, skey, stamp) in missing {
+            let stored = self
+                .lsm
+                .get(&skey, None)
+                .await
+                .map_err(|error| error.to_string())?;
+            self.ks
+                .borrow_mut()
+                .install_loaded(db, &key, stamp, stored.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Makes the value of one key resident (the source half of a cross-shard RENAME).
+    async fn load_key(&self, db: u8, key: &Bytes) -> Result<(), String> {
+        loop {
+            let missing = self.ks.borrow().needs_load(db, key, unix_ms());
+            let Some((skey, stamp)) = missing else {
+                return Ok(());
+            };
+            self.load_values(vec![(db, key.clone(), skey, stamp)])
+                .await?;
+        }
     }
 
     fn touches_locked<'a>(
@@ -268,10 +343,10 @@ impl ShardState {
 
     /// Waits until `lsn` is durable when the durability mode asks for it.
     pub async fn wait_durable(&self, lsn: u64) -> Result<(), String> {
-        if self.durability.get() == Durability::Async || self.wal.durable_lsn() >= lsn {
+        if self.durability.get() == Durability::Async || self.wal().durable_lsn() >= lsn {
             return Ok(());
         }
-        self.wal
+        self.wal()
             .sync_to(lsn)
             .await
             .map_err(|error| error.to_string())
@@ -296,9 +371,9 @@ impl ShardState {
             used_bytes: ks.used_bytes(),
             commands_processed: self.commands_processed.get(),
             expired_keys: self.expired_keys.get(),
-            wal_last_lsn: self.wal.last_lsn(),
-            wal_durable_lsn: self.wal.durable_lsn(),
-            wal_failed: self.wal.is_failed(),
+            wal_last_lsn: self.wal().last_lsn(),
+            wal_durable_lsn: self.wal().durable_lsn(),
+            wal_failed: self.wal().is_failed(),
             connections_received: self.connections_received.get(),
         }
     }
@@ -329,20 +404,20 @@ impl ShardState {
                 let (keys, next) =
                     admin::scan_local(&self, db, cursor_token, count, pattern, type_filter);
                 // The keys shown may come from writes not yet durable: wait, as Exec does.
-                match self.wait_durable(self.wal.last_lsn()).await {
+                match self.wait_durable(self.wal().last_lsn()).await {
                     Ok(()) => ShardResp::Scan(keys, next),
                     Err(error) => ShardResp::Error(error),
                 }
             }
-            ShardReq::Take { db, key } => match self.take(db, &key) {
-                Ok(taken) => match self.wait_durable(self.wal.last_lsn()).await {
+            ShardReq::Take { db, key } => match self.take_loaded(db, &key).await {
+                Ok(taken) => match self.wait_durable(self.wal().last_lsn()).await {
                     Ok(()) => ShardResp::Taken(taken),
                     Err(error) => ShardResp::Error(error),
                 },
                 Err(error) => ShardResp::Error(error),
             },
             ShardReq::Put(entry) => match self.put(entry) {
-                Ok(stored) => match self.wait_durable(self.wal.last_lsn()).await {
+                Ok(stored) => match self.wait_durable(self.wal().last_lsn()).await {
                     Ok(()) => ShardResp::Put(stored),
                     Err(error) => ShardResp::Error(error),
                 },
@@ -365,7 +440,7 @@ impl ShardState {
         }
     }
 
-    /// Runs one keyspace write that logs its mutations, as its own WAL record.
+    /// Runs one keyspace write and writes its storage changes as their own WAL record.
     fn logged_write<T>(
         &self,
         write: impl FnOnce(&mut Keyspace, &mut Vec<u8>) -> T,
@@ -377,12 +452,24 @@ impl ShardState {
         let mut log = self.log.borrow_mut();
         log.clear();
         let result = write(&mut ks, &mut log);
+        log.clear();
         let mut status = [Reply::Ok];
-        self.append_log(&mut log, &mut status);
+        self.write_pending(&mut ks, &mut status);
+        ks.evict_to_budget();
         match status {
             [Reply::Ok] => Ok(result),
             _ => Err(MISCONF_WAL.into()),
         }
+    }
+
+    /// `take`, once the key's value is resident.
+    async fn take_loaded(
+        &self,
+        db: u8,
+        key: &Bytes,
+    ) -> Result<Option<(Bytes, Option<u64>)>, String> {
+        self.load_key(db, key).await?;
+        self.take(db, key)
     }
 
     /// Removes a key for a cross-shard rename, logging the removal.
@@ -453,7 +540,7 @@ pub async fn shard_main(
     tracing::info!(
         shard = id,
         keys = state.ks.borrow().key_count_total(),
-        lsn = state.wal.last_lsn(),
+        lsn = state.wal().last_lsn(),
         "shard ready"
     );
     wait_for_shutdown(&state).await;
@@ -467,46 +554,16 @@ async fn open_shard(
     let ring = SocketRing::new().map_err(|error| {
         format!("cannot create the shard's io_uring socket ring ({error}); helios needs Linux 6.1+ with io_uring enabled (sysctl kernel.io_uring_disabled=0)")
     })?;
-    let dir = shared
-        .config
-        .data_dir
-        .join(format!("shard-{id}"))
-        .join("wal");
-    let mut ks = Keyspace::new();
-    let now_ms = unix_ms();
-    let mut replayed = 0u64;
-    let wal = Wal::open(
-        GlommioFs,
-        dir.clone(),
-        WalOptions::default(),
-        |lsn, kind, payload| {
-            if kind != WAL_KIND_REDIS {
-                return Err(WalError::Replay {
-                    lsn,
-                    reason: format!("unknown record kind {kind}"),
-                });
-            }
-            replayed += 1;
-            ks.apply_logged(payload, now_ms)
-                .map_err(|error| WalError::Replay {
-                    lsn,
-                    reason: error.to_string(),
-                })
-        },
-    )
-    .await
-    .map_err(|error| {
-        format!(
-            "shard {id}: cannot recover the WAL in {}: {error}",
-            dir.display()
-        )
-    })?;
-    tracing::info!(shard = id, records = replayed, "WAL replayed");
+    let shard_dir = shared.config.data_dir.join(format!("shard-{id}"));
+    let per_shard = shared.config.cache_bytes / shared.map.shard_count().max(1) as u64;
+    let (lsm, ks) = store::open_store(&shard_dir, StoreBudget::from_cache_bytes(per_shard))
+        .await
+        .map_err(|error| format!("shard {id}: {error}"))?;
     Ok(Rc::new(ShardState {
         id,
         shared: shared.clone(),
         ks: RefCell::new(ks),
-        wal,
+        lsm,
         mesh: Mesh::new(senders),
         ring,
         durability: Cell::new(shared.config.durability),
@@ -579,8 +636,8 @@ async fn active_expiry(state: Rc<ShardState>) {
 async fn background_sync(state: Rc<ShardState>) {
     while !state.shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(ASYNC_SYNC_INTERVAL).await;
-        if state.wal.durable_lsn() < state.wal.last_lsn() {
-            if let Err(error) = state.wal.sync_all().await {
+        if state.wal().durable_lsn() < state.wal().last_lsn() {
+            if let Err(error) = state.wal().sync_all().await {
                 tracing::error!(shard = state.id, %error, "WAL sync failed");
             }
         }
@@ -593,7 +650,7 @@ async fn background_sync(state: Rc<ShardState>) {
 async fn prepare_wal_segments(state: Rc<ShardState>) {
     while !state.shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(ASYNC_SYNC_INTERVAL).await;
-        if let Err(error) = state.wal.prepare_next_segment().await {
+        if let Err(error) = state.wal().prepare_next_segment().await {
             tracing::warn!(shard = state.id, %error, "could not prepare the next WAL segment");
         }
     }
@@ -613,12 +670,12 @@ async fn wait_for_shutdown(state: &Rc<ShardState>) {
     while state.shared.drained.load(Ordering::SeqCst) < state.shared.map.shard_count() {
         glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
     }
-    if let Err(error) = state.wal.sync_all().await {
-        tracing::error!(shard = state.id, %error, "final WAL sync failed");
+    if let Err(error) = state.lsm.close().await {
+        tracing::error!(shard = state.id, %error, "closing the store failed");
     }
     tracing::info!(
         shard = state.id,
-        lsn = state.wal.durable_lsn(),
+        lsn = state.wal().durable_lsn(),
         "shard stopped"
     );
 }

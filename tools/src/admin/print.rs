@@ -119,6 +119,12 @@ pub fn mutation(m: &Mutation) -> String {
             let expire = expire_at_ms.map_or(String::new(), |at| format!(" expire_at_ms={at}"));
             format!("set db={db} {} = {}{expire}", key(k), value(v))
         }
+        Mutation::Set {
+            db,
+            key: k,
+            value: Value::OffloadedStr { len },
+            ..
+        } => format!("set db={db} {} = <{len} bytes, not in the record>", key(k)),
         Mutation::Del { db, key: k } => format!("del db={db} {}", key(k)),
         Mutation::SetExpire {
             db,

@@ -1,0 +1,155 @@
+//! A shard's store on disk: its LSM tree (`shard-N/lsm/`) and the in-memory key index rebuilt
+//! from it at start. Also moves a data directory written before the tree existed (a WAL of
+//! keyspace mutations in `shard-N/wal/`) into the tree.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use helios_engine::cache::BlockCache;
+use helios_engine::keyspace::{storage, Keyspace};
+use helios_engine::lsm::{Lsm, LsmOptions, ReadOptions};
+use helios_engine::wal::{Wal, WalError, WalOptions};
+use helios_shard::glommio_fs::GlommioFs;
+use helios_shard::glommio_rt::{unix_ms, GlommioRuntime};
+
+/// WAL record kind of the pre-LSM format: a payload of encoded keyspace mutations.
+pub const WAL_KIND_REDIS: u8 = 1;
+/// The pre-LSM WAL's directory inside a shard directory.
+const LEGACY_WAL_DIR: &str = "wal";
+const LSM_DIR: &str = "lsm";
+/// While moving a legacy WAL, storage writes are cut into records of about this size.
+const MIGRATION_BATCH_BYTES: usize = 8 << 20;
+/// Entries rebuilt between yields at start.
+const REBUILD_YIELD_EVERY: usize = 4096;
+
+pub type ShardLsm = Lsm<GlommioFs, GlommioRuntime>;
+
+/// Memory a shard's store may use for cached data.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreBudget {
+    /// The tree's block cache.
+    pub block_cache_bytes: u64,
+    /// Values kept resident in the key index.
+    pub resident_value_bytes: usize,
+}
+
+impl StoreBudget {
+    /// Splits a shard's share of `--cache-size`: half for blocks, half for resident values.
+    pub fn from_cache_bytes(cache_bytes: u64) -> StoreBudget {
+        StoreBudget {
+            block_cache_bytes: cache_bytes / 2,
+            resident_value_bytes: usize::try_from(cache_bytes / 2).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+pub fn lsm_dir(shard_dir: &Path) -> PathBuf {
+    shard_dir.join(LSM_DIR)
+}
+
+/// The tree options of a shard: defaults, plus Redis expiry as the compaction filter.
+pub fn lsm_options() -> LsmOptions {
+    LsmOptions {
+        expiry_filter: Some(storage::expiry_filter(unix_ms)),
+        ..LsmOptions::default()
+    }
+}
+
+/// Opens the shard's tree, moves a legacy WAL into it if one is there, and rebuilds the key
+/// index from it.
+pub async fn open_store(
+    shard_dir: &Path,
+    budget: StoreBudget,
+) -> Result<(Rc<ShardLsm>, Keyspace), String> {
+    let dir = lsm_dir(shard_dir);
+    let cache = Rc::new(BlockCache::new(budget.block_cache_bytes));
+    let lsm = Lsm::open(GlommioFs, GlommioRuntime, dir.clone(), lsm_options(), cache)
+        .await
+        .map_err(|error| format!("cannot open the store in {}: {error}", dir.display()))?;
+    let legacy = shard_dir.join(LEGACY_WAL_DIR);
+    if legacy.exists() {
+        migrate_legacy_wal(&lsm, &legacy).await?;
+    }
+    let mut ks = Keyspace::with_resident_budget(budget.resident_value_bytes);
+    rebuild_index(&lsm, &mut ks).await?;
+    Ok((lsm, ks))
+}
+
+/// Adds every live key of the tree to `ks`, values offloaded.
+async fn rebuild_index(lsm: &ShardLsm, ks: &mut Keyspace) -> Result<(), String> {
+    let now_ms = unix_ms();
+    let mut iter = lsm.iter(ReadOptions::default());
+    let fail = |error: helios_engine::lsm::LsmError| format!("reading the store: {error}");
+    iter.seek_to_first().await.map_err(fail)?;
+    let mut seen = 0usize;
+    while iter.valid() {
+        ks.insert_stored(iter.key(), iter.value(), now_ms)
+            .map_err(|reason| format!("store entry {:?}: {reason}", iter.key()))?;
+        seen += 1;
+        if seen % REBUILD_YIELD_EVERY == 0 {
+            glommio::yield_if_needed().await;
+        }
+        iter.next().await.map_err(fail)?;
+    }
+    tracing::info!(dir = %lsm.dir().display(), keys = ks.key_count_total(), "key index rebuilt");
+    Ok(())
+}
+
+/// Replays a pre-LSM WAL into the tree (through a keyspace of its own, which turns the
+/// mutations into storage writes; that WAL held the whole keyspace in memory before, so it fits
+/// now), syncs, then removes it. A crash before the removal replays it again at the next start,
+/// over what was already written: its records are absolute, so the result is the same.
+async fn migrate_legacy_wal(lsm: &ShardLsm, legacy: &Path) -> Result<(), String> {
+    tracing::warn!(dir = %legacy.display(), "moving a WAL of the pre-LSM format into the store");
+    let now_ms = unix_ms();
+    let mut ks = Keyspace::new();
+    let mut batches = Vec::new();
+    let wal = Wal::open(
+        GlommioFs,
+        legacy.to_path_buf(),
+        WalOptions::default(),
+        |lsn, kind, payload| {
+            if kind != WAL_KIND_REDIS {
+                return Err(WalError::Replay {
+                    lsn,
+                    reason: format!("unknown record kind {kind}"),
+                });
+            }
+            ks.apply_logged(payload, now_ms)
+                .map_err(|error| WalError::Replay {
+                    lsn,
+                    reason: error.to_string(),
+                })?;
+            if ks.pending_bytes() >= MIGRATION_BATCH_BYTES {
+                batches.push(ks.take_pending());
+            }
+            Ok(())
+        },
+    )
+    .await
+    .map_err(|error| {
+        format!(
+            "cannot read the legacy WAL in {}: {error}",
+            legacy.display()
+        )
+    })?;
+    drop(wal);
+    batches.push(ks.take_pending());
+    let fail = |error: helios_engine::lsm::LsmError| format!("moving the legacy WAL: {error}");
+    for batch in batches.iter().filter(|b| !b.is_empty()) {
+        lsm.wait_for_write_room().await.map_err(fail)?;
+        lsm.write(batch).map_err(fail)?;
+    }
+    lsm.wal()
+        .sync_all()
+        .await
+        .map_err(|error| format!("moving the legacy WAL: {error}"))?;
+    std::fs::remove_dir_all(legacy)
+        .map_err(|error| format!("cannot remove {}: {error}", legacy.display()))?;
+    if let Some(parent) = legacy.parent() {
+        std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|error| format!("cannot sync {}: {error}", parent.display()))?;
+    }
+    Ok(())
+}
