@@ -90,6 +90,7 @@ struct State {
     yield_on_io: bool,
     sync_count: u64,
     write_count: u64,
+    read_count: u64,
     sync_dir_count: u64,
 }
 
@@ -234,6 +235,11 @@ impl MemFs {
     }
 
     /// Number of successful writes so far.
+    /// Reads issued so far (tests of read-ahead).
+    pub fn read_count(&self) -> u64 {
+        self.state.borrow().read_count
+    }
+
     pub fn write_count(&self) -> u64 {
         self.state.borrow().write_count
     }
@@ -449,6 +455,7 @@ impl DmaFile for MemFile {
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
         assert!(len <= MEMFS_IO_BYTES_MAX);
         io_point(&self.state, Some(FaultOp::Read)).await?;
+        self.state.borrow_mut().read_count += 1;
         self.with_inode(|state, id| {
             let current = &state.inodes[&id].current;
             let start = usize::try_from(pos)

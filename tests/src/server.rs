@@ -39,6 +39,8 @@ impl Durability {
 pub struct ServerOpts {
     pub shards: usize,
     pub durability: Durability,
+    /// `--cache-size`, when set.
+    pub cache_size: Option<String>,
 }
 
 impl Default for ServerOpts {
@@ -46,6 +48,7 @@ impl Default for ServerOpts {
         ServerOpts {
             shards: 2,
             durability: Durability::Async,
+            cache_size: None,
         }
     }
 }
@@ -57,6 +60,10 @@ impl ServerOpts {
     }
     pub fn durability(mut self, durability: Durability) -> ServerOpts {
         self.durability = durability;
+        self
+    }
+    pub fn cache_size(mut self, size: &str) -> ServerOpts {
+        self.cache_size = Some(size.to_string());
         self
     }
 }
@@ -231,7 +238,11 @@ impl HeliosServer {
             self.port = free_port();
             self.pg_port = free_port();
             let log = File::create(self.log_path()).expect("create log file");
-            let mut child = Command::new(&bin)
+            let mut command = Command::new(&bin);
+            if let Some(size) = &self.opts.cache_size {
+                command.arg("--cache-size").arg(size);
+            }
+            let mut child = command
                 .arg("--data-dir")
                 .arg(self.data_dir())
                 .arg("--redis-addr")

@@ -314,3 +314,136 @@ fn scan_visits_whole_token_groups() {
     let (filtered, _) = ks.scan(0, 0, 100, 0, |k, _| k.starts_with(b"o"));
     assert_eq!(filtered, vec![b("other")]);
 }
+
+/// The tree, as the keyspace sees it: storage key → stored value.
+type Store = std::collections::BTreeMap<Vec<u8>, Bytes>;
+
+fn write_pending(ks: &mut Keyspace, store: &mut Store) {
+    for (kind, key, value) in ks.take_pending().entries() {
+        match kind {
+            crate::lsm::key::ValueKind::Put => {
+                store.insert(key.to_vec(), value.clone());
+            }
+            crate::lsm::key::ValueKind::Delete => {
+                store.remove(&key[..]);
+            }
+        }
+    }
+}
+
+/// Makes `key`'s value resident from the store, as the server does before a batch.
+fn load(ks: &mut Keyspace, store: &Store, db: u8, key: &[u8], now_ms: u64) {
+    if let Some((skey, stamp)) = ks.needs_load(db, key, now_ms) {
+        ks.install_loaded(db, key, stamp, store.get(&skey)).unwrap();
+    }
+}
+
+#[derive(Clone, Debug)]
+enum TierOp {
+    Set(u8, u8, Option<u64>),
+    Del(u8),
+    Expire(u8, u64),
+    Persist(u8),
+    Get(u8),
+    Evict(usize),
+    Restart,
+    Tick(u64),
+}
+
+fn tier_op() -> impl Strategy<Value = TierOp> {
+    prop_oneof![
+        6 => (0u8..12, 0u8..40, proptest::option::of(0u64..200)).prop_map(|(k, len, at)| TierOp::Set(k, len, at)),
+        2 => (0u8..12).prop_map(TierOp::Del),
+        2 => (0u8..12, 0u64..200).prop_map(|(k, at)| TierOp::Expire(k, at)),
+        1 => (0u8..12).prop_map(TierOp::Persist),
+        6 => (0u8..12).prop_map(TierOp::Get),
+        2 => (0usize..64).prop_map(TierOp::Evict),
+        1 => Just(TierOp::Restart),
+        1 => (0u64..30).prop_map(TierOp::Tick),
+    ]
+}
+
+proptest! {
+    /// Values move between memory and the store (eviction, loading, a restart that rebuilds the
+    /// index from the store) without ever changing what a reader sees.
+    #[test]
+    fn tiered_values_match_a_model(ops in proptest::collection::vec(tier_op(), 1..200)) {
+        let mut ks = Keyspace::with_resident_budget(64);
+        let mut store = Store::new();
+        let mut model: std::collections::BTreeMap<Vec<u8>, (Bytes, Option<u64>)> = Default::default();
+        let mut log = Vec::new();
+        let mut now = 0u64;
+        for (step, op) in ops.into_iter().enumerate() {
+            model.retain(|_, (_, at)| !matches!(at, Some(at) if now > *at));
+            match op {
+                TierOp::Set(k, len, at) => {
+                    let key = format!("k{k}");
+                    let value = Bytes::from(vec![b'a' + (step % 26) as u8; len as usize]);
+                    ks.apply_and_log(Mutation::Set { db: 0, key: b(&key), value: Value::Str(value.clone()), expire_at_ms: at }, &mut log);
+                    if matches!(at, Some(at) if now > at) {
+                        model.remove(key.as_bytes());
+                    } else {
+                        model.insert(key.into_bytes(), (value, at));
+                    }
+                }
+                TierOp::Del(k) => {
+                    let key = format!("k{k}");
+                    if ks.contains(0, key.as_bytes(), now) {
+                        ks.apply_and_log(Mutation::Del { db: 0, key: b(&key) }, &mut log);
+                    }
+                    model.remove(key.as_bytes());
+                }
+                TierOp::Expire(k, at) => {
+                    let key = format!("k{k}");
+                    load(&mut ks, &store, 0, key.as_bytes(), now);
+                    if ks.contains(0, key.as_bytes(), now) {
+                        ks.apply_and_log(Mutation::SetExpire { db: 0, key: b(&key), expire_at_ms: Some(at) }, &mut log);
+                        if let Some(entry) = model.get_mut(key.as_bytes()) {
+                            entry.1 = Some(at);
+                        }
+                    }
+                }
+                TierOp::Persist(k) => {
+                    let key = format!("k{k}");
+                    load(&mut ks, &store, 0, key.as_bytes(), now);
+                    if ks.contains(0, key.as_bytes(), now) {
+                        ks.apply_and_log(Mutation::SetExpire { db: 0, key: b(&key), expire_at_ms: None }, &mut log);
+                        if let Some(entry) = model.get_mut(key.as_bytes()) {
+                            entry.1 = None;
+                        }
+                    }
+                }
+                TierOp::Get(k) => {
+                    let key = format!("k{k}");
+                    load(&mut ks, &store, 0, key.as_bytes(), now);
+                    let got = ks.get(0, key.as_bytes(), now).map(|e| (e.value.clone(), e.expire_at_ms));
+                    let want = model.get(key.as_bytes()).map(|(v, at)| (Value::Str(v.clone()), *at));
+                    prop_assert_eq!(got, want, "get {} at step {}", key, step);
+                }
+                TierOp::Evict(budget) => {
+                    ks.resident_budget = budget;
+                    ks.evict_to_budget();
+                    prop_assert!(ks.resident_bytes() <= budget);
+                }
+                TierOp::Restart => {
+                    write_pending(&mut ks, &mut store);
+                    let mut rebuilt = Keyspace::with_resident_budget(64);
+                    for (skey, stored) in &store {
+                        rebuilt.insert_stored(skey, stored, now).unwrap();
+                    }
+                    ks = rebuilt;
+                }
+                TierOp::Tick(ms) => now += ms,
+            }
+            write_pending(&mut ks, &mut store);
+            ks.check_invariants();
+            model.retain(|_, (_, at)| !matches!(at, Some(at) if now > *at));
+            prop_assert_eq!(ks.key_count_total(), {
+                // Keys the model holds, plus expired ones the index has not removed yet.
+                let live = model.len();
+                let expired_in_index = ks.iter().filter(|(_, _, e)| e.is_expired(now)).count();
+                live + expired_in_index
+            });
+        }
+    }
+}

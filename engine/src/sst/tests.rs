@@ -417,7 +417,7 @@ fn huge_values_and_tombstones() {
 }
 
 #[test]
-fn reads_go_through_the_block_cache() {
+fn point_reads_fill_the_block_cache_and_scans_read_ahead_without_filling_it() {
     let fs = new_fs();
     let path = sst_path("cached.sst");
     let entries = numbered_entries(500, 20);
@@ -425,14 +425,21 @@ fn reads_go_through_the_block_cache() {
     let cache = Rc::new(BlockCache::new(1 << 20));
     let reader = block_on(SstReader::open(&fs, &path, 7, cache.clone())).unwrap();
     let blocks = reader.properties().data_blocks;
-    scan(&reader).unwrap();
+    assert!(blocks > 2);
+    let reads_before = fs.read_count();
+    assert_eq!(scan(&reader).unwrap(), entries);
     assert_eq!((cache.hits(), cache.misses()), (0, blocks));
-    assert_eq!(cache.len() as u64, blocks);
-    scan(&reader).unwrap();
-    assert_eq!(cache.hits(), blocks);
+    assert_eq!(cache.len(), 0, "a scan does not fill the cache");
+    let reads = fs.read_count() - reads_before;
+    assert!(reads < blocks, "read-ahead: {reads} reads for {blocks} blocks");
     let k = key::user_key(&entries[10].0);
     assert!(block_on(reader.get(k, key::SEQ_MAX)).unwrap().is_some());
-    assert_eq!(cache.hits(), blocks + 1);
+    assert_eq!(cache.len(), 1);
+    assert!(block_on(reader.get(k, key::SEQ_MAX)).unwrap().is_some());
+    assert_eq!(cache.hits(), 1);
+    // A scan uses what point reads cached.
+    scan(&reader).unwrap();
+    assert_eq!(cache.hits(), 2);
 }
 
 #[test]

@@ -15,6 +15,7 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "replication",
     "keyspace",
     "shards",
+    "storage",
 ];
 
 pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_ms: u64) -> String {
@@ -112,5 +113,35 @@ pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_m
         );
     }
     section("Shards", shards);
+    let mut storage = String::new();
+    for s in stats {
+        let st = &s.storage;
+        let join = |v: &[String]| v.join("/");
+        let files: Vec<String> = st.level_files.iter().map(|n| n.to_string()).collect();
+        let bytes: Vec<String> = st.level_bytes.iter().map(|n| n.to_string()).collect();
+        let _ = write!(
+            storage,
+            "shard{}:level_files={},level_bytes={},max_l0_files={},memtable_bytes={},resident_value_bytes={},block_cache_used={},block_cache_capacity={},block_cache_hits={},block_cache_misses={},flushes={},compactions={},trivial_moves={},write_stalls={},wal_segments={},user_bytes_written={},flush_bytes_written={},compaction_bytes_written={}\r\n",
+            s.shard,
+            join(&files),
+            join(&bytes),
+            st.lsm.max_l0_files,
+            st.memtable_bytes,
+            st.resident_value_bytes,
+            st.block_cache_used_bytes,
+            st.block_cache_capacity_bytes,
+            st.block_cache_hits,
+            st.block_cache_misses,
+            st.lsm.flushes,
+            st.lsm.compactions,
+            st.lsm.trivial_moves,
+            st.lsm.stalls,
+            st.wal_segments,
+            st.lsm.user_bytes_written,
+            st.lsm.flush_bytes_written,
+            st.lsm.compaction_bytes_written,
+        );
+    }
+    section("Storage", storage);
     out
 }

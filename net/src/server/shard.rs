@@ -21,7 +21,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use super::store::WAL_KIND_REDIS;
 /// A batch's mutations are cut into WAL records of about this size (a record holds at most
 /// one more command's mutations), far below the record limit.
 const WAL_BATCH_RECORD_BYTES: usize = 32 << 20;
@@ -101,6 +100,22 @@ pub struct ShardStats {
     pub wal_durable_lsn: u64,
     pub wal_failed: bool,
     pub connections_received: u64,
+    pub storage: StorageStats,
+}
+
+/// The shard's LSM tree, for INFO's `# Storage` section.
+#[derive(Clone, Debug, Default)]
+pub struct StorageStats {
+    pub level_files: Vec<usize>,
+    pub level_bytes: Vec<u64>,
+    pub lsm: helios_engine::lsm::LsmStats,
+    pub memtable_bytes: usize,
+    pub resident_value_bytes: usize,
+    pub block_cache_used_bytes: u64,
+    pub block_cache_capacity_bytes: u64,
+    pub block_cache_hits: u64,
+    pub block_cache_misses: u64,
+    pub wal_segments: usize,
 }
 
 pub struct ShardState {
@@ -254,6 +269,9 @@ impl ShardState {
             let Some(spec) = commands::lookup(cmd.name()) else {
                 continue;
             };
+            if !reads_values(cmd) {
+                continue;
+            }
             for key in admin::keys_of(spec, cmd) {
                 if let Some((skey, stamp)) = ks.needs_load(db, key, now_ms) {
                     missing.push((db, key.clone(), skey, stamp));
@@ -375,6 +393,18 @@ impl ShardState {
             wal_durable_lsn: self.wal().durable_lsn(),
             wal_failed: self.wal().is_failed(),
             connections_received: self.connections_received.get(),
+            storage: StorageStats {
+                level_files: self.lsm.level_file_counts(),
+                level_bytes: self.lsm.level_bytes(),
+                lsm: self.lsm.stats(),
+                memtable_bytes: self.lsm.memtable_bytes(),
+                resident_value_bytes: ks.resident_bytes(),
+                block_cache_used_bytes: self.lsm.block_cache().used_bytes(),
+                block_cache_capacity_bytes: self.lsm.block_cache().capacity_bytes(),
+                block_cache_hits: self.lsm.block_cache().hits(),
+                block_cache_misses: self.lsm.block_cache().misses(),
+                wal_segments: self.wal().segment_count(),
+            },
         }
     }
 
@@ -491,6 +521,40 @@ impl ShardState {
             ks.put_string(db, key, value, expire_at_ms, only_if_absent, unix_ms(), log)
         })
     }
+}
+
+/// Whether a command may read the values of its keys (else only the key index: existence,
+/// type, expiry). Commands not listed are assumed to read them.
+fn reads_values(cmd: &Command) -> bool {
+    const INDEX_ONLY: &[&[u8]] = &[
+        b"DEL",
+        b"UNLINK",
+        b"EXISTS",
+        b"TYPE",
+        b"TTL",
+        b"PTTL",
+        b"EXPIRETIME",
+        b"PEXPIRETIME",
+        b"TOUCH",
+        b"MSET",
+        b"MSETNX",
+        b"SETNX",
+        b"SETEX",
+        b"PSETEX",
+    ];
+    let name = cmd.name();
+    if INDEX_ONLY.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+        return false;
+    }
+    // SET overwrites unless it must return the old value (GET).
+    if name.eq_ignore_ascii_case(b"SET") {
+        return cmd
+            .args
+            .iter()
+            .skip(3)
+            .any(|a| a.eq_ignore_ascii_case(b"GET"));
+    }
+    true
 }
 
 /// A string stored by a cross-shard RENAME/RENAMENX.

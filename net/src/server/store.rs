@@ -31,14 +31,22 @@ pub struct StoreBudget {
     pub block_cache_bytes: u64,
     /// Values kept resident in the key index.
     pub resident_value_bytes: usize,
+    /// Size of one memtable (the tree keeps up to three: one active, two being flushed).
+    pub memtable_bytes: usize,
 }
+
+/// Memtable size bounds: a quarter of the shard's cache share, within these.
+const MEMTABLE_BYTES_MIN: usize = 4 << 20;
+const MEMTABLE_BYTES_MAX: usize = 64 << 20;
 
 impl StoreBudget {
     /// Splits a shard's share of `--cache-size`: half for blocks, half for resident values.
     pub fn from_cache_bytes(cache_bytes: u64) -> StoreBudget {
+        let quarter = usize::try_from(cache_bytes / 4).unwrap_or(usize::MAX);
         StoreBudget {
             block_cache_bytes: cache_bytes / 2,
             resident_value_bytes: usize::try_from(cache_bytes / 2).unwrap_or(usize::MAX),
+            memtable_bytes: quarter.clamp(MEMTABLE_BYTES_MIN, MEMTABLE_BYTES_MAX),
         }
     }
 }
@@ -47,11 +55,18 @@ pub fn lsm_dir(shard_dir: &Path) -> PathBuf {
     shard_dir.join(LSM_DIR)
 }
 
-/// The tree options of a shard: defaults, plus Redis expiry as the compaction filter.
-pub fn lsm_options() -> LsmOptions {
+/// The tree options of a shard: defaults, memtables sized by the budget, and Redis expiry as
+/// the compaction filter.
+pub fn lsm_options(budget: &StoreBudget) -> LsmOptions {
+    let defaults = LsmOptions::default();
     LsmOptions {
+        memtable_bytes: budget.memtable_bytes,
+        // Level 1 as big as a level-0 compaction's input (RocksDB's rule of thumb), so that
+        // small memtables do not make every L0 compaction rewrite a much larger L1.
+        level1_bytes: (budget.memtable_bytes * defaults.l0_compaction_trigger) as u64,
+        target_file_bytes: budget.memtable_bytes as u64,
         expiry_filter: Some(storage::expiry_filter(unix_ms)),
-        ..LsmOptions::default()
+        ..defaults
     }
 }
 
@@ -63,9 +78,15 @@ pub async fn open_store(
 ) -> Result<(Rc<ShardLsm>, Keyspace), String> {
     let dir = lsm_dir(shard_dir);
     let cache = Rc::new(BlockCache::new(budget.block_cache_bytes));
-    let lsm = Lsm::open(GlommioFs, GlommioRuntime, dir.clone(), lsm_options(), cache)
-        .await
-        .map_err(|error| format!("cannot open the store in {}: {error}", dir.display()))?;
+    let lsm = Lsm::open(
+        GlommioFs,
+        GlommioRuntime,
+        dir.clone(),
+        lsm_options(&budget),
+        cache,
+    )
+    .await
+    .map_err(|error| format!("cannot open the store in {}: {error}", dir.display()))?;
     let legacy = shard_dir.join(LEGACY_WAL_DIR);
     if legacy.exists() {
         migrate_legacy_wal(&lsm, &legacy).await?;
