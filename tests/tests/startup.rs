@@ -45,6 +45,7 @@ fn restart_with_another_shard_count_moves_the_data() {
         server.restart_with_shards(shards);
         check_sample(&server, &expected);
         assert!(server.log().contains("resharding done"), "{}", server.log());
+        assert_installed_layout(&server.data_dir(), shards);
     }
     let more = write_sample(&server, 400, 100);
     server.kill9();
@@ -73,7 +74,7 @@ fn an_uncommitted_resharding_is_discarded() {
         .data_dir()
         .join("resharding")
         .join("shard-0")
-        .join("wal");
+        .join("lsm");
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::write(staging.join("junk"), b"half-written").unwrap();
     server.restart();
@@ -100,6 +101,18 @@ fn a_committed_resharding_is_finished() {
     server.restart();
     check_sample(&server, &expected);
     assert!(!staging.exists() && !data.join("RESHARD-COMMIT").exists());
+}
+
+/// After a resharding to `shards`: each shard dir holds a store tree and nothing of the old
+/// layout (no legacy `wal/`), there is no shard past the count, and no staging dir or marker.
+fn assert_installed_layout(data: &std::path::Path, shards: usize) {
+    for shard in 0..shards {
+        let dir = data.join(format!("shard-{shard}"));
+        assert!(dir.join("lsm").is_dir(), "{} has no lsm/", dir.display());
+        assert!(!dir.join("wal").exists(), "{} kept a wal/", dir.display());
+    }
+    assert!(!data.join(format!("shard-{shards}")).exists());
+    assert!(!data.join("resharding").exists() && !data.join("RESHARD-COMMIT").exists());
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -248,6 +261,7 @@ fn default_relative_data_dir_works() {
         .path()
         .join("helios-data")
         .join("shard-0")
+        .join("lsm")
         .join("wal")
         .exists());
 }

@@ -474,6 +474,9 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     pub async fn close(&self) -> Result<(), LsmError> {
         self.stop().await;
         self.wal.sync_all().await?;
+        // Tables retired by the last compactions, unless a reader still holds them (then the
+        // next open removes them).
+        self.purge_obsolete().await?;
         Ok(())
     }
 

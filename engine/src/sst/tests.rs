@@ -431,7 +431,10 @@ fn point_reads_fill_the_block_cache_and_scans_read_ahead_without_filling_it() {
     assert_eq!((cache.hits(), cache.misses()), (0, blocks));
     assert_eq!(cache.len(), 0, "a scan does not fill the cache");
     let reads = fs.read_count() - reads_before;
-    assert!(reads < blocks, "read-ahead: {reads} reads for {blocks} blocks");
+    assert!(
+        reads < blocks,
+        "read-ahead: {reads} reads for {blocks} blocks"
+    );
     let k = key::user_key(&entries[10].0);
     assert!(block_on(reader.get(k, key::SEQ_MAX)).unwrap().is_some());
     assert_eq!(cache.len(), 1);

@@ -820,7 +820,7 @@ async fn info(state: &Rc<ShardState>, cmd: &Command) -> Reply {
     let mut stats = vec![];
     for (_, resp) in broadcast(state, || ShardReq::Stats).await {
         if let Ok(ShardResp::Stats(s)) = resp {
-            stats.push(s);
+            stats.push(*s);
         }
     }
     stats.push(state.local_stats());

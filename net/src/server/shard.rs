@@ -83,7 +83,7 @@ pub enum ShardResp {
     Scan(Vec<Bytes>, Option<u64>),
     Taken(Option<(Bytes, Option<u64>)>),
     Put(bool),
-    Stats(ShardStats),
+    Stats(Box<ShardStats>),
     ClientList(String),
     Error(String),
 }
@@ -461,7 +461,7 @@ impl ShardState {
                 self.unlock(txid);
                 ShardResp::Done
             }
-            ShardReq::Stats => ShardResp::Stats(self.local_stats()),
+            ShardReq::Stats => ShardResp::Stats(Box::new(self.local_stats())),
             ShardReq::ClientList => ShardResp::ClientList(conn::client_list(&self)),
             ShardReq::SetDurability(durability) => {
                 self.durability.set(durability);

@@ -107,7 +107,7 @@ async fn rebuild_index(lsm: &ShardLsm, ks: &mut Keyspace) -> Result<(), String> 
         ks.insert_stored(iter.key(), iter.value(), now_ms)
             .map_err(|reason| format!("store entry {:?}: {reason}", iter.key()))?;
         seen += 1;
-        if seen % REBUILD_YIELD_EVERY == 0 {
+        if seen.is_multiple_of(REBUILD_YIELD_EVERY) {
             glommio::yield_if_needed().await;
         }
         iter.next().await.map_err(fail)?;
