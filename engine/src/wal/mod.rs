@@ -596,7 +596,18 @@ impl<F: FileSystem> Wal<F> {
         let prepared = self.prepared.borrow_mut().take();
         *writer = match prepared {
             Some((file, allocated)) => {
-                install_prepared(&self.fs, &self.dir, file, allocated, first_lsn).await?
+                // While the prepared file is being installed (header, sync, rename), a new
+                // preparation must not start: it would delete and recreate the very file this
+                // rename is about to move (seen under load: the rename then failed, ENOENT).
+                assert!(
+                    !self.preparing.get(),
+                    "a prepared file exists only when none is being prepared"
+                );
+                self.preparing.set(true);
+                let installed =
+                    install_prepared(&self.fs, &self.dir, file, allocated, first_lsn).await;
+                self.preparing.set(false);
+                installed?
             }
             None => create_segment(&self.fs, &self.dir, first_lsn).await?,
         };

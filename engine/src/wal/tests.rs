@@ -968,3 +968,41 @@ fn removal_interleaves_with_appends_and_flushes() {
     let (_, replayed) = open_wal(&fs, small()).unwrap();
     assert_eq!(replayed, all[first as usize - 1..].to_vec());
 }
+
+/// A preparation that starts while a roll installs the prepared file must not delete that file
+/// (under load the rename then failed with ENOENT and the log failed).
+#[test]
+fn preparing_during_a_roll_leaves_the_installing_file_alone() {
+    let fs = MemFs::new();
+    fs.set_yield_on_io(true);
+    let opts = WalOptions {
+        segment_bytes_max: 16 << 10,
+        preallocate_bytes: 16 << 10,
+        replay_from_lsn: 0,
+    };
+    let (wal, _) = open_wal(&fs, opts).unwrap();
+    let mut written = Vec::new();
+    block_on(async {
+        for _ in 0..20 {
+            wal.prepare_next_segment().await.unwrap();
+            for _ in 0..10 {
+                written.push(append(&wal, 2000));
+            }
+            let lsn = wal.last_lsn();
+            // Keep trying to prepare while the flush rolls, as the server's timer task does.
+            let preparer = async {
+                for _ in 0..64 {
+                    wal.prepare_next_segment().await?;
+                    futures_lite::future::yield_now().await;
+                }
+                Ok::<(), WalError>(())
+            };
+            let (synced, prepared) = futures_lite::future::zip(wal.sync_to(lsn), preparer).await;
+            synced.unwrap();
+            prepared.unwrap();
+        }
+    });
+    drop(wal);
+    let (_, replayed) = open_wal(&fs, small()).unwrap();
+    assert_eq!(replayed, written);
+}
