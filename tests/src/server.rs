@@ -41,6 +41,8 @@ pub struct ServerOpts {
     pub durability: Durability,
     /// `--cache-size`, when set.
     pub cache_size: Option<String>,
+    /// Environment variables for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerOpts {
@@ -49,6 +51,7 @@ impl Default for ServerOpts {
             shards: 2,
             durability: Durability::Async,
             cache_size: None,
+            env: Vec::new(),
         }
     }
 }
@@ -60,6 +63,10 @@ impl ServerOpts {
     }
     pub fn durability(mut self, durability: Durability) -> ServerOpts {
         self.durability = durability;
+        self
+    }
+    pub fn env(mut self, name: &str, value: &str) -> ServerOpts {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
     pub fn cache_size(mut self, size: &str) -> ServerOpts {
@@ -242,6 +249,7 @@ impl HeliosServer {
             if let Some(size) = &self.opts.cache_size {
                 command.arg("--cache-size").arg(size);
             }
+            command.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
             let mut child = command
                 .arg("--data-dir")
                 .arg(self.data_dir())

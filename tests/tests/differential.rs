@@ -797,10 +797,25 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 #[test]
 fn helios_matches_redis_byte_for_byte() {
+    compare_with_redis(ServerOpts::default().shards(2));
+}
+
+/// The same sequences with no value kept in memory after a batch: every command that reads a
+/// value first loads it from the shard's LSM tree (the path data larger than memory takes).
+#[test]
+fn helios_matches_redis_with_every_value_offloaded() {
+    compare_with_redis(
+        ServerOpts::default()
+            .shards(2)
+            .env("HELIOS_TEST_RESIDENT_VALUE_BYTES", "0"),
+    );
+}
+
+fn compare_with_redis(opts: ServerOpts) {
     let Some(redis) = RedisServer::try_start() else {
         return;
     };
-    let helios = HeliosServer::start(ServerOpts::default().shards(2));
+    let helios = HeliosServer::start(opts);
     let seeds: u64 = env_or("HELIOS_DIFF_SEEDS", SEEDS_DEFAULT);
     let steps: usize = env_or("HELIOS_DIFF_STEPS", STEPS_DEFAULT);
     let mut mismatches = Vec::new();

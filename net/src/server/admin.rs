@@ -629,7 +629,7 @@ async fn rename_across(
     let (src, dst) = (cmd.args[1].clone(), cmd.args[2].clone());
     let (src_shard, dst_shard) = (state.owner_of(&src), state.owner_of(&dst));
     let taken = if src_shard == state.id {
-        match state.take(db, &src) {
+        match state.take_loaded(db, &src).await {
             Ok(taken) => state
                 .wait_durable(state.wal().last_lsn())
                 .await

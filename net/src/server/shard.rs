@@ -493,7 +493,7 @@ impl ShardState {
     }
 
     /// `take`, once the key's value is resident.
-    async fn take_loaded(
+    pub async fn take_loaded(
         &self,
         db: u8,
         key: &Bytes,

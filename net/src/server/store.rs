@@ -91,9 +91,23 @@ pub async fn open_store(
     if legacy.exists() {
         migrate_legacy_wal(&lsm, &legacy).await?;
     }
-    let mut ks = Keyspace::with_resident_budget(budget.resident_value_bytes);
+    let mut ks = Keyspace::with_resident_budget(resident_budget(budget));
     rebuild_index(&lsm, &mut ks).await?;
     Ok((lsm, ks))
+}
+
+/// Test hook: `HELIOS_TEST_RESIDENT_VALUE_BYTES=0` keeps no value in memory after a batch, so
+/// the differential tests drive every command through the load-from-disk path.
+const RESIDENT_BUDGET_ENV: &str = "HELIOS_TEST_RESIDENT_VALUE_BYTES";
+
+fn resident_budget(budget: StoreBudget) -> usize {
+    match std::env::var(RESIDENT_BUDGET_ENV).ok().and_then(|v| v.parse().ok()) {
+        Some(bytes) => {
+            tracing::warn!(bytes, "{RESIDENT_BUDGET_ENV} overrides the resident value budget");
+            bytes
+        }
+        None => budget.resident_value_bytes,
+    }
 }
 
 /// Adds every live key of the tree to `ks`, values offloaded.
