@@ -43,6 +43,9 @@ pub struct ServerOpts {
     pub cache_size: Option<String>,
     /// Environment variables for the server process.
     pub env: Vec<(String, String)>,
+    /// How long a start may take before the server must answer PING (start-up rebuilds the
+    /// key index from the store: large data sets need longer).
+    pub ready_deadline: Duration,
 }
 
 impl Default for ServerOpts {
@@ -52,6 +55,7 @@ impl Default for ServerOpts {
             durability: Durability::Async,
             cache_size: None,
             env: Vec::new(),
+            ready_deadline: READY_DEADLINE,
         }
     }
 }
@@ -63,6 +67,10 @@ impl ServerOpts {
     }
     pub fn durability(mut self, durability: Durability) -> ServerOpts {
         self.durability = durability;
+        self
+    }
+    pub fn ready_deadline(mut self, deadline: Duration) -> ServerOpts {
+        self.ready_deadline = deadline;
         self
     }
     pub fn env(mut self, name: &str, value: &str) -> ServerOpts {
@@ -266,7 +274,7 @@ impl HeliosServer {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-            match wait_ready(&mut child, self.port, READY_DEADLINE) {
+            match wait_ready(&mut child, self.port, self.opts.ready_deadline) {
                 Ok(()) => {
                     self.child = Some(child);
                     return;

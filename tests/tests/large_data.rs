@@ -133,7 +133,12 @@ fn data_many_times_the_cache_loads_reads_back_and_survives_restart() {
     let total: u64 = env_or("HELIOS_LARGE_DATA_BYTES", DEFAULT_TOTAL_BYTES);
     let cache = std::env::var("HELIOS_LARGE_DATA_CACHE").unwrap_or_else(|_| DEFAULT_CACHE.into());
     let keys = total / VALUE_BYTES as u64;
-    let mut server = HeliosServer::start(ServerOpts::default().shards(1).cache_size(&cache));
+    let mut server = HeliosServer::start(
+        ServerOpts::default()
+            .shards(1)
+            .cache_size(&cache)
+            .ready_deadline(Duration::from_secs(900)),
+    );
     let started = Instant::now();
     load(server.port(), keys);
     let loaded = started.elapsed();
@@ -153,7 +158,9 @@ fn data_many_times_the_cache_loads_reads_back_and_survives_restart() {
     read_sample(server.port(), keys, 1);
 
     server.terminate();
+    let restarted = Instant::now();
     server.restart();
+    eprintln!("restart (key index rebuilt from the store) took {:?}", restarted.elapsed());
     read_sample(server.port(), keys, 2);
     eprintln!("after restart:\n{}", storage_info(server.port()));
 }
