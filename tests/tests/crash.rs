@@ -207,7 +207,11 @@ fn check_offline(server: &HeliosServer) {
         .output()
         .expect("run helios check");
     let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "helios check after kill -9:\n{report}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "helios check after kill -9:\n{report}"
+    );
 }
 
 #[test]

@@ -160,7 +160,10 @@ fn data_many_times_the_cache_loads_reads_back_and_survives_restart() {
     server.terminate();
     let restarted = Instant::now();
     server.restart();
-    eprintln!("restart (key index rebuilt from the store) took {:?}", restarted.elapsed());
+    eprintln!(
+        "restart (key index rebuilt from the store) took {:?}",
+        restarted.elapsed()
+    );
     read_sample(server.port(), keys, 2);
     eprintln!("after restart:\n{}", storage_info(server.port()));
 }

@@ -289,7 +289,7 @@ impl Keyspace {
         if entry.value.is_resident() || entry.is_expired(now_ms) {
             return None;
         }
-        Some((storage::storage_key(db, key), entry.stamp))
+        Some((storage::storage_key(db, key).to_vec(), entry.stamp))
     }
 
     /// Makes a value read from the tree resident, if the entry is still the one it was read
@@ -415,8 +415,7 @@ impl Keyspace {
             } => self.set(db, &key, value, expire_at_ms),
             Mutation::Del { db, key } => {
                 let k = key_ref(db, &key);
-                self.pending
-                    .delete(Bytes::from(storage::storage_key(db, &key)));
+                self.pending.delete(storage::storage_key(db, &key));
                 self.remove_ref(&k);
             }
             Mutation::SetExpire {
@@ -513,8 +512,7 @@ impl Keyspace {
         // buffer that must not stay pinned, and the keyspace's value is a slice of the bytes the
         // memtable holds, so the two share one allocation.
         let (stored, payload) = storage::encode_string(&payload, expire_at_ms);
-        self.pending
-            .put(Bytes::from(storage::storage_key(db, key)), stored);
+        self.pending.put(storage::storage_key(db, key), stored);
         self.insert_entry(db, key, Value::Str(payload), expire_at_ms);
     }
 
@@ -572,7 +570,7 @@ impl Keyspace {
         // The expiry is part of the stored value: write the value again with the new one.
         let (stored_value, payload) = storage::encode_string(payload, expire_at_ms);
         self.pending
-            .put(Bytes::from(storage::storage_key(db, key)), stored_value);
+            .put(storage::storage_key(db, key), stored_value);
         let stored = stored.clone();
         let old_at = old.expire_at_ms;
         self.replace_expire(&stored, old_at, expire_at_ms);
@@ -769,8 +767,7 @@ impl Keyspace {
         assert!((db as usize) < DB_COUNT);
         let keys: Vec<MapKey> = self.db_range(db).map(|(k, _)| k.clone()).collect();
         for k in keys {
-            self.pending
-                .delete(Bytes::from(storage::storage_key(k.db, &k.key)));
+            self.pending.delete(storage::storage_key(k.db, &k.key));
             self.remove_stored(&k);
         }
         assert_eq!(self.key_counts[db as usize], 0);

@@ -28,13 +28,16 @@ pub const fn header_bytes(has_expire: bool) -> usize {
     }
 }
 
-pub fn storage_key(db: u8, key: &[u8]) -> Vec<u8> {
+/// The storage key of `key` in `db`. Built as `BytesMut` and frozen, so that the clones the
+/// memtable and its iterators make are reference-count increments (a `Bytes` made from a `Vec`
+/// allocates a shared header at its first clone).
+pub fn storage_key(db: u8, key: &[u8]) -> Bytes {
     assert!((db as usize) < DB_COUNT);
-    let mut out = Vec::with_capacity(9 + key.len());
-    out.push(db);
-    out.extend_from_slice(&redis_token(key).to_be_bytes());
+    let mut out = BytesMut::with_capacity(9 + key.len());
+    out.put_u8(db);
+    out.put_u64(redis_token(key));
     out.extend_from_slice(key);
-    out
+    out.freeze()
 }
 
 /// (db, token, key) of a storage key; None when malformed.
@@ -112,7 +115,7 @@ mod tests {
     #[test]
     fn storage_keys_sort_like_the_keyspace() {
         let mut keys: Vec<(u8, &[u8])> = vec![(1, b"a"), (0, b"zz"), (0, b"a"), (0, b"{a}b")];
-        let mut encoded: Vec<Vec<u8>> = keys.iter().map(|(db, k)| storage_key(*db, k)).collect();
+        let mut encoded: Vec<Bytes> = keys.iter().map(|(db, k)| storage_key(*db, k)).collect();
         encoded.sort();
         keys.sort_by_key(|(db, k)| (*db, redis_token(k), k.to_vec()));
         let parsed: Vec<(u8, &[u8])> = encoded

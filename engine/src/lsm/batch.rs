@@ -57,6 +57,10 @@ impl WriteBatch {
         HEADER_BYTES + self.payload_bytes
     }
 
+    pub fn into_entries(self) -> Vec<(ValueKind, Bytes, Bytes)> {
+        self.entries
+    }
+
     pub fn entries(&self) -> &[(ValueKind, Bytes, Bytes)] {
         &self.entries
     }

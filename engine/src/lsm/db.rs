@@ -237,11 +237,45 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     /// should await [`Lsm::wait_for_write_room`] before writing, so that memory stays bounded
     /// when writes outrun flushing.
     pub fn write(&self, batch: &WriteBatch) -> Result<u64, LsmError> {
-        self.check_writable()?;
-        batch.validate()?;
         if batch.is_empty() {
+            self.check_writable()?;
             return Ok(self.wal.last_lsn());
         }
+        let (lsn, base_seq) = self.log_batch(batch)?;
+        let state = self.state.borrow();
+        for (i, (kind, key, value)) in batch.entries().iter().enumerate() {
+            state
+                .active
+                .insert(key.clone(), base_seq + i as u64, *kind, value.clone());
+        }
+        drop(state);
+        self.finish_write(lsn);
+        Ok(lsn)
+    }
+
+    /// [`Lsm::write`] of a batch the caller no longer needs: its keys and values move into the
+    /// memtable instead of being shared (no reference-count traffic per entry).
+    pub fn write_owned(&self, batch: WriteBatch) -> Result<u64, LsmError> {
+        if batch.is_empty() {
+            self.check_writable()?;
+            return Ok(self.wal.last_lsn());
+        }
+        let (lsn, base_seq) = self.log_batch(&batch)?;
+        let state = self.state.borrow();
+        for (i, (kind, key, value)) in batch.into_entries().into_iter().enumerate() {
+            state.active.insert(key, base_seq + i as u64, kind, value);
+        }
+        drop(state);
+        self.finish_write(lsn);
+        Ok(lsn)
+    }
+
+    /// Checks and logs a batch, assigning its sequence numbers: (WAL lsn, first sequence
+    /// number). The caller inserts the entries, then calls `finish_write`.
+    fn log_batch(&self, batch: &WriteBatch) -> Result<(u64, SeqNo), LsmError> {
+        self.check_writable()?;
+        batch.validate()?;
+        assert!(!batch.is_empty());
         let base_seq = self.last_seq.get() + 1;
         let last_seq = base_seq + batch.len() as u64 - 1;
         if last_seq > key::SEQ_MAX {
@@ -251,15 +285,6 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         }
         let payload = batch.encode(base_seq);
         let lsn = self.wal.append(WAL_KIND_BATCH, &payload)?;
-        {
-            let state = self.state.borrow();
-            for (i, (kind, key, value)) in batch.entries().iter().enumerate() {
-                state
-                    .active
-                    .insert(key.clone(), base_seq + i as u64, *kind, value.clone());
-            }
-            state.active.note_lsn(lsn);
-        }
         self.last_seq.set(last_seq);
         let mut stats = self.stats.borrow_mut();
         stats.user_bytes_written += batch
@@ -268,9 +293,12 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             .map(|(_, k, v)| (k.len() + v.len()) as u64)
             .sum::<u64>();
         stats.wal_bytes_written += (payload.len() + crate::wal::RECORD_HEADER_BYTES) as u64;
-        drop(stats);
+        Ok((lsn, base_seq))
+    }
+
+    fn finish_write(&self, lsn: u64) {
+        self.state.borrow().active.note_lsn(lsn);
         self.maybe_rotate();
-        Ok(lsn)
     }
 
     /// Writes `batch` and waits until it is durable.

@@ -36,8 +36,9 @@ pub struct ExecCtx<'a> {
     pub db: u8,
     /// The command's clock: one reading for the whole command, as Redis does.
     pub now_ms: u64,
-    /// WAL payload being built: encoded mutations are appended here.
-    pub log: &'a mut Vec<u8>,
+    /// When set, every applied mutation is also encoded here (tests replay it; the server
+    /// needs only the keyspace's pending storage writes and passes None).
+    pub log: Option<&'a mut Vec<u8>>,
 }
 
 pub(crate) type ExecFn = fn(&mut ExecCtx<'_>, &Command) -> Reply;
@@ -45,7 +46,10 @@ pub(crate) type ExecFn = fn(&mut ExecCtx<'_>, &Command) -> Reply;
 impl ExecCtx<'_> {
     /// Logs `m` and applies it to the keyspace.
     fn commit(&mut self, m: Mutation) {
-        self.ks.apply_and_log(m, self.log);
+        match self.log.as_deref_mut() {
+            Some(log) => self.ks.apply_and_log(m, log),
+            None => self.ks.apply(m),
+        }
     }
 
     fn entry(&mut self, key: &[u8]) -> Option<&Entry> {

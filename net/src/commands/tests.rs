@@ -31,7 +31,7 @@ impl Shard {
             ks: &mut self.ks,
             db: self.db,
             now_ms: self.now_ms,
-            log: &mut self.log,
+            log: Some(&mut self.log),
         };
         exec_local(&mut ctx, &cmd)
     }

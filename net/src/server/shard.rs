@@ -155,8 +155,6 @@ impl ShardState {
         replies: &mut Vec<Reply>,
     ) -> u64 {
         let mut ks = self.ks.borrow_mut();
-        let mut log = self.log.borrow_mut();
-        log.clear();
         let now_ms = unix_ms();
         let mut count = 0;
         // Replies whose writes are pending in the keyspace, not yet written to the tree.
@@ -171,10 +169,9 @@ impl ShardState {
                 ks: &mut ks,
                 db,
                 now_ms,
-                log: &mut log,
+                log: None,
             };
             replies.push(commands::exec_local(&mut ctx, cmd));
-            log.clear();
             if ks.pending_bytes() >= WAL_BATCH_RECORD_BYTES {
                 self.write_pending(&mut ks, &mut replies[unlogged_from..]);
                 unlogged_from = replies.len();
@@ -201,7 +198,7 @@ impl ShardState {
         if batch.is_empty() {
             return;
         }
-        if let Err(error) = self.lsm.write(&batch) {
+        if let Err(error) = self.lsm.write_owned(batch) {
             tracing::error!(shard = self.id, %error, "store write failed; refusing writes until restart");
             self.append_failed.set(true);
             for reply in replies.iter_mut() {

@@ -101,9 +101,15 @@ pub async fn open_store(
 const RESIDENT_BUDGET_ENV: &str = "HELIOS_TEST_RESIDENT_VALUE_BYTES";
 
 fn resident_budget(budget: StoreBudget) -> usize {
-    match std::env::var(RESIDENT_BUDGET_ENV).ok().and_then(|v| v.parse().ok()) {
+    match std::env::var(RESIDENT_BUDGET_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         Some(bytes) => {
-            tracing::warn!(bytes, "{RESIDENT_BUDGET_ENV} overrides the resident value budget");
+            tracing::warn!(
+                bytes,
+                "{RESIDENT_BUDGET_ENV} overrides the resident value budget"
+            );
             bytes
         }
         None => budget.resident_value_bytes,
