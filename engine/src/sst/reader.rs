@@ -134,6 +134,7 @@ impl<F: FileSystem> SstReader<F> {
         SstIter {
             reader: self.clone(),
             window: None,
+            sequential_blocks: 0,
             block_index: 0,
             block: None,
         }
@@ -348,7 +349,14 @@ pub struct SstIter<F: FileSystem> {
     block: Option<BlockIter>,
     /// Raw bytes read ahead for sequential movement: (file offset, bytes).
     window: Option<(u64, Bytes)>,
+    /// Blocks entered by moving forward since the last `seek`: read-ahead starts once a scan
+    /// proves long ([`READAHEAD_AFTER_BLOCKS`]), so a short scan after a seek reads only the
+    /// blocks it needs.
+    sequential_blocks: u32,
 }
+
+/// Forward block moves after a `seek` before reads go through the read-ahead window.
+const READAHEAD_AFTER_BLOCKS: u32 = 2;
 
 impl<F: FileSystem> SstIter<F> {
     pub async fn seek_to_first(&mut self) -> Result<(), SstError> {
@@ -356,6 +364,8 @@ impl<F: FileSystem> SstIter<F> {
         if self.reader.index.is_empty() {
             return Ok(());
         }
+        // A scan from the start is long: read ahead at once.
+        self.sequential_blocks = READAHEAD_AFTER_BLOCKS;
         self.load_next_block(0).await?;
         let result = self.block_mut().seek_to_first();
         self.check(result)?;
@@ -369,6 +379,7 @@ impl<F: FileSystem> SstIter<F> {
             "seek: not an internal key"
         );
         self.block = None;
+        self.sequential_blocks = 0;
         let i = self.reader.index_lower_bound(internal_key);
         if i == self.reader.index.len() {
             return Ok(());
