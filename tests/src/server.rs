@@ -221,6 +221,11 @@ impl HeliosServer {
         self.port
     }
 
+    /// The PostgreSQL port.
+    pub fn pg_port(&self) -> u16 {
+        self.pg_port
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
     }

@@ -10,6 +10,7 @@
 mod admin;
 mod conn;
 mod info;
+mod pg;
 mod reshard;
 mod shard;
 pub(crate) mod store;
@@ -118,6 +119,15 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
     })?;
     tracing::info!(addr = %local, shards = shard_count, durability = config.durability.as_str(), data_dir = %config.data_dir.display(), "helios listening for Redis clients");
     let listener_fd = listener.into_raw_fd();
+    let pg_listener =
+        std::net::TcpListener::bind(config.pg_addr).map_err(|source| ServerError::Bind {
+            addr: config.pg_addr,
+            source,
+        })?;
+    if let Ok(pg_local) = pg_listener.local_addr() {
+        tracing::info!(addr = %pg_local, "helios listening for PostgreSQL clients");
+    }
+    let pg_listener_fd = pg_listener.into_raw_fd();
     let shared = Arc::new(Shared {
         config,
         map,
@@ -133,7 +143,7 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
     });
     let for_shards = shared.clone();
     helios_shard::runtime::run_shards(shard_count, move |start| {
-        shard::shard_main(start, for_shards.clone(), listener_fd)
+        shard::shard_main(start, for_shards.clone(), listener_fd, pg_listener_fd)
     })?;
     let start_error = shared.start_error.lock().map(|e| e.clone()).unwrap_or(None);
     match start_error {

@@ -57,6 +57,8 @@ pub enum ShardReq {
     },
     /// Take over an accepted client socket.
     Adopt(RawFd),
+    /// Take over an accepted PostgreSQL client socket.
+    AdoptPg(RawFd),
     /// One SCAN step on this shard.
     Scan {
         db: u8,
@@ -139,6 +141,8 @@ pub struct ShardState {
     pub lock_waiters: RefCell<Vec<std::task::Waker>>,
     /// Set when an append failed: memory holds mutations the WAL lacks.
     pub append_failed: Cell<bool>,
+    /// Shard 0's ring accepting PostgreSQL connections.
+    pub pg_ring: RefCell<Option<Rc<SocketRing>>>,
 }
 
 impl ShardState {
@@ -421,6 +425,10 @@ impl ShardState {
                 conn::spawn_connection(&self, fd);
                 ShardResp::Done
             }
+            ShardReq::AdoptPg(fd) => {
+                super::pg::spawn_connection(&self, fd);
+                ShardResp::Done
+            }
             ShardReq::Scan {
                 db,
                 cursor_token,
@@ -571,6 +579,7 @@ pub async fn shard_main(
     start: ShardStart<ShardReq, ShardResp>,
     shared: Arc<Shared>,
     listener_fd: RawFd,
+    pg_listener_fd: RawFd,
 ) {
     let id = start.senders.peer_id();
     let state = match open_shard(id, &shared, start.senders).await {
@@ -597,6 +606,17 @@ pub async fn shard_main(
     if id == 0 {
         state.ring.listen(listener_fd);
         glommio::spawn_local(accept_loop(state.clone())).detach();
+        match SocketRing::new() {
+            Ok(pg_ring) => {
+                pg_ring.listen(pg_listener_fd);
+                glommio::spawn_local(pg_ring.clone().drive()).detach();
+                *state.pg_ring.borrow_mut() = Some(pg_ring.clone());
+                glommio::spawn_local(pg_accept_loop(state.clone(), pg_ring)).detach();
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot create the PostgreSQL accept ring; PostgreSQL clients are not served");
+            }
+        }
     }
     tracing::info!(
         shard = id,
@@ -636,6 +656,7 @@ async fn open_shard(
         locks: RefCell::new(Default::default()),
         lock_waiters: RefCell::new(Vec::new()),
         append_failed: Cell::new(false),
+        pg_ring: RefCell::new(None),
     }))
 }
 
@@ -658,6 +679,34 @@ async fn accept_loop(state: Rc<ShardState>) {
         let shared = state.shared.clone();
         glommio::spawn_local(async move {
             if mesh.call(target, ShardReq::Adopt(fd)).await.is_err() {
+                // SAFETY: the target is gone (shutdown); the socket is still ours to close.
+                unsafe { libc::close(fd) };
+                shared.connections_per_shard[target].fetch_sub(1, Ordering::Relaxed);
+            }
+        })
+        .detach();
+    }
+}
+
+/// Shard 0 accepts PostgreSQL connections on a ring of their own (the shard's socket ring
+/// serves one listener) and hands each to the least-loaded shard, as for Redis.
+async fn pg_accept_loop(state: Rc<ShardState>, pg_ring: Rc<SocketRing>) {
+    while let Some(fd) = pg_ring.accept().await {
+        if state.shared.shutdown.load(Ordering::Relaxed) {
+            // SAFETY: a socket accepted while shutting down; ours to close.
+            unsafe { libc::close(fd) };
+            continue;
+        }
+        let target = least_loaded_shard(&state.shared);
+        state.shared.connections_per_shard[target].fetch_add(1, Ordering::Relaxed);
+        if target == state.id {
+            super::pg::spawn_connection(&state, fd);
+            continue;
+        }
+        let mesh = state.mesh.clone();
+        let shared = state.shared.clone();
+        glommio::spawn_local(async move {
+            if mesh.call(target, ShardReq::AdoptPg(fd)).await.is_err() {
                 // SAFETY: the target is gone (shutdown); the socket is still ours to close.
                 unsafe { libc::close(fd) };
                 shared.connections_per_shard[target].fetch_sub(1, Ordering::Relaxed);
@@ -724,6 +773,9 @@ async fn wait_for_shutdown(state: &Rc<ShardState>) {
         glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
     }
     state.ring.shutdown();
+    if let Some(pg_ring) = state.pg_ring.borrow_mut().take() {
+        pg_ring.shutdown();
+    }
     while !state.clients.borrow().is_empty() {
         glommio::timer::sleep(SHUTDOWN_POLL_INTERVAL).await;
     }

@@ -1,0 +1,47 @@
+//! The crate's one error type: a PostgreSQL SQLSTATE, the primary message, and where in the
+//! query string it points. The protocol layer turns it into an ErrorResponse as is.
+
+/// An error a statement ends with, in PostgreSQL's terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (SQLSTATE {sqlstate})")]
+pub struct SqlError {
+    /// Five-character SQLSTATE, e.g. `"42601"`.
+    pub sqlstate: &'static str,
+    /// Primary message, worded as PostgreSQL words it.
+    pub message: String,
+    /// 1-based character offset into the whole query string, when known.
+    pub position: Option<usize>,
+}
+
+impl SqlError {
+    pub(crate) fn new(sqlstate: &'static str, message: impl Into<String>) -> SqlError {
+        SqlError {
+            sqlstate,
+            message: message.into(),
+            position: None,
+        }
+    }
+
+    pub(crate) fn at(mut self, position: Option<usize>) -> SqlError {
+        self.position = position;
+        self
+    }
+}
+
+// SQLSTATEs used in this crate (PostgreSQL's errcodes.txt names in comments).
+pub(crate) const SYNTAX_ERROR: &str = "42601"; // syntax_error
+pub(crate) const FEATURE_NOT_SUPPORTED: &str = "0A000"; // feature_not_supported
+pub(crate) const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003"; // numeric_value_out_of_range
+pub(crate) const DIVISION_BY_ZERO: &str = "22012"; // division_by_zero
+pub(crate) const INVALID_TEXT_REPRESENTATION: &str = "22P02"; // invalid_text_representation
+pub(crate) const UNDEFINED_FUNCTION: &str = "42883"; // undefined_function (also operators)
+pub(crate) const AMBIGUOUS_FUNCTION: &str = "42725"; // ambiguous_function
+pub(crate) const DATATYPE_MISMATCH: &str = "42804"; // datatype_mismatch
+pub(crate) const CANNOT_COERCE: &str = "42846"; // cannot_coerce
+pub(crate) const UNDEFINED_OBJECT: &str = "42704"; // undefined_object
+pub(crate) const UNDEFINED_COLUMN: &str = "42703"; // undefined_column
+pub(crate) const UNDEFINED_TABLE: &str = "42P01"; // undefined_table
+pub(crate) const INVALID_PARAMETER_VALUE: &str = "22023"; // invalid_parameter_value
+pub(crate) const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02"; // cant_change_runtime_param
+pub(crate) const STATEMENT_TOO_COMPLEX: &str = "54001"; // statement_too_complex
+pub(crate) const PROGRAM_LIMIT_EXCEEDED: &str = "54000"; // program_limit_exceeded

@@ -1,0 +1,484 @@
+//! Per-connection state: who is connected to what, and the run-time parameters (GUCs) that
+//! `SET`/`SHOW`/`RESET` touch. Only parameters listed in [`PARAMS`] exist (plus custom
+//! `prefix.name` ones, as in PostgreSQL); values are validated and normalized as PostgreSQL does.
+
+use crate::error::*;
+
+/// How a parameter's value is checked and normalized.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Reported or shown, never set.
+    ReadOnly,
+    /// Any string.
+    Any,
+    /// on/off (accepts PostgreSQL's boolean spellings).
+    Bool,
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Enum(&'static [&'static str]),
+    ClientEncoding,
+    DateStyle,
+    TimeZone,
+    /// A list of identifiers (search_path), shown comma-separated and quoted where needed.
+    List,
+    /// application_name: printable ASCII, at most 63 bytes.
+    AppName,
+    /// Only "on" is supported (backslash handling in literals depends on it).
+    OnlyOn,
+}
+
+struct ParamDef {
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    /// `GUC_REPORT`: a change is sent to the client as ParameterStatus.
+    reported: bool,
+}
+
+const fn def(name: &'static str, default: &'static str, kind: Kind, reported: bool) -> ParamDef {
+    ParamDef {
+        name,
+        default,
+        kind,
+        reported,
+    }
+}
+
+/// The value `server_version` reports; clients parse the leading number.
+pub const SERVER_VERSION: &str = "16.4";
+/// The parameters that exist, sorted by name (SHOW ALL lists them in this order).
+const PARAMS: &[ParamDef] = &[
+    def("application_name", "", Kind::AppName, true),
+    def("bytea_output", "hex", Kind::Enum(&["hex", "escape"]), false),
+    def("client_encoding", "UTF8", Kind::ClientEncoding, true),
+    def(
+        "client_min_messages",
+        "notice",
+        Kind::Enum(&[
+            "debug5", "debug4", "debug3", "debug2", "debug1", "debug", "log", "notice", "warning",
+            "error",
+        ]),
+        false,
+    ),
+    def("DateStyle", "ISO, MDY", Kind::DateStyle, true),
+    def(
+        "default_transaction_isolation",
+        "read committed",
+        Kind::Enum(&[
+            "serializable",
+            "repeatable read",
+            "read committed",
+            "read uncommitted",
+        ]),
+        false,
+    ),
+    def("default_transaction_read_only", "off", Kind::Bool, true),
+    def(
+        "extra_float_digits",
+        "1",
+        Kind::Int { min: -15, max: 3 },
+        false,
+    ),
+    def("idle_in_transaction_session_timeout", "0", Kind::Any, false),
+    def("in_hot_standby", "off", Kind::ReadOnly, true),
+    def("integer_datetimes", "on", Kind::ReadOnly, true),
+    def(
+        "IntervalStyle",
+        "postgres",
+        Kind::Enum(&["postgres", "postgres_verbose", "sql_standard", "iso_8601"]),
+        true,
+    ),
+    def("is_superuser", "on", Kind::ReadOnly, true),
+    def("lock_timeout", "0", Kind::Any, false),
+    def("max_identifier_length", "63", Kind::ReadOnly, false),
+    def("search_path", "\"$user\", public", Kind::List, false),
+    def("server_encoding", "UTF8", Kind::ReadOnly, true),
+    def("server_version", SERVER_VERSION, Kind::ReadOnly, true),
+    def("server_version_num", "160004", Kind::ReadOnly, false),
+    def("session_authorization", "", Kind::ReadOnly, true),
+    def("standard_conforming_strings", "on", Kind::OnlyOn, true),
+    def("statement_timeout", "0", Kind::Any, false),
+    def("TimeZone", "UTC", Kind::TimeZone, true),
+    def(
+        "transaction_isolation",
+        "read committed",
+        Kind::ReadOnly,
+        false,
+    ),
+];
+
+/// Order of ParameterStatus messages at startup.
+const STARTUP_REPORTED: &[&str] = &[
+    "server_version",
+    "server_encoding",
+    "client_encoding",
+    "DateStyle",
+    "integer_datetimes",
+    "standard_conforming_strings",
+    "TimeZone",
+    "IntervalStyle",
+    "is_superuser",
+    "session_authorization",
+    "application_name",
+    "default_transaction_read_only",
+    "in_hot_standby",
+];
+/// Bound on custom (`prefix.name`) parameters one session may create.
+const CUSTOM_PARAMS_MAX: usize = 256;
+/// Bound on one parameter value's length.
+const VALUE_BYTES_MAX: usize = 8192;
+
+/// One client connection's SQL state.
+#[derive(Debug, Clone)]
+pub struct Session {
+    user: String,
+    database: String,
+    /// Current values, indexed like [`PARAMS`].
+    values: Vec<String>,
+    /// `prefix.name` parameters set by the client.
+    custom: Vec<(String, String)>,
+}
+
+/// A parameter change the protocol layer reports with ParameterStatus: (name, new value).
+pub type ChangedParameter = (String, String);
+
+fn find(name: &str) -> Option<usize> {
+    PARAMS
+        .iter()
+        .position(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+fn invalid_value(name: &str, value: &str) -> SqlError {
+    SqlError::new(
+        INVALID_PARAMETER_VALUE,
+        format!("invalid value for parameter \"{name}\": \"{value}\""),
+    )
+}
+
+pub(crate) fn unrecognized(name: &str) -> SqlError {
+    SqlError::new(
+        UNDEFINED_OBJECT,
+        format!("unrecognized configuration parameter \"{name}\""),
+    )
+}
+
+impl Session {
+    pub fn new(user: &str, database: &str) -> Session {
+        let values = PARAMS
+            .iter()
+            .map(|p| {
+                if p.name == "session_authorization" {
+                    user.to_string()
+                } else {
+                    p.default.to_string()
+                }
+            })
+            .collect();
+        Session {
+            user: user.to_string(),
+            database: database.to_string(),
+            values,
+            custom: Vec::new(),
+        }
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The current value of a parameter, by case-insensitive name.
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        if let Some(i) = find(name) {
+            return Some(&self.values[i]);
+        }
+        self.custom
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn extra_float_digits(&self) -> i32 {
+        self.parameter("extra_float_digits")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    }
+
+    /// Sets a parameter as `SET name = value` does (also for startup-packet options).
+    /// Returns the change to report to the client, if the parameter is reported and changed.
+    pub fn set_parameter(
+        &mut self,
+        name: &str,
+        value: &str,
+    ) -> Result<Option<ChangedParameter>, SqlError> {
+        if value.len() > VALUE_BYTES_MAX {
+            return Err(SqlError::new(
+                PROGRAM_LIMIT_EXCEEDED,
+                format!("value for parameter \"{name}\" is too long"),
+            ));
+        }
+        let Some(i) = find(name) else {
+            return self.set_custom(name, value).map(|()| None);
+        };
+        let p = &PARAMS[i];
+        let v = normalize(p, value)?;
+        Ok(self.store(i, v))
+    }
+
+    fn store(&mut self, i: usize, v: String) -> Option<ChangedParameter> {
+        let changed = self.values[i] != v;
+        self.values[i] = v;
+        (changed && PARAMS[i].reported)
+            .then(|| (PARAMS[i].name.to_string(), self.values[i].clone()))
+    }
+
+    fn set_custom(&mut self, name: &str, value: &str) -> Result<(), SqlError> {
+        let valid = name
+            .split_once('.')
+            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty());
+        if !valid {
+            return Err(unrecognized(name));
+        }
+        if let Some(slot) = self
+            .custom
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            slot.1 = value.to_string();
+        } else if self.custom.len() >= CUSTOM_PARAMS_MAX {
+            return Err(SqlError::new(
+                PROGRAM_LIMIT_EXCEEDED,
+                "too many custom configuration parameters",
+            ));
+        } else {
+            self.custom
+                .push((name.to_ascii_lowercase(), value.to_string()));
+        }
+        Ok(())
+    }
+
+    /// `RESET name` / `SET name TO DEFAULT`.
+    pub(crate) fn reset_parameter(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<ChangedParameter>, SqlError> {
+        let Some(i) = find(name) else {
+            if self.parameter(name).is_some() {
+                self.custom.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                return Ok(None);
+            }
+            return Err(unrecognized(name));
+        };
+        if matches!(PARAMS[i].kind, Kind::ReadOnly) {
+            return Err(cannot_change(PARAMS[i].name));
+        }
+        Ok(self.store(i, PARAMS[i].default.to_string()))
+    }
+
+    /// `RESET ALL`.
+    pub(crate) fn reset_all(&mut self) -> Vec<ChangedParameter> {
+        self.custom.clear();
+        (0..PARAMS.len())
+            .filter(|&i| !matches!(PARAMS[i].kind, Kind::ReadOnly))
+            .filter_map(|i| self.store(i, PARAMS[i].default.to_string()))
+            .collect()
+    }
+
+    /// Canonical name of a parameter (what SHOW names its column), if it exists.
+    pub(crate) fn canonical_name(&self, name: &str) -> Option<String> {
+        if let Some(i) = find(name) {
+            return Some(PARAMS[i].name.to_string());
+        }
+        self.custom
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(n, _)| n.clone())
+    }
+
+    /// (name, value) of every parameter, sorted by name, for `SHOW ALL`.
+    pub(crate) fn all_parameters(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = PARAMS
+            .iter()
+            .zip(&self.values)
+            .map(|(p, v)| (p.name.to_string(), v.clone()))
+            .collect();
+        all.extend(self.custom.iter().cloned());
+        all.sort_by_key(|(n, _)| n.to_ascii_lowercase());
+        all
+    }
+
+    /// Whether `name` takes a list (several comma-separated SET values).
+    pub(crate) fn is_list(&self, name: &str) -> bool {
+        find(name).is_some_and(|i| matches!(PARAMS[i].kind, Kind::List | Kind::DateStyle))
+    }
+}
+
+fn cannot_change(name: &str) -> SqlError {
+    SqlError::new(
+        CANT_CHANGE_RUNTIME_PARAM,
+        format!("parameter \"{name}\" cannot be changed"),
+    )
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    let t = v.trim().to_ascii_lowercase();
+    let prefix_of = |word: &str, min: usize| t.len() >= min && word.starts_with(t.as_str());
+    if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || t == "1" {
+        Some(true)
+    } else if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || t == "0" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn normalize(p: &ParamDef, value: &str) -> Result<String, SqlError> {
+    let name = p.name;
+    match p.kind {
+        Kind::ReadOnly => Err(cannot_change(name)),
+        Kind::Any => Ok(value.to_string()),
+        Kind::Bool => match parse_bool(value) {
+            Some(b) => Ok(if b { "on" } else { "off" }.to_string()),
+            None => Err(SqlError::new(
+                INVALID_PARAMETER_VALUE,
+                format!("parameter \"{name}\" requires a Boolean value"),
+            )),
+        },
+        Kind::OnlyOn => match parse_bool(value) {
+            Some(true) => Ok("on".to_string()),
+            Some(false) => Err(SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                format!("{name} = off is not supported"),
+            )),
+            None => Err(SqlError::new(
+                INVALID_PARAMETER_VALUE,
+                format!("parameter \"{name}\" requires a Boolean value"),
+            )),
+        },
+        Kind::Int { min, max } => {
+            let v: i64 = value.trim().parse().map_err(|_| {
+                SqlError::new(
+                    INVALID_PARAMETER_VALUE,
+                    format!("invalid value for parameter \"{name}\": \"{value}\""),
+                )
+            })?;
+            if v < min || v > max {
+                return Err(SqlError::new(
+                    INVALID_PARAMETER_VALUE,
+                    format!(
+                        "{v} is outside the valid range for parameter \"{name}\" ({min} .. {max})"
+                    ),
+                ));
+            }
+            Ok(v.to_string())
+        }
+        Kind::Enum(options) => {
+            let lower = value.trim().to_ascii_lowercase();
+            options
+                .iter()
+                .find(|o| **o == lower)
+                .map(|o| o.to_string())
+                .ok_or_else(|| invalid_value(name, value))
+        }
+        Kind::ClientEncoding => {
+            let norm: String = value
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            match norm.as_str() {
+                "utf8" | "unicode" => Ok("UTF8".to_string()),
+                "sqlascii" => Ok("SQL_ASCII".to_string()),
+                _ => Err(invalid_value(name, value)),
+            }
+        }
+        Kind::DateStyle => date_style(value).ok_or_else(|| invalid_value(name, value)),
+        Kind::TimeZone => time_zone(value).ok_or_else(|| invalid_value(name, value)),
+        Kind::List | Kind::AppName => Ok(if matches!(p.kind, Kind::AppName) {
+            app_name(value)
+        } else {
+            value.to_string()
+        }),
+    }
+}
+
+/// DateStyle: an output format and/or a field order, shown as e.g. "ISO, MDY".
+fn date_style(value: &str) -> Option<String> {
+    let (mut format, mut order) = ("ISO", "MDY");
+    for token in value.split(',').map(|t| t.trim().to_ascii_lowercase()) {
+        match token.as_str() {
+            "iso" => format = "ISO",
+            "sql" => format = "SQL",
+            "postgres" => format = "Postgres",
+            "german" => {
+                format = "German";
+                order = "DMY";
+            }
+            "ymd" => order = "YMD",
+            "dmy" | "euro" | "european" => order = "DMY",
+            "mdy" | "us" | "noneuro" | "noneuropean" => order = "MDY",
+            "default" => {}
+            _ => return None,
+        }
+    }
+    Some(format!("{format}, {order}"))
+}
+
+/// Without a time-zone database, only UTC spellings and fixed offsets are accepted; a region
+/// name ("Europe/Berlin") is kept as given, since nothing here formats times yet.
+fn time_zone(value: &str) -> Option<String> {
+    let v = value.trim();
+    let upper = v.to_ascii_uppercase();
+    if [
+        "UTC",
+        "GMT",
+        "Z",
+        "ZULU",
+        "UCT",
+        "ETC/UTC",
+        "ETC/GMT",
+        "UNIVERSAL",
+    ]
+    .contains(&upper.as_str())
+    {
+        return Some(v.to_string());
+    }
+    let region = v.contains('/')
+        && v.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-+".contains(c))
+        });
+    let offset = v.parse::<f64>().is_ok_and(|h| h.abs() <= 15.0);
+    (region || offset).then(|| v.to_string())
+}
+
+/// application_name keeps printable ASCII only (others become '?'), at most 63 bytes.
+fn app_name(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .take(crate::types::NAME_BYTES_MAX)
+        .collect()
+}
+
+/// ParameterStatus values sent at startup, in order.
+pub fn startup_parameters(session: &Session) -> Vec<(String, String)> {
+    STARTUP_REPORTED
+        .iter()
+        .map(|name| {
+            let value = session.parameter(name);
+            assert!(
+                value.is_some(),
+                "startup parameter {name} missing from PARAMS"
+            );
+            (name.to_string(), value.unwrap_or_default().to_string())
+        })
+        .collect()
+}

@@ -1,0 +1,345 @@
+//! Data-driven tests: each case is a query, the columns it describes (name:oid) and the rows
+//! it returns (cells joined by '|', NULL as "NULL"), or the SQLSTATE it fails with. Expected
+//! values were checked against a real PostgreSQL.
+
+use proptest::prelude::*;
+
+use crate::types::SqlType;
+use crate::*;
+
+fn render(r: &Result<StatementResult, SqlError>) -> String {
+    match r {
+        Ok(StatementResult::Rows { columns, rows, tag }) => {
+            let cols: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{}:{}", c.name, c.type_oid))
+                .collect();
+            let rows: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            format!("{} => {} [{tag}]", cols.join(","), rows.join(" / "))
+        }
+        Ok(StatementResult::Command {
+            tag,
+            changed_parameters,
+        }) => {
+            let changed: Vec<String> = changed_parameters
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            format!("{tag} {}", changed.join(","))
+        }
+        Ok(StatementResult::Empty) => "EMPTY".into(),
+        Err(e) => format!("ERR {} {}", e.sqlstate, e.message),
+    }
+}
+
+fn run_one(session: &mut Session, sql: &str) -> String {
+    let results = execute_simple(session, sql);
+    results.iter().map(render).collect::<Vec<_>>().join(" ;; ")
+}
+
+/// (sql, expected prefix of the rendering). Errors are matched on "ERR <sqlstate> <message>".
+const CASES: &[(&str, &str)] = &[
+    // Literals and their types.
+    ("SELECT 1", "?column?:23 => 1 [SELECT 1]"),
+    ("SELECT 'a' || 'b' AS x, 2 * 3.5, NULL IS NULL", "x:25,?column?:1700,?column?:16 => ab|7.0|t [SELECT 1]"),
+    ("SELECT 2147483647, 2147483648, 9223372036854775808", "?column?:23,?column?:20,?column?:1700 => 2147483647|2147483648|9223372036854775808"),
+    ("SELECT -2147483648, pg_typeof(-2147483648), pg_typeof(-2147483649)", "?column?:23,pg_typeof:2206,pg_typeof:2206 => -2147483648|integer|bigint"),
+    ("SELECT -9223372036854775808", "?column?:20 => -9223372036854775808"),
+    ("SELECT 1e3, 1.5e3, 1e-3, 1.50, .5, 5.", "?column?:1700,?column?:1700,?column?:1700,?column?:1700,?column?:1700,?column?:1700 => 1000|1500|0.001|1.50|0.5|5"),
+    ("SELECT true, false, NULL", "?column?:16,?column?:16,?column?:25 => t|f|NULL"),
+    ("SELECT 'hello', E'a\\tb'", "?column?:25,?column?:25 => hello|a\tb"),
+    ("SELECT $$dollar$$", "?column?:25 => dollar"),
+    ("SELECT", " =>  [SELECT 1]"),
+    ("SELECT 1 AS \"Mixed\", 2 AS Lower", "Mixed:23,lower:23"),
+    // Integer arithmetic.
+    ("SELECT 7 / 2, -7 / 2, 7 % 3, -7 % 3, 5 % -3", "?column?:23,?column?:23,?column?:23,?column?:23,?column?:23 => 3|-3|1|-1|2"),
+    ("SELECT 2147483647 + 1", "ERR 22003 integer out of range"),
+    ("SELECT -2147483648 / -1", "ERR 22003 integer out of range"),
+    ("SELECT -2147483648 % -1", "?column?:23 => 0"),
+    ("SELECT 9223372036854775807 + 1", "ERR 22003 bigint out of range"),
+    ("SELECT 2147483647 + 1::int8", "?column?:20 => 2147483648"),
+    ("SELECT 32767::int2 + 1::int2", "ERR 22003 smallint out of range"),
+    ("SELECT pg_typeof(1::int2 + 1::int2), pg_typeof(1::int2 + 1), pg_typeof(1 + 1.5), pg_typeof(1 + 1.5::float8)", "pg_typeof:2206,pg_typeof:2206,pg_typeof:2206,pg_typeof:2206 => smallint|integer|numeric|double precision"),
+    ("SELECT 1/0", "ERR 22012 division by zero"),
+    ("SELECT 1%0", "ERR 22012 division by zero"),
+    ("SELECT -(1), - 1::int2, +5", "?column?:23,?column?:21,?column?:23 => -1|-1|5"),
+    ("SELECT (1 + 2) * 3", "?column?:23 => 9"),
+    // Numeric: scales as PostgreSQL computes them.
+    ("SELECT 1/3.0, 10/4.0, 1.0/1000000, 123456789.0/7", "?column?:1700,?column?:1700,?column?:1700,?column?:1700 => 0.33333333333333333333|2.5000000000000000|0.000001000000000000000000|17636684.142857142857"),
+    ("SELECT 7.0/2, 1::numeric/3, 100000::numeric/3, 0.001/3", "?column?:1700,?column?:1700,?column?:1700,?column?:1700 => 3.5000000000000000|0.33333333333333333333|33333.333333333333|0.00033333333333333333"),
+    ("SELECT 1.10 + 2.2, 1.5 * 1.25, 5.5 % 2, 1.0 - 1.000", "?column?:1700,?column?:1700,?column?:1700,?column?:1700 => 3.30|1.875|1.5|0.000"),
+    ("SELECT 1.0 / 0", "ERR 22012 division by zero"),
+    ("SELECT 2.5::int, (-2.5)::int, 1.234::numeric(10,2), 1::decimal(5,2)", "int4:23,int4:23,numeric:1700,numeric:1700 => 3|-3|1.23|1.00"),
+    ("SELECT 123.45::numeric(4,2)", "ERR 22003 numeric field overflow"),
+    // float8.
+    ("SELECT 0.1::float8 + 0.2::float8", "?column?:701 => 0.30000000000000004"),
+    ("SELECT 1e15::float8, 1e14::float8, 0.0001::float8, 0.00001::float8, 1e20::float8, 123456789012345678::float8", "float8:701,float8:701,float8:701,float8:701,float8:701,float8:701 => 1e+15|100000000000000|0.0001|1e-05|1e+20|1.2345678901234568e+17"),
+    ("SELECT -0.0::float8, 'nan'::float8, 'inf'::float8, '-Infinity'::float8", "?column?:701,float8:701,float8:701,float8:701 => -0|NaN|Infinity|-Infinity"),
+    ("SELECT 2.5::float8::int, 3.5::float8::int, 0.1::float8::numeric, 1/3::float8", "int4:23,int4:23,numeric:1700,?column?:701 => 2|4|0.1|0.3333333333333333"),
+    ("SELECT 2^3, pg_typeof(2^3)", "?column?:701,pg_typeof:2206 => 8|double precision"),
+    ("SELECT 1e300::float8 * 1e300::float8", "ERR 22003 value out of range: overflow"),
+    ("SELECT 1::float8 / 0", "ERR 22012 division by zero"),
+    ("SELECT 1.5::float8 % 1", "ERR 42883 operator does not exist: double precision % double precision"),
+    ("SELECT 'abc'::float8", "ERR 22P02 invalid input syntax for type double precision: \"abc\""),
+    ("SELECT '1e400'::float8", "ERR 22003 \"1e400\" is out of range for type double precision"),
+    // Casts.
+    ("SELECT 1::int, CAST(1 AS integer), 1::bigint, 1::smallint, '5'::int4, int '7'", "int4:23,int4:23,int8:20,int2:21,int4:23,int4:23 => 1|1|1|1|5|7"),
+    ("SELECT 'abc'::int", "ERR 22P02 invalid input syntax for type integer: \"abc\""),
+    ("SELECT '  42 '::int, '-7'::int8", "int4:23,int8:20 => 42|-7"),
+    ("SELECT '99999999999'::int", "ERR 22003 value \"99999999999\" is out of range for type integer"),
+    ("SELECT 'abcd'::varchar(3), varchar 'x', 'x'::character varying", "varchar:1043,varchar:1043,varchar:1043 => abc|x|x"),
+    ("SELECT true::text, 1::int::text, upper('a')::text, 12.50::text", "text:25,text:25,upper:25,text:25 => true|1|A|12.50"),
+    ("SELECT 'yes'::bool, 'off'::boolean, 1::bool, true::int", "bool:16,bool:16,bool:16,int4:23 => t|f|t|1"),
+    ("SELECT 'maybe'::bool", "ERR 22P02 invalid input syntax for type boolean: \"maybe\""),
+    ("SELECT 1.5::bool", "ERR 42846 cannot cast type numeric to boolean"),
+    ("SELECT 1::foo", "ERR 42704 type \"foo\" does not exist"),
+    ("SELECT 3000000000::int8::int", "ERR 22003 integer out of range"),
+    // Comparison and logic.
+    ("SELECT 1 = 1.0, 'a' < 'b', 2 <> 2, 1 != 2, 3 >= 3, 'B' < 'a'", "?column?:16,?column?:16,?column?:16,?column?:16,?column?:16,?column?:16 => t|t|f|t|t|t"),
+    ("SELECT 1 = NULL, NULL = NULL, 1 IS DISTINCT FROM NULL, NULL IS NOT DISTINCT FROM NULL", "?column?:16,?column?:16,?column?:16,?column?:16 => NULL|NULL|t|t"),
+    ("SELECT true AND NULL, false AND NULL, true OR NULL, false OR NULL, NOT NULL::bool", "?column?:16,?column?:16,?column?:16,?column?:16,?column?:16 => NULL|f|t|NULL|NULL"),
+    ("SELECT NOT true, 't' AND true, NULL IS NOT NULL, 1 IS NULL, NULL IS TRUE, false IS NOT TRUE", "?column?:16,?column?:16,?column?:16,?column?:16,?column?:16,?column?:16 => f|t|f|f|f|t"),
+    ("SELECT 1 AND true", "ERR 42804 argument of AND must be type boolean, not type integer"),
+    ("SELECT NOT 1", "ERR 42804 argument of NOT must be type boolean, not type integer"),
+    ("SELECT 1 = 'a'::text", "ERR 42883 operator does not exist: integer = text"),
+    ("SELECT 1 = 'x'", "ERR 22P02 invalid input syntax for type integer: \"x\""),
+    ("SELECT '1' + 1, '1' + '2'", "ERR 42725 operator is not unique: unknown + unknown"),
+    ("SELECT 'a' + 1", "ERR 22P02 invalid input syntax for type integer: \"a\""),
+    // Text.
+    ("SELECT 'a' || 1, 1 || 'a', 'x' || NULL", "?column?:25,?column?:25,?column?:25 => a1|1a|NULL"),
+    ("SELECT 1 || 2", "ERR 42883 operator does not exist: integer || integer"),
+    // Functions.
+    ("SELECT version()", "version:25 => PostgreSQL 16.4 (HeliosDB 0.1.0)"),
+    ("SELECT current_database(), current_user, session_user, current_schema, current_schema(), user", "current_database:19,current_user:19,session_user:19,current_schema:19,current_schema:19,user:19 => db|alice|alice|public|public|alice"),
+    ("SELECT pg_catalog.version() IS NOT NULL", "?column?:16 => t"),
+    ("SELECT length('héllo'), upper('abc'), lower('ÄB'), length(NULL)", "length:23,upper:25,lower:25,length:23 => 5|ABC|äb|NULL"),
+    ("SELECT abs(-1.50), abs(-3), abs(-2::int8), abs('-1'), abs(-0.5::float8)", "abs:1700,abs:23,abs:20,abs:701,abs:701 => 1.50|3|2|1|0.5"),
+    ("SELECT abs(-2147483648)", "ERR 22003 integer out of range"),
+    ("SELECT coalesce(NULL, 1, 2.5), coalesce(NULL, 'x'), coalesce(1, 1/0), coalesce(NULL, NULL)", "coalesce:1700,coalesce:25,coalesce:23,coalesce:25 => 1|x|1|NULL"),
+    ("SELECT coalesce(1, 'a'::text)", "ERR 42804 COALESCE types integer and text cannot be matched"),
+    ("SELECT nullif(1, 1), nullif(1, 2), nullif('a', 'b')", "nullif:23,nullif:23,nullif:25 => NULL|1|a"),
+    ("SELECT foo(1)", "ERR 42883 function foo(integer) does not exist"),
+    ("SELECT length(1)", "ERR 42883 function length(integer) does not exist"),
+    ("SELECT foo(1, 'a', NULL)", "ERR 42883 function foo(integer, unknown, unknown) does not exist"),
+    ("SELECT foo", "ERR 42703 column \"foo\" does not exist"),
+    ("SELECT t.x", "ERR 42P01 missing FROM-clause entry for table \"t\""),
+    // WHERE and VALUES.
+    ("SELECT 1 WHERE false", "?column?:23 =>  [SELECT 0]"),
+    ("SELECT 1 WHERE 1 < 2", "?column?:23 => 1 [SELECT 1]"),
+    ("SELECT 1 WHERE 1", "ERR 42804 argument of WHERE must be type boolean, not type integer"),
+    ("VALUES (1, 'a'), (2.5, NULL)", "column1:1700,column2:25 => 1|a / 2.5|NULL [SELECT 2]"),
+    ("VALUES (1), (1, 2)", "ERR 42601 VALUES lists must all be the same length"),
+    ("VALUES (1), ('a'::text)", "ERR 42804 VALUES types integer and text cannot be matched"),
+    ("SELECT *", "ERR 42601 SELECT * with no tables specified is not valid"),
+    // SHOW / SET / RESET.
+    ("SHOW server_version", "server_version:25 => 16.4 [SHOW]"),
+    ("SHOW datestyle", "DateStyle:25 => ISO, MDY"),
+    ("SHOW TIME ZONE", "TimeZone:25 => UTC"),
+    ("SHOW foo", "ERR 42704 unrecognized configuration parameter \"foo\""),
+    ("SET application_name = 'x'", "SET application_name=x"),
+    ("SET application_name TO Foo; SHOW application_name", "SET application_name=foo ;; application_name:25 => foo"),
+    ("SET SESSION DateStyle = german; SHOW DateStyle", "SET DateStyle=German, DMY ;; DateStyle:25 => German, DMY"),
+    ("SET search_path = a, \"B\"; SHOW search_path", "SET  ;; search_path:25 => a, \"B\""),
+    ("SET extra_float_digits = 3", "SET "),
+    ("SET extra_float_digits = 5", "ERR 22023 5 is outside the valid range for parameter \"extra_float_digits\" (-15 .. 3)"),
+    ("SET extra_float_digits = 0; SELECT 0.1::float8 + 0.2::float8, 1e15::float8, 1e14::float8, 1.0/3::float8", "SET  ;; ?column?:701,float8:701,float8:701,?column?:701 => 0.3|1e+15|100000000000000|0.333333333333333"),
+    ("SET foo = 1", "ERR 42704 unrecognized configuration parameter \"foo\""),
+    ("SET myapp.flag = 'on'; SHOW myapp.flag", "SET  ;; myapp.flag:25 => on"),
+    ("SET server_version = '1'", "ERR 55P02 parameter \"server_version\" cannot be changed"),
+    ("SET application_name = 'a', 'b'", "ERR 22023 SET application_name takes only one argument"),
+    ("SET client_encoding = 'latin9'", "ERR 22023 invalid value for parameter \"client_encoding\": \"latin9\""),
+    ("SET client_encoding = 'utf-8'", "SET "),
+    ("SET TIME ZONE 'UTC'", "SET "),
+    ("SET application_name = 'x'; RESET application_name", "SET application_name=x ;; RESET application_name="),
+    ("SET application_name = 'x'; SET application_name TO DEFAULT", "SET application_name=x ;; SET application_name="),
+    ("SET IntervalStyle = iso_8601; RESET ALL", "SET IntervalStyle=iso_8601 ;; RESET IntervalStyle=postgres"),
+    ("SET LOCAL application_name = 'x'", "SET "),
+    // Statement handling.
+    ("", "EMPTY"),
+    (";", "EMPTY"),
+    ("SELECT 1; SELECT 2;;", "?column?:23 => 1 [SELECT 1] ;; ?column?:23 => 2 [SELECT 1]"),
+    ("SELECT 1; SELECT foo(); SELECT 3", "?column?:23 => 1 [SELECT 1] ;; ERR 42883 function foo() does not exist"),
+    ("SELECT 1; SELEC 2", "ERR 42601 syntax error at or near \"SELEC\""),
+    ("SELECT 1 +", "ERR 42601 syntax error at end of input"),
+    ("select 'abc", "ERR 42601 unterminated quoted string at or near \"'abc\""),
+    ("CREATE TABLE t (a int)", "ERR 0A000 CREATE TABLE is not supported yet"),
+    ("INSERT INTO t VALUES (1)", "ERR 0A000 INSERT is not supported yet"),
+    ("BEGIN", "ERR 0A000 BEGIN is not supported yet"),
+    ("SELECT * FROM t", "ERR 0A000 SELECT with FROM"),
+    ("SELECT 1 ORDER BY 1", "ERR 0A000 ORDER BY is not supported yet"),
+];
+
+#[test]
+fn cases() {
+    let mut failures = Vec::new();
+    for (sql, expected) in CASES {
+        let mut session = Session::new("alice", "db");
+        let got = run_one(&mut session, sql);
+        if !got.starts_with(expected) {
+            failures.push(format!(
+                "{sql}\n   expected: {expected}\n   got:      {got}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn error_positions() {
+    let cases: &[(&str, usize)] = &[
+        ("select 'abc'::int", 8),
+        ("select foo(1)", 8),
+        ("select 1 || 2", 10),
+        ("select 1 +;", 11),
+        ("select 1 +", 11),
+        ("SELEC 1", 1),
+        ("select 1,\n  foo", 13),
+        ("select 1 and true", 8),
+    ];
+    for (sql, position) in cases {
+        let mut session = Session::new("u", "d");
+        let r = execute_simple(&mut session, sql);
+        let e = r
+            .last()
+            .and_then(|r| r.as_ref().err())
+            .unwrap_or_else(|| panic!("{sql} did not fail"));
+        assert_eq!(e.position, Some(*position), "{sql}: {e:?}");
+    }
+}
+
+#[test]
+fn column_descriptions() {
+    let mut session = Session::new("u", "d");
+    let r = execute_simple(
+        &mut session,
+        "SELECT 1.5::numeric(10,2), 'a'::varchar(5), current_user, NULL",
+    );
+    let Some(Ok(StatementResult::Rows { columns, .. })) = r.first() else {
+        panic!("{r:?}")
+    };
+    let got: Vec<(u32, i16, i32)> = columns
+        .iter()
+        .map(|c| (c.type_oid, c.type_size, c.type_modifier))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1700, -1, (10 << 16 | 2) + 4),
+            (1043, -1, 9),
+            (19, 64, -1),
+            (25, -1, -1)
+        ]
+    );
+}
+
+#[test]
+fn startup_parameters_in_order() {
+    let mut session = Session::new("alice", "db");
+    session
+        .set_parameter("application_name", "psql")
+        .expect("valid");
+    let params = startup_parameters(&session);
+    let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        &names[..4],
+        &[
+            "server_version",
+            "server_encoding",
+            "client_encoding",
+            "DateStyle"
+        ]
+    );
+    assert!(params.contains(&("session_authorization".into(), "alice".into())));
+    assert!(params.contains(&("application_name".into(), "psql".into())));
+    assert_eq!(session.parameter("SERVER_VERSION"), Some("16.4"));
+}
+
+#[test]
+fn set_reports_only_real_changes() {
+    let mut session = Session::new("u", "d");
+    let r = execute_simple(
+        &mut session,
+        "SET application_name = ''; SET TimeZone = 'Europe/Berlin'",
+    );
+    assert_eq!(render(&r[0]), "SET ");
+    assert_eq!(render(&r[1]), "SET TimeZone=Europe/Berlin");
+}
+
+proptest! {
+    /// Integer arithmetic is an error iff the checked operation overflows (or divides by 0).
+    #[test]
+    fn int_arithmetic_matches_checked_ops(x: i64, y: i64, op in prop::sample::select(vec!['+', '-', '*', '/', '%'])) {
+        let (x4, y4) = (x as i32, y as i32);
+        let expected4 = match op {
+            '+' => x4.checked_add(y4),
+            '-' => x4.checked_sub(y4),
+            '*' => x4.checked_mul(y4),
+            '/' => x4.checked_div(y4),
+            _ => if y4 == -1 { Some(0) } else { x4.checked_rem(y4) },
+        };
+        let got4 = crate::expr::int_op(op, SqlType::Int4, x4.into(), y4.into());
+        match expected4 {
+            Some(v) => prop_assert_eq!(got4.map_err(|e| e.sqlstate), Ok(i64::from(v))),
+            None => {
+                let want = if y4 == 0 && (op == '/' || op == '%') { "22012" } else { "22003" };
+                prop_assert_eq!(got4.map_err(|e| e.sqlstate), Err(want));
+            }
+        }
+        let expected8 = match op {
+            '+' => x.checked_add(y),
+            '-' => x.checked_sub(y),
+            '*' => x.checked_mul(y),
+            '/' => x.checked_div(y),
+            _ => if y == -1 { Some(0) } else { x.checked_rem(y) },
+        };
+        let got8 = crate::expr::int_op(op, SqlType::Int8, x, y);
+        prop_assert_eq!(got8.ok(), expected8);
+        // And through SQL text, end to end.
+        let sql = format!("SELECT ({x4})::int4 {op} ({y4})::int4");
+        let mut session = Session::new("u", "d");
+        let r = execute_simple(&mut session, &sql);
+        match (expected4, &r[0]) {
+            (Some(v), Ok(StatementResult::Rows { rows, .. })) => prop_assert_eq!(rows[0][0].clone(), Some(v.to_string())),
+            (None, Err(_)) => {}
+            (e, got) => prop_assert!(false, "{}: expected {:?}, got {:?}", sql, e, got),
+        }
+    }
+}
+
+#[test]
+fn odd_inputs_do_not_panic() {
+    let deep = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
+    for sql in [
+        deep.as_str(),
+        "SELECT pg_typeof(1) = pg_typeof(2), pg_typeof(1)::text, pg_typeof(1) || 'x'",
+        "SELECT NULL + NULL",
+        "SELECT -NULL",
+        "SELECT abs(NULL), upper(NULL), NULL::int + 1, NULL || NULL",
+        "SELECT 'NaN'::float8 = 'NaN'::float8, -0.0::float8 = 0::float8",
+        "SELECT 1 IS TRUE",
+        "SELECT current_user::text || '@' || current_database()",
+        "SELECT 1e99999",
+        "SELECT ''::numeric",
+        "SELECT 99999999999999999999::int8",
+        "SELECT (-9223372036854775808)::float8::int8, 9.3e18::float8::int8",
+    ] {
+        let mut session = Session::new("u", "d");
+        let _ = execute_simple(&mut session, sql);
+    }
+    let mut session = Session::new("u", "d");
+    let r = execute_simple(&mut session, &deep);
+    assert_eq!(r[0].as_ref().map_err(|e| e.sqlstate), Err("54001"));
+}
