@@ -11,16 +11,21 @@ use std::time::Duration;
 use helios_tests::server::{which, HeliosServer, ServerOpts};
 
 fn psql(server: &HeliosServer, args: &[&str]) -> (bool, String, String) {
+    psql_on(server, "postgres", args)
+}
+
+fn psql_on(server: &HeliosServer, database: &str, args: &[&str]) -> (bool, String, String) {
+    let port = server.pg_port().to_string();
     let out = Command::new("psql")
         .args([
             "-h",
             "127.0.0.1",
             "-p",
-            &server.pg_port().to_string(),
+            &port,
             "-U",
             "tester",
             "-d",
-            "postgres",
+            database,
         ])
         .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
         .args(args)
@@ -78,24 +83,8 @@ fn unknown_database_is_refused_with_3d000() {
         return;
     }
     let server = HeliosServer::start(ServerOpts::default());
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.pg_port().to_string(),
-            "-U",
-            "tester",
-            "-d",
-            "nosuchdb",
-            "-X",
-            "-c",
-            "SELECT 1",
-        ])
-        .output()
-        .expect("run psql");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, _, err) = psql_on(&server, "nosuchdb", &["-c", "SELECT 1"]);
+    assert!(!ok);
     assert!(
         err.contains("database \"nosuchdb\" does not exist"),
         "{err}"

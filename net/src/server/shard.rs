@@ -663,35 +663,42 @@ async fn open_shard(
 /// Shard 0 accepts every connection and hands it to the shard with the fewest connections:
 /// SO_REUSEPORT spreads connections by a hash of the 4-tuple, which Seastar found skewed.
 async fn accept_loop(state: Rc<ShardState>) {
-    while let Some(fd) = state.ring.accept().await {
-        if state.shared.shutdown.load(Ordering::Relaxed) {
-            // SAFETY: a socket accepted while shutting down; ours to close.
-            unsafe { libc::close(fd) };
-            continue;
-        }
-        let target = least_loaded_shard(&state.shared);
-        state.shared.connections_per_shard[target].fetch_add(1, Ordering::Relaxed);
-        if target == state.id {
-            conn::spawn_connection(&state, fd);
-            continue;
-        }
-        let mesh = state.mesh.clone();
-        let shared = state.shared.clone();
-        glommio::spawn_local(async move {
-            if mesh.call(target, ShardReq::Adopt(fd)).await.is_err() {
-                // SAFETY: the target is gone (shutdown); the socket is still ours to close.
-                unsafe { libc::close(fd) };
-                shared.connections_per_shard[target].fetch_sub(1, Ordering::Relaxed);
-            }
-        })
-        .detach();
-    }
+    let ring = state.ring.clone();
+    hand_out_connections(state, ring, Protocol::Redis).await;
 }
 
 /// Shard 0 accepts PostgreSQL connections on a ring of their own (the shard's socket ring
 /// serves one listener) and hands each to the least-loaded shard, as for Redis.
 async fn pg_accept_loop(state: Rc<ShardState>, pg_ring: Rc<SocketRing>) {
-    while let Some(fd) = pg_ring.accept().await {
+    hand_out_connections(state, pg_ring, Protocol::Postgres).await;
+}
+
+/// Which front end serves an accepted socket.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Redis,
+    Postgres,
+}
+
+impl Protocol {
+    fn serve_here(self, state: &Rc<ShardState>, fd: RawFd) {
+        match self {
+            Protocol::Redis => conn::spawn_connection(state, fd),
+            Protocol::Postgres => super::pg::spawn_connection(state, fd),
+        }
+    }
+
+    fn adopt(self, fd: RawFd) -> ShardReq {
+        match self {
+            Protocol::Redis => ShardReq::Adopt(fd),
+            Protocol::Postgres => ShardReq::AdoptPg(fd),
+        }
+    }
+}
+
+/// Accepts sockets from `ring` and gives each to the shard with the fewest connections.
+async fn hand_out_connections(state: Rc<ShardState>, ring: Rc<SocketRing>, protocol: Protocol) {
+    while let Some(fd) = ring.accept().await {
         if state.shared.shutdown.load(Ordering::Relaxed) {
             // SAFETY: a socket accepted while shutting down; ours to close.
             unsafe { libc::close(fd) };
@@ -700,13 +707,13 @@ async fn pg_accept_loop(state: Rc<ShardState>, pg_ring: Rc<SocketRing>) {
         let target = least_loaded_shard(&state.shared);
         state.shared.connections_per_shard[target].fetch_add(1, Ordering::Relaxed);
         if target == state.id {
-            super::pg::spawn_connection(&state, fd);
+            protocol.serve_here(&state, fd);
             continue;
         }
         let mesh = state.mesh.clone();
         let shared = state.shared.clone();
         glommio::spawn_local(async move {
-            if mesh.call(target, ShardReq::AdoptPg(fd)).await.is_err() {
+            if mesh.call(target, protocol.adopt(fd)).await.is_err() {
                 // SAFETY: the target is gone (shutdown); the socket is still ours to close.
                 unsafe { libc::close(fd) };
                 shared.connections_per_shard[target].fetch_sub(1, Ordering::Relaxed);
