@@ -27,6 +27,34 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
     $SUDO apt-get install -y -q --no-install-recommends postgresql-15
 fi
 
+# tests/tests/sqllogictest.rs runs the SQL conformance corpus (../shared/conformance next to the
+# repo, or HELIOS_SLT_DIR) with the real `sqllogictest` from crates.io's sqllogictest-bin;
+# installed once into $CARGO_HOME/bin (about 2 minutes on 2 cores) when not on PATH.
+SLT_VERSION=0.29.1
+SLT_ROOT="${CARGO_HOME:-$HOME/.cargo}"
+if [ -z "${HELIOS_SLT_BIN:-}" ]; then
+    if command -v sqllogictest >/dev/null 2>&1; then
+        HELIOS_SLT_BIN="$(command -v sqllogictest)"
+    elif [ -x "$SLT_ROOT/bin/sqllogictest" ]; then
+        HELIOS_SLT_BIN="$SLT_ROOT/bin/sqllogictest"
+    else
+        echo "test.sh: installing sqllogictest-bin $SLT_VERSION into $SLT_ROOT/bin" >&2
+        cargo install sqllogictest-bin --version "$SLT_VERSION" --locked --root "$SLT_ROOT"
+        HELIOS_SLT_BIN="$SLT_ROOT/bin/sqllogictest"
+    fi
+fi
+export HELIOS_SLT_BIN
+echo "test.sh: sqllogictest: $HELIOS_SLT_BIN ($("$HELIOS_SLT_BIN" --version))" >&2
+SLT_DIR="${HELIOS_SLT_DIR:-../shared/conformance/sqllogictest}"
+if [ -d "$SLT_DIR" ]; then
+    # Absolute: cargo runs the tests from their package dir.
+    HELIOS_SLT_DIR="$(cd "$SLT_DIR" && pwd)"
+    export HELIOS_SLT_DIR
+else
+    echo "test.sh: WARNING: no sqllogictest corpus at $SLT_DIR (from $(pwd));" \
+        "the sqllogictest tests will skip (set HELIOS_SLT_DIR)" >&2
+fi
+
 # The integration tests locate the binary next to their own executables (same target dir), or
 # via HELIOS_BIN.
 cargo build --bin helios

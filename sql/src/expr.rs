@@ -5,15 +5,18 @@
 
 use sqlparser::ast::{self, BinaryOperator, Spanned, UnaryOperator};
 
+use std::cell::RefCell;
+
 use crate::error::*;
 use crate::numeric;
+use crate::plan::{AggBinding, Planner, Scope, SubqueryExpr, SubqueryMode};
 use crate::session::Session;
 use crate::types::{self, Datum, SqlType, TYPMOD_NONE};
 
 /// A typed expression.
 #[derive(Debug, Clone)]
 pub(crate) struct Bound {
-    kind: Kind,
+    pub(crate) kind: Kind,
     pub(crate) ty: SqlType,
     pub(crate) typmod: i32,
     /// 1-based offset of the expression's start in the query string.
@@ -21,7 +24,7 @@ pub(crate) struct Bound {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Arith {
+pub(crate) enum Arith {
     Add,
     Sub,
     Mul,
@@ -31,7 +34,7 @@ enum Arith {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cmp {
+pub(crate) enum Cmp {
     Eq,
     Ne,
     Lt,
@@ -41,7 +44,7 @@ enum Cmp {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Func {
+pub(crate) enum Func {
     Version,
     CurrentDatabase,
     CurrentUser,
@@ -54,8 +57,34 @@ enum Func {
 }
 
 #[derive(Debug, Clone)]
-enum Kind {
+pub(crate) enum Kind {
     Const(Datum),
+    /// A column of the current row.
+    Column(usize),
+    /// A column of an enclosing query's row: (levels up, at least 1; column).
+    Outer(usize, usize),
+    /// `$n` (0-based), already of its inferred type.
+    Param(usize),
+    /// CASE: (operand compared with each WHEN value when present), WHEN/THEN pairs, ELSE.
+    Case {
+        operand: Option<Box<Bound>>,
+        whens: Vec<(Bound, Bound)>,
+        otherwise: Option<Box<Bound>>,
+    },
+    /// x [NOT] IN (list): values already coerced to x's type.
+    InList {
+        x: Box<Bound>,
+        list: Vec<Bound>,
+        negated: bool,
+    },
+    /// x [NOT] [I]LIKE pattern.
+    Like {
+        x: Box<Bound>,
+        pattern: Box<Bound>,
+        negated: bool,
+        case_insensitive: bool,
+    },
+    Subquery(Box<SubqueryExpr>),
     Neg(Box<Bound>),
     /// Operands already coerced to the result type.
     Arith(Arith, Box<Bound>, Box<Bound>),
@@ -86,7 +115,15 @@ const FUNC_ARGS_MAX: usize = 100;
 pub(crate) struct Binder<'a> {
     pub(crate) session: &'a Session,
     pub(crate) sql: &'a str,
-    positions: Positions,
+    positions: &'a Positions,
+    /// Columns names resolve against (None: no FROM clause in sight).
+    pub(crate) scope: Option<&'a Scope<'a>>,
+    /// Set while binding expressions evaluated after aggregation (select list, HAVING).
+    pub(crate) agg: Option<&'a AggBinding<'a>>,
+    /// Plans subqueries; None where subqueries cannot appear.
+    pub(crate) planner: Option<&'a Planner<'a>>,
+    /// Types of `$n` parameters, declared or inferred so far (None: not yet known).
+    pub(crate) params: Option<&'a RefCell<Vec<Option<SqlType>>>>,
 }
 
 /// Maps sqlparser locations (1-based line and column) to PostgreSQL's 1-based char offsets.
@@ -130,11 +167,40 @@ fn konst(d: Datum, ty: SqlType, pos: Option<usize>) -> Bound {
 }
 
 impl<'a> Binder<'a> {
-    pub(crate) fn new(session: &'a Session, sql: &'a str) -> Binder<'a> {
+    pub(crate) fn new(session: &'a Session, sql: &'a str, positions: &'a Positions) -> Binder<'a> {
         Binder {
             session,
             sql,
-            positions: Positions::new(sql),
+            positions,
+            scope: None,
+            agg: None,
+            planner: None,
+            params: None,
+        }
+    }
+
+    /// The same binder over another scope (and out of any aggregation context).
+    pub(crate) fn with_scope<'b>(&'b self, scope: Option<&'b Scope<'b>>) -> Binder<'b> {
+        Binder {
+            session: self.session,
+            sql: self.sql,
+            positions: self.positions,
+            scope,
+            agg: None,
+            planner: self.planner,
+            params: self.params,
+        }
+    }
+
+    pub(crate) fn with_agg<'b>(&'b self, agg: &'b AggBinding<'b>) -> Binder<'b> {
+        Binder {
+            session: self.session,
+            sql: self.sql,
+            positions: self.positions,
+            scope: self.scope,
+            agg: Some(agg),
+            planner: self.planner,
+            params: self.params,
         }
     }
 
@@ -157,18 +223,63 @@ impl<'a> Binder<'a> {
 
     pub(crate) fn bind(&self, e: &ast::Expr) -> Result<Bound, SqlError> {
         let pos = self.pos_of(e);
+        if let Some(agg) = self.agg {
+            if let Some(b) = self.bind_in_aggregate(agg, e, pos)? {
+                return Ok(b);
+            }
+        }
         match e {
             ast::Expr::Value(v) => self.bind_value(&v.value, false, pos),
             ast::Expr::Nested(inner) => self.bind(inner),
             ast::Expr::Identifier(id) => self.bind_identifier(id, pos),
-            ast::Expr::CompoundIdentifier(ids) => Err(SqlError::new(
-                UNDEFINED_TABLE,
-                format!(
-                    "missing FROM-clause entry for table \"{}\"",
-                    ident_name(&ids[0])
-                ),
-            )
-            .at(pos)),
+            ast::Expr::CompoundIdentifier(ids) => self.bind_compound(ids, pos),
+            ast::Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => self.bind_case(operand.as_deref(), conditions, else_result.as_deref(), pos),
+            ast::Expr::In {
+                expr,
+                target: ast::InTarget::List(list),
+                negated,
+                global: false,
+            } => self.bind_in_list(expr, list, *negated, pos),
+            ast::Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => self.bind_between(expr, *negated, low, high, pos),
+            ast::Expr::Like {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char: None,
+            } => self.bind_like(expr, pattern, *negated, false, pos),
+            ast::Expr::ILike {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char: None,
+            } => self.bind_like(expr, pattern, *negated, true, pos),
+            ast::Expr::Subquery(q) => self.bind_subquery(q, SubqueryMode::Scalar, pos),
+            ast::Expr::Exists { subquery, negated } => {
+                let b = self.bind_subquery(subquery, SubqueryMode::Exists, pos)?;
+                Ok(if *negated { self.not(b) } else { b })
+            }
+            ast::Expr::In {
+                expr,
+                target: ast::InTarget::Subquery(subquery),
+                negated,
+                global: false,
+            } => {
+                let x = self.bind(expr)?;
+                let b = self.bind_subquery(subquery, SubqueryMode::In(Box::new(x)), pos)?;
+                Ok(if *negated { self.not(b) } else { b })
+            }
             ast::Expr::UnaryOp { op, expr } => self.bind_unary(*op, expr, pos),
             ast::Expr::BinaryOp { left, op, right } => self.bind_binary(left, op, right),
             ast::Expr::IsNull(x) => Ok(self.is_null(self.bind(x)?, false)),
@@ -220,11 +331,15 @@ impl<'a> Binder<'a> {
             }
             ast::Value::Boolean(b) => Ok(konst(Datum::Bool(*b), SqlType::Bool, pos)),
             ast::Value::Null => Ok(konst(Datum::Null, SqlType::Unknown, pos)),
+            ast::Value::Placeholder(p) => self.bind_param(p, pos),
             other => Err(not_supported(format!("literal {other}")).at(pos)),
         }
     }
 
     fn bind_identifier(&self, id: &ast::Ident, pos: Option<usize>) -> Result<Bound, SqlError> {
+        if let Some(b) = self.resolve_column(None, &ident_name(id), pos)? {
+            return Ok(b);
+        }
         if id.quote_style.is_none() {
             match id.value.to_ascii_lowercase().as_str() {
                 "current_schema" => return self.call(Func::CurrentSchema, vec![], pos),
@@ -566,6 +681,17 @@ impl<'a> Binder<'a> {
     pub(crate) fn coerce(&self, b: Bound, ty: SqlType, typmod: i32) -> Result<Bound, SqlError> {
         if b.ty == ty && typmod == TYPMOD_NONE {
             return Ok(b);
+        }
+        if let (Kind::Param(n), SqlType::Unknown) = (&b.kind, b.ty) {
+            if let Some(params) = self.params {
+                params.borrow_mut()[*n] = Some(ty);
+            }
+            return Ok(Bound {
+                kind: Kind::Param(*n),
+                ty,
+                typmod: TYPMOD_NONE,
+                pos: b.pos,
+            });
         }
         if let (Kind::Const(d), SqlType::Unknown) = (&b.kind, b.ty) {
             let value = match d {
@@ -924,6 +1050,16 @@ pub(crate) fn column_name(e: &ast::Expr) -> (String, u8) {
             expr, data_type, ..
         } => cast_name(column_name(expr), data_type),
         ast::Expr::TypedString(ts) => cast_name(("?column?".to_string(), 0), &ts.data_type),
+        ast::Expr::Case { .. } => ("case".to_string(), 2),
+        ast::Expr::Exists { .. } => ("exists".to_string(), 2),
+        ast::Expr::Subquery(q) => match q.body.as_ref() {
+            ast::SetExpr::Select(s) => match s.projection.as_slice() {
+                [ast::SelectItem::UnnamedExpr(e)] => column_name(e),
+                [ast::SelectItem::ExprWithAlias { alias, .. }] => (ident_name(alias), 2),
+                _ => ("?column?".to_string(), 0),
+            },
+            _ => ("?column?".to_string(), 0),
+        },
         _ => ("?column?".to_string(), 0),
     }
 }
@@ -938,9 +1074,45 @@ fn cast_name(inner: (String, u8), t: &ast::DataType) -> (String, u8) {
     }
 }
 
-/// Evaluation context: what the session lends to functions and output.
+/// What evaluation needs from the session; cloned into shard fragments.
+#[derive(Clone, Debug)]
+pub(crate) struct Env {
+    pub(crate) user: String,
+    pub(crate) database: String,
+    pub(crate) float_digits: i32,
+    /// `$n` values, already of their parameters' types.
+    pub(crate) params: Vec<Datum>,
+}
+
+impl Env {
+    pub(crate) fn of(session: &Session) -> Env {
+        Env {
+            user: session.user().to_string(),
+            database: session.database().to_string(),
+            float_digits: session.extra_float_digits(),
+            params: Vec::new(),
+        }
+    }
+}
+
+/// Evaluation context: the environment, the current row, the enclosing queries' rows (for
+/// correlated subqueries) and the fetched table rows subqueries read.
 pub(crate) struct Eval<'a> {
-    pub(crate) session: &'a Session,
+    pub(crate) env: &'a Env,
+    pub(crate) row: &'a [Datum],
+    pub(crate) outer: Option<&'a Eval<'a>>,
+    pub(crate) inputs: Option<&'a crate::exec::Inputs>,
+}
+
+impl<'a> Eval<'a> {
+    pub(crate) fn new(env: &'a Env) -> Eval<'a> {
+        Eval {
+            env,
+            row: &[],
+            outer: None,
+            inputs: None,
+        }
+    }
 }
 
 fn cmp_result(op: Cmp, ord: std::cmp::Ordering) -> bool {
@@ -965,7 +1137,7 @@ fn float_cmp(a: f64, b: f64) -> std::cmp::Ordering {
     }
 }
 
-fn compare(a: &Datum, b: &Datum) -> std::cmp::Ordering {
+pub(crate) fn compare(a: &Datum, b: &Datum) -> std::cmp::Ordering {
     match (a, b) {
         (Datum::Bool(x), Datum::Bool(y)) => x.cmp(y),
         (Datum::Int(x), Datum::Int(y)) => x.cmp(y),
@@ -1050,9 +1222,88 @@ fn arith(a: Arith, ty: SqlType, x: Datum, y: Datum) -> Result<Datum, SqlError> {
 }
 
 pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
-    let digits = cx.session.extra_float_digits();
+    let digits = cx.env.float_digits;
     match &b.kind {
         Kind::Const(d) => Ok(d.clone()),
+        Kind::Column(i) => Ok(cx.row[*i].clone()),
+        Kind::Outer(depth, i) => {
+            let mut at = cx;
+            for _ in 0..*depth {
+                at = at.outer.expect("an outer row for every outer reference");
+            }
+            Ok(at.row[*i].clone())
+        }
+        Kind::Param(n) => Ok(cx.env.params.get(*n).cloned().unwrap_or(Datum::Null)),
+        Kind::Case {
+            operand,
+            whens,
+            otherwise,
+        } => {
+            let subject = match operand {
+                Some(o) => Some(eval(o, cx)?),
+                None => None,
+            };
+            for (when, then) in whens {
+                let hit = match &subject {
+                    // `CASE x WHEN v`: x = v, where a NULL on either side never matches.
+                    Some(x) => {
+                        let v = eval(when, cx)?;
+                        *x != Datum::Null
+                            && v != Datum::Null
+                            && compare(x, &v) == std::cmp::Ordering::Equal
+                    }
+                    None => eval(when, cx)? == Datum::Bool(true),
+                };
+                if hit {
+                    return eval(then, cx);
+                }
+            }
+            match otherwise {
+                Some(e) => eval(e, cx),
+                None => Ok(Datum::Null),
+            }
+        }
+        Kind::InList { x, list, negated } => {
+            let v = eval(x, cx)?;
+            let mut saw_null = v == Datum::Null;
+            let mut found = false;
+            if !saw_null {
+                for item in list {
+                    let w = eval(item, cx)?;
+                    if w == Datum::Null {
+                        saw_null = true;
+                    } else if compare(&v, &w) == std::cmp::Ordering::Equal {
+                        found = true;
+                        break;
+                    }
+                }
+            }
+            Ok(match (found, saw_null) {
+                (true, _) => Datum::Bool(!negated),
+                (false, true) => Datum::Null,
+                (false, false) => Datum::Bool(*negated),
+            })
+        }
+        Kind::Like {
+            x,
+            pattern,
+            negated,
+            case_insensitive,
+        } => {
+            let (v, p) = (eval(x, cx)?, eval(pattern, cx)?);
+            match (v, p) {
+                (Datum::Text(v), Datum::Text(p)) => {
+                    let hit = if *case_insensitive {
+                        like(&v.to_lowercase(), &p.to_lowercase())?
+                    } else {
+                        like(&v, &p)?
+                    };
+                    Ok(Datum::Bool(hit != *negated))
+                }
+                _ => Ok(Datum::Null),
+            }
+        }
+        Kind::Subquery(sq) => crate::exec::eval_subquery(sq, cx),
         Kind::Neg(x) => match eval(x, cx)? {
             Datum::Null => Ok(Datum::Null),
             Datum::Int(v) => b.ty.check_int(v.checked_neg()),
@@ -1098,7 +1349,14 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
         // with three-valued logic.
         Kind::And(l, r) | Kind::Or(l, r) => {
             let is_and = matches!(b.kind, Kind::And(..));
-            let (x, y) = (as_bool(eval(l, cx)?), as_bool(eval(r, cx)?));
+            let x = as_bool(eval(l, cx)?);
+            // A decided left side skips a right side that reads the row (PostgreSQL stops
+            // there at run time), but not a constant one, which PostgreSQL folds (and fails
+            // on) at plan time.
+            if x == Some(!is_and) && !r.is_constant() {
+                return Ok(Datum::Bool(!is_and));
+            }
+            let y = as_bool(eval(r, cx)?);
             Ok(match (x, y) {
                 (Some(p), Some(q)) => Datum::Bool(if is_and { p && q } else { p || q }),
                 (Some(v), None) | (None, Some(v)) if v != is_and => Datum::Bool(v),
@@ -1151,11 +1409,11 @@ fn call(f: Func, args: &[Bound], cx: &Eval) -> Result<Datum, SqlError> {
     for a in args {
         values.push(eval(a, cx)?);
     }
-    let s = cx.session;
+    let s = cx.env;
     Ok(match (f, values.as_slice()) {
         (Func::Version, _) => Datum::Text(VERSION_TEXT.to_string()),
-        (Func::CurrentDatabase, _) => Datum::Text(s.database().to_string()),
-        (Func::CurrentUser, _) => Datum::Text(s.user().to_string()),
+        (Func::CurrentDatabase, _) => Datum::Text(s.database.clone()),
+        (Func::CurrentUser, _) => Datum::Text(s.user.clone()),
         (Func::CurrentSchema, _) => Datum::Text("public".to_string()),
         (Func::PgTypeof, _) => Datum::Type(args[0].ty),
         (_, [Datum::Null]) => Datum::Null,
@@ -1182,5 +1440,1062 @@ pub(crate) fn int_op(op: char, ty: SqlType, x: i64, y: i64) -> Result<i64, SqlEr
     match int_arith(a, ty, x, y)? {
         Datum::Int(v) => Ok(v),
         other => unreachable!("{other:?}"),
+    }
+}
+
+/// Aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AggFunc {
+    CountStar,
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    BoolAnd,
+    BoolOr,
+    StringAgg,
+}
+
+/// One aggregate call of a query: its argument is bound over the input rows.
+#[derive(Debug, Clone)]
+pub(crate) struct AggCall {
+    pub(crate) func: AggFunc,
+    pub(crate) arg: Option<Bound>,
+    /// string_agg's delimiter.
+    pub(crate) delimiter: Option<Bound>,
+    pub(crate) distinct: bool,
+    /// The result type.
+    pub(crate) ty: SqlType,
+}
+
+pub(crate) fn aggregate_func(name: &str) -> Option<AggFunc> {
+    Some(match name {
+        "count" => AggFunc::Count,
+        "sum" => AggFunc::Sum,
+        "avg" => AggFunc::Avg,
+        "min" => AggFunc::Min,
+        "max" => AggFunc::Max,
+        "bool_and" | "every" => AggFunc::BoolAnd,
+        "bool_or" => AggFunc::BoolOr,
+        "string_agg" => AggFunc::StringAgg,
+        _ => return None,
+    })
+}
+
+fn function_name(f: &ast::Function) -> String {
+    let parts: Vec<String> = f
+        .name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(ident_name).unwrap_or_default())
+        .collect();
+    match parts.as_slice() {
+        [n] => n.clone(),
+        [schema, n] if schema == "pg_catalog" => n.clone(),
+        _ => parts.join("."),
+    }
+}
+
+/// Whether `e` calls an aggregate outside any subquery.
+pub(crate) fn contains_aggregate(e: &ast::Expr) -> bool {
+    use ast::Expr as E;
+    match e {
+        E::Function(f) => {
+            if aggregate_func(&function_name(f)).is_some() && f.over.is_none() {
+                return true;
+            }
+            match &f.args {
+                ast::FunctionArguments::List(list) => list.args.iter().any(|a| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                        contains_aggregate(e)
+                    }
+                    _ => false,
+                }),
+                _ => false,
+            }
+        }
+        E::BinaryOp { left, right, .. } => contains_aggregate(left) || contains_aggregate(right),
+        E::UnaryOp { expr, .. }
+        | E::Nested(expr)
+        | E::IsNull(expr)
+        | E::IsNotNull(expr)
+        | E::IsTrue(expr)
+        | E::IsNotTrue(expr)
+        | E::IsFalse(expr)
+        | E::IsNotFalse(expr)
+        | E::IsUnknown(expr)
+        | E::IsNotUnknown(expr)
+        | E::Cast { expr, .. } => contains_aggregate(expr),
+        E::IsDistinctFrom(a, b) | E::IsNotDistinctFrom(a, b) => {
+            contains_aggregate(a) || contains_aggregate(b)
+        }
+        E::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            operand.as_deref().is_some_and(contains_aggregate)
+                || conditions
+                    .iter()
+                    .any(|c| contains_aggregate(&c.condition) || contains_aggregate(&c.result))
+                || else_result.as_deref().is_some_and(contains_aggregate)
+        }
+        E::In { expr, target, .. } => {
+            contains_aggregate(expr)
+                || matches!(target, ast::InTarget::List(list) if list.iter().any(contains_aggregate))
+        }
+        E::Between {
+            expr, low, high, ..
+        } => contains_aggregate(expr) || contains_aggregate(low) || contains_aggregate(high),
+        E::Like { expr, pattern, .. } | E::ILike { expr, pattern, .. } => {
+            contains_aggregate(expr) || contains_aggregate(pattern)
+        }
+        _ => false,
+    }
+}
+
+/// SQL LIKE with `%`, `_` and the default escape `\`.
+fn like(s: &str, p: &str) -> Result<bool, SqlError> {
+    let s: Vec<char> = s.chars().collect();
+    let p: Vec<char> = p.chars().collect();
+    // Iterative matcher with backtracking to the last `%`.
+    let (mut si, mut pi) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() {
+            match p[pi] {
+                '%' => {
+                    star = Some((pi, si));
+                    pi += 1;
+                    continue;
+                }
+                '_' => {
+                    si += 1;
+                    pi += 1;
+                    continue;
+                }
+                '\\' => {
+                    let Some(&lit) = p.get(pi + 1) else {
+                        return Err(SqlError::new(
+                            "22025",
+                            "LIKE pattern must not end with escape character",
+                        ));
+                    };
+                    if lit == s[si] {
+                        si += 1;
+                        pi += 2;
+                        continue;
+                    }
+                }
+                c if c == s[si] => {
+                    si += 1;
+                    pi += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, ss)) => {
+                pi = sp + 1;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            }
+            None => return Ok(false),
+        }
+    }
+    while pi < p.len() && p[pi] == '%' {
+        pi += 1;
+    }
+    Ok(pi == p.len())
+}
+
+impl Bound {
+    /// True when the value depends on no row, parameter or subquery.
+    pub(crate) fn is_constant(&self) -> bool {
+        match &self.kind {
+            Kind::Const(_) => true,
+            Kind::Column(_) | Kind::Outer(..) | Kind::Param(_) | Kind::Subquery(_) => false,
+            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
+                x.is_constant()
+            }
+            Kind::Arith(_, l, r)
+            | Kind::Concat(l, r)
+            | Kind::And(l, r)
+            | Kind::Or(l, r)
+            | Kind::NullIf(l, r) => l.is_constant() && r.is_constant(),
+            Kind::Cmp { l, r, .. } => l.is_constant() && r.is_constant(),
+            Kind::Like { x, pattern, .. } => x.is_constant() && pattern.is_constant(),
+            Kind::Func(_, args) | Kind::Coalesce(args) => args.iter().all(Bound::is_constant),
+            Kind::InList { x, list, .. } => x.is_constant() && list.iter().all(Bound::is_constant),
+            Kind::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
+                operand.as_ref().is_none_or(|o| o.is_constant())
+                    && whens.iter().all(|(w, t)| w.is_constant() && t.is_constant())
+                    && otherwise.as_ref().is_none_or(|o| o.is_constant())
+            }
+        }
+    }
+
+    /// True when the expression can run inside a shard's scan: it reads only the scanned row
+    /// (no enclosing row, no subquery). Parameters travel in the fragment's environment.
+    pub(crate) fn is_row_local(&self) -> bool {
+        match &self.kind {
+            Kind::Const(_) | Kind::Column(_) | Kind::Param(_) => true,
+            Kind::Outer(..) | Kind::Subquery(_) => false,
+            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
+                x.is_row_local()
+            }
+            Kind::Arith(_, l, r)
+            | Kind::Concat(l, r)
+            | Kind::And(l, r)
+            | Kind::Or(l, r)
+            | Kind::NullIf(l, r) => l.is_row_local() && r.is_row_local(),
+            Kind::Cmp { l, r, .. } => l.is_row_local() && r.is_row_local(),
+            Kind::Like { x, pattern, .. } => x.is_row_local() && pattern.is_row_local(),
+            Kind::Func(_, args) | Kind::Coalesce(args) => args.iter().all(Bound::is_row_local),
+            Kind::InList { x, list, .. } => x.is_row_local() && list.iter().all(Bound::is_row_local),
+            Kind::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
+                operand.as_ref().is_none_or(|o| o.is_row_local())
+                    && whens.iter().all(|(w, t)| w.is_row_local() && t.is_row_local())
+                    && otherwise.as_ref().is_none_or(|o| o.is_row_local())
+            }
+        }
+    }
+
+    /// Column positions this expression reads from the current row.
+    pub(crate) fn columns_read(&self, out: &mut Vec<usize>) {
+        match &self.kind {
+            Kind::Column(i) => out.push(*i),
+            Kind::Const(_) | Kind::Outer(..) | Kind::Param(_) => {}
+            Kind::Subquery(sq) => {
+                if let SubqueryMode::In(x) = &sq.mode {
+                    x.columns_read(out);
+                }
+                // Correlated references inside the subquery read this row too.
+                sq.plan.outer_columns_read(1, out);
+            }
+            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
+                x.columns_read(out)
+            }
+            Kind::Arith(_, l, r)
+            | Kind::Concat(l, r)
+            | Kind::And(l, r)
+            | Kind::Or(l, r)
+            | Kind::NullIf(l, r) => {
+                l.columns_read(out);
+                r.columns_read(out);
+            }
+            Kind::Cmp { l, r, .. } => {
+                l.columns_read(out);
+                r.columns_read(out);
+            }
+            Kind::Like { x, pattern, .. } => {
+                x.columns_read(out);
+                pattern.columns_read(out);
+            }
+            Kind::Func(_, args) | Kind::Coalesce(args) => {
+                args.iter().for_each(|a| a.columns_read(out))
+            }
+            Kind::InList { x, list, .. } => {
+                x.columns_read(out);
+                list.iter().for_each(|a| a.columns_read(out));
+            }
+            Kind::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
+                if let Some(o) = operand {
+                    o.columns_read(out);
+                }
+                for (w, t) in whens {
+                    w.columns_read(out);
+                    t.columns_read(out);
+                }
+                if let Some(o) = otherwise {
+                    o.columns_read(out);
+                }
+            }
+        }
+    }
+
+    /// References to the row `depth` levels out (as seen from inside this expression).
+    pub(crate) fn outer_columns_read(&self, depth: usize, out: &mut Vec<usize>) {
+        self.visit(&mut |b| match &b.kind {
+            Kind::Outer(d, i) if *d == depth => out.push(*i),
+            Kind::Subquery(sq) => sq.plan.outer_columns_read(depth + 1, out),
+            _ => {}
+        });
+    }
+
+    /// Calls `f` on this node and every descendant within this expression (not inside
+    /// subquery plans: `f` sees the Subquery node and may descend itself).
+    pub(crate) fn visit(&self, f: &mut dyn FnMut(&Bound)) {
+        f(self);
+        match &self.kind {
+            Kind::Const(_) | Kind::Column(_) | Kind::Outer(..) | Kind::Param(_) => {}
+            Kind::Subquery(sq) => {
+                if let SubqueryMode::In(x) = &sq.mode {
+                    x.visit(f);
+                }
+            }
+            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
+                x.visit(f)
+            }
+            Kind::Arith(_, l, r)
+            | Kind::Concat(l, r)
+            | Kind::And(l, r)
+            | Kind::Or(l, r)
+            | Kind::NullIf(l, r) => {
+                l.visit(f);
+                r.visit(f);
+            }
+            Kind::Cmp { l, r, .. } => {
+                l.visit(f);
+                r.visit(f);
+            }
+            Kind::Like { x, pattern, .. } => {
+                x.visit(f);
+                pattern.visit(f);
+            }
+            Kind::Func(_, args) | Kind::Coalesce(args) => args.iter().for_each(|a| a.visit(f)),
+            Kind::InList { x, list, .. } => {
+                x.visit(f);
+                list.iter().for_each(|a| a.visit(f));
+            }
+            Kind::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
+                if let Some(o) = operand {
+                    o.visit(f);
+                }
+                for (w, t) in whens {
+                    w.visit(f);
+                    t.visit(f);
+                }
+                if let Some(o) = otherwise {
+                    o.visit(f);
+                }
+            }
+        }
+    }
+
+    /// Rewrites column references through `map` (old position → new position).
+    pub(crate) fn remap_columns(&mut self, map: &dyn Fn(usize) -> usize) {
+        self.visit_mut(&mut |b| {
+            if let Kind::Column(i) = &mut b.kind {
+                *i = map(*i);
+            }
+        });
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Bound)) {
+        f(self);
+        match &mut self.kind {
+            Kind::Const(_) | Kind::Column(_) | Kind::Outer(..) | Kind::Param(_) => {}
+            Kind::Subquery(sq) => {
+                if let SubqueryMode::In(x) = &mut sq.mode {
+                    x.visit_mut(f);
+                }
+            }
+            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
+                x.visit_mut(f)
+            }
+            Kind::Arith(_, l, r)
+            | Kind::Concat(l, r)
+            | Kind::And(l, r)
+            | Kind::Or(l, r)
+            | Kind::NullIf(l, r) => {
+                l.visit_mut(f);
+                r.visit_mut(f);
+            }
+            Kind::Cmp { l, r, .. } => {
+                l.visit_mut(f);
+                r.visit_mut(f);
+            }
+            Kind::Like { x, pattern, .. } => {
+                x.visit_mut(f);
+                pattern.visit_mut(f);
+            }
+            Kind::Func(_, args) | Kind::Coalesce(args) => {
+                args.iter_mut().for_each(|a| a.visit_mut(f))
+            }
+            Kind::InList { x, list, .. } => {
+                x.visit_mut(f);
+                list.iter_mut().for_each(|a| a.visit_mut(f));
+            }
+            Kind::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
+                if let Some(o) = operand {
+                    o.visit_mut(f);
+                }
+                for (w, t) in whens {
+                    w.visit_mut(f);
+                    t.visit_mut(f);
+                }
+                if let Some(o) = otherwise {
+                    o.visit_mut(f);
+                }
+            }
+        }
+    }
+
+    /// A column reference (planner use).
+    pub(crate) fn column(i: usize, ty: SqlType, typmod: i32) -> Bound {
+        Bound {
+            kind: Kind::Column(i),
+            ty,
+            typmod,
+            pos: None,
+        }
+    }
+
+    pub(crate) fn constant(d: Datum, ty: SqlType) -> Bound {
+        konst(d, ty, None)
+    }
+
+    /// Splits an AND tree into its conjuncts.
+    pub(crate) fn into_conjuncts(self, out: &mut Vec<Bound>) {
+        match self.kind {
+            Kind::And(l, r) => {
+                l.into_conjuncts(out);
+                r.into_conjuncts(out);
+            }
+            _ => out.push(self),
+        }
+    }
+
+    /// Joins conjuncts back with AND (None when there are none).
+    pub(crate) fn conjunction(parts: Vec<Bound>) -> Option<Bound> {
+        let mut it = parts.into_iter();
+        let first = it.next()?;
+        Some(it.fold(first, |acc, b| {
+            let pos = acc.pos;
+            Bound {
+                kind: Kind::And(Box::new(acc), Box::new(b)),
+                ty: SqlType::Bool,
+                typmod: TYPMOD_NONE,
+                pos,
+            }
+        }))
+    }
+
+    /// `Column(i) = <expression over no row>`: (i, the other side).
+    pub(crate) fn as_column_equality(&self) -> Option<(usize, &Bound)> {
+        if let Kind::Cmp {
+            op: Cmp::Eq,
+            l,
+            r,
+            null_safe: false,
+        } = &self.kind
+        {
+            match (&l.kind, &r.kind) {
+                (Kind::Column(i), _) if r.is_constant() || matches!(r.kind, Kind::Param(_)) => {
+                    return Some((*i, r))
+                }
+                (_, Kind::Column(i)) if l.is_constant() || matches!(l.kind, Kind::Param(_)) => {
+                    return Some((*i, l))
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// `left_expr = right_expr` where each side reads only one side of a join split at
+    /// `left_width`: (left side, right side rebased to the right input).
+    pub(crate) fn as_equi_join(&self, left_width: usize) -> Option<(Bound, Bound)> {
+        let Kind::Cmp {
+            op: Cmp::Eq,
+            l,
+            r,
+            null_safe: false,
+        } = &self.kind
+        else {
+            return None;
+        };
+        let side = |b: &Bound| -> Option<bool> {
+            if !b.is_row_local() {
+                return None;
+            }
+            let mut cols = Vec::new();
+            b.columns_read(&mut cols);
+            if cols.is_empty() {
+                return None;
+            }
+            if cols.iter().all(|c| *c < left_width) {
+                Some(true)
+            } else if cols.iter().all(|c| *c >= left_width) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        let rebase = |b: &Bound| {
+            let mut b = b.clone();
+            b.remap_columns(&|i| i - left_width);
+            b
+        };
+        match (side(l)?, side(r)?) {
+            (true, false) => Some(((**l).clone(), rebase(r))),
+            (false, true) => Some(((**r).clone(), rebase(l))),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Binder<'a> {
+    fn not(&self, b: Bound) -> Bound {
+        let pos = b.pos;
+        Bound {
+            kind: Kind::Not(Box::new(b)),
+            ty: SqlType::Bool,
+            typmod: TYPMOD_NONE,
+            pos,
+        }
+    }
+
+    fn bind_param(&self, p: &str, pos: Option<usize>) -> Result<Bound, SqlError> {
+        let n: usize = p
+            .strip_prefix('$')
+            .and_then(|d| d.parse().ok())
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                SqlError::new(SYNTAX_ERROR, format!("syntax error at or near \"{p}\"")).at(pos)
+            })?;
+        let Some(params) = self.params else {
+            return Err(SqlError::new(
+                UNDEFINED_PARAMETER,
+                format!("there is no parameter ${n}"),
+            )
+            .at(pos));
+        };
+        let mut types = params.borrow_mut();
+        if n > PARAMS_MAX {
+            return Err(SqlError::new(
+                PROGRAM_LIMIT_EXCEEDED,
+                format!("a statement takes at most {PARAMS_MAX} parameters"),
+            )
+            .at(pos));
+        }
+        if types.len() < n {
+            types.resize(n, None);
+        }
+        let ty = types[n - 1].unwrap_or(SqlType::Unknown);
+        Ok(Bound {
+            kind: Kind::Param(n - 1),
+            ty,
+            typmod: TYPMOD_NONE,
+            pos,
+        })
+    }
+
+    /// Resolves a (possibly qualified) column name through the scopes; None: no such column
+    /// anywhere (the caller words the error).
+    fn resolve_column(
+        &self,
+        qualifier: Option<&str>,
+        name: &str,
+        pos: Option<usize>,
+    ) -> Result<Option<Bound>, SqlError> {
+        let mut depth = 0;
+        let mut scope = self.scope;
+        while let Some(s) = scope {
+            let mut found: Option<usize> = None;
+            for (i, c) in s.columns.iter().enumerate() {
+                let qualifier_ok = match qualifier {
+                    None => !c.hidden,
+                    Some(q) => c.qualifier.as_deref() == Some(q),
+                };
+                if qualifier_ok && c.name == name {
+                    if found.is_some() {
+                        return Err(SqlError::new(
+                            AMBIGUOUS_COLUMN,
+                            format!("column reference \"{name}\" is ambiguous"),
+                        )
+                        .at(pos));
+                    }
+                    found = Some(i);
+                }
+            }
+            if let Some(i) = found {
+                let c = &s.columns[i];
+                let kind = if depth == 0 {
+                    Kind::Column(i)
+                } else {
+                    Kind::Outer(depth, i)
+                };
+                return Ok(Some(Bound {
+                    kind,
+                    ty: c.ty,
+                    typmod: c.typmod,
+                    pos,
+                }));
+            }
+            if let Some(q) = qualifier {
+                if s.columns.iter().any(|c| c.qualifier.as_deref() == Some(q)) {
+                    return Err(SqlError::new(
+                        UNDEFINED_COLUMN,
+                        format!("column {q}.{name} does not exist"),
+                    )
+                    .at(pos));
+                }
+            }
+            depth += 1;
+            scope = s.parent;
+        }
+        Ok(None)
+    }
+
+    fn bind_compound(&self, ids: &[ast::Ident], pos: Option<usize>) -> Result<Bound, SqlError> {
+        let names: Vec<String> = ids.iter().map(ident_name).collect();
+        // schema.table.column: the schema is checked by the FROM clause; match table.column.
+        let (qualifier, column) = match names.as_slice() {
+            [q, c] => (q.as_str(), c.as_str()),
+            [_, q, c] => (q.as_str(), c.as_str()),
+            _ => {
+                return Err(SqlError::new(
+                    SYNTAX_ERROR,
+                    format!("improper qualified name (too many dotted names): {}", names.join(".")),
+                )
+                .at(pos))
+            }
+        };
+        if let Some(b) = self.resolve_column(Some(qualifier), column, pos)? {
+            return Ok(b);
+        }
+        Err(SqlError::new(
+            UNDEFINED_TABLE,
+            format!("missing FROM-clause entry for table \"{qualifier}\""),
+        )
+        .at(pos))
+    }
+
+    fn bind_case(
+        &self,
+        operand: Option<&ast::Expr>,
+        conditions: &[ast::CaseWhen],
+        else_result: Option<&ast::Expr>,
+        pos: Option<usize>,
+    ) -> Result<Bound, SqlError> {
+        let operand = operand.map(|o| self.bind(o)).transpose()?;
+        let mut whens = Vec::with_capacity(conditions.len());
+        let mut results = Vec::with_capacity(conditions.len() + 1);
+        for c in conditions {
+            let w = self.bind(&c.condition)?;
+            let w = match &operand {
+                // CASE x WHEN v: v and x are compared in their common type.
+                Some(_) => w,
+                None => self.require_bool(w, "CASE/WHEN")?,
+            };
+            whens.push(w);
+            results.push(self.bind(&c.result)?);
+        }
+        let otherwise = else_result.map(|e| self.bind(e)).transpose()?;
+        let ty = common_type(
+            results
+                .iter()
+                .chain(otherwise.iter())
+                .map(|r| (r.ty, r.pos)),
+            "CASE",
+        )?;
+        let operand = match operand {
+            Some(o) => {
+                let cmp_ty = common_type(
+                    std::iter::once((o.ty, o.pos)).chain(whens.iter().map(|w| (w.ty, w.pos))),
+                    "CASE/WHEN",
+                )?;
+                whens = whens
+                    .into_iter()
+                    .map(|w| self.coerce(w, cmp_ty, TYPMOD_NONE))
+                    .collect::<Result<_, _>>()?;
+                Some(Box::new(self.coerce(o, cmp_ty, TYPMOD_NONE)?))
+            }
+            None => None,
+        };
+        let results = results
+            .into_iter()
+            .map(|r| self.coerce(r, ty, TYPMOD_NONE))
+            .collect::<Result<Vec<_>, _>>()?;
+        let otherwise = otherwise
+            .map(|o| self.coerce(o, ty, TYPMOD_NONE))
+            .transpose()?
+            .map(Box::new);
+        Ok(Bound {
+            kind: Kind::Case {
+                operand,
+                whens: whens.into_iter().zip(results).collect(),
+                otherwise,
+            },
+            ty,
+            typmod: TYPMOD_NONE,
+            pos,
+        })
+    }
+
+    fn bind_in_list(
+        &self,
+        expr: &ast::Expr,
+        list: &[ast::Expr],
+        negated: bool,
+        pos: Option<usize>,
+    ) -> Result<Bound, SqlError> {
+        let x = self.bind(expr)?;
+        let items = list
+            .iter()
+            .map(|e| self.bind(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ty = common_type(
+            std::iter::once((x.ty, x.pos)).chain(items.iter().map(|i| (i.ty, i.pos))),
+            "IN",
+        )?;
+        let x = self.coerce(x, ty, TYPMOD_NONE)?;
+        let list = items
+            .into_iter()
+            .map(|i| self.coerce(i, ty, TYPMOD_NONE))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Bound {
+            kind: Kind::InList {
+                x: Box::new(x),
+                list,
+                negated,
+            },
+            ty: SqlType::Bool,
+            typmod: TYPMOD_NONE,
+            pos,
+        })
+    }
+
+    fn bind_between(
+        &self,
+        expr: &ast::Expr,
+        negated: bool,
+        low: &ast::Expr,
+        high: &ast::Expr,
+        pos: Option<usize>,
+    ) -> Result<Bound, SqlError> {
+        // x BETWEEN a AND b is x >= a AND x <= b (x is evaluated twice, as in PostgreSQL).
+        let ge = self.bind_cmp(expr, Cmp::Ge, low, false)?;
+        let le = self.bind_cmp(expr, Cmp::Le, high, false)?;
+        let both = Bound {
+            kind: Kind::And(Box::new(ge), Box::new(le)),
+            ty: SqlType::Bool,
+            typmod: TYPMOD_NONE,
+            pos,
+        };
+        Ok(if negated { self.not(both) } else { both })
+    }
+
+    fn bind_like(
+        &self,
+        expr: &ast::Expr,
+        pattern: &ast::Expr,
+        negated: bool,
+        case_insensitive: bool,
+        pos: Option<usize>,
+    ) -> Result<Bound, SqlError> {
+        let (x, p) = (self.bind(expr)?, self.bind(pattern)?);
+        let op = if case_insensitive { "~~*" } else { "~~" };
+        let textual = |t: SqlType| t.is_string() || t == SqlType::Unknown;
+        if !textual(x.ty) || !textual(p.ty) {
+            return Err(self.no_binary_op(expr, op, x.ty, p.ty));
+        }
+        let x = self.coerce(x, SqlType::Text, TYPMOD_NONE)?;
+        let p = self.coerce(p, SqlType::Text, TYPMOD_NONE)?;
+        Ok(Bound {
+            kind: Kind::Like {
+                x: Box::new(x),
+                pattern: Box::new(p),
+                negated,
+                case_insensitive,
+            },
+            ty: SqlType::Bool,
+            typmod: TYPMOD_NONE,
+            pos,
+        })
+    }
+
+    fn bind_subquery(
+        &self,
+        q: &ast::Query,
+        mode: SubqueryMode,
+        pos: Option<usize>,
+    ) -> Result<Bound, SqlError> {
+        let Some(planner) = self.planner else {
+            return Err(not_supported("subqueries here").at(pos));
+        };
+        // In an aggregated query, a subquery sees the grouped row.
+        let scope = match self.agg {
+            Some(agg) => Some(&agg.post_scope),
+            None => self.scope,
+        };
+        let (plan, columns) = planner.plan_query(q, scope)?;
+        let ty = match &mode {
+            SubqueryMode::Exists => SqlType::Bool,
+            SubqueryMode::Scalar | SubqueryMode::In(_) => {
+                if columns.len() != 1 {
+                    return Err(SqlError::new(
+                        SYNTAX_ERROR,
+                        if columns.len() > 1 {
+                            "subquery must return only one column"
+                        } else {
+                            "subquery must return a column"
+                        },
+                    )
+                    .at(pos));
+                }
+                crate::plan::sql_type_of(&columns[0])
+            }
+        };
+        let (mode, result_ty) = match mode {
+            SubqueryMode::In(x) => {
+                // x IN (SELECT y ...): compared in the common type of x and y.
+                let common = common_type([(x.ty, x.pos), (ty, pos)].into_iter(), "IN")?;
+                if common != ty && ty != SqlType::Unknown {
+                    // The subquery's column is converted as it is read.
+                    let x = self.coerce(*x, common, TYPMOD_NONE)?;
+                    (SubqueryMode::In(Box::new(x)), SqlType::Bool)
+                } else {
+                    let x = self.coerce(*x, ty, TYPMOD_NONE)?;
+                    (SubqueryMode::In(Box::new(x)), SqlType::Bool)
+                }
+            }
+            SubqueryMode::Exists => (SubqueryMode::Exists, SqlType::Bool),
+            SubqueryMode::Scalar => (SubqueryMode::Scalar, ty),
+        };
+        let column_ty = ty;
+        Ok(Bound {
+            kind: Kind::Subquery(Box::new(SubqueryExpr {
+                plan,
+                mode,
+                column_ty,
+            })),
+            ty: result_ty,
+            typmod: TYPMOD_NONE,
+            pos,
+        })
+    }
+
+    /// In an aggregation context: a grouped expression or an aggregate call becomes a column
+    /// of the aggregated row; a column that is neither is an error. None: bind normally.
+    fn bind_in_aggregate(
+        &self,
+        agg: &AggBinding,
+        e: &ast::Expr,
+        pos: Option<usize>,
+    ) -> Result<Option<Bound>, SqlError> {
+        if let Some(i) = agg.group_ast.iter().position(|g| g == e) {
+            let g = &agg.group_bound[i];
+            return Ok(Some(Bound::column(i, g.ty, g.typmod)));
+        }
+        match e {
+            ast::Expr::Function(f) if f.over.is_none() => {
+                let name = function_name(f);
+                if let Some(func) = aggregate_func(&name) {
+                    return self.bind_aggregate(agg, f, func, &name, pos).map(Some);
+                }
+                Ok(None)
+            }
+            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => {
+                let input = self.with_scope(Some(agg.input));
+                let b = input.bind(e)?;
+                match b.kind {
+                    Kind::Column(k) => {
+                        if let Some(i) = agg
+                            .group_bound
+                            .iter()
+                            .position(|g| matches!(g.kind, Kind::Column(c) if c == k))
+                        {
+                            return Ok(Some(Bound::column(i, b.ty, b.typmod)));
+                        }
+                        let c = &agg.input.columns[k];
+                        let shown = match &c.qualifier {
+                            Some(q) => format!("{q}.{}", c.name),
+                            None => c.name.clone(),
+                        };
+                        Err(SqlError::new(
+                            GROUPING_ERROR,
+                            format!("column \"{shown}\" must appear in the GROUP BY clause or be used in an aggregate function"),
+                        )
+                        .at(pos))
+                    }
+                    _ => Ok(Some(b)),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn bind_aggregate(
+        &self,
+        agg: &AggBinding,
+        f: &ast::Function,
+        func: AggFunc,
+        name: &str,
+        pos: Option<usize>,
+    ) -> Result<Bound, SqlError> {
+        let input = self.with_scope(Some(agg.input));
+        let (args, distinct) = match &f.args {
+            ast::FunctionArguments::List(list) => {
+                if !list.clauses.is_empty() {
+                    return Err(not_supported(format!("{name} with ORDER BY")).at(pos));
+                }
+                let distinct = matches!(
+                    list.duplicate_treatment,
+                    Some(ast::DuplicateTreatment::Distinct)
+                );
+                let mut args = Vec::new();
+                for a in &list.args {
+                    match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard)
+                            if func == AggFunc::Count && list.args.len() == 1 =>
+                        {
+                            args.clear();
+                            let call = AggCall {
+                                func: AggFunc::CountStar,
+                                arg: None,
+                                delimiter: None,
+                                distinct: false,
+                                ty: SqlType::Int8,
+                            };
+                            return Ok(agg.push(call, pos));
+                        }
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                            if contains_aggregate(e) {
+                                return Err(SqlError::new(
+                                    GROUPING_ERROR,
+                                    "aggregate function calls cannot be nested",
+                                )
+                                .at(input.pos_of(e)));
+                            }
+                            args.push(input.bind(e)?)
+                        }
+                        other => {
+                            return Err(not_supported(format!("aggregate argument {other}")).at(pos))
+                        }
+                    }
+                }
+                (args, distinct)
+            }
+            _ => {
+                return Err(SqlError::new(
+                    UNDEFINED_FUNCTION,
+                    format!("function {name}() does not exist"),
+                )
+                .at(pos))
+            }
+        };
+        let undefined = |args: &[Bound]| {
+            let types: Vec<&str> = args.iter().map(|a| a.ty.sql_name()).collect();
+            SqlError::new(
+                UNDEFINED_FUNCTION,
+                format!("function {name}({}) does not exist", types.join(", ")),
+            )
+            .at(pos)
+        };
+        let mut args = args.into_iter();
+        let (arg, delimiter, ty) = match (func, args.len()) {
+            (AggFunc::Count, 1) => (args.next(), None, SqlType::Int8),
+            (AggFunc::Sum | AggFunc::Avg, 1) => {
+                let a = args.next().expect("one argument");
+                let a = if a.ty == SqlType::Unknown {
+                    self.coerce(a, SqlType::Float8, TYPMOD_NONE)?
+                } else {
+                    a
+                };
+                let ty = match (func, a.ty) {
+                    (AggFunc::Sum, SqlType::Int2 | SqlType::Int4) => SqlType::Int8,
+                    (AggFunc::Sum, SqlType::Int8 | SqlType::Numeric) => SqlType::Numeric,
+                    (AggFunc::Avg, t) if t.is_integer() || t == SqlType::Numeric => {
+                        SqlType::Numeric
+                    }
+                    (_, SqlType::Float8) => SqlType::Float8,
+                    _ => return Err(undefined(&[a])),
+                };
+                (Some(a), None, ty)
+            }
+            (AggFunc::Min | AggFunc::Max, 1) => {
+                let a = args.next().expect("one argument");
+                let a = if a.ty == SqlType::Unknown {
+                    self.coerce(a, SqlType::Text, TYPMOD_NONE)?
+                } else {
+                    a
+                };
+                let ty = a.ty;
+                (Some(a), None, ty)
+            }
+            (AggFunc::BoolAnd | AggFunc::BoolOr, 1) => {
+                let a = args.next().expect("one argument");
+                if a.ty != SqlType::Bool && a.ty != SqlType::Unknown {
+                    return Err(undefined(&[a]));
+                }
+                let a = self.coerce(a, SqlType::Bool, TYPMOD_NONE)?;
+                (Some(a), None, SqlType::Bool)
+            }
+            (AggFunc::StringAgg, 2) => {
+                let a = args.next().expect("two arguments");
+                let d = args.next().expect("two arguments");
+                let textual = |t: SqlType| t.is_string() || t == SqlType::Unknown;
+                if !textual(a.ty) || !textual(d.ty) {
+                    return Err(undefined(&[a, d]));
+                }
+                let a = self.coerce(a, SqlType::Text, TYPMOD_NONE)?;
+                let d = self.coerce(d, SqlType::Text, TYPMOD_NONE)?;
+                (Some(a), Some(d), SqlType::Text)
+            }
+            _ => return Err(undefined(&args.collect::<Vec<_>>())),
+        };
+        let call = AggCall {
+            func,
+            arg,
+            delimiter,
+            distinct,
+            ty,
+        };
+        Ok(agg.push(call, pos))
+    }
+}
+
+/// Parameters one statement may have (the wire protocol's Int16 count).
+pub(crate) const PARAMS_MAX: usize = 65_535;
+
+/// `l = r` of operands already of one type.
+pub(crate) fn cmp_eq(l: Bound, r: Bound) -> Bound {
+    let pos = l.pos;
+    Bound {
+        kind: Kind::Cmp {
+            op: Cmp::Eq,
+            l: Box::new(l),
+            r: Box::new(r),
+            null_safe: false,
+        },
+        ty: SqlType::Bool,
+        typmod: TYPMOD_NONE,
+        pos,
+    }
+}
+
+/// Ordering where NULL equals NULL and sorts last (for "did this value change").
+pub(crate) fn compare_nullable(a: &Datum, b: &Datum) -> std::cmp::Ordering {
+    match (a, b) {
+        (Datum::Null, Datum::Null) => std::cmp::Ordering::Equal,
+        (Datum::Null, _) => std::cmp::Ordering::Greater,
+        (_, Datum::Null) => std::cmp::Ordering::Less,
+        (x, y) => compare(x, y),
     }
 }

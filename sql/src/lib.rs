@@ -1,32 +1,51 @@
-//! helios-sql: the SQL front end. Today's slice parses with `sqlparser` (PostgreSQL dialect)
-//! and executes statements that need no tables — `SELECT <expressions>` without FROM,
-//! `VALUES`, `SET`/`SHOW`/`RESET` — with PostgreSQL 16's result types, output text and
-//! SQLSTATEs. Every other statement fails with 0A000 rather than pretending to succeed.
+//! helios-sql: the SQL front end and distributed executor. Statements are parsed with
+//! `sqlparser` (PostgreSQL dialect), planned on the coordinator (the shard that owns the
+//! client's connection) into shard fragments plus a coordinator plan, and run through a
+//! [`Cluster`]: fragments scan and write each shard's LSM tree, the coordinator joins,
+//! aggregates, sorts and limits. Results carry PostgreSQL 16's types, output text and
+//! SQLSTATEs; anything not implemented fails with 0A000 rather than pretending to succeed.
 //!
-//! The protocol layer (`net/src/pg`) owns a [`Session`] per connection and calls
-//! [`execute_simple`] for each Query message; it knows nothing of SQL.
+//! The protocol layer (`net/src/server/pg.rs`) owns a [`Session`] per connection and calls
+//! [`execute_simple`] for each Query message, or [`prepare`] / [`execute_prepared`] for the
+//! extended protocol; it knows nothing of SQL.
 
+mod catalog;
+mod cluster;
 mod error;
+mod exec;
 mod expr;
 mod numeric;
+mod plan;
+mod rowcodec;
 mod session;
+mod stmt;
 mod types;
 
 #[cfg(test)]
+mod testcluster;
+#[cfg(test)]
 mod tests;
+
+use std::cell::RefCell;
 
 use sqlparser::ast::{self, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 
+pub use catalog::{Catalog, DdlChange, DdlOutcome, Table, DEFAULT_DATABASE};
+pub use cluster::{
+    delete_table_local, load_catalog, scan_local, store_catalog, write_local, Cluster, RowOp,
+    ScanRequest, ScanRows, WriteOutcome, WriteRequest,
+};
 pub use error::SqlError;
-pub use session::{startup_parameters, ChangedParameter, Session, SERVER_VERSION};
+pub use rowcodec::{storage_key_token, CATALOG_PREFIX, ROW_PREFIX};
+pub use session::{startup_parameters, ChangedParameter, Session, TransactionState, SERVER_VERSION};
+pub use types::SqlType;
 
 use error::*;
-use expr::{Binder, Eval};
-use types::{SqlType, TYPMOD_NONE};
+use types::{SqlType as Ty, TYPMOD_NONE};
 
-/// One result column's description (RowDescription fields that matter without tables).
+/// One result column's description (the RowDescription fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
@@ -44,10 +63,12 @@ pub enum StatementResult {
         rows: Vec<Vec<Option<String>>>,
         tag: String,
     },
-    /// CommandComplete(tag); first send a ParameterStatus for each changed reported parameter.
+    /// CommandComplete(tag); first send a ParameterStatus for each changed reported parameter,
+    /// and a NoticeResponse for each notice ("WARNING: ..." ones with severity WARNING).
     Command {
         tag: String,
         changed_parameters: Vec<ChangedParameter>,
+        notices: Vec<String>,
     },
     /// The query string held no statement: EmptyQueryResponse.
     Empty,
@@ -58,14 +79,18 @@ pub const QUERY_BYTES_MAX: usize = 16 << 20;
 /// Statements in one query string, at most.
 pub const STATEMENTS_MAX: usize = 10_000;
 /// Rows one `VALUES` may list.
-const VALUES_ROWS_MAX: usize = 100_000;
+pub(crate) const VALUES_ROWS_MAX: usize = 100_000;
 /// Expression nesting sqlparser accepts before failing with 54001.
 const PARSE_DEPTH_MAX: usize = 200;
 
 /// Runs a simple-query string: every statement in order, one result each, stopping after the
 /// first error (earlier results stand). The whole string is parsed first, so a syntax error
 /// anywhere means no statement runs — as in PostgreSQL.
-pub fn execute_simple(session: &mut Session, sql: &str) -> Vec<Result<StatementResult, SqlError>> {
+pub async fn execute_simple<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+) -> Vec<Result<StatementResult, SqlError>> {
     if sql.len() > QUERY_BYTES_MAX {
         return vec![Err(SqlError::new(
             PROGRAM_LIMIT_EXCEEDED,
@@ -74,7 +99,10 @@ pub fn execute_simple(session: &mut Session, sql: &str) -> Vec<Result<StatementR
     }
     let statements = match parse(sql) {
         Ok(s) => s,
-        Err(e) => return vec![Err(e)],
+        Err(e) => {
+            session.statement_failed();
+            return vec![Err(e)];
+        }
     };
     if statements.is_empty() {
         return vec![Ok(StatementResult::Empty)];
@@ -87,14 +115,181 @@ pub fn execute_simple(session: &mut Session, sql: &str) -> Vec<Result<StatementR
     }
     let mut results = Vec::with_capacity(statements.len());
     for statement in &statements {
-        let r = execute(session, sql, statement);
+        let r = execute(session, cluster, sql, statement, &stmt::Params::none()).await;
         let failed = r.is_err();
+        if failed {
+            session.statement_failed();
+        }
         results.push(r);
         if failed {
             break;
         }
     }
     results
+}
+
+/// A statement parsed and described for the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    sql: String,
+    statement: Option<Statement>,
+    /// Parameter type OIDs (declared, else inferred; text where nothing says otherwise).
+    pub param_types: Vec<u32>,
+    /// The row description, or None for a statement that returns no rows (NoData).
+    pub columns: Option<Vec<Column>>,
+}
+
+/// Parses and describes one statement (Parse). `declared` are the parameter type OIDs the
+/// client gave (0: infer).
+pub fn prepare<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    sql: &str,
+    declared: &[u32],
+) -> Result<Prepared, SqlError> {
+    if sql.len() > QUERY_BYTES_MAX {
+        return Err(SqlError::new(
+            PROGRAM_LIMIT_EXCEEDED,
+            format!("query string is longer than {QUERY_BYTES_MAX} bytes"),
+        ));
+    }
+    let mut statements = parse(sql)?;
+    if statements.len() > 1 {
+        return Err(SqlError::new(
+            SYNTAX_ERROR,
+            "cannot insert multiple commands into a prepared statement",
+        ));
+    }
+    let statement = statements.pop();
+    let mut types = Vec::with_capacity(declared.len());
+    for &oid in declared {
+        types.push(match oid {
+            0 => None,
+            oid => Some(Ty::from_oid(oid).ok_or_else(|| {
+                SqlError::new(UNDEFINED_OBJECT, format!("type with OID {oid} does not exist"))
+            })?),
+        });
+    }
+    let params = stmt::Params {
+        types: RefCell::new(types),
+        values: Vec::new(),
+        describe: true,
+    };
+    let describer = DescribeOnly(cluster.catalog());
+    let columns = match &statement {
+        // Transaction control and SET change the session: describe them without running.
+        Some(Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } | Statement::Set(_) | Statement::Reset(_)) => None,
+        Some(Statement::ShowVariable { variable }) => Some(show_columns(session, variable)?),
+        Some(s) => describe_statement(session, &describer, sql, s, &params)?,
+        None => None,
+    };
+    let param_types = params
+        .types
+        .into_inner()
+        .into_iter()
+        .map(|t| match t {
+            Some(t) if t != Ty::Unknown => t.oid(),
+            _ => Ty::Text.oid(),
+        })
+        .collect();
+    Ok(Prepared {
+        sql: sql.to_string(),
+        statement,
+        param_types,
+        columns,
+    })
+}
+
+/// Binds any statement without running it, to learn its parameter types and result columns.
+fn describe_statement(
+    session: &Session,
+    cluster: &DescribeOnly,
+    sql: &str,
+    statement: &Statement,
+    params: &stmt::Params,
+) -> Result<Option<Vec<Column>>, SqlError> {
+    let mut session = session.clone();
+    let run = execute(&mut session, cluster, sql, statement, params);
+    match futures_util::FutureExt::now_or_never(run) {
+        Some(Ok(StatementResult::Rows { columns, .. })) => Ok(Some(columns)),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) if e.sqlstate == DESCRIBE_DONE => Ok(None),
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
+    }
+}
+
+/// The error a describe-only cluster answers every operation with.
+const DESCRIBE_DONE: &str = "HDESC";
+
+/// A cluster for describing statements: it knows the catalog and refuses all I/O (binding
+/// happens before any, and describing statements stop after binding).
+struct DescribeOnly(std::sync::Arc<Catalog>);
+
+impl Cluster for DescribeOnly {
+    fn catalog(&self) -> std::sync::Arc<Catalog> {
+        self.0.clone()
+    }
+    fn shard_count(&self) -> usize {
+        1
+    }
+    fn shard_of_token(&self, _: u64) -> usize {
+        0
+    }
+    async fn ddl(&self, _: DdlChange) -> Result<DdlOutcome, SqlError> {
+        Err(SqlError::new(DESCRIBE_DONE, "describe only"))
+    }
+    async fn scan(&self, _: usize, _: ScanRequest) -> Result<ScanRows, SqlError> {
+        Err(SqlError::new(DESCRIBE_DONE, "describe only"))
+    }
+    async fn write(&self, _: usize, _: WriteRequest) -> Result<WriteOutcome, SqlError> {
+        Err(SqlError::new(DESCRIBE_DONE, "describe only"))
+    }
+    async fn truncate(&self, _: usize, _: u32) -> Result<(), SqlError> {
+        Err(SqlError::new(DESCRIBE_DONE, "describe only"))
+    }
+}
+
+/// Runs a prepared statement with parameter values in text form (None: NULL) (Bind+Execute).
+pub async fn execute_prepared<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    prepared: &Prepared,
+    params: &[Option<String>],
+) -> Result<StatementResult, SqlError> {
+    let Some(statement) = &prepared.statement else {
+        return Ok(StatementResult::Empty);
+    };
+    if params.len() != prepared.param_types.len() {
+        return Err(SqlError::new(
+            PROTOCOL_VIOLATION,
+            format!(
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                params.len(),
+                prepared.param_types.len()
+            ),
+        ));
+    }
+    let mut types = Vec::with_capacity(params.len());
+    let mut values = Vec::with_capacity(params.len());
+    for (oid, v) in prepared.param_types.iter().zip(params) {
+        let ty = Ty::from_oid(*oid).unwrap_or(Ty::Text);
+        types.push(Some(ty));
+        values.push(match v {
+            None => types::Datum::Null,
+            Some(text) => types::input(ty, TYPMOD_NONE, text)?,
+        });
+    }
+    let p = stmt::Params {
+        types: RefCell::new(types),
+        values,
+        describe: false,
+    };
+    let r = execute(session, cluster, &prepared.sql, statement, &p).await;
+    if r.is_err() {
+        session.statement_failed();
+    }
+    r
 }
 
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
@@ -148,16 +343,77 @@ fn parse_error(sql: &str, e: ParserError) -> SqlError {
     SqlError::new(SYNTAX_ERROR, format!("syntax error: {text}")).at(position)
 }
 
-fn execute(
+async fn execute<C: Cluster>(
     session: &mut Session,
+    cluster: &C,
     sql: &str,
     statement: &Statement,
+    params: &stmt::Params,
 ) -> Result<StatementResult, SqlError> {
+    use Statement as S;
+    if session.transaction == TransactionState::Failed
+        && !matches!(statement, S::Commit { .. } | S::Rollback { .. })
+    {
+        return Err(SqlError::new(
+            "25P02",
+            "current transaction is aborted, commands ignored until end of transaction block",
+        ));
+    }
     match statement {
-        Statement::Query(q) => run_query(session, sql, q),
-        Statement::Set(set) => run_set(session, set),
-        Statement::ShowVariable { variable } => run_show(session, variable),
-        Statement::Reset(r) => {
+        S::Query(q) => stmt::run_query(session, cluster, sql, q, params).await,
+        S::Insert(insert) => stmt::run_insert(session, cluster, sql, insert, params).await,
+        S::Update(update) => stmt::run_update(session, cluster, sql, update, params).await,
+        S::Delete(delete) => stmt::run_delete(session, cluster, sql, delete, params).await,
+        S::Truncate(t) => stmt::run_truncate(session, cluster, &t.table_names).await,
+        S::CreateTable(ct) => stmt::run_create_table(session, cluster, sql, ct).await,
+        S::Drop {
+            object_type,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => stmt::run_drop(session, cluster, *object_type, *if_exists, names, *cascade).await,
+        S::CreateDatabase {
+            db_name,
+            if_not_exists,
+            ..
+        } => {
+            let name = plan::split_name(db_name)?.1;
+            if *if_not_exists && cluster.catalog().database(&name).is_some() {
+                return Ok(StatementResult::Command {
+                    tag: "CREATE DATABASE".to_string(),
+                    changed_parameters: Vec::new(),
+                    notices: vec![format!("database \"{name}\" already exists, skipping")],
+                });
+            }
+            stmt::run_ddl(cluster, DdlChange::CreateDatabase { name }, "CREATE DATABASE").await
+        }
+        S::CreateSchema {
+            schema_name,
+            if_not_exists,
+            ..
+        } => {
+            let name = match schema_name {
+                ast::SchemaName::Simple(n) => plan::split_name(n)?.1,
+                _ => return Err(not_supported("CREATE SCHEMA AUTHORIZATION")),
+            };
+            stmt::run_ddl(
+                cluster,
+                DdlChange::CreateSchema {
+                    database: session.database().to_string(),
+                    name,
+                    if_not_exists: *if_not_exists,
+                },
+                "CREATE SCHEMA",
+            )
+            .await
+        }
+        S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => {
+            stmt::run_transaction_control(session, statement)
+        }
+        S::Set(set) => run_set(session, set),
+        S::ShowVariable { variable } => run_show(session, variable),
+        S::Reset(r) => {
             let changed_parameters = match &r.reset {
                 ast::Reset::ALL => session.reset_all(),
                 ast::Reset::ConfigurationParameter(name) => session
@@ -171,6 +427,7 @@ fn execute(
             Ok(StatementResult::Command {
                 tag: "RESET".to_string(),
                 changed_parameters,
+                notices: Vec::new(),
             })
         }
         other => Err(not_supported(statement_kind(other))),
@@ -236,13 +493,9 @@ fn object_name(name: &ast::ObjectName) -> String {
         .join(".")
 }
 
-fn column(name: String, ty: SqlType, typmod: i32) -> Column {
+pub(crate) fn column(name: String, ty: Ty, typmod: i32) -> Column {
     // Unknown-typed outputs (string literals, bare NULL) are resolved to text.
-    let ty = if ty == SqlType::Unknown {
-        SqlType::Text
-    } else {
-        ty
-    };
+    let ty = if ty == Ty::Unknown { Ty::Text } else { ty };
     Column {
         name,
         type_oid: ty.oid(),
@@ -251,196 +504,12 @@ fn column(name: String, ty: SqlType, typmod: i32) -> Column {
     }
 }
 
-fn run_query(session: &Session, sql: &str, q: &ast::Query) -> Result<StatementResult, SqlError> {
-    let clause = if q.with.is_some() {
-        Some("WITH")
-    } else if q.order_by.is_some() {
-        Some("ORDER BY")
-    } else if q.limit_clause.is_some() || q.fetch.is_some() {
-        Some("LIMIT, OFFSET and FETCH")
-    } else if !q.locks.is_empty() {
-        Some("FOR UPDATE/SHARE")
-    } else {
-        None
-    };
-    if let Some(clause) = clause {
-        return Err(not_supported(clause));
-    }
-    let binder = Binder::new(session, sql);
-    let (columns, rows) = match q.body.as_ref() {
-        ast::SetExpr::Select(select) => run_select(&binder, select)?,
-        ast::SetExpr::Values(values) => run_values(&binder, values)?,
-        ast::SetExpr::Query(inner) => return run_query(session, sql, inner),
-        ast::SetExpr::SetOperation { op, .. } => return Err(not_supported(format!("{op}"))),
-        _ => return Err(not_supported("this kind of query")),
-    };
-    let tag = format!("SELECT {}", rows.len());
-    Ok(StatementResult::Rows { columns, rows, tag })
-}
-
-type RowSet = (Vec<Column>, Vec<Vec<Option<String>>>);
-
-fn run_select(binder: &Binder, s: &ast::Select) -> Result<RowSet, SqlError> {
-    if !s.from.is_empty() {
-        return Err(not_supported("SELECT with FROM (there are no tables yet)"));
-    }
-    let unsupported = if s.distinct.is_some() {
-        Some("DISTINCT")
-    } else if s.into.is_some() {
-        Some("SELECT INTO")
-    } else if s.having.is_some()
-        || !matches!(&s.group_by, ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
-    {
-        Some("GROUP BY and HAVING")
-    } else if !s.named_window.is_empty()
-        || s.qualify.is_some()
-        || s.top.is_some()
-        || s.prewhere.is_some()
-        || !s.lateral_views.is_empty()
-        || !s.connect_by.is_empty()
-        || !s.sort_by.is_empty()
-        || !s.cluster_by.is_empty()
-        || !s.distribute_by.is_empty()
-    {
-        Some("this SELECT clause")
-    } else {
-        None
-    };
-    if let Some(what) = unsupported {
-        return Err(not_supported(what));
-    }
-    let mut names = Vec::with_capacity(s.projection.len());
-    let mut bound = Vec::with_capacity(s.projection.len());
-    for item in &s.projection {
-        let (e, name) = match item {
-            ast::SelectItem::UnnamedExpr(e) => {
-                let (name, strength) = expr::column_name(e);
-                (
-                    e,
-                    if strength == 0 {
-                        "?column?".to_string()
-                    } else {
-                        name
-                    },
-                )
-            }
-            ast::SelectItem::ExprWithAlias { expr, alias } => (expr, alias_name(alias)),
-            ast::SelectItem::Wildcard(_) => {
-                return Err(SqlError::new(
-                    SYNTAX_ERROR,
-                    "SELECT * with no tables specified is not valid",
-                ));
-            }
-            other => return Err(not_supported(format!("select item {other}"))),
-        };
-        names.push(name);
-        bound.push(binder.bind(e)?);
-    }
-    let filter = match &s.selection {
-        Some(w) => {
-            let b = binder.bind(w)?;
-            if b.ty != SqlType::Bool && b.ty != SqlType::Unknown {
-                return Err(SqlError::new(
-                    DATATYPE_MISMATCH,
-                    format!(
-                        "argument of WHERE must be type boolean, not type {}",
-                        b.ty.sql_name()
-                    ),
-                )
-                .at(binder.offset(w.span_start())));
-            }
-            Some(binder.coerce(b, SqlType::Bool, TYPMOD_NONE)?)
-        }
-        None => None,
-    };
-    let cx = Eval {
-        session: binder.session,
-    };
-    let digits = binder.session.extra_float_digits();
-    let columns = names
-        .into_iter()
-        .zip(&bound)
-        .map(|(n, b)| column(n, b.ty, b.typmod))
-        .collect();
-    if let Some(f) = filter {
-        if expr::eval(&f, &cx)? != types::Datum::Bool(true) {
-            return Ok((columns, Vec::new()));
-        }
-    }
-    let mut row = Vec::with_capacity(bound.len());
-    for b in &bound {
-        row.push(types::output(&expr::eval(b, &cx)?, digits));
-    }
-    Ok((columns, vec![row]))
-}
-
-trait SpanStart {
-    fn span_start(&self) -> sqlparser::tokenizer::Location;
-}
-
-impl SpanStart for ast::Expr {
-    fn span_start(&self) -> sqlparser::tokenizer::Location {
-        use sqlparser::ast::Spanned;
-        self.span().start
-    }
-}
-
-fn alias_name(alias: &ast::Ident) -> String {
+pub(crate) fn alias_name(alias: &ast::Ident) -> String {
     if alias.quote_style.is_some() {
         alias.value.clone()
     } else {
         alias.value.to_lowercase()
     }
-}
-
-fn run_values(binder: &Binder, v: &ast::Values) -> Result<RowSet, SqlError> {
-    if v.rows.len() > VALUES_ROWS_MAX {
-        return Err(SqlError::new(
-            PROGRAM_LIMIT_EXCEEDED,
-            format!("VALUES lists at most {VALUES_ROWS_MAX} rows"),
-        ));
-    }
-    let width = v.rows.first().map_or(0, |r| r.len());
-    let mut bound_rows = Vec::with_capacity(v.rows.len());
-    for row in &v.rows {
-        if row.len() != width {
-            return Err(
-                SqlError::new(SYNTAX_ERROR, "VALUES lists must all be the same length")
-                    .at(row.first().and_then(|e| binder.offset(e.span_start()))),
-            );
-        }
-        bound_rows.push(
-            row.iter()
-                .map(|e| binder.bind(e))
-                .collect::<Result<Vec<_>, _>>()?,
-        );
-    }
-    let mut types = Vec::with_capacity(width);
-    for c in 0..width {
-        types.push(expr::common_type(
-            bound_rows.iter().map(|r| (r[c].ty, r[c].pos)),
-            "VALUES",
-        )?);
-    }
-    let cx = Eval {
-        session: binder.session,
-    };
-    let digits = binder.session.extra_float_digits();
-    let mut rows = Vec::with_capacity(bound_rows.len());
-    for row in bound_rows {
-        let mut out = Vec::with_capacity(width);
-        for (b, ty) in row.into_iter().zip(&types) {
-            let b = binder.coerce(b, *ty, TYPMOD_NONE)?;
-            out.push(types::output(&expr::eval(&b, &cx)?, digits));
-        }
-        rows.push(out);
-    }
-    let columns = types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| column(format!("column{}", i + 1), *t, TYPMOD_NONE))
-        .collect();
-    Ok((columns, rows))
 }
 
 /// The text a SET value stands for, as PostgreSQL flattens it.
@@ -561,11 +630,19 @@ fn set_done(changed_parameters: Vec<ChangedParameter>) -> StatementResult {
     StatementResult::Command {
         tag: "SET".to_string(),
         changed_parameters,
+        notices: Vec::new(),
     }
 }
 
 fn text_column(name: &str) -> Column {
-    column(name.to_string(), SqlType::Text, TYPMOD_NONE)
+    column(name.to_string(), Ty::Text, TYPMOD_NONE)
+}
+
+fn show_columns(session: &Session, variable: &[ast::Ident]) -> Result<Vec<Column>, SqlError> {
+    match run_show(session, variable)? {
+        StatementResult::Rows { columns, .. } => Ok(columns),
+        _ => Ok(Vec::new()),
+    }
 }
 
 fn run_show(session: &Session, variable: &[ast::Ident]) -> Result<StatementResult, SqlError> {

@@ -139,6 +139,21 @@ pub struct Session {
     values: Vec<String>,
     /// `prefix.name` parameters set by the client.
     custom: Vec<(String, String)>,
+    /// Where the session is with respect to a transaction block.
+    pub(crate) transaction: TransactionState,
+    /// Statements that wrote inside the current transaction block (already applied).
+    pub(crate) writes_in_block: u64,
+}
+
+/// The transaction status a ReadyForQuery reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionState {
+    /// 'I': not in a transaction block.
+    Idle,
+    /// 'T': in a transaction block.
+    InBlock,
+    /// 'E': in a failed transaction block; statements are refused until ROLLBACK.
+    Failed,
 }
 
 /// A parameter change the protocol layer reports with ParameterStatus: (name, new value).
@@ -181,6 +196,20 @@ impl Session {
             database: database.to_string(),
             values,
             custom: Vec::new(),
+            transaction: TransactionState::Idle,
+            writes_in_block: 0,
+        }
+    }
+
+    /// The status byte's state for ReadyForQuery.
+    pub fn transaction_state(&self) -> TransactionState {
+        self.transaction
+    }
+
+    /// An error ended the statement: a transaction block becomes failed.
+    pub fn statement_failed(&mut self) {
+        if self.transaction == TransactionState::InBlock {
+            self.transaction = TransactionState::Failed;
         }
     }
 

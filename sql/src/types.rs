@@ -9,8 +9,8 @@ use crate::error::*;
 use crate::numeric;
 
 /// A PostgreSQL type, identified by what it is in `pg_type`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum SqlType {
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum SqlType {
     Bool,
     Int2,
     Int4,
@@ -26,7 +26,26 @@ pub(crate) enum SqlType {
 }
 
 impl SqlType {
-    pub(crate) fn oid(self) -> u32 {
+    /// The type with this `pg_type` OID, among those helios has.
+    pub fn from_oid(oid: u32) -> Option<SqlType> {
+        [
+            SqlType::Bool,
+            SqlType::Int2,
+            SqlType::Int4,
+            SqlType::Int8,
+            SqlType::Numeric,
+            SqlType::Float8,
+            SqlType::Text,
+            SqlType::Varchar,
+            SqlType::Name,
+            SqlType::Unknown,
+            SqlType::RegType,
+        ]
+        .into_iter()
+        .find(|t| t.oid() == oid)
+    }
+
+    pub fn oid(self) -> u32 {
         match self {
             SqlType::Bool => 16,
             SqlType::Int2 => 21,

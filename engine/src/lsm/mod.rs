@@ -23,7 +23,7 @@ pub mod version;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use batch::WriteBatch;
+pub use batch::{get_varint, put_varint, WriteBatch};
 pub use compaction::ExpiryFilter;
 pub use db::{Lsm, LsmStats};
 pub use iter::{DbIter, ReadOptions};

@@ -1,0 +1,466 @@
+//! The catalog: databases, schemas, tables and their columns. One immutable [`Catalog`] value
+//! is current at a time; DDL builds the next one with [`Catalog::apply`] (on shard 0, which
+//! persists it before publishing), so a statement sees one consistent catalog from start to end
+//! and a DDL statement takes effect atomically for every shard.
+//!
+//! Table ids are never reused, so rows a dropped table left behind can never be read as a new
+//! table's rows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::*;
+use crate::types::SqlType;
+
+/// Databases one server holds, at most.
+pub const DATABASES_MAX: usize = 1024;
+/// Tables one database holds, at most.
+pub const TABLES_PER_DATABASE_MAX: usize = 100_000;
+/// Columns one table may have (PostgreSQL's MaxHeapAttributeNumber).
+pub const COLUMNS_MAX: usize = 1600;
+/// `NAMEDATALEN - 1`.
+pub const IDENTIFIER_BYTES_MAX: usize = 63;
+
+pub const DEFAULT_DATABASE: &str = "postgres";
+pub const DEFAULT_SCHEMA: &str = "public";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Incremented by every change; a DDL statement names the version it was planned on.
+    pub version: u64,
+    /// The next id for a database, schema or table.
+    pub next_id: u32,
+    pub databases: BTreeMap<String, Database>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Database {
+    pub id: u32,
+    pub schemas: BTreeMap<String, Schema>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Schema {
+    pub id: u32,
+    #[serde(with = "arc_tables")]
+    pub tables: BTreeMap<String, Arc<Table>>,
+}
+
+/// Tables are shared (`Arc`) between catalog versions and statements; serde stores them as
+/// plain values.
+mod arc_tables {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        tables: &BTreeMap<String, Arc<Table>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let plain: BTreeMap<&String, &Table> = tables.iter().map(|(k, v)| (k, v.as_ref())).collect();
+        plain.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Arc<Table>>, D::Error> {
+        let plain = BTreeMap::<String, Table>::deserialize(d)?;
+        Ok(plain.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Table {
+    pub id: u32,
+    pub name: String,
+    pub schema: String,
+    pub columns: Vec<ColumnDef>,
+    /// Column positions of the primary key; empty: rows are keyed by a hidden row id.
+    pub primary_key: Vec<usize>,
+    pub checks: Vec<CheckDef>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: SqlType,
+    pub typmod: i32,
+    pub not_null: bool,
+    /// The DEFAULT expression as SQL text, bound again wherever it is used.
+    pub default: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CheckDef {
+    pub name: String,
+    /// The CHECK expression as SQL text.
+    pub expr: String,
+}
+
+impl Table {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    pub fn pkey_name(&self) -> String {
+        format!("{}_pkey", self.name)
+    }
+}
+
+/// A catalog change, computed by the statement's coordinator and applied on shard 0.
+#[derive(Clone, Debug)]
+pub enum DdlChange {
+    CreateTable {
+        database: String,
+        table: Table,
+        if_not_exists: bool,
+    },
+    DropTables {
+        database: String,
+        /// (schema, table name)
+        tables: Vec<(String, String)>,
+        if_exists: bool,
+    },
+    CreateDatabase {
+        name: String,
+    },
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+    },
+    CreateSchema {
+        database: String,
+        name: String,
+        if_not_exists: bool,
+    },
+    DropSchema {
+        database: String,
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
+}
+
+/// What applying a change did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DdlOutcome {
+    /// Tables whose rows must now be deleted from every shard.
+    pub dropped_tables: Vec<u32>,
+    /// NOTICE messages for the client ("table "x" does not exist, skipping").
+    pub notices: Vec<String>,
+}
+
+impl Default for Catalog {
+    fn default() -> Catalog {
+        Catalog::new()
+    }
+}
+
+impl Catalog {
+    /// A fresh server's catalog: database `postgres` with schema `public`.
+    pub fn new() -> Catalog {
+        let mut c = Catalog {
+            version: 1,
+            next_id: 1,
+            databases: BTreeMap::new(),
+        };
+        c.add_database(DEFAULT_DATABASE);
+        c
+    }
+
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.checked_add(1).expect("catalog ids exhausted");
+        id
+    }
+
+    fn add_database(&mut self, name: &str) {
+        let id = self.take_id();
+        let schema_id = self.take_id();
+        let mut schemas = BTreeMap::new();
+        schemas.insert(
+            DEFAULT_SCHEMA.to_string(),
+            Schema {
+                id: schema_id,
+                tables: BTreeMap::new(),
+            },
+        );
+        self.databases
+            .insert(name.to_string(), Database { id, schemas });
+    }
+
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.get(name)
+    }
+
+    /// Looks a table up by optional schema (default: `public`).
+    pub fn table(&self, database: &str, schema: Option<&str>, name: &str) -> Option<&Arc<Table>> {
+        self.databases
+            .get(database)?
+            .schemas
+            .get(schema.unwrap_or(DEFAULT_SCHEMA))?
+            .tables
+            .get(name)
+    }
+
+    /// Applies `change`, producing the next catalog version.
+    pub fn apply(&mut self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+        let mut outcome = DdlOutcome::default();
+        match change {
+            DdlChange::CreateTable {
+                database,
+                mut table,
+                if_not_exists,
+            } => {
+                let next_id = self.next_id;
+                let db = self.database_mut(&database)?;
+                let table_count: usize = db.schemas.values().map(|s| s.tables.len()).sum();
+                let schema = db.schemas.get_mut(&table.schema).ok_or_else(|| {
+                    SqlError::new(
+                        INVALID_SCHEMA_NAME,
+                        format!("schema \"{}\" does not exist", table.schema),
+                    )
+                })?;
+                if schema.tables.contains_key(&table.name) {
+                    if if_not_exists {
+                        outcome.notices.push(format!(
+                            "relation \"{}\" already exists, skipping",
+                            table.name
+                        ));
+                        return Ok(outcome);
+                    }
+                    return Err(SqlError::new(
+                        DUPLICATE_TABLE,
+                        format!("relation \"{}\" already exists", table.name),
+                    ));
+                }
+                if table_count >= TABLES_PER_DATABASE_MAX {
+                    return Err(SqlError::new(
+                        PROGRAM_LIMIT_EXCEEDED,
+                        format!("a database holds at most {TABLES_PER_DATABASE_MAX} tables"),
+                    ));
+                }
+                table.id = next_id;
+                schema.tables.insert(table.name.clone(), Arc::new(table));
+                self.take_id();
+            }
+            DdlChange::DropTables {
+                database,
+                tables,
+                if_exists,
+            } => {
+                let db = self.database_mut(&database)?;
+                // All named tables must exist (unless IF EXISTS) before any is dropped.
+                let mut found = Vec::new();
+                for (schema, name) in &tables {
+                    match db.schemas.get(schema).and_then(|s| s.tables.get(name)) {
+                        Some(t) => found.push((schema.clone(), name.clone(), t.id)),
+                        None if if_exists => outcome
+                            .notices
+                            .push(format!("table \"{name}\" does not exist, skipping")),
+                        None => {
+                            return Err(SqlError::new(
+                                UNDEFINED_TABLE,
+                                format!("table \"{name}\" does not exist"),
+                            ))
+                        }
+                    }
+                }
+                for (schema, name, id) in found {
+                    if let Some(s) = db.schemas.get_mut(&schema) {
+                        if s.tables.remove(&name).is_some() {
+                            outcome.dropped_tables.push(id);
+                        }
+                    }
+                }
+            }
+            DdlChange::CreateDatabase { name } => {
+                check_identifier(&name)?;
+                if self.databases.contains_key(&name) {
+                    return Err(SqlError::new(
+                        DUPLICATE_DATABASE,
+                        format!("database \"{name}\" already exists"),
+                    ));
+                }
+                if self.databases.len() >= DATABASES_MAX {
+                    return Err(SqlError::new(
+                        PROGRAM_LIMIT_EXCEEDED,
+                        format!("a server holds at most {DATABASES_MAX} databases"),
+                    ));
+                }
+                self.add_database(&name);
+            }
+            DdlChange::DropDatabase { name, if_exists } => match self.databases.remove(&name) {
+                Some(db) => {
+                    for schema in db.schemas.values() {
+                        outcome
+                            .dropped_tables
+                            .extend(schema.tables.values().map(|t| t.id));
+                    }
+                }
+                None if if_exists => outcome
+                    .notices
+                    .push(format!("database \"{name}\" does not exist, skipping")),
+                None => {
+                    return Err(SqlError::new(
+                        UNDEFINED_DATABASE,
+                        format!("database \"{name}\" does not exist"),
+                    ))
+                }
+            },
+            DdlChange::CreateSchema {
+                database,
+                name,
+                if_not_exists,
+            } => {
+                check_identifier(&name)?;
+                let id = self.next_id;
+                let db = self.database_mut(&database)?;
+                if db.schemas.contains_key(&name) {
+                    if if_not_exists {
+                        outcome
+                            .notices
+                            .push(format!("schema \"{name}\" already exists, skipping"));
+                        return Ok(outcome);
+                    }
+                    return Err(SqlError::new(
+                        DUPLICATE_SCHEMA,
+                        format!("schema \"{name}\" already exists"),
+                    ));
+                }
+                db.schemas.insert(
+                    name,
+                    Schema {
+                        id,
+                        tables: BTreeMap::new(),
+                    },
+                );
+                self.take_id();
+            }
+            DdlChange::DropSchema {
+                database,
+                names,
+                if_exists,
+                cascade,
+            } => {
+                let db = self.database_mut(&database)?;
+                for name in &names {
+                    match db.schemas.get(name) {
+                        None if if_exists => outcome
+                            .notices
+                            .push(format!("schema \"{name}\" does not exist, skipping")),
+                        None => {
+                            return Err(SqlError::new(
+                                UNDEFINED_SCHEMA,
+                                format!("schema \"{name}\" does not exist"),
+                            ))
+                        }
+                        Some(s) if !s.tables.is_empty() && !cascade => {
+                            return Err(SqlError::new(
+                                DEPENDENT_OBJECTS_STILL_EXIST,
+                                format!("cannot drop schema {name} because other objects depend on it"),
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                for name in &names {
+                    if let Some(s) = db.schemas.remove(name) {
+                        outcome
+                            .dropped_tables
+                            .extend(s.tables.values().map(|t| t.id));
+                    }
+                }
+            }
+        }
+        self.version += 1;
+        Ok(outcome)
+    }
+
+    fn database_mut(&mut self, name: &str) -> Result<&mut Database, SqlError> {
+        self.databases.get_mut(name).ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_DATABASE,
+                format!("database \"{name}\" does not exist"),
+            )
+        })
+    }
+
+    /// The persisted form (JSON: the catalog is small and changes rarely; readable in `helios
+    /// inspect`).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a catalog always serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("catalog does not decode: {e}"))
+    }
+}
+
+fn check_identifier(name: &str) -> Result<(), SqlError> {
+    if name.is_empty() || name.len() > IDENTIFIER_BYTES_MAX {
+        return Err(SqlError::new(
+            INVALID_NAME,
+            format!("invalid name \"{name}\": 1 to {IDENTIFIER_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str) -> Table {
+        Table {
+            id: 0,
+            name: name.to_string(),
+            schema: DEFAULT_SCHEMA.to_string(),
+            columns: vec![ColumnDef {
+                name: "a".to_string(),
+                ty: SqlType::Int4,
+                typmod: -1,
+                not_null: false,
+                default: None,
+            }],
+            primary_key: vec![],
+            checks: vec![],
+        }
+    }
+
+    #[test]
+    fn ids_are_never_reused_and_drops_are_all_or_nothing() {
+        let mut c = Catalog::new();
+        let create = |t: &str| DdlChange::CreateTable {
+            database: "postgres".into(),
+            table: table(t),
+            if_not_exists: false,
+        };
+        c.apply(create("t1")).unwrap();
+        let id1 = c.table("postgres", None, "t1").unwrap().id;
+        let err = c
+            .apply(DdlChange::DropTables {
+                database: "postgres".into(),
+                tables: vec![("public".into(), "t1".into()), ("public".into(), "nope".into())],
+                if_exists: false,
+            })
+            .unwrap_err();
+        assert_eq!(err.sqlstate, UNDEFINED_TABLE);
+        assert!(c.table("postgres", None, "t1").is_some());
+        let out = c
+            .apply(DdlChange::DropTables {
+                database: "postgres".into(),
+                tables: vec![("public".into(), "t1".into())],
+                if_exists: false,
+            })
+            .unwrap();
+        assert_eq!(out.dropped_tables, vec![id1]);
+        c.apply(create("t1")).unwrap();
+        assert!(c.table("postgres", None, "t1").unwrap().id > id1);
+        assert_eq!(c.apply(create("t1")).unwrap_err().sqlstate, DUPLICATE_TABLE);
+        let round = Catalog::decode(&c.encode()).unwrap();
+        assert_eq!(round.version, c.version);
+        assert_eq!(round.table("postgres", None, "t1"), c.table("postgres", None, "t1"));
+    }
+}

@@ -1,0 +1,709 @@
+//! The coordinator's executor: runs a [`Plan`] over the rows its fetches brought back.
+//!
+//! Rows are `Vec<Datum>`; each node materializes its output (the fetched inputs already are,
+//! and the statement's row budget bounds them). Joins with equality keys are hash joins.
+
+use std::collections::{HashMap, HashSet};
+
+use bigdecimal::BigDecimal;
+
+use crate::error::*;
+use crate::expr::{eval, AggCall, AggFunc, Env, Eval};
+use crate::plan::{JoinKind, Plan, SetOpKind, SortKey, SubqueryExpr, SubqueryMode};
+use crate::types::{Datum, SqlType};
+
+pub(crate) type Row = Vec<Datum>;
+
+/// Rows one statement may hold in memory at once, across its fetches and intermediate results.
+pub const STATEMENT_ROWS_MAX: usize = 10_000_000;
+/// Rows generate_series may produce.
+const SERIES_ROWS_MAX: i64 = 10_000_000;
+
+/// The fetched rows of each of the statement's fetches.
+#[derive(Default)]
+pub(crate) struct Inputs {
+    pub(crate) tables: Vec<Vec<Row>>,
+}
+
+/// Runs `plan` with `outer` as the enclosing query's current row (correlated subqueries).
+pub(crate) fn run(
+    plan: &Plan,
+    env: &Env,
+    inputs: &Inputs,
+    outer: Option<&Eval>,
+) -> Result<Vec<Row>, SqlError> {
+    Executor { env, inputs, outer }.run(plan)
+}
+
+struct Executor<'a> {
+    env: &'a Env,
+    inputs: &'a Inputs,
+    outer: Option<&'a Eval<'a>>,
+}
+
+impl<'a> Executor<'a> {
+    fn eval_in(&self, b: &crate::expr::Bound, row: &[Datum]) -> Result<Datum, SqlError> {
+        let cx = Eval {
+            env: self.env,
+            row,
+            outer: self.outer,
+            inputs: Some(self.inputs),
+        };
+        eval(b, &cx)
+    }
+
+    fn run(&self, plan: &Plan) -> Result<Vec<Row>, SqlError> {
+        match plan {
+            Plan::Unit => Ok(vec![Vec::new()]),
+            Plan::Values(rows) => rows
+                .iter()
+                .map(|r| r.iter().map(|b| self.eval_in(b, &[])).collect())
+                .collect(),
+            Plan::Fetch(n) => Ok(self.inputs.tables[*n].clone()),
+            Plan::Series { start, stop, step } => self.series(start, stop, step.as_ref()),
+            Plan::Filter(input, pred) => {
+                let rows = self.run(input)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    if self.eval_in(pred, &row)? == Datum::Bool(true) {
+                        out.push(row);
+                    }
+                }
+                Ok(out)
+            }
+            Plan::Project(input, exprs) => {
+                let rows = self.run(input)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    out.push(
+                        exprs
+                            .iter()
+                            .map(|e| self.eval_in(e, &row))
+                            .collect::<Result<Row, _>>()?,
+                    );
+                }
+                Ok(out)
+            }
+            Plan::Join {
+                left,
+                right,
+                kind,
+                left_keys,
+                right_keys,
+                residual,
+                left_width,
+                right_width,
+            } => {
+                let l = self.run(left)?;
+                let r = self.run(right)?;
+                self.join(
+                    l,
+                    r,
+                    *kind,
+                    left_keys,
+                    right_keys,
+                    residual.as_ref(),
+                    *left_width,
+                    *right_width,
+                )
+            }
+            Plan::Aggregate {
+                input,
+                groups,
+                calls,
+            } => {
+                let rows = self.run(input)?;
+                self.aggregate(rows, groups, calls)
+            }
+            Plan::Sort(input, keys) => {
+                let rows = self.run(input)?;
+                self.sort(rows, keys)
+            }
+            Plan::Limit {
+                input,
+                limit,
+                offset,
+            } => {
+                let rows = self.run(input)?;
+                let count = |b: &Option<crate::expr::Bound>, what: &str| -> Result<Option<usize>, SqlError> {
+                    match b {
+                        None => Ok(None),
+                        Some(b) => match self.eval_in(b, &[])? {
+                            Datum::Null => Ok(None),
+                            Datum::Int(v) if v < 0 => Err(SqlError::new(
+                                if what == "LIMIT" { INVALID_ROW_COUNT } else { "2201X" },
+                                format!("{what} must not be negative"),
+                            )),
+                            Datum::Int(v) => Ok(Some(usize::try_from(v).unwrap_or(usize::MAX))),
+                            other => unreachable!("LIMIT value {other:?}"),
+                        },
+                    }
+                };
+                let limit = count(limit, "LIMIT")?;
+                let offset = count(offset, "OFFSET")?.unwrap_or(0);
+                Ok(rows
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit.unwrap_or(usize::MAX))
+                    .collect())
+            }
+            Plan::Distinct(input) => {
+                let rows = self.run(input)?;
+                let mut seen = HashSet::new();
+                Ok(rows
+                    .into_iter()
+                    .filter(|r| seen.insert(group_key(r)))
+                    .collect())
+            }
+            Plan::SetOp {
+                op,
+                all,
+                left,
+                right,
+            } => {
+                let l = self.run(left)?;
+                let r = self.run(right)?;
+                Ok(set_op(*op, *all, l, r))
+            }
+            Plan::Truncate(input, width) => {
+                let mut rows = self.run(input)?;
+                for r in &mut rows {
+                    r.truncate(*width);
+                }
+                Ok(rows)
+            }
+        }
+    }
+
+    fn series(
+        &self,
+        start: &crate::expr::Bound,
+        stop: &crate::expr::Bound,
+        step: Option<&crate::expr::Bound>,
+    ) -> Result<Vec<Row>, SqlError> {
+        let (a, b) = (self.eval_in(start, &[])?, self.eval_in(stop, &[])?);
+        let s = match step {
+            Some(s) => self.eval_in(s, &[])?,
+            None => Datum::Int(1),
+        };
+        let (Datum::Int(a), Datum::Int(b), Datum::Int(s)) = (a, b, s) else {
+            return Ok(Vec::new());
+        };
+        if s == 0 {
+            return Err(SqlError::new(
+                INVALID_PARAMETER_VALUE,
+                "step size cannot equal zero",
+            ));
+        }
+        let count = if (s > 0 && a > b) || (s < 0 && a < b) {
+            0
+        } else {
+            ((i128::from(b) - i128::from(a)) / i128::from(s) + 1) as i128
+        };
+        if count > i128::from(SERIES_ROWS_MAX) {
+            return Err(SqlError::new(
+                PROGRAM_LIMIT_EXCEEDED,
+                format!("generate_series produces at most {SERIES_ROWS_MAX} rows"),
+            ));
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        let mut v = i128::from(a);
+        for _ in 0..count {
+            out.push(vec![Datum::Int(v as i64)]);
+            v += i128::from(s);
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &self,
+        left: Vec<Row>,
+        right: Vec<Row>,
+        kind: JoinKind,
+        left_keys: &[crate::expr::Bound],
+        right_keys: &[crate::expr::Bound],
+        residual: Option<&crate::expr::Bound>,
+        left_width: usize,
+        right_width: usize,
+    ) -> Result<Vec<Row>, SqlError> {
+        if left.len().saturating_mul(right.len().max(1)) > STATEMENT_ROWS_MAX && left_keys.is_empty() {
+            return Err(too_many_rows());
+        }
+        // Key of each right row (None: a NULL key, which matches nothing).
+        let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        let hashed = !left_keys.is_empty();
+        if hashed {
+            for (i, r) in right.iter().enumerate() {
+                if let Some(k) = self.join_key(right_keys, r)? {
+                    table.entry(k).or_default().push(i);
+                }
+            }
+        }
+        let mut right_matched = vec![false; right.len()];
+        let mut out = Vec::new();
+        let all_right: Vec<usize> = if hashed { Vec::new() } else { (0..right.len()).collect() };
+        for l in &left {
+            let candidates: &[usize] = if hashed {
+                match self.join_key(left_keys, l)? {
+                    Some(k) => table.get(&k).map_or(&[], |v| v.as_slice()),
+                    None => &[],
+                }
+            } else {
+                &all_right
+            };
+            let mut matched = false;
+            for &ri in candidates {
+                let mut joined = Vec::with_capacity(left_width + right_width);
+                joined.extend_from_slice(l);
+                joined.extend_from_slice(&right[ri]);
+                let ok = match residual {
+                    Some(p) => self.eval_in(p, &joined)? == Datum::Bool(true),
+                    None => true,
+                };
+                if ok {
+                    matched = true;
+                    right_matched[ri] = true;
+                    out.push(joined);
+                    if out.len() > STATEMENT_ROWS_MAX {
+                        return Err(too_many_rows());
+                    }
+                }
+            }
+            if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
+                let mut joined = l.clone();
+                joined.resize(left_width + right_width, Datum::Null);
+                out.push(joined);
+            }
+        }
+        if matches!(kind, JoinKind::Right | JoinKind::Full) {
+            for (ri, r) in right.iter().enumerate() {
+                if !right_matched[ri] {
+                    let mut joined = vec![Datum::Null; left_width];
+                    joined.extend_from_slice(r);
+                    out.push(joined);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn join_key(&self, keys: &[crate::expr::Bound], row: &[Datum]) -> Result<Option<Vec<u8>>, SqlError> {
+        let mut out = Vec::new();
+        for k in keys {
+            let d = self.eval_in(k, row)?;
+            if d == Datum::Null {
+                return Ok(None);
+            }
+            hash_key_datum(&mut out, &d);
+        }
+        Ok(Some(out))
+    }
+
+    fn aggregate(
+        &self,
+        rows: Vec<Row>,
+        groups: &[crate::expr::Bound],
+        calls: &[AggCall],
+    ) -> Result<Vec<Row>, SqlError> {
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut states: Vec<(Row, Vec<AggState>)> = Vec::new();
+        for row in &rows {
+            let mut key_values = Vec::with_capacity(groups.len());
+            for g in groups {
+                key_values.push(self.eval_in(g, row)?);
+            }
+            let key = group_key(&key_values);
+            let slot = match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    states.push((key_values, calls.iter().map(AggState::new).collect()));
+                    index.insert(key, states.len() - 1);
+                    states.len() - 1
+                }
+            };
+            for (call, state) in calls.iter().zip(states[slot].1.iter_mut()) {
+                let value = match &call.arg {
+                    Some(a) => Some(self.eval_in(a, row)?),
+                    None => None,
+                };
+                let delimiter = match &call.delimiter {
+                    Some(d) => Some(self.eval_in(d, row)?),
+                    None => None,
+                };
+                state.add(call, value, delimiter)?;
+            }
+        }
+        // Without GROUP BY, an empty input still yields one row.
+        if groups.is_empty() && states.is_empty() {
+            states.push((Vec::new(), calls.iter().map(AggState::new).collect()));
+        }
+        states
+            .into_iter()
+            .map(|(mut key, states)| {
+                for (call, s) in calls.iter().zip(states) {
+                    key.push(s.finish(call)?);
+                }
+                Ok(key)
+            })
+            .collect()
+    }
+
+    fn sort(&self, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>, SqlError> {
+        let mut keyed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let k = keys
+                .iter()
+                .map(|k| self.eval_in(&k.expr, &row))
+                .collect::<Result<Vec<_>, _>>()?;
+            keyed.push((k, row));
+        }
+        keyed.sort_by(|(a, _), (b, _)| {
+            for (i, k) in keys.iter().enumerate() {
+                let ord = match (&a[i], &b[i]) {
+                    (Datum::Null, Datum::Null) => std::cmp::Ordering::Equal,
+                    (Datum::Null, _) => {
+                        if k.nulls_first {
+                            std::cmp::Ordering::Less
+                        } else {
+                            std::cmp::Ordering::Greater
+                        }
+                    }
+                    (_, Datum::Null) => {
+                        if k.nulls_first {
+                            std::cmp::Ordering::Greater
+                        } else {
+                            std::cmp::Ordering::Less
+                        }
+                    }
+                    (x, y) => {
+                        let o = crate::expr::compare(x, y);
+                        if k.descending {
+                            o.reverse()
+                        } else {
+                            o
+                        }
+                    }
+                };
+                if ord != std::cmp::Ordering::Equal {
+                    return ord;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        Ok(keyed.into_iter().map(|(_, r)| r).collect())
+    }
+}
+
+fn too_many_rows() -> SqlError {
+    SqlError::new(
+        PROGRAM_LIMIT_EXCEEDED,
+        format!("statement would hold more than {STATEMENT_ROWS_MAX} rows in memory"),
+    )
+}
+
+/// A byte key equal for equal values (grouping, DISTINCT, hashing): NULLs are equal here.
+pub(crate) fn group_key(values: &[Datum]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 9);
+    for d in values {
+        if *d == Datum::Null {
+            out.push(0);
+        } else {
+            out.push(1);
+            hash_key_datum(&mut out, d);
+        }
+    }
+    out
+}
+
+fn hash_key_datum(out: &mut Vec<u8>, d: &Datum) {
+    match d {
+        // -0 and 0 are equal; all NaNs are equal.
+        Datum::Float(f) => {
+            let f = if *f == 0.0 {
+                0.0
+            } else if f.is_nan() {
+                f64::NAN
+            } else {
+                *f
+            };
+            out.push(3);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Datum::Numeric(n) => {
+            out.push(5);
+            let t = crate::numeric::to_text(&n.normalized());
+            out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+        Datum::Text(s) => {
+            out.push(4);
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        Datum::Int(v) => {
+            out.push(2);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Datum::Bool(b) => {
+            out.push(1);
+            out.push(u8::from(*b));
+        }
+        Datum::Type(t) => {
+            out.push(6);
+            out.extend_from_slice(&t.oid().to_le_bytes());
+        }
+        Datum::Null => out.push(0),
+    }
+}
+
+fn set_op(op: SetOpKind, all: bool, left: Vec<Row>, right: Vec<Row>) -> Vec<Row> {
+    match (op, all) {
+        (SetOpKind::Union, true) => left.into_iter().chain(right).collect(),
+        (SetOpKind::Union, false) => {
+            let mut seen = HashSet::new();
+            left.into_iter()
+                .chain(right)
+                .filter(|r| seen.insert(group_key(r)))
+                .collect()
+        }
+        (SetOpKind::Intersect | SetOpKind::Except, _) => {
+            let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+            for r in &right {
+                *counts.entry(group_key(r)).or_default() += 1;
+            }
+            let mut emitted = HashSet::new();
+            let mut out = Vec::new();
+            for r in left {
+                let k = group_key(&r);
+                let in_right = counts.get(&k).copied().unwrap_or(0);
+                let keep = match (op, all) {
+                    (SetOpKind::Intersect, true) => {
+                        if in_right > 0 {
+                            counts.insert(k.clone(), in_right - 1);
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                    (SetOpKind::Intersect, false) => in_right > 0 && emitted.insert(k.clone()),
+                    (SetOpKind::Except, true) => {
+                        if in_right > 0 {
+                            counts.insert(k.clone(), in_right - 1);
+                            false
+                        } else {
+                            true
+                        }
+                    }
+                    _ => in_right == 0 && emitted.insert(k.clone()),
+                };
+                if keep {
+                    out.push(r);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// One aggregate's running state.
+enum AggState {
+    Count(i64),
+    /// Integer sums are exact in i128 (sum(int8) overflows only past numeric's reach).
+    SumInt(Option<i128>, i64),
+    SumNumeric(Option<BigDecimal>, i64),
+    SumFloat(Option<f64>, i64),
+    MinMax(Option<Datum>),
+    Bool(Option<bool>),
+    Text(Option<String>),
+    /// count/sum/avg(DISTINCT x): the distinct values seen, then folded at the end.
+    Distinct(Vec<Datum>, HashSet<Vec<u8>>),
+}
+
+impl AggState {
+    fn new(call: &AggCall) -> AggState {
+        if call.distinct {
+            return AggState::Distinct(Vec::new(), HashSet::new());
+        }
+        let arg_ty = call.arg.as_ref().map(|a| a.ty);
+        match call.func {
+            AggFunc::CountStar | AggFunc::Count => AggState::Count(0),
+            AggFunc::Sum | AggFunc::Avg => match arg_ty {
+                Some(t) if t.is_integer() => AggState::SumInt(None, 0),
+                Some(SqlType::Numeric) => AggState::SumNumeric(None, 0),
+                _ => AggState::SumFloat(None, 0),
+            },
+            AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
+            AggFunc::BoolAnd | AggFunc::BoolOr => AggState::Bool(None),
+            AggFunc::StringAgg => AggState::Text(None),
+        }
+    }
+
+    fn add(&mut self, call: &AggCall, value: Option<Datum>, delimiter: Option<Datum>) -> Result<(), SqlError> {
+        if call.func == AggFunc::CountStar {
+            if let AggState::Count(n) = self {
+                *n += 1;
+            }
+            return Ok(());
+        }
+        let value = value.unwrap_or(Datum::Null);
+        if value == Datum::Null {
+            return Ok(());
+        }
+        match self {
+            AggState::Distinct(values, seen) => {
+                if seen.insert(group_key(std::slice::from_ref(&value))) {
+                    values.push(value);
+                }
+            }
+            AggState::Count(n) => *n += 1,
+            AggState::SumInt(s, n) => {
+                let Datum::Int(v) = value else { unreachable!("integer sum of {value:?}") };
+                *s = Some(s.unwrap_or(0) + i128::from(v));
+                *n += 1;
+            }
+            AggState::SumNumeric(s, n) => {
+                let Datum::Numeric(v) = value else { unreachable!("numeric sum of {value:?}") };
+                *s = Some(match s.take() {
+                    Some(acc) => acc + v,
+                    None => v,
+                });
+                *n += 1;
+            }
+            AggState::SumFloat(s, n) => {
+                let v = match value {
+                    Datum::Float(f) => f,
+                    other => unreachable!("float sum of {other:?}"),
+                };
+                *s = Some(s.unwrap_or(0.0) + v);
+                *n += 1;
+            }
+            AggState::MinMax(m) => {
+                let replace = match m {
+                    None => true,
+                    Some(cur) => {
+                        let o = crate::expr::compare(&value, cur);
+                        if call.func == AggFunc::Min {
+                            o == std::cmp::Ordering::Less
+                        } else {
+                            o == std::cmp::Ordering::Greater
+                        }
+                    }
+                };
+                if replace {
+                    *m = Some(value);
+                }
+            }
+            AggState::Bool(b) => {
+                let Datum::Bool(v) = value else { unreachable!("bool aggregate of {value:?}") };
+                *b = Some(match (*b, call.func) {
+                    (None, _) => v,
+                    (Some(acc), AggFunc::BoolAnd) => acc && v,
+                    (Some(acc), _) => acc || v,
+                });
+            }
+            AggState::Text(t) => {
+                let Datum::Text(v) = value else { unreachable!("string_agg of {value:?}") };
+                match t {
+                    None => *t = Some(v),
+                    Some(acc) => {
+                        if let Some(Datum::Text(d)) = &delimiter {
+                            acc.push_str(d);
+                        }
+                        acc.push_str(&v);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, call: &AggCall) -> Result<Datum, SqlError> {
+        match self {
+            AggState::Distinct(values, _) => {
+                let mut plain = AggCall {
+                    distinct: false,
+                    ..call.clone()
+                };
+                plain.distinct = false;
+                let mut s = AggState::new(&plain);
+                for v in values {
+                    s.add(&plain, Some(v), None)?;
+                }
+                s.finish(&plain)
+            }
+            AggState::Count(n) => Ok(Datum::Int(n)),
+            AggState::SumInt(s, n) => match (s, call.func) {
+                (None, _) => Ok(Datum::Null),
+                (Some(s), AggFunc::Sum) if call.ty == SqlType::Int8 => {
+                    SqlType::Int8.check_int(i64::try_from(s).ok())
+                }
+                (Some(s), AggFunc::Sum) => Ok(Datum::Numeric(BigDecimal::from(s))),
+                (Some(s), _) => Ok(Datum::Numeric(crate::numeric::div(
+                    &BigDecimal::from(s),
+                    &BigDecimal::from(n),
+                )?)),
+            },
+            AggState::SumNumeric(s, n) => match (s, call.func) {
+                (None, _) => Ok(Datum::Null),
+                (Some(s), AggFunc::Sum) => Ok(Datum::Numeric(s)),
+                (Some(s), _) => Ok(Datum::Numeric(crate::numeric::div(&s, &BigDecimal::from(n))?)),
+            },
+            AggState::SumFloat(s, n) => match (s, call.func) {
+                (None, _) => Ok(Datum::Null),
+                (Some(s), AggFunc::Sum) => Ok(Datum::Float(s)),
+                (Some(s), _) => Ok(Datum::Float(s / n as f64)),
+            },
+            AggState::MinMax(m) => Ok(m.unwrap_or(Datum::Null)),
+            AggState::Bool(b) => Ok(b.map_or(Datum::Null, Datum::Bool)),
+            AggState::Text(t) => Ok(t.map_or(Datum::Null, Datum::Text)),
+        }
+    }
+}
+
+/// Evaluates a subquery expression for the current row of `cx`.
+pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlError> {
+    let inputs = cx.inputs.ok_or_else(|| {
+        SqlError::new(INTERNAL_ERROR, "subquery evaluated without its inputs")
+    })?;
+    let rows = Executor {
+        env: cx.env,
+        inputs,
+        outer: Some(cx),
+    }
+    .run(&sq.plan)?;
+    match &sq.mode {
+        SubqueryMode::Exists => Ok(Datum::Bool(!rows.is_empty())),
+        SubqueryMode::Scalar => match rows.len() {
+            0 => Ok(Datum::Null),
+            1 => Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Datum::Null)),
+            _ => Err(SqlError::new(
+                CARDINALITY_VIOLATION,
+                "more than one row returned by a subquery used as an expression",
+            )),
+        },
+        SubqueryMode::In(x) => {
+            let v = eval(x, cx)?;
+            if v == Datum::Null {
+                return Ok(if rows.is_empty() { Datum::Bool(false) } else { Datum::Null });
+            }
+            let mut saw_null = false;
+            for r in rows {
+                let w = r.into_iter().next().unwrap_or(Datum::Null);
+                if w == Datum::Null {
+                    saw_null = true;
+                    continue;
+                }
+                let w = if sq.column_ty != x.ty {
+                    crate::types::cast(w, sq.column_ty, x.ty, -1, cx.env.float_digits)?
+                } else {
+                    w
+                };
+                if crate::expr::compare(&v, &w) == std::cmp::Ordering::Equal {
+                    return Ok(Datum::Bool(true));
+                }
+            }
+            Ok(if saw_null { Datum::Null } else { Datum::Bool(false) })
+        }
+    }
+}

@@ -1,0 +1,1468 @@
+//! The planner: a query's AST → a [`Plan`] tree plus the table [`Fetch`]es it reads.
+//!
+//! Distribution is decided here. Every base table becomes a `Fetch`: a fragment that runs on
+//! each shard holding the table's rows (or on exactly one shard when the WHERE clause names the
+//! whole primary key), with the filters that read only that table pushed into it. The rest of
+//! the plan (joins, aggregation, sorting, limits, subqueries) runs on the coordinator — the
+//! shard that owns the client's connection — over the fetched rows.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use sqlparser::ast::{self, Spanned};
+
+use crate::catalog::{Catalog, Table, DEFAULT_SCHEMA};
+use crate::error::*;
+use crate::expr::{self, AggCall, Binder, Bound, Kind, Positions};
+use crate::session::Session;
+use crate::types::{Datum, SqlType, TYPMOD_NONE};
+use crate::Column;
+
+/// A column visible to name resolution.
+#[derive(Debug, Clone)]
+pub(crate) struct ScopeColumn {
+    /// The table name or alias that qualifies it (None: a derived column without one).
+    pub(crate) qualifier: Option<String>,
+    pub(crate) name: String,
+    pub(crate) ty: SqlType,
+    pub(crate) typmod: i32,
+    /// Only reachable qualified (a join's duplicate USING column).
+    pub(crate) hidden: bool,
+}
+
+/// The columns of the row being built, and the enclosing query's scope.
+pub(crate) struct Scope<'a> {
+    pub(crate) columns: Vec<ScopeColumn>,
+    pub(crate) parent: Option<&'a Scope<'a>>,
+}
+
+/// What binding after aggregation needs: the input scope, the GROUP BY expressions, and the
+/// aggregate calls found so far (the aggregated row is groups then aggregates).
+pub(crate) struct AggBinding<'a> {
+    pub(crate) input: &'a Scope<'a>,
+    pub(crate) group_ast: Vec<ast::Expr>,
+    pub(crate) group_bound: Vec<Bound>,
+    pub(crate) calls: RefCell<Vec<AggCall>>,
+    /// The aggregated row as a scope (grouped plain columns keep their names), for subqueries.
+    pub(crate) post_scope: Scope<'a>,
+}
+
+impl AggBinding<'_> {
+    pub(crate) fn push(&self, call: AggCall, pos: Option<usize>) -> Bound {
+        let mut calls = self.calls.borrow_mut();
+        let ty = call.ty;
+        calls.push(call);
+        let mut b = Bound::column(self.group_bound.len() + calls.len() - 1, ty, TYPMOD_NONE);
+        b.pos = pos;
+        b
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum SubqueryMode {
+    Scalar,
+    Exists,
+    /// `x IN (subquery)`: x, coerced to the comparison type.
+    In(Box<Bound>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SubqueryExpr {
+    pub(crate) plan: Plan,
+    pub(crate) mode: SubqueryMode,
+    /// The type of the subquery's (first) column.
+    pub(crate) column_ty: SqlType,
+}
+
+/// A base-table read: runs on the shards as a fragment.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetch {
+    pub(crate) table: Arc<Table>,
+    /// Conjuncts over the table's own columns, evaluated on the shards.
+    pub(crate) filter: Option<Bound>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SetOpKind {
+    Union,
+    Intersect,
+    Except,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SortKey {
+    pub(crate) expr: Bound,
+    pub(crate) descending: bool,
+    pub(crate) nulls_first: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Plan {
+    /// One row without columns (SELECT without FROM).
+    Unit,
+    Values(Vec<Vec<Bound>>),
+    /// The rows of fetch `n`: the table's columns in order.
+    Fetch(usize),
+    /// generate_series(start, stop, step) of integers.
+    Series {
+        start: Bound,
+        stop: Bound,
+        step: Option<Bound>,
+    },
+    Filter(Box<Plan>, Bound),
+    Project(Box<Plan>, Vec<Bound>),
+    /// Rows of `left` joined with rows of `right`; with keys, by hash join on them.
+    Join {
+        left: Box<Plan>,
+        right: Box<Plan>,
+        kind: JoinKind,
+        left_keys: Vec<Bound>,
+        right_keys: Vec<Bound>,
+        /// Evaluated over the joined row.
+        residual: Option<Bound>,
+        left_width: usize,
+        right_width: usize,
+    },
+    Aggregate {
+        input: Box<Plan>,
+        groups: Vec<Bound>,
+        calls: Vec<AggCall>,
+    },
+    Sort(Box<Plan>, Vec<SortKey>),
+    Limit {
+        input: Box<Plan>,
+        limit: Option<Bound>,
+        offset: Option<Bound>,
+    },
+    Distinct(Box<Plan>),
+    SetOp {
+        op: SetOpKind,
+        all: bool,
+        left: Box<Plan>,
+        right: Box<Plan>,
+    },
+    /// Keeps the first n columns (drops sort-only columns).
+    Truncate(Box<Plan>, usize),
+}
+
+impl Plan {
+    /// Calls `f` on every expression of this plan node and its inputs (not inside subqueries).
+    pub(crate) fn for_each_expr(&self, f: &mut dyn FnMut(&Bound)) {
+        match self {
+            Plan::Unit | Plan::Fetch(_) => {}
+            Plan::Values(rows) => rows.iter().flatten().for_each(|b| f(b)),
+            Plan::Series { start, stop, step } => {
+                f(start);
+                f(stop);
+                if let Some(s) = step {
+                    f(s);
+                }
+            }
+            Plan::Filter(input, b) => {
+                input.for_each_expr(f);
+                f(b);
+            }
+            Plan::Project(input, exprs) => {
+                input.for_each_expr(f);
+                exprs.iter().for_each(|b| f(b));
+            }
+            Plan::Join {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                residual,
+                ..
+            } => {
+                left.for_each_expr(f);
+                right.for_each_expr(f);
+                left_keys.iter().chain(right_keys).for_each(|b| f(b));
+                if let Some(r) = residual {
+                    f(r);
+                }
+            }
+            Plan::Aggregate {
+                input,
+                groups,
+                calls,
+            } => {
+                input.for_each_expr(f);
+                groups.iter().for_each(|b| f(b));
+                for c in calls {
+                    if let Some(a) = &c.arg {
+                        f(a);
+                    }
+                    if let Some(d) = &c.delimiter {
+                        f(d);
+                    }
+                }
+            }
+            Plan::Sort(input, keys) => {
+                input.for_each_expr(f);
+                keys.iter().for_each(|k| f(&k.expr));
+            }
+            Plan::Limit {
+                input,
+                limit,
+                offset,
+            } => {
+                input.for_each_expr(f);
+                limit.iter().chain(offset.iter()).for_each(|b| f(b));
+            }
+            Plan::Distinct(input) | Plan::Truncate(input, _) => input.for_each_expr(f),
+            Plan::SetOp { left, right, .. } => {
+                left.for_each_expr(f);
+                right.for_each_expr(f);
+            }
+        }
+    }
+
+    /// Columns of the row `depth` levels out that this plan reads.
+    pub(crate) fn outer_columns_read(&self, depth: usize, out: &mut Vec<usize>) {
+        self.for_each_expr(&mut |b| b.outer_columns_read(depth, out));
+    }
+
+    /// Whether the plan reads any enclosing row (a correlated subquery).
+    pub(crate) fn is_correlated(&self) -> bool {
+        let mut cols = Vec::new();
+        self.outer_columns_read(1, &mut cols);
+        !cols.is_empty()
+    }
+}
+
+/// Plans one statement; collects its fetches.
+pub(crate) struct Planner<'a> {
+    pub(crate) session: &'a Session,
+    pub(crate) sql: &'a str,
+    pub(crate) positions: &'a Positions,
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) params: &'a RefCell<Vec<Option<SqlType>>>,
+    pub(crate) fetches: RefCell<Vec<Fetch>>,
+    /// Common table expressions in scope, innermost last.
+    ctes: RefCell<Vec<(String, Plan, Vec<ScopeColumn>)>>,
+}
+
+/// Rows a FROM item contributes: its plan, its columns, and (for a base table) its fetch.
+struct FromItem {
+    plan: Plan,
+    columns: Vec<ScopeColumn>,
+    fetch: Option<usize>,
+}
+
+/// Relations one FROM clause may join.
+const FROM_ITEMS_MAX: usize = 64;
+
+impl<'a> Planner<'a> {
+    pub(crate) fn new(
+        session: &'a Session,
+        sql: &'a str,
+        positions: &'a Positions,
+        catalog: &'a Catalog,
+        params: &'a RefCell<Vec<Option<SqlType>>>,
+    ) -> Planner<'a> {
+        Planner {
+            session,
+            sql,
+            positions,
+            catalog,
+            params,
+            fetches: RefCell::new(Vec::new()),
+            ctes: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn binder<'b>(&'b self, scope: Option<&'b Scope<'b>>) -> Binder<'b> {
+        let mut b = Binder::new(self.session, self.sql, self.positions);
+        b.scope = scope;
+        b.planner = Some(self);
+        b.params = Some(self.params);
+        b
+    }
+
+    fn offset(&self, e: &ast::Expr) -> Option<usize> {
+        self.positions.offset(e.span().start)
+    }
+
+    pub(crate) fn lookup_table(&self, name: &ast::ObjectName) -> Result<Arc<Table>, SqlError> {
+        let (schema, table) = split_name(name)?;
+        self.catalog
+            .table(self.session.database(), schema.as_deref(), &table)
+            .cloned()
+            .ok_or_else(|| {
+                let shown = match &schema {
+                    Some(s) => format!("{s}.{table}"),
+                    None => table.clone(),
+                };
+                SqlError::new(
+                    UNDEFINED_TABLE,
+                    format!("relation \"{shown}\" does not exist"),
+                )
+                .at(self.positions.offset(name.span().start))
+            })
+    }
+
+    pub(crate) fn add_fetch(&self, table: Arc<Table>) -> usize {
+        let mut f = self.fetches.borrow_mut();
+        f.push(Fetch {
+            table,
+            filter: None,
+        });
+        f.len() - 1
+    }
+
+    /// Plans a query (SELECT, VALUES, set operations, WITH, ORDER BY, LIMIT); returns the
+    /// plan and its output columns.
+    pub(crate) fn plan_query(
+        &self,
+        q: &ast::Query,
+        parent: Option<&Scope>,
+    ) -> Result<(Plan, Vec<Column>), SqlError> {
+        if q.fetch.is_some() || !q.locks.is_empty() || q.for_clause.is_some() {
+            return Err(not_supported("FETCH, FOR UPDATE/SHARE and FOR clauses"));
+        }
+        let cte_count = self.ctes.borrow().len();
+        if let Some(with) = &q.with {
+            if with.recursive {
+                return Err(not_supported("WITH RECURSIVE"));
+            }
+            for cte in &with.cte_tables {
+                let (plan, columns) = self.plan_query(&cte.query, parent)?;
+                let name = ident(&cte.alias.name);
+                let mut scope_columns = to_scope_columns(&columns, Some(&name));
+                for (i, c) in cte.alias.columns.iter().enumerate() {
+                    if let Some(sc) = scope_columns.get_mut(i) {
+                        sc.name = ident(&c.name);
+                    }
+                }
+                self.ctes.borrow_mut().push((name, plan, scope_columns));
+            }
+        }
+        let result = self.plan_query_body(q, parent);
+        self.ctes.borrow_mut().truncate(cte_count);
+        result
+    }
+
+    fn plan_query_body(
+        &self,
+        q: &ast::Query,
+        parent: Option<&Scope>,
+    ) -> Result<(Plan, Vec<Column>), SqlError> {
+        let order_by: &[ast::OrderByExpr] = match &q.order_by {
+            Some(ob) => match &ob.kind {
+                ast::OrderByKind::Expressions(e) => e,
+                ast::OrderByKind::All(_) => return Err(not_supported("ORDER BY ALL")),
+            },
+            None => &[],
+        };
+        let (limit, offset) = self.limit_offset(q)?;
+        let (mut plan, columns) = match q.body.as_ref() {
+            ast::SetExpr::Select(select) => {
+                let (plan, columns) = self.plan_select(select, order_by, parent)?;
+                (plan, columns)
+            }
+            other => {
+                let (plan, columns) = self.plan_set_expr(other, parent)?;
+                let plan = self.order_outputs(plan, &columns, order_by, parent)?;
+                (plan, columns)
+            }
+        };
+        if limit.is_some() || offset.is_some() {
+            plan = Plan::Limit {
+                input: Box::new(plan),
+                limit,
+                offset,
+            };
+        }
+        Ok((plan, columns))
+    }
+
+    fn limit_offset(&self, q: &ast::Query) -> Result<(Option<Bound>, Option<Bound>), SqlError> {
+        let bind_count = |e: &ast::Expr| -> Result<Option<Bound>, SqlError> {
+            if matches!(e, ast::Expr::Value(v) if v.value == ast::Value::Null) {
+                return Ok(None);
+            }
+            let binder = self.binder(None);
+            let b = binder.bind(e)?;
+            if b.ty.numeric_rank().is_none() && b.ty != SqlType::Unknown {
+                return Err(SqlError::new(
+                    DATATYPE_MISMATCH,
+                    format!(
+                        "argument of LIMIT must be type bigint, not type {}",
+                        b.ty.sql_name()
+                    ),
+                )
+                .at(self.offset(e)));
+            }
+            Ok(Some(binder.coerce(b, SqlType::Int8, TYPMOD_NONE)?))
+        };
+        match &q.limit_clause {
+            None => Ok((None, None)),
+            Some(ast::LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) => {
+                if !limit_by.is_empty() {
+                    return Err(not_supported("LIMIT BY"));
+                }
+                let limit = match limit {
+                    Some(l) => bind_count(l)?,
+                    None => None,
+                };
+                let offset = match offset {
+                    Some(o) => bind_count(&o.value)?,
+                    None => None,
+                };
+                Ok((limit, offset))
+            }
+            Some(ast::LimitClause::OffsetCommaLimit { .. }) => Err(SqlError::new(
+                SYNTAX_ERROR,
+                "LIMIT #,# syntax is not supported",
+            )),
+        }
+    }
+
+    /// VALUES, set operations and parenthesized queries (no ORDER BY of their own here).
+    fn plan_set_expr(
+        &self,
+        body: &ast::SetExpr,
+        parent: Option<&Scope>,
+    ) -> Result<(Plan, Vec<Column>), SqlError> {
+        match body {
+            ast::SetExpr::Select(select) => self.plan_select(select, &[], parent),
+            ast::SetExpr::Query(q) => self.plan_query(q, parent),
+            ast::SetExpr::Values(values) => self.plan_values(values, parent),
+            ast::SetExpr::SetOperation {
+                op,
+                set_quantifier,
+                left,
+                right,
+            } => {
+                let (lp, lc) = self.plan_set_expr(left, parent)?;
+                let (rp, rc) = self.plan_set_expr(right, parent)?;
+                let kind = match op {
+                    ast::SetOperator::Union => SetOpKind::Union,
+                    ast::SetOperator::Intersect => SetOpKind::Intersect,
+                    ast::SetOperator::Except | ast::SetOperator::Minus => SetOpKind::Except,
+                };
+                let word = match kind {
+                    SetOpKind::Union => "UNION",
+                    SetOpKind::Intersect => "INTERSECT",
+                    SetOpKind::Except => "EXCEPT",
+                };
+                if lc.len() != rc.len() {
+                    return Err(SqlError::new(
+                        SYNTAX_ERROR,
+                        format!("each {word} query must have the same number of columns"),
+                    ));
+                }
+                let all = match set_quantifier {
+                    ast::SetQuantifier::All => true,
+                    ast::SetQuantifier::Distinct | ast::SetQuantifier::None => false,
+                    other => return Err(not_supported(format!("{word} {other}"))),
+                };
+                let mut types = Vec::with_capacity(lc.len());
+                for (l, r) in lc.iter().zip(&rc) {
+                    types.push(expr::common_type(
+                        [(sql_type_of(l), None), (sql_type_of(r), None)].into_iter(),
+                        word,
+                    )?);
+                }
+                let binder = self.binder(None);
+                let cast_to = |plan: Plan, cols: &[Column]| -> Result<Plan, SqlError> {
+                    if cols.iter().zip(&types).all(|(c, t)| sql_type_of(c) == *t) {
+                        return Ok(plan);
+                    }
+                    let exprs = cols
+                        .iter()
+                        .zip(&types)
+                        .enumerate()
+                        .map(|(i, (c, t))| {
+                            binder.coerce(Bound::column(i, sql_type_of(c), TYPMOD_NONE), *t, TYPMOD_NONE)
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Plan::Project(Box::new(plan), exprs))
+                };
+                let lp = cast_to(lp, &lc)?;
+                let rp = cast_to(rp, &rc)?;
+                let columns = lc
+                    .iter()
+                    .zip(&types)
+                    .map(|(c, t)| crate::column(c.name.clone(), *t, TYPMOD_NONE))
+                    .collect();
+                Ok((
+                    Plan::SetOp {
+                        op: kind,
+                        all,
+                        left: Box::new(lp),
+                        right: Box::new(rp),
+                    },
+                    columns,
+                ))
+            }
+            _ => Err(not_supported("this kind of query")),
+        }
+    }
+
+    fn plan_values(
+        &self,
+        v: &ast::Values,
+        parent: Option<&Scope>,
+    ) -> Result<(Plan, Vec<Column>), SqlError> {
+        if v.rows.len() > crate::VALUES_ROWS_MAX {
+            return Err(SqlError::new(
+                PROGRAM_LIMIT_EXCEEDED,
+                format!("VALUES lists at most {} rows", crate::VALUES_ROWS_MAX),
+            ));
+        }
+        let binder = self.binder(parent);
+        let width = v.rows.first().map_or(0, |r| r.len());
+        let mut bound_rows = Vec::with_capacity(v.rows.len());
+        for row in &v.rows {
+            if row.len() != width {
+                return Err(
+                    SqlError::new(SYNTAX_ERROR, "VALUES lists must all be the same length")
+                        .at(row.first().and_then(|e| self.offset(e))),
+                );
+            }
+            bound_rows.push(
+                row.iter()
+                    .map(|e| binder.bind(e))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        let mut types = Vec::with_capacity(width);
+        for c in 0..width {
+            types.push(expr::common_type(
+                bound_rows.iter().map(|r| (r[c].ty, r[c].pos)),
+                "VALUES",
+            )?);
+        }
+        let rows = bound_rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .zip(&types)
+                    .map(|(b, ty)| binder.coerce(b, *ty, TYPMOD_NONE))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let columns = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| crate::column(format!("column{}", i + 1), *t, TYPMOD_NONE))
+            .collect();
+        Ok((Plan::Values(rows), columns))
+    }
+
+    /// ORDER BY over a finished row set (set operations, VALUES): output names and ordinals.
+    fn order_outputs(
+        &self,
+        plan: Plan,
+        columns: &[Column],
+        order_by: &[ast::OrderByExpr],
+        parent: Option<&Scope>,
+    ) -> Result<Plan, SqlError> {
+        if order_by.is_empty() {
+            return Ok(plan);
+        }
+        let scope = Scope {
+            columns: to_scope_columns(columns, None),
+            parent,
+        };
+        let binder = self.binder(Some(&scope));
+        let mut keys = Vec::with_capacity(order_by.len());
+        for o in order_by {
+            let expr = match self.output_ordinal(&o.expr, columns.len())? {
+                Some(i) => Bound::column(i, sql_type_of(&columns[i]), TYPMOD_NONE),
+                None => binder.bind(&o.expr)?,
+            };
+            keys.push(sort_key(expr, &o.options));
+        }
+        Ok(Plan::Sort(Box::new(plan), keys))
+    }
+
+    /// `ORDER BY 2`: the 0-based output column; errors for an out-of-range ordinal.
+    fn output_ordinal(&self, e: &ast::Expr, width: usize) -> Result<Option<usize>, SqlError> {
+        if let ast::Expr::Value(v) = e {
+            if let ast::Value::Number(n, _) = &v.value {
+                let ordinal: Option<usize> = n.parse().ok();
+                return match ordinal {
+                    Some(k) if k >= 1 && k <= width => Ok(Some(k - 1)),
+                    _ => Err(SqlError::new(
+                        INVALID_COLUMN_REFERENCE,
+                        format!("ORDER BY position {n} is not in select list"),
+                    )
+                    .at(self.offset(e))),
+                };
+            }
+        }
+        Ok(None)
+    }
+
+    fn plan_select(
+        &self,
+        s: &ast::Select,
+        order_by: &[ast::OrderByExpr],
+        parent: Option<&Scope>,
+    ) -> Result<(Plan, Vec<Column>), SqlError> {
+        let unsupported = if s.into.is_some() {
+            Some("SELECT INTO")
+        } else if !s.named_window.is_empty()
+            || s.qualify.is_some()
+            || s.top.is_some()
+            || s.prewhere.is_some()
+            || !s.lateral_views.is_empty()
+            || !s.connect_by.is_empty()
+            || !s.sort_by.is_empty()
+            || !s.cluster_by.is_empty()
+            || !s.distribute_by.is_empty()
+        {
+            Some("this SELECT clause")
+        } else {
+            None
+        };
+        if let Some(what) = unsupported {
+            return Err(not_supported(what));
+        }
+        // FROM
+        let mut items = Vec::with_capacity(s.from.len());
+        for twj in &s.from {
+            items.push(self.plan_table_with_joins(twj, parent)?);
+        }
+        if items.len() > FROM_ITEMS_MAX {
+            return Err(SqlError::new(
+                PROGRAM_LIMIT_EXCEEDED,
+                format!("a FROM clause joins at most {FROM_ITEMS_MAX} relations"),
+            ));
+        }
+        let all_columns: Vec<ScopeColumn> =
+            items.iter().flat_map(|i| i.columns.iter().cloned()).collect();
+        let scope = Scope {
+            columns: all_columns,
+            parent,
+        };
+        // WHERE: conjuncts over one base table go into its fetch; equalities between items
+        // become hash-join keys; the rest filters the joined rows.
+        let mut conjuncts = Vec::new();
+        if let Some(w) = &s.selection {
+            if expr::contains_aggregate(w) {
+                return Err(SqlError::new(
+                    GROUPING_ERROR,
+                    "aggregate functions are not allowed in WHERE",
+                )
+                .at(self.offset(w)));
+            }
+            let binder = self.binder(Some(&scope));
+            let b = binder.bind(w)?;
+            let b = require_bool(&binder, b, "WHERE", self.offset(w))?;
+            b.into_conjuncts(&mut conjuncts);
+        }
+        let mut plan = self.join_items(items, &mut conjuncts)?;
+        if let Some(rest) = Bound::conjunction(conjuncts) {
+            plan = Plan::Filter(Box::new(plan), rest);
+        }
+        // Aggregation
+        let group_exprs: &[ast::Expr] = match &s.group_by {
+            ast::GroupByExpr::Expressions(e, modifiers) if modifiers.is_empty() => e,
+            ast::GroupByExpr::Expressions(..) => {
+                return Err(not_supported("GROUP BY ROLLUP/CUBE/GROUPING SETS"))
+            }
+            ast::GroupByExpr::All(_) => return Err(not_supported("GROUP BY ALL")),
+        };
+        let projection_has_agg = s.projection.iter().any(|item| match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                expr::contains_aggregate(e)
+            }
+            _ => false,
+        });
+        let aggregated = !group_exprs.is_empty()
+            || projection_has_agg
+            || s.having.is_some()
+            || order_by.iter().any(|o| expr::contains_aggregate(&o.expr));
+        let (names, exprs, sort_keys, plan, distinct_ok_scope) = if aggregated {
+            self.plan_aggregated(s, group_exprs, order_by, plan, &scope)?
+        } else {
+            let binder = self.binder(Some(&scope));
+            let (names, mut exprs) = self.bind_projection(&binder, &s.projection, &scope)?;
+            let sort_keys = self.bind_order_keys(&binder, order_by, &names, &mut exprs, &s.projection, s.distinct.is_some())?;
+            (names, exprs, sort_keys, plan, ())
+        };
+        let _ = distinct_ok_scope;
+        let width = names.len();
+        let columns: Vec<Column> = names
+            .into_iter()
+            .zip(&exprs)
+            .map(|(n, b)| crate::column(n, b.ty, b.typmod))
+            .collect();
+        let mut plan = Plan::Project(Box::new(plan), exprs);
+        match &s.distinct {
+            None => {}
+            Some(ast::Distinct::Distinct) => plan = Plan::Distinct(Box::new(plan)),
+            Some(ast::Distinct::All) => {}
+            Some(ast::Distinct::On(_)) => return Err(not_supported("DISTINCT ON")),
+        }
+        if !sort_keys.is_empty() {
+            plan = Plan::Sort(Box::new(plan), sort_keys);
+        }
+        let full_width = plan_width_hint(&plan);
+        if full_width.is_none_or(|w| w > width) {
+            plan = Plan::Truncate(Box::new(plan), width);
+        }
+        Ok((plan, columns))
+    }
+
+    /// Select list → (names, expressions).
+    fn bind_projection(
+        &self,
+        binder: &Binder,
+        projection: &[ast::SelectItem],
+        scope: &Scope,
+    ) -> Result<(Vec<String>, Vec<Bound>), SqlError> {
+        let mut names = Vec::with_capacity(projection.len());
+        let mut exprs = Vec::with_capacity(projection.len());
+        for item in projection {
+            match item {
+                ast::SelectItem::UnnamedExpr(e) => {
+                    let (name, strength) = expr::column_name(e);
+                    names.push(if strength == 0 {
+                        "?column?".to_string()
+                    } else {
+                        name
+                    });
+                    exprs.push(binder.bind(e)?);
+                }
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    names.push(crate::alias_name(alias));
+                    exprs.push(binder.bind(expr)?);
+                }
+                ast::SelectItem::Wildcard(_) => {
+                    if scope.columns.is_empty() {
+                        return Err(SqlError::new(
+                            SYNTAX_ERROR,
+                            "SELECT * with no tables specified is not valid",
+                        ));
+                    }
+                    for (i, c) in scope.columns.iter().enumerate() {
+                        if !c.hidden {
+                            names.push(c.name.clone());
+                            exprs.push(Bound::column(i, c.ty, c.typmod));
+                        }
+                    }
+                }
+                ast::SelectItem::ExprWithAliases { .. } => {
+                    return Err(not_supported("AS (alias, ...) in a select list"))
+                }
+                ast::SelectItem::QualifiedWildcard(kind, _) => {
+                    let q = match kind {
+                        ast::SelectItemQualifiedWildcardKind::ObjectName(n) => split_name(n)?.1,
+                        ast::SelectItemQualifiedWildcardKind::Expr(e) => {
+                            return Err(not_supported(format!("{e}.*")))
+                        }
+                    };
+                    let mut any = false;
+                    for (i, c) in scope.columns.iter().enumerate() {
+                        if c.qualifier.as_deref() == Some(q.as_str()) {
+                            any = true;
+                            names.push(c.name.clone());
+                            exprs.push(Bound::column(i, c.ty, c.typmod));
+                        }
+                    }
+                    if !any {
+                        return Err(SqlError::new(
+                            UNDEFINED_TABLE,
+                            format!("missing FROM-clause entry for table \"{q}\""),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((names, exprs))
+    }
+
+    /// ORDER BY keys over the projected row; expressions not in the select list are appended
+    /// to `exprs` as hidden columns (refused under DISTINCT, as PostgreSQL does).
+    fn bind_order_keys(
+        &self,
+        binder: &Binder,
+        order_by: &[ast::OrderByExpr],
+        names: &[String],
+        exprs: &mut Vec<Bound>,
+        projection: &[ast::SelectItem],
+        distinct: bool,
+    ) -> Result<Vec<SortKey>, SqlError> {
+        let width = names.len();
+        let mut keys = Vec::with_capacity(order_by.len());
+        for o in order_by {
+            let e = &o.expr;
+            let mut found = self.output_ordinal(e, width)?;
+            if found.is_none() {
+                if let ast::Expr::Identifier(id) = e {
+                    let n = ident(id);
+                    let matches: Vec<usize> = names
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| **m == n)
+                        .map(|(i, _)| i)
+                        .collect();
+                    // An output name wins over an input column of the same name.
+                    if let [i] = matches.as_slice() {
+                        found = Some(*i);
+                    } else if matches.len() > 1 {
+                        return Err(SqlError::new(
+                            AMBIGUOUS_COLUMN,
+                            format!("ORDER BY \"{n}\" is ambiguous"),
+                        )
+                        .at(self.offset(e)));
+                    }
+                }
+            }
+            if found.is_none() {
+                // An expression written exactly as a select-list item sorts by that item.
+                found = projection.iter().position(|item| match item {
+                    ast::SelectItem::UnnamedExpr(x) | ast::SelectItem::ExprWithAlias { expr: x, .. } => {
+                        x == e
+                    }
+                    _ => false,
+                });
+                if found.is_some_and(|i| i >= width) {
+                    found = None;
+                }
+            }
+            let expr = match found {
+                Some(i) => Bound::column(i, exprs[i].ty, exprs[i].typmod),
+                None => {
+                    if distinct {
+                        return Err(SqlError::new(
+                            INVALID_COLUMN_REFERENCE,
+                            "for SELECT DISTINCT, ORDER BY expressions must appear in select list",
+                        )
+                        .at(self.offset(e)));
+                    }
+                    let b = binder.bind(e)?;
+                    let (ty, typmod) = (b.ty, b.typmod);
+                    exprs.push(b);
+                    Bound::column(exprs.len() - 1, ty, typmod)
+                }
+            };
+            keys.push(sort_key(expr, &o.options));
+        }
+        Ok(keys)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn plan_aggregated(
+        &self,
+        s: &ast::Select,
+        group_exprs: &[ast::Expr],
+        order_by: &[ast::OrderByExpr],
+        input: Plan,
+        scope: &Scope,
+    ) -> Result<(Vec<String>, Vec<Bound>, Vec<SortKey>, Plan, ()), SqlError> {
+        let input_binder = self.binder(Some(scope));
+        let mut group_ast = Vec::with_capacity(group_exprs.len());
+        let mut group_bound = Vec::with_capacity(group_exprs.len());
+        for g in group_exprs {
+            if expr::contains_aggregate(g) {
+                return Err(SqlError::new(
+                    GROUPING_ERROR,
+                    "aggregate functions are not allowed in GROUP BY",
+                )
+                .at(self.offset(g)));
+            }
+            // GROUP BY 1 / GROUP BY alias name the select list's items.
+            let resolved = self.group_item(g, &s.projection)?;
+            group_bound.push(input_binder.bind(resolved)?);
+            group_ast.push(resolved.clone());
+        }
+        let post_columns = group_bound
+            .iter()
+            .map(|g| match g.kind {
+                Kind::Column(k) => scope.columns[k].clone(),
+                _ => ScopeColumn {
+                    qualifier: None,
+                    name: String::new(),
+                    ty: g.ty,
+                    typmod: g.typmod,
+                    hidden: true,
+                },
+            })
+            .collect();
+        let agg = AggBinding {
+            input: scope,
+            group_ast,
+            group_bound,
+            calls: RefCell::new(Vec::new()),
+            post_scope: Scope {
+                columns: post_columns,
+                parent: scope.parent,
+            },
+        };
+        let binder = input_binder.with_agg(&agg);
+        let (names, mut exprs) = self.bind_projection(&binder, &s.projection, &Scope {
+            columns: Vec::new(),
+            parent: None,
+        })
+        .map_err(|e| {
+            if e.message.starts_with("SELECT * with no tables") {
+                SqlError::new(
+                    GROUPING_ERROR,
+                    "column must appear in the GROUP BY clause or be used in an aggregate function",
+                )
+            } else {
+                e
+            }
+        })?;
+        let having = match &s.having {
+            Some(h) => {
+                let b = binder.bind(h)?;
+                Some(require_bool(&binder, b, "HAVING", self.offset(h))?)
+            }
+            None => None,
+        };
+        let sort_keys = self.bind_order_keys(&binder, order_by, &names, &mut exprs, &s.projection, s.distinct.is_some())?;
+        let mut plan = Plan::Aggregate {
+            input: Box::new(input),
+            groups: agg.group_bound.clone(),
+            calls: agg.calls.borrow().clone(),
+        };
+        if let Some(h) = having {
+            plan = Plan::Filter(Box::new(plan), h);
+        }
+        Ok((names, exprs, sort_keys, plan, ()))
+    }
+
+    /// A GROUP BY item: an ordinal or an output alias stands for that select-list expression.
+    fn group_item<'q>(
+        &self,
+        g: &'q ast::Expr,
+        projection: &'q [ast::SelectItem],
+    ) -> Result<&'q ast::Expr, SqlError> {
+        if let Some(i) = self.output_ordinal(g, projection.len()).map_err(|e| {
+            SqlError::new(e.sqlstate, e.message.replace("ORDER BY", "GROUP BY")).at(e.position)
+        })? {
+            return match &projection[i] {
+                ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                    Ok(e)
+                }
+                _ => Err(not_supported("GROUP BY a * item")),
+            };
+        }
+        if let ast::Expr::Identifier(id) = g {
+            let n = ident(id);
+            for item in projection {
+                if let ast::SelectItem::ExprWithAlias { expr, alias } = item {
+                    if crate::alias_name(alias) == n {
+                        return Ok(expr);
+                    }
+                }
+            }
+        }
+        Ok(g)
+    }
+
+    fn plan_table_with_joins(
+        &self,
+        twj: &ast::TableWithJoins,
+        parent: Option<&Scope>,
+    ) -> Result<FromItem, SqlError> {
+        let mut acc = self.plan_table_factor(&twj.relation, parent)?;
+        for join in &twj.joins {
+            let right = self.plan_table_factor(&join.relation, parent)?;
+            acc = self.plan_join(acc, right, &join.join_operator, parent)?;
+        }
+        Ok(acc)
+    }
+
+    fn plan_join(
+        &self,
+        left: FromItem,
+        right: FromItem,
+        op: &ast::JoinOperator,
+        parent: Option<&Scope>,
+    ) -> Result<FromItem, SqlError> {
+        use ast::JoinOperator as J;
+        let (kind, constraint) = match op {
+            J::Join(c) | J::Inner(c) => (JoinKind::Inner, Some(c)),
+            J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, Some(c)),
+            J::Right(c) | J::RightOuter(c) => (JoinKind::Right, Some(c)),
+            J::FullOuter(c) => (JoinKind::Full, Some(c)),
+            J::CrossJoin(_) => (JoinKind::Inner, None),
+            other => return Err(not_supported(format!("join {other:?}"))),
+        };
+        let left_width = left.columns.len();
+        let right_width = right.columns.len();
+        let mut columns: Vec<ScopeColumn> = left.columns.iter().chain(&right.columns).cloned().collect();
+        let mut conjuncts = Vec::new();
+        let mut using_pairs: Vec<(usize, usize)> = Vec::new();
+        match constraint {
+            None | Some(ast::JoinConstraint::None) => {}
+            Some(ast::JoinConstraint::UsingAlias(..)) => return Err(not_supported("USING ... AS")),
+            Some(ast::JoinConstraint::On(e)) => {
+                let scope = Scope {
+                    columns: columns.clone(),
+                    parent,
+                };
+                let binder = self.binder(Some(&scope));
+                let b = binder.bind(e)?;
+                let b = require_bool(&binder, b, "JOIN/ON", self.offset(e))?;
+                b.into_conjuncts(&mut conjuncts);
+            }
+            Some(ast::JoinConstraint::Using(names)) => {
+                for n in names {
+                    let name = split_name(n)?.1;
+                    let find = |cols: &[ScopeColumn]| cols.iter().position(|c| c.name == name && !c.hidden);
+                    let (Some(l), Some(r)) = (find(&left.columns), find(&right.columns)) else {
+                        return Err(SqlError::new(
+                            UNDEFINED_COLUMN,
+                            format!("column \"{name}\" specified in USING clause does not exist in left table"),
+                        ));
+                    };
+                    using_pairs.push((l, left_width + r));
+                }
+            }
+            Some(ast::JoinConstraint::Natural) => {
+                for (l, c) in left.columns.iter().enumerate() {
+                    if c.hidden {
+                        continue;
+                    }
+                    if let Some(r) = right.columns.iter().position(|rc| rc.name == c.name && !rc.hidden) {
+                        using_pairs.push((l, left_width + r));
+                    }
+                }
+            }
+        }
+        for &(l, r) in &using_pairs {
+            let scope = Scope {
+                columns: columns.clone(),
+                parent,
+            };
+            let binder = self.binder(Some(&scope));
+            let lb = Bound::column(l, columns[l].ty, columns[l].typmod);
+            let rb = Bound::column(r, columns[r].ty, columns[r].typmod);
+            conjuncts.push(binder.equality(lb, rb)?);
+            // The merged column is reachable unqualified once: hide the right one.
+            columns[r].hidden = true;
+        }
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        let mut residual = Vec::new();
+        for c in conjuncts {
+            match c.as_equi_join(left_width) {
+                Some((l, r)) => {
+                    left_keys.push(l);
+                    right_keys.push(r);
+                }
+                None => residual.push(c),
+            }
+        }
+        // Inner joins: conjuncts over one side's base table can run in its fetch.
+        if kind == JoinKind::Inner {
+            residual = self.push_into_fetch(residual, left.fetch, 0, left_width);
+            residual = self.push_into_fetch(residual, right.fetch, left_width, right_width);
+        }
+        let plan = Plan::Join {
+            left: Box::new(left.plan),
+            right: Box::new(right.plan),
+            kind,
+            left_keys,
+            right_keys,
+            residual: Bound::conjunction(residual),
+            left_width,
+            right_width,
+        };
+        Ok(FromItem {
+            plan,
+            columns,
+            fetch: None,
+        })
+    }
+
+    /// Moves conjuncts that read only columns [offset, offset+width) into fetch `fetch`;
+    /// returns the rest.
+    fn push_into_fetch(
+        &self,
+        conjuncts: Vec<Bound>,
+        fetch: Option<usize>,
+        offset: usize,
+        width: usize,
+    ) -> Vec<Bound> {
+        let Some(f) = fetch else { return conjuncts };
+        let mut rest = Vec::new();
+        let mut pushed = Vec::new();
+        for c in conjuncts {
+            let mut cols = Vec::new();
+            c.columns_read(&mut cols);
+            if c.is_row_local() && cols.iter().all(|&i| i >= offset && i < offset + width) {
+                let mut c = c;
+                c.remap_columns(&|i| i - offset);
+                pushed.push(c);
+            } else {
+                rest.push(c);
+            }
+        }
+        if !pushed.is_empty() {
+            let mut fetches = self.fetches.borrow_mut();
+            let fetch = &mut fetches[f];
+            let mut all = Vec::new();
+            if let Some(existing) = fetch.filter.take() {
+                existing.into_conjuncts(&mut all);
+            }
+            all.extend(pushed);
+            fetch.filter = Bound::conjunction(all);
+        }
+        rest
+    }
+
+    /// Cross-joins the FROM items left to right, turning equalities between them into hash
+    /// join keys and pushing single-table conjuncts into fetches. Consumed conjuncts are
+    /// removed from `conjuncts`.
+    fn join_items(&self, items: Vec<FromItem>, conjuncts: &mut Vec<Bound>) -> Result<Plan, SqlError> {
+        if items.is_empty() {
+            return Ok(Plan::Unit);
+        }
+        // Push single-item conjuncts first.
+        let mut offset = 0;
+        let mut spans = Vec::with_capacity(items.len());
+        for item in &items {
+            spans.push((offset, item.columns.len()));
+            let rest = self.push_into_fetch(std::mem::take(conjuncts), item.fetch, offset, item.columns.len());
+            *conjuncts = rest;
+            offset += item.columns.len();
+        }
+        let mut it = items.into_iter();
+        let first = it.next().expect("at least one item");
+        let mut plan = first.plan;
+        let mut width = first.columns.len();
+        for item in it {
+            let right_width = item.columns.len();
+            let mut left_keys = Vec::new();
+            let mut right_keys = Vec::new();
+            let mut rest = Vec::new();
+            for c in std::mem::take(conjuncts) {
+                let mut cols = Vec::new();
+                c.columns_read(&mut cols);
+                let within = cols.iter().all(|&i| i < width + right_width);
+                match (within, c.as_equi_join(width)) {
+                    (true, Some((l, r))) => {
+                        left_keys.push(l);
+                        right_keys.push(r);
+                    }
+                    _ => rest.push(c),
+                }
+            }
+            *conjuncts = rest;
+            plan = Plan::Join {
+                left: Box::new(plan),
+                right: Box::new(item.plan),
+                kind: JoinKind::Inner,
+                left_keys,
+                right_keys,
+                residual: None,
+                left_width: width,
+                right_width,
+            };
+            width += right_width;
+        }
+        Ok(plan)
+    }
+
+    fn plan_table_factor(
+        &self,
+        tf: &ast::TableFactor,
+        parent: Option<&Scope>,
+    ) -> Result<FromItem, SqlError> {
+        match tf {
+            ast::TableFactor::Table {
+                name,
+                alias,
+                args,
+                with_hints,
+                version,
+                partitions,
+                ..
+            } => {
+                if !with_hints.is_empty() || version.is_some() || !partitions.is_empty() {
+                    return Err(not_supported("table hints, versions and partitions"));
+                }
+                if let Some(args) = args {
+                    return self.plan_table_function(name, args, alias.as_ref());
+                }
+                let (schema, table_name) = split_name(name)?;
+                if schema.is_none() {
+                    let cte = self
+                        .ctes
+                        .borrow()
+                        .iter()
+                        .rev()
+                        .find(|(n, _, _)| *n == table_name)
+                        .cloned();
+                    if let Some((_, plan, mut columns)) = cte {
+                        let qualifier = alias.as_ref().map(|a| ident(&a.name)).unwrap_or(table_name);
+                        for c in &mut columns {
+                            c.qualifier = Some(qualifier.clone());
+                        }
+                        apply_column_aliases(&mut columns, alias.as_ref())?;
+                        return Ok(FromItem {
+                            plan,
+                            columns,
+                            fetch: None,
+                        });
+                    }
+                }
+                let table = self.lookup_table(name)?;
+                let qualifier = alias
+                    .as_ref()
+                    .map(|a| ident(&a.name))
+                    .unwrap_or_else(|| table.name.clone());
+                let mut columns: Vec<ScopeColumn> = table
+                    .columns
+                    .iter()
+                    .map(|c| ScopeColumn {
+                        qualifier: Some(qualifier.clone()),
+                        name: c.name.clone(),
+                        ty: c.ty,
+                        typmod: c.typmod,
+                        hidden: false,
+                    })
+                    .collect();
+                apply_column_aliases(&mut columns, alias.as_ref())?;
+                let fetch = self.add_fetch(table);
+                Ok(FromItem {
+                    plan: Plan::Fetch(fetch),
+                    columns,
+                    fetch: Some(fetch),
+                })
+            }
+            ast::TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                ..
+            } => {
+                if *lateral {
+                    return Err(not_supported("LATERAL"));
+                }
+                let (plan, cols) = self.plan_query(subquery, parent)?;
+                let qualifier = alias.as_ref().map(|a| ident(&a.name));
+                let mut columns = to_scope_columns(&cols, qualifier.as_deref());
+                apply_column_aliases(&mut columns, alias.as_ref())?;
+                Ok(FromItem {
+                    plan,
+                    columns,
+                    fetch: None,
+                })
+            }
+            ast::TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                let mut item = self.plan_table_with_joins(table_with_joins, parent)?;
+                if let Some(a) = alias {
+                    let q = ident(&a.name);
+                    for c in &mut item.columns {
+                        c.qualifier = Some(q.clone());
+                    }
+                    apply_column_aliases(&mut item.columns, Some(a))?;
+                }
+                item.fetch = None;
+                Ok(item)
+            }
+            ast::TableFactor::Function { .. } | ast::TableFactor::TableFunction { .. } => {
+                Err(not_supported("this table function"))
+            }
+            other => Err(not_supported(format!("FROM item {other}"))),
+        }
+    }
+
+    fn plan_table_function(
+        &self,
+        name: &ast::ObjectName,
+        args: &ast::TableFunctionArgs,
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<FromItem, SqlError> {
+        let (_, fname) = split_name(name)?;
+        if fname != "generate_series" {
+            return Err(SqlError::new(
+                UNDEFINED_FUNCTION,
+                format!("function {fname} does not exist"),
+            ));
+        }
+        let binder = self.binder(None);
+        let mut bound = Vec::new();
+        for a in &args.args {
+            match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => bound.push(binder.bind(e)?),
+                other => return Err(not_supported(format!("argument {other}"))),
+            }
+        }
+        if bound.len() < 2 || bound.len() > 3 {
+            return Err(SqlError::new(
+                UNDEFINED_FUNCTION,
+                "function generate_series takes 2 or 3 arguments",
+            ));
+        }
+        let ty = expr::common_type(bound.iter().map(|b| (b.ty, b.pos)), "generate_series")?;
+        let ty = if ty == SqlType::Text { SqlType::Int4 } else { ty };
+        if !ty.is_integer() {
+            return Err(not_supported(format!("generate_series over {}", ty.sql_name())));
+        }
+        let mut bound = bound
+            .into_iter()
+            .map(|b| binder.coerce(b, ty, TYPMOD_NONE))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
+        let start = bound.next().expect("two arguments");
+        let stop = bound.next().expect("two arguments");
+        let step = bound.next();
+        let qualifier = alias.map(|a| ident(&a.name)).unwrap_or_else(|| fname.clone());
+        let mut columns = vec![ScopeColumn {
+            qualifier: Some(qualifier.clone()),
+            name: qualifier,
+            ty,
+            typmod: TYPMOD_NONE,
+            hidden: false,
+        }];
+        if alias.is_none() {
+            columns[0].name = fname;
+        }
+        apply_column_aliases(&mut columns, alias)?;
+        Ok(FromItem {
+            plan: Plan::Series { start, stop, step },
+            columns,
+            fetch: None,
+        })
+    }
+}
+
+impl Binder<'_> {
+    /// `l = r` in their common type (USING joins, primary key matching).
+    pub(crate) fn equality(&self, l: Bound, r: Bound) -> Result<Bound, SqlError> {
+        let ty = expr::common_type([(l.ty, l.pos), (r.ty, r.pos)].into_iter(), "JOIN/USING")?;
+        let l = self.coerce(l, ty, TYPMOD_NONE)?;
+        let r = self.coerce(r, ty, TYPMOD_NONE)?;
+        Ok(expr::cmp_eq(l, r))
+    }
+}
+
+fn require_bool(binder: &Binder, b: Bound, what: &str, pos: Option<usize>) -> Result<Bound, SqlError> {
+    match b.ty {
+        SqlType::Bool => Ok(b),
+        SqlType::Unknown => binder.coerce(b, SqlType::Bool, TYPMOD_NONE),
+        other => Err(SqlError::new(
+            DATATYPE_MISMATCH,
+            format!(
+                "argument of {what} must be type boolean, not type {}",
+                other.sql_name()
+            ),
+        )
+        .at(pos)),
+    }
+}
+
+fn sort_key(expr: Bound, options: &ast::OrderByOptions) -> SortKey {
+    let descending = matches!(options.sort, Some(ast::OrderBySort::Desc));
+    SortKey {
+        expr,
+        descending,
+        // PostgreSQL: NULLs sort as larger than every value.
+        nulls_first: options.nulls_first.unwrap_or(descending),
+    }
+}
+
+/// How many columns a plan's rows have, where it is evident from the top node.
+fn plan_width_hint(plan: &Plan) -> Option<usize> {
+    match plan {
+        Plan::Project(_, e) => Some(e.len()),
+        Plan::Sort(input, _) | Plan::Distinct(input) => plan_width_hint(input),
+        _ => None,
+    }
+}
+
+pub(crate) fn sql_type_of(c: &Column) -> SqlType {
+    SqlType::from_oid(c.type_oid).unwrap_or(SqlType::Text)
+}
+
+fn to_scope_columns(columns: &[Column], qualifier: Option<&str>) -> Vec<ScopeColumn> {
+    columns
+        .iter()
+        .map(|c| ScopeColumn {
+            qualifier: qualifier.map(str::to_string),
+            name: c.name.clone(),
+            ty: sql_type_of(c),
+            typmod: c.type_modifier,
+            hidden: false,
+        })
+        .collect()
+}
+
+fn apply_column_aliases(
+    columns: &mut [ScopeColumn],
+    alias: Option<&ast::TableAlias>,
+) -> Result<(), SqlError> {
+    let Some(alias) = alias else { return Ok(()) };
+    if alias.columns.len() > columns.len() {
+        return Err(SqlError::new(
+            INVALID_COLUMN_REFERENCE,
+            format!(
+                "table \"{}\" has {} columns available but {} columns specified",
+                ident(&alias.name),
+                columns.len(),
+                alias.columns.len()
+            ),
+        ));
+    }
+    for (c, a) in columns.iter_mut().zip(&alias.columns) {
+        c.name = ident(&a.name);
+    }
+    Ok(())
+}
+
+pub(crate) fn ident(id: &ast::Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
+    }
+}
+
+/// `[schema.]name` → (schema, name); a database prefix must be the current database.
+pub(crate) fn split_name(name: &ast::ObjectName) -> Result<(Option<String>, String), SqlError> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(ident).unwrap_or_else(|| p.to_string()))
+        .collect();
+    match parts.as_slice() {
+        [n] => Ok((None, n.clone())),
+        [s, n] => Ok((Some(s.clone()), n.clone())),
+        [_, s, n] => Ok((Some(s.clone()), n.clone())),
+        _ => Err(SqlError::new(
+            SYNTAX_ERROR,
+            format!("improper qualified name (too many dotted names): {}", parts.join(".")),
+        )),
+    }
+}
+
+pub(crate) fn default_schema(schema: Option<String>) -> String {
+    schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_string())
+}
+
+fn not_supported(what: impl std::fmt::Display) -> SqlError {
+    SqlError::new(
+        FEATURE_NOT_SUPPORTED,
+        format!("{what} is not supported yet"),
+    )
+}
+
+/// Unused-import guard for Datum in this module's signatures.
+#[allow(dead_code)]
+fn _datum(_: Datum) {}

@@ -1,0 +1,1300 @@
+//! Statements that read or change tables: queries, INSERT/UPDATE/DELETE, TRUNCATE, DDL and
+//! transaction control. Each one plans on the coordinator, fetches or writes through the
+//! [`Cluster`], and finishes on the coordinator.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sqlparser::ast::{self, Spanned};
+
+use crate::catalog::{CheckDef, ColumnDef, DdlChange, Table, COLUMNS_MAX};
+use crate::cluster::{Cluster, RowOp, ScanRequest, ScanRows, WriteRequest};
+use crate::error::*;
+use crate::exec::{self, Inputs, Row, STATEMENT_ROWS_MAX};
+use crate::expr::{self, eval, Binder, Bound, Env, Eval, Kind, Positions};
+use crate::plan::{self, Fetch, Planner, Scope, ScopeColumn};
+use crate::rowcodec;
+use crate::session::{Session, TransactionState};
+use crate::types::{self, Datum, SqlType, TYPMOD_NONE};
+use crate::{Column, StatementResult};
+
+/// Parameter types and values for one execution. With `describe`, a statement stops after
+/// binding (the extended protocol's Describe): `types` then holds what binding inferred.
+pub(crate) struct Params {
+    pub(crate) types: RefCell<Vec<Option<SqlType>>>,
+    pub(crate) values: Vec<Datum>,
+    pub(crate) describe: bool,
+}
+
+impl Params {
+    pub(crate) fn none() -> Params {
+        Params {
+            types: RefCell::new(Vec::new()),
+            values: Vec::new(),
+            describe: false,
+        }
+    }
+}
+
+/// What Describe reports for a statement: its RETURNING columns, or none.
+fn described(returning: &Returning) -> StatementResult {
+    match returning {
+        Some((columns, _)) => StatementResult::Rows {
+            columns: columns.clone(),
+            rows: Vec::new(),
+            tag: String::new(),
+        },
+        None => command(""),
+    }
+}
+
+fn env_with(session: &Session, params: &Params) -> Env {
+    let mut env = Env::of(session);
+    env.params = params.values.clone();
+    env
+}
+
+fn command(tag: impl Into<String>) -> StatementResult {
+    StatementResult::Command {
+        tag: tag.into(),
+        changed_parameters: Vec::new(),
+        notices: Vec::new(),
+    }
+}
+
+/// Describes a query's output columns without running it (extended protocol Describe).
+pub(crate) fn describe_query(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    sql: &str,
+    q: &ast::Query,
+    param_types: &RefCell<Vec<Option<SqlType>>>,
+) -> Result<Vec<Column>, SqlError> {
+    let positions = Positions::new(sql);
+    let planner = Planner::new(session, sql, &positions, catalog, param_types);
+    Ok(planner.plan_query(q, None)?.1)
+}
+
+pub(crate) async fn run_query<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    sql: &str,
+    q: &ast::Query,
+    params: &Params,
+) -> Result<StatementResult, SqlError> {
+    let catalog = cluster.catalog();
+    let positions = Positions::new(sql);
+    let param_types = &params.types;
+    let planner = Planner::new(session, sql, &positions, &catalog, param_types);
+    let (plan, columns) = planner.plan_query(q, None)?;
+    if params.describe {
+        return Ok(StatementResult::Rows {
+            columns,
+            rows: Vec::new(),
+            tag: String::new(),
+        });
+    }
+    let fetches = planner.fetches.into_inner();
+    let env = env_with(session, params);
+    let inputs = fetch_all(cluster, &fetches, &env).await?;
+    let rows = exec::run(&plan, &env, &inputs, None)?;
+    let digits = env.float_digits;
+    let rows: Vec<Vec<Option<String>>> = rows
+        .iter()
+        .map(|r| r.iter().map(|d| types::output(d, digits)).collect())
+        .collect();
+    let tag = format!("SELECT {}", rows.len());
+    Ok(StatementResult::Rows { columns, rows, tag })
+}
+
+/// Runs every fetch on the shards that hold its rows, in parallel.
+pub(crate) async fn fetch_all<C: Cluster>(
+    cluster: &C,
+    fetches: &[Fetch],
+    env: &Env,
+) -> Result<Inputs, SqlError> {
+    let mut inputs = Inputs::default();
+    let mut total = 0usize;
+    for f in fetches {
+        let rows = fetch(cluster, f, env, false).await?.rows;
+        total += rows.len();
+        if total > STATEMENT_ROWS_MAX {
+            return Err(SqlError::new(
+                PROGRAM_LIMIT_EXCEEDED,
+                format!("statement would read more than {STATEMENT_ROWS_MAX} rows"),
+            ));
+        }
+        inputs.tables.push(rows);
+    }
+    Ok(inputs)
+}
+
+/// One fetch: a point read on one shard when the filter pins the whole primary key, else a
+/// filtered scan on every shard.
+async fn fetch<C: Cluster>(
+    cluster: &C,
+    f: &Fetch,
+    env: &Env,
+    with_keys: bool,
+) -> Result<ScanRows, SqlError> {
+    let point = point_key(&f.table, f.filter.as_ref(), env)?;
+    let req = ScanRequest {
+        table: f.table.clone(),
+        filter: f.filter.clone(),
+        env: env.clone(),
+        point: point.clone(),
+        with_keys,
+    };
+    if let Some(key) = point {
+        let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
+        return cluster.scan(cluster.shard_of_token(token), req).await;
+    }
+    let shards = cluster.shard_count();
+    let futures = (0..shards).map(|s| cluster.scan(s, req.clone()));
+    let results = futures_util::future::join_all(futures).await;
+    let mut out = ScanRows::default();
+    for r in results {
+        let r = r?;
+        out.rows.extend(r.rows);
+        out.keys.extend(r.keys);
+    }
+    Ok(out)
+}
+
+/// The row key a filter pins: every primary-key column compared for equality with a value
+/// that needs no row. None when the filter does not pin one (or pins contradictory values,
+/// which the scan then finds no rows for).
+fn point_key(table: &Table, filter: Option<&Bound>, env: &Env) -> Result<Option<Bytes>, SqlError> {
+    let Some(filter) = filter else { return Ok(None) };
+    if table.primary_key.is_empty() {
+        return Ok(None);
+    }
+    let mut conjuncts = Vec::new();
+    filter.clone().into_conjuncts(&mut conjuncts);
+    let mut values: Vec<Option<Datum>> = vec![None; table.primary_key.len()];
+    for c in &conjuncts {
+        if let Some((col, value)) = c.as_column_equality() {
+            if let Some(k) = table.primary_key.iter().position(|&p| p == col) {
+                let column = &table.columns[col];
+                if value.ty != column.ty {
+                    continue;
+                }
+                let v = eval(value, &Eval::new(env))?;
+                if v == Datum::Null {
+                    return Ok(None);
+                }
+                values[k] = Some(v);
+            }
+        }
+    }
+    if values.iter().any(Option::is_none) {
+        return Ok(None);
+    }
+    let mut key_bytes = Vec::new();
+    for v in values.into_iter().flatten() {
+        rowcodec::encode_key_datum(&mut key_bytes, &v)?;
+    }
+    Ok(Some(rowcodec::row_key(table.id, &key_bytes)))
+}
+
+fn table_scope(table: &Table, qualifier: Option<String>) -> Vec<ScopeColumn> {
+    let q = qualifier.unwrap_or_else(|| table.name.clone());
+    table
+        .columns
+        .iter()
+        .map(|c| ScopeColumn {
+            qualifier: Some(q.clone()),
+            name: c.name.clone(),
+            ty: c.ty,
+            typmod: c.typmod,
+            hidden: false,
+        })
+        .collect()
+}
+
+/// The key bytes of a row: its primary key, or a fresh hidden row id.
+fn key_bytes_of(table: &Table, row: &[Datum]) -> Result<Vec<u8>, SqlError> {
+    let mut out = Vec::new();
+    if table.primary_key.is_empty() {
+        out.extend_from_slice(&hidden_row_id());
+        return Ok(out);
+    }
+    for &c in &table.primary_key {
+        rowcodec::encode_key_datum(&mut out, &row[c])?;
+    }
+    Ok(out)
+}
+
+/// A 128-bit row id for tables without a primary key: wall-clock nanoseconds and a hash of
+/// (nanoseconds, thread, per-thread counter). Unique without coordination or stored state.
+fn hidden_row_id() -> [u8; 16] {
+    use std::cell::Cell;
+    thread_local! {
+        static COUNTER: Cell<u64> = const { Cell::new(0) };
+    }
+    let n = COUNTER.with(|c| {
+        let v = c.get().wrapping_add(1);
+        c.set(v);
+        v
+    });
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let thread = format!("{:?}", std::thread::current().id());
+    let mut seed = Vec::with_capacity(32);
+    seed.extend_from_slice(&nanos.to_le_bytes());
+    seed.extend_from_slice(&n.to_le_bytes());
+    seed.extend_from_slice(thread.as_bytes());
+    let random = xxhash_rust::xxh3::xxh3_64(&seed);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&nanos.to_be_bytes());
+    id[8..].copy_from_slice(&random.to_be_bytes());
+    id
+}
+
+/// Assignment conversion of a value into a column (INSERT and UPDATE): PostgreSQL's
+/// assignment casts, with varchar(n) overflow an error rather than a truncation.
+fn assign(value: Datum, from: SqlType, column: &ColumnDef, digits: i32) -> Result<Datum, SqlError> {
+    let ok = from == column.ty
+        || from == SqlType::Unknown
+        || (from.numeric_rank().is_some() && column.ty.numeric_rank().is_some())
+        || column.ty.is_string();
+    if !ok {
+        return Err(SqlError::new(
+            DATATYPE_MISMATCH,
+            format!(
+                "column \"{}\" is of type {} but expression is of type {}",
+                column.name,
+                column.ty.sql_name(),
+                from.sql_name()
+            ),
+        ));
+    }
+    if value == Datum::Null {
+        return Ok(Datum::Null);
+    }
+    if column.ty == SqlType::Varchar && column.typmod >= 4 {
+        let text = match &value {
+            Datum::Text(t) => t.clone(),
+            other => types::output(other, digits).unwrap_or_default(),
+        };
+        let max = (column.typmod - 4) as usize;
+        if text.chars().count() > max && text.chars().skip(max).any(|c| c != ' ') {
+            return Err(SqlError::new(
+                "22001",
+                format!("value too long for type character varying({max})"),
+            ));
+        }
+    }
+    if from == column.ty && column.typmod == TYPMOD_NONE {
+        return Ok(value);
+    }
+    let from = if from == SqlType::Unknown { SqlType::Text } else { from };
+    types::cast(value, from, column.ty, column.typmod, digits)
+}
+
+/// Checks NOT NULL and CHECK constraints of a complete row.
+fn check_row(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    table: &Table,
+    row: &[Datum],
+    env: &Env,
+) -> Result<(), SqlError> {
+    for (i, c) in table.columns.iter().enumerate() {
+        if row[i] == Datum::Null && (c.not_null || table.primary_key.contains(&i)) {
+            return Err(SqlError::new(
+                NOT_NULL_VIOLATION,
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    c.name, table.name
+                ),
+            ));
+        }
+    }
+    for check in &table.checks {
+        let b = bind_table_expr(session, catalog, table, &check.expr)?;
+        let cx = Eval {
+            env,
+            row,
+            outer: None,
+            inputs: None,
+        };
+        if eval(&b, &cx)? == Datum::Bool(false) {
+            return Err(SqlError::new(
+                CHECK_VIOLATION,
+                format!(
+                    "new row for relation \"{}\" violates check constraint \"{}\"",
+                    table.name, check.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Binds stored SQL text (a DEFAULT or CHECK expression) over a table's columns.
+fn bind_table_expr(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    table: &Table,
+    text: &str,
+) -> Result<Bound, SqlError> {
+    let e = parse_expr(text)?;
+    let positions = Positions::new(text);
+    let params = RefCell::new(Vec::new());
+    let planner = Planner::new(session, text, &positions, catalog, &params);
+    let scope = Scope {
+        columns: table_scope(table, None),
+        parent: None,
+    };
+    planner.binder(Some(&scope)).bind(&e)
+}
+
+fn parse_expr(text: &str) -> Result<ast::Expr, SqlError> {
+    sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| SqlError::new(INTERNAL_ERROR, format!("stored expression does not parse: {e}")))
+}
+
+/// Evaluates a column's DEFAULT (NULL without one).
+fn default_value(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    table: &Table,
+    column: &ColumnDef,
+    env: &Env,
+) -> Result<Datum, SqlError> {
+    match &column.default {
+        None => Ok(Datum::Null),
+        Some(text) => {
+            let b = bind_table_expr(session, catalog, table, text)?;
+            let v = eval(&b, &Eval::new(env))?;
+            assign(v, b.ty, column, env.float_digits)
+        }
+    }
+}
+
+fn is_default_keyword(e: &ast::Expr) -> bool {
+    matches!(e, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
+}
+
+/// Sends per-shard write batches in parallel; returns (applied, skipped-op indexes).
+async fn write_rows<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    ops: Vec<(usize, RowOp)>,
+) -> Result<u64, SqlError> {
+    let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
+    for (shard, op) in ops {
+        per_shard.entry(shard).or_default().push(op);
+    }
+    let constraint = table.pkey_name();
+    let futures = per_shard.into_iter().map(|(shard, ops)| {
+        cluster.write(
+            shard,
+            WriteRequest {
+                ops,
+                constraint: constraint.clone(),
+            },
+        )
+    });
+    let results = futures_util::future::join_all(futures).await;
+    let mut applied = 0;
+    for r in results {
+        applied += r?.applied;
+    }
+    Ok(applied)
+}
+
+fn shard_of_key<C: Cluster>(cluster: &C, key: &Bytes) -> usize {
+    let token = rowcodec::storage_key_token(key).expect("a row key has a token");
+    cluster.shard_of_token(token)
+}
+
+pub(crate) async fn run_insert<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+    insert: &ast::Insert,
+    params: &Params,
+) -> Result<StatementResult, SqlError> {
+    let catalog = cluster.catalog();
+    let positions = Positions::new(sql);
+    let param_types = &params.types;
+    let planner = Planner::new(session, sql, &positions, &catalog, param_types);
+    let ast::TableObject::TableName(name) = &insert.table else {
+        return Err(not_supported("INSERT INTO a table function"));
+    };
+    let table = planner.lookup_table(name)?;
+    if insert.partitioned.is_some() || !insert.after_columns.is_empty() {
+        return Err(not_supported("this INSERT form"));
+    }
+    let if_absent = match &insert.on {
+        None => false,
+        Some(ast::OnInsert::OnConflict(c)) => match &c.action {
+            ast::OnConflictAction::DoNothing => true,
+            ast::OnConflictAction::DoUpdate(_) => {
+                return Err(not_supported("ON CONFLICT DO UPDATE"))
+            }
+        },
+        Some(_) => return Err(not_supported("this ON clause")),
+    };
+    // Target columns.
+    let implicit_targets = insert.columns.is_empty();
+    let mut targets: Vec<usize> = if implicit_targets {
+        (0..table.columns.len()).collect()
+    } else {
+        let mut t = Vec::with_capacity(insert.columns.len());
+        for c in &insert.columns {
+            let n = plan::split_name(c)?.1;
+            let i = table.column_index(&n).ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_COLUMN,
+                    format!("column \"{n}\" of relation \"{}\" does not exist", table.name),
+                )
+                .at(positions.offset(c.span().start))
+            })?;
+            if t.contains(&i) {
+                return Err(SqlError::new(
+                    DUPLICATE_COLUMN,
+                    format!("column \"{n}\" specified more than once"),
+                ));
+            }
+            t.push(i);
+        }
+        t
+    };
+    let returning = bind_returning(&planner, &table, insert.returning.as_deref())?;
+    let env = env_with(session, params);
+    let digits = env.float_digits;
+    // Source rows, each value already assigned to its target column (None: DEFAULT).
+    let mut source_rows: Vec<Vec<Option<Datum>>> = Vec::new();
+    let source = insert.source.as_ref();
+    match source.map(|q| q.body.as_ref()) {
+        None if params.describe => return Ok(described(&returning)),
+        None => source_rows.push(vec![None; targets.len()]),
+        Some(ast::SetExpr::Values(values))
+            if source.is_some_and(|q| q.with.is_none() && q.order_by.is_none() && q.limit_clause.is_none()) =>
+        {
+            let binder = planner.binder(None);
+            let mut bound_rows = Vec::with_capacity(values.rows.len());
+            if implicit_targets {
+                // Without a column list, VALUES fills the leading columns.
+                let width = values.rows.first().map_or(0, |r| r.len());
+                if width <= targets.len() {
+                    targets.truncate(width);
+                }
+            }
+            for row in &values.rows {
+                if row.len() > targets.len() {
+                    return Err(SqlError::new(
+                        SYNTAX_ERROR,
+                        "INSERT has more expressions than target columns",
+                    )
+                    .at(row.get(targets.len()).and_then(|e| positions.offset(e.span().start))));
+                }
+                if row.len() < targets.len() {
+                    return Err(SqlError::new(
+                        SYNTAX_ERROR,
+                        "INSERT has more target columns than expressions",
+                    ));
+                }
+                let mut bound = Vec::with_capacity(row.len());
+                for (e, &t) in row.iter().zip(&targets) {
+                    if is_default_keyword(e) {
+                        bound.push(None);
+                        continue;
+                    }
+                    let b = binder.bind(e)?;
+                    let column = &table.columns[t];
+                    // An unknown literal or parameter takes the column's type directly.
+                    let b = if b.ty == SqlType::Unknown {
+                        binder.coerce(b, column.ty, column.typmod)?
+                    } else {
+                        b
+                    };
+                    bound.push(Some(b));
+                }
+                bound_rows.push(bound);
+            }
+            if params.describe {
+                return Ok(described(&returning));
+            }
+            let fetches = planner.fetches.borrow().clone();
+            let inputs = fetch_all(cluster, &fetches, &env).await?;
+            for bound in bound_rows {
+                let mut out = Vec::with_capacity(bound.len());
+                for (b, &t) in bound.iter().zip(&targets) {
+                    match b {
+                        None => out.push(None),
+                        Some(b) => {
+                            let cx = Eval {
+                                env: &env,
+                                row: &[],
+                                outer: None,
+                                inputs: Some(&inputs),
+                            };
+                            let v = eval(b, &cx)?;
+                            out.push(Some(assign(v, b.ty, &table.columns[t], digits).map_err(|e| e.at(b.pos))?));
+                        }
+                    }
+                }
+                source_rows.push(out);
+            }
+        }
+        Some(_) => {
+            let q = source.expect("a source");
+            let (plan, columns) = planner.plan_query(q, None)?;
+            if implicit_targets && columns.len() <= targets.len() {
+                targets.truncate(columns.len());
+            }
+            if columns.len() > targets.len() {
+                return Err(SqlError::new(
+                    SYNTAX_ERROR,
+                    "INSERT has more expressions than target columns",
+                ));
+            }
+            if params.describe {
+                return Ok(described(&returning));
+            }
+            let fetches = planner.fetches.borrow().clone();
+            let inputs = fetch_all(cluster, &fetches, &env).await?;
+            let rows = exec::run(&plan, &env, &inputs, None)?;
+            for row in rows {
+                let mut out = Vec::with_capacity(targets.len());
+                for (i, &t) in targets.iter().enumerate() {
+                    match row.get(i) {
+                        Some(v) => out.push(Some(assign(
+                            v.clone(),
+                            plan::sql_type_of(&columns[i]),
+                            &table.columns[t],
+                            digits,
+                        )?)),
+                        None => out.push(None),
+                    }
+                }
+                source_rows.push(out);
+            }
+        }
+    }
+    // Complete rows, constraints, keys.
+    let mut full_rows = Vec::with_capacity(source_rows.len());
+    let mut ops = Vec::with_capacity(source_rows.len());
+    for src in source_rows {
+        let mut row = vec![None; table.columns.len()];
+        for (v, &t) in src.into_iter().zip(&targets) {
+            row[t] = v;
+        }
+        let mut full = Vec::with_capacity(row.len());
+        for (i, v) in row.into_iter().enumerate() {
+            full.push(match v {
+                Some(v) => v,
+                None => default_value(session, &catalog, &table, &table.columns[i], &env)?,
+            });
+        }
+        check_row(session, &catalog, &table, &full, &env)?;
+        let key = rowcodec::row_key(table.id, &key_bytes_of(&table, &full)?);
+        let shard = shard_of_key(cluster, &key);
+        ops.push((
+            shard,
+            RowOp::Insert {
+                key,
+                value: rowcodec::encode_row(&full),
+                if_absent,
+            },
+        ));
+        full_rows.push(full);
+    }
+    let applied = write_rows(cluster, &table, ops).await?;
+    note_write(session);
+    let tag = format!("INSERT 0 {applied}");
+    finish_returning(returning, full_rows, &env, tag, if_absent && applied as usize != 0)
+}
+
+type Returning = Option<(Vec<Column>, Vec<Bound>)>;
+
+fn bind_returning(planner: &Planner, table: &Table, items: Option<&[ast::SelectItem]>) -> Result<Returning, SqlError> {
+    let Some(items) = items else { return Ok(None) };
+    let scope = Scope {
+        columns: table_scope(table, None),
+        parent: None,
+    };
+    let binder = planner.binder(Some(&scope));
+    let mut columns = Vec::new();
+    let mut exprs = Vec::new();
+    for item in items {
+        match item {
+            ast::SelectItem::Wildcard(_) => {
+                for (i, c) in table.columns.iter().enumerate() {
+                    columns.push(crate::column(c.name.clone(), c.ty, c.typmod));
+                    exprs.push(Bound::column(i, c.ty, c.typmod));
+                }
+            }
+            ast::SelectItem::UnnamedExpr(e) => {
+                let b = binder.bind(e)?;
+                let (name, strength) = expr::column_name(e);
+                let name = if strength == 0 { "?column?".to_string() } else { name };
+                columns.push(crate::column(name, b.ty, b.typmod));
+                exprs.push(b);
+            }
+            ast::SelectItem::ExprWithAlias { expr, alias } => {
+                let b = binder.bind(expr)?;
+                columns.push(crate::column(crate::alias_name(alias), b.ty, b.typmod));
+                exprs.push(b);
+            }
+            other => return Err(not_supported(format!("RETURNING {other}"))),
+        }
+    }
+    Ok(Some((columns, exprs)))
+}
+
+fn finish_returning(
+    returning: Returning,
+    rows: Vec<Row>,
+    env: &Env,
+    tag: String,
+    partial: bool,
+) -> Result<StatementResult, SqlError> {
+    let Some((columns, exprs)) = returning else {
+        return Ok(command(tag));
+    };
+    if partial {
+        // Which rows ON CONFLICT DO NOTHING skipped is known only per shard.
+        return Err(not_supported("RETURNING with ON CONFLICT DO NOTHING"));
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let cx = Eval {
+            env,
+            row,
+            outer: None,
+            inputs: None,
+        };
+        let mut r = Vec::with_capacity(exprs.len());
+        for e in &exprs {
+            r.push(types::output(&eval(e, &cx)?, env.float_digits));
+        }
+        out.push(r);
+    }
+    Ok(StatementResult::Rows {
+        columns,
+        rows: out,
+        tag,
+    })
+}
+
+fn note_write(session: &mut Session) {
+    if session.transaction == TransactionState::InBlock {
+        session.writes_in_block += 1;
+    }
+}
+
+/// Rows of `table` that `selection` picks, with their keys: the row-local part of the filter
+/// runs in the shards (or a point read), the rest (subqueries) on the coordinator.
+async fn select_for_change<C: Cluster>(
+    cluster: &C,
+    planner: &Planner<'_>,
+    table: &Arc<Table>,
+    qualifier: Option<String>,
+    selection: Option<&ast::Expr>,
+    env: &Env,
+    describe: bool,
+) -> Result<Option<(Vec<Row>, Vec<Bytes>, Inputs)>, SqlError> {
+    let scope = Scope {
+        columns: table_scope(table, qualifier),
+        parent: None,
+    };
+    let mut pushed = Vec::new();
+    let mut residual = Vec::new();
+    if let Some(w) = selection {
+        let binder = planner.binder(Some(&scope));
+        let b = binder.bind(w)?;
+        if b.ty != SqlType::Bool && b.ty != SqlType::Unknown {
+            return Err(SqlError::new(
+                DATATYPE_MISMATCH,
+                format!("argument of WHERE must be type boolean, not type {}", b.ty.sql_name()),
+            ));
+        }
+        let b = binder.coerce(b, SqlType::Bool, TYPMOD_NONE)?;
+        let mut conjuncts = Vec::new();
+        b.into_conjuncts(&mut conjuncts);
+        for c in conjuncts {
+            if c.is_row_local() {
+                pushed.push(c);
+            } else {
+                residual.push(c);
+            }
+        }
+    }
+    if describe {
+        return Ok(None);
+    }
+    let target = Fetch {
+        table: table.clone(),
+        filter: Bound::conjunction(pushed),
+    };
+    let scanned = fetch(cluster, &target, env, true).await?;
+    let fetches = planner.fetches.borrow().clone();
+    let inputs = fetch_all(cluster, &fetches, env).await?;
+    let residual = Bound::conjunction(residual);
+    let mut rows = Vec::new();
+    let mut keys = Vec::new();
+    for (row, key) in scanned.rows.into_iter().zip(scanned.keys) {
+        if let Some(r) = &residual {
+            let cx = Eval {
+                env,
+                row: &row,
+                outer: None,
+                inputs: Some(&inputs),
+            };
+            if eval(r, &cx)? != Datum::Bool(true) {
+                continue;
+            }
+        }
+        rows.push(row);
+        keys.push(key);
+    }
+    Ok(Some((rows, keys, inputs)))
+}
+
+pub(crate) async fn run_update<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+    update: &ast::Update,
+    params: &Params,
+) -> Result<StatementResult, SqlError> {
+    if update.from.is_some() || !update.table.joins.is_empty() || update.limit.is_some() || update.or.is_some() {
+        return Err(not_supported("UPDATE with FROM, joins, LIMIT or OR"));
+    }
+    let ast::TableFactor::Table { name, alias, .. } = &update.table.relation else {
+        return Err(not_supported("UPDATE of this relation"));
+    };
+    let catalog = cluster.catalog();
+    let positions = Positions::new(sql);
+    let param_types = &params.types;
+    let planner = Planner::new(session, sql, &positions, &catalog, param_types);
+    let table = planner.lookup_table(name)?;
+    let qualifier = alias.as_ref().map(|a| plan::ident(&a.name));
+    let env = env_with(session, params);
+    let scope = Scope {
+        columns: table_scope(&table, qualifier.clone()),
+        parent: None,
+    };
+    // SET targets and values, bound before any row is read.
+    let mut sets: Vec<(usize, Option<Bound>)> = Vec::new();
+    {
+        let binder = planner.binder(Some(&scope));
+        for a in &update.assignments {
+            let names: Vec<String> = match &a.target {
+                ast::AssignmentTarget::ColumnName(n) => vec![plan::split_name(n)?.1],
+                ast::AssignmentTarget::Tuple(_) => return Err(not_supported("SET (a, b) = ...")),
+            };
+            let n = &names[0];
+            let i = table.column_index(n).ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_COLUMN,
+                    format!("column \"{n}\" of relation \"{}\" does not exist", table.name),
+                )
+            })?;
+            if sets.iter().any(|(c, _)| *c == i) {
+                return Err(SqlError::new(
+                    "42601",
+                    format!("multiple assignments to same column \"{n}\""),
+                ));
+            }
+            if is_default_keyword(&a.value) {
+                sets.push((i, None));
+                continue;
+            }
+            let b = binder.bind(&a.value)?;
+            let column = &table.columns[i];
+            let b = if b.ty == SqlType::Unknown {
+                binder.coerce(b, column.ty, column.typmod)?
+            } else {
+                b
+            };
+            sets.push((i, Some(b)));
+        }
+    }
+    let returning = bind_returning(&planner, &table, update.returning.as_deref())?;
+    let Some((rows, keys, inputs)) = select_for_change(
+        cluster,
+        &planner,
+        &table,
+        qualifier,
+        update.selection.as_ref(),
+        &env,
+        params.describe,
+    )
+    .await?
+    else {
+        return Ok(described(&returning));
+    };
+    let digits = env.float_digits;
+    let mut ops = Vec::with_capacity(rows.len());
+    let mut new_rows = Vec::with_capacity(rows.len());
+    for (row, key) in rows.iter().zip(keys) {
+        let mut new_row = row.clone();
+        for (i, b) in &sets {
+            let column = &table.columns[*i];
+            new_row[*i] = match b {
+                None => default_value(session, &catalog, &table, column, &env)?,
+                Some(b) => {
+                    let cx = Eval {
+                        env: &env,
+                        row,
+                        outer: None,
+                        inputs: Some(&inputs),
+                    };
+                    assign(eval(b, &cx)?, b.ty, column, digits)?
+                }
+            };
+        }
+        check_row(session, &catalog, &table, &new_row, &env)?;
+        let value = rowcodec::encode_row(&new_row);
+        let pk_changed = table.primary_key.iter().any(|&p| {
+            expr::compare_nullable(&row[p], &new_row[p]) != std::cmp::Ordering::Equal
+        });
+        if pk_changed {
+            let new_key = rowcodec::row_key(table.id, &key_bytes_of(&table, &new_row)?);
+            ops.push((shard_of_key(cluster, &key), RowOp::Delete { key }));
+            ops.push((
+                shard_of_key(cluster, &new_key),
+                RowOp::Insert {
+                    key: new_key,
+                    value,
+                    if_absent: false,
+                },
+            ));
+        } else {
+            ops.push((shard_of_key(cluster, &key), RowOp::Put { key, value }));
+        }
+        new_rows.push(new_row);
+    }
+    let count = new_rows.len();
+    write_rows(cluster, &table, ops).await?;
+    note_write(session);
+    finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false)
+}
+
+pub(crate) async fn run_delete<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+    delete: &ast::Delete,
+    params: &Params,
+) -> Result<StatementResult, SqlError> {
+    if delete.using.is_some() || delete.limit.is_some() || !delete.order_by.is_empty() || !delete.tables.is_empty() {
+        return Err(not_supported("DELETE with USING, LIMIT or ORDER BY"));
+    }
+    let from = match &delete.from {
+        ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
+    };
+    let [twj] = from.as_slice() else {
+        return Err(not_supported("DELETE from several tables"));
+    };
+    let ast::TableFactor::Table { name, alias, .. } = &twj.relation else {
+        return Err(not_supported("DELETE from this relation"));
+    };
+    if !twj.joins.is_empty() {
+        return Err(not_supported("DELETE with joins"));
+    }
+    let catalog = cluster.catalog();
+    let positions = Positions::new(sql);
+    let param_types = &params.types;
+    let planner = Planner::new(session, sql, &positions, &catalog, param_types);
+    let table = planner.lookup_table(name)?;
+    let qualifier = alias.as_ref().map(|a| plan::ident(&a.name));
+    let env = env_with(session, params);
+    let returning = bind_returning(&planner, &table, delete.returning.as_deref())?;
+    let Some((rows, keys, _)) = select_for_change(
+        cluster,
+        &planner,
+        &table,
+        qualifier,
+        delete.selection.as_ref(),
+        &env,
+        params.describe,
+    )
+    .await?
+    else {
+        return Ok(described(&returning));
+    };
+    let ops = keys
+        .into_iter()
+        .map(|key| (shard_of_key(cluster, &key), RowOp::Delete { key }))
+        .collect();
+    let count = rows.len();
+    write_rows(cluster, &table, ops).await?;
+    note_write(session);
+    finish_returning(returning, rows, &env, format!("DELETE {count}"), false)
+}
+
+pub(crate) async fn run_truncate<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    names: &[ast::TruncateTableTarget],
+) -> Result<StatementResult, SqlError> {
+    let catalog = cluster.catalog();
+    let mut ids = Vec::with_capacity(names.len());
+    for t in names {
+        let (schema, name) = plan::split_name(&t.name)?;
+        let table = catalog
+            .table(session.database(), schema.as_deref(), &name)
+            .ok_or_else(|| {
+                SqlError::new(UNDEFINED_TABLE, format!("relation \"{name}\" does not exist"))
+            })?;
+        ids.push(table.id);
+    }
+    for id in ids {
+        let futures = (0..cluster.shard_count()).map(|s| cluster.truncate(s, id));
+        for r in futures_util::future::join_all(futures).await {
+            r?;
+        }
+    }
+    note_write(session);
+    Ok(command("TRUNCATE TABLE"))
+}
+
+pub(crate) async fn run_create_table<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    sql: &str,
+    ct: &ast::CreateTable,
+) -> Result<StatementResult, SqlError> {
+    if ct.query.is_some() {
+        return Err(not_supported("CREATE TABLE AS"));
+    }
+    if ct.temporary || ct.external || ct.like.is_some() || ct.clone.is_some() {
+        return Err(not_supported("TEMPORARY, EXTERNAL, LIKE and CLONE tables"));
+    }
+    let (schema, name) = plan::split_name(&ct.name)?;
+    let schema = plan::default_schema(schema);
+    if name.len() > crate::catalog::IDENTIFIER_BYTES_MAX {
+        return Err(SqlError::new(INVALID_NAME, format!("identifier \"{name}\" is too long")));
+    }
+    if ct.columns.len() > COLUMNS_MAX {
+        return Err(SqlError::new(
+            "54011",
+            format!("tables can have at most {COLUMNS_MAX} columns"),
+        ));
+    }
+    let catalog = cluster.catalog();
+    let mut columns: Vec<ColumnDef> = Vec::with_capacity(ct.columns.len());
+    let mut primary_key: Vec<usize> = Vec::new();
+    let mut checks: Vec<CheckDef> = Vec::new();
+    let multiple_pk = || {
+        SqlError::new(
+            INVALID_TABLE_DEFINITION,
+            format!("multiple primary keys for table \"{name}\" are not allowed"),
+        )
+    };
+    for (i, c) in ct.columns.iter().enumerate() {
+        let cname = plan::ident(&c.name);
+        if columns.iter().any(|x| x.name == cname) {
+            return Err(SqlError::new(
+                DUPLICATE_COLUMN,
+                format!("column \"{cname}\" specified more than once"),
+            ));
+        }
+        let (ty, typmod) = expr::resolve_type(&c.data_type)?;
+        if ty == SqlType::Unknown || ty == SqlType::RegType {
+            return Err(not_supported(format!("columns of type {}", ty.sql_name())));
+        }
+        let mut def = ColumnDef {
+            name: cname.clone(),
+            ty,
+            typmod,
+            not_null: false,
+            default: None,
+        };
+        for opt in &c.options {
+            match &opt.option {
+                ast::ColumnOption::Null => def.not_null = false,
+                ast::ColumnOption::NotNull => def.not_null = true,
+                ast::ColumnOption::Default(e) => {
+                    validate_default(session, sql, &catalog, e, &def)?;
+                    def.default = Some(e.to_string());
+                }
+                ast::ColumnOption::PrimaryKey(_) => {
+                    if !primary_key.is_empty() {
+                        return Err(multiple_pk());
+                    }
+                    primary_key.push(i);
+                    def.not_null = true;
+                }
+                ast::ColumnOption::Check(chk) => {
+                    let cname_check = opt
+                        .name
+                        .as_ref()
+                        .map(plan::ident)
+                        .unwrap_or_else(|| format!("{name}_{cname}_check"));
+                    checks.push(CheckDef {
+                        name: cname_check,
+                        expr: chk.expr.to_string(),
+                    });
+                }
+                other => {
+                    return Err(not_supported(format!("column option {other}")));
+                }
+            }
+        }
+        columns.push(def);
+    }
+    for c in &ct.constraints {
+        match c {
+            ast::TableConstraint::PrimaryKey(pk) => {
+                if !primary_key.is_empty() {
+                    return Err(multiple_pk());
+                }
+                for col in &pk.columns {
+                    let n = match &col.column.expr {
+                        ast::Expr::Identifier(id) => plan::ident(id),
+                        other => return Err(not_supported(format!("primary key expression {other}"))),
+                    };
+                    let i = columns.iter().position(|x| x.name == n).ok_or_else(|| {
+                        SqlError::new(
+                            UNDEFINED_COLUMN,
+                            format!("column \"{n}\" named in key does not exist"),
+                        )
+                    })?;
+                    if primary_key.contains(&i) {
+                        return Err(SqlError::new(
+                            DUPLICATE_COLUMN,
+                            format!("column \"{n}\" appears twice in primary key constraint"),
+                        ));
+                    }
+                    primary_key.push(i);
+                    columns[i].not_null = true;
+                }
+            }
+            ast::TableConstraint::Check(chk) => {
+                checks.push(CheckDef {
+                    name: chk
+                        .name
+                        .as_ref()
+                        .map(plan::ident)
+                        .unwrap_or_else(|| format!("{name}_check")),
+                    expr: chk.expr.to_string(),
+                });
+            }
+            other => return Err(not_supported(format!("table constraint {other}"))),
+        }
+    }
+    let table = Table {
+        id: 0,
+        name: name.clone(),
+        schema,
+        columns,
+        primary_key,
+        checks,
+    };
+    // CHECK expressions must bind over the table's columns and be boolean.
+    for chk in &table.checks {
+        let b = bind_table_expr(session, &catalog, &table, &chk.expr)?;
+        if b.ty != SqlType::Bool {
+            return Err(SqlError::new(
+                DATATYPE_MISMATCH,
+                format!("argument of CHECK must be type boolean, not type {}", b.ty.sql_name()),
+            ));
+        }
+    }
+    let outcome = cluster
+        .ddl(DdlChange::CreateTable {
+            database: session.database().to_string(),
+            table,
+            if_not_exists: ct.if_not_exists,
+        })
+        .await?;
+    Ok(StatementResult::Command {
+        tag: "CREATE TABLE".to_string(),
+        changed_parameters: Vec::new(),
+        notices: outcome.notices,
+    })
+}
+
+fn validate_default(
+    session: &Session,
+    sql: &str,
+    catalog: &crate::catalog::Catalog,
+    e: &ast::Expr,
+    column: &ColumnDef,
+) -> Result<(), SqlError> {
+    let positions = Positions::new(sql);
+    let params = RefCell::new(Vec::new());
+    let planner = Planner::new(session, sql, &positions, catalog, &params);
+    let b = Binder::with_scope(&planner.binder(None), None).bind(e).map_err(|err| {
+        if err.sqlstate == UNDEFINED_COLUMN {
+            SqlError::new(
+                "0A000",
+                "cannot use column reference in DEFAULT expression",
+            )
+        } else {
+            err
+        }
+    })?;
+    if matches!(b.kind, Kind::Subquery(_)) {
+        return Err(not_supported("subqueries in DEFAULT expressions"));
+    }
+    let ok = b.ty == column.ty
+        || b.ty == SqlType::Unknown
+        || (b.ty.numeric_rank().is_some() && column.ty.numeric_rank().is_some())
+        || column.ty.is_string();
+    if !ok {
+        return Err(SqlError::new(
+            DATATYPE_MISMATCH,
+            format!(
+                "column \"{}\" is of type {} but default expression is of type {}",
+                column.name,
+                column.ty.sql_name(),
+                b.ty.sql_name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_drop<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    object_type: ast::ObjectType,
+    if_exists: bool,
+    names: &[ast::ObjectName],
+    cascade: bool,
+) -> Result<StatementResult, SqlError> {
+    let database = session.database().to_string();
+    let (change, tag) = match object_type {
+        ast::ObjectType::Table => {
+            let mut tables = Vec::with_capacity(names.len());
+            for n in names {
+                let (schema, name) = plan::split_name(n)?;
+                tables.push((plan::default_schema(schema), name));
+            }
+            (
+                DdlChange::DropTables {
+                    database,
+                    tables,
+                    if_exists,
+                },
+                "DROP TABLE",
+            )
+        }
+        ast::ObjectType::Schema => {
+            let mut schemas = Vec::with_capacity(names.len());
+            for n in names {
+                schemas.push(plan::split_name(n)?.1);
+            }
+            (
+                DdlChange::DropSchema {
+                    database,
+                    names: schemas,
+                    if_exists,
+                    cascade,
+                },
+                "DROP SCHEMA",
+            )
+        }
+        ast::ObjectType::Database => {
+            let [n] = names else {
+                return Err(SqlError::new(SYNTAX_ERROR, "DROP DATABASE takes one name"));
+            };
+            let name = plan::split_name(n)?.1;
+            if name == session.database() {
+                return Err(SqlError::new(
+                    OBJECT_IN_USE,
+                    "cannot drop the currently open database",
+                ));
+            }
+            (DdlChange::DropDatabase { name, if_exists }, "DROP DATABASE")
+        }
+        other => return Err(not_supported(format!("DROP {other}"))),
+    };
+    let outcome = cluster.ddl(change).await?;
+    Ok(StatementResult::Command {
+        tag: tag.to_string(),
+        changed_parameters: Vec::new(),
+        notices: outcome.notices,
+    })
+}
+
+pub(crate) async fn run_ddl<C: Cluster>(
+    cluster: &C,
+    change: DdlChange,
+    tag: &str,
+) -> Result<StatementResult, SqlError> {
+    let outcome = cluster.ddl(change).await?;
+    Ok(StatementResult::Command {
+        tag: tag.to_string(),
+        changed_parameters: Vec::new(),
+        notices: outcome.notices,
+    })
+}
+
+/// BEGIN / COMMIT / ROLLBACK. Until cross-shard transactions land, each statement is applied
+/// (atomically on each shard) when it completes; ROLLBACK ends the block but cannot undo
+/// what ran in it, and says so with a WARNING.
+pub(crate) fn run_transaction_control(session: &mut Session, statement: &ast::Statement) -> Result<StatementResult, SqlError> {
+    use ast::Statement as S;
+    let mut notices = Vec::new();
+    let tag = match statement {
+        S::StartTransaction { .. } => {
+            if session.transaction != TransactionState::Idle {
+                notices.push("WARNING: there is already a transaction in progress".to_string());
+            } else {
+                session.transaction = TransactionState::InBlock;
+                session.writes_in_block = 0;
+            }
+            "BEGIN"
+        }
+        S::Commit { chain: false, .. } => {
+            let tag = match session.transaction {
+                TransactionState::Idle => {
+                    notices.push("WARNING: there is no transaction in progress".to_string());
+                    "COMMIT"
+                }
+                TransactionState::InBlock => "COMMIT",
+                TransactionState::Failed => "ROLLBACK",
+            };
+            session.transaction = TransactionState::Idle;
+            session.writes_in_block = 0;
+            tag
+        }
+        S::Rollback {
+            chain: false,
+            savepoint: None,
+        } => {
+            match session.transaction {
+                TransactionState::Idle => {
+                    notices.push("WARNING: there is no transaction in progress".to_string())
+                }
+                _ if session.writes_in_block > 0 => notices.push(format!(
+                    "WARNING: {} statement(s) of this transaction block were already applied; helios does not undo writes on ROLLBACK yet",
+                    session.writes_in_block
+                )),
+                _ => {}
+            }
+            session.transaction = TransactionState::Idle;
+            session.writes_in_block = 0;
+            "ROLLBACK"
+        }
+        _ => return Err(not_supported("savepoints and chained transactions")),
+    };
+    Ok(StatementResult::Command {
+        tag: tag.to_string(),
+        changed_parameters: Vec::new(),
+        notices,
+    })
+}
+
+fn not_supported(what: impl std::fmt::Display) -> SqlError {
+    SqlError::new(
+        FEATURE_NOT_SUPPORTED,
+        format!("{what} is not supported yet"),
+    )
+}

@@ -1,0 +1,115 @@
+//! An in-process cluster for tests: N real LSM trees on the fault-injecting in-memory file
+//! system, driven by the deterministic runtime. The shard side runs exactly the functions the
+//! server runs ([`scan_local`], [`write_local`], ...); only the mesh is replaced by calls.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use helios_engine::cache::BlockCache;
+use helios_engine::localrt::LocalRuntime;
+use helios_engine::lsm::{Lsm, LsmOptions};
+use helios_engine::memfs::MemFs;
+
+use crate::catalog::{Catalog, DdlChange, DdlOutcome};
+use crate::cluster::*;
+use crate::error::SqlError;
+
+type Tree = Lsm<MemFs, LocalRuntime>;
+
+pub(crate) struct LocalCluster {
+    rt: LocalRuntime,
+    shards: Vec<Rc<Tree>>,
+    catalog: RefCell<Arc<Catalog>>,
+}
+
+impl LocalCluster {
+    pub(crate) async fn open(rt: LocalRuntime, fs: MemFs, shard_count: usize) -> LocalCluster {
+        let mut shards = Vec::with_capacity(shard_count);
+        for s in 0..shard_count {
+            let cache = Rc::new(BlockCache::new(1 << 20));
+            let tree = Lsm::open(
+                fs.clone(),
+                rt.clone(),
+                PathBuf::from(format!("/shard-{s}")),
+                LsmOptions::default(),
+                cache,
+            )
+            .await
+            .expect("open shard tree");
+            shards.push(tree);
+        }
+        let catalog = load_catalog(&shards[0])
+            .await
+            .expect("catalog decodes")
+            .unwrap_or_default();
+        LocalCluster {
+            rt,
+            shards,
+            catalog: RefCell::new(Arc::new(catalog)),
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        for s in &self.shards {
+            s.close().await.expect("close");
+        }
+    }
+}
+
+impl Cluster for LocalCluster {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard_of_token(&self, token: u64) -> usize {
+        (token % self.shards.len() as u64) as usize
+    }
+
+    async fn ddl(&self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+        let mut next = (*self.catalog()).clone();
+        let outcome = next.apply(change)?;
+        let lsn = store_catalog(&self.shards[0], &next).await?;
+        self.shards[0]
+            .wal()
+            .sync_to(lsn)
+            .await
+            .map_err(crate::cluster::storage_error)?;
+        *self.catalog.borrow_mut() = Arc::new(next);
+        for &id in &outcome.dropped_tables {
+            for s in 0..self.shards.len() {
+                self.truncate(s, id).await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn scan(&self, shard: usize, req: ScanRequest) -> Result<ScanRows, SqlError> {
+        scan_local(&self.shards[shard], &self.rt, &req).await
+    }
+
+    async fn write(&self, shard: usize, req: WriteRequest) -> Result<WriteOutcome, SqlError> {
+        let outcome = write_local(&self.shards[shard], &req).await?;
+        self.shards[shard]
+            .wal()
+            .sync_to(outcome.lsn)
+            .await
+            .map_err(crate::cluster::storage_error)?;
+        Ok(outcome)
+    }
+
+    async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError> {
+        let lsn = delete_table_local(&self.shards[shard], &self.rt, table_id).await?;
+        self.shards[shard]
+            .wal()
+            .sync_to(lsn)
+            .await
+            .map_err(crate::cluster::storage_error)?;
+        Ok(())
+    }
+}
