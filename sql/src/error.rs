@@ -14,7 +14,7 @@ pub struct SqlError {
 }
 
 impl SqlError {
-    pub(crate) fn new(sqlstate: &'static str, message: impl Into<String>) -> SqlError {
+    pub fn new(sqlstate: &'static str, message: impl Into<String>) -> SqlError {
         SqlError {
             sqlstate,
             message: message.into(),

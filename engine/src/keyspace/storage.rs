@@ -101,11 +101,20 @@ pub fn decode_header(stored: &[u8]) -> Result<(Option<u64>, usize), String> {
 }
 
 /// The compaction filter of a keyspace tree: a value whose expiry has passed at `now_ms()` is
-/// dropped (made a tombstone) by compaction.
+/// dropped (made a tombstone) by compaction. Only Redis storage keys (first byte a database
+/// number) carry this header; the tree also holds other keyspaces (SQL rows from 0x80 on)
+/// whose values must never be read as one.
 pub fn expiry_filter(now_ms: impl Fn() -> u64 + 'static) -> ExpiryFilter {
-    std::rc::Rc::new(
-        move |_key: &[u8], stored: &[u8]| matches!(decode_header(stored), Ok((Some(at), _)) if now_ms() > at),
-    )
+    std::rc::Rc::new(move |key: &[u8], stored: &[u8]| {
+        is_redis_storage_key(key)
+            && matches!(decode_header(stored), Ok((Some(at), _)) if now_ms() > at)
+    })
+}
+
+/// Whether a tree key belongs to the Redis keyspace (its first byte is a database number);
+/// keys of the other keyspaces sharing the tree start at 0x80.
+pub fn is_redis_storage_key(skey: &[u8]) -> bool {
+    skey.first().is_some_and(|&db| (db as usize) < DB_COUNT)
 }
 
 #[cfg(test)]
@@ -128,6 +137,16 @@ mod tests {
         assert_eq!(parsed, keys);
         assert!(parse_storage_key(&[16, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
         assert!(parse_storage_key(&[0, 1]).is_none());
+    }
+
+    #[test]
+    fn expiry_filter_ignores_keys_of_other_keyspaces() {
+        let filter = expiry_filter(|| u64::MAX);
+        let (expired, _) = encode_string(b"v", Some(1));
+        assert!(filter(&storage_key(0, b"k"), &expired));
+        // A SQL row key (0x80 ...) whose value happens to look like an expiring header.
+        assert!(!filter(b"\x80\0\0\0\x01rowkey", &expired));
+        assert!(!filter(b"", &expired));
     }
 
     #[test]

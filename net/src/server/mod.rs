@@ -11,8 +11,10 @@ mod admin;
 mod conn;
 mod info;
 mod pg;
+mod pgbinary;
 mod reshard;
 mod shard;
+mod sqlcluster;
 pub(crate) mod store;
 
 use helios_shard::routing::{PartitionMap, RoutingError};

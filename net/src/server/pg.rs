@@ -5,33 +5,51 @@
 //! state machine on the shard's own socket ring, with no extra runtime or thread (see
 //! ARCHITECTURE.md, "PostgreSQL front end").
 //!
-//! Supported so far: protocol 3.0 start-up (SSLRequest and GSSENCRequest answered `N`),
-//! `trust` authentication, the ParameterStatus set clients expect, BackendKeyData, the simple
-//! query protocol (several statements per message), Terminate. Statements run in
-//! `helios_sql` (no tables yet). Extended-query messages get 0A000 and are discarded up to
-//! Sync, as after any error, so clients stay in step.
+//! Supported: protocol 3.0 start-up (SSLRequest and GSSENCRequest answered `N`), `trust`
+//! authentication, the ParameterStatus set clients expect, BackendKeyData, the simple query
+//! protocol (several statements per message), the extended query protocol (Parse, Bind,
+//! Describe, Execute with row limits and PortalSuspended, Close, Flush, Sync; named and unnamed
+//! statements and portals; text and binary parameters and results), Terminate. Statements run
+//! in `helios_sql` over the shards ([`ShardCluster`]).
+//!
+//! Replies are queued in `out` and written once the messages already received are handled
+//! (one `send` for a whole pipelined Parse/Bind/Execute/Sync sequence), or earlier when a
+//! large result fills `OUT_FLUSH_BYTES`.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, BytesMut};
 use helios_shard::ring::{Connection, ReadOutcome};
-use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
+use pgwire::messages::data::{
+    FieldDescription, NoData, ParameterDescription, RowDescription,
+};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
+    PortalSuspended,
+};
 use pgwire::messages::response::{
-    CommandComplete, EmptyQueryResponse, ErrorResponse, ReadyForQuery, SslResponse,
-    TransactionStatus,
+    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery,
+    SslResponse, TransactionStatus,
 };
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
 use pgwire::messages::{
     DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage,
 };
 
+use super::pgbinary;
 use super::shard::ShardState;
+use super::sqlcluster::ShardCluster;
 
-/// The only database a fresh server has (CREATE DATABASE comes with the SQL work).
-const DATABASE_POSTGRES: &str = "postgres";
-/// Text format code in RowDescription.
+/// Format codes in Bind and RowDescription.
 const FORMAT_TEXT: i16 = 0;
+const FORMAT_BINARY: i16 = 1;
+/// Queued replies past this size are written before the next row is encoded.
+const OUT_FLUSH_BYTES: usize = 256 << 10;
+/// Prepared statements and portals one connection may hold, each.
+const STATEMENTS_PER_CONNECTION_MAX: usize = 10_000;
+const PORTALS_PER_CONNECTION_MAX: usize = 10_000;
 
 /// Serves one PostgreSQL connection on `state`'s shard until the client leaves.
 pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
@@ -50,7 +68,10 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
         .fetch_add(1, Ordering::Relaxed);
     let state = state.clone();
     glommio::spawn_local(async move {
-        let mut conn = PgConn::new(backend_pid(state.id, id));
+        let cluster = ShardCluster {
+            state: state.clone(),
+        };
+        let mut conn = PgConn::new(backend_pid(state.id, id), cluster);
         if let Err(error) = conn.serve(&connection).await {
             tracing::debug!(shard = state.id, %error, "PostgreSQL connection ended");
         }
@@ -72,12 +93,32 @@ enum Phase {
     Ready,
 }
 
+/// A bound statement (Bind), with its result when it has run.
+struct Portal {
+    prepared: Rc<helios_sql::Prepared>,
+    params: Vec<Option<String>>,
+    /// Result format per column (already expanded from Bind's codes).
+    formats: Vec<i16>,
+    /// After the first Execute of a row-returning statement: the rows not sent yet.
+    pending: Option<PendingRows>,
+}
+
+struct PendingRows {
+    rows: std::vec::IntoIter<Vec<Option<String>>>,
+    columns: Vec<helios_sql::Column>,
+    tag: String,
+    sent: u64,
+}
+
 struct PgConn {
     pid: i32,
     secret: i32,
     phase: Phase,
     ctx: DecodeContext,
     session: Option<helios_sql::Session>,
+    cluster: ShardCluster,
+    statements: HashMap<String, Rc<helios_sql::Prepared>>,
+    portals: HashMap<String, Portal>,
     /// After an error in an extended-query sequence: skip messages until Sync.
     discard_until_sync: bool,
     out: BytesMut,
@@ -93,14 +134,24 @@ enum PgConnError {
     Write(#[from] std::io::Error),
 }
 
+/// An error for the client: SQLSTATE and message.
+type PgResult<T> = Result<T, helios_sql::SqlError>;
+
+fn protocol_violation(message: impl Into<String>) -> helios_sql::SqlError {
+    helios_sql::SqlError::new("08P01", message)
+}
+
 impl PgConn {
-    fn new(pid: i32) -> PgConn {
+    fn new(pid: i32, cluster: ShardCluster) -> PgConn {
         PgConn {
             pid,
             secret: rand_secret(pid),
             phase: Phase::Startup,
             ctx: DecodeContext::default(),
             session: None,
+            cluster,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
             discard_until_sync: false,
             out: BytesMut::new(),
         }
@@ -119,14 +170,15 @@ impl PgConn {
                         return Err(PgConnError::Protocol(error.to_string()));
                     }
                 };
-                let keep_going = self.handle(message);
-                if !self.out.is_empty() {
-                    connection.write_all(&self.out).await?;
-                    self.out.clear();
-                }
+                let keep_going = self.handle(message, connection).await?;
                 if !keep_going {
+                    connection.write_all(&self.out).await?;
                     return Ok(());
                 }
+            }
+            if !self.out.is_empty() {
+                connection.write_all(&self.out).await?;
+                self.out.clear();
             }
             if let ReadOutcome::Eof = connection.read(&mut buf).await {
                 return Err(PgConnError::Closed);
@@ -134,9 +186,22 @@ impl PgConn {
         }
     }
 
+    /// Writes the queued replies if they have grown large (a big result streams out).
+    async fn flush_if_large(&mut self, connection: &Connection) -> Result<(), PgConnError> {
+        if self.out.len() >= OUT_FLUSH_BYTES {
+            connection.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
     /// Handles one message, queueing the replies in `out`; false ends the connection.
-    fn handle(&mut self, message: PgWireFrontendMessage) -> bool {
-        match (&self.phase, message) {
+    async fn handle(
+        &mut self,
+        message: PgWireFrontendMessage,
+        connection: &Connection,
+    ) -> Result<bool, PgConnError> {
+        let message = match (&self.phase, message) {
             (Phase::Startup, PgWireFrontendMessage::SslNegotiation(negotiation)) => {
                 match negotiation {
                     SslNegotiationMetaMessage::PostgresSsl(_) => {
@@ -151,41 +216,285 @@ impl PgConn {
                 }
                 // Whatever was negotiated, a StartupMessage or CancelRequest comes next.
                 self.ctx.awaiting_frontend_ssl = false;
-                true
+                return Ok(true);
             }
             (Phase::Startup, PgWireFrontendMessage::CancelRequest(_)) => {
-                // Nothing runs long enough to cancel yet; PostgreSQL closes without a reply.
-                false
+                // Cancellation is not served yet; PostgreSQL closes without a reply.
+                return Ok(false);
             }
-            (Phase::Startup, PgWireFrontendMessage::Startup(startup)) => self.start(startup),
-            (Phase::Ready, PgWireFrontendMessage::Query(query)) => {
+            (Phase::Startup, PgWireFrontendMessage::Startup(startup)) => {
+                return Ok(self.start(startup))
+            }
+            (Phase::Startup, _) => {
+                self.fatal("08P01", "expected a startup message");
+                return Ok(false);
+            }
+            (Phase::Ready, message) => message,
+        };
+        match message {
+            PgWireFrontendMessage::Query(query) => {
                 self.discard_until_sync = false;
-                self.simple_query(&query.query);
+                // A simple query ends the unnamed statement and portal.
+                self.statements.remove("");
+                self.portals.remove("");
+                self.simple_query(&query.query, connection).await?;
                 self.ready();
-                true
             }
-            (Phase::Ready, PgWireFrontendMessage::Terminate(_)) => false,
-            (Phase::Ready, PgWireFrontendMessage::Sync(_)) => {
+            PgWireFrontendMessage::Terminate(_) => return Ok(false),
+            PgWireFrontendMessage::Sync(_) => {
                 self.discard_until_sync = false;
                 self.ready();
-                true
             }
-            (Phase::Ready, PgWireFrontendMessage::Flush(_)) => true,
-            (Phase::Ready, message) if message.is_extended_query() => {
-                if !self.discard_until_sync {
-                    self.error(
-                        "0A000",
-                        "the extended query protocol is not supported yet; use the simple query protocol",
-                    );
+            PgWireFrontendMessage::Flush(_) => {}
+            message if message.is_extended_query() => {
+                if self.discard_until_sync {
+                    return Ok(true);
+                }
+                if let Err(error) = self.extended(message, connection).await? {
+                    self.sql_error(&error);
                     self.discard_until_sync = true;
                 }
-                true
             }
-            (_, _) => {
+            PgWireFrontendMessage::CopyData(_)
+            | PgWireFrontendMessage::CopyDone(_)
+            | PgWireFrontendMessage::CopyFail(_) => {
+                // No COPY is in progress: PostgreSQL ignores these.
+            }
+            _ => {
                 self.error("08P01", "unexpected message for the connection's state");
-                false
+                return Ok(false);
             }
         }
+        Ok(true)
+    }
+
+    /// One extended-query message; an Err is sent as ErrorResponse and discards up to Sync.
+    async fn extended(
+        &mut self,
+        message: PgWireFrontendMessage,
+        connection: &Connection,
+    ) -> Result<PgResult<()>, PgConnError> {
+        Ok(match message {
+            PgWireFrontendMessage::Parse(parse) => self.parse(parse),
+            PgWireFrontendMessage::Bind(bind) => self.bind(bind),
+            PgWireFrontendMessage::Describe(describe) => self.describe(describe),
+            PgWireFrontendMessage::Execute(execute) => self.execute(execute, connection).await?,
+            PgWireFrontendMessage::Close(close) => {
+                self.close(close);
+                Ok(())
+            }
+            _ => Err(protocol_violation("unexpected extended-query message")),
+        })
+    }
+
+    fn parse(&mut self, parse: Parse) -> PgResult<()> {
+        let name = parse.name.unwrap_or_default();
+        if !name.is_empty() && self.statements.contains_key(&name) {
+            return Err(helios_sql::SqlError::new(
+                "42P05",
+                format!("prepared statement \"{name}\" already exists"),
+            ));
+        }
+        if self.statements.len() >= STATEMENTS_PER_CONNECTION_MAX {
+            return Err(helios_sql::SqlError::new(
+                "54000",
+                format!("more than {STATEMENTS_PER_CONNECTION_MAX} prepared statements"),
+            ));
+        }
+        let session = self.session.as_ref().expect("a session once ready");
+        let prepared = helios_sql::prepare(session, &self.cluster, &parse.query, &parse.type_oids)?;
+        self.statements.insert(name, Rc::new(prepared));
+        self.send(PgWireBackendMessage::ParseComplete(ParseComplete::new()));
+        Ok(())
+    }
+
+    fn bind(&mut self, bind: Bind) -> PgResult<()> {
+        let statement_name = bind.statement_name.unwrap_or_default();
+        let prepared = self.statements.get(&statement_name).cloned().ok_or_else(|| {
+            helios_sql::SqlError::new(
+                "26000",
+                format!("prepared statement \"{statement_name}\" does not exist"),
+            )
+        })?;
+        let portal_name = bind.portal_name.unwrap_or_default();
+        if !portal_name.is_empty() && self.portals.contains_key(&portal_name) {
+            return Err(helios_sql::SqlError::new(
+                "42P03",
+                format!("cursor \"{portal_name}\" already exists"),
+            ));
+        }
+        if self.portals.len() >= PORTALS_PER_CONNECTION_MAX {
+            return Err(helios_sql::SqlError::new(
+                "54000",
+                format!("more than {PORTALS_PER_CONNECTION_MAX} portals"),
+            ));
+        }
+        let count = prepared.param_types.len();
+        if bind.parameters.len() != count {
+            return Err(protocol_violation(format!(
+                "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires {count}",
+                bind.parameters.len()
+            )));
+        }
+        let param_formats = expand_formats(&bind.parameter_format_codes, count, "parameter")?;
+        let mut params = Vec::with_capacity(count);
+        for (i, value) in bind.parameters.iter().enumerate() {
+            params.push(match value {
+                None => None,
+                Some(bytes) => Some(param_text(prepared.param_types[i], param_formats[i], bytes, i)?),
+            });
+        }
+        let columns = prepared.columns.as_deref().unwrap_or(&[]);
+        let formats = expand_formats(&bind.result_column_format_codes, columns.len(), "result")?;
+        for (column, &format) in columns.iter().zip(&formats) {
+            if format == FORMAT_BINARY && !pgbinary::has_binary(column.type_oid) {
+                return Err(helios_sql::SqlError::new(
+                    "42883",
+                    format!(
+                        "no binary output function available for type with OID {}",
+                        column.type_oid
+                    ),
+                ));
+            }
+        }
+        self.portals.insert(
+            portal_name,
+            Portal {
+                prepared,
+                params,
+                formats,
+                pending: None,
+            },
+        );
+        self.send(PgWireBackendMessage::BindComplete(BindComplete::new()));
+        Ok(())
+    }
+
+    fn describe(&mut self, describe: Describe) -> PgResult<()> {
+        let name = describe.name.unwrap_or_default();
+        match describe.target_type {
+            b'S' => {
+                let prepared = self.statements.get(&name).cloned().ok_or_else(|| {
+                    helios_sql::SqlError::new(
+                        "26000",
+                        format!("prepared statement \"{name}\" does not exist"),
+                    )
+                })?;
+                self.send(PgWireBackendMessage::ParameterDescription(
+                    ParameterDescription::new(prepared.param_types.clone()),
+                ));
+                match &prepared.columns {
+                    Some(columns) => {
+                        let formats = vec![FORMAT_TEXT; columns.len()];
+                        self.row_description(columns, &formats);
+                    }
+                    None => self.send(PgWireBackendMessage::NoData(NoData::new())),
+                }
+            }
+            b'P' => {
+                let portal = self.portals.get(&name).ok_or_else(|| {
+                    helios_sql::SqlError::new("34000", format!("portal \"{name}\" does not exist"))
+                })?;
+                match &portal.prepared.columns {
+                    Some(columns) => {
+                        let (columns, formats) = (columns.clone(), portal.formats.clone());
+                        self.row_description(&columns, &formats);
+                    }
+                    None => self.send(PgWireBackendMessage::NoData(NoData::new())),
+                }
+            }
+            other => {
+                return Err(protocol_violation(format!(
+                    "invalid DESCRIBE message subtype {other}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    async fn execute(
+        &mut self,
+        execute: Execute,
+        connection: &Connection,
+    ) -> Result<PgResult<()>, PgConnError> {
+        let name = execute.name.unwrap_or_default();
+        let Some(mut portal) = self.portals.remove(&name) else {
+            return Ok(Err(helios_sql::SqlError::new(
+                "34000",
+                format!("portal \"{name}\" does not exist"),
+            )));
+        };
+        if portal.pending.is_none() {
+            let session = self.session.as_mut().expect("a session once ready");
+            let result = helios_sql::execute_prepared(
+                session,
+                &self.cluster,
+                &portal.prepared,
+                &portal.params,
+            )
+            .await;
+            match result {
+                Err(error) => return Ok(Err(error)),
+                Ok(helios_sql::StatementResult::Rows { columns, rows, tag }) => {
+                    portal.pending = Some(PendingRows {
+                        rows: rows.into_iter(),
+                        columns,
+                        tag,
+                        sent: 0,
+                    });
+                }
+                Ok(other) => {
+                    self.statement_done(other);
+                    // A finished portal stays (empty) until closed or the transaction ends.
+                    self.portals.insert(name, portal);
+                    return Ok(Ok(()));
+                }
+            }
+        }
+        let limit = if execute.max_rows > 0 {
+            execute.max_rows as u64
+        } else {
+            u64::MAX
+        };
+        let pending = portal.pending.as_mut().expect("rows pending");
+        let mut sent_now = 0u64;
+        while sent_now < limit {
+            let Some(row) = pending.rows.next() else {
+                break;
+            };
+            if let Err(error) = encode_row(&mut self.out, &row, &pending.columns, &portal.formats) {
+                return Ok(Err(error));
+            }
+            sent_now += 1;
+            self.flush_if_large(connection).await?;
+        }
+        pending.sent += sent_now;
+        if pending.rows.len() > 0 {
+            self.send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()));
+        } else {
+            // "SELECT n" counts every row the portal returned, across Executes.
+            let tag = if pending.tag.starts_with("SELECT") {
+                format!("SELECT {}", pending.sent)
+            } else {
+                pending.tag.clone()
+            };
+            self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(tag)));
+        }
+        self.portals.insert(name, portal);
+        Ok(Ok(()))
+    }
+
+    fn close(&mut self, close: Close) {
+        let name = close.name.unwrap_or_default();
+        match close.target_type {
+            b'S' => {
+                self.statements.remove(&name);
+            }
+            _ => {
+                self.portals.remove(&name);
+            }
+        }
+        self.send(PgWireBackendMessage::CloseComplete(CloseComplete::new()));
     }
 
     fn start(&mut self, startup: pgwire::messages::startup::Startup) -> bool {
@@ -211,7 +520,10 @@ impl PgConn {
             .get("database")
             .cloned()
             .unwrap_or_else(|| user.clone());
-        if database != DATABASE_POSTGRES {
+        if helios_sql::Cluster::catalog(&self.cluster)
+            .database(&database)
+            .is_none()
+        {
             self.fatal("3D000", &format!("database \"{database}\" does not exist"));
             return false;
         }
@@ -248,50 +560,71 @@ impl PgConn {
         true
     }
 
-    fn simple_query(&mut self, sql: &str) {
+    async fn simple_query(&mut self, sql: &str, connection: &Connection) -> Result<(), PgConnError> {
         let session = self.session.as_mut().expect("a session once ready");
-        let results = helios_sql::execute_simple(session, sql);
+        let results = helios_sql::execute_simple(session, &self.cluster, sql).await;
         for result in results {
             match result {
                 Ok(helios_sql::StatementResult::Rows { columns, rows, tag }) => {
-                    self.row_description(&columns);
+                    let formats = vec![FORMAT_TEXT; columns.len()];
+                    self.row_description(&columns, &formats);
                     for row in &rows {
-                        self.data_row(row);
+                        // Text output cannot fail.
+                        let _ = encode_row(&mut self.out, row, &columns, &formats);
+                        self.flush_if_large(connection).await?;
                     }
                     self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
                         tag,
                     )));
                 }
-                Ok(helios_sql::StatementResult::Command {
-                    tag,
-                    changed_parameters,
-                }) => {
-                    for (name, value) in changed_parameters {
-                        self.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                            name, value,
-                        )));
-                    }
-                    self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-                        tag,
-                    )));
-                }
-                Ok(helios_sql::StatementResult::Empty) => {
-                    self.send(PgWireBackendMessage::EmptyQueryResponse(
-                        EmptyQueryResponse::new(),
-                    ));
-                }
+                Ok(other) => self.statement_done(other),
                 Err(error) => {
                     self.sql_error(&error);
                     break;
                 }
             }
         }
+        Ok(())
     }
 
-    fn row_description(&mut self, columns: &[helios_sql::Column]) {
+    /// The replies of a statement that returned no rows.
+    fn statement_done(&mut self, result: helios_sql::StatementResult) {
+        match result {
+            helios_sql::StatementResult::Command {
+                tag,
+                changed_parameters,
+                notices,
+            } => {
+                for notice in notices {
+                    self.notice(&notice);
+                }
+                for (name, value) in changed_parameters {
+                    self.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                        name, value,
+                    )));
+                }
+                self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                    tag,
+                )));
+            }
+            helios_sql::StatementResult::Empty => {
+                self.send(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ));
+            }
+            helios_sql::StatementResult::Rows { tag, .. } => {
+                self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                    tag,
+                )));
+            }
+        }
+    }
+
+    fn row_description(&mut self, columns: &[helios_sql::Column], formats: &[i16]) {
         let fields = columns
             .iter()
-            .map(|c| {
+            .zip(formats)
+            .map(|(c, &format)| {
                 FieldDescription::new(
                     c.name.clone(),
                     0,
@@ -299,7 +632,7 @@ impl PgConn {
                     c.type_oid,
                     c.type_size,
                     c.type_modifier,
-                    FORMAT_TEXT,
+                    format,
                 )
             })
             .collect();
@@ -308,26 +641,30 @@ impl PgConn {
         )));
     }
 
-    fn data_row(&mut self, row: &[Option<String>]) {
-        let mut data = BytesMut::new();
-        for value in row {
-            match value {
-                Some(text) => {
-                    data.put_i32(text.len() as i32);
-                    data.put_slice(text.as_bytes());
-                }
-                None => data.put_i32(-1),
-            }
-        }
-        self.send(PgWireBackendMessage::DataRow(DataRow::new(
-            data,
-            row.len() as i16,
+    fn ready(&mut self) {
+        let status = match self.session.as_ref().map(|s| s.transaction_state()) {
+            Some(helios_sql::TransactionState::InBlock) => TransactionStatus::Transaction,
+            Some(helios_sql::TransactionState::Failed) => TransactionStatus::Error,
+            _ => TransactionStatus::Idle,
+        };
+        self.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+            status,
         )));
     }
 
-    fn ready(&mut self) {
-        self.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
-            TransactionStatus::Idle,
+    fn notice(&mut self, text: &str) {
+        let (severity, message) = match text.strip_prefix("WARNING: ") {
+            Some(message) => ("WARNING", message),
+            None => ("NOTICE", text),
+        };
+        let code = if severity == "WARNING" { "01000" } else { "00000" };
+        self.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::new(
+            vec![
+                (b'S', severity.to_string()),
+                (b'V', severity.to_string()),
+                (b'C', code.to_string()),
+                (b'M', message.to_string()),
+            ],
         )));
     }
 
@@ -373,6 +710,77 @@ impl PgConn {
             tracing::error!(%error, "encoding a PostgreSQL message failed");
         }
     }
+}
+
+/// Bind's format codes for `count` values: none (all text), one (for all), or one each.
+fn expand_formats(codes: &[i16], count: usize, what: &str) -> PgResult<Vec<i16>> {
+    let formats = match codes {
+        [] => vec![FORMAT_TEXT; count],
+        [one] => vec![*one; count],
+        many if many.len() == count => many.to_vec(),
+        many => {
+            return Err(protocol_violation(format!(
+                "bind message has {} {what} formats but {count} {what}s",
+                many.len()
+            )))
+        }
+    };
+    if let Some(bad) = formats.iter().find(|&&f| f != FORMAT_TEXT && f != FORMAT_BINARY) {
+        return Err(protocol_violation(format!("unsupported format code: {bad}")));
+    }
+    Ok(formats)
+}
+
+/// A Bind parameter as the text `helios_sql` takes.
+fn param_text(oid: u32, format: i16, bytes: &[u8], index: usize) -> PgResult<String> {
+    if format == FORMAT_BINARY {
+        return pgbinary::binary_to_text(oid, bytes).map_err(|e| {
+            let code = match e {
+                pgbinary::BinaryError::Malformed => "22P03",
+                _ => "42883",
+            };
+            helios_sql::SqlError::new(code, format!("{e} ${}", index + 1))
+        });
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        helios_sql::SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\"")
+    })
+}
+
+/// Appends one DataRow, each value in its column's format.
+fn encode_row(
+    out: &mut BytesMut,
+    row: &[Option<String>],
+    columns: &[helios_sql::Column],
+    formats: &[i16],
+) -> PgResult<()> {
+    let start = out.len();
+    out.put_u8(b'D');
+    out.put_i32(0); // length, patched below
+    out.put_i16(row.len() as i16);
+    let mut binary = Vec::new();
+    for (i, value) in row.iter().enumerate() {
+        let Some(text) = value else {
+            out.put_i32(-1);
+            continue;
+        };
+        if formats.get(i) == Some(&FORMAT_BINARY) {
+            binary.clear();
+            let oid = columns.get(i).map_or(pgbinary::OID_TEXT, |c| c.type_oid);
+            if let Err(e) = pgbinary::text_to_binary(oid, text, &mut binary) {
+                out.truncate(start);
+                return Err(helios_sql::SqlError::new("42883", e.to_string()));
+            }
+            out.put_i32(binary.len() as i32);
+            out.put_slice(&binary);
+        } else {
+            out.put_i32(text.len() as i32);
+            out.put_slice(text.as_bytes());
+        }
+    }
+    let length = (out.len() - start - 1) as i32;
+    out[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
+    Ok(())
 }
 
 /// A cancel key: not a secret against a local attacker yet (cancellation is not served), but

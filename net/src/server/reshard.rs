@@ -173,13 +173,23 @@ async fn stage(data_dir: &Path, staging: &Path, from: usize, to: usize) -> Resul
         let mut seen = 0usize;
         while iter.valid() {
             let (skey, stored) = (iter.key(), iter.value());
-            let (_, token, _) = storage::parse_storage_key(skey).ok_or_else(|| {
-                format!("{}: malformed storage key {skey:?}", lsm.dir().display())
-            })?;
-            let (expire_at_ms, _) = storage::decode_header(stored)
-                .map_err(|reason| format!("{}: entry {skey:?}: {reason}", lsm.dir().display()))?;
-            if !matches!(expire_at_ms, Some(at) if now_ms > at) {
-                let target = &mut targets[map.shard_of_token(token)];
+            let (target, expired) = if storage::is_redis_storage_key(skey) {
+                let (_, token, _) = storage::parse_storage_key(skey).ok_or_else(|| {
+                    format!("{}: malformed storage key {skey:?}", lsm.dir().display())
+                })?;
+                let (expire_at_ms, _) = storage::decode_header(stored).map_err(|reason| {
+                    format!("{}: entry {skey:?}: {reason}", lsm.dir().display())
+                })?;
+                let expired = matches!(expire_at_ms, Some(at) if now_ms > at);
+                (map.shard_of_token(token), expired)
+            } else {
+                // SQL rows route by their token; the catalog stays on shard 0.
+                let target = helios_sql::storage_key_token(skey)
+                    .map_or(0, |token| map.shard_of_token(token));
+                (target, false)
+            };
+            if !expired {
+                let target = &mut targets[target];
                 target.batch.put(skey.clone(), stored.clone());
                 moved += 1;
                 if target.batch.approx_bytes() >= BATCH_BYTES {

@@ -77,6 +77,16 @@ pub enum ShardReq {
     Stats,
     ClientList,
     SetDurability(Durability),
+    /// SQL: run a scan fragment over this shard's rows.
+    SqlScan(Box<helios_sql::ScanRequest>),
+    /// SQL: apply a write fragment as one batch; answered once durable.
+    SqlWrite(Box<helios_sql::WriteRequest>),
+    /// SQL: delete every row of a table on this shard.
+    SqlTruncate(u32),
+    /// SQL, to shard 0: apply a catalog change (see `sqlcluster`).
+    SqlDdl(helios_sql::DdlChange),
+    /// SQL, from shard 0: install this catalog.
+    SqlCatalog(Arc<helios_sql::Catalog>),
 }
 
 pub enum ShardResp {
@@ -88,6 +98,10 @@ pub enum ShardResp {
     Stats(Box<ShardStats>),
     ClientList(String),
     Error(String),
+    SqlRows(Box<helios_sql::ScanRows>),
+    SqlWritten(helios_sql::WriteOutcome),
+    SqlDdl(helios_sql::DdlOutcome),
+    SqlError(Box<helios_sql::SqlError>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -143,6 +157,12 @@ pub struct ShardState {
     pub append_failed: Cell<bool>,
     /// Shard 0's ring accepting PostgreSQL connections.
     pub pg_ring: RefCell<Option<Rc<SocketRing>>>,
+    /// The SQL catalog this shard plans with (shard 0 publishes every version).
+    pub catalog: RefCell<Arc<helios_sql::Catalog>>,
+    /// One SQL write fragment at a time on this shard (see `sqlcluster::write`).
+    pub sql_writes: glommio::sync::Semaphore,
+    /// Shard 0: one catalog change at a time.
+    pub ddl_lock: glommio::sync::Semaphore,
 }
 
 impl ShardState {
@@ -472,6 +492,30 @@ impl ShardState {
                 self.durability.set(durability);
                 ShardResp::Done
             }
+            ShardReq::SqlScan(req) => sql_reply(
+                sqlcluster::scan(&self, *req)
+                    .await
+                    .map(|rows| ShardResp::SqlRows(Box::new(rows))),
+            ),
+            ShardReq::SqlWrite(req) => sql_reply(
+                sqlcluster::write(&self, *req)
+                    .await
+                    .map(ShardResp::SqlWritten),
+            ),
+            ShardReq::SqlTruncate(table_id) => sql_reply(
+                sqlcluster::truncate(&self, table_id)
+                    .await
+                    .map(|()| ShardResp::Done),
+            ),
+            ShardReq::SqlDdl(change) => sql_reply(
+                sqlcluster::apply_ddl(&self, change)
+                    .await
+                    .map(ShardResp::SqlDdl),
+            ),
+            ShardReq::SqlCatalog(catalog) => {
+                sqlcluster::install_catalog(&self, catalog);
+                ShardResp::Done
+            }
         }
     }
 
@@ -528,6 +572,10 @@ impl ShardState {
     }
 }
 
+fn sql_reply(result: Result<ShardResp, helios_sql::SqlError>) -> ShardResp {
+    result.unwrap_or_else(|error| ShardResp::SqlError(Box::new(error)))
+}
+
 /// Whether a command may read the values of its keys (else only the key index: existence,
 /// type, expiry). Commands not listed are assumed to read them.
 fn reads_values(cmd: &Command) -> bool {
@@ -572,7 +620,7 @@ pub struct PutEntry {
     pub only_if_absent: bool,
 }
 
-use super::admin;
+use super::{admin, sqlcluster};
 
 /// A shard's whole life.
 pub async fn shard_main(
@@ -603,7 +651,13 @@ pub async fn shard_main(
     glommio::spawn_local(active_expiry(state.clone())).detach();
     glommio::spawn_local(background_sync(state.clone())).detach();
     glommio::spawn_local(prepare_wal_segments(state.clone())).detach();
-    if id == 0 {
+    if id == sqlcluster::CATALOG_SHARD {
+        // Every shard has the persisted catalog before the first client is accepted.
+        let catalog = state.catalog.borrow().clone();
+        if let Err(error) = sqlcluster::publish_catalog(&state, catalog).await {
+            tracing::error!(%error, "publishing the SQL catalog failed");
+        }
+
         state.ring.listen(listener_fd);
         glommio::spawn_local(accept_loop(state.clone())).detach();
         match SocketRing::new() {
@@ -640,6 +694,15 @@ async fn open_shard(
     let (lsm, ks) = store::open_store(&shard_dir, StoreBudget::from_cache_bytes(per_shard))
         .await
         .map_err(|error| format!("shard {id}: {error}"))?;
+    let catalog = if id == sqlcluster::CATALOG_SHARD {
+        helios_sql::load_catalog(&lsm)
+            .await
+            .map_err(|error| format!("shard {id}: reading the SQL catalog: {error}"))?
+            .unwrap_or_default()
+    } else {
+        // Replaced by shard 0's before any client is served.
+        helios_sql::Catalog::default()
+    };
     Ok(Rc::new(ShardState {
         id,
         shared: shared.clone(),
@@ -657,6 +720,9 @@ async fn open_shard(
         lock_waiters: RefCell::new(Vec::new()),
         append_failed: Cell::new(false),
         pg_ring: RefCell::new(None),
+        catalog: RefCell::new(Arc::new(catalog)),
+        sql_writes: glommio::sync::Semaphore::new(1),
+        ddl_lock: glommio::sync::Semaphore::new(1),
     }))
 }
 

@@ -123,7 +123,9 @@ async fn rebuild_index(lsm: &ShardLsm, ks: &mut Keyspace) -> Result<(), String> 
     let fail = |error: helios_engine::lsm::LsmError| format!("reading the store: {error}");
     iter.seek_to_first().await.map_err(fail)?;
     let mut seen = 0usize;
-    while iter.valid() {
+    // Redis storage keys sort first (a database number); SQL rows and the catalog (0x80 on)
+    // follow and are not part of the key index.
+    while iter.valid() && storage::is_redis_storage_key(iter.key()) {
         ks.insert_stored(iter.key(), iter.value(), now_ms)
             .map_err(|reason| format!("store entry {:?}: {reason}", iter.key()))?;
         seen += 1;

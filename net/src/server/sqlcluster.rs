@@ -1,0 +1,209 @@
+//! The SQL layer's view of the shards: [`ShardCluster`] implements `helios_sql::Cluster` over
+//! the shard mesh. A fragment for the coordinator's own shard runs inline; one for another
+//! shard travels as a [`ShardReq`] and runs there over that shard's LSM tree.
+//!
+//! The catalog: shard 0 owns it. A DDL statement is sent to shard 0, which applies it to the
+//! current catalog under its DDL lock, writes the new version to its tree and syncs it, then
+//! installs it on every shard before answering; so once a client sees DDL complete, every
+//! shard plans with the new catalog. Each shard keeps its own `Arc<Catalog>` and a statement
+//! takes it once, so a concurrent DDL never changes the catalog under a running statement.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use helios_shard::glommio_rt::GlommioRuntime;
+use helios_sql::{
+    Catalog, Cluster, DdlChange, DdlOutcome, ScanRequest, ScanRows, SqlError, WriteOutcome,
+    WriteRequest,
+};
+
+use super::shard::{ShardReq, ShardResp, ShardState};
+
+/// The shard that owns the catalog.
+pub const CATALOG_SHARD: usize = 0;
+/// SQLSTATE of a storage failure (`io_error`).
+const IO_ERROR: &str = "58030";
+
+/// The cluster as seen from one coordinator shard.
+pub struct ShardCluster {
+    pub state: Rc<ShardState>,
+}
+
+impl Cluster for ShardCluster {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.state.catalog.borrow().clone()
+    }
+
+    fn shard_count(&self) -> usize {
+        self.state.shared.map.shard_count()
+    }
+
+    fn shard_of_token(&self, token: u64) -> usize {
+        self.state.shared.map.shard_of_token(token)
+    }
+
+    async fn ddl(&self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+        if self.state.id == CATALOG_SHARD {
+            return apply_ddl(&self.state, change).await;
+        }
+        match self.call(CATALOG_SHARD, ShardReq::SqlDdl(change)).await? {
+            ShardResp::SqlDdl(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn scan(&self, shard: usize, req: ScanRequest) -> Result<ScanRows, SqlError> {
+        if shard == self.state.id {
+            return scan(&self.state, req).await;
+        }
+        match self.call(shard, ShardReq::SqlScan(Box::new(req))).await? {
+            ShardResp::SqlRows(rows) => Ok(*rows),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn write(&self, shard: usize, req: WriteRequest) -> Result<WriteOutcome, SqlError> {
+        if shard == self.state.id {
+            return write(&self.state, req).await;
+        }
+        match self.call(shard, ShardReq::SqlWrite(Box::new(req))).await? {
+            ShardResp::SqlWritten(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError> {
+        if shard == self.state.id {
+            return truncate(&self.state, table_id).await;
+        }
+        match self.call(shard, ShardReq::SqlTruncate(table_id)).await? {
+            ShardResp::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl ShardCluster {
+    async fn call(&self, shard: usize, req: ShardReq) -> Result<ShardResp, SqlError> {
+        match self.state.mesh.call(shard, req).await {
+            Ok(ShardResp::SqlError(error)) => Err(*error),
+            Ok(ShardResp::Error(message)) => Err(SqlError::new(IO_ERROR, message)),
+            Ok(resp) => Ok(resp),
+            Err(gone) => Err(SqlError::new("57P01", gone.to_string())),
+        }
+    }
+}
+
+fn unexpected(resp: ShardResp) -> SqlError {
+    let what = match resp {
+        ShardResp::Error(message) => message,
+        _ => "unexpected reply from a shard".to_string(),
+    };
+    SqlError::new("XX000", what)
+}
+
+/// Runs a scan fragment on this shard. Its rows may include writes not yet durable, so, as a
+/// Redis read does, the reply waits until everything it could have observed is.
+pub async fn scan(state: &Rc<ShardState>, req: ScanRequest) -> Result<ScanRows, SqlError> {
+    let rows = helios_sql::scan_local(&state.lsm, &GlommioRuntime, &req).await?;
+    durable(state, state.wal().last_lsn()).await?;
+    Ok(rows)
+}
+
+/// Runs a write fragment on this shard, one statement's fragment at a time (its existence
+/// checks and its batch must not interleave with another's), acknowledged once durable.
+pub async fn write(state: &Rc<ShardState>, req: WriteRequest) -> Result<WriteOutcome, SqlError> {
+    if state.wal().is_failed() || state.append_failed.get() {
+        return Err(SqlError::new(
+            IO_ERROR,
+            "writes are refused: the shard's WAL failed (see the server log)",
+        ));
+    }
+    let outcome = {
+        let _permit = state
+            .sql_writes
+            .acquire_permit(1)
+            .await
+            .map_err(|e| SqlError::new(IO_ERROR, e.to_string()))?;
+        state.wal_backpressure().await;
+        helios_sql::write_local(&state.lsm, &req).await?
+    };
+    durable(state, outcome.lsn).await?;
+    Ok(outcome)
+}
+
+pub async fn truncate(state: &Rc<ShardState>, table_id: u32) -> Result<(), SqlError> {
+    let lsn = {
+        let _permit = state
+            .sql_writes
+            .acquire_permit(1)
+            .await
+            .map_err(|e| SqlError::new(IO_ERROR, e.to_string()))?;
+        helios_sql::delete_table_local(&state.lsm, &GlommioRuntime, table_id).await?
+    };
+    durable(state, lsn).await
+}
+
+async fn durable(state: &Rc<ShardState>, lsn: u64) -> Result<(), SqlError> {
+    state
+        .wait_durable(lsn)
+        .await
+        .map_err(|e| SqlError::new(IO_ERROR, format!("storage error: {e}")))
+}
+
+/// Shard 0: applies a catalog change, persists it (always synced, whatever the durability
+/// mode: DDL is rare and a lost table definition would orphan its rows), installs it on every
+/// shard, then deletes the rows of dropped tables everywhere.
+pub async fn apply_ddl(state: &Rc<ShardState>, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+    assert_eq!(state.id, CATALOG_SHARD, "only shard 0 changes the catalog");
+    let _permit = state
+        .ddl_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|e| SqlError::new(IO_ERROR, e.to_string()))?;
+    let mut next = (**state.catalog.borrow()).clone();
+    let outcome = next.apply(change)?;
+    let lsn = helios_sql::store_catalog(&state.lsm, &next).await?;
+    state
+        .wal()
+        .sync_to(lsn)
+        .await
+        .map_err(|e| SqlError::new(IO_ERROR, format!("storage error: {e}")))?;
+    publish_catalog(state, Arc::new(next)).await?;
+    for &table_id in &outcome.dropped_tables {
+        for shard in 0..state.shared.map.shard_count() {
+            let cluster = ShardCluster {
+                state: state.clone(),
+            };
+            cluster.truncate(shard, table_id).await?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Installs `catalog` here and on every other shard; returns once all have it.
+pub async fn publish_catalog(state: &Rc<ShardState>, catalog: Arc<Catalog>) -> Result<(), SqlError> {
+    install_catalog(state, catalog.clone());
+    let calls = (0..state.shared.map.shard_count())
+        .filter(|&shard| shard != state.id)
+        .map(|shard| {
+            let mesh = state.mesh.clone();
+            let catalog = catalog.clone();
+            async move { mesh.call(shard, ShardReq::SqlCatalog(catalog)).await }
+        });
+    for reply in futures_util::future::join_all(calls).await {
+        if let Err(gone) = reply {
+            return Err(SqlError::new("57P01", gone.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces this shard's catalog unless it already has a newer one (installs from concurrent
+/// DDL statements can arrive out of order).
+pub fn install_catalog(state: &ShardState, catalog: Arc<Catalog>) {
+    let mut current = state.catalog.borrow_mut();
+    if catalog.version >= current.version {
+        *current = catalog;
+    }
+}
