@@ -58,7 +58,8 @@ mod arc_tables {
         tables: &BTreeMap<String, Arc<Table>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        let plain: BTreeMap<&String, &Table> = tables.iter().map(|(k, v)| (k, v.as_ref())).collect();
+        let plain: BTreeMap<&String, &Table> =
+            tables.iter().map(|(k, v)| (k, v.as_ref())).collect();
         plain.serialize(s)
     }
 
@@ -359,7 +360,9 @@ impl Catalog {
                         Some(s) if !s.tables.is_empty() && !cascade => {
                             return Err(SqlError::new(
                                 DEPENDENT_OBJECTS_STILL_EXIST,
-                                format!("cannot drop schema {name} because other objects depend on it"),
+                                format!(
+                                    "cannot drop schema {name} because other objects depend on it"
+                                ),
                             ))
                         }
                         Some(_) => {}
@@ -442,7 +445,10 @@ mod tests {
         let err = c
             .apply(DdlChange::DropTables {
                 database: "postgres".into(),
-                tables: vec![("public".into(), "t1".into()), ("public".into(), "nope".into())],
+                tables: vec![
+                    ("public".into(), "t1".into()),
+                    ("public".into(), "nope".into()),
+                ],
                 if_exists: false,
             })
             .unwrap_err();
@@ -461,6 +467,9 @@ mod tests {
         assert_eq!(c.apply(create("t1")).unwrap_err().sqlstate, DUPLICATE_TABLE);
         let round = Catalog::decode(&c.encode()).unwrap();
         assert_eq!(round.version, c.version);
-        assert_eq!(round.table("postgres", None, "t1"), c.table("postgres", None, "t1"));
+        assert_eq!(
+            round.table("postgres", None, "t1"),
+            c.table("postgres", None, "t1")
+        );
     }
 }

@@ -61,10 +61,19 @@ pub struct ScanRows {
 #[derive(Debug, Clone)]
 pub enum RowOp {
     /// Insert a new row: fails with 23505 if the key exists, or is skipped (`if_absent`).
-    Insert { key: Bytes, value: Bytes, if_absent: bool },
+    Insert {
+        key: Bytes,
+        value: Bytes,
+        if_absent: bool,
+    },
     /// Overwrite a row known to exist.
-    Put { key: Bytes, value: Bytes },
-    Delete { key: Bytes },
+    Put {
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -95,7 +104,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
 ) -> Result<ScanRows, SqlError> {
     let width = req.table.columns.len();
     let mut out = ScanRows::default();
-    let mut keep = |key: &Bytes, value: &Bytes, out: &mut ScanRows| -> Result<(), SqlError> {
+    let keep = |key: &Bytes, value: &Bytes, out: &mut ScanRows| -> Result<(), SqlError> {
         let row = decode_row(value, width).map_err(storage_error)?;
         if let Some(f) = &req.filter {
             let cx = Eval {
@@ -127,13 +136,17 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
         return Ok(out);
     }
     let prefix = table_prefix(req.table.id);
-    let mut iter = lsm.prefix_iter(&prefix, None).await.map_err(storage_error)?;
+    let mut iter = lsm
+        .prefix_iter(&prefix, None)
+        .await
+        .map_err(storage_error)?;
     let mut seen = 0u64;
     while iter.valid() {
         keep(iter.key(), iter.value(), &mut out)?;
         iter.next().await.map_err(storage_error)?;
         seen += 1;
         if seen % 1024 == 0 {
+            req.env.check_cancelled()?;
             rt.yield_if_needed().await;
         }
     }
@@ -201,7 +214,10 @@ pub async fn delete_table_local<F: FileSystem + Clone + 'static, R: Runtime>(
     loop {
         let mut keys = Vec::with_capacity(DELETE_BATCH_KEYS);
         {
-            let mut iter = lsm.prefix_iter(&prefix, None).await.map_err(storage_error)?;
+            let mut iter = lsm
+                .prefix_iter(&prefix, None)
+                .await
+                .map_err(storage_error)?;
             while iter.valid() && keys.len() < DELETE_BATCH_KEYS {
                 keys.push(iter.key().clone());
                 iter.next().await.map_err(storage_error)?;
@@ -240,7 +256,10 @@ pub async fn store_catalog<F: FileSystem + Clone + 'static, R: Runtime>(
     catalog: &Catalog,
 ) -> Result<u64, SqlError> {
     let mut batch = WriteBatch::new();
-    batch.put(Bytes::from_static(rowcodec::CATALOG_KEY), Bytes::from(catalog.encode()));
+    batch.put(
+        Bytes::from_static(rowcodec::CATALOG_KEY),
+        Bytes::from(catalog.encode()),
+    );
     lsm.wait_for_write_room().await.map_err(storage_error)?;
     lsm.write_owned(batch).map_err(storage_error)
 }

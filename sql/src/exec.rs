@@ -125,13 +125,19 @@ impl<'a> Executor<'a> {
                 offset,
             } => {
                 let rows = self.run(input)?;
-                let count = |b: &Option<crate::expr::Bound>, what: &str| -> Result<Option<usize>, SqlError> {
+                let count = |b: &Option<crate::expr::Bound>,
+                             what: &str|
+                 -> Result<Option<usize>, SqlError> {
                     match b {
                         None => Ok(None),
                         Some(b) => match self.eval_in(b, &[])? {
                             Datum::Null => Ok(None),
                             Datum::Int(v) if v < 0 => Err(SqlError::new(
-                                if what == "LIMIT" { INVALID_ROW_COUNT } else { "2201X" },
+                                if what == "LIMIT" {
+                                    INVALID_ROW_COUNT
+                                } else {
+                                    "2201X"
+                                },
                                 format!("{what} must not be negative"),
                             )),
                             Datum::Int(v) => Ok(Some(usize::try_from(v).unwrap_or(usize::MAX))),
@@ -227,7 +233,9 @@ impl<'a> Executor<'a> {
         left_width: usize,
         right_width: usize,
     ) -> Result<Vec<Row>, SqlError> {
-        if left.len().saturating_mul(right.len().max(1)) > STATEMENT_ROWS_MAX && left_keys.is_empty() {
+        if left.len().saturating_mul(right.len().max(1)) > STATEMENT_ROWS_MAX
+            && left_keys.is_empty()
+        {
             return Err(too_many_rows());
         }
         // Key of each right row (None: a NULL key, which matches nothing).
@@ -242,7 +250,11 @@ impl<'a> Executor<'a> {
         }
         let mut right_matched = vec![false; right.len()];
         let mut out = Vec::new();
-        let all_right: Vec<usize> = if hashed { Vec::new() } else { (0..right.len()).collect() };
+        let all_right: Vec<usize> = if hashed {
+            Vec::new()
+        } else {
+            (0..right.len()).collect()
+        };
         for l in &left {
             let candidates: &[usize] = if hashed {
                 match self.join_key(left_keys, l)? {
@@ -288,7 +300,11 @@ impl<'a> Executor<'a> {
         Ok(out)
     }
 
-    fn join_key(&self, keys: &[crate::expr::Bound], row: &[Datum]) -> Result<Option<Vec<u8>>, SqlError> {
+    fn join_key(
+        &self,
+        keys: &[crate::expr::Bound],
+        row: &[Datum],
+    ) -> Result<Option<Vec<u8>>, SqlError> {
         let mut out = Vec::new();
         for k in keys {
             let d = self.eval_in(k, row)?;
@@ -539,7 +555,12 @@ impl AggState {
         }
     }
 
-    fn add(&mut self, call: &AggCall, value: Option<Datum>, delimiter: Option<Datum>) -> Result<(), SqlError> {
+    fn add(
+        &mut self,
+        call: &AggCall,
+        value: Option<Datum>,
+        delimiter: Option<Datum>,
+    ) -> Result<(), SqlError> {
         if call.func == AggFunc::CountStar {
             if let AggState::Count(n) = self {
                 *n += 1;
@@ -558,12 +579,16 @@ impl AggState {
             }
             AggState::Count(n) => *n += 1,
             AggState::SumInt(s, n) => {
-                let Datum::Int(v) = value else { unreachable!("integer sum of {value:?}") };
+                let Datum::Int(v) = value else {
+                    unreachable!("integer sum of {value:?}")
+                };
                 *s = Some(s.unwrap_or(0) + i128::from(v));
                 *n += 1;
             }
             AggState::SumNumeric(s, n) => {
-                let Datum::Numeric(v) = value else { unreachable!("numeric sum of {value:?}") };
+                let Datum::Numeric(v) = value else {
+                    unreachable!("numeric sum of {value:?}")
+                };
                 *s = Some(match s.take() {
                     Some(acc) => acc + v,
                     None => v,
@@ -595,7 +620,9 @@ impl AggState {
                 }
             }
             AggState::Bool(b) => {
-                let Datum::Bool(v) = value else { unreachable!("bool aggregate of {value:?}") };
+                let Datum::Bool(v) = value else {
+                    unreachable!("bool aggregate of {value:?}")
+                };
                 *b = Some(match (*b, call.func) {
                     (None, _) => v,
                     (Some(acc), AggFunc::BoolAnd) => acc && v,
@@ -603,7 +630,9 @@ impl AggState {
                 });
             }
             AggState::Text(t) => {
-                let Datum::Text(v) = value else { unreachable!("string_agg of {value:?}") };
+                let Datum::Text(v) = value else {
+                    unreachable!("string_agg of {value:?}")
+                };
                 match t {
                     None => *t = Some(v),
                     Some(acc) => {
@@ -647,7 +676,10 @@ impl AggState {
             AggState::SumNumeric(s, n) => match (s, call.func) {
                 (None, _) => Ok(Datum::Null),
                 (Some(s), AggFunc::Sum) => Ok(Datum::Numeric(s)),
-                (Some(s), _) => Ok(Datum::Numeric(crate::numeric::div(&s, &BigDecimal::from(n))?)),
+                (Some(s), _) => Ok(Datum::Numeric(crate::numeric::div(
+                    &s,
+                    &BigDecimal::from(n),
+                )?)),
             },
             AggState::SumFloat(s, n) => match (s, call.func) {
                 (None, _) => Ok(Datum::Null),
@@ -663,9 +695,9 @@ impl AggState {
 
 /// Evaluates a subquery expression for the current row of `cx`.
 pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlError> {
-    let inputs = cx.inputs.ok_or_else(|| {
-        SqlError::new(INTERNAL_ERROR, "subquery evaluated without its inputs")
-    })?;
+    let inputs = cx
+        .inputs
+        .ok_or_else(|| SqlError::new(INTERNAL_ERROR, "subquery evaluated without its inputs"))?;
     let rows = Executor {
         env: cx.env,
         inputs,
@@ -676,7 +708,11 @@ pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlEr
         SubqueryMode::Exists => Ok(Datum::Bool(!rows.is_empty())),
         SubqueryMode::Scalar => match rows.len() {
             0 => Ok(Datum::Null),
-            1 => Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Datum::Null)),
+            1 => Ok(rows
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next())
+                .unwrap_or(Datum::Null)),
             _ => Err(SqlError::new(
                 CARDINALITY_VIOLATION,
                 "more than one row returned by a subquery used as an expression",
@@ -685,7 +721,11 @@ pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlEr
         SubqueryMode::In(x) => {
             let v = eval(x, cx)?;
             if v == Datum::Null {
-                return Ok(if rows.is_empty() { Datum::Bool(false) } else { Datum::Null });
+                return Ok(if rows.is_empty() {
+                    Datum::Bool(false)
+                } else {
+                    Datum::Null
+                });
             }
             let mut saw_null = false;
             for r in rows {
@@ -703,7 +743,11 @@ pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlEr
                     return Ok(Datum::Bool(true));
                 }
             }
-            Ok(if saw_null { Datum::Null } else { Datum::Bool(false) })
+            Ok(if saw_null {
+                Datum::Null
+            } else {
+                Datum::Bool(false)
+            })
         }
     }
 }

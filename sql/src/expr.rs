@@ -1082,6 +1082,8 @@ pub(crate) struct Env {
     pub(crate) float_digits: i32,
     /// `$n` values, already of their parameters' types.
     pub(crate) params: Vec<Datum>,
+    /// Set when the client cancels the statement (CancelRequest); long loops check it.
+    pub(crate) cancel: crate::session::CancelFlag,
 }
 
 impl Env {
@@ -1091,7 +1093,13 @@ impl Env {
             database: session.database().to_string(),
             float_digits: session.extra_float_digits(),
             params: Vec::new(),
+            cancel: session.cancel_flag(),
         }
+    }
+
+    /// Fails with 57014 once the statement has been cancelled.
+    pub(crate) fn check_cancelled(&self) -> Result<(), SqlError> {
+        self.cancel.check()
     }
 }
 
@@ -1618,9 +1626,11 @@ impl Bound {
         match &self.kind {
             Kind::Const(_) => true,
             Kind::Column(_) | Kind::Outer(..) | Kind::Param(_) | Kind::Subquery(_) => false,
-            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
-                x.is_constant()
-            }
+            Kind::Neg(x)
+            | Kind::Not(x)
+            | Kind::IsNull(x, _)
+            | Kind::IsBool(x, ..)
+            | Kind::Cast(x) => x.is_constant(),
             Kind::Arith(_, l, r)
             | Kind::Concat(l, r)
             | Kind::And(l, r)
@@ -1636,7 +1646,9 @@ impl Bound {
                 otherwise,
             } => {
                 operand.as_ref().is_none_or(|o| o.is_constant())
-                    && whens.iter().all(|(w, t)| w.is_constant() && t.is_constant())
+                    && whens
+                        .iter()
+                        .all(|(w, t)| w.is_constant() && t.is_constant())
                     && otherwise.as_ref().is_none_or(|o| o.is_constant())
             }
         }
@@ -1648,9 +1660,11 @@ impl Bound {
         match &self.kind {
             Kind::Const(_) | Kind::Column(_) | Kind::Param(_) => true,
             Kind::Outer(..) | Kind::Subquery(_) => false,
-            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
-                x.is_row_local()
-            }
+            Kind::Neg(x)
+            | Kind::Not(x)
+            | Kind::IsNull(x, _)
+            | Kind::IsBool(x, ..)
+            | Kind::Cast(x) => x.is_row_local(),
             Kind::Arith(_, l, r)
             | Kind::Concat(l, r)
             | Kind::And(l, r)
@@ -1659,14 +1673,18 @@ impl Bound {
             Kind::Cmp { l, r, .. } => l.is_row_local() && r.is_row_local(),
             Kind::Like { x, pattern, .. } => x.is_row_local() && pattern.is_row_local(),
             Kind::Func(_, args) | Kind::Coalesce(args) => args.iter().all(Bound::is_row_local),
-            Kind::InList { x, list, .. } => x.is_row_local() && list.iter().all(Bound::is_row_local),
+            Kind::InList { x, list, .. } => {
+                x.is_row_local() && list.iter().all(Bound::is_row_local)
+            }
             Kind::Case {
                 operand,
                 whens,
                 otherwise,
             } => {
                 operand.as_ref().is_none_or(|o| o.is_row_local())
-                    && whens.iter().all(|(w, t)| w.is_row_local() && t.is_row_local())
+                    && whens
+                        .iter()
+                        .all(|(w, t)| w.is_row_local() && t.is_row_local())
                     && otherwise.as_ref().is_none_or(|o| o.is_row_local())
             }
         }
@@ -1684,9 +1702,11 @@ impl Bound {
                 // Correlated references inside the subquery read this row too.
                 sq.plan.outer_columns_read(1, out);
             }
-            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
-                x.columns_read(out)
-            }
+            Kind::Neg(x)
+            | Kind::Not(x)
+            | Kind::IsNull(x, _)
+            | Kind::IsBool(x, ..)
+            | Kind::Cast(x) => x.columns_read(out),
             Kind::Arith(_, l, r)
             | Kind::Concat(l, r)
             | Kind::And(l, r)
@@ -1749,9 +1769,11 @@ impl Bound {
                     x.visit(f);
                 }
             }
-            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
-                x.visit(f)
-            }
+            Kind::Neg(x)
+            | Kind::Not(x)
+            | Kind::IsNull(x, _)
+            | Kind::IsBool(x, ..)
+            | Kind::Cast(x) => x.visit(f),
             Kind::Arith(_, l, r)
             | Kind::Concat(l, r)
             | Kind::And(l, r)
@@ -1810,9 +1832,11 @@ impl Bound {
                     x.visit_mut(f);
                 }
             }
-            Kind::Neg(x) | Kind::Not(x) | Kind::IsNull(x, _) | Kind::IsBool(x, ..) | Kind::Cast(x) => {
-                x.visit_mut(f)
-            }
+            Kind::Neg(x)
+            | Kind::Not(x)
+            | Kind::IsNull(x, _)
+            | Kind::IsBool(x, ..)
+            | Kind::Cast(x) => x.visit_mut(f),
             Kind::Arith(_, l, r)
             | Kind::Concat(l, r)
             | Kind::And(l, r)
@@ -1979,11 +2003,9 @@ impl<'a> Binder<'a> {
                 SqlError::new(SYNTAX_ERROR, format!("syntax error at or near \"{p}\"")).at(pos)
             })?;
         let Some(params) = self.params else {
-            return Err(SqlError::new(
-                UNDEFINED_PARAMETER,
-                format!("there is no parameter ${n}"),
-            )
-            .at(pos));
+            return Err(
+                SqlError::new(UNDEFINED_PARAMETER, format!("there is no parameter ${n}")).at(pos),
+            );
         };
         let mut types = params.borrow_mut();
         if n > PARAMS_MAX {
@@ -2071,7 +2093,10 @@ impl<'a> Binder<'a> {
             _ => {
                 return Err(SqlError::new(
                     SYNTAX_ERROR,
-                    format!("improper qualified name (too many dotted names): {}", names.join(".")),
+                    format!(
+                        "improper qualified name (too many dotted names): {}",
+                        names.join(".")
+                    ),
                 )
                 .at(pos))
             }

@@ -39,7 +39,9 @@ pub use cluster::{
 };
 pub use error::SqlError;
 pub use rowcodec::{storage_key_token, CATALOG_PREFIX, ROW_PREFIX};
-pub use session::{startup_parameters, ChangedParameter, Session, TransactionState, SERVER_VERSION};
+pub use session::{
+    startup_parameters, CancelFlag, ChangedParameter, Session, TransactionState, SERVER_VERSION,
+};
 pub use types::SqlType;
 
 use error::*;
@@ -166,7 +168,10 @@ pub fn prepare<C: Cluster>(
         types.push(match oid {
             0 => None,
             oid => Some(Ty::from_oid(oid).ok_or_else(|| {
-                SqlError::new(UNDEFINED_OBJECT, format!("type with OID {oid} does not exist"))
+                SqlError::new(
+                    UNDEFINED_OBJECT,
+                    format!("type with OID {oid} does not exist"),
+                )
             })?),
         });
     }
@@ -178,7 +183,13 @@ pub fn prepare<C: Cluster>(
     let describer = DescribeOnly(cluster.catalog());
     let columns = match &statement {
         // Transaction control and SET change the session: describe them without running.
-        Some(Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } | Statement::Set(_) | Statement::Reset(_)) => None,
+        Some(
+            Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Set(_)
+            | Statement::Reset(_),
+        ) => None,
         Some(Statement::ShowVariable { variable }) => Some(show_columns(session, variable)?),
         Some(s) => describe_statement(session, &describer, sql, s, &params)?,
         None => None,
@@ -386,7 +397,12 @@ async fn execute<C: Cluster>(
                     notices: vec![format!("database \"{name}\" already exists, skipping")],
                 });
             }
-            stmt::run_ddl(cluster, DdlChange::CreateDatabase { name }, "CREATE DATABASE").await
+            stmt::run_ddl(
+                cluster,
+                DdlChange::CreateDatabase { name },
+                "CREATE DATABASE",
+            )
+            .await
         }
         S::CreateSchema {
             schema_name,

@@ -486,7 +486,11 @@ impl<'a> Planner<'a> {
                         .zip(&types)
                         .enumerate()
                         .map(|(i, (c, t))| {
-                            binder.coerce(Bound::column(i, sql_type_of(c), TYPMOD_NONE), *t, TYPMOD_NONE)
+                            binder.coerce(
+                                Bound::column(i, sql_type_of(c), TYPMOD_NONE),
+                                *t,
+                                TYPMOD_NONE,
+                            )
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     Ok(Plan::Project(Box::new(plan), exprs))
@@ -528,10 +532,11 @@ impl<'a> Planner<'a> {
         let mut bound_rows = Vec::with_capacity(v.rows.len());
         for row in &v.rows {
             if row.len() != width {
-                return Err(
-                    SqlError::new(SYNTAX_ERROR, "VALUES lists must all be the same length")
-                        .at(row.first().and_then(|e| self.offset(e))),
-                );
+                return Err(SqlError::new(
+                    SYNTAX_ERROR,
+                    "VALUES lists must all be the same length",
+                )
+                .at(row.first().and_then(|e| self.offset(e))));
             }
             bound_rows.push(
                 row.iter()
@@ -644,8 +649,10 @@ impl<'a> Planner<'a> {
                 format!("a FROM clause joins at most {FROM_ITEMS_MAX} relations"),
             ));
         }
-        let all_columns: Vec<ScopeColumn> =
-            items.iter().flat_map(|i| i.columns.iter().cloned()).collect();
+        let all_columns: Vec<ScopeColumn> = items
+            .iter()
+            .flat_map(|i| i.columns.iter().cloned())
+            .collect();
         let scope = Scope {
             columns: all_columns,
             parent,
@@ -693,7 +700,14 @@ impl<'a> Planner<'a> {
         } else {
             let binder = self.binder(Some(&scope));
             let (names, mut exprs) = self.bind_projection(&binder, &s.projection, &scope)?;
-            let sort_keys = self.bind_order_keys(&binder, order_by, &names, &mut exprs, &s.projection, s.distinct.is_some())?;
+            let sort_keys = self.bind_order_keys(
+                &binder,
+                order_by,
+                &names,
+                &mut exprs,
+                &s.projection,
+                s.distinct.is_some(),
+            )?;
             (names, exprs, sort_keys, plan, ())
         };
         let _ = distinct_ok_scope;
@@ -828,9 +842,8 @@ impl<'a> Planner<'a> {
             if found.is_none() {
                 // An expression written exactly as a select-list item sorts by that item.
                 found = projection.iter().position(|item| match item {
-                    ast::SelectItem::UnnamedExpr(x) | ast::SelectItem::ExprWithAlias { expr: x, .. } => {
-                        x == e
-                    }
+                    ast::SelectItem::UnnamedExpr(x)
+                    | ast::SelectItem::ExprWithAlias { expr: x, .. } => x == e,
                     _ => false,
                 });
                 if found.is_some_and(|i| i >= width) {
@@ -907,20 +920,25 @@ impl<'a> Planner<'a> {
             },
         };
         let binder = input_binder.with_agg(&agg);
-        let (names, mut exprs) = self.bind_projection(&binder, &s.projection, &Scope {
-            columns: Vec::new(),
-            parent: None,
-        })
-        .map_err(|e| {
-            if e.message.starts_with("SELECT * with no tables") {
-                SqlError::new(
+        let (names, mut exprs) = self
+            .bind_projection(
+                &binder,
+                &s.projection,
+                &Scope {
+                    columns: Vec::new(),
+                    parent: None,
+                },
+            )
+            .map_err(|e| {
+                if e.message.starts_with("SELECT * with no tables") {
+                    SqlError::new(
                     GROUPING_ERROR,
                     "column must appear in the GROUP BY clause or be used in an aggregate function",
                 )
-            } else {
-                e
-            }
-        })?;
+                } else {
+                    e
+                }
+            })?;
         let having = match &s.having {
             Some(h) => {
                 let b = binder.bind(h)?;
@@ -928,7 +946,14 @@ impl<'a> Planner<'a> {
             }
             None => None,
         };
-        let sort_keys = self.bind_order_keys(&binder, order_by, &names, &mut exprs, &s.projection, s.distinct.is_some())?;
+        let sort_keys = self.bind_order_keys(
+            &binder,
+            order_by,
+            &names,
+            &mut exprs,
+            &s.projection,
+            s.distinct.is_some(),
+        )?;
         let mut plan = Plan::Aggregate {
             input: Box::new(input),
             groups: agg.group_bound.clone(),
@@ -950,9 +975,8 @@ impl<'a> Planner<'a> {
             SqlError::new(e.sqlstate, e.message.replace("ORDER BY", "GROUP BY")).at(e.position)
         })? {
             return match &projection[i] {
-                ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                    Ok(e)
-                }
+                ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } => Ok(e),
                 _ => Err(not_supported("GROUP BY a * item")),
             };
         }
@@ -1000,7 +1024,8 @@ impl<'a> Planner<'a> {
         };
         let left_width = left.columns.len();
         let right_width = right.columns.len();
-        let mut columns: Vec<ScopeColumn> = left.columns.iter().chain(&right.columns).cloned().collect();
+        let mut columns: Vec<ScopeColumn> =
+            left.columns.iter().chain(&right.columns).cloned().collect();
         let mut conjuncts = Vec::new();
         let mut using_pairs: Vec<(usize, usize)> = Vec::new();
         match constraint {
@@ -1019,7 +1044,9 @@ impl<'a> Planner<'a> {
             Some(ast::JoinConstraint::Using(names)) => {
                 for n in names {
                     let name = split_name(n)?.1;
-                    let find = |cols: &[ScopeColumn]| cols.iter().position(|c| c.name == name && !c.hidden);
+                    let find = |cols: &[ScopeColumn]| {
+                        cols.iter().position(|c| c.name == name && !c.hidden)
+                    };
                     let (Some(l), Some(r)) = (find(&left.columns), find(&right.columns)) else {
                         return Err(SqlError::new(
                             UNDEFINED_COLUMN,
@@ -1034,7 +1061,11 @@ impl<'a> Planner<'a> {
                     if c.hidden {
                         continue;
                     }
-                    if let Some(r) = right.columns.iter().position(|rc| rc.name == c.name && !rc.hidden) {
+                    if let Some(r) = right
+                        .columns
+                        .iter()
+                        .position(|rc| rc.name == c.name && !rc.hidden)
+                    {
                         using_pairs.push((l, left_width + r));
                     }
                 }
@@ -1125,7 +1156,11 @@ impl<'a> Planner<'a> {
     /// Cross-joins the FROM items left to right, turning equalities between them into hash
     /// join keys and pushing single-table conjuncts into fetches. Consumed conjuncts are
     /// removed from `conjuncts`.
-    fn join_items(&self, items: Vec<FromItem>, conjuncts: &mut Vec<Bound>) -> Result<Plan, SqlError> {
+    fn join_items(
+        &self,
+        items: Vec<FromItem>,
+        conjuncts: &mut Vec<Bound>,
+    ) -> Result<Plan, SqlError> {
         if items.is_empty() {
             return Ok(Plan::Unit);
         }
@@ -1134,7 +1169,12 @@ impl<'a> Planner<'a> {
         let mut spans = Vec::with_capacity(items.len());
         for item in &items {
             spans.push((offset, item.columns.len()));
-            let rest = self.push_into_fetch(std::mem::take(conjuncts), item.fetch, offset, item.columns.len());
+            let rest = self.push_into_fetch(
+                std::mem::take(conjuncts),
+                item.fetch,
+                offset,
+                item.columns.len(),
+            );
             *conjuncts = rest;
             offset += item.columns.len();
         }
@@ -1206,7 +1246,8 @@ impl<'a> Planner<'a> {
                         .find(|(n, _, _)| *n == table_name)
                         .cloned();
                     if let Some((_, plan, mut columns)) = cte {
-                        let qualifier = alias.as_ref().map(|a| ident(&a.name)).unwrap_or(table_name);
+                        let qualifier =
+                            alias.as_ref().map(|a| ident(&a.name)).unwrap_or(table_name);
                         for c in &mut columns {
                             c.qualifier = Some(qualifier.clone());
                         }
@@ -1300,7 +1341,9 @@ impl<'a> Planner<'a> {
         let mut bound = Vec::new();
         for a in &args.args {
             match a {
-                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => bound.push(binder.bind(e)?),
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                    bound.push(binder.bind(e)?)
+                }
                 other => return Err(not_supported(format!("argument {other}"))),
             }
         }
@@ -1311,9 +1354,16 @@ impl<'a> Planner<'a> {
             ));
         }
         let ty = expr::common_type(bound.iter().map(|b| (b.ty, b.pos)), "generate_series")?;
-        let ty = if ty == SqlType::Text { SqlType::Int4 } else { ty };
+        let ty = if ty == SqlType::Text {
+            SqlType::Int4
+        } else {
+            ty
+        };
         if !ty.is_integer() {
-            return Err(not_supported(format!("generate_series over {}", ty.sql_name())));
+            return Err(not_supported(format!(
+                "generate_series over {}",
+                ty.sql_name()
+            )));
         }
         let mut bound = bound
             .into_iter()
@@ -1323,7 +1373,9 @@ impl<'a> Planner<'a> {
         let start = bound.next().expect("two arguments");
         let stop = bound.next().expect("two arguments");
         let step = bound.next();
-        let qualifier = alias.map(|a| ident(&a.name)).unwrap_or_else(|| fname.clone());
+        let qualifier = alias
+            .map(|a| ident(&a.name))
+            .unwrap_or_else(|| fname.clone());
         let mut columns = vec![ScopeColumn {
             qualifier: Some(qualifier.clone()),
             name: qualifier,
@@ -1353,7 +1405,12 @@ impl Binder<'_> {
     }
 }
 
-fn require_bool(binder: &Binder, b: Bound, what: &str, pos: Option<usize>) -> Result<Bound, SqlError> {
+fn require_bool(
+    binder: &Binder,
+    b: Bound,
+    what: &str,
+    pos: Option<usize>,
+) -> Result<Bound, SqlError> {
     match b.ty {
         SqlType::Bool => Ok(b),
         SqlType::Unknown => binder.coerce(b, SqlType::Bool, TYPMOD_NONE),
@@ -1447,7 +1504,10 @@ pub(crate) fn split_name(name: &ast::ObjectName) -> Result<(Option<String>, Stri
         [_, s, n] => Ok((Some(s.clone()), n.clone())),
         _ => Err(SqlError::new(
             SYNTAX_ERROR,
-            format!("improper qualified name (too many dotted names): {}", parts.join(".")),
+            format!(
+                "improper qualified name (too many dotted names): {}",
+                parts.join(".")
+            ),
         )),
     }
 }

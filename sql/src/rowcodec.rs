@@ -81,7 +81,11 @@ pub fn encode_key_datum(out: &mut Vec<u8>, d: &Datum) -> Result<(), SqlError> {
         Datum::Int(v) => out.extend_from_slice(&((*v as u64) ^ (1 << 63)).to_be_bytes()),
         Datum::Float(f) => {
             let bits = f.to_bits();
-            let ordered = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            };
             out.extend_from_slice(&ordered.to_be_bytes());
         }
         // 0x00 escaped as 0x00 0xFF, terminated by 0x00 0x01.
@@ -211,11 +215,12 @@ mod tests {
             Just(Datum::Null),
             any::<bool>().prop_map(Datum::Bool),
             any::<i64>().prop_map(Datum::Int),
-            any::<f64>().prop_filter("NaN != NaN", |f| !f.is_nan()).prop_map(Datum::Float),
+            any::<f64>()
+                .prop_filter("NaN != NaN", |f| !f.is_nan())
+                .prop_map(Datum::Float),
             ".{0,20}".prop_map(Datum::Text),
-            (any::<i64>(), 0i64..6).prop_map(|(v, s)| Datum::Numeric(
-                bigdecimal::BigDecimal::new(v.into(), s)
-            )),
+            (any::<i64>(), 0i64..6)
+                .prop_map(|(v, s)| Datum::Numeric(bigdecimal::BigDecimal::new(v.into(), s))),
         ]
     }
 

@@ -143,6 +143,37 @@ pub struct Session {
     pub(crate) transaction: TransactionState,
     /// Statements that wrote inside the current transaction block (already applied).
     pub(crate) writes_in_block: u64,
+    cancel: CancelFlag,
+}
+
+/// A statement's cancellation flag, shared between the connection (which sets it on a
+/// CancelRequest) and the statement's fragments on every shard (which poll it).
+#[derive(Clone, Debug, Default)]
+pub struct CancelFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Clears a cancellation that arrived while no statement ran (PostgreSQL ignores those).
+    pub fn reset(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn check(&self) -> Result<(), SqlError> {
+        if self.is_cancelled() {
+            return Err(SqlError::new(
+                QUERY_CANCELED,
+                "canceling statement due to user request",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The transaction status a ReadyForQuery reports.
@@ -198,7 +229,13 @@ impl Session {
             custom: Vec::new(),
             transaction: TransactionState::Idle,
             writes_in_block: 0,
+            cancel: CancelFlag::default(),
         }
+    }
+
+    /// The flag that cancels this session's running statement.
+    pub fn cancel_flag(&self) -> CancelFlag {
+        self.cancel.clone()
     }
 
     /// The status byte's state for ReadyForQuery.

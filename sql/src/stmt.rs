@@ -118,6 +118,7 @@ pub(crate) async fn fetch_all<C: Cluster>(
     let mut inputs = Inputs::default();
     let mut total = 0usize;
     for f in fetches {
+        env.check_cancelled()?;
         let rows = fetch(cluster, f, env, false).await?.rows;
         total += rows.len();
         if total > STATEMENT_ROWS_MAX {
@@ -167,7 +168,9 @@ async fn fetch<C: Cluster>(
 /// that needs no row. None when the filter does not pin one (or pins contradictory values,
 /// which the scan then finds no rows for).
 fn point_key(table: &Table, filter: Option<&Bound>, env: &Env) -> Result<Option<Bytes>, SqlError> {
-    let Some(filter) = filter else { return Ok(None) };
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
     if table.primary_key.is_empty() {
         return Ok(None);
     }
@@ -292,7 +295,11 @@ fn assign(value: Datum, from: SqlType, column: &ColumnDef, digits: i32) -> Resul
     if from == column.ty && column.typmod == TYPMOD_NONE {
         return Ok(value);
     }
-    let from = if from == SqlType::Unknown { SqlType::Text } else { from };
+    let from = if from == SqlType::Unknown {
+        SqlType::Text
+    } else {
+        from
+    };
     types::cast(value, from, column.ty, column.typmod, digits)
 }
 
@@ -358,7 +365,12 @@ fn parse_expr(text: &str) -> Result<ast::Expr, SqlError> {
     sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
         .try_with_sql(text)
         .and_then(|mut p| p.parse_expr())
-        .map_err(|e| SqlError::new(INTERNAL_ERROR, format!("stored expression does not parse: {e}")))
+        .map_err(|e| {
+            SqlError::new(
+                INTERNAL_ERROR,
+                format!("stored expression does not parse: {e}"),
+            )
+        })
 }
 
 /// Evaluates a column's DEFAULT (NULL without one).
@@ -455,7 +467,10 @@ pub(crate) async fn run_insert<C: Cluster>(
             let i = table.column_index(&n).ok_or_else(|| {
                 SqlError::new(
                     UNDEFINED_COLUMN,
-                    format!("column \"{n}\" of relation \"{}\" does not exist", table.name),
+                    format!(
+                        "column \"{n}\" of relation \"{}\" does not exist",
+                        table.name
+                    ),
                 )
                 .at(positions.offset(c.span().start))
             })?;
@@ -479,7 +494,9 @@ pub(crate) async fn run_insert<C: Cluster>(
         None if params.describe => return Ok(described(&returning)),
         None => source_rows.push(vec![None; targets.len()]),
         Some(ast::SetExpr::Values(values))
-            if source.is_some_and(|q| q.with.is_none() && q.order_by.is_none() && q.limit_clause.is_none()) =>
+            if source.is_some_and(|q| {
+                q.with.is_none() && q.order_by.is_none() && q.limit_clause.is_none()
+            }) =>
         {
             let binder = planner.binder(None);
             let mut bound_rows = Vec::with_capacity(values.rows.len());
@@ -496,7 +513,9 @@ pub(crate) async fn run_insert<C: Cluster>(
                         SYNTAX_ERROR,
                         "INSERT has more expressions than target columns",
                     )
-                    .at(row.get(targets.len()).and_then(|e| positions.offset(e.span().start))));
+                    .at(row
+                        .get(targets.len())
+                        .and_then(|e| positions.offset(e.span().start))));
                 }
                 if row.len() < targets.len() {
                     return Err(SqlError::new(
@@ -540,7 +559,10 @@ pub(crate) async fn run_insert<C: Cluster>(
                                 inputs: Some(&inputs),
                             };
                             let v = eval(b, &cx)?;
-                            out.push(Some(assign(v, b.ty, &table.columns[t], digits).map_err(|e| e.at(b.pos))?));
+                            out.push(Some(
+                                assign(v, b.ty, &table.columns[t], digits)
+                                    .map_err(|e| e.at(b.pos))?,
+                            ));
                         }
                     }
                 }
@@ -613,12 +635,22 @@ pub(crate) async fn run_insert<C: Cluster>(
     let applied = write_rows(cluster, &table, ops).await?;
     note_write(session);
     let tag = format!("INSERT 0 {applied}");
-    finish_returning(returning, full_rows, &env, tag, if_absent && applied as usize != 0)
+    finish_returning(
+        returning,
+        full_rows,
+        &env,
+        tag,
+        if_absent && applied as usize != 0,
+    )
 }
 
 type Returning = Option<(Vec<Column>, Vec<Bound>)>;
 
-fn bind_returning(planner: &Planner, table: &Table, items: Option<&[ast::SelectItem]>) -> Result<Returning, SqlError> {
+fn bind_returning(
+    planner: &Planner,
+    table: &Table,
+    items: Option<&[ast::SelectItem]>,
+) -> Result<Returning, SqlError> {
     let Some(items) = items else { return Ok(None) };
     let scope = Scope {
         columns: table_scope(table, None),
@@ -638,7 +670,11 @@ fn bind_returning(planner: &Planner, table: &Table, items: Option<&[ast::SelectI
             ast::SelectItem::UnnamedExpr(e) => {
                 let b = binder.bind(e)?;
                 let (name, strength) = expr::column_name(e);
-                let name = if strength == 0 { "?column?".to_string() } else { name };
+                let name = if strength == 0 {
+                    "?column?".to_string()
+                } else {
+                    name
+                };
                 columns.push(crate::column(name, b.ty, b.typmod));
                 exprs.push(b);
             }
@@ -717,7 +753,10 @@ async fn select_for_change<C: Cluster>(
         if b.ty != SqlType::Bool && b.ty != SqlType::Unknown {
             return Err(SqlError::new(
                 DATATYPE_MISMATCH,
-                format!("argument of WHERE must be type boolean, not type {}", b.ty.sql_name()),
+                format!(
+                    "argument of WHERE must be type boolean, not type {}",
+                    b.ty.sql_name()
+                ),
             ));
         }
         let b = binder.coerce(b, SqlType::Bool, TYPMOD_NONE)?;
@@ -769,7 +808,11 @@ pub(crate) async fn run_update<C: Cluster>(
     update: &ast::Update,
     params: &Params,
 ) -> Result<StatementResult, SqlError> {
-    if update.from.is_some() || !update.table.joins.is_empty() || update.limit.is_some() || update.or.is_some() {
+    if update.from.is_some()
+        || !update.table.joins.is_empty()
+        || update.limit.is_some()
+        || update.or.is_some()
+    {
         return Err(not_supported("UPDATE with FROM, joins, LIMIT or OR"));
     }
     let ast::TableFactor::Table { name, alias, .. } = &update.table.relation else {
@@ -799,7 +842,10 @@ pub(crate) async fn run_update<C: Cluster>(
             let i = table.column_index(n).ok_or_else(|| {
                 SqlError::new(
                     UNDEFINED_COLUMN,
-                    format!("column \"{n}\" of relation \"{}\" does not exist", table.name),
+                    format!(
+                        "column \"{n}\" of relation \"{}\" does not exist",
+                        table.name
+                    ),
                 )
             })?;
             if sets.iter().any(|(c, _)| *c == i) {
@@ -858,9 +904,10 @@ pub(crate) async fn run_update<C: Cluster>(
         }
         check_row(session, &catalog, &table, &new_row, &env)?;
         let value = rowcodec::encode_row(&new_row);
-        let pk_changed = table.primary_key.iter().any(|&p| {
-            expr::compare_nullable(&row[p], &new_row[p]) != std::cmp::Ordering::Equal
-        });
+        let pk_changed = table
+            .primary_key
+            .iter()
+            .any(|&p| expr::compare_nullable(&row[p], &new_row[p]) != std::cmp::Ordering::Equal);
         if pk_changed {
             let new_key = rowcodec::row_key(table.id, &key_bytes_of(&table, &new_row)?);
             ops.push((shard_of_key(cluster, &key), RowOp::Delete { key }));
@@ -890,7 +937,11 @@ pub(crate) async fn run_delete<C: Cluster>(
     delete: &ast::Delete,
     params: &Params,
 ) -> Result<StatementResult, SqlError> {
-    if delete.using.is_some() || delete.limit.is_some() || !delete.order_by.is_empty() || !delete.tables.is_empty() {
+    if delete.using.is_some()
+        || delete.limit.is_some()
+        || !delete.order_by.is_empty()
+        || !delete.tables.is_empty()
+    {
         return Err(not_supported("DELETE with USING, LIMIT or ORDER BY"));
     }
     let from = match &delete.from {
@@ -948,7 +999,10 @@ pub(crate) async fn run_truncate<C: Cluster>(
         let table = catalog
             .table(session.database(), schema.as_deref(), &name)
             .ok_or_else(|| {
-                SqlError::new(UNDEFINED_TABLE, format!("relation \"{name}\" does not exist"))
+                SqlError::new(
+                    UNDEFINED_TABLE,
+                    format!("relation \"{name}\" does not exist"),
+                )
             })?;
         ids.push(table.id);
     }
@@ -977,7 +1031,10 @@ pub(crate) async fn run_create_table<C: Cluster>(
     let (schema, name) = plan::split_name(&ct.name)?;
     let schema = plan::default_schema(schema);
     if name.len() > crate::catalog::IDENTIFIER_BYTES_MAX {
-        return Err(SqlError::new(INVALID_NAME, format!("identifier \"{name}\" is too long")));
+        return Err(SqlError::new(
+            INVALID_NAME,
+            format!("identifier \"{name}\" is too long"),
+        ));
     }
     if ct.columns.len() > COLUMNS_MAX {
         return Err(SqlError::new(
@@ -1056,7 +1113,9 @@ pub(crate) async fn run_create_table<C: Cluster>(
                 for col in &pk.columns {
                     let n = match &col.column.expr {
                         ast::Expr::Identifier(id) => plan::ident(id),
-                        other => return Err(not_supported(format!("primary key expression {other}"))),
+                        other => {
+                            return Err(not_supported(format!("primary key expression {other}")))
+                        }
                     };
                     let i = columns.iter().position(|x| x.name == n).ok_or_else(|| {
                         SqlError::new(
@@ -1101,7 +1160,10 @@ pub(crate) async fn run_create_table<C: Cluster>(
         if b.ty != SqlType::Bool {
             return Err(SqlError::new(
                 DATATYPE_MISMATCH,
-                format!("argument of CHECK must be type boolean, not type {}", b.ty.sql_name()),
+                format!(
+                    "argument of CHECK must be type boolean, not type {}",
+                    b.ty.sql_name()
+                ),
             ));
         }
     }
@@ -1129,16 +1191,15 @@ fn validate_default(
     let positions = Positions::new(sql);
     let params = RefCell::new(Vec::new());
     let planner = Planner::new(session, sql, &positions, catalog, &params);
-    let b = Binder::with_scope(&planner.binder(None), None).bind(e).map_err(|err| {
-        if err.sqlstate == UNDEFINED_COLUMN {
-            SqlError::new(
-                "0A000",
-                "cannot use column reference in DEFAULT expression",
-            )
-        } else {
-            err
-        }
-    })?;
+    let b = Binder::with_scope(&planner.binder(None), None)
+        .bind(e)
+        .map_err(|err| {
+            if err.sqlstate == UNDEFINED_COLUMN {
+                SqlError::new("0A000", "cannot use column reference in DEFAULT expression")
+            } else {
+                err
+            }
+        })?;
     if matches!(b.kind, Kind::Subquery(_)) {
         return Err(not_supported("subqueries in DEFAULT expressions"));
     }
@@ -1239,7 +1300,10 @@ pub(crate) async fn run_ddl<C: Cluster>(
 /// BEGIN / COMMIT / ROLLBACK. Until cross-shard transactions land, each statement is applied
 /// (atomically on each shard) when it completes; ROLLBACK ends the block but cannot undo
 /// what ran in it, and says so with a WARNING.
-pub(crate) fn run_transaction_control(session: &mut Session, statement: &ast::Statement) -> Result<StatementResult, SqlError> {
+pub(crate) fn run_transaction_control(
+    session: &mut Session,
+    statement: &ast::Statement,
+) -> Result<StatementResult, SqlError> {
     use ast::Statement as S;
     let mut notices = Vec::new();
     let tag = match statement {

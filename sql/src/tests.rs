@@ -534,10 +534,7 @@ fn catalog_and_rows_survive_a_crash_after_acknowledgement() {
         let cluster = LocalCluster::open(rt2.clone(), crashed, 2).await;
         let mut session = Session::new("u", "postgres");
         let r = execute_simple(&mut session, &cluster, "SELECT a, b FROM t ORDER BY a").await;
-        assert_eq!(
-            render(&r[0]),
-            "a:23,b:25 => 1|one / 3|three [SELECT 2]"
-        );
+        assert_eq!(render(&r[0]), "a:23,b:25 => 1|one / 3|three [SELECT 2]");
         cluster.close().await;
     });
 }
@@ -549,20 +546,52 @@ fn prepared_statements_infer_parameter_types() {
     rt.block_on(async move {
         let cluster = LocalCluster::open(rt2, MemFs::new(), 2).await;
         let mut session = Session::new("u", "postgres");
-        execute_simple(&mut session, &cluster, "CREATE TABLE p (k bigint PRIMARY KEY, v text)").await;
+        execute_simple(
+            &mut session,
+            &cluster,
+            "CREATE TABLE p (k bigint PRIMARY KEY, v text)",
+        )
+        .await;
         let ins = prepare(&session, &cluster, "INSERT INTO p VALUES ($1, $2)", &[]).unwrap();
         assert_eq!(ins.param_types, vec![20, 25]);
         assert_eq!(ins.columns, None);
-        let r = execute_prepared(&mut session, &cluster, &ins, &[Some("7".into()), Some("seven".into())]).await;
+        let r = execute_prepared(
+            &mut session,
+            &cluster,
+            &ins,
+            &[Some("7".into()), Some("seven".into())],
+        )
+        .await;
         assert_eq!(render(&r), "INSERT 0 1 ");
-        let sel = prepare(&session, &cluster, "SELECT v, k + $2 FROM p WHERE k = $1", &[]).unwrap();
+        let sel = prepare(
+            &session,
+            &cluster,
+            "SELECT v, k + $2 FROM p WHERE k = $1",
+            &[],
+        )
+        .unwrap();
         assert_eq!(sel.param_types, vec![20, 20]);
-        let cols: Vec<u32> = sel.columns.as_ref().unwrap().iter().map(|c| c.type_oid).collect();
+        let cols: Vec<u32> = sel
+            .columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_oid)
+            .collect();
         assert_eq!(cols, vec![25, 20]);
-        let r = execute_prepared(&mut session, &cluster, &sel, &[Some("7".into()), Some("1".into())]).await;
+        let r = execute_prepared(
+            &mut session,
+            &cluster,
+            &sel,
+            &[Some("7".into()), Some("1".into())],
+        )
+        .await;
         assert_eq!(render(&r), "v:25,?column?:20 => seven|8 [SELECT 1]");
         let bad = execute_prepared(&mut session, &cluster, &sel, &[Some("x".into()), None]).await;
-        assert_eq!(render(&bad), "ERR 22P02 invalid input syntax for type bigint: \"x\"");
+        assert_eq!(
+            render(&bad),
+            "ERR 22P02 invalid input syntax for type bigint: \"x\""
+        );
         let declared = prepare(&session, &cluster, "SELECT $1", &[23]).unwrap();
         assert_eq!(declared.param_types, vec![23]);
         let untyped = prepare(&session, &cluster, "SELECT $1", &[]).unwrap();

@@ -22,16 +22,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, BytesMut};
 use helios_shard::ring::{Connection, ReadOutcome};
-use pgwire::messages::data::{
-    FieldDescription, NoData, ParameterDescription, RowDescription,
-};
+use pgwire::messages::data::{FieldDescription, NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
     PortalSuspended,
 };
 use pgwire::messages::response::{
-    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery,
-    SslResponse, TransactionStatus,
+    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery, SslResponse,
+    TransactionStatus,
 };
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
 use pgwire::messages::{
@@ -75,6 +73,7 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
         if let Err(error) = conn.serve(&connection).await {
             tracing::debug!(shard = state.id, %error, "PostgreSQL connection ended");
         }
+        state.pg_backends.borrow_mut().remove(&conn.pid);
         state.shared.connections_per_shard[state.id].fetch_sub(1, Ordering::Relaxed);
         drop(connection);
     })
@@ -218,8 +217,13 @@ impl PgConn {
                 self.ctx.awaiting_frontend_ssl = false;
                 return Ok(true);
             }
-            (Phase::Startup, PgWireFrontendMessage::CancelRequest(_)) => {
-                // Cancellation is not served yet; PostgreSQL closes without a reply.
+            (Phase::Startup, PgWireFrontendMessage::CancelRequest(cancel)) => {
+                // PostgreSQL answers nothing and closes, whether or not the key matched.
+                // The key arrives as 4 bytes (Bytes) or an i32, depending on the decoder.
+                if let Ok(secret) = <[u8; 4]>::try_from(&cancel.secret_key.to_bytes()[..]) {
+                    let secret = i32::from_be_bytes(secret);
+                    forward_cancel(&self.cluster.state, cancel.pid, secret).await;
+                }
                 return Ok(false);
             }
             (Phase::Startup, PgWireFrontendMessage::Startup(startup)) => {
@@ -310,12 +314,16 @@ impl PgConn {
 
     fn bind(&mut self, bind: Bind) -> PgResult<()> {
         let statement_name = bind.statement_name.unwrap_or_default();
-        let prepared = self.statements.get(&statement_name).cloned().ok_or_else(|| {
-            helios_sql::SqlError::new(
-                "26000",
-                format!("prepared statement \"{statement_name}\" does not exist"),
-            )
-        })?;
+        let prepared = self
+            .statements
+            .get(&statement_name)
+            .cloned()
+            .ok_or_else(|| {
+                helios_sql::SqlError::new(
+                    "26000",
+                    format!("prepared statement \"{statement_name}\" does not exist"),
+                )
+            })?;
         let portal_name = bind.portal_name.unwrap_or_default();
         if !portal_name.is_empty() && self.portals.contains_key(&portal_name) {
             return Err(helios_sql::SqlError::new(
@@ -341,7 +349,12 @@ impl PgConn {
         for (i, value) in bind.parameters.iter().enumerate() {
             params.push(match value {
                 None => None,
-                Some(bytes) => Some(param_text(prepared.param_types[i], param_formats[i], bytes, i)?),
+                Some(bytes) => Some(param_text(
+                    prepared.param_types[i],
+                    param_formats[i],
+                    bytes,
+                    i,
+                )?),
             });
         }
         let columns = prepared.columns.as_deref().unwrap_or(&[]);
@@ -426,6 +439,7 @@ impl PgConn {
         };
         if portal.pending.is_none() {
             let session = self.session.as_mut().expect("a session once ready");
+            session.cancel_flag().reset();
             let result = helios_sql::execute_prepared(
                 session,
                 &self.cluster,
@@ -478,7 +492,9 @@ impl PgConn {
             } else {
                 pending.tag.clone()
             };
-            self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(tag)));
+            self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                tag,
+            )));
         }
         self.portals.insert(name, portal);
         Ok(Ok(()))
@@ -554,14 +570,24 @@ impl PgConn {
             self.pid,
             SecretKey::I32(self.secret),
         )));
+        self.cluster
+            .state
+            .pg_backends
+            .borrow_mut()
+            .insert(self.pid, (self.secret, session.cancel_flag()));
         self.session = Some(session);
         self.phase = Phase::Ready;
         self.ready();
         true
     }
 
-    async fn simple_query(&mut self, sql: &str, connection: &Connection) -> Result<(), PgConnError> {
+    async fn simple_query(
+        &mut self,
+        sql: &str,
+        connection: &Connection,
+    ) -> Result<(), PgConnError> {
         let session = self.session.as_mut().expect("a session once ready");
+        session.cancel_flag().reset();
         let results = helios_sql::execute_simple(session, &self.cluster, sql).await;
         for result in results {
             match result {
@@ -657,7 +683,11 @@ impl PgConn {
             Some(message) => ("WARNING", message),
             None => ("NOTICE", text),
         };
-        let code = if severity == "WARNING" { "01000" } else { "00000" };
+        let code = if severity == "WARNING" {
+            "01000"
+        } else {
+            "00000"
+        };
         self.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::new(
             vec![
                 (b'S', severity.to_string()),
@@ -725,8 +755,13 @@ fn expand_formats(codes: &[i16], count: usize, what: &str) -> PgResult<Vec<i16>>
             )))
         }
     };
-    if let Some(bad) = formats.iter().find(|&&f| f != FORMAT_TEXT && f != FORMAT_BINARY) {
-        return Err(protocol_violation(format!("unsupported format code: {bad}")));
+    if let Some(bad) = formats
+        .iter()
+        .find(|&&f| f != FORMAT_TEXT && f != FORMAT_BINARY)
+    {
+        return Err(protocol_violation(format!(
+            "unsupported format code: {bad}"
+        )));
     }
     Ok(formats)
 }
@@ -783,8 +818,30 @@ fn encode_row(
     Ok(())
 }
 
-/// A cancel key: not a secret against a local attacker yet (cancellation is not served), but
-/// different per connection.
+/// Routes a CancelRequest to the shard serving the connection (the pid's top byte).
+async fn forward_cancel(state: &Rc<ShardState>, pid: i32, secret: i32) {
+    let shard = ((pid as u32) >> 24) as usize;
+    if shard == state.id {
+        cancel_local(state, pid, secret);
+    } else if shard < state.shared.map.shard_count() {
+        let _ = state
+            .mesh
+            .call(shard, super::shard::ShardReq::PgCancel { pid, secret })
+            .await;
+    }
+}
+
+/// Cancels the statement running on connection `pid` of this shard if `secret` matches.
+pub fn cancel_local(state: &ShardState, pid: i32, secret: i32) {
+    if let Some((expected, flag)) = state.pg_backends.borrow().get(&pid) {
+        if *expected == secret {
+            flag.cancel();
+        }
+    }
+}
+
+/// A cancel key: not cryptographically strong (a local attacker who can observe timing could
+/// guess it), but different per connection.
 fn rand_secret(pid: i32) -> i32 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

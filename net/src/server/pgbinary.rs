@@ -89,7 +89,12 @@ pub fn text_to_binary(oid: u32, text: &str, out: &mut Vec<u8>) -> Result<(), Bin
             out.extend_from_slice(&text.parse::<u32>().map_err(bad)?.to_be_bytes())
         }
         OID_INT8 => out.extend_from_slice(&text.parse::<i64>().map_err(bad)?.to_be_bytes()),
-        OID_FLOAT4 => out.extend_from_slice(&parse_float(text).ok_or(BinaryError::NoSend(oid))?.to_bits().to_be_bytes()[4..]),
+        OID_FLOAT4 => out.extend_from_slice(
+            &parse_float(text)
+                .ok_or(BinaryError::NoSend(oid))?
+                .to_bits()
+                .to_be_bytes()[4..],
+        ),
         OID_FLOAT8 => out.extend_from_slice(
             &parse_float(text)
                 .ok_or(BinaryError::NoSend(oid))?
@@ -178,7 +183,9 @@ fn numeric_to_binary(text: &str, out: &mut Vec<u8>) -> Option<()> {
         None => (false, text),
     };
     let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let dscale = u16::try_from(frac_part.len()).ok()?;
@@ -311,15 +318,29 @@ mod tests {
         bin.clear();
         numeric_to_binary("0", &mut bin).unwrap();
         assert_eq!(bin, [0; 8]);
-        for t in ["0", "0.00", "10000", "1", "-12345678901234567890.000123", "0.0001", "NaN"] {
+        for t in [
+            "0",
+            "0.00",
+            "10000",
+            "1",
+            "-12345678901234567890.000123",
+            "0.0001",
+            "NaN",
+        ] {
             assert_eq!(round_trip(OID_NUMERIC, t), t);
         }
     }
 
     #[test]
     fn malformed_binary_is_an_error_not_a_panic() {
-        assert_eq!(binary_to_text(OID_INT4, &[1, 2]), Err(BinaryError::Malformed));
-        assert_eq!(binary_to_text(OID_NUMERIC, &[0, 5, 0, 0]), Err(BinaryError::Malformed));
+        assert_eq!(
+            binary_to_text(OID_INT4, &[1, 2]),
+            Err(BinaryError::Malformed)
+        );
+        assert_eq!(
+            binary_to_text(OID_NUMERIC, &[0, 5, 0, 0]),
+            Err(BinaryError::Malformed)
+        );
         assert_eq!(
             binary_to_text(OID_NUMERIC, &[0xff, 0xff, 0, 0, 0, 0, 0, 0]),
             Err(BinaryError::Malformed)

@@ -87,6 +87,11 @@ pub enum ShardReq {
     SqlDdl(helios_sql::DdlChange),
     /// SQL, from shard 0: install this catalog.
     SqlCatalog(Arc<helios_sql::Catalog>),
+    /// PostgreSQL CancelRequest for a connection served by this shard.
+    PgCancel {
+        pid: i32,
+        secret: i32,
+    },
 }
 
 pub enum ShardResp {
@@ -163,6 +168,8 @@ pub struct ShardState {
     pub sql_writes: glommio::sync::Semaphore,
     /// Shard 0: one catalog change at a time.
     pub ddl_lock: glommio::sync::Semaphore,
+    /// PostgreSQL connections on this shard: backend pid → (cancel secret, cancel flag).
+    pub pg_backends: RefCell<std::collections::HashMap<i32, (i32, helios_sql::CancelFlag)>>,
 }
 
 impl ShardState {
@@ -516,6 +523,10 @@ impl ShardState {
                 sqlcluster::install_catalog(&self, catalog);
                 ShardResp::Done
             }
+            ShardReq::PgCancel { pid, secret } => {
+                super::pg::cancel_local(&self, pid, secret);
+                ShardResp::Done
+            }
         }
     }
 
@@ -723,6 +734,7 @@ async fn open_shard(
         catalog: RefCell::new(Arc::new(catalog)),
         sql_writes: glommio::sync::Semaphore::new(1),
         ddl_lock: glommio::sync::Semaphore::new(1),
+        pg_backends: RefCell::new(Default::default()),
     }))
 }
 

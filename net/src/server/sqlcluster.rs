@@ -182,7 +182,10 @@ pub async fn apply_ddl(state: &Rc<ShardState>, change: DdlChange) -> Result<DdlO
 }
 
 /// Installs `catalog` here and on every other shard; returns once all have it.
-pub async fn publish_catalog(state: &Rc<ShardState>, catalog: Arc<Catalog>) -> Result<(), SqlError> {
+pub async fn publish_catalog(
+    state: &Rc<ShardState>,
+    catalog: Arc<Catalog>,
+) -> Result<(), SqlError> {
     install_catalog(state, catalog.clone());
     let calls = (0..state.shared.map.shard_count())
         .filter(|&shard| shard != state.id)
