@@ -46,6 +46,54 @@ pub struct Schema {
     pub id: u32,
     #[serde(with = "arc_tables")]
     pub tables: BTreeMap<String, Arc<Table>>,
+    /// Tables, indexes and views share one namespace per schema, as relations do in
+    /// PostgreSQL (a name is taken by at most one of them).
+    #[serde(default)]
+    pub indexes: BTreeMap<String, IndexDef>,
+    #[serde(default)]
+    pub views: BTreeMap<String, ViewDef>,
+}
+
+impl Schema {
+    fn new(id: u32) -> Schema {
+        Schema {
+            id,
+            tables: BTreeMap::new(),
+            indexes: BTreeMap::new(),
+            views: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a table, index or view has this name.
+    pub fn has_relation(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+            || self.indexes.contains_key(name)
+            || self.views.contains_key(name)
+    }
+}
+
+/// A secondary index (CREATE INDEX). Recorded in the catalog (psql lists it, DROP INDEX
+/// removes it, dropping its table drops it); queries do not use it yet: they scan.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct IndexDef {
+    pub id: u32,
+    pub name: String,
+    /// The indexed table's name (same schema).
+    pub table: String,
+    /// Column positions in the table.
+    pub columns: Vec<usize>,
+    pub unique: bool,
+}
+
+/// A view (CREATE VIEW): its query, planned afresh wherever the view is used.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ViewDef {
+    pub id: u32,
+    pub name: String,
+    /// The defining query as SQL text.
+    pub query: String,
+    /// Column names given with the view (`CREATE VIEW v (a, b)`); empty: the query's own.
+    pub columns: Vec<String>,
 }
 
 /// Tables are shared (`Arc`) between catalog versions and statements; serde stores them as
@@ -123,6 +171,25 @@ pub enum DdlChange {
         tables: Vec<(String, String)>,
         if_exists: bool,
     },
+    CreateIndex {
+        database: String,
+        schema: String,
+        index: IndexDef,
+        if_not_exists: bool,
+    },
+    CreateView {
+        database: String,
+        schema: String,
+        view: ViewDef,
+        or_replace: bool,
+    },
+    DropRelations {
+        database: String,
+        kind: RelationKind,
+        /// (schema, name)
+        names: Vec<(String, String)>,
+        if_exists: bool,
+    },
     CreateDatabase {
         name: String,
     },
@@ -141,6 +208,29 @@ pub enum DdlChange {
         if_exists: bool,
         cascade: bool,
     },
+}
+
+/// Relations dropped by name other than tables (whose rows must go too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelationKind {
+    Index,
+    View,
+}
+
+impl RelationKind {
+    fn noun(self) -> &'static str {
+        match self {
+            RelationKind::Index => "index",
+            RelationKind::View => "view",
+        }
+    }
+
+    fn with_article(self) -> &'static str {
+        match self {
+            RelationKind::Index => "an index",
+            RelationKind::View => "a view",
+        }
+    }
 }
 
 /// What applying a change did.
@@ -180,13 +270,7 @@ impl Catalog {
         let id = self.take_id();
         let schema_id = self.take_id();
         let mut schemas = BTreeMap::new();
-        schemas.insert(
-            DEFAULT_SCHEMA.to_string(),
-            Schema {
-                id: schema_id,
-                tables: BTreeMap::new(),
-            },
-        );
+        schemas.insert(DEFAULT_SCHEMA.to_string(), Schema::new(schema_id));
         self.databases
             .insert(name.to_string(), Database { id, schemas });
     }
@@ -223,7 +307,7 @@ impl Catalog {
                         format!("schema \"{}\" does not exist", table.schema),
                     )
                 })?;
-                if schema.tables.contains_key(&table.name) {
+                if schema.has_relation(&table.name) {
                     if if_not_exists {
                         outcome.notices.push(format!(
                             "relation \"{}\" already exists, skipping",
@@ -272,7 +356,112 @@ impl Catalog {
                     if let Some(s) = db.schemas.get_mut(&schema) {
                         if s.tables.remove(&name).is_some() {
                             outcome.dropped_tables.push(id);
+                            // A table's indexes go with it.
+                            s.indexes.retain(|_, index| index.table != name);
                         }
+                    }
+                }
+            }
+            DdlChange::CreateIndex {
+                database,
+                schema,
+                mut index,
+                if_not_exists,
+            } => {
+                check_identifier(&index.name)?;
+                let id = self.next_id;
+                let schema = self.schema_mut(&database, &schema)?;
+                if schema.has_relation(&index.name) {
+                    if if_not_exists {
+                        outcome.notices.push(format!(
+                            "relation \"{}\" already exists, skipping",
+                            index.name
+                        ));
+                        return Ok(outcome);
+                    }
+                    return Err(SqlError::new(
+                        DUPLICATE_TABLE,
+                        format!("relation \"{}\" already exists", index.name),
+                    ));
+                }
+                if !schema.tables.contains_key(&index.table) {
+                    return Err(SqlError::new(
+                        UNDEFINED_TABLE,
+                        format!("relation \"{}\" does not exist", index.table),
+                    ));
+                }
+                index.id = id;
+                schema.indexes.insert(index.name.clone(), index);
+                self.take_id();
+            }
+            DdlChange::CreateView {
+                database,
+                schema,
+                mut view,
+                or_replace,
+            } => {
+                check_identifier(&view.name)?;
+                let id = self.next_id;
+                let schema = self.schema_mut(&database, &schema)?;
+                let replacing = or_replace && schema.views.contains_key(&view.name);
+                if !replacing && schema.has_relation(&view.name) {
+                    return Err(SqlError::new(
+                        DUPLICATE_TABLE,
+                        format!("relation \"{}\" already exists", view.name),
+                    ));
+                }
+                view.id = match schema.views.get(&view.name) {
+                    Some(old) if replacing => old.id,
+                    _ => id,
+                };
+                schema.views.insert(view.name.clone(), view);
+                if !replacing {
+                    self.take_id();
+                }
+            }
+            DdlChange::DropRelations {
+                database,
+                kind,
+                names,
+                if_exists,
+            } => {
+                let db = self.database_mut(&database)?;
+                // All must exist (unless IF EXISTS) before any is dropped.
+                let mut found = Vec::new();
+                for (schema, name) in &names {
+                    let s = db.schemas.get(schema);
+                    let exists = s.is_some_and(|s| match kind {
+                        RelationKind::Index => s.indexes.contains_key(name),
+                        RelationKind::View => s.views.contains_key(name),
+                    });
+                    if exists {
+                        found.push((schema.clone(), name.clone()));
+                        continue;
+                    }
+                    let what = kind.noun();
+                    if s.is_some_and(|s| s.has_relation(name)) {
+                        return Err(SqlError::new(
+                            WRONG_OBJECT_TYPE,
+                            format!("\"{name}\" is not {}", kind.with_article()),
+                        ));
+                    }
+                    if if_exists {
+                        outcome
+                            .notices
+                            .push(format!("{what} \"{name}\" does not exist, skipping"));
+                        continue;
+                    }
+                    return Err(SqlError::new(
+                        UNDEFINED_OBJECT,
+                        format!("{what} \"{name}\" does not exist"),
+                    ));
+                }
+                for (schema, name) in found {
+                    if let Some(s) = db.schemas.get_mut(&schema) {
+                        match kind {
+                            RelationKind::Index => s.indexes.remove(&name).map(|_| ()),
+                            RelationKind::View => s.views.remove(&name).map(|_| ()),
+                        };
                     }
                 }
             }
@@ -330,13 +519,7 @@ impl Catalog {
                         format!("schema \"{name}\" already exists"),
                     ));
                 }
-                db.schemas.insert(
-                    name,
-                    Schema {
-                        id,
-                        tables: BTreeMap::new(),
-                    },
-                );
+                db.schemas.insert(name, Schema::new(id));
                 self.take_id();
             }
             DdlChange::DropSchema {
@@ -357,7 +540,7 @@ impl Catalog {
                                 format!("schema \"{name}\" does not exist"),
                             ))
                         }
-                        Some(s) if !s.tables.is_empty() && !cascade => {
+                        Some(s) if (!s.tables.is_empty() || !s.views.is_empty()) && !cascade => {
                             return Err(SqlError::new(
                                 DEPENDENT_OBJECTS_STILL_EXIST,
                                 format!(
@@ -379,6 +562,28 @@ impl Catalog {
         }
         self.version += 1;
         Ok(outcome)
+    }
+
+    fn schema_mut(&mut self, database: &str, schema: &str) -> Result<&mut Schema, SqlError> {
+        self.database_mut(database)?
+            .schemas
+            .get_mut(schema)
+            .ok_or_else(|| {
+                SqlError::new(
+                    INVALID_SCHEMA_NAME,
+                    format!("schema \"{schema}\" does not exist"),
+                )
+            })
+    }
+
+    /// Looks a view up by optional schema (default: `public`).
+    pub fn view(&self, database: &str, schema: Option<&str>, name: &str) -> Option<&ViewDef> {
+        self.databases
+            .get(database)?
+            .schemas
+            .get(schema.unwrap_or(DEFAULT_SCHEMA))?
+            .views
+            .get(name)
     }
 
     fn database_mut(&mut self, name: &str) -> Result<&mut Database, SqlError> {

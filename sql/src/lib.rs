@@ -377,6 +377,8 @@ async fn execute<C: Cluster>(
         S::Delete(delete) => stmt::run_delete(session, cluster, sql, delete, params).await,
         S::Truncate(t) => stmt::run_truncate(session, cluster, &t.table_names).await,
         S::CreateTable(ct) => stmt::run_create_table(session, cluster, sql, ct).await,
+        S::CreateIndex(ci) => stmt::run_create_index(session, cluster, ci).await,
+        S::CreateView(cv) => stmt::run_create_view(session, cluster, sql, cv).await,
         S::Drop {
             object_type,
             if_exists,

@@ -1259,6 +1259,12 @@ impl<'a> Planner<'a> {
                         });
                     }
                 }
+                if let Some(view) =
+                    self.catalog
+                        .view(self.session.database(), schema.as_deref(), &table_name)
+                {
+                    return self.plan_view(view, alias.as_ref());
+                }
                 let table = self.lookup_table(name)?;
                 let qualifier = alias
                     .as_ref()
@@ -1322,6 +1328,55 @@ impl<'a> Planner<'a> {
             }
             other => Err(not_supported(format!("FROM item {other}"))),
         }
+    }
+
+    /// A view in FROM: its stored query, planned as a subquery named after the view.
+    fn plan_view(
+        &self,
+        view: &crate::catalog::ViewDef,
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<FromItem, SqlError> {
+        let parser = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {});
+        let query = parser
+            .try_with_sql(&view.query)
+            .and_then(|mut p| p.parse_query())
+            .map_err(|e| {
+                SqlError::new(
+                    INTERNAL_ERROR,
+                    format!(
+                        "the stored query of view \"{}\" does not parse: {e}",
+                        view.name
+                    ),
+                )
+            })?;
+        // A view replaced by one that names itself would expand forever.
+        let depth = VIEW_DEPTH.with(|d| d.get());
+        if depth >= VIEW_NESTING_MAX {
+            return Err(SqlError::new(
+                "42P17",
+                format!(
+                    "infinite recursion detected in rules for relation \"{}\"",
+                    view.name
+                ),
+            ));
+        }
+        VIEW_DEPTH.with(|d| d.set(depth + 1));
+        // Views are planned without the outer scope: they cannot be correlated.
+        let planned = self.plan_query(&query, None);
+        VIEW_DEPTH.with(|d| d.set(depth));
+        // Positions inside the view's text mean nothing in the statement's.
+        let (plan, cols) = planned.map_err(|e| e.at(None))?;
+        let qualifier = alias.map(|a| ident(&a.name)).unwrap_or(view.name.clone());
+        let mut columns = to_scope_columns(&cols, Some(&qualifier));
+        for (c, name) in columns.iter_mut().zip(&view.columns) {
+            c.name = name.clone();
+        }
+        apply_column_aliases(&mut columns, alias)?;
+        Ok(FromItem {
+            plan,
+            columns,
+            fetch: None,
+        })
     }
 
     fn plan_table_function(
@@ -1481,6 +1536,14 @@ fn apply_column_aliases(
         c.name = ident(&a.name);
     }
     Ok(())
+}
+
+/// Views nested in views, at most (deeper means a view that refers to itself).
+const VIEW_NESTING_MAX: usize = 32;
+
+thread_local! {
+    /// Views being expanded by the planner on this thread right now.
+    static VIEW_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 pub(crate) fn ident(id: &ast::Ident) -> String {

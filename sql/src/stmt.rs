@@ -439,6 +439,13 @@ pub(crate) async fn run_insert<C: Cluster>(
     let positions = Positions::new(sql);
     let param_types = &params.types;
     let planner = Planner::new(session, sql, &positions, &catalog, param_types);
+    if insert.or.is_some() {
+        // SQLite's INSERT OR REPLACE/IGNORE: sqlparser accepts it in every dialect.
+        return Err(SqlError::new(
+            SYNTAX_ERROR,
+            "syntax error at or near \"OR\"",
+        ));
+    }
     let ast::TableObject::TableName(name) = &insert.table else {
         return Err(not_supported("INSERT INTO a table function"));
     };
@@ -1274,6 +1281,27 @@ pub(crate) async fn run_drop<C: Cluster>(
             }
             (DdlChange::DropDatabase { name, if_exists }, "DROP DATABASE")
         }
+        ast::ObjectType::Index | ast::ObjectType::View => {
+            let (kind, tag) = if object_type == ast::ObjectType::Index {
+                (crate::catalog::RelationKind::Index, "DROP INDEX")
+            } else {
+                (crate::catalog::RelationKind::View, "DROP VIEW")
+            };
+            let mut relations = Vec::with_capacity(names.len());
+            for n in names {
+                let (schema, name) = plan::split_name(n)?;
+                relations.push((plan::default_schema(schema), name));
+            }
+            (
+                DdlChange::DropRelations {
+                    database,
+                    kind,
+                    names: relations,
+                    if_exists,
+                },
+                tag,
+            )
+        }
         other => return Err(not_supported(format!("DROP {other}"))),
     };
     let outcome = cluster.ddl(change).await?;
@@ -1361,4 +1389,120 @@ fn not_supported(what: impl std::fmt::Display) -> SqlError {
         FEATURE_NOT_SUPPORTED,
         format!("{what} is not supported yet"),
     )
+}
+
+/// CREATE INDEX: recorded in the catalog (see [`crate::catalog::IndexDef`]). UNIQUE indexes
+/// would have to be enforced across shards and are refused until they are.
+pub(crate) async fn run_create_index<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    ci: &ast::CreateIndex,
+) -> Result<StatementResult, SqlError> {
+    if ci.unique {
+        return Err(not_supported("CREATE UNIQUE INDEX"));
+    }
+    if ci.predicate.is_some() || !ci.include.is_empty() || ci.concurrently {
+        return Err(not_supported("partial, covering and concurrent indexes"));
+    }
+    let (schema, table_name) = plan::split_name(&ci.table_name)?;
+    let table = cluster
+        .catalog()
+        .table(session.database(), schema.as_deref(), &table_name)
+        .cloned()
+        .ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_TABLE,
+                format!("relation \"{table_name}\" does not exist"),
+            )
+        })?;
+    let mut columns = Vec::with_capacity(ci.columns.len());
+    for c in &ci.columns {
+        let ast::Expr::Identifier(id) = &c.column.expr else {
+            return Err(not_supported("indexes on expressions"));
+        };
+        let name = plan::ident(id);
+        let position = table.column_index(&name).ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_COLUMN,
+                format!("column \"{name}\" does not exist"),
+            )
+        })?;
+        columns.push(position);
+    }
+    let name = match &ci.name {
+        Some(n) => plan::split_name(n)?.1,
+        None => default_index_name(&table, &columns),
+    };
+    let change = DdlChange::CreateIndex {
+        database: session.database().to_string(),
+        schema: table.schema.clone(),
+        index: crate::catalog::IndexDef {
+            id: 0,
+            name,
+            table: table.name.clone(),
+            columns,
+            unique: false,
+        },
+        if_not_exists: ci.if_not_exists,
+    };
+    let outcome = cluster.ddl(change).await?;
+    Ok(StatementResult::Command {
+        tag: "CREATE INDEX".to_string(),
+        changed_parameters: Vec::new(),
+        notices: outcome.notices,
+    })
+}
+
+/// PostgreSQL's generated name: `table_col1_col2_idx`.
+fn default_index_name(table: &Table, columns: &[usize]) -> String {
+    let mut name = table.name.clone();
+    for &c in columns {
+        name.push('_');
+        name.push_str(&table.columns[c].name);
+    }
+    name.push_str("_idx");
+    name
+}
+
+/// CREATE [OR REPLACE] VIEW: the query is planned now (so a bad one fails here, and the
+/// column count is checked), stored as text, and planned again wherever the view is used.
+pub(crate) async fn run_create_view<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    sql: &str,
+    cv: &ast::CreateView,
+) -> Result<StatementResult, SqlError> {
+    if cv.materialized || cv.temporary || cv.or_alter {
+        return Err(not_supported("materialized and temporary views"));
+    }
+    let (schema, name) = plan::split_name(&cv.name)?;
+    let catalog = cluster.catalog();
+    let no_params = RefCell::new(Vec::new());
+    let described = describe_query(session, &catalog, sql, &cv.query, &no_params)?;
+    if !no_params.borrow().is_empty() {
+        return Err(SqlError::new(
+            UNDEFINED_PARAMETER,
+            "there is no parameter $1",
+        ));
+    }
+    let columns: Vec<String> = cv.columns.iter().map(|c| plan::ident(&c.name)).collect();
+    if columns.len() > described.len() {
+        return Err(SqlError::new(
+            SYNTAX_ERROR,
+            "CREATE VIEW specifies more column names than columns",
+        ));
+    }
+    let change = DdlChange::CreateView {
+        database: session.database().to_string(),
+        schema: plan::default_schema(schema),
+        view: crate::catalog::ViewDef {
+            id: 0,
+            name,
+            query: cv.query.to_string(),
+            columns,
+        },
+        or_replace: cv.or_replace,
+    };
+    cluster.ddl(change).await?;
+    Ok(command("CREATE VIEW"))
 }

@@ -598,3 +598,87 @@ fn prepared_statements_infer_parameter_types() {
         assert_eq!(untyped.param_types, vec![25]);
     });
 }
+
+#[test]
+fn indexes_and_views_live_in_the_catalog() {
+    script(
+        2,
+        &[
+            ("CREATE TABLE t (x int, y text)", "CREATE TABLE "),
+            (
+                "INSERT INTO t VALUES (1, 'a'), (0, 'b'), (NULL, 'c')",
+                "INSERT 0 3",
+            ),
+            ("CREATE INDEX ti ON t (x)", "CREATE INDEX "),
+            (
+                "CREATE INDEX ti ON t (y)",
+                "ERR 42P07 relation \"ti\" already exists",
+            ),
+            ("CREATE INDEX IF NOT EXISTS ti ON t (y)", "CREATE INDEX "),
+            ("CREATE INDEX ON t (y)", "CREATE INDEX "),
+            (
+                "CREATE INDEX nope ON t (z)",
+                "ERR 42703 column \"z\" does not exist",
+            ),
+            (
+                "CREATE INDEX nope ON missing (z)",
+                "ERR 42P01 relation \"missing\" does not exist",
+            ),
+            (
+                "CREATE UNIQUE INDEX u ON t (x)",
+                "ERR 0A000 CREATE UNIQUE INDEX is not supported yet",
+            ),
+            (
+                "CREATE TABLE ti (a int)",
+                "ERR 42P07 relation \"ti\" already exists",
+            ),
+            (
+                "CREATE VIEW pos AS SELECT x FROM t WHERE x > 0",
+                "CREATE VIEW ",
+            ),
+            ("SELECT * FROM pos", "x:23 => 1 [SELECT 1]"),
+            ("SELECT p.x + 1 AS n FROM pos p", "n:23 => 2 [SELECT 1]"),
+            (
+                "CREATE VIEW named (a) AS SELECT x, y FROM t",
+                "CREATE VIEW ",
+            ),
+            (
+                "SELECT a, y FROM named WHERE a = 0",
+                "a:23,y:25 => 0|b [SELECT 1]",
+            ),
+            (
+                "CREATE VIEW pos AS SELECT 1",
+                "ERR 42P07 relation \"pos\" already exists",
+            ),
+            (
+                "CREATE OR REPLACE VIEW pos AS SELECT x FROM t WHERE x = 0",
+                "CREATE VIEW ",
+            ),
+            ("SELECT * FROM pos", "x:23 => 0 [SELECT 1]"),
+            (
+                "CREATE VIEW bad AS SELECT nosuch FROM t",
+                "ERR 42703 column \"nosuch\" does not exist",
+            ),
+            (
+                "CREATE VIEW toomany (a, b, c) AS SELECT x FROM t",
+                "ERR 42601 CREATE VIEW specifies more column names than columns",
+            ),
+            ("DROP VIEW t", "ERR 42809 \"t\" is not a view"),
+            ("DROP INDEX pos", "ERR 42809 \"pos\" is not an index"),
+            ("DROP VIEW pos, named", "DROP VIEW "),
+            ("DROP VIEW pos", "ERR 42704 view \"pos\" does not exist"),
+            ("DROP INDEX ti", "DROP INDEX "),
+            ("DROP INDEX IF EXISTS ti", "DROP INDEX "),
+            ("DROP TABLE t", "DROP TABLE "),
+            // The table's remaining index (t_y_idx) went with it.
+            (
+                "DROP INDEX t_y_idx",
+                "ERR 42704 index \"t_y_idx\" does not exist",
+            ),
+            (
+                "INSERT OR REPLACE INTO t VALUES (1)",
+                "ERR 42601 syntax error at or near \"OR\"",
+            ),
+        ],
+    );
+}

@@ -40,7 +40,16 @@ use std::time::{Duration, Instant};
 use helios_tests::server::{which, HeliosServer, ServerOpts};
 
 /// Corpus files (relative to the corpus dir, `/`-separated) that must pass in both modes.
-const EXPECTED_PASS: &[&str] = &["select1.test", "select2.test", "select3.test"];
+const EXPECTED_PASS: &[&str] = &[
+    "select1.test",
+    "select2.test",
+    "select3.test",
+    "evidence/slt_lang_aggfunc.test",
+    "evidence/slt_lang_createview.test",
+    "evidence/slt_lang_dropindex.test",
+    "evidence/slt_lang_droptable.test",
+    "evidence/slt_lang_dropview.test",
+];
 
 /// The engines `sqllogictest` is run with: simple query protocol, then extended (prepared
 /// statements, binary results).
