@@ -13,6 +13,7 @@ mod catalog;
 mod cluster;
 mod error;
 mod exec;
+mod explain;
 mod expr;
 mod numeric;
 mod plan;
@@ -372,6 +373,19 @@ async fn execute<C: Cluster>(
     }
     match statement {
         S::Query(q) => stmt::run_query(session, cluster, sql, q, params).await,
+        S::Explain {
+            statement: inner,
+            analyze,
+            options,
+            ..
+        } => {
+            let analyze = *analyze
+                || options.iter().flatten().any(|o| {
+                    o.name.value.eq_ignore_ascii_case("analyze")
+                        && !matches!(&o.arg, Some(ast::Expr::Value(v)) if matches!(v.value, ast::Value::Boolean(false)))
+                });
+            explain::run_explain(session, cluster, sql, inner, analyze).await
+        }
         S::Insert(insert) => stmt::run_insert(session, cluster, sql, insert, params).await,
         S::Update(update) => stmt::run_update(session, cluster, sql, update, params).await,
         S::Delete(delete) => stmt::run_delete(session, cluster, sql, delete, params).await,

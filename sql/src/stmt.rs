@@ -167,7 +167,11 @@ async fn fetch<C: Cluster>(
 /// The row key a filter pins: every primary-key column compared for equality with a value
 /// that needs no row. None when the filter does not pin one (or pins contradictory values,
 /// which the scan then finds no rows for).
-fn point_key(table: &Table, filter: Option<&Bound>, env: &Env) -> Result<Option<Bytes>, SqlError> {
+pub(crate) fn point_key(
+    table: &Table,
+    filter: Option<&Bound>,
+    env: &Env,
+) -> Result<Option<Bytes>, SqlError> {
     let Some(filter) = filter else {
         return Ok(None);
     };

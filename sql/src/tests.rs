@@ -682,3 +682,23 @@ fn indexes_and_views_live_in_the_catalog() {
         ],
     );
 }
+
+#[test]
+fn explain_shows_fragments_and_coordinator() {
+    script(
+        4,
+        &[
+            ("CREATE TABLE e (id int PRIMARY KEY, x int, s text)", "CREATE TABLE "),
+            (
+                "EXPLAIN SELECT x, count(*) FROM e WHERE x > 3 GROUP BY x",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (2 columns) /     ->  Hash Aggregate (1 group keys): count(*) /       ->  Fragment results #0 / Shard fragments /   #0 Scan on public.e (every shard: 0..4 in parallel) /         Filter (pushed down): (x > 3) [EXPLAIN]",
+            ),
+            (
+                "EXPLAIN SELECT s FROM e WHERE id = 5",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (1 columns) /     ->  Fragment results #0 / Shard fragments /   #0 Point Get on public.e (primary key; shard 0 only) /         Filter (pushed down): (id = 5) [EXPLAIN]",
+            ),
+            ("EXPLAIN ANALYZE SELECT 1", "ERR 0A000 EXPLAIN ANALYZE is not supported yet"),
+            ("EXPLAIN DELETE FROM e", "ERR 0A000 EXPLAIN of statements other than queries is not supported yet"),
+        ],
+    );
+}
