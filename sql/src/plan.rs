@@ -254,7 +254,11 @@ pub(crate) struct Planner<'a> {
 struct FromItem {
     plan: Plan,
     columns: Vec<ScopeColumn>,
-    fetch: Option<usize>,
+    /// Base-table fetches a filter over this item's rows may be pushed into, as (fetch,
+    /// offset of its columns in the item's row, width): the table itself, or the sides of a
+    /// join whose rows a filter above the join may remove early (not the null-extended side
+    /// of an outer join).
+    pushable: Vec<(usize, usize, usize)>,
 }
 
 /// Relations one FROM clause may join.
@@ -1095,10 +1099,32 @@ impl<'a> Planner<'a> {
                 None => residual.push(c),
             }
         }
-        // Inner joins: conjuncts over one side's base table can run in its fetch.
-        if kind == JoinKind::Inner {
-            residual = self.push_into_fetch(residual, left.fetch, 0, left_width);
-            residual = self.push_into_fetch(residual, right.fetch, left_width, right_width);
+        // ON conjuncts over one side can filter that side early where the join kind allows:
+        // either side of an inner join, the null-extended side of an outer one.
+        let (on_left, on_right) = match kind {
+            JoinKind::Inner => (true, true),
+            JoinKind::Left => (false, true),
+            JoinKind::Right => (true, false),
+            JoinKind::Full => (false, false),
+        };
+        if on_left {
+            residual = self.push_into_item(residual, &left.pushable, 0);
+        }
+        if on_right {
+            residual = self.push_into_item(residual, &right.pushable, left_width);
+        }
+        // A WHERE above the join may filter the sides whose rows are never null-extended.
+        let mut pushable = Vec::new();
+        if matches!(kind, JoinKind::Inner | JoinKind::Left) {
+            pushable.extend(left.pushable.iter().copied());
+        }
+        if matches!(kind, JoinKind::Inner | JoinKind::Right) {
+            pushable.extend(
+                right
+                    .pushable
+                    .iter()
+                    .map(|&(f, offset, width)| (f, offset + left_width, width)),
+            );
         }
         let plan = Plan::Join {
             left: Box::new(left.plan),
@@ -1113,8 +1139,22 @@ impl<'a> Planner<'a> {
         Ok(FromItem {
             plan,
             columns,
-            fetch: None,
+            pushable,
         })
+    }
+
+    /// Pushes conjuncts into an item's pushable fetches, the item's columns starting at
+    /// `base` in the conjuncts' row; returns the rest.
+    fn push_into_item(
+        &self,
+        mut conjuncts: Vec<Bound>,
+        pushable: &[(usize, usize, usize)],
+        base: usize,
+    ) -> Vec<Bound> {
+        for &(fetch, offset, width) in pushable {
+            conjuncts = self.push_into_fetch(conjuncts, Some(fetch), base + offset, width);
+        }
+        conjuncts
     }
 
     /// Moves conjuncts that read only columns [offset, offset+width) into fetch `fetch`;
@@ -1169,12 +1209,7 @@ impl<'a> Planner<'a> {
         let mut spans = Vec::with_capacity(items.len());
         for item in &items {
             spans.push((offset, item.columns.len()));
-            let rest = self.push_into_fetch(
-                std::mem::take(conjuncts),
-                item.fetch,
-                offset,
-                item.columns.len(),
-            );
+            let rest = self.push_into_item(std::mem::take(conjuncts), &item.pushable, offset);
             *conjuncts = rest;
             offset += item.columns.len();
         }
@@ -1255,7 +1290,7 @@ impl<'a> Planner<'a> {
                         return Ok(FromItem {
                             plan,
                             columns,
-                            fetch: None,
+                            pushable: Vec::new(),
                         });
                     }
                 }
@@ -1283,10 +1318,11 @@ impl<'a> Planner<'a> {
                     .collect();
                 apply_column_aliases(&mut columns, alias.as_ref())?;
                 let fetch = self.add_fetch(table);
+                let width = columns.len();
                 Ok(FromItem {
                     plan: Plan::Fetch(fetch),
                     columns,
-                    fetch: Some(fetch),
+                    pushable: vec![(fetch, 0, width)],
                 })
             }
             ast::TableFactor::Derived {
@@ -1305,7 +1341,7 @@ impl<'a> Planner<'a> {
                 Ok(FromItem {
                     plan,
                     columns,
-                    fetch: None,
+                    pushable: Vec::new(),
                 })
             }
             ast::TableFactor::NestedJoin {
@@ -1320,7 +1356,7 @@ impl<'a> Planner<'a> {
                     }
                     apply_column_aliases(&mut item.columns, Some(a))?;
                 }
-                item.fetch = None;
+                item.pushable.clear();
                 Ok(item)
             }
             ast::TableFactor::Function { .. } | ast::TableFactor::TableFunction { .. } => {
@@ -1375,7 +1411,7 @@ impl<'a> Planner<'a> {
         Ok(FromItem {
             plan,
             columns,
-            fetch: None,
+            pushable: Vec::new(),
         })
     }
 
@@ -1445,7 +1481,7 @@ impl<'a> Planner<'a> {
         Ok(FromItem {
             plan: Plan::Series { start, stop, step },
             columns,
-            fetch: None,
+            pushable: Vec::new(),
         })
     }
 }

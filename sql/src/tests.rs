@@ -702,3 +702,41 @@ fn explain_shows_fragments_and_coordinator() {
         ],
     );
 }
+
+#[test]
+fn join_filters_run_in_the_fragments_that_may_drop_rows() {
+    script(
+        2,
+        &[
+            ("CREATE TABLE a (id int PRIMARY KEY, x int)", "CREATE TABLE "),
+            ("CREATE TABLE b (id int PRIMARY KEY, a_id int, y int)", "CREATE TABLE "),
+            ("INSERT INTO a VALUES (1, 10), (2, 20), (3, 30)", "INSERT 0 3"),
+            ("INSERT INTO b VALUES (1, 1, 5), (2, 2, NULL)", "INSERT 0 2"),
+            // WHERE on the null-extended side must see the NULL-extended rows.
+            (
+                "SELECT a.id FROM a LEFT JOIN b ON a.id = b.a_id WHERE b.y IS NULL ORDER BY 1",
+                "id:23 => 2 / 3 [SELECT 2]",
+            ),
+            (
+                "SELECT a.id, b.id FROM a LEFT JOIN b ON a.id = b.a_id AND b.y > 0 WHERE a.x >= 20 ORDER BY 1",
+                "id:23,id:23 => 2|NULL / 3|NULL [SELECT 2]",
+            ),
+            (
+                "SELECT a.id FROM a RIGHT JOIN b ON a.id = b.a_id AND a.x > 10 ORDER BY b.id",
+                "id:23 => NULL / 2 [SELECT 2]",
+            ),
+            (
+                "SELECT a.id FROM a FULL JOIN b ON a.id = b.a_id WHERE a.x > 10 ORDER BY 1",
+                "id:23 => 2 / 3 [SELECT 2]",
+            ),
+            (
+                "EXPLAIN SELECT a.id FROM a JOIN b ON a.id = b.a_id WHERE a.x > 1 AND b.y < 9",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Hash Join on 1 key(s) (Inner) /       ->  Fragment results #0 /       ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Filter (pushed down): (y < 9) [EXPLAIN]",
+            ),
+            (
+                "EXPLAIN SELECT a.id FROM a LEFT JOIN b ON a.id = b.a_id WHERE b.y IS NULL AND a.x > 1",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Hash Join on 1 key(s) (Left) /         ->  Fragment results #0 /         ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /   #1 Scan on public.b (every shard: 0..2 in parallel) [EXPLAIN]",
+            ),
+        ],
+    );
+}
