@@ -11,8 +11,8 @@
 # writes the tables, JSON and SVG into bench-results/<suite>-<timestamp>/ ($RESULTS_DIR
 # overrides bench-results). PostgreSQL is stopped on exit.
 #
-# helios does not speak the PostgreSQL protocol yet, so the suite runs against PostgreSQL
-# only; the runs take --target flags, so helios becomes a second --target once it does.
+# helios (release build, --durability sync, fresh data dir) runs beside it; every run drives
+# PostgreSQL then helios with the same workload, so ratios read "helios / postgres".
 set -euo pipefail
 
 SUITE=${1:-}
@@ -34,11 +34,13 @@ id postgres >/dev/null 2>&1 || { echo "no user postgres (apt-get install -y post
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-# BENCH_BIN names a prebuilt helios-bench and skips the build.
-if [ -n "${BENCH_BIN:-}" ]; then
+# HELIOS_BIN and BENCH_BIN, when both set, name prebuilt binaries and skip the build.
+if [ -n "${HELIOS_BIN:-}" ] && [ -n "${BENCH_BIN:-}" ]; then
+  HELIOS=$HELIOS_BIN
   BENCH=$BENCH_BIN
 else
-  cargo build --release --bin helios-bench
+  cargo build --release --bin helios --bin helios-bench
+  HELIOS="$TARGET_DIR/release/helios"
   BENCH="$TARGET_DIR/release/helios-bench"
 fi
 
@@ -48,7 +50,12 @@ fi
 WORK=$(mktemp -d -t helios-compare-pg-XXXXXX)
 chown postgres "$WORK"
 PG_STARTED=0
+HELIOS_PID=
 cleanup() {
+  if [ -n "$HELIOS_PID" ]; then
+    kill "$HELIOS_PID" 2>/dev/null || true
+    wait "$HELIOS_PID" 2>/dev/null || true
+  fi
   if [ "$PG_STARTED" = 1 ]; then
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
@@ -69,12 +76,24 @@ for _ in $(seq 1 100); do
 done
 "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" || { echo "postgres did not start" >&2; cat "$WORK/postgres.log" >&2; exit 1; }
 
+# helios with sync durability (every acknowledged write fsynced), as PostgreSQL above.
+HELIOS_PORT=$(free_port)
+"$HELIOS" --data-dir "$WORK/helios" --redis-addr 127.0.0.1:0 --pg-addr "127.0.0.1:$HELIOS_PORT" \
+  --durability sync >"$WORK/helios.log" 2>&1 &
+HELIOS_PID=$!
+for _ in $(seq 1 200); do
+  "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$HELIOS_PORT" && break
+  kill -0 "$HELIOS_PID" 2>/dev/null || break
+  sleep 0.05
+done
+"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$HELIOS_PORT" || { echo "helios did not start" >&2; cat "$WORK/helios.log" >&2; exit 1; }
+
 OUT="${RESULTS_DIR:-bench-results}/$SUITE-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 {
   echo "suite: $SUITE   durability: postgres fsync=on synchronous_commit=on (matches helios --durability sync)"
   echo "postgres: 127.0.0.1:$PG_PORT ($("$PG_BIN/postgres" --version))"
-  echo "helios: not run (helios does not speak the PostgreSQL protocol yet)"
+  echo "helios: 127.0.0.1:$HELIOS_PORT (--durability sync, default shards)"
   echo "host: $(nproc) cores, $(uname -sr)"
 } | tee "$OUT/summary.txt"
 
@@ -84,7 +103,7 @@ run() {
   shift
   echo
   echo "== $name: $*" | tee -a "$OUT/summary.txt"
-  "$BENCH" pg --target "postgres=127.0.0.1:$PG_PORT" \
+  "$BENCH" pg --target "postgres=127.0.0.1:$PG_PORT" --target "helios=127.0.0.1:$HELIOS_PORT" \
     --json "$OUT/$name.json" --plot "$OUT/$name.svg" "$@" | tee -a "$OUT/summary.txt"
 }
 

@@ -74,6 +74,37 @@ pub enum RowOp {
     Delete {
         key: Bytes,
     },
+    /// Read-modify-write of one row on its shard, under the shard's write serialization, so
+    /// that concurrent statements never lose each other's changes. With `insert`, the row is
+    /// inserted when absent (ON CONFLICT DO UPDATE); without, an absent row is skipped (it was
+    /// deleted since the coordinator read it).
+    Modify {
+        key: Bytes,
+        insert: Option<Bytes>,
+        spec: Arc<ModifySpec>,
+    },
+}
+
+/// What a [`RowOp::Modify`] does to the current row.
+#[derive(Debug)]
+pub struct ModifySpec {
+    pub(crate) table: Arc<Table>,
+    /// Column ← value. Expressions read the current row, followed by the proposed row when
+    /// the op has one (`excluded` in ON CONFLICT DO UPDATE).
+    pub(crate) sets: Vec<(usize, SetValue)>,
+    /// Over the same row as `sets`: UPDATE's row-local WHERE, checked again on the latest
+    /// version; ON CONFLICT's DO UPDATE WHERE. Not true: the row is left alone.
+    pub(crate) filter: Option<Bound>,
+    /// CHECK constraints, bound over the table's columns.
+    pub(crate) checks: Vec<(String, Bound)>,
+    pub(crate) env: Env,
+}
+
+#[derive(Debug)]
+pub enum SetValue {
+    Expr(Bound),
+    /// Computed by the coordinator (a DEFAULT).
+    Value(Datum),
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +114,7 @@ pub struct WriteRequest {
     pub(crate) constraint: String,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteOutcome {
     /// Rows inserted (not skipped), overwritten or deleted.
     pub applied: u64,
@@ -91,6 +122,8 @@ pub struct WriteOutcome {
     pub skipped: u64,
     /// The WAL position the write must be durable to before it is acknowledged.
     pub lsn: u64,
+    /// The rows `Modify` ops wrote (updated or inserted), in op order.
+    pub(crate) modified: Vec<Row>,
 }
 
 /// Rows a scan fragment returns in one reply, at most (bounded by the statement budget).
@@ -164,6 +197,9 @@ pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
     let mut outcome = WriteOutcome::default();
     // Keys inserted earlier in this batch count as existing.
     let mut inserted: HashSet<&Bytes> = HashSet::new();
+    // Keys `Modify` ops handled in this batch: each row at most once (a second change would
+    // read the tree's version, not the batch's).
+    let mut modified_keys: HashSet<&Bytes> = HashSet::new();
     for op in &req.ops {
         match op {
             RowOp::Insert {
@@ -191,6 +227,36 @@ pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
             }
             RowOp::Put { key, value } => batch.put(key.clone(), value.clone()),
             RowOp::Delete { key } => batch.delete(key.clone()),
+            RowOp::Modify { key, insert, spec } => {
+                if !modified_keys.insert(key) || inserted.contains(key) {
+                    return Err(SqlError::new(
+                        CARDINALITY_VIOLATION,
+                        "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                    ));
+                }
+                let current = lsm.get(key, None).await.map_err(storage_error)?;
+                let width = spec.table.columns.len();
+                let new_row = match (current, insert) {
+                    (None, None) => continue,
+                    (None, Some(value)) => {
+                        inserted.insert(key);
+                        decode_row(value, width).map_err(storage_error)?
+                    }
+                    (Some(old), proposed) => {
+                        let mut input = decode_row(&old, width).map_err(storage_error)?;
+                        let old_width = input.len();
+                        if let Some(p) = proposed {
+                            input.extend(decode_row(p, width).map_err(storage_error)?);
+                        }
+                        match modify_row(spec, &input[..old_width], &input)? {
+                            Some(row) => row,
+                            None => continue,
+                        }
+                    }
+                };
+                batch.put(key.clone(), rowcodec::encode_row(&new_row));
+                outcome.modified.push(new_row);
+            }
         }
         outcome.applied += 1;
     }
@@ -201,6 +267,38 @@ pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm.wait_for_write_room().await.map_err(storage_error)?;
     outcome.lsn = lsm.write_owned(batch).map_err(storage_error)?;
     Ok(outcome)
+}
+
+/// The new version of `current` under `spec` (None: its filter is not true). `input` is what
+/// the expressions read: the current row, or the current row followed by the proposed one.
+fn modify_row(
+    spec: &ModifySpec,
+    current: &[Datum],
+    input: &[Datum],
+) -> Result<Option<Row>, SqlError> {
+    let cx = Eval {
+        env: &spec.env,
+        row: input,
+        outer: None,
+        inputs: None,
+    };
+    if let Some(f) = &spec.filter {
+        if eval(f, &cx)? != Datum::Bool(true) {
+            return Ok(None);
+        }
+    }
+    let mut row = current.to_vec();
+    for (column, value) in &spec.sets {
+        let def = &spec.table.columns[*column];
+        row[*column] = match value {
+            SetValue::Value(d) => d.clone(),
+            SetValue::Expr(b) => {
+                crate::stmt::assign(eval(b, &cx)?, b.ty, def, spec.env.float_digits)?
+            }
+        };
+    }
+    crate::stmt::verify_row(&spec.table, &spec.checks, &row, &spec.env)?;
+    Ok(Some(row))
 }
 
 /// Deletes every row of a table on this shard, in batches; returns the lsn to wait for.

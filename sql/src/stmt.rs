@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sqlparser::ast::{self, Spanned};
 
 use crate::catalog::{CheckDef, ColumnDef, DdlChange, Table, COLUMNS_MAX};
-use crate::cluster::{Cluster, RowOp, ScanRequest, ScanRows, WriteRequest};
+use crate::cluster::{Cluster, ModifySpec, RowOp, ScanRequest, ScanRows, SetValue, WriteRequest};
 use crate::error::*;
 use crate::exec::{self, Inputs, Row, STATEMENT_ROWS_MAX};
 use crate::expr::{self, eval, Binder, Bound, Env, Eval, Kind, Positions};
@@ -264,7 +264,12 @@ fn hidden_row_id() -> [u8; 16] {
 
 /// Assignment conversion of a value into a column (INSERT and UPDATE): PostgreSQL's
 /// assignment casts, with varchar(n) overflow an error rather than a truncation.
-fn assign(value: Datum, from: SqlType, column: &ColumnDef, digits: i32) -> Result<Datum, SqlError> {
+pub(crate) fn assign(
+    value: Datum,
+    from: SqlType,
+    column: &ColumnDef,
+    digits: i32,
+) -> Result<Datum, SqlError> {
     let ok = from == column.ty
         || from == SqlType::Unknown
         || (from.numeric_rank().is_some() && column.ty.numeric_rank().is_some())
@@ -315,6 +320,34 @@ fn check_row(
     row: &[Datum],
     env: &Env,
 ) -> Result<(), SqlError> {
+    verify_row(table, &bind_checks(session, catalog, table)?, row, env)
+}
+
+/// A table's CHECK constraints, bound over its columns: (constraint name, expression).
+pub(crate) fn bind_checks(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    table: &Table,
+) -> Result<Vec<(String, Bound)>, SqlError> {
+    table
+        .checks
+        .iter()
+        .map(|c| {
+            Ok((
+                c.name.clone(),
+                bind_table_expr(session, catalog, table, &c.expr)?,
+            ))
+        })
+        .collect()
+}
+
+/// Checks NOT NULL and the bound CHECK constraints of a complete row.
+pub(crate) fn verify_row(
+    table: &Table,
+    checks: &[(String, Bound)],
+    row: &[Datum],
+    env: &Env,
+) -> Result<(), SqlError> {
     for (i, c) in table.columns.iter().enumerate() {
         if row[i] == Datum::Null && (c.not_null || table.primary_key.contains(&i)) {
             return Err(SqlError::new(
@@ -326,20 +359,19 @@ fn check_row(
             ));
         }
     }
-    for check in &table.checks {
-        let b = bind_table_expr(session, catalog, table, &check.expr)?;
+    for (name, b) in checks {
         let cx = Eval {
             env,
             row,
             outer: None,
             inputs: None,
         };
-        if eval(&b, &cx)? == Datum::Bool(false) {
+        if eval(b, &cx)? == Datum::Bool(false) {
             return Err(SqlError::new(
                 CHECK_VIOLATION,
                 format!(
-                    "new row for relation \"{}\" violates check constraint \"{}\"",
-                    table.name, check.name
+                    "new row for relation \"{}\" violates check constraint \"{name}\"",
+                    table.name
                 ),
             ));
         }
@@ -399,12 +431,21 @@ fn is_default_keyword(e: &ast::Expr) -> bool {
     matches!(e, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
 }
 
-/// Sends per-shard write batches in parallel; returns (applied, skipped-op indexes).
+/// Sends per-shard write batches in parallel; returns the rows applied.
 async fn write_rows<C: Cluster>(
     cluster: &C,
     table: &Table,
     ops: Vec<(usize, RowOp)>,
 ) -> Result<u64, SqlError> {
+    Ok(write_rows_returning(cluster, table, ops).await?.0)
+}
+
+/// [`write_rows`], also returning the rows `Modify` ops wrote.
+async fn write_rows_returning<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    ops: Vec<(usize, RowOp)>,
+) -> Result<(u64, Vec<Row>), SqlError> {
     let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
     for (shard, op) in ops {
         per_shard.entry(shard).or_default().push(op);
@@ -421,10 +462,13 @@ async fn write_rows<C: Cluster>(
     });
     let results = futures_util::future::join_all(futures).await;
     let mut applied = 0;
+    let mut modified = Vec::new();
     for r in results {
-        applied += r?.applied;
+        let r = r?;
+        applied += r.applied;
+        modified.extend(r.modified);
     }
-    Ok(applied)
+    Ok((applied, modified))
 }
 
 fn shard_of_key<C: Cluster>(cluster: &C, key: &Bytes) -> usize {
@@ -457,12 +501,15 @@ pub(crate) async fn run_insert<C: Cluster>(
     if insert.partitioned.is_some() || !insert.after_columns.is_empty() {
         return Err(not_supported("this INSERT form"));
     }
+    let mut upsert = None;
     let if_absent = match &insert.on {
         None => false,
         Some(ast::OnInsert::OnConflict(c)) => match &c.action {
             ast::OnConflictAction::DoNothing => true,
-            ast::OnConflictAction::DoUpdate(_) => {
-                return Err(not_supported("ON CONFLICT DO UPDATE"))
+            ast::OnConflictAction::DoUpdate(du) => {
+                let alias = insert.table_alias.as_ref().map(|a| plan::ident(&a.alias));
+                upsert = Some(bind_do_update(&planner, &table, alias, c, du)?);
+                false
             }
         },
         Some(_) => return Err(not_supported("this ON clause")),
@@ -618,6 +665,16 @@ pub(crate) async fn run_insert<C: Cluster>(
     // Complete rows, constraints, keys.
     let mut full_rows = Vec::with_capacity(source_rows.len());
     let mut ops = Vec::with_capacity(source_rows.len());
+    let upsert = match upsert {
+        Some((sets, filter)) => Some(Arc::new(ModifySpec {
+            table: table.clone(),
+            sets,
+            filter,
+            checks: bind_checks(session, &catalog, &table)?,
+            env: env.clone(),
+        })),
+        None => None,
+    };
     for src in source_rows {
         let mut row = vec![None; table.columns.len()];
         for (v, &t) in src.into_iter().zip(&targets) {
@@ -633,15 +690,28 @@ pub(crate) async fn run_insert<C: Cluster>(
         check_row(session, &catalog, &table, &full, &env)?;
         let key = rowcodec::row_key(table.id, &key_bytes_of(&table, &full)?);
         let shard = shard_of_key(cluster, &key);
-        ops.push((
-            shard,
-            RowOp::Insert {
+        let value = rowcodec::encode_row(&full);
+        let op = match &upsert {
+            Some(spec) => RowOp::Modify {
                 key,
-                value: rowcodec::encode_row(&full),
+                insert: Some(value),
+                spec: spec.clone(),
+            },
+            None => RowOp::Insert {
+                key,
+                value,
                 if_absent,
             },
-        ));
+        };
+        ops.push((shard, op));
         full_rows.push(full);
+    }
+    if upsert.is_some() {
+        // The rows as written: inserted, or updated by DO UPDATE (not those its WHERE skipped).
+        let (_, written) = write_rows_returning(cluster, &table, ops).await?;
+        note_write(session);
+        let tag = format!("INSERT 0 {}", written.len());
+        return finish_returning(returning, written, &env, tag, false);
     }
     let applied = write_rows(cluster, &table, ops).await?;
     note_write(session);
@@ -653,6 +723,117 @@ pub(crate) async fn run_insert<C: Cluster>(
         tag,
         if_absent && applied as usize != 0,
     )
+}
+
+/// ON CONFLICT ... DO UPDATE: its SET list and WHERE, bound over the existing row (named by
+/// the table or its alias) followed by the proposed one (`excluded`). The conflict target
+/// must be the primary key, the one unique constraint helios has.
+fn bind_do_update(
+    planner: &Planner,
+    table: &Arc<Table>,
+    alias: Option<String>,
+    on_conflict: &ast::OnConflict,
+    du: &ast::DoUpdate,
+) -> Result<(Vec<(usize, SetValue)>, Option<Bound>), SqlError> {
+    let no_arbiter = || {
+        SqlError::new(
+            "42P10",
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        )
+    };
+    match &on_conflict.conflict_target {
+        None => {
+            return Err(SqlError::new(
+                SYNTAX_ERROR,
+                "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+            ))
+        }
+        Some(ast::ConflictTarget::Columns { columns, predicate }) => {
+            let mut named: Vec<usize> = Vec::with_capacity(columns.len());
+            for c in columns {
+                named.push(table.column_index(&plan::ident(c)).ok_or_else(no_arbiter)?);
+            }
+            named.sort_unstable();
+            named.dedup();
+            let mut pk = table.primary_key.clone();
+            pk.sort_unstable();
+            if predicate.is_some() || pk.is_empty() || named != pk {
+                return Err(no_arbiter());
+            }
+        }
+        Some(ast::ConflictTarget::OnConstraint(name)) => {
+            let name = plan::split_name(name)?.1;
+            if table.primary_key.is_empty() || name != table.pkey_name() {
+                return Err(SqlError::new(
+                    UNDEFINED_OBJECT,
+                    format!(
+                        "constraint \"{name}\" for table \"{}\" does not exist",
+                        table.name
+                    ),
+                ));
+            }
+        }
+    }
+    let mut columns = table_scope(table, alias);
+    columns.extend(table_scope(table, Some("excluded".to_string())));
+    let scope = Scope {
+        columns,
+        parent: None,
+    };
+    let binder = planner.binder(Some(&scope));
+    let mut sets: Vec<(usize, SetValue)> = Vec::with_capacity(du.assignments.len());
+    for a in &du.assignments {
+        let ast::AssignmentTarget::ColumnName(n) = &a.target else {
+            return Err(not_supported("SET (a, b) = ..."));
+        };
+        let n = plan::split_name(n)?.1;
+        let i = table.column_index(&n).ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_COLUMN,
+                format!(
+                    "column \"{n}\" of relation \"{}\" does not exist",
+                    table.name
+                ),
+            )
+        })?;
+        if sets.iter().any(|(c, _)| *c == i) {
+            return Err(SqlError::new(
+                SYNTAX_ERROR,
+                format!("multiple assignments to same column \"{n}\""),
+            ));
+        }
+        if table.primary_key.contains(&i) {
+            return Err(not_supported(
+                "ON CONFLICT DO UPDATE of a primary key column",
+            ));
+        }
+        if is_default_keyword(&a.value) {
+            return Err(not_supported("DEFAULT in ON CONFLICT DO UPDATE"));
+        }
+        let b = binder.bind(&a.value)?;
+        let column = &table.columns[i];
+        let b = if b.ty == SqlType::Unknown {
+            binder.coerce(b, column.ty, column.typmod)?
+        } else {
+            b
+        };
+        if !b.is_row_local() {
+            return Err(not_supported("subqueries in ON CONFLICT DO UPDATE"));
+        }
+        sets.push((i, SetValue::Expr(b)));
+    }
+    let filter = match &du.selection {
+        None => None,
+        Some(w) => {
+            let b = binder.bind(w)?;
+            let b = binder.coerce(b, SqlType::Bool, TYPMOD_NONE)?;
+            if !b.is_row_local() {
+                return Err(not_supported("subqueries in ON CONFLICT DO UPDATE"));
+            }
+            Some(b)
+        }
+    };
+    Ok((sets, filter))
 }
 
 type Returning = Option<(Vec<Column>, Vec<Bound>)>;
@@ -743,6 +924,10 @@ fn note_write(session: &mut Session) {
 
 /// Rows of `table` that `selection` picks, with their keys: the row-local part of the filter
 /// runs in the shards (or a point read), the rest (subqueries) on the coordinator.
+/// The rows a statement changes: (rows, their keys, the other fetches' rows, the row-local
+/// part of the WHERE, which the shards can check again on the latest version).
+type Changed = (Vec<Row>, Vec<Bytes>, Inputs, Option<Bound>);
+
 async fn select_for_change<C: Cluster>(
     cluster: &C,
     planner: &Planner<'_>,
@@ -751,7 +936,7 @@ async fn select_for_change<C: Cluster>(
     selection: Option<&ast::Expr>,
     env: &Env,
     describe: bool,
-) -> Result<Option<(Vec<Row>, Vec<Bytes>, Inputs)>, SqlError> {
+) -> Result<Option<Changed>, SqlError> {
     let scope = Scope {
         columns: table_scope(table, qualifier),
         parent: None,
@@ -789,6 +974,7 @@ async fn select_for_change<C: Cluster>(
         filter: Bound::conjunction(pushed),
     };
     let scanned = fetch(cluster, &target, env, true).await?;
+    let local_filter = target.filter;
     let fetches = planner.fetches.borrow().clone();
     let inputs = fetch_all(cluster, &fetches, env).await?;
     let residual = Bound::conjunction(residual);
@@ -809,7 +995,7 @@ async fn select_for_change<C: Cluster>(
         rows.push(row);
         keys.push(key);
     }
-    Ok(Some((rows, keys, inputs)))
+    Ok(Some((rows, keys, inputs, local_filter)))
 }
 
 pub(crate) async fn run_update<C: Cluster>(
@@ -880,7 +1066,7 @@ pub(crate) async fn run_update<C: Cluster>(
         }
     }
     let returning = bind_returning(&planner, &table, update.returning.as_deref())?;
-    let Some((rows, keys, inputs)) = select_for_change(
+    let Some((rows, keys, inputs, local_filter)) = select_for_change(
         cluster,
         &planner,
         &table,
@@ -893,6 +1079,52 @@ pub(crate) async fn run_update<C: Cluster>(
     else {
         return Ok(described(&returning));
     };
+    // The common case runs on the shards as read-modify-write of each row (no lost updates
+    // between concurrent statements): SET values that read only the row, no key change.
+    let on_shards = sets.iter().all(|(column, b)| {
+        !table.primary_key.contains(column) && b.as_ref().is_none_or(|b| b.is_row_local())
+    });
+    if on_shards {
+        let mut spec_sets = Vec::with_capacity(sets.len());
+        for (column, b) in sets {
+            spec_sets.push(match b {
+                Some(b) => (column, SetValue::Expr(b)),
+                None => (
+                    column,
+                    SetValue::Value(default_value(
+                        session,
+                        &catalog,
+                        &table,
+                        &table.columns[column],
+                        &env,
+                    )?),
+                ),
+            });
+        }
+        let spec = Arc::new(ModifySpec {
+            table: table.clone(),
+            sets: spec_sets,
+            filter: local_filter,
+            checks: bind_checks(session, &catalog, &table)?,
+            env: env.clone(),
+        });
+        let ops = keys
+            .into_iter()
+            .map(|key| {
+                let shard = shard_of_key(cluster, &key);
+                let op = RowOp::Modify {
+                    key,
+                    insert: None,
+                    spec: spec.clone(),
+                };
+                (shard, op)
+            })
+            .collect();
+        let (_, new_rows) = write_rows_returning(cluster, &table, ops).await?;
+        note_write(session);
+        let count = new_rows.len();
+        return finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false);
+    }
     let digits = env.float_digits;
     let mut ops = Vec::with_capacity(rows.len());
     let mut new_rows = Vec::with_capacity(rows.len());
@@ -975,7 +1207,7 @@ pub(crate) async fn run_delete<C: Cluster>(
     let qualifier = alias.as_ref().map(|a| plan::ident(&a.name));
     let env = env_with(session, params);
     let returning = bind_returning(&planner, &table, delete.returning.as_deref())?;
-    let Some((rows, keys, _)) = select_for_change(
+    let Some((rows, keys, _, _)) = select_for_change(
         cluster,
         &planner,
         &table,

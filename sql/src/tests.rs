@@ -740,3 +740,36 @@ fn join_filters_run_in_the_fragments_that_may_drop_rows() {
         ],
     );
 }
+
+#[test]
+fn updates_and_upserts_modify_rows_on_their_shard() {
+    script(
+        2,
+        &[
+            ("CREATE TABLE acc (id int PRIMARY KEY, bal int NOT NULL CHECK (bal >= 0), note text)", "CREATE TABLE "),
+            ("INSERT INTO acc VALUES (1, 10, 'a'), (2, 20, 'b')", "INSERT 0 2"),
+            ("UPDATE acc SET bal = bal + 5 WHERE id = 1 RETURNING bal", "bal:23 => 15 [UPDATE 1]"),
+            ("UPDATE acc SET bal = bal - 100 WHERE id = 2", "ERR 23514 new row for relation \"acc\" violates check constraint \"acc_bal_check\""),
+            ("UPDATE acc SET note = DEFAULT WHERE bal > 12", "UPDATE 2 "),
+            ("SELECT count(*) FROM acc WHERE note IS NULL", "count:20 => 2 [SELECT 1]"),
+            (
+                "INSERT INTO acc VALUES (1, 1, 'new') ON CONFLICT (id) DO UPDATE SET bal = acc.bal + excluded.bal, note = excluded.note RETURNING id, bal, note",
+                "id:23,bal:23,note:25 => 1|16|new [INSERT 0 1]",
+            ),
+            (
+                "INSERT INTO acc VALUES (3, 3, 'c') ON CONFLICT (id) DO UPDATE SET bal = 0 RETURNING *",
+                "id:23,bal:23,note:25 => 3|3|c [INSERT 0 1]",
+            ),
+            (
+                "INSERT INTO acc AS a VALUES (2, 7, 'x') ON CONFLICT ON CONSTRAINT acc_pkey DO UPDATE SET bal = excluded.bal WHERE a.bal > 100",
+                "INSERT 0 0",
+            ),
+            ("SELECT id, bal, note FROM acc ORDER BY id", "id:23,bal:23,note:25 => 1|16|new / 2|20|NULL / 3|3|c [SELECT 3]"),
+            ("INSERT INTO acc VALUES (1, 1), (1, 2) ON CONFLICT (id) DO UPDATE SET bal = 0", "ERR 21000 ON CONFLICT DO UPDATE command cannot affect row a second time"),
+            ("INSERT INTO acc VALUES (1, 1) ON CONFLICT DO UPDATE SET bal = 0", "ERR 42601 ON CONFLICT DO UPDATE requires inference specification or constraint name"),
+            ("INSERT INTO acc VALUES (1, 1) ON CONFLICT (note) DO UPDATE SET bal = 0", "ERR 42P10 there is no unique or exclusion constraint matching the ON CONFLICT specification"),
+            ("INSERT INTO acc VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET bal = -1", "ERR 23514 new row for relation \"acc\" violates check constraint \"acc_bal_check\""),
+            ("INSERT INTO acc VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET nosuch = 1", "ERR 42703 column \"nosuch\" of relation \"acc\" does not exist"),
+        ],
+    );
+}
