@@ -15,6 +15,7 @@ mod error;
 mod exec;
 mod expr;
 mod numeric;
+mod pgcatalog;
 mod plan;
 mod rowcodec;
 mod session;
