@@ -502,6 +502,21 @@ pub(crate) fn plan_relation(
     Ok(Some((Plan::Values(plan_rows), columns)))
 }
 
+/// Statements that write a table (INSERT, UPDATE, DELETE) refuse catalog relations, as
+/// PostgreSQL does without `allow_system_table_mods`.
+pub(crate) fn refuse_catalog_write(schema: Option<&str>, name: &str) -> Result<(), SqlError> {
+    let hit = RELATIONS.iter().any(|(rs, rn, _)| {
+        *rn == name && (schema == Some(*rs) || (schema.is_none() && *rs == "pg_catalog"))
+    });
+    if hit {
+        return Err(SqlError::new(
+            "42501",
+            format!("permission denied: \"{name}\" is a system catalog"),
+        ));
+    }
+    Ok(())
+}
+
 const NULL: Datum = Datum::Null;
 
 fn o(v: i64) -> Datum {

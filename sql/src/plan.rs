@@ -298,6 +298,7 @@ impl<'a> Planner<'a> {
 
     pub(crate) fn lookup_table(&self, name: &ast::ObjectName) -> Result<Arc<Table>, SqlError> {
         let (schema, table) = split_name(name)?;
+        crate::pgcatalog::refuse_catalog_write(schema.as_deref(), &table)?;
         self.catalog
             .table(self.session.database(), schema.as_deref(), &table)
             .cloned()

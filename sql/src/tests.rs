@@ -817,6 +817,9 @@ fn catalog_relations_and_functions() {
             ("SELECT datname, pg_encoding_to_char(encoding) FROM pg_database", "datname:19,pg_encoding_to_char:19 => postgres|UTF8"),
             // Catalog relations are read-only and never reach the shards.
             ("SELECT count(*) FROM pg_class c JOIN t ON t.id = c.oid", "count:20 => 0"),
+            ("INSERT INTO pg_catalog.pg_class (relname) VALUES ('x')", "ERR 42501 permission denied: \"pg_class\" is a system catalog"),
+            ("DELETE FROM pg_namespace", "ERR 42501 permission denied: \"pg_namespace\" is a system catalog"),
+            ("UPDATE information_schema.tables SET table_name = 'x'", "ERR 42501 permission denied: \"tables\" is a system catalog"),
         ],
     );
 }
