@@ -1088,7 +1088,7 @@ fn cast_name(inner: (String, u8), t: &ast::DataType) -> (String, u8) {
     }
     match resolve_type(t) {
         Ok((ty, _)) => (ty.type_name().to_string(), 1),
-        Err(_) => inner,
+        Err(_) => crate::pgcatalog::cast_type_name(t).map_or(inner, |n| (n, 1)),
     }
 }
 

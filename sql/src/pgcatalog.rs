@@ -15,6 +15,9 @@
 //! - `pg_catalog` = 11, `public` = 2200 (PostgreSQL's fixed OIDs), `information_schema` =
 //!   13000; the one role (named after the session user) = 10; access methods heap = 2,
 //!   btree = 403; built-in types keep PostgreSQL's type OIDs.
+//! - catalog relations: PostgreSQL 15's fixed OIDs (`pg_class` = 1259, ...); the views
+//!   (`pg_roles`, `pg_settings`, `information_schema.*`, ...) `12000 +` their position in
+//!   the relation list.
 //! - every other database, schema and table: `16384 + 2 * id` (16384 is PostgreSQL's
 //!   `FirstNormalObjectId`); a table's primary key index and its constraint: `16384 + 2 * id
 //!   + 1`.
@@ -193,6 +196,10 @@ impl Snapshot {
     /// `pg_table_is_visible`: the relation's schema is on the search path and no schema
     /// before it there has a relation of the same name.
     fn relation_visible(&self, oid: i64) -> bool {
+        if let Some((schema, _)) = catalog_relation_by_oid(oid) {
+            // pg_catalog is searched first; information_schema is not on the path.
+            return schema == "pg_catalog";
+        }
         let (schema, name) = if let Some(t) = self.table_by_oid(oid) {
             (t.table.schema.clone(), t.table.name.clone())
         } else if let Some(t) = self.table_by_index_oid(oid) {
@@ -218,6 +225,13 @@ impl Snapshot {
 
     /// A relation's name as `regclass` prints it: qualified unless visible.
     fn regclass_name(&self, oid: i64) -> String {
+        if let Some((schema, name)) = catalog_relation_by_oid(oid) {
+            return if schema == "pg_catalog" {
+                name.to_string()
+            } else {
+                format!("{schema}.{name}")
+            };
+        }
         let found = self
             .table_by_oid(oid)
             .map(|t| (t.table.schema.clone(), t.table.name.clone()))
@@ -253,6 +267,9 @@ impl Snapshot {
             _ => return None,
         };
         for s in &schemas {
+            if let Some(oid) = catalog_relation_oid(s, name) {
+                return Some(oid);
+            }
             for t in &self.tables {
                 if t.table.schema != *s {
                     continue;
@@ -276,8 +293,17 @@ impl Snapshot {
         }
     }
 
-    fn index_def(&self, oid: i64) -> Option<String> {
+    /// `pg_get_indexdef(oid, column, ..)`: the CREATE INDEX statement, or with a column
+    /// number (1-based) just that key column.
+    fn index_def(&self, oid: i64, column: i64) -> Option<String> {
         let t = self.table_by_index_oid(oid)?;
+        if column > 0 {
+            // Past the last key column PostgreSQL answers an empty string.
+            let key = usize::try_from(column - 1)
+                .ok()
+                .and_then(|k| t.table.primary_key.get(k));
+            return Some(key.map_or_else(String::new, |&i| quote_ident(&t.table.columns[i].name)));
+        }
         let cols: Vec<String> = t
             .table
             .primary_key
@@ -377,6 +403,9 @@ const PG_ROLES: &str = "rolname:name rolsuper:bool rolinherit:bool rolcreaterole
 const PG_USER: &str = "usename:name usesysid:oid usecreatedb:bool usesuper:bool userepl:bool usebypassrls:bool passwd:text valuntil:text useconfig:array";
 const PG_SETTINGS: &str = "name:text setting:text unit:text category:text short_desc:text extra_desc:text context:text vartype:text source:text min_val:text max_val:text enumvals:array boot_val:text reset_val:text sourcefile:text sourceline:int4 pending_restart:bool";
 const PG_PROC: &str = "oid:oid proname:name pronamespace:oid proowner:oid prolang:oid procost:float prorows:float provariadic:oid prosupport:oid prokind:char prosecdef:bool proleakproof:bool proisstrict:bool proretset:bool provolatile:char proparallel:char pronargs:int2 pronargdefaults:int2 prorettype:oid proargtypes:text proallargtypes:array proargmodes:array proargnames:array proargdefaults:node protrftypes:array prosrc:text probin:text prosqlbody:node proconfig:array proacl:array";
+const PG_AUTH_MEMBERS: &str = "oid:oid roleid:oid member:oid grantor:oid admin_option:bool";
+const PG_EXTENSION: &str = "oid:oid extname:name extowner:oid extnamespace:oid extrelocatable:bool extversion:text extconfig:array extcondition:array";
+const PG_TABLESPACE: &str = "oid:oid spcname:name spcowner:oid spcacl:array spcoptions:array";
 const PG_DESCRIPTION: &str = "objoid:oid classoid:oid objsubid:int4 description:text";
 const PG_COLLATION: &str = "oid:oid collname:name collnamespace:oid collowner:oid collprovider:char collisdeterministic:bool collencoding:int4 collcollate:text collctype:text colliculocale:text collversion:text";
 const PG_INHERITS: &str = "inhrelid:oid inhparent:oid inhseqno:int4 inhdetachpending:bool";
@@ -409,6 +438,9 @@ const RELATIONS: &[(&str, &str, &str)] = &[
     ("pg_catalog", "pg_settings", PG_SETTINGS),
     ("pg_catalog", "pg_proc", PG_PROC),
     ("pg_catalog", "pg_description", PG_DESCRIPTION),
+    ("pg_catalog", "pg_auth_members", PG_AUTH_MEMBERS),
+    ("pg_catalog", "pg_extension", PG_EXTENSION),
+    ("pg_catalog", "pg_tablespace", PG_TABLESPACE),
     ("pg_catalog", "pg_collation", PG_COLLATION),
     ("pg_catalog", "pg_inherits", PG_INHERITS),
     ("pg_catalog", "pg_policy", PG_POLICY),
@@ -428,6 +460,50 @@ const RELATIONS: &[(&str, &str, &str)] = &[
     ("information_schema", "columns", IS_COLUMNS),
     ("information_schema", "schemata", IS_SCHEMATA),
 ];
+
+/// The OIDs of the catalog relations: PostgreSQL 15's fixed OIDs for system tables; views
+/// (which PostgreSQL numbers at initdb) get `12000 +` their position in [`RELATIONS`].
+fn catalog_relation_oid(schema: &str, name: &str) -> Option<i64> {
+    let i = RELATIONS
+        .iter()
+        .position(|(rs, rn, _)| *rs == schema && *rn == name)?;
+    let fixed = match name {
+        "pg_class" if schema == "pg_catalog" => 1259,
+        "pg_namespace" => 2615,
+        "pg_attribute" => 1249,
+        "pg_type" => 1247,
+        "pg_index" => 2610,
+        "pg_constraint" => 2606,
+        "pg_attrdef" => 2604,
+        "pg_am" => 2601,
+        "pg_database" => 1262,
+        "pg_proc" => 1255,
+        "pg_description" => 2609,
+        "pg_collation" => 3456,
+        "pg_inherits" => 2611,
+        "pg_policy" => 3256,
+        "pg_trigger" => 2620,
+        "pg_statistic_ext" => 3381,
+        "pg_publication" => 6104,
+        "pg_publication_rel" => 6106,
+        "pg_publication_namespace" => 6237,
+        "pg_rewrite" => 2618,
+        "pg_foreign_table" => 3118,
+        "pg_partitioned_table" => 3350,
+        "pg_auth_members" => 1261,
+        "pg_extension" => 3079,
+        "pg_tablespace" => 1213,
+        _ => 12000 + i as i64,
+    };
+    Some(fixed)
+}
+
+fn catalog_relation_by_oid(oid: i64) -> Option<(&'static str, &'static str)> {
+    RELATIONS
+        .iter()
+        .find(|(rs, rn, _)| catalog_relation_oid(rs, rn) == Some(oid))
+        .map(|(rs, rn, _)| (*rs, *rn))
+}
 
 /// Resolves a FROM-clause table name to a catalog relation: its plan (constant rows) and
 /// columns. None: not a catalog relation (plan it as a user table).
@@ -794,6 +870,10 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                 }
             }
         }
+        "pg_tablespace" => {
+            rows.push(vec![o(1663), t("pg_default"), o(SUPERUSER_OID), NULL, NULL]);
+            rows.push(vec![o(1664), t("pg_global"), o(SUPERUSER_OID), NULL, NULL]);
+        }
         "pg_am" => {
             rows.push(vec![o(HEAP_AM), t("heap"), o(3), t("t")]);
             rows.push(vec![o(BTREE_AM), t("btree"), o(330), t("i")]);
@@ -1136,6 +1216,9 @@ pub(crate) enum PgFunc {
     /// pg_get_expr: the stored expression text.
     GetExpr,
     TableIsVisible,
+    /// Built-in types live in pg_catalog, always first on the search path.
+    TypeIsVisible,
+    False,
     GetUserById,
     GetIndexDef,
     /// pg_get_constraintdef(oid [, pretty])
@@ -1238,6 +1321,9 @@ pub(crate) fn bind_function(
         ("pg_get_expr", 2) => (F::GetExpr, &[text_arg, oid_arg], Ty::Text),
         ("pg_get_expr", 3) => (F::GetExpr, &[text_arg, oid_arg, bool_arg], Ty::Text),
         ("pg_table_is_visible", 1) => (F::TableIsVisible, &[oid_arg], Ty::Bool),
+        ("pg_type_is_visible", 1) => (F::TypeIsVisible, &[oid_arg], Ty::Bool),
+        // pg_proc is empty: no function is visible.
+        ("pg_function_is_visible", 1) => (F::False, &[oid_arg], Ty::Bool),
         ("pg_get_userbyid", 1) => (F::GetUserById, &[oid_arg], Ty::Name),
         ("pg_get_indexdef", 1) => (F::GetIndexDef, &[oid_arg], Ty::Text),
         ("pg_get_indexdef", 3) => (F::GetIndexDef, &[oid_arg, int_arg, bool_arg], Ty::Text),
@@ -1249,6 +1335,14 @@ pub(crate) fn bind_function(
         }
         ("col_description", 2) => (F::NullText, &[oid_arg, int_arg], Ty::Text),
         ("pg_get_statisticsobjdef_columns", 1) => (F::NullText, &[oid_arg], Ty::Text),
+        // pg_proc is empty, so there is no function these could describe (NULL, as
+        // PostgreSQL answers for an OID that is no function).
+        (
+            "pg_get_function_result"
+            | "pg_get_function_arguments"
+            | "pg_get_function_identity_arguments",
+            1,
+        ) => (F::NullText, &[oid_arg], Ty::Text),
         ("pg_encoding_to_char", 1) => (F::EncodingToChar, &[int_arg], Ty::Name),
         ("array_to_string", 2) => (F::ArrayToString, &[text_arg, text_arg], Ty::Text),
         ("array_upper", 2) => (F::ArrayUpper, &[text_arg, int_arg], Ty::Int4),
@@ -1366,6 +1460,32 @@ pub(crate) fn bind_cast(
     }
     let arg = binder.coerce(inner, Ty::Int8, TYPMOD_NONE)?;
     Ok(Some(call(reg, Some(snap), vec![arg], Ty::Name, pos)))
+}
+
+/// The column name a cast to a catalog type gives (`x::pg_catalog.regclass` → "regclass").
+pub(crate) fn cast_type_name(data_type: &ast::DataType) -> Option<String> {
+    match data_type {
+        ast::DataType::Regclass => Some("regclass".to_string()),
+        ast::DataType::Custom(name, mods) if mods.is_empty() => {
+            let last = name.0.last()?.as_ident().map(crate::plan::ident)?;
+            [
+                "regclass",
+                "regtype",
+                "regnamespace",
+                "oid",
+                "text",
+                "name",
+                "int2",
+                "int4",
+                "int8",
+                "bool",
+                "float8",
+            ]
+            .contains(&last.as_str())
+            .then_some(last)
+        }
+        _ => None,
+    }
 }
 
 /// Regular-expression operators (`~`, `~*`, `!~`, `!~*`, also as `OPERATOR(pg_catalog.~)`).
@@ -1750,8 +1870,21 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
         }
         F::GetExpr => values[0].clone(),
         F::TableIsVisible => Datum::Bool(snap().relation_visible(int_of(&values[0]).unwrap_or(0))),
+        F::TypeIsVisible => {
+            let oid = int_of(&values[0]).unwrap_or(0);
+            // NULL for an OID that is no type, as PostgreSQL answers.
+            if TYPES.iter().any(|t| t.0 == oid) {
+                Datum::Bool(true)
+            } else {
+                Datum::Null
+            }
+        }
+        F::False => Datum::Bool(false),
         F::GetUserById => Datum::Text(snap().user_name(int_of(&values[0]).unwrap_or(0))),
-        F::GetIndexDef => match snap().index_def(int_of(&values[0]).unwrap_or(0)) {
+        F::GetIndexDef => match snap().index_def(
+            int_of(&values[0]).unwrap_or(0),
+            values.get(1).and_then(int_of).unwrap_or(0),
+        ) {
             Some(d) => Datum::Text(d),
             None => Datum::Null,
         },
