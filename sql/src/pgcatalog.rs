@@ -38,6 +38,7 @@
 //! - `pg_get_expr` returns the stored default/check text, deparsed only for literals
 //!   (`'x'::text`, `'-1'::integer`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlparser::ast;
@@ -110,6 +111,10 @@ pub(crate) struct Snapshot {
     databases: Vec<(i64, String)>,
     schemas: Vec<SchemaInfo>,
     tables: Vec<TableInfo>,
+    /// Table and primary key index OIDs → (position in `tables`, is the index).
+    by_oid: HashMap<i64, (usize, bool)>,
+    /// (schema, relation name) → OID, for tables and their primary key indexes.
+    by_name: HashMap<(String, String), i64>,
     params: Vec<(String, String)>,
 }
 
@@ -164,6 +169,19 @@ impl Snapshot {
             oid: INFORMATION_SCHEMA_OID,
             name: "information_schema".to_string(),
         });
+        let mut by_oid = HashMap::new();
+        let mut by_name = HashMap::new();
+        for (i, ti) in tables.iter().enumerate() {
+            let tb = &ti.table;
+            by_oid.insert(ti.oid, (i, false));
+            by_name.insert((tb.schema.clone(), tb.name.clone()), ti.oid);
+            if !tb.primary_key.is_empty() {
+                by_oid.insert(pkey_oid(tb.id), (i, true));
+                by_name
+                    .entry((tb.schema.clone(), tb.pkey_name()))
+                    .or_insert(pkey_oid(tb.id));
+            }
+        }
         Snapshot {
             user,
             database,
@@ -171,6 +189,8 @@ impl Snapshot {
             databases,
             schemas,
             tables,
+            by_oid,
+            by_name,
             params: session.all_parameters(),
         }
     }
@@ -183,14 +203,18 @@ impl Snapshot {
     }
 
     fn table_by_oid(&self, oid: i64) -> Option<&TableInfo> {
-        self.tables.iter().find(|t| t.oid == oid)
+        match self.by_oid.get(&oid) {
+            Some(&(i, false)) => Some(&self.tables[i]),
+            _ => None,
+        }
     }
 
     /// The table whose primary key index has this OID.
     fn table_by_index_oid(&self, oid: i64) -> Option<&TableInfo> {
-        self.tables
-            .iter()
-            .find(|t| pkey_oid(t.table.id) == oid && !t.table.primary_key.is_empty())
+        match self.by_oid.get(&oid) {
+            Some(&(i, true)) => Some(&self.tables[i]),
+            _ => None,
+        }
     }
 
     /// `pg_table_is_visible`: the relation's schema is on the search path and no schema
@@ -211,12 +235,7 @@ impl Snapshot {
             if *s == schema {
                 return true;
             }
-            let clash = self.tables.iter().any(|t| {
-                t.table.schema == *s
-                    && (t.table.name == name
-                        || (!t.table.primary_key.is_empty() && t.table.pkey_name() == name))
-            });
-            if clash {
+            if self.by_name.contains_key(&(s.clone(), name.clone())) {
                 return false;
             }
         }
@@ -270,16 +289,8 @@ impl Snapshot {
             if let Some(oid) = catalog_relation_oid(s, name) {
                 return Some(oid);
             }
-            for t in &self.tables {
-                if t.table.schema != *s {
-                    continue;
-                }
-                if t.table.name == name {
-                    return Some(t.oid);
-                }
-                if !t.table.primary_key.is_empty() && t.table.pkey_name() == name {
-                    return Some(pkey_oid(t.table.id));
-                }
+            if let Some(&oid) = self.by_name.get(&(s.clone(), name.to_string())) {
+                return Some(oid);
             }
         }
         None
