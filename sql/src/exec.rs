@@ -718,6 +718,7 @@ pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlEr
                 "more than one row returned by a subquery used as an expression",
             )),
         },
+        SubqueryMode::Array => Ok(crate::pgcatalog::array_from_rows(rows, sq.column_ty, cx)),
         SubqueryMode::In(x) => {
             let v = eval(x, cx)?;
             if v == Datum::Null {

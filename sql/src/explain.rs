@@ -272,5 +272,9 @@ fn expr_text(b: &Bound, names: &dyn Fn(usize) -> String) -> String {
             format!("COALESCE({})", args.join(", "))
         }
         Kind::NullIf(a, b) => format!("NULLIF({}, {})", t(a), t(b)),
+        Kind::Pg(_, args) => {
+            let args: Vec<String> = args.iter().map(t).collect();
+            format!("catalog_function({})", args.join(", "))
+        }
     }
 }

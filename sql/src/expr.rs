@@ -106,6 +106,8 @@ pub(crate) enum Kind {
     Func(Func, Vec<Bound>),
     Coalesce(Vec<Bound>),
     NullIf(Box<Bound>, Box<Bound>),
+    /// A system-catalog function, operator or cast (see `pgcatalog`).
+    Pg(Box<crate::pgcatalog::PgCall>, Vec<Bound>),
 }
 
 /// Bounds the number of arguments a function call may have.
@@ -298,8 +300,11 @@ impl<'a> Binder<'a> {
                 format: None,
                 ..
             } => {
-                let (ty, typmod) = resolve_type(data_type)?;
                 let inner = self.bind(expr)?;
+                if let Some(b) = crate::pgcatalog::bind_cast(self, inner.clone(), data_type)? {
+                    return Ok(b);
+                }
+                let (ty, typmod) = resolve_type(data_type)?;
                 self.coerce(inner, ty, typmod)
             }
             ast::Expr::TypedString(ts) => {
@@ -309,7 +314,10 @@ impl<'a> Binder<'a> {
                 self.coerce(inner, ty, typmod)
             }
             ast::Expr::Function(f) => self.bind_function(f, pos),
-            other => Err(not_supported(format!("expression \"{other}\"")).at(pos)),
+            other => match crate::pgcatalog::bind_expr(self, other, pos)? {
+                Some(b) => Ok(b),
+                None => Err(not_supported(format!("expression \"{other}\"")).at(pos)),
+            },
         }
     }
 
@@ -490,8 +498,11 @@ impl<'a> Binder<'a> {
                     pos,
                 })
             }
-            other => Err(not_supported(format!("operator {other}"))
-                .at(self.op_pos(left, &other.to_string()))),
+            other => match crate::pgcatalog::bind_binary(self, left, other, right)? {
+                Some(b) => Ok(b),
+                None => Err(not_supported(format!("operator {other}"))
+                    .at(self.op_pos(left, &other.to_string()))),
+            },
         }
     }
 
@@ -764,6 +775,9 @@ impl<'a> Binder<'a> {
                 }
                 Some(bound)
             }
+            ast::FunctionArguments::Subquery(q) if name == "array" => {
+                return self.bind_subquery(q, SubqueryMode::Array, pos)
+            }
             ast::FunctionArguments::Subquery(_) => return Err(not_supported("subqueries").at(pos)),
         };
         // SQL-keyword functions are written without parentheses.
@@ -796,6 +810,9 @@ impl<'a> Binder<'a> {
             _ => None,
         };
         let Some(func) = func else {
+            if let Some(b) = crate::pgcatalog::bind_function(self, &name, &args, pos)? {
+                return Ok(b);
+            }
             let types: Vec<&str> = arg_types.iter().map(|t| t.sql_name()).collect();
             return Err(SqlError::new(
                 UNDEFINED_FUNCTION,
@@ -954,6 +971,7 @@ pub(crate) fn common_type(
 fn check_cast(from: SqlType, to: SqlType) -> Result<(), SqlError> {
     let ok = from == to
         || from.is_string()
+        || from == SqlType::Unknown
         || to.is_string()
         || (from.numeric_rank().is_some() && to.numeric_rank().is_some())
         || (from == SqlType::Int4 && to == SqlType::Bool)
@@ -1070,7 +1088,7 @@ fn cast_name(inner: (String, u8), t: &ast::DataType) -> (String, u8) {
     }
     match resolve_type(t) {
         Ok((ty, _)) => (ty.type_name().to_string(), 1),
-        Err(_) => inner,
+        Err(_) => crate::pgcatalog::cast_type_name(t).map_or(inner, |n| (n, 1)),
     }
 }
 
@@ -1312,6 +1330,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
             }
         }
         Kind::Subquery(sq) => crate::exec::eval_subquery(sq, cx),
+        Kind::Pg(call, args) => crate::pgcatalog::eval(call, args, b, cx),
         Kind::Neg(x) => match eval(x, cx)? {
             Datum::Null => Ok(Datum::Null),
             Datum::Int(v) => b.ty.check_int(v.checked_neg()),
@@ -1625,7 +1644,11 @@ impl Bound {
     pub(crate) fn is_constant(&self) -> bool {
         match &self.kind {
             Kind::Const(_) => true,
-            Kind::Column(_) | Kind::Outer(..) | Kind::Param(_) | Kind::Subquery(_) => false,
+            Kind::Column(_)
+            | Kind::Outer(..)
+            | Kind::Param(_)
+            | Kind::Subquery(_)
+            | Kind::Pg(..) => false,
             Kind::Neg(x)
             | Kind::Not(x)
             | Kind::IsNull(x, _)
@@ -1659,7 +1682,8 @@ impl Bound {
     pub(crate) fn is_row_local(&self) -> bool {
         match &self.kind {
             Kind::Const(_) | Kind::Column(_) | Kind::Param(_) => true,
-            Kind::Outer(..) | Kind::Subquery(_) => false,
+            // Catalog functions read the coordinator's catalog snapshot: never on a shard.
+            Kind::Outer(..) | Kind::Subquery(_) | Kind::Pg(..) => false,
             Kind::Neg(x)
             | Kind::Not(x)
             | Kind::IsNull(x, _)
@@ -1723,7 +1747,7 @@ impl Bound {
                 x.columns_read(out);
                 pattern.columns_read(out);
             }
-            Kind::Func(_, args) | Kind::Coalesce(args) => {
+            Kind::Func(_, args) | Kind::Coalesce(args) | Kind::Pg(_, args) => {
                 args.iter().for_each(|a| a.columns_read(out))
             }
             Kind::InList { x, list, .. } => {
@@ -1790,7 +1814,9 @@ impl Bound {
                 x.visit(f);
                 pattern.visit(f);
             }
-            Kind::Func(_, args) | Kind::Coalesce(args) => args.iter().for_each(|a| a.visit(f)),
+            Kind::Func(_, args) | Kind::Coalesce(args) | Kind::Pg(_, args) => {
+                args.iter().for_each(|a| a.visit(f))
+            }
             Kind::InList { x, list, .. } => {
                 x.visit(f);
                 list.iter().for_each(|a| a.visit(f));
@@ -1853,7 +1879,7 @@ impl Bound {
                 x.visit_mut(f);
                 pattern.visit_mut(f);
             }
-            Kind::Func(_, args) | Kind::Coalesce(args) => {
+            Kind::Func(_, args) | Kind::Coalesce(args) | Kind::Pg(_, args) => {
                 args.iter_mut().for_each(|a| a.visit_mut(f))
             }
             Kind::InList { x, list, .. } => {
@@ -2272,7 +2298,7 @@ impl<'a> Binder<'a> {
         let (plan, columns) = planner.plan_query(q, scope)?;
         let ty = match &mode {
             SubqueryMode::Exists => SqlType::Bool,
-            SubqueryMode::Scalar | SubqueryMode::In(_) => {
+            SubqueryMode::Scalar | SubqueryMode::In(_) | SubqueryMode::Array => {
                 if columns.len() != 1 {
                     return Err(SqlError::new(
                         SYNTAX_ERROR,
@@ -2302,6 +2328,8 @@ impl<'a> Binder<'a> {
             }
             SubqueryMode::Exists => (SubqueryMode::Exists, SqlType::Bool),
             SubqueryMode::Scalar => (SubqueryMode::Scalar, ty),
+            // ARRAY(subquery): arrays are carried as their text form (see `pgcatalog`).
+            SubqueryMode::Array => (SubqueryMode::Array, SqlType::Text),
         };
         let column_ty = ty;
         Ok(Bound {

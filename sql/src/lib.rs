@@ -16,6 +16,7 @@ mod exec;
 mod explain;
 mod expr;
 mod numeric;
+mod pgcatalog;
 mod plan;
 mod rowcodec;
 mod session;

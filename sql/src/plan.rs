@@ -64,6 +64,8 @@ pub(crate) enum SubqueryMode {
     Exists,
     /// `x IN (subquery)`: x, coerced to the comparison type.
     In(Box<Bound>),
+    /// `ARRAY(subquery)`: the column's values as an array (in text form).
+    Array,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +250,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) fetches: RefCell<Vec<Fetch>>,
     /// Common table expressions in scope, innermost last.
     ctes: RefCell<Vec<(String, Plan, Vec<ScopeColumn>)>>,
+    /// The system catalogs' view of `catalog`, built on first use.
+    pub(crate) pg: std::cell::OnceCell<Arc<crate::pgcatalog::Snapshot>>,
 }
 
 /// Rows a FROM item contributes: its plan, its columns, and (for a base table) its fetch.
@@ -280,6 +284,7 @@ impl<'a> Planner<'a> {
             params,
             fetches: RefCell::new(Vec::new()),
             ctes: RefCell::new(Vec::new()),
+            pg: std::cell::OnceCell::new(),
         }
     }
 
@@ -297,6 +302,7 @@ impl<'a> Planner<'a> {
 
     pub(crate) fn lookup_table(&self, name: &ast::ObjectName) -> Result<Arc<Table>, SqlError> {
         let (schema, table) = split_name(name)?;
+        crate::pgcatalog::refuse_catalog_write(schema.as_deref(), &table)?;
         self.catalog
             .table(self.session.database(), schema.as_deref(), &table)
             .cloned()
@@ -1269,7 +1275,7 @@ impl<'a> Planner<'a> {
                     return Err(not_supported("table hints, versions and partitions"));
                 }
                 if let Some(args) = args {
-                    return self.plan_table_function(name, args, alias.as_ref());
+                    return self.plan_table_function(name, args, alias.as_ref(), parent);
                 }
                 let (schema, table_name) = split_name(name)?;
                 if schema.is_none() {
@@ -1293,6 +1299,20 @@ impl<'a> Planner<'a> {
                             pushable: Vec::new(),
                         });
                     }
+                }
+                if let Some((plan, mut columns)) = crate::pgcatalog::plan_relation(self, name)? {
+                    if let Some(a) = alias {
+                        let q = ident(&a.name);
+                        columns
+                            .iter_mut()
+                            .for_each(|c| c.qualifier = Some(q.clone()));
+                    }
+                    apply_column_aliases(&mut columns, alias.as_ref())?;
+                    return Ok(FromItem {
+                        plan,
+                        columns,
+                        pushable: Vec::new(),
+                    });
                 }
                 if let Some(view) =
                     self.catalog
@@ -1420,6 +1440,7 @@ impl<'a> Planner<'a> {
         name: &ast::ObjectName,
         args: &ast::TableFunctionArgs,
         alias: Option<&ast::TableAlias>,
+        parent: Option<&Scope>,
     ) -> Result<FromItem, SqlError> {
         let (_, fname) = split_name(name)?;
         if fname != "generate_series" {
@@ -1428,7 +1449,8 @@ impl<'a> Planner<'a> {
                 format!("function {fname} does not exist"),
             ));
         }
-        let binder = self.binder(None);
+        // Arguments may read the enclosing query's row (a correlated subquery's FROM).
+        let binder = self.binder(parent);
         let mut bound = Vec::new();
         for a in &args.args {
             match a {

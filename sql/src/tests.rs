@@ -773,3 +773,262 @@ fn updates_and_upserts_modify_rows_on_their_shard() {
         ],
     );
 }
+
+/// The queries psql 15 sends for `\l`, `\dn`, `\dt`, `\d`, `\d t`, `\di` (captured with
+/// `psql -E` against PostgreSQL 15; `16390` is helios's OID for table `t`, see `pgcatalog`).
+const PSQL_DESCRIBE: &[&str] = &[
+    r#"SELECT d.datname as "Name",
+       pg_catalog.pg_get_userbyid(d.datdba) as "Owner",
+       pg_catalog.pg_encoding_to_char(d.encoding) as "Encoding",
+       d.datcollate as "Collate",
+       d.datctype as "Ctype",
+       d.daticulocale as "ICU Locale",
+       CASE d.datlocprovider WHEN 'c' THEN 'libc' WHEN 'i' THEN 'icu' END AS "Locale Provider",
+       pg_catalog.array_to_string(d.datacl, E'\n') AS "Access privileges"
+FROM pg_catalog.pg_database d
+ORDER BY 1;"#,
+    r#"SELECT n.nspname AS "Name",
+  pg_catalog.pg_get_userbyid(n.nspowner) AS "Owner"
+FROM pg_catalog.pg_namespace n
+WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+ORDER BY 1;"#,
+    r#"SELECT n.nspname as "Schema",
+  c.relname as "Name",
+  CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 't' THEN 'TOAST table' WHEN 'f' THEN 'foreign table' WHEN 'p' THEN 'partitioned table' WHEN 'I' THEN 'partitioned index' END as "Type",
+  pg_catalog.pg_get_userbyid(c.relowner) as "Owner"
+FROM pg_catalog.pg_class c
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
+WHERE c.relkind IN ('r','p','v','m','S','f','')
+      AND n.nspname <> 'pg_catalog'
+      AND n.nspname !~ '^pg_toast'
+      AND n.nspname <> 'information_schema'
+  AND pg_catalog.pg_table_is_visible(c.oid)
+ORDER BY 1,2;"#,
+    r#"SELECT c.oid,
+  n.nspname,
+  c.relname
+FROM pg_catalog.pg_class c
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default
+  AND pg_catalog.pg_table_is_visible(c.oid)
+ORDER BY 2, 3;"#,
+    r#"SELECT c.relchecks, c.relkind, c.relhasindex, c.relhasrules, c.relhastriggers, c.relrowsecurity, c.relforcerowsecurity, false AS relhasoids, c.relispartition, '', c.reltablespace, CASE WHEN c.reloftype = 0 THEN '' ELSE c.reloftype::pg_catalog.regtype::pg_catalog.text END, c.relpersistence, c.relreplident, am.amname
+FROM pg_catalog.pg_class c
+ LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)
+LEFT JOIN pg_catalog.pg_am am ON (c.relam = am.oid)
+WHERE c.oid = '16390';"#,
+    r#"SELECT a.attname,
+  pg_catalog.format_type(a.atttypid, a.atttypmod),
+  (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true)
+   FROM pg_catalog.pg_attrdef d
+   WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef),
+  a.attnotnull,
+  (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t
+   WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation,
+  a.attidentity,
+  a.attgenerated
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = '16390' AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum;"#,
+    r#"SELECT c2.relname, i.indisprimary, i.indisunique, i.indisclustered, i.indisvalid, pg_catalog.pg_get_indexdef(i.indexrelid, 0, true),
+  pg_catalog.pg_get_constraintdef(con.oid, true), contype, condeferrable, condeferred, i.indisreplident, c2.reltablespace
+FROM pg_catalog.pg_class c, pg_catalog.pg_class c2, pg_catalog.pg_index i
+  LEFT JOIN pg_catalog.pg_constraint con ON (conrelid = i.indrelid AND conindid = i.indexrelid AND contype IN ('p','u','x'))
+WHERE c.oid = '16390' AND c.oid = i.indrelid AND i.indexrelid = c2.oid
+ORDER BY i.indisprimary DESC, c2.relname;"#,
+    r#"SELECT pol.polname, pol.polpermissive,
+  CASE WHEN pol.polroles = '{0}' THEN NULL ELSE pg_catalog.array_to_string(array(select rolname from pg_catalog.pg_roles where oid = any (pol.polroles) order by 1),',') END,
+  pg_catalog.pg_get_expr(pol.polqual, pol.polrelid),
+  pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid),
+  CASE pol.polcmd
+    WHEN 'r' THEN 'SELECT'
+    WHEN 'a' THEN 'INSERT'
+    WHEN 'w' THEN 'UPDATE'
+    WHEN 'd' THEN 'DELETE'
+    END AS cmd
+FROM pg_catalog.pg_policy pol
+WHERE pol.polrelid = '16390' ORDER BY 1;"#,
+    r#"SELECT oid, stxrelid::pg_catalog.regclass, stxnamespace::pg_catalog.regnamespace::pg_catalog.text AS nsp, stxname,
+pg_catalog.pg_get_statisticsobjdef_columns(oid) AS columns,
+  'd' = any(stxkind) AS ndist_enabled,
+  'f' = any(stxkind) AS deps_enabled,
+  'm' = any(stxkind) AS mcv_enabled,
+stxstattarget
+FROM pg_catalog.pg_statistic_ext
+WHERE stxrelid = '16390'
+ORDER BY nsp, stxname;"#,
+    r#"SELECT pubname
+     , NULL
+     , NULL
+FROM pg_catalog.pg_publication p
+     JOIN pg_catalog.pg_publication_namespace pn ON p.oid = pn.pnpubid
+     JOIN pg_catalog.pg_class pc ON pc.relnamespace = pn.pnnspid
+WHERE pc.oid ='16390' and pg_catalog.pg_relation_is_publishable('16390')
+UNION
+SELECT pubname
+     , pg_get_expr(pr.prqual, c.oid)
+     , (CASE WHEN pr.prattrs IS NOT NULL THEN
+         (SELECT string_agg(attname, ', ')
+           FROM pg_catalog.generate_series(0, pg_catalog.array_upper(pr.prattrs::pg_catalog.int2[], 1)) s,
+                pg_catalog.pg_attribute
+          WHERE attrelid = pr.prrelid AND attnum = prattrs[s])
+        ELSE NULL END) FROM pg_catalog.pg_publication p
+     JOIN pg_catalog.pg_publication_rel pr ON p.oid = pr.prpubid
+     JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid
+WHERE pr.prrelid = '16390'
+UNION
+SELECT pubname
+     , NULL
+     , NULL
+FROM pg_catalog.pg_publication p
+WHERE p.puballtables AND pg_catalog.pg_relation_is_publishable('16390')
+ORDER BY 1;"#,
+    r#"SELECT c.oid::pg_catalog.regclass
+FROM pg_catalog.pg_class c, pg_catalog.pg_inherits i
+WHERE c.oid = i.inhparent AND i.inhrelid = '16390'
+  AND c.relkind != 'p' AND c.relkind != 'I'
+ORDER BY inhseqno;"#,
+    r#"SELECT c.oid::pg_catalog.regclass, c.relkind, inhdetachpending, pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+FROM pg_catalog.pg_class c, pg_catalog.pg_inherits i
+WHERE c.oid = i.inhrelid AND i.inhparent = '16390'
+ORDER BY pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', c.oid::pg_catalog.regclass::pg_catalog.text;"#,
+    r#"SELECT n.nspname as "Schema",
+  c.relname as "Name",
+  CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence' WHEN 't' THEN 'TOAST table' WHEN 'f' THEN 'foreign table' WHEN 'p' THEN 'partitioned table' WHEN 'I' THEN 'partitioned index' END as "Type",
+  pg_catalog.pg_get_userbyid(c.relowner) as "Owner",
+  c2.relname as "Table"
+FROM pg_catalog.pg_class c
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
+     LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+     LEFT JOIN pg_catalog.pg_class c2 ON i.indrelid = c2.oid
+WHERE c.relkind IN ('i','I','')
+      AND n.nspname <> 'pg_catalog'
+      AND n.nspname !~ '^pg_toast'
+      AND n.nspname <> 'information_schema'
+  AND pg_catalog.pg_table_is_visible(c.oid)
+ORDER BY 1,2;"#,
+];
+
+/// What helios answers to each of [`PSQL_DESCRIBE`] (checked against PostgreSQL 15's answers:
+/// the same rows but for OID-typed columns being int8 (20) and `"char"` ones text (25)).
+const PSQL_DESCRIBE_EXPECTED: &[&str] = &[
+    r#"Name:19,Owner:19,Encoding:19,Collate:25,Ctype:25,ICU Locale:25,Locale Provider:25,Access privileges:25 => postgres|u|UTF8|C|C|NULL|libc|NULL [SELECT 1]"#,
+    r#"Name:19,Owner:19 => public|u [SELECT 1]"#,
+    r#"Schema:19,Name:19,Type:25,Owner:19 => public|t|table|u [SELECT 1]"#,
+    r#"oid:20,nspname:19,relname:19 => 16390|public|t [SELECT 1]"#,
+    r#"relchecks:21,relkind:25,relhasindex:16,relhasrules:16,relhastriggers:16,relrowsecurity:16,relforcerowsecurity:16,relhasoids:16,relispartition:16,?column?:25,reltablespace:20,case:25,relpersistence:25,relreplident:25,amname:19 => 0|r|t|f|f|f|f|f|f||0||p|d|heap [SELECT 1]"#,
+    r#"attname:19,format_type:25,pg_get_expr:25,attnotnull:16,attcollation:19,attidentity:25,attgenerated:25 => a|integer|NULL|t|NULL|| / b|integer|NULL|t|NULL|| / c|text|'x'::text|f|NULL|| / d|bigint|7|t|NULL|| [SELECT 4]"#,
+    r#"relname:19,indisprimary:16,indisunique:16,indisclustered:16,indisvalid:16,pg_get_indexdef:25,pg_get_constraintdef:25,contype:25,condeferrable:16,condeferred:16,indisreplident:16,reltablespace:20 => t_pkey|t|t|f|t|CREATE UNIQUE INDEX t_pkey ON public.t USING btree (a, b)|PRIMARY KEY (a, b)|p|f|f|f|0 [SELECT 1]"#,
+    r#"polname:19,polpermissive:16,case:25,pg_get_expr:25,pg_get_expr:25,cmd:25 =>  [SELECT 0]"#,
+    r#"oid:20,stxrelid:19,nsp:25,stxname:19,columns:25,ndist_enabled:16,deps_enabled:16,mcv_enabled:16,stxstattarget:23 =>  [SELECT 0]"#,
+    r#"pubname:19,?column?:25,?column?:25 =>  [SELECT 0]"#,
+    r#"oid:19 =>  [SELECT 0]"#,
+    r#"oid:19,relkind:25,inhdetachpending:16,pg_get_expr:25 =>  [SELECT 0]"#,
+    r#"Schema:19,Name:19,Type:25,Owner:19,Table:19 => public|t_pkey|index|u|t [SELECT 1]"#,
+];
+
+#[test]
+fn psql_describe_queries() {
+    let mut steps: Vec<(&str, &str)> = vec![(
+        "CREATE TABLE t (a int NOT NULL, b int, c text DEFAULT 'x', d int8 DEFAULT 7 NOT NULL, PRIMARY KEY (a, b))",
+        "CREATE TABLE ",
+    )];
+    for (q, e) in PSQL_DESCRIBE.iter().zip(PSQL_DESCRIBE_EXPECTED) {
+        steps.push((q, e));
+    }
+    script(2, &steps);
+}
+
+/// Like [`script`], but runs every step and reports all mismatches together.
+fn script_all(shards: usize, steps: &[(&str, &str)]) {
+    let steps: Vec<(String, String)> = steps
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    let failures = rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), shards).await;
+        let mut session = Session::new("u", "postgres");
+        let mut failures = Vec::new();
+        for (sql, expected) in &steps {
+            let results = execute_simple(&mut session, &cluster, sql).await;
+            let got = render(results.last().expect("a result"));
+            if !got.trim_end().starts_with(expected.trim_end()) {
+                failures.push(format!("{sql}\n  expected: {expected}\n       got: {got}"));
+            }
+        }
+        failures
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn catalog_relations_and_functions() {
+    script_all(
+        2,
+        &[
+            ("CREATE SCHEMA s", "CREATE SCHEMA "),
+            ("CREATE TABLE t (id int PRIMARY KEY, v varchar(10) DEFAULT 'a', n numeric(10,2), k int CHECK (k > 0))", "CREATE TABLE "),
+            ("CREATE TABLE s.u (x int8 DEFAULT -1)", "CREATE TABLE "),
+            // Unqualified names find pg_catalog first; information_schema needs qualifying.
+            ("SELECT relname, relkind, relnatts, relchecks FROM pg_class ORDER BY oid", "relname:19,relkind:25,relnatts:21,relchecks:21 => t|r|4|1 / t_pkey|i|1|0 / u|r|1|0 [SELECT 3]"),
+            ("SELECT oid, nspname FROM pg_catalog.pg_namespace ORDER BY oid", "oid:20,nspname:19 => 11|pg_catalog / 2200|public / 13000|information_schema / 16390|s [SELECT 4]"),
+            ("SELECT * FROM pg_catalog.pg_nope", "ERR 42P01 relation \"pg_catalog.pg_nope\" does not exist"),
+            ("SELECT * FROM tables", "ERR 42P01 relation \"tables\" does not exist"),
+            ("SELECT table_schema, table_name, table_type FROM information_schema.tables ORDER BY 1, 2", "table_schema:19,table_name:19,table_type:25 => public|t|BASE TABLE / s|u|BASE TABLE [SELECT 2]"),
+            ("SELECT column_name, ordinal_position, column_default, is_nullable, data_type, character_maximum_length, numeric_precision, numeric_scale FROM information_schema.columns WHERE table_name = 't' ORDER BY 2", "column_name:19,ordinal_position:23,column_default:25,is_nullable:25,data_type:25,character_maximum_length:23,numeric_precision:23,numeric_scale:23 => id|1|NULL|NO|integer|NULL|32|0 / v|2|'a'::character varying|YES|character varying|10|NULL|NULL / n|3|NULL|YES|numeric|NULL|10|2 / k|4|NULL|YES|integer|NULL|32|0 [SELECT 4]"),
+            ("SELECT schema_name FROM information_schema.schemata ORDER BY 1", "schema_name:19 => information_schema / pg_catalog / public / s [SELECT 4]"),
+            // Functions psql uses.
+            ("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = 't'::regclass ORDER BY a.attnum", "attname:19,format_type:25 => id|integer / v|character varying(10) / n|numeric(10,2) / k|integer [SELECT 4]"),
+            ("SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d ORDER BY d.adrelid", "pg_get_expr:25 => 'a'::character varying / '-1'::integer [SELECT 2]"),
+            ("SELECT conname, contype, pg_get_constraintdef(oid, true), pg_get_constraintdef(oid) FROM pg_constraint ORDER BY 1", "conname:19,contype:25,pg_get_constraintdef:25,pg_get_constraintdef:25 => t_k_check|c|CHECK (k > 0)|CHECK ((k > 0)) / t_pkey|p|PRIMARY KEY (id)|PRIMARY KEY (id) [SELECT 2]"),
+            ("SELECT pg_get_indexdef('t_pkey'::regclass)", "pg_get_indexdef:25 => CREATE UNIQUE INDEX t_pkey ON public.t USING btree (id)"),
+            ("SELECT pg_get_indexdef('t_pkey'::regclass, 1, true), pg_get_indexdef('t_pkey'::regclass, 2, true), pg_get_indexdef(1, 0, true)", "pg_get_indexdef:25,pg_get_indexdef:25,pg_get_indexdef:25 => id||NULL"),
+            ("SELECT pg_type_is_visible(23), pg_type_is_visible(1), pg_function_is_visible(1)", "pg_type_is_visible:16,pg_type_is_visible:16,pg_function_is_visible:16 => t|NULL|f"),
+            ("SELECT spcname FROM pg_tablespace ORDER BY oid", "spcname:19 => pg_default / pg_global"),
+            ("SELECT 'pg_catalog.pg_class'::regclass, 'pg_class'::regclass::oid, 1259::regclass, pg_table_is_visible(1259)", "regclass:20,oid:20,regclass:19,pg_table_is_visible:16 => 1259|1259|pg_class|t"),
+            ("SELECT 'information_schema.tables'::regclass::regclass", "regclass:19 => information_schema.tables"),
+            ("SELECT c.oid::regclass, pg_table_is_visible(c.oid) FROM pg_class c ORDER BY c.oid", "oid:19,pg_table_is_visible:16 => t|t / t_pkey|t / s.u|f [SELECT 3]"),
+            ("SET search_path = s, public", "SET "),
+            ("SELECT c.oid::regclass, pg_table_is_visible(c.oid) FROM pg_class c ORDER BY c.oid", "oid:19,pg_table_is_visible:16 => t|t / t_pkey|t / u|t [SELECT 3]"),
+            ("SELECT 'nope'::regclass", "ERR 42P01 relation \"nope\" does not exist"),
+            ("SELECT 23::regtype::text, 11::regnamespace, 0::regtype, pg_get_userbyid(10), pg_get_userbyid(7)", "text:25,regnamespace:19,regtype:19,pg_get_userbyid:19,pg_get_userbyid:19 => integer|pg_catalog|-|u|unknown (OID=7)"),
+            ("SELECT pg_encoding_to_char(6), obj_description(1, 'pg_class'), col_description(1, 1), current_setting('search_path')", "pg_encoding_to_char:19,obj_description:25,col_description:25,current_setting:25 => UTF8|NULL|NULL|s, public"),
+            ("SELECT current_setting('nope')", "ERR 42704 unrecognized configuration parameter \"nope\""),
+            ("SELECT current_setting('nope', true)", "current_setting:25 => NULL"),
+            ("SELECT format_type(NULL, -1), format_type(1043, NULL), pg_get_expr(NULL, 1)", "format_type:25,format_type:25,pg_get_expr:25 => NULL|character varying|NULL"),
+            ("SELECT nope_function(1)", "ERR 42883 function nope_function(integer) does not exist"),
+            ("SELECT format_type('x', 1)", "ERR 22P02 invalid input syntax for type bigint: \"x\""),
+            // Regular expressions, also as OPERATOR(pg_catalog.~) with COLLATE.
+            ("SELECT 'abc' ~ '^a', 'abc' !~ '^a', 'ABC' ~* 'b', 'ABC' !~* 'b', 'abc' OPERATOR(pg_catalog.~) '^(abc)$' COLLATE pg_catalog.default", "?column?:16,?column?:16,?column?:16,?column?:16,?column?:16 => t|f|t|f|t"),
+            ("SELECT 1 OPERATOR(pg_catalog.=) 1, NULL ~ 'a'", "?column?:16,?column?:16 => t|NULL"),
+            ("SELECT 'a' ~ '('", "ERR 2201B invalid regular expression"),
+            ("SELECT 1 ~ 'a'", "ERR 42883 operator does not exist: integer ~ unknown"),
+            ("SELECT 'a' COLLATE \"de_DE\"", "ERR 0A000 collation \"de_DE\" is not supported yet"),
+            ("SELECT 1 OPERATOR(myschema.+) 1", "ERR 0A000"),
+            // Arrays in their text form: ANY/ALL, subscripts, ARRAY(subquery), array_to_string.
+            ("SELECT 2 = ANY('{1,2}'), 3 = ANY('{1,2}'), 3 = ANY('{1,NULL}'), 1 < ALL('{2,3}'), 'd' = any('{d,f}')", "?column?:16,?column?:16,?column?:16,?column?:16,?column?:16 => t|f|NULL|t|t"),
+            ("SELECT 1 = ANY('x')", "ERR 22P02 malformed array literal: \"x\""),
+            ("SELECT 1 = ANY(1)", "ERR 42804"),
+            ("SELECT ('{10,20,30}'::int2[])[2] + 1, ('{a}'::text[])[5]", "?column?:23,?column?:25 => 21|NULL"),
+            ("SELECT array_to_string(array(SELECT relname FROM pg_class ORDER BY 1), ','), array_upper('{4,5}'::int2[], 1)", "array_to_string:25,array_upper:23 => t,t_pkey,u|2"),
+            ("SELECT array(SELECT 'a b' UNION ALL SELECT NULL)", "array:25 => {\"a b\",NULL}"),
+            // Relations of features helios lacks are empty but valid.
+            ("SELECT count(*) FROM pg_inherits, pg_policy, pg_trigger, pg_statistic_ext, pg_publication, pg_publication_rel, pg_rewrite, pg_foreign_table, pg_partitioned_table", "count:20 => 0"),
+            ("SELECT rolname, oid FROM pg_roles", "rolname:19,oid:20 => u|10"),
+            ("SELECT usename FROM pg_user", "usename:19 => u"),
+            ("SELECT setting FROM pg_settings WHERE name = 'server_version'", "setting:25 => 16.4"),
+            ("SELECT typname FROM pg_type WHERE oid = 1043", "typname:19 => varchar"),
+            ("SELECT amname FROM pg_am ORDER BY oid", "amname:19 => heap / btree"),
+            ("SELECT datname, pg_encoding_to_char(encoding) FROM pg_database", "datname:19,pg_encoding_to_char:19 => postgres|UTF8"),
+            // Catalog relations are read-only and never reach the shards.
+            ("SELECT count(*) FROM pg_class c JOIN t ON t.id = c.oid", "count:20 => 0"),
+            ("INSERT INTO pg_catalog.pg_class (relname) VALUES ('x')", "ERR 42501 permission denied: \"pg_class\" is a system catalog"),
+            ("DELETE FROM pg_namespace", "ERR 42501 permission denied: \"pg_namespace\" is a system catalog"),
+            ("UPDATE information_schema.tables SET table_name = 'x'", "ERR 42501 permission denied: \"tables\" is a system catalog"),
+        ],
+    );
+}

@@ -1,0 +1,2087 @@
+//! PostgreSQL's system catalogs, as clients such as psql query them: `pg_catalog.pg_class`,
+//! `pg_namespace`, `pg_attribute`, … and `information_schema.tables` / `columns` /
+//! `schemata`, plus the functions, operators and casts psql's meta-commands use
+//! (`format_type`, `pg_get_indexdef`, `~`, `::regclass`, `= ANY(array)`, `ARRAY(subquery)`).
+//!
+//! The relations are virtual: they never reach a shard. The planner asks
+//! [`plan_relation`] first for every table name; a catalog relation becomes a `VALUES` plan
+//! computed on the coordinator from the statement's [`Catalog`] snapshot and the session.
+//! `pg_catalog` is implicitly first on the search path (as in PostgreSQL), so `pg_class`
+//! resolves unqualified too; `information_schema` only resolves qualified.
+//!
+//! # OIDs
+//!
+//! Stable across restarts, derived from catalog ids (which are never reused):
+//! - `pg_catalog` = 11, `public` = 2200 (PostgreSQL's fixed OIDs), `information_schema` =
+//!   13000; the one role (named after the session user) = 10; access methods heap = 2,
+//!   btree = 403; built-in types keep PostgreSQL's type OIDs.
+//! - catalog relations: PostgreSQL 15's fixed OIDs (`pg_class` = 1259, ...); the views
+//!   (`pg_roles`, `pg_settings`, `information_schema.*`, ...) `12000 +` their position in
+//!   the relation list.
+//! - every other database, schema and table: `16384 + 2 * id` (16384 is PostgreSQL's
+//!   `FirstNormalObjectId`); a table's primary key index and its constraint: `16384 + 2 * id
+//!   + 1`.
+//! - check constraints: `2^31 | (table id mod 2^19) << 11 | n`; column defaults
+//!   (`pg_attrdef`): `3 * 2^30 | (table id mod 2^19) << 11 | attnum`. These two ranges can
+//!   collide only past 524288 catalog ids.
+//!
+//! # Deliberate differences from PostgreSQL
+//!
+//! - Columns of type `oid`, `regproc` and `xid` are `int8`; `"char"` is `text`; `float4` is
+//!   `float8`; arrays, `int2vector`, `oidvector`, `aclitem[]` and `pg_node_tree` are `text`
+//!   holding PostgreSQL's text form (`{1,2}`). `= ANY(x)`, subscripts, `array_to_string`
+//!   and `array_upper` read that text form; array elements are of unknown type until
+//!   compared, as literals are.
+//! - Only user tables and their primary key indexes appear in `pg_class` (not the catalogs
+//!   themselves); `pg_proc` and `pg_description` are empty; there are no template databases;
+//!   everything is owned by role 10, named after the session user.
+//! - `pg_get_expr` returns the stored default/check text, deparsed only for literals
+//!   (`'x'::text`, `'-1'::integer`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlparser::ast;
+
+use crate::catalog::{Catalog, Table, DEFAULT_SCHEMA};
+use crate::error::*;
+use crate::expr::{self, Binder, Bound, Cmp, Eval, Kind};
+use crate::plan::{split_name, Plan, Planner, ScopeColumn};
+use crate::session::Session;
+use crate::types::{self, Datum, SqlType as Ty, TYPMOD_NONE};
+
+const INVALID_REGULAR_EXPRESSION: &str = "2201B";
+
+pub(crate) const PG_CATALOG_OID: i64 = 11;
+pub(crate) const PUBLIC_OID: i64 = 2200;
+pub(crate) const INFORMATION_SCHEMA_OID: i64 = 13000;
+pub(crate) const SUPERUSER_OID: i64 = 10;
+const HEAP_AM: i64 = 2;
+const BTREE_AM: i64 = 403;
+const FIRST_NORMAL_OID: i64 = 16384;
+const DEFAULT_COLLATION: i64 = 100;
+const C_COLLATION: i64 = 950;
+const UTF8_ENCODING: i64 = 6;
+
+/// A database, schema or table's OID.
+pub(crate) fn object_oid(id: u32) -> i64 {
+    FIRST_NORMAL_OID + 2 * i64::from(id)
+}
+
+/// The OID of a table's primary key index (and of its PRIMARY KEY constraint).
+pub(crate) fn pkey_oid(table_id: u32) -> i64 {
+    object_oid(table_id) + 1
+}
+
+fn derived_oid(range: i64, table_id: u32, n: usize) -> i64 {
+    (range << 30) | ((i64::from(table_id) & 0x7_FFFF) << 11) | (n as i64 & 0x7FF)
+}
+
+fn check_oid(table_id: u32, n: usize) -> i64 {
+    derived_oid(2, table_id, n)
+}
+
+fn attrdef_oid(table_id: u32, attnum: usize) -> i64 {
+    derived_oid(3, table_id, attnum)
+}
+
+/// One schema of the current database, as the catalogs show it.
+#[derive(Debug)]
+struct SchemaInfo {
+    oid: i64,
+    name: String,
+}
+
+/// One user table.
+#[derive(Debug)]
+struct TableInfo {
+    oid: i64,
+    nsp: i64,
+    table: Arc<Table>,
+}
+
+/// What the catalog relations and functions see for one statement: the catalog and the
+/// session's user, database, search path and settings.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    user: String,
+    database: String,
+    /// Schema names in search order, `pg_catalog` first.
+    search_path: Vec<String>,
+    databases: Vec<(i64, String)>,
+    schemas: Vec<SchemaInfo>,
+    tables: Vec<TableInfo>,
+    /// Table and primary key index OIDs → (position in `tables`, is the index).
+    by_oid: HashMap<i64, (usize, bool)>,
+    /// (schema, relation name) → OID, for tables and their primary key indexes.
+    by_name: HashMap<(String, String), i64>,
+    params: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(catalog: &Catalog, session: &Session) -> Snapshot {
+        let user = session.user().to_string();
+        let database = session.database().to_string();
+        let mut search_path = vec!["pg_catalog".to_string()];
+        for part in session.parameter("search_path").unwrap_or("").split(',') {
+            let p = part.trim();
+            let p = p
+                .strip_prefix('"')
+                .and_then(|p| p.strip_suffix('"'))
+                .map(|p| p.replace("\"\"", "\""))
+                .unwrap_or_else(|| p.to_string());
+            let p = if p == "$user" { user.clone() } else { p };
+            if !p.is_empty() && !search_path.contains(&p) {
+                search_path.push(p);
+            }
+        }
+        let databases = catalog
+            .databases
+            .iter()
+            .map(|(name, db)| (object_oid(db.id), name.clone()))
+            .collect();
+        let mut schemas = vec![SchemaInfo {
+            oid: PG_CATALOG_OID,
+            name: "pg_catalog".to_string(),
+        }];
+        let mut tables = Vec::new();
+        if let Some(db) = catalog.database(&database) {
+            for (name, schema) in &db.schemas {
+                let oid = if name == DEFAULT_SCHEMA {
+                    PUBLIC_OID
+                } else {
+                    object_oid(schema.id)
+                };
+                schemas.push(SchemaInfo {
+                    oid,
+                    name: name.clone(),
+                });
+                for table in schema.tables.values() {
+                    tables.push(TableInfo {
+                        oid: object_oid(table.id),
+                        nsp: oid,
+                        table: table.clone(),
+                    });
+                }
+            }
+        }
+        schemas.push(SchemaInfo {
+            oid: INFORMATION_SCHEMA_OID,
+            name: "information_schema".to_string(),
+        });
+        let mut by_oid = HashMap::new();
+        let mut by_name = HashMap::new();
+        for (i, ti) in tables.iter().enumerate() {
+            let tb = &ti.table;
+            by_oid.insert(ti.oid, (i, false));
+            by_name.insert((tb.schema.clone(), tb.name.clone()), ti.oid);
+            if !tb.primary_key.is_empty() {
+                by_oid.insert(pkey_oid(tb.id), (i, true));
+                by_name
+                    .entry((tb.schema.clone(), tb.pkey_name()))
+                    .or_insert(pkey_oid(tb.id));
+            }
+        }
+        Snapshot {
+            user,
+            database,
+            search_path,
+            databases,
+            schemas,
+            tables,
+            by_oid,
+            by_name,
+            params: session.all_parameters(),
+        }
+    }
+
+    fn schema_name(&self, oid: i64) -> Option<&str> {
+        self.schemas
+            .iter()
+            .find(|s| s.oid == oid)
+            .map(|s| s.name.as_str())
+    }
+
+    fn table_by_oid(&self, oid: i64) -> Option<&TableInfo> {
+        match self.by_oid.get(&oid) {
+            Some(&(i, false)) => Some(&self.tables[i]),
+            _ => None,
+        }
+    }
+
+    /// The table whose primary key index has this OID.
+    fn table_by_index_oid(&self, oid: i64) -> Option<&TableInfo> {
+        match self.by_oid.get(&oid) {
+            Some(&(i, true)) => Some(&self.tables[i]),
+            _ => None,
+        }
+    }
+
+    /// `pg_table_is_visible`: the relation's schema is on the search path and no schema
+    /// before it there has a relation of the same name.
+    fn relation_visible(&self, oid: i64) -> bool {
+        if let Some((schema, _)) = catalog_relation_by_oid(oid) {
+            // pg_catalog is searched first; information_schema is not on the path.
+            return schema == "pg_catalog";
+        }
+        let (schema, name) = if let Some(t) = self.table_by_oid(oid) {
+            (t.table.schema.clone(), t.table.name.clone())
+        } else if let Some(t) = self.table_by_index_oid(oid) {
+            (t.table.schema.clone(), t.table.pkey_name())
+        } else {
+            return false;
+        };
+        for s in &self.search_path {
+            if *s == schema {
+                return true;
+            }
+            if self.by_name.contains_key(&(s.clone(), name.clone())) {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// A relation's name as `regclass` prints it: qualified unless visible.
+    fn regclass_name(&self, oid: i64) -> String {
+        if let Some((schema, name)) = catalog_relation_by_oid(oid) {
+            return if schema == "pg_catalog" {
+                name.to_string()
+            } else {
+                format!("{schema}.{name}")
+            };
+        }
+        let found = self
+            .table_by_oid(oid)
+            .map(|t| (t.table.schema.clone(), t.table.name.clone()))
+            .or_else(|| {
+                self.table_by_index_oid(oid)
+                    .map(|t| (t.table.schema.clone(), t.table.pkey_name()))
+            });
+        match found {
+            Some((schema, name)) if self.relation_visible(oid) => {
+                let _ = schema;
+                quote_ident(&name)
+            }
+            Some((schema, name)) => format!("{}.{}", quote_ident(&schema), quote_ident(&name)),
+            None => oid.to_string(),
+        }
+    }
+
+    /// `'name'::regclass`: the OID of a table or index by (optionally qualified) name.
+    fn regclass_oid(&self, text: &str) -> Option<i64> {
+        let parts: Vec<String> = text
+            .split('.')
+            .map(|p| {
+                let p = p.trim();
+                match p.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                    Some(q) => q.replace("\"\"", "\""),
+                    None => p.to_lowercase(),
+                }
+            })
+            .collect();
+        let (schemas, name): (Vec<String>, &str) = match parts.as_slice() {
+            [n] => (self.search_path.clone(), n),
+            [s, n] => (vec![s.clone()], n),
+            _ => return None,
+        };
+        for s in &schemas {
+            if let Some(oid) = catalog_relation_oid(s, name) {
+                return Some(oid);
+            }
+            if let Some(&oid) = self.by_name.get(&(s.clone(), name.to_string())) {
+                return Some(oid);
+            }
+        }
+        None
+    }
+
+    fn user_name(&self, oid: i64) -> String {
+        if oid == SUPERUSER_OID {
+            self.user.clone()
+        } else {
+            format!("unknown (OID={oid})")
+        }
+    }
+
+    /// `pg_get_indexdef(oid, column, ..)`: the CREATE INDEX statement, or with a column
+    /// number (1-based) just that key column.
+    fn index_def(&self, oid: i64, column: i64) -> Option<String> {
+        let t = self.table_by_index_oid(oid)?;
+        if column > 0 {
+            // Past the last key column PostgreSQL answers an empty string.
+            let key = usize::try_from(column - 1)
+                .ok()
+                .and_then(|k| t.table.primary_key.get(k));
+            return Some(key.map_or_else(String::new, |&i| quote_ident(&t.table.columns[i].name)));
+        }
+        let cols: Vec<String> = t
+            .table
+            .primary_key
+            .iter()
+            .map(|&i| quote_ident(&t.table.columns[i].name))
+            .collect();
+        Some(format!(
+            "CREATE UNIQUE INDEX {} ON {}.{} USING btree ({})",
+            quote_ident(&t.table.pkey_name()),
+            quote_ident(&t.table.schema),
+            quote_ident(&t.table.name),
+            cols.join(", ")
+        ))
+    }
+
+    fn constraint_def(&self, oid: i64, pretty: bool) -> Option<String> {
+        if let Some(t) = self.table_by_index_oid(oid) {
+            let cols: Vec<String> = t
+                .table
+                .primary_key
+                .iter()
+                .map(|&i| quote_ident(&t.table.columns[i].name))
+                .collect();
+            return Some(format!("PRIMARY KEY ({})", cols.join(", ")));
+        }
+        for t in &self.tables {
+            for (n, c) in t.table.checks.iter().enumerate() {
+                if check_oid(t.table.id, n) == oid {
+                    return Some(if pretty {
+                        format!("CHECK ({})", c.expr)
+                    } else {
+                        format!("CHECK (({}))", c.expr)
+                    });
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The snapshot of the statement `binder` plans (built once per statement).
+fn snapshot(binder: &Binder, pos: Option<usize>) -> Result<Arc<Snapshot>, SqlError> {
+    let planner = binder.planner.ok_or_else(|| {
+        SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "system catalog functions are not supported here",
+        )
+        .at(pos)
+    })?;
+    Ok(planner
+        .pg
+        .get_or_init(|| Arc::new(Snapshot::new(planner.catalog, planner.session)))
+        .clone())
+}
+
+fn quote_ident(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relations
+
+/// Column types as written in the relation specs below.
+fn spec_type(t: &str) -> Ty {
+    match t {
+        "oid" | "int8" => Ty::Int8,
+        "name" => Ty::Name,
+        "bool" => Ty::Bool,
+        "int2" => Ty::Int2,
+        "int4" => Ty::Int4,
+        "float" => Ty::Float8,
+        // "char", text, arrays (text form), pg_node_tree.
+        _ => Ty::Text,
+    }
+}
+
+const PG_CLASS: &str = "oid:oid relname:name relnamespace:oid reltype:oid reloftype:oid relowner:oid relam:oid relfilenode:oid reltablespace:oid relpages:int4 reltuples:float relallvisible:int4 reltoastrelid:oid relhasindex:bool relisshared:bool relpersistence:char relkind:char relnatts:int2 relchecks:int2 relhasrules:bool relhastriggers:bool relhassubclass:bool relrowsecurity:bool relforcerowsecurity:bool relispopulated:bool relreplident:char relispartition:bool relrewrite:oid relacl:array reloptions:array relpartbound:node";
+const PG_NAMESPACE: &str = "oid:oid nspname:name nspowner:oid nspacl:array";
+const PG_ATTRIBUTE: &str = "attrelid:oid attname:name atttypid:oid attstattarget:int4 attlen:int2 attnum:int2 attndims:int4 attcacheoff:int4 atttypmod:int4 attbyval:bool attalign:char attstorage:char attcompression:char attnotnull:bool atthasdef:bool atthasmissing:bool attidentity:char attgenerated:char attisdropped:bool attislocal:bool attinhcount:int4 attcollation:oid attacl:array attoptions:array attfdwoptions:array attmissingval:array";
+const PG_TYPE: &str = "oid:oid typname:name typnamespace:oid typowner:oid typlen:int2 typbyval:bool typtype:char typcategory:char typispreferred:bool typisdefined:bool typdelim:char typrelid:oid typsubscript:oid typelem:oid typarray:oid typinput:oid typoutput:oid typreceive:oid typsend:oid typmodin:oid typmodout:oid typanalyze:oid typalign:char typstorage:char typnotnull:bool typbasetype:oid typtypmod:int4 typndims:int4 typcollation:oid typdefaultbin:node typdefault:text typacl:array";
+const PG_INDEX: &str = "indexrelid:oid indrelid:oid indnatts:int2 indnkeyatts:int2 indisunique:bool indnullsnotdistinct:bool indisprimary:bool indisexclusion:bool indimmediate:bool indisclustered:bool indisvalid:bool indcheckxmin:bool indisready:bool indislive:bool indisreplident:bool indkey:text indcollation:text indclass:text indoption:text indexprs:node indpred:node";
+const PG_CONSTRAINT: &str = "oid:oid conname:name connamespace:oid contype:char condeferrable:bool condeferred:bool convalidated:bool conrelid:oid contypid:oid conindid:oid conparentid:oid confrelid:oid confupdtype:char confdeltype:char confmatchtype:char conislocal:bool coninhcount:int4 connoinherit:bool conkey:array confkey:array conpfeqop:array conppeqop:array conffeqop:array confdelsetcols:array conexclop:array conbin:node";
+const PG_ATTRDEF: &str = "oid:oid adrelid:oid adnum:int2 adbin:node";
+const PG_AM: &str = "oid:oid amname:name amhandler:oid amtype:char";
+const PG_DATABASE: &str = "oid:oid datname:name datdba:oid encoding:int4 datlocprovider:char datistemplate:bool datallowconn:bool datconnlimit:int4 dattablespace:oid datcollate:text datctype:text daticulocale:text datcollversion:text datacl:array";
+const PG_ROLES: &str = "rolname:name rolsuper:bool rolinherit:bool rolcreaterole:bool rolcreatedb:bool rolcanlogin:bool rolreplication:bool rolconnlimit:int4 rolpassword:text rolvaliduntil:text rolbypassrls:bool rolconfig:array oid:oid";
+const PG_USER: &str = "usename:name usesysid:oid usecreatedb:bool usesuper:bool userepl:bool usebypassrls:bool passwd:text valuntil:text useconfig:array";
+const PG_SETTINGS: &str = "name:text setting:text unit:text category:text short_desc:text extra_desc:text context:text vartype:text source:text min_val:text max_val:text enumvals:array boot_val:text reset_val:text sourcefile:text sourceline:int4 pending_restart:bool";
+const PG_PROC: &str = "oid:oid proname:name pronamespace:oid proowner:oid prolang:oid procost:float prorows:float provariadic:oid prosupport:oid prokind:char prosecdef:bool proleakproof:bool proisstrict:bool proretset:bool provolatile:char proparallel:char pronargs:int2 pronargdefaults:int2 prorettype:oid proargtypes:text proallargtypes:array proargmodes:array proargnames:array proargdefaults:node protrftypes:array prosrc:text probin:text prosqlbody:node proconfig:array proacl:array";
+const PG_AUTH_MEMBERS: &str = "oid:oid roleid:oid member:oid grantor:oid admin_option:bool";
+const PG_EXTENSION: &str = "oid:oid extname:name extowner:oid extnamespace:oid extrelocatable:bool extversion:text extconfig:array extcondition:array";
+const PG_TABLESPACE: &str = "oid:oid spcname:name spcowner:oid spcacl:array spcoptions:array";
+const PG_DESCRIPTION: &str = "objoid:oid classoid:oid objsubid:int4 description:text";
+const PG_COLLATION: &str = "oid:oid collname:name collnamespace:oid collowner:oid collprovider:char collisdeterministic:bool collencoding:int4 collcollate:text collctype:text colliculocale:text collversion:text";
+const PG_INHERITS: &str = "inhrelid:oid inhparent:oid inhseqno:int4 inhdetachpending:bool";
+const PG_POLICY: &str = "oid:oid polname:name polrelid:oid polcmd:char polpermissive:bool polroles:array polqual:node polwithcheck:node";
+const PG_TRIGGER: &str = "oid:oid tgrelid:oid tgparentid:oid tgname:name tgfoid:oid tgtype:int2 tgenabled:char tgisinternal:bool tgconstrrelid:oid tgconstrindid:oid tgconstraint:oid tgdeferrable:bool tginitdeferred:bool tgnargs:int2 tgattr:text tgargs:text tgqual:node tgoldtable:name tgnewtable:name";
+const PG_STATISTIC_EXT: &str = "oid:oid stxrelid:oid stxname:name stxnamespace:oid stxowner:oid stxstattarget:int4 stxkeys:text stxkind:array stxexprs:node";
+const PG_PUBLICATION: &str = "oid:oid pubname:name pubowner:oid puballtables:bool pubinsert:bool pubupdate:bool pubdelete:bool pubtruncate:bool pubviaroot:bool";
+const PG_PUBLICATION_REL: &str = "oid:oid prpubid:oid prrelid:oid prqual:node prattrs:text";
+const PG_PUBLICATION_NAMESPACE: &str = "oid:oid pnpubid:oid pnnspid:oid";
+const PG_REWRITE: &str = "oid:oid rulename:name ev_class:oid ev_type:char ev_enabled:char is_instead:bool ev_qual:node ev_action:node";
+const PG_FOREIGN_TABLE: &str = "ftrelid:oid ftserver:oid ftoptions:array";
+const PG_PARTITIONED_TABLE: &str = "partrelid:oid partstrat:char partnatts:int2 partdefid:oid partattrs:text partclass:text partcollation:text partexprs:node";
+const IS_TABLES: &str = "table_catalog:name table_schema:name table_name:name table_type:text self_referencing_column_name:name reference_generation:text user_defined_type_catalog:name user_defined_type_schema:name user_defined_type_name:name is_insertable_into:text is_typed:text commit_action:text";
+const IS_COLUMNS: &str = "table_catalog:name table_schema:name table_name:name column_name:name ordinal_position:int4 column_default:text is_nullable:text data_type:text character_maximum_length:int4 character_octet_length:int4 numeric_precision:int4 numeric_precision_radix:int4 numeric_scale:int4 datetime_precision:int4 udt_catalog:name udt_schema:name udt_name:name collation_name:name is_identity:text is_generated:text is_updatable:text";
+const IS_SCHEMATA: &str = "catalog_name:name schema_name:name schema_owner:name default_character_set_catalog:name default_character_set_schema:name default_character_set_name:name sql_path:text";
+
+/// The catalog relations: (schema, name, column spec).
+const RELATIONS: &[(&str, &str, &str)] = &[
+    ("pg_catalog", "pg_class", PG_CLASS),
+    ("pg_catalog", "pg_namespace", PG_NAMESPACE),
+    ("pg_catalog", "pg_attribute", PG_ATTRIBUTE),
+    ("pg_catalog", "pg_type", PG_TYPE),
+    ("pg_catalog", "pg_index", PG_INDEX),
+    ("pg_catalog", "pg_constraint", PG_CONSTRAINT),
+    ("pg_catalog", "pg_attrdef", PG_ATTRDEF),
+    ("pg_catalog", "pg_am", PG_AM),
+    ("pg_catalog", "pg_database", PG_DATABASE),
+    ("pg_catalog", "pg_roles", PG_ROLES),
+    ("pg_catalog", "pg_user", PG_USER),
+    ("pg_catalog", "pg_settings", PG_SETTINGS),
+    ("pg_catalog", "pg_proc", PG_PROC),
+    ("pg_catalog", "pg_description", PG_DESCRIPTION),
+    ("pg_catalog", "pg_auth_members", PG_AUTH_MEMBERS),
+    ("pg_catalog", "pg_extension", PG_EXTENSION),
+    ("pg_catalog", "pg_tablespace", PG_TABLESPACE),
+    ("pg_catalog", "pg_collation", PG_COLLATION),
+    ("pg_catalog", "pg_inherits", PG_INHERITS),
+    ("pg_catalog", "pg_policy", PG_POLICY),
+    ("pg_catalog", "pg_trigger", PG_TRIGGER),
+    ("pg_catalog", "pg_statistic_ext", PG_STATISTIC_EXT),
+    ("pg_catalog", "pg_publication", PG_PUBLICATION),
+    ("pg_catalog", "pg_publication_rel", PG_PUBLICATION_REL),
+    (
+        "pg_catalog",
+        "pg_publication_namespace",
+        PG_PUBLICATION_NAMESPACE,
+    ),
+    ("pg_catalog", "pg_rewrite", PG_REWRITE),
+    ("pg_catalog", "pg_foreign_table", PG_FOREIGN_TABLE),
+    ("pg_catalog", "pg_partitioned_table", PG_PARTITIONED_TABLE),
+    ("information_schema", "tables", IS_TABLES),
+    ("information_schema", "columns", IS_COLUMNS),
+    ("information_schema", "schemata", IS_SCHEMATA),
+];
+
+/// The OIDs of the catalog relations: PostgreSQL 15's fixed OIDs for system tables; views
+/// (which PostgreSQL numbers at initdb) get `12000 +` their position in [`RELATIONS`].
+fn catalog_relation_oid(schema: &str, name: &str) -> Option<i64> {
+    let i = RELATIONS
+        .iter()
+        .position(|(rs, rn, _)| *rs == schema && *rn == name)?;
+    let fixed = match name {
+        "pg_class" if schema == "pg_catalog" => 1259,
+        "pg_namespace" => 2615,
+        "pg_attribute" => 1249,
+        "pg_type" => 1247,
+        "pg_index" => 2610,
+        "pg_constraint" => 2606,
+        "pg_attrdef" => 2604,
+        "pg_am" => 2601,
+        "pg_database" => 1262,
+        "pg_proc" => 1255,
+        "pg_description" => 2609,
+        "pg_collation" => 3456,
+        "pg_inherits" => 2611,
+        "pg_policy" => 3256,
+        "pg_trigger" => 2620,
+        "pg_statistic_ext" => 3381,
+        "pg_publication" => 6104,
+        "pg_publication_rel" => 6106,
+        "pg_publication_namespace" => 6237,
+        "pg_rewrite" => 2618,
+        "pg_foreign_table" => 3118,
+        "pg_partitioned_table" => 3350,
+        "pg_auth_members" => 1261,
+        "pg_extension" => 3079,
+        "pg_tablespace" => 1213,
+        _ => 12000 + i as i64,
+    };
+    Some(fixed)
+}
+
+fn catalog_relation_by_oid(oid: i64) -> Option<(&'static str, &'static str)> {
+    RELATIONS
+        .iter()
+        .find(|(rs, rn, _)| catalog_relation_oid(rs, rn) == Some(oid))
+        .map(|(rs, rn, _)| (*rs, *rn))
+}
+
+/// Resolves a FROM-clause table name to a catalog relation: its plan (constant rows) and
+/// columns. None: not a catalog relation (plan it as a user table).
+pub(crate) fn plan_relation(
+    planner: &Planner,
+    name: &ast::ObjectName,
+) -> Result<Option<(Plan, Vec<ScopeColumn>)>, SqlError> {
+    let (schema, rel) = split_name(name)?;
+    let found = match schema.as_deref() {
+        Some(s @ ("pg_catalog" | "information_schema")) => {
+            let f = RELATIONS.iter().find(|(rs, rn, _)| *rs == s && *rn == rel);
+            if f.is_none() {
+                return Err(SqlError::new(
+                    UNDEFINED_TABLE,
+                    format!("relation \"{s}.{rel}\" does not exist"),
+                )
+                .at(planner
+                    .positions
+                    .offset(sqlparser::ast::Spanned::span(name).start)));
+            }
+            f
+        }
+        None => RELATIONS
+            .iter()
+            .find(|(rs, rn, _)| *rs == "pg_catalog" && *rn == rel),
+        Some(_) => None,
+    };
+    let Some((_, rel, spec)) = found else {
+        return Ok(None);
+    };
+    let snap = planner
+        .pg
+        .get_or_init(|| Arc::new(Snapshot::new(planner.catalog, planner.session)))
+        .clone();
+    let types: Vec<(&str, Ty)> = spec
+        .split_whitespace()
+        .map(|c| {
+            let (n, t) = c.split_once(':').expect("name:type");
+            (n, spec_type(t))
+        })
+        .collect();
+    let rows = rows_of(&snap, rel);
+    let mut plan_rows = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.len() != types.len() {
+            return Err(SqlError::new(
+                INTERNAL_ERROR,
+                format!(
+                    "catalog relation {rel}: row of {} values for {} columns",
+                    row.len(),
+                    types.len()
+                ),
+            ));
+        }
+        plan_rows.push(
+            row.into_iter()
+                .zip(&types)
+                .map(|(d, (_, t))| Bound::constant(d, *t))
+                .collect(),
+        );
+    }
+    let columns = types
+        .iter()
+        .map(|(n, t)| ScopeColumn {
+            qualifier: Some(rel.to_string()),
+            name: n.to_string(),
+            ty: *t,
+            typmod: TYPMOD_NONE,
+            hidden: false,
+        })
+        .collect();
+    Ok(Some((Plan::Values(plan_rows), columns)))
+}
+
+/// Statements that write a table (INSERT, UPDATE, DELETE) refuse catalog relations, as
+/// PostgreSQL does without `allow_system_table_mods`.
+pub(crate) fn refuse_catalog_write(schema: Option<&str>, name: &str) -> Result<(), SqlError> {
+    let hit = RELATIONS.iter().any(|(rs, rn, _)| {
+        *rn == name && (schema == Some(*rs) || (schema.is_none() && *rs == "pg_catalog"))
+    });
+    if hit {
+        return Err(SqlError::new(
+            "42501",
+            format!("permission denied: \"{name}\" is a system catalog"),
+        ));
+    }
+    Ok(())
+}
+
+const NULL: Datum = Datum::Null;
+
+fn o(v: i64) -> Datum {
+    Datum::Int(v)
+}
+
+fn t(s: &str) -> Datum {
+    Datum::Text(s.to_string())
+}
+
+fn b(v: bool) -> Datum {
+    Datum::Bool(v)
+}
+
+/// A built-in type's `pg_type` facts: (oid, typname, typlen, category, collation, array oid).
+const TYPES: &[(i64, &str, i64, &str, i64, i64)] = &[
+    (16, "bool", 1, "B", 0, 1000),
+    (18, "char", 1, "Z", 0, 1002),
+    (19, "name", 64, "S", C_COLLATION, 1003),
+    (20, "int8", 8, "N", 0, 1016),
+    (21, "int2", 2, "N", 0, 1005),
+    (23, "int4", 4, "N", 0, 1007),
+    (25, "text", -1, "S", DEFAULT_COLLATION, 1009),
+    (26, "oid", 4, "N", 0, 1028),
+    (700, "float4", 4, "N", 0, 1021),
+    (701, "float8", 8, "N", 0, 1022),
+    (705, "unknown", -2, "X", 0, 0),
+    (1043, "varchar", -1, "S", DEFAULT_COLLATION, 1015),
+    (1700, "numeric", -1, "N", 0, 1231),
+    (2205, "regclass", 4, "N", 0, 2210),
+    (2206, "regtype", 4, "N", 0, 2211),
+];
+
+fn type_collation(oid: u32) -> i64 {
+    TYPES
+        .iter()
+        .find(|x| x.0 == i64::from(oid))
+        .map_or(0, |x| x.4)
+}
+
+fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
+    let mut rows = Vec::new();
+    match rel {
+        "pg_class" => {
+            for ti in &s.tables {
+                let tb = &ti.table;
+                let has_pk = !tb.primary_key.is_empty();
+                rows.push(vec![
+                    o(ti.oid),
+                    t(&tb.name),
+                    o(ti.nsp),
+                    o(0),
+                    o(0),
+                    o(SUPERUSER_OID),
+                    o(HEAP_AM),
+                    o(ti.oid),
+                    o(0),
+                    Datum::Int(0),
+                    Datum::Float(-1.0),
+                    Datum::Int(0),
+                    o(0),
+                    b(has_pk),
+                    b(false),
+                    t("p"),
+                    t("r"),
+                    Datum::Int(tb.columns.len() as i64),
+                    Datum::Int(tb.checks.len() as i64),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(true),
+                    t("d"),
+                    b(false),
+                    o(0),
+                    NULL,
+                    NULL,
+                    NULL,
+                ]);
+                if has_pk {
+                    let ioid = pkey_oid(tb.id);
+                    rows.push(vec![
+                        o(ioid),
+                        t(&tb.pkey_name()),
+                        o(ti.nsp),
+                        o(0),
+                        o(0),
+                        o(SUPERUSER_OID),
+                        o(BTREE_AM),
+                        o(ioid),
+                        o(0),
+                        Datum::Int(1),
+                        Datum::Float(0.0),
+                        Datum::Int(0),
+                        o(0),
+                        b(false),
+                        b(false),
+                        t("p"),
+                        t("i"),
+                        Datum::Int(tb.primary_key.len() as i64),
+                        Datum::Int(0),
+                        b(false),
+                        b(false),
+                        b(false),
+                        b(false),
+                        b(false),
+                        b(true),
+                        t("n"),
+                        b(false),
+                        o(0),
+                        NULL,
+                        NULL,
+                        NULL,
+                    ]);
+                }
+            }
+        }
+        "pg_namespace" => {
+            for sc in &s.schemas {
+                rows.push(vec![o(sc.oid), t(&sc.name), o(SUPERUSER_OID), NULL]);
+            }
+        }
+        "pg_attribute" => {
+            for ti in &s.tables {
+                let tb = &ti.table;
+                for (i, c) in tb.columns.iter().enumerate() {
+                    let not_null = c.not_null || tb.primary_key.contains(&i);
+                    rows.push(attribute_row(
+                        ti.oid,
+                        &c.name,
+                        c.ty,
+                        c.typmod,
+                        i + 1,
+                        not_null,
+                        c.default.is_some(),
+                    ));
+                }
+                if !tb.primary_key.is_empty() {
+                    for (k, &i) in tb.primary_key.iter().enumerate() {
+                        let c = &tb.columns[i];
+                        rows.push(attribute_row(
+                            pkey_oid(tb.id),
+                            &c.name,
+                            c.ty,
+                            c.typmod,
+                            k + 1,
+                            false,
+                            false,
+                        ));
+                    }
+                }
+            }
+        }
+        "pg_type" => {
+            for &(oid, name, len, cat, coll, arr) in TYPES {
+                rows.push(vec![
+                    o(oid),
+                    t(name),
+                    o(PG_CATALOG_OID),
+                    o(SUPERUSER_OID),
+                    Datum::Int(len),
+                    b((1..=8).contains(&len)),
+                    t("b"),
+                    t(cat),
+                    b(false),
+                    b(true),
+                    t(","),
+                    o(0),
+                    o(0),
+                    o(0),
+                    o(arr),
+                    o(0),
+                    o(0),
+                    o(0),
+                    o(0),
+                    o(0),
+                    o(0),
+                    o(0),
+                    t(if len == 8 {
+                        "d"
+                    } else if len == 2 {
+                        "s"
+                    } else if len == 1 || len == 64 {
+                        "c"
+                    } else {
+                        "i"
+                    }),
+                    t(if len == -1 { "x" } else { "p" }),
+                    b(false),
+                    o(0),
+                    Datum::Int(-1),
+                    Datum::Int(0),
+                    o(coll),
+                    NULL,
+                    NULL,
+                    NULL,
+                ]);
+            }
+        }
+        "pg_index" => {
+            for ti in &s.tables {
+                let tb = &ti.table;
+                if tb.primary_key.is_empty() {
+                    continue;
+                }
+                let n = tb.primary_key.len() as i64;
+                let key: Vec<String> = tb.primary_key.iter().map(|i| (i + 1).to_string()).collect();
+                let zeros = vec!["0"; tb.primary_key.len()].join(" ");
+                rows.push(vec![
+                    o(pkey_oid(tb.id)),
+                    o(ti.oid),
+                    Datum::Int(n),
+                    Datum::Int(n),
+                    b(true),
+                    b(false),
+                    b(true),
+                    b(false),
+                    b(true),
+                    b(false),
+                    b(true),
+                    b(false),
+                    b(true),
+                    b(true),
+                    b(false),
+                    t(&key.join(" ")),
+                    t(&zeros),
+                    t(&zeros),
+                    t(&zeros),
+                    NULL,
+                    NULL,
+                ]);
+            }
+        }
+        "pg_constraint" => {
+            for ti in &s.tables {
+                let tb = &ti.table;
+                if !tb.primary_key.is_empty() {
+                    let key: Vec<String> =
+                        tb.primary_key.iter().map(|i| (i + 1).to_string()).collect();
+                    rows.push(constraint_row(
+                        pkey_oid(tb.id),
+                        &tb.pkey_name(),
+                        ti,
+                        "p",
+                        pkey_oid(tb.id),
+                        &format!("{{{}}}", key.join(",")),
+                        NULL,
+                    ));
+                }
+                for (n, c) in tb.checks.iter().enumerate() {
+                    rows.push(constraint_row(
+                        check_oid(tb.id, n),
+                        &c.name,
+                        ti,
+                        "c",
+                        0,
+                        "",
+                        t(&c.expr),
+                    ));
+                }
+            }
+        }
+        "pg_attrdef" => {
+            for ti in &s.tables {
+                for (i, c) in ti.table.columns.iter().enumerate() {
+                    if let Some(d) = &c.default {
+                        rows.push(vec![
+                            o(attrdef_oid(ti.table.id, i + 1)),
+                            o(ti.oid),
+                            Datum::Int(i as i64 + 1),
+                            t(&deparse_default(d, c.ty)),
+                        ]);
+                    }
+                }
+            }
+        }
+        "pg_tablespace" => {
+            rows.push(vec![o(1663), t("pg_default"), o(SUPERUSER_OID), NULL, NULL]);
+            rows.push(vec![o(1664), t("pg_global"), o(SUPERUSER_OID), NULL, NULL]);
+        }
+        "pg_am" => {
+            rows.push(vec![o(HEAP_AM), t("heap"), o(3), t("t")]);
+            rows.push(vec![o(BTREE_AM), t("btree"), o(330), t("i")]);
+        }
+        "pg_database" => {
+            for (oid, name) in &s.databases {
+                rows.push(vec![
+                    o(*oid),
+                    t(name),
+                    o(SUPERUSER_OID),
+                    o(UTF8_ENCODING),
+                    t("c"),
+                    b(false),
+                    b(true),
+                    Datum::Int(-1),
+                    o(1663),
+                    t("C"),
+                    t("C"),
+                    NULL,
+                    NULL,
+                    NULL,
+                ]);
+            }
+        }
+        "pg_roles" => rows.push(vec![
+            t(&s.user),
+            b(true),
+            b(true),
+            b(true),
+            b(true),
+            b(true),
+            b(true),
+            Datum::Int(-1),
+            t("********"),
+            NULL,
+            b(true),
+            NULL,
+            o(SUPERUSER_OID),
+        ]),
+        "pg_user" => rows.push(vec![
+            t(&s.user),
+            o(SUPERUSER_OID),
+            b(true),
+            b(true),
+            b(true),
+            b(true),
+            t("********"),
+            NULL,
+            NULL,
+        ]),
+        "pg_settings" => {
+            for (name, value) in &s.params {
+                rows.push(vec![
+                    t(name),
+                    t(value),
+                    NULL,
+                    t("Ungrouped"),
+                    t(""),
+                    NULL,
+                    t("user"),
+                    t("string"),
+                    t("default"),
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    t(value),
+                    NULL,
+                    NULL,
+                    b(false),
+                ]);
+            }
+        }
+        "pg_collation" => {
+            for (oid, name, provider, collate) in [
+                (DEFAULT_COLLATION, "default", "d", ""),
+                (C_COLLATION, "C", "c", "C"),
+                (951, "POSIX", "c", "POSIX"),
+            ] {
+                rows.push(vec![
+                    o(oid),
+                    t(name),
+                    o(PG_CATALOG_OID),
+                    o(SUPERUSER_OID),
+                    t(provider),
+                    b(true),
+                    Datum::Int(-1),
+                    if collate.is_empty() { NULL } else { t(collate) },
+                    if collate.is_empty() { NULL } else { t(collate) },
+                    NULL,
+                    NULL,
+                ]);
+            }
+        }
+        "tables" => {
+            for ti in &s.tables {
+                rows.push(vec![
+                    t(&s.database),
+                    t(&ti.table.schema),
+                    t(&ti.table.name),
+                    t("BASE TABLE"),
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    t("YES"),
+                    t("NO"),
+                    NULL,
+                ]);
+            }
+        }
+        "columns" => {
+            for ti in &s.tables {
+                let tb = &ti.table;
+                for (i, c) in tb.columns.iter().enumerate() {
+                    let not_null = c.not_null || tb.primary_key.contains(&i);
+                    let (char_max, num_prec, radix, scale) = match c.ty {
+                        Ty::Varchar if c.typmod >= 4 => {
+                            (o(i64::from(c.typmod - 4)), NULL, NULL, NULL)
+                        }
+                        Ty::Int2 => (NULL, o(16), o(2), o(0)),
+                        Ty::Int4 => (NULL, o(32), o(2), o(0)),
+                        Ty::Int8 => (NULL, o(64), o(2), o(0)),
+                        Ty::Float8 => (NULL, o(53), o(2), NULL),
+                        Ty::Numeric if c.typmod >= 4 => {
+                            let m = c.typmod - 4;
+                            (NULL, o(i64::from(m >> 16)), o(10), o(i64::from(m & 0xFFFF)))
+                        }
+                        Ty::Numeric => (NULL, NULL, o(10), NULL),
+                        _ => (NULL, NULL, NULL, NULL),
+                    };
+                    let octets = if c.ty.is_string() && c.ty != Ty::Name {
+                        o(1_073_741_824)
+                    } else {
+                        NULL
+                    };
+                    rows.push(vec![
+                        t(&s.database),
+                        t(&tb.schema),
+                        t(&tb.name),
+                        t(&c.name),
+                        o(i as i64 + 1),
+                        c.default
+                            .as_ref()
+                            .map_or(NULL, |d| t(&deparse_default(d, c.ty))),
+                        t(if not_null { "NO" } else { "YES" }),
+                        t(c.ty.sql_name()),
+                        char_max,
+                        octets,
+                        num_prec,
+                        radix,
+                        scale,
+                        NULL,
+                        t(&s.database),
+                        t("pg_catalog"),
+                        t(c.ty.type_name()),
+                        NULL,
+                        t("NO"),
+                        t("NEVER"),
+                        t("YES"),
+                    ]);
+                }
+            }
+        }
+        "schemata" => {
+            for sc in &s.schemas {
+                rows.push(vec![
+                    t(&s.database),
+                    t(&sc.name),
+                    t(&s.user),
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                ]);
+            }
+        }
+        // pg_proc, pg_description and the relations of features helios lacks (inheritance,
+        // policies, triggers, extended statistics, publications, rules, foreign and
+        // partitioned tables) have no rows.
+        _ => {}
+    }
+    rows
+}
+
+fn attribute_row(
+    rel: i64,
+    name: &str,
+    ty: Ty,
+    typmod: i32,
+    attnum: usize,
+    not_null: bool,
+    has_default: bool,
+) -> Vec<Datum> {
+    let len = i64::from(ty.size());
+    vec![
+        o(rel),
+        t(name),
+        o(i64::from(ty.oid())),
+        Datum::Int(-1),
+        Datum::Int(len),
+        Datum::Int(attnum as i64),
+        Datum::Int(0),
+        Datum::Int(-1),
+        Datum::Int(i64::from(typmod)),
+        b((1..=8).contains(&len)),
+        t("i"),
+        t(if len == -1 { "x" } else { "p" }),
+        t(""),
+        b(not_null),
+        b(has_default),
+        b(false),
+        t(""),
+        t(""),
+        b(false),
+        b(true),
+        Datum::Int(0),
+        o(type_collation(ty.oid())),
+        NULL,
+        NULL,
+        NULL,
+        NULL,
+    ]
+}
+
+fn constraint_row(
+    oid: i64,
+    name: &str,
+    ti: &TableInfo,
+    contype: &str,
+    index: i64,
+    conkey: &str,
+    conbin: Datum,
+) -> Vec<Datum> {
+    vec![
+        o(oid),
+        t(name),
+        o(ti.nsp),
+        t(contype),
+        b(false),
+        b(false),
+        b(true),
+        o(ti.oid),
+        o(0),
+        o(index),
+        o(0),
+        o(0),
+        t(" "),
+        t(" "),
+        t(" "),
+        b(true),
+        Datum::Int(0),
+        b(false),
+        if conkey.is_empty() { NULL } else { t(conkey) },
+        NULL,
+        NULL,
+        NULL,
+        NULL,
+        NULL,
+        NULL,
+        conbin,
+    ]
+}
+
+/// A stored DEFAULT expression as `pg_get_expr` shows it: literals get PostgreSQL's
+/// deparsed form (`'x'::text`, `7`, `'-1'::integer`); anything else is shown as stored.
+fn deparse_default(text: &str, ty: Ty) -> String {
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    let parsed = sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr());
+    let Ok(e) = parsed else {
+        return text.to_string();
+    };
+    let number_type = |n: &str| {
+        if n.bytes().all(|c| c.is_ascii_digit()) {
+            match n.parse::<i64>() {
+                Ok(v) if i32::try_from(v).is_ok() => "integer",
+                Ok(_) => "bigint",
+                Err(_) => "numeric",
+            }
+        } else {
+            "numeric"
+        }
+    };
+    match &e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => {
+                format!(
+                    "'{}'::{}",
+                    s.replace('\'', "''"),
+                    format_type(ty.oid(), TYPMOD_NONE)
+                )
+            }
+            ast::Value::Number(n, _) if ty.numeric_rank().is_some() => n.clone(),
+            ast::Value::Boolean(v) => v.to_string(),
+            ast::Value::Null => "NULL".to_string(),
+            _ => text.to_string(),
+        },
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) => format!("'-{n}'::{}", number_type(n)),
+                _ => text.to_string(),
+            },
+            _ => text.to_string(),
+        },
+        _ => text.to_string(),
+    }
+}
+
+/// `format_type(oid, typmod)`.
+fn format_type(oid: u32, typmod: i32) -> String {
+    match Ty::from_oid(oid) {
+        Some(Ty::Varchar) if typmod >= 4 => format!("character varying({})", typmod - 4),
+        Some(Ty::Numeric) if typmod >= 4 => {
+            let m = typmod - 4;
+            format!("numeric({},{})", m >> 16, m & 0xFFFF)
+        }
+        Some(ty) => ty.sql_name().to_string(),
+        None => match oid {
+            18 => "\"char\"".to_string(),
+            26 => "oid".to_string(),
+            700 => "real".to_string(),
+            2205 => "regclass".to_string(),
+            _ => "???".to_string(),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions, operators, casts
+
+#[derive(Debug, Clone)]
+pub(crate) enum PgFunc {
+    FormatType,
+    /// pg_get_expr: the stored expression text.
+    GetExpr,
+    TableIsVisible,
+    /// Built-in types live in pg_catalog, always first on the search path.
+    TypeIsVisible,
+    False,
+    GetUserById,
+    GetIndexDef,
+    /// pg_get_constraintdef(oid [, pretty])
+    GetConstraintDef,
+    /// A function that has nothing to say here (obj_description, …): NULL.
+    NullText,
+    EncodingToChar,
+    ArrayToString,
+    ArrayUpper,
+    RelationIsPublishable,
+    CurrentSetting,
+    /// oid → relation name (`::regclass`).
+    RegclassOut,
+    /// oid → type name (`::regtype`).
+    RegtypeOut,
+    /// oid → schema name (`::regnamespace`).
+    RegnamespaceOut,
+    /// `x ~ pattern` and friends.
+    Regex {
+        negated: bool,
+        case_insensitive: bool,
+    },
+    /// `x op ANY/ALL (array)`; the left operand's type decides the elements' type.
+    Any {
+        op: Cmp,
+        all: bool,
+    },
+    /// `array[i]`: the element, of unknown type.
+    Subscript,
+}
+
+/// A bound catalog call: what it does and the snapshot it reads.
+#[derive(Debug, Clone)]
+pub(crate) struct PgCall {
+    func: PgFunc,
+    snap: Option<Arc<Snapshot>>,
+}
+
+fn call(
+    func: PgFunc,
+    snap: Option<Arc<Snapshot>>,
+    args: Vec<Bound>,
+    ty: Ty,
+    pos: Option<usize>,
+) -> Bound {
+    Bound {
+        kind: Kind::Pg(Box::new(PgCall { func, snap }), args),
+        ty,
+        typmod: TYPMOD_NONE,
+        pos,
+    }
+}
+
+/// An OID argument: any integer (or literal) as int8.
+fn oid_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
+    if b.ty.is_integer() || b.ty == Ty::Unknown {
+        Ok(Some(binder.coerce(b, Ty::Int8, TYPMOD_NONE)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn text_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
+    if b.ty.is_string() || b.ty == Ty::Unknown {
+        Ok(Some(binder.coerce(b, Ty::Text, TYPMOD_NONE)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn int_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
+    if b.ty.is_integer() || b.ty == Ty::Unknown {
+        Ok(Some(binder.coerce(b, Ty::Int8, TYPMOD_NONE)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn bool_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
+    if b.ty == Ty::Bool || b.ty == Ty::Unknown {
+        Ok(Some(binder.coerce(b, Ty::Bool, TYPMOD_NONE)?))
+    } else {
+        Ok(None)
+    }
+}
+
+type ArgCheck = fn(&Binder, Bound) -> Result<Option<Bound>, SqlError>;
+
+/// Binds a catalog function by name; None: no such function (the caller reports it).
+pub(crate) fn bind_function(
+    binder: &Binder,
+    name: &str,
+    args: &[Bound],
+    pos: Option<usize>,
+) -> Result<Option<Bound>, SqlError> {
+    use PgFunc as F;
+    let n = args.len();
+    let (func, checks, ty): (PgFunc, &[ArgCheck], Ty) = match (name, n) {
+        ("format_type", 2) => (F::FormatType, &[oid_arg, int_arg], Ty::Text),
+        ("pg_get_expr", 2) => (F::GetExpr, &[text_arg, oid_arg], Ty::Text),
+        ("pg_get_expr", 3) => (F::GetExpr, &[text_arg, oid_arg, bool_arg], Ty::Text),
+        ("pg_table_is_visible", 1) => (F::TableIsVisible, &[oid_arg], Ty::Bool),
+        ("pg_type_is_visible", 1) => (F::TypeIsVisible, &[oid_arg], Ty::Bool),
+        // pg_proc is empty: no function is visible.
+        ("pg_function_is_visible", 1) => (F::False, &[oid_arg], Ty::Bool),
+        ("pg_get_userbyid", 1) => (F::GetUserById, &[oid_arg], Ty::Name),
+        ("pg_get_indexdef", 1) => (F::GetIndexDef, &[oid_arg], Ty::Text),
+        ("pg_get_indexdef", 3) => (F::GetIndexDef, &[oid_arg, int_arg, bool_arg], Ty::Text),
+        ("pg_get_constraintdef", 1) => (F::GetConstraintDef, &[oid_arg], Ty::Text),
+        ("pg_get_constraintdef", 2) => (F::GetConstraintDef, &[oid_arg, bool_arg], Ty::Text),
+        ("obj_description", 1) => (F::NullText, &[oid_arg], Ty::Text),
+        ("obj_description" | "shobj_description", 2) => {
+            (F::NullText, &[oid_arg, text_arg], Ty::Text)
+        }
+        ("col_description", 2) => (F::NullText, &[oid_arg, int_arg], Ty::Text),
+        ("pg_get_statisticsobjdef_columns", 1) => (F::NullText, &[oid_arg], Ty::Text),
+        // pg_proc is empty, so there is no function these could describe (NULL, as
+        // PostgreSQL answers for an OID that is no function).
+        (
+            "pg_get_function_result"
+            | "pg_get_function_arguments"
+            | "pg_get_function_identity_arguments",
+            1,
+        ) => (F::NullText, &[oid_arg], Ty::Text),
+        ("pg_encoding_to_char", 1) => (F::EncodingToChar, &[int_arg], Ty::Name),
+        ("array_to_string", 2) => (F::ArrayToString, &[text_arg, text_arg], Ty::Text),
+        ("array_upper", 2) => (F::ArrayUpper, &[text_arg, int_arg], Ty::Int4),
+        ("pg_relation_is_publishable", 1) => (F::RelationIsPublishable, &[oid_arg], Ty::Bool),
+        ("current_setting", 1) => (F::CurrentSetting, &[text_arg], Ty::Text),
+        ("current_setting", 2) => (F::CurrentSetting, &[text_arg, bool_arg], Ty::Text),
+        _ => return Ok(None),
+    };
+    let mut bound = Vec::with_capacity(n);
+    for (a, check) in args.iter().zip(checks) {
+        match check(binder, a.clone())? {
+            Some(b) => bound.push(b),
+            None => return Ok(None),
+        }
+    }
+    let snap = snapshot(binder, pos)?;
+    Ok(Some(call(func, Some(snap), bound, ty, pos)))
+}
+
+/// Casts to the `reg*` types, `oid`, `pg_catalog.`-qualified type names and array types.
+/// None: an ordinary cast.
+pub(crate) fn bind_cast(
+    binder: &Binder,
+    inner: Bound,
+    data_type: &ast::DataType,
+) -> Result<Option<Bound>, SqlError> {
+    let pos = inner.pos;
+    let name = match data_type {
+        ast::DataType::Regclass => "regclass".to_string(),
+        ast::DataType::Custom(name, mods) if mods.is_empty() => {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| p.as_ident().map(crate::plan::ident).unwrap_or_default())
+                .collect();
+            match parts.as_slice() {
+                [n] => n.clone(),
+                [s, n] if s == "pg_catalog" => n.clone(),
+                _ => return Ok(None),
+            }
+        }
+        // Arrays are carried in their text form: an array cast checks nothing more.
+        ast::DataType::Array(_) => {
+            return match inner.ty {
+                Ty::Text | Ty::Unknown => Ok(Some(binder.coerce(inner, Ty::Text, TYPMOD_NONE)?)),
+                other => Err(SqlError::new(
+                    CANNOT_COERCE,
+                    format!("cannot cast type {} to an array type", other.sql_name()),
+                )
+                .at(pos)),
+            };
+        }
+        _ => return Ok(None),
+    };
+    let reg = match name.as_str() {
+        "regclass" => PgFunc::RegclassOut,
+        "regtype" if inner.ty.is_integer() => PgFunc::RegtypeOut,
+        "regnamespace" => PgFunc::RegnamespaceOut,
+        "oid" => {
+            if inner.ty.is_integer() || inner.ty == Ty::Unknown {
+                return Ok(Some(binder.coerce(inner, Ty::Int8, TYPMOD_NONE)?));
+            }
+            return Err(SqlError::new(
+                CANNOT_COERCE,
+                format!("cannot cast type {} to oid", inner.ty.sql_name()),
+            )
+            .at(pos));
+        }
+        "text" | "name" | "int2" | "int4" | "int8" | "bool" | "float8" | "regtype" => {
+            // `pg_catalog.text` etc.: the ordinary cast, unqualified.
+            let ty = match name.as_str() {
+                "text" => Ty::Text,
+                "name" => Ty::Name,
+                "int2" => Ty::Int2,
+                "int4" => Ty::Int4,
+                "int8" => Ty::Int8,
+                "bool" => Ty::Bool,
+                "float8" => Ty::Float8,
+                _ => Ty::RegType,
+            };
+            return Ok(Some(binder.coerce(inner, ty, TYPMOD_NONE)?));
+        }
+        _ => return Ok(None),
+    };
+    let snap = snapshot(binder, pos)?;
+    // 'name'::regclass: the relation's OID, looked up now (PostgreSQL prints the name; here
+    // the value is the OID, as `::regclass::oid` would give).
+    if let (Kind::Const(d), Ty::Unknown, PgFunc::RegclassOut) = (&inner.kind, inner.ty, &reg) {
+        return match d {
+            Datum::Null => Ok(Some(Bound::constant(Datum::Null, Ty::Int8))),
+            Datum::Text(s) => match snap.regclass_oid(s) {
+                Some(oid) => {
+                    let mut b = Bound::constant(Datum::Int(oid), Ty::Int8);
+                    b.pos = pos;
+                    Ok(Some(b))
+                }
+                None => Err(SqlError::new(
+                    UNDEFINED_TABLE,
+                    format!("relation \"{s}\" does not exist"),
+                )
+                .at(pos)),
+            },
+            _ => Ok(None),
+        };
+    }
+    if !inner.ty.is_integer() {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            format!(
+                "cast from {} to {name} is not supported yet",
+                inner.ty.sql_name()
+            ),
+        )
+        .at(pos));
+    }
+    let arg = binder.coerce(inner, Ty::Int8, TYPMOD_NONE)?;
+    Ok(Some(call(reg, Some(snap), vec![arg], Ty::Name, pos)))
+}
+
+/// The column name a cast to a catalog type gives (`x::pg_catalog.regclass` → "regclass").
+pub(crate) fn cast_type_name(data_type: &ast::DataType) -> Option<String> {
+    match data_type {
+        ast::DataType::Regclass => Some("regclass".to_string()),
+        ast::DataType::Custom(name, mods) if mods.is_empty() => {
+            let last = name.0.last()?.as_ident().map(crate::plan::ident)?;
+            [
+                "regclass",
+                "regtype",
+                "regnamespace",
+                "oid",
+                "text",
+                "name",
+                "int2",
+                "int4",
+                "int8",
+                "bool",
+                "float8",
+            ]
+            .contains(&last.as_str())
+            .then_some(last)
+        }
+        _ => None,
+    }
+}
+
+/// Regular-expression operators (`~`, `~*`, `!~`, `!~*`, also as `OPERATOR(pg_catalog.~)`).
+/// None: not one of them.
+pub(crate) fn bind_binary(
+    binder: &Binder,
+    left: &ast::Expr,
+    op: &ast::BinaryOperator,
+    right: &ast::Expr,
+) -> Result<Option<Bound>, SqlError> {
+    use ast::BinaryOperator as B;
+    let (negated, case_insensitive) = match op {
+        B::PGRegexMatch => (false, false),
+        B::PGRegexIMatch => (false, true),
+        B::PGRegexNotMatch => (true, false),
+        B::PGRegexNotIMatch => (true, true),
+        B::PGCustomBinaryOperator(parts) => {
+            let (schema_ok, sym) = match parts.as_slice() {
+                [s, sym] => (s == "pg_catalog", sym.as_str()),
+                [sym] => (true, sym.as_str()),
+                _ => (false, ""),
+            };
+            if !schema_ok {
+                return Ok(None);
+            }
+            let plain = match sym {
+                "~" => return bind_binary(binder, left, &B::PGRegexMatch, right),
+                "~*" => return bind_binary(binder, left, &B::PGRegexIMatch, right),
+                "!~" => return bind_binary(binder, left, &B::PGRegexNotMatch, right),
+                "!~*" => return bind_binary(binder, left, &B::PGRegexNotIMatch, right),
+                "=" => B::Eq,
+                "<>" => B::NotEq,
+                "<" => B::Lt,
+                "<=" => B::LtEq,
+                ">" => B::Gt,
+                ">=" => B::GtEq,
+                _ => return Ok(None),
+            };
+            return binder
+                .bind(&ast::Expr::BinaryOp {
+                    left: Box::new(left.clone()),
+                    op: plain,
+                    right: Box::new(right.clone()),
+                })
+                .map(Some);
+        }
+        _ => return Ok(None),
+    };
+    let (l, r) = (binder.bind(left)?, binder.bind(right)?);
+    let pos = l.pos;
+    let (Some(l), Some(r)) = (text_arg(binder, l.clone())?, text_arg(binder, r.clone())?) else {
+        return Err(SqlError::new(
+            UNDEFINED_FUNCTION,
+            format!(
+                "operator does not exist: {} {op} {}",
+                l.ty.sql_name(),
+                r.ty.sql_name()
+            ),
+        )
+        .at(pos));
+    };
+    // A constant pattern is checked now, as PostgreSQL does while planning.
+    if let Kind::Const(Datum::Text(p)) = &r.kind {
+        compile(p, case_insensitive)?;
+    }
+    Ok(Some(call(
+        PgFunc::Regex {
+            negated,
+            case_insensitive,
+        },
+        None,
+        vec![l, r],
+        Ty::Bool,
+        pos,
+    )))
+}
+
+/// `COLLATE`, `x op ANY/ALL (array)` and subscripts. None: not one of them.
+pub(crate) fn bind_expr(
+    binder: &Binder,
+    e: &ast::Expr,
+    pos: Option<usize>,
+) -> Result<Option<Bound>, SqlError> {
+    match e {
+        ast::Expr::Collate { expr, collation } => {
+            let parts: Vec<String> = collation
+                .0
+                .iter()
+                .map(|p| p.as_ident().map(|i| i.value.clone()).unwrap_or_default())
+                .collect();
+            let name = parts.last().cloned().unwrap_or_default();
+            let schema_ok = parts.len() == 1 || (parts.len() == 2 && parts[0] == "pg_catalog");
+            // Text compares bytewise here, which is what "C" and the default collation mean.
+            if !(schema_ok && ["default", "C", "POSIX"].contains(&name.as_str())) {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    format!("collation \"{name}\" is not supported yet"),
+                )
+                .at(pos));
+            }
+            let b = binder.bind(expr)?;
+            if !(b.ty.is_string() || b.ty == Ty::Unknown) {
+                return Err(SqlError::new(
+                    DATATYPE_MISMATCH,
+                    format!("collations are not supported by type {}", b.ty.sql_name()),
+                )
+                .at(pos));
+            }
+            Ok(Some(b))
+        }
+        ast::Expr::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        }
+        | ast::Expr::AllOp {
+            left,
+            compare_op,
+            right,
+        } => {
+            let all = matches!(e, ast::Expr::AllOp { .. });
+            let op = match compare_op {
+                ast::BinaryOperator::Eq => Cmp::Eq,
+                ast::BinaryOperator::NotEq => Cmp::Ne,
+                ast::BinaryOperator::Lt => Cmp::Lt,
+                ast::BinaryOperator::LtEq => Cmp::Le,
+                ast::BinaryOperator::Gt => Cmp::Gt,
+                ast::BinaryOperator::GtEq => Cmp::Ge,
+                other => {
+                    return Err(SqlError::new(
+                        FEATURE_NOT_SUPPORTED,
+                        format!("operator {other} with ANY/ALL is not supported yet"),
+                    )
+                    .at(pos))
+                }
+            };
+            if matches!(right.as_ref(), ast::Expr::Subquery(_)) {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "ANY/ALL (subquery) is not supported yet",
+                )
+                .at(pos));
+            }
+            let l = binder.bind(left)?;
+            let l = if l.ty == Ty::Unknown {
+                binder.coerce(l, Ty::Text, TYPMOD_NONE)?
+            } else {
+                l
+            };
+            let r = binder.bind(right)?;
+            let Some(r) = text_arg(binder, r.clone())? else {
+                return Err(SqlError::new(
+                    DATATYPE_MISMATCH,
+                    format!(
+                        "op ANY/ALL (array) requires array on right side (not {})",
+                        r.ty.sql_name()
+                    ),
+                )
+                .at(pos));
+            };
+            Ok(Some(call(
+                PgFunc::Any { op, all },
+                None,
+                vec![l, r],
+                Ty::Bool,
+                pos,
+            )))
+        }
+        ast::Expr::CompoundFieldAccess { root, access_chain } => {
+            let [ast::AccessExpr::Subscript(ast::Subscript::Index { index })] =
+                access_chain.as_slice()
+            else {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "array slices and field selection are not supported yet",
+                )
+                .at(pos));
+            };
+            let arr = binder.bind(root)?;
+            let Some(arr) = text_arg(binder, arr.clone())? else {
+                return Err(SqlError::new(
+                    DATATYPE_MISMATCH,
+                    format!(
+                        "cannot subscript type {} because it does not support subscripting",
+                        arr.ty.sql_name()
+                    ),
+                )
+                .at(pos));
+            };
+            let i = binder.bind(index)?;
+            let Some(i) = int_arg(binder, i)? else {
+                return Err(SqlError::new(
+                    DATATYPE_MISMATCH,
+                    "array subscript must have type integer",
+                )
+                .at(pos));
+            };
+            Ok(Some(call(
+                PgFunc::Subscript,
+                None,
+                vec![arr, i],
+                Ty::Unknown,
+                pos,
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn compile(pattern: &str, case_insensitive: bool) -> Result<regex::Regex, SqlError> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            SqlError::new(
+                INVALID_REGULAR_EXPRESSION,
+                format!(
+                    "invalid regular expression: {}",
+                    e.to_string().lines().last().unwrap_or("")
+                ),
+            )
+        })
+}
+
+/// Parses an array's text form (`{a,"b c",NULL}`) into its elements (one dimension).
+pub(crate) fn parse_array(s: &str) -> Result<Vec<Option<String>>, SqlError> {
+    let bad = || {
+        SqlError::new(
+            INVALID_TEXT_REPRESENTATION,
+            format!("malformed array literal: \"{s}\""),
+        )
+    };
+    let inner = s
+        .trim()
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .ok_or_else(bad)?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Ok(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        let mut quoted = false;
+        if chars.peek() == Some(&'"') {
+            quoted = true;
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') => break,
+                    Some('\\') => item.push(chars.next().ok_or_else(bad)?),
+                    Some(c) => item.push(c),
+                    None => return Err(bad()),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' || c == '}' || c == '"' {
+                    return Err(bad());
+                }
+                if c == '\\' {
+                    chars.next();
+                    item.push(chars.next().ok_or_else(bad)?);
+                    continue;
+                }
+                item.push(c);
+                chars.next();
+            }
+            item = item.trim_end().to_string();
+            if item.is_empty() {
+                return Err(bad());
+            }
+        }
+        out.push(if !quoted && item.eq_ignore_ascii_case("null") {
+            None
+        } else {
+            Some(item)
+        });
+        match chars.next() {
+            Some(',') => continue,
+            None => break,
+            Some(_) => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+/// An array's text form, as `array_out` writes it.
+fn array_text(items: &[Option<String>]) -> String {
+    let parts: Vec<String> = items
+        .iter()
+        .map(|i| match i {
+            None => "NULL".to_string(),
+            Some(s) => {
+                let needs_quotes = s.is_empty()
+                    || s.eq_ignore_ascii_case("null")
+                    || s.chars()
+                        .any(|c| c.is_whitespace() || "{},\"\\".contains(c));
+                if needs_quotes {
+                    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+                } else {
+                    s.clone()
+                }
+            }
+        })
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+/// `ARRAY(subquery)`: the rows' first column as an array (text form).
+pub(crate) fn array_from_rows(rows: Vec<Vec<Datum>>, _ty: Ty, cx: &Eval) -> Datum {
+    let items: Vec<Option<String>> = rows
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .next()
+                .and_then(|d| types::output(&d, cx.env.float_digits))
+        })
+        .collect();
+    Datum::Text(array_text(&items))
+}
+
+fn cmp_holds(op: Cmp, ord: std::cmp::Ordering) -> bool {
+    use std::cmp::Ordering::*;
+    match op {
+        Cmp::Eq => ord == Equal,
+        Cmp::Ne => ord != Equal,
+        Cmp::Lt => ord == Less,
+        Cmp::Le => ord != Greater,
+        Cmp::Gt => ord == Greater,
+        Cmp::Ge => ord != Less,
+    }
+}
+
+fn int_of(d: &Datum) -> Option<i64> {
+    match d {
+        Datum::Int(v) => Some(*v),
+        _ => None,
+    }
+}
+
+pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
+    let mut values = Vec::with_capacity(args.len());
+    for a in args {
+        values.push(expr::eval(a, cx)?);
+    }
+    let snap = || {
+        call.snap
+            .as_deref()
+            .expect("catalog calls carry a snapshot")
+    };
+    let text = |d: &Datum| match d {
+        Datum::Text(s) => Some(s.clone()),
+        _ => None,
+    };
+    use PgFunc as F;
+    // Strict functions: NULL in, NULL out (current_setting's flag and regex included).
+    let strict = !matches!(call.func, F::NullText | F::Any { .. });
+    if strict && values.first().is_some_and(|v| *v == Datum::Null) {
+        return Ok(Datum::Null);
+    }
+    Ok(match &call.func {
+        F::FormatType => {
+            let typmod = match values.get(1) {
+                Some(Datum::Int(m)) => *m as i32,
+                _ => TYPMOD_NONE,
+            };
+            let oid = int_of(&values[0]).unwrap_or(0);
+            Datum::Text(format_type(u32::try_from(oid).unwrap_or(0), typmod))
+        }
+        F::GetExpr => values[0].clone(),
+        F::TableIsVisible => Datum::Bool(snap().relation_visible(int_of(&values[0]).unwrap_or(0))),
+        F::TypeIsVisible => {
+            let oid = int_of(&values[0]).unwrap_or(0);
+            // NULL for an OID that is no type, as PostgreSQL answers.
+            if TYPES.iter().any(|t| t.0 == oid) {
+                Datum::Bool(true)
+            } else {
+                Datum::Null
+            }
+        }
+        F::False => Datum::Bool(false),
+        F::GetUserById => Datum::Text(snap().user_name(int_of(&values[0]).unwrap_or(0))),
+        F::GetIndexDef => match snap().index_def(
+            int_of(&values[0]).unwrap_or(0),
+            values.get(1).and_then(int_of).unwrap_or(0),
+        ) {
+            Some(d) => Datum::Text(d),
+            None => Datum::Null,
+        },
+        F::GetConstraintDef => {
+            let pretty = matches!(values.get(1), Some(Datum::Bool(true)));
+            match snap().constraint_def(int_of(&values[0]).unwrap_or(0), pretty) {
+                Some(d) => Datum::Text(d),
+                None => {
+                    return Err(SqlError::new(
+                        INTERNAL_ERROR,
+                        format!(
+                            "cache lookup failed for constraint {}",
+                            int_of(&values[0]).unwrap_or(0)
+                        ),
+                    ))
+                }
+            }
+        }
+        F::NullText => Datum::Null,
+        F::EncodingToChar => Datum::Text(match int_of(&values[0]) {
+            Some(0) => "SQL_ASCII".to_string(),
+            Some(6) => "UTF8".to_string(),
+            _ => String::new(),
+        }),
+        F::ArrayToString => {
+            if values[1] == Datum::Null {
+                return Ok(Datum::Null);
+            }
+            let items = parse_array(&text(&values[0]).unwrap_or_default())?;
+            let sep = text(&values[1]).unwrap_or_default();
+            let kept: Vec<String> = items.into_iter().flatten().collect();
+            Datum::Text(kept.join(&sep))
+        }
+        F::ArrayUpper => {
+            let items = parse_array(&text(&values[0]).unwrap_or_default())?;
+            if int_of(&values[1]) != Some(1) || items.is_empty() {
+                Datum::Null
+            } else {
+                Datum::Int(items.len() as i64)
+            }
+        }
+        F::RelationIsPublishable => Datum::Bool(
+            snap()
+                .table_by_oid(int_of(&values[0]).unwrap_or(0))
+                .is_some(),
+        ),
+        F::CurrentSetting => {
+            let name = text(&values[0]).unwrap_or_default();
+            let missing_ok = matches!(values.get(1), Some(Datum::Bool(true)));
+            match snap()
+                .params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            {
+                Some((_, v)) => Datum::Text(v.clone()),
+                None if missing_ok => Datum::Null,
+                None => return Err(crate::session::unrecognized(&name)),
+            }
+        }
+        F::RegclassOut => Datum::Text(snap().regclass_name(int_of(&values[0]).unwrap_or(0))),
+        F::RegtypeOut => {
+            let oid = int_of(&values[0]).unwrap_or(0);
+            Datum::Text(if oid == 0 {
+                "-".to_string()
+            } else {
+                match format_type(u32::try_from(oid).unwrap_or(0), TYPMOD_NONE) {
+                    s if s == "???" => oid.to_string(),
+                    s => s,
+                }
+            })
+        }
+        F::RegnamespaceOut => {
+            let oid = int_of(&values[0]).unwrap_or(0);
+            Datum::Text(match snap().schema_name(oid) {
+                Some(n) => quote_ident(n),
+                None => oid.to_string(),
+            })
+        }
+        F::Regex {
+            negated,
+            case_insensitive,
+        } => {
+            let (Some(v), Some(p)) = (text(&values[0]), text(&values[1])) else {
+                return Ok(Datum::Null);
+            };
+            let re = compile(&p, *case_insensitive)?;
+            Datum::Bool(re.is_match(&v) != *negated)
+        }
+        F::Any { op, all } => {
+            let (left, arr) = (&values[0], &values[1]);
+            let Some(arr) = text(arr) else {
+                return Ok(Datum::Null);
+            };
+            let items = parse_array(&arr)?;
+            if items.is_empty() {
+                return Ok(Datum::Bool(*all));
+            }
+            if *left == Datum::Null {
+                return Ok(Datum::Null);
+            }
+            let mut saw_null = false;
+            for item in items {
+                let Some(s) = item else {
+                    saw_null = true;
+                    continue;
+                };
+                let elem = types::input(args[0].ty, TYPMOD_NONE, &s)?;
+                let holds = cmp_holds(*op, expr::compare(left, &elem));
+                if holds && !*all {
+                    return Ok(Datum::Bool(true));
+                }
+                if !holds && *all {
+                    return Ok(Datum::Bool(false));
+                }
+            }
+            if saw_null {
+                Datum::Null
+            } else {
+                Datum::Bool(*all)
+            }
+        }
+        F::Subscript => {
+            let Some(i) = int_of(&values[1]) else {
+                return Ok(Datum::Null);
+            };
+            let items = parse_array(&text(&values[0]).unwrap_or_default())?;
+            let _ = b;
+            match usize::try_from(i)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| items.get(i))
+            {
+                Some(Some(s)) => Datum::Text(s.clone()),
+                _ => Datum::Null,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_text_round_trips() {
+        let items = vec![
+            Some("a".to_string()),
+            None,
+            Some("b c".to_string()),
+            Some(String::new()),
+        ];
+        let s = array_text(&items);
+        assert_eq!(s, "{a,NULL,\"b c\",\"\"}");
+        assert_eq!(parse_array(&s).unwrap(), items);
+        assert_eq!(parse_array("{}").unwrap(), Vec::<Option<String>>::new());
+        assert_eq!(parse_array("{0}").unwrap(), vec![Some("0".to_string())]);
+        assert!(parse_array("0").is_err());
+        assert!(parse_array("{a,}").is_err());
+    }
+
+    #[test]
+    fn oids_are_derived_from_ids() {
+        assert_eq!(object_oid(3), 16390);
+        assert_eq!(pkey_oid(3), 16391);
+        assert_ne!(check_oid(3, 0), attrdef_oid(3, 0));
+        assert!(check_oid(524_287, 2047) < 1 << 32);
+        assert!(attrdef_oid(524_287, 2047) < 1 << 32);
+    }
+
+    #[test]
+    fn defaults_deparse_like_postgres() {
+        assert_eq!(deparse_default("'x'", Ty::Text), "'x'::text");
+        assert_eq!(
+            deparse_default("'it''s'", Ty::Varchar),
+            "'it''s'::character varying"
+        );
+        assert_eq!(deparse_default("7", Ty::Int8), "7");
+        assert_eq!(deparse_default("-1", Ty::Int4), "'-1'::integer");
+        assert_eq!(deparse_default("true", Ty::Bool), "true");
+    }
+
+    #[test]
+    fn format_type_names() {
+        assert_eq!(format_type(23, -1), "integer");
+        assert_eq!(format_type(1043, 14), "character varying(10)");
+        assert_eq!(format_type(1700, ((10 << 16) | 2) + 4), "numeric(10,2)");
+        assert_eq!(format_type(99999, -1), "???");
+    }
+}

@@ -1,0 +1,162 @@
+//! psql's describe meta-commands (`\l`, `\dn`, `\dt`, `\d`, `\d t`, `\di`) against helios:
+//! psql 15 sends its usual catalog queries (pg_class, pg_attribute, pg_index, regex
+//! operators, format_type, ...) and must print what it prints for PostgreSQL 15.
+//!
+//! The expected outputs below were checked against a real PostgreSQL 15 (Debian's
+//! postgresql-15, same psql, same statements, user `tester`). They are identical except:
+//! - `\l`: helios has no template0/template1, its collation is C (PostgreSQL here:
+//!   C.UTF-8), and the database owner is the role helios shows for everything (named after
+//!   the session user; PostgreSQL: `postgres`).
+//! - `\dn`: `public` is owned by that role too (PostgreSQL 15: `pg_database_owner`).
+
+use std::process::Command;
+
+use helios_tests::server::{which, HeliosServer, ServerOpts};
+
+/// Runs one psql command with the default (aligned) output format.
+fn psql(server: &HeliosServer, command: &str) -> (bool, String, String) {
+    let port = server.pg_port().to_string();
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "tester",
+            "-d",
+            "postgres",
+        ])
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", command])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PAGER", "")
+        .env("PSQL_PAGER", "")
+        .env("COLUMNS", "200")
+        .output()
+        .expect("run psql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SETUP: &[&str] = &[
+    "CREATE TABLE t (id int8 NOT NULL, k text NOT NULL, n int DEFAULT 42, note text DEFAULT 'none', PRIMARY KEY (id, k))",
+    "CREATE SCHEMA s",
+    // Not on the search path: listed by \dn, not by \dt.
+    "CREATE TABLE s.hidden (x int)",
+];
+
+const L: &str = r#"                                         List of databases
+   Name   | Owner  | Encoding | Collate | Ctype | ICU Locale | Locale Provider | Access privileges 
+----------+--------+----------+---------+-------+------------+-----------------+-------------------
+ postgres | tester | UTF8     | C       | C     |            | libc            | 
+(1 row)
+
+"#;
+
+const DN: &str = r#" List of schemas
+  Name  | Owner  
+--------+--------
+ public | tester
+ s      | tester
+(2 rows)
+
+"#;
+
+const DT: &str = r#"       List of relations
+ Schema | Name | Type  | Owner  
+--------+------+-------+--------
+ public | t    | table | tester
+(1 row)
+
+"#;
+
+const D_T: &str = r#"                    Table "public.t"
+ Column |  Type   | Collation | Nullable |   Default    
+--------+---------+-----------+----------+--------------
+ id     | bigint  |           | not null | 
+ k      | text    |           | not null | 
+ n      | integer |           |          | 42
+ note   | text    |           |          | 'none'::text
+Indexes:
+    "t_pkey" PRIMARY KEY, btree (id, k)
+
+"#;
+
+const DI: &str = r#"            List of relations
+ Schema |  Name  | Type  | Owner  | Table 
+--------+--------+-------+--------+-------
+ public | t_pkey | index | tester | t
+(1 row)
+
+"#;
+
+#[test]
+fn psql_describe_meta_commands() {
+    if which("psql").is_none() {
+        eprintln!("psql not installed; skipping (tools/test.sh installs it)");
+        return;
+    }
+    let server = HeliosServer::start(ServerOpts::default());
+    for statement in SETUP {
+        let (ok, _, err) = psql(&server, statement);
+        assert!(ok, "{statement}: {err}");
+    }
+    for (command, expected) in [
+        ("\\l", L),
+        ("\\dn", DN),
+        ("\\dt", DT),
+        ("\\d", DT),
+        ("\\d t", D_T),
+        ("\\di", DI),
+    ] {
+        let (ok, out, err) = psql(&server, command);
+        assert!(ok, "{command}: {err}");
+        assert_eq!(out, expected, "{command}\n{out}");
+    }
+    // A relation that does not exist: psql's own message and exit status.
+    let (ok, out, err) = psql(&server, "\\d nosuch");
+    assert!(!ok);
+    assert_eq!(out, "");
+    assert_eq!(err.trim(), "Did not find any relation named \"nosuch\".");
+    // \d on a table outside the search path finds nothing either (as in PostgreSQL).
+    let (ok, _, err) = psql(&server, "\\d hidden");
+    assert!(!ok);
+    assert!(
+        err.contains("Did not find any relation named \"hidden\""),
+        "{err}"
+    );
+    // ... but a qualified name finds it.
+    let (ok, out, err) = psql(&server, "\\d s.hidden");
+    assert!(ok, "{err}");
+    assert!(out.contains("Table \"s.hidden\""), "{out}");
+}
+
+#[test]
+fn catalog_queries_from_other_clients() {
+    if which("psql").is_none() {
+        eprintln!("psql not installed; skipping (tools/test.sh installs it)");
+        return;
+    }
+    let server = HeliosServer::start(ServerOpts::default());
+    let (ok, _, err) = psql(&server, SETUP[0]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(
+        &server,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' ORDER BY ordinal_position",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains(" t          | note        | text"), "{out}");
+    // Writing a catalog relation is refused, not faked.
+    let (ok, _, err) = psql(
+        &server,
+        "INSERT INTO pg_catalog.pg_class (relname) VALUES ('x')",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("permission denied: \"pg_class\" is a system catalog"),
+        "{err}"
+    );
+}
