@@ -1,0 +1,237 @@
+//! SQL tables through the real server with tokio-postgres (extended protocol): concurrent
+//! read-modify-write statements lose no update, acknowledged rows and DDL survive `kill -9`,
+//! and a long scan can be cancelled with a CancelRequest on another connection.
+
+use std::time::{Duration, Instant};
+
+use helios_tests::server::{Durability, HeliosServer, ServerOpts};
+use tokio_postgres::{Client, NoTls};
+
+const CLIENTS: usize = 8;
+const INCREMENTS_PER_CLIENT: i64 = 40;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn connect(server: &HeliosServer) -> Client {
+    let config = format!(
+        "host=127.0.0.1 port={} user=tester dbname=postgres connect_timeout=10",
+        server.pg_port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+#[test]
+fn concurrent_updates_and_upserts_lose_nothing() {
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    runtime().block_on(async {
+        let setup = connect(&server).await;
+        setup
+            .batch_execute(
+                "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
+                 INSERT INTO counters VALUES (1, 0), (2, 0), (3, 0);
+                 CREATE TABLE hits (k text PRIMARY KEY, n bigint NOT NULL);",
+            )
+            .await
+            .expect("setup");
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let client = connect(&server).await;
+            tasks.push(tokio::spawn(async move {
+                let update = client
+                    .prepare("UPDATE counters SET n = n + 1 WHERE id = $1")
+                    .await
+                    .expect("prepare update");
+                let upsert = client
+                    .prepare(
+                        "INSERT INTO hits VALUES ($1, 1) \
+                         ON CONFLICT (k) DO UPDATE SET n = hits.n + excluded.n",
+                    )
+                    .await
+                    .expect("prepare upsert");
+                for i in 0..INCREMENTS_PER_CLIENT {
+                    let id = 1 + ((c as i64 + i) % 3) as i32;
+                    let changed = client.execute(&update, &[&id]).await.expect("update");
+                    assert_eq!(changed, 1);
+                    let key = format!("k{}", i % 5);
+                    let changed = client.execute(&upsert, &[&key]).await.expect("upsert");
+                    assert_eq!(changed, 1);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("client task");
+        }
+        let expected = CLIENTS as i64 * INCREMENTS_PER_CLIENT;
+        let row = setup
+            .query_one("SELECT sum(n)::bigint FROM counters", &[])
+            .await
+            .expect("sum");
+        assert_eq!(row.get::<_, i64>(0), expected, "lost updates");
+        let row = setup
+            .query_one("SELECT sum(n)::bigint, count(*) FROM hits", &[])
+            .await
+            .expect("sum");
+        assert_eq!(row.get::<_, i64>(0), expected, "lost upserts");
+        assert_eq!(row.get::<_, i64>(1), 5);
+    });
+}
+
+#[test]
+fn acknowledged_rows_and_ddl_survive_kill_9() {
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(3).durability(Durability::Sync));
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect(&server).await;
+        client
+            .batch_execute(
+                "CREATE DATABASE other;
+                 CREATE TABLE kept (id int PRIMARY KEY, v text);
+                 CREATE TABLE dropped (id int PRIMARY KEY);
+                 CREATE VIEW kept_view AS SELECT id FROM kept WHERE id % 2 = 0;
+                 DROP TABLE dropped;",
+            )
+            .await
+            .expect("ddl");
+        let insert = client
+            .prepare("INSERT INTO kept VALUES ($1, $2)")
+            .await
+            .expect("prepare");
+        for id in 0..200i32 {
+            client
+                .execute(&insert, &[&id, &format!("v{id}")])
+                .await
+                .expect("insert");
+        }
+        client
+            .execute("UPDATE kept SET v = 'changed' WHERE id < 10", &[])
+            .await
+            .expect("update");
+        client
+            .execute("DELETE FROM kept WHERE id >= 190", &[])
+            .await
+            .expect("delete");
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM kept", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(count, 190, "before the crash");
+    });
+    server.kill9();
+    server.restart();
+    rt.block_on(async {
+        let client = connect(&server).await;
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM kept", &[])
+            .await
+            .expect("count")
+            .get(0);
+        let changed: i64 = client
+            .query_one("SELECT count(*) FROM kept WHERE v = 'changed'", &[])
+            .await
+            .expect("count changed")
+            .get(0);
+        assert_eq!(count, 190);
+        assert_eq!(changed, 10);
+        let view = client
+            .query_one("SELECT count(*) FROM kept_view", &[])
+            .await
+            .expect("view survives");
+        assert_eq!(view.get::<_, i64>(0), 95);
+        let err = client
+            .query("SELECT * FROM dropped", &[])
+            .await
+            .expect_err("dropped table stays dropped");
+        assert_eq!(
+            err.code().map(|c| c.code()),
+            Some("42P01"),
+            "undefined_table"
+        );
+    });
+    // The database created before the crash accepts connections.
+    rt.block_on(async {
+        let config = format!(
+            "host=127.0.0.1 port={} user=tester dbname=other connect_timeout=10",
+            server.pg_port()
+        );
+        let (client, connection) = tokio_postgres::connect(&config, NoTls)
+            .await
+            .expect("connect to the database created before the crash");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client.simple_query("SELECT 1").await.expect("query");
+    });
+}
+
+#[test]
+fn a_long_scan_is_cancelled_by_a_cancel_request() {
+    const ROWS: i64 = 100_000;
+    const ATTEMPTS: usize = 5;
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    runtime().block_on(async {
+        let client = connect(&server).await;
+        client
+            .batch_execute("CREATE TABLE big (id int PRIMARY KEY, v text)")
+            .await
+            .expect("create");
+        for chunk in 0..(ROWS / 25_000) {
+            let from = chunk * 25_000 + 1;
+            let to = from + 25_000 - 1;
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO big SELECT g, 'value ' || g FROM generate_series({from}, {to}) g"
+                ))
+                .await
+                .expect("load");
+        }
+        // A scan whose filter matches nothing reads every row on every shard.
+        let slow = "SELECT count(*) FROM big WHERE v LIKE '%zz%' OR v LIKE '%yy%' \
+                    OR v LIKE '%xx%' OR v LIKE '%ww%' OR v LIKE '%vv%'";
+        let mut cancelled = false;
+        for _ in 0..ATTEMPTS {
+            let token = client.cancel_token();
+            let canceller = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                token.cancel_query(NoTls).await
+            });
+            let started = Instant::now();
+            let result = client.query_one(slow, &[]).await;
+            canceller
+                .await
+                .expect("cancel task")
+                .expect("cancel request sent");
+            match result {
+                Err(e) => {
+                    assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e}");
+                    cancelled = true;
+                    break;
+                }
+                // The scan finished before the cancel arrived: try again.
+                Ok(row) => {
+                    assert_eq!(row.get::<_, i64>(0), 0);
+                    eprintln!("scan finished in {:?} before the cancel", started.elapsed());
+                }
+            }
+        }
+        assert!(cancelled, "no attempt was cancelled");
+        // The connection (and the shard) keep working after a cancel.
+        let row = client
+            .query_one("SELECT count(*) FROM big", &[])
+            .await
+            .expect("count");
+        assert_eq!(row.get::<_, i64>(0), ROWS);
+    });
+}
