@@ -1,0 +1,402 @@
+//! The extended query protocol with unmodified clients: tokio-postgres (binary parameters and
+//! results, prepared statements, portals with row limits, SQLSTATEs, transaction blocks),
+//! psycopg 3 (tests/py/pg_psycopg.py), pgbench's select-only script over all three query
+//! modes, and malformed extended-query messages over a raw socket.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use helios_tests::server::{which, HeliosServer, ServerOpts};
+use rust_decimal::Decimal;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Error};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(port: u16) -> Client {
+    let config = format!("host=127.0.0.1 port={port} user=tester dbname=postgres connect_timeout=10");
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+fn code(error: &Error) -> &str {
+    error
+        .code()
+        .unwrap_or_else(|| panic!("not a server error: {error:?}"))
+        .code()
+}
+
+const CREATE_ALL_TYPES: &str = "CREATE TABLE all_types (id int4 PRIMARY KEY, b bool, s int2, \
+     i int4, l int8, n numeric, f float8, t text, v varchar(20), nm name)";
+
+#[test]
+fn tokio_postgres_binary_parameters_and_results_for_every_type() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let client = connect(port).await;
+        client.batch_execute(CREATE_ALL_TYPES).await.unwrap();
+        let insert = client
+            .prepare("INSERT INTO all_types VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+            .await
+            .unwrap();
+        // The server infers each parameter's type from its target column.
+        assert_eq!(
+            insert.params(),
+            &[
+                Type::INT4,
+                Type::BOOL,
+                Type::INT2,
+                Type::INT4,
+                Type::INT8,
+                Type::NUMERIC,
+                Type::FLOAT8,
+                Type::TEXT,
+                Type::VARCHAR,
+                Type::NAME
+            ]
+        );
+        let big: Decimal = "-12345678901234567890.000123".parse().unwrap();
+        let small: Decimal = "0.0001".parse().unwrap();
+        // The prepared statement is reused for every row (one Parse, a Bind/Execute each).
+        let rows: Vec<(i32, bool, i16, i32, i64, Decimal, f64, &str, &str, &str)> = vec![
+            (1, true, 2, 3, 4, "1.50".parse().unwrap(), 2.5, "x", "y", "z"),
+            (
+                2,
+                false,
+                i16::MIN,
+                i32::MIN,
+                i64::MIN,
+                big,
+                -1e300,
+                "héllo",
+                "",
+                "n",
+            ),
+            (
+                3,
+                true,
+                i16::MAX,
+                i32::MAX,
+                i64::MAX,
+                small,
+                f64::INFINITY,
+                "it's \"quoted\"\n",
+                "v",
+                "pg_catalog",
+            ),
+        ];
+        for r in &rows {
+            let n = client
+                .execute(
+                    &insert,
+                    &[&r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8, &r.9],
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+        // A row of NULLs, typed as the columns' types.
+        let n = client
+            .execute(
+                &insert,
+                &[
+                    &4i32,
+                    &None::<bool>,
+                    &None::<i16>,
+                    &None::<i32>,
+                    &None::<i64>,
+                    &None::<Decimal>,
+                    &None::<f64>,
+                    &None::<&str>,
+                    &None::<&str>,
+                    &None::<&str>,
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+
+        let select = client
+            .prepare("SELECT id, b, s, i, l, n, f, t, v, nm FROM all_types WHERE id = $1")
+            .await
+            .unwrap();
+        let types: Vec<Type> = select.columns().iter().map(|c| c.type_().clone()).collect();
+        assert_eq!(
+            types,
+            [
+                Type::INT4,
+                Type::BOOL,
+                Type::INT2,
+                Type::INT4,
+                Type::INT8,
+                Type::NUMERIC,
+                Type::FLOAT8,
+                Type::TEXT,
+                Type::VARCHAR,
+                Type::NAME
+            ]
+        );
+        for r in &rows {
+            let row = client.query_one(&select, &[&r.0]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), r.0);
+            assert_eq!(row.get::<_, bool>(1), r.1);
+            assert_eq!(row.get::<_, i16>(2), r.2);
+            assert_eq!(row.get::<_, i32>(3), r.3);
+            assert_eq!(row.get::<_, i64>(4), r.4);
+            let n: Decimal = row.get(5);
+            assert_eq!(n, r.5);
+            // Same scale as stored: 1.50 stays 1.50.
+            assert_eq!(n.to_string(), r.5.to_string());
+            assert_eq!(row.get::<_, f64>(6), r.6);
+            assert_eq!(row.get::<_, &str>(7), r.7);
+            assert_eq!(row.get::<_, &str>(8), r.8);
+            assert_eq!(row.get::<_, &str>(9), r.9);
+        }
+        let row = client.query_one(&select, &[&4i32]).await.unwrap();
+        assert_eq!(row.get::<_, Option<bool>>(1), None);
+        assert_eq!(row.get::<_, Option<i16>>(2), None);
+        assert_eq!(row.get::<_, Option<i32>>(3), None);
+        assert_eq!(row.get::<_, Option<i64>>(4), None);
+        assert_eq!(row.get::<_, Option<Decimal>>(5), None);
+        assert_eq!(row.get::<_, Option<f64>>(6), None);
+        assert_eq!(row.get::<_, Option<&str>>(7), None);
+        assert_eq!(row.get::<_, Option<&str>>(8), None);
+        assert_eq!(row.get::<_, Option<&str>>(9), None);
+
+        // Parameters in expressions and WHERE clauses, typed by context.
+        let rows = client
+            .query(
+                "SELECT id, l * $1, n + $2, f / $3 FROM all_types WHERE id <= $4 AND b = $5 ORDER BY id",
+                &[&2i64, &Decimal::new(1, 2), &2.0f64, &2i32, &true],
+            )
+            .await
+            .unwrap();
+        let got: Vec<(i32, i64, Decimal, f64)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(got, vec![(1, 8, "1.51".parse().unwrap(), 1.25)]);
+        // int8 overflow from a parameter is an error, not a wrapped value.
+        let error = client
+            .query("SELECT l * $1 FROM all_types WHERE id = 3", &[&2i64])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), SqlState::NUMERIC_VALUE_OUT_OF_RANGE.code());
+        // The connection is still usable after the error.
+        let row = client.query_one(&select, &[&1i32]).await.unwrap();
+        assert_eq!(row.get::<_, &str>(7), "x");
+    });
+}
+
+#[test]
+fn tokio_postgres_portals_with_row_limits_and_query_raw() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let mut client = connect(port).await;
+        client
+            .batch_execute("CREATE TABLE nums (k int8 PRIMARY KEY, label text)")
+            .await
+            .unwrap();
+        let insert = client
+            .prepare("INSERT INTO nums (k, label) VALUES ($1, $2)")
+            .await
+            .unwrap();
+        for k in 1..=7i64 {
+            client
+                .execute(&insert, &[&k, &format!("n{k}")])
+                .await
+                .unwrap();
+        }
+        // query_raw: parameters from an iterator, rows as a stream.
+        let params: Vec<i64> = vec![3];
+        let stream = client
+            .query_raw("SELECT k, label FROM nums WHERE k > $1 ORDER BY k", params.iter())
+            .await
+            .unwrap();
+        use futures_util::TryStreamExt;
+        let rows: Vec<tokio_postgres::Row> = stream.try_collect().await.unwrap();
+        let ks: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ks, [4, 5, 6, 7]);
+
+        // A portal read two rows per Execute: PortalSuspended until the last batch.
+        let select = client
+            .prepare("SELECT k, label FROM nums WHERE k >= $1 ORDER BY k")
+            .await
+            .unwrap();
+        let transaction = client.transaction().await.unwrap();
+        let portal = transaction.bind(&select, &[&2i64]).await.unwrap();
+        let mut batches = Vec::new();
+        loop {
+            let rows = transaction.query_portal(&portal, 2).await.unwrap();
+            let ks: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            let done = ks.len() < 2;
+            batches.push(ks);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(batches, vec![vec![2, 3], vec![4, 5], vec![6, 7], vec![]]);
+        // Two portals of the same statement, interleaved.
+        let a = transaction.bind(&select, &[&1i64]).await.unwrap();
+        let b = transaction.bind(&select, &[&5i64]).await.unwrap();
+        let a1 = transaction.query_portal(&a, 3).await.unwrap();
+        let b1 = transaction.query_portal(&b, 1).await.unwrap();
+        let a2 = transaction.query_portal(&a, 0).await.unwrap();
+        let b2 = transaction.query_portal(&b, 0).await.unwrap();
+        let labels = |rows: &[tokio_postgres::Row]| -> Vec<String> {
+            rows.iter().map(|r| r.get::<_, String>(1)).collect()
+        };
+        assert_eq!(labels(&a1), ["n1", "n2", "n3"]);
+        assert_eq!(labels(&b1), ["n5"]);
+        assert_eq!(labels(&a2), ["n4", "n5", "n6", "n7"]);
+        assert_eq!(labels(&b2), ["n6", "n7"]);
+        // query_portal_raw streams the same way.
+        let c = transaction.bind(&select, &[&6i64]).await.unwrap();
+        let rows: Vec<tokio_postgres::Row> = transaction
+            .query_portal_raw(&c, 1)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(labels(&rows), ["n6"]);
+        transaction.commit().await.unwrap();
+        // Statement reuse after the portals are gone.
+        let rows = client.query(&select, &[&7i64]).await.unwrap();
+        assert_eq!(labels(&rows), ["n7"]);
+    });
+}
+
+#[test]
+fn tokio_postgres_errors_have_sqlstates_and_leave_the_connection_usable() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let client = connect(port).await;
+        client
+            .batch_execute("CREATE TABLE u (id int4 PRIMARY KEY, v int4)")
+            .await
+            .unwrap();
+        let insert = client
+            .prepare("INSERT INTO u VALUES ($1, $2)")
+            .await
+            .unwrap();
+        client.execute(&insert, &[&1i32, &10i32]).await.unwrap();
+        // 23505 at Execute.
+        let error = client.execute(&insert, &[&1i32, &11i32]).await.unwrap_err();
+        assert_eq!(code(&error), SqlState::UNIQUE_VIOLATION.code(), "{error:?}");
+        // 22012 at Execute, with the divisor a parameter.
+        let error = client
+            .query("SELECT v / $1 FROM u", &[&0i32])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), SqlState::DIVISION_BY_ZERO.code(), "{error:?}");
+        // 42703 and 42601 at Parse.
+        let error = client.prepare("SELECT nope FROM u").await.unwrap_err();
+        assert_eq!(code(&error), SqlState::UNDEFINED_COLUMN.code(), "{error:?}");
+        let error = client.prepare("SELEC 1").await.unwrap_err();
+        assert_eq!(code(&error), SqlState::SYNTAX_ERROR.code(), "{error:?}");
+        let error = client.prepare("SELECT * FROM missing").await.unwrap_err();
+        assert_eq!(code(&error), SqlState::UNDEFINED_TABLE.code(), "{error:?}");
+        // Wrong parameter type for the column (text into int4) is caught client-side by
+        // tokio-postgres; a value that does not fit the column is the server's 22003.
+        let error = client
+            .execute("INSERT INTO u VALUES ($1, $2::int8)", &[&2i32, &(1i64 << 40)])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code(&error),
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE.code(),
+            "{error:?}"
+        );
+        // Everything still works, the prepared statement included.
+        client.execute(&insert, &[&2i32, &20i32]).await.unwrap();
+        let row = client
+            .query_one("SELECT count(*), sum(v) FROM u", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 2);
+        assert_eq!(row.get::<_, i64>(1), 30);
+        // Pipelined: an error in the middle fails only its own statement.
+        let (a, b, c) = tokio::join!(
+            client.query_one("SELECT v FROM u WHERE id = $1", &[&1i32]),
+            client.query_one("SELECT v / 0 FROM u WHERE id = $1", &[&1i32]),
+            client.query_one("SELECT v FROM u WHERE id = $1", &[&2i32]),
+        );
+        assert_eq!(a.unwrap().get::<_, i32>(0), 10);
+        assert_eq!(code(&b.unwrap_err()), SqlState::DIVISION_BY_ZERO.code());
+        assert_eq!(c.unwrap().get::<_, i32>(0), 20);
+    });
+}
+
+#[test]
+fn tokio_postgres_transaction_blocks_fail_with_25p02_until_rollback() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let mut client = connect(port).await;
+        client
+            .batch_execute("CREATE TABLE tx (id int4 PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+        // BEGIN/COMMIT with the extended protocol inside.
+        let transaction = client.transaction().await.unwrap();
+        transaction
+            .execute("INSERT INTO tx VALUES ($1, $2)", &[&1i32, &"one"])
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+        // An error inside a block: every later statement fails with 25P02 until ROLLBACK.
+        let transaction = client.transaction().await.unwrap();
+        let error = transaction
+            .execute("INSERT INTO tx VALUES ($1, $2)", &[&1i32, &"dup"])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), SqlState::UNIQUE_VIOLATION.code());
+        let error = transaction
+            .query("SELECT v FROM tx WHERE id = $1", &[&1i32])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), SqlState::IN_FAILED_SQL_TRANSACTION.code());
+        let error = transaction.prepare("SELECT 1").await.unwrap_err();
+        assert_eq!(code(&error), SqlState::IN_FAILED_SQL_TRANSACTION.code());
+        transaction.rollback().await.unwrap();
+        let row = client
+            .query_one("SELECT v FROM tx WHERE id = $1", &[&1i32])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "one");
+        // The same over the simple protocol; COMMIT of a failed block reports ROLLBACK.
+        client.batch_execute("BEGIN").await.unwrap();
+        let error = client.batch_execute("SELECT 1 / 0").await.unwrap_err();
+        assert_eq!(code(&error), SqlState::DIVISION_BY_ZERO.code());
+        let error = client.batch_execute("SELECT 1").await.unwrap_err();
+        assert_eq!(code(&error), SqlState::IN_FAILED_SQL_TRANSACTION.code());
+        let messages = client.simple_query("COMMIT").await.unwrap();
+        assert!(
+            messages.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_))),
+            "{messages:?}"
+        );
+        client.batch_execute("SELECT 1").await.unwrap();
+        // Dropping a transaction without commit rolls it back (tokio-postgres sends ROLLBACK).
+        {
+            let transaction = client.transaction().await.unwrap();
+            let _ = transaction.query("SELECT nope FROM tx", &[]).await.unwrap_err();
+        }
+        let row = client.query_one("SELECT count(*) FROM tx", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1);
+    });
+}
