@@ -22,7 +22,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn connect(port: u16) -> Client {
-    let config = format!("host=127.0.0.1 port={port} user=tester dbname=postgres connect_timeout=10");
+    let config =
+        format!("host=127.0.0.1 port={port} user=tester dbname=postgres connect_timeout=10");
     let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -223,7 +224,10 @@ fn tokio_postgres_portals_with_row_limits_and_query_raw() {
         // query_raw: parameters from an iterator, rows as a stream.
         let params: Vec<i64> = vec![3];
         let stream = client
-            .query_raw("SELECT k, label FROM nums WHERE k > $1 ORDER BY k", params.iter())
+            .query_raw(
+                "SELECT k, label FROM nums WHERE k > $1 ORDER BY k",
+                params.iter(),
+            )
             .await
             .unwrap();
         use futures_util::TryStreamExt;
@@ -314,7 +318,10 @@ fn tokio_postgres_errors_have_sqlstates_and_leave_the_connection_usable() {
         // Wrong parameter type for the column (text into int4) is caught client-side by
         // tokio-postgres; a value that does not fit the column is the server's 22003.
         let error = client
-            .execute("INSERT INTO u VALUES ($1, $2::int8)", &[&2i32, &(1i64 << 40)])
+            .execute(
+                "INSERT INTO u VALUES ($1, $2::int8)",
+                &[&2i32, &(1i64 << 40)],
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -387,16 +394,411 @@ fn tokio_postgres_transaction_blocks_fail_with_25p02_until_rollback() {
         assert_eq!(code(&error), SqlState::IN_FAILED_SQL_TRANSACTION.code());
         let messages = client.simple_query("COMMIT").await.unwrap();
         assert!(
-            messages.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_))),
+            messages
+                .iter()
+                .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_))),
             "{messages:?}"
         );
         client.batch_execute("SELECT 1").await.unwrap();
         // Dropping a transaction without commit rolls it back (tokio-postgres sends ROLLBACK).
         {
             let transaction = client.transaction().await.unwrap();
-            let _ = transaction.query("SELECT nope FROM tx", &[]).await.unwrap_err();
+            let _ = transaction
+                .query("SELECT nope FROM tx", &[])
+                .await
+                .unwrap_err();
         }
-        let row = client.query_one("SELECT count(*) FROM tx", &[]).await.unwrap();
+        let row = client
+            .query_one("SELECT count(*) FROM tx", &[])
+            .await
+            .unwrap();
         assert_eq!(row.get::<_, i64>(0), 1);
     });
+}
+
+/// A PostgreSQL protocol 3.0 client over a plain socket, for messages real clients never send.
+struct Wire {
+    stream: TcpStream,
+}
+
+/// One backend message: type byte and body.
+type Msg = (u8, Vec<u8>);
+
+impl Wire {
+    fn connect(port: u16) -> Wire {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut wire = Wire { stream };
+        let mut body = Vec::new();
+        body.extend_from_slice(&196608i32.to_be_bytes());
+        for s in ["user", "tester", "database", "postgres", ""] {
+            body.extend_from_slice(s.as_bytes());
+            body.push(0);
+        }
+        let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        startup.extend_from_slice(&body);
+        wire.stream.write_all(&startup).unwrap();
+        let messages = wire.until_ready();
+        assert_eq!(messages.first().map(|m| m.0), Some(b'R'), "{messages:?}");
+        wire
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn send(&mut self, tag: u8, body: &[u8]) {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        self.raw(&m);
+    }
+
+    fn parse(&mut self, name: &str, sql: &str, types: &[u32]) {
+        let mut b = cstr(name);
+        b.extend(cstr(sql));
+        b.extend_from_slice(&(types.len() as i16).to_be_bytes());
+        for t in types {
+            b.extend_from_slice(&t.to_be_bytes());
+        }
+        self.send(b'P', &b);
+    }
+
+    fn bind(
+        &mut self,
+        portal: &str,
+        statement: &str,
+        formats: &[i16],
+        params: &[Option<&[u8]>],
+        results: &[i16],
+    ) {
+        let mut b = cstr(portal);
+        b.extend(cstr(statement));
+        b.extend_from_slice(&(formats.len() as i16).to_be_bytes());
+        for f in formats {
+            b.extend_from_slice(&f.to_be_bytes());
+        }
+        b.extend_from_slice(&(params.len() as i16).to_be_bytes());
+        for p in params {
+            match p {
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(v) => {
+                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v);
+                }
+            }
+        }
+        b.extend_from_slice(&(results.len() as i16).to_be_bytes());
+        for f in results {
+            b.extend_from_slice(&f.to_be_bytes());
+        }
+        self.send(b'B', &b);
+    }
+
+    fn describe(&mut self, kind: u8, name: &str) {
+        let mut b = vec![kind];
+        b.extend(cstr(name));
+        self.send(b'D', &b);
+    }
+
+    fn execute(&mut self, portal: &str, max_rows: i32) {
+        let mut b = cstr(portal);
+        b.extend_from_slice(&max_rows.to_be_bytes());
+        self.send(b'E', &b);
+    }
+
+    fn sync(&mut self) {
+        self.send(b'S', &[]);
+    }
+
+    fn query(&mut self, sql: &str) {
+        self.send(b'Q', &cstr(sql));
+    }
+
+    /// The next message, or None at end of stream.
+    fn read(&mut self) -> Option<Msg> {
+        let mut header = [0u8; 5];
+        match self.stream.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("read: {e}"),
+        }
+        let len = i32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len - 4];
+        self.stream.read_exact(&mut body).expect("message body");
+        Some((header[0], body))
+    }
+
+    /// Messages up to and including ReadyForQuery.
+    fn until_ready(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        loop {
+            let m = self
+                .read()
+                .unwrap_or_else(|| panic!("EOF before ReadyForQuery: {out:?}"));
+            let done = m.0 == b'Z';
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// An ErrorResponse field (`C` SQLSTATE, `M` message, `S` severity).
+fn error_field(body: &[u8], field: u8) -> String {
+    let mut rest = body;
+    while let Some((&f, tail)) = rest.split_first() {
+        if f == 0 {
+            break;
+        }
+        let end = tail
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or_else(|| panic!("bad ErrorResponse {:?}", String::from_utf8_lossy(body)));
+        if f == field {
+            return String::from_utf8_lossy(&tail[..end]).into_owned();
+        }
+        rest = &tail[end + 1..];
+    }
+    panic!("no field {} in {body:?}", field as char)
+}
+
+/// The message types in order, ErrorResponses as `E:<sqlstate>`, ReadyForQuery as `Z:<status>`.
+fn summary(messages: &[Msg]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|(t, body)| match t {
+            b'E' => format!("E:{}", error_field(body, b'C')),
+            b'Z' => format!("Z:{}", body[0] as char),
+            t => (*t as char).to_string(),
+        })
+        .collect()
+}
+
+/// The DataRows' first column, as text.
+fn first_column(messages: &[Msg]) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| m.0 == b'D')
+        .map(|(_, body)| {
+            let len = i32::from_be_bytes(body[2..6].try_into().unwrap());
+            String::from_utf8_lossy(&body[6..6 + len as usize]).into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn malformed_extended_query_messages_get_sqlstates_and_sync_recovers() {
+    let mut server = HeliosServer::start(ServerOpts::default());
+    let port = server.pg_port();
+    let mut w = Wire::connect(port);
+
+    // Bind to a statement that does not exist; the Execute after it is skipped until Sync.
+    w.bind("", "nope", &[], &[], &[]);
+    w.execute("", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:26000", "Z:I"]);
+
+    // Execute and Describe of portals that do not exist; Describe of a missing statement.
+    w.execute("ghost", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:34000", "Z:I"]);
+    w.describe(b'P', "ghost");
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:34000", "Z:I"]);
+    w.describe(b'S', "ghost");
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:26000", "Z:I"]);
+    w.describe(b'X', "");
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:08P01", "Z:I"]);
+
+    // A statement with one int4 parameter.
+    w.parse("s1", "SELECT $1::int4 + 1", &[23]);
+    w.describe(b'S', "s1");
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["1", "t", "T", "Z:I"]);
+    // Parse of a name in use.
+    w.parse("s1", "SELECT 2", &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:42P05", "Z:I"]);
+    // Wrong parameter count.
+    w.bind("", "s1", &[], &[], &[]);
+    w.execute("", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:08P01", "Z:I"]);
+    w.bind("", "s1", &[], &[Some(b"1"), Some(b"2")], &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:08P01", "Z:I"]);
+    // A binary int4 of 2 bytes, of 5 bytes; then one of 4 that works.
+    w.bind("", "s1", &[1], &[Some(&[0, 7])], &[]);
+    w.execute("", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:22P03", "Z:I"]);
+    w.bind("", "s1", &[1], &[Some(&[0, 0, 0, 7, 0])], &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:22P03", "Z:I"]);
+    w.bind("", "s1", &[1], &[Some(&41i32.to_be_bytes())], &[]);
+    w.execute("", 0);
+    w.sync();
+    let m = w.until_ready();
+    assert_eq!(summary(&m), ["2", "D", "C", "Z:I"]);
+    assert_eq!(first_column(&m), ["42"]);
+    // A text parameter that is not an int4.
+    // (PostgreSQL converts parameters at Bind; helios at Execute, after BindComplete.)
+    w.bind("", "s1", &[0], &[Some(b"forty")], &[]);
+    w.execute("", 0);
+    w.sync();
+    let m = summary(&w.until_ready());
+    assert!(
+        m == ["E:22P02", "Z:I"] || m == ["2", "E:22P02", "Z:I"],
+        "{m:?}"
+    );
+    // Invalid UTF-8 in a text parameter.
+    w.bind("", "s1", &[0], &[Some(&[0xff, 0xfe])], &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:22021", "Z:I"]);
+    // Bad format codes: an unknown code, and a count that is neither 0, 1 nor one each.
+    w.bind("", "s1", &[7], &[Some(b"1")], &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:08P01", "Z:I"]);
+    w.bind("", "s1", &[0, 0], &[Some(b"1")], &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:08P01", "Z:I"]);
+    w.bind("", "s1", &[0], &[Some(b"1")], &[0, 1, 0]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:08P01", "Z:I"]);
+    // A binary result of the int4 column.
+    w.bind("", "s1", &[0], &[Some(b"1")], &[1]);
+    w.execute("", 0);
+    w.sync();
+    let m = w.until_ready();
+    assert_eq!(summary(&m), ["2", "D", "C", "Z:I"]);
+    let row = &m.iter().find(|x| x.0 == b'D').unwrap().1;
+    assert_eq!(&row[2..], &[0, 0, 0, 4, 0, 0, 0, 2]);
+
+    // Execute with a row limit: PortalSuspended between batches, then "SELECT 5" in all.
+    w.parse("", "SELECT * FROM generate_series(1, 5)", &[]);
+    w.bind("p", "", &[], &[], &[]);
+    w.execute("p", 2);
+    w.execute("p", 2);
+    w.execute("p", 2);
+    w.execute("p", 2);
+    w.sync();
+    let m = w.until_ready();
+    assert_eq!(
+        summary(&m),
+        ["1", "2", "D", "D", "s", "D", "D", "s", "D", "C", "C", "Z:I"]
+    );
+    assert_eq!(first_column(&m), ["1", "2", "3", "4", "5"]);
+    let tag = |body: &[u8]| String::from_utf8_lossy(&body[..body.len() - 1]).into_owned();
+    let tags: Vec<String> = m
+        .iter()
+        .filter(|x| x.0 == b'C')
+        .map(|x| tag(&x.1))
+        .collect();
+    assert_eq!(tags, ["SELECT 5", "SELECT 5"]);
+
+    // Inside a transaction block, a protocol-level error fails the block like any other.
+    w.query("BEGIN");
+    assert_eq!(summary(&w.until_ready()), ["C", "Z:T"]);
+    w.bind("", "nope", &[], &[], &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:26000", "Z:E"]);
+    w.query("SELECT 1");
+    assert_eq!(summary(&w.until_ready()), ["E:25P02", "Z:E"]);
+    w.query("ROLLBACK");
+    assert_eq!(summary(&w.until_ready()), ["C", "Z:I"]);
+
+    // After all that the connection and the named statement still work.
+    w.bind("", "s1", &[], &[Some(b"9")], &[]);
+    w.execute("", 0);
+    w.sync();
+    let m = w.until_ready();
+    assert_eq!(first_column(&m), ["10"]);
+    w.query("SELECT 'still here'");
+    assert_eq!(first_column(&w.until_ready()), ["still here"]);
+
+    // A declared length beyond any message: 08P01, and the server closes the connection.
+    let mut huge = Wire::connect(port);
+    huge.raw(&[b'B', 0x7f, 0xff, 0xff, 0xff, 0, 0]);
+    let (t, body) = huge.read().expect("an ErrorResponse");
+    assert_eq!(t, b'E');
+    assert_eq!(error_field(&body, b'C'), "08P01");
+    assert!(huge.read().is_none(), "connection closed after the error");
+    // A length shorter than the header itself.
+    let mut short = Wire::connect(port);
+    short.raw(&[b'S', 0, 0, 0, 2]);
+    let (t, body) = short.read().expect("an ErrorResponse");
+    assert_eq!(
+        t,
+        b'E',
+        "short length: {:?}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(error_field(&body, b'C'), "08P01");
+    assert!(short.read().is_none());
+    // A Bind whose counts claim more than its body holds.
+    let mut truncated = Wire::connect(port);
+    let mut b = cstr("");
+    b.extend(cstr("s"));
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&5i16.to_be_bytes()); // five parameters, none present
+    truncated.send(b'B', &b);
+    truncated.sync();
+    let (t, body) = truncated.read().expect("an ErrorResponse");
+    assert_eq!(
+        t,
+        b'E',
+        "truncated Bind: {:?}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(error_field(&body, b'C'), "08P01");
+
+    // The same truncated Bind pipelined with a Sync: its counts must not reach into the Sync.
+    let mut pipelined = Wire::connect(port);
+    let mut b = cstr("");
+    b.extend(cstr("s"));
+    b.extend_from_slice(&1i16.to_be_bytes()); // one format code, absent
+    let mut m = vec![b'B'];
+    m.extend_from_slice(&((b.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(&b);
+    m.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+    pipelined.raw(&m);
+    let (t, body) = pipelined.read().expect("an ErrorResponse");
+    assert_eq!(
+        t,
+        b'E',
+        "pipelined truncated Bind: {:?}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(error_field(&body, b'C'), "08P01");
+    // CopyData and Execute with lengths below the header (CopyData of length 0 used to panic
+    // the shard's executor in pgwire's decoder).
+    for message in [[b'd', 0, 0, 0, 0], [b'E', 0, 0, 0, 3]] {
+        let mut c = Wire::connect(port);
+        c.raw(&message);
+        let (t, body) = c.read().expect("an ErrorResponse");
+        assert_eq!(t, b'E', "{message:?}: {:?}", String::from_utf8_lossy(&body));
+        assert_eq!(error_field(&body, b'C'), "08P01");
+        assert!(c.read().is_none());
+    }
+
+    // The first connection and new ones are unaffected; the server is alive.
+    w.query("SELECT 2");
+    assert_eq!(first_column(&w.until_ready()), ["2"]);
+    let mut fresh = Wire::connect(port);
+    fresh.query("SELECT 3");
+    assert_eq!(first_column(&fresh.until_ready()), ["3"]);
+    assert!(server.is_alive());
 }

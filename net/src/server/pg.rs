@@ -22,16 +22,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, BytesMut};
 use helios_shard::ring::{Connection, ReadOutcome};
-use pgwire::messages::data::{
-    FieldDescription, NoData, ParameterDescription, RowDescription,
-};
+use pgwire::messages::data::{FieldDescription, NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
     PortalSuspended,
 };
 use pgwire::messages::response::{
-    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery,
-    SslResponse, TransactionStatus,
+    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery, SslResponse,
+    TransactionStatus,
 };
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
 use pgwire::messages::{
@@ -161,13 +159,13 @@ impl PgConn {
         let mut buf = BytesMut::new();
         loop {
             loop {
-                let message = match PgWireFrontendMessage::decode(&mut buf, &self.ctx) {
+                let message = match self.decode_next(&mut buf) {
                     Ok(Some(message)) => message,
                     Ok(None) => break,
-                    Err(error) => {
-                        self.error("08P01", &format!("invalid message: {error}"));
+                    Err(reason) => {
+                        self.error("08P01", &reason);
                         connection.write_all(&self.out).await?;
-                        return Err(PgConnError::Protocol(error.to_string()));
+                        return Err(PgConnError::Protocol(reason));
                     }
                 };
                 let keep_going = self.handle(message, connection).await?;
@@ -183,6 +181,53 @@ impl PgConn {
             if let ReadOutcome::Eof = connection.read(&mut buf).await {
                 return Err(PgConnError::Closed);
             }
+        }
+    }
+
+    /// The next complete message in `buf`, or None until more bytes arrive; Err (a protocol
+    /// violation, 08P01) ends the connection.
+    ///
+    /// pgwire's decoders read from the buffer they are given without checking the declared
+    /// length: a Bind whose counts claim more than its body holds reads on into the next
+    /// pipelined message, or panics (taking the shard's executor down) at the end of the
+    /// buffer, and a length below 4 underflows. So, as PostgreSQL does ("invalid message
+    /// length", "invalid message format"): a length below the header is refused, a message
+    /// is cut out of `buf` by its length and decoded on its own, it must use exactly its
+    /// bytes, and a panic in a decoder is caught.
+    fn decode_next(&self, buf: &mut BytesMut) -> Result<Option<PgWireFrontendMessage>, String> {
+        let decode = |buf: &mut BytesMut| match std::panic::catch_unwind(
+            std::panic::AssertUnwindSafe(|| PgWireFrontendMessage::decode(buf, &self.ctx)),
+        ) {
+            Ok(result) => result.map_err(|e| format!("invalid message: {e}")),
+            Err(_) => Err("invalid message format".to_string()),
+        };
+        if let Phase::Startup = self.phase {
+            // No type byte; pgwire peeks at a startup packet without consuming it (SSL
+            // negotiation), so it reads `buf` itself.
+            if buf.len() >= 4 && i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) < 8 {
+                return Err("invalid length of startup packet".to_string());
+            }
+            return decode(buf);
+        }
+        if buf.len() < 5 {
+            return Ok(None);
+        }
+        let length = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        if length < 4 {
+            return Err("invalid message length".to_string());
+        }
+        let total = 1 + length as usize;
+        if buf.len() < total {
+            // pgwire refuses a length over the type's limit without waiting for the body.
+            return decode(buf);
+        }
+        let mut frame = buf.split_to(total);
+        if !frame_well_formed(&frame) {
+            return Err("invalid message format".to_string());
+        }
+        match decode(&mut frame)? {
+            Some(message) if frame.is_empty() => Ok(Some(message)),
+            _ => Err("invalid message format".to_string()),
         }
     }
 
@@ -252,6 +297,11 @@ impl PgConn {
                 }
                 if let Err(error) = self.extended(message, connection).await? {
                     self.sql_error(&error);
+                    // Any error fails a transaction block, as in PostgreSQL: Parse, Bind and
+                    // Describe errors too, not only those of the statement's execution.
+                    if let Some(session) = self.session.as_mut() {
+                        session.statement_failed();
+                    }
                     self.discard_until_sync = true;
                 }
             }
@@ -310,12 +360,16 @@ impl PgConn {
 
     fn bind(&mut self, bind: Bind) -> PgResult<()> {
         let statement_name = bind.statement_name.unwrap_or_default();
-        let prepared = self.statements.get(&statement_name).cloned().ok_or_else(|| {
-            helios_sql::SqlError::new(
-                "26000",
-                format!("prepared statement \"{statement_name}\" does not exist"),
-            )
-        })?;
+        let prepared = self
+            .statements
+            .get(&statement_name)
+            .cloned()
+            .ok_or_else(|| {
+                helios_sql::SqlError::new(
+                    "26000",
+                    format!("prepared statement \"{statement_name}\" does not exist"),
+                )
+            })?;
         let portal_name = bind.portal_name.unwrap_or_default();
         if !portal_name.is_empty() && self.portals.contains_key(&portal_name) {
             return Err(helios_sql::SqlError::new(
@@ -341,7 +395,12 @@ impl PgConn {
         for (i, value) in bind.parameters.iter().enumerate() {
             params.push(match value {
                 None => None,
-                Some(bytes) => Some(param_text(prepared.param_types[i], param_formats[i], bytes, i)?),
+                Some(bytes) => Some(param_text(
+                    prepared.param_types[i],
+                    param_formats[i],
+                    bytes,
+                    i,
+                )?),
             });
         }
         let columns = prepared.columns.as_deref().unwrap_or(&[]);
@@ -478,7 +537,9 @@ impl PgConn {
             } else {
                 pending.tag.clone()
             };
-            self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(tag)));
+            self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                tag,
+            )));
         }
         self.portals.insert(name, portal);
         Ok(Ok(()))
@@ -560,7 +621,11 @@ impl PgConn {
         true
     }
 
-    async fn simple_query(&mut self, sql: &str, connection: &Connection) -> Result<(), PgConnError> {
+    async fn simple_query(
+        &mut self,
+        sql: &str,
+        connection: &Connection,
+    ) -> Result<(), PgConnError> {
         let session = self.session.as_mut().expect("a session once ready");
         let results = helios_sql::execute_simple(session, &self.cluster, sql).await;
         for result in results {
@@ -657,7 +722,11 @@ impl PgConn {
             Some(message) => ("WARNING", message),
             None => ("NOTICE", text),
         };
-        let code = if severity == "WARNING" { "01000" } else { "00000" };
+        let code = if severity == "WARNING" {
+            "01000"
+        } else {
+            "00000"
+        };
         self.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::new(
             vec![
                 (b'S', severity.to_string()),
@@ -712,6 +781,73 @@ impl PgConn {
     }
 }
 
+/// Whether a whole frontend message (type, length, body) holds the fields its type declares,
+/// within its length: checked before pgwire decodes it, whose decoders would panic reading
+/// past the end instead (the catch in `decode_next` is the backstop).
+fn frame_well_formed(frame: &[u8]) -> bool {
+    struct Fields<'a>(&'a [u8]);
+    impl Fields<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            if self.0.len() < n {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+        fn cstring(&mut self) -> Option<()> {
+            let end = self.0.iter().position(|&b| b == 0)?;
+            self.take(end + 1).map(|_| ())
+        }
+        fn i16(&mut self) -> Option<i16> {
+            self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take(4)
+                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        fn count(&mut self) -> Option<usize> {
+            usize::try_from(self.i16()?).ok()
+        }
+    }
+    let mut f = Fields(&frame[5..]);
+    let complete = match frame[0] {
+        b'Q' | b'f' => f.cstring(),
+        b'P' => (|| {
+            f.cstring()?;
+            f.cstring()?;
+            let n = f.count()?;
+            f.take(n * 4).map(|_| ())
+        })(),
+        b'B' => (|| {
+            f.cstring()?;
+            f.cstring()?;
+            let n = f.count()?;
+            f.take(n * 2)?;
+            for _ in 0..f.count()? {
+                let len = f.i32()?;
+                if len >= 0 {
+                    f.take(len as usize)?;
+                } else if len != -1 {
+                    return None;
+                }
+            }
+            let n = f.count()?;
+            f.take(n * 2).map(|_| ())
+        })(),
+        b'E' => (|| {
+            f.cstring()?;
+            f.i32().map(|_| ())
+        })(),
+        b'D' | b'C' => (|| {
+            f.take(1)?;
+            f.cstring()
+        })(),
+        _ => Some(()),
+    };
+    complete.is_some()
+}
+
 /// Bind's format codes for `count` values: none (all text), one (for all), or one each.
 fn expand_formats(codes: &[i16], count: usize, what: &str) -> PgResult<Vec<i16>> {
     let formats = match codes {
@@ -725,8 +861,13 @@ fn expand_formats(codes: &[i16], count: usize, what: &str) -> PgResult<Vec<i16>>
             )))
         }
     };
-    if let Some(bad) = formats.iter().find(|&&f| f != FORMAT_TEXT && f != FORMAT_BINARY) {
-        return Err(protocol_violation(format!("unsupported format code: {bad}")));
+    if let Some(bad) = formats
+        .iter()
+        .find(|&&f| f != FORMAT_TEXT && f != FORMAT_BINARY)
+    {
+        return Err(protocol_violation(format!(
+            "unsupported format code: {bad}"
+        )));
     }
     Ok(formats)
 }
