@@ -91,9 +91,25 @@ enum Phase {
     Ready,
 }
 
+/// A parsed statement (Parse).
+#[derive(Clone)]
+struct Statement {
+    prepared: Rc<helios_sql::Prepared>,
+    /// A `DEALLOCATE`, run here rather than in `helios_sql`: the prepared statements it
+    /// drops are this connection's.
+    deallocate: Option<Deallocate>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Deallocate {
+    All,
+    Name(String),
+}
+
 /// A bound statement (Bind), with its result when it has run.
 struct Portal {
     prepared: Rc<helios_sql::Prepared>,
+    deallocate: Option<Deallocate>,
     params: Vec<Option<String>>,
     /// Result format per column (already expanded from Bind's codes).
     formats: Vec<i16>,
@@ -115,7 +131,7 @@ struct PgConn {
     ctx: DecodeContext,
     session: Option<helios_sql::Session>,
     cluster: ShardCluster,
-    statements: HashMap<String, Rc<helios_sql::Prepared>>,
+    statements: HashMap<String, Statement>,
     portals: HashMap<String, Portal>,
     /// After an error in an extended-query sequence: skip messages until Sync.
     discard_until_sync: bool,
@@ -352,15 +368,31 @@ impl PgConn {
             ));
         }
         let session = self.session.as_ref().expect("a session once ready");
-        let prepared = helios_sql::prepare(session, &self.cluster, &parse.query, &parse.type_oids)?;
-        self.statements.insert(name, Rc::new(prepared));
+        let deallocate = deallocate_target(&parse.query);
+        // A DEALLOCATE is described as the empty statement: no parameters, NoData.
+        let sql = if deallocate.is_some() {
+            ""
+        } else {
+            &parse.query
+        };
+        let prepared = helios_sql::prepare(session, &self.cluster, sql, &parse.type_oids)?;
+        self.statements.insert(
+            name,
+            Statement {
+                prepared: Rc::new(prepared),
+                deallocate,
+            },
+        );
         self.send(PgWireBackendMessage::ParseComplete(ParseComplete::new()));
         Ok(())
     }
 
     fn bind(&mut self, bind: Bind) -> PgResult<()> {
         let statement_name = bind.statement_name.unwrap_or_default();
-        let prepared = self
+        let Statement {
+            prepared,
+            deallocate,
+        } = self
             .statements
             .get(&statement_name)
             .cloned()
@@ -420,6 +452,7 @@ impl PgConn {
             portal_name,
             Portal {
                 prepared,
+                deallocate,
                 params,
                 formats,
                 pending: None,
@@ -433,12 +466,16 @@ impl PgConn {
         let name = describe.name.unwrap_or_default();
         match describe.target_type {
             b'S' => {
-                let prepared = self.statements.get(&name).cloned().ok_or_else(|| {
-                    helios_sql::SqlError::new(
-                        "26000",
-                        format!("prepared statement \"{name}\" does not exist"),
-                    )
-                })?;
+                let prepared = self
+                    .statements
+                    .get(&name)
+                    .map(|s| s.prepared.clone())
+                    .ok_or_else(|| {
+                        helios_sql::SqlError::new(
+                            "26000",
+                            format!("prepared statement \"{name}\" does not exist"),
+                        )
+                    })?;
                 self.send(PgWireBackendMessage::ParameterDescription(
                     ParameterDescription::new(prepared.param_types.clone()),
                 ));
@@ -483,6 +520,11 @@ impl PgConn {
                 format!("portal \"{name}\" does not exist"),
             )));
         };
+        if let (None, Some(deallocate)) = (&portal.pending, &portal.deallocate) {
+            let done = self.deallocate(deallocate);
+            self.portals.insert(name, portal);
+            return Ok(done);
+        }
         if portal.pending.is_none() {
             let session = self.session.as_mut().expect("a session once ready");
             let result = helios_sql::execute_prepared(
@@ -543,6 +585,37 @@ impl PgConn {
         }
         self.portals.insert(name, portal);
         Ok(Ok(()))
+    }
+
+    /// `DEALLOCATE name` / `DEALLOCATE ALL`: drops this connection's prepared statements
+    /// (ALL leaves the unnamed one, as PostgreSQL's).
+    fn deallocate(&mut self, target: &Deallocate) -> PgResult<()> {
+        let session = self.session.as_mut().expect("a session once ready");
+        if session.transaction_state() == helios_sql::TransactionState::Failed {
+            return Err(helios_sql::SqlError::new(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let tag = match target {
+            Deallocate::All => {
+                self.statements.retain(|name, _| name.is_empty());
+                "DEALLOCATE ALL"
+            }
+            Deallocate::Name(name) => {
+                if name.is_empty() || self.statements.remove(name).is_none() {
+                    return Err(helios_sql::SqlError::new(
+                        "26000",
+                        format!("prepared statement \"{name}\" does not exist"),
+                    ));
+                }
+                "DEALLOCATE"
+            }
+        };
+        self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+            tag.to_string(),
+        )));
+        Ok(())
     }
 
     fn close(&mut self, close: Close) {
@@ -626,6 +699,15 @@ impl PgConn {
         sql: &str,
         connection: &Connection,
     ) -> Result<(), PgConnError> {
+        if let Some(target) = deallocate_target(sql) {
+            if let Err(error) = self.deallocate(&target) {
+                self.sql_error(&error);
+                if let Some(session) = self.session.as_mut() {
+                    session.statement_failed();
+                }
+            }
+            return Ok(());
+        }
         let session = self.session.as_mut().expect("a session once ready");
         let results = helios_sql::execute_simple(session, &self.cluster, sql).await;
         for result in results {
@@ -846,6 +928,38 @@ fn frame_well_formed(frame: &[u8]) -> bool {
         _ => Some(()),
     };
     complete.is_some()
+}
+
+/// The target of a query that is exactly one `DEALLOCATE [PREPARE] {name | ALL}` (what
+/// psycopg and libpq-based drivers send to drop their prepared statements), else None.
+fn deallocate_target(sql: &str) -> Option<Deallocate> {
+    let sql = sql.trim().trim_end_matches(';').trim_end();
+    let mut words = sql.split_ascii_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("deallocate") {
+        return None;
+    }
+    let mut word = words.next()?;
+    if word.eq_ignore_ascii_case("prepare") {
+        word = words.next()?;
+    }
+    if words.next().is_some() {
+        return None;
+    }
+    if word.eq_ignore_ascii_case("all") {
+        return Some(Deallocate::All);
+    }
+    if let Some(quoted) = word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+        if quoted.is_empty() || quoted.replace("\"\"", "").contains('"') {
+            return None;
+        }
+        return Some(Deallocate::Name(quoted.replace("\"\"", "\"")));
+    }
+    let plain = word.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    // An unquoted identifier is folded to lower case.
+    plain.then(|| Deallocate::Name(word.to_lowercase()))
 }
 
 /// Bind's format codes for `count` values: none (all text), one (for all), or one each.
