@@ -38,6 +38,20 @@ fn code(error: &Error) -> &str {
         .code()
 }
 
+/// id, bool, int2, int4, int8, numeric, float8, text, varchar, name.
+type AllTypesRow = (
+    i32,
+    bool,
+    i16,
+    i32,
+    i64,
+    Decimal,
+    f64,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
 const CREATE_ALL_TYPES: &str = "CREATE TABLE all_types (id int4 PRIMARY KEY, b bool, s int2, \
      i int4, l int8, n numeric, f float8, t text, v varchar(20), nm name)";
 
@@ -71,7 +85,7 @@ fn tokio_postgres_binary_parameters_and_results_for_every_type() {
         let big: Decimal = "-12345678901234567890.000123".parse().unwrap();
         let small: Decimal = "0.0001".parse().unwrap();
         // The prepared statement is reused for every row (one Parse, a Bind/Execute each).
-        let rows: Vec<(i32, bool, i16, i32, i64, Decimal, f64, &str, &str, &str)> = vec![
+        let rows: Vec<AllTypesRow> = vec![
             (1, true, 2, 3, 4, "1.50".parse().unwrap(), 2.5, "x", "y", "z"),
             (
                 2,

@@ -1048,3 +1048,78 @@ fn rand_secret(pid: i32) -> i32 {
     (xxhash_rust::xxh3::xxh3_64(&[pid.to_le_bytes(), nanos.to_le_bytes()].concat()) as i32)
         & i32::MAX
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deallocate_statements_are_recognised() {
+        let name = |n: &str| Some(Deallocate::Name(n.to_string()));
+        assert_eq!(deallocate_target("DEALLOCATE ALL"), Some(Deallocate::All));
+        assert_eq!(
+            deallocate_target(" deallocate prepare all ; "),
+            Some(Deallocate::All)
+        );
+        assert_eq!(deallocate_target("DEALLOCATE _pg3_0"), name("_pg3_0"));
+        assert_eq!(deallocate_target("Deallocate Prepare S1;"), name("s1"));
+        assert_eq!(
+            deallocate_target("DEALLOCATE \"My\"\"Stmt\""),
+            name("My\"Stmt")
+        );
+        for other in [
+            "DEALLOCATE",
+            "DEALLOCATE a b",
+            "DEALLOCATE \"\"",
+            "DEALLOCATE 1x",
+            "SELECT 1",
+            "DEALLOCATE a; SELECT 1",
+        ] {
+            assert_eq!(deallocate_target(other), None, "{other}");
+        }
+    }
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn frames_must_hold_their_fields() {
+        assert!(frame_well_formed(&frame(b'S', b"")));
+        assert!(frame_well_formed(&frame(b'Q', b"SELECT 1\0")));
+        assert!(!frame_well_formed(&frame(b'Q', b"SELECT 1")));
+        // Bind: portal, statement, 1 format, 1 parameter of 4 bytes, no result formats.
+        let bind = b"\0s\0\0\x01\0\x01\0\x01\0\0\0\x04abcd\0\0";
+        assert!(frame_well_formed(&frame(b'B', bind)));
+        for cut in 0..bind.len() {
+            assert!(
+                !frame_well_formed(&frame(b'B', &bind[..cut])),
+                "cut at {cut}"
+            );
+        }
+        assert!(frame_well_formed(&frame(
+            b'B',
+            b"\0\0\0\0\0\x01\xff\xff\xff\xff\0\0"
+        )));
+        assert!(!frame_well_formed(&frame(
+            b'B',
+            b"\0\0\0\0\0\x01\xff\xff\xff\xfe\0\0"
+        )));
+        assert!(frame_well_formed(&frame(
+            b'P',
+            b"\0SELECT $1\0\0\x01\0\0\0\x17"
+        )));
+        assert!(!frame_well_formed(&frame(
+            b'P',
+            b"\0SELECT $1\0\0\x02\0\0\0\x17"
+        )));
+        assert!(!frame_well_formed(&frame(b'P', b"\0SELECT $1\0\xff\xff")));
+        assert!(frame_well_formed(&frame(b'E', b"\0\0\0\0\x02")));
+        assert!(!frame_well_formed(&frame(b'E', b"\0\0\0")));
+        assert!(frame_well_formed(&frame(b'D', b"Sname\0")));
+        assert!(!frame_well_formed(&frame(b'C', b"S")));
+    }
+}
