@@ -688,11 +688,12 @@ fn malformed_extended_query_messages_get_sqlstates_and_sync_recovers() {
     w.bind("", "s1", &[], &[Some(b"1"), Some(b"2")], &[]);
     w.sync();
     assert_eq!(summary(&w.until_ready()), ["E:08P01", "Z:I"]);
-    // A binary int4 of 2 bytes, of 5 bytes; then one of 4 that works.
+    // A binary int4 of 2 bytes (too short: 08P01, as PostgreSQL's "insufficient data left
+    // in message"), of 5 bytes (22P03); then one of 4 that works.
     w.bind("", "s1", &[1], &[Some(&[0, 7])], &[]);
     w.execute("", 0);
     w.sync();
-    assert_eq!(summary(&w.until_ready()), ["E:22P03", "Z:I"]);
+    assert_eq!(summary(&w.until_ready()), ["E:08P01", "Z:I"]);
     w.bind("", "s1", &[1], &[Some(&[0, 0, 0, 7, 0])], &[]);
     w.sync();
     assert_eq!(summary(&w.until_ready()), ["E:22P03", "Z:I"]);
@@ -755,7 +756,17 @@ fn malformed_extended_query_messages_get_sqlstates_and_sync_recovers() {
         .filter(|x| x.0 == b'C')
         .map(|x| tag(&x.1))
         .collect();
-    assert_eq!(tags, ["SELECT 5", "SELECT 5"]);
+    // As PostgreSQL's: the rows of the last Execute, then 0 for an exhausted portal.
+    assert_eq!(tags, ["SELECT 1", "SELECT 0"]);
+    // A portal that ran to completion without rows is not run again (55000).
+    w.query("CREATE TABLE once (k int4 PRIMARY KEY)");
+    assert_eq!(summary(&w.until_ready()), ["C", "Z:I"]);
+    w.parse("", "INSERT INTO once VALUES (1)", &[]);
+    w.bind("", "", &[], &[], &[]);
+    w.execute("", 0);
+    w.execute("", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["1", "2", "C", "E:55000", "Z:I"]);
 
     // Inside a transaction block, a protocol-level error fails the block like any other.
     w.query("BEGIN");

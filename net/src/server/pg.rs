@@ -115,13 +115,15 @@ struct Portal {
     formats: Vec<i16>,
     /// After the first Execute of a row-returning statement: the rows not sent yet.
     pending: Option<PendingRows>,
+    /// Ran to completion without returning rows: another Execute is refused (55000), as in
+    /// PostgreSQL, rather than running the statement (an INSERT, say) a second time.
+    done: bool,
 }
 
 struct PendingRows {
     rows: std::vec::IntoIter<Vec<Option<String>>>,
     columns: Vec<helios_sql::Column>,
     tag: String,
-    sent: u64,
 }
 
 struct PgConn {
@@ -456,6 +458,7 @@ impl PgConn {
                 params,
                 formats,
                 pending: None,
+                done: false,
             },
         );
         self.send(PgWireBackendMessage::BindComplete(BindComplete::new()));
@@ -520,10 +523,18 @@ impl PgConn {
                 format!("portal \"{name}\" does not exist"),
             )));
         };
+        if portal.done {
+            self.portals.insert(name.clone(), portal);
+            return Ok(Err(helios_sql::SqlError::new(
+                "55000",
+                format!("portal \"{name}\" cannot be run"),
+            )));
+        }
         if let (None, Some(deallocate)) = (&portal.pending, &portal.deallocate) {
-            let done = self.deallocate(deallocate);
+            let result = self.deallocate(deallocate);
+            portal.done = result.is_ok();
             self.portals.insert(name, portal);
-            return Ok(done);
+            return Ok(result);
         }
         if portal.pending.is_none() {
             let session = self.session.as_mut().expect("a session once ready");
@@ -541,12 +552,12 @@ impl PgConn {
                         rows: rows.into_iter(),
                         columns,
                         tag,
-                        sent: 0,
                     });
                 }
                 Ok(other) => {
                     self.statement_done(other);
-                    // A finished portal stays (empty) until closed or the transaction ends.
+                    // A finished portal stays until closed or the transaction ends.
+                    portal.done = true;
                     self.portals.insert(name, portal);
                     return Ok(Ok(()));
                 }
@@ -569,13 +580,13 @@ impl PgConn {
             sent_now += 1;
             self.flush_if_large(connection).await?;
         }
-        pending.sent += sent_now;
         if pending.rows.len() > 0 {
             self.send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()));
         } else {
-            // "SELECT n" counts every row the portal returned, across Executes.
+            // As PostgreSQL's: "SELECT n" counts the rows this Execute returned (the last
+            // batch of a portal read with a row limit; 0 once it is exhausted).
             let tag = if pending.tag.starts_with("SELECT") {
-                format!("SELECT {}", pending.sent)
+                format!("SELECT {sent_now}")
             } else {
                 pending.tag.clone()
             };
@@ -992,6 +1003,7 @@ fn param_text(oid: u32, format: i16, bytes: &[u8], index: usize) -> PgResult<Str
         return pgbinary::binary_to_text(oid, bytes).map_err(|e| {
             let code = match e {
                 pgbinary::BinaryError::Malformed => "22P03",
+                pgbinary::BinaryError::Insufficient => "08P01",
                 _ => "42883",
             };
             helios_sql::SqlError::new(code, format!("{e} ${}", index + 1))

@@ -36,6 +36,9 @@ const NUMERIC_GROUPS_MAX: usize = 1 << 14;
 pub enum BinaryError {
     #[error("incorrect binary data format in bind parameter")]
     Malformed,
+    /// Fewer bytes than the type reads: PostgreSQL's `*recv` fail in pq_getmsg* (08P01).
+    #[error("insufficient data left in message for bind parameter")]
+    Insufficient,
     #[error("no binary input function available for type with OID {0}")]
     NoReceive(u32),
     #[error("no binary output function available for type with OID {0}")]
@@ -45,10 +48,10 @@ pub enum BinaryError {
 /// The text form of a binary value of type `oid`.
 pub fn binary_to_text(oid: u32, bytes: &[u8]) -> Result<String, BinaryError> {
     let fixed = |n: usize| -> Result<&[u8], BinaryError> {
-        if bytes.len() == n {
-            Ok(bytes)
-        } else {
-            Err(BinaryError::Malformed)
+        match bytes.len().cmp(&n) {
+            std::cmp::Ordering::Equal => Ok(bytes),
+            std::cmp::Ordering::Less => Err(BinaryError::Insufficient),
+            std::cmp::Ordering::Greater => Err(BinaryError::Malformed),
         }
     };
     Ok(match oid {
@@ -89,7 +92,12 @@ pub fn text_to_binary(oid: u32, text: &str, out: &mut Vec<u8>) -> Result<(), Bin
             out.extend_from_slice(&text.parse::<u32>().map_err(bad)?.to_be_bytes())
         }
         OID_INT8 => out.extend_from_slice(&text.parse::<i64>().map_err(bad)?.to_be_bytes()),
-        OID_FLOAT4 => out.extend_from_slice(&parse_float(text).ok_or(BinaryError::NoSend(oid))?.to_bits().to_be_bytes()[4..]),
+        OID_FLOAT4 => out.extend_from_slice(
+            &parse_float(text)
+                .ok_or(BinaryError::NoSend(oid))?
+                .to_bits()
+                .to_be_bytes()[4..],
+        ),
         OID_FLOAT8 => out.extend_from_slice(
             &parse_float(text)
                 .ok_or(BinaryError::NoSend(oid))?
@@ -178,7 +186,9 @@ fn numeric_to_binary(text: &str, out: &mut Vec<u8>) -> Option<()> {
         None => (false, text),
     };
     let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let dscale = u16::try_from(frac_part.len()).ok()?;
@@ -223,7 +233,7 @@ fn numeric_from_binary(bytes: &[u8]) -> Result<String, BinaryError> {
         bytes
             .get(i * 2..i * 2 + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or(BinaryError::Malformed)
+            .ok_or(BinaryError::Insufficient)
     };
     let ndigits = word(0)? as i16;
     let weight = word(1)? as i16 as i32;
@@ -232,8 +242,10 @@ fn numeric_from_binary(bytes: &[u8]) -> Result<String, BinaryError> {
     if ndigits < 0 || ndigits as usize > NUMERIC_GROUPS_MAX || dscale > NUMERIC_GROUPS_MAX {
         return Err(BinaryError::Malformed);
     }
-    if bytes.len() != 8 + 2 * ndigits as usize {
-        return Err(BinaryError::Malformed);
+    match bytes.len().cmp(&(8 + 2 * ndigits as usize)) {
+        std::cmp::Ordering::Less => return Err(BinaryError::Insufficient),
+        std::cmp::Ordering::Greater => return Err(BinaryError::Malformed),
+        std::cmp::Ordering::Equal => {}
     }
     match sign {
         NUMERIC_NAN => return Ok("NaN".to_string()),
@@ -311,15 +323,41 @@ mod tests {
         bin.clear();
         numeric_to_binary("0", &mut bin).unwrap();
         assert_eq!(bin, [0; 8]);
-        for t in ["0", "0.00", "10000", "1", "-12345678901234567890.000123", "0.0001", "NaN"] {
+        for t in [
+            "0",
+            "0.00",
+            "10000",
+            "1",
+            "-12345678901234567890.000123",
+            "0.0001",
+            "NaN",
+        ] {
             assert_eq!(round_trip(OID_NUMERIC, t), t);
         }
     }
 
     #[test]
     fn malformed_binary_is_an_error_not_a_panic() {
-        assert_eq!(binary_to_text(OID_INT4, &[1, 2]), Err(BinaryError::Malformed));
-        assert_eq!(binary_to_text(OID_NUMERIC, &[0, 5, 0, 0]), Err(BinaryError::Malformed));
+        assert_eq!(
+            binary_to_text(OID_INT4, &[1, 2]),
+            Err(BinaryError::Insufficient)
+        );
+        assert_eq!(
+            binary_to_text(OID_INT4, &[1, 2, 3, 4, 5]),
+            Err(BinaryError::Malformed)
+        );
+        assert_eq!(
+            binary_to_text(OID_NUMERIC, &[0, 5, 0, 0]),
+            Err(BinaryError::Insufficient)
+        );
+        assert_eq!(
+            binary_to_text(OID_NUMERIC, &[0, 1, 0, 0, 0, 0, 0, 0]),
+            Err(BinaryError::Insufficient)
+        );
+        assert_eq!(
+            binary_to_text(OID_NUMERIC, &[0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(BinaryError::Malformed)
+        );
         assert_eq!(
             binary_to_text(OID_NUMERIC, &[0xff, 0xff, 0, 0, 0, 0, 0, 0]),
             Err(BinaryError::Malformed)
