@@ -768,6 +768,29 @@ fn malformed_extended_query_messages_get_sqlstates_and_sync_recovers() {
     w.sync();
     assert_eq!(summary(&w.until_ready()), ["1", "2", "C", "E:55000", "Z:I"]);
 
+    // Portals end with their transaction: the implicit one at Sync, or COMMIT.
+    w.parse("", "SELECT 1", &[]);
+    w.bind("p1", "", &[], &[], &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["1", "2", "Z:I"]);
+    w.execute("p1", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:34000", "Z:I"]);
+    w.query("BEGIN");
+    assert_eq!(summary(&w.until_ready()), ["C", "Z:T"]);
+    w.parse("", "SELECT 1", &[]);
+    w.bind("p2", "", &[], &[], &[]);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["1", "2", "Z:T"]);
+    w.execute("p2", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["D", "C", "Z:T"]);
+    w.query("COMMIT");
+    assert_eq!(summary(&w.until_ready()), ["C", "Z:I"]);
+    w.execute("p2", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["E:34000", "Z:I"]);
+
     // Inside a transaction block, a protocol-level error fails the block like any other.
     w.query("BEGIN");
     assert_eq!(summary(&w.until_ready()), ["C", "Z:T"]);

@@ -805,6 +805,12 @@ impl PgConn {
             Some(helios_sql::TransactionState::Failed) => TransactionStatus::Error,
             _ => TransactionStatus::Idle,
         };
+        if let TransactionStatus::Idle = status {
+            // Portals end with their transaction (the implicit one of a Sync or a simple
+            // query too), as in PostgreSQL: kept, they would pile up to the per-connection
+            // limit for clients that never Close them.
+            self.portals.clear();
+        }
         self.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
             status,
         )));
