@@ -27,6 +27,38 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
     $SUDO apt-get install -y -q --no-install-recommends postgresql-15
 fi
 
+# tests/tests/pg_clients.rs runs tests/py/pg_psycopg.py with psycopg 3 from PyPI (the binary
+# wheel, else the pure-Python package over postgresql-15's libpq). Debian's python3 is
+# "externally managed" (PEP 668): pip refuses a system-wide install there unless told
+# --break-system-packages, which is added only when pip asks for it.
+if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+        echo "test.sh: installing python3 and python3-pip" >&2
+        SUDO=""
+        if [ "$(id -u)" -ne 0 ]; then
+            SUDO="sudo"
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        $SUDO apt-get update -q
+        $SUDO apt-get install -y -q --no-install-recommends python3 python3-pip
+    fi
+    pip_install() {
+        local out
+        if out="$(PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet "$@" 2>&1)"; then
+            return 0
+        fi
+        if grep -q 'externally-managed-environment' <<<"$out"; then
+            PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --break-system-packages "$@"
+        else
+            echo "$out" >&2
+            return 1
+        fi
+    }
+    echo "test.sh: installing psycopg 3 (PyPI)" >&2
+    pip_install 'psycopg[binary]' || pip_install psycopg
+    python3 -c 'import psycopg; print("test.sh: psycopg", psycopg.__version__, psycopg.pq.__impl__)' >&2
+fi
+
 # tests/tests/sqllogictest.rs runs the SQL conformance corpus (../shared/conformance next to the
 # repo, or HELIOS_SLT_DIR) with the real `sqllogictest` from crates.io's sqllogictest-bin;
 # installed once into $CARGO_HOME/bin (about 2 minutes on 2 cores) when not on PATH.

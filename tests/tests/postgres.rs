@@ -1,7 +1,7 @@
 //! The PostgreSQL front end with unmodified clients: psql (Debian's postgresql-15 client) and
-//! tokio-postgres's simple query protocol. Tables come with the SQL issue; these cover
-//! start-up, parameters, statements without tables, errors with their SQLSTATE, and that a
-//! bad client never takes the server down.
+//! tokio-postgres's simple query protocol. These cover start-up, parameters, statements
+//! without tables, errors with their SQLSTATE, and that a bad client never takes the server
+//! down; tables, the extended query protocol, psycopg and pgbench are in pg_clients.rs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -126,14 +126,25 @@ fn tokio_postgres_simple_queries_with_sqlstates() {
             error.code(),
             Some(&tokio_postgres::error::SqlState::NUMERIC_VALUE_OUT_OF_RANGE)
         );
+        // Tables work now; a type helios lacks is refused with 0A000.
+        client
+            .simple_query("CREATE TABLE t (a int PRIMARY KEY)")
+            .await
+            .unwrap();
         let error = client
-            .simple_query("CREATE TABLE t (a int)")
+            .simple_query("CREATE TABLE t2 (a int PRIMARY KEY, at timestamp)")
             .await
             .unwrap_err();
         assert_eq!(
             error.code(),
             Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
         );
+        // The extended protocol works (it was refused with 0A000 before tables).
+        let row = client
+            .query_one("SELECT $1::int4 + 1", &[&41i32])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i32>(0), 42);
         // The connection is still usable after errors.
         assert!(client.simple_query("SELECT 1").await.is_ok());
     });

@@ -92,21 +92,39 @@ enum Phase {
     Ready,
 }
 
+/// A parsed statement (Parse).
+#[derive(Clone)]
+struct Statement {
+    prepared: Rc<helios_sql::Prepared>,
+    /// A `DEALLOCATE`, run here rather than in `helios_sql`: the prepared statements it
+    /// drops are this connection's.
+    deallocate: Option<Deallocate>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Deallocate {
+    All,
+    Name(String),
+}
+
 /// A bound statement (Bind), with its result when it has run.
 struct Portal {
     prepared: Rc<helios_sql::Prepared>,
+    deallocate: Option<Deallocate>,
     params: Vec<Option<String>>,
     /// Result format per column (already expanded from Bind's codes).
     formats: Vec<i16>,
     /// After the first Execute of a row-returning statement: the rows not sent yet.
     pending: Option<PendingRows>,
+    /// Ran to completion without returning rows: another Execute is refused (55000), as in
+    /// PostgreSQL, rather than running the statement (an INSERT, say) a second time.
+    done: bool,
 }
 
 struct PendingRows {
     rows: std::vec::IntoIter<Vec<Option<String>>>,
     columns: Vec<helios_sql::Column>,
     tag: String,
-    sent: u64,
 }
 
 struct PgConn {
@@ -116,7 +134,7 @@ struct PgConn {
     ctx: DecodeContext,
     session: Option<helios_sql::Session>,
     cluster: ShardCluster,
-    statements: HashMap<String, Rc<helios_sql::Prepared>>,
+    statements: HashMap<String, Statement>,
     portals: HashMap<String, Portal>,
     /// After an error in an extended-query sequence: skip messages until Sync.
     discard_until_sync: bool,
@@ -160,13 +178,13 @@ impl PgConn {
         let mut buf = BytesMut::new();
         loop {
             loop {
-                let message = match PgWireFrontendMessage::decode(&mut buf, &self.ctx) {
+                let message = match self.decode_next(&mut buf) {
                     Ok(Some(message)) => message,
                     Ok(None) => break,
-                    Err(error) => {
-                        self.error("08P01", &format!("invalid message: {error}"));
+                    Err(reason) => {
+                        self.error("08P01", &reason);
                         connection.write_all(&self.out).await?;
-                        return Err(PgConnError::Protocol(error.to_string()));
+                        return Err(PgConnError::Protocol(reason));
                     }
                 };
                 let keep_going = self.handle(message, connection).await?;
@@ -182,6 +200,53 @@ impl PgConn {
             if let ReadOutcome::Eof = connection.read(&mut buf).await {
                 return Err(PgConnError::Closed);
             }
+        }
+    }
+
+    /// The next complete message in `buf`, or None until more bytes arrive; Err (a protocol
+    /// violation, 08P01) ends the connection.
+    ///
+    /// pgwire's decoders read from the buffer they are given without checking the declared
+    /// length: a Bind whose counts claim more than its body holds reads on into the next
+    /// pipelined message, or panics (taking the shard's executor down) at the end of the
+    /// buffer, and a length below 4 underflows. So, as PostgreSQL does ("invalid message
+    /// length", "invalid message format"): a length below the header is refused, a message
+    /// is cut out of `buf` by its length and decoded on its own, it must use exactly its
+    /// bytes, and a panic in a decoder is caught.
+    fn decode_next(&self, buf: &mut BytesMut) -> Result<Option<PgWireFrontendMessage>, String> {
+        let decode = |buf: &mut BytesMut| match std::panic::catch_unwind(
+            std::panic::AssertUnwindSafe(|| PgWireFrontendMessage::decode(buf, &self.ctx)),
+        ) {
+            Ok(result) => result.map_err(|e| format!("invalid message: {e}")),
+            Err(_) => Err("invalid message format".to_string()),
+        };
+        if let Phase::Startup = self.phase {
+            // No type byte; pgwire peeks at a startup packet without consuming it (SSL
+            // negotiation), so it reads `buf` itself.
+            if buf.len() >= 4 && i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) < 8 {
+                return Err("invalid length of startup packet".to_string());
+            }
+            return decode(buf);
+        }
+        if buf.len() < 5 {
+            return Ok(None);
+        }
+        let length = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        if length < 4 {
+            return Err("invalid message length".to_string());
+        }
+        let total = 1 + length as usize;
+        if buf.len() < total {
+            // pgwire refuses a length over the type's limit without waiting for the body.
+            return decode(buf);
+        }
+        let mut frame = buf.split_to(total);
+        if !frame_well_formed(&frame) {
+            return Err("invalid message format".to_string());
+        }
+        match decode(&mut frame)? {
+            Some(message) if frame.is_empty() => Ok(Some(message)),
+            _ => Err("invalid message format".to_string()),
         }
     }
 
@@ -256,6 +321,11 @@ impl PgConn {
                 }
                 if let Err(error) = self.extended(message, connection).await? {
                     self.sql_error(&error);
+                    // Any error fails a transaction block, as in PostgreSQL: Parse, Bind and
+                    // Describe errors too, not only those of the statement's execution.
+                    if let Some(session) = self.session.as_mut() {
+                        session.statement_failed();
+                    }
                     self.discard_until_sync = true;
                 }
             }
@@ -306,15 +376,31 @@ impl PgConn {
             ));
         }
         let session = self.session.as_ref().expect("a session once ready");
-        let prepared = helios_sql::prepare(session, &self.cluster, &parse.query, &parse.type_oids)?;
-        self.statements.insert(name, Rc::new(prepared));
+        let deallocate = deallocate_target(&parse.query);
+        // A DEALLOCATE is described as the empty statement: no parameters, NoData.
+        let sql = if deallocate.is_some() {
+            ""
+        } else {
+            &parse.query
+        };
+        let prepared = helios_sql::prepare(session, &self.cluster, sql, &parse.type_oids)?;
+        self.statements.insert(
+            name,
+            Statement {
+                prepared: Rc::new(prepared),
+                deallocate,
+            },
+        );
         self.send(PgWireBackendMessage::ParseComplete(ParseComplete::new()));
         Ok(())
     }
 
     fn bind(&mut self, bind: Bind) -> PgResult<()> {
         let statement_name = bind.statement_name.unwrap_or_default();
-        let prepared = self
+        let Statement {
+            prepared,
+            deallocate,
+        } = self
             .statements
             .get(&statement_name)
             .cloned()
@@ -374,9 +460,11 @@ impl PgConn {
             portal_name,
             Portal {
                 prepared,
+                deallocate,
                 params,
                 formats,
                 pending: None,
+                done: false,
             },
         );
         self.send(PgWireBackendMessage::BindComplete(BindComplete::new()));
@@ -387,12 +475,16 @@ impl PgConn {
         let name = describe.name.unwrap_or_default();
         match describe.target_type {
             b'S' => {
-                let prepared = self.statements.get(&name).cloned().ok_or_else(|| {
-                    helios_sql::SqlError::new(
-                        "26000",
-                        format!("prepared statement \"{name}\" does not exist"),
-                    )
-                })?;
+                let prepared = self
+                    .statements
+                    .get(&name)
+                    .map(|s| s.prepared.clone())
+                    .ok_or_else(|| {
+                        helios_sql::SqlError::new(
+                            "26000",
+                            format!("prepared statement \"{name}\" does not exist"),
+                        )
+                    })?;
                 self.send(PgWireBackendMessage::ParameterDescription(
                     ParameterDescription::new(prepared.param_types.clone()),
                 ));
@@ -437,6 +529,19 @@ impl PgConn {
                 format!("portal \"{name}\" does not exist"),
             )));
         };
+        if portal.done {
+            self.portals.insert(name.clone(), portal);
+            return Ok(Err(helios_sql::SqlError::new(
+                "55000",
+                format!("portal \"{name}\" cannot be run"),
+            )));
+        }
+        if let (None, Some(deallocate)) = (&portal.pending, &portal.deallocate) {
+            let result = self.deallocate(deallocate);
+            portal.done = result.is_ok();
+            self.portals.insert(name, portal);
+            return Ok(result);
+        }
         if portal.pending.is_none() {
             let session = self.session.as_mut().expect("a session once ready");
             session.cancel_flag().reset();
@@ -454,12 +559,12 @@ impl PgConn {
                         rows: rows.into_iter(),
                         columns,
                         tag,
-                        sent: 0,
                     });
                 }
                 Ok(other) => {
                     self.statement_done(other);
-                    // A finished portal stays (empty) until closed or the transaction ends.
+                    // A finished portal stays until closed or the transaction ends.
+                    portal.done = true;
                     self.portals.insert(name, portal);
                     return Ok(Ok(()));
                 }
@@ -482,13 +587,13 @@ impl PgConn {
             sent_now += 1;
             self.flush_if_large(connection).await?;
         }
-        pending.sent += sent_now;
         if pending.rows.len() > 0 {
             self.send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()));
         } else {
-            // "SELECT n" counts every row the portal returned, across Executes.
+            // As PostgreSQL's: "SELECT n" counts the rows this Execute returned (the last
+            // batch of a portal read with a row limit; 0 once it is exhausted).
             let tag = if pending.tag.starts_with("SELECT") {
-                format!("SELECT {}", pending.sent)
+                format!("SELECT {sent_now}")
             } else {
                 pending.tag.clone()
             };
@@ -498,6 +603,37 @@ impl PgConn {
         }
         self.portals.insert(name, portal);
         Ok(Ok(()))
+    }
+
+    /// `DEALLOCATE name` / `DEALLOCATE ALL`: drops this connection's prepared statements
+    /// (ALL leaves the unnamed one, as PostgreSQL's).
+    fn deallocate(&mut self, target: &Deallocate) -> PgResult<()> {
+        let session = self.session.as_mut().expect("a session once ready");
+        if session.transaction_state() == helios_sql::TransactionState::Failed {
+            return Err(helios_sql::SqlError::new(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let tag = match target {
+            Deallocate::All => {
+                self.statements.retain(|name, _| name.is_empty());
+                "DEALLOCATE ALL"
+            }
+            Deallocate::Name(name) => {
+                if name.is_empty() || self.statements.remove(name).is_none() {
+                    return Err(helios_sql::SqlError::new(
+                        "26000",
+                        format!("prepared statement \"{name}\" does not exist"),
+                    ));
+                }
+                "DEALLOCATE"
+            }
+        };
+        self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+            tag.to_string(),
+        )));
+        Ok(())
     }
 
     fn close(&mut self, close: Close) {
@@ -586,6 +722,15 @@ impl PgConn {
         sql: &str,
         connection: &Connection,
     ) -> Result<(), PgConnError> {
+        if let Some(target) = deallocate_target(sql) {
+            if let Err(error) = self.deallocate(&target) {
+                self.sql_error(&error);
+                if let Some(session) = self.session.as_mut() {
+                    session.statement_failed();
+                }
+            }
+            return Ok(());
+        }
         let session = self.session.as_mut().expect("a session once ready");
         session.cancel_flag().reset();
         let results = helios_sql::execute_simple(session, &self.cluster, sql).await;
@@ -673,6 +818,12 @@ impl PgConn {
             Some(helios_sql::TransactionState::Failed) => TransactionStatus::Error,
             _ => TransactionStatus::Idle,
         };
+        if let TransactionStatus::Idle = status {
+            // Portals end with their transaction (the implicit one of a Sync or a simple
+            // query too), as in PostgreSQL: kept, they would pile up to the per-connection
+            // limit for clients that never Close them.
+            self.portals.clear();
+        }
         self.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
             status,
         )));
@@ -742,6 +893,105 @@ impl PgConn {
     }
 }
 
+/// Whether a whole frontend message (type, length, body) holds the fields its type declares,
+/// within its length: checked before pgwire decodes it, whose decoders would panic reading
+/// past the end instead (the catch in `decode_next` is the backstop).
+fn frame_well_formed(frame: &[u8]) -> bool {
+    struct Fields<'a>(&'a [u8]);
+    impl Fields<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            if self.0.len() < n {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+        fn cstring(&mut self) -> Option<()> {
+            let end = self.0.iter().position(|&b| b == 0)?;
+            self.take(end + 1).map(|_| ())
+        }
+        fn i16(&mut self) -> Option<i16> {
+            self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take(4)
+                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        fn count(&mut self) -> Option<usize> {
+            usize::try_from(self.i16()?).ok()
+        }
+    }
+    let mut f = Fields(&frame[5..]);
+    let complete = match frame[0] {
+        b'Q' | b'f' => f.cstring(),
+        b'P' => (|| {
+            f.cstring()?;
+            f.cstring()?;
+            let n = f.count()?;
+            f.take(n * 4).map(|_| ())
+        })(),
+        b'B' => (|| {
+            f.cstring()?;
+            f.cstring()?;
+            let n = f.count()?;
+            f.take(n * 2)?;
+            for _ in 0..f.count()? {
+                let len = f.i32()?;
+                if len >= 0 {
+                    f.take(len as usize)?;
+                } else if len != -1 {
+                    return None;
+                }
+            }
+            let n = f.count()?;
+            f.take(n * 2).map(|_| ())
+        })(),
+        b'E' => (|| {
+            f.cstring()?;
+            f.i32().map(|_| ())
+        })(),
+        b'D' | b'C' => (|| {
+            f.take(1)?;
+            f.cstring()
+        })(),
+        _ => Some(()),
+    };
+    complete.is_some()
+}
+
+/// The target of a query that is exactly one `DEALLOCATE [PREPARE] {name | ALL}` (what
+/// psycopg and libpq-based drivers send to drop their prepared statements), else None.
+fn deallocate_target(sql: &str) -> Option<Deallocate> {
+    let sql = sql.trim().trim_end_matches(';').trim_end();
+    let mut words = sql.split_ascii_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("deallocate") {
+        return None;
+    }
+    let mut word = words.next()?;
+    if word.eq_ignore_ascii_case("prepare") {
+        word = words.next()?;
+    }
+    if words.next().is_some() {
+        return None;
+    }
+    if word.eq_ignore_ascii_case("all") {
+        return Some(Deallocate::All);
+    }
+    if let Some(quoted) = word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+        if quoted.is_empty() || quoted.replace("\"\"", "").contains('"') {
+            return None;
+        }
+        return Some(Deallocate::Name(quoted.replace("\"\"", "\"")));
+    }
+    let plain = word.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    // An unquoted identifier is folded to lower case.
+    plain.then(|| Deallocate::Name(word.to_lowercase()))
+}
+
 /// Bind's format codes for `count` values: none (all text), one (for all), or one each.
 fn expand_formats(codes: &[i16], count: usize, what: &str) -> PgResult<Vec<i16>> {
     let formats = match codes {
@@ -772,6 +1022,7 @@ fn param_text(oid: u32, format: i16, bytes: &[u8], index: usize) -> PgResult<Str
         return pgbinary::binary_to_text(oid, bytes).map_err(|e| {
             let code = match e {
                 pgbinary::BinaryError::Malformed => "22P03",
+                pgbinary::BinaryError::Insufficient => "08P01",
                 _ => "42883",
             };
             helios_sql::SqlError::new(code, format!("{e} ${}", index + 1))
@@ -849,4 +1100,79 @@ fn rand_secret(pid: i32) -> i32 {
         .unwrap_or(0);
     (xxhash_rust::xxh3::xxh3_64(&[pid.to_le_bytes(), nanos.to_le_bytes()].concat()) as i32)
         & i32::MAX
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deallocate_statements_are_recognised() {
+        let name = |n: &str| Some(Deallocate::Name(n.to_string()));
+        assert_eq!(deallocate_target("DEALLOCATE ALL"), Some(Deallocate::All));
+        assert_eq!(
+            deallocate_target(" deallocate prepare all ; "),
+            Some(Deallocate::All)
+        );
+        assert_eq!(deallocate_target("DEALLOCATE _pg3_0"), name("_pg3_0"));
+        assert_eq!(deallocate_target("Deallocate Prepare S1;"), name("s1"));
+        assert_eq!(
+            deallocate_target("DEALLOCATE \"My\"\"Stmt\""),
+            name("My\"Stmt")
+        );
+        for other in [
+            "DEALLOCATE",
+            "DEALLOCATE a b",
+            "DEALLOCATE \"\"",
+            "DEALLOCATE 1x",
+            "SELECT 1",
+            "DEALLOCATE a; SELECT 1",
+        ] {
+            assert_eq!(deallocate_target(other), None, "{other}");
+        }
+    }
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn frames_must_hold_their_fields() {
+        assert!(frame_well_formed(&frame(b'S', b"")));
+        assert!(frame_well_formed(&frame(b'Q', b"SELECT 1\0")));
+        assert!(!frame_well_formed(&frame(b'Q', b"SELECT 1")));
+        // Bind: portal, statement, 1 format, 1 parameter of 4 bytes, no result formats.
+        let bind = b"\0s\0\0\x01\0\x01\0\x01\0\0\0\x04abcd\0\0";
+        assert!(frame_well_formed(&frame(b'B', bind)));
+        for cut in 0..bind.len() {
+            assert!(
+                !frame_well_formed(&frame(b'B', &bind[..cut])),
+                "cut at {cut}"
+            );
+        }
+        assert!(frame_well_formed(&frame(
+            b'B',
+            b"\0\0\0\0\0\x01\xff\xff\xff\xff\0\0"
+        )));
+        assert!(!frame_well_formed(&frame(
+            b'B',
+            b"\0\0\0\0\0\x01\xff\xff\xff\xfe\0\0"
+        )));
+        assert!(frame_well_formed(&frame(
+            b'P',
+            b"\0SELECT $1\0\0\x01\0\0\0\x17"
+        )));
+        assert!(!frame_well_formed(&frame(
+            b'P',
+            b"\0SELECT $1\0\0\x02\0\0\0\x17"
+        )));
+        assert!(!frame_well_formed(&frame(b'P', b"\0SELECT $1\0\xff\xff")));
+        assert!(frame_well_formed(&frame(b'E', b"\0\0\0\0\x02")));
+        assert!(!frame_well_formed(&frame(b'E', b"\0\0\0")));
+        assert!(frame_well_formed(&frame(b'D', b"Sname\0")));
+        assert!(!frame_well_formed(&frame(b'C', b"S")));
+    }
 }

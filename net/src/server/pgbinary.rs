@@ -36,6 +36,9 @@ const NUMERIC_GROUPS_MAX: usize = 1 << 14;
 pub enum BinaryError {
     #[error("incorrect binary data format in bind parameter")]
     Malformed,
+    /// Fewer bytes than the type reads: PostgreSQL's `*recv` fail in pq_getmsg* (08P01).
+    #[error("insufficient data left in message for bind parameter")]
+    Insufficient,
     #[error("no binary input function available for type with OID {0}")]
     NoReceive(u32),
     #[error("no binary output function available for type with OID {0}")]
@@ -45,10 +48,10 @@ pub enum BinaryError {
 /// The text form of a binary value of type `oid`.
 pub fn binary_to_text(oid: u32, bytes: &[u8]) -> Result<String, BinaryError> {
     let fixed = |n: usize| -> Result<&[u8], BinaryError> {
-        if bytes.len() == n {
-            Ok(bytes)
-        } else {
-            Err(BinaryError::Malformed)
+        match bytes.len().cmp(&n) {
+            std::cmp::Ordering::Equal => Ok(bytes),
+            std::cmp::Ordering::Less => Err(BinaryError::Insufficient),
+            std::cmp::Ordering::Greater => Err(BinaryError::Malformed),
         }
     };
     Ok(match oid {
@@ -230,7 +233,7 @@ fn numeric_from_binary(bytes: &[u8]) -> Result<String, BinaryError> {
         bytes
             .get(i * 2..i * 2 + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or(BinaryError::Malformed)
+            .ok_or(BinaryError::Insufficient)
     };
     let ndigits = word(0)? as i16;
     let weight = word(1)? as i16 as i32;
@@ -239,8 +242,10 @@ fn numeric_from_binary(bytes: &[u8]) -> Result<String, BinaryError> {
     if ndigits < 0 || ndigits as usize > NUMERIC_GROUPS_MAX || dscale > NUMERIC_GROUPS_MAX {
         return Err(BinaryError::Malformed);
     }
-    if bytes.len() != 8 + 2 * ndigits as usize {
-        return Err(BinaryError::Malformed);
+    match bytes.len().cmp(&(8 + 2 * ndigits as usize)) {
+        std::cmp::Ordering::Less => return Err(BinaryError::Insufficient),
+        std::cmp::Ordering::Greater => return Err(BinaryError::Malformed),
+        std::cmp::Ordering::Equal => {}
     }
     match sign {
         NUMERIC_NAN => return Ok("NaN".to_string()),
@@ -335,10 +340,22 @@ mod tests {
     fn malformed_binary_is_an_error_not_a_panic() {
         assert_eq!(
             binary_to_text(OID_INT4, &[1, 2]),
+            Err(BinaryError::Insufficient)
+        );
+        assert_eq!(
+            binary_to_text(OID_INT4, &[1, 2, 3, 4, 5]),
             Err(BinaryError::Malformed)
         );
         assert_eq!(
             binary_to_text(OID_NUMERIC, &[0, 5, 0, 0]),
+            Err(BinaryError::Insufficient)
+        );
+        assert_eq!(
+            binary_to_text(OID_NUMERIC, &[0, 1, 0, 0, 0, 0, 0, 0]),
+            Err(BinaryError::Insufficient)
+        );
+        assert_eq!(
+            binary_to_text(OID_NUMERIC, &[0, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(BinaryError::Malformed)
         );
         assert_eq!(
