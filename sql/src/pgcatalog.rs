@@ -100,6 +100,15 @@ struct TableInfo {
     table: Arc<Table>,
 }
 
+/// A secondary index: its OID (`16384 + 2 * id`, as for tables: ids are unique across the
+/// catalog), its table's position in `Snapshot::tables`, and its definition.
+#[derive(Debug)]
+struct IndexInfo {
+    oid: i64,
+    table: usize,
+    def: crate::catalog::IndexDef,
+}
+
 /// What the catalog relations and functions see for one statement: the catalog and the
 /// session's user, database, search path and settings.
 #[derive(Debug)]
@@ -111,8 +120,13 @@ pub(crate) struct Snapshot {
     databases: Vec<(i64, String)>,
     schemas: Vec<SchemaInfo>,
     tables: Vec<TableInfo>,
-    /// Table and primary key index OIDs → (position in `tables`, is the index).
+    /// Secondary indexes (CREATE INDEX).
+    indexes: Vec<IndexInfo>,
+    /// Table and primary key index OIDs → (position in `tables`, is the index); secondary
+    /// index OIDs are in `index_by_oid`.
     by_oid: HashMap<i64, (usize, bool)>,
+    /// Secondary index OID → position in `indexes`.
+    index_by_oid: HashMap<i64, usize>,
     /// (schema, relation name) → OID, for tables and their primary key indexes.
     by_name: HashMap<(String, String), i64>,
     params: Vec<(String, String)>,
@@ -145,6 +159,7 @@ impl Snapshot {
             name: "pg_catalog".to_string(),
         }];
         let mut tables = Vec::new();
+        let mut pending_indexes = Vec::new();
         if let Some(db) = catalog.database(&database) {
             for (name, schema) in &db.schemas {
                 let oid = if name == DEFAULT_SCHEMA {
@@ -163,6 +178,7 @@ impl Snapshot {
                         table: table.clone(),
                     });
                 }
+                pending_indexes.extend(schema.indexes.values().map(|i| (name.clone(), i.clone())));
             }
         }
         schemas.push(SchemaInfo {
@@ -182,6 +198,20 @@ impl Snapshot {
                     .or_insert(pkey_oid(tb.id));
             }
         }
+        let mut indexes = Vec::new();
+        let mut index_by_oid = HashMap::new();
+        for (schema, def) in pending_indexes {
+            let Some(&table_oid) = by_name.get(&(schema.clone(), def.table.clone())) else {
+                continue;
+            };
+            let Some(&(table, false)) = by_oid.get(&table_oid) else {
+                continue;
+            };
+            let oid = object_oid(def.id);
+            by_name.entry((schema, def.name.clone())).or_insert(oid);
+            index_by_oid.insert(oid, indexes.len());
+            indexes.push(IndexInfo { oid, table, def });
+        }
         Snapshot {
             user,
             database,
@@ -189,7 +219,9 @@ impl Snapshot {
             databases,
             schemas,
             tables,
+            indexes,
             by_oid,
+            index_by_oid,
             by_name,
             params: session.all_parameters(),
         }
@@ -228,6 +260,11 @@ impl Snapshot {
             (t.table.schema.clone(), t.table.name.clone())
         } else if let Some(t) = self.table_by_index_oid(oid) {
             (t.table.schema.clone(), t.table.pkey_name())
+        } else if let Some(i) = self.secondary_index(oid) {
+            (
+                self.tables[i.table].table.schema.clone(),
+                i.def.name.clone(),
+            )
         } else {
             return false;
         };
@@ -257,6 +294,14 @@ impl Snapshot {
             .or_else(|| {
                 self.table_by_index_oid(oid)
                     .map(|t| (t.table.schema.clone(), t.table.pkey_name()))
+            })
+            .or_else(|| {
+                self.secondary_index(oid).map(|i| {
+                    (
+                        self.tables[i.table].table.schema.clone(),
+                        i.def.name.clone(),
+                    )
+                })
             });
         match found {
             Some((schema, name)) if self.relation_visible(oid) => {
@@ -306,7 +351,35 @@ impl Snapshot {
 
     /// `pg_get_indexdef(oid, column, ..)`: the CREATE INDEX statement, or with a column
     /// number (1-based) just that key column.
+    fn secondary_index(&self, oid: i64) -> Option<&IndexInfo> {
+        self.index_by_oid.get(&oid).map(|&i| &self.indexes[i])
+    }
+
     fn index_def(&self, oid: i64, column: i64) -> Option<String> {
+        if let Some(i) = self.secondary_index(oid) {
+            let table = &self.tables[i.table].table;
+            if column > 0 {
+                let key = usize::try_from(column - 1)
+                    .ok()
+                    .and_then(|k| i.def.columns.get(k));
+                return Some(
+                    key.map_or_else(String::new, |&c| quote_ident(&table.columns[c].name)),
+                );
+            }
+            let cols: Vec<String> = i
+                .def
+                .columns
+                .iter()
+                .map(|&c| quote_ident(&table.columns[c].name))
+                .collect();
+            return Some(format!(
+                "CREATE INDEX {} ON {}.{} USING btree ({})",
+                quote_ident(&i.def.name),
+                quote_ident(&table.schema),
+                quote_ident(&table.name),
+                cols.join(", ")
+            ));
+        }
         let t = self.table_by_index_oid(oid)?;
         if column > 0 {
             // Past the last key column PostgreSQL answers an empty string.
@@ -648,9 +721,46 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
     let mut rows = Vec::new();
     match rel {
         "pg_class" => {
+            for index in &s.indexes {
+                let ti = &s.tables[index.table];
+                rows.push(vec![
+                    o(index.oid),
+                    t(&index.def.name),
+                    o(ti.nsp),
+                    o(0),
+                    o(0),
+                    o(SUPERUSER_OID),
+                    o(BTREE_AM),
+                    o(index.oid),
+                    o(0),
+                    Datum::Int(1),
+                    Datum::Float(0.0),
+                    Datum::Int(0),
+                    o(0),
+                    b(false),
+                    b(false),
+                    t("p"),
+                    t("i"),
+                    Datum::Int(index.def.columns.len() as i64),
+                    Datum::Int(0),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(true),
+                    t("n"),
+                    b(false),
+                    o(0),
+                    NULL,
+                    NULL,
+                    NULL,
+                ]);
+            }
             for ti in &s.tables {
                 let tb = &ti.table;
-                let has_pk = !tb.primary_key.is_empty();
+                let has_pk = !tb.primary_key.is_empty()
+                    || s.indexes.iter().any(|i| s.tables[i.table].oid == ti.oid);
                 rows.push(vec![
                     o(ti.oid),
                     t(&tb.name),
@@ -805,6 +915,39 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             }
         }
         "pg_index" => {
+            for index in &s.indexes {
+                let n = index.def.columns.len() as i64;
+                let key: Vec<String> = index
+                    .def
+                    .columns
+                    .iter()
+                    .map(|i| (i + 1).to_string())
+                    .collect();
+                let zeros = vec!["0"; index.def.columns.len()].join(" ");
+                rows.push(vec![
+                    o(index.oid),
+                    o(s.tables[index.table].oid),
+                    Datum::Int(n),
+                    Datum::Int(n),
+                    b(index.def.unique),
+                    b(false),
+                    b(false),
+                    b(false),
+                    b(true),
+                    b(false),
+                    b(true),
+                    b(false),
+                    b(true),
+                    b(true),
+                    b(false),
+                    t(&key.join(" ")),
+                    t(&zeros),
+                    t(&zeros),
+                    t(&zeros),
+                    NULL,
+                    NULL,
+                ]);
+            }
             for ti in &s.tables {
                 let tb = &ti.table;
                 if tb.primary_key.is_empty() {

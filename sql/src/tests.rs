@@ -617,6 +617,10 @@ fn indexes_and_views_live_in_the_catalog() {
             ("CREATE INDEX IF NOT EXISTS ti ON t (y)", "CREATE INDEX "),
             ("CREATE INDEX ON t (y)", "CREATE INDEX "),
             (
+                "SELECT c.relname, c.relkind, pg_get_indexdef(i.indexrelid) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid ORDER BY 1",
+                "relname:19,relkind:25,pg_get_indexdef:25 => t_y_idx|i|CREATE INDEX t_y_idx ON public.t USING btree (y) / ti|i|CREATE INDEX ti ON public.t USING btree (x) [SELECT 2]",
+            ),
+            (
                 "CREATE INDEX nope ON t (z)",
                 "ERR 42703 column \"z\" does not exist",
             ),
