@@ -161,9 +161,10 @@ mod tests {
         assert!(decode(&Bytes::from_static(&[0, 1, 2])).is_err());
         assert!(decode(&Bytes::from_static(&[9, 0])).is_err());
         let filter = expiry_filter(|| 100);
-        assert!(filter(b"k", &stored));
-        assert!(!filter(b"k", &forever));
+        let key = storage_key(0, b"k");
+        assert!(filter(&key, &stored));
+        assert!(!filter(&key, &forever));
         let (later, _) = encode_string(b"x", Some(100));
-        assert!(!filter(b"k", &later));
+        assert!(!filter(&key, &later));
     }
 }
