@@ -178,7 +178,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
         keep(iter.key(), iter.value(), &mut out)?;
         iter.next().await.map_err(storage_error)?;
         seen += 1;
-        if seen % 1024 == 0 {
+        if seen.is_multiple_of(1024) {
             req.env.check_cancelled()?;
             rt.yield_if_needed().await;
         }

@@ -204,7 +204,7 @@ impl<'a> Executor<'a> {
         let count = if (s > 0 && a > b) || (s < 0 && a < b) {
             0
         } else {
-            ((i128::from(b) - i128::from(a)) / i128::from(s) + 1) as i128
+            (i128::from(b) - i128::from(a)) / i128::from(s) + 1
         };
         if count > i128::from(SERIES_ROWS_MAX) {
             return Err(SqlError::new(

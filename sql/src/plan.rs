@@ -160,7 +160,7 @@ impl Plan {
     pub(crate) fn for_each_expr(&self, f: &mut dyn FnMut(&Bound)) {
         match self {
             Plan::Unit | Plan::Fetch(_) => {}
-            Plan::Values(rows) => rows.iter().flatten().for_each(|b| f(b)),
+            Plan::Values(rows) => rows.iter().flatten().for_each(&mut *f),
             Plan::Series { start, stop, step } => {
                 f(start);
                 f(stop);
@@ -174,7 +174,7 @@ impl Plan {
             }
             Plan::Project(input, exprs) => {
                 input.for_each_expr(f);
-                exprs.iter().for_each(|b| f(b));
+                exprs.iter().for_each(&mut *f);
             }
             Plan::Join {
                 left,
@@ -186,7 +186,7 @@ impl Plan {
             } => {
                 left.for_each_expr(f);
                 right.for_each_expr(f);
-                left_keys.iter().chain(right_keys).for_each(|b| f(b));
+                left_keys.iter().chain(right_keys).for_each(&mut *f);
                 if let Some(r) = residual {
                     f(r);
                 }
@@ -197,7 +197,7 @@ impl Plan {
                 calls,
             } => {
                 input.for_each_expr(f);
-                groups.iter().for_each(|b| f(b));
+                groups.iter().for_each(&mut *f);
                 for c in calls {
                     if let Some(a) = &c.arg {
                         f(a);
@@ -217,7 +217,7 @@ impl Plan {
                 offset,
             } => {
                 input.for_each_expr(f);
-                limit.iter().chain(offset.iter()).for_each(|b| f(b));
+                limit.iter().chain(offset.iter()).for_each(&mut *f);
             }
             Plan::Distinct(input) | Plan::Truncate(input, _) => input.for_each_expr(f),
             Plan::SetOp { left, right, .. } => {
@@ -230,13 +230,6 @@ impl Plan {
     /// Columns of the row `depth` levels out that this plan reads.
     pub(crate) fn outer_columns_read(&self, depth: usize, out: &mut Vec<usize>) {
         self.for_each_expr(&mut |b| b.outer_columns_read(depth, out));
-    }
-
-    /// Whether the plan reads any enclosing row (a correlated subquery).
-    pub(crate) fn is_correlated(&self) -> bool {
-        let mut cols = Vec::new();
-        self.outer_columns_read(1, &mut cols);
-        !cols.is_empty()
     }
 }
 
@@ -705,7 +698,7 @@ impl<'a> Planner<'a> {
             || projection_has_agg
             || s.having.is_some()
             || order_by.iter().any(|o| expr::contains_aggregate(&o.expr));
-        let (names, exprs, sort_keys, plan, distinct_ok_scope) = if aggregated {
+        let (names, exprs, sort_keys, plan, ()) = if aggregated {
             self.plan_aggregated(s, group_exprs, order_by, plan, &scope)?
         } else {
             let binder = self.binder(Some(&scope));
@@ -720,7 +713,6 @@ impl<'a> Planner<'a> {
             )?;
             (names, exprs, sort_keys, plan, ())
         };
-        let _ = distinct_ok_scope;
         let width = names.len();
         let columns: Vec<Column> = names
             .into_iter()

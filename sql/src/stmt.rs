@@ -725,6 +725,9 @@ pub(crate) async fn run_insert<C: Cluster>(
     )
 }
 
+/// DO UPDATE's SET list and WHERE.
+type DoUpdate = (Vec<(usize, SetValue)>, Option<Bound>);
+
 /// ON CONFLICT ... DO UPDATE: its SET list and WHERE, bound over the existing row (named by
 /// the table or its alias) followed by the proposed one (`excluded`). The conflict target
 /// must be the primary key, the one unique constraint helios has.
@@ -734,7 +737,7 @@ fn bind_do_update(
     alias: Option<String>,
     on_conflict: &ast::OnConflict,
     du: &ast::DoUpdate,
-) -> Result<(Vec<(usize, SetValue)>, Option<Bound>), SqlError> {
+) -> Result<DoUpdate, SqlError> {
     let no_arbiter = || {
         SqlError::new(
             "42P10",
