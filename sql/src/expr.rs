@@ -46,6 +46,7 @@ pub(crate) enum Cmp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Func {
     Version,
+    BackendPid,
     CurrentDatabase,
     CurrentUser,
     CurrentSchema,
@@ -796,6 +797,7 @@ impl<'a> Binder<'a> {
         let textual = |t: &SqlType| t.is_string() || *t == SqlType::Unknown;
         let func = match (name.as_str(), arg_types.as_slice()) {
             ("version", []) => Some(Func::Version),
+            ("pg_backend_pid", []) => Some(Func::BackendPid),
             ("current_database", []) => Some(Func::CurrentDatabase),
             ("current_schema", []) => Some(Func::CurrentSchema),
             ("length" | "char_length" | "character_length", [t]) if textual(t) => {
@@ -827,6 +829,7 @@ impl<'a> Binder<'a> {
         let ty = match func {
             Func::Version | Func::Upper | Func::Lower => SqlType::Text,
             Func::CurrentDatabase | Func::CurrentUser | Func::CurrentSchema => SqlType::Name,
+            Func::BackendPid => SqlType::Int4,
             Func::Length => SqlType::Int4,
             // abs(unknown) resolves to the numeric category's preferred type, float8.
             Func::Abs => {
@@ -1102,6 +1105,7 @@ pub(crate) struct Env {
     pub(crate) params: Vec<Datum>,
     /// Set when the client cancels the statement (CancelRequest); long loops check it.
     pub(crate) cancel: crate::session::CancelFlag,
+    pub(crate) backend_pid: i32,
 }
 
 impl Env {
@@ -1112,6 +1116,7 @@ impl Env {
             float_digits: session.extra_float_digits(),
             params: Vec::new(),
             cancel: session.cancel_flag(),
+            backend_pid: session.backend_pid(),
         }
     }
 
@@ -1439,6 +1444,7 @@ fn call(f: Func, args: &[Bound], cx: &Eval) -> Result<Datum, SqlError> {
     let s = cx.env;
     Ok(match (f, values.as_slice()) {
         (Func::Version, _) => Datum::Text(VERSION_TEXT.to_string()),
+        (Func::BackendPid, _) => Datum::Int(i64::from(s.backend_pid)),
         (Func::CurrentDatabase, _) => Datum::Text(s.database.clone()),
         (Func::CurrentUser, _) => Datum::Text(s.user.clone()),
         (Func::CurrentSchema, _) => Datum::Text("public".to_string()),

@@ -101,6 +101,13 @@ pub async fn execute_simple<C: Cluster>(
             format!("query string is longer than {QUERY_BYTES_MAX} bytes"),
         ))];
     }
+    if let Some(tables) = vacuum_tables(sql) {
+        let r = run_maintenance(session, cluster, "VACUUM", &tables);
+        if r.is_err() {
+            session.statement_failed();
+        }
+        return vec![r];
+    }
     let statements = match parse(sql) {
         Ok(s) => s,
         Err(e) => {
@@ -441,6 +448,13 @@ async fn execute<C: Cluster>(
             )
             .await
         }
+        S::Analyze(a) => {
+            let tables = match &a.table_name {
+                Some(name) => vec![object_name(name).to_lowercase()],
+                None => Vec::new(),
+            };
+            run_maintenance(session, cluster, "ANALYZE", &tables)
+        }
         S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => {
             stmt::run_transaction_control(session, statement)
         }
@@ -465,6 +479,77 @@ async fn execute<C: Cluster>(
         }
         other => Err(not_supported(statement_kind(other))),
     }
+}
+
+/// sqlparser cannot parse PostgreSQL's VACUUM (pgbench sends `vacuum analyze t`), so a query
+/// string that is one VACUUM is recognized here: `VACUUM [options] [table [, ...]]`, options
+/// being FULL, FREEZE, VERBOSE, ANALYZE or a parenthesized list. Returns the table names
+/// (lower-cased unless quoted), or None when the string is not a VACUUM.
+fn vacuum_tables(sql: &str) -> Option<Vec<String>> {
+    let body = sql.trim().trim_end_matches(';').trim();
+    let first = body.split_ascii_whitespace().next()?;
+    if !first.eq_ignore_ascii_case("vacuum") {
+        return None;
+    }
+    let mut rest = body[first.len()..].trim_start();
+    if rest.starts_with('(') {
+        let close = rest.find(')')?;
+        rest = rest[close + 1..].trim_start();
+    }
+    loop {
+        let word = rest.split_ascii_whitespace().next().unwrap_or("");
+        let is_option = ["full", "freeze", "verbose", "analyze", "analyse"]
+            .iter()
+            .any(|o| word.eq_ignore_ascii_case(o));
+        if !is_option {
+            break;
+        }
+        rest = rest[word.len()..].trim_start();
+    }
+    let mut tables = Vec::new();
+    for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let name = match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => part.to_lowercase(),
+        };
+        tables.push(name);
+    }
+    Some(tables)
+}
+
+/// VACUUM and ANALYZE: helios reclaims space by LSM compaction, continuously, and its planner
+/// keeps no statistics yet, so both have nothing to do beyond checking that the tables named
+/// exist (as PostgreSQL does, with 42P01).
+fn run_maintenance<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    tag: &str,
+    tables: &[String],
+) -> Result<StatementResult, SqlError> {
+    if tag == "VACUUM" && session.transaction != TransactionState::Idle {
+        return Err(SqlError::new(
+            "25001",
+            "VACUUM cannot run inside a transaction block",
+        ));
+    }
+    let catalog = cluster.catalog();
+    for name in tables {
+        let (schema, table) = match name.split_once('.') {
+            Some((s, t)) => (Some(s), t),
+            None => (None, name.as_str()),
+        };
+        if catalog.table(session.database(), schema, table).is_none() {
+            return Err(SqlError::new(
+                UNDEFINED_TABLE,
+                format!("relation \"{name}\" does not exist"),
+            ));
+        }
+    }
+    Ok(StatementResult::Command {
+        tag: tag.to_string(),
+        changed_parameters: Vec::new(),
+        notices: Vec::new(),
+    })
 }
 
 fn not_supported(what: impl std::fmt::Display) -> SqlError {

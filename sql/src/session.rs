@@ -144,6 +144,8 @@ pub struct Session {
     /// Statements that wrote inside the current transaction block (already applied).
     pub(crate) writes_in_block: u64,
     cancel: CancelFlag,
+    /// The process id the client was given in BackendKeyData (`pg_backend_pid()`).
+    backend_pid: i32,
 }
 
 /// A statement's cancellation flag, shared between the connection (which sets it on a
@@ -230,7 +232,16 @@ impl Session {
             transaction: TransactionState::Idle,
             writes_in_block: 0,
             cancel: CancelFlag::default(),
+            backend_pid: 0,
         }
+    }
+
+    pub fn set_backend_pid(&mut self, pid: i32) {
+        self.backend_pid = pid;
+    }
+
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
     }
 
     /// The flag that cancels this session's running statement.
@@ -347,7 +358,7 @@ impl Session {
     }
 
     /// `RESET ALL`.
-    pub(crate) fn reset_all(&mut self) -> Vec<ChangedParameter> {
+    pub fn reset_all(&mut self) -> Vec<ChangedParameter> {
         self.custom.clear();
         (0..PARAMS.len())
             .filter(|&i| !matches!(PARAMS[i].kind, Kind::ReadOnly))

@@ -1036,3 +1036,35 @@ fn catalog_relations_and_functions() {
         ],
     );
 }
+
+#[test]
+fn vacuum_and_analyze_check_their_tables() {
+    script(
+        2,
+        &[
+            ("CREATE TABLE t (id int PRIMARY KEY)", "CREATE TABLE "),
+            ("vacuum analyze t", "VACUUM "),
+            ("VACUUM", "VACUUM "),
+            ("VACUUM (VERBOSE, ANALYZE) t, public.t;", "VACUUM "),
+            (
+                "VACUUM nosuch",
+                "ERR 42P01 relation \"nosuch\" does not exist",
+            ),
+            ("ANALYZE t", "ANALYZE "),
+            (
+                "ANALYZE nosuch",
+                "ERR 42P01 relation \"nosuch\" does not exist",
+            ),
+            (
+                "SELECT pg_backend_pid()",
+                "pg_backend_pid:23 => 0 [SELECT 1]",
+            ),
+            ("BEGIN", "BEGIN "),
+            (
+                "VACUUM t",
+                "ERR 25001 VACUUM cannot run inside a transaction block",
+            ),
+            ("ROLLBACK", "ROLLBACK "),
+        ],
+    );
+}

@@ -235,3 +235,44 @@ fn a_long_scan_is_cancelled_by_a_cancel_request() {
         assert_eq!(row.get::<_, i64>(0), ROWS);
     });
 }
+
+#[test]
+fn discard_all_resets_the_session() {
+    let server = HeliosServer::start(ServerOpts::default());
+    runtime().block_on(async {
+        let client = connect(&server).await;
+        let statement = client.prepare("SELECT 1").await.expect("prepare");
+        client
+            .batch_execute("SET application_name = 'before'")
+            .await
+            .expect("set");
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pid")
+            .get(0);
+        assert!(pid > 0, "pg_backend_pid is the BackendKeyData pid");
+        client.batch_execute("DISCARD ALL").await.expect("discard");
+        let name = client
+            .simple_query("SHOW application_name")
+            .await
+            .expect("show");
+        let value = name.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        });
+        assert_eq!(value.as_deref(), Some(""));
+        let err = client
+            .query(&statement, &[])
+            .await
+            .expect_err("DISCARD ALL dropped the prepared statement");
+        assert_eq!(err.code().map(|c| c.code()), Some("26000"));
+        client.batch_execute("BEGIN").await.expect("begin");
+        let err = client
+            .batch_execute("DISCARD ALL")
+            .await
+            .expect_err("not inside a block");
+        assert_eq!(err.code().map(|c| c.code()), Some("25001"));
+        client.batch_execute("ROLLBACK").await.expect("rollback");
+    });
+}

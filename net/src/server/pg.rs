@@ -605,6 +605,30 @@ impl PgConn {
         Ok(Ok(()))
     }
 
+    /// `DISCARD ALL`: the session back to its state after start-up: parameters reset (each
+    /// change reported), prepared statements and portals dropped.
+    fn discard_all(&mut self) -> PgResult<()> {
+        let session = self.session.as_mut().expect("a session once ready");
+        if session.transaction_state() != helios_sql::TransactionState::Idle {
+            return Err(helios_sql::SqlError::new(
+                "25001",
+                "DISCARD ALL cannot run inside a transaction block",
+            ));
+        }
+        let changed = session.reset_all();
+        self.statements.clear();
+        self.portals.clear();
+        for (name, value) in changed {
+            self.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name, value,
+            )));
+        }
+        self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+            "DISCARD ALL".to_string(),
+        )));
+        Ok(())
+    }
+
     /// `DEALLOCATE name` / `DEALLOCATE ALL`: drops this connection's prepared statements
     /// (ALL leaves the unnamed one, as PostgreSQL's).
     fn deallocate(&mut self, target: &Deallocate) -> PgResult<()> {
@@ -680,6 +704,7 @@ impl PgConn {
             return false;
         }
         let mut session = helios_sql::Session::new(&user, &database);
+        session.set_backend_pid(self.pid);
         // Session parameters a client sends in the startup packet (application_name,
         // client_encoding, DateStyle, ...); PostgreSQL refuses a bad value with FATAL.
         for (name, value) in &startup.parameters {
@@ -722,6 +747,15 @@ impl PgConn {
         sql: &str,
         connection: &Connection,
     ) -> Result<(), PgConnError> {
+        if is_discard_all(sql) {
+            if let Err(error) = self.discard_all() {
+                self.sql_error(&error);
+                if let Some(session) = self.session.as_mut() {
+                    session.statement_failed();
+                }
+            }
+            return Ok(());
+        }
         if let Some(target) = deallocate_target(sql) {
             if let Err(error) = self.deallocate(&target) {
                 self.sql_error(&error);
@@ -962,6 +996,17 @@ fn frame_well_formed(frame: &[u8]) -> bool {
 
 /// The target of a query that is exactly one `DEALLOCATE [PREPARE] {name | ALL}` (what
 /// psycopg and libpq-based drivers send to drop their prepared statements), else None.
+/// Whether a simple query is exactly `DISCARD ALL` (other DISCARD forms go to the SQL layer,
+/// which refuses them).
+fn is_discard_all(sql: &str) -> bool {
+    let sql = sql.trim().trim_end_matches(';').trim_end();
+    let mut words = sql.split_ascii_whitespace();
+    matches!(
+        (words.next(), words.next(), words.next()),
+        (Some(d), Some(a), None) if d.eq_ignore_ascii_case("discard") && a.eq_ignore_ascii_case("all")
+    )
+}
+
 fn deallocate_target(sql: &str) -> Option<Deallocate> {
     let sql = sql.trim().trim_end_matches(';').trim_end();
     let mut words = sql.split_ascii_whitespace();
