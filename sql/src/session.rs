@@ -27,6 +27,9 @@ enum Kind {
     AppName,
     /// Only "on" is supported (backslash handling in literals depends on it).
     OnlyOn,
+    /// A duration in milliseconds: an integer with an optional unit (us, ms, s, min, h, d),
+    /// shown in the largest unit that divides it, as PostgreSQL shows time settings.
+    Millis,
 }
 
 struct ParamDef {
@@ -99,7 +102,7 @@ const PARAMS: &[ParamDef] = &[
     def("server_version_num", "160004", Kind::ReadOnly, false),
     def("session_authorization", "", Kind::ReadOnly, true),
     def("standard_conforming_strings", "on", Kind::OnlyOn, true),
-    def("statement_timeout", "0", Kind::Any, false),
+    def("statement_timeout", "0", Kind::Millis, false),
     def("TimeZone", "UTC", Kind::TimeZone, true),
     def(
         "transaction_isolation",
@@ -148,33 +151,89 @@ pub struct Session {
     backend_pid: i32,
 }
 
+/// Milliseconds in a time setting's text: `250`, `250ms`, `5s`, `1min`, `2 h`, `1d`, `1500us`
+/// (rounded down); None when malformed, negative or over `i32::MAX` ms (PostgreSQL's bound).
+fn parse_millis(value: &str) -> Option<i64> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: i64 = number.parse().ok()?;
+    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => n,
+        "us" => n / 1000,
+        "s" => n.checked_mul(1000)?,
+        "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    (0..=i64::from(i32::MAX)).contains(&ms).then_some(ms)
+}
+
+fn show_millis(ms: i64) -> String {
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1000, "s"),
+    ];
+    if ms == 0 {
+        return "0".to_string();
+    }
+    for (size, unit) in UNITS {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// A statement's cancellation flag, shared between the connection (which sets it on a
 /// CancelRequest) and the statement's fragments on every shard (which poll it).
 #[derive(Clone, Debug, Default)]
-pub struct CancelFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct CancelFlag(std::sync::Arc<std::sync::atomic::AtomicU8>);
+
+const NOT_CANCELLED: u8 = 0;
+const CANCELLED_BY_USER: u8 = 1;
+const CANCELLED_BY_TIMEOUT: u8 = 2;
 
 impl CancelFlag {
+    /// A CancelRequest for the running statement.
     pub fn cancel(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .store(CANCELLED_BY_USER, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `statement_timeout` expired.
+    pub fn time_out(&self) {
+        self.0
+            .store(CANCELLED_BY_TIMEOUT, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Clears a cancellation that arrived while no statement ran (PostgreSQL ignores those).
     pub fn reset(&self) {
-        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .store(NOT_CANCELLED, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.load(std::sync::atomic::Ordering::Relaxed) != NOT_CANCELLED
     }
 
     pub fn check(&self) -> Result<(), SqlError> {
-        if self.is_cancelled() {
-            return Err(SqlError::new(
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            NOT_CANCELLED => Ok(()),
+            CANCELLED_BY_TIMEOUT => Err(SqlError::new(
+                QUERY_CANCELED,
+                "canceling statement due to statement timeout",
+            )),
+            _ => Err(SqlError::new(
                 QUERY_CANCELED,
                 "canceling statement due to user request",
-            ));
+            )),
         }
-        Ok(())
     }
 }
 
@@ -278,6 +337,13 @@ impl Session {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// `statement_timeout` in milliseconds (0: none).
+    pub fn statement_timeout_ms(&self) -> u64 {
+        self.parameter("statement_timeout")
+            .and_then(parse_millis)
+            .map_or(0, |ms| ms as u64)
     }
 
     pub(crate) fn extra_float_digits(&self) -> i32 {
@@ -437,6 +503,9 @@ fn normalize(p: &ParamDef, value: &str) -> Result<String, SqlError> {
                 format!("parameter \"{name}\" requires a Boolean value"),
             )),
         },
+        Kind::Millis => parse_millis(value)
+            .map(show_millis)
+            .ok_or_else(|| invalid_value(name, value)),
         Kind::Int { min, max } => {
             let v: i64 = value.trim().parse().map_err(|_| {
                 SqlError::new(

@@ -1068,3 +1068,37 @@ fn vacuum_and_analyze_check_their_tables() {
         ],
     );
 }
+
+#[test]
+fn statement_timeout_is_a_duration() {
+    script(
+        1,
+        &[
+            ("SET statement_timeout = '1500ms'", "SET "),
+            (
+                "SHOW statement_timeout",
+                "statement_timeout:25 => 1500ms [SHOW]",
+            ),
+            ("SET statement_timeout = 60000", "SET "),
+            (
+                "SHOW statement_timeout",
+                "statement_timeout:25 => 1min [SHOW]",
+            ),
+            ("SET statement_timeout = '2 s'", "SET "),
+            (
+                "SHOW statement_timeout",
+                "statement_timeout:25 => 2s [SHOW]",
+            ),
+            (
+                "SET statement_timeout = 'soon'",
+                "ERR 22023 invalid value for parameter \"statement_timeout\": \"soon\"",
+            ),
+            (
+                "SET statement_timeout = -1",
+                "ERR 22023 invalid value for parameter \"statement_timeout\": \"-1\"",
+            ),
+            ("SET statement_timeout = 0", "SET "),
+            ("SHOW statement_timeout", "statement_timeout:25 => 0 [SHOW]"),
+        ],
+    );
+}

@@ -197,9 +197,16 @@ fn a_long_scan_is_cancelled_by_a_cancel_request() {
                 .await
                 .expect("load");
         }
-        // A scan whose filter matches nothing reads every row on every shard.
-        let slow = "SELECT count(*) FROM big WHERE v LIKE '%zz%' OR v LIKE '%yy%' \
-                    OR v LIKE '%xx%' OR v LIKE '%ww%' OR v LIKE '%vv%'";
+        // A scan whose filter matches nothing reads every row on every shard, slowly: a busy
+        // shard looks at new sockets and mesh messages between time slices (glommio's
+        // preemption), so the cancel takes a few slices to arrive through the accepting
+        // shard, the shard serving the cancel connection and the target.
+        let patterns: Vec<String> = ["zz", "yy", "xx", "ww", "vv", "uu", "tt", "ss", "rr", "qq"]
+            .iter()
+            .flat_map(|p| [format!("v LIKE '%{p}%'"), format!("v ILIKE '%{p}_%'")])
+            .collect();
+        let slow = format!("SELECT count(*) FROM big WHERE {}", patterns.join(" OR "));
+        let slow = slow.as_str();
         let mut cancelled = false;
         for _ in 0..ATTEMPTS {
             let token = client.cancel_token();
@@ -227,6 +234,32 @@ fn a_long_scan_is_cancelled_by_a_cancel_request() {
             }
         }
         assert!(cancelled, "no attempt was cancelled");
+        // statement_timeout cancels the same way, with its own message.
+        client
+            .batch_execute("SET statement_timeout = '20ms'")
+            .await
+            .expect("set statement_timeout");
+        let mut timed_out = false;
+        for _ in 0..ATTEMPTS {
+            match client.query_one(slow, &[]).await {
+                Err(e) => {
+                    assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e}");
+                    let message = e.as_db_error().map(|d| d.message().to_string());
+                    assert_eq!(
+                        message.as_deref(),
+                        Some("canceling statement due to statement timeout")
+                    );
+                    timed_out = true;
+                    break;
+                }
+                Ok(_) => eprintln!("scan finished within the statement timeout"),
+            }
+        }
+        assert!(timed_out, "statement_timeout never fired");
+        client
+            .batch_execute("SET statement_timeout = 0")
+            .await
+            .expect("reset statement_timeout");
         // The connection (and the shard) keep working after a cancel.
         let row = client
             .query_one("SELECT count(*) FROM big", &[])

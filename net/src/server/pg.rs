@@ -545,6 +545,7 @@ impl PgConn {
         if portal.pending.is_none() {
             let session = self.session.as_mut().expect("a session once ready");
             session.cancel_flag().reset();
+            let timeout = arm_statement_timeout(session);
             let result = helios_sql::execute_prepared(
                 session,
                 &self.cluster,
@@ -552,6 +553,7 @@ impl PgConn {
                 &portal.params,
             )
             .await;
+            drop(timeout);
             match result {
                 Err(error) => return Ok(Err(error)),
                 Ok(helios_sql::StatementResult::Rows { columns, rows, tag }) => {
@@ -767,7 +769,9 @@ impl PgConn {
         }
         let session = self.session.as_mut().expect("a session once ready");
         session.cancel_flag().reset();
+        let timeout = arm_statement_timeout(session);
         let results = helios_sql::execute_simple(session, &self.cluster, sql).await;
+        drop(timeout);
         for result in results {
             match result {
                 Ok(helios_sql::StatementResult::Rows { columns, rows, tag }) => {
@@ -1114,6 +1118,21 @@ fn encode_row(
     Ok(())
 }
 
+/// Arms `statement_timeout` for the statement about to run: a timer task that marks the
+/// session's cancel flag, which the statement's fragments poll (57014, "statement timeout").
+/// Dropping the returned task disarms it.
+fn arm_statement_timeout(session: &helios_sql::Session) -> Option<glommio::Task<()>> {
+    let ms = session.statement_timeout_ms();
+    if ms == 0 {
+        return None;
+    }
+    let flag = session.cancel_flag();
+    Some(glommio::spawn_local(async move {
+        glommio::timer::sleep(std::time::Duration::from_millis(ms)).await;
+        flag.time_out();
+    }))
+}
+
 /// Routes a CancelRequest to the shard serving the connection (the pid's top byte).
 async fn forward_cancel(state: &Rc<ShardState>, pid: i32, secret: i32) {
     let shard = ((pid as u32) >> 24) as usize;
@@ -1129,10 +1148,14 @@ async fn forward_cancel(state: &Rc<ShardState>, pid: i32, secret: i32) {
 
 /// Cancels the statement running on connection `pid` of this shard if `secret` matches.
 pub fn cancel_local(state: &ShardState, pid: i32, secret: i32) {
-    if let Some((expected, flag)) = state.pg_backends.borrow().get(&pid) {
-        if *expected == secret {
+    let backends = state.pg_backends.borrow();
+    match backends.get(&pid) {
+        Some((expected, flag)) if *expected == secret => {
+            tracing::debug!(shard = state.id, pid, "cancel request: statement cancelled");
             flag.cancel();
         }
+        Some(_) => tracing::debug!(shard = state.id, pid, "cancel request: wrong key, ignored"),
+        None => tracing::debug!(shard = state.id, pid, "cancel request: no such backend"),
     }
 }
 
