@@ -46,6 +46,8 @@ pub struct ServerOpts {
     /// How long a start may take before the server must answer PING (start-up rebuilds the
     /// key index from the store: large data sets need longer).
     pub ready_deadline: Duration,
+    /// A TOML config file's text, written next to the data dir and passed with `--config`.
+    pub config: Option<String>,
 }
 
 impl Default for ServerOpts {
@@ -56,6 +58,7 @@ impl Default for ServerOpts {
             cache_size: None,
             env: Vec::new(),
             ready_deadline: READY_DEADLINE,
+            config: None,
         }
     }
 }
@@ -77,6 +80,11 @@ impl ServerOpts {
         self.env.push((name.to_string(), value.to_string()));
         self
     }
+    pub fn config(mut self, toml: &str) -> ServerOpts {
+        self.config = Some(toml.to_string());
+        self
+    }
+
     pub fn cache_size(mut self, size: &str) -> ServerOpts {
         self.cache_size = Some(size.to_string());
         self
@@ -263,6 +271,11 @@ impl HeliosServer {
                 command.arg("--cache-size").arg(size);
             }
             command.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
+            if let Some(toml) = &self.opts.config {
+                let path = self.root.path().join("helios.toml");
+                std::fs::write(&path, toml).expect("write config file");
+                command.arg("--config").arg(path);
+            }
             let mut child = command
                 .arg("--data-dir")
                 .arg(self.data_dir())

@@ -106,6 +106,23 @@ struct FileConfig {
     shards: Option<usize>,
     durability: Option<DurabilityArg>,
     cache_size: Option<String>,
+    /// PostgreSQL users with passwords: `[[pg_users]]` name, password, auth
+    /// (`scram-sha-256`, `md5` or `password`).
+    #[serde(default)]
+    pg_users: Vec<PgUserEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PgUserEntry {
+    name: String,
+    password: String,
+    #[serde(default = "default_pg_auth")]
+    auth: helios_net::server::PgAuthMethod,
+}
+
+fn default_pg_auth() -> helios_net::server::PgAuthMethod {
+    helios_net::server::PgAuthMethod::ScramSha256
 }
 
 /// Command-line values that were typed (not defaulted) override the config file.
@@ -150,7 +167,21 @@ fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig>
             .map_err(|e| anyhow::anyhow!("config file: cache_size {text:?}: {e}"))?,
         _ => (physical_memory_bytes() / CACHE_SIZE_DEFAULT_DIVISOR).max(CACHE_SIZE_MIN_BYTES),
     };
+    let mut pg_users = Vec::with_capacity(file.pg_users.len());
+    for u in &file.pg_users {
+        if pg_users
+            .iter()
+            .any(|p: &helios_net::server::PgUser| p.name == u.name)
+        {
+            anyhow::bail!("config file: pg_users lists {:?} twice", u.name);
+        }
+        pg_users.push(
+            helios_net::server::PgUser::new(&u.name, u.auth, &u.password)
+                .map_err(|e| anyhow::anyhow!("cannot derive the SCRAM secret: {e}"))?,
+        );
+    }
     Ok(ServerConfig {
+        pg_users,
         cache_bytes,
         data_dir,
         redis_addr: pick(explicit("redis_addr"), cli.redis_addr, file.redis_addr)

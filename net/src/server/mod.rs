@@ -11,6 +11,7 @@ mod admin;
 mod conn;
 mod info;
 mod pg;
+pub mod pgauth;
 mod pgbinary;
 mod reshard;
 mod shard;
@@ -18,6 +19,7 @@ mod sqlcluster;
 pub(crate) mod store;
 
 use helios_shard::routing::{PartitionMap, RoutingError};
+pub use pgauth::{PgAuthMethod, PgUser};
 use std::net::SocketAddr;
 use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
@@ -55,6 +57,9 @@ pub struct ServerConfig {
     pub config_file: Option<PathBuf>,
     /// Memory for cached data (block cache and resident values), divided among shards.
     pub cache_bytes: u64,
+    /// PostgreSQL users who must authenticate (config file `[[pg_users]]`); others are
+    /// trusted on loopback connections only.
+    pub pg_users: Vec<PgUser>,
 }
 
 #[derive(Debug, thiserror::Error)]

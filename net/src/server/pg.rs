@@ -36,6 +36,7 @@ use pgwire::messages::{
     DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage,
 };
 
+use super::pgauth;
 use super::pgbinary;
 use super::shard::ShardState;
 use super::sqlcluster::ShardCluster;
@@ -70,6 +71,7 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
             state: state.clone(),
         };
         let mut conn = PgConn::new(backend_pid(state.id, id), cluster);
+        conn.peer = peer_ip(fd);
         if let Err(error) = conn.serve(&connection).await {
             tracing::debug!(shard = state.id, %error, "PostgreSQL connection ended");
         }
@@ -78,6 +80,39 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
         drop(connection);
     })
     .detach();
+}
+
+/// The client's address (None when the socket has none, e.g. a Unix socket).
+fn peer_ip(fd: std::os::fd::RawFd) -> Option<std::net::IpAddr> {
+    // SAFETY: getpeername writes at most `len` bytes into the zeroed storage.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getpeername(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) != 0
+        {
+            return None;
+        }
+        match i32::from(storage.ss_family) {
+            libc::AF_INET => {
+                let sin = &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                    u32::from_be(sin.sin_addr.s_addr),
+                )))
+            }
+            libc::AF_INET6 => {
+                let sin6 =
+                    &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                Some(std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                    sin6.sin6_addr.s6_addr,
+                )))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The process id a client sees: the shard in the top byte, so that a CancelRequest arriving
@@ -89,7 +124,25 @@ fn backend_pid(shard: usize, client_id: u64) -> i32 {
 enum Phase {
     /// Before the StartupMessage (SSL/GSS negotiation, or a CancelRequest).
     Startup,
+    /// A configured user's password exchange (see `pgauth`).
+    Authenticating(Box<PendingLogin>),
     Ready,
+}
+
+/// A login waiting for its password: the session to start once it is right.
+struct PendingLogin {
+    user: super::PgUser,
+    session: helios_sql::Session,
+    step: AuthStep,
+}
+
+enum AuthStep {
+    Cleartext,
+    Md5([u8; 4]),
+    /// AuthenticationSASL sent; the SASLInitialResponse comes next.
+    ScramFirst,
+    /// AuthenticationSASLContinue sent; the SASLResponse comes next.
+    ScramFinal(pgauth::ScramExchange),
 }
 
 /// A parsed statement (Parse).
@@ -139,6 +192,8 @@ struct PgConn {
     /// After an error in an extended-query sequence: skip messages until Sync.
     discard_until_sync: bool,
     out: BytesMut,
+    /// The client's address: users not in the config file are trusted only from loopback.
+    peer: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +216,7 @@ fn protocol_violation(message: impl Into<String>) -> helios_sql::SqlError {
 impl PgConn {
     fn new(pid: i32, cluster: ShardCluster) -> PgConn {
         PgConn {
+            peer: None,
             pid,
             secret: rand_secret(pid),
             phase: Phase::Startup,
@@ -298,6 +354,7 @@ impl PgConn {
                 self.fatal("08P01", "expected a startup message");
                 return Ok(false);
             }
+            (Phase::Authenticating(_), message) => return Ok(self.authenticate(message)),
             (Phase::Ready, message) => message,
         };
         match message {
@@ -723,6 +780,130 @@ impl PgConn {
         }
         self.ctx.awaiting_frontend_ssl = false;
         self.ctx.awaiting_frontend_startup = false;
+        let configured = self
+            .cluster
+            .state
+            .shared
+            .config
+            .pg_users
+            .iter()
+            .find(|u| u.name == user)
+            .cloned();
+        let Some(login) = configured else {
+            // trust, as PostgreSQL's default pg_hba.conf allows it: loopback only.
+            if !self.peer.is_none_or(|ip| ip.is_loopback()) {
+                let host = self.peer.map(|ip| ip.to_string()).unwrap_or_default();
+                self.fatal(
+                    "28000",
+                    &format!("no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", no encryption"),
+                );
+                return false;
+            }
+            self.finish_startup(session);
+            return true;
+        };
+        let step = match login.method {
+            super::PgAuthMethod::Password => {
+                self.send(PgWireBackendMessage::Authentication(
+                    Authentication::CleartextPassword,
+                ));
+                AuthStep::Cleartext
+            }
+            super::PgAuthMethod::Md5 => {
+                let salt = pgauth::random_bytes::<4>();
+                self.send(PgWireBackendMessage::Authentication(
+                    Authentication::MD5Password(salt.to_vec()),
+                ));
+                AuthStep::Md5(salt)
+            }
+            super::PgAuthMethod::ScramSha256 => {
+                self.send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                    vec![pgauth::SCRAM_MECHANISM.to_string()],
+                )));
+                AuthStep::ScramFirst
+            }
+        };
+        self.phase = Phase::Authenticating(Box::new(PendingLogin {
+            user: login,
+            session,
+            step,
+        }));
+        true
+    }
+
+    /// One message of a password exchange; false ends the connection (after a FATAL).
+    fn authenticate(&mut self, message: PgWireFrontendMessage) -> bool {
+        let Phase::Authenticating(mut login) = std::mem::replace(&mut self.phase, Phase::Startup)
+        else {
+            return false;
+        };
+        let PgWireFrontendMessage::PasswordMessageFamily(family) = message else {
+            self.fatal("08P01", "expected password response");
+            return false;
+        };
+        let outcome = match std::mem::replace(&mut login.step, AuthStep::Cleartext) {
+            AuthStep::Cleartext => family
+                .into_password()
+                .map_err(|_| pgauth::AuthError::Protocol("expected a password message"))
+                .and_then(|p| login.user.check_cleartext(&p.password))
+                .map(|()| true),
+            AuthStep::Md5(salt) => family
+                .into_password()
+                .map_err(|_| pgauth::AuthError::Protocol("expected a password message"))
+                .and_then(|p| login.user.check_md5(&p.password, &salt))
+                .map(|()| true),
+            AuthStep::ScramFirst => family
+                .into_sasl_initial_response()
+                .map_err(|_| pgauth::AuthError::Protocol("expected SASLInitialResponse"))
+                .and_then(|r| {
+                    if r.auth_method != pgauth::SCRAM_MECHANISM {
+                        return Err(pgauth::AuthError::Protocol(
+                            "client selected an invalid SASL authentication mechanism",
+                        ));
+                    }
+                    let data = r.data.unwrap_or_default();
+                    let (exchange, server_first) =
+                        pgauth::ScramExchange::start(&login.user, &data)?;
+                    self.send(PgWireBackendMessage::Authentication(
+                        Authentication::SASLContinue(bytes::Bytes::from(server_first)),
+                    ));
+                    login.step = AuthStep::ScramFinal(exchange);
+                    Ok(false)
+                }),
+            AuthStep::ScramFinal(exchange) => family
+                .into_sasl_response()
+                .map_err(|_| pgauth::AuthError::Protocol("expected SASLResponse"))
+                .and_then(|r| exchange.finish(&login.user, &r.data))
+                .map(|server_final| {
+                    self.send(PgWireBackendMessage::Authentication(
+                        Authentication::SASLFinal(bytes::Bytes::from(server_final)),
+                    ));
+                    true
+                }),
+        };
+        match outcome {
+            Ok(true) => {
+                self.finish_startup(login.session);
+                true
+            }
+            Ok(false) => {
+                self.phase = Phase::Authenticating(login);
+                true
+            }
+            Err(error @ pgauth::AuthError::Failed(_)) => {
+                tracing::info!(user = %login.user.name, "PostgreSQL password authentication failed");
+                self.fatal("28P01", &error.to_string());
+                false
+            }
+            Err(error) => {
+                self.fatal("08P01", &error.to_string());
+                false
+            }
+        }
+    }
+
+    /// AuthenticationOk, the ParameterStatus set, BackendKeyData, ReadyForQuery.
+    fn finish_startup(&mut self, session: helios_sql::Session) {
         self.send(PgWireBackendMessage::Authentication(Authentication::Ok));
         for (name, value) in helios_sql::startup_parameters(&session) {
             self.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
@@ -741,7 +922,6 @@ impl PgConn {
         self.session = Some(session);
         self.phase = Phase::Ready;
         self.ready();
-        true
     }
 
     async fn simple_query(
@@ -998,8 +1178,6 @@ fn frame_well_formed(frame: &[u8]) -> bool {
     complete.is_some()
 }
 
-/// The target of a query that is exactly one `DEALLOCATE [PREPARE] {name | ALL}` (what
-/// psycopg and libpq-based drivers send to drop their prepared statements), else None.
 /// Whether a simple query is exactly `DISCARD ALL` (other DISCARD forms go to the SQL layer,
 /// which refuses them).
 fn is_discard_all(sql: &str) -> bool {
@@ -1011,6 +1189,8 @@ fn is_discard_all(sql: &str) -> bool {
     )
 }
 
+/// The target of a query that is exactly one `DEALLOCATE [PREPARE] {name | ALL}` (what
+/// psycopg and libpq-based drivers send to drop their prepared statements), else None.
 fn deallocate_target(sql: &str) -> Option<Deallocate> {
     let sql = sql.trim().trim_end_matches(';').trim_end();
     let mut words = sql.split_ascii_whitespace();
