@@ -12,7 +12,7 @@ mod conn;
 mod info;
 mod pg;
 pub mod pgauth;
-mod pgbinary;
+pub mod pgbinary;
 mod reshard;
 mod shard;
 mod sqlcluster;
