@@ -784,8 +784,44 @@ fn bind_do_update(
         parent: None,
     };
     let binder = planner.binder(Some(&scope));
-    let mut sets: Vec<(usize, SetValue)> = Vec::with_capacity(du.assignments.len());
-    for a in &du.assignments {
+    let mut sets = Vec::with_capacity(du.assignments.len());
+    for (i, b) in bind_assignments(&binder, table, &du.assignments)? {
+        if table.primary_key.contains(&i) {
+            return Err(not_supported(
+                "ON CONFLICT DO UPDATE of a primary key column",
+            ));
+        }
+        let Some(b) = b else {
+            return Err(not_supported("DEFAULT in ON CONFLICT DO UPDATE"));
+        };
+        if !b.is_row_local() {
+            return Err(not_supported("subqueries in ON CONFLICT DO UPDATE"));
+        }
+        sets.push((i, SetValue::Expr(b)));
+    }
+    let filter = match &du.selection {
+        None => None,
+        Some(w) => {
+            let b = binder.bind(w)?;
+            let b = binder.coerce(b, SqlType::Bool, TYPMOD_NONE)?;
+            if !b.is_row_local() {
+                return Err(not_supported("subqueries in ON CONFLICT DO UPDATE"));
+            }
+            Some(b)
+        }
+    };
+    Ok((sets, filter))
+}
+
+/// A SET list (UPDATE, ON CONFLICT DO UPDATE): each target column's position and its value,
+/// None for DEFAULT; an unknown-typed value takes the column's type.
+fn bind_assignments(
+    binder: &Binder,
+    table: &Table,
+    assignments: &[ast::Assignment],
+) -> Result<Vec<(usize, Option<Bound>)>, SqlError> {
+    let mut sets: Vec<(usize, Option<Bound>)> = Vec::with_capacity(assignments.len());
+    for a in assignments {
         let ast::AssignmentTarget::ColumnName(n) = &a.target else {
             return Err(not_supported("SET (a, b) = ..."));
         };
@@ -805,13 +841,9 @@ fn bind_do_update(
                 format!("multiple assignments to same column \"{n}\""),
             ));
         }
-        if table.primary_key.contains(&i) {
-            return Err(not_supported(
-                "ON CONFLICT DO UPDATE of a primary key column",
-            ));
-        }
         if is_default_keyword(&a.value) {
-            return Err(not_supported("DEFAULT in ON CONFLICT DO UPDATE"));
+            sets.push((i, None));
+            continue;
         }
         let b = binder.bind(&a.value)?;
         let column = &table.columns[i];
@@ -820,23 +852,9 @@ fn bind_do_update(
         } else {
             b
         };
-        if !b.is_row_local() {
-            return Err(not_supported("subqueries in ON CONFLICT DO UPDATE"));
-        }
-        sets.push((i, SetValue::Expr(b)));
+        sets.push((i, Some(b)));
     }
-    let filter = match &du.selection {
-        None => None,
-        Some(w) => {
-            let b = binder.bind(w)?;
-            let b = binder.coerce(b, SqlType::Bool, TYPMOD_NONE)?;
-            if !b.is_row_local() {
-                return Err(not_supported("subqueries in ON CONFLICT DO UPDATE"));
-            }
-            Some(b)
-        }
-    };
-    Ok((sets, filter))
+    Ok(sets)
 }
 
 type Returning = Option<(Vec<Column>, Vec<Bound>)>;
@@ -1030,44 +1048,7 @@ pub(crate) async fn run_update<C: Cluster>(
         parent: None,
     };
     // SET targets and values, bound before any row is read.
-    let mut sets: Vec<(usize, Option<Bound>)> = Vec::new();
-    {
-        let binder = planner.binder(Some(&scope));
-        for a in &update.assignments {
-            let names: Vec<String> = match &a.target {
-                ast::AssignmentTarget::ColumnName(n) => vec![plan::split_name(n)?.1],
-                ast::AssignmentTarget::Tuple(_) => return Err(not_supported("SET (a, b) = ...")),
-            };
-            let n = &names[0];
-            let i = table.column_index(n).ok_or_else(|| {
-                SqlError::new(
-                    UNDEFINED_COLUMN,
-                    format!(
-                        "column \"{n}\" of relation \"{}\" does not exist",
-                        table.name
-                    ),
-                )
-            })?;
-            if sets.iter().any(|(c, _)| *c == i) {
-                return Err(SqlError::new(
-                    "42601",
-                    format!("multiple assignments to same column \"{n}\""),
-                ));
-            }
-            if is_default_keyword(&a.value) {
-                sets.push((i, None));
-                continue;
-            }
-            let b = binder.bind(&a.value)?;
-            let column = &table.columns[i];
-            let b = if b.ty == SqlType::Unknown {
-                binder.coerce(b, column.ty, column.typmod)?
-            } else {
-                b
-            };
-            sets.push((i, Some(b)));
-        }
-    }
+    let sets = bind_assignments(&planner.binder(Some(&scope)), &table, &update.assignments)?;
     let returning = bind_returning(&planner, &table, update.returning.as_deref())?;
     let Some((rows, keys, inputs, local_filter)) = select_for_change(
         cluster,
