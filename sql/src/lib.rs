@@ -669,7 +669,7 @@ fn set_value_text(e: &ast::Expr, list: bool) -> Result<String, SqlError> {
 }
 
 /// `quote_identifier`: bare if lower-case letters, digits and underscores (not leading digit).
-fn quote_ident(s: &str) -> String {
+pub(crate) fn quote_ident(s: &str) -> String {
     let plain = s
         .chars()
         .next()

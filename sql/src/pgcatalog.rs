@@ -47,6 +47,7 @@ use crate::catalog::{Catalog, Table, DEFAULT_SCHEMA};
 use crate::error::*;
 use crate::expr::{self, Binder, Bound, Cmp, Eval, Kind};
 use crate::plan::{split_name, Plan, Planner, ScopeColumn};
+use crate::quote_ident;
 use crate::session::Session;
 use crate::types::{self, Datum, SqlType as Ty, TYPMOD_NONE};
 
@@ -441,20 +442,6 @@ fn snapshot(binder: &Binder, pos: Option<usize>) -> Result<Arc<Snapshot>, SqlErr
         .pg
         .get_or_init(|| Arc::new(Snapshot::new(planner.catalog, planner.session)))
         .clone())
-}
-
-fn quote_ident(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
