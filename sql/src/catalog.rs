@@ -52,6 +52,8 @@ pub struct Schema {
     pub indexes: BTreeMap<String, IndexDef>,
     #[serde(default)]
     pub views: BTreeMap<String, ViewDef>,
+    #[serde(default)]
+    pub sequences: BTreeMap<String, SequenceDef>,
 }
 
 impl Schema {
@@ -61,6 +63,7 @@ impl Schema {
             tables: BTreeMap::new(),
             indexes: BTreeMap::new(),
             views: BTreeMap::new(),
+            sequences: BTreeMap::new(),
         }
     }
 
@@ -69,6 +72,7 @@ impl Schema {
         self.tables.contains_key(name)
             || self.indexes.contains_key(name)
             || self.views.contains_key(name)
+            || self.sequences.contains_key(name)
     }
 }
 
@@ -83,6 +87,21 @@ pub struct IndexDef {
     /// Column positions in the table.
     pub columns: Vec<usize>,
     pub unique: bool,
+}
+
+/// A sequence (CREATE SEQUENCE, or a serial column's). Its current value lives on shard 0
+/// (`cluster::SequenceStates`), not in the catalog.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SequenceDef {
+    pub id: u32,
+    pub name: String,
+    pub increment: i64,
+    pub min: i64,
+    pub max: i64,
+    pub start: i64,
+    pub cycle: bool,
+    /// The table whose serial column it feeds (dropped with it).
+    pub owned_by: Option<String>,
 }
 
 /// A view (CREATE VIEW): its query, planned afresh wherever the view is used.
@@ -164,6 +183,8 @@ pub enum DdlChange {
         database: String,
         table: Table,
         if_not_exists: bool,
+        /// Sequences of its serial columns, created with it.
+        sequences: Vec<SequenceDef>,
     },
     DropTables {
         database: String,
@@ -175,6 +196,12 @@ pub enum DdlChange {
         database: String,
         schema: String,
         index: IndexDef,
+        if_not_exists: bool,
+    },
+    CreateSequence {
+        database: String,
+        schema: String,
+        sequence: SequenceDef,
         if_not_exists: bool,
     },
     CreateView {
@@ -215,6 +242,7 @@ pub enum DdlChange {
 pub enum RelationKind {
     Index,
     View,
+    Sequence,
 }
 
 impl RelationKind {
@@ -222,6 +250,7 @@ impl RelationKind {
         match self {
             RelationKind::Index => "index",
             RelationKind::View => "view",
+            RelationKind::Sequence => "sequence",
         }
     }
 
@@ -229,6 +258,7 @@ impl RelationKind {
         match self {
             RelationKind::Index => "an index",
             RelationKind::View => "a view",
+            RelationKind::Sequence => "a sequence",
         }
     }
 }
@@ -297,6 +327,7 @@ impl Catalog {
                 database,
                 mut table,
                 if_not_exists,
+                sequences,
             } => {
                 let next_id = self.next_id;
                 let db = self.database_mut(&database)?;
@@ -326,8 +357,47 @@ impl Catalog {
                         format!("a database holds at most {TABLES_PER_DATABASE_MAX} tables"),
                     ));
                 }
+                if let Some(taken) = sequences.iter().find(|s| schema.has_relation(&s.name)) {
+                    return Err(SqlError::new(
+                        DUPLICATE_TABLE,
+                        format!("relation \"{}\" already exists", taken.name),
+                    ));
+                }
+                let schema_name = table.schema.clone();
                 table.id = next_id;
                 schema.tables.insert(table.name.clone(), Arc::new(table));
+                self.take_id();
+                for mut sequence in sequences {
+                    sequence.id = self.take_id();
+                    self.schema_mut(&database, &schema_name)?
+                        .sequences
+                        .insert(sequence.name.clone(), sequence);
+                }
+            }
+            DdlChange::CreateSequence {
+                database,
+                schema,
+                mut sequence,
+                if_not_exists,
+            } => {
+                check_identifier(&sequence.name)?;
+                let id = self.next_id;
+                let schema = self.schema_mut(&database, &schema)?;
+                if schema.has_relation(&sequence.name) {
+                    if if_not_exists {
+                        outcome.notices.push(format!(
+                            "relation \"{}\" already exists, skipping",
+                            sequence.name
+                        ));
+                        return Ok(outcome);
+                    }
+                    return Err(SqlError::new(
+                        DUPLICATE_TABLE,
+                        format!("relation \"{}\" already exists", sequence.name),
+                    ));
+                }
+                sequence.id = id;
+                schema.sequences.insert(sequence.name.clone(), sequence);
                 self.take_id();
             }
             DdlChange::DropTables {
@@ -356,8 +426,10 @@ impl Catalog {
                     if let Some(s) = db.schemas.get_mut(&schema) {
                         if s.tables.remove(&name).is_some() {
                             outcome.dropped_tables.push(id);
-                            // A table's indexes go with it.
+                            // A table's indexes and serial sequences go with it.
                             s.indexes.retain(|_, index| index.table != name);
+                            s.sequences
+                                .retain(|_, seq| seq.owned_by.as_deref() != Some(name.as_str()));
                         }
                     }
                 }
@@ -433,6 +505,7 @@ impl Catalog {
                     let exists = s.is_some_and(|s| match kind {
                         RelationKind::Index => s.indexes.contains_key(name),
                         RelationKind::View => s.views.contains_key(name),
+                        RelationKind::Sequence => s.sequences.contains_key(name),
                     });
                     if exists {
                         found.push((schema.clone(), name.clone()));
@@ -461,6 +534,7 @@ impl Catalog {
                         match kind {
                             RelationKind::Index => s.indexes.remove(&name).map(|_| ()),
                             RelationKind::View => s.views.remove(&name).map(|_| ()),
+                            RelationKind::Sequence => s.sequences.remove(&name).map(|_| ()),
                         };
                     }
                 }
@@ -576,6 +650,30 @@ impl Catalog {
             })
     }
 
+    /// Looks a sequence up by optional schema (default: `public`).
+    pub fn sequence(
+        &self,
+        database: &str,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Option<&SequenceDef> {
+        self.databases
+            .get(database)?
+            .schemas
+            .get(schema.unwrap_or(DEFAULT_SCHEMA))?
+            .sequences
+            .get(name)
+    }
+
+    /// A sequence by id, in any database.
+    pub fn sequence_by_id(&self, id: u32) -> Option<&SequenceDef> {
+        self.databases
+            .values()
+            .flat_map(|d| d.schemas.values())
+            .flat_map(|s| s.sequences.values())
+            .find(|s| s.id == id)
+    }
+
     /// Looks a view up by optional schema (default: `public`).
     pub fn view(&self, database: &str, schema: Option<&str>, name: &str) -> Option<&ViewDef> {
         self.databases
@@ -644,6 +742,7 @@ mod tests {
             database: "postgres".into(),
             table: table(t),
             if_not_exists: false,
+            sequences: Vec::new(),
         };
         c.apply(create("t1")).unwrap();
         let id1 = c.table("postgres", None, "t1").unwrap().id;

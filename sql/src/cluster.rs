@@ -13,7 +13,7 @@ use helios_engine::fs::FileSystem;
 use helios_engine::lsm::{Lsm, WriteBatch};
 use helios_engine::rt::Runtime;
 
-use crate::catalog::{Catalog, DdlChange, DdlOutcome, Table};
+use crate::catalog::{Catalog, DdlChange, DdlOutcome, SequenceDef, Table};
 use crate::error::*;
 use crate::exec::Row;
 use crate::expr::{eval, Bound, Env, Eval};
@@ -37,6 +37,172 @@ pub trait Cluster {
     async fn write(&self, shard: usize, req: WriteRequest) -> Result<WriteOutcome, SqlError>;
     /// Deletes every row of a table on one shard.
     async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError>;
+    /// Advances or sets a sequence on its owner (shard 0); answered once durable.
+    async fn sequence(&self, sequence: SequenceDef, op: SequenceOp) -> Result<Vec<i64>, SqlError>;
+}
+
+/// What a statement asks of a sequence.
+#[derive(Clone, Copy, Debug)]
+pub enum SequenceOp {
+    /// The next `count` values (nextval, `count` times).
+    Next(usize),
+    /// setval(value, is_called): answers `[value]`.
+    Set { value: i64, is_called: bool },
+}
+
+/// Values a sequence hands out past its last durable record before it writes another: a
+/// crash skips at most this many, and never repeats one (PostgreSQL logs 32 ahead too).
+pub const SEQUENCE_LOG_AHEAD: i64 = 32;
+/// Values one request may take (the rows of one statement).
+pub const SEQUENCE_VALUES_MAX: usize = crate::exec::STATEMENT_ROWS_MAX;
+
+/// The sequences' current values on shard 0: `last` handed out (or to hand out next when not
+/// `called`), and `logged`, the value the durable record lets a restart resume after.
+#[derive(Default)]
+pub struct SequenceStates(std::cell::RefCell<std::collections::HashMap<u32, SequenceState>>);
+
+#[derive(Clone, Copy, Debug)]
+struct SequenceState {
+    last: i64,
+    called: bool,
+    /// The furthest value the durable record covers as handed out (None: none yet).
+    logged: Option<i64>,
+}
+
+/// The key of a sequence's record in shard 0's tree.
+fn sequence_key(id: u32) -> Bytes {
+    let mut key = rowcodec::CATALOG_KEY_PREFIX_SEQUENCE.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    Bytes::from(key)
+}
+
+/// Runs a sequence operation on shard 0's tree; returns the values and the lsn to make
+/// durable before answering (0: nothing written).
+pub async fn sequence_local<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    states: &SequenceStates,
+    seq: &SequenceDef,
+    op: SequenceOp,
+) -> Result<(Vec<i64>, u64), SqlError> {
+    if !states.0.borrow().contains_key(&seq.id) {
+        let stored = lsm
+            .get(&sequence_key(seq.id), None)
+            .await
+            .map_err(storage_error)?;
+        let state = match stored.as_deref() {
+            Some([v @ .., called]) if v.len() == 8 => {
+                let value = i64::from_le_bytes(v.try_into().expect("8 bytes"));
+                SequenceState {
+                    last: value,
+                    called: *called != 0,
+                    logged: (*called != 0).then_some(value),
+                }
+            }
+            Some(_) => return Err(storage_error("malformed sequence record")),
+            None => SequenceState {
+                last: seq.start,
+                called: false,
+                logged: None,
+            },
+        };
+        states.0.borrow_mut().entry(seq.id).or_insert(state);
+    }
+    let mut state = states.0.borrow()[&seq.id];
+    let (values, record) = match op {
+        SequenceOp::Set { value, is_called } => {
+            if value < seq.min || value > seq.max {
+                return Err(SqlError::new(
+                    "22003",
+                    format!(
+                        "setval: value {value} is out of bounds for sequence \"{}\" ({}..{})",
+                        seq.name, seq.min, seq.max
+                    ),
+                ));
+            }
+            state = SequenceState {
+                last: value,
+                called: is_called,
+                logged: is_called.then_some(value),
+            };
+            (vec![value], Some((value, is_called)))
+        }
+        SequenceOp::Next(count) => {
+            if count > SEQUENCE_VALUES_MAX {
+                return Err(SqlError::new(
+                    PROGRAM_LIMIT_EXCEEDED,
+                    format!("a statement takes at most {SEQUENCE_VALUES_MAX} values of a sequence"),
+                ));
+            }
+            let mut values = Vec::with_capacity(count);
+            for _ in 0..count {
+                let next = if !state.called {
+                    state.last
+                } else {
+                    next_value(seq, state.last)?
+                };
+                state.last = next;
+                state.called = true;
+                values.push(next);
+            }
+            // Past the logged value (or a cycling sequence): log ahead again.
+            let beyond = state.logged.is_none_or(|logged| {
+                if seq.increment > 0 {
+                    state.last > logged
+                } else {
+                    state.last < logged
+                }
+            });
+            let record = if count > 0 && (seq.cycle || beyond) {
+                let ahead = if seq.cycle {
+                    state.last
+                } else {
+                    state
+                        .last
+                        .saturating_add(seq.increment.saturating_mul(SEQUENCE_LOG_AHEAD))
+                        .clamp(seq.min, seq.max)
+                };
+                state.logged = Some(ahead);
+                Some((ahead, true))
+            } else {
+                None
+            };
+            (values, record)
+        }
+    };
+    // The state is updated before the next await, so concurrent requests never hand out a
+    // value twice.
+    states.0.borrow_mut().insert(seq.id, state);
+    let mut lsn = 0;
+    if let Some((value, called)) = record {
+        let mut record = value.to_le_bytes().to_vec();
+        record.push(u8::from(called));
+        let mut batch = WriteBatch::new();
+        batch.put(sequence_key(seq.id), Bytes::from(record));
+        lsm.wait_for_write_room().await.map_err(storage_error)?;
+        lsn = lsm.write_owned(batch).map_err(storage_error)?;
+    }
+    Ok((values, lsn))
+}
+
+fn next_value(seq: &SequenceDef, last: i64) -> Result<i64, SqlError> {
+    match last.checked_add(seq.increment) {
+        Some(v) if v >= seq.min && v <= seq.max => Ok(v),
+        _ if seq.cycle => Ok(if seq.increment > 0 { seq.min } else { seq.max }),
+        _ => {
+            let (which, bound) = if seq.increment > 0 {
+                ("maximum", seq.max)
+            } else {
+                ("minimum", seq.min)
+            };
+            Err(SqlError::new(
+                "2200H",
+                format!(
+                    "nextval: reached {which} value of sequence \"{}\" ({bound})",
+                    seq.name
+                ),
+            ))
+        }
+    }
 }
 
 /// A scan fragment: one table's rows on one shard, filtered there.

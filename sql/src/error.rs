@@ -62,6 +62,7 @@ pub(crate) const CHECK_VIOLATION: &str = "23514"; // check_violation
 pub(crate) const CARDINALITY_VIOLATION: &str = "21000"; // cardinality_violation
 pub(crate) const INVALID_TABLE_DEFINITION: &str = "42P16"; // invalid_table_definition
 pub(crate) const INVALID_COLUMN_REFERENCE: &str = "42P10"; // invalid_column_reference
+pub(crate) const NULL_VALUE_NOT_ALLOWED: &str = "22004"; // null_value_not_allowed
 pub(crate) const QUERY_CANCELED: &str = "57014"; // query_canceled
 pub(crate) const WRONG_OBJECT_TYPE: &str = "42809"; // wrong_object_type
 pub(crate) const INTERNAL_ERROR: &str = "XX000"; // internal_error

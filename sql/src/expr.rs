@@ -6,6 +6,8 @@
 use sqlparser::ast::{self, BinaryOperator, Spanned, UnaryOperator};
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::error::*;
 use crate::numeric;
@@ -45,6 +47,11 @@ pub(crate) enum Cmp {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Func {
+    /// nextval/currval/setval: args[0] is the sequence id, args[1] its name (constants);
+    /// setval adds the value and is_called.
+    NextVal,
+    CurrVal,
+    SetVal,
     Version,
     BackendPid,
     CurrentDatabase,
@@ -793,6 +800,14 @@ impl<'a> Binder<'a> {
             };
         }
         let args = args.unwrap_or_default();
+        if let Some(func) = match name.as_str() {
+            "nextval" => Some(Func::NextVal),
+            "currval" => Some(Func::CurrVal),
+            "setval" => Some(Func::SetVal),
+            _ => None,
+        } {
+            return self.bind_sequence_call(func, args, pos);
+        }
         let arg_types: Vec<SqlType> = args.iter().map(|a| a.ty).collect();
         let textual = |t: &SqlType| t.is_string() || *t == SqlType::Unknown;
         let func = match (name.as_str(), arg_types.as_slice()) {
@@ -825,9 +840,76 @@ impl<'a> Binder<'a> {
         self.call(func, args, pos)
     }
 
+    /// nextval('s'), currval('s'), setval('s', v [, is_called]): the sequence is resolved now
+    /// (its name must be a constant, as PostgreSQL's `regclass` argument is in practice).
+    fn bind_sequence_call(
+        &self,
+        func: Func,
+        args: Vec<Bound>,
+        pos: Option<usize>,
+    ) -> Result<Bound, SqlError> {
+        let arity_ok = match func {
+            Func::SetVal => args.len() == 2 || args.len() == 3,
+            _ => args.len() == 1,
+        };
+        let name = args.first().and_then(|a| match &a.kind {
+            Kind::Const(Datum::Text(t)) => Some(t.clone()),
+            Kind::Cast(inner) => match &inner.kind {
+                Kind::Const(Datum::Text(t)) => Some(t.clone()),
+                _ => None,
+            },
+            _ => None,
+        });
+        let (Some(name), true) = (name, arity_ok) else {
+            return Err(not_supported(
+                "sequence functions with a non-constant sequence name or these arguments",
+            )
+            .at(pos));
+        };
+        let Some(planner) = self.planner else {
+            return Err(not_supported("sequence functions here").at(pos));
+        };
+        let (schema, relname) = match name.split_once('.') {
+            Some((s, n)) => (Some(s.to_lowercase()), n.to_lowercase()),
+            None => (None, name.to_lowercase()),
+        };
+        let seq = planner
+            .catalog
+            .sequence(self.session.database(), schema.as_deref(), &relname)
+            .ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_TABLE,
+                    format!("relation \"{name}\" does not exist"),
+                )
+                .at(pos)
+            })?;
+        let mut bound = vec![
+            konst(Datum::Int(i64::from(seq.id)), SqlType::Int8, pos),
+            konst(Datum::Text(seq.name.clone()), SqlType::Text, pos),
+        ];
+        if func == Func::SetVal {
+            let mut rest = args.into_iter().skip(1);
+            let value = rest.next().expect("arity checked");
+            bound.push(self.coerce(value, SqlType::Int8, TYPMOD_NONE)?);
+            let called = rest
+                .next()
+                .map(|b| self.coerce(b, SqlType::Bool, TYPMOD_NONE))
+                .transpose()?
+                .unwrap_or_else(|| konst(Datum::Bool(true), SqlType::Bool, pos));
+            bound.push(called);
+        }
+        Ok(Bound {
+            kind: Kind::Func(func, bound),
+            ty: SqlType::Int8,
+            typmod: TYPMOD_NONE,
+            pos,
+        })
+    }
+
     fn call(&self, func: Func, args: Vec<Bound>, pos: Option<usize>) -> Result<Bound, SqlError> {
         let ty = match func {
             Func::Version | Func::Upper | Func::Lower => SqlType::Text,
+            Func::NextVal | Func::CurrVal | Func::SetVal => SqlType::Int8,
             Func::CurrentDatabase | Func::CurrentUser | Func::CurrentSchema => SqlType::Name,
             Func::BackendPid => SqlType::Int4,
             Func::Length => SqlType::Int4,
@@ -1105,6 +1187,8 @@ pub(crate) struct Env {
     pub(crate) params: Vec<Datum>,
     /// Set when the client cancels the statement (CancelRequest); long loops check it.
     pub(crate) cancel: crate::session::CancelFlag,
+    /// Sequence values reserved for this statement, and the session's currval values.
+    pub(crate) sequences: Arc<StatementSequences>,
     pub(crate) backend_pid: i32,
 }
 
@@ -1116,6 +1200,11 @@ impl Env {
             float_digits: session.extra_float_digits(),
             params: Vec::new(),
             cancel: session.cancel_flag(),
+            sequences: Arc::new(StatementSequences {
+                reserved: Default::default(),
+                set: Default::default(),
+                last: session.sequence_values(),
+            }),
             backend_pid: session.backend_pid(),
         }
     }
@@ -1124,6 +1213,16 @@ impl Env {
     pub(crate) fn check_cancelled(&self) -> Result<(), SqlError> {
         self.cancel.check()
     }
+}
+
+/// A statement's sequence values: nextval values reserved on shard 0 before evaluation (the
+/// evaluator is synchronous; reserving is a round trip), the setval calls already carried
+/// out, and the session's last value of each sequence (currval).
+#[derive(Debug)]
+pub(crate) struct StatementSequences {
+    pub(crate) reserved: std::sync::Mutex<HashMap<u32, std::collections::VecDeque<i64>>>,
+    pub(crate) set: std::sync::Mutex<HashSet<u32>>,
+    pub(crate) last: crate::session::SequenceValues,
 }
 
 /// Evaluation context: the environment, the current row, the enclosing queries' rows (for
@@ -1443,6 +1542,51 @@ fn call(f: Func, args: &[Bound], cx: &Eval) -> Result<Datum, SqlError> {
     }
     let s = cx.env;
     Ok(match (f, values.as_slice()) {
+        (Func::NextVal, [Datum::Int(id), Datum::Text(name), ..]) => {
+            let id = *id as u32;
+            let value = s
+                .sequences
+                .reserved
+                .lock()
+                .ok()
+                .and_then(|mut r| r.get_mut(&id).and_then(|q| q.pop_front()))
+                .ok_or_else(|| {
+                    not_supported(format!(
+                        "nextval('{name}') here (it runs in INSERT ... VALUES, column defaults and SELECT without FROM)"
+                    ))
+                })?;
+            if let Ok(mut last) = s.sequences.last.lock() {
+                last.insert(id, value);
+            }
+            Datum::Int(value)
+        }
+        (Func::CurrVal, [Datum::Int(id), Datum::Text(name), ..]) => {
+            let last = s
+                .sequences
+                .last
+                .lock()
+                .ok()
+                .and_then(|l| l.get(&(*id as u32)).copied());
+            Datum::Int(last.ok_or_else(|| {
+                SqlError::new(
+                    "55000",
+                    format!("currval of sequence \"{name}\" is not yet defined in this session"),
+                )
+            })?)
+        }
+        (Func::SetVal, [Datum::Int(id), Datum::Text(name), value, ..]) => {
+            let done = s
+                .sequences
+                .set
+                .lock()
+                .is_ok_and(|set| set.contains(&(*id as u32)));
+            if !done {
+                return Err(not_supported(format!(
+                    "setval('{name}') here (it runs in SELECT without FROM)"
+                )));
+            }
+            value.clone()
+        }
         (Func::Version, _) => Datum::Text(VERSION_TEXT.to_string()),
         (Func::BackendPid, _) => Datum::Int(i64::from(s.backend_pid)),
         (Func::CurrentDatabase, _) => Datum::Text(s.database.clone()),
@@ -1667,6 +1811,7 @@ impl Bound {
             | Kind::NullIf(l, r) => l.is_constant() && r.is_constant(),
             Kind::Cmp { l, r, .. } => l.is_constant() && r.is_constant(),
             Kind::Like { x, pattern, .. } => x.is_constant() && pattern.is_constant(),
+            Kind::Func(Func::NextVal | Func::CurrVal | Func::SetVal, _) => false,
             Kind::Func(_, args) | Kind::Coalesce(args) => args.iter().all(Bound::is_constant),
             Kind::InList { x, list, .. } => x.is_constant() && list.iter().all(Bound::is_constant),
             Kind::Case {
@@ -1702,6 +1847,8 @@ impl Bound {
             | Kind::NullIf(l, r) => l.is_row_local() && r.is_row_local(),
             Kind::Cmp { l, r, .. } => l.is_row_local() && r.is_row_local(),
             Kind::Like { x, pattern, .. } => x.is_row_local() && pattern.is_row_local(),
+            // Sequence functions draw values the coordinator reserved for the statement.
+            Kind::Func(Func::NextVal | Func::CurrVal | Func::SetVal, _) => false,
             Kind::Func(_, args) | Kind::Coalesce(args) => args.iter().all(Bound::is_row_local),
             Kind::InList { x, list, .. } => {
                 x.is_row_local() && list.iter().all(Bound::is_row_local)

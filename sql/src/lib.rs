@@ -34,10 +34,10 @@ use sqlparser::ast::{self, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 
-pub use catalog::{Catalog, DdlChange, DdlOutcome, Table, DEFAULT_DATABASE};
+pub use catalog::{Catalog, DdlChange, DdlOutcome, SequenceDef, Table, DEFAULT_DATABASE};
 pub use cluster::{
-    delete_table_local, load_catalog, scan_local, store_catalog, write_local, Cluster, RowOp,
-    ScanRequest, ScanRows, WriteOutcome, WriteRequest,
+    delete_table_local, load_catalog, scan_local, sequence_local, store_catalog, write_local,
+    Cluster, RowOp, ScanRequest, ScanRows, SequenceOp, SequenceStates, WriteOutcome, WriteRequest,
 };
 pub use error::SqlError;
 pub use rowcodec::{storage_key_token, CATALOG_PREFIX, ROW_PREFIX};
@@ -268,6 +268,9 @@ impl Cluster for DescribeOnly {
     async fn truncate(&self, _: usize, _: u32) -> Result<(), SqlError> {
         Err(SqlError::new(DESCRIBE_DONE, "describe only"))
     }
+    async fn sequence(&self, _: SequenceDef, _: SequenceOp) -> Result<Vec<i64>, SqlError> {
+        Err(SqlError::new(DESCRIBE_DONE, "describe only"))
+    }
 }
 
 /// Runs a prepared statement with parameter values in text form (None: NULL) (Bind+Execute).
@@ -400,6 +403,22 @@ async fn execute<C: Cluster>(
         S::Truncate(t) => stmt::run_truncate(session, cluster, &t.table_names).await,
         S::CreateTable(ct) => stmt::run_create_table(session, cluster, sql, ct).await,
         S::CreateIndex(ci) => stmt::run_create_index(session, cluster, ci).await,
+        S::CreateSequence {
+            temporary,
+            if_not_exists,
+            name,
+            sequence_options,
+        } => {
+            stmt::run_create_sequence(
+                session,
+                cluster,
+                name,
+                *if_not_exists,
+                *temporary,
+                sequence_options,
+            )
+            .await
+        }
         S::CreateView(cv) => stmt::run_create_view(session, cluster, sql, cv).await,
         S::Drop {
             object_type,

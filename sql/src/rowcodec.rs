@@ -27,6 +27,9 @@ pub const ROW_PREFIX: u8 = 0x80;
 pub const CATALOG_PREFIX: u8 = 0x81;
 /// The key the catalog is stored under on shard 0.
 pub const CATALOG_KEY: &[u8] = b"\x81catalog";
+/// Sequence records on shard 0: this, then the sequence id (u32 BE) → last value (i64 LE),
+/// is_called (u8).
+pub const CATALOG_KEY_PREFIX_SEQUENCE: &[u8] = b"\x81seq";
 /// Bytes of a row key before the key bytes.
 pub const ROW_KEY_HEADER_BYTES: usize = 13;
 

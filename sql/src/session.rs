@@ -149,7 +149,13 @@ pub struct Session {
     cancel: CancelFlag,
     /// The process id the client was given in BackendKeyData (`pg_backend_pid()`).
     backend_pid: i32,
+    /// The last value nextval gave this session, per sequence id (currval).
+    sequence_values: SequenceValues,
 }
+
+/// Per sequence id, the last value nextval returned in a session; shared with the
+/// statements' environments, which update it as they draw values.
+pub type SequenceValues = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, i64>>>;
 
 /// Milliseconds in a time setting's text: `250`, `250ms`, `5s`, `1min`, `2 h`, `1d`, `1500us`
 /// (rounded down); None when malformed, negative or over `i32::MAX` ms (PostgreSQL's bound).
@@ -292,7 +298,12 @@ impl Session {
             writes_in_block: 0,
             cancel: CancelFlag::default(),
             backend_pid: 0,
+            sequence_values: Default::default(),
         }
+    }
+
+    pub(crate) fn sequence_values(&self) -> SequenceValues {
+        self.sequence_values.clone()
     }
 
     pub fn set_backend_pid(&mut self, pid: i32) {

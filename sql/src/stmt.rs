@@ -98,6 +98,12 @@ pub(crate) async fn run_query<C: Cluster>(
     }
     let fetches = planner.fetches.into_inner();
     let env = env_with(session, params);
+    if single_row(&plan) {
+        let mut exprs = Vec::new();
+        plan.for_each_expr(&mut |b| exprs.push(b.clone()));
+        let exprs: Vec<&Bound> = exprs.iter().collect();
+        reserve_sequences(cluster, &env, &exprs, 1).await?;
+    }
     let inputs = fetch_all(cluster, &fetches, &env).await?;
     let rows = exec::run(&plan, &env, &inputs, None)?;
     let digits = env.float_digits;
@@ -107,6 +113,22 @@ pub(crate) async fn run_query<C: Cluster>(
         .collect();
     let tag = format!("SELECT {}", rows.len());
     Ok(StatementResult::Rows { columns, rows, tag })
+}
+
+/// Whether a plan yields at most one row without reading a table (SELECT without FROM): its
+/// expressions run once, so their sequence values can be reserved ahead.
+fn single_row(plan: &plan::Plan) -> bool {
+    use plan::Plan as P;
+    match plan {
+        P::Unit => true,
+        P::Project(input, _)
+        | P::Filter(input, _)
+        | P::Truncate(input, _)
+        | P::Distinct(input)
+        | P::Sort(input, _)
+        | P::Limit { input, .. } => single_row(input),
+        _ => false,
+    }
 }
 
 /// Runs every fetch on the shards that hold its rows, in parallel.
@@ -604,6 +626,8 @@ pub(crate) async fn run_insert<C: Cluster>(
             }
             let fetches = planner.fetches.borrow().clone();
             let inputs = fetch_all(cluster, &fetches, &env).await?;
+            let exprs: Vec<&Bound> = bound_rows.iter().flatten().flatten().collect();
+            reserve_sequences(cluster, &env, &exprs, 1).await?;
             for bound in bound_rows {
                 let mut out = Vec::with_capacity(bound.len());
                 for (b, &t) in bound.iter().zip(&targets) {
@@ -660,6 +684,25 @@ pub(crate) async fn run_insert<C: Cluster>(
                 }
                 source_rows.push(out);
             }
+        }
+    }
+    // Sequence values for the DEFAULTs the rows take (serial columns).
+    for (i, column) in table.columns.iter().enumerate() {
+        let Some(text) = column.default.as_deref().filter(|t| t.contains("nextval(")) else {
+            continue;
+        };
+        let defaulted = source_rows
+            .iter()
+            .filter(|src| {
+                targets
+                    .iter()
+                    .position(|&t| t == i)
+                    .is_none_or(|p| src.get(p).is_none_or(Option::is_none))
+            })
+            .count();
+        if defaulted > 0 {
+            let b = bind_table_expr(session, &catalog, &table, text)?;
+            reserve_sequences(cluster, &env, &[&b], defaulted).await?;
         }
     }
     // Complete rows, constraints, keys.
@@ -1279,6 +1322,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             format!("multiple primary keys for table \"{name}\" are not allowed"),
         )
     };
+    let mut sequences = Vec::new();
     for (i, c) in ct.columns.iter().enumerate() {
         let cname = plan::ident(&c.name);
         if columns.iter().any(|x| x.name == cname) {
@@ -1287,7 +1331,11 @@ pub(crate) async fn run_create_table<C: Cluster>(
                 format!("column \"{cname}\" specified more than once"),
             ));
         }
-        let (ty, typmod) = expr::resolve_type(&c.data_type)?;
+        let serial = serial_type(&c.data_type);
+        let (ty, typmod) = match serial {
+            Some(ty) => (ty, TYPMOD_NONE),
+            None => expr::resolve_type(&c.data_type)?,
+        };
         if ty == SqlType::Unknown || ty == SqlType::RegType {
             return Err(not_supported(format!("columns of type {}", ty.sql_name())));
         }
@@ -1298,10 +1346,38 @@ pub(crate) async fn run_create_table<C: Cluster>(
             not_null: false,
             default: None,
         };
+        if serial.is_some() {
+            // serial = integer NOT NULL DEFAULT nextval('<table>_<column>_seq'), the sequence
+            // created with the table and dropped with it.
+            let seq_name = format!("{name}_{cname}_seq");
+            def.not_null = true;
+            def.default = Some(format!("nextval('{seq_name}')"));
+            let max = match ty {
+                SqlType::Int2 => i64::from(i16::MAX),
+                SqlType::Int4 => i64::from(i32::MAX),
+                _ => i64::MAX,
+            };
+            sequences.push(crate::catalog::SequenceDef {
+                id: 0,
+                name: seq_name,
+                increment: 1,
+                min: 1,
+                max,
+                start: 1,
+                cycle: false,
+                owned_by: Some(name.clone()),
+            });
+        }
         for opt in &c.options {
             match &opt.option {
                 ast::ColumnOption::Null => def.not_null = false,
                 ast::ColumnOption::NotNull => def.not_null = true,
+                ast::ColumnOption::Default(_) if serial.is_some() => {
+                    return Err(SqlError::new(
+                        SYNTAX_ERROR,
+                        format!("multiple default values specified for column \"{cname}\" of table \"{name}\""),
+                    ));
+                }
                 ast::ColumnOption::Default(e) => {
                     validate_default(session, sql, &catalog, e, &def)?;
                     def.default = Some(e.to_string());
@@ -1399,6 +1475,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             database: session.database().to_string(),
             table,
             if_not_exists: ct.if_not_exists,
+            sequences,
         })
         .await?;
     Ok(StatementResult::Command {
@@ -1501,11 +1578,11 @@ pub(crate) async fn run_drop<C: Cluster>(
             }
             (DdlChange::DropDatabase { name, if_exists }, "DROP DATABASE")
         }
-        ast::ObjectType::Index | ast::ObjectType::View => {
-            let (kind, tag) = if object_type == ast::ObjectType::Index {
-                (crate::catalog::RelationKind::Index, "DROP INDEX")
-            } else {
-                (crate::catalog::RelationKind::View, "DROP VIEW")
+        ast::ObjectType::Index | ast::ObjectType::View | ast::ObjectType::Sequence => {
+            let (kind, tag) = match object_type {
+                ast::ObjectType::Index => (crate::catalog::RelationKind::Index, "DROP INDEX"),
+                ast::ObjectType::View => (crate::catalog::RelationKind::View, "DROP VIEW"),
+                _ => (crate::catalog::RelationKind::Sequence, "DROP SEQUENCE"),
             };
             let mut relations = Vec::with_capacity(names.len());
             for n in names {
@@ -1725,4 +1802,188 @@ pub(crate) async fn run_create_view<C: Cluster>(
     };
     cluster.ddl(change).await?;
     Ok(command("CREATE VIEW"))
+}
+
+/// The integer type a serial pseudo-type stands for, if `t` is one.
+fn serial_type(t: &ast::DataType) -> Option<SqlType> {
+    match t.to_string().to_ascii_lowercase().as_str() {
+        "smallserial" | "serial2" => Some(SqlType::Int2),
+        "serial" | "serial4" => Some(SqlType::Int4),
+        "bigserial" | "serial8" => Some(SqlType::Int8),
+        _ => None,
+    }
+}
+
+/// CREATE SEQUENCE with PostgreSQL's options and defaults (ascending: 1 .. 2^63-1 from 1;
+/// descending: -2^63 .. -1 from -1). CACHE is accepted and has no effect: values come from
+/// shard 0, logged ahead.
+pub(crate) async fn run_create_sequence<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    name: &ast::ObjectName,
+    if_not_exists: bool,
+    temporary: bool,
+    options: &[ast::SequenceOptions],
+) -> Result<StatementResult, SqlError> {
+    if temporary {
+        return Err(not_supported("temporary sequences"));
+    }
+    let (schema, name) = plan::split_name(name)?;
+    let int = |e: &ast::Expr| -> Result<i64, SqlError> {
+        let text = e.to_string();
+        text.replace(' ', "")
+            .parse::<i64>()
+            .map_err(|_| SqlError::new(SYNTAX_ERROR, format!("syntax error at or near \"{text}\"")))
+    };
+    let (mut increment, mut min, mut max, mut start, mut cycle) = (1i64, None, None, None, false);
+    let mut type_max = i64::MAX;
+    for o in options {
+        match o {
+            ast::SequenceOptions::DataType(t) => {
+                type_max = match expr::resolve_type(t)?.0 {
+                    SqlType::Int2 => i64::from(i16::MAX),
+                    SqlType::Int4 => i64::from(i32::MAX),
+                    SqlType::Int8 => i64::MAX,
+                    _ => {
+                        return Err(SqlError::new(
+                            INVALID_PARAMETER_VALUE,
+                            "sequence type must be smallint, integer, or bigint",
+                        ))
+                    }
+                }
+            }
+            ast::SequenceOptions::IncrementBy(e, _) => increment = int(e)?,
+            ast::SequenceOptions::MinValue(e) => min = e.as_ref().map(int).transpose()?,
+            ast::SequenceOptions::MaxValue(e) => max = e.as_ref().map(int).transpose()?,
+            ast::SequenceOptions::StartWith(e, _) => start = Some(int(e)?),
+            ast::SequenceOptions::Cache(e) => {
+                if int(e)? < 1 {
+                    return Err(SqlError::new(
+                        INVALID_PARAMETER_VALUE,
+                        format!("CACHE ({}) must be greater than zero", int(e)?),
+                    ));
+                }
+            }
+            ast::SequenceOptions::Cycle(no) => cycle = !no,
+            ast::SequenceOptions::OwnedBy(_) => return Err(not_supported("OWNED BY")),
+        }
+    }
+    if increment == 0 {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            "INCREMENT must not be zero",
+        ));
+    }
+    let type_min = if type_max == i64::MAX {
+        i64::MIN
+    } else {
+        -type_max - 1
+    };
+    let min = min.unwrap_or(if increment > 0 { 1 } else { type_min });
+    let max = max.unwrap_or(if increment > 0 { type_max } else { -1 });
+    if min >= max {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            format!("MINVALUE ({min}) must be less than MAXVALUE ({max})"),
+        ));
+    }
+    let start = start.unwrap_or(if increment > 0 { min } else { max });
+    if start < min || start > max {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            format!("START value ({start}) cannot be outside MINVALUE ({min}) .. MAXVALUE ({max})"),
+        ));
+    }
+    let outcome = cluster
+        .ddl(DdlChange::CreateSequence {
+            database: session.database().to_string(),
+            schema: plan::default_schema(schema),
+            sequence: crate::catalog::SequenceDef {
+                id: 0,
+                name,
+                increment,
+                min,
+                max,
+                start,
+                cycle,
+                owned_by: None,
+            },
+            if_not_exists,
+        })
+        .await?;
+    Ok(StatementResult::Command {
+        tag: "CREATE SEQUENCE".to_string(),
+        changed_parameters: Vec::new(),
+        notices: outcome.notices,
+    })
+}
+
+/// Reserves on shard 0 the sequence values `exprs` draw when each is evaluated `times` times
+/// (the evaluator is synchronous and takes them from `env`), and carries out their setval
+/// calls, whose arguments must then be constants.
+pub(crate) async fn reserve_sequences<C: Cluster>(
+    cluster: &C,
+    env: &Env,
+    exprs: &[&Bound],
+    times: usize,
+) -> Result<(), SqlError> {
+    let mut next: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut sets = Vec::new();
+    for e in exprs {
+        e.visit(&mut |b| {
+            if let Kind::Func(f, args) = &b.kind {
+                let Some(Kind::Const(Datum::Int(id))) = args.first().map(|a| &a.kind) else {
+                    return;
+                };
+                match f {
+                    expr::Func::NextVal => *next.entry(*id as u32).or_default() += times,
+                    expr::Func::SetVal => sets.push((*id as u32, args.clone())),
+                    _ => {}
+                }
+            }
+        });
+    }
+    if next.is_empty() && sets.is_empty() {
+        return Ok(());
+    }
+    let catalog = cluster.catalog();
+    let lookup = |id: u32| {
+        catalog.sequence_by_id(id).cloned().ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_TABLE,
+                "the sequence was dropped during the statement",
+            )
+        })
+    };
+    for (id, args) in sets {
+        let cx = Eval::new(env);
+        let value = match eval(&args[2], &cx)? {
+            Datum::Int(v) => v,
+            _ => {
+                return Err(SqlError::new(
+                    NULL_VALUE_NOT_ALLOWED,
+                    "setval: the value must not be null",
+                ))
+            }
+        };
+        let is_called = eval(&args[3], &cx)? != Datum::Bool(false);
+        cluster
+            .sequence(
+                lookup(id)?,
+                crate::cluster::SequenceOp::Set { value, is_called },
+            )
+            .await?;
+        if let Ok(mut set) = env.sequences.set.lock() {
+            set.insert(id);
+        }
+    }
+    for (id, count) in next {
+        let values = cluster
+            .sequence(lookup(id)?, crate::cluster::SequenceOp::Next(count))
+            .await?;
+        if let Ok(mut reserved) = env.sequences.reserved.lock() {
+            reserved.entry(id).or_default().extend(values);
+        }
+    }
+    Ok(())
 }

@@ -22,6 +22,7 @@ pub(crate) struct LocalCluster {
     rt: LocalRuntime,
     shards: Vec<Rc<Tree>>,
     catalog: RefCell<Arc<Catalog>>,
+    sequences: SequenceStates,
 }
 
 impl LocalCluster {
@@ -48,6 +49,7 @@ impl LocalCluster {
             rt,
             shards,
             catalog: RefCell::new(Arc::new(catalog)),
+            sequences: SequenceStates::default(),
         }
     }
 
@@ -101,6 +103,22 @@ impl Cluster for LocalCluster {
             .await
             .map_err(crate::cluster::storage_error)?;
         Ok(outcome)
+    }
+
+    async fn sequence(
+        &self,
+        sequence: crate::catalog::SequenceDef,
+        op: SequenceOp,
+    ) -> Result<Vec<i64>, SqlError> {
+        let (values, lsn) = sequence_local(&self.shards[0], &self.sequences, &sequence, op).await?;
+        if lsn > 0 {
+            self.shards[0]
+                .wal()
+                .sync_to(lsn)
+                .await
+                .map_err(crate::cluster::storage_error)?;
+        }
+        Ok(values)
     }
 
     async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError> {

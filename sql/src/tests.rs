@@ -1102,3 +1102,44 @@ fn statement_timeout_is_a_duration() {
         ],
     );
 }
+
+#[test]
+fn sequences_and_serial_columns() {
+    script(
+        2,
+        &[
+            ("CREATE SEQUENCE s", "CREATE SEQUENCE "),
+            ("SELECT currval('s')", "ERR 55000 currval of sequence \"s\" is not yet defined in this session"),
+            ("SELECT nextval('s'), nextval('s')", "nextval:20,nextval:20 => 1|2 [SELECT 1]"),
+            ("SELECT currval('s')", "currval:20 => 2 [SELECT 1]"),
+            ("SELECT setval('s', 100)", "setval:20 => 100 [SELECT 1]"),
+            ("SELECT nextval('public.s')", "nextval:20 => 101 [SELECT 1]"),
+            ("SELECT setval('s', 5, false)", "setval:20 => 5 [SELECT 1]"),
+            ("SELECT nextval('s')", "nextval:20 => 5 [SELECT 1]"),
+            ("CREATE SEQUENCE s", "ERR 42P07 relation \"s\" already exists"),
+            ("CREATE SEQUENCE IF NOT EXISTS s", "CREATE SEQUENCE "),
+            ("CREATE SEQUENCE down INCREMENT BY -2 MAXVALUE 10 START WITH 10", "CREATE SEQUENCE "),
+            ("SELECT nextval('down'), nextval('down')", "nextval:20,nextval:20 => 10|8 [SELECT 1]"),
+            ("CREATE SEQUENCE tiny MAXVALUE 2", "CREATE SEQUENCE "),
+            ("SELECT nextval('tiny'), nextval('tiny')", "nextval:20,nextval:20 => 1|2 [SELECT 1]"),
+            ("SELECT nextval('tiny')", "ERR 2200H nextval: reached maximum value of sequence \"tiny\" (2)"),
+            ("CREATE SEQUENCE ring MINVALUE 1 MAXVALUE 2 CYCLE", "CREATE SEQUENCE "),
+            ("SELECT nextval('ring'), nextval('ring'), nextval('ring')", "nextval:20,nextval:20,nextval:20 => 1|2|1 [SELECT 1]"),
+            ("CREATE SEQUENCE bad INCREMENT 0", "ERR 22023 INCREMENT must not be zero"),
+            ("SELECT nextval('nosuch')", "ERR 42P01 relation \"nosuch\" does not exist"),
+            ("CREATE TABLE items (id serial PRIMARY KEY, name text)", "CREATE TABLE "),
+            ("INSERT INTO items (name) VALUES ('a'), ('b') RETURNING id", "id:23 => 1 / 2 [INSERT 0 2]"),
+            ("INSERT INTO items VALUES (DEFAULT, 'c'), (10, 'd') RETURNING id", "id:23 => 3 / 10 [INSERT 0 2]"),
+            ("INSERT INTO items (id, name) VALUES (nextval('items_id_seq'), 'e') RETURNING id", "id:23 => 4 [INSERT 0 1]"),
+            ("SELECT currval('items_id_seq')", "currval:20 => 4 [SELECT 1]"),
+            ("SELECT count(*) FROM items", "count:20 => 5 [SELECT 1]"),
+            ("SELECT nextval('s') FROM items", "ERR 0A000 nextval('s') here (it runs in INSERT ... VALUES, column defaults and SELECT without FROM) is not supported yet"),
+            ("CREATE SEQUENCE items_id_seq", "ERR 42P07 relation \"items_id_seq\" already exists"),
+            ("DROP TABLE items", "DROP TABLE "),
+            ("SELECT nextval('items_id_seq')", "ERR 42P01 relation \"items_id_seq\" does not exist"),
+            ("DROP SEQUENCE s, down", "DROP SEQUENCE "),
+            ("DROP SEQUENCE s", "ERR 42704 sequence \"s\" does not exist"),
+            ("DROP SEQUENCE IF EXISTS s", "DROP SEQUENCE "),
+        ],
+    );
+}

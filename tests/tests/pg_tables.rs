@@ -100,7 +100,8 @@ fn acknowledged_rows_and_ddl_survive_kill_9() {
                  CREATE TABLE kept (id int PRIMARY KEY, v text);
                  CREATE TABLE dropped (id int PRIMARY KEY);
                  CREATE VIEW kept_view AS SELECT id FROM kept WHERE id % 2 = 0;
-                 DROP TABLE dropped;",
+                 DROP TABLE dropped;
+                 CREATE TABLE serials (id bigserial PRIMARY KEY, note text);",
             )
             .await
             .expect("ddl");
@@ -128,6 +129,12 @@ fn acknowledged_rows_and_ddl_survive_kill_9() {
             .expect("count")
             .get(0);
         assert_eq!(count, 190, "before the crash");
+        for _ in 0..40 {
+            client
+                .execute("INSERT INTO serials (note) VALUES ('before')", &[])
+                .await
+                .expect("serial insert");
+        }
     });
     server.kill9();
     server.restart();
@@ -150,6 +157,22 @@ fn acknowledged_rows_and_ddl_survive_kill_9() {
             .await
             .expect("view survives");
         assert_eq!(view.get::<_, i64>(0), 95);
+        // The sequence never hands out a value twice across the crash (it may skip some).
+        let before: i64 = client
+            .query_one("SELECT max(id) FROM serials", &[])
+            .await
+            .expect("max id")
+            .get(0);
+        assert_eq!(before, 40);
+        let after: i64 = client
+            .query_one(
+                "INSERT INTO serials (note) VALUES ('after') RETURNING id",
+                &[],
+            )
+            .await
+            .expect("insert after the crash")
+            .get(0);
+        assert!(after > before, "{after} after {before}");
         let err = client
             .query("SELECT * FROM dropped", &[])
             .await

@@ -92,6 +92,8 @@ pub enum ShardReq {
         pid: i32,
         secret: i32,
     },
+    /// SQL, to shard 0: advance or set a sequence.
+    SqlSequence(Box<helios_sql::SequenceDef>, helios_sql::SequenceOp),
 }
 
 pub enum ShardResp {
@@ -106,6 +108,7 @@ pub enum ShardResp {
     SqlRows(Box<helios_sql::ScanRows>),
     SqlWritten(helios_sql::WriteOutcome),
     SqlDdl(helios_sql::DdlOutcome),
+    SqlSequence(Vec<i64>),
     SqlError(Box<helios_sql::SqlError>),
 }
 
@@ -170,6 +173,8 @@ pub struct ShardState {
     pub ddl_lock: glommio::sync::Semaphore,
     /// PostgreSQL connections on this shard: backend pid → (cancel secret, cancel flag).
     pub pg_backends: RefCell<std::collections::HashMap<i32, (i32, helios_sql::CancelFlag)>>,
+    /// Shard 0: the sequences' current values.
+    pub sequences: helios_sql::SequenceStates,
 }
 
 impl ShardState {
@@ -523,6 +528,11 @@ impl ShardState {
                 sqlcluster::install_catalog(&self, catalog);
                 ShardResp::Done
             }
+            ShardReq::SqlSequence(sequence, op) => sql_reply(
+                sqlcluster::sequence(&self, *sequence, op)
+                    .await
+                    .map(ShardResp::SqlSequence),
+            ),
             ShardReq::PgCancel { pid, secret } => {
                 super::pg::cancel_local(&self, pid, secret);
                 ShardResp::Done
@@ -735,6 +745,7 @@ async fn open_shard(
         sql_writes: glommio::sync::Semaphore::new(1),
         ddl_lock: glommio::sync::Semaphore::new(1),
         pg_backends: RefCell::new(Default::default()),
+        sequences: Default::default(),
     }))
 }
 

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use helios_shard::glommio_rt::GlommioRuntime;
 use helios_sql::{
-    Catalog, Cluster, DdlChange, DdlOutcome, ScanRequest, ScanRows, SqlError, WriteOutcome,
-    WriteRequest,
+    Catalog, Cluster, DdlChange, DdlOutcome, ScanRequest, ScanRows, SequenceDef, SequenceOp,
+    SqlError, WriteOutcome, WriteRequest,
 };
 
 use super::shard::{ShardReq, ShardResp, ShardState};
@@ -68,6 +68,19 @@ impl Cluster for ShardCluster {
         }
         match self.call(shard, ShardReq::SqlWrite(Box::new(req))).await? {
             ShardResp::SqlWritten(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn sequence(&self, seq: SequenceDef, op: SequenceOp) -> Result<Vec<i64>, SqlError> {
+        if self.state.id == CATALOG_SHARD {
+            return sequence(&self.state, seq, op).await;
+        }
+        match self
+            .call(CATALOG_SHARD, ShardReq::SqlSequence(Box::new(seq), op))
+            .await?
+        {
+            ShardResp::SqlSequence(values) => Ok(values),
             other => Err(unexpected(other)),
         }
     }
@@ -130,6 +143,26 @@ pub async fn write(state: &Rc<ShardState>, req: WriteRequest) -> Result<WriteOut
     };
     durable(state, outcome.lsn).await?;
     Ok(outcome)
+}
+
+/// Shard 0: a sequence operation, answered once its record (if it wrote one) is durable.
+pub async fn sequence(
+    state: &Rc<ShardState>,
+    seq: SequenceDef,
+    op: SequenceOp,
+) -> Result<Vec<i64>, SqlError> {
+    assert_eq!(state.id, CATALOG_SHARD, "sequences live on shard 0");
+    let (values, lsn) = helios_sql::sequence_local(&state.lsm, &state.sequences, &seq, op).await?;
+    // Always synced, whatever the durability mode: a record lost in a crash would hand out
+    // values again that rows on other shards may already hold.
+    if lsn > 0 {
+        state
+            .wal()
+            .sync_to(lsn)
+            .await
+            .map_err(|e| SqlError::new(IO_ERROR, format!("storage error: {e}")))?;
+    }
+    Ok(values)
 }
 
 pub async fn truncate(state: &Rc<ShardState>, table_id: u32) -> Result<(), SqlError> {

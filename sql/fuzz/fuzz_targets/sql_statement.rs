@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use helios_sql::{
-    Catalog, Cluster, DdlChange, DdlOutcome, ScanRequest, ScanRows, Session, SqlError,
-    WriteOutcome, WriteRequest,
+    Catalog, Cluster, DdlChange, DdlOutcome, ScanRequest, ScanRows, SequenceDef, SequenceOp,
+    Session, SqlError, WriteOutcome, WriteRequest,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -35,6 +35,9 @@ impl Cluster for NoStorage {
         Err(SqlError::new("58030", "no storage in the fuzzer"))
     }
     async fn truncate(&self, _: usize, _: u32) -> Result<(), SqlError> {
+        Err(SqlError::new("58030", "no storage in the fuzzer"))
+    }
+    async fn sequence(&self, _: SequenceDef, _: SequenceOp) -> Result<Vec<i64>, SqlError> {
         Err(SqlError::new("58030", "no storage in the fuzzer"))
     }
 }
