@@ -1108,8 +1108,19 @@ pub(crate) async fn run_update<C: Cluster>(
     };
     // The common case runs on the shards as read-modify-write of each row (no lost updates
     // between concurrent statements): SET values that read only the row, no key change.
+    // SET col = DEFAULT with a sequence default takes a new value per row, on the coordinator.
+    let sequence_default = |column: usize| {
+        table.columns[column]
+            .default
+            .as_deref()
+            .is_some_and(|d| d.contains("nextval("))
+    };
     let on_shards = sets.iter().all(|(column, b)| {
-        !table.primary_key.contains(column) && b.as_ref().is_none_or(|b| b.is_row_local())
+        !table.primary_key.contains(column)
+            && match b {
+                Some(b) => b.is_row_local(),
+                None => !sequence_default(*column),
+            }
     });
     if on_shards {
         let mut spec_sets = Vec::with_capacity(sets.len());
@@ -1152,6 +1163,22 @@ pub(crate) async fn run_update<C: Cluster>(
         let count = new_rows.len();
         return finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false);
     }
+    let mut drawn = Vec::new();
+    for (column, b) in &sets {
+        match b {
+            Some(b) => drawn.push(b.clone()),
+            None if sequence_default(*column) => {
+                let text = table.columns[*column]
+                    .default
+                    .as_deref()
+                    .unwrap_or_default();
+                drawn.push(bind_table_expr(session, &catalog, &table, text)?);
+            }
+            None => {}
+        }
+    }
+    let drawn: Vec<&Bound> = drawn.iter().collect();
+    reserve_sequences(cluster, &env, &drawn, rows.len()).await?;
     let digits = env.float_digits;
     let mut ops = Vec::with_capacity(rows.len());
     let mut new_rows = Vec::with_capacity(rows.len());

@@ -1133,6 +1133,8 @@ fn sequences_and_serial_columns() {
             ("INSERT INTO items (id, name) VALUES (nextval('items_id_seq'), 'e') RETURNING id", "id:23 => 4 [INSERT 0 1]"),
             ("SELECT currval('items_id_seq')", "currval:20 => 4 [SELECT 1]"),
             ("SELECT count(*) FROM items", "count:20 => 5 [SELECT 1]"),
+            ("UPDATE items SET id = DEFAULT WHERE name = 'e' RETURNING id", "id:23 => 5 [UPDATE 1]"),
+            ("UPDATE items SET id = nextval('items_id_seq') WHERE name = 'd' RETURNING id", "id:23 => 6 [UPDATE 1]"),
             ("SELECT nextval('s') FROM items", "ERR 0A000 nextval('s') here (it runs in INSERT ... VALUES, column defaults and SELECT without FROM) is not supported yet"),
             ("CREATE SEQUENCE items_id_seq", "ERR 42P07 relation \"items_id_seq\" already exists"),
             ("DROP TABLE items", "DROP TABLE "),
