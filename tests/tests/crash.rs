@@ -20,7 +20,10 @@ const WRITERS: usize = 4;
 const CYCLES: usize = 3;
 /// Commands per pipelined batch (SETs; one INCR is appended to each batch).
 const BATCH_SETS: u64 = 64;
-const LOAD_DURATION: Duration = Duration::from_millis(1500);
+// Long enough for the first acknowledgements: a fresh or restarted server zero-fills its WAL
+// segments (64 MiB each, the active one and the next, per shard) in its first second, and the
+// first fsyncs queue behind that I/O (about 1 s on the 2-core VM in a debug build).
+const LOAD_DURATION: Duration = Duration::from_millis(3000);
 /// Keys per MGET when verifying.
 const VERIFY_CHUNK: u64 = 1000;
 
