@@ -148,6 +148,7 @@ pub struct Prepared {
     pub param_types: Vec<u32>,
     /// The row description, or None for a statement that returns no rows (NoData).
     pub columns: Option<Vec<Column>>,
+    plan_cache: stmt::PlanCache,
 }
 
 /// Parses and describes one statement (Parse). `declared` are the parameter type OIDs the
@@ -188,6 +189,7 @@ pub fn prepare<C: Cluster>(
         types: RefCell::new(types),
         values: Vec::new(),
         describe: true,
+        plan_cache: None,
     };
     let describer = DescribeOnly(cluster.catalog());
     let columns = match &statement {
@@ -217,6 +219,7 @@ pub fn prepare<C: Cluster>(
         statement,
         param_types,
         columns,
+        plan_cache: Default::default(),
     })
 }
 
@@ -307,6 +310,7 @@ pub async fn execute_prepared<C: Cluster>(
         types: RefCell::new(types),
         values,
         describe: false,
+        plan_cache: Some(prepared.plan_cache.clone()),
     };
     let r = execute(session, cluster, &prepared.sql, statement, &p).await;
     if r.is_err() {

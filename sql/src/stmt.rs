@@ -26,6 +26,23 @@ pub(crate) struct Params {
     pub(crate) types: RefCell<Vec<Option<SqlType>>>,
     pub(crate) values: Vec<Datum>,
     pub(crate) describe: bool,
+    /// A prepared statement's plan, reused by later executions (see [`PlanCache`]).
+    pub(crate) plan_cache: Option<PlanCache>,
+}
+
+/// A prepared query's plan, kept between executions: planning costs as much as a point read.
+/// Valid while the catalog version, database and search_path it was planned under hold; plans
+/// that read the pg_catalog snapshot (which reflects session settings) are not kept.
+pub(crate) type PlanCache = std::rc::Rc<RefCell<Option<std::rc::Rc<CachedPlan>>>>;
+
+#[derive(Debug)]
+pub(crate) struct CachedPlan {
+    catalog_version: u64,
+    database: String,
+    search_path: String,
+    plan: plan::Plan,
+    columns: Vec<Column>,
+    fetches: Vec<Fetch>,
 }
 
 impl Params {
@@ -34,6 +51,7 @@ impl Params {
             types: RefCell::new(Vec::new()),
             values: Vec::new(),
             describe: false,
+            plan_cache: None,
         }
     }
 }
@@ -85,27 +103,57 @@ pub(crate) async fn run_query<C: Cluster>(
     params: &Params,
 ) -> Result<StatementResult, SqlError> {
     let catalog = cluster.catalog();
-    let positions = Positions::new(sql);
-    let param_types = &params.types;
-    let planner = Planner::new(session, sql, &positions, &catalog, param_types);
-    let (plan, columns) = planner.plan_query(q, None)?;
-    if params.describe {
-        return Ok(StatementResult::Rows {
-            columns,
-            rows: Vec::new(),
-            tag: String::new(),
-        });
-    }
-    let fetches = planner.fetches.into_inner();
+    let search_path = session.parameter("search_path").unwrap_or_default();
+    let cached = params.plan_cache.as_ref().and_then(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|p| {
+                p.catalog_version == catalog.version
+                    && p.database == session.database()
+                    && p.search_path == search_path
+            })
+            .cloned()
+    });
+    let cached = match cached {
+        Some(cached) => cached,
+        None => {
+            let positions = Positions::new(sql);
+            let param_types = &params.types;
+            let planner = Planner::new(session, sql, &positions, &catalog, param_types);
+            let (plan, columns) = planner.plan_query(q, None)?;
+            if params.describe {
+                return Ok(StatementResult::Rows {
+                    columns,
+                    rows: Vec::new(),
+                    tag: String::new(),
+                });
+            }
+            let uses_catalog_snapshot = planner.pg.get().is_some();
+            let planned = std::rc::Rc::new(CachedPlan {
+                catalog_version: catalog.version,
+                database: session.database().to_string(),
+                search_path: search_path.to_string(),
+                plan,
+                columns,
+                fetches: planner.fetches.into_inner(),
+            });
+            if let (Some(cache), false) = (&params.plan_cache, uses_catalog_snapshot) {
+                *cache.borrow_mut() = Some(planned.clone());
+            }
+            planned
+        }
+    };
+    let (plan, fetches) = (&cached.plan, &cached.fetches);
+    let columns = cached.columns.clone();
     let env = env_with(session, params);
-    if single_row(&plan) {
+    if single_row(plan) {
         let mut exprs = Vec::new();
         plan.for_each_expr(&mut |b| exprs.push(b.clone()));
         let exprs: Vec<&Bound> = exprs.iter().collect();
         reserve_sequences(cluster, &env, &exprs, 1).await?;
     }
-    let inputs = fetch_all(cluster, &fetches, &env).await?;
-    let rows = exec::run(&plan, &env, &inputs, None)?;
+    let inputs = fetch_all(cluster, fetches, &env).await?;
+    let rows = exec::run(plan, &env, &inputs, None)?;
     let digits = env.float_digits;
     let rows: Vec<Vec<Option<String>>> = rows
         .iter()

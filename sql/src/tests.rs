@@ -1145,3 +1145,53 @@ fn sequences_and_serial_columns() {
         ],
     );
 }
+
+#[test]
+fn prepared_plans_are_reused_until_the_catalog_changes() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        let setup = "CREATE TABLE p (k int PRIMARY KEY, v text); INSERT INTO p VALUES (1, 'one');
+                     CREATE SCHEMA other; CREATE TABLE other.p (k int PRIMARY KEY, v text);
+                     INSERT INTO other.p VALUES (1, 'other one')";
+        for r in execute_simple(&mut session, &cluster, setup).await {
+            r.expect("setup");
+        }
+        let sel = prepare(&session, &cluster, "SELECT v FROM p WHERE k = $1", &[]).unwrap();
+        let one = [Some("1".to_string())];
+        let first = render(&execute_prepared(&mut session, &cluster, &sel, &one).await);
+        assert_eq!(first, "v:25 => one [SELECT 1]");
+        // Reused: same answer.
+        let again = render(&execute_prepared(&mut session, &cluster, &sel, &one).await);
+        assert_eq!(again, first);
+        // The table is replaced: the plan is made again against the new one.
+        for r in execute_simple(
+            &mut session,
+            &cluster,
+            "DROP TABLE p; CREATE TABLE p (k int PRIMARY KEY, v text); INSERT INTO p VALUES (1, 'new one')",
+        )
+        .await
+        {
+            r.expect("replace");
+        }
+        let replaced = render(&execute_prepared(&mut session, &cluster, &sel, &one).await);
+        assert_eq!(replaced, "v:25 => new one [SELECT 1]");
+        // A plan that reads the catalog snapshot is planned afresh each time.
+        let catalog_query = prepare(
+            &session,
+            &cluster,
+            "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = $1",
+            &[],
+        )
+        .unwrap();
+        let p = [Some("p".to_string())];
+        let before = render(&execute_prepared(&mut session, &cluster, &catalog_query, &p).await);
+        for r in execute_simple(&mut session, &cluster, "DROP TABLE p, other.p").await {
+            r.expect("drop");
+        }
+        let after = render(&execute_prepared(&mut session, &cluster, &catalog_query, &p).await);
+        assert_ne!(before, after);
+    });
+}
