@@ -1245,7 +1245,7 @@ impl<'a> Eval<'a> {
     }
 }
 
-fn cmp_result(op: Cmp, ord: std::cmp::Ordering) -> bool {
+pub(crate) fn cmp_result(op: Cmp, ord: std::cmp::Ordering) -> bool {
     use std::cmp::Ordering::*;
     match op {
         Cmp::Eq => ord == Equal,

@@ -1961,18 +1961,6 @@ pub(crate) fn array_from_rows(rows: Vec<Vec<Datum>>, _ty: Ty, cx: &Eval) -> Datu
     Datum::Text(array_text(&items))
 }
 
-fn cmp_holds(op: Cmp, ord: std::cmp::Ordering) -> bool {
-    use std::cmp::Ordering::*;
-    match op {
-        Cmp::Eq => ord == Equal,
-        Cmp::Ne => ord != Equal,
-        Cmp::Lt => ord == Less,
-        Cmp::Le => ord != Greater,
-        Cmp::Gt => ord == Greater,
-        Cmp::Ge => ord != Less,
-    }
-}
-
 fn int_of(d: &Datum) -> Option<i64> {
     match d {
         Datum::Int(v) => Some(*v),
@@ -2133,7 +2121,7 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                     continue;
                 };
                 let elem = types::input(args[0].ty, TYPMOD_NONE, &s)?;
-                let holds = cmp_holds(*op, expr::compare(left, &elem));
+                let holds = expr::cmp_result(*op, expr::compare(left, &elem));
                 if holds && !*all {
                     return Ok(Datum::Bool(true));
                 }

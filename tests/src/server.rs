@@ -464,3 +464,24 @@ pub fn redis_cli(port: u16, args: &[&str], stdin: Option<&[u8]>) -> (bool, Strin
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `psql` against a server's PostgreSQL port as `user` on `database`, without reading
+/// `~/.psqlrc` (`-X`) and with a connect timeout; callers add their output flags and commands.
+pub fn psql_command(server: &HeliosServer, user: &str, database: &str) -> Command {
+    let mut command = Command::new("psql");
+    command
+        .args(["-h", "127.0.0.1", "-p", &server.pg_port().to_string()])
+        .args(["-U", user, "-d", database, "-X"])
+        .env("PGCONNECT_TIMEOUT", "10");
+    command
+}
+
+/// Runs a psql command: (exit status success, stdout, stderr).
+pub fn run_psql(mut command: Command) -> (bool, String, String) {
+    let out = command.output().expect("run psql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

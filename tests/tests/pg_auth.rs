@@ -2,9 +2,7 @@
 //! SCRAM-SHA-256, md5 or a cleartext password (tokio-postgres and psql), a wrong password
 //! gets 28P01, and users not in the file are trusted on loopback.
 
-use std::process::Command;
-
-use helios_tests::server::{which, HeliosServer, ServerOpts};
+use helios_tests::server::{psql_command, run_psql, which, HeliosServer, ServerOpts};
 use tokio_postgres::NoTls;
 
 const CONFIG: &str = r#"
@@ -104,31 +102,18 @@ fn psql_logs_in_with_scram_and_md5() {
     }
     let server = HeliosServer::start(ServerOpts::default().config(CONFIG));
     let run = |user: &str, password: &str| {
-        Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &server.pg_port().to_string()])
-            .args(["-U", user, "-d", "postgres", "-X", "-A", "-t", "-w"])
-            .args(["-c", "SELECT current_user"])
-            .env("PGPASSWORD", password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .output()
-            .expect("run psql")
+        let mut psql = psql_command(&server, user, "postgres");
+        psql.args(["-A", "-t", "-w", "-c", "SELECT current_user"])
+            .env("PGPASSWORD", password);
+        run_psql(psql)
     };
-    let ok = run("alice", "wonder land");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "alice");
-    let ok = run("bob", "builder");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let bad = run("bob", "nope");
-    assert!(!bad.status.success());
-    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let (ok, stdout, stderr) = run("alice", "wonder land");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "alice");
+    let (ok, _, stderr) = run("bob", "builder");
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run("bob", "nope");
+    assert!(!ok);
     assert!(
         stderr.contains("password authentication failed for user \"bob\""),
         "{stderr}"

@@ -5,38 +5,20 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
-use helios_tests::server::{which, HeliosServer, ServerOpts};
+use helios_tests::server::{psql_command, run_psql, which, HeliosServer, ServerOpts};
 
 fn psql(server: &HeliosServer, args: &[&str]) -> (bool, String, String) {
     psql_on(server, "postgres", args)
 }
 
 fn psql_on(server: &HeliosServer, database: &str, args: &[&str]) -> (bool, String, String) {
-    let port = server.pg_port().to_string();
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "tester",
-            "-d",
-            database,
-        ])
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-        .args(args)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .output()
-        .expect("run psql");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut command = psql_command(server, "tester", database);
+    command
+        .args(["-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args(args);
+    run_psql(command)
 }
 
 #[test]

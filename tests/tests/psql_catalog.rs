@@ -9,36 +9,16 @@
 //!   the session user; PostgreSQL: `postgres`).
 //! - `\dn`: `public` is owned by that role too (PostgreSQL 15: `pg_database_owner`).
 
-use std::process::Command;
-
-use helios_tests::server::{which, HeliosServer, ServerOpts};
+use helios_tests::server::{psql_command, run_psql, which, HeliosServer, ServerOpts};
 
 /// Runs one psql command with the default (aligned) output format.
 fn psql(server: &HeliosServer, command: &str) -> (bool, String, String) {
-    let port = server.pg_port().to_string();
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "tester",
-            "-d",
-            "postgres",
-        ])
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", command])
-        .env("PGCONNECT_TIMEOUT", "10")
+    let mut psql = psql_command(server, "tester", "postgres");
+    psql.args(["-v", "ON_ERROR_STOP=1", "-c", command])
         .env("PAGER", "")
         .env("PSQL_PAGER", "")
-        .env("COLUMNS", "200")
-        .output()
-        .expect("run psql");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .env("COLUMNS", "200");
+    run_psql(psql)
 }
 
 const SETUP: &[&str] = &[
