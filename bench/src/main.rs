@@ -41,7 +41,7 @@ struct Cli {
 enum Command {
     /// Drive Redis-protocol servers (helios, redis-server).
     Redis(Box<RedisArgs>),
-    /// Drive PostgreSQL-protocol servers (postgres; helios once it speaks PostgreSQL).
+    /// Drive PostgreSQL-protocol servers (PostgreSQL, helios).
     Pg(Box<PgArgs>),
     /// Run key-value workloads in this process against storage engines (fjall, ...).
     Engine(Box<engine::EngineArgs>),
