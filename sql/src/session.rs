@@ -151,6 +151,8 @@ pub struct Session {
     backend_pid: i32,
     /// The last value nextval gave this session, per sequence id (currval).
     sequence_values: SequenceValues,
+    /// What RESET restores (see `fix_session_defaults`); None: the built-in defaults.
+    session_defaults: Option<Vec<String>>,
 }
 
 /// Per sequence id, the last value nextval returned in a session; shared with the
@@ -299,6 +301,7 @@ impl Session {
             cancel: CancelFlag::default(),
             backend_pid: 0,
             sequence_values: Default::default(),
+            session_defaults: None,
         }
     }
 
@@ -431,7 +434,7 @@ impl Session {
         if matches!(PARAMS[i].kind, Kind::ReadOnly) {
             return Err(cannot_change(PARAMS[i].name));
         }
-        Ok(self.store(i, PARAMS[i].default.to_string()))
+        Ok(self.store(i, self.session_default(i)))
     }
 
     /// `RESET ALL`.
@@ -439,8 +442,24 @@ impl Session {
         self.custom.clear();
         (0..PARAMS.len())
             .filter(|&i| !matches!(PARAMS[i].kind, Kind::ReadOnly))
-            .filter_map(|i| self.store(i, PARAMS[i].default.to_string()))
+            .filter_map(|i| {
+                let value = self.session_default(i);
+                self.store(i, value)
+            })
             .collect()
+    }
+
+    /// Makes the current values (the built-in defaults with the start-up packet's settings
+    /// applied) what RESET returns to, as PostgreSQL's session defaults.
+    pub fn fix_session_defaults(&mut self) {
+        self.session_defaults = Some(self.values.clone());
+    }
+
+    fn session_default(&self, i: usize) -> String {
+        match &self.session_defaults {
+            Some(values) => values[i].clone(),
+            None => PARAMS[i].default.to_string(),
+        }
     }
 
     /// Canonical name of a parameter (what SHOW names its column), if it exists.

@@ -317,6 +317,7 @@ fn discard_all_resets_the_session() {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
             _ => None,
         });
+        // Back to the start-up packet's value: tokio-postgres sends none, so the default.
         assert_eq!(value.as_deref(), Some(""));
         let err = client
             .query(&statement, &[])

@@ -160,3 +160,33 @@ fn malformed_startup_and_abrupt_disconnects_leave_the_server_serving() {
         assert_eq!(out.trim(), "7");
     }
 }
+
+#[test]
+fn reset_returns_to_the_start_up_packet_values() {
+    if which("psql").is_none() {
+        eprintln!("psql not installed; skipping");
+        return;
+    }
+    let server = HeliosServer::start(ServerOpts::default());
+    // psql sends application_name=psql in its start-up packet.
+    let (ok, stdout, stderr) = psql(
+        &server,
+        &[
+            "-c",
+            "SET application_name = 'changed'",
+            "-c",
+            "RESET application_name",
+            "-c",
+            "SHOW application_name",
+            "-c",
+            "SET application_name = 'again'",
+            "-c",
+            "RESET ALL",
+            "-c",
+            "SHOW application_name",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let shown: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(shown, vec!["SET", "RESET", "psql", "SET", "RESET", "psql"]);
+}

@@ -778,6 +778,7 @@ impl PgConn {
                 return false;
             }
         }
+        session.fix_session_defaults();
         self.ctx.awaiting_frontend_ssl = false;
         self.ctx.awaiting_frontend_startup = false;
         let configured = self
