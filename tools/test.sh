@@ -5,26 +5,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-    echo "test.sh: installing redis-server and redis-tools" >&2
-    SUDO=""
+# Installs Debian packages (sudo when not root).
+apt_install() {
+    local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
-        SUDO="sudo"
+        sudo="sudo"
     fi
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -q
-    $SUDO apt-get install -y -q --no-install-recommends redis-server redis-tools
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends "$@"
+}
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    echo "test.sh: installing redis-server and redis-tools" >&2
+    apt_install redis-server redis-tools
 fi
 
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
     echo "test.sh: installing postgresql-15" >&2
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-        SUDO="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -q
-    $SUDO apt-get install -y -q --no-install-recommends postgresql-15
+    apt_install postgresql-15
 fi
 
 # tests/tests/pg_clients.rs runs tests/py/pg_psycopg.py with psycopg 3 from PyPI (the binary
@@ -34,13 +33,7 @@ fi
 if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
     if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
         echo "test.sh: installing python3 and python3-pip" >&2
-        SUDO=""
-        if [ "$(id -u)" -ne 0 ]; then
-            SUDO="sudo"
-        fi
-        export DEBIAN_FRONTEND=noninteractive
-        $SUDO apt-get update -q
-        $SUDO apt-get install -y -q --no-install-recommends python3 python3-pip
+        apt_install python3 python3-pip
     fi
     pip_install() {
         local out
