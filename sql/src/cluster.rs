@@ -459,7 +459,7 @@ fn modify_row(
         row[*column] = match value {
             SetValue::Value(d) => d.clone(),
             SetValue::Expr(b) => {
-                crate::stmt::assign(eval(b, &cx)?, b.ty, def, spec.env.float_digits)?
+                crate::stmt::assign(eval(b, &cx)?, b.ty, def, &spec.env.style)?
             }
         };
     }

@@ -70,3 +70,6 @@ pub(crate) const INVALID_ROW_COUNT: &str = "2201W"; // invalid_row_count_in_limi
 pub(crate) const OBJECT_IN_USE: &str = "55006"; // object_in_use
 pub(crate) const UNDEFINED_PARAMETER: &str = "42P02"; // undefined_parameter
 pub(crate) const PROTOCOL_VIOLATION: &str = "08P01"; // protocol_violation
+pub(crate) const INVALID_DATETIME_FORMAT: &str = "22007"; // invalid_datetime_format
+pub(crate) const DATETIME_FIELD_OVERFLOW: &str = "22008"; // datetime_field_overflow
+pub(crate) const STRING_DATA_RIGHT_TRUNCATION: &str = "22001"; // string_data_right_truncation

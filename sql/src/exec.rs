@@ -469,6 +469,30 @@ fn hash_key_datum(out: &mut Vec<u8>, d: &Datum) {
             out.push(6);
             out.extend_from_slice(&t.oid().to_le_bytes());
         }
+        Datum::Float4(f) => hash_key_datum(out, &Datum::Float(f64::from(*f))),
+        // Equal intervals ('1 day' = '24 hours') group together.
+        Datum::Interval(iv) => {
+            out.push(7);
+            out.extend_from_slice(&iv.span().to_le_bytes());
+        }
+        Datum::Array(items) => {
+            out.push(8);
+            out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+            out.extend_from_slice(&group_key(items));
+        }
+        // The rest are equal exactly when their stored bytes are.
+        Datum::Bytes(_)
+        | Datum::Date(_)
+        | Datum::Time(_)
+        | Datum::Timestamp(_)
+        | Datum::TimestampTz(_)
+        | Datum::Uuid(_)
+        | Datum::Json(_) => {
+            out.push(9);
+            let bytes = crate::rowcodec::encode_row(std::slice::from_ref(d));
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
         Datum::Null => out.push(0),
     }
 }
@@ -736,7 +760,7 @@ pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlEr
                     continue;
                 }
                 let w = if sq.column_ty != x.ty {
-                    crate::types::cast(w, sq.column_ty, x.ty, -1, cx.env.float_digits)?
+                    crate::types::cast(w, sq.column_ty, x.ty, -1, &cx.env.style)?
                 } else {
                     w
                 };

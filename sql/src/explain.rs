@@ -191,10 +191,10 @@ fn expr_text(b: &Bound, names: &dyn Fn(usize) -> String) -> String {
     match &b.kind {
         Kind::Const(Datum::Null) => "NULL".to_string(),
         Kind::Const(d @ Datum::Text(_)) => {
-            let text = types::output(d, 0).unwrap_or_default();
+            let text = types::output(d, &types::Style::default()).unwrap_or_default();
             format!("'{}'", text.replace('\'', "''"))
         }
-        Kind::Const(d) => types::output(d, 0).unwrap_or_default(),
+        Kind::Const(d) => types::output(d, &types::Style::default()).unwrap_or_default(),
         Kind::Column(c) => names(*c),
         Kind::Outer(_, c) => format!("outer.${c}"),
         Kind::Param(n) => format!("${}", n + 1),

@@ -715,7 +715,9 @@ impl<'a> Binder<'a> {
         if let (Kind::Const(d), SqlType::Unknown) = (&b.kind, b.ty) {
             let value = match d {
                 Datum::Null => Datum::Null,
-                Datum::Text(s) => types::input(ty, typmod, s).map_err(|e| e.at(b.pos))?,
+                Datum::Text(s) => {
+                    types::input(ty, typmod, s, &self.session.style()).map_err(|e| e.at(b.pos))?
+                }
                 other => unreachable!("unknown-typed constant {other:?}"),
             };
             return Ok(Bound {
@@ -1182,7 +1184,8 @@ fn cast_name(inner: (String, u8), t: &ast::DataType) -> (String, u8) {
 pub(crate) struct Env {
     pub(crate) user: String,
     pub(crate) database: String,
-    pub(crate) float_digits: i32,
+    /// extra_float_digits, TimeZone, DateStyle and the transaction's start.
+    pub(crate) style: types::Style,
     /// `$n` values, already of their parameters' types.
     pub(crate) params: Vec<Datum>,
     /// Set when the client cancels the statement (CancelRequest); long loops check it.
@@ -1197,7 +1200,7 @@ impl Env {
         Env {
             user: session.user().to_string(),
             database: session.database().to_string(),
-            float_digits: session.extra_float_digits(),
+            style: session.style(),
             params: Vec::new(),
             cancel: session.cancel_flag(),
             sequences: Arc::new(StatementSequences {
@@ -1352,7 +1355,7 @@ fn arith(a: Arith, ty: SqlType, x: Datum, y: Datum) -> Result<Datum, SqlError> {
 }
 
 pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
-    let digits = cx.env.float_digits;
+    let digits = &cx.env.style;
     match &b.kind {
         Kind::Const(d) => Ok(d.clone()),
         Kind::Column(i) => Ok(cx.row[*i].clone()),

@@ -10,11 +10,13 @@
 //! extended protocol; it knows nothing of SQL.
 
 mod catalog;
+mod datetime;
 mod cluster;
 mod error;
 mod exec;
 mod explain;
 mod expr;
+mod json;
 mod numeric;
 mod pgcatalog;
 mod plan;
@@ -298,12 +300,13 @@ pub async fn execute_prepared<C: Cluster>(
     }
     let mut types = Vec::with_capacity(params.len());
     let mut values = Vec::with_capacity(params.len());
+    let style = session.style();
     for (oid, v) in prepared.param_types.iter().zip(params) {
         let ty = Ty::from_oid(*oid).unwrap_or(Ty::Text);
         types.push(Some(ty));
         values.push(match v {
             None => types::Datum::Null,
-            Some(text) => types::input(ty, TYPMOD_NONE, text)?,
+            Some(text) => types::input(ty, TYPMOD_NONE, text, &style)?,
         });
     }
     let p = stmt::Params {

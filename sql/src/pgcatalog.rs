@@ -1955,7 +1955,7 @@ pub(crate) fn array_from_rows(rows: Vec<Vec<Datum>>, _ty: Ty, cx: &Eval) -> Datu
         .map(|r| {
             r.into_iter()
                 .next()
-                .and_then(|d| types::output(&d, cx.env.float_digits))
+                .and_then(|d| types::output(&d, &cx.env.style))
         })
         .collect();
     Datum::Text(array_text(&items))
@@ -2120,7 +2120,7 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                     saw_null = true;
                     continue;
                 };
-                let elem = types::input(args[0].ty, TYPMOD_NONE, &s)?;
+                let elem = types::input(args[0].ty, TYPMOD_NONE, &s, &cx.env.style)?;
                 let holds = expr::cmp_result(*op, expr::compare(left, &elem));
                 if holds && !*all {
                     return Ok(Datum::Bool(true));

@@ -6,7 +6,13 @@
 //! key bytes = primary key columns, each order-preserving (below); or the hidden row id u64 BE
 //! row value = version:u8 (1)  column_count:u16 LE  column*
 //! column    = tag:u8 payload   (0 null · 1 bool u8 · 2 int i64 LE · 3 float f64 LE bits ·
-//!                               4 text varint-len bytes · 5 numeric text varint-len bytes)
+//!                               4 text varint-len bytes · 5 numeric text varint-len bytes ·
+//!                               6 float4 f32 LE bits · 7 bytea varint-len bytes ·
+//!                               8 date i32 LE days since 2000-01-01 · 9 time i64 LE µs ·
+//!                               10 timestamp / 11 timestamptz i64 LE µs since 2000-01-01 ·
+//!                               12 interval months i32 LE, days i32 LE, µs i64 LE ·
+//!                               13 uuid 16 bytes · 14 jsonb normalized text varint-len ·
+//!                               15 array varint-count column*, elements never arrays)
 //! catalog   = 0x81 "catalog" → the catalog as JSON (shard 0 only)
 //! ```
 //!
@@ -40,6 +46,16 @@ const TAG_INT: u8 = 2;
 const TAG_FLOAT: u8 = 3;
 const TAG_TEXT: u8 = 4;
 const TAG_NUMERIC: u8 = 5;
+const TAG_FLOAT4: u8 = 6;
+const TAG_BYTES: u8 = 7;
+const TAG_DATE: u8 = 8;
+const TAG_TIME: u8 = 9;
+const TAG_TIMESTAMP: u8 = 10;
+const TAG_TIMESTAMPTZ: u8 = 11;
+const TAG_INTERVAL: u8 = 12;
+const TAG_UUID: u8 = 13;
+const TAG_JSON: u8 = 14;
+const TAG_ARRAY: u8 = 15;
 
 /// The token that routes a row: a hash of its key bytes.
 pub fn row_token(key_bytes: &[u8]) -> u64 {
@@ -109,7 +125,24 @@ pub fn encode_key_datum(out: &mut Vec<u8>, d: &Datum) -> Result<(), SqlError> {
             out.extend_from_slice(text.as_bytes());
             out.extend_from_slice(&[0, 1]);
         }
-        Datum::Type(_) => {
+        Datum::Float4(f) => encode_key_datum(out, &Datum::Float(f64::from(*f)))?,
+        Datum::Date(d) => encode_key_datum(out, &Datum::Int(i64::from(*d)))?,
+        Datum::Time(t) | Datum::Timestamp(t) | Datum::TimestampTz(t) => {
+            encode_key_datum(out, &Datum::Int(*t))?
+        }
+        Datum::Uuid(u) => out.extend_from_slice(u),
+        Datum::Bytes(b) => {
+            for &byte in b {
+                out.push(byte);
+                if byte == 0 {
+                    out.push(0xFF);
+                }
+            }
+            out.extend_from_slice(&[0, 1]);
+        }
+        // Equal intervals ('1 day' = '24 hours') must route alike: keyed by their span.
+        Datum::Interval(iv) => out.extend_from_slice(&(iv.span() as u128 ^ (1 << 127)).to_be_bytes()),
+        Datum::Type(_) | Datum::Json(_) | Datum::Array(_) => {
             return Err(SqlError::new(
                 FEATURE_NOT_SUPPORTED,
                 "this type cannot be part of a primary key",
@@ -124,88 +157,157 @@ pub fn encode_row(row: &[Datum]) -> Bytes {
     out.push(ROW_FORMAT_VERSION);
     out.extend_from_slice(&(row.len() as u16).to_le_bytes());
     for d in row {
-        match d {
-            Datum::Null => out.push(TAG_NULL),
-            Datum::Bool(b) => {
-                out.push(TAG_BOOL);
-                out.push(u8::from(*b));
-            }
-            Datum::Int(v) => {
-                out.push(TAG_INT);
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-            Datum::Float(f) => {
-                out.push(TAG_FLOAT);
-                out.extend_from_slice(&f.to_bits().to_le_bytes());
-            }
-            Datum::Text(s) => {
-                out.push(TAG_TEXT);
-                put_varint(&mut out, s.len() as u64);
-                out.extend_from_slice(s.as_bytes());
-            }
-            Datum::Numeric(n) => {
-                let text = crate::numeric::to_text(n);
-                out.push(TAG_NUMERIC);
-                put_varint(&mut out, text.len() as u64);
-                out.extend_from_slice(text.as_bytes());
-            }
-            Datum::Type(t) => unreachable!("a regtype value {t:?} is never stored"),
-        }
+        encode_datum(&mut out, d);
     }
     Bytes::from(out)
 }
 
+fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.push(tag);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn encode_datum(out: &mut Vec<u8>, d: &Datum) {
+    match d {
+        Datum::Null => out.push(TAG_NULL),
+        Datum::Bool(b) => {
+            out.push(TAG_BOOL);
+            out.push(u8::from(*b));
+        }
+        Datum::Int(v) => {
+            out.push(TAG_INT);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Datum::Float(f) => {
+            out.push(TAG_FLOAT);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Datum::Float4(f) => {
+            out.push(TAG_FLOAT4);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Datum::Text(s) => put_bytes(out, TAG_TEXT, s.as_bytes()),
+        Datum::Numeric(n) => put_bytes(out, TAG_NUMERIC, crate::numeric::to_text(n).as_bytes()),
+        Datum::Bytes(b) => put_bytes(out, TAG_BYTES, b),
+        Datum::Json(j) => put_bytes(out, TAG_JSON, j.as_bytes()),
+        Datum::Date(d) => {
+            out.push(TAG_DATE);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        Datum::Time(t) | Datum::Timestamp(t) | Datum::TimestampTz(t) => {
+            out.push(match d {
+                Datum::Time(_) => TAG_TIME,
+                Datum::Timestamp(_) => TAG_TIMESTAMP,
+                _ => TAG_TIMESTAMPTZ,
+            });
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Datum::Interval(iv) => {
+            out.push(TAG_INTERVAL);
+            out.extend_from_slice(&iv.months.to_le_bytes());
+            out.extend_from_slice(&iv.days.to_le_bytes());
+            out.extend_from_slice(&iv.micros.to_le_bytes());
+        }
+        Datum::Uuid(u) => {
+            out.push(TAG_UUID);
+            out.extend_from_slice(u);
+        }
+        Datum::Array(items) => {
+            out.push(TAG_ARRAY);
+            put_varint(out, items.len() as u64);
+            for item in items {
+                encode_datum(out, item);
+            }
+        }
+        Datum::Type(t) => unreachable!("a regtype value {t:?} is never stored"),
+    }
+}
+
 /// Decodes a stored row into `width` columns (columns a shorter, older row lacks are NULL).
 pub fn decode_row(bytes: &[u8], width: usize) -> Result<Vec<Datum>, String> {
-    let bad = |what: &str| format!("stored row is malformed: {what}");
     if bytes.len() < 3 || bytes[0] != ROW_FORMAT_VERSION {
-        return Err(bad("header"));
+        return Err(malformed("header"));
     }
     let count = u16::from_le_bytes([bytes[1], bytes[2]]) as usize;
     let mut at = 3;
     let mut row = Vec::with_capacity(width.max(count));
     for _ in 0..count {
-        let tag = *bytes.get(at).ok_or_else(|| bad("truncated"))?;
-        at += 1;
-        let fixed = |at: &mut usize| -> Result<[u8; 8], String> {
-            let b: [u8; 8] = bytes
-                .get(*at..*at + 8)
-                .ok_or_else(|| bad("truncated"))?
-                .try_into()
-                .map_err(|_| bad("truncated"))?;
-            *at += 8;
-            Ok(b)
-        };
-        let text = |at: &mut usize| -> Result<String, String> {
-            let len = get_varint(bytes, at).ok_or_else(|| bad("length"))? as usize;
-            let s = bytes
-                .get(*at..at.checked_add(len).ok_or_else(|| bad("length"))?)
-                .ok_or_else(|| bad("truncated"))?;
-            *at += len;
-            String::from_utf8(s.to_vec()).map_err(|_| bad("text is not UTF-8"))
-        };
-        row.push(match tag {
-            TAG_NULL => Datum::Null,
-            TAG_BOOL => {
-                let b = *bytes.get(at).ok_or_else(|| bad("truncated"))?;
-                at += 1;
-                Datum::Bool(b != 0)
-            }
-            TAG_INT => Datum::Int(i64::from_le_bytes(fixed(&mut at)?)),
-            TAG_FLOAT => Datum::Float(f64::from_bits(u64::from_le_bytes(fixed(&mut at)?))),
-            TAG_TEXT => Datum::Text(text(&mut at)?),
-            TAG_NUMERIC => Datum::Numeric(
-                crate::numeric::parse(&text(&mut at)?).ok_or_else(|| bad("numeric"))?,
-            ),
-            _ => return Err(bad("unknown tag")),
-        });
+        row.push(decode_datum(bytes, &mut at, true)?);
     }
     if at != bytes.len() {
-        return Err(bad("trailing bytes"));
+        return Err(malformed("trailing bytes"));
     }
     row.resize(width.max(row.len()), Datum::Null);
     row.truncate(width);
     Ok(row)
+}
+
+fn malformed(what: &str) -> String {
+    format!("stored row is malformed: {what}")
+}
+
+fn take<'a>(bytes: &'a [u8], at: &mut usize, n: usize) -> Result<&'a [u8], String> {
+    let end = at.checked_add(n).ok_or_else(|| malformed("length"))?;
+    let s = bytes.get(*at..end).ok_or_else(|| malformed("truncated"))?;
+    *at = end;
+    Ok(s)
+}
+
+fn take_array<const N: usize>(bytes: &[u8], at: &mut usize) -> Result<[u8; N], String> {
+    take(bytes, at, N)?
+        .try_into()
+        .map_err(|_| malformed("truncated"))
+}
+
+fn take_varlen<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a [u8], String> {
+    let len = get_varint(bytes, at).ok_or_else(|| malformed("length"))?;
+    take(bytes, at, usize::try_from(len).map_err(|_| malformed("length"))?)
+}
+
+fn take_text(bytes: &[u8], at: &mut usize) -> Result<String, String> {
+    String::from_utf8(take_varlen(bytes, at)?.to_vec()).map_err(|_| malformed("text is not UTF-8"))
+}
+
+/// One value; `nested_ok` is false inside an array (arrays are one-dimensional).
+fn decode_datum(bytes: &[u8], at: &mut usize, nested_ok: bool) -> Result<Datum, String> {
+    let tag = take_array::<1>(bytes, at)?[0];
+    Ok(match tag {
+        TAG_NULL => Datum::Null,
+        TAG_BOOL => Datum::Bool(take_array::<1>(bytes, at)?[0] != 0),
+        TAG_INT => Datum::Int(i64::from_le_bytes(take_array(bytes, at)?)),
+        TAG_FLOAT => Datum::Float(f64::from_bits(u64::from_le_bytes(take_array(bytes, at)?))),
+        TAG_FLOAT4 => Datum::Float4(f32::from_bits(u32::from_le_bytes(take_array(bytes, at)?))),
+        TAG_TEXT => Datum::Text(take_text(bytes, at)?),
+        TAG_NUMERIC => Datum::Numeric(
+            crate::numeric::parse(&take_text(bytes, at)?).ok_or_else(|| malformed("numeric"))?,
+        ),
+        TAG_BYTES => Datum::Bytes(take_varlen(bytes, at)?.to_vec()),
+        TAG_JSON => Datum::Json(take_text(bytes, at)?),
+        TAG_DATE => Datum::Date(i32::from_le_bytes(take_array(bytes, at)?)),
+        TAG_TIME => Datum::Time(i64::from_le_bytes(take_array(bytes, at)?)),
+        TAG_TIMESTAMP => Datum::Timestamp(i64::from_le_bytes(take_array(bytes, at)?)),
+        TAG_TIMESTAMPTZ => Datum::TimestampTz(i64::from_le_bytes(take_array(bytes, at)?)),
+        TAG_INTERVAL => Datum::Interval(crate::datetime::Interval {
+            months: i32::from_le_bytes(take_array(bytes, at)?),
+            days: i32::from_le_bytes(take_array(bytes, at)?),
+            micros: i64::from_le_bytes(take_array(bytes, at)?),
+        }),
+        TAG_UUID => Datum::Uuid(take_array(bytes, at)?),
+        TAG_ARRAY if nested_ok => {
+            let n = get_varint(bytes, at).ok_or_else(|| malformed("length"))?;
+            // Each element takes at least its tag byte: a count beyond the bytes left is bad.
+            if n > (bytes.len() - *at) as u64 {
+                return Err(malformed("array length"));
+            }
+            let mut items = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                items.push(decode_datum(bytes, at, false)?);
+            }
+            Datum::Array(items)
+        }
+        _ => return Err(malformed("unknown tag")),
+    })
 }
 
 #[cfg(test)]

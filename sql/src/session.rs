@@ -146,6 +146,8 @@ pub struct Session {
     pub(crate) transaction: TransactionState,
     /// Statements that wrote inside the current transaction block (already applied).
     pub(crate) writes_in_block: u64,
+    /// When the current transaction block began (`now()` inside it); µs since 2000-01-01.
+    pub(crate) block_start: Option<i64>,
     cancel: CancelFlag,
     /// The process id the client was given in BackendKeyData (`pg_backend_pid()`).
     backend_pid: i32,
@@ -298,6 +300,7 @@ impl Session {
             custom: Vec::new(),
             transaction: TransactionState::Idle,
             writes_in_block: 0,
+            block_start: None,
             cancel: CancelFlag::default(),
             backend_pid: 0,
             sequence_values: Default::default(),
@@ -358,6 +361,25 @@ impl Session {
         self.parameter("statement_timeout")
             .and_then(parse_millis)
             .map_or(0, |ms| ms as u64)
+    }
+
+    /// How this session reads and writes values; `now` is the transaction's start.
+    pub(crate) fn style(&self) -> crate::types::Style {
+        let in_block = self.transaction != TransactionState::Idle;
+        crate::types::Style {
+            float_digits: self.extra_float_digits(),
+            zone: self
+                .parameter("TimeZone")
+                .and_then(crate::datetime::Zone::parse)
+                .unwrap_or_default(),
+            now: match self.block_start {
+                Some(t) if in_block => t,
+                _ => crate::datetime::now_micros(),
+            },
+            dmy: self
+                .parameter("DateStyle")
+                .is_some_and(|v| v.ends_with("DMY")),
+        }
     }
 
     pub(crate) fn extra_float_digits(&self) -> i32 {

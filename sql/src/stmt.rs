@@ -154,7 +154,7 @@ pub(crate) async fn run_query<C: Cluster>(
     }
     let inputs = fetch_all(cluster, fetches, &env).await?;
     let rows = exec::run(plan, &env, &inputs, None)?;
-    let digits = env.float_digits;
+    let digits = &env.style;
     let rows: Vec<Vec<Option<String>>> = rows
         .iter()
         .map(|r| r.iter().map(|d| types::output(d, digits)).collect())
@@ -338,7 +338,7 @@ pub(crate) fn assign(
     value: Datum,
     from: SqlType,
     column: &ColumnDef,
-    digits: i32,
+    digits: &types::Style,
 ) -> Result<Datum, SqlError> {
     let ok = from == column.ty
         || from == SqlType::Unknown
@@ -492,7 +492,7 @@ fn default_value(
         Some(text) => {
             let b = bind_table_expr(session, catalog, table, text)?;
             let v = eval(&b, &Eval::new(env))?;
-            assign(v, b.ty, column, env.float_digits)
+            assign(v, b.ty, column, &env.style)
         }
     }
 }
@@ -614,7 +614,7 @@ pub(crate) async fn run_insert<C: Cluster>(
     };
     let returning = bind_returning(&planner, &table, insert.returning.as_deref())?;
     let env = env_with(session, params);
-    let digits = env.float_digits;
+    let digits = &env.style;
     // Source rows, each value already assigned to its target column (None: DEFAULT).
     let mut source_rows: Vec<Vec<Option<Datum>>> = Vec::new();
     let source = insert.source.as_ref();
@@ -1017,7 +1017,7 @@ fn finish_returning(
         };
         let mut r = Vec::with_capacity(exprs.len());
         for e in &exprs {
-            r.push(types::output(&eval(e, &cx)?, env.float_digits));
+            r.push(types::output(&eval(e, &cx)?, &env.style));
         }
         out.push(r);
     }
@@ -1227,7 +1227,7 @@ pub(crate) async fn run_update<C: Cluster>(
     }
     let drawn: Vec<&Bound> = drawn.iter().collect();
     reserve_sequences(cluster, &env, &drawn, rows.len()).await?;
-    let digits = env.float_digits;
+    let digits = &env.style;
     let mut ops = Vec::with_capacity(rows.len());
     let mut new_rows = Vec::with_capacity(rows.len());
     for (row, key) in rows.iter().zip(keys) {
@@ -1713,6 +1713,7 @@ pub(crate) fn run_transaction_control(
             } else {
                 session.transaction = TransactionState::InBlock;
                 session.writes_in_block = 0;
+                session.block_start = Some(crate::datetime::now_micros());
             }
             "BEGIN"
         }

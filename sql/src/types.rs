@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use bigdecimal::BigDecimal;
 
+use crate::datetime::{self, Interval, Zone};
 use crate::error::*;
 use crate::numeric;
 
@@ -23,12 +24,72 @@ pub enum SqlType {
     /// A quoted literal or NULL whose type is not settled yet; resolved to text on output.
     Unknown,
     RegType,
+    Float4,
+    /// `char(n)`: blank-padded to n characters; trailing blanks are insignificant.
+    Bpchar,
+    Bytea,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Interval,
+    Uuid,
+    Jsonb,
+    /// A one-dimensional array of a scalar type (one of [`ARRAY_ELEMENTS`]).
+    Array(#[serde(with = "array_elem")] &'static SqlType),
+}
+
+/// The element types arrays can have.
+pub static ARRAY_ELEMENTS: [SqlType; 19] = [
+    SqlType::Bool,
+    SqlType::Int2,
+    SqlType::Int4,
+    SqlType::Int8,
+    SqlType::Numeric,
+    SqlType::Float8,
+    SqlType::Text,
+    SqlType::Varchar,
+    SqlType::Name,
+    SqlType::Float4,
+    SqlType::Bpchar,
+    SqlType::Bytea,
+    SqlType::Date,
+    SqlType::Time,
+    SqlType::Timestamp,
+    SqlType::TimestampTz,
+    SqlType::Interval,
+    SqlType::Uuid,
+    SqlType::Jsonb,
+];
+
+/// The catalog stores an array type as its element type.
+mod array_elem {
+    use super::{SqlType, ARRAY_ELEMENTS};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &&'static SqlType, s: S) -> Result<S::Ok, S::Error> {
+        (*t).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static SqlType, D::Error> {
+        let t = SqlType::deserialize(d)?;
+        ARRAY_ELEMENTS
+            .iter()
+            .find(|e| **e == t)
+            .ok_or_else(|| serde::de::Error::custom(format!("no arrays of {t:?}")))
+    }
 }
 
 impl SqlType {
     /// The type with this `pg_type` OID, among those helios has.
     pub fn from_oid(oid: u32) -> Option<SqlType> {
-        [
+        if let Some(t) = ARRAY_ELEMENTS.iter().find(|e| e.array_oid() == oid) {
+            return Some(SqlType::Array(t));
+        }
+        ARRAY_ELEMENTS
+            .iter()
+            .copied()
+            .chain([
             SqlType::Bool,
             SqlType::Int2,
             SqlType::Int4,
@@ -40,9 +101,51 @@ impl SqlType {
             SqlType::Name,
             SqlType::Unknown,
             SqlType::RegType,
-        ]
-        .into_iter()
+        ])
         .find(|t| t.oid() == oid)
+    }
+
+    /// The array type whose elements are of this type, if helios has it.
+    pub fn array_of(self) -> Option<SqlType> {
+        ARRAY_ELEMENTS
+            .iter()
+            .find(|e| **e == self)
+            .map(SqlType::Array)
+    }
+
+    /// `pg_type.typarray` of a scalar type (0: none here).
+    pub fn array_oid(self) -> u32 {
+        match self {
+            SqlType::Bool => 1000,
+            SqlType::Int2 => 1005,
+            SqlType::Int4 => 1007,
+            SqlType::Int8 => 1016,
+            SqlType::Numeric => 1231,
+            SqlType::Float8 => 1022,
+            SqlType::Text => 1009,
+            SqlType::Varchar => 1015,
+            SqlType::Name => 1003,
+            SqlType::Float4 => 1021,
+            SqlType::Bpchar => 1014,
+            SqlType::Bytea => 1001,
+            SqlType::Date => 1182,
+            SqlType::Time => 1183,
+            SqlType::Timestamp => 1115,
+            SqlType::TimestampTz => 1185,
+            SqlType::Interval => 1187,
+            SqlType::Uuid => 2951,
+            SqlType::Jsonb => 3807,
+            SqlType::RegType => 2211,
+            SqlType::Unknown | SqlType::Array(_) => 0,
+        }
+    }
+
+    /// The element type of an array type.
+    pub fn element(self) -> Option<SqlType> {
+        match self {
+            SqlType::Array(e) => Some(*e),
+            _ => None,
+        }
     }
 
     pub fn oid(self) -> u32 {
@@ -58,6 +161,17 @@ impl SqlType {
             SqlType::Name => 19,
             SqlType::Unknown => 705,
             SqlType::RegType => 2206,
+            SqlType::Float4 => 700,
+            SqlType::Bpchar => 1042,
+            SqlType::Bytea => 17,
+            SqlType::Date => 1082,
+            SqlType::Time => 1083,
+            SqlType::Timestamp => 1114,
+            SqlType::TimestampTz => 1184,
+            SqlType::Interval => 1186,
+            SqlType::Uuid => 2950,
+            SqlType::Jsonb => 3802,
+            SqlType::Array(e) => e.array_oid(),
         }
     }
 
@@ -66,10 +180,21 @@ impl SqlType {
         match self {
             SqlType::Bool => 1,
             SqlType::Int2 => 2,
-            SqlType::Int4 | SqlType::RegType => 4,
-            SqlType::Int8 | SqlType::Float8 => 8,
+            SqlType::Int4 | SqlType::RegType | SqlType::Float4 | SqlType::Date => 4,
+            SqlType::Int8
+            | SqlType::Float8
+            | SqlType::Time
+            | SqlType::Timestamp
+            | SqlType::TimestampTz => 8,
+            SqlType::Interval | SqlType::Uuid => 16,
             SqlType::Name => 64,
-            SqlType::Numeric | SqlType::Text | SqlType::Varchar => -1,
+            SqlType::Numeric
+            | SqlType::Text
+            | SqlType::Varchar
+            | SqlType::Bpchar
+            | SqlType::Bytea
+            | SqlType::Jsonb
+            | SqlType::Array(_) => -1,
             SqlType::Unknown => -2,
         }
     }
@@ -88,6 +213,17 @@ impl SqlType {
             SqlType::Name => "name",
             SqlType::Unknown => "unknown",
             SqlType::RegType => "regtype",
+            SqlType::Float4 => "real",
+            SqlType::Bpchar => "character",
+            SqlType::Bytea => "bytea",
+            SqlType::Date => "date",
+            SqlType::Time => "time without time zone",
+            SqlType::Timestamp => "timestamp without time zone",
+            SqlType::TimestampTz => "timestamp with time zone",
+            SqlType::Interval => "interval",
+            SqlType::Uuid => "uuid",
+            SqlType::Jsonb => "jsonb",
+            SqlType::Array(e) => ARRAY_SQL_NAMES[array_index(e)],
         }
     }
 
@@ -105,6 +241,17 @@ impl SqlType {
             SqlType::Name => "name",
             SqlType::Unknown => "unknown",
             SqlType::RegType => "regtype",
+            SqlType::Float4 => "float4",
+            SqlType::Bpchar => "bpchar",
+            SqlType::Bytea => "bytea",
+            SqlType::Date => "date",
+            SqlType::Time => "time",
+            SqlType::Timestamp => "timestamp",
+            SqlType::TimestampTz => "timestamptz",
+            SqlType::Interval => "interval",
+            SqlType::Uuid => "uuid",
+            SqlType::Jsonb => "jsonb",
+            SqlType::Array(e) => ARRAY_TYPE_NAMES[array_index(e)],
         }
     }
 
@@ -115,7 +262,8 @@ impl SqlType {
             SqlType::Int4 => Some(1),
             SqlType::Int8 => Some(2),
             SqlType::Numeric => Some(3),
-            SqlType::Float8 => Some(4),
+            SqlType::Float4 => Some(4),
+            SqlType::Float8 => Some(5),
             _ => None,
         }
     }
@@ -126,7 +274,26 @@ impl SqlType {
 
     /// Types of the string category (binary-coercible to text for our operators).
     pub(crate) fn is_string(self) -> bool {
-        matches!(self, SqlType::Text | SqlType::Varchar | SqlType::Name)
+        matches!(
+            self,
+            SqlType::Text | SqlType::Varchar | SqlType::Name | SqlType::Bpchar
+        )
+    }
+
+    pub(crate) fn is_float(self) -> bool {
+        matches!(self, SqlType::Float4 | SqlType::Float8)
+    }
+
+    /// date, time, timestamp, timestamptz, interval.
+    pub(crate) fn is_datetime(self) -> bool {
+        matches!(
+            self,
+            SqlType::Date
+                | SqlType::Time
+                | SqlType::Timestamp
+                | SqlType::TimestampTz
+                | SqlType::Interval
+        )
     }
 
     fn int_range(self) -> (i64, i64) {
@@ -157,6 +324,59 @@ impl SqlType {
     }
 }
 
+fn array_index(e: &SqlType) -> usize {
+    ARRAY_ELEMENTS
+        .iter()
+        .position(|x| x == e)
+        .expect("array element types come from ARRAY_ELEMENTS")
+}
+
+/// `format_type` names of the array types, in [`ARRAY_ELEMENTS`] order.
+const ARRAY_SQL_NAMES: [&str; 19] = [
+    "boolean[]",
+    "smallint[]",
+    "integer[]",
+    "bigint[]",
+    "numeric[]",
+    "double precision[]",
+    "text[]",
+    "character varying[]",
+    "name[]",
+    "real[]",
+    "character[]",
+    "bytea[]",
+    "date[]",
+    "time without time zone[]",
+    "timestamp without time zone[]",
+    "timestamp with time zone[]",
+    "interval[]",
+    "uuid[]",
+    "jsonb[]",
+];
+
+/// `pg_type.typname` of the array types, in [`ARRAY_ELEMENTS`] order.
+const ARRAY_TYPE_NAMES: [&str; 19] = [
+    "_bool",
+    "_int2",
+    "_int4",
+    "_int8",
+    "_numeric",
+    "_float8",
+    "_text",
+    "_varchar",
+    "_name",
+    "_float4",
+    "_bpchar",
+    "_bytea",
+    "_date",
+    "_time",
+    "_timestamp",
+    "_timestamptz",
+    "_interval",
+    "_uuid",
+    "_jsonb",
+];
+
 /// A value. Integers of every width are held as i64; the static type says which width.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Datum {
@@ -165,8 +385,45 @@ pub(crate) enum Datum {
     Int(i64),
     Numeric(BigDecimal),
     Float(f64),
+    Float4(f32),
+    /// text, varchar, name and char(n) (blank-padded).
     Text(String),
     Type(SqlType),
+    Bytes(Vec<u8>),
+    /// Days since 2000-01-01.
+    Date(i32),
+    /// Microseconds since midnight.
+    Time(i64),
+    /// Microseconds since 2000-01-01, local.
+    Timestamp(i64),
+    /// Microseconds since 2000-01-01 UTC.
+    TimestampTz(i64),
+    Interval(Interval),
+    Uuid([u8; 16]),
+    /// jsonb in its normalized text form (see `json`).
+    Json(String),
+    /// Elements of a one-dimensional array (NULLs allowed).
+    Array(Vec<Datum>),
+}
+
+/// How values are read and written in a session: `extra_float_digits`, the time zone, the
+/// transaction's start (for 'now') and DateStyle's field order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Style {
+    pub(crate) float_digits: i32,
+    pub(crate) zone: Zone,
+    pub(crate) now: i64,
+    pub(crate) dmy: bool,
+}
+
+impl Style {
+    fn clock(&self) -> datetime::Clock<'_> {
+        datetime::Clock {
+            now: self.now,
+            zone: &self.zone,
+            dmy: self.dmy,
+        }
+    }
 }
 
 /// Type modifier meaning "none" (`atttypmod = -1`).
@@ -181,8 +438,9 @@ fn invalid_input(ty: SqlType, s: &str) -> SqlError {
     )
 }
 
-/// The type's input function: text → value. `typmod` applies numeric(p,s) / varchar(n).
-pub(crate) fn input(ty: SqlType, typmod: i32, s: &str) -> Result<Datum, SqlError> {
+/// The type's input function: text → value. `typmod` applies numeric(p,s) / varchar(n) /
+/// char(n).
+pub(crate) fn input(ty: SqlType, typmod: i32, s: &str, style: &Style) -> Result<Datum, SqlError> {
     match ty {
         SqlType::Int2 | SqlType::Int4 | SqlType::Int8 => input_int(ty, s),
         SqlType::Numeric => {
@@ -190,17 +448,215 @@ pub(crate) fn input(ty: SqlType, typmod: i32, s: &str) -> Result<Datum, SqlError
             Ok(Datum::Numeric(numeric::apply_typmod(n, typmod)?))
         }
         SqlType::Float8 => input_float(s),
+        SqlType::Float4 => input_float4(s),
         SqlType::Bool => input_bool(s)
             .map(Datum::Bool)
             .ok_or_else(|| invalid_input(ty, s)),
         SqlType::Text | SqlType::Unknown => Ok(Datum::Text(s.to_string())),
         SqlType::Varchar => Ok(Datum::Text(truncate_chars(s, typmod))),
+        SqlType::Bpchar => Ok(Datum::Text(pad_chars(s, typmod))),
         SqlType::Name => Ok(Datum::Text(truncate_bytes(s, NAME_BYTES_MAX))),
+        SqlType::Bytea => input_bytea(s).map(Datum::Bytes),
+        SqlType::Date => datetime::parse_date(s, &style.clock()).map(Datum::Date),
+        SqlType::Time => datetime::parse_time(s, &style.clock()).map(Datum::Time),
+        SqlType::Timestamp => {
+            datetime::parse_timestamp(s, false, &style.clock()).map(Datum::Timestamp)
+        }
+        SqlType::TimestampTz => {
+            datetime::parse_timestamp(s, true, &style.clock()).map(Datum::TimestampTz)
+        }
+        SqlType::Interval => datetime::parse_interval(s).map(Datum::Interval),
+        SqlType::Uuid => input_uuid(s).map(Datum::Uuid),
+        SqlType::Jsonb => crate::json::normalize(s).map(Datum::Json),
+        SqlType::Array(elem) => input_array(*elem, typmod, s, style),
         SqlType::RegType => Err(SqlError::new(
             FEATURE_NOT_SUPPORTED,
             "input of type regtype is not supported yet",
         )),
     }
+}
+
+/// `float4in`: parsed as float8, then checked against float4's range.
+fn input_float4(s: &str) -> Result<Datum, SqlError> {
+    let Datum::Float(v) = input_float(s).map_err(|e| {
+        if e.sqlstate == INVALID_TEXT_REPRESENTATION {
+            invalid_input(SqlType::Float4, s)
+        } else {
+            e
+        }
+    })?
+    else {
+        unreachable!("input_float gives a float")
+    };
+    let f = v as f32;
+    if v.is_finite() && (f.is_infinite() || (f == 0.0 && v != 0.0)) {
+        return Err(SqlError::new(
+            NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("\"{}\" is out of range for type real", s.trim()),
+        ));
+    }
+    Ok(Datum::Float4(f))
+}
+
+/// `byteain`: the hex format (`\x0aff`) or the escape format (`a\000b`, `\\`).
+fn input_bytea(s: &str) -> Result<Vec<u8>, SqlError> {
+    if let Some(hex) = s.strip_prefix("\\x") {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        let invalid = |c: u8| {
+            SqlError::new(
+                INVALID_TEXT_REPRESENTATION,
+                format!("invalid hexadecimal digit: \"{}\"", c as char),
+            )
+        };
+        if digits.len() % 2 != 0 {
+            return Err(SqlError::new(
+                INVALID_TEXT_REPRESENTATION,
+                "invalid hexadecimal data: odd number of digits",
+            ));
+        }
+        return digits
+            .chunks(2)
+            .map(|pair| {
+                let hi = (pair[0] as char).to_digit(16).ok_or_else(|| invalid(pair[0]))?;
+                let lo = (pair[1] as char).to_digit(16).ok_or_else(|| invalid(pair[1]))?;
+                Ok((hi * 16 + lo) as u8)
+            })
+            .collect();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if let Some(oct) = bytes.get(i + 1..i + 4).filter(|o| {
+            (b'0'..=b'3').contains(&o[0]) && o[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+        }) {
+            out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
+            i += 4;
+        } else {
+            return Err(invalid_input(SqlType::Bytea, s));
+        }
+    }
+    Ok(out)
+}
+
+/// `uuid_in`: 32 hex digits, optionally hyphenated in 4-byte groups, optionally in braces.
+fn input_uuid(s: &str) -> Result<[u8; 16], SqlError> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .unwrap_or(t);
+    let digits: Vec<u8> = t.bytes().filter(|&b| b != b'-').collect();
+    let hyphens_ok = t.len() == 32
+        || (t.len() == 36 && [8, 13, 18, 23].iter().all(|&i| t.as_bytes()[i] == b'-'))
+        || (t.len() == 39 && t.bytes().filter(|&b| b == b'-').count() == 7);
+    if digits.len() != 32 || !hyphens_ok || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(invalid_input(SqlType::Uuid, s));
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let hex = std::str::from_utf8(pair).map_err(|_| invalid_input(SqlType::Uuid, s))?;
+        out[i] = u8::from_str_radix(hex, 16).map_err(|_| invalid_input(SqlType::Uuid, s))?;
+    }
+    Ok(out)
+}
+
+/// Bounds the elements one array literal may have.
+pub(crate) const ARRAY_ELEMENTS_MAX: usize = 1 << 20;
+
+/// `array_in` for one-dimensional arrays: `{1,2,NULL}`, `{"a b","c\\"d"}`.
+fn input_array(elem: SqlType, typmod: i32, s: &str, style: &Style) -> Result<Datum, SqlError> {
+    // PostgreSQL adds the detail (`_why`) in a DETAIL field, which SqlError does not carry.
+    let malformed = |_why: &str| {
+        SqlError::new(
+            INVALID_TEXT_REPRESENTATION,
+            format!("malformed array literal: \"{s}\""),
+        )
+    };
+    let t = s.trim();
+    let Some(body) = t.strip_prefix('{').and_then(|r| r.strip_suffix('}')) else {
+        return Err(malformed("Array value must start with \"{\" or dimension information."));
+    };
+    let mut items = Vec::new();
+    let chars: Vec<char> = body.chars().collect();
+    let mut i = 0;
+    if chars.iter().all(|c| c.is_whitespace()) {
+        return Ok(Datum::Array(items));
+    }
+    loop {
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        if chars.get(i) == Some(&'{') {
+            return Err(SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                "multidimensional arrays are not supported yet",
+            ));
+        }
+        let mut value = String::new();
+        let mut quoted = false;
+        if chars.get(i) == Some(&'"') {
+            quoted = true;
+            i += 1;
+            loop {
+                match chars.get(i) {
+                    None => return Err(malformed("Unexpected end of input.")),
+                    Some('"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some('\\') => {
+                        value.push(*chars.get(i + 1).ok_or_else(|| malformed("Unexpected end of input."))?);
+                        i += 2;
+                    }
+                    Some(c) => {
+                        value.push(*c);
+                        i += 1;
+                    }
+                }
+            }
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+        } else {
+            while i < chars.len() && chars[i] != ',' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                if let Some(c) = chars.get(i) {
+                    value.push(*c);
+                }
+                i += 1;
+            }
+            value = value.trim_end().to_string();
+            if value.is_empty() {
+                return Err(malformed("Unexpected \",\" character."));
+            }
+        }
+        if items.len() >= ARRAY_ELEMENTS_MAX {
+            return Err(SqlError::new(
+                PROGRAM_LIMIT_EXCEEDED,
+                format!("an array holds at most {ARRAY_ELEMENTS_MAX} elements"),
+            ));
+        }
+        items.push(if !quoted && value.eq_ignore_ascii_case("null") {
+            Datum::Null
+        } else {
+            input(elem, typmod, &value, style)?
+        });
+        match chars.get(i) {
+            None => break,
+            Some(',') => i += 1,
+            Some(_) => return Err(malformed("Unexpected array element.")),
+        }
+    }
+    Ok(Datum::Array(items))
 }
 
 fn input_int(ty: SqlType, s: &str) -> Result<Datum, SqlError> {
@@ -288,36 +744,126 @@ fn truncate_bytes(s: &str, bytes_max: usize) -> String {
     s[..end].to_string()
 }
 
-/// The type's output function: value → text. `float_digits` is `extra_float_digits`.
-pub(crate) fn output(d: &Datum, float_digits: i32) -> Option<String> {
+/// The type's output function: value → text.
+pub(crate) fn output(d: &Datum, style: &Style) -> Option<String> {
     Some(match d {
         Datum::Null => return None,
         Datum::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
         Datum::Int(v) => v.to_string(),
         Datum::Numeric(n) => numeric::to_text(n),
-        Datum::Float(f) => float_to_text(*f, float_digits),
+        Datum::Float(f) => float_to_text(*f, style.float_digits),
+        Datum::Float4(f) => float4_to_text(*f, style.float_digits),
         Datum::Text(s) => s.clone(),
         Datum::Type(t) => t.sql_name().to_string(),
+        Datum::Bytes(b) => bytea_to_text(b),
+        Datum::Date(d) => datetime::format_date(*d),
+        Datum::Time(t) => datetime::format_time(*t),
+        Datum::Timestamp(t) => datetime::format_timestamp(*t, None),
+        Datum::TimestampTz(t) => datetime::format_timestamp(*t, Some(&style.zone)),
+        Datum::Interval(iv) => datetime::format_interval(iv),
+        Datum::Uuid(u) => uuid_to_text(u),
+        Datum::Json(j) => j.clone(),
+        Datum::Array(items) => array_to_text(items, style),
     })
+}
+
+fn bytea_to_text(b: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + b.len() * 2);
+    s.push_str("\\x");
+    for byte in b {
+        s.push_str(&format!("{byte:02x}"));
+    }
+    s
+}
+
+fn uuid_to_text(u: &[u8; 16]) -> String {
+    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// `array_out`: elements quoted when empty, `NULL`-like, or holding `{},"\\` or blanks.
+fn array_to_text(items: &[Datum], style: &Style) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match output(item, style) {
+            None => out.push_str("NULL"),
+            Some(text) => {
+                let quote = text.is_empty()
+                    || text.eq_ignore_ascii_case("null")
+                    || text
+                        .chars()
+                        .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+                if quote {
+                    out.push('"');
+                    for c in text.chars() {
+                        if c == '"' || c == '\\' {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                    out.push('"');
+                } else {
+                    out.push_str(&text);
+                }
+            }
+        }
+    }
+    out.push('}');
+    out
 }
 
 /// `float8out`: shortest round-trip digits when `extra_float_digits > 0` (the default),
 /// else `%.{15 + extra_float_digits}g`. Exponent form below 1e-4 and from 1e15 (resp. the
 /// precision) up, with a signed exponent of at least two digits, as C's printf writes it.
 pub(crate) fn float_to_text(v: f64, float_digits: i32) -> String {
-    if v.is_nan() {
-        return "NaN".to_string();
+    if let Some(s) = float_special(v) {
+        return s;
     }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
-    }
-    let (precision, sci) = if float_digits > 0 {
-        (15, format!("{v:e}"))
+    if float_digits > 0 {
+        float_layout(&format!("{v:e}"), 15)
     } else {
         let p = (15 + float_digits).max(1) as usize;
-        (p as i32, format!("{:.*e}", p - 1, v))
-    };
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+        float_layout(&format!("{:.*e}", p - 1, v), p as i32)
+    }
+}
+
+/// `float4out`: as `float8out`, with float4's shortest digits and 6 significant digits.
+pub(crate) fn float4_to_text(v: f32, float_digits: i32) -> String {
+    if let Some(s) = float_special(f64::from(v)) {
+        return s;
+    }
+    if float_digits > 0 {
+        float_layout(&format!("{v:e}"), 6)
+    } else {
+        let p = (6 + float_digits).max(1) as usize;
+        float_layout(&format!("{:.*e}", p - 1, v), p as i32)
+    }
+}
+
+fn float_special(v: f64) -> Option<String> {
+    if v.is_nan() {
+        return Some("NaN".to_string());
+    }
+    if v.is_infinite() {
+        return Some(if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string());
+    }
+    None
+}
+
+/// Lays out digits given in Rust's `{:e}` form as C's `%g` does: exponent form below 1e-4
+/// and from 10^precision up.
+fn float_layout(sci: &str, precision: i32) -> String {
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let negative = mantissa.starts_with('-');
     let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
@@ -363,24 +909,28 @@ pub(crate) fn cast(
     from: SqlType,
     to: SqlType,
     typmod: i32,
-    float_digits: i32,
+    style: &Style,
 ) -> Result<Datum, SqlError> {
     if matches!(d, Datum::Null) {
         return Ok(Datum::Null);
     }
-    if to == SqlType::Text || to == SqlType::Varchar || to == SqlType::Name {
+    if to.is_string() {
         let text = match (&d, from) {
             // bool's cast to text spells the word out, unlike its output function.
             (Datum::Bool(b), _) => b.to_string(),
-            _ => output(&d, float_digits).unwrap_or_default(),
+            // char(n) loses its padding when it becomes another string type.
+            (Datum::Text(t), SqlType::Bpchar) if to != SqlType::Bpchar => {
+                t.trim_end_matches(' ').to_string()
+            }
+            _ => output(&d, style).unwrap_or_default(),
         };
-        return input(to, typmod, &text);
+        return input(to, typmod, &text, style);
     }
     if from.is_string() || from == SqlType::Unknown {
         let Datum::Text(s) = &d else {
             unreachable!("string-typed datum is not text: {d:?}")
         };
-        return input(to, typmod, s);
+        return input(to, typmod, s, style);
     }
     let cannot = || {
         SqlError::new(
@@ -395,6 +945,7 @@ pub(crate) fn cast(
             typmod,
         )?)),
         (Datum::Int(v), SqlType::Float8) => Ok(Datum::Float(v as f64)),
+        (Datum::Int(v), SqlType::Float4) => Ok(Datum::Float4(v as f32)),
         (Datum::Int(v), SqlType::Bool) if from == SqlType::Int4 => Ok(Datum::Bool(v != 0)),
         (Datum::Numeric(n), t) if t.is_integer() => t.check_int(numeric::round_to_i64(&n)),
         (Datum::Numeric(n), SqlType::Numeric) => {
@@ -403,18 +954,106 @@ pub(crate) fn cast(
         (Datum::Numeric(n), SqlType::Float8) => Ok(Datum::Float(
             f64::from_str(&numeric::to_text(&n)).unwrap_or(f64::NAN),
         )),
+        (Datum::Numeric(n), SqlType::Float4) => input_float4(&numeric::to_text(&n)),
+        (Datum::Float4(f), t) if !matches!(t, SqlType::Float4) => {
+            // float4 → float8 keeps the float4's exact value; → numeric goes by its text.
+            match t {
+                SqlType::Numeric => {
+                    let n = numeric::parse(&float4_to_text(f, 0))
+                        .ok_or_else(|| invalid_input(SqlType::Numeric, &f.to_string()))?;
+                    Ok(Datum::Numeric(numeric::apply_typmod(n, typmod)?))
+                }
+                _ => cast(Datum::Float(f64::from(f)), SqlType::Float8, t, typmod, style),
+            }
+        }
+        (Datum::Float4(f), SqlType::Float4) => Ok(Datum::Float4(f)),
         (Datum::Float(f), t) if t.is_integer() => {
             let r = f.round_ties_even();
             let fits = (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&r);
             t.check_int(fits.then_some(r as i64))
         }
         (Datum::Float(f), SqlType::Float8) => Ok(Datum::Float(f)),
+        (Datum::Float(f), SqlType::Float4) => {
+            let g = f as f32;
+            if f.is_finite() && (g.is_infinite() || (g == 0.0 && f != 0.0)) {
+                return Err(SqlError::new(
+                    NUMERIC_VALUE_OUT_OF_RANGE,
+                    if g == 0.0 {
+                        "value out of range: underflow"
+                    } else {
+                        "value out of range: overflow"
+                    },
+                ));
+            }
+            Ok(Datum::Float4(g))
+        }
         (Datum::Float(f), SqlType::Numeric) => {
             let n = numeric::from_f64(f)?;
             Ok(Datum::Numeric(numeric::apply_typmod(n, typmod)?))
         }
         (Datum::Bool(b), SqlType::Int4) => Ok(Datum::Int(b.into())),
         (Datum::Bool(b), SqlType::Bool) => Ok(Datum::Bool(b)),
+        (Datum::Date(d), SqlType::Date) => Ok(Datum::Date(d)),
+        (Datum::Date(d), SqlType::Timestamp) => datetime::date_to_timestamp(d).map(Datum::Timestamp),
+        (Datum::Date(d), SqlType::TimestampTz) => {
+            let local = datetime::date_to_timestamp(d)?;
+            Ok(Datum::TimestampTz(datetime::from_local(local, &style.zone)))
+        }
+        (Datum::Timestamp(t), SqlType::Timestamp) => Ok(Datum::Timestamp(t)),
+        (Datum::Timestamp(t), SqlType::Date) => datetime::date_of(t).map(Datum::Date),
+        (Datum::Timestamp(t), SqlType::Time) if !datetime::is_infinite(t) => {
+            Ok(Datum::Time(datetime::time_of(t)))
+        }
+        (Datum::Timestamp(t), SqlType::TimestampTz) => {
+            Ok(Datum::TimestampTz(datetime::from_local(t, &style.zone)))
+        }
+        (Datum::TimestampTz(t), SqlType::TimestampTz) => Ok(Datum::TimestampTz(t)),
+        (Datum::TimestampTz(t), SqlType::Timestamp) => {
+            Ok(Datum::Timestamp(datetime::to_local(t, &style.zone)))
+        }
+        (Datum::TimestampTz(t), SqlType::Date) => {
+            datetime::date_of(datetime::to_local(t, &style.zone)).map(Datum::Date)
+        }
+        (Datum::TimestampTz(t), SqlType::Time) if !datetime::is_infinite(t) => Ok(Datum::Time(
+            datetime::time_of(datetime::to_local(t, &style.zone)),
+        )),
+        (Datum::Time(t), SqlType::Time) => Ok(Datum::Time(t)),
+        (Datum::Time(t), SqlType::Interval) => Ok(Datum::Interval(Interval {
+            months: 0,
+            days: 0,
+            micros: t,
+        })),
+        (Datum::Interval(iv), SqlType::Interval) => Ok(Datum::Interval(iv)),
+        (Datum::Interval(iv), SqlType::Time) => Ok(Datum::Time(
+            iv.micros.rem_euclid(datetime::MICROS_PER_DAY),
+        )),
+        (Datum::Uuid(u), SqlType::Uuid) => Ok(Datum::Uuid(u)),
+        (Datum::Bytes(b), SqlType::Bytea) => Ok(Datum::Bytes(b)),
+        (Datum::Json(j), SqlType::Jsonb) => Ok(Datum::Json(j)),
+        (Datum::Array(items), SqlType::Array(to_elem)) => {
+            let from_elem = from.element().unwrap_or(SqlType::Unknown);
+            let items = items
+                .into_iter()
+                .map(|item| cast(item, from_elem, *to_elem, typmod, style))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Datum::Array(items))
+        }
         _ => Err(cannot()),
     }
+}
+
+/// Pads (or, on an explicit cast, cuts) a string to char(n)'s length.
+fn pad_chars(s: &str, typmod: i32) -> String {
+    if typmod < 4 {
+        return s.to_string();
+    }
+    let n = (typmod - 4) as usize;
+    let count = s.chars().count();
+    if count >= n {
+        return s.chars().take(n).collect();
+    }
+    let mut out = String::with_capacity(s.len() + n - count);
+    out.push_str(s);
+    out.extend(std::iter::repeat_n(' ', n - count));
+    out
 }
