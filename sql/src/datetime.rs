@@ -1216,9 +1216,8 @@ pub(crate) fn age(a: i64, b: i64) -> Result<Interval, SqlError> {
         days -= 1;
     }
     if days < 0 {
-        // Borrow the length of the month before `hi`'s month.
-        let (py, pm) = if m1 == 1 { (y1 - 1, 12) } else { (y1, m1 - 1) };
-        days += i64::from(days_in_month(py, pm));
+        // Borrow the length of the earlier date's month, as PostgreSQL's age() does.
+        days += i64::from(days_in_month(y0, m0));
         months -= 1;
     }
     let iv = Interval {

@@ -62,6 +62,8 @@ pub(crate) enum Func {
     Lower,
     Abs,
     PgTypeof,
+    /// String, math, date/time, uuid and array functions (`funcs`).
+    Builtin(crate::funcs::Builtin),
 }
 
 #[derive(Debug, Clone)]
@@ -313,20 +315,130 @@ impl<'a> Binder<'a> {
                     return Ok(b);
                 }
                 let (ty, typmod) = resolve_type(data_type)?;
-                self.coerce(inner, ty, typmod)
+                self.explicit_cast(inner, ty, typmod)
             }
             ast::Expr::TypedString(ts) => {
                 let (ty, typmod) = resolve_type(&ts.data_type)?;
                 let inner =
                     self.bind_value(&ts.value.value, false, self.offset(ts.value.span.start))?;
-                self.coerce(inner, ty, typmod)
+                self.explicit_cast(inner, ty, typmod)
             }
             ast::Expr::Function(f) => self.bind_function(f, pos),
+            ast::Expr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![self.bind(expr)?];
+                args.push(match substring_from {
+                    Some(e) => self.bind(e)?,
+                    None => konst(Datum::Int(1), SqlType::Int4, pos),
+                });
+                if let Some(e) = substring_for {
+                    args.push(self.bind(e)?);
+                }
+                self.bind_builtin("substr", &args, pos)
+            }
+            ast::Expr::Position { expr, r#in } => {
+                let args = [self.bind(r#in)?, self.bind(expr)?];
+                self.bind_builtin("strpos", &args, pos)
+            }
+            ast::Expr::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                trim_characters,
+            } => {
+                if trim_characters.is_some() {
+                    return Err(not_supported("TRIM with a character list").at(pos));
+                }
+                let name = match trim_where {
+                    Some(ast::TrimWhereField::Leading) => "ltrim",
+                    Some(ast::TrimWhereField::Trailing) => "rtrim",
+                    _ => "btrim",
+                };
+                let mut args = vec![self.bind(expr)?];
+                if let Some(w) = trim_what {
+                    args.push(self.bind(w)?);
+                }
+                self.bind_builtin(name, &args, pos)
+            }
+            ast::Expr::Ceil { expr, field } | ast::Expr::Floor { expr, field } => {
+                if !matches!(field, ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime)) {
+                    return Err(not_supported("CEIL/FLOOR with a field or scale").at(pos));
+                }
+                let name = if matches!(e, ast::Expr::Ceil { .. }) { "ceil" } else { "floor" };
+                let args = [self.bind(expr)?];
+                self.bind_builtin(name, &args, pos)
+            }
+            ast::Expr::Extract { field, expr, .. } => {
+                let field = konst(
+                    Datum::Text(datetime_field_name(field)),
+                    SqlType::Text,
+                    pos,
+                );
+                let value = self.bind(expr)?;
+                let value = if value.ty == SqlType::Unknown {
+                    self.coerce(value, SqlType::TimestampTz, TYPMOD_NONE)?
+                } else {
+                    value
+                };
+                if !value.ty.is_datetime() {
+                    return Err(SqlError::new(
+                        UNDEFINED_FUNCTION,
+                        format!("function pg_catalog.extract(unknown, {}) does not exist", value.ty.sql_name()),
+                    )
+                    .at(pos));
+                }
+                Ok(crate::funcs::builtin(
+                    crate::funcs::Builtin::Extract,
+                    vec![field, value],
+                    SqlType::Numeric,
+                    pos,
+                ))
+            }
+            ast::Expr::Array(array) => {
+                let elems = array
+                    .elem
+                    .iter()
+                    .map(|x| self.bind(x))
+                    .collect::<Result<Vec<_>, _>>()?;
+                crate::funcs::bind_array(self, elems, pos)
+            }
+            ast::Expr::Interval(iv) => {
+                if iv.last_field.is_some() || iv.fractional_seconds_precision.is_some() {
+                    return Err(not_supported("INTERVAL field ranges").at(pos));
+                }
+                let text = match iv.value.as_ref() {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(s) => s.clone(),
+                        ast::Value::Number(n, _) => n.clone(),
+                        _ => return Err(not_supported("this INTERVAL literal").at(pos)),
+                    },
+                    _ => return Err(not_supported("this INTERVAL literal").at(pos)),
+                };
+                let text = match &iv.leading_field {
+                    Some(f) if !text.chars().any(|c| c.is_ascii_alphabetic()) => {
+                        format!("{text} {}", datetime_field_name(f))
+                    }
+                    _ => text,
+                };
+                let value = crate::datetime::parse_interval(&text).map_err(|e| e.at(pos))?;
+                Ok(konst(Datum::Interval(value), SqlType::Interval, pos))
+            }
             other => match crate::pgcatalog::bind_expr(self, other, pos)? {
                 Some(b) => Ok(b),
                 None => Err(not_supported(format!("expression \"{other}\"")).at(pos)),
             },
         }
+    }
+
+    /// A built-in bound by name, failing as an unknown function when no signature fits.
+    fn bind_builtin(&self, name: &str, args: &[Bound], pos: Option<usize>) -> Result<Bound, SqlError> {
+        crate::funcs::bind(self, name, args, pos)?.ok_or_else(|| {
+            SqlError::new(UNDEFINED_FUNCTION, format!("function {name} does not exist")).at(pos)
+        })
     }
 
     fn bind_value(
@@ -385,7 +497,7 @@ impl<'a> Binder<'a> {
                     }
                 }
                 let x = self.bind(expr)?;
-                if x.ty.numeric_rank().is_none() {
+                if x.ty.numeric_rank().is_none() && x.ty != SqlType::Interval {
                     return Err(self.no_prefix_op("-", x.ty, pos));
                 }
                 Ok(Bound {
@@ -488,13 +600,14 @@ impl<'a> Binder<'a> {
                 if !textual(l.ty) && !textual(r.ty) {
                     return Err(self.no_binary_op(left, "||", l.ty, r.ty));
                 }
-                // An unknown literal beside a non-text value is text (anynonarray || text).
-                let l = if l.ty == SqlType::Unknown {
+                // An unknown literal beside a non-text value is text (anynonarray || text);
+                // char(n) becomes text without its padding.
+                let l = if l.ty == SqlType::Unknown || l.ty == SqlType::Bpchar {
                     self.coerce(l, SqlType::Text, TYPMOD_NONE)?
                 } else {
                     l
                 };
-                let r = if r.ty == SqlType::Unknown {
+                let r = if r.ty == SqlType::Unknown || r.ty == SqlType::Bpchar {
                     self.coerce(r, SqlType::Text, TYPMOD_NONE)?
                 } else {
                     r
@@ -547,11 +660,17 @@ impl<'a> Binder<'a> {
             }
             (Unknown, Unknown) => SqlType::Text,
             (Unknown, t) | (t, Unknown) if t.numeric_rank().is_some() || !numeric_only => {
-                if t.is_string() {
+                if t.is_string() && t != SqlType::Bpchar {
                     SqlType::Text
                 } else {
                     t
                 }
+            }
+            // real with another numeric type is computed in double precision (float48pl…).
+            (SqlType::Float4, b) | (b, SqlType::Float4)
+                if b != SqlType::Float4 && b.numeric_rank().is_some() =>
+            {
+                SqlType::Float8
             }
             (a, b) => match (a.numeric_rank(), b.numeric_rank()) {
                 (Some(x), Some(y)) => {
@@ -561,7 +680,19 @@ impl<'a> Binder<'a> {
                         b
                     }
                 }
+                _ if !numeric_only && a == b => a,
                 _ if !numeric_only && a.is_string() && b.is_string() => SqlType::Text,
+                // date < timestamp < timestamptz: the earlier is converted to the later.
+                _ if !numeric_only
+                    && matches!(a, SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz)
+                    && matches!(b, SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz) =>
+                {
+                    if a == SqlType::TimestampTz || b == SqlType::TimestampTz {
+                        SqlType::TimestampTz
+                    } else {
+                        SqlType::Timestamp
+                    }
+                }
                 _ if !numeric_only && a == b => a,
                 _ => return Err(self.no_binary_op(left, op, a, b)),
             },
@@ -569,12 +700,13 @@ impl<'a> Binder<'a> {
         if numeric_only && target.numeric_rank().is_none() {
             return Err(self.no_binary_op(left, op, l.ty, r.ty));
         }
-        let l = if l.ty.is_string() && target == SqlType::Text {
+        let as_is = |t: SqlType| t.is_string() && t != SqlType::Bpchar && target == SqlType::Text;
+        let l = if as_is(l.ty) {
             l
         } else {
             self.coerce(l, target, TYPMOD_NONE)?
         };
-        let r = if r.ty.is_string() && target == SqlType::Text {
+        let r = if as_is(r.ty) {
             r
         } else {
             self.coerce(r, target, TYPMOD_NONE)?
@@ -591,6 +723,9 @@ impl<'a> Binder<'a> {
     ) -> Result<Bound, SqlError> {
         let op_text = op.to_string();
         let (l, r) = (self.bind(left)?, self.bind(right)?);
+        if l.ty.is_datetime() || r.ty.is_datetime() {
+            return self.bind_datetime_arith(left, a, &op_text, l, r);
+        }
         // `^` exists for float8 and numeric only; integers go to float8.
         let (l, r) = if a == Arith::Pow {
             let to = |b: Bound| {
@@ -616,6 +751,83 @@ impl<'a> Binder<'a> {
         Ok(Bound {
             kind: Kind::Arith(a, Box::new(l), Box::new(r)),
             ty,
+            typmod: TYPMOD_NONE,
+            pos,
+        })
+    }
+
+    /// The date/time operators: which operand types they take (an unknown literal is read
+    /// as the type the operator wants there) and what they give.
+    fn bind_datetime_arith(
+        &self,
+        left: &ast::Expr,
+        a: Arith,
+        op: &str,
+        l: Bound,
+        r: Bound,
+    ) -> Result<Bound, SqlError> {
+        use SqlType as T;
+        let numeric = |t: T| t.numeric_rank().is_some();
+        let (lt, rt) = (l.ty, r.ty);
+        let signature: Option<(T, T, T)> = match (a, lt, rt) {
+            (Arith::Add | Arith::Sub, T::Date, t) if t.is_integer() || t == T::Unknown => {
+                Some((T::Date, T::Int4, T::Date))
+            }
+            (Arith::Add, t, T::Date) if t.is_integer() => Some((T::Int4, T::Date, T::Date)),
+            (Arith::Sub, T::Date, T::Date) => Some((T::Date, T::Date, T::Int4)),
+            (Arith::Add | Arith::Sub, T::Date, T::Interval) => {
+                Some((T::Date, T::Interval, T::Timestamp))
+            }
+            (Arith::Add, T::Interval, T::Date) => Some((T::Interval, T::Date, T::Timestamp)),
+            (Arith::Add, T::Date, T::Time) => Some((T::Date, T::Time, T::Timestamp)),
+            (Arith::Add, T::Time, T::Date) => Some((T::Time, T::Date, T::Timestamp)),
+            (Arith::Add | Arith::Sub, T::Time, T::Interval) => Some((T::Time, T::Interval, T::Time)),
+            (Arith::Add, T::Interval, T::Time) => Some((T::Interval, T::Time, T::Time)),
+            (Arith::Sub, T::Time, T::Time | T::Unknown) => Some((T::Time, T::Time, T::Interval)),
+            (Arith::Add, T::Time, T::Unknown) => Some((T::Time, T::Interval, T::Time)),
+            (Arith::Add | Arith::Sub, T::Timestamp | T::TimestampTz, T::Interval) => {
+                Some((lt, T::Interval, lt))
+            }
+            (Arith::Add, T::Timestamp | T::TimestampTz, T::Unknown) => {
+                Some((lt, T::Interval, lt))
+            }
+            (Arith::Add, T::Interval, T::Timestamp | T::TimestampTz) => {
+                Some((T::Interval, rt, rt))
+            }
+            (Arith::Sub, T::Timestamp | T::TimestampTz | T::Date, T::Timestamp | T::TimestampTz | T::Date | T::Unknown)
+            | (Arith::Sub, T::Unknown, T::Timestamp | T::TimestampTz) => {
+                // Both sides become the later of the two in date < timestamp < timestamptz.
+                let rank = |t: T| match t {
+                    T::Date => 0,
+                    T::Timestamp => 1,
+                    T::TimestampTz => 2,
+                    _ => -1,
+                };
+                let common = if rank(lt) >= rank(rt) { lt } else { rt };
+                let common = if common == T::Date { T::Timestamp } else { common };
+                Some((common, common, T::Interval))
+            }
+            (Arith::Add | Arith::Sub, T::Interval, T::Interval | T::Unknown)
+            | (Arith::Add, T::Unknown, T::Interval) => {
+                Some((T::Interval, T::Interval, T::Interval))
+            }
+            (Arith::Mul | Arith::Div, T::Interval, t) if numeric(t) || t == T::Unknown => {
+                Some((T::Interval, if t == T::Unknown { T::Float8 } else { t }, T::Interval))
+            }
+            (Arith::Mul, t, T::Interval) if numeric(t) || t == T::Unknown => {
+                Some((if t == T::Unknown { T::Float8 } else { t }, T::Interval, T::Interval))
+            }
+            _ => None,
+        };
+        let Some((want_l, want_r, result)) = signature else {
+            return Err(self.no_binary_op(left, op, lt, rt));
+        };
+        let l = self.coerce(l, want_l, TYPMOD_NONE)?;
+        let r = self.coerce(r, want_r, TYPMOD_NONE)?;
+        let pos = self.pos_of(left);
+        Ok(Bound {
+            kind: Kind::Arith(a, Box::new(l), Box::new(r)),
+            ty: result,
             typmod: TYPMOD_NONE,
             pos,
         })
@@ -693,6 +905,22 @@ impl<'a> Binder<'a> {
             )
             .at(b.pos)),
         }
+    }
+
+    /// An explicit cast: as [`Binder::coerce`], except that a literal cast to varchar(n) or
+    /// char(n) is cut to length rather than refused.
+    fn explicit_cast(&self, b: Bound, ty: SqlType, typmod: i32) -> Result<Bound, SqlError> {
+        if typmod >= 4 && matches!(ty, SqlType::Varchar | SqlType::Bpchar) {
+            let whole = self.coerce(b, ty, TYPMOD_NONE)?;
+            let pos = whole.pos;
+            return Ok(Bound {
+                kind: Kind::Cast(Box::new(whole)),
+                ty,
+                typmod,
+                pos,
+            });
+        }
+        self.coerce(b, ty, typmod)
     }
 
     /// Converts `b` to `ty`: an unknown literal goes through the type's input function now
@@ -798,6 +1026,31 @@ impl<'a> Binder<'a> {
                 }
                 "current_schema" => self.call(Func::CurrentSchema, vec![], pos),
                 "current_catalog" => self.call(Func::CurrentDatabase, vec![], pos),
+                "current_timestamp" => Ok(crate::funcs::builtin(
+                    crate::funcs::Builtin::Now,
+                    vec![],
+                    SqlType::TimestampTz,
+                    pos,
+                )),
+                "current_date" => Ok(crate::funcs::builtin(
+                    crate::funcs::Builtin::CurrentDate,
+                    vec![],
+                    SqlType::Date,
+                    pos,
+                )),
+                "localtimestamp" => Ok(crate::funcs::builtin(
+                    crate::funcs::Builtin::LocalTimestamp,
+                    vec![],
+                    SqlType::Timestamp,
+                    pos,
+                )),
+                "localtime" => Ok(crate::funcs::builtin(
+                    crate::funcs::Builtin::LocalTime,
+                    vec![],
+                    SqlType::Time,
+                    pos,
+                )),
+                "current_time" => Err(not_supported("type time with time zone").at(pos)),
                 _ => Err(not_supported(format!("SQL function {name}")).at(pos)),
             };
         }
@@ -829,6 +1082,9 @@ impl<'a> Binder<'a> {
             _ => None,
         };
         let Some(func) = func else {
+            if let Some(b) = crate::funcs::bind(self, &name, &args, pos)? {
+                return Ok(b);
+            }
             if let Some(b) = crate::pgcatalog::bind_function(self, &name, &args, pos)? {
                 return Ok(b);
             }
@@ -924,6 +1180,7 @@ impl<'a> Binder<'a> {
                 }
             }
             Func::PgTypeof => SqlType::RegType,
+            Func::Builtin(_) => unreachable!("built-ins are bound by funcs::bind"),
         };
         let args = match func {
             Func::Abs => vec![self.coerce(
@@ -933,7 +1190,7 @@ impl<'a> Binder<'a> {
             )?],
             Func::Length | Func::Upper | Func::Lower => {
                 let a = args.into_iter().next().expect("one argument");
-                vec![if a.ty == SqlType::Unknown {
+                vec![if a.ty == SqlType::Unknown || a.ty == SqlType::Bpchar {
                     self.coerce(a, SqlType::Text, TYPMOD_NONE)?
                 } else {
                     a
@@ -1062,7 +1319,9 @@ fn check_cast(from: SqlType, to: SqlType) -> Result<(), SqlError> {
         || to.is_string()
         || (from.numeric_rank().is_some() && to.numeric_rank().is_some())
         || (from == SqlType::Int4 && to == SqlType::Bool)
-        || (from == SqlType::Bool && to == SqlType::Int4);
+        || (from == SqlType::Bool && to == SqlType::Int4)
+        || datetime_cast_exists(from, to)
+        || matches!((from.element(), to.element()), (Some(f), Some(t)) if check_cast(f, t).is_ok());
     if ok && to != SqlType::RegType && from != SqlType::RegType
         || (from == SqlType::RegType && to.is_string())
     {
@@ -1072,6 +1331,17 @@ fn check_cast(from: SqlType, to: SqlType) -> Result<(), SqlError> {
         CANNOT_COERCE,
         format!("cannot cast type {} to {}", from.sql_name(), to.sql_name()),
     ))
+}
+
+pub(crate) fn datetime_cast_exists(from: SqlType, to: SqlType) -> bool {
+    use SqlType as T;
+    matches!(
+        (from, to),
+        (T::Date | T::Timestamp | T::TimestampTz, T::Date | T::Timestamp | T::TimestampTz)
+            | (T::Timestamp | T::TimestampTz, T::Time)
+            | (T::Time, T::Interval)
+            | (T::Interval, T::Time)
+    )
 }
 
 /// A type name as written in a cast → type and typmod.
@@ -1112,6 +1382,67 @@ pub(crate) fn resolve_type(t: &ast::DataType) -> Result<(SqlType, i32), SqlError
             },
         ),
         D::Bool | D::Boolean => (SqlType::Bool, none),
+        D::Real | D::Float4 => (SqlType::Float4, none),
+        D::Float(ast::ExactNumberInfo::Precision(p)) => match p {
+            1..=24 => (SqlType::Float4, none),
+            25..=53 => (SqlType::Float8, none),
+            _ => {
+                return Err(SqlError::new(
+                    INVALID_PARAMETER_VALUE,
+                    if *p == 0 {
+                        "precision for type float must be at least 1 bit"
+                    } else {
+                        "precision for type float must be less than 54 bits"
+                    },
+                ))
+            }
+        },
+        D::Char(len) | D::Character(len) => (
+            SqlType::Bpchar,
+            match len {
+                None => 1 + 4,
+                Some(ast::CharacterLength::IntegerLength { length, .. })
+                    if *length >= 1 && *length <= 10_485_760 =>
+                {
+                    *length as i32 + 4
+                }
+                Some(_) => {
+                    return Err(SqlError::new(
+                        INVALID_PARAMETER_VALUE,
+                        "length for type char must be between 1 and 10485760",
+                    ))
+                }
+            },
+        ),
+        D::Bytea => (SqlType::Bytea, none),
+        D::Date => (SqlType::Date, none),
+        D::Time(p, tz) => {
+            if matches!(tz, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) {
+                return Err(not_supported("type time with time zone"));
+            }
+            (SqlType::Time, time_precision(*p)?)
+        }
+        D::Timestamp(p, tz) => (
+            match tz {
+                ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => SqlType::TimestampTz,
+                _ => SqlType::Timestamp,
+            },
+            time_precision(*p)?,
+        ),
+        D::Interval { fields: None, precision } => (SqlType::Interval, time_precision(*precision)?),
+        D::Uuid => (SqlType::Uuid, none),
+        D::JSONB => (SqlType::Jsonb, none),
+        D::JSON => return Err(not_supported("type json (use jsonb)")),
+        D::Array(
+            ast::ArrayElemTypeDef::SquareBracket(inner, _)
+            | ast::ArrayElemTypeDef::Qualified(inner, _),
+        ) => {
+            let (elem, typmod) = resolve_type(inner)?;
+            let array = elem
+                .array_of()
+                .ok_or_else(|| not_supported(format!("arrays of {}", elem.sql_name())))?;
+            (array, typmod)
+        }
         D::Custom(name, mods) if mods.is_empty() && name.0.len() == 1 => {
             let n = name.0[0].as_ident().map(ident_name).unwrap_or_default();
             match n.as_str() {
@@ -1120,8 +1451,13 @@ pub(crate) fn resolve_type(t: &ast::DataType) -> Result<(SqlType, i32), SqlError
                 "int2" => (SqlType::Int2, none),
                 "int4" => (SqlType::Int4, none),
                 "int8" => (SqlType::Int8, none),
+                "float4" => (SqlType::Float4, none),
                 "float8" => (SqlType::Float8, none),
                 "bool" => (SqlType::Bool, none),
+                "bpchar" => (SqlType::Bpchar, none),
+                "timestamptz" => (SqlType::TimestampTz, none),
+                "jsonb" => (SqlType::Jsonb, none),
+                "uuid" => (SqlType::Uuid, none),
                 _ => {
                     return Err(SqlError::new(
                         UNDEFINED_OBJECT,
@@ -1132,6 +1468,24 @@ pub(crate) fn resolve_type(t: &ast::DataType) -> Result<(SqlType, i32), SqlError
         }
         other => return Err(not_supported(format!("type {other}"))),
     })
+}
+
+/// A field name of EXTRACT or an INTERVAL literal, lowercased.
+fn datetime_field_name(f: &ast::DateTimeField) -> String {
+    match f {
+        ast::DateTimeField::Custom(id) => ident_name(id),
+        other => other.to_string().to_ascii_lowercase(),
+    }
+}
+
+/// The fractional-second digits of time(p), timestamp(p), interval(p): the typmod is p.
+fn time_precision(p: Option<u64>) -> Result<i32, SqlError> {
+    match p {
+        None => Ok(TYPMOD_NONE),
+        Some(p) if p <= 6 => Ok(p as i32),
+        // PostgreSQL warns and uses 6.
+        Some(_) => Ok(6),
+    }
 }
 
 /// PostgreSQL's `FigureColname`: the name a select-list item gets without an alias, and how
@@ -1279,6 +1633,22 @@ pub(crate) fn compare(a: &Datum, b: &Datum) -> std::cmp::Ordering {
         // Byte order: the "C" collation.
         (Datum::Text(x), Datum::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
         (Datum::Type(x), Datum::Type(y)) => x.oid().cmp(&y.oid()),
+        (Datum::Float4(x), Datum::Float4(y)) => float_cmp(f64::from(*x), f64::from(*y)),
+        (Datum::Bytes(x), Datum::Bytes(y)) => x.cmp(y),
+        (Datum::Date(x), Datum::Date(y)) => x.cmp(y),
+        (Datum::Time(x), Datum::Time(y))
+        | (Datum::Timestamp(x), Datum::Timestamp(y))
+        | (Datum::TimestampTz(x), Datum::TimestampTz(y)) => x.cmp(y),
+        (Datum::Interval(x), Datum::Interval(y)) => x.span().cmp(&y.span()),
+        (Datum::Uuid(x), Datum::Uuid(y)) => x.cmp(y),
+        (Datum::Json(x), Datum::Json(y)) => x.as_bytes().cmp(y.as_bytes()),
+        // Element by element, NULL above everything, then the shorter array first.
+        (Datum::Array(x), Datum::Array(y)) => x
+            .iter()
+            .zip(y)
+            .map(|(a, b)| compare_nullable(a, b))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
         (x, y) => unreachable!("comparison of differently typed values {x:?} and {y:?}"),
     }
 }
@@ -1316,8 +1686,86 @@ fn int_arith(a: Arith, ty: SqlType, x: i64, y: i64) -> Result<Datum, SqlError> {
     ty.check_int(v)
 }
 
-fn arith(a: Arith, ty: SqlType, x: Datum, y: Datum) -> Result<Datum, SqlError> {
+fn arith(a: Arith, ty: SqlType, x: Datum, y: Datum, style: &types::Style) -> Result<Datum, SqlError> {
+    use crate::datetime as dt;
+    let sign = if a == Arith::Sub { -1 } else { 1 };
     match (x, y) {
+        (Datum::Float4(x), Datum::Float4(y)) => {
+            match arith(a, SqlType::Float8, Datum::Float(f64::from(x)), Datum::Float(f64::from(y)), style)? {
+                Datum::Float(v) => {
+                    let f = v as f32;
+                    if f.is_infinite() && v.is_finite() {
+                        return Err(SqlError::new(NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: overflow"));
+                    }
+                    Ok(Datum::Float4(f))
+                }
+                other => Ok(other),
+            }
+        }
+        (Datum::Date(d), Datum::Int(n)) | (Datum::Int(n), Datum::Date(d)) => {
+            if d == dt::DATE_POS_INFINITY || d == dt::DATE_NEG_INFINITY {
+                return Ok(Datum::Date(d));
+            }
+            let v = i64::from(d) + i64::from(sign) * n;
+            i32::try_from(v)
+                .ok()
+                .filter(|v| *v != dt::DATE_POS_INFINITY && *v != dt::DATE_NEG_INFINITY)
+                .map(Datum::Date)
+                .ok_or_else(|| SqlError::new(DATETIME_FIELD_OVERFLOW, "date out of range"))
+        }
+        (Datum::Date(x), Datum::Date(y)) => {
+            let finite = |d: i32| d != dt::DATE_POS_INFINITY && d != dt::DATE_NEG_INFINITY;
+            if !finite(x) || !finite(y) {
+                return Err(SqlError::new(DATETIME_FIELD_OVERFLOW, "cannot subtract infinite dates"));
+            }
+            ty.check_int(Some(i64::from(x) - i64::from(y)))
+        }
+        (Datum::Date(d), Datum::Interval(iv)) | (Datum::Interval(iv), Datum::Date(d)) => {
+            let iv = if sign < 0 { dt::negate_interval(&iv)? } else { iv };
+            dt::timestamp_plus_interval(dt::date_to_timestamp(d)?, &iv).map(Datum::Timestamp)
+        }
+        (Datum::Date(d), Datum::Time(t)) | (Datum::Time(t), Datum::Date(d)) => {
+            let ts = dt::date_to_timestamp(d)?;
+            Ok(Datum::Timestamp(if dt::is_infinite(ts) { ts } else { ts + t }))
+        }
+        (Datum::Timestamp(ts), Datum::Interval(iv)) | (Datum::Interval(iv), Datum::Timestamp(ts)) => {
+            let iv = if sign < 0 { dt::negate_interval(&iv)? } else { iv };
+            dt::timestamp_plus_interval(ts, &iv).map(Datum::Timestamp)
+        }
+        (Datum::TimestampTz(ts), Datum::Interval(iv))
+        | (Datum::Interval(iv), Datum::TimestampTz(ts)) => {
+            let iv = if sign < 0 { dt::negate_interval(&iv)? } else { iv };
+            dt::timestamptz_plus_interval(ts, &iv, &style.zone).map(Datum::TimestampTz)
+        }
+        (Datum::Timestamp(x), Datum::Timestamp(y)) | (Datum::TimestampTz(x), Datum::TimestampTz(y)) => {
+            dt::timestamp_diff(x, y).map(Datum::Interval)
+        }
+        (Datum::Time(t), Datum::Interval(iv)) | (Datum::Interval(iv), Datum::Time(t)) => {
+            let iv = if sign < 0 { dt::negate_interval(&iv)? } else { iv };
+            Ok(Datum::Time(dt::time_plus_interval(t, &iv)))
+        }
+        (Datum::Time(x), Datum::Time(y)) => Ok(Datum::Interval(dt::Interval {
+            months: 0,
+            days: 0,
+            micros: x - y,
+        })),
+        (Datum::Interval(x), Datum::Interval(y)) => dt::add_intervals(&x, &y, sign).map(Datum::Interval),
+        (Datum::Interval(iv), n) | (n, Datum::Interval(iv)) => {
+            let factor = match n {
+                Datum::Int(v) => v as f64,
+                Datum::Float(f) => f,
+                Datum::Float4(f) => f64::from(f),
+                Datum::Numeric(n) => numeric::to_text(&n).parse().unwrap_or(f64::NAN),
+                other => unreachable!("interval arithmetic with {other:?}"),
+            };
+            if a == Arith::Div {
+                if factor == 0.0 {
+                    return Err(SqlError::new(DIVISION_BY_ZERO, "division by zero"));
+                }
+                return dt::scale_interval(&iv, 1.0 / factor).map(Datum::Interval);
+            }
+            dt::scale_interval(&iv, factor).map(Datum::Interval)
+        }
         (Datum::Int(x), Datum::Int(y)) => int_arith(a, ty, x, y),
         (Datum::Numeric(x), Datum::Numeric(y)) => Ok(Datum::Numeric(match a {
             Arith::Add => x + y,
@@ -1443,6 +1891,8 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
             Datum::Int(v) => b.ty.check_int(v.checked_neg()),
             Datum::Numeric(n) => Ok(Datum::Numeric(-n)),
             Datum::Float(f) => Ok(Datum::Float(-f)),
+            Datum::Float4(f) => Ok(Datum::Float4(-f)),
+            Datum::Interval(iv) => Ok(Datum::Interval(crate::datetime::negate_interval(&iv)?)),
             other => unreachable!("negation of {other:?}"),
         },
         Kind::Arith(a, l, r) => {
@@ -1450,7 +1900,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
             if x == Datum::Null || y == Datum::Null {
                 return Ok(Datum::Null);
             }
-            arith(*a, b.ty, x, y)
+            arith(*a, b.ty, x, y, &cx.env.style)
         }
         Kind::Cmp {
             op,
@@ -1459,8 +1909,15 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
             null_safe,
         } => {
             let (x, y) = (eval(l, cx)?, eval(r, cx)?);
+            let ord = |x: &Datum, y: &Datum| match (x, y) {
+                // char(n) compares without its trailing blanks.
+                (Datum::Text(a), Datum::Text(b)) if l.ty == SqlType::Bpchar => {
+                    a.trim_end_matches(' ').cmp(b.trim_end_matches(' '))
+                }
+                _ => compare(x, y),
+            };
             Ok(match (x == Datum::Null, y == Datum::Null, null_safe) {
-                (false, false, _) => Datum::Bool(cmp_result(*op, compare(&x, &y))),
+                (false, false, _) => Datum::Bool(cmp_result(*op, ord(&x, &y))),
                 (_, _, false) => Datum::Null,
                 (xn, yn, true) => Datum::Bool(cmp_result(
                     *op,
@@ -1596,6 +2053,7 @@ fn call(f: Func, args: &[Bound], cx: &Eval) -> Result<Datum, SqlError> {
         (Func::CurrentUser, _) => Datum::Text(s.user.clone()),
         (Func::CurrentSchema, _) => Datum::Text("public".to_string()),
         (Func::PgTypeof, _) => Datum::Type(args[0].ty),
+        (Func::Builtin(f), _) => return crate::funcs::eval(f, &values, args, cx),
         (_, [Datum::Null]) => Datum::Null,
         (Func::Length, [Datum::Text(t)]) => Datum::Int(t.chars().count() as i64),
         (Func::Upper, [Datum::Text(t)]) => Datum::Text(t.to_uppercase()),
@@ -1603,6 +2061,7 @@ fn call(f: Func, args: &[Bound], cx: &Eval) -> Result<Datum, SqlError> {
         (Func::Abs, [Datum::Int(v)]) => args[0].ty.check_int(v.checked_abs())?,
         (Func::Abs, [Datum::Numeric(n)]) => Datum::Numeric(n.abs()),
         (Func::Abs, [Datum::Float(f)]) => Datum::Float(f.abs()),
+        (Func::Abs, [Datum::Float4(f)]) => Datum::Float4(f.abs()),
         (f, v) => unreachable!("{f:?} bound with arguments {v:?}"),
     })
 }
@@ -1815,6 +2274,7 @@ impl Bound {
             Kind::Cmp { l, r, .. } => l.is_constant() && r.is_constant(),
             Kind::Like { x, pattern, .. } => x.is_constant() && pattern.is_constant(),
             Kind::Func(Func::NextVal | Func::CurrVal | Func::SetVal, _) => false,
+            Kind::Func(Func::Builtin(f), _) if crate::funcs::is_volatile(*f) => false,
             Kind::Func(_, args) | Kind::Coalesce(args) => args.iter().all(Bound::is_constant),
             Kind::InList { x, list, .. } => x.is_constant() && list.iter().all(Bound::is_constant),
             Kind::Case {
@@ -2622,7 +3082,9 @@ impl<'a> Binder<'a> {
             (AggFunc::Count, 1) => (args.next(), None, SqlType::Int8),
             (AggFunc::Sum | AggFunc::Avg, 1) => {
                 let a = args.next().expect("one argument");
-                let a = if a.ty == SqlType::Unknown {
+                // real is summed in double precision (PostgreSQL's sum(real) is real; the
+                // result here is double precision).
+                let a = if a.ty == SqlType::Unknown || a.ty == SqlType::Float4 {
                     self.coerce(a, SqlType::Float8, TYPMOD_NONE)?
                 } else {
                     a

@@ -15,6 +15,7 @@ mod cluster;
 mod error;
 mod exec;
 mod explain;
+mod funcs;
 mod expr;
 mod json;
 mod numeric;
@@ -29,6 +30,8 @@ mod types;
 mod testcluster;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_types;
 
 use std::cell::RefCell;
 

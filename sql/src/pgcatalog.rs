@@ -695,7 +695,29 @@ const TYPES: &[(i64, &str, i64, &str, i64, i64)] = &[
     (1700, "numeric", -1, "N", 0, 1231),
     (2205, "regclass", 4, "N", 0, 2210),
     (2206, "regtype", 4, "N", 0, 2211),
+    (17, "bytea", -1, "U", 0, 1001),
+    (1042, "bpchar", -1, "S", DEFAULT_COLLATION, 1014),
+    (1082, "date", 4, "D", 0, 1182),
+    (1083, "time", 8, "D", 0, 1183),
+    (1114, "timestamp", 8, "D", 0, 1115),
+    (1184, "timestamptz", 8, "D", 0, 1185),
+    (1186, "interval", 16, "T", 0, 1187),
+    (2950, "uuid", 16, "U", 0, 2951),
+    (3802, "jsonb", -1, "U", 0, 3807),
 ];
+
+/// `pg_type` rows of the array types: (oid, typname, element oid, collation).
+fn array_types() -> impl Iterator<Item = (i64, &'static str, i64, i64)> {
+    crate::types::ARRAY_ELEMENTS.iter().map(|e| {
+        let array = Ty::Array(e);
+        (
+            i64::from(array.oid()),
+            array.type_name(),
+            i64::from(e.oid()),
+            type_collation(e.oid()),
+        )
+    })
+}
 
 fn type_collation(oid: u32) -> i64 {
     TYPES
@@ -856,7 +878,11 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             }
         }
         "pg_type" => {
-            for &(oid, name, len, cat, coll, arr) in TYPES {
+            let arrays = array_types().map(|(oid, name, elem, coll)| (oid, name, -1, "A", coll, 0, elem));
+            let scalars = TYPES
+                .iter()
+                .map(|&(oid, name, len, cat, coll, arr)| (oid, name, len, cat, coll, arr, 0));
+            for (oid, name, len, cat, coll, arr, elem) in scalars.chain(arrays) {
                 rows.push(vec![
                     o(oid),
                     t(name),
@@ -871,7 +897,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     t(","),
                     o(0),
                     o(0),
-                    o(0),
+                    o(elem),
                     o(arr),
                     o(0),
                     o(0),
@@ -1333,6 +1359,15 @@ fn deparse_default(text: &str, ty: Ty) -> String {
 fn format_type(oid: u32, typmod: i32) -> String {
     match Ty::from_oid(oid) {
         Some(Ty::Varchar) if typmod >= 4 => format!("character varying({})", typmod - 4),
+        Some(Ty::Bpchar) if typmod >= 4 => format!("character({})", typmod - 4),
+        Some(Ty::Bpchar) => "bpchar".to_string(),
+        Some(ty @ (Ty::Time | Ty::Timestamp | Ty::TimestampTz)) if typmod >= 0 => {
+            let name = ty.sql_name();
+            let (base, zone) = name.split_once(' ').unwrap_or((name, ""));
+            format!("{base}({typmod}) {zone}")
+        }
+        Some(Ty::Interval) if typmod >= 0 => format!("interval({typmod})"),
+        Some(Ty::Array(e)) if typmod >= 0 => format!("{}[]", format_type(e.oid(), typmod)),
         Some(Ty::Numeric) if typmod >= 4 => {
             let m = typmod - 4;
             format!("numeric({},{})", m >> 16, m & 0xFFFF)
@@ -1525,10 +1560,14 @@ pub(crate) fn bind_cast(
                 _ => return Ok(None),
             }
         }
-        // Arrays are carried in their text form: an array cast checks nothing more.
+        // The catalog's arrays are carried in their text form: casting one to an array type
+        // checks nothing more. Literals and real arrays get the real array cast.
+        ast::DataType::Array(_) if inner.ty == Ty::Unknown || inner.ty.element().is_some() => {
+            return Ok(None)
+        }
         ast::DataType::Array(_) => {
             return match inner.ty {
-                Ty::Text | Ty::Unknown => Ok(Some(binder.coerce(inner, Ty::Text, TYPMOD_NONE)?)),
+                Ty::Text => Ok(Some(binder.coerce(inner, Ty::Text, TYPMOD_NONE)?)),
                 other => Err(SqlError::new(
                     CANNOT_COERCE,
                     format!("cannot cast type {} to an array type", other.sql_name()),
@@ -1778,6 +1817,15 @@ pub(crate) fn bind_expr(
                 l
             };
             let r = binder.bind(right)?;
+            if let Some(elem) = r.ty.element() {
+                let l = binder.coerce(l, elem, TYPMOD_NONE)?;
+                return Ok(Some(crate::funcs::builtin(
+                    crate::funcs::Builtin::ArrayAny { op, all },
+                    vec![l, r],
+                    Ty::Bool,
+                    pos,
+                )));
+            }
             let Some(r) = text_arg(binder, r.clone())? else {
                 return Err(SqlError::new(
                     DATATYPE_MISMATCH,
@@ -1807,6 +1855,16 @@ pub(crate) fn bind_expr(
                 .at(pos));
             };
             let arr = binder.bind(root)?;
+            if let Some(elem) = arr.ty.element() {
+                let i = binder.bind(index)?;
+                let i = binder.coerce(i, Ty::Int4, TYPMOD_NONE)?;
+                return Ok(Some(crate::funcs::builtin(
+                    crate::funcs::Builtin::ArraySubscript,
+                    vec![arr, i],
+                    elem,
+                    pos,
+                )));
+            }
             let Some(arr) = text_arg(binder, arr.clone())? else {
                 return Err(SqlError::new(
                     DATATYPE_MISMATCH,

@@ -343,7 +343,9 @@ pub(crate) fn assign(
     let ok = from == column.ty
         || from == SqlType::Unknown
         || (from.numeric_rank().is_some() && column.ty.numeric_rank().is_some())
-        || column.ty.is_string();
+        || column.ty.is_string()
+        || expr::datetime_cast_exists(from, column.ty)
+        || matches!((from.element(), column.ty.element()), (Some(f), Some(t)) if f == t || f.is_string() && t.is_string());
     if !ok {
         return Err(SqlError::new(
             DATATYPE_MISMATCH,
@@ -358,16 +360,21 @@ pub(crate) fn assign(
     if value == Datum::Null {
         return Ok(Datum::Null);
     }
-    if column.ty == SqlType::Varchar && column.typmod >= 4 {
+    if matches!(column.ty, SqlType::Varchar | SqlType::Bpchar) && column.typmod >= 4 {
         let text = match &value {
             Datum::Text(t) => t.clone(),
             other => types::output(other, digits).unwrap_or_default(),
         };
         let max = (column.typmod - 4) as usize;
         if text.chars().count() > max && text.chars().skip(max).any(|c| c != ' ') {
+            let name = if column.ty == SqlType::Varchar {
+                "character varying"
+            } else {
+                "character"
+            };
             return Err(SqlError::new(
-                "22001",
-                format!("value too long for type character varying({max})"),
+                STRING_DATA_RIGHT_TRUNCATION,
+                format!("value too long for type {name}({max})"),
             ));
         }
     }

@@ -79,6 +79,38 @@ fn render(r: &Result<StatementResult, SqlError>) -> String {
     }
 }
 
+/// Runs statements in order on one fresh cluster of `shards` shards and one session; each
+/// result is rendered as its rows (cells joined by '|', rows by '\n'), its command tag, or
+/// "ERR <sqlstate> <message>".
+pub(crate) fn exec_on_cluster(shards: usize, statements: &[&str]) -> Vec<String> {
+    let statements: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), shards).await;
+        let mut session = Session::new("u", "postgres");
+        let mut out = Vec::new();
+        for sql in &statements {
+            let results = execute_simple(&mut session, &cluster, sql).await;
+            out.push(match results.last().expect("a result") {
+                Ok(StatementResult::Rows { rows, .. }) => rows
+                    .iter()
+                    .map(|r| {
+                        r.iter()
+                            .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Ok(StatementResult::Command { tag, .. }) => tag.clone(),
+                other => render(other),
+            });
+        }
+        out
+    })
+}
+
 fn run_one(session: &mut Session, sql: &str) -> String {
     let results = exec(session, sql);
     results.iter().map(render).collect::<Vec<_>>().join(" ;; ")

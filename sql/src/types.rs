@@ -280,10 +280,6 @@ impl SqlType {
         )
     }
 
-    pub(crate) fn is_float(self) -> bool {
-        matches!(self, SqlType::Float4 | SqlType::Float8)
-    }
-
     /// date, time, timestamp, timestamptz, interval.
     pub(crate) fn is_datetime(self) -> bool {
         matches!(
@@ -441,6 +437,39 @@ fn invalid_input(ty: SqlType, s: &str) -> SqlError {
 /// The type's input function: text → value. `typmod` applies numeric(p,s) / varchar(n) /
 /// char(n).
 pub(crate) fn input(ty: SqlType, typmod: i32, s: &str, style: &Style) -> Result<Datum, SqlError> {
+    let d = input_value(ty, typmod, s, style)?;
+    Ok(round_fraction(d, ty, typmod))
+}
+
+/// time(p), timestamp(p), timestamptz(p) and interval(p) keep p fractional digits (rounded
+/// half away from zero, as PostgreSQL's `AdjustTimestampForTypmod`).
+fn round_fraction(d: Datum, ty: SqlType, typmod: i32) -> Datum {
+    if !(0..6).contains(&typmod) || !ty.is_datetime() {
+        return d;
+    }
+    let unit = 10i64.pow(6 - typmod as u32);
+    let round = |v: i64| {
+        if datetime::is_infinite(v) {
+            v
+        } else if v >= 0 {
+            (v + unit / 2) / unit * unit
+        } else {
+            -((-v + unit / 2) / unit * unit)
+        }
+    };
+    match d {
+        Datum::Time(t) => Datum::Time(round(t)),
+        Datum::Timestamp(t) => Datum::Timestamp(round(t)),
+        Datum::TimestampTz(t) => Datum::TimestampTz(round(t)),
+        Datum::Interval(iv) => Datum::Interval(Interval {
+            micros: round(iv.micros),
+            ..iv
+        }),
+        other => other,
+    }
+}
+
+fn input_value(ty: SqlType, typmod: i32, s: &str, style: &Style) -> Result<Datum, SqlError> {
     match ty {
         SqlType::Int2 | SqlType::Int4 | SqlType::Int8 => input_int(ty, s),
         SqlType::Numeric => {
@@ -453,8 +482,8 @@ pub(crate) fn input(ty: SqlType, typmod: i32, s: &str, style: &Style) -> Result<
             .map(Datum::Bool)
             .ok_or_else(|| invalid_input(ty, s)),
         SqlType::Text | SqlType::Unknown => Ok(Datum::Text(s.to_string())),
-        SqlType::Varchar => Ok(Datum::Text(truncate_chars(s, typmod))),
-        SqlType::Bpchar => Ok(Datum::Text(pad_chars(s, typmod))),
+        SqlType::Varchar => Ok(Datum::Text(fit_length(ty, s, typmod)?)),
+        SqlType::Bpchar => Ok(Datum::Text(pad_chars(&fit_length(ty, s, typmod)?, typmod))),
         SqlType::Name => Ok(Datum::Text(truncate_bytes(s, NAME_BYTES_MAX))),
         SqlType::Bytea => input_bytea(s).map(Datum::Bytes),
         SqlType::Date => datetime::parse_date(s, &style.clock()).map(Datum::Date),
@@ -504,13 +533,13 @@ fn input_bytea(s: &str) -> Result<Vec<u8>, SqlError> {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         let invalid = |c: u8| {
             SqlError::new(
-                INVALID_TEXT_REPRESENTATION,
+                INVALID_PARAMETER_VALUE,
                 format!("invalid hexadecimal digit: \"{}\"", c as char),
             )
         };
         if digits.len() % 2 != 0 {
             return Err(SqlError::new(
-                INVALID_TEXT_REPRESENTATION,
+                INVALID_PARAMETER_VALUE,
                 "invalid hexadecimal data: odd number of digits",
             ));
         }
@@ -728,12 +757,41 @@ fn input_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn truncate_chars(s: &str, typmod: i32) -> String {
+/// varchar(n) and char(n) input: a longer string is an error unless the excess is blanks,
+/// which are cut (an explicit cast cuts anything first: [`cut_for_cast`]).
+fn fit_length(ty: SqlType, s: &str, typmod: i32) -> Result<String, SqlError> {
     if typmod < 4 {
-        return s.to_string();
+        return Ok(s.to_string());
     }
-    let chars_max = (typmod - 4) as usize;
-    s.chars().take(chars_max).collect()
+    let max = (typmod - 4) as usize;
+    let mut chars = s.char_indices();
+    let Some((cut, _)) = chars.nth(max) else {
+        return Ok(s.to_string());
+    };
+    if s[cut..].bytes().any(|b| b != b' ') {
+        let name = if ty == SqlType::Varchar {
+            "character varying"
+        } else {
+            "character"
+        };
+        return Err(SqlError::new(
+            STRING_DATA_RIGHT_TRUNCATION,
+            format!("value too long for type {name}({max})"),
+        ));
+    }
+    Ok(s[..cut].to_string())
+}
+
+/// An explicit cast to varchar(n) or char(n) cuts the string to n characters.
+fn cut_for_cast(text: String, to: SqlType, typmod: i32) -> String {
+    if typmod < 4 || !matches!(to, SqlType::Varchar | SqlType::Bpchar) {
+        return text;
+    }
+    let max = (typmod - 4) as usize;
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => text[..cut].to_string(),
+        None => text,
+    }
 }
 
 fn truncate_bytes(s: &str, bytes_max: usize) -> String {
@@ -911,6 +969,17 @@ pub(crate) fn cast(
     typmod: i32,
     style: &Style,
 ) -> Result<Datum, SqlError> {
+    let d = cast_value(d, from, to, typmod, style)?;
+    Ok(round_fraction(d, to, typmod))
+}
+
+fn cast_value(
+    d: Datum,
+    from: SqlType,
+    to: SqlType,
+    typmod: i32,
+    style: &Style,
+) -> Result<Datum, SqlError> {
     if matches!(d, Datum::Null) {
         return Ok(Datum::Null);
     }
@@ -924,13 +993,13 @@ pub(crate) fn cast(
             }
             _ => output(&d, style).unwrap_or_default(),
         };
-        return input(to, typmod, &text, style);
+        return input(to, typmod, &cut_for_cast(text, to, typmod), style);
     }
     if from.is_string() || from == SqlType::Unknown {
-        let Datum::Text(s) = &d else {
+        let Datum::Text(s) = d else {
             unreachable!("string-typed datum is not text: {d:?}")
         };
-        return input(to, typmod, s, style);
+        return input(to, typmod, &cut_for_cast(s, to, typmod), style);
     }
     let cannot = || {
         SqlError::new(
