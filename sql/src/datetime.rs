@@ -91,7 +91,8 @@ impl Zone {
 
     /// Seconds east of UTC at the UTC instant `ts` (microseconds since 2000-01-01).
     fn offset_at_utc(&self, ts: i64) -> i32 {
-        let unix_seconds = ts.div_euclid(MICROS_PER_SECOND) + UNIX_TO_PG_EPOCH_MICROS / MICROS_PER_SECOND;
+        let unix_seconds =
+            ts.div_euclid(MICROS_PER_SECOND) + UNIX_TO_PG_EPOCH_MICROS / MICROS_PER_SECOND;
         match jiff::Timestamp::from_second(unix_seconds) {
             Ok(t) => self.0.to_offset(t).seconds(),
             // Beyond jiff's range (±9999 years): the zone's offset at its nearest edge.
@@ -130,7 +131,9 @@ impl Zone {
         };
         match self.0.to_ambiguous_timestamp(civil).later() {
             Ok(ts) => {
-                let local_seconds = civil.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp().as_second());
+                let local_seconds = civil
+                    .to_zoned(jiff::tz::TimeZone::UTC)
+                    .map(|z| z.timestamp().as_second());
                 match local_seconds {
                     Ok(l) => (l - ts.as_second()) as i32,
                     Err(_) => self.offset_at_utc(local),
@@ -164,7 +167,10 @@ fn parse_offset(s: &str) -> Option<i32> {
     if parts.len() > 3 || parts.iter().any(|p| p.is_empty() || p.len() > 2) {
         return None;
     }
-    let n: Vec<i32> = parts.iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let n: Vec<i32> = parts
+        .iter()
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     let (h, m, sec) = (n[0], *n.get(1).unwrap_or(&0), *n.get(2).unwrap_or(&0));
     if h > 15 || m > 59 || sec > 59 {
         return None;
@@ -296,8 +302,13 @@ fn parse_parts(s: &str, type_name: &str, dmy: bool) -> Result<Parsed, SqlError> 
     let mut bc = false;
     // ISO 8601's 'T' between date and time.
     let normalized = match lower.find('t') {
-        Some(i) if i > 0 && lower.as_bytes()[i - 1].is_ascii_digit()
-            && lower.as_bytes().get(i + 1).is_some_and(|b| b.is_ascii_digit()) =>
+        Some(i)
+            if i > 0
+                && lower.as_bytes()[i - 1].is_ascii_digit()
+                && lower
+                    .as_bytes()
+                    .get(i + 1)
+                    .is_some_and(|b| b.is_ascii_digit()) =>
         {
             format!("{} {}", &lower[..i], &lower[i + 1..])
         }
@@ -384,7 +395,10 @@ fn parse_date_token(tok: &str, dmy: bool) -> Option<(i64, u32, u32)> {
     if !parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit())) {
         return None;
     }
-    let n: Vec<i64> = parts.iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let n: Vec<i64> = parts
+        .iter()
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     let (y, m, d) = if parts[0].len() >= 3 {
         (n[0], n[1], n[2])
     } else if dmy {
@@ -454,7 +468,9 @@ fn zone_token(tok: &str) -> Option<ZoneSpec> {
         return Some(ZoneSpec::Fixed(seconds));
     }
     if tok.as_bytes()[0].is_ascii_alphabetic() {
-        return jiff::tz::TimeZone::get(tok).ok().map(|z| ZoneSpec::Named(Zone(z)));
+        return jiff::tz::TimeZone::get(tok)
+            .ok()
+            .map(|z| ZoneSpec::Named(Zone(z)));
     }
     None
 }
@@ -569,7 +585,7 @@ pub(crate) fn parse_timestamp(s: &str, with_zone: bool, clock: &Clock) -> Result
         }
     };
     let days = value.div_euclid(MICROS_PER_DAY);
-    if days < DATE_DAYS_MIN || days > TIMESTAMP_DAYS_MAX {
+    if !(DATE_DAYS_MIN..=TIMESTAMP_DAYS_MAX).contains(&days) {
         return Err(SqlError::new(
             DATETIME_FIELD_OVERFLOW,
             format!("timestamp out of range: \"{s}\""),
@@ -682,9 +698,9 @@ fn push_offset(out: &mut String, seconds: i32) {
     out.push(if seconds < 0 { '-' } else { '+' });
     let a = seconds.unsigned_abs();
     out.push_str(&format!("{:02}", a / 3600));
-    if a % 3600 != 0 {
+    if !a.is_multiple_of(3600) {
         out.push_str(&format!(":{:02}", a % 3600 / 60));
-        if a % 60 != 0 {
+        if !a.is_multiple_of(60) {
             out.push_str(&format!(":{:02}", a % 60));
         }
     }
@@ -711,7 +727,10 @@ pub(crate) fn format_interval(iv: &Interval) -> String {
         if is_before && value > 0 {
             out.push('+');
         }
-        out.push_str(&format!("{value} {unit}{}", if value != 1 { "s" } else { "" }));
+        out.push_str(&format!(
+            "{value} {unit}{}",
+            if value != 1 { "s" } else { "" }
+        ));
         is_before = value < 0;
         is_zero = false;
     }
@@ -883,7 +902,9 @@ fn parse_interval_time(t: &str) -> Option<i64> {
     }
     let h: i64 = parts[0].parse().ok()?;
     let m: i64 = parts[1].parse().ok()?;
-    let mut micros = h.checked_mul(MICROS_PER_HOUR)?.checked_add(m * MICROS_PER_MINUTE)?;
+    let mut micros = h
+        .checked_mul(MICROS_PER_HOUR)?
+        .checked_add(m * MICROS_PER_MINUTE)?;
     if let Some(sec) = parts.get(2) {
         let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
         if !digits(whole) || !frac.bytes().all(|b| b.is_ascii_digit()) || whole.len() > 2 {
@@ -941,9 +962,15 @@ pub(crate) fn negate_interval(iv: &Interval) -> Result<Interval, SqlError> {
 pub(crate) fn add_intervals(a: &Interval, b: &Interval, sign: i32) -> Result<Interval, SqlError> {
     let b = if sign < 0 { negate_interval(b)? } else { *b };
     Ok(Interval {
-        months: a.months.checked_add(b.months).ok_or_else(interval_overflow)?,
+        months: a
+            .months
+            .checked_add(b.months)
+            .ok_or_else(interval_overflow)?,
         days: a.days.checked_add(b.days).ok_or_else(interval_overflow)?,
-        micros: a.micros.checked_add(b.micros).ok_or_else(interval_overflow)?,
+        micros: a
+            .micros
+            .checked_add(b.micros)
+            .ok_or_else(interval_overflow)?,
     })
 }
 
@@ -958,8 +985,7 @@ pub(crate) fn scale_interval(iv: &Interval, factor: f64) -> Result<Interval, Sql
     let month_days = (months - whole_months) * 30.0;
     let total_days = days + month_days;
     let whole_days = total_days.trunc();
-    let micros = iv.micros as f64 * factor
-        + (total_days - whole_days) * MICROS_PER_DAY as f64;
+    let micros = iv.micros as f64 * factor + (total_days - whole_days) * MICROS_PER_DAY as f64;
     let fits = |v: f64, lo: f64, hi: f64| v >= lo && v <= hi;
     if !fits(whole_months, i32::MIN as f64, i32::MAX as f64)
         || !fits(whole_days, i32::MIN as f64, i32::MAX as f64)
@@ -1003,7 +1029,11 @@ pub(crate) fn timestamp_plus_interval(ts: i64, iv: &Interval) -> Result<i64, Sql
 
 /// An instant plus an interval in a zone: months and days move the local calendar time (so
 /// `+ 1 day` across a DST change keeps the wall-clock time), microseconds move the instant.
-pub(crate) fn timestamptz_plus_interval(ts: i64, iv: &Interval, zone: &Zone) -> Result<i64, SqlError> {
+pub(crate) fn timestamptz_plus_interval(
+    ts: i64,
+    iv: &Interval,
+    zone: &Zone,
+) -> Result<i64, SqlError> {
     if is_infinite(ts) {
         return Ok(ts);
     }
@@ -1025,7 +1055,7 @@ pub(crate) fn timestamptz_plus_interval(ts: i64, iv: &Interval, zone: &Zone) -> 
 
 fn check_timestamp(ts: i64) -> Result<i64, SqlError> {
     let days = ts.div_euclid(MICROS_PER_DAY);
-    if days < DATE_DAYS_MIN || days > TIMESTAMP_DAYS_MAX {
+    if !(DATE_DAYS_MIN..=TIMESTAMP_DAYS_MAX).contains(&days) {
         return Err(timestamp_overflow());
     }
     Ok(ts)
@@ -1068,9 +1098,27 @@ pub(crate) fn extract_timestamp(field: &str, local: i64, utc: Option<(i64, i32)>
         "month" | "months" => f64::from(m),
         "quarter" => f64::from((m - 1) / 3 + 1),
         "year" | "years" => (if y <= 0 { y - 1 } else { y }) as f64,
-        "decade" => (if y >= 0 { y / 10 } else { -((8 - (y - 1)) / 10) }) as f64,
-        "century" => (if y > 0 { (y + 99) / 100 } else { -((99 - (y - 1)) / 100) }) as f64,
-        "millennium" => (if y > 0 { (y + 999) / 1000 } else { -((999 - (y - 1)) / 1000) }) as f64,
+        "decade" => {
+            (if y >= 0 {
+                y / 10
+            } else {
+                -((8 - (y - 1)) / 10)
+            }) as f64
+        }
+        "century" => {
+            (if y > 0 {
+                (y + 99) / 100
+            } else {
+                -((99 - (y - 1)) / 100)
+            }) as f64
+        }
+        "millennium" => {
+            (if y > 0 {
+                (y + 999) / 1000
+            } else {
+                -((999 - (y - 1)) / 1000)
+            }) as f64
+        }
         "dow" => dow as f64,
         "isodow" => (if dow == 0 { 7 } else { dow }) as f64,
         "doy" => (days - pg_days(y, 1, 1) + 1) as f64,
@@ -1135,7 +1183,9 @@ pub(crate) fn extract_interval(field: &str, iv: &Interval) -> Option<f64> {
         "epoch" => {
             let years = f64::from(iv.months / 12);
             let months = f64::from(iv.months % 12);
-            years * 365.25 * 86400.0 + months * 30.0 * 86400.0 + f64::from(iv.days) * 86400.0
+            years * 365.25 * 86400.0
+                + months * 30.0 * 86400.0
+                + f64::from(iv.days) * 86400.0
                 + t as f64 / 1e6
         }
         _ => return None,
@@ -1294,10 +1344,22 @@ mod tests {
     fn dates_parse_and_print_as_postgres_does() {
         let z = Zone::default();
         let c = clock(&z);
-        assert_eq!(format_date(parse_date("2024-02-29", &c).unwrap()), "2024-02-29");
-        assert_eq!(format_date(parse_date("1/2/2024", &c).unwrap()), "2024-01-02");
-        assert_eq!(format_date(parse_date("20240131", &c).unwrap()), "2024-01-31");
-        assert_eq!(format_date(parse_date("0044-03-15 BC", &c).unwrap()), "0044-03-15 BC");
+        assert_eq!(
+            format_date(parse_date("2024-02-29", &c).unwrap()),
+            "2024-02-29"
+        );
+        assert_eq!(
+            format_date(parse_date("1/2/2024", &c).unwrap()),
+            "2024-01-02"
+        );
+        assert_eq!(
+            format_date(parse_date("20240131", &c).unwrap()),
+            "2024-01-31"
+        );
+        assert_eq!(
+            format_date(parse_date("0044-03-15 BC", &c).unwrap()),
+            "0044-03-15 BC"
+        );
         assert_eq!(format_date(parse_date("epoch", &c).unwrap()), "1970-01-01");
         assert_eq!(format_date(parse_date("infinity", &c).unwrap()), "infinity");
         assert!(parse_date("2023-02-29", &c).is_err());
@@ -1310,13 +1372,25 @@ mod tests {
         let utc = Zone::default();
         let c = clock(&utc);
         let ts = parse_timestamp("2024-03-10 12:34:56.789+02", true, &c).unwrap();
-        assert_eq!(format_timestamp(ts, Some(&utc)), "2024-03-10 10:34:56.789+00");
+        assert_eq!(
+            format_timestamp(ts, Some(&utc)),
+            "2024-03-10 10:34:56.789+00"
+        );
         let ny = Zone::parse("America/New_York").unwrap();
-        assert_eq!(format_timestamp(ts, Some(&ny)), "2024-03-10 06:34:56.789-04");
+        assert_eq!(
+            format_timestamp(ts, Some(&ny)),
+            "2024-03-10 06:34:56.789-04"
+        );
         let kolkata = Zone::parse("Asia/Kolkata").unwrap();
-        assert_eq!(format_timestamp(ts, Some(&kolkata)), "2024-03-10 16:04:56.789+05:30");
+        assert_eq!(
+            format_timestamp(ts, Some(&kolkata)),
+            "2024-03-10 16:04:56.789+05:30"
+        );
         let local = parse_timestamp("2024-01-15T08:00:00", true, &clock(&ny)).unwrap();
-        assert_eq!(format_timestamp(local, Some(&utc)), "2024-01-15 13:00:00+00");
+        assert_eq!(
+            format_timestamp(local, Some(&utc)),
+            "2024-01-15 13:00:00+00"
+        );
         let plain = parse_timestamp("2024-01-15 08:00:00+05", false, &c).unwrap();
         assert_eq!(format_timestamp(plain, None), "2024-01-15 08:00:00");
         assert_eq!(
@@ -1328,7 +1402,10 @@ mod tests {
     #[test]
     fn intervals_print_in_the_postgres_style() {
         let p = |s: &str| format_interval(&parse_interval(s).unwrap());
-        assert_eq!(p("1 year 2 months 3 days 04:05:06.5"), "1 year 2 mons 3 days 04:05:06.5");
+        assert_eq!(
+            p("1 year 2 months 3 days 04:05:06.5"),
+            "1 year 2 mons 3 days 04:05:06.5"
+        );
         assert_eq!(p("0"), "00:00:00");
         assert_eq!(p("-1 day +02:00"), "-1 days +02:00:00");
         assert_eq!(p("1.5 days"), "1 day 12:00:00");
@@ -1348,8 +1425,14 @@ mod tests {
         let plus = timestamp_plus_interval(ts, &parse_interval("1 month").unwrap()).unwrap();
         assert_eq!(format_timestamp(plus, None), "2024-02-29 10:00:00");
         let b = parse_timestamp("2023-12-25 12:00", false, &c).unwrap();
-        assert_eq!(format_interval(&timestamp_diff(ts, b).unwrap()), "36 days 22:00:00");
-        assert_eq!(format_interval(&age(ts, b).unwrap()), "1 mon 5 days 22:00:00");
+        assert_eq!(
+            format_interval(&timestamp_diff(ts, b).unwrap()),
+            "36 days 22:00:00"
+        );
+        assert_eq!(
+            format_interval(&age(ts, b).unwrap()),
+            "1 mon 5 days 22:00:00"
+        );
     }
 
     #[test]

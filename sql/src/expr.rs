@@ -365,19 +365,22 @@ impl<'a> Binder<'a> {
                 self.bind_builtin(name, &args, pos)
             }
             ast::Expr::Ceil { expr, field } | ast::Expr::Floor { expr, field } => {
-                if !matches!(field, ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime)) {
+                if !matches!(
+                    field,
+                    ast::CeilFloorKind::DateTimeField(ast::DateTimeField::NoDateTime)
+                ) {
                     return Err(not_supported("CEIL/FLOOR with a field or scale").at(pos));
                 }
-                let name = if matches!(e, ast::Expr::Ceil { .. }) { "ceil" } else { "floor" };
+                let name = if matches!(e, ast::Expr::Ceil { .. }) {
+                    "ceil"
+                } else {
+                    "floor"
+                };
                 let args = [self.bind(expr)?];
                 self.bind_builtin(name, &args, pos)
             }
             ast::Expr::Extract { field, expr, .. } => {
-                let field = konst(
-                    Datum::Text(datetime_field_name(field)),
-                    SqlType::Text,
-                    pos,
-                );
+                let field = konst(Datum::Text(datetime_field_name(field)), SqlType::Text, pos);
                 let value = self.bind(expr)?;
                 let value = if value.ty == SqlType::Unknown {
                     self.coerce(value, SqlType::TimestampTz, TYPMOD_NONE)?
@@ -387,7 +390,10 @@ impl<'a> Binder<'a> {
                 if !value.ty.is_datetime() {
                     return Err(SqlError::new(
                         UNDEFINED_FUNCTION,
-                        format!("function pg_catalog.extract(unknown, {}) does not exist", value.ty.sql_name()),
+                        format!(
+                            "function pg_catalog.extract(unknown, {}) does not exist",
+                            value.ty.sql_name()
+                        ),
                     )
                     .at(pos));
                 }
@@ -435,9 +441,18 @@ impl<'a> Binder<'a> {
     }
 
     /// A built-in bound by name, failing as an unknown function when no signature fits.
-    fn bind_builtin(&self, name: &str, args: &[Bound], pos: Option<usize>) -> Result<Bound, SqlError> {
+    fn bind_builtin(
+        &self,
+        name: &str,
+        args: &[Bound],
+        pos: Option<usize>,
+    ) -> Result<Bound, SqlError> {
         crate::funcs::bind(self, name, args, pos)?.ok_or_else(|| {
-            SqlError::new(UNDEFINED_FUNCTION, format!("function {name} does not exist")).at(pos)
+            SqlError::new(
+                UNDEFINED_FUNCTION,
+                format!("function {name} does not exist"),
+            )
+            .at(pos)
         })
     }
 
@@ -781,20 +796,22 @@ impl<'a> Binder<'a> {
             (Arith::Add, T::Interval, T::Date) => Some((T::Interval, T::Date, T::Timestamp)),
             (Arith::Add, T::Date, T::Time) => Some((T::Date, T::Time, T::Timestamp)),
             (Arith::Add, T::Time, T::Date) => Some((T::Time, T::Date, T::Timestamp)),
-            (Arith::Add | Arith::Sub, T::Time, T::Interval) => Some((T::Time, T::Interval, T::Time)),
+            (Arith::Add | Arith::Sub, T::Time, T::Interval) => {
+                Some((T::Time, T::Interval, T::Time))
+            }
             (Arith::Add, T::Interval, T::Time) => Some((T::Interval, T::Time, T::Time)),
             (Arith::Sub, T::Time, T::Time | T::Unknown) => Some((T::Time, T::Time, T::Interval)),
             (Arith::Add, T::Time, T::Unknown) => Some((T::Time, T::Interval, T::Time)),
             (Arith::Add | Arith::Sub, T::Timestamp | T::TimestampTz, T::Interval) => {
                 Some((lt, T::Interval, lt))
             }
-            (Arith::Add, T::Timestamp | T::TimestampTz, T::Unknown) => {
-                Some((lt, T::Interval, lt))
-            }
-            (Arith::Add, T::Interval, T::Timestamp | T::TimestampTz) => {
-                Some((T::Interval, rt, rt))
-            }
-            (Arith::Sub, T::Timestamp | T::TimestampTz | T::Date, T::Timestamp | T::TimestampTz | T::Date | T::Unknown)
+            (Arith::Add, T::Timestamp | T::TimestampTz, T::Unknown) => Some((lt, T::Interval, lt)),
+            (Arith::Add, T::Interval, T::Timestamp | T::TimestampTz) => Some((T::Interval, rt, rt)),
+            (
+                Arith::Sub,
+                T::Timestamp | T::TimestampTz | T::Date,
+                T::Timestamp | T::TimestampTz | T::Date | T::Unknown,
+            )
             | (Arith::Sub, T::Unknown, T::Timestamp | T::TimestampTz) => {
                 // Both sides become the later of the two in date < timestamp < timestamptz.
                 let rank = |t: T| match t {
@@ -804,19 +821,27 @@ impl<'a> Binder<'a> {
                     _ => -1,
                 };
                 let common = if rank(lt) >= rank(rt) { lt } else { rt };
-                let common = if common == T::Date { T::Timestamp } else { common };
+                let common = if common == T::Date {
+                    T::Timestamp
+                } else {
+                    common
+                };
                 Some((common, common, T::Interval))
             }
             (Arith::Add | Arith::Sub, T::Interval, T::Interval | T::Unknown)
             | (Arith::Add, T::Unknown, T::Interval) => {
                 Some((T::Interval, T::Interval, T::Interval))
             }
-            (Arith::Mul | Arith::Div, T::Interval, t) if numeric(t) || t == T::Unknown => {
-                Some((T::Interval, if t == T::Unknown { T::Float8 } else { t }, T::Interval))
-            }
-            (Arith::Mul, t, T::Interval) if numeric(t) || t == T::Unknown => {
-                Some((if t == T::Unknown { T::Float8 } else { t }, T::Interval, T::Interval))
-            }
+            (Arith::Mul | Arith::Div, T::Interval, t) if numeric(t) || t == T::Unknown => Some((
+                T::Interval,
+                if t == T::Unknown { T::Float8 } else { t },
+                T::Interval,
+            )),
+            (Arith::Mul, t, T::Interval) if numeric(t) || t == T::Unknown => Some((
+                if t == T::Unknown { T::Float8 } else { t },
+                T::Interval,
+                T::Interval,
+            )),
             _ => None,
         };
         let Some((want_l, want_r, result)) = signature else {
@@ -1337,8 +1362,10 @@ pub(crate) fn datetime_cast_exists(from: SqlType, to: SqlType) -> bool {
     use SqlType as T;
     matches!(
         (from, to),
-        (T::Date | T::Timestamp | T::TimestampTz, T::Date | T::Timestamp | T::TimestampTz)
-            | (T::Timestamp | T::TimestampTz, T::Time)
+        (
+            T::Date | T::Timestamp | T::TimestampTz,
+            T::Date | T::Timestamp | T::TimestampTz
+        ) | (T::Timestamp | T::TimestampTz, T::Time)
             | (T::Time, T::Interval)
             | (T::Interval, T::Time)
     )
@@ -1429,7 +1456,10 @@ pub(crate) fn resolve_type(t: &ast::DataType) -> Result<(SqlType, i32), SqlError
             },
             time_precision(*p)?,
         ),
-        D::Interval { fields: None, precision } => (SqlType::Interval, time_precision(*precision)?),
+        D::Interval {
+            fields: None,
+            precision,
+        } => (SqlType::Interval, time_precision(*precision)?),
         D::Uuid => (SqlType::Uuid, none),
         D::JSONB => (SqlType::Jsonb, none),
         D::JSON => return Err(not_supported("type json (use jsonb)")),
@@ -1686,16 +1716,31 @@ fn int_arith(a: Arith, ty: SqlType, x: i64, y: i64) -> Result<Datum, SqlError> {
     ty.check_int(v)
 }
 
-fn arith(a: Arith, ty: SqlType, x: Datum, y: Datum, style: &types::Style) -> Result<Datum, SqlError> {
+fn arith(
+    a: Arith,
+    ty: SqlType,
+    x: Datum,
+    y: Datum,
+    style: &types::Style,
+) -> Result<Datum, SqlError> {
     use crate::datetime as dt;
     let sign = if a == Arith::Sub { -1 } else { 1 };
     match (x, y) {
         (Datum::Float4(x), Datum::Float4(y)) => {
-            match arith(a, SqlType::Float8, Datum::Float(f64::from(x)), Datum::Float(f64::from(y)), style)? {
+            match arith(
+                a,
+                SqlType::Float8,
+                Datum::Float(f64::from(x)),
+                Datum::Float(f64::from(y)),
+                style,
+            )? {
                 Datum::Float(v) => {
                     let f = v as f32;
                     if f.is_infinite() && v.is_finite() {
-                        return Err(SqlError::new(NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: overflow"));
+                        return Err(SqlError::new(
+                            NUMERIC_VALUE_OUT_OF_RANGE,
+                            "value out of range: overflow",
+                        ));
                     }
                     Ok(Datum::Float4(f))
                 }
@@ -1716,32 +1761,57 @@ fn arith(a: Arith, ty: SqlType, x: Datum, y: Datum, style: &types::Style) -> Res
         (Datum::Date(x), Datum::Date(y)) => {
             let finite = |d: i32| d != dt::DATE_POS_INFINITY && d != dt::DATE_NEG_INFINITY;
             if !finite(x) || !finite(y) {
-                return Err(SqlError::new(DATETIME_FIELD_OVERFLOW, "cannot subtract infinite dates"));
+                return Err(SqlError::new(
+                    DATETIME_FIELD_OVERFLOW,
+                    "cannot subtract infinite dates",
+                ));
             }
             ty.check_int(Some(i64::from(x) - i64::from(y)))
         }
         (Datum::Date(d), Datum::Interval(iv)) | (Datum::Interval(iv), Datum::Date(d)) => {
-            let iv = if sign < 0 { dt::negate_interval(&iv)? } else { iv };
+            let iv = if sign < 0 {
+                dt::negate_interval(&iv)?
+            } else {
+                iv
+            };
             dt::timestamp_plus_interval(dt::date_to_timestamp(d)?, &iv).map(Datum::Timestamp)
         }
         (Datum::Date(d), Datum::Time(t)) | (Datum::Time(t), Datum::Date(d)) => {
             let ts = dt::date_to_timestamp(d)?;
-            Ok(Datum::Timestamp(if dt::is_infinite(ts) { ts } else { ts + t }))
+            Ok(Datum::Timestamp(if dt::is_infinite(ts) {
+                ts
+            } else {
+                ts + t
+            }))
         }
-        (Datum::Timestamp(ts), Datum::Interval(iv)) | (Datum::Interval(iv), Datum::Timestamp(ts)) => {
-            let iv = if sign < 0 { dt::negate_interval(&iv)? } else { iv };
+        (Datum::Timestamp(ts), Datum::Interval(iv))
+        | (Datum::Interval(iv), Datum::Timestamp(ts)) => {
+            let iv = if sign < 0 {
+                dt::negate_interval(&iv)?
+            } else {
+                iv
+            };
             dt::timestamp_plus_interval(ts, &iv).map(Datum::Timestamp)
         }
         (Datum::TimestampTz(ts), Datum::Interval(iv))
         | (Datum::Interval(iv), Datum::TimestampTz(ts)) => {
-            let iv = if sign < 0 { dt::negate_interval(&iv)? } else { iv };
+            let iv = if sign < 0 {
+                dt::negate_interval(&iv)?
+            } else {
+                iv
+            };
             dt::timestamptz_plus_interval(ts, &iv, &style.zone).map(Datum::TimestampTz)
         }
-        (Datum::Timestamp(x), Datum::Timestamp(y)) | (Datum::TimestampTz(x), Datum::TimestampTz(y)) => {
+        (Datum::Timestamp(x), Datum::Timestamp(y))
+        | (Datum::TimestampTz(x), Datum::TimestampTz(y)) => {
             dt::timestamp_diff(x, y).map(Datum::Interval)
         }
         (Datum::Time(t), Datum::Interval(iv)) | (Datum::Interval(iv), Datum::Time(t)) => {
-            let iv = if sign < 0 { dt::negate_interval(&iv)? } else { iv };
+            let iv = if sign < 0 {
+                dt::negate_interval(&iv)?
+            } else {
+                iv
+            };
             Ok(Datum::Time(dt::time_plus_interval(t, &iv)))
         }
         (Datum::Time(x), Datum::Time(y)) => Ok(Datum::Interval(dt::Interval {
@@ -1749,7 +1819,9 @@ fn arith(a: Arith, ty: SqlType, x: Datum, y: Datum, style: &types::Style) -> Res
             days: 0,
             micros: x - y,
         })),
-        (Datum::Interval(x), Datum::Interval(y)) => dt::add_intervals(&x, &y, sign).map(Datum::Interval),
+        (Datum::Interval(x), Datum::Interval(y)) => {
+            dt::add_intervals(&x, &y, sign).map(Datum::Interval)
+        }
         (Datum::Interval(iv), n) | (n, Datum::Interval(iv)) => {
             let factor = match n {
                 Datum::Int(v) => v as f64,

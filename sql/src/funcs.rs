@@ -147,27 +147,48 @@ fn signatures(name: &str) -> &'static [Sig] {
             sig!(B::Substr, [TX, I4, I4], Ret(T::Text)),
         ],
         "strpos" => &[sig!(B::Strpos, [TX, TX], Ret(T::Int4))],
-        "btrim" => &[sig!(B::Btrim, [TX], Ret(T::Text)), sig!(B::Btrim, [TX, TX], Ret(T::Text))],
-        "ltrim" => &[sig!(B::Ltrim, [TX], Ret(T::Text)), sig!(B::Ltrim, [TX, TX], Ret(T::Text))],
-        "rtrim" => &[sig!(B::Rtrim, [TX], Ret(T::Text)), sig!(B::Rtrim, [TX, TX], Ret(T::Text))],
+        "btrim" => &[
+            sig!(B::Btrim, [TX], Ret(T::Text)),
+            sig!(B::Btrim, [TX, TX], Ret(T::Text)),
+        ],
+        "ltrim" => &[
+            sig!(B::Ltrim, [TX], Ret(T::Text)),
+            sig!(B::Ltrim, [TX, TX], Ret(T::Text)),
+        ],
+        "rtrim" => &[
+            sig!(B::Rtrim, [TX], Ret(T::Text)),
+            sig!(B::Rtrim, [TX, TX], Ret(T::Text)),
+        ],
         "replace" => &[sig!(B::Replace, [TX, TX, TX], Ret(T::Text))],
         "left" => &[sig!(B::Left, [TX, I4], Ret(T::Text))],
         "right" => &[sig!(B::Right, [TX, I4], Ret(T::Text))],
-        "lpad" => &[sig!(B::Lpad, [TX, I4], Ret(T::Text)), sig!(B::Lpad, [TX, I4, TX], Ret(T::Text))],
-        "rpad" => &[sig!(B::Rpad, [TX, I4], Ret(T::Text)), sig!(B::Rpad, [TX, I4, TX], Ret(T::Text))],
+        "lpad" => &[
+            sig!(B::Lpad, [TX, I4], Ret(T::Text)),
+            sig!(B::Lpad, [TX, I4, TX], Ret(T::Text)),
+        ],
+        "rpad" => &[
+            sig!(B::Rpad, [TX, I4], Ret(T::Text)),
+            sig!(B::Rpad, [TX, I4, TX], Ret(T::Text)),
+        ],
         "repeat" => &[sig!(B::Repeat, [TX, I4], Ret(T::Text))],
         "reverse" => &[sig!(B::Reverse, [TX], Ret(T::Text))],
         "split_part" => &[sig!(B::SplitPart, [TX, TX, I4], Ret(T::Text))],
         "starts_with" => &[sig!(B::StartsWith, [TX, TX], Ret(T::Bool))],
         "initcap" => &[sig!(B::Initcap, [TX], Ret(T::Text))],
-        "md5" => &[sig!(B::Md5, [TX], Ret(T::Text)), sig!(B::Md5, [P::Is(T::Bytea)], Ret(T::Text))],
+        "md5" => &[
+            sig!(B::Md5, [TX], Ret(T::Text)),
+            sig!(B::Md5, [P::Is(T::Bytea)], Ret(T::Text)),
+        ],
         "ascii" => &[sig!(B::Ascii, [TX], Ret(T::Int4))],
         "chr" => &[sig!(B::Chr, [I4], Ret(T::Text))],
         "octet_length" => &[
             sig!(B::OctetLength, [TX], Ret(T::Int4)),
             sig!(B::OctetLength, [P::Is(T::Bytea)], Ret(T::Int4)),
         ],
-        "to_hex" => &[sig!(B::ToHex, [I4], Ret(T::Text)), sig!(B::ToHex, [I8], Ret(T::Text))],
+        "to_hex" => &[
+            sig!(B::ToHex, [I4], Ret(T::Text)),
+            sig!(B::ToHex, [I8], Ret(T::Text)),
+        ],
         "translate" => &[sig!(B::Translate, [TX, TX, TX], Ret(T::Text))],
         "round" => &[
             sig!(B::Round, [F8], Ret(T::Float8)),
@@ -199,7 +220,10 @@ fn signatures(name: &str) -> &'static [Sig] {
             sig!(B::Mod, [I8, I8], Ret(T::Int8)),
             sig!(B::Mod, [NU, NU], Ret(T::Numeric)),
         ],
-        "sign" => &[sig!(B::Sign, [F8], Ret(T::Float8)), sig!(B::Sign, [NU], Ret(T::Numeric))],
+        "sign" => &[
+            sig!(B::Sign, [F8], Ret(T::Float8)),
+            sig!(B::Sign, [NU], Ret(T::Numeric)),
+        ],
         "pi" => &[sig!(B::Pi, [], Ret(T::Float8))],
         "random" => &[sig!(B::Random, [], Ret(T::Float8))],
         "degrees" => &[sig!(B::Degrees, [F8], Ret(T::Float8))],
@@ -234,7 +258,11 @@ fn signatures(name: &str) -> &'static [Sig] {
         ],
         "make_date" => &[sig!(B::MakeDate, [I4, I4, I4], Ret(T::Date))],
         "make_time" => &[sig!(B::MakeTime, [I4, I4, F8], Ret(T::Time))],
-        "make_timestamp" => &[sig!(B::MakeTimestamp, [I4, I4, I4, I4, I4, F8], Ret(T::Timestamp))],
+        "make_timestamp" => &[sig!(
+            B::MakeTimestamp,
+            [I4, I4, I4, I4, I4, F8],
+            Ret(T::Timestamp)
+        )],
         "to_timestamp" => &[sig!(B::ToTimestamp, [F8], Ret(T::TimestampTz))],
         "gen_random_uuid" | "uuid_generate_v4" => &[sig!(B::GenRandomUuid, [], Ret(T::Uuid))],
         "array_length" => &[sig!(B::ArrayLength, [P::AnyArray, I4], Ret(T::Int4))],
@@ -272,7 +300,11 @@ pub(crate) fn bind(
             return bind_concat(binder, B::ConcatWs, args, pos).map(Some)
         }
         "greatest" | "least" if !args.is_empty() => {
-            let f = if name == "greatest" { B::Greatest } else { B::Least };
+            let f = if name == "greatest" {
+                B::Greatest
+            } else {
+                B::Least
+            };
             let ty = common_type(args.iter().map(|a| (a.ty, a.pos)), &name.to_uppercase())?;
             let args = coerce_all(binder, args, ty)?;
             return Ok(Some(builtin(f, args, ty, pos)));
@@ -382,11 +414,7 @@ pub(crate) fn bind_array(
     pos: Option<usize>,
 ) -> Result<Bound, SqlError> {
     if elems.is_empty() {
-        return Err(SqlError::new(
-            "42P18",
-            "cannot determine type of empty array",
-        )
-        .at(pos));
+        return Err(SqlError::new("42P18", "cannot determine type of empty array").at(pos));
     }
     let elem = common_type(elems.iter().map(|e| (e.ty, e.pos)), "ARRAY")?;
     let Some(array) = elem.array_of() else {
@@ -417,7 +445,7 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
         B::ArrayAny { op, all } => return Ok(array_any(op, all, v, args)),
         _ => {}
     }
-    if v.iter().any(|d| *d == Datum::Null) {
+    if v.contains(&Datum::Null) {
         return Ok(Datum::Null);
     }
     Ok(match (f, v) {
@@ -460,7 +488,11 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
         }
         (B::Left | B::Right, [Datum::Text(s), Datum::Int(n)]) => {
             let count = s.chars().count() as i64;
-            let keep = if *n >= 0 { (*n).min(count) } else { (count + n).max(0) };
+            let keep = if *n >= 0 {
+                (*n).min(count)
+            } else {
+                (count + n).max(0)
+            };
             Datum::Text(if f == B::Left {
                 s.chars().take(keep as usize).collect()
             } else {
@@ -573,7 +605,10 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
                 },
             ))
         }
-        (B::Sqrt | B::Cbrt | B::Exp | B::Ln | B::Log10 | B::Degrees | B::Radians, [Datum::Float(x)])
+        (
+            B::Sqrt | B::Cbrt | B::Exp | B::Ln | B::Log10 | B::Degrees | B::Radians,
+            [Datum::Float(x)],
+        )
         | (B::Sin | B::Cos | B::Tan | B::Atan, [Datum::Float(x)]) => {
             let r = match f {
                 B::Sqrt => x.sqrt(),
@@ -690,11 +725,18 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
         }
         (B::ToTimestamp, [Datum::Float(secs)]) => {
             if secs.is_infinite() {
-                Datum::TimestampTz(if *secs > 0.0 { dt::TS_POS_INFINITY } else { dt::TS_NEG_INFINITY })
+                Datum::TimestampTz(if *secs > 0.0 {
+                    dt::TS_POS_INFINITY
+                } else {
+                    dt::TS_NEG_INFINITY
+                })
             } else {
                 let micros = (secs * 1e6).round();
                 if !micros.is_finite() || micros.abs() > 9.2e18 {
-                    return Err(SqlError::new(DATETIME_FIELD_OVERFLOW, "timestamp out of range"));
+                    return Err(SqlError::new(
+                        DATETIME_FIELD_OVERFLOW,
+                        "timestamp out of range",
+                    ));
                 }
                 Datum::TimestampTz(micros as i64 - dt::UNIX_TO_PG_EPOCH_MICROS)
             }
@@ -920,7 +962,12 @@ fn local_of(d: &Datum, style: &crate::types::Style) -> i64 {
     }
 }
 
-fn extract(field: &str, value: &Datum, ty: T, style: &crate::types::Style) -> Result<f64, SqlError> {
+fn extract(
+    field: &str,
+    value: &Datum,
+    ty: T,
+    style: &crate::types::Style,
+) -> Result<f64, SqlError> {
     let r = match value {
         Datum::Timestamp(t) => dt::extract_timestamp(field, *t, None),
         Datum::TimestampTz(t) => {
@@ -930,8 +977,16 @@ fn extract(field: &str, value: &Datum, ty: T, style: &crate::types::Style) -> Re
         Datum::Date(d) => {
             let time_field = matches!(
                 field,
-                "hour" | "minute" | "second" | "millisecond" | "milliseconds" | "microsecond"
-                    | "microseconds" | "hours" | "minutes" | "seconds"
+                "hour"
+                    | "minute"
+                    | "second"
+                    | "millisecond"
+                    | "milliseconds"
+                    | "microsecond"
+                    | "microseconds"
+                    | "hours"
+                    | "minutes"
+                    | "seconds"
             );
             if time_field {
                 None
@@ -987,7 +1042,9 @@ fn make_date(y: i64, m: i64, d: i64) -> Result<i32, SqlError> {
 fn make_time(h: i64, m: i64, s: f64) -> Result<i64, SqlError> {
     let micros = (s * 1e6).round() as i64;
     let total = h * dt::MICROS_PER_HOUR + m * dt::MICROS_PER_MINUTE + micros;
-    if !(0..=23).contains(&h) || !(0..=59).contains(&m) || !(0.0..=60.0).contains(&s)
+    if !(0..=23).contains(&h)
+        || !(0..=59).contains(&m)
+        || !(0.0..=60.0).contains(&s)
         || total > dt::MICROS_PER_DAY
     {
         return Err(SqlError::new(

@@ -50,7 +50,8 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn skip_ws(&mut self) {
-        while self.at < self.src.len() && matches!(self.src[self.at], b' ' | b'\t' | b'\n' | b'\r') {
+        while self.at < self.src.len() && matches!(self.src[self.at], b' ' | b'\t' | b'\n' | b'\r')
+        {
             self.at += 1;
         }
     }
@@ -125,7 +126,9 @@ impl Parser<'_> {
                     self.skip_ws();
                     if self.eat(b"}") {
                         fields.sort_by(|(a, _), (b, _)| {
-                            a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+                            a.len()
+                                .cmp(&b.len())
+                                .then_with(|| a.as_bytes().cmp(b.as_bytes()))
                         });
                         return Ok(Value::Object(fields));
                     }
@@ -221,12 +224,7 @@ impl Parser<'_> {
     }
 
     fn unicode_escape(&mut self) -> Result<char, SqlError> {
-        let unsupported = || {
-            SqlError::new(
-                "22P05",
-                "unsupported Unicode escape sequence",
-            )
-        };
+        let unsupported = || SqlError::new("22P05", "unsupported Unicode escape sequence");
         let hi = self.hex4()?;
         if hi == 0 {
             return Err(unsupported());
@@ -302,12 +300,24 @@ mod tests {
     #[test]
     fn jsonb_normal_form_matches_postgres() {
         let n = |s: &str| normalize(s).unwrap();
-        assert_eq!(n(r#"{"b":1,"a":[1,2.50,1e2],"aa":null,"a":true}"#), r#"{"a": true, "b": 1, "aa": null}"#);
+        assert_eq!(
+            n(r#"{"b":1,"a":[1,2.50,1e2],"aa":null,"a":true}"#),
+            r#"{"a": true, "b": 1, "aa": null}"#
+        );
         assert_eq!(n(" [ ] "), "[]");
         assert_eq!(n(r#""tab\there\u00e9""#), "\"tab\\there\u{e9}\"");
         assert_eq!(n("-0"), "0");
         assert_eq!(n("[1.50, 1E-2]"), "[1.50, 0.01]");
-        for bad in ["", "{", "[1,]", "01", "{'a':1}", "tru", "\"\\u0000\"", "1 2"] {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "01",
+            "{'a':1}",
+            "tru",
+            "\"\\u0000\"",
+            "1 2",
+        ] {
             assert!(normalize(bad).is_err(), "{bad}");
         }
     }

@@ -10,13 +10,13 @@
 //! extended protocol; it knows nothing of SQL.
 
 mod catalog;
-mod datetime;
 mod cluster;
+mod datetime;
 mod error;
 mod exec;
 mod explain;
-mod funcs;
 mod expr;
+mod funcs;
 mod json;
 mod numeric;
 mod pgcatalog;
@@ -25,6 +25,7 @@ mod rowcodec;
 mod session;
 mod stmt;
 mod types;
+pub mod wire;
 
 #[cfg(test)]
 mod testcluster;

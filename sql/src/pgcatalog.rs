@@ -878,7 +878,8 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             }
         }
         "pg_type" => {
-            let arrays = array_types().map(|(oid, name, elem, coll)| (oid, name, -1, "A", coll, 0, elem));
+            let arrays =
+                array_types().map(|(oid, name, elem, coll)| (oid, name, -1, "A", coll, 0, elem));
             let scalars = TYPES
                 .iter()
                 .map(|&(oid, name, len, cat, coll, arr)| (oid, name, len, cat, coll, arr, 0));

@@ -141,7 +141,9 @@ pub fn encode_key_datum(out: &mut Vec<u8>, d: &Datum) -> Result<(), SqlError> {
             out.extend_from_slice(&[0, 1]);
         }
         // Equal intervals ('1 day' = '24 hours') must route alike: keyed by their span.
-        Datum::Interval(iv) => out.extend_from_slice(&(iv.span() as u128 ^ (1 << 127)).to_be_bytes()),
+        Datum::Interval(iv) => {
+            out.extend_from_slice(&(iv.span() as u128 ^ (1 << 127)).to_be_bytes())
+        }
         Datum::Type(_) | Datum::Json(_) | Datum::Array(_) => {
             return Err(SqlError::new(
                 FEATURE_NOT_SUPPORTED,
@@ -262,7 +264,11 @@ fn take_array<const N: usize>(bytes: &[u8], at: &mut usize) -> Result<[u8; N], S
 
 fn take_varlen<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a [u8], String> {
     let len = get_varint(bytes, at).ok_or_else(|| malformed("length"))?;
-    take(bytes, at, usize::try_from(len).map_err(|_| malformed("length"))?)
+    take(
+        bytes,
+        at,
+        usize::try_from(len).map_err(|_| malformed("length"))?,
+    )
 }
 
 fn take_text(bytes: &[u8], at: &mut usize) -> Result<String, String> {

@@ -5,28 +5,94 @@
 use super::tests::exec_on_cluster;
 
 const VALUES: &[(&str, &str)] = &[
-    (r#"SELECT 1.5::real, 0.1::real, 1e10::real, 123456::real, 1234567::real, (0.1::real + 0.2::real), pg_typeof(1::real + 1), pg_typeof(1::real * 2::real)"#, r#"1.5|0.1|1e+10|123456|1.234567e+06|0.3|double precision|real"#),
-    (r#"SELECT 'ab'::char(4) || '|', 'ab'::char(4) = 'ab', 'ab  '::char(3)::text || '|', length('ab'::char(4)), pg_typeof('x'::char(2))"#, r#"ab||t|ab||2|character"#),
-    (r#"SELECT '\x0aff'::bytea, 'a\000b'::bytea, octet_length('\xdeadbeef'::bytea), md5('abc'), md5('abc'::bytea)"#, r#"\x0aff|\x610062|4|900150983cd24fb0d6963f7d28e17f72|900150983cd24fb0d6963f7d28e17f72"#),
-    (r#"SELECT '2024-02-29'::date, date '2024-01-31' + 1, date '2024-03-01' - date '2024-02-01', date '2024-01-31' + interval '1 month', '1/2/2024'::date, 'epoch'::date, '0044-03-15 BC'::date"#, r#"2024-02-29|2024-02-01|29|2024-02-29 00:00:00|2024-01-02|1970-01-01|0044-03-15 BC"#),
-    (r#"SELECT '12:34:56.789'::time, time '10:00' + interval '3 hours', time '23:00' + interval '2 hours', time '12:00' - time '10:30'"#, r#"12:34:56.789|13:00:00|01:00:00|01:30:00"#),
-    (r#"SELECT '2024-03-10 12:34:56.789'::timestamp, timestamp '2024-01-31 10:00' + interval '1 month', timestamp '2024-01-01' - timestamp '2023-12-25 12:00', '2024-01-15T08:00:00'::timestamp, timestamp '2024-01-01 00:00' - interval '1 day 2 hours'"#, r#"2024-03-10 12:34:56.789|2024-02-29 10:00:00|6 days 12:00:00|2024-01-15 08:00:00|2023-12-30 22:00:00"#),
-    (r#"SELECT '2024-03-10 12:34:56.789+02'::timestamptz, timestamptz '2024-01-15 08:00:00' + interval '1 day', '2024-01-15 08:00'::timestamptz::date, '2024-06-01 12:00+00'::timestamptz::timestamp"#, r#"2024-03-10 10:34:56.789+00|2024-01-16 08:00:00+00|2024-01-15|2024-06-01 12:00:00"#),
-    (r#"SELECT interval '1 year 2 months 3 days 04:05:06.5', interval '1.5 days', interval '90 minutes', -interval '1 day', interval '1 day' * 2.5, interval '1 hour' / 4, interval '1 day' = interval '24 hours', interval '1 mon' > interval '29 days', '@ 2 hours ago'::interval"#, r#"1 year 2 mons 3 days 04:05:06.5|1 day 12:00:00|01:30:00|-1 days|2 days 12:00:00|00:15:00|t|t|-02:00:00"#),
-    (r#"SELECT 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid, '{a0eebc999c0b4ef8bb6d6bb9bd380a11}'::uuid = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, pg_typeof(gen_random_uuid())"#, r#"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|t|uuid"#),
-    (r#"SELECT '{"b":1,"a":[1,2.50,1e2],"aa":null,"a":true}'::jsonb, '[1, "x", {"k": false}]'::jsonb, '"tab\there"'::jsonb, '{}'::jsonb = '{ }'::jsonb"#, r#"{"a": true, "b": 1, "aa": null}|[1, "x", {"k": false}]|"tab\there"|t"#),
-    (r#"SELECT ARRAY[1,2,3], ARRAY['a','b c',NULL], '{1,2,NULL}'::int[], (ARRAY[10,20,30])[2], 2 = ANY(ARRAY[1,2,3]), 5 = ANY('{1,2}'::int[]), 1 < ALL(ARRAY[2,3]), array_length(ARRAY[1,2,3], 1), cardinality(ARRAY['x']), array_append(ARRAY[1,2], 3), array_cat(ARRAY[1], ARRAY[2,3]), pg_typeof(ARRAY[1.5])"#, r#"{1,2,3}|{a,"b c",NULL}|{1,2,NULL}|20|t|f|t|3|1|{1,2,3}|{1,2,3}|numeric[]"#),
-    (r#"SELECT substr('hello world', 7), substring('hello world' from 1 for 5), substr('abc', 0, 2), position('lo' in 'hello'), strpos('hello', 'z'), trim('  x  ') || '|', ltrim('xxabc', 'x'), rtrim('abc  ') || '|', btrim('--a--', '-'), trim(leading 'x' from 'xxaxx')"#, r#"world|hello|a|4|0|x||abc|abc||a|axx"#),
-    (r#"SELECT replace('abcabc', 'b', 'XY'), left('abcdef', 2), right('abcdef', -2), lpad('7', 3, '0'), rpad('ab', 5, '-.'), lpad('toolong', 3), repeat('ab', 3), reverse('abc'), split_part('a,b,c', ',', 2), split_part('a,b,c', ',', -1), starts_with('hello', 'he'), initcap('hello wORLD-foo')"#, r#"aXYcaXYc|ab|cdef|007|ab-.-|too|ababab|cba|b|c|t|Hello World-Foo"#),
-    (r#"SELECT ascii('A'), chr(65), to_hex(255), to_hex(-1), translate('12345', '143', 'ax'), concat('a', 1, NULL, true), concat_ws(', ', 'a', NULL, 'b'), upper('abc') || lower('DEF')"#, r#"65|A|ff|ffffffff|a2x5|a1t|a, b|ABCdef"#),
-    (r#"SELECT round(2.5), round(-2.5), round(2.567, 2), round(1234.5, -2), round(2.5::float8), trunc(2.99), trunc(-2.567, 1), ceil(1.2), floor(-1.2), ceiling(1.0001::float8), floor(3.7::float8)"#, r#"3|-3|2.57|1200|2|2|-2.5|2|-2|2|3"#),
-    (r#"SELECT sqrt(2), exp(1), ln(10), log(100), power(2, 10), mod(7, 3), mod(-7, 3), mod(7.5, 2), sign(-3.2), sign(0::float8), pi(), degrees(pi()), div(7, 2), abs(-1.5::real)"#, r#"1.4142135623730951|2.718281828459045|2.302585092994046|2|1024|1|-1|1.5|-1|0|3.141592653589793|180|3|1.5"#),
-    (r#"SELECT greatest(1, 5, 3), least(1.5, 0.5, 2), greatest('a', 'c', 'b'), greatest(NULL, 2), least(NULL::int, NULL)"#, r#"5|0.5|c|2|NULL"#),
-    (r#"SELECT date_trunc('month', timestamp '2024-03-10 12:34:56'), date_trunc('hour', timestamp '2024-03-10 12:34:56'), date_trunc('week', timestamp '2024-03-10 12:34:56'), date_trunc('year', timestamptz '2024-03-10 12:34:56+00'), date_trunc('hour', interval '1 day 02:30:00')"#, r#"2024-03-01 00:00:00|2024-03-10 12:00:00|2024-03-04 00:00:00|2024-01-01 00:00:00+00|1 day 02:00:00"#),
-    (r#"SELECT extract(year from timestamp '2024-03-10 12:34:56.5'), extract(second from timestamp '2024-03-10 12:34:56.5'), extract(epoch from timestamp '2024-01-01'), extract(dow from date '2024-03-10'), extract(doy from date '2024-03-10'), extract(epoch from interval '1 day'), date_part('month', timestamp '2024-03-10'), date_part('hour', interval '5 hours'), extract(milliseconds from time '00:00:01.5')"#, r#"2024|56.500000|1704067200.000000|0|70|86400.000000|3|5|1500.000"#),
-    (r#"SELECT age(timestamp '2024-03-10', timestamp '2023-12-25 12:00'), make_date(2024, 2, 29), make_time(12, 30, 15.5), make_timestamp(2024, 1, 2, 3, 4, 5.5), to_timestamp(0), to_timestamp(1700000000.5)"#, r#"2 mons 15 days 12:00:00|2024-02-29|12:30:15.5|2024-01-02 03:04:05.5|1970-01-01 00:00:00+00|2023-11-14 22:13:20.5+00"#),
-    (r#"SELECT '2024-01-01'::date < '2024-01-01 00:00:01'::timestamp, timestamp '2024-01-01' = timestamptz '2024-01-01 00:00:00+00', date '2024-01-02' > date '2024-01-01', '1 day'::interval + '1 hour'"#, r#"t|t|t|1 day 01:00:00"#),
-    (r#"SELECT 'infinity'::date, '-infinity'::timestamp, 'infinity'::timestamptz > now(), '2024-01-01 24:00:00'::timestamp"#, r#"infinity|-infinity|t|2024-01-02 00:00:00"#),
+    (
+        r#"SELECT 1.5::real, 0.1::real, 1e10::real, 123456::real, 1234567::real, (0.1::real + 0.2::real), pg_typeof(1::real + 1), pg_typeof(1::real * 2::real)"#,
+        r#"1.5|0.1|1e+10|123456|1.234567e+06|0.3|double precision|real"#,
+    ),
+    (
+        r#"SELECT 'ab'::char(4) || '|', 'ab'::char(4) = 'ab', 'ab  '::char(3)::text || '|', length('ab'::char(4)), pg_typeof('x'::char(2))"#,
+        r#"ab||t|ab||2|character"#,
+    ),
+    (
+        r#"SELECT '\x0aff'::bytea, 'a\000b'::bytea, octet_length('\xdeadbeef'::bytea), md5('abc'), md5('abc'::bytea)"#,
+        r#"\x0aff|\x610062|4|900150983cd24fb0d6963f7d28e17f72|900150983cd24fb0d6963f7d28e17f72"#,
+    ),
+    (
+        r#"SELECT '2024-02-29'::date, date '2024-01-31' + 1, date '2024-03-01' - date '2024-02-01', date '2024-01-31' + interval '1 month', '1/2/2024'::date, 'epoch'::date, '0044-03-15 BC'::date"#,
+        r#"2024-02-29|2024-02-01|29|2024-02-29 00:00:00|2024-01-02|1970-01-01|0044-03-15 BC"#,
+    ),
+    (
+        r#"SELECT '12:34:56.789'::time, time '10:00' + interval '3 hours', time '23:00' + interval '2 hours', time '12:00' - time '10:30'"#,
+        r#"12:34:56.789|13:00:00|01:00:00|01:30:00"#,
+    ),
+    (
+        r#"SELECT '2024-03-10 12:34:56.789'::timestamp, timestamp '2024-01-31 10:00' + interval '1 month', timestamp '2024-01-01' - timestamp '2023-12-25 12:00', '2024-01-15T08:00:00'::timestamp, timestamp '2024-01-01 00:00' - interval '1 day 2 hours'"#,
+        r#"2024-03-10 12:34:56.789|2024-02-29 10:00:00|6 days 12:00:00|2024-01-15 08:00:00|2023-12-30 22:00:00"#,
+    ),
+    (
+        r#"SELECT '2024-03-10 12:34:56.789+02'::timestamptz, timestamptz '2024-01-15 08:00:00' + interval '1 day', '2024-01-15 08:00'::timestamptz::date, '2024-06-01 12:00+00'::timestamptz::timestamp"#,
+        r#"2024-03-10 10:34:56.789+00|2024-01-16 08:00:00+00|2024-01-15|2024-06-01 12:00:00"#,
+    ),
+    (
+        r#"SELECT interval '1 year 2 months 3 days 04:05:06.5', interval '1.5 days', interval '90 minutes', -interval '1 day', interval '1 day' * 2.5, interval '1 hour' / 4, interval '1 day' = interval '24 hours', interval '1 mon' > interval '29 days', '@ 2 hours ago'::interval"#,
+        r#"1 year 2 mons 3 days 04:05:06.5|1 day 12:00:00|01:30:00|-1 days|2 days 12:00:00|00:15:00|t|t|-02:00:00"#,
+    ),
+    (
+        r#"SELECT 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid, '{a0eebc999c0b4ef8bb6d6bb9bd380a11}'::uuid = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, pg_typeof(gen_random_uuid())"#,
+        r#"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|t|uuid"#,
+    ),
+    (
+        r#"SELECT '{"b":1,"a":[1,2.50,1e2],"aa":null,"a":true}'::jsonb, '[1, "x", {"k": false}]'::jsonb, '"tab\there"'::jsonb, '{}'::jsonb = '{ }'::jsonb"#,
+        r#"{"a": true, "b": 1, "aa": null}|[1, "x", {"k": false}]|"tab\there"|t"#,
+    ),
+    (
+        r#"SELECT ARRAY[1,2,3], ARRAY['a','b c',NULL], '{1,2,NULL}'::int[], (ARRAY[10,20,30])[2], 2 = ANY(ARRAY[1,2,3]), 5 = ANY('{1,2}'::int[]), 1 < ALL(ARRAY[2,3]), array_length(ARRAY[1,2,3], 1), cardinality(ARRAY['x']), array_append(ARRAY[1,2], 3), array_cat(ARRAY[1], ARRAY[2,3]), pg_typeof(ARRAY[1.5])"#,
+        r#"{1,2,3}|{a,"b c",NULL}|{1,2,NULL}|20|t|f|t|3|1|{1,2,3}|{1,2,3}|numeric[]"#,
+    ),
+    (
+        r#"SELECT substr('hello world', 7), substring('hello world' from 1 for 5), substr('abc', 0, 2), position('lo' in 'hello'), strpos('hello', 'z'), trim('  x  ') || '|', ltrim('xxabc', 'x'), rtrim('abc  ') || '|', btrim('--a--', '-'), trim(leading 'x' from 'xxaxx')"#,
+        r#"world|hello|a|4|0|x||abc|abc||a|axx"#,
+    ),
+    (
+        r#"SELECT replace('abcabc', 'b', 'XY'), left('abcdef', 2), right('abcdef', -2), lpad('7', 3, '0'), rpad('ab', 5, '-.'), lpad('toolong', 3), repeat('ab', 3), reverse('abc'), split_part('a,b,c', ',', 2), split_part('a,b,c', ',', -1), starts_with('hello', 'he'), initcap('hello wORLD-foo')"#,
+        r#"aXYcaXYc|ab|cdef|007|ab-.-|too|ababab|cba|b|c|t|Hello World-Foo"#,
+    ),
+    (
+        r#"SELECT ascii('A'), chr(65), to_hex(255), to_hex(-1), translate('12345', '143', 'ax'), concat('a', 1, NULL, true), concat_ws(', ', 'a', NULL, 'b'), upper('abc') || lower('DEF')"#,
+        r#"65|A|ff|ffffffff|a2x5|a1t|a, b|ABCdef"#,
+    ),
+    (
+        r#"SELECT round(2.5), round(-2.5), round(2.567, 2), round(1234.5, -2), round(2.5::float8), trunc(2.99), trunc(-2.567, 1), ceil(1.2), floor(-1.2), ceiling(1.0001::float8), floor(3.7::float8)"#,
+        r#"3|-3|2.57|1200|2|2|-2.5|2|-2|2|3"#,
+    ),
+    (
+        r#"SELECT sqrt(2), exp(1), ln(10), log(100), power(2, 10), mod(7, 3), mod(-7, 3), mod(7.5, 2), sign(-3.2), sign(0::float8), pi(), degrees(pi()), div(7, 2), abs(-1.5::real)"#,
+        r#"1.4142135623730951|2.718281828459045|2.302585092994046|2|1024|1|-1|1.5|-1|0|3.141592653589793|180|3|1.5"#,
+    ),
+    (
+        r#"SELECT greatest(1, 5, 3), least(1.5, 0.5, 2), greatest('a', 'c', 'b'), greatest(NULL, 2), least(NULL::int, NULL)"#,
+        r#"5|0.5|c|2|NULL"#,
+    ),
+    (
+        r#"SELECT date_trunc('month', timestamp '2024-03-10 12:34:56'), date_trunc('hour', timestamp '2024-03-10 12:34:56'), date_trunc('week', timestamp '2024-03-10 12:34:56'), date_trunc('year', timestamptz '2024-03-10 12:34:56+00'), date_trunc('hour', interval '1 day 02:30:00')"#,
+        r#"2024-03-01 00:00:00|2024-03-10 12:00:00|2024-03-04 00:00:00|2024-01-01 00:00:00+00|1 day 02:00:00"#,
+    ),
+    (
+        r#"SELECT extract(year from timestamp '2024-03-10 12:34:56.5'), extract(second from timestamp '2024-03-10 12:34:56.5'), extract(epoch from timestamp '2024-01-01'), extract(dow from date '2024-03-10'), extract(doy from date '2024-03-10'), extract(epoch from interval '1 day'), date_part('month', timestamp '2024-03-10'), date_part('hour', interval '5 hours'), extract(milliseconds from time '00:00:01.5')"#,
+        r#"2024|56.500000|1704067200.000000|0|70|86400.000000|3|5|1500.000"#,
+    ),
+    (
+        r#"SELECT age(timestamp '2024-03-10', timestamp '2023-12-25 12:00'), make_date(2024, 2, 29), make_time(12, 30, 15.5), make_timestamp(2024, 1, 2, 3, 4, 5.5), to_timestamp(0), to_timestamp(1700000000.5)"#,
+        r#"2 mons 15 days 12:00:00|2024-02-29|12:30:15.5|2024-01-02 03:04:05.5|1970-01-01 00:00:00+00|2023-11-14 22:13:20.5+00"#,
+    ),
+    (
+        r#"SELECT '2024-01-01'::date < '2024-01-01 00:00:01'::timestamp, timestamp '2024-01-01' = timestamptz '2024-01-01 00:00:00+00', date '2024-01-02' > date '2024-01-01', '1 day'::interval + '1 hour'"#,
+        r#"t|t|t|1 day 01:00:00"#,
+    ),
+    (
+        r#"SELECT 'infinity'::date, '-infinity'::timestamp, 'infinity'::timestamptz > now(), '2024-01-01 24:00:00'::timestamp"#,
+        r#"infinity|-infinity|t|2024-01-02 00:00:00"#,
+    ),
 ];
 
 /// Explicit casts cut strings to length; assignment refuses them (below).
@@ -44,7 +110,10 @@ const ERRORS: &[(&str, &str)] = &[
     (r#"SELECT '\xzz'::bytea"#, "22023"),
     (r#"SELECT '1e40'::real"#, "22003"),
     (r#"SELECT date '2024-01-01' + date '2024-01-01'"#, "42883"),
-    (r#"SELECT date_trunc('fortnight', timestamp '2024-01-01')"#, "22023"),
+    (
+        r#"SELECT date_trunc('fortnight', timestamp '2024-01-01')"#,
+        "22023",
+    ),
     (r#"SELECT split_part('a', ',', 0)"#, "22023"),
     (r#"SELECT make_date(2023, 2, 29)"#, "22008"),
     (r#"SELECT sqrt(-1)"#, "2201F"),
@@ -72,7 +141,10 @@ fn bad_values_fail_with_postgres_sqlstates() {
     let queries: Vec<&str> = ERRORS.iter().map(|(q, _)| *q).collect();
     let results = exec_on_cluster(2, &queries);
     for ((q, code), got) in ERRORS.iter().zip(results) {
-        assert!(got.starts_with(&format!("ERR {code}")), "query: {q} gave {got}");
+        assert!(
+            got.starts_with(&format!("ERR {code}")),
+            "query: {q} gave {got}"
+        );
     }
 }
 
@@ -111,4 +183,3 @@ fn typed_columns_store_and_return_values_on_every_shard() {
         assert!(got.starts_with(want), "got {got:?}, want {want:?}");
     }
 }
-

@@ -90,19 +90,19 @@ impl SqlType {
             .iter()
             .copied()
             .chain([
-            SqlType::Bool,
-            SqlType::Int2,
-            SqlType::Int4,
-            SqlType::Int8,
-            SqlType::Numeric,
-            SqlType::Float8,
-            SqlType::Text,
-            SqlType::Varchar,
-            SqlType::Name,
-            SqlType::Unknown,
-            SqlType::RegType,
-        ])
-        .find(|t| t.oid() == oid)
+                SqlType::Bool,
+                SqlType::Int2,
+                SqlType::Int4,
+                SqlType::Int8,
+                SqlType::Numeric,
+                SqlType::Float8,
+                SqlType::Text,
+                SqlType::Varchar,
+                SqlType::Name,
+                SqlType::Unknown,
+                SqlType::RegType,
+            ])
+            .find(|t| t.oid() == oid)
     }
 
     /// The array type whose elements are of this type, if helios has it.
@@ -537,7 +537,7 @@ fn input_bytea(s: &str) -> Result<Vec<u8>, SqlError> {
                 format!("invalid hexadecimal digit: \"{}\"", c as char),
             )
         };
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err(SqlError::new(
                 INVALID_PARAMETER_VALUE,
                 "invalid hexadecimal data: odd number of digits",
@@ -546,8 +546,12 @@ fn input_bytea(s: &str) -> Result<Vec<u8>, SqlError> {
         return digits
             .chunks(2)
             .map(|pair| {
-                let hi = (pair[0] as char).to_digit(16).ok_or_else(|| invalid(pair[0]))?;
-                let lo = (pair[1] as char).to_digit(16).ok_or_else(|| invalid(pair[1]))?;
+                let hi = (pair[0] as char)
+                    .to_digit(16)
+                    .ok_or_else(|| invalid(pair[0]))?;
+                let lo = (pair[1] as char)
+                    .to_digit(16)
+                    .ok_or_else(|| invalid(pair[1]))?;
                 Ok((hi * 16 + lo) as u8)
             })
             .collect();
@@ -610,7 +614,9 @@ fn input_array(elem: SqlType, typmod: i32, s: &str, style: &Style) -> Result<Dat
     };
     let t = s.trim();
     let Some(body) = t.strip_prefix('{').and_then(|r| r.strip_suffix('}')) else {
-        return Err(malformed("Array value must start with \"{\" or dimension information."));
+        return Err(malformed(
+            "Array value must start with \"{\" or dimension information.",
+        ));
     };
     let mut items = Vec::new();
     let chars: Vec<char> = body.chars().collect();
@@ -641,7 +647,11 @@ fn input_array(elem: SqlType, typmod: i32, s: &str, style: &Style) -> Result<Dat
                         break;
                     }
                     Some('\\') => {
-                        value.push(*chars.get(i + 1).ok_or_else(|| malformed("Unexpected end of input."))?);
+                        value.push(
+                            *chars
+                                .get(i + 1)
+                                .ok_or_else(|| malformed("Unexpected end of input."))?,
+                        );
                         i += 2;
                     }
                     Some(c) => {
@@ -1032,7 +1042,13 @@ fn cast_value(
                         .ok_or_else(|| invalid_input(SqlType::Numeric, &f.to_string()))?;
                     Ok(Datum::Numeric(numeric::apply_typmod(n, typmod)?))
                 }
-                _ => cast(Datum::Float(f64::from(f)), SqlType::Float8, t, typmod, style),
+                _ => cast(
+                    Datum::Float(f64::from(f)),
+                    SqlType::Float8,
+                    t,
+                    typmod,
+                    style,
+                ),
             }
         }
         (Datum::Float4(f), SqlType::Float4) => Ok(Datum::Float4(f)),
@@ -1063,7 +1079,9 @@ fn cast_value(
         (Datum::Bool(b), SqlType::Int4) => Ok(Datum::Int(b.into())),
         (Datum::Bool(b), SqlType::Bool) => Ok(Datum::Bool(b)),
         (Datum::Date(d), SqlType::Date) => Ok(Datum::Date(d)),
-        (Datum::Date(d), SqlType::Timestamp) => datetime::date_to_timestamp(d).map(Datum::Timestamp),
+        (Datum::Date(d), SqlType::Timestamp) => {
+            datetime::date_to_timestamp(d).map(Datum::Timestamp)
+        }
         (Datum::Date(d), SqlType::TimestampTz) => {
             let local = datetime::date_to_timestamp(d)?;
             Ok(Datum::TimestampTz(datetime::from_local(local, &style.zone)))
@@ -1093,9 +1111,9 @@ fn cast_value(
             micros: t,
         })),
         (Datum::Interval(iv), SqlType::Interval) => Ok(Datum::Interval(iv)),
-        (Datum::Interval(iv), SqlType::Time) => Ok(Datum::Time(
-            iv.micros.rem_euclid(datetime::MICROS_PER_DAY),
-        )),
+        (Datum::Interval(iv), SqlType::Time) => {
+            Ok(Datum::Time(iv.micros.rem_euclid(datetime::MICROS_PER_DAY)))
+        }
         (Datum::Uuid(u), SqlType::Uuid) => Ok(Datum::Uuid(u)),
         (Datum::Bytes(b), SqlType::Bytea) => Ok(Datum::Bytes(b)),
         (Datum::Json(j), SqlType::Jsonb) => Ok(Datum::Json(j)),

@@ -6,6 +6,8 @@
 
 use std::fmt::Write;
 
+use helios_sql::wire;
+
 pub const OID_BOOL: u32 = 16;
 pub const OID_BYTEA: u32 = 17;
 pub const OID_NAME: u32 = 19;
@@ -77,8 +79,30 @@ pub fn binary_to_text(oid: u32, bytes: &[u8]) -> Result<String, BinaryError> {
             s
         }
         OID_NUMERIC => numeric_from_binary(bytes)?,
+        other if wire::handles(other) => {
+            wire::binary_to_text(other, bytes, &elem_to_text).map_err(wire_error)?
+        }
         other => return Err(BinaryError::NoReceive(other)),
     })
+}
+
+fn wire_error(e: wire::WireError) -> BinaryError {
+    match e {
+        wire::WireError::Insufficient => BinaryError::Insufficient,
+        wire::WireError::Malformed => BinaryError::Malformed,
+    }
+}
+
+/// Array elements of the scalar types, for `helios_sql::wire`.
+fn elem_to_text(oid: u32, bytes: &[u8]) -> Result<String, wire::WireError> {
+    binary_to_text(oid, bytes).map_err(|e| match e {
+        BinaryError::Insufficient => wire::WireError::Insufficient,
+        _ => wire::WireError::Malformed,
+    })
+}
+
+fn elem_to_binary(oid: u32, text: &str, out: &mut Vec<u8>) -> Result<(), wire::WireError> {
+    text_to_binary(oid, text, out).map_err(|_| wire::WireError::Malformed)
 }
 
 /// The binary form of a value of type `oid` given in its PostgreSQL text form.
@@ -93,10 +117,9 @@ pub fn text_to_binary(oid: u32, text: &str, out: &mut Vec<u8>) -> Result<(), Bin
         }
         OID_INT8 => out.extend_from_slice(&text.parse::<i64>().map_err(bad)?.to_be_bytes()),
         OID_FLOAT4 => out.extend_from_slice(
-            &parse_float(text)
-                .ok_or(BinaryError::NoSend(oid))?
+            &(parse_float(text).ok_or(BinaryError::NoSend(oid))? as f32)
                 .to_bits()
-                .to_be_bytes()[4..],
+                .to_be_bytes(),
         ),
         OID_FLOAT8 => out.extend_from_slice(
             &parse_float(text)
@@ -118,6 +141,8 @@ pub fn text_to_binary(oid: u32, text: &str, out: &mut Vec<u8>) -> Result<(), Bin
             }
         }
         OID_NUMERIC => numeric_to_binary(text, out).ok_or(BinaryError::NoSend(oid))?,
+        other if wire::handles(other) => wire::text_to_binary(other, text, out, &elem_to_binary)
+            .map_err(|_| BinaryError::NoSend(other))?,
         other => return Err(BinaryError::NoSend(other)),
     }
     Ok(())
@@ -141,7 +166,7 @@ pub fn has_binary(oid: u32) -> bool {
             | OID_BPCHAR
             | OID_VARCHAR
             | OID_NUMERIC
-    )
+    ) || wire::handles(oid)
 }
 
 fn parse_float(text: &str) -> Option<f64> {
