@@ -206,7 +206,46 @@ def main(host, port):
         check(got == [(1, "y"), (2, ""), (3, "v")], f"pipeline {got!r}")
         conn.commit()
 
+    check_dates_uuids_json_arrays(host, port)
     print("pg_psycopg: all checks passed")
+
+
+def check_dates_uuids_json_arrays(host, port):
+    """psycopg's own loaders parse helios's text output of the newer types, and its dumpers
+    send Python values as typed parameters (binary too, with %b)."""
+    import datetime as dt
+    import uuid
+    from psycopg.types.json import Jsonb
+
+    with psycopg.connect(host=host, port=port, user="tester", dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'Europe/Berlin'")
+        conn.execute(
+            "CREATE TABLE typed (id uuid PRIMARY KEY, at timestamptz, day date, t time, "
+            "took interval, doc jsonb, tags text[], r real, raw bytea)")
+        berlin = dt.timezone(dt.timedelta(hours=1))
+        row = (uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+               dt.datetime(2024, 1, 15, 8, 30, 0, 250000, tzinfo=berlin),
+               dt.date(2024, 2, 29), dt.time(23, 59, 59, 999999),
+               dt.timedelta(days=-1, hours=2, microseconds=5), Jsonb({"k": [1, None]}),
+               ["a", None, "b c"], 0.5, b"\x00\xff")
+        for placeholder in ("%s", "%b"):
+            conn.execute("DELETE FROM typed")
+            values = ", ".join([placeholder] * len(row))
+            conn.execute(f"INSERT INTO typed VALUES ({values})", row)
+            got = conn.execute("SELECT * FROM typed").fetchone()
+            check(got[0] == row[0], f"uuid {got[0]!r}")
+            check(got[1] == row[1], f"timestamptz {got[1]!r}")
+            check(got[1].utcoffset() == dt.timedelta(hours=1), f"shown in Berlin {got[1]!r}")
+            check(got[2:5] == row[2:5], f"date/time/interval {got[2:5]!r}")
+            check(got[5] == {"k": [1, None]}, f"jsonb {got[5]!r}")
+            check(got[6:] == (row[6], 0.5, row[8]), f"array/real/bytea {got[6:]!r}")
+            binary = conn.cursor(binary=True).execute("SELECT * FROM typed").fetchone()
+            check(binary[:5] == got[:5] and binary[6:] == got[6:], f"binary {binary!r}")
+        n = conn.execute(
+            "SELECT count(*) FROM typed WHERE at < now() AND day + 1 = %s AND %s = ANY(tags)",
+            (dt.date(2024, 3, 1), "b c")).fetchone()[0]
+        check(n == 1, f"date arithmetic and ANY {n}")
 
 
 if __name__ == "__main__":
