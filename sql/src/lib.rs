@@ -11,6 +11,7 @@
 
 mod catalog;
 mod cluster;
+mod dist;
 mod error;
 mod exec;
 mod explain;
@@ -18,6 +19,7 @@ mod expr;
 mod numeric;
 mod pgcatalog;
 mod plan;
+mod pushdown;
 mod rowcodec;
 mod session;
 mod stmt;

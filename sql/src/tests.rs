@@ -695,11 +695,11 @@ fn explain_shows_fragments_and_coordinator() {
             ("CREATE TABLE e (id int PRIMARY KEY, x int, s text)", "CREATE TABLE "),
             (
                 "EXPLAIN SELECT x, count(*) FROM e WHERE x > 3 GROUP BY x",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (2 columns) /     ->  Hash Aggregate (1 group keys): count(*) /       ->  Fragment results #0 / Shard fragments /   #0 Scan on public.e (every shard: 0..4 in parallel) /         Filter (pushed down): (x > 3) [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (2 columns) /     ->  Hash Aggregate (1 group keys): count(*) /       ->  Fragment results #0 / Shard fragments /   #0 Scan on public.e (every shard: 0..4 in parallel) /         Filter (pushed down): (x > 3) /         Projection: x [EXPLAIN]",
             ),
             (
                 "EXPLAIN SELECT s FROM e WHERE id = 5",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (1 columns) /     ->  Fragment results #0 / Shard fragments /   #0 Point Get on public.e (primary key; shard 0 only) /         Filter (pushed down): (id = 5) [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (1 columns) /     ->  Fragment results #0 / Shard fragments /   #0 Point Get on public.e (primary key; shard 0 only) /         Filter (pushed down): (id = 5) /         Projection: s [EXPLAIN]",
             ),
             ("EXPLAIN ANALYZE SELECT 1", "ERR 0A000 EXPLAIN ANALYZE is not supported yet"),
             ("EXPLAIN DELETE FROM e", "ERR 0A000 EXPLAIN of statements other than queries is not supported yet"),
@@ -735,11 +735,11 @@ fn join_filters_run_in_the_fragments_that_may_drop_rows() {
             ),
             (
                 "EXPLAIN SELECT a.id FROM a JOIN b ON a.id = b.a_id WHERE a.x > 1 AND b.y < 9",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Hash Join on 1 key(s) (Inner) /       ->  Fragment results #0 /       ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Filter (pushed down): (y < 9) [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Hash Join on 1 key(s) (Inner) /       ->  Fragment results #0 /       ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Filter (pushed down): (y < 9) /         Projection: a_id [EXPLAIN]",
             ),
             (
                 "EXPLAIN SELECT a.id FROM a LEFT JOIN b ON a.id = b.a_id WHERE b.y IS NULL AND a.x > 1",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Hash Join on 1 key(s) (Left) /         ->  Fragment results #0 /         ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /   #1 Scan on public.b (every shard: 0..2 in parallel) [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Hash Join on 1 key(s) (Left) /         ->  Fragment results #0 /         ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Projection: a_id, y [EXPLAIN]",
             ),
         ],
     );
@@ -1194,4 +1194,112 @@ fn prepared_plans_are_reused_until_the_catalog_changes() {
         let after = render(&execute_prepared(&mut session, &cluster, &catalog_query, &p).await);
         assert_ne!(before, after);
     });
+}
+
+/// Runs `setup`, then each query twice on the same cluster and session: with pushdown and
+/// with the coordinator doing everything. The rendered results (rows, their order, errors)
+/// must be identical; returns them for further checks.
+fn differential(shards: usize, setup: &[&str], queries: &[&str]) -> Vec<String> {
+    let setup: Vec<String> = setup.iter().map(|s| s.to_string()).collect();
+    let queries: Vec<String> = queries.iter().map(|s| s.to_string()).collect();
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), shards).await;
+        let mut session = Session::new("u", "postgres");
+        for sql in &setup {
+            let results = execute_simple(&mut session, &cluster, sql).await;
+            let last = results.last().expect("a result");
+            assert!(last.is_ok(), "setup {sql}: {}", render(last));
+        }
+        let mut out = Vec::new();
+        for sql in &queries {
+            crate::pushdown::set_disabled(true);
+            let plain = execute_simple(&mut session, &cluster, sql).await;
+            crate::pushdown::set_disabled(false);
+            let pushed = execute_simple(&mut session, &cluster, sql).await;
+            let (plain, pushed) = (
+                render(plain.last().expect("a result")),
+                render(pushed.last().expect("a result")),
+            );
+            assert_eq!(pushed, plain, "pushed down vs coordinator only: {sql}");
+            out.push(pushed);
+        }
+        out
+    })
+}
+
+/// The EXPLAIN lines of a query, joined with " / " as `render` does.
+fn explain_of(shards: usize, setup: &[&str], query: &str) -> String {
+    let setup: Vec<String> = setup.iter().map(|s| s.to_string()).collect();
+    let query = format!("EXPLAIN {query}");
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), shards).await;
+        let mut session = Session::new("u", "postgres");
+        for sql in &setup {
+            execute_simple(&mut session, &cluster, sql).await;
+        }
+        render(
+            execute_simple(&mut session, &cluster, &query)
+                .await
+                .last()
+                .expect("a result"),
+        )
+    })
+}
+
+/// A table spread over 3 shards with NULLs, duplicates and values of several types.
+const PUSHDOWN_SETUP: &[&str] = &[
+    "CREATE TABLE t (id int PRIMARY KEY, g int, x int, b bigint, n numeric, f float8, s text, ok bool)",
+    "INSERT INTO t VALUES \
+     (1, 1, 10, 9223372036854775807, 1.5, 0.1, 'a', true), \
+     (2, 1, NULL, 9223372036854775807, 2.25, 0.2, 'b', false), \
+     (3, 2, 30, -5, NULL, 0.3, NULL, true), \
+     (4, 2, 30, 7, 1.50, NULL, 'd', NULL), \
+     (5, NULL, 50, NULL, 3, 1e300, 'e', true), \
+     (6, 3, 60, 1, -1, -0.0, 'f', false), \
+     (7, 3, NULL, 2, 0.001, 0.0, 'g', true), \
+     (8, NULL, 80, 3, 4, 2.5, 'h', NULL), \
+     (9, 1, 90, 4, 5, 3.5, 'a', true), \
+     (10, 4, 100, 5, 6, 4.5, 'B', false)",
+    "CREATE TABLE empty (id int PRIMARY KEY, g int, x int)",
+];
+
+#[test]
+fn projection_pushdown_returns_only_read_columns() {
+    let got = differential(
+        3,
+        PUSHDOWN_SETUP,
+        &[
+            "SELECT s FROM t ORDER BY id",
+            "SELECT count(*) FROM t",
+            "SELECT id FROM t WHERE x > 20 ORDER BY s DESC",
+            "SELECT * FROM t ORDER BY id",
+            "SELECT t.s, u.s FROM t JOIN t u ON t.g = u.id ORDER BY t.id",
+            "SELECT id, (SELECT max(u.x) FROM t u WHERE u.g = t.g) FROM t ORDER BY id",
+            "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM t u WHERE u.id = t.g + 1) ORDER BY 1",
+            "SELECT a FROM (SELECT s AS a, x / 0 AS bad FROM t) q",
+            "SELECT DISTINCT g FROM t ORDER BY 1",
+            "SELECT g FROM t UNION SELECT x FROM t ORDER BY 1",
+            "WITH c AS (SELECT id, s FROM t) SELECT a.s, b.id FROM c a JOIN c b ON a.id = b.id ORDER BY 2",
+            "SELECT id FROM empty",
+        ],
+    );
+    assert_eq!(
+        got[0],
+        "s:25 => a / b / NULL / d / e / f / g / h / a / B [SELECT 10]"
+    );
+    assert_eq!(got[1], "count:20 => 10 [SELECT 1]");
+    // The division by zero runs (on the coordinator) even though its column is dropped.
+    assert_eq!(got[7], "ERR 22012 division by zero");
+    assert_eq!(got[11], "id:23 =>  [SELECT 0]");
+    let plan = explain_of(3, PUSHDOWN_SETUP, "SELECT s FROM t WHERE x > 1");
+    assert!(
+        plan.contains("Filter (pushed down): (x > 1) /         Projection: s"),
+        "{plan}"
+    );
+    let plan = explain_of(3, PUSHDOWN_SETUP, "SELECT * FROM t");
+    assert!(!plan.contains("Projection"), "{plan}");
 }
