@@ -131,19 +131,20 @@ fn fragment_lines<C: Cluster>(
             }
         }
     }
-    output_lines(f, &names, lines);
+    output_lines(f, env, &names, lines);
     Ok(())
 }
 
 /// The fragment's output stage and projection.
-fn output_lines(f: &Fetch, names: &dyn Fn(usize) -> String, lines: &mut Vec<String>) {
+fn output_lines(f: &Fetch, env: &Env, names: &dyn Fn(usize) -> String, lines: &mut Vec<String>) {
+    // LIMIT and OFFSET are constants or parameters: shown as their values when known.
+    let value = |b: &Bound| match crate::expr::eval(b, &crate::expr::Eval::new(env)) {
+        Ok(d) => types::output(&d, 0).unwrap_or_else(|| "NULL".to_string()),
+        Err(_) => expr_text(b, names),
+    };
     let count = |limit: &Bound, offset: &Option<Bound>| match offset {
-        None => expr_text(limit, names),
-        Some(o) => format!(
-            "{} (+ OFFSET {})",
-            expr_text(limit, names),
-            expr_text(o, names)
-        ),
+        None => value(limit),
+        Some(o) => format!("{} (+ OFFSET {})", value(limit), value(o)),
     };
     match &f.push.output {
         FetchOutput::Rows => {}
@@ -228,7 +229,13 @@ fn fetch_label(n: usize, fetches: &[Fetch]) -> String {
     };
     match (&f.push.output, &f.push.join) {
         (FetchOutput::PartialAggregate { groups, calls }, _) => {
-            let calls: Vec<String> = calls.iter().map(|c| agg_name(c.func)).collect();
+            let calls: Vec<String> = calls
+                .iter()
+                .map(|c| match c.func {
+                    crate::expr::AggFunc::CountStar => "count(*)".to_string(),
+                    f => agg_name(f),
+                })
+                .collect();
             format!(
                 "Finalize Aggregate ({} group keys): {} over partial states of #{n}",
                 groups.len(),
