@@ -435,6 +435,9 @@ pub(crate) fn merge_sorted(
     out
 }
 
+/// Evaluates an expression over a row (the coordinator's or a shard's way).
+pub(crate) type RowEval<'a> = dyn Fn(&crate::expr::Bound, &[Datum]) -> Result<Datum, SqlError> + 'a;
+
 /// Rows grouped by their GROUP BY values, each group with its aggregates' running states,
 /// in the order groups are first seen. Both the coordinator's aggregation and a shard's
 /// partial aggregation run through it, so their groups and states agree exactly.
@@ -469,7 +472,7 @@ impl Grouper {
         groups: &[crate::expr::Bound],
         calls: &[AggCall],
         row: &[Datum],
-        eval: &dyn Fn(&crate::expr::Bound, &[Datum]) -> Result<Datum, SqlError>,
+        eval: &RowEval,
     ) -> Result<(), SqlError> {
         let mut key_values = Vec::with_capacity(groups.len());
         for g in groups {
