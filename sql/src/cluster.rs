@@ -601,9 +601,9 @@ impl<'a> Sink<'a> {
                     values.push(eval(&k.expr, &shard_eval(env, &row))?);
                 }
                 best.push((values, row));
+                rows_budget(best.len())?;
                 if best.len() >= count.saturating_mul(2).max(TOP_N_BUFFER_MIN) {
                     cut_top_n(keys, *count, best);
-                    rows_budget(best.len())?;
                 }
                 Ok(true)
             }

@@ -4,7 +4,9 @@
 //! each shard holding the table's rows (or on exactly one shard when the WHERE clause names the
 //! whole primary key), with the filters that read only that table pushed into it. The rest of
 //! the plan (joins, aggregation, sorting, limits, subqueries) runs on the coordinator — the
-//! shard that owns the client's connection — over the fetched rows.
+//! shard that owns the client's connection — over the fetched rows, except what
+//! `pushdown.rs` then moves into the fragments (projections, limits, partial aggregates,
+//! co-located joins).
 
 use std::cell::RefCell;
 use std::sync::Arc;
