@@ -5,7 +5,7 @@
 //! Fragments are plain `Send` values: within one process they travel between shard threads
 //! over the mesh without serialization.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,8 +15,9 @@ use helios_engine::rt::Runtime;
 
 use crate::catalog::{Catalog, DdlChange, DdlOutcome, SequenceDef, Table};
 use crate::error::*;
-use crate::exec::Row;
-use crate::expr::{eval, Bound, Env, Eval};
+use crate::exec::{self, AggState, Row};
+use crate::expr::{eval, AggCall, Bound, Env, Eval};
+use crate::plan::{JoinKind, SortKey};
 use crate::rowcodec::{self, decode_row, table_prefix};
 use crate::types::Datum;
 
@@ -205,7 +206,8 @@ fn next_value(seq: &SequenceDef, last: i64) -> Result<i64, SqlError> {
     }
 }
 
-/// A scan fragment: one table's rows on one shard, filtered there.
+/// A scan fragment: one table's rows on one shard, filtered there, and what else of the
+/// statement runs there (`push`).
 #[derive(Debug, Clone)]
 pub struct ScanRequest {
     pub(crate) table: Arc<Table>,
@@ -215,12 +217,57 @@ pub struct ScanRequest {
     pub(crate) point: Option<Bytes>,
     /// Return each row's storage key too (UPDATE and DELETE).
     pub(crate) with_keys: bool,
+    /// Work beyond the filter (None: return the whole filtered rows).
+    pub(crate) push: Option<Arc<FragmentPush>>,
+}
+
+/// The pushed-down part of a scan fragment, in the order it runs: the co-located join, the
+/// output stage, then the projection.
+#[derive(Debug)]
+pub(crate) struct FragmentPush {
+    pub(crate) join: Option<JoinFragment>,
+    /// Positions of the (joined) row to return, ascending (None: all). Not applied to a
+    /// partial aggregate, whose rows are groups and states.
+    pub(crate) columns: Option<Vec<usize>>,
+    pub(crate) output: FragmentOutput,
+}
+
+/// The right side of a co-located join: rows of `table` on the same shard whose primary key
+/// equals the scanned (left) row's.
+#[derive(Debug)]
+pub(crate) struct JoinFragment {
+    pub(crate) table: Arc<Table>,
+    pub(crate) filter: Option<Bound>,
+    /// Read only this row key of `table`.
+    pub(crate) point: Option<Bytes>,
+    pub(crate) kind: JoinKind,
+    pub(crate) left_keys: Vec<usize>,
+    pub(crate) right_keys: Vec<usize>,
+    /// Over the joined row.
+    pub(crate) residual: Option<Bound>,
+}
+
+#[derive(Debug)]
+pub(crate) enum FragmentOutput {
+    /// The rows, stopping after `limit`.
+    Rows { limit: Option<usize> },
+    /// The first `count` rows in `keys` order, with their key values (`ScanRows::sort_keys`).
+    TopN { keys: Vec<SortKey>, count: usize },
+    /// Partial aggregate states per group (`ScanRows::groups`).
+    PartialAggregate {
+        groups: Vec<Bound>,
+        calls: Vec<AggCall>,
+    },
 }
 
 #[derive(Debug, Default)]
 pub struct ScanRows {
     pub(crate) rows: Vec<Row>,
     pub(crate) keys: Vec<Bytes>,
+    /// A top-N fragment's sort key values, one per row.
+    pub(crate) sort_keys: Vec<Row>,
+    /// A partial aggregate's groups (values, states), in the order they were first seen.
+    pub(crate) groups: Vec<(Row, Vec<AggState>)>,
 }
 
 /// One row change.
@@ -301,55 +348,312 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     rt: &R,
     req: &ScanRequest,
 ) -> Result<ScanRows, SqlError> {
-    let width = req.table.columns.len();
-    let mut out = ScanRows::default();
-    let keep = |key: &Bytes, value: &Bytes, out: &mut ScanRows| -> Result<(), SqlError> {
-        let row = decode_row(value, width).map_err(storage_error)?;
-        if let Some(f) = &req.filter {
-            let cx = Eval {
+    let push = req.push.as_deref();
+    assert!(
+        !(req.with_keys && push.is_some()),
+        "fragments that return storage keys push nothing down"
+    );
+    let mut sink = Sink::new(req, push);
+    let left = TableScan {
+        table: &req.table,
+        filter: req.filter.as_ref(),
+        point: req.point.as_ref(),
+        env: &req.env,
+    };
+    match push.and_then(|p| p.join.as_ref()) {
+        None => left.run(lsm, rt, |key, row| sink.push(key, row)).await?,
+        Some(join) => {
+            let right = TableScan {
+                table: &join.table,
+                filter: join.filter.as_ref(),
+                point: join.point.as_ref(),
                 env: &req.env,
-                row: &row,
-                outer: None,
-                inputs: None,
             };
-            if eval(f, &cx)? != Datum::Bool(true) {
-                return Ok(());
+            let mut right_rows = Vec::new();
+            right
+                .run(lsm, rt, |_, row| {
+                    right_rows.push(row);
+                    rows_budget(right_rows.len())?;
+                    Ok(true)
+                })
+                .await?;
+            let probe = JoinProbe::new(join, right_rows);
+            left.run(lsm, rt, |key, row| {
+                probe.probe(&req.env, row, &mut |joined| sink.push(key, joined))
+            })
+            .await?;
+        }
+    }
+    sink.finish()
+}
+
+/// Fails once a fragment would hold more than [`SCAN_ROWS_MAX`] rows.
+fn rows_budget(rows: usize) -> Result<(), SqlError> {
+    if rows > SCAN_ROWS_MAX {
+        return Err(SqlError::new(
+            PROGRAM_LIMIT_EXCEEDED,
+            format!("a scan returns at most {SCAN_ROWS_MAX} rows"),
+        ));
+    }
+    Ok(())
+}
+
+/// Rows a scan reads between checks for cancellation and yields to the executor, so a long
+/// scan never holds its shard's thread.
+const SCAN_YIELD_ROWS: u64 = 1024;
+
+/// One table's filtered rows on this shard, in key order.
+struct TableScan<'a> {
+    table: &'a Table,
+    filter: Option<&'a Bound>,
+    point: Option<&'a Bytes>,
+    env: &'a Env,
+}
+
+impl TableScan<'_> {
+    /// Calls `each` with every row that passes the filter, until it returns false.
+    async fn run<F: FileSystem + Clone + 'static, R: Runtime>(
+        &self,
+        lsm: &Lsm<F, R>,
+        rt: &R,
+        mut each: impl FnMut(&Bytes, Row) -> Result<bool, SqlError>,
+    ) -> Result<(), SqlError> {
+        if let Some(key) = self.point {
+            if let Some(value) = lsm.get(key, None).await.map_err(storage_error)? {
+                if let Some(row) = self.decode(&value)? {
+                    each(key, row)?;
+                }
+            }
+            return Ok(());
+        }
+        let prefix = table_prefix(self.table.id);
+        let mut iter = lsm
+            .prefix_iter(&prefix, None)
+            .await
+            .map_err(storage_error)?;
+        let mut seen = 0u64;
+        while iter.valid() {
+            if let Some(row) = self.decode(iter.value())? {
+                if !each(iter.key(), row)? {
+                    return Ok(());
+                }
+            }
+            iter.next().await.map_err(storage_error)?;
+            seen += 1;
+            if seen.is_multiple_of(SCAN_YIELD_ROWS) {
+                self.env.check_cancelled()?;
+                rt.yield_if_needed().await;
             }
         }
-        if out.rows.len() >= SCAN_ROWS_MAX {
-            return Err(SqlError::new(
-                PROGRAM_LIMIT_EXCEEDED,
-                format!("a scan returns at most {SCAN_ROWS_MAX} rows"),
-            ));
-        }
-        out.rows.push(row);
-        if req.with_keys {
-            out.keys.push(key.clone());
-        }
         Ok(())
-    };
-    if let Some(key) = &req.point {
-        if let Some(value) = lsm.get(key, None).await.map_err(storage_error)? {
-            keep(key, &value, &mut out)?;
-        }
-        return Ok(out);
     }
-    let prefix = table_prefix(req.table.id);
-    let mut iter = lsm
-        .prefix_iter(&prefix, None)
-        .await
-        .map_err(storage_error)?;
-    let mut seen = 0u64;
-    while iter.valid() {
-        keep(iter.key(), iter.value(), &mut out)?;
-        iter.next().await.map_err(storage_error)?;
-        seen += 1;
-        if seen.is_multiple_of(1024) {
-            req.env.check_cancelled()?;
-            rt.yield_if_needed().await;
+
+    /// The row stored in `value`, if it passes the filter.
+    fn decode(&self, value: &Bytes) -> Result<Option<Row>, SqlError> {
+        let row = decode_row(value, self.table.columns.len()).map_err(storage_error)?;
+        if let Some(f) = self.filter {
+            if eval(f, &shard_eval(self.env, &row))? != Datum::Bool(true) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(row))
+    }
+}
+
+/// Evaluation over a row on a shard: no enclosing row, no other fetches' rows (fragments
+/// carry only row-local expressions).
+fn shard_eval<'a>(env: &'a Env, row: &'a [Datum]) -> Eval<'a> {
+    Eval {
+        env,
+        row,
+        outer: None,
+        inputs: None,
+    }
+}
+
+/// The right side of a co-located join, hashed on its key columns.
+struct JoinProbe<'a> {
+    join: &'a JoinFragment,
+    rows: Vec<Row>,
+    index: HashMap<Vec<u8>, Vec<usize>>,
+}
+
+impl<'a> JoinProbe<'a> {
+    fn new(join: &'a JoinFragment, rows: Vec<Row>) -> JoinProbe<'a> {
+        let mut index: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(key) = exec::join_key(join.right_keys.iter().map(|&c| &row[c])) {
+                index.entry(key).or_default().push(i);
+            }
+        }
+        JoinProbe { join, rows, index }
+    }
+
+    /// Emits the joined rows of one left row, as the coordinator's hash join would: its
+    /// matches in right-row order, or the row NULL-extended when a left join finds none.
+    fn probe(
+        &self,
+        env: &Env,
+        left: Row,
+        emit: &mut dyn FnMut(Row) -> Result<bool, SqlError>,
+    ) -> Result<bool, SqlError> {
+        let candidates: &[usize] = exec::join_key(self.join.left_keys.iter().map(|&c| &left[c]))
+            .and_then(|k| self.index.get(&k))
+            .map_or(&[], |v| v.as_slice());
+        let mut matched = false;
+        for &i in candidates {
+            let mut joined = Vec::with_capacity(left.len() + self.join.table.columns.len());
+            joined.extend_from_slice(&left);
+            joined.extend_from_slice(&self.rows[i]);
+            if let Some(r) = &self.join.residual {
+                if eval(r, &shard_eval(env, &joined))? != Datum::Bool(true) {
+                    continue;
+                }
+            }
+            matched = true;
+            if !emit(joined)? {
+                return Ok(false);
+            }
+        }
+        if !matched && self.join.kind == JoinKind::Left {
+            let mut joined = left;
+            joined.resize(joined.len() + self.join.table.columns.len(), Datum::Null);
+            return emit(joined);
+        }
+        Ok(true)
+    }
+}
+
+/// Where a fragment's rows go: its output stage, then its projection.
+struct Sink<'a> {
+    env: &'a Env,
+    with_keys: bool,
+    columns: Option<&'a [usize]>,
+    stage: Stage<'a>,
+    out: ScanRows,
+}
+
+enum Stage<'a> {
+    Rows {
+        limit: usize,
+    },
+    TopN {
+        keys: &'a [SortKey],
+        count: usize,
+        /// (key values, row), sorted and cut to `count` whenever it doubles.
+        best: Vec<(Row, Row)>,
+    },
+    Partial {
+        groups: &'a [Bound],
+        calls: &'a [AggCall],
+        grouper: exec::Grouper,
+    },
+}
+
+/// Rows a top-N fragment buffers at least before sorting and cutting them.
+const TOP_N_BUFFER_MIN: usize = 1024;
+
+impl<'a> Sink<'a> {
+    fn new(req: &'a ScanRequest, push: Option<&'a FragmentPush>) -> Sink<'a> {
+        let stage = match push.map(|p| &p.output) {
+            None => Stage::Rows { limit: usize::MAX },
+            Some(FragmentOutput::Rows { limit }) => Stage::Rows {
+                limit: limit.unwrap_or(usize::MAX),
+            },
+            Some(FragmentOutput::TopN { keys, count }) => Stage::TopN {
+                keys,
+                count: *count,
+                best: Vec::new(),
+            },
+            Some(FragmentOutput::PartialAggregate { groups, calls }) => Stage::Partial {
+                groups,
+                calls,
+                grouper: exec::Grouper::default(),
+            },
+        };
+        Sink {
+            env: &req.env,
+            with_keys: req.with_keys,
+            columns: push.and_then(|p| p.columns.as_deref()),
+            stage,
+            out: ScanRows::default(),
         }
     }
-    Ok(out)
+
+    /// Takes one row; false once no more are wanted.
+    fn push(&mut self, key: &Bytes, row: Row) -> Result<bool, SqlError> {
+        let env = self.env;
+        match &mut self.stage {
+            Stage::Rows { limit } => {
+                if self.out.rows.len() >= *limit {
+                    return Ok(false);
+                }
+                rows_budget(self.out.rows.len() + 1)?;
+                self.out.rows.push(project(self.columns, row));
+                if self.with_keys {
+                    self.out.keys.push(key.clone());
+                }
+                Ok(self.out.rows.len() < *limit)
+            }
+            Stage::TopN { keys, count, best } => {
+                let mut values = Vec::with_capacity(keys.len());
+                for k in keys.iter() {
+                    values.push(eval(&k.expr, &shard_eval(env, &row))?);
+                }
+                best.push((values, row));
+                rows_budget(best.len())?;
+                if best.len() >= count.saturating_mul(2).max(TOP_N_BUFFER_MIN) {
+                    cut_top_n(keys, *count, best);
+                }
+                Ok(true)
+            }
+            Stage::Partial {
+                groups,
+                calls,
+                grouper,
+            } => {
+                grouper.add(groups, calls, &row, &|b, r| eval(b, &shard_eval(env, r)))?;
+                rows_budget(grouper.len())?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<ScanRows, SqlError> {
+        match self.stage {
+            Stage::Rows { .. } => {}
+            Stage::TopN {
+                keys,
+                count,
+                mut best,
+            } => {
+                cut_top_n(keys, count, &mut best);
+                for (values, row) in best {
+                    self.out.sort_keys.push(values);
+                    self.out.rows.push(project(self.columns, row));
+                }
+            }
+            Stage::Partial { grouper, .. } => self.out.groups = grouper.into_partials(),
+        }
+        Ok(self.out)
+    }
+}
+
+/// Sorts the buffered rows (stably: ties stay in scan order) and keeps the first `count`.
+fn cut_top_n(keys: &[SortKey], count: usize, best: &mut Vec<(Row, Row)>) {
+    best.sort_by(|(a, _), (b, _)| exec::compare_sort_keys(keys, a, b));
+    best.truncate(count);
+}
+
+/// The row's values at `columns` (all of them when None).
+fn project(columns: Option<&[usize]>, mut row: Row) -> Row {
+    match columns {
+        None => row,
+        Some(columns) => columns
+            .iter()
+            .map(|&c| std::mem::replace(&mut row[c], Datum::Null))
+            .collect(),
+    }
 }
 
 /// Applies a write fragment as one batch. The caller serializes SQL writes on the shard (the

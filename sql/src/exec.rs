@@ -23,6 +23,29 @@ const SERIES_ROWS_MAX: i64 = 10_000_000;
 #[derive(Default)]
 pub(crate) struct Inputs {
     pub(crate) tables: Vec<Vec<Row>>,
+    /// Per fetch: for rows narrowed by a pushed-down projection, the positions their values
+    /// take in the full row and its width (None: the rows are whole).
+    pub(crate) layouts: Vec<Option<(Vec<usize>, usize)>>,
+}
+
+impl Inputs {
+    /// Fetch `n`'s rows, whole: narrowed rows get NULL where the plan reads nothing.
+    fn rows_of(&self, n: usize) -> Vec<Row> {
+        let rows = &self.tables[n];
+        let Some(Some((columns, width))) = self.layouts.get(n) else {
+            return rows.clone();
+        };
+        rows.iter()
+            .map(|narrow| {
+                assert_eq!(narrow.len(), columns.len(), "a narrowed row's width");
+                let mut row = vec![Datum::Null; *width];
+                for (value, &c) in narrow.iter().zip(columns) {
+                    row[c] = value.clone();
+                }
+                row
+            })
+            .collect()
+    }
 }
 
 /// Runs `plan` with `outer` as the enclosing query's current row (correlated subqueries).
@@ -59,7 +82,7 @@ impl<'a> Executor<'a> {
                 .iter()
                 .map(|r| r.iter().map(|b| self.eval_in(b, &[])).collect())
                 .collect(),
-            Plan::Fetch(n) => Ok(self.inputs.tables[*n].clone()),
+            Plan::Fetch(n) => Ok(self.inputs.rows_of(*n)),
             Plan::Series { start, stop, step } => self.series(start, stop, step.as_ref()),
             Plan::Filter(input, pred) => {
                 let rows = self.run(input)?;
@@ -322,47 +345,11 @@ impl<'a> Executor<'a> {
         groups: &[crate::expr::Bound],
         calls: &[AggCall],
     ) -> Result<Vec<Row>, SqlError> {
-        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut states: Vec<(Row, Vec<AggState>)> = Vec::new();
+        let mut grouper = Grouper::default();
         for row in &rows {
-            let mut key_values = Vec::with_capacity(groups.len());
-            for g in groups {
-                key_values.push(self.eval_in(g, row)?);
-            }
-            let key = group_key(&key_values);
-            let slot = match index.get(&key) {
-                Some(&i) => i,
-                None => {
-                    states.push((key_values, calls.iter().map(AggState::new).collect()));
-                    index.insert(key, states.len() - 1);
-                    states.len() - 1
-                }
-            };
-            for (call, state) in calls.iter().zip(states[slot].1.iter_mut()) {
-                let value = match &call.arg {
-                    Some(a) => Some(self.eval_in(a, row)?),
-                    None => None,
-                };
-                let delimiter = match &call.delimiter {
-                    Some(d) => Some(self.eval_in(d, row)?),
-                    None => None,
-                };
-                state.add(call, value, delimiter)?;
-            }
+            grouper.add(groups, calls, row, &|b, r| self.eval_in(b, r))?;
         }
-        // Without GROUP BY, an empty input still yields one row.
-        if groups.is_empty() && states.is_empty() {
-            states.push((Vec::new(), calls.iter().map(AggState::new).collect()));
-        }
-        states
-            .into_iter()
-            .map(|(mut key, states)| {
-                for (call, s) in calls.iter().zip(states) {
-                    key.push(s.finish(call)?);
-                }
-                Ok(key)
-            })
-            .collect()
+        grouper.finish(groups.is_empty(), calls)
     }
 
     fn sort(&self, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>, SqlError> {
@@ -374,41 +361,185 @@ impl<'a> Executor<'a> {
                 .collect::<Result<Vec<_>, _>>()?;
             keyed.push((k, row));
         }
-        keyed.sort_by(|(a, _), (b, _)| {
-            for (i, k) in keys.iter().enumerate() {
-                let ord = match (&a[i], &b[i]) {
-                    (Datum::Null, Datum::Null) => std::cmp::Ordering::Equal,
-                    (Datum::Null, _) => {
-                        if k.nulls_first {
-                            std::cmp::Ordering::Less
-                        } else {
-                            std::cmp::Ordering::Greater
-                        }
-                    }
-                    (_, Datum::Null) => {
-                        if k.nulls_first {
-                            std::cmp::Ordering::Greater
-                        } else {
-                            std::cmp::Ordering::Less
-                        }
-                    }
-                    (x, y) => {
-                        let o = crate::expr::compare(x, y);
-                        if k.descending {
-                            o.reverse()
-                        } else {
-                            o
-                        }
-                    }
-                };
-                if ord != std::cmp::Ordering::Equal {
-                    return ord;
-                }
-            }
-            std::cmp::Ordering::Equal
-        });
+        keyed.sort_by(|(a, _), (b, _)| compare_sort_keys(keys, a, b));
         Ok(keyed.into_iter().map(|(_, r)| r).collect())
     }
+}
+
+/// ORDER BY's order of two rows' key values (`keys` give direction and NULL placement).
+pub(crate) fn compare_sort_keys(keys: &[SortKey], a: &[Datum], b: &[Datum]) -> std::cmp::Ordering {
+    for (i, k) in keys.iter().enumerate() {
+        let ord = match (&a[i], &b[i]) {
+            (Datum::Null, Datum::Null) => std::cmp::Ordering::Equal,
+            (Datum::Null, _) => {
+                if k.nulls_first {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            }
+            (_, Datum::Null) => {
+                if k.nulls_first {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Less
+                }
+            }
+            (x, y) => {
+                let o = crate::expr::compare(x, y);
+                if k.descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// Merges lists each sorted by `keys` (`(key values, row)` pairs) into the first `count`
+/// rows of their stable sort: on ties the earlier list wins, so the result equals sorting
+/// the lists' concatenation.
+pub(crate) fn merge_sorted(
+    keys: &[SortKey],
+    lists: Vec<Vec<(Row, Row)>>,
+    count: usize,
+) -> Vec<Row> {
+    let total: usize = lists.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total.min(count));
+    let mut lists = lists;
+    // The next unmerged entry of each list.
+    let mut next = vec![0usize; lists.len()];
+    while out.len() < count {
+        let mut best: Option<usize> = None;
+        for i in 0..lists.len() {
+            let Some((key, _)) = lists[i].get(next[i]) else {
+                continue;
+            };
+            let better = best.is_none_or(|b| {
+                let (best_key, _) = &lists[b][next[b]];
+                compare_sort_keys(keys, key, best_key) == std::cmp::Ordering::Less
+            });
+            if better {
+                best = Some(i);
+            }
+        }
+        let Some(b) = best else { break };
+        out.push(std::mem::take(&mut lists[b][next[b]].1));
+        next[b] += 1;
+    }
+    out
+}
+
+/// Evaluates an expression over a row (the coordinator's or a shard's way).
+pub(crate) type RowEval<'a> = dyn Fn(&crate::expr::Bound, &[Datum]) -> Result<Datum, SqlError> + 'a;
+
+/// Rows grouped by their GROUP BY values, each group with its aggregates' running states,
+/// in the order groups are first seen. Both the coordinator's aggregation and a shard's
+/// partial aggregation run through it, so their groups and states agree exactly.
+#[derive(Default)]
+pub(crate) struct Grouper {
+    index: HashMap<Vec<u8>, usize>,
+    states: Vec<(Row, Vec<AggState>)>,
+}
+
+impl Grouper {
+    pub(crate) fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// The slot of the group with these values, created (with fresh states) when new.
+    fn slot(&mut self, key_values: Row, calls: &[AggCall]) -> usize {
+        let key = group_key(&key_values);
+        match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.states
+                    .push((key_values, calls.iter().map(AggState::new).collect()));
+                self.index.insert(key, self.states.len() - 1);
+                self.states.len() - 1
+            }
+        }
+    }
+
+    /// Adds one input row; `eval` evaluates an expression over a row.
+    pub(crate) fn add(
+        &mut self,
+        groups: &[crate::expr::Bound],
+        calls: &[AggCall],
+        row: &[Datum],
+        eval: &RowEval,
+    ) -> Result<(), SqlError> {
+        let mut key_values = Vec::with_capacity(groups.len());
+        for g in groups {
+            key_values.push(eval(g, row)?);
+        }
+        let slot = self.slot(key_values, calls);
+        for (call, state) in calls.iter().zip(self.states[slot].1.iter_mut()) {
+            let value = match &call.arg {
+                Some(a) => Some(eval(a, row)?),
+                None => None,
+            };
+            let delimiter = match &call.delimiter {
+                Some(d) => Some(eval(d, row)?),
+                None => None,
+            };
+            state.add(call, value, delimiter)?;
+        }
+        Ok(())
+    }
+
+    /// Combines another grouper's partial states for one group (a shard's reply).
+    pub(crate) fn merge(&mut self, key_values: Row, states: Vec<AggState>, calls: &[AggCall]) {
+        assert_eq!(states.len(), calls.len(), "one partial state per call");
+        let slot = self.slot(key_values, calls);
+        for ((call, mine), theirs) in calls.iter().zip(self.states[slot].1.iter_mut()).zip(states) {
+            mine.merge(call, theirs);
+        }
+    }
+
+    /// The groups and their partial states (what a shard sends back).
+    pub(crate) fn into_partials(self) -> Vec<(Row, Vec<AggState>)> {
+        self.states
+    }
+
+    /// One row per group: its values, then each call's result. Without GROUP BY
+    /// (`ungrouped`), an empty input still yields one row.
+    pub(crate) fn finish(
+        mut self,
+        ungrouped: bool,
+        calls: &[AggCall],
+    ) -> Result<Vec<Row>, SqlError> {
+        if ungrouped && self.states.is_empty() {
+            self.states
+                .push((Vec::new(), calls.iter().map(AggState::new).collect()));
+        }
+        self.states
+            .into_iter()
+            .map(|(mut key, states)| {
+                for (call, s) in calls.iter().zip(states) {
+                    key.push(s.finish(call)?);
+                }
+                Ok(key)
+            })
+            .collect()
+    }
+}
+
+/// The hash-join key of a row's key values (None: a NULL, which matches nothing).
+pub(crate) fn join_key<'d>(values: impl Iterator<Item = &'d Datum>) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for d in values {
+        if *d == Datum::Null {
+            return None;
+        }
+        hash_key_datum(&mut out, d);
+    }
+    Some(out)
 }
 
 fn too_many_rows() -> SqlError {
@@ -547,7 +678,8 @@ fn set_op(op: SetOpKind, all: bool, left: Vec<Row>, right: Vec<Row>) -> Vec<Row>
 }
 
 /// One aggregate's running state.
-enum AggState {
+#[derive(Debug)]
+pub(crate) enum AggState {
     Count(i64),
     /// Integer sums are exact in i128 (sum(int8) overflows only past numeric's reach).
     SumInt(Option<i128>, i64),
@@ -669,6 +801,51 @@ impl AggState {
             }
         }
         Ok(())
+    }
+
+    /// Folds in the state of the same call over other rows that come after this state's
+    /// (a later shard's partial state). Exact for everything the planner splits: counts,
+    /// integer and numeric sums (exact arithmetic), min/max (the earlier of equal values
+    /// stays, as when adding row by row) and bool_and/or. Float sums are not split (their
+    /// rounding depends on the order of additions); string_agg and DISTINCT never are.
+    fn merge(&mut self, call: &AggCall, other: AggState) {
+        match (self, other) {
+            (AggState::Count(a), AggState::Count(b)) => *a += b,
+            (AggState::SumInt(s, n), AggState::SumInt(t, m)) => {
+                *s = match (*s, t) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                };
+                *n += m;
+            }
+            (AggState::SumNumeric(s, n), AggState::SumNumeric(t, m)) => {
+                *s = match (s.take(), t) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                };
+                *n += m;
+            }
+            (AggState::SumFloat(s, n), AggState::SumFloat(t, m)) => {
+                *s = match (*s, t) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                };
+                *n += m;
+            }
+            (me @ AggState::MinMax(_), AggState::MinMax(Some(v))) => {
+                me.add(call, Some(v), None)
+                    .expect("min/max of a value never fails");
+            }
+            (AggState::MinMax(_), AggState::MinMax(None)) => {}
+            (AggState::Bool(b), AggState::Bool(c)) => {
+                *b = match (*b, c) {
+                    (Some(x), Some(y)) if call.func == AggFunc::BoolAnd => Some(x && y),
+                    (Some(x), Some(y)) => Some(x || y),
+                    (x, y) => x.or(y),
+                };
+            }
+            (me, other) => unreachable!("partial states {me:?} and {other:?} do not combine"),
+        }
     }
 
     fn finish(self, call: &AggCall) -> Result<Datum, SqlError> {

@@ -8,7 +8,7 @@ use sqlparser::ast;
 use crate::cluster::Cluster;
 use crate::error::*;
 use crate::expr::{Bound, Env, Kind};
-use crate::plan::{Fetch, JoinKind, Plan, Planner, SetOpKind};
+use crate::plan::{Fetch, FetchOutput, JoinKind, Plan, Planner, SetOpKind};
 use crate::session::Session;
 use crate::types::{self, Datum, SqlType, TYPMOD_NONE};
 use crate::{column, StatementResult};
@@ -40,18 +40,19 @@ pub(crate) async fn run_explain<C: Cluster>(
     let param_types = std::cell::RefCell::new(Vec::new());
     let planner = Planner::new(session, sql, &positions, &catalog, &param_types);
     let (plan, _) = planner.plan_query(q, None)?;
-    let fetches = planner.fetches.into_inner();
+    let mut fetches = planner.fetches.into_inner();
+    let plan = crate::pushdown::push_down(plan, &mut fetches);
     let env = Env::of(session);
     let mut lines = vec![format!(
         "Coordinator (on the client's shard; {} shards)",
         cluster.shard_count()
     )];
-    plan_lines(&plan, 1, &mut lines);
+    plan_lines(&plan, &fetches, 1, &mut lines);
     if !fetches.is_empty() {
         lines.push("Shard fragments".to_string());
     }
     for (i, f) in fetches.iter().enumerate() {
-        fragment_lines(cluster, i, f, &env, &mut lines)?;
+        fragment_lines(cluster, i, f, &fetches, &env, &mut lines)?;
     }
     Ok(StatementResult::Rows {
         columns: vec![column("QUERY PLAN".to_string(), SqlType::Text, TYPMOD_NONE)],
@@ -64,39 +65,198 @@ fn fragment_lines<C: Cluster>(
     cluster: &C,
     index: usize,
     f: &Fetch,
+    fetches: &[Fetch],
     env: &Env,
     lines: &mut Vec<String>,
 ) -> Result<(), SqlError> {
     let table = format!("{}.{}", f.table.schema, f.table.name);
-    let names = |c: usize| {
-        f.table
-            .columns
-            .get(c)
-            .map_or_else(|| format!("${c}"), |col| col.name.clone())
-    };
-    match crate::stmt::point_key(&f.table, f.filter.as_ref(), env)? {
+    if f.push.absorbed {
+        lines.push(format!("  #{index} {table}: read by a co-located join"));
+        return Ok(());
+    }
+    let right = f.push.join.as_ref().map(|j| (j, &fetches[j.right]));
+    // The fragment's row: the table's columns, then the joined table's.
+    let mut row_names: Vec<String> = f.table.columns.iter().map(|c| c.name.clone()).collect();
+    if let Some((_, r)) = right {
+        row_names.extend(r.table.columns.iter().map(|c| c.name.clone()));
+    }
+    let names = |c: usize| row_names.get(c).cloned().unwrap_or_else(|| format!("${c}"));
+    let where_ = match crate::stmt::point_key(&f.table, f.filter.as_ref(), env)? {
         Some(key) => {
             let token = crate::rowcodec::storage_key_token(&key).unwrap_or_default();
-            lines.push(format!(
-                "  #{index} Point Get on {table} (primary key; shard {} only)",
-                cluster.shard_of_token(token)
-            ));
+            format!("primary key; shard {} only", cluster.shard_of_token(token))
         }
-        None => lines.push(format!(
-            "  #{index} Scan on {table} (every shard: 0..{} in parallel)",
-            cluster.shard_count()
-        )),
+        None => format!("every shard: 0..{} in parallel", cluster.shard_count()),
+    };
+    match right {
+        None => {
+            let what = if where_.starts_with("primary key") {
+                "Point Get"
+            } else {
+                "Scan"
+            };
+            lines.push(format!("  #{index} {what} on {table} ({where_})"));
+            if let Some(filter) = &f.filter {
+                lines.push(format!(
+                    "        Filter (pushed down): {}",
+                    expr_text(filter, &names)
+                ));
+            }
+        }
+        Some((join, r)) => {
+            let right_table = format!("{}.{}", r.table.schema, r.table.name);
+            lines.push(format!(
+                "  #{index} Co-located Join ({}) of {table} and {right_table} on their primary keys ({where_})",
+                join_kind(join.kind)
+            ));
+            if let Some(filter) = &f.filter {
+                lines.push(format!(
+                    "        Filter on {table} (pushed down): {}",
+                    expr_text(filter, &names)
+                ));
+            }
+            let width = f.table.columns.len();
+            let right_names = |c: usize| names(c + width);
+            if let Some(filter) = &r.filter {
+                lines.push(format!(
+                    "        Filter on {right_table} (pushed down): {}",
+                    expr_text(filter, &right_names)
+                ));
+            }
+            if let Some(residual) = &join.residual {
+                lines.push(format!(
+                    "        Join Filter (pushed down): {}",
+                    expr_text(residual, &names)
+                ));
+            }
+        }
     }
-    if let Some(filter) = &f.filter {
-        lines.push(format!(
-            "        Filter (pushed down): {}",
-            expr_text(filter, &names)
-        ));
-    }
+    output_lines(f, env, &names, lines);
     Ok(())
 }
 
-fn plan_lines(plan: &Plan, depth: usize, lines: &mut Vec<String>) {
+/// The fragment's output stage and projection.
+fn output_lines(f: &Fetch, env: &Env, names: &dyn Fn(usize) -> String, lines: &mut Vec<String>) {
+    // LIMIT and OFFSET are constants or parameters: shown as their values when known.
+    let value = |b: &Bound| match crate::expr::eval(b, &crate::expr::Eval::new(env)) {
+        Ok(d) => types::output(&d, &types::Style::default()).unwrap_or_else(|| "NULL".to_string()),
+        Err(_) => expr_text(b, names),
+    };
+    let count = |limit: &Bound, offset: &Option<Bound>| match offset {
+        None => value(limit),
+        Some(o) => format!("{} (+ OFFSET {})", value(limit), value(o)),
+    };
+    match &f.push.output {
+        FetchOutput::Rows => {}
+        FetchOutput::Limit { limit, offset } => {
+            lines.push(format!("        Limit: {}", count(limit, offset)));
+        }
+        FetchOutput::TopN {
+            keys,
+            limit,
+            offset,
+        } => {
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    let dir = if k.descending { " DESC" } else { "" };
+                    let nulls = match (k.descending, k.nulls_first) {
+                        (false, true) => " NULLS FIRST",
+                        (true, false) => " NULLS LAST",
+                        _ => "",
+                    };
+                    format!("{}{dir}{nulls}", expr_text(&k.expr, names))
+                })
+                .collect();
+            lines.push(format!(
+                "        Top-N: {} by {}",
+                count(limit, offset),
+                keys.join(", ")
+            ));
+        }
+        FetchOutput::PartialAggregate { groups, calls } => {
+            let calls: Vec<String> = calls.iter().map(|c| call_text(c, names)).collect();
+            let mut line = format!("        Partial Aggregate: {}", calls.join(", "));
+            if !groups.is_empty() {
+                let groups: Vec<String> = groups.iter().map(|g| expr_text(g, names)).collect();
+                line.push_str(&format!(" by {}", groups.join(", ")));
+            }
+            lines.push(line);
+        }
+    }
+    if let Some(columns) = &f.push.columns {
+        let shown: Vec<String> = columns.iter().map(|&c| names(c)).collect();
+        let shown = if shown.is_empty() {
+            "(no columns)".to_string()
+        } else {
+            shown.join(", ")
+        };
+        lines.push(format!("        Projection: {shown}"));
+    }
+}
+
+fn call_text(c: &crate::expr::AggCall, names: &dyn Fn(usize) -> String) -> String {
+    let arg = c
+        .arg
+        .as_ref()
+        .map_or("*".to_string(), |a| expr_text(a, names));
+    format!("{}({arg})", agg_name(c.func))
+}
+
+fn agg_name(func: crate::expr::AggFunc) -> String {
+    match func {
+        crate::expr::AggFunc::CountStar => "count".to_string(),
+        crate::expr::AggFunc::StringAgg => "string_agg".to_string(),
+        crate::expr::AggFunc::BoolAnd => "bool_and".to_string(),
+        crate::expr::AggFunc::BoolOr => "bool_or".to_string(),
+        f => format!("{f:?}").to_lowercase(),
+    }
+}
+
+fn join_kind(kind: JoinKind) -> &'static str {
+    match kind {
+        JoinKind::Inner => "Inner",
+        JoinKind::Left => "Left",
+        JoinKind::Right => "Right",
+        JoinKind::Full => "Full",
+    }
+}
+
+/// How the coordinator reads fetch `n`'s results.
+fn fetch_label(n: usize, fetches: &[Fetch]) -> String {
+    let Some(f) = fetches.get(n) else {
+        return format!("Fragment results #{n}");
+    };
+    match (&f.push.output, &f.push.join) {
+        (FetchOutput::PartialAggregate { groups, calls }, _) => {
+            let calls: Vec<String> = calls
+                .iter()
+                .map(|c| match c.func {
+                    crate::expr::AggFunc::CountStar => "count(*)".to_string(),
+                    f => agg_name(f),
+                })
+                .collect();
+            format!(
+                "Finalize Aggregate ({} group keys): {} over partial states of #{n}",
+                groups.len(),
+                calls.join(", ")
+            )
+        }
+        (FetchOutput::TopN { keys, .. }, _) => {
+            format!(
+                "Merge ({} sort keys) of sorted fragment results #{n}",
+                keys.len()
+            )
+        }
+        (_, Some(j)) => format!(
+            "Co-located Join ({}): fragment results #{n}",
+            join_kind(j.kind)
+        ),
+        _ => format!("Fragment results #{n}"),
+    }
+}
+
+fn plan_lines(plan: &Plan, fetches: &[Fetch], depth: usize, lines: &mut Vec<String>) {
     let indent = "  ".repeat(depth);
     if depth > DEPTH_MAX {
         lines.push(format!("{indent}..."));
@@ -105,7 +265,7 @@ fn plan_lines(plan: &Plan, depth: usize, lines: &mut Vec<String>) {
     let (label, inputs): (String, Vec<&Plan>) = match plan {
         Plan::Unit => ("Result (one row)".to_string(), vec![]),
         Plan::Values(rows) => (format!("Values ({} rows)", rows.len()), vec![]),
-        Plan::Fetch(n) => (format!("Fragment results #{n}"), vec![]),
+        Plan::Fetch(n) => (fetch_label(*n, fetches), vec![]),
         Plan::Series { .. } => ("Function Scan on generate_series".to_string(), vec![]),
         Plan::Filter(input, _) => ("Filter".to_string(), vec![input.as_ref()]),
         Plan::Project(input, exprs) => (
@@ -119,12 +279,7 @@ fn plan_lines(plan: &Plan, depth: usize, lines: &mut Vec<String>) {
             left_keys,
             ..
         } => {
-            let kind = match kind {
-                JoinKind::Inner => "Inner",
-                JoinKind::Left => "Left",
-                JoinKind::Right => "Right",
-                JoinKind::Full => "Full",
-            };
+            let kind = join_kind(*kind);
             let method = if left_keys.is_empty() {
                 "Nested Loop".to_string()
             } else {
@@ -144,10 +299,7 @@ fn plan_lines(plan: &Plan, depth: usize, lines: &mut Vec<String>) {
                 .iter()
                 .map(|c| match c.func {
                     crate::expr::AggFunc::CountStar => "count(*)".to_string(),
-                    crate::expr::AggFunc::StringAgg => "string_agg".to_string(),
-                    crate::expr::AggFunc::BoolAnd => "bool_and".to_string(),
-                    crate::expr::AggFunc::BoolOr => "bool_or".to_string(),
-                    f => format!("{f:?}").to_lowercase(),
+                    f => agg_name(f),
                 })
                 .collect();
             let kind = if groups.is_empty() {
@@ -177,11 +329,11 @@ fn plan_lines(plan: &Plan, depth: usize, lines: &mut Vec<String>) {
             let all = if *all { " All" } else { "" };
             (format!("{op}{all}"), vec![left.as_ref(), right.as_ref()])
         }
-        Plan::Truncate(input, _) => return plan_lines(input, depth, lines),
+        Plan::Truncate(input, _) => return plan_lines(input, fetches, depth, lines),
     };
     lines.push(format!("{indent}->  {label}"));
     for input in inputs {
-        plan_lines(input, depth + 1, lines);
+        plan_lines(input, fetches, depth + 1, lines);
     }
 }
 

@@ -12,6 +12,7 @@
 mod catalog;
 mod cluster;
 mod datetime;
+mod dist;
 mod error;
 mod exec;
 mod explain;
@@ -21,6 +22,7 @@ mod json;
 mod numeric;
 mod pgcatalog;
 mod plan;
+mod pushdown;
 mod rowcodec;
 mod session;
 mod stmt;

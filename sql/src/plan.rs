@@ -4,7 +4,9 @@
 //! each shard holding the table's rows (or on exactly one shard when the WHERE clause names the
 //! whole primary key), with the filters that read only that table pushed into it. The rest of
 //! the plan (joins, aggregation, sorting, limits, subqueries) runs on the coordinator — the
-//! shard that owns the client's connection — over the fetched rows.
+//! shard that owns the client's connection — over the fetched rows, except what
+//! `pushdown.rs` then moves into the fragments (projections, limits, partial aggregates,
+//! co-located joins).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -82,6 +84,75 @@ pub(crate) struct Fetch {
     pub(crate) table: Arc<Table>,
     /// Conjuncts over the table's own columns, evaluated on the shards.
     pub(crate) filter: Option<Bound>,
+    /// Work beyond the filter that runs in the fragment too (decided by `pushdown.rs` once
+    /// the whole plan is known; the default returns whole filtered rows).
+    pub(crate) push: FetchPush,
+}
+
+impl Fetch {
+    pub(crate) fn new(table: Arc<Table>, filter: Option<Bound>) -> Fetch {
+        Fetch {
+            table,
+            filter,
+            push: FetchPush::default(),
+        }
+    }
+
+    /// Columns of the rows the fragment produces before projection: the table's, followed
+    /// by the joined table's for a co-located join.
+    pub(crate) fn row_width(&self) -> usize {
+        self.table.columns.len() + self.push.join.as_ref().map_or(0, |j| j.right_width)
+    }
+}
+
+/// What a fetch's fragment does besides filtering.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FetchPush {
+    /// The row positions the coordinator reads, ascending (None: all). The fragment returns
+    /// only these; the coordinator puts them back in place with NULL in the others.
+    pub(crate) columns: Option<Vec<usize>>,
+    /// Rows joined on the shard with another fetch's rows (co-located on the primary key).
+    pub(crate) join: Option<ColocatedJoin>,
+    pub(crate) output: FetchOutput,
+    /// Another fetch's co-located join reads this fetch's table: it is not fetched itself.
+    pub(crate) absorbed: bool,
+}
+
+/// What a fragment returns.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum FetchOutput {
+    /// Its rows, in the shard's key order.
+    #[default]
+    Rows,
+    /// Its first `limit + offset` rows (LIMIT without ORDER BY).
+    Limit { limit: Bound, offset: Option<Bound> },
+    /// Its first `limit + offset` rows in `keys` order (over the fragment's row); the
+    /// coordinator merges the shards' lists.
+    TopN {
+        keys: Vec<SortKey>,
+        limit: Bound,
+        offset: Option<Bound>,
+    },
+    /// One row per group with each call's partial state; the coordinator combines them and
+    /// the fetch's rows are the aggregate's output (groups, then the calls' results).
+    PartialAggregate {
+        groups: Vec<Bound>,
+        calls: Vec<AggCall>,
+    },
+}
+
+/// A join of a fetch's rows (left) with fetch `right`'s rows on the same shard: their
+/// primary keys are equated, so matching rows always share a shard.
+#[derive(Debug, Clone)]
+pub(crate) struct ColocatedJoin {
+    pub(crate) right: usize,
+    pub(crate) kind: JoinKind,
+    /// Primary-key columns of the left and the right table, pairwise equal.
+    pub(crate) left_keys: Vec<usize>,
+    pub(crate) right_keys: Vec<usize>,
+    /// Over the joined row (left columns, then right columns); row-local.
+    pub(crate) residual: Option<Bound>,
+    pub(crate) right_width: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,10 +385,7 @@ impl<'a> Planner<'a> {
 
     pub(crate) fn add_fetch(&self, table: Arc<Table>) -> usize {
         let mut f = self.fetches.borrow_mut();
-        f.push(Fetch {
-            table,
-            filter: None,
-        });
+        f.push(Fetch::new(table, None));
         f.len() - 1
     }
 

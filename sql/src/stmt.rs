@@ -10,9 +10,10 @@ use bytes::Bytes;
 use sqlparser::ast::{self, Spanned};
 
 use crate::catalog::{CheckDef, ColumnDef, DdlChange, Table, COLUMNS_MAX};
-use crate::cluster::{Cluster, ModifySpec, RowOp, ScanRequest, ScanRows, SetValue, WriteRequest};
+use crate::cluster::{Cluster, ModifySpec, RowOp, SetValue, WriteRequest};
+use crate::dist::{fetch, fetch_all};
 use crate::error::*;
-use crate::exec::{self, Inputs, Row, STATEMENT_ROWS_MAX};
+use crate::exec::{self, Inputs, Row};
 use crate::expr::{self, eval, Binder, Bound, Env, Eval, Kind, Positions};
 use crate::plan::{self, Fetch, Planner, Scope, ScopeColumn};
 use crate::rowcodec;
@@ -121,6 +122,8 @@ pub(crate) async fn run_query<C: Cluster>(
             let param_types = &params.types;
             let planner = Planner::new(session, sql, &positions, &catalog, param_types);
             let (plan, columns) = planner.plan_query(q, None)?;
+            let mut fetches = planner.fetches.take();
+            let plan = crate::pushdown::push_down(plan, &mut fetches);
             if params.describe {
                 return Ok(StatementResult::Rows {
                     columns,
@@ -135,7 +138,7 @@ pub(crate) async fn run_query<C: Cluster>(
                 search_path: search_path.to_string(),
                 plan,
                 columns,
-                fetches: planner.fetches.into_inner(),
+                fetches,
             });
             if let (Some(cache), false) = (&params.plan_cache, uses_catalog_snapshot) {
                 *cache.borrow_mut() = Some(planned.clone());
@@ -177,61 +180,6 @@ fn single_row(plan: &plan::Plan) -> bool {
         | P::Limit { input, .. } => single_row(input),
         _ => false,
     }
-}
-
-/// Runs every fetch on the shards that hold its rows, in parallel.
-pub(crate) async fn fetch_all<C: Cluster>(
-    cluster: &C,
-    fetches: &[Fetch],
-    env: &Env,
-) -> Result<Inputs, SqlError> {
-    let mut inputs = Inputs::default();
-    let mut total = 0usize;
-    for f in fetches {
-        env.check_cancelled()?;
-        let rows = fetch(cluster, f, env, false).await?.rows;
-        total += rows.len();
-        if total > STATEMENT_ROWS_MAX {
-            return Err(SqlError::new(
-                PROGRAM_LIMIT_EXCEEDED,
-                format!("statement would read more than {STATEMENT_ROWS_MAX} rows"),
-            ));
-        }
-        inputs.tables.push(rows);
-    }
-    Ok(inputs)
-}
-
-/// One fetch: a point read on one shard when the filter pins the whole primary key, else a
-/// filtered scan on every shard.
-async fn fetch<C: Cluster>(
-    cluster: &C,
-    f: &Fetch,
-    env: &Env,
-    with_keys: bool,
-) -> Result<ScanRows, SqlError> {
-    let point = point_key(&f.table, f.filter.as_ref(), env)?;
-    let req = ScanRequest {
-        table: f.table.clone(),
-        filter: f.filter.clone(),
-        env: env.clone(),
-        point: point.clone(),
-        with_keys,
-    };
-    if let Some(key) = point {
-        let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
-        return cluster.scan(cluster.shard_of_token(token), req).await;
-    }
-    let shards = cluster.shard_count();
-    let futures = (0..shards).map(|s| cluster.scan(s, req.clone()));
-    let results = futures_util::future::join_all(futures).await;
-    let mut out = ScanRows::default();
-    for r in results {
-        let r = r?;
-        out.rows.extend(r.rows);
-        out.keys.extend(r.keys);
-    }
-    Ok(out)
 }
 
 /// The row key a filter pins: every primary-key column compared for equality with a value
@@ -1088,11 +1036,8 @@ async fn select_for_change<C: Cluster>(
     if describe {
         return Ok(None);
     }
-    let target = Fetch {
-        table: table.clone(),
-        filter: Bound::conjunction(pushed),
-    };
-    let scanned = fetch(cluster, &target, env, true).await?;
+    let target = Fetch::new(table.clone(), Bound::conjunction(pushed));
+    let scanned = fetch(cluster, &target, &[], env, true).await?;
     let local_filter = target.filter;
     let fetches = planner.fetches.borrow().clone();
     let inputs = fetch_all(cluster, &fetches, env).await?;

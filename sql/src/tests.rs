@@ -727,11 +727,11 @@ fn explain_shows_fragments_and_coordinator() {
             ("CREATE TABLE e (id int PRIMARY KEY, x int, s text)", "CREATE TABLE "),
             (
                 "EXPLAIN SELECT x, count(*) FROM e WHERE x > 3 GROUP BY x",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (2 columns) /     ->  Hash Aggregate (1 group keys): count(*) /       ->  Fragment results #0 / Shard fragments /   #0 Scan on public.e (every shard: 0..4 in parallel) /         Filter (pushed down): (x > 3) [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (2 columns) /     ->  Finalize Aggregate (1 group keys): count(*) over partial states of #0 / Shard fragments /   #0 Scan on public.e (every shard: 0..4 in parallel) /         Filter (pushed down): (x > 3) /         Partial Aggregate: count(*) by x [EXPLAIN]",
             ),
             (
                 "EXPLAIN SELECT s FROM e WHERE id = 5",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (1 columns) /     ->  Fragment results #0 / Shard fragments /   #0 Point Get on public.e (primary key; shard 0 only) /         Filter (pushed down): (id = 5) [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 4 shards) /   ->  Project (1 columns) /     ->  Fragment results #0 / Shard fragments /   #0 Point Get on public.e (primary key; shard 0 only) /         Filter (pushed down): (id = 5) /         Projection: s [EXPLAIN]",
             ),
             ("EXPLAIN ANALYZE SELECT 1", "ERR 0A000 EXPLAIN ANALYZE is not supported yet"),
             ("EXPLAIN DELETE FROM e", "ERR 0A000 EXPLAIN of statements other than queries is not supported yet"),
@@ -767,11 +767,11 @@ fn join_filters_run_in_the_fragments_that_may_drop_rows() {
             ),
             (
                 "EXPLAIN SELECT a.id FROM a JOIN b ON a.id = b.a_id WHERE a.x > 1 AND b.y < 9",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Hash Join on 1 key(s) (Inner) /       ->  Fragment results #0 /       ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Filter (pushed down): (y < 9) [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Hash Join on 1 key(s) (Inner) /       ->  Fragment results #0 /       ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Filter (pushed down): (y < 9) /         Projection: a_id [EXPLAIN]",
             ),
             (
                 "EXPLAIN SELECT a.id FROM a LEFT JOIN b ON a.id = b.a_id WHERE b.y IS NULL AND a.x > 1",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Hash Join on 1 key(s) (Left) /         ->  Fragment results #0 /         ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /   #1 Scan on public.b (every shard: 0..2 in parallel) [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Hash Join on 1 key(s) (Left) /         ->  Fragment results #0 /         ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Projection: a_id, y [EXPLAIN]",
             ),
         ],
     );
@@ -1226,4 +1226,394 @@ fn prepared_plans_are_reused_until_the_catalog_changes() {
         let after = render(&execute_prepared(&mut session, &cluster, &catalog_query, &p).await);
         assert_ne!(before, after);
     });
+}
+
+/// Runs `setup`, then each query twice on the same cluster and session: with pushdown and
+/// with the coordinator doing everything. The rendered results (rows, their order, errors)
+/// must be identical; returns them for further checks.
+fn differential(shards: usize, setup: &[&str], queries: &[&str]) -> Vec<String> {
+    let setup: Vec<String> = setup.iter().map(|s| s.to_string()).collect();
+    let queries: Vec<String> = queries.iter().map(|s| s.to_string()).collect();
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), shards).await;
+        let mut session = Session::new("u", "postgres");
+        for sql in &setup {
+            let results = execute_simple(&mut session, &cluster, sql).await;
+            let last = results.last().expect("a result");
+            assert!(last.is_ok(), "setup {sql}: {}", render(last));
+        }
+        let mut out = Vec::new();
+        for sql in &queries {
+            crate::pushdown::set_disabled(true);
+            let plain = execute_simple(&mut session, &cluster, sql).await;
+            crate::pushdown::set_disabled(false);
+            let pushed = execute_simple(&mut session, &cluster, sql).await;
+            let (plain, pushed) = (
+                render(plain.last().expect("a result")),
+                render(pushed.last().expect("a result")),
+            );
+            assert_eq!(pushed, plain, "pushed down vs coordinator only: {sql}");
+            out.push(pushed);
+        }
+        out
+    })
+}
+
+/// The EXPLAIN lines of a query, joined with " / " as `render` does.
+fn explain_of(shards: usize, setup: &[&str], query: &str) -> String {
+    let setup: Vec<String> = setup.iter().map(|s| s.to_string()).collect();
+    let query = format!("EXPLAIN {query}");
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), shards).await;
+        let mut session = Session::new("u", "postgres");
+        for sql in &setup {
+            execute_simple(&mut session, &cluster, sql).await;
+        }
+        render(
+            execute_simple(&mut session, &cluster, &query)
+                .await
+                .last()
+                .expect("a result"),
+        )
+    })
+}
+
+/// A table spread over 3 shards with NULLs, duplicates and values of several types.
+const PUSHDOWN_SETUP: &[&str] = &[
+    "CREATE TABLE t (id int PRIMARY KEY, g int, x int, b bigint, n numeric, f float8, s text, ok bool)",
+    "INSERT INTO t VALUES \
+     (1, 1, 10, 9223372036854775807, 1.5, 0.1, 'a', true), \
+     (2, 1, NULL, 9223372036854775807, 2.25, 0.2, 'b', false), \
+     (3, 2, 30, -5, NULL, 0.3, NULL, true), \
+     (4, 2, 30, 7, 1.50, NULL, 'd', NULL), \
+     (5, NULL, 50, NULL, 3, 1e300, 'e', true), \
+     (6, 3, 60, 1, -1, -0.0, 'f', false), \
+     (7, 3, NULL, 2, 0.001, 0.0, 'g', true), \
+     (8, NULL, 80, 3, 4, 2.5, 'h', NULL), \
+     (9, 1, 90, 4, 5, 3.5, 'a', true), \
+     (10, 4, 100, 5, 6, 4.5, 'B', false)",
+    "CREATE TABLE empty (id int PRIMARY KEY, g int, x int)",
+];
+
+#[test]
+fn projection_pushdown_returns_only_read_columns() {
+    let got = differential(
+        3,
+        PUSHDOWN_SETUP,
+        &[
+            "SELECT s FROM t ORDER BY id",
+            "SELECT count(*) FROM t",
+            "SELECT id FROM t WHERE x > 20 ORDER BY s DESC",
+            "SELECT * FROM t ORDER BY id",
+            "SELECT t.s, u.s FROM t JOIN t u ON t.g = u.id ORDER BY t.id",
+            "SELECT id, (SELECT max(u.x) FROM t u WHERE u.g = t.g) FROM t ORDER BY id",
+            "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM t u WHERE u.id = t.g + 1) ORDER BY 1",
+            "SELECT a FROM (SELECT s AS a, x / 0 AS bad FROM t) q",
+            "SELECT DISTINCT g FROM t ORDER BY 1",
+            "SELECT g FROM t UNION SELECT x FROM t ORDER BY 1",
+            "WITH c AS (SELECT id, s FROM t) SELECT a.s, b.id FROM c a JOIN c b ON a.id = b.id ORDER BY 2",
+            "SELECT id FROM empty",
+        ],
+    );
+    assert_eq!(
+        got[0],
+        "s:25 => a / b / NULL / d / e / f / g / h / a / B [SELECT 10]"
+    );
+    assert_eq!(got[1], "count:20 => 10 [SELECT 1]");
+    // The division by zero runs (on the coordinator) even though its column is dropped.
+    assert_eq!(got[7], "ERR 22012 division by zero");
+    assert_eq!(got[11], "id:23 =>  [SELECT 0]");
+    let plan = explain_of(3, PUSHDOWN_SETUP, "SELECT s FROM t WHERE x > 1");
+    assert!(
+        plan.contains("Filter (pushed down): (x > 1) /         Projection: s"),
+        "{plan}"
+    );
+    let plan = explain_of(3, PUSHDOWN_SETUP, "SELECT * FROM t");
+    assert!(!plan.contains("Projection"), "{plan}");
+}
+
+#[test]
+fn limit_pushdown_stops_fragments_and_merges_sorted_tops() {
+    let got = differential(
+        3,
+        PUSHDOWN_SETUP,
+        &[
+            "SELECT id FROM t LIMIT 3",
+            "SELECT id, s FROM t LIMIT 2 OFFSET 3",
+            "SELECT id FROM t LIMIT 0",
+            "SELECT id FROM t LIMIT NULL",
+            "SELECT id FROM t OFFSET 20 LIMIT 5",
+            "SELECT id FROM t LIMIT -1",
+            "SELECT id FROM t OFFSET -1 LIMIT 1",
+            // Ties: rows with equal keys keep their order across shards.
+            "SELECT id, g FROM t ORDER BY g LIMIT 4",
+            "SELECT id, g FROM t ORDER BY g DESC NULLS LAST LIMIT 5 OFFSET 2",
+            "SELECT id, g, s FROM t ORDER BY g NULLS FIRST, s DESC LIMIT 6",
+            "SELECT id, x FROM t ORDER BY x DESC LIMIT 3",
+            "SELECT s FROM t ORDER BY s LIMIT 4",
+            "SELECT id FROM t ORDER BY id * -1 LIMIT 3 OFFSET 1",
+            "SELECT id FROM t ORDER BY 100 / (x - 30) LIMIT 2",
+            "SELECT n FROM t ORDER BY n LIMIT 3",
+            "SELECT f FROM t ORDER BY f DESC LIMIT 4",
+            "SELECT * FROM empty ORDER BY x LIMIT 2",
+            "SELECT * FROM empty LIMIT 2",
+            "SELECT DISTINCT g FROM t ORDER BY 1 LIMIT 2",
+            "SELECT id FROM t WHERE x > 10 ORDER BY x, id DESC LIMIT 3",
+            "SELECT id FROM t ORDER BY g LIMIT 100",
+        ],
+    );
+    assert_eq!(
+        got[0], "id:23 => 2 / 3 / 5 [SELECT 3]",
+        "shard order, then key order"
+    );
+    assert_eq!(got[5], "ERR 2201W LIMIT must not be negative");
+    assert_eq!(got[7], "id:23,g:23 => 2|1 / 9|1 / 1|1 / 3|2 [SELECT 4]");
+    assert_eq!(got[10], "id:23,x:23 => 2|NULL / 7|NULL / 10|100 [SELECT 3]");
+    assert_eq!(got[11], "s:25 => B / a / a / b [SELECT 4]");
+    assert_eq!(got[13], "ERR 22012 division by zero");
+    let plan = explain_of(3, PUSHDOWN_SETUP, "SELECT s FROM t LIMIT 3");
+    assert!(plan.contains("Limit: 3 /         Projection: s"), "{plan}");
+    let plan = explain_of(
+        3,
+        PUSHDOWN_SETUP,
+        "SELECT s FROM t ORDER BY g DESC, s LIMIT 3 OFFSET 2",
+    );
+    assert!(
+        plan.contains("->  Limit /     ->  Project (2 columns) /       ->  Merge (2 sort keys) of sorted fragment results #0"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Top-N: 3 (+ OFFSET 2) by g DESC, s"),
+        "{plan}"
+    );
+    // Not computable on a shard: the coordinator sorts.
+    let plan = explain_of(
+        3,
+        PUSHDOWN_SETUP,
+        "SELECT id FROM t ORDER BY (SELECT 1) LIMIT 3",
+    );
+    assert!(
+        plan.contains("Sort (1 keys)") && !plan.contains("Top-N"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn partial_aggregates_combine_exactly() {
+    let got = differential(
+        3,
+        PUSHDOWN_SETUP,
+        &[
+            "SELECT g, count(*), count(x), sum(x), avg(x), min(s), max(s), bool_and(ok), bool_or(ok) FROM t GROUP BY g",
+            "SELECT sum(b), avg(b), count(b) FROM t WHERE b > 0",
+            "SELECT g, sum(b), avg(b) FROM t GROUP BY g ORDER BY 1",
+            "SELECT sum(n), avg(n), min(n), max(n) FROM t",
+            "SELECT avg(x), sum(x::int2) FROM t",
+            "SELECT count(*), sum(x), avg(x), min(x), bool_and(x > 0) FROM empty",
+            "SELECT g, count(*) FROM empty GROUP BY g",
+            "SELECT min(f), max(f), sum(f), avg(f) FROM t",
+            "SELECT count(DISTINCT g), string_agg(s, ',') FROM t",
+            "SELECT g, sum(x) FROM t GROUP BY g HAVING count(*) > 1 ORDER BY g",
+            "SELECT g % 2, max(x) FROM t GROUP BY g % 2 ORDER BY 1",
+            "SELECT g, count(*) FROM t GROUP BY g ORDER BY 2 DESC, 1 LIMIT 2",
+            "SELECT count(*) FROM t WHERE id = 4",
+            "SELECT sum(x) FROM t WHERE x > (SELECT min(x) FROM t)",
+            "SELECT s, count(*) FROM t GROUP BY s ORDER BY s",
+            "SELECT max(n), min(-n) FROM t GROUP BY g ORDER BY 1",
+            "SELECT sum(x / (g - 2)) FROM t",
+        ],
+    );
+    // Integer sums past bigint become numeric, as without pushdown.
+    assert_eq!(
+        got[1],
+        "sum:1700,avg:1700,count:20 => 18446744073709551636|2305843009213693955|8 [SELECT 1]"
+    );
+    assert_eq!(
+        got[4],
+        "avg:1700,sum:20 => 56.2500000000000000|450 [SELECT 1]"
+    );
+    assert_eq!(
+        got[5],
+        "count:20,sum:20,avg:1700,min:23,bool_and:16 => 0|NULL|NULL|NULL|NULL [SELECT 1]"
+    );
+    assert_eq!(got[6], "g:23,count:20 =>  [SELECT 0]");
+    assert_eq!(got[16], "ERR 22012 division by zero");
+    let plan = explain_of(
+        3,
+        PUSHDOWN_SETUP,
+        "SELECT g, sum(x), avg(x) FROM t GROUP BY g",
+    );
+    assert!(
+        plan.contains("Partial Aggregate: sum(x), avg(x) by g"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Finalize Aggregate (1 group keys): sum, avg over partial states of #0"),
+        "{plan}"
+    );
+    for unsplit in [
+        "SELECT sum(f) FROM t",
+        "SELECT count(DISTINCT g) FROM t",
+        "SELECT string_agg(s, ',') FROM t",
+    ] {
+        let plan = explain_of(3, PUSHDOWN_SETUP, unsplit);
+        assert!(!plan.contains("Partial Aggregate"), "{unsplit}: {plan}");
+    }
+}
+
+const JOIN_SETUP: &[&str] = &[
+    "CREATE TABLE p (id int PRIMARY KEY, v text)",
+    "CREATE TABLE q (id int PRIMARY KEY, w int)",
+    "CREATE TABLE r (id bigint PRIMARY KEY, z int)",
+    "CREATE TABLE c1 (a int, b text, v int, PRIMARY KEY (a, b))",
+    "CREATE TABLE c2 (a int, b text, w int, PRIMARY KEY (a, b))",
+    "INSERT INTO p VALUES (1, 'one'), (2, 'two'), (3, NULL), (4, 'four'), (5, 'five'), (6, 'six'), (7, 'seven')",
+    "INSERT INTO q VALUES (2, 20), (3, 30), (4, NULL), (6, 60), (8, 80), (9, 2)",
+    "INSERT INTO r VALUES (1, 1), (2, 2), (3, 3)",
+    "INSERT INTO c1 VALUES (1, 'x', 1), (1, 'y', 2), (2, 'x', 3), (3, 'z', 4)",
+    "INSERT INTO c2 VALUES (1, 'x', 10), (2, 'x', 30), (2, 'y', 40), (3, 'z', NULL)",
+];
+
+#[test]
+fn colocated_joins_run_per_shard() {
+    let got = differential(
+        3,
+        JOIN_SETUP,
+        &[
+            "SELECT p.id, p.v, q.w FROM p JOIN q ON p.id = q.id",
+            "SELECT p.id, p.v, q.w FROM p LEFT JOIN q ON p.id = q.id",
+            "SELECT p.id, q.w FROM p LEFT JOIN q ON p.id = q.id AND q.w > 25",
+            "SELECT p.id, q.w FROM p JOIN q ON q.id = p.id AND p.v <> q.w::text WHERE p.id > 1",
+            "SELECT * FROM p LEFT JOIN q ON p.id = q.id WHERE q.w IS NULL",
+            "SELECT * FROM c1 JOIN c2 ON c1.a = c2.a AND c1.b = c2.b",
+            "SELECT * FROM c1 LEFT JOIN c2 ON c2.b = c1.b AND c2.a = c1.a",
+            "SELECT * FROM c1 JOIN c2 ON c1.a = c2.a",
+            "SELECT * FROM p JOIN q ON p.id = q.w",
+            "SELECT * FROM p JOIN r ON p.id = r.id",
+            "SELECT * FROM p JOIN q ON p.id = q.id WHERE p.id = 3",
+            "SELECT * FROM p JOIN q ON p.id = q.id WHERE q.id = 4",
+            "SELECT * FROM p LEFT JOIN q ON p.id = q.id AND q.id = 4",
+            "SELECT count(*), sum(q.w), max(p.v) FROM p JOIN q ON p.id = q.id",
+            "SELECT p.id FROM p JOIN q ON p.id = q.id ORDER BY q.w DESC, p.id LIMIT 2",
+            "SELECT p.id FROM p JOIN q ON p.id = q.id LIMIT 2",
+            "SELECT a.id, b.v FROM p a JOIN p b ON a.id = b.id",
+            "SELECT p.id, q.w, p2.v FROM p JOIN q ON p.id = q.id JOIN p p2 ON p2.id = q.id",
+            "SELECT p.id FROM p RIGHT JOIN q ON p.id = q.id",
+            "SELECT p.id FROM p FULL JOIN q ON p.id = q.id",
+            "SELECT p.id FROM p JOIN q ON p.id = q.id AND q.w = (SELECT max(w) FROM q)",
+            "SELECT p.id, q.id FROM p, q WHERE p.id = q.id",
+        ],
+    );
+    assert_eq!(
+        got[0],
+        "id:23,v:25,w:23 => 2|two|20 / 3|NULL|30 / 4|four|NULL / 6|six|60 [SELECT 4]"
+    );
+    assert!(got[1].ends_with("[SELECT 7]"), "{}", got[1]);
+    assert!(got[5].ends_with("[SELECT 3]"), "{}", got[5]);
+    assert_eq!(got[13], "count:20,sum:20,max:25 => 4|110|two [SELECT 1]");
+    assert_eq!(
+        got[14], "id:23 => 4 / 6 [SELECT 2]",
+        "NULL sorts first in DESC"
+    );
+    let setup = JOIN_SETUP;
+    let plan = explain_of(
+        3,
+        setup,
+        "SELECT p.v, q.w FROM p JOIN q ON p.id = q.id AND q.w > 1 WHERE p.v <> 'x'",
+    );
+    assert!(
+        plan.contains("->  Co-located Join (Inner): fragment results #0"),
+        "{plan}"
+    );
+    assert!(plan.contains("#0 Co-located Join (Inner) of public.p and public.q on their primary keys (every shard: 0..3 in parallel)"), "{plan}");
+    assert!(
+        plan.contains("Filter on public.q (pushed down): (w > 1)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("#1 public.q: read by a co-located join"),
+        "{plan}"
+    );
+    assert!(plan.contains("Projection: v, w"), "{plan}");
+    let plan = explain_of(
+        3,
+        setup,
+        "SELECT count(*) FROM p LEFT JOIN q ON p.id = q.id",
+    );
+    assert!(
+        plan.contains("Co-located Join (Left)") && plan.contains("Partial Aggregate: count(*)"),
+        "{plan}"
+    );
+    let plan = explain_of(
+        3,
+        setup,
+        "SELECT * FROM p JOIN q ON p.id = q.id WHERE p.id = 3",
+    );
+    assert!(plan.contains("(primary key; shard"), "{plan}");
+    for not_colocated in [
+        "SELECT * FROM p JOIN r ON p.id = r.id",
+        "SELECT * FROM c1 JOIN c2 ON c1.a = c2.a",
+        "SELECT * FROM p JOIN q ON p.id = q.w",
+        "SELECT * FROM p FULL JOIN q ON p.id = q.id",
+    ] {
+        let plan = explain_of(3, setup, not_colocated);
+        assert!(!plan.contains("Co-located"), "{not_colocated}: {plan}");
+    }
+}
+
+/// Queries that exercise every pushdown, run against random tables.
+const PUSHDOWN_QUERIES: &[&str] = &[
+    "SELECT * FROM t",
+    "SELECT s, id FROM t WHERE x > 0",
+    "SELECT id FROM t LIMIT 3 OFFSET 1",
+    "SELECT id, g, s FROM t ORDER BY g DESC, s NULLS FIRST LIMIT 4 OFFSET 2",
+    "SELECT id, x FROM t ORDER BY x LIMIT 5",
+    "SELECT g, count(*), count(x), sum(x), avg(x), min(s), max(s), bool_or(x > 0) FROM t GROUP BY g",
+    "SELECT sum(x), avg(x), min(x), max(x), count(*) FROM t",
+    "SELECT g, sum(x) FROM t GROUP BY g HAVING count(*) > 1 ORDER BY 2 DESC, 1 LIMIT 3",
+    "SELECT t.id, t.s, u.v FROM t JOIN u ON t.id = u.id",
+    "SELECT t.id, u.v FROM t LEFT JOIN u ON t.id = u.id AND u.v > t.g",
+    "SELECT count(*), sum(u.v), max(t.s) FROM t JOIN u ON t.id = u.id WHERE t.x IS NOT NULL",
+    "SELECT t.id FROM t JOIN u ON t.id = u.id ORDER BY u.v, t.id DESC LIMIT 3",
+    "SELECT t.id FROM t JOIN u ON t.g = u.id",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    /// Random tables on 1 to 4 shards: every query gives the coordinator-only plan's result.
+    #[test]
+    fn pushdown_never_changes_results(
+        shards in 1usize..5,
+        t_rows in prop::collection::vec(
+            (0i32..40, prop::option::of(0i32..4), prop::option::of(prop::sample::select(vec![i64::MIN, -3, 0, 5, 9, i64::MAX])), prop::option::of(prop::sample::select(vec!["a", "B", "b", ""]))),
+            0..25,
+        ),
+        u_rows in prop::collection::vec((0i32..40, prop::option::of(-2i32..3)), 0..20),
+    ) {
+        let mut setup = vec![
+            "CREATE TABLE t (id int PRIMARY KEY, g int, x bigint, s text)".to_string(),
+            "CREATE TABLE u (id int PRIMARY KEY, v int)".to_string(),
+        ];
+        let sql = |v: Option<String>| v.unwrap_or_else(|| "NULL".to_string());
+        for (id, g, x, s) in &t_rows {
+            setup.push(format!(
+                "INSERT INTO t VALUES ({id}, {}, {}, {}) ON CONFLICT DO NOTHING",
+                sql(g.map(|g| g.to_string())),
+                sql(x.map(|x| x.to_string())),
+                sql(s.map(|s| format!("'{s}'"))),
+            ));
+        }
+        for (id, v) in &u_rows {
+            setup.push(format!(
+                "INSERT INTO u VALUES ({id}, {}) ON CONFLICT DO NOTHING",
+                sql(v.map(|v| v.to_string()))
+            ));
+        }
+        let setup: Vec<&str> = setup.iter().map(String::as_str).collect();
+        differential(shards, &setup, PUSHDOWN_QUERIES);
+    }
 }
