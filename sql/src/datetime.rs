@@ -1450,3 +1450,195 @@ mod tests {
         assert_eq!(format_timestamp(w, None), "2024-03-04 00:00:00");
     }
 }
+
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAY_NAMES: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// What `to_char` formats: a local time, and for timestamptz its zone's offset and name.
+pub(crate) struct CharInput<'a> {
+    pub(crate) local: i64,
+    pub(crate) offset: Option<i32>,
+    pub(crate) zone_name: Option<&'a str>,
+}
+
+/// `to_char(timestamp, format)`: PostgreSQL's template patterns (YYYY, MM, DD, HH24, MI, SS,
+/// MS, US, Month, Mon, Day, Dy, AM/PM, Q, WW, IW, DDD, D, ID, J, TZ, OF, FM prefix,
+/// "quoted" text, backslash escapes); other characters are copied.
+pub(crate) fn to_char(input: &CharInput, format: &str) -> String {
+    let local = input.local;
+    let days = local.div_euclid(MICROS_PER_DAY);
+    let time = local.rem_euclid(MICROS_PER_DAY);
+    let (y, m, d) = pg_civil(days);
+    let dow = (days + 6).rem_euclid(7) as usize; // 0 = Sunday
+    let hour = time / MICROS_PER_HOUR;
+    let year = if y <= 0 { 1 - y } else { y };
+    let chars: Vec<char> = format.chars().collect();
+    let mut out = String::with_capacity(format.len() + 16);
+    let mut i = 0;
+    let starts = |i: usize, p: &str| {
+        let p: Vec<char> = p.chars().collect();
+        chars.len() >= i + p.len() && chars[i..i + p.len()] == p[..]
+    };
+    while i < chars.len() {
+        let mut fill = true;
+        if starts(i, "FM") || starts(i, "fm") {
+            fill = false;
+            i += 2;
+            if i >= chars.len() {
+                break;
+            }
+        }
+        let num = |out: &mut String, v: i64, width: usize| {
+            if fill {
+                out.push_str(&format!("{v:0width$}"));
+            } else {
+                out.push_str(&v.to_string());
+            }
+        };
+        let name = |out: &mut String, word: &str, pattern: &str, width: usize| {
+            let cased = if pattern.chars().all(|c| c.is_ascii_uppercase()) {
+                word.to_uppercase()
+            } else if pattern.chars().all(|c| c.is_ascii_lowercase()) {
+                word.to_lowercase()
+            } else {
+                word.to_string()
+            };
+            if fill {
+                out.push_str(&format!("{cased:<width$}"));
+            } else {
+                out.push_str(&cased);
+            }
+        };
+        // Longest patterns first, as PostgreSQL's keyword table is searched.
+        let matched: Option<(&str, usize)> = [
+            "YYYY", "IYYY", "HH24", "HH12", "MONTH", "Month", "month", "A.M.", "P.M.", "a.m.",
+            "p.m.", "YYY", "DDD", "MON", "Mon", "mon", "DAY", "Day", "day", "YY", "MM", "DD", "HH",
+            "MI", "SS", "MS", "US", "DY", "Dy", "dy", "AM", "PM", "am", "pm", "WW", "IW", "ID",
+            "TZ", "tz", "OF", "Y", "Q", "D", "J",
+        ]
+        .iter()
+        .find(|p| starts(i, p))
+        .map(|p| (*p, p.chars().count()))
+        .or_else(|| {
+            // Numeric patterns match in any case (names keep theirs: they set the output's).
+            [
+                "YYYY", "IYYY", "HH24", "HH12", "YYY", "DDD", "YY", "MM", "DD", "HH", "MI", "SS",
+                "MS", "US", "WW", "IW", "ID", "OF", "Y", "Q", "D", "J",
+            ]
+            .iter()
+            .find(|p| {
+                let n = p.len();
+                chars.len() >= i + n
+                    && chars[i..i + n]
+                        .iter()
+                        .zip(p.chars())
+                        .all(|(a, b)| a.to_ascii_uppercase() == b)
+            })
+            .map(|p| (*p, p.len()))
+        });
+        let Some((p, len)) = matched else {
+            match chars[i] {
+                '"' => {
+                    i += 1;
+                    while i < chars.len() && chars[i] != '"' {
+                        if chars[i] == '\\' && i + 1 < chars.len() {
+                            i += 1;
+                        }
+                        out.push(chars[i]);
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                '\\' if i + 1 < chars.len() => {
+                    out.push(chars[i + 1]);
+                    i += 2;
+                }
+                c => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+            continue;
+        };
+        i += len;
+        match p {
+            "YYYY" => num(&mut out, year, 4),
+            "IYYY" => num(&mut out, iso_year(y, days), 4),
+            "YYY" => num(&mut out, year % 1000, 3),
+            "YY" => num(&mut out, year % 100, 2),
+            "Y" => num(&mut out, year % 10, 1),
+            "MM" => num(&mut out, i64::from(m), 2),
+            "DD" => num(&mut out, i64::from(d), 2),
+            "DDD" => num(&mut out, days - pg_days(y, 1, 1) + 1, 3),
+            "D" => num(&mut out, dow as i64 + 1, 1),
+            "ID" => num(&mut out, if dow == 0 { 7 } else { dow as i64 }, 1),
+            "HH24" => num(&mut out, hour, 2),
+            "HH12" | "HH" => num(&mut out, (hour + 11) % 12 + 1, 2),
+            "MI" => num(&mut out, time % MICROS_PER_HOUR / MICROS_PER_MINUTE, 2),
+            "SS" => num(&mut out, time % MICROS_PER_MINUTE / MICROS_PER_SECOND, 2),
+            "MS" => num(&mut out, time % MICROS_PER_SECOND / 1000, 3),
+            "US" => num(&mut out, time % MICROS_PER_SECOND, 6),
+            "Q" => num(&mut out, i64::from((m - 1) / 3 + 1), 1),
+            "WW" => num(&mut out, (days - pg_days(y, 1, 1)) / 7 + 1, 2),
+            "IW" => num(&mut out, iso_week(y, days), 2),
+            "J" => num(&mut out, days + 2_451_545, 1),
+            "MONTH" | "Month" | "month" => name(&mut out, MONTH_NAMES[m as usize - 1], p, 9),
+            "MON" | "Mon" | "mon" => name(&mut out, &MONTH_NAMES[m as usize - 1][..3], p, 3),
+            "DAY" | "Day" | "day" => name(&mut out, DAY_NAMES[dow], p, 9),
+            "DY" | "Dy" | "dy" => name(&mut out, &DAY_NAMES[dow][..3], p, 3),
+            "AM" | "PM" => out.push_str(if hour < 12 { "AM" } else { "PM" }),
+            "am" | "pm" => out.push_str(if hour < 12 { "am" } else { "pm" }),
+            "A.M." | "P.M." => out.push_str(if hour < 12 { "A.M." } else { "P.M." }),
+            "a.m." | "p.m." => out.push_str(if hour < 12 { "a.m." } else { "p.m." }),
+            "TZ" | "tz" => {
+                let zone = input.zone_name.unwrap_or("");
+                out.push_str(&if p == "TZ" {
+                    zone.to_uppercase()
+                } else {
+                    zone.to_lowercase()
+                });
+            }
+            "OF" => {
+                if let Some(off) = input.offset {
+                    push_offset(&mut out, off);
+                }
+            }
+            other => unreachable!("pattern {other}"),
+        }
+    }
+    out
+}
+
+/// The abbreviation `to_char`'s TZ shows for a zone at an instant ("UTC", "CET", "EDT").
+pub(crate) fn zone_abbreviation(ts: i64, zone: &Zone) -> String {
+    let unix_seconds =
+        ts.div_euclid(MICROS_PER_SECOND) + UNIX_TO_PG_EPOCH_MICROS / MICROS_PER_SECOND;
+    match jiff::Timestamp::from_second(unix_seconds) {
+        Ok(t) => {
+            let info = zone.0.to_offset_info(t);
+            info.abbreviation().to_string()
+        }
+        Err(_) => String::new(),
+    }
+}

@@ -83,6 +83,13 @@ pub(crate) enum Builtin {
     GenRandomUuid,
     ArrayLength,
     Cardinality,
+    ToChar,
+    RegexpReplace,
+    RegexpMatch,
+    StringToArray,
+    Format,
+    ArrayToString,
+    ArrayPosition,
     ArrayUpper,
     ArrayLower,
     ArrayAppend,
@@ -270,10 +277,34 @@ fn signatures(name: &str) -> &'static [Sig] {
         "array_append" => &[sig!(B::ArrayAppend, [P::AnyArray, P::Elem], R::Array)],
         "array_cat" => &[sig!(B::ArrayCat, [P::AnyArray, P::AnyArray], R::Array)],
         "array_upper" => &[sig!(B::ArrayUpper, [P::AnyArray, I4], Ret(T::Int4))],
+        "to_char" => &[
+            sig!(B::ToChar, [TS, TX], Ret(T::Text)),
+            sig!(B::ToChar, [TZ, TX], Ret(T::Text)),
+        ],
+        "regexp_replace" => &[
+            sig!(B::RegexpReplace, [TX, TX, TX], Ret(T::Text)),
+            sig!(B::RegexpReplace, [TX, TX, TX, TX], Ret(T::Text)),
+        ],
+        "regexp_match" => &[
+            sig!(B::RegexpMatch, [TX, TX], Ret(T::Array(&T::Text))),
+            sig!(B::RegexpMatch, [TX, TX, TX], Ret(T::Array(&T::Text))),
+        ],
+        "string_to_array" => &[
+            sig!(B::StringToArray, [TX, TX], Ret(T::Array(&T::Text))),
+            sig!(B::StringToArray, [TX, TX, TX], Ret(T::Array(&T::Text))),
+        ],
+        "array_to_string" => &[
+            sig!(B::ArrayToString, [P::AnyArray, TX], Ret(T::Text)),
+            sig!(B::ArrayToString, [P::AnyArray, TX, TX], Ret(T::Text)),
+        ],
+        "array_position" => &[sig!(B::ArrayPosition, [P::AnyArray, P::Elem], Ret(T::Int4))],
         "array_lower" => &[sig!(B::ArrayLower, [P::AnyArray, I4], Ret(T::Int4))],
         _ => &[],
     }
 }
+
+/// Bounds a compiled regular expression (as `~` does).
+const REGEX_BYTES_MAX: usize = 1 << 20;
 
 /// Whether a value of `from` reaches `to` by an implicit cast.
 fn implicit(from: T, to: T) -> bool {
@@ -298,6 +329,12 @@ pub(crate) fn bind(
         "concat" => return bind_concat(binder, B::Concat, args, pos).map(Some),
         "concat_ws" if !args.is_empty() => {
             return bind_concat(binder, B::ConcatWs, args, pos).map(Some)
+        }
+        "format" if !args.is_empty() => {
+            let fmt = binder.coerce(args[0].clone(), T::Text, TYPMOD_NONE)?;
+            let mut bound = vec![fmt];
+            bound.extend(args[1..].iter().cloned());
+            return Ok(Some(builtin(B::Format, bound, T::Text, pos)));
         }
         "greatest" | "least" if !args.is_empty() => {
             let f = if name == "greatest" {
@@ -443,6 +480,24 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
         B::ArrayConstruct => return Ok(Datum::Array(v.to_vec())),
         B::ArrayAppend | B::ArrayPrepend | B::ArrayCat => return array_edit(f, v),
         B::ArrayAny { op, all } => return Ok(array_any(op, all, v, args)),
+        B::Format => return format(v, style),
+        B::StringToArray if v.len() >= 2 && v[0] != Datum::Null => return Ok(string_to_array(v)),
+        B::ArrayToString if v.len() >= 2 && v[0] != Datum::Null && v[1] != Datum::Null => {
+            return Ok(array_to_string(v, style))
+        }
+        B::ArrayPosition => {
+            return Ok(match &v[0] {
+                Datum::Array(items) => items
+                    .iter()
+                    .position(|d| match (d, &v[1]) {
+                        (Datum::Null, Datum::Null) => true,
+                        (Datum::Null, _) | (_, Datum::Null) => false,
+                        (a, b) => crate::expr::compare(a, b).is_eq(),
+                    })
+                    .map_or(Datum::Null, |i| Datum::Int(i as i64 + 1)),
+                _ => Datum::Null,
+            })
+        }
         _ => {}
     }
     if v.contains(&Datum::Null) {
@@ -750,6 +805,61 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
             }
         }
         (B::Cardinality, [Datum::Array(items)]) => Datum::Int(items.len() as i64),
+        (B::ToChar, [value, Datum::Text(fmt)]) => {
+            let input = match value {
+                Datum::Timestamp(t) => dt::CharInput {
+                    local: *t,
+                    offset: None,
+                    zone_name: None,
+                },
+                Datum::TimestampTz(t) => {
+                    let abbreviation = dt::zone_abbreviation(*t, &style.zone);
+                    return Ok(Datum::Text(dt::to_char(
+                        &dt::CharInput {
+                            local: dt::to_local(*t, &style.zone),
+                            offset: Some(dt::offset_seconds(*t, &style.zone)),
+                            zone_name: Some(&abbreviation),
+                        },
+                        fmt,
+                    )));
+                }
+                other => unreachable!("to_char of {other:?}"),
+            };
+            if dt::is_infinite(input.local) {
+                return Ok(Datum::Null);
+            }
+            Datum::Text(dt::to_char(&input, fmt))
+        }
+        (B::RegexpReplace, [Datum::Text(s), Datum::Text(p), Datum::Text(r), rest @ ..]) => {
+            let flags = match rest {
+                [Datum::Text(f)] => f.as_str(),
+                _ => "",
+            };
+            let re = regex(p, flags)?;
+            let replacement = pg_replacement(r);
+            Datum::Text(if flags.contains('g') {
+                re.replace_all(s, replacement.as_str()).into_owned()
+            } else {
+                re.replace(s, replacement.as_str()).into_owned()
+            })
+        }
+        (B::RegexpMatch, [Datum::Text(s), Datum::Text(p), rest @ ..]) => {
+            let flags = match rest {
+                [Datum::Text(f)] => f.as_str(),
+                _ => "",
+            };
+            let re = regex(p, flags)?;
+            match re.captures(s) {
+                None => Datum::Null,
+                Some(c) if c.len() == 1 => Datum::Array(vec![Datum::Text(c[0].to_string())]),
+                Some(c) => Datum::Array(
+                    c.iter()
+                        .skip(1)
+                        .map(|m| m.map_or(Datum::Null, |m| Datum::Text(m.as_str().to_string())))
+                        .collect(),
+                ),
+            }
+        }
         (B::ArrayUpper | B::ArrayLower, [Datum::Array(items), Datum::Int(dim)]) => {
             if *dim != 1 || items.is_empty() {
                 Datum::Null
@@ -1053,4 +1163,151 @@ fn make_time(h: i64, m: i64, s: f64) -> Result<i64, SqlError> {
         ));
     }
     Ok(total)
+}
+
+fn regex(pattern: &str, flags: &str) -> Result<regex::Regex, SqlError> {
+    for f in flags.chars() {
+        if !"gicnsx".contains(f) {
+            return Err(SqlError::new(
+                INVALID_PARAMETER_VALUE,
+                format!("invalid regular expression option: \"{f}\""),
+            ));
+        }
+    }
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(flags.contains('i'))
+        .size_limit(REGEX_BYTES_MAX)
+        .build()
+        .map_err(|e| SqlError::new("2201B", format!("invalid regular expression: {e}")))
+}
+
+/// PostgreSQL's replacement syntax (`\1`, `\&`) in the regex crate's (`${1}`, `${0}`).
+fn pg_replacement(r: &str) -> String {
+    let mut out = String::with_capacity(r.len());
+    let mut chars = r.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.next() {
+                Some(d @ '1'..='9') => out.push_str(&format!("${{{d}}}")),
+                Some('&') => out.push_str("${0}"),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            },
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `string_to_array(s, delimiter [, null_string])`: a NULL delimiter splits into characters,
+/// an empty one gives the whole string.
+fn string_to_array(v: &[Datum]) -> Datum {
+    let Datum::Text(s) = &v[0] else {
+        return Datum::Null;
+    };
+    if s.is_empty() {
+        return Datum::Array(Vec::new());
+    }
+    let null_string = match v.get(2) {
+        Some(Datum::Text(n)) => Some(n.as_str()),
+        _ => None,
+    };
+    let parts: Vec<String> = match &v[1] {
+        Datum::Text(d) if d.is_empty() => vec![s.clone()],
+        Datum::Text(d) => s.split(d.as_str()).map(str::to_string).collect(),
+        _ => s.chars().map(|c| c.to_string()).collect(),
+    };
+    Datum::Array(
+        parts
+            .into_iter()
+            .map(|p| {
+                if Some(p.as_str()) == null_string {
+                    Datum::Null
+                } else {
+                    Datum::Text(p)
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `array_to_string(array, sep [, null_string])`: NULLs skipped unless a null_string is given.
+fn array_to_string(v: &[Datum], style: &crate::types::Style) -> Datum {
+    let (Datum::Array(items), Datum::Text(sep)) = (&v[0], &v[1]) else {
+        return Datum::Null;
+    };
+    let null_string = match v.get(2) {
+        Some(Datum::Text(n)) => Some(n.clone()),
+        _ => None,
+    };
+    let parts: Vec<String> = items
+        .iter()
+        .filter_map(|d| crate::types::output(d, style).or_else(|| null_string.clone()))
+        .collect();
+    Datum::Text(parts.join(sep))
+}
+
+/// `format(fmt, args…)`: `%s` (NULL as empty), `%I` (identifier, quoted when needed), `%L`
+/// (literal, NULL unquoted), `%%`.
+fn format(v: &[Datum], style: &crate::types::Style) -> Result<Datum, SqlError> {
+    let Datum::Text(fmt) = &v[0] else {
+        return Ok(Datum::Null);
+    };
+    let mut args = v[1..].iter();
+    let mut out = String::with_capacity(fmt.len());
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let spec = chars.next().ok_or_else(|| {
+            SqlError::new(
+                INVALID_PARAMETER_VALUE,
+                "unterminated format() type specifier",
+            )
+        })?;
+        if spec == '%' {
+            out.push('%');
+            continue;
+        }
+        let arg = args.next().ok_or_else(|| {
+            SqlError::new(INVALID_PARAMETER_VALUE, "too few arguments for format()")
+        })?;
+        let text = crate::types::output(arg, style);
+        match (spec, text) {
+            ('s', t) => out.push_str(&t.unwrap_or_default()),
+            ('I', None) => {
+                return Err(SqlError::new(
+                    NULL_VALUE_NOT_ALLOWED,
+                    "null values cannot be formatted as an SQL identifier",
+                ))
+            }
+            ('I', Some(t)) => out.push_str(&quote_ident(&t)),
+            ('L', None) => out.push_str("NULL"),
+            ('L', Some(t)) => out.push_str(&format!("'{}'", t.replace('\'', "''"))),
+            (other, _) => {
+                return Err(SqlError::new(
+                    INVALID_PARAMETER_VALUE,
+                    format!("unrecognized format() type specifier \"{other}\""),
+                ))
+            }
+        }
+    }
+    Ok(Datum::Text(out))
+}
+
+fn quote_ident(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
 }

@@ -93,6 +93,14 @@ const VALUES: &[(&str, &str)] = &[
         r#"SELECT 'infinity'::date, '-infinity'::timestamp, 'infinity'::timestamptz > now(), '2024-01-01 24:00:00'::timestamp"#,
         r#"infinity|-infinity|t|2024-01-02 00:00:00"#,
     ),
+    (
+        r#"SELECT to_char(timestamp '2024-03-05 14:07:09.123456', 'YYYY-MM-DD HH24:MI:SS.MS US'), to_char(timestamp '2024-03-05 14:07:09', 'Day, DD Month YYYY HH12:MI AM'), to_char(timestamp '2024-03-05 04:07:09', 'FMDay FMMonth FMDD fmHH12 am Dy Mon YY Q WW DDD D "quoted" IW'), to_char(date '2024-12-31', 'YYYY/MM/DD'), to_char(timestamptz '2024-03-05 14:07:09+00', 'YYYY-MM-DD"T"HH24:MI:SSOF TZ'), to_char(timestamp '2024-03-05 00:07:09', 'HH12 PM hh24 mon MON')"#,
+        r#"2024-03-05 14:07:09.123 123456|Tuesday  , 05 March     2024 02:07 PM|Tuesday March 5 4 am Tue Mar 24 1 10 065 3 quoted 10|2024/12/31|2024-03-05T14:07:09+00 UTC|12 AM 00 mar MAR"#,
+    ),
+    (
+        r#"SELECT regexp_replace('Hello World', 'o', '0'), regexp_replace('Hello World', 'o', '0', 'g'), regexp_replace('abc', '(b)', '[\1]'), string_to_array('a,b,,c', ','), string_to_array('a b', NULL), format('%s-%I-%L-%%', 'x', 'My Tab', 'it''s'), format('%s', NULL), format('%L', NULL), regexp_match('foo123bar', '(\d+)'), array_to_string(ARRAY[1,NULL,3], '-', '*'), array_position(ARRAY['a','b'], 'b')"#,
+        r#"Hell0 World|Hell0 W0rld|a[b]c|{a,b,"",c}|{a," ",b}|x-"My Tab"-'it''s'-%||NULL|{123}|1-*-3|2"#,
+    ),
 ];
 
 /// Explicit casts cut strings to length; assignment refuses them (below).
@@ -182,4 +190,22 @@ fn typed_columns_store_and_return_values_on_every_shard() {
     for (got, want) in results.iter().zip(expected) {
         assert!(got.starts_with(want), "got {got:?}, want {want:?}");
     }
+}
+
+#[test]
+fn defaults_may_call_now_and_date_functions() {
+    let results = exec_on_cluster(
+        2,
+        &[
+            "CREATE TABLE log (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), \
+             day date DEFAULT CURRENT_DATE, note text DEFAULT 'x' || 'y')",
+            "INSERT INTO log (note) VALUES ('a'), (DEFAULT)",
+            "SELECT id, at > timestamptz '2024-01-01', day = at::date, note FROM log ORDER BY id",
+            "BEGIN",
+            "SELECT now() = now(), now() = statement_timestamp(), clock_timestamp() >= now()",
+            "COMMIT",
+        ],
+    );
+    assert_eq!(results[2], "1|t|t|a\n2|t|t|xy");
+    assert_eq!(results[4], "t|t|t");
 }
