@@ -1318,139 +1318,6 @@ pub(crate) fn now_micros() -> i64 {
     since_unix - UNIX_TO_PG_EPOCH_MICROS
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn clock(zone: &Zone) -> Clock<'_> {
-        Clock {
-            now: 0,
-            zone,
-            dmy: false,
-        }
-    }
-
-    #[test]
-    fn day_numbers_round_trip_across_eras() {
-        for days in [-2_451_545i64, -1, 0, 1, 59, 60, 366, 10_000, 2_000_000] {
-            let (y, m, d) = pg_civil(days);
-            assert_eq!(pg_days(y, m, d), days);
-        }
-        assert_eq!(pg_days(2000, 1, 1), 0);
-        assert_eq!(pg_days(1970, 1, 1), -UNIX_TO_PG_EPOCH_DAYS);
-    }
-
-    #[test]
-    fn dates_parse_and_print_as_postgres_does() {
-        let z = Zone::default();
-        let c = clock(&z);
-        assert_eq!(
-            format_date(parse_date("2024-02-29", &c).unwrap()),
-            "2024-02-29"
-        );
-        assert_eq!(
-            format_date(parse_date("1/2/2024", &c).unwrap()),
-            "2024-01-02"
-        );
-        assert_eq!(
-            format_date(parse_date("20240131", &c).unwrap()),
-            "2024-01-31"
-        );
-        assert_eq!(
-            format_date(parse_date("0044-03-15 BC", &c).unwrap()),
-            "0044-03-15 BC"
-        );
-        assert_eq!(format_date(parse_date("epoch", &c).unwrap()), "1970-01-01");
-        assert_eq!(format_date(parse_date("infinity", &c).unwrap()), "infinity");
-        assert!(parse_date("2023-02-29", &c).is_err());
-        assert!(parse_date("2024-13-01", &c).is_err());
-        assert!(parse_date("garbage", &c).is_err());
-    }
-
-    #[test]
-    fn timestamps_parse_zones_and_print_in_the_session_zone() {
-        let utc = Zone::default();
-        let c = clock(&utc);
-        let ts = parse_timestamp("2024-03-10 12:34:56.789+02", true, &c).unwrap();
-        assert_eq!(
-            format_timestamp(ts, Some(&utc)),
-            "2024-03-10 10:34:56.789+00"
-        );
-        let ny = Zone::parse("America/New_York").unwrap();
-        assert_eq!(
-            format_timestamp(ts, Some(&ny)),
-            "2024-03-10 06:34:56.789-04"
-        );
-        let kolkata = Zone::parse("Asia/Kolkata").unwrap();
-        assert_eq!(
-            format_timestamp(ts, Some(&kolkata)),
-            "2024-03-10 16:04:56.789+05:30"
-        );
-        let local = parse_timestamp("2024-01-15T08:00:00", true, &clock(&ny)).unwrap();
-        assert_eq!(
-            format_timestamp(local, Some(&utc)),
-            "2024-01-15 13:00:00+00"
-        );
-        let plain = parse_timestamp("2024-01-15 08:00:00+05", false, &c).unwrap();
-        assert_eq!(format_timestamp(plain, None), "2024-01-15 08:00:00");
-        assert_eq!(
-            format_timestamp(parse_timestamp("epoch", true, &c).unwrap(), Some(&utc)),
-            "1970-01-01 00:00:00+00"
-        );
-    }
-
-    #[test]
-    fn intervals_print_in_the_postgres_style() {
-        let p = |s: &str| format_interval(&parse_interval(s).unwrap());
-        assert_eq!(
-            p("1 year 2 months 3 days 04:05:06.5"),
-            "1 year 2 mons 3 days 04:05:06.5"
-        );
-        assert_eq!(p("0"), "00:00:00");
-        assert_eq!(p("-1 day +02:00"), "-1 days +02:00:00");
-        assert_eq!(p("1.5 days"), "1 day 12:00:00");
-        assert_eq!(p("1.5 months"), "1 mon 15 days");
-        assert_eq!(p("@ 2 hours ago"), "-02:00:00");
-        assert_eq!(p("P1Y2M3DT4H5M6S"), "1 year 2 mons 3 days 04:05:06");
-        assert_eq!(p("90 minutes"), "01:30:00");
-        assert_eq!(p("-3 years"), "-3 years");
-        assert!(parse_interval("one day").is_err());
-    }
-
-    #[test]
-    fn month_arithmetic_clamps_to_the_month_end() {
-        let z = Zone::default();
-        let c = clock(&z);
-        let ts = parse_timestamp("2024-01-31 10:00", false, &c).unwrap();
-        let plus = timestamp_plus_interval(ts, &parse_interval("1 month").unwrap()).unwrap();
-        assert_eq!(format_timestamp(plus, None), "2024-02-29 10:00:00");
-        let b = parse_timestamp("2023-12-25 12:00", false, &c).unwrap();
-        assert_eq!(
-            format_interval(&timestamp_diff(ts, b).unwrap()),
-            "36 days 22:00:00"
-        );
-        assert_eq!(
-            format_interval(&age(ts, b).unwrap()),
-            "1 mon 5 days 22:00:00"
-        );
-    }
-
-    #[test]
-    fn extract_and_trunc_fields() {
-        let z = Zone::default();
-        let ts = parse_timestamp("2024-03-10 12:34:56.5", false, &clock(&z)).unwrap();
-        assert_eq!(extract_timestamp("year", ts, None), Some(2024.0));
-        assert_eq!(extract_timestamp("dow", ts, None), Some(0.0));
-        assert_eq!(extract_timestamp("doy", ts, None), Some(70.0));
-        assert_eq!(extract_timestamp("second", ts, None), Some(56.5));
-        assert_eq!(extract_timestamp("week", ts, None), Some(10.0));
-        let t = trunc_timestamp("month", ts).unwrap();
-        assert_eq!(format_timestamp(t, None), "2024-03-01 00:00:00");
-        let w = trunc_timestamp("week", ts).unwrap();
-        assert_eq!(format_timestamp(w, None), "2024-03-04 00:00:00");
-    }
-}
-
 const MONTH_NAMES: [&str; 12] = [
     "January",
     "February",
@@ -1640,5 +1507,138 @@ pub(crate) fn zone_abbreviation(ts: i64, zone: &Zone) -> String {
             info.abbreviation().to_string()
         }
         Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(zone: &Zone) -> Clock<'_> {
+        Clock {
+            now: 0,
+            zone,
+            dmy: false,
+        }
+    }
+
+    #[test]
+    fn day_numbers_round_trip_across_eras() {
+        for days in [-2_451_545i64, -1, 0, 1, 59, 60, 366, 10_000, 2_000_000] {
+            let (y, m, d) = pg_civil(days);
+            assert_eq!(pg_days(y, m, d), days);
+        }
+        assert_eq!(pg_days(2000, 1, 1), 0);
+        assert_eq!(pg_days(1970, 1, 1), -UNIX_TO_PG_EPOCH_DAYS);
+    }
+
+    #[test]
+    fn dates_parse_and_print_as_postgres_does() {
+        let z = Zone::default();
+        let c = clock(&z);
+        assert_eq!(
+            format_date(parse_date("2024-02-29", &c).unwrap()),
+            "2024-02-29"
+        );
+        assert_eq!(
+            format_date(parse_date("1/2/2024", &c).unwrap()),
+            "2024-01-02"
+        );
+        assert_eq!(
+            format_date(parse_date("20240131", &c).unwrap()),
+            "2024-01-31"
+        );
+        assert_eq!(
+            format_date(parse_date("0044-03-15 BC", &c).unwrap()),
+            "0044-03-15 BC"
+        );
+        assert_eq!(format_date(parse_date("epoch", &c).unwrap()), "1970-01-01");
+        assert_eq!(format_date(parse_date("infinity", &c).unwrap()), "infinity");
+        assert!(parse_date("2023-02-29", &c).is_err());
+        assert!(parse_date("2024-13-01", &c).is_err());
+        assert!(parse_date("garbage", &c).is_err());
+    }
+
+    #[test]
+    fn timestamps_parse_zones_and_print_in_the_session_zone() {
+        let utc = Zone::default();
+        let c = clock(&utc);
+        let ts = parse_timestamp("2024-03-10 12:34:56.789+02", true, &c).unwrap();
+        assert_eq!(
+            format_timestamp(ts, Some(&utc)),
+            "2024-03-10 10:34:56.789+00"
+        );
+        let ny = Zone::parse("America/New_York").unwrap();
+        assert_eq!(
+            format_timestamp(ts, Some(&ny)),
+            "2024-03-10 06:34:56.789-04"
+        );
+        let kolkata = Zone::parse("Asia/Kolkata").unwrap();
+        assert_eq!(
+            format_timestamp(ts, Some(&kolkata)),
+            "2024-03-10 16:04:56.789+05:30"
+        );
+        let local = parse_timestamp("2024-01-15T08:00:00", true, &clock(&ny)).unwrap();
+        assert_eq!(
+            format_timestamp(local, Some(&utc)),
+            "2024-01-15 13:00:00+00"
+        );
+        let plain = parse_timestamp("2024-01-15 08:00:00+05", false, &c).unwrap();
+        assert_eq!(format_timestamp(plain, None), "2024-01-15 08:00:00");
+        assert_eq!(
+            format_timestamp(parse_timestamp("epoch", true, &c).unwrap(), Some(&utc)),
+            "1970-01-01 00:00:00+00"
+        );
+    }
+
+    #[test]
+    fn intervals_print_in_the_postgres_style() {
+        let p = |s: &str| format_interval(&parse_interval(s).unwrap());
+        assert_eq!(
+            p("1 year 2 months 3 days 04:05:06.5"),
+            "1 year 2 mons 3 days 04:05:06.5"
+        );
+        assert_eq!(p("0"), "00:00:00");
+        assert_eq!(p("-1 day +02:00"), "-1 days +02:00:00");
+        assert_eq!(p("1.5 days"), "1 day 12:00:00");
+        assert_eq!(p("1.5 months"), "1 mon 15 days");
+        assert_eq!(p("@ 2 hours ago"), "-02:00:00");
+        assert_eq!(p("P1Y2M3DT4H5M6S"), "1 year 2 mons 3 days 04:05:06");
+        assert_eq!(p("90 minutes"), "01:30:00");
+        assert_eq!(p("-3 years"), "-3 years");
+        assert!(parse_interval("one day").is_err());
+    }
+
+    #[test]
+    fn month_arithmetic_clamps_to_the_month_end() {
+        let z = Zone::default();
+        let c = clock(&z);
+        let ts = parse_timestamp("2024-01-31 10:00", false, &c).unwrap();
+        let plus = timestamp_plus_interval(ts, &parse_interval("1 month").unwrap()).unwrap();
+        assert_eq!(format_timestamp(plus, None), "2024-02-29 10:00:00");
+        let b = parse_timestamp("2023-12-25 12:00", false, &c).unwrap();
+        assert_eq!(
+            format_interval(&timestamp_diff(ts, b).unwrap()),
+            "36 days 22:00:00"
+        );
+        assert_eq!(
+            format_interval(&age(ts, b).unwrap()),
+            "1 mon 5 days 22:00:00"
+        );
+    }
+
+    #[test]
+    fn extract_and_trunc_fields() {
+        let z = Zone::default();
+        let ts = parse_timestamp("2024-03-10 12:34:56.5", false, &clock(&z)).unwrap();
+        assert_eq!(extract_timestamp("year", ts, None), Some(2024.0));
+        assert_eq!(extract_timestamp("dow", ts, None), Some(0.0));
+        assert_eq!(extract_timestamp("doy", ts, None), Some(70.0));
+        assert_eq!(extract_timestamp("second", ts, None), Some(56.5));
+        assert_eq!(extract_timestamp("week", ts, None), Some(10.0));
+        let t = trunc_timestamp("month", ts).unwrap();
+        assert_eq!(format_timestamp(t, None), "2024-03-01 00:00:00");
+        let w = trunc_timestamp("week", ts).unwrap();
+        assert_eq!(format_timestamp(w, None), "2024-03-04 00:00:00");
     }
 }
