@@ -309,6 +309,51 @@ impl Catalog {
         self.databases.get(name)
     }
 
+    /// The schema a name means: its own when qualified, else the first schema on the search
+    /// path that holds a relation or sequence of that name (None: nowhere).
+    pub fn resolve_schema<'a>(
+        &self,
+        database: &str,
+        schema: Option<&'a str>,
+        path: &'a [String],
+        name: &str,
+    ) -> Option<&'a str> {
+        if let Some(s) = schema {
+            return Some(s);
+        }
+        let db = self.databases.get(database)?;
+        path.iter().map(String::as_str).find(|s| {
+            db.schemas.get(*s).is_some_and(|sc| {
+                sc.tables.contains_key(name)
+                    || sc.views.contains_key(name)
+                    || sc.sequences.contains_key(name)
+                    || sc.indexes.contains_key(name)
+            })
+        })
+    }
+
+    /// Where an unqualified CREATE puts its object: the first existing schema on the path.
+    pub fn creation_schema(
+        &self,
+        database: &str,
+        schema: Option<String>,
+        path: &[String],
+    ) -> Result<String, SqlError> {
+        if let Some(s) = schema {
+            return Ok(s);
+        }
+        let db = self.databases.get(database);
+        path.iter()
+            .find(|s| db.is_some_and(|d| d.schemas.contains_key(s.as_str())))
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::new(
+                    INVALID_SCHEMA_NAME,
+                    "no schema has been selected to create in",
+                )
+            })
+    }
+
     /// Looks a table up by optional schema (default: `public`).
     pub fn table(&self, database: &str, schema: Option<&str>, name: &str) -> Option<&Arc<Table>> {
         self.databases

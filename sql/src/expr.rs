@@ -1158,7 +1158,16 @@ impl<'a> Binder<'a> {
         };
         let seq = planner
             .catalog
-            .sequence(self.session.database(), schema.as_deref(), &relname)
+            .sequence(
+                self.session.database(),
+                planner.catalog.resolve_schema(
+                    self.session.database(),
+                    schema.as_deref(),
+                    &self.session.search_path(),
+                    &relname,
+                ),
+                &relname,
+            )
             .ok_or_else(|| {
                 SqlError::new(
                     UNDEFINED_TABLE,
@@ -1577,6 +1586,8 @@ pub(crate) struct Env {
     /// Sequence values reserved for this statement, and the session's currval values.
     pub(crate) sequences: Arc<StatementSequences>,
     pub(crate) backend_pid: i32,
+    /// The first schema of search_path (`current_schema()`).
+    pub(crate) current_schema: Option<String>,
 }
 
 impl Env {
@@ -1593,6 +1604,10 @@ impl Env {
                 last: session.sequence_values(),
             }),
             backend_pid: session.backend_pid(),
+            current_schema: session
+                .search_path()
+                .into_iter()
+                .find(|s| s != session.user()),
         }
     }
 
@@ -2123,7 +2138,7 @@ fn call(f: Func, args: &[Bound], cx: &Eval) -> Result<Datum, SqlError> {
         (Func::BackendPid, _) => Datum::Int(i64::from(s.backend_pid)),
         (Func::CurrentDatabase, _) => Datum::Text(s.database.clone()),
         (Func::CurrentUser, _) => Datum::Text(s.user.clone()),
-        (Func::CurrentSchema, _) => Datum::Text("public".to_string()),
+        (Func::CurrentSchema, _) => s.current_schema.clone().map_or(Datum::Null, Datum::Text),
         (Func::PgTypeof, _) => Datum::Type(args[0].ty),
         (Func::Builtin(f), _) => return crate::funcs::eval(f, &values, args, cx),
         (_, [Datum::Null]) => Datum::Null,

@@ -570,7 +570,9 @@ fn run_maintenance<C: Cluster>(
             Some((s, t)) => (Some(s), t),
             None => (None, name.as_str()),
         };
-        if catalog.table(session.database(), schema, table).is_none() {
+        let path = session.search_path();
+        let schema = catalog.resolve_schema(session.database(), schema, &path, table);
+        if schema.is_none() || catalog.table(session.database(), schema, table).is_none() {
             return Err(SqlError::new(
                 UNDEFINED_TABLE,
                 format!("relation \"{name}\" does not exist"),

@@ -367,8 +367,13 @@ impl<'a> Planner<'a> {
     pub(crate) fn lookup_table(&self, name: &ast::ObjectName) -> Result<Arc<Table>, SqlError> {
         let (schema, table) = split_name(name)?;
         crate::pgcatalog::refuse_catalog_write(schema.as_deref(), &table)?;
+        let path = self.session.search_path();
+        let db = self.session.database();
+        let schema = self
+            .catalog
+            .resolve_schema(db, schema.as_deref(), &path, &table);
         self.catalog
-            .table(self.session.database(), schema.as_deref(), &table)
+            .table(db, Some(schema.unwrap_or(DEFAULT_SCHEMA)), &table)
             .cloned()
             .ok_or_else(|| {
                 let shown = match &schema {
@@ -1374,9 +1379,13 @@ impl<'a> Planner<'a> {
                         pushable: Vec::new(),
                     });
                 }
-                if let Some(view) =
+                let path = self.session.search_path();
+                let db = self.session.database();
+                let view_schema =
                     self.catalog
-                        .view(self.session.database(), schema.as_deref(), &table_name)
+                        .resolve_schema(db, schema.as_deref(), &path, &table_name);
+                if let Some(view) =
+                    view_schema.and_then(|s| self.catalog.view(db, Some(s), &table_name))
                 {
                     return self.plan_view(view, alias.as_ref());
                 }
@@ -1691,10 +1700,6 @@ pub(crate) fn split_name(name: &ast::ObjectName) -> Result<(Option<String>, Stri
             ),
         )),
     }
-}
-
-pub(crate) fn default_schema(schema: Option<String>) -> String {
-    schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_string())
 }
 
 fn not_supported(what: impl std::fmt::Display) -> SqlError {

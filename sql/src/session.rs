@@ -382,6 +382,28 @@ impl Session {
         }
     }
 
+    /// `search_path` as schema names, `$user` replaced by the session's user.
+    pub(crate) fn search_path(&self) -> Vec<String> {
+        let value = self.parameter("search_path").unwrap_or("public");
+        value
+            .split(',')
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let unquoted = s
+                    .strip_prefix('"')
+                    .and_then(|r| r.strip_suffix('"'))
+                    .map(|r| r.replace("\"\"", "\""));
+                match unquoted {
+                    Some(u) if u == "$user" => self.user.clone(),
+                    Some(u) => u,
+                    None if s == "$user" => self.user.clone(),
+                    None => s.to_lowercase(),
+                }
+            })
+            .collect()
+    }
+
     pub(crate) fn extra_float_digits(&self) -> i32 {
         self.parameter("extra_float_digits")
             .and_then(|v| v.parse().ok())

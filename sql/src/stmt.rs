@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sqlparser::ast::{self, Spanned};
 
+use crate::catalog::DEFAULT_SCHEMA;
 use crate::catalog::{CheckDef, ColumnDef, DdlChange, Table, COLUMNS_MAX};
 use crate::cluster::{Cluster, ModifySpec, RowOp, SetValue, WriteRequest};
 use crate::dist::{fetch, fetch_all};
@@ -1293,8 +1294,14 @@ pub(crate) async fn run_truncate<C: Cluster>(
     let mut ids = Vec::with_capacity(names.len());
     for t in names {
         let (schema, name) = plan::split_name(&t.name)?;
+        let path = session.search_path();
+        let schema = catalog.resolve_schema(session.database(), schema.as_deref(), &path, &name);
         let table = catalog
-            .table(session.database(), schema.as_deref(), &name)
+            .table(
+                session.database(),
+                Some(schema.unwrap_or(DEFAULT_SCHEMA)),
+                &name,
+            )
             .ok_or_else(|| {
                 SqlError::new(
                     UNDEFINED_TABLE,
@@ -1326,7 +1333,10 @@ pub(crate) async fn run_create_table<C: Cluster>(
         return Err(not_supported("TEMPORARY, EXTERNAL, LIKE and CLONE tables"));
     }
     let (schema, name) = plan::split_name(&ct.name)?;
-    let schema = plan::default_schema(schema);
+    let schema =
+        cluster
+            .catalog()
+            .creation_schema(session.database(), schema, &session.search_path())?;
     if name.len() > crate::catalog::IDENTIFIER_BYTES_MAX {
         return Err(SqlError::new(
             INVALID_NAME,
@@ -1566,7 +1576,7 @@ pub(crate) async fn run_drop<C: Cluster>(
             let mut tables = Vec::with_capacity(names.len());
             for n in names {
                 let (schema, name) = plan::split_name(n)?;
-                tables.push((plan::default_schema(schema), name));
+                tables.push((resolve_for_drop(session, cluster, schema, &name), name));
             }
             (
                 DdlChange::DropTables {
@@ -1614,7 +1624,7 @@ pub(crate) async fn run_drop<C: Cluster>(
             let mut relations = Vec::with_capacity(names.len());
             for n in names {
                 let (schema, name) = plan::split_name(n)?;
-                relations.push((plan::default_schema(schema), name));
+                relations.push((resolve_for_drop(session, cluster, schema, &name), name));
             }
             (
                 DdlChange::DropRelations {
@@ -1730,9 +1740,15 @@ pub(crate) async fn run_create_index<C: Cluster>(
         return Err(not_supported("partial, covering and concurrent indexes"));
     }
     let (schema, table_name) = plan::split_name(&ci.table_name)?;
-    let table = cluster
-        .catalog()
-        .table(session.database(), schema.as_deref(), &table_name)
+    let catalog = cluster.catalog();
+    let path = session.search_path();
+    let schema = catalog.resolve_schema(session.database(), schema.as_deref(), &path, &table_name);
+    let table = catalog
+        .table(
+            session.database(),
+            Some(schema.unwrap_or(DEFAULT_SCHEMA)),
+            &table_name,
+        )
         .cloned()
         .ok_or_else(|| {
             SqlError::new(
@@ -1819,7 +1835,11 @@ pub(crate) async fn run_create_view<C: Cluster>(
     }
     let change = DdlChange::CreateView {
         database: session.database().to_string(),
-        schema: plan::default_schema(schema),
+        schema: cluster.catalog().creation_schema(
+            session.database(),
+            schema,
+            &session.search_path(),
+        )?,
         view: crate::catalog::ViewDef {
             id: 0,
             name,
@@ -1925,7 +1945,11 @@ pub(crate) async fn run_create_sequence<C: Cluster>(
     let outcome = cluster
         .ddl(DdlChange::CreateSequence {
             database: session.database().to_string(),
-            schema: plan::default_schema(schema),
+            schema: cluster.catalog().creation_schema(
+                session.database(),
+                schema,
+                &session.search_path(),
+            )?,
             sequence: crate::catalog::SequenceDef {
                 id: 0,
                 name,
@@ -2014,4 +2038,23 @@ pub(crate) async fn reserve_sequences<C: Cluster>(
         }
     }
     Ok(())
+}
+
+/// The schema DROP acts in for a possibly unqualified name: where the name is found on the
+/// search path, else the first schema it could have been created in (so IF EXISTS notices
+/// and "does not exist" errors name a schema).
+fn resolve_for_drop<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    schema: Option<String>,
+    name: &str,
+) -> String {
+    let catalog = cluster.catalog();
+    let path = session.search_path();
+    match catalog.resolve_schema(session.database(), schema.as_deref(), &path, name) {
+        Some(s) => s.to_string(),
+        None => catalog
+            .creation_schema(session.database(), schema, &path)
+            .unwrap_or_else(|_| DEFAULT_SCHEMA.to_string()),
+    }
 }

@@ -209,3 +209,33 @@ fn defaults_may_call_now_and_date_functions() {
     assert_eq!(results[2], "1|t|t|a\n2|t|t|xy");
     assert_eq!(results[4], "t|t|t");
 }
+
+#[test]
+fn unqualified_names_follow_search_path() {
+    let results = exec_on_cluster(
+        2,
+        &[
+            "CREATE SCHEMA app",
+            "CREATE TABLE shared (id int PRIMARY KEY)",
+            "SET search_path = app, public",
+            "CREATE TABLE t (id int PRIMARY KEY)",
+            "CREATE SEQUENCE s",
+            "INSERT INTO t VALUES (nextval('s')), (nextval('s'))",
+            "SELECT current_schema(), (SELECT count(*) FROM app.t), (SELECT count(*) FROM shared)",
+            "SET search_path = public",
+            "SELECT * FROM t",
+            "SELECT id FROM app.t ORDER BY id",
+            "SET search_path = nosuch",
+            "CREATE TABLE x (id int)",
+            "SET search_path = app",
+            "DROP TABLE t",
+            "SELECT count(*) FROM app.t",
+        ],
+    );
+    assert_eq!(results[6], "app|2|0");
+    assert!(results[8].starts_with("ERR 42P01"), "{}", results[8]);
+    assert_eq!(results[9], "1\n2");
+    assert!(results[11].starts_with("ERR 3F000"), "{}", results[11]);
+    assert_eq!(results[13], "DROP TABLE");
+    assert!(results[14].starts_with("ERR 42P01"), "{}", results[14]);
+}
