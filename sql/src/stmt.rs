@@ -70,10 +70,19 @@ fn described(returning: &Returning) -> StatementResult {
     }
 }
 
-fn env_with(session: &Session, params: &Params) -> Env {
+/// The evaluation environment of a bound statement; fails when the statement names a `$n`
+/// the execution has no value for (a simple query has none: PostgreSQL's 42P02).
+fn env_with(session: &Session, params: &Params) -> Result<Env, SqlError> {
+    let wanted = params.types.borrow().len();
+    if !params.describe && wanted > params.values.len() {
+        return Err(SqlError::new(
+            UNDEFINED_PARAMETER,
+            format!("there is no parameter ${}", params.values.len() + 1),
+        ));
+    }
     let mut env = Env::of(session);
     env.params = params.values.clone();
-    env
+    Ok(env)
 }
 
 fn command(tag: impl Into<String>) -> StatementResult {
@@ -149,7 +158,7 @@ pub(crate) async fn run_query<C: Cluster>(
     };
     let (plan, fetches) = (&cached.plan, &cached.fetches);
     let columns = cached.columns.clone();
-    let env = env_with(session, params);
+    let env = env_with(session, params)?;
     if single_row(plan) {
         let mut exprs = Vec::new();
         plan.for_each_expr(&mut |b| exprs.push(b.clone()));
@@ -569,7 +578,7 @@ pub(crate) async fn run_insert<C: Cluster>(
         t
     };
     let returning = bind_returning(&planner, &table, insert.returning.as_deref())?;
-    let env = env_with(session, params);
+    let env = env_with(session, params)?;
     let digits = &env.style;
     // Source rows, each value already assigned to its target column (None: DEFAULT).
     let mut source_rows: Vec<Vec<Option<Datum>>> = Vec::new();
@@ -1086,7 +1095,7 @@ pub(crate) async fn run_update<C: Cluster>(
     let planner = Planner::new(session, sql, &positions, &catalog, param_types);
     let table = planner.lookup_table(name)?;
     let qualifier = alias.as_ref().map(|a| plan::ident(&a.name));
-    let env = env_with(session, params);
+    let env = env_with(session, params)?;
     let scope = Scope {
         columns: table_scope(&table, qualifier.clone()),
         parent: None,
@@ -1260,7 +1269,7 @@ pub(crate) async fn run_delete<C: Cluster>(
     let planner = Planner::new(session, sql, &positions, &catalog, param_types);
     let table = planner.lookup_table(name)?;
     let qualifier = alias.as_ref().map(|a| plan::ident(&a.name));
-    let env = env_with(session, params);
+    let env = env_with(session, params)?;
     let returning = bind_returning(&planner, &table, delete.returning.as_deref())?;
     let Some((rows, keys, _, _)) = select_for_change(
         cluster,

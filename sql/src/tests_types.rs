@@ -239,3 +239,23 @@ fn unqualified_names_follow_search_path() {
     assert_eq!(results[13], "DROP TABLE");
     assert!(results[14].starts_with("ERR 42P01"), "{}", results[14]);
 }
+
+#[test]
+fn serial_defaults_fill_insert_select_and_simple_queries_have_no_parameters() {
+    let r = exec_on_cluster(
+        2,
+        &[
+            "CREATE TABLE s (id serial PRIMARY KEY, v int)",
+            "INSERT INTO s (v) SELECT g FROM generate_series(1, 3) g",
+            "INSERT INTO s (v) VALUES (10) RETURNING id",
+            "SELECT $1::int",
+        ],
+    );
+    assert_eq!(r[1], "INSERT 0 3");
+    assert_eq!(r[2], "4");
+    assert!(
+        r[3].starts_with("ERR 42P02 there is no parameter $1"),
+        "{}",
+        r[3]
+    );
+}
