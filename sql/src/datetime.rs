@@ -26,8 +26,10 @@ pub(crate) const UNIX_TO_PG_EPOCH_MICROS: i64 = UNIX_TO_PG_EPOCH_DAYS * MICROS_P
 /// PostgreSQL's range: 4713-11-24 BC (Julian day 0) up to year 294276 for timestamps and
 /// 5874897 for dates. Days relative to 2000-01-01.
 const DATE_DAYS_MIN: i64 = -2_451_545;
-const DATE_DAYS_MAX: i64 = 2_147_483_494 - 2_451_545;
-const TIMESTAMP_DAYS_MAX: i64 = 106_741_034; // 294276-12-31 relative to 2000-01-01
+/// The last date PostgreSQL has: 5874897-12-31 (its DATE_END_JULIAN is exclusive).
+const DATE_DAYS_MAX: i64 = 2_147_483_494 - 2_451_545 - 1;
+/// The last day a timestamp may fall on: 294276-12-31 (TIMESTAMP_END_JULIAN, exclusive).
+const TIMESTAMP_DAYS_MAX: i64 = 109_203_528 - 2_451_545 - 1;
 pub(crate) const DATE_NEG_INFINITY: i32 = i32::MIN;
 pub(crate) const DATE_POS_INFINITY: i32 = i32::MAX;
 pub(crate) const TS_NEG_INFINITY: i64 = i64::MIN;
@@ -1018,7 +1020,10 @@ pub(crate) fn timestamp_plus_interval(ts: i64, iv: &Interval) -> Result<i64, Sql
         let total = y * 12 + i64::from(m - 1) + i64::from(iv.months);
         let (ny, nm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
         let nd = d.min(days_in_month(ny, nm));
-        ts = pg_days(ny, nm, nd) * MICROS_PER_DAY + time;
+        ts = pg_days(ny, nm, nd)
+            .checked_mul(MICROS_PER_DAY)
+            .and_then(|t| t.checked_add(time))
+            .ok_or_else(timestamp_overflow)?;
     }
     let ts = ts
         .checked_add(i64::from(iv.days) * MICROS_PER_DAY)
@@ -1190,6 +1195,19 @@ pub(crate) fn extract_interval(field: &str, iv: &Interval) -> Option<f64> {
         }
         _ => return None,
     })
+}
+
+/// Whether a stored timestamp value lies in PostgreSQL's range (or is an infinity): binary
+/// input must be checked, text input always is.
+pub(crate) fn timestamp_in_range(ts: i64) -> bool {
+    is_infinite(ts) || check_timestamp(ts).is_ok()
+}
+
+/// Whether a date value lies in PostgreSQL's range (or is an infinity).
+pub(crate) fn date_in_range(days: i32) -> bool {
+    days == DATE_POS_INFINITY
+        || days == DATE_NEG_INFINITY
+        || (DATE_DAYS_MIN..=DATE_DAYS_MAX).contains(&i64::from(days))
 }
 
 /// `date_trunc(field, local timestamp)`.

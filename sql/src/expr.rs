@@ -1769,7 +1769,11 @@ fn arith(
             let v = i64::from(d) + i64::from(sign) * n;
             i32::try_from(v)
                 .ok()
-                .filter(|v| *v != dt::DATE_POS_INFINITY && *v != dt::DATE_NEG_INFINITY)
+                .filter(|v| {
+                    *v != dt::DATE_POS_INFINITY
+                        && *v != dt::DATE_NEG_INFINITY
+                        && dt::date_in_range(*v)
+                })
                 .map(Datum::Date)
                 .ok_or_else(|| SqlError::new(DATETIME_FIELD_OVERFLOW, "date out of range"))
         }

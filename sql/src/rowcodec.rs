@@ -332,12 +332,36 @@ mod tests {
             ".{0,20}".prop_map(Datum::Text),
             (any::<i64>(), 0i64..6)
                 .prop_map(|(v, s)| Datum::Numeric(bigdecimal::BigDecimal::new(v.into(), s))),
+            any::<f32>()
+                .prop_filter("NaN != NaN", |f| !f.is_nan())
+                .prop_map(Datum::Float4),
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(Datum::Bytes),
+            any::<i32>().prop_map(Datum::Date),
+            any::<i64>().prop_map(Datum::Time),
+            any::<i64>().prop_map(Datum::Timestamp),
+            any::<i64>().prop_map(Datum::TimestampTz),
+            (any::<i32>(), any::<i32>(), any::<i64>()).prop_map(|(months, days, micros)| {
+                Datum::Interval(crate::datetime::Interval {
+                    months,
+                    days,
+                    micros,
+                })
+            }),
+            any::<[u8; 16]>().prop_map(Datum::Uuid),
+            ".{0,12}".prop_map(Datum::Json),
+        ]
+    }
+
+    fn datum_or_array() -> impl Strategy<Value = Datum> {
+        prop_oneof![
+            4 => datum(),
+            1 => proptest::collection::vec(datum(), 0..5).prop_map(Datum::Array),
         ]
     }
 
     proptest! {
         #[test]
-        fn rows_round_trip(row in proptest::collection::vec(datum(), 0..12)) {
+        fn rows_round_trip(row in proptest::collection::vec(datum_or_array(), 0..12)) {
             let decoded = decode_row(&encode_row(&row), row.len()).unwrap();
             prop_assert_eq!(decoded, row);
         }

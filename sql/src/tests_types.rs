@@ -259,3 +259,65 @@ fn serial_defaults_fill_insert_select_and_simple_queries_have_no_parameters() {
         r[3]
     );
 }
+
+mod never_panic {
+    use proptest::prelude::*;
+
+    use crate::types::{input, SqlType, Style, ARRAY_ELEMENTS};
+
+    fn any_type() -> impl Strategy<Value = SqlType> {
+        let scalars: Vec<SqlType> = ARRAY_ELEMENTS.to_vec();
+        let arrays: Vec<SqlType> = ARRAY_ELEMENTS.iter().map(SqlType::Array).collect();
+        prop::sample::select([scalars, arrays].concat())
+    }
+
+    proptest! {
+        /// Every input function answers any text with a value or an error, never a panic.
+        #[test]
+        fn input_functions_take_any_text(
+            ty in any_type(),
+            typmod in prop_oneof![Just(-1), 0..12i32],
+            text in prop_oneof![
+                ".{0,24}",
+                "[0-9:./ +-]{0,24}",
+                "[{}\",\\\\a-z0-9 ]{0,24}",
+                "[PYMDTHS0-9.-]{0,12}",
+            ],
+        ) {
+            let _ = input(ty, typmod, &text, &Style::default());
+        }
+
+        /// The binary decoders answer any bytes with text or an error, never a panic.
+        #[test]
+        fn binary_decoders_take_any_bytes(
+            oid in prop::sample::select(vec![1082u32, 1083, 1114, 1184, 1186, 2950, 3802, 1007, 1009, 1182]),
+            bytes in prop::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let elem = |_: u32, b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| crate::wire::WireError::Malformed);
+            let _ = crate::wire::binary_to_text(oid, &bytes, &elem);
+        }
+    }
+}
+
+mod extremes {
+    use crate::tests::exec_on_cluster;
+
+    /// Arithmetic at the edges of the ranges fails with an error, never an overflow.
+    #[test]
+    fn date_time_arithmetic_at_the_edges_errs() {
+        let r = exec_on_cluster(
+            1,
+            &[
+                "SELECT timestamp '294276-12-31 23:59:59' + interval '2000000000 months'",
+                "SELECT timestamp '4714-11-24 00:00:00 BC' - interval '1 day'",
+                "SELECT date '5874897-12-31' + 1",
+                "SELECT interval '2147483647 days' + interval '1 day'",
+                "SELECT interval '1 day' * 1e300",
+                "SELECT '2000000000 years'::interval",
+            ],
+        );
+        for (i, got) in r.iter().enumerate() {
+            assert!(got.starts_with("ERR 22"), "statement {i}: {got}");
+        }
+    }
+}

@@ -117,7 +117,13 @@ fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], WireError> {
 pub fn binary_to_text(oid: u32, bytes: &[u8], elem: ElemToText) -> Result<String, WireError> {
     let ty = SqlType::from_oid(oid).ok_or(WireError::Malformed)?;
     let value = match ty {
-        SqlType::Date => Datum::Date(i32::from_be_bytes(fixed(bytes)?)),
+        SqlType::Date => {
+            let d = i32::from_be_bytes(fixed(bytes)?);
+            if !datetime::date_in_range(d) {
+                return Err(WireError::Malformed);
+            }
+            Datum::Date(d)
+        }
         SqlType::Time => {
             let t = i64::from_be_bytes(fixed(bytes)?);
             if !(0..=datetime::MICROS_PER_DAY).contains(&t) {
@@ -125,8 +131,17 @@ pub fn binary_to_text(oid: u32, bytes: &[u8], elem: ElemToText) -> Result<String
             }
             Datum::Time(t)
         }
-        SqlType::Timestamp => Datum::Timestamp(i64::from_be_bytes(fixed(bytes)?)),
-        SqlType::TimestampTz => Datum::TimestampTz(i64::from_be_bytes(fixed(bytes)?)),
+        SqlType::Timestamp | SqlType::TimestampTz => {
+            let t = i64::from_be_bytes(fixed(bytes)?);
+            if !datetime::timestamp_in_range(t) {
+                return Err(WireError::Malformed);
+            }
+            if ty == SqlType::Timestamp {
+                Datum::Timestamp(t)
+            } else {
+                Datum::TimestampTz(t)
+            }
+        }
         SqlType::Interval => {
             let b: [u8; 16] = fixed(bytes)?;
             Datum::Interval(Interval {
