@@ -649,34 +649,10 @@ fn date_style(value: &str) -> Option<String> {
     Some(format!("{format}, {order}"))
 }
 
-/// Without a time-zone database, only UTC spellings and fixed offsets are accepted; a region
-/// name ("Europe/Berlin") is kept as given, since nothing here formats times yet.
+/// A TimeZone value: a tz database name (bundled), a UTC spelling or an offset; kept as given.
 fn time_zone(value: &str) -> Option<String> {
     let v = value.trim();
-    let upper = v.to_ascii_uppercase();
-    if [
-        "UTC",
-        "GMT",
-        "Z",
-        "ZULU",
-        "UCT",
-        "ETC/UTC",
-        "ETC/GMT",
-        "UNIVERSAL",
-    ]
-    .contains(&upper.as_str())
-    {
-        return Some(v.to_string());
-    }
-    let region = v.contains('/')
-        && v.split('/').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-+".contains(c))
-        });
-    let offset = v.parse::<f64>().is_ok_and(|h| h.abs() <= 15.0);
-    (region || offset).then(|| v.to_string())
+    crate::datetime::Zone::parse(v).map(|_| v.to_string())
 }
 
 /// application_name keeps printable ASCII only (others become '?'), at most 63 bytes.

@@ -111,6 +111,7 @@ const CUT: (&str, &str) = (
 
 const ERRORS: &[(&str, &str)] = &[
     (r#"SELECT '2023-02-29'::date"#, "22008"),
+    (r#"SET TimeZone = 'Not/AZone'"#, "22023"),
     (r#"SELECT 'garbage'::timestamp"#, "22007"),
     (r#"SELECT '1 fortnight'::interval"#, "22007"),
     (r#"SELECT 'not-a-uuid'::uuid"#, "22P02"),
