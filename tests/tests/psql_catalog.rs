@@ -140,3 +140,41 @@ fn catalog_queries_from_other_clients() {
         "{err}"
     );
 }
+
+/// `\d` of a table with the date/time, uuid, jsonb, char(n), bytea and array types: the
+/// output PostgreSQL 15's psql prints for the same table.
+const D_EV: &str = r#"                            Table "public.ev"
+ Column |           Type            | Collation | Nullable |   Default    
+--------+---------------------------+-----------+----------+--------------
+ id     | uuid                      |           | not null | 
+ at     | timestamp with time zone  |           | not null | now()
+ day    | date                      |           |          | CURRENT_DATE
+ t      | time(3) without time zone |           |          | 
+ took   | interval                  |           |          | 
+ r      | real                      |           |          | 
+ code   | character(3)              |           |          | 
+ raw    | bytea                     |           |          | 
+ doc    | jsonb                     |           |          | 
+ tags   | text[]                    |           |          | 
+ n      | integer[]                 |           |          | 
+Indexes:
+    "ev_pkey" PRIMARY KEY, btree (id)
+
+"#;
+
+#[test]
+fn psql_describes_typed_columns() {
+    if which("psql").is_none() {
+        eprintln!("psql not installed; skipping (tools/test.sh installs it)");
+        return;
+    }
+    let server = HeliosServer::start(ServerOpts::default());
+    let create = "CREATE TABLE ev (id uuid PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), \
+                  day date DEFAULT CURRENT_DATE, t time(3), took interval, r real, code char(3), \
+                  raw bytea, doc jsonb, tags text[], n int[])";
+    let (ok, _, err) = psql(&server, create);
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&server, "\\d ev");
+    assert!(ok, "{err}");
+    assert_eq!(out, D_EV, "\n{out}");
+}
