@@ -784,12 +784,20 @@ impl<'a> Binder<'a> {
         use SqlType as T;
         let numeric = |t: T| t.numeric_rank().is_some();
         let (lt, rt) = (l.ty, r.ty);
+        if (a, lt, rt) == (Arith::Add, T::Date, T::Unknown) {
+            // date + integer, date + interval and date + time all fit: PostgreSQL refuses.
+            return Err(SqlError::new(
+                AMBIGUOUS_FUNCTION,
+                "operator is not unique: date + unknown",
+            )
+            .at(self.op_pos(left, op)));
+        }
         let signature: Option<(T, T, T)> = match (a, lt, rt) {
-            (Arith::Add | Arith::Sub, T::Date, t) if t.is_integer() || t == T::Unknown => {
+            (Arith::Add | Arith::Sub, T::Date, t) if t.is_integer() => {
                 Some((T::Date, T::Int4, T::Date))
             }
             (Arith::Add, t, T::Date) if t.is_integer() => Some((T::Int4, T::Date, T::Date)),
-            (Arith::Sub, T::Date, T::Date) => Some((T::Date, T::Date, T::Int4)),
+            (Arith::Sub, T::Date, T::Date | T::Unknown) => Some((T::Date, T::Date, T::Int4)),
             (Arith::Add | Arith::Sub, T::Date, T::Interval) => {
                 Some((T::Date, T::Interval, T::Timestamp))
             }
@@ -829,7 +837,7 @@ impl<'a> Binder<'a> {
                 Some((common, common, T::Interval))
             }
             (Arith::Add | Arith::Sub, T::Interval, T::Interval | T::Unknown)
-            | (Arith::Add, T::Unknown, T::Interval) => {
+            | (Arith::Add | Arith::Sub, T::Unknown, T::Interval) => {
                 Some((T::Interval, T::Interval, T::Interval))
             }
             (Arith::Mul | Arith::Div, T::Interval, t) if numeric(t) || t == T::Unknown => Some((

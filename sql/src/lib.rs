@@ -213,15 +213,22 @@ pub fn prepare<C: Cluster>(
         Some(s) => describe_statement(session, &describer, sql, s, &params)?,
         None => None,
     };
+    // A parameter the statement never names has no type to infer (PostgreSQL: 42P18); one
+    // named only where any type fits is text.
     let param_types = params
         .types
         .into_inner()
         .into_iter()
-        .map(|t| match t {
-            Some(t) if t != Ty::Unknown => t.oid(),
-            _ => Ty::Text.oid(),
+        .enumerate()
+        .map(|(i, t)| match t {
+            Some(t) if t != Ty::Unknown => Ok(t.oid()),
+            Some(_) => Ok(Ty::Text.oid()),
+            None => Err(SqlError::new(
+                "42P18",
+                format!("could not determine data type of parameter ${}", i + 1),
+            )),
         })
-        .collect();
+        .collect::<Result<Vec<u32>, SqlError>>()?;
     Ok(Prepared {
         sql: sql.to_string(),
         statement,

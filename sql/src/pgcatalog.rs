@@ -1812,11 +1812,6 @@ pub(crate) fn bind_expr(
                 .at(pos));
             }
             let l = binder.bind(left)?;
-            let l = if l.ty == Ty::Unknown {
-                binder.coerce(l, Ty::Text, TYPMOD_NONE)?
-            } else {
-                l
-            };
             let r = binder.bind(right)?;
             if let Some(elem) = r.ty.element() {
                 let l = binder.coerce(l, elem, TYPMOD_NONE)?;
@@ -1827,6 +1822,11 @@ pub(crate) fn bind_expr(
                     pos,
                 )));
             }
+            let l = if l.ty == Ty::Unknown {
+                binder.coerce(l, Ty::Text, TYPMOD_NONE)?
+            } else {
+                l
+            };
             let Some(r) = text_arg(binder, r.clone())? else {
                 return Err(SqlError::new(
                     DATATYPE_MISMATCH,

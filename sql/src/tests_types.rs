@@ -322,3 +322,65 @@ mod extremes {
         }
     }
 }
+
+#[test]
+fn parameters_take_the_types_of_what_they_meet() {
+    use helios_engine::localrt::LocalRuntime;
+    use helios_engine::memfs::MemFs;
+
+    use crate::testcluster::LocalCluster;
+    use crate::{execute_prepared, prepare, Session};
+
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        let p = prepare(
+            &session,
+            &cluster,
+            "SELECT $1::date + $2::int, $3::timestamptz - interval '1 hour', \
+             $4 = ANY(ARRAY[1.5::real]), $5::jsonb, $6 - interval '1 hour', $1::date - $7",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.param_types, vec![1082, 23, 1184, 700, 3802, 1186, 1082]);
+        let r = execute_prepared(
+            &mut session,
+            &cluster,
+            &p,
+            &[
+                Some("2024-02-28".into()),
+                Some("2".into()),
+                Some("2024-01-01 00:30:00+00".into()),
+                Some("1.5".into()),
+                Some("[1, {\"b\":2,\"a\":1}]".into()),
+                Some("1 day".into()),
+                Some("2024-02-01".into()),
+            ],
+        )
+        .await;
+        let Ok(crate::StatementResult::Rows { rows, .. }) = r else {
+            panic!("{r:?}")
+        };
+        let cells: Vec<String> = rows[0]
+            .iter()
+            .map(|c| c.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "2024-03-01",
+                "2023-12-31 23:30:00+00",
+                "t",
+                r#"[1, {"a": 1, "b": 2}]"#,
+                "1 day -01:00:00",
+                "27"
+            ]
+        );
+        let gap = prepare(&session, &cluster, "SELECT $2::int", &[]).unwrap_err();
+        assert_eq!(gap.sqlstate, "42P18");
+        let ambiguous = prepare(&session, &cluster, "SELECT $1::date + $2", &[]).unwrap_err();
+        assert_eq!(ambiguous.sqlstate, "42725");
+    });
+}
