@@ -2759,7 +2759,8 @@ impl<'a> Binder<'a> {
         if types.len() < n {
             types.resize(n, None);
         }
-        let ty = types[n - 1].unwrap_or(SqlType::Unknown);
+        // Named now: unknown until something gives it a type (None stays "never named").
+        let ty = *types[n - 1].get_or_insert(SqlType::Unknown);
         Ok(Bound {
             kind: Kind::Param(n - 1),
             ty,
