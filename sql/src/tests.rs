@@ -767,11 +767,11 @@ fn join_filters_run_in_the_fragments_that_may_drop_rows() {
             ),
             (
                 "EXPLAIN SELECT a.id FROM a JOIN b ON a.id = b.a_id WHERE a.x > 1 AND b.y < 9",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Hash Join on 1 key(s) (Inner) /       ->  Fragment results #0 /       ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Filter (pushed down): (y < 9) /         Projection: a_id [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Broadcast Join (Inner): fragment results #0 / Shard fragments /   #0 Broadcast Join (Inner) of public.a and public.b (every shard: 0..2 in parallel): #1 broadcast to every shard /         Hash Cond: (a.id = b.a_id) /         Filter on public.a (pushed down): (x > 1) /         Broadcast limit: 100000 rows, 16 MiB (above it: hash join on the coordinator) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel), broadcast to #0's fragments /         Filter (pushed down): (y < 9) [EXPLAIN]",
             ),
             (
                 "EXPLAIN SELECT a.id FROM a LEFT JOIN b ON a.id = b.a_id WHERE b.y IS NULL AND a.x > 1",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Hash Join on 1 key(s) (Left) /         ->  Fragment results #0 /         ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Projection: a_id, y [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Broadcast Join (Left): fragment results #0 / Shard fragments /   #0 Broadcast Join (Left) of public.a and public.b (every shard: 0..2 in parallel): #1 broadcast to every shard /         Hash Cond: (a.id = b.a_id) /         Filter on public.a (pushed down): (x > 1) /         Broadcast limit: 100000 rows, 16 MiB (above it: hash join on the coordinator) /         Projection: id, y /   #1 Scan on public.b (every shard: 0..2 in parallel), broadcast to #0's fragments [EXPLAIN]",
             ),
         ],
     );
@@ -1565,6 +1565,99 @@ fn colocated_joins_run_per_shard() {
     }
 }
 
+const BROADCAST_SETUP: &[&str] = &[
+    "CREATE TABLE d (id int PRIMARY KEY, k int, s text)",
+    "CREATE TABLE e (id int PRIMARY KEY, k int)",
+    "INSERT INTO d VALUES (1, 2, 'a'), (2, 2, 'b'), (3, NULL, 'c'), (4, 6, NULL), (5, 3, 'e'), (6, 20, 'f'), (7, NULL, 'g'), (8, 2, 'h')",
+];
+
+/// Queries over joins that are not co-located (tables of JOIN_SETUP and BROADCAST_SETUP).
+const BROADCAST_QUERIES: &[&str] = &[
+    "SELECT p.id, q.id, q.w FROM p JOIN q ON p.id = q.w",
+    "SELECT p.id, p.v, q.id FROM p LEFT JOIN q ON p.id = q.w",
+    "SELECT p.id, q.id, q.w FROM p RIGHT JOIN q ON p.id = q.w",
+    "SELECT a.id, b.id FROM d a JOIN d b ON a.k = b.k",
+    "SELECT a.id, b.id FROM d a LEFT JOIN d b ON a.k = b.k AND b.s > a.s",
+    "SELECT a.id, b.id FROM d a RIGHT JOIN d b ON a.k = b.k AND a.id < b.id",
+    "SELECT * FROM d JOIN e ON d.k = e.k",
+    "SELECT * FROM d LEFT JOIN e ON d.k = e.k",
+    "SELECT * FROM e LEFT JOIN d ON d.k = e.k",
+    "SELECT * FROM e RIGHT JOIN d ON d.k = e.k",
+    // The left side pins its key or has more equalities: it is the one broadcast.
+    "SELECT q.id, d.id FROM q JOIN d ON q.id = d.k WHERE q.id = 2",
+    "SELECT d.id, q.w FROM d JOIN q ON q.id = d.k WHERE d.k = 2 AND d.s = 'h'",
+    "SELECT d.id, p.v FROM d JOIN p ON p.id + 1 = d.k * 1 WHERE d.k = 2",
+    "SELECT * FROM p JOIN r ON p.id = r.id",
+    "SELECT * FROM c1 JOIN c2 ON c1.a = c2.a",
+    "SELECT p.id, q.w FROM p JOIN q ON p.id = q.w / 10 AND p.v <> 'two'",
+    "SELECT d.k, count(*), sum(q.w), max(d.s) FROM d JOIN q ON q.id = d.k GROUP BY d.k",
+    "SELECT count(*) FROM d LEFT JOIN q ON q.id = d.k",
+    "SELECT d.id, q.w FROM d JOIN q ON q.id = d.k ORDER BY q.w DESC, d.id LIMIT 3",
+    "SELECT d.id FROM d JOIN q ON q.id = d.k LIMIT 2",
+    "SELECT q.id, d.id FROM q JOIN d ON q.id = d.k WHERE q.id = 2 LIMIT 1",
+    "SELECT p.id, q.id, d.id FROM p JOIN q ON p.id = q.w JOIN d ON d.k = q.id",
+    "SELECT p.id, d.id FROM p JOIN d ON p.id = d.k AND d.id = (SELECT max(id) FROM q)",
+    "SELECT d.id FROM d JOIN q ON q.w / (d.k - 2) = q.w",
+    "SELECT * FROM d FULL JOIN e ON d.k = e.k",
+];
+
+#[test]
+fn broadcast_joins_hash_the_smaller_side_on_every_shard() {
+    let setup: Vec<&str> = JOIN_SETUP.iter().chain(BROADCAST_SETUP).copied().collect();
+    let got = differential(3, &setup, BROADCAST_QUERIES);
+    crate::dist::force_fallback(true);
+    let fallback = differential(3, &setup, BROADCAST_QUERIES);
+    crate::dist::force_fallback(false);
+    assert_eq!(
+        got, fallback,
+        "the coordinator fallback gives the same rows"
+    );
+    assert_eq!(got[0], "id:23,id:23,w:23 => 2|9|2 [SELECT 1]");
+    assert_eq!(
+        got[1],
+        "id:23,v:25,id:23 => 2|two|9 / 3|NULL|NULL / 5|five|NULL / 4|four|NULL / 6|six|NULL / 7|seven|NULL / 1|one|NULL [SELECT 7]",
+        "the left side's order: shard, then key"
+    );
+    assert_eq!(got[6], "id:23,k:23,s:25,id:23,k:23 =>  [SELECT 0]");
+    assert!(got[7].ends_with("[SELECT 8]"), "{}", got[7]);
+    assert!(got[9].ends_with("[SELECT 8]"), "{}", got[9]);
+    assert_eq!(got[10], "id:23,id:23 => 2|2 / 2|8 / 2|1 [SELECT 3]");
+    assert_eq!(got[23], "ERR 22012 division by zero");
+    let plan = explain_of(
+        3,
+        &setup,
+        "SELECT p.v, q.w FROM p JOIN q ON p.id = q.w AND p.v <> q.id::text WHERE q.w > 1",
+    );
+    for line in [
+        "->  Broadcast Join (Inner): fragment results #0",
+        "#0 Broadcast Join (Inner) of public.p and public.q (every shard: 0..3 in parallel): #1 broadcast to every shard",
+        "Hash Cond: (p.id = q.w)",
+        "Join Filter (pushed down): (v <> (id)::text)",
+        "Projection: v, w",
+        "#1 Scan on public.q (every shard: 0..3 in parallel), broadcast to #0's fragments /         Filter (pushed down): (w > 1)",
+    ] {
+        assert!(plan.contains(line), "{line}: {plan}");
+    }
+    let plan = explain_of(
+        3,
+        &setup,
+        "SELECT q.id, d.id FROM q JOIN d ON q.id = d.k WHERE q.id = 2",
+    );
+    assert!(plan.contains("#1 Broadcast Join (Inner) of public.q and public.d (every shard: 0..3 in parallel): #0 broadcast to every shard"), "{plan}");
+    assert!(
+        plan.contains("#0 Point Get on public.q (primary key; shard"),
+        "{plan}"
+    );
+    for not_broadcast in [
+        "SELECT * FROM d FULL JOIN e ON d.k = e.k",
+        "SELECT * FROM d JOIN e ON d.k < e.k",
+        "SELECT p.id, d.id FROM p JOIN d ON p.id = d.k AND d.id = (SELECT max(id) FROM q)",
+    ] {
+        let plan = explain_of(3, &setup, not_broadcast);
+        assert!(!plan.contains("Broadcast"), "{not_broadcast}: {plan}");
+    }
+}
+
 /// Queries that exercise every pushdown, run against random tables.
 const PUSHDOWN_QUERIES: &[&str] = &[
     "SELECT * FROM t",
@@ -1580,6 +1673,10 @@ const PUSHDOWN_QUERIES: &[&str] = &[
     "SELECT count(*), sum(u.v), max(t.s) FROM t JOIN u ON t.id = u.id WHERE t.x IS NOT NULL",
     "SELECT t.id FROM t JOIN u ON t.id = u.id ORDER BY u.v, t.id DESC LIMIT 3",
     "SELECT t.id FROM t JOIN u ON t.g = u.id",
+    "SELECT t.id, u.id FROM t LEFT JOIN u ON t.g = u.v",
+    "SELECT t.id, u.id FROM t RIGHT JOIN u ON t.x = u.v AND t.id > u.id",
+    "SELECT u.id, t.s FROM u JOIN t ON t.g = u.v WHERE u.id = 3",
+    "SELECT t.g, count(*), sum(u.v) FROM t JOIN u ON t.g = u.v GROUP BY t.g",
 ];
 
 proptest! {
