@@ -304,6 +304,7 @@ fn agg_name(func: crate::expr::AggFunc) -> String {
     match func {
         crate::expr::AggFunc::CountStar => "count".to_string(),
         crate::expr::AggFunc::StringAgg => "string_agg".to_string(),
+        crate::expr::AggFunc::ArrayAgg => "array_agg".to_string(),
         crate::expr::AggFunc::BoolAnd => "bool_and".to_string(),
         crate::expr::AggFunc::BoolOr => "bool_or".to_string(),
         f => format!("{f:?}").to_lowercase(),

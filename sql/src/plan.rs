@@ -312,6 +312,7 @@ impl Plan {
                     if let Some(d) = &c.delimiter {
                         f(d);
                     }
+                    c.order_by.iter().for_each(|k| f(&k.expr));
                 }
             }
             Plan::Sort(input, keys) => {
@@ -1634,7 +1635,7 @@ fn require_bool(
     }
 }
 
-fn sort_key(expr: Bound, options: &ast::OrderByOptions) -> SortKey {
+pub(crate) fn sort_key(expr: Bound, options: &ast::OrderByOptions) -> SortKey {
     let descending = matches!(options.sort, Some(ast::OrderBySort::Desc));
     SortKey {
         expr,

@@ -292,9 +292,10 @@ fn splittable(groups: &[Bound], calls: &[AggCall]) -> bool {
                     .arg
                     .as_ref()
                     .is_some_and(|a| a.ty.is_integer() || a.ty == SqlType::Numeric),
-                AggFunc::StringAgg => false,
+                AggFunc::StringAgg | AggFunc::ArrayAgg => false,
             };
-            !c.distinct && c.delimiter.is_none() && arg_ok && func_ok
+            let plain = !c.distinct && c.delimiter.is_none() && c.order_by.is_empty();
+            plain && arg_ok && func_ok
         })
 }
 
@@ -624,9 +625,10 @@ fn need(plan: &Plan, out: &Need, needs: &mut [Need]) {
             groups,
             calls,
         } => {
-            let args = calls
-                .iter()
-                .flat_map(|c| c.arg.iter().chain(c.delimiter.iter()));
+            let args = calls.iter().flat_map(|c| {
+                let keys = c.order_by.iter().map(|k| &k.expr);
+                c.arg.iter().chain(c.delimiter.iter()).chain(keys)
+            });
             let set = reads_all(groups.iter().chain(args), needs);
             need(input, &Some(set), needs);
         }
