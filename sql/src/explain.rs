@@ -8,7 +8,7 @@ use sqlparser::ast;
 use crate::cluster::Cluster;
 use crate::error::*;
 use crate::expr::{Bound, Env, Kind};
-use crate::plan::{Fetch, FetchOutput, JoinKind, JoinMethod, Plan, Planner, SetOpKind};
+use crate::plan::{Fetch, FetchOutput, JoinKind, JoinMethod, Plan, Planner, SetOpKind, ShardJoin};
 use crate::session::Session;
 use crate::types::{self, Datum, SqlType, TYPMOD_NONE};
 use crate::{column, StatementResult};
@@ -98,6 +98,22 @@ fn fragment_lines<C: Cluster>(
         output_lines(f, env, &names, lines);
         return Ok(());
     };
+    join_lines(index, f, join, fetches, &where_, env, lines);
+    Ok(())
+}
+
+/// A fragment that joins its rows with another fetch's: how, the filters and conditions it
+/// runs, its output stage.
+fn join_lines(
+    index: usize,
+    f: &Fetch,
+    join: &ShardJoin,
+    fetches: &[Fetch],
+    where_: &str,
+    env: &Env,
+    lines: &mut Vec<String>,
+) {
+    let table = qualified(&f.table);
     let other = &fetches[join.other];
     let other_table = format!("{}.{}", other.table.schema, other.table.name);
     // The fragment's row: the join's left side's columns, then its right side's.
@@ -180,7 +196,6 @@ fn fragment_lines<C: Cluster>(
         ));
     }
     output_lines(f, env, &names, lines);
-    Ok(())
 }
 
 fn qualified(t: &crate::catalog::Table) -> String {
