@@ -232,10 +232,17 @@ pub(crate) struct FragmentPush {
     pub(crate) output: FragmentOutput,
 }
 
+/// The other side of a join that runs in the fragment.
+#[derive(Debug)]
+pub(crate) enum JoinFragment {
+    Colocated(ColocatedSide),
+    Broadcast(BroadcastSide),
+}
+
 /// The right side of a co-located join: rows of `table` on the same shard whose primary key
 /// equals the scanned (left) row's.
 #[derive(Debug)]
-pub(crate) struct JoinFragment {
+pub(crate) struct ColocatedSide {
     pub(crate) table: Arc<Table>,
     pub(crate) filter: Option<Bound>,
     /// Read only this row key of `table`.
@@ -246,6 +253,28 @@ pub(crate) struct JoinFragment {
     /// Over the joined row.
     pub(crate) residual: Option<Bound>,
 }
+
+/// The rows of a broadcast join's other side, read and hashed once by the coordinator and
+/// shared by every shard's fragment (the fragment travels by reference within a process).
+#[derive(Debug)]
+pub(crate) struct BroadcastSide {
+    pub(crate) rows: Vec<Row>,
+    /// Join key bytes → positions in `rows`, ascending; rows with a NULL key are absent.
+    pub(crate) index: HashMap<Vec<u8>, Vec<usize>>,
+    /// The join keys over the scanned row.
+    pub(crate) probe_keys: Vec<Bound>,
+    /// The broadcast rows are the join's left side; the scanned rows its right side.
+    pub(crate) is_left: bool,
+    pub(crate) kind: JoinKind,
+    /// Over the joined row.
+    pub(crate) residual: Option<Bound>,
+    /// Columns of a broadcast row.
+    pub(crate) width: usize,
+}
+
+/// A joined row's tag when it is a right row without a match (RIGHT JOIN): such rows come
+/// after every left row's matches, as in the coordinator's hash join.
+pub(crate) const UNMATCHED_RIGHT_TAG: usize = usize::MAX;
 
 #[derive(Debug)]
 pub(crate) enum FragmentOutput {
@@ -268,6 +297,9 @@ pub struct ScanRows {
     pub(crate) sort_keys: Vec<Row>,
     /// A partial aggregate's groups (values, states), in the order they were first seen.
     pub(crate) groups: Vec<(Row, Vec<AggState>)>,
+    /// A broadcast left side's joined rows: per row, the position of its left row in the
+    /// broadcast rows (or [`UNMATCHED_RIGHT_TAG`]); the coordinator sorts by it, stably.
+    pub(crate) left_tags: Vec<usize>,
 }
 
 /// One row change.
@@ -362,7 +394,13 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     };
     match push.and_then(|p| p.join.as_ref()) {
         None => left.run(lsm, rt, |key, row| sink.push(key, row)).await?,
-        Some(join) => {
+        Some(JoinFragment::Broadcast(side)) => {
+            left.run(lsm, rt, |key, row| {
+                side.probe(&req.env, row, &mut sink, key)
+            })
+            .await?
+        }
+        Some(JoinFragment::Colocated(join)) => {
             let right = TableScan {
                 table: &join.table,
                 filter: join.filter.as_ref(),
@@ -473,13 +511,13 @@ fn shard_eval<'a>(env: &'a Env, row: &'a [Datum]) -> Eval<'a> {
 
 /// The right side of a co-located join, hashed on its key columns.
 struct JoinProbe<'a> {
-    join: &'a JoinFragment,
+    join: &'a ColocatedSide,
     rows: Vec<Row>,
     index: HashMap<Vec<u8>, Vec<usize>>,
 }
 
 impl<'a> JoinProbe<'a> {
-    fn new(join: &'a JoinFragment, rows: Vec<Row>) -> JoinProbe<'a> {
+    fn new(join: &'a ColocatedSide, rows: Vec<Row>) -> JoinProbe<'a> {
         let mut index: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
         for (i, row) in rows.iter().enumerate() {
             if let Some(key) = exec::join_key(join.right_keys.iter().map(|&c| &row[c])) {
@@ -522,6 +560,103 @@ impl<'a> JoinProbe<'a> {
         }
         Ok(true)
     }
+}
+
+impl BroadcastSide {
+    /// Joins one scanned row with the broadcast rows and hands the joined rows to `sink`,
+    /// as the coordinator's hash join would: a left row's matches in right-row order, a
+    /// left join's unmatched left row NULL-extended, a right join's unmatched right row
+    /// NULL-extended and tagged to come last. False once the sink wants no more rows.
+    fn probe(&self, env: &Env, row: Row, sink: &mut Sink, key: &Bytes) -> Result<bool, SqlError> {
+        let mut values = Vec::with_capacity(self.probe_keys.len());
+        for k in &self.probe_keys {
+            values.push(eval(k, &shard_eval(env, &row))?);
+        }
+        let candidates: &[usize] = exec::join_key(values.iter())
+            .and_then(|k| self.index.get(&k))
+            .map_or(&[], |v| v.as_slice());
+        let mut matched = false;
+        for &i in candidates {
+            let (left, right) = if self.is_left {
+                (&self.rows[i], &row)
+            } else {
+                (&row, &self.rows[i])
+            };
+            let mut joined = Vec::with_capacity(left.len() + right.len());
+            joined.extend_from_slice(left);
+            joined.extend_from_slice(right);
+            if let Some(r) = &self.residual {
+                if eval(r, &shard_eval(env, &joined))? != Datum::Bool(true) {
+                    continue;
+                }
+            }
+            matched = true;
+            if !self.emit(sink, key, joined, i)? {
+                return Ok(false);
+            }
+        }
+        if matched {
+            return Ok(true);
+        }
+        match (self.kind, self.is_left) {
+            (JoinKind::Left, false) => {
+                let mut joined = row;
+                joined.resize(joined.len() + self.width, Datum::Null);
+                self.emit(sink, key, joined, 0)
+            }
+            (JoinKind::Right, true) => {
+                let mut joined = vec![Datum::Null; self.width];
+                joined.extend(row);
+                self.emit(sink, key, joined, UNMATCHED_RIGHT_TAG)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn emit(
+        &self,
+        sink: &mut Sink,
+        key: &Bytes,
+        joined: Row,
+        left: usize,
+    ) -> Result<bool, SqlError> {
+        if !self.is_left {
+            return sink.push(key, joined);
+        }
+        // Rows are put back in left-row order on the coordinator: the sink keeps all.
+        assert!(
+            matches!(sink.stage, Stage::Rows { limit: usize::MAX }),
+            "a reordered join's fragment returns all its rows"
+        );
+        let more = sink.push(key, joined)?;
+        sink.out.left_tags.push(left);
+        assert_eq!(
+            sink.out.left_tags.len(),
+            sink.out.rows.len(),
+            "a tag per row"
+        );
+        Ok(more)
+    }
+}
+
+/// Runs a broadcast join's fragment over rows the coordinator read itself (the other side
+/// was too big to broadcast): the same pipeline as on a shard, over all rows at once.
+pub(crate) fn broadcast_local(req: &ScanRequest, rows: Vec<Row>) -> Result<ScanRows, SqlError> {
+    let push = req.push.as_deref().expect("a broadcast join's fragment");
+    let Some(JoinFragment::Broadcast(side)) = &push.join else {
+        panic!("a broadcast join's fragment");
+    };
+    let mut sink = Sink::new(req, Some(push));
+    let no_key = Bytes::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        if (i as u64 + 1).is_multiple_of(SCAN_YIELD_ROWS) {
+            req.env.check_cancelled()?;
+        }
+        if !side.probe(&req.env, row, &mut sink, &no_key)? {
+            break;
+        }
+    }
+    sink.finish()
 }
 
 /// Where a fragment's rows go: its output stage, then its projection.

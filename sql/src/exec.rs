@@ -488,6 +488,18 @@ impl Grouper {
                 Some(d) => Some(eval(d, row)?),
                 None => None,
             };
+            if let AggState::Sorted(inputs) = state {
+                let mut keys = Vec::with_capacity(call.order_by.len());
+                for k in &call.order_by {
+                    keys.push(eval(&k.expr, row)?);
+                }
+                inputs.push(SortedInput {
+                    keys,
+                    value: value.unwrap_or(Datum::Null),
+                    delimiter,
+                });
+                continue;
+            }
             state.add(call, value, delimiter)?;
         }
         Ok(())
@@ -690,10 +702,25 @@ pub(crate) enum AggState {
     Text(Option<String>),
     /// count/sum/avg(DISTINCT x): the distinct values seen, then folded at the end.
     Distinct(Vec<Datum>, HashSet<Vec<u8>>),
+    /// array_agg's elements, NULLs included (None: no input row).
+    Array(Option<Vec<Datum>>),
+    /// A call with ORDER BY (`AggCall::order_by`): every input, sorted and folded at the end.
+    Sorted(Vec<SortedInput>),
+}
+
+/// One input of an ordered aggregate: its ORDER BY key values, argument and delimiter.
+#[derive(Debug)]
+pub(crate) struct SortedInput {
+    keys: Row,
+    value: Datum,
+    delimiter: Option<Datum>,
 }
 
 impl AggState {
     fn new(call: &AggCall) -> AggState {
+        if !call.order_by.is_empty() {
+            return AggState::Sorted(Vec::new());
+        }
         if call.distinct {
             return AggState::Distinct(Vec::new(), HashSet::new());
         }
@@ -708,6 +735,7 @@ impl AggState {
             AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
             AggFunc::BoolAnd | AggFunc::BoolOr => AggState::Bool(None),
             AggFunc::StringAgg => AggState::Text(None),
+            AggFunc::ArrayAgg => AggState::Array(None),
         }
     }
 
@@ -724,10 +752,13 @@ impl AggState {
             return Ok(());
         }
         let value = value.unwrap_or(Datum::Null);
-        if value == Datum::Null {
+        // Aggregates skip NULL inputs, but for array_agg, which keeps them as elements.
+        if value == Datum::Null && call.func != AggFunc::ArrayAgg {
             return Ok(());
         }
         match self {
+            AggState::Array(elements) => elements.get_or_insert_with(Vec::new).push(value),
+            AggState::Sorted(_) => unreachable!("ordered inputs are collected by the grouper"),
             AggState::Distinct(values, seen) => {
                 if seen.insert(group_key(std::slice::from_ref(&value))) {
                     values.push(value);
@@ -862,6 +893,8 @@ impl AggState {
                 }
                 s.finish(&plain)
             }
+            AggState::Sorted(inputs) => fold_sorted(call, inputs),
+            AggState::Array(elements) => Ok(elements.map_or(Datum::Null, Datum::Array)),
             AggState::Count(n) => Ok(Datum::Int(n)),
             AggState::SumInt(s, n) => match (s, call.func) {
                 (None, _) => Ok(Datum::Null),
@@ -892,6 +925,28 @@ impl AggState {
             AggState::Text(t) => Ok(t.map_or(Datum::Null, Datum::Text)),
         }
     }
+}
+
+/// An ordered aggregate's result: its inputs sorted stably by the call's ORDER BY (ties
+/// keep input order), with DISTINCT the repeats of a value dropped (they are adjacent: the
+/// keys are arguments), then folded as the call without ORDER BY or DISTINCT would.
+fn fold_sorted(call: &AggCall, mut inputs: Vec<SortedInput>) -> Result<Datum, SqlError> {
+    inputs.sort_by(|a, b| compare_sort_keys(&call.order_by, &a.keys, &b.keys));
+    if call.distinct {
+        inputs.dedup_by(|b, a| {
+            group_key(std::slice::from_ref(&a.value)) == group_key(std::slice::from_ref(&b.value))
+        });
+    }
+    let plain = AggCall {
+        distinct: false,
+        order_by: Vec::new(),
+        ..call.clone()
+    };
+    let mut state = AggState::new(&plain);
+    for input in inputs {
+        state.add(&plain, Some(input.value), input.delimiter)?;
+    }
+    state.finish(&plain)
 }
 
 /// Evaluates a subquery expression for the current row of `cx`.

@@ -8,7 +8,7 @@ use sqlparser::ast;
 use crate::cluster::Cluster;
 use crate::error::*;
 use crate::expr::{Bound, Env, Kind};
-use crate::plan::{Fetch, FetchOutput, JoinKind, Plan, Planner, SetOpKind};
+use crate::plan::{Fetch, FetchOutput, JoinKind, JoinMethod, Plan, Planner, SetOpKind, ShardJoin};
 use crate::session::Session;
 use crate::types::{self, Datum, SqlType, TYPMOD_NONE};
 use crate::{column, StatementResult};
@@ -70,17 +70,6 @@ fn fragment_lines<C: Cluster>(
     lines: &mut Vec<String>,
 ) -> Result<(), SqlError> {
     let table = format!("{}.{}", f.table.schema, f.table.name);
-    if f.push.absorbed {
-        lines.push(format!("  #{index} {table}: read by a co-located join"));
-        return Ok(());
-    }
-    let right = f.push.join.as_ref().map(|j| (j, &fetches[j.right]));
-    // The fragment's row: the table's columns, then the joined table's.
-    let mut row_names: Vec<String> = f.table.columns.iter().map(|c| c.name.clone()).collect();
-    if let Some((_, r)) = right {
-        row_names.extend(r.table.columns.iter().map(|c| c.name.clone()));
-    }
-    let names = |c: usize| row_names.get(c).cloned().unwrap_or_else(|| format!("${c}"));
     let where_ = match crate::stmt::point_key(&f.table, f.filter.as_ref(), env)? {
         Some(key) => {
             let token = crate::rowcodec::storage_key_token(&key).unwrap_or_default();
@@ -88,51 +77,174 @@ fn fragment_lines<C: Cluster>(
         }
         None => format!("every shard: 0..{} in parallel", cluster.shard_count()),
     };
-    match right {
-        None => {
-            let what = if where_.starts_with("primary key") {
-                "Point Get"
-            } else {
-                "Scan"
-            };
-            lines.push(format!("  #{index} {what} on {table} ({where_})"));
-            if let Some(filter) = &f.filter {
-                lines.push(format!(
-                    "        Filter (pushed down): {}",
-                    expr_text(filter, &names)
-                ));
-            }
-        }
-        Some((join, r)) => {
-            let right_table = format!("{}.{}", r.table.schema, r.table.name);
+    if f.push.absorbed {
+        absorbed_lines(index, f, fetches, &where_, lines);
+        return Ok(());
+    }
+    let Some(join) = &f.push.join else {
+        let names = |c: usize| column_name(&f.table, c);
+        let what = if where_.starts_with("primary key") {
+            "Point Get"
+        } else {
+            "Scan"
+        };
+        lines.push(format!("  #{index} {what} on {table} ({where_})"));
+        if let Some(filter) = &f.filter {
             lines.push(format!(
-                "  #{index} Co-located Join ({}) of {table} and {right_table} on their primary keys ({where_})",
-                join_kind(join.kind)
+                "        Filter (pushed down): {}",
+                expr_text(filter, &names)
             ));
-            if let Some(filter) = &f.filter {
-                lines.push(format!(
-                    "        Filter on {table} (pushed down): {}",
-                    expr_text(filter, &names)
-                ));
-            }
-            let width = f.table.columns.len();
-            let right_names = |c: usize| names(c + width);
-            if let Some(filter) = &r.filter {
-                lines.push(format!(
-                    "        Filter on {right_table} (pushed down): {}",
-                    expr_text(filter, &right_names)
-                ));
-            }
-            if let Some(residual) = &join.residual {
-                lines.push(format!(
-                    "        Join Filter (pushed down): {}",
-                    expr_text(residual, &names)
-                ));
-            }
+        }
+        output_lines(f, env, &names, lines);
+        return Ok(());
+    };
+    join_lines(index, f, join, fetches, &where_, env, lines);
+    Ok(())
+}
+
+/// A fragment that joins its rows with another fetch's: how, the filters and conditions it
+/// runs, its output stage.
+fn join_lines(
+    index: usize,
+    f: &Fetch,
+    join: &ShardJoin,
+    fetches: &[Fetch],
+    where_: &str,
+    env: &Env,
+    lines: &mut Vec<String>,
+) {
+    let table = qualified(&f.table);
+    let other = &fetches[join.other];
+    let other_table = format!("{}.{}", other.table.schema, other.table.name);
+    // The fragment's row: the join's left side's columns, then its right side's.
+    let other_is_left = matches!(
+        join.method,
+        JoinMethod::Broadcast {
+            other_is_left: true,
+            ..
+        }
+    );
+    let (left, right) = if other_is_left {
+        (other, f)
+    } else {
+        (f, other)
+    };
+    let left_width = left.table.columns.len();
+    let row_names: Vec<String> = left
+        .table
+        .columns
+        .iter()
+        .chain(&right.table.columns)
+        .map(|c| c.name.clone())
+        .collect();
+    let names = |c: usize| row_names.get(c).cloned().unwrap_or_else(|| format!("${c}"));
+    let own_names = |c: usize| names(if other_is_left { c + left_width } else { c });
+    let kind = join_kind(join.kind);
+    match &join.method {
+        JoinMethod::Colocated { .. } => lines.push(format!(
+            "  #{index} Co-located Join ({kind}) of {table} and {other_table} on their primary keys ({where_})"
+        )),
+        JoinMethod::Broadcast {
+            left_keys,
+            right_keys,
+            ..
+        } => {
+            let (lt, rt) = (qualified(&left.table), qualified(&right.table));
+            lines.push(format!(
+                "  #{index} Broadcast Join ({kind}) of {lt} and {rt} ({where_}): #{} broadcast to every shard",
+                join.other
+            ));
+            // Qualified: both sides may be the same table.
+            let left_names = |c: usize| format!("{}.{}", left.table.name, names(c));
+            let right_names =
+                |c: usize| format!("{}.{}", right.table.name, names(c + left_width));
+            let conds: Vec<String> = left_keys
+                .iter()
+                .zip(right_keys)
+                .map(|(l, r)| {
+                    let (l, r) = (expr_text(l, &left_names), expr_text(r, &right_names));
+                    format!("({l} = {r})")
+                })
+                .collect();
+            lines.push(format!("        Hash Cond: {}", conds.join(" AND ")));
         }
     }
+    if let Some(filter) = &f.filter {
+        lines.push(format!(
+            "        Filter on {table} (pushed down): {}",
+            expr_text(filter, &own_names)
+        ));
+    }
+    if let (JoinMethod::Colocated { .. }, Some(filter)) = (&join.method, &other.filter) {
+        let other_names = |c: usize| names(c + f.table.columns.len());
+        lines.push(format!(
+            "        Filter on {other_table} (pushed down): {}",
+            expr_text(filter, &other_names)
+        ));
+    }
+    if let Some(residual) = &join.residual {
+        lines.push(format!(
+            "        Join Filter (pushed down): {}",
+            expr_text(residual, &names)
+        ));
+    }
+    if matches!(join.method, JoinMethod::Broadcast { .. }) {
+        lines.push(format!(
+            "        Broadcast limit: {} rows, {} MiB (above it: hash join on the coordinator)",
+            crate::dist::BROADCAST_ROWS_MAX,
+            crate::dist::BROADCAST_BYTES_MAX >> 20
+        ));
+    }
     output_lines(f, env, &names, lines);
-    Ok(())
+}
+
+fn qualified(t: &crate::catalog::Table) -> String {
+    format!("{}.{}", t.schema, t.name)
+}
+
+fn column_name(t: &crate::catalog::Table, c: usize) -> String {
+    t.columns
+        .get(c)
+        .map_or_else(|| format!("${c}"), |col| col.name.clone())
+}
+
+/// A fetch another fetch's join reads: a co-located one is not fetched at all; a broadcast
+/// one is read first, whole rows, and sent along.
+fn absorbed_lines(
+    index: usize,
+    f: &Fetch,
+    fetches: &[Fetch],
+    where_: &str,
+    lines: &mut Vec<String>,
+) {
+    let table = qualified(&f.table);
+    let by = fetches.iter().enumerate().find_map(|(i, g)| {
+        g.push
+            .join
+            .as_ref()
+            .filter(|j| j.other == index)
+            .map(|j| (i, j))
+    });
+    let (by, join) = by.expect("an absorbed fetch has its join");
+    if matches!(join.method, JoinMethod::Colocated { .. }) {
+        lines.push(format!("  #{index} {table}: read by a co-located join"));
+        return;
+    }
+    let what = if where_.starts_with("primary key") {
+        "Point Get"
+    } else {
+        "Scan"
+    };
+    lines.push(format!(
+        "  #{index} {what} on {table} ({where_}), broadcast to #{by}'s fragments"
+    ));
+    if let Some(filter) = &f.filter {
+        let names = |c: usize| column_name(&f.table, c);
+        lines.push(format!(
+            "        Filter (pushed down): {}",
+            expr_text(filter, &names)
+        ));
+    }
 }
 
 /// The fragment's output stage and projection.
@@ -207,6 +319,7 @@ fn agg_name(func: crate::expr::AggFunc) -> String {
     match func {
         crate::expr::AggFunc::CountStar => "count".to_string(),
         crate::expr::AggFunc::StringAgg => "string_agg".to_string(),
+        crate::expr::AggFunc::ArrayAgg => "array_agg".to_string(),
         crate::expr::AggFunc::BoolAnd => "bool_and".to_string(),
         crate::expr::AggFunc::BoolOr => "bool_or".to_string(),
         f => format!("{f:?}").to_lowercase(),
@@ -248,10 +361,16 @@ fn fetch_label(n: usize, fetches: &[Fetch]) -> String {
                 keys.len()
             )
         }
-        (_, Some(j)) => format!(
-            "Co-located Join ({}): fragment results #{n}",
-            join_kind(j.kind)
-        ),
+        (_, Some(j)) => {
+            let method = match j.method {
+                JoinMethod::Colocated { .. } => "Co-located",
+                JoinMethod::Broadcast { .. } => "Broadcast",
+            };
+            format!(
+                "{method} Join ({}): fragment results #{n}",
+                join_kind(j.kind)
+            )
+        }
         _ => format!("Fragment results #{n}"),
     }
 }

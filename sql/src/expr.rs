@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::error::*;
 use crate::numeric;
-use crate::plan::{AggBinding, Planner, Scope, SubqueryExpr, SubqueryMode};
+use crate::plan::{AggBinding, Planner, Scope, SortKey, SubqueryExpr, SubqueryMode};
 use crate::session::Session;
 use crate::types::{self, Datum, SqlType, TYPMOD_NONE};
 
@@ -2193,6 +2193,7 @@ pub(crate) enum AggFunc {
     BoolAnd,
     BoolOr,
     StringAgg,
+    ArrayAgg,
 }
 
 /// One aggregate call of a query: its argument is bound over the input rows.
@@ -2203,6 +2204,10 @@ pub(crate) struct AggCall {
     /// string_agg's delimiter.
     pub(crate) delimiter: Option<Bound>,
     pub(crate) distinct: bool,
+    /// The order the call folds its inputs in (ORDER BY inside the call, over the input
+    /// rows; string_agg and array_agg with DISTINCT sort by their argument, as PostgreSQL
+    /// does). Empty: input order.
+    pub(crate) order_by: Vec<SortKey>,
     /// The result type.
     pub(crate) ty: SqlType,
 }
@@ -2217,6 +2222,7 @@ pub(crate) fn aggregate_func(name: &str) -> Option<AggFunc> {
         "bool_and" | "every" => AggFunc::BoolAnd,
         "bool_or" => AggFunc::BoolOr,
         "string_agg" => AggFunc::StringAgg,
+        "array_agg" => AggFunc::ArrayAgg,
         _ => return None,
     })
 }
@@ -3119,11 +3125,9 @@ impl<'a> Binder<'a> {
         pos: Option<usize>,
     ) -> Result<Bound, SqlError> {
         let input = self.with_scope(Some(agg.input));
-        let (args, distinct) = match &f.args {
+        let (args, distinct, order_by) = match &f.args {
             ast::FunctionArguments::List(list) => {
-                if !list.clauses.is_empty() {
-                    return Err(not_supported(format!("{name} with ORDER BY")).at(pos));
-                }
+                let order_by = self.aggregate_order(agg, list, name, pos)?;
                 let distinct = matches!(
                     list.duplicate_treatment,
                     Some(ast::DuplicateTreatment::Distinct)
@@ -3140,6 +3144,7 @@ impl<'a> Binder<'a> {
                                 arg: None,
                                 delimiter: None,
                                 distinct: false,
+                                order_by: Vec::new(),
                                 ty: SqlType::Int8,
                             };
                             return Ok(agg.push(call, pos));
@@ -3159,7 +3164,7 @@ impl<'a> Binder<'a> {
                         }
                     }
                 }
-                (args, distinct)
+                (args, distinct, order_by)
             }
             _ => {
                 return Err(SqlError::new(
@@ -3229,17 +3234,104 @@ impl<'a> Binder<'a> {
                 let d = self.coerce(d, SqlType::Text, TYPMOD_NONE)?;
                 (Some(a), Some(d), SqlType::Text)
             }
+            (AggFunc::ArrayAgg, 1) => {
+                let a = args.next().expect("one argument");
+                let a = if a.ty == SqlType::Unknown {
+                    self.coerce(a, SqlType::Text, TYPMOD_NONE)?
+                } else {
+                    a
+                };
+                let Some(ty) = a.ty.array_of() else {
+                    return Err(SqlError::new(
+                        UNDEFINED_OBJECT,
+                        format!(
+                            "could not find array type for data type {}",
+                            a.ty.sql_name()
+                        ),
+                    )
+                    .at(pos));
+                };
+                (Some(a), None, ty)
+            }
             _ => return Err(undefined(&args.collect::<Vec<_>>())),
+        };
+        let order_by = match (&arg, order_by) {
+            // DISTINCT string_agg and array_agg fold their values sorted (PostgreSQL
+            // sorts to find the distinct ones).
+            (Some(a), keys) if keys.is_empty() && distinct && sorts_distinct(func) => {
+                vec![SortKey {
+                    expr: a.clone(),
+                    descending: false,
+                    nulls_first: false,
+                }]
+            }
+            (_, keys) => keys,
         };
         let call = AggCall {
             func,
             arg,
             delimiter,
             distinct,
+            order_by,
             ty,
         };
         Ok(agg.push(call, pos))
     }
+
+    /// The ORDER BY inside an aggregate call's parentheses, bound over the input rows. With
+    /// DISTINCT, each key must be one of the arguments (the values are sorted, then
+    /// duplicates dropped), as PostgreSQL requires.
+    fn aggregate_order(
+        &self,
+        agg: &AggBinding,
+        list: &ast::FunctionArgumentList,
+        name: &str,
+        pos: Option<usize>,
+    ) -> Result<Vec<SortKey>, SqlError> {
+        let input = self.with_scope(Some(agg.input));
+        let distinct = matches!(
+            list.duplicate_treatment,
+            Some(ast::DuplicateTreatment::Distinct)
+        );
+        let mut keys = Vec::new();
+        for clause in &list.clauses {
+            let ast::FunctionArgumentClause::OrderBy(exprs) = clause else {
+                return Err(not_supported(format!("{name} with {clause}")).at(pos));
+            };
+            for o in exprs {
+                let is_argument = list.args.iter().any(|a| {
+                    matches!(a, ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) if *e == o.expr)
+                });
+                if distinct && !is_argument {
+                    return Err(SqlError::new(
+                        INVALID_COLUMN_REFERENCE,
+                        "in an aggregate with DISTINCT, ORDER BY expressions must appear in argument list",
+                    )
+                    .at(input.pos_of(&o.expr)));
+                }
+                if contains_aggregate(&o.expr) {
+                    return Err(SqlError::new(
+                        GROUPING_ERROR,
+                        "aggregate function calls cannot be nested",
+                    )
+                    .at(input.pos_of(&o.expr)));
+                }
+                let key = input.bind(&o.expr)?;
+                let key = if key.ty == SqlType::Unknown {
+                    input.coerce(key, SqlType::Text, TYPMOD_NONE)?
+                } else {
+                    key
+                };
+                keys.push(crate::plan::sort_key(key, &o.options));
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// Aggregates whose DISTINCT form folds its values in sorted order (the result shows it).
+fn sorts_distinct(func: AggFunc) -> bool {
+    matches!(func, AggFunc::StringAgg | AggFunc::ArrayAgg)
 }
 
 /// Parameters one statement may have (the wire protocol's Int16 count).

@@ -98,10 +98,10 @@ impl Fetch {
         }
     }
 
-    /// Columns of the rows the fragment produces before projection: the table's, followed
-    /// by the joined table's for a co-located join.
+    /// Columns of the rows the fragment produces before projection: the table's, and the
+    /// joined fetch's for a join (in the join's left-right order).
     pub(crate) fn row_width(&self) -> usize {
-        self.table.columns.len() + self.push.join.as_ref().map_or(0, |j| j.right_width)
+        self.table.columns.len() + self.push.join.as_ref().map_or(0, |j| j.other_width)
     }
 }
 
@@ -111,10 +111,11 @@ pub(crate) struct FetchPush {
     /// The row positions the coordinator reads, ascending (None: all). The fragment returns
     /// only these; the coordinator puts them back in place with NULL in the others.
     pub(crate) columns: Option<Vec<usize>>,
-    /// Rows joined on the shard with another fetch's rows (co-located on the primary key).
-    pub(crate) join: Option<ColocatedJoin>,
+    /// Rows joined on the shard with another fetch's rows (co-located or broadcast).
+    pub(crate) join: Option<ShardJoin>,
     pub(crate) output: FetchOutput,
-    /// Another fetch's co-located join reads this fetch's table: it is not fetched itself.
+    /// Another fetch's join reads this fetch's rows: it is not fetched on its own (a
+    /// broadcast side is fetched by the fetch it is sent with).
     pub(crate) absorbed: bool,
 }
 
@@ -141,18 +142,53 @@ pub(crate) enum FetchOutput {
     },
 }
 
-/// A join of a fetch's rows (left) with fetch `right`'s rows on the same shard: their
-/// primary keys are equated, so matching rows always share a shard.
+/// A join of a fetch's rows with fetch `other`'s rows inside this fetch's fragments. The
+/// fragment's row is always the join's: the left side's columns, then the right side's.
 #[derive(Debug, Clone)]
-pub(crate) struct ColocatedJoin {
-    pub(crate) right: usize,
+pub(crate) struct ShardJoin {
+    /// The fetch joined in: not fetched on its own (co-located), or fetched first and sent
+    /// along (broadcast).
+    pub(crate) other: usize,
     pub(crate) kind: JoinKind,
-    /// Primary-key columns of the left and the right table, pairwise equal.
-    pub(crate) left_keys: Vec<usize>,
-    pub(crate) right_keys: Vec<usize>,
-    /// Over the joined row (left columns, then right columns); row-local.
+    pub(crate) method: JoinMethod,
+    /// Over the joined row; row-local.
     pub(crate) residual: Option<Bound>,
-    pub(crate) right_width: usize,
+    pub(crate) other_width: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum JoinMethod {
+    /// This fetch is the left side, `other` the right; their primary keys are equated
+    /// (`left_keys`, `right_keys` are the tables' key columns, pairwise equal), so matching
+    /// rows always share a shard.
+    Colocated {
+        left_keys: Vec<usize>,
+        right_keys: Vec<usize>,
+    },
+    /// `other`'s rows are read first, hashed on the coordinator and sent to every shard's
+    /// fragment of this fetch, which probes them with its own rows. The keys are the plan's
+    /// equi-join keys, over the left and the right row.
+    Broadcast {
+        left_keys: Vec<Bound>,
+        right_keys: Vec<Bound>,
+        /// `other` is the join's left side (this fetch its right side).
+        other_is_left: bool,
+    },
+}
+
+impl ShardJoin {
+    /// Whether the fragments' rows, concatenated in shard order, are in the order the
+    /// coordinator's hash join would produce them. Not when a broadcast left side is probed
+    /// by the right side's rows: the coordinator reorders those (`dist::gather`).
+    pub(crate) fn keeps_order(&self) -> bool {
+        !matches!(
+            self.method,
+            JoinMethod::Broadcast {
+                other_is_left: true,
+                ..
+            }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +312,7 @@ impl Plan {
                     if let Some(d) = &c.delimiter {
                         f(d);
                     }
+                    c.order_by.iter().for_each(|k| f(&k.expr));
                 }
             }
             Plan::Sort(input, keys) => {
@@ -1607,7 +1644,7 @@ fn require_bool(
     }
 }
 
-fn sort_key(expr: Bound, options: &ast::OrderByOptions) -> SortKey {
+pub(crate) fn sort_key(expr: Bound, options: &ast::OrderByOptions) -> SortKey {
     let descending = matches!(options.sort, Some(ast::OrderBySort::Desc));
     SortKey {
         expr,

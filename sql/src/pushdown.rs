@@ -3,6 +3,9 @@
 //!
 //! - co-located join: an inner or left join that equates two tables' whole primary keys
 //!   (same types, so equal keys hash to the same shard) runs in one fragment per shard;
+//! - broadcast join: any other equi-join but a full one reads one side first and sends it,
+//!   hashed, to every shard's fragment of the other side (the coordinator joins instead
+//!   when that side is over `dist::BROADCAST_ROWS_MAX` rows or `BROADCAST_BYTES_MAX`);
 //! - partial aggregation: count, sum, avg, min, max, bool_and/or over one fragment's rows
 //!   run per shard, the coordinator combines the partial states;
 //! - LIMIT: each fragment stops after LIMIT + OFFSET rows; with ORDER BY, each returns its
@@ -21,7 +24,7 @@ use std::collections::BTreeSet;
 
 use crate::catalog::Table;
 use crate::expr::{AggCall, AggFunc, Bound, Kind};
-use crate::plan::{ColocatedJoin, Fetch, FetchOutput, JoinKind, Plan, SortKey};
+use crate::plan::{Fetch, FetchOutput, JoinKind, JoinMethod, Plan, ShardJoin, SortKey};
 use crate::types::SqlType;
 
 #[cfg(test)]
@@ -71,8 +74,11 @@ impl Rewriter<'_> {
     fn open_fetch(&self, plan: &Plan) -> Option<usize> {
         let Plan::Fetch(n) = plan else { return None };
         let f = &self.fetches[*n];
-        let open =
-            self.uses[*n] == 1 && !f.push.absorbed && matches!(f.push.output, FetchOutput::Rows);
+        let ordered = f.push.join.as_ref().is_none_or(ShardJoin::keeps_order);
+        let open = self.uses[*n] == 1
+            && !f.push.absorbed
+            && ordered
+            && matches!(f.push.output, FetchOutput::Rows);
         open.then_some(*n)
     }
 }
@@ -81,7 +87,7 @@ impl Rewriter<'_> {
 fn rewrite(plan: Plan, rw: &mut Rewriter) -> Plan {
     let plan = map_children(plan, &mut |child| rewrite(child, rw));
     match plan {
-        Plan::Join { .. } => colocate(plan, rw),
+        Plan::Join { .. } => push_join(plan, rw),
         Plan::Aggregate { .. } => partial_aggregate(plan, rw),
         Plan::Limit { .. } => push_limit(plan, rw),
         other => other,
@@ -286,16 +292,17 @@ fn splittable(groups: &[Bound], calls: &[AggCall]) -> bool {
                     .arg
                     .as_ref()
                     .is_some_and(|a| a.ty.is_integer() || a.ty == SqlType::Numeric),
-                AggFunc::StringAgg => false,
+                AggFunc::StringAgg | AggFunc::ArrayAgg => false,
             };
-            !c.distinct && c.delimiter.is_none() && arg_ok && func_ok
+            let plain = !c.distinct && c.delimiter.is_none() && c.order_by.is_empty();
+            plain && arg_ok && func_ok
         })
 }
 
-/// `Join(Fetch a, Fetch b)`, inner or left, whose keys are exactly the two tables' primary
-/// keys, position by position, of the same co-locatable types: matching rows share a shard,
-/// so each shard joins its own rows and the coordinator concatenates.
-fn colocate(plan: Plan, rw: &mut Rewriter) -> Plan {
+/// `Join(Fetch a, Fetch b)` over two plain fetches read only here, with a row-local
+/// residual: co-located when the keys are the two primary keys, else broadcast when there
+/// are equi-join keys a shard can compute. The joined rows are then fetch a's or b's.
+fn push_join(plan: Plan, rw: &mut Rewriter) -> Plan {
     let Plan::Join {
         left,
         right,
@@ -310,38 +317,32 @@ fn colocate(plan: Plan, rw: &mut Rewriter) -> Plan {
         return plan;
     };
     let sides = rw.open_fetch(&left).zip(rw.open_fetch(&right));
-    let fits = |(a, b): (usize, usize)| {
+    let plain = |(a, b): (usize, usize)| {
         let (fa, fb) = (&rw.fetches[a], &rw.fetches[b]);
-        let plain = a != b && fa.push.join.is_none() && fb.push.join.is_none();
-        let residual_ok = residual.as_ref().is_none_or(Bound::is_row_local);
-        let kind_ok = matches!(kind, JoinKind::Inner | JoinKind::Left);
-        if !(plain && residual_ok && kind_ok) {
-            return None;
-        }
-        assert_eq!(
-            left_width,
-            fa.table.columns.len(),
-            "a fetch's row is its table's"
-        );
-        assert_eq!(
-            right_width,
-            fb.table.columns.len(),
-            "a fetch's row is its table's"
-        );
-        primary_key_pairs(&fa.table, &fb.table, &left_keys, &right_keys)
+        a != b && fa.push.join.is_none() && fb.push.join.is_none()
     };
-    match sides.and_then(|s| fits(s).map(|keys| (s, keys))) {
-        Some(((a, b), (lk, rk))) => {
-            rw.fetches[b].push.absorbed = true;
-            rw.fetches[a].push.join = Some(ColocatedJoin {
-                right: b,
+    let residual_ok = residual.as_ref().is_none_or(Bound::is_row_local);
+    let join = match sides.filter(|&s| plain(s) && residual_ok) {
+        Some((a, b)) => {
+            assert_eq!(left_width, rw.fetches[a].row_width(), "a fetch's row");
+            assert_eq!(right_width, rw.fetches[b].row_width(), "a fetch's row");
+            colocated(rw, (a, b), kind, &left_keys, &right_keys)
+                .or_else(|| broadcast(rw, (a, b), kind, &left_keys, &right_keys))
+        }
+        None => None,
+    };
+    match join {
+        Some((into, other, method)) => {
+            let other_width = rw.fetches[other].row_width();
+            rw.fetches[other].push.absorbed = true;
+            rw.fetches[into].push.join = Some(ShardJoin {
+                other,
                 kind,
-                left_keys: lk,
-                right_keys: rk,
+                method,
                 residual,
-                right_width,
+                other_width,
             });
-            Plan::Fetch(a)
+            Plan::Fetch(into)
         }
         None => Plan::Join {
             left,
@@ -354,6 +355,93 @@ fn colocate(plan: Plan, rw: &mut Rewriter) -> Plan {
             right_width,
         },
     }
+}
+
+/// (the fetch the join runs in, the fetch it absorbs, how)
+type PushedJoin = (usize, usize, JoinMethod);
+
+/// An inner or left join equating the two tables' whole primary keys, position by
+/// position, of co-locatable types: matching rows share a shard, each shard joins its own
+/// rows and the coordinator concatenates.
+fn colocated(
+    rw: &Rewriter,
+    (a, b): (usize, usize),
+    kind: JoinKind,
+    left_keys: &[Bound],
+    right_keys: &[Bound],
+) -> Option<PushedJoin> {
+    if !matches!(kind, JoinKind::Inner | JoinKind::Left) {
+        return None;
+    }
+    let (fa, fb) = (&rw.fetches[a], &rw.fetches[b]);
+    let (lk, rk) = primary_key_pairs(&fa.table, &fb.table, left_keys, right_keys)?;
+    let method = JoinMethod::Colocated {
+        left_keys: lk,
+        right_keys: rk,
+    };
+    Some((a, b, method))
+}
+
+/// A join with equi-join keys that is not co-located: one side is read first and sent to
+/// every shard's fragment of the other, which hash-joins it with its own rows. The side
+/// sent is the one [`smallness`] rates smaller (the right one on a tie) for an inner join;
+/// the null-extended side of an outer join (the preserved side's unmatched rows are known
+/// only where all of the other side is). A full join never is: both sides are preserved.
+fn broadcast(
+    rw: &Rewriter,
+    (a, b): (usize, usize),
+    kind: JoinKind,
+    left_keys: &[Bound],
+    right_keys: &[Bound],
+) -> Option<PushedJoin> {
+    let keys_ok =
+        !left_keys.is_empty() && left_keys.iter().chain(right_keys).all(Bound::is_row_local);
+    if !keys_ok {
+        return None;
+    }
+    let other_is_left = match kind {
+        JoinKind::Inner => smallness(&rw.fetches[a]) > smallness(&rw.fetches[b]),
+        JoinKind::Left => false,
+        JoinKind::Right => true,
+        JoinKind::Full => return None,
+    };
+    let method = JoinMethod::Broadcast {
+        left_keys: left_keys.to_vec(),
+        right_keys: right_keys.to_vec(),
+        other_is_left,
+    };
+    Some(if other_is_left {
+        (b, a, method)
+    } else {
+        (a, b, method)
+    })
+}
+
+/// A cheap, data-free guess at how few rows a fetch returns, higher for fewer: a filter
+/// pinning the whole primary key (one row at most) beats any other, then the more
+/// `column = value` conjuncts the filter has, the fewer rows. Plans are cached across
+/// executions, so the guess reads no data; the broadcast size limit guards a wrong guess.
+fn smallness(f: &Fetch) -> usize {
+    let mut conjuncts = Vec::new();
+    if let Some(filter) = &f.filter {
+        filter.clone().into_conjuncts(&mut conjuncts);
+    }
+    let mut pinned = vec![false; f.table.primary_key.len()];
+    let mut equalities = 0;
+    for c in &conjuncts {
+        let Some((col, value)) = c.as_column_equality() else {
+            continue;
+        };
+        equalities += 1;
+        let key_position = f.table.primary_key.iter().position(|&k| k == col);
+        if let Some(k) = key_position.filter(|_| value.ty == f.table.columns[col].ty) {
+            pinned[k] = true;
+        }
+    }
+    if !pinned.is_empty() && pinned.iter().all(|&p| p) {
+        return usize::MAX;
+    }
+    equalities
 }
 
 /// The key columns of both sides when the join keys equate the tables' whole primary keys
@@ -537,9 +625,10 @@ fn need(plan: &Plan, out: &Need, needs: &mut [Need]) {
             groups,
             calls,
         } => {
-            let args = calls
-                .iter()
-                .flat_map(|c| c.arg.iter().chain(c.delimiter.iter()));
+            let args = calls.iter().flat_map(|c| {
+                let keys = c.order_by.iter().map(|k| &k.expr);
+                c.arg.iter().chain(c.delimiter.iter()).chain(keys)
+            });
             let set = reads_all(groups.iter().chain(args), needs);
             need(input, &Some(set), needs);
         }

@@ -767,11 +767,11 @@ fn join_filters_run_in_the_fragments_that_may_drop_rows() {
             ),
             (
                 "EXPLAIN SELECT a.id FROM a JOIN b ON a.id = b.a_id WHERE a.x > 1 AND b.y < 9",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Hash Join on 1 key(s) (Inner) /       ->  Fragment results #0 /       ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Filter (pushed down): (y < 9) /         Projection: a_id [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Broadcast Join (Inner): fragment results #0 / Shard fragments /   #0 Broadcast Join (Inner) of public.a and public.b (every shard: 0..2 in parallel): #1 broadcast to every shard /         Hash Cond: (a.id = b.a_id) /         Filter on public.a (pushed down): (x > 1) /         Broadcast limit: 100000 rows, 16 MiB (above it: hash join on the coordinator) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel), broadcast to #0's fragments /         Filter (pushed down): (y < 9) [EXPLAIN]",
             ),
             (
                 "EXPLAIN SELECT a.id FROM a LEFT JOIN b ON a.id = b.a_id WHERE b.y IS NULL AND a.x > 1",
-                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Hash Join on 1 key(s) (Left) /         ->  Fragment results #0 /         ->  Fragment results #1 / Shard fragments /   #0 Scan on public.a (every shard: 0..2 in parallel) /         Filter (pushed down): (x > 1) /         Projection: id /   #1 Scan on public.b (every shard: 0..2 in parallel) /         Projection: a_id, y [EXPLAIN]",
+                "QUERY PLAN:25 => Coordinator (on the client's shard; 2 shards) /   ->  Project (1 columns) /     ->  Filter /       ->  Broadcast Join (Left): fragment results #0 / Shard fragments /   #0 Broadcast Join (Left) of public.a and public.b (every shard: 0..2 in parallel): #1 broadcast to every shard /         Hash Cond: (a.id = b.a_id) /         Filter on public.a (pushed down): (x > 1) /         Broadcast limit: 100000 rows, 16 MiB (above it: hash join on the coordinator) /         Projection: id, y /   #1 Scan on public.b (every shard: 0..2 in parallel), broadcast to #0's fragments [EXPLAIN]",
             ),
         ],
     );
@@ -1565,6 +1565,170 @@ fn colocated_joins_run_per_shard() {
     }
 }
 
+const BROADCAST_SETUP: &[&str] = &[
+    "CREATE TABLE d (id int PRIMARY KEY, k int, s text)",
+    "CREATE TABLE e (id int PRIMARY KEY, k int)",
+    "INSERT INTO d VALUES (1, 2, 'a'), (2, 2, 'b'), (3, NULL, 'c'), (4, 6, NULL), (5, 3, 'e'), (6, 20, 'f'), (7, NULL, 'g'), (8, 2, 'h')",
+];
+
+/// Queries over joins that are not co-located (tables of JOIN_SETUP and BROADCAST_SETUP).
+const BROADCAST_QUERIES: &[&str] = &[
+    "SELECT p.id, q.id, q.w FROM p JOIN q ON p.id = q.w",
+    "SELECT p.id, p.v, q.id FROM p LEFT JOIN q ON p.id = q.w",
+    "SELECT p.id, q.id, q.w FROM p RIGHT JOIN q ON p.id = q.w",
+    "SELECT a.id, b.id FROM d a JOIN d b ON a.k = b.k",
+    "SELECT a.id, b.id FROM d a LEFT JOIN d b ON a.k = b.k AND b.s > a.s",
+    "SELECT a.id, b.id FROM d a RIGHT JOIN d b ON a.k = b.k AND a.id < b.id",
+    "SELECT * FROM d JOIN e ON d.k = e.k",
+    "SELECT * FROM d LEFT JOIN e ON d.k = e.k",
+    "SELECT * FROM e LEFT JOIN d ON d.k = e.k",
+    "SELECT * FROM e RIGHT JOIN d ON d.k = e.k",
+    // The left side pins its key or has more equalities: it is the one broadcast.
+    "SELECT q.id, d.id FROM q JOIN d ON q.id = d.k WHERE q.id = 2",
+    "SELECT d.id, q.w FROM d JOIN q ON q.id = d.k WHERE d.k = 2 AND d.s = 'h'",
+    "SELECT d.id, p.v FROM d JOIN p ON p.id + 1 = d.k * 1 WHERE d.k = 2",
+    "SELECT * FROM p JOIN r ON p.id = r.id",
+    "SELECT * FROM c1 JOIN c2 ON c1.a = c2.a",
+    "SELECT p.id, q.w FROM p JOIN q ON p.id = q.w / 10 AND p.v <> 'two'",
+    "SELECT d.k, count(*), sum(q.w), max(d.s) FROM d JOIN q ON q.id = d.k GROUP BY d.k",
+    "SELECT count(*) FROM d LEFT JOIN q ON q.id = d.k",
+    "SELECT d.id, q.w FROM d JOIN q ON q.id = d.k ORDER BY q.w DESC, d.id LIMIT 3",
+    "SELECT d.id FROM d JOIN q ON q.id = d.k LIMIT 2",
+    "SELECT q.id, d.id FROM q JOIN d ON q.id = d.k WHERE q.id = 2 LIMIT 1",
+    "SELECT p.id, q.id, d.id FROM p JOIN q ON p.id = q.w JOIN d ON d.k = q.id",
+    "SELECT p.id, d.id FROM p JOIN d ON p.id = d.k AND d.id = (SELECT max(id) FROM q)",
+    "SELECT d.id FROM d JOIN q ON q.w / (d.k - 2) = q.w",
+    "SELECT * FROM d FULL JOIN e ON d.k = e.k",
+];
+
+#[test]
+fn broadcast_joins_hash_the_smaller_side_on_every_shard() {
+    let setup: Vec<&str> = JOIN_SETUP.iter().chain(BROADCAST_SETUP).copied().collect();
+    let got = differential(3, &setup, BROADCAST_QUERIES);
+    crate::dist::force_fallback(true);
+    let fallback = differential(3, &setup, BROADCAST_QUERIES);
+    crate::dist::force_fallback(false);
+    assert_eq!(
+        got, fallback,
+        "the coordinator fallback gives the same rows"
+    );
+    assert_eq!(got[0], "id:23,id:23,w:23 => 2|9|2 [SELECT 1]");
+    assert_eq!(
+        got[1],
+        "id:23,v:25,id:23 => 2|two|9 / 3|NULL|NULL / 5|five|NULL / 4|four|NULL / 6|six|NULL / 7|seven|NULL / 1|one|NULL [SELECT 7]",
+        "the left side's order: shard, then key"
+    );
+    assert_eq!(got[6], "id:23,k:23,s:25,id:23,k:23 =>  [SELECT 0]");
+    assert!(got[7].ends_with("[SELECT 8]"), "{}", got[7]);
+    assert!(got[9].ends_with("[SELECT 8]"), "{}", got[9]);
+    assert_eq!(got[10], "id:23,id:23 => 2|2 / 2|8 / 2|1 [SELECT 3]");
+    assert_eq!(got[23], "ERR 22012 division by zero");
+    let plan = explain_of(
+        3,
+        &setup,
+        "SELECT p.v, q.w FROM p JOIN q ON p.id = q.w AND p.v <> q.id::text WHERE q.w > 1",
+    );
+    for line in [
+        "->  Broadcast Join (Inner): fragment results #0",
+        "#0 Broadcast Join (Inner) of public.p and public.q (every shard: 0..3 in parallel): #1 broadcast to every shard",
+        "Hash Cond: (p.id = q.w)",
+        "Join Filter (pushed down): (v <> (id)::text)",
+        "Projection: v, w",
+        "#1 Scan on public.q (every shard: 0..3 in parallel), broadcast to #0's fragments /         Filter (pushed down): (w > 1)",
+    ] {
+        assert!(plan.contains(line), "{line}: {plan}");
+    }
+    let plan = explain_of(
+        3,
+        &setup,
+        "SELECT q.id, d.id FROM q JOIN d ON q.id = d.k WHERE q.id = 2",
+    );
+    assert!(plan.contains("#1 Broadcast Join (Inner) of public.q and public.d (every shard: 0..3 in parallel): #0 broadcast to every shard"), "{plan}");
+    assert!(
+        plan.contains("#0 Point Get on public.q (primary key; shard"),
+        "{plan}"
+    );
+    for not_broadcast in [
+        "SELECT * FROM d FULL JOIN e ON d.k = e.k",
+        "SELECT * FROM d JOIN e ON d.k < e.k",
+        "SELECT p.id, d.id FROM p JOIN d ON p.id = d.k AND d.id = (SELECT max(id) FROM q)",
+    ] {
+        let plan = explain_of(3, &setup, not_broadcast);
+        assert!(!plan.contains("Broadcast"), "{not_broadcast}: {plan}");
+    }
+}
+
+/// Ordered aggregates, checked against PostgreSQL 15 (C collation): each query with the
+/// output psql printed for it (`-XAt -F'|'`, rows joined with " / ").
+#[test]
+fn ordered_aggregates_sort_their_inputs_as_postgres_does() {
+    let setup = [
+        "CREATE TABLE ag (id int PRIMARY KEY, g int, s text, n int, d text)",
+        "INSERT INTO ag VALUES (1, 1, 'b', 3, '-'), (2, 1, NULL, 1, ','), (3, 2, 'a', NULL, '+'), \
+         (4, 1, 'c', 2, NULL), (5, 2, 'a', 5, ';'), (6, NULL, 'B', 4, ','), (7, 1, 'b', NULL, '/')",
+        "CREATE TABLE ae (id int PRIMARY KEY, s text)",
+    ];
+    let cases: &[(&str, &str)] = &[
+        ("SELECT string_agg(s, ',' ORDER BY s) FROM ag", "B,a,a,b,b,c"),
+        ("SELECT string_agg(s, ',' ORDER BY s DESC) FROM ag", "c,b,b,a,a,B"),
+        ("SELECT string_agg(s, ',' ORDER BY n, id) FROM ag", "c,b,B,a,a,b"),
+        ("SELECT string_agg(s, ',' ORDER BY n DESC NULLS LAST, id DESC) FROM ag", "a,B,b,c,b,a"),
+        ("SELECT string_agg(s, d ORDER BY id) FROM ag", "b+ac;a,B/b"),
+        ("SELECT g, string_agg(s, '|' ORDER BY id DESC) FROM ag GROUP BY g ORDER BY g", "1|b|c|b / 2|a|a / NULL|B"),
+        ("SELECT array_agg(s) FROM (SELECT * FROM ag ORDER BY id) q", "{b,NULL,a,c,a,B,b}"),
+        ("SELECT array_agg(s ORDER BY s) FROM ag", "{B,a,a,b,b,c,NULL}"),
+        ("SELECT array_agg(s ORDER BY s NULLS FIRST) FROM ag", "{NULL,B,a,a,b,b,c}"),
+        ("SELECT array_agg(n ORDER BY s, id) FROM ag", "{4,NULL,5,3,NULL,2,1}"),
+        ("SELECT array_agg(DISTINCT s) FROM ag", "{B,a,b,c,NULL}"),
+        ("SELECT array_agg(DISTINCT n) FROM ag", "{1,2,3,4,5,NULL}"),
+        ("SELECT string_agg(DISTINCT s, ',') FROM ag", "B,a,b,c"),
+        ("SELECT string_agg(DISTINCT s, ',' ORDER BY s DESC) FROM ag", "c,b,a,B"),
+        ("SELECT array_agg(DISTINCT s ORDER BY s DESC) FROM ag", "{NULL,c,b,a,B}"),
+        ("SELECT g, array_agg(n ORDER BY n DESC) FROM ag GROUP BY g ORDER BY g NULLS FIRST", "NULL|{4} / 1|{NULL,3,2,1} / 2|{NULL,5}"),
+        ("SELECT array_agg(s), string_agg(s, ','), array_agg(DISTINCT s) FROM ae", "NULL|NULL|NULL"),
+        ("SELECT array_agg(s ORDER BY s) FROM ag WHERE id > 100", "NULL"),
+        ("SELECT array_agg(s ORDER BY s) FROM ag WHERE s IS NULL", "{NULL}"),
+        ("SELECT string_agg(s, ',' ORDER BY s) FROM ag WHERE s IS NULL", "NULL"),
+        ("SELECT array_agg(id ORDER BY s, n DESC) FROM ag", "{6,3,5,7,1,4,2}"),
+        ("SELECT count(DISTINCT s ORDER BY s), count(s ORDER BY n) FROM ag", "4|6"),
+        ("SELECT array_agg(id ORDER BY (SELECT 1), id DESC) FROM ag", "{7,6,5,4,3,2,1}"),
+        ("SELECT g, array_agg(id ORDER BY id) FROM ag GROUP BY g HAVING array_agg(id ORDER BY id) <> '{3,5}' ORDER BY 1", "1|{1,2,4,7} / NULL|{6}"),
+        ("SELECT array_agg(DISTINCT s ORDER BY n) FROM ag", "ERR 42P10 in an aggregate with DISTINCT, ORDER BY expressions must appear in argument list"),
+        ("SELECT string_agg(s ORDER BY s) FROM ag", "ERR 42883 function string_agg(text) does not exist"),
+    ];
+    let queries: Vec<&str> = cases.iter().map(|(q, _)| *q).collect();
+    let got = differential(3, &setup, &queries);
+    for ((query, want), got) in cases.iter().zip(&got) {
+        // "cols => rows [tag]" as `render` prints it; compare the rows only.
+        let rows = match got.split_once(" => ") {
+            Some((_, rest)) => rest.rsplit_once(" [").map_or(rest, |(r, _)| r),
+            None => got.as_str(),
+        };
+        assert_eq!(rows, *want, "{query}");
+    }
+    assert!(
+        got[7].starts_with("array_agg:1009 => "),
+        "text[]: {}",
+        got[7]
+    );
+    assert!(
+        got[9].starts_with("array_agg:1007 => "),
+        "int4[]: {}",
+        got[9]
+    );
+    // Ordered aggregates run on the coordinator, over the rows the fragments return.
+    let plan = explain_of(
+        3,
+        &setup,
+        "SELECT g, array_agg(s ORDER BY n) FROM ag GROUP BY g",
+    );
+    assert!(
+        plan.contains("Hash Aggregate (1 group keys): array_agg"),
+        "{plan}"
+    );
+    assert!(plan.contains("Projection: g, s, n"), "{plan}");
+}
+
 /// Queries that exercise every pushdown, run against random tables.
 const PUSHDOWN_QUERIES: &[&str] = &[
     "SELECT * FROM t",
@@ -1580,6 +1744,10 @@ const PUSHDOWN_QUERIES: &[&str] = &[
     "SELECT count(*), sum(u.v), max(t.s) FROM t JOIN u ON t.id = u.id WHERE t.x IS NOT NULL",
     "SELECT t.id FROM t JOIN u ON t.id = u.id ORDER BY u.v, t.id DESC LIMIT 3",
     "SELECT t.id FROM t JOIN u ON t.g = u.id",
+    "SELECT t.id, u.id FROM t LEFT JOIN u ON t.g = u.v",
+    "SELECT t.id, u.id FROM t RIGHT JOIN u ON t.x = u.v AND t.id > u.id",
+    "SELECT u.id, t.s FROM u JOIN t ON t.g = u.v WHERE u.id = 3",
+    "SELECT t.g, count(*), sum(u.v) FROM t JOIN u ON t.g = u.v GROUP BY t.g",
 ];
 
 proptest! {

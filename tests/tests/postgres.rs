@@ -114,7 +114,7 @@ fn tokio_postgres_simple_queries_with_sqlstates() {
             .await
             .unwrap();
         let error = client
-            .simple_query("CREATE TABLE t2 (a int PRIMARY KEY, at timestamp)")
+            .simple_query("CREATE TABLE t2 (a int PRIMARY KEY, doc json)")
             .await
             .unwrap_err();
         assert_eq!(
