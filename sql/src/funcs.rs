@@ -1284,7 +1284,7 @@ fn format(v: &[Datum], style: &crate::types::Style) -> Result<Datum, SqlError> {
                     "null values cannot be formatted as an SQL identifier",
                 ))
             }
-            ('I', Some(t)) => out.push_str(&quote_ident(&t)),
+            ('I', Some(t)) => out.push_str(&crate::quote_ident(&t)),
             ('L', None) => out.push_str("NULL"),
             ('L', Some(t)) => out.push_str(&format!("'{}'", t.replace('\'', "''"))),
             (other, _) => {
@@ -1296,18 +1296,4 @@ fn format(v: &[Datum], style: &crate::types::Style) -> Result<Datum, SqlError> {
         }
     }
     Ok(Datum::Text(out))
-}
-
-fn quote_ident(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
 }

@@ -323,18 +323,8 @@ pub(crate) fn assign(
             Datum::Text(t) => t.clone(),
             other => types::output(other, digits).unwrap_or_default(),
         };
-        let max = (column.typmod - 4) as usize;
-        if text.chars().count() > max && text.chars().skip(max).any(|c| c != ' ') {
-            let name = if column.ty == SqlType::Varchar {
-                "character varying"
-            } else {
-                "character"
-            };
-            return Err(SqlError::new(
-                STRING_DATA_RIGHT_TRUNCATION,
-                format!("value too long for type {name}({max})"),
-            ));
-        }
+        // Assignment refuses what an explicit cast would cut.
+        types::fit_length(column.ty, &text, column.typmod)?;
     }
     if from == column.ty && column.typmod == TYPMOD_NONE {
         return Ok(value);

@@ -89,19 +89,7 @@ impl SqlType {
         ARRAY_ELEMENTS
             .iter()
             .copied()
-            .chain([
-                SqlType::Bool,
-                SqlType::Int2,
-                SqlType::Int4,
-                SqlType::Int8,
-                SqlType::Numeric,
-                SqlType::Float8,
-                SqlType::Text,
-                SqlType::Varchar,
-                SqlType::Name,
-                SqlType::Unknown,
-                SqlType::RegType,
-            ])
+            .chain([SqlType::Unknown, SqlType::RegType])
             .find(|t| t.oid() == oid)
     }
 
@@ -769,7 +757,7 @@ fn input_bool(s: &str) -> Option<bool> {
 
 /// varchar(n) and char(n) input: a longer string is an error unless the excess is blanks,
 /// which are cut (an explicit cast cuts anything first: [`cut_for_cast`]).
-fn fit_length(ty: SqlType, s: &str, typmod: i32) -> Result<String, SqlError> {
+pub(crate) fn fit_length(ty: SqlType, s: &str, typmod: i32) -> Result<String, SqlError> {
     if typmod < 4 {
         return Ok(s.to_string());
     }

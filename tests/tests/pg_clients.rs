@@ -12,24 +12,10 @@ use helios_tests::server::{which, HeliosServer, ServerOpts};
 use rust_decimal::Decimal;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Error};
+use tokio_postgres::Error;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn connect(port: u16) -> Client {
-    let config =
-        format!("host=127.0.0.1 port={port} user=tester dbname=postgres connect_timeout=10");
-    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
+mod pg_common;
+use pg_common::{connect, runtime};
 
 fn code(error: &Error) -> &str {
     error

@@ -5,24 +5,9 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use helios_tests::server::{HeliosServer, ServerOpts};
-use tokio_postgres::Client;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn connect(port: u16) -> Client {
-    let config =
-        format!("host=127.0.0.1 port={port} user=tester dbname=postgres connect_timeout=10");
-    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
+mod pg_common;
+use pg_common::{connect, runtime};
 
 #[test]
 fn tokio_postgres_round_trips_dates_uuids_json_and_arrays_in_binary() {
