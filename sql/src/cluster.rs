@@ -209,8 +209,10 @@ fn next_value(seq: &SequenceDef, last: i64) -> Result<i64, SqlError> {
 #[derive(Debug, Clone)]
 pub struct ScanRequest {
     pub(crate) table: Arc<Table>,
-    pub(crate) filter: Option<Bound>,
-    pub(crate) env: Env,
+    /// Shared, not copied: a cached plan's filter goes out on every execution, and a scan
+    /// goes out to every shard.
+    pub(crate) filter: Option<Arc<Bound>>,
+    pub(crate) env: Arc<Env>,
     /// Read only this row key (a point lookup on the whole primary key).
     pub(crate) point: Option<Bytes>,
     /// Return each row's storage key too (UPDATE and DELETE).

@@ -43,6 +43,8 @@ pub(crate) struct CachedPlan {
     plan: plan::Plan,
     columns: Vec<Column>,
     fetches: Vec<Fetch>,
+    /// Each fetch's filter, shared with the scan requests of every execution.
+    filters: Vec<Option<Arc<Bound>>>,
 }
 
 impl Params {
@@ -129,13 +131,15 @@ pub(crate) async fn run_query<C: Cluster>(
                 });
             }
             let uses_catalog_snapshot = planner.pg.get().is_some();
+            let fetches = planner.fetches.into_inner();
             let planned = std::rc::Rc::new(CachedPlan {
                 catalog_version: catalog.version,
                 database: session.database().to_string(),
                 search_path: search_path.to_string(),
                 plan,
                 columns,
-                fetches: planner.fetches.into_inner(),
+                filters: shared_filters(&fetches),
+                fetches,
             });
             if let (Some(cache), false) = (&params.plan_cache, uses_catalog_snapshot) {
                 *cache.borrow_mut() = Some(planned.clone());
@@ -145,14 +149,14 @@ pub(crate) async fn run_query<C: Cluster>(
     };
     let (plan, fetches) = (&cached.plan, &cached.fetches);
     let columns = cached.columns.clone();
-    let env = env_with(session, params);
+    let env = Arc::new(env_with(session, params));
     if single_row(plan) {
         let mut exprs = Vec::new();
         plan.for_each_expr(&mut |b| exprs.push(b.clone()));
         let exprs: Vec<&Bound> = exprs.iter().collect();
         reserve_sequences(cluster, &env, &exprs, 1).await?;
     }
-    let inputs = fetch_all(cluster, fetches, &env).await?;
+    let inputs = fetch_all_shared(cluster, fetches, &cached.filters, &env).await?;
     let rows = exec::run(plan, &env, &inputs, None)?;
     let digits = env.float_digits;
     let rows: Vec<Vec<Option<String>>> = rows
@@ -185,11 +189,31 @@ pub(crate) async fn fetch_all<C: Cluster>(
     fetches: &[Fetch],
     env: &Env,
 ) -> Result<Inputs, SqlError> {
+    let filters = shared_filters(fetches);
+    fetch_all_shared(cluster, fetches, &filters, &Arc::new(env.clone())).await
+}
+
+/// The fetches' filters, each in an `Arc` that scan requests share.
+fn shared_filters(fetches: &[Fetch]) -> Vec<Option<Arc<Bound>>> {
+    fetches
+        .iter()
+        .map(|f| f.filter.clone().map(Arc::new))
+        .collect()
+}
+
+/// [`fetch_all`] with the filters already shared (`filters[i]` is `fetches[i].filter`).
+async fn fetch_all_shared<C: Cluster>(
+    cluster: &C,
+    fetches: &[Fetch],
+    filters: &[Option<Arc<Bound>>],
+    env: &Arc<Env>,
+) -> Result<Inputs, SqlError> {
+    assert_eq!(fetches.len(), filters.len());
     let mut inputs = Inputs::default();
     let mut total = 0usize;
-    for f in fetches {
+    for (f, filter) in fetches.iter().zip(filters) {
         env.check_cancelled()?;
-        let rows = fetch(cluster, f, env, false).await?.rows;
+        let rows = fetch(cluster, f, filter.clone(), env, false).await?.rows;
         total += rows.len();
         if total > STATEMENT_ROWS_MAX {
             return Err(SqlError::new(
@@ -207,13 +231,14 @@ pub(crate) async fn fetch_all<C: Cluster>(
 async fn fetch<C: Cluster>(
     cluster: &C,
     f: &Fetch,
-    env: &Env,
+    filter: Option<Arc<Bound>>,
+    env: &Arc<Env>,
     with_keys: bool,
 ) -> Result<ScanRows, SqlError> {
     let point = point_key(&f.table, f.filter.as_ref(), env)?;
     let req = ScanRequest {
         table: f.table.clone(),
-        filter: f.filter.clone(),
+        filter,
         env: env.clone(),
         point: point.clone(),
         with_keys,
@@ -249,9 +274,9 @@ pub(crate) fn point_key(
         return Ok(None);
     }
     let mut conjuncts = Vec::new();
-    filter.clone().into_conjuncts(&mut conjuncts);
+    conjuncts_of(filter, &mut conjuncts);
     let mut values: Vec<Option<Datum>> = vec![None; table.primary_key.len()];
-    for c in &conjuncts {
+    for c in conjuncts {
         if let Some((col, value)) = c.as_column_equality() {
             if let Some(k) = table.primary_key.iter().position(|&p| p == col) {
                 let column = &table.columns[col];
@@ -274,6 +299,18 @@ pub(crate) fn point_key(
         rowcodec::encode_key_datum(&mut key_bytes, &v)?;
     }
     Ok(Some(rowcodec::row_key(table.id, &key_bytes)))
+}
+
+/// The conjuncts of a filter, borrowed: `Bound::into_conjuncts` without cloning the filter
+/// (a point read looks at them on every execution of a cached plan).
+fn conjuncts_of<'a>(filter: &'a Bound, out: &mut Vec<&'a Bound>) {
+    match &filter.kind {
+        Kind::And(l, r) => {
+            conjuncts_of(l, out);
+            conjuncts_of(r, out);
+        }
+        _ => out.push(filter),
+    }
 }
 
 fn table_scope(table: &Table, qualifier: Option<String>) -> Vec<ScopeColumn> {
@@ -1085,7 +1122,15 @@ async fn select_for_change<C: Cluster>(
         table: table.clone(),
         filter: Bound::conjunction(pushed),
     };
-    let scanned = fetch(cluster, &target, env, true).await?;
+    let shared_env = Arc::new(env.clone());
+    let scanned = fetch(
+        cluster,
+        &target,
+        target.filter.clone().map(Arc::new),
+        &shared_env,
+        true,
+    )
+    .await?;
     let local_filter = target.filter;
     let fetches = planner.fetches.borrow().clone();
     let inputs = fetch_all(cluster, &fetches, env).await?;
