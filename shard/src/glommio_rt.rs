@@ -1,8 +1,10 @@
 //! The production runtime seam: wall-clock time, glommio timers and tasks.
 
 use helios_engine::rt::Runtime;
+use helios_engine::wal::GroupCommitClock;
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GlommioRuntime;
@@ -41,5 +43,35 @@ impl Runtime for GlommioRuntime {
 
     async fn yield_if_needed(&self) {
         glommio::yield_if_needed().await;
+    }
+}
+
+/// The WAL's group-commit clock: monotonic microseconds and glommio timers (see
+/// `helios_engine::wal::GroupCommitClock`).
+pub struct GlommioClock {
+    start: Instant,
+}
+
+impl GlommioClock {
+    pub fn new() -> GlommioClock {
+        GlommioClock {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Default for GlommioClock {
+    fn default() -> GlommioClock {
+        GlommioClock::new()
+    }
+}
+
+impl GroupCommitClock for GlommioClock {
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(glommio::timer::sleep(duration))
     }
 }

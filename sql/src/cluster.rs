@@ -211,8 +211,10 @@ fn next_value(seq: &SequenceDef, last: i64) -> Result<i64, SqlError> {
 #[derive(Debug, Clone)]
 pub struct ScanRequest {
     pub(crate) table: Arc<Table>,
-    pub(crate) filter: Option<Bound>,
-    pub(crate) env: Env,
+    /// Shared, not copied: a cached plan's filter goes out on every execution, and a scan
+    /// goes out to every shard.
+    pub(crate) filter: Option<Arc<Bound>>,
+    pub(crate) env: Arc<Env>,
     /// Read only this row key (a point lookup on the whole primary key).
     pub(crate) point: Option<Bytes>,
     /// Return each row's storage key too (UPDATE and DELETE).
@@ -388,7 +390,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     let mut sink = Sink::new(req, push);
     let left = TableScan {
         table: &req.table,
-        filter: req.filter.as_ref(),
+        filter: req.filter.as_deref(),
         point: req.point.as_ref(),
         env: &req.env,
     };

@@ -118,8 +118,8 @@ pub(crate) async fn fetch<C: Cluster>(
     };
     let req = ScanRequest {
         table: f.table.clone(),
-        filter: f.filter.clone(),
-        env: env.clone(),
+        filter: f.filter.clone().map(Arc::new),
+        env: Arc::new(env.clone()),
         point: point.clone(),
         with_keys,
         push: push.clone(),
@@ -169,8 +169,8 @@ async fn plain_rows<C: Cluster>(cluster: &C, f: &Fetch, env: &Env) -> Result<Vec
     let point = point_key(&f.table, f.filter.as_ref(), env)?;
     let req = ScanRequest {
         table: f.table.clone(),
-        filter: f.filter.clone(),
-        env: env.clone(),
+        filter: f.filter.clone().map(Arc::new),
+        env: Arc::new(env.clone()),
         point: point.clone(),
         with_keys: false,
         push: None,

@@ -155,6 +155,10 @@ pub struct Session {
     sequence_values: SequenceValues,
     /// What RESET restores (see `fix_session_defaults`); None: the built-in defaults.
     session_defaults: Option<Vec<String>>,
+    /// Bumped by every parameter change (SET, RESET, custom parameters), so that what was
+    /// derived from the settings (a connection's cached parsed statements) can tell it is
+    /// still valid without comparing them all.
+    parameters_epoch: u64,
 }
 
 /// Per sequence id, the last value nextval returned in a session; shared with the
@@ -305,7 +309,13 @@ impl Session {
             backend_pid: 0,
             sequence_values: Default::default(),
             session_defaults: None,
+            parameters_epoch: 0,
         }
+    }
+
+    /// Changes whenever any parameter may have changed (see `parameters_epoch`).
+    pub fn parameters_epoch(&self) -> u64 {
+        self.parameters_epoch
     }
 
     pub(crate) fn sequence_values(&self) -> SequenceValues {
@@ -432,6 +442,7 @@ impl Session {
     }
 
     fn store(&mut self, i: usize, v: String) -> Option<ChangedParameter> {
+        self.parameters_epoch += 1;
         let changed = self.values[i] != v;
         self.values[i] = v;
         (changed && PARAMS[i].reported)
@@ -445,6 +456,7 @@ impl Session {
         if !valid {
             return Err(unrecognized(name));
         }
+        self.parameters_epoch += 1;
         if let Some(slot) = self
             .custom
             .iter_mut()
@@ -470,6 +482,7 @@ impl Session {
     ) -> Result<Option<ChangedParameter>, SqlError> {
         let Some(i) = find(name) else {
             if self.parameter(name).is_some() {
+                self.parameters_epoch += 1;
                 self.custom.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
                 return Ok(None);
             }
@@ -483,6 +496,7 @@ impl Session {
 
     /// `RESET ALL`.
     pub fn reset_all(&mut self) -> Vec<ChangedParameter> {
+        self.parameters_epoch += 1;
         self.custom.clear();
         (0..PARAMS.len())
             .filter(|&i| !matches!(PARAMS[i].kind, Kind::ReadOnly))

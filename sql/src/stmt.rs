@@ -142,6 +142,7 @@ pub(crate) async fn run_query<C: Cluster>(
                 });
             }
             let uses_catalog_snapshot = planner.pg.get().is_some();
+            let fetches = planner.fetches.into_inner();
             let planned = std::rc::Rc::new(CachedPlan {
                 catalog_version: catalog.version,
                 database: session.database().to_string(),
@@ -207,9 +208,9 @@ pub(crate) fn point_key(
         return Ok(None);
     }
     let mut conjuncts = Vec::new();
-    filter.clone().into_conjuncts(&mut conjuncts);
+    conjuncts_of(filter, &mut conjuncts);
     let mut values: Vec<Option<Datum>> = vec![None; table.primary_key.len()];
-    for c in &conjuncts {
+    for c in conjuncts {
         if let Some((col, value)) = c.as_column_equality() {
             if let Some(k) = table.primary_key.iter().position(|&p| p == col) {
                 let column = &table.columns[col];
@@ -232,6 +233,18 @@ pub(crate) fn point_key(
         rowcodec::encode_key_datum(&mut key_bytes, &v)?;
     }
     Ok(Some(rowcodec::row_key(table.id, &key_bytes)))
+}
+
+/// The conjuncts of a filter, borrowed: `Bound::into_conjuncts` without cloning the filter
+/// (a point read looks at them on every execution of a cached plan).
+fn conjuncts_of<'a>(filter: &'a Bound, out: &mut Vec<&'a Bound>) {
+    match &filter.kind {
+        Kind::And(l, r) => {
+            conjuncts_of(l, out);
+            conjuncts_of(r, out);
+        }
+        _ => out.push(filter),
+    }
 }
 
 fn table_scope(table: &Table, qualifier: Option<String>) -> Vec<ScopeColumn> {

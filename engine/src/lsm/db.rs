@@ -624,6 +624,8 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             entries > 0,
             "a flushed memtable keeps at least the newest version of a key"
         );
+        // Lets go of the memtable, so that `retire_memtable` can free it in the background.
+        drop(iter);
         let info = writer.finish().await?;
         let table = self.open_table(id, 0, &info).await?;
         let edit = VersionEdit {
@@ -653,12 +655,21 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             stats.max_l0_files = stats.max_l0_files.max(state.version.levels[0].len());
         }
         self.maybe_rotate();
-        self.wal
-            .remove_segments_before(memtable.max_lsn() + 1)
-            .await?;
+        let flushed_lsn = memtable.max_lsn();
+        self.retire_memtable(memtable);
+        self.wal.remove_segments_before(flushed_lsn + 1).await?;
         self.changed.notify_all();
         self.work.notify_all();
         Ok(())
+    }
+
+    /// Frees a flushed memtable in the background, in batches (see `drop_gradually`); one a
+    /// reader still holds is freed by that reader, at once, when it lets go.
+    fn retire_memtable(&self, memtable: Rc<Memtable>) {
+        if let Ok(memtable) = Rc::try_unwrap(memtable) {
+            self.rt
+                .spawn_background(memtable.drop_gradually(self.rt.clone()));
+        }
     }
 
     async fn open_table(

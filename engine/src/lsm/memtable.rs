@@ -16,6 +16,9 @@ use super::key::{SeqNo, ValueKind};
 
 /// Rough bytes of map node and bookkeeping per entry, for [`Memtable::used_bytes`].
 const ENTRY_OVERHEAD_BYTES: usize = 48;
+/// Rough bytes of a key's slot in the newest-version index (the key and value bytes are
+/// shared with the ordered map, not copied).
+const NEWEST_OVERHEAD_BYTES: usize = 88;
 /// Entries an iterator copies out of the map per refill.
 pub const ITER_BATCH_ENTRIES: usize = 64;
 
@@ -65,9 +68,22 @@ pub enum Lookup {
     Absent,
 }
 
+/// A key's newest version in the memtable.
+#[derive(Debug)]
+struct Newest {
+    seq: SeqNo,
+    kind: ValueKind,
+    value: Bytes,
+}
+
 #[derive(Debug, Default)]
 pub struct Memtable {
     map: RefCell<BTreeMap<MemKey, MemValue>>,
+    /// Each key's newest version, by key: a point read at the latest snapshot (nearly all of
+    /// them) is one hash probe instead of a descent through the ordered map, whose key
+    /// comparisons each chase a pointer (a memtable of 100k rows: ~3.5 µs of a ~27 µs
+    /// PostgreSQL point select). A key absent here has no version at all in this memtable.
+    newest: RefCell<hashbrown::HashMap<Bytes, Newest>>,
     used_bytes: Cell<usize>,
     /// Highest WAL lsn whose entries are in this memtable (0: none).
     max_lsn: Cell<u64>,
@@ -85,7 +101,28 @@ impl Memtable {
 
     /// Inserts one entry. A sequence number is never reused, so the key is new to the map.
     pub fn insert(&self, user_key: Bytes, seq: SeqNo, kind: ValueKind, value: Bytes) {
-        let bytes = user_key.len() + value.len() + ENTRY_OVERHEAD_BYTES;
+        let mut bytes = user_key.len() + value.len() + ENTRY_OVERHEAD_BYTES;
+        match self.newest.borrow_mut().entry(user_key.clone()) {
+            hashbrown::hash_map::Entry::Occupied(mut slot) => {
+                let newest = slot.get_mut();
+                assert_ne!(newest.seq, seq, "sequence number {seq} reused");
+                if seq > newest.seq {
+                    *newest = Newest {
+                        seq,
+                        kind,
+                        value: value.clone(),
+                    };
+                }
+            }
+            hashbrown::hash_map::Entry::Vacant(slot) => {
+                bytes += NEWEST_OVERHEAD_BYTES;
+                slot.insert(Newest {
+                    seq,
+                    kind,
+                    value: value.clone(),
+                });
+            }
+        }
         let previous = self
             .map
             .borrow_mut()
@@ -124,6 +161,17 @@ impl Memtable {
 
     /// The newest version of `user_key` with `seq <= snapshot`.
     pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Lookup {
+        match self.newest.borrow().get(user_key) {
+            None => return Lookup::Absent,
+            Some(newest) if newest.seq <= snapshot => {
+                return match newest.kind {
+                    ValueKind::Put => Lookup::Found(newest.value.clone()),
+                    ValueKind::Delete => Lookup::Deleted,
+                };
+            }
+            // Written after the snapshot: an older version may be visible.
+            Some(_) => {}
+        }
         let map = self.map.borrow();
         let start = MemKey {
             user_key: Bytes::copy_from_slice(user_key),
@@ -135,6 +183,31 @@ impl Memtable {
                 ValueKind::Delete => Lookup::Deleted,
             },
             _ => Lookup::Absent,
+        }
+    }
+
+    /// Frees a retired memtable a batch of entries at a time, yielding between batches: freeing
+    /// a full one at once (hundreds of thousands of allocations) stalled its shard for
+    /// 100-600 ms under load, every connection with it.
+    pub async fn drop_gradually<R: crate::rt::Runtime>(self, rt: R) {
+        const DROP_BATCH_ENTRIES: usize = 1024;
+        let Memtable { map, newest, .. } = self;
+        let mut newest = newest.into_inner();
+        let mut dropped = 0usize;
+        for entry in newest.drain() {
+            drop(entry);
+            dropped += 1;
+            if dropped.is_multiple_of(DROP_BATCH_ENTRIES) {
+                rt.yield_if_needed().await;
+            }
+        }
+        let mut map = map.into_inner();
+        while let Some(entry) = map.pop_first() {
+            drop(entry);
+            dropped += 1;
+            if dropped.is_multiple_of(DROP_BATCH_ENTRIES) {
+                rt.yield_if_needed().await;
+            }
         }
     }
 
@@ -246,6 +319,15 @@ mod tests {
         assert_eq!(table.get(b"k", 100), Lookup::Found(b("nine")));
         assert_eq!(table.get(b"j", 100), Lookup::Absent);
         assert_eq!(table.seq_range(), Some((1, 9)));
+    }
+
+    #[test]
+    fn an_older_version_inserted_later_does_not_hide_the_newest() {
+        let table = Memtable::new();
+        table.insert(b("k"), 9, ValueKind::Put, b("nine"));
+        table.insert(b("k"), 5, ValueKind::Put, b("five"));
+        assert_eq!(table.get(b"k", 100), Lookup::Found(b("nine")));
+        assert_eq!(table.get(b"k", 6), Lookup::Found(b("five")));
     }
 
     #[test]

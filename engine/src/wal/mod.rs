@@ -14,6 +14,7 @@
 //! The byte layout and the recovery rules are written down in `engine/FORMAT.md`.
 
 mod format;
+mod group;
 pub mod inspect;
 pub(crate) mod lock;
 mod recovery;
@@ -34,6 +35,7 @@ pub use format::{
     RecordHeader, SegmentHeader, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
     SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
 };
+pub use group::{GroupCommitClock, GROUP_WAIT_US_MAX};
 
 use crate::fs::{DmaFile, FileSystem};
 
@@ -148,6 +150,8 @@ struct State {
     flushing: bool,
     /// Incremented when a flush ends (either way); waiters watch it.
     flush_epoch: u64,
+    /// How many records the next sync flush waits for (see `group`).
+    group: group::Group,
 }
 
 /// A shard's write-ahead log. Methods take `&self` (keep it in an `Rc`); single-threaded.
@@ -168,6 +172,8 @@ pub struct Wal<F: FileSystem> {
     segment_lsns: RefCell<VecDeque<u64>>,
     /// Serializes [`Wal::remove_segments_before`] calls (each removes oldest-first).
     removing: lock::LocalLock,
+    /// The runtime's clock and timer; None: sync flushes never wait for their group.
+    clock: RefCell<Option<std::rc::Rc<dyn GroupCommitClock>>>,
 }
 
 impl<F: FileSystem> Wal<F> {
@@ -266,6 +272,7 @@ impl<F: FileSystem> Wal<F> {
                 pending: Vec::new(),
                 flushing: false,
                 flush_epoch: 0,
+                group: group::Group::new(),
             }),
             writer: RefCell::new(Some(writer)),
             waiters: RefCell::new(Vec::new()),
@@ -273,7 +280,14 @@ impl<F: FileSystem> Wal<F> {
             preparing: std::cell::Cell::new(false),
             segment_lsns: RefCell::new(segment_lsns),
             removing: lock::LocalLock::new(),
+            clock: RefCell::new(None),
         }
+    }
+
+    /// Lets sync flushes wait, briefly, for the writers they expect (see `group`): the
+    /// production runtime sets its clock here; without one a flush starts at once.
+    pub fn set_group_commit_clock(&self, clock: std::rc::Rc<dyn GroupCommitClock>) {
+        *self.clock.borrow_mut() = Some(clock);
     }
 
     /// Buffers one record in memory (not yet written) and returns its lsn.
@@ -298,6 +312,7 @@ impl<F: FileSystem> Wal<F> {
         assert!(lsn > state.last_lsn && lsn > state.durable_lsn);
         format::encode_record(&mut state.pending, lsn, 0, kind, payload);
         state.last_lsn = lsn;
+        state.group.appended();
         Ok(lsn)
     }
 
@@ -352,7 +367,7 @@ impl<F: FileSystem> Wal<F> {
             if flushing {
                 EpochChange { wal: self, epoch }.await;
             } else {
-                self.flush(true, false).await?;
+                self.flush(Flush::SyncGroup).await?;
             }
         }
     }
@@ -376,7 +391,7 @@ impl<F: FileSystem> Wal<F> {
             if flushing {
                 EpochChange { wal: self, epoch }.await;
             } else {
-                self.flush(false, false).await?;
+                self.flush(Flush::Write).await?;
             }
         }
     }
@@ -403,7 +418,7 @@ impl<F: FileSystem> Wal<F> {
                 (state.flushing, state.flush_epoch)
             };
             if !flushing {
-                return self.flush(true, true).await;
+                return self.flush(Flush::SyncRoll).await;
             }
             // Another flush owns the writer; ours runs after it, so that it rolls after
             // everything appended so far.
@@ -492,9 +507,11 @@ impl<F: FileSystem> Wal<F> {
         self.segment_lsns.borrow().iter().copied().collect()
     }
 
-    /// Writes every pending record, then (if `sync`) fdatasyncs, then (if `roll` and the
-    /// segment holds records) starts a new segment. Caller checked no flush runs.
-    async fn flush(&self, sync: bool, roll: bool) -> Result<(), WalError> {
+    /// Writes every pending record, then (unless `Flush::Write`) fdatasyncs, then (if
+    /// `Flush::SyncRoll` and the segment holds records) starts a new segment. Caller checked
+    /// no flush runs.
+    async fn flush(&self, kind: Flush) -> Result<(), WalError> {
+        let (sync, roll) = (kind != Flush::Write, kind == Flush::SyncRoll);
         {
             let mut state = self.state.borrow_mut();
             assert!(!state.flushing && state.failed.is_none());
@@ -509,9 +526,15 @@ impl<F: FileSystem> Wal<F> {
             armed: true,
         };
         YieldOnce(false).await;
-        let (pending, target_lsn) = {
+        let clock = self.clock.borrow().clone();
+        if let (Flush::SyncGroup, Some(clock)) = (kind, &clock) {
+            self.wait_for_group(clock.as_ref()).await;
+        }
+        let started_us = clock.as_ref().map(|c| c.now_us());
+        let (pending, target_lsn, records) = {
             let mut state = self.state.borrow_mut();
-            (std::mem::take(&mut state.pending), state.last_lsn)
+            let records = std::mem::take(&mut state.group.pending_records);
+            (std::mem::take(&mut state.pending), state.last_lsn, records)
         };
         let mut writer = self
             .writer
@@ -533,6 +556,10 @@ impl<F: FileSystem> Wal<F> {
                         assert!(target_lsn >= state.durable_lsn);
                         state.durable_lsn = target_lsn;
                     }
+                    if let (true, Some(clock), Some(started_us)) = (sync, &clock, started_us) {
+                        let flush_us = clock.now_us().saturating_sub(started_us);
+                        state.group.flushed(records, flush_us);
+                    }
                     *self.writer.borrow_mut() = Some(writer);
                     if state.pending.is_empty() && pending.capacity() <= PENDING_REUSE_BYTES_MAX {
                         let mut reuse = pending;
@@ -545,6 +572,20 @@ impl<F: FileSystem> Wal<F> {
         }
         self.wake_all();
         result
+    }
+
+    /// Before a sync flush takes the buffer: waits (bounded) until the records the group is
+    /// expected to hold are appended.
+    async fn wait_for_group(&self, clock: &dyn GroupCommitClock) {
+        let Some(budget) = self.state.borrow().group.wait_budget() else {
+            return;
+        };
+        group::GroupFilled {
+            group: &self.state,
+            timer: clock.sleep(budget),
+        }
+        .await;
+        self.state.borrow_mut().group.wait_ended();
     }
 
     /// Writes `pending` (whole encoded records) into segments, rolling as they fill.
@@ -669,6 +710,17 @@ impl<F: FileSystem> Wal<F> {
             waker.wake();
         }
     }
+}
+
+/// What a flush does after writing the pending records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    /// Nothing (async durability).
+    Write,
+    /// fdatasync, after waiting for the writers the group expects (`Wal::sync_to`).
+    SyncGroup,
+    /// fdatasync at once, then start a new segment (`Wal::roll`).
+    SyncRoll,
 }
 
 /// Reads the (lsn, encoded length) of the record at `offset` of our own pending buffer.

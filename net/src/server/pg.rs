@@ -49,6 +49,10 @@ const OUT_FLUSH_BYTES: usize = 256 << 10;
 /// Prepared statements and portals one connection may hold, each.
 const STATEMENTS_PER_CONNECTION_MAX: usize = 10_000;
 const PORTALS_PER_CONNECTION_MAX: usize = 10_000;
+/// Parsed statements a connection keeps for reuse by query text (see [`ParseCache`]), and the
+/// longest query text it keeps.
+const PARSE_CACHE_ENTRIES_MAX: usize = 64;
+const PARSE_CACHE_QUERY_BYTES_MAX: usize = 8 << 10;
 
 /// Serves one PostgreSQL connection on `state`'s shard until the client leaves.
 pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
@@ -180,6 +184,69 @@ struct PendingRows {
     tag: String,
 }
 
+/// Statements this connection parsed recently, by query text: drivers send the same text in a
+/// Parse before every execution (tokio-postgres `query_typed`, the unnamed statement of
+/// libpq's `PQexecParams`, JDBC before its prepare threshold), and parsing plus describing it
+/// costs more than running a point read. A statement is reused only while everything its
+/// preparation read is unchanged: the declared parameter types, the catalog version, the
+/// session's parameters (search_path, ...) and its transaction state (a failed transaction
+/// refuses every Parse, so nothing is reused then); the database is fixed per connection. The
+/// prepared statement is immutable but for its plan cache, which checks its own validity again.
+#[derive(Default)]
+struct ParseCache {
+    entries: HashMap<String, Vec<CachedParse>>,
+    len: usize,
+}
+
+struct CachedParse {
+    validity: ParseValidity,
+    statement: Statement,
+}
+
+/// What a cached parse was made under (see [`ParseCache`]).
+#[derive(Clone, PartialEq)]
+struct ParseValidity {
+    type_oids: Vec<u32>,
+    catalog_version: u64,
+    parameters_epoch: u64,
+    transaction: helios_sql::TransactionState,
+}
+
+impl ParseCache {
+    fn get(&self, query: &str, validity: &ParseValidity) -> Option<Statement> {
+        if validity.transaction == helios_sql::TransactionState::Failed {
+            return None;
+        }
+        self.entries
+            .get(query)?
+            .iter()
+            .find_map(|c| (c.validity == *validity).then(|| c.statement.clone()))
+    }
+
+    fn insert(&mut self, query: &str, entry: CachedParse) {
+        if query.len() > PARSE_CACHE_QUERY_BYTES_MAX
+            || entry.validity.transaction == helios_sql::TransactionState::Failed
+        {
+            return;
+        }
+        if self.len >= PARSE_CACHE_ENTRIES_MAX {
+            // Stale versions and one-off texts pile up otherwise; refilling costs one parse
+            // per statement still in use.
+            self.entries.clear();
+            self.len = 0;
+        }
+        let versions = self.entries.entry(query.to_string()).or_default();
+        // Older versions of the same text (another catalog or settings) will not match again.
+        self.len -= versions.len();
+        versions.retain(|c| {
+            (&c.validity.type_oids, c.validity.transaction)
+                != (&entry.validity.type_oids, entry.validity.transaction)
+        });
+        versions.push(entry);
+        self.len += versions.len();
+    }
+}
+
 struct PgConn {
     pid: i32,
     secret: i32,
@@ -189,6 +256,7 @@ struct PgConn {
     cluster: ShardCluster,
     statements: HashMap<String, Statement>,
     portals: HashMap<String, Portal>,
+    parse_cache: ParseCache,
     /// After an error in an extended-query sequence: skip messages until Sync.
     discard_until_sync: bool,
     out: BytesMut,
@@ -225,6 +293,7 @@ impl PgConn {
             cluster,
             statements: HashMap::new(),
             portals: HashMap::new(),
+            parse_cache: ParseCache::default(),
             discard_until_sync: false,
             out: BytesMut::new(),
         }
@@ -433,21 +502,38 @@ impl PgConn {
             ));
         }
         let session = self.session.as_ref().expect("a session once ready");
-        let deallocate = deallocate_target(&parse.query);
-        // A DEALLOCATE is described as the empty statement: no parameters, NoData.
-        let sql = if deallocate.is_some() {
-            ""
-        } else {
-            &parse.query
+        let validity = ParseValidity {
+            type_oids: parse.type_oids.clone(),
+            catalog_version: helios_sql::Cluster::catalog(&self.cluster).version,
+            parameters_epoch: session.parameters_epoch(),
+            transaction: session.transaction_state(),
         };
-        let prepared = helios_sql::prepare(session, &self.cluster, sql, &parse.type_oids)?;
-        self.statements.insert(
-            name,
-            Statement {
-                prepared: Rc::new(prepared),
-                deallocate,
-            },
-        );
+        let statement = match self.parse_cache.get(&parse.query, &validity) {
+            Some(statement) => statement,
+            None => {
+                let deallocate = deallocate_target(&parse.query);
+                // A DEALLOCATE is described as the empty statement: no parameters, NoData.
+                let sql = if deallocate.is_some() {
+                    ""
+                } else {
+                    &parse.query
+                };
+                let prepared = helios_sql::prepare(session, &self.cluster, sql, &parse.type_oids)?;
+                let statement = Statement {
+                    prepared: Rc::new(prepared),
+                    deallocate,
+                };
+                self.parse_cache.insert(
+                    &parse.query,
+                    CachedParse {
+                        validity,
+                        statement: statement.clone(),
+                    },
+                );
+                statement
+            }
+        };
+        self.statements.insert(name, statement);
         self.send(PgWireBackendMessage::ParseComplete(ParseComplete::new()));
         Ok(())
     }
@@ -675,6 +761,7 @@ impl PgConn {
             ));
         }
         let changed = session.reset_all();
+        self.parse_cache = ParseCache::default();
         self.statements.clear();
         self.portals.clear();
         for (name, value) in changed {

@@ -87,6 +87,8 @@ pub async fn open_store(
     )
     .await
     .map_err(|error| format!("cannot open the store in {}: {error}", dir.display()))?;
+    lsm.wal()
+        .set_group_commit_clock(Rc::new(helios_shard::glommio_rt::GlommioClock::new()));
     let legacy = shard_dir.join(LEGACY_WAL_DIR);
     if legacy.exists() {
         migrate_legacy_wal(&lsm, &legacy).await?;
