@@ -142,7 +142,6 @@ pub(crate) async fn run_query<C: Cluster>(
                 });
             }
             let uses_catalog_snapshot = planner.pg.get().is_some();
-            let fetches = planner.fetches.into_inner();
             let planned = std::rc::Rc::new(CachedPlan {
                 catalog_version: catalog.version,
                 database: session.database().to_string(),
