@@ -385,7 +385,7 @@ fn plan_lines(plan: &Plan, fetches: &[Fetch], depth: usize, lines: &mut Vec<Stri
         Plan::Unit => ("Result (one row)".to_string(), vec![]),
         Plan::Values(rows) => (format!("Values ({} rows)", rows.len()), vec![]),
         Plan::Fetch(n) => (fetch_label(*n, fetches), vec![]),
-        Plan::Series { .. } => ("Function Scan on generate_series".to_string(), vec![]),
+        Plan::Function { func, .. } => (format!("Function Scan on {}", func.name()), vec![]),
         Plan::Filter(input, _) => ("Filter".to_string(), vec![input.as_ref()]),
         Plan::Project(input, exprs) => (
             format!("Project ({} columns)", exprs.len()),

@@ -97,7 +97,7 @@ fn rewrite(plan: Plan, rw: &mut Rewriter) -> Plan {
 fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
     let mut m = |b: Box<Plan>| Box::new(f(*b));
     match plan {
-        Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Series { .. } => plan,
+        Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Function { .. } => plan,
         Plan::Filter(input, p) => Plan::Filter(m(input), p),
         Plan::Project(input, e) => Plan::Project(m(input), e),
         Plan::Aggregate {
@@ -506,7 +506,7 @@ fn walk_nodes_only(plan: &Plan, f: &mut dyn FnMut(&Plan)) {
 
 pub(crate) fn children(plan: &Plan) -> Vec<&Plan> {
     match plan {
-        Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Series { .. } => vec![],
+        Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Function { .. } => vec![],
         Plan::Filter(input, _)
         | Plan::Project(input, _)
         | Plan::Aggregate { input, .. }
@@ -577,8 +577,8 @@ fn need(plan: &Plan, out: &Need, needs: &mut [Need]) {
         Plan::Values(rows) => {
             reads_all(rows.iter().flatten(), needs);
         }
-        Plan::Series { start, stop, step } => {
-            reads_all([start, stop].into_iter().chain(step), needs);
+        Plan::Function { func, .. } => {
+            reads_all(func.args(), needs);
         }
         Plan::Fetch(n) => {
             needs[*n] = match (&needs[*n], out) {
