@@ -1615,8 +1615,14 @@ impl<'a> Planner<'a> {
                 format!("function {fname} does not exist"),
             ));
         }
-        // Arguments may read the enclosing query's row (a correlated subquery's FROM).
-        let binder = self.binder(parent);
+        // Arguments see no column of their own query (no LATERAL), but may read the
+        // enclosing query's row (a correlated subquery's FROM): an empty scope under it, so
+        // such references are outer ones, evaluated with the executor's outer row.
+        let scope = Scope {
+            columns: Vec::new(),
+            parent,
+        };
+        let binder = self.binder(Some(&scope));
         let mut bound = Vec::new();
         for a in args {
             match a {

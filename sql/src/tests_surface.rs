@@ -195,3 +195,170 @@ fn generate_series_is_bounded() {
         );
     }
 }
+
+/// An array column for unnest to read, correlated.
+const TAGS_SETUP: &[&str] = &[
+    "CREATE TABLE tg (id int PRIMARY KEY, tags text[])",
+    "INSERT INTO tg VALUES (1, '{a,b}'), (2, NULL), (3, '{}'), (4, '{c,NULL,d}')",
+];
+
+const UNNEST: &[(&str, &str)] = &[
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2])"#,
+        r#"1
+2"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2]) AS u"#,
+        r#"1
+2"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2]) AS u(x)"#,
+        r#"1
+2"#,
+    ),
+    (
+        r#"SELECT x FROM unnest('{a,b}'::text[]) x"#,
+        r#"a
+b"#,
+    ),
+    (
+        r#"SELECT u.x, pg_typeof(u.x) FROM unnest('{a,b}'::text[]) u(x)"#,
+        r#"a|text
+b|text"#,
+    ),
+    (
+        r#"SELECT unnest FROM unnest(ARRAY[1.5, NULL])"#,
+        r#"1.5
+NULL"#,
+    ),
+    (
+        r#"SELECT * FROM unnest('{a,b}')"#,
+        r#"ERR 42725 function unnest(unknown) is not unique"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(NULL)"#,
+        r#"ERR 42725 function unnest(unknown) is not unique"#,
+    ),
+    (r#"SELECT * FROM unnest(NULL::int[])"#, r#""#),
+    (r#"SELECT count(*) FROM unnest(NULL::int[])"#, r#"0"#),
+    (r#"SELECT * FROM unnest('{}'::int[])"#, r#""#),
+    (
+        r#"SELECT * FROM unnest(1)"#,
+        r#"ERR 42883 function unnest(integer) does not exist"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2], ARRAY['a','b','c'])"#,
+        r#"1|a
+2|b
+NULL|c"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2], ARRAY['a','b','c']) AS t"#,
+        r#"1|a
+2|b
+NULL|c"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2], ARRAY['a','b','c']) AS t(a)"#,
+        r#"1|a
+2|b
+NULL|c"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2], NULL::text[]) AS t(a, b)"#,
+        r#"1|NULL
+2|NULL"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,NULL,3]) WITH ORDINALITY"#,
+        r#"1|1
+NULL|2
+3|3"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,NULL,3]) WITH ORDINALITY AS t"#,
+        r#"1|1
+NULL|2
+3|3"#,
+    ),
+    (
+        r#"SELECT v, n, pg_typeof(n) FROM unnest(ARRAY['x','y']) WITH ORDINALITY AS t(v, n)"#,
+        r#"x|1|bigint
+y|2|bigint"#,
+    ),
+    (
+        r#"SELECT t.ordinality FROM unnest(ARRAY[5,6]) WITH ORDINALITY t WHERE t = 6"#,
+        r#"2"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2]) AS u(x, y)"#,
+        r#"ERR 42P10 table "u" has 1 columns available but 2 columns specified"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[1,2]) WITH ORDINALITY AS u(x, y, z)"#,
+        r#"ERR 42P10 table "u" has 2 columns available but 3 columns specified"#,
+    ),
+    (
+        r#"SELECT * FROM pg_catalog.unnest(ARRAY[date '2024-01-01', NULL])"#,
+        r#"2024-01-01
+NULL"#,
+    ),
+    (
+        r#"SELECT * FROM generate_series(10,12) WITH ORDINALITY"#,
+        r#"10|1
+11|2
+12|3"#,
+    ),
+    (
+        r#"SELECT g.* FROM generate_series(timestamp '2024-01-01', '2024-01-02', '12 hours') WITH ORDINALITY g(t, i)"#,
+        r#"2024-01-01 00:00:00|1
+2024-01-01 12:00:00|2
+2024-01-02 00:00:00|3"#,
+    ),
+    (
+        r#"SELECT a, b FROM unnest(ARRAY[1,2]) a, unnest(ARRAY[10,20]) b ORDER BY b, a"#,
+        r#"1|10
+2|10
+1|20
+2|20"#,
+    ),
+    (
+        r#"SELECT string_agg(x, ',' ORDER BY x DESC) FROM unnest(ARRAY['b','a','c']) x"#,
+        r#"c,b,a"#,
+    ),
+    (
+        r#"SELECT (SELECT sum(v) FROM unnest(ARRAY[1,2,3]) v)"#,
+        r#"6"#,
+    ),
+    (
+        r#"SELECT * FROM unnest(ARRAY[interval '1 day', '2 hours']) WITH ORDINALITY o"#,
+        r#"1 day|1
+02:00:00|2"#,
+    ),
+    (
+        r#"SELECT id, (SELECT count(*) FROM unnest(tg.tags)) FROM tg ORDER BY id"#,
+        r#"1|2
+2|0
+3|0
+4|3"#,
+    ),
+    (
+        r#"SELECT id, (SELECT string_agg(u, '+') FROM unnest(tags) WITH ORDINALITY AS x(u, n) WHERE n > 1) FROM tg ORDER BY id"#,
+        r#"1|b
+2|NULL
+3|NULL
+4|d"#,
+    ),
+    (
+        r#"SELECT tg.id, u.v FROM tg JOIN unnest(ARRAY['b','c','z']) AS u(v) ON v = ANY(tg.tags) ORDER BY 1, 2"#,
+        r#"1|b
+4|c"#,
+    ),
+];
+
+#[test]
+fn unnest_and_ordinality() {
+    check(TAGS_SETUP, UNNEST);
+}
