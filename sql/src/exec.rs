@@ -809,6 +809,10 @@ pub(crate) enum AggState {
     SumInt(Option<i128>, i64),
     SumNumeric(Option<BigDecimal>, i64),
     SumFloat(Option<f64>, i64),
+    /// sum(real): added in single precision, as PostgreSQL does.
+    SumReal(Option<f32>),
+    /// sum/avg(interval): field by field, failing on overflow as PostgreSQL's interval_pl.
+    SumInterval(Option<datetime::Interval>, i64),
     MinMax(Option<Datum>),
     Bool(Option<bool>),
     Text(Option<String>),
@@ -842,6 +846,8 @@ impl AggState {
             AggFunc::Sum | AggFunc::Avg => match arg_ty {
                 Some(t) if t.is_integer() => AggState::SumInt(None, 0),
                 Some(SqlType::Numeric) => AggState::SumNumeric(None, 0),
+                Some(SqlType::Float4) => AggState::SumReal(None),
+                Some(SqlType::Interval) => AggState::SumInterval(None, 0),
                 _ => AggState::SumFloat(None, 0),
             },
             AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
@@ -895,22 +901,49 @@ impl AggState {
                 *n += 1;
             }
             AggState::SumFloat(s, n) => {
-                let v = match value {
-                    Datum::Float(f) => f,
-                    other => unreachable!("float sum of {other:?}"),
+                let Datum::Float(v) = value else {
+                    unreachable!("float sum of {value:?}")
                 };
-                *s = Some(s.unwrap_or(0.0) + v);
+                *s = Some(match *s {
+                    Some(acc) => float_add(acc, v)?,
+                    None => v,
+                });
+                *n += 1;
+            }
+            AggState::SumReal(s) => {
+                let Datum::Float4(v) = value else {
+                    unreachable!("real sum of {value:?}")
+                };
+                *s = Some(match *s {
+                    Some(acc) => {
+                        let sum = acc + v;
+                        check_float_sum(sum.is_infinite(), acc.is_infinite() || v.is_infinite())?;
+                        sum
+                    }
+                    None => v,
+                });
+            }
+            AggState::SumInterval(s, n) => {
+                let Datum::Interval(v) = value else {
+                    unreachable!("interval sum of {value:?}")
+                };
+                *s = Some(match s {
+                    Some(acc) => datetime::add_intervals(acc, &v, 1)?,
+                    None => v,
+                });
                 *n += 1;
             }
             AggState::MinMax(m) => {
+                // Of equal values (1.0 and 1.00, '1 day' and '24 hours', 0 and -0) the
+                // later one wins, as in PostgreSQL's numeric_smaller, interval_larger, ...
                 let replace = match m {
                     None => true,
                     Some(cur) => {
                         let o = crate::expr::compare(&value, cur);
                         if call.func == AggFunc::Min {
-                            o == std::cmp::Ordering::Less
+                            o != std::cmp::Ordering::Greater
                         } else {
-                            o == std::cmp::Ordering::Greater
+                            o != std::cmp::Ordering::Less
                         }
                     }
                 };
@@ -948,9 +981,10 @@ impl AggState {
 
     /// Folds in the state of the same call over other rows that come after this state's
     /// (a later shard's partial state). Exact for everything the planner splits: counts,
-    /// integer and numeric sums (exact arithmetic), min/max (the earlier of equal values
-    /// stays, as when adding row by row) and bool_and/or. Float sums are not split (their
-    /// rounding depends on the order of additions); string_agg and DISTINCT never are.
+    /// integer and numeric sums (exact arithmetic), min/max (the later of equal values
+    /// wins, as when adding row by row) and bool_and/or. Float sums are not split (their
+    /// rounding depends on the order of additions), nor interval sums (where an overflow
+    /// error shows depends on it too); string_agg and DISTINCT never are.
     fn merge(&mut self, call: &AggCall, other: AggState) {
         match (self, other) {
             (AggState::Count(a), AggState::Count(b)) => *a += b,
@@ -1032,11 +1066,45 @@ impl AggState {
                 (Some(s), AggFunc::Sum) => Ok(Datum::Float(s)),
                 (Some(s), _) => Ok(Datum::Float(s / n as f64)),
             },
+            AggState::SumReal(s) => {
+                assert_eq!(
+                    call.func,
+                    AggFunc::Sum,
+                    "avg(real) adds in double precision"
+                );
+                Ok(s.map_or(Datum::Null, Datum::Float4))
+            }
+            AggState::SumInterval(s, n) => match (s, call.func) {
+                (None, _) => Ok(Datum::Null),
+                (Some(s), AggFunc::Sum) => Ok(Datum::Interval(s)),
+                (Some(s), _) => {
+                    assert!(n > 0, "an interval average of no values");
+                    Ok(Datum::Interval(datetime::divide_interval(&s, n as f64)?))
+                }
+            },
             AggState::MinMax(m) => Ok(m.unwrap_or(Datum::Null)),
             AggState::Bool(b) => Ok(b.map_or(Datum::Null, Datum::Bool)),
             AggState::Text(t) => Ok(t.map_or(Datum::Null, Datum::Text)),
         }
     }
+}
+
+/// A float sum's next value: PostgreSQL's float8pl/float4pl fail when finite values add up
+/// to an infinity.
+fn float_add(acc: f64, v: f64) -> Result<f64, SqlError> {
+    let sum = acc + v;
+    check_float_sum(sum.is_infinite(), acc.is_infinite() || v.is_infinite())?;
+    Ok(sum)
+}
+
+fn check_float_sum(sum_infinite: bool, input_infinite: bool) -> Result<(), SqlError> {
+    if sum_infinite && !input_infinite {
+        return Err(SqlError::new(
+            NUMERIC_VALUE_OUT_OF_RANGE,
+            "value out of range: overflow",
+        ));
+    }
+    Ok(())
 }
 
 /// An ordered aggregate's result: its inputs sorted stably by the call's ORDER BY (ties

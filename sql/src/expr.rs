@@ -3187,12 +3187,13 @@ impl<'a> Binder<'a> {
             (AggFunc::Count, 1) => (args.next(), None, SqlType::Int8),
             (AggFunc::Sum | AggFunc::Avg, 1) => {
                 let a = args.next().expect("one argument");
-                // real is summed in double precision (PostgreSQL's sum(real) is real; the
-                // result here is double precision).
-                let a = if a.ty == SqlType::Unknown || a.ty == SqlType::Float4 {
-                    self.coerce(a, SqlType::Float8, TYPMOD_NONE)?
-                } else {
-                    a
+                // sum(real) adds in real, as PostgreSQL's float4pl; avg(real) in double
+                // precision, as its float4_accum.
+                let a = match (func, a.ty) {
+                    (_, SqlType::Unknown) | (AggFunc::Avg, SqlType::Float4) => {
+                        self.coerce(a, SqlType::Float8, TYPMOD_NONE)?
+                    }
+                    _ => a,
                 };
                 let ty = match (func, a.ty) {
                     (AggFunc::Sum, SqlType::Int2 | SqlType::Int4) => SqlType::Int8,
@@ -3200,17 +3201,26 @@ impl<'a> Binder<'a> {
                     (AggFunc::Avg, t) if t.is_integer() || t == SqlType::Numeric => {
                         SqlType::Numeric
                     }
+                    (AggFunc::Sum, SqlType::Float4) => SqlType::Float4,
                     (_, SqlType::Float8) => SqlType::Float8,
+                    (_, SqlType::Interval) => SqlType::Interval,
                     _ => return Err(undefined(&[a])),
                 };
                 (Some(a), None, ty)
             }
             (AggFunc::Min | AggFunc::Max, 1) => {
                 let a = args.next().expect("one argument");
-                let a = if a.ty == SqlType::Unknown {
-                    self.coerce(a, SqlType::Text, TYPMOD_NONE)?
-                } else {
-                    a
+                // PostgreSQL has min/max of text only (varchar and name reach it by their
+                // implicit casts, and return text), and none of boolean, bytea, uuid or
+                // jsonb.
+                let a = match a.ty {
+                    SqlType::Unknown | SqlType::Varchar | SqlType::Name => {
+                        self.coerce(a, SqlType::Text, TYPMOD_NONE)?
+                    }
+                    SqlType::Bool | SqlType::Bytea | SqlType::Uuid | SqlType::Jsonb => {
+                        return Err(undefined(&[a]))
+                    }
+                    _ => a,
                 };
                 let ty = a.ty;
                 (Some(a), None, ty)
