@@ -592,6 +592,11 @@ impl Grouper {
         }
         let slot = self.slot(key_values, calls);
         for (call, state) in calls.iter().zip(self.states[slot].1.iter_mut()) {
+            if let Some(filter) = &call.filter {
+                if eval(filter, row)? != Datum::Bool(true) {
+                    continue;
+                }
+            }
             let value = match &call.arg {
                 Some(a) => Some(eval(a, row)?),
                 None => None,

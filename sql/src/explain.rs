@@ -312,7 +312,10 @@ fn call_text(c: &crate::expr::AggCall, names: &dyn Fn(usize) -> String) -> Strin
         .arg
         .as_ref()
         .map_or("*".to_string(), |a| expr_text(a, names));
-    format!("{}({arg})", agg_name(c.func))
+    let filter = c.filter.as_ref().map_or(String::new(), |w| {
+        format!(" FILTER (WHERE {})", expr_text(w, names))
+    });
+    format!("{}({arg}){filter}", agg_name(c.func))
 }
 
 fn agg_name(func: crate::expr::AggFunc) -> String {

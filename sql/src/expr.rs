@@ -1010,8 +1010,14 @@ impl<'a> Binder<'a> {
             [schema, n] if schema == "pg_catalog" => n.clone(),
             _ => parts.join("."),
         };
-        if f.filter.is_some()
-            || f.over.is_some()
+        if f.filter.is_some() {
+            return Err(SqlError::new(
+                WRONG_OBJECT_TYPE,
+                format!("FILTER specified, but {name} is not an aggregate function"),
+            )
+            .at(pos));
+        }
+        if f.over.is_some()
             || !f.within_group.is_empty()
             || !matches!(f.parameters, ast::FunctionArguments::None)
         {
@@ -2208,6 +2214,8 @@ pub(crate) struct AggCall {
     /// rows; string_agg and array_agg with DISTINCT sort by their argument, as PostgreSQL
     /// does). Empty: input order.
     pub(crate) order_by: Vec<SortKey>,
+    /// `FILTER (WHERE ...)`, over the input rows: only rows where it is true are folded.
+    pub(crate) filter: Option<Bound>,
     /// The result type.
     pub(crate) ty: SqlType,
 }
@@ -3125,6 +3133,7 @@ impl<'a> Binder<'a> {
         pos: Option<usize>,
     ) -> Result<Bound, SqlError> {
         let input = self.with_scope(Some(agg.input));
+        let filter = self.aggregate_filter(agg, f)?;
         let (args, distinct, order_by) = match &f.args {
             ast::FunctionArguments::List(list) => {
                 let order_by = self.aggregate_order(agg, list, name, pos)?;
@@ -3145,6 +3154,7 @@ impl<'a> Binder<'a> {
                                 delimiter: None,
                                 distinct: false,
                                 order_by: Vec::new(),
+                                filter,
                                 ty: SqlType::Int8,
                             };
                             return Ok(agg.push(call, pos));
@@ -3283,9 +3293,46 @@ impl<'a> Binder<'a> {
             delimiter,
             distinct,
             order_by,
+            filter,
             ty,
         };
         Ok(agg.push(call, pos))
+    }
+
+    /// `FILTER (WHERE cond)` of an aggregate call: a boolean over the input rows, without
+    /// aggregates.
+    fn aggregate_filter(
+        &self,
+        agg: &AggBinding,
+        f: &ast::Function,
+    ) -> Result<Option<Bound>, SqlError> {
+        let Some(cond) = &f.filter else {
+            return Ok(None);
+        };
+        let input = self.with_scope(Some(agg.input));
+        if contains_aggregate(cond) {
+            return Err(SqlError::new(
+                GROUPING_ERROR,
+                "aggregate functions are not allowed in FILTER",
+            )
+            .at(input.pos_of(cond)));
+        }
+        let b = input.bind(cond)?;
+        match b.ty {
+            SqlType::Bool => Ok(Some(b)),
+            SqlType::Unknown => Ok(Some(input.coerce(b, SqlType::Bool, TYPMOD_NONE)?)),
+            other => {
+                let pos = b.pos;
+                Err(SqlError::new(
+                    DATATYPE_MISMATCH,
+                    format!(
+                        "argument of FILTER must be type boolean, not type {}",
+                        other.sql_name()
+                    ),
+                )
+                .at(pos))
+            }
+        }
     }
 
     /// The ORDER BY inside an aggregate call's parentheses, bound over the input rows. With

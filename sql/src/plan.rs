@@ -340,6 +340,9 @@ impl Plan {
                         f(d);
                     }
                     c.order_by.iter().for_each(|k| f(&k.expr));
+                    if let Some(w) = &c.filter {
+                        f(w);
+                    }
                 }
             }
             Plan::Sort(input, keys) => {

@@ -280,7 +280,8 @@ fn partial_aggregate(plan: Plan, rw: &mut Rewriter) -> Plan {
 fn splittable(groups: &[Bound], calls: &[AggCall]) -> bool {
     groups.iter().all(Bound::is_row_local)
         && calls.iter().all(|c| {
-            let arg_ok = c.arg.as_ref().is_none_or(Bound::is_row_local);
+            // A shard's grouper applies FILTER as the coordinator's does, row by row.
+            let arg_ok = c.arg.iter().chain(&c.filter).all(Bound::is_row_local);
             let func_ok = match c.func {
                 AggFunc::CountStar
                 | AggFunc::Count
@@ -627,7 +628,11 @@ fn need(plan: &Plan, out: &Need, needs: &mut [Need]) {
         } => {
             let args = calls.iter().flat_map(|c| {
                 let keys = c.order_by.iter().map(|k| &k.expr);
-                c.arg.iter().chain(c.delimiter.iter()).chain(keys)
+                c.arg
+                    .iter()
+                    .chain(&c.delimiter)
+                    .chain(&c.filter)
+                    .chain(keys)
             });
             let set = reads_all(groups.iter().chain(args), needs);
             need(input, &Some(set), needs);
