@@ -1002,6 +1002,46 @@ pub(crate) fn scale_interval(iv: &Interval, factor: f64) -> Result<Interval, Sql
     })
 }
 
+/// `interval / float8` exactly as PostgreSQL 15's `interval_div` computes it (avg(interval)
+/// divides its sum by the count so): whole months and days divided, the fractions spilled
+/// down after rounding to microsecond precision of a day (`TSROUND`), so results differ
+/// from `scale_interval(iv, 1.0 / divisor)` in the last digits.
+pub(crate) fn divide_interval(iv: &Interval, divisor: f64) -> Result<Interval, SqlError> {
+    assert!(divisor != 0.0, "an interval divided by zero");
+    let ts_round = |v: f64| (v * 1e6).round_ties_even() / 1e6;
+    let months = f64::from(iv.months) / divisor;
+    let days = f64::from(iv.days) / divisor;
+    if !months.is_finite() || !days.is_finite() {
+        return Err(interval_overflow());
+    }
+    let (whole_months, mut whole_days) = (months.trunc(), days.trunc());
+    let month_days = ts_round((months - whole_months) * 30.0);
+    let seconds_per_day = (MICROS_PER_DAY / MICROS_PER_SECOND) as f64;
+    let mut seconds =
+        ts_round((days - whole_days + month_days - month_days.trunc()) * seconds_per_day);
+    if seconds.abs() >= seconds_per_day {
+        let spill = (seconds / seconds_per_day).trunc();
+        whole_days += spill;
+        seconds -= spill * seconds_per_day;
+    }
+    // C's `int += double`: the sum is truncated, not each part.
+    let whole_days = (whole_days + month_days).trunc();
+    let micros =
+        (iv.micros as f64 / divisor + seconds * MICROS_PER_SECOND as f64).round_ties_even();
+    let fits = |v: f64, lo: f64, hi: f64| v >= lo && v <= hi;
+    if !fits(whole_months, i32::MIN as f64, i32::MAX as f64)
+        || !fits(whole_days, i32::MIN as f64, i32::MAX as f64)
+        || !fits(micros, -9.2e18, 9.2e18)
+    {
+        return Err(interval_overflow());
+    }
+    Ok(Interval {
+        months: whole_months as i32,
+        days: whole_days as i32,
+        micros: micros as i64,
+    })
+}
+
 fn timestamp_overflow() -> SqlError {
     out_of_range("timestamp")
 }

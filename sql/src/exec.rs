@@ -7,9 +7,10 @@ use std::collections::{HashMap, HashSet};
 
 use bigdecimal::BigDecimal;
 
+use crate::datetime;
 use crate::error::*;
 use crate::expr::{eval, AggCall, AggFunc, Env, Eval};
-use crate::plan::{JoinKind, Plan, SetOpKind, SortKey, SubqueryExpr, SubqueryMode};
+use crate::plan::{JoinKind, Plan, SetOpKind, SortKey, SubqueryExpr, SubqueryMode, TableFunc};
 use crate::types::{Datum, SqlType};
 
 pub(crate) type Row = Vec<Datum>;
@@ -17,7 +18,7 @@ pub(crate) type Row = Vec<Datum>;
 /// Rows one statement may hold in memory at once, across its fetches and intermediate results.
 pub const STATEMENT_ROWS_MAX: usize = 10_000_000;
 /// Rows generate_series may produce.
-const SERIES_ROWS_MAX: i64 = 10_000_000;
+const SERIES_ROWS_MAX: usize = 10_000_000;
 
 /// The fetched rows of each of the statement's fetches.
 #[derive(Default)]
@@ -83,7 +84,20 @@ impl<'a> Executor<'a> {
                 .map(|r| r.iter().map(|b| self.eval_in(b, &[])).collect())
                 .collect(),
             Plan::Fetch(n) => Ok(self.inputs.rows_of(*n)),
-            Plan::Series { start, stop, step } => self.series(start, stop, step.as_ref()),
+            Plan::Function { func, ordinality } => {
+                let mut rows = match func {
+                    TableFunc::Series { start, stop, step } => {
+                        self.series(start, stop, step.as_deref())?
+                    }
+                    TableFunc::Unnest(arrays) => self.unnest(arrays)?,
+                };
+                if *ordinality {
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        row.push(Datum::Int(i as i64 + 1));
+                    }
+                }
+                Ok(rows)
+            }
             Plan::Filter(input, pred) => {
                 let rows = self.run(input)?;
                 let mut out = Vec::with_capacity(rows.len());
@@ -204,6 +218,7 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// generate_series: no rows when an argument is NULL (the functions are strict).
     fn series(
         &self,
         start: &crate::expr::Bound,
@@ -215,31 +230,48 @@ impl<'a> Executor<'a> {
             Some(s) => self.eval_in(s, &[])?,
             None => Datum::Int(1),
         };
-        let (Datum::Int(a), Datum::Int(b), Datum::Int(s)) = (a, b, s) else {
-            return Ok(Vec::new());
-        };
-        if s == 0 {
-            return Err(SqlError::new(
-                INVALID_PARAMETER_VALUE,
-                "step size cannot equal zero",
-            ));
+        let zone = &self.env.style.zone;
+        match (a, b, s) {
+            (Datum::Int(a), Datum::Int(b), Datum::Int(s)) => int_series(a, b, s),
+            (Datum::Numeric(a), Datum::Numeric(b), Datum::Int(1)) => {
+                numeric_series(a, b, BigDecimal::from(1))
+            }
+            (Datum::Numeric(a), Datum::Numeric(b), Datum::Numeric(s)) => numeric_series(a, b, s),
+            (Datum::Timestamp(a), Datum::Timestamp(b), Datum::Interval(s)) => {
+                timestamp_series(a, b, &s, Datum::Timestamp, |t, iv| {
+                    datetime::timestamp_plus_interval(t, iv)
+                })
+            }
+            (Datum::TimestampTz(a), Datum::TimestampTz(b), Datum::Interval(s)) => {
+                timestamp_series(a, b, &s, Datum::TimestampTz, |t, iv| {
+                    datetime::timestamptz_plus_interval(t, iv, zone)
+                })
+            }
+            (Datum::Null, _, _) | (_, Datum::Null, _) | (_, _, Datum::Null) => Ok(Vec::new()),
+            other => unreachable!("generate_series over {other:?}"),
         }
-        let count = if (s > 0 && a > b) || (s < 0 && a < b) {
-            0
-        } else {
-            (i128::from(b) - i128::from(a)) / i128::from(s) + 1
-        };
-        if count > i128::from(SERIES_ROWS_MAX) {
-            return Err(SqlError::new(
-                PROGRAM_LIMIT_EXCEEDED,
-                format!("generate_series produces at most {SERIES_ROWS_MAX} rows"),
-            ));
+    }
+
+    /// unnest(a, b, ...): row i holds each array's element i, NULL past an array's end (a
+    /// NULL array counts as empty).
+    fn unnest(&self, arrays: &[crate::expr::Bound]) -> Result<Vec<Row>, SqlError> {
+        let mut values = Vec::with_capacity(arrays.len());
+        for a in arrays {
+            values.push(match self.eval_in(a, &[])? {
+                Datum::Array(items) => items,
+                Datum::Null => Vec::new(),
+                other => unreachable!("unnest of {other:?}"),
+            });
         }
-        let mut out = Vec::with_capacity(count as usize);
-        let mut v = i128::from(a);
-        for _ in 0..count {
-            out.push(vec![Datum::Int(v as i64)]);
-            v += i128::from(s);
+        let count = values.iter().map(Vec::len).max().unwrap_or(0);
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            out.push(
+                values
+                    .iter()
+                    .map(|v| v.get(i).cloned().unwrap_or(Datum::Null))
+                    .collect(),
+            );
         }
         Ok(out)
     }
@@ -401,6 +433,86 @@ pub(crate) fn compare_sort_keys(keys: &[SortKey], a: &[Datum], b: &[Datum]) -> s
     std::cmp::Ordering::Equal
 }
 
+fn zero_step() -> SqlError {
+    SqlError::new(INVALID_PARAMETER_VALUE, "step size cannot equal zero")
+}
+
+fn too_long_series() -> SqlError {
+    SqlError::new(
+        PROGRAM_LIMIT_EXCEEDED,
+        format!("generate_series produces at most {SERIES_ROWS_MAX} rows"),
+    )
+}
+
+fn int_series(a: i64, b: i64, s: i64) -> Result<Vec<Row>, SqlError> {
+    if s == 0 {
+        return Err(zero_step());
+    }
+    let count = if (s > 0 && a > b) || (s < 0 && a < b) {
+        0
+    } else {
+        (i128::from(b) - i128::from(a)) / i128::from(s) + 1
+    };
+    if count > SERIES_ROWS_MAX as i128 {
+        return Err(too_long_series());
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    let mut v = i128::from(a);
+    for _ in 0..count {
+        out.push(vec![Datum::Int(v as i64)]);
+        v += i128::from(s);
+    }
+    Ok(out)
+}
+
+/// Numerics from `a` by repeated exact addition of `s` (each value keeps the larger scale
+/// of the two, as PostgreSQL's numeric addition does).
+fn numeric_series(a: BigDecimal, b: BigDecimal, s: BigDecimal) -> Result<Vec<Row>, SqlError> {
+    use bigdecimal::Zero;
+    if s.is_zero() {
+        return Err(zero_step());
+    }
+    let ascending = s > BigDecimal::zero();
+    let mut out = Vec::new();
+    let mut v = a;
+    while (ascending && v <= b) || (!ascending && v >= b) {
+        if out.len() == SERIES_ROWS_MAX {
+            return Err(too_long_series());
+        }
+        let next = &v + &s;
+        out.push(vec![Datum::Numeric(v)]);
+        v = next;
+    }
+    Ok(out)
+}
+
+/// Timestamps from `a` by repeated addition of `step` (so `+ 1 month` from Jan 31 gives
+/// Feb 29, then Mar 29), while not past `b` in the step's direction (its sign as an
+/// interval compares). As in PostgreSQL, the value after the last one is computed too, so
+/// a series ending next to the end of the range fails with its overflow.
+fn timestamp_series(
+    a: i64,
+    b: i64,
+    step: &datetime::Interval,
+    wrap: fn(i64) -> Datum,
+    add: impl Fn(i64, &datetime::Interval) -> Result<i64, SqlError>,
+) -> Result<Vec<Row>, SqlError> {
+    let direction = step.span().signum();
+    if direction == 0 {
+        return Err(zero_step());
+    }
+    let mut out = Vec::new();
+    let mut v = a;
+    while (direction > 0 && v <= b) || (direction < 0 && v >= b) {
+        if out.len() == SERIES_ROWS_MAX {
+            return Err(too_long_series());
+        }
+        out.push(vec![wrap(v)]);
+        v = add(v, step)?;
+    }
+    Ok(out)
+}
+
 /// Merges lists each sorted by `keys` (`(key values, row)` pairs) into the first `count`
 /// rows of their stable sort: on ties the earlier list wins, so the result equals sorting
 /// the lists' concatenation.
@@ -480,6 +592,11 @@ impl Grouper {
         }
         let slot = self.slot(key_values, calls);
         for (call, state) in calls.iter().zip(self.states[slot].1.iter_mut()) {
+            if let Some(filter) = &call.filter {
+                if eval(filter, row)? != Datum::Bool(true) {
+                    continue;
+                }
+            }
             let value = match &call.arg {
                 Some(a) => Some(eval(a, row)?),
                 None => None,
@@ -697,6 +814,10 @@ pub(crate) enum AggState {
     SumInt(Option<i128>, i64),
     SumNumeric(Option<BigDecimal>, i64),
     SumFloat(Option<f64>, i64),
+    /// sum(real): added in single precision, as PostgreSQL does.
+    SumReal(Option<f32>),
+    /// sum/avg(interval): field by field, failing on overflow as PostgreSQL's interval_pl.
+    SumInterval(Option<datetime::Interval>, i64),
     MinMax(Option<Datum>),
     Bool(Option<bool>),
     Text(Option<String>),
@@ -730,6 +851,8 @@ impl AggState {
             AggFunc::Sum | AggFunc::Avg => match arg_ty {
                 Some(t) if t.is_integer() => AggState::SumInt(None, 0),
                 Some(SqlType::Numeric) => AggState::SumNumeric(None, 0),
+                Some(SqlType::Float4) => AggState::SumReal(None),
+                Some(SqlType::Interval) => AggState::SumInterval(None, 0),
                 _ => AggState::SumFloat(None, 0),
             },
             AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
@@ -783,22 +906,49 @@ impl AggState {
                 *n += 1;
             }
             AggState::SumFloat(s, n) => {
-                let v = match value {
-                    Datum::Float(f) => f,
-                    other => unreachable!("float sum of {other:?}"),
+                let Datum::Float(v) = value else {
+                    unreachable!("float sum of {value:?}")
                 };
-                *s = Some(s.unwrap_or(0.0) + v);
+                *s = Some(match *s {
+                    Some(acc) => float_add(acc, v)?,
+                    None => v,
+                });
+                *n += 1;
+            }
+            AggState::SumReal(s) => {
+                let Datum::Float4(v) = value else {
+                    unreachable!("real sum of {value:?}")
+                };
+                *s = Some(match *s {
+                    Some(acc) => {
+                        let sum = acc + v;
+                        check_float_sum(sum.is_infinite(), acc.is_infinite() || v.is_infinite())?;
+                        sum
+                    }
+                    None => v,
+                });
+            }
+            AggState::SumInterval(s, n) => {
+                let Datum::Interval(v) = value else {
+                    unreachable!("interval sum of {value:?}")
+                };
+                *s = Some(match s {
+                    Some(acc) => datetime::add_intervals(acc, &v, 1)?,
+                    None => v,
+                });
                 *n += 1;
             }
             AggState::MinMax(m) => {
+                // Of equal values (1.0 and 1.00, '1 day' and '24 hours', 0 and -0) the
+                // later one wins, as in PostgreSQL's numeric_smaller, interval_larger, ...
                 let replace = match m {
                     None => true,
                     Some(cur) => {
                         let o = crate::expr::compare(&value, cur);
                         if call.func == AggFunc::Min {
-                            o == std::cmp::Ordering::Less
+                            o != std::cmp::Ordering::Greater
                         } else {
-                            o == std::cmp::Ordering::Greater
+                            o != std::cmp::Ordering::Less
                         }
                     }
                 };
@@ -836,9 +986,10 @@ impl AggState {
 
     /// Folds in the state of the same call over other rows that come after this state's
     /// (a later shard's partial state). Exact for everything the planner splits: counts,
-    /// integer and numeric sums (exact arithmetic), min/max (the earlier of equal values
-    /// stays, as when adding row by row) and bool_and/or. Float sums are not split (their
-    /// rounding depends on the order of additions); string_agg and DISTINCT never are.
+    /// integer and numeric sums (exact arithmetic), min/max (the later of equal values
+    /// wins, as when adding row by row) and bool_and/or. Float sums are not split (their
+    /// rounding depends on the order of additions), nor interval sums (where an overflow
+    /// error shows depends on it too); string_agg and DISTINCT never are.
     fn merge(&mut self, call: &AggCall, other: AggState) {
         match (self, other) {
             (AggState::Count(a), AggState::Count(b)) => *a += b,
@@ -920,11 +1071,45 @@ impl AggState {
                 (Some(s), AggFunc::Sum) => Ok(Datum::Float(s)),
                 (Some(s), _) => Ok(Datum::Float(s / n as f64)),
             },
+            AggState::SumReal(s) => {
+                assert_eq!(
+                    call.func,
+                    AggFunc::Sum,
+                    "avg(real) adds in double precision"
+                );
+                Ok(s.map_or(Datum::Null, Datum::Float4))
+            }
+            AggState::SumInterval(s, n) => match (s, call.func) {
+                (None, _) => Ok(Datum::Null),
+                (Some(s), AggFunc::Sum) => Ok(Datum::Interval(s)),
+                (Some(s), _) => {
+                    assert!(n > 0, "an interval average of no values");
+                    Ok(Datum::Interval(datetime::divide_interval(&s, n as f64)?))
+                }
+            },
             AggState::MinMax(m) => Ok(m.unwrap_or(Datum::Null)),
             AggState::Bool(b) => Ok(b.map_or(Datum::Null, Datum::Bool)),
             AggState::Text(t) => Ok(t.map_or(Datum::Null, Datum::Text)),
         }
     }
+}
+
+/// A float sum's next value: PostgreSQL's float8pl/float4pl fail when finite values add up
+/// to an infinity.
+fn float_add(acc: f64, v: f64) -> Result<f64, SqlError> {
+    let sum = acc + v;
+    check_float_sum(sum.is_infinite(), acc.is_infinite() || v.is_infinite())?;
+    Ok(sum)
+}
+
+fn check_float_sum(sum_infinite: bool, input_infinite: bool) -> Result<(), SqlError> {
+    if sum_infinite && !input_infinite {
+        return Err(SqlError::new(
+            NUMERIC_VALUE_OUT_OF_RANGE,
+            "value out of range: overflow",
+        ));
+    }
+    Ok(())
 }
 
 /// An ordered aggregate's result: its inputs sorted stably by the call's ORDER BY (ties

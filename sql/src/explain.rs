@@ -312,7 +312,10 @@ fn call_text(c: &crate::expr::AggCall, names: &dyn Fn(usize) -> String) -> Strin
         .arg
         .as_ref()
         .map_or("*".to_string(), |a| expr_text(a, names));
-    format!("{}({arg})", agg_name(c.func))
+    let filter = c.filter.as_ref().map_or(String::new(), |w| {
+        format!(" FILTER (WHERE {})", expr_text(w, names))
+    });
+    format!("{}({arg}){filter}", agg_name(c.func))
 }
 
 fn agg_name(func: crate::expr::AggFunc) -> String {
@@ -385,7 +388,7 @@ fn plan_lines(plan: &Plan, fetches: &[Fetch], depth: usize, lines: &mut Vec<Stri
         Plan::Unit => ("Result (one row)".to_string(), vec![]),
         Plan::Values(rows) => (format!("Values ({} rows)", rows.len()), vec![]),
         Plan::Fetch(n) => (fetch_label(*n, fetches), vec![]),
-        Plan::Series { .. } => ("Function Scan on generate_series".to_string(), vec![]),
+        Plan::Function { func, .. } => (format!("Function Scan on {}", func.name()), vec![]),
         Plan::Filter(input, _) => ("Filter".to_string(), vec![input.as_ref()]),
         Plan::Project(input, exprs) => (
             format!("Project ({} columns)", exprs.len()),

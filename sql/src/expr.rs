@@ -1010,8 +1010,14 @@ impl<'a> Binder<'a> {
             [schema, n] if schema == "pg_catalog" => n.clone(),
             _ => parts.join("."),
         };
-        if f.filter.is_some()
-            || f.over.is_some()
+        if f.filter.is_some() {
+            return Err(SqlError::new(
+                WRONG_OBJECT_TYPE,
+                format!("FILTER specified, but {name} is not an aggregate function"),
+            )
+            .at(pos));
+        }
+        if f.over.is_some()
             || !f.within_group.is_empty()
             || !matches!(f.parameters, ast::FunctionArguments::None)
         {
@@ -2208,6 +2214,8 @@ pub(crate) struct AggCall {
     /// rows; string_agg and array_agg with DISTINCT sort by their argument, as PostgreSQL
     /// does). Empty: input order.
     pub(crate) order_by: Vec<SortKey>,
+    /// `FILTER (WHERE ...)`, over the input rows: only rows where it is true are folded.
+    pub(crate) filter: Option<Bound>,
     /// The result type.
     pub(crate) ty: SqlType,
 }
@@ -3125,6 +3133,7 @@ impl<'a> Binder<'a> {
         pos: Option<usize>,
     ) -> Result<Bound, SqlError> {
         let input = self.with_scope(Some(agg.input));
+        let filter = self.aggregate_filter(agg, f)?;
         let (args, distinct, order_by) = match &f.args {
             ast::FunctionArguments::List(list) => {
                 let order_by = self.aggregate_order(agg, list, name, pos)?;
@@ -3145,6 +3154,7 @@ impl<'a> Binder<'a> {
                                 delimiter: None,
                                 distinct: false,
                                 order_by: Vec::new(),
+                                filter,
                                 ty: SqlType::Int8,
                             };
                             return Ok(agg.push(call, pos));
@@ -3187,12 +3197,13 @@ impl<'a> Binder<'a> {
             (AggFunc::Count, 1) => (args.next(), None, SqlType::Int8),
             (AggFunc::Sum | AggFunc::Avg, 1) => {
                 let a = args.next().expect("one argument");
-                // real is summed in double precision (PostgreSQL's sum(real) is real; the
-                // result here is double precision).
-                let a = if a.ty == SqlType::Unknown || a.ty == SqlType::Float4 {
-                    self.coerce(a, SqlType::Float8, TYPMOD_NONE)?
-                } else {
-                    a
+                // sum(real) adds in real, as PostgreSQL's float4pl; avg(real) in double
+                // precision, as its float4_accum.
+                let a = match (func, a.ty) {
+                    (_, SqlType::Unknown) | (AggFunc::Avg, SqlType::Float4) => {
+                        self.coerce(a, SqlType::Float8, TYPMOD_NONE)?
+                    }
+                    _ => a,
                 };
                 let ty = match (func, a.ty) {
                     (AggFunc::Sum, SqlType::Int2 | SqlType::Int4) => SqlType::Int8,
@@ -3200,17 +3211,26 @@ impl<'a> Binder<'a> {
                     (AggFunc::Avg, t) if t.is_integer() || t == SqlType::Numeric => {
                         SqlType::Numeric
                     }
+                    (AggFunc::Sum, SqlType::Float4) => SqlType::Float4,
                     (_, SqlType::Float8) => SqlType::Float8,
+                    (_, SqlType::Interval) => SqlType::Interval,
                     _ => return Err(undefined(&[a])),
                 };
                 (Some(a), None, ty)
             }
             (AggFunc::Min | AggFunc::Max, 1) => {
                 let a = args.next().expect("one argument");
-                let a = if a.ty == SqlType::Unknown {
-                    self.coerce(a, SqlType::Text, TYPMOD_NONE)?
-                } else {
-                    a
+                // PostgreSQL has min/max of text only (varchar and name reach it by their
+                // implicit casts, and return text), and none of boolean, bytea, uuid or
+                // jsonb.
+                let a = match a.ty {
+                    SqlType::Unknown | SqlType::Varchar | SqlType::Name => {
+                        self.coerce(a, SqlType::Text, TYPMOD_NONE)?
+                    }
+                    SqlType::Bool | SqlType::Bytea | SqlType::Uuid | SqlType::Jsonb => {
+                        return Err(undefined(&[a]))
+                    }
+                    _ => a,
                 };
                 let ty = a.ty;
                 (Some(a), None, ty)
@@ -3273,9 +3293,46 @@ impl<'a> Binder<'a> {
             delimiter,
             distinct,
             order_by,
+            filter,
             ty,
         };
         Ok(agg.push(call, pos))
+    }
+
+    /// `FILTER (WHERE cond)` of an aggregate call: a boolean over the input rows, without
+    /// aggregates.
+    fn aggregate_filter(
+        &self,
+        agg: &AggBinding,
+        f: &ast::Function,
+    ) -> Result<Option<Bound>, SqlError> {
+        let Some(cond) = &f.filter else {
+            return Ok(None);
+        };
+        let input = self.with_scope(Some(agg.input));
+        if contains_aggregate(cond) {
+            return Err(SqlError::new(
+                GROUPING_ERROR,
+                "aggregate functions are not allowed in FILTER",
+            )
+            .at(input.pos_of(cond)));
+        }
+        let b = input.bind(cond)?;
+        match b.ty {
+            SqlType::Bool => Ok(Some(b)),
+            SqlType::Unknown => Ok(Some(input.coerce(b, SqlType::Bool, TYPMOD_NONE)?)),
+            other => {
+                let pos = b.pos;
+                Err(SqlError::new(
+                    DATATYPE_MISMATCH,
+                    format!(
+                        "argument of FILTER must be type boolean, not type {}",
+                        other.sql_name()
+                    ),
+                )
+                .at(pos))
+            }
+        }
     }
 
     /// The ORDER BY inside an aggregate call's parentheses, bound over the input rows. With

@@ -34,6 +34,8 @@ mod testcluster;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_surface;
+#[cfg(test)]
 mod tests_types;
 
 use std::cell::RefCell;

@@ -213,6 +213,39 @@ pub(crate) struct SortKey {
     pub(crate) nulls_first: bool,
 }
 
+/// A set-returning function of FROM, with its arguments (which may read the enclosing
+/// query's row, never a sibling FROM item's: no LATERAL yet).
+#[derive(Debug, Clone)]
+pub(crate) enum TableFunc {
+    /// generate_series(start, stop [, step]) of integers or numerics (step 1 by default),
+    /// or of timestamps or timestamptzs with an interval step.
+    Series {
+        start: Box<Bound>,
+        stop: Box<Bound>,
+        step: Option<Box<Bound>>,
+    },
+    /// unnest(array, ...): the arrays' elements side by side, shorter ones padded with NULL.
+    Unnest(Vec<Bound>),
+}
+
+impl TableFunc {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            TableFunc::Series { .. } => "generate_series",
+            TableFunc::Unnest(_) => "unnest",
+        }
+    }
+
+    pub(crate) fn args(&self) -> Box<dyn Iterator<Item = &Bound> + '_> {
+        match self {
+            TableFunc::Series { start, stop, step } => {
+                Box::new([&**start, &**stop].into_iter().chain(step.as_deref()))
+            }
+            TableFunc::Unnest(arrays) => Box::new(arrays.iter()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Plan {
     /// One row without columns (SELECT without FROM).
@@ -220,11 +253,11 @@ pub(crate) enum Plan {
     Values(Vec<Vec<Bound>>),
     /// The rows of fetch `n`: the table's columns in order.
     Fetch(usize),
-    /// generate_series(start, stop, step) of integers.
-    Series {
-        start: Bound,
-        stop: Bound,
-        step: Option<Bound>,
+    /// A set-returning function in FROM, run on the coordinator; WITH ORDINALITY adds
+    /// each row's number (bigint, from 1) as a last column.
+    Function {
+        func: TableFunc,
+        ordinality: bool,
     },
     Filter(Box<Plan>, Bound),
     Project(Box<Plan>, Vec<Bound>),
@@ -268,13 +301,7 @@ impl Plan {
         match self {
             Plan::Unit | Plan::Fetch(_) => {}
             Plan::Values(rows) => rows.iter().flatten().for_each(&mut *f),
-            Plan::Series { start, stop, step } => {
-                f(start);
-                f(stop);
-                if let Some(s) = step {
-                    f(s);
-                }
-            }
+            Plan::Function { func, .. } => func.args().for_each(&mut *f),
             Plan::Filter(input, b) => {
                 input.for_each_expr(f);
                 f(b);
@@ -313,6 +340,9 @@ impl Plan {
                         f(d);
                     }
                     c.order_by.iter().for_each(|k| f(&k.expr));
+                    if let Some(w) = &c.filter {
+                        f(w);
+                    }
                 }
             }
             Plan::Sort(input, keys) => {
@@ -1371,13 +1401,26 @@ impl<'a> Planner<'a> {
                 with_hints,
                 version,
                 partitions,
+                with_ordinality,
                 ..
             } => {
                 if !with_hints.is_empty() || version.is_some() || !partitions.is_empty() {
                     return Err(not_supported("table hints, versions and partitions"));
                 }
                 if let Some(args) = args {
-                    return self.plan_table_function(name, args, alias.as_ref(), parent);
+                    return self.plan_table_function(
+                        name,
+                        &args.args,
+                        alias.as_ref(),
+                        *with_ordinality,
+                        parent,
+                    );
+                }
+                if *with_ordinality {
+                    return Err(SqlError::new(
+                        SYNTAX_ERROR,
+                        "syntax error at or near \"WITH\"",
+                    ));
                 }
                 let (schema, table_name) = split_name(name)?;
                 if schema.is_none() {
@@ -1485,6 +1528,23 @@ impl<'a> Planner<'a> {
                 item.pushable.clear();
                 Ok(item)
             }
+            ast::TableFactor::UNNEST {
+                alias,
+                array_exprs,
+                with_offset,
+                with_ordinality,
+                ..
+            } => {
+                if *with_offset {
+                    return Err(not_supported("UNNEST WITH OFFSET"));
+                }
+                let args: Vec<ast::FunctionArg> = array_exprs
+                    .iter()
+                    .map(|e| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e.clone())))
+                    .collect();
+                let name = ast::ObjectName::from(vec![ast::Ident::new("unnest")]);
+                self.plan_table_function(&name, &args, alias.as_ref(), *with_ordinality, parent)
+            }
             ast::TableFactor::Function { .. } | ast::TableFactor::TableFunction { .. } => {
                 Err(not_supported("this table function"))
             }
@@ -1541,24 +1601,33 @@ impl<'a> Planner<'a> {
         })
     }
 
+    /// A set-returning function in FROM (`name(args)`, `unnest(...)` too when written
+    /// `pg_catalog.unnest`).
     fn plan_table_function(
         &self,
         name: &ast::ObjectName,
-        args: &ast::TableFunctionArgs,
+        args: &[ast::FunctionArg],
         alias: Option<&ast::TableAlias>,
+        ordinality: bool,
         parent: Option<&Scope>,
     ) -> Result<FromItem, SqlError> {
         let (_, fname) = split_name(name)?;
-        if fname != "generate_series" {
+        if fname != "generate_series" && fname != "unnest" {
             return Err(SqlError::new(
                 UNDEFINED_FUNCTION,
                 format!("function {fname} does not exist"),
             ));
         }
-        // Arguments may read the enclosing query's row (a correlated subquery's FROM).
-        let binder = self.binder(parent);
+        // Arguments see no column of their own query (no LATERAL), but may read the
+        // enclosing query's row (a correlated subquery's FROM): an empty scope under it, so
+        // such references are outer ones, evaluated with the executor's outer row.
+        let scope = Scope {
+            columns: Vec::new(),
+            parent,
+        };
+        let binder = self.binder(Some(&scope));
         let mut bound = Vec::new();
-        for a in &args.args {
+        for a in args {
             match a {
                 ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
                     bound.push(binder.bind(e)?)
@@ -1566,51 +1635,162 @@ impl<'a> Planner<'a> {
                 other => return Err(not_supported(format!("argument {other}"))),
             }
         }
-        if bound.len() < 2 || bound.len() > 3 {
-            return Err(SqlError::new(
-                UNDEFINED_FUNCTION,
-                "function generate_series takes 2 or 3 arguments",
-            ));
-        }
-        let ty = expr::common_type(bound.iter().map(|b| (b.ty, b.pos)), "generate_series")?;
-        let ty = if ty == SqlType::Text {
-            SqlType::Int4
+        let (func, types) = if fname == "unnest" {
+            bind_unnest(bound)?
         } else {
-            ty
+            bind_series(&binder, bound)?
         };
-        if !ty.is_integer() {
-            return Err(not_supported(format!(
-                "generate_series over {}",
-                ty.sql_name()
-            )));
-        }
-        let mut bound = bound
-            .into_iter()
-            .map(|b| binder.coerce(b, ty, TYPMOD_NONE))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter();
-        let start = bound.next().expect("two arguments");
-        let stop = bound.next().expect("two arguments");
-        let step = bound.next();
-        let qualifier = alias
-            .map(|a| ident(&a.name))
-            .unwrap_or_else(|| fname.clone());
-        let mut columns = vec![ScopeColumn {
-            qualifier: Some(qualifier.clone()),
-            name: qualifier,
-            ty,
-            typmod: TYPMOD_NONE,
-            hidden: false,
-        }];
-        if alias.is_none() {
-            columns[0].name = fname;
-        }
-        apply_column_aliases(&mut columns, alias)?;
+        let columns = function_columns(func.name(), &types, alias, ordinality)?;
         Ok(FromItem {
-            plan: Plan::Series { start, stop, step },
+            plan: Plan::Function { func, ordinality },
             columns,
             pushable: Vec::new(),
         })
+    }
+}
+
+/// The columns of a function in FROM: one per result type, named after the function, or
+/// after the alias when there is just one (as PostgreSQL names a scalar function's
+/// column); then `ordinality`; then the alias's column list renames them in order.
+fn function_columns(
+    fname: &str,
+    types: &[SqlType],
+    alias: Option<&ast::TableAlias>,
+    ordinality: bool,
+) -> Result<Vec<ScopeColumn>, SqlError> {
+    let qualifier = alias.map_or_else(|| fname.to_string(), |a| ident(&a.name));
+    let column_name = if types.len() == 1 { &qualifier } else { fname };
+    let column = |name: &str, ty: SqlType| ScopeColumn {
+        qualifier: Some(qualifier.clone()),
+        name: name.to_string(),
+        ty,
+        typmod: TYPMOD_NONE,
+        hidden: false,
+    };
+    let mut columns: Vec<ScopeColumn> = types.iter().map(|&t| column(column_name, t)).collect();
+    if ordinality {
+        columns.push(column("ordinality", SqlType::Int8));
+    }
+    apply_column_aliases(&mut columns, alias)?;
+    Ok(columns)
+}
+
+fn argument_types(args: &[Bound]) -> String {
+    let types: Vec<&str> = args.iter().map(|a| a.ty.sql_name()).collect();
+    types.join(", ")
+}
+
+/// `unnest(anyarray, ...)`: each argument must be an array of a known type. Several
+/// arguments are PostgreSQL's shorthand for `ROWS FROM (unnest(a), unnest(b), ...)`, so each
+/// is resolved on its own.
+fn bind_unnest(args: Vec<Bound>) -> Result<(TableFunc, Vec<SqlType>), SqlError> {
+    if args.is_empty() {
+        return Err(SqlError::new(
+            UNDEFINED_FUNCTION,
+            "function unnest() does not exist",
+        ));
+    }
+    let mut types = Vec::with_capacity(args.len());
+    for a in &args {
+        match a.ty.element() {
+            Some(t) => types.push(t),
+            // PostgreSQL cannot choose among unnest(anyarray), unnest(tsvector), ...
+            None if a.ty == SqlType::Unknown => {
+                return Err(SqlError::new(
+                    AMBIGUOUS_FUNCTION,
+                    "function unnest(unknown) is not unique",
+                )
+                .at(a.pos))
+            }
+            None => {
+                return Err(SqlError::new(
+                    UNDEFINED_FUNCTION,
+                    format!("function unnest({}) does not exist", a.ty.sql_name()),
+                )
+                .at(a.pos))
+            }
+        }
+    }
+    Ok((TableFunc::Unnest(args), types))
+}
+
+/// `generate_series(start, stop [, step])`: integers or numerics in their common type,
+/// or timestamps with an interval step.
+fn bind_series(binder: &Binder, args: Vec<Bound>) -> Result<(TableFunc, Vec<SqlType>), SqlError> {
+    if args.len() < 2 || args.len() > 3 {
+        return Err(SqlError::new(
+            UNDEFINED_FUNCTION,
+            "function generate_series takes 2 or 3 arguments",
+        ));
+    }
+    let ty = series_type(&args)?;
+    let step_ty = if matches!(ty, SqlType::Timestamp | SqlType::TimestampTz) {
+        SqlType::Interval
+    } else {
+        ty
+    };
+    let mut args = args.into_iter();
+    let mut next = |ty| {
+        args.next()
+            .map(|b| binder.coerce(b, ty, TYPMOD_NONE))
+            .transpose()
+    };
+    let start = Box::new(next(ty)?.expect("two arguments"));
+    let stop = Box::new(next(ty)?.expect("two arguments"));
+    let step = next(step_ty)?.map(Box::new);
+    Ok((TableFunc::Series { start, stop, step }, vec![ty]))
+}
+
+/// Which generate_series a call means, as PostgreSQL resolves it: with an interval step
+/// (or an unknown one after a date/time bound), the timestamp form when a bound is a
+/// timestamp and none a timestamptz, else the timestamptz form (dates and unknown literals
+/// become timestamptz, the preferred type of their category); otherwise the arguments'
+/// common integer or numeric type (only unknown literals: ambiguous).
+fn series_type(args: &[Bound]) -> Result<SqlType, SqlError> {
+    let undefined = || {
+        SqlError::new(
+            UNDEFINED_FUNCTION,
+            format!(
+                "function generate_series({}) does not exist",
+                argument_types(args)
+            ),
+        )
+    };
+    let bounds = &args[..2];
+    let has = |t: SqlType| bounds.iter().any(|a| a.ty == t);
+    let datetime =
+        |t: SqlType| matches!(t, SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz);
+    let by_interval = args.get(2).is_some_and(|s| {
+        s.ty == SqlType::Interval
+            || (s.ty == SqlType::Unknown && bounds.iter().any(|a| datetime(a.ty)))
+    });
+    if by_interval {
+        if !bounds
+            .iter()
+            .all(|a| datetime(a.ty) || a.ty == SqlType::Unknown)
+        {
+            return Err(undefined());
+        }
+        return Ok(if has(SqlType::Timestamp) && !has(SqlType::TimestampTz) {
+            SqlType::Timestamp
+        } else {
+            SqlType::TimestampTz
+        });
+    }
+    if args.iter().all(|a| a.ty == SqlType::Unknown) {
+        return Err(SqlError::new(
+            AMBIGUOUS_FUNCTION,
+            format!(
+                "function generate_series({}) is not unique",
+                argument_types(args)
+            ),
+        ));
+    }
+    let ty = expr::common_type(args.iter().map(|b| (b.ty, b.pos)), "generate_series")
+        .map_err(|_| undefined())?;
+    match ty {
+        t if t.is_integer() || t == SqlType::Numeric => Ok(t),
+        _ => Err(undefined()),
     }
 }
 

@@ -97,7 +97,7 @@ fn rewrite(plan: Plan, rw: &mut Rewriter) -> Plan {
 fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
     let mut m = |b: Box<Plan>| Box::new(f(*b));
     match plan {
-        Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Series { .. } => plan,
+        Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Function { .. } => plan,
         Plan::Filter(input, p) => Plan::Filter(m(input), p),
         Plan::Project(input, e) => Plan::Project(m(input), e),
         Plan::Aggregate {
@@ -280,7 +280,8 @@ fn partial_aggregate(plan: Plan, rw: &mut Rewriter) -> Plan {
 fn splittable(groups: &[Bound], calls: &[AggCall]) -> bool {
     groups.iter().all(Bound::is_row_local)
         && calls.iter().all(|c| {
-            let arg_ok = c.arg.as_ref().is_none_or(Bound::is_row_local);
+            // A shard's grouper applies FILTER as the coordinator's does, row by row.
+            let arg_ok = c.arg.iter().chain(&c.filter).all(Bound::is_row_local);
             let func_ok = match c.func {
                 AggFunc::CountStar
                 | AggFunc::Count
@@ -506,7 +507,7 @@ fn walk_nodes_only(plan: &Plan, f: &mut dyn FnMut(&Plan)) {
 
 pub(crate) fn children(plan: &Plan) -> Vec<&Plan> {
     match plan {
-        Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Series { .. } => vec![],
+        Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Function { .. } => vec![],
         Plan::Filter(input, _)
         | Plan::Project(input, _)
         | Plan::Aggregate { input, .. }
@@ -577,8 +578,8 @@ fn need(plan: &Plan, out: &Need, needs: &mut [Need]) {
         Plan::Values(rows) => {
             reads_all(rows.iter().flatten(), needs);
         }
-        Plan::Series { start, stop, step } => {
-            reads_all([start, stop].into_iter().chain(step), needs);
+        Plan::Function { func, .. } => {
+            reads_all(func.args(), needs);
         }
         Plan::Fetch(n) => {
             needs[*n] = match (&needs[*n], out) {
@@ -627,7 +628,11 @@ fn need(plan: &Plan, out: &Need, needs: &mut [Need]) {
         } => {
             let args = calls.iter().flat_map(|c| {
                 let keys = c.order_by.iter().map(|k| &k.expr);
-                c.arg.iter().chain(c.delimiter.iter()).chain(keys)
+                c.arg
+                    .iter()
+                    .chain(&c.delimiter)
+                    .chain(&c.filter)
+                    .chain(keys)
             });
             let set = reads_all(groups.iter().chain(args), needs);
             need(input, &Some(set), needs);

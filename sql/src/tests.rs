@@ -1231,7 +1231,7 @@ fn prepared_plans_are_reused_until_the_catalog_changes() {
 /// Runs `setup`, then each query twice on the same cluster and session: with pushdown and
 /// with the coordinator doing everything. The rendered results (rows, their order, errors)
 /// must be identical; returns them for further checks.
-fn differential(shards: usize, setup: &[&str], queries: &[&str]) -> Vec<String> {
+pub(crate) fn differential(shards: usize, setup: &[&str], queries: &[&str]) -> Vec<String> {
     let setup: Vec<String> = setup.iter().map(|s| s.to_string()).collect();
     let queries: Vec<String> = queries.iter().map(|s| s.to_string()).collect();
     let rt = LocalRuntime::new(0);
