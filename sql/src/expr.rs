@@ -1867,7 +1867,7 @@ fn arith(
                 if factor == 0.0 {
                     return Err(SqlError::new(DIVISION_BY_ZERO, "division by zero"));
                 }
-                return dt::scale_interval(&iv, 1.0 / factor).map(Datum::Interval);
+                return dt::divide_interval(&iv, factor).map(Datum::Interval);
             }
             dt::scale_interval(&iv, factor).map(Datum::Interval)
         }

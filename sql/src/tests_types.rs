@@ -109,6 +109,12 @@ const CUT: (&str, &str) = (
     "too|a|xy|a|",
 );
 
+/// Interval division as PostgreSQL 15's interval_div rounds it.
+const INTERVAL_DIVISION: (&str, &str) = (
+    "SELECT interval '5 months' / 7, interval '1 day' / 3, interval '1 hour' / 4",
+    "21 days 10:17:08.5344|08:00:00|00:15:00",
+);
+
 const ERRORS: &[(&str, &str)] = &[
     (r#"SELECT '2023-02-29'::date"#, "22008"),
     (r#"SET TimeZone = 'Not/AZone'"#, "22023"),
@@ -138,6 +144,14 @@ fn values_functions_and_operators_match_postgres() {
     for ((q, expected), got) in VALUES.iter().zip(results) {
         assert_eq!(got, *expected, "query: {q}");
     }
+}
+
+#[test]
+fn intervals_divide_as_postgres_does() {
+    assert_eq!(
+        exec_on_cluster(1, &[INTERVAL_DIVISION.0]),
+        vec![INTERVAL_DIVISION.1.to_string()]
+    );
 }
 
 #[test]
