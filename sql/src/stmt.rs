@@ -559,16 +559,8 @@ pub(crate) async fn run_insert<C: Cluster>(
         let mut t = Vec::with_capacity(insert.columns.len());
         for c in &insert.columns {
             let n = plan::split_name(c)?.1;
-            let i = table.column_index(&n).ok_or_else(|| {
-                SqlError::new(
-                    UNDEFINED_COLUMN,
-                    format!(
-                        "column \"{n}\" of relation \"{}\" does not exist",
-                        table.name
-                    ),
-                )
-                .at(positions.offset(c.span().start))
-            })?;
+            let i =
+                target_column(&table, &n).map_err(|e| e.at(positions.offset(c.span().start)))?;
             if t.contains(&i) {
                 return Err(SqlError::new(
                     DUPLICATE_COLUMN,
@@ -884,15 +876,7 @@ fn bind_assignments(
             return Err(not_supported("SET (a, b) = ..."));
         };
         let n = plan::split_name(n)?.1;
-        let i = table.column_index(&n).ok_or_else(|| {
-            SqlError::new(
-                UNDEFINED_COLUMN,
-                format!(
-                    "column \"{n}\" of relation \"{}\" does not exist",
-                    table.name
-                ),
-            )
-        })?;
+        let i = target_column(table, &n)?;
         if sets.iter().any(|(c, _)| *c == i) {
             return Err(SqlError::new(
                 SYNTAX_ERROR,
@@ -2068,4 +2052,17 @@ fn resolve_for_drop<C: Cluster>(
             .creation_schema(session.database(), schema, &path)
             .unwrap_or_else(|_| DEFAULT_SCHEMA.to_string()),
     }
+}
+
+/// The position of an INSERT or UPDATE target column, or PostgreSQL's 42703 naming the table.
+fn target_column(table: &Table, name: &str) -> Result<usize, SqlError> {
+    table.column_index(name).ok_or_else(|| {
+        SqlError::new(
+            UNDEFINED_COLUMN,
+            format!(
+                "column \"{name}\" of relation \"{}\" does not exist",
+                table.name
+            ),
+        )
+    })
 }
