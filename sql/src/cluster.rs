@@ -20,6 +20,7 @@ use crate::expr::{eval, AggCall, Bound, Env, Eval};
 use crate::plan::{JoinKind, SortKey};
 use crate::rowcodec::{self, decode_row, table_prefix};
 use crate::types::Datum;
+use crate::vector::{self, BatchCx, BATCH_ROWS};
 
 /// What the SQL layer needs from the cluster of shards. Implemented by the server over its
 /// shard mesh, and by an in-memory model in tests.
@@ -388,43 +389,116 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
         "fragments that return storage keys push nothing down"
     );
     let mut sink = Sink::new(req, push);
+    let filter = req.filter.as_deref();
+    let vectorized =
+        vector::enabled(&req.env) && filter.is_none_or(vector::batchable) && sink.batchable();
     let left = TableScan {
         table: &req.table,
-        filter: req.filter.as_deref(),
         point: req.point.as_ref(),
         env: &req.env,
+        first_batch: sink.first_batch(),
     };
     match push.and_then(|p| p.join.as_ref()) {
-        None => left.run(lsm, rt, |key, row| sink.push(key, row)).await?,
+        None => {
+            left.run(lsm, rt, |batch| sink.take_batch(filter, batch, vectorized))
+                .await?
+        }
         Some(JoinFragment::Broadcast(side)) => {
-            left.run(lsm, rt, |key, row| {
-                side.probe(&req.env, row, &mut sink, key)
+            left.run(lsm, rt, |batch| {
+                each_passing(filter, &req.env, batch, vectorized, &mut |key, row| {
+                    side.probe(&req.env, row, &mut sink, key)
+                })
             })
             .await?
         }
         Some(JoinFragment::Colocated(join)) => {
             let right = TableScan {
                 table: &join.table,
-                filter: join.filter.as_ref(),
                 point: join.point.as_ref(),
                 env: &req.env,
+                first_batch: BATCH_ROWS,
             };
+            let right_vectorized = vectorized && join.filter.as_ref().is_none_or(vector::batchable);
             let mut right_rows = Vec::new();
             right
-                .run(lsm, rt, |_, row| {
-                    right_rows.push(row);
-                    rows_budget(right_rows.len())?;
-                    Ok(true)
+                .run(lsm, rt, |batch| {
+                    each_passing(
+                        join.filter.as_ref(),
+                        &req.env,
+                        batch,
+                        right_vectorized,
+                        &mut |_, row| {
+                            right_rows.push(row);
+                            rows_budget(right_rows.len())?;
+                            Ok(true)
+                        },
+                    )
                 })
                 .await?;
             let probe = JoinProbe::new(join, right_rows);
-            left.run(lsm, rt, |key, row| {
-                probe.probe(&req.env, row, &mut |joined| sink.push(key, joined))
+            left.run(lsm, rt, |batch| {
+                each_passing(filter, &req.env, batch, vectorized, &mut |key, row| {
+                    probe.probe(&req.env, row, &mut |joined| sink.push(key, joined))
+                })
             })
             .await?;
         }
     }
     sink.finish()
+}
+
+/// Calls `each` with every row of the batch that passes `filter`, until it returns false
+/// (then returns false). The filter is evaluated as a vector when `vectorized`; a batch
+/// whose evaluation fails runs row at a time instead, filtering each row just before
+/// `each` takes it, which fails (or stops first) as row-at-a-time execution would.
+fn each_passing(
+    filter: Option<&Bound>,
+    env: &Env,
+    mut batch: ScanBatch,
+    vectorized: bool,
+    each: &mut dyn FnMut(&Bytes, Row) -> Result<bool, SqlError>,
+) -> Result<bool, SqlError> {
+    if let Some(sel) = selected(filter, env, &batch, vectorized) {
+        for i in sel {
+            let i = i as usize;
+            if !each(&batch.keys[i], std::mem::take(&mut batch.rows[i]))? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    for (key, row) in batch.keys.iter().zip(batch.rows) {
+        if passes(filter, env, &row)? && !each(key, row)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The rows of the batch that pass `filter`, evaluated as a vector; None when the batch
+/// runs row at a time (not `vectorized`, a single row, or its evaluation failed).
+fn selected(
+    filter: Option<&Bound>,
+    env: &Env,
+    batch: &ScanBatch,
+    vectorized: bool,
+) -> Option<Vec<u32>> {
+    if !vectorized || batch.rows.len() < 2 {
+        return None;
+    }
+    let all = vector::all(batch.rows.len());
+    match filter {
+        None => Some(all),
+        Some(f) => vector::filter(f, &BatchCx::on_shard(env, &batch.rows), &all).ok(),
+    }
+}
+
+/// True when the row passes the filter (a row-at-a-time evaluation).
+fn passes(filter: Option<&Bound>, env: &Env, row: &[Datum]) -> Result<bool, SqlError> {
+    match filter {
+        None => Ok(true),
+        Some(f) => Ok(eval(f, &shard_eval(env, row))? == Datum::Bool(true)),
+    }
 }
 
 /// Fails once a fragment would hold more than [`SCAN_ROWS_MAX`] rows.
@@ -439,30 +513,41 @@ fn rows_budget(rows: usize) -> Result<(), SqlError> {
 }
 
 /// Rows a scan reads between checks for cancellation and yields to the executor, so a long
-/// scan never holds its shard's thread.
-const SCAN_YIELD_ROWS: u64 = 1024;
+/// scan never holds its shard's thread: one full batch.
+const SCAN_YIELD_ROWS: u64 = BATCH_ROWS as u64;
 
-/// One table's filtered rows on this shard, in key order.
+/// A batch of one table's rows on a shard, in key order, with their storage keys.
+#[derive(Default)]
+struct ScanBatch {
+    keys: Vec<Bytes>,
+    rows: Vec<Row>,
+}
+
+/// One table's rows on this shard, in key order, read in batches.
 struct TableScan<'a> {
     table: &'a Table,
-    filter: Option<&'a Bound>,
     point: Option<&'a Bytes>,
     env: &'a Env,
+    /// Rows in the first batch; each later batch doubles it, up to [`BATCH_ROWS`]. A
+    /// fragment that wants few rows (LIMIT) starts small, not to read far past them.
+    first_batch: usize,
 }
 
 impl TableScan<'_> {
-    /// Calls `each` with every row that passes the filter, until it returns false.
+    /// Calls `each` with batches of the table's rows (unfiltered), until it returns false.
     async fn run<F: FileSystem + Clone + 'static, R: Runtime>(
         &self,
         lsm: &Lsm<F, R>,
         rt: &R,
-        mut each: impl FnMut(&Bytes, Row) -> Result<bool, SqlError>,
+        mut each: impl FnMut(ScanBatch) -> Result<bool, SqlError>,
     ) -> Result<(), SqlError> {
         if let Some(key) = self.point {
             if let Some(value) = lsm.get(key, None).await.map_err(storage_error)? {
-                if let Some(row) = self.decode(&value)? {
-                    each(key, row)?;
-                }
+                let row = self.decode(&value)?;
+                each(ScanBatch {
+                    keys: vec![key.clone()],
+                    rows: vec![row],
+                })?;
             }
             return Ok(());
         }
@@ -471,32 +556,29 @@ impl TableScan<'_> {
             .prefix_iter(&prefix, None)
             .await
             .map_err(storage_error)?;
-        let mut seen = 0u64;
+        let mut size = self.first_batch.clamp(1, BATCH_ROWS);
+        let mut batch = ScanBatch::default();
         while iter.valid() {
-            if let Some(row) = self.decode(iter.value())? {
-                if !each(iter.key(), row)? {
+            batch.keys.push(iter.key().clone());
+            batch.rows.push(self.decode(iter.value())?);
+            iter.next().await.map_err(storage_error)?;
+            if batch.rows.len() >= size {
+                if !each(std::mem::take(&mut batch))? {
                     return Ok(());
                 }
-            }
-            iter.next().await.map_err(storage_error)?;
-            seen += 1;
-            if seen.is_multiple_of(SCAN_YIELD_ROWS) {
+                size = (size * 2).min(BATCH_ROWS);
                 self.env.check_cancelled()?;
                 rt.yield_if_needed().await;
             }
         }
+        if !batch.rows.is_empty() {
+            each(batch)?;
+        }
         Ok(())
     }
 
-    /// The row stored in `value`, if it passes the filter.
-    fn decode(&self, value: &Bytes) -> Result<Option<Row>, SqlError> {
-        let row = decode_row(value, self.table.columns.len()).map_err(storage_error)?;
-        if let Some(f) = self.filter {
-            if eval(f, &shard_eval(self.env, &row))? != Datum::Bool(true) {
-                return Ok(None);
-            }
-        }
-        Ok(Some(row))
+    fn decode(&self, value: &Bytes) -> Result<Row, SqlError> {
+        decode_row(value, self.table.columns.len()).map_err(storage_error)
     }
 }
 
@@ -687,6 +769,13 @@ enum Stage<'a> {
     },
 }
 
+/// A batch's stage vectors, evaluated before any row is kept.
+enum Prepared {
+    Rows,
+    TopN(Vec<vector::Vector>),
+    Partial(exec::AggBatch),
+}
+
 /// Rows a top-N fragment buffers at least before sorting and cutting them.
 const TOP_N_BUFFER_MIN: usize = 1024;
 
@@ -714,6 +803,110 @@ impl<'a> Sink<'a> {
             columns: push.and_then(|p| p.columns.as_deref()),
             stage,
             out: ScanRows::default(),
+        }
+    }
+
+    /// True when the stage's expressions may be evaluated as vectors.
+    fn batchable(&self) -> bool {
+        match &self.stage {
+            Stage::Rows { .. } => true,
+            Stage::TopN { keys, .. } => keys.iter().all(|k| vector::batchable(&k.expr)),
+            Stage::Partial { groups, calls, .. } => exec::Grouper::batchable(groups, calls),
+        }
+    }
+
+    /// Rows the scan's first batch should hold: no more than a LIMIT wants (but a few, so
+    /// a filter that rejects some rows does not cost a batch per row).
+    fn first_batch(&self) -> usize {
+        const FIRST_BATCH_MIN: usize = 16;
+        match self.stage {
+            Stage::Rows { limit } => limit.clamp(FIRST_BATCH_MIN, BATCH_ROWS),
+            _ => BATCH_ROWS,
+        }
+    }
+
+    /// Takes a batch of scanned rows, keeping those that pass `filter`; false once no more
+    /// are wanted. With `vectorized`, the filter and the stage's expressions are evaluated
+    /// as vectors before anything is kept; if that fails, the batch runs row at a time.
+    fn take_batch(
+        &mut self,
+        filter: Option<&Bound>,
+        mut batch: ScanBatch,
+        vectorized: bool,
+    ) -> Result<bool, SqlError> {
+        if let Some(sel) = selected(filter, self.env, &batch, vectorized) {
+            if let Some(prepared) = self.prepare(&batch.rows, &sel) {
+                return self.take_prepared(prepared, &mut batch, &sel);
+            }
+        }
+        let env = self.env;
+        each_passing(filter, env, batch, false, &mut |key, row| {
+            self.push(key, row)
+        })
+    }
+
+    /// The stage's vectors over the selected rows (None: the evaluation failed).
+    fn prepare(&self, rows: &[Row], sel: &[u32]) -> Option<Prepared> {
+        let cx = BatchCx::on_shard(self.env, rows);
+        match &self.stage {
+            Stage::Rows { .. } => Some(Prepared::Rows),
+            Stage::TopN { keys, .. } => keys
+                .iter()
+                .map(|k| vector::eval_batch(&k.expr, &cx, sel))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+                .map(Prepared::TopN),
+            Stage::Partial { groups, calls, .. } => {
+                exec::Grouper::prepare_batch(groups, calls, &cx, sel)
+                    .ok()
+                    .map(Prepared::Partial)
+            }
+        }
+    }
+
+    /// Keeps the selected rows of a prepared batch, as `push` would one by one.
+    fn take_prepared(
+        &mut self,
+        prepared: Prepared,
+        batch: &mut ScanBatch,
+        sel: &[u32],
+    ) -> Result<bool, SqlError> {
+        match (&mut self.stage, prepared) {
+            (Stage::Rows { limit }, Prepared::Rows) => {
+                for &i in sel {
+                    let i = i as usize;
+                    if self.out.rows.len() >= *limit {
+                        return Ok(false);
+                    }
+                    rows_budget(self.out.rows.len() + 1)?;
+                    let row = std::mem::take(&mut batch.rows[i]);
+                    self.out.rows.push(project(self.columns, row));
+                    if self.with_keys {
+                        self.out.keys.push(batch.keys[i].clone());
+                    }
+                }
+                Ok(self.out.rows.len() < *limit)
+            }
+            (Stage::TopN { keys, count, best }, Prepared::TopN(mut vectors)) => {
+                for (k, &i) in sel.iter().enumerate() {
+                    let values = vectors
+                        .iter_mut()
+                        .map(|v| v.take(&batch.rows, sel, k))
+                        .collect();
+                    best.push((values, std::mem::take(&mut batch.rows[i as usize])));
+                    rows_budget(best.len())?;
+                    if best.len() >= count.saturating_mul(2).max(TOP_N_BUFFER_MIN) {
+                        cut_top_n(keys, *count, best);
+                    }
+                }
+                Ok(true)
+            }
+            (Stage::Partial { calls, grouper, .. }, Prepared::Partial(agg)) => {
+                grouper.add_batch(calls, agg, &batch.rows, sel)?;
+                rows_budget(grouper.len())?;
+                Ok(true)
+            }
+            _ => unreachable!("a batch is prepared for its sink's stage"),
         }
     }
 

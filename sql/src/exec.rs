@@ -12,6 +12,7 @@ use crate::error::*;
 use crate::expr::{eval, AggCall, AggFunc, Env, Eval};
 use crate::plan::{JoinKind, Plan, SetOpKind, SortKey, SubqueryExpr, SubqueryMode, TableFunc};
 use crate::types::{Datum, SqlType};
+use crate::vector::{self, BatchCx, Vector, BATCH_ROWS};
 
 pub(crate) type Row = Vec<Datum>;
 
@@ -100,26 +101,11 @@ impl<'a> Executor<'a> {
             }
             Plan::Filter(input, pred) => {
                 let rows = self.run(input)?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in rows {
-                    if self.eval_in(pred, &row)? == Datum::Bool(true) {
-                        out.push(row);
-                    }
-                }
-                Ok(out)
+                self.filter(rows, pred)
             }
             Plan::Project(input, exprs) => {
                 let rows = self.run(input)?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in rows {
-                    out.push(
-                        exprs
-                            .iter()
-                            .map(|e| self.eval_in(e, &row))
-                            .collect::<Result<Row, _>>()?,
-                    );
-                }
-                Ok(out)
+                self.project(rows, exprs)
             }
             Plan::Join {
                 left,
@@ -161,7 +147,6 @@ impl<'a> Executor<'a> {
                 limit,
                 offset,
             } => {
-                let rows = self.run(input)?;
                 let count = |b: &Option<crate::expr::Bound>,
                              what: &str|
                  -> Result<Option<usize>, SqlError> {
@@ -184,11 +169,22 @@ impl<'a> Executor<'a> {
                 };
                 let limit = count(limit, "LIMIT")?;
                 let offset = count(offset, "OFFSET")?.unwrap_or(0);
-                Ok(rows
-                    .into_iter()
-                    .skip(offset)
-                    .take(limit.unwrap_or(usize::MAX))
-                    .collect())
+                let cut = |rows: Vec<Row>| -> Vec<Row> {
+                    rows.into_iter()
+                        .skip(offset)
+                        .take(limit.unwrap_or(usize::MAX))
+                        .collect()
+                };
+                // A projection makes one row of each input row: it runs after the cut, on
+                // the rows returned only, as PostgreSQL's pipeline evaluates it (so an
+                // error in a row past the LIMIT is never raised).
+                match &**input {
+                    Plan::Project(inner, exprs) => {
+                        let rows = self.run(inner)?;
+                        self.project(cut(rows), exprs)
+                    }
+                    _ => Ok(cut(self.run(input)?)),
+                }
             }
             Plan::Distinct(input) => {
                 let rows = self.run(input)?;
@@ -371,15 +367,107 @@ impl<'a> Executor<'a> {
         Ok(Some(out))
     }
 
+    /// A batch of rows to evaluate expressions over as vectors.
+    fn batch<'r>(&'r self, rows: &'r [Row]) -> BatchCx<'r> {
+        BatchCx {
+            env: self.env,
+            rows,
+            outer: self.outer,
+            inputs: Some(self.inputs),
+        }
+    }
+
+    /// True when these expressions are evaluated as vectors (see `vector`).
+    fn vectorized<'e>(&self, mut exprs: impl Iterator<Item = &'e crate::expr::Bound>) -> bool {
+        vector::enabled(self.env) && exprs.all(vector::batchable)
+    }
+
+    /// The rows for which `pred` is true, a batch at a time; a batch whose evaluation fails
+    /// runs again row at a time, which reports the error of the first failing row.
+    fn filter(&self, mut rows: Vec<Row>, pred: &crate::expr::Bound) -> Result<Vec<Row>, SqlError> {
+        let vectorized = self.vectorized(std::iter::once(pred));
+        let mut out = Vec::with_capacity(rows.len());
+        for start in (0..rows.len()).step_by(BATCH_ROWS) {
+            let end = rows.len().min(start + BATCH_ROWS);
+            let chunk = &mut rows[start..end];
+            let selected = match vectorized {
+                true => vector::filter(pred, &self.batch(chunk), &vector::all(chunk.len())).ok(),
+                false => None,
+            };
+            match selected {
+                Some(sel) => {
+                    out.extend(sel.iter().map(|&i| std::mem::take(&mut chunk[i as usize])))
+                }
+                None => {
+                    for row in chunk {
+                        if self.eval_in(pred, row)? == Datum::Bool(true) {
+                            out.push(std::mem::take(row));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each row's values of `exprs`, a batch at a time (falling back as `filter` does).
+    fn project(&self, rows: Vec<Row>, exprs: &[crate::expr::Bound]) -> Result<Vec<Row>, SqlError> {
+        let vectorized = self.vectorized(exprs.iter());
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(BATCH_ROWS) {
+            let sel = vector::all(chunk.len());
+            let vectors = match vectorized {
+                true => exprs
+                    .iter()
+                    .map(|e| vector::eval_batch(e, &self.batch(chunk), &sel))
+                    .collect::<Result<Vec<_>, _>>()
+                    .ok(),
+                false => None,
+            };
+            match vectors {
+                Some(mut vectors) => out.extend((0..chunk.len()).map(|k| {
+                    vectors
+                        .iter_mut()
+                        .map(|v| v.take(chunk, &sel, k))
+                        .collect::<Row>()
+                })),
+                None => {
+                    for row in chunk {
+                        out.push(
+                            exprs
+                                .iter()
+                                .map(|e| self.eval_in(e, row))
+                                .collect::<Result<Row, _>>()?,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn aggregate(
         &self,
         rows: Vec<Row>,
         groups: &[crate::expr::Bound],
         calls: &[AggCall],
     ) -> Result<Vec<Row>, SqlError> {
+        let vectorized = vector::enabled(self.env) && Grouper::batchable(groups, calls);
         let mut grouper = Grouper::default();
-        for row in &rows {
-            grouper.add(groups, calls, row, &|b, r| self.eval_in(b, r))?;
+        for chunk in rows.chunks(BATCH_ROWS) {
+            let sel = vector::all(chunk.len());
+            let prepared = match vectorized {
+                true => Grouper::prepare_batch(groups, calls, &self.batch(chunk), &sel).ok(),
+                false => None,
+            };
+            match prepared {
+                Some(batch) => grouper.add_batch(calls, batch, chunk, &sel)?,
+                None => {
+                    for row in chunk {
+                        grouper.add(groups, calls, row, &|b, r| self.eval_in(b, r))?;
+                    }
+                }
+            }
         }
         grouper.finish(groups.is_empty(), calls)
     }
@@ -622,6 +710,110 @@ impl Grouper {
         Ok(())
     }
 
+    /// True when these groups and calls may be evaluated as vectors (see `vector`).
+    pub(crate) fn batchable(groups: &[crate::expr::Bound], calls: &[AggCall]) -> bool {
+        groups.iter().all(vector::batchable)
+            && calls.iter().all(|c| {
+                c.filter
+                    .iter()
+                    .chain(&c.arg)
+                    .chain(&c.delimiter)
+                    .all(vector::batchable)
+                    && c.order_by.iter().all(|k| vector::batchable(&k.expr))
+            })
+    }
+
+    /// Evaluates a batch's group keys and aggregate inputs as vectors, changing nothing: a
+    /// batch that fails here is run again row at a time with [`Grouper::add`].
+    pub(crate) fn prepare_batch(
+        groups: &[crate::expr::Bound],
+        calls: &[AggCall],
+        cx: &BatchCx,
+        sel: &[u32],
+    ) -> Result<AggBatch, SqlError> {
+        let opt = |b: &Option<crate::expr::Bound>| -> Result<Option<Vector>, SqlError> {
+            b.as_ref()
+                .map(|b| vector::eval_batch(b, cx, sel))
+                .transpose()
+        };
+        let mut inputs = Vec::with_capacity(calls.len());
+        for c in calls {
+            inputs.push(CallInputs {
+                filter: opt(&c.filter)?,
+                arg: opt(&c.arg)?,
+                delimiter: opt(&c.delimiter)?,
+                order: c
+                    .order_by
+                    .iter()
+                    .map(|k| vector::eval_batch(&k.expr, cx, sel))
+                    .collect::<Result<_, _>>()?,
+            });
+        }
+        Ok(AggBatch {
+            keys: groups
+                .iter()
+                .map(|g| vector::eval_batch(g, cx, sel))
+                .collect::<Result<_, _>>()?,
+            calls: inputs,
+        })
+    }
+
+    /// Adds a prepared batch's rows, in row order, as [`Grouper::add`] adds them one by one
+    /// (so an aggregate's own error, an overflow, shows at the same row).
+    pub(crate) fn add_batch(
+        &mut self,
+        calls: &[AggCall],
+        mut batch: AggBatch,
+        rows: &[Row],
+        sel: &[u32],
+    ) -> Result<(), SqlError> {
+        // Without GROUP BY every row goes to one group; it exists once a row has come.
+        let single = match (batch.keys.is_empty(), sel.is_empty()) {
+            (true, false) => Some(self.slot(Vec::new(), calls)),
+            _ => None,
+        };
+        for k in 0..sel.len() {
+            let slot = match single {
+                Some(slot) => slot,
+                None => {
+                    let values = batch
+                        .keys
+                        .iter_mut()
+                        .map(|v| v.take(rows, sel, k))
+                        .collect();
+                    self.slot(values, calls)
+                }
+            };
+            for ((call, state), inputs) in calls
+                .iter()
+                .zip(self.states[slot].1.iter_mut())
+                .zip(batch.calls.iter_mut())
+            {
+                if let Some(f) = &inputs.filter {
+                    if *f.at(rows, sel, k) != Datum::Bool(true) {
+                        continue;
+                    }
+                }
+                let value = inputs.arg.as_mut().map(|v| v.take(rows, sel, k));
+                let delimiter = inputs.delimiter.as_mut().map(|v| v.take(rows, sel, k));
+                if let AggState::Sorted(sorted) = state {
+                    sorted.push(SortedInput {
+                        keys: inputs
+                            .order
+                            .iter_mut()
+                            .map(|v| v.take(rows, sel, k))
+                            .collect(),
+                        value: value.unwrap_or(Datum::Null),
+                        delimiter,
+                    });
+                    continue;
+                }
+                state.add(call, value, delimiter)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Combines another grouper's partial states for one group (a shard's reply).
     pub(crate) fn merge(&mut self, key_values: Row, states: Vec<AggState>, calls: &[AggCall]) {
         assert_eq!(states.len(), calls.len(), "one partial state per call");
@@ -657,6 +849,21 @@ impl Grouper {
             })
             .collect()
     }
+}
+
+/// A batch's group key values and aggregate inputs, one vector each (see
+/// [`Grouper::prepare_batch`]).
+pub(crate) struct AggBatch {
+    keys: Vec<Vector>,
+    calls: Vec<CallInputs>,
+}
+
+/// One aggregate call's inputs over a batch.
+struct CallInputs {
+    filter: Option<Vector>,
+    arg: Option<Vector>,
+    delimiter: Option<Vector>,
+    order: Vec<Vector>,
 }
 
 /// The hash-join key of a row's key values (None: a NULL, which matches nothing).

@@ -1602,6 +1602,8 @@ pub(crate) struct Env {
     pub(crate) backend_pid: i32,
     /// The first schema of search_path (`current_schema()`).
     pub(crate) current_schema: Option<String>,
+    /// Batches are evaluated as vectors (`helios.vectorized`, on unless set off).
+    pub(crate) vectorized: bool,
 }
 
 impl Env {
@@ -1622,6 +1624,9 @@ impl Env {
                 .search_path()
                 .into_iter()
                 .find(|s| s != session.user()),
+            vectorized: session
+                .parameter("helios.vectorized")
+                .is_none_or(|v| crate::session::parse_bool(v) != Some(false)),
         }
     }
 
@@ -1745,7 +1750,7 @@ fn int_arith(a: Arith, ty: SqlType, x: i64, y: i64) -> Result<Datum, SqlError> {
     ty.check_int(v)
 }
 
-fn arith(
+pub(crate) fn arith(
     a: Arith,
     ty: SqlType,
     x: Datum,
@@ -1907,6 +1912,39 @@ fn arith(
     }
 }
 
+/// A comparison's value: `x op y` over operands of type `ty`, NULL when either is NULL,
+/// unless `null_safe` (IS [NOT] DISTINCT FROM), where NULLs compare as equal to each other.
+pub(crate) fn compare_op(op: Cmp, null_safe: bool, ty: SqlType, x: &Datum, y: &Datum) -> Datum {
+    let ord = |x: &Datum, y: &Datum| match (x, y) {
+        // char(n) compares without its trailing blanks.
+        (Datum::Text(a), Datum::Text(b)) if ty == SqlType::Bpchar => {
+            a.trim_end_matches(' ').cmp(b.trim_end_matches(' '))
+        }
+        _ => compare(x, y),
+    };
+    match (*x == Datum::Null, *y == Datum::Null, null_safe) {
+        (false, false, _) => Datum::Bool(cmp_result(op, ord(x, y))),
+        (_, _, false) => Datum::Null,
+        (xn, yn, true) => Datum::Bool(cmp_result(
+            op,
+            if xn == yn {
+                std::cmp::Ordering::Equal
+            } else {
+                std::cmp::Ordering::Less
+            },
+        )),
+    }
+}
+
+/// AND (`is_and`) or OR of two truth values under three-valued logic (None: unknown).
+pub(crate) fn and_or(is_and: bool, x: Option<bool>, y: Option<bool>) -> Datum {
+    match (x, y) {
+        (Some(p), Some(q)) => Datum::Bool(if is_and { p && q } else { p || q }),
+        (Some(v), None) | (None, Some(v)) if v != is_and => Datum::Bool(v),
+        _ => Datum::Null,
+    }
+}
+
 pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
     let digits = &cx.env.style;
     match &b.kind {
@@ -2014,25 +2052,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
             null_safe,
         } => {
             let (x, y) = (eval(l, cx)?, eval(r, cx)?);
-            let ord = |x: &Datum, y: &Datum| match (x, y) {
-                // char(n) compares without its trailing blanks.
-                (Datum::Text(a), Datum::Text(b)) if l.ty == SqlType::Bpchar => {
-                    a.trim_end_matches(' ').cmp(b.trim_end_matches(' '))
-                }
-                _ => compare(x, y),
-            };
-            Ok(match (x == Datum::Null, y == Datum::Null, null_safe) {
-                (false, false, _) => Datum::Bool(cmp_result(*op, ord(&x, &y))),
-                (_, _, false) => Datum::Null,
-                (xn, yn, true) => Datum::Bool(cmp_result(
-                    *op,
-                    if xn == yn {
-                        std::cmp::Ordering::Equal
-                    } else {
-                        std::cmp::Ordering::Less
-                    },
-                )),
-            })
+            Ok(compare_op(*op, *null_safe, l.ty, &x, &y))
         }
         Kind::Concat(l, r) => {
             let (x, y) = (eval(l, cx)?, eval(r, cx)?);
@@ -2053,11 +2073,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
                 return Ok(Datum::Bool(!is_and));
             }
             let y = as_bool(eval(r, cx)?);
-            Ok(match (x, y) {
-                (Some(p), Some(q)) => Datum::Bool(if is_and { p && q } else { p || q }),
-                (Some(v), None) | (None, Some(v)) if v != is_and => Datum::Bool(v),
-                _ => Datum::Null,
-            })
+            Ok(and_or(is_and, x, y))
         }
         Kind::Not(x) => Ok(as_bool(eval(x, cx)?).map_or(Datum::Null, |v| Datum::Bool(!v))),
         Kind::IsNull(x, negated) => Ok(Datum::Bool((eval(x, cx)? == Datum::Null) != *negated)),
@@ -2088,7 +2104,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
     }
 }
 
-fn as_bool(d: Datum) -> Option<bool> {
+pub(crate) fn as_bool(d: Datum) -> Option<bool> {
     match d {
         Datum::Bool(v) => Some(v),
         Datum::Null => None,
@@ -2309,7 +2325,7 @@ pub(crate) fn contains_aggregate(e: &ast::Expr) -> bool {
 }
 
 /// SQL LIKE with `%`, `_` and the default escape `\`.
-fn like(s: &str, p: &str) -> Result<bool, SqlError> {
+pub(crate) fn like(s: &str, p: &str) -> Result<bool, SqlError> {
     let s: Vec<char> = s.chars().collect();
     let p: Vec<char> = p.chars().collect();
     // Iterative matcher with backtracking to the last `%`.

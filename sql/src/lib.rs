@@ -27,6 +27,7 @@ mod rowcodec;
 mod session;
 mod stmt;
 mod types;
+mod vector;
 pub mod wire;
 
 #[cfg(test)]
@@ -37,6 +38,8 @@ mod tests;
 mod tests_surface;
 #[cfg(test)]
 mod tests_types;
+#[cfg(test)]
+mod tests_vector;
 
 use std::cell::RefCell;
 

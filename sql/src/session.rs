@@ -556,7 +556,7 @@ fn cannot_change(name: &str) -> SqlError {
     )
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     let t = v.trim().to_ascii_lowercase();
     let prefix_of = |word: &str, min: usize| t.len() >= min && word.starts_with(t.as_str());
     if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || t == "1" {

@@ -25,6 +25,17 @@ pub(crate) struct LocalCluster {
     sequences: SequenceStates,
 }
 
+/// The server's tree options, but with small WAL segments and memtables: tests open
+/// hundreds of clusters (each proptest case one), and a default segment is preallocated
+/// at 64 MiB in memory. Small memtables also make bigger tests read flushed tables.
+fn test_options() -> LsmOptions {
+    let mut options = LsmOptions::default();
+    options.memtable_bytes = 4 << 20;
+    options.wal.segment_bytes_max = 4 << 20;
+    options.wal.preallocate_bytes = options.wal.preallocate_bytes.min(4 << 20);
+    options
+}
+
 impl LocalCluster {
     pub(crate) async fn open(rt: LocalRuntime, fs: MemFs, shard_count: usize) -> LocalCluster {
         let mut shards = Vec::with_capacity(shard_count);
@@ -34,7 +45,7 @@ impl LocalCluster {
                 fs.clone(),
                 rt.clone(),
                 PathBuf::from(format!("/shard-{s}")),
-                LsmOptions::default(),
+                test_options(),
                 cache,
             )
             .await

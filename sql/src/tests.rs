@@ -1249,12 +1249,17 @@ pub(crate) fn differential(shards: usize, setup: &[&str], queries: &[&str]) -> V
             crate::pushdown::set_disabled(true);
             let plain = execute_simple(&mut session, &cluster, sql).await;
             crate::pushdown::set_disabled(false);
+            crate::vector::set_row_at_a_time(true);
+            let row_at_a_time = execute_simple(&mut session, &cluster, sql).await;
+            crate::vector::set_row_at_a_time(false);
             let pushed = execute_simple(&mut session, &cluster, sql).await;
-            let (plain, pushed) = (
+            let (plain, row_at_a_time, pushed) = (
                 render(plain.last().expect("a result")),
+                render(row_at_a_time.last().expect("a result")),
                 render(pushed.last().expect("a result")),
             );
             assert_eq!(pushed, plain, "pushed down vs coordinator only: {sql}");
+            assert_eq!(pushed, row_at_a_time, "vectorized vs row at a time: {sql}");
             out.push(pushed);
         }
         out
