@@ -29,11 +29,16 @@ pub(crate) struct LocalCluster {
 /// hundreds of clusters (each proptest case one), and a default segment is preallocated
 /// at 64 MiB in memory. Small memtables also make bigger tests read flushed tables.
 fn test_options() -> LsmOptions {
-    let mut options = LsmOptions::default();
-    options.memtable_bytes = 4 << 20;
-    options.wal.segment_bytes_max = 4 << 20;
-    options.wal.preallocate_bytes = options.wal.preallocate_bytes.min(4 << 20);
-    options
+    let defaults = LsmOptions::default();
+    LsmOptions {
+        memtable_bytes: 4 << 20,
+        wal: helios_engine::wal::WalOptions {
+            segment_bytes_max: 4 << 20,
+            preallocate_bytes: defaults.wal.preallocate_bytes.min(4 << 20),
+            ..defaults.wal
+        },
+        ..defaults
+    }
 }
 
 impl LocalCluster {
