@@ -3,6 +3,7 @@
 #
 #   bench/compare.sh pg-quick         about 1-2 minutes
 #   bench/compare.sh pg-full
+#   bench/compare.sh pg-scan          analytic scans (vectorized execution), about 2 minutes
 #
 # Installs nothing: needs Debian's postgresql-15 (/usr/lib/postgresql/15/bin). Creates a
 # throwaway cluster in a temp dir owned by user postgres (initdb --auth=trust), starts it on a
@@ -17,8 +18,8 @@ set -euo pipefail
 
 SUITE=${1:-}
 case "$SUITE" in
-  pg-quick | pg-full) ;;
-  *) echo "usage: bench/compare.sh pg-quick|pg-full" >&2; exit 64 ;;
+  pg-quick | pg-full | pg-scan) ;;
+  *) echo "usage: bench/compare.sh pg-quick|pg-full|pg-scan" >&2; exit 64 ;;
 esac
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -107,7 +108,59 @@ run() {
     --json "$OUT/$name.json" --plot "$OUT/$name.svg" "$@" | tee -a "$OUT/summary.txt"
 }
 
-if [ "$SUITE" = pg-quick ]; then
+# scan_suite: whole-table filters and aggregates over SCAN_ROWS rows (default 1,000,000),
+# each query timed by pgbench (simple protocol, one client, SCAN_SECONDS each) against
+# PostgreSQL, helios, and helios with vectorized execution off (`helios.vectorized`).
+scan_suite() {
+  local rows=${SCAN_ROWS:-1000000} seconds=${SCAN_SECONDS:-10} chunk=100000
+  local load=(-c "DROP TABLE IF EXISTS scan"
+    -c "CREATE TABLE scan (id int PRIMARY KEY, a int NOT NULL, b int, x float8, s text)")
+  local from
+  for ((from = 1; from <= rows; from += chunk)); do
+    load+=(-c "INSERT INTO scan SELECT g, g % 1000, CASE WHEN g % 7 = 0 THEN NULL ELSE g % 100 END,
+      g / 3.0, 'k' || (g % 50) FROM generate_series($from, $((from + chunk - 1 < rows ? from + chunk - 1 : rows))) g")
+  done
+  load+=(-c "VACUUM ANALYZE scan")
+  local port
+  for port in "$PG_PORT" "$HELIOS_PORT"; do
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+      "${load[@]}" >/dev/null 2>&1 || { echo "loading scan into port $port failed" >&2; exit 1; }
+  done
+  local queries=(
+    "count|SELECT count(*) FROM scan"
+    "filter-count|SELECT count(*) FROM scan WHERE a < 250 AND b IS NOT NULL"
+    "sum-avg|SELECT sum(a), avg(x), min(b), max(b) FROM scan WHERE b > 10"
+    "group-by|SELECT b, count(*), sum(a) FROM scan GROUP BY b"
+    "arith-filter|SELECT count(*) FROM scan WHERE a * 3 + b > 1500 OR x < 100"
+    "like-in|SELECT count(*) FROM scan WHERE s LIKE 'k1%' AND b IN (1, 2, 3, 5, 8)"
+  )
+  printf '%-14s %12s %12s %12s %10s %10s\n' query "postgres ms" "helios ms" "h-rowwise ms" "pg/helios" "row/vector" \
+    | tee -a "$OUT/summary.txt"
+  local q name sql pg_ms h_ms r_ms
+  for q in "${queries[@]}"; do
+    name=${q%%|*}
+    sql=${q#*|}
+    printf '%s;\n' "$sql" >"$WORK/q.sql"
+    printf 'SET helios.vectorized = off;\n%s;\n' "$sql" >"$WORK/q-rowwise.sql"
+    pg_ms=$(scan_latency "$PG_PORT" "$WORK/q.sql" "$seconds")
+    h_ms=$(scan_latency "$HELIOS_PORT" "$WORK/q.sql" "$seconds")
+    r_ms=$(scan_latency "$HELIOS_PORT" "$WORK/q-rowwise.sql" "$seconds")
+    printf '%-14s %12s %12s %12s %9.2fx %9.2fx\n' "$name" "$pg_ms" "$h_ms" "$r_ms" \
+      "$(echo "$pg_ms / $h_ms" | bc -l)" "$(echo "$r_ms / $h_ms" | bc -l)" | tee -a "$OUT/summary.txt"
+  done
+  echo "($rows rows; pgbench -n -M simple -c 1 -T $seconds per query; ratios > 1: helios faster)" \
+    | tee -a "$OUT/summary.txt"
+}
+
+# scan_latency PORT SCRIPT SECONDS: pgbench's average latency (ms) of SCRIPT.
+scan_latency() {
+  "$PG_BIN/pgbench" -n -M simple -c 1 -T "$3" -f "$2" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 \
+    | awk '/latency average/ { print $4 }'
+}
+
+if [ "$SUITE" = pg-scan ]; then
+  scan_suite
+elif [ "$SUITE" = pg-quick ]; then
   # tpcb is left out until helios has the timestamp type its history table uses.
   QUICK=(--connections 16 --duration 3 --warmup 0.5 --keyspace 100000)
   for p in simple extended prepared; do

@@ -16,7 +16,7 @@ use helios_engine::rt::Runtime;
 use crate::catalog::{Catalog, DdlChange, DdlOutcome, SequenceDef, Table};
 use crate::error::*;
 use crate::exec::{self, AggState, Row};
-use crate::expr::{eval, AggCall, Bound, Env, Eval};
+use crate::expr::{eval, AggCall, Bound, Env, Eval, Kind};
 use crate::plan::{JoinKind, SortKey};
 use crate::rowcodec::{self, decode_row, table_prefix};
 use crate::types::Datum;
@@ -392,11 +392,14 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     let filter = req.filter.as_deref();
     let vectorized =
         vector::enabled(&req.env) && filter.is_none_or(vector::batchable) && sink.batchable();
+    let wanted = columns_read(req, push);
     let left = TableScan {
         table: &req.table,
         point: req.point.as_ref(),
         env: &req.env,
         first_batch: sink.first_batch(),
+        wanted: wanted.as_deref(),
+        keep_keys: req.with_keys,
     };
     match push.and_then(|p| p.join.as_ref()) {
         None => {
@@ -417,6 +420,8 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
                 point: join.point.as_ref(),
                 env: &req.env,
                 first_batch: BATCH_ROWS,
+                wanted: None,
+                keep_keys: false,
             };
             let right_vectorized = vectorized && join.filter.as_ref().is_none_or(vector::batchable);
             let mut right_rows = Vec::new();
@@ -447,6 +452,50 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     sink.finish()
 }
 
+/// The columns a scan fragment reads when that is fewer than all (None: every column, for
+/// whole rows, storage keys and joins). The others are not decoded.
+fn columns_read(req: &ScanRequest, push: Option<&FragmentPush>) -> Option<Vec<bool>> {
+    let push = push?;
+    if req.with_keys || push.join.is_some() {
+        return None;
+    }
+    let width = req.table.columns.len();
+    let mut wanted = vec![false; width];
+    let mut exprs: Vec<&Bound> = req.filter.iter().map(|f| &**f).collect();
+    let returns_rows = match &push.output {
+        FragmentOutput::PartialAggregate { groups, calls } => {
+            exprs.extend(groups);
+            for c in calls {
+                exprs.extend(c.filter.iter().chain(&c.arg).chain(&c.delimiter));
+                exprs.extend(c.order_by.iter().map(|k| &k.expr));
+            }
+            false
+        }
+        FragmentOutput::TopN { keys, .. } => {
+            exprs.extend(keys.iter().map(|k| &k.expr));
+            true
+        }
+        FragmentOutput::Rows { .. } => true,
+    };
+    if returns_rows {
+        for &c in push.columns.as_deref()? {
+            *wanted.get_mut(c)? = true;
+        }
+    }
+    let mut in_range = true;
+    for e in exprs {
+        e.visit(&mut |n| {
+            if let Kind::Column(c) = n.kind {
+                match wanted.get_mut(c) {
+                    Some(w) => *w = true,
+                    None => in_range = false,
+                }
+            }
+        });
+    }
+    in_range.then_some(wanted)
+}
+
 /// Calls `each` with every row of the batch that passes `filter`, until it returns false
 /// (then returns false). The filter is evaluated as a vector when `vectorized`; a batch
 /// whose evaluation fails runs row at a time instead, filtering each row just before
@@ -461,14 +510,16 @@ fn each_passing(
     if let Some(sel) = selected(filter, env, &batch, vectorized) {
         for i in sel {
             let i = i as usize;
-            if !each(&batch.keys[i], std::mem::take(&mut batch.rows[i]))? {
+            let row = std::mem::take(&mut batch.rows[i]);
+            if !each(batch.key(i), row)? {
                 return Ok(false);
             }
         }
         return Ok(true);
     }
-    for (key, row) in batch.keys.iter().zip(batch.rows) {
-        if passes(filter, env, &row)? && !each(key, row)? {
+    let rows = std::mem::take(&mut batch.rows);
+    for (i, row) in rows.into_iter().enumerate() {
+        if passes(filter, env, &row)? && !each(batch.key(i), row)? {
             return Ok(false);
         }
     }
@@ -516,11 +567,20 @@ fn rows_budget(rows: usize) -> Result<(), SqlError> {
 /// scan never holds its shard's thread: one full batch.
 const SCAN_YIELD_ROWS: u64 = BATCH_ROWS as u64;
 
-/// A batch of one table's rows on a shard, in key order, with their storage keys.
+/// A batch of one table's rows on a shard, in key order, with their storage keys when the
+/// scan keeps them (see `TableScan::keep_keys`).
 #[derive(Default)]
 struct ScanBatch {
     keys: Vec<Bytes>,
     rows: Vec<Row>,
+}
+
+impl ScanBatch {
+    /// Row `i`'s storage key (empty when the scan does not keep keys).
+    fn key(&self, i: usize) -> &Bytes {
+        static NO_KEY: Bytes = Bytes::new();
+        self.keys.get(i).unwrap_or(&NO_KEY)
+    }
 }
 
 /// One table's rows on this shard, in key order, read in batches.
@@ -531,6 +591,10 @@ struct TableScan<'a> {
     /// Rows in the first batch; each later batch doubles it, up to [`BATCH_ROWS`]. A
     /// fragment that wants few rows (LIMIT) starts small, not to read far past them.
     first_batch: usize,
+    /// The columns decoded (None: all); the others read as NULL.
+    wanted: Option<&'a [bool]>,
+    /// Whether batches carry the rows' storage keys (only fragments that return them do).
+    keep_keys: bool,
 }
 
 impl TableScan<'_> {
@@ -559,7 +623,9 @@ impl TableScan<'_> {
         let mut size = self.first_batch.clamp(1, BATCH_ROWS);
         let mut batch = ScanBatch::default();
         while iter.valid() {
-            batch.keys.push(iter.key().clone());
+            if self.keep_keys {
+                batch.keys.push(iter.key().clone());
+            }
             batch.rows.push(self.decode(iter.value())?);
             iter.next().await.map_err(storage_error)?;
             if batch.rows.len() >= size {
@@ -578,7 +644,12 @@ impl TableScan<'_> {
     }
 
     fn decode(&self, value: &Bytes) -> Result<Row, SqlError> {
-        decode_row(value, self.table.columns.len()).map_err(storage_error)
+        let width = self.table.columns.len();
+        match self.wanted {
+            None => decode_row(value, width),
+            Some(wanted) => rowcodec::decode_row_columns(value, width, wanted),
+        }
+        .map_err(storage_error)
     }
 }
 
@@ -882,7 +953,7 @@ impl<'a> Sink<'a> {
                     let row = std::mem::take(&mut batch.rows[i]);
                     self.out.rows.push(project(self.columns, row));
                     if self.with_keys {
-                        self.out.keys.push(batch.keys[i].clone());
+                        self.out.keys.push(batch.key(i).clone());
                     }
                 }
                 Ok(self.out.rows.len() < *limit)

@@ -772,6 +772,18 @@ impl Grouper {
             (true, false) => Some(self.slot(Vec::new(), calls)),
             _ => None,
         };
+        // Calls that cannot fail fold the whole batch first (their order with the others
+        // does not matter); the rest go row by row, so their errors keep row order.
+        let mut by_row = vec![true; calls.len()];
+        if let Some(slot) = single {
+            let states = &mut self.states[slot].1;
+            for (c, call) in calls.iter().enumerate() {
+                by_row[c] = !fold_vector(call, &mut states[c], &batch.calls[c], rows, sel);
+            }
+            if !by_row.contains(&true) {
+                return Ok(());
+            }
+        }
         for k in 0..sel.len() {
             let slot = match single {
                 Some(slot) => slot,
@@ -784,10 +796,12 @@ impl Grouper {
                     self.slot(values, calls)
                 }
             };
-            for ((call, state), inputs) in calls
+            for (((call, state), inputs), _) in calls
                 .iter()
                 .zip(self.states[slot].1.iter_mut())
                 .zip(batch.calls.iter_mut())
+                .zip(&by_row)
+                .filter(|(_, &by_row)| by_row)
             {
                 if let Some(f) = &inputs.filter {
                     if *f.at(rows, sel, k) != Datum::Bool(true) {
@@ -1036,6 +1050,79 @@ pub(crate) enum AggState {
     Sorted(Vec<SortedInput>),
 }
 
+/// True when min/max (`func`) of the values so far (`cur`) becomes `value`. Of equal values
+/// (1.0 and 1.00, '1 day' and '24 hours', 0 and -0) the later one wins, as in PostgreSQL's
+/// numeric_smaller, interval_larger, ...
+fn replaces(func: AggFunc, value: &Datum, cur: Option<&Datum>) -> bool {
+    match cur {
+        None => true,
+        Some(cur) => {
+            let o = crate::expr::compare(value, cur);
+            if func == AggFunc::Min {
+                o != std::cmp::Ordering::Greater
+            } else {
+                o != std::cmp::Ordering::Less
+            }
+        }
+    }
+}
+
+/// Folds a whole batch's inputs of one call into its state at once, for the calls whose
+/// folding cannot fail (counts, integer sums, min/max) and that take every row (no FILTER,
+/// DISTINCT or ORDER BY). False when the call is not one of them: it goes row by row.
+fn fold_vector(
+    call: &AggCall,
+    state: &mut AggState,
+    inputs: &CallInputs,
+    rows: &[Row],
+    sel: &[u32],
+) -> bool {
+    if inputs.filter.is_some() || call.distinct || !call.order_by.is_empty() {
+        return false;
+    }
+    let n = sel.len();
+    let arg = |k: usize| inputs.arg.as_ref().map(|v| v.at(rows, sel, k));
+    match (call.func, state) {
+        (AggFunc::CountStar, AggState::Count(c)) => *c += n as i64,
+        (AggFunc::Count, AggState::Count(c)) => {
+            *c += (0..n).filter(|&k| arg(k) != Some(&Datum::Null)).count() as i64
+        }
+        (AggFunc::Sum | AggFunc::Avg, AggState::SumInt(sum, c)) => {
+            let (mut acc, mut m) = (0i128, 0i64);
+            for k in 0..n {
+                if let Some(Datum::Int(v)) = arg(k) {
+                    acc += i128::from(*v);
+                    m += 1;
+                }
+            }
+            if m > 0 {
+                *sum = Some(sum.unwrap_or(0) + acc);
+                *c += m;
+            }
+        }
+        (AggFunc::Min | AggFunc::Max, AggState::MinMax(m)) => {
+            let mut best: Option<&Datum> = m.as_ref();
+            let mut changed = false;
+            for k in 0..n {
+                match arg(k) {
+                    Some(Datum::Null) | None => {}
+                    Some(v) => {
+                        if replaces(call.func, v, best) {
+                            best = Some(v);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            if changed {
+                *m = best.cloned();
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// One input of an ordered aggregate: its ORDER BY key values, argument and delimiter.
 #[derive(Debug)]
 pub(crate) struct SortedInput {
@@ -1146,20 +1233,7 @@ impl AggState {
                 *n += 1;
             }
             AggState::MinMax(m) => {
-                // Of equal values (1.0 and 1.00, '1 day' and '24 hours', 0 and -0) the
-                // later one wins, as in PostgreSQL's numeric_smaller, interval_larger, ...
-                let replace = match m {
-                    None => true,
-                    Some(cur) => {
-                        let o = crate::expr::compare(&value, cur);
-                        if call.func == AggFunc::Min {
-                            o != std::cmp::Ordering::Greater
-                        } else {
-                            o != std::cmp::Ordering::Less
-                        }
-                    }
-                };
-                if replace {
+                if replaces(call.func, &value, m.as_ref()) {
                     *m = Some(value);
                 }
             }

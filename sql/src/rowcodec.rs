@@ -245,6 +245,61 @@ pub fn decode_row(bytes: &[u8], width: usize) -> Result<Vec<Datum>, String> {
     Ok(row)
 }
 
+/// Like [`decode_row`], but decodes only the columns `wanted` marks (the others read as
+/// NULL, and cost no allocation): a scan decodes what its fragment reads.
+pub fn decode_row_columns(
+    bytes: &[u8],
+    width: usize,
+    wanted: &[bool],
+) -> Result<Vec<Datum>, String> {
+    if bytes.len() < 3 || bytes[0] != ROW_FORMAT_VERSION {
+        return Err(malformed("header"));
+    }
+    let count = u16::from_le_bytes([bytes[1], bytes[2]]) as usize;
+    let mut at = 3;
+    let mut row = vec![Datum::Null; width];
+    for c in 0..count {
+        if c < width && wanted.get(c).copied().unwrap_or(false) {
+            row[c] = decode_datum(bytes, &mut at, true)?;
+        } else {
+            skip_datum(bytes, &mut at, true)?;
+        }
+    }
+    if at != bytes.len() {
+        return Err(malformed("trailing bytes"));
+    }
+    Ok(row)
+}
+
+/// Moves past one encoded value without decoding it.
+fn skip_datum(bytes: &[u8], at: &mut usize, nested_ok: bool) -> Result<(), String> {
+    let tag = take_array::<1>(bytes, at)?[0];
+    let fixed = match tag {
+        TAG_NULL => 0,
+        TAG_BOOL => 1,
+        TAG_FLOAT4 | TAG_DATE => 4,
+        TAG_INT | TAG_FLOAT | TAG_TIME | TAG_TIMESTAMP | TAG_TIMESTAMPTZ => 8,
+        TAG_INTERVAL | TAG_UUID => 16,
+        TAG_TEXT | TAG_NUMERIC | TAG_BYTES | TAG_JSON => {
+            take_varlen(bytes, at)?;
+            return Ok(());
+        }
+        TAG_ARRAY if nested_ok => {
+            let n = get_varint(bytes, at).ok_or_else(|| malformed("length"))?;
+            if n > (bytes.len() - *at) as u64 {
+                return Err(malformed("array length"));
+            }
+            for _ in 0..n {
+                skip_datum(bytes, at, false)?;
+            }
+            return Ok(());
+        }
+        _ => return Err(malformed("unknown tag")),
+    };
+    take(bytes, at, fixed)?;
+    Ok(())
+}
+
 fn malformed(what: &str) -> String {
     format!("stored row is malformed: {what}")
 }
@@ -367,6 +422,20 @@ mod tests {
         }
 
         #[test]
+        fn wanted_columns_decode_and_the_rest_read_null(
+            row in proptest::collection::vec(datum_or_array(), 0..12),
+            wanted in proptest::collection::vec(any::<bool>(), 0..14),
+        ) {
+            let decoded = decode_row_columns(&encode_row(&row), row.len(), &wanted).unwrap();
+            let expected: Vec<Datum> = row
+                .iter()
+                .enumerate()
+                .map(|(c, d)| if wanted.get(c) == Some(&true) { d.clone() } else { Datum::Null })
+                .collect();
+            prop_assert_eq!(decoded, expected);
+        }
+
+        #[test]
         fn int_keys_sort_as_integers(a in any::<i64>(), b in any::<i64>()) {
             let (mut x, mut y) = (Vec::new(), Vec::new());
             encode_key_datum(&mut x, &Datum::Int(a)).unwrap();
@@ -385,6 +454,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_row(&bytes, 4);
+            let _ = decode_row_columns(&bytes, 4, &[true, false, true, false]);
         }
     }
 }
