@@ -53,7 +53,7 @@ pub const DB_COUNT: usize = 16;
 /// Rough per-key overhead (map node share, entry, expiry fields) for [`Keyspace::used_bytes`].
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
-/// A Redis value. Only strings so far; collections come later.
+/// A Redis value: a string, or a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(Bytes),
@@ -61,6 +61,55 @@ pub enum Value {
     OffloadedStr {
         len: usize,
     },
+    /// Always resident: its fields are in memory and, one key each, in the tree.
+    Hash(HashValue),
+}
+
+/// Rough per-field overhead (map slot, two `Bytes`) for [`Keyspace::used_bytes`].
+const FIELD_OVERHEAD_BYTES: usize = 48;
+
+/// Fields of a deleted or overwritten hash deleted at once, at most; a bigger hash's field
+/// keys are orphans until the next start-up's scan deletes them (DEL stays O(1)).
+pub const EAGER_RECLAIM_FIELDS_MAX: usize = 128;
+
+/// Hashes of at most this many fields keep their fields in insertion order, as Redis's
+/// listpack encoding does (HDEL then shifts the later fields, O(n)); bigger ones have no
+/// defined order (HDEL swaps the last field in, O(1)), as Redis's hashtable encoding.
+pub const HASH_ORDERED_FIELDS_MAX: usize = 128;
+
+/// A hash's fields and the version its field keys carry in the tree.
+#[derive(Debug, Clone, Eq)]
+pub struct HashValue {
+    pub version: u64,
+    pub fields: indexmap::IndexMap<Bytes, Bytes>,
+    /// The field count its metadata value records (checked once the fields are read back
+    /// at start-up; kept equal to `fields.len()` afterwards).
+    pub stored_len: u64,
+}
+
+impl PartialEq for HashValue {
+    /// Same fields and values; version and order are bookkeeping.
+    fn eq(&self, other: &Self) -> bool {
+        self.fields == other.fields
+    }
+}
+
+impl HashValue {
+    /// A hash whose fields are still to be read from the tree (start-up).
+    pub fn empty(version: u64, stored_len: u64) -> HashValue {
+        HashValue {
+            version,
+            fields: indexmap::IndexMap::new(),
+            stored_len,
+        }
+    }
+
+    fn used_bytes(&self) -> usize {
+        self.fields
+            .iter()
+            .map(|(f, v)| f.len() + v.len() + FIELD_OVERHEAD_BYTES)
+            .sum()
+    }
 }
 
 impl Value {
@@ -68,6 +117,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) | Value::OffloadedStr { .. } => "string",
+            Value::Hash(_) => "hash",
         }
     }
 
@@ -76,24 +126,40 @@ impl Value {
     pub fn as_str(&self) -> Option<&Bytes> {
         match self {
             Value::Str(s) => Some(s),
-            Value::OffloadedStr { .. } => None,
+            Value::OffloadedStr { .. } | Value::Hash(_) => None,
         }
+    }
+
+    /// The hash, or None for another type.
+    pub fn as_hash(&self) -> Option<&HashValue> {
+        match self {
+            Value::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// A copy of the value when it is a hash (the fields to reclaim when it is replaced).
+    fn clone_if_hash(&self) -> Option<Value> {
+        matches!(self, Value::Hash(_)).then(|| self.clone())
     }
 
     pub fn is_resident(&self) -> bool {
         !matches!(self, Value::OffloadedStr { .. })
     }
 
-    /// Bytes of the value held in memory.
+    /// Bytes of the value held in memory that tiering may offload (strings only).
     fn resident_bytes(&self) -> usize {
         match self {
             Value::Str(s) => s.len(),
-            Value::OffloadedStr { .. } => 0,
+            Value::OffloadedStr { .. } | Value::Hash(_) => 0,
         }
     }
 
     fn used_bytes(&self) -> usize {
-        self.resident_bytes()
+        match self {
+            Value::Hash(h) => h.used_bytes(),
+            _ => self.resident_bytes(),
+        }
     }
 }
 
@@ -239,6 +305,10 @@ pub struct Keyspace {
     key_counts: [usize; DB_COUNT],
     expire_counts: [usize; DB_COUNT],
     used_bytes: usize,
+    /// The version the next new collection takes: above every version in the tree (start-up
+    /// raises it past each one it reads, orphans included), so no incarnation ever reads
+    /// another's element keys.
+    next_version: u64,
 }
 
 impl Default for Keyspace {
@@ -255,6 +325,7 @@ impl Default for Keyspace {
             key_counts: [0; DB_COUNT],
             expire_counts: [0; DB_COUNT],
             used_bytes: 0,
+            next_version: 1,
         }
     }
 }
@@ -375,12 +446,65 @@ impl Keyspace {
             ));
         }
         let decoded = storage::decode(stored)?;
+        if let Value::Hash(h) = &decoded.value {
+            self.next_version = self.next_version.max(h.version + 1);
+        }
         if matches!(decoded.expire_at_ms, Some(at) if now_ms > at) {
             return Ok(false);
         }
-        let len = decoded.value.resident_bytes();
-        self.insert_entry(db, key, Value::OffloadedStr { len }, decoded.expire_at_ms);
+        let value = match decoded.value {
+            Value::Str(s) => Value::OffloadedStr { len: s.len() },
+            hash => hash,
+        };
+        self.insert_entry(db, key, value, decoded.expire_at_ms);
         Ok(true)
+    }
+
+    /// Adds a field read from the tree at start-up (after every key: element keys sort
+    /// after them) to its hash. False when no live hash of that version owns it: an orphan
+    /// of a deleted, expired or overwritten incarnation, which the caller deletes.
+    pub fn insert_stored_field(&mut self, fkey: &[u8], value: &Bytes) -> Result<bool, String> {
+        let f = storage::parse_field_key(fkey).ok_or_else(|| "malformed field key".to_string())?;
+        if f.token != redis_token(f.key) {
+            return Err(format!(
+                "field key of {:?} carries the wrong token",
+                String::from_utf8_lossy(f.key)
+            ));
+        }
+        self.next_version = self.next_version.max(f.version + 1);
+        let Some(entry) = self.map.get_mut(&key_ref(f.db, f.key)) else {
+            return Ok(false);
+        };
+        let Value::Hash(hash) = &mut entry.value else {
+            return Ok(false);
+        };
+        if hash.version != f.version {
+            return Ok(false);
+        }
+        // A copy, not a slice: the tree's block would stay pinned by one small field.
+        let field = Bytes::copy_from_slice(f.field);
+        self.used_bytes += field.len() + value.len() + FIELD_OVERHEAD_BYTES;
+        hash.fields.insert(field, Bytes::copy_from_slice(value));
+        Ok(true)
+    }
+
+    /// Checks, once every key and field is read at start-up, that each hash got the fields
+    /// its metadata counts (its metadata and fields are written in one batch: a difference
+    /// is damage, not a crash).
+    pub fn check_rebuilt(&self) -> Result<(), String> {
+        for (k, e) in &self.map {
+            if let Value::Hash(h) = &e.value {
+                if h.fields.len() as u64 != h.stored_len || h.fields.is_empty() {
+                    return Err(format!(
+                        "hash {:?} has {} fields in the tree, its metadata says {}",
+                        String::from_utf8_lossy(&k.key),
+                        h.fields.len(),
+                        h.stored_len
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The live entry of `key`, removing it first when it has expired (lazy expiry).
@@ -425,8 +549,97 @@ impl Keyspace {
             } => self.set_expire(db, &key, expire_at_ms),
             Mutation::FlushDb { db } => self.flush_db(db),
             Mutation::FlushAll => self.flush_all(),
+            Mutation::HashSet { db, key, fields } => self.hash_set(db, &key, fields),
+            Mutation::HashDel { db, key, fields } => self.hash_del(db, &key, fields),
         }
     }
+
+    /// Removes fields of the hash at `key`; the key goes with its last field.
+    fn hash_del(&mut self, db: u8, key: &[u8], fields: Vec<Bytes>) {
+        let k = key_ref(db, key);
+        let Some(entry) = self.map.get_mut(&k) else {
+            return;
+        };
+        let Value::Hash(hash) = &mut entry.value else {
+            panic!("HDEL mutation on a {} key", entry.value.type_name());
+        };
+        let ordered = hash.fields.len() <= HASH_ORDERED_FIELDS_MAX;
+        for field in fields {
+            let removed = if ordered {
+                hash.fields.shift_remove(&field)
+            } else {
+                hash.fields.swap_remove(&field)
+            };
+            if let Some(value) = removed {
+                self.used_bytes -= field.len() + value.len() + FIELD_OVERHEAD_BYTES;
+                self.pending
+                    .delete(storage::field_key(db, key, hash.version, &field));
+            }
+        }
+        hash.stored_len = hash.fields.len() as u64;
+        if hash.fields.is_empty() {
+            self.pending.delete(storage::storage_key(db, key));
+            self.remove_ref(&k);
+            return;
+        }
+        self.next_stamp += 1;
+        entry.stamp = self.next_stamp;
+        self.pending.put(
+            storage::storage_key(db, key),
+            storage::encode_hash_meta(hash.version, hash.stored_len, entry.expire_at_ms),
+        );
+    }
+
+    /// Deletes a removed or overwritten hash's field keys when they are few; a bigger hash's
+    /// stay as orphans (its metadata is gone or replaced, so nothing reads them) until the
+    /// next start-up's scan deletes them.
+    fn reclaim_fields(&mut self, db: u8, key: &[u8], value: &Value) {
+        if let Value::Hash(hash) = value {
+            if hash.fields.len() <= EAGER_RECLAIM_FIELDS_MAX {
+                for field in hash.fields.keys() {
+                    self.pending
+                        .delete(storage::field_key(db, key, hash.version, field));
+                }
+            }
+        }
+    }
+
+    /// Sets fields of the hash at `key`, creating it when absent.
+    fn hash_set(&mut self, db: u8, key: &[u8], fields: Vec<(Bytes, Bytes)>) {
+        let k = key_ref(db, key);
+        if !self.map.contains_key(&k) {
+            let version = self.next_version;
+            self.next_version += 1;
+            self.insert_entry(db, key, Value::Hash(HashValue::empty(version, 0)), None);
+        }
+        self.next_stamp += 1;
+        let stamp = self.next_stamp;
+        let entry = self.map.get_mut(&k).expect("present or created above");
+        let Value::Hash(hash) = &mut entry.value else {
+            panic!("HSET mutation on a {} key", entry.value.type_name());
+        };
+        for (field, value) in fields {
+            // Copies: the command's bytes may be slices of a large network buffer.
+            let field = Bytes::copy_from_slice(&field);
+            let value = Bytes::copy_from_slice(&value);
+            self.pending.put(
+                storage::field_key(db, key, hash.version, &field),
+                value.clone(),
+            );
+            let (field_len, value_len) = (field.len(), value.len());
+            match hash.fields.insert(field, value) {
+                Some(old) => self.used_bytes = self.used_bytes + value_len - old.len(),
+                None => self.used_bytes += field_len + value_len + FIELD_OVERHEAD_BYTES,
+            }
+        }
+        hash.stored_len = hash.fields.len() as u64;
+        entry.stamp = stamp;
+        self.pending.put(
+            storage::storage_key(db, key),
+            storage::encode_hash_meta(hash.version, hash.stored_len, entry.expire_at_ms),
+        );
+    }
+
 
     /// Encodes `m` into `log`, then applies it: the log and the state cannot disagree.
     pub fn apply_and_log(&mut self, m: Mutation, log: &mut Vec<u8>) {
@@ -526,6 +739,12 @@ impl Keyspace {
             stamp: self.next_stamp,
         };
         let new_resident = entry.value.resident_bytes();
+        if let Some(old) = self.map.get(&k) {
+            let old = old.value.clone_if_hash();
+            if let Some(old) = old {
+                self.reclaim_fields(db, key, &old);
+            }
+        }
         if let Some((stored, old)) = self.map.get_key_value(&k) {
             let old_at = old.expire_at_ms;
             let old_resident = old.value.is_resident();
@@ -564,20 +783,32 @@ impl Keyspace {
         let Some((stored, old)) = self.map.get_key_value(&k) else {
             return;
         };
-        let Value::Str(payload) = &old.value else {
-            panic!("EXPIRE/PERSIST ran without the key's value loaded");
-        };
         // The expiry is part of the stored value: write the value again with the new one.
-        let (stored_value, payload) = storage::encode_string(payload, expire_at_ms);
-        self.pending
-            .put(storage::storage_key(db, key), stored_value);
+        let payload = match &old.value {
+            Value::Str(payload) => {
+                let (stored_value, payload) = storage::encode_string(payload, expire_at_ms);
+                self.pending
+                    .put(storage::storage_key(db, key), stored_value);
+                Some(payload)
+            }
+            Value::Hash(hash) => {
+                let meta = storage::encode_hash_meta(hash.version, hash.stored_len, expire_at_ms);
+                self.pending.put(storage::storage_key(db, key), meta);
+                None
+            }
+            Value::OffloadedStr { .. } => {
+                panic!("EXPIRE/PERSIST ran without the key's value loaded")
+            }
+        };
         let stored = stored.clone();
         let old_at = old.expire_at_ms;
         self.replace_expire(&stored, old_at, expire_at_ms);
         self.next_stamp += 1;
         let entry = self.map.get_mut(&k).expect("entry found above");
         entry.expire_at_ms = expire_at_ms;
-        entry.value = Value::Str(payload);
+        if let Some(payload) = payload {
+            entry.value = Value::Str(payload);
+        }
         entry.stamp = self.next_stamp;
     }
 
@@ -622,6 +853,7 @@ impl Keyspace {
 
     /// Bookkeeping for an entry just taken out of the map.
     fn forget(&mut self, stored: &MapKey, entry: &Entry) {
+        self.reclaim_fields(stored.db, &stored.key, &entry.value);
         let ordered = self.order.remove(stored);
         assert!(ordered, "order index out of step");
         self.replace_expire(stored, entry.expire_at_ms, None);

@@ -32,6 +32,8 @@ const TAG_DEL: u8 = 2;
 const TAG_SET_EXPIRE: u8 = 3;
 const TAG_FLUSH_DB: u8 = 4;
 const TAG_FLUSH_ALL: u8 = 5;
+const TAG_HASH_SET: u8 = 6;
+const TAG_HASH_DEL: u8 = 7;
 const VALUE_TYPE_STR: u8 = 0;
 const VARINT_BYTES_MAX: usize = 10;
 
@@ -77,6 +79,20 @@ pub enum Mutation {
         db: u8,
     },
     FlushAll,
+    /// Set these fields of the hash at `key` (absolute values), creating the hash without
+    /// an expiry when the key is absent. The key is absent or a hash.
+    HashSet {
+        db: u8,
+        key: Bytes,
+        fields: Vec<(Bytes, Bytes)>,
+    },
+    /// Remove these fields of the hash at `key` (absent ones are skipped); the key goes
+    /// with its last field. The key is absent or a hash.
+    HashDel {
+        db: u8,
+        key: Bytes,
+        fields: Vec<Bytes>,
+    },
 }
 
 impl Mutation {
@@ -102,6 +118,7 @@ impl Mutation {
                     Value::OffloadedStr { .. } => {
                         panic!("a mutation carried an offloaded value")
                     }
+                    Value::Hash(_) => panic!("a hash is written by HashSet mutations"),
                 }
                 put_expire(out, *expire_at_ms);
             }
@@ -128,6 +145,27 @@ impl Mutation {
                 out.push(*db);
             }
             Mutation::FlushAll => out.push(TAG_FLUSH_ALL),
+            Mutation::HashSet { db, key, fields } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_HASH_SET);
+                out.push(*db);
+                put_bytes(out, key);
+                put_varint(out, fields.len() as u64);
+                for (f, v) in fields {
+                    put_bytes(out, f);
+                    put_bytes(out, v);
+                }
+            }
+            Mutation::HashDel { db, key, fields } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_HASH_DEL);
+                out.push(*db);
+                put_bytes(out, key);
+                put_varint(out, fields.len() as u64);
+                for f in fields {
+                    put_bytes(out, f);
+                }
+            }
         }
         debug_assert_eq!(
             Mutation::decode(&out[start..]).map(|(m, n)| (m, n + start)),
@@ -180,6 +218,27 @@ impl Mutation {
             }
             TAG_FLUSH_DB => Mutation::FlushDb { db: r.db()? },
             TAG_FLUSH_ALL => Mutation::FlushAll,
+            TAG_HASH_SET => {
+                let db = r.db()?;
+                let key = r.bytes()?;
+                let n = r.count()?;
+                let mut fields = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    let f = r.bytes()?;
+                    fields.push((f, r.bytes()?));
+                }
+                Mutation::HashSet { db, key, fields }
+            }
+            TAG_HASH_DEL => {
+                let db = r.db()?;
+                let key = r.bytes()?;
+                let n = r.count()?;
+                let mut fields = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    fields.push(r.bytes()?);
+                }
+                Mutation::HashDel { db, key, fields }
+            }
             tag => {
                 return Err(KeyspaceError::BadTag {
                     tag,
@@ -273,6 +332,17 @@ impl Reader<'_> {
             return Err(KeyspaceError::BadLength { offset });
         }
         Ok(Bytes::copy_from_slice(self.take(len as usize)?))
+    }
+
+    /// An element count: each element takes at least one byte, so a count beyond the bytes
+    /// left is malformed (and never sizes an allocation).
+    fn count(&mut self) -> Result<usize, KeyspaceError> {
+        let offset = self.pos;
+        let n = self.varint()?;
+        if n > (self.buf.len() - self.pos) as u64 {
+            return Err(KeyspaceError::BadLength { offset });
+        }
+        Ok(n as usize)
     }
 
     fn expire(&mut self) -> Result<Option<u64>, KeyspaceError> {

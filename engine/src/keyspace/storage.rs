@@ -4,7 +4,15 @@
 //! ```text
 //! storage key   = db:u8  token:u64 big-endian  key bytes
 //! storage value = type:u8  flags:u8  [expire_at_ms:u64 LE if flags & 1]  payload
+//! field key     = 0x10|db:u8  token:u64 BE  key_len:u32 BE  key  version:u64 BE  field
+//! field value   = the field's value
 //! ```
+//!
+//! A hash is a metadata value under its storage key (type 1: its version and field count)
+//! plus one field key per field. A new incarnation of a key (created after DEL, expiry or
+//! an overwrite) takes a new version, so DEL writes one tombstone: the old incarnation's
+//! field keys are orphans, deleted at once when few ([`super::EAGER_RECLAIM_FIELDS_MAX`])
+//! and by the next start-up's scan otherwise.
 //!
 //! Big-endian tokens make the tree's byte order the keyspace's scan order `(db, token, key)`.
 //! The expiry travels with the value, so compaction can drop expired keys by reading only the
@@ -69,6 +77,85 @@ pub fn encode_string(payload: &[u8], expire_at_ms: Option<u64>) -> (Bytes, Bytes
     (stored, value)
 }
 
+/// `type` byte of a hash's metadata value (its payload: version:u64 LE, field count:u64 LE).
+pub const TYPE_HASH: u8 = 1;
+/// Bytes of a hash metadata payload.
+const HASH_META_BYTES: usize = 16;
+/// First byte of a collection's element keys: this plus the database number. Element keys
+/// sort after every key of the 16 databases and before the SQL keyspace (0x80).
+pub const FIELD_KEY_BASE: u8 = 0x10;
+
+/// The metadata value of a hash: its version (its element keys carry it) and field count.
+pub fn encode_hash_meta(version: u64, len: u64, expire_at_ms: Option<u64>) -> Bytes {
+    let mut out = BytesMut::with_capacity(header_bytes(expire_at_ms.is_some()) + HASH_META_BYTES);
+    out.put_u8(TYPE_HASH);
+    match expire_at_ms {
+        Some(at) => {
+            out.put_u8(FLAG_EXPIRE);
+            out.put_u64_le(at);
+        }
+        None => out.put_u8(0),
+    }
+    out.put_u64_le(version);
+    out.put_u64_le(len);
+    out.freeze()
+}
+
+/// The key of one field of the hash at `key` in `db`, in its incarnation `version`:
+/// `0x10|db  token:u64 BE  key_len:u32 BE  key  version:u64 BE  field`. The token comes
+/// first, so elements route, reshard and sort with their key.
+pub fn field_key(db: u8, key: &[u8], version: u64, field: &[u8]) -> Bytes {
+    assert!((db as usize) < DB_COUNT);
+    let key_len = u32::try_from(key.len()).expect("keys are under 4 GiB");
+    let mut out = BytesMut::with_capacity(1 + 8 + 4 + key.len() + 8 + field.len());
+    out.put_u8(FIELD_KEY_BASE | db);
+    out.put_u64(redis_token(key));
+    out.put_u32(key_len);
+    out.extend_from_slice(key);
+    out.put_u64(version);
+    out.extend_from_slice(field);
+    out.freeze()
+}
+
+/// An element key taken apart.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FieldKey<'a> {
+    pub db: u8,
+    pub token: u64,
+    pub key: &'a [u8],
+    pub version: u64,
+    pub field: &'a [u8],
+}
+
+/// Parses an element key; None when it is not one or is malformed.
+pub fn parse_field_key(fkey: &[u8]) -> Option<FieldKey<'_>> {
+    let (&first, rest) = fkey.split_first()?;
+    if !is_field_key(fkey) || rest.len() < 12 {
+        return None;
+    }
+    let token = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    let key_len = u32::from_be_bytes(rest[8..12].try_into().ok()?) as usize;
+    let rest = &rest[12..];
+    if rest.len() < key_len + 8 {
+        return None;
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let version = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    Some(FieldKey {
+        db: first - FIELD_KEY_BASE,
+        token,
+        key,
+        version,
+        field: &rest[8..],
+    })
+}
+
+/// Whether a tree key is a collection element's key (see [`field_key`]).
+pub fn is_field_key(skey: &[u8]) -> bool {
+    skey.first()
+        .is_some_and(|&b| (FIELD_KEY_BASE..FIELD_KEY_BASE + DB_COUNT as u8).contains(&b))
+}
+
 /// A decoded storage value.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Stored {
@@ -84,6 +171,17 @@ pub fn decode(stored: &Bytes) -> Result<Stored, String> {
             value: Value::Str(stored.slice(header..)),
             expire_at_ms,
         }),
+        TYPE_HASH => {
+            let payload = &stored[header..];
+            if payload.len() != HASH_META_BYTES {
+                return Err(format!("hash metadata of {} bytes", payload.len()));
+            }
+            let word = |i: usize| u64::from_le_bytes(payload[i..i + 8].try_into().expect("8"));
+            Ok(Stored {
+                value: Value::Hash(super::HashValue::empty(word(0), word(8))),
+                expire_at_ms,
+            })
+        }
         other => Err(format!("unknown value type {other}")),
     }
 }
@@ -137,6 +235,38 @@ mod tests {
         assert_eq!(parsed, keys);
         assert!(parse_storage_key(&[16, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
         assert!(parse_storage_key(&[0, 1]).is_none());
+    }
+
+    #[test]
+    fn field_keys_roundtrip_and_sort_with_their_key() {
+        let f = field_key(3, b"user:1", 7, b"name");
+        let parsed = parse_field_key(&f).unwrap();
+        assert_eq!(
+            parsed,
+            FieldKey {
+                db: 3,
+                token: redis_token(b"user:1"),
+                key: b"user:1",
+                version: 7,
+                field: b"name"
+            }
+        );
+        assert!(is_field_key(&f) && !is_redis_storage_key(&f));
+        // After every database key, before the SQL keyspace.
+        assert!(f.as_ref() > storage_key(15, b"\xff").as_ref());
+        assert!(f.as_ref() < &b"\x80"[..]);
+        // A key that is a prefix of another cannot read the other's fields as its own.
+        let long = field_key(3, b"user:10", 7, b"x");
+        assert_eq!(parse_field_key(&long).unwrap().key, b"user:10");
+        assert!(parse_field_key(&f[..10]).is_none());
+        assert!(parse_field_key(&storage_key(0, b"k")).is_none());
+        let meta = encode_hash_meta(9, 2, Some(5));
+        let decoded = decode(&meta).unwrap();
+        assert_eq!(decoded.expire_at_ms, Some(5));
+        match decoded.value {
+            Value::Hash(h) => assert_eq!((h.version, h.stored_len), (9, 2)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -447,3 +447,144 @@ proptest! {
         }
     }
 }
+
+#[derive(Clone, Debug)]
+enum HashOp {
+    HSet(u8, Vec<(u8, u8)>),
+    /// Sets fields 0..n at once (n over EAGER_RECLAIM_FIELDS_MAX leaves orphans on DEL).
+    HSetMany(u8, u16),
+    HDel(u8, Vec<u8>),
+    Del(u8),
+    SetStr(u8),
+    Expire(u8, u64),
+    Tick(u64),
+    Restart,
+}
+
+fn hash_op() -> impl Strategy<Value = HashOp> {
+    let fields = proptest::collection::vec((0u8..12, 0u8..4), 1..5);
+    prop_oneof![
+        6 => (0u8..6, fields).prop_map(|(k, f)| HashOp::HSet(k, f)),
+        1 => (0u8..6, 1u16..300).prop_map(|(k, n)| HashOp::HSetMany(k, n)),
+        4 => (0u8..6, proptest::collection::vec(0u8..12, 1..4)).prop_map(|(k, f)| HashOp::HDel(k, f)),
+        2 => (0u8..6).prop_map(HashOp::Del),
+        1 => (0u8..6).prop_map(HashOp::SetStr),
+        2 => (0u8..6, 0u64..100).prop_map(|(k, at)| HashOp::Expire(k, at)),
+        1 => (0u64..30).prop_map(HashOp::Tick),
+        2 => Just(HashOp::Restart),
+    ]
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum ModelValue {
+    Str,
+    Hash(std::collections::BTreeMap<Bytes, Bytes>),
+}
+
+/// A keyspace rebuilt from the store as the server's start-up does: keys, then fields,
+/// deleting the orphans it meets.
+fn restart(store: &mut Store, now: u64) -> Keyspace {
+    let mut ks = Keyspace::new();
+    let mut orphans = Vec::new();
+    for (k, v) in store.iter() {
+        if storage::is_redis_storage_key(k) {
+            ks.insert_stored(k, v, now).unwrap();
+        } else if storage::is_field_key(k) && !ks.insert_stored_field(k, v).unwrap() {
+            orphans.push(k.clone());
+        }
+    }
+    for k in orphans {
+        store.remove(&k);
+    }
+    ks.check_rebuilt().unwrap();
+    ks
+}
+
+proptest! {
+    /// Hashes match a model through writes, deletes, overwrites, expiry and restarts; after
+    /// a restart the tree holds exactly the live hashes' fields (orphans are gone).
+    #[test]
+    fn hashes_match_a_model(ops in proptest::collection::vec(hash_op(), 1..80)) {
+        let mut ks = Keyspace::new();
+        let mut store = Store::new();
+        let mut model: std::collections::BTreeMap<Bytes, (ModelValue, Option<u64>)> = Default::default();
+        let mut now = 0u64;
+        let key = |k: u8| b(&format!("h{k}"));
+        for op in ops {
+            model.retain(|_, (_, at)| !matches!(at, Some(at) if now > *at));
+            let live_type = |ks: &mut Keyspace, k: &Bytes| ks.get(0, k, now).map(|e| e.value.type_name());
+            match op {
+                // HSET on a string is WRONGTYPE: no mutation.
+                HashOp::HSet(k, _) | HashOp::HSetMany(k, _) if live_type(&mut ks, &key(k)) == Some("string") => {}
+                HashOp::HSet(k, fields) => {
+                    let fields: Vec<(Bytes, Bytes)> = fields.iter().map(|(f, v)| (b(&format!("f{f}")), b(&format!("v{v}")))).collect();
+                    ks.apply(Mutation::HashSet { db: 0, key: key(k), fields: fields.clone() });
+                    let entry = model.entry(key(k)).or_insert((ModelValue::Hash(Default::default()), None));
+                    if let ModelValue::Hash(h) = &mut entry.0 { h.extend(fields); }
+                }
+                HashOp::HSetMany(k, n) => {
+                    let fields: Vec<(Bytes, Bytes)> = (0..n).map(|i| (b(&format!("m{i}")), b("x"))).collect();
+                    ks.apply(Mutation::HashSet { db: 0, key: key(k), fields: fields.clone() });
+                    let entry = model.entry(key(k)).or_insert((ModelValue::Hash(Default::default()), None));
+                    if let ModelValue::Hash(h) = &mut entry.0 { h.extend(fields); }
+                }
+                HashOp::HDel(k, fields) => {
+                    if live_type(&mut ks, &key(k)) == Some("hash") {
+                        let fields: Vec<Bytes> = fields.iter().map(|f| b(&format!("f{f}"))).collect();
+                        ks.apply(Mutation::HashDel { db: 0, key: key(k), fields: fields.clone() });
+                        if let Some((ModelValue::Hash(h), _)) = model.get_mut(&key(k)) {
+                            for f in &fields { h.remove(f); }
+                            if h.is_empty() { model.remove(&key(k)); }
+                        }
+                    }
+                }
+                HashOp::Del(k) => {
+                    if ks.contains(0, &key(k), now) {
+                        ks.apply(Mutation::Del { db: 0, key: key(k) });
+                    }
+                    model.remove(&key(k));
+                }
+                HashOp::SetStr(k) => {
+                    ks.apply(Mutation::Set { db: 0, key: key(k), value: Value::Str(b("s")), expire_at_ms: None });
+                    model.insert(key(k), (ModelValue::Str, None));
+                }
+                HashOp::Expire(k, at) => {
+                    load(&mut ks, &store, 0, &key(k), now);
+                    if ks.contains(0, &key(k), now) {
+                        ks.apply(Mutation::SetExpire { db: 0, key: key(k), expire_at_ms: Some(at) });
+                        if let Some(entry) = model.get_mut(&key(k)) { entry.1 = Some(at); }
+                    }
+                }
+                HashOp::Tick(d) => now += d,
+                HashOp::Restart => {
+                    write_pending(&mut ks, &mut store);
+                    ks = restart(&mut store, now);
+                    // No orphans: every field key in the tree belongs to a live hash.
+                    let field_keys = store.keys().filter(|k| storage::is_field_key(k)).count();
+                    let live_fields: usize = ks.iter().filter(|(_, _, e)| !e.is_expired(now)).map(|(_, _, e)| e.value.as_hash().map_or(0, |h| h.fields.len())).sum();
+                    let expired_fields: usize = ks.iter().filter(|(_, _, e)| e.is_expired(now)).map(|(_, _, e)| e.value.as_hash().map_or(0, |h| h.fields.len())).sum();
+                    prop_assert_eq!(field_keys, live_fields + expired_fields);
+                }
+            }
+            model.retain(|_, (_, at)| !matches!(at, Some(at) if now > *at));
+            write_pending(&mut ks, &mut store);
+            for k in 0..6u8 {
+                let got = ks.get(0, &key(k), now).map(|e| match &e.value {
+                    Value::Hash(h) => (ModelValue::Hash(h.fields.iter().map(|(f, v)| (f.clone(), v.clone())).collect()), e.expire_at_ms),
+                    _ => (ModelValue::Str, e.expire_at_ms),
+                });
+                prop_assert_eq!(got, model.get(&key(k)).cloned(), "key h{}", k);
+            }
+        }
+    }
+}
+
+#[test]
+fn small_hashes_keep_insertion_order_through_deletes() {
+    let mut ks = Keyspace::new();
+    let fields = ["c", "a", "b", "d"].iter().map(|f| (b(f), b("v"))).collect();
+    ks.apply(Mutation::HashSet { db: 0, key: b("h"), fields });
+    ks.apply(Mutation::HashDel { db: 0, key: b("h"), fields: vec![b("a")] });
+    let order: Vec<Bytes> = ks.get(0, b"h", 0).unwrap().value.as_hash().unwrap().fields.keys().cloned().collect();
+    assert_eq!(order, vec![b("c"), b("b"), b("d")]);
+}

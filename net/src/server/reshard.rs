@@ -182,6 +182,10 @@ async fn stage(data_dir: &Path, staging: &Path, from: usize, to: usize) -> Resul
                 })?;
                 let expired = matches!(expire_at_ms, Some(at) if now_ms > at);
                 (map.shard_of_token(token), expired)
+            } else if let Some(field) = storage::parse_field_key(skey) {
+                // A collection's element goes with its key (an orphan is deleted by the
+                // target's next start-up).
+                (map.shard_of_token(field.token), false)
             } else {
                 // SQL rows route by their token; the catalog stays on shard 0.
                 let target = helios_sql::storage_key_token(skey)

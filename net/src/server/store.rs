@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use helios_engine::cache::BlockCache;
 use helios_engine::keyspace::{storage, Keyspace};
-use helios_engine::lsm::{Lsm, LsmOptions, ReadOptions};
+use helios_engine::lsm::{Lsm, LsmOptions, ReadOptions, WriteBatch};
 use helios_engine::wal::{Wal, WalError, WalOptions};
 use helios_shard::glommio_fs::GlommioFs;
 use helios_shard::glommio_rt::{unix_ms, GlommioRuntime};
@@ -136,9 +136,41 @@ async fn rebuild_index(lsm: &ShardLsm, ks: &mut Keyspace) -> Result<(), String> 
         }
         iter.next().await.map_err(fail)?;
     }
-    tracing::info!(dir = %lsm.dir().display(), keys = ks.key_count_total(), "key index rebuilt");
+    // Collection element keys follow every database key: each joins its hash, or is an
+    // orphan of a deleted, expired or overwritten incarnation and is deleted now.
+    let mut orphans = WriteBatch::new();
+    let mut orphan_count = 0usize;
+    while iter.valid() && storage::is_field_key(iter.key()) {
+        let owned = ks
+            .insert_stored_field(iter.key(), iter.value())
+            .map_err(|reason| format!("store entry {:?}: {reason}", iter.key()))?;
+        if !owned {
+            orphans.delete(iter.key().clone());
+            orphan_count += 1;
+            if orphans.approx_bytes() >= ORPHAN_BATCH_BYTES {
+                lsm.write_owned(std::mem::take(&mut orphans))
+                    .map_err(|e| format!("deleting orphaned fields: {e}"))?;
+            }
+        }
+        seen += 1;
+        if seen.is_multiple_of(REBUILD_YIELD_EVERY) {
+            glommio::yield_if_needed().await;
+        }
+        iter.next().await.map_err(fail)?;
+    }
+    drop(iter);
+    if !orphans.is_empty() {
+        lsm.write_owned(orphans)
+            .map_err(|e| format!("deleting orphaned fields: {e}"))?;
+    }
+    ks.check_rebuilt()
+        .map_err(|reason| format!("{}: {reason}", lsm.dir().display()))?;
+    tracing::info!(dir = %lsm.dir().display(), keys = ks.key_count_total(), orphan_fields = orphan_count, "key index rebuilt");
     Ok(())
 }
+
+/// Bytes of orphaned-field deletes written at once during the start-up scan.
+const ORPHAN_BATCH_BYTES: usize = 4 << 20;
 
 /// Replays a pre-LSM WAL into the tree (through a keyspace of its own, which turns the
 /// mutations into storage writes; that WAL held the whole keyspace in memory before, so it fits

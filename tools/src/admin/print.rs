@@ -138,6 +138,23 @@ pub fn mutation(m: &Mutation) -> String {
         } => format!("persist db={db} {}", key(k)),
         Mutation::FlushDb { db } => format!("flushdb db={db}"),
         Mutation::FlushAll => "flushall".to_string(),
+        Mutation::Set {
+            db,
+            key: k,
+            value: Value::Hash(h),
+            ..
+        } => format!("set db={db} {} = <hash of {} fields>", key(k), h.fields.len()),
+        Mutation::HashSet { db, key: k, fields } => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(f, v)| format!("{} = {}", value(f), value(v)))
+                .collect();
+            format!("hset db={db} {} {}", key(k), fields.join(", "))
+        }
+        Mutation::HashDel { db, key: k, fields } => {
+            let fields: Vec<String> = fields.iter().map(|f| value(f)).collect();
+            format!("hdel db={db} {} {}", key(k), fields.join(", "))
+        }
     }
 }
 
