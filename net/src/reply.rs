@@ -24,6 +24,9 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     /// RESP3 `~`; RESP2 an array.
     Set(Vec<Reply>),
+    /// RESP3 an array of two-element arrays; RESP2 one flat array (HRANDFIELD WITHVALUES,
+    /// ZRANGE WITHSCORES).
+    Pairs(Vec<(Reply, Reply)>),
     /// RESP3 `,`; RESP2 a bulk string formatted as Redis formats doubles.
     Double(f64),
     /// RESP3 `#t`/`#f`; RESP2 `:1`/`:0`.

@@ -65,6 +65,13 @@ pub enum Value {
     Hash(HashValue),
 }
 
+/// A value as it moves between shards (RENAME): a string, or a hash's fields in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Portable {
+    Str(Bytes),
+    Hash(Vec<(Bytes, Bytes)>),
+}
+
 /// Rough per-field overhead (map slot, two `Bytes`) for [`Keyspace::used_bytes`].
 const FIELD_OVERHEAD_BYTES: usize = 48;
 
@@ -665,17 +672,27 @@ impl Keyspace {
         Ok(())
     }
 
-    /// Removes a live string key and returns its value and expiry, logging the removal into
-    /// `log` (the source half of a cross-shard RENAME). None when absent or not a string.
-    pub fn take_string(
+    /// Removes a live key and returns its value and expiry, logging the removal into `log`
+    /// (the source half of a cross-shard RENAME). None when absent.
+    pub fn take_value(
         &mut self,
         db: u8,
         key: &[u8],
         now_ms: u64,
         log: &mut Vec<u8>,
-    ) -> Option<(Bytes, Option<u64>)> {
+    ) -> Option<(Portable, Option<u64>)> {
         let entry = self.get(db, key, now_ms)?;
-        let taken = (entry.value.as_str()?.clone(), entry.expire_at_ms);
+        let value = match &entry.value {
+            Value::Str(s) => Portable::Str(s.clone()),
+            Value::Hash(h) => Portable::Hash(
+                h.fields
+                    .iter()
+                    .map(|(f, v)| (f.clone(), v.clone()))
+                    .collect(),
+            ),
+            Value::OffloadedStr { .. } => panic!("RENAME ran without the key's value loaded"),
+        };
+        let taken = (value, entry.expire_at_ms);
         self.apply_and_log(
             Mutation::Del {
                 db,
@@ -686,32 +703,64 @@ impl Keyspace {
         Some(taken)
     }
 
-    /// Stores a string with exactly this expiry, logging it into `log` (the destination half of
-    /// a cross-shard RENAME/RENAMENX). With `only_if_absent`, a live key is left alone and
-    /// false is returned.
+    /// Stores a value with exactly this expiry, replacing what is there, logging it into
+    /// `log` (the destination half of a cross-shard RENAME/RENAMENX, and RENAME on one
+    /// shard). With `only_if_absent`, a live key is left alone and false is returned.
     #[allow(clippy::too_many_arguments)]
-    pub fn put_string(
+    pub fn put_value(
         &mut self,
         db: u8,
         key: Bytes,
-        value: Bytes,
+        value: Portable,
         expire_at_ms: Option<u64>,
         only_if_absent: bool,
         now_ms: u64,
         log: &mut Vec<u8>,
     ) -> bool {
-        if only_if_absent && self.contains(db, &key, now_ms) {
+        let exists = self.contains(db, &key, now_ms);
+        if only_if_absent && exists {
             return false;
         }
-        self.apply_and_log(
-            Mutation::Set {
-                db,
-                key,
-                value: Value::Str(value),
-                expire_at_ms,
-            },
-            log,
-        );
+        match value {
+            Portable::Str(value) => self.apply_and_log(
+                Mutation::Set {
+                    db,
+                    key,
+                    value: Value::Str(value),
+                    expire_at_ms,
+                },
+                log,
+            ),
+            Portable::Hash(fields) => {
+                if exists {
+                    self.apply_and_log(
+                        Mutation::Del {
+                            db,
+                            key: key.clone(),
+                        },
+                        log,
+                    );
+                }
+                self.apply_and_log(
+                    Mutation::HashSet {
+                        db,
+                        key: key.clone(),
+                        fields,
+                    },
+                    log,
+                );
+                if expire_at_ms.is_some() {
+                    self.apply_and_log(
+                        Mutation::SetExpire {
+                            db,
+                            key,
+                            expire_at_ms,
+                        },
+                        log,
+                    );
+                }
+            }
+        }
         true
     }
 

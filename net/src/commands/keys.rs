@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 
 use bytes::Bytes;
-use helios_engine::keyspace::Mutation;
+use helios_engine::keyspace::{Mutation, Value};
 
 use super::{
     cstr, err, error_from_bytes, int_arg, invalid_expire, is_opt, keys_pattern_match, syntax_error,
@@ -237,12 +237,31 @@ fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
         return Reply::Int(0);
     }
     let db = ctx.db;
-    ctx.commit(Mutation::Set {
-        db,
-        key: dst.clone(),
-        value: entry.value,
-        expire_at_ms: entry.expire_at_ms,
-    });
+    match entry.value {
+        Value::Hash(hash) => {
+            if ctx.entry(dst).is_some() {
+                ctx.del(dst);
+            }
+            ctx.commit(Mutation::HashSet {
+                db,
+                key: dst.clone(),
+                fields: hash.fields.into_iter().collect(),
+            });
+            if entry.expire_at_ms.is_some() {
+                ctx.commit(Mutation::SetExpire {
+                    db,
+                    key: dst.clone(),
+                    expire_at_ms: entry.expire_at_ms,
+                });
+            }
+        }
+        value => ctx.commit(Mutation::Set {
+            db,
+            key: dst.clone(),
+            value,
+            expire_at_ms: entry.expire_at_ms,
+        }),
+    }
     ctx.del(src);
     if nx {
         Reply::Int(1)

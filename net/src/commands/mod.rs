@@ -6,6 +6,7 @@
 //! [`Mutation`], to `ExecCtx::log`; a command that changes nothing logs nothing.
 
 mod glob;
+mod hashes;
 mod keys;
 mod num;
 mod strings;

@@ -41,6 +41,7 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         Reply::Set(items) => encode_aggregate(if resp3 { b'~' } else { b'*' }, items, proto, out),
         Reply::Push(items) => encode_aggregate(if resp3 { b'>' } else { b'*' }, items, proto, out),
         Reply::Map(pairs) => encode_map(pairs, proto, out),
+        Reply::Pairs(pairs) => encode_pairs(pairs, proto, out),
         Reply::Double(value) => encode_double(*value, proto, out),
         Reply::Bool(value) => out.extend_from_slice(match (resp3, value) {
             (true, true) => b"#t\r\n",
@@ -93,6 +94,21 @@ fn encode_map(pairs: &[(Reply, Reply)], proto: Protocol, out: &mut Vec<u8>) {
         Protocol::Resp2 => encode_header(b'*', pairs.len() * 2, out),
     }
     for (key, value) in pairs {
+        encode(key, proto, out);
+        encode(value, proto, out);
+    }
+}
+
+/// RESP3 an array of `[key, value]` arrays; RESP2 a flat array of `2 × pairs` items.
+fn encode_pairs(pairs: &[(Reply, Reply)], proto: Protocol, out: &mut Vec<u8>) {
+    match proto {
+        Protocol::Resp3 => encode_header(b'*', pairs.len(), out),
+        Protocol::Resp2 => encode_header(b'*', pairs.len() * 2, out),
+    }
+    for (key, value) in pairs {
+        if proto == Protocol::Resp3 {
+            out.extend_from_slice(b"*2\r\n");
+        }
         encode(key, proto, out);
         encode(value, proto, out);
     }
@@ -385,6 +401,11 @@ mod tests {
             "%2\r\n$1\r\nk\r\n:1\r\n+s\r\n*1\r\n#t\r\n",
         );
         both(Reply::Map(vec![]), "*0\r\n", "%0\r\n");
+        both(
+            Reply::Pairs(vec![(Reply::Bulk(Bytes::from_static(b"f")), Reply::Int(1))]),
+            "*2\r\n$1\r\nf\r\n:1\r\n",
+            "*1\r\n*2\r\n$1\r\nf\r\n:1\r\n",
+        );
         both(
             Reply::Array(vec![
                 Reply::Array(vec![Reply::NullArray]),

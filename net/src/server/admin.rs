@@ -4,6 +4,7 @@
 
 use super::conn::{client_line, Session};
 use super::shard::{PutEntry, ShardReq, ShardResp, ShardState};
+use helios_engine::keyspace::Portable;
 use super::Durability;
 use crate::commands::{self, CommandKind, CommandSpec};
 use crate::resp::Protocol;
@@ -659,7 +660,7 @@ async fn rename_across(
         Ok(None) => return err("ERR no such key"),
         Err(error) => return Reply::Error(format!("ERR {error}").into()),
     };
-    let put = |key: Bytes, value: Bytes, only_if_absent| PutEntry {
+    let put = |key: Bytes, value: Portable, only_if_absent| PutEntry {
         db,
         key,
         value,

@@ -7,7 +7,7 @@ use super::{conn, Durability, Shared};
 use crate::commands::{self, ExecCtx};
 use crate::{Command, Reply};
 use bytes::Bytes;
-use helios_engine::keyspace::Keyspace;
+use helios_engine::keyspace::{Keyspace, Portable};
 use helios_engine::wal::Wal;
 use helios_shard::glommio_fs::GlommioFs;
 use helios_shard::glommio_rt::unix_ms;
@@ -100,7 +100,7 @@ pub enum ShardResp {
     Replies(Vec<Reply>),
     Done,
     Scan(Vec<Bytes>, Option<u64>),
-    Taken(Option<(Bytes, Option<u64>)>),
+    Taken(Option<(Portable, Option<u64>)>),
     Put(bool),
     Stats(Box<ShardStats>),
     ClientList(String),
@@ -567,17 +567,17 @@ impl ShardState {
         &self,
         db: u8,
         key: &Bytes,
-    ) -> Result<Option<(Bytes, Option<u64>)>, String> {
+    ) -> Result<Option<(Portable, Option<u64>)>, String> {
         self.load_key(db, key).await?;
         self.take(db, key)
     }
 
     /// Removes a key for a cross-shard rename, logging the removal.
-    pub fn take(&self, db: u8, key: &Bytes) -> Result<Option<(Bytes, Option<u64>)>, String> {
-        self.logged_write(|ks, log| ks.take_string(db, key, unix_ms(), log))
+    pub fn take(&self, db: u8, key: &Bytes) -> Result<Option<(Portable, Option<u64>)>, String> {
+        self.logged_write(|ks, log| ks.take_value(db, key, unix_ms(), log))
     }
 
-    /// Stores a string for a cross-shard rename, logging it; false when `only_if_absent` and
+    /// Stores a value for a cross-shard rename, logging it; false when `only_if_absent` and
     /// the key exists.
     pub fn put(&self, entry: PutEntry) -> Result<bool, String> {
         let PutEntry {
@@ -588,7 +588,7 @@ impl ShardState {
             only_if_absent,
         } = entry;
         self.logged_write(|ks, log| {
-            ks.put_string(db, key, value, expire_at_ms, only_if_absent, unix_ms(), log)
+            ks.put_value(db, key, value, expire_at_ms, only_if_absent, unix_ms(), log)
         })
     }
 }
@@ -631,11 +631,11 @@ fn reads_values(cmd: &Command) -> bool {
     true
 }
 
-/// A string stored by a cross-shard RENAME/RENAMENX.
+/// A value stored by a cross-shard RENAME/RENAMENX.
 pub struct PutEntry {
     pub db: u8,
     pub key: Bytes,
-    pub value: Bytes,
+    pub value: Portable,
     pub expire_at_ms: Option<u64>,
     /// RENAMENX: store only if the key does not exist.
     pub only_if_absent: bool,

@@ -1,0 +1,423 @@
+//! Hash commands (`t_hash.c` in Redis 7.0): the same argument checks in the same order, the
+//! same replies and error texts. Fields live in the keyspace's [`HashValue`] and, one key
+//! each, in the shard's tree (see `helios_engine::keyspace::storage`).
+
+use std::cell::Cell;
+
+use bytes::Bytes;
+use helios_engine::keyspace::{HashValue, Mutation, Value, HASH_ORDERED_FIELDS_MAX};
+
+use super::num::{incr_by_float, parse_i64, FloatError};
+use super::{err, glob_match, not_an_integer, syntax_error, wrong_type, ExecCtx};
+use crate::{Command, Reply};
+
+/// The hash at `key`: Ok(None) when absent, Err(WRONGTYPE) for another type.
+fn hash_of<'a>(ctx: &'a mut ExecCtx, key: &[u8]) -> Result<Option<&'a HashValue>, Reply> {
+    match ctx.entry(key) {
+        None => Ok(None),
+        Some(e) => match &e.value {
+            Value::Hash(h) => Ok(Some(h)),
+            _ => Err(wrong_type()),
+        },
+    }
+}
+
+fn set_fields(ctx: &mut ExecCtx, key: &Bytes, fields: Vec<(Bytes, Bytes)>) {
+    let db = ctx.db;
+    ctx.commit(Mutation::HashSet {
+        db,
+        key: key.clone(),
+        fields,
+    });
+}
+
+/// Field/value pairs of `args` (HSET, HMSET), or the arity error when one is unpaired.
+fn pairs(cmd: &Command, name: &str) -> Result<Vec<(Bytes, Bytes)>, Reply> {
+    let args = &cmd.args[2..];
+    if args.len() % 2 != 0 {
+        return Err(Reply::wrong_arity(name));
+    }
+    Ok(args
+        .chunks(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect())
+}
+
+pub(super) fn hset(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let fields = match pairs(cmd, "hset") {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let key = &cmd.args[1];
+    let added = match hash_of(ctx, key) {
+        Err(e) => return e,
+        Ok(None) => {
+            let mut distinct: Vec<&Bytes> = fields.iter().map(|(f, _)| f).collect();
+            distinct.sort();
+            distinct.dedup();
+            distinct.len()
+        }
+        Ok(Some(h)) => {
+            let mut seen = std::collections::HashSet::new();
+            fields
+                .iter()
+                .filter(|(f, _)| !h.fields.contains_key(f) && seen.insert(f))
+                .count()
+        }
+    };
+    set_fields(ctx, key, fields);
+    Reply::Int(added as i64)
+}
+
+pub(super) fn hmset(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let fields = match pairs(cmd, "hmset") {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    if let Err(e) = hash_of(ctx, &cmd.args[1]) {
+        return e;
+    }
+    set_fields(ctx, &cmd.args[1], fields);
+    Reply::Ok
+}
+
+pub(super) fn hsetnx(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let (key, field) = (&cmd.args[1], &cmd.args[2]);
+    match hash_of(ctx, key) {
+        Err(e) => e,
+        Ok(Some(h)) if h.fields.contains_key(field) => Reply::Int(0),
+        Ok(_) => {
+            set_fields(ctx, key, vec![(field.clone(), cmd.args[3].clone())]);
+            Reply::Int(1)
+        }
+    }
+}
+
+pub(super) fn hget(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => e,
+        Ok(h) => h
+            .and_then(|h| h.fields.get(&cmd.args[2]))
+            .map_or(Reply::Null, |v| Reply::Bulk(v.clone())),
+    }
+}
+
+pub(super) fn hmget(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => e,
+        Ok(h) => Reply::Array(
+            cmd.args[2..]
+                .iter()
+                .map(|f| {
+                    h.and_then(|h| h.fields.get(f))
+                        .map_or(Reply::Null, |v| Reply::Bulk(v.clone()))
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub(super) fn hdel(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let key = &cmd.args[1];
+    let present: Vec<Bytes> = match hash_of(ctx, key) {
+        Err(e) => return e,
+        Ok(None) => return Reply::Int(0),
+        Ok(Some(h)) => {
+            let mut present: Vec<Bytes> = cmd.args[2..]
+                .iter()
+                .filter(|f| h.fields.contains_key(*f))
+                .cloned()
+                .collect();
+            present.sort();
+            present.dedup();
+            present
+        }
+    };
+    if present.is_empty() {
+        return Reply::Int(0);
+    }
+    let count = present.len() as i64;
+    let db = ctx.db;
+    ctx.commit(Mutation::HashDel {
+        db,
+        key: key.clone(),
+        fields: present,
+    });
+    Reply::Int(count)
+}
+
+pub(super) fn hexists(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => e,
+        Ok(h) => Reply::Int(h.is_some_and(|h| h.fields.contains_key(&cmd.args[2])) as i64),
+    }
+}
+
+pub(super) fn hlen(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => e,
+        Ok(h) => Reply::Int(h.map_or(0, |h| h.fields.len() as i64)),
+    }
+}
+
+pub(super) fn hstrlen(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => e,
+        Ok(h) => Reply::Int(
+            h.and_then(|h| h.fields.get(&cmd.args[2]))
+                .map_or(0, |v| v.len() as i64),
+        ),
+    }
+}
+
+pub(super) fn hkeys(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => e,
+        Ok(h) => Reply::Array(h.map_or_else(Vec::new, |h| {
+            h.fields.keys().map(|f| Reply::Bulk(f.clone())).collect()
+        })),
+    }
+}
+
+pub(super) fn hvals(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => e,
+        Ok(h) => Reply::Array(h.map_or_else(Vec::new, |h| {
+            h.fields.values().map(|v| Reply::Bulk(v.clone())).collect()
+        })),
+    }
+}
+
+pub(super) fn hgetall(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => e,
+        Ok(h) => Reply::Map(h.map_or_else(Vec::new, |h| {
+            h.fields
+                .iter()
+                .map(|(f, v)| (Reply::Bulk(f.clone()), Reply::Bulk(v.clone())))
+                .collect()
+        })),
+    }
+}
+
+pub(super) fn hincrby(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let (key, field) = (&cmd.args[1], &cmd.args[2]);
+    let Some(incr) = parse_i64(&cmd.args[3]) else {
+        return not_an_integer();
+    };
+    let old = match hash_of(ctx, key) {
+        Err(e) => return e,
+        Ok(h) => h.and_then(|h| h.fields.get(field)).cloned(),
+    };
+    let old = match old {
+        None => 0,
+        Some(v) => match parse_i64(&v) {
+            Some(n) => n,
+            None => return err("ERR hash value is not an integer"),
+        },
+    };
+    let Some(new) = old.checked_add(incr) else {
+        return err("ERR increment or decrement would overflow");
+    };
+    let text = Bytes::from(new.to_string());
+    set_fields(ctx, key, vec![(field.clone(), text)]);
+    Reply::Int(new)
+}
+
+pub(super) fn hincrbyfloat(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let (key, field, incr) = (&cmd.args[1], &cmd.args[2], &cmd.args[3]);
+    match incr_by_float(b"0", incr) {
+        Ok(_) => {}
+        Err(FloatError::NotAFloat) => return err("ERR value is not a valid float"),
+        Err(FloatError::NanOrInfinity) => return err("ERR value is NaN or Infinity"),
+    }
+    let old = match hash_of(ctx, key) {
+        Err(e) => return e,
+        Ok(h) => h.and_then(|h| h.fields.get(field)).cloned(),
+    };
+    let old = old.unwrap_or_else(|| Bytes::from_static(b"0"));
+    match incr_by_float(&old, incr) {
+        Ok(text) => {
+            let value = Bytes::from(text);
+            set_fields(ctx, key, vec![(field.clone(), value.clone())]);
+            Reply::Bulk(value)
+        }
+        Err(FloatError::NotAFloat) => err("ERR hash value is not a float"),
+        Err(FloatError::NanOrInfinity) => err("ERR increment would produce NaN or Infinity"),
+    }
+}
+
+thread_local! {
+    /// HRANDFIELD's generator (xorshift64*), seeded from the OS once per thread.
+    static RANDOM: Cell<u64> = Cell::new({
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        u64::from_le_bytes(seed) | 1
+    });
+}
+
+/// A random index below `n` (n > 0).
+fn random_below(n: usize) -> usize {
+    assert!(n > 0);
+    RANDOM.with(|r| {
+        let mut x = r.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+    })
+}
+
+pub(super) fn hrandfield(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    if cmd.args.len() == 2 {
+        return match hash_of(ctx, &cmd.args[1]) {
+            Err(e) => e,
+            Ok(None) => Reply::Null,
+            Ok(Some(h)) => {
+                let (f, _) = h.fields.get_index(random_below(h.fields.len())).expect("in range");
+                Reply::Bulk(f.clone())
+            }
+        };
+    }
+    let with_values = match cmd.args.get(3) {
+        None => false,
+        Some(a) if cmd.args.len() == 4 && a.eq_ignore_ascii_case(b"withvalues") => true,
+        Some(_) => return syntax_error(),
+    };
+    let Some(count) = parse_i64(&cmd.args[2]) else {
+        return not_an_integer();
+    };
+    if count == i64::MIN {
+        return err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+    }
+    let h = match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => return e,
+        Ok(None) => return Reply::Array(Vec::new()),
+        Ok(Some(h)) => h,
+    };
+    let n = h.fields.len();
+    let picks: Vec<usize> = if count < 0 {
+        // Repeats allowed: |count| independent draws.
+        (0..count.unsigned_abs()).map(|_| random_below(n)).collect()
+    } else if count as u64 >= n as u64 {
+        (0..n).collect()
+    } else {
+        // Distinct fields: a partial shuffle of the indexes.
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..count as usize {
+            let j = i + random_below(n - i);
+            all.swap(i, j);
+        }
+        all.truncate(count as usize);
+        all
+    };
+    let pick = |i: usize| h.fields.get_index(i).expect("in range");
+    if with_values {
+        Reply::Pairs(
+            picks
+                .into_iter()
+                .map(|i| {
+                    let (f, v) = pick(i);
+                    (Reply::Bulk(f.clone()), Reply::Bulk(v.clone()))
+                })
+                .collect(),
+        )
+    } else {
+        Reply::Array(
+            picks
+                .into_iter()
+                .map(|i| Reply::Bulk(pick(i).0.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// HSCAN's options (Redis 7.0 `scanGenericCommand`): MATCH and COUNT, in any order.
+fn scan_options(args: &[Bytes]) -> Result<(Option<&Bytes>, usize), Reply> {
+    let (mut pattern, mut count) = (None, 10usize);
+    let mut i = 0;
+    while i < args.len() {
+        let more = i + 1 < args.len();
+        if args[i].eq_ignore_ascii_case(b"count") && more {
+            match parse_i64(&args[i + 1]) {
+                None => return Err(not_an_integer()),
+                Some(c) if c < 1 => return Err(syntax_error()),
+                Some(c) => count = c as usize,
+            }
+        } else if args[i].eq_ignore_ascii_case(b"match") && more {
+            pattern = Some(&args[i + 1]);
+        } else {
+            return Err(syntax_error());
+        }
+        i += 2;
+    }
+    Ok((pattern, count))
+}
+
+/// HSCAN. A hash small enough for Redis's listpack encoding (at most
+/// [`HASH_ORDERED_FIELDS_MAX`] fields) is returned whole with cursor 0, as Redis does.
+/// A bigger one is walked in the order of its fields' 64-bit hashes: the cursor is the hash
+/// to resume at, so a field present from the first call to the last is returned once at
+/// least, whatever is added or removed in between.
+pub(super) fn hscan(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let Some(cursor) = std::str::from_utf8(&cmd.args[2])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return err("ERR invalid cursor");
+    };
+    let empty = || {
+        Reply::Array(vec![
+            Reply::Bulk(Bytes::from_static(b"0")),
+            Reply::Array(Vec::new()),
+        ])
+    };
+    let h = match hash_of(ctx, &cmd.args[1]) {
+        Err(e) => return e,
+        Ok(None) => return empty(),
+        Ok(Some(h)) => h,
+    };
+    let (pattern, count) = match scan_options(&cmd.args[3..]) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let matches = |f: &[u8]| pattern.is_none_or(|p| p.as_ref() == b"*" || glob_match(p, f, false));
+    let (fields, next): (Vec<(&Bytes, &Bytes)>, u64) = if h.fields.len() <= HASH_ORDERED_FIELDS_MAX {
+        (h.fields.iter().collect(), 0)
+    } else {
+        let mut by_hash: Vec<(u64, &Bytes, &Bytes)> = h
+            .fields
+            .iter()
+            .map(|(f, v)| (field_hash(f), f, v))
+            .filter(|(hash, _, _)| *hash >= cursor)
+            .collect();
+        by_hash.sort_unstable_by_key(|(hash, f, _)| (*hash, (*f).clone()));
+        let mut take = count.min(by_hash.len());
+        // A group of equal hashes is never split across two calls.
+        while take < by_hash.len() && take > 0 && by_hash[take].0 == by_hash[take - 1].0 {
+            take += 1;
+        }
+        let next = by_hash.get(take).map_or(0, |(hash, _, _)| *hash);
+        (
+            by_hash[..take].iter().map(|(_, f, v)| (*f, *v)).collect(),
+            next,
+        )
+    };
+    let mut items = Vec::with_capacity(fields.len() * 2);
+    for (f, v) in fields {
+        if matches(f) {
+            items.push(Reply::Bulk(f.clone()));
+            items.push(Reply::Bulk(v.clone()));
+        }
+    }
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from(next.to_string())),
+        Reply::Array(items),
+    ])
+}
+
+/// A field's place in a big hash's HSCAN order; never 0 (cursor 0 means "done").
+fn field_hash(f: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(f).max(1)
+}
