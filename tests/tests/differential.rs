@@ -580,7 +580,7 @@ fn gen_wrong_arity(rng: &mut Rng) -> Step {
 }
 
 fn gen_step(rng: &mut Rng, step: usize) -> Step {
-    match rng.below(100) {
+    match rng.below(130) {
         0..=11 => gen_set(rng, step),
         12..=19 => Step::exact(vec![name(rng, "GET"), key(rng)]),
         20..=23 => gen_getex(rng, step),
@@ -608,8 +608,132 @@ fn gen_step(rng: &mut Rng, step: usize) -> Step {
         72..=73 => gen_multikey(rng, "DEL"),
         74..=87 => gen_keyspace(rng),
         88..=92 => gen_connection(rng),
+        100..=129 => gen_hash(rng),
         _ => gen_wrong_arity(rng),
     }
+}
+
+/// One of `names`, randomly cased.
+fn pick_name(rng: &mut Rng, names: &[&str]) -> Vec<u8> {
+    let chosen = rng_pick_str(rng, names);
+    name(rng, chosen)
+}
+
+const FIELDS: &[&[u8]] = &[b"f1", b"f2", b"f3", b"a", b"", b"num", b"fl", b"F1"];
+
+fn field(rng: &mut Rng) -> Vec<u8> {
+    rng.pick(FIELDS).to_vec()
+}
+
+fn fields(rng: &mut Rng, min: u64) -> Vec<Vec<u8>> {
+    (0..rng.range(min as i64, 4)).map(|_| field(rng)).collect()
+}
+
+/// A field value Redis keeps in its listpack encoding (at most 64 bytes): its hashes then
+/// keep insertion order, which helios's do up to 128 fields, so replies compare exactly.
+/// (A hash Redis converts to a hashtable has no defined order, in either server.)
+fn hash_value(rng: &mut Rng) -> Vec<u8> {
+    let mut v = value(rng);
+    v.truncate(64);
+    v
+}
+
+/// Increments whose results stay short (1e308 would make a 309-byte value, see above).
+const HASH_FLOATS: &[&str] = &[
+    "0.1", "0.2", "1.5", "-0.25", "10", "-10", "3.0e2", "1e-5", "abc", "", "inf", "-inf", "nan",
+    " 1", "1 ", "0x10", "2.5", "100.125", "-0", "0",
+];
+
+/// Hash commands over the same keys as the string commands, so WRONGTYPE goes both ways.
+/// HRANDFIELD is asked only what is deterministic: the whole hash (a count at least its
+/// size, in its order), no fields, or an error.
+fn gen_hash(rng: &mut Rng) -> Step {
+    let k = key(rng);
+    let mut args = match rng.below(16) {
+        0..=2 => {
+            let cmd = rng_pick_str(rng, &["HSET", "HSET", "HMSET"]);
+            let mut args = vec![name(rng, cmd), k];
+            for _ in 0..rng.range(1, 4) {
+                args.push(field(rng));
+                args.push(hash_value(rng));
+            }
+            if rng.chance(5) {
+                args.pop();
+            }
+            args
+        }
+        3 => vec![name(rng, "HSETNX"), k, field(rng), hash_value(rng)],
+        4 => vec![name(rng, "HGET"), k, field(rng)],
+        5 => {
+            let mut args = vec![name(rng, "HMGET"), k];
+            args.extend(fields(rng, 1));
+            args
+        }
+        6 => {
+            let mut args = vec![name(rng, "HDEL"), k];
+            args.extend(fields(rng, 1));
+            args
+        }
+        7 => vec![pick_name(rng, &["HEXISTS", "HSTRLEN"]), k, field(rng)],
+        8 => vec![
+            pick_name(rng, &["HLEN", "HKEYS", "HVALS", "HGETALL", "TYPE"]),
+            k,
+        ],
+        9 => {
+            let incr = if rng.chance(80) {
+                rng.pick(INTS).to_string()
+            } else {
+                "x".to_string()
+            };
+            vec![name(rng, "HINCRBY"), k, field(rng), b(&incr)]
+        }
+        10 => {
+            let incr = rng.pick(HASH_FLOATS).to_string();
+            vec![name(rng, "HINCRBYFLOAT"), k, field(rng), b(&incr)]
+        }
+        11 => {
+            let count = rng_pick_str(rng, &["100", "9", "0", "abc", "-0"]);
+            let mut args = vec![name(rng, "HRANDFIELD"), k, b(count)];
+            match rng.below(4) {
+                0 => args.push(b("WITHVALUES")),
+                1 => args.push(b("withvalues")),
+                2 if rng.chance(30) => args.push(b("nope")),
+                _ => {}
+            }
+            args
+        }
+        12 => {
+            let cursor = rng_pick_str(rng, &["0", "0", "0", "x", "-1"]);
+            let mut args = vec![name(rng, "HSCAN"), k, b(cursor)];
+            if rng.chance(40) {
+                args.push(b("MATCH"));
+                args.push(b(rng_pick_str(rng, &["f*", "*", "?", "[af]*", "num"])));
+            }
+            if rng.chance(30) {
+                args.push(b("COUNT"));
+                args.push(b(rng_pick_str(rng, &["1", "10", "0", "x"])));
+            }
+            if rng.chance(5) {
+                args.push(b("bogus"));
+            }
+            args
+        }
+        13 => vec![
+            name(rng, "HINCRBY"),
+            k,
+            b("num"),
+            b(rng_pick_str(
+                rng,
+                &["9223372036854775807", "-9223372036854775808", "1"],
+            )),
+        ],
+        14 => vec![pick_name(rng, &["HGET", "HEXISTS"]), k],
+        _ => vec![name(rng, "HSET"), k],
+    };
+    if args.is_empty() {
+        args.push(b("PING"));
+    }
+    Step::exact(args)
 }
 
 /// Fixed opening of every sequence: puts counters at the edges so overflow paths get hit.

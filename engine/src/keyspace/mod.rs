@@ -647,7 +647,6 @@ impl Keyspace {
         );
     }
 
-
     /// Encodes `m` into `log`, then applies it: the log and the state cannot disagree.
     pub fn apply_and_log(&mut self, m: Mutation, log: &mut Vec<u8>) {
         m.encode(log);

@@ -582,9 +582,29 @@ proptest! {
 #[test]
 fn small_hashes_keep_insertion_order_through_deletes() {
     let mut ks = Keyspace::new();
-    let fields = ["c", "a", "b", "d"].iter().map(|f| (b(f), b("v"))).collect();
-    ks.apply(Mutation::HashSet { db: 0, key: b("h"), fields });
-    ks.apply(Mutation::HashDel { db: 0, key: b("h"), fields: vec![b("a")] });
-    let order: Vec<Bytes> = ks.get(0, b"h", 0).unwrap().value.as_hash().unwrap().fields.keys().cloned().collect();
+    let fields = ["c", "a", "b", "d"]
+        .iter()
+        .map(|f| (b(f), b("v")))
+        .collect();
+    ks.apply(Mutation::HashSet {
+        db: 0,
+        key: b("h"),
+        fields,
+    });
+    ks.apply(Mutation::HashDel {
+        db: 0,
+        key: b("h"),
+        fields: vec![b("a")],
+    });
+    let order: Vec<Bytes> = ks
+        .get(0, b"h", 0)
+        .unwrap()
+        .value
+        .as_hash()
+        .unwrap()
+        .fields
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(order, vec![b("c"), b("b"), b("d")]);
 }

@@ -275,21 +275,28 @@ pub(super) fn hrandfield(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
             Err(e) => e,
             Ok(None) => Reply::Null,
             Ok(Some(h)) => {
-                let (f, _) = h.fields.get_index(random_below(h.fields.len())).expect("in range");
+                let (f, _) = h
+                    .fields
+                    .get_index(random_below(h.fields.len()))
+                    .expect("in range");
                 Reply::Bulk(f.clone())
             }
         };
+    }
+    // Redis's order: the count, then the syntax, then the count's range with WITHVALUES.
+    let Some(count) = parse_i64(&cmd.args[2]) else {
+        return not_an_integer();
+    };
+    if count == i64::MIN {
+        return err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
     }
     let with_values = match cmd.args.get(3) {
         None => false,
         Some(a) if cmd.args.len() == 4 && a.eq_ignore_ascii_case(b"withvalues") => true,
         Some(_) => return syntax_error(),
     };
-    let Some(count) = parse_i64(&cmd.args[2]) else {
-        return not_an_integer();
-    };
-    if count == i64::MIN {
-        return err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+        return err("ERR value is out of range");
     }
     let h = match hash_of(ctx, &cmd.args[1]) {
         Err(e) => return e,
@@ -361,10 +368,7 @@ fn scan_options(args: &[Bytes]) -> Result<(Option<&Bytes>, usize), Reply> {
 /// to resume at, so a field present from the first call to the last is returned once at
 /// least, whatever is added or removed in between.
 pub(super) fn hscan(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
-    let Some(cursor) = std::str::from_utf8(&cmd.args[2])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-    else {
+    let Some(cursor) = parse_scan_cursor(&cmd.args[2]) else {
         return err("ERR invalid cursor");
     };
     let empty = || {
@@ -383,7 +387,8 @@ pub(super) fn hscan(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
         Err(e) => return e,
     };
     let matches = |f: &[u8]| pattern.is_none_or(|p| p.as_ref() == b"*" || glob_match(p, f, false));
-    let (fields, next): (Vec<(&Bytes, &Bytes)>, u64) = if h.fields.len() <= HASH_ORDERED_FIELDS_MAX {
+    let (fields, next): (Vec<(&Bytes, &Bytes)>, u64) = if h.fields.len() <= HASH_ORDERED_FIELDS_MAX
+    {
         (h.fields.iter().collect(), 0)
     } else {
         let mut by_hash: Vec<(u64, &Bytes, &Bytes)> = h
@@ -417,7 +422,47 @@ pub(super) fn hscan(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     ])
 }
 
+/// A SCAN-family cursor as Redis's `parseScanCursorOrReply` reads it with `strtoul`: an
+/// optional sign, then decimal digits to the end (a '-' negates modulo 2^64, so "-1" is the
+/// largest cursor; the empty string is 0); no leading space, no overflow.
+fn parse_scan_cursor(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let (negative, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(if negative { v.wrapping_neg() } else { v })
+}
+
 /// A field's place in a big hash's HSCAN order; never 0 (cursor 0 means "done").
 fn field_hash(f: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(f).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_scan_cursor;
+
+    #[test]
+    fn cursors_parse_as_strtoul() {
+        assert_eq!(parse_scan_cursor(b"0"), Some(0));
+        assert_eq!(parse_scan_cursor(b""), Some(0));
+        assert_eq!(parse_scan_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_scan_cursor(b"+7"), Some(7));
+        assert_eq!(parse_scan_cursor(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_scan_cursor(b"18446744073709551616"), None);
+        for bad in [&b" 1"[..], b"x", b"1x", b"-", b"+", b"1 "] {
+            assert_eq!(parse_scan_cursor(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -4,12 +4,12 @@
 
 use super::conn::{client_line, Session};
 use super::shard::{PutEntry, ShardReq, ShardResp, ShardState};
-use helios_engine::keyspace::Portable;
 use super::Durability;
 use crate::commands::{self, CommandKind, CommandSpec};
 use crate::resp::Protocol;
 use crate::{Command, Reply};
 use bytes::Bytes;
+use helios_engine::keyspace::Portable;
 use helios_shard::glommio_rt::unix_ms;
 use std::borrow::Cow;
 use std::rc::Rc;

@@ -143,7 +143,11 @@ pub fn mutation(m: &Mutation) -> String {
             key: k,
             value: Value::Hash(h),
             ..
-        } => format!("set db={db} {} = <hash of {} fields>", key(k), h.fields.len()),
+        } => format!(
+            "set db={db} {} = <hash of {} fields>",
+            key(k),
+            h.fields.len()
+        ),
         Mutation::HashSet { db, key: k, fields } => {
             let fields: Vec<String> = fields
                 .iter()
