@@ -1,0 +1,164 @@
+//! Hashes through the real server: acknowledged hash writes survive kill -9 in sync mode,
+//! a deleted big hash's field keys are reclaimed at the next start, and a pipeline cut by
+//! the kill leaves whole fields only. (Replies against redis-server are compared in
+//! `differential.rs`.)
+
+use helios_tests::resp::encode_command;
+use helios_tests::{render, Durability, Frame, HeliosServer, RespConn, ServerOpts};
+
+fn cmd(conn: &mut RespConn, args: &[&str]) -> Vec<u8> {
+    conn.cmd(args).expect("reply")
+}
+
+fn frame(conn: &mut RespConn, args: &[&str]) -> Frame {
+    Frame::parse(&cmd(conn, args)).expect("a RESP frame")
+}
+
+/// HGETALL as sorted (field, value) pairs.
+fn hgetall(conn: &mut RespConn, key: &str) -> Vec<(String, String)> {
+    let reply = cmd(conn, &["HGETALL", key]);
+    let parsed = Frame::parse(&reply).expect("frame");
+    assert_eq!(parsed.kind(), b'*', "HGETALL {key}: {}", render(&reply));
+    let items: Vec<String> = parsed
+        .children
+        .iter()
+        .map(|f| String::from_utf8(f.bytes().expect("bulk").to_vec()).expect("utf-8"))
+        .collect();
+    let mut pairs: Vec<(String, String)> = items
+        .chunks(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[test]
+fn acknowledged_hash_writes_survive_kill9() {
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
+    let mut conn = RespConn::connect(server.port()).expect("connect");
+    assert_eq!(
+        frame(&mut conn, &["HSET", "user:1", "name", "ada", "lang", "en"]).integer(),
+        Some(2)
+    );
+    assert_eq!(
+        frame(&mut conn, &["HINCRBY", "user:1", "visits", "41"]).integer(),
+        Some(41)
+    );
+    assert_eq!(
+        frame(&mut conn, &["HINCRBY", "user:1", "visits", "1"]).integer(),
+        Some(42)
+    );
+    assert_eq!(
+        frame(&mut conn, &["HDEL", "user:1", "lang"]).integer(),
+        Some(1)
+    );
+    assert_eq!(
+        render(&cmd(&mut conn, &["HINCRBYFLOAT", "user:1", "score", "2.5"])),
+        "$3\\r\\n2.5\\r\\n"
+    );
+    // A big hash (more fields than are deleted eagerly), deleted, then a new one at its key.
+    let mut big = vec!["HSET".to_string(), "big".to_string()];
+    for i in 0..300 {
+        big.push(format!("f{i}"));
+        big.push(format!("v{i}"));
+    }
+    assert_eq!(
+        frame(
+            &mut conn,
+            &big.iter().map(String::as_str).collect::<Vec<_>>()
+        )
+        .integer(),
+        Some(300)
+    );
+    assert_eq!(frame(&mut conn, &["DEL", "big"]).integer(), Some(1));
+    assert_eq!(
+        frame(&mut conn, &["HSET", "big", "only", "1"]).integer(),
+        Some(1)
+    );
+    // A hash renamed across shards keeps its fields and expiry.
+    cmd(&mut conn, &["HSET", "src", "a", "1", "b", "2"]);
+    cmd(&mut conn, &["EXPIRE", "src", "1000"]);
+    assert_eq!(
+        render(&cmd(&mut conn, &["RENAME", "src", "dst"])),
+        "+OK\\r\\n"
+    );
+    // A hash overwritten by a string.
+    cmd(&mut conn, &["HSET", "gone", "x", "1"]);
+    cmd(&mut conn, &["SET", "gone", "now a string"]);
+
+    // A pipeline the kill cuts: whatever part survives is whole fields with their values.
+    let mut pipeline = Vec::new();
+    for n in 0..2000 {
+        pipeline.extend(encode_command(&[
+            "HSET",
+            "cut",
+            &format!("f{n}"),
+            &n.to_string(),
+        ]));
+    }
+    conn.send_raw(&pipeline).expect("send");
+    server.kill9();
+    server.restart();
+
+    let mut conn = RespConn::connect(server.port()).expect("connect after restart");
+    let s = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        hgetall(&mut conn, "user:1"),
+        s(&[("name", "ada"), ("score", "2.5"), ("visits", "42")])
+    );
+    assert_eq!(hgetall(&mut conn, "big"), s(&[("only", "1")]));
+    assert_eq!(hgetall(&mut conn, "dst"), s(&[("a", "1"), ("b", "2")]));
+    let ttl = frame(&mut conn, &["TTL", "dst"]).integer().expect("TTL");
+    assert!((900..=1000).contains(&ttl), "TTL {ttl}");
+    assert_eq!(frame(&mut conn, &["EXISTS", "src"]).integer(), Some(0));
+    assert_eq!(render(&cmd(&mut conn, &["TYPE", "gone"])), "+string\\r\\n");
+    let cut = hgetall(&mut conn, "cut");
+    for (f, v) in &cut {
+        assert_eq!(f, &format!("f{v}"), "field {f} has value {v}");
+    }
+    assert_eq!(
+        frame(&mut conn, &["HLEN", "cut"]).integer(),
+        Some(cut.len() as i64)
+    );
+    // The deleted big hash's 300 field keys were orphans, deleted by this start.
+    let orphans: usize = strip_ansi(&server.log())
+        .lines()
+        .filter(|l| l.contains("key index rebuilt"))
+        .filter_map(|l| l.split("orphan_fields=").nth(1))
+        .filter_map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        orphans >= 300,
+        "orphaned fields deleted at start: {orphans}\n{}",
+        server.log()
+    );
+}
+
+/// The log without its colour escapes (`ESC [ ... m`).
+fn strip_ansi(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
