@@ -27,29 +27,37 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
 fi
 
 # tests/tests/pg_clients.rs runs tests/py/pg_psycopg.py with psycopg 3 from PyPI (the binary
-# wheel, else the pure-Python package over postgresql-15's libpq). Debian's python3 is
-# "externally managed" (PEP 668): pip refuses a system-wide install there unless told
-# --break-system-packages, which is added only when pip asks for it.
-if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
+# wheel, else the pure-Python package over postgresql-15's libpq), and
+# tests/tests/redis_hashes.rs runs tests/py/redis_py.py with redis-py from PyPI. Debian's
+# python3 is "externally managed" (PEP 668): pip refuses a system-wide install there unless
+# told --break-system-packages, which is added only when pip asks for it.
+pip_install() {
+    local out
+    if out="$(PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet "$@" 2>&1)"; then
+        return 0
+    fi
+    if grep -q 'externally-managed-environment' <<<"$out"; then
+        PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --break-system-packages "$@"
+    else
+        echo "$out" >&2
+        return 1
+    fi
+}
+if ! python3 -c 'import psycopg, redis' >/dev/null 2>&1; then
     if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
         echo "test.sh: installing python3 and python3-pip" >&2
         apt_install python3 python3-pip
     fi
-    pip_install() {
-        local out
-        if out="$(PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet "$@" 2>&1)"; then
-            return 0
-        fi
-        if grep -q 'externally-managed-environment' <<<"$out"; then
-            PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --break-system-packages "$@"
-        else
-            echo "$out" >&2
-            return 1
-        fi
-    }
+fi
+if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
     echo "test.sh: installing psycopg 3 (PyPI)" >&2
     pip_install 'psycopg[binary]' || pip_install psycopg
     python3 -c 'import psycopg; print("test.sh: psycopg", psycopg.__version__, psycopg.pq.__impl__)' >&2
+fi
+if ! python3 -c 'import redis' >/dev/null 2>&1; then
+    echo "test.sh: installing redis-py (PyPI)" >&2
+    pip_install 'redis>=5'
+    python3 -c 'import redis; print("test.sh: redis-py", redis.__version__)' >&2
 fi
 
 # tests/tests/sqllogictest.rs runs the SQL conformance corpus (../shared/conformance next to the

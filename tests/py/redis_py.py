@@ -1,0 +1,90 @@
+"""redis-py (PyPI) against helios: strings and hashes, in RESP2 and RESP3, plain and
+pipelined. Usage: redis_py.py HOST PORT. Exit status 3 when redis-py is not installed;
+prints "all checks passed" at the end."""
+
+import sys
+
+try:
+    import redis
+except ImportError:
+    print("redis-py is not installed", file=sys.stderr)
+    sys.exit(3)
+
+
+def check(got, want, what):
+    if got != want:
+        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
+
+
+def run(host, port, protocol):
+    r = redis.Redis(host=host, port=port, protocol=protocol, decode_responses=True)
+    p = f"p{protocol}:"
+    r.delete(p + "s", p + "h", p + "h2", p + "big")
+
+    # Strings and type errors in both directions.
+    check(r.set(p + "s", "v"), True, "SET")
+    check(r.get(p + "s"), "v", "GET")
+    try:
+        r.hget(p + "s", "f")
+        raise AssertionError("HGET on a string did not fail")
+    except redis.ResponseError as e:
+        check(str(e).startswith("WRONGTYPE"), True, "HGET on a string")
+
+    # Hashes.
+    check(r.hset(p + "h", mapping={"name": "ada", "lang": "en", "n": "1"}), 3, "HSET mapping")
+    check(r.hset(p + "h", "name", "grace"), 0, "HSET existing")
+    check(r.hget(p + "h", "name"), "grace", "HGET")
+    check(r.hmget(p + "h", ["name", "nope", "lang"]), ["grace", None, "en"], "HMGET")
+    check(r.hgetall(p + "h"), {"name": "grace", "lang": "en", "n": "1"}, "HGETALL")
+    check(r.hgetall(p + "missing"), {}, "HGETALL missing")
+    check(r.hkeys(p + "h"), ["name", "lang", "n"], "HKEYS keeps insertion order")
+    check(r.hvals(p + "h"), ["grace", "en", "1"], "HVALS")
+    check(r.hlen(p + "h"), 3, "HLEN")
+    check(r.hexists(p + "h", "lang"), True, "HEXISTS")
+    check(r.hstrlen(p + "h", "name"), 5, "HSTRLEN")
+    check(r.hincrby(p + "h", "n", 41), 42, "HINCRBY")
+    check(r.hincrbyfloat(p + "h", "f", "0.1"), 0.1, "HINCRBYFLOAT")
+    check(r.hsetnx(p + "h", "n", "0"), False, "HSETNX existing")
+    check(r.hdel(p + "h", "lang", "nope"), 1, "HDEL")
+    check(r.type(p + "h"), "hash", "TYPE")
+    try:
+        r.hincrby(p + "h", "name", 1)
+        raise AssertionError("HINCRBY on text did not fail")
+    except redis.ResponseError as e:
+        check(str(e), "hash value is not an integer", "HINCRBY on text")
+    check(sorted(r.hrandfield(p + "h", 10)), ["f", "n", "name"], "HRANDFIELD count >= size")
+    pairs = r.hrandfield(p + "h", -5, withvalues=True)
+    # redis-py hands back five [field, value] pairs or the flat list, by version.
+    check(len(pairs) in (5, 10), True, f"HRANDFIELD -5 WITHVALUES: {pairs!r}")
+    check(r.hrandfield(p + "missing"), None, "HRANDFIELD missing")
+
+    # A big hash: HSCAN walks it in pages and returns every field.
+    r.hset(p + "big", mapping={f"f{i}": str(i) for i in range(500)})
+    seen = dict(r.hscan_iter(p + "big", count=50))
+    check(len(seen), 500, "HSCAN walk of a big hash")
+    check(seen["f499"], "499", "HSCAN value")
+    check(dict(r.hscan_iter(p + "big", match="f49?")), {f"f49{i}": f"49{i}" for i in range(10)}, "HSCAN MATCH")
+
+    # Pipelined, and moved across keys.
+    with r.pipeline(transaction=False) as pipe:
+        pipe.hset(p + "h2", "a", "1")
+        pipe.hincrby(p + "h2", "a", 1)
+        pipe.expire(p + "h2", 100)
+        pipe.hgetall(p + "h2")
+        check(pipe.execute(), [1, 2, True, {"a": "2"}], "pipeline")
+    check(r.rename(p + "h2", p + "h3"), True, "RENAME")
+    check(r.hgetall(p + "h3"), {"a": "2"}, "renamed hash")
+    check(0 < r.ttl(p + "h3") <= 100, True, "renamed hash keeps its TTL")
+    check(r.delete(p + "big", p + "h3"), 2, "DEL hashes")
+    check(r.exists(p + "big"), 0, "deleted")
+
+
+def main():
+    host, port = sys.argv[1], int(sys.argv[2])
+    for protocol in (2, 3):
+        run(host, port, protocol)
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
