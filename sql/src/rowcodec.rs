@@ -259,10 +259,11 @@ pub fn decode_row_columns(
     let mut at = 3;
     let mut row = vec![Datum::Null; width];
     for c in 0..count {
-        if c < width && wanted.get(c).copied().unwrap_or(false) {
-            row[c] = decode_datum(bytes, &mut at, true)?;
-        } else {
-            skip_datum(bytes, &mut at, true)?;
+        match row.get_mut(c) {
+            Some(slot) if wanted.get(c).copied().unwrap_or(false) => {
+                *slot = decode_datum(bytes, &mut at, true)?;
+            }
+            _ => skip_datum(bytes, &mut at, true)?,
         }
     }
     if at != bytes.len() {

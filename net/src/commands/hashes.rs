@@ -34,7 +34,7 @@ fn set_fields(ctx: &mut ExecCtx, key: &Bytes, fields: Vec<(Bytes, Bytes)>) {
 /// Field/value pairs of `args` (HSET, HMSET), or the arity error when one is unpaired.
 fn pairs(cmd: &Command, name: &str) -> Result<Vec<(Bytes, Bytes)>, Reply> {
     let args = &cmd.args[2..];
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(Reply::wrong_arity(name));
     }
     Ok(args
