@@ -53,7 +53,7 @@ pub const DB_COUNT: usize = 16;
 /// Rough per-key overhead (map node share, entry, expiry fields) for [`Keyspace::used_bytes`].
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
-/// A Redis value: a string, or a hash.
+/// A Redis value: a string, a hash or a set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(Bytes),
@@ -63,6 +63,8 @@ pub enum Value {
     },
     /// Always resident: its fields are in memory and, one key each, in the tree.
     Hash(HashValue),
+    /// A set: stored as a hash whose members have empty values.
+    Set(HashValue),
 }
 
 /// A value as it moves between shards (RENAME): a string, or a hash's fields in order.
@@ -70,6 +72,7 @@ pub enum Value {
 pub enum Portable {
     Str(Bytes),
     Hash(Vec<(Bytes, Bytes)>),
+    Set(Vec<Bytes>),
 }
 
 /// Rough per-field overhead (map slot, two `Bytes`) for [`Keyspace::used_bytes`].
@@ -125,6 +128,7 @@ impl Value {
         match self {
             Value::Str(_) | Value::OffloadedStr { .. } => "string",
             Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
         }
     }
 
@@ -133,7 +137,39 @@ impl Value {
     pub fn as_str(&self) -> Option<&Bytes> {
         match self {
             Value::Str(s) => Some(s),
-            Value::OffloadedStr { .. } | Value::Hash(_) => None,
+            Value::OffloadedStr { .. } | Value::Hash(_) | Value::Set(_) => None,
+        }
+    }
+
+    /// The elements of a hash or set, or None for a string.
+    pub fn collection(&self) -> Option<&HashValue> {
+        match self {
+            Value::Hash(h) | Value::Set(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    fn collection_mut(&mut self) -> Option<&mut HashValue> {
+        match self {
+            Value::Hash(h) | Value::Set(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The set, or None for another type.
+    pub fn as_set(&self) -> Option<&HashValue> {
+        match self {
+            Value::Set(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The metadata `type` byte of a collection.
+    fn storage_type(&self) -> u8 {
+        match self {
+            Value::Hash(_) => storage::TYPE_HASH,
+            Value::Set(_) => storage::TYPE_SET,
+            _ => storage::TYPE_STRING,
         }
     }
 
@@ -147,7 +183,7 @@ impl Value {
 
     /// A copy of the value when it is a hash (the fields to reclaim when it is replaced).
     fn clone_if_hash(&self) -> Option<Value> {
-        matches!(self, Value::Hash(_)).then(|| self.clone())
+        self.collection().is_some().then(|| self.clone())
     }
 
     pub fn is_resident(&self) -> bool {
@@ -158,13 +194,13 @@ impl Value {
     fn resident_bytes(&self) -> usize {
         match self {
             Value::Str(s) => s.len(),
-            Value::OffloadedStr { .. } | Value::Hash(_) => 0,
+            Value::OffloadedStr { .. } | Value::Hash(_) | Value::Set(_) => 0,
         }
     }
 
     fn used_bytes(&self) -> usize {
         match self {
-            Value::Hash(h) => h.used_bytes(),
+            Value::Hash(h) | Value::Set(h) => h.used_bytes(),
             _ => self.resident_bytes(),
         }
     }
@@ -453,7 +489,7 @@ impl Keyspace {
             ));
         }
         let decoded = storage::decode(stored)?;
-        if let Value::Hash(h) = &decoded.value {
+        if let Some(h) = decoded.value.collection() {
             self.next_version = self.next_version.max(h.version + 1);
         }
         if matches!(decoded.expire_at_ms, Some(at) if now_ms > at) {
@@ -482,7 +518,7 @@ impl Keyspace {
         let Some(entry) = self.map.get_mut(&key_ref(f.db, f.key)) else {
             return Ok(false);
         };
-        let Value::Hash(hash) = &mut entry.value else {
+        let Some(hash) = entry.value.collection_mut() else {
             return Ok(false);
         };
         if hash.version != f.version {
@@ -500,7 +536,7 @@ impl Keyspace {
     /// is damage, not a crash).
     pub fn check_rebuilt(&self) -> Result<(), String> {
         for (k, e) in &self.map {
-            if let Value::Hash(h) = &e.value {
+            if let Some(h) = e.value.collection() {
                 if h.fields.len() as u64 != h.stored_len || h.fields.is_empty() {
                     return Err(format!(
                         "hash {:?} has {} fields in the tree, its metadata says {}",
@@ -556,19 +592,27 @@ impl Keyspace {
             } => self.set_expire(db, &key, expire_at_ms),
             Mutation::FlushDb { db } => self.flush_db(db),
             Mutation::FlushAll => self.flush_all(),
-            Mutation::HashSet { db, key, fields } => self.hash_set(db, &key, fields),
-            Mutation::HashDel { db, key, fields } => self.hash_del(db, &key, fields),
+            Mutation::HashSet { db, key, fields } => {
+                self.put_fields(db, &key, Value::Hash, fields)
+            }
+            Mutation::HashDel { db, key, fields } => self.remove_fields(db, &key, fields),
+            Mutation::SetAdd { db, key, members } => {
+                let fields = members.into_iter().map(|m| (m, Bytes::new())).collect();
+                self.put_fields(db, &key, Value::Set, fields)
+            }
+            Mutation::SetRem { db, key, members } => self.remove_fields(db, &key, members),
         }
     }
 
-    /// Removes fields of the hash at `key`; the key goes with its last field.
-    fn hash_del(&mut self, db: u8, key: &[u8], fields: Vec<Bytes>) {
+    /// Removes fields (members) of the hash (set) at `key`; the key goes with its last one.
+    fn remove_fields(&mut self, db: u8, key: &[u8], fields: Vec<Bytes>) {
         let k = key_ref(db, key);
         let Some(entry) = self.map.get_mut(&k) else {
             return;
         };
-        let Value::Hash(hash) = &mut entry.value else {
-            panic!("HDEL mutation on a {} key", entry.value.type_name());
+        let type_byte = entry.value.storage_type();
+        let Some(hash) = entry.value.collection_mut() else {
+            panic!("HDEL/SREM mutation on a {} key", entry.value.type_name());
         };
         let ordered = hash.fields.len() <= HASH_ORDERED_FIELDS_MAX;
         for field in fields {
@@ -591,17 +635,16 @@ impl Keyspace {
         }
         self.next_stamp += 1;
         entry.stamp = self.next_stamp;
-        self.pending.put(
-            storage::storage_key(db, key),
-            storage::encode_hash_meta(hash.version, hash.stored_len, entry.expire_at_ms),
-        );
+        let meta =
+            storage::encode_collection_meta(type_byte, hash.version, hash.stored_len, entry.expire_at_ms);
+        self.pending.put(storage::storage_key(db, key), meta);
     }
 
     /// Deletes a removed or overwritten hash's field keys when they are few; a bigger hash's
     /// stay as orphans (its metadata is gone or replaced, so nothing reads them) until the
     /// next start-up's scan deletes them.
     fn reclaim_fields(&mut self, db: u8, key: &[u8], value: &Value) {
-        if let Value::Hash(hash) = value {
+        if let Some(hash) = value.collection() {
             if hash.fields.len() <= EAGER_RECLAIM_FIELDS_MAX {
                 for field in hash.fields.keys() {
                     self.pending
@@ -611,20 +654,32 @@ impl Keyspace {
         }
     }
 
-    /// Sets fields of the hash at `key`, creating it when absent.
-    fn hash_set(&mut self, db: u8, key: &[u8], fields: Vec<(Bytes, Bytes)>) {
+    /// Sets fields of the collection at `key` (made by `make` when absent: a hash, or a set
+    /// whose members have empty values).
+    fn put_fields(
+        &mut self,
+        db: u8,
+        key: &[u8],
+        make: fn(HashValue) -> Value,
+        fields: Vec<(Bytes, Bytes)>,
+    ) {
         let k = key_ref(db, key);
         if !self.map.contains_key(&k) {
             let version = self.next_version;
             self.next_version += 1;
-            self.insert_entry(db, key, Value::Hash(HashValue::empty(version, 0)), None);
+            self.insert_entry(db, key, make(HashValue::empty(version, 0)), None);
         }
         self.next_stamp += 1;
         let stamp = self.next_stamp;
         let entry = self.map.get_mut(&k).expect("present or created above");
-        let Value::Hash(hash) = &mut entry.value else {
-            panic!("HSET mutation on a {} key", entry.value.type_name());
-        };
+        let type_byte = entry.value.storage_type();
+        assert_eq!(
+            type_byte,
+            make(HashValue::empty(0, 0)).storage_type(),
+            "a collection mutation on a {} key",
+            entry.value.type_name()
+        );
+        let hash = entry.value.collection_mut().expect("a collection");
         for (field, value) in fields {
             // Copies: the command's bytes may be slices of a large network buffer.
             let field = Bytes::copy_from_slice(&field);
@@ -641,10 +696,9 @@ impl Keyspace {
         }
         hash.stored_len = hash.fields.len() as u64;
         entry.stamp = stamp;
-        self.pending.put(
-            storage::storage_key(db, key),
-            storage::encode_hash_meta(hash.version, hash.stored_len, entry.expire_at_ms),
-        );
+        let meta =
+            storage::encode_collection_meta(type_byte, hash.version, hash.stored_len, entry.expire_at_ms);
+        self.pending.put(storage::storage_key(db, key), meta);
     }
 
     /// Encodes `m` into `log`, then applies it: the log and the state cannot disagree.
@@ -689,6 +743,7 @@ impl Keyspace {
                     .map(|(f, v)| (f.clone(), v.clone()))
                     .collect(),
             ),
+            Value::Set(h) => Portable::Set(h.fields.keys().cloned().collect()),
             Value::OffloadedStr { .. } => panic!("RENAME ran without the key's value loaded"),
         };
         let taken = (value, entry.expire_at_ms);
@@ -730,7 +785,7 @@ impl Keyspace {
                 },
                 log,
             ),
-            Portable::Hash(fields) => {
+            collection => {
                 if exists {
                     self.apply_and_log(
                         Mutation::Del {
@@ -740,14 +795,20 @@ impl Keyspace {
                         log,
                     );
                 }
-                self.apply_and_log(
-                    Mutation::HashSet {
+                let put = match collection {
+                    Portable::Hash(fields) => Mutation::HashSet {
                         db,
                         key: key.clone(),
                         fields,
                     },
-                    log,
-                );
+                    Portable::Set(members) => Mutation::SetAdd {
+                        db,
+                        key: key.clone(),
+                        members,
+                    },
+                    Portable::Str(_) => unreachable!("matched above"),
+                };
+                self.apply_and_log(put, log);
                 if expire_at_ms.is_some() {
                     self.apply_and_log(
                         Mutation::SetExpire {
@@ -839,8 +900,13 @@ impl Keyspace {
                     .put(storage::storage_key(db, key), stored_value);
                 Some(payload)
             }
-            Value::Hash(hash) => {
-                let meta = storage::encode_hash_meta(hash.version, hash.stored_len, expire_at_ms);
+            Value::Hash(hash) | Value::Set(hash) => {
+                let meta = storage::encode_collection_meta(
+                    old.value.storage_type(),
+                    hash.version,
+                    hash.stored_len,
+                    expire_at_ms,
+                );
                 self.pending.put(storage::storage_key(db, key), meta);
                 None
             }

@@ -34,6 +34,8 @@ const TAG_FLUSH_DB: u8 = 4;
 const TAG_FLUSH_ALL: u8 = 5;
 const TAG_HASH_SET: u8 = 6;
 const TAG_HASH_DEL: u8 = 7;
+const TAG_SET_ADD: u8 = 8;
+const TAG_SET_REM: u8 = 9;
 const VALUE_TYPE_STR: u8 = 0;
 const VARINT_BYTES_MAX: usize = 10;
 
@@ -93,6 +95,20 @@ pub enum Mutation {
         key: Bytes,
         fields: Vec<Bytes>,
     },
+    /// Add these members to the set at `key`, creating it without an expiry when absent.
+    /// The key is absent or a set.
+    SetAdd {
+        db: u8,
+        key: Bytes,
+        members: Vec<Bytes>,
+    },
+    /// Remove these members of the set at `key` (absent ones are skipped); the key goes with
+    /// its last member. The key is absent or a set.
+    SetRem {
+        db: u8,
+        key: Bytes,
+        members: Vec<Bytes>,
+    },
 }
 
 impl Mutation {
@@ -118,7 +134,9 @@ impl Mutation {
                     Value::OffloadedStr { .. } => {
                         panic!("a mutation carried an offloaded value")
                     }
-                    Value::Hash(_) => panic!("a hash is written by HashSet mutations"),
+                    Value::Hash(_) | Value::Set(_) => {
+                        panic!("a collection is written by its own mutations")
+                    }
                 }
                 put_expire(out, *expire_at_ms);
             }
@@ -154,6 +172,20 @@ impl Mutation {
                 for (f, v) in fields {
                     put_bytes(out, f);
                     put_bytes(out, v);
+                }
+            }
+            Mutation::SetAdd { db, key, members } | Mutation::SetRem { db, key, members } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(if matches!(self, Mutation::SetAdd { .. }) {
+                    TAG_SET_ADD
+                } else {
+                    TAG_SET_REM
+                });
+                out.push(*db);
+                put_bytes(out, key);
+                put_varint(out, members.len() as u64);
+                for m in members {
+                    put_bytes(out, m);
                 }
             }
             Mutation::HashDel { db, key, fields } => {
@@ -229,15 +261,31 @@ impl Mutation {
                 }
                 Mutation::HashSet { db, key, fields }
             }
-            TAG_HASH_DEL => {
+            TAG_HASH_DEL | TAG_SET_ADD | TAG_SET_REM => {
                 let db = r.db()?;
                 let key = r.bytes()?;
                 let n = r.count()?;
-                let mut fields = Vec::with_capacity(n.min(1024));
+                let mut items = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
-                    fields.push(r.bytes()?);
+                    items.push(r.bytes()?);
                 }
-                Mutation::HashDel { db, key, fields }
+                match tag {
+                    TAG_HASH_DEL => Mutation::HashDel {
+                        db,
+                        key,
+                        fields: items,
+                    },
+                    TAG_SET_ADD => Mutation::SetAdd {
+                        db,
+                        key,
+                        members: items,
+                    },
+                    _ => Mutation::SetRem {
+                        db,
+                        key,
+                        members: items,
+                    },
+                }
             }
             tag => {
                 return Err(KeyspaceError::BadTag {

@@ -79,16 +79,26 @@ pub fn encode_string(payload: &[u8], expire_at_ms: Option<u64>) -> (Bytes, Bytes
 
 /// `type` byte of a hash's metadata value (its payload: version:u64 LE, field count:u64 LE).
 pub const TYPE_HASH: u8 = 1;
+/// `type` byte of a set's metadata value (payload as a hash's; members are field keys with
+/// empty values).
+pub const TYPE_SET: u8 = 2;
 /// Bytes of a hash metadata payload.
 const HASH_META_BYTES: usize = 16;
 /// First byte of a collection's element keys: this plus the database number. Element keys
 /// sort after every key of the 16 databases and before the SQL keyspace (0x80).
 pub const FIELD_KEY_BASE: u8 = 0x10;
 
-/// The metadata value of a hash: its version (its element keys carry it) and field count.
-pub fn encode_hash_meta(version: u64, len: u64, expire_at_ms: Option<u64>) -> Bytes {
+/// The metadata value of a collection (`type` [`TYPE_HASH`] or [`TYPE_SET`]): its version
+/// (its element keys carry it) and element count.
+pub fn encode_collection_meta(
+    type_byte: u8,
+    version: u64,
+    len: u64,
+    expire_at_ms: Option<u64>,
+) -> Bytes {
+    assert!(type_byte == TYPE_HASH || type_byte == TYPE_SET);
     let mut out = BytesMut::with_capacity(header_bytes(expire_at_ms.is_some()) + HASH_META_BYTES);
-    out.put_u8(TYPE_HASH);
+    out.put_u8(type_byte);
     match expire_at_ms {
         Some(at) => {
             out.put_u8(FLAG_EXPIRE);
@@ -171,14 +181,19 @@ pub fn decode(stored: &Bytes) -> Result<Stored, String> {
             value: Value::Str(stored.slice(header..)),
             expire_at_ms,
         }),
-        TYPE_HASH => {
+        type_byte @ (TYPE_HASH | TYPE_SET) => {
             let payload = &stored[header..];
             if payload.len() != HASH_META_BYTES {
-                return Err(format!("hash metadata of {} bytes", payload.len()));
+                return Err(format!("collection metadata of {} bytes", payload.len()));
             }
             let word = |i: usize| u64::from_le_bytes(payload[i..i + 8].try_into().expect("8"));
+            let empty = super::HashValue::empty(word(0), word(8));
             Ok(Stored {
-                value: Value::Hash(super::HashValue::empty(word(0), word(8))),
+                value: if type_byte == TYPE_HASH {
+                    Value::Hash(empty)
+                } else {
+                    Value::Set(empty)
+                },
                 expire_at_ms,
             })
         }
@@ -260,7 +275,7 @@ mod tests {
         assert_eq!(parse_field_key(&long).unwrap().key, b"user:10");
         assert!(parse_field_key(&f[..10]).is_none());
         assert!(parse_field_key(&storage_key(0, b"k")).is_none());
-        let meta = encode_hash_meta(9, 2, Some(5));
+        let meta = encode_collection_meta(TYPE_HASH, 9, 2, Some(5));
         let decoded = decode(&meta).unwrap();
         assert_eq!(decoded.expire_at_ms, Some(5));
         match decoded.value {

@@ -238,14 +238,22 @@ fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
     }
     let db = ctx.db;
     match entry.value {
-        Value::Hash(hash) => {
+        collection @ (Value::Hash(_) | Value::Set(_)) => {
             if ctx.entry(dst).is_some() {
                 ctx.del(dst);
             }
-            ctx.commit(Mutation::HashSet {
-                db,
-                key: dst.clone(),
-                fields: hash.fields.into_iter().collect(),
+            ctx.commit(match collection {
+                Value::Hash(hash) => Mutation::HashSet {
+                    db,
+                    key: dst.clone(),
+                    fields: hash.fields.into_iter().collect(),
+                },
+                Value::Set(set) => Mutation::SetAdd {
+                    db,
+                    key: dst.clone(),
+                    members: set.fields.into_keys().collect(),
+                },
+                _ => unreachable!("matched above"),
             });
             if entry.expire_at_ms.is_some() {
                 ctx.commit(Mutation::SetExpire {

@@ -141,13 +141,19 @@ pub fn mutation(m: &Mutation) -> String {
         Mutation::Set {
             db,
             key: k,
-            value: Value::Hash(h),
+            value: v @ (Value::Hash(h) | Value::Set(h)),
             ..
         } => format!(
-            "set db={db} {} = <hash of {} fields>",
+            "set db={db} {} = <{} of {} elements>",
             key(k),
+            v.type_name(),
             h.fields.len()
         ),
+        Mutation::SetAdd { db, key: k, members } | Mutation::SetRem { db, key: k, members } => {
+            let members: Vec<String> = members.iter().map(|m| value(m)).collect();
+            let op = if matches!(m, Mutation::SetAdd { .. }) { "sadd" } else { "srem" };
+            format!("{op} db={db} {} {}", key(k), members.join(", "))
+        }
         Mutation::HashSet { db, key: k, fields } => {
             let fields: Vec<String> = fields
                 .iter()
