@@ -31,6 +31,9 @@ enum Norm {
     /// Pseudo-command: walk SCAN from cursor 0 to 0 with the given extra args, compare the set of
     /// keys seen.
     ScanAll,
+    /// SSCAN walked from cursor 0 to 0 (args: SSCAN key <cursor> options...): the set of
+    /// members seen.
+    SscanAll,
 }
 
 struct Step {
@@ -580,7 +583,7 @@ fn gen_wrong_arity(rng: &mut Rng) -> Step {
 }
 
 fn gen_step(rng: &mut Rng, step: usize) -> Step {
-    match rng.below(130) {
+    match rng.below(160) {
         0..=11 => gen_set(rng, step),
         12..=19 => Step::exact(vec![name(rng, "GET"), key(rng)]),
         20..=23 => gen_getex(rng, step),
@@ -609,6 +612,7 @@ fn gen_step(rng: &mut Rng, step: usize) -> Step {
         74..=87 => gen_keyspace(rng),
         88..=92 => gen_connection(rng),
         100..=129 => gen_hash(rng),
+        130..=159 => gen_set_cmd(rng),
         _ => gen_wrong_arity(rng),
     }
 }
@@ -627,6 +631,111 @@ fn field(rng: &mut Rng) -> Vec<u8> {
 
 fn fields(rng: &mut Rng, min: u64) -> Vec<Vec<u8>> {
     (0..rng.range(min as i64, 4)).map(|_| field(rng)).collect()
+}
+
+const MEMBERS: &[&[u8]] = &[b"1", b"2", b"3", b"10", b"-1", b"a", b"b", b""];
+
+fn members(rng: &mut Rng, min: i64) -> Vec<Vec<u8>> {
+    (0..rng.range(min, 4))
+        .map(|_| rng.pick(MEMBERS).to_vec())
+        .collect()
+}
+
+fn keys_for_sets(rng: &mut Rng) -> Vec<Vec<u8>> {
+    (0..rng.range(1, 3)).map(|_| key(rng)).collect()
+}
+
+/// Set commands over the same keys as the others. Replies whose order Redis leaves to its
+/// hashtable (SMEMBERS, SINTER, ...) are compared sorted, SSCAN as a full walk, and random
+/// ones only where deterministic (counts at least the set's size, errors).
+fn gen_set_cmd(rng: &mut Rng) -> Step {
+    let sorted = |args: Vec<Vec<u8>>| Step {
+        args,
+        norm: Norm::Sorted,
+    };
+    let k = key(rng);
+    match rng.below(14) {
+        0..=2 => {
+            let mut args = vec![name(rng, "SADD"), k];
+            args.extend(members(rng, 1));
+            Step::exact(args)
+        }
+        3 => {
+            let mut args = vec![name(rng, "SREM"), k];
+            args.extend(members(rng, 1));
+            Step::exact(args)
+        }
+        4 => sorted(vec![name(rng, "SMEMBERS"), k]),
+        5 => {
+            let cmd = pick_name(rng, &["SISMEMBER", "SMISMEMBER"]);
+            let mut args = vec![cmd, k];
+            args.extend(members(rng, 1));
+            if args[0].eq_ignore_ascii_case(b"SISMEMBER") {
+                args.truncate(3);
+            }
+            Step::exact(args)
+        }
+        6 => Step::exact(vec![name(rng, "SCARD"), k]),
+        7 => {
+            let count = rng_pick_str(rng, &["100", "0", "-1", "abc"]);
+            let mut args = vec![name(rng, "SPOP"), k, b(count)];
+            if rng.chance(10) {
+                args.push(b("x"));
+            }
+            sorted(args)
+        }
+        8 => {
+            let count = rng_pick_str(rng, &["100", "0", "abc", "-0"]);
+            sorted(vec![name(rng, "SRANDMEMBER"), k, b(count)])
+        }
+        9 => {
+            let member = rng.pick(MEMBERS).to_vec();
+            Step::exact(vec![name(rng, "SMOVE"), k, key(rng), member])
+        }
+        10 => {
+            let cmd = pick_name(rng, &["SINTER", "SUNION", "SDIFF"]);
+            let mut args = vec![cmd];
+            args.extend(keys_for_sets(rng));
+            sorted(args)
+        }
+        11 => {
+            let cmd = pick_name(rng, &["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"]);
+            let mut args = vec![cmd, k];
+            args.extend(keys_for_sets(rng));
+            Step::exact(args)
+        }
+        12 => {
+            let keys = keys_for_sets(rng);
+            let numkeys = match rng.below(8) {
+                0 => "0".to_string(),
+                1 => "9".to_string(),
+                2 => "x".to_string(),
+                _ => keys.len().to_string(),
+            };
+            let mut args = vec![name(rng, "SINTERCARD"), b(&numkeys)];
+            args.extend(keys);
+            if rng.chance(40) {
+                args.push(b("LIMIT"));
+                args.push(b(rng_pick_str(rng, &["1", "0", "-1", "x"])));
+            }
+            Step::exact(args)
+        }
+        _ => {
+            let mut args = vec![name(rng, "SSCAN"), k, b("0")];
+            if rng.chance(30) {
+                args.push(b("MATCH"));
+                args.push(b(rng_pick_str(rng, &["1*", "*", "?", "[ab]"])));
+            }
+            if rng.chance(30) {
+                args.push(b("COUNT"));
+                args.push(b(rng_pick_str(rng, &["1", "2", "0", "x"])));
+            }
+            Step {
+                args,
+                norm: Norm::SscanAll,
+            }
+        }
+    }
 }
 
 /// A field value Redis keeps in its listpack encoding (at most 64 bytes): its hashes then
@@ -784,13 +893,16 @@ fn sequence(seed: u64, steps: usize) -> Vec<Step> {
 /// Runs one step and returns the normalized reply bytes.
 fn run_step(conn: &mut RespConn, step: &Step) -> Result<Vec<u8>, String> {
     if step.norm == Norm::ScanAll {
-        return scan_all(conn, &step.args[1..]);
+        return scan_all(conn, &[b("SCAN")], &step.args[1..]);
+    }
+    if step.norm == Norm::SscanAll {
+        return scan_all(conn, &step.args[..2], &step.args[3..]);
     }
     let raw = conn
         .cmd(&step.args)
         .map_err(|e| format!("<I/O error: {e}>"))?;
     match step.norm {
-        Norm::Exact | Norm::ScanAll => Ok(raw),
+        Norm::Exact | Norm::ScanAll | Norm::SscanAll => Ok(raw),
         Norm::TypeOnly => Ok(raw[..1].to_vec()),
         Norm::Sorted => {
             let mut frame = Frame::parse(&raw).map_err(|e| format!("<unparsable: {e}>"))?;
@@ -810,11 +922,14 @@ fn run_step(conn: &mut RespConn, step: &Step) -> Result<Vec<u8>, String> {
 /// Upper bound on SCAN calls in one walk (the keyspace has at most ~20 keys per db).
 const SCAN_CALLS_MAX: usize = 1000;
 
-fn scan_all(conn: &mut RespConn, extra: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+/// Walks a SCAN-family command (`prefix`: the name, and the key for SSCAN) from cursor 0
+/// back to 0; returns the sorted set of elements seen, or an error reply as is.
+fn scan_all(conn: &mut RespConn, prefix: &[Vec<u8>], extra: &[Vec<u8>]) -> Result<Vec<u8>, String> {
     let mut cursor = b("0");
     let mut seen: Vec<Frame> = Vec::new();
     for _ in 0..SCAN_CALLS_MAX {
-        let mut args = vec![b("SCAN"), cursor.clone()];
+        let mut args = prefix.to_vec();
+        args.push(cursor.clone());
         args.extend(extra.iter().cloned());
         let raw = conn.cmd(&args).map_err(|e| format!("<I/O error: {e}>"))?;
         let frame = Frame::parse(&raw).map_err(|e| format!("<unparsable: {e}>"))?;

@@ -592,9 +592,7 @@ impl Keyspace {
             } => self.set_expire(db, &key, expire_at_ms),
             Mutation::FlushDb { db } => self.flush_db(db),
             Mutation::FlushAll => self.flush_all(),
-            Mutation::HashSet { db, key, fields } => {
-                self.put_fields(db, &key, Value::Hash, fields)
-            }
+            Mutation::HashSet { db, key, fields } => self.put_fields(db, &key, Value::Hash, fields),
             Mutation::HashDel { db, key, fields } => self.remove_fields(db, &key, fields),
             Mutation::SetAdd { db, key, members } => {
                 let fields = members.into_iter().map(|m| (m, Bytes::new())).collect();
@@ -635,8 +633,12 @@ impl Keyspace {
         }
         self.next_stamp += 1;
         entry.stamp = self.next_stamp;
-        let meta =
-            storage::encode_collection_meta(type_byte, hash.version, hash.stored_len, entry.expire_at_ms);
+        let meta = storage::encode_collection_meta(
+            type_byte,
+            hash.version,
+            hash.stored_len,
+            entry.expire_at_ms,
+        );
         self.pending.put(storage::storage_key(db, key), meta);
     }
 
@@ -696,8 +698,12 @@ impl Keyspace {
         }
         hash.stored_len = hash.fields.len() as u64;
         entry.stamp = stamp;
-        let meta =
-            storage::encode_collection_meta(type_byte, hash.version, hash.stored_len, entry.expire_at_ms);
+        let meta = storage::encode_collection_meta(
+            type_byte,
+            hash.version,
+            hash.stored_len,
+            entry.expire_at_ms,
+        );
         self.pending.put(storage::storage_key(db, key), meta);
     }
 

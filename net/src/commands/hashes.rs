@@ -257,7 +257,7 @@ thread_local! {
 }
 
 /// A random index below `n` (n > 0).
-fn random_below(n: usize) -> usize {
+pub(super) fn random_below(n: usize) -> usize {
     assert!(n > 0);
     RANDOM.with(|r| {
         let mut x = r.get();
@@ -341,7 +341,7 @@ pub(super) fn hrandfield(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
 }
 
 /// HSCAN's options (Redis 7.0 `scanGenericCommand`): MATCH and COUNT, in any order.
-fn scan_options(args: &[Bytes]) -> Result<(Option<&Bytes>, usize), Reply> {
+pub(super) fn scan_options(args: &[Bytes]) -> Result<(Option<&Bytes>, usize), Reply> {
     let (mut pattern, mut count) = (None, 10usize);
     let mut i = 0;
     while i < args.len() {
@@ -362,24 +362,37 @@ fn scan_options(args: &[Bytes]) -> Result<(Option<&Bytes>, usize), Reply> {
     Ok((pattern, count))
 }
 
-/// HSCAN. A hash small enough for Redis's listpack encoding (at most
-/// [`HASH_ORDERED_FIELDS_MAX`] fields) is returned whole with cursor 0, as Redis does.
-/// A bigger one is walked in the order of its fields' 64-bit hashes: the cursor is the hash
-/// to resume at, so a field present from the first call to the last is returned once at
-/// least, whatever is added or removed in between.
+/// HSCAN (see [`scan_elements`]).
 pub(super) fn hscan(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    scan_elements(ctx, cmd, hash_of, true)
+}
+
+/// How a collection command finds its key: Ok(None) when absent, Err(WRONGTYPE).
+pub(super) type Lookup = for<'a> fn(&'a mut ExecCtx, &[u8]) -> Result<Option<&'a HashValue>, Reply>;
+
+/// HSCAN and SSCAN, checked in Redis 7.0's order: the cursor, the key, then the options.
+/// A collection small enough for Redis's compact encodings (at most
+/// [`HASH_ORDERED_FIELDS_MAX`] elements) is returned whole with cursor 0, as Redis does.
+/// A bigger one is walked in the order of its elements' 64-bit hashes: the cursor is the
+/// hash to resume at, so an element present from the first call to the last is returned
+/// once at least, whatever is added or removed in between.
+pub(super) fn scan_elements(
+    ctx: &mut ExecCtx,
+    cmd: &Command,
+    lookup: Lookup,
+    with_values: bool,
+) -> Reply {
     let Some(cursor) = parse_scan_cursor(&cmd.args[2]) else {
         return err("ERR invalid cursor");
     };
-    let empty = || {
-        Reply::Array(vec![
-            Reply::Bulk(Bytes::from_static(b"0")),
-            Reply::Array(Vec::new()),
-        ])
-    };
-    let h = match hash_of(ctx, &cmd.args[1]) {
+    let h = match lookup(ctx, &cmd.args[1]) {
         Err(e) => return e,
-        Ok(None) => return empty(),
+        Ok(None) => {
+            return Reply::Array(vec![
+                Reply::Bulk(Bytes::from_static(b"0")),
+                Reply::Array(Vec::new()),
+            ])
+        }
         Ok(Some(h)) => h,
     };
     let (pattern, count) = match scan_options(&cmd.args[3..]) {
@@ -387,33 +400,35 @@ pub(super) fn hscan(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
         Err(e) => return e,
     };
     let matches = |f: &[u8]| pattern.is_none_or(|p| p.as_ref() == b"*" || glob_match(p, f, false));
-    let (fields, next): (Vec<(&Bytes, &Bytes)>, u64) = if h.fields.len() <= HASH_ORDERED_FIELDS_MAX
-    {
-        (h.fields.iter().collect(), 0)
-    } else {
-        let mut by_hash: Vec<(u64, &Bytes, &Bytes)> = h
-            .fields
-            .iter()
-            .map(|(f, v)| (field_hash(f), f, v))
-            .filter(|(hash, _, _)| *hash >= cursor)
-            .collect();
-        by_hash.sort_unstable_by_key(|(hash, f, _)| (*hash, (*f).clone()));
-        let mut take = count.min(by_hash.len());
-        // A group of equal hashes is never split across two calls.
-        while take < by_hash.len() && take > 0 && by_hash[take].0 == by_hash[take - 1].0 {
-            take += 1;
-        }
-        let next = by_hash.get(take).map_or(0, |(hash, _, _)| *hash);
-        (
-            by_hash[..take].iter().map(|(_, f, v)| (*f, *v)).collect(),
-            next,
-        )
-    };
-    let mut items = Vec::with_capacity(fields.len() * 2);
-    for (f, v) in fields {
+    let (elements, next): (Vec<(&Bytes, &Bytes)>, u64) =
+        if h.fields.len() <= HASH_ORDERED_FIELDS_MAX {
+            (h.fields.iter().collect(), 0)
+        } else {
+            let mut by_hash: Vec<(u64, &Bytes, &Bytes)> = h
+                .fields
+                .iter()
+                .map(|(f, v)| (field_hash(f), f, v))
+                .filter(|(hash, _, _)| *hash >= cursor)
+                .collect();
+            by_hash.sort_unstable_by_key(|(hash, f, _)| (*hash, (*f).clone()));
+            let mut take = count.min(by_hash.len());
+            // A group of equal hashes is never split across two calls.
+            while take < by_hash.len() && take > 0 && by_hash[take].0 == by_hash[take - 1].0 {
+                take += 1;
+            }
+            let next = by_hash.get(take).map_or(0, |(hash, _, _)| *hash);
+            (
+                by_hash[..take].iter().map(|(_, f, v)| (*f, *v)).collect(),
+                next,
+            )
+        };
+    let mut items = Vec::with_capacity(elements.len() * 2);
+    for (f, v) in elements {
         if matches(f) {
             items.push(Reply::Bulk(f.clone()));
-            items.push(Reply::Bulk(v.clone()));
+            if with_values {
+                items.push(Reply::Bulk(v.clone()));
+            }
         }
     }
     Reply::Array(vec![
@@ -425,7 +440,7 @@ pub(super) fn hscan(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
 /// A SCAN-family cursor as Redis's `parseScanCursorOrReply` reads it with `strtoul`: an
 /// optional sign, then decimal digits to the end (a '-' negates modulo 2^64, so "-1" is the
 /// largest cursor; the empty string is 0); no leading space, no overflow.
-fn parse_scan_cursor(s: &[u8]) -> Option<u64> {
+pub(super) fn parse_scan_cursor(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return Some(0);
     }
@@ -445,7 +460,7 @@ fn parse_scan_cursor(s: &[u8]) -> Option<u64> {
 }
 
 /// A field's place in a big hash's HSCAN order; never 0 (cursor 0 means "done").
-fn field_hash(f: &[u8]) -> u64 {
+pub(super) fn field_hash(f: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(f).max(1)
 }
 

@@ -9,6 +9,7 @@ mod glob;
 mod hashes;
 mod keys;
 mod num;
+mod sets;
 mod strings;
 mod table;
 #[cfg(test)]
@@ -16,6 +17,7 @@ mod tests;
 
 pub use glob::{glob_match, keys_pattern_match, GLOB_NESTING_MAX};
 pub use num::parse_i64;
+pub use sets::{combine, intersection_card, members_in_order, sintercard_args, SetOp};
 pub use table::{
     all, command_docs, command_info, lookup, CommandKind, CommandSpec, Deprecation, Doc, Merge,
 };
@@ -172,6 +174,11 @@ fn err(text: &'static str) -> Reply {
 
 fn wrong_type() -> Reply {
     err("WRONGTYPE Operation against a key holding the wrong kind of value")
+}
+
+/// Redis's WRONGTYPE error (for the router's cross-shard commands).
+pub fn wrong_type_reply() -> Reply {
+    wrong_type()
 }
 
 fn syntax_error() -> Reply {

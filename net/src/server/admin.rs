@@ -43,7 +43,14 @@ pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item =
         spec.last_key.min(argc - 1)
     };
     let step = spec.step.max(1) as usize;
-    let range = if first <= 0 || last < first {
+    let range = if spec.name == "sintercard" {
+        // Movable keys: `SINTERCARD numkeys key ...` (a bad count names no key: the command
+        // then runs here and replies the error).
+        match commands::sintercard_args(&cmd.args) {
+            Ok((keys, _)) => 2..2 + keys.len(),
+            Err(_) => 0..0,
+        }
+    } else if first <= 0 || last < first {
         0..0
     } else {
         first as usize..(last as usize + 1)
@@ -495,6 +502,14 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
         Ok(()) if spec.name.eq_ignore_ascii_case("msetnx") => {
             msetnx_locked(state, db, cmd, txid).await
         }
+        Ok(())
+            if spec.kind
+                == (CommandKind::MultiKey {
+                    merge: commands::Merge::Gather,
+                }) =>
+        {
+            set_op_across(state, db, cmd, txid).await
+        }
         Ok(()) => split_exec(state, db, cmd, txid).await,
     };
     unlock_all(state, txid, keys_by_shard.keys().copied()).await;
@@ -616,6 +631,146 @@ async fn msetnx_locked(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
     mset.extend(cmd.args[1..].iter().cloned());
     match split_exec(state, db, &Command::new(mset), txid).await {
         Reply::Ok => Reply::Int(1),
+        other => other,
+    }
+}
+
+/// Runs one command on the shard that owns `key` (under `txid`'s locks) and returns its reply.
+async fn exec_at(
+    state: &Rc<ShardState>,
+    db: u8,
+    key: &Bytes,
+    args: Vec<Bytes>,
+    txid: u64,
+) -> Reply {
+    let shard = state.owner_of(key);
+    let results = exec_on(state, vec![(shard, vec![(db, Command::new(args))])], txid).await;
+    match results.into_iter().next() {
+        Some(Ok(mut replies)) if replies.len() == 1 => replies.remove(0),
+        Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
+        _ => err("ERR internal error: shard reply count"),
+    }
+}
+
+/// The members of the set at each key, read in key order (None: no such key); the first
+/// WRONGTYPE stops it, as Redis's type checks do.
+async fn gather_sets(
+    state: &Rc<ShardState>,
+    db: u8,
+    keys: &[Bytes],
+    txid: u64,
+) -> Result<Vec<Option<Vec<Bytes>>>, Reply> {
+    let mut sets = Vec::with_capacity(keys.len());
+    for key in keys {
+        let args = vec![Bytes::from_static(b"SMEMBERS"), key.clone()];
+        match exec_at(state, db, key, args, txid).await {
+            Reply::Set(items) | Reply::Array(items) => {
+                let members: Vec<Bytes> = items
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Reply::Bulk(b) => Some(b),
+                        _ => None,
+                    })
+                    .collect();
+                sets.push((!members.is_empty()).then_some(members));
+            }
+            other => return Err(other),
+        }
+    }
+    Ok(sets)
+}
+
+/// SMOVE, SINTER, SUNION, SDIFF, their STORE forms and SINTERCARD over keys on several
+/// shards, under intent locks on every key (so atomic and isolated, as in Redis): gather
+/// the members, combine them here, write the result on the destination's shard in one
+/// batch.
+async fn set_op_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -> Reply {
+    use commands::SetOp;
+    let name = cmd.name_lower();
+    let bulk = |members: Vec<Bytes>| Reply::Set(members.into_iter().map(Reply::Bulk).collect());
+    let (op, store) = match name.as_str() {
+        "smove" => return smove_across(state, db, cmd, txid).await,
+        "sintercard" => {
+            let (keys, limit) = match commands::sintercard_args(&cmd.args) {
+                Ok(a) => a,
+                Err(e) => return e,
+            };
+            return match gather_sets(state, db, keys, txid).await {
+                Ok(sets) => Reply::Int(commands::intersection_card(&sets, limit)),
+                Err(e) => e,
+            };
+        }
+        "sinter" => (SetOp::Inter, false),
+        "sunion" => (SetOp::Union, false),
+        "sdiff" => (SetOp::Diff, false),
+        "sinterstore" => (SetOp::Inter, true),
+        "sunionstore" => (SetOp::Union, true),
+        "sdiffstore" => (SetOp::Diff, true),
+        _ => return err("ERR internal error: not a set operation"),
+    };
+    let sources = if store {
+        &cmd.args[2..]
+    } else {
+        &cmd.args[1..]
+    };
+    let sets = match gather_sets(state, db, sources, txid).await {
+        Ok(sets) => sets,
+        Err(e) => return e,
+    };
+    let members = commands::combine(op, &sets);
+    if !store {
+        return bulk(members);
+    }
+    let dst = &cmd.args[1];
+    let count = members.len() as i64;
+    let mut cmds = vec![(
+        db,
+        Command::new(vec![Bytes::from_static(b"DEL"), dst.clone()]),
+    )];
+    if !members.is_empty() {
+        let mut sadd = vec![Bytes::from_static(b"SADD"), dst.clone()];
+        sadd.extend(members);
+        cmds.push((db, Command::new(sadd)));
+    }
+    match exec_on(state, vec![(state.owner_of(dst), cmds)], txid)
+        .await
+        .into_iter()
+        .next()
+    {
+        Some(Ok(replies)) => match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
+            Some(error) => error,
+            None => Reply::Int(count),
+        },
+        Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
+        None => err("ERR internal error: shard reply count"),
+    }
+}
+
+/// SMOVE between two shards, in Redis's order: a missing source is 0, then both types are
+/// checked, then the member moves (removed, then added).
+async fn smove_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -> Reply {
+    let (src, dst, member) = (&cmd.args[1], &cmd.args[2], &cmd.args[3]);
+    let type_of = |key: &Bytes| vec![Bytes::from_static(b"TYPE"), key.clone()];
+    match exec_at(state, db, src, type_of(src), txid).await {
+        Reply::Status(t) if t == "none" => return Reply::Int(0),
+        Reply::Status(t) if t == "set" => {}
+        Reply::Status(_) => return commands::wrong_type_reply(),
+        other => return other,
+    }
+    match exec_at(state, db, dst, type_of(dst), txid).await {
+        Reply::Status(t) if t == "none" || t == "set" => {}
+        Reply::Status(_) => return commands::wrong_type_reply(),
+        other => return other,
+    }
+    let srem = vec![Bytes::from_static(b"SREM"), src.clone(), member.clone()];
+    match exec_at(state, db, src, srem, txid).await {
+        Reply::Int(1) => {}
+        Reply::Int(_) => return Reply::Int(0),
+        other => return other,
+    }
+    let sadd = vec![Bytes::from_static(b"SADD"), dst.clone(), member.clone()];
+    match exec_at(state, db, dst, sadd, txid).await {
+        Reply::Int(_) => Reply::Int(1),
         other => other,
     }
 }

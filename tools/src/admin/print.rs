@@ -149,9 +149,22 @@ pub fn mutation(m: &Mutation) -> String {
             v.type_name(),
             h.fields.len()
         ),
-        Mutation::SetAdd { db, key: k, members } | Mutation::SetRem { db, key: k, members } => {
+        Mutation::SetAdd {
+            db,
+            key: k,
+            members,
+        }
+        | Mutation::SetRem {
+            db,
+            key: k,
+            members,
+        } => {
             let members: Vec<String> = members.iter().map(|m| value(m)).collect();
-            let op = if matches!(m, Mutation::SetAdd { .. }) { "sadd" } else { "srem" };
+            let op = if matches!(m, Mutation::SetAdd { .. }) {
+                "sadd"
+            } else {
+                "srem"
+            };
             format!("{op} db={db} {} {}", key(k), members.join(", "))
         }
         Mutation::HashSet { db, key: k, fields } => {
