@@ -28,7 +28,7 @@ fi
 
 # tests/tests/pg_clients.rs runs tests/py/pg_psycopg.py with psycopg 3 from PyPI (the binary
 # wheel, else the pure-Python package over postgresql-15's libpq), and
-# tests/tests/redis_hashes.rs runs tests/py/redis_py.py with redis-py from PyPI. Debian's
+# tests/tests/redis_collections.rs runs tests/py/redis_py.py with redis-py from PyPI. Debian's
 # python3 is "externally managed" (PEP 668): pip refuses a system-wide install there unless
 # told --break-system-packages, which is added only when pip asks for it.
 pip_install() {

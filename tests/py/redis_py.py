@@ -1,5 +1,5 @@
-"""redis-py (PyPI) against helios: strings and hashes, in RESP2 and RESP3, plain and
-pipelined. Usage: redis_py.py HOST PORT. Exit status 3 when redis-py is not installed;
+"""redis-py (PyPI) against helios: strings, hashes and sets, in RESP2 and RESP3, plain
+and pipelined. Usage: redis_py.py HOST PORT. Exit status 3 when redis-py is not installed;
 prints "all checks passed" at the end."""
 
 import sys
@@ -77,6 +77,28 @@ def run(host, port, protocol):
     check(0 < r.ttl(p + "h3") <= 100, True, "renamed hash keeps its TTL")
     check(r.delete(p + "big", p + "h3"), 2, "DEL hashes")
     check(r.exists(p + "big"), 0, "deleted")
+
+    # Sets (keys spread over the shards: the multi-key forms run across them).
+    r.delete(p + "s1", p + "s2", p + "s3")
+    check(r.sadd(p + "s1", "a", "b", "c", "a"), 3, "SADD")
+    check(r.sadd(p + "s2", "b", "c", "d"), 3, "SADD")
+    check(r.smembers(p + "s1"), {"a", "b", "c"}, "SMEMBERS")
+    check(r.sismember(p + "s1", "a"), True, "SISMEMBER")
+    check(r.smismember(p + "s1", ["a", "z"]), [True, False], "SMISMEMBER")
+    check(r.scard(p + "s1"), 3, "SCARD")
+    check(r.sinter(p + "s1", p + "s2"), {"b", "c"}, "SINTER")
+    check(r.sunion(p + "s1", p + "s2"), {"a", "b", "c", "d"}, "SUNION")
+    check(r.sdiff(p + "s1", p + "s2"), {"a"}, "SDIFF")
+    check(r.sinterstore(p + "s3", [p + "s1", p + "s2"]), 2, "SINTERSTORE")
+    check(r.smembers(p + "s3"), {"b", "c"}, "stored")
+    check(r.sintercard(2, [p + "s1", p + "s2"], limit=1), 1, "SINTERCARD LIMIT")
+    check(r.smove(p + "s1", p + "s2", "a"), True, "SMOVE")
+    check(r.srem(p + "s1", "b", "zz"), 1, "SREM")
+    check(r.spop(p + "s1", 10), ["c"], "SPOP count")
+    check(r.exists(p + "s1"), 0, "popped empty")
+    check(sorted(r.srandmember(p + "s2", 10)), ["a", "b", "c", "d"], "SRANDMEMBER")
+    check(set(r.sscan_iter(p + "s2")), {"a", "b", "c", "d"}, "SSCAN")
+    check(r.type(p + "s2"), "set", "TYPE")
 
 
 def main():

@@ -1,7 +1,7 @@
-//! Hashes through the real server: acknowledged hash writes survive kill -9 in sync mode,
-//! a deleted big hash's field keys are reclaimed at the next start, and a pipeline cut by
-//! the kill leaves whole fields only. (Replies against redis-server are compared in
-//! `differential.rs`.)
+//! Hashes and sets through the real server: acknowledged writes survive kill -9 in sync
+//! mode, a deleted big collection's element keys are reclaimed at the next start, a
+//! pipeline cut by the kill leaves whole fields only, and redis-py works with both.
+//! (Replies against redis-server are compared in `differential.rs`.)
 
 use helios_tests::resp::encode_command;
 use helios_tests::{render, Durability, Frame, HeliosServer, RespConn, ServerOpts};
@@ -32,8 +32,20 @@ fn hgetall(conn: &mut RespConn, key: &str) -> Vec<(String, String)> {
     pairs
 }
 
+/// SMEMBERS, sorted.
+fn smembers(conn: &mut RespConn, key: &str) -> Vec<String> {
+    let mut members: Vec<String> = Frame::parse(&cmd(conn, &["SMEMBERS", key]))
+        .expect("frame")
+        .children
+        .iter()
+        .map(|f| String::from_utf8(f.bytes().expect("bulk").to_vec()).expect("utf-8"))
+        .collect();
+    members.sort();
+    members
+}
+
 #[test]
-fn acknowledged_hash_writes_survive_kill9() {
+fn acknowledged_collection_writes_survive_kill9() {
     let mut server =
         HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
     let mut conn = RespConn::connect(server.port()).expect("connect");
@@ -87,6 +99,31 @@ fn acknowledged_hash_writes_survive_kill9() {
     cmd(&mut conn, &["HSET", "gone", "x", "1"]);
     cmd(&mut conn, &["SET", "gone", "now a string"]);
 
+    // Sets: members, a cross-shard store, a popped-empty set.
+    assert_eq!(
+        frame(&mut conn, &["SADD", "tags", "b", "a", "c", "a"]).integer(),
+        Some(3)
+    );
+    assert_eq!(frame(&mut conn, &["SREM", "tags", "c"]).integer(), Some(1));
+    cmd(&mut conn, &["SADD", "other", "a", "z"]);
+    assert_eq!(
+        frame(&mut conn, &["SUNIONSTORE", "both", "tags", "other"]).integer(),
+        Some(3)
+    );
+    cmd(&mut conn, &["SADD", "popped", "only"]);
+    cmd(&mut conn, &["SPOP", "popped"]);
+    let mut bigset = vec!["SADD".to_string(), "bigset".to_string()];
+    bigset.extend((0..200).map(|i| format!("m{i}")));
+    assert_eq!(
+        frame(
+            &mut conn,
+            &bigset.iter().map(String::as_str).collect::<Vec<_>>()
+        )
+        .integer(),
+        Some(200)
+    );
+    assert_eq!(frame(&mut conn, &["DEL", "bigset"]).integer(), Some(1));
+
     // A pipeline the kill cuts: whatever part survives is whole fields with their values.
     let mut pipeline = Vec::new();
     for n in 0..2000 {
@@ -117,6 +154,12 @@ fn acknowledged_hash_writes_survive_kill9() {
     assert!((900..=1000).contains(&ttl), "TTL {ttl}");
     assert_eq!(frame(&mut conn, &["EXISTS", "src"]).integer(), Some(0));
     assert_eq!(render(&cmd(&mut conn, &["TYPE", "gone"])), "+string\\r\\n");
+    assert_eq!(smembers(&mut conn, "tags"), vec!["a", "b"]);
+    assert_eq!(smembers(&mut conn, "both"), vec!["a", "b", "z"]);
+    assert_eq!(
+        frame(&mut conn, &["EXISTS", "popped", "bigset"]).integer(),
+        Some(0)
+    );
     let cut = hgetall(&mut conn, "cut");
     for (f, v) in &cut {
         assert_eq!(f, &format!("f{v}"), "field {f} has value {v}");
@@ -125,7 +168,8 @@ fn acknowledged_hash_writes_survive_kill9() {
         frame(&mut conn, &["HLEN", "cut"]).integer(),
         Some(cut.len() as i64)
     );
-    // The deleted big hash's 300 field keys were orphans, deleted by this start.
+    // The deleted big hash's 300 field keys and big set's 200 were orphans, deleted by this
+    // start.
     let orphans: usize = strip_ansi(&server.log())
         .lines()
         .filter(|l| l.contains("key index rebuilt"))
@@ -163,7 +207,7 @@ fn strip_ansi(log: &str) -> String {
     out
 }
 
-/// redis-py (PyPI) runs tests/py/redis_py.py over strings and hashes in RESP2 and RESP3;
+/// redis-py (PyPI) runs tests/py/redis_py.py over strings, hashes and sets in RESP2 and RESP3;
 /// skipped (with a message) only when python3 is missing. tools/test.sh installs redis-py;
 /// without it this fails.
 #[test]
