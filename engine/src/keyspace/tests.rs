@@ -124,8 +124,8 @@ fn malformed_payloads_are_typed_errors() {
     }
     let mut ks = Keyspace::new();
     assert_eq!(
-        ks.apply_logged(&[9], 0),
-        Err(KeyspaceError::BadTag { tag: 9, offset: 0 })
+        ks.apply_logged(&[99], 0),
+        Err(KeyspaceError::BadTag { tag: 99, offset: 0 })
     );
     assert_eq!(
         ks.apply_logged(&[5, 4, 16], 0),
