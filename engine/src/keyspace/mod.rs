@@ -53,7 +53,7 @@ pub const DB_COUNT: usize = 16;
 /// Rough per-key overhead (map node share, entry, expiry fields) for [`Keyspace::used_bytes`].
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
-/// A Redis value: a string, a hash or a set.
+/// A Redis value: a string, a hash, a set or a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(Bytes),
@@ -65,6 +65,50 @@ pub enum Value {
     Hash(HashValue),
     /// A set: stored as a hash whose members have empty values.
     Set(HashValue),
+    /// A list: its elements in memory, and one key each in the tree, keyed by index.
+    List(ListValue),
+}
+
+/// A list's elements; element `i` has index `head + i` in its tree keys.
+#[derive(Debug, Clone, Eq)]
+pub struct ListValue {
+    pub version: u64,
+    pub head: i64,
+    pub items: std::collections::VecDeque<Bytes>,
+    /// The length its metadata value records (checked at start-up, as a hash's).
+    pub stored_len: u64,
+}
+
+impl PartialEq for ListValue {
+    /// Same elements in the same order; version and indexes are bookkeeping.
+    fn eq(&self, other: &Self) -> bool {
+        self.items == other.items
+    }
+}
+
+impl ListValue {
+    /// A list whose elements are still to be read from the tree (start-up).
+    pub fn empty(version: u64, stored_len: u64, head: i64) -> ListValue {
+        ListValue {
+            version,
+            head,
+            items: Default::default(),
+            stored_len,
+        }
+    }
+
+    fn used_bytes(&self) -> usize {
+        self.items
+            .iter()
+            .map(|v| v.len() + FIELD_OVERHEAD_BYTES)
+            .sum()
+    }
+
+    /// The tree key of the element at position `i`.
+    fn element_key(&self, db: u8, key: &[u8], i: usize) -> Bytes {
+        let index = self.head + i as i64;
+        storage::field_key(db, key, self.version, &storage::list_index_field(index))
+    }
 }
 
 /// A value as it moves between shards (RENAME): a string, or a hash's fields in order.
@@ -73,6 +117,7 @@ pub enum Portable {
     Str(Bytes),
     Hash(Vec<(Bytes, Bytes)>),
     Set(Vec<Bytes>),
+    List(Vec<Bytes>),
 }
 
 /// Rough per-field overhead (map slot, two `Bytes`) for [`Keyspace::used_bytes`].
@@ -129,6 +174,7 @@ impl Value {
             Value::Str(_) | Value::OffloadedStr { .. } => "string",
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
+            Value::List(_) => "list",
         }
     }
 
@@ -137,11 +183,19 @@ impl Value {
     pub fn as_str(&self) -> Option<&Bytes> {
         match self {
             Value::Str(s) => Some(s),
-            Value::OffloadedStr { .. } | Value::Hash(_) | Value::Set(_) => None,
+            Value::OffloadedStr { .. } | Value::Hash(_) | Value::Set(_) | Value::List(_) => None,
         }
     }
 
-    /// The elements of a hash or set, or None for a string.
+    /// The list, or None for another type.
+    pub fn as_list(&self) -> Option<&ListValue> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The elements of a hash or set, or None for a string or list.
     pub fn collection(&self) -> Option<&HashValue> {
         match self {
             Value::Hash(h) | Value::Set(h) => Some(h),
@@ -169,6 +223,7 @@ impl Value {
         match self {
             Value::Hash(_) => storage::TYPE_HASH,
             Value::Set(_) => storage::TYPE_SET,
+            Value::List(_) => storage::TYPE_LIST,
             _ => storage::TYPE_STRING,
         }
     }
@@ -183,7 +238,7 @@ impl Value {
 
     /// A copy of the value when it is a hash (the fields to reclaim when it is replaced).
     fn clone_if_hash(&self) -> Option<Value> {
-        self.collection().is_some().then(|| self.clone())
+        (self.collection().is_some() || matches!(self, Value::List(_))).then(|| self.clone())
     }
 
     pub fn is_resident(&self) -> bool {
@@ -194,13 +249,14 @@ impl Value {
     fn resident_bytes(&self) -> usize {
         match self {
             Value::Str(s) => s.len(),
-            Value::OffloadedStr { .. } | Value::Hash(_) | Value::Set(_) => 0,
+            Value::OffloadedStr { .. } | Value::Hash(_) | Value::Set(_) | Value::List(_) => 0,
         }
     }
 
     fn used_bytes(&self) -> usize {
         match self {
             Value::Hash(h) | Value::Set(h) => h.used_bytes(),
+            Value::List(l) => l.used_bytes(),
             _ => self.resident_bytes(),
         }
     }
@@ -492,6 +548,9 @@ impl Keyspace {
         if let Some(h) = decoded.value.collection() {
             self.next_version = self.next_version.max(h.version + 1);
         }
+        if let Value::List(l) = &decoded.value {
+            self.next_version = self.next_version.max(l.version + 1);
+        }
         if matches!(decoded.expire_at_ms, Some(at) if now_ms > at) {
             return Ok(false);
         }
@@ -518,6 +577,22 @@ impl Keyspace {
         let Some(entry) = self.map.get_mut(&key_ref(f.db, f.key)) else {
             return Ok(false);
         };
+        if let Value::List(list) = &mut entry.value {
+            if list.version != f.version {
+                return Ok(false);
+            }
+            // Elements come in index order and must follow each other from the head.
+            let expected = list.head + list.items.len() as i64;
+            if storage::parse_list_index(f.field) != Some(expected) {
+                return Err(format!(
+                    "list {:?} misses its element at index {expected}",
+                    String::from_utf8_lossy(f.key)
+                ));
+            }
+            self.used_bytes += value.len() + FIELD_OVERHEAD_BYTES;
+            list.items.push_back(Bytes::copy_from_slice(value));
+            return Ok(true);
+        }
         let Some(hash) = entry.value.collection_mut() else {
             return Ok(false);
         };
@@ -536,6 +611,16 @@ impl Keyspace {
     /// is damage, not a crash).
     pub fn check_rebuilt(&self) -> Result<(), String> {
         for (k, e) in &self.map {
+            if let Value::List(l) = &e.value {
+                if l.items.len() as u64 != l.stored_len || l.items.is_empty() {
+                    return Err(format!(
+                        "list {:?} has {} elements in the tree, its metadata says {}",
+                        String::from_utf8_lossy(&k.key),
+                        l.items.len(),
+                        l.stored_len
+                    ));
+                }
+            }
             if let Some(h) = e.value.collection() {
                 if h.fields.len() as u64 != h.stored_len || h.fields.is_empty() {
                     return Err(format!(
@@ -599,6 +684,25 @@ impl Keyspace {
                 self.put_fields(db, &key, Value::Set, fields)
             }
             Mutation::SetRem { db, key, members } => self.remove_fields(db, &key, members),
+            Mutation::ListPush {
+                db,
+                key,
+                left,
+                values,
+            } => self.list_push(db, &key, left, values),
+            Mutation::ListPop {
+                db,
+                key,
+                left,
+                count,
+            } => self.list_pop(db, &key, left, count),
+            Mutation::ListSet {
+                db,
+                key,
+                index,
+                value,
+            } => self.list_set(db, &key, index, value),
+            Mutation::ListReplace { db, key, values } => self.list_replace(db, &key, values),
         }
     }
 
@@ -646,6 +750,13 @@ impl Keyspace {
     /// stay as orphans (its metadata is gone or replaced, so nothing reads them) until the
     /// next start-up's scan deletes them.
     fn reclaim_fields(&mut self, db: u8, key: &[u8], value: &Value) {
+        if let Value::List(list) = value {
+            if list.items.len() <= EAGER_RECLAIM_FIELDS_MAX {
+                for i in 0..list.items.len() {
+                    self.pending.delete(list.element_key(db, key, i));
+                }
+            }
+        }
         if let Some(hash) = value.collection() {
             if hash.fields.len() <= EAGER_RECLAIM_FIELDS_MAX {
                 for field in hash.fields.keys() {
@@ -654,6 +765,151 @@ impl Keyspace {
                 }
             }
         }
+    }
+
+    /// The list at `key`, which a list mutation found there.
+    fn list_entry(&mut self, db: u8, key: &[u8]) -> &mut Entry {
+        self.next_stamp += 1;
+        let stamp = self.next_stamp;
+        let entry = self
+            .map
+            .get_mut(&key_ref(db, key))
+            .expect("a list mutation names a live key");
+        assert!(
+            matches!(entry.value, Value::List(_)),
+            "a list mutation on a {} key",
+            entry.value.type_name()
+        );
+        entry.stamp = stamp;
+        entry
+    }
+
+    /// Writes a list's metadata, or deletes the key when the list is empty.
+    fn list_written(&mut self, db: u8, key: &[u8]) {
+        let k = key_ref(db, key);
+        let entry = self.map.get(&k).expect("a live list");
+        let Value::List(list) = &entry.value else {
+            unreachable!("checked by list_entry")
+        };
+        if list.items.is_empty() {
+            self.pending.delete(storage::storage_key(db, key));
+            self.remove_ref(&k);
+            return;
+        }
+        let meta = storage::encode_list_meta(
+            list.version,
+            list.items.len() as u64,
+            list.head,
+            entry.expire_at_ms,
+        );
+        self.pending.put(storage::storage_key(db, key), meta);
+    }
+
+    fn list_push(&mut self, db: u8, key: &[u8], left: bool, values: Vec<Bytes>) {
+        if !self.map.contains_key(&key_ref(db, key)) {
+            let version = self.next_version;
+            self.next_version += 1;
+            self.insert_entry(db, key, Value::List(ListValue::empty(version, 0, 0)), None);
+        }
+        let mut writes = Vec::with_capacity(values.len());
+        let entry = self.list_entry(db, key);
+        let Value::List(list) = &mut entry.value else {
+            unreachable!("checked by list_entry")
+        };
+        let mut added = 0;
+        for value in values {
+            // A copy: the command's bytes may be slices of a large network buffer.
+            let value = Bytes::copy_from_slice(&value);
+            added += value.len() + FIELD_OVERHEAD_BYTES;
+            let at = if left {
+                list.head -= 1;
+                list.items.push_front(value.clone());
+                0
+            } else {
+                list.items.push_back(value.clone());
+                list.items.len() - 1
+            };
+            writes.push((list.element_key(db, key, at), value));
+        }
+        list.stored_len = list.items.len() as u64;
+        self.used_bytes += added;
+        for (k, v) in writes {
+            self.pending.put(k, v);
+        }
+        self.list_written(db, key);
+    }
+
+    fn list_pop(&mut self, db: u8, key: &[u8], left: bool, count: u64) {
+        let mut deletes = Vec::new();
+        let entry = self.list_entry(db, key);
+        let Value::List(list) = &mut entry.value else {
+            unreachable!("checked by list_entry")
+        };
+        let mut freed = 0;
+        for _ in 0..count.min(list.items.len() as u64) {
+            let (at, value) = if left {
+                let v = list.items.pop_front().expect("counted");
+                list.head += 1;
+                (list.head - 1, v)
+            } else {
+                let v = list.items.pop_back().expect("counted");
+                (list.head + list.items.len() as i64, v)
+            };
+            freed += value.len() + FIELD_OVERHEAD_BYTES;
+            deletes.push(storage::field_key(
+                db,
+                key,
+                list.version,
+                &storage::list_index_field(at),
+            ));
+        }
+        list.stored_len = list.items.len() as u64;
+        self.used_bytes -= freed;
+        for k in deletes {
+            self.pending.delete(k);
+        }
+        self.list_written(db, key);
+    }
+
+    fn list_set(&mut self, db: u8, key: &[u8], index: u64, value: Bytes) {
+        let value = Bytes::copy_from_slice(&value);
+        let entry = self.list_entry(db, key);
+        let Value::List(list) = &mut entry.value else {
+            unreachable!("checked by list_entry")
+        };
+        let i = usize::try_from(index).expect("an index within the list");
+        let old = std::mem::replace(&mut list.items[i], value.clone());
+        let element = list.element_key(db, key, i);
+        self.used_bytes = self.used_bytes + value.len() - old.len();
+        self.pending.put(element, value);
+    }
+
+    fn list_replace(&mut self, db: u8, key: &[u8], values: Vec<Bytes>) {
+        let mut writes = Vec::new();
+        let entry = self.list_entry(db, key);
+        let Value::List(list) = &mut entry.value else {
+            unreachable!("checked by list_entry")
+        };
+        let old_used = list.used_bytes();
+        for i in 0..list.items.len() {
+            writes.push((list.element_key(db, key, i), None));
+        }
+        list.items = values.iter().map(|v| Bytes::copy_from_slice(v)).collect();
+        list.head = 0;
+        list.stored_len = list.items.len() as u64;
+        for (i, v) in list.items.iter().enumerate() {
+            writes.push((list.element_key(db, key, i), Some(v.clone())));
+        }
+        let new_used = list.used_bytes();
+        self.used_bytes = self.used_bytes + new_used - old_used;
+        // Deletes first: a new element may take an old one's index.
+        for (k, v) in writes {
+            match v {
+                None => self.pending.delete(k),
+                Some(v) => self.pending.put(k, v),
+            }
+        }
+        self.list_written(db, key);
     }
 
     /// Sets fields of the collection at `key` (made by `make` when absent: a hash, or a set
@@ -750,6 +1006,7 @@ impl Keyspace {
                     .collect(),
             ),
             Value::Set(h) => Portable::Set(h.fields.keys().cloned().collect()),
+            Value::List(l) => Portable::List(l.items.iter().cloned().collect()),
             Value::OffloadedStr { .. } => panic!("RENAME ran without the key's value loaded"),
         };
         let taken = (value, entry.expire_at_ms);
@@ -811,6 +1068,12 @@ impl Keyspace {
                         db,
                         key: key.clone(),
                         members,
+                    },
+                    Portable::List(values) => Mutation::ListPush {
+                        db,
+                        key: key.clone(),
+                        left: false,
+                        values,
                     },
                     Portable::Str(_) => unreachable!("matched above"),
                 };
@@ -911,6 +1174,16 @@ impl Keyspace {
                     old.value.storage_type(),
                     hash.version,
                     hash.stored_len,
+                    expire_at_ms,
+                );
+                self.pending.put(storage::storage_key(db, key), meta);
+                None
+            }
+            Value::List(list) => {
+                let meta = storage::encode_list_meta(
+                    list.version,
+                    list.items.len() as u64,
+                    list.head,
                     expire_at_ms,
                 );
                 self.pending.put(storage::storage_key(db, key), meta);

@@ -36,6 +36,10 @@ const TAG_HASH_SET: u8 = 6;
 const TAG_HASH_DEL: u8 = 7;
 const TAG_SET_ADD: u8 = 8;
 const TAG_SET_REM: u8 = 9;
+const TAG_LIST_PUSH: u8 = 10;
+const TAG_LIST_POP: u8 = 11;
+const TAG_LIST_SET: u8 = 12;
+const TAG_LIST_REPLACE: u8 = 13;
 const VALUE_TYPE_STR: u8 = 0;
 const VARINT_BYTES_MAX: usize = 10;
 
@@ -109,6 +113,37 @@ pub enum Mutation {
         key: Bytes,
         members: Vec<Bytes>,
     },
+    /// Push these values, one after the other, at the head (`left`) or tail of the list at
+    /// `key`, creating it without an expiry when absent. The key is absent or a list.
+    ListPush {
+        db: u8,
+        key: Bytes,
+        left: bool,
+        values: Vec<Bytes>,
+    },
+    /// Remove `count` elements (all, when fewer) from the head or tail of the list at `key`;
+    /// the key goes with its last element. The key is a list.
+    ListPop {
+        db: u8,
+        key: Bytes,
+        left: bool,
+        count: u64,
+    },
+    /// Replace the element at position `index` (0: the head) of the list at `key`, which
+    /// exists there.
+    ListSet {
+        db: u8,
+        key: Bytes,
+        index: u64,
+        value: Bytes,
+    },
+    /// Replace all elements of the list at `key` (keeping its expiry); the key goes when
+    /// `values` is empty. The key is a list.
+    ListReplace {
+        db: u8,
+        key: Bytes,
+        values: Vec<Bytes>,
+    },
 }
 
 impl Mutation {
@@ -134,7 +169,7 @@ impl Mutation {
                     Value::OffloadedStr { .. } => {
                         panic!("a mutation carried an offloaded value")
                     }
-                    Value::Hash(_) | Value::Set(_) => {
+                    Value::Hash(_) | Value::Set(_) | Value::List(_) => {
                         panic!("a collection is written by its own mutations")
                     }
                 }
@@ -186,6 +221,58 @@ impl Mutation {
                 put_varint(out, members.len() as u64);
                 for m in members {
                     put_bytes(out, m);
+                }
+            }
+            Mutation::ListPush {
+                db,
+                key,
+                left,
+                values,
+            } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_LIST_PUSH);
+                out.push(*db);
+                put_bytes(out, key);
+                out.push(u8::from(*left));
+                put_varint(out, values.len() as u64);
+                for v in values {
+                    put_bytes(out, v);
+                }
+            }
+            Mutation::ListPop {
+                db,
+                key,
+                left,
+                count,
+            } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_LIST_POP);
+                out.push(*db);
+                put_bytes(out, key);
+                out.push(u8::from(*left));
+                put_varint(out, *count);
+            }
+            Mutation::ListSet {
+                db,
+                key,
+                index,
+                value,
+            } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_LIST_SET);
+                out.push(*db);
+                put_bytes(out, key);
+                put_varint(out, *index);
+                put_bytes(out, value);
+            }
+            Mutation::ListReplace { db, key, values } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_LIST_REPLACE);
+                out.push(*db);
+                put_bytes(out, key);
+                put_varint(out, values.len() as u64);
+                for v in values {
+                    put_bytes(out, v);
                 }
             }
             Mutation::HashDel { db, key, fields } => {
@@ -260,6 +347,62 @@ impl Mutation {
                     fields.push((f, r.bytes()?));
                 }
                 Mutation::HashSet { db, key, fields }
+            }
+            TAG_LIST_PUSH | TAG_LIST_POP => {
+                let db = r.db()?;
+                let key = r.bytes()?;
+                let side_offset = r.pos;
+                let left = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    flag => {
+                        return Err(KeyspaceError::BadExpireFlag {
+                            flag,
+                            offset: side_offset,
+                        })
+                    }
+                };
+                if tag == TAG_LIST_POP {
+                    Mutation::ListPop {
+                        db,
+                        key,
+                        left,
+                        count: r.varint()?,
+                    }
+                } else {
+                    let n = r.count()?;
+                    let mut values = Vec::with_capacity(n.min(1024));
+                    for _ in 0..n {
+                        values.push(r.bytes()?);
+                    }
+                    Mutation::ListPush {
+                        db,
+                        key,
+                        left,
+                        values,
+                    }
+                }
+            }
+            TAG_LIST_SET => {
+                let db = r.db()?;
+                let key = r.bytes()?;
+                let index = r.varint()?;
+                Mutation::ListSet {
+                    db,
+                    key,
+                    index,
+                    value: r.bytes()?,
+                }
+            }
+            TAG_LIST_REPLACE => {
+                let db = r.db()?;
+                let key = r.bytes()?;
+                let n = r.count()?;
+                let mut values = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    values.push(r.bytes()?);
+                }
+                Mutation::ListReplace { db, key, values }
             }
             TAG_HASH_DEL | TAG_SET_ADD | TAG_SET_REM => {
                 let db = r.db()?;

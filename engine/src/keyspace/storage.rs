@@ -82,6 +82,41 @@ pub const TYPE_HASH: u8 = 1;
 /// `type` byte of a set's metadata value (payload as a hash's; members are field keys with
 /// empty values).
 pub const TYPE_SET: u8 = 2;
+/// `type` byte of a list's metadata value (payload: version:u64 LE, length:u64 LE,
+/// head:i64 LE, the index of its first element; element `i` is the field key whose field
+/// is [`list_index_field`] of `head + i`).
+pub const TYPE_LIST: u8 = 3;
+/// Bytes of a list metadata payload.
+const LIST_META_BYTES: usize = 24;
+
+/// The metadata value of a list.
+pub fn encode_list_meta(version: u64, len: u64, head: i64, expire_at_ms: Option<u64>) -> Bytes {
+    let mut out = BytesMut::with_capacity(header_bytes(expire_at_ms.is_some()) + LIST_META_BYTES);
+    out.put_u8(TYPE_LIST);
+    match expire_at_ms {
+        Some(at) => {
+            out.put_u8(FLAG_EXPIRE);
+            out.put_u64_le(at);
+        }
+        None => out.put_u8(0),
+    }
+    out.put_u64_le(version);
+    out.put_u64_le(len);
+    out.put_i64_le(head);
+    out.freeze()
+}
+
+/// The field of a list element's key: its index, order-preserving (sign bit flipped, big
+/// endian), so the tree holds a list's elements in order.
+pub fn list_index_field(index: i64) -> [u8; 8] {
+    ((index as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The index a list element's field holds; None when it is not 8 bytes.
+pub fn parse_list_index(field: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = field.try_into().ok()?;
+    Some((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64)
+}
 /// Bytes of a hash metadata payload.
 const HASH_META_BYTES: usize = 16;
 /// First byte of a collection's element keys: this plus the database number. Element keys
@@ -181,6 +216,17 @@ pub fn decode(stored: &Bytes) -> Result<Stored, String> {
             value: Value::Str(stored.slice(header..)),
             expire_at_ms,
         }),
+        TYPE_LIST => {
+            let payload = &stored[header..];
+            if payload.len() != LIST_META_BYTES {
+                return Err(format!("list metadata of {} bytes", payload.len()));
+            }
+            let word = |i: usize| u64::from_le_bytes(payload[i..i + 8].try_into().expect("8"));
+            Ok(Stored {
+                value: Value::List(super::ListValue::empty(word(0), word(8), word(16) as i64)),
+                expire_at_ms,
+            })
+        }
         type_byte @ (TYPE_HASH | TYPE_SET) => {
             let payload = &stored[header..];
             if payload.len() != HASH_META_BYTES {
@@ -280,6 +326,24 @@ mod tests {
         assert_eq!(decoded.expire_at_ms, Some(5));
         match decoded.value {
             Value::Hash(h) => assert_eq!((h.version, h.stored_len), (9, 2)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn list_indexes_sort_as_integers_and_lists_roundtrip() {
+        let mut indexes = [5i64, -3, 0, i64::MIN, i64::MAX, -1];
+        let mut fields: Vec<[u8; 8]> = indexes.iter().map(|&i| list_index_field(i)).collect();
+        fields.sort();
+        indexes.sort();
+        let back: Vec<i64> = fields
+            .iter()
+            .map(|f| parse_list_index(f).unwrap())
+            .collect();
+        assert_eq!(back, indexes);
+        assert_eq!(parse_list_index(b"short"), None);
+        match decode(&encode_list_meta(4, 2, -7, None)).unwrap().value {
+            Value::List(l) => assert_eq!((l.version, l.stored_len, l.head), (4, 2, -7)),
             other => panic!("{other:?}"),
         }
     }

@@ -608,3 +608,78 @@ fn small_hashes_keep_insertion_order_through_deletes() {
         .collect();
     assert_eq!(order, vec![b("c"), b("b"), b("d")]);
 }
+
+#[derive(Clone, Debug)]
+enum ListOp {
+    Push(bool, Vec<u8>),
+    Pop(bool, u8),
+    Set(u8, u8),
+    Replace(Vec<u8>),
+    Del,
+    Restart,
+}
+
+fn list_op() -> impl Strategy<Value = ListOp> {
+    prop_oneof![
+        5 => (any::<bool>(), proptest::collection::vec(0u8..50, 1..6)).prop_map(|(l, v)| ListOp::Push(l, v)),
+        1 => (any::<bool>(), 1u16..200).prop_map(|(l, n)| ListOp::Push(l, (0..n).map(|i| i as u8).collect())),
+        3 => (any::<bool>(), 1u8..5).prop_map(|(l, n)| ListOp::Pop(l, n)),
+        2 => (0u8..8, 0u8..50).prop_map(|(i, v)| ListOp::Set(i, v)),
+        1 => proptest::collection::vec(0u8..50, 0..5).prop_map(ListOp::Replace),
+        1 => Just(ListOp::Del),
+        2 => Just(ListOp::Restart),
+    ]
+}
+
+proptest! {
+    /// Lists match a VecDeque through pushes and pops at both ends, LSET, replacement,
+    /// DEL and restarts; after a restart the tree holds exactly the list's elements.
+    #[test]
+    fn lists_match_a_model(ops in proptest::collection::vec(list_op(), 1..60)) {
+        let mut ks = Keyspace::new();
+        let mut store = Store::new();
+        let mut model: std::collections::VecDeque<Bytes> = Default::default();
+        let key = b("l");
+        let v = |x: u8| b(&format!("v{x}"));
+        for op in ops {
+            match op {
+                ListOp::Push(left, values) => {
+                    let values: Vec<Bytes> = values.into_iter().map(v).collect();
+                    for x in &values {
+                        if left { model.push_front(x.clone()) } else { model.push_back(x.clone()) }
+                    }
+                    ks.apply(Mutation::ListPush { db: 0, key: key.clone(), left, values });
+                }
+                ListOp::Pop(left, n) if !model.is_empty() => {
+                    for _ in 0..n { if left { model.pop_front(); } else { model.pop_back(); } }
+                    ks.apply(Mutation::ListPop { db: 0, key: key.clone(), left, count: n as u64 });
+                }
+                ListOp::Set(i, x) if (i as usize) < model.len() => {
+                    model[i as usize] = v(x);
+                    ks.apply(Mutation::ListSet { db: 0, key: key.clone(), index: i as u64, value: v(x) });
+                }
+                ListOp::Replace(values) if !model.is_empty() => {
+                    model = values.iter().map(|&x| v(x)).collect();
+                    ks.apply(Mutation::ListReplace { db: 0, key: key.clone(), values: model.iter().cloned().collect() });
+                }
+                ListOp::Del => {
+                    if ks.contains(0, &key, 0) {
+                        ks.apply(Mutation::Del { db: 0, key: key.clone() });
+                    }
+                    model.clear();
+                }
+                ListOp::Restart => {
+                    write_pending(&mut ks, &mut store);
+                    ks = restart(&mut store, 0);
+                    let element_keys = store.keys().filter(|k| storage::is_field_key(k)).count();
+                    prop_assert_eq!(element_keys, model.len());
+                }
+                _ => {}
+            }
+            write_pending(&mut ks, &mut store);
+            let got: Option<Vec<Bytes>> = ks.get(0, &key, 0).map(|e| e.value.as_list().expect("a list").items.iter().cloned().collect());
+            let want = (!model.is_empty()).then(|| model.iter().cloned().collect::<Vec<_>>());
+            prop_assert_eq!(got, want);
+        }
+    }
+}

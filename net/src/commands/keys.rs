@@ -238,7 +238,7 @@ fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
     }
     let db = ctx.db;
     match entry.value {
-        collection @ (Value::Hash(_) | Value::Set(_)) => {
+        collection @ (Value::Hash(_) | Value::Set(_) | Value::List(_)) => {
             if ctx.entry(dst).is_some() {
                 ctx.del(dst);
             }
@@ -252,6 +252,12 @@ fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
                     db,
                     key: dst.clone(),
                     members: set.fields.into_keys().collect(),
+                },
+                Value::List(list) => Mutation::ListPush {
+                    db,
+                    key: dst.clone(),
+                    left: false,
+                    values: list.items.into_iter().collect(),
                 },
                 _ => unreachable!("matched above"),
             });

@@ -141,14 +141,38 @@ pub fn mutation(m: &Mutation) -> String {
         Mutation::Set {
             db,
             key: k,
-            value: v @ (Value::Hash(h) | Value::Set(h)),
+            value: v @ (Value::Hash(_) | Value::Set(_) | Value::List(_)),
             ..
-        } => format!(
-            "set db={db} {} = <{} of {} elements>",
-            key(k),
-            v.type_name(),
-            h.fields.len()
-        ),
+        } => format!("set db={db} {} = <a {}>", key(k), v.type_name()),
+        Mutation::ListPush {
+            db,
+            key: k,
+            left,
+            values,
+        } => {
+            let values: Vec<String> = values.iter().map(|v| value(v)).collect();
+            let op = if *left { "lpush" } else { "rpush" };
+            format!("{op} db={db} {} {}", key(k), values.join(", "))
+        }
+        Mutation::ListPop {
+            db,
+            key: k,
+            left,
+            count,
+        } => {
+            let op = if *left { "lpop" } else { "rpop" };
+            format!("{op} db={db} {} count={count}", key(k))
+        }
+        Mutation::ListSet {
+            db,
+            key: k,
+            index,
+            value: v,
+        } => format!("lset db={db} {} [{index}] = {}", key(k), value(v)),
+        Mutation::ListReplace { db, key: k, values } => {
+            let values: Vec<String> = values.iter().map(|v| value(v)).collect();
+            format!("lreplace db={db} {} {}", key(k), values.join(", "))
+        }
         Mutation::SetAdd {
             db,
             key: k,
