@@ -583,7 +583,7 @@ fn gen_wrong_arity(rng: &mut Rng) -> Step {
 }
 
 fn gen_step(rng: &mut Rng, step: usize) -> Step {
-    match rng.below(160) {
+    match rng.below(190) {
         0..=11 => gen_set(rng, step),
         12..=19 => Step::exact(vec![name(rng, "GET"), key(rng)]),
         20..=23 => gen_getex(rng, step),
@@ -613,6 +613,7 @@ fn gen_step(rng: &mut Rng, step: usize) -> Step {
         88..=92 => gen_connection(rng),
         100..=129 => gen_hash(rng),
         130..=159 => gen_set_cmd(rng),
+        160..=189 => gen_list_cmd(rng),
         _ => gen_wrong_arity(rng),
     }
 }
@@ -633,6 +634,133 @@ fn fields(rng: &mut Rng, min: u64) -> Vec<Vec<u8>> {
     (0..rng.range(min as i64, 4)).map(|_| field(rng)).collect()
 }
 
+/// A key for a collection command: mostly one of a few keys of that type's own (`h`, `s`,
+/// `l`; some hashtagged to share a shard, others not), so the commands meet real
+/// collections; sometimes any key, so WRONGTYPE comes up both ways.
+fn typed_key(rng: &mut Rng, prefix: &str) -> Vec<u8> {
+    if rng.chance(35) {
+        return key(rng);
+    }
+    let n = rng.below(4);
+    match n {
+        0 => b(&format!("{{t}}{prefix}{n}")),
+        _ => b(&format!("{prefix}{n}")),
+    }
+}
+
+const ELEMENTS: &[&str] = &["a", "b", "c", "1", ""];
+const INDEXES: &[&str] = &["0", "-1", "1", "2", "-2", "5", "100", "-100", "x"];
+
+fn elements(rng: &mut Rng, min: i64) -> Vec<Vec<u8>> {
+    (0..rng.range(min, 4))
+        .map(|_| b(rng.pick(ELEMENTS)))
+        .collect()
+}
+
+fn side(rng: &mut Rng) -> Vec<u8> {
+    b(rng_pick_str(
+        rng,
+        &["LEFT", "RIGHT", "left", "right", "middle"],
+    ))
+}
+
+/// List commands over the same keys as the others; every reply is ordered, so all compare
+/// exactly.
+fn gen_list_cmd(rng: &mut Rng) -> Step {
+    let k = typed_key(rng, "l");
+    let mut args = match rng.below(15) {
+        0..=2 => {
+            let mut args = vec![pick_name(rng, &["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]), k];
+            args.extend(elements(rng, 1));
+            args
+        }
+        3 => {
+            let mut args = vec![pick_name(rng, &["LPOP", "RPOP"]), k];
+            if rng.chance(60) {
+                args.push(b(rng_pick_str(rng, &["1", "2", "0", "-1", "x", "10"])));
+            }
+            if rng.chance(5) {
+                args.push(b("extra"));
+            }
+            args
+        }
+        4 => vec![name(rng, "LLEN"), k],
+        5 => vec![name(rng, "LINDEX"), k, b(rng.pick(INDEXES))],
+        6 => vec![
+            name(rng, "LSET"),
+            k,
+            b(rng.pick(INDEXES)),
+            b(rng.pick(ELEMENTS)),
+        ],
+        7 => vec![
+            name(rng, "LRANGE"),
+            k,
+            b(rng.pick(INDEXES)),
+            b(rng.pick(INDEXES)),
+        ],
+        8 => vec![
+            name(rng, "LTRIM"),
+            k,
+            b(rng.pick(INDEXES)),
+            b(rng.pick(INDEXES)),
+        ],
+        9 => vec![
+            name(rng, "LREM"),
+            k,
+            b(rng_pick_str(rng, &["0", "1", "-1", "2", "-2", "x"])),
+            b(rng.pick(ELEMENTS)),
+        ],
+        10 => vec![
+            name(rng, "LINSERT"),
+            k,
+            b(rng_pick_str(rng, &["BEFORE", "AFTER", "after", "inside"])),
+            b(rng.pick(ELEMENTS)),
+            b(rng.pick(ELEMENTS)),
+        ],
+        11 => {
+            let mut args = vec![name(rng, "LPOS"), k, b(rng.pick(ELEMENTS))];
+            for _ in 0..rng.range(0, 2) {
+                match rng.below(4) {
+                    0 => {
+                        args.extend([b("RANK"), b(rng_pick_str(rng, &["1", "-1", "2", "0", "x"]))])
+                    }
+                    1 => args.extend([b("COUNT"), b(rng_pick_str(rng, &["0", "1", "2", "-1"]))]),
+                    2 => args.extend([b("MAXLEN"), b(rng_pick_str(rng, &["0", "1", "3", "-1"]))]),
+                    _ => args.push(b("bogus")),
+                }
+            }
+            args
+        }
+        12 => vec![
+            name(rng, "LMOVE"),
+            k,
+            typed_key(rng, "l"),
+            side(rng),
+            side(rng),
+        ],
+        13 => vec![name(rng, "RPOPLPUSH"), k, typed_key(rng, "l")],
+        _ => {
+            let keys: Vec<Vec<u8>> = (0..rng.range(1, 3)).map(|_| typed_key(rng, "l")).collect();
+            let numkeys = match rng.below(8) {
+                0 => "0".to_string(),
+                1 => "9".to_string(),
+                _ => keys.len().to_string(),
+            };
+            let mut args = vec![name(rng, "LMPOP"), b(&numkeys)];
+            args.extend(keys);
+            args.push(side(rng));
+            if rng.chance(40) {
+                args.extend([b("COUNT"), b(rng_pick_str(rng, &["1", "2", "0", "x"]))]);
+            }
+            args
+        }
+    };
+    if args.is_empty() {
+        args.push(b("PING"));
+    }
+    Step::exact(args)
+}
+
 const MEMBERS: &[&[u8]] = &[b"1", b"2", b"3", b"10", b"-1", b"a", b"b", b""];
 
 fn members(rng: &mut Rng, min: i64) -> Vec<Vec<u8>> {
@@ -642,7 +770,7 @@ fn members(rng: &mut Rng, min: i64) -> Vec<Vec<u8>> {
 }
 
 fn keys_for_sets(rng: &mut Rng) -> Vec<Vec<u8>> {
-    (0..rng.range(1, 3)).map(|_| key(rng)).collect()
+    (0..rng.range(1, 3)).map(|_| typed_key(rng, "s")).collect()
 }
 
 /// Set commands over the same keys as the others. Replies whose order Redis leaves to its
@@ -653,7 +781,7 @@ fn gen_set_cmd(rng: &mut Rng) -> Step {
         args,
         norm: Norm::Sorted,
     };
-    let k = key(rng);
+    let k = typed_key(rng, "s");
     match rng.below(14) {
         0..=2 => {
             let mut args = vec![name(rng, "SADD"), k];
@@ -690,7 +818,7 @@ fn gen_set_cmd(rng: &mut Rng) -> Step {
         }
         9 => {
             let member = rng.pick(MEMBERS).to_vec();
-            Step::exact(vec![name(rng, "SMOVE"), k, key(rng), member])
+            Step::exact(vec![name(rng, "SMOVE"), k, typed_key(rng, "s"), member])
         }
         10 => {
             let cmd = pick_name(rng, &["SINTER", "SUNION", "SDIFF"]);
@@ -757,7 +885,7 @@ const HASH_FLOATS: &[&str] = &[
 /// HRANDFIELD is asked only what is deterministic: the whole hash (a count at least its
 /// size, in its order), no fields, or an error.
 fn gen_hash(rng: &mut Rng) -> Step {
-    let k = key(rng);
+    let k = typed_key(rng, "h");
     let mut args = match rng.below(16) {
         0..=2 => {
             let cmd = rng_pick_str(rng, &["HSET", "HSET", "HMSET"]);

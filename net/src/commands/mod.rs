@@ -8,6 +8,7 @@
 mod glob;
 mod hashes;
 mod keys;
+mod lists;
 mod num;
 mod sets;
 mod strings;
@@ -16,6 +17,7 @@ mod table;
 mod tests;
 
 pub use glob::{glob_match, keys_pattern_match, GLOB_NESTING_MAX};
+pub use lists::{lmpop_args, parse_side};
 pub use num::parse_i64;
 pub use sets::{combine, intersection_card, members_in_order, sintercard_args, SetOp};
 pub use table::{

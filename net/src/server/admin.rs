@@ -50,6 +50,11 @@ pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item =
             Ok((keys, _)) => 2..2 + keys.len(),
             Err(_) => 0..0,
         }
+    } else if spec.name == "lmpop" {
+        match commands::lmpop_args(&cmd.args) {
+            Ok((keys, _, _)) => 2..2 + keys.len(),
+            Err(_) => 0..0,
+        }
     } else if first <= 0 || last < first {
         0..0
     } else {
@@ -690,6 +695,7 @@ async fn set_op_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
     let bulk = |members: Vec<Bytes>| Reply::Set(members.into_iter().map(Reply::Bulk).collect());
     let (op, store) = match name.as_str() {
         "smove" => return smove_across(state, db, cmd, txid).await,
+        "lmove" | "rpoplpush" | "lmpop" => return list_across(state, db, cmd, txid).await,
         "sintercard" => {
             let (keys, limit) = match commands::sintercard_args(&cmd.args) {
                 Ok(a) => a,
@@ -743,6 +749,89 @@ async fn set_op_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
         },
         Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
         None => err("ERR internal error: shard reply count"),
+    }
+}
+
+/// The TYPE of `key`: Ok(true) for a list, Ok(false) when absent, Err(WRONGTYPE or a
+/// shard's error) otherwise.
+async fn list_or_none(
+    state: &Rc<ShardState>,
+    db: u8,
+    key: &Bytes,
+    txid: u64,
+) -> Result<bool, Reply> {
+    let args = vec![Bytes::from_static(b"TYPE"), key.clone()];
+    match exec_at(state, db, key, args, txid).await {
+        Reply::Status(t) if t == "none" => Ok(false),
+        Reply::Status(t) if t == "list" => Ok(true),
+        Reply::Status(_) => Err(commands::wrong_type_reply()),
+        other => Err(other),
+    }
+}
+
+/// LMOVE, RPOPLPUSH and LMPOP over keys on several shards (under intent locks on every
+/// key), in Redis's order: the source's type and emptiness, the destination's type, then
+/// the pop on the source's shard and the push on the destination's.
+async fn list_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -> Reply {
+    let pop_cmd = |left: bool| Bytes::from_static(if left { b"LPOP" } else { b"RPOP" });
+    if cmd.name_lower() == "lmpop" {
+        let (keys, left, count) = match commands::lmpop_args(&cmd.args) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        for key in keys {
+            match list_or_none(state, db, key, txid).await {
+                Err(e) => return e,
+                Ok(false) => continue,
+                Ok(true) => {
+                    let args = vec![pop_cmd(left), key.clone(), Bytes::from(count.to_string())];
+                    return match exec_at(state, db, key, args, txid).await {
+                        popped @ Reply::Array(_) => {
+                            Reply::Array(vec![Reply::Bulk(key.clone()), popped])
+                        }
+                        other => other,
+                    };
+                }
+            }
+        }
+        return Reply::NullArray;
+    }
+    let (from_left, to_left) = if cmd.name_lower() == "rpoplpush" {
+        (false, true)
+    } else {
+        match (
+            commands::parse_side(&cmd.args[3]),
+            commands::parse_side(&cmd.args[4]),
+        ) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return e,
+        }
+    };
+    let (src, dst) = (&cmd.args[1], &cmd.args[2]);
+    match list_or_none(state, db, src, txid).await {
+        Err(e) => return e,
+        Ok(false) => return Reply::Null,
+        Ok(true) => {}
+    }
+    if let Err(e) = list_or_none(state, db, dst, txid).await {
+        return e;
+    }
+    let element = match exec_at(state, db, src, vec![pop_cmd(from_left), src.clone()], txid).await {
+        Reply::Bulk(element) => element,
+        other => return other,
+    };
+    let push_cmd = Bytes::from_static(if to_left { b"LPUSH" } else { b"RPUSH" });
+    match exec_at(
+        state,
+        db,
+        dst,
+        vec![push_cmd, dst.clone(), element.clone()],
+        txid,
+    )
+    .await
+    {
+        Reply::Int(_) => Reply::Bulk(element),
+        other => other,
     }
 }
 
