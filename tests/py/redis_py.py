@@ -1,5 +1,5 @@
-"""redis-py (PyPI) against helios: strings, hashes and sets, in RESP2 and RESP3, plain
-and pipelined. Usage: redis_py.py HOST PORT. Exit status 3 when redis-py is not installed;
+"""redis-py (PyPI) against helios: strings, hashes, sets and lists, in RESP2 and RESP3,
+plain and pipelined. Usage: redis_py.py HOST PORT. Exit status 3 when redis-py is not installed;
 prints "all checks passed" at the end."""
 
 import sys
@@ -99,6 +99,25 @@ def run(host, port, protocol):
     check(sorted(r.srandmember(p + "s2", 10)), ["a", "b", "c", "d"], "SRANDMEMBER")
     check(set(r.sscan_iter(p + "s2")), {"a", "b", "c", "d"}, "SSCAN")
     check(r.type(p + "s2"), "set", "TYPE")
+
+    # Lists.
+    r.delete(p + "l1", p + "l2")
+    check(r.rpush(p + "l1", "b", "c"), 2, "RPUSH")
+    check(r.lpush(p + "l1", "a"), 3, "LPUSH")
+    check(r.lrange(p + "l1", 0, -1), ["a", "b", "c"], "LRANGE")
+    check(r.lindex(p + "l1", -1), "c", "LINDEX")
+    check(r.lset(p + "l1", 1, "B"), True, "LSET")
+    check(r.linsert(p + "l1", "BEFORE", "c", "b2"), 4, "LINSERT")
+    check(r.lpos(p + "l1", "c"), 3, "LPOS")
+    check(r.lrem(p + "l1", 0, "b2"), 1, "LREM")
+    check(r.lmove(p + "l1", p + "l2", "LEFT", "RIGHT"), "a", "LMOVE")
+    check(r.rpoplpush(p + "l1", p + "l2"), "c", "RPOPLPUSH")
+    check(r.lrange(p + "l2", 0, -1), ["c", "a"], "moved")
+    check(r.lmpop(2, p + "missing", p + "l2", direction="RIGHT", count=5), [p + "l2", ["a", "c"]], "LMPOP")
+    check(r.exists(p + "l2"), 0, "popped empty")
+    check(r.ltrim(p + "l1", 0, 0), True, "LTRIM")
+    check(r.rpop(p + "l1", 3), ["B"], "RPOP count")
+    check(r.llen(p + "l1"), 0, "LLEN")
 
 
 def main():

@@ -1,4 +1,4 @@
-//! Hashes and sets through the real server: acknowledged writes survive kill -9 in sync
+//! Hashes, sets and lists through the real server: acknowledged writes survive kill -9 in sync
 //! mode, a deleted big collection's element keys are reclaimed at the next start, a
 //! pipeline cut by the kill leaves whole fields only, and redis-py works with both.
 //! (Replies against redis-server are compared in `differential.rs`.)
@@ -30,6 +30,16 @@ fn hgetall(conn: &mut RespConn, key: &str) -> Vec<(String, String)> {
         .collect();
     pairs.sort();
     pairs
+}
+
+/// LRANGE key 0 -1.
+fn lrange(conn: &mut RespConn, key: &str) -> Vec<String> {
+    Frame::parse(&cmd(conn, &["LRANGE", key, "0", "-1"]))
+        .expect("frame")
+        .children
+        .iter()
+        .map(|f| String::from_utf8(f.bytes().expect("bulk").to_vec()).expect("utf-8"))
+        .collect()
 }
 
 /// SMEMBERS, sorted.
@@ -124,6 +134,35 @@ fn acknowledged_collection_writes_survive_kill9() {
     );
     assert_eq!(frame(&mut conn, &["DEL", "bigset"]).integer(), Some(1));
 
+    // Lists: pushes at both ends, pops, LSET, LINSERT, a trim, a cross-shard move.
+    assert_eq!(
+        frame(&mut conn, &["RPUSH", "queue", "b", "c", "d"]).integer(),
+        Some(3)
+    );
+    assert_eq!(
+        frame(&mut conn, &["LPUSH", "queue", "a", "z"]).integer(),
+        Some(5)
+    );
+    assert_eq!(
+        render(&cmd(&mut conn, &["LPOP", "queue"])),
+        "$1\\r\\nz\\r\\n"
+    );
+    cmd(&mut conn, &["LSET", "queue", "1", "B"]);
+    assert_eq!(
+        frame(&mut conn, &["LINSERT", "queue", "AFTER", "B", "b2"]).integer(),
+        Some(5)
+    );
+    cmd(&mut conn, &["LTRIM", "queue", "0", "3"]);
+    cmd(&mut conn, &["RPUSH", "from", "x", "y"]);
+    cmd(&mut conn, &["LMOVE", "from", "to", "LEFT", "RIGHT"]);
+    let mut biglist = vec!["RPUSH".to_string(), "biglist".to_string()];
+    biglist.extend((0..150).map(|i| i.to_string()));
+    cmd(
+        &mut conn,
+        &biglist.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    cmd(&mut conn, &["DEL", "biglist"]);
+
     // A pipeline the kill cuts: whatever part survives is whole fields with their values.
     let mut pipeline = Vec::new();
     for n in 0..2000 {
@@ -160,6 +199,9 @@ fn acknowledged_collection_writes_survive_kill9() {
         frame(&mut conn, &["EXISTS", "popped", "bigset"]).integer(),
         Some(0)
     );
+    assert_eq!(lrange(&mut conn, "queue"), vec!["a", "B", "b2", "c"]);
+    assert_eq!(lrange(&mut conn, "from"), vec!["y"]);
+    assert_eq!(lrange(&mut conn, "to"), vec!["x"]);
     let cut = hgetall(&mut conn, "cut");
     for (f, v) in &cut {
         assert_eq!(f, &format!("f{v}"), "field {f} has value {v}");
@@ -168,8 +210,8 @@ fn acknowledged_collection_writes_survive_kill9() {
         frame(&mut conn, &["HLEN", "cut"]).integer(),
         Some(cut.len() as i64)
     );
-    // The deleted big hash's 300 field keys and big set's 200 were orphans, deleted by this
-    // start.
+    // The deleted big hash's 300 field keys, big set's 200 and big list's 150 were orphans,
+    // deleted by this start.
     let orphans: usize = strip_ansi(&server.log())
         .lines()
         .filter(|l| l.contains("key index rebuilt"))
@@ -207,7 +249,7 @@ fn strip_ansi(log: &str) -> String {
     out
 }
 
-/// redis-py (PyPI) runs tests/py/redis_py.py over strings, hashes and sets in RESP2 and RESP3;
+/// redis-py (PyPI) runs tests/py/redis_py.py over strings, hashes, sets and lists in RESP2 and RESP3;
 /// skipped (with a message) only when python3 is missing. tools/test.sh installs redis-py;
 /// without it this fails.
 #[test]

@@ -380,7 +380,7 @@ pub(super) fn lpos(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     };
     for step in 0..scanned {
         let at = if rank > 0 { step } else { len - 1 - step };
-        if &list.items[at] == element {
+        if list.items[at] == element {
             if skip > 0 {
                 skip -= 1;
                 continue;
@@ -475,7 +475,7 @@ pub(super) fn lmpop(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
         Ok(a) => a,
         Err(e) => return e,
     };
-    for key in keys.to_vec() {
+    for key in keys.iter().cloned() {
         match list_of(ctx, &key) {
             Err(e) => return e,
             Ok(None) => continue,
