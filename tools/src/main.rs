@@ -6,6 +6,11 @@
 mod admin;
 mod stdfs;
 
+/// mimalloc instead of glibc's malloc: collection writes spent about 40 % of their time in
+/// glibc's malloc and free (`malloc_consolidate`, `unlink_chunk`) under redis-benchmark -P 16.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use helios_net::server::{self, Durability, ServerConfig};
 use serde::Deserialize;
