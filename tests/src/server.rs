@@ -485,3 +485,39 @@ pub fn run_psql(mut command: Command) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs the client program `tests/py/<script> 127.0.0.1 <port>` with python3 and checks it
+/// passed: exit status 0 and "all checks passed" on stdout. Exit status 3 means the
+/// program's client library (`package`, from PyPI) is missing, which fails with how to
+/// install it. Skipped, with a message, only when python3 itself is missing.
+pub fn python_program_passes(script: &str, port: u16, package: &str, server: &HeliosServer) {
+    let Some(python) = which("python3") else {
+        eprintln!("python3 not installed; skipping {script} (tools/test.sh installs it)");
+        return;
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("py")
+        .join(script);
+    let out = Command::new(&python)
+        .arg(&path)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "{package} is not installed for {}: run tools/test.sh, or python3 -m pip install \
+         '{package}'\n{stderr}",
+        python.display()
+    );
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}\n--- helios log ---\n{}",
+        out.status,
+        server.log()
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}\n{stderr}");
+}

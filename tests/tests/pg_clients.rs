@@ -205,34 +205,13 @@ fn tokio_postgres_binary_parameters_and_results_for_every_type() {
 /// only when python3 is missing. tools/test.sh installs psycopg; without it this fails.
 #[test]
 fn psycopg_program_passes() {
-    let Some(python) = which("python3") else {
-        eprintln!("python3 not installed; skipping the psycopg test (tools/test.sh installs it)");
-        return;
-    };
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/pg_psycopg.py");
     let server = HeliosServer::start(ServerOpts::default());
-    let out = Command::new(python)
-        .arg(&script)
-        .arg("127.0.0.1")
-        .arg(server.pg_port().to_string())
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(
-        out.status.code(),
-        Some(3),
-        "psycopg is not installed for {}: run tools/test.sh, or python3 -m pip install \
-         'psycopg[binary]'\n{stderr}",
-        which("python3").unwrap().display()
+    helios_tests::server::python_program_passes(
+        "pg_psycopg.py",
+        server.pg_port(),
+        "psycopg[binary]",
+        &server,
     );
-    assert!(
-        out.status.success(),
-        "pg_psycopg.py failed ({}):\n{stdout}\n{stderr}\n--- helios log ---\n{}",
-        out.status,
-        server.log()
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}\n{stderr}");
 }
 
 #[test]

@@ -254,30 +254,6 @@ fn strip_ansi(log: &str) -> String {
 /// without it this fails.
 #[test]
 fn redis_py_program_passes() {
-    let Some(python) = helios_tests::server::which("python3") else {
-        eprintln!("python3 not installed; skipping the redis-py test (tools/test.sh installs it)");
-        return;
-    };
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/redis_py.py");
     let server = HeliosServer::start(ServerOpts::default().shards(2));
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .arg("127.0.0.1")
-        .arg(server.port().to_string())
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(
-        out.status.code(),
-        Some(3),
-        "redis-py is not installed: run tools/test.sh, or python3 -m pip install redis\n{stderr}"
-    );
-    assert!(
-        out.status.success(),
-        "redis_py.py failed ({}):\n{stdout}\n{stderr}\n--- helios log ---\n{}",
-        out.status,
-        server.log()
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}\n{stderr}");
+    helios_tests::server::python_program_passes("redis_py.py", server.port(), "redis", &server);
 }

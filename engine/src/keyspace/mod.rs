@@ -120,6 +120,11 @@ pub enum Portable {
     List(Vec<Bytes>),
 }
 
+/// A hash's or set's metadata value, as it stands.
+fn collection_meta(type_byte: u8, hash: &HashValue, expire_at_ms: Option<u64>) -> Bytes {
+    storage::encode_collection_meta(type_byte, hash.version, hash.stored_len, expire_at_ms)
+}
+
 /// Rough per-field overhead (map slot, two `Bytes`) for [`Keyspace::used_bytes`].
 const FIELD_OVERHEAD_BYTES: usize = 48;
 
@@ -737,12 +742,7 @@ impl Keyspace {
         }
         self.next_stamp += 1;
         entry.stamp = self.next_stamp;
-        let meta = storage::encode_collection_meta(
-            type_byte,
-            hash.version,
-            hash.stored_len,
-            entry.expire_at_ms,
-        );
+        let meta = collection_meta(type_byte, hash, entry.expire_at_ms);
         self.pending.put(storage::storage_key(db, key), meta);
     }
 
@@ -954,12 +954,7 @@ impl Keyspace {
         }
         hash.stored_len = hash.fields.len() as u64;
         entry.stamp = stamp;
-        let meta = storage::encode_collection_meta(
-            type_byte,
-            hash.version,
-            hash.stored_len,
-            entry.expire_at_ms,
-        );
+        let meta = collection_meta(type_byte, hash, entry.expire_at_ms);
         self.pending.put(storage::storage_key(db, key), meta);
     }
 

@@ -36,6 +36,18 @@ pub const fn header_bytes(has_expire: bool) -> usize {
     }
 }
 
+/// A stored value's header: its type, its flags and, when it has one, its expiry.
+fn put_header(out: &mut BytesMut, type_byte: u8, expire_at_ms: Option<u64>) {
+    out.put_u8(type_byte);
+    match expire_at_ms {
+        Some(at) => {
+            out.put_u8(FLAG_EXPIRE);
+            out.put_u64_le(at);
+        }
+        None => out.put_u8(0),
+    }
+}
+
 /// The storage key of `key` in `db`. Built as `BytesMut` and frozen, so that the clones the
 /// memtable and its iterators make are reference-count increments (a `Bytes` made from a `Vec`
 /// allocates a shared header at its first clone).
@@ -63,14 +75,7 @@ pub fn parse_storage_key(skey: &[u8]) -> Option<(u8, u64, &[u8])> {
 pub fn encode_string(payload: &[u8], expire_at_ms: Option<u64>) -> (Bytes, Bytes) {
     let header = header_bytes(expire_at_ms.is_some());
     let mut out = BytesMut::with_capacity(header + payload.len());
-    out.put_u8(TYPE_STRING);
-    match expire_at_ms {
-        Some(at) => {
-            out.put_u8(FLAG_EXPIRE);
-            out.put_u64_le(at);
-        }
-        None => out.put_u8(0),
-    }
+    put_header(&mut out, TYPE_STRING, expire_at_ms);
     out.extend_from_slice(payload);
     let stored = out.freeze();
     let value = stored.slice(header..);
@@ -92,14 +97,7 @@ const LIST_META_BYTES: usize = 24;
 /// The metadata value of a list.
 pub fn encode_list_meta(version: u64, len: u64, head: i64, expire_at_ms: Option<u64>) -> Bytes {
     let mut out = BytesMut::with_capacity(header_bytes(expire_at_ms.is_some()) + LIST_META_BYTES);
-    out.put_u8(TYPE_LIST);
-    match expire_at_ms {
-        Some(at) => {
-            out.put_u8(FLAG_EXPIRE);
-            out.put_u64_le(at);
-        }
-        None => out.put_u8(0),
-    }
+    put_header(&mut out, TYPE_LIST, expire_at_ms);
     out.put_u64_le(version);
     out.put_u64_le(len);
     out.put_i64_le(head);
@@ -133,14 +131,7 @@ pub fn encode_collection_meta(
 ) -> Bytes {
     assert!(type_byte == TYPE_HASH || type_byte == TYPE_SET);
     let mut out = BytesMut::with_capacity(header_bytes(expire_at_ms.is_some()) + HASH_META_BYTES);
-    out.put_u8(type_byte);
-    match expire_at_ms {
-        Some(at) => {
-            out.put_u8(FLAG_EXPIRE);
-            out.put_u64_le(at);
-        }
-        None => out.put_u8(0),
-    }
+    put_header(&mut out, type_byte, expire_at_ms);
     out.put_u64_le(version);
     out.put_u64_le(len);
     out.freeze()
