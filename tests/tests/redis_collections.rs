@@ -257,3 +257,79 @@ fn redis_py_program_passes() {
     let server = HeliosServer::start(ServerOpts::default().shards(2));
     helios_tests::server::python_program_passes("redis_py.py", server.port(), "redis", &server);
 }
+
+/// The `redis` crate (typed commands, RESP2 and RESP3) over hashes, sets and lists, with
+/// keys on both shards.
+#[test]
+fn redis_crate_program_over_every_collection() {
+    use redis::Commands;
+    use std::collections::{BTreeMap, BTreeSet};
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    for (protocol, url) in [
+        ("resp2", server.url()),
+        ("resp3", format!("{}?protocol=resp3", server.url())),
+    ] {
+        let client = redis::Client::open(url.as_str()).expect("client");
+        let mut con = client
+            .get_connection_with_timeout(std::time::Duration::from_secs(10))
+            .expect("connect");
+        let k = |name: &str| format!("{protocol}:{name}");
+
+        // Hashes.
+        let _: () = con
+            .hset_multiple(k("user"), &[("name", "ada"), ("lang", "en")])
+            .expect("HSET");
+        let visits: i64 = con.hincr(k("user"), "visits", 3).expect("HINCRBY");
+        assert_eq!(visits, 3);
+        let all: BTreeMap<String, String> = con.hgetall(k("user")).expect("HGETALL");
+        let want: BTreeMap<String, String> = [("name", "ada"), ("lang", "en"), ("visits", "3")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(all, want, "{protocol} HGETALL");
+        let deleted: i64 = con.hdel(k("user"), "lang").expect("HDEL");
+        assert_eq!(deleted, 1);
+        let n: i64 = con.hlen(k("user")).expect("HLEN");
+        assert_eq!(n, 2);
+
+        // Sets, with an operation over keys on both shards.
+        let _: i64 = con.sadd(k("a"), &["x", "y", "z"]).expect("SADD");
+        let _: i64 = con.sadd(k("b"), &["y", "z", "w"]).expect("SADD");
+        let inter: BTreeSet<String> = con.sinter(&[k("a"), k("b")]).expect("SINTER");
+        assert_eq!(
+            inter,
+            ["y", "z"].iter().map(|s| s.to_string()).collect(),
+            "{protocol} SINTER"
+        );
+        let stored: i64 = con
+            .sunionstore(k("u"), &[k("a"), k("b")])
+            .expect("SUNIONSTORE");
+        assert_eq!(stored, 4);
+        let is: bool = con.sismember(k("u"), "w").expect("SISMEMBER");
+        assert!(is);
+
+        // Lists, moved between keys on both shards.
+        let len: i64 = con.rpush(k("q"), &["1", "2", "3"]).expect("RPUSH");
+        assert_eq!(len, 3);
+        let range: Vec<String> = con.lrange(k("q"), 0, -1).expect("LRANGE");
+        assert_eq!(range, ["1", "2", "3"]);
+        let moved: String = con
+            .lmove(
+                k("q"),
+                k("r"),
+                redis::Direction::Left,
+                redis::Direction::Right,
+            )
+            .expect("LMOVE");
+        assert_eq!(moved, "1");
+        let popped: Option<String> = con.rpop(k("q"), None).expect("RPOP");
+        assert_eq!(popped.as_deref(), Some("3"));
+        let r: Vec<String> = con.lrange(k("r"), 0, -1).expect("LRANGE");
+        assert_eq!(r, ["1"]);
+        let kinds: Vec<String> = [k("user"), k("u"), k("q")]
+            .iter()
+            .map(|key| redis::cmd("TYPE").arg(key).query(&mut con).expect("TYPE"))
+            .collect();
+        assert_eq!(kinds, ["hash", "set", "list"], "{protocol} TYPE");
+    }
+}
