@@ -533,3 +533,65 @@ fn large_pipelined_values_are_all_acknowledged() {
         assert_eq!(len, VALUE_BYTES);
     }
 }
+
+/// `maxmemory` with Redis's `noeviction` behaviour: above the limit, commands that may grow
+/// the data fail with Redis's OOM error; reads and deletes still work, and writes work again
+/// once deletes bring the data under the limit.
+#[test]
+fn maxmemory_refuses_growing_writes_until_data_is_deleted() {
+    let server = HeliosServer::start(
+        ServerOpts::default()
+            .shards(2)
+            .config("maxmemory = \"2MB\""),
+    );
+    let mut con = connect(&server);
+    let configured: Vec<String> = q(&mut con, &["CONFIG", "GET", "maxmemory"]);
+    assert_eq!(configured, ["maxmemory", "2097152"]);
+    let ok: String = q(&mut con, &["CONFIG", "SET", "maxmemory", "200kb"]);
+    assert_eq!(ok, "OK");
+    let value = "x".repeat(1000);
+    let mut refused_at = None;
+    for i in 0..1000 {
+        let r: redis::RedisResult<String> =
+            redis::cmd("SET").arg(key(i)).arg(&value).query(&mut con);
+        if let Err(e) = r {
+            assert_eq!(e.code(), Some("OOM"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("command not allowed when used memory > 'maxmemory'"),
+                "{e}"
+            );
+            refused_at = Some(i);
+            break;
+        }
+    }
+    let refused_at = refused_at.expect("SETs are refused once 200kb are used");
+    assert!(
+        (150..=260).contains(&refused_at),
+        "refused after {refused_at} SETs of 1 KB"
+    );
+    // Other growing commands are refused too; reads and deletes are not.
+    let r: redis::RedisResult<i64> = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut con);
+    assert!(r.is_err(), "HSET over maxmemory");
+    let v: Option<String> = q(&mut con, &["GET", &key(0)]);
+    assert_eq!(v.as_deref(), Some(value.as_str()));
+    let mut del = vec!["DEL".to_string()];
+    del.extend((0..refused_at).map(key));
+    let args: Vec<&str> = del.iter().map(String::as_str).collect();
+    let deleted: i64 = q(&mut con, &args);
+    assert_eq!(deleted, refused_at as i64);
+    // Every shard sees the freed memory after its next batch.
+    assert!(poll_until(Duration::from_secs(10), || {
+        redis::cmd("SET")
+            .arg("after")
+            .arg("1")
+            .query::<String>(&mut con)
+            .is_ok()
+    }));
+    let info: String = q(&mut con, &["INFO", "memory"]);
+    assert!(info.contains("maxmemory:204800"), "{info}");
+}

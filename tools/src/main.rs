@@ -66,6 +66,18 @@ struct Cli {
     /// Default: a quarter of the machine's memory.
     #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
     cache_size: Option<u64>,
+    /// Refuse writes that may grow the data (Redis's "denyoom" commands: SET, HSET, LPUSH,
+    /// ...) while the keyspace holds more than this, as Redis's `noeviction` policy does
+    /// (`OOM command not allowed ...`). A size with a unit: 100MB, 2GiB. Default: no limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_maxmemory)]
+    maxmemory: Option<u64>,
+}
+
+fn parse_maxmemory(text: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|e| format!("{e} (expected a size such as 100MB or 2GiB)"))
 }
 
 /// Smallest `--cache-size`: a block cache and a value budget of a few MiB per shard.
@@ -111,6 +123,7 @@ struct FileConfig {
     shards: Option<usize>,
     durability: Option<DurabilityArg>,
     cache_size: Option<String>,
+    maxmemory: Option<String>,
     /// PostgreSQL users with passwords: `[[pg_users]]` name, password, auth
     /// (`scram-sha-256`, `md5` or `password`).
     #[serde(default)]
@@ -172,6 +185,12 @@ fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig>
             .map_err(|e| anyhow::anyhow!("config file: cache_size {text:?}: {e}"))?,
         _ => (physical_memory_bytes() / CACHE_SIZE_DEFAULT_DIVISOR).max(CACHE_SIZE_MIN_BYTES),
     };
+    let maxmemory_bytes = match (explicit("maxmemory"), cli.maxmemory, file.maxmemory) {
+        (true, Some(bytes), _) | (false, Some(bytes), None) => bytes,
+        (false, _, Some(text)) => parse_maxmemory(&text)
+            .map_err(|e| anyhow::anyhow!("config file: maxmemory {text:?}: {e}"))?,
+        _ => 0,
+    };
     let mut pg_users = Vec::with_capacity(file.pg_users.len());
     for u in &file.pg_users {
         if pg_users
@@ -188,6 +207,7 @@ fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig>
     Ok(ServerConfig {
         pg_users,
         cache_bytes,
+        maxmemory_bytes,
         data_dir,
         redis_addr: pick(explicit("redis_addr"), cli.redis_addr, file.redis_addr)
             .expect("clap default"),

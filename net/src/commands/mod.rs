@@ -101,6 +101,12 @@ pub fn type_name(value: &Value) -> &'static str {
     value.type_name()
 }
 
+/// Whether the command may grow the data (its table entry has Redis's "denyoom" flag): the
+/// commands refused over `maxmemory`.
+pub fn may_grow(cmd: &Command) -> bool {
+    lookup(cmd.name()).is_some_and(|spec| spec.has_flag("denyoom"))
+}
+
 /// Whether the command may change the keyspace (its table entry has the "write" flag).
 /// Unknown commands are not writes.
 pub fn is_write(cmd: &Command) -> bool {

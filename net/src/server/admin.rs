@@ -1137,16 +1137,58 @@ fn config_params(state: &ShardState) -> Vec<(&'static str, String)> {
         ("dir", config.data_dir.display().to_string()),
         ("proto-max-bulk-len", (512u64 << 20).to_string()),
         ("client-query-buffer-limit", (1u64 << 30).to_string()),
-        ("maxmemory", "0".into()),
+        (
+            "maxmemory",
+            state
+                .shared
+                .maxmemory
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
+        ),
         ("maxmemory-policy", "noeviction".into()),
         ("timeout", "0".into()),
         ("hz", "10".into()),
     ]
 }
 
+/// A memory size as Redis's `memtoull` reads it: digits, then an optional unit (b; k, m, g
+/// are powers of 1000; kb, mb, gb powers of 1024), case-insensitive.
+fn parse_memory(arg: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(arg).ok()?.to_ascii_lowercase();
+    let digits = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = text.split_at(digits);
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(multiplier)
+}
+
 async fn config_set(state: &Rc<ShardState>, cmd: &Command) -> Reply {
     for pair in cmd.args[2..].chunks(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        if name == "maxmemory" {
+            let Some(bytes) = parse_memory(&pair[1]) else {
+                return Reply::Error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer").into());
+            };
+            state
+                .shared
+                .maxmemory
+                .store(bytes, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        }
+        if name == "maxmemory-policy" {
+            if !eq(&pair[1], "noeviction") {
+                return Reply::Error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - helios supports only the noeviction policy").into());
+            }
+            continue;
+        }
         if name != "appendfsync" {
             if config_params(state).iter().any(|(known, _)| *known == name) {
                 return Reply::Error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config").into());

@@ -60,7 +60,11 @@ pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_m
     let used: usize = stats.iter().map(|s| s.used_bytes).sum();
     section(
         "Memory",
-        format!("used_memory:{used}\r\nused_memory_human:{:.2}M\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n", used as f64 / (1 << 20) as f64),
+        format!(
+            "used_memory:{used}\r\nused_memory_human:{:.2}M\r\nmaxmemory:{}\r\nmaxmemory_policy:noeviction\r\n",
+            used as f64 / (1 << 20) as f64,
+            shared.maxmemory.load(std::sync::atomic::Ordering::Relaxed)
+        ),
     );
     let wal_failed = stats.iter().any(|s| s.wal_failed);
     let lag: u64 = stats

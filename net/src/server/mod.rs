@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// PostgreSQL users who must authenticate (config file `[[pg_users]]`); others are
     /// trusted on loopback connections only.
     pub pg_users: Vec<PgUser>,
+    /// `--maxmemory`: writes that may grow the data are refused above this many bytes of
+    /// keyspace (0: no limit). CONFIG SET maxmemory changes it at run time.
+    pub maxmemory_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +90,11 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     /// Connections live on each shard; the accepting shard hands new ones to the least loaded.
     pub connections_per_shard: Vec<AtomicUsize>,
+    /// The memory limit in force (see [`ServerConfig::maxmemory_bytes`]).
+    pub maxmemory: AtomicU64,
+    /// Each shard's keyspace bytes (`Keyspace::used_bytes`), as of its last batch: the sum is
+    /// what `maxmemory` bounds.
+    pub used_bytes: Vec<AtomicUsize>,
     /// Shards that have drained their connections during shutdown.
     pub drained: AtomicUsize,
     /// Shards whose start-up (WAL replay) failed; the others stop too.
@@ -135,12 +143,15 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
         tracing::info!(addr = %pg_local, "helios listening for PostgreSQL clients");
     }
     let pg_listener_fd = pg_listener.into_raw_fd();
+    let maxmemory_bytes = config.maxmemory_bytes;
     let shared = Arc::new(Shared {
         config,
         map,
         started_ms: helios_shard::glommio_rt::unix_ms(),
         shutdown,
         connections_per_shard: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
+        maxmemory: AtomicU64::new(maxmemory_bytes),
+        used_bytes: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
         drained: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         next_client_id: AtomicU64::new(1),

@@ -195,10 +195,15 @@ impl ShardState {
         let mut count = 0;
         // Replies whose writes are pending in the keyspace, not yet written to the tree.
         let mut unlogged_from = replies.len();
+        let over_maxmemory = self.over_maxmemory(ks.used_bytes());
         for (db, cmd) in cmds {
             count += 1;
             if self.writes_refused() && commands::is_write(cmd) {
                 replies.push(Reply::error(MISCONF_WAL));
+                continue;
+            }
+            if over_maxmemory && commands::may_grow(cmd) {
+                replies.push(Reply::error(OOM_ERROR));
                 continue;
             }
             let mut ctx = ExecCtx {
@@ -217,7 +222,27 @@ impl ShardState {
             .set(self.commands_processed.get() + count);
         self.write_pending(&mut ks, &mut replies[unlogged_from..]);
         ks.evict_to_budget();
+        self.shared.used_bytes[self.id].store(ks.used_bytes(), Ordering::Relaxed);
         self.wal().last_lsn()
+    }
+
+    /// Whether the keyspaces of all shards together hold more than `maxmemory` (with this
+    /// shard's own count fresh): then commands that may grow the data are refused, as
+    /// Redis's `noeviction` policy does. The other shards' counts are as of their last batch.
+    fn over_maxmemory(&self, mine: usize) -> bool {
+        let limit = self.shared.maxmemory.load(Ordering::Relaxed);
+        if limit == 0 {
+            return false;
+        }
+        let others: usize = self
+            .shared
+            .used_bytes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.id)
+            .map(|(_, u)| u.load(Ordering::Relaxed))
+            .sum();
+        (mine + others) as u64 > limit
     }
 
     /// Whether writes must be refused: the WAL failed, or a write could not be logged.
@@ -597,6 +622,9 @@ fn sql_reply(result: Result<ShardResp, helios_sql::SqlError>) -> ShardResp {
     result.unwrap_or_else(|error| ShardResp::SqlError(Box::new(error)))
 }
 
+/// Redis's reply to a command refused under `maxmemory` with the `noeviction` policy.
+pub const OOM_ERROR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
 /// Whether a command may read the values of its keys (else only the key index: existence,
 /// type, expiry). Commands not listed are assumed to read them.
 fn reads_values(cmd: &Command) -> bool {
@@ -715,6 +743,7 @@ async fn open_shard(
     let (lsm, ks) = store::open_store(&shard_dir, StoreBudget::from_cache_bytes(per_shard))
         .await
         .map_err(|error| format!("shard {id}: {error}"))?;
+    shared.used_bytes[id].store(ks.used_bytes(), Ordering::Relaxed);
     let catalog = if id == sqlcluster::CATALOG_SHARD {
         helios_sql::load_catalog(&lsm)
             .await
