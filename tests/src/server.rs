@@ -48,6 +48,8 @@ pub struct ServerOpts {
     pub ready_deadline: Duration,
     /// A TOML config file's text, written next to the data dir and passed with `--config`.
     pub config: Option<String>,
+    /// Listen for Redis clients on every interface (0.0.0.0), not only loopback.
+    pub bind_any: bool,
 }
 
 impl Default for ServerOpts {
@@ -59,6 +61,7 @@ impl Default for ServerOpts {
             env: Vec::new(),
             ready_deadline: READY_DEADLINE,
             config: None,
+            bind_any: false,
         }
     }
 }
@@ -158,8 +161,9 @@ fn ping(port: u16) -> bool {
     if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
         return false;
     }
+    // PONG, or NOAUTH from a server with a password: either way it is serving.
     let mut buf = [0u8; 7];
-    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    stream.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
 }
 
 fn wait_exit(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
@@ -280,7 +284,11 @@ impl HeliosServer {
                 .arg("--data-dir")
                 .arg(self.data_dir())
                 .arg("--redis-addr")
-                .arg(format!("127.0.0.1:{}", self.port))
+                .arg(if self.opts.bind_any {
+                    format!("0.0.0.0:{}", self.port)
+                } else {
+                    format!("127.0.0.1:{}", self.port)
+                })
                 .arg("--pg-addr")
                 .arg(format!("127.0.0.1:{}", self.pg_port))
                 .arg("--shards")

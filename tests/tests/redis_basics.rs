@@ -595,3 +595,132 @@ fn maxmemory_refuses_growing_writes_until_data_is_deleted() {
     let info: String = q(&mut con, &["INFO", "memory"]);
     assert!(info.contains("maxmemory:204800"), "{info}");
 }
+
+/// requirepass and AUTH with Redis's replies: NOAUTH before AUTH (but AUTH, HELLO and QUIT
+/// run), WRONGPASS for a wrong password or user, HELLO AUTH, the `redis` crate with a
+/// password in its URL, and CONFIG SET requirepass at run time.
+#[test]
+fn requirepass_auth_and_hello() {
+    let server = HeliosServer::start(ServerOpts::default().config("requirepass = \"s3cret\""));
+    let mut con = connect_raw(&server);
+    let reply = |con: &mut helios_tests::RespConn, args: &[&str]| {
+        helios_tests::render(&con.cmd(args).expect("reply"))
+    };
+    assert_eq!(
+        reply(&mut con, &["PING"]),
+        "-NOAUTH Authentication required.\\r\\n"
+    );
+    assert_eq!(
+        reply(&mut con, &["GET", "k"]),
+        "-NOAUTH Authentication required.\\r\\n"
+    );
+    assert!(reply(&mut con, &["HELLO", "3"]).starts_with("-NOAUTH HELLO must be called"));
+    assert_eq!(
+        reply(&mut con, &["AUTH", "wrong"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\\r\\n"
+    );
+    assert_eq!(
+        reply(&mut con, &["AUTH", "bob", "s3cret"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\\r\\n"
+    );
+    assert_eq!(reply(&mut con, &["AUTH", "s3cret"]), "+OK\\r\\n");
+    assert_eq!(reply(&mut con, &["PING"]), "+PONG\\r\\n");
+    // HELLO AUTH authenticates a new connection and switches protocol at once.
+    let mut other = connect_raw(&server);
+    assert!(reply(&mut other, &["HELLO", "3", "AUTH", "default", "s3cret"]).starts_with("%"));
+    assert_eq!(reply(&mut other, &["PING"]), "+PONG\\r\\n");
+    // The redis crate, with the password in its URL.
+    let url = format!("redis://:s3cret@127.0.0.1:{}/", server.port());
+    let mut typed = redis::Client::open(url.as_str())
+        .expect("client")
+        .get_connection()
+        .expect("connect with a password");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut typed)
+        .expect("SET");
+    // Removing the password lets new connections in; setting one again shuts them out.
+    assert_eq!(
+        reply(&mut con, &["CONFIG", "SET", "requirepass", ""]),
+        "+OK\\r\\n"
+    );
+    let mut open = connect_raw(&server);
+    assert_eq!(reply(&mut open, &["GET", "k"]), "$1\\r\\nv\\r\\n");
+    assert_eq!(
+        reply(&mut open, &["AUTH", "x"]),
+        "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\\r\\n"
+    );
+    assert_eq!(
+        reply(&mut con, &["CONFIG", "SET", "requirepass", "new"]),
+        "+OK\\r\\n"
+    );
+    let mut late = connect_raw(&server);
+    assert_eq!(
+        reply(&mut late, &["PING"]),
+        "-NOAUTH Authentication required.\\r\\n"
+    );
+    // A connection authenticated before keeps its session, as in Redis.
+    assert_eq!(reply(&mut open, &["PING"]), "+PONG\\r\\n");
+}
+
+fn connect_raw(server: &HeliosServer) -> helios_tests::RespConn {
+    helios_tests::RespConn::connect(server.port()).expect("connect")
+}
+
+/// This host's address on a non-loopback interface (the default route's), if it has one.
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("10.255.255.255:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// Protected mode: with no password, a client from a non-loopback address gets Redis's
+/// DENIED message and is disconnected, until protected mode is turned off or a password is
+/// set. Skipped (with a message) on a host without a non-loopback interface.
+#[test]
+fn protected_mode_refuses_remote_clients_without_a_password() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("no non-loopback interface: skipping the protected-mode test");
+        return;
+    };
+    let server = HeliosServer::start(ServerOpts {
+        bind_any: true,
+        ..ServerOpts::default()
+    });
+    let remote_ping = || -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect((ip, server.port())).expect("connect remotely");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(b"PING\r\n").expect("send");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !out.ends_with(b"\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let denied = remote_ping();
+    assert!(
+        denied.starts_with("-DENIED Redis is running in protected mode"),
+        "{denied}"
+    );
+    let mut local = connect_raw(&server);
+    assert_eq!(local.cmd(&["PING"]).expect("local PING"), b"+PONG\r\n");
+    local
+        .cmd(&["CONFIG", "SET", "protected-mode", "no"])
+        .expect("CONFIG SET");
+    assert_eq!(remote_ping(), "+PONG\r\n");
+    local
+        .cmd(&["CONFIG", "SET", "protected-mode", "yes"])
+        .expect("CONFIG SET");
+    local
+        .cmd(&["CONFIG", "SET", "requirepass", "pw"])
+        .expect("CONFIG SET");
+    assert_eq!(remote_ping(), "-NOAUTH Authentication required.\r\n");
+}

@@ -71,6 +71,21 @@ struct Cli {
     /// (`OOM command not allowed ...`). A size with a unit: 100MB, 2GiB. Default: no limit.
     #[arg(long, value_name = "SIZE", value_parser = parse_maxmemory)]
     maxmemory: Option<u64>,
+    /// Redis clients must AUTH with this password (Redis's `requirepass`). Default: none.
+    #[arg(long, value_name = "PASSWORD")]
+    requirepass: Option<String>,
+    /// Without a password, serve Redis clients on the loopback interface only (Redis's
+    /// `protected-mode`).
+    #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+    protected_mode: Option<bool>,
+}
+
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("expected yes or no".into()),
+    }
 }
 
 fn parse_maxmemory(text: &str) -> Result<u64, String> {
@@ -124,6 +139,8 @@ struct FileConfig {
     durability: Option<DurabilityArg>,
     cache_size: Option<String>,
     maxmemory: Option<String>,
+    requirepass: Option<String>,
+    protected_mode: Option<bool>,
     /// PostgreSQL users with passwords: `[[pg_users]]` name, password, auth
     /// (`scram-sha-256`, `md5` or `password`).
     #[serde(default)]
@@ -208,6 +225,14 @@ fn resolve(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ServerConfig>
         pg_users,
         cache_bytes,
         maxmemory_bytes,
+        requirepass: pick(explicit("requirepass"), cli.requirepass, file.requirepass)
+            .filter(|p| !p.is_empty()),
+        protected_mode: pick(
+            explicit("protected_mode"),
+            cli.protected_mode,
+            file.protected_mode,
+        )
+        .unwrap_or(true),
         data_dir,
         redis_addr: pick(explicit("redis_addr"), cli.redis_addr, file.redis_addr)
             .expect("clap default"),

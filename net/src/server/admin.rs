@@ -63,12 +63,56 @@ pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item =
     cmd.args[range].iter().step_by(step)
 }
 
+/// Commands a client may send before it authenticates (Redis's `no_auth` flag).
+pub fn runs_unauthenticated(cmd: &Command) -> bool {
+    commands::lookup(cmd.name()).is_some_and(|spec| spec.has_flag("no_auth"))
+}
+
+/// AUTH [user] password (Redis 7.0 `authCommand`, the default user only).
+fn auth(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
+    if cmd.args.len() > 3 {
+        return err("ERR syntax error");
+    }
+    let (user, password) = match cmd.args.len() {
+        2 => (None, &cmd.args[1]),
+        _ => (Some(&cmd.args[1]), &cmd.args[2]),
+    };
+    if user.is_none() && !state.shared.password_required() {
+        return err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+    }
+    match check_default_user(state, user.map(|u| u.as_ref()), password) {
+        Ok(()) => {
+            session.authenticated = true;
+            Reply::Ok
+        }
+        Err(e) => e,
+    }
+}
+
+/// Whether `user` (None: default) with `password` is the default user with its password
+/// (any password when none is set, as Redis's `nopass`).
+fn check_default_user(
+    state: &ShardState,
+    user: Option<&[u8]>,
+    password: &[u8],
+) -> Result<(), Reply> {
+    let default = user.is_none_or(|u| u == b"default");
+    if default && (!state.shared.password_required() || state.shared.password_matches(password)) {
+        Ok(())
+    } else {
+        Err(err(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
+    }
+}
+
 pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) -> Reply {
     let name = cmd.name_lower();
     match name.as_str() {
         "ping" => ping(cmd),
+        "auth" => auth(state, session, cmd),
         "echo" => Reply::Bulk(cmd.args[1].clone()),
-        "hello" => hello(session, cmd),
+        "hello" => hello(state, session, cmd),
         "quit" => {
             session.close_after_reply = true;
             Reply::Ok
@@ -106,9 +150,10 @@ fn ping(cmd: &Command) -> Reply {
     }
 }
 
-fn hello(session: &mut Session, cmd: &Command) -> Reply {
+fn hello(state: &ShardState, session: &mut Session, cmd: &Command) -> Reply {
     let mut proto = session.proto;
     let mut name = None;
+    let mut credentials = None;
     let mut args = cmd.args[1..].iter();
     if let Some(version) = args.next() {
         match parse_i64(version) {
@@ -119,7 +164,7 @@ fn hello(session: &mut Session, cmd: &Command) -> Reply {
         }
         while let Some(option) = args.next() {
             if eq(option, "AUTH") {
-                let (Some(user), Some(_password)) = (args.next(), args.next()) else {
+                let (Some(user), Some(password)) = (args.next(), args.next()) else {
                     return Reply::Error(
                         format!(
                             "ERR Syntax error in HELLO option '{}'",
@@ -128,10 +173,7 @@ fn hello(session: &mut Session, cmd: &Command) -> Reply {
                         .into(),
                     );
                 };
-                // No users are configured yet: the default user has no password, as in a fresh Redis.
-                if user.as_ref() != b"default" {
-                    return err("WRONGPASS invalid username-password pair or user is disabled.");
-                }
+                credentials = Some((user.clone(), password.clone()));
             } else if eq(option, "SETNAME") {
                 let Some(value) = args.next() else {
                     return Reply::Error(
@@ -158,6 +200,17 @@ fn hello(session: &mut Session, cmd: &Command) -> Reply {
                 );
             }
         }
+    }
+    // As Redis: the options are checked first, then the credentials, then whether the
+    // client may go on.
+    if let Some((user, password)) = credentials {
+        if let Err(e) = check_default_user(state, Some(&user), &password) {
+            return e;
+        }
+        session.authenticated = true;
+    }
+    if !session.authenticated && state.shared.password_required() {
+        return err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     session.proto = proto;
     let mut info = session.info.borrow_mut();
@@ -1146,6 +1199,29 @@ fn config_params(state: &ShardState) -> Vec<(&'static str, String)> {
                 .to_string(),
         ),
         ("maxmemory-policy", "noeviction".into()),
+        (
+            "requirepass",
+            state
+                .shared
+                .requirepass
+                .read()
+                .ok()
+                .and_then(|p| p.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "protected-mode",
+            if state
+                .shared
+                .protected_mode
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
         ("timeout", "0".into()),
         ("hz", "10".into()),
     ]
@@ -1181,6 +1257,27 @@ async fn config_set(state: &Rc<ShardState>, cmd: &Command) -> Reply {
                 .shared
                 .maxmemory
                 .store(bytes, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        }
+        if name == "requirepass" {
+            let password = String::from_utf8_lossy(&pair[1]).into_owned();
+            if let Ok(mut p) = state.shared.requirepass.write() {
+                *p = (!password.is_empty()).then_some(password);
+            }
+            continue;
+        }
+        if name == "protected-mode" {
+            let on = if eq(&pair[1], "yes") {
+                true
+            } else if eq(&pair[1], "no") {
+                false
+            } else {
+                return Reply::Error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be 'yes' or 'no'").into());
+            };
+            state
+                .shared
+                .protected_mode
+                .store(on, std::sync::atomic::Ordering::Relaxed);
             continue;
         }
         if name == "maxmemory-policy" {

@@ -40,6 +40,9 @@ pub struct Session {
     pub db: u8,
     pub proto: Protocol,
     pub close_after_reply: bool,
+    /// Authenticated as the default user (by AUTH or HELLO AUTH, or because no password
+    /// was set when the connection came). A password set later does not undo it (as Redis).
+    pub authenticated: bool,
 }
 
 pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
@@ -87,6 +90,7 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
             db: 0,
             proto: Protocol::Resp2,
             close_after_reply: false,
+            authenticated: !state.shared.password_required(),
         };
         serve(&state, &connection, session).await;
         state.clients.borrow_mut().remove(&id);
@@ -96,7 +100,24 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
     .detach();
 }
 
+/// Redis's refusal of a non-loopback client in protected mode (no password set).
+const PROTECTED_MODE_DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Whether protected mode refuses this client: it is on, no password is set, and the
+/// peer is not on the loopback interface.
+fn protected_mode_refuses(state: &ShardState, connection: &Connection) -> bool {
+    state.shared.protected_mode.load(Ordering::Relaxed)
+        && !state.shared.password_required()
+        && connection
+            .peer_addr()
+            .is_some_and(|addr| !addr.ip().is_loopback())
+}
+
 async fn serve(state: &Rc<ShardState>, connection: &Connection, mut session: Session) {
+    if protected_mode_refuses(state, connection) {
+        let _ = connection.write_all(PROTECTED_MODE_DENIED.as_bytes()).await;
+        return;
+    }
     let limits = resp::ParseLimits::default();
     let mut buf = BytesMut::new();
     let mut ranges = Vec::new();
@@ -226,6 +247,13 @@ async fn run_batch(
     // Commands after a QUIT in the same pipeline are neither run nor answered, as in Redis.
     let mut answered = n;
     for (index, cmd) in batch.into_iter().enumerate() {
+        if !session.authenticated
+            && state.shared.password_required()
+            && !admin::runs_unauthenticated(&cmd)
+        {
+            replies[index] = Some(Reply::error("NOAUTH Authentication required."));
+            continue;
+        }
         match route(state, &cmd) {
             Route::Reject(reply) => replies[index] = Some(reply),
             Route::Shard(shard) => {

@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// `--maxmemory`: writes that may grow the data are refused above this many bytes of
     /// keyspace (0: no limit). CONFIG SET maxmemory changes it at run time.
     pub maxmemory_bytes: u64,
+    /// Redis's `requirepass`: the default user's password (None: no password).
+    pub requirepass: Option<String>,
+    /// Redis's `protected-mode`: without a password, only loopback clients are served.
+    pub protected_mode: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,21 @@ pub enum ServerError {
     ShardStart { shard: usize, message: String },
 }
 
+impl Shared {
+    /// Whether clients must AUTH as the default user: a password is set.
+    pub fn password_required(&self) -> bool {
+        self.requirepass.read().map(|p| p.is_some()).unwrap_or(true)
+    }
+
+    /// Whether `password` is the default user's (false when none is set).
+    pub fn password_matches(&self, password: &[u8]) -> bool {
+        self.requirepass
+            .read()
+            .map(|p| p.as_deref().is_some_and(|p| p.as_bytes() == password))
+            .unwrap_or(false)
+    }
+}
+
 /// State every shard reads: set once at start, or atomics (counters and flags only).
 pub struct Shared {
     pub config: ServerConfig,
@@ -95,6 +114,10 @@ pub struct Shared {
     /// Each shard's keyspace bytes (`Keyspace::used_bytes`), as of its last batch: the sum is
     /// what `maxmemory` bounds.
     pub used_bytes: Vec<AtomicUsize>,
+    /// The password in force (`requirepass`, CONFIG SET requirepass; None: none).
+    pub requirepass: std::sync::RwLock<Option<String>>,
+    /// Protected mode in force (CONFIG SET protected-mode).
+    pub protected_mode: AtomicBool,
     /// Shards that have drained their connections during shutdown.
     pub drained: AtomicUsize,
     /// Shards whose start-up (WAL replay) failed; the others stop too.
@@ -144,6 +167,8 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
     }
     let pg_listener_fd = pg_listener.into_raw_fd();
     let maxmemory_bytes = config.maxmemory_bytes;
+    let requirepass = config.requirepass.clone();
+    let protected_mode = config.protected_mode;
     let shared = Arc::new(Shared {
         config,
         map,
@@ -152,6 +177,8 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
         connections_per_shard: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
         maxmemory: AtomicU64::new(maxmemory_bytes),
         used_bytes: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
+        requirepass: std::sync::RwLock::new(requirepass),
+        protected_mode: AtomicBool::new(protected_mode),
         drained: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         next_client_id: AtomicU64::new(1),
