@@ -583,7 +583,7 @@ fn gen_wrong_arity(rng: &mut Rng) -> Step {
 }
 
 fn gen_step(rng: &mut Rng, step: usize) -> Step {
-    match rng.below(190) {
+    match rng.below(196) {
         0..=11 => gen_set(rng, step),
         12..=19 => Step::exact(vec![name(rng, "GET"), key(rng)]),
         20..=23 => gen_getex(rng, step),
@@ -614,6 +614,7 @@ fn gen_step(rng: &mut Rng, step: usize) -> Step {
         100..=129 => gen_hash(rng),
         130..=159 => gen_set_cmd(rng),
         160..=189 => gen_list_cmd(rng),
+        190..=195 => gen_copy(rng),
         _ => gen_wrong_arity(rng),
     }
 }
@@ -632,6 +633,30 @@ fn field(rng: &mut Rng) -> Vec<u8> {
 
 fn fields(rng: &mut Rng, min: u64) -> Vec<Vec<u8>> {
     (0..rng.range(min as i64, 4)).map(|_| field(rng)).collect()
+}
+
+/// COPY between keys of every type (and the same key), with DB and REPLACE options.
+fn gen_copy(rng: &mut Rng) -> Step {
+    let prefix = rng_pick_str(rng, &["h", "s", "l", "k"]);
+    let src = if prefix == "k" {
+        key(rng)
+    } else {
+        typed_key(rng, prefix)
+    };
+    let dst = if rng.chance(10) {
+        src.clone()
+    } else {
+        typed_key(rng, prefix)
+    };
+    let mut args = vec![name(rng, "COPY"), src, dst];
+    for _ in 0..rng.range(0, 2) {
+        match rng.below(5) {
+            0 | 1 => args.push(b(rng_pick_str(rng, &["REPLACE", "replace"]))),
+            2 | 3 => args.extend([b("DB"), b(rng_pick_str(rng, &["0", "1", "16", "-1", "x"]))]),
+            _ => args.push(b("bogus")),
+        }
+    }
+    Step::exact(args)
 }
 
 /// A key for a collection command: mostly one of a few keys of that type's own (`h`, `s`,
@@ -872,6 +897,14 @@ fn gen_set_cmd(rng: &mut Rng) -> Step {
 fn hash_value(rng: &mut Rng) -> Vec<u8> {
     let mut v = value(rng);
     v.truncate(64);
+    // A huge number would let HINCRBYFLOAT make a value of hundreds of bytes (1e308 + 1.5).
+    let huge = std::str::from_utf8(&v)
+        .ok()
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .is_some_and(|f| f.abs() >= 1e17);
+    if huge {
+        v = b("1");
+    }
     v
 }
 

@@ -8,9 +8,10 @@ use std::cell::Cell;
 use bytes::Bytes;
 use helios_engine::keyspace::{Mutation, Value};
 
+use super::num::parse_i64;
 use super::{
-    cstr, err, error_from_bytes, int_arg, invalid_expire, is_opt, keys_pattern_match, syntax_error,
-    value_unavailable, ExecCtx,
+    cstr, err, error_from_bytes, int_arg, invalid_expire, is_opt, keys_pattern_match,
+    not_an_integer, syntax_error, value_unavailable, ExecCtx,
 };
 use crate::{Command, Reply};
 
@@ -221,23 +222,11 @@ pub(super) fn persist(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     }
 }
 
-/// `renameGenericCommand`, both keys on this shard. The value moves with its expiry.
-fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
-    let (src, dst) = (&cmd.args[1], &cmd.args[2]);
-    if ctx.entry(src).is_some_and(|e| !e.value.is_resident()) {
-        return value_unavailable();
-    }
-    let Some(entry) = ctx.entry(src).cloned() else {
-        return err("ERR no such key");
-    };
-    if src == dst {
-        return if nx { Reply::Int(0) } else { Reply::Ok };
-    }
-    if nx && ctx.entry(dst).is_some() {
-        return Reply::Int(0);
-    }
+/// Stores `value` with exactly this expiry at `dst` in the context's db, replacing what
+/// is there (RENAME, COPY): a string in one mutation, a collection as its own mutations.
+fn write_value(ctx: &mut ExecCtx, dst: &Bytes, value: Value, expire_at_ms: Option<u64>) {
     let db = ctx.db;
-    match entry.value {
+    match value {
         collection @ (Value::Hash(_) | Value::Set(_) | Value::List(_)) => {
             if ctx.entry(dst).is_some() {
                 ctx.del(dst);
@@ -261,11 +250,11 @@ fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
                 },
                 _ => unreachable!("matched above"),
             });
-            if entry.expire_at_ms.is_some() {
+            if expire_at_ms.is_some() {
                 ctx.commit(Mutation::SetExpire {
                     db,
                     key: dst.clone(),
-                    expire_at_ms: entry.expire_at_ms,
+                    expire_at_ms,
                 });
             }
         }
@@ -273,9 +262,84 @@ fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
             db,
             key: dst.clone(),
             value,
-            expire_at_ms: entry.expire_at_ms,
+            expire_at_ms,
         }),
     }
+}
+
+/// COPY's options: the destination db (None: the current one) and REPLACE.
+pub fn copy_options(args: &[Bytes]) -> Result<(Option<u8>, bool), Reply> {
+    let (mut db, mut replace) = (None, false);
+    let mut i = 3;
+    while i < args.len() {
+        if args[i].eq_ignore_ascii_case(b"replace") {
+            replace = true;
+        } else if args[i].eq_ignore_ascii_case(b"db") && i + 1 < args.len() {
+            let n = parse_i64(&args[i + 1])
+                .filter(|n| i32::try_from(*n).is_ok())
+                .ok_or_else(not_an_integer)?;
+            if !(0..helios_engine::keyspace::DB_COUNT as i64).contains(&n) {
+                return Err(err("ERR DB index is out of range"));
+            }
+            db = Some(n as u8);
+            i += 1;
+        } else {
+            return Err(syntax_error());
+        }
+        i += 1;
+    }
+    Ok((db, replace))
+}
+
+/// COPY with both keys on this shard (Redis 7.0 `copyCommand`'s checks, in its order).
+pub(super) fn copy(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let (db, replace) = match copy_options(&cmd.args) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let (src, dst) = (&cmd.args[1], &cmd.args[2]);
+    let src_db = ctx.db;
+    let dst_db = db.unwrap_or(src_db);
+    if dst_db == src_db && src == dst {
+        return err("ERR source and destination objects are the same");
+    }
+    if ctx.entry(src).is_some_and(|e| !e.value.is_resident()) {
+        return value_unavailable();
+    }
+    let Some(entry) = ctx.entry(src).cloned() else {
+        return Reply::Int(0);
+    };
+    ctx.db = dst_db;
+    let copied = match ctx.entry(dst).is_some() {
+        true if !replace => false,
+        exists => {
+            if exists {
+                ctx.del(dst);
+            }
+            write_value(ctx, dst, entry.value, entry.expire_at_ms);
+            true
+        }
+    };
+    ctx.db = src_db;
+    Reply::Int(copied as i64)
+}
+
+/// `renameGenericCommand`, both keys on this shard. The value moves with its expiry.
+fn rename_generic(ctx: &mut ExecCtx, cmd: &Command, nx: bool) -> Reply {
+    let (src, dst) = (&cmd.args[1], &cmd.args[2]);
+    if ctx.entry(src).is_some_and(|e| !e.value.is_resident()) {
+        return value_unavailable();
+    }
+    let Some(entry) = ctx.entry(src).cloned() else {
+        return err("ERR no such key");
+    };
+    if src == dst {
+        return if nx { Reply::Int(0) } else { Reply::Ok };
+    }
+    if nx && ctx.entry(dst).is_some() {
+        return Reply::Int(0);
+    }
+    write_value(ctx, dst, entry.value, entry.expire_at_ms);
     ctx.del(src);
     if nx {
         Reply::Int(1)

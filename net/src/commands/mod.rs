@@ -17,6 +17,7 @@ mod table;
 mod tests;
 
 pub use glob::{glob_match, keys_pattern_match, GLOB_NESTING_MAX};
+pub use keys::copy_options;
 pub use lists::{lmpop_args, parse_side};
 pub use num::parse_i64;
 pub use sets::{combine, intersection_card, members_in_order, sintercard_args, SetOp};

@@ -749,6 +749,7 @@ async fn set_op_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
     let (op, store) = match name.as_str() {
         "smove" => return smove_across(state, db, cmd, txid).await,
         "lmove" | "rpoplpush" | "lmpop" => return list_across(state, db, cmd, txid).await,
+        "copy" => return copy_across(state, db, cmd, txid).await,
         "sintercard" => {
             let (keys, limit) = match commands::sintercard_args(&cmd.args) {
                 Ok(a) => a,
@@ -799,6 +800,87 @@ async fn set_op_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
         Some(Ok(replies)) => match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
             Some(error) => error,
             None => Reply::Int(count),
+        },
+        Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
+        None => err("ERR internal error: shard reply count"),
+    }
+}
+
+/// COPY between two shards, under intent locks on both keys: read the source's type,
+/// value and expiry on its shard, then (unless the destination exists and REPLACE is not
+/// given) write the copy on the destination's shard in one batch.
+async fn copy_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -> Reply {
+    let (dst_db, replace) = match commands::copy_options(&cmd.args) {
+        Ok((dst_db, replace)) => (dst_db.unwrap_or(db), replace),
+        Err(e) => return e,
+    };
+    let (src, dst) = (&cmd.args[1], &cmd.args[2]);
+    let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+    let kind = match exec_at(state, db, src, vec![b("TYPE"), src.clone()], txid).await {
+        Reply::Status(t) => t.into_owned(),
+        other => return other,
+    };
+    let read = match kind.as_str() {
+        "none" => return Reply::Int(0),
+        "string" => vec![b("GET"), src.clone()],
+        "hash" => vec![b("HGETALL"), src.clone()],
+        "set" => vec![b("SMEMBERS"), src.clone()],
+        "list" => vec![b("LRANGE"), src.clone(), b("0"), b("-1")],
+        other => return Reply::Error(format!("ERR COPY of a {other} is not supported").into()),
+    };
+    let value = exec_at(state, db, src, read, txid).await;
+    let expire_at = match exec_at(state, db, src, vec![b("PEXPIRETIME"), src.clone()], txid).await {
+        Reply::Int(ms) if ms >= 0 => Some(ms),
+        Reply::Int(_) => None,
+        other => return other,
+    };
+    let exists = exec_at(state, dst_db, dst, vec![b("EXISTS"), dst.clone()], txid).await;
+    if matches!(exists, Reply::Int(1)) && !replace {
+        return Reply::Int(0);
+    }
+    let bulk = |r: Reply| match r {
+        Reply::Bulk(v) => Some(v),
+        _ => None,
+    };
+    let mut write = match (kind.as_str(), value) {
+        ("string", Reply::Bulk(v)) => vec![b("SET"), dst.clone(), v],
+        ("hash", Reply::Map(pairs)) => {
+            let mut args = vec![b("HSET"), dst.clone()];
+            for (f, v) in pairs {
+                args.extend(bulk(f));
+                args.extend(bulk(v));
+            }
+            args
+        }
+        ("set", Reply::Set(items) | Reply::Array(items)) => {
+            let mut args = vec![b("SADD"), dst.clone()];
+            args.extend(items.into_iter().filter_map(bulk));
+            args
+        }
+        ("list", Reply::Array(items)) => {
+            let mut args = vec![b("RPUSH"), dst.clone()];
+            args.extend(items.into_iter().filter_map(bulk));
+            args
+        }
+        (_, other) => return other,
+    };
+    let mut cmds = vec![(dst_db, Command::new(vec![b("DEL"), dst.clone()]))];
+    if let (Some(ms), "string") = (expire_at, kind.as_str()) {
+        write.extend([b("PXAT"), Bytes::from(ms.to_string())]);
+    }
+    cmds.push((dst_db, Command::new(write)));
+    if let (Some(ms), false) = (expire_at, kind == "string") {
+        let at = Bytes::from(ms.to_string());
+        cmds.push((dst_db, Command::new(vec![b("PEXPIREAT"), dst.clone(), at])));
+    }
+    match exec_on(state, vec![(state.owner_of(dst), cmds)], txid)
+        .await
+        .into_iter()
+        .next()
+    {
+        Some(Ok(replies)) => match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
+            Some(error) => error,
+            None => Reply::Int(1),
         },
         Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
         None => err("ERR internal error: shard reply count"),
