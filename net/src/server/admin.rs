@@ -111,6 +111,19 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
     match name.as_str() {
         "ping" => ping(cmd),
         "auth" => auth(state, session, cmd),
+        "multi" => match session.multi {
+            Some(_) => err("ERR MULTI calls can not be nested"),
+            None => {
+                session.multi = Some(Vec::new());
+                session.multi_dirty = false;
+                Reply::Ok
+            }
+        },
+        "discard" => match session.multi.take() {
+            Some(_) => Reply::Ok,
+            None => err("ERR DISCARD without MULTI"),
+        },
+        "exec" => super::conn::exec_transaction(state, session).await,
         "echo" => Reply::Bulk(cmd.args[1].clone()),
         "hello" => hello(state, session, cmd),
         "quit" => {
@@ -424,7 +437,7 @@ async fn broadcast(
 
 /// Runs per-shard command lists (local inline, others over the mesh) and returns each shard's
 /// replies in the order given.
-async fn exec_on(
+pub(super) async fn exec_on(
     state: &Rc<ShardState>,
     work: Vec<(usize, Vec<(u8, Command)>)>,
     txid: u64,
@@ -548,33 +561,39 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
         .shared
         .next_txid
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let locked = lock_all(state, txid, db, &keys_by_shard).await;
-    let reply = match locked {
+    let reply = match lock_all(state, txid, db, &keys_by_shard).await {
         Err(error) => Reply::Error(format!("ERR {error}").into()),
-        Ok(()) if spec.name.eq_ignore_ascii_case("rename") => {
-            rename_across(state, db, cmd, false).await
-        }
-        Ok(()) if spec.name.eq_ignore_ascii_case("renamenx") => {
-            rename_across(state, db, cmd, true).await
-        }
-        Ok(()) if spec.name.eq_ignore_ascii_case("msetnx") => {
-            msetnx_locked(state, db, cmd, txid).await
-        }
-        Ok(())
-            if spec.kind
-                == (CommandKind::MultiKey {
-                    merge: commands::Merge::Gather,
-                }) =>
-        {
-            set_op_across(state, db, cmd, txid).await
-        }
-        Ok(()) => split_exec(state, db, cmd, txid).await,
+        Ok(()) => run_locked(state, db, spec, cmd, txid).await,
     };
     unlock_all(state, txid, keys_by_shard.keys().copied()).await;
     reply
 }
 
-async fn lock_all(
+/// A multi-key command whose keys are locked under `txid` already (by `multi_key`, or by
+/// a transaction's EXEC).
+pub(super) async fn run_locked(
+    state: &Rc<ShardState>,
+    db: u8,
+    spec: &commands::CommandSpec,
+    cmd: &Command,
+    txid: u64,
+) -> Reply {
+    match spec.name {
+        "rename" => rename_across(state, db, cmd, false).await,
+        "renamenx" => rename_across(state, db, cmd, true).await,
+        "msetnx" => msetnx_locked(state, db, cmd, txid).await,
+        _ if spec.kind
+            == (CommandKind::MultiKey {
+                merge: commands::Merge::Gather,
+            }) =>
+        {
+            set_op_across(state, db, cmd, txid).await
+        }
+        _ => split_exec(state, db, cmd, txid).await,
+    }
+}
+
+pub(super) async fn lock_all(
     state: &Rc<ShardState>,
     txid: u64,
     db: u8,
@@ -605,7 +624,11 @@ async fn lock_all(
     Ok(())
 }
 
-async fn unlock_all(state: &Rc<ShardState>, txid: u64, shards: impl Iterator<Item = usize>) {
+pub(super) async fn unlock_all(
+    state: &Rc<ShardState>,
+    txid: u64,
+    shards: impl Iterator<Item = usize>,
+) {
     for shard in shards {
         if shard == state.id {
             state.unlock(txid);

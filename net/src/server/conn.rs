@@ -43,6 +43,10 @@ pub struct Session {
     /// Authenticated as the default user (by AUTH or HELLO AUTH, or because no password
     /// was set when the connection came). A password set later does not undo it (as Redis).
     pub authenticated: bool,
+    /// Commands queued since MULTI (None: not in a transaction).
+    pub multi: Option<Vec<Command>>,
+    /// A command was refused while queueing: EXEC will abort (EXECABORT).
+    pub multi_dirty: bool,
 }
 
 pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
@@ -91,6 +95,8 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
             proto: Protocol::Resp2,
             close_after_reply: false,
             authenticated: !state.shared.password_required(),
+            multi: None,
+            multi_dirty: false,
         };
         serve(&state, &connection, session).await;
         state.clients.borrow_mut().remove(&id);
@@ -178,6 +184,95 @@ fn parse_batch(
     None
 }
 
+/// Commands that act on a transaction itself, run even between MULTI and EXEC.
+fn controls_transaction(cmd: &Command) -> bool {
+    ["multi", "exec", "discard", "quit"]
+        .iter()
+        .any(|n| cmd.name().eq_ignore_ascii_case(n.as_bytes()))
+}
+
+/// Queues a command after MULTI: `+QUEUED`, or the error it would get now (an unknown
+/// command, a wrong argument count), which makes EXEC abort, as in Redis.
+fn queue_in_transaction(session: &mut Session, cmd: Command) -> Reply {
+    let refused = match commands::lookup(cmd.name()) {
+        None => Some(commands::unknown_command(&cmd)),
+        Some(spec) if !spec.arity_ok(cmd.arg_count()) => Some(Reply::wrong_arity(spec.name)),
+        Some(_) => None,
+    };
+    if let Some(error) = refused {
+        session.multi_dirty = true;
+        return error;
+    }
+    session
+        .multi
+        .as_mut()
+        .expect("queueing inside MULTI")
+        .push(cmd);
+    Reply::Status(std::borrow::Cow::Borrowed("QUEUED"))
+}
+
+/// EXEC: runs the queued commands in order under intent locks on every key they name
+/// (taken shard by shard in ascending order, as a multi-key command's), so no other client
+/// sees or changes those keys in between: atomic and isolated across shards, as Redis's
+/// MULTI/EXEC. The keys are locked in the database current at EXEC; a SELECT inside the
+/// transaction moves later commands to another database without locking its keys.
+pub(super) async fn exec_transaction(state: &Rc<ShardState>, session: &mut Session) -> Reply {
+    let Some(queue) = session.multi.take() else {
+        return Reply::error("ERR EXEC without MULTI");
+    };
+    if std::mem::take(&mut session.multi_dirty) {
+        return Reply::error("EXECABORT Transaction discarded because of previous errors.");
+    }
+    let mut keys_by_shard: std::collections::BTreeMap<usize, Vec<bytes::Bytes>> =
+        Default::default();
+    for cmd in &queue {
+        if let Some(spec) = commands::lookup(cmd.name()) {
+            for key in admin::keys_of(spec, cmd) {
+                let keys = keys_by_shard.entry(state.owner_of(key)).or_default();
+                if !keys.contains(key) {
+                    keys.push(key.clone());
+                }
+            }
+        }
+    }
+    let txid = state.shared.next_txid.fetch_add(1, Ordering::Relaxed);
+    if let Err(error) = admin::lock_all(state, txid, session.db, &keys_by_shard).await {
+        return Reply::error(format!("ERR {error}"));
+    }
+    let mut replies = Vec::with_capacity(queue.len());
+    for cmd in &queue {
+        replies.push(run_in_transaction(state, session, cmd, txid).await);
+    }
+    admin::unlock_all(state, txid, keys_by_shard.keys().copied()).await;
+    Reply::Array(replies)
+}
+
+/// One queued command, with the transaction's locks already held under `txid`.
+async fn run_in_transaction(
+    state: &Rc<ShardState>,
+    session: &mut Session,
+    cmd: &Command,
+    txid: u64,
+) -> Reply {
+    let spec = commands::lookup(cmd.name()).expect("checked when queued");
+    match route(state, cmd) {
+        Route::Reject(reply) => reply,
+        Route::Shard(shard) => {
+            let work = vec![(shard, vec![(session.db, cmd.clone())])];
+            match admin::exec_on(state, work, txid).await.into_iter().next() {
+                Some(Ok(mut replies)) if replies.len() == 1 => replies.remove(0),
+                Some(Err(error)) => Reply::error(format!("MISCONF {error}")),
+                _ => Reply::error("ERR internal error: shard reply count"),
+            }
+        }
+        Route::Special if matches!(spec.kind, commands::CommandKind::MultiKey { .. }) => {
+            admin::run_locked(state, session.db, spec, cmd, txid).await
+        }
+        // Boxed: run_special runs EXEC, which runs this (EXEC itself is never queued).
+        Route::Special => Box::pin(admin::run_special(state, session, cmd)).await,
+    }
+}
+
 /// Where one command runs.
 enum Route {
     /// Handled by the connection itself (or a fan-out it coordinates); a barrier in the batch.
@@ -252,6 +347,10 @@ async fn run_batch(
             && !admin::runs_unauthenticated(&cmd)
         {
             replies[index] = Some(Reply::error("NOAUTH Authentication required."));
+            continue;
+        }
+        if session.multi.is_some() && !controls_transaction(&cmd) {
+            replies[index] = Some(queue_in_transaction(session, cmd));
             continue;
         }
         match route(state, &cmd) {
