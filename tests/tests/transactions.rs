@@ -183,3 +183,88 @@ fn transfers_across_shards_keep_the_total_under_concurrency() {
         CLIENTS * TRANSFERS_PER_CLIENT
     );
 }
+
+/// Two-client scripts: (client, command). WATCH on keys of both shards, changed or not by
+/// the other client, by the watcher itself, by expiry or deletion; UNWATCH; WATCH inside
+/// MULTI; DISCARD forgetting the watches.
+const WATCH_SCRIPTS: &[&[(usize, &[&str])]] = &[
+    &[
+        (0, &["SET", "w1", "a"]),
+        (0, &["WATCH", "w1", "w2"]),
+        (1, &["SET", "w2", "changed"]),
+        (0, &["MULTI"]),
+        (0, &["SET", "w1", "b"]),
+        (0, &["EXEC"]),
+        (0, &["GET", "w1"]),
+    ],
+    &[
+        (0, &["WATCH", "w1", "w2", "w3", "w4"]),
+        (1, &["GET", "w1"]),
+        (0, &["MULTI"]),
+        (0, &["SET", "w1", "b"]),
+        (0, &["INCR", "w3"]),
+        (0, &["EXEC"]),
+        (0, &["MGET", "w1", "w3"]),
+    ],
+    &[
+        (0, &["WATCH", "w1"]),
+        (0, &["SET", "w1", "mine"]),
+        (0, &["MULTI"]),
+        (0, &["GET", "w1"]),
+        (0, &["EXEC"]),
+        (0, &["WATCH", "w2"]),
+        (1, &["DEL", "w2"]),
+        (0, &["MULTI"]),
+        (0, &["WATCH", "w3"]),
+        (0, &["EXEC"]),
+    ],
+    &[
+        (0, &["SET", "w4", "x"]),
+        (0, &["WATCH", "w4"]),
+        (0, &["UNWATCH"]),
+        (1, &["SET", "w4", "y"]),
+        (0, &["MULTI"]),
+        (0, &["GET", "w4"]),
+        (0, &["EXEC"]),
+        (0, &["WATCH", "w4"]),
+        (1, &["HSET", "w4h", "f", "v"]),
+        (0, &["MULTI"]),
+        (0, &["DISCARD"]),
+        (1, &["SET", "w4", "z"]),
+        (0, &["MULTI"]),
+        (0, &["GET", "w4"]),
+        (0, &["EXEC"]),
+    ],
+];
+
+#[test]
+fn watch_matches_redis() {
+    let Some(redis) = RedisServer::try_start() else {
+        return;
+    };
+    let helios = HeliosServer::start(ServerOpts::default().shards(2));
+    for (n, script) in WATCH_SCRIPTS.iter().enumerate() {
+        for port in [redis.port(), helios.port()] {
+            let mut c = RespConn::connect(port).expect("connect");
+            c.cmd(&["FLUSHALL"]).expect("FLUSHALL");
+        }
+        let mut clients: Vec<[RespConn; 2]> = [redis.port(), helios.port()]
+            .iter()
+            .map(|&p| {
+                [
+                    RespConn::connect(p).expect("connect"),
+                    RespConn::connect(p).expect("connect"),
+                ]
+            })
+            .collect();
+        for (who, args) in script.iter() {
+            let want = clients[0][*who].cmd(args).expect("redis reply");
+            let got = clients[1][*who].cmd(args).expect("helios reply");
+            assert_eq!(
+                render(&got),
+                render(&want),
+                "watch script {n}, client {who}, command {args:?}: helios vs redis-server"
+            );
+        }
+    }
+}

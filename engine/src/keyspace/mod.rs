@@ -651,6 +651,12 @@ impl Keyspace {
         self.map.get(&k)
     }
 
+    /// A token that changes whenever `key` is written, deleted, expires or is created
+    /// again (None: no live key): what WATCH compares at EXEC.
+    pub fn version(&mut self, db: u8, key: &[u8], now_ms: u64) -> Option<u64> {
+        self.get(db, key, now_ms).map(|e| e.stamp)
+    }
+
     /// Whether `key` is live (removes it when expired).
     pub fn contains(&mut self, db: u8, key: &[u8], now_ms: u64) -> bool {
         self.get(db, key, now_ms).is_some()

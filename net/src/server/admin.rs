@@ -120,9 +120,17 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
             }
         },
         "discard" => match session.multi.take() {
-            Some(_) => Reply::Ok,
+            Some(_) => {
+                session.watched.clear();
+                Reply::Ok
+            }
             None => err("ERR DISCARD without MULTI"),
         },
+        "watch" => watch(state, session, cmd).await,
+        "unwatch" => {
+            session.watched.clear();
+            Reply::Ok
+        }
         "exec" => super::conn::exec_transaction(state, session).await,
         "echo" => Reply::Bulk(cmd.args[1].clone()),
         "hello" => hello(state, session, cmd),
@@ -567,6 +575,70 @@ async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> 
     };
     unlock_all(state, txid, keys_by_shard.keys().copied()).await;
     reply
+}
+
+/// The current version of each key (on its owner shard), in the order given.
+async fn versions(
+    state: &Rc<ShardState>,
+    db: u8,
+    keys: &[Bytes],
+) -> Result<Vec<Option<u64>>, String> {
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let shard = state.owner_of(key);
+        let version = if shard == state.id {
+            state.versions(db, std::slice::from_ref(key)).remove(0)
+        } else {
+            let req = ShardReq::Versions {
+                db,
+                keys: vec![key.clone()],
+            };
+            match state.mesh.call(shard, req).await {
+                Ok(ShardResp::Versions(mut v)) if v.len() == 1 => v.remove(0),
+                Ok(_) => return Err("unexpected shard response".into()),
+                Err(gone) => return Err(gone.to_string()),
+            }
+        };
+        out.push(version);
+    }
+    Ok(out)
+}
+
+/// WATCH: remembers each key's current version (a key watched already keeps its first);
+/// refused inside MULTI, without aborting it, as Redis does.
+async fn watch(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) -> Reply {
+    if session.multi.is_some() {
+        return err("ERR WATCH inside MULTI is not allowed");
+    }
+    let db = session.db;
+    let keys: Vec<Bytes> = cmd.args[1..]
+        .iter()
+        .filter(|k| !session.watched.iter().any(|(d, w, _)| *d == db && w == *k))
+        .cloned()
+        .collect();
+    match versions(state, db, &keys).await {
+        Ok(found) => {
+            session
+                .watched
+                .extend(keys.into_iter().zip(found).map(|(k, v)| (db, k, v)));
+            Reply::Ok
+        }
+        Err(error) => Reply::Error(format!("ERR {error}").into()),
+    }
+}
+
+/// Whether every watched key still has the version it had at WATCH.
+pub(super) async fn watched_unchanged(
+    state: &Rc<ShardState>,
+    watched: &[(u8, Bytes, Option<u64>)],
+) -> Result<bool, String> {
+    for (db, key, then) in watched {
+        let now = versions(state, *db, std::slice::from_ref(key)).await?;
+        if now[0] != *then {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A multi-key command whose keys are locked under `txid` already (by `multi_key`, or by

@@ -47,6 +47,8 @@ pub struct Session {
     pub multi: Option<Vec<Command>>,
     /// A command was refused while queueing: EXEC will abort (EXECABORT).
     pub multi_dirty: bool,
+    /// WATCHed keys with the version each had then (db, key, version).
+    pub watched: Vec<(u8, bytes::Bytes, Option<u64>)>,
 }
 
 pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
@@ -97,6 +99,7 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
             authenticated: !state.shared.password_required(),
             multi: None,
             multi_dirty: false,
+            watched: Vec::new(),
         };
         serve(&state, &connection, session).await;
         state.clients.borrow_mut().remove(&id);
@@ -186,7 +189,7 @@ fn parse_batch(
 
 /// Commands that act on a transaction itself, run even between MULTI and EXEC.
 fn controls_transaction(cmd: &Command) -> bool {
-    ["multi", "exec", "discard", "quit"]
+    ["multi", "exec", "discard", "quit", "watch"]
         .iter()
         .any(|n| cmd.name().eq_ignore_ascii_case(n.as_bytes()))
 }
@@ -220,6 +223,7 @@ pub(super) async fn exec_transaction(state: &Rc<ShardState>, session: &mut Sessi
     let Some(queue) = session.multi.take() else {
         return Reply::error("ERR EXEC without MULTI");
     };
+    let watched = std::mem::take(&mut session.watched);
     if std::mem::take(&mut session.multi_dirty) {
         return Reply::error("EXECABORT Transaction discarded because of previous errors.");
     }
@@ -235,9 +239,27 @@ pub(super) async fn exec_transaction(state: &Rc<ShardState>, session: &mut Sessi
             }
         }
     }
+    // Watched keys are locked too, so their check and the commands are one step.
+    for (_, key, _) in &watched {
+        let keys = keys_by_shard.entry(state.owner_of(key)).or_default();
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
     let txid = state.shared.next_txid.fetch_add(1, Ordering::Relaxed);
     if let Err(error) = admin::lock_all(state, txid, session.db, &keys_by_shard).await {
         return Reply::error(format!("ERR {error}"));
+    }
+    match admin::watched_unchanged(state, &watched).await {
+        Ok(true) => {}
+        Ok(false) => {
+            admin::unlock_all(state, txid, keys_by_shard.keys().copied()).await;
+            return Reply::NullArray;
+        }
+        Err(error) => {
+            admin::unlock_all(state, txid, keys_by_shard.keys().copied()).await;
+            return Reply::error(format!("ERR {error}"));
+        }
     }
     let mut replies = Vec::with_capacity(queue.len());
     for cmd in &queue {

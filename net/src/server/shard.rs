@@ -74,6 +74,11 @@ pub enum ShardReq {
     },
     /// Store a value with an expiry (cross-shard RENAME).
     Put(PutEntry),
+    /// The current version of each key (WATCH, and EXEC's check of watched keys).
+    Versions {
+        db: u8,
+        keys: Vec<Bytes>,
+    },
     Stats,
     ClientList,
     SetDurability(Durability),
@@ -101,6 +106,7 @@ pub enum ShardResp {
     Done,
     Scan(Vec<Bytes>, Option<u64>),
     Taken(Option<(Portable, Option<u64>)>),
+    Versions(Vec<Option<u64>>),
     Put(bool),
     Stats(Box<ShardStats>),
     ClientList(String),
@@ -243,6 +249,13 @@ impl ShardState {
             .map(|(_, u)| u.load(Ordering::Relaxed))
             .sum();
         (mine + others) as u64 > limit
+    }
+
+    /// The current version of each key on this shard (see `Keyspace::version`).
+    pub fn versions(&self, db: u8, keys: &[Bytes]) -> Vec<Option<u64>> {
+        let mut ks = self.ks.borrow_mut();
+        let now_ms = unix_ms();
+        keys.iter().map(|k| ks.version(db, k, now_ms)).collect()
     }
 
     /// Whether writes must be refused: the WAL failed, or a write could not be logged.
@@ -523,6 +536,7 @@ impl ShardState {
                 self.unlock(txid);
                 ShardResp::Done
             }
+            ShardReq::Versions { db, keys } => ShardResp::Versions(self.versions(db, &keys)),
             ShardReq::Stats => ShardResp::Stats(Box::new(self.local_stats())),
             ShardReq::ClientList => ShardResp::ClientList(conn::client_list(&self)),
             ShardReq::SetDurability(durability) => {
