@@ -583,7 +583,7 @@ fn gen_wrong_arity(rng: &mut Rng) -> Step {
 }
 
 fn gen_step(rng: &mut Rng, step: usize) -> Step {
-    match rng.below(196) {
+    match rng.below(236) {
         0..=11 => gen_set(rng, step),
         12..=19 => Step::exact(vec![name(rng, "GET"), key(rng)]),
         20..=23 => gen_getex(rng, step),
@@ -615,6 +615,7 @@ fn gen_step(rng: &mut Rng, step: usize) -> Step {
         130..=159 => gen_set_cmd(rng),
         160..=189 => gen_list_cmd(rng),
         190..=195 => gen_copy(rng),
+        196..=235 => gen_zset_cmd(rng),
         _ => gen_wrong_arity(rng),
     }
 }
@@ -637,7 +638,7 @@ fn fields(rng: &mut Rng, min: u64) -> Vec<Vec<u8>> {
 
 /// COPY between keys of every type (and the same key), with DB and REPLACE options.
 fn gen_copy(rng: &mut Rng) -> Step {
-    let prefix = rng_pick_str(rng, &["h", "s", "l", "k"]);
+    let prefix = rng_pick_str(rng, &["h", "s", "l", "z", "k"]);
     let src = if prefix == "k" {
         key(rng)
     } else {
@@ -1002,6 +1003,272 @@ fn gen_hash(rng: &mut Rng) -> Step {
     };
     if args.is_empty() {
         args.push(b("PING"));
+    }
+    Step::exact(args)
+}
+
+/// Scores whose text Redis 7.0 (`%.17g`) and 7.2 (shortest round trip) print alike: small
+/// dyadic fractions (sums and weighted sums of them stay so), infinities, and bad ones.
+const SCORES: &[&str] = &[
+    "1", "2", "-1", "0", "1.5", "-2.5", "0.25", "3", "10", "inf", "-inf", "+inf", "-0", "x", "nan",
+    "", " 1", "1e2",
+];
+
+fn score(rng: &mut Rng) -> Vec<u8> {
+    if rng.chance(85) {
+        b(rng.pick(&SCORES[..10]))
+    } else {
+        b(rng.pick(SCORES))
+    }
+}
+
+const ZMEMBERS: &[&str] = &["a", "b", "c", "d", "", "1", "aa"];
+
+fn zmember(rng: &mut Rng) -> Vec<u8> {
+    b(rng.pick(ZMEMBERS))
+}
+
+const SCORE_BOUNDS: &[&str] = &[
+    "-inf", "+inf", "inf", "1", "(1", "2", "(2", "0", "-1", "(-inf", "1.5", "x", "(x", "", "(",
+];
+const LEX_BOUNDS: &[&str] = &["-", "+", "[a", "(a", "[b", "(c", "[", "(", "[aa", "a", "+x"];
+
+fn zsource_keys(rng: &mut Rng) -> Vec<Vec<u8>> {
+    (0..rng.range(1, 3))
+        .map(|_| {
+            if rng.chance(20) {
+                typed_key(rng, "s")
+            } else {
+                typed_key(rng, "z")
+            }
+        })
+        .collect()
+}
+
+/// ZUNION/ZINTER/ZDIFF's options: WEIGHTS, AGGREGATE, WITHSCORES, LIMIT, sometimes wrong.
+fn zop_options(rng: &mut Rng, nkeys: usize, args: &mut Vec<Vec<u8>>) {
+    for _ in 0..rng.range(0, 2) {
+        match rng.below(6) {
+            0 | 1 => {
+                args.push(b("WEIGHTS"));
+                let n = if rng.chance(10) { nkeys + 1 } else { nkeys };
+                for _ in 0..n {
+                    args.push(b(rng_pick_str(
+                        rng,
+                        &["1", "2", "0", "-1", "0.5", "inf", "x"],
+                    )));
+                }
+            }
+            2 | 3 => {
+                args.push(b("AGGREGATE"));
+                args.push(b(rng_pick_str(rng, &["SUM", "min", "MAX", "avg"])));
+            }
+            4 => args.push(b(rng_pick_str(rng, &["WITHSCORES", "withscores"]))),
+            _ => {
+                args.push(b("LIMIT"));
+                args.push(b(rng_pick_str(rng, &["0", "1", "-1"])));
+            }
+        }
+    }
+}
+
+fn numkeys(rng: &mut Rng, n: usize) -> Vec<u8> {
+    match rng.below(10) {
+        0 => b("0"),
+        1 => b("9"),
+        2 => b("x"),
+        _ => b(&n.to_string()),
+    }
+}
+
+/// Sorted-set commands over the same keys as the others. Every reply Redis gives for these
+/// small sets is ordered (listpack), so all compare exactly; ZRANDMEMBER only where
+/// deterministic (counts at least the size). ZRANK's WITHSCORE is Redis 7.2's, not asked.
+fn gen_zset_cmd(rng: &mut Rng) -> Step {
+    let k = typed_key(rng, "z");
+    let mut args = match rng.below(24) {
+        0..=3 => {
+            let mut args = vec![name(rng, "ZADD"), k];
+            for _ in 0..rng.range(0, 2) {
+                args.push(b(rng_pick_str(
+                    rng,
+                    &["NX", "XX", "GT", "LT", "CH", "INCR", "ch"],
+                )));
+            }
+            for _ in 0..rng.range(1, 3) {
+                args.push(score(rng));
+                args.push(zmember(rng));
+            }
+            if rng.chance(5) {
+                args.pop();
+            }
+            args
+        }
+        4 => {
+            let mut args = vec![name(rng, "ZREM"), k];
+            for _ in 0..rng.range(1, 3) {
+                args.push(zmember(rng));
+            }
+            args
+        }
+        5 => vec![
+            pick_name(rng, &["ZSCORE", "ZRANK", "ZREVRANK"]),
+            k,
+            zmember(rng),
+        ],
+        6 => {
+            let mut args = vec![name(rng, "ZMSCORE"), k];
+            for _ in 0..rng.range(1, 3) {
+                args.push(zmember(rng));
+            }
+            args
+        }
+        7 => vec![pick_name(rng, &["ZCARD", "TYPE"]), k],
+        8 => vec![name(rng, "ZINCRBY"), k, score(rng), zmember(rng)],
+        9 => vec![
+            name(rng, "ZCOUNT"),
+            k,
+            b(rng.pick(SCORE_BOUNDS)),
+            b(rng.pick(SCORE_BOUNDS)),
+        ],
+        10 => vec![
+            name(rng, "ZLEXCOUNT"),
+            k,
+            b(rng.pick(LEX_BOUNDS)),
+            b(rng.pick(LEX_BOUNDS)),
+        ],
+        11..=13 => {
+            let (lo, hi, by) = match rng.below(3) {
+                0 => (rng.pick(INDEXES), rng.pick(INDEXES), None),
+                1 => (
+                    rng.pick(SCORE_BOUNDS),
+                    rng.pick(SCORE_BOUNDS),
+                    Some("BYSCORE"),
+                ),
+                _ => (rng.pick(LEX_BOUNDS), rng.pick(LEX_BOUNDS), Some("BYLEX")),
+            };
+            let store = rng.chance(20);
+            let mut args = if store {
+                vec![name(rng, "ZRANGESTORE"), typed_key(rng, "z"), k]
+            } else {
+                vec![name(rng, "ZRANGE"), k]
+            };
+            args.extend([b(lo), b(hi)]);
+            if let Some(by) = by {
+                if rng.chance(90) {
+                    args.push(b(by));
+                }
+            }
+            if rng.chance(30) {
+                args.push(b("REV"));
+            }
+            if rng.chance(30) {
+                args.extend([b("LIMIT"), b(rng.pick(INDEXES)), b(rng.pick(INDEXES))]);
+            }
+            if rng.chance(30) {
+                args.push(b("WITHSCORES"));
+            }
+            args
+        }
+        14 => {
+            let (cmd, lo, hi) = match rng.below(5) {
+                0 => ("ZREVRANGE", rng.pick(INDEXES), rng.pick(INDEXES)),
+                1 => (
+                    "ZRANGEBYSCORE",
+                    rng.pick(SCORE_BOUNDS),
+                    rng.pick(SCORE_BOUNDS),
+                ),
+                2 => (
+                    "ZREVRANGEBYSCORE",
+                    rng.pick(SCORE_BOUNDS),
+                    rng.pick(SCORE_BOUNDS),
+                ),
+                3 => ("ZRANGEBYLEX", rng.pick(LEX_BOUNDS), rng.pick(LEX_BOUNDS)),
+                _ => ("ZREVRANGEBYLEX", rng.pick(LEX_BOUNDS), rng.pick(LEX_BOUNDS)),
+            };
+            let mut args = vec![name(rng, cmd), k, b(lo), b(hi)];
+            if rng.chance(40) {
+                args.push(b("WITHSCORES"));
+            }
+            if rng.chance(30) {
+                args.extend([b("LIMIT"), b(rng.pick(INDEXES)), b(rng.pick(INDEXES))]);
+            }
+            args
+        }
+        15 => {
+            let (cmd, lo, hi) = match rng.below(3) {
+                0 => ("ZREMRANGEBYRANK", rng.pick(INDEXES), rng.pick(INDEXES)),
+                1 => (
+                    "ZREMRANGEBYSCORE",
+                    rng.pick(SCORE_BOUNDS),
+                    rng.pick(SCORE_BOUNDS),
+                ),
+                _ => ("ZREMRANGEBYLEX", rng.pick(LEX_BOUNDS), rng.pick(LEX_BOUNDS)),
+            };
+            vec![name(rng, cmd), k, b(lo), b(hi)]
+        }
+        16 => {
+            let mut args = vec![pick_name(rng, &["ZPOPMIN", "ZPOPMAX"]), k];
+            if rng.chance(60) {
+                args.push(b(rng_pick_str(rng, &["1", "2", "0", "-1", "x", "100"])));
+            }
+            args
+        }
+        17 => {
+            let keys = zsource_keys(rng);
+            let mut args = vec![name(rng, "ZMPOP"), numkeys(rng, keys.len())];
+            args.extend(keys);
+            args.push(b(rng_pick_str(rng, &["MIN", "max", "middle"])));
+            if rng.chance(50) {
+                args.extend([
+                    b("COUNT"),
+                    b(rng_pick_str(rng, &["1", "2", "0", "x", "10"])),
+                ]);
+            }
+            args
+        }
+        18..=19 => {
+            let cmd = rng_pick_str(rng, &["ZUNION", "ZINTER", "ZDIFF", "ZINTERCARD"]);
+            let keys = zsource_keys(rng);
+            let n = keys.len();
+            let mut args = vec![name(rng, cmd), numkeys(rng, n)];
+            args.extend(keys);
+            zop_options(rng, n, &mut args);
+            args
+        }
+        20 => {
+            let cmd = rng_pick_str(rng, &["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"]);
+            let keys = zsource_keys(rng);
+            let n = keys.len();
+            let mut args = vec![name(rng, cmd), k, numkeys(rng, n)];
+            args.extend(keys);
+            zop_options(rng, n, &mut args);
+            args
+        }
+        21 => {
+            let count = rng_pick_str(rng, &["100", "0", "abc", "-0", "9"]);
+            let mut args = vec![name(rng, "ZRANDMEMBER"), k, b(count)];
+            if rng.chance(40) {
+                args.push(b(rng_pick_str(rng, &["WITHSCORES", "nope"])));
+            }
+            args
+        }
+        22 => {
+            let cursor = rng_pick_str(rng, &["0", "0", "x"]);
+            let mut args = vec![name(rng, "ZSCAN"), k, b(cursor)];
+            if rng.chance(40) {
+                args.extend([b("MATCH"), b(rng_pick_str(rng, &["a*", "*", "?"]))]);
+            }
+            if rng.chance(30) {
+                args.extend([b("COUNT"), b(rng_pick_str(rng, &["1", "0", "x"]))]);
+            }
+            args
+        }
+        _ => vec![pick_name(rng, &["ZADD", "ZINCRBY", "ZRANGE", "ZCOUNT"]), k],
+    };
+    // (ZRANDMEMBER with only a key picks at random.)
+    if rng.chance(3) && !args[0].eq_ignore_ascii_case(b"ZRANDMEMBER") {
+        args.truncate(2);
     }
     Step::exact(args)
 }

@@ -31,8 +31,10 @@ mod mutation;
 pub mod storage;
 #[cfg(test)]
 mod tests;
+mod zset;
 
 pub use mutation::{decode_all, KeyspaceError, Mutation, MUTATION_BYTES_MAX};
+pub use zset::{Score, ZSetValue};
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -67,6 +69,8 @@ pub enum Value {
     Set(HashValue),
     /// A list: its elements in memory, and one key each in the tree, keyed by index.
     List(ListValue),
+    /// A sorted set: its members and scores in memory, and one key each in the tree.
+    ZSet(ZSetValue),
 }
 
 /// A list's elements; element `i` has index `head + i` in its tree keys.
@@ -118,6 +122,7 @@ pub enum Portable {
     Hash(Vec<(Bytes, Bytes)>),
     Set(Vec<Bytes>),
     List(Vec<Bytes>),
+    ZSet(Vec<(Bytes, Score)>),
 }
 
 /// A hash's or set's metadata value, as it stands.
@@ -180,6 +185,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::List(_) => "list",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -188,7 +194,19 @@ impl Value {
     pub fn as_str(&self) -> Option<&Bytes> {
         match self {
             Value::Str(s) => Some(s),
-            Value::OffloadedStr { .. } | Value::Hash(_) | Value::Set(_) | Value::List(_) => None,
+            Value::OffloadedStr { .. }
+            | Value::Hash(_)
+            | Value::Set(_)
+            | Value::List(_)
+            | Value::ZSet(_) => None,
+        }
+    }
+
+    /// The sorted set, or None for another type.
+    pub fn as_zset(&self) -> Option<&ZSetValue> {
+        match self {
+            Value::ZSet(z) => Some(z),
+            _ => None,
         }
     }
 
@@ -229,6 +247,7 @@ impl Value {
             Value::Hash(_) => storage::TYPE_HASH,
             Value::Set(_) => storage::TYPE_SET,
             Value::List(_) => storage::TYPE_LIST,
+            Value::ZSet(_) => storage::TYPE_ZSET,
             _ => storage::TYPE_STRING,
         }
     }
@@ -243,7 +262,8 @@ impl Value {
 
     /// A copy of the value when it is a hash (the fields to reclaim when it is replaced).
     fn clone_if_hash(&self) -> Option<Value> {
-        (self.collection().is_some() || matches!(self, Value::List(_))).then(|| self.clone())
+        (self.collection().is_some() || matches!(self, Value::List(_) | Value::ZSet(_)))
+            .then(|| self.clone())
     }
 
     pub fn is_resident(&self) -> bool {
@@ -254,7 +274,11 @@ impl Value {
     fn resident_bytes(&self) -> usize {
         match self {
             Value::Str(s) => s.len(),
-            Value::OffloadedStr { .. } | Value::Hash(_) | Value::Set(_) | Value::List(_) => 0,
+            Value::OffloadedStr { .. }
+            | Value::Hash(_)
+            | Value::Set(_)
+            | Value::List(_)
+            | Value::ZSet(_) => 0,
         }
     }
 
@@ -262,6 +286,7 @@ impl Value {
         match self {
             Value::Hash(h) | Value::Set(h) => h.used_bytes(),
             Value::List(l) => l.used_bytes(),
+            Value::ZSet(z) => z.used_bytes(),
             _ => self.resident_bytes(),
         }
     }
@@ -556,6 +581,9 @@ impl Keyspace {
         if let Value::List(l) = &decoded.value {
             self.next_version = self.next_version.max(l.version + 1);
         }
+        if let Value::ZSet(z) = &decoded.value {
+            self.next_version = self.next_version.max(z.version + 1);
+        }
         if matches!(decoded.expire_at_ms, Some(at) if now_ms > at) {
             return Ok(false);
         }
@@ -598,6 +626,13 @@ impl Keyspace {
             list.items.push_back(Bytes::copy_from_slice(value));
             return Ok(true);
         }
+        if let Value::ZSet(zset) = &mut entry.value {
+            if zset.version != f.version {
+                return Ok(false);
+            }
+            self.used_bytes += zset.insert_stored(f.field, value)?;
+            return Ok(true);
+        }
         let Some(hash) = entry.value.collection_mut() else {
             return Ok(false);
         };
@@ -623,6 +658,16 @@ impl Keyspace {
                         String::from_utf8_lossy(&k.key),
                         l.items.len(),
                         l.stored_len
+                    ));
+                }
+            }
+            if let Value::ZSet(z) = &e.value {
+                if z.len() as u64 != z.stored_len || z.is_empty() {
+                    return Err(format!(
+                        "sorted set {:?} has {} members in the tree, its metadata says {}",
+                        String::from_utf8_lossy(&k.key),
+                        z.len(),
+                        z.stored_len
                     ));
                 }
             }
@@ -714,6 +759,8 @@ impl Keyspace {
                 value,
             } => self.list_set(db, &key, index, value),
             Mutation::ListReplace { db, key, values } => self.list_replace(db, &key, values),
+            Mutation::ZSetAdd { db, key, members } => self.zset_add(db, &key, members),
+            Mutation::ZSetRem { db, key, members } => self.zset_remove(db, &key, members),
         }
     }
 
@@ -760,6 +807,13 @@ impl Keyspace {
             if list.items.len() <= EAGER_RECLAIM_FIELDS_MAX {
                 for i in 0..list.items.len() {
                     self.pending.delete(list.element_key(db, key, i));
+                }
+            }
+        }
+        if let Value::ZSet(zset) = value {
+            if zset.len() <= EAGER_RECLAIM_FIELDS_MAX {
+                for member in zset.scores.keys() {
+                    self.pending.delete(zset.element_key(db, key, member));
                 }
             }
         }
@@ -1008,6 +1062,12 @@ impl Keyspace {
             ),
             Value::Set(h) => Portable::Set(h.fields.keys().cloned().collect()),
             Value::List(l) => Portable::List(l.items.iter().cloned().collect()),
+            Value::ZSet(z) => Portable::ZSet(
+                z.order
+                    .iter()
+                    .map(|(score, m)| (m.clone(), *score))
+                    .collect(),
+            ),
             Value::OffloadedStr { .. } => panic!("RENAME ran without the key's value loaded"),
         };
         let taken = (value, entry.expire_at_ms);
@@ -1075,6 +1135,11 @@ impl Keyspace {
                         key: key.clone(),
                         left: false,
                         values,
+                    },
+                    Portable::ZSet(members) => Mutation::ZSetAdd {
+                        db,
+                        key: key.clone(),
+                        members,
                     },
                     Portable::Str(_) => unreachable!("matched above"),
                 };
@@ -1175,6 +1240,16 @@ impl Keyspace {
                     old.value.storage_type(),
                     hash.version,
                     hash.stored_len,
+                    expire_at_ms,
+                );
+                self.pending.put(storage::storage_key(db, key), meta);
+                None
+            }
+            Value::ZSet(zset) => {
+                let meta = storage::encode_collection_meta(
+                    storage::TYPE_ZSET,
+                    zset.version,
+                    zset.stored_len,
                     expire_at_ms,
                 );
                 self.pending.put(storage::storage_key(db, key), meta);

@@ -22,7 +22,7 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::{Value, DB_COUNT};
+use super::{Score, Value, DB_COUNT};
 
 /// The largest key or value a record may carry: Redis's proto-max-bulk-len (512 MiB).
 pub const MUTATION_BYTES_MAX: u64 = 512 * 1024 * 1024;
@@ -40,6 +40,8 @@ const TAG_LIST_PUSH: u8 = 10;
 const TAG_LIST_POP: u8 = 11;
 const TAG_LIST_SET: u8 = 12;
 const TAG_LIST_REPLACE: u8 = 13;
+const TAG_ZSET_ADD: u8 = 14;
+const TAG_ZSET_REM: u8 = 15;
 const VALUE_TYPE_STR: u8 = 0;
 const VARINT_BYTES_MAX: usize = 10;
 
@@ -144,6 +146,20 @@ pub enum Mutation {
         key: Bytes,
         values: Vec<Bytes>,
     },
+    /// Give these members these scores (adding those absent) in the sorted set at `key`,
+    /// creating it without an expiry when absent. The key is absent or a sorted set.
+    ZSetAdd {
+        db: u8,
+        key: Bytes,
+        members: Vec<(Bytes, Score)>,
+    },
+    /// Remove these members of the sorted set at `key` (absent ones are skipped); the key
+    /// goes with its last member. The key is absent or a sorted set.
+    ZSetRem {
+        db: u8,
+        key: Bytes,
+        members: Vec<Bytes>,
+    },
 }
 
 impl Mutation {
@@ -169,7 +185,7 @@ impl Mutation {
                     Value::OffloadedStr { .. } => {
                         panic!("a mutation carried an offloaded value")
                     }
-                    Value::Hash(_) | Value::Set(_) | Value::List(_) => {
+                    Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_) => {
                         panic!("a collection is written by its own mutations")
                     }
                 }
@@ -273,6 +289,27 @@ impl Mutation {
                 put_varint(out, values.len() as u64);
                 for v in values {
                     put_bytes(out, v);
+                }
+            }
+            Mutation::ZSetAdd { db, key, members } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_ZSET_ADD);
+                out.push(*db);
+                put_bytes(out, key);
+                put_varint(out, members.len() as u64);
+                for (m, score) in members {
+                    put_bytes(out, m);
+                    out.extend_from_slice(&score.get().to_bits().to_le_bytes());
+                }
+            }
+            Mutation::ZSetRem { db, key, members } => {
+                assert!((*db as usize) < DB_COUNT);
+                out.push(TAG_ZSET_REM);
+                out.push(*db);
+                put_bytes(out, key);
+                put_varint(out, members.len() as u64);
+                for m in members {
+                    put_bytes(out, m);
                 }
             }
             Mutation::HashDel { db, key, fields } => {
@@ -404,7 +441,24 @@ impl Mutation {
                 }
                 Mutation::ListReplace { db, key, values }
             }
-            TAG_HASH_DEL | TAG_SET_ADD | TAG_SET_REM => {
+            TAG_ZSET_ADD => {
+                let db = r.db()?;
+                let key = r.bytes()?;
+                let n = r.count()?;
+                let mut members = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    let m = r.bytes()?;
+                    let offset = r.pos;
+                    let bits = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+                    let score = f64::from_bits(bits);
+                    if score.is_nan() {
+                        return Err(KeyspaceError::BadLength { offset });
+                    }
+                    members.push((m, Score::new(score)));
+                }
+                Mutation::ZSetAdd { db, key, members }
+            }
+            TAG_HASH_DEL | TAG_SET_ADD | TAG_SET_REM | TAG_ZSET_REM => {
                 let db = r.db()?;
                 let key = r.bytes()?;
                 let n = r.count()?;
@@ -419,6 +473,11 @@ impl Mutation {
                         fields: items,
                     },
                     TAG_SET_ADD => Mutation::SetAdd {
+                        db,
+                        key,
+                        members: items,
+                    },
+                    TAG_ZSET_REM => Mutation::ZSetRem {
                         db,
                         key,
                         members: items,

@@ -91,6 +91,9 @@ pub const TYPE_SET: u8 = 2;
 /// head:i64 LE, the index of its first element; element `i` is the field key whose field
 /// is [`list_index_field`] of `head + i`).
 pub const TYPE_LIST: u8 = 3;
+/// `type` byte of a sorted set's metadata value (payload as a hash's; each member is a field
+/// key whose value is its score, [`encode_score`]).
+pub const TYPE_ZSET: u8 = 4;
 /// Bytes of a list metadata payload.
 const LIST_META_BYTES: usize = 24;
 
@@ -129,12 +132,30 @@ pub fn encode_collection_meta(
     len: u64,
     expire_at_ms: Option<u64>,
 ) -> Bytes {
-    assert!(type_byte == TYPE_HASH || type_byte == TYPE_SET);
+    assert!(matches!(type_byte, TYPE_HASH | TYPE_SET | TYPE_ZSET));
     let mut out = BytesMut::with_capacity(header_bytes(expire_at_ms.is_some()) + HASH_META_BYTES);
     put_header(&mut out, type_byte, expire_at_ms);
     out.put_u64_le(version);
     out.put_u64_le(len);
     out.freeze()
+}
+
+/// A sorted-set member's stored score: the double's IEEE 754 bits, big endian (exact,
+/// -0 and infinities included).
+pub fn encode_score(score: super::Score) -> Bytes {
+    Bytes::copy_from_slice(&score.get().to_bits().to_be_bytes())
+}
+
+/// The score a member's element value holds.
+pub fn decode_score(stored: &[u8]) -> Result<super::Score, String> {
+    let bytes: [u8; 8] = stored
+        .try_into()
+        .map_err(|_| format!("a sorted-set score of {} bytes", stored.len()))?;
+    let value = f64::from_bits(u64::from_be_bytes(bytes));
+    if value.is_nan() {
+        return Err("a NaN sorted-set score".to_string());
+    }
+    Ok(super::Score::new(value))
 }
 
 /// The key of one field of the hash at `key` in `db`, in its incarnation `version`:
@@ -218,7 +239,7 @@ pub fn decode(stored: &Bytes) -> Result<Stored, String> {
                 expire_at_ms,
             })
         }
-        type_byte @ (TYPE_HASH | TYPE_SET) => {
+        type_byte @ (TYPE_HASH | TYPE_SET | TYPE_ZSET) => {
             let payload = &stored[header..];
             if payload.len() != HASH_META_BYTES {
                 return Err(format!("collection metadata of {} bytes", payload.len()));
@@ -226,10 +247,10 @@ pub fn decode(stored: &Bytes) -> Result<Stored, String> {
             let word = |i: usize| u64::from_le_bytes(payload[i..i + 8].try_into().expect("8"));
             let empty = super::HashValue::empty(word(0), word(8));
             Ok(Stored {
-                value: if type_byte == TYPE_HASH {
-                    Value::Hash(empty)
-                } else {
-                    Value::Set(empty)
+                value: match type_byte {
+                    TYPE_HASH => Value::Hash(empty),
+                    TYPE_SET => Value::Set(empty),
+                    _ => Value::ZSet(super::ZSetValue::empty(empty.version, empty.stored_len)),
                 },
                 expire_at_ms,
             })

@@ -399,35 +399,56 @@ pub(super) fn scan_elements(
         Ok(o) => o,
         Err(e) => return e,
     };
+    let elements: Vec<(Bytes, Option<Bytes>)> = h
+        .fields
+        .iter()
+        .map(|(f, v)| (f.clone(), with_values.then(|| v.clone())))
+        .collect();
+    scan_page(
+        cursor,
+        pattern,
+        count,
+        elements,
+        h.fields.len() <= HASH_ORDERED_FIELDS_MAX,
+    )
+}
+
+/// One page of a collection scan from `cursor`: all `elements` with cursor 0 when `small`
+/// (Redis's compact encodings), else those whose hashes are at or past the cursor, in hash
+/// order, about `count` of them (see [`scan_elements`]). Each element is its name and, for
+/// HSCAN and ZSCAN, its value.
+pub(super) fn scan_page(
+    cursor: u64,
+    pattern: Option<&Bytes>,
+    count: usize,
+    elements: Vec<(Bytes, Option<Bytes>)>,
+    small: bool,
+) -> Reply {
     let matches = |f: &[u8]| pattern.is_none_or(|p| p.as_ref() == b"*" || glob_match(p, f, false));
-    let (elements, next): (Vec<(&Bytes, &Bytes)>, u64) =
-        if h.fields.len() <= HASH_ORDERED_FIELDS_MAX {
-            (h.fields.iter().collect(), 0)
-        } else {
-            let mut by_hash: Vec<(u64, &Bytes, &Bytes)> = h
-                .fields
-                .iter()
-                .map(|(f, v)| (field_hash(f), f, v))
-                .filter(|(hash, _, _)| *hash >= cursor)
-                .collect();
-            by_hash.sort_unstable_by_key(|(hash, f, _)| (*hash, (*f).clone()));
-            let mut take = count.min(by_hash.len());
-            // A group of equal hashes is never split across two calls.
-            while take < by_hash.len() && take > 0 && by_hash[take].0 == by_hash[take - 1].0 {
-                take += 1;
-            }
-            let next = by_hash.get(take).map_or(0, |(hash, _, _)| *hash);
-            (
-                by_hash[..take].iter().map(|(_, f, v)| (*f, *v)).collect(),
-                next,
-            )
-        };
+    let (elements, next): (Vec<(Bytes, Option<Bytes>)>, u64) = if small {
+        (elements, 0)
+    } else {
+        let mut by_hash: Vec<(u64, Bytes, Option<Bytes>)> = elements
+            .into_iter()
+            .map(|(f, v)| (field_hash(&f), f, v))
+            .filter(|(hash, _, _)| *hash >= cursor)
+            .collect();
+        by_hash.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut take = count.min(by_hash.len());
+        // A group of equal hashes is never split across two calls.
+        while take < by_hash.len() && take > 0 && by_hash[take].0 == by_hash[take - 1].0 {
+            take += 1;
+        }
+        let next = by_hash.get(take).map_or(0, |(hash, _, _)| *hash);
+        by_hash.truncate(take);
+        (by_hash.into_iter().map(|(_, f, v)| (f, v)).collect(), next)
+    };
     let mut items = Vec::with_capacity(elements.len() * 2);
     for (f, v) in elements {
-        if matches(f) {
-            items.push(Reply::Bulk(f.clone()));
-            if with_values {
-                items.push(Reply::Bulk(v.clone()));
+        if matches(&f) {
+            items.push(Reply::Bulk(f));
+            if let Some(v) = v {
+                items.push(Reply::Bulk(v));
             }
         }
     }
@@ -437,9 +458,6 @@ pub(super) fn scan_elements(
     ])
 }
 
-/// A SCAN-family cursor as Redis's `parseScanCursorOrReply` reads it with `strtoul`: an
-/// optional sign, then decimal digits to the end (a '-' negates modulo 2^64, so "-1" is the
-/// largest cursor; the empty string is 0); no leading space, no overflow.
 pub(super) fn parse_scan_cursor(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return Some(0);

@@ -227,7 +227,7 @@ pub(super) fn persist(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
 fn write_value(ctx: &mut ExecCtx, dst: &Bytes, value: Value, expire_at_ms: Option<u64>) {
     let db = ctx.db;
     match value {
-        collection @ (Value::Hash(_) | Value::Set(_) | Value::List(_)) => {
+        collection @ (Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_)) => {
             if ctx.entry(dst).is_some() {
                 ctx.del(dst);
             }
@@ -247,6 +247,11 @@ fn write_value(ctx: &mut ExecCtx, dst: &Bytes, value: Value, expire_at_ms: Optio
                     key: dst.clone(),
                     left: false,
                     values: list.items.into_iter().collect(),
+                },
+                Value::ZSet(zset) => Mutation::ZSetAdd {
+                    db,
+                    key: dst.clone(),
+                    members: zset.order.into_iter().map(|(s, m)| (m, s)).collect(),
                 },
                 _ => unreachable!("matched above"),
             });

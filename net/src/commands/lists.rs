@@ -62,7 +62,7 @@ fn long_arg(arg: &[u8]) -> Result<i64, Reply> {
 }
 
 /// A count in `0..=LONG_MAX`, or Redis's message for anything else.
-fn positive_arg(arg: &[u8], message: &'static str) -> Result<u64, Reply> {
+pub(super) fn positive_arg(arg: &[u8], message: &'static str) -> Result<u64, Reply> {
     match parse_i64(arg) {
         Some(n) if n >= 0 => Ok(n as u64),
         _ => Err(err(message)),

@@ -15,6 +15,7 @@ mod strings;
 mod table;
 #[cfg(test)]
 mod tests;
+mod zsets;
 
 pub use glob::{glob_match, keys_pattern_match, GLOB_NESTING_MAX};
 pub use keys::copy_options;
@@ -23,6 +24,11 @@ pub use num::parse_i64;
 pub use sets::{combine, intersection_card, members_in_order, sintercard_args, SetOp};
 pub use table::{
     all, command_docs, command_info, lookup, CommandKind, CommandSpec, Deprecation, Doc, Merge,
+};
+pub use zsets::{
+    combine as zset_combine, combined_reply as zset_combined_reply,
+    intersection_card as zset_intersection_card, zmpop_args, zmpop_reply, zop_keys, zop_kind,
+    zop_options, zrangestore_check, zrangestore_select, Source as ZSource, ZOp,
 };
 
 use std::borrow::Cow;
@@ -100,6 +106,31 @@ pub(crate) fn value_unavailable() -> Reply {
 /// The name TYPE reports for a value ("string", ...).
 pub fn type_name(value: &Value) -> &'static str {
     value.type_name()
+}
+
+/// The positions of the keys of a command whose keys move with its arguments (Redis's
+/// `movablekeys`: a `numkeys` count); None for the others, whose table entry places them. A
+/// malformed count names no key: the command then runs on one shard and replies the error.
+pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
+    let counted = |numkeys_at: usize| -> Vec<usize> {
+        match args.get(numkeys_at).and_then(|a| parse_i64(a)) {
+            Some(n) if n > 0 && (n as u64) < (args.len() - numkeys_at) as u64 => {
+                (numkeys_at + 1..numkeys_at + 1 + n as usize).collect()
+            }
+            _ => Vec::new(),
+        }
+    };
+    Some(match name {
+        "sintercard" | "lmpop" | "zmpop" | "zunion" | "zinter" | "zdiff" | "zintercard" => {
+            counted(1)
+        }
+        "zunionstore" | "zinterstore" | "zdiffstore" => {
+            let mut keys = vec![1];
+            keys.extend(counted(2));
+            keys
+        }
+        _ => return None,
+    })
 }
 
 /// Whether the command may grow the data (its table entry has Redis's "denyoom" flag): the

@@ -146,6 +146,13 @@ fn encode_double(value: f64, proto: Protocol, out: &mut Vec<u8>) {
     }
 }
 
+/// A double as a [`Reply::Double`] prints it (ZSCAN replies scores as these bulk strings).
+pub fn format_double(value: f64) -> String {
+    let mut text = TextBuf::new();
+    d2string(value, &mut text);
+    String::from_utf8_lossy(text.as_bytes()).into_owned()
+}
+
 /// Longer than any `d2string` output: a sign, 17 digits, a point or an exponent, and at most 7
 /// zeros of padding.
 const DOUBLE_TEXT_BYTES_MAX: usize = 40;

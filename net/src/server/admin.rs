@@ -35,6 +35,13 @@ fn eq(arg: &[u8], word: &str) -> bool {
 /// The keys of a command, per its table entry (first key, last key, step; negative last counts
 /// from the end).
 pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item = &'a Bytes> + 'a {
+    if let Some(positions) = commands::movable_key_positions(spec.name, &cmd.args) {
+        return positions
+            .into_iter()
+            .map(|i| &cmd.args[i])
+            .collect::<Vec<_>>()
+            .into_iter();
+    }
     let argc = cmd.args.len() as i32;
     let first = spec.first_key;
     let last = if spec.last_key < 0 {
@@ -43,24 +50,16 @@ pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item =
         spec.last_key.min(argc - 1)
     };
     let step = spec.step.max(1) as usize;
-    let range = if spec.name == "sintercard" {
-        // Movable keys: `SINTERCARD numkeys key ...` (a bad count names no key: the command
-        // then runs here and replies the error).
-        match commands::sintercard_args(&cmd.args) {
-            Ok((keys, _)) => 2..2 + keys.len(),
-            Err(_) => 0..0,
-        }
-    } else if spec.name == "lmpop" {
-        match commands::lmpop_args(&cmd.args) {
-            Ok((keys, _, _)) => 2..2 + keys.len(),
-            Err(_) => 0..0,
-        }
-    } else if first <= 0 || last < first {
+    let range = if first <= 0 || last < first {
         0..0
     } else {
         first as usize..(last as usize + 1)
     };
-    cmd.args[range].iter().step_by(step)
+    cmd.args[range]
+        .iter()
+        .step_by(step)
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// Commands a client may send before it authenticates (Redis's `no_auth` flag).
@@ -789,7 +788,7 @@ async fn msetnx_locked(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
 }
 
 /// Runs one command on the shard that owns `key` (under `txid`'s locks) and returns its reply.
-async fn exec_at(
+pub(super) async fn exec_at(
     state: &Rc<ShardState>,
     db: u8,
     key: &Bytes,
@@ -845,6 +844,10 @@ async fn set_op_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
         "smove" => return smove_across(state, db, cmd, txid).await,
         "lmove" | "rpoplpush" | "lmpop" => return list_across(state, db, cmd, txid).await,
         "copy" => return copy_across(state, db, cmd, txid).await,
+        "zunion" | "zinter" | "zdiff" | "zintercard" | "zunionstore" | "zinterstore"
+        | "zdiffstore" | "zrangestore" | "zmpop" => {
+            return super::zgather::zset_op_across(state, db, cmd, txid).await
+        }
         "sintercard" => {
             let (keys, limit) = match commands::sintercard_args(&cmd.args) {
                 Ok(a) => a,
@@ -921,6 +924,7 @@ async fn copy_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -
         "hash" => vec![b("HGETALL"), src.clone()],
         "set" => vec![b("SMEMBERS"), src.clone()],
         "list" => vec![b("LRANGE"), src.clone(), b("0"), b("-1")],
+        "zset" => vec![b("ZRANGE"), src.clone(), b("0"), b("-1"), b("WITHSCORES")],
         other => return Reply::Error(format!("ERR COPY of a {other} is not supported").into()),
     };
     let value = exec_at(state, db, src, read, txid).await;
@@ -955,6 +959,17 @@ async fn copy_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -
         ("list", Reply::Array(items)) => {
             let mut args = vec![b("RPUSH"), dst.clone()];
             args.extend(items.into_iter().filter_map(bulk));
+            args
+        }
+        ("zset", Reply::Pairs(pairs)) => {
+            let mut args = vec![b("ZADD"), dst.clone()];
+            for (m, s) in pairs {
+                if let (Reply::Bulk(m), Reply::Double(s)) = (m, s) {
+                    // Rust prints the shortest text that reads back as the same double.
+                    args.push(Bytes::from(s.to_string()));
+                    args.push(m);
+                }
+            }
             args
         }
         (_, other) => return other,

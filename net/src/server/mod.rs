@@ -17,6 +17,7 @@ mod reshard;
 mod shard;
 mod sqlcluster;
 pub(crate) mod store;
+mod zgather;
 
 use helios_shard::routing::{PartitionMap, RoutingError};
 pub use pgauth::{PgAuthMethod, PgUser};

@@ -141,7 +141,7 @@ pub fn mutation(m: &Mutation) -> String {
         Mutation::Set {
             db,
             key: k,
-            value: v @ (Value::Hash(_) | Value::Set(_) | Value::List(_)),
+            value: v @ (Value::Hash(_) | Value::Set(_) | Value::List(_) | Value::ZSet(_)),
             ..
         } => format!("set db={db} {} = <a {}>", key(k), v.type_name()),
         Mutation::ListPush {
@@ -201,6 +201,25 @@ pub fn mutation(m: &Mutation) -> String {
         Mutation::HashDel { db, key: k, fields } => {
             let fields: Vec<String> = fields.iter().map(|f| value(f)).collect();
             format!("hdel db={db} {} {}", key(k), fields.join(", "))
+        }
+        Mutation::ZSetAdd {
+            db,
+            key: k,
+            members,
+        } => {
+            let members: Vec<String> = members
+                .iter()
+                .map(|(m, s)| format!("{} = {}", value(m), s.get()))
+                .collect();
+            format!("zadd db={db} {} {}", key(k), members.join(", "))
+        }
+        Mutation::ZSetRem {
+            db,
+            key: k,
+            members,
+        } => {
+            let members: Vec<String> = members.iter().map(|m| value(m)).collect();
+            format!("zrem db={db} {} {}", key(k), members.join(", "))
         }
     }
 }
