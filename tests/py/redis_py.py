@@ -119,6 +119,36 @@ def run(host, port, protocol):
     check(r.rpop(p + "l1", 3), ["B"], "RPOP count")
     check(r.llen(p + "l1"), 0, "LLEN")
 
+    # Sorted sets (the combining commands run across the shards).
+    pairs = lambda items: [(m, float(s)) for m, s in items]
+    r.delete(p + "z1", p + "z2", p + "z3")
+    check(r.zadd(p + "z1", {"a": 1, "b": 2.5, "c": 3}), 3, "ZADD")
+    check(r.zadd(p + "z1", {"a": 5}, gt=True, ch=True), 1, "ZADD GT CH")
+    check(r.zadd(p + "z2", {"b": 10, "d": -1}), 2, "ZADD")
+    check(r.zincrby(p + "z1", 0.5, "b"), 3.0, "ZINCRBY")
+    check(r.zscore(p + "z1", "a"), 5.0, "ZSCORE")
+    check(r.zmscore(p + "z1", ["a", "nope"]), [5.0, None], "ZMSCORE")
+    check(r.zcard(p + "z1"), 3, "ZCARD")
+    check(r.zcount(p + "z1", "(3", "+inf"), 1, "ZCOUNT")
+    check(pairs(r.zrange(p + "z1", 0, -1, withscores=True)), [("b", 3.0), ("c", 3.0), ("a", 5.0)], "ZRANGE")
+    check(r.zrange(p + "z1", "+inf", 4, byscore=True, desc=True), ["a"], "ZRANGE BYSCORE REV")
+    check(r.zrank(p + "z1", "c"), 1, "ZRANK")
+    check(r.zrevrank(p + "z1", "c"), 1, "ZREVRANK")
+    check(pairs(r.zunion([p + "z1", p + "z2"], withscores=True)),
+          [("d", -1.0), ("c", 3.0), ("a", 5.0), ("b", 13.0)], "ZUNION")
+    check(r.zinterstore(p + "z3", {p + "z1": 2, p + "z2": 1}), 1, "ZINTERSTORE WEIGHTS")
+    check(pairs(r.zrange(p + "z3", 0, -1, withscores=True)), [("b", 16.0)], "stored")
+    check(r.zdiff([p + "z1", p + "z2"]), ["c", "a"], "ZDIFF")
+    check(r.zintercard(2, [p + "z1", p + "z2"]), 1, "ZINTERCARD")
+    check(pairs(r.zpopmin(p + "z1", 1)), [("b", 3.0)], "ZPOPMIN")
+    check(pairs(r.zpopmax(p + "z1", 5)), [("a", 5.0), ("c", 3.0)], "ZPOPMAX count")
+    check(r.exists(p + "z1"), 0, "popped empty")
+    r.zadd(p + "zl", {"a": 0, "b": 0, "c": 0})
+    check(r.zrangebylex(p + "zl", "(a", "+"), ["b", "c"], "ZRANGEBYLEX")
+    check(r.zremrangebylex(p + "zl", "[a", "[b"), 2, "ZREMRANGEBYLEX")
+    check(dict(r.zscan_iter(p + "z2")), {"d": -1.0, "b": 10.0}, "ZSCAN")
+    check(r.type(p + "z2"), "zset", "TYPE")
+
 
 def main():
     host, port = sys.argv[1], int(sys.argv[2])

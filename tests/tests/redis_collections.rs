@@ -163,6 +163,42 @@ fn acknowledged_collection_writes_survive_kill9() {
     );
     cmd(&mut conn, &["DEL", "biglist"]);
 
+    // Sorted sets: adds, re-scores, an increment, removals, a cross-shard store, a big
+    // deleted one.
+    assert_eq!(
+        frame(
+            &mut conn,
+            &["ZADD", "board", "1", "ann", "2", "bob", "3", "cy"]
+        )
+        .integer(),
+        Some(3)
+    );
+    cmd(&mut conn, &["ZADD", "board", "XX", "5", "ann"]);
+    cmd(&mut conn, &["ZINCRBY", "board", "0.5", "bob"]);
+    assert_eq!(
+        frame(&mut conn, &["ZREM", "board", "cy"]).integer(),
+        Some(1)
+    );
+    cmd(&mut conn, &["ZADD", "other:z", "10", "dee"]);
+    assert_eq!(
+        frame(
+            &mut conn,
+            &["ZUNIONSTORE", "zboth", "2", "board", "other:z"]
+        )
+        .integer(),
+        Some(3)
+    );
+    let mut bigz = vec!["ZADD".to_string(), "bigz".to_string()];
+    for i in 0..200 {
+        bigz.push(i.to_string());
+        bigz.push(format!("m{i}"));
+    }
+    cmd(
+        &mut conn,
+        &bigz.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    cmd(&mut conn, &["DEL", "bigz"]);
+
     // A pipeline the kill cuts: whatever part survives is whole fields with their values.
     let mut pipeline = Vec::new();
     for n in 0..2000 {
@@ -202,6 +238,18 @@ fn acknowledged_collection_writes_survive_kill9() {
     assert_eq!(lrange(&mut conn, "queue"), vec!["a", "B", "b2", "c"]);
     assert_eq!(lrange(&mut conn, "from"), vec!["y"]);
     assert_eq!(lrange(&mut conn, "to"), vec!["x"]);
+    assert_eq!(
+        render(&cmd(
+            &mut conn,
+            &["ZRANGE", "board", "0", "-1", "WITHSCORES"]
+        )),
+        "*4\\r\\n$3\\r\\nbob\\r\\n$3\\r\\n2.5\\r\\n$3\\r\\nann\\r\\n$1\\r\\n5\\r\\n"
+    );
+    assert_eq!(
+        render(&cmd(&mut conn, &["ZRANGE", "zboth", "0", "-1"])),
+        "*3\\r\\n$3\\r\\nbob\\r\\n$3\\r\\nann\\r\\n$3\\r\\ndee\\r\\n"
+    );
+    assert_eq!(frame(&mut conn, &["EXISTS", "bigz"]).integer(), Some(0));
     let cut = hgetall(&mut conn, "cut");
     for (f, v) in &cut {
         assert_eq!(f, &format!("f{v}"), "field {f} has value {v}");
@@ -326,10 +374,38 @@ fn redis_crate_program_over_every_collection() {
         assert_eq!(popped.as_deref(), Some("3"));
         let r: Vec<String> = con.lrange(k("r"), 0, -1).expect("LRANGE");
         assert_eq!(r, ["1"]);
-        let kinds: Vec<String> = [k("user"), k("u"), k("q")]
+
+        // Sorted sets, combined across both shards.
+        let _: i64 = con
+            .zadd_multiple(k("z1"), &[(1.0, "a"), (2.5, "b"), (3.0, "c")])
+            .expect("ZADD");
+        let _: i64 = con.zadd(k("z2"), "b", 10.0).expect("ZADD");
+        let score: f64 = con.zincr(k("z1"), "a", 0.25).expect("ZINCRBY");
+        assert_eq!(score, 1.25);
+        let top: Vec<(String, f64)> = con.zrevrange_withscores(k("z1"), 0, 1).expect("ZREVRANGE");
+        assert_eq!(
+            top,
+            [("c".to_string(), 3.0), ("b".to_string(), 2.5)],
+            "{protocol}"
+        );
+        let by_score: Vec<String> = con
+            .zrangebyscore(k("z1"), "(1.25", "+inf")
+            .expect("ZRANGEBYSCORE");
+        assert_eq!(by_score, ["b", "c"]);
+        let rank: Option<i64> = con.zrank(k("z1"), "c").expect("ZRANK");
+        assert_eq!(rank, Some(2));
+        let stored: i64 = con
+            .zinterstore(k("zi"), &[k("z1"), k("z2")])
+            .expect("ZINTERSTORE");
+        assert_eq!(stored, 1);
+        let zi: Vec<(String, f64)> = con.zrange_withscores(k("zi"), 0, -1).expect("ZRANGE");
+        assert_eq!(zi, [("b".to_string(), 12.5)], "{protocol} ZINTERSTORE");
+        let popped: Vec<(String, f64)> = con.zpopmin(k("z1"), 1).expect("ZPOPMIN");
+        assert_eq!(popped, [("a".to_string(), 1.25)], "{protocol} ZPOPMIN");
+        let kinds: Vec<String> = [k("user"), k("u"), k("q"), k("z1")]
             .iter()
             .map(|key| redis::cmd("TYPE").arg(key).query(&mut con).expect("TYPE"))
             .collect();
-        assert_eq!(kinds, ["hash", "set", "list"], "{protocol} TYPE");
+        assert_eq!(kinds, ["hash", "set", "list", "zset"], "{protocol} TYPE");
     }
 }

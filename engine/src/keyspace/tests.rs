@@ -683,3 +683,83 @@ proptest! {
         }
     }
 }
+
+#[derive(Clone, Debug)]
+enum ZOp {
+    Add(Vec<(u8, i8)>),
+    /// Members 0..n at once (n over EAGER_RECLAIM_FIELDS_MAX leaves orphans on DEL).
+    AddMany(u16),
+    Rem(Vec<u8>),
+    Del,
+    Restart,
+}
+
+fn zset_op() -> impl Strategy<Value = ZOp> {
+    prop_oneof![
+        5 => proptest::collection::vec((0u8..20, -4i8..4), 1..5).prop_map(ZOp::Add),
+        1 => (1u16..200).prop_map(ZOp::AddMany),
+        3 => proptest::collection::vec(0u8..20, 1..4).prop_map(ZOp::Rem),
+        1 => Just(ZOp::Del),
+        2 => Just(ZOp::Restart),
+    ]
+}
+
+proptest! {
+    /// Sorted sets match a map through adds, re-scores, removals, DEL and restarts: the
+    /// scores, the (score, member) order, and exactly the live members' element keys in the
+    /// tree after a restart.
+    #[test]
+    fn sorted_sets_match_a_model(ops in proptest::collection::vec(zset_op(), 1..60)) {
+        use super::Score;
+        let mut ks = Keyspace::new();
+        let mut store = Store::new();
+        let mut model: std::collections::BTreeMap<Bytes, f64> = Default::default();
+        let key = b("z");
+        let m = |x: u16| b(&format!("m{x}"));
+        for op in ops {
+            match op {
+                ZOp::Add(pairs) => {
+                    let members: Vec<(Bytes, Score)> = pairs.iter().map(|&(x, s)| (m(x as u16), Score::new(s as f64 / 2.0))).collect();
+                    for (member, s) in &members { model.insert(member.clone(), s.get()); }
+                    ks.apply(Mutation::ZSetAdd { db: 0, key: key.clone(), members });
+                }
+                ZOp::AddMany(n) => {
+                    let members: Vec<(Bytes, Score)> = (0..n).map(|i| (m(1000 + i), Score::new(i as f64))).collect();
+                    for (member, s) in &members { model.insert(member.clone(), s.get()); }
+                    ks.apply(Mutation::ZSetAdd { db: 0, key: key.clone(), members });
+                }
+                ZOp::Rem(xs) => {
+                    if ks.contains(0, &key, 0) {
+                        let members: Vec<Bytes> = xs.iter().map(|&x| m(x as u16)).collect();
+                        for member in &members { model.remove(member); }
+                        ks.apply(Mutation::ZSetRem { db: 0, key: key.clone(), members });
+                    }
+                }
+                ZOp::Del => {
+                    if ks.contains(0, &key, 0) {
+                        ks.apply(Mutation::Del { db: 0, key: key.clone() });
+                    }
+                    model.clear();
+                }
+                ZOp::Restart => {
+                    write_pending(&mut ks, &mut store);
+                    ks = restart(&mut store, 0);
+                    let element_keys = store.keys().filter(|k| storage::is_field_key(k)).count();
+                    prop_assert_eq!(element_keys, model.len());
+                }
+            }
+            write_pending(&mut ks, &mut store);
+            let got: Option<Vec<(Bytes, f64)>> = ks.get(0, &key, 0).map(|e| {
+                e.value.as_zset().expect("a sorted set").iter().map(|(m, s)| (m.clone(), s)).collect()
+            });
+            let mut want: Vec<(Bytes, f64)> = model.iter().map(|(m, s)| (m.clone(), *s)).collect();
+            want.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap().then_with(|| a.0.cmp(&b.0)));
+            prop_assert_eq!(got, (!want.is_empty()).then_some(want));
+            if let Some(z) = ks.get(0, &key, 0).and_then(|e| e.value.as_zset()) {
+                for (i, (member, _)) in z.iter().enumerate() {
+                    prop_assert_eq!(z.rank(member), Some(i));
+                }
+            }
+        }
+    }
+}

@@ -72,8 +72,13 @@ fn table_is_sorted_and_looked_up_case_insensitively() {
             pair[1].name
         );
     }
-    assert_eq!(all().len(), 109);
+    assert_eq!(all().len(), 141);
     assert_eq!(lookup(b"GeT").map(|s| s.name), Some("get"));
+    assert_eq!(
+        lookup(b"ZREMRANGEBYSCORE").map(|s| s.name),
+        Some("zremrangebyscore"),
+        "names over 15 bytes"
+    );
     assert_eq!(lookup(b"getx").map(|s| s.name), None);
     assert_eq!(lookup(b"").map(|s| s.name), None);
     let set = lookup(b"SET").unwrap();
@@ -1118,4 +1123,34 @@ proptest! {
         sh.run_args(argv);
         sh.ks.check_invariants();
     }
+}
+
+#[test]
+fn movable_keys_follow_numkeys() {
+    let args = |s: &str| -> Vec<Bytes> {
+        s.split(' ')
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    };
+    use super::movable_key_positions as keys;
+    assert_eq!(
+        keys("zunion", &args("ZUNION 2 a b WEIGHTS 1 2")),
+        Some(vec![2, 3])
+    );
+    assert_eq!(
+        keys("zunionstore", &args("ZUNIONSTORE d 2 a b")),
+        Some(vec![1, 3, 4])
+    );
+    assert_eq!(keys("zmpop", &args("ZMPOP 1 a MIN")), Some(vec![2]));
+    assert_eq!(
+        keys("zinter", &args("ZINTER 9 a b")),
+        Some(vec![]),
+        "too few keys"
+    );
+    assert_eq!(
+        keys("zinter", &args("ZINTER x a")),
+        Some(vec![]),
+        "not a count"
+    );
+    assert_eq!(keys("get", &args("GET a")), None);
 }

@@ -446,7 +446,7 @@ fn zadd_generic(ctx: &mut ExecCtx, cmd: &Command, incr: bool) -> Reply {
     if flags.nx && flags.xx {
         return err("ERR XX and NX options at the same time are not compatible");
     }
-    if (flags.gt && flags.nx) || (flags.lt && flags.nx) || (flags.gt && flags.lt) {
+    if ((flags.gt || flags.lt) && flags.nx) || (flags.gt && flags.lt) {
         return err("ERR GT, LT, and/or NX options at the same time are not compatible");
     }
     if flags.incr && rest.len() > 2 {
