@@ -409,3 +409,34 @@ fn redis_crate_program_over_every_collection() {
         assert_eq!(kinds, ["hash", "set", "list", "zset"], "{protocol} TYPE");
     }
 }
+
+/// `redis-benchmark` with its default test list (no `-t`: strings, lists, sets, hashes,
+/// sorted sets, LRANGE, MSET) completes against helios with no error reply.
+#[test]
+fn redis_benchmark_default_suite_completes_without_errors() {
+    let Some(bench) = helios_tests::which("redis-benchmark") else {
+        eprintln!("redis-benchmark not installed; skipping");
+        return;
+    };
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let out = std::process::Command::new(bench)
+        .args(["-p", &server.port().to_string(), "-n", "300", "-c", "4", "-q"])
+        .output()
+        .expect("run redis-benchmark");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "redis-benchmark failed:\n{text}");
+    assert!(
+        !text.contains("ERR") && !text.contains("Error"),
+        "an error reply:\n{text}"
+    );
+    for test in ["SET", "LPUSH", "HSET", "SPOP", "ZADD", "ZPOPMIN", "LRANGE_600", "MSET"] {
+        assert!(
+            text.contains(&format!("{test}:")) || text.contains(&format!("{test} (")),
+            "{test} missing from:\n{text}"
+        );
+    }
+}
