@@ -580,6 +580,22 @@ impl Connection {
         .await
     }
 
+    /// Resolves once the peer has closed its end (a blocked client that went away); input
+    /// received meanwhile stays in the inbox for the next `read`.
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            let mut inner = self.ring.inner.borrow_mut();
+            let state = &mut inner.slots[self.slot as usize];
+            assert!(state.live && state.gen == self.gen);
+            if state.eof {
+                return Poll::Ready(());
+            }
+            state.read_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Sends all of `data`: directly with `send(2)`, waiting for POLLOUT when the socket is full.
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {

@@ -420,7 +420,15 @@ fn redis_benchmark_default_suite_completes_without_errors() {
     };
     let server = HeliosServer::start(ServerOpts::default().shards(2));
     let out = std::process::Command::new(bench)
-        .args(["-p", &server.port().to_string(), "-n", "300", "-c", "4", "-q"])
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "-n",
+            "300",
+            "-c",
+            "4",
+            "-q",
+        ])
         .output()
         .expect("run redis-benchmark");
     let text = format!(
@@ -433,7 +441,16 @@ fn redis_benchmark_default_suite_completes_without_errors() {
         !text.contains("ERR") && !text.contains("Error"),
         "an error reply:\n{text}"
     );
-    for test in ["SET", "LPUSH", "HSET", "SPOP", "ZADD", "ZPOPMIN", "LRANGE_600", "MSET"] {
+    for test in [
+        "SET",
+        "LPUSH",
+        "HSET",
+        "SPOP",
+        "ZADD",
+        "ZPOPMIN",
+        "LRANGE_600",
+        "MSET",
+    ] {
         assert!(
             text.contains(&format!("{test}:")) || text.contains(&format!("{test} (")),
             "{test} missing from:\n{text}"

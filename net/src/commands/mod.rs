@@ -124,6 +124,7 @@ pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
         "sintercard" | "lmpop" | "zmpop" | "zunion" | "zinter" | "zdiff" | "zintercard" => {
             counted(1)
         }
+        "blmpop" | "bzmpop" => counted(2),
         "zunionstore" | "zinterstore" | "zdiffstore" => {
             let mut keys = vec![1];
             keys.extend(counted(2));

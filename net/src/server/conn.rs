@@ -2,6 +2,7 @@
 //! durability once, encode the replies in order, send them with one write.
 
 use super::admin;
+use super::blocking;
 use super::shard::{ShardReq, ShardResp, ShardState};
 use crate::commands::{self, CommandKind};
 use crate::resp::{self, Protocol};
@@ -142,7 +143,14 @@ async fn serve(state: &Rc<ShardState>, connection: &Connection, mut session: Ses
                 break;
             }
             out.clear();
-            run_batch(state, &mut session, std::mem::take(&mut batch), &mut out).await;
+            run_batch(
+                state,
+                &mut session,
+                std::mem::take(&mut batch),
+                &mut out,
+                connection,
+            )
+            .await;
             if let Some(error) = &protocol_error {
                 resp::encode(&Reply::error(error.to_string()), session.proto, &mut out);
             }
@@ -290,7 +298,36 @@ async fn run_in_transaction(
         Route::Special if matches!(spec.kind, commands::CommandKind::MultiKey { .. }) => {
             admin::run_locked(state, session.db, spec, cmd, txid).await
         }
+        // Boxed: the blocking commands run their twins through here.
+        Route::Special if blocking::is_blocking(cmd) => {
+            Box::pin(blocking::run(state, session, cmd, txid, None)).await
+        }
         // Boxed: run_special runs EXEC, which runs this (EXEC itself is never queued).
+        Route::Special => Box::pin(admin::run_special(state, session, cmd)).await,
+    }
+}
+
+/// Runs one command as a client's would run: under `txid`'s locks when given (EXEC),
+/// else by its usual route (one shard, or several under fresh intent locks).
+pub(super) async fn run_one(
+    state: &Rc<ShardState>,
+    session: &mut Session,
+    cmd: &Command,
+    txid: u64,
+) -> Reply {
+    if txid != 0 {
+        return Box::pin(run_in_transaction(state, session, cmd, txid)).await;
+    }
+    match route(state, cmd) {
+        Route::Reject(reply) => reply,
+        Route::Shard(shard) => {
+            let work = vec![(shard, vec![(session.db, cmd.clone())])];
+            match admin::exec_on(state, work, 0).await.into_iter().next() {
+                Some(Ok(mut replies)) if replies.len() == 1 => replies.remove(0),
+                Some(Err(error)) => Reply::error(format!("MISCONF {error}")),
+                _ => Reply::error("ERR internal error: shard reply count"),
+            }
+        }
         Route::Special => Box::pin(admin::run_special(state, session, cmd)).await,
     }
 }
@@ -351,6 +388,7 @@ async fn run_batch(
     session: &mut Session,
     batch: Vec<Command>,
     out: &mut Vec<u8>,
+    connection: &Connection,
 ) {
     let n = batch.len();
     let mut replies: Vec<Option<Reply>> = vec![None; n];
@@ -384,7 +422,11 @@ async fn run_batch(
             Route::Special => {
                 lsn = lsn.max(flush(state, &mut pending, &mut replies).await);
                 encode_ready(&mut replies, &mut encoded, index, session.proto, out);
-                let reply = admin::run_special(state, session, &cmd).await;
+                let reply = if blocking::is_blocking(&cmd) {
+                    blocking::run(state, session, &cmd, 0, Some(connection)).await
+                } else {
+                    admin::run_special(state, session, &cmd).await
+                };
                 lsn = lsn.max(state.wal().last_lsn());
                 resp::encode(&reply, session.proto, out);
                 encoded = index + 1;

@@ -55,7 +55,12 @@ pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_m
     let connections: usize = stats.iter().map(|s| s.connections).sum();
     section(
         "Clients",
-        format!("connected_clients:{connections}\r\nblocked_clients:0\r\nmaxclients:10000\r\n"),
+        format!(
+            "connected_clients:{connections}\r\nblocked_clients:{}\r\nmaxclients:10000\r\n",
+            shared
+                .blocked_clients
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ),
     );
     let used: usize = stats.iter().map(|s| s.used_bytes).sum();
     section(

@@ -8,6 +8,7 @@
 //! (in `sync` durability) → they are encoded in order and sent with one `send(2)`.
 
 mod admin;
+mod blocking;
 mod conn;
 mod info;
 mod pg;
@@ -127,6 +128,8 @@ pub struct Shared {
     /// Ids of multi-shard operations (intent-lock owners).
     pub next_txid: AtomicU64,
     pub total_connections: AtomicU64,
+    /// Clients waiting in a blocking command (INFO's `blocked_clients`).
+    pub blocked_clients: AtomicU64,
     pub start_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -185,6 +188,7 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
         next_client_id: AtomicU64::new(1),
         next_txid: AtomicU64::new(1),
         total_connections: AtomicU64::new(0),
+        blocked_clients: AtomicU64::new(0),
         start_error: std::sync::Mutex::new(None),
     });
     let for_shards = shared.clone();

@@ -99,6 +99,20 @@ pub enum ShardReq {
     },
     /// SQL, to shard 0: advance or set a sequence.
     SqlSequence(Box<helios_sql::SequenceDef>, helios_sql::SequenceOp),
+    /// A client blocked on these keys (BLPOP...): wake it through `wake` whenever one of
+    /// them holds elements (now, or after a later write).
+    Block {
+        id: u64,
+        db: u8,
+        keys: Vec<Bytes>,
+        wake: flume::Sender<()>,
+    },
+    /// The blocked client `id` is done (served, timed out or gone).
+    Unblock {
+        id: u64,
+        db: u8,
+        keys: Vec<Bytes>,
+    },
 }
 
 pub enum ShardResp {
@@ -181,6 +195,15 @@ pub struct ShardState {
     pub pg_backends: RefCell<std::collections::HashMap<i32, (i32, helios_sql::CancelFlag)>>,
     /// Shard 0: the sequences' current values.
     pub sequences: helios_sql::SequenceStates,
+    /// Clients blocked on keys of this shard, per key in arrival order (see `blocking`).
+    pub blocked:
+        RefCell<std::collections::HashMap<(u8, Bytes), std::collections::VecDeque<Waiter>>>,
+}
+
+/// A client blocked on a key: its id and how to wake it.
+pub struct Waiter {
+    pub id: u64,
+    pub wake: flume::Sender<()>,
 }
 
 impl ShardState {
@@ -199,6 +222,8 @@ impl ShardState {
         let mut ks = self.ks.borrow_mut();
         let now_ms = unix_ms();
         let mut count = 0;
+        let mut woken_keys: Vec<(u8, Bytes)> = Vec::new();
+        let watching = !self.blocked.borrow().is_empty();
         // Replies whose writes are pending in the keyspace, not yet written to the tree.
         let mut unlogged_from = replies.len();
         let over_maxmemory = self.over_maxmemory(ks.used_bytes());
@@ -219,6 +244,9 @@ impl ShardState {
                 log: None,
             };
             replies.push(commands::exec_local(&mut ctx, cmd));
+            if watching && commands::is_write(cmd) {
+                self.note_blocked_keys(db, cmd, &mut woken_keys);
+            }
             if ks.pending_bytes() >= WAL_BATCH_RECORD_BYTES {
                 self.write_pending(&mut ks, &mut replies[unlogged_from..]);
                 unlogged_from = replies.len();
@@ -229,7 +257,87 @@ impl ShardState {
         self.write_pending(&mut ks, &mut replies[unlogged_from..]);
         ks.evict_to_budget();
         self.shared.used_bytes[self.id].store(ks.used_bytes(), Ordering::Relaxed);
+        drop(ks);
+        for (db, key) in woken_keys {
+            self.wake_blocked(db, &key);
+        }
         self.wal().last_lsn()
+    }
+
+    /// The keys of a write command that blocked clients wait on.
+    fn note_blocked_keys(&self, db: u8, cmd: &Command, out: &mut Vec<(u8, Bytes)>) {
+        let Some(spec) = commands::lookup(cmd.name()) else {
+            return;
+        };
+        let blocked = self.blocked.borrow();
+        for key in super::admin::keys_of(spec, cmd) {
+            let entry = (db, key.clone());
+            if blocked.contains_key(&entry) && !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+    }
+
+    /// Registers a blocked client on keys of this shard, then wakes it (and those before it)
+    /// at once for any key that already holds elements: a write between the client's empty
+    /// attempt and this registration is not missed.
+    pub fn block(&self, id: u64, db: u8, keys: Vec<Bytes>, wake: flume::Sender<()>) {
+        {
+            let mut blocked = self.blocked.borrow_mut();
+            for key in &keys {
+                let queue = blocked.entry((db, key.clone())).or_default();
+                if !queue.iter().any(|w| w.id == id) {
+                    queue.push_back(Waiter {
+                        id,
+                        wake: wake.clone(),
+                    });
+                }
+            }
+        }
+        for key in &keys {
+            self.wake_blocked(db, key);
+        }
+    }
+
+    /// Forgets a blocked client; a key it may have been woken for without taking from it
+    /// wakes the next clients in line.
+    pub fn unblock(&self, id: u64, db: u8, keys: &[Bytes]) {
+        {
+            let mut blocked = self.blocked.borrow_mut();
+            for key in keys {
+                let entry = (db, key.clone());
+                if let Some(queue) = blocked.get_mut(&entry) {
+                    queue.retain(|w| w.id != id);
+                    if queue.is_empty() {
+                        blocked.remove(&entry);
+                    }
+                }
+            }
+        }
+        for key in keys {
+            self.wake_blocked(db, key);
+        }
+    }
+
+    /// Wakes, in arrival order, as many clients blocked on `key` as it holds elements (a
+    /// woken client retries its pop; one that finds nothing waits on, in its place).
+    fn wake_blocked(&self, db: u8, key: &Bytes) {
+        let blocked = self.blocked.borrow();
+        let Some(queue) = blocked.get(&(db, key.clone())) else {
+            return;
+        };
+        let available = {
+            let mut ks = self.ks.borrow_mut();
+            match ks.get(db, key, unix_ms()).map(|e| &e.value) {
+                Some(helios_engine::keyspace::Value::List(l)) => l.items.len(),
+                Some(helios_engine::keyspace::Value::ZSet(z)) => z.len(),
+                _ => 0,
+            }
+        };
+        for waiter in queue.iter().take(available) {
+            // A closed channel: the client is gone and its Unblock is on the way.
+            let _ = waiter.wake.send(());
+        }
     }
 
     /// Whether the keyspaces of all shards together hold more than `maxmemory` (with this
@@ -493,6 +601,14 @@ impl ShardState {
             }
             ShardReq::Adopt(fd) => {
                 conn::spawn_connection(&self, fd);
+                ShardResp::Done
+            }
+            ShardReq::Block { id, db, keys, wake } => {
+                self.block(id, db, keys, wake);
+                ShardResp::Done
+            }
+            ShardReq::Unblock { id, db, keys } => {
+                self.unblock(id, db, &keys);
                 ShardResp::Done
             }
             ShardReq::AdoptPg(fd) => {
@@ -789,6 +905,7 @@ async fn open_shard(
         ddl_lock: glommio::sync::Semaphore::new(1),
         pg_backends: RefCell::new(Default::default()),
         sequences: Default::default(),
+        blocked: RefCell::new(Default::default()),
     }))
 }
 
