@@ -35,6 +35,9 @@ pub enum Reply {
     Verbatim(&'static str, Bytes),
     /// RESP3 `>` push; RESP2 an array.
     Push(Vec<Reply>),
+    /// Several top-level replies to one command, one after the other (SUBSCRIBE answers
+    /// each channel on its own).
+    Many(Vec<Reply>),
 }
 
 impl Reply {

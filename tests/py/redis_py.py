@@ -149,6 +149,21 @@ def run(host, port, protocol):
     check(dict(r.zscan_iter(p + "z2")), {"d": -1.0, "b": 10.0}, "ZSCAN")
     check(r.type(p + "z2"), "zset", "TYPE")
 
+    # Pub/sub: a subscriber on its own connection, messages published from this one.
+    ps = r.pubsub()
+    ps.subscribe(p + "chan")
+    ps.psubscribe(p + "pat.*")
+    got = [ps.get_message(timeout=5)["type"] for _ in range(2)]
+    check(got, ["subscribe", "psubscribe"], "subscribed")
+    check(r.publish(p + "chan", "hi"), 1, "PUBLISH")
+    check(r.publish(p + "pat.x", "yo"), 1, "PUBLISH pattern")
+    m1 = ps.get_message(timeout=5)
+    m2 = ps.get_message(timeout=5)
+    check((m1["type"], m1["channel"], m1["data"]), ("message", p + "chan", "hi"), "message")
+    check((m2["type"], m2["pattern"], m2["data"]), ("pmessage", p + "pat.*", "yo"), "pmessage")
+    check(r.pubsub_numsub(p + "chan"), [(p + "chan", 1)], "PUBSUB NUMSUB")
+    ps.close()
+
 
 def main():
     host, port = sys.argv[1], int(sys.argv[2])

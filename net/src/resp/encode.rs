@@ -40,6 +40,11 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
         Reply::Array(items) => encode_aggregate(b'*', items, proto, out),
         Reply::Set(items) => encode_aggregate(if resp3 { b'~' } else { b'*' }, items, proto, out),
         Reply::Push(items) => encode_aggregate(if resp3 { b'>' } else { b'*' }, items, proto, out),
+        Reply::Many(replies) => {
+            for reply in replies {
+                encode(reply, proto, out);
+            }
+        }
         Reply::Map(pairs) => encode_map(pairs, proto, out),
         Reply::Pairs(pairs) => encode_pairs(pairs, proto, out),
         Reply::Double(value) => encode_double(*value, proto, out),

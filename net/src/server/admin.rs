@@ -132,6 +132,9 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
         }
         "exec" => super::conn::exec_transaction(state, session).await,
         "echo" => Reply::Bulk(cmd.args[1].clone()),
+        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "publish" | "pubsub" => {
+            super::pubsub::run(state, session, cmd).await
+        }
         "hello" => hello(state, session, cmd),
         "quit" => {
             session.close_after_reply = true;

@@ -3,6 +3,7 @@
 
 use super::admin;
 use super::blocking;
+use super::pubsub;
 use super::shard::{ShardReq, ShardResp, ShardState};
 use crate::commands::{self, CommandKind};
 use crate::resp::{self, Protocol};
@@ -50,6 +51,8 @@ pub struct Session {
     pub multi_dirty: bool,
     /// WATCHed keys with the version each had then (db, key, version).
     pub watched: Vec<(u8, bytes::Bytes, Option<u64>)>,
+    /// Pub/sub channels and patterns, and the messages not yet written.
+    pub subscriber: Rc<pubsub::Subscriber>,
 }
 
 pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
@@ -101,8 +104,11 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
             multi: None,
             multi_dirty: false,
             watched: Vec::new(),
+            subscriber: Default::default(),
         };
+        let subscriber = session.subscriber.clone();
         serve(&state, &connection, session).await;
+        pubsub::forget_subscriber(&state, id, &subscriber);
         state.clients.borrow_mut().remove(&id);
         state.shared.connections_per_shard[state.id].fetch_sub(1, Ordering::Relaxed);
         drop(connection);
@@ -133,9 +139,25 @@ async fn serve(state: &Rc<ShardState>, connection: &Connection, mut session: Ses
     let mut ranges = Vec::new();
     let mut out = Vec::new();
     let mut batch = Vec::new();
+    let subscriber = session.subscriber.clone();
     loop {
-        if let ReadOutcome::Eof = connection.read(&mut buf).await {
-            return;
+        let input = async { Some(connection.read(&mut buf).await) };
+        let message = async {
+            subscriber.ready().await;
+            None
+        };
+        match futures_lite::future::or(input, message).await {
+            Some(ReadOutcome::Eof) => return,
+            Some(ReadOutcome::Data) => {}
+            None => {
+                if write_messages(&session, connection, &mut out)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
         }
         loop {
             let protocol_error = parse_batch(&mut buf, &limits, &mut ranges, &mut batch);
@@ -157,6 +179,12 @@ async fn serve(state: &Rc<ShardState>, connection: &Connection, mut session: Ses
             if connection.write_all(&out).await.is_err() {
                 return;
             }
+            if write_messages(&session, connection, &mut out)
+                .await
+                .is_err()
+            {
+                return;
+            }
             if protocol_error.is_some() || session.close_after_reply {
                 return;
             }
@@ -172,6 +200,24 @@ async fn serve(state: &Rc<ShardState>, connection: &Connection, mut session: Ses
             return;
         }
     }
+}
+
+/// Writes the pub/sub messages queued for this connection; Err when the connection must
+/// close (write failed, or its queue overflowed).
+async fn write_messages(
+    session: &Session,
+    connection: &Connection,
+    out: &mut Vec<u8>,
+) -> Result<(), ()> {
+    let messages = session.subscriber.drain()?;
+    if messages.is_empty() {
+        return Ok(());
+    }
+    out.clear();
+    for message in &messages {
+        resp::encode(message, session.proto, out);
+    }
+    connection.write_all(out).await.map_err(|_| ())
 }
 
 /// Parses up to BATCH_COMMANDS_MAX complete requests off the front of `buf`.
@@ -408,6 +454,17 @@ async fn run_batch(
         {
             replies[index] = Some(Reply::error("NOAUTH Authentication required."));
             continue;
+        }
+        if pubsub::in_subscribe_mode(session) {
+            let name = cmd.name_lower();
+            if !pubsub::allowed_in_subscribe_mode(&name) {
+                replies[index] = Some(pubsub::refused_in_subscribe_mode(&cmd));
+                continue;
+            }
+            if name == "ping" && cmd.args.len() <= 2 {
+                replies[index] = Some(pubsub::ping_in_subscribe_mode(&cmd));
+                continue;
+            }
         }
         if session.multi.is_some() && !controls_transaction(&cmd) {
             replies[index] = Some(queue_in_transaction(session, cmd));

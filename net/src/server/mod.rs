@@ -14,6 +14,7 @@ mod info;
 mod pg;
 pub mod pgauth;
 pub mod pgbinary;
+mod pubsub;
 mod reshard;
 mod shard;
 mod sqlcluster;
@@ -116,6 +117,9 @@ pub struct Shared {
     /// Each shard's keyspace bytes (`Keyspace::used_bytes`), as of its last batch: the sum is
     /// what `maxmemory` bounds.
     pub used_bytes: Vec<AtomicUsize>,
+    /// Each shard's pub/sub subscriptions (channels and patterns of its connections):
+    /// PUBLISH skips shards with none.
+    pub subscriptions: Vec<AtomicUsize>,
     /// The password in force (`requirepass`, CONFIG SET requirepass; None: none).
     pub requirepass: std::sync::RwLock<Option<String>>,
     /// Protected mode in force (CONFIG SET protected-mode).
@@ -181,6 +185,7 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
         connections_per_shard: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
         maxmemory: AtomicU64::new(maxmemory_bytes),
         used_bytes: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
+        subscriptions: (0..shard_count).map(|_| AtomicUsize::new(0)).collect(),
         requirepass: std::sync::RwLock::new(requirepass),
         protected_mode: AtomicBool::new(protected_mode),
         drained: AtomicUsize::new(0),

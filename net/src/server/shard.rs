@@ -107,6 +107,13 @@ pub enum ShardReq {
         keys: Vec<Bytes>,
         wake: flume::Sender<()>,
     },
+    /// Deliver a PUBLISHed message to this shard's subscribers (answered with their count).
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+    },
+    /// This shard's part of a PUBSUB query.
+    Pubsub(super::pubsub::PubsubQuery),
     /// The blocked client `id` is done (served, timed out or gone).
     Unblock {
         id: u64,
@@ -117,6 +124,8 @@ pub enum ShardReq {
 
 pub enum ShardResp {
     Replies(Vec<Reply>),
+    Published(i64),
+    Pubsub(super::pubsub::PubsubAnswer),
     Done,
     Scan(Vec<Bytes>, Option<u64>),
     Taken(Option<(Portable, Option<u64>)>),
@@ -195,6 +204,8 @@ pub struct ShardState {
     pub pg_backends: RefCell<std::collections::HashMap<i32, (i32, helios_sql::CancelFlag)>>,
     /// Shard 0: the sequences' current values.
     pub sequences: helios_sql::SequenceStates,
+    /// Pub/sub subscriptions of this shard's connections.
+    pub pubsub: RefCell<super::pubsub::Registry>,
     /// Clients blocked on keys of this shard, per key in arrival order (see `blocking`).
     pub blocked:
         RefCell<std::collections::HashMap<(u8, Bytes), std::collections::VecDeque<Waiter>>>,
@@ -607,6 +618,10 @@ impl ShardState {
                 self.block(id, db, keys, wake);
                 ShardResp::Done
             }
+            ShardReq::Publish { channel, message } => {
+                ShardResp::Published(self.pubsub.borrow().publish(&channel, &message))
+            }
+            ShardReq::Pubsub(query) => ShardResp::Pubsub(self.pubsub.borrow().query(&query)),
             ShardReq::Unblock { id, db, keys } => {
                 self.unblock(id, db, &keys);
                 ShardResp::Done
@@ -906,6 +921,7 @@ async fn open_shard(
         pg_backends: RefCell::new(Default::default()),
         sequences: Default::default(),
         blocked: RefCell::new(Default::default()),
+        pubsub: RefCell::new(Default::default()),
     }))
 }
 
