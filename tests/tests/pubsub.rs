@@ -34,8 +34,7 @@ fn scripted_session(port: u16) -> Vec<String> {
     let mut a = connect(port);
     let mut b = connect(port);
     let mut c = connect(port);
-    let mut out = Vec::new();
-    out.push(exchange(&mut a, &[&["SUBSCRIBE", "ch1", "ch2"]], 2));
+    let mut out = vec![exchange(&mut a, &[&["SUBSCRIBE", "ch1", "ch2"]], 2)];
     out.push(
         exchange(&mut c, &[&["HELLO", "3"]], 1)
             .split(' ')
