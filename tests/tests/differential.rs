@@ -616,6 +616,7 @@ fn gen_step(rng: &mut Rng, step: usize) -> Step {
         160..=189 => gen_list_cmd(rng),
         190..=195 => gen_copy(rng),
         196..=235 => gen_zset_cmd(rng),
+        93..=94 => gen_object(rng),
         _ => gen_wrong_arity(rng),
     }
 }
@@ -1004,6 +1005,24 @@ fn gen_hash(rng: &mut Rng) -> Step {
     if args.is_empty() {
         args.push(b("PING"));
     }
+    Step::exact(args)
+}
+
+/// OBJECT over collections whose encoding helios follows (a set that once held a non-integer
+/// stays a hashtable in Redis, so sets are left out) and its errors.
+fn gen_object(rng: &mut Rng) -> Step {
+    let n = rng.below(4);
+    let prefix = rng_pick_str(rng, &["h", "l", "z", "nope"]);
+    let key = b(&format!("{prefix}{n}"));
+    let args = match rng.below(8) {
+        0 => vec![name(rng, "OBJECT"), b("FREQ"), key],
+        1 => vec![name(rng, "OBJECT"), b("REFCOUNT"), key],
+        2 => vec![
+            name(rng, "OBJECT"),
+            b(rng_pick_str(rng, &["HELP", "bogus", "ENCODING"])),
+        ],
+        _ => vec![name(rng, "OBJECT"), b("ENCODING"), key],
+    };
     Step::exact(args)
 }
 

@@ -300,6 +300,9 @@ pub struct Entry {
     /// Changes whenever the entry is written; a value loaded from the tree is installed only if
     /// the entry did not change while it was being read.
     stamp: u64,
+    /// When a command last read or wrote the key (OBJECT IDLETIME); start-up's time for keys
+    /// read from the tree.
+    accessed_ms: u64,
 }
 
 /// Equality of what the entry says (its value and expiry), not of its bookkeeping.
@@ -428,6 +431,8 @@ pub struct Keyspace {
     resident_bytes: usize,
     resident_budget: usize,
     next_stamp: u64,
+    /// The latest clock a command passed in: the access time of entries it creates.
+    clock_ms: u64,
     /// The same keys, in scan order.
     order: BTreeSet<MapKey>,
     expires: BTreeSet<ExpireKey>,
@@ -449,6 +454,7 @@ impl Default for Keyspace {
             resident_bytes: 0,
             resident_budget: RESIDENT_BUDGET_UNBOUNDED,
             next_stamp: 0,
+            clock_ms: 0,
             order: BTreeSet::default(),
             expires: BTreeSet::default(),
             key_counts: [0; DB_COUNT],
@@ -575,6 +581,7 @@ impl Keyspace {
             ));
         }
         let decoded = storage::decode(stored)?;
+        self.clock_ms = self.clock_ms.max(now_ms);
         if let Some(h) = decoded.value.collection() {
             self.next_version = self.next_version.max(h.version + 1);
         }
@@ -685,15 +692,31 @@ impl Keyspace {
         Ok(())
     }
 
-    /// The live entry of `key`, removing it first when it has expired (lazy expiry).
+    /// The live entry of `key`, removing it first when it has expired (lazy expiry). Marks it
+    /// accessed now.
     pub fn get(&mut self, db: u8, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let k = key_ref(db, key);
         let expired = self.map.get(&k)?.is_expired(now_ms);
         if expired {
             self.remove_ref(&k);
             return None;
         }
-        self.map.get(&k)
+        let entry = self.map.get_mut(&k)?;
+        entry.accessed_ms = now_ms;
+        Some(entry)
+    }
+
+    /// Advances the clock that stamps the access time of entries commands create.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+    }
+
+    /// Milliseconds since a command last touched the live `key` (OBJECT IDLETIME, which does
+    /// not itself touch it); None when absent or expired.
+    pub fn idle_ms(&self, db: u8, key: &[u8], now_ms: u64) -> Option<u64> {
+        let entry = self.map.get(&key_ref(db, key))?;
+        (!entry.is_expired(now_ms)).then(|| now_ms.saturating_sub(entry.accessed_ms))
     }
 
     /// A token that changes whenever `key` is written, deleted, expires or is created
@@ -1181,6 +1204,7 @@ impl Keyspace {
             value,
             expire_at_ms,
             stamp: self.next_stamp,
+            accessed_ms: self.clock_ms,
         };
         let new_resident = entry.value.resident_bytes();
         if let Some(old) = self.map.get(&k) {

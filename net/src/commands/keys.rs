@@ -421,3 +421,97 @@ pub(super) fn randomkey(ctx: &mut ExecCtx, _cmd: &Command) -> Reply {
         None => Reply::Null,
     }
 }
+
+/// The encoding name Redis 7.0 would report for a value that behaves as helios stores it:
+/// the thresholds are those where helios's replies follow Redis's compact encodings
+/// (insertion order, intset order, listpack score text). Lists are `quicklist` and sets
+/// `intset` or `hashtable`, as in 7.0 (7.2 added `listpack` for small ones).
+fn encoding_of(value: &Value) -> &'static str {
+    use helios_engine::keyspace::HASH_ORDERED_FIELDS_MAX;
+    /// Redis's `OBJ_ENCODING_EMBSTR_SIZE_LIMIT`.
+    const EMBSTR_BYTES_MAX: usize = 44;
+    /// Redis's `set-max-intset-entries`.
+    const INTSET_MEMBERS_MAX: usize = 512;
+    /// Redis's `zset-max-listpack-entries`.
+    const ZSET_LISTPACK_MEMBERS_MAX: usize = 128;
+    match value {
+        Value::Str(s) if s.len() <= 20 && parse_i64(s).is_some() => "int",
+        Value::Str(s) if s.len() <= EMBSTR_BYTES_MAX => "embstr",
+        Value::OffloadedStr { len } if *len <= EMBSTR_BYTES_MAX => "embstr",
+        Value::Str(_) | Value::OffloadedStr { .. } => "raw",
+        Value::Hash(h) if h.fields.len() <= HASH_ORDERED_FIELDS_MAX => "listpack",
+        Value::Hash(_) => "hashtable",
+        Value::Set(s)
+            if s.fields.len() <= INTSET_MEMBERS_MAX
+                && s.fields.keys().all(|m| parse_i64(m).is_some()) =>
+        {
+            "intset"
+        }
+        Value::Set(_) => "hashtable",
+        Value::List(_) => "quicklist",
+        Value::ZSet(z) if z.len() <= ZSET_LISTPACK_MEMBERS_MAX => "listpack",
+        Value::ZSet(_) => "skiplist",
+    }
+}
+
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// OBJECT ENCODING/FREQ/IDLETIME/REFCOUNT/HELP. FREQ is refused as Redis refuses it without
+/// an LFU policy (helios evicts nothing); IDLETIME is the time since a command last touched
+/// the key; REFCOUNT is 1 (values are not shared).
+pub(super) fn object(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
+    let sub = String::from_utf8_lossy(&cmd.args[1]).to_ascii_lowercase();
+    let argc = cmd.args.len();
+    match sub.as_str() {
+        "help" if argc == 2 => Reply::Array(
+            OBJECT_HELP
+                .iter()
+                .map(|l| Reply::Status(Cow::Borrowed(*l)))
+                .collect(),
+        ),
+        "encoding" | "freq" | "idletime" | "refcount" if argc == 3 => {
+            let key = &cmd.args[2];
+            let (db, now_ms) = (ctx.db, ctx.now_ms);
+            if sub == "idletime" {
+                return match ctx.ks.idle_ms(db, key, now_ms) {
+                    Some(ms) => Reply::Int((ms / 1000) as i64),
+                    None => Reply::Null,
+                };
+            }
+            let Some(entry) = ctx.ks.peek(db, key).filter(|e| !e.is_expired(now_ms)) else {
+                return Reply::Null;
+            };
+            match sub.as_str() {
+                "encoding" => Reply::Bulk(Bytes::from_static(encoding_of(&entry.value).as_bytes())),
+                "refcount" => Reply::Int(1),
+                _ => err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."),
+            }
+        }
+        "encoding" | "freq" | "idletime" | "refcount" | "help" => {
+            Reply::Error(format!("ERR wrong number of arguments for 'object|{sub}' command").into())
+        }
+        _ => Reply::Error(
+            format!(
+                "ERR unknown subcommand '{}'. Try OBJECT HELP.",
+                String::from_utf8_lossy(&cmd.args[1])
+            )
+            .into(),
+        ),
+    }
+}

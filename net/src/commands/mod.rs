@@ -125,6 +125,8 @@ pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
             counted(1)
         }
         "blmpop" | "bzmpop" => counted(2),
+        // OBJECT <subcommand> key (OBJECT HELP names none).
+        "object" => (args.len() >= 3).then_some(2).into_iter().collect(),
         "zunionstore" | "zinterstore" | "zdiffstore" => {
             let mut keys = vec![1];
             keys.extend(counted(2));

@@ -72,7 +72,7 @@ fn table_is_sorted_and_looked_up_case_insensitively() {
             pair[1].name
         );
     }
-    assert_eq!(all().len(), 155);
+    assert_eq!(all().len(), 156);
     assert_eq!(lookup(b"GeT").map(|s| s.name), Some("get"));
     assert_eq!(
         lookup(b"ZREMRANGEBYSCORE").map(|s| s.name),
@@ -107,7 +107,9 @@ fn table_is_sorted_and_looked_up_case_insensitively() {
     assert!(!lookup(b"get").unwrap().arity_ok(3));
     for spec in all() {
         // Movable keys (SINTERCARD) are found by the router's `keys_of`.
-        let keyed = spec.first_key > 0 || spec.has_flag("movablekeys");
+        let keyed = spec.first_key > 0
+            || spec.has_flag("movablekeys")
+            || super::movable_key_positions(spec.name, &[]).is_some();
         let runs_local = spec.exec.is_some();
         match spec.kind {
             // WATCH names keys (COMMAND INFO says so) but is run by the connection.

@@ -232,6 +232,7 @@ impl ShardState {
     ) -> u64 {
         let mut ks = self.ks.borrow_mut();
         let now_ms = unix_ms();
+        ks.tick(now_ms);
         let mut count = 0;
         let mut woken_keys: Vec<(u8, Bytes)> = Vec::new();
         let watching = !self.blocked.borrow().is_empty();
