@@ -457,3 +457,64 @@ fn redis_benchmark_default_suite_completes_without_errors() {
         );
     }
 }
+
+/// SORT and SORT_RO (lists, sets, sorted sets; BY, GET, LIMIT, ALPHA, DESC, STORE; errors),
+/// with keys on both shards, replied exactly as redis-server replies.
+#[test]
+fn sort_matches_redis() {
+    let Some(redis) = helios_tests::RedisServer::try_start() else {
+        return;
+    };
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let script = [
+        "RPUSH l 3 1 2 10",
+        "SORT l",
+        "SORT l DESC",
+        "SORT l ALPHA",
+        "SORT l LIMIT 1 2",
+        "SORT l LIMIT -5 2",
+        "SORT l LIMIT 10 2",
+        "SORT l LIMIT 0 -1",
+        "MSET w_1 30 w_2 20 w_3 10 o_1 one o_2 two",
+        "HSET h_1 f x",
+        "SORT l BY w_*",
+        "SORT l BY w_* GET o_* GET # GET h_*->f",
+        "SORT l BY nosort",
+        "SORT l BY nosort DESC LIMIT 1 2",
+        "SORT l BY w_* ALPHA",
+        "SORT l BY w_* ALPHA DESC",
+        "SADD s 5 3 9",
+        "SORT s",
+        "SORT s BY nosort STORE dst",
+        "LRANGE dst 0 -1",
+        "SORT l GET o_* STORE dst2",
+        "LRANGE dst2 0 -1",
+        "RPUSH bad a 1",
+        "SORT bad",
+        "SORT bad ALPHA",
+        "ZADD z 3 a 1 b 2 c",
+        "SORT z BY nosort",
+        "SORT z BY nosort DESC LIMIT 0 2",
+        "SORT z ALPHA",
+        "SET str x",
+        "SORT str",
+        "SORT nope",
+        "SORT nope STORE d3",
+        "EXISTS d3",
+        "SORT l LIMIT x 1",
+        "SORT l bogus",
+        "SORT_RO l STORE x",
+        "SORT_RO l DESC",
+    ];
+    let run = |port: u16| -> Vec<String> {
+        let mut conn = RespConn::connect(port).expect("connect");
+        script
+            .iter()
+            .map(|line| {
+                let args: Vec<&str> = line.split(' ').collect();
+                format!("{line} -> {}", render(&cmd(&mut conn, &args)))
+            })
+            .collect()
+    };
+    assert_eq!(run(server.port()), run(redis.port()));
+}

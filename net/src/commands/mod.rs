@@ -125,6 +125,16 @@ pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
             counted(1)
         }
         "blmpop" | "bzmpop" => counted(2),
+        // SORT key ... [STORE dst]: the destination is a key too.
+        "sort" => {
+            let mut keys = vec![1];
+            keys.extend(
+                (2..args.len().saturating_sub(1))
+                    .filter(|&i| args[i].eq_ignore_ascii_case(b"store"))
+                    .map(|i| i + 1),
+            );
+            keys
+        }
         // OBJECT <subcommand> key (OBJECT HELP names none).
         "object" => (args.len() >= 3).then_some(2).into_iter().collect(),
         "zunionstore" | "zinterstore" | "zdiffstore" => {

@@ -92,16 +92,19 @@ pub(super) fn store(ctx: &mut ExecCtx, dst: &Bytes, members: Vec<(Bytes, f64)>) 
     count
 }
 
-/// C's `strtod` over the whole argument: leading white space is skipped, an empty text is 0,
-/// `inf`/`infinity` in any case, and hexadecimal integers; None when text is left over.
+/// C's `strtod` over the argument as a C string (up to its first NUL): leading white space
+/// is skipped, an empty text is 0, `inf`/`infinity` in any case, and hexadecimal integers;
+/// None when text is left over.
 fn strtod_all(arg: &[u8]) -> Option<f64> {
+    // A C string: the text ends at the first NUL.
     let text = std::str::from_utf8(cstr(arg)).ok()?;
-    if cstr(arg).len() != arg.len() {
-        return None;
-    }
-    let text = text.trim_start_matches([' ', '\t', '\n', '\u{b}', '\u{c}', '\r']);
     if text.is_empty() {
         return Some(0.0);
+    }
+    // Only white space: strtod converts nothing and points back at the start.
+    let text = text.trim_start_matches([' ', '\t', '\n', '\u{b}', '\u{c}', '\r']);
+    if text.is_empty() {
+        return None;
     }
     let (negative, digits) = match text.as_bytes()[0] {
         b'-' => (true, &text[1..]),
@@ -125,7 +128,11 @@ fn strtod_all(arg: &[u8]) -> Option<f64> {
 /// A score or weight argument as `getDoubleFromObject` reads it: all of the text, no leading
 /// white space, no overflow to infinity or underflow to zero, never NaN.
 pub fn parse_double(arg: &[u8]) -> Option<f64> {
-    if arg.is_empty() || arg[0].is_ascii_whitespace() || arg[0] == 0x0b {
+    if arg.is_empty()
+        || arg[0].is_ascii_whitespace()
+        || arg[0] == 0x0b
+        || cstr(arg).len() != arg.len()
+    {
         return None;
     }
     let value = strtod_all(arg)?;

@@ -132,6 +132,7 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
         }
         "exec" => super::conn::exec_transaction(state, session).await,
         "echo" => Reply::Bulk(cmd.args[1].clone()),
+        "sort" | "sort_ro" => super::sort::run(state, session, cmd, 0).await,
         "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "publish" | "pubsub" => {
             super::pubsub::run(state, session, cmd).await
         }

@@ -344,6 +344,9 @@ async fn run_in_transaction(
         Route::Special if matches!(spec.kind, commands::CommandKind::MultiKey { .. }) => {
             admin::run_locked(state, session.db, spec, cmd, txid).await
         }
+        Route::Special if super::sort::is_sort(cmd) => {
+            super::sort::run(state, session, cmd, txid).await
+        }
         // Boxed: the blocking commands run their twins through here.
         Route::Special if blocking::is_blocking(cmd) => {
             Box::pin(blocking::run(state, session, cmd, txid, None)).await

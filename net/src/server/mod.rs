@@ -17,6 +17,7 @@ pub mod pgbinary;
 mod pubsub;
 mod reshard;
 mod shard;
+mod sort;
 mod sqlcluster;
 pub(crate) mod store;
 mod zgather;
