@@ -105,6 +105,9 @@ fn pattern_key(pattern: &[u8], element: &[u8]) -> Option<(Bytes, Option<Bytes>)>
     Some((Bytes::from(key), field))
 }
 
+/// A command for one shard, with its database.
+type ShardCommand = (u8, Command);
+
 /// Reads the values `pattern` names for each element (None: missing, or not a string, or
 /// not a hash holding the field), one batch per shard.
 async fn lookup_all(
@@ -118,7 +121,7 @@ async fn lookup_all(
         return elements.iter().cloned().map(Some).collect();
     }
     let mut out = vec![None; elements.len()];
-    let mut per_shard: std::collections::BTreeMap<usize, Vec<(usize, (u8, Command))>> =
+    let mut per_shard: std::collections::BTreeMap<usize, Vec<(usize, ShardCommand)>> =
         Default::default();
     for (i, element) in elements.iter().enumerate() {
         let Some((key, field)) = pattern_key(pattern, element) else {
