@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side run of a benchmark suite against helios and Debian's redis-server.
 #
-#   bench/compare.sh SUITE            SUITE: redis-quick | redis-full | pg-quick | pg-full | pg-scan
+#   bench/compare.sh SUITE            SUITE: redis-quick | redis-full | redis-ycsb | pg-quick | pg-full | pg-scan
 #   DURABILITY=async bench/compare.sh redis-quick
 #
 # The pg suites are bench/compare-pg.sh (PostgreSQL only for now: helios does not speak the
@@ -18,11 +18,11 @@ set -euo pipefail
 SUITE=${1:-}
 DURABILITY=${DURABILITY:-sync}
 case "$SUITE" in
-  redis-quick | redis-full) ;;
+  redis-quick | redis-full | redis-ycsb) ;;
   pg-quick | pg-full | pg-scan)
     exec "$(dirname "$0")/compare-pg.sh" "$SUITE" ;;
   *)
-    echo "usage: bench/compare.sh redis-quick|redis-full|pg-quick|pg-full|pg-scan" >&2
+    echo "usage: bench/compare.sh redis-quick|redis-full|redis-ycsb|pg-quick|pg-full|pg-scan" >&2
     exit 64 ;;
 esac
 case "$DURABILITY" in
@@ -111,6 +111,13 @@ if [ "$SUITE" = redis-quick ]; then
     run "get-p$p" --workload get --pipeline "$p" --load "${QUICK[@]}"
     run "mix-p$p" --workload mix --mix get=90,set=10 --pipeline "$p" --load "${QUICK[@]}"
     run "ycsb-a-p$p" --workload ycsb-a --pipeline "$p" --load "${QUICK[@]}"
+  done
+elif [ "$SUITE" = redis-ycsb ]; then
+  YCSB=(--connections 50 --duration "${YCSB_SECONDS:-3}" --warmup 1 --rounds 1 --keyspace 100000)
+  for p in 1 16; do
+    for w in ycsb-a ycsb-b ycsb-c ycsb-d ycsb-e ycsb-f; do
+      run "$w-p$p" --workload "$w" --pipeline "$p" --load "${YCSB[@]}"
+    done
   done
 else
   FULL=(--connections 50 --duration 10 --warmup 2 --rounds 3 --keyspace 1000000)

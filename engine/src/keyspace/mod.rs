@@ -315,6 +315,29 @@ impl PartialEq for Entry {
 impl Eq for Entry {}
 
 impl Entry {
+    /// The metadata value of a collection entry as it stands (None: a string).
+    fn collection_meta(&self) -> Option<Bytes> {
+        let at = self.expire_at_ms;
+        match &self.value {
+            Value::Hash(h) | Value::Set(h) => {
+                Some(collection_meta(self.value.storage_type(), h, at))
+            }
+            Value::List(l) => Some(storage::encode_list_meta(
+                l.version,
+                l.items.len() as u64,
+                l.head,
+                at,
+            )),
+            Value::ZSet(z) => Some(storage::encode_collection_meta(
+                storage::TYPE_ZSET,
+                z.version,
+                z.stored_len,
+                at,
+            )),
+            Value::Str(_) | Value::OffloadedStr { .. } => None,
+        }
+    }
+
     /// Redis's rule: expired once the clock is strictly past the expiry time.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         matches!(self.expire_at_ms, Some(at) if now_ms > at)
@@ -425,6 +448,10 @@ pub struct Keyspace {
     map: HashMap<MapKey, Entry>,
     /// Storage writes of the mutations applied since the last `take_pending`.
     pending: WriteBatch,
+    /// Collections whose metadata value changed since the last `take_pending`: written once
+    /// there, with the state they end in (a pipeline of 16 pushes writes it once, not 16
+    /// times).
+    dirty_meta: hashbrown::HashSet<MapKey>,
     /// Keys whose value became resident, oldest first (may name keys since removed or
     /// offloaded; those are skipped).
     resident_order: std::collections::VecDeque<MapKey>,
@@ -450,6 +477,7 @@ impl Default for Keyspace {
         Keyspace {
             map: HashMap::default(),
             pending: WriteBatch::default(),
+            dirty_meta: Default::default(),
             resident_order: Default::default(),
             resident_bytes: 0,
             resident_budget: RESIDENT_BUDGET_UNBOUNDED,
@@ -480,7 +508,27 @@ impl Keyspace {
 
     /// The storage writes of everything applied since the last call (one WAL record's worth).
     pub fn take_pending(&mut self) -> WriteBatch {
+        for key in std::mem::take(&mut self.dirty_meta) {
+            // Gone or no longer a collection: its delete or new value is in the batch already.
+            if let Some(meta) = self.map.get(&key).and_then(Entry::collection_meta) {
+                self.pending
+                    .put(storage::storage_key(key.db, &key.key), meta);
+            }
+        }
         std::mem::take(&mut self.pending)
+    }
+
+    /// Notes that the collection at `key` needs its metadata value written (by the next
+    /// `take_pending`, from the state it is in then).
+    fn meta_changed(&mut self, db: u8, key: &[u8]) {
+        let k = key_ref(db, key);
+        if self.dirty_meta.contains(&k) {
+            return;
+        }
+        if let Some((stored, _)) = self.map.get_key_value(&k) {
+            let stored = stored.clone();
+            self.dirty_meta.insert(stored);
+        }
     }
 
     /// Approximate bytes of the pending storage writes.
@@ -793,7 +841,6 @@ impl Keyspace {
         let Some(entry) = self.map.get_mut(&k) else {
             return;
         };
-        let type_byte = entry.value.storage_type();
         let Some(hash) = entry.value.collection_mut() else {
             panic!("HDEL/SREM mutation on a {} key", entry.value.type_name());
         };
@@ -818,8 +865,7 @@ impl Keyspace {
         }
         self.next_stamp += 1;
         entry.stamp = self.next_stamp;
-        let meta = collection_meta(type_byte, hash, entry.expire_at_ms);
-        self.pending.put(storage::storage_key(db, key), meta);
+        self.meta_changed(db, key);
     }
 
     /// Deletes a removed or overwritten hash's field keys when they are few; a bigger hash's
@@ -879,13 +925,7 @@ impl Keyspace {
             self.remove_ref(&k);
             return;
         }
-        let meta = storage::encode_list_meta(
-            list.version,
-            list.items.len() as u64,
-            list.head,
-            entry.expire_at_ms,
-        );
-        self.pending.put(storage::storage_key(db, key), meta);
+        self.meta_changed(db, key);
     }
 
     fn list_push(&mut self, db: u8, key: &[u8], left: bool, values: Vec<Bytes>) {
@@ -1037,8 +1077,7 @@ impl Keyspace {
         }
         hash.stored_len = hash.fields.len() as u64;
         entry.stamp = stamp;
-        let meta = collection_meta(type_byte, hash, entry.expire_at_ms);
-        self.pending.put(storage::storage_key(db, key), meta);
+        self.meta_changed(db, key);
     }
 
     /// Encodes `m` into `log`, then applies it: the log and the state cannot disagree.

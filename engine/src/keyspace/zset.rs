@@ -183,13 +183,7 @@ impl Keyspace {
         }
         zset.stored_len = zset.len() as u64;
         entry.stamp = stamp;
-        let meta = storage::encode_collection_meta(
-            storage::TYPE_ZSET,
-            zset.version,
-            zset.stored_len,
-            entry.expire_at_ms,
-        );
-        self.pending.put(storage::storage_key(db, key), meta);
+        self.meta_changed(db, key);
     }
 
     /// Removes members of the sorted set at `key` (absent ones are skipped); the key goes
@@ -217,12 +211,6 @@ impl Keyspace {
         }
         self.next_stamp += 1;
         entry.stamp = self.next_stamp;
-        let meta = storage::encode_collection_meta(
-            storage::TYPE_ZSET,
-            zset.version,
-            zset.stored_len,
-            entry.expire_at_ms,
-        );
-        self.pending.put(storage::storage_key(db, key), meta);
+        self.meta_changed(db, key);
     }
 }
