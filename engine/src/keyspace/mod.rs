@@ -134,7 +134,8 @@ fn collection_meta(type_byte: u8, hash: &HashValue, expire_at_ms: Option<u64>) -
 const FIELD_OVERHEAD_BYTES: usize = 48;
 
 /// Fields of a deleted or overwritten hash deleted at once, at most; a bigger hash's field
-/// keys are orphans until the next start-up's scan deletes them (DEL stays O(1)).
+/// keys are orphans until compaction (`storage::compaction_filter`) or the next start-up's
+/// scan deletes them (DEL stays O(1)).
 pub const EAGER_RECLAIM_FIELDS_MAX: usize = 128;
 
 /// Hashes of at most this many fields keep their fields in insertion order, as Redis's
@@ -753,6 +754,22 @@ impl Keyspace {
         let entry = self.map.get_mut(&k)?;
         entry.accessed_ms = now_ms;
         Some(entry)
+    }
+
+    /// Whether an element key of (`db`, `key`, `version`) belongs to no live collection: the
+    /// key is absent, or holds a string or another incarnation. (An expired collection not
+    /// yet removed still owns its elements; its removal orphans them.)
+    pub fn is_orphan(&self, db: u8, key: &[u8], version: u64) -> bool {
+        let Some(entry) = self.map.get(&key_ref(db, key)) else {
+            return true;
+        };
+        let live = match &entry.value {
+            Value::Hash(h) | Value::Set(h) => h.version,
+            Value::List(l) => l.version,
+            Value::ZSet(z) => z.version,
+            Value::Str(_) | Value::OffloadedStr { .. } => return true,
+        };
+        live != version
     }
 
     /// Advances the clock that stamps the access time of entries commands create.

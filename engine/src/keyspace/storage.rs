@@ -282,6 +282,36 @@ pub fn expiry_filter(now_ms: impl Fn() -> u64 + 'static) -> ExpiryFilter {
     })
 }
 
+/// Answers whether an element key belongs to no live collection (an orphan of a deleted,
+/// expired or overwritten incarnation). Installed once the shard's keyspace is rebuilt;
+/// until then (start-up, resharding) nothing is an orphan.
+pub type OrphanOracle = std::rc::Rc<std::cell::RefCell<Option<Box<dyn Fn(&FieldKey) -> bool>>>>;
+
+/// The shard's compaction filter: expired Redis keys (see [`expiry_filter`]) and, once the
+/// oracle is installed, orphaned element keys become tombstones, so compaction reclaims the
+/// elements of a big collection that DEL, expiry or overwrite left behind.
+pub fn compaction_filter(
+    now_ms: impl Fn() -> u64 + 'static,
+    orphans: OrphanOracle,
+) -> ExpiryFilter {
+    let expired = expiry_filter(now_ms);
+    std::rc::Rc::new(move |key: &[u8], stored: &[u8]| {
+        if expired(key, stored) {
+            return true;
+        }
+        if !is_field_key(key) {
+            return false;
+        }
+        let Some(field) = parse_field_key(key) else {
+            return false;
+        };
+        orphans
+            .borrow()
+            .as_ref()
+            .is_some_and(|is_orphan| is_orphan(&field))
+    })
+}
+
 /// Whether a tree key belongs to the Redis keyspace (its first byte is a database number);
 /// keys of the other keyspaces sharing the tree start at 0x80.
 pub fn is_redis_storage_key(skey: &[u8]) -> bool {

@@ -763,3 +763,67 @@ proptest! {
         }
     }
 }
+
+/// The compaction filter turns into tombstones exactly the element keys no live collection
+/// owns, and only once the oracle is installed (start-up rebuild, resharding: nothing is an
+/// orphan yet).
+#[test]
+fn compaction_filter_reclaims_orphaned_elements_only() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let ks = Rc::new(RefCell::new(Keyspace::new()));
+    let members = |n: u16| (0..n).map(|i| b(&format!("m{i}"))).collect::<Vec<_>>();
+    ks.borrow_mut().apply(Mutation::SetAdd {
+        db: 0,
+        key: b("big"),
+        members: members(200),
+    });
+    let old_version = match &RefCell::borrow(&ks).peek(0, b"big").unwrap().value {
+        Value::Set(s) => s.version,
+        other => panic!("{other:?}"),
+    };
+    let element = storage::field_key(0, b"big", old_version, b"m7");
+    let oracle = storage::OrphanOracle::default();
+    let filter = storage::compaction_filter(|| 0, oracle.clone());
+    assert!(!filter(&element, b""), "a live set's element");
+    // DEL: the 200 elements are left behind (more than are deleted eagerly)...
+    ks.borrow_mut().apply(Mutation::Del {
+        db: 0,
+        key: b("big"),
+    });
+    assert!(!filter(&element, b""), "no oracle yet: kept");
+    let weak = Rc::downgrade(&ks);
+    *oracle.borrow_mut() = Some(Box::new(move |f| {
+        weak.upgrade()
+            .is_some_and(|ks| RefCell::borrow(&ks).is_orphan(f.db, f.key, f.version))
+    }));
+    assert!(filter(&element, b""), "an orphan once the oracle answers");
+    // ...and a new set at the same key owns only its own version's elements.
+    ks.borrow_mut().apply(Mutation::SetAdd {
+        db: 0,
+        key: b("big"),
+        members: members(1),
+    });
+    let new_version = match &RefCell::borrow(&ks).peek(0, b"big").unwrap().value {
+        Value::Set(s) => s.version,
+        other => panic!("{other:?}"),
+    };
+    assert!(filter(&element, b""), "the old incarnation's element");
+    assert!(!filter(
+        &storage::field_key(0, b"big", new_version, b"m0"),
+        b""
+    ));
+    // A string at the key owns no element; plain keys are judged by expiry only.
+    ks.borrow_mut().apply(Mutation::Set {
+        db: 0,
+        key: b("big"),
+        value: Value::Str(b("s")),
+        expire_at_ms: None,
+    });
+    assert!(filter(
+        &storage::field_key(0, b"big", new_version, b"m0"),
+        b""
+    ));
+    let (stored, _) = storage::encode_string(b"v", None);
+    assert!(!filter(&storage::storage_key(0, b"big"), &stored));
+}

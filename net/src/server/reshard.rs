@@ -151,7 +151,8 @@ async fn stage(data_dir: &Path, staging: &Path, from: usize, to: usize) -> Resul
             GlommioFs,
             GlommioRuntime,
             dir.clone(),
-            store::lsm_options(&SOURCE_BUDGET),
+            // Staged trees judge no element an orphan: start-up's scan does that.
+            store::lsm_options(&SOURCE_BUDGET, Default::default()),
             cache,
         )
         .await
@@ -164,7 +165,7 @@ async fn stage(data_dir: &Path, staging: &Path, from: usize, to: usize) -> Resul
     let mut moved = 0;
     for shard in 0..from {
         let old = shard_dir(data_dir, shard);
-        let (lsm, index) = store::open_store(&old, SOURCE_BUDGET).await?;
+        let (lsm, index, _orphans) = store::open_store(&old, SOURCE_BUDGET).await?;
         drop(index);
         let fail = lsm_context("cannot read the store in", lsm.dir());
         let now_ms = unix_ms();

@@ -886,9 +886,10 @@ async fn open_shard(
     })?;
     let shard_dir = shared.config.data_dir.join(format!("shard-{id}"));
     let per_shard = shared.config.cache_bytes / shared.map.shard_count().max(1) as u64;
-    let (lsm, ks) = store::open_store(&shard_dir, StoreBudget::from_cache_bytes(per_shard))
-        .await
-        .map_err(|error| format!("shard {id}: {error}"))?;
+    let (lsm, ks, orphans) =
+        store::open_store(&shard_dir, StoreBudget::from_cache_bytes(per_shard))
+            .await
+            .map_err(|error| format!("shard {id}: {error}"))?;
     shared.used_bytes[id].store(ks.used_bytes(), Ordering::Relaxed);
     let catalog = if id == sqlcluster::CATALOG_SHARD {
         helios_sql::load_catalog(&lsm)
@@ -899,7 +900,7 @@ async fn open_shard(
         // Replaced by shard 0's before any client is served.
         helios_sql::Catalog::default()
     };
-    Ok(Rc::new(ShardState {
+    let state = Rc::new(ShardState {
         id,
         shared: shared.clone(),
         ks: RefCell::new(ks),
@@ -923,7 +924,19 @@ async fn open_shard(
         sequences: Default::default(),
         blocked: RefCell::new(Default::default()),
         pubsub: RefCell::new(Default::default()),
-    }))
+    });
+    // The keyspace is rebuilt: from now on compaction turns elements no live collection owns
+    // into tombstones. (Borrowed by a command at that instant: keep the element this time.)
+    let weak = Rc::downgrade(&state);
+    *orphans.borrow_mut() = Some(Box::new(move |field| {
+        weak.upgrade().is_some_and(|state| {
+            state
+                .ks
+                .try_borrow()
+                .is_ok_and(|ks| ks.is_orphan(field.db, field.key, field.version))
+        })
+    }));
+    Ok(state)
 }
 
 /// Shard 0 accepts every connection and hands it to the shard with the fewest connections:

@@ -55,9 +55,9 @@ pub fn lsm_dir(shard_dir: &Path) -> PathBuf {
     shard_dir.join(LSM_DIR)
 }
 
-/// The tree options of a shard: defaults, memtables sized by the budget, and Redis expiry as
-/// the compaction filter.
-pub fn lsm_options(budget: &StoreBudget) -> LsmOptions {
+/// The tree options of a shard: defaults, memtables sized by the budget, and Redis expiry and
+/// orphaned collection elements (once `orphans` answers) as the compaction filter.
+pub fn lsm_options(budget: &StoreBudget, orphans: storage::OrphanOracle) -> LsmOptions {
     let defaults = LsmOptions::default();
     LsmOptions {
         memtable_bytes: budget.memtable_bytes,
@@ -65,7 +65,7 @@ pub fn lsm_options(budget: &StoreBudget) -> LsmOptions {
         // small memtables do not make every L0 compaction rewrite a much larger L1.
         level1_bytes: (budget.memtable_bytes * defaults.l0_compaction_trigger) as u64,
         target_file_bytes: budget.memtable_bytes as u64,
-        expiry_filter: Some(storage::expiry_filter(unix_ms)),
+        expiry_filter: Some(storage::compaction_filter(unix_ms, orphans)),
         ..defaults
     }
 }
@@ -75,14 +75,15 @@ pub fn lsm_options(budget: &StoreBudget) -> LsmOptions {
 pub async fn open_store(
     shard_dir: &Path,
     budget: StoreBudget,
-) -> Result<(Rc<ShardLsm>, Keyspace), String> {
+) -> Result<(Rc<ShardLsm>, Keyspace, storage::OrphanOracle), String> {
+    let orphans = storage::OrphanOracle::default();
     let dir = lsm_dir(shard_dir);
     let cache = Rc::new(BlockCache::new(budget.block_cache_bytes));
     let lsm = Lsm::open(
         GlommioFs,
         GlommioRuntime,
         dir.clone(),
-        lsm_options(&budget),
+        lsm_options(&budget, orphans.clone()),
         cache,
     )
     .await
@@ -95,7 +96,7 @@ pub async fn open_store(
     }
     let mut ks = Keyspace::with_resident_budget(resident_budget(budget));
     rebuild_index(&lsm, &mut ks).await?;
-    Ok((lsm, ks))
+    Ok((lsm, ks, orphans))
 }
 
 /// Test hook: `HELIOS_TEST_RESIDENT_VALUE_BYTES=0` keeps no value in memory after a batch, so
