@@ -808,6 +808,26 @@ pub(super) async fn exec_at(
     }
 }
 
+/// Runs `cmds` as one batch on the shard owning `dst` (a STORE's write); replies the first
+/// error among them, else `ok`.
+pub(super) async fn write_at_owner(
+    state: &Rc<ShardState>,
+    dst: &Bytes,
+    cmds: Vec<(u8, Command)>,
+    txid: u64,
+    ok: Reply,
+) -> Reply {
+    match exec_on(state, vec![(state.owner_of(dst), cmds)], txid)
+        .await
+        .into_iter()
+        .next()
+    {
+        Some(Ok(replies)) => replies.into_iter().find(Reply::is_error).unwrap_or(ok),
+        Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
+        None => err("ERR internal error: shard reply count"),
+    }
+}
+
 /// The members of the set at each key, read in key order (None: no such key); the first
 /// WRONGTYPE stops it, as Redis's type checks do.
 async fn gather_sets(
@@ -894,18 +914,7 @@ async fn set_op_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
         sadd.extend(members);
         cmds.push((db, Command::new(sadd)));
     }
-    match exec_on(state, vec![(state.owner_of(dst), cmds)], txid)
-        .await
-        .into_iter()
-        .next()
-    {
-        Some(Ok(replies)) => match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
-            Some(error) => error,
-            None => Reply::Int(count),
-        },
-        Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
-        None => err("ERR internal error: shard reply count"),
-    }
+    write_at_owner(state, dst, cmds, txid, Reply::Int(count)).await
 }
 
 /// COPY between two shards, under intent locks on both keys: read the source's type,
@@ -987,18 +996,7 @@ async fn copy_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -
         let at = Bytes::from(ms.to_string());
         cmds.push((dst_db, Command::new(vec![b("PEXPIREAT"), dst.clone(), at])));
     }
-    match exec_on(state, vec![(state.owner_of(dst), cmds)], txid)
-        .await
-        .into_iter()
-        .next()
-    {
-        Some(Ok(replies)) => match replies.into_iter().find(|r| matches!(r, Reply::Error(_))) {
-            Some(error) => error,
-            None => Reply::Int(1),
-        },
-        Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
-        None => err("ERR internal error: shard reply count"),
-    }
+    write_at_owner(state, dst, cmds, txid, Reply::Int(1)).await
 }
 
 /// The TYPE of `key`: Ok(true) for a list, Ok(false) when absent, Err(WRONGTYPE or a

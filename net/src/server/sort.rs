@@ -381,18 +381,7 @@ async fn store(
         rpush.extend(output.into_iter().map(Option::unwrap_or_default));
         cmds.push((db, Command::new(rpush)));
     }
-    match exec_on(state, vec![(state.owner_of(dst), cmds)], txid)
-        .await
-        .into_iter()
-        .next()
-    {
-        Some(Ok(replies)) => match replies.into_iter().find(Reply::is_error) {
-            Some(error) => error,
-            None => Reply::Int(count),
-        },
-        Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
-        None => Reply::error("ERR internal error: shard reply count"),
-    }
+    admin::write_at_owner(state, dst, cmds, txid, Reply::Int(count)).await
 }
 
 #[cfg(test)]

@@ -9,13 +9,24 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::admin::{exec_at, exec_on};
+use super::admin::exec_at;
 use super::shard::ShardState;
 use crate::commands::{self, ZOp, ZSource};
 use crate::{Command, Reply};
 
 fn b(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
+}
+
+/// Member-score pairs of a WITHSCORES or pop reply.
+fn scored(pairs: Vec<(Reply, Reply)>) -> Vec<(Bytes, f64)> {
+    pairs
+        .into_iter()
+        .filter_map(|(m, s)| match (m, s) {
+            (Reply::Bulk(m), Reply::Double(s)) => Some((m, s)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The members of a sorted set (or a set, scoring 1) at `key`; None when absent.
@@ -37,15 +48,7 @@ async fn source(
         other => return Err(other),
     };
     match exec_at(state, db, key, read, txid).await {
-        Reply::Pairs(pairs) => Ok(Some(
-            pairs
-                .into_iter()
-                .filter_map(|(m, s)| match (m, s) {
-                    (Reply::Bulk(m), Reply::Double(s)) => Some((m, s)),
-                    _ => None,
-                })
-                .collect(),
-        )),
+        Reply::Pairs(pairs) => Ok(Some(scored(pairs))),
         Reply::Set(items) | Reply::Array(items) => Ok(Some(
             items
                 .into_iter()
@@ -78,18 +81,7 @@ async fn store(
         }
         cmds.push((db, Command::new(zadd)));
     }
-    match exec_on(state, vec![(state.owner_of(dst), cmds)], txid)
-        .await
-        .into_iter()
-        .next()
-    {
-        Some(Ok(replies)) => match replies.into_iter().find(Reply::is_error) {
-            Some(error) => error,
-            None => Reply::Int(count),
-        },
-        Some(Err(error)) => Reply::Error(format!("MISCONF {error}").into()),
-        None => Reply::error("ERR internal error: shard reply count"),
-    }
+    super::admin::write_at_owner(state, dst, cmds, txid, Reply::Int(count)).await
 }
 
 /// Runs a sorted-set command of this module's list across shards.
@@ -163,16 +155,7 @@ async fn zmpop(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -> Repl
                 let pop = if max { b("ZPOPMAX") } else { b("ZPOPMIN") };
                 let args = vec![pop, key.clone(), Bytes::from(count.to_string())];
                 return match exec_at(state, db, key, args, txid).await {
-                    Reply::Pairs(pairs) => commands::zmpop_reply(
-                        key.clone(),
-                        pairs
-                            .into_iter()
-                            .filter_map(|(m, s)| match (m, s) {
-                                (Reply::Bulk(m), Reply::Double(s)) => Some((m, s)),
-                                _ => None,
-                            })
-                            .collect(),
-                    ),
+                    Reply::Pairs(pairs) => commands::zmpop_reply(key.clone(), scored(pairs)),
                     other => other,
                 };
             }
