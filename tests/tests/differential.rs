@@ -618,6 +618,7 @@ fn gen_step(rng: &mut Rng, step: usize) -> Step {
         196..=235 => gen_zset_cmd(rng),
         93..=94 => gen_object(rng),
         95..=97 => gen_sort(rng),
+        98..=99 => Step::exact(vec![pick_name(rng, &["MULTI", "MULTI", "EXEC", "DISCARD"])]),
         _ => gen_wrong_arity(rng),
     }
 }
@@ -1375,8 +1376,20 @@ fn prelude() -> Vec<Step> {
 fn sequence(seed: u64, steps: usize) -> Vec<Step> {
     let mut rng = Rng::new(seed);
     let mut seq = prelude();
+    // Inside MULTI, EXEC replies every queued command in one array, compared as it is: a
+    // step whose reply needs normalizing (SCAN walks, KEYS order...) is drawn again.
+    let mut in_multi = false;
     for step in 0..steps {
-        seq.push(gen_step(&mut rng, step));
+        let mut next = gen_step(&mut rng, step);
+        while in_multi && next.norm != Norm::Exact {
+            next = gen_step(&mut rng, step);
+        }
+        match next.args.first().map(|a| a.to_ascii_uppercase()) {
+            Some(name) if name == b"MULTI" => in_multi = true,
+            Some(name) if name == b"EXEC" || name == b"DISCARD" => in_multi = false,
+            _ => {}
+        }
+        seq.push(next);
     }
     seq
 }

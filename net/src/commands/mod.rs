@@ -23,7 +23,8 @@ pub use lists::{lmpop_args, parse_side};
 pub use num::parse_i64;
 pub use sets::{combine, intersection_card, members_in_order, sintercard_args, SetOp};
 pub use table::{
-    all, command_docs, command_info, lookup, CommandKind, CommandSpec, Deprecation, Doc, Merge,
+    all, command_docs, command_info, lookup, subcommand_error, CommandKind, CommandSpec,
+    Deprecation, Doc, Merge,
 };
 pub use zsets::{
     combine as zset_combine, combined_reply as zset_combined_reply,

@@ -46,6 +46,104 @@ pub enum Merge {
     Gather,
 }
 
+/// Subcommands of the container commands helios has, with their arity (Redis 7.0's COMMAND
+/// INFO): what Redis checks before it queues a command inside MULTI.
+const SUBCOMMANDS: &[(&str, &[(&str, i32)])] = &[
+    (
+        "client",
+        &[
+            ("caching", 3),
+            ("getname", 2),
+            ("getredir", 2),
+            ("help", 2),
+            ("id", 2),
+            ("info", 2),
+            ("kill", -3),
+            ("list", -2),
+            ("no-evict", 3),
+            ("pause", -3),
+            ("reply", 3),
+            ("setname", 3),
+            ("tracking", -3),
+            ("trackinginfo", 2),
+            ("unblock", -3),
+            ("unpause", 2),
+        ],
+    ),
+    (
+        "command",
+        &[
+            ("count", 2),
+            ("docs", -2),
+            ("getkeys", -4),
+            ("getkeysandflags", -4),
+            ("help", 2),
+            ("info", -2),
+            ("list", -2),
+        ],
+    ),
+    (
+        "config",
+        &[
+            ("get", -3),
+            ("help", 2),
+            ("resetstat", 2),
+            ("rewrite", 2),
+            ("set", -4),
+        ],
+    ),
+    (
+        "object",
+        &[
+            ("encoding", 3),
+            ("freq", 3),
+            ("help", 2),
+            ("idletime", 3),
+            ("refcount", 3),
+        ],
+    ),
+    (
+        "pubsub",
+        &[
+            ("channels", -2),
+            ("help", 2),
+            ("numpat", 2),
+            ("numsub", -2),
+            ("shardchannels", -2),
+            ("shardnumsub", -2),
+        ],
+    ),
+];
+
+/// Redis's check of a container command's subcommand (its name, then its arity), as made
+/// before the command runs or is queued; None when it passes or `args` is no container
+/// command.
+pub fn subcommand_error(args: &[bytes::Bytes]) -> Option<Reply> {
+    let name = String::from_utf8_lossy(args.first()?).to_ascii_lowercase();
+    let (_, subs) = SUBCOMMANDS.iter().find(|(n, _)| *n == name)?;
+    let given = args.get(1)?;
+    let sub = String::from_utf8_lossy(given).to_ascii_lowercase();
+    let Some((_, arity)) = subs.iter().find(|(n, _)| *n == sub) else {
+        return Some(Reply::Error(
+            format!(
+                "ERR unknown subcommand '{}'. Try {} HELP.",
+                String::from_utf8_lossy(given),
+                name.to_ascii_uppercase()
+            )
+            .into(),
+        ));
+    };
+    let argc = args.len() as i32;
+    let fits = if *arity >= 0 {
+        argc == *arity
+    } else {
+        argc >= -arity
+    };
+    (!fits).then(|| {
+        Reply::Error(format!("ERR wrong number of arguments for '{name}|{sub}' command").into())
+    })
+}
+
 /// Deprecation notice shown by COMMAND DOCS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deprecation {

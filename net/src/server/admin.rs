@@ -158,7 +158,7 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
         }
         "scan" => scan(state, session, cmd).await,
         "randomkey" => randomkey(state, session).await,
-        "dbsize" | "flushdb" | "flushall" | "keys" => all_shards(state, session, cmd).await,
+        "dbsize" | "flushdb" | "flushall" | "keys" => all_shards(state, session, cmd, 0).await,
         _ => match commands::lookup(cmd.name()).map(|spec| spec.kind) {
             Some(CommandKind::MultiKey { .. }) => multi_key(state, session, cmd).await,
             _ => Reply::Error(format!("ERR command '{name}' cannot be routed").into()),
@@ -496,12 +496,19 @@ fn all_shard_ids(state: &ShardState) -> impl Iterator<Item = usize> {
     0..state.shared.map.shard_count()
 }
 
-async fn all_shards(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
+/// DBSIZE, FLUSHDB, FLUSHALL and KEYS on every shard, merged; `txid` is the transaction's
+/// inside EXEC (a flush waits for other operations' intent locks, never for its own).
+pub(super) async fn all_shards(
+    state: &Rc<ShardState>,
+    session: &Session,
+    cmd: &Command,
+    txid: u64,
+) -> Reply {
     let work = all_shard_ids(state)
         .map(|shard| (shard, vec![(session.db, cmd.clone())]))
         .collect();
     let mut merged: Option<Reply> = None;
-    for result in exec_on(state, work, 0).await {
+    for result in exec_on(state, work, txid).await {
         let reply = match result {
             Ok(mut replies) if replies.len() == 1 => replies.remove(0),
             Ok(_) => return err("ERR internal error: shard reply count"),

@@ -254,7 +254,7 @@ fn queue_in_transaction(session: &mut Session, cmd: Command) -> Reply {
     let refused = match commands::lookup(cmd.name()) {
         None => Some(commands::unknown_command(&cmd)),
         Some(spec) if !spec.arity_ok(cmd.arg_count()) => Some(Reply::wrong_arity(spec.name)),
-        Some(_) => None,
+        Some(_) => commands::subcommand_error(&cmd.args),
     };
     if let Some(error) = refused {
         session.multi_dirty = true;
@@ -343,6 +343,13 @@ async fn run_in_transaction(
         }
         Route::Special if matches!(spec.kind, commands::CommandKind::MultiKey { .. }) => {
             admin::run_locked(state, session.db, spec, cmd, txid).await
+        }
+        Route::Special
+            if ["dbsize", "flushdb", "flushall", "keys"]
+                .iter()
+                .any(|n| cmd.name().eq_ignore_ascii_case(n.as_bytes())) =>
+        {
+            admin::all_shards(state, session, cmd, txid).await
         }
         Route::Special if super::sort::is_sort(cmd) => {
             super::sort::run(state, session, cmd, txid).await
