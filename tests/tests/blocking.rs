@@ -33,11 +33,10 @@ fn blocked_clients(conn: &mut RespConn) -> u64 {
 
 /// Polls INFO until `n` clients are blocked (registered on their keys' shards).
 fn wait_blocked(admin: &mut RespConn, n: u64) {
-    let start = Instant::now();
-    while blocked_clients(admin) != n {
-        assert!(start.elapsed() < DEADLINE, "never {n} blocked clients");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        helios_tests::poll_until(DEADLINE, || blocked_clients(admin) == n),
+        "never {n} blocked clients"
+    );
 }
 
 fn reply(conn: &mut RespConn) -> String {
