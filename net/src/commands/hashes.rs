@@ -269,6 +269,47 @@ pub(super) fn random_below(n: usize) -> usize {
     })
 }
 
+/// HRANDFIELD's and ZRANDMEMBER's `count [WITH...]`, checked in Redis's order: the count,
+/// then the syntax, then the count's range when values are asked for too.
+pub(super) fn random_count_args(args: &[Bytes], with: &str) -> Result<(i64, bool), Reply> {
+    let count = parse_i64(&args[2]).ok_or_else(not_an_integer)?;
+    if count == i64::MIN {
+        return Err(err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"));
+    }
+    let with_values = match args.get(3) {
+        None => false,
+        Some(a) if args.len() == 4 && a.eq_ignore_ascii_case(with.as_bytes()) => true,
+        Some(_) => return Err(syntax_error()),
+    };
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+        return Err(err("ERR value is out of range"));
+    }
+    Ok((count, with_values))
+}
+
+/// Which of `n` elements a random pick of `count` returns: |count| independent draws when
+/// negative; all of them when `count` reaches `n` (from the last when `from_tail`, as Redis
+/// walks a sorted set); else distinct ones, by a partial shuffle.
+pub(super) fn random_picks(n: usize, count: i64, from_tail: bool) -> Vec<usize> {
+    if count < 0 {
+        (0..count.unsigned_abs()).map(|_| random_below(n)).collect()
+    } else if count as u64 >= n as u64 {
+        if from_tail {
+            (0..n).rev().collect()
+        } else {
+            (0..n).collect()
+        }
+    } else {
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..count as usize {
+            let j = i + random_below(n - i);
+            all.swap(i, j);
+        }
+        all.truncate(count as usize);
+        all
+    }
+}
+
 pub(super) fn hrandfield(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     if cmd.args.len() == 2 {
         return match hash_of(ctx, &cmd.args[1]) {
@@ -283,42 +324,16 @@ pub(super) fn hrandfield(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
             }
         };
     }
-    // Redis's order: the count, then the syntax, then the count's range with WITHVALUES.
-    let Some(count) = parse_i64(&cmd.args[2]) else {
-        return not_an_integer();
+    let (count, with_values) = match random_count_args(&cmd.args, "withvalues") {
+        Ok(a) => a,
+        Err(e) => return e,
     };
-    if count == i64::MIN {
-        return err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
-    }
-    let with_values = match cmd.args.get(3) {
-        None => false,
-        Some(a) if cmd.args.len() == 4 && a.eq_ignore_ascii_case(b"withvalues") => true,
-        Some(_) => return syntax_error(),
-    };
-    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
-        return err("ERR value is out of range");
-    }
     let h = match hash_of(ctx, &cmd.args[1]) {
         Err(e) => return e,
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(h)) => h,
     };
-    let n = h.fields.len();
-    let picks: Vec<usize> = if count < 0 {
-        // Repeats allowed: |count| independent draws.
-        (0..count.unsigned_abs()).map(|_| random_below(n)).collect()
-    } else if count as u64 >= n as u64 {
-        (0..n).collect()
-    } else {
-        // Distinct fields: a partial shuffle of the indexes.
-        let mut all: Vec<usize> = (0..n).collect();
-        for i in 0..count as usize {
-            let j = i + random_below(n - i);
-            all.swap(i, j);
-        }
-        all.truncate(count as usize);
-        all
-    };
+    let picks = random_picks(h.fields.len(), count, false);
     let pick = |i: usize| h.fields.get_index(i).expect("in range");
     if with_values {
         Reply::Pairs(

@@ -19,7 +19,9 @@ use bytes::Bytes;
 use helios_engine::keyspace::{Mutation, Score, Value, ZSetValue};
 use indexmap::IndexMap;
 
-use super::hashes::{parse_scan_cursor, random_below, scan_options, scan_page};
+use super::hashes::{
+    parse_scan_cursor, random_below, random_count_args, random_picks, scan_options, scan_page,
+};
 use super::lists::positive_arg;
 use super::num::parse_i64;
 use super::{cstr, err, is_opt, not_an_integer, syntax_error, wrong_type, ExecCtx};
@@ -1060,41 +1062,18 @@ pub(super) fn zrandmember(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
             }
         };
     }
-    let Some(count) = parse_i64(&cmd.args[2]) else {
-        return not_an_integer();
+    let (count, with_scores) = match random_count_args(&cmd.args, "withscores") {
+        Ok(a) => a,
+        Err(e) => return e,
     };
-    if count == i64::MIN {
-        return err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
-    }
-    let with_scores = match cmd.args.get(3) {
-        None => false,
-        Some(a) if cmd.args.len() == 4 && is_opt(a, "withscores") => true,
-        Some(_) => return syntax_error(),
-    };
-    if with_scores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
-        return err("ERR value is out of range");
-    }
     let z = match zset_of(ctx, &cmd.args[1]) {
         Err(e) => return e,
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(z)) => z,
     };
     let all: Vec<(&Bytes, f64)> = z.iter().collect();
-    let n = all.len();
-    let picks: Vec<usize> = if count < 0 {
-        (0..count.unsigned_abs()).map(|_| random_below(n)).collect()
-    } else if count as u64 >= n as u64 {
-        // Redis walks the whole set from its tail (`zuiInitIterator`).
-        (0..n).rev().collect()
-    } else {
-        let mut idx: Vec<usize> = (0..n).collect();
-        for i in 0..count as usize {
-            let j = i + random_below(n - i);
-            idx.swap(i, j);
-        }
-        idx.truncate(count as usize);
-        idx
-    };
+    // Redis walks a whole sorted set from its tail (`zuiInitIterator`).
+    let picks = random_picks(all.len(), count, true);
     members_reply(
         picks
             .into_iter()
