@@ -260,7 +260,19 @@ fn acknowledged_collection_writes_survive_kill9() {
     );
     // The deleted big hash's 300 field keys, big set's 200 and big list's 150 were orphans,
     // deleted by this start.
-    let orphans: usize = strip_ansi(&server.log())
+    let orphans = orphans_deleted_at_start(&server.log());
+    assert!(
+        orphans >= 300,
+        "orphaned fields deleted at start: {orphans}\n{}",
+        server.log()
+    );
+}
+
+/// The orphaned element keys the last start-up's scans deleted (summed over shards).
+fn orphans_deleted_at_start(log: &str) -> usize {
+    let log = strip_ansi(log);
+    let last_start = log.rfind("helios listening for Redis clients").unwrap_or(0);
+    log[last_start..]
         .lines()
         .filter(|l| l.contains("key index rebuilt"))
         .filter_map(|l| l.split("orphan_fields=").nth(1))
@@ -271,12 +283,60 @@ fn acknowledged_collection_writes_survive_kill9() {
                 .parse::<usize>()
                 .ok()
         })
-        .sum();
-    assert!(
-        orphans >= 300,
-        "orphaned fields deleted at start: {orphans}\n{}",
+        .sum()
+}
+
+/// Compaction reclaims a deleted big collection's elements: after enough writes for the
+/// memtable holding them to be flushed and compacted, the next start finds no orphan left.
+#[test]
+fn compaction_reclaims_a_deleted_collections_elements() {
+    let mut server = HeliosServer::start(
+        ServerOpts::default()
+            .shards(1)
+            .durability(Durability::Sync)
+            .cache_size("16mb"),
+    );
+    let mut conn = RespConn::connect(server.port()).expect("connect");
+    let value = "v".repeat(1000);
+    let mut hset = vec!["HSET".to_string(), "big".to_string()];
+    for i in 0..300 {
+        hset.push(format!("f{i}"));
+        hset.push(value.clone());
+    }
+    cmd(
+        &mut conn,
+        &hset.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(frame(&mut conn, &["DEL", "big"]).integer(), Some(1));
+    // About 24 MiB of other writes: memtables of 4 MiB flush, and level 0 is compacted.
+    let filler = "x".repeat(100_000);
+    let compactions = |conn: &mut RespConn| -> u64 {
+        let info = String::from_utf8_lossy(&cmd(conn, &["INFO", "storage"])).into_owned();
+        info.split("compactions=")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut n = 0;
+    let compacted = helios_tests::poll_until(std::time::Duration::from_secs(60), || {
+        for _ in 0..20 {
+            cmd(&mut conn, &["SET", &format!("filler{n}"), &filler]);
+            n += 1;
+        }
+        compactions(&mut conn) >= 1
+    });
+    assert!(compacted, "no compaction after {n} writes of 100 kB");
+    server.kill9();
+    server.restart();
+    assert_eq!(
+        orphans_deleted_at_start(&server.log()),
+        0,
+        "the start-up scan found orphans compaction should have reclaimed:\n{}",
         server.log()
     );
+    let mut conn = RespConn::connect(server.port()).expect("connect after restart");
+    assert_eq!(frame(&mut conn, &["EXISTS", "big"]).integer(), Some(0));
 }
 
 /// The log without its colour escapes (`ESC [ ... m`).
