@@ -34,13 +34,9 @@ fn eq(arg: &[u8], word: &str) -> bool {
 
 /// The keys of a command, per its table entry (first key, last key, step; negative last counts
 /// from the end).
-pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item = &'a Bytes> + 'a {
+pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> KeysOf<'a> {
     if let Some(positions) = commands::movable_key_positions(spec.name, &cmd.args) {
-        return positions
-            .into_iter()
-            .map(|i| &cmd.args[i])
-            .collect::<Vec<_>>()
-            .into_iter();
+        return KeysOf::Movable(&cmd.args, positions.into_iter());
     }
     let argc = cmd.args.len() as i32;
     let first = spec.first_key;
@@ -55,11 +51,25 @@ pub fn keys_of<'a>(spec: &CommandSpec, cmd: &'a Command) -> impl Iterator<Item =
     } else {
         first as usize..(last as usize + 1)
     };
-    cmd.args[range]
-        .iter()
-        .step_by(step)
-        .collect::<Vec<_>>()
-        .into_iter()
+    KeysOf::Placed(cmd.args[range].iter().step_by(step))
+}
+
+/// The keys of a command: placed by its table entry (no allocation: this runs for every
+/// command routed) or found by [`commands::movable_key_positions`].
+pub enum KeysOf<'a> {
+    Placed(std::iter::StepBy<std::slice::Iter<'a, Bytes>>),
+    Movable(&'a [Bytes], std::vec::IntoIter<usize>),
+}
+
+impl<'a> Iterator for KeysOf<'a> {
+    type Item = &'a Bytes;
+
+    fn next(&mut self) -> Option<&'a Bytes> {
+        match self {
+            KeysOf::Placed(keys) => keys.next(),
+            KeysOf::Movable(args, positions) => positions.next().map(|i| &args[i]),
+        }
+    }
 }
 
 /// Commands a client may send before it authenticates (Redis's `no_auth` flag).
