@@ -62,6 +62,12 @@ fn long_arg(arg: &[u8]) -> Result<i64, Reply> {
 }
 
 /// A count in `0..=LONG_MAX`, or Redis's message for anything else.
+/// The optional COUNT of LPOP/RPOP/ZPOPMIN/ZPOPMAX (`getPositiveLongFromObjectOrReply`).
+pub(super) fn optional_count(arg: Option<&Bytes>) -> Result<Option<u64>, Reply> {
+    arg.map(|c| positive_arg(c, "ERR value is out of range, must be positive"))
+        .transpose()
+}
+
 pub(super) fn positive_arg(arg: &[u8], message: &'static str) -> Result<u64, Reply> {
     match parse_i64(arg) {
         Some(n) if n >= 0 => Ok(n as u64),
@@ -117,12 +123,9 @@ fn pop_generic(ctx: &mut ExecCtx, cmd: &Command, left: bool) -> Reply {
     if cmd.args.len() > 3 {
         return Reply::wrong_arity(name);
     }
-    let count = match cmd.args.get(2) {
-        None => None,
-        Some(c) => match positive_arg(c, "ERR value is out of range, must be positive") {
-            Ok(c) => Some(c),
-            Err(e) => return e,
-        },
+    let count = match optional_count(cmd.args.get(2)) {
+        Ok(c) => c,
+        Err(e) => return e,
     };
     let key = &cmd.args[1];
     match list_of(ctx, key) {

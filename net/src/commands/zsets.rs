@@ -22,7 +22,7 @@ use indexmap::IndexMap;
 use super::hashes::{
     parse_scan_cursor, random_below, random_count_args, random_picks, scan_options, scan_page,
 };
-use super::lists::positive_arg;
+use super::lists::{optional_count, positive_arg};
 use super::num::parse_i64;
 use super::{cstr, err, is_opt, not_an_integer, syntax_error, wrong_type, ExecCtx};
 use crate::resp::encode::format_double;
@@ -953,12 +953,9 @@ fn zpop_generic(ctx: &mut ExecCtx, cmd: &Command, max: bool) -> Reply {
     if cmd.args.len() > 3 {
         return syntax_error();
     }
-    let count = match cmd.args.get(2) {
-        None => None,
-        Some(c) => match positive_arg(c, "ERR value is out of range, must be positive") {
-            Ok(c) => Some(c),
-            Err(e) => return e,
-        },
+    let count = match optional_count(cmd.args.get(2)) {
+        Ok(c) => c,
+        Err(e) => return e,
     };
     let key = &cmd.args[1];
     match zset_of(ctx, key) {
