@@ -9,6 +9,16 @@
 //! SetExpire  03 db:u8 key:bytes expire
 //! FlushDb    04 db:u8
 //! FlushAll   05
+//! HashSet    06 db:u8 key:bytes count:varint (field:bytes value:bytes)*
+//! HashDel    07 db:u8 key:bytes count:varint field:bytes*
+//! SetAdd     08 db:u8 key:bytes count:varint member:bytes*
+//! SetRem     09 db:u8 key:bytes count:varint member:bytes*
+//! ListPush   0a db:u8 key:bytes left:u8 count:varint value:bytes*
+//! ListPop    0b db:u8 key:bytes left:u8 count:varint
+//! ListSet    0c db:u8 key:bytes index:varint value:bytes
+//! ListReplace 0d db:u8 key:bytes count:varint value:bytes*
+//! ZSetAdd    0e db:u8 key:bytes count:varint (member:bytes score:f64 bits, u64 LE; never NaN)*
+//! ZSetRem    0f db:u8 key:bytes count:varint member:bytes*
 //!
 //! bytes  = len:varint (LEB128, at most 10 bytes, value <= MUTATION_BYTES_MAX) then len bytes
 //! expire = 00                      no expiry (for SetExpire: persist)
