@@ -445,17 +445,28 @@ pub(super) fn rpoplpush(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
 
 /// LMPOP's arguments: its keys, the side (true: LEFT) and the count.
 pub fn lmpop_args(args: &[Bytes]) -> Result<(&[Bytes], bool, u64), Reply> {
-    let numkeys = match parse_i64(&args[1]) {
+    mpop_args(args, 1, parse_side)
+}
+
+/// LMPOP's and ZMPOP's `numkeys key... SIDE [COUNT n]` from `numkeys_at` (Redis's
+/// `lmpopGenericCommand`/`zmpopGenericCommand`): the keys, the side as `side` reads it, and
+/// the count (1 without COUNT).
+pub(super) fn mpop_args(
+    args: &[Bytes],
+    numkeys_at: usize,
+    side: fn(&[u8]) -> Result<bool, Reply>,
+) -> Result<(&[Bytes], bool, u64), Reply> {
+    let numkeys = match parse_i64(&args[numkeys_at]) {
         Some(n) if n > 0 => n as u64,
         _ => return Err(err("ERR numkeys should be greater than 0")),
     };
-    let rest = &args[2..];
+    let rest = &args[numkeys_at + 1..];
     // The side follows the keys: without it, a syntax error (as Redis).
     if numkeys >= rest.len() as u64 {
         return Err(syntax_error());
     }
     let (keys, rest) = rest.split_at(numkeys as usize);
-    let left = parse_side(&rest[0])?;
+    let side = side(&rest[0])?;
     let mut count = None;
     let mut i = 1;
     while i < rest.len() {
@@ -470,7 +481,7 @@ pub fn lmpop_args(args: &[Bytes]) -> Result<(&[Bytes], bool, u64), Reply> {
             return Err(syntax_error());
         }
     }
-    Ok((keys, left, count.unwrap_or(1)))
+    Ok((keys, side, count.unwrap_or(1)))
 }
 
 pub(super) fn lmpop(ctx: &mut ExecCtx, cmd: &Command) -> Reply {

@@ -22,7 +22,7 @@ use indexmap::IndexMap;
 use super::hashes::{
     parse_scan_cursor, random_below, random_count_args, random_picks, scan_options, scan_page,
 };
-use super::lists::{optional_count, positive_arg};
+use super::lists::{mpop_args, optional_count, positive_arg};
 use super::num::parse_i64;
 use super::{cstr, err, is_opt, not_an_integer, syntax_error, wrong_type, ExecCtx};
 use crate::resp::encode::format_double;
@@ -989,36 +989,15 @@ pub(super) fn zpopmax(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
 /// ZMPOP's arguments (`zmpopGenericCommand`) from `numkeys_at`: its keys, the side (true:
 /// MAX) and the count.
 pub fn zmpop_args(args: &[Bytes], numkeys_at: usize) -> Result<(&[Bytes], bool, u64), Reply> {
-    let numkeys = match parse_i64(&args[numkeys_at]) {
-        Some(n) if n > 0 => n as u64,
-        _ => return Err(err("ERR numkeys should be greater than 0")),
-    };
-    let rest = &args[numkeys_at + 1..];
-    if numkeys >= rest.len() as u64 {
-        return Err(syntax_error());
-    }
-    let (keys, rest) = rest.split_at(numkeys as usize);
-    let max = if is_opt(&rest[0], "min") {
-        false
-    } else if is_opt(&rest[0], "max") {
-        true
-    } else {
-        return Err(syntax_error());
-    };
-    let mut count = None;
-    let mut i = 1;
-    while i < rest.len() {
-        if count.is_none() && is_opt(&rest[i], "count") && i + 1 < rest.len() {
-            match parse_i64(&rest[i + 1]) {
-                Some(c) if c > 0 => count = Some(c as u64),
-                _ => return Err(err("ERR count should be greater than 0")),
-            }
-            i += 2;
+    mpop_args(args, numkeys_at, |side| {
+        if is_opt(side, "min") {
+            Ok(false)
+        } else if is_opt(side, "max") {
+            Ok(true)
         } else {
-            return Err(syntax_error());
+            Err(syntax_error())
         }
-    }
-    Ok((keys, max, count.unwrap_or(1)))
+    })
 }
 
 /// ZMPOP's reply: the key and its popped member-score pairs (nested in both protocols).
