@@ -118,7 +118,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         remove_leftover_tables(&fs, &sst_dir, &manifest_state).await?;
 
         let replay = RefCell::new(Replay {
-            memtables: vec![Rc::new(Memtable::new())],
+            memtables: vec![Rc::new(Memtable::with_expected_bytes(opts.memtable_bytes))],
             last_seq: manifest_state.last_seq,
             memtable_bytes: opts.memtable_bytes,
         });
@@ -243,10 +243,15 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         }
         let (lsn, base_seq) = self.log_batch(batch)?;
         let state = self.state.borrow();
+        let newest_pinned = self.snapshots.newest();
         for (i, (kind, key, value)) in batch.entries().iter().enumerate() {
-            state
-                .active
-                .insert(key.clone(), base_seq + i as u64, *kind, value.clone());
+            state.active.insert_superseding(
+                key.clone(),
+                base_seq + i as u64,
+                *kind,
+                value.clone(),
+                newest_pinned,
+            );
         }
         drop(state);
         self.finish_write(lsn);
@@ -262,8 +267,11 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         }
         let (lsn, base_seq) = self.log_batch(&batch)?;
         let state = self.state.borrow();
+        let newest_pinned = self.snapshots.newest();
         for (i, (kind, key, value)) in batch.into_entries().into_iter().enumerate() {
-            state.active.insert(key, base_seq + i as u64, kind, value);
+            state
+                .active
+                .insert_superseding(key, base_seq + i as u64, kind, value, newest_pinned);
         }
         drop(state);
         self.finish_write(lsn);
@@ -329,7 +337,10 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         let mut state = self.state.borrow_mut();
         let full = state.active.used_bytes() >= self.opts.memtable_bytes;
         if full && state.immutables.len() < self.opts.max_immutable_memtables {
-            let old = std::mem::replace(&mut state.active, Rc::new(Memtable::new()));
+            let old = std::mem::replace(
+                &mut state.active,
+                Rc::new(Memtable::with_expected_bytes(self.opts.memtable_bytes)),
+            );
             state.immutables.push_back(old);
             drop(state);
             self.work.notify_all();
@@ -456,7 +467,10 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         {
             let mut state = self.state.borrow_mut();
             if !state.active.is_empty() {
-                let old = std::mem::replace(&mut state.active, Rc::new(Memtable::new()));
+                let old = std::mem::replace(
+                    &mut state.active,
+                    Rc::new(Memtable::with_expected_bytes(self.opts.memtable_bytes)),
+                );
                 state.immutables.push_back(old);
             }
         }
@@ -952,14 +966,16 @@ impl Replay {
         let decoded = batch::decode(Bytes::copy_from_slice(payload)).map_err(replay_error)?;
         let active = self.memtables.last().expect("an active memtable").clone();
         for (i, (kind, key, value)) in decoded.entries.into_iter().enumerate() {
-            active.insert(key, decoded.base_seq + i as u64, kind, value);
+            // Nothing reads during replay, so no older version needs keeping.
+            active.insert_superseding(key, decoded.base_seq + i as u64, kind, value, None);
         }
         active.note_lsn(lsn);
         if let Some((_, seq_max)) = active.seq_range() {
             self.last_seq = self.last_seq.max(seq_max);
         }
         if active.used_bytes() >= self.memtable_bytes {
-            self.memtables.push(Rc::new(Memtable::new()));
+            self.memtables
+                .push(Rc::new(Memtable::with_expected_bytes(self.memtable_bytes)));
         }
         Ok(())
     }

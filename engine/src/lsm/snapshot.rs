@@ -31,6 +31,10 @@ impl SnapshotList {
         self.pinned.borrow().keys().copied().collect()
     }
 
+    pub fn newest(&self) -> Option<SeqNo> {
+        self.pinned.borrow().keys().next_back().copied()
+    }
+
     pub fn oldest(&self) -> Option<SeqNo> {
         self.pinned.borrow().keys().next().copied()
     }

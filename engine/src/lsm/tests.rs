@@ -150,6 +150,48 @@ fn snapshot_sees_its_state_across_flush_and_compaction() {
 }
 
 #[test]
+fn overwriting_one_key_does_not_fill_the_memtable_unless_a_snapshot_needs_the_versions() {
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt, small_options()).await;
+        // Far more than a 2 KiB memtable holds if every version were kept.
+        for i in 0..2_000u32 {
+            db.put(b"counter", format!("{i}").as_bytes()).await.unwrap();
+        }
+        assert_eq!(
+            db.stats().flushes,
+            0,
+            "dead versions were dropped, not flushed"
+        );
+        assert!(db.memtable_bytes() < 200, "{} bytes", db.memtable_bytes());
+        let snapshot = db.snapshot();
+        db.put(b"counter", b"after").await.unwrap();
+        db.put(b"counter", b"after again").await.unwrap();
+        assert_eq!(
+            db.get(b"counter", Some(&snapshot))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"1999"[..]),
+            "the pinned snapshot's version was kept"
+        );
+        assert_eq!(
+            db.get(b"counter", None).await.unwrap().as_deref(),
+            Some(&b"after again"[..])
+        );
+        drop(snapshot);
+        db.close().await.unwrap();
+        let db = open(&fs, &rt, small_options()).await;
+        assert_eq!(
+            db.get(b"counter", None).await.unwrap().as_deref(),
+            Some(&b"after again"[..]),
+            "replay keeps the newest version"
+        );
+        db.close().await.unwrap();
+    });
+}
+
+#[test]
 fn flushed_wal_segments_are_deleted() {
     run(|rt| async move {
         let fs = MemFs::new();

@@ -150,20 +150,20 @@ pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
 /// Whether the command may grow the data (its table entry has Redis's "denyoom" flag): the
 /// commands refused over `maxmemory`.
 pub fn may_grow(cmd: &Command) -> bool {
-    lookup(cmd.name()).is_some_and(|spec| spec.has_flag("denyoom"))
+    cmd.spec().is_some_and(|spec| spec.has_flag("denyoom"))
 }
 
 /// Whether the command may change the keyspace (its table entry has the "write" flag).
 /// Unknown commands are not writes.
 pub fn is_write(cmd: &Command) -> bool {
-    lookup(cmd.name()).is_some_and(|spec| spec.has_flag("write"))
+    cmd.spec().is_some_and(|spec| spec.has_flag("write"))
 }
 
 /// Runs a keyed (or per-shard keyless) command against this shard's keyspace. Never panics on
 /// any argument list: unknown names, connection-level commands and bad arity become errors.
 pub fn exec_local(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     assert!((ctx.db as usize) < helios_engine::keyspace::DB_COUNT);
-    let Some(spec) = lookup(cmd.name()) else {
+    let Some(spec) = cmd.spec() else {
         return unknown_command(cmd);
     };
     if !spec.arity_ok(cmd.arg_count()) {

@@ -79,6 +79,14 @@ fn table_is_sorted_and_looked_up_case_insensitively() {
         Some("zremrangebyscore"),
         "names over 15 bytes"
     );
+    for spec in all() {
+        let upper = spec.name.to_ascii_uppercase();
+        assert_eq!(lookup(upper.as_bytes()).map(|s| s.name), Some(spec.name));
+        assert_eq!(
+            lookup(format!("{}\0", spec.name).as_bytes()).map(|s| s.name),
+            None
+        );
+    }
     assert_eq!(lookup(b"getx").map(|s| s.name), None);
     assert_eq!(lookup(b"").map(|s| s.name), None);
     let set = lookup(b"SET").unwrap();

@@ -74,7 +74,7 @@ impl<'a> Iterator for KeysOf<'a> {
 
 /// Commands a client may send before it authenticates (Redis's `no_auth` flag).
 pub fn runs_unauthenticated(cmd: &Command) -> bool {
-    commands::lookup(cmd.name()).is_some_and(|spec| spec.has_flag("no_auth"))
+    cmd.spec().is_some_and(|spec| spec.has_flag("no_auth"))
 }
 
 /// AUTH [user] password (Redis 7.0 `authCommand`, the default user only).
@@ -169,7 +169,7 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
         "scan" => scan(state, session, cmd).await,
         "randomkey" => randomkey(state, session).await,
         "dbsize" | "flushdb" | "flushall" | "keys" => all_shards(state, session, cmd, 0).await,
-        _ => match commands::lookup(cmd.name()).map(|spec| spec.kind) {
+        _ => match cmd.spec().map(|spec| spec.kind) {
             Some(CommandKind::MultiKey { .. }) => multi_key(state, session, cmd).await,
             _ => Reply::Error(format!("ERR command '{name}' cannot be routed").into()),
         },
@@ -571,7 +571,7 @@ async fn randomkey(state: &Rc<ShardState>, session: &Session) -> Reply {
 /// the locks released. Other commands touching those keys wait meanwhile, so the command is
 /// atomic and isolated, as in Redis.
 async fn multi_key(state: &Rc<ShardState>, session: &Session, cmd: &Command) -> Reply {
-    let Some(spec) = commands::lookup(cmd.name()) else {
+    let Some(spec) = cmd.spec() else {
         return commands::unknown_command(cmd);
     };
     if !(cmd.args.len() - spec.first_key as usize).is_multiple_of(spec.step.max(1) as usize) {
@@ -733,7 +733,7 @@ pub(super) async fn unlock_all(
 
 /// Splits a multi-key command over the owners of its keys (under `txid`'s locks), then merges.
 async fn split_exec(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -> Reply {
-    let Some(spec) = commands::lookup(cmd.name()) else {
+    let Some(spec) = cmd.spec() else {
         return commands::unknown_command(cmd);
     };
     let step = spec.step.max(1) as usize;

@@ -251,7 +251,7 @@ fn controls_transaction(cmd: &Command) -> bool {
 /// Queues a command after MULTI: `+QUEUED`, or the error it would get now (an unknown
 /// command, a wrong argument count), which makes EXEC abort, as in Redis.
 fn queue_in_transaction(session: &mut Session, cmd: Command) -> Reply {
-    let refused = match commands::lookup(cmd.name()) {
+    let refused = match cmd.spec() {
         None => Some(commands::unknown_command(&cmd)),
         Some(spec) if !spec.arity_ok(cmd.arg_count()) => Some(Reply::wrong_arity(spec.name)),
         Some(_) => commands::subcommand_error(&cmd.args),
@@ -284,7 +284,7 @@ pub(super) async fn exec_transaction(state: &Rc<ShardState>, session: &mut Sessi
     let mut keys_by_shard: std::collections::BTreeMap<usize, Vec<bytes::Bytes>> =
         Default::default();
     for cmd in &queue {
-        if let Some(spec) = commands::lookup(cmd.name()) {
+        if let Some(spec) = cmd.spec() {
             for key in admin::keys_of(spec, cmd) {
                 let keys = keys_by_shard.entry(state.owner_of(key)).or_default();
                 if !keys.contains(key) {
@@ -330,7 +330,7 @@ async fn run_in_transaction(
     cmd: &Command,
     txid: u64,
 ) -> Reply {
-    let spec = commands::lookup(cmd.name()).expect("checked when queued");
+    let spec = cmd.spec().expect("checked when queued");
     match route(state, cmd) {
         Route::Reject(reply) => reply,
         Route::Shard(shard) => {
@@ -399,7 +399,7 @@ enum Route {
 }
 
 fn route(state: &ShardState, cmd: &Command) -> Route {
-    let Some(spec) = commands::lookup(cmd.name()) else {
+    let Some(spec) = cmd.spec() else {
         return Route::Reject(commands::unknown_command(cmd));
     };
     let argc = cmd.arg_count() as i32;

@@ -278,7 +278,7 @@ impl ShardState {
 
     /// The keys of a write command that blocked clients wait on.
     fn note_blocked_keys(&self, db: u8, cmd: &Command, out: &mut Vec<(u8, Bytes)>) {
-        let Some(spec) = commands::lookup(cmd.name()) else {
+        let Some(spec) = cmd.spec() else {
             return;
         };
         let blocked = self.blocked.borrow();
@@ -457,7 +457,7 @@ impl ShardState {
         let now_ms = unix_ms();
         let mut missing = Vec::new();
         for (db, cmd) in cmds {
-            let Some(spec) = commands::lookup(cmd.name()) else {
+            let Some(spec) = cmd.spec() else {
                 continue;
             };
             if !reads_values(cmd) {
@@ -514,7 +514,7 @@ impl ShardState {
             let flush = cmd.name().eq_ignore_ascii_case(b"FLUSHDB")
                 || cmd.name().eq_ignore_ascii_case(b"FLUSHALL");
             flush && locks.values().any(|&owner| owner != txid)
-                || commands::lookup(cmd.name()).is_some_and(|spec| {
+                || cmd.spec().is_some_and(|spec| {
                     admin::keys_of(spec, cmd).any(|key| {
                         locks
                             .get(&(db, key.clone()))
