@@ -75,7 +75,6 @@ where
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY_BYTES)
-            .preempt_timer(preempt_timer())
             .spawn(move || async move {
                 let (senders, receivers) = mesh.join().await.expect("joining the shard mesh");
                 shard_main(ShardStart { senders, receivers }).await;
@@ -92,16 +91,6 @@ where
             .map_err(|_| RuntimeError::Panicked { shard })?;
     }
     Ok(())
-}
-
-/// How long a task queue may run before others get a turn.
-pub fn preempt_timer() -> std::time::Duration {
-    std::time::Duration::from_millis(
-        std::env::var("HX_PREEMPT_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100),
-    )
 }
 
 /// Shares of the background task queue (flush, compaction) against the default queue's 1000:
