@@ -11,6 +11,8 @@ pub struct SqlError {
     pub message: String,
     /// 1-based character offset into the whole query string, when known.
     pub position: Option<usize>,
+    /// The CONTEXT field: where in a longer operation it failed (`COPY t, line 3`).
+    pub context: Option<String>,
 }
 
 impl SqlError {
@@ -19,6 +21,7 @@ impl SqlError {
             sqlstate,
             message: message.into(),
             position: None,
+            context: None,
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod catalog;
 mod cluster;
+mod copy;
 mod datetime;
 mod dist;
 mod error;
@@ -52,6 +53,7 @@ pub use cluster::{
     delete_table_local, load_catalog, scan_local, sequence_local, store_catalog, write_local,
     Cluster, RowOp, ScanRequest, ScanRows, SequenceOp, SequenceStates, WriteOutcome, WriteRequest,
 };
+pub use copy::{copy_in_loader, CopyInStart, CopyLoader};
 pub use error::SqlError;
 pub use rowcodec::{storage_key_token, CATALOG_PREFIX, ROW_PREFIX};
 pub use session::{
@@ -89,6 +91,16 @@ pub enum StatementResult {
     },
     /// The query string held no statement: EmptyQueryResponse.
     Empty,
+    /// COPY FROM STDIN: send CopyInResponse, then feed the client's CopyData to the
+    /// [`CopyLoader`] from [`copy_in_loader`].
+    CopyIn(CopyInStart),
+    /// COPY TO STDOUT: CopyOutResponse, one CopyData per encoded row (the header first, if
+    /// asked for), CopyDone, CommandComplete.
+    CopyOut {
+        column_count: usize,
+        rows: Vec<Vec<u8>>,
+        tag: String,
+    },
 }
 
 /// A query string longer than this is refused (the wire layer bounds messages too).
@@ -113,6 +125,13 @@ pub async fn execute_simple<C: Cluster>(
             PROGRAM_LIMIT_EXCEEDED,
             format!("query string is longer than {QUERY_BYTES_MAX} bytes"),
         ))];
+    }
+    if copy::is_copy(sql) {
+        let r = execute_copy(session, cluster, sql).await;
+        if r.is_err() {
+            session.statement_failed();
+        }
+        return vec![r];
     }
     if let Some(tables) = vacuum_tables(sql) {
         let r = run_maintenance(session, cluster, "VACUUM", &tables);
@@ -152,6 +171,22 @@ pub async fn execute_simple<C: Cluster>(
     results
 }
 
+/// A COPY statement (the whole query string): in a failed transaction block it is refused
+/// like any other statement.
+async fn execute_copy<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+) -> Result<StatementResult, SqlError> {
+    if session.transaction == TransactionState::Failed {
+        return Err(SqlError::new(
+            "25P02",
+            "current transaction is aborted, commands ignored until end of transaction block",
+        ));
+    }
+    copy::run_copy(session, cluster, sql).await
+}
+
 /// A statement parsed and described for the extended protocol.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -176,6 +211,12 @@ pub fn prepare<C: Cluster>(
         return Err(SqlError::new(
             PROGRAM_LIMIT_EXCEEDED,
             format!("query string is longer than {QUERY_BYTES_MAX} bytes"),
+        ));
+    }
+    if copy::is_copy(sql) {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "COPY is supported in the simple query protocol only",
         ));
     }
     let mut statements = parse(sql)?;

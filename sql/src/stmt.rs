@@ -262,7 +262,7 @@ fn table_scope(table: &Table, qualifier: Option<String>) -> Vec<ScopeColumn> {
 }
 
 /// The key bytes of a row: its primary key, or a fresh hidden row id.
-fn key_bytes_of(table: &Table, row: &[Datum]) -> Result<Vec<u8>, SqlError> {
+pub(crate) fn key_bytes_of(table: &Table, row: &[Datum]) -> Result<Vec<u8>, SqlError> {
     let mut out = Vec::new();
     if table.primary_key.is_empty() {
         out.extend_from_slice(&hidden_row_id());
@@ -417,7 +417,7 @@ pub(crate) fn verify_row(
 }
 
 /// Binds stored SQL text (a DEFAULT or CHECK expression) over a table's columns.
-fn bind_table_expr(
+pub(crate) fn bind_table_expr(
     session: &Session,
     catalog: &crate::catalog::Catalog,
     table: &Table,
@@ -979,7 +979,7 @@ fn finish_returning(
     })
 }
 
-fn note_write(session: &mut Session) {
+pub(crate) fn note_write(session: &mut Session) {
     if session.transaction == TransactionState::InBlock {
         session.writes_in_block += 1;
     }

@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, BytesMut};
 use helios_shard::ring::{Connection, ReadOutcome};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
 use pgwire::messages::data::{FieldDescription, NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
@@ -262,6 +263,8 @@ struct PgConn {
     out: BytesMut,
     /// The client's address: users not in the config file are trusted only from loopback.
     peer: Option<std::net::IpAddr>,
+    /// A COPY FROM STDIN in progress: CopyData goes to it until CopyDone or CopyFail.
+    copy_in: Option<helios_sql::CopyLoader>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +299,7 @@ impl PgConn {
             parse_cache: ParseCache::default(),
             discard_until_sync: false,
             out: BytesMut::new(),
+            copy_in: None,
         }
     }
 
@@ -323,6 +327,10 @@ impl PgConn {
                 self.out.clear();
             }
             if let ReadOutcome::Eof = connection.read(&mut buf).await {
+                if let Some(loader) = self.copy_in.take() {
+                    // A client gone in the middle of a COPY: what it loaded goes too.
+                    loader.abort(&self.cluster).await;
+                }
                 return Err(PgConnError::Closed);
             }
         }
@@ -426,6 +434,15 @@ impl PgConn {
             (Phase::Authenticating(_), message) => return Ok(self.authenticate(message)),
             (Phase::Ready, message) => message,
         };
+        if let Some(loader) = self.copy_in.take() {
+            if let PgWireFrontendMessage::Terminate(_) = message {
+                loader.abort(&self.cluster).await;
+                return Ok(false);
+            }
+            self.copy_in = Some(loader);
+            self.copy_in_message(message).await;
+            return Ok(true);
+        }
         match message {
             PgWireFrontendMessage::Query(query) => {
                 self.discard_until_sync = false;
@@ -433,7 +450,9 @@ impl PgConn {
                 self.statements.remove("");
                 self.portals.remove("");
                 self.simple_query(&query.query, connection).await?;
-                self.ready();
+                if self.copy_in.is_none() {
+                    self.ready();
+                }
             }
             PgWireFrontendMessage::Terminate(_) => return Ok(false),
             PgWireFrontendMessage::Sync(_) => {
@@ -466,6 +485,64 @@ impl PgConn {
             }
         }
         Ok(true)
+    }
+
+    /// A message while a COPY FROM STDIN is in progress (PostgreSQL's CopyGetData): data,
+    /// its end, or its failure; Flush and Sync are ignored; anything else fails the COPY.
+    async fn copy_in_message(&mut self, message: PgWireFrontendMessage) {
+        let Some(mut loader) = self.copy_in.take() else {
+            return;
+        };
+        let outcome = match message {
+            PgWireFrontendMessage::CopyData(data) => {
+                match loader.feed(&self.cluster, &data.data).await {
+                    Ok(()) => {
+                        self.copy_in = Some(loader);
+                        return;
+                    }
+                    Err(error) => Err((error, Some(loader))),
+                }
+            }
+            PgWireFrontendMessage::Flush(_) | PgWireFrontendMessage::Sync(_) => {
+                self.copy_in = Some(loader);
+                return;
+            }
+            PgWireFrontendMessage::CopyDone(_) => {
+                let session = self.session.as_mut().expect("a session once ready");
+                loader
+                    .finish(session, &self.cluster)
+                    .await
+                    .map_err(|e| (e, None))
+            }
+            PgWireFrontendMessage::CopyFail(fail) => Err((
+                helios_sql::SqlError::new(
+                    "57014",
+                    format!("COPY from stdin failed: {}", fail.message),
+                ),
+                Some(loader),
+            )),
+            other => Err((
+                protocol_violation(format!(
+                    "unexpected message during COPY from stdin: {}",
+                    message_name(&other)
+                )),
+                Some(loader),
+            )),
+        };
+        match outcome {
+            Ok(done) => self.statement_done(done),
+            Err((error, loader)) => {
+                if let Some(loader) = loader {
+                    loader.abort(&self.cluster).await;
+                }
+                self.sql_error(&error);
+                if let Some(session) = self.session.as_mut() {
+                    session.statement_failed();
+                }
+            }
+        }
+        // The COPY is over; later CopyData, CopyDone and CopyFail are ignored.
+        self.ready();
     }
 
     /// One extended-query message; an Err is sent as ErrorResponse and discards up to Sync.
@@ -1054,6 +1131,46 @@ impl PgConn {
                         tag,
                     )));
                 }
+                Ok(helios_sql::StatementResult::CopyIn(start)) => {
+                    let session = self.session.as_ref().expect("a session once ready");
+                    match helios_sql::copy_in_loader(session, &self.cluster, &start) {
+                        Ok(loader) => {
+                            self.send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+                                0,
+                                start.column_count as i16,
+                                vec![0; start.column_count],
+                            )));
+                            self.copy_in = Some(loader);
+                        }
+                        Err(error) => {
+                            self.sql_error(&error);
+                            if let Some(session) = self.session.as_mut() {
+                                session.statement_failed();
+                            }
+                        }
+                    }
+                    // COPY is the whole query string: nothing follows it.
+                    break;
+                }
+                Ok(helios_sql::StatementResult::CopyOut {
+                    column_count,
+                    rows,
+                    tag,
+                }) => {
+                    self.send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+                        0,
+                        column_count as i16,
+                        vec![0; column_count],
+                    )));
+                    for row in rows {
+                        self.send(PgWireBackendMessage::CopyData(CopyData::new(row.into())));
+                        self.flush_if_large(connection).await?;
+                    }
+                    self.send(PgWireBackendMessage::CopyDone(CopyDone::new()));
+                    self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                        tag,
+                    )));
+                }
                 Ok(other) => self.statement_done(other),
                 Err(error) => {
                     self.sql_error(&error);
@@ -1089,10 +1206,18 @@ impl PgConn {
                     EmptyQueryResponse::new(),
                 ));
             }
-            helios_sql::StatementResult::Rows { tag, .. } => {
+            helios_sql::StatementResult::Rows { tag, .. }
+            | helios_sql::StatementResult::CopyOut { tag, .. } => {
                 self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
                     tag,
                 )));
+            }
+            helios_sql::StatementResult::CopyIn(_) => {
+                // The extended protocol refuses COPY when it is parsed.
+                self.error(
+                    "0A000",
+                    "COPY is supported in the simple query protocol only",
+                );
             }
         }
     }
@@ -1165,6 +1290,9 @@ impl PgConn {
         if let Some(position) = error.position {
             fields.push((b'P', position.to_string()));
         }
+        if let Some(context) = &error.context {
+            fields.push((b'W', context.clone()));
+        }
         self.send(PgWireBackendMessage::ErrorResponse(ErrorResponse::new(
             fields,
         )));
@@ -1202,6 +1330,20 @@ impl PgConn {
 /// Whether a whole frontend message (type, length, body) holds the fields its type declares,
 /// within its length: checked before pgwire decodes it, whose decoders would panic reading
 /// past the end instead (the catch in `decode_next` is the backstop).
+/// A frontend message's name, for protocol-violation errors.
+fn message_name(message: &PgWireFrontendMessage) -> &'static str {
+    match message {
+        PgWireFrontendMessage::Query(_) => "Query",
+        PgWireFrontendMessage::Parse(_) => "Parse",
+        PgWireFrontendMessage::Bind(_) => "Bind",
+        PgWireFrontendMessage::Execute(_) => "Execute",
+        PgWireFrontendMessage::Describe(_) => "Describe",
+        PgWireFrontendMessage::Close(_) => "Close",
+        PgWireFrontendMessage::Terminate(_) => "Terminate",
+        _ => "other",
+    }
+}
+
 fn frame_well_formed(frame: &[u8]) -> bool {
     struct Fields<'a>(&'a [u8]);
     impl Fields<'_> {

@@ -1,0 +1,1532 @@
+//! COPY ... FROM STDIN and COPY ... TO STDOUT, text and CSV formats, as PostgreSQL 16 reads
+//! and writes them (`copyfromparse.c`, `copyto.c`).
+//!
+//! sqlparser's COPY grammar lacks most of PostgreSQL's option forms (`WITH (FREEZE ON)`,
+//! `CSV HEADER`), so the statement is parsed here, by hand, before the SQL parser sees it.
+//!
+//! Loading streams: the protocol layer feeds CopyData chunks to a [`CopyLoader`], which cuts
+//! them into records, converts each field with the column type's input function, and sends
+//! rows to their owning shards in batches of [`COPY_BATCH_ROWS`]. A bad record fails the
+//! COPY with its line number in the CONTEXT, and the rows already written are deleted again,
+//! so a failed COPY leaves nothing behind (until multi-shard transactions exist, a concurrent
+//! reader may see them for that moment, and a crash in the middle leaves the rows written so
+//! far).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::catalog::Table;
+use crate::cluster::{Cluster, RowOp, WriteRequest};
+use crate::error::*;
+use crate::expr::{eval, Bound, Env, Eval};
+use crate::rowcodec;
+use crate::session::Session;
+use crate::stmt;
+use crate::types::{self, Datum};
+use crate::StatementResult;
+
+/// Rows sent to the shards per round while loading.
+pub const COPY_BATCH_ROWS: usize = 4096;
+/// A record (one row's text, quoted newlines included) longer than this is refused.
+pub const COPY_RECORD_BYTES_MAX: usize = 64 << 20;
+/// Keys of rows written by one COPY that are remembered for undoing it on failure.
+const UNDO_KEYS_MAX: usize = 50_000_000;
+
+/// SQLSTATE bad_copy_file_format.
+const BAD_COPY_FILE_FORMAT: &str = "22P04";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyFormat {
+    Text,
+    Csv,
+}
+
+/// The parsed options of a COPY statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyOptions {
+    pub format: CopyFormat,
+    pub delimiter: u8,
+    pub null: String,
+    pub header: bool,
+    pub quote: u8,
+    pub escape: u8,
+}
+
+impl CopyOptions {
+    fn defaults(format: CopyFormat) -> CopyOptions {
+        match format {
+            CopyFormat::Text => CopyOptions {
+                format,
+                delimiter: b'\t',
+                null: "\\N".into(),
+                header: false,
+                quote: b'"',
+                escape: b'"',
+            },
+            CopyFormat::Csv => CopyOptions {
+                format,
+                delimiter: b',',
+                null: String::new(),
+                header: false,
+                quote: b'"',
+                escape: b'"',
+            },
+        }
+    }
+}
+
+/// What a COPY reads from or writes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopySource {
+    /// A table (its name as written: `schema.table` parts) and optional column list.
+    Table {
+        name: Vec<String>,
+        columns: Vec<String>,
+    },
+    /// `COPY (query) TO`: the query's text.
+    Query(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyStatement {
+    pub source: CopySource,
+    /// FROM STDIN (true) or TO STDOUT (false).
+    pub from: bool,
+    pub options: CopyOptions,
+}
+
+/// What the protocol layer must do for a COPY FROM STDIN: send CopyInResponse for
+/// `column_count` text columns, then feed the client's data to a [`CopyLoader`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyInStart {
+    pub column_count: usize,
+    pub(crate) statement: CopyStatement,
+}
+
+/// Whether `sql` is a COPY statement (its first word), so that it is parsed here.
+pub(crate) fn is_copy(sql: &str) -> bool {
+    let body = skip_space_and_comments(sql);
+    body.len() >= 4
+        && body[..4].eq_ignore_ascii_case("copy")
+        && body[4..]
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || c == '(' || c == '"')
+}
+
+fn skip_space_and_comments(mut s: &str) -> &str {
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.find('\n').map_or("", |i| &rest[i..]);
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.find("*/").map_or("", |i| &rest[i + 2..]);
+        } else {
+            return s;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The statement.
+
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    /// An unquoted word, lower-cased.
+    Word(String),
+    /// A "quoted identifier".
+    Quoted(String),
+    /// A 'string literal' (E'' escapes applied).
+    Str(String),
+    Number(String),
+    Punct(char),
+    /// `( query )` after COPY: the text between the parentheses.
+    Query(String),
+}
+
+fn syntax_error(near: &str) -> SqlError {
+    SqlError::new(SYNTAX_ERROR, format!("syntax error at or near \"{near}\""))
+}
+
+fn tokenize(sql: &str) -> Result<Vec<Token>, SqlError> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && chars.get(i + 1) == Some(&'-') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+            i += 2;
+            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                i += 1;
+            }
+            i += 2;
+        } else if c == '(' && tokens.len() == 1 {
+            // COPY ( query ): take the text up to the matching parenthesis.
+            let start = i + 1;
+            let mut depth = 0usize;
+            let mut quote: Option<char> = None;
+            while i < chars.len() {
+                let ch = chars[i];
+                match quote {
+                    Some(q) if ch == q => quote = None,
+                    Some(_) => {}
+                    None if ch == '\'' || ch == '"' => quote = Some(ch),
+                    None if ch == '(' => depth += 1,
+                    None if ch == ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    None => {}
+                }
+                i += 1;
+            }
+            if i >= chars.len() {
+                return Err(SqlError::new(SYNTAX_ERROR, "syntax error at end of input"));
+            }
+            tokens.push(Token::Query(chars[start..i].iter().collect()));
+            i += 1;
+        } else if c == '"' {
+            let mut s = String::new();
+            i += 1;
+            loop {
+                match chars.get(i) {
+                    None => {
+                        return Err(SqlError::new(
+                            SYNTAX_ERROR,
+                            "unterminated quoted identifier",
+                        ))
+                    }
+                    Some('"') if chars.get(i + 1) == Some(&'"') => {
+                        s.push('"');
+                        i += 2;
+                    }
+                    Some('"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&ch) => {
+                        s.push(ch);
+                        i += 1;
+                    }
+                }
+            }
+            tokens.push(Token::Quoted(s));
+        } else if c == '\'' || ((c == 'e' || c == 'E') && chars.get(i + 1) == Some(&'\'')) {
+            let escapes = c != '\'';
+            i += if escapes { 2 } else { 1 };
+            let mut s = String::new();
+            loop {
+                match chars.get(i) {
+                    None => return Err(SqlError::new(SYNTAX_ERROR, "unterminated quoted string")),
+                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                        s.push('\'');
+                        i += 2;
+                    }
+                    Some('\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some('\\') if escapes => {
+                        let next = chars.get(i + 1).copied().unwrap_or('\\');
+                        s.push(match next {
+                            'n' => '\n',
+                            't' => '\t',
+                            'r' => '\r',
+                            'b' => '\u{8}',
+                            'f' => '\u{c}',
+                            other => other,
+                        });
+                        i += 2;
+                    }
+                    Some(&ch) => {
+                        s.push(ch);
+                        i += 1;
+                    }
+                }
+            }
+            tokens.push(Token::Str(s));
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            tokens.push(Token::Number(chars[start..i].iter().collect()));
+        } else if c.is_alphanumeric() || c == '_' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            tokens.push(Token::Word(word.to_lowercase()));
+        } else if "(),.;*".contains(c) {
+            tokens.push(Token::Punct(c));
+            i += 1;
+        } else {
+            return Err(syntax_error(&c.to_string()));
+        }
+    }
+    while tokens.last() == Some(&Token::Punct(';')) {
+        tokens.pop();
+    }
+    Ok(tokens)
+}
+
+struct Cursor {
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+impl Cursor {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let t = self.tokens.get(self.at).cloned();
+        self.at += 1;
+        t
+    }
+
+    fn eat_word(&mut self, word: &str) -> bool {
+        if matches!(self.peek(), Some(Token::Word(w)) if w == word) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_punct(&mut self, p: char) -> bool {
+        if self.peek() == Some(&Token::Punct(p)) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn error_here(&self) -> SqlError {
+        match self.peek() {
+            None => SqlError::new(SYNTAX_ERROR, "syntax error at end of input"),
+            Some(t) => syntax_error(&token_text(t)),
+        }
+    }
+
+    fn name(&mut self) -> Result<String, SqlError> {
+        match self.next() {
+            Some(Token::Word(w)) | Some(Token::Quoted(w)) => Ok(w),
+            _ => {
+                self.at -= 1;
+                Err(self.error_here())
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, SqlError> {
+        match self.next() {
+            Some(Token::Str(s)) => Ok(s),
+            _ => {
+                self.at -= 1;
+                Err(self.error_here())
+            }
+        }
+    }
+}
+
+fn token_text(t: &Token) -> String {
+    match t {
+        Token::Word(w) | Token::Number(w) => w.clone(),
+        Token::Quoted(w) => format!("\"{w}\""),
+        Token::Str(s) => format!("'{s}'"),
+        Token::Punct(c) => c.to_string(),
+        Token::Query(q) => format!("({q})"),
+    }
+}
+
+/// Parses a COPY statement (PostgreSQL's grammar, new and old option syntax).
+pub(crate) fn parse_copy(sql: &str) -> Result<CopyStatement, SqlError> {
+    let mut cur = Cursor {
+        tokens: tokenize(sql)?,
+        at: 0,
+    };
+    if !cur.eat_word("copy") {
+        return Err(cur.error_here());
+    }
+    let source = match cur.peek().cloned() {
+        Some(Token::Query(q)) => {
+            cur.at += 1;
+            CopySource::Query(q)
+        }
+        _ => {
+            let mut name = vec![cur.name()?];
+            while cur.eat_punct('.') {
+                name.push(cur.name()?);
+            }
+            let mut columns = Vec::new();
+            if cur.eat_punct('(') {
+                loop {
+                    columns.push(cur.name()?);
+                    if cur.eat_punct(')') {
+                        break;
+                    }
+                    if !cur.eat_punct(',') {
+                        return Err(cur.error_here());
+                    }
+                }
+            }
+            CopySource::Table { name, columns }
+        }
+    };
+    let from = if cur.eat_word("from") {
+        true
+    } else if cur.eat_word("to") {
+        false
+    } else {
+        return Err(cur.error_here());
+    };
+    if from && matches!(source, CopySource::Query(_)) {
+        return Err(syntax_error("FROM"));
+    }
+    match cur.next() {
+        Some(Token::Word(w)) if w == (if from { "stdin" } else { "stdout" }) => {}
+        Some(Token::Str(_)) | Some(Token::Word(_)) => {
+            return Err(SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                format!(
+                    "COPY {} a file or program is not supported; use COPY ... {} (psql's \\copy)",
+                    if from { "from" } else { "to" },
+                    if from { "FROM STDIN" } else { "TO STDOUT" }
+                ),
+            ))
+        }
+        _ => {
+            cur.at -= 1;
+            return Err(cur.error_here());
+        }
+    }
+    let options = parse_options(&mut cur)?;
+    if cur.eat_word("where") {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "COPY FROM with a WHERE clause is not supported",
+        ));
+    }
+    if cur.peek().is_some() {
+        return Err(cur.error_here());
+    }
+    Ok(CopyStatement {
+        source,
+        from,
+        options,
+    })
+}
+
+/// A single-byte option character (DELIMITER, QUOTE, ESCAPE).
+fn one_byte(option: &str, value: &str) -> Result<u8, SqlError> {
+    match value.as_bytes() {
+        [b] if b.is_ascii() => Ok(*b),
+        _ => Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            format!("COPY {option} must be a single one-byte character"),
+        )),
+    }
+}
+
+#[derive(Default)]
+struct RawOptions {
+    format: Option<CopyFormat>,
+    delimiter: Option<String>,
+    null: Option<String>,
+    header: Option<bool>,
+    quote: Option<String>,
+    escape: Option<String>,
+}
+
+fn parse_options(cur: &mut Cursor) -> Result<CopyOptions, SqlError> {
+    let mut raw = RawOptions::default();
+    let with = cur.eat_word("with");
+    if cur.eat_punct('(') {
+        loop {
+            let option = cur.name()?;
+            parse_new_option(cur, &option, &mut raw)?;
+            if cur.eat_punct(')') {
+                break;
+            }
+            if !cur.eat_punct(',') {
+                return Err(cur.error_here());
+            }
+        }
+    } else {
+        let _ = with;
+        parse_old_options(cur, &mut raw)?;
+    }
+    finish_options(raw)
+}
+
+/// A boolean option value: absent (true), true/false/on/off/1/0.
+fn option_bool(cur: &mut Cursor, option: &str) -> Result<bool, SqlError> {
+    let value = match cur.peek().cloned() {
+        None | Some(Token::Punct(',')) | Some(Token::Punct(')')) => return Ok(true),
+        Some(Token::Word(w)) | Some(Token::Str(w)) | Some(Token::Number(w)) => w.to_lowercase(),
+        Some(_) => return Err(cur.error_here()),
+    };
+    cur.at += 1;
+    match value.as_str() {
+        "true" | "on" | "1" => Ok(true),
+        "false" | "off" | "0" => Ok(false),
+        _ => Err(SqlError::new(
+            SYNTAX_ERROR,
+            format!("{option} requires a Boolean value"),
+        )),
+    }
+}
+
+fn conflicting() -> SqlError {
+    SqlError::new(SYNTAX_ERROR, "conflicting or redundant options")
+}
+
+fn parse_new_option(cur: &mut Cursor, option: &str, raw: &mut RawOptions) -> Result<(), SqlError> {
+    match option {
+        "format" => {
+            let f = cur.name()?;
+            if raw.format.is_some() {
+                return Err(conflicting());
+            }
+            raw.format = Some(match f.as_str() {
+                "text" => CopyFormat::Text,
+                "csv" => CopyFormat::Csv,
+                "binary" => {
+                    return Err(SqlError::new(
+                        FEATURE_NOT_SUPPORTED,
+                        "COPY format \"binary\" is not supported",
+                    ))
+                }
+                other => {
+                    return Err(SqlError::new(
+                        INVALID_PARAMETER_VALUE,
+                        format!("COPY format \"{other}\" not recognized"),
+                    ))
+                }
+            });
+        }
+        "freeze" => {
+            // Rows are visible when COPY ends either way.
+            option_bool(cur, "freeze")?;
+        }
+        "delimiter" => raw.delimiter = Some(cur.string()?),
+        "null" => raw.null = Some(cur.string()?),
+        "header" => {
+            if cur.eat_word("match") {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "COPY HEADER MATCH is not supported",
+                ));
+            }
+            raw.header = Some(option_bool(cur, "header")?)
+        }
+        "quote" => raw.quote = Some(cur.string()?),
+        "escape" => raw.escape = Some(cur.string()?),
+        "encoding" => {
+            let e = cur.string()?;
+            let e = e.to_ascii_lowercase().replace(['-', '_'], "");
+            if e != "utf8" && e != "sqlascii" {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "COPY ENCODING other than UTF8 is not supported",
+                ));
+            }
+        }
+        "force_quote" | "force_not_null" | "force_null" | "default" => {
+            return Err(SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                format!("COPY option \"{option}\" is not supported"),
+            ))
+        }
+        other => {
+            return Err(SqlError::new(
+                SYNTAX_ERROR,
+                format!("option \"{other}\" not recognized"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The pre-9.0 syntax: `[BINARY] [DELIMITER [AS] 'c'] [NULL [AS] 's'] [CSV [HEADER] [QUOTE
+/// [AS] 'c'] [ESCAPE [AS] 'c']]`, in any order.
+fn parse_old_options(cur: &mut Cursor, raw: &mut RawOptions) -> Result<(), SqlError> {
+    loop {
+        let Some(Token::Word(w)) = cur.peek().cloned() else {
+            return Ok(());
+        };
+        match w.as_str() {
+            "binary" => {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "COPY format \"binary\" is not supported",
+                ))
+            }
+            "csv" => {
+                cur.at += 1;
+                raw.format = Some(CopyFormat::Csv);
+            }
+            "header" => {
+                cur.at += 1;
+                raw.header = Some(true);
+            }
+            "freeze" => cur.at += 1,
+            "delimiter" | "null" | "quote" | "escape" => {
+                cur.at += 1;
+                cur.eat_word("as");
+                let value = cur.string()?;
+                match w.as_str() {
+                    "delimiter" => raw.delimiter = Some(value),
+                    "null" => raw.null = Some(value),
+                    "quote" => raw.quote = Some(value),
+                    _ => raw.escape = Some(value),
+                }
+            }
+            "force" => {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "COPY FORCE options are not supported",
+                ))
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn finish_options(raw: RawOptions) -> Result<CopyOptions, SqlError> {
+    let format = raw.format.unwrap_or(CopyFormat::Text);
+    let mut o = CopyOptions::defaults(format);
+    if let Some(d) = &raw.delimiter {
+        o.delimiter = one_byte("delimiter", d)?;
+    }
+    if let Some(n) = raw.null {
+        o.null = n;
+    }
+    if let Some(h) = raw.header {
+        o.header = h;
+    }
+    if format == CopyFormat::Text && (raw.quote.is_some() || raw.escape.is_some()) {
+        let which = if raw.quote.is_some() {
+            "quote"
+        } else {
+            "escape"
+        };
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            format!("COPY {which} available only in CSV mode"),
+        ));
+    }
+    if let Some(q) = &raw.quote {
+        o.quote = one_byte("quote", q)?;
+    }
+    o.escape = match &raw.escape {
+        Some(e) => one_byte("escape", e)?,
+        None => o.quote,
+    };
+    if matches!(o.delimiter, b'\r' | b'\n') {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            "COPY delimiter cannot be newline or carriage return",
+        ));
+    }
+    if o.null.contains(['\r', '\n']) {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            "COPY null representation cannot use newline or carriage return",
+        ));
+    }
+    if format == CopyFormat::Text && (o.delimiter == b'\\' || o.delimiter.is_ascii_alphanumeric()) {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            format!(
+                "COPY delimiter cannot be \"{}\"",
+                (o.delimiter as char).escape_default()
+            ),
+        ));
+    }
+    if format == CopyFormat::Csv && o.delimiter == o.quote {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            "COPY delimiter and quote must be different",
+        ));
+    }
+    if o.null.as_bytes().contains(&o.delimiter) {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            "COPY delimiter must not appear in the NULL specification",
+        ));
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------------------------------
+// Records and fields.
+
+/// One field of a record: None is NULL.
+type Field = Option<String>;
+
+fn bad_format(message: impl Into<String>) -> SqlError {
+    SqlError::new(BAD_COPY_FILE_FORMAT, message)
+}
+
+/// Splits a text-format line (no line terminator) into fields, applying backslash escapes;
+/// a field whose raw text is the NULL string is NULL.
+pub(crate) fn split_text(line: &[u8], o: &CopyOptions) -> Result<Vec<Field>, SqlError> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    loop {
+        // The raw field runs to the next unescaped delimiter.
+        let mut i = start;
+        while i < line.len() && line[i] != o.delimiter {
+            i += if line[i] == b'\\' { 2 } else { 1 };
+        }
+        let end = i.min(line.len());
+        let raw = &line[start..end];
+        if raw == o.null.as_bytes() {
+            fields.push(None);
+        } else {
+            fields.push(Some(unescape_text(raw)?));
+        }
+        if end >= line.len() {
+            return Ok(fields);
+        }
+        start = end + 1;
+    }
+}
+
+fn unescape_text(raw: &[u8]) -> Result<String, SqlError> {
+    if !raw.contains(&b'\\') {
+        return utf8(raw.to_vec());
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b != b'\\' || i + 1 >= raw.len() {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let c = raw[i + 1];
+        i += 2;
+        match c {
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(0x0b),
+            b'0'..=b'7' => {
+                let mut value = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match raw.get(i) {
+                        Some(d @ b'0'..=b'7') => {
+                            value = value * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push((value & 0xff) as u8);
+            }
+            b'x' if raw.get(i).is_some_and(u8::is_ascii_hexdigit) => {
+                let mut value = 0u32;
+                for _ in 0..2 {
+                    match raw.get(i) {
+                        Some(d) if d.is_ascii_hexdigit() => {
+                            value = value * 16 + (*d as char).to_digit(16).unwrap_or(0);
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(value as u8);
+            }
+            other => out.push(other),
+        }
+    }
+    utf8(out)
+}
+
+fn utf8(bytes: Vec<u8>) -> Result<String, SqlError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bad = e.as_bytes()[e.utf8_error().valid_up_to()];
+        SqlError::new(
+            "22021",
+            format!("invalid byte sequence for encoding \"UTF8\": 0x{bad:02x}"),
+        )
+    })
+}
+
+/// Splits a CSV record (quoted newlines included, no final terminator) into fields.
+pub(crate) fn split_csv(record: &[u8], o: &CopyOptions) -> Result<Vec<Field>, SqlError> {
+    let mut fields = Vec::new();
+    let mut i = 0;
+    loop {
+        let mut value = Vec::new();
+        let mut quoted = false;
+        let start = i;
+        loop {
+            if i >= record.len() || record[i] == o.delimiter {
+                break;
+            }
+            if record[i] == o.quote {
+                quoted = true;
+                i += 1;
+                loop {
+                    match record.get(i) {
+                        None => return Err(bad_format("unterminated CSV quoted field")),
+                        Some(&b) if b == o.escape && record.get(i + 1) == Some(&o.quote) => {
+                            value.push(o.quote);
+                            i += 2;
+                        }
+                        Some(&b)
+                            if b == o.escape
+                                && o.escape != o.quote
+                                && record.get(i + 1) == Some(&o.escape) =>
+                        {
+                            value.push(o.escape);
+                            i += 2;
+                        }
+                        Some(&b) if b == o.quote => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&b) => {
+                            value.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+            } else {
+                value.push(record[i]);
+                i += 1;
+            }
+        }
+        let raw = &record[start..i];
+        if !quoted && raw == o.null.as_bytes() {
+            fields.push(None);
+        } else {
+            fields.push(Some(utf8(value)?));
+        }
+        if i >= record.len() {
+            return Ok(fields);
+        }
+        i += 1;
+    }
+}
+
+/// Where the next CSV record ends in `data` (the index of its terminating newline), honouring
+/// quotes; None when the record is not complete yet.
+fn csv_record_end(data: &[u8], o: &CopyOptions) -> Option<usize> {
+    let mut in_quote = false;
+    let mut i = 0;
+    while i < data.len() {
+        let b = data[i];
+        if in_quote {
+            if b == o.escape && o.escape != o.quote && data.get(i + 1).is_some() {
+                if data[i + 1] == o.quote || data[i + 1] == o.escape {
+                    i += 2;
+                    continue;
+                }
+            }
+            if b == o.quote {
+                in_quote = false;
+            }
+        } else if b == o.quote {
+            in_quote = true;
+        } else if b == b'\n' {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading.
+
+/// A COPY FROM STDIN in progress.
+pub struct CopyLoader {
+    table: Arc<Table>,
+    /// Table column of each input field.
+    targets: Vec<usize>,
+    options: CopyOptions,
+    env: Env,
+    /// Bound DEFAULT of each column not among the targets (None: NULL).
+    defaults: Vec<Option<Bound>>,
+    checks: Vec<(String, Bound)>,
+    /// Bytes of an incomplete record carried to the next chunk.
+    partial: Vec<u8>,
+    /// Records read so far (the header included): the line number of errors.
+    line: u64,
+    /// The end-of-data marker (`\.`) was seen: the rest is ignored.
+    ended: bool,
+    pending: Vec<(usize, RowOp)>,
+    /// (shard, key) of every row written, to delete them again if the COPY fails.
+    written: Vec<(usize, Bytes)>,
+    rows: u64,
+}
+
+impl std::fmt::Debug for CopyLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyLoader")
+            .field("table", &self.table.name)
+            .field("line", &self.line)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// The CONTEXT line PostgreSQL gives a COPY error: `COPY t, line 3`.
+fn with_context(mut e: SqlError, table: &str, line: u64, detail: Option<String>) -> SqlError {
+    let mut context = format!("COPY {table}, line {line}");
+    if let Some(d) = detail {
+        context.push_str(&d);
+    }
+    if e.context.is_none() {
+        e.context = Some(context);
+    }
+    e
+}
+
+impl CopyLoader {
+    fn new(
+        session: &Session,
+        cluster_catalog: &crate::catalog::Catalog,
+        table: Arc<Table>,
+        targets: Vec<usize>,
+        options: CopyOptions,
+    ) -> Result<CopyLoader, SqlError> {
+        let env = Env::of(session);
+        let mut defaults = Vec::with_capacity(table.columns.len());
+        for (i, column) in table.columns.iter().enumerate() {
+            defaults.push(match (&column.default, targets.contains(&i)) {
+                (Some(text), false) => Some(stmt::bind_table_expr(
+                    session,
+                    cluster_catalog,
+                    &table,
+                    text,
+                )?),
+                _ => None,
+            });
+        }
+        let checks = stmt::bind_checks(session, cluster_catalog, &table)?;
+        Ok(CopyLoader {
+            table,
+            targets,
+            options,
+            env,
+            defaults,
+            checks,
+            partial: Vec::new(),
+            line: 0,
+            ended: false,
+            pending: Vec::new(),
+            written: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Takes the next chunk of CopyData; writes complete batches.
+    pub async fn feed<C: Cluster>(&mut self, cluster: &C, data: &[u8]) -> Result<(), SqlError> {
+        if self.ended {
+            return Ok(());
+        }
+        self.partial.extend_from_slice(data);
+        let buffer = std::mem::take(&mut self.partial);
+        let mut start = 0;
+        loop {
+            let rest = &buffer[start..];
+            let end = match self.options.format {
+                CopyFormat::Text => rest.iter().position(|&b| b == b'\n'),
+                CopyFormat::Csv => csv_record_end(rest, &self.options),
+            };
+            let Some(end) = end else { break };
+            self.record(&rest[..end])?;
+            start += end + 1;
+            if self.ended {
+                break;
+            }
+            if self.pending.len() >= COPY_BATCH_ROWS {
+                self.write_pending(cluster).await?;
+            }
+        }
+        if !self.ended {
+            self.partial = buffer[start..].to_vec();
+            if self.partial.len() > COPY_RECORD_BYTES_MAX {
+                return Err(with_context(
+                    SqlError::new(
+                        PROGRAM_LIMIT_EXCEEDED,
+                        format!("a COPY record is longer than {COPY_RECORD_BYTES_MAX} bytes"),
+                    ),
+                    &self.table.name,
+                    self.line + 1,
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// CopyDone: the last record (without a final newline), the last batch; the command tag.
+    pub async fn finish<C: Cluster>(
+        mut self,
+        session: &mut Session,
+        cluster: &C,
+    ) -> Result<StatementResult, SqlError> {
+        let result = self.finish_inner(cluster).await;
+        if let Err(e) = result {
+            self.undo(cluster).await;
+            return Err(e);
+        }
+        stmt::note_write(session);
+        Ok(StatementResult::Command {
+            tag: format!("COPY {}", self.rows),
+            changed_parameters: Vec::new(),
+            notices: Vec::new(),
+        })
+    }
+
+    async fn finish_inner<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        if !self.ended && !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            if self.options.format == CopyFormat::Csv
+                && csv_record_end(&last, &self.options).is_none()
+            {
+                // An open quote at the end of the data.
+                let mut probe = last.clone();
+                probe.push(b'\n');
+                if csv_record_end(&probe, &self.options).is_none() {
+                    return Err(with_context(
+                        bad_format("unterminated CSV quoted field"),
+                        &self.table.name,
+                        self.line + 1,
+                        None,
+                    ));
+                }
+            }
+            self.record(&last)?;
+        }
+        self.write_pending(cluster).await
+    }
+
+    /// The COPY failed (a bad record, CopyFail, a lost connection): deletes what it wrote.
+    pub async fn abort<C: Cluster>(mut self, cluster: &C) {
+        self.undo(cluster).await;
+    }
+
+    async fn undo<C: Cluster>(&mut self, cluster: &C) {
+        self.pending.clear();
+        let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
+        for (shard, key) in self.written.drain(..) {
+            per_shard
+                .entry(shard)
+                .or_default()
+                .push(RowOp::Delete { key });
+        }
+        for (shard, ops) in per_shard {
+            for chunk in ops.chunks(COPY_BATCH_ROWS * 4) {
+                let request = WriteRequest {
+                    ops: chunk.to_vec(),
+                    constraint: String::new(),
+                };
+                // Best effort: the COPY's own error is what the client hears; a shard that
+                // cannot delete now has failed for good and is refusing every write.
+                let _ = cluster.write(shard, request).await;
+            }
+        }
+    }
+
+    /// One record (without its newline).
+    fn record(&mut self, mut record: &[u8]) -> Result<(), SqlError> {
+        self.line += 1;
+        if self.options.format == CopyFormat::Text {
+            if let [rest @ .., b'\r'] = record {
+                record = rest;
+            }
+        } else if let [rest @ .., b'\r'] = record {
+            record = rest;
+        }
+        if record == b"\\." {
+            self.ended = true;
+            return Ok(());
+        }
+        if self.line == 1 && self.options.header {
+            return Ok(());
+        }
+        let context_line = || {
+            let text = String::from_utf8_lossy(record);
+            let shown: String = text.chars().take(100).collect();
+            let more = if text.chars().count() > 100 {
+                "..."
+            } else {
+                ""
+            };
+            format!(": \"{shown}{more}\"")
+        };
+        let fields = match self.options.format {
+            CopyFormat::Text => split_text(record, &self.options),
+            CopyFormat::Csv => split_csv(record, &self.options),
+        }
+        .map_err(|e| with_context(e, &self.table.name, self.line, Some(context_line())))?;
+        // An empty line is one NULL field for a one-column COPY, else missing data.
+        if fields.len() > self.targets.len() {
+            return Err(with_context(
+                bad_format("extra data after last expected column"),
+                &self.table.name,
+                self.line,
+                Some(context_line()),
+            ));
+        }
+        if fields.len() < self.targets.len() {
+            let missing = &self.table.columns[self.targets[fields.len()]].name;
+            return Err(with_context(
+                bad_format(format!("missing data for column \"{missing}\"")),
+                &self.table.name,
+                self.line,
+                Some(context_line()),
+            ));
+        }
+        let row = self
+            .row_of(fields)
+            .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
+        let key_bytes = stmt::key_bytes_of(&self.table, &row)
+            .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
+        let key = rowcodec::row_key(self.table.id, &key_bytes);
+        let value = rowcodec::encode_row(&row);
+        self.pending.push((
+            usize::MAX, // the shard, filled in when the batch is sent
+            RowOp::Insert {
+                key,
+                value,
+                if_absent: false,
+            },
+        ));
+        Ok(())
+    }
+
+    fn row_of(&self, fields: Vec<Field>) -> Result<Vec<Datum>, SqlError> {
+        let mut row: Vec<Option<Datum>> = vec![None; self.table.columns.len()];
+        for (field, &t) in fields.into_iter().zip(&self.targets) {
+            let column = &self.table.columns[t];
+            row[t] = Some(match field {
+                None => Datum::Null,
+                Some(text) => {
+                    let v = types::input(column.ty, column.typmod, &text, &self.env.style)
+                        .map_err(|e| {
+                            let shown: String = text.chars().take(100).collect();
+                            with_context(
+                                e,
+                                &self.table.name,
+                                self.line,
+                                Some(format!(", column {}: \"{shown}\"", column.name)),
+                            )
+                        })?;
+                    stmt::assign(v, column.ty, column, &self.env.style)?
+                }
+            });
+        }
+        let mut full = Vec::with_capacity(row.len());
+        for (i, v) in row.into_iter().enumerate() {
+            full.push(match (v, &self.defaults[i]) {
+                (Some(v), _) => v,
+                (None, None) => Datum::Null,
+                (None, Some(b)) => {
+                    let v = eval(b, &Eval::new(&self.env))?;
+                    stmt::assign(v, b.ty, &self.table.columns[i], &self.env.style)?
+                }
+            });
+        }
+        stmt::verify_row(&self.table, &self.checks, &full, &self.env)?;
+        Ok(full)
+    }
+
+    async fn write_pending<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
+        let mut keys: BTreeMap<usize, Vec<Bytes>> = BTreeMap::new();
+        for (_, op) in self.pending.drain(..) {
+            let RowOp::Insert { key, .. } = &op else {
+                unreachable!("COPY queues inserts")
+            };
+            let token = rowcodec::storage_key_token(key).expect("a row key has a token");
+            let shard = cluster.shard_of_token(token);
+            keys.entry(shard).or_default().push(key.clone());
+            per_shard.entry(shard).or_default().push(op);
+        }
+        let constraint = self.table.pkey_name();
+        let shards: Vec<usize> = per_shard.keys().copied().collect();
+        let futures = per_shard.into_iter().map(|(shard, ops)| {
+            cluster.write(
+                shard,
+                WriteRequest {
+                    ops,
+                    constraint: constraint.clone(),
+                },
+            )
+        });
+        let results = futures_util::future::join_all(futures).await;
+        let mut first_error = None;
+        for (shard, result) in shards.into_iter().zip(results) {
+            match result {
+                // One shard's request is one atomic batch: all of its rows, or none.
+                Ok(outcome) => {
+                    self.rows += outcome.applied;
+                    let shard_keys = keys.remove(&shard).unwrap_or_default();
+                    if self.written.len() + shard_keys.len() <= UNDO_KEYS_MAX {
+                        self.written
+                            .extend(shard_keys.into_iter().map(|k| (shard, k)));
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(with_context(e, &self.table.name, self.line, None)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts a COPY FROM STDIN: resolves the table and columns; the protocol layer then sends
+/// CopyInResponse and feeds the loader.
+pub(crate) fn start_copy_in<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    statement: CopyStatement,
+) -> Result<StatementResult, SqlError> {
+    let (table, targets) = resolve_target(session, cluster, &statement)?;
+    let _ = table;
+    Ok(StatementResult::CopyIn(CopyInStart {
+        column_count: targets.len(),
+        statement,
+    }))
+}
+
+fn resolve_target<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    statement: &CopyStatement,
+) -> Result<(Arc<Table>, Vec<usize>), SqlError> {
+    let CopySource::Table { name, columns } = &statement.source else {
+        return Err(syntax_error("("));
+    };
+    let catalog = cluster.catalog();
+    let object = sqlparser::ast::ObjectName::from(
+        name.iter()
+            .map(|n| sqlparser::ast::Ident::with_quote('"', n.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let positions = crate::expr::Positions::new("");
+    let params = std::cell::RefCell::new(Vec::new());
+    let planner = crate::plan::Planner::new(session, "", &positions, &catalog, &params);
+    let table = planner.lookup_table(&object)?;
+    let targets = if columns.is_empty() {
+        (0..table.columns.len()).collect()
+    } else {
+        let mut t = Vec::with_capacity(columns.len());
+        for c in columns {
+            let i = table.column_index(c).ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{c}\" of relation \"{}\" does not exist",
+                        table.name
+                    ),
+                )
+            })?;
+            if t.contains(&i) {
+                return Err(SqlError::new(
+                    DUPLICATE_COLUMN,
+                    format!("column \"{c}\" specified more than once"),
+                ));
+            }
+            t.push(i);
+        }
+        t
+    };
+    Ok((table, targets))
+}
+
+/// The loader for a started COPY FROM STDIN.
+pub fn copy_in_loader<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    start: &CopyInStart,
+) -> Result<CopyLoader, SqlError> {
+    let (table, targets) = resolve_target(session, cluster, &start.statement)?;
+    CopyLoader::new(
+        session,
+        &cluster.catalog(),
+        table,
+        targets,
+        start.statement.options.clone(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// COPY TO STDOUT.
+
+/// The query a COPY TO runs.
+fn copy_out_query(statement: &CopyStatement) -> String {
+    match &statement.source {
+        CopySource::Query(q) => q.clone(),
+        CopySource::Table { name, columns } => {
+            let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+            let list = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let table = name.iter().map(|n| quote(n)).collect::<Vec<_>>().join(".");
+            format!("SELECT {list} FROM {table}")
+        }
+    }
+}
+
+/// Encodes one row in the COPY format, newline included.
+pub(crate) fn encode_copy_row(out: &mut Vec<u8>, row: &[Option<String>], o: &CopyOptions) {
+    for (i, field) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(o.delimiter);
+        }
+        match field {
+            None => out.extend_from_slice(o.null.as_bytes()),
+            Some(text) => match o.format {
+                CopyFormat::Text => escape_text(out, text.as_bytes(), o.delimiter),
+                CopyFormat::Csv => quote_csv(out, text.as_bytes(), o),
+            },
+        }
+    }
+    out.push(b'\n');
+}
+
+fn escape_text(out: &mut Vec<u8>, text: &[u8], delimiter: u8) {
+    for &b in text {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' if delimiter == b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x0b => out.extend_from_slice(b"\\v"),
+            b if b == delimiter => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            b => out.push(b),
+        }
+    }
+}
+
+fn quote_csv(out: &mut Vec<u8>, text: &[u8], o: &CopyOptions) {
+    // Quoted when it holds a delimiter, quote, newline, or would read back as NULL.
+    let needs = text.is_empty() && o.null.is_empty()
+        || text == o.null.as_bytes()
+        || text == b"\\."
+        || text
+            .iter()
+            .any(|&b| b == o.delimiter || b == o.quote || b == b'\n' || b == b'\r');
+    if !needs {
+        out.extend_from_slice(text);
+        return;
+    }
+    out.push(o.quote);
+    for &b in text {
+        if b == o.quote || b == o.escape {
+            out.push(o.escape);
+        }
+        out.push(b);
+    }
+    out.push(o.quote);
+}
+
+/// Runs a COPY TO STDOUT: the rows, encoded.
+async fn run_copy_out<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    statement: &CopyStatement,
+) -> Result<StatementResult, SqlError> {
+    let sql = copy_out_query(statement);
+    let mut parsed = crate::parse(&sql)?;
+    if parsed.len() != 1 {
+        return Err(syntax_error(";"));
+    }
+    let query = match parsed.pop() {
+        Some(sqlparser::ast::Statement::Query(q)) => q,
+        _ => {
+            return Err(SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                "COPY (query) TO takes a SELECT, VALUES or TABLE query",
+            ))
+        }
+    };
+    let result = stmt::run_query(session, cluster, &sql, &query, &stmt::Params::none()).await?;
+    let StatementResult::Rows { columns, rows, .. } = result else {
+        return Err(SqlError::new(INTERNAL_ERROR, "a query returned no rows"));
+    };
+    let o = &statement.options;
+    let mut data = Vec::with_capacity(rows.len() + 1);
+    if o.header {
+        let names: Vec<Option<String>> = columns.iter().map(|c| Some(c.name.clone())).collect();
+        let mut line = Vec::new();
+        encode_copy_row(&mut line, &names, o);
+        data.push(line);
+    }
+    for row in &rows {
+        let mut line = Vec::new();
+        encode_copy_row(&mut line, row, o);
+        data.push(line);
+    }
+    Ok(StatementResult::CopyOut {
+        column_count: columns.len(),
+        rows: data,
+        tag: format!("COPY {}", rows.len()),
+    })
+}
+
+/// Runs a COPY statement's first step: CopyIn for FROM STDIN, the data for TO STDOUT.
+pub(crate) async fn run_copy<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+) -> Result<StatementResult, SqlError> {
+    let statement = parse_copy(sql)?;
+    if statement.from {
+        start_copy_in(session, cluster, statement)
+    } else {
+        run_copy_out(session, cluster, &statement).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text() -> CopyOptions {
+        CopyOptions::defaults(CopyFormat::Text)
+    }
+
+    fn csv() -> CopyOptions {
+        CopyOptions::defaults(CopyFormat::Csv)
+    }
+
+    fn s(v: &str) -> Field {
+        Some(v.to_string())
+    }
+
+    #[test]
+    fn statements_parse_in_both_option_syntaxes() {
+        let c = parse_copy("copy pgbench_accounts from stdin with (freeze on)").unwrap();
+        assert!(c.from);
+        assert_eq!(c.options, text());
+        let c =
+            parse_copy("COPY s.\"T\" (a, b) FROM STDIN WITH CSV HEADER DELIMITER AS ';' NULL 'x'")
+                .unwrap();
+        assert_eq!(
+            c.source,
+            CopySource::Table {
+                name: vec!["s".into(), "T".into()],
+                columns: vec!["a".into(), "b".into()]
+            }
+        );
+        assert_eq!(c.options.format, CopyFormat::Csv);
+        assert!(c.options.header);
+        assert_eq!(c.options.delimiter, b';');
+        assert_eq!(c.options.null, "x");
+        let c = parse_copy("copy (select 1, ')') to stdout (format csv, header true, quote '''');")
+            .unwrap();
+        assert_eq!(c.source, CopySource::Query("select 1, ')'".into()));
+        assert_eq!(c.options.quote, b'\'');
+        assert_eq!(c.options.escape, b'\'');
+        assert!(!c.from);
+        let e = parse_copy("copy t from '/etc/passwd'").unwrap_err();
+        assert_eq!(e.sqlstate, FEATURE_NOT_SUPPORTED);
+        let e = parse_copy("copy t from stdin (format binary)").unwrap_err();
+        assert_eq!(e.sqlstate, FEATURE_NOT_SUPPORTED);
+        let e = parse_copy("copy t from stdin (delimiter ',,')").unwrap_err();
+        assert_eq!(e.sqlstate, FEATURE_NOT_SUPPORTED);
+        let e = parse_copy("copy t from stdin (quote '\"')").unwrap_err();
+        assert_eq!(e.message, "COPY quote available only in CSV mode");
+        let e = parse_copy("copy t frm stdin").unwrap_err();
+        assert_eq!(e.message, "syntax error at or near \"frm\"");
+        assert!(is_copy("  copy t from stdin"));
+        assert!(is_copy("/* x */ COPY(select 1) to stdout"));
+        assert!(!is_copy("copyx"));
+    }
+
+    #[test]
+    fn text_fields_unescape_and_null() {
+        let o = text();
+        assert_eq!(
+            split_text(b"1\t\\N\ta\\tb\\\\c\\n\\101\\x41\\q", &o).unwrap(),
+            vec![s("1"), None, s("a\tb\\c\nAAq")]
+        );
+        assert_eq!(split_text(b"", &o).unwrap(), vec![s("")]);
+        assert_eq!(split_text(b"a\t", &o).unwrap(), vec![s("a"), s("")]);
+        assert_eq!(split_text(b"a\\\tb", &o).unwrap(), vec![s("a\tb")]);
+    }
+
+    #[test]
+    fn csv_fields_quote_and_null() {
+        let o = csv();
+        assert_eq!(
+            split_csv(b"1,,\"\",\"a,\"\"b\"\"\nc\"", &o).unwrap(),
+            vec![s("1"), None, s(""), s("a,\"b\"\nc")]
+        );
+        assert_eq!(
+            split_csv(b"\"x", &o).unwrap_err().message,
+            "unterminated CSV quoted field"
+        );
+        assert_eq!(csv_record_end(b"a,\"b\nc\"\nnext", &o), Some(7));
+        assert_eq!(csv_record_end(b"a,\"b\nc", &o), None);
+    }
+
+    #[test]
+    fn output_reads_back_as_it_was() {
+        for o in [text(), csv()] {
+            let row = vec![
+                s("plain"),
+                None,
+                s(""),
+                s("tab\there, comma, \"quote\"\nnewline\\"),
+                s("\\."),
+            ];
+            let mut out = Vec::new();
+            encode_copy_row(&mut out, &row, &o);
+            assert_eq!(out.last(), Some(&b'\n'));
+            out.pop();
+            let back = match o.format {
+                CopyFormat::Text => split_text(&out, &o).unwrap(),
+                CopyFormat::Csv => split_csv(&out, &o).unwrap(),
+            };
+            assert_eq!(back, row, "{:?}", o.format);
+        }
+    }
+}
