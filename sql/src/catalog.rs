@@ -235,6 +235,22 @@ pub enum DdlChange {
         if_exists: bool,
         cascade: bool,
     },
+    /// Takes a fresh id (for the rows of a table being rewritten), durably, so that no later
+    /// object is given it.
+    ReserveId,
+    /// ALTER TABLE: replaces table `old_name` (which must still have id `old_id`, else it
+    /// changed meanwhile) with `table`. A new id means its rows were rewritten under that id:
+    /// the old id's rows are then deleted. A new name renames its indexes' and serial
+    /// sequences' references too; `index_columns` gives each of its indexes' column positions
+    /// in the new table (None: the index is dropped with a dropped column).
+    AlterTable {
+        database: String,
+        schema: String,
+        old_name: String,
+        old_id: u32,
+        table: Table,
+        index_columns: Vec<(String, Option<Vec<usize>>)>,
+    },
 }
 
 /// Relations dropped by name other than tables (whose rows must go too).
@@ -268,6 +284,8 @@ impl RelationKind {
 pub struct DdlOutcome {
     /// Tables whose rows must now be deleted from every shard.
     pub dropped_tables: Vec<u32>,
+    /// The id `ReserveId` took.
+    pub reserved_id: Option<u32>,
     /// NOTICE messages for the client ("table "x" does not exist, skipping").
     pub notices: Vec<String>,
 }
@@ -677,6 +695,58 @@ impl Catalog {
                             .extend(s.tables.values().map(|t| t.id));
                     }
                 }
+            }
+            DdlChange::ReserveId => {
+                outcome.reserved_id = Some(self.take_id());
+            }
+            DdlChange::AlterTable {
+                database,
+                schema,
+                old_name,
+                old_id,
+                table,
+                index_columns,
+            } => {
+                check_identifier(&table.name)?;
+                let schema = self.schema_mut(&database, &schema)?;
+                match schema.tables.get(&old_name) {
+                    Some(t) if t.id == old_id => {}
+                    _ => {
+                        return Err(SqlError::new(
+                            "40001",
+                            format!("relation \"{old_name}\" was changed by another statement during ALTER TABLE; retry"),
+                        ))
+                    }
+                }
+                if table.name != old_name && schema.has_relation(&table.name) {
+                    return Err(SqlError::new(
+                        DUPLICATE_TABLE,
+                        format!("relation \"{}\" already exists", table.name),
+                    ));
+                }
+                schema.tables.remove(&old_name);
+                for (index, columns) in index_columns {
+                    match columns {
+                        Some(columns) => {
+                            if let Some(def) = schema.indexes.get_mut(&index) {
+                                def.columns = columns;
+                                def.table = table.name.clone();
+                            }
+                        }
+                        None => {
+                            schema.indexes.remove(&index);
+                        }
+                    }
+                }
+                for seq in schema.sequences.values_mut() {
+                    if seq.owned_by.as_deref() == Some(old_name.as_str()) {
+                        seq.owned_by = Some(table.name.clone());
+                    }
+                }
+                if table.id != old_id {
+                    outcome.dropped_tables.push(old_id);
+                }
+                schema.tables.insert(table.name.clone(), Arc::new(table));
             }
         }
         self.version += 1;

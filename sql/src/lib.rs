@@ -9,6 +9,7 @@
 //! [`execute_simple`] for each Query message, or [`prepare`] / [`execute_prepared`] for the
 //! extended protocol; it knows nothing of SQL.
 
+mod alter;
 mod catalog;
 mod cluster;
 mod copy;
@@ -468,6 +469,7 @@ async fn execute<C: Cluster>(
         S::Delete(delete) => stmt::run_delete(session, cluster, sql, delete, params).await,
         S::Truncate(t) => stmt::run_truncate(session, cluster, &t.table_names).await,
         S::CreateTable(ct) => stmt::run_create_table(session, cluster, sql, ct).await,
+        S::AlterTable(at) => alter::run_alter_table(session, cluster, sql, at).await,
         S::CreateIndex(ci) => stmt::run_create_index(session, cluster, ci).await,
         S::CreateSequence {
             temporary,
