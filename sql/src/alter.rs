@@ -114,7 +114,11 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             &env,
         )?;
     }
-    let key_changed = new.primary_key.iter().map(|&i| shape.sources[i]).collect::<Vec<_>>()
+    let key_changed = new
+        .primary_key
+        .iter()
+        .map(|&i| shape.sources[i])
+        .collect::<Vec<_>>()
         != old.primary_key.iter().map(|&i| Some(i)).collect::<Vec<_>>();
     let rewrite = key_changed || !shape.keeps_stored_rows(old.columns.len());
     let database = session.database().to_string();
@@ -314,8 +318,7 @@ fn apply_operation(
                     new.primary_key.clear();
                 }
                 // CHECKs that name the column go with it, as in PostgreSQL.
-                new.checks
-                    .retain(|c| !expression_names(&c.expr, &name));
+                new.checks.retain(|c| !expression_names(&c.expr, &name));
                 new.columns.remove(i);
                 shape.sources.remove(i);
                 shape.defaults.remove(i);
@@ -635,7 +638,12 @@ fn index_columns_after(
 }
 
 /// A row of the old table as a row of the new one.
-fn reshape(shape: &RowShape, old_row: Vec<Datum>, new: &Table, env: &Env) -> Result<Vec<Datum>, SqlError> {
+fn reshape(
+    shape: &RowShape,
+    old_row: Vec<Datum>,
+    new: &Table,
+    env: &Env,
+) -> Result<Vec<Datum>, SqlError> {
     let mut row = Vec::with_capacity(shape.sources.len());
     for (i, source) in shape.sources.iter().enumerate() {
         row.push(match (source, &shape.defaults[i]) {
@@ -712,7 +720,10 @@ async fn write_rewritten<C: Cluster>(
             let shown: Vec<String> = table
                 .primary_key
                 .iter()
-                .map(|&c| crate::types::output(&row[c], &crate::types::Style::default()).unwrap_or_default())
+                .map(|&c| {
+                    crate::types::output(&row[c], &crate::types::Style::default())
+                        .unwrap_or_default()
+                })
                 .collect();
             let names: Vec<&str> = table
                 .primary_key
@@ -772,7 +783,10 @@ mod tests {
 
     #[test]
     fn renaming_touches_only_the_identifier() {
-        assert_eq!(rename_in_expression("a > 0 AND b < a", "a", "x"), "x > 0 AND b < x");
+        assert_eq!(
+            rename_in_expression("a > 0 AND b < a", "a", "x"),
+            "x > 0 AND b < x"
+        );
         assert_eq!(rename_in_expression("'a' = a", "a", "New"), "'a' = \"New\"");
         assert!(expression_names("(\"A\" + b) > 0", "A"));
         assert!(!expression_names("(\"A\" + b) > 0", "a"));

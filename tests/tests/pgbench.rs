@@ -1,0 +1,229 @@
+//! pgbench unmodified (Debian's postgresql-15): `pgbench -i` (COPY FROM STDIN, ALTER TABLE ADD
+//! PRIMARY KEY on the loaded tables), then the built-in TPC-B script and `-S` in all three
+//! query modes across two shards, with the TPC-B consistency check after each run: the sum of
+//! `pgbench_history.delta` equals the change in the sums of account, teller and branch
+//! balances. Also COPY through psql: text and CSV, a malformed line (its line number in the
+//! error, nothing loaded), and COPY TO STDOUT reading back what was loaded.
+
+use std::process::Command;
+
+use helios_tests::server::{which, HeliosServer, ServerOpts};
+
+fn pg_tool(name: &str) -> Option<std::path::PathBuf> {
+    which(name).or_else(|| {
+        let path = std::path::PathBuf::from(format!("/usr/lib/postgresql/15/bin/{name}"));
+        path.is_file().then_some(path)
+    })
+}
+
+/// Runs psql with `-c` for each statement; (success, stdout, stderr).
+fn psql(port: u16, statements: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let psql = pg_tool("psql").expect("psql");
+    let mut cmd = Command::new(psql);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres"])
+        .env("PGCONNECT_TIMEOUT", "10");
+    for s in statements {
+        cmd.args(["-c", s]);
+    }
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run psql");
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(data) = stdin {
+            input.write_all(data.as_bytes()).expect("write stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("psql output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn query(port: u16, sql: &str) -> String {
+    let (ok, out, err) = psql(port, &[sql], None);
+    assert!(ok, "{sql}: {err}");
+    out.trim().to_string()
+}
+
+/// (sum of history deltas, of account, teller and branch balances, history rows).
+fn sums(port: u16) -> Vec<i64> {
+    query(
+        port,
+        "SELECT (SELECT coalesce(sum(delta), 0) FROM pgbench_history),
+                (SELECT sum(abalance) FROM pgbench_accounts),
+                (SELECT sum(tbalance) FROM pgbench_tellers),
+                (SELECT sum(bbalance) FROM pgbench_branches),
+                (SELECT count(*) FROM pgbench_history)",
+    )
+    .split('|')
+    .map(|v| v.parse().unwrap_or_else(|_| panic!("a number: {v}")))
+    .collect()
+}
+
+#[test]
+fn pgbench_initializes_and_runs_tpcb_in_every_query_mode_with_consistent_balances() {
+    let Some(pgbench) = pg_tool("pgbench") else {
+        eprintln!("pgbench not installed; skipping (tools/test.sh installs postgresql-15)");
+        return;
+    };
+    let mut server = HeliosServer::start(ServerOpts::default().shards(2));
+    let port = server.pg_port();
+    let run = |args: &[&str]| {
+        let out = Command::new(&pgbench)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .args(args)
+            .arg("postgres")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("run pgbench");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "pgbench {args:?}: {stdout}\n{stderr}");
+        stdout
+    };
+    run(&["-i", "-s", "1"]);
+    assert_eq!(
+        query(
+            port,
+            "SELECT (SELECT count(*) FROM pgbench_accounts), (SELECT count(*) FROM pgbench_tellers),
+                    (SELECT count(*) FROM pgbench_branches), (SELECT count(*) FROM pgbench_history)"
+        ),
+        "100000|10|1|0"
+    );
+    // The primary keys pgbench added are enforced.
+    let (ok, _, err) = psql(
+        port,
+        &["INSERT INTO pgbench_accounts VALUES (7, 1, 0, '')"],
+        None,
+    );
+    assert!(!ok && err.contains("duplicate key"), "{err}");
+    for mode in ["simple", "extended", "prepared"] {
+        let before = sums(port);
+        let stdout = run(&["-c", "8", "-j", "2", "-t", "40", "-M", mode]);
+        assert!(
+            stdout.contains("number of transactions actually processed: 320/320"),
+            "{mode}: {stdout}"
+        );
+        let after = sums(port);
+        // pgbench empties the history table as each run starts.
+        let delta = after[0];
+        assert_eq!(after[4], 320, "{mode}: one history row per transaction");
+        assert_eq!(
+            after[1] - before[1],
+            delta,
+            "{mode}: accounts {before:?} {after:?}"
+        );
+        assert_eq!(
+            after[2] - before[2],
+            delta,
+            "{mode}: tellers {before:?} {after:?}"
+        );
+        assert_eq!(
+            after[3] - before[3],
+            delta,
+            "{mode}: branches {before:?} {after:?}"
+        );
+        let stdout = run(&["-S", "-c", "8", "-j", "2", "-t", "100", "-M", mode]);
+        assert!(
+            stdout.contains("number of transactions actually processed: 800/800"),
+            "{mode} -S: {stdout}"
+        );
+    }
+    assert!(server.is_alive());
+}
+
+#[test]
+fn copy_loads_text_and_csv_refuses_malformed_lines_whole_and_reads_back() {
+    if pg_tool("psql").is_none() {
+        eprintln!("psql not installed; skipping (tools/test.sh installs postgresql-15)");
+        return;
+    }
+    let mut server = HeliosServer::start(ServerOpts::default().shards(2));
+    let port = server.pg_port();
+    query(
+        port,
+        "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric(6,2), tag text DEFAULT 'none')",
+    );
+    // Text format: tabs, \N, escapes; the column list leaves `tag` to its default.
+    let text = "1\tone\t1.50\n2\t\\N\t2.00\n3\ttab\\there\t\\N\n\\.\n";
+    let (ok, out, err) = psql(
+        port,
+        &["COPY items (id, name, price) FROM STDIN"],
+        Some(text),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "COPY 3");
+    // CSV with a header, quotes, an embedded newline and an empty unquoted field as NULL.
+    let csv = "id;name;price\n4;\"semi;colon\";4.00\n5;\"two\nlines\";\n";
+    let (ok, out, err) = psql(
+        port,
+        &["COPY items (id, name, price) FROM STDIN WITH (FORMAT csv, HEADER, DELIMITER ';', FREEZE)"],
+        Some(csv),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "COPY 2");
+    assert_eq!(
+        query(
+            port,
+            "SELECT count(*), count(name), count(price), min(tag) FROM items"
+        ),
+        "5|4|3|none"
+    );
+    // A malformed third line: the error names it, and none of the COPY's rows stay.
+    let bad = "10\tok\t1\n11\tok\t2\n12\tbad\tnot-a-number\n13\tok\t3\n";
+    let (ok, _, err) = psql(
+        port,
+        &["COPY items (id, name, price) FROM STDIN"],
+        Some(bad),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("invalid input syntax for type numeric"),
+        "{err}"
+    );
+    assert!(err.contains("COPY items, line 3, column price"), "{err}");
+    let (ok, _, err) = psql(
+        port,
+        &["COPY items FROM STDIN"],
+        Some("20\tx\t1\textra\tfield\n"),
+    );
+    assert!(
+        !ok && err.contains("extra data after last expected column"),
+        "{err}"
+    );
+    let (ok, _, err) = psql(port, &["COPY items FROM STDIN"], Some("1\tdup\t1\tt\n"));
+    assert!(!ok && err.contains("duplicate key"), "{err}");
+    assert_eq!(query(port, "SELECT count(*) FROM items"), "5");
+    // COPY TO STDOUT writes what COPY FROM reads.
+    let (ok, out, err) = psql(
+        port,
+        &["COPY (SELECT id, name FROM items ORDER BY id) TO STDOUT WITH CSV HEADER"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "id,name\n1,one\n2,\n3,tab\there\n4,semi;colon\n5,\"two\nlines\"\n"
+    );
+    let (ok, out, _) = psql(port, &["COPY items (id, name) TO STDOUT"], None);
+    assert!(ok);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "1\tone",
+            "2\t\\N",
+            "3\ttab\\there",
+            "4\tsemi;colon",
+            "5\ttwo\\nlines"
+        ]
+    );
+    assert!(server.is_alive());
+}
