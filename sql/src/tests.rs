@@ -75,6 +75,14 @@ fn render(r: &Result<StatementResult, SqlError>) -> String {
             format!("{tag} {}", changed.join(","))
         }
         Ok(StatementResult::Empty) => "EMPTY".into(),
+        Ok(StatementResult::CopyIn(start)) => format!("COPY IN {}", start.column_count),
+        Ok(StatementResult::CopyOut { rows, tag, .. }) => {
+            let rows: Vec<String> = rows
+                .iter()
+                .map(|r| String::from_utf8_lossy(r).into_owned())
+                .collect();
+            format!("{} [{tag}]", rows.concat().replace('\n', " / "))
+        }
         Err(e) => format!("ERR {} {}", e.sqlstate, e.message),
     }
 }
@@ -1789,4 +1797,61 @@ proptest! {
         let setup: Vec<&str> = setup.iter().map(String::as_str).collect();
         differential(shards, &setup, PUSHDOWN_QUERIES);
     }
+}
+
+#[test]
+fn alter_table_changes_columns_keys_and_constraints() {
+    script(
+        3,
+        &[
+            ("CREATE TABLE acc (id int, bal int, note text)", "CREATE TABLE "),
+            ("INSERT INTO acc VALUES (1, 10, 'a'), (2, 20, 'b'), (3, 30, NULL)", "INSERT 0 3"),
+            // Catalog-only: a column with no default reads as NULL in the old rows.
+            ("ALTER TABLE acc ADD COLUMN flag boolean", "ALTER TABLE "),
+            ("SELECT id, flag FROM acc ORDER BY id", "id:23,flag:16 => 1|NULL / 2|NULL / 3|NULL [SELECT 3]"),
+            // A default fills the old rows (a rewrite).
+            ("ALTER TABLE acc ADD COLUMN region text NOT NULL DEFAULT 'eu'", "ALTER TABLE "),
+            ("SELECT id, region FROM acc ORDER BY id", "id:23,region:25 => 1|eu / 2|eu / 3|eu [SELECT 3]"),
+            ("ALTER TABLE acc ADD COLUMN bad int NOT NULL", "ERR 23502 column \"bad\" of relation \"acc\" contains null values"),
+            ("ALTER TABLE acc ADD COLUMN id int", "ERR 42701 column \"id\" of relation \"acc\" already exists"),
+            ("ALTER TABLE acc ADD COLUMN IF NOT EXISTS id int", "ALTER TABLE "),
+            // A primary key on the loaded table moves every row to its key's shard.
+            ("ALTER TABLE acc ADD PRIMARY KEY (id)", "ALTER TABLE "),
+            ("SELECT bal FROM acc WHERE id = 2", "bal:23 => 20 [SELECT 1]"),
+            ("INSERT INTO acc (id, bal) VALUES (2, 0)", "ERR 23505 duplicate key value violates unique constraint \"acc_pkey\""),
+            ("ALTER TABLE acc ADD PRIMARY KEY (bal)", "ERR 42P16 multiple primary keys for table \"acc\" are not allowed"),
+            ("SELECT count(*) FROM acc", "count:20 => 3 [SELECT 1]"),
+            // CHECK is verified against the rows first.
+            ("ALTER TABLE acc ADD CONSTRAINT pos CHECK (bal > 15)", "ERR 23514 check constraint \"pos\" of relation \"acc\" is violated by some row"),
+            ("ALTER TABLE acc ADD CONSTRAINT pos CHECK (bal > 0)", "ALTER TABLE "),
+            ("INSERT INTO acc (id, bal) VALUES (9, -1)", "ERR 23514 new row for relation \"acc\" violates check constraint \"pos\""),
+            // Renames follow into CHECK expressions.
+            ("ALTER TABLE acc RENAME COLUMN bal TO balance", "ALTER TABLE "),
+            ("INSERT INTO acc (id, balance) VALUES (9, -1)", "ERR 23514 new row for relation \"acc\" violates check constraint \"pos\""),
+            ("ALTER TABLE acc DROP CONSTRAINT pos", "ALTER TABLE "),
+            ("INSERT INTO acc (id, balance) VALUES (9, -1)", "INSERT 0 1"),
+            // A dropped column is gone from every row; the others keep their values.
+            ("ALTER TABLE acc DROP COLUMN note", "ALTER TABLE "),
+            ("SELECT * FROM acc ORDER BY id", "id:23,balance:23,flag:16,region:25 => 1|10|NULL|eu / 2|20|NULL|eu / 3|30|NULL|eu / 9|-1|NULL|eu [SELECT 4]"),
+            ("ALTER TABLE acc DROP COLUMN nope", "ERR 42703 column \"nope\" of relation \"acc\" does not exist"),
+            ("ALTER TABLE acc DROP COLUMN IF EXISTS nope", "ALTER TABLE "),
+            ("ALTER TABLE acc DROP COLUMN id", "ERR 2BP01 cannot drop column id of table acc because other objects depend on it"),
+            ("ALTER TABLE acc ALTER COLUMN flag SET DEFAULT true", "ALTER TABLE "),
+            ("INSERT INTO acc (id, balance) VALUES (10, 1)", "INSERT 0 1"),
+            ("SELECT flag FROM acc WHERE id = 10", "flag:16 => t [SELECT 1]"),
+            ("ALTER TABLE acc ALTER COLUMN flag SET NOT NULL", "ERR 23502 column \"flag\" of relation \"acc\" contains null values"),
+            ("ALTER TABLE acc RENAME TO accounts", "ALTER TABLE "),
+            ("SELECT count(*) FROM accounts", "count:20 => 5 [SELECT 1]"),
+            ("SELECT count(*) FROM acc", "ERR 42P01 relation \"acc\" does not exist"),
+            ("ALTER TABLE IF EXISTS acc ADD COLUMN z int", "ALTER TABLE "),
+            // Dropping the primary key puts the rows back under hidden row ids.
+            ("ALTER TABLE accounts DROP CONSTRAINT accounts_pkey", "ALTER TABLE "),
+            ("INSERT INTO accounts (id, balance) VALUES (1, 1)", "INSERT 0 1"),
+            ("SELECT count(*) FROM accounts WHERE id = 1", "count:20 => 2 [SELECT 1]"),
+            ("ALTER TABLE accounts ADD PRIMARY KEY (id)", "ERR 23505 could not create unique index \"accounts_pkey\": Key (id)=(1) is duplicated."),
+            ("SELECT count(*) FROM accounts", "count:20 => 6 [SELECT 1]"),
+            ("COPY (SELECT id, region FROM accounts WHERE id < 3 ORDER BY id DESC) TO STDOUT (FORMAT csv)", "2,eu / 1,eu / 1,eu /  [COPY 3]"),
+            ("COPY accounts FROM STDIN", "COPY IN 4"),
+        ],
+    );
 }
