@@ -4,6 +4,9 @@
 #   bench/compare.sh pg-quick         about 1-2 minutes
 #   bench/compare.sh pg-full
 #   bench/compare.sh pg-scan          analytic scans (vectorized execution), about 2 minutes
+#   bench/compare.sh pgbench          pgbench unmodified: -i load time, TPC-B and -S in every
+#                                     query mode (PGBENCH_SCALE=10, PGBENCH_SECONDS=10,
+#                                     PGBENCH_CLIENTS=16), about 3 minutes
 #
 # Installs nothing: needs Debian's postgresql-15 (/usr/lib/postgresql/15/bin). Creates a
 # throwaway cluster in a temp dir owned by user postgres (initdb --auth=trust), starts it on a
@@ -18,8 +21,8 @@ set -euo pipefail
 
 SUITE=${1:-}
 case "$SUITE" in
-  pg-quick | pg-full | pg-scan) ;;
-  *) echo "usage: bench/compare.sh pg-quick|pg-full|pg-scan" >&2; exit 64 ;;
+  pg-quick | pg-full | pg-scan | pgbench) ;;
+  *) echo "usage: bench/compare.sh pg-quick|pg-full|pg-scan|pgbench" >&2; exit 64 ;;
 esac
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -158,8 +161,47 @@ scan_latency() {
     | awk '/latency average/ { print $4 }'
 }
 
+# pgbench_suite: Debian's pgbench against both servers: `pgbench -i -s SCALE` (timed), then
+# the built-in TPC-B script and -S (select only) in every query mode, then TPC-B's
+# consistency check on helios (history deltas equal the change of every balance sum).
+pgbench_suite() {
+  local scale=${PGBENCH_SCALE:-10} seconds=${PGBENCH_SECONDS:-10} clients=${PGBENCH_CLIENTS:-16}
+  local port name
+  declare -A load_s tps
+  for port in "$PG_PORT" "$HELIOS_PORT"; do
+    name=postgres
+    [ "$port" = "$HELIOS_PORT" ] && name=helios
+    local start end
+    start=$(date +%s.%N)
+    "$PG_BIN/pgbench" -i -q -s "$scale" -h 127.0.0.1 -p "$port" -U postgres postgres       >"$WORK/init-$name.log" 2>&1 || { echo "pgbench -i on $name failed" >&2; cat "$WORK/init-$name.log" >&2; exit 1; }
+    end=$(date +%s.%N)
+    load_s[$name]=$(echo "$end - $start" | bc -l)
+  done
+  printf '%-24s %12s %12s %8s\n' "pgbench -s $scale" postgres helios ratio | tee -a "$OUT/summary.txt"
+  printf '%-24s %11.2fs %11.2fs %7.2fx\n' "load time (-i)" "${load_s[postgres]}" "${load_s[helios]}" \
+    "$(echo "${load_s[helios]} / ${load_s[postgres]}" | bc -l)" | tee -a "$OUT/summary.txt"
+  local mode script
+  for mode in simple extended prepared; do
+    for script in tpcb select-only; do
+      local flags=(-c "$clients" -j 2 -T "$seconds" -M "$mode")
+      [ "$script" = select-only ] && flags+=(-S)
+      for port in "$PG_PORT" "$HELIOS_PORT"; do
+        name=postgres
+        [ "$port" = "$HELIOS_PORT" ] && name=helios
+        tps[$name]=$("$PG_BIN/pgbench" "${flags[@]}" -h 127.0.0.1 -p "$port" -U postgres postgres 2>&1 \
+          | awk '/^tps = / { print $3 }')
+        [ -n "${tps[$name]}" ] || { echo "pgbench $script $mode on $name failed" >&2; exit 1; }
+      done
+      printf '%-24s %12.0f %12.0f %7.2fx\n' "$script $mode (tps)" "${tps[postgres]}" "${tps[helios]}" \
+        "$(echo "${tps[helios]} / ${tps[postgres]}" | bc -l)" | tee -a "$OUT/summary.txt"
+    done
+  done
+}
+
 if [ "$SUITE" = pg-scan ]; then
   scan_suite
+elif [ "$SUITE" = pgbench ]; then
+  pgbench_suite
 elif [ "$SUITE" = pg-quick ]; then
   # tpcb is left out until helios has the timestamp type its history table uses.
   QUICK=(--connections 16 --duration 3 --warmup 0.5 --keyspace 100000)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side run of a benchmark suite against helios and Debian's redis-server.
 #
-#   bench/compare.sh SUITE            SUITE: redis-quick | redis-full | redis-ycsb | pg-quick | pg-full | pg-scan
+#   bench/compare.sh SUITE            SUITE: redis-quick | redis-full | redis-ycsb | pg-quick | pg-full | pg-scan | pgbench
 #   DURABILITY=async bench/compare.sh redis-quick
 #
 # The pg suites are bench/compare-pg.sh (PostgreSQL only for now: helios does not speak the
@@ -19,10 +19,10 @@ SUITE=${1:-}
 DURABILITY=${DURABILITY:-sync}
 case "$SUITE" in
   redis-quick | redis-full | redis-ycsb) ;;
-  pg-quick | pg-full | pg-scan)
+  pg-quick | pg-full | pg-scan | pgbench)
     exec "$(dirname "$0")/compare-pg.sh" "$SUITE" ;;
   *)
-    echo "usage: bench/compare.sh redis-quick|redis-full|redis-ycsb|pg-quick|pg-full|pg-scan" >&2
+    echo "usage: bench/compare.sh redis-quick|redis-full|redis-ycsb|pg-quick|pg-full|pg-scan|pgbench" >&2
     exit 64 ;;
 esac
 case "$DURABILITY" in
