@@ -1178,21 +1178,28 @@ pub async fn delete_table_local<F: FileSystem + Clone + 'static, R: Runtime>(
 ) -> Result<u64, SqlError> {
     const DELETE_BATCH_KEYS: usize = 4096;
     let prefix = table_prefix(table_id);
+    // Each round resumes after the last key it deleted: seeking from the prefix again would
+    // step over every tombstone written so far (quadratic in the table's size).
+    let mut resume: Vec<u8> = prefix.to_vec();
     loop {
-        let mut keys = Vec::with_capacity(DELETE_BATCH_KEYS);
+        let mut keys: Vec<Bytes> = Vec::with_capacity(DELETE_BATCH_KEYS);
         {
-            let mut iter = lsm
-                .prefix_iter(&prefix, None)
-                .await
-                .map_err(storage_error)?;
+            let mut iter = lsm.iter(helios_engine::lsm::ReadOptions {
+                snapshot: None,
+                upper_bound: helios_engine::lsm::prefix_upper_bound(&prefix),
+            });
+            iter.seek(&resume).await.map_err(storage_error)?;
             while iter.valid() && keys.len() < DELETE_BATCH_KEYS {
                 keys.push(iter.key().clone());
                 iter.next().await.map_err(storage_error)?;
             }
         }
-        if keys.is_empty() {
+        let Some(last) = keys.last() else {
             return Ok(lsm.wal().last_lsn());
-        }
+        };
+        // The smallest key after `last`.
+        resume = last.to_vec();
+        resume.push(0);
         let mut batch = WriteBatch::new();
         for k in keys {
             batch.delete(k);

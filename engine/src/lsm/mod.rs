@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub use batch::{get_varint, put_varint, WriteBatch};
 pub use compaction::ExpiryFilter;
 pub use db::{Lsm, LsmStats};
-pub use iter::{DbIter, ReadOptions};
+pub use iter::{prefix_upper_bound, DbIter, ReadOptions};
 pub use snapshot::Snapshot;
 
 use crate::sst::SstOptions;
