@@ -1111,14 +1111,17 @@ impl CopyLoader {
             .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
         let key = rowcodec::row_key(self.table.id, &key_bytes);
         let value = rowcodec::encode_row(&row);
-        self.pending.push((
-            usize::MAX, // the shard, filled in when the batch is sent
+        // A hidden row id is unique by construction: no existence check for it.
+        let op = if self.table.primary_key.is_empty() {
+            RowOp::Put { key, value }
+        } else {
             RowOp::Insert {
                 key,
                 value,
                 if_absent: false,
-            },
-        ));
+            }
+        };
+        self.pending.push((usize::MAX, op)); // the shard is found when the batch is sent
         Ok(())
     }
 
@@ -1165,8 +1168,8 @@ impl CopyLoader {
         let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
         let mut keys: BTreeMap<usize, Vec<Bytes>> = BTreeMap::new();
         for (_, op) in self.pending.drain(..) {
-            let RowOp::Insert { key, .. } = &op else {
-                unreachable!("COPY queues inserts")
+            let (RowOp::Insert { key, .. } | RowOp::Put { key, .. }) = &op else {
+                unreachable!("COPY queues inserts and puts")
             };
             let token = rowcodec::storage_key_token(key).expect("a row key has a token");
             let shard = cluster.shard_of_token(token);

@@ -747,6 +747,8 @@ pub(crate) async fn run_insert<C: Cluster>(
                 insert: Some(value),
                 spec: spec.clone(),
             },
+            // A hidden row id is unique by construction: no existence check for it.
+            None if table.primary_key.is_empty() => RowOp::Put { key, value },
             None => RowOp::Insert {
                 key,
                 value,
