@@ -193,6 +193,8 @@ async fn execute_copy<C: Cluster>(
 pub struct Prepared {
     sql: String,
     statement: Option<Statement>,
+    /// A COPY statement (parsed by `copy.rs`, not sqlparser): `sql` is run at Execute.
+    copy: bool,
     /// Parameter type OIDs (declared, else inferred; text where nothing says otherwise).
     pub param_types: Vec<u32>,
     /// The row description, or None for a statement that returns no rows (NoData).
@@ -215,10 +217,16 @@ pub fn prepare<C: Cluster>(
         ));
     }
     if copy::is_copy(sql) {
-        return Err(SqlError::new(
-            FEATURE_NOT_SUPPORTED,
-            "COPY is supported in the simple query protocol only",
-        ));
+        // Checked now, run at Execute; it has no parameters and describes no rows.
+        copy::parse_copy(sql)?;
+        return Ok(Prepared {
+            sql: sql.to_string(),
+            statement: None,
+            copy: true,
+            param_types: Vec::new(),
+            columns: None,
+            plan_cache: Default::default(),
+        });
     }
     let mut statements = parse(sql)?;
     if statements.len() > 1 {
@@ -279,6 +287,7 @@ pub fn prepare<C: Cluster>(
     Ok(Prepared {
         sql: sql.to_string(),
         statement,
+        copy: false,
         param_types,
         columns,
         plan_cache: Default::default(),
@@ -345,6 +354,9 @@ pub async fn execute_prepared<C: Cluster>(
     prepared: &Prepared,
     params: &[Option<String>],
 ) -> Result<StatementResult, SqlError> {
+    if prepared.copy {
+        return execute_copy(session, cluster, &prepared.sql).await;
+    }
     let Some(statement) = &prepared.statement else {
         return Ok(StatementResult::Empty);
     };

@@ -945,3 +945,56 @@ fn pgbench_select_only_and_updates_in_every_query_mode() {
     }
     assert!(server.is_alive());
 }
+
+/// COPY through tokio-postgres, which runs it in the extended query protocol: copy_in with
+/// a bad row fails whole (nothing loaded), a good one loads, copy_out reads it back, and the
+/// connection stays usable after each.
+#[test]
+fn copy_in_and_out_through_the_extended_protocol() {
+    use futures_util::SinkExt;
+    use futures_util::TryStreamExt;
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let client = connect(port).await;
+        client
+            .batch_execute("CREATE TABLE cp (id int PRIMARY KEY, name text)")
+            .await
+            .unwrap();
+        let load = |data: &'static str| {
+            let client = &client;
+            async move {
+                let sink = client.copy_in("COPY cp FROM STDIN (FORMAT csv)").await?;
+                futures_util::pin_mut!(sink);
+                sink.send(bytes::Bytes::from_static(data.as_bytes()))
+                    .await?;
+                sink.finish().await
+            }
+        };
+        let error = load("1,one\n2,two\nx,bad\n").await.unwrap_err();
+        assert_eq!(code(&error), "22P02", "{error:?}");
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM cp", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 0, "a failed COPY leaves nothing");
+        assert_eq!(load("1,one\n2,\"t,wo\"\n3,\n").await.unwrap(), 3);
+        let stream = client
+            .copy_out("COPY (SELECT id, name FROM cp ORDER BY id) TO STDOUT")
+            .await
+            .unwrap();
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+        let text: Vec<u8> = chunks.concat();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "1\tone\n2\tt,wo\n3\t\\N\n"
+        );
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM cp WHERE name IS NULL", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+    });
+}

@@ -116,7 +116,10 @@ fn expiry_removes_keys() {
     // loaded machine can take 50 ms over the 51 round trips above).
     let _: String = q(&mut con, &["SET", "probe", "x", "PX", "600000"]);
     let ttl: i64 = q(&mut con, &["PTTL", "probe"]);
-    assert!((590_000..=600_000).contains(&ttl), "PTTL right after SET PX 600000: {ttl}");
+    assert!(
+        (590_000..=600_000).contains(&ttl),
+        "PTTL right after SET PX 600000: {ttl}"
+    );
     let _: i64 = q(&mut con, &["DEL", "probe"]);
     let gone = poll_until(Duration::from_secs(5), || {
         (0..50).all(|i| q::<Option<String>>(&mut con, &["GET", &format!("exp:{i}")]).is_none())

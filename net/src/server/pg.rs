@@ -265,6 +265,9 @@ struct PgConn {
     peer: Option<std::net::IpAddr>,
     /// A COPY FROM STDIN in progress: CopyData goes to it until CopyDone or CopyFail.
     copy_in: Option<helios_sql::CopyLoader>,
+    /// The COPY in progress came through the extended protocol: when it ends, ReadyForQuery
+    /// waits for the client's Sync, and an error discards messages up to it.
+    copy_in_extended: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +303,7 @@ impl PgConn {
             discard_until_sync: false,
             out: BytesMut::new(),
             copy_in: None,
+            copy_in_extended: false,
         }
     }
 
@@ -539,10 +543,55 @@ impl PgConn {
                 if let Some(session) = self.session.as_mut() {
                     session.statement_failed();
                 }
+                if self.copy_in_extended {
+                    self.discard_until_sync = true;
+                }
             }
         }
-        // The COPY is over; later CopyData, CopyDone and CopyFail are ignored.
-        self.ready();
+        // The COPY is over; later CopyData, CopyDone and CopyFail are ignored. Through the
+        // extended protocol, the client's Sync brings ReadyForQuery.
+        if !self.copy_in_extended {
+            self.ready();
+        }
+    }
+
+    /// Starts a COPY FROM STDIN: CopyInResponse, then copy-in mode.
+    fn begin_copy_in(&mut self, start: &helios_sql::CopyInStart, extended: bool) -> PgResult<()> {
+        let session = self.session.as_ref().expect("a session once ready");
+        let loader = helios_sql::copy_in_loader(session, &self.cluster, start)?;
+        self.send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+            0,
+            start.column_count as i16,
+            vec![0; start.column_count],
+        )));
+        self.copy_in = Some(loader);
+        self.copy_in_extended = extended;
+        Ok(())
+    }
+
+    /// A COPY TO STDOUT's replies: CopyOutResponse, a CopyData per row, CopyDone,
+    /// CommandComplete.
+    async fn send_copy_out(
+        &mut self,
+        column_count: usize,
+        rows: Vec<Vec<u8>>,
+        tag: String,
+        connection: &Connection,
+    ) -> Result<(), PgConnError> {
+        self.send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+            0,
+            column_count as i16,
+            vec![0; column_count],
+        )));
+        for row in rows {
+            self.send(PgWireBackendMessage::CopyData(CopyData::new(row.into())));
+            self.flush_if_large(connection).await?;
+        }
+        self.send(PgWireBackendMessage::CopyDone(CopyDone::new()));
+        self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+            tag,
+        )));
+        Ok(())
     }
 
     /// One extended-query message; an Err is sent as ErrorResponse and discards up to Sync.
@@ -776,6 +825,23 @@ impl PgConn {
             drop(timeout);
             match result {
                 Err(error) => return Ok(Err(error)),
+                Ok(helios_sql::StatementResult::CopyIn(start)) => {
+                    let started = self.begin_copy_in(&start, true);
+                    portal.done = true;
+                    self.portals.insert(name, portal);
+                    return Ok(started);
+                }
+                Ok(helios_sql::StatementResult::CopyOut {
+                    column_count,
+                    rows,
+                    tag,
+                }) => {
+                    self.send_copy_out(column_count, rows, tag, connection)
+                        .await?;
+                    portal.done = true;
+                    self.portals.insert(name, portal);
+                    return Ok(Ok(()));
+                }
                 Ok(helios_sql::StatementResult::Rows { columns, rows, tag }) => {
                     portal.pending = Some(PendingRows {
                         rows: rows.into_iter(),
@@ -1132,21 +1198,10 @@ impl PgConn {
                     )));
                 }
                 Ok(helios_sql::StatementResult::CopyIn(start)) => {
-                    let session = self.session.as_ref().expect("a session once ready");
-                    match helios_sql::copy_in_loader(session, &self.cluster, &start) {
-                        Ok(loader) => {
-                            self.send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
-                                0,
-                                start.column_count as i16,
-                                vec![0; start.column_count],
-                            )));
-                            self.copy_in = Some(loader);
-                        }
-                        Err(error) => {
-                            self.sql_error(&error);
-                            if let Some(session) = self.session.as_mut() {
-                                session.statement_failed();
-                            }
+                    if let Err(error) = self.begin_copy_in(&start, false) {
+                        self.sql_error(&error);
+                        if let Some(session) = self.session.as_mut() {
+                            session.statement_failed();
                         }
                     }
                     // COPY is the whole query string: nothing follows it.
@@ -1157,19 +1212,8 @@ impl PgConn {
                     rows,
                     tag,
                 }) => {
-                    self.send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
-                        0,
-                        column_count as i16,
-                        vec![0; column_count],
-                    )));
-                    for row in rows {
-                        self.send(PgWireBackendMessage::CopyData(CopyData::new(row.into())));
-                        self.flush_if_large(connection).await?;
-                    }
-                    self.send(PgWireBackendMessage::CopyDone(CopyDone::new()));
-                    self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-                        tag,
-                    )));
+                    self.send_copy_out(column_count, rows, tag, connection)
+                        .await?
                 }
                 Ok(other) => self.statement_done(other),
                 Err(error) => {
