@@ -14,13 +14,13 @@
 //! Not yet: writes by other sessions while a rewrite runs are not blocked (there are no
 //! table locks), so they may be lost; keep such ALTERs to quiet moments.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use sqlparser::ast;
 
 use crate::catalog::{CheckDef, ColumnDef, DdlChange, Table};
-use crate::cluster::{Cluster, RowOp, WriteRequest};
+use crate::cluster::{Cluster, RowOp};
 use crate::error::*;
 use crate::expr::{self, eval, Bound, Env, Eval};
 use crate::plan::{self, Fetch};
@@ -676,22 +676,14 @@ fn check_row(
             ));
         }
     }
-    for (name, b) in checks {
-        let cx = Eval {
-            env,
-            row,
-            outer: None,
-            inputs: None,
-        };
-        if eval(b, &cx)? == Datum::Bool(false) {
-            return Err(SqlError::new(
-                CHECK_VIOLATION,
-                format!(
-                    "check constraint \"{name}\" of relation \"{}\" is violated by some row",
-                    table.name
-                ),
-            ));
-        }
+    if let Some(name) = stmt::failing_check(checks, row, env)? {
+        return Err(SqlError::new(
+            CHECK_VIOLATION,
+            format!(
+                "check constraint \"{name}\" of relation \"{}\" is violated by some row",
+                table.name
+            ),
+        ));
     }
     Ok(())
 }
@@ -712,8 +704,7 @@ async fn write_rewritten<C: Cluster>(
     rows: Vec<Vec<Datum>>,
 ) -> Result<(), SqlError> {
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    let mut pending: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
-    let mut queued = 0usize;
+    let mut pending: Vec<(usize, RowOp)> = Vec::with_capacity(REWRITE_BATCH_ROWS);
     for row in rows {
         let key_bytes = stmt::key_bytes_of(table, &row)?;
         if !table.primary_key.is_empty() && !seen.insert(key_bytes.clone()) {
@@ -743,37 +734,16 @@ async fn write_rewritten<C: Cluster>(
         let key: Bytes = rowcodec::row_key(table.id, &key_bytes);
         let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
         let shard = cluster.shard_of_token(token);
-        pending.entry(shard).or_default().push(RowOp::Put {
+        let op = RowOp::Put {
             key,
             value: rowcodec::encode_row(&row),
-        });
-        queued += 1;
-        if queued >= REWRITE_BATCH_ROWS {
-            send(cluster, table, std::mem::take(&mut pending)).await?;
-            queued = 0;
+        };
+        pending.push((shard, op));
+        if pending.len() >= REWRITE_BATCH_ROWS {
+            stmt::write_rows(cluster, table, std::mem::take(&mut pending)).await?;
         }
     }
-    send(cluster, table, pending).await
-}
-
-async fn send<C: Cluster>(
-    cluster: &C,
-    table: &Table,
-    pending: BTreeMap<usize, Vec<RowOp>>,
-) -> Result<(), SqlError> {
-    let constraint = table.pkey_name();
-    let futures = pending.into_iter().map(|(shard, ops)| {
-        cluster.write(
-            shard,
-            WriteRequest {
-                ops,
-                constraint: constraint.clone(),
-            },
-        )
-    });
-    for r in futures_util::future::join_all(futures).await {
-        r?;
-    }
+    stmt::write_rows(cluster, table, pending).await?;
     Ok(())
 }
 

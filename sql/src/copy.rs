@@ -840,11 +840,14 @@ fn csv_record_end(data: &[u8], o: &CopyOptions) -> Option<usize> {
     while i < data.len() {
         let b = data[i];
         if in_quote {
-            if b == o.escape && o.escape != o.quote && data.get(i + 1).is_some() {
-                if data[i + 1] == o.quote || data[i + 1] == o.escape {
-                    i += 2;
-                    continue;
-                }
+            if b == o.escape
+                && o.escape != o.quote
+                && data
+                    .get(i + 1)
+                    .is_some_and(|&next| next == o.quote || next == o.escape)
+            {
+                i += 2;
+                continue;
             }
             if b == o.quote {
                 in_quote = false;

@@ -396,6 +396,24 @@ pub(crate) fn verify_row(
             ));
         }
     }
+    if let Some(name) = failing_check(checks, row, env)? {
+        return Err(SqlError::new(
+            CHECK_VIOLATION,
+            format!(
+                "new row for relation \"{}\" violates check constraint \"{name}\"",
+                table.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The name of the first CHECK constraint `row` fails (NULL passes, as in SQL).
+pub(crate) fn failing_check<'a>(
+    checks: &'a [(String, Bound)],
+    row: &[Datum],
+    env: &Env,
+) -> Result<Option<&'a str>, SqlError> {
     for (name, b) in checks {
         let cx = Eval {
             env,
@@ -404,16 +422,10 @@ pub(crate) fn verify_row(
             inputs: None,
         };
         if eval(b, &cx)? == Datum::Bool(false) {
-            return Err(SqlError::new(
-                CHECK_VIOLATION,
-                format!(
-                    "new row for relation \"{}\" violates check constraint \"{name}\"",
-                    table.name
-                ),
-            ));
+            return Ok(Some(name));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Binds stored SQL text (a DEFAULT or CHECK expression) over a table's columns.
@@ -469,7 +481,7 @@ fn is_default_keyword(e: &ast::Expr) -> bool {
 }
 
 /// Sends per-shard write batches in parallel; returns the rows applied.
-async fn write_rows<C: Cluster>(
+pub(crate) async fn write_rows<C: Cluster>(
     cluster: &C,
     table: &Table,
     ops: Vec<(usize, RowOp)>,
