@@ -382,28 +382,7 @@ fn apply_operation(
             not_valid,
         } => match constraint {
             ast::TableConstraint::PrimaryKey(pk) => {
-                let mut columns = Vec::new();
-                for col in &pk.columns {
-                    let n = match &col.column.expr {
-                        ast::Expr::Identifier(id) => plan::ident(id),
-                        other => {
-                            return Err(not_supported(format!("primary key expression {other}")))
-                        }
-                    };
-                    let i = new.column_index(&n).ok_or_else(|| {
-                        SqlError::new(
-                            UNDEFINED_COLUMN,
-                            format!("column \"{n}\" named in key does not exist"),
-                        )
-                    })?;
-                    if columns.contains(&i) {
-                        return Err(SqlError::new(
-                            DUPLICATE_COLUMN,
-                            format!("column \"{n}\" appears twice in primary key constraint"),
-                        ));
-                    }
-                    columns.push(i);
-                }
+                let columns = stmt::primary_key_positions(pk, &new.columns)?;
                 set_primary_key(new, columns, verify_not_null)?;
             }
             ast::TableConstraint::Check(chk) => {

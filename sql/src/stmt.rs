@@ -1459,26 +1459,8 @@ pub(crate) async fn run_create_table<C: Cluster>(
                 if !primary_key.is_empty() {
                     return Err(multiple_pk());
                 }
-                for col in &pk.columns {
-                    let n = match &col.column.expr {
-                        ast::Expr::Identifier(id) => plan::ident(id),
-                        other => {
-                            return Err(not_supported(format!("primary key expression {other}")))
-                        }
-                    };
-                    let i = columns.iter().position(|x| x.name == n).ok_or_else(|| {
-                        SqlError::new(
-                            UNDEFINED_COLUMN,
-                            format!("column \"{n}\" named in key does not exist"),
-                        )
-                    })?;
-                    if primary_key.contains(&i) {
-                        return Err(SqlError::new(
-                            DUPLICATE_COLUMN,
-                            format!("column \"{n}\" appears twice in primary key constraint"),
-                        ));
-                    }
-                    primary_key.push(i);
+                primary_key = primary_key_positions(pk, &columns)?;
+                for &i in &primary_key {
                     columns[i].not_null = true;
                 }
             }
@@ -1529,6 +1511,34 @@ pub(crate) async fn run_create_table<C: Cluster>(
         changed_parameters: Vec::new(),
         notices: outcome.notices,
     })
+}
+
+/// The column positions a PRIMARY KEY (...) constraint names, in its order.
+pub(crate) fn primary_key_positions(
+    pk: &ast::PrimaryKeyConstraint,
+    columns: &[ColumnDef],
+) -> Result<Vec<usize>, SqlError> {
+    let mut positions = Vec::with_capacity(pk.columns.len());
+    for col in &pk.columns {
+        let n = match &col.column.expr {
+            ast::Expr::Identifier(id) => plan::ident(id),
+            other => return Err(not_supported(format!("primary key expression {other}"))),
+        };
+        let i = columns.iter().position(|x| x.name == n).ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_COLUMN,
+                format!("column \"{n}\" named in key does not exist"),
+            )
+        })?;
+        if positions.contains(&i) {
+            return Err(SqlError::new(
+                DUPLICATE_COLUMN,
+                format!("column \"{n}\" appears twice in primary key constraint"),
+            ));
+        }
+        positions.push(i);
+    }
+    Ok(positions)
 }
 
 fn validate_default(
