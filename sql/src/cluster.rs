@@ -218,6 +218,8 @@ pub struct ScanRequest {
     pub(crate) env: Arc<Env>,
     /// Read only this row key (a point lookup on the whole primary key).
     pub(crate) point: Option<Bytes>,
+    /// Read only the rows this secondary-index range points at (then filter them as usual).
+    pub(crate) index: Option<crate::index::IndexRange>,
     /// Return each row's storage key too (UPDATE and DELETE).
     pub(crate) with_keys: bool,
     /// Work beyond the filter (None: return the whole filtered rows).
@@ -360,6 +362,9 @@ pub struct WriteRequest {
     pub(crate) ops: Vec<RowOp>,
     /// For the unique-violation message.
     pub(crate) constraint: String,
+    /// The secondary indexes of the rows' table: each op updates their entries in the same
+    /// batch.
+    pub(crate) indexes: Vec<crate::index::IndexSpec>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -396,6 +401,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     let left = TableScan {
         table: &req.table,
         point: req.point.as_ref(),
+        index: req.index.as_ref(),
         env: &req.env,
         first_batch: sink.first_batch(),
         wanted: wanted.as_deref(),
@@ -418,6 +424,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
             let right = TableScan {
                 table: &join.table,
                 point: join.point.as_ref(),
+                index: None,
                 env: &req.env,
                 first_batch: BATCH_ROWS,
                 wanted: None,
@@ -587,6 +594,7 @@ impl ScanBatch {
 struct TableScan<'a> {
     table: &'a Table,
     point: Option<&'a Bytes>,
+    index: Option<&'a crate::index::IndexRange>,
     env: &'a Env,
     /// Rows in the first batch; each later batch doubles it, up to [`BATCH_ROWS`]. A
     /// fragment that wants few rows (LIMIT) starts small, not to read far past them.
@@ -615,6 +623,9 @@ impl TableScan<'_> {
             }
             return Ok(());
         }
+        if let Some(range) = self.index {
+            return self.run_indexed(lsm, rt, range, each).await;
+        }
         let prefix = table_prefix(self.table.id);
         let mut iter = lsm
             .prefix_iter(&prefix, None)
@@ -628,6 +639,64 @@ impl TableScan<'_> {
             }
             batch.rows.push(self.decode(iter.value())?);
             iter.next().await.map_err(storage_error)?;
+            if batch.rows.len() >= size {
+                if !each(std::mem::take(&mut batch))? {
+                    return Ok(());
+                }
+                size = (size * 2).min(BATCH_ROWS);
+                self.env.check_cancelled()?;
+                rt.yield_if_needed().await;
+            }
+        }
+        if !batch.rows.is_empty() {
+            each(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The rows an index range points at, in storage-key order (the order a full scan
+    /// gives), in batches.
+    async fn run_indexed<F: FileSystem + Clone + 'static, R: Runtime>(
+        &self,
+        lsm: &Lsm<F, R>,
+        rt: &R,
+        range: &crate::index::IndexRange,
+        mut each: impl FnMut(ScanBatch) -> Result<bool, SqlError>,
+    ) -> Result<(), SqlError> {
+        let mut row_keys: Vec<Bytes> = Vec::new();
+        // Entries left from before an ALTER TABLE rewrite point at the old table id's rows,
+        // which have the old row layout: only this table's rows are read.
+        let table_keys = table_prefix(self.table.id);
+        {
+            let mut iter = lsm.iter(helios_engine::lsm::ReadOptions {
+                snapshot: None,
+                upper_bound: Some(Bytes::copy_from_slice(&range.upper)),
+            });
+            iter.seek(&range.lower).await.map_err(storage_error)?;
+            while iter.valid() {
+                if let Some(row_key) =
+                    crate::index::row_key_of(iter.key()).filter(|k| k.starts_with(&table_keys))
+                {
+                    row_keys.push(Bytes::copy_from_slice(row_key));
+                    rows_budget(row_keys.len())?;
+                }
+                iter.next().await.map_err(storage_error)?;
+            }
+        }
+        row_keys.sort_unstable();
+        row_keys.dedup();
+        let mut size = self.first_batch.clamp(1, BATCH_ROWS);
+        let mut batch = ScanBatch::default();
+        for key in row_keys {
+            // A stale entry (its row changed or gone) finds nothing, or a row the filter
+            // then refuses.
+            let Some(value) = lsm.get(&key, None).await.map_err(storage_error)? else {
+                continue;
+            };
+            batch.rows.push(self.decode(&value)?);
+            if self.keep_keys {
+                batch.keys.push(key);
+            }
             if batch.rows.len() >= size {
                 if !each(std::mem::take(&mut batch))? {
                     return Ok(());
@@ -1131,6 +1200,9 @@ pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
         }
         outcome.applied += 1;
     }
+    if !req.indexes.is_empty() {
+        add_index_entries(lsm, &req.indexes, &mut batch).await?;
+    }
     if batch.is_empty() {
         outcome.lsn = lsm.wal().last_lsn();
         return Ok(outcome);
@@ -1138,6 +1210,69 @@ pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm.wait_for_write_room().await.map_err(storage_error)?;
     outcome.lsn = lsm.write_owned(batch).map_err(storage_error)?;
     Ok(outcome)
+}
+
+/// Adds to a batch of row writes the index entries they change: for each row written, the
+/// entries of its previous version (the batch's own earlier write of it, else the tree's)
+/// are deleted and those of the new version put, skipping entries that stay the same.
+async fn add_index_entries<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    specs: &[crate::index::IndexSpec],
+    batch: &mut WriteBatch,
+) -> Result<(), SqlError> {
+    use helios_engine::lsm::key::ValueKind;
+    let width = specs
+        .iter()
+        .flat_map(|s| s.columns.iter())
+        .max()
+        .map_or(0, |m| m + 1);
+    let entries_of = |row_key: &[u8], value: &Bytes| -> Result<Vec<Bytes>, SqlError> {
+        let row = decode_row(value, width).map_err(storage_error)?;
+        specs
+            .iter()
+            .map(|spec| crate::index::entry_key(spec, &row, row_key))
+            .collect()
+    };
+    let writes: Vec<(ValueKind, Bytes, Bytes)> = batch.entries().to_vec();
+    let mut latest: HashMap<Bytes, Option<Bytes>> = HashMap::new();
+    let mut changes: Vec<(bool, Bytes)> = Vec::new();
+    for (kind, key, value) in writes {
+        if key.first() != Some(&rowcodec::ROW_PREFIX) {
+            continue;
+        }
+        let old = match latest.get(&key) {
+            Some(v) => v.clone(),
+            None => lsm.get(&key, None).await.map_err(storage_error)?,
+        };
+        let new = (kind == ValueKind::Put).then_some(value);
+        let old_entries = match &old {
+            Some(v) => entries_of(&key, v)?,
+            None => Vec::new(),
+        };
+        let new_entries = match &new {
+            Some(v) => entries_of(&key, v)?,
+            None => Vec::new(),
+        };
+        for e in &old_entries {
+            if !new_entries.contains(e) {
+                changes.push((false, e.clone()));
+            }
+        }
+        for e in new_entries {
+            if !old_entries.contains(&e) {
+                changes.push((true, e));
+            }
+        }
+        latest.insert(key, new);
+    }
+    for (put, entry) in changes {
+        if put {
+            batch.put(entry, Bytes::new());
+        } else {
+            batch.delete(entry);
+        }
+    }
+    Ok(())
 }
 
 /// The new version of `current` under `spec` (None: its filter is not true). `input` is what

@@ -875,6 +875,8 @@ pub struct CopyLoader {
     /// Bound DEFAULT of each column not among the targets (None: NULL).
     defaults: Vec<Option<Bound>>,
     checks: Vec<(String, Bound)>,
+    /// The table's secondary indexes, kept with its rows.
+    indexes: Vec<crate::index::IndexSpec>,
     /// Bytes of an incomplete record carried to the next chunk.
     partial: Vec<u8>,
     /// Records read so far (the header included): the line number of errors.
@@ -931,7 +933,9 @@ impl CopyLoader {
             });
         }
         let checks = stmt::bind_checks(session, cluster_catalog, &table)?;
+        let indexes = crate::index::specs_for(cluster_catalog, &table);
         Ok(CopyLoader {
+            indexes,
             table,
             targets,
             options,
@@ -1049,6 +1053,7 @@ impl CopyLoader {
                 let request = WriteRequest {
                     ops: chunk.to_vec(),
                     constraint: String::new(),
+                    indexes: self.indexes.clone(),
                 };
                 // Best effort: the COPY's own error is what the client hears; a shard that
                 // cannot delete now has failed for good and is refusing every write.
@@ -1187,6 +1192,7 @@ impl CopyLoader {
                 WriteRequest {
                     ops,
                     constraint: constraint.clone(),
+                    indexes: self.indexes.clone(),
                 },
             )
         });

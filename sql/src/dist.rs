@@ -121,6 +121,7 @@ pub(crate) async fn fetch<C: Cluster>(
         filter: f.filter.clone().map(Arc::new),
         env: Arc::new(env.clone()),
         point: point.clone(),
+        index: index_range(cluster, f, point.is_some(), env)?,
         with_keys,
         push: push.clone(),
     };
@@ -164,6 +165,21 @@ async fn scan_shards<C: Cluster>(
         .collect()
 }
 
+/// The index range a fetch's scan fragments read instead of the whole table (None: no
+/// index helps, or a point read needs none).
+fn index_range<C: Cluster>(
+    cluster: &C,
+    f: &Fetch,
+    point: bool,
+    env: &Env,
+) -> Result<Option<crate::index::IndexRange>, SqlError> {
+    if point || f.filter.is_none() {
+        return Ok(None);
+    }
+    let specs = crate::index::specs_for(&cluster.catalog(), &f.table);
+    crate::index::choose(&f.table, &specs, f.filter.as_ref(), env)
+}
+
 /// The filtered whole rows of a fetch that has nothing pushed into it.
 async fn plain_rows<C: Cluster>(cluster: &C, f: &Fetch, env: &Env) -> Result<Vec<Row>, SqlError> {
     let point = point_key(&f.table, f.filter.as_ref(), env)?;
@@ -172,6 +188,7 @@ async fn plain_rows<C: Cluster>(cluster: &C, f: &Fetch, env: &Env) -> Result<Vec
         filter: f.filter.clone().map(Arc::new),
         env: Arc::new(env.clone()),
         point: point.clone(),
+        index: index_range(cluster, f, point.is_some(), env)?,
         with_keys: false,
         push: None,
     };

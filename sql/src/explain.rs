@@ -75,7 +75,15 @@ fn fragment_lines<C: Cluster>(
             let token = crate::rowcodec::storage_key_token(&key).unwrap_or_default();
             format!("primary key; shard {} only", cluster.shard_of_token(token))
         }
-        None => format!("every shard: 0..{} in parallel", cluster.shard_count()),
+        None => {
+            let specs = crate::index::specs_for(&cluster.catalog(), &f.table);
+            let index = crate::index::choose(&f.table, &specs, f.filter.as_ref(), env)?;
+            let shards = format!("every shard: 0..{} in parallel", cluster.shard_count());
+            match index.and_then(|r| index_name(cluster, &f.table, r.index_id)) {
+                Some(name) => format!("index {name}; {shards}"),
+                None => shards,
+            }
+        }
     };
     if f.push.absorbed {
         absorbed_lines(index, f, fetches, &where_, lines);
@@ -100,6 +108,19 @@ fn fragment_lines<C: Cluster>(
     };
     join_lines(index, f, join, fetches, &where_, env, lines);
     Ok(())
+}
+
+/// The name of index `id` of `table`.
+fn index_name<C: Cluster>(cluster: &C, table: &crate::catalog::Table, id: u32) -> Option<String> {
+    let catalog = cluster.catalog();
+    catalog.databases.values().find_map(|d| {
+        d.schemas
+            .get(&table.schema)?
+            .indexes
+            .values()
+            .find(|i| i.id == id && i.table == table.name)
+            .map(|i| i.name.clone())
+    })
 }
 
 /// A fragment that joins its rows with another fetch's: how, the filters and conditions it

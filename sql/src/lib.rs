@@ -20,6 +20,7 @@ mod exec;
 mod explain;
 mod expr;
 mod funcs;
+mod index;
 mod json;
 mod numeric;
 mod pgcatalog;

@@ -500,12 +500,14 @@ async fn write_rows_returning<C: Cluster>(
         per_shard.entry(shard).or_default().push(op);
     }
     let constraint = table.pkey_name();
+    let indexes = crate::index::specs_for(&cluster.catalog(), table);
     let futures = per_shard.into_iter().map(|(shard, ops)| {
         cluster.write(
             shard,
             WriteRequest {
                 ops,
                 constraint: constraint.clone(),
+                indexes: indexes.clone(),
             },
         )
     });
@@ -1793,6 +1795,7 @@ pub(crate) async fn run_create_index<C: Cluster>(
         Some(n) => plan::split_name(n)?.1,
         None => default_index_name(&table, &columns),
     };
+    let index_name = name.clone();
     let change = DdlChange::CreateIndex {
         database: session.database().to_string(),
         schema: table.schema.clone(),
@@ -1806,12 +1809,60 @@ pub(crate) async fn run_create_index<C: Cluster>(
         if_not_exists: ci.if_not_exists,
     };
     let outcome = cluster.ddl(change).await?;
+    if outcome.notices.is_empty() {
+        backfill_index(session, cluster, &table, &index_name).await?;
+    }
     Ok(StatementResult::Command {
         tag: "CREATE INDEX".to_string(),
         changed_parameters: Vec::new(),
         notices: outcome.notices,
     })
 }
+
+/// Writes the entries of a new index for the rows the table has. Rows written from now on
+/// maintain their own entries (every shard has the new catalog once CREATE INDEX's catalog
+/// change is acknowledged), so the scan that follows the change sees every older row.
+async fn backfill_index<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    table: &Arc<Table>,
+    index_name: &str,
+) -> Result<(), SqlError> {
+    let catalog = cluster.catalog();
+    let Some(def) = catalog
+        .database(session.database())
+        .and_then(|d| d.schemas.get(&table.schema))
+        .and_then(|s| s.indexes.get(index_name))
+    else {
+        return Ok(());
+    };
+    let spec = crate::index::IndexSpec {
+        id: def.id,
+        columns: def.columns.clone(),
+    };
+    let env = Env::of(session);
+    let scanned =
+        crate::dist::fetch(cluster, &Fetch::new(table.clone(), None), &[], &env, true).await?;
+    let mut ops = Vec::with_capacity(BACKFILL_BATCH_ROWS);
+    for (row, key) in scanned.rows.iter().zip(&scanned.keys) {
+        let entry = crate::index::entry_key(&spec, row, key)?;
+        ops.push((
+            shard_of_key(cluster, key),
+            RowOp::Put {
+                key: entry,
+                value: Bytes::new(),
+            },
+        ));
+        if ops.len() >= BACKFILL_BATCH_ROWS {
+            write_rows(cluster, table, std::mem::take(&mut ops)).await?;
+        }
+    }
+    write_rows(cluster, table, ops).await?;
+    Ok(())
+}
+
+/// Index entries written per round of a backfill.
+const BACKFILL_BATCH_ROWS: usize = 4096;
 
 /// PostgreSQL's generated name: `table_col1_col2_idx`.
 fn default_index_name(table: &Table, columns: &[usize]) -> String {

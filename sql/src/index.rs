@@ -1,0 +1,317 @@
+//! Secondary indexes: local to each shard's rows, kept in the same write batch as the rows,
+//! read by scan fragments for equality and range predicates on an index's first column.
+//!
+//! Entry key: `0x82 index_id:u32 (column value)* row_key row_key_len:u16`, empty value. Each
+//! column value is `0x00` for NULL, else `0x01` and the value's order-preserving key bytes
+//! (`rowcodec::encode_key_datum`, self-delimiting), so the entries of one first-column value
+//! are one key range. The row's storage key and its length close the entry, so entries with
+//! equal values are distinct and the row key is read back from the end.
+//!
+//! A fragment that reads through an index collects the row keys of the entries in range,
+//! sorts them (so rows come in the storage-key order a full scan gives), reads each row and
+//! then applies the whole filter as a scan would: an entry whose row has changed or gone
+//! since (a stale entry) is harmless; only a missing entry could lose a row, and every write
+//! of a row updates its entries in the row's own batch.
+
+use std::ops::Bound as Edge;
+
+use bytes::Bytes;
+
+use crate::catalog::{Catalog, Table};
+use crate::error::*;
+use crate::expr::{eval, Bound, Cmp, Env, Eval, Kind};
+use crate::rowcodec;
+use crate::types::{Datum, SqlType};
+
+/// First byte of every index entry key (rows are 0x80, the catalog 0x81).
+pub const INDEX_PREFIX: u8 = 0x82;
+
+/// What a shard needs to maintain one index of a table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub id: u32,
+    /// Column positions in the table.
+    pub columns: Vec<usize>,
+}
+
+/// The indexes of `table` as of `catalog` (found by the table's id: ids are unique across
+/// databases).
+pub(crate) fn specs_for(catalog: &Catalog, table: &Table) -> Vec<IndexSpec> {
+    for database in catalog.databases.values() {
+        let Some(schema) = database.schemas.get(&table.schema) else {
+            continue;
+        };
+        if schema
+            .tables
+            .get(&table.name)
+            .is_none_or(|t| t.id != table.id)
+        {
+            continue;
+        }
+        return schema
+            .indexes
+            .values()
+            .filter(|i| i.table == table.name && i.columns.iter().all(|&c| c < table.columns.len()))
+            .map(|i| IndexSpec {
+                id: i.id,
+                columns: i.columns.clone(),
+            })
+            .collect();
+    }
+    Vec::new()
+}
+
+fn index_prefix(id: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(5);
+    p.push(INDEX_PREFIX);
+    p.extend_from_slice(&id.to_be_bytes());
+    p
+}
+
+fn encode_value(out: &mut Vec<u8>, d: &Datum) -> Result<(), SqlError> {
+    if *d == Datum::Null {
+        out.push(0);
+        return Ok(());
+    }
+    out.push(1);
+    rowcodec::encode_key_datum(out, d)
+}
+
+/// The entry of `row` (stored under `row_key`) in index `spec`.
+pub(crate) fn entry_key(
+    spec: &IndexSpec,
+    row: &[Datum],
+    row_key: &[u8],
+) -> Result<Bytes, SqlError> {
+    let mut key = index_prefix(spec.id);
+    for &c in &spec.columns {
+        encode_value(&mut key, row.get(c).unwrap_or(&Datum::Null))?;
+    }
+    let len = u16::try_from(row_key.len())
+        .map_err(|_| SqlError::new(PROGRAM_LIMIT_EXCEEDED, "row key too long to index"))?;
+    key.extend_from_slice(row_key);
+    key.extend_from_slice(&len.to_be_bytes());
+    Ok(Bytes::from(key))
+}
+
+/// The row key an entry points at (None: not an entry this code wrote).
+pub(crate) fn row_key_of(entry: &[u8]) -> Option<&[u8]> {
+    let n = entry.len();
+    if n < 7 {
+        return None;
+    }
+    let len = u16::from_be_bytes([entry[n - 2], entry[n - 1]]) as usize;
+    entry.get(n - 2 - len..n - 2)
+}
+
+/// A key range of one index: entries from `lower` (inclusive) up to `upper` (exclusive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexRange {
+    pub index_id: u32,
+    pub lower: Vec<u8>,
+    pub upper: Vec<u8>,
+}
+
+/// Whether values of type `ty` have key bytes in value order (numeric's do not: it is keyed
+/// by its normalized text).
+fn ordered(ty: SqlType) -> bool {
+    !matches!(ty, SqlType::Numeric)
+}
+
+/// The smallest byte string greater than every string starting with `prefix`.
+fn after_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last != 0xFF {
+            p.push(last + 1);
+            return p;
+        }
+    }
+    vec![0xFF; prefix.len() + 1]
+}
+
+/// An index range that holds every row `filter` can pass, from a conjunct `column op
+/// constant` on the first column of one of `indexes` (equality first, else the tightest
+/// bounds); None when no index helps.
+pub(crate) fn choose(
+    table: &Table,
+    indexes: &[IndexSpec],
+    filter: Option<&Bound>,
+    env: &Env,
+) -> Result<Option<IndexRange>, SqlError> {
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
+    if indexes.is_empty() {
+        return Ok(None);
+    }
+    let mut conjuncts = Vec::new();
+    filter.clone().into_conjuncts(&mut conjuncts);
+    let mut best: Option<(u8, IndexRange)> = None;
+    for spec in indexes {
+        let first = spec.columns[0];
+        let column_ty = table.columns[first].ty;
+        let prefix = index_prefix(spec.id);
+        let mut lower: Edge<Vec<u8>> = Edge::Unbounded;
+        let mut upper: Edge<Vec<u8>> = Edge::Unbounded;
+        let mut equal: Option<Vec<u8>> = None;
+        for c in &conjuncts {
+            let Some((col, op, value)) = column_comparison(c) else {
+                continue;
+            };
+            if col != first || value.ty != column_ty {
+                continue;
+            }
+            let v = eval(value, &Eval::new(env))?;
+            if v == Datum::Null {
+                // `col op NULL` passes no row: an empty range.
+                return Ok(Some(IndexRange {
+                    index_id: spec.id,
+                    lower: prefix.clone(),
+                    upper: prefix.clone(),
+                }));
+            }
+            let mut bytes = prefix.clone();
+            encode_value(&mut bytes, &v)?;
+            match op {
+                Cmp::Eq => equal = Some(bytes),
+                _ if !ordered(column_ty) => {}
+                Cmp::Gt => lower = tighter_lower(lower, Edge::Excluded(bytes)),
+                Cmp::Ge => lower = tighter_lower(lower, Edge::Included(bytes)),
+                Cmp::Lt => upper = tighter_upper(upper, Edge::Excluded(bytes)),
+                Cmp::Le => upper = tighter_upper(upper, Edge::Included(bytes)),
+                Cmp::Ne => {}
+            }
+        }
+        let (rank, range) = if let Some(eq) = equal {
+            (
+                2,
+                IndexRange {
+                    index_id: spec.id,
+                    upper: after_prefix(&eq),
+                    lower: eq,
+                },
+            )
+        } else if lower != Edge::Unbounded || upper != Edge::Unbounded {
+            // Non-NULL values only: a range comparison never passes NULL.
+            let mut non_null = prefix.clone();
+            non_null.push(1);
+            let lower = match lower {
+                Edge::Unbounded => non_null.clone(),
+                Edge::Included(b) => b,
+                Edge::Excluded(b) => after_prefix(&b),
+            };
+            let upper = match upper {
+                Edge::Unbounded => after_prefix(&non_null),
+                Edge::Included(b) => after_prefix(&b),
+                Edge::Excluded(b) => b,
+            };
+            (
+                1,
+                IndexRange {
+                    index_id: spec.id,
+                    lower,
+                    upper,
+                },
+            )
+        } else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(r, _)| rank > *r) {
+            best = Some((rank, range));
+        }
+    }
+    Ok(best.map(|(_, r)| r))
+}
+
+fn tighter_lower(a: Edge<Vec<u8>>, b: Edge<Vec<u8>>) -> Edge<Vec<u8>> {
+    let key = |e: &Edge<Vec<u8>>| match e {
+        Edge::Unbounded => None,
+        Edge::Included(v) => Some((v.clone(), 0)),
+        Edge::Excluded(v) => Some((v.clone(), 1)),
+    };
+    if key(&b) > key(&a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn tighter_upper(a: Edge<Vec<u8>>, b: Edge<Vec<u8>>) -> Edge<Vec<u8>> {
+    let key = |e: &Edge<Vec<u8>>| match e {
+        Edge::Unbounded => None,
+        Edge::Included(v) => Some((v.clone(), 1)),
+        Edge::Excluded(v) => Some((v.clone(), 0)),
+    };
+    match (key(&a), key(&b)) {
+        (None, _) => b,
+        (_, None) => a,
+        (Some(x), Some(y)) if y < x => b,
+        _ => a,
+    }
+}
+
+/// `column op value` (or `value op column`, flipped) with a constant or parameter value.
+fn column_comparison(b: &Bound) -> Option<(usize, Cmp, &Bound)> {
+    let Kind::Cmp {
+        op,
+        l,
+        r,
+        null_safe: false,
+    } = &b.kind
+    else {
+        return None;
+    };
+    let constant = |e: &Bound| e.is_constant() || matches!(e.kind, Kind::Param(_));
+    match (&l.kind, &r.kind) {
+        (Kind::Column(i), _) if constant(r) => Some((*i, *op, r)),
+        (_, Kind::Column(i)) if constant(l) => Some((
+            *i,
+            match op {
+                Cmp::Lt => Cmp::Gt,
+                Cmp::Le => Cmp::Ge,
+                Cmp::Gt => Cmp::Lt,
+                Cmp::Ge => Cmp::Le,
+                other => *other,
+            },
+            l,
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_give_back_their_row_keys_and_group_by_value() {
+        let spec = IndexSpec {
+            id: 7,
+            columns: vec![1],
+        };
+        let row_a = vec![Datum::Int(1), Datum::Int(5)];
+        let row_b = vec![Datum::Int(2), Datum::Int(5)];
+        let row_c = vec![Datum::Int(3), Datum::Int(6)];
+        let a = entry_key(&spec, &row_a, b"\x80rowkey-a").unwrap();
+        let b = entry_key(&spec, &row_b, b"\x80rowkey-bb").unwrap();
+        let c = entry_key(&spec, &row_c, b"\x80c").unwrap();
+        assert_eq!(row_key_of(&a), Some(&b"\x80rowkey-a"[..]));
+        assert_eq!(row_key_of(&b), Some(&b"\x80rowkey-bb"[..]));
+        let mut five = index_prefix(7);
+        encode_value(&mut five, &Datum::Int(5)).unwrap();
+        let end = after_prefix(&five);
+        for (entry, inside) in [(&a, true), (&b, true), (&c, false)] {
+            assert_eq!(
+                entry[..] >= five[..] && entry[..] < end[..],
+                inside,
+                "{entry:?}"
+            );
+        }
+        let null = entry_key(&spec, &[Datum::Int(4), Datum::Null], b"\x80n").unwrap();
+        assert!(
+            null < a,
+            "NULL entries sort first, outside every value's range"
+        );
+    }
+}
