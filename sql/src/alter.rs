@@ -90,6 +90,8 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     };
     let env = Env::of(session);
     let mut new = (*old).clone();
+    // Column positions and rows may change: statistics wait for the next ANALYZE.
+    new.stats = None;
     let mut shape = RowShape {
         sources: (0..old.columns.len()).map(Some).collect(),
         defaults: vec![None; old.columns.len()],

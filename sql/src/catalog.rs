@@ -147,6 +147,27 @@ pub struct Table {
     /// Column positions of the primary key; empty: rows are keyed by a hidden row id.
     pub primary_key: Vec<usize>,
     pub checks: Vec<CheckDef>,
+    /// What ANALYZE last gathered (None: never analyzed, or the columns changed since).
+    #[serde(default)]
+    pub stats: Option<TableStats>,
+}
+
+/// A table's statistics, from ANALYZE: its row count and, per column, a sample's shape.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TableStats {
+    pub rows: u64,
+    pub columns: Vec<ColumnStats>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ColumnStats {
+    /// Fraction of the sample that is NULL.
+    pub null_frac: f64,
+    /// Distinct non-NULL values in the sample.
+    pub distinct: u64,
+    /// Up to 101 equally spaced values of the sorted non-NULL sample, as their order-preserving
+    /// key bytes (empty for types whose key bytes are not in value order).
+    pub histogram: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -238,6 +259,14 @@ pub enum DdlChange {
     /// Takes a fresh id (for the rows of a table being rewritten), durably, so that no later
     /// object is given it.
     ReserveId,
+    /// ANALYZE's result for table `name` (if it still has id `id`).
+    SetStats {
+        database: String,
+        schema: String,
+        name: String,
+        id: u32,
+        stats: TableStats,
+    },
     /// ALTER TABLE: replaces table `old_name` (which must still have id `old_id`, else it
     /// changed meanwhile) with `table`. A new id means its rows were rewritten under that id:
     /// the old id's rows are then deleted. A new name renames its indexes' and serial
@@ -699,6 +728,19 @@ impl Catalog {
             DdlChange::ReserveId => {
                 outcome.reserved_id = Some(self.take_id());
             }
+            DdlChange::SetStats {
+                database,
+                schema,
+                name,
+                id,
+                stats,
+            } => {
+                let schema = self.schema_mut(&database, &schema)?;
+                // A table dropped or rewritten meanwhile keeps what it has.
+                if let Some(table) = schema.tables.get_mut(&name).filter(|t| t.id == id) {
+                    Arc::make_mut(table).stats = Some(stats);
+                }
+            }
             DdlChange::AlterTable {
                 database,
                 schema,
@@ -847,6 +889,7 @@ mod tests {
             }],
             primary_key: vec![],
             checks: vec![],
+            stats: None,
         }
     }
 

@@ -114,7 +114,7 @@ pub struct IndexRange {
 
 /// Whether values of type `ty` have key bytes in value order (numeric's do not: it is keyed
 /// by its normalized text).
-fn ordered(ty: SqlType) -> bool {
+pub(crate) fn ordered(ty: SqlType) -> bool {
     !matches!(ty, SqlType::Numeric)
 }
 
@@ -217,11 +217,43 @@ pub(crate) fn choose(
         } else {
             continue;
         };
+        if too_broad(table, first, rank == 2, &range) {
+            continue;
+        }
         if best.as_ref().is_none_or(|(r, _)| rank > *r) {
             best = Some((rank, range));
         }
     }
     Ok(best.map(|(_, r)| r))
+}
+
+/// An index range expected to hold more than this fraction of a table's rows is not used:
+/// reading each row by key would cost more than scanning them all.
+const INDEX_FRACTION_MAX: f64 = 0.2;
+
+/// Whether ANALYZE's statistics say the range holds too much of the table for an index to
+/// pay (without statistics, every usable index is used).
+fn too_broad(table: &Table, column: usize, equality: bool, range: &IndexRange) -> bool {
+    let Some(stats) = table.stats.as_ref().and_then(|s| s.columns.get(column)) else {
+        return false;
+    };
+    let non_null = 1.0 - stats.null_frac;
+    let fraction = if equality {
+        non_null / stats.distinct.max(1) as f64
+    } else {
+        // Strip the index prefix and the non-NULL tag: what is left are value key bytes.
+        const VALUE_AT: usize = 6;
+        let lower = range.lower.get(VALUE_AT..).unwrap_or(&[]);
+        let upper: Option<&[u8]> = match range.upper.get(VALUE_AT - 1) {
+            Some(1) => range.upper.get(VALUE_AT..),
+            _ => None,
+        };
+        match crate::analyze::range_fraction(stats, lower, upper) {
+            Some(f) => f * non_null,
+            None => return false,
+        }
+    };
+    fraction > INDEX_FRACTION_MAX
 }
 
 fn tighter_lower(a: Edge<Vec<u8>>, b: Edge<Vec<u8>>) -> Edge<Vec<u8>> {

@@ -10,6 +10,7 @@
 //! extended protocol; it knows nothing of SQL.
 
 mod alter;
+mod analyze;
 mod catalog;
 mod cluster;
 mod copy;
@@ -136,7 +137,8 @@ pub async fn execute_simple<C: Cluster>(
         return vec![r];
     }
     if let Some(tables) = vacuum_tables(sql) {
-        let r = run_maintenance(session, cluster, "VACUUM", &tables);
+        let analyze = vacuum_analyzes(sql);
+        let r = run_maintenance(session, cluster, "VACUUM", &tables, analyze).await;
         if r.is_err() {
             session.statement_failed();
         }
@@ -553,7 +555,7 @@ async fn execute<C: Cluster>(
                 Some(name) => vec![object_name(name).to_lowercase()],
                 None => Vec::new(),
             };
-            run_maintenance(session, cluster, "ANALYZE", &tables)
+            run_maintenance(session, cluster, "ANALYZE", &tables, true).await
         }
         S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => {
             stmt::run_transaction_control(session, statement)
@@ -585,6 +587,25 @@ async fn execute<C: Cluster>(
 /// string that is one VACUUM is recognized here: `VACUUM [options] [table [, ...]]`, options
 /// being FULL, FREEZE, VERBOSE, ANALYZE or a parenthesized list. Returns the table names
 /// (lower-cased unless quoted), or None when the string is not a VACUUM.
+/// Whether a VACUUM statement asks for ANALYZE too (`VACUUM ANALYZE`, `VACUUM (ANALYZE)`).
+fn vacuum_analyzes(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let options = match lower.find('(') {
+        Some(open) => &lower[..lower[open..].find(')').map_or(lower.len(), |c| open + c)],
+        None => &lower[..],
+    };
+    options
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .take_while(|w| {
+            w.is_empty()
+                || [
+                    "vacuum", "full", "freeze", "verbose", "analyze", "analyse", "true", "on",
+                ]
+                .contains(w)
+        })
+        .any(|w| w == "analyze" || w == "analyse")
+}
+
 fn vacuum_tables(sql: &str) -> Option<Vec<String>> {
     let body = sql.trim().trim_end_matches(';').trim();
     let first = body.split_ascii_whitespace().next()?;
@@ -617,14 +638,16 @@ fn vacuum_tables(sql: &str) -> Option<Vec<String>> {
     Some(tables)
 }
 
-/// VACUUM and ANALYZE: helios reclaims space by LSM compaction, continuously, and its planner
-/// keeps no statistics yet, so both have nothing to do beyond checking that the tables named
-/// exist (as PostgreSQL does, with 42P01).
-fn run_maintenance<C: Cluster>(
-    session: &Session,
+/// VACUUM and ANALYZE. helios reclaims space by LSM compaction, continuously, so VACUUM has
+/// nothing to do beyond checking that the tables named exist (as PostgreSQL does, with
+/// 42P01); ANALYZE (and VACUUM ANALYZE) gathers each table's statistics (`analyze.rs`), all
+/// of the database's tables when none is named.
+async fn run_maintenance<C: Cluster>(
+    session: &mut Session,
     cluster: &C,
     tag: &str,
     tables: &[String],
+    analyze: bool,
 ) -> Result<StatementResult, SqlError> {
     if tag == "VACUUM" && session.transaction != TransactionState::Idle {
         return Err(SqlError::new(
@@ -633,6 +656,7 @@ fn run_maintenance<C: Cluster>(
         ));
     }
     let catalog = cluster.catalog();
+    let mut found = Vec::new();
     for name in tables {
         let (schema, table) = match name.split_once('.') {
             Some((s, t)) => (Some(s), t),
@@ -640,11 +664,24 @@ fn run_maintenance<C: Cluster>(
         };
         let path = session.search_path();
         let schema = catalog.resolve_schema(session.database(), schema, &path, table);
-        if schema.is_none() || catalog.table(session.database(), schema, table).is_none() {
-            return Err(SqlError::new(
-                UNDEFINED_TABLE,
-                format!("relation \"{name}\" does not exist"),
-            ));
+        match schema.and_then(|s| catalog.table(session.database(), Some(s), table)) {
+            Some(t) => found.push(t.clone()),
+            None => {
+                return Err(SqlError::new(
+                    UNDEFINED_TABLE,
+                    format!("relation \"{name}\" does not exist"),
+                ))
+            }
+        }
+    }
+    if analyze {
+        if tables.is_empty() {
+            if let Some(db) = catalog.database(session.database()) {
+                found.extend(db.schemas.values().flat_map(|s| s.tables.values().cloned()));
+            }
+        }
+        for table in &found {
+            analyze::analyze_table(session, cluster, table).await?;
         }
     }
     Ok(StatementResult::Command {

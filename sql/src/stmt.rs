@@ -1486,6 +1486,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
         columns,
         primary_key,
         checks,
+        stats: None,
     };
     // CHECK expressions must bind over the table's columns and be boolean.
     for chk in &table.checks {

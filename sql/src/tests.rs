@@ -1977,3 +1977,52 @@ fn secondary_indexes_answer_equality_and_ranges_and_follow_writes() {
         .collect();
     script(3, &steps);
 }
+
+#[test]
+fn analyze_gathers_statistics_that_decide_when_an_index_pays() {
+    script(
+        2,
+        &[
+            (
+                "CREATE TABLE st (id int PRIMARY KEY, flag int, v int)",
+                "CREATE TABLE ",
+            ),
+            (
+                "INSERT INTO st SELECT g, g % 2, g FROM generate_series(1, 1000) g",
+                "INSERT 0 1000",
+            ),
+            ("CREATE INDEX st_flag ON st (flag)", "CREATE INDEX "),
+            ("CREATE INDEX st_v ON st (v)", "CREATE INDEX "),
+            // Without statistics every usable index is used.
+            (
+                "EXPLAIN SELECT id FROM st WHERE flag = 1",
+                "~index st_flag;",
+            ),
+            ("EXPLAIN SELECT id FROM st WHERE v > 10", "~index st_v;"),
+            ("ANALYZE st", "ANALYZE "),
+            // Half the rows match flag = 1, 99% match v > 10: a scan is cheaper.
+            (
+                "EXPLAIN SELECT id FROM st WHERE flag = 1",
+                "~(every shard: 0..2 in parallel)",
+            ),
+            (
+                "EXPLAIN SELECT id FROM st WHERE v > 10",
+                "~(every shard: 0..2 in parallel)",
+            ),
+            // A selective predicate still goes through its index.
+            ("EXPLAIN SELECT id FROM st WHERE v = 10", "~index st_v;"),
+            ("EXPLAIN SELECT id FROM st WHERE v < 50", "~index st_v;"),
+            (
+                "SELECT count(*) FROM st WHERE v < 50",
+                "count:20 => 49 [SELECT 1]",
+            ),
+            (
+                "SELECT count(*) FROM st WHERE flag = 1",
+                "count:20 => 500 [SELECT 1]",
+            ),
+            ("VACUUM ANALYZE", "VACUUM "),
+            ("VACUUM (ANALYZE) st", "VACUUM "),
+            ("ANALYZE nope", "ERR 42P01 relation \"nope\" does not exist"),
+        ],
+    );
+}
