@@ -401,7 +401,14 @@ fn broadcast(
         return None;
     }
     let other_is_left = match kind {
-        JoinKind::Inner => smallness(&rw.fetches[a]) > smallness(&rw.fetches[b]),
+        JoinKind::Inner => match (
+            estimated_rows(&rw.fetches[a]),
+            estimated_rows(&rw.fetches[b]),
+        ) {
+            // Both tables analyzed: the side expected to return fewer rows is broadcast.
+            (Some(ea), Some(eb)) => ea < eb,
+            _ => smallness(&rw.fetches[a]) > smallness(&rw.fetches[b]),
+        },
         JoinKind::Left => false,
         JoinKind::Right => true,
         JoinKind::Full => return None,
@@ -416,6 +423,30 @@ fn broadcast(
     } else {
         (a, b, method)
     })
+}
+
+/// The rows a fetch is expected to return, from its table's ANALYZE statistics (None: never
+/// analyzed): the row count, times `1 / distinct` (of the non-NULL part) for each
+/// `column = value` conjunct, and one row when the whole primary key is pinned.
+fn estimated_rows(f: &Fetch) -> Option<f64> {
+    let stats = f.table.stats.as_ref()?;
+    if smallness(f) == usize::MAX {
+        return Some(1.0);
+    }
+    let mut conjuncts = Vec::new();
+    if let Some(filter) = &f.filter {
+        filter.clone().into_conjuncts(&mut conjuncts);
+    }
+    let mut rows = stats.rows as f64;
+    for c in &conjuncts {
+        if let Some(column) = c
+            .as_column_equality()
+            .and_then(|(col, _)| stats.columns.get(col))
+        {
+            rows *= (1.0 - column.null_frac) / column.distinct.max(1) as f64;
+        }
+    }
+    Some(rows)
 }
 
 /// A cheap, data-free guess at how few rows a fetch returns, higher for fewer: a filter

@@ -2026,3 +2026,24 @@ fn analyze_gathers_statistics_that_decide_when_an_index_pays() {
         ],
     );
 }
+
+#[test]
+fn analyzed_tables_broadcast_the_side_with_fewer_rows() {
+    script(
+        2,
+        &[
+            ("CREATE TABLE big (id int PRIMARY KEY, k int)", "CREATE TABLE "),
+            ("CREATE TABLE small (id int PRIMARY KEY, k int)", "CREATE TABLE "),
+            ("INSERT INTO big SELECT g, g % 7 FROM generate_series(1, 500) g", "INSERT 0 500"),
+            ("INSERT INTO small SELECT g, g FROM generate_series(1, 5) g", "INSERT 0 5"),
+            // Unanalyzed, with no filters either way: the right side is the guess.
+            ("EXPLAIN SELECT count(*) FROM small JOIN big ON small.k = big.k", "~#1 broadcast to every shard"),
+            ("EXPLAIN SELECT count(*) FROM small JOIN big ON small.k = big.k", "~#1 Scan on public.big"),
+            ("ANALYZE", "ANALYZE "),
+            // Analyzed: `small` has fewer rows, so it is the side sent to every shard.
+            ("EXPLAIN SELECT count(*) FROM small JOIN big ON small.k = big.k", "~#0 Scan on public.small (every shard: 0..2 in parallel), broadcast to #1's fragments"),
+            ("EXPLAIN SELECT count(*) FROM big JOIN small ON small.k = big.k", "~#1 Scan on public.small (every shard: 0..2 in parallel), broadcast to #0's fragments"),
+            ("SELECT count(*) FROM small JOIN big ON small.k = big.k", "count:20 => 358 [SELECT 1]"),
+        ],
+    );
+}
