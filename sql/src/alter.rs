@@ -234,10 +234,7 @@ fn apply_operation(
                     ),
                 ));
             }
-            let (ty, typmod) = expr::resolve_type(&column_def.data_type)?;
-            if ty == SqlType::Unknown || ty == SqlType::RegType {
-                return Err(not_supported(format!("columns of type {}", ty.sql_name())));
-            }
+            let (ty, typmod) = stmt::column_type(&column_def.data_type)?;
             let mut def = ColumnDef {
                 name: name.clone(),
                 ty,

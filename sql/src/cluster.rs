@@ -639,13 +639,11 @@ impl TableScan<'_> {
             }
             batch.rows.push(self.decode(iter.value())?);
             iter.next().await.map_err(storage_error)?;
-            if batch.rows.len() >= size {
-                if !each(std::mem::take(&mut batch))? {
-                    return Ok(());
-                }
-                size = (size * 2).min(BATCH_ROWS);
-                self.env.check_cancelled()?;
-                rt.yield_if_needed().await;
+            if !self
+                .hand_over_if_full(rt, &mut batch, &mut size, &mut each)
+                .await?
+            {
+                return Ok(());
             }
         }
         if !batch.rows.is_empty() {
@@ -697,19 +695,38 @@ impl TableScan<'_> {
             if self.keep_keys {
                 batch.keys.push(key);
             }
-            if batch.rows.len() >= size {
-                if !each(std::mem::take(&mut batch))? {
-                    return Ok(());
-                }
-                size = (size * 2).min(BATCH_ROWS);
-                self.env.check_cancelled()?;
-                rt.yield_if_needed().await;
+            if !self
+                .hand_over_if_full(rt, &mut batch, &mut size, &mut each)
+                .await?
+            {
+                return Ok(());
             }
         }
         if !batch.rows.is_empty() {
             each(batch)?;
         }
         Ok(())
+    }
+
+    /// Hands `batch` to `each` once it holds `size` rows, then doubles `size` (up to
+    /// [`BATCH_ROWS`]), checks for cancellation and yields; false when `each` wants no more.
+    async fn hand_over_if_full<R: Runtime>(
+        &self,
+        rt: &R,
+        batch: &mut ScanBatch,
+        size: &mut usize,
+        each: &mut impl FnMut(ScanBatch) -> Result<bool, SqlError>,
+    ) -> Result<bool, SqlError> {
+        if batch.rows.len() < *size {
+            return Ok(true);
+        }
+        if !each(std::mem::take(batch))? {
+            return Ok(false);
+        }
+        *size = (*size * 2).min(BATCH_ROWS);
+        self.env.check_cancelled()?;
+        rt.yield_if_needed().await;
+        Ok(true)
     }
 
     fn decode(&self, value: &Bytes) -> Result<Row, SqlError> {

@@ -1382,11 +1382,8 @@ pub(crate) async fn run_create_table<C: Cluster>(
         let serial = serial_type(&c.data_type);
         let (ty, typmod) = match serial {
             Some(ty) => (ty, TYPMOD_NONE),
-            None => expr::resolve_type(&c.data_type)?,
+            None => column_type(&c.data_type)?,
         };
-        if ty == SqlType::Unknown || ty == SqlType::RegType {
-            return Err(not_supported(format!("columns of type {}", ty.sql_name())));
-        }
         let mut def = ColumnDef {
             name: cname.clone(),
             ty,
@@ -1514,6 +1511,15 @@ pub(crate) async fn run_create_table<C: Cluster>(
         changed_parameters: Vec::new(),
         notices: outcome.notices,
     })
+}
+
+/// A column's declared type (and typmod), refusing the types a table cannot store.
+pub(crate) fn column_type(data_type: &ast::DataType) -> Result<(SqlType, i32), SqlError> {
+    let (ty, typmod) = expr::resolve_type(data_type)?;
+    if ty == SqlType::Unknown || ty == SqlType::RegType {
+        return Err(not_supported(format!("columns of type {}", ty.sql_name())));
+    }
+    Ok((ty, typmod))
 }
 
 /// The column positions a PRIMARY KEY (...) constraint names, in its order.
