@@ -20,6 +20,7 @@ use crate::expr::{eval, AggCall, Bound, Env, Eval, Kind};
 use crate::plan::{JoinKind, SortKey};
 use crate::rowcodec::{self, decode_row, table_prefix};
 use crate::types::Datum;
+use crate::txn::{LockMode, ReadView, ShardTxns, WaitGraph};
 use crate::vector::{self, BatchCx, BATCH_ROWS};
 
 /// What the SQL layer needs from the cluster of shards. Implemented by the server over its
@@ -41,6 +42,22 @@ pub trait Cluster {
     async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError>;
     /// Advances or sets a sequence on its owner (shard 0); answered once durable.
     async fn sequence(&self, sequence: SequenceDef, op: SequenceOp) -> Result<Vec<i64>, SqlError>;
+    /// Runs a transaction message on a shard; answered once what it wrote is durable.
+    async fn txn_call(
+        &self,
+        shard: usize,
+        msg: crate::txn::TxnMsg,
+    ) -> Result<crate::txn::TxnReply, SqlError>;
+    /// This connection's transaction.
+    fn conn_txn(&self) -> &std::cell::RefCell<crate::txn::ConnTxn>;
+    /// A transaction or snapshot id no other coordinator hands out.
+    fn new_txn_id(&self) -> crate::txn::TxnId;
+    /// The shard the connection lives on (where its commit records go).
+    fn home_shard(&self) -> usize;
+    /// The cluster-wide gate between snapshot pinning and multi-shard commits.
+    fn commit_gate(&self) -> &crate::txn::CommitGate;
+    /// Waits a moment (polling a condition another shard changes).
+    async fn pause(&self);
 }
 
 /// What a statement asks of a sequence.
@@ -224,6 +241,10 @@ pub struct ScanRequest {
     pub(crate) with_keys: bool,
     /// Work beyond the filter (None: return the whole filtered rows).
     pub(crate) push: Option<Arc<FragmentPush>>,
+    /// The transaction (or statement snapshot) it reads in; set by the cluster handle.
+    pub txn: Option<crate::txn::TxnCtx>,
+    /// SELECT ... FOR UPDATE / FOR SHARE: lock the rows that pass the filter first.
+    pub(crate) lock: Option<crate::txn::LockMode>,
 }
 
 /// The pushed-down part of a scan fragment, in the order it runs: the co-located join, the
@@ -365,6 +386,8 @@ pub struct WriteRequest {
     /// The secondary indexes of the rows' table: each op updates their entries in the same
     /// batch.
     pub(crate) indexes: Vec<crate::index::IndexSpec>,
+    /// The transaction it writes in (None: applied at once); set by the cluster handle.
+    pub txn: Option<crate::txn::TxnCtx>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -387,6 +410,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
     rt: &R,
     req: &ScanRequest,
+    view: &ReadView,
 ) -> Result<ScanRows, SqlError> {
     let push = req.push.as_deref();
     assert!(
@@ -406,6 +430,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
         first_batch: sink.first_batch(),
         wanted: wanted.as_deref(),
         keep_keys: req.with_keys,
+        view,
     };
     match push.and_then(|p| p.join.as_ref()) {
         None => {
@@ -429,6 +454,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
                 first_batch: BATCH_ROWS,
                 wanted: None,
                 keep_keys: false,
+                view,
             };
             let right_vectorized = vectorized && join.filter.as_ref().is_none_or(vector::batchable);
             let mut right_rows = Vec::new();
@@ -457,6 +483,44 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
         }
     }
     sink.finish()
+}
+
+/// Runs a scan fragment in its transaction's view. SELECT ... FOR UPDATE / FOR SHARE first
+/// locks the rows the filter passes (waiting for their holders), then reads them: READ
+/// COMMITTED the newest versions, REPEATABLE READ its snapshot's, which must still be the
+/// newest (40001 otherwise).
+pub async fn scan_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    rt: &R,
+    txns: &ShardTxns,
+    graph: &WaitGraph,
+    shard: usize,
+    req: &ScanRequest,
+) -> Result<ScanRows, SqlError> {
+    let ctx = req.txn.as_ref();
+    let view = txns.view(ctx)?;
+    let (Some(mode), Some(ctx)) = (req.lock, ctx) else {
+        return scan_local(lsm, rt, req, &view).await;
+    };
+    let keys_only = ScanRequest {
+        with_keys: true,
+        push: None,
+        lock: None,
+        ..req.clone()
+    };
+    let keys = scan_local(lsm, rt, &keys_only, &view).await?.keys;
+    txns.lock(graph, shard, ctx.id, &keys, mode).await?;
+    let view = match ctx.isolation {
+        crate::txn::Isolation::RepeatableRead => {
+            unchanged_since_snapshot(lsm, txns, ctx, &view, &keys).await?;
+            view
+        }
+        crate::txn::Isolation::ReadCommitted => ReadView {
+            overlay: view.overlay,
+            snapshot: None,
+        },
+    };
+    scan_local(lsm, rt, req, &view).await
 }
 
 /// The columns a scan fragment reads when that is fewer than all (None: every column, for
@@ -603,6 +667,8 @@ struct TableScan<'a> {
     wanted: Option<&'a [bool]>,
     /// Whether batches carry the rows' storage keys (only fragments that return them do).
     keep_keys: bool,
+    /// The snapshot and the transaction's own intents.
+    view: &'a ReadView,
 }
 
 impl TableScan<'_> {
@@ -614,7 +680,7 @@ impl TableScan<'_> {
         mut each: impl FnMut(ScanBatch) -> Result<bool, SqlError>,
     ) -> Result<(), SqlError> {
         if let Some(key) = self.point {
-            if let Some(value) = lsm.get(key, None).await.map_err(storage_error)? {
+            if let Some(value) = self.view.get(lsm, key).await? {
                 let row = self.decode(&value)?;
                 each(ScanBatch {
                     keys: vec![key.clone()],
@@ -627,18 +693,42 @@ impl TableScan<'_> {
             return self.run_indexed(lsm, rt, range, each).await;
         }
         let prefix = table_prefix(self.table.id);
+        let upper = helios_engine::lsm::prefix_upper_bound(&prefix);
         let mut iter = lsm
-            .prefix_iter(&prefix, None)
+            .prefix_iter(&prefix, self.view.snapshot.clone())
             .await
             .map_err(storage_error)?;
         let mut size = self.first_batch.clamp(1, BATCH_ROWS);
         let mut batch = ScanBatch::default();
-        while iter.valid() {
-            if self.keep_keys {
-                batch.keys.push(iter.key().clone());
+        // The transaction's own intents, merged in key order (they win over the tree's).
+        let mut intent = self.view.next_intent(&prefix, false, upper.as_deref());
+        loop {
+            let from_tree = match (&intent, iter.valid()) {
+                (None, false) => break,
+                (None, true) => true,
+                (Some(_), false) => false,
+                (Some((k, _)), true) => iter.key() < k,
+            };
+            if from_tree {
+                if self.keep_keys {
+                    batch.keys.push(iter.key().clone());
+                }
+                batch.rows.push(self.decode(iter.value())?);
+                iter.next().await.map_err(storage_error)?;
+            } else {
+                let (key, value) = intent.take().expect("an intent is next");
+                if iter.valid() && iter.key() == &key {
+                    iter.next().await.map_err(storage_error)?;
+                }
+                intent = self.view.next_intent(&key, true, upper.as_deref());
+                let Some(value) = value else {
+                    continue;
+                };
+                if self.keep_keys {
+                    batch.keys.push(key);
+                }
+                batch.rows.push(self.decode(&value)?);
             }
-            batch.rows.push(self.decode(iter.value())?);
-            iter.next().await.map_err(storage_error)?;
             if !self
                 .hand_over_if_full(rt, &mut batch, &mut size, &mut each)
                 .await?
@@ -667,7 +757,7 @@ impl TableScan<'_> {
         let table_keys = table_prefix(self.table.id);
         {
             let mut iter = lsm.iter(helios_engine::lsm::ReadOptions {
-                snapshot: None,
+                snapshot: self.view.snapshot.clone(),
                 upper_bound: Some(Bytes::copy_from_slice(&range.upper)),
             });
             iter.seek(&range.lower).await.map_err(storage_error)?;
@@ -680,6 +770,20 @@ impl TableScan<'_> {
                 }
                 iter.next().await.map_err(storage_error)?;
             }
+            // Entries the transaction itself added (a stale one only costs a read: the
+            // filter runs on the row as the view sees it).
+            let mut next = self.view.next_intent(&range.lower, false, Some(&range.upper));
+            while let Some((entry, value)) = next {
+                if value.is_some() {
+                    if let Some(row_key) =
+                        crate::index::row_key_of(&entry).filter(|k| k.starts_with(&table_keys))
+                    {
+                        row_keys.push(Bytes::copy_from_slice(row_key));
+                        rows_budget(row_keys.len())?;
+                    }
+                }
+                next = self.view.next_intent(&entry, true, Some(&range.upper));
+            }
         }
         row_keys.sort_unstable();
         row_keys.dedup();
@@ -688,7 +792,7 @@ impl TableScan<'_> {
         for key in row_keys {
             // A stale entry (its row changed or gone) finds nothing, or a row the filter
             // then refuses.
-            let Some(value) = lsm.get(&key, None).await.map_err(storage_error)? else {
+            let Some(value) = self.view.get(lsm, &key).await? else {
                 continue;
             };
             batch.rows.push(self.decode(&value)?);
@@ -1143,13 +1247,99 @@ fn project(columns: Option<&[usize]>, mut row: Row) -> Row {
     }
 }
 
-/// Applies a write fragment as one batch. The caller serializes SQL writes on the shard (the
-/// existence checks and the batch must not interleave with another statement's) and waits
-/// for durability up to the returned lsn.
+/// Applies a write fragment. Outside a transaction its rows are locked for the length of one
+/// batch, which is written at once; inside one, the rows stay locked and the changes become
+/// the transaction's intents (see [`crate::txn`]). The caller waits for durability up to the
+/// returned lsn (0: nothing to wait for).
+pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    txns: &ShardTxns,
+    graph: &WaitGraph,
+    shard: usize,
+    req: &WriteRequest,
+) -> Result<WriteOutcome, SqlError> {
+    let keys: Vec<Bytes> = req.ops.iter().map(|op| op.key().clone()).collect();
+    let Some(ctx) = &req.txn else {
+        let transient = txns.transient_id(shard);
+        txns.lock(graph, shard, transient, &keys, LockMode::Exclusive)
+            .await?;
+        let written = write_local(lsm, req).await;
+        txns.unlock_transient(transient, &keys);
+        return written;
+    };
+    txns.lock(graph, shard, ctx.id, &keys, LockMode::Exclusive)
+        .await?;
+    let view = ReadView {
+        overlay: txns.view(Some(ctx))?.overlay,
+        snapshot: None,
+    };
+    if ctx.isolation == crate::txn::Isolation::RepeatableRead {
+        let changes_existing = |op: &RowOp| !matches!(op, RowOp::Insert { .. });
+        let keys: Vec<Bytes> = req
+            .ops
+            .iter()
+            .filter(|op| changes_existing(op))
+            .map(|op| op.key().clone())
+            .collect();
+        unchanged_since_snapshot(lsm, txns, ctx, &view, &keys).await?;
+    }
+    let (batch, mut outcome) = build_batch(lsm, &view, req).await?;
+    txns.add_intents(ctx.id, ctx.mark, batch);
+    outcome.lsn = 0;
+    Ok(outcome)
+}
+
+/// REPEATABLE READ's first-committer-wins rule: a row the transaction has not written yet may
+/// only be changed if its newest committed version is the one the snapshot sees.
+pub(crate) async fn unchanged_since_snapshot<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    txns: &ShardTxns,
+    ctx: &crate::txn::TxnCtx,
+    view: &ReadView,
+    keys: &[Bytes],
+) -> Result<(), SqlError> {
+    let at_snapshot = txns.view(Some(ctx))?;
+    for key in keys {
+        if view.intent(key).is_some() {
+            continue;
+        }
+        let newest = lsm.get(key, None).await.map_err(storage_error)?;
+        let seen = lsm
+            .get(key, at_snapshot.snapshot.as_ref())
+            .await
+            .map_err(storage_error)?;
+        if newest != seen {
+            return Err(SqlError::new(
+                crate::txn::SERIALIZATION_FAILURE,
+                "could not serialize access due to concurrent update",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Applies a write fragment as one batch, at once. The caller keeps other writers off its
+/// rows (see [`write_fragment`]) and waits for durability up to the returned lsn.
 pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
     req: &WriteRequest,
 ) -> Result<WriteOutcome, SqlError> {
+    let (batch, mut outcome) = build_batch(lsm, &ReadView::default(), req).await?;
+    if batch.is_empty() {
+        outcome.lsn = lsm.wal().last_lsn();
+        return Ok(outcome);
+    }
+    lsm.wait_for_write_room().await.map_err(storage_error)?;
+    outcome.lsn = lsm.write_owned(batch).map_err(storage_error)?;
+    Ok(outcome)
+}
+
+/// The batch a write fragment makes, reading the rows it checks and changes through `view`.
+async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    view: &ReadView,
+    req: &WriteRequest,
+) -> Result<(WriteBatch, WriteOutcome), SqlError> {
     let mut batch = WriteBatch::new();
     let mut outcome = WriteOutcome::default();
     // Keys inserted earlier in this batch count as existing.
@@ -1165,7 +1355,7 @@ pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
                 if_absent,
             } => {
                 let exists = inserted.contains(key)
-                    || lsm.get(key, None).await.map_err(storage_error)?.is_some();
+                    || view.get(lsm, key).await?.is_some();
                 if exists {
                     if *if_absent {
                         outcome.skipped += 1;
@@ -1191,7 +1381,7 @@ pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
                         "ON CONFLICT DO UPDATE command cannot affect row a second time",
                     ));
                 }
-                let current = lsm.get(key, None).await.map_err(storage_error)?;
+                let current = view.get(lsm, key).await?;
                 let width = spec.table.columns.len();
                 let new_row = match (current, insert) {
                     (None, None) => continue,
@@ -1218,22 +1408,30 @@ pub async fn write_local<F: FileSystem + Clone + 'static, R: Runtime>(
         outcome.applied += 1;
     }
     if !req.indexes.is_empty() {
-        add_index_entries(lsm, &req.indexes, &mut batch).await?;
+        add_index_entries(lsm, view, &req.indexes, &mut batch).await?;
     }
-    if batch.is_empty() {
-        outcome.lsn = lsm.wal().last_lsn();
-        return Ok(outcome);
-    }
-    lsm.wait_for_write_room().await.map_err(storage_error)?;
-    outcome.lsn = lsm.write_owned(batch).map_err(storage_error)?;
-    Ok(outcome)
+    Ok((batch, outcome))
 }
+
+impl RowOp {
+    /// The row key the op changes.
+    pub(crate) fn key(&self) -> &Bytes {
+        match self {
+            RowOp::Insert { key, .. }
+            | RowOp::Put { key, .. }
+            | RowOp::Delete { key }
+            | RowOp::Modify { key, .. } => key,
+        }
+    }
+}
+
 
 /// Adds to a batch of row writes the index entries they change: for each row written, the
 /// entries of its previous version (the batch's own earlier write of it, else the tree's)
 /// are deleted and those of the new version put, skipping entries that stay the same.
 async fn add_index_entries<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
+    view: &ReadView,
     specs: &[crate::index::IndexSpec],
     batch: &mut WriteBatch,
 ) -> Result<(), SqlError> {
@@ -1259,7 +1457,7 @@ async fn add_index_entries<F: FileSystem + Clone + 'static, R: Runtime>(
         }
         let old = match latest.get(&key) {
             Some(v) => v.clone(),
-            None => lsm.get(&key, None).await.map_err(storage_error)?,
+            None => view.get(lsm, &key).await?,
         };
         let new = (kind == ValueKind::Put).then_some(value);
         let old_entries = match &old {

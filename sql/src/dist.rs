@@ -124,6 +124,8 @@ pub(crate) async fn fetch<C: Cluster>(
         index: index_range(cluster, f, point.is_some(), env)?,
         with_keys,
         push: push.clone(),
+        txn: None,
+        lock: f.lock,
     };
     if !fits {
         return coordinator_join(cluster, req, f).await;
@@ -158,6 +160,15 @@ async fn scan_shards<C: Cluster>(
         }
         None => (0..cluster.shard_count()).collect(),
     };
+    let mut req = req.clone();
+    req.txn = crate::txn::scan_ctx(cluster, only.is_some()).await?;
+    if req.lock.is_some() {
+        // The shards keep the row locks until the transaction ends.
+        for &s in &shards {
+            crate::txn::write_ctx(cluster, s);
+        }
+    }
+    let req = &req;
     let futures = shards.iter().map(|&s| cluster.scan(s, req.clone()));
     futures_util::future::join_all(futures)
         .await
@@ -191,6 +202,8 @@ async fn plain_rows<C: Cluster>(cluster: &C, f: &Fetch, env: &Env) -> Result<Vec
         index: index_range(cluster, f, point.is_some(), env)?,
         with_keys: false,
         push: None,
+        txn: None,
+        lock: f.lock,
     };
     let replies = scan_shards(cluster, &req, point.as_ref()).await?;
     Ok(replies.into_iter().flat_map(|r| r.rows).collect())

@@ -30,6 +30,7 @@ mod pushdown;
 mod rowcodec;
 mod session;
 mod stmt;
+pub mod txn;
 mod types;
 mod vector;
 pub mod wire;
@@ -53,7 +54,8 @@ use sqlparser::parser::{Parser, ParserError};
 
 pub use catalog::{Catalog, DdlChange, DdlOutcome, SequenceDef, Table, DEFAULT_DATABASE};
 pub use cluster::{
-    delete_table_local, load_catalog, scan_local, sequence_local, store_catalog, write_local,
+    delete_table_local, load_catalog, scan_fragment, scan_local, sequence_local, store_catalog,
+    write_fragment, write_local,
     Cluster, RowOp, ScanRequest, ScanRows, SequenceOp, SequenceStates, WriteOutcome, WriteRequest,
 };
 pub use copy::{copy_in_loader, CopyInStart, CopyLoader};
@@ -162,7 +164,8 @@ pub async fn execute_simple<C: Cluster>(
     }
     let mut results = Vec::with_capacity(statements.len());
     for statement in &statements {
-        let r = execute(session, cluster, sql, statement, &stmt::Params::none()).await;
+        let r = execute_in_transaction(session, cluster, sql, statement, &stmt::Params::none())
+            .await;
         let failed = r.is_err();
         if failed {
             session.statement_failed();
@@ -188,7 +191,94 @@ async fn execute_copy<C: Cluster>(
             "current transaction is aborted, commands ignored until end of transaction block",
         ));
     }
-    copy::run_copy(session, cluster, sql).await
+    let r = copy::run_copy(session, cluster, sql).await;
+    let end = txn::statement_end(cluster, r.is_ok()).await;
+    r.and_then(|result| end.map(|()| result))
+}
+
+/// Runs one statement in the connection's transaction: an autocommit statement that writes
+/// (or locks rows) runs as a one-statement transaction, committed when it succeeds; DDL inside
+/// a block runs outside it (applied at once, which the client is warned of).
+async fn execute_in_transaction<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+    statement: &Statement,
+    params: &stmt::Params,
+) -> Result<StatementResult, SqlError> {
+    let in_block = session.transaction != TransactionState::Idle;
+    let ddl = in_block && is_ddl(statement);
+    if in_block && session.read_only && writes_rows(statement) {
+        return Err(SqlError::new(
+            "25006",
+            format!(
+                "cannot execute {} in a read-only transaction",
+                command_tag_word(statement)
+            ),
+        ));
+    }
+    if ddl {
+        if txn::has_touched(cluster) {
+            return Err(not_supported(
+                "DDL in a transaction block after it has written or locked rows",
+            ));
+        }
+        txn::set_suspended(cluster, true);
+    } else if !in_block && writes_rows(statement) && !txn::in_transaction(cluster) {
+        txn::begin(cluster, session.default_isolation()?, true);
+    }
+    let mut r = execute(session, cluster, sql, statement, params).await;
+    let end = txn::statement_end(cluster, r.is_ok()).await;
+    if ddl {
+        txn::set_suspended(cluster, false);
+        if let Ok(StatementResult::Command { notices, .. }) = &mut r {
+            notices.push(
+                "WARNING: DDL inside a transaction block takes effect at once; ROLLBACK does not undo it"
+                    .to_string(),
+            );
+        }
+    }
+    r.and_then(|result| end.map(|()| result))
+}
+
+/// Statements that change rows (or lock them): outside a block each runs as its own
+/// transaction.
+fn writes_rows(statement: &Statement) -> bool {
+    use Statement as S;
+    match statement {
+        S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) => true,
+        S::Query(q) => !q.locks.is_empty(),
+        _ => false,
+    }
+}
+
+fn command_tag_word(statement: &Statement) -> &'static str {
+    use Statement as S;
+    match statement {
+        S::Insert(_) => "INSERT",
+        S::Update(_) => "UPDATE",
+        S::Delete(_) => "DELETE",
+        S::Merge(_) => "MERGE",
+        _ => "SELECT FOR UPDATE",
+    }
+}
+
+/// Catalog changes and maintenance: they are not part of a transaction.
+fn is_ddl(statement: &Statement) -> bool {
+    use Statement as S;
+    matches!(
+        statement,
+        S::Truncate(_)
+            | S::CreateTable(_)
+            | S::AlterTable(_)
+            | S::CreateIndex(_)
+            | S::CreateSequence { .. }
+            | S::CreateView(_)
+            | S::Drop { .. }
+            | S::CreateDatabase { .. }
+            | S::CreateSchema { .. }
+            | S::Analyze(_)
+    )
 }
 
 /// A statement parsed and described for the extended protocol.
@@ -257,13 +347,15 @@ pub fn prepare<C: Cluster>(
         describe: true,
         plan_cache: None,
     };
-    let describer = DescribeOnly(cluster.catalog());
+    let describer = DescribeOnly(cluster.catalog(), Default::default(), Default::default());
     let columns = match &statement {
         // Transaction control and SET change the session: describe them without running.
         Some(
             Statement::StartTransaction { .. }
             | Statement::Commit { .. }
             | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
             | Statement::Set(_)
             | Statement::Reset(_),
         ) => None,
@@ -321,7 +413,11 @@ const DESCRIBE_DONE: &str = "HDESC";
 
 /// A cluster for describing statements: it knows the catalog and refuses all I/O (binding
 /// happens before any, and describing statements stop after binding).
-struct DescribeOnly(std::sync::Arc<Catalog>);
+struct DescribeOnly(
+    std::sync::Arc<Catalog>,
+    std::cell::RefCell<txn::ConnTxn>,
+    txn::CommitGate,
+);
 
 impl Cluster for DescribeOnly {
     fn catalog(&self) -> std::sync::Arc<Catalog> {
@@ -348,6 +444,22 @@ impl Cluster for DescribeOnly {
     async fn sequence(&self, _: SequenceDef, _: SequenceOp) -> Result<Vec<i64>, SqlError> {
         Err(SqlError::new(DESCRIBE_DONE, "describe only"))
     }
+    async fn txn_call(&self, _: usize, _: txn::TxnMsg) -> Result<txn::TxnReply, SqlError> {
+        Err(SqlError::new(DESCRIBE_DONE, "describe only"))
+    }
+    fn conn_txn(&self) -> &std::cell::RefCell<txn::ConnTxn> {
+        &self.1
+    }
+    fn new_txn_id(&self) -> txn::TxnId {
+        1
+    }
+    fn home_shard(&self) -> usize {
+        0
+    }
+    fn commit_gate(&self) -> &txn::CommitGate {
+        &self.2
+    }
+    async fn pause(&self) {}
 }
 
 /// Runs a prepared statement with parameter values in text form (None: NULL) (Bind+Execute).
@@ -390,7 +502,7 @@ pub async fn execute_prepared<C: Cluster>(
         describe: false,
         plan_cache: Some(prepared.plan_cache.clone()),
     };
-    let r = execute(session, cluster, &prepared.sql, statement, &p).await;
+    let r = execute_in_transaction(session, cluster, &prepared.sql, statement, &p).await;
     if r.is_err() {
         session.statement_failed();
     }
@@ -557,9 +669,18 @@ async fn execute<C: Cluster>(
             };
             run_maintenance(session, cluster, "ANALYZE", &tables, true).await
         }
-        S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => {
-            stmt::run_transaction_control(session, statement)
+        S::StartTransaction { .. }
+        | S::Commit { .. }
+        | S::Rollback { .. }
+        | S::Savepoint { .. }
+        | S::ReleaseSavepoint { .. } => {
+            stmt::run_transaction_control(session, cluster, statement).await
         }
+        S::Set(ast::Set::SetTransaction {
+            modes,
+            snapshot: None,
+            session: characteristics,
+        }) => stmt::run_set_transaction(session, cluster, modes, *characteristics),
         S::Set(set) => run_set(session, set),
         S::ShowVariable { variable } => run_show(session, variable),
         S::Reset(r) => {
@@ -931,10 +1052,20 @@ fn run_show(session: &Session, variable: &[ast::Ident]) -> Result<StatementResul
     let canonical = session
         .canonical_name(&name)
         .ok_or_else(|| session::unrecognized(&name))?;
-    let value = session
-        .parameter(&canonical)
-        .unwrap_or_default()
-        .to_string();
+    let value = if canonical == "transaction_isolation" {
+        match session.isolation {
+            Some(level) => level.name().to_string(),
+            None => session
+                .parameter("default_transaction_isolation")
+                .unwrap_or("read committed")
+                .to_string(),
+        }
+    } else {
+        session
+            .parameter(&canonical)
+            .unwrap_or_default()
+            .to_string()
+    };
     Ok(StatementResult::Rows {
         columns: vec![text_column(&canonical)],
         rows: vec![vec![Some(value)]],

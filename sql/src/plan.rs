@@ -87,6 +87,8 @@ pub(crate) struct Fetch {
     /// Work beyond the filter that runs in the fragment too (decided by `pushdown.rs` once
     /// the whole plan is known; the default returns whole filtered rows).
     pub(crate) push: FetchPush,
+    /// SELECT ... FOR UPDATE / FOR SHARE: the shards lock the rows it returns.
+    pub(crate) lock: Option<crate::txn::LockMode>,
 }
 
 impl Fetch {
@@ -95,6 +97,7 @@ impl Fetch {
             table,
             filter,
             push: FetchPush::default(),
+            lock: None,
         }
     }
 
@@ -468,9 +471,11 @@ impl<'a> Planner<'a> {
         q: &ast::Query,
         parent: Option<&Scope>,
     ) -> Result<(Plan, Vec<Column>), SqlError> {
-        if q.fetch.is_some() || !q.locks.is_empty() || q.for_clause.is_some() {
-            return Err(not_supported("FETCH, FOR UPDATE/SHARE and FOR clauses"));
+        if q.fetch.is_some() || q.for_clause.is_some() {
+            return Err(not_supported("FETCH and FOR clauses"));
         }
+        let lock = row_lock_mode(&q.locks)?;
+        let first_fetch = self.fetches.borrow().len();
         let cte_count = self.ctes.borrow().len();
         if let Some(with) = &q.with {
             if with.recursive {
@@ -490,6 +495,11 @@ impl<'a> Planner<'a> {
         }
         let result = self.plan_query_body(q, parent);
         self.ctes.borrow_mut().truncate(cte_count);
+        if lock.is_some() {
+            for f in self.fetches.borrow_mut().iter_mut().skip(first_fetch) {
+                f.lock = lock;
+            }
+        }
         result
     }
 
@@ -1929,3 +1939,22 @@ fn not_supported(what: impl std::fmt::Display) -> SqlError {
 /// Unused-import guard for Datum in this module's signatures.
 #[allow(dead_code)]
 fn _datum(_: Datum) {}
+
+/// The row lock a query's FOR UPDATE / FOR SHARE clauses ask for (the strongest; `OF` lists
+/// are not told apart: every table the query reads is locked).
+fn row_lock_mode(locks: &[ast::LockClause]) -> Result<Option<crate::txn::LockMode>, SqlError> {
+    let mut mode = None;
+    for l in locks {
+        if l.nonblock.is_some() {
+            return Err(not_supported("NOWAIT and SKIP LOCKED"));
+        }
+        let this = match l.lock_type {
+            ast::LockType::Share => crate::txn::LockMode::Shared,
+            ast::LockType::Update => crate::txn::LockMode::Exclusive,
+        };
+        if mode != Some(crate::txn::LockMode::Exclusive) {
+            mode = Some(this);
+        }
+    }
+    Ok(mode)
+}

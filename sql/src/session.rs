@@ -144,8 +144,9 @@ pub struct Session {
     custom: Vec<(String, String)>,
     /// Where the session is with respect to a transaction block.
     pub(crate) transaction: TransactionState,
-    /// Statements that wrote inside the current transaction block (already applied).
-    pub(crate) writes_in_block: u64,
+    /// The current transaction block's isolation level and access mode.
+    pub(crate) isolation: Option<crate::txn::Isolation>,
+    pub(crate) read_only: bool,
     /// When the current transaction block began (`now()` inside it); µs since 2000-01-01.
     pub(crate) block_start: Option<i64>,
     cancel: CancelFlag,
@@ -303,7 +304,8 @@ impl Session {
             values,
             custom: Vec::new(),
             transaction: TransactionState::Idle,
-            writes_in_block: 0,
+            isolation: None,
+            read_only: false,
             block_start: None,
             cancel: CancelFlag::default(),
             backend_pid: 0,
@@ -333,6 +335,14 @@ impl Session {
     /// The flag that cancels this session's running statement.
     pub fn cancel_flag(&self) -> CancelFlag {
         self.cancel.clone()
+    }
+
+    /// The level a transaction starts at (`default_transaction_isolation`).
+    pub(crate) fn default_isolation(&self) -> Result<crate::txn::Isolation, SqlError> {
+        crate::txn::Isolation::parse(
+            self.parameter("default_transaction_isolation")
+                .unwrap_or("read committed"),
+        )
     }
 
     /// The status byte's state for ReadyForQuery.

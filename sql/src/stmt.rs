@@ -508,6 +508,7 @@ async fn write_rows_returning<C: Cluster>(
                 ops,
                 constraint: constraint.clone(),
                 indexes: indexes.clone(),
+                txn: crate::txn::write_ctx(cluster, shard),
             },
         )
     });
@@ -995,11 +996,7 @@ fn finish_returning(
     })
 }
 
-pub(crate) fn note_write(session: &mut Session) {
-    if session.transaction == TransactionState::InBlock {
-        session.writes_in_block += 1;
-    }
-}
+pub(crate) fn note_write(_session: &mut Session) {}
 
 /// Rows of `table` that `selection` picks, with their keys: the row-local part of the filter
 /// runs in the shards (or a point read), the rest (subqueries) on the coordinator.
@@ -1687,62 +1684,183 @@ pub(crate) async fn run_ddl<C: Cluster>(
     })
 }
 
-/// BEGIN / COMMIT / ROLLBACK. Until cross-shard transactions land, each statement is applied
-/// (atomically on each shard) when it completes; ROLLBACK ends the block but cannot undo
-/// what ran in it, and says so with a WARNING.
-pub(crate) fn run_transaction_control(
+/// BEGIN / COMMIT / ROLLBACK / SAVEPOINT / ROLLBACK TO / RELEASE (see [`crate::txn`]).
+pub(crate) async fn run_transaction_control<C: Cluster>(
     session: &mut Session,
+    cluster: &C,
     statement: &ast::Statement,
 ) -> Result<StatementResult, SqlError> {
     use ast::Statement as S;
     let mut notices = Vec::new();
     let tag = match statement {
-        S::StartTransaction { .. } => {
+        S::StartTransaction { modes, .. } => {
             if session.transaction != TransactionState::Idle {
                 notices.push("WARNING: there is already a transaction in progress".to_string());
             } else {
+                let (isolation, read_only) = transaction_modes(session, modes)?;
+                crate::txn::begin(cluster, isolation, false);
                 session.transaction = TransactionState::InBlock;
-                session.writes_in_block = 0;
+                session.isolation = Some(isolation);
+                session.read_only = read_only;
                 session.block_start = Some(crate::datetime::now_micros());
             }
             "BEGIN"
         }
         S::Commit { chain: false, .. } => {
-            let tag = match session.transaction {
+            let state = session.transaction;
+            end_block(session);
+            match state {
                 TransactionState::Idle => {
                     notices.push("WARNING: there is no transaction in progress".to_string());
                     "COMMIT"
                 }
-                TransactionState::InBlock => "COMMIT",
-                TransactionState::Failed => "ROLLBACK",
-            };
-            session.transaction = TransactionState::Idle;
-            session.writes_in_block = 0;
-            tag
+                TransactionState::InBlock => {
+                    crate::txn::commit(cluster).await?;
+                    "COMMIT"
+                }
+                TransactionState::Failed => {
+                    crate::txn::abort(cluster).await?;
+                    "ROLLBACK"
+                }
+            }
         }
         S::Rollback {
             chain: false,
             savepoint: None,
         } => {
-            match session.transaction {
-                TransactionState::Idle => {
-                    notices.push("WARNING: there is no transaction in progress".to_string())
-                }
-                _ if session.writes_in_block > 0 => notices.push(format!(
-                    "WARNING: {} statement(s) of this transaction block were already applied; helios does not undo writes on ROLLBACK yet",
-                    session.writes_in_block
-                )),
-                _ => {}
+            if session.transaction == TransactionState::Idle {
+                notices.push("WARNING: there is no transaction in progress".to_string())
             }
-            session.transaction = TransactionState::Idle;
-            session.writes_in_block = 0;
+            end_block(session);
+            crate::txn::abort(cluster).await?;
             "ROLLBACK"
         }
-        _ => return Err(not_supported("savepoints and chained transactions")),
+        S::Rollback {
+            chain: false,
+            savepoint: Some(name),
+        } => {
+            require_block(session, "ROLLBACK TO SAVEPOINT")?;
+            crate::txn::rollback_to(cluster, &name.value).await?;
+            session.transaction = TransactionState::InBlock;
+            "ROLLBACK"
+        }
+        S::Savepoint { name } => {
+            require_block(session, "SAVEPOINT")?;
+            crate::txn::savepoint(cluster, &name.value);
+            "SAVEPOINT"
+        }
+        S::ReleaseSavepoint { name } => {
+            require_block(session, "RELEASE SAVEPOINT")?;
+            crate::txn::release(cluster, &name.value)?;
+            "RELEASE"
+        }
+        _ => return Err(not_supported("chained transactions (AND CHAIN)")),
     };
     Ok(StatementResult::Command {
         tag: tag.to_string(),
         changed_parameters: Vec::new(),
+        notices,
+    })
+}
+
+fn end_block(session: &mut Session) {
+    session.transaction = TransactionState::Idle;
+    session.isolation = None;
+    session.read_only = false;
+    session.block_start = None;
+}
+
+/// SAVEPOINT and friends outside a block (PostgreSQL: 25P01); in a failed block only
+/// ROLLBACK TO is allowed, which `execute` lets through.
+fn require_block(session: &Session, what: &str) -> Result<(), SqlError> {
+    if session.transaction == TransactionState::Idle {
+        return Err(SqlError::new(
+            "25P01",
+            format!("{what} can only be used in transaction blocks"),
+        ));
+    }
+    Ok(())
+}
+
+/// A BEGIN's or SET TRANSACTION's isolation level and access mode (defaults for those
+/// absent).
+fn transaction_modes(
+    session: &Session,
+    modes: &[ast::TransactionMode],
+) -> Result<(crate::txn::Isolation, bool), SqlError> {
+    let mut isolation = session.default_isolation()?;
+    let mut read_only = session
+        .parameter("default_transaction_read_only")
+        .is_some_and(|v| crate::session::parse_bool(v) == Some(true));
+    for mode in modes {
+        match mode {
+            ast::TransactionMode::IsolationLevel(level) => {
+                isolation = match level {
+                    ast::TransactionIsolationLevel::ReadUncommitted
+                    | ast::TransactionIsolationLevel::ReadCommitted => {
+                        crate::txn::Isolation::ReadCommitted
+                    }
+                    ast::TransactionIsolationLevel::RepeatableRead => {
+                        crate::txn::Isolation::RepeatableRead
+                    }
+                    ast::TransactionIsolationLevel::Serializable => {
+                        return Err(crate::txn::serializable_refused())
+                    }
+                    ast::TransactionIsolationLevel::Snapshot => {
+                        return Err(not_supported("ISOLATION LEVEL SNAPSHOT"))
+                    }
+                }
+            }
+            ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadOnly) => {
+                read_only = true
+            }
+            ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadWrite) => {
+                read_only = false
+            }
+        }
+    }
+    Ok((isolation, read_only))
+}
+
+/// SET TRANSACTION ... (this block) and SET SESSION CHARACTERISTICS AS TRANSACTION ... (the
+/// defaults of later ones).
+pub(crate) fn run_set_transaction<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    modes: &[ast::TransactionMode],
+    characteristics: bool,
+) -> Result<StatementResult, SqlError> {
+    let (isolation, read_only) = transaction_modes(session, modes)?;
+    let mut notices = Vec::new();
+    let mut changed_parameters = Vec::new();
+    if characteristics {
+        changed_parameters.extend(
+            session.set_parameter("default_transaction_isolation", isolation.name())?,
+        );
+        changed_parameters.extend(session.set_parameter(
+            "default_transaction_read_only",
+            if read_only { "on" } else { "off" },
+        )?);
+    } else if session.transaction == TransactionState::Idle {
+        notices.push("WARNING: SET TRANSACTION can only be used in transaction blocks".to_string());
+    } else {
+        if modes
+            .iter()
+            .any(|m| matches!(m, ast::TransactionMode::IsolationLevel(_)))
+        {
+            crate::txn::set_isolation(cluster, isolation)?;
+            session.isolation = Some(isolation);
+        }
+        if modes
+            .iter()
+            .any(|m| matches!(m, ast::TransactionMode::AccessMode(_)))
+        {
+            session.read_only = read_only;
+        }
+    }
+    Ok(StatementResult::Command {
+        tag: "SET".to_string(),
+        changed_parameters,
         notices,
     })
 }

@@ -15,6 +15,9 @@ use helios_engine::memfs::MemFs;
 use crate::catalog::{Catalog, DdlChange, DdlOutcome};
 use crate::cluster::*;
 use crate::error::SqlError;
+use crate::txn::{
+    txn_local, CommitGate, ConnTxn, ShardTxns, TxnId, TxnMsg, TxnReply, WaitGraph,
+};
 
 type Tree = Lsm<MemFs, LocalRuntime>;
 
@@ -23,6 +26,11 @@ pub(crate) struct LocalCluster {
     shards: Vec<Rc<Tree>>,
     catalog: RefCell<Arc<Catalog>>,
     sequences: SequenceStates,
+    txns: Vec<ShardTxns>,
+    graph: WaitGraph,
+    gate: CommitGate,
+    conn: RefCell<ConnTxn>,
+    next_id: std::cell::Cell<u64>,
 }
 
 /// The server's tree options, but with small WAL segments and memtables: tests open
@@ -61,12 +69,22 @@ impl LocalCluster {
             .await
             .expect("catalog decodes")
             .unwrap_or_default();
-        LocalCluster {
+        let txns = (0..shard_count).map(|_| ShardTxns::default()).collect();
+        let cluster = LocalCluster {
             rt,
             shards,
             catalog: RefCell::new(Arc::new(catalog)),
             sequences: SequenceStates::default(),
-        }
+            txns,
+            graph: WaitGraph::default(),
+            gate: CommitGate::default(),
+            conn: RefCell::default(),
+            next_id: std::cell::Cell::new(0),
+        };
+        crate::txn::recover(&cluster)
+            .await
+            .expect("recovering commit records");
+        cluster
     }
 
     pub(crate) async fn close(&self) {
@@ -108,11 +126,26 @@ impl Cluster for LocalCluster {
     }
 
     async fn scan(&self, shard: usize, req: ScanRequest) -> Result<ScanRows, SqlError> {
-        scan_local(&self.shards[shard], &self.rt, &req).await
+        scan_fragment(
+            &self.shards[shard],
+            &self.rt,
+            &self.txns[shard],
+            &self.graph,
+            shard,
+            &req,
+        )
+        .await
     }
 
     async fn write(&self, shard: usize, req: WriteRequest) -> Result<WriteOutcome, SqlError> {
-        let outcome = write_local(&self.shards[shard], &req).await?;
+        let outcome = write_fragment(
+            &self.shards[shard],
+            &self.txns[shard],
+            &self.graph,
+            shard,
+            &req,
+        )
+        .await?;
         self.shards[shard]
             .wal()
             .sync_to(outcome.lsn)
@@ -145,5 +178,39 @@ impl Cluster for LocalCluster {
             .await
             .map_err(crate::cluster::storage_error)?;
         Ok(())
+    }
+
+    async fn txn_call(&self, shard: usize, msg: TxnMsg) -> Result<TxnReply, SqlError> {
+        let (reply, durability) = txn_local(&self.shards[shard], &self.txns[shard], msg).await?;
+        if durability.lsn > 0 {
+            self.shards[shard]
+                .wal()
+                .sync_to(durability.lsn)
+                .await
+                .map_err(crate::cluster::storage_error)?;
+        }
+        Ok(reply)
+    }
+
+    fn conn_txn(&self) -> &RefCell<ConnTxn> {
+        &self.conn
+    }
+
+    fn new_txn_id(&self) -> TxnId {
+        self.next_id.set(self.next_id.get() + 1);
+        self.next_id.get()
+    }
+
+    fn home_shard(&self) -> usize {
+        0
+    }
+
+    fn commit_gate(&self) -> &CommitGate {
+        &self.gate
+    }
+
+    async fn pause(&self) {
+        use helios_engine::rt::Runtime;
+        self.rt.sleep(std::time::Duration::from_micros(50)).await;
     }
 }

@@ -14,7 +14,7 @@ pub mod iter;
 pub mod key;
 pub mod manifest;
 pub mod memtable;
-mod notify;
+pub mod notify;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;

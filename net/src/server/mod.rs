@@ -133,6 +133,12 @@ pub struct Shared {
     /// Ids of multi-shard operations (intent-lock owners).
     pub next_txid: AtomicU64,
     pub total_connections: AtomicU64,
+    /// SQL transaction and snapshot ids.
+    pub next_sql_txn: AtomicU64,
+    /// SQL transactions waiting for row locks, across shards (deadlock detection).
+    pub sql_wait_graph: helios_sql::txn::WaitGraph,
+    /// Keeps snapshot pinning and multi-shard commits apart (see `helios_sql::txn`).
+    pub sql_commit_gate: helios_sql::txn::CommitGate,
     /// Clients waiting in a blocking command (INFO's `blocked_clients`).
     pub blocked_clients: AtomicU64,
     pub start_error: std::sync::Mutex<Option<String>>,
@@ -194,6 +200,9 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
         next_client_id: AtomicU64::new(1),
         next_txid: AtomicU64::new(1),
         total_connections: AtomicU64::new(0),
+        next_sql_txn: AtomicU64::new(1),
+        sql_wait_graph: Default::default(),
+        sql_commit_gate: Default::default(),
         blocked_clients: AtomicU64::new(0),
         start_error: std::sync::Mutex::new(None),
     });

@@ -72,13 +72,14 @@ pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
         .fetch_add(1, Ordering::Relaxed);
     let state = state.clone();
     glommio::spawn_local(async move {
-        let cluster = ShardCluster {
-            state: state.clone(),
-        };
+        let cluster = ShardCluster::new(state.clone());
         let mut conn = PgConn::new(backend_pid(state.id, id), cluster);
         conn.peer = peer_ip(fd);
         if let Err(error) = conn.serve(&connection).await {
             tracing::debug!(shard = state.id, %error, "PostgreSQL connection ended");
+        }
+        if let Err(error) = helios_sql::txn::connection_closed(&conn.cluster).await {
+            tracing::warn!(shard = state.id, %error, "ending a closed connection's transaction failed");
         }
         state.pg_backends.borrow_mut().remove(&conn.pid);
         state.shared.connections_per_shard[state.id].fetch_sub(1, Ordering::Relaxed);

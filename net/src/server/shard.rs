@@ -99,6 +99,8 @@ pub enum ShardReq {
     },
     /// SQL, to shard 0: advance or set a sequence.
     SqlSequence(Box<helios_sql::SequenceDef>, helios_sql::SequenceOp),
+    /// A transaction message (see `helios_sql::txn`).
+    SqlTxn(Box<helios_sql::txn::TxnMsg>),
     /// A client blocked on these keys (BLPOP...): wake it through `wake` whenever one of
     /// them holds elements (now, or after a later write).
     Block {
@@ -138,6 +140,7 @@ pub enum ShardResp {
     SqlWritten(helios_sql::WriteOutcome),
     SqlDdl(helios_sql::DdlOutcome),
     SqlSequence(Vec<i64>),
+    SqlTxn(Box<helios_sql::txn::TxnReply>),
     SqlError(Box<helios_sql::SqlError>),
 }
 
@@ -198,6 +201,8 @@ pub struct ShardState {
     pub catalog: RefCell<Arc<helios_sql::Catalog>>,
     /// One SQL write fragment at a time on this shard (see `sqlcluster::write`).
     pub sql_writes: glommio::sync::Semaphore,
+    /// SQL transactions' intents, row locks and snapshots on this shard.
+    pub sql_txns: helios_sql::txn::ShardTxns,
     /// Shard 0: one catalog change at a time.
     pub ddl_lock: glommio::sync::Semaphore,
     /// PostgreSQL connections on this shard: backend pid → (cancel secret, cancel flag).
@@ -699,6 +704,11 @@ impl ShardState {
                 sqlcluster::install_catalog(&self, catalog);
                 ShardResp::Done
             }
+            ShardReq::SqlTxn(msg) => sql_reply(
+                sqlcluster::txn(&self, *msg)
+                    .await
+                    .map(|reply| ShardResp::SqlTxn(Box::new(reply))),
+            ),
             ShardReq::SqlSequence(sequence, op) => sql_reply(
                 sqlcluster::sequence(&self, *sequence, op)
                     .await
@@ -852,6 +862,17 @@ pub async fn shard_main(
         if let Err(error) = sqlcluster::publish_catalog(&state, catalog).await {
             tracing::error!(%error, "publishing the SQL catalog failed");
         }
+        // Multi-shard commits interrupted by a crash are finished before any client is served.
+        let cluster = sqlcluster::ShardCluster::new(state.clone());
+        match helios_sql::txn::recover(&cluster).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(transactions = n, "finished multi-shard commits interrupted by a crash"),
+            Err(error) => {
+                tracing::error!(%error, "recovering SQL transactions failed; not serving");
+                shared.failed.store(true, Ordering::SeqCst);
+                shared.shutdown.store(true, Ordering::SeqCst);
+            }
+        }
 
         state.ring.listen(listener_fd);
         glommio::spawn_local(accept_loop(state.clone())).detach();
@@ -919,6 +940,7 @@ async fn open_shard(
         pg_ring: RefCell::new(None),
         catalog: RefCell::new(Arc::new(catalog)),
         sql_writes: glommio::sync::Semaphore::new(1),
+        sql_txns: Default::default(),
         ddl_lock: glommio::sync::Semaphore::new(1),
         pg_backends: RefCell::new(Default::default()),
         sequences: Default::default(),

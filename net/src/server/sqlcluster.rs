@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use helios_shard::glommio_rt::GlommioRuntime;
+use helios_sql::txn::{CommitGate, ConnTxn, TxnId, TxnMsg, TxnReply};
 use helios_sql::{
     Catalog, Cluster, DdlChange, DdlOutcome, ScanRequest, ScanRows, SequenceDef, SequenceOp,
     SqlError, WriteOutcome, WriteRequest,
@@ -24,9 +25,20 @@ pub const CATALOG_SHARD: usize = 0;
 /// SQLSTATE of a storage failure (`io_error`).
 const IO_ERROR: &str = "58030";
 
-/// The cluster as seen from one coordinator shard.
+/// The cluster as seen from one coordinator shard (one per connection: it holds the
+/// connection's transaction).
 pub struct ShardCluster {
     pub state: Rc<ShardState>,
+    conn: std::cell::RefCell<ConnTxn>,
+}
+
+impl ShardCluster {
+    pub fn new(state: Rc<ShardState>) -> ShardCluster {
+        ShardCluster {
+            state,
+            conn: Default::default(),
+        }
+    }
 }
 
 impl Cluster for ShardCluster {
@@ -94,6 +106,39 @@ impl Cluster for ShardCluster {
             other => Err(unexpected(other)),
         }
     }
+
+    async fn txn_call(&self, shard: usize, msg: TxnMsg) -> Result<TxnReply, SqlError> {
+        if shard == self.state.id {
+            return txn(&self.state, msg).await;
+        }
+        match self.call(shard, ShardReq::SqlTxn(Box::new(msg))).await? {
+            ShardResp::SqlTxn(reply) => Ok(*reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn conn_txn(&self) -> &std::cell::RefCell<ConnTxn> {
+        &self.conn
+    }
+
+    fn new_txn_id(&self) -> TxnId {
+        self.state
+            .shared
+            .next_sql_txn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn home_shard(&self) -> usize {
+        self.state.id
+    }
+
+    fn commit_gate(&self) -> &CommitGate {
+        &self.state.shared.sql_commit_gate
+    }
+
+    async fn pause(&self) {
+        glommio::timer::sleep(std::time::Duration::from_micros(50)).await;
+    }
 }
 
 impl ShardCluster {
@@ -118,7 +163,15 @@ fn unexpected(resp: ShardResp) -> SqlError {
 /// Runs a scan fragment on this shard. Its rows may include writes not yet durable, so, as a
 /// Redis read does, the reply waits until everything it could have observed is.
 pub async fn scan(state: &Rc<ShardState>, req: ScanRequest) -> Result<ScanRows, SqlError> {
-    let rows = helios_sql::scan_local(&state.lsm, &GlommioRuntime, &req).await?;
+    let rows = helios_sql::scan_fragment(
+        &state.lsm,
+        &GlommioRuntime,
+        &state.sql_txns,
+        &state.shared.sql_wait_graph,
+        state.id,
+        &req,
+    )
+    .await?;
     durable(state, state.wal().last_lsn()).await?;
     Ok(rows)
 }
@@ -132,17 +185,35 @@ pub async fn write(state: &Rc<ShardState>, req: WriteRequest) -> Result<WriteOut
             "writes are refused: the shard's WAL failed (see the server log)",
         ));
     }
-    let outcome = {
-        let _permit = state
-            .sql_writes
-            .acquire_permit(1)
-            .await
-            .map_err(|e| SqlError::new(IO_ERROR, e.to_string()))?;
-        state.wal_backpressure().await;
-        helios_sql::write_local(&state.lsm, &req).await?
-    };
-    durable(state, outcome.lsn).await?;
+    state.wal_backpressure().await;
+    let outcome = helios_sql::write_fragment(
+        &state.lsm,
+        &state.sql_txns,
+        &state.shared.sql_wait_graph,
+        state.id,
+        &req,
+    )
+    .await?;
+    if outcome.lsn > 0 {
+        durable(state, outcome.lsn).await?;
+    }
     Ok(outcome)
+}
+
+/// Runs a transaction message on this shard; answered once what it wrote is durable (synced,
+/// whatever the durability mode, where the message asks).
+pub async fn txn(state: &Rc<ShardState>, msg: TxnMsg) -> Result<TxnReply, SqlError> {
+    let (reply, durability) = helios_sql::txn::txn_local(&state.lsm, &state.sql_txns, msg).await?;
+    if durability.force_sync {
+        state
+            .wal()
+            .sync_to(durability.lsn)
+            .await
+            .map_err(|e| SqlError::new(IO_ERROR, format!("storage error: {e}")))?;
+    } else if durability.lsn > 0 {
+        durable(state, durability.lsn).await?;
+    }
+    Ok(reply)
 }
 
 /// Shard 0: a sequence operation, answered once its record (if it wrote one) is durable.
@@ -205,9 +276,7 @@ pub async fn apply_ddl(state: &Rc<ShardState>, change: DdlChange) -> Result<DdlO
     publish_catalog(state, Arc::new(next)).await?;
     for &table_id in &outcome.dropped_tables {
         for shard in 0..state.shared.map.shard_count() {
-            let cluster = ShardCluster {
-                state: state.clone(),
-            };
+            let cluster = ShardCluster::new(state.clone());
             cluster.truncate(shard, table_id).await?;
         }
     }

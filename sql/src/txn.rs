@@ -1,0 +1,1293 @@
+//! Transactions: BEGIN / COMMIT / ROLLBACK / SAVEPOINT, READ COMMITTED and REPEATABLE READ,
+//! row locks, and atomic commit across shards.
+//!
+//! **Intents.** A transaction's writes do not go to the LSM tree while it runs: each owning
+//! shard keeps them in memory as *intents* (key → new value or deletion, index entries
+//! included), and locks the rows they touch. Other sessions read committed data only (the tree),
+//! so there are no dirty reads; the transaction's own scans read the tree overlaid with its
+//! intents. A row locked by another transaction makes a writer wait (deadlocks are found in a
+//! cluster-wide wait-for graph and end one waiter with 40P01). Autocommit statements that write
+//! run as one-statement transactions, so a statement is atomic across shards too.
+//!
+//! **Snapshots.** A REPEATABLE READ transaction pins one LSM snapshot per shard at its first
+//! statement and reads at it until it ends; it may only change rows whose newest committed
+//! version is the one its snapshot sees (first committer wins: 40001 otherwise). A READ
+//! COMMITTED statement that scans more than one row key pins a snapshot per shard for itself.
+//! Snapshots on all shards are pinned while no multi-shard commit is being applied (the
+//! [`CommitGate`]), so every snapshot sees each transaction wholly or not at all.
+//!
+//! **Commit.** One shard with intents: they become one LSM batch there, durable before the
+//! reply — no coordination. Several: the coordinator gathers the intents, writes a *commit
+//! record* holding all of them to its own shard's tree and syncs it (the commit point), then
+//! has each participant apply its part together with an *applied marker* in one batch, synced.
+//! After a crash, [`recover`] re-applies every commit record's parts on the participants
+//! whose marker is missing, then deletes the records and markers: a transaction is applied
+//! everywhere or, with no record, nowhere (its intents were only in memory).
+//!
+//! Key layout: commit record `0x83 txn_id:u64 BE` → [`encode_record`]; applied marker
+//! `0x84 txn_id:u64 BE` → empty.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound as RangeBound;
+use std::rc::Rc;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use helios_engine::fs::FileSystem;
+use helios_engine::lsm::notify::Notify;
+use helios_engine::lsm::snapshot::Snapshot;
+use helios_engine::lsm::{Lsm, WriteBatch};
+use helios_engine::rt::Runtime;
+
+use crate::cluster::{storage_error, Cluster};
+use crate::error::SqlError;
+
+pub type TxnId = u64;
+
+pub const RECORD_PREFIX: u8 = 0x83;
+pub const MARKER_PREFIX: u8 = 0x84;
+
+/// SQLSTATEs of this module.
+pub(crate) const SERIALIZATION_FAILURE: &str = "40001";
+pub(crate) const DEADLOCK_DETECTED: &str = "40P01";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Isolation {
+    #[default]
+    ReadCommitted,
+    RepeatableRead,
+}
+
+impl Isolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read committed",
+            Isolation::RepeatableRead => "repeatable read",
+        }
+    }
+
+    /// The level a setting's text names. READ UNCOMMITTED is READ COMMITTED (as in
+    /// PostgreSQL); SERIALIZABLE is refused, never silently weakened.
+    pub fn parse(text: &str) -> Result<Isolation, SqlError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "read committed" | "read uncommitted" => Ok(Isolation::ReadCommitted),
+            "repeatable read" => Ok(Isolation::RepeatableRead),
+            "serializable" => Err(serializable_refused()),
+            other => Err(SqlError::new(
+                crate::error::INVALID_PARAMETER_VALUE,
+                format!("invalid value for parameter \"transaction_isolation\": \"{other}\""),
+            )),
+        }
+    }
+}
+
+pub(crate) fn serializable_refused() -> SqlError {
+    SqlError::new(
+        crate::error::FEATURE_NOT_SUPPORTED,
+        "SERIALIZABLE isolation is not supported; use REPEATABLE READ (snapshot isolation) or READ COMMITTED",
+    )
+}
+
+/// Row lock strength.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// FOR SHARE: other sharers may hold it too; writers wait.
+    Shared,
+    /// Writes, FOR UPDATE, FOR NO KEY UPDATE.
+    Exclusive,
+}
+
+/// What a fragment carries about the transaction it runs in.
+#[derive(Clone, Debug)]
+pub struct TxnCtx {
+    pub id: TxnId,
+    pub isolation: Isolation,
+    /// The snapshot pinned on every shard that the fragment reads at (None: the newest data).
+    pub snapshot: Option<u64>,
+    /// The savepoint mark the fragment's writes are tagged with.
+    pub mark: u32,
+}
+
+// ---------------------------------------------------------------------------------------
+// Shard side
+// ---------------------------------------------------------------------------------------
+
+/// A transaction's intents on one shard: key → new value (None: deleted).
+pub type Intents = BTreeMap<Bytes, Option<Bytes>>;
+
+/// What a scan reads: the tree at a snapshot (None: newest), overlaid with one transaction's
+/// intents.
+#[derive(Default, Clone)]
+pub struct ReadView {
+    pub overlay: Option<Rc<RefCell<Intents>>>,
+    pub snapshot: Option<Snapshot>,
+}
+
+impl ReadView {
+    /// The intent for `key`: Some(None) when the transaction deleted it.
+    pub(crate) fn intent(&self, key: &[u8]) -> Option<Option<Bytes>> {
+        self.overlay.as_ref()?.borrow().get(key).cloned()
+    }
+
+    /// `key`'s value as this view sees it.
+    pub(crate) async fn get<F: FileSystem + Clone + 'static, R: Runtime>(
+        &self,
+        lsm: &Lsm<F, R>,
+        key: &[u8],
+    ) -> Result<Option<Bytes>, SqlError> {
+        if let Some(intent) = self.intent(key) {
+            return Ok(intent);
+        }
+        lsm.get(key, self.snapshot.as_ref())
+            .await
+            .map_err(storage_error)
+    }
+
+    /// The first intent at or after `from` (strictly after when `after`), below `upper`.
+    pub(crate) fn next_intent(
+        &self,
+        from: &[u8],
+        after: bool,
+        upper: Option<&[u8]>,
+    ) -> Option<(Bytes, Option<Bytes>)> {
+        let overlay = self.overlay.as_ref()?.borrow();
+        let lower = if after {
+            RangeBound::Excluded(from)
+        } else {
+            RangeBound::Included(from)
+        };
+        let (k, v) = overlay
+            .range::<[u8], _>((lower, RangeBound::Unbounded))
+            .next()?;
+        if upper.is_some_and(|u| k.as_ref() >= u) {
+            return None;
+        }
+        Some((k.clone(), v.clone()))
+    }
+}
+
+struct Undo {
+    mark: u32,
+    key: Bytes,
+    /// The intent the key had before (None: none).
+    before: Option<Option<Bytes>>,
+}
+
+#[derive(Default)]
+struct ShardTxn {
+    intents: Rc<RefCell<Intents>>,
+    undo: Vec<Undo>,
+    locked: Vec<Bytes>,
+}
+
+enum Holder {
+    Exclusive(TxnId),
+    Shared(Vec<TxnId>),
+}
+
+/// One shard's transactions: intents, row locks, pinned snapshots.
+#[derive(Default)]
+pub struct ShardTxns {
+    txns: RefCell<HashMap<TxnId, ShardTxn>>,
+    locks: RefCell<HashMap<Bytes, Holder>>,
+    snapshots: RefCell<HashMap<u64, Snapshot>>,
+    released: Notify,
+    /// Transient ids for writes outside any transaction (COPY, table rewrites): they lock
+    /// their rows for the length of one batch.
+    next_transient: Cell<u64>,
+}
+
+/// Cluster-wide: who waits for whom (waiter, shard) → holders. A cycle is a deadlock.
+#[derive(Default, Debug)]
+pub struct WaitGraph {
+    edges: Mutex<HashMap<(TxnId, usize), Vec<TxnId>>>,
+}
+
+impl WaitGraph {
+    /// Records that `waiter` waits on `shard` for `holders`; Err when that closes a cycle.
+    fn wait(&self, waiter: TxnId, shard: usize, holders: Vec<TxnId>) -> Result<(), SqlError> {
+        let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+        edges.insert((waiter, shard), holders.clone());
+        let mut seen = BTreeSet::new();
+        let mut stack = holders;
+        while let Some(t) = stack.pop() {
+            if t == waiter {
+                edges.remove(&(waiter, shard));
+                return Err(SqlError::new(
+                    DEADLOCK_DETECTED,
+                    "deadlock detected",
+                ));
+            }
+            if !seen.insert(t) {
+                continue;
+            }
+            for ((w, _), hs) in edges.iter() {
+                if *w == t {
+                    stack.extend(hs.iter().copied());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn done(&self, waiter: TxnId, shard: usize) {
+        let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+        edges.remove(&(waiter, shard));
+    }
+}
+
+/// Removes a waiter's edge however its wait ends (a dropped statement included).
+struct Waiting<'a> {
+    graph: &'a WaitGraph,
+    waiter: TxnId,
+    shard: usize,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.graph.done(self.waiter, self.shard);
+    }
+}
+
+/// Transient ids are above this bit (transaction ids from coordinators are below).
+const TRANSIENT_BIT: u64 = 1 << 63;
+
+impl ShardTxns {
+    pub fn transient_id(&self, shard: usize) -> TxnId {
+        let n = self.next_transient.get() + 1;
+        self.next_transient.set(n);
+        TRANSIENT_BIT | ((shard as u64) << 48) | n
+    }
+
+    /// The view a fragment of `ctx` reads (no transaction: the newest committed data).
+    pub fn view(&self, ctx: Option<&TxnCtx>) -> Result<ReadView, SqlError> {
+        let Some(ctx) = ctx else {
+            return Ok(ReadView::default());
+        };
+        let overlay = self
+            .txns
+            .borrow()
+            .get(&ctx.id)
+            .map(|t| t.intents.clone());
+        let snapshot = match ctx.snapshot {
+            None => None,
+            Some(id) => Some(self.snapshots.borrow().get(&id).cloned().ok_or_else(|| {
+                SqlError::new("XX000", "the transaction's snapshot is not pinned on this shard")
+            })?),
+        };
+        Ok(ReadView { overlay, snapshot })
+    }
+
+    /// Holders that keep `txn` from locking `key` in `mode`.
+    fn blockers(&self, txn: TxnId, key: &Bytes, mode: LockMode) -> Vec<TxnId> {
+        match self.locks.borrow().get(key) {
+            None => Vec::new(),
+            Some(Holder::Exclusive(t)) if *t == txn => Vec::new(),
+            Some(Holder::Exclusive(t)) => vec![*t],
+            Some(Holder::Shared(ts)) => match mode {
+                LockMode::Shared => Vec::new(),
+                LockMode::Exclusive => ts.iter().copied().filter(|t| *t != txn).collect(),
+            },
+        }
+    }
+
+    /// Takes every lock or none: returns the holders in the way.
+    fn try_lock(&self, txn: TxnId, keys: &[Bytes], mode: LockMode) -> Vec<TxnId> {
+        let mut blockers: Vec<TxnId> = keys
+            .iter()
+            .flat_map(|k| self.blockers(txn, k, mode))
+            .collect();
+        if !blockers.is_empty() {
+            blockers.sort_unstable();
+            blockers.dedup();
+            return blockers;
+        }
+        let mut locks = self.locks.borrow_mut();
+        let mut taken = Vec::new();
+        for key in keys {
+            match locks.get_mut(key) {
+                None => {
+                    locks.insert(
+                        key.clone(),
+                        match mode {
+                            LockMode::Exclusive => Holder::Exclusive(txn),
+                            LockMode::Shared => Holder::Shared(vec![txn]),
+                        },
+                    );
+                    taken.push(key.clone());
+                }
+                Some(Holder::Exclusive(_)) => {}
+                Some(h @ Holder::Shared(_)) => {
+                    let Holder::Shared(ts) = h else { unreachable!() };
+                    match mode {
+                        // Only this transaction shares it (else it would have blocked).
+                        LockMode::Exclusive => *h = Holder::Exclusive(txn),
+                        LockMode::Shared if !ts.contains(&txn) => {
+                            ts.push(txn);
+                            taken.push(key.clone());
+                        }
+                        LockMode::Shared => {}
+                    }
+                }
+            }
+        }
+        drop(locks);
+        if txn & TRANSIENT_BIT == 0 {
+            self.txns
+                .borrow_mut()
+                .entry(txn)
+                .or_default()
+                .locked
+                .extend(taken);
+        }
+        Vec::new()
+    }
+
+    /// Locks `keys` for `txn`, waiting while other transactions hold them. Returns whether it
+    /// had to wait (what it read before may be stale).
+    pub async fn lock(
+        &self,
+        graph: &WaitGraph,
+        shard: usize,
+        txn: TxnId,
+        keys: &[Bytes],
+        mode: LockMode,
+    ) -> Result<bool, SqlError> {
+        let mut waited = false;
+        loop {
+            let blockers = self.try_lock(txn, keys, mode);
+            if blockers.is_empty() {
+                return Ok(waited);
+            }
+            graph.wait(txn, shard, blockers)?;
+            let _waiting = Waiting {
+                graph,
+                waiter: txn,
+                shard,
+            };
+            self.released.wait().await;
+            waited = true;
+        }
+    }
+
+    /// Releases every lock of `txn` on this shard.
+    fn unlock_keys(&self, txn: TxnId, keys: &[Bytes]) {
+        let mut locks = self.locks.borrow_mut();
+        for key in keys {
+            let remove = match locks.get_mut(key) {
+                Some(Holder::Exclusive(t)) => *t == txn,
+                Some(Holder::Shared(ts)) => {
+                    ts.retain(|t| *t != txn);
+                    ts.is_empty()
+                }
+                None => false,
+            };
+            if remove {
+                locks.remove(key);
+            }
+        }
+        drop(locks);
+        self.released.notify_all();
+    }
+
+    /// Releases a transient writer's locks.
+    pub fn unlock_transient(&self, txn: TxnId, keys: &[Bytes]) {
+        self.unlock_keys(txn, keys);
+    }
+
+    /// Ends `txn` here: its intents (returned) leave memory and its locks and snapshot go.
+    fn finish(&self, txn: TxnId) -> Intents {
+        self.snapshots.borrow_mut().remove(&txn);
+        let Some(state) = self.txns.borrow_mut().remove(&txn) else {
+            return Intents::new();
+        };
+        self.unlock_keys(txn, &state.locked);
+        Rc::try_unwrap(state.intents)
+            .map(RefCell::into_inner)
+            .unwrap_or_else(|shared| shared.borrow().clone())
+    }
+
+    /// Records `batch` (built over the transaction's view) as intents tagged with `mark`.
+    pub fn add_intents(&self, txn: TxnId, mark: u32, batch: WriteBatch) {
+        use helios_engine::lsm::key::ValueKind;
+        let mut txns = self.txns.borrow_mut();
+        let state = txns.entry(txn).or_default();
+        let mut intents = state.intents.borrow_mut();
+        for (kind, key, value) in batch.into_entries() {
+            let new = (kind == ValueKind::Put).then_some(value);
+            let before = intents.insert(key.clone(), new);
+            state.undo.push(Undo { mark, key, before });
+        }
+    }
+
+    /// The intents of `txn` as a batch (empty: nothing to write here).
+    fn batch_of(intents: &Intents) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        for (k, v) in intents {
+            match v {
+                Some(v) => batch.put(k.clone(), v.clone()),
+                None => batch.delete(k.clone()),
+            }
+        }
+        batch
+    }
+
+    /// Undoes the writes `txn` made at or after savepoint `mark`.
+    fn rollback_to(&self, txn: TxnId, mark: u32) {
+        let mut txns = self.txns.borrow_mut();
+        let Some(state) = txns.get_mut(&txn) else {
+            return;
+        };
+        let mut intents = state.intents.borrow_mut();
+        while state.undo.last().is_some_and(|u| u.mark >= mark) {
+            let u = state.undo.pop().expect("checked");
+            match u.before {
+                Some(v) => intents.insert(u.key, v),
+                None => intents.remove(&u.key),
+            };
+        }
+    }
+
+    pub fn has_intents(&self, txn: TxnId) -> bool {
+        self.txns
+            .borrow()
+            .get(&txn)
+            .is_some_and(|t| !t.intents.borrow().is_empty())
+    }
+}
+
+/// A transaction message to one shard.
+#[derive(Debug, Clone)]
+pub enum TxnMsg {
+    /// Pin a snapshot of the newest data under `id`.
+    Pin { id: u64 },
+    Release { id: u64 },
+    /// Commit a transaction whose only intents are here: one batch, durable before the reply.
+    Commit { txn: TxnId },
+    /// Send the intents (phase one of a multi-shard commit; the locks stay).
+    Gather { txn: TxnId },
+    /// Apply the intents with the applied marker, synced, and release (phase two).
+    Apply { txn: TxnId },
+    /// Recovery: apply these entries with the marker unless the marker is there.
+    Redo { txn: TxnId, entries: Vec<Entry> },
+    Abort { txn: TxnId },
+    RollbackTo { txn: TxnId, mark: u32 },
+    /// The coordinator's commit record: write it (synced), or delete it.
+    WriteRecord { txn: TxnId, record: Vec<u8> },
+    DeleteRecord { txn: TxnId },
+    /// Delete the applied marker (its commit record is gone for good).
+    Forget { txn: TxnId },
+    /// Recovery: the commit records on this shard.
+    Records,
+    /// Recovery: delete every applied marker (no commit record is left anywhere).
+    DropMarkers,
+}
+
+/// One intent as it travels: key, value (None: delete).
+pub type Entry = (Bytes, Option<Bytes>);
+
+#[derive(Debug, Clone)]
+pub enum TxnReply {
+    Done,
+    Entries(Vec<Entry>),
+    Records(Vec<(TxnId, Vec<u8>)>),
+}
+
+/// What a shard must do before replying to a transaction message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Durability {
+    /// Wait until the WAL is durable to here (the server's durability mode applies).
+    pub lsn: u64,
+    /// Sync the WAL to `lsn` whatever the durability mode (commit records, multi-shard
+    /// applies: losing one would leave a transaction half-applied).
+    pub force_sync: bool,
+}
+
+fn record_key(txn: TxnId) -> Bytes {
+    let mut k = vec![RECORD_PREFIX];
+    k.extend_from_slice(&txn.to_be_bytes());
+    Bytes::from(k)
+}
+
+fn marker_key(txn: TxnId) -> Bytes {
+    let mut k = vec![MARKER_PREFIX];
+    k.extend_from_slice(&txn.to_be_bytes());
+    Bytes::from(k)
+}
+
+fn txn_of_key(key: &[u8]) -> Option<TxnId> {
+    Some(TxnId::from_be_bytes(key.get(1..9)?.try_into().ok()?))
+}
+
+/// Runs a transaction message on this shard.
+pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    txns: &ShardTxns,
+    msg: TxnMsg,
+) -> Result<(TxnReply, Durability), SqlError> {
+    let done = |d: Durability| Ok((TxnReply::Done, d));
+    match msg {
+        TxnMsg::Pin { id } => {
+            txns.snapshots.borrow_mut().insert(id, lsm.snapshot());
+            done(Durability::default())
+        }
+        TxnMsg::Release { id } => {
+            txns.snapshots.borrow_mut().remove(&id);
+            done(Durability::default())
+        }
+        TxnMsg::Commit { txn } => {
+            let intents = txns.finish(txn);
+            let lsn = write_batch(lsm, ShardTxns::batch_of(&intents)).await?;
+            done(Durability {
+                lsn,
+                force_sync: false,
+            })
+        }
+        TxnMsg::Gather { txn } => {
+            let entries = txns
+                .txns
+                .borrow()
+                .get(&txn)
+                .map(|t| {
+                    t.intents
+                        .borrow()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok((TxnReply::Entries(entries), Durability::default()))
+        }
+        TxnMsg::Apply { txn } => {
+            let intents = txns.finish(txn);
+            let mut batch = ShardTxns::batch_of(&intents);
+            batch.put(marker_key(txn), Bytes::new());
+            let lsn = write_batch(lsm, batch).await?;
+            done(Durability {
+                lsn,
+                force_sync: true,
+            })
+        }
+        TxnMsg::Redo { txn, entries } => {
+            if lsm
+                .get(&marker_key(txn), None)
+                .await
+                .map_err(storage_error)?
+                .is_some()
+            {
+                return done(Durability::default());
+            }
+            let mut batch = WriteBatch::new();
+            for (k, v) in entries {
+                match v {
+                    Some(v) => batch.put(k, v),
+                    None => batch.delete(k),
+                }
+            }
+            batch.put(marker_key(txn), Bytes::new());
+            let lsn = write_batch(lsm, batch).await?;
+            done(Durability {
+                lsn,
+                force_sync: true,
+            })
+        }
+        TxnMsg::Abort { txn } => {
+            txns.finish(txn);
+            done(Durability::default())
+        }
+        TxnMsg::RollbackTo { txn, mark } => {
+            txns.rollback_to(txn, mark);
+            done(Durability::default())
+        }
+        TxnMsg::WriteRecord { txn, record } => {
+            let mut batch = WriteBatch::new();
+            batch.put(record_key(txn), Bytes::from(record));
+            let lsn = write_batch(lsm, batch).await?;
+            done(Durability {
+                lsn,
+                force_sync: true,
+            })
+        }
+        TxnMsg::DeleteRecord { txn } => {
+            let mut batch = WriteBatch::new();
+            batch.delete(record_key(txn));
+            let lsn = write_batch(lsm, batch).await?;
+            done(Durability {
+                lsn,
+                force_sync: true,
+            })
+        }
+        TxnMsg::Forget { txn } => {
+            let mut batch = WriteBatch::new();
+            batch.delete(marker_key(txn));
+            let lsn = write_batch(lsm, batch).await?;
+            done(Durability {
+                lsn,
+                force_sync: false,
+            })
+        }
+        TxnMsg::Records => {
+            let mut records = Vec::new();
+            for (key, value) in keys_with_prefix(lsm, RECORD_PREFIX).await? {
+                if let Some(txn) = txn_of_key(&key) {
+                    records.push((txn, value.to_vec()));
+                }
+            }
+            Ok((TxnReply::Records(records), Durability::default()))
+        }
+        TxnMsg::DropMarkers => {
+            let mut batch = WriteBatch::new();
+            for (key, _) in keys_with_prefix(lsm, MARKER_PREFIX).await? {
+                batch.delete(key);
+            }
+            let lsn = write_batch(lsm, batch).await?;
+            done(Durability {
+                lsn,
+                force_sync: true,
+            })
+        }
+    }
+}
+
+async fn keys_with_prefix<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    prefix: u8,
+) -> Result<Vec<(Bytes, Bytes)>, SqlError> {
+    let mut out = Vec::new();
+    let mut iter = lsm
+        .prefix_iter(&[prefix], None)
+        .await
+        .map_err(storage_error)?;
+    while iter.valid() {
+        out.push((iter.key().clone(), iter.value().clone()));
+        iter.next().await.map_err(storage_error)?;
+    }
+    Ok(out)
+}
+
+async fn write_batch<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    batch: WriteBatch,
+) -> Result<u64, SqlError> {
+    if batch.is_empty() {
+        return Ok(lsm.wal().last_lsn());
+    }
+    lsm.wait_for_write_room().await.map_err(storage_error)?;
+    lsm.write_owned(batch).map_err(storage_error)
+}
+
+/// A commit record: per participant shard, its entries.
+/// Layout: varint participants; per participant: varint shard, varint entries; per entry:
+/// u8 kind (1 put, 0 delete), varint key length, key, [varint value length, value].
+pub fn encode_record(parts: &[(usize, Vec<Entry>)]) -> Vec<u8> {
+    use helios_engine::lsm::batch::put_varint;
+    let mut out = Vec::new();
+    put_varint(&mut out, parts.len() as u64);
+    for (shard, entries) in parts {
+        put_varint(&mut out, *shard as u64);
+        put_varint(&mut out, entries.len() as u64);
+        for (k, v) in entries {
+            out.push(u8::from(v.is_some()));
+            put_varint(&mut out, k.len() as u64);
+            out.extend_from_slice(k);
+            if let Some(v) = v {
+                put_varint(&mut out, v.len() as u64);
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out
+}
+
+pub fn decode_record(bytes: &[u8]) -> Result<Vec<(usize, Vec<Entry>)>, SqlError> {
+    use helios_engine::lsm::batch::get_varint;
+    let corrupt = || SqlError::new("XX001", "a transaction commit record is corrupt");
+    let mut at = 0;
+    let take = |at: &mut usize, n: usize| -> Result<Bytes, SqlError> {
+        let end = at.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(corrupt)?;
+        let out = Bytes::copy_from_slice(&bytes[*at..end]);
+        *at = end;
+        Ok(out)
+    };
+    let count = get_varint(bytes, &mut at).ok_or_else(corrupt)?;
+    let mut parts = Vec::new();
+    for _ in 0..count {
+        let shard = get_varint(bytes, &mut at).ok_or_else(corrupt)? as usize;
+        let n = get_varint(bytes, &mut at).ok_or_else(corrupt)?;
+        let mut entries = Vec::new();
+        for _ in 0..n {
+            let kind = take(&mut at, 1)?[0];
+            let klen = get_varint(bytes, &mut at).ok_or_else(corrupt)? as usize;
+            let key = take(&mut at, klen)?;
+            let value = if kind == 1 {
+                let vlen = get_varint(bytes, &mut at).ok_or_else(corrupt)? as usize;
+                Some(take(&mut at, vlen)?)
+            } else {
+                None
+            };
+            entries.push((key, value));
+        }
+        parts.push((shard, entries));
+    }
+    if at != bytes.len() {
+        return Err(corrupt());
+    }
+    Ok(parts)
+}
+
+// ---------------------------------------------------------------------------------------
+// Cluster-wide: the commit gate
+// ---------------------------------------------------------------------------------------
+
+/// Keeps snapshot pinning and multi-shard applies apart: any number of either may run at
+/// once, never both, so the snapshots pinned on the shards see each multi-shard commit on all
+/// of its shards or on none. Holds are short (one round of messages); a side with waiters
+/// gets the next turn, so neither starves.
+#[derive(Default, Debug)]
+pub struct CommitGate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Default, Debug)]
+struct GateState {
+    active: [usize; 2],
+    waiting: [usize; 2],
+    turn: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateSide {
+    Pin = 0,
+    Apply = 1,
+}
+
+impl CommitGate {
+    /// Enters on `side` if it may now; `was_waiting` says whether this caller counted itself
+    /// as waiting before.
+    fn try_enter(&self, side: GateSide, was_waiting: bool) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let me = side as usize;
+        let other = 1 - me;
+        let ok = s.active[other] == 0 && (s.waiting[other] == 0 || s.turn == me);
+        if ok {
+            s.active[me] += 1;
+            if was_waiting {
+                s.waiting[me] -= 1;
+            }
+        } else if !was_waiting {
+            s.waiting[me] += 1;
+        }
+        ok
+    }
+
+    fn leave(&self, side: GateSide) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let me = side as usize;
+        s.active[me] -= 1;
+        if s.active[me] == 0 && s.waiting[1 - me] > 0 {
+            s.turn = 1 - me;
+        }
+    }
+
+    fn give_up(&self, side: GateSide) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.waiting[side as usize] -= 1;
+    }
+}
+
+/// Held while on one side of the gate.
+pub struct GatePass<'a> {
+    gate: &'a CommitGate,
+    side: GateSide,
+}
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        self.gate.leave(self.side);
+    }
+}
+
+struct GateWaiter<'a> {
+    gate: &'a CommitGate,
+    side: GateSide,
+    waiting: bool,
+}
+
+impl Drop for GateWaiter<'_> {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.gate.give_up(self.side);
+        }
+    }
+}
+
+pub(crate) async fn enter_gate<C: Cluster>(cluster: &C, side: GateSide) -> GatePass<'_> {
+    let gate = cluster.commit_gate();
+    let mut w = GateWaiter {
+        gate,
+        side,
+        waiting: false,
+    };
+    loop {
+        if gate.try_enter(side, w.waiting) {
+            w.waiting = false;
+            return GatePass { gate, side };
+        }
+        w.waiting = true;
+        cluster.pause().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Coordinator side: a connection's transaction
+// ---------------------------------------------------------------------------------------
+
+/// A connection's transaction state, kept by its cluster handle.
+#[derive(Default, Debug)]
+pub struct ConnTxn {
+    pub(crate) current: Option<TxnState>,
+    /// The running READ COMMITTED statement's snapshot.
+    pub(crate) statement_snapshot: StatementSnapshot,
+    /// Set while a DDL statement runs: its own reads and writes are not the transaction's.
+    pub(crate) suspended: bool,
+}
+
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatementSnapshot {
+    #[default]
+    None,
+    /// Being pinned by another fragment of the statement.
+    Pinning,
+    Pinned(u64),
+}
+
+#[derive(Debug)]
+pub(crate) struct TxnState {
+    pub(crate) id: TxnId,
+    pub(crate) isolation: Isolation,
+    /// A one-statement transaction around an autocommit write.
+    pub(crate) implicit: bool,
+    /// Shards holding its intents or locks.
+    pub(crate) touched: BTreeSet<usize>,
+    /// REPEATABLE READ: its snapshot (id = its id) is pinned on every shard.
+    pub(crate) pinned: StatementSnapshot,
+    pub(crate) savepoints: Vec<(String, u32)>,
+    next_mark: u32,
+}
+
+impl TxnState {
+    fn mark(&self) -> u32 {
+        self.savepoints.last().map_or(0, |s| s.1)
+    }
+}
+
+/// Starts a transaction on the connection.
+pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: bool) {
+    let id = cluster.new_txn_id();
+    assert!(id & TRANSIENT_BIT == 0, "transaction ids stay below the transient bit");
+    cluster.conn_txn().borrow_mut().current = Some(TxnState {
+        id,
+        isolation,
+        implicit,
+        touched: BTreeSet::new(),
+        pinned: StatementSnapshot::None,
+        savepoints: Vec::new(),
+        next_mark: 0,
+    });
+}
+
+pub(crate) fn in_transaction<C: Cluster>(cluster: &C) -> bool {
+    cluster.conn_txn().borrow().current.is_some()
+}
+
+/// Whether the connection's transaction has written anything yet.
+pub(crate) fn has_touched<C: Cluster>(cluster: &C) -> bool {
+    cluster
+        .conn_txn()
+        .borrow()
+        .current
+        .as_ref()
+        .is_some_and(|t| !t.touched.is_empty())
+}
+
+pub(crate) fn set_suspended<C: Cluster>(cluster: &C, suspended: bool) {
+    cluster.conn_txn().borrow_mut().suspended = suspended;
+}
+
+/// The context a write fragment for `shard` carries (None: outside any transaction).
+pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize) -> Option<TxnCtx> {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    if conn.suspended {
+        return None;
+    }
+    let snapshot = match conn.statement_snapshot {
+        StatementSnapshot::Pinned(id) => Some(id),
+        _ => None,
+    };
+    let t = conn.current.as_mut()?;
+    t.touched.insert(shard);
+    let snapshot = match t.isolation {
+        Isolation::RepeatableRead => Some(t.id),
+        Isolation::ReadCommitted => snapshot,
+    };
+    Some(TxnCtx {
+        id: t.id,
+        isolation: t.isolation,
+        snapshot,
+        mark: t.mark(),
+    })
+}
+
+/// The context a scan fragment carries. A REPEATABLE READ transaction pins its snapshot on
+/// every shard first (once); a READ COMMITTED statement does for itself unless it reads one
+/// row key (`point`) or there is one shard.
+pub async fn scan_ctx<C: Cluster>(cluster: &C, point: bool) -> Result<Option<TxnCtx>, SqlError> {
+    loop {
+        let (id, isolation, mark, state, rr) = {
+            let conn = cluster.conn_txn().borrow();
+            if conn.suspended {
+                return Ok(None);
+            }
+            match &conn.current {
+                Some(t) if t.isolation == Isolation::RepeatableRead => {
+                    (t.id, t.isolation, t.mark(), t.pinned, true)
+                }
+                Some(t) => (t.id, t.isolation, t.mark(), conn.statement_snapshot, false),
+                None => (
+                    0,
+                    Isolation::ReadCommitted,
+                    0,
+                    conn.statement_snapshot,
+                    false,
+                ),
+            }
+        };
+        let ctx = |snapshot: Option<u64>| {
+            (id != 0 || snapshot.is_some()).then_some(TxnCtx {
+                id,
+                isolation,
+                snapshot,
+                mark,
+            })
+        };
+        match state {
+            StatementSnapshot::Pinned(s) => return Ok(ctx(Some(s))),
+            StatementSnapshot::Pinning => cluster.pause().await,
+            StatementSnapshot::None => {
+                if !rr && (point || cluster.shard_count() == 1) {
+                    return Ok(ctx(None));
+                }
+                let snapshot = if rr { id } else { cluster.new_txn_id() };
+                set_snapshot_state(cluster, rr, StatementSnapshot::Pinning);
+                let pinned = pin_all(cluster, snapshot).await;
+                let next = match &pinned {
+                    Ok(()) => StatementSnapshot::Pinned(snapshot),
+                    Err(_) => StatementSnapshot::None,
+                };
+                set_snapshot_state(cluster, rr, next);
+                pinned?;
+                return Ok(ctx(Some(snapshot)));
+            }
+        }
+    }
+}
+
+fn set_snapshot_state<C: Cluster>(cluster: &C, rr: bool, state: StatementSnapshot) {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    if rr {
+        if let Some(t) = conn.current.as_mut() {
+            t.pinned = state;
+        }
+    } else {
+        conn.statement_snapshot = state;
+    }
+}
+
+/// Pins snapshot `id` on every shard, while no multi-shard commit is being applied.
+async fn pin_all<C: Cluster>(cluster: &C, id: u64) -> Result<(), SqlError> {
+    let _pass = enter_gate(cluster, GateSide::Pin).await;
+    let calls = (0..cluster.shard_count()).map(|s| cluster.txn_call(s, TxnMsg::Pin { id }));
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    Ok(())
+}
+
+async fn release_all<C: Cluster>(cluster: &C, id: u64) -> Result<(), SqlError> {
+    let calls = (0..cluster.shard_count()).map(|s| cluster.txn_call(s, TxnMsg::Release { id }));
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// After each statement: releases its snapshot, and ends a one-statement transaction
+/// (committed when the statement succeeded).
+pub(crate) async fn statement_end<C: Cluster>(cluster: &C, ok: bool) -> Result<(), SqlError> {
+    let snapshot = std::mem::take(&mut cluster.conn_txn().borrow_mut().statement_snapshot);
+    if let StatementSnapshot::Pinned(id) = snapshot {
+        release_all(cluster, id).await?;
+    }
+    let implicit = cluster
+        .conn_txn()
+        .borrow()
+        .current
+        .as_ref()
+        .is_some_and(|t| t.implicit);
+    if implicit {
+        if ok {
+            commit(cluster).await?;
+        } else {
+            abort(cluster).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends the connection's transaction, undoing everything it wrote.
+pub(crate) async fn abort<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
+    let Some(t) = cluster.conn_txn().borrow_mut().current.take() else {
+        return Ok(());
+    };
+    let shards: BTreeSet<usize> = if t.pinned == StatementSnapshot::None {
+        t.touched.clone()
+    } else {
+        (0..cluster.shard_count()).collect()
+    };
+    let calls = shards
+        .iter()
+        .map(|&s| cluster.txn_call(s, TxnMsg::Abort { txn: t.id }));
+    let mut first_error = None;
+    for r in futures_util::future::join_all(calls).await {
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Commits the connection's transaction: on its one shard with intents directly, or across
+/// several through a commit record (see the module comment).
+pub(crate) async fn commit<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
+    let Some(t) = cluster.conn_txn().borrow_mut().current.take() else {
+        return Ok(());
+    };
+    let txn = t.id;
+    // Shards without intents (only locks, or only the snapshot) just end it.
+    let mut writers = Vec::new();
+    let mut others: BTreeSet<usize> = if t.pinned == StatementSnapshot::None {
+        BTreeSet::new()
+    } else {
+        (0..cluster.shard_count()).collect()
+    };
+    if t.touched.len() == 1 {
+        writers.extend(t.touched.iter().copied());
+    } else {
+        let gathers = t
+            .touched
+            .iter()
+            .map(|&s| async move { (s, cluster.txn_call(s, TxnMsg::Gather { txn }).await) });
+        let mut parts = Vec::new();
+        let mut failed = None;
+        for (s, r) in futures_util::future::join_all(gathers).await {
+            match r {
+                Ok(TxnReply::Entries(entries)) if !entries.is_empty() => {
+                    writers.push(s);
+                    parts.push((s, entries));
+                }
+                Ok(_) => {
+                    others.insert(s);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            cluster.conn_txn().borrow_mut().current = Some(t);
+            abort(cluster).await?;
+            return Err(e);
+        }
+        if writers.len() > 1 {
+            for s in &writers {
+                others.remove(s);
+            }
+            return commit_across(cluster, txn, parts, others).await;
+        }
+    }
+    for s in &writers {
+        others.remove(s);
+    }
+    let mut calls: Vec<_> = writers
+        .iter()
+        .map(|&s| cluster.txn_call(s, TxnMsg::Commit { txn }))
+        .collect();
+    calls.extend(
+        others
+            .iter()
+            .map(|&s| cluster.txn_call(s, TxnMsg::Abort { txn })),
+    );
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// The multi-shard commit: commit record (the commit point), then every part applied with
+/// its marker, then the record and markers deleted.
+async fn commit_across<C: Cluster>(
+    cluster: &C,
+    txn: TxnId,
+    parts: Vec<(usize, Vec<Entry>)>,
+    others: BTreeSet<usize>,
+) -> Result<(), SqlError> {
+    let home = cluster.home_shard();
+    let writers: Vec<usize> = parts.iter().map(|p| p.0).collect();
+    let record = encode_record(&parts);
+    if let Err(e) = cluster
+        .txn_call(home, TxnMsg::WriteRecord { txn, record })
+        .await
+    {
+        // Not committed: no record is durable (a failed write refuses every later one).
+        let calls = writers
+            .iter()
+            .chain(&others)
+            .map(|&s| cluster.txn_call(s, TxnMsg::Abort { txn }));
+        futures_util::future::join_all(calls).await;
+        return Err(e);
+    }
+    {
+        let _pass = enter_gate(cluster, GateSide::Apply).await;
+        let calls = writers
+            .iter()
+            .map(|&s| cluster.txn_call(s, TxnMsg::Apply { txn }));
+        for r in futures_util::future::join_all(calls).await {
+            // Committed (the record says so); a shard that failed to apply its part redoes
+            // it from the record at restart.
+            r?;
+        }
+    }
+    let calls = others
+        .iter()
+        .map(|&s| cluster.txn_call(s, TxnMsg::Abort { txn }));
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    cluster
+        .txn_call(home, TxnMsg::DeleteRecord { txn })
+        .await?;
+    let calls = writers
+        .iter()
+        .map(|&s| cluster.txn_call(s, TxnMsg::Forget { txn }));
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Startup, before any client: finishes every multi-shard commit whose record survived.
+pub async fn recover<C: Cluster>(cluster: &C) -> Result<usize, SqlError> {
+    let mut finished = 0;
+    for shard in 0..cluster.shard_count() {
+        let TxnReply::Records(records) = cluster.txn_call(shard, TxnMsg::Records).await? else {
+            return Err(SqlError::new("XX000", "unexpected reply to Records"));
+        };
+        for (txn, record) in records {
+            for (participant, entries) in decode_record(&record)? {
+                if participant >= cluster.shard_count() {
+                    return Err(SqlError::new(
+                        "XX000",
+                        format!("a commit record names shard {participant}, which does not exist"),
+                    ));
+                }
+                cluster
+                    .txn_call(participant, TxnMsg::Redo { txn, entries })
+                    .await?;
+            }
+            cluster
+                .txn_call(shard, TxnMsg::DeleteRecord { txn })
+                .await?;
+            finished += 1;
+        }
+    }
+    for shard in 0..cluster.shard_count() {
+        cluster.txn_call(shard, TxnMsg::DropMarkers).await?;
+    }
+    Ok(finished)
+}
+
+/// SAVEPOINT name.
+pub(crate) fn savepoint<C: Cluster>(cluster: &C, name: &str) {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    if let Some(t) = conn.current.as_mut() {
+        t.next_mark += 1;
+        let mark = t.next_mark;
+        t.savepoints.push((name.to_lowercase(), mark));
+    }
+}
+
+fn no_savepoint(name: &str) -> SqlError {
+    SqlError::new("3B001", format!("savepoint \"{name}\" does not exist"))
+}
+
+/// ROLLBACK TO SAVEPOINT name: undoes what was written since; the savepoint stays.
+pub(crate) async fn rollback_to<C: Cluster>(cluster: &C, name: &str) -> Result<(), SqlError> {
+    let (txn, mark, shards) = {
+        let mut conn = cluster.conn_txn().borrow_mut();
+        let t = conn.current.as_mut().ok_or_else(|| no_savepoint(name))?;
+        let lower = name.to_lowercase();
+        let at = t
+            .savepoints
+            .iter()
+            .rposition(|s| s.0 == lower)
+            .ok_or_else(|| no_savepoint(name))?;
+        t.savepoints.truncate(at + 1);
+        (t.id, t.savepoints[at].1, t.touched.clone())
+    };
+    let calls = shards
+        .iter()
+        .map(|&s| cluster.txn_call(s, TxnMsg::RollbackTo { txn, mark }));
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// RELEASE SAVEPOINT name: forgets it and the ones after it (their writes stay).
+pub(crate) fn release<C: Cluster>(cluster: &C, name: &str) -> Result<(), SqlError> {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    let t = conn.current.as_mut().ok_or_else(|| no_savepoint(name))?;
+    let lower = name.to_lowercase();
+    let at = t
+        .savepoints
+        .iter()
+        .rposition(|s| s.0 == lower)
+        .ok_or_else(|| no_savepoint(name))?;
+    t.savepoints.truncate(at);
+    Ok(())
+}
+
+
+/// SET TRANSACTION ISOLATION LEVEL inside a block: only before its first query.
+pub(crate) fn set_isolation<C: Cluster>(cluster: &C, level: Isolation) -> Result<(), SqlError> {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    let Some(t) = conn.current.as_mut() else {
+        return Ok(());
+    };
+    if t.pinned != StatementSnapshot::None || !t.touched.is_empty() {
+        return Err(SqlError::new(
+            "25001",
+            "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+        ));
+    }
+    t.isolation = level;
+    Ok(())
+}
+
+/// The connection is gone: its transaction (if any) ends undone, releasing its locks.
+pub async fn connection_closed<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
+    let snapshot = std::mem::take(&mut cluster.conn_txn().borrow_mut().statement_snapshot);
+    if let StatementSnapshot::Pinned(id) = snapshot {
+        release_all(cluster, id).await?;
+    }
+    abort(cluster).await
+}
