@@ -19,8 +19,8 @@ use crate::exec::{self, AggState, Row};
 use crate::expr::{eval, AggCall, Bound, Env, Eval, Kind};
 use crate::plan::{JoinKind, SortKey};
 use crate::rowcodec::{self, decode_row, table_prefix};
-use crate::types::Datum;
 use crate::txn::{LockMode, ReadView, ShardTxns, WaitGraph};
+use crate::types::Datum;
 use crate::vector::{self, BatchCx, BATCH_ROWS};
 
 /// What the SQL layer needs from the cluster of shards. Implemented by the server over its
@@ -772,7 +772,9 @@ impl TableScan<'_> {
             }
             // Entries the transaction itself added (a stale one only costs a read: the
             // filter runs on the row as the view sees it).
-            let mut next = self.view.next_intent(&range.lower, false, Some(&range.upper));
+            let mut next = self
+                .view
+                .next_intent(&range.lower, false, Some(&range.upper));
             while let Some((entry, value)) = next {
                 if value.is_some() {
                     if let Some(row_key) =
@@ -1354,8 +1356,7 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 value,
                 if_absent,
             } => {
-                let exists = inserted.contains(key)
-                    || view.get(lsm, key).await?.is_some();
+                let exists = inserted.contains(key) || view.get(lsm, key).await?.is_some();
                 if exists {
                     if *if_absent {
                         outcome.skipped += 1;
@@ -1424,7 +1425,6 @@ impl RowOp {
         }
     }
 }
-
 
 /// Adds to a batch of row writes the index entries they change: for each row written, the
 /// entries of its previous version (the batch's own earlier write of it, else the tree's)

@@ -55,8 +55,8 @@ use sqlparser::parser::{Parser, ParserError};
 pub use catalog::{Catalog, DdlChange, DdlOutcome, SequenceDef, Table, DEFAULT_DATABASE};
 pub use cluster::{
     delete_table_local, load_catalog, scan_fragment, scan_local, sequence_local, store_catalog,
-    write_fragment, write_local,
-    Cluster, RowOp, ScanRequest, ScanRows, SequenceOp, SequenceStates, WriteOutcome, WriteRequest,
+    write_fragment, write_local, Cluster, RowOp, ScanRequest, ScanRows, SequenceOp, SequenceStates,
+    WriteOutcome, WriteRequest,
 };
 pub use copy::{copy_in_loader, CopyInStart, CopyLoader};
 pub use error::SqlError;
@@ -164,8 +164,8 @@ pub async fn execute_simple<C: Cluster>(
     }
     let mut results = Vec::with_capacity(statements.len());
     for statement in &statements {
-        let r = execute_in_transaction(session, cluster, sql, statement, &stmt::Params::none())
-            .await;
+        let r =
+            execute_in_transaction(session, cluster, sql, statement, &stmt::Params::none()).await;
         let failed = r.is_err();
         if failed {
             session.statement_failed();

@@ -1834,9 +1834,8 @@ pub(crate) fn run_set_transaction<C: Cluster>(
     let mut notices = Vec::new();
     let mut changed_parameters = Vec::new();
     if characteristics {
-        changed_parameters.extend(
-            session.set_parameter("default_transaction_isolation", isolation.name())?,
-        );
+        changed_parameters
+            .extend(session.set_parameter("default_transaction_isolation", isolation.name())?);
         changed_parameters.extend(session.set_parameter(
             "default_transaction_read_only",
             if read_only { "on" } else { "off" },

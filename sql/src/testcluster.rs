@@ -15,9 +15,7 @@ use helios_engine::memfs::MemFs;
 use crate::catalog::{Catalog, DdlChange, DdlOutcome};
 use crate::cluster::*;
 use crate::error::SqlError;
-use crate::txn::{
-    txn_local, CommitGate, ConnTxn, ShardTxns, TxnId, TxnMsg, TxnReply, WaitGraph,
-};
+use crate::txn::{txn_local, CommitGate, ConnTxn, ShardTxns, TxnId, TxnMsg, TxnReply, WaitGraph};
 
 type Tree = Lsm<MemFs, LocalRuntime>;
 

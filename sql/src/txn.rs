@@ -214,10 +214,7 @@ impl WaitGraph {
         while let Some(t) = stack.pop() {
             if t == waiter {
                 edges.remove(&(waiter, shard));
-                return Err(SqlError::new(
-                    DEADLOCK_DETECTED,
-                    "deadlock detected",
-                ));
+                return Err(SqlError::new(DEADLOCK_DETECTED, "deadlock detected"));
             }
             if !seen.insert(t) {
                 continue;
@@ -265,15 +262,14 @@ impl ShardTxns {
         let Some(ctx) = ctx else {
             return Ok(ReadView::default());
         };
-        let overlay = self
-            .txns
-            .borrow()
-            .get(&ctx.id)
-            .map(|t| t.intents.clone());
+        let overlay = self.txns.borrow().get(&ctx.id).map(|t| t.intents.clone());
         let snapshot = match ctx.snapshot {
             None => None,
             Some(id) => Some(self.snapshots.borrow().get(&id).cloned().ok_or_else(|| {
-                SqlError::new("XX000", "the transaction's snapshot is not pinned on this shard")
+                SqlError::new(
+                    "XX000",
+                    "the transaction's snapshot is not pinned on this shard",
+                )
             })?),
         };
         Ok(ReadView { overlay, snapshot })
@@ -319,7 +315,9 @@ impl ShardTxns {
                 }
                 Some(Holder::Exclusive(_)) => {}
                 Some(h @ Holder::Shared(_)) => {
-                    let Holder::Shared(ts) = h else { unreachable!() };
+                    let Holder::Shared(ts) = h else {
+                        unreachable!()
+                    };
                     match mode {
                         // Only this transaction shares it (else it would have blocked).
                         LockMode::Exclusive => *h = Holder::Exclusive(txn),
@@ -461,23 +459,48 @@ impl ShardTxns {
 #[derive(Debug, Clone)]
 pub enum TxnMsg {
     /// Pin a snapshot of the newest data under `id`.
-    Pin { id: u64 },
-    Release { id: u64 },
+    Pin {
+        id: u64,
+    },
+    Release {
+        id: u64,
+    },
     /// Commit a transaction whose only intents are here: one batch, durable before the reply.
-    Commit { txn: TxnId },
+    Commit {
+        txn: TxnId,
+    },
     /// Send the intents (phase one of a multi-shard commit; the locks stay).
-    Gather { txn: TxnId },
+    Gather {
+        txn: TxnId,
+    },
     /// Apply the intents with the applied marker, synced, and release (phase two).
-    Apply { txn: TxnId },
+    Apply {
+        txn: TxnId,
+    },
     /// Recovery: apply these entries with the marker unless the marker is there.
-    Redo { txn: TxnId, entries: Vec<Entry> },
-    Abort { txn: TxnId },
-    RollbackTo { txn: TxnId, mark: u32 },
+    Redo {
+        txn: TxnId,
+        entries: Vec<Entry>,
+    },
+    Abort {
+        txn: TxnId,
+    },
+    RollbackTo {
+        txn: TxnId,
+        mark: u32,
+    },
     /// The coordinator's commit record: write it (synced), or delete it.
-    WriteRecord { txn: TxnId, record: Vec<u8> },
-    DeleteRecord { txn: TxnId },
+    WriteRecord {
+        txn: TxnId,
+        record: Vec<u8>,
+    },
+    DeleteRecord {
+        txn: TxnId,
+    },
     /// Delete the applied marker (its commit record is gone for good).
-    Forget { txn: TxnId },
+    Forget {
+        txn: TxnId,
+    },
     /// Recovery: the commit records on this shard.
     Records,
     /// Recovery: delete every applied marker (no commit record is left anywhere).
@@ -705,7 +728,10 @@ pub fn decode_record(bytes: &[u8]) -> Result<Vec<(usize, Vec<Entry>)>, SqlError>
     let corrupt = || SqlError::new("XX001", "a transaction commit record is corrupt");
     let mut at = 0;
     let take = |at: &mut usize, n: usize| -> Result<Bytes, SqlError> {
-        let end = at.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(corrupt)?;
+        let end = at
+            .checked_add(n)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(corrupt)?;
         let out = Bytes::copy_from_slice(&bytes[*at..end]);
         *at = end;
         Ok(out)
@@ -885,7 +911,10 @@ impl TxnState {
 /// Starts a transaction on the connection.
 pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: bool) {
     let id = cluster.new_txn_id();
-    assert!(id & TRANSIENT_BIT == 0, "transaction ids stay below the transient bit");
+    assert!(
+        id & TRANSIENT_BIT == 0,
+        "transaction ids stay below the transient bit"
+    );
     cluster.conn_txn().borrow_mut().current = Some(TxnState {
         id,
         isolation,
@@ -1172,9 +1201,7 @@ async fn commit_across<C: Cluster>(
     for r in futures_util::future::join_all(calls).await {
         r?;
     }
-    cluster
-        .txn_call(home, TxnMsg::DeleteRecord { txn })
-        .await?;
+    cluster.txn_call(home, TxnMsg::DeleteRecord { txn }).await?;
     let calls = writers
         .iter()
         .map(|&s| cluster.txn_call(s, TxnMsg::Forget { txn }));
@@ -1265,7 +1292,6 @@ pub(crate) fn release<C: Cluster>(cluster: &C, name: &str) -> Result<(), SqlErro
     t.savepoints.truncate(at);
     Ok(())
 }
-
 
 /// SET TRANSACTION ISOLATION LEVEL inside a block: only before its first query.
 pub(crate) fn set_isolation<C: Cluster>(cluster: &C, level: Isolation) -> Result<(), SqlError> {

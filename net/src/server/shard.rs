@@ -866,7 +866,10 @@ pub async fn shard_main(
         let cluster = sqlcluster::ShardCluster::new(state.clone());
         match helios_sql::txn::recover(&cluster).await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(transactions = n, "finished multi-shard commits interrupted by a crash"),
+            Ok(n) => tracing::warn!(
+                transactions = n,
+                "finished multi-shard commits interrupted by a crash"
+            ),
             Err(error) => {
                 tracing::error!(%error, "recovering SQL transactions failed; not serving");
                 shared.failed.store(true, Ordering::SeqCst);

@@ -1,0 +1,588 @@
+//! SQL transactions through tokio-postgres against the real server on three shards:
+//! atomicity (ROLLBACK, savepoints, read-your-own-writes, no dirty reads), the isolation
+//! anomalies PostgreSQL prevents at READ COMMITTED and REPEATABLE READ (and write skew, which
+//! it allows at REPEATABLE READ), row locks (FOR UPDATE / FOR SHARE), deadlock detection
+//! (40P01), a bank-transfer invariant under concurrent clients across shards, and kill -9 at
+//! random instants during multi-shard commits followed by the invariant check.
+
+use std::time::Duration;
+
+use helios_tests::server::{HeliosServer, ServerOpts};
+use tokio_postgres::Client;
+
+mod pg_common;
+use pg_common::{connect, runtime};
+
+fn code(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("not a server error: {error:?}"))
+}
+
+async fn one_i64(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn setup_accounts(client: &Client, accounts: i64, balance: i64) {
+    client
+        .batch_execute("CREATE TABLE acct (id int8 PRIMARY KEY, bal int8 NOT NULL, note text)")
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO acct SELECT g, $1::int8, 'x' FROM generate_series(1, $2::int8) g",
+            &[&balance, &accounts],
+        )
+        .await
+        .unwrap();
+}
+
+/// Whether `future` is still pending after a moment (it waits for a lock).
+async fn still_waiting<F: std::future::Future + Unpin>(future: &mut F) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), future)
+        .await
+        .is_err()
+}
+
+#[test]
+fn rollback_savepoints_and_own_writes_across_shards() {
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        setup_accounts(&a, 30, 100).await;
+        a.batch_execute("CREATE INDEX acct_note ON acct (note)")
+            .await
+            .unwrap();
+
+        // Writes on every shard, seen by the transaction itself (point reads, scans,
+        // aggregates, the index), not by anyone else.
+        a.batch_execute("BEGIN").await.unwrap();
+        a.batch_execute(
+            "UPDATE acct SET bal = bal + 1, note = 'y' WHERE id <= 10; \
+             INSERT INTO acct VALUES (100, 5, 'new'); DELETE FROM acct WHERE id = 30",
+        )
+        .await
+        .unwrap();
+        assert_eq!(one_i64(&a, "SELECT sum(bal)::int8 FROM acct").await, 3000 + 10 + 5 - 100);
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 100").await, 5);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM acct WHERE note = 'y'").await, 10);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM acct WHERE note = 'x'").await, 19);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM acct WHERE id = 30").await, 0);
+        assert_eq!(one_i64(&b, "SELECT sum(bal)::int8 FROM acct").await, 3000);
+        assert_eq!(one_i64(&b, "SELECT count(*) FROM acct WHERE note = 'y'").await, 0);
+        a.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(one_i64(&a, "SELECT sum(bal)::int8 FROM acct").await, 3000);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM acct").await, 30);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM acct WHERE note = 'y'").await, 0);
+
+        // Savepoints: ROLLBACK TO undoes only what came after; it also clears an error.
+        a.batch_execute(
+            "BEGIN; UPDATE acct SET bal = 0 WHERE id = 1; SAVEPOINT s1; \
+             UPDATE acct SET bal = 0 WHERE id = 2; SAVEPOINT s2; UPDATE acct SET bal = 0 WHERE id = 3",
+        )
+        .await
+        .unwrap();
+        a.batch_execute("ROLLBACK TO SAVEPOINT s2").await.unwrap();
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 100);
+        let err = a
+            .batch_execute("INSERT INTO acct VALUES (1, 1, 'dup')")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "23505");
+        let err = a.batch_execute("SELECT 1").await.unwrap_err();
+        assert_eq!(code(&err), "25P02");
+        a.batch_execute("ROLLBACK TO s1").await.unwrap();
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 2").await, 100);
+        a.batch_execute("RELEASE SAVEPOINT s1").await.unwrap();
+        let err = a.batch_execute("ROLLBACK TO s1").await.unwrap_err();
+        assert_eq!(code(&err), "3B001");
+        a.batch_execute("ROLLBACK").await.unwrap();
+        a.batch_execute("BEGIN; UPDATE acct SET bal = 0 WHERE id = 1; SAVEPOINT s; UPDATE acct SET bal = 0 WHERE id = 2; RELEASE s; COMMIT")
+            .await
+            .unwrap();
+        assert_eq!(one_i64(&b, "SELECT sum(bal)::int8 FROM acct WHERE id <= 3").await, 100);
+        let err = a.batch_execute("SAVEPOINT nope").await.unwrap_err();
+        assert_eq!(code(&err), "25P01");
+
+        // A failing autocommit statement leaves nothing on any shard.
+        let err = a
+            .batch_execute("UPDATE acct SET bal = 10 / (id - 17)")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "22012");
+        assert_eq!(one_i64(&b, "SELECT count(*) FROM acct WHERE bal NOT IN (0, 100)").await, 0);
+        assert_eq!(one_i64(&b, "SELECT sum(bal)::int8 FROM acct").await, 2800);
+
+        // An abandoned connection's transaction ends undone and releases its locks.
+        {
+            let c = connect(port).await;
+            c.batch_execute("BEGIN; UPDATE acct SET bal = -1 WHERE id = 5")
+                .await
+                .unwrap();
+        }
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            b.batch_execute("UPDATE acct SET bal = bal WHERE id = 5"),
+        )
+        .await
+        .expect("the dropped connection's lock is released")
+        .unwrap();
+        assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 5").await, 100);
+    });
+}
+
+#[test]
+fn isolation_anomalies_as_postgresql_allows_them() {
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        setup_accounts(&a, 20, 100).await;
+
+        // Dirty read: never.
+        a.batch_execute("BEGIN; UPDATE acct SET bal = 999 WHERE id = 1")
+            .await
+            .unwrap();
+        assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 1").await, 100);
+        a.batch_execute("ROLLBACK").await.unwrap();
+
+        // Lost update at READ COMMITTED: the second writer waits, then adds to the new value.
+        a.batch_execute("BEGIN; UPDATE acct SET bal = bal + 1 WHERE id = 2")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN").await.unwrap();
+        let mut second = Box::pin(b.batch_execute("UPDATE acct SET bal = bal + 10 WHERE id = 2"));
+        assert!(
+            still_waiting(&mut second).await,
+            "a writer waits for the row lock"
+        );
+        a.batch_execute("COMMIT").await.unwrap();
+        second.await.unwrap();
+        b.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 2").await, 111);
+
+        // Non-repeatable read: READ COMMITTED sees the new value, REPEATABLE READ does not.
+        a.batch_execute("BEGIN").await.unwrap();
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 100);
+        b.batch_execute("UPDATE acct SET bal = 50 WHERE id = 3")
+            .await
+            .unwrap();
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 50);
+        a.batch_execute("COMMIT").await.unwrap();
+        a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .unwrap();
+        let row = a
+            .query_one("SHOW transaction_isolation", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "repeatable read");
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 50);
+        let total = one_i64(&a, "SELECT sum(bal)::int8 FROM acct").await;
+        b.batch_execute(
+            "UPDATE acct SET bal = 60 WHERE id = 3; INSERT INTO acct VALUES (500, 7, 'p')",
+        )
+        .await
+        .unwrap();
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 50);
+        // Phantoms: none at REPEATABLE READ.
+        assert_eq!(one_i64(&a, "SELECT sum(bal)::int8 FROM acct").await, total);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM acct").await, 20);
+        // Lost update at REPEATABLE READ: first committer wins, the other gets 40001.
+        let err = a
+            .batch_execute("UPDATE acct SET bal = bal + 1 WHERE id = 3")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "40001");
+        a.batch_execute("ROLLBACK").await.unwrap();
+        let row = a
+            .query_one("SHOW transaction_isolation", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "read committed");
+
+        // Two REPEATABLE READ writers of one row: the second waits, then fails.
+        a.batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE acct SET bal = bal + 1 WHERE id = 4",
+        )
+        .await
+        .unwrap();
+        b.batch_execute("BEGIN; SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+            .await
+            .unwrap();
+        assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 4").await, 100);
+        let mut second = Box::pin(b.batch_execute("UPDATE acct SET bal = bal + 1 WHERE id = 4"));
+        assert!(still_waiting(&mut second).await);
+        a.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(code(&second.await.unwrap_err()), "40001");
+        b.batch_execute("ROLLBACK").await.unwrap();
+
+        // Write skew: possible at REPEATABLE READ, as in PostgreSQL (rows on different shards).
+        a.batch_execute("CREATE TABLE oncall (doctor int8 PRIMARY KEY, on_call bool)")
+            .await
+            .unwrap();
+        a.batch_execute("INSERT INTO oncall VALUES (1, true), (2, true)")
+            .await
+            .unwrap();
+        a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .unwrap();
+        let on = "SELECT count(*) FROM oncall WHERE on_call";
+        assert_eq!(one_i64(&a, on).await, 2);
+        assert_eq!(one_i64(&b, on).await, 2);
+        a.batch_execute("UPDATE oncall SET on_call = false WHERE doctor = 1")
+            .await
+            .unwrap();
+        b.batch_execute("UPDATE oncall SET on_call = false WHERE doctor = 2")
+            .await
+            .unwrap();
+        a.batch_execute("COMMIT").await.unwrap();
+        b.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(one_i64(&a, on).await, 0);
+
+        // SERIALIZABLE is refused, never silently weaker.
+        let err = a
+            .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "0A000");
+        // Session defaults and READ ONLY.
+        a.batch_execute(
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        )
+        .await
+        .unwrap();
+        a.batch_execute("BEGIN").await.unwrap();
+        let row = a
+            .query_one("SHOW transaction_isolation", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "repeatable read");
+        a.batch_execute("COMMIT; SET default_transaction_isolation = 'read committed'")
+            .await
+            .unwrap();
+        a.batch_execute("BEGIN READ ONLY").await.unwrap();
+        let err = a
+            .batch_execute("UPDATE acct SET bal = 0 WHERE id = 9")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "25006");
+        a.batch_execute("ROLLBACK").await.unwrap();
+    });
+}
+
+#[test]
+fn row_locks_and_deadlock_detection() {
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        let c = connect(port).await;
+        setup_accounts(&a, 10, 100).await;
+
+        // FOR UPDATE: a writer waits until the locker commits, then sees its change.
+        a.batch_execute("BEGIN").await.unwrap();
+        let row = a
+            .query_one("SELECT bal FROM acct WHERE id = 1 FOR UPDATE", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 100);
+        let mut writer = Box::pin(b.batch_execute("UPDATE acct SET bal = bal * 2 WHERE id = 1"));
+        assert!(
+            still_waiting(&mut writer).await,
+            "FOR UPDATE blocks writers"
+        );
+        a.batch_execute("UPDATE acct SET bal = bal + 1 WHERE id = 1; COMMIT")
+            .await
+            .unwrap();
+        writer.await.unwrap();
+        assert_eq!(one_i64(&c, "SELECT bal FROM acct WHERE id = 1").await, 202);
+
+        // FOR SHARE: other sharers go ahead, writers wait.
+        a.batch_execute("BEGIN; SELECT * FROM acct WHERE id = 2 FOR SHARE")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN; SELECT * FROM acct WHERE id = 2 FOR SHARE")
+            .await
+            .unwrap();
+        let mut writer = Box::pin(c.batch_execute("UPDATE acct SET bal = 0 WHERE id = 2"));
+        assert!(still_waiting(&mut writer).await, "FOR SHARE blocks writers");
+        a.batch_execute("COMMIT").await.unwrap();
+        assert!(
+            still_waiting(&mut writer).await,
+            "one sharer still holds it"
+        );
+        b.batch_execute("COMMIT").await.unwrap();
+        writer.await.unwrap();
+
+        // A deadlock across shards: one of the two gets 40P01, the other goes on.
+        a.batch_execute("BEGIN; UPDATE acct SET note = 'a' WHERE id = 3")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN; UPDATE acct SET note = 'b' WHERE id = 4")
+            .await
+            .unwrap();
+        let mut first = Box::pin(a.batch_execute("UPDATE acct SET note = 'a' WHERE id = 4"));
+        assert!(still_waiting(&mut first).await);
+        let second = b
+            .batch_execute("UPDATE acct SET note = 'b' WHERE id = 3")
+            .await;
+        assert_eq!(code(&second.unwrap_err()), "40P01");
+        b.batch_execute("ROLLBACK").await.unwrap();
+        first.await.unwrap();
+        a.batch_execute("COMMIT").await.unwrap();
+        let rows = c
+            .query("SELECT note FROM acct WHERE id IN (3, 4) ORDER BY id", &[])
+            .await
+            .unwrap();
+        let notes: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(notes, ["a", "a"]);
+    });
+}
+
+/// One transfer in its own transaction; retried on 40001 / 40P01. Returns once committed.
+async fn transfer(client: &Client, from: i64, to: i64, amount: i64, repeatable: bool) {
+    loop {
+        let begin = if repeatable {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ"
+        } else {
+            "BEGIN"
+        };
+        client.batch_execute(begin).await.unwrap();
+        let run = async {
+            client
+                .execute(
+                    "UPDATE acct SET bal = bal - $1 WHERE id = $2",
+                    &[&amount, &from],
+                )
+                .await?;
+            client
+                .execute(
+                    "UPDATE acct SET bal = bal + $1 WHERE id = $2",
+                    &[&amount, &to],
+                )
+                .await?;
+            client
+                .execute(
+                    "INSERT INTO moves (src, dst, amount) VALUES ($1, $2, $3)",
+                    &[&from, &to, &amount],
+                )
+                .await?;
+            client.batch_execute("COMMIT").await
+        };
+        match run.await {
+            Ok(()) => return,
+            Err(e) if matches!(code(&e).as_str(), "40001" | "40P01") => {
+                client.batch_execute("ROLLBACK").await.unwrap();
+            }
+            Err(e) => panic!("transfer failed: {e:?}"),
+        }
+    }
+}
+
+async fn setup_bank(client: &Client, accounts: i64) {
+    setup_accounts(client, accounts, 1000).await;
+    client
+        .batch_execute(
+            "CREATE TABLE moves (id serial PRIMARY KEY, src int8, dst int8, amount int8)",
+        )
+        .await
+        .unwrap();
+}
+
+/// Every account's balance is its start plus what `moves` says came in and went out: each
+/// transfer's three writes (on up to three shards) are all there or none are.
+async fn check_bank(client: &Client, accounts: i64) {
+    let total = one_i64(client, "SELECT sum(bal)::int8 FROM acct").await;
+    assert_eq!(total, accounts * 1000, "money created or destroyed");
+    let rows = client
+        .query(
+            "SELECT a.id, a.bal, \
+               (SELECT coalesce(sum(amount), 0)::int8 FROM moves WHERE dst = a.id) - \
+               (SELECT coalesce(sum(amount), 0)::int8 FROM moves WHERE src = a.id) \
+             FROM acct a ORDER BY a.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let (id, bal, net): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(
+            bal,
+            1000 + net,
+            "account {id}: balance and history disagree"
+        );
+    }
+}
+
+#[test]
+fn bank_transfers_keep_the_total_under_concurrent_clients() {
+    const ACCOUNTS: i64 = 12;
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let admin = connect(port).await;
+        setup_bank(&admin, ACCOUNTS).await;
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let mut workers = Vec::new();
+        for w in 0..6i64 {
+            let client = connect(port).await;
+            workers.push(tokio::task::spawn_local(async move {
+                let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ w as u64;
+                for _ in 0..40 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let from = (seed % ACCOUNTS as u64) as i64 + 1;
+                    let to = ((seed >> 8) % ACCOUNTS as u64) as i64 + 1;
+                    if from != to {
+                        transfer(&client, from, to, (seed >> 16) as i64 % 50 + 1, w % 2 == 0).await;
+                    }
+                }
+            }));
+        }
+        // Auditors: a statement's snapshot and a REPEATABLE READ transaction's both see every
+        // transfer whole or not at all.
+        let mut auditors = Vec::new();
+        for repeatable in [false, true] {
+            let client = connect(port).await;
+            let stop = stop.clone();
+            auditors.push(tokio::task::spawn_local(async move {
+                let mut audits = 0;
+                while !stop.get() {
+                    if repeatable {
+                        client
+                            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                            .await
+                            .unwrap();
+                    }
+                    let total = one_i64(&client, "SELECT sum(bal)::int8 FROM acct").await;
+                    assert_eq!(
+                        total,
+                        ACCOUNTS * 1000,
+                        "an auditor saw a half-done transfer"
+                    );
+                    if repeatable {
+                        let again = one_i64(&client, "SELECT sum(bal)::int8 FROM acct").await;
+                        assert_eq!(again, total);
+                        client.batch_execute("COMMIT").await.unwrap();
+                    }
+                    audits += 1;
+                }
+                audits
+            }));
+        }
+        for w in workers {
+            w.await.unwrap();
+        }
+        stop.set(true);
+        for a in auditors {
+            assert!(a.await.unwrap() > 0);
+        }
+        check_bank(&admin, ACCOUNTS).await;
+        assert!(one_i64(&admin, "SELECT count(*) FROM moves").await > 200);
+    });
+}
+
+#[test]
+fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
+    const ACCOUNTS: i64 = 9;
+    let mut server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = connect(port).await;
+        setup_bank(&admin, ACCOUNTS).await;
+    });
+    let mut acknowledged = 0i64;
+    for cycle in 0..3u64 {
+        let port = server.pg_port();
+        // Clients transfer until the server dies under them; each counts its acknowledged
+        // commits.
+        let done = rt.block_on(async {
+            let local = tokio::task::LocalSet::new();
+            local
+                .run_until(async {
+                    let mut tasks = Vec::new();
+                    for w in 0..4u64 {
+                        let client = connect(port).await;
+                        tasks.push(tokio::task::spawn_local(async move {
+                            let mut n = 0i64;
+                            let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ (w + 7 * cycle);
+                            loop {
+                                seed ^= seed << 13;
+                                seed ^= seed >> 7;
+                                seed ^= seed << 17;
+                                let from = (seed % ACCOUNTS as u64) as i64 + 1;
+                                let to = ((seed >> 8) % ACCOUNTS as u64) as i64 + 1;
+                                if from == to {
+                                    continue;
+                                }
+                                let r = async {
+                                    client.batch_execute("BEGIN").await?;
+                                    client
+                                        .execute("UPDATE acct SET bal = bal - 1 WHERE id = $1", &[&from])
+                                        .await?;
+                                    client
+                                        .execute("UPDATE acct SET bal = bal + 1 WHERE id = $1", &[&to])
+                                        .await?;
+                                    client
+                                        .execute(
+                                            "INSERT INTO moves (src, dst, amount) VALUES ($1, $2, 1)",
+                                            &[&from, &to],
+                                        )
+                                        .await?;
+                                    client.batch_execute("COMMIT").await
+                                }
+                                .await;
+                                match r {
+                                    Ok(()) => n += 1,
+                                    Err(e) if e.code().is_some_and(|c| {
+                                        matches!(c.code(), "40001" | "40P01")
+                                    }) =>
+                                    {
+                                        let _ = client.batch_execute("ROLLBACK").await;
+                                    }
+                                    Err(_) => return n,
+                                }
+                            }
+                        }));
+                    }
+                    // Kill at a pseudo-random instant while commits are in flight.
+                    tokio::time::sleep(Duration::from_millis(300 + 150 * cycle)).await;
+                    server.kill9();
+                    let mut n = 0;
+                    for t in tasks {
+                        n += t.await.unwrap();
+                    }
+                    n
+                })
+                .await
+        });
+        assert!(
+            done > 0,
+            "cycle {cycle}: no transfer committed before the kill"
+        );
+        acknowledged += done;
+        server.restart();
+        let port = server.pg_port();
+        rt.block_on(async {
+            let admin = connect(port).await;
+            check_bank(&admin, ACCOUNTS).await;
+            let moves = one_i64(&admin, "SELECT count(*) FROM moves").await;
+            assert!(
+                moves >= acknowledged,
+                "acknowledged transfers lost: {moves} moves recorded, {acknowledged} acknowledged"
+            );
+        });
+    }
+}
