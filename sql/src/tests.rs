@@ -2047,3 +2047,81 @@ fn analyzed_tables_broadcast_the_side_with_fewer_rows() {
         ],
     );
 }
+
+async fn count_rows(cluster: &LocalCluster) -> String {
+    let mut session = Session::new("u", "postgres");
+    let r = execute_simple(&mut session, cluster, "SELECT count(*) FROM t").await;
+    render(&r[0])
+}
+
+/// A multi-shard commit cut short by a crash: after its commit record is durable, the restart
+/// finishes it on every shard (including those that had not applied their part); before the
+/// record, nothing of it survives.
+#[test]
+fn multi_shard_commits_interrupted_by_a_crash_are_all_or_nothing() {
+    use crate::txn::{TxnMsg, TxnReply};
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        for record_written in [false, true] {
+            let fs = MemFs::new();
+            {
+                let cluster = LocalCluster::open(rt2.clone(), fs.clone(), 3).await;
+                let mut session = Session::new("u", "postgres");
+                for sql in [
+                    "CREATE TABLE t (a int PRIMARY KEY)",
+                    "BEGIN",
+                    "INSERT INTO t SELECT g FROM generate_series(1, 30) g",
+                ] {
+                    let r = execute_simple(&mut session, &cluster, sql).await;
+                    assert!(r.iter().all(Result::is_ok), "{sql}: {r:?}");
+                }
+                let (txn, touched) = {
+                    let conn = cluster.conn_txn().borrow();
+                    let t = conn.current.as_ref().expect("in a transaction");
+                    (t.id, t.touched.iter().copied().collect::<Vec<_>>())
+                };
+                assert_eq!(touched.len(), 3, "the rows are on every shard");
+                let mut parts = Vec::new();
+                for &s in &touched {
+                    let TxnReply::Entries(entries) =
+                        cluster.txn_call(s, TxnMsg::Gather { txn }).await.unwrap()
+                    else {
+                        panic!("entries")
+                    };
+                    parts.push((s, entries));
+                }
+                if record_written {
+                    let record = crate::txn::encode_record(&parts);
+                    assert_eq!(crate::txn::decode_record(&record).unwrap(), parts);
+                    cluster
+                        .txn_call(0, TxnMsg::WriteRecord { txn, record })
+                        .await
+                        .unwrap();
+                    // One participant applied its part before the crash; the others did not.
+                    cluster
+                        .txn_call(touched[1], TxnMsg::Apply { txn })
+                        .await
+                        .unwrap();
+                }
+            }
+            let crashed = fs.crash_fork(helios_engine::memfs::CrashMode::LoseAll);
+            let cluster = LocalCluster::open(rt2.clone(), crashed, 3).await;
+            let expected = if record_written { 30 } else { 0 };
+            assert_eq!(
+                count_rows(&cluster).await,
+                format!("count:20 => {expected} [SELECT 1]"),
+                "record written: {record_written}"
+            );
+            for s in 0..3 {
+                let TxnReply::Records(records) =
+                    cluster.txn_call(s, TxnMsg::Records).await.unwrap()
+                else {
+                    panic!("records")
+                };
+                assert!(records.is_empty(), "recovery deletes the records");
+            }
+            cluster.close().await;
+        }
+    });
+}
