@@ -58,6 +58,9 @@ pub trait Cluster {
     fn commit_gate(&self) -> &crate::txn::CommitGate;
     /// Waits a moment (polling a condition another shard changes).
     async fn pause(&self);
+    /// Runs [`crate::txn::clean_up`] for a multi-shard commit, in the background where the
+    /// cluster can.
+    async fn after_commit(&self, cleanup: crate::txn::Cleanup);
 }
 
 /// What a statement asks of a sequence.

@@ -140,7 +140,16 @@ pub async fn execute_simple<C: Cluster>(
     }
     if let Some(tables) = vacuum_tables(sql) {
         let analyze = vacuum_analyzes(sql);
+        if session.transaction != TransactionState::Idle {
+            session.statement_failed();
+            return vec![Err(SqlError::new(
+                "25001",
+                "VACUUM cannot run inside a transaction block",
+            ))];
+        }
+        txn::set_suspended(cluster, true);
         let r = run_maintenance(session, cluster, "VACUUM", &tables, analyze).await;
+        txn::set_suspended(cluster, false);
         if r.is_err() {
             session.statement_failed();
         }
@@ -207,7 +216,9 @@ async fn execute_in_transaction<C: Cluster>(
     params: &stmt::Params,
 ) -> Result<StatementResult, SqlError> {
     let in_block = session.transaction != TransactionState::Idle;
-    let ddl = in_block && is_ddl(statement);
+    // DDL runs outside any transaction: its scans read the newest data (no snapshot held
+    // over a table rewrite) and its writes apply at once.
+    let ddl = is_ddl(statement);
     if in_block && session.read_only && writes_rows(statement) {
         return Err(SqlError::new(
             "25006",
@@ -218,7 +229,7 @@ async fn execute_in_transaction<C: Cluster>(
         ));
     }
     if ddl {
-        if txn::has_touched(cluster) {
+        if in_block && txn::has_touched(cluster) {
             return Err(not_supported(
                 "DDL in a transaction block after it has written or locked rows",
             ));
@@ -231,6 +242,8 @@ async fn execute_in_transaction<C: Cluster>(
     let end = txn::statement_end(cluster, r.is_ok()).await;
     if ddl {
         txn::set_suspended(cluster, false);
+    }
+    if ddl && in_block {
         if let Ok(StatementResult::Command { notices, .. }) = &mut r {
             notices.push(
                 "WARNING: DDL inside a transaction block takes effect at once; ROLLBACK does not undo it"
@@ -460,6 +473,7 @@ impl Cluster for DescribeOnly {
         &self.2
     }
     async fn pause(&self) {}
+    async fn after_commit(&self, _: txn::Cleanup) {}
 }
 
 /// Runs a prepared statement with parameter values in text form (None: NULL) (Bind+Execute).

@@ -85,6 +85,11 @@ impl LocalCluster {
         cluster
     }
 
+    /// A key's value in one shard's tree (tests that look under the SQL layer).
+    pub(crate) async fn raw_get(&self, shard: usize, key: &[u8]) -> Option<bytes::Bytes> {
+        self.shards[shard].get(key, None).await.expect("read")
+    }
+
     pub(crate) async fn close(&self) {
         for s in &self.shards {
             s.close().await.expect("close");
@@ -210,5 +215,11 @@ impl Cluster for LocalCluster {
     async fn pause(&self) {
         use helios_engine::rt::Runtime;
         self.rt.sleep(std::time::Duration::from_micros(50)).await;
+    }
+
+    async fn after_commit(&self, cleanup: crate::txn::Cleanup) {
+        crate::txn::clean_up(self, cleanup)
+            .await
+            .expect("cleaning up a commit");
     }
 }

@@ -2092,8 +2092,8 @@ fn multi_shard_commits_interrupted_by_a_crash_are_all_or_nothing() {
                     parts.push((s, entries));
                 }
                 if record_written {
-                    let record = crate::txn::encode_record(&parts);
-                    assert_eq!(crate::txn::decode_record(&record).unwrap(), parts);
+                    let record = crate::txn::encode_record(99, &parts);
+                    assert_eq!(crate::txn::decode_record(&record).unwrap(), (99, parts));
                     cluster
                         .txn_call(0, TxnMsg::WriteRecord { txn, record })
                         .await
@@ -2123,5 +2123,46 @@ fn multi_shard_commits_interrupted_by_a_crash_are_all_or_nothing() {
             }
             cluster.close().await;
         }
+    });
+}
+
+/// Two surviving commit records that wrote the same row are redone in commit order, whatever
+/// shards hold them (the later commit's value stays).
+#[test]
+fn recovery_redoes_commit_records_in_commit_order() {
+    use crate::txn::TxnMsg;
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let fs = MemFs::new();
+        let key = bytes::Bytes::from_static(b"\x80test-row");
+        {
+            let cluster = LocalCluster::open(rt2.clone(), fs.clone(), 2).await;
+            let part = |v: &'static [u8]| {
+                vec![(
+                    1usize,
+                    vec![(key.clone(), Some(bytes::Bytes::from_static(v)))],
+                )]
+            };
+            // The later commit (sequence 9) has its record on shard 0, which recovery reads
+            // first; the earlier one (5) on shard 1.
+            for (shard, txn, seq, value) in [
+                (0usize, 1u64, 9u64, b"later" as &[u8]),
+                (1, 2, 5, b"earlier"),
+            ] {
+                let record = crate::txn::encode_record(seq, &part(value));
+                cluster
+                    .txn_call(shard, TxnMsg::WriteRecord { txn, record })
+                    .await
+                    .unwrap();
+            }
+        }
+        let crashed = fs.crash_fork(helios_engine::memfs::CrashMode::LoseAll);
+        let cluster = LocalCluster::open(rt2.clone(), crashed, 2).await;
+        assert_eq!(
+            cluster.raw_get(1, &key).await.as_deref(),
+            Some(&b"later"[..])
+        );
+        cluster.close().await;
     });
 }

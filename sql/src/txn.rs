@@ -394,16 +394,13 @@ impl ShardTxns {
         self.unlock_keys(txn, keys);
     }
 
-    /// Ends `txn` here: its intents (returned) leave memory and its locks and snapshot go.
-    fn finish(&self, txn: TxnId) -> Intents {
+    /// Ends `txn` here: its intents leave memory and its locks and snapshot go.
+    fn finish(&self, txn: TxnId) {
         self.snapshots.borrow_mut().remove(&txn);
-        let Some(state) = self.txns.borrow_mut().remove(&txn) else {
-            return Intents::new();
-        };
-        self.unlock_keys(txn, &state.locked);
-        Rc::try_unwrap(state.intents)
-            .map(RefCell::into_inner)
-            .unwrap_or_else(|shared| shared.borrow().clone())
+        let state = self.txns.borrow_mut().remove(&txn);
+        if let Some(state) = state {
+            self.unlock_keys(txn, &state.locked);
+        }
     }
 
     /// Records `batch` (built over the transaction's view) as intents tagged with `mark`.
@@ -420,9 +417,13 @@ impl ShardTxns {
     }
 
     /// The intents of `txn` as a batch (empty: nothing to write here).
-    fn batch_of(intents: &Intents) -> WriteBatch {
+    fn batch_for(&self, txn: TxnId) -> WriteBatch {
         let mut batch = WriteBatch::new();
-        for (k, v) in intents {
+        let txns = self.txns.borrow();
+        let Some(state) = txns.get(&txn) else {
+            return batch;
+        };
+        for (k, v) in state.intents.borrow().iter() {
             match v {
                 Some(v) => batch.put(k.clone(), v.clone()),
                 None => batch.delete(k.clone()),
@@ -473,9 +474,14 @@ pub enum TxnMsg {
     Gather {
         txn: TxnId,
     },
-    /// Apply the intents with the applied marker, synced, and release (phase two).
+    /// Apply the intents with the applied marker and release (phase two); answered at once
+    /// with the WAL position to sync before the commit record may go.
     Apply {
         txn: TxnId,
+    },
+    /// Sync the WAL to here (whatever the durability mode).
+    SyncTo {
+        lsn: u64,
     },
     /// Recovery: apply these entries with the marker unless the marker is there.
     Redo {
@@ -513,6 +519,7 @@ pub type Entry = (Bytes, Option<Bytes>);
 #[derive(Debug, Clone)]
 pub enum TxnReply {
     Done,
+    Applied(u64),
     Entries(Vec<Entry>),
     Records(Vec<(TxnId, Vec<u8>)>),
 }
@@ -560,8 +567,10 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
             done(Durability::default())
         }
         TxnMsg::Commit { txn } => {
-            let intents = txns.finish(txn);
-            let lsn = write_batch(lsm, ShardTxns::batch_of(&intents)).await?;
+            // Written before the locks go: no one may read the rows' old versions after.
+            let written = write_batch(lsm, txns.batch_for(txn)).await;
+            txns.finish(txn);
+            let lsn = written?;
             done(Durability {
                 lsn,
                 force_sync: false,
@@ -583,15 +592,18 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
             Ok((TxnReply::Entries(entries), Durability::default()))
         }
         TxnMsg::Apply { txn } => {
-            let intents = txns.finish(txn);
-            let mut batch = ShardTxns::batch_of(&intents);
+            // Not waited for: the commit record holds this part until it is durable (the
+            // record goes only after `SyncTo`).
+            let mut batch = txns.batch_for(txn);
             batch.put(marker_key(txn), Bytes::new());
-            let lsn = write_batch(lsm, batch).await?;
-            done(Durability {
-                lsn,
-                force_sync: true,
-            })
+            let written = write_batch(lsm, batch).await;
+            txns.finish(txn);
+            Ok((TxnReply::Applied(written?), Durability::default()))
         }
+        TxnMsg::SyncTo { lsn } => done(Durability {
+            lsn,
+            force_sync: true,
+        }),
         TxnMsg::Redo { txn, entries } => {
             if lsm
                 .get(&marker_key(txn), None)
@@ -700,12 +712,16 @@ async fn write_batch<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm.write_owned(batch).map_err(storage_error)
 }
 
-/// A commit record: per participant shard, its entries.
-/// Layout: varint participants; per participant: varint shard, varint entries; per entry:
-/// u8 kind (1 put, 0 delete), varint key length, key, [varint value length, value].
-pub fn encode_record(parts: &[(usize, Vec<Entry>)]) -> Vec<u8> {
+/// A commit record: its commit sequence number (recovery redoes records in this order: a
+/// transaction that changed a row after another did commits after it), then per participant
+/// shard its entries.
+/// Layout: varint commit sequence; varint participants; per participant: varint shard, varint
+/// entries; per entry: u8 kind (1 put, 0 delete), varint key length, key, [varint value
+/// length, value].
+pub fn encode_record(commit_seq: u64, parts: &[(usize, Vec<Entry>)]) -> Vec<u8> {
     use helios_engine::lsm::batch::put_varint;
     let mut out = Vec::new();
+    put_varint(&mut out, commit_seq);
     put_varint(&mut out, parts.len() as u64);
     for (shard, entries) in parts {
         put_varint(&mut out, *shard as u64);
@@ -723,7 +739,10 @@ pub fn encode_record(parts: &[(usize, Vec<Entry>)]) -> Vec<u8> {
     out
 }
 
-pub fn decode_record(bytes: &[u8]) -> Result<Vec<(usize, Vec<Entry>)>, SqlError> {
+/// A decoded commit record: (commit sequence, per participant its entries).
+pub type Record = (u64, Vec<(usize, Vec<Entry>)>);
+
+pub fn decode_record(bytes: &[u8]) -> Result<Record, SqlError> {
     use helios_engine::lsm::batch::get_varint;
     let corrupt = || SqlError::new("XX001", "a transaction commit record is corrupt");
     let mut at = 0;
@@ -736,6 +755,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Vec<(usize, Vec<Entry>)>, SqlError>
         *at = end;
         Ok(out)
     };
+    let commit_seq = get_varint(bytes, &mut at).ok_or_else(corrupt)?;
     let count = get_varint(bytes, &mut at).ok_or_else(corrupt)?;
     let mut parts = Vec::new();
     for _ in 0..count {
@@ -759,7 +779,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Vec<(usize, Vec<Entry>)>, SqlError>
     if at != bytes.len() {
         return Err(corrupt());
     }
-    Ok(parts)
+    Ok((commit_seq, parts))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1161,8 +1181,9 @@ pub(crate) async fn commit<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// The multi-shard commit: commit record (the commit point), then every part applied with
-/// its marker, then the record and markers deleted.
+/// The multi-shard commit: commit record (the commit point, fsynced), then every part applied
+/// with its marker; the client has its answer then, and [`clean_up`] deletes the record and
+/// markers once the parts are durable. One fsync is on the client's path.
 async fn commit_across<C: Cluster>(
     cluster: &C,
     txn: TxnId,
@@ -1171,7 +1192,8 @@ async fn commit_across<C: Cluster>(
 ) -> Result<(), SqlError> {
     let home = cluster.home_shard();
     let writers: Vec<usize> = parts.iter().map(|p| p.0).collect();
-    let record = encode_record(&parts);
+    // Taken with every row lock held: a later writer of any of these rows takes a larger one.
+    let record = encode_record(cluster.new_txn_id(), &parts);
     if let Err(e) = cluster
         .txn_call(home, TxnMsg::WriteRecord { txn, record })
         .await
@@ -1184,15 +1206,23 @@ async fn commit_across<C: Cluster>(
         futures_util::future::join_all(calls).await;
         return Err(e);
     }
+    let mut applied = Vec::new();
     {
         let _pass = enter_gate(cluster, GateSide::Apply).await;
         let calls = writers
             .iter()
             .map(|&s| cluster.txn_call(s, TxnMsg::Apply { txn }));
-        for r in futures_util::future::join_all(calls).await {
+        for (r, &s) in futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .zip(&writers)
+        {
             // Committed (the record says so); a shard that failed to apply its part redoes
             // it from the record at restart.
-            r?;
+            match r? {
+                TxnReply::Applied(lsn) => applied.push((s, lsn)),
+                _ => return Err(SqlError::new("XX000", "unexpected reply to Apply")),
+            }
         }
     }
     let calls = others
@@ -1201,10 +1231,31 @@ async fn commit_across<C: Cluster>(
     for r in futures_util::future::join_all(calls).await {
         r?;
     }
-    cluster.txn_call(home, TxnMsg::DeleteRecord { txn }).await?;
-    let calls = writers
+    cluster.after_commit(Cleanup { txn, home, applied }).await;
+    Ok(())
+}
+
+/// What is left of a multi-shard commit once every part is applied (off the client's path):
+/// make the parts durable, then delete the commit record, then the markers.
+#[derive(Debug, Clone)]
+pub struct Cleanup {
+    txn: TxnId,
+    home: usize,
+    applied: Vec<(usize, u64)>,
+}
+
+pub async fn clean_up<C: Cluster>(cluster: &C, cleanup: Cleanup) -> Result<(), SqlError> {
+    let Cleanup { txn, home, applied } = cleanup;
+    let calls = applied
         .iter()
-        .map(|&s| cluster.txn_call(s, TxnMsg::Forget { txn }));
+        .map(|&(s, lsn)| cluster.txn_call(s, TxnMsg::SyncTo { lsn }));
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    cluster.txn_call(home, TxnMsg::DeleteRecord { txn }).await?;
+    let calls = applied
+        .iter()
+        .map(|&(s, _)| cluster.txn_call(s, TxnMsg::Forget { txn }));
     for r in futures_util::future::join_all(calls).await {
         r?;
     }
@@ -1213,28 +1264,34 @@ async fn commit_across<C: Cluster>(
 
 /// Startup, before any client: finishes every multi-shard commit whose record survived.
 pub async fn recover<C: Cluster>(cluster: &C) -> Result<usize, SqlError> {
-    let mut finished = 0;
+    // (commit sequence, record's shard, transaction, parts), from every shard.
+    let mut found = Vec::new();
     for shard in 0..cluster.shard_count() {
         let TxnReply::Records(records) = cluster.txn_call(shard, TxnMsg::Records).await? else {
             return Err(SqlError::new("XX000", "unexpected reply to Records"));
         };
         for (txn, record) in records {
-            for (participant, entries) in decode_record(&record)? {
-                if participant >= cluster.shard_count() {
-                    return Err(SqlError::new(
-                        "XX000",
-                        format!("a commit record names shard {participant}, which does not exist"),
-                    ));
-                }
-                cluster
-                    .txn_call(participant, TxnMsg::Redo { txn, entries })
-                    .await?;
+            let (commit_seq, parts) = decode_record(&record)?;
+            found.push((commit_seq, shard, txn, parts));
+        }
+    }
+    found.sort_by_key(|f| f.0);
+    let finished = found.len();
+    for (_, shard, txn, parts) in found {
+        for (participant, entries) in parts {
+            if participant >= cluster.shard_count() {
+                return Err(SqlError::new(
+                    "XX000",
+                    format!("a commit record names shard {participant}, which does not exist"),
+                ));
             }
             cluster
-                .txn_call(shard, TxnMsg::DeleteRecord { txn })
+                .txn_call(participant, TxnMsg::Redo { txn, entries })
                 .await?;
-            finished += 1;
         }
+        cluster
+            .txn_call(shard, TxnMsg::DeleteRecord { txn })
+            .await?;
     }
     for shard in 0..cluster.shard_count() {
         cluster.txn_call(shard, TxnMsg::DropMarkers).await?;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use helios_tests::server::{HeliosServer, ServerOpts};
+use helios_tests::server::{Durability, HeliosServer, ServerOpts};
 use tokio_postgres::Client;
 
 mod pg_common;
@@ -496,14 +496,16 @@ fn bank_transfers_keep_the_total_under_concurrent_clients() {
 #[test]
 fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
     const ACCOUNTS: i64 = 9;
-    let mut server = HeliosServer::start(ServerOpts::default().shards(3));
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(3).durability(Durability::Sync));
     let port = server.pg_port();
     let rt = runtime();
     rt.block_on(async {
         let admin = connect(port).await;
         setup_bank(&admin, ACCOUNTS).await;
     });
-    let mut acknowledged = 0i64;
+    // The moves.id of every acknowledged transfer.
+    let mut acknowledged: Vec<i32> = Vec::new();
     for cycle in 0..3u64 {
         let port = server.pg_port();
         // Clients transfer until the server dies under them; each counts its acknowledged
@@ -516,7 +518,7 @@ fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
                     for w in 0..4u64 {
                         let client = connect(port).await;
                         tasks.push(tokio::task::spawn_local(async move {
-                            let mut n = 0i64;
+                            let mut n: Vec<i32> = Vec::new();
                             let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ (w + 7 * cycle);
                             loop {
                                 seed ^= seed << 13;
@@ -535,17 +537,18 @@ fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
                                     client
                                         .execute("UPDATE acct SET bal = bal + 1 WHERE id = $1", &[&to])
                                         .await?;
-                                    client
-                                        .execute(
-                                            "INSERT INTO moves (src, dst, amount) VALUES ($1, $2, 1)",
+                                    let row = client
+                                        .query_one(
+                                            "INSERT INTO moves (src, dst, amount) VALUES ($1, $2, 1) RETURNING id",
                                             &[&from, &to],
                                         )
                                         .await?;
-                                    client.batch_execute("COMMIT").await
+                                    client.batch_execute("COMMIT").await?;
+                                    Ok::<i32, tokio_postgres::Error>(row.get(0))
                                 }
                                 .await;
                                 match r {
-                                    Ok(()) => n += 1,
+                                    Ok(id) => n.push(id),
                                     Err(e) if e.code().is_some_and(|c| {
                                         matches!(c.code(), "40001" | "40P01")
                                     }) =>
@@ -560,28 +563,38 @@ fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
                     // Kill at a pseudo-random instant while commits are in flight.
                     tokio::time::sleep(Duration::from_millis(300 + 150 * cycle)).await;
                     server.kill9();
-                    let mut n = 0;
+                    let mut n = Vec::new();
                     for t in tasks {
-                        n += t.await.unwrap();
+                        n.extend(t.await.unwrap());
                     }
                     n
                 })
                 .await
         });
         assert!(
-            done > 0,
+            !done.is_empty(),
             "cycle {cycle}: no transfer committed before the kill"
         );
-        acknowledged += done;
+        acknowledged.extend(done);
         server.restart();
         let port = server.pg_port();
         rt.block_on(async {
             let admin = connect(port).await;
             check_bank(&admin, ACCOUNTS).await;
-            let moves = one_i64(&admin, "SELECT count(*) FROM moves").await;
+            let rows = admin.query("SELECT id FROM moves", &[]).await.unwrap();
+            let present: std::collections::HashSet<i32> = rows.iter().map(|r| r.get(0)).collect();
+            let lost: Vec<i32> = acknowledged
+                .iter()
+                .copied()
+                .filter(|id| !present.contains(id))
+                .collect();
+            if !lost.is_empty() {
+                eprintln!("{}", server.log());
+            }
             assert!(
-                moves >= acknowledged,
-                "acknowledged transfers lost: {moves} moves recorded, {acknowledged} acknowledged"
+                lost.is_empty(),
+                "acknowledged transfers lost after kill -9 {cycle}: {lost:?} of {}",
+                acknowledged.len()
             );
         });
     }

@@ -139,6 +139,18 @@ impl Cluster for ShardCluster {
     async fn pause(&self) {
         glommio::timer::sleep(std::time::Duration::from_micros(50)).await;
     }
+
+    async fn after_commit(&self, cleanup: helios_sql::txn::Cleanup) {
+        let state = self.state.clone();
+        glommio::spawn_local(async move {
+            let cluster = ShardCluster::new(state);
+            if let Err(error) = helios_sql::txn::clean_up(&cluster, cleanup).await {
+                // The record stays; the next start-up finishes the cleanup.
+                tracing::warn!(%error, "cleaning up after a multi-shard commit failed");
+            }
+        })
+        .detach();
+    }
 }
 
 impl ShardCluster {
