@@ -345,6 +345,12 @@ pub enum RowOp {
         key: Bytes,
         value: Bytes,
     },
+    /// Write a row under a key no one else can have (a new hidden row id): no existence
+    /// check and no row lock.
+    Append {
+        key: Bytes,
+        value: Bytes,
+    },
     Delete {
         key: Bytes,
     },
@@ -1263,8 +1269,16 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     shard: usize,
     req: &WriteRequest,
 ) -> Result<WriteOutcome, SqlError> {
-    let keys: Vec<Bytes> = req.ops.iter().map(|op| op.key().clone()).collect();
     let Some(ctx) = &req.txn else {
+        // Outside a transaction (COPY, table rewrites, index builds), only keys another
+        // transaction may be inserting or changing need locks: overwrites here are of rows
+        // only the statement itself can reach.
+        let keys: Vec<Bytes> = req
+            .ops
+            .iter()
+            .filter(|op| matches!(op, RowOp::Insert { .. } | RowOp::Modify { .. }))
+            .map(|op| op.key().clone())
+            .collect();
         let transient = txns.transient_id(shard);
         txns.lock(graph, shard, transient, &keys, LockMode::Exclusive)
             .await?;
@@ -1272,6 +1286,12 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         txns.unlock_transient(transient, &keys);
         return written;
     };
+    let keys: Vec<Bytes> = req
+        .ops
+        .iter()
+        .filter(|op| !matches!(op, RowOp::Append { .. }))
+        .map(|op| op.key().clone())
+        .collect();
     txns.lock(graph, shard, ctx.id, &keys, LockMode::Exclusive)
         .await?;
     let view = ReadView {
@@ -1279,7 +1299,8 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         snapshot: None,
     };
     if ctx.isolation == crate::txn::Isolation::RepeatableRead {
-        let changes_existing = |op: &RowOp| !matches!(op, RowOp::Insert { .. });
+        let changes_existing =
+            |op: &RowOp| !matches!(op, RowOp::Insert { .. } | RowOp::Append { .. });
         let keys: Vec<Bytes> = req
             .ops
             .iter()
@@ -1376,7 +1397,9 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 inserted.insert(key);
                 batch.put(key.clone(), value.clone());
             }
-            RowOp::Put { key, value } => batch.put(key.clone(), value.clone()),
+            RowOp::Put { key, value } | RowOp::Append { key, value } => {
+                batch.put(key.clone(), value.clone())
+            }
             RowOp::Delete { key } => batch.delete(key.clone()),
             RowOp::Modify { key, insert, spec } => {
                 if !modified_keys.insert(key) || inserted.contains(key) {
@@ -1423,6 +1446,7 @@ impl RowOp {
         match self {
             RowOp::Insert { key, .. }
             | RowOp::Put { key, .. }
+            | RowOp::Append { key, .. }
             | RowOp::Delete { key }
             | RowOp::Modify { key, .. } => key,
         }

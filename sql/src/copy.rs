@@ -1122,7 +1122,7 @@ impl CopyLoader {
         let value = rowcodec::encode_row(&row);
         // A hidden row id is unique by construction: no existence check for it.
         let op = if self.table.primary_key.is_empty() {
-            RowOp::Put { key, value }
+            RowOp::Append { key, value }
         } else {
             RowOp::Insert {
                 key,
@@ -1177,7 +1177,7 @@ impl CopyLoader {
         let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
         let mut keys: BTreeMap<usize, Vec<Bytes>> = BTreeMap::new();
         for (_, op) in self.pending.drain(..) {
-            let (RowOp::Insert { key, .. } | RowOp::Put { key, .. }) = &op else {
+            let (RowOp::Insert { key, .. } | RowOp::Append { key, .. }) = &op else {
                 unreachable!("COPY queues inserts and puts")
             };
             let token = rowcodec::storage_key_token(key).expect("a row key has a token");

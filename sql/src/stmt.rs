@@ -763,7 +763,7 @@ pub(crate) async fn run_insert<C: Cluster>(
                 spec: spec.clone(),
             },
             // A hidden row id is unique by construction: no existence check for it.
-            None if table.primary_key.is_empty() => RowOp::Put { key, value },
+            None if table.primary_key.is_empty() => RowOp::Append { key, value },
             None => RowOp::Insert {
                 key,
                 value,

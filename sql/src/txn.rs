@@ -416,17 +416,18 @@ impl ShardTxns {
         }
     }
 
-    /// The intents of `txn` as a batch (empty: nothing to write here).
-    fn batch_for(&self, txn: TxnId) -> WriteBatch {
+    /// The intents of `txn` as a batch, moved out (empty: nothing to write here); its locks
+    /// stay until [`ShardTxns::finish`].
+    fn take_batch(&self, txn: TxnId) -> WriteBatch {
         let mut batch = WriteBatch::new();
-        let txns = self.txns.borrow();
-        let Some(state) = txns.get(&txn) else {
-            return batch;
+        let intents = match self.txns.borrow().get(&txn) {
+            Some(state) => std::mem::take(&mut *state.intents.borrow_mut()),
+            None => return batch,
         };
-        for (k, v) in state.intents.borrow().iter() {
+        for (k, v) in intents {
             match v {
-                Some(v) => batch.put(k.clone(), v.clone()),
-                None => batch.delete(k.clone()),
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
             }
         }
         batch
@@ -568,7 +569,7 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
         }
         TxnMsg::Commit { txn } => {
             // Written before the locks go: no one may read the rows' old versions after.
-            let written = write_batch(lsm, txns.batch_for(txn)).await;
+            let written = write_batch(lsm, txns.take_batch(txn)).await;
             txns.finish(txn);
             let lsn = written?;
             done(Durability {
@@ -594,7 +595,7 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
         TxnMsg::Apply { txn } => {
             // Not waited for: the commit record holds this part until it is durable (the
             // record goes only after `SyncTo`).
-            let mut batch = txns.batch_for(txn);
+            let mut batch = txns.take_batch(txn);
             batch.put(marker_key(txn), Bytes::new());
             let written = write_batch(lsm, batch).await;
             txns.finish(txn);
