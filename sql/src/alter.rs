@@ -123,6 +123,19 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         .collect::<Vec<_>>()
         != old.primary_key.iter().map(|&i| Some(i)).collect::<Vec<_>>();
     let rewrite = key_changed || !shape.keeps_stored_rows(old.columns.len());
+    if rewrite
+        && crate::index::specs_for(&catalog, &old)
+            .iter()
+            .any(|i| i.unique)
+    {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            format!(
+                "ALTER TABLE that rewrites \"{}\" is not supported while it has a unique index or constraint; drop it first",
+                old.name
+            ),
+        ));
+    }
     let database = session.database().to_string();
     let index_columns = index_columns_after(&catalog, &database, &old, &shape);
     if rewrite || !verify_not_null.is_empty() || !verify_checks.is_empty() {

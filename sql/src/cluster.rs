@@ -354,6 +354,11 @@ pub enum RowOp {
     Delete {
         key: Bytes,
     },
+    /// Delete a unique-index claim if `holder` (a row key) still holds it.
+    Release {
+        key: Bytes,
+        holder: Bytes,
+    },
     /// Read-modify-write of one row on its shard, under the shard's write serialization, so
     /// that concurrent statements never lose each other's changes. With `insert`, the row is
     /// inserted when absent (ON CONFLICT DO UPDATE); without, an absent row is skipped (it was
@@ -409,6 +414,9 @@ pub struct WriteOutcome {
     pub lsn: u64,
     /// The rows `Modify` ops wrote (updated or inserted), in op order.
     pub(crate) modified: Vec<Row>,
+    /// Unique-index claims the written rows give up and take: the coordinator settles them
+    /// on their own shards (`stmt::settle_claims`), in the same transaction.
+    pub(crate) claims: Vec<crate::index::Claim>,
 }
 
 /// Rows a scan fragment returns in one reply, at most (bounded by the statement budget).
@@ -1401,6 +1409,12 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 batch.put(key.clone(), value.clone())
             }
             RowOp::Delete { key } => batch.delete(key.clone()),
+            RowOp::Release { key, holder } => {
+                if view.get(lsm, key).await?.as_ref() != Some(holder) {
+                    continue;
+                }
+                batch.delete(key.clone())
+            }
             RowOp::Modify { key, insert, spec } => {
                 if !modified_keys.insert(key) || inserted.contains(key) {
                     return Err(SqlError::new(
@@ -1435,7 +1449,7 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
         outcome.applied += 1;
     }
     if !req.indexes.is_empty() {
-        add_index_entries(lsm, view, &req.indexes, &mut batch).await?;
+        add_index_entries(lsm, view, &req.indexes, &mut batch, &mut outcome.claims).await?;
     }
     Ok((batch, outcome))
 }
@@ -1448,6 +1462,7 @@ impl RowOp {
             | RowOp::Put { key, .. }
             | RowOp::Append { key, .. }
             | RowOp::Delete { key }
+            | RowOp::Release { key, .. }
             | RowOp::Modify { key, .. } => key,
         }
     }
@@ -1461,6 +1476,7 @@ async fn add_index_entries<F: FileSystem + Clone + 'static, R: Runtime>(
     view: &ReadView,
     specs: &[crate::index::IndexSpec],
     batch: &mut WriteBatch,
+    claims: &mut Vec<crate::index::Claim>,
 ) -> Result<(), SqlError> {
     use helios_engine::lsm::key::ValueKind;
     let width = specs
@@ -1473,6 +1489,17 @@ async fn add_index_entries<F: FileSystem + Clone + 'static, R: Runtime>(
         specs
             .iter()
             .map(|spec| crate::index::entry_key(spec, &row, row_key))
+            .collect()
+    };
+    let unique: Vec<&crate::index::IndexSpec> = specs.iter().filter(|s| s.unique).collect();
+    let claims_of = |value: Option<&Bytes>| -> Result<Vec<Option<Bytes>>, SqlError> {
+        let Some(value) = value else {
+            return Ok(vec![None; unique.len()]);
+        };
+        let row = decode_row(value, width).map_err(storage_error)?;
+        unique
+            .iter()
+            .map(|spec| crate::index::claim_key(spec, &row))
             .collect()
     };
     let writes: Vec<(ValueKind, Bytes, Bytes)> = batch.entries().to_vec();
@@ -1503,6 +1530,20 @@ async fn add_index_entries<F: FileSystem + Clone + 'static, R: Runtime>(
         for e in new_entries {
             if !old_entries.contains(&e) {
                 changes.push((true, e));
+            }
+        }
+        if !unique.is_empty() {
+            let before = claims_of(old.as_ref())?;
+            let after = claims_of(new.as_ref())?;
+            for ((spec, old), new) in unique.iter().zip(before).zip(after) {
+                if old != new {
+                    claims.push(crate::index::Claim {
+                        index_id: spec.id,
+                        old,
+                        new,
+                        row_key: key.clone(),
+                    });
+                }
             }
         }
         latest.insert(key, new);
@@ -1553,8 +1594,19 @@ pub async fn delete_table_local<F: FileSystem + Clone + 'static, R: Runtime>(
     rt: &R,
     table_id: u32,
 ) -> Result<u64, SqlError> {
+    delete_prefix_local(lsm, rt, &table_prefix(table_id)).await?;
+    // Its unique indexes' claims (they live on whichever shards their values hash to).
+    delete_prefix_local(lsm, rt, &crate::index::claim_table_prefix(table_id)).await
+}
+
+/// Deletes every key starting with `prefix` on this shard, in batches; returns the lsn to
+/// wait for.
+pub(crate) async fn delete_prefix_local<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    rt: &R,
+    prefix: &[u8],
+) -> Result<u64, SqlError> {
     const DELETE_BATCH_KEYS: usize = 4096;
-    let prefix = table_prefix(table_id);
     // Each round resumes after the last key it deleted: seeking from the prefix again would
     // step over every tombstone written so far (quadratic in the table's size).
     let mut resume: Vec<u8> = prefix.to_vec();
@@ -1563,7 +1615,7 @@ pub async fn delete_table_local<F: FileSystem + Clone + 'static, R: Runtime>(
         {
             let mut iter = lsm.iter(helios_engine::lsm::ReadOptions {
                 snapshot: None,
-                upper_bound: helios_engine::lsm::prefix_upper_bound(&prefix),
+                upper_bound: helios_engine::lsm::prefix_upper_bound(prefix),
             });
             iter.seek(&resume).await.map_err(storage_error)?;
             while iter.valid() && keys.len() < DELETE_BATCH_KEYS {

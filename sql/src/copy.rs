@@ -1058,7 +1058,9 @@ impl CopyLoader {
                 };
                 // Best effort: the COPY's own error is what the client hears; a shard that
                 // cannot delete now has failed for good and is refusing every write.
-                let _ = cluster.write(shard, request).await;
+                if let Ok(outcome) = cluster.write(shard, request).await {
+                    let _ = stmt::settle_claims(cluster, &self.indexes, outcome.claims).await;
+                }
             }
         }
     }
@@ -1200,11 +1202,13 @@ impl CopyLoader {
         });
         let results = futures_util::future::join_all(futures).await;
         let mut first_error = None;
+        let mut claims = Vec::new();
         for (shard, result) in shards.into_iter().zip(results) {
             match result {
                 // One shard's request is one atomic batch: all of its rows, or none.
                 Ok(outcome) => {
                     self.rows += outcome.applied;
+                    claims.extend(outcome.claims);
                     let shard_keys = keys.remove(&shard).unwrap_or_default();
                     if self.written.len() + shard_keys.len() <= UNDO_KEYS_MAX {
                         self.written
@@ -1214,6 +1218,11 @@ impl CopyLoader {
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
+            }
+        }
+        if first_error.is_none() {
+            if let Err(e) = stmt::settle_claims(cluster, &self.indexes, claims).await {
+                first_error = Some(e);
             }
         }
         match first_error {

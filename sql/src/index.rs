@@ -26,12 +26,67 @@ use crate::types::{Datum, SqlType};
 /// First byte of every index entry key (rows are 0x80, the catalog 0x81).
 pub const INDEX_PREFIX: u8 = 0x82;
 
+/// First byte of a unique index's claim keys (see [`claim_key`]).
+pub const CLAIM_PREFIX: u8 = 0x85;
+
 /// What a shard needs to maintain one index of a table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexSpec {
     pub id: u32,
     /// Column positions in the table.
     pub columns: Vec<usize>,
+    /// UNIQUE: each non-NULL value is also claimed cluster-wide (see [`claim_key`]).
+    pub unique: bool,
+    pub name: String,
+    pub table_id: u32,
+}
+
+/// A change of a unique index's claim for one row: the value it gave up and the one it
+/// takes (None: none, or one with a NULL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub index_id: u32,
+    pub old: Option<Bytes>,
+    pub new: Option<Bytes>,
+    pub row_key: Bytes,
+}
+
+/// The key that claims `row`'s value in unique index `spec` (None when a column is NULL:
+/// NULLs never conflict). `0x85 table_id:u32 index_id:u32 (column value)*` → the row key.
+/// It lives on the shard its hash picks, wherever the row is, so one shard sees every
+/// writer of a value: the claim is a row-locked insert there, in the writer's transaction.
+pub(crate) fn claim_key(spec: &IndexSpec, row: &[Datum]) -> Result<Option<Bytes>, SqlError> {
+    let mut key = Vec::with_capacity(16);
+    key.push(CLAIM_PREFIX);
+    key.extend_from_slice(&spec.table_id.to_be_bytes());
+    key.extend_from_slice(&spec.id.to_be_bytes());
+    for &c in &spec.columns {
+        let d = row.get(c).unwrap_or(&Datum::Null);
+        if *d == Datum::Null {
+            return Ok(None);
+        }
+        rowcodec::encode_key_datum(&mut key, d)?;
+    }
+    Ok(Some(Bytes::from(key)))
+}
+
+/// The token that places a claim key on a shard.
+pub(crate) fn claim_token(claim: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(claim)
+}
+
+/// Every claim key of one table starts with this.
+pub fn claim_table_prefix(table_id: u32) -> Vec<u8> {
+    let mut p = vec![CLAIM_PREFIX];
+    p.extend_from_slice(&table_id.to_be_bytes());
+    p
+}
+
+/// Every claim key of one index starts with this.
+pub(crate) fn claim_index_prefix(table_id: u32, index_id: u32) -> Vec<u8> {
+    let mut p = claim_table_prefix(table_id);
+    p.extend_from_slice(&index_id.to_be_bytes());
+    p
 }
 
 /// The indexes of `table` as of `catalog` (found by the table's id: ids are unique across
@@ -55,6 +110,9 @@ pub(crate) fn specs_for(catalog: &Catalog, table: &Table) -> Vec<IndexSpec> {
             .map(|i| IndexSpec {
                 id: i.id,
                 columns: i.columns.clone(),
+                unique: i.unique,
+                name: i.name.clone(),
+                table_id: table.id,
             })
             .collect();
     }

@@ -515,12 +515,75 @@ async fn write_rows_returning<C: Cluster>(
     let results = futures_util::future::join_all(futures).await;
     let mut applied = 0;
     let mut modified = Vec::new();
+    let mut claims = Vec::new();
     for r in results {
         let r = r?;
         applied += r.applied;
         modified.extend(r.modified);
+        claims.extend(r.claims);
     }
+    settle_claims(cluster, &indexes, claims).await?;
     Ok((applied, modified))
+}
+
+/// Writes the unique-index claims rows gave up and took, on the claims' own shards, in the
+/// writer's transaction: a value another row holds fails with 23505 naming the index.
+/// Per shard and index, released claims go before taken ones (rows trading values in one
+/// statement).
+pub(crate) async fn settle_claims<C: Cluster>(
+    cluster: &C,
+    indexes: &[crate::index::IndexSpec],
+    claims: Vec<crate::index::Claim>,
+) -> Result<(), SqlError> {
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let shard_of_claim = |claim: &Bytes| cluster.shard_of_token(crate::index::claim_token(claim));
+    let mut groups: BTreeMap<(usize, u32), (Vec<RowOp>, Vec<RowOp>)> = BTreeMap::new();
+    for c in claims {
+        if let Some(old) = c.old {
+            let group = groups
+                .entry((shard_of_claim(&old), c.index_id))
+                .or_default();
+            group.0.push(RowOp::Release {
+                key: old,
+                holder: c.row_key.clone(),
+            });
+        }
+        if let Some(new) = c.new {
+            let group = groups
+                .entry((shard_of_claim(&new), c.index_id))
+                .or_default();
+            group.1.push(RowOp::Insert {
+                key: new,
+                value: c.row_key,
+                if_absent: false,
+            });
+        }
+    }
+    let futures = groups
+        .into_iter()
+        .map(|((shard, index_id), (mut ops, taken))| {
+            ops.extend(taken);
+            let constraint = indexes
+                .iter()
+                .find(|i| i.id == index_id)
+                .map(|i| i.name.clone())
+                .unwrap_or_default();
+            cluster.write(
+                shard,
+                WriteRequest {
+                    ops,
+                    constraint,
+                    indexes: Vec::new(),
+                    txn: crate::txn::write_ctx(cluster, shard),
+                },
+            )
+        });
+    for r in futures_util::future::join_all(futures).await {
+        r?;
+    }
+    Ok(())
 }
 
 fn shard_of_key<C: Cluster>(cluster: &C, key: &Bytes) -> usize {
@@ -1360,6 +1423,8 @@ pub(crate) async fn run_create_table<C: Cluster>(
     let catalog = cluster.catalog();
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(ct.columns.len());
     let mut primary_key: Vec<usize> = Vec::new();
+    // UNIQUE constraints: (name, column positions).
+    let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     let mut checks: Vec<CheckDef> = Vec::new();
     let multiple_pk = || {
         SqlError::new(
@@ -1431,6 +1496,9 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     primary_key.push(i);
                     def.not_null = true;
                 }
+                ast::ColumnOption::Unique(u) => {
+                    uniques.push((u.name.as_ref().map(plan::ident), vec![i]));
+                }
                 ast::ColumnOption::Check(chk) => {
                     let cname_check = opt
                         .name
@@ -1470,6 +1538,13 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     expr: chk.expr.to_string(),
                 });
             }
+            ast::TableConstraint::Unique(u) => {
+                let names: Vec<&ast::IndexColumn> = u.columns.iter().collect();
+                uniques.push((
+                    u.name.as_ref().map(plan::ident),
+                    index_column_positions(&names, &columns, "unique constraint")?,
+                ));
+            }
             other => return Err(not_supported(format!("table constraint {other}"))),
         }
     }
@@ -1495,6 +1570,25 @@ pub(crate) async fn run_create_table<C: Cluster>(
             ));
         }
     }
+    let unique_indexes: Vec<crate::catalog::IndexDef> = uniques
+        .into_iter()
+        .map(|(constraint, positions)| crate::catalog::IndexDef {
+            id: 0,
+            name: constraint.unwrap_or_else(|| {
+                let mut n = name.clone();
+                for &p in &positions {
+                    n.push('_');
+                    n.push_str(&table.columns[p].name);
+                }
+                n.push_str("_key");
+                n
+            }),
+            table: name.clone(),
+            columns: positions,
+            unique: true,
+        })
+        .collect();
+    let table_schema = table.schema.clone();
     let outcome = cluster
         .ddl(DdlChange::CreateTable {
             database: session.database().to_string(),
@@ -1503,6 +1597,19 @@ pub(crate) async fn run_create_table<C: Cluster>(
             sequences,
         })
         .await?;
+    if outcome.notices.is_empty() {
+        // UNIQUE constraints are unique indexes (the table is empty: nothing to claim yet).
+        for index in unique_indexes {
+            cluster
+                .ddl(DdlChange::CreateIndex {
+                    database: session.database().to_string(),
+                    schema: table_schema.clone(),
+                    index,
+                    if_not_exists: false,
+                })
+                .await?;
+        }
+    }
     Ok(StatementResult::Command {
         tag: "CREATE TABLE".to_string(),
         changed_parameters: Vec::new(),
@@ -1517,6 +1624,35 @@ pub(crate) fn column_type(data_type: &ast::DataType) -> Result<(SqlType, i32), S
         return Err(not_supported(format!("columns of type {}", ty.sql_name())));
     }
     Ok((ty, typmod))
+}
+
+/// The column positions an index's or UNIQUE constraint's column list names, in its order.
+fn index_column_positions(
+    list: &[&ast::IndexColumn],
+    columns: &[ColumnDef],
+    what: &str,
+) -> Result<Vec<usize>, SqlError> {
+    let mut positions = Vec::with_capacity(list.len());
+    for col in list {
+        let n = match &col.column.expr {
+            ast::Expr::Identifier(id) => plan::ident(id),
+            other => return Err(not_supported(format!("{what} expression {other}"))),
+        };
+        let i = columns.iter().position(|c| c.name == n).ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_COLUMN,
+                format!("column \"{n}\" named in key does not exist"),
+            )
+        })?;
+        if positions.contains(&i) {
+            return Err(SqlError::new(
+                DUPLICATE_COLUMN,
+                format!("column \"{n}\" appears twice in {what}"),
+            ));
+        }
+        positions.push(i);
+    }
+    Ok(positions)
 }
 
 /// The column positions a PRIMARY KEY (...) constraint names, in its order.
@@ -1878,9 +2014,6 @@ pub(crate) async fn run_create_index<C: Cluster>(
     cluster: &C,
     ci: &ast::CreateIndex,
 ) -> Result<StatementResult, SqlError> {
-    if ci.unique {
-        return Err(not_supported("CREATE UNIQUE INDEX"));
-    }
     if ci.predicate.is_some() || !ci.include.is_empty() || ci.concurrently {
         return Err(not_supported("partial, covering and concurrent indexes"));
     }
@@ -1928,13 +2061,23 @@ pub(crate) async fn run_create_index<C: Cluster>(
             name,
             table: table.name.clone(),
             columns,
-            unique: false,
+            unique: ci.unique,
         },
         if_not_exists: ci.if_not_exists,
     };
     let outcome = cluster.ddl(change).await?;
     if outcome.notices.is_empty() {
-        backfill_index(session, cluster, &table, &index_name).await?;
+        if let Err(e) = backfill_index(session, cluster, &table, &index_name).await {
+            // Not created after all: the index goes, and the claims its build took.
+            let drop = DdlChange::DropRelations {
+                database: session.database().to_string(),
+                kind: crate::catalog::RelationKind::Index,
+                names: vec![(table.schema.clone(), index_name.clone())],
+                if_exists: true,
+            };
+            cluster.ddl(drop).await?;
+            return Err(e);
+        }
     }
     Ok(StatementResult::Command {
         tag: "CREATE INDEX".to_string(),
@@ -1963,11 +2106,15 @@ async fn backfill_index<C: Cluster>(
     let spec = crate::index::IndexSpec {
         id: def.id,
         columns: def.columns.clone(),
+        unique: def.unique,
+        name: def.name.clone(),
+        table_id: table.id,
     };
     let env = Env::of(session);
     let scanned =
         crate::dist::fetch(cluster, &Fetch::new(table.clone(), None), &[], &env, true).await?;
     let mut ops = Vec::with_capacity(BACKFILL_BATCH_ROWS);
+    let mut claims = Vec::new();
     for (row, key) in scanned.rows.iter().zip(&scanned.keys) {
         let entry = crate::index::entry_key(&spec, row, key)?;
         ops.push((
@@ -1977,12 +2124,55 @@ async fn backfill_index<C: Cluster>(
                 value: Bytes::new(),
             },
         ));
+        if spec.unique {
+            if let Some(claim) = crate::index::claim_key(&spec, row)? {
+                claims.push(crate::index::Claim {
+                    index_id: spec.id,
+                    old: None,
+                    new: Some(claim),
+                    row_key: key.clone(),
+                });
+            }
+        }
         if ops.len() >= BACKFILL_BATCH_ROWS {
             write_rows(cluster, table, std::mem::take(&mut ops)).await?;
+            claim_for_new_index(cluster, table, &spec, std::mem::take(&mut claims)).await?;
         }
     }
     write_rows(cluster, table, ops).await?;
+    claim_for_new_index(cluster, table, &spec, claims).await?;
     Ok(())
+}
+
+/// A new unique index's claims for existing rows; a duplicate fails as PostgreSQL's CREATE
+/// UNIQUE INDEX does, and every claim of the index is deleted again.
+async fn claim_for_new_index<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    spec: &crate::index::IndexSpec,
+    claims: Vec<crate::index::Claim>,
+) -> Result<(), SqlError> {
+    let Err(e) = settle_claims(cluster, std::slice::from_ref(spec), claims).await else {
+        return Ok(());
+    };
+    let prefix = crate::index::claim_index_prefix(table.id, spec.id);
+    for shard in 0..cluster.shard_count() {
+        cluster
+            .txn_call(
+                shard,
+                crate::txn::TxnMsg::DeletePrefix {
+                    prefix: prefix.clone(),
+                },
+            )
+            .await?;
+    }
+    if e.sqlstate == UNIQUE_VIOLATION {
+        return Err(SqlError::new(
+            UNIQUE_VIOLATION,
+            format!("could not create unique index \"{}\"", spec.name),
+        ));
+    }
+    Err(e)
 }
 
 /// Index entries written per round of a backfill.

@@ -184,7 +184,8 @@ impl Cluster for LocalCluster {
     }
 
     async fn txn_call(&self, shard: usize, msg: TxnMsg) -> Result<TxnReply, SqlError> {
-        let (reply, durability) = txn_local(&self.shards[shard], &self.txns[shard], msg).await?;
+        let (reply, durability) =
+            txn_local(&self.shards[shard], &self.rt, &self.txns[shard], msg).await?;
         if durability.lsn > 0 {
             self.shards[shard]
                 .wal()

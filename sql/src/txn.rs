@@ -512,6 +512,10 @@ pub enum TxnMsg {
     Records,
     /// Recovery: delete every applied marker (no commit record is left anywhere).
     DropMarkers,
+    /// Delete every key with this prefix (a failed unique index build's claims).
+    DeletePrefix {
+        prefix: Vec<u8>,
+    },
 }
 
 /// One intent as it travels: key, value (None: delete).
@@ -554,11 +558,19 @@ fn txn_of_key(key: &[u8]) -> Option<TxnId> {
 /// Runs a transaction message on this shard.
 pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
+    rt: &R,
     txns: &ShardTxns,
     msg: TxnMsg,
 ) -> Result<(TxnReply, Durability), SqlError> {
     let done = |d: Durability| Ok((TxnReply::Done, d));
     match msg {
+        TxnMsg::DeletePrefix { prefix } => {
+            let lsn = crate::cluster::delete_prefix_local(lsm, rt, &prefix).await?;
+            done(Durability {
+                lsn,
+                force_sync: false,
+            })
+        }
         TxnMsg::Pin { id } => {
             txns.snapshots.borrow_mut().insert(id, lsm.snapshot());
             done(Durability::default())

@@ -20,6 +20,13 @@ fn code(error: &tokio_postgres::Error) -> String {
         .unwrap_or_else(|| format!("not a server error: {error:?}"))
 }
 
+fn message(error: &tokio_postgres::Error) -> String {
+    error
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_else(|| error.to_string())
+}
+
 async fn one_i64(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
@@ -598,4 +605,112 @@ fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
             );
         });
     }
+}
+
+#[test]
+fn unique_indexes_are_enforced_across_shards() {
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        a.batch_execute(
+            "CREATE TABLE users (id int8 PRIMARY KEY, email text UNIQUE, team int8, n int8); \
+             INSERT INTO users SELECT g, 'u' || g, g % 4, g FROM generate_series(1, 40) g",
+        )
+        .await
+        .unwrap();
+        // The rows are spread over the shards; a value's claim lives on one shard, so a
+        // duplicate is found whatever shard its row goes to.
+        for id in 100..110i64 {
+            let err = a
+                .execute("INSERT INTO users VALUES ($1, 'u7', 0, 0)", &[&id])
+                .await
+                .unwrap_err();
+            assert_eq!(code(&err), "23505");
+            assert!(message(&err).contains("users_email_key"), "{err:?}");
+        }
+        let err = a
+            .batch_execute("UPDATE users SET email = 'u8' WHERE id = 9")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "23505");
+        // A failed multi-row statement leaves nothing behind (its claims included).
+        let err = a
+            .batch_execute("UPDATE users SET email = 'x' || (n % 39) WHERE id <= 40")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "23505");
+        assert_eq!(
+            one_i64(&a, "SELECT count(*) FROM users WHERE email LIKE 'x%'").await,
+            0
+        );
+        a.batch_execute("INSERT INTO users VALUES (300, 'x1', 0, 0)")
+            .await
+            .unwrap();
+        // Freed values can be taken again; NULLs never conflict.
+        a.batch_execute(
+            "UPDATE users SET email = 'moved' WHERE id = 10; \
+             INSERT INTO users VALUES (200, 'u10', 0, 0); \
+             INSERT INTO users VALUES (201, NULL, 0, 0), (202, NULL, 0, 0); \
+             DELETE FROM users WHERE id = 11; INSERT INTO users VALUES (203, 'u11', 0, 0)",
+        )
+        .await
+        .unwrap();
+
+        // Two transactions taking one value: the second waits for the first; it fails if the
+        // first commits and goes ahead if it rolls back.
+        a.batch_execute("BEGIN; INSERT INTO users VALUES (400, 'race', 0, 0)")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN").await.unwrap();
+        let mut second = Box::pin(b.batch_execute("INSERT INTO users VALUES (401, 'race', 0, 0)"));
+        assert!(
+            still_waiting(&mut second).await,
+            "the second claimant waits"
+        );
+        a.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(code(&second.await.unwrap_err()), "23505");
+        b.batch_execute("ROLLBACK").await.unwrap();
+        a.batch_execute("BEGIN; INSERT INTO users VALUES (402, 'race2', 0, 0)")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN").await.unwrap();
+        let mut second = Box::pin(b.batch_execute("INSERT INTO users VALUES (403, 'race2', 0, 0)"));
+        assert!(still_waiting(&mut second).await);
+        a.batch_execute("ROLLBACK").await.unwrap();
+        second.await.unwrap();
+        b.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(
+            one_i64(&a, "SELECT id FROM users WHERE email = 'race2'").await,
+            403
+        );
+
+        // CREATE UNIQUE INDEX over existing rows: refused on duplicates (and not created),
+        // built otherwise and enforced from then on.
+        let err = a
+            .batch_execute("CREATE UNIQUE INDEX users_team ON users (team)")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "23505");
+        assert!(
+            message(&err).contains("could not create unique index"),
+            "{err:?}"
+        );
+        a.batch_execute("INSERT INTO users VALUES (500, 'z', 1, 0)")
+            .await
+            .unwrap();
+        a.batch_execute("DELETE FROM users WHERE n = 0; CREATE UNIQUE INDEX users_n ON users (n)")
+            .await
+            .unwrap();
+        let err = a
+            .batch_execute("INSERT INTO users VALUES (501, 'zz', 1, 5)")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "23505");
+        // TRUNCATE releases every claim.
+        a.batch_execute("TRUNCATE users; INSERT INTO users VALUES (1, 'u7', 0, 5)")
+            .await
+            .unwrap();
+    });
 }

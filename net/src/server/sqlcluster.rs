@@ -215,7 +215,8 @@ pub async fn write(state: &Rc<ShardState>, req: WriteRequest) -> Result<WriteOut
 /// Runs a transaction message on this shard; answered once what it wrote is durable (synced,
 /// whatever the durability mode, where the message asks).
 pub async fn txn(state: &Rc<ShardState>, msg: TxnMsg) -> Result<TxnReply, SqlError> {
-    let (reply, durability) = helios_sql::txn::txn_local(&state.lsm, &state.sql_txns, msg).await?;
+    let (reply, durability) =
+        helios_sql::txn::txn_local(&state.lsm, &GlommioRuntime, &state.sql_txns, msg).await?;
     if durability.force_sync {
         state
             .wal()
