@@ -375,10 +375,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn claims_name_the_value_not_the_row_and_skip_nulls() {
+        let spec = IndexSpec {
+            id: 3,
+            columns: vec![1, 2],
+            unique: true,
+            name: "u".to_string(),
+            table_id: 9,
+        };
+        let a = claim_key(&spec, &[Datum::Int(1), Datum::Int(5), Datum::Int(6)]).unwrap();
+        let b = claim_key(&spec, &[Datum::Int(2), Datum::Int(5), Datum::Int(6)]).unwrap();
+        assert_eq!(a, b, "two rows with one value claim one key");
+        let a = a.unwrap();
+        assert!(a.starts_with(&claim_index_prefix(9, 3)));
+        assert!(a.starts_with(&claim_table_prefix(9)));
+        let c = claim_key(&spec, &[Datum::Int(1), Datum::Int(5), Datum::Int(7)]).unwrap();
+        assert_ne!(Some(a), c);
+        assert_eq!(
+            claim_key(&spec, &[Datum::Int(1), Datum::Null, Datum::Int(6)]).unwrap(),
+            None
+        );
+    }
+
+    #[test]
     fn entries_give_back_their_row_keys_and_group_by_value() {
         let spec = IndexSpec {
             id: 7,
             columns: vec![1],
+            unique: false,
+            name: "i".to_string(),
+            table_id: 1,
         };
         let row_a = vec![Datum::Int(1), Datum::Int(5)];
         let row_b = vec![Datum::Int(2), Datum::Int(5)];

@@ -374,7 +374,8 @@ impl Snapshot {
                 .map(|&c| quote_ident(&table.columns[c].name))
                 .collect();
             return Some(format!(
-                "CREATE INDEX {} ON {}.{} USING btree ({})",
+                "CREATE {}INDEX {} ON {}.{} USING btree ({})",
+                if i.def.unique { "UNIQUE " } else { "" },
                 quote_ident(&i.def.name),
                 quote_ident(&table.schema),
                 quote_ident(&table.name),

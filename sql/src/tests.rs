@@ -672,10 +672,23 @@ fn indexes_and_views_live_in_the_catalog() {
                 "CREATE INDEX nope ON missing (z)",
                 "ERR 42P01 relation \"missing\" does not exist",
             ),
+            ("CREATE UNIQUE INDEX u ON t (x)", "CREATE INDEX "),
             (
-                "CREATE UNIQUE INDEX u ON t (x)",
-                "ERR 0A000 CREATE UNIQUE INDEX is not supported yet",
+                "SELECT pg_get_indexdef('u'::regclass)",
+                "pg_get_indexdef:25 => CREATE UNIQUE INDEX u ON public.t USING btree (x) [SELECT 1]",
             ),
+            (
+                "INSERT INTO t VALUES (1, 'dup')",
+                "ERR 23505 duplicate key value violates unique constraint \"u\"",
+            ),
+            ("INSERT INTO t VALUES (NULL, 'n'), (2, 'two')", "INSERT 0 2"),
+            (
+                "CREATE UNIQUE INDEX u2 ON t (y)",
+                "CREATE INDEX ",
+            ),
+            ("DROP INDEX u", "DROP INDEX "),
+            ("DROP INDEX u2", "DROP INDEX "),
+            ("DELETE FROM t WHERE x IS NULL AND y = 'n' OR x = 2", "DELETE 2"),
             (
                 "CREATE TABLE ti (a int)",
                 "ERR 42P07 relation \"ti\" already exists",
