@@ -19,7 +19,7 @@ use crate::exec::{self, AggState, Row};
 use crate::expr::{eval, AggCall, Bound, Env, Eval, Kind};
 use crate::plan::{JoinKind, SortKey};
 use crate::rowcodec::{self, decode_row, table_prefix};
-use crate::txn::{LockMode, ReadView, ShardTxns, WaitGraph};
+use crate::txn::{LockMode, LockWait, ReadView, ShardTxns, WaitGraph};
 use crate::types::Datum;
 use crate::vector::{self, BatchCx, BATCH_ROWS};
 
@@ -247,7 +247,7 @@ pub struct ScanRequest {
     /// The transaction (or statement snapshot) it reads in; set by the cluster handle.
     pub txn: Option<crate::txn::TxnCtx>,
     /// SELECT ... FOR UPDATE / FOR SHARE: lock the rows that pass the filter first.
-    pub(crate) lock: Option<crate::txn::LockMode>,
+    pub(crate) lock: Option<crate::txn::RowLock>,
 }
 
 /// The pushed-down part of a scan fragment, in the order it runs: the co-located join, the
@@ -353,6 +353,14 @@ pub enum RowOp {
     },
     Delete {
         key: Bytes,
+    },
+    /// Overwrite (or delete, `value` None) a row the coordinator read, if it is still the
+    /// version read (`expected`: that row re-encoded, `width` columns); else 40001.
+    Replace {
+        key: Bytes,
+        value: Option<Bytes>,
+        expected: Bytes,
+        width: usize,
     },
     /// Delete a unique-index claim if `holder` (a row key) still holds it.
     Release {
@@ -516,7 +524,7 @@ pub async fn scan_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
 ) -> Result<ScanRows, SqlError> {
     let ctx = req.txn.as_ref();
     let view = txns.view(ctx)?;
-    let (Some(mode), Some(ctx)) = (req.lock, ctx) else {
+    let (Some(row_lock), Some(ctx)) = (req.lock, ctx) else {
         return scan_local(lsm, rt, req, &view).await;
     };
     let keys_only = ScanRequest {
@@ -526,7 +534,12 @@ pub async fn scan_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         ..req.clone()
     };
     let keys = scan_local(lsm, rt, &keys_only, &view).await?.keys;
-    txns.lock(graph, shard, ctx.id, &keys, mode).await?;
+    let wait = LockWait {
+        nowait: row_lock.nowait,
+        ..ctx.wait.clone()
+    };
+    txns.lock(graph, rt, shard, ctx.id, &keys, row_lock.mode, &wait)
+        .await?;
     let view = match ctx.isolation {
         crate::txn::Isolation::RepeatableRead => {
             unchanged_since_snapshot(lsm, txns, ctx, &view, &keys).await?;
@@ -1272,6 +1285,7 @@ fn project(columns: Option<&[usize]>, mut row: Row) -> Row {
 /// returned lsn (0: nothing to wait for).
 pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
+    rt: &R,
     txns: &ShardTxns,
     graph: &WaitGraph,
     shard: usize,
@@ -1288,8 +1302,16 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
             .map(|op| op.key().clone())
             .collect();
         let transient = txns.transient_id(shard);
-        txns.lock(graph, shard, transient, &keys, LockMode::Exclusive)
-            .await?;
+        txns.lock(
+            graph,
+            rt,
+            shard,
+            transient,
+            &keys,
+            LockMode::Exclusive,
+            &LockWait::default(),
+        )
+        .await?;
         let written = write_local(lsm, req).await;
         txns.unlock_transient(transient, &keys);
         return written;
@@ -1300,8 +1322,16 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         .filter(|op| !matches!(op, RowOp::Append { .. }))
         .map(|op| op.key().clone())
         .collect();
-    txns.lock(graph, shard, ctx.id, &keys, LockMode::Exclusive)
-        .await?;
+    txns.lock(
+        graph,
+        rt,
+        shard,
+        ctx.id,
+        &keys,
+        LockMode::Exclusive,
+        &ctx.wait,
+    )
+    .await?;
     let view = ReadView {
         overlay: txns.view(Some(ctx))?.overlay,
         snapshot: None,
@@ -1409,6 +1439,29 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 batch.put(key.clone(), value.clone())
             }
             RowOp::Delete { key } => batch.delete(key.clone()),
+            RowOp::Replace {
+                key,
+                value,
+                expected,
+                width,
+            } => {
+                let current = match view.get(lsm, key).await? {
+                    Some(v) => Some(rowcodec::encode_row(
+                        &decode_row(&v, *width).map_err(storage_error)?,
+                    )),
+                    None => None,
+                };
+                if current.as_ref() != Some(expected) {
+                    return Err(SqlError::new(
+                        crate::txn::SERIALIZATION_FAILURE,
+                        "could not serialize access due to concurrent update",
+                    ));
+                }
+                match value {
+                    Some(v) => batch.put(key.clone(), v.clone()),
+                    None => batch.delete(key.clone()),
+                }
+            }
             RowOp::Release { key, holder } => {
                 if view.get(lsm, key).await?.as_ref() != Some(holder) {
                     continue;
@@ -1463,6 +1516,7 @@ impl RowOp {
             | RowOp::Append { key, .. }
             | RowOp::Delete { key }
             | RowOp::Release { key, .. }
+            | RowOp::Replace { key, .. }
             | RowOp::Modify { key, .. } => key,
         }
     }

@@ -216,6 +216,7 @@ async fn execute_in_transaction<C: Cluster>(
     params: &stmt::Params,
 ) -> Result<StatementResult, SqlError> {
     let in_block = session.transaction != TransactionState::Idle;
+    txn::statement_start(cluster, session);
     // DDL runs outside any transaction: its scans read the newest data (no snapshot held
     // over a table rewrite) and its writes apply at once.
     let ddl = is_ddl(statement);

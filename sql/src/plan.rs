@@ -88,7 +88,7 @@ pub(crate) struct Fetch {
     /// the whole plan is known; the default returns whole filtered rows).
     pub(crate) push: FetchPush,
     /// SELECT ... FOR UPDATE / FOR SHARE: the shards lock the rows it returns.
-    pub(crate) lock: Option<crate::txn::LockMode>,
+    pub(crate) lock: Option<crate::txn::RowLock>,
 }
 
 impl Fetch {
@@ -1942,19 +1942,30 @@ fn _datum(_: Datum) {}
 
 /// The row lock a query's FOR UPDATE / FOR SHARE clauses ask for (the strongest; `OF` lists
 /// are not told apart: every table the query reads is locked).
-fn row_lock_mode(locks: &[ast::LockClause]) -> Result<Option<crate::txn::LockMode>, SqlError> {
-    let mut mode = None;
+fn row_lock_mode(locks: &[ast::LockClause]) -> Result<Option<crate::txn::RowLock>, SqlError> {
+    use crate::txn::{LockMode, RowLock};
+    let mut lock: Option<RowLock> = None;
     for l in locks {
-        if l.nonblock.is_some() {
-            return Err(not_supported("NOWAIT and SKIP LOCKED"));
-        }
-        let this = match l.lock_type {
-            ast::LockType::Share => crate::txn::LockMode::Shared,
-            ast::LockType::Update => crate::txn::LockMode::Exclusive,
+        let nowait = match l.nonblock {
+            None => false,
+            Some(ast::NonBlock::Nowait) => true,
+            Some(ast::NonBlock::SkipLocked) => return Err(not_supported("SKIP LOCKED")),
         };
-        if mode != Some(crate::txn::LockMode::Exclusive) {
-            mode = Some(this);
-        }
+        let mode = match l.lock_type {
+            ast::LockType::Share => LockMode::Shared,
+            ast::LockType::Update => LockMode::Exclusive,
+        };
+        lock = Some(match lock {
+            None => RowLock { mode, nowait },
+            Some(prev) => RowLock {
+                mode: if prev.mode == LockMode::Exclusive {
+                    LockMode::Exclusive
+                } else {
+                    mode
+                },
+                nowait: prev.nowait || nowait,
+            },
+        });
     }
-    Ok(mode)
+    Ok(lock)
 }

@@ -377,6 +377,13 @@ impl Session {
     }
 
     /// `statement_timeout` in milliseconds (0: none).
+    /// `lock_timeout` in ms (0: wait as long as it takes).
+    pub fn lock_timeout_ms(&self) -> u64 {
+        self.parameter("lock_timeout")
+            .and_then(parse_millis)
+            .map_or(0, |ms| ms.max(0) as u64)
+    }
+
     pub fn statement_timeout_ms(&self) -> u64 {
         self.parameter("statement_timeout")
             .and_then(parse_millis)

@@ -1277,9 +1277,21 @@ pub(crate) async fn run_update<C: Cluster>(
             .primary_key
             .iter()
             .any(|&p| expr::compare_nullable(&row[p], &new_row[p]) != std::cmp::Ordering::Equal);
+        // The row must still be the version read: one changed since (by a transaction that
+        // held its lock in between) fails with 40001 rather than losing that change.
+        let expected = rowcodec::encode_row(row);
+        let width = table.columns.len();
         if pk_changed {
             let new_key = rowcodec::row_key(table.id, &key_bytes_of(&table, &new_row)?);
-            ops.push((shard_of_key(cluster, &key), RowOp::Delete { key }));
+            ops.push((
+                shard_of_key(cluster, &key),
+                RowOp::Replace {
+                    key,
+                    value: None,
+                    expected,
+                    width,
+                },
+            ));
             ops.push((
                 shard_of_key(cluster, &new_key),
                 RowOp::Insert {
@@ -1289,7 +1301,15 @@ pub(crate) async fn run_update<C: Cluster>(
                 },
             ));
         } else {
-            ops.push((shard_of_key(cluster, &key), RowOp::Put { key, value }));
+            ops.push((
+                shard_of_key(cluster, &key),
+                RowOp::Replace {
+                    key,
+                    value: Some(value),
+                    expected,
+                    width,
+                },
+            ));
         }
         new_rows.push(new_row);
     }

@@ -143,6 +143,7 @@ impl Cluster for LocalCluster {
     async fn write(&self, shard: usize, req: WriteRequest) -> Result<WriteOutcome, SqlError> {
         let outcome = write_fragment(
             &self.shards[shard],
+            &self.rt,
             &self.txns[shard],
             &self.graph,
             shard,

@@ -107,7 +107,31 @@ pub struct TxnCtx {
     pub snapshot: Option<u64>,
     /// The savepoint mark the fragment's writes are tagged with.
     pub mark: u32,
+    /// How long a row lock may be waited for, and what ends the wait early.
+    pub wait: LockWait,
 }
+
+/// How a lock wait may end besides the lock's release: the statement is cancelled
+/// (CancelRequest, statement_timeout), `lock_timeout` passes, or NOWAIT.
+#[derive(Clone, Debug, Default)]
+pub struct LockWait {
+    pub cancel: Option<crate::session::CancelFlag>,
+    /// `lock_timeout` in ms (0: none).
+    pub timeout_ms: u64,
+    pub nowait: bool,
+}
+
+/// SELECT ... FOR UPDATE / FOR SHARE [NOWAIT].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowLock {
+    pub mode: LockMode,
+    pub nowait: bool,
+}
+
+/// How often a lock waiter looks at its cancel flag and deadline.
+const LOCK_WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+pub(crate) const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 // ---------------------------------------------------------------------------------------
 // Shard side
@@ -342,21 +366,31 @@ impl ShardTxns {
         Vec::new()
     }
 
-    /// Locks `keys` for `txn`, waiting while other transactions hold them. Returns whether it
-    /// had to wait (what it read before may be stale).
-    pub async fn lock(
+    /// Locks `keys` for `txn`, waiting while other transactions hold them (as `wait` allows).
+    /// Returns whether it had to wait (what it read before may be stale).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn lock<R: Runtime>(
         &self,
         graph: &WaitGraph,
+        rt: &R,
         shard: usize,
         txn: TxnId,
         keys: &[Bytes],
         mode: LockMode,
+        wait: &LockWait,
     ) -> Result<bool, SqlError> {
         let mut waited = false;
+        let deadline = (wait.timeout_ms > 0).then(|| rt.now_ms() + wait.timeout_ms);
         loop {
             let blockers = self.try_lock(txn, keys, mode);
             if blockers.is_empty() {
                 return Ok(waited);
+            }
+            if wait.nowait {
+                return Err(SqlError::new(
+                    LOCK_NOT_AVAILABLE,
+                    "could not obtain lock on row",
+                ));
             }
             graph.wait(txn, shard, blockers)?;
             let _waiting = Waiting {
@@ -364,7 +398,18 @@ impl ShardTxns {
                 waiter: txn,
                 shard,
             };
-            self.released.wait().await;
+            let released = std::pin::pin!(self.released.wait());
+            let poll = std::pin::pin!(rt.sleep(LOCK_WAIT_POLL));
+            futures_util::future::select(released, poll).await;
+            if let Some(cancel) = &wait.cancel {
+                cancel.check()?;
+            }
+            if deadline.is_some_and(|d| rt.now_ms() >= d) {
+                return Err(SqlError::new(
+                    LOCK_NOT_AVAILABLE,
+                    "canceling statement due to lock timeout",
+                ));
+            }
             waited = true;
         }
     }
@@ -910,6 +955,8 @@ pub struct ConnTxn {
     pub(crate) statement_snapshot: StatementSnapshot,
     /// Set while a DDL statement runs: its own reads and writes are not the transaction's.
     pub(crate) suspended: bool,
+    /// The running statement's cancel flag and `lock_timeout`.
+    pub(crate) wait: LockWait,
 }
 
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
@@ -973,6 +1020,15 @@ pub(crate) fn has_touched<C: Cluster>(cluster: &C) -> bool {
         .is_some_and(|t| !t.touched.is_empty())
 }
 
+/// Before each statement: what may end its lock waits.
+pub(crate) fn statement_start<C: Cluster>(cluster: &C, session: &crate::Session) {
+    cluster.conn_txn().borrow_mut().wait = LockWait {
+        cancel: Some(session.cancel_flag()),
+        timeout_ms: session.lock_timeout_ms(),
+        nowait: false,
+    };
+}
+
 pub(crate) fn set_suspended<C: Cluster>(cluster: &C, suspended: bool) {
     cluster.conn_txn().borrow_mut().suspended = suspended;
 }
@@ -998,6 +1054,7 @@ pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize) -> Option<TxnCtx> {
         isolation: t.isolation,
         snapshot,
         mark: t.mark(),
+        wait: conn.wait.clone(),
     })
 }
 
@@ -1006,31 +1063,41 @@ pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize) -> Option<TxnCtx> {
 /// row key (`point`) or there is one shard.
 pub async fn scan_ctx<C: Cluster>(cluster: &C, point: bool) -> Result<Option<TxnCtx>, SqlError> {
     loop {
-        let (id, isolation, mark, state, rr) = {
+        let (id, isolation, mark, state, rr, wait) = {
             let conn = cluster.conn_txn().borrow();
+            let wait = conn.wait.clone();
             if conn.suspended {
                 return Ok(None);
             }
             match &conn.current {
                 Some(t) if t.isolation == Isolation::RepeatableRead => {
-                    (t.id, t.isolation, t.mark(), t.pinned, true)
+                    (t.id, t.isolation, t.mark(), t.pinned, true, wait)
                 }
-                Some(t) => (t.id, t.isolation, t.mark(), conn.statement_snapshot, false),
+                Some(t) => (
+                    t.id,
+                    t.isolation,
+                    t.mark(),
+                    conn.statement_snapshot,
+                    false,
+                    wait,
+                ),
                 None => (
                     0,
                     Isolation::ReadCommitted,
                     0,
                     conn.statement_snapshot,
                     false,
+                    wait,
                 ),
             }
         };
         let ctx = |snapshot: Option<u64>| {
-            (id != 0 || snapshot.is_some()).then_some(TxnCtx {
+            (id != 0 || snapshot.is_some()).then(|| TxnCtx {
                 id,
                 isolation,
                 snapshot,
                 mark,
+                wait: wait.clone(),
             })
         };
         match state {

@@ -172,6 +172,22 @@ fn isolation_anomalies_as_postgresql_allows_them() {
         b.batch_execute("COMMIT").await.unwrap();
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 2").await, 111);
 
+        // An UPDATE the coordinator computes (its SET reads a subquery) from a version that
+        // changed before it got the lock: 40001, never a lost update.
+        a.batch_execute("BEGIN; UPDATE acct SET bal = bal + 1 WHERE id = 5")
+            .await
+            .unwrap();
+        let mut second =
+            Box::pin(b.batch_execute("UPDATE acct SET bal = bal + (SELECT 100) WHERE id = 5"));
+        assert!(still_waiting(&mut second).await);
+        a.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(code(&second.await.unwrap_err()), "40001");
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 5").await, 101);
+        b.batch_execute("UPDATE acct SET bal = bal + (SELECT 100) WHERE id = 5")
+            .await
+            .unwrap();
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 5").await, 201);
+
         // Non-repeatable read: READ COMMITTED sees the new value, REPEATABLE READ does not.
         a.batch_execute("BEGIN").await.unwrap();
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 100);
@@ -329,6 +345,38 @@ fn row_locks_and_deadlock_detection() {
         );
         b.batch_execute("COMMIT").await.unwrap();
         writer.await.unwrap();
+
+        // Waits that end early: NOWAIT, lock_timeout, statement_timeout.
+        a.batch_execute("BEGIN; UPDATE acct SET note = 'held' WHERE id = 6")
+            .await
+            .unwrap();
+        let err = b
+            .batch_execute("BEGIN; SELECT * FROM acct WHERE id = 6 FOR UPDATE NOWAIT")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "55P03");
+        b.batch_execute("ROLLBACK; SET lock_timeout = '200ms'")
+            .await
+            .unwrap();
+        let err = b
+            .batch_execute("UPDATE acct SET note = 'b' WHERE id = 6")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "55P03");
+        assert_eq!(message(&err), "canceling statement due to lock timeout");
+        b.batch_execute("SET lock_timeout = 0; SET statement_timeout = '200ms'")
+            .await
+            .unwrap();
+        let err = b
+            .batch_execute("UPDATE acct SET note = 'b' WHERE id = 6")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "57014");
+        b.batch_execute("SET statement_timeout = 0").await.unwrap();
+        a.batch_execute("COMMIT").await.unwrap();
+        b.batch_execute("UPDATE acct SET note = 'b' WHERE id = 6")
+            .await
+            .unwrap();
 
         // A deadlock across shards: one of the two gets 40P01, the other goes on.
         a.batch_execute("BEGIN; UPDATE acct SET note = 'a' WHERE id = 3")

@@ -200,6 +200,7 @@ pub async fn write(state: &Rc<ShardState>, req: WriteRequest) -> Result<WriteOut
     state.wal_backpressure().await;
     let outcome = helios_sql::write_fragment(
         &state.lsm,
+        &GlommioRuntime,
         &state.sql_txns,
         &state.shared.sql_wait_graph,
         state.id,
