@@ -55,12 +55,14 @@ pub trait Cluster {
     /// The shard the connection lives on (where its commit records go).
     fn home_shard(&self) -> usize;
     /// The cluster-wide gate between snapshot pinning and multi-shard commits.
-    fn commit_gate(&self) -> &crate::txn::CommitGate;
+    fn commit_gate(&self) -> &std::sync::Arc<crate::txn::CommitGate>;
     /// Waits a moment (polling a condition another shard changes).
     async fn pause(&self);
     /// Runs [`crate::txn::clean_up`] for a multi-shard commit, in the background where the
     /// cluster can.
     async fn after_commit(&self, cleanup: crate::txn::Cleanup);
+    /// Releases a statement snapshot on every shard, in the background where the cluster can.
+    async fn release_snapshot(&self, id: u64);
 }
 
 /// What a statement asks of a sequence.
@@ -248,6 +250,23 @@ pub struct ScanRequest {
     pub txn: Option<crate::txn::TxnCtx>,
     /// SELECT ... FOR UPDATE / FOR SHARE: lock the rows that pass the filter first.
     pub(crate) lock: Option<crate::txn::RowLock>,
+    /// Pin the statement's snapshot on arrival (see [`crate::txn::PinTicket`]); taken by
+    /// the cluster handle before the fragment runs.
+    pub pin: Option<Arc<crate::txn::PinTicket>>,
+}
+
+impl ScanRequest {
+    /// Pins the statement snapshot this fragment carries a ticket for (if not pinned here
+    /// yet), then lets the ticket go. Call before the fragment runs.
+    pub fn pin_on_arrival<F: FileSystem + Clone + 'static, R: Runtime>(
+        &mut self,
+        lsm: &Lsm<F, R>,
+        txns: &ShardTxns,
+    ) {
+        if let Some(ticket) = self.pin.take() {
+            txns.pin_if_absent(ticket.snapshot, || lsm.snapshot());
+        }
+    }
 }
 
 /// The pushed-down part of a scan fragment, in the order it runs: the co-located join, the

@@ -126,6 +126,7 @@ pub(crate) async fn fetch<C: Cluster>(
         push: push.clone(),
         txn: None,
         lock: f.lock,
+        pin: None,
     };
     if !fits {
         return coordinator_join(cluster, req, f).await;
@@ -161,15 +162,20 @@ async fn scan_shards<C: Cluster>(
         None => (0..cluster.shard_count()).collect(),
     };
     let mut req = req.clone();
-    req.txn = crate::txn::scan_ctx(cluster, only.is_some()).await?;
+    (req.txn, req.pin) = crate::txn::scan_ctx(cluster, only.is_some()).await?;
     if req.lock.is_some() {
         // The shards keep the row locks until the transaction ends.
         for &s in &shards {
             crate::txn::write_ctx(cluster, s);
         }
     }
-    let req = &req;
-    let futures = shards.iter().map(|&s| cluster.scan(s, req.clone()));
+    let futures: Vec<_> = shards
+        .iter()
+        .map(|&s| cluster.scan(s, req.clone()))
+        .collect();
+    // Only the fragments hold the snapshot's pin ticket now: the commit gate opens once
+    // every one of them has pinned.
+    drop(req);
     futures_util::future::join_all(futures)
         .await
         .into_iter()
@@ -204,6 +210,7 @@ async fn plain_rows<C: Cluster>(cluster: &C, f: &Fetch, env: &Env) -> Result<Vec
         push: None,
         txn: None,
         lock: f.lock,
+        pin: None,
     };
     let replies = scan_shards(cluster, &req, point.as_ref()).await?;
     Ok(replies.into_iter().flat_map(|r| r.rows).collect())

@@ -430,7 +430,7 @@ const DESCRIBE_DONE: &str = "HDESC";
 struct DescribeOnly(
     std::sync::Arc<Catalog>,
     std::cell::RefCell<txn::ConnTxn>,
-    txn::CommitGate,
+    std::sync::Arc<txn::CommitGate>,
 );
 
 impl Cluster for DescribeOnly {
@@ -470,11 +470,12 @@ impl Cluster for DescribeOnly {
     fn home_shard(&self) -> usize {
         0
     }
-    fn commit_gate(&self) -> &txn::CommitGate {
+    fn commit_gate(&self) -> &std::sync::Arc<txn::CommitGate> {
         &self.2
     }
     async fn pause(&self) {}
     async fn after_commit(&self, _: txn::Cleanup) {}
+    async fn release_snapshot(&self, _: u64) {}
 }
 
 /// Runs a prepared statement with parameter values in text form (None: NULL) (Bind+Execute).

@@ -26,7 +26,7 @@ pub(crate) struct LocalCluster {
     sequences: SequenceStates,
     txns: Vec<ShardTxns>,
     graph: WaitGraph,
-    gate: CommitGate,
+    gate: Arc<CommitGate>,
     conn: RefCell<ConnTxn>,
     next_id: std::cell::Cell<u64>,
 }
@@ -75,7 +75,7 @@ impl LocalCluster {
             sequences: SequenceStates::default(),
             txns,
             graph: WaitGraph::default(),
-            gate: CommitGate::default(),
+            gate: Arc::default(),
             conn: RefCell::default(),
             next_id: std::cell::Cell::new(0),
         };
@@ -128,7 +128,8 @@ impl Cluster for LocalCluster {
         Ok(outcome)
     }
 
-    async fn scan(&self, shard: usize, req: ScanRequest) -> Result<ScanRows, SqlError> {
+    async fn scan(&self, shard: usize, mut req: ScanRequest) -> Result<ScanRows, SqlError> {
+        req.pin_on_arrival(&self.shards[shard], &self.txns[shard]);
         scan_fragment(
             &self.shards[shard],
             &self.rt,
@@ -210,13 +211,19 @@ impl Cluster for LocalCluster {
         0
     }
 
-    fn commit_gate(&self) -> &CommitGate {
+    fn commit_gate(&self) -> &Arc<CommitGate> {
         &self.gate
     }
 
     async fn pause(&self) {
         use helios_engine::rt::Runtime;
         self.rt.sleep(std::time::Duration::from_micros(50)).await;
+    }
+
+    async fn release_snapshot(&self, id: u64) {
+        crate::txn::release_all(self, id)
+            .await
+            .expect("releasing a snapshot");
     }
 
     async fn after_commit(&self, cleanup: crate::txn::Cleanup) {

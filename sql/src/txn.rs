@@ -31,7 +31,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound as RangeBound;
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use helios_engine::fs::FileSystem;
@@ -297,6 +297,14 @@ impl ShardTxns {
             })?),
         };
         Ok(ReadView { overlay, snapshot })
+    }
+
+    /// Pins snapshot `id` here unless it already is.
+    pub fn pin_if_absent(&self, id: u64, snapshot: impl FnOnce() -> Snapshot) {
+        self.snapshots
+            .borrow_mut()
+            .entry(id)
+            .or_insert_with(snapshot);
     }
 
     /// Holders that keep `txn` from locking `key` in `mode`.
@@ -957,6 +965,8 @@ pub struct ConnTxn {
     pub(crate) suspended: bool,
     /// The running statement's cancel flag and `lock_timeout`.
     pub(crate) wait: LockWait,
+    /// The statement snapshot's pin ticket while its first fragments are on their way.
+    pub(crate) ticket: std::sync::Weak<PinTicket>,
 }
 
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
@@ -1061,13 +1071,16 @@ pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize) -> Option<TxnCtx> {
 /// The context a scan fragment carries. A REPEATABLE READ transaction pins its snapshot on
 /// every shard first (once); a READ COMMITTED statement does for itself unless it reads one
 /// row key (`point`) or there is one shard.
-pub async fn scan_ctx<C: Cluster>(cluster: &C, point: bool) -> Result<Option<TxnCtx>, SqlError> {
+pub async fn scan_ctx<C: Cluster>(
+    cluster: &C,
+    point: bool,
+) -> Result<(Option<TxnCtx>, Option<Arc<PinTicket>>), SqlError> {
     loop {
         let (id, isolation, mark, state, rr, wait) = {
             let conn = cluster.conn_txn().borrow();
             let wait = conn.wait.clone();
             if conn.suspended {
-                return Ok(None);
+                return Ok((None, None));
             }
             match &conn.current {
                 Some(t) if t.isolation == Isolation::RepeatableRead => {
@@ -1101,24 +1114,68 @@ pub async fn scan_ctx<C: Cluster>(cluster: &C, point: bool) -> Result<Option<Txn
             })
         };
         match state {
-            StatementSnapshot::Pinned(s) => return Ok(ctx(Some(s))),
+            StatementSnapshot::Pinned(s) if rr => return Ok((ctx(Some(s)), None)),
+            StatementSnapshot::Pinned(s) => {
+                // Fragments that reach a shard before the first wave's may pin it too.
+                let ticket = cluster.conn_txn().borrow().ticket.upgrade();
+                return Ok((ctx(Some(s)), ticket));
+            }
             StatementSnapshot::Pinning => cluster.pause().await,
             StatementSnapshot::None => {
                 if !rr && (point || cluster.shard_count() == 1) {
-                    return Ok(ctx(None));
+                    return Ok((ctx(None), None));
                 }
                 let snapshot = if rr { id } else { cluster.new_txn_id() };
                 set_snapshot_state(cluster, rr, StatementSnapshot::Pinning);
-                let pinned = pin_all(cluster, snapshot).await;
-                let next = match &pinned {
-                    Ok(()) => StatementSnapshot::Pinned(snapshot),
-                    Err(_) => StatementSnapshot::None,
-                };
-                set_snapshot_state(cluster, rr, next);
-                pinned?;
-                return Ok(ctx(Some(snapshot)));
+                if rr {
+                    // Once per transaction, and its first statement may not scan every
+                    // shard: pinned everywhere now.
+                    let pinned = pin_all(cluster, snapshot).await;
+                    let next = match &pinned {
+                        Ok(()) => StatementSnapshot::Pinned(snapshot),
+                        Err(_) => StatementSnapshot::None,
+                    };
+                    set_snapshot_state(cluster, rr, next);
+                    pinned?;
+                    return Ok((ctx(Some(snapshot)), None));
+                }
+                // A statement's snapshot is pinned by its first scan's fragments as they
+                // arrive (no round of its own), the gate held until the last one has.
+                let pass = enter_gate(cluster, GateSide::Pin).await;
+                std::mem::forget(pass);
+                let ticket = Arc::new(PinTicket {
+                    gate: cluster.commit_gate().clone(),
+                    snapshot,
+                });
+                {
+                    let mut conn = cluster.conn_txn().borrow_mut();
+                    conn.ticket = Arc::downgrade(&ticket);
+                    conn.statement_snapshot = StatementSnapshot::Pinned(snapshot);
+                }
+                return Ok((ctx(Some(snapshot)), Some(ticket)));
             }
         }
+    }
+}
+
+/// Keeps the commit gate's Pin side held until every fragment that carries a clone has
+/// pinned the statement's snapshot on its shard ([`crate::ScanRequest::pin_on_arrival`]
+/// drops the clone): the snapshots are then pinned with no multi-shard commit applied
+/// between them, without a round of messages of their own.
+pub struct PinTicket {
+    gate: Arc<CommitGate>,
+    pub snapshot: u64,
+}
+
+impl Drop for PinTicket {
+    fn drop(&mut self) {
+        self.gate.leave(GateSide::Pin);
+    }
+}
+
+impl std::fmt::Debug for PinTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PinTicket({})", self.snapshot)
     }
 }
 
@@ -1143,7 +1200,7 @@ async fn pin_all<C: Cluster>(cluster: &C, id: u64) -> Result<(), SqlError> {
     Ok(())
 }
 
-async fn release_all<C: Cluster>(cluster: &C, id: u64) -> Result<(), SqlError> {
+pub async fn release_all<C: Cluster>(cluster: &C, id: u64) -> Result<(), SqlError> {
     let calls = (0..cluster.shard_count()).map(|s| cluster.txn_call(s, TxnMsg::Release { id }));
     for r in futures_util::future::join_all(calls).await {
         r?;
@@ -1156,7 +1213,7 @@ async fn release_all<C: Cluster>(cluster: &C, id: u64) -> Result<(), SqlError> {
 pub(crate) async fn statement_end<C: Cluster>(cluster: &C, ok: bool) -> Result<(), SqlError> {
     let snapshot = std::mem::take(&mut cluster.conn_txn().borrow_mut().statement_snapshot);
     if let StatementSnapshot::Pinned(id) = snapshot {
-        release_all(cluster, id).await?;
+        cluster.release_snapshot(id).await;
     }
     let implicit = cluster
         .conn_txn()

@@ -138,7 +138,7 @@ pub struct Shared {
     /// SQL transactions waiting for row locks, across shards (deadlock detection).
     pub sql_wait_graph: helios_sql::txn::WaitGraph,
     /// Keeps snapshot pinning and multi-shard commits apart (see `helios_sql::txn`).
-    pub sql_commit_gate: helios_sql::txn::CommitGate,
+    pub sql_commit_gate: Arc<helios_sql::txn::CommitGate>,
     /// Clients waiting in a blocking command (INFO's `blocked_clients`).
     pub blocked_clients: AtomicU64,
     pub start_error: std::sync::Mutex<Option<String>>,

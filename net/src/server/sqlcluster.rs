@@ -132,12 +132,23 @@ impl Cluster for ShardCluster {
         self.state.id
     }
 
-    fn commit_gate(&self) -> &CommitGate {
+    fn commit_gate(&self) -> &Arc<CommitGate> {
         &self.state.shared.sql_commit_gate
     }
 
     async fn pause(&self) {
         glommio::timer::sleep(std::time::Duration::from_micros(50)).await;
+    }
+
+    async fn release_snapshot(&self, id: u64) {
+        let state = self.state.clone();
+        glommio::spawn_local(async move {
+            let cluster = ShardCluster::new(state);
+            if let Err(error) = helios_sql::txn::release_all(&cluster, id).await {
+                tracing::warn!(%error, "releasing a statement snapshot failed");
+            }
+        })
+        .detach();
     }
 
     async fn after_commit(&self, cleanup: helios_sql::txn::Cleanup) {
@@ -174,7 +185,8 @@ fn unexpected(resp: ShardResp) -> SqlError {
 
 /// Runs a scan fragment on this shard. Its rows may include writes not yet durable, so, as a
 /// Redis read does, the reply waits until everything it could have observed is.
-pub async fn scan(state: &Rc<ShardState>, req: ScanRequest) -> Result<ScanRows, SqlError> {
+pub async fn scan(state: &Rc<ShardState>, mut req: ScanRequest) -> Result<ScanRows, SqlError> {
+    req.pin_on_arrival(&state.lsm, &state.sql_txns);
     let rows = helios_sql::scan_fragment(
         &state.lsm,
         &GlommioRuntime,
