@@ -570,8 +570,14 @@ fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
             local
                 .run_until(async {
                     let mut tasks = Vec::new();
+                    // Commits acknowledged so far in this cycle, and the first unexpected
+                    // error a client stopped on before the kill.
+                    let committed = std::rc::Rc::new(std::cell::Cell::new(0usize));
+                    let killed = std::rc::Rc::new(std::cell::Cell::new(false));
                     for w in 0..4u64 {
                         let client = connect(port).await;
+                        let committed = committed.clone();
+                        let killed = killed.clone();
                         tasks.push(tokio::task::spawn_local(async move {
                             let mut n: Vec<i32> = Vec::new();
                             let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ (w + 7 * cycle);
@@ -603,20 +609,33 @@ fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
                                 }
                                 .await;
                                 match r {
-                                    Ok(id) => n.push(id),
+                                    Ok(id) => {
+                                        n.push(id);
+                                        committed.set(committed.get() + 1);
+                                    }
                                     Err(e) if e.code().is_some_and(|c| {
                                         matches!(c.code(), "40001" | "40P01")
                                     }) =>
                                     {
                                         let _ = client.batch_execute("ROLLBACK").await;
                                     }
-                                    Err(_) => return n,
+                                    Err(e) => {
+                                        assert!(killed.get(), "a transfer failed before the kill: {e:?}");
+                                        return n;
+                                    }
                                 }
                             }
                         }));
                     }
-                    // Kill at a pseudo-random instant while commits are in flight.
-                    tokio::time::sleep(Duration::from_millis(300 + 150 * cycle)).await;
+                    // Kill at a pseudo-random instant while commits are in flight: once
+                    // some have been acknowledged (a loaded machine may take a while).
+                    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                    while committed.get() < 20 + 10 * cycle as usize {
+                        assert!(std::time::Instant::now() < deadline, "no progress");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(7 * cycle + 3)).await;
+                    killed.set(true);
                     server.kill9();
                     let mut n = Vec::new();
                     for t in tasks {
