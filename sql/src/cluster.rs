@@ -1367,7 +1367,7 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         unchanged_since_snapshot(lsm, txns, ctx, &view, &keys).await?;
     }
     let (batch, mut outcome) = build_batch(lsm, &view, req).await?;
-    txns.add_intents(ctx.id, ctx.mark, batch);
+    txns.add_intents(ctx.id, ctx.mark, batch)?;
     outcome.lsn = 0;
     Ok(outcome)
 }

@@ -203,6 +203,8 @@ struct ShardTxn {
     intents: Rc<RefCell<Intents>>,
     undo: Vec<Undo>,
     locked: Vec<Bytes>,
+    /// What its intents take (see [`TXN_INTENT_BYTES_MAX`]); not lowered by ROLLBACK TO.
+    bytes: usize,
 }
 
 enum Holder {
@@ -220,7 +222,16 @@ pub struct ShardTxns {
     /// Transient ids for writes outside any transaction (COPY, table rewrites): they lock
     /// their rows for the length of one batch.
     next_transient: Cell<u64>,
+    /// Overrides [`TXN_INTENT_BYTES_MAX`] when nonzero (tests).
+    intent_bytes_max: Cell<usize>,
 }
+
+/// What one transaction's intents may take on one shard, in memory, until it commits: a
+/// bigger one fails with 54000 instead of exhausting the server's memory.
+pub const TXN_INTENT_BYTES_MAX: usize = 1 << 30;
+
+/// Per intent, beside its key and value: the map entry and its undo record.
+const INTENT_OVERHEAD_BYTES: usize = 96;
 
 /// Cluster-wide: who waits for whom (waiter, shard) → holders. A cycle is a deadlock.
 #[derive(Default, Debug)]
@@ -457,16 +468,46 @@ impl ShardTxns {
     }
 
     /// Records `batch` (built over the transaction's view) as intents tagged with `mark`.
-    pub fn add_intents(&self, txn: TxnId, mark: u32, batch: WriteBatch) {
+    pub fn add_intents(&self, txn: TxnId, mark: u32, batch: WriteBatch) -> Result<(), SqlError> {
         use helios_engine::lsm::key::ValueKind;
         let mut txns = self.txns.borrow_mut();
         let state = txns.entry(txn).or_default();
+        let added: usize = batch
+            .entries()
+            .iter()
+            .map(|(_, k, v)| k.len() + v.len() + INTENT_OVERHEAD_BYTES)
+            .sum();
+        let limit = self.intent_bytes_max();
+        if state.bytes + added > limit {
+            return Err(SqlError::new(
+                crate::error::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "transaction is too large: its changes on one shard would exceed {} MiB (commit in smaller transactions)",
+                    limit >> 20
+                ),
+            ));
+        }
+        state.bytes += added;
         let mut intents = state.intents.borrow_mut();
         for (kind, key, value) in batch.into_entries() {
             let new = (kind == ValueKind::Put).then_some(value);
             let before = intents.insert(key.clone(), new);
             state.undo.push(Undo { mark, key, before });
         }
+        Ok(())
+    }
+
+    fn intent_bytes_max(&self) -> usize {
+        match self.intent_bytes_max.get() {
+            0 => TXN_INTENT_BYTES_MAX,
+            n => n,
+        }
+    }
+
+    /// Lowers the per-transaction intent limit (tests).
+    #[cfg(test)]
+    pub(crate) fn set_intent_bytes_max(&self, bytes: usize) {
+        self.intent_bytes_max.set(bytes);
     }
 
     /// The intents of `txn` as a batch, moved out (empty: nothing to write here); its locks
@@ -1579,6 +1620,24 @@ mod tests {
         assert!(!gate.try_enter(GateSide::Pin, true));
         gate.leave(GateSide::Apply);
         assert!(gate.try_enter(GateSide::Pin, true));
+    }
+
+    #[test]
+    fn a_transaction_too_large_for_memory_fails_cleanly() {
+        let txns = ShardTxns::default();
+        txns.set_intent_bytes_max(4096);
+        let mut small = WriteBatch::new();
+        small.put(Bytes::from_static(b"\x80k1"), Bytes::from(vec![0u8; 1000]));
+        txns.add_intents(7, 0, small).unwrap();
+        let mut big = WriteBatch::new();
+        for i in 0..4u8 {
+            big.put(Bytes::from(vec![0x80, i]), Bytes::from(vec![0u8; 1000]));
+        }
+        let err = txns.add_intents(7, 0, big).unwrap_err();
+        assert_eq!(err.sqlstate, crate::error::PROGRAM_LIMIT_EXCEEDED);
+        assert!(err.message.contains("transaction is too large"), "{err:?}");
+        // Nothing of the refused batch was kept.
+        assert_eq!(txns.take_batch(7).len(), 1);
     }
 
     #[test]
