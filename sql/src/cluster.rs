@@ -52,6 +52,8 @@ pub trait Cluster {
     fn conn_txn(&self) -> &std::cell::RefCell<crate::txn::ConnTxn>;
     /// A transaction or snapshot id no other coordinator hands out.
     fn new_txn_id(&self) -> crate::txn::TxnId;
+    /// A multi-shard commit's timestamp (the cluster's [`crate::txn::HybridClock`]).
+    fn commit_timestamp(&self) -> u64;
     /// The shard the connection lives on (where its commit records go).
     fn home_shard(&self) -> usize;
     /// The cluster-wide gate between snapshot pinning and multi-shard commits.

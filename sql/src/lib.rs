@@ -467,6 +467,9 @@ impl Cluster for DescribeOnly {
     fn new_txn_id(&self) -> txn::TxnId {
         1
     }
+    fn commit_timestamp(&self) -> u64 {
+        1
+    }
     fn home_shard(&self) -> usize {
         0
     }

@@ -29,6 +29,7 @@ pub(crate) struct LocalCluster {
     gate: Arc<CommitGate>,
     conn: RefCell<ConnTxn>,
     next_id: std::cell::Cell<u64>,
+    clock: crate::txn::HybridClock,
 }
 
 /// The server's tree options, but with small WAL segments and memtables: tests open
@@ -78,6 +79,7 @@ impl LocalCluster {
             gate: Arc::default(),
             conn: RefCell::default(),
             next_id: std::cell::Cell::new(0),
+            clock: Default::default(),
         };
         crate::txn::recover(&cluster)
             .await
@@ -205,6 +207,11 @@ impl Cluster for LocalCluster {
     fn new_txn_id(&self) -> TxnId {
         self.next_id.set(self.next_id.get() + 1);
         self.next_id.get()
+    }
+
+    fn commit_timestamp(&self) -> u64 {
+        use helios_engine::rt::Runtime;
+        self.clock.now(self.rt.now_ms())
     }
 
     fn home_shard(&self) -> usize {

@@ -819,10 +819,10 @@ async fn write_batch<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm.write_owned(batch).map_err(storage_error)
 }
 
-/// A commit record: its commit sequence number (recovery redoes records in this order: a
-/// transaction that changed a row after another did commits after it), then per participant
-/// shard its entries.
-/// Layout: varint commit sequence; varint participants; per participant: varint shard, varint
+/// A commit record: its commit timestamp (a [`HybridClock`] reading; recovery redoes records
+/// in this order: a transaction that changed a row after another did commits after it), then
+/// per participant shard its entries.
+/// Layout: varint commit timestamp; varint participants; per participant: varint shard, varint
 /// entries; per entry: u8 kind (1 put, 0 delete), varint key length, key, [varint value
 /// length, value].
 pub fn encode_record(commit_seq: u64, parts: &[(usize, Vec<Entry>)]) -> Vec<u8> {
@@ -887,6 +887,33 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, SqlError> {
         return Err(corrupt());
     }
     Ok((commit_seq, parts))
+}
+
+// ---------------------------------------------------------------------------------------
+// Cluster-wide: commit timestamps
+// ---------------------------------------------------------------------------------------
+
+/// A hybrid logical clock: wall-clock milliseconds in the high 48 bits, a counter in the low
+/// 16. Readings never go backwards and never repeat, even when the wall clock stalls or steps
+/// back. Multi-shard commits take their timestamp from it (one clock per process: its shards
+/// share it; across nodes each would merge the timestamps it receives).
+#[derive(Debug, Default)]
+pub struct HybridClock {
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl HybridClock {
+    pub fn now(&self, wall_ms: u64) -> u64 {
+        use std::sync::atomic::Ordering::SeqCst;
+        let physical = wall_ms << 16;
+        let next = |last: u64| physical.max(last + 1);
+        match self
+            .last
+            .fetch_update(SeqCst, SeqCst, |last| Some(next(last)))
+        {
+            Ok(previous) | Err(previous) => next(previous),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1377,7 +1404,7 @@ async fn commit_across<C: Cluster>(
     let home = cluster.home_shard();
     let writers: Vec<usize> = parts.iter().map(|p| p.0).collect();
     // Taken with every row lock held: a later writer of any of these rows takes a larger one.
-    let record = encode_record(cluster.new_txn_id(), &parts);
+    let record = encode_record(cluster.commit_timestamp(), &parts);
     if let Err(e) = cluster
         .txn_call(home, TxnMsg::WriteRecord { txn, record })
         .await
@@ -1638,6 +1665,18 @@ mod tests {
         assert!(err.message.contains("transaction is too large"), "{err:?}");
         // Nothing of the refused batch was kept.
         assert_eq!(txns.take_batch(7).len(), 1);
+    }
+
+    #[test]
+    fn the_hybrid_clock_never_goes_back_or_repeats() {
+        let clock = HybridClock::default();
+        let a = clock.now(1_000);
+        let b = clock.now(1_000);
+        let c = clock.now(900); // the wall clock stepped back
+        let d = clock.now(2_000);
+        assert!(a < b && b < c && c < d, "{a} {b} {c} {d}");
+        assert_eq!(a >> 16, 1_000);
+        assert_eq!(d, 2_000 << 16);
     }
 
     #[test]

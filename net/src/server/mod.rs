@@ -135,6 +135,8 @@ pub struct Shared {
     pub total_connections: AtomicU64,
     /// SQL transaction and snapshot ids.
     pub next_sql_txn: AtomicU64,
+    /// Multi-shard commit timestamps.
+    pub sql_clock: helios_sql::txn::HybridClock,
     /// SQL transactions waiting for row locks, across shards (deadlock detection).
     pub sql_wait_graph: helios_sql::txn::WaitGraph,
     /// Keeps snapshot pinning and multi-shard commits apart (see `helios_sql::txn`).
@@ -201,6 +203,7 @@ pub fn run(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Result<(), Server
         next_txid: AtomicU64::new(1),
         total_connections: AtomicU64::new(0),
         next_sql_txn: AtomicU64::new(1),
+        sql_clock: Default::default(),
         sql_wait_graph: Default::default(),
         sql_commit_gate: Default::default(),
         blocked_clients: AtomicU64::new(0),

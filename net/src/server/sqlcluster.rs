@@ -128,6 +128,13 @@ impl Cluster for ShardCluster {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    fn commit_timestamp(&self) -> u64 {
+        self.state
+            .shared
+            .sql_clock
+            .now(helios_shard::glommio_rt::unix_ms())
+    }
+
     fn home_shard(&self) -> usize {
         self.state.id
     }
