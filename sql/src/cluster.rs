@@ -383,6 +383,12 @@ pub enum RowOp {
         expected: Bytes,
         width: usize,
     },
+    /// DELETE of a row the coordinator's scan matched: deleted if its newest version still
+    /// passes `spec.filter` (skipped if gone); the deleted row is returned in `modified`.
+    DeleteIf {
+        key: Bytes,
+        spec: Arc<ModifySpec>,
+    },
     /// Delete a unique-index claim if `holder` (a row key) still holds it.
     Release {
         key: Bytes,
@@ -1483,6 +1489,25 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                     None => batch.delete(key.clone()),
                 }
             }
+            RowOp::DeleteIf { key, spec } => {
+                let Some(current) = view.get(lsm, key).await? else {
+                    continue;
+                };
+                let row = decode_row(&current, spec.table.columns.len()).map_err(storage_error)?;
+                if let Some(f) = &spec.filter {
+                    let cx = Eval {
+                        env: &spec.env,
+                        row: &row,
+                        outer: None,
+                        inputs: None,
+                    };
+                    if eval(f, &cx)? != Datum::Bool(true) {
+                        continue;
+                    }
+                }
+                batch.delete(key.clone());
+                outcome.modified.push(row);
+            }
             RowOp::Release { key, holder } => {
                 if view.get(lsm, key).await?.as_ref() != Some(holder) {
                     continue;
@@ -1537,6 +1562,7 @@ impl RowOp {
             | RowOp::Append { key, .. }
             | RowOp::Delete { key }
             | RowOp::Release { key, .. }
+            | RowOp::DeleteIf { key, .. }
             | RowOp::Replace { key, .. }
             | RowOp::Modify { key, .. } => key,
         }

@@ -1353,7 +1353,7 @@ pub(crate) async fn run_delete<C: Cluster>(
     let qualifier = alias.as_ref().map(|a| plan::ident(&a.name));
     let env = env_with(session, params)?;
     let returning = bind_returning(&planner, &table, delete.returning.as_deref())?;
-    let Some((rows, keys, _, _)) = select_for_change(
+    let Some((_, keys, _, local_filter)) = select_for_change(
         cluster,
         &planner,
         &table,
@@ -1366,14 +1366,29 @@ pub(crate) async fn run_delete<C: Cluster>(
     else {
         return Ok(described(&returning));
     };
+    // Each shard deletes a row only if its newest version (after any concurrent writer that
+    // held its lock) still passes the row-local part of the WHERE, as PostgreSQL re-checks it;
+    // the count and RETURNING are the rows actually deleted.
+    let spec = Arc::new(ModifySpec {
+        table: table.clone(),
+        sets: Vec::new(),
+        filter: local_filter,
+        checks: Vec::new(),
+        env: env.clone(),
+    });
     let ops = keys
         .into_iter()
-        .map(|key| (shard_of_key(cluster, &key), RowOp::Delete { key }))
+        .map(|key| {
+            let op = RowOp::DeleteIf {
+                key,
+                spec: spec.clone(),
+            };
+            (shard_of_key(cluster, op.key()), op)
+        })
         .collect();
-    let count = rows.len();
-    write_rows(cluster, &table, ops).await?;
+    let (count, deleted) = write_rows_returning(cluster, &table, ops).await?;
     note_write(session);
-    finish_returning(returning, rows, &env, format!("DELETE {count}"), false)
+    finish_returning(returning, deleted, &env, format!("DELETE {count}"), false)
 }
 
 pub(crate) async fn run_truncate<C: Cluster>(

@@ -188,6 +188,29 @@ fn isolation_anomalies_as_postgresql_allows_them() {
             .unwrap();
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 5").await, 201);
 
+        // A DELETE that waited for a row's lock re-checks its WHERE on the new version, as
+        // PostgreSQL does: the row no longer matches, so it stays (and is not counted).
+        a.batch_execute("BEGIN; UPDATE acct SET note = 'taken' WHERE id = 6")
+            .await
+            .unwrap();
+        let mut delete =
+            Box::pin(b.simple_query("DELETE FROM acct WHERE note = 'x' AND id IN (6, 7)"));
+        assert!(still_waiting(&mut delete).await);
+        a.batch_execute("COMMIT").await.unwrap();
+        let done = delete.await.unwrap();
+        let tag = done.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        });
+        assert_eq!(tag, Some(1), "only row 7 still matched");
+        assert_eq!(
+            one_i64(&a, "SELECT count(*) FROM acct WHERE id IN (6, 7)").await,
+            1
+        );
+        a.batch_execute("INSERT INTO acct VALUES (7, 100, 'x')")
+            .await
+            .unwrap();
+
         // Non-repeatable read: READ COMMITTED sees the new value, REPEATABLE READ does not.
         a.batch_execute("BEGIN").await.unwrap();
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 100);
