@@ -1695,27 +1695,8 @@ pub(crate) fn primary_key_positions(
     pk: &ast::PrimaryKeyConstraint,
     columns: &[ColumnDef],
 ) -> Result<Vec<usize>, SqlError> {
-    let mut positions = Vec::with_capacity(pk.columns.len());
-    for col in &pk.columns {
-        let n = match &col.column.expr {
-            ast::Expr::Identifier(id) => plan::ident(id),
-            other => return Err(not_supported(format!("primary key expression {other}"))),
-        };
-        let i = columns.iter().position(|x| x.name == n).ok_or_else(|| {
-            SqlError::new(
-                UNDEFINED_COLUMN,
-                format!("column \"{n}\" named in key does not exist"),
-            )
-        })?;
-        if positions.contains(&i) {
-            return Err(SqlError::new(
-                DUPLICATE_COLUMN,
-                format!("column \"{n}\" appears twice in primary key constraint"),
-            ));
-        }
-        positions.push(i);
-    }
-    Ok(positions)
+    let list: Vec<&ast::IndexColumn> = pk.columns.iter().collect();
+    index_column_positions(&list, columns, "primary key constraint")
 }
 
 fn validate_default(

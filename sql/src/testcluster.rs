@@ -87,6 +87,15 @@ impl LocalCluster {
         cluster
     }
 
+    /// Syncs a shard's WAL to `lsn` (the tests' durability: every write is synced).
+    async fn sync(&self, shard: usize, lsn: u64) -> Result<(), SqlError> {
+        self.shards[shard]
+            .wal()
+            .sync_to(lsn)
+            .await
+            .map_err(crate::cluster::storage_error)
+    }
+
     /// A key's value in one shard's tree (tests that look under the SQL layer).
     pub(crate) async fn raw_get(&self, shard: usize, key: &[u8]) -> Option<bytes::Bytes> {
         self.shards[shard].get(key, None).await.expect("read")
@@ -116,11 +125,7 @@ impl Cluster for LocalCluster {
         let mut next = (*self.catalog()).clone();
         let outcome = next.apply(change)?;
         let lsn = store_catalog(&self.shards[0], &next).await?;
-        self.shards[0]
-            .wal()
-            .sync_to(lsn)
-            .await
-            .map_err(crate::cluster::storage_error)?;
+        self.sync(0, lsn).await?;
         *self.catalog.borrow_mut() = Arc::new(next);
         for &id in &outcome.dropped_tables {
             for s in 0..self.shards.len() {
@@ -153,11 +158,7 @@ impl Cluster for LocalCluster {
             &req,
         )
         .await?;
-        self.shards[shard]
-            .wal()
-            .sync_to(outcome.lsn)
-            .await
-            .map_err(crate::cluster::storage_error)?;
+        self.sync(shard, outcome.lsn).await?;
         Ok(outcome)
     }
 
@@ -168,22 +169,14 @@ impl Cluster for LocalCluster {
     ) -> Result<Vec<i64>, SqlError> {
         let (values, lsn) = sequence_local(&self.shards[0], &self.sequences, &sequence, op).await?;
         if lsn > 0 {
-            self.shards[0]
-                .wal()
-                .sync_to(lsn)
-                .await
-                .map_err(crate::cluster::storage_error)?;
+            self.sync(0, lsn).await?;
         }
         Ok(values)
     }
 
     async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError> {
         let lsn = delete_table_local(&self.shards[shard], &self.rt, table_id).await?;
-        self.shards[shard]
-            .wal()
-            .sync_to(lsn)
-            .await
-            .map_err(crate::cluster::storage_error)?;
+        self.sync(shard, lsn).await?;
         Ok(())
     }
 
@@ -191,11 +184,7 @@ impl Cluster for LocalCluster {
         let (reply, durability) =
             txn_local(&self.shards[shard], &self.rt, &self.txns[shard], msg).await?;
         if durability.lsn > 0 {
-            self.shards[shard]
-                .wal()
-                .sync_to(durability.lsn)
-                .await
-                .map_err(crate::cluster::storage_error)?;
+            self.sync(shard, durability.lsn).await?;
         }
         Ok(reply)
     }

@@ -743,32 +743,10 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
             done(Durability::default())
         }
         TxnMsg::WriteRecord { txn, record } => {
-            let mut batch = WriteBatch::new();
-            batch.put(record_key(txn), Bytes::from(record));
-            let lsn = write_batch(lsm, batch).await?;
-            done(Durability {
-                lsn,
-                force_sync: true,
-            })
+            done(write_one(lsm, record_key(txn), Some(Bytes::from(record)), true).await?)
         }
-        TxnMsg::DeleteRecord { txn } => {
-            let mut batch = WriteBatch::new();
-            batch.delete(record_key(txn));
-            let lsn = write_batch(lsm, batch).await?;
-            done(Durability {
-                lsn,
-                force_sync: true,
-            })
-        }
-        TxnMsg::Forget { txn } => {
-            let mut batch = WriteBatch::new();
-            batch.delete(marker_key(txn));
-            let lsn = write_batch(lsm, batch).await?;
-            done(Durability {
-                lsn,
-                force_sync: false,
-            })
-        }
+        TxnMsg::DeleteRecord { txn } => done(write_one(lsm, record_key(txn), None, true).await?),
+        TxnMsg::Forget { txn } => done(write_one(lsm, marker_key(txn), None, false).await?),
         TxnMsg::Records => {
             let mut records = Vec::new();
             for (key, value) in keys_with_prefix(lsm, RECORD_PREFIX).await? {
@@ -790,6 +768,22 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
             })
         }
     }
+}
+
+/// Puts (or deletes, `value` None) one key; what to wait for before replying.
+async fn write_one<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    key: Bytes,
+    value: Option<Bytes>,
+    force_sync: bool,
+) -> Result<Durability, SqlError> {
+    let mut batch = WriteBatch::new();
+    match value {
+        Some(v) => batch.put(key, v),
+        None => batch.delete(key),
+    }
+    let lsn = write_batch(lsm, batch).await?;
+    Ok(Durability { lsn, force_sync })
 }
 
 async fn keys_with_prefix<F: FileSystem + Clone + 'static, R: Runtime>(

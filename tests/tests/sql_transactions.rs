@@ -20,6 +20,21 @@ fn code(error: &tokio_postgres::Error) -> String {
         .unwrap_or_else(|| format!("not a server error: {error:?}"))
 }
 
+/// Runs statements that must succeed.
+async fn ok(client: &Client, sql: &str) {
+    if let Err(e) = client.batch_execute(sql).await {
+        panic!("{sql}: {e:?}");
+    }
+}
+
+/// Runs statements that must fail; the error.
+async fn fails(client: &Client, sql: &str) -> tokio_postgres::Error {
+    match client.batch_execute(sql).await {
+        Ok(()) => panic!("{sql}: succeeded"),
+        Err(e) => e,
+    }
+}
+
 fn message(error: &tokio_postgres::Error) -> String {
     error
         .as_db_error()
@@ -32,10 +47,11 @@ async fn one_i64(client: &Client, sql: &str) -> i64 {
 }
 
 async fn setup_accounts(client: &Client, accounts: i64, balance: i64) {
-    client
-        .batch_execute("CREATE TABLE acct (id int8 PRIMARY KEY, bal int8 NOT NULL, note text)")
-        .await
-        .unwrap();
+    ok(
+        client,
+        "CREATE TABLE acct (id int8 PRIMARY KEY, bal int8 NOT NULL, note text)",
+    )
+    .await;
     client
         .execute(
             "INSERT INTO acct SELECT g, $1::int8, 'x' FROM generate_series(1, $2::int8) g",
@@ -60,13 +76,11 @@ fn rollback_savepoints_and_own_writes_across_shards() {
         let a = connect(port).await;
         let b = connect(port).await;
         setup_accounts(&a, 30, 100).await;
-        a.batch_execute("CREATE INDEX acct_note ON acct (note)")
-            .await
-            .unwrap();
+        ok(&a, "CREATE INDEX acct_note ON acct (note)").await;
 
         // Writes on every shard, seen by the transaction itself (point reads, scans,
         // aggregates, the index), not by anyone else.
-        a.batch_execute("BEGIN").await.unwrap();
+        ok(&a, "BEGIN").await;
         a.batch_execute(
             "UPDATE acct SET bal = bal + 1, note = 'y' WHERE id <= 10; \
              INSERT INTO acct VALUES (100, 5, 'new'); DELETE FROM acct WHERE id = 30",
@@ -80,7 +94,7 @@ fn rollback_savepoints_and_own_writes_across_shards() {
         assert_eq!(one_i64(&a, "SELECT count(*) FROM acct WHERE id = 30").await, 0);
         assert_eq!(one_i64(&b, "SELECT sum(bal)::int8 FROM acct").await, 3000);
         assert_eq!(one_i64(&b, "SELECT count(*) FROM acct WHERE note = 'y'").await, 0);
-        a.batch_execute("ROLLBACK").await.unwrap();
+        ok(&a, "ROLLBACK").await;
         assert_eq!(one_i64(&a, "SELECT sum(bal)::int8 FROM acct").await, 3000);
         assert_eq!(one_i64(&a, "SELECT count(*) FROM acct").await, 30);
         assert_eq!(one_i64(&a, "SELECT count(*) FROM acct WHERE note = 'y'").await, 0);
@@ -92,33 +106,25 @@ fn rollback_savepoints_and_own_writes_across_shards() {
         )
         .await
         .unwrap();
-        a.batch_execute("ROLLBACK TO SAVEPOINT s2").await.unwrap();
+        ok(&a, "ROLLBACK TO SAVEPOINT s2").await;
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 100);
-        let err = a
-            .batch_execute("INSERT INTO acct VALUES (1, 1, 'dup')")
-            .await
-            .unwrap_err();
+        let err = fails(&a, "INSERT INTO acct VALUES (1, 1, 'dup')").await;
         assert_eq!(code(&err), "23505");
-        let err = a.batch_execute("SELECT 1").await.unwrap_err();
+        let err = fails(&a, "SELECT 1").await;
         assert_eq!(code(&err), "25P02");
-        a.batch_execute("ROLLBACK TO s1").await.unwrap();
+        ok(&a, "ROLLBACK TO s1").await;
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 2").await, 100);
-        a.batch_execute("RELEASE SAVEPOINT s1").await.unwrap();
-        let err = a.batch_execute("ROLLBACK TO s1").await.unwrap_err();
+        ok(&a, "RELEASE SAVEPOINT s1").await;
+        let err = fails(&a, "ROLLBACK TO s1").await;
         assert_eq!(code(&err), "3B001");
-        a.batch_execute("ROLLBACK").await.unwrap();
-        a.batch_execute("BEGIN; UPDATE acct SET bal = 0 WHERE id = 1; SAVEPOINT s; UPDATE acct SET bal = 0 WHERE id = 2; RELEASE s; COMMIT")
-            .await
-            .unwrap();
+        ok(&a, "ROLLBACK").await;
+        ok(&a, "BEGIN; UPDATE acct SET bal = 0 WHERE id = 1; SAVEPOINT s; UPDATE acct SET bal = 0 WHERE id = 2; RELEASE s; COMMIT").await;
         assert_eq!(one_i64(&b, "SELECT sum(bal)::int8 FROM acct WHERE id <= 3").await, 100);
-        let err = a.batch_execute("SAVEPOINT nope").await.unwrap_err();
+        let err = fails(&a, "SAVEPOINT nope").await;
         assert_eq!(code(&err), "25P01");
 
         // A failing autocommit statement leaves nothing on any shard.
-        let err = a
-            .batch_execute("UPDATE acct SET bal = 10 / (id - 17)")
-            .await
-            .unwrap_err();
+        let err = fails(&a, "UPDATE acct SET bal = 10 / (id - 17)").await;
         assert_eq!(code(&err), "22012");
         assert_eq!(one_i64(&b, "SELECT count(*) FROM acct WHERE bal NOT IN (0, 100)").await, 0);
         assert_eq!(one_i64(&b, "SELECT sum(bal)::int8 FROM acct").await, 2800);
@@ -126,9 +132,7 @@ fn rollback_savepoints_and_own_writes_across_shards() {
         // An abandoned connection's transaction ends undone and releases its locks.
         {
             let c = connect(port).await;
-            c.batch_execute("BEGIN; UPDATE acct SET bal = -1 WHERE id = 5")
-                .await
-                .unwrap();
+            ok(&c, "BEGIN; UPDATE acct SET bal = -1 WHERE id = 5").await;
         }
         tokio::time::timeout(
             Duration::from_secs(10),
@@ -151,52 +155,42 @@ fn isolation_anomalies_as_postgresql_allows_them() {
         setup_accounts(&a, 20, 100).await;
 
         // Dirty read: never.
-        a.batch_execute("BEGIN; UPDATE acct SET bal = 999 WHERE id = 1")
-            .await
-            .unwrap();
+        ok(&a, "BEGIN; UPDATE acct SET bal = 999 WHERE id = 1").await;
         assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 1").await, 100);
-        a.batch_execute("ROLLBACK").await.unwrap();
+        ok(&a, "ROLLBACK").await;
 
         // Lost update at READ COMMITTED: the second writer waits, then adds to the new value.
-        a.batch_execute("BEGIN; UPDATE acct SET bal = bal + 1 WHERE id = 2")
-            .await
-            .unwrap();
-        b.batch_execute("BEGIN").await.unwrap();
+        ok(&a, "BEGIN; UPDATE acct SET bal = bal + 1 WHERE id = 2").await;
+        ok(&b, "BEGIN").await;
         let mut second = Box::pin(b.batch_execute("UPDATE acct SET bal = bal + 10 WHERE id = 2"));
         assert!(
             still_waiting(&mut second).await,
             "a writer waits for the row lock"
         );
-        a.batch_execute("COMMIT").await.unwrap();
+        ok(&a, "COMMIT").await;
         second.await.unwrap();
-        b.batch_execute("COMMIT").await.unwrap();
+        ok(&b, "COMMIT").await;
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 2").await, 111);
 
         // An UPDATE the coordinator computes (its SET reads a subquery) from a version that
         // changed before it got the lock: 40001, never a lost update.
-        a.batch_execute("BEGIN; UPDATE acct SET bal = bal + 1 WHERE id = 5")
-            .await
-            .unwrap();
+        ok(&a, "BEGIN; UPDATE acct SET bal = bal + 1 WHERE id = 5").await;
         let mut second =
             Box::pin(b.batch_execute("UPDATE acct SET bal = bal + (SELECT 100) WHERE id = 5"));
         assert!(still_waiting(&mut second).await);
-        a.batch_execute("COMMIT").await.unwrap();
+        ok(&a, "COMMIT").await;
         assert_eq!(code(&second.await.unwrap_err()), "40001");
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 5").await, 101);
-        b.batch_execute("UPDATE acct SET bal = bal + (SELECT 100) WHERE id = 5")
-            .await
-            .unwrap();
+        ok(&b, "UPDATE acct SET bal = bal + (SELECT 100) WHERE id = 5").await;
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 5").await, 201);
 
         // A DELETE that waited for a row's lock re-checks its WHERE on the new version, as
         // PostgreSQL does: the row no longer matches, so it stays (and is not counted).
-        a.batch_execute("BEGIN; UPDATE acct SET note = 'taken' WHERE id = 6")
-            .await
-            .unwrap();
+        ok(&a, "BEGIN; UPDATE acct SET note = 'taken' WHERE id = 6").await;
         let mut delete =
             Box::pin(b.simple_query("DELETE FROM acct WHERE note = 'x' AND id IN (6, 7)"));
         assert!(still_waiting(&mut delete).await);
-        a.batch_execute("COMMIT").await.unwrap();
+        ok(&a, "COMMIT").await;
         let done = delete.await.unwrap();
         let tag = done.iter().find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
@@ -207,21 +201,15 @@ fn isolation_anomalies_as_postgresql_allows_them() {
             one_i64(&a, "SELECT count(*) FROM acct WHERE id IN (6, 7)").await,
             1
         );
-        a.batch_execute("INSERT INTO acct VALUES (7, 100, 'x')")
-            .await
-            .unwrap();
+        ok(&a, "INSERT INTO acct VALUES (7, 100, 'x')").await;
 
         // Non-repeatable read: READ COMMITTED sees the new value, REPEATABLE READ does not.
-        a.batch_execute("BEGIN").await.unwrap();
+        ok(&a, "BEGIN").await;
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 100);
-        b.batch_execute("UPDATE acct SET bal = 50 WHERE id = 3")
-            .await
-            .unwrap();
+        ok(&b, "UPDATE acct SET bal = 50 WHERE id = 3").await;
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 50);
-        a.batch_execute("COMMIT").await.unwrap();
-        a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            .await
-            .unwrap();
+        ok(&a, "COMMIT").await;
+        ok(&a, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
         let row = a
             .query_one("SHOW transaction_isolation", &[])
             .await
@@ -229,22 +217,19 @@ fn isolation_anomalies_as_postgresql_allows_them() {
         assert_eq!(row.get::<_, &str>(0), "repeatable read");
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 50);
         let total = one_i64(&a, "SELECT sum(bal)::int8 FROM acct").await;
-        b.batch_execute(
+        ok(
+            &b,
             "UPDATE acct SET bal = 60 WHERE id = 3; INSERT INTO acct VALUES (500, 7, 'p')",
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 50);
         // Phantoms: none at REPEATABLE READ.
         assert_eq!(one_i64(&a, "SELECT sum(bal)::int8 FROM acct").await, total);
         assert_eq!(one_i64(&a, "SELECT count(*) FROM acct").await, 20);
         // Lost update at REPEATABLE READ: first committer wins, the other gets 40001.
-        let err = a
-            .batch_execute("UPDATE acct SET bal = bal + 1 WHERE id = 3")
-            .await
-            .unwrap_err();
+        let err = fails(&a, "UPDATE acct SET bal = bal + 1 WHERE id = 3").await;
         assert_eq!(code(&err), "40001");
-        a.batch_execute("ROLLBACK").await.unwrap();
+        ok(&a, "ROLLBACK").await;
         let row = a
             .query_one("SHOW transaction_isolation", &[])
             .await
@@ -252,75 +237,65 @@ fn isolation_anomalies_as_postgresql_allows_them() {
         assert_eq!(row.get::<_, &str>(0), "read committed");
 
         // Two REPEATABLE READ writers of one row: the second waits, then fails.
-        a.batch_execute(
+        ok(
+            &a,
             "BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE acct SET bal = bal + 1 WHERE id = 4",
         )
-        .await
-        .unwrap();
-        b.batch_execute("BEGIN; SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT 1")
-            .await
-            .unwrap();
+        .await;
+        ok(
+            &b,
+            "BEGIN; SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT 1",
+        )
+        .await;
         assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 4").await, 100);
         let mut second = Box::pin(b.batch_execute("UPDATE acct SET bal = bal + 1 WHERE id = 4"));
         assert!(still_waiting(&mut second).await);
-        a.batch_execute("COMMIT").await.unwrap();
+        ok(&a, "COMMIT").await;
         assert_eq!(code(&second.await.unwrap_err()), "40001");
-        b.batch_execute("ROLLBACK").await.unwrap();
+        ok(&b, "ROLLBACK").await;
 
         // Write skew: possible at REPEATABLE READ, as in PostgreSQL (rows on different shards).
-        a.batch_execute("CREATE TABLE oncall (doctor int8 PRIMARY KEY, on_call bool)")
-            .await
-            .unwrap();
-        a.batch_execute("INSERT INTO oncall VALUES (1, true), (2, true)")
-            .await
-            .unwrap();
-        a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            .await
-            .unwrap();
-        b.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            .await
-            .unwrap();
+        ok(
+            &a,
+            "CREATE TABLE oncall (doctor int8 PRIMARY KEY, on_call bool)",
+        )
+        .await;
+        ok(&a, "INSERT INTO oncall VALUES (1, true), (2, true)").await;
+        ok(&a, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
+        ok(&b, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
         let on = "SELECT count(*) FROM oncall WHERE on_call";
         assert_eq!(one_i64(&a, on).await, 2);
         assert_eq!(one_i64(&b, on).await, 2);
-        a.batch_execute("UPDATE oncall SET on_call = false WHERE doctor = 1")
-            .await
-            .unwrap();
-        b.batch_execute("UPDATE oncall SET on_call = false WHERE doctor = 2")
-            .await
-            .unwrap();
-        a.batch_execute("COMMIT").await.unwrap();
-        b.batch_execute("COMMIT").await.unwrap();
+        ok(&a, "UPDATE oncall SET on_call = false WHERE doctor = 1").await;
+        ok(&b, "UPDATE oncall SET on_call = false WHERE doctor = 2").await;
+        ok(&a, "COMMIT").await;
+        ok(&b, "COMMIT").await;
         assert_eq!(one_i64(&a, on).await, 0);
 
         // SERIALIZABLE is refused, never silently weaker.
-        let err = a
-            .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
-            .await
-            .unwrap_err();
+        let err = fails(&a, "BEGIN ISOLATION LEVEL SERIALIZABLE").await;
         assert_eq!(code(&err), "0A000");
         // Session defaults and READ ONLY.
-        a.batch_execute(
+        ok(
+            &a,
             "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ",
         )
-        .await
-        .unwrap();
-        a.batch_execute("BEGIN").await.unwrap();
+        .await;
+        ok(&a, "BEGIN").await;
         let row = a
             .query_one("SHOW transaction_isolation", &[])
             .await
             .unwrap();
         assert_eq!(row.get::<_, &str>(0), "repeatable read");
-        a.batch_execute("COMMIT; SET default_transaction_isolation = 'read committed'")
-            .await
-            .unwrap();
-        a.batch_execute("BEGIN READ ONLY").await.unwrap();
-        let err = a
-            .batch_execute("UPDATE acct SET bal = 0 WHERE id = 9")
-            .await
-            .unwrap_err();
+        ok(
+            &a,
+            "COMMIT; SET default_transaction_isolation = 'read committed'",
+        )
+        .await;
+        ok(&a, "BEGIN READ ONLY").await;
+        let err = fails(&a, "UPDATE acct SET bal = 0 WHERE id = 9").await;
         assert_eq!(code(&err), "25006");
-        a.batch_execute("ROLLBACK").await.unwrap();
+        ok(&a, "ROLLBACK").await;
     });
 }
 
@@ -335,7 +310,7 @@ fn row_locks_and_deadlock_detection() {
         setup_accounts(&a, 10, 100).await;
 
         // FOR UPDATE: a writer waits until the locker commits, then sees its change.
-        a.batch_execute("BEGIN").await.unwrap();
+        ok(&a, "BEGIN").await;
         let row = a
             .query_one("SELECT bal FROM acct WHERE id = 1 FOR UPDATE", &[])
             .await
@@ -346,77 +321,54 @@ fn row_locks_and_deadlock_detection() {
             still_waiting(&mut writer).await,
             "FOR UPDATE blocks writers"
         );
-        a.batch_execute("UPDATE acct SET bal = bal + 1 WHERE id = 1; COMMIT")
-            .await
-            .unwrap();
+        ok(&a, "UPDATE acct SET bal = bal + 1 WHERE id = 1; COMMIT").await;
         writer.await.unwrap();
         assert_eq!(one_i64(&c, "SELECT bal FROM acct WHERE id = 1").await, 202);
 
         // FOR SHARE: other sharers go ahead, writers wait.
-        a.batch_execute("BEGIN; SELECT * FROM acct WHERE id = 2 FOR SHARE")
-            .await
-            .unwrap();
-        b.batch_execute("BEGIN; SELECT * FROM acct WHERE id = 2 FOR SHARE")
-            .await
-            .unwrap();
+        ok(&a, "BEGIN; SELECT * FROM acct WHERE id = 2 FOR SHARE").await;
+        ok(&b, "BEGIN; SELECT * FROM acct WHERE id = 2 FOR SHARE").await;
         let mut writer = Box::pin(c.batch_execute("UPDATE acct SET bal = 0 WHERE id = 2"));
         assert!(still_waiting(&mut writer).await, "FOR SHARE blocks writers");
-        a.batch_execute("COMMIT").await.unwrap();
+        ok(&a, "COMMIT").await;
         assert!(
             still_waiting(&mut writer).await,
             "one sharer still holds it"
         );
-        b.batch_execute("COMMIT").await.unwrap();
+        ok(&b, "COMMIT").await;
         writer.await.unwrap();
 
         // Waits that end early: NOWAIT, lock_timeout, statement_timeout.
-        a.batch_execute("BEGIN; UPDATE acct SET note = 'held' WHERE id = 6")
-            .await
-            .unwrap();
-        let err = b
-            .batch_execute("BEGIN; SELECT * FROM acct WHERE id = 6 FOR UPDATE NOWAIT")
-            .await
-            .unwrap_err();
+        ok(&a, "BEGIN; UPDATE acct SET note = 'held' WHERE id = 6").await;
+        let err = fails(
+            &b,
+            "BEGIN; SELECT * FROM acct WHERE id = 6 FOR UPDATE NOWAIT",
+        )
+        .await;
         assert_eq!(code(&err), "55P03");
-        b.batch_execute("ROLLBACK; SET lock_timeout = '200ms'")
-            .await
-            .unwrap();
-        let err = b
-            .batch_execute("UPDATE acct SET note = 'b' WHERE id = 6")
-            .await
-            .unwrap_err();
+        ok(&b, "ROLLBACK; SET lock_timeout = '200ms'").await;
+        let err = fails(&b, "UPDATE acct SET note = 'b' WHERE id = 6").await;
         assert_eq!(code(&err), "55P03");
         assert_eq!(message(&err), "canceling statement due to lock timeout");
-        b.batch_execute("SET lock_timeout = 0; SET statement_timeout = '200ms'")
-            .await
-            .unwrap();
-        let err = b
-            .batch_execute("UPDATE acct SET note = 'b' WHERE id = 6")
-            .await
-            .unwrap_err();
+        ok(&b, "SET lock_timeout = 0; SET statement_timeout = '200ms'").await;
+        let err = fails(&b, "UPDATE acct SET note = 'b' WHERE id = 6").await;
         assert_eq!(code(&err), "57014");
-        b.batch_execute("SET statement_timeout = 0").await.unwrap();
-        a.batch_execute("COMMIT").await.unwrap();
-        b.batch_execute("UPDATE acct SET note = 'b' WHERE id = 6")
-            .await
-            .unwrap();
+        ok(&b, "SET statement_timeout = 0").await;
+        ok(&a, "COMMIT").await;
+        ok(&b, "UPDATE acct SET note = 'b' WHERE id = 6").await;
 
         // A deadlock across shards: one of the two gets 40P01, the other goes on.
-        a.batch_execute("BEGIN; UPDATE acct SET note = 'a' WHERE id = 3")
-            .await
-            .unwrap();
-        b.batch_execute("BEGIN; UPDATE acct SET note = 'b' WHERE id = 4")
-            .await
-            .unwrap();
+        ok(&a, "BEGIN; UPDATE acct SET note = 'a' WHERE id = 3").await;
+        ok(&b, "BEGIN; UPDATE acct SET note = 'b' WHERE id = 4").await;
         let mut first = Box::pin(a.batch_execute("UPDATE acct SET note = 'a' WHERE id = 4"));
         assert!(still_waiting(&mut first).await);
         let second = b
             .batch_execute("UPDATE acct SET note = 'b' WHERE id = 3")
             .await;
         assert_eq!(code(&second.unwrap_err()), "40P01");
-        b.batch_execute("ROLLBACK").await.unwrap();
+        ok(&b, "ROLLBACK").await;
         first.await.unwrap();
-        a.batch_execute("COMMIT").await.unwrap();
+        ok(&a, "COMMIT").await;
         let rows = c
             .query("SELECT note FROM acct WHERE id IN (3, 4) ORDER BY id", &[])
             .await
@@ -459,7 +411,7 @@ async fn transfer(client: &Client, from: i64, to: i64, amount: i64, repeatable: 
         match run.await {
             Ok(()) => return,
             Err(e) if matches!(code(&e).as_str(), "40001" | "40P01") => {
-                client.batch_execute("ROLLBACK").await.unwrap();
+                ok(client, "ROLLBACK").await;
             }
             Err(e) => panic!("transfer failed: {e:?}"),
         }
@@ -468,12 +420,11 @@ async fn transfer(client: &Client, from: i64, to: i64, amount: i64, repeatable: 
 
 async fn setup_bank(client: &Client, accounts: i64) {
     setup_accounts(client, accounts, 1000).await;
-    client
-        .batch_execute(
-            "CREATE TABLE moves (id serial PRIMARY KEY, src int8, dst int8, amount int8)",
-        )
-        .await
-        .unwrap();
+    ok(
+        client,
+        "CREATE TABLE moves (id serial PRIMARY KEY, src int8, dst int8, amount int8)",
+    )
+    .await;
 }
 
 /// Every account's balance is its start plus what `moves` says came in and went out: each
@@ -538,10 +489,7 @@ fn bank_transfers_keep_the_total_under_concurrent_clients() {
                 let mut audits = 0;
                 while !stop.get() {
                     if repeatable {
-                        client
-                            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-                            .await
-                            .unwrap();
+                        ok(&client, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
                     }
                     let total = one_i64(&client, "SELECT sum(bal)::int8 FROM acct").await;
                     assert_eq!(
@@ -552,7 +500,7 @@ fn bank_transfers_keep_the_total_under_concurrent_clients() {
                     if repeatable {
                         let again = one_i64(&client, "SELECT sum(bal)::int8 FROM acct").await;
                         assert_eq!(again, total);
-                        client.batch_execute("COMMIT").await.unwrap();
+                        ok(&client, "COMMIT").await;
                     }
                     audits += 1;
                 }
@@ -720,24 +668,20 @@ fn unique_indexes_are_enforced_across_shards() {
             assert_eq!(code(&err), "23505");
             assert!(message(&err).contains("users_email_key"), "{err:?}");
         }
-        let err = a
-            .batch_execute("UPDATE users SET email = 'u8' WHERE id = 9")
-            .await
-            .unwrap_err();
+        let err = fails(&a, "UPDATE users SET email = 'u8' WHERE id = 9").await;
         assert_eq!(code(&err), "23505");
         // A failed multi-row statement leaves nothing behind (its claims included).
-        let err = a
-            .batch_execute("UPDATE users SET email = 'x' || (n % 39) WHERE id <= 40")
-            .await
-            .unwrap_err();
+        let err = fails(
+            &a,
+            "UPDATE users SET email = 'x' || (n % 39) WHERE id <= 40",
+        )
+        .await;
         assert_eq!(code(&err), "23505");
         assert_eq!(
             one_i64(&a, "SELECT count(*) FROM users WHERE email LIKE 'x%'").await,
             0
         );
-        a.batch_execute("INSERT INTO users VALUES (300, 'x1', 0, 0)")
-            .await
-            .unwrap();
+        ok(&a, "INSERT INTO users VALUES (300, 'x1', 0, 0)").await;
         // Freed values can be taken again; NULLs never conflict.
         a.batch_execute(
             "UPDATE users SET email = 'moved' WHERE id = 10; \
@@ -750,27 +694,23 @@ fn unique_indexes_are_enforced_across_shards() {
 
         // Two transactions taking one value: the second waits for the first; it fails if the
         // first commits and goes ahead if it rolls back.
-        a.batch_execute("BEGIN; INSERT INTO users VALUES (400, 'race', 0, 0)")
-            .await
-            .unwrap();
-        b.batch_execute("BEGIN").await.unwrap();
+        ok(&a, "BEGIN; INSERT INTO users VALUES (400, 'race', 0, 0)").await;
+        ok(&b, "BEGIN").await;
         let mut second = Box::pin(b.batch_execute("INSERT INTO users VALUES (401, 'race', 0, 0)"));
         assert!(
             still_waiting(&mut second).await,
             "the second claimant waits"
         );
-        a.batch_execute("COMMIT").await.unwrap();
+        ok(&a, "COMMIT").await;
         assert_eq!(code(&second.await.unwrap_err()), "23505");
-        b.batch_execute("ROLLBACK").await.unwrap();
-        a.batch_execute("BEGIN; INSERT INTO users VALUES (402, 'race2', 0, 0)")
-            .await
-            .unwrap();
-        b.batch_execute("BEGIN").await.unwrap();
+        ok(&b, "ROLLBACK").await;
+        ok(&a, "BEGIN; INSERT INTO users VALUES (402, 'race2', 0, 0)").await;
+        ok(&b, "BEGIN").await;
         let mut second = Box::pin(b.batch_execute("INSERT INTO users VALUES (403, 'race2', 0, 0)"));
         assert!(still_waiting(&mut second).await);
-        a.batch_execute("ROLLBACK").await.unwrap();
+        ok(&a, "ROLLBACK").await;
         second.await.unwrap();
-        b.batch_execute("COMMIT").await.unwrap();
+        ok(&b, "COMMIT").await;
         assert_eq!(
             one_i64(&a, "SELECT id FROM users WHERE email = 'race2'").await,
             403
@@ -778,29 +718,25 @@ fn unique_indexes_are_enforced_across_shards() {
 
         // CREATE UNIQUE INDEX over existing rows: refused on duplicates (and not created),
         // built otherwise and enforced from then on.
-        let err = a
-            .batch_execute("CREATE UNIQUE INDEX users_team ON users (team)")
-            .await
-            .unwrap_err();
+        let err = fails(&a, "CREATE UNIQUE INDEX users_team ON users (team)").await;
         assert_eq!(code(&err), "23505");
         assert!(
             message(&err).contains("could not create unique index"),
             "{err:?}"
         );
-        a.batch_execute("INSERT INTO users VALUES (500, 'z', 1, 0)")
-            .await
-            .unwrap();
-        a.batch_execute("DELETE FROM users WHERE n = 0; CREATE UNIQUE INDEX users_n ON users (n)")
-            .await
-            .unwrap();
-        let err = a
-            .batch_execute("INSERT INTO users VALUES (501, 'zz', 1, 5)")
-            .await
-            .unwrap_err();
+        ok(&a, "INSERT INTO users VALUES (500, 'z', 1, 0)").await;
+        ok(
+            &a,
+            "DELETE FROM users WHERE n = 0; CREATE UNIQUE INDEX users_n ON users (n)",
+        )
+        .await;
+        let err = fails(&a, "INSERT INTO users VALUES (501, 'zz', 1, 5)").await;
         assert_eq!(code(&err), "23505");
         // TRUNCATE releases every claim.
-        a.batch_execute("TRUNCATE users; INSERT INTO users VALUES (1, 'u7', 0, 5)")
-            .await
-            .unwrap();
+        ok(
+            &a,
+            "TRUNCATE users; INSERT INTO users VALUES (1, 'u7', 0, 5)",
+        )
+        .await;
     });
 }

@@ -199,7 +199,7 @@ pub struct ShardState {
     pub pg_ring: RefCell<Option<Rc<SocketRing>>>,
     /// The SQL catalog this shard plans with (shard 0 publishes every version).
     pub catalog: RefCell<Arc<helios_sql::Catalog>>,
-    /// One SQL write fragment at a time on this shard (see `sqlcluster::write`).
+    /// One table deletion (TRUNCATE, DROP) at a time on this shard (see `sqlcluster::truncate`).
     pub sql_writes: glommio::sync::Semaphore,
     /// SQL transactions' intents, row locks and snapshots on this shard.
     pub sql_txns: helios_sql::txn::ShardTxns,

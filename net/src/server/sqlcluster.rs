@@ -148,23 +148,32 @@ impl Cluster for ShardCluster {
     }
 
     async fn release_snapshot(&self, id: u64) {
-        let state = self.state.clone();
-        glommio::spawn_local(async move {
-            let cluster = ShardCluster::new(state);
-            if let Err(error) = helios_sql::txn::release_all(&cluster, id).await {
-                tracing::warn!(%error, "releasing a statement snapshot failed");
-            }
-        })
-        .detach();
+        self.in_background(
+            "releasing a statement snapshot",
+            move |cluster| async move { helios_sql::txn::release_all(&cluster, id).await },
+        );
     }
 
     async fn after_commit(&self, cleanup: helios_sql::txn::Cleanup) {
-        let state = self.state.clone();
+        // On failure the record stays; the next start-up finishes the cleanup.
+        self.in_background(
+            "cleaning up after a multi-shard commit",
+            move |cluster| async move { helios_sql::txn::clean_up(&cluster, cleanup).await },
+        );
+    }
+}
+
+impl ShardCluster {
+    /// Runs transaction housekeeping off the client's path, on a cluster handle of its own.
+    fn in_background<F, Fut>(&self, what: &'static str, work: F)
+    where
+        F: FnOnce(ShardCluster) -> Fut + 'static,
+        Fut: std::future::Future<Output = Result<(), SqlError>> + 'static,
+    {
+        let cluster = ShardCluster::new(self.state.clone());
         glommio::spawn_local(async move {
-            let cluster = ShardCluster::new(state);
-            if let Err(error) = helios_sql::txn::clean_up(&cluster, cleanup).await {
-                // The record stays; the next start-up finishes the cleanup.
-                tracing::warn!(%error, "cleaning up after a multi-shard commit failed");
+            if let Err(error) = work(cluster).await {
+                tracing::warn!(%error, "{what} failed");
             }
         })
         .detach();
@@ -207,8 +216,9 @@ pub async fn scan(state: &Rc<ShardState>, mut req: ScanRequest) -> Result<ScanRo
     Ok(rows)
 }
 
-/// Runs a write fragment on this shard, one statement's fragment at a time (its existence
-/// checks and its batch must not interleave with another's), acknowledged once durable.
+/// Runs a write fragment on this shard (its rows locked first, so existence checks and the
+/// batch never interleave with another writer's: see `helios_sql::write_fragment`),
+/// acknowledged once durable.
 pub async fn write(state: &Rc<ShardState>, req: WriteRequest) -> Result<WriteOutcome, SqlError> {
     if state.wal().is_failed() || state.append_failed.get() {
         return Err(SqlError::new(
