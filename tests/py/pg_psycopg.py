@@ -138,16 +138,49 @@ def main(host, port):
         except errors.UniqueViolation:
             pass
         check(conn.info.transaction_status == TS.IDLE, "IDLE after a failed block")
-        # A nested block is a savepoint: refused (0A000) until savepoints exist, or works.
-        try:
-            with conn.transaction():
+        # A nested block is a savepoint: an error in it undoes only its own writes.
+        with conn.transaction():
+            conn.execute("INSERT INTO all_types (id, t) VALUES (%s, %s)", (20, "outer"))
+            try:
                 with conn.transaction():
-                    conn.execute("SELECT 1")
-        except errors.FeatureNotSupported:
-            pass
+                    conn.execute("INSERT INTO all_types (id, t) VALUES (%s, %s)", (21, "inner"))
+                    conn.execute("SELECT 1 / 0")
+            except errors.DivisionByZero:
+                pass
+            check(conn.info.transaction_status == TS.INTRANS, "INTRANS after the inner block")
         check(conn.info.transaction_status == TS.IDLE, "IDLE after a nested block")
+        rows = conn.execute("SELECT id FROM all_types WHERE id IN (20, 21) ORDER BY id").fetchall()
+        check(rows == [(20,)], f"outer kept, inner undone: {rows!r}")
         row = conn.execute("SELECT t FROM all_types WHERE id = %s", (10,)).fetchone()
         check(row == ("ten",), f"committed block row {row!r}")
+
+        # A failed block leaves nothing (the rows before the error included).
+        try:
+            with conn.transaction():
+                conn.execute("INSERT INTO all_types (id, t) VALUES (%s, %s)", (30, "gone"))
+                conn.execute("INSERT INTO all_types (id, t) VALUES (%s, %s)", (1, "dup"))
+        except errors.UniqueViolation:
+            pass
+        row = conn.execute("SELECT count(*) FROM all_types WHERE id = 30").fetchone()
+        check(row == (0,), f"rolled-back row {row!r}")
+
+        # REPEATABLE READ: first committer wins, the other gets SerializationFailure (40001).
+        with psycopg.connect(autocommit=True, **conninfo) as other:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                conn.execute("SELECT t FROM all_types WHERE id = 10").fetchone()
+                other.execute("UPDATE all_types SET t = 'changed' WHERE id = 10")
+                seen = conn.execute("SELECT t FROM all_types WHERE id = 10").fetchone()
+                check(seen == ("ten",), f"the snapshot still sees {seen!r}")
+                try:
+                    conn.execute("UPDATE all_types SET t = 'mine' WHERE id = 10")
+                    raise AssertionError("a concurrent update should fail with 40001")
+                except errors.SerializationFailure:
+                    pass
+                raise_rollback = psycopg.Rollback()
+                raise raise_rollback
+        row = conn.execute("SELECT t FROM all_types WHERE id = 10").fetchone()
+        check(row == ("changed",), f"the first committer's value {row!r}")
 
     # Not autocommit (psycopg's default): statements open a transaction implicitly.
     with psycopg.connect(**conninfo) as conn:
