@@ -762,9 +762,17 @@ pub(crate) fn fit_length(ty: SqlType, s: &str, typmod: i32) -> Result<String, Sq
         return Ok(s.to_string());
     }
     let max = (typmod - 4) as usize;
-    let mut chars = s.char_indices();
-    let Some((cut, _)) = chars.nth(max) else {
+    // At most `max` bytes is at most `max` characters: nothing to cut (the common case).
+    if s.len() <= max {
         return Ok(s.to_string());
+    }
+    let cut = if s.is_ascii() {
+        max
+    } else {
+        match s.char_indices().nth(max) {
+            Some((cut, _)) => cut,
+            None => return Ok(s.to_string()),
+        }
     };
     if s[cut..].bytes().any(|b| b != b' ') {
         let name = if ty == SqlType::Varchar {
@@ -1123,9 +1131,14 @@ fn pad_chars(s: &str, typmod: i32) -> String {
         return s.to_string();
     }
     let n = (typmod - 4) as usize;
-    let count = s.chars().count();
+    let count = if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    };
     if count >= n {
-        return s.chars().take(n).collect();
+        let cut = s.char_indices().nth(n).map_or(s.len(), |(i, _)| i);
+        return s[..cut].to_string();
     }
     let mut out = String::with_capacity(s.len() + n - count);
     out.push_str(s);
