@@ -1375,7 +1375,13 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         unchanged_since_snapshot(lsm, txns, ctx, &view, &keys).await?;
     }
     let (batch, mut outcome) = build_batch(lsm, &view, req).await?;
-    txns.add_intents(ctx.id, ctx.mark, batch)?;
+    let only_new_rows =
+        req.indexes.is_empty() && req.ops.iter().all(|op| matches!(op, RowOp::Append { .. }));
+    if only_new_rows {
+        txns.add_appended(ctx.id, ctx.mark, batch)?;
+    } else {
+        txns.add_intents(ctx.id, ctx.mark, batch)?;
+    }
     outcome.lsn = 0;
     Ok(outcome)
 }

@@ -205,6 +205,11 @@ struct ShardTxn {
     locked: Vec<Bytes>,
     /// What its intents take (see [`TXN_INTENT_BYTES_MAX`]); not lowered by ROLLBACK TO.
     bytes: usize,
+    /// Rows under new hidden row ids (COPY, INSERT into a table without a primary key or
+    /// index), in arrival order with their savepoint marks: kept out of the ordered map until
+    /// something reads the transaction's view ([`ShardTxns::settle_appended`]), so a bulk
+    /// load inside a transaction costs a push per row.
+    appended: Vec<(u32, Bytes, Bytes)>,
 }
 
 enum Holder {
@@ -229,6 +234,16 @@ pub struct ShardTxns {
 /// What one transaction's intents may take on one shard, in memory, until it commits: a
 /// bigger one fails with 54000 instead of exhausting the server's memory.
 pub const TXN_INTENT_BYTES_MAX: usize = 1 << 30;
+
+fn too_large(limit: usize) -> SqlError {
+    SqlError::new(
+        crate::error::PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "transaction is too large: its changes on one shard would exceed {} MiB (commit in smaller transactions)",
+            limit >> 20
+        ),
+    )
+}
 
 /// Per intent, beside its key and value: the map entry and its undo record.
 const INTENT_OVERHEAD_BYTES: usize = 96;
@@ -297,6 +312,7 @@ impl ShardTxns {
         let Some(ctx) = ctx else {
             return Ok(ReadView::default());
         };
+        self.settle_appended(ctx.id);
         let overlay = self.txns.borrow().get(&ctx.id).map(|t| t.intents.clone());
         let snapshot = match ctx.snapshot {
             None => None,
@@ -470,6 +486,8 @@ impl ShardTxns {
     /// Records `batch` (built over the transaction's view) as intents tagged with `mark`.
     pub fn add_intents(&self, txn: TxnId, mark: u32, batch: WriteBatch) -> Result<(), SqlError> {
         use helios_engine::lsm::key::ValueKind;
+        // Undo records stay in write order: earlier appends go into the map first.
+        self.settle_appended(txn);
         let mut txns = self.txns.borrow_mut();
         let state = txns.entry(txn).or_default();
         let added: usize = batch
@@ -479,13 +497,7 @@ impl ShardTxns {
             .sum();
         let limit = self.intent_bytes_max();
         if state.bytes + added > limit {
-            return Err(SqlError::new(
-                crate::error::PROGRAM_LIMIT_EXCEEDED,
-                format!(
-                    "transaction is too large: its changes on one shard would exceed {} MiB (commit in smaller transactions)",
-                    limit >> 20
-                ),
-            ));
+            return Err(too_large(limit));
         }
         state.bytes += added;
         let mut intents = state.intents.borrow_mut();
@@ -495,6 +507,47 @@ impl ShardTxns {
             state.undo.push(Undo { mark, key, before });
         }
         Ok(())
+    }
+
+    /// Records rows under new hidden row ids (`batch` holds only their puts) as intents,
+    /// without ordering them yet.
+    pub fn add_appended(&self, txn: TxnId, mark: u32, batch: WriteBatch) -> Result<(), SqlError> {
+        let mut txns = self.txns.borrow_mut();
+        let state = txns.entry(txn).or_default();
+        let added: usize = batch
+            .entries()
+            .iter()
+            .map(|(_, k, v)| k.len() + v.len() + INTENT_OVERHEAD_BYTES)
+            .sum();
+        let limit = self.intent_bytes_max();
+        if state.bytes + added > limit {
+            return Err(too_large(limit));
+        }
+        state.bytes += added;
+        state.appended.extend(
+            batch
+                .into_entries()
+                .into_iter()
+                .map(|(_, k, v)| (mark, k, v)),
+        );
+        Ok(())
+    }
+
+    /// Moves `txn`'s appended rows into its ordered intents (with their undo records, in
+    /// the order they were written), before anything reads or rolls back the intents.
+    fn settle_appended(&self, txn: TxnId) {
+        let mut txns = self.txns.borrow_mut();
+        let Some(state) = txns.get_mut(&txn) else {
+            return;
+        };
+        if state.appended.is_empty() {
+            return;
+        }
+        let mut intents = state.intents.borrow_mut();
+        for (mark, key, value) in state.appended.drain(..) {
+            let before = intents.insert(key.clone(), Some(value));
+            state.undo.push(Undo { mark, key, before });
+        }
     }
 
     fn intent_bytes_max(&self) -> usize {
@@ -514,10 +567,16 @@ impl ShardTxns {
     /// stay until [`ShardTxns::finish`].
     fn take_batch(&self, txn: TxnId) -> WriteBatch {
         let mut batch = WriteBatch::new();
-        let intents = match self.txns.borrow().get(&txn) {
-            Some(state) => std::mem::take(&mut *state.intents.borrow_mut()),
+        let (intents, appended) = match self.txns.borrow_mut().get_mut(&txn) {
+            Some(state) => (
+                std::mem::take(&mut *state.intents.borrow_mut()),
+                std::mem::take(&mut state.appended),
+            ),
             None => return batch,
         };
+        for (_, k, v) in appended {
+            batch.put(k, v);
+        }
         for (k, v) in intents {
             match v {
                 Some(v) => batch.put(k, v),
@@ -529,6 +588,7 @@ impl ShardTxns {
 
     /// Undoes the writes `txn` made at or after savepoint `mark`.
     fn rollback_to(&self, txn: TxnId, mark: u32) {
+        self.settle_appended(txn);
         let mut txns = self.txns.borrow_mut();
         let Some(state) = txns.get_mut(&txn) else {
             return;
@@ -547,7 +607,7 @@ impl ShardTxns {
         self.txns
             .borrow()
             .get(&txn)
-            .is_some_and(|t| !t.intents.borrow().is_empty())
+            .is_some_and(|t| !t.intents.borrow().is_empty() || !t.appended.is_empty())
     }
 }
 
@@ -684,6 +744,7 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
             })
         }
         TxnMsg::Gather { txn } => {
+            txns.settle_appended(txn);
             let entries = txns
                 .txns
                 .borrow()
@@ -1671,6 +1732,43 @@ mod tests {
         assert!(a < b && b < c && c < d, "{a} {b} {c} {d}");
         assert_eq!(a >> 16, 1_000);
         assert_eq!(d, 2_000 << 16);
+    }
+
+    #[test]
+    fn appended_rows_join_the_view_in_order_and_roll_back_by_savepoint() {
+        let txns = ShardTxns::default();
+        let put = |k: &'static [u8]| {
+            let mut b = WriteBatch::new();
+            b.put(Bytes::from_static(k), Bytes::from_static(b"v"));
+            b
+        };
+        txns.add_appended(1, 0, put(b"\x80b")).unwrap();
+        txns.add_intents(1, 1, put(b"\x80a")).unwrap();
+        txns.add_appended(1, 2, put(b"\x80c")).unwrap();
+        let ctx = TxnCtx {
+            id: 1,
+            isolation: Isolation::ReadCommitted,
+            snapshot: None,
+            mark: 2,
+            wait: LockWait::default(),
+        };
+        let view = txns.view(Some(&ctx)).unwrap();
+        let keys: Vec<Bytes> = view
+            .overlay
+            .as_ref()
+            .unwrap()
+            .borrow()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, [&b"\x80a"[..], b"\x80b", b"\x80c"]);
+        // ROLLBACK TO the savepoint of mark 1 undoes the intent and the later append, not
+        // the append made before it.
+        txns.add_appended(1, 2, put(b"\x80d")).unwrap();
+        txns.rollback_to(1, 1);
+        let batch = txns.take_batch(1);
+        let written: Vec<&Bytes> = batch.entries().iter().map(|(_, k, _)| k).collect();
+        assert_eq!(written, [&Bytes::from_static(b"\x80b")]);
     }
 
     #[test]
