@@ -490,16 +490,7 @@ impl ShardTxns {
         self.settle_appended(txn);
         let mut txns = self.txns.borrow_mut();
         let state = txns.entry(txn).or_default();
-        let added: usize = batch
-            .entries()
-            .iter()
-            .map(|(_, k, v)| k.len() + v.len() + INTENT_OVERHEAD_BYTES)
-            .sum();
-        let limit = self.intent_bytes_max();
-        if state.bytes + added > limit {
-            return Err(too_large(limit));
-        }
-        state.bytes += added;
+        self.charge(state, &batch)?;
         let mut intents = state.intents.borrow_mut();
         for (kind, key, value) in batch.into_entries() {
             let new = (kind == ValueKind::Put).then_some(value);
@@ -514,16 +505,7 @@ impl ShardTxns {
     pub fn add_appended(&self, txn: TxnId, mark: u32, batch: WriteBatch) -> Result<(), SqlError> {
         let mut txns = self.txns.borrow_mut();
         let state = txns.entry(txn).or_default();
-        let added: usize = batch
-            .entries()
-            .iter()
-            .map(|(_, k, v)| k.len() + v.len() + INTENT_OVERHEAD_BYTES)
-            .sum();
-        let limit = self.intent_bytes_max();
-        if state.bytes + added > limit {
-            return Err(too_large(limit));
-        }
-        state.bytes += added;
+        self.charge(state, &batch)?;
         state.appended.extend(
             batch
                 .into_entries()
@@ -548,6 +530,21 @@ impl ShardTxns {
             let before = intents.insert(key.clone(), Some(value));
             state.undo.push(Undo { mark, key, before });
         }
+    }
+
+    /// Counts `batch` against the transaction's intent limit; Err (nothing counted) beyond it.
+    fn charge(&self, state: &mut ShardTxn, batch: &WriteBatch) -> Result<(), SqlError> {
+        let added: usize = batch
+            .entries()
+            .iter()
+            .map(|(_, k, v)| k.len() + v.len() + INTENT_OVERHEAD_BYTES)
+            .sum();
+        let limit = self.intent_bytes_max();
+        if state.bytes + added > limit {
+            return Err(too_large(limit));
+        }
+        state.bytes += added;
+        Ok(())
     }
 
     fn intent_bytes_max(&self) -> usize {
