@@ -377,6 +377,17 @@ impl Session {
     }
 
     /// `statement_timeout` in milliseconds (0: none).
+    /// `idle_in_transaction_session_timeout` in ms (0: none): how long a session inside a
+    /// transaction block may wait for its next query before the server ends it.
+    pub fn idle_in_transaction_timeout_ms(&self) -> u64 {
+        if self.transaction == TransactionState::Idle {
+            return 0;
+        }
+        self.parameter("idle_in_transaction_session_timeout")
+            .and_then(parse_millis)
+            .map_or(0, |ms| ms.max(0) as u64)
+    }
+
     /// `lock_timeout` in ms (0: wait as long as it takes).
     pub fn lock_timeout_ms(&self) -> u64 {
         self.parameter("lock_timeout")

@@ -142,6 +142,30 @@ fn rollback_savepoints_and_own_writes_across_shards() {
         .expect("the dropped connection's lock is released")
         .unwrap();
         assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 5").await, 100);
+
+        // idle_in_transaction_session_timeout ends a session that sits in a block holding
+        // locks: the writer waiting for its row goes ahead, the session is gone (25P03).
+        let c = connect(port).await;
+        ok(
+            &c,
+            "SET idle_in_transaction_session_timeout = '300ms'; BEGIN; \
+             UPDATE acct SET bal = -1 WHERE id = 6",
+        )
+        .await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            b.batch_execute("UPDATE acct SET bal = bal + 1 WHERE id = 6"),
+        )
+        .await
+        .expect("the idle transaction's lock is released")
+        .unwrap();
+        assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 6").await, 101);
+        assert!(c.batch_execute("SELECT 1").await.is_err(), "the idle session is gone");
+        // Outside a block the setting does not end a session.
+        let d = connect(port).await;
+        ok(&d, "SET idle_in_transaction_session_timeout = '100ms'").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ok(&d, "SELECT 1").await;
     });
 }
 

@@ -331,7 +331,32 @@ impl PgConn {
                 connection.write_all(&self.out).await?;
                 self.out.clear();
             }
-            if let ReadOutcome::Eof = connection.read(&mut buf).await {
+            let idle_ms = self
+                .session
+                .as_ref()
+                .map_or(0, |s| s.idle_in_transaction_timeout_ms());
+            let read = if idle_ms == 0 || self.copy_in.is_some() {
+                connection.read(&mut buf).await
+            } else {
+                let read = std::pin::pin!(connection.read(&mut buf));
+                let timer = std::pin::pin!(glommio::timer::sleep(
+                    std::time::Duration::from_millis(idle_ms)
+                ));
+                match futures_util::future::select(read, timer).await {
+                    futures_util::future::Either::Left((outcome, _)) => outcome,
+                    futures_util::future::Either::Right(_) => {
+                        // Its transaction ends undone when the connection closes (locks
+                        // released), as PostgreSQL's does.
+                        self.fatal(
+                            "25P03",
+                            "terminating connection due to idle-in-transaction timeout",
+                        );
+                        connection.write_all(&self.out).await?;
+                        return Err(PgConnError::Closed);
+                    }
+                }
+            };
+            if let ReadOutcome::Eof = read {
                 if let Some(loader) = self.copy_in.take() {
                     // A client gone in the middle of a COPY: what it loaded goes too.
                     loader.abort(&self.cluster).await;
