@@ -1572,6 +1572,15 @@ pub(crate) fn savepoint<C: Cluster>(cluster: &C, name: &str) {
     }
 }
 
+/// Where the newest savepoint called `name` (case-insensitively) is on the stack.
+fn savepoint_position(t: &TxnState, name: &str) -> Result<usize, SqlError> {
+    let lower = name.to_lowercase();
+    t.savepoints
+        .iter()
+        .rposition(|s| s.0 == lower)
+        .ok_or_else(|| no_savepoint(name))
+}
+
 fn no_savepoint(name: &str) -> SqlError {
     SqlError::new("3B001", format!("savepoint \"{name}\" does not exist"))
 }
@@ -1581,12 +1590,7 @@ pub(crate) async fn rollback_to<C: Cluster>(cluster: &C, name: &str) -> Result<(
     let (txn, mark, shards) = {
         let mut conn = cluster.conn_txn().borrow_mut();
         let t = conn.current.as_mut().ok_or_else(|| no_savepoint(name))?;
-        let lower = name.to_lowercase();
-        let at = t
-            .savepoints
-            .iter()
-            .rposition(|s| s.0 == lower)
-            .ok_or_else(|| no_savepoint(name))?;
+        let at = savepoint_position(t, name)?;
         t.savepoints.truncate(at + 1);
         (t.id, t.savepoints[at].1, t.touched.clone())
     };
@@ -1603,12 +1607,7 @@ pub(crate) async fn rollback_to<C: Cluster>(cluster: &C, name: &str) -> Result<(
 pub(crate) fn release<C: Cluster>(cluster: &C, name: &str) -> Result<(), SqlError> {
     let mut conn = cluster.conn_txn().borrow_mut();
     let t = conn.current.as_mut().ok_or_else(|| no_savepoint(name))?;
-    let lower = name.to_lowercase();
-    let at = t
-        .savepoints
-        .iter()
-        .rposition(|s| s.0 == lower)
-        .ok_or_else(|| no_savepoint(name))?;
+    let at = savepoint_position(t, name)?;
     t.savepoints.truncate(at);
     Ok(())
 }
