@@ -162,6 +162,12 @@ fn acknowledged_collection_writes_survive_kill9() {
         &biglist.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     cmd(&mut conn, &["DEL", "biglist"]);
+    // Pops write no tombstones: popped indexes are taken again by later pushes.
+    cmd(&mut conn, &["RPUSH", "q2", "1", "2", "3", "4", "5", "6"]);
+    cmd(&mut conn, &["LPOP", "q2", "2"]);
+    cmd(&mut conn, &["RPOP", "q2"]);
+    cmd(&mut conn, &["RPUSH", "q2", "x"]);
+    cmd(&mut conn, &["LPUSH", "q2", "y"]);
 
     // Sorted sets: adds, re-scores, an increment, removals, a cross-shard store, a big
     // deleted one.
@@ -209,6 +215,13 @@ fn acknowledged_collection_writes_survive_kill9() {
             &n.to_string(),
         ]));
     }
+    // And a queue the kill cuts: whatever survives is a whole list.
+    for n in 0..1000 {
+        pipeline.extend(encode_command(&["RPUSH", "cutq", &n.to_string()]));
+        if n % 3 == 2 {
+            pipeline.extend(encode_command(&["LPOP", "cutq"]));
+        }
+    }
     conn.send_raw(&pipeline).expect("send");
     server.kill9();
     server.restart();
@@ -236,6 +249,15 @@ fn acknowledged_collection_writes_survive_kill9() {
         Some(0)
     );
     assert_eq!(lrange(&mut conn, "queue"), vec!["a", "B", "b2", "c"]);
+    assert_eq!(lrange(&mut conn, "q2"), vec!["y", "3", "4", "5", "x"]);
+    let cutq: Vec<u64> = lrange(&mut conn, "cutq")
+        .iter()
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    assert!(
+        cutq.windows(2).all(|w| w[1] == w[0] + 1),
+        "a cut queue is a run of consecutive pushes: {cutq:?}"
+    );
     assert_eq!(lrange(&mut conn, "from"), vec!["y"]);
     assert_eq!(lrange(&mut conn, "to"), vec!["x"]);
     assert_eq!(
@@ -286,8 +308,9 @@ fn orphans_deleted_at_start(log: &str) -> usize {
         .sum()
 }
 
-/// Compaction reclaims a deleted big collection's elements: after enough writes for the
-/// memtable holding them to be flushed and compacted, the next start finds no orphan left.
+/// Compaction reclaims a deleted big collection's elements and a queue's popped ones: after
+/// enough writes for the memtable holding them to be flushed and compacted, the next start
+/// finds no orphan left.
 #[test]
 fn compaction_reclaims_a_deleted_collections_elements() {
     let mut server = HeliosServer::start(
@@ -308,6 +331,15 @@ fn compaction_reclaims_a_deleted_collections_elements() {
         &hset.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     assert_eq!(frame(&mut conn, &["DEL", "big"]).integer(), Some(1));
+    // A queue: 300 pushed, 200 popped from both ends (no tombstones: their keys are orphans).
+    let mut rpush = vec!["RPUSH".to_string(), "q".to_string()];
+    rpush.extend((0..300).map(|i| format!("{i}:{value}")));
+    cmd(
+        &mut conn,
+        &rpush.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    cmd(&mut conn, &["LPOP", "q", "120"]);
+    cmd(&mut conn, &["RPOP", "q", "80"]);
     // About 24 MiB of other writes: memtables of 4 MiB flush, and level 0 is compacted.
     let filler = "x".repeat(100_000);
     let compactions = |conn: &mut RespConn| -> u64 {
@@ -337,6 +369,8 @@ fn compaction_reclaims_a_deleted_collections_elements() {
     );
     let mut conn = RespConn::connect(server.port()).expect("connect after restart");
     assert_eq!(frame(&mut conn, &["EXISTS", "big"]).integer(), Some(0));
+    let left: Vec<String> = (120..220).map(|i| format!("{i}:{value}")).collect();
+    assert_eq!(lrange(&mut conn, "q"), left);
 }
 
 /// The log without its colour escapes (`ESC [ ... m`).

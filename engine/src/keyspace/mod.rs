@@ -108,6 +108,11 @@ impl ListValue {
             .sum()
     }
 
+    /// Whether element index `index` lies in the list's live range `[head, head + len)`.
+    fn holds_index(&self, index: i64, len: u64) -> bool {
+        index >= self.head && ((index - self.head) as u64) < len
+    }
+
     /// The tree key of the element at position `i`.
     fn element_key(&self, db: u8, key: &[u8], i: usize) -> Bytes {
         let index = self.head + i as i64;
@@ -670,9 +675,19 @@ impl Keyspace {
             if list.version != f.version {
                 return Ok(false);
             }
-            // Elements come in index order and must follow each other from the head.
+            // Elements come in index order and must follow each other from the head. Keys
+            // outside `[head, head + len)` are popped elements (pops write no tombstones).
+            let index = storage::parse_list_index(f.field).ok_or_else(|| {
+                format!(
+                    "list {:?} has a malformed element index",
+                    String::from_utf8_lossy(f.key)
+                )
+            })?;
+            if !list.holds_index(index, list.stored_len) {
+                return Ok(false);
+            }
             let expected = list.head + list.items.len() as i64;
-            if storage::parse_list_index(f.field) != Some(expected) {
+            if index != expected {
                 return Err(format!(
                     "list {:?} misses its element at index {expected}",
                     String::from_utf8_lossy(f.key)
@@ -756,16 +771,21 @@ impl Keyspace {
         Some(entry)
     }
 
-    /// Whether an element key of (`db`, `key`, `version`) belongs to no live collection: the
-    /// key is absent, or holds a string or another incarnation. (An expired collection not
+    /// Whether an element key of (`db`, `key`, `version`, `field`) belongs to no live
+    /// collection: the key is absent, or holds a string or another incarnation, or the list's
+    /// element was popped (its index is outside the live range). (An expired collection not
     /// yet removed still owns its elements; its removal orphans them.)
-    pub fn is_orphan(&self, db: u8, key: &[u8], version: u64) -> bool {
+    pub fn is_orphan(&self, db: u8, key: &[u8], version: u64, field: &[u8]) -> bool {
         let Some(entry) = self.map.get(&key_ref(db, key)) else {
             return true;
         };
         let live = match &entry.value {
             Value::Hash(h) | Value::Set(h) => h.version,
-            Value::List(l) => l.version,
+            Value::List(l) => {
+                let popped = storage::parse_list_index(field)
+                    .is_some_and(|index| !l.holds_index(index, l.items.len() as u64));
+                return l.version != version || popped;
+            }
             Value::ZSet(z) => z.version,
             Value::Str(_) | Value::OffloadedStr { .. } => return true,
         };
@@ -979,35 +999,28 @@ impl Keyspace {
         self.list_written(db, key);
     }
 
+    /// Pops write no tombstones: only the metadata's new head and length. A popped element's
+    /// key lies outside `[head, head + len)`, where nothing reads it: a restart skips and
+    /// deletes it (`insert_stored_field`), compaction drops it (`is_orphan`), and a push that
+    /// takes its index again writes a newer version over it. (A tombstone per pop doubled the
+    /// tree's work for a queue: a memtable insert now, a flush and compactions later.)
     fn list_pop(&mut self, db: u8, key: &[u8], left: bool, count: u64) {
-        let mut deletes = Vec::new();
         let entry = self.list_entry(db, key);
         let Value::List(list) = &mut entry.value else {
             unreachable!("checked by list_entry")
         };
         let mut freed = 0;
         for _ in 0..count.min(list.items.len() as u64) {
-            let (at, value) = if left {
-                let v = list.items.pop_front().expect("counted");
+            let value = if left {
                 list.head += 1;
-                (list.head - 1, v)
+                list.items.pop_front()
             } else {
-                let v = list.items.pop_back().expect("counted");
-                (list.head + list.items.len() as i64, v)
+                list.items.pop_back()
             };
-            freed += value.len() + FIELD_OVERHEAD_BYTES;
-            deletes.push(storage::field_key(
-                db,
-                key,
-                list.version,
-                &storage::list_index_field(at),
-            ));
+            freed += value.expect("counted").len() + FIELD_OVERHEAD_BYTES;
         }
         list.stored_len = list.items.len() as u64;
         self.used_bytes -= freed;
-        for k in deletes {
-            self.pending.delete(k);
-        }
         self.list_written(db, key);
     }
 

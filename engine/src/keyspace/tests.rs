@@ -795,7 +795,7 @@ fn compaction_filter_reclaims_orphaned_elements_only() {
     let weak = Rc::downgrade(&ks);
     *oracle.borrow_mut() = Some(Box::new(move |f| {
         weak.upgrade()
-            .is_some_and(|ks| RefCell::borrow(&ks).is_orphan(f.db, f.key, f.version))
+            .is_some_and(|ks| RefCell::borrow(&ks).is_orphan(f.db, f.key, f.version, f.field))
     }));
     assert!(filter(&element, b""), "an orphan once the oracle answers");
     // ...and a new set at the same key owns only its own version's elements.
@@ -826,4 +826,75 @@ fn compaction_filter_reclaims_orphaned_elements_only() {
     ));
     let (stored, _) = storage::encode_string(b"v", None);
     assert!(!filter(&storage::storage_key(0, b"big"), &stored));
+}
+
+/// Pops write no tombstones: the popped elements' keys stay in the tree outside the list's
+/// live range, where compaction drops them and a restart skips and deletes them.
+#[test]
+fn popped_list_elements_are_orphans_outside_the_live_range() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let ks = Rc::new(RefCell::new(Keyspace::new()));
+    let push = |ks: &Rc<RefCell<Keyspace>>, left: bool, values: &[&str]| {
+        ks.borrow_mut().apply(Mutation::ListPush {
+            db: 0,
+            key: b("q"),
+            left,
+            values: values.iter().map(|v| b(v)).collect(),
+        })
+    };
+    push(&ks, false, &["a", "b", "c", "d"]);
+    let mut store = Store::new();
+    write_pending(&mut ks.borrow_mut(), &mut store);
+    let version = RefCell::borrow(&ks)
+        .peek(0, b"q")
+        .unwrap()
+        .value
+        .as_list()
+        .unwrap()
+        .version;
+    let element =
+        |index: i64| storage::field_key(0, b"q", version, &storage::list_index_field(index));
+    // LPOP and RPOP: "b", "c" are left, at indexes 1 and 2.
+    for left in [true, false] {
+        ks.borrow_mut().apply(Mutation::ListPop {
+            db: 0,
+            key: b("q"),
+            left,
+            count: 1,
+        });
+    }
+    write_pending(&mut ks.borrow_mut(), &mut store);
+    assert_eq!(
+        store.keys().filter(|k| storage::is_field_key(k)).count(),
+        4,
+        "pops wrote no tombstones"
+    );
+    let oracle = storage::OrphanOracle::default();
+    let filter = storage::compaction_filter(|| 0, oracle.clone());
+    let weak = Rc::downgrade(&ks);
+    *oracle.borrow_mut() = Some(Box::new(move |f| {
+        weak.upgrade()
+            .is_some_and(|ks| RefCell::borrow(&ks).is_orphan(f.db, f.key, f.version, f.field))
+    }));
+    let dropped: Vec<bool> = (0..4).map(|i| filter(&element(i), b"x")).collect();
+    assert_eq!(dropped, [true, false, false, true]);
+    // A push takes index 3 again: live, and newer than the popped element's key.
+    push(&ks, false, &["e"]);
+    assert!(!filter(&element(3), b"x"));
+    write_pending(&mut ks.borrow_mut(), &mut store);
+    // A restart rebuilds b, c, e and deletes the one orphan (index 0) it meets.
+    let rebuilt = restart(&mut store, 0);
+    let items: Vec<Bytes> = rebuilt
+        .peek(0, b"q")
+        .unwrap()
+        .value
+        .as_list()
+        .unwrap()
+        .items
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(items, vec![b("b"), b("c"), b("e")]);
+    assert_eq!(store.keys().filter(|k| storage::is_field_key(k)).count(), 3);
 }

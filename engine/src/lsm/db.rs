@@ -833,6 +833,13 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         if let Some((id, w)) = writer.take() {
             outputs.push(self.finish_output(id, pick.output_level, w).await?);
         }
+        if self.opts.expiry_filter.is_some() {
+            // The filter judged entries by the shard's state in memory (a popped list element,
+            // a deleted collection's orphans), which may be ahead of the log on disk: make that
+            // state durable before the entries it dropped are gone, or a crash could bring back
+            // a collection whose elements compaction already discarded.
+            self.wal.sync_all().await?;
+        }
         self.install_compaction(&pick, outputs).await
     }
 

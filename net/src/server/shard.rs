@@ -958,7 +958,7 @@ async fn open_shard(
             state
                 .ks
                 .try_borrow()
-                .is_ok_and(|ks| ks.is_orphan(field.db, field.key, field.version))
+                .is_ok_and(|ks| ks.is_orphan(field.db, field.key, field.version, field.field))
         })
     }));
     Ok(state)
