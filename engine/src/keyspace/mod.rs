@@ -447,13 +447,65 @@ fn key_ref(db: u8, key: &[u8]) -> KeyRef<'_> {
 /// Resident-value budget of a keyspace made with [`Keyspace::new`]: unbounded (tests).
 pub const RESIDENT_BUDGET_UNBOUNDED: usize = usize::MAX;
 
+/// The storage writes of the mutations applied since the last `take_pending`: one batch, in
+/// which a storage key (not an element key) written again replaces its earlier entry, so a
+/// hot key (a counter, redis-benchmark's one key, MSET of repeated keys) costs one WAL entry
+/// and one memtable write per batch, not one per command.
+#[derive(Debug, Default)]
+struct PendingWrites {
+    batch: WriteBatch,
+    /// Index in `batch` of each storage key's last write.
+    storage_keys: hashbrown::HashTable<usize>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl PendingWrites {
+    /// A put (Some) or delete (None) of storage key `skey`, in place of the key's earlier
+    /// write in the batch if any. Every write of a storage key goes through here, so the entry
+    /// it replaces is the key's last one (see [`WriteBatch::replace`]).
+    fn write_storage(&mut self, skey: Bytes, value: Option<Bytes>) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(&skey[..]);
+        let entries = self.batch.entries();
+        if let Some(&i) = self.storage_keys.find(hash, |&i| entries[i].1 == skey) {
+            self.batch.replace(i, value);
+            return;
+        }
+        let i = self.batch.len();
+        match value {
+            Some(v) => self.batch.put(skey, v),
+            None => self.batch.delete(skey),
+        }
+        let (entries, hasher) = (self.batch.entries(), &self.hasher);
+        self.storage_keys
+            .insert_unique(hash, i, |&j| hasher.hash_one(&entries[j].1[..]));
+    }
+
+    /// A put of an element key.
+    fn put(&mut self, key: Bytes, value: Bytes) {
+        debug_assert!(storage::is_field_key(&key));
+        self.batch.put(key, value);
+    }
+
+    /// A delete of an element key.
+    fn delete(&mut self, key: Bytes) {
+        debug_assert!(storage::is_field_key(&key));
+        self.batch.delete(key);
+    }
+
+    fn take(&mut self) -> WriteBatch {
+        self.storage_keys.clear();
+        std::mem::take(&mut self.batch)
+    }
+}
+
 /// One shard's Redis keys.
 #[derive(Debug)]
 pub struct Keyspace {
     /// Every stored entry, for point access.
     map: HashMap<MapKey, Entry>,
     /// Storage writes of the mutations applied since the last `take_pending`.
-    pending: WriteBatch,
+    pending: PendingWrites,
     /// Collections whose metadata value changed since the last `take_pending`: written once
     /// there, with the state they end in (a pipeline of 16 pushes writes it once, not 16
     /// times).
@@ -482,7 +534,7 @@ impl Default for Keyspace {
     fn default() -> Keyspace {
         Keyspace {
             map: HashMap::default(),
-            pending: WriteBatch::default(),
+            pending: PendingWrites::default(),
             dirty_meta: Default::default(),
             resident_order: Default::default(),
             resident_bytes: 0,
@@ -518,10 +570,10 @@ impl Keyspace {
             // Gone or no longer a collection: its delete or new value is in the batch already.
             if let Some(meta) = self.map.get(&key).and_then(Entry::collection_meta) {
                 self.pending
-                    .put(storage::storage_key(key.db, &key.key), meta);
+                    .write_storage(storage::storage_key(key.db, &key.key), Some(meta));
             }
         }
-        std::mem::take(&mut self.pending)
+        self.pending.take()
     }
 
     /// Notes that the collection at `key` needs its metadata value written (by the next
@@ -539,7 +591,7 @@ impl Keyspace {
 
     /// Approximate bytes of the pending storage writes.
     pub fn pending_bytes(&self) -> usize {
-        self.pending.approx_bytes()
+        self.pending.batch.approx_bytes()
     }
 
     /// If `key` is live but its value is offloaded: its storage key and the entry's stamp, to
@@ -831,7 +883,8 @@ impl Keyspace {
             } => self.set(db, &key, value, expire_at_ms),
             Mutation::Del { db, key } => {
                 let k = key_ref(db, &key);
-                self.pending.delete(storage::storage_key(db, &key));
+                self.pending
+                    .write_storage(storage::storage_key(db, &key), None);
                 self.remove_ref(&k);
             }
             Mutation::SetExpire {
@@ -896,7 +949,8 @@ impl Keyspace {
         }
         hash.stored_len = hash.fields.len() as u64;
         if hash.fields.is_empty() {
-            self.pending.delete(storage::storage_key(db, key));
+            self.pending
+                .write_storage(storage::storage_key(db, key), None);
             self.remove_ref(&k);
             return;
         }
@@ -958,7 +1012,8 @@ impl Keyspace {
             unreachable!("checked by list_entry")
         };
         if list.items.is_empty() {
-            self.pending.delete(storage::storage_key(db, key));
+            self.pending
+                .write_storage(storage::storage_key(db, key), None);
             self.remove_ref(&k);
             return;
         }
@@ -1261,7 +1316,8 @@ impl Keyspace {
         // buffer that must not stay pinned, and the keyspace's value is a slice of the bytes the
         // memtable holds, so the two share one allocation.
         let (stored, payload) = storage::encode_string(&payload, expire_at_ms);
-        self.pending.put(storage::storage_key(db, key), stored);
+        self.pending
+            .write_storage(storage::storage_key(db, key), Some(stored));
         self.insert_entry(db, key, Value::Str(payload), expire_at_ms);
     }
 
@@ -1325,7 +1381,7 @@ impl Keyspace {
             Value::Str(payload) => {
                 let (stored_value, payload) = storage::encode_string(payload, expire_at_ms);
                 self.pending
-                    .put(storage::storage_key(db, key), stored_value);
+                    .write_storage(storage::storage_key(db, key), Some(stored_value));
                 Some(payload)
             }
             Value::Hash(hash) | Value::Set(hash) => {
@@ -1335,7 +1391,8 @@ impl Keyspace {
                     hash.stored_len,
                     expire_at_ms,
                 );
-                self.pending.put(storage::storage_key(db, key), meta);
+                self.pending
+                    .write_storage(storage::storage_key(db, key), Some(meta));
                 None
             }
             Value::ZSet(zset) => {
@@ -1345,7 +1402,8 @@ impl Keyspace {
                     zset.stored_len,
                     expire_at_ms,
                 );
-                self.pending.put(storage::storage_key(db, key), meta);
+                self.pending
+                    .write_storage(storage::storage_key(db, key), Some(meta));
                 None
             }
             Value::List(list) => {
@@ -1355,7 +1413,8 @@ impl Keyspace {
                     list.head,
                     expire_at_ms,
                 );
-                self.pending.put(storage::storage_key(db, key), meta);
+                self.pending
+                    .write_storage(storage::storage_key(db, key), Some(meta));
                 None
             }
             Value::OffloadedStr { .. } => {
@@ -1561,7 +1620,8 @@ impl Keyspace {
         assert!((db as usize) < DB_COUNT);
         let keys: Vec<MapKey> = self.db_range(db).map(|(k, _)| k.clone()).collect();
         for k in keys {
-            self.pending.delete(storage::storage_key(k.db, &k.key));
+            self.pending
+                .write_storage(storage::storage_key(k.db, &k.key), None);
             self.remove_stored(&k);
         }
         assert_eq!(self.key_counts[db as usize], 0);

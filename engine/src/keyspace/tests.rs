@@ -898,3 +898,118 @@ fn popped_list_elements_are_orphans_outside_the_live_range() {
     assert_eq!(items, vec![b("b"), b("c"), b("e")]);
     assert_eq!(store.keys().filter(|k| storage::is_field_key(k)).count(), 3);
 }
+
+#[derive(Clone, Debug)]
+enum BatchOp {
+    Set(u8, u8),
+    Del(u8),
+    Expire(u8, Option<u64>),
+    HSet(u8, u8),
+    Push(u8, bool),
+    Pop(u8, bool),
+}
+
+fn batch_op() -> impl Strategy<Value = (BatchOp, bool)> {
+    let op = prop_oneof![
+        4 => (0u8..3, any::<u8>()).prop_map(|(k, v)| BatchOp::Set(k, v)),
+        2 => (0u8..3).prop_map(BatchOp::Del),
+        1 => (0u8..3, proptest::option::of(1000u64..2000)).prop_map(|(k, at)| BatchOp::Expire(k, at)),
+        2 => (0u8..3, 0u8..4).prop_map(|(k, f)| BatchOp::HSet(k, f)),
+        2 => (0u8..3, any::<bool>()).prop_map(|(k, l)| BatchOp::Push(k, l)),
+        2 => (0u8..3, any::<bool>()).prop_map(|(k, l)| BatchOp::Pop(k, l)),
+    ];
+    (op, any::<bool>())
+}
+
+/// The mutation `op` stands for on `ks`, if it applies to the key's type (as a command would
+/// check first).
+fn batch_mutation(ks: &Keyspace, op: &BatchOp) -> Option<Mutation> {
+    let key = |k: u8| b(&format!("k{k}"));
+    let type_of = |k: u8| ks.peek(0, &key(k)).map(|e| e.value.type_name());
+    Some(match *op {
+        BatchOp::Set(k, v) => Mutation::Set {
+            db: 0,
+            key: key(k),
+            value: Value::Str(b(&format!("v{v}"))),
+            expire_at_ms: None,
+        },
+        BatchOp::Del(k) => {
+            type_of(k)?;
+            Mutation::Del { db: 0, key: key(k) }
+        }
+        BatchOp::Expire(k, expire_at_ms) => {
+            type_of(k)?;
+            Mutation::SetExpire {
+                db: 0,
+                key: key(k),
+                expire_at_ms,
+            }
+        }
+        BatchOp::HSet(k, f) if matches!(type_of(k), None | Some("hash")) => Mutation::HashSet {
+            db: 0,
+            key: key(k),
+            fields: vec![(b(&format!("f{f}")), b("x"))],
+        },
+        BatchOp::Push(k, left) if matches!(type_of(k), None | Some("list")) => Mutation::ListPush {
+            db: 0,
+            key: key(k),
+            left,
+            values: vec![b("e")],
+        },
+        BatchOp::Pop(k, left) if type_of(k) == Some("list") => Mutation::ListPop {
+            db: 0,
+            key: key(k),
+            left,
+            count: 1,
+        },
+        _ => return None,
+    })
+}
+
+proptest! {
+    /// A storage key written several times in one batch keeps only its last write there: the
+    /// tree ends the same as when every mutation is its own batch.
+    #[test]
+    fn coalesced_batches_leave_the_tree_as_single_writes_do(
+        ops in proptest::collection::vec(batch_op(), 1..60),
+    ) {
+        let (mut single, mut single_store) = (Keyspace::new(), Store::new());
+        let (mut batched, mut batched_store) = (Keyspace::new(), Store::new());
+        for (op, end_batch) in &ops {
+            let Some(m) = batch_mutation(&single, op) else { continue };
+            prop_assert_eq!(batch_mutation(&batched, op).is_some(), true);
+            single.apply(m.clone());
+            write_pending(&mut single, &mut single_store);
+            batched.apply(m);
+            if *end_batch {
+                let batch = batched.take_pending();
+                let keys: Set<&[u8]> = batch
+                    .entries()
+                    .iter()
+                    .filter(|(_, k, _)| !storage::is_field_key(k))
+                    .map(|(_, k, _)| &k[..])
+                    .collect();
+                prop_assert_eq!(
+                    keys.len(),
+                    batch.entries().iter().filter(|(_, k, _)| !storage::is_field_key(k)).count(),
+                    "a storage key appears once per batch"
+                );
+                for (kind, key, value) in batch.entries() {
+                    match kind {
+                        crate::lsm::key::ValueKind::Put => { batched_store.insert(key.to_vec(), value.clone()); }
+                        crate::lsm::key::ValueKind::Delete => { batched_store.remove(&key[..]); }
+                    }
+                }
+            }
+        }
+        write_pending(&mut batched, &mut batched_store);
+        prop_assert_eq!(&single_store, &batched_store);
+        // And both rebuild to the same keyspace.
+        let a = restart(&mut single_store, 0);
+        let b_ = restart(&mut batched_store, 0);
+        for k in 0..3u8 {
+            let key = b(&format!("k{k}"));
+            prop_assert_eq!(a.peek(0, &key).map(|e| &e.value), b_.peek(0, &key).map(|e| &e.value));
+        }
+    }
+}

@@ -205,7 +205,8 @@ impl Keyspace {
         }
         zset.stored_len = zset.len() as u64;
         if zset.is_empty() {
-            self.pending.delete(storage::storage_key(db, key));
+            self.pending
+                .write_storage(storage::storage_key(db, key), None);
             self.remove_ref(&k);
             return;
         }

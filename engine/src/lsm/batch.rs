@@ -39,6 +39,22 @@ impl WriteBatch {
         self.push(ValueKind::Delete, key.into(), Bytes::new());
     }
 
+    /// Turns entry `i` into a put of `value` (Some) or a delete (None) of the same key. For a
+    /// writer that coalesces a key's writes within the batch: when entry `i` is the key's last
+    /// write so far, the batch's final state is that of appending the new write instead (a
+    /// batch is applied atomically, and writes of other keys commute with it).
+    pub fn replace(&mut self, i: usize, value: Option<Bytes>) {
+        let entry = &mut self.entries[i];
+        self.payload_bytes -= entry.2.len();
+        let (kind, value) = match value {
+            Some(v) => (ValueKind::Put, v),
+            None => (ValueKind::Delete, Bytes::new()),
+        };
+        self.payload_bytes += value.len();
+        entry.0 = kind;
+        entry.2 = value;
+    }
+
     fn push(&mut self, kind: ValueKind, key: Bytes, value: Bytes) {
         self.payload_bytes += 1 + 10 + key.len() + 10 + value.len();
         self.entries.push((kind, key, value));

@@ -26,17 +26,31 @@ const EXPECTED_KEYS_MAX: usize = 1 << 20;
 /// Entries an iterator copies out of the map per refill.
 pub const ITER_BATCH_ENTRIES: usize = 64;
 
+/// A map key: user key ascending, then sequence number descending.
+///
+/// The sequence number is a `Cell` so that [`Memtable::insert_superseding`] can renumber a
+/// key's newest version in place: raising the first version of a user key keeps it first, so
+/// the map's order never changes under it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemKey {
     pub user_key: Bytes,
-    pub seq: SeqNo,
+    pub seq: Cell<SeqNo>,
+}
+
+impl MemKey {
+    pub fn new(user_key: Bytes, seq: SeqNo) -> MemKey {
+        MemKey {
+            user_key,
+            seq: Cell::new(seq),
+        }
+    }
 }
 
 impl Ord for MemKey {
     fn cmp(&self, other: &Self) -> Ordering {
         self.user_key
             .cmp(&other.user_key)
-            .then_with(|| Reverse(self.seq).cmp(&Reverse(other.seq)))
+            .then_with(|| Reverse(self.seq.get()).cmp(&Reverse(other.seq.get())))
     }
 }
 
@@ -144,7 +158,7 @@ impl Memtable {
         let previous = self
             .map
             .borrow_mut()
-            .insert(MemKey { user_key, seq }, MemValue { kind, value });
+            .insert(MemKey::new(user_key, seq), MemValue { kind, value });
         assert!(previous.is_none(), "sequence number {seq} reused");
         self.used_bytes.set(self.used_bytes.get() + bytes);
         self.seq_min.set(self.seq_min.get().min(seq));
@@ -190,16 +204,17 @@ impl Memtable {
         };
         let value_len = value.len();
         let mut map = self.map.borrow_mut();
-        let removed = map.remove(&MemKey {
-            user_key: user_key.clone(),
-            seq: old.seq,
-        });
-        assert!(
-            removed.is_some(),
-            "the newest version of a key is in the map"
-        );
-        let previous = map.insert(MemKey { user_key, seq }, MemValue { kind, value });
-        assert!(previous.is_none(), "sequence number {seq} reused");
+        // One descent instead of a remove and an insert: the old newest version becomes the new
+        // one where it stands (see `MemKey`).
+        match map.entry(MemKey::new(user_key, old.seq)) {
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                slot.key().seq.set(seq);
+                *slot.get_mut() = MemValue { kind, value };
+            }
+            std::collections::btree_map::Entry::Vacant(_) => {
+                panic!("the newest version of a key is in the map")
+            }
+        }
         let used = self.used_bytes.get() + value_len - old.value.len();
         self.used_bytes.set(used);
         self.seq_max.set(self.seq_max.get().max(seq));
@@ -245,10 +260,7 @@ impl Memtable {
             Some(_) => {}
         }
         let map = self.map.borrow();
-        let start = MemKey {
-            user_key: Bytes::copy_from_slice(user_key),
-            seq: snapshot,
-        };
+        let start = MemKey::new(Bytes::copy_from_slice(user_key), snapshot);
         match map.range(start..).next() {
             Some((key, value)) if key.user_key == user_key => match value.kind {
                 ValueKind::Put => Lookup::Found(value.value.clone()),
@@ -302,7 +314,7 @@ impl Memtable {
             .take(limit)
             .map(|(key, value)| MemEntry {
                 user_key: key.user_key.clone(),
-                seq: key.seq,
+                seq: key.seq.get(),
                 kind: value.kind,
                 value: value.value.clone(),
             })
@@ -336,10 +348,7 @@ impl MemIter {
 
     /// Positions at the first entry >= (user_key, seq) in internal-key order.
     pub fn seek(&mut self, user_key: &[u8], seq: SeqNo) {
-        let target = MemKey {
-            user_key: Bytes::copy_from_slice(user_key),
-            seq,
-        };
+        let target = MemKey::new(Bytes::copy_from_slice(user_key), seq);
         self.fill(Some(&target), true);
     }
 
@@ -348,10 +357,7 @@ impl MemIter {
         self.at += 1;
         if self.at == self.batch.len() && !self.exhausted {
             let last = self.batch.last().expect("non-empty batch");
-            let from = MemKey {
-                user_key: last.user_key.clone(),
-                seq: last.seq,
-            };
+            let from = MemKey::new(last.user_key.clone(), last.seq);
             self.fill(Some(&from), false);
         }
     }
