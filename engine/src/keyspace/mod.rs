@@ -1021,15 +1021,17 @@ impl Keyspace {
     }
 
     fn list_push(&mut self, db: u8, key: &[u8], left: bool, values: Vec<Bytes>) {
-        if !self.map.contains_key(&key_ref(db, key)) {
+        let k = key_ref(db, key);
+        if !self.map.contains_key(&k) {
             let version = self.next_version;
             self.next_version += 1;
             self.insert_entry(db, key, Value::List(ListValue::empty(version, 0, 0)), None);
         }
-        let mut writes = Vec::with_capacity(values.len());
-        let entry = self.list_entry(db, key);
+        self.next_stamp += 1;
+        let entry = self.map.get_mut(&k).expect("present or created above");
+        entry.stamp = self.next_stamp;
         let Value::List(list) = &mut entry.value else {
-            unreachable!("checked by list_entry")
+            panic!("a list mutation on a {} key", entry.value.type_name());
         };
         let mut added = 0;
         for value in values {
@@ -1044,14 +1046,12 @@ impl Keyspace {
                 list.items.push_back(value.clone());
                 list.items.len() - 1
             };
-            writes.push((list.element_key(db, key, at), value));
+            self.pending.put(list.element_key(db, key, at), value);
         }
         list.stored_len = list.items.len() as u64;
         self.used_bytes += added;
-        for (k, v) in writes {
-            self.pending.put(k, v);
-        }
-        self.list_written(db, key);
+        // Not empty after a push: only its metadata changed.
+        self.meta_changed(db, key);
     }
 
     /// Pops write no tombstones: only the metadata's new head and length. A popped element's

@@ -133,36 +133,8 @@ impl Memtable {
 
     /// Inserts one entry. A sequence number is never reused, so the key is new to the map.
     pub fn insert(&self, user_key: Bytes, seq: SeqNo, kind: ValueKind, value: Bytes) {
-        let mut bytes = user_key.len() + value.len() + ENTRY_OVERHEAD_BYTES;
-        match self.newest.borrow_mut().entry(user_key.clone()) {
-            hashbrown::hash_map::Entry::Occupied(mut slot) => {
-                let newest = slot.get_mut();
-                assert_ne!(newest.seq, seq, "sequence number {seq} reused");
-                if seq > newest.seq {
-                    *newest = Newest {
-                        seq,
-                        kind,
-                        value: value.clone(),
-                    };
-                }
-            }
-            hashbrown::hash_map::Entry::Vacant(slot) => {
-                bytes += NEWEST_OVERHEAD_BYTES;
-                slot.insert(Newest {
-                    seq,
-                    kind,
-                    value: value.clone(),
-                });
-            }
-        }
-        let previous = self
-            .map
-            .borrow_mut()
-            .insert(MemKey::new(user_key, seq), MemValue { kind, value });
-        assert!(previous.is_none(), "sequence number {seq} reused");
-        self.used_bytes.set(self.used_bytes.get() + bytes);
-        self.seq_min.set(self.seq_min.get().min(seq));
-        self.seq_max.set(self.seq_max.get().max(seq));
+        let (_, new_key) = self.note_newest(&user_key, seq, kind, &value, |_| false);
+        self.add_version(user_key, seq, kind, value, new_key);
     }
 
     /// Inserts one entry of a new write, and drops the key's previous newest version here when
@@ -181,25 +153,10 @@ impl Memtable {
         value: Bytes,
         newest_pinned: Option<SeqNo>,
     ) {
-        let superseded = {
-            let mut newest = self.newest.borrow_mut();
-            match newest.get_mut(&user_key[..]) {
-                Some(slot) if slot.seq < seq && newest_pinned.is_none_or(|pin| pin < slot.seq) => {
-                    let old = std::mem::replace(
-                        slot,
-                        Newest {
-                            seq,
-                            kind,
-                            value: value.clone(),
-                        },
-                    );
-                    Some(old)
-                }
-                _ => None,
-            }
-        };
+        let unread = |old: SeqNo| old < seq && newest_pinned.is_none_or(|pin| pin < old);
+        let (superseded, new_key) = self.note_newest(&user_key, seq, kind, &value, unread);
         let Some(old) = superseded else {
-            self.insert(user_key, seq, kind, value);
+            self.add_version(user_key, seq, kind, value, new_key);
             return;
         };
         let value_len = value.len();
@@ -217,6 +174,65 @@ impl Memtable {
         }
         let used = self.used_bytes.get() + value_len - old.value.len();
         self.used_bytes.set(used);
+        self.seq_max.set(self.seq_max.get().max(seq));
+    }
+
+    /// Makes (`seq`, `kind`, `value`) the key's newest version if it is newer than the one
+    /// recorded, in one probe of the index. Returns the version it replaced when `supersede`
+    /// says no reader can see that one any more (the caller then renumbers its map entry
+    /// instead of adding one), and whether the key was new to this memtable.
+    fn note_newest(
+        &self,
+        user_key: &Bytes,
+        seq: SeqNo,
+        kind: ValueKind,
+        value: &Bytes,
+        supersede: impl Fn(SeqNo) -> bool,
+    ) -> (Option<Newest>, bool) {
+        let version = || Newest {
+            seq,
+            kind,
+            value: value.clone(),
+        };
+        match self.newest.borrow_mut().entry(user_key.clone()) {
+            hashbrown::hash_map::Entry::Occupied(mut slot) => {
+                let newest = slot.get_mut();
+                assert_ne!(newest.seq, seq, "sequence number {seq} reused");
+                if supersede(newest.seq) {
+                    return (Some(std::mem::replace(newest, version())), false);
+                }
+                if seq > newest.seq {
+                    *newest = version();
+                }
+                (None, false)
+            }
+            hashbrown::hash_map::Entry::Vacant(slot) => {
+                slot.insert(version());
+                (None, true)
+            }
+        }
+    }
+
+    /// Adds a version to the ordered map (its index entry is already recorded).
+    fn add_version(
+        &self,
+        user_key: Bytes,
+        seq: SeqNo,
+        kind: ValueKind,
+        value: Bytes,
+        new_key: bool,
+    ) {
+        let mut bytes = user_key.len() + value.len() + ENTRY_OVERHEAD_BYTES;
+        if new_key {
+            bytes += NEWEST_OVERHEAD_BYTES;
+        }
+        let previous = self
+            .map
+            .borrow_mut()
+            .insert(MemKey::new(user_key, seq), MemValue { kind, value });
+        assert!(previous.is_none(), "sequence number {seq} reused");
+        self.used_bytes.set(self.used_bytes.get() + bytes);
+        self.seq_min.set(self.seq_min.get().min(seq));
         self.seq_max.set(self.seq_max.get().max(seq));
     }
 
