@@ -110,7 +110,9 @@ impl ListValue {
 
     /// Whether element index `index` lies in the list's live range `[head, head + len)`.
     fn holds_index(&self, index: i64, len: u64) -> bool {
-        index >= self.head && ((index - self.head) as u64) < len
+        index
+            .checked_sub(self.head)
+            .is_some_and(|offset| offset >= 0 && (offset as u64) < len)
     }
 
     /// The tree key of the element at position `i`.
