@@ -495,6 +495,19 @@ impl PendingWrites {
         self.batch.delete(key);
     }
 
+    /// A put of a list element's key: scan-only (lists are resident; nothing point-reads an
+    /// element), so the memtable skips its newest-version index (`WriteBatch::put_scan_only`).
+    fn put_list_element(&mut self, key: Bytes, value: Bytes) {
+        debug_assert!(storage::is_field_key(&key));
+        self.batch.put_scan_only(key, value);
+    }
+
+    /// A delete of a list element's key (scan-only, as every write of one).
+    fn delete_list_element(&mut self, key: Bytes) {
+        debug_assert!(storage::is_field_key(&key));
+        self.batch.delete_scan_only(key);
+    }
+
     fn take(&mut self) -> WriteBatch {
         self.storage_keys.clear();
         std::mem::take(&mut self.batch)
@@ -968,7 +981,8 @@ impl Keyspace {
         if let Value::List(list) = value {
             if list.items.len() <= EAGER_RECLAIM_FIELDS_MAX {
                 for i in 0..list.items.len() {
-                    self.pending.delete(list.element_key(db, key, i));
+                    self.pending
+                        .delete_list_element(list.element_key(db, key, i));
                 }
             }
         }
@@ -1048,7 +1062,8 @@ impl Keyspace {
                 list.items.push_back(value.clone());
                 list.items.len() - 1
             };
-            self.pending.put(list.element_key(db, key, at), value);
+            self.pending
+                .put_list_element(list.element_key(db, key, at), value);
         }
         list.stored_len = list.items.len() as u64;
         self.used_bytes += added;
@@ -1091,7 +1106,7 @@ impl Keyspace {
         let old = std::mem::replace(&mut list.items[i], value.clone());
         let element = list.element_key(db, key, i);
         self.used_bytes = self.used_bytes + value.len() - old.len();
-        self.pending.put(element, value);
+        self.pending.put_list_element(element, value);
     }
 
     fn list_replace(&mut self, db: u8, key: &[u8], values: Vec<Bytes>) {
@@ -1115,8 +1130,8 @@ impl Keyspace {
         // Deletes first: a new element may take an old one's index.
         for (k, v) in writes {
             match v {
-                None => self.pending.delete(k),
-                Some(v) => self.pending.put(k, v),
+                None => self.pending.delete_list_element(k),
+                Some(v) => self.pending.put_list_element(k, v),
             }
         }
         self.list_written(db, key);

@@ -23,6 +23,9 @@ const HEADER_BYTES: usize = 12;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     entries: Vec<(ValueKind, Bytes, Bytes)>,
+    /// Per entry: written with [`WriteBatch::put_scan_only`] / [`WriteBatch::delete_scan_only`].
+    /// Kept in memory only: the WAL record does not carry it (replay indexes every entry).
+    scan_only: Vec<bool>,
     payload_bytes: usize,
 }
 
@@ -37,6 +40,20 @@ impl WriteBatch {
 
     pub fn delete(&mut self, key: impl Into<Bytes>) {
         self.push(ValueKind::Delete, key.into(), Bytes::new());
+    }
+
+    /// A put of a key that is only ever read by scans, never by a point read: the memtable
+    /// skips its newest-version index for it (see `Memtable::insert_scan_only`). The writer
+    /// writes every version of such a key this way.
+    pub fn put_scan_only(&mut self, key: Bytes, value: Bytes) {
+        self.push(ValueKind::Put, key, value);
+        *self.scan_only.last_mut().expect("just pushed") = true;
+    }
+
+    /// A delete of a key written with [`WriteBatch::put_scan_only`].
+    pub fn delete_scan_only(&mut self, key: Bytes) {
+        self.push(ValueKind::Delete, key, Bytes::new());
+        *self.scan_only.last_mut().expect("just pushed") = true;
     }
 
     /// Turns entry `i` into a put of `value` (Some) or a delete (None) of the same key. For a
@@ -58,6 +75,7 @@ impl WriteBatch {
     fn push(&mut self, kind: ValueKind, key: Bytes, value: Bytes) {
         self.payload_bytes += 1 + 10 + key.len() + 10 + value.len();
         self.entries.push((kind, key, value));
+        self.scan_only.push(false);
     }
 
     pub fn len(&self) -> usize {
@@ -75,6 +93,16 @@ impl WriteBatch {
 
     pub fn into_entries(self) -> Vec<(ValueKind, Bytes, Bytes)> {
         self.entries
+    }
+
+    /// The entries, each with whether it was written scan-only.
+    pub fn into_entries_marked(self) -> impl Iterator<Item = ((ValueKind, Bytes, Bytes), bool)> {
+        self.entries.into_iter().zip(self.scan_only)
+    }
+
+    /// Whether entry `i` was written scan-only.
+    pub fn is_scan_only(&self, i: usize) -> bool {
+        self.scan_only[i]
     }
 
     pub fn entries(&self) -> &[(ValueKind, Bytes, Bytes)] {

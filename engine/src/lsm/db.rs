@@ -245,13 +245,20 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         let state = self.state.borrow();
         let newest_pinned = self.snapshots.newest();
         for (i, (kind, key, value)) in batch.entries().iter().enumerate() {
-            state.active.insert_superseding(
-                key.clone(),
-                base_seq + i as u64,
-                *kind,
-                value.clone(),
-                newest_pinned,
-            );
+            let seq = base_seq + i as u64;
+            if batch.is_scan_only(i) {
+                state
+                    .active
+                    .insert_scan_only(key.clone(), seq, *kind, value.clone());
+            } else {
+                state.active.insert_superseding(
+                    key.clone(),
+                    seq,
+                    *kind,
+                    value.clone(),
+                    newest_pinned,
+                );
+            }
         }
         drop(state);
         self.finish_write(lsn);
@@ -268,10 +275,15 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         let (lsn, base_seq) = self.log_batch(&batch)?;
         let state = self.state.borrow();
         let newest_pinned = self.snapshots.newest();
-        for (i, (kind, key, value)) in batch.into_entries().into_iter().enumerate() {
-            state
-                .active
-                .insert_superseding(key, base_seq + i as u64, kind, value, newest_pinned);
+        for (i, ((kind, key, value), scan_only)) in batch.into_entries_marked().enumerate() {
+            let seq = base_seq + i as u64;
+            if scan_only {
+                state.active.insert_scan_only(key, seq, kind, value);
+            } else {
+                state
+                    .active
+                    .insert_superseding(key, seq, kind, value, newest_pinned);
+            }
         }
         drop(state);
         self.finish_write(lsn);

@@ -103,6 +103,10 @@ pub struct Memtable {
     /// PostgreSQL point select). A key absent here has no version at all in this memtable.
     newest: RefCell<hashbrown::HashMap<Bytes, Newest>>,
     used_bytes: Cell<usize>,
+    /// The first bytes of the keys written scan-only (a 256-bit set): such keys have no entry
+    /// in `newest`, so point reads of keys starting with one of these bytes search the map,
+    /// and writes to them never supersede in place.
+    scan_only_first_bytes: Cell<[u64; 4]>,
     /// Highest WAL lsn whose entries are in this memtable (0: none).
     max_lsn: Cell<u64>,
     seq_min: Cell<SeqNo>,
@@ -129,6 +133,35 @@ impl Memtable {
             newest: RefCell::new(hashbrown::HashMap::with_capacity(keys)),
             ..Memtable::new()
         }
+    }
+
+    /// Inserts one entry of a key that only scans read (a Redis list element: lists are
+    /// resident, so nothing ever point-reads one). It skips the newest-version index: a hash
+    /// probe, and its slot's memory, for every pushed element. Keys that share its first byte
+    /// then take the map's slower paths (`get` searches the map; writes do not supersede), so
+    /// the writer must write every version of the key this way.
+    pub fn insert_scan_only(&self, user_key: Bytes, seq: SeqNo, kind: ValueKind, value: Bytes) {
+        let first = *user_key.first().expect("scan-only keys are not empty");
+        let mut set = self.scan_only_first_bytes.get();
+        set[usize::from(first / 64)] |= 1 << (first % 64);
+        self.scan_only_first_bytes.set(set);
+        self.add_version(user_key, seq, kind, value, false);
+    }
+
+    /// Whether (`user_key`, `seq`) is the newest version of its key in the map.
+    fn is_first_version(&self, user_key: &Bytes, seq: SeqNo) -> bool {
+        let map = self.map.borrow();
+        let at = MemKey::new(user_key.clone(), seq);
+        map.range(..at)
+            .next_back()
+            .is_none_or(|(before, _)| before.user_key != *user_key)
+    }
+
+    /// Whether keys starting like `user_key` may have been written scan-only.
+    fn maybe_scan_only(&self, user_key: &[u8]) -> bool {
+        user_key.first().is_some_and(|&first| {
+            self.scan_only_first_bytes.get()[usize::from(first / 64)] & (1 << (first % 64)) != 0
+        })
     }
 
     /// Inserts one entry. A sequence number is never reused, so the key is new to the map.
@@ -159,6 +192,12 @@ impl Memtable {
             self.add_version(user_key, seq, kind, value, new_key);
             return;
         };
+        if self.maybe_scan_only(&user_key) && !self.is_first_version(&user_key, old.seq) {
+            // A scan-only write made a newer version the index never saw: renumbering the
+            // recorded one would break the map's order.
+            self.add_version(user_key, seq, kind, value, false);
+            return;
+        }
         let value_len = value.len();
         let mut map = self.map.borrow_mut();
         // One descent instead of a remove and an insert: the old newest version becomes the new
@@ -264,6 +303,9 @@ impl Memtable {
 
     /// The newest version of `user_key` with `seq <= snapshot`.
     pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Lookup {
+        if self.maybe_scan_only(user_key) {
+            return self.get_from_map(user_key, snapshot);
+        }
         match self.newest.borrow().get(user_key) {
             None => return Lookup::Absent,
             Some(newest) if newest.seq <= snapshot => {
@@ -275,6 +317,11 @@ impl Memtable {
             // Written after the snapshot: an older version may be visible.
             Some(_) => {}
         }
+        self.get_from_map(user_key, snapshot)
+    }
+
+    /// The newest version of `user_key` with `seq <= snapshot`, searched in the ordered map.
+    fn get_from_map(&self, user_key: &[u8], snapshot: SeqNo) -> Lookup {
         let map = self.map.borrow();
         let start = MemKey::new(Bytes::copy_from_slice(user_key), snapshot);
         match map.range(start..).next() {
@@ -414,6 +461,43 @@ mod tests {
         assert_eq!(table.get(b"k", 100), Lookup::Found(b("nine")));
         assert_eq!(table.get(b"j", 100), Lookup::Absent);
         assert_eq!(table.seq_range(), Some((1, 9)));
+    }
+
+    #[test]
+    fn scan_only_keys_are_found_by_point_reads_and_never_renumbered() {
+        let table = Memtable::new();
+        // An indexed key sharing the first byte, written before and after scan-only writes.
+        table.insert_superseding(b("l1"), 1, ValueKind::Put, b("a"), None);
+        table.insert_scan_only(b("l1"), 2, ValueKind::Put, b("b"));
+        table.insert_scan_only(b("l2"), 3, ValueKind::Put, b("c"));
+        assert_eq!(
+            table.get(b"l1", 100),
+            Lookup::Found(b("b")),
+            "not the index's stale one"
+        );
+        assert_eq!(table.get(b"l1", 1), Lookup::Found(b("a")));
+        assert_eq!(table.get(b"l2", 100), Lookup::Found(b("c")));
+        assert_eq!(table.get(b"l3", 100), Lookup::Absent);
+        // The index still records seq 1 for l1: superseding it in place would put seq 4
+        // behind seq 2 in the map. It is added instead, and the order holds.
+        table.insert_superseding(b("l1"), 4, ValueKind::Put, b("d"), None);
+        let entries = table.entries_from(None, true, 10);
+        let order: Vec<(&[u8], SeqNo)> = entries.iter().map(|e| (&e.user_key[..], e.seq)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (&b"l1"[..], 4),
+                (&b"l1"[..], 2),
+                (&b"l1"[..], 1),
+                (&b"l2"[..], 3)
+            ]
+        );
+        assert_eq!(table.get(b"l1", 100), Lookup::Found(b("d")));
+        // A key with another first byte keeps the fast path and supersedes in place.
+        table.insert_superseding(b("k"), 5, ValueKind::Put, b("x"), None);
+        table.insert_superseding(b("k"), 6, ValueKind::Put, b("y"), None);
+        assert_eq!(table.len(), 5);
+        assert_eq!(table.get(b"k", 100), Lookup::Found(b("y")));
     }
 
     #[test]

@@ -237,6 +237,9 @@ fn prefix_iterator_stops_at_the_prefix_end() {
 enum Op {
     Put(u8, usize),
     Delete(u8),
+    /// A put or delete written scan-only (see `WriteBatch::put_scan_only`), on the same keys as
+    /// the others: even mixed, point reads and scans must see the newest version.
+    ScanOnly(u8, Option<usize>),
     Get(u8),
     Scan(u8, usize),
     Snapshot,
@@ -253,6 +256,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         30 => (any::<u8>(), 0usize..300).prop_map(|(k, len)| Op::Put(k, len)),
         8 => any::<u8>().prop_map(Op::Delete),
+        8 => (any::<u8>(), proptest::option::of(0usize..300)).prop_map(|(k, len)| Op::ScanOnly(k, len)),
         8 => any::<u8>().prop_map(Op::Get),
         3 => (any::<u8>(), 0usize..20).prop_map(|(k, n)| Op::Scan(k, n)),
         2 => Just(Op::Snapshot),
@@ -307,6 +311,24 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
                 db.delete(&key).await.unwrap();
                 model.remove(&key);
                 unsynced.push(Unsynced { key, value: None });
+            }
+            Op::ScanOnly(k, len) => {
+                let key = key_of(k);
+                let value = len.map(|len| value_of(step, len));
+                let mut batch = WriteBatch::new();
+                match &value {
+                    Some(v) => {
+                        batch.put_scan_only(Bytes::from(key.clone()), Bytes::from(v.clone()))
+                    }
+                    None => batch.delete_scan_only(Bytes::from(key.clone())),
+                }
+                db.wait_for_write_room().await.unwrap();
+                db.write_owned(batch).unwrap();
+                match &value {
+                    Some(v) => model.insert(key.clone(), v.clone()),
+                    None => model.remove(&key),
+                };
+                unsynced.push(Unsynced { key, value });
             }
             Op::Get(k) => {
                 let key = key_of(k);
