@@ -244,6 +244,9 @@ pub struct ScanRequest {
     pub(crate) point: Option<Bytes>,
     /// Read only the rows this secondary-index range points at (then filter them as usual).
     pub(crate) index: Option<crate::index::IndexRange>,
+    /// Read only these rows, by storage key in ascending order (then filter them as usual):
+    /// the rows SKIP LOCKED locked.
+    pub(crate) rows: Option<Arc<Vec<Bytes>>>,
     /// Return each row's storage key too (UPDATE and DELETE).
     pub(crate) with_keys: bool,
     /// Work beyond the filter (None: return the whole filtered rows).
@@ -478,6 +481,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
         table: &req.table,
         point: req.point.as_ref(),
         index: req.index.as_ref(),
+        rows: req.rows.as_deref().map(Vec::as_slice),
         env: &req.env,
         first_batch: sink.first_batch(),
         wanted: wanted.as_deref(),
@@ -502,6 +506,7 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
                 table: &join.table,
                 point: join.point.as_ref(),
                 index: None,
+                rows: None,
                 env: &req.env,
                 first_batch: BATCH_ROWS,
                 wanted: None,
@@ -560,13 +565,26 @@ pub async fn scan_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         lock: None,
         ..req.clone()
     };
-    let keys = scan_local(lsm, rt, &keys_only, &view).await?.keys;
-    let wait = LockWait {
-        nowait: row_lock.nowait,
-        ..ctx.wait.clone()
+    let candidates = scan_local(lsm, rt, &keys_only, &view).await?;
+    let (keys, req) = if row_lock.skip_locked {
+        let keys = lock_free_rows(txns, ctx.id, row_lock.mode, req, candidates)?;
+        let chosen = ScanRequest {
+            rows: Some(Arc::new(keys.clone())),
+            point: None,
+            index: None,
+            ..req.clone()
+        };
+        (keys, std::borrow::Cow::Owned(chosen))
+    } else {
+        let wait = LockWait {
+            nowait: row_lock.nowait,
+            ..ctx.wait.clone()
+        };
+        let keys = candidates.keys;
+        txns.lock(graph, rt, shard, ctx.id, &keys, row_lock.mode, &wait)
+            .await?;
+        (keys, std::borrow::Cow::Borrowed(req))
     };
-    txns.lock(graph, rt, shard, ctx.id, &keys, row_lock.mode, &wait)
-        .await?;
     let view = match ctx.isolation {
         crate::txn::Isolation::RepeatableRead => {
             unchanged_since_snapshot(lsm, txns, ctx, &view, &keys).await?;
@@ -577,7 +595,51 @@ pub async fn scan_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
             snapshot: None,
         },
     };
-    scan_local(lsm, rt, req, &view).await
+    scan_local(lsm, rt, &req, &view).await
+}
+
+/// SKIP LOCKED: of the rows that pass the filter (`candidates`, with their keys), locks those
+/// no other transaction holds, and only as many as the fragment returns (its LIMIT, or its
+/// top N by the ORDER BY), as PostgreSQL locks only the rows it returns. Returns their keys in
+/// ascending order. Each shard picks its own top N, so a query over several shards may lock
+/// up to N rows on each, more than it returns.
+fn lock_free_rows(
+    txns: &ShardTxns,
+    txn: crate::txn::TxnId,
+    mode: crate::txn::LockMode,
+    req: &ScanRequest,
+    candidates: ScanRows,
+) -> Result<Vec<Bytes>, SqlError> {
+    let mut free: Vec<(Bytes, Row)> = candidates
+        .keys
+        .into_iter()
+        .zip(candidates.rows)
+        .filter(|(key, _)| txns.lockable(txn, key, mode))
+        .collect();
+    match req.push.as_deref().map(|p| &p.output) {
+        Some(FragmentOutput::Rows { limit: Some(n) }) => free.truncate(*n),
+        Some(FragmentOutput::TopN { keys, count }) => {
+            let mut keyed = Vec::with_capacity(free.len());
+            for (key, row) in free {
+                let values = keys
+                    .iter()
+                    .map(|k| eval(&k.expr, &shard_eval(&req.env, &row)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                keyed.push((values, key));
+            }
+            keyed.sort_by(|(a, _), (b, _)| exec::compare_sort_keys(keys, a, b));
+            keyed.truncate(*count);
+            free = keyed
+                .into_iter()
+                .map(|(_, key)| (key, Row::new()))
+                .collect();
+        }
+        _ => {}
+    }
+    let mut keys: Vec<Bytes> = free.into_iter().map(|(key, _)| key).collect();
+    keys.sort_unstable();
+    txns.lock_free_rows(txn, &keys, mode);
+    Ok(keys)
 }
 
 /// The columns a scan fragment reads when that is fewer than all (None: every column, for
@@ -716,6 +778,8 @@ struct TableScan<'a> {
     table: &'a Table,
     point: Option<&'a Bytes>,
     index: Option<&'a crate::index::IndexRange>,
+    /// Only these rows, by storage key in ascending order.
+    rows: Option<&'a [Bytes]>,
     env: &'a Env,
     /// Rows in the first batch; each later batch doubles it, up to [`BATCH_ROWS`]. A
     /// fragment that wants few rows (LIMIT) starts small, not to read far past them.
@@ -748,6 +812,9 @@ impl TableScan<'_> {
         }
         if let Some(range) = self.index {
             return self.run_indexed(lsm, rt, range, each).await;
+        }
+        if let Some(keys) = self.rows {
+            return self.run_keys(lsm, rt, keys.iter().cloned(), each).await;
         }
         let prefix = table_prefix(self.table.id);
         let upper = helios_engine::lsm::prefix_upper_bound(&prefix);
@@ -806,7 +873,7 @@ impl TableScan<'_> {
         lsm: &Lsm<F, R>,
         rt: &R,
         range: &crate::index::IndexRange,
-        mut each: impl FnMut(ScanBatch) -> Result<bool, SqlError>,
+        each: impl FnMut(ScanBatch) -> Result<bool, SqlError>,
     ) -> Result<(), SqlError> {
         let mut row_keys: Vec<Bytes> = Vec::new();
         // Entries left from before an ALTER TABLE rewrite point at the old table id's rows,
@@ -846,11 +913,22 @@ impl TableScan<'_> {
         }
         row_keys.sort_unstable();
         row_keys.dedup();
+        self.run_keys(lsm, rt, row_keys.into_iter(), each).await
+    }
+
+    /// The rows at `keys` (ascending), in batches; a key with no row is skipped.
+    async fn run_keys<F: FileSystem + Clone + 'static, R: Runtime>(
+        &self,
+        lsm: &Lsm<F, R>,
+        rt: &R,
+        keys: impl Iterator<Item = Bytes>,
+        mut each: impl FnMut(ScanBatch) -> Result<bool, SqlError>,
+    ) -> Result<(), SqlError> {
         let mut size = self.first_batch.clamp(1, BATCH_ROWS);
         let mut batch = ScanBatch::default();
-        for key in row_keys {
-            // A stale entry (its row changed or gone) finds nothing, or a row the filter
-            // then refuses.
+        for key in keys {
+            // A row gone since its key was found (a stale index entry, a deleted row) is
+            // skipped; a changed one meets the filter again.
             let Some(value) = self.view.get(lsm, &key).await? else {
                 continue;
             };

@@ -1946,17 +1946,21 @@ fn row_lock_mode(locks: &[ast::LockClause]) -> Result<Option<crate::txn::RowLock
     use crate::txn::{LockMode, RowLock};
     let mut lock: Option<RowLock> = None;
     for l in locks {
-        let nowait = match l.nonblock {
-            None => false,
-            Some(ast::NonBlock::Nowait) => true,
-            Some(ast::NonBlock::SkipLocked) => return Err(not_supported("SKIP LOCKED")),
+        let (nowait, skip_locked) = match l.nonblock {
+            None => (false, false),
+            Some(ast::NonBlock::Nowait) => (true, false),
+            Some(ast::NonBlock::SkipLocked) => (false, true),
         };
         let mode = match l.lock_type {
             ast::LockType::Share => LockMode::Shared,
             ast::LockType::Update => LockMode::Exclusive,
         };
         lock = Some(match lock {
-            None => RowLock { mode, nowait },
+            None => RowLock {
+                mode,
+                nowait,
+                skip_locked,
+            },
             Some(prev) => RowLock {
                 mode: if prev.mode == LockMode::Exclusive {
                     LockMode::Exclusive
@@ -1964,6 +1968,7 @@ fn row_lock_mode(locks: &[ast::LockClause]) -> Result<Option<crate::txn::RowLock
                     mode
                 },
                 nowait: prev.nowait || nowait,
+                skip_locked: prev.skip_locked || skip_locked,
             },
         });
     }

@@ -121,11 +121,13 @@ pub struct LockWait {
     pub nowait: bool,
 }
 
-/// SELECT ... FOR UPDATE / FOR SHARE [NOWAIT].
+/// SELECT ... FOR UPDATE / FOR SHARE [NOWAIT | SKIP LOCKED].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowLock {
     pub mode: LockMode,
     pub nowait: bool,
+    /// SKIP LOCKED: rows another transaction holds are left out instead of waited for.
+    pub skip_locked: bool,
 }
 
 /// How often a lock waiter looks at its cancel flag and deadline.
@@ -335,6 +337,18 @@ impl ShardTxns {
     }
 
     /// Holders that keep `txn` from locking `key` in `mode`.
+    /// Whether `txn` could lock `key` in `mode` now, without waiting.
+    pub fn lockable(&self, txn: TxnId, key: &Bytes, mode: LockMode) -> bool {
+        self.blockers(txn, key, mode).is_empty()
+    }
+
+    /// Locks `keys`, which must all be [`ShardTxns::lockable`] (checked since, with no
+    /// `.await` between): SKIP LOCKED's rows.
+    pub fn lock_free_rows(&self, txn: TxnId, keys: &[Bytes], mode: LockMode) {
+        let blockers = self.try_lock(txn, keys, mode);
+        assert!(blockers.is_empty(), "rows checked lockable were taken");
+    }
+
     fn blockers(&self, txn: TxnId, key: &Bytes, mode: LockMode) -> Vec<TxnId> {
         match self.locks.borrow().get(key) {
             None => Vec::new(),

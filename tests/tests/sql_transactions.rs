@@ -764,3 +764,113 @@ fn unique_indexes_are_enforced_across_shards() {
         .await;
     });
 }
+
+async fn ids(client: &Client, sql: &str) -> Vec<i64> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// SELECT ... FOR UPDATE SKIP LOCKED, as job queues use it: a second worker skips the rows the
+/// first holds (never waits, never gets the same job), and concurrent workers run every job
+/// exactly once.
+#[test]
+fn skip_locked_hands_each_job_to_one_worker() {
+    const JOBS: i64 = 40;
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        ok(
+            &a,
+            "CREATE TABLE jobs (id int8 PRIMARY KEY, state text NOT NULL, runs int8 NOT NULL)",
+        )
+        .await;
+        a.execute(
+            "INSERT INTO jobs SELECT g, 'ready', 0 FROM generate_series(1, $1::int8) g",
+            &[&JOBS],
+        )
+        .await
+        .unwrap();
+        let next = |n: i64| {
+            format!(
+                "SELECT id FROM jobs WHERE state = 'ready' ORDER BY id LIMIT {n} FOR UPDATE SKIP LOCKED"
+            )
+        };
+
+        ok(&a, "BEGIN").await;
+        let first = ids(&a, &next(2)).await;
+        assert_eq!(first, vec![1, 2], "the oldest jobs");
+        ok(&b, "BEGIN").await;
+        let second = ids(&b, &next(2)).await;
+        assert_eq!(second.len(), 2);
+        assert!(
+            second.iter().all(|id| !first.contains(id)) && second.windows(2).all(|w| w[0] < w[1]),
+            "b skips a's jobs: {first:?} then {second:?}"
+        );
+        // Without a LIMIT, every job nobody else holds.
+        let rest = ids(&b, "SELECT id FROM jobs WHERE state = 'ready' FOR UPDATE SKIP LOCKED").await;
+        assert!(rest.iter().all(|id| !first.contains(id)), "{rest:?}");
+        assert!(rest.len() >= (JOBS - 6) as usize, "a holds at most 2 per shard: {rest:?}");
+        ok(&b, "ROLLBACK").await;
+        // a's rows are really locked: NOWAIT fails on them, SKIP LOCKED does not see them.
+        ok(&b, "BEGIN").await;
+        let error = fails(&b, "SELECT id FROM jobs WHERE id = 1 FOR UPDATE NOWAIT").await;
+        assert_eq!(code(&error), "55P03");
+        ok(&b, "ROLLBACK").await;
+        assert!(ids(&b, "SELECT id FROM jobs WHERE id = 1 FOR UPDATE SKIP LOCKED").await.is_empty());
+        ok(&a, "ROLLBACK").await;
+        assert_eq!(ids(&b, "SELECT id FROM jobs WHERE id = 1 FOR UPDATE SKIP LOCKED").await, vec![1]);
+        // FOR SHARE SKIP LOCKED shares with another sharer and skips a writer's rows.
+        ok(&a, "BEGIN").await;
+        ids(&a, "SELECT id FROM jobs WHERE id <= 3 FOR SHARE").await;
+        ok(&b, "BEGIN").await;
+        assert_eq!(
+            ids(&b, "SELECT id FROM jobs WHERE id <= 3 ORDER BY id FOR SHARE SKIP LOCKED").await,
+            vec![1, 2, 3]
+        );
+        assert!(ids(&b, "SELECT id FROM jobs WHERE id <= 3 FOR UPDATE SKIP LOCKED").await.is_empty());
+        ok(&b, "ROLLBACK").await;
+        ok(&a, "ROLLBACK").await;
+
+        // Four workers drain the queue: each job runs exactly once.
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let client = connect(port).await;
+            let next = next(1);
+            workers.push(tokio::task::spawn_local(async move {
+                let mut done = 0;
+                loop {
+                    ok(&client, "BEGIN").await;
+                    let job = ids(&client, &next).await;
+                    let Some(&id) = job.first() else {
+                        ok(&client, "COMMIT").await;
+                        break;
+                    };
+                    client
+                        .execute(
+                            "UPDATE jobs SET state = 'done', runs = runs + 1 WHERE id = $1",
+                            &[&id],
+                        )
+                        .await
+                        .unwrap();
+                    ok(&client, "COMMIT").await;
+                    done += 1;
+                }
+                done
+            }));
+        }
+        let mut total = 0;
+        for w in workers {
+            total += w.await.unwrap();
+        }
+        assert_eq!(total, JOBS);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM jobs WHERE state = 'done' AND runs = 1").await, JOBS);
+    });
+}
