@@ -446,8 +446,8 @@ pub struct WriteRequest {
 pub struct WriteOutcome {
     /// Rows inserted (not skipped), overwritten or deleted.
     pub applied: u64,
-    /// Indexes of `Insert { if_absent: true }` ops that were skipped, counted.
-    pub skipped: u64,
+    /// The keys of `Insert { if_absent: true }` ops that were skipped (the key existed).
+    pub skipped: Vec<Bytes>,
     /// The WAL position the write must be durable to before it is acknowledged.
     pub lsn: u64,
     /// The rows `Modify` ops wrote (updated or inserted), in op order.
@@ -1532,7 +1532,7 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 let exists = inserted.contains(key) || view.get(lsm, key).await?.is_some();
                 if exists {
                     if *if_absent {
-                        outcome.skipped += 1;
+                        outcome.skipped.push(key.clone());
                         continue;
                     }
                     return Err(SqlError::new(

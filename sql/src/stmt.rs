@@ -486,15 +486,26 @@ pub(crate) async fn write_rows<C: Cluster>(
     table: &Table,
     ops: Vec<(usize, RowOp)>,
 ) -> Result<u64, SqlError> {
-    Ok(write_rows_returning(cluster, table, ops).await?.0)
+    Ok(write_rows_returning(cluster, table, ops, None).await?.0)
 }
 
-/// [`write_rows`], also returning the rows `Modify` ops wrote.
+/// [`write_rows`], also returning the rows `Modify` ops wrote. With `do_nothing` (INSERT ...
+/// ON CONFLICT DO NOTHING) a row whose unique-index value is taken is skipped, not an error.
 async fn write_rows_returning<C: Cluster>(
     cluster: &C,
     table: &Table,
     ops: Vec<(usize, RowOp)>,
+    do_nothing: Option<&DoNothing>,
 ) -> Result<(u64, Vec<Row>), SqlError> {
+    // ON CONFLICT DO NOTHING: rows take contested values in statement order, as in PostgreSQL.
+    let statement_order: std::collections::HashMap<Bytes, usize> = match do_nothing {
+        Some(_) => ops
+            .iter()
+            .enumerate()
+            .map(|(i, (_, op))| (op.key().clone(), i))
+            .collect(),
+        None => Default::default(),
+    };
     let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
     for (shard, op) in ops {
         per_shard.entry(shard).or_default().push(op);
@@ -522,8 +533,176 @@ async fn write_rows_returning<C: Cluster>(
         modified.extend(r.modified);
         claims.extend(r.claims);
     }
-    settle_claims(cluster, &indexes, claims).await?;
+    let Some(do_nothing) = do_nothing.filter(|d| !d.indexes.is_empty()) else {
+        settle_claims(cluster, &indexes, claims).await?;
+        return Ok((applied, modified));
+    };
+    // ON CONFLICT DO NOTHING: a row whose value in an arbiter unique index another row
+    // already holds is skipped, as one whose key exists was: it is deleted again (with its
+    // index entries and the claims it did take) in the same transaction.
+    let conflicting =
+        settle_claims_if_free(cluster, &indexes, claims, do_nothing, &statement_order).await?;
+    if !conflicting.is_empty() {
+        let undo = conflicting
+            .iter()
+            .map(|key| {
+                (
+                    shard_of_key(cluster, key),
+                    RowOp::Delete { key: key.clone() },
+                )
+            })
+            .collect();
+        Box::pin(write_rows_returning(cluster, table, undo, None)).await?;
+        applied -= conflicting.len() as u64;
+    }
     Ok((applied, modified))
+}
+
+/// The conflicts INSERT ... ON CONFLICT DO NOTHING skips (its arbiters): those on the
+/// primary key, and those on these unique indexes (by id). Other conflicts are 23505.
+#[derive(Debug)]
+pub(crate) struct DoNothing {
+    primary_key: bool,
+    indexes: Vec<u32>,
+}
+
+/// The arbiters of ON CONFLICT [target] DO NOTHING: without a target every unique
+/// constraint; with `(columns)` or `ON CONSTRAINT name` the one it names, as PostgreSQL
+/// infers it (42P10 when no unique constraint has exactly those columns).
+fn do_nothing_arbiter<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    on_conflict: &ast::OnConflict,
+) -> Result<DoNothing, SqlError> {
+    let unique: Vec<crate::index::IndexSpec> = crate::index::specs_for(&cluster.catalog(), table)
+        .into_iter()
+        .filter(|i| i.unique)
+        .collect();
+    let sorted = |columns: &[usize]| {
+        let mut c = columns.to_vec();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    let pk = sorted(&table.primary_key);
+    let no_arbiter = || {
+        SqlError::new(
+            "42P10",
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        )
+    };
+    match &on_conflict.conflict_target {
+        None => Ok(DoNothing {
+            primary_key: true,
+            indexes: unique.iter().map(|i| i.id).collect(),
+        }),
+        Some(ast::ConflictTarget::Columns { columns, predicate }) => {
+            let mut named = Vec::with_capacity(columns.len());
+            for c in columns {
+                named.push(table.column_index(&plan::ident(c)).ok_or_else(no_arbiter)?);
+            }
+            let named = sorted(&named);
+            if predicate.is_some() {
+                return Err(no_arbiter());
+            }
+            let indexes: Vec<u32> = unique
+                .iter()
+                .filter(|i| sorted(&i.columns) == named)
+                .map(|i| i.id)
+                .collect();
+            let primary_key = !pk.is_empty() && pk == named;
+            if !primary_key && indexes.is_empty() {
+                return Err(no_arbiter());
+            }
+            Ok(DoNothing {
+                primary_key,
+                indexes,
+            })
+        }
+        Some(ast::ConflictTarget::OnConstraint(name)) => {
+            let name = plan::split_name(name)?.1;
+            if !pk.is_empty() && name == table.pkey_name() {
+                return Ok(DoNothing {
+                    primary_key: true,
+                    indexes: Vec::new(),
+                });
+            }
+            match unique.iter().find(|i| i.name == name) {
+                Some(i) => Ok(DoNothing {
+                    primary_key: false,
+                    indexes: vec![i.id],
+                }),
+                None => Err(SqlError::new(
+                    UNDEFINED_OBJECT,
+                    format!(
+                        "constraint \"{name}\" for table \"{}\" does not exist",
+                        table.name
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// [`settle_claims`] for INSERT ... ON CONFLICT DO NOTHING: a value another row holds is not
+/// taken (no 23505). Returns the keys of the rows that could not take one of their values,
+/// each once.
+async fn settle_claims_if_free<C: Cluster>(
+    cluster: &C,
+    indexes: &[crate::index::IndexSpec],
+    mut claims: Vec<crate::index::Claim>,
+    do_nothing: &DoNothing,
+    statement_order: &std::collections::HashMap<Bytes, usize>,
+) -> Result<Vec<Bytes>, SqlError> {
+    claims.sort_by_key(|c| statement_order.get(&c.row_key).copied());
+    let mut holder_of: std::collections::HashMap<Bytes, Bytes> = Default::default();
+    let mut groups: BTreeMap<(usize, u32), Vec<RowOp>> = BTreeMap::new();
+    for c in claims {
+        // A new row gives up no value.
+        assert!(c.old.is_none(), "an inserted row releases no claim");
+        let Some(new) = c.new else { continue };
+        let shard = cluster.shard_of_token(crate::index::claim_token(&new));
+        holder_of.insert(new.clone(), c.row_key.clone());
+        groups
+            .entry((shard, c.index_id))
+            .or_default()
+            .push(RowOp::Insert {
+                key: new,
+                value: c.row_key,
+                // A value of an index that is not an arbiter is a 23505, as in PostgreSQL.
+                if_absent: do_nothing.indexes.contains(&c.index_id),
+            });
+    }
+    let futures = groups.into_iter().map(|((shard, index_id), ops)| {
+        let constraint = indexes
+            .iter()
+            .find(|i| i.id == index_id)
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        cluster.write(
+            shard,
+            WriteRequest {
+                ops,
+                constraint,
+                indexes: Vec::new(),
+                txn: crate::txn::write_ctx(cluster, shard),
+            },
+        )
+    });
+    let mut conflicting = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in futures_util::future::join_all(futures).await {
+        for claim in r?.skipped {
+            let row = holder_of
+                .get(&claim)
+                .expect("a skipped claim was sent")
+                .clone();
+            if seen.insert(row.clone()) {
+                conflicting.push(row);
+            }
+        }
+    }
+    Ok(conflicting)
 }
 
 /// Writes the unique-index claims rows gave up and took, on the claims' own shards, in the
@@ -617,14 +796,14 @@ pub(crate) async fn run_insert<C: Cluster>(
         return Err(not_supported("this INSERT form"));
     }
     let mut upsert = None;
-    let if_absent = match &insert.on {
-        None => false,
+    let do_nothing = match &insert.on {
+        None => None,
         Some(ast::OnInsert::OnConflict(c)) => match &c.action {
-            ast::OnConflictAction::DoNothing => true,
+            ast::OnConflictAction::DoNothing => Some(do_nothing_arbiter(cluster, &table, c)?),
             ast::OnConflictAction::DoUpdate(du) => {
                 let alias = insert.table_alias.as_ref().map(|a| plan::ident(&a.alias));
                 upsert = Some(bind_do_update(&planner, &table, alias, c, du)?);
-                false
+                None
             }
         },
         Some(_) => return Err(not_supported("this ON clause")),
@@ -830,7 +1009,7 @@ pub(crate) async fn run_insert<C: Cluster>(
             None => RowOp::Insert {
                 key,
                 value,
-                if_absent,
+                if_absent: do_nothing.as_ref().is_some_and(|d| d.primary_key),
             },
         };
         ops.push((shard, op));
@@ -838,12 +1017,14 @@ pub(crate) async fn run_insert<C: Cluster>(
     }
     if upsert.is_some() {
         // The rows as written: inserted, or updated by DO UPDATE (not those its WHERE skipped).
-        let (_, written) = write_rows_returning(cluster, &table, ops).await?;
+        let (_, written) = write_rows_returning(cluster, &table, ops, None).await?;
         note_write(session);
         let tag = format!("INSERT 0 {}", written.len());
         return finish_returning(returning, written, &env, tag, false);
     }
-    let applied = write_rows(cluster, &table, ops).await?;
+    let applied = write_rows_returning(cluster, &table, ops, do_nothing.as_ref())
+        .await?
+        .0;
     note_write(session);
     let tag = format!("INSERT 0 {applied}");
     finish_returning(
@@ -851,7 +1032,7 @@ pub(crate) async fn run_insert<C: Cluster>(
         full_rows,
         &env,
         tag,
-        if_absent && applied as usize != 0,
+        do_nothing.is_some() && applied as usize != 0,
     )
 }
 
@@ -890,6 +1071,19 @@ fn bind_do_update(
             named.dedup();
             let mut pk = table.primary_key.clone();
             pk.sort_unstable();
+            if predicate.is_none() && (pk.is_empty() || named != pk) {
+                let unique_index =
+                    crate::index::specs_for(planner.catalog, table)
+                        .iter()
+                        .any(|i| {
+                            let mut c = i.columns.clone();
+                            c.sort_unstable();
+                            i.unique && c == named
+                        });
+                if unique_index {
+                    return Err(not_supported("ON CONFLICT DO UPDATE on a unique index"));
+                }
+            }
             if predicate.is_some() || pk.is_empty() || named != pk {
                 return Err(no_arbiter());
             }
@@ -1230,7 +1424,7 @@ pub(crate) async fn run_update<C: Cluster>(
                 (shard, op)
             })
             .collect();
-        let (_, new_rows) = write_rows_returning(cluster, &table, ops).await?;
+        let (_, new_rows) = write_rows_returning(cluster, &table, ops, None).await?;
         note_write(session);
         let count = new_rows.len();
         return finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false);
@@ -1386,7 +1580,7 @@ pub(crate) async fn run_delete<C: Cluster>(
             (shard_of_key(cluster, op.key()), op)
         })
         .collect();
-    let (count, deleted) = write_rows_returning(cluster, &table, ops).await?;
+    let (count, deleted) = write_rows_returning(cluster, &table, ops, None).await?;
     note_write(session);
     finish_returning(returning, deleted, &env, format!("DELETE {count}"), false)
 }

@@ -874,3 +874,105 @@ fn skip_locked_hands_each_job_to_one_worker() {
         assert_eq!(one_i64(&a, "SELECT count(*) FROM jobs WHERE state = 'done' AND runs = 1").await, JOBS);
     });
 }
+
+async fn count(client: &Client, sql: &str) -> u64 {
+    client
+        .execute(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+}
+
+/// INSERT ... ON CONFLICT DO NOTHING skips rows that conflict on a unique index as well as
+/// on the primary key, across shards, and frees whatever else the skipped row had claimed;
+/// a conflict target limits the skipping to the constraint it names, as in PostgreSQL.
+#[test]
+fn on_conflict_do_nothing_skips_unique_index_conflicts() {
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        ok(
+            &a,
+            "CREATE TABLE users (id int8 PRIMARY KEY, email text UNIQUE, name text);
+             CREATE UNIQUE INDEX users_name ON users (name);
+             INSERT INTO users VALUES (1, 'a@x', 'A')",
+        )
+        .await;
+        // The email is taken: skipped, and the name it would have claimed stays free.
+        assert_eq!(
+            count(&a, "INSERT INTO users VALUES (2, 'a@x', 'B') ON CONFLICT DO NOTHING").await,
+            0
+        );
+        assert_eq!(count(&a, "INSERT INTO users VALUES (3, 'b@x', 'B')").await, 1);
+        // Several rows: a duplicate within the statement, a taken key, a taken name.
+        assert_eq!(
+            count(
+                &a,
+                "INSERT INTO users VALUES (4, 'c@x', 'C'), (5, 'c@x', 'D'), (1, 'z@x', 'Z'), (6, 'd@x', 'A')
+                 ON CONFLICT DO NOTHING"
+            )
+            .await,
+            1
+        );
+        assert_eq!(ids(&a, "SELECT id FROM users ORDER BY id").await, vec![1, 3, 4]);
+        assert_eq!(count(&a, "INSERT INTO users VALUES (7, 'd@x', 'D'), (8, 'z@x', 'Z')").await, 2);
+        // A target names the one constraint whose conflicts are skipped.
+        assert_eq!(
+            count(&a, "INSERT INTO users VALUES (9, 'a@x', 'N') ON CONFLICT (email) DO NOTHING").await,
+            0
+        );
+        assert_eq!(
+            count(
+                &a,
+                "INSERT INTO users VALUES (9, 'q@x', 'A') ON CONFLICT ON CONSTRAINT users_name DO NOTHING"
+            )
+            .await,
+            0
+        );
+        let e = fails(&a, "INSERT INTO users VALUES (9, 'q@x', 'A') ON CONFLICT (email) DO NOTHING").await;
+        assert_eq!(code(&e), "23505");
+        assert!(message(&e).contains("users_name"), "{}", message(&e));
+        let e = fails(&a, "INSERT INTO users VALUES (9, 'a@x', 'Q') ON CONFLICT (id) DO NOTHING").await;
+        assert_eq!(code(&e), "23505");
+        let e = fails(&a, "INSERT INTO users VALUES (1, 'q@x', 'Q') ON CONFLICT (email) DO NOTHING").await;
+        assert_eq!(code(&e), "23505");
+        let e = fails(&a, "INSERT INTO users VALUES (9, 'q@x', 'Q') ON CONFLICT (name, email) DO NOTHING").await;
+        assert_eq!(code(&e), "42P10");
+        let e = fails(
+            &a,
+            "INSERT INTO users VALUES (9, 'a@x', 'Q') ON CONFLICT (email) DO UPDATE SET name = 'Q'",
+        )
+        .await;
+        assert_eq!(code(&e), "0A000");
+        assert_eq!(ids(&a, "SELECT id FROM users ORDER BY id").await, vec![1, 3, 4, 7, 8]);
+
+        // A table without a primary key.
+        ok(&a, "CREATE TABLE tags (t text UNIQUE); INSERT INTO tags VALUES ('x')").await;
+        assert_eq!(count(&a, "INSERT INTO tags VALUES ('x'), ('y') ON CONFLICT DO NOTHING").await, 1);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM tags").await, 2);
+
+        // A value another transaction is inserting: wait, then skip if it commits.
+        ok(&a, "BEGIN; INSERT INTO users VALUES (20, 'race@x', 'R')").await;
+        let mut racer = Box::pin(b.execute(
+            "INSERT INTO users VALUES (21, 'race@x', 'S') ON CONFLICT DO NOTHING",
+            &[],
+        ));
+        assert!(still_waiting(&mut racer).await, "the second insert waits for the first");
+        ok(&a, "COMMIT").await;
+        assert_eq!(racer.await.unwrap(), 0);
+        // ... and take it if it rolls back.
+        ok(&a, "BEGIN; INSERT INTO users VALUES (22, 'undo@x', 'U')").await;
+        let mut racer = Box::pin(b.execute(
+            "INSERT INTO users VALUES (23, 'undo@x', 'V') ON CONFLICT DO NOTHING",
+            &[],
+        ));
+        assert!(still_waiting(&mut racer).await);
+        ok(&a, "ROLLBACK").await;
+        assert_eq!(racer.await.unwrap(), 1);
+        assert_eq!(
+            ids(&a, "SELECT id FROM users WHERE id >= 20 ORDER BY id").await,
+            vec![20, 23]
+        );
+    });
+}
