@@ -566,24 +566,27 @@ pub async fn scan_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         ..req.clone()
     };
     let candidates = scan_local(lsm, rt, &keys_only, &view).await?;
-    let (keys, req) = if row_lock.skip_locked {
-        let keys = lock_free_rows(txns, ctx.id, row_lock.mode, req, candidates)?;
-        let chosen = ScanRequest {
-            rows: Some(Arc::new(keys.clone())),
-            point: None,
-            index: None,
-            ..req.clone()
-        };
-        (keys, std::borrow::Cow::Owned(chosen))
+    let mut pool = in_fragment_order(req, candidates)?;
+    let keys = if row_lock.skip_locked {
+        pool.retain(|key| txns.lockable(ctx.id, key, row_lock.mode));
+        pool.truncate(fragment_row_limit(req).unwrap_or(usize::MAX));
+        txns.lock_free_rows(ctx.id, &pool, row_lock.mode);
+        pool
     } else {
         let wait = LockWait {
             nowait: row_lock.nowait,
             ..ctx.wait.clone()
         };
-        let keys = candidates.keys;
-        txns.lock(graph, rt, shard, ctx.id, &keys, row_lock.mode, &wait)
-            .await?;
-        (keys, std::borrow::Cow::Borrowed(req))
+        lock_rows_returned(lsm, rt, txns, graph, shard, req, &keys_only, &wait, pool).await?
+    };
+    // Read exactly the locked rows again, under their locks.
+    let mut keys = keys;
+    keys.sort_unstable();
+    let req = ScanRequest {
+        rows: Some(Arc::new(keys.clone())),
+        point: None,
+        index: None,
+        ..req.clone()
     };
     let view = match ctx.isolation {
         crate::txn::Isolation::RepeatableRead => {
@@ -598,48 +601,92 @@ pub async fn scan_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     scan_local(lsm, rt, &req, &view).await
 }
 
-/// SKIP LOCKED: of the rows that pass the filter (`candidates`, with their keys), locks those
-/// no other transaction holds, and only as many as the fragment returns (its LIMIT, or its
-/// top N by the ORDER BY), as PostgreSQL locks only the rows it returns. Returns their keys in
-/// ascending order. Each shard picks its own top N, so a query over several shards may lock
-/// up to N rows on each, more than it returns.
-fn lock_free_rows(
-    txns: &ShardTxns,
-    txn: crate::txn::TxnId,
-    mode: crate::txn::LockMode,
-    req: &ScanRequest,
-    candidates: ScanRows,
-) -> Result<Vec<Bytes>, SqlError> {
-    let mut free: Vec<(Bytes, Row)> = candidates
-        .keys
-        .into_iter()
-        .zip(candidates.rows)
-        .filter(|(key, _)| txns.lockable(txn, key, mode))
-        .collect();
+/// The most rows a fragment returns (its pushed-down LIMIT or top N); None: all that pass.
+fn fragment_row_limit(req: &ScanRequest) -> Option<usize> {
     match req.push.as_deref().map(|p| &p.output) {
-        Some(FragmentOutput::Rows { limit: Some(n) }) => free.truncate(*n),
-        Some(FragmentOutput::TopN { keys, count }) => {
-            let mut keyed = Vec::with_capacity(free.len());
-            for (key, row) in free {
-                let values = keys
-                    .iter()
-                    .map(|k| eval(&k.expr, &shard_eval(&req.env, &row)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                keyed.push((values, key));
-            }
-            keyed.sort_by(|(a, _), (b, _)| exec::compare_sort_keys(keys, a, b));
-            keyed.truncate(*count);
-            free = keyed
-                .into_iter()
-                .map(|(_, key)| (key, Row::new()))
-                .collect();
-        }
-        _ => {}
+        Some(FragmentOutput::Rows { limit }) => *limit,
+        Some(FragmentOutput::TopN { count, .. }) => Some(*count),
+        _ => None,
     }
-    let mut keys: Vec<Bytes> = free.into_iter().map(|(key, _)| key).collect();
-    keys.sort_unstable();
-    txns.lock_free_rows(txn, &keys, mode);
-    Ok(keys)
+}
+
+/// The keys of the rows that passed the filter (`candidates`, whole rows with their keys), in
+/// the order the fragment returns rows: its ORDER BY for a top N, else scan order.
+fn in_fragment_order(req: &ScanRequest, candidates: ScanRows) -> Result<Vec<Bytes>, SqlError> {
+    let Some(FragmentOutput::TopN { keys, .. }) = req.push.as_deref().map(|p| &p.output) else {
+        return Ok(candidates.keys);
+    };
+    let mut keyed = Vec::with_capacity(candidates.keys.len());
+    for (key, row) in candidates.keys.into_iter().zip(candidates.rows) {
+        let values = keys
+            .iter()
+            .map(|k| eval(&k.expr, &shard_eval(&req.env, &row)))
+            .collect::<Result<Vec<_>, _>>()?;
+        keyed.push((values, key));
+    }
+    // Stable: ties stay in scan order, as the fragment's own top N keeps them.
+    keyed.sort_by(|(a, _), (b, _)| exec::compare_sort_keys(keys, a, b));
+    Ok(keyed.into_iter().map(|(_, key)| key).collect())
+}
+
+/// FOR UPDATE / FOR SHARE (waiting, or NOWAIT): locks the rows the fragment returns, as
+/// PostgreSQL locks only the rows it returns. Without a LIMIT that is every row in `pool`
+/// (the keys of the rows that passed the filter, in the fragment's order). With one, the
+/// first N; a row that no longer passes the filter once its lock is granted (READ COMMITTED
+/// reads the newest version) is made up for by the next ones, as PostgreSQL's LIMIT asks its
+/// lock step for more rows. Rows that stopped passing stay locked, as in PostgreSQL.
+#[allow(clippy::too_many_arguments)]
+async fn lock_rows_returned<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    rt: &R,
+    txns: &ShardTxns,
+    graph: &WaitGraph,
+    shard: usize,
+    req: &ScanRequest,
+    keys_only: &ScanRequest,
+    wait: &LockWait,
+    pool: Vec<Bytes>,
+) -> Result<Vec<Bytes>, SqlError> {
+    let ctx = req
+        .txn
+        .as_ref()
+        .expect("a locking scan runs in a transaction");
+    let mode = req.lock.expect("a locking scan").mode;
+    let Some(limit) = fragment_row_limit(req) else {
+        txns.lock(graph, rt, shard, ctx.id, &pool, mode, wait)
+            .await?;
+        return Ok(pool);
+    };
+    let mut locked: Vec<Bytes> = Vec::new();
+    let mut passing = 0;
+    let mut next = pool.into_iter();
+    while passing < limit {
+        let batch: Vec<Bytes> = next.by_ref().take(limit - passing).collect();
+        if batch.is_empty() {
+            break;
+        }
+        txns.lock(graph, rt, shard, ctx.id, &batch, mode, wait)
+            .await?;
+        // Which of them still pass, now that they are locked.
+        let mut sorted = batch.clone();
+        sorted.sort_unstable();
+        let recheck = ScanRequest {
+            rows: Some(Arc::new(sorted)),
+            point: None,
+            index: None,
+            ..keys_only.clone()
+        };
+        let newest = ReadView {
+            overlay: txns.view(Some(ctx))?.overlay,
+            snapshot: match ctx.isolation {
+                crate::txn::Isolation::RepeatableRead => txns.view(Some(ctx))?.snapshot,
+                crate::txn::Isolation::ReadCommitted => None,
+            },
+        };
+        passing += scan_local(lsm, rt, &recheck, &newest).await?.keys.len();
+        locked.extend(batch);
+    }
+    Ok(locked)
 }
 
 /// The columns a scan fragment reads when that is fewer than all (None: every column, for

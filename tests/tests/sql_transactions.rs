@@ -976,3 +976,54 @@ fn on_conflict_do_nothing_skips_unique_index_conflicts() {
         );
     });
 }
+
+/// FOR UPDATE with a LIMIT locks the rows it returns (at most the LIMIT per shard), not every
+/// row its filter passes; a row that stops matching while its lock is awaited is made up for
+/// by the next one, as PostgreSQL's LIMIT does.
+#[test]
+fn for_update_with_limit_locks_only_the_rows_it_returns() {
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        setup_accounts(&a, 30, 100).await;
+        ok(&a, "BEGIN").await;
+        assert_eq!(
+            ids(&a, "SELECT id FROM acct ORDER BY id LIMIT 1 FOR UPDATE").await,
+            vec![1]
+        );
+        let mut held = Vec::new();
+        for id in 1..=30i64 {
+            ok(&b, "BEGIN").await;
+            if let Err(e) = b
+                .batch_execute(&format!(
+                    "SELECT id FROM acct WHERE id = {id} FOR UPDATE NOWAIT"
+                ))
+                .await
+            {
+                assert_eq!(code(&e), "55P03");
+                held.push(id);
+            }
+            ok(&b, "ROLLBACK").await;
+        }
+        assert!(
+            held.contains(&1) && held.len() <= 3,
+            "locks held: {held:?} (at most one per shard)"
+        );
+        ok(&a, "ROLLBACK").await;
+
+        // Rows 1-5 stop matching while b waits for them: b gets the next row instead (on
+        // every shard, so whichever shard holds row 6 must look past its first choice).
+        ok(&a, "BEGIN; UPDATE acct SET note = 'gone' WHERE id <= 5").await;
+        let mut waiter = Box::pin(b.query(
+            "SELECT id FROM acct WHERE note = 'x' ORDER BY id LIMIT 1 FOR UPDATE",
+            &[],
+        ));
+        assert!(still_waiting(&mut waiter).await, "b waits for rows 1-5");
+        ok(&a, "COMMIT").await;
+        let rows = waiter.await.unwrap();
+        let got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(got, vec![6]);
+    });
+}
