@@ -406,6 +406,13 @@ pub enum RowOp {
         insert: Option<Bytes>,
         spec: Arc<ModifySpec>,
     },
+    /// ON CONFLICT DO UPDATE of the row holding a contested unique-index value: `excluded` is
+    /// the proposed row (another key). An absent row (deleted meanwhile) fails with 40001.
+    ModifyHolder {
+        key: Bytes,
+        excluded: Bytes,
+        spec: Arc<ModifySpec>,
+    },
 }
 
 /// What a [`RowOp::Modify`] does to the current row.
@@ -446,8 +453,9 @@ pub struct WriteRequest {
 pub struct WriteOutcome {
     /// Rows inserted (not skipped), overwritten or deleted.
     pub applied: u64,
-    /// The keys of `Insert { if_absent: true }` ops that were skipped (the key existed).
-    pub skipped: Vec<Bytes>,
+    /// `Insert { if_absent: true }` ops that were skipped: each key, with the value it
+    /// holds (None: inserted earlier in the same batch).
+    pub skipped: Vec<(Bytes, Option<Bytes>)>,
     /// The WAL position the write must be durable to before it is acknowledged.
     pub lsn: u64,
     /// The rows `Modify` ops wrote (updated or inserted), in op order.
@@ -1450,7 +1458,12 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         let keys: Vec<Bytes> = req
             .ops
             .iter()
-            .filter(|op| matches!(op, RowOp::Insert { .. } | RowOp::Modify { .. }))
+            .filter(|op| {
+                matches!(
+                    op,
+                    RowOp::Insert { .. } | RowOp::Modify { .. } | RowOp::ModifyHolder { .. }
+                )
+            })
             .map(|op| op.key().clone())
             .collect();
         let transient = txns.transient_id(shard);
@@ -1576,10 +1589,13 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 value,
                 if_absent,
             } => {
-                let exists = inserted.contains(key) || view.get(lsm, key).await?.is_some();
-                if exists {
+                let existing = match inserted.contains(key) {
+                    true => Some(None),
+                    false => view.get(lsm, key).await?.map(Some),
+                };
+                if let Some(existing) = existing {
                     if *if_absent {
-                        outcome.skipped.push(key.clone());
+                        outcome.skipped.push((key.clone(), existing));
                         continue;
                     }
                     return Err(SqlError::new(
@@ -1645,6 +1661,32 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 }
                 batch.delete(key.clone())
             }
+            RowOp::ModifyHolder {
+                key,
+                excluded,
+                spec,
+            } => {
+                if !modified_keys.insert(key) || inserted.contains(key) {
+                    return Err(SqlError::new(
+                        CARDINALITY_VIOLATION,
+                        "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                    ));
+                }
+                let Some(current) = view.get(lsm, key).await? else {
+                    return Err(SqlError::new(
+                        crate::txn::SERIALIZATION_FAILURE,
+                        "could not serialize access due to concurrent delete",
+                    ));
+                };
+                let width = spec.table.columns.len();
+                let mut input = decode_row(&current, width).map_err(storage_error)?;
+                input.extend(decode_row(excluded, width).map_err(storage_error)?);
+                let Some(new_row) = modify_row(spec, &input[..width], &input)? else {
+                    continue;
+                };
+                batch.put(key.clone(), rowcodec::encode_row(&new_row));
+                outcome.modified.push(new_row);
+            }
             RowOp::Modify { key, insert, spec } => {
                 if !modified_keys.insert(key) || inserted.contains(key) {
                     return Err(SqlError::new(
@@ -1695,7 +1737,8 @@ impl RowOp {
             | RowOp::Release { key, .. }
             | RowOp::DeleteIf { key, .. }
             | RowOp::Replace { key, .. }
-            | RowOp::Modify { key, .. } => key,
+            | RowOp::Modify { key, .. }
+            | RowOp::ModifyHolder { key, .. } => key,
         }
     }
 }

@@ -497,6 +497,19 @@ async fn write_rows_returning<C: Cluster>(
     ops: Vec<(usize, RowOp)>,
     do_nothing: Option<&DoNothing>,
 ) -> Result<(u64, Vec<Row>), SqlError> {
+    let (applied, modified, _) = write_rows_skipping(cluster, table, ops, do_nothing).await?;
+    Ok((applied, modified))
+}
+
+/// [`write_rows_returning`], also returning the rows `do_nothing` skipped for a taken
+/// unique-index value: each row's key, and the key of the row holding the value (None: a row
+/// of the same statement).
+async fn write_rows_skipping<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    ops: Vec<(usize, RowOp)>,
+    do_nothing: Option<&DoNothing>,
+) -> Result<(u64, Vec<Row>, Vec<(Bytes, Option<Bytes>)>), SqlError> {
     // ON CONFLICT DO NOTHING: rows take contested values in statement order, as in PostgreSQL.
     let statement_order: std::collections::HashMap<Bytes, usize> = match do_nothing {
         Some(_) => ops
@@ -535,7 +548,7 @@ async fn write_rows_returning<C: Cluster>(
     }
     let Some(do_nothing) = do_nothing.filter(|d| !d.indexes.is_empty()) else {
         settle_claims(cluster, &indexes, claims).await?;
-        return Ok((applied, modified));
+        return Ok((applied, modified, Vec::new()));
     };
     // ON CONFLICT DO NOTHING: a row whose value in an arbiter unique index another row
     // already holds is skipped, as one whose key exists was: it is deleted again (with its
@@ -545,7 +558,7 @@ async fn write_rows_returning<C: Cluster>(
     if !conflicting.is_empty() {
         let undo = conflicting
             .iter()
-            .map(|key| {
+            .map(|(key, _)| {
                 (
                     shard_of_key(cluster, key),
                     RowOp::Delete { key: key.clone() },
@@ -555,7 +568,7 @@ async fn write_rows_returning<C: Cluster>(
         Box::pin(write_rows_returning(cluster, table, undo, None)).await?;
         applied -= conflicting.len() as u64;
     }
-    Ok((applied, modified))
+    Ok((applied, modified, conflicting))
 }
 
 /// The conflicts INSERT ... ON CONFLICT DO NOTHING skips (its arbiters): those on the
@@ -646,14 +659,14 @@ fn do_nothing_arbiter<C: Cluster>(
 
 /// [`settle_claims`] for INSERT ... ON CONFLICT DO NOTHING: a value another row holds is not
 /// taken (no 23505). Returns the keys of the rows that could not take one of their values,
-/// each once.
+/// each once, with the key of the row holding it (None: a row of the same statement).
 async fn settle_claims_if_free<C: Cluster>(
     cluster: &C,
     indexes: &[crate::index::IndexSpec],
     mut claims: Vec<crate::index::Claim>,
     do_nothing: &DoNothing,
     statement_order: &std::collections::HashMap<Bytes, usize>,
-) -> Result<Vec<Bytes>, SqlError> {
+) -> Result<Vec<(Bytes, Option<Bytes>)>, SqlError> {
     claims.sort_by_key(|c| statement_order.get(&c.row_key).copied());
     let mut holder_of: std::collections::HashMap<Bytes, Bytes> = Default::default();
     let mut groups: BTreeMap<(usize, u32), Vec<RowOp>> = BTreeMap::new();
@@ -692,13 +705,13 @@ async fn settle_claims_if_free<C: Cluster>(
     let mut conflicting = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for r in futures_util::future::join_all(futures).await {
-        for claim in r?.skipped {
+        for (claim, holder) in r?.skipped {
             let row = holder_of
                 .get(&claim)
                 .expect("a skipped claim was sent")
                 .clone();
             if seen.insert(row.clone()) {
-                conflicting.push(row);
+                conflicting.push((row, holder));
             }
         }
     }
@@ -972,14 +985,18 @@ pub(crate) async fn run_insert<C: Cluster>(
     // Complete rows, constraints, keys.
     let mut full_rows = Vec::with_capacity(source_rows.len());
     let mut ops = Vec::with_capacity(source_rows.len());
+    let mut upsert_arbiter = None;
     let upsert = match upsert {
-        Some((sets, filter)) => Some(Arc::new(ModifySpec {
-            table: table.clone(),
-            sets,
-            filter,
-            checks: bind_checks(session, &catalog, &table)?,
-            env: env.clone(),
-        })),
+        Some((sets, filter, arbiter)) => {
+            upsert_arbiter = arbiter;
+            Some(Arc::new(ModifySpec {
+                table: table.clone(),
+                sets,
+                filter,
+                checks: bind_checks(session, &catalog, &table)?,
+                env: env.clone(),
+            }))
+        }
         None => None,
     };
     for src in source_rows {
@@ -999,14 +1016,14 @@ pub(crate) async fn run_insert<C: Cluster>(
         let shard = shard_of_key(cluster, &key);
         let value = rowcodec::encode_row(&full);
         let op = match &upsert {
-            Some(spec) => RowOp::Modify {
+            Some(spec) if upsert_arbiter.is_none() => RowOp::Modify {
                 key,
                 insert: Some(value),
                 spec: spec.clone(),
             },
             // A hidden row id is unique by construction: no existence check for it.
-            None if table.primary_key.is_empty() => RowOp::Append { key, value },
-            None => RowOp::Insert {
+            _ if table.primary_key.is_empty() => RowOp::Append { key, value },
+            _ => RowOp::Insert {
                 key,
                 value,
                 if_absent: do_nothing.as_ref().is_some_and(|d| d.primary_key),
@@ -1014,6 +1031,12 @@ pub(crate) async fn run_insert<C: Cluster>(
         };
         ops.push((shard, op));
         full_rows.push(full);
+    }
+    if let (Some(spec), Some(index)) = (&upsert, upsert_arbiter) {
+        let written = upsert_on_unique_index(cluster, &table, ops, full_rows, spec, index).await?;
+        note_write(session);
+        let tag = format!("INSERT 0 {}", written.len());
+        return finish_returning(returning, written, &env, tag, false);
     }
     if upsert.is_some() {
         // The rows as written: inserted, or updated by DO UPDATE (not those its WHERE skipped).
@@ -1037,7 +1060,70 @@ pub(crate) async fn run_insert<C: Cluster>(
 }
 
 /// DO UPDATE's SET list and WHERE.
-type DoUpdate = (Vec<(usize, SetValue)>, Option<Bound>);
+/// INSERT ... ON CONFLICT (unique index columns) DO UPDATE: the rows are inserted; those whose
+/// value of the arbiter index another row holds are taken back, and that row is updated
+/// instead, with the proposed row as `excluded` (`RowOp::ModifyHolder`). Returns the rows
+/// written: inserted, then updated (not those the DO UPDATE WHERE left alone).
+async fn upsert_on_unique_index<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    ops: Vec<(usize, RowOp)>,
+    full_rows: Vec<Row>,
+    spec: &Arc<ModifySpec>,
+    index: u32,
+) -> Result<Vec<Row>, SqlError> {
+    let proposed: std::collections::HashMap<Bytes, (Bytes, Row)> = ops
+        .iter()
+        .zip(full_rows)
+        .map(|((_, op), row)| {
+            let value = match op {
+                RowOp::Insert { value, .. } | RowOp::Append { value, .. } => value.clone(),
+                _ => unreachable!("an upsert inserts"),
+            };
+            (op.key().clone(), (value, row))
+        })
+        .collect();
+    let order: Vec<Bytes> = ops.iter().map(|(_, op)| op.key().clone()).collect();
+    let arbiter = DoNothing {
+        primary_key: false,
+        indexes: vec![index],
+    };
+    let (_, _, lost) = write_rows_skipping(cluster, table, ops, Some(&arbiter)).await?;
+    let mut updates = Vec::with_capacity(lost.len());
+    let mut lost_rows = std::collections::HashSet::with_capacity(lost.len());
+    for (row_key, holder) in lost {
+        let Some(holder) = holder else {
+            return Err(SqlError::new(
+                crate::error::CARDINALITY_VIOLATION,
+                "ON CONFLICT DO UPDATE command cannot affect row a second time",
+            ));
+        };
+        let (excluded, _) = &proposed[&row_key];
+        updates.push((
+            shard_of_key(cluster, &holder),
+            RowOp::ModifyHolder {
+                key: holder,
+                excluded: excluded.clone(),
+                spec: spec.clone(),
+            },
+        ));
+        lost_rows.insert(row_key);
+    }
+    let mut written: Vec<Row> = order
+        .iter()
+        .filter(|key| !lost_rows.contains(*key))
+        .map(|key| proposed[key].1.clone())
+        .collect();
+    if !updates.is_empty() {
+        let (_, updated) = write_rows_returning(cluster, table, updates, None).await?;
+        written.extend(updated);
+    }
+    Ok(written)
+}
+
+/// DO UPDATE's SET list, its WHERE, and its arbiter: the primary key (None) or a unique
+/// index (its id).
+type DoUpdate = (Vec<(usize, SetValue)>, Option<Bound>, Option<u32>);
 
 /// ON CONFLICT ... DO UPDATE: its SET list and WHERE, bound over the existing row (named by
 /// the table or its alias) followed by the proposed one (`excluded`). The conflict target
@@ -1055,6 +1141,17 @@ fn bind_do_update(
             "there is no unique or exclusion constraint matching the ON CONFLICT specification",
         )
     };
+    let unique_index = |named: &[usize]| {
+        crate::index::specs_for(planner.catalog, table)
+            .iter()
+            .find(|i| {
+                let mut c = i.columns.clone();
+                c.sort_unstable();
+                i.unique && c == named
+            })
+            .map(|i| i.id)
+    };
+    let mut arbiter = None;
     match &on_conflict.conflict_target {
         None => {
             return Err(SqlError::new(
@@ -1071,33 +1168,29 @@ fn bind_do_update(
             named.dedup();
             let mut pk = table.primary_key.clone();
             pk.sort_unstable();
-            if predicate.is_none() && (pk.is_empty() || named != pk) {
-                let unique_index =
-                    crate::index::specs_for(planner.catalog, table)
-                        .iter()
-                        .any(|i| {
-                            let mut c = i.columns.clone();
-                            c.sort_unstable();
-                            i.unique && c == named
-                        });
-                if unique_index {
-                    return Err(not_supported("ON CONFLICT DO UPDATE on a unique index"));
-                }
-            }
-            if predicate.is_some() || pk.is_empty() || named != pk {
+            if predicate.is_some() {
                 return Err(no_arbiter());
+            }
+            if pk.is_empty() || named != pk {
+                arbiter = Some(unique_index(&named).ok_or_else(no_arbiter)?);
             }
         }
         Some(ast::ConflictTarget::OnConstraint(name)) => {
             let name = plan::split_name(name)?.1;
             if table.primary_key.is_empty() || name != table.pkey_name() {
-                return Err(SqlError::new(
-                    UNDEFINED_OBJECT,
-                    format!(
-                        "constraint \"{name}\" for table \"{}\" does not exist",
-                        table.name
-                    ),
-                ));
+                let index = crate::index::specs_for(planner.catalog, table)
+                    .into_iter()
+                    .find(|i| i.unique && i.name == name);
+                let Some(index) = index else {
+                    return Err(SqlError::new(
+                        UNDEFINED_OBJECT,
+                        format!(
+                            "constraint \"{name}\" for table \"{}\" does not exist",
+                            table.name
+                        ),
+                    ));
+                };
+                arbiter = Some(index.id);
             }
         }
     }
@@ -1134,7 +1227,7 @@ fn bind_do_update(
             Some(b)
         }
     };
-    Ok((sets, filter))
+    Ok((sets, filter, arbiter))
 }
 
 /// A SET list (UPDATE, ON CONFLICT DO UPDATE): each target column's position and its value,

@@ -941,10 +941,10 @@ fn on_conflict_do_nothing_skips_unique_index_conflicts() {
         assert_eq!(code(&e), "42P10");
         let e = fails(
             &a,
-            "INSERT INTO users VALUES (9, 'a@x', 'Q') ON CONFLICT (email) DO UPDATE SET name = 'Q'",
+            "INSERT INTO users VALUES (9, 'q@x', 'Q') ON CONFLICT (name, email) DO UPDATE SET name = 'R'",
         )
         .await;
-        assert_eq!(code(&e), "0A000");
+        assert_eq!(code(&e), "42P10");
         assert_eq!(ids(&a, "SELECT id FROM users ORDER BY id").await, vec![1, 3, 4, 7, 8]);
 
         // A table without a primary key.
@@ -1025,5 +1025,92 @@ fn for_update_with_limit_locks_only_the_rows_it_returns() {
         let rows = waiter.await.unwrap();
         let got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         assert_eq!(got, vec![6]);
+    });
+}
+
+async fn counter_rows(c: &Client) -> Vec<(i64, String, i64)> {
+    c.query("SELECT id, email, n FROM counters ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// INSERT ... ON CONFLICT (unique index columns) DO UPDATE updates the row that holds the
+/// value, wherever it lives, with the proposed row as `excluded`; concurrent upserts of one
+/// value never lose an update.
+#[test]
+fn on_conflict_do_update_on_a_unique_index() {
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        ok(
+            &a,
+            "CREATE TABLE counters (id int8 PRIMARY KEY, email text UNIQUE, n int8 NOT NULL);
+             INSERT INTO counters VALUES (1, 'a@x', 1)",
+        )
+        .await;
+        let upsert = "ON CONFLICT (email) DO UPDATE SET n = counters.n + excluded.n";
+        assert_eq!(
+            count(&a, &format!("INSERT INTO counters VALUES (2, 'a@x', 1) {upsert}")).await,
+            1
+        );
+        assert_eq!(counter_rows(&a).await, vec![(1, "a@x".to_string(), 2)]);
+        assert_eq!(
+            count(
+                &a,
+                &format!("INSERT INTO counters VALUES (3, 'b@x', 5), (4, 'a@x', 10) {upsert}")
+            )
+            .await,
+            2
+        );
+        assert_eq!(
+            counter_rows(&a).await,
+            vec![(1, "a@x".to_string(), 12), (3, "b@x".to_string(), 5)]
+        );
+        // The DO UPDATE WHERE leaves the row alone: nothing written.
+        assert_eq!(
+            count(
+                &a,
+                "INSERT INTO counters VALUES (5, 'a@x', 1) ON CONFLICT ON CONSTRAINT counters_email_key
+                 DO UPDATE SET n = 0 WHERE counters.n > 100"
+            )
+            .await,
+            0
+        );
+        // Two rows of one statement on one value; a conflict on the primary key instead.
+        let e = fails(&a, &format!("INSERT INTO counters VALUES (5, 'c@x', 1), (6, 'c@x', 1) {upsert}")).await;
+        assert_eq!(code(&e), "21000");
+        let e = fails(&a, &format!("INSERT INTO counters VALUES (1, 'new@x', 1) {upsert}")).await;
+        assert_eq!(code(&e), "23505");
+        // RETURNING gives the updated row; moving the value frees it.
+        let returned = a
+            .query(
+                "INSERT INTO counters VALUES (7, 'a@x', 0) ON CONFLICT (email)
+                 DO UPDATE SET email = 'moved@x' RETURNING id, email",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(returned.len(), 1);
+        assert_eq!(returned[0].get::<_, i64>(0), 1);
+        assert_eq!(returned[0].get::<_, String>(1), "moved@x");
+        assert_eq!(count(&a, "INSERT INTO counters VALUES (8, 'a@x', 1)").await, 1);
+
+        // Concurrent upserts of a new value: the second waits, then updates the first's row.
+        ok(&a, &format!("BEGIN; INSERT INTO counters VALUES (10, 'c@x', 1) {upsert}")).await;
+        let sql = format!("INSERT INTO counters VALUES (11, 'c@x', 1) {upsert}");
+        let mut second = Box::pin(b.execute(sql.as_str(), &[]));
+        assert!(still_waiting(&mut second).await, "the second upsert waits");
+        ok(&a, "COMMIT").await;
+        assert_eq!(second.await.unwrap(), 1);
+        assert_eq!(
+            one_i64(&a, "SELECT n FROM counters WHERE email = 'c@x'").await,
+            2
+        );
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM counters WHERE email = 'c@x'").await, 1);
     });
 }
