@@ -23,7 +23,7 @@ use super::compaction::{self, Decision, Gc, Pick};
 use super::iter::{DbIter, MergingIter, ReadOptions, Source};
 use super::key::{self, SeqNo, ValueKind};
 use super::manifest::{self, FileMeta, Manifest, ManifestState, VersionEdit};
-use super::memtable::{Lookup, MemIter, Memtable};
+use super::memtable::{Lookup, Memtable};
 use super::notify::Notify;
 use super::snapshot::{Snapshot, SnapshotList};
 use super::version::{Table, Version, LEVEL_COUNT};
@@ -627,31 +627,33 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         let path = self.table_path(id);
         let mut gc = Gc::new(self.snapshots.pinned(), false, None);
         let mut writer = SstWriter::create(&self.fs, &path, self.opts.sst).await?;
-        let mut iter = MemIter::new(memtable.clone());
-        iter.seek_to_first();
         let mut internal_key = Vec::new();
         let mut entries = 0usize;
-        while iter.valid() {
-            let entry = iter.entry();
-            if let Decision::Keep(kind) =
-                gc.decide(&entry.user_key, entry.seq, entry.kind, &entry.value)
-            {
-                internal_key.clear();
-                key::encode_into(&mut internal_key, &entry.user_key, entry.seq, kind);
-                writer.add(&internal_key, &entry.value).await?;
-                entries += 1;
-            }
-            iter.next();
-            if entries.is_multiple_of(ENTRIES_PER_YIELD_CHECK) {
-                self.rt.yield_if_needed().await;
+        {
+            // Read in place, not copied out a batch at a time as scans do: an immutable
+            // memtable takes no more writes, so holding its map across the writer's awaits
+            // conflicts with nothing (copying every entry out was ~9 % of a pipelined RPUSH's
+            // shard time while a flush ran).
+            let map = memtable.frozen_entries();
+            for (processed, (mem_key, mem_value)) in map.iter().enumerate() {
+                if processed.is_multiple_of(ENTRIES_PER_YIELD_CHECK) {
+                    self.rt.yield_if_needed().await;
+                }
+                let seq = mem_key.seq.get();
+                if let Decision::Keep(kind) =
+                    gc.decide(&mem_key.user_key, seq, mem_value.kind, &mem_value.value)
+                {
+                    internal_key.clear();
+                    key::encode_into(&mut internal_key, &mem_key.user_key, seq, kind);
+                    writer.add(&internal_key, &mem_value.value).await?;
+                    entries += 1;
+                }
             }
         }
         assert!(
             entries > 0,
             "a flushed memtable keeps at least the newest version of a key"
         );
-        // Lets go of the memtable, so that `retire_memtable` can free it in the background.
-        drop(iter);
         let info = writer.finish().await?;
         let table = self.open_table(id, 0, &info).await?;
         let edit = VersionEdit {

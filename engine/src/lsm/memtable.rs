@@ -275,6 +275,12 @@ impl Memtable {
         self.seq_max.set(self.seq_max.get().max(seq));
     }
 
+    /// Every entry in internal-key order, borrowed in place. Only for a memtable that takes no
+    /// more writes (retired, being flushed): a write while the borrow is held would panic.
+    pub fn frozen_entries(&self) -> std::cell::Ref<'_, BTreeMap<MemKey, MemValue>> {
+        self.map.borrow()
+    }
+
     /// Records that the entries of WAL record `lsn` are in this memtable.
     pub fn note_lsn(&self, lsn: u64) {
         self.max_lsn.set(self.max_lsn.get().max(lsn));
