@@ -686,25 +686,9 @@ async fn settle_claims_if_free<C: Cluster>(
                 if_absent: do_nothing.indexes.contains(&c.index_id),
             });
     }
-    let futures = groups.into_iter().map(|((shard, index_id), ops)| {
-        let constraint = indexes
-            .iter()
-            .find(|i| i.id == index_id)
-            .map(|i| i.name.clone())
-            .unwrap_or_default();
-        cluster.write(
-            shard,
-            WriteRequest {
-                ops,
-                constraint,
-                indexes: Vec::new(),
-                txn: crate::txn::write_ctx(cluster, shard),
-            },
-        )
-    });
     let mut conflicting = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for r in futures_util::future::join_all(futures).await {
+    for r in write_claims(cluster, indexes, groups).await {
         for (claim, holder) in r?.skipped {
             let row = holder_of
                 .get(&claim)
@@ -753,29 +737,43 @@ pub(crate) async fn settle_claims<C: Cluster>(
             });
         }
     }
-    let futures = groups
+    let groups = groups
         .into_iter()
-        .map(|((shard, index_id), (mut ops, taken))| {
+        .map(|(group, (mut ops, taken))| {
             ops.extend(taken);
-            let constraint = indexes
-                .iter()
-                .find(|i| i.id == index_id)
-                .map(|i| i.name.clone())
-                .unwrap_or_default();
-            cluster.write(
-                shard,
-                WriteRequest {
-                    ops,
-                    constraint,
-                    indexes: Vec::new(),
-                    txn: crate::txn::write_ctx(cluster, shard),
-                },
-            )
-        });
-    for r in futures_util::future::join_all(futures).await {
+            (group, ops)
+        })
+        .collect();
+    for r in write_claims(cluster, indexes, groups).await {
         r?;
     }
     Ok(())
+}
+
+/// Sends each (shard, unique index) group of claim writes to its shard, in parallel, in the
+/// writer's transaction; a taken value's 23505 names the index.
+async fn write_claims<C: Cluster>(
+    cluster: &C,
+    indexes: &[crate::index::IndexSpec],
+    groups: BTreeMap<(usize, u32), Vec<RowOp>>,
+) -> Vec<Result<crate::cluster::WriteOutcome, SqlError>> {
+    let futures = groups.into_iter().map(|((shard, index_id), ops)| {
+        let constraint = indexes
+            .iter()
+            .find(|i| i.id == index_id)
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        cluster.write(
+            shard,
+            WriteRequest {
+                ops,
+                constraint,
+                indexes: Vec::new(),
+                txn: crate::txn::write_ctx(cluster, shard),
+            },
+        )
+    });
+    futures_util::future::join_all(futures).await
 }
 
 fn shard_of_key<C: Cluster>(cluster: &C, key: &Bytes) -> usize {
