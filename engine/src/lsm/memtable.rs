@@ -4,6 +4,9 @@
 //! and shared by `Rc`; iterators do not borrow it across an `.await` (they copy a small batch of
 //! entries at a time and re-seek after it), so writes may land while a scan is in progress —
 //! they carry newer sequence numbers than the scan's snapshot and are skipped by it.
+//!
+//! Scan-only entries that arrive in ascending order go to an [`AscendingRun`] beside the map
+//! instead; every reader merges the two.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::{Ordering, Reverse};
