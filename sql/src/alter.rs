@@ -714,13 +714,13 @@ async fn write_rewritten<C: Cluster>(
                 .collect();
             return Err(SqlError::new(
                 UNIQUE_VIOLATION,
-                format!(
-                    "could not create unique index \"{}\": Key ({})=({}) is duplicated.",
-                    table.pkey_name(),
-                    names.join(", "),
-                    shown.join(", ")
-                ),
-            ));
+                format!("could not create unique index \"{}\"", table.pkey_name()),
+            )
+            .with_detail(format!(
+                "Key ({})=({}) is duplicated.",
+                names.join(", "),
+                shown.join(", ")
+            )));
         }
         let key: Bytes = rowcodec::row_key(table.id, &key_bytes);
         let token = rowcodec::storage_key_token(&key).expect("a row key has a token");

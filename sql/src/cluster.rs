@@ -1598,13 +1598,15 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                         outcome.skipped.push((key.clone(), existing));
                         continue;
                     }
-                    return Err(SqlError::new(
+                    let mut e = SqlError::new(
                         UNIQUE_VIOLATION,
                         format!(
                             "duplicate key value violates unique constraint \"{}\"",
                             req.constraint
                         ),
-                    ));
+                    );
+                    e.conflict_key = Some(key.to_vec().into_boxed_slice());
+                    return Err(e);
                 }
                 inserted.insert(key);
                 batch.put(key.clone(), value.clone());

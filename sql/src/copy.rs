@@ -1225,6 +1225,13 @@ impl CopyLoader {
                 first_error = Some(e);
             }
         }
+        if let Some(e) = &mut first_error {
+            if let Some(key) = e.conflict_key.take() {
+                e.detail =
+                    crate::index::describe_conflict(&cluster.catalog(), &key, &self.env.style)
+                        .map(|key| format!("{key} already exists."));
+            }
+        }
         match first_error {
             Some(e) => Err(with_context(e, &self.table.name, self.line, None)),
             None => Ok(()),

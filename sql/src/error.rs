@@ -13,6 +13,12 @@ pub struct SqlError {
     pub position: Option<usize>,
     /// The CONTEXT field: where in a longer operation it failed (`COPY t, line 3`).
     pub context: Option<String>,
+    /// The DETAIL field: the specifics, such as the duplicated key of a 23505.
+    pub detail: Option<String>,
+    /// For a 23505 raised on a shard: the storage key (a row key or a unique-index claim) that
+    /// was already taken. Not sent to the client; the statement's boundary turns it into
+    /// `detail` with the catalog (`index::describe_conflict`).
+    pub conflict_key: Option<Box<[u8]>>,
 }
 
 impl SqlError {
@@ -22,7 +28,14 @@ impl SqlError {
             message: message.into(),
             position: None,
             context: None,
+            detail: None,
+            conflict_key: None,
         }
+    }
+
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> SqlError {
+        self.detail = Some(detail.into());
+        self
     }
 
     pub(crate) fn at(mut self, position: Option<usize>) -> SqlError {

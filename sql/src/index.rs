@@ -70,6 +70,57 @@ pub(crate) fn claim_key(spec: &IndexSpec, row: &[Datum]) -> Result<Option<Bytes>
     Ok(Some(Bytes::from(key)))
 }
 
+/// The values of a taken key (a row key, or a unique index's claim) that a shard reported with
+/// a 23505, as PostgreSQL's DETAIL shows them: `Key (a, b)=(1, x)`. None when the key's table
+/// or index is gone from `catalog` or its values cannot be read back from the key.
+pub(crate) fn describe_conflict(
+    catalog: &Catalog,
+    key: &[u8],
+    style: &crate::types::Style,
+) -> Option<String> {
+    let id_at = |at: usize| Some(u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?));
+    let (table, columns, key_bytes) = match *key.first()? {
+        rowcodec::ROW_PREFIX => {
+            let table = table_by_id(catalog, id_at(1)?)?;
+            let columns = table.primary_key.clone();
+            (table, columns, key.get(rowcodec::ROW_KEY_HEADER_BYTES..)?)
+        }
+        CLAIM_PREFIX => {
+            let table = table_by_id(catalog, id_at(1)?)?;
+            let index_id = id_at(5)?;
+            let spec = specs_for(catalog, &table)
+                .into_iter()
+                .find(|spec| spec.id == index_id)?;
+            (table, spec.columns, key.get(9..)?)
+        }
+        _ => return None,
+    };
+    if columns.is_empty() {
+        return None;
+    }
+    let types: Vec<SqlType> = columns.iter().map(|&c| table.columns[c].ty).collect();
+    let values = rowcodec::decode_key_datums(key_bytes, &types)?;
+    let names: Vec<&str> = columns
+        .iter()
+        .map(|&c| table.columns[c].name.as_str())
+        .collect();
+    let shown: Vec<String> = values
+        .iter()
+        .map(|v| crate::types::output(v, style).unwrap_or_default())
+        .collect();
+    Some(format!("Key ({})=({})", names.join(", "), shown.join(", ")))
+}
+
+fn table_by_id(catalog: &Catalog, id: u32) -> Option<std::sync::Arc<Table>> {
+    catalog
+        .databases
+        .values()
+        .flat_map(|database| database.schemas.values())
+        .flat_map(|schema| schema.tables.values())
+        .find(|table| table.id == id)
+        .cloned()
+}
+
 /// The token that places a claim key on a shard.
 pub(crate) fn claim_token(claim: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(claim)

@@ -215,6 +215,34 @@ async fn execute_in_transaction<C: Cluster>(
     statement: &Statement,
     params: &stmt::Params,
 ) -> Result<StatementResult, SqlError> {
+    execute_statement(session, cluster, sql, statement, params)
+        .await
+        .map_err(|e| with_conflict_detail(session, cluster, e))
+}
+
+/// Names the duplicated key of a 23505 a shard raised, in the DETAIL field, as PostgreSQL
+/// does (`Key (id)=(1) already exists.`): drivers show it, and tools parse it.
+pub(crate) fn with_conflict_detail<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    mut e: SqlError,
+) -> SqlError {
+    if e.detail.is_none() {
+        if let Some(key) = e.conflict_key.take() {
+            e.detail = index::describe_conflict(&cluster.catalog(), &key, &session.style())
+                .map(|key| format!("{key} already exists."));
+        }
+    }
+    e
+}
+
+async fn execute_statement<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+    statement: &Statement,
+    params: &stmt::Params,
+) -> Result<StatementResult, SqlError> {
     let in_block = session.transaction != TransactionState::Idle;
     txn::statement_start(cluster, session);
     // DDL runs outside any transaction: its scans read the newest data (no snapshot held

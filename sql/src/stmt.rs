@@ -2468,10 +2468,15 @@ async fn claim_for_new_index<C: Cluster>(
             .await?;
     }
     if e.sqlstate == UNIQUE_VIOLATION {
-        return Err(SqlError::new(
+        let detail = e.conflict_key.as_ref().and_then(|key| {
+            crate::index::describe_conflict(&cluster.catalog(), key, &Default::default())
+        });
+        let mut e = SqlError::new(
             UNIQUE_VIOLATION,
             format!("could not create unique index \"{}\"", spec.name),
-        ));
+        );
+        e.detail = detail.map(|key| format!("{key} is duplicated."));
+        return Err(e);
     }
     Err(e)
 }

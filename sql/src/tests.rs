@@ -87,7 +87,10 @@ fn render(r: &Result<StatementResult, SqlError>) -> String {
                 .collect();
             format!("{} [{tag}]", rows.concat().replace('\n', " / "))
         }
-        Err(e) => format!("ERR {} {}", e.sqlstate, e.message),
+        Err(e) => match &e.detail {
+            Some(detail) => format!("ERR {} {} [DETAIL: {detail}]", e.sqlstate, e.message),
+            None => format!("ERR {} {}", e.sqlstate, e.message),
+        },
     }
 }
 
@@ -504,7 +507,7 @@ fn primary_keys_constraints_and_point_reads() {
             ),
             ("INSERT INTO kv (k) VALUES (1)", "INSERT 0 1"),
             ("INSERT INTO kv VALUES (2, 'two', 1.5)", "INSERT 0 1"),
-            ("INSERT INTO kv VALUES (1, 'again')", "ERR 23505 duplicate key value violates unique constraint \"kv_pkey\""),
+            ("INSERT INTO kv VALUES (1, 'again')", "ERR 23505 duplicate key value violates unique constraint \"kv_pkey\" [DETAIL: Key (k)=(1) already exists.]"),
             ("INSERT INTO kv VALUES (1, 'again') ON CONFLICT DO NOTHING", "INSERT 0 0"),
             ("INSERT INTO kv VALUES (3, NULL)", "ERR 23502 null value in column \"v\" of relation \"kv\" violates not-null constraint"),
             ("INSERT INTO kv VALUES (NULL, 'x')", "ERR 23502 null value in column \"k\" of relation \"kv\" violates not-null constraint"),
@@ -514,11 +517,11 @@ fn primary_keys_constraints_and_point_reads() {
             ("SELECT v FROM kv WHERE k = 99", "v:25 =>  [SELECT 0]"),
             ("UPDATE kv SET k = 10 WHERE k = 2 RETURNING k, v", "k:23,v:25 => 10|two [UPDATE 1]"),
             ("SELECT k FROM kv ORDER BY k", "k:23 => 1 / 3 / 10 [SELECT 3]"),
-            ("UPDATE kv SET k = 1 WHERE k = 3", "ERR 23505 duplicate key value violates unique constraint \"kv_pkey\""),
+            ("UPDATE kv SET k = 1 WHERE k = 3", "ERR 23505 duplicate key value violates unique constraint \"kv_pkey\" [DETAIL: Key (k)=(1) already exists.]"),
             ("DELETE FROM kv WHERE k = 10 RETURNING v", "v:25 => two [DELETE 1]"),
             ("CREATE TABLE two (a int, b text, PRIMARY KEY (a, b))", "CREATE TABLE "),
             ("INSERT INTO two VALUES (1, 'a'), (1, 'b')", "INSERT 0 2"),
-            ("INSERT INTO two VALUES (1, 'a')", "ERR 23505 duplicate key value violates unique constraint \"two_pkey\""),
+            ("INSERT INTO two VALUES (1, 'a')", "ERR 23505 duplicate key value violates unique constraint \"two_pkey\" [DETAIL: Key (a, b)=(1, a) already exists.]"),
             ("SELECT count(*) FROM two WHERE a = 1 AND b = 'b'", "count:20 => 1 [SELECT 1]"),
             (
                 "SELECT kv.k, two.b FROM kv JOIN two ON kv.k = two.a ORDER BY 2",
@@ -679,7 +682,7 @@ fn indexes_and_views_live_in_the_catalog() {
             ),
             (
                 "INSERT INTO t VALUES (1, 'dup')",
-                "ERR 23505 duplicate key value violates unique constraint \"u\"",
+                "ERR 23505 duplicate key value violates unique constraint \"u\" [DETAIL: Key (x)=(1) already exists.]",
             ),
             ("INSERT INTO t VALUES (NULL, 'n'), (2, 'two')", "INSERT 0 2"),
             (
@@ -1842,7 +1845,7 @@ fn alter_table_changes_columns_keys_and_constraints() {
             // A primary key on the loaded table moves every row to its key's shard.
             ("ALTER TABLE acc ADD PRIMARY KEY (id)", "ALTER TABLE "),
             ("SELECT bal FROM acc WHERE id = 2", "bal:23 => 20 [SELECT 1]"),
-            ("INSERT INTO acc (id, bal) VALUES (2, 0)", "ERR 23505 duplicate key value violates unique constraint \"acc_pkey\""),
+            ("INSERT INTO acc (id, bal) VALUES (2, 0)", "ERR 23505 duplicate key value violates unique constraint \"acc_pkey\" [DETAIL: Key (id)=(2) already exists.]"),
             ("ALTER TABLE acc ADD PRIMARY KEY (bal)", "ERR 42P16 multiple primary keys for table \"acc\" are not allowed"),
             ("SELECT count(*) FROM acc", "count:20 => 3 [SELECT 1]"),
             // CHECK is verified against the rows first.
@@ -1872,7 +1875,7 @@ fn alter_table_changes_columns_keys_and_constraints() {
             ("ALTER TABLE accounts DROP CONSTRAINT accounts_pkey", "ALTER TABLE "),
             ("INSERT INTO accounts (id, balance) VALUES (1, 1)", "INSERT 0 1"),
             ("SELECT count(*) FROM accounts WHERE id = 1", "count:20 => 2 [SELECT 1]"),
-            ("ALTER TABLE accounts ADD PRIMARY KEY (id)", "ERR 23505 could not create unique index \"accounts_pkey\": Key (id)=(1) is duplicated."),
+            ("ALTER TABLE accounts ADD PRIMARY KEY (id)", "ERR 23505 could not create unique index \"accounts_pkey\" [DETAIL: Key (id)=(1) is duplicated.]"),
             ("SELECT count(*) FROM accounts", "count:20 => 6 [SELECT 1]"),
             ("COPY (SELECT id, region FROM accounts WHERE id < 3 ORDER BY id DESC) TO STDOUT (FORMAT csv)", "2,eu / 1,eu / 1,eu /  [COPY 3]"),
             ("COPY accounts FROM STDIN", "COPY IN 4"),

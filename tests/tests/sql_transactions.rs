@@ -35,6 +35,15 @@ async fn fails(client: &Client, sql: &str) -> tokio_postgres::Error {
     }
 }
 
+/// The DETAIL field of a server error ("" when it has none).
+fn detail(error: &tokio_postgres::Error) -> String {
+    error
+        .as_db_error()
+        .and_then(|e| e.detail())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn message(error: &tokio_postgres::Error) -> String {
     error
         .as_db_error()
@@ -748,6 +757,11 @@ fn unique_indexes_are_enforced_across_shards() {
             message(&err).contains("could not create unique index"),
             "{err:?}"
         );
+        let shown = detail(&err);
+        assert!(
+            shown.starts_with("Key (team)=(") && shown.ends_with(") is duplicated."),
+            "{shown}"
+        );
         ok(&a, "INSERT INTO users VALUES (500, 'z', 1, 0)").await;
         ok(
             &a,
@@ -756,6 +770,7 @@ fn unique_indexes_are_enforced_across_shards() {
         .await;
         let err = fails(&a, "INSERT INTO users VALUES (501, 'zz', 1, 5)").await;
         assert_eq!(code(&err), "23505");
+        assert_eq!(detail(&err), "Key (n)=(5) already exists.");
         // TRUNCATE releases every claim.
         ok(
             &a,

@@ -1357,6 +1357,9 @@ impl PgConn {
             (b'C', error.sqlstate.to_string()),
             (b'M', error.message.clone()),
         ];
+        if let Some(detail) = &error.detail {
+            fields.push((b'D', detail.clone()));
+        }
         if let Some(position) = error.position {
             fields.push((b'P', position.to_string()));
         }
