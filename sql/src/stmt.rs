@@ -393,7 +393,8 @@ pub(crate) fn verify_row(
                     "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
                     c.name, table.name
                 ),
-            ));
+            )
+            .with_detail(failing_row(row, env)));
         }
     }
     if let Some(name) = failing_check(checks, row, env)? {
@@ -403,9 +404,23 @@ pub(crate) fn verify_row(
                 "new row for relation \"{}\" violates check constraint \"{name}\"",
                 table.name
             ),
-        ));
+        )
+        .with_detail(failing_row(row, env)));
     }
     Ok(())
+}
+
+/// PostgreSQL's DETAIL for a row that fails NOT NULL or a CHECK: `Failing row contains (1,
+/// null, x).`
+fn failing_row(row: &[Datum], env: &Env) -> String {
+    let shown: Vec<String> = row
+        .iter()
+        .map(|d| match d {
+            Datum::Null => "null".to_string(),
+            d => crate::types::output(d, &env.style).unwrap_or_default(),
+        })
+        .collect();
+    format!("Failing row contains ({}).", shown.join(", "))
 }
 
 /// The name of the first CHECK constraint `row` fails (NULL passes, as in SQL).

@@ -509,9 +509,9 @@ fn primary_keys_constraints_and_point_reads() {
             ("INSERT INTO kv VALUES (2, 'two', 1.5)", "INSERT 0 1"),
             ("INSERT INTO kv VALUES (1, 'again')", "ERR 23505 duplicate key value violates unique constraint \"kv_pkey\" [DETAIL: Key (k)=(1) already exists.]"),
             ("INSERT INTO kv VALUES (1, 'again') ON CONFLICT DO NOTHING", "INSERT 0 0"),
-            ("INSERT INTO kv VALUES (3, NULL)", "ERR 23502 null value in column \"v\" of relation \"kv\" violates not-null constraint"),
-            ("INSERT INTO kv VALUES (NULL, 'x')", "ERR 23502 null value in column \"k\" of relation \"kv\" violates not-null constraint"),
-            ("INSERT INTO kv VALUES (3, 'x', -1)", "ERR 23514 new row for relation \"kv\" violates check constraint \"kv_n_check\""),
+            ("INSERT INTO kv VALUES (3, NULL)", "ERR 23502 null value in column \"v\" of relation \"kv\" violates not-null constraint [DETAIL: Failing row contains (3, null, null).]"),
+            ("INSERT INTO kv VALUES (NULL, 'x')", "ERR 23502 null value in column \"k\" of relation \"kv\" violates not-null constraint [DETAIL: Failing row contains (null, x, null).]"),
+            ("INSERT INTO kv VALUES (3, 'x', -1)", "ERR 23514 new row for relation \"kv\" violates check constraint \"kv_n_check\" [DETAIL: Failing row contains (3, x, -1.00).]"),
             ("INSERT INTO kv VALUES (3, 'x', 1.234) RETURNING k, n", "k:23,n:1700 => 3|1.23 [INSERT 0 1]"),
             ("SELECT v FROM kv WHERE k = 1", "v:25 => none [SELECT 1]"),
             ("SELECT v FROM kv WHERE k = 99", "v:25 =>  [SELECT 0]"),
@@ -813,7 +813,7 @@ fn updates_and_upserts_modify_rows_on_their_shard() {
             ("CREATE TABLE acc (id int PRIMARY KEY, bal int NOT NULL CHECK (bal >= 0), note text)", "CREATE TABLE "),
             ("INSERT INTO acc VALUES (1, 10, 'a'), (2, 20, 'b')", "INSERT 0 2"),
             ("UPDATE acc SET bal = bal + 5 WHERE id = 1 RETURNING bal", "bal:23 => 15 [UPDATE 1]"),
-            ("UPDATE acc SET bal = bal - 100 WHERE id = 2", "ERR 23514 new row for relation \"acc\" violates check constraint \"acc_bal_check\""),
+            ("UPDATE acc SET bal = bal - 100 WHERE id = 2", "ERR 23514 new row for relation \"acc\" violates check constraint \"acc_bal_check\" [DETAIL: Failing row contains (2, -80, b).]"),
             ("UPDATE acc SET note = DEFAULT WHERE bal > 12", "UPDATE 2 "),
             ("SELECT count(*) FROM acc WHERE note IS NULL", "count:20 => 2 [SELECT 1]"),
             (
@@ -832,7 +832,7 @@ fn updates_and_upserts_modify_rows_on_their_shard() {
             ("INSERT INTO acc VALUES (1, 1), (1, 2) ON CONFLICT (id) DO UPDATE SET bal = 0", "ERR 21000 ON CONFLICT DO UPDATE command cannot affect row a second time"),
             ("INSERT INTO acc VALUES (1, 1) ON CONFLICT DO UPDATE SET bal = 0", "ERR 42601 ON CONFLICT DO UPDATE requires inference specification or constraint name"),
             ("INSERT INTO acc VALUES (1, 1) ON CONFLICT (note) DO UPDATE SET bal = 0", "ERR 42P10 there is no unique or exclusion constraint matching the ON CONFLICT specification"),
-            ("INSERT INTO acc VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET bal = -1", "ERR 23514 new row for relation \"acc\" violates check constraint \"acc_bal_check\""),
+            ("INSERT INTO acc VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET bal = -1", "ERR 23514 new row for relation \"acc\" violates check constraint \"acc_bal_check\" [DETAIL: Failing row contains (1, -1, new).]"),
             ("INSERT INTO acc VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET nosuch = 1", "ERR 42703 column \"nosuch\" of relation \"acc\" does not exist"),
         ],
     );
@@ -1851,10 +1851,10 @@ fn alter_table_changes_columns_keys_and_constraints() {
             // CHECK is verified against the rows first.
             ("ALTER TABLE acc ADD CONSTRAINT pos CHECK (bal > 15)", "ERR 23514 check constraint \"pos\" of relation \"acc\" is violated by some row"),
             ("ALTER TABLE acc ADD CONSTRAINT pos CHECK (bal > 0)", "ALTER TABLE "),
-            ("INSERT INTO acc (id, bal) VALUES (9, -1)", "ERR 23514 new row for relation \"acc\" violates check constraint \"pos\""),
+            ("INSERT INTO acc (id, bal) VALUES (9, -1)", "ERR 23514 new row for relation \"acc\" violates check constraint \"pos\" [DETAIL: Failing row contains (9, -1, null, null, eu).]"),
             // Renames follow into CHECK expressions.
             ("ALTER TABLE acc RENAME COLUMN bal TO balance", "ALTER TABLE "),
-            ("INSERT INTO acc (id, balance) VALUES (9, -1)", "ERR 23514 new row for relation \"acc\" violates check constraint \"pos\""),
+            ("INSERT INTO acc (id, balance) VALUES (9, -1)", "ERR 23514 new row for relation \"acc\" violates check constraint \"pos\" [DETAIL: Failing row contains (9, -1, null, null, eu).]"),
             ("ALTER TABLE acc DROP CONSTRAINT pos", "ALTER TABLE "),
             ("INSERT INTO acc (id, balance) VALUES (9, -1)", "INSERT 0 1"),
             // A dropped column is gone from every row; the others keep their values.
