@@ -8,8 +8,11 @@
 //! default, changes every row) rewrite the table as PostgreSQL does: every row is written
 //! again under a fresh table id, then one catalog change switches the table to that id and
 //! the old id's rows are deleted. Until the switch the new rows are invisible, so a failure
-//! (a duplicate key, a NULL in a new key column) leaves the table as it was. New constraints
-//! (CHECK, SET NOT NULL) are checked against every row first.
+//! (a duplicate key, a NULL in a new key column) leaves the table as it was. Index entries
+//! and unique-index claims name row keys, which change with the table id, so a rewrite builds
+//! every surviving index again under a new index id, from the rewritten rows, and the switch
+//! drops the old ids' entries. New constraints (CHECK, SET NOT NULL) are checked against
+//! every row first.
 //!
 //! Not yet: writes by other sessions while a rewrite runs are not blocked (there are no
 //! table locks), so they may be lost; keep such ALTERs to quiet moments.
@@ -121,21 +124,10 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         .collect::<Vec<_>>()
         != old.primary_key.iter().map(|&i| Some(i)).collect::<Vec<_>>();
     let rewrite = key_changed || !shape.keeps_stored_rows(old.columns.len());
-    if rewrite
-        && crate::index::specs_for(&catalog, &old)
-            .iter()
-            .any(|i| i.unique)
-    {
-        return Err(SqlError::new(
-            FEATURE_NOT_SUPPORTED,
-            format!(
-                "ALTER TABLE that rewrites \"{}\" is not supported while it has a unique index or constraint; drop it first",
-                old.name
-            ),
-        ));
-    }
     let database = session.database().to_string();
     let index_columns = index_columns_after(&catalog, &database, &old, &shape);
+    let mut index_ids = Vec::new();
+    let mut rebuilt = Vec::new();
     if rewrite || !verify_not_null.is_empty() || !verify_checks.is_empty() {
         let checks: Vec<(String, Bound)> = stmt::bind_checks(session, &catalog, &new)?
             .into_iter()
@@ -152,15 +144,33 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         if rewrite {
             let new_id = reserve_id(cluster).await?;
             new.id = new_id;
-            if let Err(e) = write_rewritten(cluster, &new, rows).await {
-                let shards = cluster.shard_count();
-                for shard in 0..shards {
-                    let _ = cluster.truncate(shard, new_id).await;
-                }
+            // The table's indexes are built again, under new ids, from the rewritten rows:
+            // their entries and claims name row keys, which change with the table id. The old
+            // ids' entries are deleted once the catalog has switched.
+            let old_specs = crate::index::specs_for(&catalog, &old);
+            for (name, columns) in &index_columns {
+                let (Some(columns), Some(old_spec)) =
+                    (columns, old_specs.iter().find(|spec| spec.name == *name))
+                else {
+                    continue;
+                };
+                let id = reserve_id(cluster).await?;
+                index_ids.push((name.clone(), id));
+                rebuilt.push(crate::index::IndexSpec {
+                    id,
+                    columns: columns.clone(),
+                    unique: old_spec.unique,
+                    name: name.clone(),
+                    table_id: new_id,
+                });
+            }
+            if let Err(e) = write_rewritten(cluster, &new, rows, rebuilt.clone()).await {
+                discard_rewrite(cluster, new_id, &rebuilt).await;
                 return Err(e);
             }
         }
     }
+    let new_id = (new.id != old.id).then_some(new.id);
     let outcome = cluster
         .ddl(DdlChange::AlterTable {
             database,
@@ -169,11 +179,17 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             old_id: old.id,
             table: new,
             index_columns,
+            index_ids,
         })
         .await;
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e) => return Err(e),
+        Err(e) => {
+            if let Some(new_id) = new_id {
+                discard_rewrite(cluster, new_id, &rebuilt).await;
+            }
+            return Err(e);
+        }
     };
     notices.extend(outcome.notices);
     Ok(StatementResult::Command {
@@ -677,6 +693,22 @@ fn check_row(
     Ok(())
 }
 
+/// Deletes what a rewrite that did not take effect wrote: the new table id's rows and claims,
+/// and the entries of the indexes built for it. Best effort: the statement's own error is
+/// what the client hears, and the new ids are never used again.
+async fn discard_rewrite<C: Cluster>(
+    cluster: &C,
+    new_id: u32,
+    rebuilt: &[crate::index::IndexSpec],
+) {
+    for shard in 0..cluster.shard_count() {
+        let _ = cluster.truncate(shard, new_id).await;
+    }
+    for spec in rebuilt {
+        let _ = crate::index::delete_index_data(cluster, new_id, spec.id).await;
+    }
+}
+
 async fn reserve_id<C: Cluster>(cluster: &C) -> Result<u32, SqlError> {
     cluster
         .ddl(DdlChange::ReserveId)
@@ -685,12 +717,13 @@ async fn reserve_id<C: Cluster>(cluster: &C) -> Result<u32, SqlError> {
         .ok_or_else(|| SqlError::new(INTERNAL_ERROR, "the catalog reserved no id"))
 }
 
-/// Writes the rewritten rows under the new table's id; a duplicate primary key fails with
-/// 23505 as CREATE UNIQUE INDEX would.
+/// Writes the rewritten rows under the new table's id, with the entries and claims of its
+/// `indexes`; a duplicate primary key fails with 23505 as CREATE UNIQUE INDEX would.
 async fn write_rewritten<C: Cluster>(
     cluster: &C,
     table: &Table,
     rows: Vec<Vec<Datum>>,
+    indexes: Vec<crate::index::IndexSpec>,
 ) -> Result<(), SqlError> {
     // foldhash, not SipHash: the set sees every row of the table (SipHash was 2 % of an ADD
     // PRIMARY KEY's profile).
@@ -731,10 +764,16 @@ async fn write_rewritten<C: Cluster>(
         };
         pending.push((shard, op));
         if pending.len() >= REWRITE_BATCH_ROWS {
-            stmt::write_rows(cluster, table, std::mem::take(&mut pending)).await?;
+            stmt::write_rows_indexed(
+                cluster,
+                table,
+                std::mem::take(&mut pending),
+                indexes.clone(),
+            )
+            .await?;
         }
     }
-    stmt::write_rows(cluster, table, pending).await?;
+    stmt::write_rows_indexed(cluster, table, pending, indexes).await?;
     Ok(())
 }
 

@@ -271,7 +271,9 @@ pub enum DdlChange {
     /// changed meanwhile) with `table`. A new id means its rows were rewritten under that id:
     /// the old id's rows are then deleted. A new name renames its indexes' and serial
     /// sequences' references too; `index_columns` gives each of its indexes' column positions
-    /// in the new table (None: the index is dropped with a dropped column).
+    /// in the new table (None: the index is dropped with a dropped column), and `index_ids`
+    /// the new id of each index a rewrite built again under the new table id (the old ids'
+    /// entries are then deleted).
     AlterTable {
         database: String,
         schema: String,
@@ -279,6 +281,7 @@ pub enum DdlChange {
         old_id: u32,
         table: Table,
         index_columns: Vec<(String, Option<Vec<usize>>)>,
+        index_ids: Vec<(String, u32)>,
     },
 }
 
@@ -313,6 +316,9 @@ impl RelationKind {
 pub struct DdlOutcome {
     /// Tables whose rows must now be deleted from every shard.
     pub dropped_tables: Vec<u32>,
+    /// Indexes (table id, index id) whose entries and claims must now be deleted from every
+    /// shard.
+    pub dropped_indexes: Vec<(u32, u32)>,
     /// The id `ReserveId` took.
     pub reserved_id: Option<u32>,
     /// NOTICE messages for the client ("table "x" does not exist, skipping").
@@ -519,7 +525,13 @@ impl Catalog {
                         if s.tables.remove(&name).is_some() {
                             outcome.dropped_tables.push(id);
                             // A table's indexes and serial sequences go with it.
-                            s.indexes.retain(|_, index| index.table != name);
+                            s.indexes.retain(|_, index| {
+                                let dropped = index.table == name;
+                                if dropped {
+                                    outcome.dropped_indexes.push((id, index.id));
+                                }
+                                !dropped
+                            });
                             s.sequences
                                 .retain(|_, seq| seq.owned_by.as_deref() != Some(name.as_str()));
                         }
@@ -624,7 +636,11 @@ impl Catalog {
                 for (schema, name) in found {
                     if let Some(s) = db.schemas.get_mut(&schema) {
                         match kind {
-                            RelationKind::Index => s.indexes.remove(&name).map(|_| ()),
+                            RelationKind::Index => s.indexes.remove(&name).map(|index| {
+                                if let Some(table) = s.tables.get(&index.table) {
+                                    outcome.dropped_indexes.push((table.id, index.id));
+                                }
+                            }),
                             RelationKind::View => s.views.remove(&name).map(|_| ()),
                             RelationKind::Sequence => s.sequences.remove(&name).map(|_| ()),
                         };
@@ -748,6 +764,7 @@ impl Catalog {
                 old_id,
                 table,
                 index_columns,
+                index_ids,
             } => {
                 check_identifier(&table.name)?;
                 let schema = self.schema_mut(&database, &schema)?;
@@ -776,8 +793,16 @@ impl Catalog {
                             }
                         }
                         None => {
-                            schema.indexes.remove(&index);
+                            if let Some(def) = schema.indexes.remove(&index) {
+                                outcome.dropped_indexes.push((old_id, def.id));
+                            }
                         }
+                    }
+                }
+                for (index, id) in index_ids {
+                    if let Some(def) = schema.indexes.get_mut(&index) {
+                        outcome.dropped_indexes.push((old_id, def.id));
+                        def.id = id;
                     }
                 }
                 for seq in schema.sequences.values_mut() {

@@ -121,6 +121,26 @@ fn table_by_id(catalog: &Catalog, id: u32) -> Option<std::sync::Arc<Table>> {
         .cloned()
 }
 
+/// Deletes an index's entries and its claims on every shard: a dropped index, an index of a
+/// dropped or truncated table, or one a table rewrite built again under a new id.
+pub async fn delete_index_data<C: crate::cluster::Cluster>(
+    cluster: &C,
+    table_id: u32,
+    index_id: u32,
+) -> Result<(), SqlError> {
+    for shard in 0..cluster.shard_count() {
+        for prefix in [
+            index_prefix(index_id),
+            claim_index_prefix(table_id, index_id),
+        ] {
+            cluster
+                .txn_call(shard, crate::txn::TxnMsg::DeletePrefix { prefix })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The token that places a claim key on a shard.
 pub(crate) fn claim_token(claim: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(claim)

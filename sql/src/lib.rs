@@ -60,6 +60,7 @@ pub use cluster::{
 };
 pub use copy::{copy_in_loader, CopyInStart, CopyLoader};
 pub use error::SqlError;
+pub use index::delete_index_data;
 pub use rowcodec::{storage_key_token, CATALOG_PREFIX, ROW_PREFIX};
 pub use session::{
     startup_parameters, CancelFlag, ChangedParameter, Session, TransactionState, SERVER_VERSION,

@@ -525,6 +525,30 @@ async fn write_rows_skipping<C: Cluster>(
     ops: Vec<(usize, RowOp)>,
     do_nothing: Option<&DoNothing>,
 ) -> Result<(u64, Vec<Row>, Vec<(Bytes, Option<Bytes>)>), SqlError> {
+    let indexes = crate::index::specs_for(&cluster.catalog(), table);
+    write_rows_with_indexes(cluster, table, ops, do_nothing, indexes).await
+}
+
+/// Writes rows of a table that is not in the catalog yet (a table rewrite's new id), keeping
+/// the given indexes' entries and claims.
+pub(crate) async fn write_rows_indexed<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    ops: Vec<(usize, RowOp)>,
+    indexes: Vec<crate::index::IndexSpec>,
+) -> Result<u64, SqlError> {
+    Ok(write_rows_with_indexes(cluster, table, ops, None, indexes)
+        .await?
+        .0)
+}
+
+async fn write_rows_with_indexes<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    ops: Vec<(usize, RowOp)>,
+    do_nothing: Option<&DoNothing>,
+    indexes: Vec<crate::index::IndexSpec>,
+) -> Result<(u64, Vec<Row>, Vec<(Bytes, Option<Bytes>)>), SqlError> {
     // ON CONFLICT DO NOTHING: rows take contested values in statement order, as in PostgreSQL.
     let statement_order: std::collections::HashMap<Bytes, usize> = match do_nothing {
         Some(_) => ops
@@ -539,7 +563,6 @@ async fn write_rows_skipping<C: Cluster>(
         per_shard.entry(shard).or_default().push(op);
     }
     let constraint = table.pkey_name();
-    let indexes = crate::index::specs_for(&cluster.catalog(), table);
     let futures = per_shard.into_iter().map(|(shard, ops)| {
         cluster.write(
             shard,
@@ -1714,12 +1737,17 @@ pub(crate) async fn run_truncate<C: Cluster>(
                     format!("relation \"{name}\" does not exist"),
                 )
             })?;
-        ids.push(table.id);
+        ids.push((table.id, crate::index::specs_for(&catalog, table)));
     }
-    for id in ids {
+    for (id, indexes) in ids {
         let futures = (0..cluster.shard_count()).map(|s| cluster.truncate(s, id));
         for r in futures_util::future::join_all(futures).await {
             r?;
+        }
+        // Index entries are keyed by index, not table: without this they would stay behind,
+        // pointing at rows that are gone.
+        for spec in indexes {
+            crate::index::delete_index_data(cluster, id, spec.id).await?;
         }
     }
     note_write(session);

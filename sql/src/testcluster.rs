@@ -49,6 +49,23 @@ fn test_options() -> LsmOptions {
 }
 
 impl LocalCluster {
+    /// Live keys starting with `prefix`, over every shard (for tests of what DDL leaves).
+    pub(crate) async fn count_keys(&self, prefix: &[u8]) -> usize {
+        let mut count = 0;
+        for tree in &self.shards {
+            let mut iter = tree.iter(helios_engine::lsm::ReadOptions {
+                snapshot: None,
+                upper_bound: helios_engine::lsm::prefix_upper_bound(prefix),
+            });
+            iter.seek(prefix).await.expect("seek");
+            while iter.valid() {
+                count += 1;
+                iter.next().await.expect("next");
+            }
+        }
+        count
+    }
+
     pub(crate) async fn open(rt: LocalRuntime, fs: MemFs, shard_count: usize) -> LocalCluster {
         let mut shards = Vec::with_capacity(shard_count);
         for s in 0..shard_count {
@@ -131,6 +148,9 @@ impl Cluster for LocalCluster {
             for s in 0..self.shards.len() {
                 self.truncate(s, id).await?;
             }
+        }
+        for &(table_id, index_id) in &outcome.dropped_indexes {
+            crate::index::delete_index_data(self, table_id, index_id).await?;
         }
         Ok(outcome)
     }

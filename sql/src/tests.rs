@@ -1826,6 +1826,73 @@ proptest! {
     }
 }
 
+/// Runs one query string on `cluster`; the last result, rendered.
+async fn step(cluster: &LocalCluster, session: &mut Session, sql: &str) -> String {
+    let results = execute_simple(session, cluster, sql).await;
+    render(results.last().expect("a result"))
+        .trim_end()
+        .to_string()
+}
+
+/// A table rewrite (ADD PRIMARY KEY, ADD COLUMN with a default, DROP COLUMN) builds the
+/// table's indexes again from the rewritten rows: index scans still find every row, unique
+/// indexes are still enforced, and no entry of the old index ids is left behind. DROP INDEX,
+/// DROP TABLE and TRUNCATE leave no entries either.
+#[test]
+fn rewrites_keep_indexes_whole_and_dropped_indexes_leave_nothing() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 3).await;
+        let mut session = Session::new("u", "postgres");
+        let entries = [crate::index::INDEX_PREFIX];
+        assert_eq!(step(&cluster, &mut session, "CREATE TABLE t (a int, b int, e text UNIQUE)").await, "CREATE TABLE");
+        step(&cluster, &mut session, "INSERT INTO t SELECT g, g % 10, 'e' || g FROM generate_series(1, 100) g").await;
+        step(&cluster, &mut session, "CREATE INDEX t_b ON t (b)").await;
+        // t_e_key's entries and t_b's.
+        assert_eq!(cluster.count_keys(&entries).await, 200);
+        let count_b3 = "SELECT count(*) FROM t WHERE b = 3";
+        assert!(step(&cluster, &mut session, "EXPLAIN SELECT count(*) FROM t WHERE b = 3").await.contains("index t_b"));
+        assert!(step(&cluster, &mut session, count_b3).await.ends_with("=> 10 [SELECT 1]"));
+        for rewrite in [
+            "ALTER TABLE t ADD PRIMARY KEY (a)",
+            "ALTER TABLE t ADD COLUMN c int DEFAULT 5",
+        ] {
+            assert_eq!(step(&cluster, &mut session, rewrite).await, "ALTER TABLE", "{rewrite}");
+            assert!(step(&cluster, &mut session, count_b3).await.ends_with("=> 10 [SELECT 1]"), "{rewrite}");
+            assert_eq!(cluster.count_keys(&entries).await, 200, "{rewrite}: old entries gone");
+            assert_eq!(
+                step(&cluster, &mut session, "INSERT INTO t VALUES (1000, 3, 'e7')").await,
+                "ERR 23505 duplicate key value violates unique constraint \"t_e_key\" [DETAIL: Key (e)=(e7) already exists.]",
+                "{rewrite}"
+            );
+        }
+        assert_eq!(step(&cluster, &mut session, "INSERT INTO t VALUES (1000, 3, 'new')").await, "INSERT 0 1");
+        assert!(step(&cluster, &mut session, count_b3).await.ends_with("=> 11 [SELECT 1]"));
+        // Dropping the indexed column drops the index, and its entries.
+        assert_eq!(step(&cluster, &mut session, "ALTER TABLE t DROP COLUMN b").await, "ALTER TABLE");
+        assert_eq!(cluster.count_keys(&entries).await, 101);
+        step(&cluster, &mut session, "CREATE INDEX t_c ON t (c)").await;
+        assert_eq!(cluster.count_keys(&entries).await, 202);
+        assert_eq!(step(&cluster, &mut session, "TRUNCATE t").await, "TRUNCATE TABLE");
+        assert_eq!(cluster.count_keys(&entries).await, 0);
+        assert_eq!(cluster.count_keys(&[crate::index::CLAIM_PREFIX]).await, 0);
+        assert_eq!(
+            step(&cluster, &mut session, "INSERT INTO t (a, e, c) SELECT g, 'x' || g, 1 FROM generate_series(1, 10) g").await,
+            "INSERT 0 10"
+        );
+        assert_eq!(cluster.count_keys(&entries).await, 20);
+        assert_eq!(step(&cluster, &mut session, "DROP INDEX t_c").await, "DROP INDEX");
+        assert_eq!(cluster.count_keys(&entries).await, 10);
+        let claims = [crate::index::CLAIM_PREFIX];
+        assert_eq!(cluster.count_keys(&claims).await, 10);
+        step(&cluster, &mut session, "CREATE INDEX t_c2 ON t (c)").await;
+        assert_eq!(step(&cluster, &mut session, "DROP TABLE t").await, "DROP TABLE");
+        assert_eq!(cluster.count_keys(&entries).await, 0);
+        assert_eq!(cluster.count_keys(&claims).await, 0);
+    });
+}
+
 #[test]
 fn alter_table_changes_columns_keys_and_constraints() {
     script(

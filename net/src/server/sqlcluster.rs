@@ -323,6 +323,10 @@ pub async fn apply_ddl(state: &Rc<ShardState>, change: DdlChange) -> Result<DdlO
             cluster.truncate(shard, table_id).await?;
         }
     }
+    for &(table_id, index_id) in &outcome.dropped_indexes {
+        let cluster = ShardCluster::new(state.clone());
+        helios_sql::delete_index_data(&cluster, table_id, index_id).await?;
+    }
     Ok(outcome)
 }
 
