@@ -29,6 +29,7 @@ mod plan;
 mod pushdown;
 mod rowcodec;
 mod session;
+mod shape;
 mod stmt;
 pub mod txn;
 mod types;
@@ -156,6 +157,9 @@ pub async fn execute_simple<C: Cluster>(
         }
         return vec![r];
     }
+    if let Some(result) = execute_shape(session, cluster, sql).await {
+        return vec![result];
+    }
     let statements = match parse(sql) {
         Ok(s) => s,
         Err(e) => {
@@ -186,6 +190,103 @@ pub async fn execute_simple<C: Cluster>(
         }
     }
     results
+}
+
+/// Shapes a session keeps prepared statements for; past this the cache starts over (one-off
+/// shapes pile up otherwise; refilling costs one parse per shape still in use).
+const SHAPES_PER_SESSION_MAX: usize = 256;
+
+/// What a cached shape's preparation read (as the protocol layer's parse cache): the catalog,
+/// the session's parameters (search_path, ...) and its transaction state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ShapeValidity {
+    catalog_version: u64,
+    parameters_epoch: u64,
+    transaction: TransactionState,
+}
+
+/// A session's prepared statements by query shape (text and literal types); None where the
+/// shape did not prepare (`x::numeric(10, $1)`), so it is not tried again.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShapeCache {
+    entries: std::collections::HashMap<
+        (String, Vec<u32>),
+        (ShapeValidity, Option<std::rc::Rc<Prepared>>),
+    >,
+}
+
+impl ShapeCache {
+    fn get(
+        &self,
+        shape: &shape::Shape,
+        validity: &ShapeValidity,
+    ) -> Option<Option<std::rc::Rc<Prepared>>> {
+        let key = (shape.text.clone(), shape.type_oids.clone());
+        let (cached, prepared) = self.entries.get(&key)?;
+        (cached == validity).then(|| prepared.clone())
+    }
+
+    fn insert(
+        &mut self,
+        shape: &shape::Shape,
+        validity: ShapeValidity,
+        prepared: Option<std::rc::Rc<Prepared>>,
+    ) {
+        if self.entries.len() >= SHAPES_PER_SESSION_MAX {
+            self.entries.clear();
+        }
+        let key = (shape.text.clone(), shape.type_oids.clone());
+        self.entries.insert(key, (validity, prepared));
+    }
+}
+
+/// Runs a simple-protocol statement through the prepared statement of its shape (see
+/// [`shape`]): one parse and plan per shape, not per statement — the simple protocol's
+/// `WHERE aid = 63781` then costs what the extended protocol's `WHERE aid = $1` does. None:
+/// the statement has no shape, its shape does not prepare, or a quoted literal does not read
+/// as its parameter's type; it then takes the ordinary path, which also gives any error at
+/// its position in the text the client sent.
+async fn execute_shape<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+) -> Option<Result<StatementResult, SqlError>> {
+    if session.transaction == TransactionState::Failed {
+        return None;
+    }
+    let shape = shape::of(sql)?;
+    let validity = ShapeValidity {
+        catalog_version: cluster.catalog().version,
+        parameters_epoch: session.parameters_epoch(),
+        transaction: session.transaction,
+    };
+    let prepared = match session.shapes.get(&shape, &validity) {
+        Some(prepared) => prepared,
+        None => {
+            let prepared = prepare(session, cluster, &shape.text, &shape.type_oids)
+                .ok()
+                .filter(|p| p.statement.is_some())
+                .map(std::rc::Rc::new);
+            session.shapes.insert(&shape, validity, prepared.clone());
+            prepared
+        }
+    }?;
+    let style = session.style();
+    for ((value, &declared), &inferred) in shape
+        .values
+        .iter()
+        .zip(&shape.type_oids)
+        .zip(&prepared.param_types)
+    {
+        if declared == 0 {
+            let ty = Ty::from_oid(inferred).unwrap_or(Ty::Text);
+            types::input(ty, TYPMOD_NONE, value, &style).ok()?;
+        }
+    }
+    let params: Vec<Option<String>> = shape.values.into_iter().map(Some).collect();
+    let result = execute_prepared(session, cluster, &prepared, &params).await;
+    // A position would point into the shape's text, not the client's.
+    Some(result.map_err(|e| e.at(None)))
 }
 
 /// A COPY statement (the whole query string): in a failed transaction block it is refused

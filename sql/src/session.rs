@@ -160,6 +160,9 @@ pub struct Session {
     /// derived from the settings (a connection's cached parsed statements) can tell it is
     /// still valid without comparing them all.
     parameters_epoch: u64,
+    /// Prepared statements of the simple-protocol query shapes this session ran (see
+    /// `crate::shape`).
+    pub(crate) shapes: crate::ShapeCache,
 }
 
 /// Per sequence id, the last value nextval returned in a session; shared with the
@@ -309,6 +312,7 @@ impl Session {
             block_start: None,
             cancel: CancelFlag::default(),
             backend_pid: 0,
+            shapes: Default::default(),
             sequence_values: Default::default(),
             session_defaults: None,
             parameters_epoch: 0,
