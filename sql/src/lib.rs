@@ -209,13 +209,20 @@ struct ShapeValidity {
 /// shape did not prepare (`x::numeric(10, $1)`), so it is not tried again.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShapeCache {
-    entries: std::collections::HashMap<
-        (String, Vec<u32>),
-        (ShapeValidity, Option<std::rc::Rc<Prepared>>),
-    >,
+    entries: std::collections::HashMap<ShapeKey, ShapeEntry>,
 }
 
+/// A shape's text and its literals' types.
+type ShapeKey = (String, Vec<u32>);
+/// What its preparation was made under, and the statement (None: it did not prepare).
+type ShapeEntry = (ShapeValidity, Option<std::rc::Rc<Prepared>>);
+
 impl ShapeCache {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     fn get(
         &self,
         shape: &shape::Shape,
@@ -251,7 +258,10 @@ async fn execute_shape<C: Cluster>(
     cluster: &C,
     sql: &str,
 ) -> Option<Result<StatementResult, SqlError>> {
-    if session.transaction == TransactionState::Failed {
+    let turned_off = session
+        .parameter("helios.query_shapes")
+        .is_some_and(|v| session::parse_bool(v) == Some(false));
+    if turned_off || session.transaction == TransactionState::Failed {
         return None;
     }
     let shape = shape::of(sql)?;

@@ -76,15 +76,12 @@ pub(crate) fn of(sql: &str) -> Option<Shape> {
     let mut at = 0;
     while at < bytes.len() {
         let byte = bytes[at];
-        let next = bytes.get(at + 1).copied();
         match byte {
             b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
                 shape.text.push(char::from(byte));
                 at += 1;
                 continue;
             }
-            b'-' if next == Some(b'-') => return None,
-            b'/' if next == Some(b'*') => return None,
             b'$' | b'\\' | b'`' => return None,
             b';' => {
                 // Only a last, trailing semicolon: one statement per string.
@@ -117,26 +114,28 @@ pub(crate) fn of(sql: &str) -> Option<Shape> {
                 push_parameter(&mut shape, text.to_string(), oid)?;
                 at = end;
             }
-            b'=' | b'<' | b'>' | b'!' => {
+            _ if is_operator_byte(byte) => {
+                // PostgreSQL's operators are maximal runs of these characters (`<->`, `@>`,
+                // `->>`), so a comparison is a run that is exactly one.
                 let end = at
                     + bytes[at..]
                         .iter()
-                        .take_while(|b| matches!(b, b'=' | b'<' | b'>' | b'!'))
+                        .take_while(|&&b| is_operator_byte(b))
                         .count();
                 let operator = &sql[at..end];
+                if operator.contains("--") || operator.contains("/*") {
+                    return None; // a comment
+                }
+                if operator.len() > 1 && operator.ends_with(['-', '+']) {
+                    return None; // `=-5`: the lexer splits these; leave it to the parser
+                }
                 shape.text.push_str(operator);
-                previous = if ["=", "<>", "!=", "<", ">", "<=", ">="].contains(&operator) {
-                    Previous::Comparison
-                } else {
-                    Previous::Other
+                previous = match operator {
+                    "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" => Previous::Comparison,
+                    "-" => Previous::Minus,
+                    _ => Previous::Other,
                 };
                 at = end;
-                continue;
-            }
-            b'-' => {
-                shape.text.push('-');
-                previous = Previous::Minus;
-                at += 1;
                 continue;
             }
             _ if is_word_start(byte) => {
@@ -249,6 +248,27 @@ fn at_type_boundary(text: &str) -> bool {
     digits == "2147483648" || digits == "9223372036854775808"
 }
 
+fn is_operator_byte(byte: u8) -> bool {
+    matches!(
+        byte,
+        b'+' | b'-'
+            | b'*'
+            | b'/'
+            | b'<'
+            | b'>'
+            | b'='
+            | b'~'
+            | b'!'
+            | b'@'
+            | b'#'
+            | b'%'
+            | b'^'
+            | b'&'
+            | b'|'
+            | b'?'
+    )
+}
+
 fn is_word_start(byte: u8) -> bool {
     byte.is_ascii_alphabetic() || byte == b'_' || byte >= 0x80
 }
@@ -339,5 +359,15 @@ mod tests {
             shape("SELECT -2147483647").map(|s| s.0),
             Some("SELECT -$1".into())
         );
+        // Strings after operators that are not comparisons stay: their unknown type would
+        // resolve differently as a parameter.
+        assert_eq!(
+            shape("SELECT v <-> '[1,2]', d->'k', d ->> 'k' FROM t WHERE d @> '{}' AND a = 'x'")
+                .map(|s| s.0),
+            Some(
+                "SELECT v <-> '[1,2]', d->'k', d ->> 'k' FROM t WHERE d @> '{}' AND a = $1".into()
+            )
+        );
+        assert_eq!(of("SELECT 1 WHERE a =-1"), None);
     }
 }

@@ -1826,6 +1826,88 @@ proptest! {
     }
 }
 
+/// Statements run through their query shape's prepared statement answer exactly as they do
+/// parsed and planned one by one (`SET helios.query_shapes = off`): rows, types, tags, and
+/// errors with their positions.
+#[test]
+fn query_shapes_answer_as_the_statements_they_come_from() {
+    let setup = [
+        "CREATE TABLE s (id int PRIMARY KEY, big bigint, n numeric(8,2), t text, d date, \
+         ts timestamptz, j jsonb, f float8)",
+        "INSERT INTO s SELECT g, g * 10000000000, g / 7.0, 'name' || g, DATE '2024-01-01' + g, \
+         TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * INTERVAL '1 hour', \
+         ('{\"k\": ' || g || '}')::jsonb, g / 3.0 FROM generate_series(1, 50) g",
+    ];
+    let queries = [
+        "SELECT * FROM s WHERE id = 7",
+        "SELECT id, big FROM s WHERE big > 300000000000 AND id < 40",
+        "SELECT id FROM s WHERE n >= 3.5 AND n < 4",
+        "SELECT id FROM s WHERE t = 'name12'",
+        "SELECT id FROM s WHERE t <> 'name1' AND id <= 3",
+        "SELECT id FROM s WHERE d = '2024-01-05'",
+        "SELECT id FROM s WHERE ts > '2024-01-02 12:00:00+00' AND id < 40",
+        "SELECT id, j FROM s WHERE j = '{\"k\": 3}'",
+        "SELECT id FROM s WHERE f > 16.5e0",
+        "SELECT 1, 2147483647, 2147483648, 9223372036854775808, 1.50, -7, 1e3",
+        "SELECT pg_typeof(1), pg_typeof(3000000000), pg_typeof(1.5), pg_typeof(-2147483647)",
+        "SELECT 7 / 2, 7.0 / 2, -7 % 3, 2 ^ 10",
+        "SELECT id FROM s WHERE id IN (1, 5, 9) AND t LIKE 'name%'",
+        "SELECT count(*) FROM s WHERE id BETWEEN 10 AND 20",
+        "SELECT substr(t, 2, 3), round(n, 1) FROM s WHERE id = 12",
+        "SELECT CASE WHEN id > 25 THEN 'big' ELSE 'small' END FROM s WHERE id = 30",
+        "SELECT id FROM s WHERE id = '12'",
+        "SELECT id FROM s WHERE t = 'it''s'",
+        // Errors, with the position the client's text gives them.
+        "SELECT id FROM s WHERE id = 'abc'",
+        "SELECT id FROM s WHERE d = 'not a date'",
+        "SELECT id FROM s WHERE id = 99999999999",
+        "SELECT 10 / 0",
+        "SELECT id / 0 FROM s WHERE id = 1",
+        "SELECT nosuch FROM s WHERE id = 1",
+        "SELECT 2147483647 + 1",
+        "INSERT INTO s (id, t) VALUES (1, 'dup')",
+        // Writes, each undone by the next so both runs see the same table.
+        "INSERT INTO s (id, t, big) VALUES (200, 'w', 5) RETURNING id, t, big",
+        "UPDATE s SET big = big + -5, t = 'v' WHERE id = 200 RETURNING big, t",
+        "DELETE FROM s WHERE id = 200 AND big = 0 RETURNING id",
+        "SELECT count(*) FROM s WHERE id >= 200",
+    ];
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        for sql in setup {
+            assert!(
+                !step(&cluster, &mut session, sql).await.starts_with("ERR"),
+                "{sql}"
+            );
+        }
+        let mut answers = Vec::new();
+        for setting in ["on", "off"] {
+            step(
+                &cluster,
+                &mut session,
+                &format!("SET helios.query_shapes = {setting}"),
+            )
+            .await;
+            let mut run = Vec::new();
+            for sql in queries {
+                let results = execute_simple(&mut session, &cluster, sql).await;
+                let last = results.last().expect("a result");
+                let position = last.as_ref().err().and_then(|e| e.position);
+                run.push(format!("{} @{position:?}", render(last)));
+            }
+            answers.push(run);
+        }
+        for (i, sql) in queries.iter().enumerate() {
+            assert_eq!(answers[0][i], answers[1][i], "{sql}");
+        }
+        // The shapes were used: the writes were prepared once per shape.
+        assert!(session.shapes.len() > 20);
+    });
+}
+
 /// Runs one query string on `cluster`; the last result, rendered.
 async fn step(cluster: &LocalCluster, session: &mut Session, sql: &str) -> String {
     let results = execute_simple(session, cluster, sql).await;
