@@ -1858,7 +1858,8 @@ fn modify_row(
         let def = &spec.table.columns[*column];
         row[*column] = match value {
             SetValue::Value(d) => d.clone(),
-            SetValue::Expr(b) => crate::stmt::assign(eval(b, &cx)?, b.ty, def, &spec.env.style)?,
+            SetValue::Expr(b) => crate::stmt::assign(eval(b, &cx)?, b.ty, def, &spec.env.style)
+                .map_err(|e| crate::stmt::assignment_error_at(e, b))?,
         };
     }
     crate::stmt::verify_row(&spec.table, &spec.checks, &row, &spec.env)?;

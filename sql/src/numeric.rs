@@ -62,8 +62,11 @@ pub(crate) fn to_text(n: &BigDecimal) -> String {
     }
 }
 
+/// The message of a value that does not fit a numeric(p,s) (or numeric's own range).
+pub(crate) const FIELD_OVERFLOW: &str = "numeric field overflow";
+
 fn overflow() -> SqlError {
-    SqlError::new(NUMERIC_VALUE_OUT_OF_RANGE, "numeric field overflow")
+    SqlError::new(NUMERIC_VALUE_OUT_OF_RANGE, FIELD_OVERFLOW)
 }
 
 /// Rounds (half away from zero) to numeric(p,s)'s scale and checks its precision.
@@ -76,7 +79,13 @@ pub(crate) fn apply_typmod(n: BigDecimal, typmod: i32) -> Result<BigDecimal, Sql
     let rounded = n.with_scale_round(scale, RoundingMode::HalfUp);
     let (unscaled, _) = rounded.as_bigint_and_exponent();
     if !unscaled.is_zero() && digit_count(&unscaled) > precision {
-        return Err(overflow());
+        let limit = match precision - scale {
+            0 => "1".to_string(),
+            digits => format!("10^{digits}"),
+        };
+        return Err(overflow().with_detail(format!(
+            "A field with precision {precision}, scale {scale} must round to an absolute value less than {limit}."
+        )));
     }
     Ok(rounded)
 }

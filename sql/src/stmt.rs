@@ -304,6 +304,21 @@ fn hidden_row_id() -> [u8; 16] {
 
 /// Assignment conversion of a value into a column (INSERT and UPDATE): PostgreSQL's
 /// assignment casts, with varchar(n) overflow an error rather than a truncation.
+/// Places an assignment's error as PostgreSQL does: at the value when it is of the wrong type,
+/// or is a quoted literal the column's input function could not read; nowhere when a value
+/// does not fit the column's type or size (integer out of range, numeric field overflow, too
+/// long), which PostgreSQL finds only as the statement runs.
+pub(crate) fn assignment_error_at(e: SqlError, value: &expr::Bound) -> SqlError {
+    let read_as_input = value.ty == SqlType::Unknown
+        && e.sqlstate != STRING_DATA_RIGHT_TRUNCATION
+        && e.message != crate::numeric::FIELD_OVERFLOW;
+    if e.sqlstate == DATATYPE_MISMATCH || read_as_input {
+        e.at(value.pos)
+    } else {
+        e
+    }
+}
+
 pub(crate) fn assign(
     value: Datum,
     from: SqlType,
@@ -924,9 +939,11 @@ pub(crate) async fn run_insert<C: Cluster>(
                     }
                     let b = binder.bind(e)?;
                     let column = &table.columns[t];
-                    // An unknown literal or parameter takes the column's type directly.
+                    // An unknown literal or parameter takes the column's type directly; the
+                    // column's length or precision applies when the row is assigned, where
+                    // PostgreSQL's errors for it have no position.
                     let b = if b.ty == SqlType::Unknown {
-                        binder.coerce(b, column.ty, column.typmod)?
+                        binder.coerce(b, column.ty, TYPMOD_NONE)?
                     } else {
                         b
                     };
@@ -956,7 +973,7 @@ pub(crate) async fn run_insert<C: Cluster>(
                             let v = eval(b, &cx)?;
                             out.push(Some(
                                 assign(v, b.ty, &table.columns[t], digits)
-                                    .map_err(|e| e.at(b.pos))?,
+                                    .map_err(|e| assignment_error_at(e, b))?,
                             ));
                         }
                     }
@@ -1590,7 +1607,8 @@ pub(crate) async fn run_update<C: Cluster>(
                         outer: None,
                         inputs: Some(&inputs),
                     };
-                    assign(eval(b, &cx)?, b.ty, column, digits)?
+                    assign(eval(b, &cx)?, b.ty, column, digits)
+                        .map_err(|e| assignment_error_at(e, b))?
                 }
             };
         }

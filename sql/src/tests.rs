@@ -1908,6 +1908,57 @@ fn query_shapes_answer_as_the_statements_they_come_from() {
     });
 }
 
+/// Assignment errors carry PostgreSQL's position and DETAIL (checked against PostgreSQL 15):
+/// a position at a quoted literal the column's input function could not read, none where a
+/// value does not fit the column.
+#[test]
+fn assignment_errors_are_placed_as_postgresql_places_them() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        step(&cluster, &mut session, "CREATE TABLE a (i int, n numeric(4,2), v varchar(3), d date)").await;
+        step(&cluster, &mut session, "INSERT INTO a VALUES (1, 1, 'x', '2024-01-01')").await;
+        // (statement, SQLSTATE, the text the position points at, DETAIL)
+        let cases = [
+            ("INSERT INTO a (i) VALUES (99999999999)", "22003", None, None),
+            ("INSERT INTO a (i) VALUES ('abc')", "22P02", Some("'abc'"), None),
+            ("INSERT INTO a (i) VALUES ('99999999999')", "22003", Some("'99999999999'"), None),
+            (
+                "INSERT INTO a (n) VALUES (123.4)",
+                "22003",
+                None,
+                Some("A field with precision 4, scale 2 must round to an absolute value less than 10^2."),
+            ),
+            ("INSERT INTO a (v) VALUES ('abcdef')", "22001", None, None),
+            (
+                "INSERT INTO a (n) VALUES ('123.4')",
+                "22003",
+                None,
+                Some("A field with precision 4, scale 2 must round to an absolute value less than 10^2."),
+            ),
+            ("INSERT INTO a (d) VALUES ('x')", "22007", Some("'x'"), None),
+            ("INSERT INTO a (i) VALUES (2.5e10)", "22003", None, None),
+            ("UPDATE a SET i = 'zz'", "22P02", Some("'zz'"), None),
+            ("UPDATE a SET i = 99999999999", "22003", None, None),
+        ];
+        for setting in ["on", "off"] {
+            step(&cluster, &mut session, &format!("SET helios.query_shapes = {setting}")).await;
+            for (sql, code, at, detail) in cases {
+                let results = execute_simple(&mut session, &cluster, sql).await;
+                let Some(Err(e)) = results.last() else {
+                    panic!("{sql}: no error");
+                };
+                assert_eq!(e.sqlstate, code, "{sql}: {e:?}");
+                let expected = at.map(|text| sql.find(text).expect("in the statement") + 1);
+                assert_eq!(e.position, expected, "{sql}: {e:?}");
+                assert_eq!(e.detail.as_deref(), detail, "{sql}");
+            }
+        }
+    });
+}
+
 /// Runs one query string on `cluster`; the last result, rendered.
 async fn step(cluster: &LocalCluster, session: &mut Session, sql: &str) -> String {
     let results = execute_simple(session, cluster, sql).await;
