@@ -24,11 +24,9 @@ pub(crate) const SHAPE_QUERY_BYTES_MAX: usize = 8192;
 /// Most literals taken out of one statement.
 const SHAPE_LITERALS_MAX: usize = 256;
 
-/// OIDs of the types a literal is given.
-const OID_INT4: u32 = 23;
-const OID_INT8: u32 = 20;
-const OID_NUMERIC: u32 = 1700;
-/// Unspecified: the parameter's type is inferred from where it stands.
+use crate::types::SqlType;
+
+/// A parameter type OID that leaves the type to be inferred from where it stands.
 const OID_UNSPECIFIED: u32 = 0;
 
 /// A statement with its literals replaced by `$1`, `$2`, ...
@@ -234,12 +232,12 @@ fn number_end(bytes: &[u8], start: usize) -> Option<usize> {
 fn number_type(text: &str) -> Option<u32> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return Some(match text.parse::<i64>() {
-            Ok(v) if i32::try_from(v).is_ok() => OID_INT4,
-            Ok(_) => OID_INT8,
-            Err(_) => OID_NUMERIC,
+            Ok(v) if i32::try_from(v).is_ok() => SqlType::Int4.oid(),
+            Ok(_) => SqlType::Int8.oid(),
+            Err(_) => SqlType::Numeric.oid(),
         });
     }
-    Some(OID_NUMERIC)
+    Some(SqlType::Numeric.oid())
 }
 
 /// Whether a negated integer would have a narrower type than the integer alone.
@@ -280,6 +278,10 @@ fn is_word_byte(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OID_INT4: u32 = 23;
+    const OID_INT8: u32 = 20;
+    const OID_NUMERIC: u32 = 1700;
 
     fn shape(sql: &str) -> Option<(String, Vec<&'static str>, Vec<u32>)> {
         of(sql).map(|s| {
