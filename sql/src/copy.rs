@@ -883,7 +883,8 @@ pub struct CopyLoader {
     line: u64,
     /// The end-of-data marker (`\.`) was seen: the rest is ignored.
     ended: bool,
-    pending: Vec<(usize, RowOp)>,
+    /// Rows waiting for the next batch, with the line each came from.
+    pending: Vec<(u64, RowOp)>,
     /// (shard, key) of every row written, to delete them again if the COPY fails.
     written: Vec<(usize, Bytes)>,
     rows: u64,
@@ -1132,7 +1133,7 @@ impl CopyLoader {
                 if_absent: false,
             }
         };
-        self.pending.push((usize::MAX, op)); // the shard is found when the batch is sent
+        self.pending.push((self.line, op)); // the shard is found when the batch is sent
         Ok(())
     }
 
@@ -1178,13 +1179,16 @@ impl CopyLoader {
         }
         let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
         let mut keys: BTreeMap<usize, Vec<Bytes>> = BTreeMap::new();
-        for (_, op) in self.pending.drain(..) {
+        // Each row's line, for the CONTEXT of an error a shard reports about one row.
+        let mut lines: Vec<(Bytes, u64)> = Vec::with_capacity(self.pending.len());
+        for (line, op) in self.pending.drain(..) {
             let (RowOp::Insert { key, .. } | RowOp::Append { key, .. }) = &op else {
                 unreachable!("COPY queues inserts and puts")
             };
             let token = rowcodec::storage_key_token(key).expect("a row key has a token");
             let shard = cluster.shard_of_token(token);
             keys.entry(shard).or_default().push(key.clone());
+            lines.push((key.clone(), line));
             per_shard.entry(shard).or_default().push(op);
         }
         let constraint = self.table.pkey_name();
@@ -1225,17 +1229,19 @@ impl CopyLoader {
                 first_error = Some(e);
             }
         }
-        if let Some(e) = &mut first_error {
-            if let Some(key) = e.conflict_key.take() {
-                e.detail =
-                    crate::index::describe_conflict(&cluster.catalog(), &key, &self.env.style)
-                        .map(|key| format!("{key} already exists."));
+        let Some(mut e) = first_error else {
+            return Ok(());
+        };
+        // A duplicated row key names the line that brought it, as PostgreSQL's CONTEXT does.
+        let mut line = self.line;
+        if let Some(key) = e.conflict_key.take() {
+            if let Some(&(_, at)) = lines.iter().find(|(row_key, _)| **row_key == *key) {
+                line = at;
             }
+            e.detail = crate::index::describe_conflict(&cluster.catalog(), &key, &self.env.style)
+                .map(|key| format!("{key} already exists."));
         }
-        match first_error {
-            Some(e) => Err(with_context(e, &self.table.name, self.line, None)),
-            None => Ok(()),
-        }
+        Err(with_context(e, &self.table.name, line, None))
     }
 }
 

@@ -197,8 +197,19 @@ fn copy_loads_text_and_csv_refuses_malformed_lines_whole_and_reads_back() {
         !ok && err.contains("extra data after last expected column"),
         "{err}"
     );
-    let (ok, _, err) = psql(port, &["COPY items FROM STDIN"], Some("1\tdup\t1\tt\n"));
+    // A duplicate key on the second line: psql shows the key and that line, as with
+    // PostgreSQL.
+    let (ok, _, err) = psql(
+        port,
+        &["COPY items FROM STDIN"],
+        Some("90\tnew\t1\tt\n1\tdup\t1\tt\n91\tnew\t1\tt\n"),
+    );
     assert!(!ok && err.contains("duplicate key"), "{err}");
+    assert!(
+        err.contains("DETAIL:  Key (id)=(1) already exists."),
+        "{err}"
+    );
+    assert!(err.contains("COPY items, line 2"), "{err}");
     assert_eq!(query(port, "SELECT count(*) FROM items"), "5");
     // COPY TO STDOUT writes what COPY FROM reads.
     let (ok, out, err) = psql(
