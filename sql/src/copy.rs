@@ -1238,8 +1238,8 @@ impl CopyLoader {
             if let Some(&(_, at)) = lines.iter().find(|(row_key, _)| **row_key == *key) {
                 line = at;
             }
-            e.detail = crate::index::describe_conflict(&cluster.catalog(), &key, &self.env.style)
-                .map(|key| format!("{key} already exists."));
+            e.detail =
+                crate::index::already_exists_detail(&cluster.catalog(), &key, &self.env.style);
         }
         Err(with_context(e, &self.table.name, line, None))
     }

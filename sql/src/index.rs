@@ -111,6 +111,15 @@ pub(crate) fn describe_conflict(
     Some(format!("Key ({})=({})", names.join(", "), shown.join(", ")))
 }
 
+/// PostgreSQL's DETAIL of a 23505 raised on a shard: `Key (id)=(1) already exists.`
+pub(crate) fn already_exists_detail(
+    catalog: &Catalog,
+    key: &[u8],
+    style: &crate::types::Style,
+) -> Option<String> {
+    describe_conflict(catalog, key, style).map(|key| format!("{key} already exists."))
+}
+
 fn table_by_id(catalog: &Catalog, id: u32) -> Option<std::sync::Arc<Table>> {
     catalog
         .databases

@@ -341,8 +341,7 @@ pub(crate) fn with_conflict_detail<C: Cluster>(
 ) -> SqlError {
     if e.detail.is_none() {
         if let Some(key) = e.conflict_key.take() {
-            e.detail = index::describe_conflict(&cluster.catalog(), &key, &session.style())
-                .map(|key| format!("{key} already exists."));
+            e.detail = index::already_exists_detail(&cluster.catalog(), &key, &session.style());
         }
     }
     e
