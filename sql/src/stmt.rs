@@ -1401,21 +1401,20 @@ fn finish_returning(
 
 pub(crate) fn note_write(_session: &mut Session) {}
 
-/// Rows of `table` that `selection` picks, with their keys: the row-local part of the filter
-/// runs in the shards (or a point read), the rest (subqueries) on the coordinator.
-/// The rows a statement changes: (rows, their keys, the other fetches' rows, the row-local
-/// part of the WHERE, which the shards can check again on the latest version).
-type Changed = (Vec<Row>, Vec<Bytes>, Inputs, Option<Bound>);
+/// A changing statement's WHERE, bound over its table: the row-local conjuncts, which the
+/// shards evaluate (and check again on the newest version of each row), and the rest
+/// (subqueries), which the coordinator evaluates.
+struct ChangeFilter {
+    local: Option<Bound>,
+    residual: Option<Bound>,
+}
 
-async fn select_for_change<C: Cluster>(
-    cluster: &C,
+fn bind_change_filter(
     planner: &Planner<'_>,
     table: &Arc<Table>,
     qualifier: Option<String>,
     selection: Option<&ast::Expr>,
-    env: &Env,
-    describe: bool,
-) -> Result<Option<Changed>, SqlError> {
+) -> Result<ChangeFilter, SqlError> {
     let scope = Scope {
         columns: table_scope(table, qualifier),
         parent: None,
@@ -1445,19 +1444,54 @@ async fn select_for_change<C: Cluster>(
             }
         }
     }
-    if describe {
+    Ok(ChangeFilter {
+        local: Bound::conjunction(pushed),
+        residual: Bound::conjunction(residual),
+    })
+}
+
+/// The one row key a changing statement can reach without reading first (None: it must
+/// read): its WHERE is row-local and pins the whole primary key, and the statement reads
+/// the newest version of its row anyway (READ COMMITTED), so the shard's read-modify-write
+/// of that key — which skips an absent row and checks the WHERE on the row it finds — does
+/// all the statement would. REPEATABLE READ reads first: a row its snapshot cannot see is
+/// left alone there, where the shard would call it a concurrent update.
+fn single_row_target<C: Cluster>(
+    cluster: &C,
+    planner: &Planner<'_>,
+    table: &Table,
+    filter: &ChangeFilter,
+    env: &Env,
+) -> Result<Option<Bytes>, SqlError> {
+    if filter.residual.is_some()
+        || !planner.fetches.borrow().is_empty()
+        || !crate::txn::reads_newest(cluster)
+    {
         return Ok(None);
     }
-    let target = Fetch::new(table.clone(), Bound::conjunction(pushed));
+    point_key(table, filter.local.as_ref(), env)
+}
+
+/// The rows a statement changes: (rows, their keys, the other fetches' rows).
+type Changed = (Vec<Row>, Vec<Bytes>, Inputs);
+
+/// Rows of `table` that `filter` picks, with their keys: the row-local part of the filter
+/// runs in the shards (or a point read), the rest (subqueries) on the coordinator.
+async fn select_for_change<C: Cluster>(
+    cluster: &C,
+    planner: &Planner<'_>,
+    table: &Arc<Table>,
+    filter: &ChangeFilter,
+    env: &Env,
+) -> Result<Changed, SqlError> {
+    let target = Fetch::new(table.clone(), filter.local.clone());
     let scanned = fetch(cluster, &target, &[], env, true).await?;
-    let local_filter = target.filter;
     let fetches = planner.fetches.borrow().clone();
     let inputs = fetch_all(cluster, &fetches, env).await?;
-    let residual = Bound::conjunction(residual);
     let mut rows = Vec::new();
     let mut keys = Vec::new();
     for (row, key) in scanned.rows.into_iter().zip(scanned.keys) {
-        if let Some(r) = &residual {
+        if let Some(r) = &filter.residual {
             let cx = Eval {
                 env,
                 row: &row,
@@ -1471,7 +1505,7 @@ async fn select_for_change<C: Cluster>(
         rows.push(row);
         keys.push(key);
     }
-    Ok(Some((rows, keys, inputs, local_filter)))
+    Ok((rows, keys, inputs))
 }
 
 pub(crate) async fn run_update<C: Cluster>(
@@ -1505,19 +1539,10 @@ pub(crate) async fn run_update<C: Cluster>(
     // SET targets and values, bound before any row is read.
     let sets = bind_assignments(&planner.binder(Some(&scope)), &table, &update.assignments)?;
     let returning = bind_returning(&planner, &table, update.returning.as_deref())?;
-    let Some((rows, keys, inputs, local_filter)) = select_for_change(
-        cluster,
-        &planner,
-        &table,
-        qualifier,
-        update.selection.as_ref(),
-        &env,
-        params.describe,
-    )
-    .await?
-    else {
+    let filter = bind_change_filter(&planner, &table, qualifier, update.selection.as_ref())?;
+    if params.describe {
         return Ok(described(&returning));
-    };
+    }
     // The common case runs on the shards as read-modify-write of each row (no lost updates
     // between concurrent statements): SET values that read only the row, no key change.
     // SET col = DEFAULT with a sequence default takes a new value per row, on the coordinator.
@@ -1534,6 +1559,16 @@ pub(crate) async fn run_update<C: Cluster>(
                 None => !sequence_default(*column),
             }
     });
+    // Without a read first, the key is the only one the shard may change; with one, the
+    // keys the read found.
+    let target = match on_shards {
+        true => single_row_target(cluster, &planner, &table, &filter, &env)?,
+        false => None,
+    };
+    let (rows, keys, inputs) = match target {
+        Some(key) => (Vec::new(), vec![key], Inputs::default()),
+        None => select_for_change(cluster, &planner, &table, &filter, &env).await?,
+    };
     if on_shards {
         let mut spec_sets = Vec::with_capacity(sets.len());
         for (column, b) in sets {
@@ -1554,7 +1589,7 @@ pub(crate) async fn run_update<C: Cluster>(
         let spec = Arc::new(ModifySpec {
             table: table.clone(),
             sets: spec_sets,
-            filter: local_filter,
+            filter: filter.local,
             checks: bind_checks(session, &catalog, &table)?,
             env: env.clone(),
         });
@@ -1694,18 +1729,17 @@ pub(crate) async fn run_delete<C: Cluster>(
     let qualifier = alias.as_ref().map(|a| plan::ident(&a.name));
     let env = env_with(session, params)?;
     let returning = bind_returning(&planner, &table, delete.returning.as_deref())?;
-    let Some((_, keys, _, local_filter)) = select_for_change(
-        cluster,
-        &planner,
-        &table,
-        qualifier,
-        delete.selection.as_ref(),
-        &env,
-        params.describe,
-    )
-    .await?
-    else {
+    let filter = bind_change_filter(&planner, &table, qualifier, delete.selection.as_ref())?;
+    if params.describe {
         return Ok(described(&returning));
+    }
+    let keys = match single_row_target(cluster, &planner, &table, &filter, &env)? {
+        Some(key) => vec![key],
+        None => {
+            select_for_change(cluster, &planner, &table, &filter, &env)
+                .await?
+                .1
+        }
     };
     // Each shard deletes a row only if its newest version (after any concurrent writer that
     // held its lock) still passes the row-local part of the WHERE, as PostgreSQL re-checks it;
@@ -1713,7 +1747,7 @@ pub(crate) async fn run_delete<C: Cluster>(
     let spec = Arc::new(ModifySpec {
         table: table.clone(),
         sets: Vec::new(),
-        filter: local_filter,
+        filter: filter.local,
         checks: Vec::new(),
         env: env.clone(),
     });

@@ -1160,6 +1160,17 @@ pub(crate) fn in_transaction<C: Cluster>(cluster: &C) -> bool {
     cluster.conn_txn().borrow().current.is_some()
 }
 
+/// Whether the connection's statements read the newest committed version of a row they
+/// change (READ COMMITTED, in a transaction or not), not a transaction snapshot's.
+pub(crate) fn reads_newest<C: Cluster>(cluster: &C) -> bool {
+    cluster
+        .conn_txn()
+        .borrow()
+        .current
+        .as_ref()
+        .is_none_or(|t| t.isolation == Isolation::ReadCommitted)
+}
+
 /// Whether the connection's transaction has written anything yet.
 pub(crate) fn has_touched<C: Cluster>(cluster: &C) -> bool {
     cluster

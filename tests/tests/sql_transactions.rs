@@ -259,6 +259,20 @@ fn isolation_anomalies_as_postgresql_allows_them() {
         // Phantoms: none at REPEATABLE READ.
         assert_eq!(one_i64(&a, "SELECT sum(bal)::int8 FROM acct").await, total);
         assert_eq!(one_i64(&a, "SELECT count(*) FROM acct").await, 20);
+        // A row inserted after the snapshot is not there for its changes either (by primary
+        // key too, where READ COMMITTED skips the read first).
+        assert_eq!(
+            a.execute("UPDATE acct SET bal = 1 WHERE id = 500", &[])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            a.execute("DELETE FROM acct WHERE id = 500", &[])
+                .await
+                .unwrap(),
+            0
+        );
         // Lost update at REPEATABLE READ: first committer wins, the other gets 40001.
         let err = fails(&a, "UPDATE acct SET bal = bal + 1 WHERE id = 3").await;
         assert_eq!(code(&err), "40001");
