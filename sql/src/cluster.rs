@@ -1481,6 +1481,18 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         txns.unlock_transient(transient, &keys);
         return written;
     };
+    let only_new_rows =
+        req.indexes.is_empty() && req.ops.iter().all(|op| matches!(op, RowOp::Append { .. }));
+    if only_new_rows {
+        // Fresh row ids (COPY into a table without a primary key or indexes): nothing to
+        // lock, read or check, and the rows stay apart from the ordered intents until
+        // something reads or rolls back those (each batch merged into them would cost a
+        // tree insert per row).
+        let (batch, mut outcome) = build_batch(lsm, &ReadView::default(), req).await?;
+        txns.add_appended(ctx.id, ctx.mark, batch)?;
+        outcome.lsn = 0;
+        return Ok(outcome);
+    }
     let keys: Vec<Bytes> = req
         .ops
         .iter()
@@ -1513,13 +1525,7 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         unchanged_since_snapshot(lsm, txns, ctx, &view, &keys).await?;
     }
     let (batch, mut outcome) = build_batch(lsm, &view, req).await?;
-    let only_new_rows =
-        req.indexes.is_empty() && req.ops.iter().all(|op| matches!(op, RowOp::Append { .. }));
-    if only_new_rows {
-        txns.add_appended(ctx.id, ctx.mark, batch)?;
-    } else {
-        txns.add_intents(ctx.id, ctx.mark, batch)?;
-    }
+    txns.add_intents(ctx.id, ctx.mark, batch)?;
     outcome.lsn = 0;
     Ok(outcome)
 }

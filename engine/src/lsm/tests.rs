@@ -240,6 +240,9 @@ enum Op {
     /// A put or delete written scan-only (see `WriteBatch::put_scan_only`), on the same keys as
     /// the others: even mixed, point reads and scans must see the newest version.
     ScanOnly(u8, Option<usize>),
+    /// One batch of puts (Some(len)) and deletes (None), some scan-only, with repeated keys:
+    /// large ones go into the memtable in key order, not batch order.
+    Batch(Vec<(u8, Option<usize>, bool)>),
     Get(u8),
     Scan(u8, usize),
     Snapshot,
@@ -257,6 +260,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         30 => (any::<u8>(), 0usize..300).prop_map(|(k, len)| Op::Put(k, len)),
         8 => any::<u8>().prop_map(Op::Delete),
         8 => (any::<u8>(), proptest::option::of(0usize..300)).prop_map(|(k, len)| Op::ScanOnly(k, len)),
+        3 => proptest::collection::vec((any::<u8>(), proptest::option::of(0usize..100), any::<bool>()), 0..150)
+            .prop_map(Op::Batch),
         8 => any::<u8>().prop_map(Op::Get),
         3 => (any::<u8>(), 0usize..20).prop_map(|(k, n)| Op::Scan(k, n)),
         2 => Just(Op::Snapshot),
@@ -329,6 +334,28 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
                     None => model.remove(&key),
                 };
                 unsynced.push(Unsynced { key, value });
+            }
+            Op::Batch(entries) => {
+                let mut batch = WriteBatch::new();
+                for (k, len, scan_only) in entries {
+                    let key = key_of(k);
+                    let value = len.map(|len| value_of(step, len));
+                    let (k, v) = (Bytes::from(key.clone()), value.clone().map(Bytes::from));
+                    match (v, scan_only) {
+                        (Some(v), false) => batch.put(k, v),
+                        (Some(v), true) => batch.put_scan_only(k, v),
+                        (None, false) => batch.delete(k),
+                        (None, true) => batch.delete_scan_only(k),
+                    }
+                    match &value {
+                        Some(v) => model.insert(key.clone(), v.clone()),
+                        None => model.remove(&key),
+                    };
+                    // Looser than the batch's all-or-nothing, which is the WAL's to keep.
+                    unsynced.push(Unsynced { key, value });
+                }
+                db.wait_for_write_room().await.unwrap();
+                db.write_owned(batch).unwrap();
             }
             Op::Get(k) => {
                 let key = key_of(k);
