@@ -6,7 +6,7 @@
 //! Table ids are never reused, so rows a dropped table left behind can never be read as a new
 //! table's rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -30,9 +30,15 @@ pub const DEFAULT_SCHEMA: &str = "public";
 pub struct Catalog {
     /// Incremented by every change; a DDL statement names the version it was planned on.
     pub version: u64,
-    /// The next id for a database, schema or table.
+    /// The next id for a database, schema or table. Ids are never reused: the keys of a
+    /// dropped table or index are left to compaction (see [`LiveIds`]).
     pub next_id: u32,
     pub databases: BTreeMap<String, Database>,
+    /// Ids reserved for a table rewrite's new table and indexes, written before the catalog
+    /// names them: their keys are not garbage. No build survives a restart
+    /// ([`Catalog::forget_builds`]).
+    #[serde(default)]
+    pub building: BTreeSet<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -325,6 +331,41 @@ pub struct DdlOutcome {
     pub notices: Vec<String>,
 }
 
+/// Which SQL keys are garbage: those of a table or index id the catalog handed out and no
+/// longer names (dropped, or replaced by a rewrite). DROP TABLE, DROP INDEX and the switch of
+/// a rewrite leave such keys in place instead of deleting them one by one; compaction drops
+/// them (the shard's compaction filter asks [`LiveIds::is_dead_key`]). The default judges
+/// nothing dead (a shard before it has the catalog).
+#[derive(Debug, Default, Clone)]
+pub struct LiveIds {
+    next_id: u32,
+    live: HashSet<u32>,
+}
+
+impl LiveIds {
+    fn is_dead(&self, id: u32) -> bool {
+        id < self.next_id && !self.live.contains(&id)
+    }
+
+    /// Whether `key` is a row, index entry or unique-index claim of a dead table or index.
+    /// Other keys (catalog, transaction records, Redis) are never dead here.
+    pub fn is_dead_key(&self, key: &[u8]) -> bool {
+        let id_at = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?))
+        };
+        match key.first() {
+            Some(&crate::rowcodec::ROW_PREFIX) | Some(&crate::index::INDEX_PREFIX) => {
+                id_at(1).is_some_and(|id| self.is_dead(id))
+            }
+            Some(&crate::index::CLAIM_PREFIX) => {
+                id_at(1).is_some_and(|table| self.is_dead(table))
+                    || id_at(5).is_some_and(|index| self.is_dead(index))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Default for Catalog {
     fn default() -> Catalog {
         Catalog::new()
@@ -338,6 +379,7 @@ impl Catalog {
             version: 1,
             next_id: 1,
             databases: BTreeMap::new(),
+            building: BTreeSet::new(),
         };
         c.add_database(DEFAULT_DATABASE);
         c
@@ -742,7 +784,9 @@ impl Catalog {
                 }
             }
             DdlChange::ReserveId => {
-                outcome.reserved_id = Some(self.take_id());
+                let id = self.take_id();
+                self.building.insert(id);
+                outcome.reserved_id = Some(id);
             }
             DdlChange::SetStats {
                 database,
@@ -816,8 +860,43 @@ impl Catalog {
                 schema.tables.insert(table.name.clone(), Arc::new(table));
             }
         }
+        // A reserved id the catalog now names is built.
+        let named = self.named_ids();
+        self.building.retain(|id| !named.contains(id));
         self.version += 1;
         Ok(outcome)
+    }
+
+    /// Every id the catalog names: databases, schemas and their relations.
+    fn named_ids(&self) -> HashSet<u32> {
+        let mut ids = HashSet::new();
+        for db in self.databases.values() {
+            ids.insert(db.id);
+            for schema in db.schemas.values() {
+                ids.insert(schema.id);
+                ids.extend(schema.tables.values().map(|t| t.id));
+                ids.extend(schema.indexes.values().map(|i| i.id));
+                ids.extend(schema.views.values().map(|v| v.id));
+                ids.extend(schema.sequences.values().map(|q| q.id));
+            }
+        }
+        ids
+    }
+
+    /// The ids whose keys are live, for the compaction filter.
+    pub fn live_ids(&self) -> LiveIds {
+        let mut live = self.named_ids();
+        live.extend(self.building.iter().copied());
+        LiveIds {
+            next_id: self.next_id,
+            live,
+        }
+    }
+
+    /// Forgets the reserved ids of table rewrites (at start-up: none is still running), so
+    /// that what they wrote is garbage.
+    pub fn forget_builds(&mut self) {
+        self.building.clear();
     }
 
     fn schema_mut(&mut self, database: &str, schema: &str) -> Result<&mut Schema, SqlError> {
@@ -958,5 +1037,87 @@ mod tests {
             round.table("postgres", None, "t1"),
             c.table("postgres", None, "t1")
         );
+    }
+
+    #[test]
+    fn only_keys_of_ids_handed_out_and_no_longer_named_are_dead() {
+        use crate::index::{CLAIM_PREFIX, INDEX_PREFIX};
+        use crate::rowcodec::{row_key, ROW_PREFIX};
+        let index_key = |id: u32| [&[INDEX_PREFIX][..], &id.to_be_bytes(), b"x"].concat();
+        let claim_key = |table: u32, index: u32| {
+            [
+                &[CLAIM_PREFIX][..],
+                &table.to_be_bytes(),
+                &index.to_be_bytes(),
+                b"x",
+            ]
+            .concat()
+        };
+        let mut c = Catalog::new();
+        c.apply(DdlChange::CreateTable {
+            database: "postgres".into(),
+            table: table("t"),
+            if_not_exists: false,
+            sequences: Vec::new(),
+        })
+        .unwrap();
+        let t = c.table("postgres", None, "t").unwrap().id;
+        c.apply(DdlChange::CreateIndex {
+            database: "postgres".into(),
+            schema: "public".into(),
+            index: IndexDef {
+                id: 0,
+                name: "t_a".into(),
+                table: "t".into(),
+                columns: vec![0],
+                unique: true,
+            },
+            if_not_exists: false,
+        })
+        .unwrap();
+        let i = c.databases["postgres"].schemas["public"].indexes["t_a"].id;
+        let live = c.live_ids();
+        assert!(!live.is_dead_key(&row_key(t, b"k")));
+        assert!(!live.is_dead_key(&index_key(i)));
+        assert!(!live.is_dead_key(&claim_key(t, i)));
+        // Ids not handed out yet (another shard's newer catalog may have), and keys that
+        // are not SQL rows, entries or claims, are never dead.
+        assert!(!live.is_dead_key(&row_key(c.next_id + 5, b"k")));
+        assert!(!live.is_dead_key(b"\x00redis-key"));
+        assert!(!live.is_dead_key(crate::rowcodec::CATALOG_KEY));
+        assert!(
+            !live.is_dead_key(&[ROW_PREFIX, 0]),
+            "too short to name an id"
+        );
+        assert!(!LiveIds::default().is_dead_key(&row_key(1, b"k")));
+
+        // A rewrite's reserved id is live while it builds, and once the catalog names it.
+        let reserved = c.apply(DdlChange::ReserveId).unwrap().reserved_id.unwrap();
+        assert!(!c.live_ids().is_dead_key(&row_key(reserved, b"k")));
+        // After a restart, a build that never switched is garbage.
+        let mut restarted = Catalog::decode(&c.encode()).unwrap();
+        restarted.forget_builds();
+        assert!(restarted.live_ids().is_dead_key(&row_key(reserved, b"k")));
+        assert!(!restarted.live_ids().is_dead_key(&row_key(t, b"k")));
+
+        // Dropping the index kills its entries and claims; dropping the table, its rows.
+        c.apply(DdlChange::DropRelations {
+            database: "postgres".into(),
+            kind: RelationKind::Index,
+            names: vec![("public".into(), "t_a".into())],
+            if_exists: false,
+        })
+        .unwrap();
+        let live = c.live_ids();
+        assert!(live.is_dead_key(&index_key(i)));
+        assert!(live.is_dead_key(&claim_key(t, i)));
+        assert!(!live.is_dead_key(&row_key(t, b"k")));
+        c.apply(DdlChange::DropTables {
+            database: "postgres".into(),
+            tables: vec![("public".into(), "t".into())],
+            if_exists: false,
+        })
+        .unwrap();
+        assert!(c.live_ids().is_dead_key(&row_key(t, b"k")));
     }
 }

@@ -1932,7 +1932,10 @@ pub async fn load_catalog<F: FileSystem + Clone + 'static, R: Runtime>(
         .await
         .map_err(|e| e.to_string())?
     {
-        Some(bytes) => Catalog::decode(&bytes).map(Some),
+        Some(bytes) => Catalog::decode(&bytes).map(|mut catalog| {
+            catalog.forget_builds();
+            Some(catalog)
+        }),
         None => Ok(None),
     }
 }

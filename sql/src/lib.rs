@@ -53,7 +53,7 @@ use sqlparser::ast::{self, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 
-pub use catalog::{Catalog, DdlChange, DdlOutcome, SequenceDef, Table, DEFAULT_DATABASE};
+pub use catalog::{Catalog, DdlChange, DdlOutcome, LiveIds, SequenceDef, Table, DEFAULT_DATABASE};
 pub use cluster::{
     delete_table_local, load_catalog, scan_fragment, scan_local, sequence_local, store_catalog,
     write_fragment, write_local, Cluster, RowOp, ScanRequest, ScanRows, SequenceOp, SequenceStates,

@@ -12,7 +12,7 @@ use helios_engine::localrt::LocalRuntime;
 use helios_engine::lsm::{Lsm, LsmOptions};
 use helios_engine::memfs::MemFs;
 
-use crate::catalog::{Catalog, DdlChange, DdlOutcome};
+use crate::catalog::{Catalog, DdlChange, DdlOutcome, LiveIds};
 use crate::cluster::*;
 use crate::error::SqlError;
 use crate::txn::{txn_local, CommitGate, ConnTxn, ShardTxns, TxnId, TxnMsg, TxnReply, WaitGraph};
@@ -30,14 +30,20 @@ pub(crate) struct LocalCluster {
     conn: RefCell<ConnTxn>,
     next_id: std::cell::Cell<u64>,
     clock: crate::txn::HybridClock,
+    /// What the trees' compaction filter judges by, as a server shard's `sql_live`.
+    live: Rc<RefCell<LiveIds>>,
 }
 
 /// The server's tree options, but with small WAL segments and memtables: tests open
 /// hundreds of clusters (each proptest case one), and a default segment is preallocated
 /// at 64 MiB in memory. Small memtables also make bigger tests read flushed tables.
-fn test_options() -> LsmOptions {
+fn test_options(live: &Rc<RefCell<LiveIds>>) -> LsmOptions {
     let defaults = LsmOptions::default();
+    let live = live.clone();
     LsmOptions {
+        expiry_filter: Some(Rc::new(move |key: &[u8], _: &[u8]| {
+            live.borrow().is_dead_key(key)
+        })),
         memtable_bytes: 4 << 20,
         wal: helios_engine::wal::WalOptions {
             segment_bytes_max: 4 << 20,
@@ -49,7 +55,8 @@ fn test_options() -> LsmOptions {
 }
 
 impl LocalCluster {
-    /// Live keys starting with `prefix`, over every shard (for tests of what DDL leaves).
+    /// Keys starting with `prefix` that compaction keeps (not of a dropped table or index),
+    /// over every shard (for tests of what DDL leaves).
     pub(crate) async fn count_keys(&self, prefix: &[u8]) -> usize {
         let mut count = 0;
         for tree in &self.shards {
@@ -59,7 +66,9 @@ impl LocalCluster {
             });
             iter.seek(prefix).await.expect("seek");
             while iter.valid() {
-                count += 1;
+                if !self.live.borrow().is_dead_key(iter.key()) {
+                    count += 1;
+                }
                 iter.next().await.expect("next");
             }
         }
@@ -67,6 +76,7 @@ impl LocalCluster {
     }
 
     pub(crate) async fn open(rt: LocalRuntime, fs: MemFs, shard_count: usize) -> LocalCluster {
+        let live = Rc::new(RefCell::new(LiveIds::default()));
         let mut shards = Vec::with_capacity(shard_count);
         for s in 0..shard_count {
             let cache = Rc::new(BlockCache::new(1 << 20));
@@ -74,7 +84,7 @@ impl LocalCluster {
                 fs.clone(),
                 rt.clone(),
                 PathBuf::from(format!("/shard-{s}")),
-                test_options(),
+                test_options(&live),
                 cache,
             )
             .await
@@ -85,6 +95,7 @@ impl LocalCluster {
             .await
             .expect("catalog decodes")
             .unwrap_or_default();
+        *live.borrow_mut() = catalog.live_ids();
         let txns = (0..shard_count).map(|_| ShardTxns::default()).collect();
         let cluster = LocalCluster {
             rt,
@@ -97,6 +108,7 @@ impl LocalCluster {
             conn: RefCell::default(),
             next_id: std::cell::Cell::new(0),
             clock: Default::default(),
+            live,
         };
         crate::txn::recover(&cluster)
             .await
@@ -143,15 +155,8 @@ impl Cluster for LocalCluster {
         let outcome = next.apply(change)?;
         let lsn = store_catalog(&self.shards[0], &next).await?;
         self.sync(0, lsn).await?;
+        *self.live.borrow_mut() = next.live_ids();
         *self.catalog.borrow_mut() = Arc::new(next);
-        for &id in &outcome.dropped_tables {
-            for s in 0..self.shards.len() {
-                self.truncate(s, id).await?;
-            }
-        }
-        for &(table_id, index_id) in &outcome.dropped_indexes {
-            crate::index::delete_index_data(self, table_id, index_id).await?;
-        }
         Ok(outcome)
     }
 

@@ -152,7 +152,7 @@ async fn stage(data_dir: &Path, staging: &Path, from: usize, to: usize) -> Resul
             GlommioRuntime,
             dir.clone(),
             // Staged trees judge no element an orphan: start-up's scan does that.
-            store::lsm_options(&SOURCE_BUDGET, Default::default()),
+            store::lsm_options(&SOURCE_BUDGET, store::Oracles::default()),
             cache,
         )
         .await

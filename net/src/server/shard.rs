@@ -199,6 +199,8 @@ pub struct ShardState {
     pub pg_ring: RefCell<Option<Rc<SocketRing>>>,
     /// The SQL catalog this shard plans with (shard 0 publishes every version).
     pub catalog: RefCell<Arc<helios_sql::Catalog>>,
+    /// The table and index ids of `catalog` whose keys compaction keeps.
+    pub sql_live: RefCell<helios_sql::LiveIds>,
     /// One table deletion (TRUNCATE, DROP) at a time on this shard (see `sqlcluster::truncate`).
     pub sql_writes: glommio::sync::Semaphore,
     /// SQL transactions' intents, row locks and snapshots on this shard.
@@ -910,19 +912,24 @@ async fn open_shard(
     })?;
     let shard_dir = shared.config.data_dir.join(format!("shard-{id}"));
     let per_shard = shared.config.cache_bytes / shared.map.shard_count().max(1) as u64;
-    let (lsm, ks, orphans) =
+    let (lsm, ks, oracles) =
         store::open_store(&shard_dir, StoreBudget::from_cache_bytes(per_shard))
             .await
             .map_err(|error| format!("shard {id}: {error}"))?;
     shared.used_bytes[id].store(ks.used_bytes(), Ordering::Relaxed);
-    let catalog = if id == sqlcluster::CATALOG_SHARD {
-        helios_sql::load_catalog(&lsm)
+    let (catalog, sql_live) = if id == sqlcluster::CATALOG_SHARD {
+        let catalog = helios_sql::load_catalog(&lsm)
             .await
             .map_err(|error| format!("shard {id}: reading the SQL catalog: {error}"))?
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let live = catalog.live_ids();
+        (catalog, live)
     } else {
-        // Replaced by shard 0's before any client is served.
-        helios_sql::Catalog::default()
+        // Replaced by shard 0's before any client is served; until then no key is dead.
+        (
+            helios_sql::Catalog::default(),
+            helios_sql::LiveIds::default(),
+        )
     };
     let state = Rc::new(ShardState {
         id,
@@ -942,6 +949,7 @@ async fn open_shard(
         append_failed: Cell::new(false),
         pg_ring: RefCell::new(None),
         catalog: RefCell::new(Arc::new(catalog)),
+        sql_live: RefCell::new(sql_live),
         sql_writes: glommio::sync::Semaphore::new(1),
         sql_txns: Default::default(),
         ddl_lock: glommio::sync::Semaphore::new(1),
@@ -953,7 +961,16 @@ async fn open_shard(
     // The keyspace is rebuilt: from now on compaction turns elements no live collection owns
     // into tombstones. (Borrowed by a command at that instant: keep the element this time.)
     let weak = Rc::downgrade(&state);
-    *orphans.borrow_mut() = Some(Box::new(move |field| {
+    *oracles.dead_sql_keys.borrow_mut() = Some(Box::new(move |key| {
+        weak.upgrade().is_some_and(|state| {
+            state
+                .sql_live
+                .try_borrow()
+                .is_ok_and(|live| live.is_dead_key(key))
+        })
+    }));
+    let weak = Rc::downgrade(&state);
+    *oracles.orphans.borrow_mut() = Some(Box::new(move |field| {
         weak.upgrade().is_some_and(|state| {
             state
                 .ks

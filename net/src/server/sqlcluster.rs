@@ -299,8 +299,8 @@ async fn durable(state: &Rc<ShardState>, lsn: u64) -> Result<(), SqlError> {
 }
 
 /// Shard 0: applies a catalog change, persists it (always synced, whatever the durability
-/// mode: DDL is rare and a lost table definition would orphan its rows), installs it on every
-/// shard, then deletes the rows of dropped tables everywhere.
+/// mode: DDL is rare and a lost table definition would orphan its rows), and installs it on
+/// every shard.
 pub async fn apply_ddl(state: &Rc<ShardState>, change: DdlChange) -> Result<DdlOutcome, SqlError> {
     assert_eq!(state.id, CATALOG_SHARD, "only shard 0 changes the catalog");
     let _permit = state
@@ -316,17 +316,9 @@ pub async fn apply_ddl(state: &Rc<ShardState>, change: DdlChange) -> Result<DdlO
         .sync_to(lsn)
         .await
         .map_err(|e| SqlError::new(IO_ERROR, format!("storage error: {e}")))?;
+    // The keys of dropped tables and indexes stay until compaction drops them (their ids
+    // are not reused: see `helios_sql::LiveIds`).
     publish_catalog(state, Arc::new(next)).await?;
-    for &table_id in &outcome.dropped_tables {
-        for shard in 0..state.shared.map.shard_count() {
-            let cluster = ShardCluster::new(state.clone());
-            cluster.truncate(shard, table_id).await?;
-        }
-    }
-    for &(table_id, index_id) in &outcome.dropped_indexes {
-        let cluster = ShardCluster::new(state.clone());
-        helios_sql::delete_index_data(&cluster, table_id, index_id).await?;
-    }
     Ok(outcome)
 }
 
@@ -356,6 +348,9 @@ pub async fn publish_catalog(
 pub fn install_catalog(state: &ShardState, catalog: Arc<Catalog>) {
     let mut current = state.catalog.borrow_mut();
     if catalog.version >= current.version {
+        // Judged by a catalog shard 0 has made durable (`apply_ddl` syncs before it
+        // publishes): a crash cannot bring back a table whose keys compaction dropped.
+        *state.sql_live.borrow_mut() = catalog.live_ids();
         *current = catalog;
     }
 }

@@ -55,9 +55,21 @@ pub fn lsm_dir(shard_dir: &Path) -> PathBuf {
     shard_dir.join(LSM_DIR)
 }
 
-/// The tree options of a shard: defaults, memtables sized by the budget, and Redis expiry and
-/// orphaned collection elements (once `orphans` answers) as the compaction filter.
-pub fn lsm_options(budget: &StoreBudget, orphans: storage::OrphanOracle) -> LsmOptions {
+/// Answers whether a SQL key belongs to a dropped table or index
+/// ([`helios_sql::LiveIds::is_dead_key`]); None until the shard has its catalog.
+pub type DeadKeyOracle = Rc<std::cell::RefCell<Option<Box<dyn Fn(&[u8]) -> bool>>>>;
+
+/// What the compaction filter asks once the shard is up.
+#[derive(Default, Clone)]
+pub struct Oracles {
+    pub orphans: storage::OrphanOracle,
+    pub dead_sql_keys: DeadKeyOracle,
+}
+
+/// The tree options of a shard: defaults, memtables sized by the budget, and as the
+/// compaction filter: Redis expiry, orphaned collection elements (once `orphans` answers)
+/// and the keys of dropped SQL tables and indexes (once `dead_sql_keys` does).
+pub fn lsm_options(budget: &StoreBudget, oracles: Oracles) -> LsmOptions {
     let defaults = LsmOptions::default();
     LsmOptions {
         memtable_bytes: budget.memtable_bytes,
@@ -65,9 +77,17 @@ pub fn lsm_options(budget: &StoreBudget, orphans: storage::OrphanOracle) -> LsmO
         // small memtables do not make every L0 compaction rewrite a much larger L1.
         level1_bytes: (budget.memtable_bytes * defaults.l0_compaction_trigger) as u64,
         target_file_bytes: budget.memtable_bytes as u64,
-        expiry_filter: Some(storage::compaction_filter(unix_ms, orphans)),
+        expiry_filter: Some(compaction_filter(oracles)),
         ..defaults
     }
+}
+
+fn compaction_filter(oracles: Oracles) -> helios_engine::lsm::compaction::ExpiryFilter {
+    let redis = storage::compaction_filter(unix_ms, oracles.orphans);
+    let dead = oracles.dead_sql_keys;
+    Rc::new(move |key: &[u8], stored: &[u8]| {
+        redis(key, stored) || dead.borrow().as_ref().is_some_and(|is_dead| is_dead(key))
+    })
 }
 
 /// Opens the shard's tree, moves a legacy WAL into it if one is there, and rebuilds the key
@@ -75,15 +95,15 @@ pub fn lsm_options(budget: &StoreBudget, orphans: storage::OrphanOracle) -> LsmO
 pub async fn open_store(
     shard_dir: &Path,
     budget: StoreBudget,
-) -> Result<(Rc<ShardLsm>, Keyspace, storage::OrphanOracle), String> {
-    let orphans = storage::OrphanOracle::default();
+) -> Result<(Rc<ShardLsm>, Keyspace, Oracles), String> {
+    let oracles = Oracles::default();
     let dir = lsm_dir(shard_dir);
     let cache = Rc::new(BlockCache::new(budget.block_cache_bytes));
     let lsm = Lsm::open(
         GlommioFs,
         GlommioRuntime,
         dir.clone(),
-        lsm_options(&budget, orphans.clone()),
+        lsm_options(&budget, oracles.clone()),
         cache,
     )
     .await
@@ -96,7 +116,7 @@ pub async fn open_store(
     }
     let mut ks = Keyspace::with_resident_budget(resident_budget(budget));
     rebuild_index(&lsm, &mut ks).await?;
-    Ok((lsm, ks, orphans))
+    Ok((lsm, ks, oracles))
 }
 
 /// Test hook: `HELIOS_TEST_RESIDENT_VALUE_BYTES=0` keeps no value in memory after a batch, so
