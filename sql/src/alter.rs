@@ -128,7 +128,16 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     let index_columns = index_columns_after(&catalog, &database, &old, &shape);
     let mut index_ids = Vec::new();
     let mut rebuilt = Vec::new();
-    if rewrite || !verify_not_null.is_empty() || !verify_checks.is_empty() {
+    // Reading every row: writes to the table wait until the switch (a write the scan did not
+    // see would be lost, or break the constraint being checked).
+    let reads_rows = rewrite || !verify_not_null.is_empty() || !verify_checks.is_empty();
+    if reads_rows {
+        freeze_writes(cluster, old.id, session.lock_timeout_ms()).await?;
+    }
+    let checked: Result<(), SqlError> = async {
+        if !reads_rows {
+            return Ok(());
+        }
         let checks: Vec<(String, Bound)> = stmt::bind_checks(session, &catalog, &new)?
             .into_iter()
             .filter(|(name, _)| verify_checks.contains(name))
@@ -169,6 +178,12 @@ pub(crate) async fn run_alter_table<C: Cluster>(
                 return Err(e);
             }
         }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = checked {
+        thaw_writes(cluster, old.id).await;
+        return Err(e);
     }
     let new_id = (new.id != old.id).then_some(new.id);
     let outcome = cluster
@@ -187,6 +202,9 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         Err(e) => {
             if let Some(new_id) = new_id {
                 discard_rewrite(cluster, new_id, &rebuilt).await;
+            }
+            if reads_rows {
+                thaw_writes(cluster, old.id).await;
             }
             return Err(e);
         }
@@ -707,6 +725,47 @@ async fn discard_rewrite<C: Cluster>(
     for spec in rebuilt {
         let _ = crate::index::delete_index_data(cluster, new_id, spec.id).await;
     }
+}
+
+/// How long ALTER TABLE waits for the transactions holding rows of its table when the
+/// session sets no `lock_timeout` (PostgreSQL would wait for ever).
+const ALTER_WAIT_FOR_WRITERS_MS: u64 = 60_000;
+
+/// Freezes writes to table `table_id` on every shard, then waits until the writers already
+/// holding its rows are done; on failure (another ALTER has it, or the wait timed out) the
+/// table is thawed again.
+async fn freeze_writes<C: Cluster>(
+    cluster: &C,
+    table_id: u32,
+    lock_timeout_ms: u64,
+) -> Result<(), SqlError> {
+    cluster.ddl(DdlChange::FreezeWrites { table_id }).await?;
+    let timeout_ms = match lock_timeout_ms {
+        0 => ALTER_WAIT_FOR_WRITERS_MS,
+        ms => ms,
+    };
+    let waits = (0..cluster.shard_count()).map(|shard| {
+        cluster.txn_call(
+            shard,
+            crate::txn::TxnMsg::AwaitNoWriters {
+                table_id,
+                timeout_ms,
+            },
+        )
+    });
+    for waited in futures_util::future::join_all(waits).await {
+        if let Err(e) = waited {
+            thaw_writes(cluster, table_id).await;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Lets writes to the table in again (best effort: a failed catalog write leaves it frozen
+/// until the next restart, which forgets freezes).
+async fn thaw_writes<C: Cluster>(cluster: &C, table_id: u32) {
+    let _ = cluster.ddl(DdlChange::ThawWrites { table_id }).await;
 }
 
 async fn reserve_id<C: Cluster>(cluster: &C) -> Result<u32, SqlError> {

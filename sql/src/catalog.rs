@@ -39,6 +39,13 @@ pub struct Catalog {
     /// ([`Catalog::forget_builds`]).
     #[serde(default)]
     pub building: BTreeSet<u32>,
+    /// Tables whose writes the shards refuse while an ALTER TABLE checks or rewrites their
+    /// rows (a write it did not see would be lost, or break the constraint it checks).
+    #[serde(default)]
+    pub frozen: BTreeSet<u32>,
+    /// [`Catalog::live_ids`], computed once per version (every write fragment asks).
+    #[serde(skip)]
+    live: std::sync::OnceLock<LiveIds>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -265,6 +272,15 @@ pub enum DdlChange {
     /// Takes a fresh id (for the rows of a table being rewritten), durably, so that no later
     /// object is given it.
     ReserveId,
+    /// Refuse writes to a table (an ALTER TABLE is about to read all of its rows); 40001
+    /// when another ALTER already has.
+    FreezeWrites {
+        table_id: u32,
+    },
+    /// Accept writes to it again (the ALTER failed; its `AlterTable` switch thaws too).
+    ThawWrites {
+        table_id: u32,
+    },
     /// ANALYZE's result for table `name` (if it still has id `id`).
     SetStats {
         database: String,
@@ -380,6 +396,8 @@ impl Catalog {
             next_id: 1,
             databases: BTreeMap::new(),
             building: BTreeSet::new(),
+            frozen: BTreeSet::new(),
+            live: std::sync::OnceLock::new(),
         };
         c.add_database(DEFAULT_DATABASE);
         c
@@ -461,6 +479,7 @@ impl Catalog {
 
     /// Applies `change`, producing the next catalog version.
     pub fn apply(&mut self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+        self.live = std::sync::OnceLock::new();
         let mut outcome = DdlOutcome::default();
         match change {
             DdlChange::CreateTable {
@@ -783,6 +802,23 @@ impl Catalog {
                     }
                 }
             }
+            DdlChange::FreezeWrites { table_id } => {
+                if !self.named_ids().contains(&table_id) {
+                    return Err(SqlError::new(
+                        "40001",
+                        "the relation was changed by another statement during ALTER TABLE; retry",
+                    ));
+                }
+                if !self.frozen.insert(table_id) {
+                    return Err(SqlError::new(
+                        "40001",
+                        "the relation is being altered by another statement; retry",
+                    ));
+                }
+            }
+            DdlChange::ThawWrites { table_id } => {
+                self.frozen.remove(&table_id);
+            }
             DdlChange::ReserveId => {
                 let id = self.take_id();
                 self.building.insert(id);
@@ -858,11 +894,14 @@ impl Catalog {
                     outcome.dropped_tables.push(old_id);
                 }
                 schema.tables.insert(table.name.clone(), Arc::new(table));
+                // The ALTER that froze the table's writes is done with its rows.
+                self.frozen.remove(&old_id);
             }
         }
         // A reserved id the catalog now names is built.
         let named = self.named_ids();
         self.building.retain(|id| !named.contains(id));
+        self.frozen.retain(|id| named.contains(id));
         self.version += 1;
         Ok(outcome)
     }
@@ -883,20 +922,55 @@ impl Catalog {
         ids
     }
 
-    /// The ids whose keys are live, for the compaction filter.
-    pub fn live_ids(&self) -> LiveIds {
-        let mut live = self.named_ids();
-        live.extend(self.building.iter().copied());
-        LiveIds {
-            next_id: self.next_id,
-            live,
-        }
+    /// The ids whose keys are live, for the compaction filter and the write check.
+    pub fn live_ids(&self) -> &LiveIds {
+        self.live.get_or_init(|| {
+            let mut live = self.named_ids();
+            live.extend(self.building.iter().copied());
+            LiveIds {
+                next_id: self.next_id,
+                live,
+            }
+        })
     }
 
-    /// Forgets the reserved ids of table rewrites (at start-up: none is still running), so
-    /// that what they wrote is garbage.
+    /// Forgets what running ALTER TABLEs held (at start-up: none is still running): their
+    /// reserved ids, so that what they wrote is garbage, and their tables' write freezes.
     pub fn forget_builds(&mut self) {
         self.building.clear();
+        self.frozen.clear();
+        self.live = std::sync::OnceLock::new();
+    }
+
+    /// Refuses a write fragment that changes rows of a table an ALTER TABLE has frozen, or
+    /// of a table id that is gone (the ALTER switched the table to a new id, or it was
+    /// dropped) — a statement planned before the change reached this shard: 40001, so the
+    /// client retries with the new catalog instead of writing where no one reads.
+    pub fn refuse_frozen_writes(&self, ops: &[crate::cluster::RowOp]) -> Result<(), SqlError> {
+        let live = self.live_ids();
+        for op in ops {
+            let key = op.key();
+            if key.first() != Some(&crate::rowcodec::ROW_PREFIX) {
+                continue;
+            }
+            let id = key
+                .get(1..5)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes);
+            let frozen = id.is_some_and(|id| self.frozen.contains(&id));
+            if frozen || live.is_dead_key(key) {
+                return Err(SqlError::new(
+                    "40001",
+                    "could not write: the relation was changed by ALTER TABLE or dropped; retry",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether writes to table `id` wait for an ALTER TABLE.
+    pub fn is_frozen(&self, id: u32) -> bool {
+        self.frozen.contains(&id)
     }
 
     fn schema_mut(&mut self, database: &str, schema: &str) -> Result<&mut Schema, SqlError> {
@@ -1076,7 +1150,7 @@ mod tests {
         })
         .unwrap();
         let i = c.databases["postgres"].schemas["public"].indexes["t_a"].id;
-        let live = c.live_ids();
+        let live = c.live_ids().clone();
         assert!(!live.is_dead_key(&row_key(t, b"k")));
         assert!(!live.is_dead_key(&index_key(i)));
         assert!(!live.is_dead_key(&claim_key(t, i)));
@@ -1108,7 +1182,7 @@ mod tests {
             if_exists: false,
         })
         .unwrap();
-        let live = c.live_ids();
+        let live = c.live_ids().clone();
         assert!(live.is_dead_key(&index_key(i)));
         assert!(live.is_dead_key(&claim_key(t, i)));
         assert!(!live.is_dead_key(&row_key(t, b"k")));

@@ -1443,14 +1443,21 @@ fn project(columns: Option<&[usize]>, mut row: Row) -> Row {
 /// batch, which is written at once; inside one, the rows stay locked and the changes become
 /// the transaction's intents (see [`crate::txn`]). The caller waits for durability up to the
 /// returned lsn (0: nothing to wait for).
+///
+/// `catalog` is the shard's installed one: a fragment for a table an ALTER TABLE froze is
+/// refused (40001), checked again once its rows are locked, since the freeze may arrive
+/// while it waits (the ALTER then waits for the locks it holds: [`ShardTxns::writers_of`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
     rt: &R,
     txns: &ShardTxns,
     graph: &WaitGraph,
     shard: usize,
+    catalog: &std::cell::RefCell<Arc<Catalog>>,
     req: &WriteRequest,
 ) -> Result<WriteOutcome, SqlError> {
+    catalog.borrow().refuse_frozen_writes(&req.ops)?;
     let Some(ctx) = &req.txn else {
         // Outside a transaction (COPY, table rewrites, index builds), only keys another
         // transaction may be inserting or changing need locks: overwrites here are of rows
@@ -1477,7 +1484,11 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
             &LockWait::default(),
         )
         .await?;
-        let written = write_local(lsm, req).await;
+        let refused = catalog.borrow().refuse_frozen_writes(&req.ops);
+        let written = match refused {
+            Ok(()) => write_local(lsm, req).await,
+            Err(e) => Err(e),
+        };
         txns.unlock_transient(transient, &keys);
         return written;
     };
@@ -1509,6 +1520,8 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         &ctx.wait,
     )
     .await?;
+    // The transaction's locks go when it ends, with the rest of its state.
+    catalog.borrow().refuse_frozen_writes(&req.ops)?;
     let view = ReadView {
         overlay: txns.view(Some(ctx))?.overlay,
         snapshot: None,

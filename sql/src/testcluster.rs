@@ -95,7 +95,7 @@ impl LocalCluster {
             .await
             .expect("catalog decodes")
             .unwrap_or_default();
-        *live.borrow_mut() = catalog.live_ids();
+        *live.borrow_mut() = catalog.live_ids().clone();
         let txns = (0..shard_count).map(|_| ShardTxns::default()).collect();
         let cluster = LocalCluster {
             rt,
@@ -155,7 +155,7 @@ impl Cluster for LocalCluster {
         let outcome = next.apply(change)?;
         let lsn = store_catalog(&self.shards[0], &next).await?;
         self.sync(0, lsn).await?;
-        *self.live.borrow_mut() = next.live_ids();
+        *self.live.borrow_mut() = next.live_ids().clone();
         *self.catalog.borrow_mut() = Arc::new(next);
         Ok(outcome)
     }
@@ -180,6 +180,7 @@ impl Cluster for LocalCluster {
             &self.txns[shard],
             &self.graph,
             shard,
+            &self.catalog,
             &req,
         )
         .await?;

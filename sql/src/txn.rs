@@ -546,6 +546,17 @@ impl ShardTxns {
         }
     }
 
+    /// Whether a transaction or a write outside one holds rows under `prefix` here: a row
+    /// lock (every intent has one), or a row under a new hidden row id (which takes none).
+    pub fn writers_of(&self, prefix: &[u8]) -> bool {
+        self.locks.borrow().keys().any(|k| k.starts_with(prefix))
+            || self
+                .txns
+                .borrow()
+                .values()
+                .any(|t| t.appended.iter().any(|(_, k, _)| k.starts_with(prefix)))
+    }
+
     /// Counts `batch` against the transaction's intent limit; Err (nothing counted) beyond it.
     fn charge(&self, state: &mut ShardTxn, batch: &WriteBatch) -> Result<(), SqlError> {
         let added: usize = batch
@@ -622,6 +633,10 @@ impl ShardTxns {
     }
 }
 
+/// How often a shard looks again whether the writers of a table an ALTER TABLE froze have
+/// ended.
+const WRITERS_POLL_MS: u64 = 2;
+
 /// A transaction message to one shard.
 #[derive(Debug, Clone)]
 pub enum TxnMsg {
@@ -681,6 +696,12 @@ pub enum TxnMsg {
     DeletePrefix {
         prefix: Vec<u8>,
     },
+    /// Answer once no transaction (or write outside one) holds rows of the table here: its
+    /// writes are frozen, so the ones already in flight only end. 55P03 after `timeout_ms`.
+    AwaitNoWriters {
+        table_id: u32,
+        timeout_ms: u64,
+    },
 }
 
 /// One intent as it travels: key, value (None: delete).
@@ -729,6 +750,25 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
 ) -> Result<(TxnReply, Durability), SqlError> {
     let done = |d: Durability| Ok((TxnReply::Done, d));
     match msg {
+        TxnMsg::AwaitNoWriters {
+            table_id,
+            timeout_ms,
+        } => {
+            let prefix = crate::rowcodec::table_prefix(table_id);
+            let deadline = rt.now_ms().saturating_add(timeout_ms);
+            while txns.writers_of(&prefix) {
+                if rt.now_ms() >= deadline {
+                    return Err(SqlError::new(
+                        "55P03",
+                        "could not lock the relation for ALTER TABLE: open transactions hold \
+                         rows of it",
+                    ));
+                }
+                rt.sleep(std::time::Duration::from_millis(WRITERS_POLL_MS))
+                    .await;
+            }
+            done(Durability::default())
+        }
         TxnMsg::DeletePrefix { prefix } => {
             let lsn = crate::cluster::delete_prefix_local(lsm, rt, &prefix).await?;
             done(Durability {

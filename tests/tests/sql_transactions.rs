@@ -1143,3 +1143,95 @@ fn on_conflict_do_update_on_a_unique_index() {
         assert_eq!(one_i64(&a, "SELECT count(*) FROM counters WHERE email = 'c@x'").await, 1);
     });
 }
+
+/// ALTER TABLE that reads every row (a rewrite, a new constraint to check) while other
+/// clients keep writing the table: writes that land before it freezes the table are in the
+/// rewritten rows, later ones fail with 40001 until the switch (and are retried), and none
+/// that was acknowledged is lost; a writer's open transaction is waited for.
+#[test]
+fn alter_table_loses_no_concurrent_write() {
+    const ROWS: i64 = 20_000;
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let port = server.pg_port();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime(), async move {
+        let admin = connect(port).await;
+        ok(&admin, "CREATE TABLE w (id int8, v int8)").await;
+        ok(
+            &admin,
+            &format!("INSERT INTO w SELECT g, 0 FROM generate_series(1, {ROWS}) g"),
+        )
+        .await;
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let mut writers = Vec::new();
+        for w in 0..2i64 {
+            let client = connect(port).await;
+            let stop = stop.clone();
+            writers.push(tokio::task::spawn_local(async move {
+                let (mut acked, mut refused) = (0i64, 0u32);
+                // Each writer keeps going a little after the ALTERs are done.
+                let mut after_stop = 0;
+                while after_stop < 20 {
+                    if stop.get() {
+                        after_stop += 1;
+                    }
+                    let id = 1_000_000 * (w + 1) + acked;
+                    match client
+                        .execute("INSERT INTO w (id, v) VALUES ($1, 1)", &[&id])
+                        .await
+                    {
+                        Ok(1) => acked += 1,
+                        Ok(n) => panic!("INSERT reported {n} rows"),
+                        Err(e) if code(&e) == "40001" => refused += 1,
+                        Err(e) => panic!("writer {w}: {e:?}"),
+                    }
+                    tokio::task::yield_now().await;
+                }
+                (acked, refused)
+            }));
+        }
+        // A transaction holding a row of the table: the ALTER waits for it to end.
+        let holder = connect(port).await;
+        ok(&holder, "BEGIN; UPDATE w SET v = 5 WHERE id = 1").await;
+        let mut alter = Box::pin(admin.batch_execute("ALTER TABLE w ADD PRIMARY KEY (id)"));
+        assert!(
+            still_waiting(&mut alter).await,
+            "ALTER waits for the open transaction"
+        );
+        ok(&holder, "COMMIT").await;
+        alter.await.unwrap();
+        ok(&admin, "ALTER TABLE w ADD COLUMN z int8 NOT NULL DEFAULT 7").await;
+        ok(
+            &admin,
+            "ALTER TABLE w ADD CONSTRAINT v_small CHECK (v < 10)",
+        )
+        .await;
+        stop.set(true);
+        let mut acked_total = 0;
+        for (w, writer) in writers.into_iter().enumerate() {
+            let (acked, _refused) = writer.await.unwrap();
+            assert!(acked > 0, "writer {w} got nothing in");
+            let w = w as i64;
+            let range = format!(
+                "SELECT count(*) FROM w WHERE id >= {} AND id < {}",
+                1_000_000 * (w + 1),
+                1_000_000 * (w + 2)
+            );
+            assert_eq!(one_i64(&admin, &range).await, acked, "writer {w}'s rows");
+            acked_total += acked;
+        }
+        assert_eq!(
+            one_i64(&admin, "SELECT count(*) FROM w").await,
+            ROWS + acked_total
+        );
+        assert_eq!(one_i64(&admin, "SELECT v FROM w WHERE id = 1").await, 5);
+        assert_eq!(
+            one_i64(&admin, "SELECT count(*) FROM w WHERE z = 7").await,
+            ROWS + acked_total
+        );
+        // The table takes writes again, under its new key.
+        let err = fails(&admin, "INSERT INTO w VALUES (1, 0)").await;
+        assert_eq!(code(&err), "23505");
+        ok(&admin, "INSERT INTO w VALUES (-1, 0)").await;
+    });
+}

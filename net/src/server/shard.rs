@@ -922,7 +922,7 @@ async fn open_shard(
             .await
             .map_err(|error| format!("shard {id}: reading the SQL catalog: {error}"))?
             .unwrap_or_default();
-        let live = catalog.live_ids();
+        let live = catalog.live_ids().clone();
         (catalog, live)
     } else {
         // Replaced by shard 0's before any client is served; until then no key is dead.

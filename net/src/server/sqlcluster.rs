@@ -233,6 +233,7 @@ pub async fn write(state: &Rc<ShardState>, req: WriteRequest) -> Result<WriteOut
         &state.sql_txns,
         &state.shared.sql_wait_graph,
         state.id,
+        &state.catalog,
         &req,
     )
     .await?;
@@ -350,7 +351,7 @@ pub fn install_catalog(state: &ShardState, catalog: Arc<Catalog>) {
     if catalog.version >= current.version {
         // Judged by a catalog shard 0 has made durable (`apply_ddl` syncs before it
         // publishes): a crash cannot bring back a table whose keys compaction dropped.
-        *state.sql_live.borrow_mut() = catalog.live_ids();
+        *state.sql_live.borrow_mut() = catalog.live_ids().clone();
         *current = catalog;
     }
 }
