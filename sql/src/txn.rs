@@ -588,14 +588,14 @@ impl ShardTxns {
     /// The intents of `txn` as a batch, moved out (empty: nothing to write here); its locks
     /// stay until [`ShardTxns::finish`].
     fn take_batch(&self, txn: TxnId) -> WriteBatch {
-        let mut batch = WriteBatch::new();
         let (intents, appended) = match self.txns.borrow_mut().get_mut(&txn) {
             Some(state) => (
                 std::mem::take(&mut *state.intents.borrow_mut()),
                 std::mem::take(&mut state.appended),
             ),
-            None => return batch,
+            None => return WriteBatch::new(),
         };
+        let mut batch = WriteBatch::with_capacity(appended.len() + intents.len());
         for (_, k, v) in appended {
             batch.put(k, v);
         }

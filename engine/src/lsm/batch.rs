@@ -34,6 +34,15 @@ impl WriteBatch {
         WriteBatch::default()
     }
 
+    /// An empty batch with room for `entries` entries.
+    pub fn with_capacity(entries: usize) -> WriteBatch {
+        WriteBatch {
+            entries: Vec::with_capacity(entries),
+            scan_only: Vec::with_capacity(entries),
+            ..WriteBatch::default()
+        }
+    }
+
     pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) {
         self.push(ValueKind::Put, key.into(), value.into());
     }

@@ -275,6 +275,9 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         let (lsn, base_seq) = self.log_batch(&batch)?;
         let state = self.state.borrow();
         let newest_pinned = self.snapshots.newest();
+        if batch.len() >= KEY_ORDER_INSERT_ENTRIES_MIN {
+            state.active.reserve_keys(batch.len());
+        }
         insert_in_key_order(batch, |i, ((kind, key, value), scan_only)| {
             let seq = base_seq + i as u64;
             if scan_only {

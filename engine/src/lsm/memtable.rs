@@ -316,6 +316,13 @@ impl Memtable {
         }
     }
 
+    /// Makes room in the newest-version index for `keys` more keys at once: a batch bigger
+    /// than the memtable was sized for (a committed bulk load) would otherwise grow it by
+    /// doubling, re-hashing every key each time.
+    pub fn reserve_keys(&self, keys: usize) {
+        self.newest.borrow_mut().reserve(keys);
+    }
+
     /// Inserts one entry of a key that only scans read (a Redis list element: lists are
     /// resident, so nothing ever point-reads one). It skips the newest-version index: a hash
     /// probe, and its slot's memory, for every pushed element. Keys that share its first byte
