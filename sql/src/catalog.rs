@@ -948,22 +948,30 @@ impl Catalog {
     /// client retries with the new catalog instead of writing where no one reads.
     pub fn refuse_frozen_writes(&self, ops: &[crate::cluster::RowOp]) -> Result<(), SqlError> {
         let live = self.live_ids();
+        // A fragment's rows are nearly always one table's: judge each id once.
+        let mut last_allowed: Option<u32> = None;
         for op in ops {
             let key = op.key();
             if key.first() != Some(&crate::rowcodec::ROW_PREFIX) {
                 continue;
             }
-            let id = key
+            let Some(id) = key
                 .get(1..5)
                 .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes);
-            let frozen = id.is_some_and(|id| self.frozen.contains(&id));
-            if frozen || live.is_dead_key(key) {
+                .map(u32::from_be_bytes)
+            else {
+                continue;
+            };
+            if last_allowed == Some(id) {
+                continue;
+            }
+            if self.frozen.contains(&id) || live.is_dead(id) {
                 return Err(SqlError::new(
                     "40001",
                     "could not write: the relation was changed by ALTER TABLE or dropped; retry",
                 ));
             }
+            last_allowed = Some(id);
         }
         Ok(())
     }
