@@ -132,6 +132,13 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     // see would be lost, or break the constraint being checked).
     let reads_rows = rewrite || !verify_not_null.is_empty() || !verify_checks.is_empty();
     if reads_rows {
+        if crate::txn::has_touched(cluster) {
+            // It would wait for its own transaction's row locks, and its rewrite would not
+            // see that transaction's uncommitted rows.
+            return Err(not_supported(
+                "ALTER TABLE that rewrites or checks a table's rows in a transaction block that has written rows",
+            ));
+        }
         freeze_writes(cluster, old.id, session.lock_timeout_ms()).await?;
     }
     let checked: Result<(), SqlError> = async {

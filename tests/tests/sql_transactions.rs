@@ -1233,5 +1233,16 @@ fn alter_table_loses_no_concurrent_write() {
         let err = fails(&admin, "INSERT INTO w VALUES (1, 0)").await;
         assert_eq!(code(&err), "23505");
         ok(&admin, "INSERT INTO w VALUES (-1, 0)").await;
+        // Its own transaction's writes would be waited for by, and invisible to, the rewrite.
+        ok(&admin, "BEGIN; INSERT INTO w VALUES (-2, 0)").await;
+        let err = fails(&admin, "ALTER TABLE w ADD COLUMN q int8 DEFAULT 1").await;
+        assert_eq!(code(&err), "0A000");
+        ok(&admin, "ROLLBACK").await;
+        ok(
+            &admin,
+            "BEGIN; ALTER TABLE w ADD COLUMN q int8 DEFAULT 1; COMMIT",
+        )
+        .await;
+        assert_eq!(one_i64(&admin, "SELECT q FROM w WHERE id = -1").await, 1);
     });
 }
