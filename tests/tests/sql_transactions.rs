@@ -1246,3 +1246,80 @@ fn alter_table_loses_no_concurrent_write() {
         assert_eq!(one_i64(&admin, "SELECT q FROM w WHERE id = -1").await, 1);
     });
 }
+
+/// kill -9 while an ALTER TABLE rewrite has the table's writes frozen: after the restart the
+/// table is as it was before the ALTER (every row, the old shape), takes writes again (a
+/// restart forgets the freeze and the half-written rewrite), and the ALTER can be run again.
+#[test]
+fn kill9_during_an_alter_table_rewrite_leaves_the_table_whole_and_writable() {
+    const ROWS: i64 = 60_000;
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
+    let rt = runtime();
+    let port = server.pg_port();
+    rt.block_on(async {
+        let admin = connect(port).await;
+        ok(&admin, "CREATE TABLE r (id int8, v int8)").await;
+        ok(
+            &admin,
+            &format!("INSERT INTO r SELECT g, g FROM generate_series(1, {ROWS}) g"),
+        )
+        .await;
+    });
+    // Rows a writer got in before the freeze: (acknowledged, whether a write saw the freeze).
+    let (acked, saw_freeze) = rt.block_on(async {
+        let admin = connect(port).await;
+        let writer = connect(port).await;
+        let mut alter = Box::pin(admin.batch_execute("ALTER TABLE r ADD PRIMARY KEY (id)"));
+        // A write refused with 40001 shows the freeze is on: kill then.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut acked = 0i64;
+        loop {
+            if std::time::Instant::now() > deadline {
+                return (acked, false);
+            }
+            let id = -1 - acked;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+            tokio::select! {
+                done = &mut alter => {
+                    done.unwrap();
+                    return (acked, false);
+                }
+                written = writer.execute("INSERT INTO r VALUES ($1, 0)", &params) => match written {
+                    Err(e) if code(&e) == "40001" => return (acked, true),
+                    Err(e) => panic!("{e:?}"),
+                    Ok(_) => acked += 1,
+                },
+            }
+        }
+    });
+    assert!(
+        saw_freeze,
+        "the ALTER finished (or never froze the table) before a write saw the freeze"
+    );
+    server.kill9();
+    server.restart();
+    let port = server.pg_port();
+    rt.block_on(async {
+        let admin = connect(port).await;
+        assert_eq!(
+            one_i64(&admin, "SELECT count(*) FROM r").await,
+            ROWS + acked
+        );
+        assert_eq!(
+            one_i64(&admin, "SELECT sum(v)::int8 FROM r").await,
+            ROWS * (ROWS + 1) / 2
+        );
+        // Not frozen, and still without a primary key.
+        ok(&admin, "INSERT INTO r VALUES (1, 1)").await;
+        ok(&admin, "DELETE FROM r WHERE id = 1 AND v = 1").await;
+        ok(&admin, "INSERT INTO r VALUES (1, 1)").await;
+        ok(&admin, "ALTER TABLE r ADD PRIMARY KEY (id)").await;
+        assert_eq!(
+            one_i64(&admin, "SELECT count(*) FROM r").await,
+            ROWS + acked
+        );
+        let err = fails(&admin, "INSERT INTO r VALUES (2, 2)").await;
+        assert_eq!(code(&err), "23505");
+    });
+}
