@@ -132,13 +132,8 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     // see would be lost, or break the constraint being checked).
     let reads_rows = rewrite || !verify_not_null.is_empty() || !verify_checks.is_empty();
     if reads_rows {
-        if crate::txn::has_touched(cluster) {
-            // It would wait for its own transaction's row locks, and its rewrite would not
-            // see that transaction's uncommitted rows.
-            return Err(not_supported(
-                "ALTER TABLE that rewrites or checks a table's rows in a transaction block that has written rows",
-            ));
-        }
+        // (DDL after writes in the same transaction block is refused before it gets here: it
+        // would wait for its own row locks.)
         freeze_writes(cluster, old.id, session.lock_timeout_ms()).await?;
     }
     let checked: Result<(), SqlError> = async {
@@ -734,9 +729,10 @@ async fn discard_rewrite<C: Cluster>(
     }
 }
 
-/// How long ALTER TABLE waits for the transactions holding rows of its table when the
-/// session sets no `lock_timeout` (PostgreSQL would wait for ever).
-const ALTER_WAIT_FOR_WRITERS_MS: u64 = 60_000;
+/// How long ALTER TABLE waits for the transactions holding rows of its table, and a write
+/// outside a transaction block for an ALTER to thaw its table, when the session sets no
+/// `lock_timeout` (PostgreSQL would wait for ever).
+pub(crate) const ALTER_WAIT_FOR_WRITERS_MS: u64 = 60_000;
 
 /// Freezes writes to table `table_id` on every shard, then waits until the writers already
 /// holding its rows are done; on failure (another ALTER has it, or the wait timed out) the

@@ -347,6 +347,11 @@ pub struct DdlOutcome {
     pub notices: Vec<String>,
 }
 
+/// The message of a write refused because an ALTER TABLE froze its table or the table id is
+/// gone (40001): a statement outside a transaction block waits for the thaw and runs again.
+pub(crate) const WRITES_REFUSED_FOR_DDL: &str =
+    "could not write: the relation was changed by ALTER TABLE or dropped; retry";
+
 /// Which SQL keys are garbage: those of a table or index id the catalog handed out and no
 /// longer names (dropped, or replaced by a rewrite). DROP TABLE, DROP INDEX and the switch of
 /// a rewrite leave such keys in place instead of deleting them one by one; compaction drops
@@ -966,10 +971,7 @@ impl Catalog {
                 continue;
             }
             if self.frozen.contains(&id) || live.is_dead(id) {
-                return Err(SqlError::new(
-                    "40001",
-                    "could not write: the relation was changed by ALTER TABLE or dropped; retry",
-                ));
+                return Err(SqlError::new("40001", WRITES_REFUSED_FOR_DDL));
             }
             last_allowed = Some(id);
         }

@@ -375,11 +375,25 @@ async fn execute_statement<C: Cluster>(
             ));
         }
         txn::set_suspended(cluster, true);
-    } else if !in_block && writes_rows(statement) && !txn::in_transaction(cluster) {
+    }
+    let implicit = !ddl && !in_block && writes_rows(statement) && !txn::in_transaction(cluster);
+    if implicit {
         txn::begin(cluster, session.default_isolation()?, true);
     }
     let mut r = execute(session, cluster, sql, statement, params).await;
-    let end = txn::statement_end(cluster, r.is_ok()).await;
+    let mut end = txn::statement_end(cluster, r.is_ok()).await;
+    // A write an ALTER TABLE's freeze refused, outside a transaction block: wait for the
+    // ALTER to finish and run the statement again (on the new catalog), as PostgreSQL's
+    // writer would wait for the ALTER's lock.
+    let mut polls_left = thaw_polls(session);
+    while implicit
+        && r.as_ref().is_err_and(refused_for_ddl)
+        && waited_for_thaw(cluster, &mut polls_left).await
+    {
+        txn::begin(cluster, session.default_isolation()?, true);
+        r = execute(session, cluster, sql, statement, params).await;
+        end = txn::statement_end(cluster, r.is_ok()).await;
+    }
     if ddl {
         txn::set_suspended(cluster, false);
     }
@@ -392,6 +406,36 @@ async fn execute_statement<C: Cluster>(
         }
     }
     r.and_then(|result| end.map(|()| result))
+}
+
+fn refused_for_ddl(e: &SqlError) -> bool {
+    e.sqlstate == "40001" && e.message == catalog::WRITES_REFUSED_FOR_DDL
+}
+
+/// How many [`Cluster::pause`]s a write waits for a frozen table at most: `lock_timeout`,
+/// else ALTER TABLE's own limit.
+fn thaw_polls(session: &Session) -> u64 {
+    const PAUSE_MICROS: u64 = 50;
+    let ms = match session.lock_timeout_ms() {
+        0 => alter::ALTER_WAIT_FOR_WRITERS_MS,
+        ms => ms,
+    };
+    ms * 1000 / PAUSE_MICROS
+}
+
+/// Waits until no table's writes are frozen (a pause at least, so a refusal that persists
+/// cannot spin); false once `polls_left` runs out.
+async fn waited_for_thaw<C: Cluster>(cluster: &C, polls_left: &mut u64) -> bool {
+    loop {
+        if *polls_left == 0 {
+            return false;
+        }
+        *polls_left -= 1;
+        cluster.pause().await;
+        if cluster.catalog().frozen.is_empty() {
+            return true;
+        }
+    }
 }
 
 /// Statements that change rows (or lock them): outside a block each runs as its own
