@@ -732,7 +732,16 @@ async fn discard_rewrite<C: Cluster>(
 /// How long ALTER TABLE waits for the transactions holding rows of its table, and a write
 /// outside a transaction block for an ALTER to thaw its table, when the session sets no
 /// `lock_timeout` (PostgreSQL would wait for ever).
-pub(crate) const ALTER_WAIT_FOR_WRITERS_MS: u64 = 60_000;
+const ALTER_WAIT_FOR_WRITERS_MS: u64 = 60_000;
+
+/// How long to wait for the other side of an ALTER TABLE's freeze: `lock_timeout` (ms; 0:
+/// unset), else [`ALTER_WAIT_FOR_WRITERS_MS`].
+pub(crate) fn ddl_wait_ms(lock_timeout_ms: u64) -> u64 {
+    match lock_timeout_ms {
+        0 => ALTER_WAIT_FOR_WRITERS_MS,
+        ms => ms,
+    }
+}
 
 /// Freezes writes to table `table_id` on every shard, then waits until the writers already
 /// holding its rows are done; on failure (another ALTER has it, or the wait timed out) the
@@ -743,10 +752,7 @@ async fn freeze_writes<C: Cluster>(
     lock_timeout_ms: u64,
 ) -> Result<(), SqlError> {
     cluster.ddl(DdlChange::FreezeWrites { table_id }).await?;
-    let timeout_ms = match lock_timeout_ms {
-        0 => ALTER_WAIT_FOR_WRITERS_MS,
-        ms => ms,
-    };
+    let timeout_ms = ddl_wait_ms(lock_timeout_ms);
     let waits = (0..cluster.shard_count()).map(|shard| {
         cluster.txn_call(
             shard,

@@ -385,14 +385,15 @@ async fn execute_statement<C: Cluster>(
     // A write an ALTER TABLE's freeze refused, outside a transaction block: wait for the
     // ALTER to finish and run the statement again (on the new catalog), as PostgreSQL's
     // writer would wait for the ALTER's lock.
-    let mut polls_left = thaw_polls(session);
-    while implicit
-        && r.as_ref().is_err_and(refused_for_ddl)
-        && waited_for_thaw(cluster, &mut polls_left).await
-    {
-        txn::begin(cluster, session.default_isolation()?, true);
-        r = execute(session, cluster, sql, statement, params).await;
-        end = txn::statement_end(cluster, r.is_ok()).await;
+    if implicit && r.as_ref().is_err_and(refused_for_ddl) {
+        let mut polls_left = thaw_polls(session);
+        while r.as_ref().is_err_and(refused_for_ddl)
+            && waited_for_thaw(cluster, &mut polls_left).await
+        {
+            txn::begin(cluster, session.default_isolation()?, true);
+            r = execute(session, cluster, sql, statement, params).await;
+            end = txn::statement_end(cluster, r.is_ok()).await;
+        }
     }
     if ddl {
         txn::set_suspended(cluster, false);
@@ -416,11 +417,7 @@ fn refused_for_ddl(e: &SqlError) -> bool {
 /// else ALTER TABLE's own limit.
 fn thaw_polls(session: &Session) -> u64 {
     const PAUSE_MICROS: u64 = 50;
-    let ms = match session.lock_timeout_ms() {
-        0 => alter::ALTER_WAIT_FOR_WRITERS_MS,
-        ms => ms,
-    };
-    ms * 1000 / PAUSE_MICROS
+    alter::ddl_wait_ms(session.lock_timeout_ms()) * 1000 / PAUSE_MICROS
 }
 
 /// Waits until no table's writes are frozen (a pause at least, so a refusal that persists
