@@ -201,7 +201,8 @@ pub struct ShardState {
     pub catalog: RefCell<Arc<helios_sql::Catalog>>,
     /// The table and index ids of `catalog` whose keys compaction keeps.
     pub sql_live: RefCell<helios_sql::LiveIds>,
-    /// One table deletion (TRUNCATE, DROP) at a time on this shard (see `sqlcluster::truncate`).
+    /// One table deletion (TRUNCATE, a failed rewrite's rows) at a time on this shard (see
+    /// `sqlcluster::truncate`).
     pub sql_writes: glommio::sync::Semaphore,
     /// SQL transactions' intents, row locks and snapshots on this shard.
     pub sql_txns: helios_sql::txn::ShardTxns,
