@@ -12,7 +12,9 @@
 //!                               10 timestamp / 11 timestamptz i64 LE µs since 2000-01-01 ·
 //!                               12 interval months i32 LE, days i32 LE, µs i64 LE ·
 //!                               13 uuid 16 bytes · 14 jsonb normalized text varint-len ·
-//!                               15 array varint-count column*, elements never arrays)
+//!                               15 array varint-count column*, elements never arrays ·
+//!                               16 text ending in blanks: varint-blank-count varint-len bytes
+//!                                  (char(n)'s padding is stored as a count, not as blanks))
 //! catalog   = 0x81 "catalog" → the catalog as JSON (shard 0 only)
 //! ```
 //!
@@ -56,6 +58,11 @@ const TAG_INTERVAL: u8 = 12;
 const TAG_UUID: u8 = 13;
 const TAG_JSON: u8 = 14;
 const TAG_ARRAY: u8 = 15;
+const TAG_TEXT_BLANKS: u8 = 16;
+
+/// Trailing blanks from which text stores them as a count (char(n) padding, pgbench's
+/// `filler char(84)`): below this the count costs as much as the blanks.
+const BLANK_RUN_MIN: usize = 4;
 
 /// The token that routes a row: a hash of its key bytes.
 pub fn row_token(key_bytes: &[u8]) -> u64 {
@@ -227,7 +234,7 @@ fn unescape_key_bytes(bytes: &mut &[u8]) -> Option<Vec<u8>> {
 }
 
 pub fn encode_row(row: &[Datum]) -> Bytes {
-    let mut out = Vec::with_capacity(3 + row.len() * 9);
+    let mut out = Vec::with_capacity(3 + row.iter().map(encoded_len_bound).sum::<usize>());
     out.push(ROW_FORMAT_VERSION);
     out.extend_from_slice(&(row.len() as u16).to_le_bytes());
     for d in row {
@@ -240,6 +247,32 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.push(tag);
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
+}
+
+/// At least the bytes `encode_datum` writes for `d`, so that a row is encoded into one
+/// allocation (the numeric case guesses).
+fn encoded_len_bound(d: &Datum) -> usize {
+    const VARINT_MAX: usize = 10;
+    match d {
+        Datum::Text(s) | Datum::Json(s) => 1 + VARINT_MAX + s.len(),
+        Datum::Bytes(b) => 1 + VARINT_MAX + b.len(),
+        Datum::Numeric(_) => 1 + VARINT_MAX + 24,
+        Datum::Array(items) => 1 + VARINT_MAX + items.iter().map(encoded_len_bound).sum::<usize>(),
+        _ => 17,
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let kept = bytes.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    let blanks = bytes.len() - kept;
+    if blanks < BLANK_RUN_MIN {
+        return put_bytes(out, TAG_TEXT, bytes);
+    }
+    out.push(TAG_TEXT_BLANKS);
+    put_varint(out, blanks as u64);
+    put_varint(out, kept as u64);
+    out.extend_from_slice(&bytes[..kept]);
 }
 
 fn encode_datum(out: &mut Vec<u8>, d: &Datum) {
@@ -261,7 +294,7 @@ fn encode_datum(out: &mut Vec<u8>, d: &Datum) {
             out.push(TAG_FLOAT4);
             out.extend_from_slice(&f.to_bits().to_le_bytes());
         }
-        Datum::Text(s) => put_bytes(out, TAG_TEXT, s.as_bytes()),
+        Datum::Text(s) => put_text(out, s),
         Datum::Numeric(n) => put_bytes(out, TAG_NUMERIC, crate::numeric::to_text(n).as_bytes()),
         Datum::Bytes(b) => put_bytes(out, TAG_BYTES, b),
         Datum::Json(j) => put_bytes(out, TAG_JSON, j.as_bytes()),
@@ -357,6 +390,11 @@ fn skip_datum(bytes: &[u8], at: &mut usize, nested_ok: bool) -> Result<(), Strin
             take_varlen(bytes, at)?;
             return Ok(());
         }
+        TAG_TEXT_BLANKS => {
+            blank_count(bytes, at)?;
+            take_varlen(bytes, at)?;
+            return Ok(());
+        }
         TAG_ARRAY if nested_ok => {
             let n = get_varint(bytes, at).ok_or_else(|| malformed("length"))?;
             if n > (bytes.len() - *at) as u64 {
@@ -399,6 +437,28 @@ fn take_varlen<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a [u8], String> 
     )
 }
 
+/// The blank count of a `TAG_TEXT_BLANKS` value, no more than the row's length times a
+/// bound (a corrupt count must not allocate gigabytes).
+fn blank_count(bytes: &[u8], at: &mut usize) -> Result<usize, String> {
+    let n = get_varint(bytes, at).ok_or_else(|| malformed("length"))?;
+    match usize::try_from(n) {
+        Ok(n) if n <= MAX_BLANK_RUN => Ok(n),
+        _ => Err(malformed("blank count")),
+    }
+}
+
+/// PostgreSQL's limit on char(n) (10 485 760 characters).
+const MAX_BLANK_RUN: usize = 10 * 1024 * 1024;
+
+fn take_blank_padded_text(bytes: &[u8], at: &mut usize) -> Result<String, String> {
+    let blanks = blank_count(bytes, at)?;
+    let kept = take_varlen(bytes, at)?;
+    let mut text = Vec::with_capacity(kept.len() + blanks);
+    text.extend_from_slice(kept);
+    text.resize(kept.len() + blanks, b' ');
+    String::from_utf8(text).map_err(|_| malformed("text is not UTF-8"))
+}
+
 fn take_text(bytes: &[u8], at: &mut usize) -> Result<String, String> {
     String::from_utf8(take_varlen(bytes, at)?.to_vec()).map_err(|_| malformed("text is not UTF-8"))
 }
@@ -413,6 +473,7 @@ fn decode_datum(bytes: &[u8], at: &mut usize, nested_ok: bool) -> Result<Datum, 
         TAG_FLOAT => Datum::Float(f64::from_bits(u64::from_le_bytes(take_array(bytes, at)?))),
         TAG_FLOAT4 => Datum::Float4(f32::from_bits(u32::from_le_bytes(take_array(bytes, at)?))),
         TAG_TEXT => Datum::Text(take_text(bytes, at)?),
+        TAG_TEXT_BLANKS => Datum::Text(take_blank_padded_text(bytes, at)?),
         TAG_NUMERIC => Datum::Numeric(
             crate::numeric::parse(&take_text(bytes, at)?).ok_or_else(|| malformed("numeric"))?,
         ),
@@ -458,6 +519,7 @@ mod tests {
                 .prop_filter("NaN != NaN", |f| !f.is_nan())
                 .prop_map(Datum::Float),
             ".{0,20}".prop_map(Datum::Text),
+            ".{0,6} {0,90}".prop_map(Datum::Text),
             (any::<i64>(), 0i64..6)
                 .prop_map(|(v, s)| Datum::Numeric(bigdecimal::BigDecimal::new(v.into(), s))),
             any::<f32>()
@@ -503,6 +565,32 @@ mod tests {
             4 => datum(),
             1 => proptest::collection::vec(datum(), 0..5).prop_map(Datum::Array),
         ]
+    }
+
+    #[test]
+    fn trailing_blanks_are_stored_as_a_count() {
+        let padded = Datum::Text(format!("x{}", " ".repeat(83)));
+        let row = encode_row(std::slice::from_ref(&padded));
+        assert_eq!(row.len(), 3 + 1 + 1 + 1 + 1, "tag, count, length, 'x'");
+        assert_eq!(decode_row(&row, 1).unwrap(), vec![padded]);
+        let blanks_only = Datum::Text(" ".repeat(10));
+        assert_eq!(
+            decode_row(&encode_row(std::slice::from_ref(&blanks_only)), 1).unwrap(),
+            vec![blanks_only]
+        );
+        let few = Datum::Text("ab   ".into());
+        assert_eq!(
+            encode_row(std::slice::from_ref(&few)).len(),
+            3 + 2 + 5,
+            "3 blanks stay text"
+        );
+        let mut huge = vec![ROW_FORMAT_VERSION, 1, 0, TAG_TEXT_BLANKS];
+        put_varint(&mut huge, u64::MAX);
+        huge.push(0);
+        assert!(
+            decode_row(&huge, 1).is_err(),
+            "a corrupt count is an error, not an allocation"
+        );
     }
 
     proptest! {
