@@ -59,6 +59,13 @@ if ! python3 -c 'import redis' >/dev/null 2>&1; then
     pip_install 'redis>=5'
     python3 -c 'import redis; print("test.sh: redis-py", redis.__version__)' >&2
 fi
+# tests/tests/pg_clients.rs runs tests/py/pg_sqlalchemy_alembic.py with SQLAlchemy 2 (over
+# psycopg 3) and Alembic from PyPI.
+if ! python3 -c 'import sqlalchemy, alembic' >/dev/null 2>&1; then
+    echo "test.sh: installing SQLAlchemy and Alembic (PyPI)" >&2
+    pip_install 'sqlalchemy>=2' alembic
+    python3 -c 'import sqlalchemy, alembic; print("test.sh: sqlalchemy", sqlalchemy.__version__, "alembic", alembic.__version__)' >&2
+fi
 
 # tests/tests/sqllogictest.rs runs the SQL conformance corpus (../shared/conformance next to the
 # repo, or HELIOS_SLT_DIR) with the real `sqllogictest` from crates.io's sqllogictest-bin;

@@ -53,6 +53,14 @@ impl RowShape {
     }
 }
 
+impl RowShape {
+    /// Whether a row of `width` columns is the new table's row as it is: the same columns in
+    /// the same places (ADD PRIMARY KEY changes only the key).
+    fn moves_rows_unchanged(&self, width: usize) -> bool {
+        self.sources.len() == width && self.sources.iter().enumerate().all(|(i, s)| *s == Some(i))
+    }
+}
+
 /// Whether a bound expression calls nextval (a default that needs a sequence value).
 fn calls_nextval(b: &Bound) -> bool {
     let mut found = false;
@@ -669,6 +677,9 @@ fn reshape(
     new: &Table,
     env: &Env,
 ) -> Result<Vec<Datum>, SqlError> {
+    if shape.moves_rows_unchanged(old_row.len()) {
+        return Ok(old_row);
+    }
     let mut row = Vec::with_capacity(shape.sources.len());
     for (i, source) in shape.sources.iter().enumerate() {
         row.push(match (source, &shape.defaults[i]) {

@@ -1055,7 +1055,7 @@ impl CopyLoader {
                     ops: chunk.to_vec(),
                     constraint: String::new(),
                     indexes: self.indexes.clone(),
-                    txn: crate::txn::write_ctx(cluster, shard),
+                    txn: crate::txn::write_ctx(cluster, shard, self.table.id),
                 };
                 // Best effort: the COPY's own error is what the client hears; a shard that
                 // cannot delete now has failed for good and is refusing every write.
@@ -1200,7 +1200,7 @@ impl CopyLoader {
                     ops,
                     constraint: constraint.clone(),
                     indexes: self.indexes.clone(),
-                    txn: crate::txn::write_ctx(cluster, shard),
+                    txn: crate::txn::write_ctx(cluster, shard, self.table.id),
                 },
             )
         });

@@ -167,7 +167,7 @@ async fn scan_shards<C: Cluster>(
     if req.lock.is_some() {
         // The shards keep the row locks until the transaction ends.
         for &s in &shards {
-            crate::txn::write_ctx(cluster, s);
+            crate::txn::write_ctx(cluster, s, req.table.id);
         }
     }
     let futures: Vec<_> = shards

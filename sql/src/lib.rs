@@ -370,9 +370,7 @@ async fn execute_statement<C: Cluster>(
     }
     if ddl {
         if in_block && txn::has_touched(cluster) {
-            return Err(not_supported(
-                "DDL in a transaction block after it has written or locked rows",
-            ));
+            refuse_ddl_on_touched_tables(session, cluster, statement)?;
         }
         txn::set_suspended(cluster, true);
     }
@@ -407,6 +405,98 @@ async fn execute_statement<C: Cluster>(
         }
     }
     r.and_then(|result| end.map(|()| result))
+}
+
+/// DDL inside a transaction block runs outside the transaction, so it must not touch a
+/// table the block has written or locked rows of: a rewrite or an index build would miss
+/// those rows, and an ALTER's freeze would wait for the block's own locks. DDL on other
+/// tables goes ahead, as migration tools issue it (Alembic runs every pending migration,
+/// each ending with an UPDATE of `alembic_version`, in one transaction).
+fn refuse_ddl_on_touched_tables<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    statement: &Statement,
+) -> Result<(), SqlError> {
+    let catalog = cluster.catalog();
+    let refused = match ddl_tables(session, &catalog, statement) {
+        Some(tables) => {
+            let ids: Vec<u32> = tables.iter().map(|t| t.id).collect();
+            match txn::first_touched_of(cluster, &ids) {
+                Some(id) => tables
+                    .into_iter()
+                    .find(|t| t.id == id)
+                    .map(|t| t.name.clone()),
+                None => None,
+            }
+        }
+        None => Some(String::new()),
+    };
+    match refused {
+        None => Ok(()),
+        Some(name) if name.is_empty() => Err(not_supported(
+            "this DDL in a transaction block after it has written or locked rows",
+        )),
+        Some(name) => Err(not_supported(format!(
+            "DDL on table \"{name}\" in a transaction block that has written or locked its rows"
+        ))),
+    }
+}
+
+/// The existing tables whose rows a DDL statement reads, rewrites or deletes; None when it
+/// may reach any table (DROP SCHEMA ... CASCADE). Names that resolve to nothing are left
+/// out: the statement itself reports them.
+fn ddl_tables(
+    session: &Session,
+    catalog: &catalog::Catalog,
+    statement: &Statement,
+) -> Option<Vec<std::sync::Arc<catalog::Table>>> {
+    use Statement as S;
+    let table = |name: &ast::ObjectName| -> Option<std::sync::Arc<catalog::Table>> {
+        let (schema, name) = plan::split_name(name).ok()?;
+        let path = session.search_path();
+        let db = session.database();
+        let schema = catalog.resolve_schema(db, schema.as_deref(), &path, &name);
+        catalog
+            .table(db, Some(schema.unwrap_or(catalog::DEFAULT_SCHEMA)), &name)
+            .cloned()
+    };
+    let indexed_table = |name: &ast::ObjectName| -> Option<std::sync::Arc<catalog::Table>> {
+        let (schema, name) = plan::split_name(name).ok()?;
+        let path = session.search_path();
+        let db = session.database();
+        let schema = catalog.resolve_schema(db, schema.as_deref(), &path, &name)?;
+        let index = catalog
+            .database(db)?
+            .schemas
+            .get(schema)?
+            .indexes
+            .get(&name)?;
+        catalog.table(db, Some(schema), &index.table).cloned()
+    };
+    Some(match statement {
+        S::AlterTable(at) => table(&at.name).into_iter().collect(),
+        S::CreateIndex(ci) => table(&ci.table_name).into_iter().collect(),
+        S::Truncate(t) => t
+            .table_names
+            .iter()
+            .filter_map(|t| table(&t.name))
+            .collect(),
+        S::Drop {
+            object_type, names, ..
+        } => match object_type {
+            ast::ObjectType::Table => names.iter().filter_map(table).collect(),
+            ast::ObjectType::Index => names.iter().filter_map(indexed_table).collect(),
+            ast::ObjectType::View | ast::ObjectType::Sequence => Vec::new(),
+            _ => return None,
+        },
+        S::CreateTable(_)
+        | S::CreateSequence { .. }
+        | S::CreateView(_)
+        | S::CreateDatabase { .. }
+        | S::CreateSchema { .. }
+        | S::Analyze(_) => Vec::new(),
+        _ => return None,
+    })
 }
 
 fn refused_for_ddl(e: &SqlError) -> bool {

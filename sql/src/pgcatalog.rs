@@ -1412,6 +1412,11 @@ pub(crate) enum PgFunc {
     RegclassOut,
     /// oid → type name (`::regtype`).
     RegtypeOut,
+    /// type name → oid: `to_regtype` (NULL when no type has the name) and a text value cast
+    /// to regtype (`missing_ok` false: 42704).
+    RegtypeIn {
+        missing_ok: bool,
+    },
     /// oid → schema name (`::regnamespace`).
     RegnamespaceOut,
     /// `x ~ pattern` and friends.
@@ -1525,6 +1530,7 @@ pub(crate) fn bind_function(
         ("array_to_string", 2) => (F::ArrayToString, &[text_arg, text_arg], Ty::Text),
         ("array_upper", 2) => (F::ArrayUpper, &[text_arg, int_arg], Ty::Int4),
         ("pg_relation_is_publishable", 1) => (F::RelationIsPublishable, &[oid_arg], Ty::Bool),
+        ("to_regtype", 1) => (F::RegtypeIn { missing_ok: true }, &[text_arg], Ty::Int8),
         ("current_setting", 1) => (F::CurrentSetting, &[text_arg], Ty::Text),
         ("current_setting", 2) => (F::CurrentSetting, &[text_arg, bool_arg], Ty::Text),
         _ => return Ok(None),
@@ -1538,6 +1544,62 @@ pub(crate) fn bind_function(
     }
     let snap = snapshot(binder, pos)?;
     Ok(Some(call(func, Some(snap), bound, ty, pos)))
+}
+
+/// `'name'::regtype`: the type's OID (a literal is looked up now, as `'t'::regclass` is). As
+/// with regclass, the value is the OID that `::regtype::oid` would give, not a name.
+fn regtype_of_text(binder: &Binder, inner: Bound) -> Result<Bound, SqlError> {
+    let pos = inner.pos;
+    if let Kind::Const(d) = &inner.kind {
+        let oid = match d {
+            Datum::Null => None,
+            Datum::Text(name) => Some(type_oid_named(name).ok_or_else(|| no_such_type(name))?),
+            _ => return Err(no_such_type(&format!("{d:?}"))),
+        };
+        let mut b = Bound::constant(oid.map_or(Datum::Null, Datum::Int), Ty::Int8);
+        b.pos = pos;
+        return Ok(b);
+    }
+    let arg = binder.coerce(inner, Ty::Text, TYPMOD_NONE)?;
+    let snap = snapshot(binder, pos)?;
+    Ok(call(
+        PgFunc::RegtypeIn { missing_ok: false },
+        Some(snap),
+        vec![arg],
+        Ty::Int8,
+        pos,
+    ))
+}
+
+fn no_such_type(name: &str) -> SqlError {
+    SqlError::new(UNDEFINED_OBJECT, format!("type \"{name}\" does not exist"))
+}
+
+/// The OID of the type `name` means, as `to_regtype` reads it: a type in SQL syntax
+/// (`integer`, `character varying`, `double precision`, `text[]`, `pg_catalog.int4`), else
+/// a catalog type name (`oid`, `_int4`); None when no type has the name.
+fn type_oid_named(name: &str) -> Option<i64> {
+    let name = name.trim();
+    let bare = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    let parsed = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+        .try_with_sql(bare)
+        .ok()
+        .and_then(|mut parser| {
+            let data_type = parser.parse_data_type().ok()?;
+            let rest = parser.peek_token();
+            (rest.token == sqlparser::tokenizer::Token::EOF).then_some(data_type)
+        });
+    if let Some((ty, _)) = parsed.and_then(|t| expr::resolve_type(&t).ok()) {
+        return Some(i64::from(ty.oid()));
+    }
+    let lower = bare.to_ascii_lowercase();
+    let catalog_name = lower.trim_matches('"');
+    TYPES
+        .iter()
+        .map(|t| (t.0, t.1))
+        .chain(array_types().map(|a| (a.0, a.1)))
+        .find(|(_, n)| *n == catalog_name)
+        .map(|(oid, _)| oid)
 }
 
 /// Casts to the `reg*` types, `oid`, `pg_catalog.`-qualified type names and array types.
@@ -1582,6 +1644,9 @@ pub(crate) fn bind_cast(
     let reg = match name.as_str() {
         "regclass" => PgFunc::RegclassOut,
         "regtype" if inner.ty.is_integer() => PgFunc::RegtypeOut,
+        "regtype" if inner.ty.is_string() || inner.ty == Ty::Unknown => {
+            return regtype_of_text(binder, inner).map(Some);
+        }
         "regnamespace" => PgFunc::RegnamespaceOut,
         "oid" => {
             if inner.ty.is_integer() || inner.ty == Ty::Unknown {
@@ -2145,6 +2210,14 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                 }
             })
         }
+        F::RegtypeIn { missing_ok } => {
+            let name = text(&values[0]).unwrap_or_default();
+            match type_oid_named(&name) {
+                Some(oid) => Datum::Int(oid),
+                None if *missing_ok => Datum::Null,
+                None => return Err(no_such_type(&name)),
+            }
+        }
         F::RegnamespaceOut => {
             let oid = int_of(&values[0]).unwrap_or(0);
             Datum::Text(match snap().schema_name(oid) {
@@ -2253,6 +2326,20 @@ mod tests {
         assert_eq!(deparse_default("7", Ty::Int8), "7");
         assert_eq!(deparse_default("-1", Ty::Int4), "'-1'::integer");
         assert_eq!(deparse_default("true", Ty::Bool), "true");
+    }
+
+    #[test]
+    fn type_names_resolve_as_to_regtype_reads_them() {
+        assert_eq!(type_oid_named("integer"), Some(23));
+        assert_eq!(type_oid_named("int4"), Some(23));
+        assert_eq!(type_oid_named("pg_catalog.int4"), Some(23));
+        assert_eq!(type_oid_named("character varying"), Some(1043));
+        assert_eq!(type_oid_named("double precision"), Some(701));
+        assert_eq!(type_oid_named("text[]"), Some(1009));
+        assert_eq!(type_oid_named("_int4"), Some(1007));
+        assert_eq!(type_oid_named("oid"), Some(26));
+        assert_eq!(type_oid_named("hstore"), None);
+        assert_eq!(type_oid_named("integer junk"), None);
     }
 
     #[test]

@@ -585,7 +585,7 @@ async fn write_rows_with_indexes<C: Cluster>(
                 ops,
                 constraint: constraint.clone(),
                 indexes: indexes.clone(),
-                txn: crate::txn::write_ctx(cluster, shard),
+                txn: crate::txn::write_ctx(cluster, shard, table.id),
             },
         )
     });
@@ -811,18 +811,16 @@ async fn write_claims<C: Cluster>(
     groups: BTreeMap<(usize, u32), Vec<RowOp>>,
 ) -> Vec<Result<crate::cluster::WriteOutcome, SqlError>> {
     let futures = groups.into_iter().map(|((shard, index_id), ops)| {
-        let constraint = indexes
-            .iter()
-            .find(|i| i.id == index_id)
-            .map(|i| i.name.clone())
-            .unwrap_or_default();
+        let index = indexes.iter().find(|i| i.id == index_id);
+        let constraint = index.map(|i| i.name.clone()).unwrap_or_default();
+        let table_id = index.map_or(0, |i| i.table_id);
         cluster.write(
             shard,
             WriteRequest {
                 ops,
                 constraint,
                 indexes: Vec::new(),
-                txn: crate::txn::write_ctx(cluster, shard),
+                txn: crate::txn::write_ctx(cluster, shard, table_id),
             },
         )
     });

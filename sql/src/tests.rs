@@ -1072,6 +1072,10 @@ fn catalog_relations_and_functions() {
             ("SET search_path = s, public", "SET "),
             ("SELECT c.oid::regclass, pg_table_is_visible(c.oid) FROM pg_class c ORDER BY c.oid", "oid:19,pg_table_is_visible:16 => t|t / t_pkey|t / u|t [SELECT 3]"),
             ("SELECT 'nope'::regclass", "ERR 42P01 relation \"nope\" does not exist"),
+            // psycopg's TypeInfo.fetch (SQLAlchemy calls it on connect): to_regtype is NULL for no such type.
+            ("SELECT typname, oid::regtype::text FROM pg_type t WHERE t.oid = to_regtype($$character varying$$) OR t.oid = to_regtype('hstore')", "typname:19,oid:25 => varchar|character varying"),
+            ("SELECT 'integer[]'::regtype, 'pg_catalog.int8'::regtype::oid, to_regtype('_text'), to_regtype(NULL)", "regtype:20,oid:20,to_regtype:20,to_regtype:20 => 1007|20|1009|NULL"),
+            ("SELECT 'hstore'::regtype", "ERR 42704 type \"hstore\" does not exist"),
             ("SELECT 23::regtype::text, 11::regnamespace, 0::regtype, pg_get_userbyid(10), pg_get_userbyid(7)", "text:25,regnamespace:19,regtype:19,pg_get_userbyid:19,pg_get_userbyid:19 => integer|pg_catalog|-|u|unknown (OID=7)"),
             ("SELECT pg_encoding_to_char(6), obj_description(1, 'pg_class'), col_description(1, 1), current_setting('search_path')", "pg_encoding_to_char:19,obj_description:25,col_description:25,current_setting:25 => UTF8|NULL|NULL|s, public"),
             ("SELECT current_setting('nope')", "ERR 42704 unrecognized configuration parameter \"nope\""),

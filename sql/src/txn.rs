@@ -1166,6 +1166,9 @@ pub(crate) struct TxnState {
     pub(crate) implicit: bool,
     /// Shards holding its intents or locks.
     pub(crate) touched: BTreeSet<usize>,
+    /// Tables whose rows (or unique claims) it has written or locked: DDL on one of them
+    /// inside the block is refused.
+    pub(crate) tables: BTreeSet<u32>,
     /// REPEATABLE READ: its snapshot (id = its id) is pinned on every shard.
     pub(crate) pinned: StatementSnapshot,
     pub(crate) savepoints: Vec<(String, u32)>,
@@ -1190,6 +1193,7 @@ pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: boo
         isolation,
         implicit,
         touched: BTreeSet::new(),
+        tables: BTreeSet::new(),
         pinned: StatementSnapshot::None,
         savepoints: Vec::new(),
         next_mark: 0,
@@ -1221,6 +1225,13 @@ pub(crate) fn has_touched<C: Cluster>(cluster: &C) -> bool {
         .is_some_and(|t| !t.touched.is_empty())
 }
 
+/// The first of `tables` whose rows the transaction has written or locked.
+pub(crate) fn first_touched_of<C: Cluster>(cluster: &C, tables: &[u32]) -> Option<u32> {
+    let conn = cluster.conn_txn().borrow();
+    let t = conn.current.as_ref()?;
+    tables.iter().copied().find(|id| t.tables.contains(id))
+}
+
 /// Before each statement: what may end its lock waits.
 pub(crate) fn statement_start<C: Cluster>(cluster: &C, session: &crate::Session) {
     cluster.conn_txn().borrow_mut().wait = LockWait {
@@ -1234,8 +1245,9 @@ pub(crate) fn set_suspended<C: Cluster>(cluster: &C, suspended: bool) {
     cluster.conn_txn().borrow_mut().suspended = suspended;
 }
 
-/// The context a write fragment for `shard` carries (None: outside any transaction).
-pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize) -> Option<TxnCtx> {
+/// The context a write fragment for `shard` carries (None: outside any transaction); it
+/// writes or locks rows of table `table_id`.
+pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize, table_id: u32) -> Option<TxnCtx> {
     let mut conn = cluster.conn_txn().borrow_mut();
     if conn.suspended {
         return None;
@@ -1246,6 +1258,7 @@ pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize) -> Option<TxnCtx> {
     };
     let t = conn.current.as_mut()?;
     t.touched.insert(shard);
+    t.tables.insert(table_id);
     let snapshot = match t.isolation {
         Isolation::RepeatableRead => Some(t.id),
         Isolation::ReadCommitted => snapshot,

@@ -1,6 +1,7 @@
 //! The extended query protocol with unmodified clients: tokio-postgres (binary parameters and
 //! results, prepared statements, portals with row limits, SQLSTATEs, transaction blocks),
-//! psycopg 3 (tests/py/pg_psycopg.py), pgbench's select-only script over all three query
+//! psycopg 3 (tests/py/pg_psycopg.py), SQLAlchemy 2 and Alembic
+//! (tests/py/pg_sqlalchemy_alembic.py), pgbench's select-only script over all three query
 //! modes, and malformed extended-query messages over a raw socket.
 
 use std::io::{Read, Write};
@@ -210,6 +211,20 @@ fn psycopg_program_passes() {
         "pg_psycopg.py",
         server.pg_port(),
         "psycopg[binary]",
+        &server,
+    );
+}
+
+/// SQLAlchemy 2's ORM and Alembic (all migrations in one transaction, DDL after the
+/// `alembic_version` writes) run tests/py/pg_sqlalchemy_alembic.py. tools/test.sh installs
+/// them; without them this fails.
+#[test]
+fn sqlalchemy_and_alembic_program_passes() {
+    let server = HeliosServer::start(ServerOpts::default());
+    helios_tests::server::python_program_passes(
+        "pg_sqlalchemy_alembic.py",
+        server.pg_port(),
+        "sqlalchemy>=2 alembic",
         &server,
     );
 }

@@ -1238,6 +1238,42 @@ fn alter_table_loses_no_concurrent_write() {
         let err = fails(&admin, "ALTER TABLE w ADD COLUMN q int8 DEFAULT 1").await;
         assert_eq!(code(&err), "0A000");
         ok(&admin, "ROLLBACK").await;
+        // DDL on tables the block has not written goes ahead, as a migration tool issues it
+        // (Alembic: each migration's DDL, then an UPDATE of alembic_version, one block).
+        ok(&admin, "CREATE TABLE side (k int8 PRIMARY KEY)").await;
+        ok(&admin, "CREATE INDEX w_z ON w (z)").await;
+        ok(&admin, "BEGIN; INSERT INTO w VALUES (-3, 0)").await;
+        ok(&admin, "CREATE TABLE fresh (k int8 PRIMARY KEY)").await;
+        ok(
+            &admin,
+            "ALTER TABLE side ADD COLUMN v int8 NOT NULL DEFAULT 7",
+        )
+        .await;
+        ok(&admin, "CREATE INDEX side_v ON side (v)").await;
+        ok(&admin, "INSERT INTO side VALUES (1)").await;
+        for ddl in [
+            "ALTER TABLE side DROP COLUMN v",
+            "TRUNCATE side",
+            "DROP INDEX w_z",
+            "CREATE INDEX w_v ON w (v)",
+            "DROP TABLE w",
+        ] {
+            ok(&admin, "SAVEPOINT s").await;
+            let err = fails(&admin, ddl).await;
+            assert_eq!(code(&err), "0A000", "{ddl}");
+            ok(&admin, "ROLLBACK TO SAVEPOINT s").await;
+        }
+        ok(&admin, "COMMIT").await;
+        assert_eq!(
+            one_i64(&admin, "SELECT v FROM side WHERE k = 1").await,
+            7,
+            "written through the ALTER made in the block"
+        );
+        assert_eq!(
+            one_i64(&admin, "SELECT count(*) FROM w WHERE id = -3").await,
+            1
+        );
+        ok(&admin, "DROP TABLE side, fresh; DROP INDEX w_z").await;
         ok(
             &admin,
             "BEGIN; ALTER TABLE w ADD COLUMN q int8 DEFAULT 1; COMMIT",
