@@ -53,6 +53,8 @@ pub struct LsmStats {
     pub stalls: u64,
     pub slowdowns: u64,
     pub max_l0_files: usize,
+    /// Tables added by [`Lsm::ingest`].
+    pub ingested_files: u64,
 }
 
 struct State<F: FileSystem> {
@@ -88,10 +90,33 @@ pub struct Lsm<F: FileSystem + Clone + 'static, R: Runtime> {
     edit_done: Notify,
     /// Flushes and compactions in progress.
     busy: Cell<usize>,
+    /// A compaction is running (at most one: the compaction loop's).
+    compacting: Cell<bool>,
+    /// Ingestions in progress: no compaction starts while one is placing its files.
+    ingesting: Cell<usize>,
     pointers: RefCell<Vec<Bytes>>,
     /// Tables retired by a compaction, deleted once no reader holds them.
     obsolete: RefCell<Vec<Rc<Table<F>>>>,
     stats: RefCell<LsmStats>,
+}
+
+/// Whether `table` holds any version (tombstones too) of a user key in `[first, last]`.
+async fn table_holds_keys_in<F: FileSystem>(
+    table: &Table<F>,
+    first: &[u8],
+    last: &[u8],
+) -> Result<bool, LsmError> {
+    let mut iter = table.reader.iter();
+    let mut seek_key = Vec::new();
+    key::encode_into(&mut seek_key, first, key::SEQ_MAX, ValueKind::Put);
+    iter.seek(&seek_key).await?;
+    Ok(iter.valid() && key::user_key(iter.key()) <= last)
+}
+
+fn ingest_refused(reason: String) -> LsmError {
+    LsmError::Failed {
+        reason: format!("ingest refused: {reason}"),
+    }
 }
 
 fn sst_dir(dir: &Path) -> PathBuf {
@@ -163,6 +188,8 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             editing: Cell::new(false),
             edit_done: Notify::default(),
             busy: Cell::new(0),
+            compacting: Cell::new(false),
+            ingesting: Cell::new(0),
             pointers: RefCell::new(vec![Bytes::new(); LEVEL_COUNT]),
             obsolete: RefCell::new(Vec::new()),
             stats: RefCell::new(LsmStats::default()),
@@ -477,6 +504,150 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         (memtables, state.version.clone())
     }
 
+    /// Writes `entries` straight into SSTables under one new sequence number, bypassing the
+    /// WAL and the memtable: a bulk load (a table rewrite's rows under its new id). User keys
+    /// must ascend strictly, and no key of `[first, last]` may be in a memtable, nor written
+    /// until this returns. Durable when it returns: the files are synced, then a manifest
+    /// edit adds them, as deep as the tree allows (`ingest_level`; for a key range nothing
+    /// else holds, the last level, where they need no compaction). A crash before the edit
+    /// leaves only unreferenced files, removed at open.
+    pub async fn ingest(&self, entries: &[(Bytes, Bytes)]) -> Result<(), LsmError> {
+        self.check_writable()?;
+        let (Some((first, _)), Some((last, _))) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(ingest_refused("keys do not ascend strictly".into()));
+        }
+        for (k, v) in entries {
+            if k.len() > key::USER_KEY_BYTES_MAX {
+                return Err(LsmError::KeyTooLarge { len: k.len() });
+            }
+            if v.len() > batch::VALUE_BYTES_MAX {
+                return Err(LsmError::ValueTooLarge { len: v.len() });
+            }
+        }
+        if self.memory_holds_keys_in(first, last) {
+            return Err(ingest_refused("a memtable holds keys of its range".into()));
+        }
+        let seq = self.last_seq.get() + 1;
+        if seq > key::SEQ_MAX {
+            return Err(LsmError::Failed {
+                reason: "sequence numbers exhausted".into(),
+            });
+        }
+        self.last_seq.set(seq);
+        self.ingesting.set(self.ingesting.get() + 1);
+        let placed = self.write_and_place(entries, seq, first, last).await;
+        self.ingesting.set(self.ingesting.get() - 1);
+        self.work.notify_all();
+        placed
+    }
+
+    fn memory_holds_keys_in(&self, first: &Bytes, last: &Bytes) -> bool {
+        let state = self.state.borrow();
+        let from = super::memtable::MemKey::new(first.clone(), key::SEQ_MAX);
+        std::iter::once(&state.active)
+            .chain(state.immutables.iter())
+            .any(|m| {
+                m.entries_from(Some(&from), true, 1)
+                    .first()
+                    .is_some_and(|e| e.user_key <= *last)
+            })
+    }
+
+    async fn write_and_place(
+        &self,
+        entries: &[(Bytes, Bytes)],
+        seq: SeqNo,
+        first: &Bytes,
+        last: &Bytes,
+    ) -> Result<(), LsmError> {
+        let mut tables = Vec::new();
+        let mut writer: Option<(u64, SstWriter<F>)> = None;
+        let mut internal_key = Vec::new();
+        for (i, (user_key, value)) in entries.iter().enumerate() {
+            if i.is_multiple_of(ENTRIES_PER_YIELD_CHECK) {
+                self.rt.yield_if_needed().await;
+            }
+            if self.closing.get() {
+                return Err(LsmError::Closed);
+            }
+            let full = writer
+                .as_ref()
+                .is_some_and(|(_, w)| w.estimated_file_bytes() >= self.opts.target_file_bytes);
+            if full {
+                let (id, w) = writer.take().expect("full writer");
+                tables.push((id, w.finish().await?));
+            }
+            if writer.is_none() {
+                let id = self.alloc_file_id();
+                let w = SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?;
+                writer = Some((id, w));
+            }
+            internal_key.clear();
+            key::encode_into(&mut internal_key, user_key, seq, ValueKind::Put);
+            let (_, w) = writer.as_mut().expect("open writer");
+            w.add(&internal_key, value).await?;
+        }
+        if let Some((id, w)) = writer.take() {
+            tables.push((id, w.finish().await?));
+        }
+        // A running compaction's outputs could land on the level chosen below: let it end
+        // (no new one starts while `ingesting`).
+        loop {
+            let changed = self.changed.wait();
+            if !self.compacting.get() {
+                break;
+            }
+            changed.await;
+        }
+        let level = self.ingest_level(first, last).await?;
+        let mut opened = Vec::with_capacity(tables.len());
+        for (id, info) in &tables {
+            opened.push(self.open_table(*id, level as u8, info).await?);
+        }
+        let edit = VersionEdit {
+            added: opened.iter().map(|t| t.meta.clone()).collect(),
+            last_seq: Some(self.last_seq.get()),
+            ..VersionEdit::default()
+        };
+        self.apply_edit(edit).await?;
+        let mut state = self.state.borrow_mut();
+        let mut version = (*state.version).clone();
+        for table in opened {
+            version.add(level, table);
+        }
+        version.assert_invariants();
+        state.version = Rc::new(version);
+        drop(state);
+        self.stats.borrow_mut().ingested_files += tables.len() as u64;
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Where ingested tables of user keys `[first, last]` go. Reads take a key's first
+    /// version from level 0 down, so they must sit above every table holding any of those
+    /// keys (a table whose range merely spans them does not count): the deepest sorted level
+    /// above all such tables whose files' ranges leave theirs free (a sorted level's files
+    /// never overlap); else level 0, above every sorted level, where their sequence number,
+    /// newer than every table's, puts them first.
+    async fn ingest_level(&self, first: &[u8], last: &[u8]) -> Result<usize, LsmError> {
+        let version = self.state.borrow().version.clone();
+        let mut holding = LEVEL_COUNT;
+        for level in 0..LEVEL_COUNT {
+            for table in version.overlapping(level, first, last) {
+                if table_holds_keys_in(&table, first, last).await? {
+                    holding = holding.min(level);
+                }
+            }
+        }
+        Ok((1..holding)
+            .rev()
+            .find(|&level| version.overlapping(level, first, last).is_empty())
+            .unwrap_or(0))
+    }
+
     /// Flushes everything written so far to tables and waits for it (tests, shutdown).
     pub async fn flush(&self) -> Result<(), LsmError> {
         {
@@ -598,6 +769,10 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 self.fail(&error);
                 break;
             }
+            if self.ingesting.get() > 0 {
+                wakeup.await;
+                continue;
+            }
             let pick = {
                 let state = self.state.borrow();
                 compaction::pick(&state.version, &self.opts, &self.pointers.borrow())
@@ -605,7 +780,10 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             match pick {
                 Some(pick) => {
                     self.busy.set(self.busy.get() + 1);
+                    self.compacting.set(true);
                     let result = self.compact(pick).await;
+                    self.compacting.set(false);
+                    self.changed.notify_all();
                     self.busy.set(self.busy.get() - 1);
                     match result {
                         Ok(()) | Err(LsmError::Closed) => {}
