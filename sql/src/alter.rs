@@ -821,6 +821,9 @@ async fn write_rewritten<C: Cluster>(
     if let Some(twins) = keyed.windows(2).find(|pair| pair[0].1 == pair[1].1) {
         return Err(duplicated_key(table, &twins[0].2));
     }
+    if indexes.is_empty() {
+        return ingest_rewritten(cluster, keyed).await;
+    }
     let mut pending: Vec<(usize, RowOp)> = Vec::with_capacity(REWRITE_BATCH_ROWS);
     for (token, key, row) in keyed {
         let shard = cluster.shard_of_token(token);
@@ -840,6 +843,29 @@ async fn write_rewritten<C: Cluster>(
         }
     }
     stmt::write_rows_indexed(cluster, table, pending, indexes).await?;
+    Ok(())
+}
+
+/// Hands each shard its rewritten rows, in key order, to write straight into its tables
+/// ([`Cluster::ingest`]): the new id's key range is written by nothing else until the
+/// catalog names it, so the rows need neither the WAL nor the memtable, and land where no
+/// compaction has to move them again.
+async fn ingest_rewritten<C: Cluster>(
+    cluster: &C,
+    keyed: Vec<(u64, Bytes, Vec<Datum>)>,
+) -> Result<(), SqlError> {
+    let mut per_shard: Vec<Vec<(Bytes, Bytes)>> = vec![Vec::new(); cluster.shard_count()];
+    for (token, key, row) in keyed {
+        per_shard[cluster.shard_of_token(token)].push((key, rowcodec::encode_row(&row)));
+    }
+    let ingests = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(shard, rows)| cluster.ingest(shard, rows));
+    for result in futures_util::future::join_all(ingests).await {
+        result?;
+    }
     Ok(())
 }
 

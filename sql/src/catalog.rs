@@ -370,6 +370,24 @@ impl LiveIds {
 
     /// Whether `key` is a row, index entry or unique-index claim of a dead table or index.
     /// Other keys (catalog, transaction records, Redis) are never dead here.
+    /// Whether every key of range `[lo, hi]` is dead: both ends name the same dropped table's
+    /// rows or claims, or the same dropped index's entries (the id bytes, which follow the
+    /// prefix byte, are then shared by every key between them).
+    pub fn is_dead_range(&self, lo: &[u8], hi: &[u8]) -> bool {
+        const ID_END: usize = 5;
+        let (Some(lo_id), Some(hi_id)) = (lo.get(..ID_END), hi.get(..ID_END)) else {
+            return false;
+        };
+        if lo_id != hi_id {
+            return false;
+        }
+        let id = u32::from_be_bytes(lo_id[1..].try_into().expect("four id bytes"));
+        matches!(
+            lo_id[0],
+            crate::rowcodec::ROW_PREFIX | crate::index::INDEX_PREFIX | crate::index::CLAIM_PREFIX
+        ) && self.is_dead(id)
+    }
+
     pub fn is_dead_key(&self, key: &[u8]) -> bool {
         let id_at = |at: usize| -> Option<u32> {
             Some(u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?))
@@ -1196,6 +1214,13 @@ mod tests {
         assert!(live.is_dead_key(&index_key(i)));
         assert!(live.is_dead_key(&claim_key(t, i)));
         assert!(!live.is_dead_key(&row_key(t, b"k")));
+        // Whole ranges: only when both ends share one dead id (a live table's claims under a
+        // dropped index vary with the index id, so a claim range is judged by its table).
+        assert!(live.is_dead_range(&index_key(i), &index_key(i)));
+        assert!(!live.is_dead_range(&claim_key(t, i), &claim_key(t, i)));
+        assert!(!live.is_dead_range(&row_key(t, b"a"), &row_key(t, b"z")));
+        assert!(!live.is_dead_range(&index_key(i), &row_key(t, b"k")));
+        assert!(!live.is_dead_range(b"\x00a", b"\x00z"));
         c.apply(DdlChange::DropTables {
             database: "postgres".into(),
             tables: vec![("public".into(), "t".into())],
@@ -1203,5 +1228,14 @@ mod tests {
         })
         .unwrap();
         assert!(c.live_ids().is_dead_key(&row_key(t, b"k")));
+        assert!(c
+            .live_ids()
+            .is_dead_range(&row_key(t, b"a"), &row_key(t, b"z")));
+        assert!(c
+            .live_ids()
+            .is_dead_range(&claim_key(t, i), &claim_key(t, i)));
+        assert!(!c
+            .live_ids()
+            .is_dead_range(&row_key(t, b"a"), &row_key(t + 1, b"a")));
     }
 }

@@ -40,6 +40,10 @@ pub trait Cluster {
     async fn write(&self, shard: usize, req: WriteRequest) -> Result<WriteOutcome, SqlError>;
     /// Deletes every row of a table on one shard.
     async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError>;
+    /// Writes `rows` (storage keys ascending, of a key range nothing else writes: a table
+    /// rewrite's new id) straight into one shard's tables, past its WAL and memtable
+    /// ([`helios_engine::lsm::Lsm::ingest`]); answered once durable.
+    async fn ingest(&self, shard: usize, rows: Vec<(Bytes, Bytes)>) -> Result<(), SqlError>;
     /// Advances or sets a sequence on its owner (shard 0); answered once durable.
     async fn sequence(&self, sequence: SequenceDef, op: SequenceOp) -> Result<Vec<i64>, SqlError>;
     /// Runs a transaction message on a shard; answered once what it wrote is durable.
@@ -1886,6 +1890,14 @@ fn modify_row(
 }
 
 /// Deletes every row of a table on this shard, in batches; returns the lsn to wait for.
+/// The shard side of [`Cluster::ingest`].
+pub async fn ingest_local<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    rows: &[(Bytes, Bytes)],
+) -> Result<(), SqlError> {
+    lsm.ingest(rows).await.map_err(storage_error)
+}
+
 pub async fn delete_table_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
     rt: &R,

@@ -55,9 +55,9 @@ use sqlparser::parser::{Parser, ParserError};
 
 pub use catalog::{Catalog, DdlChange, DdlOutcome, LiveIds, SequenceDef, Table, DEFAULT_DATABASE};
 pub use cluster::{
-    delete_table_local, load_catalog, scan_fragment, scan_local, sequence_local, store_catalog,
-    write_fragment, write_local, Cluster, RowOp, ScanRequest, ScanRows, SequenceOp, SequenceStates,
-    WriteOutcome, WriteRequest,
+    delete_table_local, ingest_local, load_catalog, scan_fragment, scan_local, sequence_local,
+    store_catalog, write_fragment, write_local, Cluster, RowOp, ScanRequest, ScanRows, SequenceOp,
+    SequenceStates, WriteOutcome, WriteRequest,
 };
 pub use copy::{copy_in_loader, CopyInStart, CopyLoader};
 pub use error::SqlError;
@@ -723,6 +723,9 @@ impl Cluster for DescribeOnly {
         Err(SqlError::new(DESCRIBE_DONE, "describe only"))
     }
     async fn truncate(&self, _: usize, _: u32) -> Result<(), SqlError> {
+        Err(SqlError::new(DESCRIBE_DONE, "describe only"))
+    }
+    async fn ingest(&self, _: usize, _: Vec<(bytes::Bytes, bytes::Bytes)>) -> Result<(), SqlError> {
         Err(SqlError::new(DESCRIBE_DONE, "describe only"))
     }
     async fn sequence(&self, _: SequenceDef, _: SequenceOp) -> Result<Vec<i64>, SqlError> {

@@ -39,10 +39,14 @@ pub(crate) struct LocalCluster {
 /// at 64 MiB in memory. Small memtables also make bigger tests read flushed tables.
 fn test_options(live: &Rc<RefCell<LiveIds>>) -> LsmOptions {
     let defaults = LsmOptions::default();
-    let live = live.clone();
+    let live_keys = live.clone();
+    let live_ranges = live.clone();
     LsmOptions {
         expiry_filter: Some(Rc::new(move |key: &[u8], _: &[u8]| {
-            live.borrow().is_dead_key(key)
+            live_keys.borrow().is_dead_key(key)
+        })),
+        dead_range: Some(Rc::new(move |lo: &[u8], hi: &[u8]| {
+            live_ranges.borrow().is_dead_range(lo, hi)
         })),
         memtable_bytes: 4 << 20,
         wal: helios_engine::wal::WalOptions {
@@ -73,6 +77,19 @@ impl LocalCluster {
             }
         }
         count
+    }
+
+    /// Each shard tree's counters, once its flushes and compactions are done (and a deletion
+    /// of dead tables has had its chance: a flushed write wakes the compaction loop).
+    pub(crate) async fn settled_stats(&self) -> Vec<helios_engine::lsm::LsmStats> {
+        let mut stats = Vec::with_capacity(self.shards.len());
+        for tree in &self.shards {
+            tree.put(b"\x00settle", b"").await.expect("put");
+            tree.flush().await.expect("flush");
+            tree.wait_idle().await.expect("idle");
+            stats.push(tree.stats());
+        }
+        stats
     }
 
     pub(crate) async fn open(rt: LocalRuntime, fs: MemFs, shard_count: usize) -> LocalCluster {
@@ -198,6 +215,14 @@ impl Cluster for LocalCluster {
             self.sync(0, lsn).await?;
         }
         Ok(values)
+    }
+
+    async fn ingest(
+        &self,
+        shard: usize,
+        rows: Vec<(bytes::Bytes, bytes::Bytes)>,
+    ) -> Result<(), SqlError> {
+        ingest_local(&self.shards[shard], &rows).await
     }
 
     async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError> {

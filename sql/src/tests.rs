@@ -1976,6 +1976,87 @@ fn assignment_errors_are_placed_as_postgresql_places_them() {
     });
 }
 
+/// ADD PRIMARY KEY on a table without secondary indexes writes its rows straight into each
+/// shard's tables (`Cluster::ingest`): they read back, take writes, survive a crash without
+/// any WAL record of them, and once the table is dropped the tables holding them are deleted
+/// whole (they sit on the last level, where no compaction would reach them).
+#[test]
+fn a_rewrite_ingests_its_rows_and_a_drop_deletes_their_tables() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let fs = MemFs::new();
+        {
+            let cluster = LocalCluster::open(rt2.clone(), fs.clone(), 2).await;
+            let mut session = Session::new("u", "postgres");
+            step(&cluster, &mut session, "CREATE TABLE t (a int, b char(20))").await;
+            step(
+                &cluster,
+                &mut session,
+                "INSERT INTO t SELECT g, 'b' || g FROM generate_series(1, 3000) g",
+            )
+            .await;
+            assert_eq!(
+                step(&cluster, &mut session, "ALTER TABLE t ADD PRIMARY KEY (a)").await,
+                "ALTER TABLE"
+            );
+            let ingested: u64 = cluster
+                .settled_stats()
+                .await
+                .iter()
+                .map(|s| s.ingested_files)
+                .sum();
+            assert!(ingested >= 2, "each shard ingested its rows: {ingested}");
+            assert_eq!(
+                step(&cluster, &mut session, "UPDATE t SET b = 'new' WHERE a = 7").await,
+                "UPDATE 1"
+            );
+        }
+        let crashed = fs.crash_fork(helios_engine::memfs::CrashMode::LoseAll);
+        let cluster = LocalCluster::open(rt2.clone(), crashed, 2).await;
+        let mut session = Session::new("u", "postgres");
+        assert_eq!(
+            step(
+                &cluster,
+                &mut session,
+                "SELECT count(*), sum(a), max(b) FROM t"
+            )
+            .await,
+            "count:20,sum:20,max:1042 => 3000|4501500|new                  [SELECT 1]"
+        );
+        assert_eq!(
+            step(&cluster, &mut session, "SELECT b FROM t WHERE a = 2999").await,
+            "b:1042 => b2999                [SELECT 1]"
+        );
+        assert!(
+            step(&cluster, &mut session, "INSERT INTO t VALUES (5, 'dup')")
+                .await
+                .starts_with("ERR 23505")
+        );
+        let before: u64 = cluster
+            .settled_stats()
+            .await
+            .iter()
+            .map(|s| s.dead_tables_deleted)
+            .sum();
+        assert_eq!(
+            step(&cluster, &mut session, "DROP TABLE t").await,
+            "DROP TABLE"
+        );
+        let after: u64 = cluster
+            .settled_stats()
+            .await
+            .iter()
+            .map(|s| s.dead_tables_deleted)
+            .sum();
+        assert!(
+            after >= before + 2,
+            "the ingested tables went whole: {before} → {after}"
+        );
+        cluster.close().await;
+    });
+}
+
 /// Runs one query string on `cluster`; the last result, rendered.
 async fn step(cluster: &LocalCluster, session: &mut Session, sql: &str) -> String {
     let results = execute_simple(session, cluster, sql).await;

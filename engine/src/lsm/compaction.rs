@@ -21,6 +21,9 @@ use crate::fs::FileSystem;
 /// Redis key past its expiry) should be treated as deleted: `filter(user_key, value)`.
 pub type ExpiryFilter = Rc<dyn Fn(&[u8], &[u8]) -> bool>;
 
+/// Whether every key in user-key range `[lo, hi]` is garbage ([`super::LsmOptions::dead_range`]).
+pub type DeadRangeFilter = Rc<dyn Fn(&[u8], &[u8]) -> bool>;
+
 /// A chosen compaction.
 pub struct Pick<F: FileSystem> {
     pub level: usize,

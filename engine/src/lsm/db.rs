@@ -55,6 +55,8 @@ pub struct LsmStats {
     pub max_l0_files: usize,
     /// Tables added by [`Lsm::ingest`].
     pub ingested_files: u64,
+    /// Tables deleted whole because [`LsmOptions::dead_range`] called their keys garbage.
+    pub dead_tables_deleted: u64,
 }
 
 struct State<F: FileSystem> {
@@ -670,7 +672,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         }
     }
 
-    /// Waits until no flush or compaction is due (tests, benchmarks).
+    /// Waits until no flush, compaction or deletion of dead tables is due (tests, benchmarks).
     pub async fn wait_idle(&self) -> Result<(), LsmError> {
         loop {
             self.check_failed()?;
@@ -679,7 +681,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 state.immutables.is_empty()
                     && compaction::pick(&state.version, &self.opts, &self.pointers.borrow())
                         .is_none()
-            };
+            } && self.dead_tables().is_empty();
             if idle && self.busy.get() == 0 {
                 return Ok(());
             }
@@ -790,10 +792,71 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                         Err(error) => self.fail(&error),
                     }
                 }
-                None => wakeup.await,
+                None => {
+                    if let Err(error) = self.delete_dead_tables().await {
+                        self.fail(&error);
+                        break;
+                    }
+                    wakeup.await
+                }
             }
         }
         self.loop_exited();
+    }
+
+    /// Deletes, without reading them, the tables whose whole key range
+    /// [`LsmOptions::dead_range`] calls garbage.
+    async fn delete_dead_tables(&self) -> Result<(), LsmError> {
+        let dead = self.dead_tables();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        self.busy.set(self.busy.get() + 1);
+        let deleted = self.delete_tables(dead).await;
+        self.busy.set(self.busy.get() - 1);
+        deleted
+    }
+
+    /// The tables whose whole key range [`LsmOptions::dead_range`] calls garbage.
+    fn dead_tables(&self) -> Vec<(usize, Rc<Table<F>>)> {
+        let Some(dead_range) = self.opts.dead_range.as_ref() else {
+            return Vec::new();
+        };
+        let state = self.state.borrow();
+        state
+            .version
+            .levels
+            .iter()
+            .enumerate()
+            .flat_map(|(level, files)| files.iter().map(move |t| (level, t)))
+            .filter(|(_, t)| dead_range(t.smallest_user_key(), t.largest_user_key()))
+            .map(|(level, t)| (level, Rc::clone(t)))
+            .collect()
+    }
+
+    async fn delete_tables(&self, dead: Vec<(usize, Rc<Table<F>>)>) -> Result<(), LsmError> {
+        let edit = VersionEdit {
+            deleted: dead.iter().map(|(l, t)| (*l as u8, t.meta.id)).collect(),
+            ..VersionEdit::default()
+        };
+        self.apply_edit(edit).await?;
+        {
+            let mut state = self.state.borrow_mut();
+            let mut version = (*state.version).clone();
+            for (level, table) in &dead {
+                version
+                    .remove(*level, table.meta.id)
+                    .expect("a dead table is in the current version");
+            }
+            state.version = Rc::new(version);
+        }
+        self.stats.borrow_mut().dead_tables_deleted += dead.len() as u64;
+        self.obsolete
+            .borrow_mut()
+            .extend(dead.into_iter().map(|(_, t)| t));
+        self.changed.notify_all();
+        self.work.notify_all();
+        Ok(())
     }
 
     fn loop_exited(&self) {

@@ -54,6 +54,11 @@ pub struct LsmOptions {
     pub wal: WalOptions,
     /// Turns expired values into tombstones during compaction (Redis expiry).
     pub expiry_filter: Option<ExpiryFilter>,
+    /// Says whether every key of a user-key range `[lo, hi]` is garbage (a dropped SQL
+    /// table's): a table whose range it covers is deleted whole when there is no compaction
+    /// to do. Without it, garbage no write ever overlaps again (a dropped table's rows on the
+    /// last level) would stay for good.
+    pub dead_range: Option<compaction::DeadRangeFilter>,
 }
 
 impl Default for LsmOptions {
@@ -70,6 +75,7 @@ impl Default for LsmOptions {
             sst: SstOptions::default(),
             wal: WalOptions::default(),
             expiry_filter: None,
+            dead_range: None,
         }
     }
 }

@@ -39,6 +39,7 @@ fn small_options() -> LsmOptions {
             ..WalOptions::default()
         },
         expiry_filter: None,
+        dead_range: None,
     }
 }
 
@@ -634,6 +635,58 @@ fn ingested_ranges_read_back_survive_a_crash_and_yield_to_later_writes() {
         drop(db);
         let db = open(&fs, &rt, small_options()).await;
         assert_eq!(contents(&db, None).await, model);
+        db.close().await.unwrap();
+    });
+}
+
+/// `LsmOptions::dead_range` lets the tree delete tables whose whole range is garbage without
+/// reading them: an ingested range on the last level, which no compaction would ever reach.
+#[test]
+fn tables_of_a_dead_range_are_deleted_whole() {
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let dead = Rc::new(std::cell::Cell::new(false));
+        let flag = dead.clone();
+        let opts = LsmOptions {
+            dead_range: Some(Rc::new(move |lo: &[u8], hi: &[u8]| {
+                flag.get() && lo.starts_with(b"m") && hi.starts_with(b"m")
+            })),
+            ..small_options()
+        };
+        let db = open(&fs, &rt, opts.clone()).await;
+        let rows: Vec<(Bytes, Bytes)> = (0..2_000u32)
+            .map(|i| (Bytes::from(format!("m{i:05}")), Bytes::from_static(b"row")))
+            .collect();
+        db.ingest(&rows).await.unwrap();
+        for i in 0..300u32 {
+            db.put(format!("a{i:04}").as_bytes(), b"live")
+                .await
+                .unwrap();
+        }
+        db.flush().await.unwrap();
+        db.wait_idle().await.unwrap();
+        assert_eq!(db.stats().dead_tables_deleted, 0, "not dead yet");
+        let files_before: usize = db.level_file_counts().iter().sum();
+        dead.set(true);
+        db.put(b"a9999", b"wakes the compaction loop")
+            .await
+            .unwrap();
+        db.flush().await.unwrap();
+        db.wait_idle().await.unwrap();
+        let deleted = db.stats().dead_tables_deleted;
+        assert!(deleted >= 2, "the ingested tables went: {deleted}");
+        assert!(db.level_file_counts().iter().sum::<usize>() < files_before + 1);
+        let left = contents(&db, None).await;
+        assert!(left.keys().all(|k| k[0] == b'a'), "only live keys remain");
+        assert_eq!(left.len(), 301);
+        db.close().await.unwrap();
+        drop(db);
+        let db = open(&fs, &rt, opts).await;
+        assert_eq!(
+            contents(&db, None).await.len(),
+            301,
+            "the deletion is in the manifest"
+        );
         db.close().await.unwrap();
     });
 }

@@ -88,6 +88,8 @@ pub enum ShardReq {
     SqlWrite(Box<helios_sql::WriteRequest>),
     /// SQL: delete every row of a table on this shard.
     SqlTruncate(u32),
+    /// SQL: write rows of a fresh key range straight into this shard's tables.
+    SqlIngest(Vec<(bytes::Bytes, bytes::Bytes)>),
     /// SQL, to shard 0: apply a catalog change (see `sqlcluster`).
     SqlDdl(helios_sql::DdlChange),
     /// SQL, from shard 0: install this catalog.
@@ -698,6 +700,11 @@ impl ShardState {
                     .await
                     .map(|()| ShardResp::Done),
             ),
+            ShardReq::SqlIngest(rows) => sql_reply(
+                sqlcluster::ingest(&self, rows)
+                    .await
+                    .map(|()| ShardResp::Done),
+            ),
             ShardReq::SqlDdl(change) => sql_reply(
                 sqlcluster::apply_ddl(&self, change)
                     .await
@@ -968,6 +975,15 @@ async fn open_shard(
                 .sql_live
                 .try_borrow()
                 .is_ok_and(|live| live.is_dead_key(key))
+        })
+    }));
+    let weak = Rc::downgrade(&state);
+    *oracles.dead_sql_ranges.borrow_mut() = Some(Box::new(move |lo, hi| {
+        weak.upgrade().is_some_and(|state| {
+            state
+                .sql_live
+                .try_borrow()
+                .is_ok_and(|live| live.is_dead_range(lo, hi))
         })
     }));
     let weak = Rc::downgrade(&state);

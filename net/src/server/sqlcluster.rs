@@ -11,6 +11,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use helios_shard::glommio_rt::GlommioRuntime;
 use helios_sql::txn::{CommitGate, ConnTxn, TxnId, TxnMsg, TxnReply};
 use helios_sql::{
@@ -102,6 +103,16 @@ impl Cluster for ShardCluster {
             return truncate(&self.state, table_id).await;
         }
         match self.call(shard, ShardReq::SqlTruncate(table_id)).await? {
+            ShardResp::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn ingest(&self, shard: usize, rows: Vec<(Bytes, Bytes)>) -> Result<(), SqlError> {
+        if shard == self.state.id {
+            return ingest(&self.state, rows).await;
+        }
+        match self.call(shard, ShardReq::SqlIngest(rows)).await? {
             ShardResp::Done => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -278,6 +289,17 @@ pub async fn sequence(
             .map_err(|e| SqlError::new(IO_ERROR, format!("storage error: {e}")))?;
     }
     Ok(values)
+}
+
+/// Writes rows straight into this shard's tables ([`Cluster::ingest`]); durable on return.
+pub async fn ingest(state: &Rc<ShardState>, rows: Vec<(Bytes, Bytes)>) -> Result<(), SqlError> {
+    if state.wal().is_failed() || state.append_failed.get() {
+        return Err(SqlError::new(
+            IO_ERROR,
+            "writes are refused: the shard's WAL failed (see the server log)",
+        ));
+    }
+    helios_sql::ingest_local(&state.lsm, &rows).await
 }
 
 pub async fn truncate(state: &Rc<ShardState>, table_id: u32) -> Result<(), SqlError> {

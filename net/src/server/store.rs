@@ -58,12 +58,16 @@ pub fn lsm_dir(shard_dir: &Path) -> PathBuf {
 /// Answers whether a SQL key belongs to a dropped table or index
 /// ([`helios_sql::LiveIds::is_dead_key`]); None until the shard has its catalog.
 pub type DeadKeyOracle = Rc<std::cell::RefCell<Option<Box<dyn Fn(&[u8]) -> bool>>>>;
+/// Answers whether a whole key range is of one dropped table or index
+/// ([`helios_sql::LiveIds::is_dead_range`]); None until the shard has its catalog.
+pub type DeadRangeOracle = Rc<std::cell::RefCell<Option<Box<dyn Fn(&[u8], &[u8]) -> bool>>>>;
 
 /// What the compaction filter asks once the shard is up.
 #[derive(Default, Clone)]
 pub struct Oracles {
     pub orphans: storage::OrphanOracle,
     pub dead_sql_keys: DeadKeyOracle,
+    pub dead_sql_ranges: DeadRangeOracle,
 }
 
 /// The tree options of a shard: defaults, memtables sized by the budget, and as the
@@ -77,9 +81,19 @@ pub fn lsm_options(budget: &StoreBudget, oracles: Oracles) -> LsmOptions {
         // small memtables do not make every L0 compaction rewrite a much larger L1.
         level1_bytes: (budget.memtable_bytes * defaults.l0_compaction_trigger) as u64,
         target_file_bytes: budget.memtable_bytes as u64,
+        dead_range: Some(dead_range_filter(oracles.dead_sql_ranges.clone())),
         expiry_filter: Some(compaction_filter(oracles)),
         ..defaults
     }
+}
+
+fn dead_range_filter(oracle: DeadRangeOracle) -> helios_engine::lsm::compaction::DeadRangeFilter {
+    Rc::new(move |lo: &[u8], hi: &[u8]| {
+        oracle
+            .borrow()
+            .as_ref()
+            .is_some_and(|is_dead| is_dead(lo, hi))
+    })
 }
 
 fn compaction_filter(oracles: Oracles) -> helios_engine::lsm::compaction::ExpiryFilter {
