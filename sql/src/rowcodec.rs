@@ -262,9 +262,30 @@ fn encoded_len_bound(d: &Datum) -> usize {
     }
 }
 
+/// Length of `bytes` without its trailing blanks, eight at a time while it can (a char(n)
+/// value is mostly padding).
+fn without_trailing_blanks(bytes: &[u8]) -> usize {
+    const EIGHT_BLANKS: u64 = u64::from_ne_bytes([b' '; 8]);
+    let mut end = bytes.len();
+    while end >= 8 {
+        let word = u64::from_ne_bytes(bytes[end - 8..end].try_into().expect("eight bytes"));
+        if word != EIGHT_BLANKS {
+            break;
+        }
+        end -= 8;
+    }
+    while end > 0 && bytes[end - 1] == b' ' {
+        end -= 1;
+    }
+    end
+}
+
 fn put_text(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    let kept = bytes.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    if bytes.last() != Some(&b' ') {
+        return put_bytes(out, TAG_TEXT, bytes);
+    }
+    let kept = without_trailing_blanks(bytes);
     let blanks = bytes.len() - kept;
     if blanks < BLANK_RUN_MIN {
         return put_bytes(out, TAG_TEXT, bytes);
@@ -565,6 +586,28 @@ mod tests {
             4 => datum(),
             1 => proptest::collection::vec(datum(), 0..5).prop_map(Datum::Array),
         ]
+    }
+
+    #[test]
+    fn trailing_blanks_are_found_word_by_word_and_byte_by_byte() {
+        for text in [
+            "",
+            " ",
+            "a",
+            "a ",
+            "  a  ",
+            "abcdefgh        ",
+            "x       y          ",
+        ] {
+            for pad in [0, 1, 7, 8, 9, 17, 84] {
+                let s = format!("{text}{}", " ".repeat(pad));
+                assert_eq!(
+                    without_trailing_blanks(s.as_bytes()),
+                    s.trim_end_matches(' ').len(),
+                    "{s:?}"
+                );
+            }
+        }
     }
 
     #[test]

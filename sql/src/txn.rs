@@ -37,6 +37,7 @@ use bytes::Bytes;
 use helios_engine::fs::FileSystem;
 use helios_engine::lsm::notify::Notify;
 use helios_engine::lsm::snapshot::Snapshot;
+use helios_engine::lsm::key::ValueKind;
 use helios_engine::lsm::{Lsm, WriteBatch};
 use helios_engine::rt::Runtime;
 
@@ -595,10 +596,12 @@ impl ShardTxns {
             ),
             None => return WriteBatch::new(),
         };
-        let mut batch = WriteBatch::with_capacity(appended.len() + intents.len());
-        for (_, k, v) in appended {
-            batch.put(k, v);
-        }
+        // Mapped in place (same layout): a COPY's million appended rows are not copied again.
+        let puts: Vec<(ValueKind, Bytes, Bytes)> = appended
+            .into_iter()
+            .map(|(_, k, v)| (ValueKind::Put, k, v))
+            .collect();
+        let mut batch = WriteBatch::from_entries(puts);
         for (k, v) in intents {
             match v {
                 Some(v) => batch.put(k, v),

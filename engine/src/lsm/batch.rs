@@ -81,6 +81,20 @@ impl WriteBatch {
         entry.2 = value;
     }
 
+    /// A batch of `entries`, reusing their vector (no copy of a bulk load's million entries);
+    /// more may be pushed after them.
+    pub fn from_entries(entries: Vec<(ValueKind, Bytes, Bytes)>) -> WriteBatch {
+        let payload_bytes = entries
+            .iter()
+            .map(|(_, k, v)| 1 + 10 + k.len() + 10 + v.len())
+            .sum();
+        WriteBatch {
+            scan_only: vec![false; entries.len()],
+            entries,
+            payload_bytes,
+        }
+    }
+
     fn push(&mut self, kind: ValueKind, key: Bytes, value: Bytes) {
         self.payload_bytes += 1 + 10 + key.len() + 10 + value.len();
         self.entries.push((kind, key, value));
@@ -107,6 +121,11 @@ impl WriteBatch {
     /// The entries, each with whether it was written scan-only.
     pub fn into_entries_marked(self) -> impl Iterator<Item = ((ValueKind, Bytes, Bytes), bool)> {
         self.entries.into_iter().zip(self.scan_only)
+    }
+
+    /// The entries and, beside them, whether each was written scan-only.
+    pub fn into_parts(self) -> (Vec<(ValueKind, Bytes, Bytes)>, Vec<bool>) {
+        (self.entries, self.scan_only)
     }
 
     /// Whether entry `i` was written scan-only.
