@@ -1143,19 +1143,19 @@ impl CopyLoader {
             let column = &self.table.columns[t];
             row[t] = Some(match field {
                 None => Datum::Null,
-                Some(text) => {
-                    let v = types::input(column.ty, column.typmod, &text, &self.env.style)
-                        .map_err(|e| {
-                            let shown: String = text.chars().take(100).collect();
-                            with_context(
-                                e,
-                                &self.table.name,
-                                self.line,
-                                Some(format!(", column {}: \"{shown}\"", column.name)),
-                            )
-                        })?;
-                    stmt::assign(v, column.ty, column, &self.env.style)?
-                }
+                // The column type's input function with the column's typmod, as PostgreSQL's
+                // COPY reads a field: the value is then of the column's type and length
+                // already, and no assignment cast follows.
+                Some(text) => types::input(column.ty, column.typmod, &text, &self.env.style)
+                    .map_err(|e| {
+                        let shown: String = text.chars().take(100).collect();
+                        with_context(
+                            e,
+                            &self.table.name,
+                            self.line,
+                            Some(format!(", column {}: \"{shown}\"", column.name)),
+                        )
+                    })?,
             });
         }
         let mut full = Vec::with_capacity(row.len());

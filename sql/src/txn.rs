@@ -35,9 +35,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use helios_engine::fs::FileSystem;
+use helios_engine::lsm::key::ValueKind;
 use helios_engine::lsm::notify::Notify;
 use helios_engine::lsm::snapshot::Snapshot;
-use helios_engine::lsm::key::ValueKind;
 use helios_engine::lsm::{Lsm, WriteBatch};
 use helios_engine::rt::Runtime;
 

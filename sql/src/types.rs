@@ -1140,8 +1140,14 @@ fn pad_chars(s: &str, typmod: i32) -> String {
         let cut = s.char_indices().nth(n).map_or(s.len(), |(i, _)| i);
         return s[..cut].to_string();
     }
+    const BLANKS: &str = "                                                                ";
     let mut out = String::with_capacity(s.len() + n - count);
     out.push_str(s);
-    out.extend(std::iter::repeat_n(' ', n - count));
+    let mut missing = n - count;
+    while missing > 0 {
+        let run = missing.min(BLANKS.len());
+        out.push_str(&BLANKS[..run]);
+        missing -= run;
+    }
     out
 }
