@@ -1622,8 +1622,9 @@ impl Env {
             backend_pid: session.backend_pid(),
             current_schema: session
                 .search_path()
-                .into_iter()
-                .find(|s| s != session.user()),
+                .iter()
+                .find(|s| *s != session.user())
+                .cloned(),
             vectorized: session
                 .parameter("helios.vectorized")
                 .is_none_or(|v| crate::session::parse_bool(v) != Some(false)),
