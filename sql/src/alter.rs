@@ -142,7 +142,19 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     if reads_rows {
         // (DDL after writes in the same transaction block is refused before it gets here: it
         // would wait for its own row locks.)
-        freeze_writes(cluster, old.id, session.lock_timeout_ms()).await?;
+        if crate::txn::snapshot_taken(cluster) {
+            return Err(not_supported(
+                "ALTER TABLE that reads or rewrites rows in a REPEATABLE READ transaction after its first query",
+            ));
+        }
+        // A block that holds row locks may be what a writer of this table waits for, while
+        // the ALTER waits for that writer: a deadlock no lock graph sees. Waiting only as
+        // long as PostgreSQL's deadlock_timeout before giving up breaks it.
+        let mut wait_ms = ddl_wait_ms(session.lock_timeout_ms());
+        if crate::txn::has_touched(cluster) {
+            wait_ms = wait_ms.min(DEADLOCK_TIMEOUT_MS);
+        }
+        freeze_writes(cluster, old.id, wait_ms).await?;
     }
     let checked: Result<(), SqlError> = async {
         if !reads_rows {
@@ -757,13 +769,16 @@ pub(crate) fn ddl_wait_ms(lock_timeout_ms: u64) -> u64 {
 /// Freezes writes to table `table_id` on every shard, then waits until the writers already
 /// holding its rows are done; on failure (another ALTER has it, or the wait timed out) the
 /// table is thawed again.
+/// PostgreSQL's default `deadlock_timeout`: how long an ALTER inside a block that holds row
+/// locks waits for the table's writers.
+const DEADLOCK_TIMEOUT_MS: u64 = 1000;
+
 async fn freeze_writes<C: Cluster>(
     cluster: &C,
     table_id: u32,
-    lock_timeout_ms: u64,
+    timeout_ms: u64,
 ) -> Result<(), SqlError> {
     cluster.ddl(DdlChange::FreezeWrites { table_id }).await?;
-    let timeout_ms = ddl_wait_ms(lock_timeout_ms);
     let waits = (0..cluster.shard_count()).map(|shard| {
         cluster.txn_call(
             shard,

@@ -368,8 +368,6 @@ impl LiveIds {
         id < self.next_id && !self.live.contains(&id)
     }
 
-    /// Whether `key` is a row, index entry or unique-index claim of a dead table or index.
-    /// Other keys (catalog, transaction records, Redis) are never dead here.
     /// Whether every key of range `[lo, hi]` is dead: both ends name the same dropped table's
     /// rows or claims, or the same dropped index's entries (the id bytes, which follow the
     /// prefix byte, are then shared by every key between them).
@@ -388,6 +386,8 @@ impl LiveIds {
         ) && self.is_dead(id)
     }
 
+    /// Whether `key` is a row, index entry or unique-index claim of a dead table or index.
+    /// Other keys (catalog, transaction records, Redis) are never dead here.
     pub fn is_dead_key(&self, key: &[u8]) -> bool {
         let id_at = |at: usize| -> Option<u32> {
             Some(u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?))

@@ -372,6 +372,16 @@ async fn execute_statement<C: Cluster>(
         if in_block && txn::has_touched(cluster) {
             refuse_ddl_on_touched_tables(session, cluster, statement)?;
         }
+        // The index's entries would be written after the block's snapshot, invisible to the
+        // index scans it would plan (ALTER TABLE checks the same when it reads rows).
+        if in_block
+            && matches!(statement, Statement::CreateIndex(_))
+            && txn::snapshot_taken(cluster)
+        {
+            return Err(not_supported(
+                "CREATE INDEX in a REPEATABLE READ transaction after its first query",
+            ));
+        }
         txn::set_suspended(cluster, true);
     }
     let implicit = !ddl && !in_block && writes_rows(statement) && !txn::in_transaction(cluster);

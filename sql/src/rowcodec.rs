@@ -359,9 +359,10 @@ pub fn decode_row(bytes: &[u8], width: usize) -> Result<Vec<Datum>, String> {
     }
     let count = u16::from_le_bytes([bytes[1], bytes[2]]) as usize;
     let mut at = 3;
+    let mut budget = ROW_BLANKS_MAX;
     let mut row = Vec::with_capacity(width.max(count));
     for _ in 0..count {
-        row.push(decode_datum(bytes, &mut at, true)?);
+        row.push(decode_datum(bytes, &mut at, true, &mut budget)?);
     }
     if at != bytes.len() {
         return Err(malformed("trailing bytes"));
@@ -383,11 +384,12 @@ pub fn decode_row_columns(
     }
     let count = u16::from_le_bytes([bytes[1], bytes[2]]) as usize;
     let mut at = 3;
+    let mut budget = ROW_BLANKS_MAX;
     let mut row = vec![Datum::Null; width];
     for c in 0..count {
         match row.get_mut(c) {
             Some(slot) if wanted.get(c).copied().unwrap_or(false) => {
-                *slot = decode_datum(bytes, &mut at, true)?;
+                *slot = decode_datum(bytes, &mut at, true, &mut budget)?;
             }
             _ => skip_datum(bytes, &mut at, true)?,
         }
@@ -458,8 +460,8 @@ fn take_varlen<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a [u8], String> 
     )
 }
 
-/// The blank count of a `TAG_TEXT_BLANKS` value, no more than the row's length times a
-/// bound (a corrupt count must not allocate gigabytes).
+/// The blank count of a `TAG_TEXT_BLANKS` value: at most char(n)'s limit (a corrupt count
+/// must not allocate gigabytes).
 fn blank_count(bytes: &[u8], at: &mut usize) -> Result<usize, String> {
     let n = get_varint(bytes, at).ok_or_else(|| malformed("length"))?;
     match usize::try_from(n) {
@@ -470,9 +472,19 @@ fn blank_count(bytes: &[u8], at: &mut usize) -> Result<usize, String> {
 
 /// PostgreSQL's limit on char(n) (10 485 760 characters).
 const MAX_BLANK_RUN: usize = 10 * 1024 * 1024;
+/// Blanks one decoded row may hold in all: a corrupt row of many padded columns must not
+/// make its decoding allocate without bound (65 535 columns × `MAX_BLANK_RUN`).
+const ROW_BLANKS_MAX: usize = 256 * 1024 * 1024;
 
-fn take_blank_padded_text(bytes: &[u8], at: &mut usize) -> Result<String, String> {
+fn take_blank_padded_text(
+    bytes: &[u8],
+    at: &mut usize,
+    blanks_left: &mut usize,
+) -> Result<String, String> {
     let blanks = blank_count(bytes, at)?;
+    *blanks_left = blanks_left
+        .checked_sub(blanks)
+        .ok_or_else(|| malformed("blank count"))?;
     let kept = take_varlen(bytes, at)?;
     let mut text = Vec::with_capacity(kept.len() + blanks);
     text.extend_from_slice(kept);
@@ -485,7 +497,12 @@ fn take_text(bytes: &[u8], at: &mut usize) -> Result<String, String> {
 }
 
 /// One value; `nested_ok` is false inside an array (arrays are one-dimensional).
-fn decode_datum(bytes: &[u8], at: &mut usize, nested_ok: bool) -> Result<Datum, String> {
+fn decode_datum(
+    bytes: &[u8],
+    at: &mut usize,
+    nested_ok: bool,
+    blanks_left: &mut usize,
+) -> Result<Datum, String> {
     let tag = take_array::<1>(bytes, at)?[0];
     Ok(match tag {
         TAG_NULL => Datum::Null,
@@ -494,7 +511,7 @@ fn decode_datum(bytes: &[u8], at: &mut usize, nested_ok: bool) -> Result<Datum, 
         TAG_FLOAT => Datum::Float(f64::from_bits(u64::from_le_bytes(take_array(bytes, at)?))),
         TAG_FLOAT4 => Datum::Float4(f32::from_bits(u32::from_le_bytes(take_array(bytes, at)?))),
         TAG_TEXT => Datum::Text(take_text(bytes, at)?),
-        TAG_TEXT_BLANKS => Datum::Text(take_blank_padded_text(bytes, at)?),
+        TAG_TEXT_BLANKS => Datum::Text(take_blank_padded_text(bytes, at, blanks_left)?),
         TAG_NUMERIC => Datum::Numeric(
             crate::numeric::parse(&take_text(bytes, at)?).ok_or_else(|| malformed("numeric"))?,
         ),
@@ -518,7 +535,7 @@ fn decode_datum(bytes: &[u8], at: &mut usize, nested_ok: bool) -> Result<Datum, 
             }
             let mut items = Vec::with_capacity(n as usize);
             for _ in 0..n {
-                items.push(decode_datum(bytes, at, false)?);
+                items.push(decode_datum(bytes, at, false, blanks_left)?);
             }
             Datum::Array(items)
         }

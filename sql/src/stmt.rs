@@ -813,6 +813,8 @@ async fn write_claims<C: Cluster>(
     let futures = groups.into_iter().map(|((shard, index_id), ops)| {
         let index = indexes.iter().find(|i| i.id == index_id);
         let constraint = index.map(|i| i.name.clone()).unwrap_or_default();
+        // Claims are grouped by the indexes being written, so the index is there; were it
+        // not, no table is recorded (which only lets DDL in the block through).
         let table_id = index.map_or(0, |i| i.table_id);
         cluster.write(
             shard,

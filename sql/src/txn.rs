@@ -602,6 +602,7 @@ impl ShardTxns {
             .map(|(_, k, v)| (ValueKind::Put, k, v))
             .collect();
         let mut batch = WriteBatch::from_entries(puts);
+        batch.reserve(intents.len());
         for (k, v) in intents {
             match v {
                 Some(v) => batch.put(k, v),
@@ -1226,6 +1227,19 @@ pub(crate) fn has_touched<C: Cluster>(cluster: &C) -> bool {
         .current
         .as_ref()
         .is_some_and(|t| !t.touched.is_empty())
+}
+
+/// Whether the connection is in a REPEATABLE READ transaction that has taken its snapshot:
+/// rows DDL writes now (a rewrite's, an index build's) would be invisible to it.
+pub(crate) fn snapshot_taken<C: Cluster>(cluster: &C) -> bool {
+    cluster
+        .conn_txn()
+        .borrow()
+        .current
+        .as_ref()
+        .is_some_and(|t| {
+            t.isolation == Isolation::RepeatableRead && t.pinned != StatementSnapshot::None
+        })
 }
 
 /// The first of `tables` whose rows the transaction has written or locked.

@@ -1274,6 +1274,60 @@ fn alter_table_loses_no_concurrent_write() {
             1
         );
         ok(&admin, "DROP TABLE side, fresh; DROP INDEX w_z").await;
+
+        // A REPEATABLE READ block that has taken its snapshot would not see what a rewrite or
+        // an index build writes after it: refused (before the first query, allowed).
+        ok(&admin, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
+        assert_eq!(
+            one_i64(&admin, "SELECT count(*) FROM w WHERE id = -3").await,
+            1
+        );
+        for ddl in [
+            "ALTER TABLE w ADD COLUMN r int8 DEFAULT 1",
+            "CREATE INDEX w_v ON w (v)",
+        ] {
+            ok(&admin, "SAVEPOINT s").await;
+            assert_eq!(code(&fails(&admin, ddl).await), "0A000", "{ddl}");
+            ok(&admin, "ROLLBACK TO SAVEPOINT s").await;
+        }
+        ok(&admin, "ALTER TABLE w RENAME COLUMN z TO z2").await;
+        ok(&admin, "ALTER TABLE w RENAME COLUMN z2 TO z").await;
+        ok(&admin, "COMMIT").await;
+
+        // A block holding a row lock another writer waits for, which ALTERs that writer's
+        // table: the ALTER would wait for the writer and the writer for the block. The ALTER
+        // gives up after deadlock_timeout (1 s) instead of lock_timeout.
+        ok(&admin, "CREATE TABLE dl_x (k int8 PRIMARY KEY, v int8)").await;
+        ok(&admin, "CREATE TABLE dl_y (k int8 PRIMARY KEY, v int8)").await;
+        ok(&admin, "INSERT INTO dl_x VALUES (1, 0)").await;
+        let other = connect(port).await;
+        ok(&admin, "BEGIN; UPDATE dl_x SET v = 1 WHERE k = 1").await;
+        ok(&other, "BEGIN; INSERT INTO dl_y VALUES (1, 1)").await;
+        let waiting = tokio::task::spawn_local(async move {
+            let r = other
+                .batch_execute("UPDATE dl_x SET v = 2 WHERE k = 1")
+                .await;
+            (other, r)
+        });
+        let started = std::time::Instant::now();
+        let err = fails(
+            &admin,
+            "ALTER TABLE dl_y ADD COLUMN w int8 NOT NULL DEFAULT 0",
+        )
+        .await;
+        assert_eq!(code(&err), "55P03", "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "gave up early");
+        ok(&admin, "ROLLBACK").await;
+        let (other, r) = waiting.await.unwrap();
+        r.expect("the writer goes on once the block is gone");
+        ok(&other, "COMMIT").await;
+        assert_eq!(one_i64(&admin, "SELECT v FROM dl_x WHERE k = 1").await, 2);
+        ok(
+            &admin,
+            "ALTER TABLE dl_y ADD COLUMN w int8 NOT NULL DEFAULT 0",
+        )
+        .await;
+        ok(&admin, "DROP TABLE dl_x, dl_y").await;
         ok(
             &admin,
             "BEGIN; ALTER TABLE w ADD COLUMN q int8 DEFAULT 1; COMMIT",

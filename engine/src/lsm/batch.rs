@@ -95,6 +95,12 @@ impl WriteBatch {
         }
     }
 
+    /// Room for `additional` more entries.
+    pub fn reserve(&mut self, additional: usize) {
+        self.entries.reserve(additional);
+        self.scan_only.reserve(additional);
+    }
+
     fn push(&mut self, kind: ValueKind, key: Bytes, value: Bytes) {
         self.payload_bytes += 1 + 10 + key.len() + 10 + value.len();
         self.entries.push((kind, key, value));

@@ -94,7 +94,7 @@ pub struct Lsm<F: FileSystem + Clone + 'static, R: Runtime> {
     busy: Cell<usize>,
     /// A compaction is running (at most one: the compaction loop's).
     compacting: Cell<bool>,
-    /// Ingestions in progress: no compaction starts while one is placing its files.
+    /// 1 while an ingestion places its tables ([`PlacingGuard`]): no compaction starts.
     ingesting: Cell<usize>,
     pointers: RefCell<Vec<Bytes>>,
     /// Tables retired by a compaction, deleted once no reader holds them.
@@ -113,6 +113,36 @@ async fn table_holds_keys_in<F: FileSystem>(
     key::encode_into(&mut seek_key, first, key::SEQ_MAX, ValueKind::Put);
     iter.seek(&seek_key).await?;
     Ok(iter.valid() && key::user_key(iter.key()) <= last)
+}
+
+/// Held while an ingestion places its tables: compactions wait (they could write to the
+/// level it chooses), and so does another ingestion's placing; released on drop.
+struct PlacingGuard<'a, F: FileSystem + Clone + 'static, R: Runtime> {
+    lsm: &'a Lsm<F, R>,
+}
+
+impl<'a, F: FileSystem + Clone + 'static, R: Runtime> PlacingGuard<'a, F, R> {
+    async fn enter(lsm: &'a Lsm<F, R>) -> PlacingGuard<'a, F, R> {
+        loop {
+            let changed = lsm.changed.wait();
+            if lsm.ingesting.get() == 0 {
+                break;
+            }
+            changed.await;
+        }
+        lsm.ingesting.set(1);
+        lsm.busy.set(lsm.busy.get() + 1);
+        PlacingGuard { lsm }
+    }
+}
+
+impl<F: FileSystem + Clone + 'static, R: Runtime> Drop for PlacingGuard<'_, F, R> {
+    fn drop(&mut self) {
+        self.lsm.ingesting.set(0);
+        self.lsm.busy.set(self.lsm.busy.get() - 1);
+        self.lsm.changed.notify_all();
+        self.lsm.work.notify_all();
+    }
 }
 
 fn ingest_refused(reason: String) -> LsmError {
@@ -539,11 +569,22 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             });
         }
         self.last_seq.set(seq);
-        self.ingesting.set(self.ingesting.get() + 1);
-        let placed = self.write_and_place(entries, seq, first, last).await;
-        self.ingesting.set(self.ingesting.get() - 1);
-        self.work.notify_all();
-        placed
+        let tables = self.write_ingested(entries, seq).await?;
+        // Placing: no compaction starts, and no other ingestion places, until the version
+        // holds the files (the guard ends that even if this future is dropped).
+        let _placing = PlacingGuard::enter(self).await;
+        if self.closing.get() {
+            return Err(LsmError::Closed);
+        }
+        match self.place_ingested(tables, first, last).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // The manifest may hold the files while the version does not: as after a
+                // failed flush, the tree refuses writes until a restart reconciles them.
+                self.fail(&error);
+                Err(error)
+            }
+        }
     }
 
     fn memory_holds_keys_in(&self, first: &Bytes, last: &Bytes) -> bool {
@@ -558,13 +599,13 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             })
     }
 
-    async fn write_and_place(
+    /// Writes and syncs the tables of an ingestion (not yet in the tree; a crash or an error
+    /// leaves files the next open deletes).
+    async fn write_ingested(
         &self,
         entries: &[(Bytes, Bytes)],
         seq: SeqNo,
-        first: &Bytes,
-        last: &Bytes,
-    ) -> Result<(), LsmError> {
+    ) -> Result<Vec<(u64, SstInfo)>, LsmError> {
         let mut tables = Vec::new();
         let mut writer: Option<(u64, SstWriter<F>)> = None;
         let mut internal_key = Vec::new();
@@ -595,8 +636,19 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         if let Some((id, w)) = writer.take() {
             tables.push((id, w.finish().await?));
         }
+        Ok(tables)
+    }
+
+    /// Adds an ingestion's tables to the tree, at the level `ingest_level` picks. Runs under
+    /// a [`PlacingGuard`].
+    async fn place_ingested(
+        &self,
+        tables: Vec<(u64, SstInfo)>,
+        first: &[u8],
+        last: &[u8],
+    ) -> Result<(), LsmError> {
         // A running compaction's outputs could land on the level chosen below: let it end
-        // (no new one starts while `ingesting`).
+        // (no new one starts while placing).
         loop {
             let changed = self.changed.wait();
             if !self.compacting.get() {
