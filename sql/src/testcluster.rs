@@ -79,17 +79,21 @@ impl LocalCluster {
         count
     }
 
-    /// Each shard tree's counters, once its flushes and compactions are done (and a deletion
-    /// of dead tables has had its chance: a flushed write wakes the compaction loop).
-    pub(crate) async fn settled_stats(&self) -> Vec<helios_engine::lsm::LsmStats> {
-        let mut stats = Vec::with_capacity(self.shards.len());
+    /// A counter summed over the shard trees, once their flushes and compactions are done
+    /// (and a deletion of dead tables has had its chance: a flushed write wakes the
+    /// compaction loop).
+    pub(crate) async fn settled_sum(
+        &self,
+        counter: impl Fn(&helios_engine::lsm::LsmStats) -> u64,
+    ) -> u64 {
+        let mut sum = 0;
         for tree in &self.shards {
             tree.put(b"\x00settle", b"").await.expect("put");
             tree.flush().await.expect("flush");
             tree.wait_idle().await.expect("idle");
-            stats.push(tree.stats());
+            sum += counter(&tree.stats());
         }
-        stats
+        sum
     }
 
     pub(crate) async fn open(rt: LocalRuntime, fs: MemFs, shard_count: usize) -> LocalCluster {

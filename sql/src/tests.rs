@@ -2000,12 +2000,7 @@ fn a_rewrite_ingests_its_rows_and_a_drop_deletes_their_tables() {
                 step(&cluster, &mut session, "ALTER TABLE t ADD PRIMARY KEY (a)").await,
                 "ALTER TABLE"
             );
-            let ingested: u64 = cluster
-                .settled_stats()
-                .await
-                .iter()
-                .map(|s| s.ingested_files)
-                .sum();
+            let ingested: u64 = cluster.settled_sum(|s| s.ingested_files).await;
             assert!(ingested >= 2, "each shard ingested its rows: {ingested}");
             assert_eq!(
                 step(&cluster, &mut session, "UPDATE t SET b = 'new' WHERE a = 7").await,
@@ -2033,22 +2028,12 @@ fn a_rewrite_ingests_its_rows_and_a_drop_deletes_their_tables() {
                 .await
                 .starts_with("ERR 23505")
         );
-        let before: u64 = cluster
-            .settled_stats()
-            .await
-            .iter()
-            .map(|s| s.dead_tables_deleted)
-            .sum();
+        let before: u64 = cluster.settled_sum(|s| s.dead_tables_deleted).await;
         assert_eq!(
             step(&cluster, &mut session, "DROP TABLE t").await,
             "DROP TABLE"
         );
-        let after: u64 = cluster
-            .settled_stats()
-            .await
-            .iter()
-            .map(|s| s.dead_tables_deleted)
-            .sum();
+        let after: u64 = cluster.settled_sum(|s| s.dead_tables_deleted).await;
         assert!(
             after >= before + 2,
             "the ingested tables went whole: {before} → {after}"
