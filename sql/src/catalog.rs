@@ -405,6 +405,16 @@ impl LiveIds {
     }
 }
 
+/// The table id of a row key (None: not a row key).
+fn row_table_id(key: &[u8]) -> Option<u32> {
+    if key.first() != Some(&crate::rowcodec::ROW_PREFIX) {
+        return None;
+    }
+    key.get(1..5)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
+}
+
 impl Default for Catalog {
     fn default() -> Catalog {
         Catalog::new()
@@ -969,26 +979,37 @@ impl Catalog {
     /// of a table id that is gone (the ALTER switched the table to a new id, or it was
     /// dropped) — a statement planned before the change reached this shard: 40001, so the
     /// client retries with the new catalog instead of writing where no one reads.
-    pub fn refuse_frozen_writes(&self, ops: &[crate::cluster::RowOp]) -> Result<(), SqlError> {
+    /// The frozen tables `ops` write rows of.
+    pub fn frozen_in(&self, ops: &[crate::cluster::RowOp]) -> Vec<u32> {
+        let mut ids: Vec<u32> = ops
+            .iter()
+            .filter_map(|op| row_table_id(op.key()))
+            .filter(|id| self.frozen.contains(id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Refuses (40001) `ops` that write rows of a frozen table, except tables in `exempt`
+    /// (those the writing transaction already holds rows of here: the ALTER waits for it,
+    /// as PostgreSQL's ALTER waits for a writer holding the table's lock), or of a dead id.
+    pub fn refuse_frozen_writes(
+        &self,
+        ops: &[crate::cluster::RowOp],
+        exempt: &[u32],
+    ) -> Result<(), SqlError> {
         let live = self.live_ids();
         // A fragment's rows are nearly always one table's: judge each id once.
         let mut last_allowed: Option<u32> = None;
         for op in ops {
-            let key = op.key();
-            if key.first() != Some(&crate::rowcodec::ROW_PREFIX) {
-                continue;
-            }
-            let Some(id) = key
-                .get(1..5)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes)
-            else {
+            let Some(id) = row_table_id(op.key()) else {
                 continue;
             };
             if last_allowed == Some(id) {
                 continue;
             }
-            if self.frozen.contains(&id) || live.is_dead(id) {
+            if (self.frozen.contains(&id) && !exempt.contains(&id)) || live.is_dead(id) {
                 return Err(SqlError::new("40001", WRITES_REFUSED_FOR_DDL));
             }
             last_allowed = Some(id);

@@ -1461,7 +1461,19 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     catalog: &std::cell::RefCell<Arc<Catalog>>,
     req: &WriteRequest,
 ) -> Result<WriteOutcome, SqlError> {
-    catalog.borrow().refuse_frozen_writes(&req.ops)?;
+    // Frozen tables this transaction already holds rows of here, judged before this
+    // fragment takes any lock: the ALTER is still waiting for those, so it will see these
+    // rows too. (A lock taken while the ALTER was past waiting must not count.)
+    let exempt: Vec<u32> = match &req.txn {
+        Some(ctx) => catalog
+            .borrow()
+            .frozen_in(&req.ops)
+            .into_iter()
+            .filter(|&id| txns.holds_rows_of(ctx.id, &crate::rowcodec::table_prefix(id)))
+            .collect(),
+        None => Vec::new(),
+    };
+    catalog.borrow().refuse_frozen_writes(&req.ops, &exempt)?;
     let Some(ctx) = &req.txn else {
         // Outside a transaction (COPY, table rewrites, index builds), only keys another
         // transaction may be inserting or changing need locks: overwrites here are of rows
@@ -1488,7 +1500,7 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
             &LockWait::default(),
         )
         .await?;
-        let refused = catalog.borrow().refuse_frozen_writes(&req.ops);
+        let refused = catalog.borrow().refuse_frozen_writes(&req.ops, &[]);
         let written = match refused {
             Ok(()) => write_local(lsm, req).await,
             Err(e) => Err(e),
@@ -1525,7 +1537,7 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     )
     .await?;
     // The transaction's locks go when it ends, with the rest of its state.
-    catalog.borrow().refuse_frozen_writes(&req.ops)?;
+    catalog.borrow().refuse_frozen_writes(&req.ops, &exempt)?;
     let view = ReadView {
         overlay: txns.view(Some(ctx))?.overlay,
         snapshot: None,

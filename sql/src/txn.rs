@@ -558,6 +558,24 @@ impl ShardTxns {
                 .any(|t| t.appended.iter().any(|(_, k, _)| k.starts_with(prefix)))
     }
 
+    /// Whether `txn` holds a lock on, or has appended, a row under `prefix` here: an ALTER
+    /// TABLE that froze the table waits for it ([`ShardTxns::writers_of`]).
+    pub fn holds_rows_of(&self, txn: TxnId, prefix: &[u8]) -> bool {
+        let holds = |h: &Holder| match h {
+            Holder::Exclusive(t) => *t == txn,
+            Holder::Shared(ts) => ts.contains(&txn),
+        };
+        self.locks
+            .borrow()
+            .iter()
+            .any(|(k, h)| k.starts_with(prefix) && holds(h))
+            || self
+                .txns
+                .borrow()
+                .get(&txn)
+                .is_some_and(|t| t.appended.iter().any(|(_, k, _)| k.starts_with(prefix)))
+    }
+
     /// Counts `batch` against the transaction's intent limit; Err (nothing counted) beyond it.
     fn charge(&self, state: &mut ShardTxn, batch: &WriteBatch) -> Result<(), SqlError> {
         let added: usize = batch

@@ -1328,6 +1328,61 @@ fn alter_table_loses_no_concurrent_write() {
         )
         .await;
         ok(&admin, "DROP TABLE dl_x, dl_y").await;
+
+        // A block that already holds rows of a table goes on writing it while an ALTER waits
+        // for it, as it would holding PostgreSQL's lock; the ALTER then sees those rows.
+        ok(&admin, "CREATE TABLE fz (id int8 PRIMARY KEY, v int8)").await;
+        ok(
+            &admin,
+            "INSERT INTO fz SELECT g, 0 FROM generate_series(1, 1000) g",
+        )
+        .await;
+        let holder = connect(port).await;
+        ok(
+            &holder,
+            "BEGIN; INSERT INTO fz SELECT g, 1 FROM generate_series(2001, 2020) g",
+        )
+        .await;
+        let alterer = connect(port).await;
+        let alter = tokio::task::spawn_local(async move {
+            alterer
+                .batch_execute("ALTER TABLE fz ADD COLUMN c int8 NOT NULL DEFAULT 5")
+                .await
+        });
+        // Frozen once a new writer inside a block is refused.
+        let probe = connect(port).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ALTER never froze fz"
+            );
+            ok(&probe, "BEGIN").await;
+            let r = probe.batch_execute("INSERT INTO fz VALUES (-1, 0)").await;
+            ok(&probe, "ROLLBACK").await;
+            if let Err(e) = r {
+                assert_eq!(code(&e), "40001", "{e:?}");
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        ok(
+            &holder,
+            "INSERT INTO fz SELECT g, 1 FROM generate_series(2021, 2040) g",
+        )
+        .await;
+        ok(&holder, "UPDATE fz SET v = 7 WHERE id = 2001").await;
+        ok(&holder, "COMMIT").await;
+        alter
+            .await
+            .unwrap()
+            .expect("the ALTER finishes once the block commits");
+        assert_eq!(
+            one_i64(&admin, "SELECT count(*) FROM fz WHERE c = 5").await,
+            1040
+        );
+        assert_eq!(one_i64(&admin, "SELECT v FROM fz WHERE id = 2001").await, 7);
+        ok(&admin, "DROP TABLE fz").await;
         ok(
             &admin,
             "BEGIN; ALTER TABLE w ADD COLUMN q int8 DEFAULT 1; COMMIT",
