@@ -569,14 +569,23 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             });
         }
         self.last_seq.set(seq);
-        let tables = self.write_ingested(entries, seq).await?;
+        let mut file_ids = Vec::new();
+        let written = self.write_ingested(entries, seq, &mut file_ids).await;
+        let tables = match written {
+            Ok(tables) => tables,
+            Err(error) => return Err(self.discard_ingested(&file_ids, error).await),
+        };
         // Placing: no compaction starts, and no other ingestion places, until the version
         // holds the files (the guard ends that even if this future is dropped).
         let _placing = PlacingGuard::enter(self).await;
         if self.closing.get() {
             return Err(LsmError::Closed);
         }
-        match self.place_ingested(tables, first, last).await {
+        let opened = match self.open_ingested(&tables, first, last).await {
+            Ok(opened) => opened,
+            Err(error) => return Err(self.discard_ingested(&file_ids, error).await),
+        };
+        match self.place_ingested(opened).await {
             Ok(()) => Ok(()),
             Err(error) => {
                 // The manifest may hold the files while the version does not: as after a
@@ -585,6 +594,15 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 Err(error)
             }
         }
+    }
+
+    /// Deletes the files of an ingestion that failed before any manifest edit named them
+    /// (best effort: the next open deletes what is left); returns its error.
+    async fn discard_ingested(&self, file_ids: &[u64], error: LsmError) -> LsmError {
+        for &id in file_ids {
+            let _ = self.fs.remove(&self.table_path(id)).await;
+        }
+        error
     }
 
     fn memory_holds_keys_in(&self, first: &Bytes, last: &Bytes) -> bool {
@@ -605,6 +623,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         &self,
         entries: &[(Bytes, Bytes)],
         seq: SeqNo,
+        file_ids: &mut Vec<u64>,
     ) -> Result<Vec<(u64, SstInfo)>, LsmError> {
         let mut tables = Vec::new();
         let mut writer: Option<(u64, SstWriter<F>)> = None;
@@ -625,6 +644,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             }
             if writer.is_none() {
                 let id = self.alloc_file_id();
+                file_ids.push(id);
                 let w = SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?;
                 writer = Some((id, w));
             }
@@ -639,43 +659,40 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         Ok(tables)
     }
 
-    /// Adds an ingestion's tables to the tree, at the level `ingest_level` picks. Runs under
-    /// a [`PlacingGuard`].
-    async fn place_ingested(
+    /// Opens an ingestion's tables at the level `ingest_level` picks for them.
+    async fn open_ingested(
         &self,
-        tables: Vec<(u64, SstInfo)>,
+        tables: &[(u64, SstInfo)],
         first: &[u8],
         last: &[u8],
-    ) -> Result<(), LsmError> {
-        // A running compaction's outputs could land on the level chosen below: let it end
-        // (no new one starts while placing).
-        loop {
-            let changed = self.changed.wait();
-            if !self.compacting.get() {
-                break;
-            }
-            changed.await;
-        }
+    ) -> Result<Vec<Rc<Table<F>>>, LsmError> {
         let level = self.ingest_level(first, last).await?;
         let mut opened = Vec::with_capacity(tables.len());
-        for (id, info) in &tables {
+        for (id, info) in tables {
             opened.push(self.open_table(*id, level as u8, info).await?);
         }
+        Ok(opened)
+    }
+
+    /// Adds an ingestion's opened tables to the tree (their level is in their metadata).
+    /// Runs under a [`PlacingGuard`].
+    async fn place_ingested(&self, opened: Vec<Rc<Table<F>>>) -> Result<(), LsmError> {
         let edit = VersionEdit {
             added: opened.iter().map(|t| t.meta.clone()).collect(),
             last_seq: Some(self.last_seq.get()),
             ..VersionEdit::default()
         };
         self.apply_edit(edit).await?;
+        let added = opened.len() as u64;
         let mut state = self.state.borrow_mut();
         let mut version = (*state.version).clone();
         for table in opened {
-            version.add(level, table);
+            version.add(usize::from(table.meta.level), table);
         }
         version.assert_invariants();
         state.version = Rc::new(version);
         drop(state);
-        self.stats.borrow_mut().ingested_files += tables.len() as u64;
+        self.stats.borrow_mut().ingested_files += added;
         self.changed.notify_all();
         Ok(())
     }
@@ -687,6 +704,15 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     /// never overlap); else level 0, above every sorted level, where their sequence number,
     /// newer than every table's, puts them first.
     async fn ingest_level(&self, first: &[u8], last: &[u8]) -> Result<usize, LsmError> {
+        // A running compaction's outputs could land on the level chosen here: let it end
+        // (no new one starts while placing).
+        loop {
+            let changed = self.changed.wait();
+            if !self.compacting.get() {
+                break;
+            }
+            changed.await;
+        }
         let version = self.state.borrow().version.clone();
         let mut holding = LEVEL_COUNT;
         for level in 0..LEVEL_COUNT {

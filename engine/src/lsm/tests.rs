@@ -690,3 +690,38 @@ fn tables_of_a_dead_range_are_deleted_whole() {
         db.close().await.unwrap();
     });
 }
+
+/// An ingestion that fails before the manifest names its files (here: a table's sync)
+/// deletes what it wrote, and the tree goes on taking writes and ingestions.
+#[test]
+fn a_failed_ingestion_leaves_no_file_and_the_tree_writable() {
+    use crate::fs::FileSystem;
+    use crate::memfs::FaultOp;
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt, small_options()).await;
+        db.put(b"a", b"1").await.unwrap();
+        db.flush().await.unwrap();
+        db.wait_idle().await.unwrap();
+        let sst_dir = dir().join("sst");
+        let before = fs.list(&sst_dir).await.unwrap().len();
+        let rows: Vec<(Bytes, Bytes)> = (0..2_000u32)
+            .map(|i| (Bytes::from(format!("m{i:05}")), Bytes::from_static(b"row")))
+            .collect();
+        fs.fail_next(FaultOp::Sync, std::io::ErrorKind::Other);
+        assert!(db.ingest(&rows).await.is_err());
+        assert_eq!(
+            fs.list(&sst_dir).await.unwrap().len(),
+            before,
+            "its files are gone"
+        );
+        assert_eq!(db.get(b"m00001", None).await.unwrap(), None);
+        db.put(b"b", b"2").await.unwrap();
+        db.ingest(&rows).await.unwrap();
+        assert_eq!(
+            db.get(b"m01999", None).await.unwrap().as_deref(),
+            Some(&b"row"[..])
+        );
+        db.close().await.unwrap();
+    });
+}
