@@ -14,8 +14,9 @@
 //! drops the old ids' entries. New constraints (CHECK, SET NOT NULL) are checked against
 //! every row first.
 //!
-//! Not yet: writes by other sessions while a rewrite runs are not blocked (there are no
-//! table locks), so they may be lost; keep such ALTERs to quiet moments.
+//! While rows are read, the table's writes are frozen (see `ARCHITECTURE.md`, "ALTER
+//! TABLE"); inside a transaction block the whole change is undone by the block's ROLLBACK
+//! ([`crate::ddl_undo`]).
 
 use bytes::Bytes;
 use sqlparser::ast;
@@ -756,6 +757,51 @@ async fn discard_rewrite<C: Cluster>(
 /// outside a transaction block for an ALTER to thaw its table, when the session sets no
 /// `lock_timeout` (PostgreSQL would wait for ever).
 const ALTER_WAIT_FOR_WRITERS_MS: u64 = 60_000;
+
+/// TRUNCATE inside a transaction block: the table switches to a fresh, empty id (and its
+/// indexes to fresh ids), as PostgreSQL gives it a new relfilenode, so that the block's
+/// ROLLBACK switches it back to its rows ([`crate::ddl_undo`]). Writers already holding rows
+/// are waited for first, as for an ALTER that reads rows.
+pub(crate) async fn truncate_in_block<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    table: &Table,
+) -> Result<(), SqlError> {
+    let mut wait_ms = ddl_wait_ms(session.lock_timeout_ms());
+    if crate::txn::has_touched(cluster) {
+        wait_ms = wait_ms.min(DEADLOCK_TIMEOUT_MS);
+    }
+    freeze_writes(cluster, table.id, wait_ms).await?;
+    let switched = async {
+        let catalog = cluster.catalog();
+        let mut emptied = table.clone();
+        emptied.id = reserve_id(cluster).await?;
+        emptied.stats = None;
+        let mut index_columns = Vec::new();
+        let mut index_ids = Vec::new();
+        for spec in crate::index::specs_for(&catalog, table) {
+            index_ids.push((spec.name.clone(), reserve_id(cluster).await?));
+            index_columns.push((spec.name, Some(spec.columns)));
+        }
+        cluster
+            .ddl(DdlChange::AlterTable {
+                database: session.database().to_string(),
+                schema: table.schema.clone(),
+                old_name: table.name.clone(),
+                old_id: table.id,
+                table: emptied,
+                index_columns,
+                index_ids,
+            })
+            .await
+    }
+    .await;
+    if let Err(e) = switched {
+        thaw_writes(cluster, table.id).await;
+        return Err(e);
+    }
+    Ok(())
+}
 
 /// How long to wait for the other side of an ALTER TABLE's freeze: `lock_timeout` (ms; 0:
 /// unset), else [`ALTER_WAIT_FOR_WRITERS_MS`].

@@ -6,11 +6,12 @@
 //! Table ids are never reused, so rows a dropped table left behind can never be read as a new
 //! table's rows.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ddl_undo::{EntryKey, PendingDdl, UndoStep};
 use crate::error::*;
 use crate::types::SqlType;
 
@@ -43,9 +44,16 @@ pub struct Catalog {
     /// rows (a write it did not see would be lost, or break the constraint it checks).
     #[serde(default)]
     pub frozen: BTreeSet<u32>,
+    /// The DDL of open transaction blocks, by transaction: what undoes it
+    /// ([`crate::ddl_undo`]).
+    #[serde(default)]
+    pub pending: BTreeMap<u64, PendingDdl>,
     /// [`Catalog::live_ids`], computed once per version (every write fragment asks).
     #[serde(skip)]
     live: std::sync::OnceLock<LiveIds>,
+    /// Tables open blocks' DDL changed, with the block that holds them.
+    #[serde(skip)]
+    held: std::sync::OnceLock<HashMap<u32, u64>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,7 +78,7 @@ pub struct Schema {
 }
 
 impl Schema {
-    fn new(id: u32) -> Schema {
+    pub(crate) fn new(id: u32) -> Schema {
         Schema {
             id,
             tables: BTreeMap::new(),
@@ -305,6 +313,50 @@ pub enum DdlChange {
         index_columns: Vec<(String, Option<Vec<usize>>)>,
         index_ids: Vec<(String, u32)>,
     },
+    /// A transaction block ends: its pending DDL is forgotten (`undo_from` None: committed),
+    /// or its steps made at or after savepoint mark `undo_from` are undone (`Some(0)`: all
+    /// of them, the block rolled back).
+    EndDdl {
+        txn: u64,
+        undo_from: Option<u32>,
+    },
+    /// At start-up: settles every pending block, forgetting those in `committed` (their
+    /// marker says they committed; filled in on shard 0) and undoing the rest.
+    SettlePending {
+        committed: Vec<u64>,
+    },
+}
+
+impl DdlChange {
+    /// Whether a transaction block's ROLLBACK undoes this change (the others are bookkeeping
+    /// of a running statement, or cannot run in a block).
+    fn is_transactional(&self) -> bool {
+        !matches!(
+            self,
+            DdlChange::ReserveId
+                | DdlChange::FreezeWrites { .. }
+                | DdlChange::ThawWrites { .. }
+                | DdlChange::SetStats { .. }
+                | DdlChange::CreateDatabase { .. }
+                | DdlChange::DropDatabase { .. }
+                | DdlChange::EndDdl { .. }
+                | DdlChange::SettlePending { .. }
+        )
+    }
+}
+
+/// The transaction block a DDL statement runs in, and its savepoint mark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DdlOwner {
+    pub txn: u64,
+    pub mark: u32,
+}
+
+/// A catalog change and the block it belongs to (None: outside a block, final at once).
+#[derive(Clone, Debug)]
+pub struct DdlRequest {
+    pub change: DdlChange,
+    pub owner: Option<DdlOwner>,
 }
 
 /// Relations dropped by name other than tables (whose rows must go too).
@@ -345,6 +397,11 @@ pub struct DdlOutcome {
     pub reserved_id: Option<u32>,
     /// NOTICE messages for the client ("table "x" does not exist, skipping").
     pub notices: Vec<String>,
+    /// The change was recorded as its owner block's pending DDL.
+    pub owned: bool,
+    /// DDL markers to write with the catalog: (transaction, true: put pending / false:
+    /// delete).
+    pub markers: Vec<(u64, bool)>,
 }
 
 /// The message of a write refused because an ALTER TABLE froze its table or the table id is
@@ -430,7 +487,9 @@ impl Catalog {
             databases: BTreeMap::new(),
             building: BTreeSet::new(),
             frozen: BTreeSet::new(),
+            pending: BTreeMap::new(),
             live: std::sync::OnceLock::new(),
+            held: std::sync::OnceLock::new(),
         };
         c.add_database(DEFAULT_DATABASE);
         c
@@ -511,10 +570,153 @@ impl Catalog {
     }
 
     /// Applies `change`, producing the next catalog version.
+    /// Applies a change made outside any transaction block.
     pub fn apply(&mut self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+        self.apply_owned(change, None)
+    }
+
+    /// Applies a change; one made in a block (`owner`) is recorded so that the block's
+    /// ROLLBACK can undo it ([`crate::ddl_undo`]). A change to an entry another open block
+    /// changed is refused (55P03): undoing that block would undo it too.
+    pub fn apply_owned(
+        &mut self,
+        change: DdlChange,
+        owner: Option<DdlOwner>,
+    ) -> Result<DdlOutcome, SqlError> {
+        self.held = std::sync::OnceLock::new();
+        match change {
+            DdlChange::EndDdl { txn, undo_from } => return Ok(self.end_ddl(txn, undo_from)),
+            DdlChange::SettlePending { committed } => {
+                let mut outcome = DdlOutcome::default();
+                let txns: Vec<u64> = self.pending.keys().copied().collect();
+                for txn in txns {
+                    let undo_from = (!committed.contains(&txn)).then_some(0);
+                    outcome.markers.extend(self.end_ddl(txn, undo_from).markers);
+                }
+                return Ok(outcome);
+            }
+            _ => {}
+        }
+        let owner = owner.filter(|_| change.is_transactional());
+        let tracked = change.is_transactional() && (owner.is_some() || !self.pending.is_empty());
+        let before = tracked.then(|| self.clone());
+        let mut outcome = self.apply_plain(change)?;
+        let Some(before) = before else {
+            return Ok(outcome);
+        };
+        let entries = crate::ddl_undo::diff(&before, self);
+        let mine = owner.map(|o| o.txn);
+        for (txn, pending) in &self.pending {
+            if Some(*txn) == mine {
+                continue;
+            }
+            let held = pending
+                .steps
+                .iter()
+                .flat_map(|s| s.entries.iter().map(|e| &e.0));
+            for key in held {
+                if let Some((k, _)) = entries
+                    .iter()
+                    .find(|(k, _)| crate::ddl_undo::overlaps(k, key))
+                {
+                    return Err(SqlError::new(
+                        "55P03",
+                        format!(
+                            "could not obtain lock on relation \"{}\": another transaction's uncommitted DDL changed it",
+                            crate::ddl_undo::entry_name(k)
+                        ),
+                    ));
+                }
+            }
+        }
+        if let (Some(owner), false) = (owner, entries.is_empty()) {
+            let pending = self.pending.entry(owner.txn).or_default();
+            if pending.steps.is_empty() {
+                outcome.markers.push((owner.txn, true));
+            }
+            pending.steps.push(UndoStep {
+                mark: owner.mark,
+                entries,
+            });
+            outcome.owned = true;
+            self.live = std::sync::OnceLock::new();
+        }
+        Ok(outcome)
+    }
+
+    /// Ends (or rolls back to a savepoint) block `txn`'s pending DDL; see
+    /// [`DdlChange::EndDdl`].
+    fn end_ddl(&mut self, txn: u64, undo_from: Option<u32>) -> DdlOutcome {
+        let mut outcome = DdlOutcome::default();
+        let Some(mut pending) = self.pending.remove(&txn) else {
+            // Its steps were all undone by a ROLLBACK TO; a commit may still have written
+            // its marker.
+            outcome.markers.push((txn, false));
+            return outcome;
+        };
+        if let Some(mark) = undo_from {
+            while pending.steps.last().is_some_and(|s| s.mark >= mark) {
+                let step = pending.steps.pop().expect("checked");
+                crate::ddl_undo::undo_step(self, step);
+            }
+        } else {
+            pending.steps.clear();
+        }
+        if pending.steps.is_empty() {
+            outcome.markers.push((txn, false));
+        } else {
+            self.pending.insert(txn, pending);
+        }
+        self.live = std::sync::OnceLock::new();
+        self.version += 1;
+        outcome
+    }
+
+    /// Tables an open block's DDL changed, with that block: other transactions may not
+    /// write them until it ends.
+    pub fn held_tables(&self) -> &HashMap<u32, u64> {
+        self.held.get_or_init(|| {
+            let mut held = HashMap::new();
+            for (&txn, pending) in &self.pending {
+                for (key, before) in pending.table_keys() {
+                    if let crate::ddl_undo::Before::Table(t) = before {
+                        held.insert(t.id, txn);
+                    }
+                    if let Some(t) = self.table_at(key) {
+                        held.insert(t.id, txn);
+                    }
+                }
+            }
+            held
+        })
+    }
+
+    /// The table a relation entry names now.
+    fn table_at(&self, key: &EntryKey) -> Option<&Arc<Table>> {
+        let EntryKey::Relation {
+            database,
+            schema,
+            name,
+            ..
+        } = key
+        else {
+            return None;
+        };
+        self.databases
+            .get(database)?
+            .schemas
+            .get(schema)?
+            .tables
+            .get(name)
+    }
+
+    fn apply_plain(&mut self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
         self.live = std::sync::OnceLock::new();
         let mut outcome = DdlOutcome::default();
         match change {
+            DdlChange::EndDdl { .. } | DdlChange::SettlePending { .. } => {
+                unreachable!("handled by apply_owned")
+            }
             DdlChange::CreateTable {
                 database,
                 mut table,
@@ -960,6 +1162,10 @@ impl Catalog {
         self.live.get_or_init(|| {
             let mut live = self.named_ids();
             live.extend(self.building.iter().copied());
+            // A pending drop or rewrite's old ids are live until the block commits.
+            for pending in self.pending.values() {
+                live.extend(pending.retained_ids());
+            }
             LiveIds {
                 next_id: self.next_id,
                 live,
@@ -994,12 +1200,16 @@ impl Catalog {
     /// Refuses (40001) `ops` that write rows of a frozen table, except tables in `exempt`
     /// (those the writing transaction already holds rows of here: the ALTER waits for it,
     /// as PostgreSQL's ALTER waits for a writer holding the table's lock), or of a dead id.
+    /// Tables another open block's DDL changed are refused the same way (`writer`: the
+    /// writing transaction).
     pub fn refuse_frozen_writes(
         &self,
         ops: &[crate::cluster::RowOp],
         exempt: &[u32],
+        writer: Option<u64>,
     ) -> Result<(), SqlError> {
         let live = self.live_ids();
+        let held = self.held_tables();
         // A fragment's rows are nearly always one table's: judge each id once.
         let mut last_allowed: Option<u32> = None;
         for op in ops {
@@ -1009,7 +1219,11 @@ impl Catalog {
             if last_allowed == Some(id) {
                 continue;
             }
-            if (self.frozen.contains(&id) && !exempt.contains(&id)) || live.is_dead(id) {
+            let held_by_other = held.get(&id).is_some_and(|&owner| Some(owner) != writer);
+            if (self.frozen.contains(&id) && !exempt.contains(&id))
+                || held_by_other
+                || live.is_dead(id)
+            {
                 return Err(SqlError::new("40001", WRITES_REFUSED_FOR_DDL));
             }
             last_allowed = Some(id);

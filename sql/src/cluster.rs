@@ -13,7 +13,7 @@ use helios_engine::fs::FileSystem;
 use helios_engine::lsm::{Lsm, WriteBatch};
 use helios_engine::rt::Runtime;
 
-use crate::catalog::{Catalog, DdlChange, DdlOutcome, SequenceDef, Table};
+use crate::catalog::{Catalog, DdlChange, DdlOutcome, DdlRequest, SequenceDef, Table};
 use crate::error::*;
 use crate::exec::{self, AggState, Row};
 use crate::expr::{eval, AggCall, Bound, Env, Eval, Kind};
@@ -34,7 +34,19 @@ pub trait Cluster {
     fn shard_of_token(&self, token: u64) -> usize;
     /// Applies a catalog change on the catalog's owner (durably), then deletes the rows of
     /// dropped tables everywhere.
-    async fn ddl(&self, change: DdlChange) -> Result<DdlOutcome, SqlError>;
+    /// Applies a catalog change on shard 0 (with its DDL markers), persists it and installs
+    /// it everywhere.
+    async fn apply_ddl(&self, req: DdlRequest) -> Result<DdlOutcome, SqlError>;
+    /// Applies a catalog change made by this connection: inside a transaction block, as the
+    /// block's (its ROLLBACK undoes it: [`crate::ddl_undo`]).
+    async fn ddl(&self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+        let owner = crate::txn::ddl_owner(self);
+        let outcome = self.apply_ddl(DdlRequest { change, owner }).await?;
+        if outcome.owned {
+            crate::txn::note_pending_ddl(self);
+        }
+        Ok(outcome)
+    }
     async fn scan(&self, shard: usize, req: ScanRequest) -> Result<ScanRows, SqlError>;
     /// Applies row writes on one shard as one atomic batch; answered once durable.
     async fn write(&self, shard: usize, req: WriteRequest) -> Result<WriteOutcome, SqlError>;
@@ -1473,7 +1485,9 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
             .collect(),
         None => Vec::new(),
     };
-    catalog.borrow().refuse_frozen_writes(&req.ops, &exempt)?;
+    catalog
+        .borrow()
+        .refuse_frozen_writes(&req.ops, &exempt, req.txn.as_ref().map(|c| c.id))?;
     let Some(ctx) = &req.txn else {
         // Outside a transaction (COPY, table rewrites, index builds), only keys another
         // transaction may be inserting or changing need locks: overwrites here are of rows
@@ -1500,7 +1514,7 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
             &LockWait::default(),
         )
         .await?;
-        let refused = catalog.borrow().refuse_frozen_writes(&req.ops, &[]);
+        let refused = catalog.borrow().refuse_frozen_writes(&req.ops, &[], None);
         let written = match refused {
             Ok(()) => write_local(lsm, req).await,
             Err(e) => Err(e),
@@ -1537,7 +1551,9 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     )
     .await?;
     // The transaction's locks go when it ends, with the rest of its state.
-    catalog.borrow().refuse_frozen_writes(&req.ops, &exempt)?;
+    catalog
+        .borrow()
+        .refuse_frozen_writes(&req.ops, &exempt, req.txn.as_ref().map(|c| c.id))?;
     let view = ReadView {
         overlay: txns.view(Some(ctx))?.overlay,
         snapshot: None,
@@ -1960,6 +1976,28 @@ pub(crate) async fn delete_prefix_local<F: FileSystem + Clone + 'static, R: Runt
     }
 }
 
+/// Shard 0, before applying `req`: a [`DdlChange::SettlePending`] learns from the DDL
+/// markers which pending blocks committed.
+pub async fn settle_markers<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    catalog: &Catalog,
+    req: &mut DdlRequest,
+) -> Result<(), SqlError> {
+    let DdlChange::SettlePending { committed } = &mut req.change else {
+        return Ok(());
+    };
+    for &txn in catalog.pending.keys() {
+        let marker = lsm
+            .get(&crate::ddl_undo::marker_key(txn), None)
+            .await
+            .map_err(storage_error)?;
+        if marker.as_deref() == Some(crate::ddl_undo::MARKER_COMMITTED) {
+            committed.push(txn);
+        }
+    }
+    Ok(())
+}
+
 /// Reads the persisted catalog from shard 0's tree (None: a fresh server).
 pub async fn load_catalog<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
@@ -1977,16 +2015,26 @@ pub async fn load_catalog<F: FileSystem + Clone + 'static, R: Runtime>(
     }
 }
 
-/// Writes the catalog into shard 0's tree; returns the lsn to make durable.
+/// Writes the catalog into shard 0's tree, with the DDL markers a change put or deleted
+/// ([`DdlOutcome::markers`]) in the same batch; returns the lsn to make durable.
 pub async fn store_catalog<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
     catalog: &Catalog,
+    markers: &[(u64, bool)],
 ) -> Result<u64, SqlError> {
     let mut batch = WriteBatch::new();
     batch.put(
         Bytes::from_static(rowcodec::CATALOG_KEY),
         Bytes::from(catalog.encode()),
     );
+    for &(txn, pending) in markers {
+        let key = crate::ddl_undo::marker_key(txn);
+        if pending {
+            batch.put(key, Bytes::from_static(crate::ddl_undo::MARKER_PENDING));
+        } else {
+            batch.delete(key);
+        }
+    }
     lsm.wait_for_write_room().await.map_err(storage_error)?;
     lsm.write_owned(batch).map_err(storage_error)
 }

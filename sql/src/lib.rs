@@ -15,6 +15,7 @@ mod catalog;
 mod cluster;
 mod copy;
 mod datetime;
+pub mod ddl_undo;
 mod dist;
 mod error;
 mod exec;
@@ -41,6 +42,8 @@ mod testcluster;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_ddl;
+#[cfg(test)]
 mod tests_surface;
 #[cfg(test)]
 mod tests_types;
@@ -53,11 +56,14 @@ use sqlparser::ast::{self, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 
-pub use catalog::{Catalog, DdlChange, DdlOutcome, LiveIds, SequenceDef, Table, DEFAULT_DATABASE};
+pub use catalog::{
+    Catalog, DdlChange, DdlOutcome, DdlOwner, DdlRequest, LiveIds, SequenceDef, Table,
+    DEFAULT_DATABASE,
+};
 pub use cluster::{
     delete_table_local, ingest_local, load_catalog, scan_fragment, scan_local, sequence_local,
-    store_catalog, write_fragment, write_local, Cluster, RowOp, ScanRequest, ScanRows, SequenceOp,
-    SequenceStates, WriteOutcome, WriteRequest,
+    settle_markers, store_catalog, write_fragment, write_local, Cluster, RowOp, ScanRequest,
+    ScanRows, SequenceOp, SequenceStates, WriteOutcome, WriteRequest,
 };
 pub use copy::{copy_in_loader, CopyInStart, CopyLoader};
 pub use error::SqlError;
@@ -369,6 +375,15 @@ async fn execute_statement<C: Cluster>(
         ));
     }
     if ddl {
+        if in_block && creates_or_drops_database(statement) {
+            return Err(SqlError::new(
+                "25001",
+                format!(
+                    "{} cannot run inside a transaction block",
+                    database_command(statement)
+                ),
+            ));
+        }
         if in_block && txn::has_touched(cluster) {
             refuse_ddl_on_touched_tables(session, cluster, statement)?;
         }
@@ -406,15 +421,25 @@ async fn execute_statement<C: Cluster>(
     if ddl {
         txn::set_suspended(cluster, false);
     }
-    if ddl && in_block {
-        if let Ok(StatementResult::Command { notices, .. }) = &mut r {
-            notices.push(
-                "WARNING: DDL inside a transaction block takes effect at once; ROLLBACK does not undo it"
-                    .to_string(),
-            );
-        }
-    }
     r.and_then(|result| end.map(|()| result))
+}
+
+fn creates_or_drops_database(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::CreateDatabase { .. }
+            | Statement::Drop {
+                object_type: ast::ObjectType::Database,
+                ..
+            }
+    )
+}
+
+fn database_command(statement: &Statement) -> &'static str {
+    match statement {
+        Statement::CreateDatabase { .. } => "CREATE DATABASE",
+        _ => "DROP DATABASE",
+    }
 }
 
 /// DDL inside a transaction block runs outside the transaction, so it must not touch a
@@ -520,16 +545,21 @@ fn thaw_polls(session: &Session) -> u64 {
     alter::ddl_wait_ms(session.lock_timeout_ms()) * 1000 / PAUSE_MICROS
 }
 
-/// Waits until no table's writes are frozen (a pause at least, so a refusal that persists
-/// cannot spin); false once `polls_left` runs out.
+/// Waits until the catalog changes (an ALTER thawed, a block holding the table ended) or no
+/// table's writes are frozen or held (a pause at least, so a refusal that persists cannot
+/// spin); false once `polls_left` runs out.
 async fn waited_for_thaw<C: Cluster>(cluster: &C, polls_left: &mut u64) -> bool {
+    let version = cluster.catalog().version;
     loop {
         if *polls_left == 0 {
             return false;
         }
         *polls_left -= 1;
         cluster.pause().await;
-        if cluster.catalog().frozen.is_empty() {
+        let catalog = cluster.catalog();
+        if catalog.version != version
+            || (catalog.frozen.is_empty() && catalog.held_tables().is_empty())
+        {
             return true;
         }
     }
@@ -723,7 +753,7 @@ impl Cluster for DescribeOnly {
     fn shard_of_token(&self, _: u64) -> usize {
         0
     }
-    async fn ddl(&self, _: DdlChange) -> Result<DdlOutcome, SqlError> {
+    async fn apply_ddl(&self, _: DdlRequest) -> Result<DdlOutcome, SqlError> {
         Err(SqlError::new(DESCRIBE_DONE, "describe only"))
     }
     async fn scan(&self, _: usize, _: ScanRequest) -> Result<ScanRows, SqlError> {

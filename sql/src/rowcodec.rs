@@ -38,6 +38,9 @@ pub const CATALOG_KEY: &[u8] = b"\x81catalog";
 /// Sequence records on shard 0: this, then the sequence id (u32 BE) → last value (i64 LE),
 /// is_called (u8).
 pub const CATALOG_KEY_PREFIX_SEQUENCE: &[u8] = b"\x81seq";
+/// Transactional DDL markers on shard 0: this, then the transaction id (u64 BE) → `p`
+/// (pending) or `c` (committed) ([`crate::ddl_undo`]).
+pub const CATALOG_KEY_PREFIX_DDL: &[u8] = b"\x81ddl";
 /// Bytes of a row key before the key bytes.
 pub const ROW_KEY_HEADER_BYTES: usize = 13;
 

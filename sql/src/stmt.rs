@@ -1789,9 +1789,17 @@ pub(crate) async fn run_truncate<C: Cluster>(
                     format!("relation \"{name}\" does not exist"),
                 )
             })?;
-        ids.push((table.id, crate::index::specs_for(&catalog, table)));
+        ids.push((table.clone(), crate::index::specs_for(&catalog, table)));
     }
-    for (id, indexes) in ids {
+    if session.transaction != TransactionState::Idle {
+        for (table, _) in &ids {
+            crate::alter::truncate_in_block(session, cluster, table).await?;
+        }
+        note_write(session);
+        return Ok(command("TRUNCATE TABLE"));
+    }
+    for (table, indexes) in ids {
+        let id = table.id;
         let futures = (0..cluster.shard_count()).map(|s| cluster.truncate(s, id));
         for r in futures_util::future::join_all(futures).await {
             r?;

@@ -12,7 +12,7 @@ use helios_engine::localrt::LocalRuntime;
 use helios_engine::lsm::{Lsm, LsmOptions};
 use helios_engine::memfs::MemFs;
 
-use crate::catalog::{Catalog, DdlChange, DdlOutcome, LiveIds};
+use crate::catalog::{Catalog, DdlOutcome, DdlRequest, LiveIds};
 use crate::cluster::*;
 use crate::error::SqlError;
 use crate::txn::{txn_local, CommitGate, ConnTxn, ShardTxns, TxnId, TxnMsg, TxnReply, WaitGraph};
@@ -151,6 +151,14 @@ impl LocalCluster {
         self.shards[shard].get(key, None).await.expect("read")
     }
 
+    /// Writes a key straight into one shard's tree, synced (tests that stage a crash).
+    pub(crate) async fn raw_put(&self, shard: usize, key: bytes::Bytes, value: &'static [u8]) {
+        let mut batch = helios_engine::lsm::WriteBatch::new();
+        batch.put(key, bytes::Bytes::from_static(value));
+        let lsn = self.shards[shard].write_owned(batch).expect("write");
+        self.sync(shard, lsn).await.expect("sync");
+    }
+
     pub(crate) async fn close(&self) {
         for s in &self.shards {
             s.close().await.expect("close");
@@ -171,10 +179,11 @@ impl Cluster for LocalCluster {
         (token % self.shards.len() as u64) as usize
     }
 
-    async fn ddl(&self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+    async fn apply_ddl(&self, mut req: DdlRequest) -> Result<DdlOutcome, SqlError> {
         let mut next = (*self.catalog()).clone();
-        let outcome = next.apply(change)?;
-        let lsn = store_catalog(&self.shards[0], &next).await?;
+        crate::cluster::settle_markers(&self.shards[0], &next, &mut req).await?;
+        let outcome = next.apply_owned(req.change, req.owner)?;
+        let lsn = store_catalog(&self.shards[0], &next, &outcome.markers).await?;
         self.sync(0, lsn).await?;
         *self.live.borrow_mut() = next.live_ids().clone();
         *self.catalog.borrow_mut() = Arc::new(next);

@@ -2043,7 +2043,7 @@ fn a_rewrite_ingests_its_rows_and_a_drop_deletes_their_tables() {
 }
 
 /// Runs one query string on `cluster`; the last result, rendered.
-async fn step(cluster: &LocalCluster, session: &mut Session, sql: &str) -> String {
+pub(crate) async fn step(cluster: &LocalCluster, session: &mut Session, sql: &str) -> String {
     let results = execute_simple(session, cluster, sql).await;
     render(results.last().expect("a result"))
         .trim_end()

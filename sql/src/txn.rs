@@ -1195,6 +1195,9 @@ pub(crate) struct TxnState {
     pub(crate) pinned: StatementSnapshot,
     pub(crate) savepoints: Vec<(String, u32)>,
     next_mark: u32,
+    /// Its DDL is pending in the catalog: COMMIT flips its marker, ROLLBACK undoes it
+    /// ([`crate::ddl_undo`]).
+    pub(crate) ddl: bool,
 }
 
 impl TxnState {
@@ -1219,6 +1222,7 @@ pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: boo
         pinned: StatementSnapshot::None,
         savepoints: Vec::new(),
         next_mark: 0,
+        ddl: false,
     });
 }
 
@@ -1470,11 +1474,84 @@ pub(crate) async fn statement_end<C: Cluster>(cluster: &C, ok: bool) -> Result<(
     Ok(())
 }
 
-/// Ends the connection's transaction, undoing everything it wrote.
+/// The block a DDL statement of this connection belongs to (None: outside one).
+pub(crate) fn ddl_owner<C: Cluster + ?Sized>(cluster: &C) -> Option<crate::catalog::DdlOwner> {
+    let conn = cluster.conn_txn().borrow();
+    conn.current
+        .as_ref()
+        .filter(|t| !t.implicit)
+        .map(|t| crate::catalog::DdlOwner {
+            txn: t.id,
+            mark: t.mark(),
+        })
+}
+
+/// The block's DDL is now pending in the catalog.
+pub(crate) fn note_pending_ddl<C: Cluster + ?Sized>(cluster: &C) {
+    if let Some(t) = cluster.conn_txn().borrow_mut().current.as_mut() {
+        t.ddl = true;
+    }
+}
+
+/// Ends block `txn`'s pending DDL: forgets it (`undo_from` None) or undoes the steps made at
+/// or after that savepoint mark.
+async fn end_ddl<C: Cluster>(
+    cluster: &C,
+    txn: TxnId,
+    undo_from: Option<u32>,
+) -> Result<(), SqlError> {
+    cluster
+        .apply_ddl(crate::catalog::DdlRequest {
+            change: crate::catalog::DdlChange::EndDdl { txn, undo_from },
+            owner: None,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Writes the committed DDL marker as one of the transaction's writes on shard 0, so that
+/// it becomes durable exactly when the rest of the commit does.
+async fn write_ddl_marker<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
+    const MARKER_SHARD: usize = 0;
+    let ctx = {
+        let mut conn = cluster.conn_txn().borrow_mut();
+        let wait = conn.wait.clone();
+        let t = conn.current.as_mut().expect("a transaction is committing");
+        t.touched.insert(MARKER_SHARD);
+        TxnCtx {
+            id: t.id,
+            isolation: t.isolation,
+            snapshot: None,
+            mark: 0,
+            wait,
+        }
+    };
+    let txn = ctx.id;
+    let req = crate::cluster::WriteRequest {
+        ops: vec![crate::cluster::RowOp::Append {
+            key: crate::ddl_undo::marker_key(txn),
+            value: bytes::Bytes::from_static(crate::ddl_undo::MARKER_COMMITTED),
+        }],
+        constraint: String::new(),
+        indexes: Vec::new(),
+        txn: Some(ctx),
+    };
+    cluster.write(MARKER_SHARD, req).await.map(|_| ())
+}
+
+/// Ends the connection's transaction, undoing everything it wrote (its DDL too).
 pub(crate) async fn abort<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
     let Some(t) = cluster.conn_txn().borrow_mut().current.take() else {
         return Ok(());
     };
+    let undone = abort_rows(cluster, &t).await;
+    if t.ddl {
+        end_ddl(cluster, t.id, Some(0)).await?;
+    }
+    undone
+}
+
+async fn abort_rows<C: Cluster>(cluster: &C, t: &TxnState) -> Result<(), SqlError> {
     let shards: BTreeSet<usize> = if t.pinned == StatementSnapshot::None {
         t.touched.clone()
     } else {
@@ -1493,8 +1570,27 @@ pub(crate) async fn abort<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
 }
 
 /// Commits the connection's transaction: on its one shard with intents directly, or across
-/// several through a commit record (see the module comment).
+/// several through a commit record (see the module comment). A block with DDL commits its
+/// marker with its rows, then has the catalog forget the DDL's undo.
 pub(crate) async fn commit<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
+    let ddl = {
+        let conn = cluster.conn_txn().borrow();
+        conn.current.as_ref().filter(|t| t.ddl).map(|t| t.id)
+    };
+    let Some(txn) = ddl else {
+        return commit_rows(cluster, false).await;
+    };
+    if let Err(e) = write_ddl_marker(cluster).await {
+        abort(cluster).await?;
+        return Err(e);
+    }
+    // A failure past this point may be after the commit point: the DDL then stays pending
+    // until a restart settles it by its marker.
+    commit_rows(cluster, true).await?;
+    end_ddl(cluster, txn, None).await
+}
+
+async fn commit_rows<C: Cluster>(cluster: &C, ddl: bool) -> Result<(), SqlError> {
     let Some(t) = cluster.conn_txn().borrow_mut().current.take() else {
         return Ok(());
     };
@@ -1536,7 +1632,7 @@ pub(crate) async fn commit<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
             for s in &writers {
                 others.remove(s);
             }
-            return commit_across(cluster, txn, parts, others).await;
+            return commit_across(cluster, txn, parts, others, ddl).await;
         }
     }
     for s in &writers {
@@ -1565,6 +1661,7 @@ async fn commit_across<C: Cluster>(
     txn: TxnId,
     parts: Vec<(usize, Vec<Entry>)>,
     others: BTreeSet<usize>,
+    ddl: bool,
 ) -> Result<(), SqlError> {
     let home = cluster.home_shard();
     let writers: Vec<usize> = parts.iter().map(|p| p.0).collect();
@@ -1580,6 +1677,9 @@ async fn commit_across<C: Cluster>(
             .chain(&others)
             .map(|&s| cluster.txn_call(s, TxnMsg::Abort { txn }));
         futures_util::future::join_all(calls).await;
+        if ddl {
+            end_ddl(cluster, txn, Some(0)).await?;
+        }
         return Err(e);
     }
     let mut applied = Vec::new();
@@ -1672,6 +1772,17 @@ pub async fn recover<C: Cluster>(cluster: &C) -> Result<usize, SqlError> {
     for shard in 0..cluster.shard_count() {
         cluster.txn_call(shard, TxnMsg::DropMarkers).await?;
     }
+    // Now that every commit is whole, blocks that crashed with DDL pending are settled.
+    if !cluster.catalog().pending.is_empty() {
+        cluster
+            .apply_ddl(crate::catalog::DdlRequest {
+                change: crate::catalog::DdlChange::SettlePending {
+                    committed: Vec::new(),
+                },
+                owner: None,
+            })
+            .await?;
+    }
     Ok(finished)
 }
 
@@ -1700,18 +1811,21 @@ fn no_savepoint(name: &str) -> SqlError {
 
 /// ROLLBACK TO SAVEPOINT name: undoes what was written since; the savepoint stays.
 pub(crate) async fn rollback_to<C: Cluster>(cluster: &C, name: &str) -> Result<(), SqlError> {
-    let (txn, mark, shards) = {
+    let (txn, mark, shards, ddl) = {
         let mut conn = cluster.conn_txn().borrow_mut();
         let t = conn.current.as_mut().ok_or_else(|| no_savepoint(name))?;
         let at = savepoint_position(t, name)?;
         t.savepoints.truncate(at + 1);
-        (t.id, t.savepoints[at].1, t.touched.clone())
+        (t.id, t.savepoints[at].1, t.touched.clone(), t.ddl)
     };
     let calls = shards
         .iter()
         .map(|&s| cluster.txn_call(s, TxnMsg::RollbackTo { txn, mark }));
     for r in futures_util::future::join_all(calls).await {
         r?;
+    }
+    if ddl {
+        end_ddl(cluster, txn, Some(mark)).await?;
     }
     Ok(())
 }

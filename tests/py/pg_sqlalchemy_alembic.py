@@ -10,6 +10,7 @@ What it proves:
 - SQLAlchemy connects: its psycopg dialect looks types up with `to_regtype()` on connect.
 - Alembic's default mode runs every pending migration in ONE transaction, each ending with a
   write to `alembic_version`, so DDL follows writes inside the block (on other tables).
+- A migration that fails halfway rolls back whole: its ADD COLUMN and CREATE TABLE too.
 - The ORM: a mapped class, a session, inserts, a query, an update, a rollback.
 """
 
@@ -73,6 +74,19 @@ MIGRATIONS = {
             op.drop_index("ix_ledger_account", "ledger")
     """,
 }
+
+BROKEN_MIGRATION = """
+    revision = "m4"
+    down_revision = "m3"
+    from alembic import op
+    import sqlalchemy as sa
+    def upgrade():
+        op.add_column("account", sa.Column("nickname", sa.String(20)))
+        op.create_table("audit", sa.Column("id", sa.Integer, primary_key=True))
+        op.execute("INSERT INTO account (id, name) VALUES (1, 'duplicate id')")
+    def downgrade():
+        pass
+"""
 
 ENV_PY = """
 from alembic import context
@@ -142,6 +156,24 @@ def main(host, port):
             check(columns == ["id", "name", "balance"], f"account columns {columns!r}")
         # Running it again finds nothing to do.
         command.upgrade(cfg, "head")
+        # A migration that fails halfway leaves nothing behind: its DDL rolls back with it.
+        (pathlib.Path(tmp) / "migrations" / "versions" / "m4_broken.py").write_text(
+            textwrap.dedent(BROKEN_MIGRATION))
+        try:
+            command.upgrade(cfg, "head")
+            raise AssertionError("the broken migration succeeded")
+        except sa.exc.IntegrityError as e:
+            check(getattr(e.orig, "sqlstate", None) == "23505", f"sqlstate {e.orig!r}")
+        with engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            check(version == "m3", f"alembic_version after the failure {version!r}")
+            tables = set(sa.inspect(conn).get_table_names())
+            check("audit" not in tables, f"the failed migration's table stayed: {tables!r}")
+            columns = conn.execute(sa.text(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'account' ORDER BY ordinal_position")).scalars().all()
+            check(columns == ["id", "name", "balance"], f"columns after the failure {columns!r}")
+        (pathlib.Path(tmp) / "migrations" / "versions" / "m4_broken.py").unlink()
 
     with orm.Session(engine) as session:
         alice = session.get(Account, 1)

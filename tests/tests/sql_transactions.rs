@@ -1473,3 +1473,80 @@ fn kill9_during_an_alter_table_rewrite_leaves_the_table_whole_and_writable() {
         assert_eq!(code(&err), "23505");
     });
 }
+
+/// DDL in a transaction block is transactional: ROLLBACK undoes it, other sessions' writes
+/// to a table it changed wait for the block (outside a block) or fail with 40001 (inside
+/// one), their DDL on it fails with 55P03, and kill -9 undoes a block that did not commit
+/// while keeping one that did.
+#[test]
+fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
+    let mut server =
+        HeliosServer::start(ServerOpts::default().shards(2).durability(Durability::Sync));
+    let rt = runtime();
+    let port = server.pg_port();
+    rt.block_on(async {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        ok(&a, "CREATE TABLE base (id int8 PRIMARY KEY, v int8)").await;
+        ok(
+            &a,
+            "INSERT INTO base SELECT g, g FROM generate_series(1, 100) g",
+        )
+        .await;
+        ok(
+            &a,
+            "BEGIN; CREATE TABLE fresh (id int8 PRIMARY KEY); INSERT INTO fresh VALUES (1);
+             ALTER TABLE base ADD COLUMN extra int8 DEFAULT 5",
+        )
+        .await;
+        assert_eq!(one_i64(&a, "SELECT sum(extra)::int8 FROM base").await, 500);
+        // Another session's DDL on the changed table, and its write inside a block.
+        assert_eq!(
+            code(&fails(&b, "ALTER TABLE base ADD COLUMN z int").await),
+            "55P03"
+        );
+        let e = fails(&b, "BEGIN; INSERT INTO base (id, v) VALUES (1000, 1)").await;
+        assert_eq!(code(&e), "40001");
+        ok(&b, "ROLLBACK").await;
+        // Outside a block the write waits for the block, then goes in.
+        let mut write = Box::pin(b.batch_execute("INSERT INTO base (id, v) VALUES (1000, 1)"));
+        assert!(
+            still_waiting(&mut write).await,
+            "the write waits for the block"
+        );
+        ok(&a, "ROLLBACK").await;
+        write.await.unwrap();
+        assert_eq!(code(&fails(&a, "SELECT extra FROM base").await), "42703");
+        assert_eq!(code(&fails(&a, "SELECT * FROM fresh").await), "42P01");
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM base").await, 101);
+        // A committed block, and one left open when the process dies.
+        ok(
+            &a,
+            "BEGIN; CREATE TABLE kept (id int8); INSERT INTO kept VALUES (7);
+             ALTER TABLE base RENAME COLUMN v TO w; COMMIT",
+        )
+        .await;
+        ok(
+            &b,
+            "BEGIN; DROP TABLE base; CREATE TABLE lost (id int8); INSERT INTO lost VALUES (1);
+             TRUNCATE kept",
+        )
+        .await;
+    });
+    server.kill9();
+    server.restart();
+    let port = server.pg_port();
+    rt.block_on(async {
+        let a = connect(port).await;
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM base").await, 101);
+        assert_eq!(one_i64(&a, "SELECT sum(w)::int8 FROM base").await, 5051);
+        assert_eq!(one_i64(&a, "SELECT id FROM kept").await, 7);
+        assert_eq!(code(&fails(&a, "SELECT * FROM lost").await), "42P01");
+        // Nothing is held after the restart.
+        ok(
+            &a,
+            "INSERT INTO base VALUES (2000, 1); ALTER TABLE base ADD COLUMN z int",
+        )
+        .await;
+    });
+}

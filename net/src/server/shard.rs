@@ -91,7 +91,7 @@ pub enum ShardReq {
     /// SQL: write rows of a fresh key range straight into this shard's tables.
     SqlIngest(Vec<(bytes::Bytes, bytes::Bytes)>),
     /// SQL, to shard 0: apply a catalog change (see `sqlcluster`).
-    SqlDdl(helios_sql::DdlChange),
+    SqlDdl(Box<helios_sql::DdlRequest>),
     /// SQL, from shard 0: install this catalog.
     SqlCatalog(Arc<helios_sql::Catalog>),
     /// PostgreSQL CancelRequest for a connection served by this shard.
@@ -705,8 +705,8 @@ impl ShardState {
                     .await
                     .map(|()| ShardResp::Done),
             ),
-            ShardReq::SqlDdl(change) => sql_reply(
-                sqlcluster::apply_ddl(&self, change)
+            ShardReq::SqlDdl(req) => sql_reply(
+                sqlcluster::apply_ddl(&self, *req)
                     .await
                     .map(ShardResp::SqlDdl),
             ),

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use helios_shard::glommio_rt::GlommioRuntime;
 use helios_sql::txn::{CommitGate, ConnTxn, TxnId, TxnMsg, TxnReply};
 use helios_sql::{
-    Catalog, Cluster, DdlChange, DdlOutcome, ScanRequest, ScanRows, SequenceDef, SequenceOp,
+    Catalog, Cluster, DdlOutcome, DdlRequest, ScanRequest, ScanRows, SequenceDef, SequenceOp,
     SqlError, WriteOutcome, WriteRequest,
 };
 
@@ -55,11 +55,14 @@ impl Cluster for ShardCluster {
         self.state.shared.map.shard_of_token(token)
     }
 
-    async fn ddl(&self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+    async fn apply_ddl(&self, req: DdlRequest) -> Result<DdlOutcome, SqlError> {
         if self.state.id == CATALOG_SHARD {
-            return apply_ddl(&self.state, change).await;
+            return apply_ddl(&self.state, req).await;
         }
-        match self.call(CATALOG_SHARD, ShardReq::SqlDdl(change)).await? {
+        match self
+            .call(CATALOG_SHARD, ShardReq::SqlDdl(Box::new(req)))
+            .await?
+        {
             ShardResp::SqlDdl(outcome) => Ok(outcome),
             other => Err(unexpected(other)),
         }
@@ -324,7 +327,10 @@ async fn durable(state: &Rc<ShardState>, lsn: u64) -> Result<(), SqlError> {
 /// Shard 0: applies a catalog change, persists it (always synced, whatever the durability
 /// mode: DDL is rare and a lost table definition would orphan its rows), and installs it on
 /// every shard.
-pub async fn apply_ddl(state: &Rc<ShardState>, change: DdlChange) -> Result<DdlOutcome, SqlError> {
+pub async fn apply_ddl(
+    state: &Rc<ShardState>,
+    mut req: DdlRequest,
+) -> Result<DdlOutcome, SqlError> {
     assert_eq!(state.id, CATALOG_SHARD, "only shard 0 changes the catalog");
     let _permit = state
         .ddl_lock
@@ -332,8 +338,9 @@ pub async fn apply_ddl(state: &Rc<ShardState>, change: DdlChange) -> Result<DdlO
         .await
         .map_err(|e| SqlError::new(IO_ERROR, e.to_string()))?;
     let mut next = (**state.catalog.borrow()).clone();
-    let outcome = next.apply(change)?;
-    let lsn = helios_sql::store_catalog(&state.lsm, &next).await?;
+    helios_sql::settle_markers(&state.lsm, &next, &mut req).await?;
+    let outcome = next.apply_owned(req.change, req.owner)?;
+    let lsn = helios_sql::store_catalog(&state.lsm, &next, &outcome.markers).await?;
     state
         .wal()
         .sync_to(lsn)

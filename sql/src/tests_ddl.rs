@@ -1,0 +1,300 @@
+//! Transactional DDL ([`crate::ddl_undo`]): what a block's ROLLBACK, ROLLBACK TO and COMMIT
+//! leave of its DDL, and what a crash leaves. Results are PostgreSQL's for the same script.
+
+use helios_engine::localrt::LocalRuntime;
+use helios_engine::memfs::{CrashMode, MemFs};
+
+use super::tests::step;
+use crate::testcluster::LocalCluster;
+use crate::*;
+
+/// Runs `(sql, expected)` steps in one session; an expected value ending in '*' is a prefix.
+async fn expect(cluster: &LocalCluster, session: &mut Session, steps: &[(&str, &str)]) {
+    for (sql, expected) in steps {
+        let got = step(cluster, session, sql).await;
+        match expected.strip_suffix('*') {
+            Some(prefix) => assert!(got.starts_with(prefix), "{sql}\n  got: {got}"),
+            None => assert_eq!(&got, expected, "{sql}"),
+        }
+    }
+}
+
+const SETUP: &[(&str, &str)] = &[
+    (
+        "CREATE TABLE kept (id int PRIMARY KEY, v text)",
+        "CREATE TABLE",
+    ),
+    (
+        "INSERT INTO kept SELECT g, 'v' || g FROM generate_series(1, 50) g",
+        "INSERT 0 50",
+    ),
+    ("CREATE TABLE doomed (id int PRIMARY KEY)", "CREATE TABLE"),
+    ("INSERT INTO doomed VALUES (1), (2), (3)", "INSERT 0 3"),
+];
+
+/// Every kind of DDL in one block, then ROLLBACK: the catalog and every row are as before.
+const ROLLED_BACK: &[(&str, &str)] = &[
+    ("BEGIN", "BEGIN"),
+    (
+        "CREATE TABLE fresh (a int PRIMARY KEY, b text UNIQUE)",
+        "CREATE TABLE",
+    ),
+    ("INSERT INTO fresh VALUES (1, 'x'), (2, 'y')", "INSERT 0 2"),
+    ("CREATE INDEX kept_v ON kept (v)", "CREATE INDEX"),
+    ("ALTER TABLE kept ADD COLUMN w int DEFAULT 7", "ALTER TABLE"),
+    ("ALTER TABLE kept RENAME TO renamed", "ALTER TABLE"),
+    ("DROP TABLE doomed", "DROP TABLE"),
+    ("CREATE SCHEMA side", "CREATE SCHEMA"),
+    ("CREATE TABLE side.t (x int)", "CREATE TABLE"),
+    ("CREATE VIEW vv AS SELECT id FROM renamed", "CREATE VIEW"),
+    ("CREATE SEQUENCE sq", "CREATE SEQUENCE"),
+    (
+        "SELECT count(*), sum(w) FROM renamed",
+        "count:20,sum:20 => 50|350 [SELECT 1]",
+    ),
+    ("SELECT count(*) FROM doomed", "ERR 42P01*"),
+    ("ROLLBACK", "ROLLBACK"),
+    ("SELECT count(*) FROM fresh", "ERR 42P01*"),
+    ("SELECT count(*) FROM renamed", "ERR 42P01*"),
+    ("SELECT count(*) FROM side.t", "ERR 42P01*"),
+    ("CREATE TABLE side.t (x int)", "ERR 3F000*"),
+    ("SELECT * FROM vv", "ERR 42P01*"),
+    ("SELECT nextval('sq')", "ERR 42P01*"),
+    (
+        "SELECT * FROM kept WHERE id = 7",
+        "id:23,v:25 => 7|v7 [SELECT 1]",
+    ),
+    (
+        "SELECT count(*) FROM pg_class WHERE relname = 'kept_v'",
+        "count:20 => 0 [SELECT 1]",
+    ),
+    (
+        "SELECT count(*), sum(id) FROM doomed",
+        "count:20,sum:20 => 3|6 [SELECT 1]",
+    ),
+    // The names are free again, and the rolled-back rows are gone for good.
+    ("CREATE TABLE fresh (a int)", "CREATE TABLE"),
+    ("SELECT count(*) FROM fresh", "count:20 => 0 [SELECT 1]"),
+    ("INSERT INTO doomed VALUES (4)", "INSERT 0 1"),
+];
+
+#[test]
+fn rollback_undoes_every_kind_of_ddl() {
+    LocalRuntime::new(0).block_on(async {
+        let cluster = LocalCluster::open(LocalRuntime::new(0), MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        expect(&cluster, &mut session, SETUP).await;
+        expect(&cluster, &mut session, ROLLED_BACK).await;
+        assert!(cluster.catalog().pending.is_empty());
+        cluster.close().await;
+    });
+}
+
+/// TRUNCATE and a rewriting ALTER in a block are undone too: the table gets its old rows
+/// (and indexes) back.
+#[test]
+fn rollback_brings_back_truncated_and_rewritten_rows() {
+    LocalRuntime::new(0).block_on(async {
+        let cluster = LocalCluster::open(LocalRuntime::new(0), MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        expect(&cluster, &mut session, SETUP).await;
+        expect(
+            &cluster,
+            &mut session,
+            &[
+                ("CREATE UNIQUE INDEX kept_v ON kept (v)", "CREATE INDEX"),
+                ("BEGIN", "BEGIN"),
+                ("TRUNCATE kept", "TRUNCATE TABLE"),
+                ("SELECT count(*) FROM kept", "count:20 => 0 [SELECT 1]"),
+                ("INSERT INTO kept VALUES (1, 'new')", "INSERT 0 1"),
+                (
+                    "ALTER TABLE doomed DROP CONSTRAINT doomed_pkey",
+                    "ALTER TABLE",
+                ),
+                ("INSERT INTO doomed VALUES (1)", "INSERT 0 1"),
+                ("ROLLBACK", "ROLLBACK"),
+                (
+                    "SELECT count(*), max(v) FROM kept",
+                    "count:20,max:25 => 50|v9 [SELECT 1]",
+                ),
+                (
+                    "SELECT id FROM kept WHERE v = 'v42'",
+                    "id:23 => 42 [SELECT 1]",
+                ),
+                ("INSERT INTO kept VALUES (99, 'v42')", "ERR 23505*"),
+                ("INSERT INTO doomed VALUES (1)", "ERR 23505*"),
+                // Committed, the same TRUNCATE empties the table for good.
+                ("BEGIN", "BEGIN"),
+                ("TRUNCATE kept", "TRUNCATE TABLE"),
+                ("INSERT INTO kept VALUES (1, 'v42')", "INSERT 0 1"),
+                ("COMMIT", "COMMIT"),
+                (
+                    "SELECT count(*), max(v) FROM kept",
+                    "count:20,max:25 => 1|v42 [SELECT 1]",
+                ),
+                ("INSERT INTO kept VALUES (2, 'v42')", "ERR 23505*"),
+            ],
+        )
+        .await;
+        assert!(cluster.catalog().pending.is_empty());
+        cluster.close().await;
+    });
+}
+
+/// ROLLBACK TO a savepoint undoes only the DDL after it; COMMIT keeps the rest.
+#[test]
+fn savepoints_and_commit_keep_what_they_should() {
+    LocalRuntime::new(0).block_on(async {
+        let cluster = LocalCluster::open(LocalRuntime::new(0), MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        expect(&cluster, &mut session, SETUP).await;
+        expect(
+            &cluster,
+            &mut session,
+            &[
+                ("BEGIN", "BEGIN"),
+                ("CREATE TABLE a (x int)", "CREATE TABLE"),
+                ("SAVEPOINT s1", "SAVEPOINT"),
+                ("CREATE TABLE b (x int)", "CREATE TABLE"),
+                ("DROP TABLE doomed", "DROP TABLE"),
+                ("ROLLBACK TO SAVEPOINT s1", "ROLLBACK"),
+                (
+                    "SELECT count(*) FROM pg_class WHERE relname = 'b'",
+                    "count:20 => 0 [SELECT 1]",
+                ),
+                ("SELECT count(*) FROM doomed", "count:20 => 3 [SELECT 1]"),
+                ("INSERT INTO a VALUES (1)", "INSERT 0 1"),
+                ("ALTER TABLE kept DROP COLUMN v", "ALTER TABLE"),
+                ("COMMIT", "COMMIT"),
+                ("SELECT * FROM a", "x:23 => 1 [SELECT 1]"),
+                ("SELECT count(*) FROM b", "ERR 42P01*"),
+                ("SELECT * FROM kept WHERE id = 3", "id:23 => 3 [SELECT 1]"),
+                // A failed statement's block: COMMIT is a ROLLBACK.
+                ("BEGIN", "BEGIN"),
+                ("CREATE TABLE c (x int)", "CREATE TABLE"),
+                ("SELECT 1/0", "ERR 22012*"),
+                ("COMMIT", "ROLLBACK"),
+                ("SELECT count(*) FROM c", "ERR 42P01*"),
+                ("BEGIN", "BEGIN"),
+                ("CREATE DATABASE nope", "ERR 25001*"),
+                ("ROLLBACK", "ROLLBACK"),
+            ],
+        )
+        .await;
+        assert!(cluster.catalog().pending.is_empty());
+        // No DDL marker is left behind.
+        assert_eq!(
+            cluster
+                .count_keys(crate::rowcodec::CATALOG_KEY_PREFIX_DDL)
+                .await,
+            0
+        );
+        cluster.close().await;
+    });
+}
+
+/// A crash with a block's DDL pending undoes it at restart; a block whose commit was
+/// durable keeps it, even when the crash came before the catalog forgot its undo.
+#[test]
+fn a_restart_settles_pending_ddl_by_its_marker() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let fs = MemFs::new();
+        {
+            let cluster = LocalCluster::open(rt2.clone(), fs.clone(), 2).await;
+            let mut session = Session::new("u", "postgres");
+            expect(&cluster, &mut session, SETUP).await;
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("BEGIN", "BEGIN"),
+                    ("CREATE TABLE fresh (a int)", "CREATE TABLE"),
+                    ("DROP TABLE doomed", "DROP TABLE"),
+                ],
+            )
+            .await;
+            assert_eq!(cluster.catalog().pending.len(), 1);
+        }
+        let crashed = fs.crash_fork(CrashMode::LoseAll);
+        {
+            let cluster = LocalCluster::open(rt2.clone(), crashed.clone(), 2).await;
+            let mut session = Session::new("u", "postgres");
+            assert!(cluster.catalog().pending.is_empty());
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("SELECT count(*) FROM fresh", "ERR 42P01*"),
+                    ("SELECT count(*) FROM doomed", "count:20 => 3 [SELECT 1]"),
+                    ("BEGIN", "BEGIN"),
+                    ("CREATE TABLE fresh (a int)", "CREATE TABLE"),
+                    ("DROP TABLE doomed", "DROP TABLE"),
+                ],
+            )
+            .await;
+            // The commit's marker made durable, then a crash before the catalog forgot the
+            // undo: what the commit leaves when the process dies right after its commit
+            // point.
+            let txn = *cluster.catalog().pending.keys().next().expect("pending");
+            cluster
+                .raw_put(
+                    0,
+                    crate::ddl_undo::marker_key(txn),
+                    crate::ddl_undo::MARKER_COMMITTED,
+                )
+                .await;
+        }
+        let crashed = crashed.crash_fork(CrashMode::LoseAll);
+        let cluster = LocalCluster::open(rt2.clone(), crashed, 2).await;
+        let mut session = Session::new("u", "postgres");
+        assert!(cluster.catalog().pending.is_empty());
+        expect(
+            &cluster,
+            &mut session,
+            &[
+                ("SELECT count(*) FROM fresh", "count:20 => 0 [SELECT 1]"),
+                ("SELECT count(*) FROM doomed", "ERR 42P01*"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            cluster
+                .count_keys(crate::rowcodec::CATALOG_KEY_PREFIX_DDL)
+                .await,
+            0
+        );
+        cluster.close().await;
+    });
+}
+
+/// A dropped connection ends its block undone, DDL included.
+#[test]
+fn a_closed_connection_undoes_its_ddl() {
+    LocalRuntime::new(0).block_on(async {
+        let cluster = LocalCluster::open(LocalRuntime::new(0), MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        expect(
+            &cluster,
+            &mut session,
+            &[
+                ("BEGIN", "BEGIN"),
+                ("CREATE TABLE gone (a int)", "CREATE TABLE"),
+            ],
+        )
+        .await;
+        crate::txn::connection_closed(&cluster)
+            .await
+            .expect("closed");
+        let mut session = Session::new("u", "postgres");
+        expect(
+            &cluster,
+            &mut session,
+            &[("SELECT * FROM gone", "ERR 42P01*")],
+        )
+        .await;
+        assert!(cluster.catalog().pending.is_empty());
+        cluster.close().await;
+    });
+}
