@@ -1417,6 +1417,11 @@ pub(crate) enum PgFunc {
     RegtypeIn {
         missing_ok: bool,
     },
+    /// relation name → oid: `to_regclass` (NULL when no relation has the name) and a text
+    /// value (a parameter) cast to regclass (`missing_ok` false: 42P01).
+    RegclassIn {
+        missing_ok: bool,
+    },
     /// oid → schema name (`::regnamespace`).
     RegnamespaceOut,
     /// `x ~ pattern` and friends.
@@ -1531,6 +1536,7 @@ pub(crate) fn bind_function(
         ("array_upper", 2) => (F::ArrayUpper, &[text_arg, int_arg], Ty::Int4),
         ("pg_relation_is_publishable", 1) => (F::RelationIsPublishable, &[oid_arg], Ty::Bool),
         ("to_regtype", 1) => (F::RegtypeIn { missing_ok: true }, &[text_arg], Ty::Int8),
+        ("to_regclass", 1) => (F::RegclassIn { missing_ok: true }, &[text_arg], Ty::Int8),
         ("current_setting", 1) => (F::CurrentSetting, &[text_arg], Ty::Text),
         ("current_setting", 2) => (F::CurrentSetting, &[text_arg, bool_arg], Ty::Text),
         _ => return Ok(None),
@@ -1694,6 +1700,17 @@ pub(crate) fn bind_cast(
             },
             _ => Ok(None),
         };
+    }
+    if matches!(reg, PgFunc::RegclassOut) && (inner.ty.is_string() || inner.ty == Ty::Unknown) {
+        // A parameter or a text expression: looked up when evaluated.
+        let arg = binder.coerce(inner, Ty::Text, TYPMOD_NONE)?;
+        return Ok(Some(call(
+            PgFunc::RegclassIn { missing_ok: false },
+            Some(snap),
+            vec![arg],
+            Ty::Int8,
+            pos,
+        )));
     }
     if !inner.ty.is_integer() {
         return Err(SqlError::new(
@@ -2216,6 +2233,21 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                 Some(oid) => Datum::Int(oid),
                 None if *missing_ok => Datum::Null,
                 None => return Err(no_such_type(&name)),
+            }
+        }
+        F::RegclassIn { missing_ok } => {
+            let Some(name) = text(&values[0]) else {
+                return Ok(Datum::Null);
+            };
+            match snap().regclass_oid(&name) {
+                Some(oid) => Datum::Int(oid),
+                None if *missing_ok => Datum::Null,
+                None => {
+                    return Err(SqlError::new(
+                        UNDEFINED_TABLE,
+                        format!("relation \"{name}\" does not exist"),
+                    ))
+                }
             }
         }
         F::RegnamespaceOut => {

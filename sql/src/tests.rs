@@ -1072,6 +1072,9 @@ fn catalog_relations_and_functions() {
             ("SET search_path = s, public", "SET "),
             ("SELECT c.oid::regclass, pg_table_is_visible(c.oid) FROM pg_class c ORDER BY c.oid", "oid:19,pg_table_is_visible:16 => t|t / t_pkey|t / u|t [SELECT 3]"),
             ("SELECT 'nope'::regclass", "ERR 42P01 relation \"nope\" does not exist"),
+            // A text value (SQLAlchemy's reflection binds `%(name)s::regclass`), to_regclass.
+            ("SELECT ('pg_' || 'class')::regclass, to_regclass('t') = 't'::regclass, to_regclass('nope'), to_regclass(NULL)", "regclass:20,?column?:16,to_regclass:20,to_regclass:20 => 1259|t|NULL|NULL"),
+            ("SELECT ('no' || 'pe')::regclass", "ERR 42P01 relation \"nope\" does not exist"),
             // psycopg's TypeInfo.fetch (SQLAlchemy calls it on connect): to_regtype is NULL for no such type.
             ("SELECT typname, oid::regtype::text FROM pg_type t WHERE t.oid = to_regtype($$character varying$$) OR t.oid = to_regtype('hstore')", "typname:19,oid:25 => varchar|character varying"),
             ("SELECT 'integer[]'::regtype, 'pg_catalog.int8'::regtype::oid, to_regtype('_text'), to_regtype(NULL)", "regtype:20,oid:20,to_regtype:20,to_regtype:20 => 1007|20|1009|NULL"),
