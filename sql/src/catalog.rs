@@ -330,7 +330,7 @@ pub enum DdlChange {
 impl DdlChange {
     /// Whether a transaction block's ROLLBACK undoes this change (the others are bookkeeping
     /// of a running statement, or cannot run in a block).
-    fn is_transactional(&self) -> bool {
+    pub(crate) fn is_transactional(&self) -> bool {
         !matches!(
             self,
             DdlChange::ReserveId
@@ -402,6 +402,15 @@ pub struct DdlOutcome {
     /// DDL markers to write with the catalog: (transaction, true: put pending / false:
     /// delete).
     pub markers: Vec<(u64, bool)>,
+}
+
+/// The end of the message of [`held_by_another_block`]'s 55P03.
+pub(crate) const HELD_BY_BLOCK: &str = "is being changed by another transaction's uncommitted DDL";
+
+/// A relation an open transaction block's DDL changed: others wait for the block (as they
+/// would for PostgreSQL's lock), then fail with this.
+pub(crate) fn held_by_another_block(name: &str) -> SqlError {
+    SqlError::new("55P03", format!("relation \"{name}\" {HELD_BY_BLOCK}"))
 }
 
 /// The message of a write refused because an ALTER TABLE froze its table or the table id is
@@ -597,6 +606,8 @@ impl Catalog {
             }
             _ => {}
         }
+        let mine = owner.map(|o| o.txn);
+        self.refuse_held_by_others(&change, mine)?;
         let owner = owner.filter(|_| change.is_transactional());
         let tracked = change.is_transactional() && (owner.is_some() || !self.pending.is_empty());
         let before = tracked.then(|| self.clone());
@@ -605,28 +616,25 @@ impl Catalog {
             return Ok(outcome);
         };
         let entries = crate::ddl_undo::diff(&before, self);
-        let mine = owner.map(|o| o.txn);
+        let tables = crate::ddl_undo::affected_tables(&before, self, &entries);
         for (txn, pending) in &self.pending {
             if Some(*txn) == mine {
                 continue;
             }
-            let held = pending
+            let held_keys = pending
                 .steps
                 .iter()
                 .flat_map(|s| s.entries.iter().map(|e| &e.0));
-            for key in held {
+            for key in held_keys {
                 if let Some((k, _)) = entries
                     .iter()
                     .find(|(k, _)| crate::ddl_undo::overlaps(k, key))
                 {
-                    return Err(SqlError::new(
-                        "55P03",
-                        format!(
-                            "could not obtain lock on relation \"{}\": another transaction's uncommitted DDL changed it",
-                            crate::ddl_undo::entry_name(k)
-                        ),
-                    ));
+                    return Err(held_by_another_block(crate::ddl_undo::entry_name(k)));
                 }
+            }
+            if let Some(id) = pending.held_tables().find(|id| tables.contains(id)) {
+                return Err(held_by_another_block(&before.table_name(id)));
             }
         }
         if let (Some(owner), false) = (owner, entries.is_empty()) {
@@ -637,11 +645,52 @@ impl Catalog {
             pending.steps.push(UndoStep {
                 mark: owner.mark,
                 entries,
+                tables,
             });
             outcome.owned = true;
             self.live = std::sync::OnceLock::new();
         }
         Ok(outcome)
+    }
+
+    /// Refuses (55P03) a change that freezes a table another block holds, or drops a
+    /// database another block's pending DDL is in.
+    fn refuse_held_by_others(&self, change: &DdlChange, mine: Option<u64>) -> Result<(), SqlError> {
+        match change {
+            DdlChange::FreezeWrites { table_id } => match self.held_tables().get(table_id) {
+                Some(&owner) if Some(owner) != mine => {
+                    Err(held_by_another_block(&self.table_name(*table_id)))
+                }
+                _ => Ok(()),
+            },
+            DdlChange::DropDatabase { name, .. } => {
+                let in_it = self.pending.values().flat_map(|p| &p.steps).any(|s| {
+                    s.entries.iter().any(|(k, _)| match k {
+                        EntryKey::Schema { database, .. } | EntryKey::Relation { database, .. } => {
+                            database == name
+                        }
+                    })
+                });
+                if in_it {
+                    return Err(SqlError::new(
+                        "55006",
+                        format!("database \"{name}\" is being changed by another transaction's uncommitted DDL"),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A table's name by id, for messages (its id when the catalog no longer names it).
+    pub(crate) fn table_name(&self, id: u32) -> String {
+        self.databases
+            .values()
+            .flat_map(|d| d.schemas.values())
+            .flat_map(|s| s.tables.values())
+            .find(|t| t.id == id)
+            .map_or_else(|| id.to_string(), |t| t.name.clone())
     }
 
     /// Ends (or rolls back to a savepoint) block `txn`'s pending DDL; see
@@ -678,36 +727,29 @@ impl Catalog {
         self.held.get_or_init(|| {
             let mut held = HashMap::new();
             for (&txn, pending) in &self.pending {
-                for (key, before) in pending.table_keys() {
-                    if let crate::ddl_undo::Before::Table(t) = before {
-                        held.insert(t.id, txn);
-                    }
-                    if let Some(t) = self.table_at(key) {
-                        held.insert(t.id, txn);
-                    }
-                }
+                held.extend(pending.held_tables().map(|id| (id, txn)));
             }
             held
         })
     }
 
-    /// The table a relation entry names now.
-    fn table_at(&self, key: &EntryKey) -> Option<&Arc<Table>> {
-        let EntryKey::Relation {
-            database,
-            schema,
-            name,
-            ..
-        } = key
-        else {
-            return None;
-        };
-        self.databases
-            .get(database)?
-            .schemas
-            .get(schema)?
-            .tables
-            .get(name)
+    /// This catalog with no relation held (for describing a statement, which reads nothing).
+    pub(crate) fn without_holds(&self) -> Catalog {
+        let mut c = self.clone();
+        c.pending.clear();
+        c.held = std::sync::OnceLock::new();
+        c.live = std::sync::OnceLock::new();
+        c
+    }
+
+    /// 55P03 for `name`, which an open block's DDL changed. A statement that reads or writes
+    /// the relation waits for the block before it fails with it
+    /// (`lib::execute_statement`).
+    pub(crate) fn refuse_held(&self, table: &Table, block: Option<u64>) -> Result<(), SqlError> {
+        match self.held_tables().get(&table.id) {
+            Some(&owner) if Some(owner) != block => Err(held_by_another_block(&table.name)),
+            _ => Ok(()),
+        }
     }
 
     fn apply_plain(&mut self, change: DdlChange) -> Result<DdlOutcome, SqlError> {

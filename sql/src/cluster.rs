@@ -41,11 +41,13 @@ pub trait Cluster {
     /// block's (its ROLLBACK undoes it: [`crate::ddl_undo`]).
     async fn ddl(&self, change: DdlChange) -> Result<DdlOutcome, SqlError> {
         let owner = crate::txn::ddl_owner(self);
-        let outcome = self.apply_ddl(DdlRequest { change, owner }).await?;
-        if outcome.owned {
+        if owner.is_some() && change.is_transactional() {
+            // Before the change: shard 0 may have made it durable even if the reply is an
+            // error, and the block's end must then settle it (an end with nothing pending
+            // costs a catalog write, no more).
             crate::txn::note_pending_ddl(self);
         }
-        Ok(outcome)
+        self.apply_ddl(DdlRequest { change, owner }).await
     }
     async fn scan(&self, shard: usize, req: ScanRequest) -> Result<ScanRows, SqlError>;
     /// Applies row writes on one shard as one atomic batch; answered once durable.

@@ -94,6 +94,10 @@ impl Before {
 pub struct UndoStep {
     pub mark: u32,
     pub entries: Vec<(EntryKey, Before)>,
+    /// The tables the step changed, or changed an index or serial sequence of (ids before
+    /// and after): held until the block ends.
+    #[serde(default)]
+    pub tables: Vec<u32>,
 }
 
 /// An open transaction block's DDL, oldest first.
@@ -117,18 +121,54 @@ impl PendingDdl {
             .flat_map(|s| s.entries.iter().filter_map(|(_, b)| b.id()))
     }
 
-    /// The keys of the table entries it changed.
-    pub fn table_keys(&self) -> impl Iterator<Item = (&EntryKey, &Before)> + '_ {
-        self.steps.iter().flat_map(|s| {
-            s.entries.iter().filter_map(|(k, b)| match k {
-                EntryKey::Relation {
-                    kind: RelationSlot::Table,
-                    ..
-                } => Some((k, b)),
-                _ => None,
-            })
-        })
+    /// The tables its steps hold.
+    pub fn held_tables(&self) -> impl Iterator<Item = u32> + '_ {
+        self.steps.iter().flat_map(|s| s.tables.iter().copied())
     }
+}
+
+/// The tables a change of `entries` (from `before` to `after`) touches: a changed table's
+/// ids, and the tables of changed indexes and serial sequences, in either catalog.
+pub fn affected_tables(
+    before: &Catalog,
+    after: &Catalog,
+    entries: &[(EntryKey, Before)],
+) -> Vec<u32> {
+    let mut tables = Vec::new();
+    for (key, _) in entries {
+        let EntryKey::Relation {
+            database,
+            schema,
+            kind,
+            name,
+        } = key
+        else {
+            continue;
+        };
+        for catalog in [before, after] {
+            let Some(s) = catalog
+                .databases
+                .get(database)
+                .and_then(|d| d.schemas.get(schema))
+            else {
+                continue;
+            };
+            let table = match kind {
+                RelationSlot::Table => s.tables.get(name),
+                RelationSlot::Index => s.indexes.get(name).and_then(|i| s.tables.get(&i.table)),
+                RelationSlot::Sequence => s
+                    .sequences
+                    .get(name)
+                    .and_then(|q| q.owned_by.as_ref())
+                    .and_then(|t| s.tables.get(t)),
+                RelationSlot::View => None,
+            };
+            tables.extend(table.map(|t| t.id));
+        }
+    }
+    tables.sort_unstable();
+    tables.dedup();
+    tables
 }
 
 /// The entries `after` differs from `before` in, each with its value in `before`; schemas
@@ -294,13 +334,35 @@ pub fn entry_name(key: &EntryKey) -> &str {
     }
 }
 
-/// Whether changing `key` also changes what `held` covers: the entry itself, or (for a
-/// relation) its schema.
+/// Whether changing `key` also changes what `held` covers: the same name (tables,
+/// indexes, views and sequences share one namespace per schema), or (for a relation) its
+/// schema.
 pub fn overlaps(key: &EntryKey, held: &EntryKey) -> bool {
-    if key == held {
-        return true;
-    }
     match (key, held) {
+        (
+            EntryKey::Relation {
+                database: d1,
+                schema: s1,
+                name: n1,
+                ..
+            },
+            EntryKey::Relation {
+                database: d2,
+                schema: s2,
+                name: n2,
+                ..
+            },
+        ) => d1 == d2 && s1 == s2 && n1 == n2,
+        (
+            EntryKey::Schema {
+                database: d1,
+                schema: s1,
+            },
+            EntryKey::Schema {
+                database: d2,
+                schema: s2,
+            },
+        ) => d1 == d2 && s1 == s2,
         (
             EntryKey::Relation {
                 database, schema, ..
@@ -319,6 +381,5 @@ pub fn overlaps(key: &EntryKey, held: &EntryKey) -> bool {
                 database, schema, ..
             },
         ) => database == d && schema == s,
-        _ => false,
     }
 }

@@ -325,7 +325,8 @@ async fn execute_copy<C: Cluster>(
 
 /// Runs one statement in the connection's transaction: an autocommit statement that writes
 /// (or locks rows) runs as a one-statement transaction, committed when it succeeds; DDL inside
-/// a block runs outside it (applied at once, which the client is warned of).
+/// a block is applied at once, and undone if the block does not commit
+/// ([`ddl_undo`]).
 async fn execute_in_transaction<C: Cluster>(
     session: &mut Session,
     cluster: &C,
@@ -403,17 +404,25 @@ async fn execute_statement<C: Cluster>(
     if implicit {
         txn::begin(cluster, session.default_isolation()?, true);
     }
+    let mut planned_on = cluster.catalog().version;
     let mut r = execute(session, cluster, sql, statement, params).await;
     let mut end = txn::statement_end(cluster, r.is_ok()).await;
-    // A write an ALTER TABLE's freeze refused, outside a transaction block: wait for the
-    // ALTER to finish and run the statement again (on the new catalog), as PostgreSQL's
-    // writer would wait for the ALTER's lock.
-    if implicit && r.as_ref().is_err_and(refused_for_ddl) {
+    // A write an ALTER TABLE's freeze refused, outside a transaction block, or a statement
+    // refused while planning because an open block's DDL changed a relation it names (in a
+    // block too: nothing has run yet): wait for the ALTER or the block to finish and run
+    // the statement again (on the new catalog), as PostgreSQL's statement would wait for
+    // their lock.
+    let retried = |r: &Result<StatementResult, SqlError>| {
+        r.as_ref()
+            .is_err_and(|e| (implicit && refused_for_ddl(e)) || refused_for_held(e))
+    };
+    if retried(&r) {
         let mut polls_left = thaw_polls(session);
-        while r.as_ref().is_err_and(refused_for_ddl)
-            && waited_for_thaw(cluster, &mut polls_left).await
-        {
-            txn::begin(cluster, session.default_isolation()?, true);
+        while retried(&r) && waited_for_thaw(cluster, planned_on, &mut polls_left).await {
+            if implicit {
+                txn::begin(cluster, session.default_isolation()?, true);
+            }
+            planned_on = cluster.catalog().version;
             r = execute(session, cluster, sql, statement, params).await;
             end = txn::statement_end(cluster, r.is_ok()).await;
         }
@@ -538,6 +547,10 @@ fn refused_for_ddl(e: &SqlError) -> bool {
     e.sqlstate == "40001" && e.message == catalog::WRITES_REFUSED_FOR_DDL
 }
 
+fn refused_for_held(e: &SqlError) -> bool {
+    e.sqlstate == "55P03" && e.message.ends_with(catalog::HELD_BY_BLOCK)
+}
+
 /// How many [`Cluster::pause`]s a write waits for a frozen table at most: `lock_timeout`,
 /// else ALTER TABLE's own limit.
 fn thaw_polls(session: &Session) -> u64 {
@@ -545,11 +558,11 @@ fn thaw_polls(session: &Session) -> u64 {
     alter::ddl_wait_ms(session.lock_timeout_ms()) * 1000 / PAUSE_MICROS
 }
 
-/// Waits until the catalog changes (an ALTER thawed, a block holding the table ended) or no
-/// table's writes are frozen or held (a pause at least, so a refusal that persists cannot
+/// Waits until the catalog differs from `version`, the one the refused statement was
+/// planned on (an ALTER thawed, a block holding the table ended), or no table's writes are
+/// frozen or held (a pause at least, so a refusal that persists cannot
 /// spin); false once `polls_left` runs out.
-async fn waited_for_thaw<C: Cluster>(cluster: &C, polls_left: &mut u64) -> bool {
-    let version = cluster.catalog().version;
+async fn waited_for_thaw<C: Cluster>(cluster: &C, version: u64, polls_left: &mut u64) -> bool {
     loop {
         if *polls_left == 0 {
             return false;
@@ -671,7 +684,13 @@ pub fn prepare<C: Cluster>(
         describe: true,
         plan_cache: None,
     };
-    let describer = DescribeOnly(cluster.catalog(), Default::default(), Default::default());
+    // A Parse only describes, with the definitions as they are now; its Execute waits for
+    // a block holding a relation it names.
+    let mut catalog = cluster.catalog();
+    if !catalog.pending.is_empty() {
+        catalog = std::sync::Arc::new(catalog.without_holds());
+    }
+    let describer = DescribeOnly(catalog, Default::default(), Default::default());
     let columns = match &statement {
         // Transaction control and SET change the session: describe them without running.
         Some(

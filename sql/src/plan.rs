@@ -442,7 +442,8 @@ impl<'a> Planner<'a> {
         let schema = self
             .catalog
             .resolve_schema(db, schema.as_deref(), &path, &table);
-        self.catalog
+        let found = self
+            .catalog
             .table(db, Some(schema.unwrap_or(DEFAULT_SCHEMA)), &table)
             .cloned()
             .ok_or_else(|| {
@@ -455,7 +456,11 @@ impl<'a> Planner<'a> {
                     format!("relation \"{shown}\" does not exist"),
                 )
                 .at(self.positions.offset(name.span().start))
-            })
+            })?;
+        // Planned before anything runs: the statement waits for the block and is planned
+        // again (`lib::execute_statement`).
+        self.catalog.refuse_held(&found, self.session.block_txn)?;
+        Ok(found)
     }
 
     pub(crate) fn add_fetch(&self, table: Arc<Table>) -> usize {

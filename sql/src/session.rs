@@ -149,6 +149,9 @@ pub struct Session {
     pub(crate) read_only: bool,
     /// When the current transaction block began (`now()` inside it); µs since 2000-01-01.
     pub(crate) block_start: Option<i64>,
+    /// The transaction id of the open block (its DDL's owner: relations it changed are not
+    /// held from it).
+    pub(crate) block_txn: Option<u64>,
     cancel: CancelFlag,
     /// The process id the client was given in BackendKeyData (`pg_backend_pid()`).
     backend_pid: i32,
@@ -323,6 +326,7 @@ impl Session {
             isolation: None,
             read_only: false,
             block_start: None,
+            block_txn: None,
             cancel: CancelFlag::default(),
             backend_pid: 0,
             shapes: Default::default(),

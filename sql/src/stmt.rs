@@ -1789,7 +1789,10 @@ pub(crate) async fn run_truncate<C: Cluster>(
                     format!("relation \"{name}\" does not exist"),
                 )
             })?;
-        ids.push((table.clone(), crate::index::specs_for(&catalog, table)));
+        catalog.refuse_held(table, session.block_txn)?;
+        if ids.iter().all(|(t, _): &(Arc<Table>, _)| t.id != table.id) {
+            ids.push((table.clone(), crate::index::specs_for(&catalog, table)));
+        }
     }
     if session.transaction != TransactionState::Idle {
         for (table, _) in &ids {
@@ -2238,7 +2241,7 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
                 notices.push("WARNING: there is already a transaction in progress".to_string());
             } else {
                 let (isolation, read_only) = transaction_modes(session, modes)?;
-                crate::txn::begin(cluster, isolation, false);
+                session.block_txn = Some(crate::txn::begin(cluster, isolation, false));
                 session.transaction = TransactionState::InBlock;
                 session.isolation = Some(isolation);
                 session.read_only = read_only;
@@ -2308,6 +2311,7 @@ fn end_block(session: &mut Session) {
     session.isolation = None;
     session.read_only = false;
     session.block_start = None;
+    session.block_txn = None;
 }
 
 /// SAVEPOINT and friends outside a block (PostgreSQL: 25P01); in a failed block only

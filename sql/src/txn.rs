@@ -1169,6 +1169,9 @@ pub struct ConnTxn {
     pub(crate) wait: LockWait,
     /// The statement snapshot's pin ticket while its first fragments are on their way.
     pub(crate) ticket: std::sync::Weak<PinTicket>,
+    /// The committing transaction's commit record is durable: it is committed, whatever
+    /// fails after.
+    pub(crate) past_commit_point: bool,
 }
 
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
@@ -1207,7 +1210,7 @@ impl TxnState {
 }
 
 /// Starts a transaction on the connection.
-pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: bool) {
+pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: bool) -> TxnId {
     let id = cluster.new_txn_id();
     assert!(
         id & TRANSIENT_BIT == 0,
@@ -1224,6 +1227,7 @@ pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: boo
         next_mark: 0,
         ddl: false,
     });
+    id
 }
 
 pub(crate) fn in_transaction<C: Cluster>(cluster: &C) -> bool {
@@ -1578,19 +1582,28 @@ pub(crate) async fn commit<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
         conn.current.as_ref().filter(|t| t.ddl).map(|t| t.id)
     };
     let Some(txn) = ddl else {
-        return commit_rows(cluster, false).await;
+        return commit_rows(cluster).await;
     };
     if let Err(e) = write_ddl_marker(cluster).await {
         abort(cluster).await?;
         return Err(e);
     }
-    // A failure past this point may be after the commit point: the DDL then stays pending
-    // until a restart settles it by its marker.
-    commit_rows(cluster, true).await?;
-    end_ddl(cluster, txn, None).await
+    cluster.conn_txn().borrow_mut().past_commit_point = false;
+    match commit_rows(cluster).await {
+        Ok(()) => end_ddl(cluster, txn, None).await,
+        Err(e) => {
+            // Committed for sure (the record is durable): the DDL is too. Otherwise it is
+            // unknown whether the commit is durable, and the DDL stays pending until a
+            // restart settles it by its marker.
+            if std::mem::take(&mut cluster.conn_txn().borrow_mut().past_commit_point) {
+                let _ = end_ddl(cluster, txn, None).await;
+            }
+            Err(e)
+        }
+    }
 }
 
-async fn commit_rows<C: Cluster>(cluster: &C, ddl: bool) -> Result<(), SqlError> {
+async fn commit_rows<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
     let Some(t) = cluster.conn_txn().borrow_mut().current.take() else {
         return Ok(());
     };
@@ -1632,7 +1645,7 @@ async fn commit_rows<C: Cluster>(cluster: &C, ddl: bool) -> Result<(), SqlError>
             for s in &writers {
                 others.remove(s);
             }
-            return commit_across(cluster, txn, parts, others, ddl).await;
+            return commit_across(cluster, txn, parts, others).await;
         }
     }
     for s in &writers {
@@ -1661,7 +1674,6 @@ async fn commit_across<C: Cluster>(
     txn: TxnId,
     parts: Vec<(usize, Vec<Entry>)>,
     others: BTreeSet<usize>,
-    ddl: bool,
 ) -> Result<(), SqlError> {
     let home = cluster.home_shard();
     let writers: Vec<usize> = parts.iter().map(|p| p.0).collect();
@@ -1677,11 +1689,9 @@ async fn commit_across<C: Cluster>(
             .chain(&others)
             .map(|&s| cluster.txn_call(s, TxnMsg::Abort { txn }));
         futures_util::future::join_all(calls).await;
-        if ddl {
-            end_ddl(cluster, txn, Some(0)).await?;
-        }
         return Err(e);
     }
+    cluster.conn_txn().borrow_mut().past_commit_point = true;
     let mut applied = Vec::new();
     {
         let _pass = enter_gate(cluster, GateSide::Apply).await;
@@ -1858,10 +1868,13 @@ pub(crate) fn set_isolation<C: Cluster>(cluster: &C, level: Isolation) -> Result
 /// The connection is gone: its transaction (if any) ends undone, releasing its locks.
 pub async fn connection_closed<C: Cluster>(cluster: &C) -> Result<(), SqlError> {
     let snapshot = std::mem::take(&mut cluster.conn_txn().borrow_mut().statement_snapshot);
-    if let StatementSnapshot::Pinned(id) = snapshot {
-        release_all(cluster, id).await?;
-    }
-    abort(cluster).await
+    let released = match snapshot {
+        StatementSnapshot::Pinned(id) => release_all(cluster, id).await,
+        _ => Ok(()),
+    };
+    // Undone even if the release failed: its locks and pending DDL must not outlive it.
+    let aborted = abort(cluster).await;
+    released.and(aborted)
 }
 
 #[cfg(test)]

@@ -1474,10 +1474,10 @@ fn kill9_during_an_alter_table_rewrite_leaves_the_table_whole_and_writable() {
     });
 }
 
-/// DDL in a transaction block is transactional: ROLLBACK undoes it, other sessions' writes
-/// to a table it changed wait for the block (outside a block) or fail with 40001 (inside
-/// one), their DDL on it fails with 55P03, and kill -9 undoes a block that did not commit
-/// while keeping one that did.
+/// DDL in a transaction block is transactional: ROLLBACK undoes it; other sessions'
+/// statements that read or write a relation it changed wait for the block (failing with
+/// 55P03 at `lock_timeout`), their DDL on the same names or tables fails with 55P03 at
+/// once; and kill -9 undoes a block that did not commit while keeping one that did.
 #[test]
 fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
     let mut server =
@@ -1495,21 +1495,41 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
         .await;
         ok(
             &a,
+            "CREATE TABLE other (id int8); CREATE INDEX other_id ON other (id)",
+        )
+        .await;
+        ok(&a, "CREATE TABLE gone (id int8)").await;
+        ok(
+            &a,
             "BEGIN; CREATE TABLE fresh (id int8 PRIMARY KEY); INSERT INTO fresh VALUES (1);
-             ALTER TABLE base ADD COLUMN extra int8 DEFAULT 5",
+             ALTER TABLE base ADD COLUMN extra int8 DEFAULT 5; DROP INDEX other_id;
+             DROP TABLE gone",
         )
         .await;
         assert_eq!(one_i64(&a, "SELECT sum(extra)::int8 FROM base").await, 500);
-        // Another session's DDL on the changed table, and its write inside a block.
+        // Another session's DDL on what the block changed (the same table, an index of it,
+        // the same name as another kind of relation) waits for it, up to lock_timeout.
+        ok(&b, "SET lock_timeout = '200ms'").await;
+        for ddl in [
+            "ALTER TABLE base ADD COLUMN z int",
+            "CREATE INDEX base_v ON base (v)",
+            "CREATE VIEW gone AS SELECT 1",
+            "CREATE INDEX other_id ON other (id)",
+        ] {
+            assert_eq!(code(&fails(&b, ddl).await), "55P03", "{ddl}");
+        }
+        // So do reads and writes, in a block too.
+        assert_eq!(code(&fails(&b, "SELECT count(*) FROM base").await), "55P03");
         assert_eq!(
-            code(&fails(&b, "ALTER TABLE base ADD COLUMN z int").await),
+            code(&fails(&b, "INSERT INTO other VALUES (1)").await),
             "55P03"
         );
         let e = fails(&b, "BEGIN; INSERT INTO base (id, v) VALUES (1000, 1)").await;
-        assert_eq!(code(&e), "40001");
-        ok(&b, "ROLLBACK").await;
-        // Outside a block the write waits for the block, then goes in.
-        let mut write = Box::pin(b.batch_execute("INSERT INTO base (id, v) VALUES (1000, 1)"));
+        assert_eq!(code(&e), "55P03");
+        ok(&b, "ROLLBACK; SET lock_timeout = 0").await;
+        let mut write = Box::pin(b.batch_execute(
+            "INSERT INTO base (id, v) VALUES (1000, 1); INSERT INTO other VALUES (2)",
+        ));
         assert!(
             still_waiting(&mut write).await,
             "the write waits for the block"
@@ -1518,7 +1538,22 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
         write.await.unwrap();
         assert_eq!(code(&fails(&a, "SELECT extra FROM base").await), "42703");
         assert_eq!(code(&fails(&a, "SELECT * FROM fresh").await), "42P01");
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM gone").await, 0);
         assert_eq!(one_i64(&a, "SELECT count(*) FROM base").await, 101);
+        // The index came back and covers the row written while it was dropped.
+        assert_eq!(
+            one_i64(&a, "SELECT count(*) FROM other WHERE id = 2").await,
+            1
+        );
+        // A TRUNCATE in a block holds its table from readers and from TRUNCATE.
+        ok(&a, "BEGIN; TRUNCATE base").await;
+        let mut read = Box::pin(b.query_one("SELECT count(*) FROM base", &[]));
+        assert!(
+            still_waiting(&mut read).await,
+            "the read waits for the TRUNCATE"
+        );
+        ok(&a, "ROLLBACK").await;
+        assert_eq!(read.await.unwrap().get::<_, i64>(0), 101);
         // A committed block, and one left open when the process dies.
         ok(
             &a,
