@@ -1,5 +1,6 @@
-//! COPY ... FROM STDIN and COPY ... TO STDOUT, text and CSV formats, as PostgreSQL 16 reads
-//! and writes them (`copyfromparse.c`, `copyto.c`).
+//! COPY ... FROM STDIN and COPY ... TO STDOUT, text, CSV and binary formats, as PostgreSQL
+//! 16 reads and writes them (`copyfromparse.c`, `copyto.c`). Binary fields go through
+//! [`crate::pgbinary`] to and from the text the rest of the load path takes.
 //!
 //! sqlparser's COPY grammar lacks most of PostgreSQL's option forms (`WITH (FREEZE ON)`,
 //! `CSV HEADER`), so the statement is parsed here, by hand, before the SQL parser sees it.
@@ -41,6 +42,62 @@ const BAD_COPY_FILE_FORMAT: &str = "22P04";
 pub enum CopyFormat {
     Text,
     Csv,
+    /// PostgreSQL's binary COPY format (`copyfromparse.c`'s `CopyReadBinaryTupleFields`):
+    /// a signature, flags and extension area, then per row a field count and each field's
+    /// length (-1: NULL) and bytes in the type's binary send format, then -1.
+    Binary,
+}
+
+/// Columns a FORCE_QUOTE, FORCE_NOT_NULL or FORCE_NULL option names (`*`: all of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ForceColumns {
+    #[default]
+    None,
+    All,
+    Named(Vec<String>),
+}
+
+impl ForceColumns {
+    fn is_set(&self) -> bool {
+        *self != ForceColumns::None
+    }
+
+    /// For each of `columns` (the COPY's, in order), whether the option covers it; 42703 for
+    /// a named column `table` (the COPY's table, if any) lacks, 42P10 for one the COPY does
+    /// not have.
+    fn flags(
+        &self,
+        option: &str,
+        columns: &[String],
+        table: Option<&Table>,
+    ) -> Result<Vec<bool>, SqlError> {
+        match self {
+            ForceColumns::None => Ok(vec![false; columns.len()]),
+            ForceColumns::All => Ok(vec![true; columns.len()]),
+            ForceColumns::Named(names) => {
+                let mut flags = vec![false; columns.len()];
+                for name in names {
+                    if let Some(t) = table.filter(|t| t.column_index(name).is_none()) {
+                        return Err(SqlError::new(
+                            UNDEFINED_COLUMN,
+                            format!(
+                                "column \"{name}\" of relation \"{}\" does not exist",
+                                t.name
+                            ),
+                        ));
+                    }
+                    let at = columns.iter().position(|c| c == name).ok_or_else(|| {
+                        SqlError::new(
+                            "42P10",
+                            format!("{option} column \"{name}\" not referenced by COPY"),
+                        )
+                    })?;
+                    flags[at] = true;
+                }
+                Ok(flags)
+            }
+        }
+    }
 }
 
 /// The parsed options of a COPY statement.
@@ -50,28 +107,41 @@ pub struct CopyOptions {
     pub delimiter: u8,
     pub null: String,
     pub header: bool,
+    /// HEADER MATCH: the header line's names must be the COPY's columns.
+    pub header_match: bool,
     pub quote: u8,
     pub escape: u8,
+    pub force_quote: ForceColumns,
+    pub force_not_null: ForceColumns,
+    pub force_null: ForceColumns,
 }
 
 impl CopyOptions {
     fn defaults(format: CopyFormat) -> CopyOptions {
         match format {
-            CopyFormat::Text => CopyOptions {
+            CopyFormat::Text | CopyFormat::Binary => CopyOptions {
                 format,
                 delimiter: b'\t',
                 null: "\\N".into(),
                 header: false,
+                header_match: false,
                 quote: b'"',
                 escape: b'"',
+                force_quote: ForceColumns::None,
+                force_not_null: ForceColumns::None,
+                force_null: ForceColumns::None,
             },
             CopyFormat::Csv => CopyOptions {
                 format,
                 delimiter: b',',
                 null: String::new(),
                 header: false,
+                header_match: false,
                 quote: b'"',
                 escape: b'"',
+                force_quote: ForceColumns::None,
+                force_not_null: ForceColumns::None,
+                force_null: ForceColumns::None,
             },
         }
     }
@@ -103,6 +173,13 @@ pub struct CopyStatement {
 pub struct CopyInStart {
     pub column_count: usize,
     pub(crate) statement: CopyStatement,
+}
+
+impl CopyInStart {
+    /// The data comes in the binary format (CopyInResponse says so).
+    pub fn binary(&self) -> bool {
+        self.statement.options.format == CopyFormat::Binary
+    }
 }
 
 /// Whether `sql` is a COPY statement (its first word), so that it is parsed here.
@@ -417,6 +494,7 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyStatement, SqlError> {
         }
     }
     let options = parse_options(&mut cur)?;
+    check_direction(&options, from)?;
     if cur.eat_word("where") {
         return Err(SqlError::new(
             FEATURE_NOT_SUPPORTED,
@@ -431,6 +509,32 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyStatement, SqlError> {
         from,
         options,
     })
+}
+
+/// Options that only one direction takes (PostgreSQL 16's messages).
+fn check_direction(o: &CopyOptions, from: bool) -> Result<(), SqlError> {
+    let wrong = |what: &str, direction: &str| {
+        Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            format!("COPY {what} cannot be used with {direction}"),
+        ))
+    };
+    if from && o.force_quote.is_set() {
+        return wrong("FORCE_QUOTE", "COPY FROM");
+    }
+    if !from && o.force_not_null.is_set() {
+        return wrong("FORCE_NOT_NULL", "COPY TO");
+    }
+    if !from && o.force_null.is_set() {
+        return wrong("FORCE_NULL", "COPY TO");
+    }
+    if !from && o.header_match {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "cannot use \"match\" with HEADER in COPY TO",
+        ));
+    }
+    Ok(())
 }
 
 /// A single-byte option character (DELIMITER, QUOTE, ESCAPE).
@@ -450,8 +554,36 @@ struct RawOptions {
     delimiter: Option<String>,
     null: Option<String>,
     header: Option<bool>,
+    header_match: bool,
     quote: Option<String>,
     escape: Option<String>,
+    force_quote: ForceColumns,
+    force_not_null: ForceColumns,
+    force_null: ForceColumns,
+}
+
+/// A FORCE option's column list: `*` (FORCE_QUOTE only) or names, in parentheses in the
+/// new syntax, bare in the old one.
+fn force_columns(
+    cur: &mut Cursor,
+    star_allowed: bool,
+    parenthesized: bool,
+) -> Result<ForceColumns, SqlError> {
+    if star_allowed && cur.eat_punct('*') {
+        return Ok(ForceColumns::All);
+    }
+    let open = parenthesized && cur.eat_punct('(');
+    if parenthesized && !open {
+        return Err(cur.error_here());
+    }
+    let mut names = vec![cur.name()?];
+    while cur.eat_punct(',') {
+        names.push(cur.name()?);
+    }
+    if open && !cur.eat_punct(')') {
+        return Err(cur.error_here());
+    }
+    Ok(ForceColumns::Named(names))
 }
 
 fn parse_options(cur: &mut Cursor) -> Result<CopyOptions, SqlError> {
@@ -507,12 +639,7 @@ fn parse_new_option(cur: &mut Cursor, option: &str, raw: &mut RawOptions) -> Res
             raw.format = Some(match f.as_str() {
                 "text" => CopyFormat::Text,
                 "csv" => CopyFormat::Csv,
-                "binary" => {
-                    return Err(SqlError::new(
-                        FEATURE_NOT_SUPPORTED,
-                        "COPY format \"binary\" is not supported",
-                    ))
-                }
+                "binary" => CopyFormat::Binary,
                 other => {
                     return Err(SqlError::new(
                         INVALID_PARAMETER_VALUE,
@@ -528,13 +655,15 @@ fn parse_new_option(cur: &mut Cursor, option: &str, raw: &mut RawOptions) -> Res
         "delimiter" => raw.delimiter = Some(cur.string()?),
         "null" => raw.null = Some(cur.string()?),
         "header" => {
-            if cur.eat_word("match") {
-                return Err(SqlError::new(
-                    FEATURE_NOT_SUPPORTED,
-                    "COPY HEADER MATCH is not supported",
-                ));
+            if raw.header.is_some() {
+                return Err(conflicting());
             }
-            raw.header = Some(option_bool(cur, "header")?)
+            if cur.eat_word("match") {
+                raw.header = Some(true);
+                raw.header_match = true;
+            } else {
+                raw.header = Some(option_bool(cur, "header")?)
+            }
         }
         "quote" => raw.quote = Some(cur.string()?),
         "escape" => raw.escape = Some(cur.string()?),
@@ -548,7 +677,10 @@ fn parse_new_option(cur: &mut Cursor, option: &str, raw: &mut RawOptions) -> Res
                 ));
             }
         }
-        "force_quote" | "force_not_null" | "force_null" | "default" => {
+        "force_quote" => raw.force_quote = force_columns(cur, true, true)?,
+        "force_not_null" => raw.force_not_null = force_columns(cur, false, true)?,
+        "force_null" => raw.force_null = force_columns(cur, false, true)?,
+        "default" => {
             return Err(SqlError::new(
                 FEATURE_NOT_SUPPORTED,
                 format!("COPY option \"{option}\" is not supported"),
@@ -573,10 +705,8 @@ fn parse_old_options(cur: &mut Cursor, raw: &mut RawOptions) -> Result<(), SqlEr
         };
         match w.as_str() {
             "binary" => {
-                return Err(SqlError::new(
-                    FEATURE_NOT_SUPPORTED,
-                    "COPY format \"binary\" is not supported",
-                ))
+                cur.at += 1;
+                raw.format = Some(CopyFormat::Binary);
             }
             "csv" => {
                 cur.at += 1;
@@ -599,10 +729,19 @@ fn parse_old_options(cur: &mut Cursor, raw: &mut RawOptions) -> Result<(), SqlEr
                 }
             }
             "force" => {
-                return Err(SqlError::new(
-                    FEATURE_NOT_SUPPORTED,
-                    "COPY FORCE options are not supported",
-                ))
+                cur.at += 1;
+                if cur.eat_word("quote") {
+                    raw.force_quote = force_columns(cur, true, false)?;
+                } else if cur.eat_word("not") {
+                    if !cur.eat_word("null") {
+                        return Err(cur.error_here());
+                    }
+                    raw.force_not_null = force_columns(cur, false, false)?;
+                } else if cur.eat_word("null") {
+                    raw.force_null = force_columns(cur, false, false)?;
+                } else {
+                    return Err(cur.error_here());
+                }
             }
             _ => return Ok(()),
         }
@@ -612,6 +751,36 @@ fn parse_old_options(cur: &mut Cursor, raw: &mut RawOptions) -> Result<(), SqlEr
 fn finish_options(raw: RawOptions) -> Result<CopyOptions, SqlError> {
     let format = raw.format.unwrap_or(CopyFormat::Text);
     let mut o = CopyOptions::defaults(format);
+    if format == CopyFormat::Binary {
+        for (given, what) in [
+            (raw.delimiter.is_some(), "DELIMITER"),
+            (raw.null.is_some(), "NULL"),
+            (raw.header.is_some(), "HEADER"),
+        ] {
+            if given {
+                return Err(SqlError::new(
+                    SYNTAX_ERROR,
+                    format!("cannot specify {what} in BINARY mode"),
+                ));
+            }
+        }
+    }
+    for (given, what) in [
+        (raw.force_quote.is_set(), "FORCE_QUOTE"),
+        (raw.force_not_null.is_set(), "FORCE_NOT_NULL"),
+        (raw.force_null.is_set(), "FORCE_NULL"),
+    ] {
+        if given && format != CopyFormat::Csv {
+            return Err(SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                format!("COPY {what} requires CSV mode"),
+            ));
+        }
+    }
+    o.header_match = raw.header_match;
+    o.force_quote = raw.force_quote;
+    o.force_not_null = raw.force_not_null;
+    o.force_null = raw.force_null;
     if let Some(d) = &raw.delimiter {
         o.delimiter = one_byte("delimiter", d)?;
     }
@@ -621,7 +790,7 @@ fn finish_options(raw: RawOptions) -> Result<CopyOptions, SqlError> {
     if let Some(h) = raw.header {
         o.header = h;
     }
-    if format == CopyFormat::Text && (raw.quote.is_some() || raw.escape.is_some()) {
+    if format != CopyFormat::Csv && (raw.quote.is_some() || raw.escape.is_some()) {
         let which = if raw.quote.is_some() {
             "quote"
         } else {
@@ -774,8 +943,21 @@ fn utf8(bytes: Vec<u8>) -> Result<String, SqlError> {
     })
 }
 
+/// FORCE_NOT_NULL and FORCE_NULL per field of a CSV record (missing: not forced).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CsvForce<'a> {
+    /// The NULL string reads as itself.
+    pub not_null: &'a [bool],
+    /// The NULL string reads as NULL even quoted.
+    pub null: &'a [bool],
+}
+
 /// Splits a CSV record (quoted newlines included, no final terminator) into fields.
-pub(crate) fn split_csv(record: &[u8], o: &CopyOptions) -> Result<Vec<Field>, SqlError> {
+pub(crate) fn split_csv(
+    record: &[u8],
+    o: &CopyOptions,
+    force: CsvForce,
+) -> Result<Vec<Field>, SqlError> {
     let mut fields = Vec::new();
     let mut i = 0;
     loop {
@@ -820,7 +1002,14 @@ pub(crate) fn split_csv(record: &[u8], o: &CopyOptions) -> Result<Vec<Field>, Sq
             }
         }
         let raw = &record[start..i];
-        if !quoted && raw == o.null.as_bytes() {
+        let k = fields.len();
+        let forced = |flags: &[bool]| flags.get(k).copied().unwrap_or(false);
+        let is_null = if quoted {
+            forced(force.null) && value == o.null.as_bytes()
+        } else {
+            raw == o.null.as_bytes() && !forced(force.not_null)
+        };
+        if is_null {
             fields.push(None);
         } else {
             fields.push(Some(utf8(value)?));
@@ -863,6 +1052,128 @@ fn csv_record_end(data: &[u8], o: &CopyOptions) -> Option<usize> {
 }
 
 // ---------------------------------------------------------------------------------------
+// The binary format.
+
+/// The binary format's signature: `PGCOPY\n\377\r\n\0`.
+const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+/// Header flag bit 16: every tuple carries an OID (not written since PostgreSQL 12).
+const BINARY_FLAG_OIDS: u32 = 1 << 16;
+/// Flag bits 16-31 are critical: a reader must refuse what it does not know.
+const BINARY_CRITICAL_FLAGS: u32 = 0xffff_0000;
+
+/// The length of the binary file header at the start of `data` (signature, flags, header
+/// extension); None while incomplete.
+fn binary_header_len(data: &[u8]) -> Result<Option<usize>, SqlError> {
+    const FIXED: usize = 11 + 4 + 4;
+    let signature_seen = data.len().min(BINARY_SIGNATURE.len());
+    if data[..signature_seen] != BINARY_SIGNATURE[..signature_seen] {
+        return Err(bad_format("COPY file signature not recognized"));
+    }
+    if data.len() < FIXED {
+        return Ok(None);
+    }
+    let flags = u32::from_be_bytes(data[11..15].try_into().expect("4 bytes"));
+    if flags & BINARY_FLAG_OIDS != 0 {
+        return Err(bad_format("invalid COPY file header (WITH OIDS)"));
+    }
+    if flags & BINARY_CRITICAL_FLAGS != 0 {
+        return Err(bad_format(
+            "unrecognized critical flags in COPY file header",
+        ));
+    }
+    let extension = u32::from_be_bytes(data[15..19].try_into().expect("4 bytes")) as usize;
+    if extension > COPY_RECORD_BYTES_MAX {
+        return Err(bad_format("invalid COPY file header (wrong length)"));
+    }
+    Ok((data.len() >= FIXED + extension).then_some(FIXED + extension))
+}
+
+/// One binary tuple at the start of `data`: the bytes it takes and its fields (None: the
+/// trailer); None while incomplete.
+#[allow(clippy::type_complexity)]
+fn binary_tuple(
+    data: &[u8],
+    columns: usize,
+) -> Result<Option<(usize, Option<Vec<Option<&[u8]>>>)>, SqlError> {
+    let Some(count) = data.get(..2) else {
+        return Ok(None);
+    };
+    let count = i16::from_be_bytes(count.try_into().expect("2 bytes"));
+    if count == -1 {
+        return Ok(Some((2, None)));
+    }
+    if usize::try_from(count).ok() != Some(columns) {
+        return Err(bad_format(format!(
+            "row field count is {count}, expected {columns}"
+        )));
+    }
+    let mut at = 2;
+    let mut fields = Vec::with_capacity(columns);
+    for _ in 0..columns {
+        let Some(len) = data.get(at..at + 4) else {
+            return Ok(None);
+        };
+        let len = i32::from_be_bytes(len.try_into().expect("4 bytes"));
+        at += 4;
+        if len == -1 {
+            fields.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).map_err(|_| bad_format("invalid field size"))?;
+        if len > COPY_RECORD_BYTES_MAX {
+            return Err(bad_format("invalid field size"));
+        }
+        let Some(bytes) = data.get(at..at + len) else {
+            return Ok(None);
+        };
+        fields.push(Some(bytes));
+        at += len;
+    }
+    Ok(Some((at, Some(fields))))
+}
+
+/// The binary file header a COPY TO writes: no flags, no extension.
+fn binary_header() -> Vec<u8> {
+    let mut out = BINARY_SIGNATURE.to_vec();
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out
+}
+
+/// Appends one row in the binary format; `oids` are the columns' types.
+fn encode_binary_row(
+    out: &mut Vec<u8>,
+    row: &[Option<String>],
+    oids: &[u32],
+) -> Result<(), SqlError> {
+    let count = i16::try_from(row.len())
+        .map_err(|_| SqlError::new(PROGRAM_LIMIT_EXCEEDED, "too many columns for binary COPY"))?;
+    out.extend_from_slice(&count.to_be_bytes());
+    for (field, &oid) in row.iter().zip(oids) {
+        let Some(text) = field else {
+            out.extend_from_slice(&(-1i32).to_be_bytes());
+            continue;
+        };
+        let len_at = out.len();
+        out.extend_from_slice(&0i32.to_be_bytes());
+        crate::pgbinary::text_to_binary(oid, text, out).map_err(|_| {
+            SqlError::new(
+                UNDEFINED_FUNCTION,
+                format!(
+                    "no binary output function available for type {}",
+                    crate::pgcatalog::format_type(oid, -1)
+                ),
+            )
+        })?;
+        let len = i32::try_from(out.len() - len_at - 4).map_err(|_| {
+            SqlError::new(PROGRAM_LIMIT_EXCEEDED, "a binary COPY field is too long")
+        })?;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 // Loading.
 
 /// A COPY FROM STDIN in progress.
@@ -883,6 +1194,11 @@ pub struct CopyLoader {
     line: u64,
     /// The end-of-data marker (`\.`) was seen: the rest is ignored.
     ended: bool,
+    /// CSV FORCE_NOT_NULL and FORCE_NULL, per input field.
+    force_not_null: Vec<bool>,
+    force_null: Vec<bool>,
+    /// Binary format: the file header has been read.
+    binary_header_read: bool,
     /// Rows waiting for the next batch, with the line each came from.
     pending: Vec<(u64, RowOp)>,
     /// (shard, key) of every row written, to delete them again if the COPY fails.
@@ -935,7 +1251,21 @@ impl CopyLoader {
         }
         let checks = stmt::bind_checks(session, cluster_catalog, &table)?;
         let indexes = crate::index::specs_for(cluster_catalog, &table);
+        let names: Vec<String> = targets
+            .iter()
+            .map(|&t| table.columns[t].name.clone())
+            .collect();
+        let force_not_null =
+            options
+                .force_not_null
+                .flags("FORCE_NOT_NULL", &names, Some(&table))?;
+        let force_null = options
+            .force_null
+            .flags("FORCE_NULL", &names, Some(&table))?;
         Ok(CopyLoader {
+            force_not_null,
+            force_null,
+            binary_header_read: false,
             indexes,
             table,
             targets,
@@ -958,13 +1288,16 @@ impl CopyLoader {
             return Ok(());
         }
         self.partial.extend_from_slice(data);
+        if self.options.format == CopyFormat::Binary {
+            return self.feed_binary(cluster).await;
+        }
         let buffer = std::mem::take(&mut self.partial);
         let mut start = 0;
         loop {
             let rest = &buffer[start..];
             let end = match self.options.format {
-                CopyFormat::Text => rest.iter().position(|&b| b == b'\n'),
                 CopyFormat::Csv => csv_record_end(rest, &self.options),
+                _ => rest.iter().position(|&b| b == b'\n'),
             };
             let Some(end) = end else { break };
             self.record(&rest[..end])?;
@@ -978,17 +1311,89 @@ impl CopyLoader {
         }
         if !self.ended {
             self.partial = buffer[start..].to_vec();
-            if self.partial.len() > COPY_RECORD_BYTES_MAX {
-                return Err(with_context(
-                    SqlError::new(
-                        PROGRAM_LIMIT_EXCEEDED,
-                        format!("a COPY record is longer than {COPY_RECORD_BYTES_MAX} bytes"),
-                    ),
-                    &self.table.name,
-                    self.line + 1,
-                    None,
-                ));
+            self.check_partial_size()?;
+        }
+        Ok(())
+    }
+
+    fn check_partial_size(&self) -> Result<(), SqlError> {
+        if self.partial.len() > COPY_RECORD_BYTES_MAX {
+            return Err(with_context(
+                SqlError::new(
+                    PROGRAM_LIMIT_EXCEEDED,
+                    format!("a COPY record is longer than {COPY_RECORD_BYTES_MAX} bytes"),
+                ),
+                &self.table.name,
+                self.line + 1,
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Binary format: the header once, then every complete tuple in the buffer.
+    async fn feed_binary<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        let buffer = std::mem::take(&mut self.partial);
+        let mut at = 0;
+        if !self.binary_header_read {
+            match binary_header_len(&buffer)
+                .map_err(|e| with_context(e, &self.table.name, 1, None))?
+            {
+                Some(n) => {
+                    at = n;
+                    self.binary_header_read = true;
+                }
+                None => {
+                    self.partial = buffer;
+                    return self.check_partial_size();
+                }
             }
+        }
+        while !self.ended {
+            let tuple = binary_tuple(&buffer[at..], self.targets.len())
+                .map_err(|e| with_context(e, &self.table.name, self.line + 1, None))?;
+            let Some((used, fields)) = tuple else { break };
+            at += used;
+            let Some(fields) = fields else {
+                self.ended = true;
+                break;
+            };
+            self.line += 1;
+            let mut texts = Vec::with_capacity(fields.len());
+            for (bytes, &t) in fields.into_iter().zip(&self.targets) {
+                let column = &self.table.columns[t];
+                texts.push(match bytes {
+                    None => None,
+                    Some(b) => Some(crate::pgbinary::binary_to_text(column.ty.oid(), b).map_err(
+                        |e| {
+                            let e = match e {
+                                crate::pgbinary::BinaryError::NoReceive(_) => SqlError::new(
+                                    UNDEFINED_FUNCTION,
+                                    format!(
+                                        "no binary input function available for type {}",
+                                        column.ty.sql_name()
+                                    ),
+                                ),
+                                _ => SqlError::new("22P03", "incorrect binary data format"),
+                            };
+                            with_context(
+                                e,
+                                &self.table.name,
+                                self.line,
+                                Some(format!(", column {}", column.name)),
+                            )
+                        },
+                    )?),
+                });
+            }
+            self.push_fields(texts, None)?;
+            if self.pending.len() >= COPY_BATCH_ROWS {
+                self.write_pending(cluster).await?;
+            }
+        }
+        if !self.ended {
+            self.partial = buffer[at..].to_vec();
+            self.check_partial_size()?;
         }
         Ok(())
     }
@@ -1013,6 +1418,26 @@ impl CopyLoader {
     }
 
     async fn finish_inner<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        if self.options.format == CopyFormat::Binary {
+            // Data may end at a tuple boundary without the trailer, as PostgreSQL allows.
+            if !self.binary_header_read {
+                return Err(with_context(
+                    bad_format("COPY file signature not recognized"),
+                    &self.table.name,
+                    1,
+                    None,
+                ));
+            }
+            if !self.ended && !self.partial.is_empty() {
+                return Err(with_context(
+                    bad_format("unexpected EOF in COPY data"),
+                    &self.table.name,
+                    self.line + 1,
+                    None,
+                ));
+            }
+            return self.write_pending(cluster).await;
+        }
         if !self.ended && !self.partial.is_empty() {
             let last = std::mem::take(&mut self.partial);
             if self.options.format == CopyFormat::Csv
@@ -1080,9 +1505,6 @@ impl CopyLoader {
             self.ended = true;
             return Ok(());
         }
-        if self.line == 1 && self.options.header {
-            return Ok(());
-        }
         let context_line = || {
             let text = String::from_utf8_lossy(record);
             let shown: String = text.chars().take(100).collect();
@@ -1093,18 +1515,67 @@ impl CopyLoader {
             };
             format!(": \"{shown}{more}\"")
         };
+        let header = self.line == 1 && self.options.header;
+        let force = CsvForce {
+            not_null: if header { &[] } else { &self.force_not_null },
+            null: if header { &[] } else { &self.force_null },
+        };
         let fields = match self.options.format {
-            CopyFormat::Text => split_text(record, &self.options),
-            CopyFormat::Csv => split_csv(record, &self.options),
+            CopyFormat::Csv => split_csv(record, &self.options, force),
+            _ => split_text(record, &self.options),
         }
         .map_err(|e| with_context(e, &self.table.name, self.line, Some(context_line())))?;
+        if header {
+            if self.options.header_match {
+                self.match_header(&fields).map_err(|e| {
+                    with_context(e, &self.table.name, self.line, Some(context_line()))
+                })?;
+            }
+            return Ok(());
+        }
+        self.push_fields(fields, Some(context_line()))
+    }
+
+    /// HEADER MATCH: the header line names the COPY's columns, in order.
+    fn match_header(&self, fields: &[Field]) -> Result<(), SqlError> {
+        if fields.len() != self.targets.len() {
+            return Err(bad_format(format!(
+                "wrong number of fields in header line: got {}, expected {}",
+                fields.len(),
+                self.targets.len()
+            )));
+        }
+        for (i, (field, &t)) in fields.iter().zip(&self.targets).enumerate() {
+            let expected = &self.table.columns[t].name;
+            match field {
+                None => {
+                    return Err(bad_format(format!(
+                        "column name mismatch in header line field {}: got null value (\"{}\"), expected \"{expected}\"",
+                        i + 1,
+                        self.options.null
+                    )))
+                }
+                Some(name) if name != expected => {
+                    return Err(bad_format(format!(
+                        "column name mismatch in header line field {}: got \"{name}\", expected \"{expected}\"",
+                        i + 1
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One record's fields, as text: checked against the columns, converted and queued.
+    fn push_fields(&mut self, fields: Vec<Field>, context: Option<String>) -> Result<(), SqlError> {
         // An empty line is one NULL field for a one-column COPY, else missing data.
         if fields.len() > self.targets.len() {
             return Err(with_context(
                 bad_format("extra data after last expected column"),
                 &self.table.name,
                 self.line,
-                Some(context_line()),
+                context,
             ));
         }
         if fields.len() < self.targets.len() {
@@ -1113,7 +1584,7 @@ impl CopyLoader {
                 bad_format(format!("missing data for column \"{missing}\"")),
                 &self.table.name,
                 self.line,
-                Some(context_line()),
+                context,
             ));
         }
         let row = self
@@ -1345,8 +1816,14 @@ fn copy_out_query(statement: &CopyStatement) -> String {
     }
 }
 
-/// Encodes one row in the COPY format, newline included.
-pub(crate) fn encode_copy_row(out: &mut Vec<u8>, row: &[Option<String>], o: &CopyOptions) {
+/// Encodes one row in the text or CSV format, newline included; `force_quote` per column
+/// (CSV: quoted even when it need not be).
+pub(crate) fn encode_copy_row(
+    out: &mut Vec<u8>,
+    row: &[Option<String>],
+    o: &CopyOptions,
+    force_quote: &[bool],
+) {
     for (i, field) in row.iter().enumerate() {
         if i > 0 {
             out.push(o.delimiter);
@@ -1354,8 +1831,11 @@ pub(crate) fn encode_copy_row(out: &mut Vec<u8>, row: &[Option<String>], o: &Cop
         match field {
             None => out.extend_from_slice(o.null.as_bytes()),
             Some(text) => match o.format {
-                CopyFormat::Text => escape_text(out, text.as_bytes(), o.delimiter),
-                CopyFormat::Csv => quote_csv(out, text.as_bytes(), o),
+                CopyFormat::Csv => {
+                    let force = force_quote.get(i).copied().unwrap_or(false);
+                    quote_csv(out, text.as_bytes(), o, force)
+                }
+                _ => escape_text(out, text.as_bytes(), o.delimiter),
             },
         }
     }
@@ -1381,9 +1861,10 @@ fn escape_text(out: &mut Vec<u8>, text: &[u8], delimiter: u8) {
     }
 }
 
-fn quote_csv(out: &mut Vec<u8>, text: &[u8], o: &CopyOptions) {
+fn quote_csv(out: &mut Vec<u8>, text: &[u8], o: &CopyOptions, force: bool) {
     // Quoted when it holds a delimiter, quote, newline, or would read back as NULL.
-    let needs = text.is_empty() && o.null.is_empty()
+    let needs = force
+        || text.is_empty() && o.null.is_empty()
         || text == o.null.as_bytes()
         || text == b"\\."
         || text
@@ -1428,20 +1909,50 @@ async fn run_copy_out<C: Cluster>(
         return Err(SqlError::new(INTERNAL_ERROR, "a query returned no rows"));
     };
     let o = &statement.options;
-    let mut data = Vec::with_capacity(rows.len() + 1);
-    if o.header {
-        let names: Vec<Option<String>> = columns.iter().map(|c| Some(c.name.clone())).collect();
-        let mut line = Vec::new();
-        encode_copy_row(&mut line, &names, o);
-        data.push(line);
-    }
-    for row in &rows {
-        let mut line = Vec::new();
-        encode_copy_row(&mut line, row, o);
-        data.push(line);
+    let mut data = Vec::with_capacity(rows.len() + 2);
+    let binary = o.format == CopyFormat::Binary;
+    if binary {
+        // As PostgreSQL sends it: the header with the first row, one row per CopyData, the
+        // trailer in its own (binary-copy readers such as tokio-postgres's expect that).
+        let oids: Vec<u32> = columns.iter().map(|c| c.type_oid).collect();
+        let mut first = binary_header();
+        for (i, row) in rows.iter().enumerate() {
+            let mut out = if i == 0 {
+                std::mem::take(&mut first)
+            } else {
+                Vec::new()
+            };
+            encode_binary_row(&mut out, row, &oids)?;
+            data.push(out);
+        }
+        first.extend_from_slice(&(-1i16).to_be_bytes());
+        data.push(first);
+    } else {
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let table = match (&statement.source, &o.force_quote) {
+            (CopySource::Table { .. }, ForceColumns::Named(_)) => {
+                Some(resolve_target(session, cluster, statement)?.0)
+            }
+            _ => None,
+        };
+        let force_quote = o
+            .force_quote
+            .flags("FORCE_QUOTE", &names, table.as_deref())?;
+        if o.header {
+            let names: Vec<Option<String>> = names.into_iter().map(Some).collect();
+            let mut line = Vec::new();
+            encode_copy_row(&mut line, &names, o, &[]);
+            data.push(line);
+        }
+        for row in &rows {
+            let mut line = Vec::new();
+            encode_copy_row(&mut line, row, o, &force_quote);
+            data.push(line);
+        }
     }
     Ok(StatementResult::CopyOut {
         column_count: columns.len(),
+        binary,
         rows: data,
         tag: format!("COPY {}", rows.len()),
     })
@@ -1461,9 +1972,73 @@ pub(crate) async fn run_copy<C: Cluster>(
     }
 }
 
+/// What the `copy_data` fuzz target drives: every record parser over arbitrary bytes.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Splits `data` as text, CSV (delimiter, quote and escape from `options`' bits, FORCE
+    /// flags on the first fields) and binary records; panics only on a bug.
+    pub fn parse_all(options: u8, data: &[u8]) {
+        let mut csv = CopyOptions::defaults(CopyFormat::Csv);
+        if options & 1 != 0 {
+            csv.delimiter = b';';
+        }
+        if options & 2 != 0 {
+            csv.escape = b'\\';
+        }
+        let flags = [options & 4 != 0, options & 8 != 0];
+        let force = CsvForce {
+            not_null: &flags,
+            null: &flags,
+        };
+        let mut rest = data;
+        while let Some(end) = csv_record_end(rest, &csv) {
+            check(split_csv(&rest[..end], &csv, force));
+            rest = &rest[end + 1..];
+        }
+        check(split_csv(rest, &csv, force));
+        let text = CopyOptions::defaults(CopyFormat::Text);
+        for line in data.split(|&b| b == b'\n') {
+            check(split_text(line, &text));
+        }
+        let columns = usize::from(options >> 4);
+        let Ok(Some(mut at)) = binary_header_len(data) else {
+            return;
+        };
+        while let Ok(Some((used, fields))) = binary_tuple(&data[at..], columns) {
+            assert!(used > 0 && at + used <= data.len());
+            at += used;
+            if fields.is_none() {
+                break;
+            }
+        }
+    }
+
+    fn check<T>(r: Result<T, SqlError>) {
+        if let Err(e) = r {
+            assert_eq!(e.sqlstate.len(), 5);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuzz_entry_survives_odd_input() {
+        for input in [
+            &b""[..],
+            b"\"",
+            b"a,\"b\n\"\\",
+            b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x01\xff\xff\xff\xff\xff\xff",
+        ] {
+            for options in [0u8, 0x1f, 0x3c, 0xff] {
+                fuzzing::parse_all(options, input);
+            }
+        }
+    }
 
     fn text() -> CopyOptions {
         CopyOptions::defaults(CopyFormat::Text)
@@ -1504,8 +2079,15 @@ mod tests {
         assert!(!c.from);
         let e = parse_copy("copy t from '/etc/passwd'").unwrap_err();
         assert_eq!(e.sqlstate, FEATURE_NOT_SUPPORTED);
-        let e = parse_copy("copy t from stdin (format binary)").unwrap_err();
-        assert_eq!(e.sqlstate, FEATURE_NOT_SUPPORTED);
+        let c = parse_copy("copy t from stdin (format binary)").unwrap();
+        assert_eq!(c.options.format, CopyFormat::Binary);
+        assert_eq!(
+            parse_copy("copy t to stdout binary")
+                .unwrap()
+                .options
+                .format,
+            CopyFormat::Binary
+        );
         let e = parse_copy("copy t from stdin (delimiter ',,')").unwrap_err();
         assert_eq!(e.sqlstate, FEATURE_NOT_SUPPORTED);
         let e = parse_copy("copy t from stdin (quote '\"')").unwrap_err();
@@ -1515,6 +2097,160 @@ mod tests {
         assert!(is_copy("  copy t from stdin"));
         assert!(is_copy("/* x */ COPY(select 1) to stdout"));
         assert!(!is_copy("copyx"));
+    }
+
+    #[test]
+    fn force_options_parse_and_are_checked_as_postgresql_checks_them() {
+        let c = parse_copy("copy t to stdout (format csv, force_quote (a, \"B\"))").unwrap();
+        assert_eq!(
+            c.options.force_quote,
+            ForceColumns::Named(vec!["a".into(), "B".into()])
+        );
+        let c = parse_copy("copy t to stdout csv force quote *").unwrap();
+        assert_eq!(c.options.force_quote, ForceColumns::All);
+        let c = parse_copy(
+            "copy t from stdin with csv header force not null a, b force null c null 'x'",
+        )
+        .unwrap();
+        assert_eq!(
+            c.options.force_not_null,
+            ForceColumns::Named(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(c.options.force_null, ForceColumns::Named(vec!["c".into()]));
+        assert_eq!(c.options.null, "x");
+        let c = parse_copy("copy t from stdin (format csv, header match)").unwrap();
+        assert!(c.options.header && c.options.header_match);
+        let refused = [
+            (
+                "copy t to stdout (force_quote *)",
+                "COPY FORCE_QUOTE requires CSV mode",
+            ),
+            (
+                "copy t from stdin (format csv, force_quote *)",
+                "COPY FORCE_QUOTE cannot be used with COPY FROM",
+            ),
+            (
+                "copy t to stdout (format csv, force_null (a))",
+                "COPY FORCE_NULL cannot be used with COPY TO",
+            ),
+            (
+                "copy t to stdout (format csv, force_not_null (a))",
+                "COPY FORCE_NOT_NULL cannot be used with COPY TO",
+            ),
+            (
+                "copy t to stdout (format csv, header match)",
+                "cannot use \"match\" with HEADER in COPY TO",
+            ),
+            (
+                "copy t from stdin (format binary, header)",
+                "cannot specify HEADER in BINARY mode",
+            ),
+            (
+                "copy t from stdin (format binary, delimiter ',')",
+                "cannot specify DELIMITER in BINARY mode",
+            ),
+            (
+                "copy t from stdin (format binary, quote '\"')",
+                "COPY quote available only in CSV mode",
+            ),
+            (
+                "copy t from stdin (format csv, header, header)",
+                "conflicting or redundant options",
+            ),
+        ];
+        for (sql, message) in refused {
+            assert_eq!(parse_copy(sql).unwrap_err().message, message, "{sql}");
+        }
+        let e = ForceColumns::Named(vec!["z".into()])
+            .flags("FORCE_QUOTE", &["a".into()], None)
+            .unwrap_err();
+        assert_eq!(
+            (e.sqlstate, &*e.message),
+            ("42P10", "FORCE_QUOTE column \"z\" not referenced by COPY")
+        );
+    }
+
+    #[test]
+    fn csv_force_null_and_not_null_decide_what_reads_as_null() {
+        let o = csv();
+        let plain = CsvForce::default();
+        let not_null = CsvForce {
+            not_null: &[true, false],
+            null: &[],
+        };
+        let null = CsvForce {
+            not_null: &[],
+            null: &[true, false],
+        };
+        assert_eq!(split_csv(b",\"\"", &o, plain).unwrap(), vec![None, s("")]);
+        assert_eq!(
+            split_csv(b",\"\"", &o, not_null).unwrap(),
+            vec![s(""), s("")]
+        );
+        assert_eq!(
+            split_csv(b"\"\",\"\"", &o, null).unwrap(),
+            vec![None, s("")]
+        );
+        let mut out = Vec::new();
+        encode_copy_row(&mut out, &[s("a"), s("b"), None], &o, &[true, false, true]);
+        assert_eq!(out, b"\"a\",b,\n");
+    }
+
+    #[test]
+    fn binary_tuples_parse_in_any_chunking_and_round_trip() {
+        let oids = [23, 25];
+        let rows = vec![vec![s("7"), None], vec![s("-1"), s("h\u{e9}llo")]];
+        let mut data = binary_header();
+        for row in &rows {
+            encode_binary_row(&mut data, row, &oids).unwrap();
+        }
+        data.extend_from_slice(&(-1i16).to_be_bytes());
+        // Every prefix is either incomplete or a whole header.
+        for cut in 0..19 {
+            assert_eq!(binary_header_len(&data[..cut]).unwrap(), None, "{cut}");
+        }
+        let mut at = binary_header_len(&data).unwrap().expect("whole header");
+        assert_eq!(at, 19);
+        let mut got = Vec::new();
+        loop {
+            let rest = &data[at..];
+            for cut in 0..rest.len().min(8) {
+                if let Some((used, _)) = binary_tuple(&rest[..cut], 2).unwrap() {
+                    assert!(used <= cut);
+                }
+            }
+            let (used, fields) = binary_tuple(rest, 2).unwrap().expect("complete");
+            at += used;
+            let Some(fields) = fields else { break };
+            let texts: Vec<Field> = fields
+                .into_iter()
+                .zip(oids)
+                .map(|(f, oid)| f.map(|b| crate::pgbinary::binary_to_text(oid, b).unwrap()))
+                .collect();
+            got.push(texts);
+        }
+        assert_eq!(got, rows);
+        assert_eq!(at, data.len());
+        assert_eq!(
+            binary_header_len(b"PGCOPY\nX").unwrap_err().message,
+            "COPY file signature not recognized"
+        );
+        let mut oids_flag = binary_header();
+        oids_flag[11..15].copy_from_slice(&BINARY_FLAG_OIDS.to_be_bytes());
+        assert_eq!(
+            binary_header_len(&oids_flag).unwrap_err().message,
+            "invalid COPY file header (WITH OIDS)"
+        );
+        assert_eq!(
+            binary_tuple(&3i16.to_be_bytes(), 2).unwrap_err().message,
+            "row field count is 3, expected 2"
+        );
+        let mut bad = 1i16.to_be_bytes().to_vec();
+        bad.extend_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(
+            binary_tuple(&bad, 1).unwrap_err().message,
+            "invalid field size"
+        );
     }
 
     #[test]
@@ -1533,11 +2269,13 @@ mod tests {
     fn csv_fields_quote_and_null() {
         let o = csv();
         assert_eq!(
-            split_csv(b"1,,\"\",\"a,\"\"b\"\"\nc\"", &o).unwrap(),
+            split_csv(b"1,,\"\",\"a,\"\"b\"\"\nc\"", &o, CsvForce::default()).unwrap(),
             vec![s("1"), None, s(""), s("a,\"b\"\nc")]
         );
         assert_eq!(
-            split_csv(b"\"x", &o).unwrap_err().message,
+            split_csv(b"\"x", &o, CsvForce::default())
+                .unwrap_err()
+                .message,
             "unterminated CSV quoted field"
         );
         assert_eq!(csv_record_end(b"a,\"b\nc\"\nnext", &o), Some(7));
@@ -1555,12 +2293,12 @@ mod tests {
                 s("\\."),
             ];
             let mut out = Vec::new();
-            encode_copy_row(&mut out, &row, &o);
+            encode_copy_row(&mut out, &row, &o, &[]);
             assert_eq!(out.last(), Some(&b'\n'));
             out.pop();
             let back = match o.format {
-                CopyFormat::Text => split_text(&out, &o).unwrap(),
-                CopyFormat::Csv => split_csv(&out, &o).unwrap(),
+                CopyFormat::Csv => split_csv(&out, &o, CsvForce::default()).unwrap(),
+                _ => split_text(&out, &o).unwrap(),
             };
             assert_eq!(back, row, "{:?}", o.format);
         }

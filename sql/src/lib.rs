@@ -25,6 +25,7 @@ mod funcs;
 mod index;
 mod json;
 mod numeric;
+pub mod pgbinary;
 mod pgcatalog;
 mod plan;
 mod pushdown;
@@ -65,7 +66,7 @@ pub use cluster::{
     settle_markers, store_catalog, write_fragment, write_local, Cluster, RowOp, ScanRequest,
     ScanRows, SequenceOp, SequenceStates, WriteOutcome, WriteRequest,
 };
-pub use copy::{copy_in_loader, CopyInStart, CopyLoader};
+pub use copy::{copy_in_loader, fuzzing as copy_fuzzing, CopyInStart, CopyLoader};
 pub use error::SqlError;
 pub use index::delete_index_data;
 pub use rowcodec::{storage_key_token, CATALOG_PREFIX, ROW_PREFIX};
@@ -111,6 +112,9 @@ pub enum StatementResult {
     /// asked for), CopyDone, CommandComplete.
     CopyOut {
         column_count: usize,
+        /// The rows are in the binary COPY format (the header with the first, the trailer
+        /// last).
+        binary: bool,
         rows: Vec<Vec<u8>>,
         tag: String,
     },

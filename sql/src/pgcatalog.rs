@@ -1358,7 +1358,7 @@ fn deparse_default(text: &str, ty: Ty) -> String {
 }
 
 /// `format_type(oid, typmod)`.
-fn format_type(oid: u32, typmod: i32) -> String {
+pub(crate) fn format_type(oid: u32, typmod: i32) -> String {
     match Ty::from_oid(oid) {
         Some(Ty::Varchar) if typmod >= 4 => format!("character varying({})", typmod - 4),
         Some(Ty::Bpchar) if typmod >= 4 => format!("character({})", typmod - 4),

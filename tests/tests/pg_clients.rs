@@ -1013,3 +1013,118 @@ fn copy_in_and_out_through_the_extended_protocol() {
         assert_eq!(n, 1);
     });
 }
+
+/// Binary COPY both ways through tokio-postgres's `BinaryCopyInWriter` and
+/// `BinaryCopyOutStream` (the format drivers such as pgx and psycopg's binary copy use),
+/// and CSV's FORCE_QUOTE, FORCE_NOT_NULL, FORCE_NULL and HEADER MATCH.
+#[test]
+fn binary_copy_and_csv_force_options() {
+    use futures_util::SinkExt;
+    use futures_util::TryStreamExt;
+    use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let client = connect(port).await;
+        client
+            .batch_execute(
+                "CREATE TABLE bc (id int8 PRIMARY KEY, name text, amount numeric(10,2), ok bool)",
+            )
+            .await
+            .unwrap();
+        let types = [Type::INT8, Type::TEXT, Type::NUMERIC, Type::BOOL];
+        let sink = client
+            .copy_in("COPY bc (id, name, amount, ok) FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        futures_util::pin_mut!(writer);
+        for i in 1..=2000i64 {
+            let name = (i % 7 != 0).then(|| format!("name {i}"));
+            let amount = Decimal::new(i * 101, 2);
+            writer
+                .as_mut()
+                .write(&[&i, &name, &amount, &(i % 2 == 0)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(writer.finish().await.unwrap(), 2000);
+        let row = client
+            .query_one(
+                "SELECT count(*), count(name), sum(amount)::text, count(*) FILTER (WHERE ok) FROM bc",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 2000);
+        assert_eq!(row.get::<_, i64>(1), 2000 - 285);
+        assert_eq!(row.get::<_, String>(2), "2021010.00");
+        assert_eq!(row.get::<_, i64>(3), 1000);
+        // Out again, in binary.
+        let stream = client
+            .copy_out("COPY (SELECT id, name, amount, ok FROM bc WHERE id <= 14 ORDER BY id) TO STDOUT (FORMAT binary)")
+            .await
+            .unwrap();
+        let rows: Vec<_> = BinaryCopyOutStream::new(stream, &types)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 14);
+        assert_eq!(rows[6].get::<i64>(0), 7);
+        assert_eq!(rows[6].get::<Option<String>>(1), None);
+        assert_eq!(rows[13].get::<Decimal>(2), Decimal::new(1414, 2));
+        assert!(rows[13].get::<bool>(3));
+        // A broken stream fails with nothing loaded.
+        let sink = client
+            .copy_in("COPY bc (id, name, amount, ok) FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x04\0\0\0\x08\0\0\0\0\0\0\x27\x10\0\0"))
+            .await
+            .unwrap();
+        let error = sink.finish().await.unwrap_err();
+        assert_eq!(code(&error), "22P04", "{error:?}");
+        // CSV: FORCE_NOT_NULL / FORCE_NULL on the way in, FORCE_QUOTE on the way out.
+        client
+            .batch_execute("CREATE TABLE fc (a int, b text, c text)")
+            .await
+            .unwrap();
+        let sink = client
+            .copy_in("COPY fc FROM STDIN (FORMAT csv, HEADER MATCH, FORCE_NOT_NULL (b), FORCE_NULL (c))")
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"a,b,c\n1,,\"\"\n2,\"\",x\n"))
+            .await
+            .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 2);
+        let stream = client
+            .copy_out("COPY fc TO STDOUT (FORMAT csv, FORCE_QUOTE (b, c))")
+            .await
+            .unwrap();
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+        let mut lines: Vec<String> = String::from_utf8(chunks.concat())
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        assert_eq!(lines, ["1,\"\",", "2,\"\",\"x\""]);
+        let sink = client
+            .copy_in("COPY fc FROM STDIN (FORMAT csv, HEADER MATCH)")
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"a,x,c\n"))
+            .await
+            .unwrap();
+        let error = sink.finish().await.unwrap_err();
+        assert_eq!(code(&error), "22P04", "{error:?}");
+        let message = error.as_db_error().unwrap().message().to_string();
+        assert_eq!(
+            message,
+            "column name mismatch in header line field 2: got \"x\", expected \"b\""
+        );
+    });
+}

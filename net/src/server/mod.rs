@@ -13,7 +13,8 @@ mod conn;
 mod info;
 mod pg;
 pub mod pgauth;
-pub mod pgbinary;
+/// PostgreSQL's binary value formats (in `helios_sql`; named here for the fuzz target).
+pub use helios_sql::pgbinary;
 mod pubsub;
 mod reshard;
 mod shard;

@@ -38,9 +38,9 @@ use pgwire::messages::{
 };
 
 use super::pgauth;
-use super::pgbinary;
 use super::shard::ShardState;
 use super::sqlcluster::ShardCluster;
+use helios_sql::pgbinary;
 
 /// Format codes in Bind and RowDescription.
 const FORMAT_TEXT: i16 = 0;
@@ -585,10 +585,11 @@ impl PgConn {
     fn begin_copy_in(&mut self, start: &helios_sql::CopyInStart, extended: bool) -> PgResult<()> {
         let session = self.session.as_ref().expect("a session once ready");
         let loader = helios_sql::copy_in_loader(session, &self.cluster, start)?;
+        let format = i8::from(start.binary());
         self.send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
-            0,
+            format,
             start.column_count as i16,
-            vec![0; start.column_count],
+            vec![i16::from(format); start.column_count],
         )));
         self.copy_in = Some(loader);
         self.copy_in_extended = extended;
@@ -600,14 +601,16 @@ impl PgConn {
     async fn send_copy_out(
         &mut self,
         column_count: usize,
+        binary: bool,
         rows: Vec<Vec<u8>>,
         tag: String,
         connection: &Connection,
     ) -> Result<(), PgConnError> {
+        let format = i8::from(binary);
         self.send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
-            0,
+            format,
             column_count as i16,
-            vec![0; column_count],
+            vec![i16::from(format); column_count],
         )));
         for row in rows {
             self.send(PgWireBackendMessage::CopyData(CopyData::new(row.into())));
@@ -859,10 +862,11 @@ impl PgConn {
                 }
                 Ok(helios_sql::StatementResult::CopyOut {
                     column_count,
+                    binary,
                     rows,
                     tag,
                 }) => {
-                    self.send_copy_out(column_count, rows, tag, connection)
+                    self.send_copy_out(column_count, binary, rows, tag, connection)
                         .await?;
                     portal.done = true;
                     self.portals.insert(name, portal);
@@ -1235,10 +1239,11 @@ impl PgConn {
                 }
                 Ok(helios_sql::StatementResult::CopyOut {
                     column_count,
+                    binary,
                     rows,
                     tag,
                 }) => {
-                    self.send_copy_out(column_count, rows, tag, connection)
+                    self.send_copy_out(column_count, binary, rows, tag, connection)
                         .await?
                 }
                 Ok(other) => self.statement_done(other),

@@ -5,15 +5,17 @@
 //! storage side is covered by the crate's own tests.
 #![no_main]
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
+use helios_sql::txn::{Cleanup, CommitGate, ConnTxn, TxnId, TxnMsg, TxnReply};
 use helios_sql::{
-    Catalog, Cluster, DdlChange, DdlOutcome, ScanRequest, ScanRows, SequenceDef, SequenceOp,
+    Catalog, Cluster, DdlOutcome, DdlRequest, ScanRequest, ScanRows, SequenceDef, SequenceOp,
     Session, SqlError, WriteOutcome, WriteRequest,
 };
 use libfuzzer_sys::fuzz_target;
 
-struct NoStorage(Arc<Catalog>);
+struct NoStorage(Arc<Catalog>, RefCell<ConnTxn>, Arc<CommitGate>);
 
 impl Cluster for NoStorage {
     fn catalog(&self) -> Arc<Catalog> {
@@ -25,7 +27,7 @@ impl Cluster for NoStorage {
     fn shard_of_token(&self, token: u64) -> usize {
         (token % 2) as usize
     }
-    async fn ddl(&self, _: DdlChange) -> Result<DdlOutcome, SqlError> {
+    async fn apply_ddl(&self, _: DdlRequest) -> Result<DdlOutcome, SqlError> {
         Err(SqlError::new("58030", "no storage in the fuzzer"))
     }
     async fn scan(&self, _: usize, _: ScanRequest) -> Result<ScanRows, SqlError> {
@@ -43,13 +45,34 @@ impl Cluster for NoStorage {
     async fn sequence(&self, _: SequenceDef, _: SequenceOp) -> Result<Vec<i64>, SqlError> {
         Err(SqlError::new("58030", "no storage in the fuzzer"))
     }
+    async fn txn_call(&self, _: usize, _: TxnMsg) -> Result<TxnReply, SqlError> {
+        Err(SqlError::new("58030", "no storage in the fuzzer"))
+    }
+    fn conn_txn(&self) -> &RefCell<ConnTxn> {
+        &self.1
+    }
+    fn new_txn_id(&self) -> TxnId {
+        1
+    }
+    fn commit_timestamp(&self) -> u64 {
+        1
+    }
+    fn home_shard(&self) -> usize {
+        0
+    }
+    fn commit_gate(&self) -> &Arc<CommitGate> {
+        &self.2
+    }
+    async fn pause(&self) {}
+    async fn after_commit(&self, _: Cleanup) {}
+    async fn release_snapshot(&self, _: u64) {}
 }
 
 fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };
-    let cluster = NoStorage(Arc::new(Catalog::new()));
+    let cluster = NoStorage(Arc::new(Catalog::new()), RefCell::default(), Arc::default());
     let mut session = Session::new("fuzz", "postgres");
     if let Ok(prepared) = helios_sql::prepare(&session, &cluster, sql, &[]) {
         let params = vec![None; prepared.param_types.len()];

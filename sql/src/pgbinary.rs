@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use helios_sql::wire;
+use crate::wire;
 
 pub const OID_BOOL: u32 = 16;
 pub const OID_BYTEA: u32 = 17;
