@@ -165,6 +165,22 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             .into_iter()
             .filter(|(name, _)| verify_checks.contains(name))
             .collect();
+        // ADD PRIMARY KEY on a table without secondary indexes keeps every stored value as
+        // it is: only the key columns are decoded (for the new keys and their NOT NULL).
+        let moves_raw = rewrite
+            && shape.moves_rows_unchanged(old.columns.len())
+            && checks.is_empty()
+            && verify_not_null.iter().all(|c| new.primary_key.contains(c))
+            && crate::index::specs_for(&catalog, &old).is_empty();
+        if moves_raw {
+            let values = crate::dist::fetch_raw_values(cluster, &old, &env).await?;
+            new.id = reserve_id(cluster).await?;
+            if let Err(e) = ingest_raw_rows(cluster, &new, values, &verify_not_null, &env).await {
+                discard_rewrite(cluster, new.id, &[]).await;
+                return Err(e);
+            }
+            return Ok(());
+        }
         let target = Fetch::new(old.clone(), None);
         let scanned = crate::dist::fetch(cluster, &target, &[], &env, false).await?;
         let mut rows = Vec::with_capacity(scanned.rows.len());
@@ -907,6 +923,59 @@ async fn write_rewritten<C: Cluster>(
     Ok(())
 }
 
+/// A rewrite whose rows keep their stored values (ADD PRIMARY KEY, no secondary index):
+/// each value's key columns are decoded for its new key, and the values are ingested as
+/// they are, sorted by the new keys, as [`ingest_rewritten`] does.
+async fn ingest_raw_rows<C: Cluster>(
+    cluster: &C,
+    table: &Table,
+    values: Vec<Bytes>,
+    not_null: &[usize],
+    env: &Env,
+) -> Result<(), SqlError> {
+    let width = table.columns.len();
+    let mut wanted = vec![false; width];
+    for &c in table.primary_key.iter().chain(not_null) {
+        wanted[c] = true;
+    }
+    let mut keyed: Vec<(u64, Bytes, Bytes)> = Vec::with_capacity(values.len());
+    for value in values {
+        let row = rowcodec::decode_row_columns(&value, width, &wanted)
+            .map_err(crate::cluster::storage_error)?;
+        check_row(table, &row, not_null, &[], env)?;
+        let key = rowcodec::row_key(table.id, &stmt::key_bytes_of(table, &row)?);
+        let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
+        keyed.push((token, key, value));
+    }
+    keyed.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    if let Some(twins) = keyed.windows(2).find(|pair| pair[0].1 == pair[1].1) {
+        let row =
+            rowcodec::decode_row(&twins[0].2, width).map_err(crate::cluster::storage_error)?;
+        return Err(duplicated_key(table, &row));
+    }
+    let mut per_shard: Vec<Vec<(Bytes, Bytes)>> = vec![Vec::new(); cluster.shard_count()];
+    for (token, key, value) in keyed {
+        per_shard[cluster.shard_of_token(token)].push((key, value));
+    }
+    ingest_per_shard(cluster, per_shard).await
+}
+
+/// Each shard's sorted rows into its tables ([`Cluster::ingest`]), all shards at once.
+async fn ingest_per_shard<C: Cluster>(
+    cluster: &C,
+    per_shard: Vec<Vec<(Bytes, Bytes)>>,
+) -> Result<(), SqlError> {
+    let ingests = per_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(shard, rows)| cluster.ingest(shard, rows));
+    for result in futures_util::future::join_all(ingests).await {
+        result?;
+    }
+    Ok(())
+}
+
 /// Hands each shard its rewritten rows, in key order, to write straight into its tables
 /// ([`Cluster::ingest`]): the new id's key range is written by nothing else until the
 /// catalog names it, so the rows need neither the WAL nor the memtable, and land where no
@@ -919,15 +988,7 @@ async fn ingest_rewritten<C: Cluster>(
     for (token, key, row) in keyed {
         per_shard[cluster.shard_of_token(token)].push((key, rowcodec::encode_row(&row)));
     }
-    let ingests = per_shard
-        .into_iter()
-        .enumerate()
-        .filter(|(_, rows)| !rows.is_empty())
-        .map(|(shard, rows)| cluster.ingest(shard, rows));
-    for result in futures_util::future::join_all(ingests).await {
-        result?;
-    }
-    Ok(())
+    ingest_per_shard(cluster, per_shard).await
 }
 
 /// The 23505 of a new primary key that two rows share, as PostgreSQL's index build words it.

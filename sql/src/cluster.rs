@@ -276,6 +276,9 @@ pub struct ScanRequest {
     /// Pin the statement's snapshot on arrival (see [`crate::txn::PinTicket`]); taken by
     /// the cluster handle before the fragment runs.
     pub pin: Option<Arc<crate::txn::PinTicket>>,
+    /// Return every row's stored value as it is, undecoded, in `ScanRows::values` (a table
+    /// rewrite that moves rows unchanged); outside a transaction, with no filter or push.
+    pub(crate) raw_values: bool,
 }
 
 impl ScanRequest {
@@ -363,6 +366,8 @@ pub(crate) enum FragmentOutput {
 #[derive(Debug, Default)]
 pub struct ScanRows {
     pub(crate) rows: Vec<Row>,
+    /// A raw-values scan's stored row values.
+    pub(crate) values: Vec<Bytes>,
     pub(crate) keys: Vec<Bytes>,
     /// A top-N fragment's sort key values, one per row.
     pub(crate) sort_keys: Vec<Row>,
@@ -493,6 +498,9 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     req: &ScanRequest,
     view: &ReadView,
 ) -> Result<ScanRows, SqlError> {
+    if req.raw_values {
+        return raw_row_values(lsm, rt, req, view).await;
+    }
     let push = req.push.as_deref();
     assert!(
         !(req.with_keys && push.is_some()),
@@ -566,6 +574,37 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
         }
     }
     sink.finish()
+}
+
+/// The stored values of every row of the table, undecoded (newest committed versions).
+async fn raw_row_values<F: FileSystem + Clone + 'static, R: Runtime>(
+    lsm: &Lsm<F, R>,
+    rt: &R,
+    req: &ScanRequest,
+    view: &ReadView,
+) -> Result<ScanRows, SqlError> {
+    if req.txn.is_some() || req.filter.is_some() || req.push.is_some() || view.overlay.is_some() {
+        return Err(SqlError::new(
+            INTERNAL_ERROR,
+            "a raw-values scan runs outside transactions, unfiltered",
+        ));
+    }
+    let prefix = table_prefix(req.table.id);
+    let mut iter = lsm
+        .prefix_iter(&prefix, view.snapshot.clone())
+        .await
+        .map_err(storage_error)?;
+    let mut values = Vec::new();
+    while iter.valid() {
+        values.push(iter.value().clone());
+        rows_budget(values.len())?;
+        iter.next().await.map_err(storage_error)?;
+        rt.yield_if_needed().await;
+    }
+    Ok(ScanRows {
+        values,
+        ..ScanRows::default()
+    })
 }
 
 /// Runs a scan fragment in its transaction's view. SELECT ... FOR UPDATE / FOR SHARE first

@@ -128,6 +128,7 @@ pub(crate) async fn fetch<C: Cluster>(
         txn: None,
         lock: f.lock,
         pin: None,
+        raw_values: false,
     };
     if !fits {
         return coordinator_join(cluster, req, f).await;
@@ -146,6 +147,34 @@ pub(crate) async fn fetch<C: Cluster>(
     };
     let replies = scan_shards(cluster, &req, only).await?;
     gather(push.as_deref(), replies)
+}
+
+/// Every row's stored value from every shard, undecoded (a table rewrite that moves rows
+/// unchanged, outside any transaction).
+pub(crate) async fn fetch_raw_values<C: Cluster>(
+    cluster: &C,
+    table: &Arc<crate::catalog::Table>,
+    env: &Env,
+) -> Result<Vec<Bytes>, SqlError> {
+    let req = ScanRequest {
+        table: table.clone(),
+        filter: None,
+        env: Arc::new(env.clone()),
+        point: None,
+        index: None,
+        rows: None,
+        with_keys: false,
+        push: None,
+        txn: None,
+        lock: None,
+        pin: None,
+        raw_values: true,
+    };
+    let mut values = Vec::new();
+    for reply in scan_shards(cluster, &req, None).await? {
+        values.extend(reply.values);
+    }
+    Ok(values)
 }
 
 /// Sends `req` to the shard holding row key `only`, or to every shard; the replies in
@@ -213,6 +242,7 @@ async fn plain_rows<C: Cluster>(cluster: &C, f: &Fetch, env: &Env) -> Result<Vec
         txn: None,
         lock: f.lock,
         pin: None,
+        raw_values: false,
     };
     let replies = scan_shards(cluster, &req, point.as_ref()).await?;
     Ok(replies.into_iter().flat_map(|r| r.rows).collect())

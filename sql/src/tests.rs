@@ -2164,6 +2164,16 @@ fn alter_table_changes_columns_keys_and_constraints() {
             ("ALTER TABLE accounts ADD PRIMARY KEY (id)", "ERR 23505 could not create unique index \"accounts_pkey\" [DETAIL: Key (id)=(1) is duplicated.]"),
             ("SELECT count(*) FROM accounts", "count:20 => 6 [SELECT 1]"),
             ("COPY (SELECT id, region FROM accounts WHERE id < 3 ORDER BY id DESC) TO STDOUT (FORMAT csv)", "2,eu / 1,eu / 1,eu /  [COPY 3]"),
+            // The same rows moved under a new key as they are stored (no secondary index):
+            // a NULL key, then a clean one.
+            ("DELETE FROM accounts WHERE id = 1 AND balance = 1", "DELETE 1"),
+            ("ALTER TABLE accounts ALTER COLUMN id DROP NOT NULL", "ALTER TABLE "),
+            ("INSERT INTO accounts (id, balance) VALUES (NULL, 5)", "INSERT 0 1"),
+            ("ALTER TABLE accounts ADD PRIMARY KEY (id)", "ERR 23502 column \"id\" of relation \"accounts\" contains null values"),
+            ("DELETE FROM accounts WHERE id IS NULL", "DELETE 1"),
+            ("ALTER TABLE accounts ADD PRIMARY KEY (id)", "ALTER TABLE "),
+            ("SELECT string_agg(id::text, ',' ORDER BY id) FROM accounts", "string_agg:25 => 1,2,3,9,10 [SELECT 1]"),
+            ("SELECT id, region FROM accounts WHERE id = 9", "id:23,region:25 => 9|eu [SELECT 1]"),
             ("COPY accounts FROM STDIN", "COPY IN 4"),
         ],
     );
