@@ -216,7 +216,7 @@ impl<F: FileSystem> Wal<F> {
                 fs.remove(&path).await.map_err(io_error(&path))?;
             }
             fs.sync_dir(&dir).await.map_err(io_error(&dir))?;
-            let writer = create_segment(&fs, &dir, replay_from_lsn).await?;
+            let writer = create_preallocated_segment(&fs, &dir, replay_from_lsn, &opts).await?;
             return Ok(Wal::with_writer(
                 fs,
                 dir,
@@ -240,7 +240,7 @@ impl<F: FileSystem> Wal<F> {
                 tail: tail.tail,
                 allocated: tail.end,
             },
-            None => create_segment(&fs, &dir, recovered.next_lsn).await?,
+            None => create_preallocated_segment(&fs, &dir, recovered.next_lsn, &opts).await?,
         };
         Ok(Wal::with_writer(
             fs,
@@ -753,6 +753,23 @@ async fn create_segment<F: FileSystem>(
         tail: Vec::new(),
         allocated: SEGMENT_HEADER_BYTES as u64,
     })
+}
+
+/// A new segment (at open), zero-filled ahead and synced now: otherwise the first
+/// acknowledged write after start-up pays for writing and syncing the whole preallocation
+/// (about 150 ms for 64 MiB here), where PostgreSQL's first commit finds its WAL ready.
+async fn create_preallocated_segment<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    first_lsn: u64,
+    opts: &WalOptions,
+) -> Result<Writer<F::File>, WalError> {
+    let mut writer = create_segment(fs, dir, first_lsn).await?;
+    if opts.preallocate_bytes > 0 {
+        preallocate(&mut writer, opts.preallocate_bytes, opts.segment_bytes_max).await?;
+        writer.file.sync().await.map_err(io_error(&writer.path))?;
+    }
+    Ok(writer)
 }
 
 /// Name of the zero-filled file waiting to become the next segment. Recovery ignores it (it is
