@@ -34,6 +34,9 @@ pub const COPY_BATCH_ROWS: usize = 4096;
 pub const COPY_RECORD_BYTES_MAX: usize = 64 << 20;
 /// Keys of rows written by one COPY that are remembered for undoing it on failure.
 const UNDO_KEYS_MAX: usize = 50_000_000;
+/// Bytes of rows an ingesting COPY ([`crate::txn::copy_may_ingest`]) gathers before it
+/// sorts them and writes them into the shards' tables.
+const INGEST_BUFFER_BYTES: usize = 256 << 20;
 
 /// SQLSTATE bad_copy_file_format.
 const BAD_COPY_FILE_FORMAT: &str = "22P04";
@@ -1204,6 +1207,15 @@ pub struct CopyLoader {
     /// (shard, key) of every row written, to delete them again if the COPY fails.
     written: Vec<(usize, Bytes)>,
     rows: u64,
+    /// Rows gathered per shard for [`Cluster::ingest`], when the COPY writes straight into
+    /// the tables (None: it writes through the shards' write path).
+    ingest: Option<IngestBuffer>,
+}
+
+#[derive(Default)]
+struct IngestBuffer {
+    per_shard: BTreeMap<usize, Vec<(Bytes, Bytes)>>,
+    bytes: usize,
 }
 
 impl std::fmt::Debug for CopyLoader {
@@ -1279,6 +1291,7 @@ impl CopyLoader {
             pending: Vec::new(),
             written: Vec::new(),
             rows: 0,
+            ingest: None,
         })
     }
 
@@ -1436,7 +1449,8 @@ impl CopyLoader {
                     None,
                 ));
             }
-            return self.write_pending(cluster).await;
+            self.write_pending(cluster).await?;
+            return self.flush_ingest(cluster).await;
         }
         if !self.ended && !self.partial.is_empty() {
             let last = std::mem::take(&mut self.partial);
@@ -1457,7 +1471,25 @@ impl CopyLoader {
             }
             self.record(&last)?;
         }
-        self.write_pending(cluster).await
+        self.write_pending(cluster).await?;
+        self.flush_ingest(cluster).await
+    }
+
+    /// Sorts the gathered rows of each shard and writes them into its tables.
+    async fn flush_ingest<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        let Some(buffer) = self.ingest.as_mut() else {
+            return Ok(());
+        };
+        let per_shard = std::mem::take(&mut buffer.per_shard);
+        buffer.bytes = 0;
+        let ingests = per_shard.into_iter().map(|(shard, mut rows)| {
+            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            cluster.ingest(shard, rows)
+        });
+        for result in futures_util::future::join_all(ingests).await {
+            result.map_err(|e| with_context(e, &self.table.name, self.line, None))?;
+        }
+        Ok(())
     }
 
     /// The COPY failed (a bad record, CopyFail, a lost connection): deletes what it wrote.
@@ -1467,6 +1499,9 @@ impl CopyLoader {
 
     async fn undo<C: Cluster>(&mut self, cluster: &C) {
         self.pending.clear();
+        // Ingested rows live under an id the block's rollback (which a failed COPY forces)
+        // makes garbage.
+        self.ingest = None;
         let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
         for (shard, key) in self.written.drain(..) {
             per_shard
@@ -1648,6 +1683,25 @@ impl CopyLoader {
         if self.pending.is_empty() {
             return Ok(());
         }
+        if let Some(buffer) = self.ingest.as_mut() {
+            for (_, op) in self.pending.drain(..) {
+                let RowOp::Append { key, value } = op else {
+                    unreachable!("an ingesting COPY has hidden row ids only")
+                };
+                let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
+                buffer.bytes += key.len() + value.len();
+                buffer
+                    .per_shard
+                    .entry(cluster.shard_of_token(token))
+                    .or_default()
+                    .push((key, value));
+                self.rows += 1;
+            }
+            if buffer.bytes >= INGEST_BUFFER_BYTES {
+                self.flush_ingest(cluster).await?;
+            }
+            return Ok(());
+        }
         let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
         let mut keys: BTreeMap<usize, Vec<Bytes>> = BTreeMap::new();
         // Each row's line, for the CONTEXT of an error a shard reports about one row.
@@ -1783,13 +1837,17 @@ pub fn copy_in_loader<C: Cluster>(
     start: &CopyInStart,
 ) -> Result<CopyLoader, SqlError> {
     let (table, targets) = resolve_target(session, cluster, &start.statement)?;
-    CopyLoader::new(
+    let mut loader = CopyLoader::new(
         session,
         &cluster.catalog(),
         table,
         targets,
         start.statement.options.clone(),
-    )
+    )?;
+    if crate::txn::copy_may_ingest(cluster, &loader.table, !loader.indexes.is_empty()) {
+        loader.ingest = Some(IngestBuffer::default());
+    }
+    Ok(loader)
 }
 
 // ---------------------------------------------------------------------------------------

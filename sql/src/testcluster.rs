@@ -34,9 +34,10 @@ pub(crate) struct LocalCluster {
     live: Rc<RefCell<LiveIds>>,
 }
 
-/// The server's tree options, but with small WAL segments and memtables: tests open
-/// hundreds of clusters (each proptest case one), and a default segment is preallocated
-/// at 64 MiB in memory. Small memtables also make bigger tests read flushed tables.
+/// The server's tree options, but with small WAL segments, preallocation and memtables:
+/// tests open hundreds of clusters (each proptest case one), and a new segment is
+/// zero-filled ahead when the WAL opens (64 MiB by default, in memory here). Small
+/// memtables also make bigger tests read flushed tables.
 fn test_options(live: &Rc<RefCell<LiveIds>>) -> LsmOptions {
     let defaults = LsmOptions::default();
     let live_keys = live.clone();
@@ -51,7 +52,7 @@ fn test_options(live: &Rc<RefCell<LiveIds>>) -> LsmOptions {
         memtable_bytes: 4 << 20,
         wal: helios_engine::wal::WalOptions {
             segment_bytes_max: 4 << 20,
-            preallocate_bytes: defaults.wal.preallocate_bytes.min(4 << 20),
+            preallocate_bytes: defaults.wal.preallocate_bytes.min(256 << 10),
             ..defaults.wal
         },
         ..defaults

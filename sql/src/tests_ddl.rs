@@ -298,3 +298,141 @@ fn a_closed_connection_undoes_its_ddl() {
         cluster.close().await;
     });
 }
+
+/// Runs `COPY ... FROM STDIN` with `data` through the loader the protocol layer would use.
+async fn copy_in(cluster: &LocalCluster, session: &mut Session, sql: &str, data: &[u8]) -> String {
+    let results = execute_simple(session, cluster, sql).await;
+    let start = match results.last() {
+        Some(Ok(StatementResult::CopyIn(start))) => start.clone(),
+        other => panic!("{sql}: {other:?}"),
+    };
+    let mut loader = copy_in_loader(session, cluster, &start).expect("loader");
+    if let Err(e) = loader.feed(cluster, data).await {
+        loader.abort(cluster).await;
+        session.statement_failed();
+        return format!("ERR {}", e.sqlstate);
+    }
+    match loader.finish(session, cluster).await {
+        Ok(StatementResult::Command { tag, .. }) => tag,
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => {
+            session.statement_failed();
+            format!("ERR {}", e.sqlstate)
+        }
+    }
+}
+
+fn rows(n: u32) -> Vec<u8> {
+    (1..=n)
+        .flat_map(|i| format!("{i}\tv{i}\n").into_bytes())
+        .collect()
+}
+
+/// A COPY into a table the block created or truncated writes its rows straight into the
+/// shards' tables (no intents, no WAL): the block sees them, COMMIT keeps them through a
+/// crash, ROLLBACK and a crash before COMMIT leave the table as it was.
+#[test]
+fn copy_into_a_table_the_block_made_ingests_and_stays_atomic() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let fs = MemFs::new();
+        {
+            let cluster = LocalCluster::open(rt2.clone(), fs.clone(), 2).await;
+            let mut session = Session::new("u", "postgres");
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("CREATE TABLE h (id int8, v text)", "CREATE TABLE"),
+                    ("INSERT INTO h VALUES (0, 'old')", "INSERT 0 1"),
+                    ("BEGIN", "BEGIN"),
+                    ("TRUNCATE h", "TRUNCATE TABLE"),
+                ],
+            )
+            .await;
+            let before = cluster.settled_sum(|s| s.ingested_files).await;
+            assert_eq!(
+                copy_in(&cluster, &mut session, "COPY h FROM STDIN", &rows(5000)).await,
+                "COPY 5000"
+            );
+            let after = cluster.settled_sum(|s| s.ingested_files).await;
+            assert!(
+                after >= before + 2,
+                "each shard ingested: {before} -> {after}"
+            );
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    (
+                        "SELECT count(*), sum(id) FROM h",
+                        "count:20,sum:1700 => 5000|12502500 [SELECT 1]",
+                    ),
+                    ("ROLLBACK", "ROLLBACK"),
+                    (
+                        "SELECT count(*), max(v) FROM h",
+                        "count:20,max:25 => 1|old [SELECT 1]",
+                    ),
+                    // A bad line fails the COPY; the block can only roll back.
+                    ("BEGIN", "BEGIN"),
+                    ("CREATE TABLE g (id int8, v text)", "CREATE TABLE"),
+                ],
+            )
+            .await;
+            let mut bad = rows(3000);
+            bad.extend_from_slice(b"x\ty\n");
+            assert_eq!(
+                copy_in(&cluster, &mut session, "COPY g FROM STDIN", &bad).await,
+                "ERR 22P02"
+            );
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("COMMIT", "ROLLBACK"),
+                    ("SELECT * FROM g", "ERR 42P01*"),
+                    // Committed, then a crash: the rows stay.
+                    ("BEGIN", "BEGIN"),
+                    ("TRUNCATE h", "TRUNCATE TABLE"),
+                ],
+            )
+            .await;
+            assert_eq!(
+                copy_in(&cluster, &mut session, "COPY h FROM STDIN", &rows(4000)).await,
+                "COPY 4000"
+            );
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("COMMIT", "COMMIT"),
+                    // Left open at the crash: undone.
+                    ("BEGIN", "BEGIN"),
+                    ("CREATE TABLE lost (id int8, v text)", "CREATE TABLE"),
+                ],
+            )
+            .await;
+            assert_eq!(
+                copy_in(&cluster, &mut session, "COPY lost FROM STDIN", &rows(100)).await,
+                "COPY 100"
+            );
+        }
+        let crashed = fs.crash_fork(CrashMode::LoseAll);
+        let cluster = LocalCluster::open(rt2.clone(), crashed, 2).await;
+        let mut session = Session::new("u", "postgres");
+        expect(
+            &cluster,
+            &mut session,
+            &[
+                (
+                    "SELECT count(*), sum(id), min(v) FROM h",
+                    "count:20,sum:1700,min:25 => 4000|8002000|v1 [SELECT 1]",
+                ),
+                ("SELECT * FROM lost", "ERR 42P01*"),
+            ],
+        )
+        .await;
+        cluster.close().await;
+    });
+}

@@ -1245,6 +1245,38 @@ pub(crate) fn reads_newest<C: Cluster>(cluster: &C) -> bool {
         .is_none_or(|t| t.isolation == Isolation::ReadCommitted)
 }
 
+/// Whether a COPY into `table` may write its rows straight into the shards' tables
+/// ([`Cluster::ingest`]) instead of holding them as the transaction's intents: the table's
+/// id is one this block's pending DDL made (CREATE TABLE or TRUNCATE in the block), so no
+/// one else reads or writes it until the block commits ([`crate::ddl_undo`]), and a
+/// rollback (or a crash before COMMIT) makes every row under it garbage — as PostgreSQL
+/// skips the WAL for a table created or truncated in the same transaction. Only at READ
+/// COMMITTED (a REPEATABLE READ snapshot would not see the rows), with no savepoint (a
+/// ROLLBACK TO could not take them back), and for rows under hidden row ids with no index
+/// to maintain (nothing to check against, nothing else to write).
+pub(crate) fn copy_may_ingest<C: Cluster>(
+    cluster: &C,
+    table: &crate::catalog::Table,
+    has_indexes: bool,
+) -> bool {
+    if !table.primary_key.is_empty() || has_indexes {
+        return false;
+    }
+    let conn = cluster.conn_txn().borrow();
+    let Some(t) = conn.current.as_ref() else {
+        return false;
+    };
+    if t.implicit || !t.ddl || t.isolation != Isolation::ReadCommitted || !t.savepoints.is_empty() {
+        return false;
+    }
+    let catalog = cluster.catalog();
+    catalog.held_tables().get(&table.id) == Some(&t.id)
+        && catalog
+            .pending
+            .values()
+            .all(|p| p.retained_ids().all(|id| id != table.id))
+}
+
 /// Whether the connection's transaction has written anything yet.
 pub(crate) fn has_touched<C: Cluster>(cluster: &C) -> bool {
     cluster
