@@ -1214,7 +1214,9 @@ pub struct CopyLoader {
 
 #[derive(Default)]
 struct IngestBuffer {
-    per_shard: BTreeMap<usize, Vec<(Bytes, Bytes)>>,
+    /// (token, key, value): keys of one table order by their token first, so the sort
+    /// compares integers and the key bytes only break ties.
+    per_shard: BTreeMap<usize, Vec<(u64, Bytes, Bytes)>>,
     bytes: usize,
 }
 
@@ -1483,7 +1485,11 @@ impl CopyLoader {
         let per_shard = std::mem::take(&mut buffer.per_shard);
         buffer.bytes = 0;
         let ingests = per_shard.into_iter().map(|(shard, mut rows)| {
-            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            rows.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            let rows = rows
+                .into_iter()
+                .map(|(_, key, value)| (key, value))
+                .collect();
             cluster.ingest(shard, rows)
         });
         for result in futures_util::future::join_all(ingests).await {
@@ -1694,7 +1700,7 @@ impl CopyLoader {
                     .per_shard
                     .entry(cluster.shard_of_token(token))
                     .or_default()
-                    .push((key, value));
+                    .push((token, key, value));
                 self.rows += 1;
             }
             if buffer.bytes >= INGEST_BUFFER_BYTES {
