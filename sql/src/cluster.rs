@@ -1964,6 +1964,9 @@ pub async fn ingest_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
     rows: &[(Bytes, Bytes)],
 ) -> Result<(), SqlError> {
+    // A large load ingests many overlapping batches, each landing one level higher, down to
+    // level 0: wait, as a writer does, until compaction has room for more.
+    lsm.wait_for_write_room().await.map_err(storage_error)?;
     lsm.ingest(rows).await.map_err(storage_error)
 }
 

@@ -37,6 +37,8 @@ const UNDO_KEYS_MAX: usize = 50_000_000;
 /// Bytes of rows an ingesting COPY ([`crate::txn::copy_may_ingest`]) gathers before it
 /// sorts them and writes them into the shards' tables.
 const INGEST_BUFFER_BYTES: usize = 256 << 20;
+/// What a gathered row costs beyond its key and value bytes.
+const INGEST_ROW_OVERHEAD_BYTES: usize = std::mem::size_of::<(u64, Bytes, Bytes)>();
 
 /// SQLSTATE bad_copy_file_format.
 const BAD_COPY_FILE_FORMAT: &str = "22P04";
@@ -117,6 +119,9 @@ pub struct CopyOptions {
     pub force_quote: ForceColumns,
     pub force_not_null: ForceColumns,
     pub force_null: ForceColumns,
+    /// FREEZE: the table was created or truncated in this block, and its rows may be
+    /// visible as of the load rather than the commit (see `txn::copy_may_ingest`).
+    pub freeze: bool,
 }
 
 impl CopyOptions {
@@ -133,6 +138,7 @@ impl CopyOptions {
                 force_quote: ForceColumns::None,
                 force_not_null: ForceColumns::None,
                 force_null: ForceColumns::None,
+                freeze: false,
             },
             CopyFormat::Csv => CopyOptions {
                 format,
@@ -145,6 +151,7 @@ impl CopyOptions {
                 force_quote: ForceColumns::None,
                 force_not_null: ForceColumns::None,
                 force_null: ForceColumns::None,
+                freeze: false,
             },
         }
     }
@@ -519,22 +526,28 @@ fn check_direction(o: &CopyOptions, from: bool) -> Result<(), SqlError> {
     let wrong = |what: &str, direction: &str| {
         Err(SqlError::new(
             FEATURE_NOT_SUPPORTED,
-            format!("COPY {what} cannot be used with {direction}"),
+            format!("COPY {what} only available using {direction}"),
         ))
     };
     if from && o.force_quote.is_set() {
-        return wrong("FORCE_QUOTE", "COPY FROM");
+        return wrong("force quote", "COPY TO");
     }
     if !from && o.force_not_null.is_set() {
-        return wrong("FORCE_NOT_NULL", "COPY TO");
+        return wrong("force not null", "COPY FROM");
     }
     if !from && o.force_null.is_set() {
-        return wrong("FORCE_NULL", "COPY TO");
+        return wrong("force null", "COPY FROM");
     }
     if !from && o.header_match {
         return Err(SqlError::new(
-            FEATURE_NOT_SUPPORTED,
+            SYNTAX_ERROR,
             "cannot use \"match\" with HEADER in COPY TO",
+        ));
+    }
+    if !from && o.freeze {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "COPY FREEZE cannot be used with COPY TO",
         ));
     }
     Ok(())
@@ -563,6 +576,7 @@ struct RawOptions {
     force_quote: ForceColumns,
     force_not_null: ForceColumns,
     force_null: ForceColumns,
+    freeze: bool,
 }
 
 /// A FORCE option's column list: `*` (FORCE_QUOTE only) or names, in parentheses in the
@@ -651,10 +665,7 @@ fn parse_new_option(cur: &mut Cursor, option: &str, raw: &mut RawOptions) -> Res
                 }
             });
         }
-        "freeze" => {
-            // Rows are visible when COPY ends either way.
-            option_bool(cur, "freeze")?;
-        }
+        "freeze" => raw.freeze = option_bool(cur, "freeze")?,
         "delimiter" => raw.delimiter = Some(cur.string()?),
         "null" => raw.null = Some(cur.string()?),
         "header" => {
@@ -680,9 +691,24 @@ fn parse_new_option(cur: &mut Cursor, option: &str, raw: &mut RawOptions) -> Res
                 ));
             }
         }
-        "force_quote" => raw.force_quote = force_columns(cur, true, true)?,
-        "force_not_null" => raw.force_not_null = force_columns(cur, false, true)?,
-        "force_null" => raw.force_null = force_columns(cur, false, true)?,
+        "force_quote" => {
+            if raw.force_quote.is_set() {
+                return Err(conflicting());
+            }
+            raw.force_quote = force_columns(cur, true, true)?
+        }
+        "force_not_null" => {
+            if raw.force_not_null.is_set() {
+                return Err(conflicting());
+            }
+            raw.force_not_null = force_columns(cur, false, true)?
+        }
+        "force_null" => {
+            if raw.force_null.is_set() {
+                return Err(conflicting());
+            }
+            raw.force_null = force_columns(cur, false, true)?
+        }
         "default" => {
             return Err(SqlError::new(
                 FEATURE_NOT_SUPPORTED,
@@ -719,7 +745,10 @@ fn parse_old_options(cur: &mut Cursor, raw: &mut RawOptions) -> Result<(), SqlEr
                 cur.at += 1;
                 raw.header = Some(true);
             }
-            "freeze" => cur.at += 1,
+            "freeze" => {
+                cur.at += 1;
+                raw.freeze = true;
+            }
             "delimiter" | "null" | "quote" | "escape" => {
                 cur.at += 1;
                 cur.eat_word("as");
@@ -769,18 +798,19 @@ fn finish_options(raw: RawOptions) -> Result<CopyOptions, SqlError> {
         }
     }
     for (given, what) in [
-        (raw.force_quote.is_set(), "FORCE_QUOTE"),
-        (raw.force_not_null.is_set(), "FORCE_NOT_NULL"),
-        (raw.force_null.is_set(), "FORCE_NULL"),
+        (raw.force_quote.is_set(), "force quote"),
+        (raw.force_not_null.is_set(), "force not null"),
+        (raw.force_null.is_set(), "force null"),
     ] {
         if given && format != CopyFormat::Csv {
             return Err(SqlError::new(
                 FEATURE_NOT_SUPPORTED,
-                format!("COPY {what} requires CSV mode"),
+                format!("COPY {what} available only in CSV mode"),
             ));
         }
     }
     o.header_match = raw.header_match;
+    o.freeze = raw.freeze;
     o.force_quote = raw.force_quote;
     o.force_not_null = raw.force_not_null;
     o.force_null = raw.force_null;
@@ -1230,6 +1260,16 @@ impl std::fmt::Debug for CopyLoader {
     }
 }
 
+/// Binary data past the -1 trailer (PostgreSQL refuses it too).
+fn after_trailer(table: &str, line: u64) -> SqlError {
+    with_context(
+        bad_format("received copy data after EOF marker"),
+        table,
+        line,
+        None,
+    )
+}
+
 /// The CONTEXT line PostgreSQL gives a COPY error: `COPY t, line 3`.
 fn with_context(mut e: SqlError, table: &str, line: u64, detail: Option<String>) -> SqlError {
     let mut context = format!("COPY {table}, line {line}");
@@ -1300,6 +1340,9 @@ impl CopyLoader {
     /// Takes the next chunk of CopyData; writes complete batches.
     pub async fn feed<C: Cluster>(&mut self, cluster: &C, data: &[u8]) -> Result<(), SqlError> {
         if self.ended {
+            if self.options.format == CopyFormat::Binary && !data.is_empty() {
+                return Err(after_trailer(&self.table.name, self.line + 1));
+            }
             return Ok(());
         }
         self.partial.extend_from_slice(data);
@@ -1371,6 +1414,9 @@ impl CopyLoader {
             at += used;
             let Some(fields) = fields else {
                 self.ended = true;
+                if at < buffer.len() {
+                    return Err(after_trailer(&self.table.name, self.line + 1));
+                }
                 break;
             };
             self.line += 1;
@@ -1695,7 +1741,8 @@ impl CopyLoader {
                     unreachable!("an ingesting COPY has hidden row ids only")
                 };
                 let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
-                buffer.bytes += key.len() + value.len();
+                // The row's bytes and its place in the buffer (token, two `Bytes`).
+                buffer.bytes += key.len() + value.len() + INGEST_ROW_OVERHEAD_BYTES;
                 buffer
                     .per_shard
                     .entry(cluster.shard_of_token(token))
@@ -1843,6 +1890,13 @@ pub fn copy_in_loader<C: Cluster>(
     start: &CopyInStart,
 ) -> Result<CopyLoader, SqlError> {
     let (table, targets) = resolve_target(session, cluster, &start.statement)?;
+    let freeze = start.statement.options.freeze;
+    if freeze && !crate::txn::block_made_table(cluster, &table) {
+        return Err(SqlError::new(
+            "55000",
+            "cannot perform COPY FREEZE because the table was not created or truncated in the current subtransaction",
+        ));
+    }
     let mut loader = CopyLoader::new(
         session,
         &cluster.catalog(),
@@ -1850,7 +1904,7 @@ pub fn copy_in_loader<C: Cluster>(
         targets,
         start.statement.options.clone(),
     )?;
-    if crate::txn::copy_may_ingest(cluster, &loader.table, !loader.indexes.is_empty()) {
+    if freeze && crate::txn::copy_may_ingest(cluster, &loader.table, !loader.indexes.is_empty()) {
         loader.ingest = Some(IngestBuffer::default());
     }
     Ok(loader)
@@ -1997,6 +2051,16 @@ async fn run_copy_out<C: Cluster>(
             (CopySource::Table { .. }, ForceColumns::Named(_)) => {
                 Some(resolve_target(session, cluster, statement)?.0)
             }
+            (CopySource::Query(_), ForceColumns::Named(wanted)) => {
+                // A query's columns are all the COPY's: a name not among them does not exist.
+                if let Some(name) = wanted.iter().find(|w| !names.contains(w)) {
+                    return Err(SqlError::new(
+                        UNDEFINED_COLUMN,
+                        format!("column \"{name}\" does not exist"),
+                    ));
+                }
+                None
+            }
             _ => None,
         };
         let force_quote = o
@@ -2120,7 +2184,19 @@ mod tests {
     fn statements_parse_in_both_option_syntaxes() {
         let c = parse_copy("copy pgbench_accounts from stdin with (freeze on)").unwrap();
         assert!(c.from);
-        assert_eq!(c.options, text());
+        assert_eq!(
+            c.options,
+            CopyOptions {
+                freeze: true,
+                ..text()
+            }
+        );
+        assert!(
+            parse_copy("copy t from stdin freeze")
+                .unwrap()
+                .options
+                .freeze
+        );
         let c =
             parse_copy("COPY s.\"T\" (a, b) FROM STDIN WITH CSV HEADER DELIMITER AS ';' NULL 'x'")
                 .unwrap();
@@ -2187,19 +2263,27 @@ mod tests {
         let refused = [
             (
                 "copy t to stdout (force_quote *)",
-                "COPY FORCE_QUOTE requires CSV mode",
+                "COPY force quote available only in CSV mode",
             ),
             (
                 "copy t from stdin (format csv, force_quote *)",
-                "COPY FORCE_QUOTE cannot be used with COPY FROM",
+                "COPY force quote only available using COPY TO",
             ),
             (
                 "copy t to stdout (format csv, force_null (a))",
-                "COPY FORCE_NULL cannot be used with COPY TO",
+                "COPY force null only available using COPY FROM",
             ),
             (
                 "copy t to stdout (format csv, force_not_null (a))",
-                "COPY FORCE_NOT_NULL cannot be used with COPY TO",
+                "COPY force not null only available using COPY FROM",
+            ),
+            (
+                "copy t to stdout (freeze)",
+                "COPY FREEZE cannot be used with COPY TO",
+            ),
+            (
+                "copy t from stdin (format csv, force_quote *, force_quote *)",
+                "conflicting or redundant options",
             ),
             (
                 "copy t to stdout (format csv, header match)",

@@ -121,6 +121,31 @@ impl PendingDdl {
             .flat_map(|s| s.entries.iter().filter_map(|(_, b)| b.id()))
     }
 
+    /// Whether one of its steps gave a table entry the id it has now in `catalog`: the block
+    /// created table `id` (CREATE TABLE, or TRUNCATE / a rewrite switching it to `id`).
+    pub fn made_table(&self, catalog: &Catalog, id: u32) -> bool {
+        let in_before_image = self.retained_ids().any(|r| r == id);
+        !in_before_image
+            && self
+                .steps
+                .iter()
+                .flat_map(|s| &s.entries)
+                .any(|(key, _)| match key {
+                    EntryKey::Relation {
+                        database,
+                        schema,
+                        kind: RelationSlot::Table,
+                        name,
+                    } => catalog
+                        .databases
+                        .get(database)
+                        .and_then(|d| d.schemas.get(schema))
+                        .and_then(|s| s.tables.get(name))
+                        .is_some_and(|t| t.id == id),
+                    _ => false,
+                })
+    }
+
     /// The tables its steps hold.
     pub fn held_tables(&self) -> impl Iterator<Item = u32> + '_ {
         self.steps.iter().flat_map(|s| s.tables.iter().copied())

@@ -306,7 +306,13 @@ async fn copy_in(cluster: &LocalCluster, session: &mut Session, sql: &str, data:
         Some(Ok(StatementResult::CopyIn(start))) => start.clone(),
         other => panic!("{sql}: {other:?}"),
     };
-    let mut loader = copy_in_loader(session, cluster, &start).expect("loader");
+    let mut loader = match copy_in_loader(session, cluster, &start) {
+        Ok(loader) => loader,
+        Err(e) => {
+            session.statement_failed();
+            return format!("ERR {}", e.sqlstate);
+        }
+    };
     if let Err(e) = loader.feed(cluster, data).await {
         loader.abort(cluster).await;
         session.statement_failed();
@@ -328,9 +334,10 @@ fn rows(n: u32) -> Vec<u8> {
         .collect()
 }
 
-/// A COPY into a table the block created or truncated writes its rows straight into the
-/// shards' tables (no intents, no WAL): the block sees them, COMMIT keeps them through a
-/// crash, ROLLBACK and a crash before COMMIT leave the table as it was.
+/// A COPY FREEZE into a table the block created or truncated writes its rows straight into
+/// the shards' tables (no intents, no WAL): the block sees them, COMMIT keeps them through a
+/// crash, ROLLBACK and a crash before COMMIT leave the table as it was. FREEZE into a table
+/// the block did not make is refused, as PostgreSQL refuses it.
 #[test]
 fn copy_into_a_table_the_block_made_ingests_and_stays_atomic() {
     let rt = LocalRuntime::new(0);
@@ -346,6 +353,30 @@ fn copy_into_a_table_the_block_made_ingests_and_stays_atomic() {
                 &[
                     ("CREATE TABLE h (id int8, v text)", "CREATE TABLE"),
                     ("INSERT INTO h VALUES (0, 'old')", "INSERT 0 1"),
+                    ("CREATE INDEX h_v ON h (v)", "CREATE INDEX"),
+                ],
+            )
+            .await;
+            // FREEZE needs a table the block made: not one outside a block, nor one the
+            // block only dropped an index of.
+            let three = rows(3);
+            let refused = copy_in(&cluster, &mut session, "COPY h FROM STDIN (FREEZE)", &three);
+            assert_eq!(refused.await, "ERR 55000");
+            expect(
+                &cluster,
+                &mut session,
+                &[("BEGIN", "BEGIN"), ("DROP INDEX h_v", "DROP INDEX")],
+            )
+            .await;
+            let three = rows(3);
+            let refused = copy_in(&cluster, &mut session, "COPY h FROM STDIN (FREEZE)", &three);
+            assert_eq!(refused.await, "ERR 55000");
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("ROLLBACK", "ROLLBACK"),
+                    ("DROP INDEX h_v", "DROP INDEX"),
                     ("BEGIN", "BEGIN"),
                     ("TRUNCATE h", "TRUNCATE TABLE"),
                 ],
@@ -353,7 +384,13 @@ fn copy_into_a_table_the_block_made_ingests_and_stays_atomic() {
             .await;
             let before = cluster.settled_sum(|s| s.ingested_files).await;
             assert_eq!(
-                copy_in(&cluster, &mut session, "COPY h FROM STDIN", &rows(5000)).await,
+                copy_in(
+                    &cluster,
+                    &mut session,
+                    "COPY h FROM STDIN (FREEZE)",
+                    &rows(5000)
+                )
+                .await,
                 "COPY 5000"
             );
             let after = cluster.settled_sum(|s| s.ingested_files).await;
@@ -383,7 +420,7 @@ fn copy_into_a_table_the_block_made_ingests_and_stays_atomic() {
             let mut bad = rows(3000);
             bad.extend_from_slice(b"x\ty\n");
             assert_eq!(
-                copy_in(&cluster, &mut session, "COPY g FROM STDIN", &bad).await,
+                copy_in(&cluster, &mut session, "COPY g FROM STDIN FREEZE", &bad).await,
                 "ERR 22P02"
             );
             expect(
@@ -399,7 +436,13 @@ fn copy_into_a_table_the_block_made_ingests_and_stays_atomic() {
             )
             .await;
             assert_eq!(
-                copy_in(&cluster, &mut session, "COPY h FROM STDIN", &rows(4000)).await,
+                copy_in(
+                    &cluster,
+                    &mut session,
+                    "COPY h FROM STDIN WITH (FREEZE true)",
+                    &rows(4000)
+                )
+                .await,
                 "COPY 4000"
             );
             expect(
@@ -414,7 +457,13 @@ fn copy_into_a_table_the_block_made_ingests_and_stays_atomic() {
             )
             .await;
             assert_eq!(
-                copy_in(&cluster, &mut session, "COPY lost FROM STDIN", &rows(100)).await,
+                copy_in(
+                    &cluster,
+                    &mut session,
+                    "COPY lost FROM STDIN (FREEZE)",
+                    &rows(100)
+                )
+                .await,
                 "COPY 100"
             );
         }

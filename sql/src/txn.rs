@@ -1245,15 +1245,29 @@ pub(crate) fn reads_newest<C: Cluster>(cluster: &C) -> bool {
         .is_none_or(|t| t.isolation == Isolation::ReadCommitted)
 }
 
-/// Whether a COPY into `table` may write its rows straight into the shards' tables
-/// ([`Cluster::ingest`]) instead of holding them as the transaction's intents: the table's
-/// id is one this block's pending DDL made (CREATE TABLE or TRUNCATE in the block), so no
-/// one else reads or writes it until the block commits ([`crate::ddl_undo`]), and a
-/// rollback (or a crash before COMMIT) makes every row under it garbage — as PostgreSQL
-/// skips the WAL for a table created or truncated in the same transaction. Only at READ
-/// COMMITTED (a REPEATABLE READ snapshot would not see the rows), with no savepoint (a
-/// ROLLBACK TO could not take them back), and for rows under hidden row ids with no index
-/// to maintain (nothing to check against, nothing else to write).
+/// Whether the connection's transaction block made table `table` (created it, or truncated
+/// it into a fresh id) in its pending DDL: what COPY FREEZE requires.
+pub(crate) fn block_made_table<C: Cluster>(cluster: &C, table: &crate::catalog::Table) -> bool {
+    let conn = cluster.conn_txn().borrow();
+    let Some(t) = conn.current.as_ref().filter(|t| !t.implicit) else {
+        return false;
+    };
+    let catalog = cluster.catalog();
+    catalog
+        .pending
+        .get(&t.id)
+        .is_some_and(|p| p.made_table(&catalog, table.id))
+}
+
+/// Whether a COPY FREEZE into `table` (which [`block_made_table`]) may write its rows
+/// straight into the shards' tables ([`Cluster::ingest`]) instead of holding them as the
+/// transaction's intents: no one else reads or writes the table until the block commits
+/// ([`crate::ddl_undo`]), and a rollback (or a crash before COMMIT) makes every row under its
+/// id garbage — as PostgreSQL's COPY FREEZE skips the WAL there, and with its visibility:
+/// the rows carry the load's sequence number, not the commit's, so a REPEATABLE READ
+/// snapshot taken between them sees them once the block commits. Only at READ COMMITTED (the
+/// block's own snapshot must see them), with no savepoint (a ROLLBACK TO could not take them
+/// back), and for rows under hidden row ids with no index (nothing to check or maintain).
 pub(crate) fn copy_may_ingest<C: Cluster>(
     cluster: &C,
     table: &crate::catalog::Table,
@@ -1266,15 +1280,7 @@ pub(crate) fn copy_may_ingest<C: Cluster>(
     let Some(t) = conn.current.as_ref() else {
         return false;
     };
-    if t.implicit || !t.ddl || t.isolation != Isolation::ReadCommitted || !t.savepoints.is_empty() {
-        return false;
-    }
-    let catalog = cluster.catalog();
-    catalog.held_tables().get(&table.id) == Some(&t.id)
-        && catalog
-            .pending
-            .values()
-            .all(|p| p.retained_ids().all(|id| id != table.id))
+    t.ddl && t.isolation == Isolation::ReadCommitted && t.savepoints.is_empty()
 }
 
 /// Whether the connection's transaction has written anything yet.

@@ -163,11 +163,22 @@ fn copy_loads_text_and_csv_refuses_malformed_lines_whole_and_reads_back() {
     let csv = "id;name;price\n4;\"semi;colon\";4.00\n5;\"two\nlines\";\n";
     let (ok, out, err) = psql(
         port,
-        &["COPY items (id, name, price) FROM STDIN WITH (FORMAT csv, HEADER, DELIMITER ';', FREEZE)"],
+        &["COPY items (id, name, price) FROM STDIN WITH (FORMAT csv, HEADER, DELIMITER ';')"],
         Some(csv),
     );
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "COPY 2");
+    // FREEZE wants a table its transaction created or truncated, as in PostgreSQL.
+    let (ok, _, err) = psql(
+        port,
+        &["COPY items FROM STDIN (FREEZE)"],
+        Some("9\tx\t1\n\\.\n"),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("cannot perform COPY FREEZE because the table was not created or truncated in the current subtransaction"),
+        "{err}"
+    );
     assert_eq!(
         query(
             port,
