@@ -1057,9 +1057,30 @@ pub(crate) fn split_csv(
 /// Where the next CSV record ends in `data` (the index of its terminating newline), honouring
 /// quotes; None when the record is not complete yet.
 fn csv_record_end(data: &[u8], o: &CopyOptions) -> Option<usize> {
-    let mut in_quote = false;
-    let mut i = 0;
+    match csv_scan(data, o, 0, false) {
+        CsvScan::End(end) => Some(end),
+        CsvScan::More { .. } => None,
+    }
+}
+
+/// Where a CSV scan stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum CsvScan {
+    /// The record ends at this newline.
+    End(usize),
+    /// No end yet: the next scan resumes at `resume` (its last byte is scanned again, so an
+    /// escape split from what it escapes is read whole) in this quote state.
+    More { resume: usize, in_quote: bool },
+}
+
+/// [`csv_record_end`] from `from`, in quote state `in_quote` there: a record that arrives in
+/// many chunks is scanned once, not once per chunk.
+fn csv_scan(data: &[u8], o: &CopyOptions, from: usize, in_quote: bool) -> CsvScan {
+    let mut in_quote = in_quote;
+    let mut i = from;
+    let mut last = (from, in_quote);
     while i < data.len() {
+        last = (i, in_quote);
         let b = data[i];
         if in_quote {
             if b == o.escape
@@ -1077,11 +1098,14 @@ fn csv_record_end(data: &[u8], o: &CopyOptions) -> Option<usize> {
         } else if b == o.quote {
             in_quote = true;
         } else if b == b'\n' {
-            return Some(i);
+            return CsvScan::End(i);
         }
         i += 1;
     }
-    None
+    CsvScan::More {
+        resume: last.0,
+        in_quote: last.1,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1223,6 +1247,10 @@ pub struct CopyLoader {
     indexes: Vec<crate::index::IndexSpec>,
     /// Bytes of an incomplete record carried to the next chunk.
     partial: Vec<u8>,
+    /// How far into `partial` the search for the record's end got (and, for CSV, whether it
+    /// was inside quotes there): each byte of a long record is scanned about once.
+    scanned: usize,
+    scan_in_quote: bool,
     /// Records read so far (the header included): the line number of errors.
     line: u64,
     /// The end-of-data marker (`\.`) was seen: the rest is ignored.
@@ -1328,6 +1356,8 @@ impl CopyLoader {
             defaults,
             checks,
             partial: Vec::new(),
+            scanned: 0,
+            scan_in_quote: false,
             line: 0,
             ended: false,
             pending: Vec::new(),
@@ -1349,15 +1379,30 @@ impl CopyLoader {
         if self.options.format == CopyFormat::Binary {
             return self.feed_binary(cluster).await;
         }
-        let buffer = std::mem::take(&mut self.partial);
+        let mut buffer = std::mem::take(&mut self.partial);
         let mut start = 0;
         loop {
             let rest = &buffer[start..];
             let end = match self.options.format {
-                CopyFormat::Csv => csv_record_end(rest, &self.options),
-                _ => rest.iter().position(|&b| b == b'\n'),
+                CopyFormat::Csv => {
+                    match csv_scan(rest, &self.options, self.scanned, self.scan_in_quote) {
+                        CsvScan::End(end) => Some(end),
+                        CsvScan::More { resume, in_quote } => {
+                            (self.scanned, self.scan_in_quote) = (resume, in_quote);
+                            None
+                        }
+                    }
+                }
+                _ => match rest[self.scanned..].iter().position(|&b| b == b'\n') {
+                    Some(at) => Some(self.scanned + at),
+                    None => {
+                        self.scanned = rest.len();
+                        None
+                    }
+                },
             };
             let Some(end) = end else { break };
+            (self.scanned, self.scan_in_quote) = (0, false);
             self.record(&rest[..end])?;
             start += end + 1;
             if self.ended {
@@ -1368,7 +1413,9 @@ impl CopyLoader {
             }
         }
         if !self.ended {
-            self.partial = buffer[start..].to_vec();
+            // Only the unfinished record moves (none when it is all there is).
+            buffer.drain(..start);
+            self.partial = buffer;
             self.check_partial_size()?;
         }
         Ok(())
@@ -1391,7 +1438,7 @@ impl CopyLoader {
 
     /// Binary format: the header once, then every complete tuple in the buffer.
     async fn feed_binary<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
-        let buffer = std::mem::take(&mut self.partial);
+        let mut buffer = std::mem::take(&mut self.partial);
         let mut at = 0;
         if !self.binary_header_read {
             match binary_header_len(&buffer)
@@ -1453,7 +1500,8 @@ impl CopyLoader {
             }
         }
         if !self.ended {
-            self.partial = buffer[at..].to_vec();
+            buffer.drain(..at);
+            self.partial = buffer;
             self.check_partial_size()?;
         }
         Ok(())
@@ -2153,6 +2201,49 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scanning a CSV stream a byte, two bytes, or any chunk at a time finds the same
+    /// record ends as scanning it whole, escapes split from their quote included.
+    #[test]
+    fn csv_scan_resumes_across_chunks() {
+        let mut o = csv();
+        o.escape = b'\\';
+        let data: &[u8] = b"a,\"x\\\"y\nz\",b\n\"q\"\"\",\\\n\"\\\\\"\nlast\n";
+        let whole: Vec<usize> = {
+            let mut ends = Vec::new();
+            let mut start = 0;
+            while let CsvScan::End(end) = csv_scan(&data[start..], &o, 0, false) {
+                ends.push(start + end);
+                start += end + 1;
+            }
+            ends
+        };
+        assert_eq!(whole.len(), 4, "{whole:?}");
+        for chunk in 1..=5 {
+            let mut ends = Vec::new();
+            let (mut start, mut resume, mut in_quote) = (0, 0, false);
+            for upto in (chunk..data.len() + chunk).step_by(chunk) {
+                let seen = &data[..upto.min(data.len())];
+                loop {
+                    match csv_scan(&seen[start..], &o, resume, in_quote) {
+                        CsvScan::End(end) => {
+                            ends.push(start + end);
+                            start += end + 1;
+                            (resume, in_quote) = (0, false);
+                        }
+                        CsvScan::More {
+                            resume: r,
+                            in_quote: q,
+                        } => {
+                            (resume, in_quote) = (r, q);
+                            break;
+                        }
+                    }
+                }
+            }
+            assert_eq!(ends, whole, "chunks of {chunk}");
+        }
+    }
 
     #[test]
     fn fuzz_entry_survives_odd_input() {
