@@ -103,5 +103,8 @@ cargo test --workspace --no-fail-fast
 # The fuzz targets are their own workspaces (cargo-fuzz builds them with nightly flags); a
 # stable `cargo check` keeps them compiling as the code they drive changes.
 for fuzz in sql/fuzz net/fuzz; do
+    # Start from the workspace's lock file (theirs is not kept): the same versions of the
+    # crates they share, and cargo adds only the fuzz-only ones.
+    cp Cargo.lock "$fuzz/Cargo.lock"
     CARGO_TARGET_DIR=target/fuzz-check cargo check --manifest-path "$fuzz/Cargo.toml" --bins
 done
