@@ -136,10 +136,7 @@ impl PendingDdl {
                         schema,
                         kind: RelationSlot::Table,
                         name,
-                    } => catalog
-                        .databases
-                        .get(database)
-                        .and_then(|d| d.schemas.get(schema))
+                    } => schema_of(catalog, database, schema)
                         .and_then(|s| s.tables.get(name))
                         .is_some_and(|t| t.id == id),
                     _ => false,
@@ -171,11 +168,7 @@ pub fn affected_tables(
             continue;
         };
         for catalog in [before, after] {
-            let Some(s) = catalog
-                .databases
-                .get(database)
-                .and_then(|d| d.schemas.get(schema))
-            else {
+            let Some(s) = schema_of(catalog, database, schema) else {
                 continue;
             };
             let table = match kind {
@@ -272,6 +265,11 @@ fn diff_map<V: Clone + PartialEq>(
             changed.push((key(name), b.cloned().map_or(Before::Absent, &wrap)));
         }
     }
+}
+
+/// Schema `schema` of database `database`, if both exist.
+fn schema_of<'a>(catalog: &'a Catalog, database: &str, schema: &str) -> Option<&'a Schema> {
+    catalog.databases.get(database)?.schemas.get(schema)
 }
 
 /// Every key of either map, with its value in each.
