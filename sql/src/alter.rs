@@ -30,6 +30,7 @@ use crate::rowcodec;
 use crate::session::Session;
 use crate::stmt;
 use crate::types::{Datum, SqlType};
+use crate::PackedEntries;
 use crate::StatementResult;
 
 /// Rows written per request while a table is rewritten.
@@ -938,32 +939,42 @@ async fn ingest_raw_rows<C: Cluster>(
     for &c in table.primary_key.iter().chain(not_null) {
         wanted[c] = true;
     }
-    let mut keyed: Vec<(u64, Bytes, Bytes)> = Vec::with_capacity(values.len());
+    let mut per_shard = packed_per_shard(cluster);
     for value in values {
         let row = rowcodec::decode_row_columns(&value, width, &wanted)
             .map_err(crate::cluster::storage_error)?;
         check_row(table, &row, not_null, &[], env)?;
-        let key = rowcodec::row_key(table.id, &stmt::key_bytes_of(table, &row)?);
-        let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
-        keyed.push((token, key, value));
+        let key_bytes = stmt::key_bytes_of(table, &row)?;
+        let token = rowcodec::row_token(&key_bytes);
+        per_shard[cluster.shard_of_token(token)].push_with(
+            token,
+            |out| rowcodec::row_key_into(out, table.id, token, &key_bytes),
+            |out| out.extend_from_slice(&value),
+        );
     }
-    keyed.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    if let Some(twins) = keyed.windows(2).find(|pair| pair[0].1 == pair[1].1) {
-        let row =
-            rowcodec::decode_row(&twins[0].2, width).map_err(crate::cluster::storage_error)?;
-        return Err(duplicated_key(table, &row));
-    }
-    let mut per_shard: Vec<Vec<(Bytes, Bytes)>> = vec![Vec::new(); cluster.shard_count()];
-    for (token, key, value) in keyed {
-        per_shard[cluster.shard_of_token(token)].push((key, value));
+    // Equal keys have equal tokens, so twins are on one shard, side by side once sorted.
+    for rows in &mut per_shard {
+        rows.sort();
+        if let Some(at) = rows.first_repeated_key() {
+            let row = rowcodec::decode_row(rows.get(at).1, width)
+                .map_err(crate::cluster::storage_error)?;
+            return Err(duplicated_key(table, &row));
+        }
     }
     ingest_per_shard(cluster, per_shard).await
+}
+
+/// One empty [`PackedEntries`] per shard.
+fn packed_per_shard<C: Cluster>(cluster: &C) -> Vec<PackedEntries> {
+    (0..cluster.shard_count())
+        .map(|_| PackedEntries::new())
+        .collect()
 }
 
 /// Each shard's sorted rows into its tables ([`Cluster::ingest`]), all shards at once.
 async fn ingest_per_shard<C: Cluster>(
     cluster: &C,
-    per_shard: Vec<Vec<(Bytes, Bytes)>>,
+    per_shard: Vec<PackedEntries>,
 ) -> Result<(), SqlError> {
     let ingests = per_shard
         .into_iter()
@@ -984,10 +995,16 @@ async fn ingest_rewritten<C: Cluster>(
     cluster: &C,
     keyed: Vec<(u64, Bytes, Vec<Datum>)>,
 ) -> Result<(), SqlError> {
-    let mut per_shard: Vec<Vec<(Bytes, Bytes)>> = vec![Vec::new(); cluster.shard_count()];
+    let mut per_shard = packed_per_shard(cluster);
     for (token, key, row) in keyed {
-        per_shard[cluster.shard_of_token(token)].push((key, rowcodec::encode_row(&row)));
+        per_shard[cluster.shard_of_token(token)].push_with(
+            token,
+            |out| out.extend_from_slice(&key),
+            |out| rowcodec::encode_row_into(out, &row),
+        );
     }
+    // Already in key order: this only checks it.
+    per_shard.iter_mut().for_each(PackedEntries::sort);
     ingest_per_shard(cluster, per_shard).await
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use helios_engine::fs::FileSystem;
-use helios_engine::lsm::{Lsm, WriteBatch};
+use helios_engine::lsm::{Lsm, PackedEntries, WriteBatch};
 use helios_engine::rt::Runtime;
 
 use crate::catalog::{Catalog, DdlChange, DdlOutcome, DdlRequest, SequenceDef, Table};
@@ -57,7 +57,7 @@ pub trait Cluster {
     /// Writes `rows` (storage keys ascending, of a key range nothing else writes: a table
     /// rewrite's new id) straight into one shard's tables, past its WAL and memtable
     /// ([`helios_engine::lsm::Lsm::ingest`]); answered once durable.
-    async fn ingest(&self, shard: usize, rows: Vec<(Bytes, Bytes)>) -> Result<(), SqlError>;
+    async fn ingest(&self, shard: usize, rows: PackedEntries) -> Result<(), SqlError>;
     /// Advances or sets a sequence on its owner (shard 0); answered once durable.
     async fn sequence(&self, sequence: SequenceDef, op: SequenceOp) -> Result<Vec<i64>, SqlError>;
     /// Runs a transaction message on a shard; answered once what it wrote is durable.
@@ -1958,11 +1958,10 @@ fn modify_row(
     Ok(Some(row))
 }
 
-/// Deletes every row of a table on this shard, in batches; returns the lsn to wait for.
-/// The shard side of [`Cluster::ingest`].
+/// The shard side of [`Cluster::ingest`]: `rows` sorted ([`PackedEntries::sort`]).
 pub async fn ingest_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
-    rows: &[(Bytes, Bytes)],
+    rows: &PackedEntries,
 ) -> Result<(), SqlError> {
     // A large load ingests many overlapping batches, each landing one level higher, down to
     // level 0: wait, as a writer does, until compaction has room for more.

@@ -26,7 +26,7 @@ use crate::rowcodec;
 use crate::session::Session;
 use crate::stmt;
 use crate::types::{self, Datum};
-use crate::StatementResult;
+use crate::{PackedEntries, StatementResult};
 
 /// Rows sent to the shards per round while loading.
 pub const COPY_BATCH_ROWS: usize = 4096;
@@ -37,8 +37,6 @@ const UNDO_KEYS_MAX: usize = 50_000_000;
 /// Bytes of rows an ingesting COPY ([`crate::txn::copy_may_ingest`]) gathers before it
 /// sorts them and writes them into the shards' tables.
 const INGEST_BUFFER_BYTES: usize = 256 << 20;
-/// What a gathered row costs beyond its key and value bytes.
-const INGEST_ROW_OVERHEAD_BYTES: usize = std::mem::size_of::<(u64, Bytes, Bytes)>();
 
 /// SQLSTATE bad_copy_file_format.
 const BAD_COPY_FILE_FORMAT: &str = "22P04";
@@ -1272,10 +1270,42 @@ pub struct CopyLoader {
 
 #[derive(Default)]
 struct IngestBuffer {
-    /// (token, key, value): keys of one table order by their token first, so the sort
-    /// compares integers and the key bytes only break ties.
-    per_shard: BTreeMap<usize, Vec<(u64, Bytes, Bytes)>>,
+    /// The rows read since the last batch, ordered by their token: a record is encoded
+    /// straight into it, and the batch then goes to its shards' buffers while still in cache.
+    staged: PackedEntries,
+    /// Each shard's rows, ordered by token (keys of one table order by their token first,
+    /// so the sort compares integers and the key bytes only break ties).
+    per_shard: BTreeMap<usize, PackedEntries>,
     bytes: usize,
+}
+
+impl IngestBuffer {
+    fn stage(&mut self, table_id: u32, key_bytes: &[u8], row: &[Datum]) {
+        let token = rowcodec::row_token(key_bytes);
+        self.staged.push_with(
+            token,
+            |out| rowcodec::row_key_into(out, table_id, token, key_bytes),
+            |out| rowcodec::encode_row_into(out, row),
+        );
+    }
+
+    /// Moves the staged rows to their shards' buffers; returns how many.
+    fn distribute<C: Cluster>(&mut self, cluster: &C) -> usize {
+        let staged = self.staged.len();
+        for i in 0..staged {
+            let token = self.staged.order(i);
+            let (key, value) = self.staged.get(i);
+            let rows = self
+                .per_shard
+                .entry(cluster.shard_of_token(token))
+                .or_default();
+            let before = rows.memory_bytes();
+            rows.push(token, key, value);
+            self.bytes += rows.memory_bytes() - before;
+        }
+        self.staged.clear();
+        staged
+    }
 }
 
 impl std::fmt::Debug for CopyLoader {
@@ -1296,6 +1326,18 @@ fn after_trailer(table: &str, line: u64) -> SqlError {
         line,
         None,
     )
+}
+
+/// A record as an error's CONTEXT shows it: its first 100 characters.
+fn context_line(record: &[u8]) -> String {
+    let text = String::from_utf8_lossy(record);
+    let shown: String = text.chars().take(100).collect();
+    let more = if text.chars().count() > 100 {
+        "..."
+    } else {
+        ""
+    };
+    format!(": \"{shown}{more}\"")
 }
 
 /// The CONTEXT line PostgreSQL gives a COPY error: `COPY t, line 3`.
@@ -1408,7 +1450,7 @@ impl CopyLoader {
             if self.ended {
                 break;
             }
-            if self.pending.len() >= COPY_BATCH_ROWS {
+            if self.batch_is_full() {
                 self.write_pending(cluster).await?;
             }
         }
@@ -1495,7 +1537,7 @@ impl CopyLoader {
                 });
             }
             self.push_fields(texts, None)?;
-            if self.pending.len() >= COPY_BATCH_ROWS {
+            if self.batch_is_full() {
                 self.write_pending(cluster).await?;
             }
         }
@@ -1579,11 +1621,7 @@ impl CopyLoader {
         let per_shard = std::mem::take(&mut buffer.per_shard);
         buffer.bytes = 0;
         let ingests = per_shard.into_iter().map(|(shard, mut rows)| {
-            rows.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-            let rows = rows
-                .into_iter()
-                .map(|(_, key, value)| (key, value))
-                .collect();
+            rows.sort();
             cluster.ingest(shard, rows)
         });
         for result in futures_util::future::join_all(ingests).await {
@@ -1640,16 +1678,7 @@ impl CopyLoader {
             self.ended = true;
             return Ok(());
         }
-        let context_line = || {
-            let text = String::from_utf8_lossy(record);
-            let shown: String = text.chars().take(100).collect();
-            let more = if text.chars().count() > 100 {
-                "..."
-            } else {
-                ""
-            };
-            format!(": \"{shown}{more}\"")
-        };
+        let context_line = || context_line(record);
         let header = self.line == 1 && self.options.header;
         let force = CsvForce {
             not_null: if header { &[] } else { &self.force_not_null },
@@ -1668,7 +1697,7 @@ impl CopyLoader {
             }
             return Ok(());
         }
-        self.push_fields(fields, Some(context_line()))
+        self.push_fields(fields, Some(record))
     }
 
     /// HEADER MATCH: the header line names the COPY's columns, in order.
@@ -1703,14 +1732,16 @@ impl CopyLoader {
     }
 
     /// One record's fields, as text: checked against the columns, converted and queued.
-    fn push_fields(&mut self, fields: Vec<Field>, context: Option<String>) -> Result<(), SqlError> {
+    /// One record's fields (`record`: its text, for an error's CONTEXT).
+    fn push_fields(&mut self, fields: Vec<Field>, record: Option<&[u8]>) -> Result<(), SqlError> {
+        let context = || record.map(context_line);
         // An empty line is one NULL field for a one-column COPY, else missing data.
         if fields.len() > self.targets.len() {
             return Err(with_context(
                 bad_format("extra data after last expected column"),
                 &self.table.name,
                 self.line,
-                context,
+                context(),
             ));
         }
         if fields.len() < self.targets.len() {
@@ -1719,7 +1750,7 @@ impl CopyLoader {
                 bad_format(format!("missing data for column \"{missing}\"")),
                 &self.table.name,
                 self.line,
-                context,
+                context(),
             ));
         }
         let row = self
@@ -1727,6 +1758,10 @@ impl CopyLoader {
             .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
         let key_bytes = stmt::key_bytes_of(&self.table, &row)
             .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
+        if let Some(buffer) = self.ingest.as_mut() {
+            buffer.stage(self.table.id, &key_bytes, &row);
+            return Ok(());
+        }
         let key = rowcodec::row_key(self.table.id, &key_bytes);
         let value = rowcodec::encode_row(&row);
         // A hidden row id is unique by construction: no existence check for it.
@@ -1779,28 +1814,22 @@ impl CopyLoader {
         Ok(full)
     }
 
+    /// A batch of rows is ready to go to the shards.
+    fn batch_is_full(&self) -> bool {
+        let staged = self.ingest.as_ref().map_or(0, |b| b.staged.len());
+        self.pending.len() + staged >= COPY_BATCH_ROWS
+    }
+
     async fn write_pending<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
         if let Some(buffer) = self.ingest.as_mut() {
-            for (_, op) in self.pending.drain(..) {
-                let RowOp::Append { key, value } = op else {
-                    unreachable!("an ingesting COPY has hidden row ids only")
-                };
-                let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
-                // The row's bytes and its place in the buffer (token, two `Bytes`).
-                buffer.bytes += key.len() + value.len() + INGEST_ROW_OVERHEAD_BYTES;
-                buffer
-                    .per_shard
-                    .entry(cluster.shard_of_token(token))
-                    .or_default()
-                    .push((token, key, value));
-                self.rows += 1;
-            }
+            assert!(self.pending.is_empty(), "an ingesting COPY stages its rows");
+            self.rows += buffer.distribute(cluster) as u64;
             if buffer.bytes >= INGEST_BUFFER_BYTES {
                 self.flush_ingest(cluster).await?;
             }
+            return Ok(());
+        }
+        if self.pending.is_empty() {
             return Ok(());
         }
         let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();

@@ -68,6 +68,7 @@ pub use cluster::{
 };
 pub use copy::{copy_in_loader, fuzzing as copy_fuzzing, CopyInStart, CopyLoader};
 pub use error::SqlError;
+pub use helios_engine::lsm::PackedEntries;
 pub use index::delete_index_data;
 pub use rowcodec::{storage_key_token, CATALOG_PREFIX, ROW_PREFIX};
 pub use session::{
@@ -788,7 +789,7 @@ impl Cluster for DescribeOnly {
     async fn truncate(&self, _: usize, _: u32) -> Result<(), SqlError> {
         Err(SqlError::new(DESCRIBE_DONE, "describe only"))
     }
-    async fn ingest(&self, _: usize, _: Vec<(bytes::Bytes, bytes::Bytes)>) -> Result<(), SqlError> {
+    async fn ingest(&self, _: usize, _: PackedEntries) -> Result<(), SqlError> {
         Err(SqlError::new(DESCRIBE_DONE, "describe only"))
     }
     async fn sequence(&self, _: SequenceDef, _: SequenceOp) -> Result<Vec<i64>, SqlError> {

@@ -23,7 +23,7 @@
 //! storage key (whose first byte is a database number below 16), so the Redis index rebuild
 //! stops at the first SQL key.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use helios_engine::lsm::{get_varint, put_varint};
 
 use crate::error::*;
@@ -74,12 +74,18 @@ pub fn row_token(key_bytes: &[u8]) -> u64 {
 
 /// The full storage key of a row of `table_id` with the given key bytes.
 pub fn row_key(table_id: u32, key_bytes: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(ROW_KEY_HEADER_BYTES + key_bytes.len());
-    out.put_u8(ROW_PREFIX);
-    out.put_u32(table_id);
-    out.put_u64(row_token(key_bytes));
+    let mut out = Vec::with_capacity(ROW_KEY_HEADER_BYTES + key_bytes.len());
+    row_key_into(&mut out, table_id, row_token(key_bytes), key_bytes);
+    Bytes::from(out)
+}
+
+/// Appends [`row_key`] of a row whose token (`row_token(key_bytes)`) is known.
+pub fn row_key_into(out: &mut Vec<u8>, table_id: u32, token: u64, key_bytes: &[u8]) {
+    debug_assert_eq!(token, row_token(key_bytes));
+    out.push(ROW_PREFIX);
+    out.extend_from_slice(&table_id.to_be_bytes());
+    out.extend_from_slice(&token.to_be_bytes());
     out.extend_from_slice(key_bytes);
-    out.freeze()
 }
 
 /// Every row of a table on a shard starts with this.
@@ -238,12 +244,17 @@ fn unescape_key_bytes(bytes: &mut &[u8]) -> Option<Vec<u8>> {
 
 pub fn encode_row(row: &[Datum]) -> Bytes {
     let mut out = Vec::with_capacity(3 + row.iter().map(encoded_len_bound).sum::<usize>());
+    encode_row_into(&mut out, row);
+    Bytes::from(out)
+}
+
+/// Appends [`encode_row`]'s bytes.
+pub fn encode_row_into(out: &mut Vec<u8>, row: &[Datum]) {
     out.push(ROW_FORMAT_VERSION);
     out.extend_from_slice(&(row.len() as u16).to_le_bytes());
     for d in row {
-        encode_datum(&mut out, d);
+        encode_datum(out, d);
     }
-    Bytes::from(out)
 }
 
 fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {

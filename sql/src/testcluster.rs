@@ -234,7 +234,7 @@ impl Cluster for LocalCluster {
     async fn ingest(
         &self,
         shard: usize,
-        rows: Vec<(bytes::Bytes, bytes::Bytes)>,
+        rows: helios_engine::lsm::PackedEntries,
     ) -> Result<(), SqlError> {
         ingest_local(&self.shards[shard], &rows).await
     }

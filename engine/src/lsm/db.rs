@@ -25,6 +25,7 @@ use super::key::{self, SeqNo, ValueKind};
 use super::manifest::{self, FileMeta, Manifest, ManifestState, VersionEdit};
 use super::memtable::{Lookup, Memtable};
 use super::notify::Notify;
+use super::packed::PackedEntries;
 use super::snapshot::{Snapshot, SnapshotList};
 use super::version::{Table, Version, LEVEL_COUNT};
 use super::{LsmError, LsmOptions};
@@ -143,6 +144,20 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Drop for PlacingGuard<'_, F, R
         self.lsm.changed.notify_all();
         self.lsm.work.notify_all();
     }
+}
+
+/// An ingested entry's key ascends strictly from the one before it, and both fit the limits.
+fn check_ingested_entry(previous: Option<&[u8]>, key: &[u8], value: &[u8]) -> Result<(), LsmError> {
+    if previous.is_some_and(|p| p >= key) {
+        return Err(ingest_refused("keys do not ascend strictly".into()));
+    }
+    if key.len() > key::USER_KEY_BYTES_MAX {
+        return Err(LsmError::KeyTooLarge { len: key.len() });
+    }
+    if value.len() > batch::VALUE_BYTES_MAX {
+        return Err(LsmError::ValueTooLarge { len: value.len() });
+    }
+    Ok(())
 }
 
 fn ingest_refused(reason: String) -> LsmError {
@@ -543,22 +558,15 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     /// edit adds them, as deep as the tree allows (`ingest_level`; for a key range nothing
     /// else holds, the last level, where they need no compaction). A crash before the edit
     /// leaves only unreferenced files, removed at open.
-    pub async fn ingest(&self, entries: &[(Bytes, Bytes)]) -> Result<(), LsmError> {
+    pub async fn ingest(&self, entries: &PackedEntries) -> Result<(), LsmError> {
         self.check_writable()?;
-        let (Some((first, _)), Some((last, _))) = (entries.first(), entries.last()) else {
+        if entries.is_empty() {
             return Ok(());
-        };
-        if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(ingest_refused("keys do not ascend strictly".into()));
         }
-        for (k, v) in entries {
-            if k.len() > key::USER_KEY_BYTES_MAX {
-                return Err(LsmError::KeyTooLarge { len: k.len() });
-            }
-            if v.len() > batch::VALUE_BYTES_MAX {
-                return Err(LsmError::ValueTooLarge { len: v.len() });
-            }
-        }
+        // The order and the sizes are checked as the entries are written (one pass over
+        // them, which are in no cache order): the first and last bound the range only if
+        // they ascend, and the write refuses them otherwise.
+        let (first, last) = (entries.get(0).0, entries.get(entries.len() - 1).0);
         if self.memory_holds_keys_in(first, last) {
             return Err(ingest_refused("a memtable holds keys of its range".into()));
         }
@@ -605,9 +613,9 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         error
     }
 
-    fn memory_holds_keys_in(&self, first: &Bytes, last: &Bytes) -> bool {
+    fn memory_holds_keys_in(&self, first: &[u8], last: &[u8]) -> bool {
         let state = self.state.borrow();
-        let from = super::memtable::MemKey::new(first.clone(), key::SEQ_MAX);
+        let from = super::memtable::MemKey::new(Bytes::copy_from_slice(first), key::SEQ_MAX);
         std::iter::once(&state.active)
             .chain(state.immutables.iter())
             .any(|m| {
@@ -621,13 +629,14 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     /// leaves files the next open deletes).
     async fn write_ingested(
         &self,
-        entries: &[(Bytes, Bytes)],
+        entries: &PackedEntries,
         seq: SeqNo,
         file_ids: &mut Vec<u64>,
     ) -> Result<Vec<(u64, SstInfo)>, LsmError> {
         let mut tables = Vec::new();
         let mut writer: Option<(u64, SstWriter<F>)> = None;
         let mut internal_key = Vec::new();
+        let mut previous: Option<&[u8]> = None;
         for (i, (user_key, value)) in entries.iter().enumerate() {
             if i.is_multiple_of(ENTRIES_PER_YIELD_CHECK) {
                 self.rt.yield_if_needed().await;
@@ -635,6 +644,8 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             if self.closing.get() {
                 return Err(LsmError::Closed);
             }
+            check_ingested_entry(previous, user_key, value)?;
+            previous = Some(user_key);
             let full = writer
                 .as_ref()
                 .is_some_and(|(_, w)| w.estimated_file_bytes() >= self.opts.target_file_bytes);

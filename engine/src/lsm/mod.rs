@@ -15,6 +15,7 @@ pub mod key;
 pub mod manifest;
 pub mod memtable;
 pub mod notify;
+pub mod packed;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ pub use batch::{get_varint, put_varint, WriteBatch};
 pub use compaction::ExpiryFilter;
 pub use db::{Lsm, LsmStats};
 pub use iter::{prefix_upper_bound, DbIter, ReadOptions};
+pub use packed::PackedEntries;
 pub use snapshot::Snapshot;
 
 use crate::sst::SstOptions;

@@ -561,7 +561,7 @@ fn ingested_ranges_read_back_survive_a_crash_and_yield_to_later_writes() {
                 (Bytes::from(format!("m{i:05}")), Bytes::from(value))
             })
             .collect();
-        db.ingest(&ingested).await.unwrap();
+        db.ingest(&packed(&ingested)).await.unwrap();
         for (k, v) in &ingested {
             model.insert(k.to_vec(), v.to_vec());
         }
@@ -582,14 +582,14 @@ fn ingested_ranges_read_back_survive_a_crash_and_yield_to_later_writes() {
         );
         // Refused: keys out of order, and a range a memtable holds keys of.
         let unordered = vec![ingested[5].clone(), ingested[4].clone()];
-        assert!(db.ingest(&unordered).await.is_err());
+        assert!(db.ingest(&packed(&unordered)).await.is_err());
         db.put(b"z1", b"in memory").await.unwrap();
         model.insert(b"z1".to_vec(), b"in memory".to_vec());
         let overlapping = vec![
             (Bytes::from_static(b"z0"), Bytes::new()),
             (Bytes::from_static(b"z2"), Bytes::new()),
         ];
-        assert!(db.ingest(&overlapping).await.is_err());
+        assert!(db.ingest(&packed(&overlapping)).await.is_err());
         db.wal().sync_all().await.unwrap();
 
         // Durable without any WAL record: a crash that loses everything unsynced keeps it.
@@ -620,7 +620,7 @@ fn ingested_ranges_read_back_survive_a_crash_and_yield_to_later_writes() {
             .step_by(2)
             .map(|i| (Bytes::from(format!("a{i:04}")), Bytes::from_static(b"over")))
             .collect();
-        db.ingest(&over).await.unwrap();
+        db.ingest(&packed(&over)).await.unwrap();
         for (k, v) in &over {
             model.insert(k.to_vec(), v.to_vec());
         }
@@ -657,7 +657,7 @@ fn tables_of_a_dead_range_are_deleted_whole() {
         let rows: Vec<(Bytes, Bytes)> = (0..2_000u32)
             .map(|i| (Bytes::from(format!("m{i:05}")), Bytes::from_static(b"row")))
             .collect();
-        db.ingest(&rows).await.unwrap();
+        db.ingest(&packed(&rows)).await.unwrap();
         for i in 0..300u32 {
             db.put(format!("a{i:04}").as_bytes(), b"live")
                 .await
@@ -709,7 +709,7 @@ fn a_failed_ingestion_leaves_no_file_and_the_tree_writable() {
             .map(|i| (Bytes::from(format!("m{i:05}")), Bytes::from_static(b"row")))
             .collect();
         fs.fail_next(FaultOp::Sync, std::io::ErrorKind::Other);
-        assert!(db.ingest(&rows).await.is_err());
+        assert!(db.ingest(&packed(&rows)).await.is_err());
         assert_eq!(
             fs.list(&sst_dir).await.unwrap().len(),
             before,
@@ -717,11 +717,16 @@ fn a_failed_ingestion_leaves_no_file_and_the_tree_writable() {
         );
         assert_eq!(db.get(b"m00001", None).await.unwrap(), None);
         db.put(b"b", b"2").await.unwrap();
-        db.ingest(&rows).await.unwrap();
+        db.ingest(&packed(&rows)).await.unwrap();
         assert_eq!(
             db.get(b"m01999", None).await.unwrap().as_deref(),
             Some(&b"row"[..])
         );
         db.close().await.unwrap();
     });
+}
+
+/// Ingestion input from pairs, in the given order.
+fn packed(rows: &[(Bytes, Bytes)]) -> super::PackedEntries {
+    rows.iter().map(|(k, v)| (k, v)).collect()
 }

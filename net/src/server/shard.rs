@@ -89,7 +89,7 @@ pub enum ShardReq {
     /// SQL: delete every row of a table on this shard.
     SqlTruncate(u32),
     /// SQL: write rows of a fresh key range straight into this shard's tables.
-    SqlIngest(Vec<(bytes::Bytes, bytes::Bytes)>),
+    SqlIngest(helios_engine::lsm::PackedEntries),
     /// SQL, to shard 0: apply a catalog change (see `sqlcluster`).
     SqlDdl(Box<helios_sql::DdlRequest>),
     /// SQL, from shard 0: install this catalog.

@@ -11,9 +11,9 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use helios_shard::glommio_rt::GlommioRuntime;
 use helios_sql::txn::{CommitGate, ConnTxn, TxnId, TxnMsg, TxnReply};
+use helios_sql::PackedEntries;
 use helios_sql::{
     Catalog, Cluster, DdlOutcome, DdlRequest, ScanRequest, ScanRows, SequenceDef, SequenceOp,
     SqlError, WriteOutcome, WriteRequest,
@@ -111,7 +111,7 @@ impl Cluster for ShardCluster {
         }
     }
 
-    async fn ingest(&self, shard: usize, rows: Vec<(Bytes, Bytes)>) -> Result<(), SqlError> {
+    async fn ingest(&self, shard: usize, rows: PackedEntries) -> Result<(), SqlError> {
         if shard == self.state.id {
             return ingest(&self.state, rows).await;
         }
@@ -295,7 +295,7 @@ pub async fn sequence(
 }
 
 /// Writes rows straight into this shard's tables ([`Cluster::ingest`]); durable on return.
-pub async fn ingest(state: &Rc<ShardState>, rows: Vec<(Bytes, Bytes)>) -> Result<(), SqlError> {
+pub async fn ingest(state: &Rc<ShardState>, rows: PackedEntries) -> Result<(), SqlError> {
     if state.wal().is_failed() || state.append_failed.get() {
         return Err(SqlError::new(
             IO_ERROR,

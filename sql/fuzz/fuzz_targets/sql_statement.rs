@@ -39,7 +39,11 @@ impl Cluster for NoStorage {
     async fn truncate(&self, _: usize, _: u32) -> Result<(), SqlError> {
         Err(SqlError::new("58030", "no storage in the fuzzer"))
     }
-    async fn ingest(&self, _: usize, _: Vec<(bytes::Bytes, bytes::Bytes)>) -> Result<(), SqlError> {
+    async fn ingest(
+        &self,
+        _: usize,
+        _: helios_sql::PackedEntries,
+    ) -> Result<(), SqlError> {
         Err(SqlError::new("58030", "no storage in the fuzzer"))
     }
     async fn sequence(&self, _: SequenceDef, _: SequenceOp) -> Result<Vec<i64>, SqlError> {
