@@ -939,7 +939,19 @@ async fn ingest_raw_rows<C: Cluster>(
     for &c in table.primary_key.iter().chain(not_null) {
         wanted[c] = true;
     }
-    let mut per_shard = packed_per_shard(cluster);
+    // Sized up front: growing a buffer of a million rows copies it and faults in fresh pages
+    // again at every doubling.
+    let value_bytes: usize = values.iter().map(Bytes::len).sum();
+    let key_bytes_guess = values.len() * (rowcodec::ROW_KEY_HEADER_BYTES + 16);
+    let shards = cluster.shard_count().max(1);
+    let mut per_shard: Vec<PackedEntries> = (0..shards)
+        .map(|_| {
+            PackedEntries::with_capacity(
+                (value_bytes + key_bytes_guess) / shards * 9 / 8,
+                values.len() / shards * 9 / 8,
+            )
+        })
+        .collect();
     for value in values {
         let row = rowcodec::decode_row_columns(&value, width, &wanted)
             .map_err(crate::cluster::storage_error)?;

@@ -31,6 +31,14 @@ impl PackedEntries {
         PackedEntries::default()
     }
 
+    /// Room for `entries` entries of `bytes` key and value bytes in all.
+    pub fn with_capacity(bytes: usize, entries: usize) -> PackedEntries {
+        PackedEntries {
+            data: Vec::with_capacity(bytes),
+            slots: Vec::with_capacity(entries),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }
@@ -107,16 +115,55 @@ impl PackedEntries {
         self.slots.clear();
     }
 
+    /// The entries in index order. Once sorted, that order jumps around the buffer, and
+    /// every entry would wait for memory (a third of a million-row ingestion's time): the
+    /// iterator asks for the bytes of the entry [`PREFETCH_DISTANCE`] ahead as it goes.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        (0..self.len()).map(|i| self.get(i))
+        (0..self.len()).map(|i| {
+            self.prefetch(i + PREFETCH_DISTANCE);
+            self.get(i)
+        })
     }
 
     /// The first entry whose key equals the next one's (after [`Self::sort`]: a duplicate).
     pub fn first_repeated_key(&self) -> Option<usize> {
-        (1..self.len())
-            .find(|&i| self.get(i - 1).0 == self.get(i).0)
-            .map(|i| i - 1)
+        let mut previous: Option<&[u8]> = None;
+        for (i, (key, _)) in self.iter().enumerate() {
+            if previous == Some(key) {
+                return Some(i - 1);
+            }
+            previous = Some(key);
+        }
+        None
     }
+
+    fn prefetch(&self, i: usize) {
+        if let Some(slot) = self.slots.get(i) {
+            let end = slot.start + slot.key_len as usize + slot.value_len as usize;
+            let bytes = &self.data[slot.start..end];
+            prefetch_read(bytes.as_ptr());
+            if let Some(last) = bytes.last() {
+                prefetch_read(last);
+            }
+        }
+    }
+}
+
+/// Entries ahead whose bytes [`PackedEntries::iter`] asks for: enough loads in flight to
+/// cover a memory access while the current entry is written out.
+const PREFETCH_DISTANCE: usize = 16;
+
+/// A hint to start loading the cache line holding `byte`.
+#[inline(always)]
+fn prefetch_read(byte: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it reads nothing architecturally and never faults,
+    // and the pointer comes from a live slice anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(byte.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = byte;
 }
 
 fn key_of<'a>(data: &'a [u8], slot: &Slot) -> &'a [u8] {
