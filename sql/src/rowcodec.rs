@@ -400,15 +400,20 @@ pub fn decode_row_columns(
     let mut at = 3;
     let mut budget = ROW_BLANKS_MAX;
     let mut row = vec![Datum::Null; width];
-    for c in 0..count {
+    // The values after the last wanted one are not even skipped (count(*) reads none).
+    let read = wanted
+        .iter()
+        .rposition(|&w| w)
+        .map_or(0, |last| (last + 1).min(count));
+    for c in 0..read {
         match row.get_mut(c) {
-            Some(slot) if wanted.get(c).copied().unwrap_or(false) => {
+            Some(slot) if wanted[c] => {
                 *slot = decode_datum(bytes, &mut at, true, &mut budget)?;
             }
             _ => skip_datum(bytes, &mut at, true)?,
         }
     }
-    if at != bytes.len() {
+    if read == count && at != bytes.len() {
         return Err(malformed("trailing bytes"));
     }
     Ok(row)

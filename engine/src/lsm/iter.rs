@@ -77,8 +77,23 @@ impl<F: FileSystem> LevelIter<F> {
     }
 
     pub async fn next(&mut self) -> Result<(), LsmError> {
+        if !self.advance_in_block()? {
+            self.finish_advance().await?;
+        }
+        Ok(())
+    }
+
+    /// [`SstIter::advance_in_block`] for the open file.
+    fn advance_in_block(&mut self) -> Result<bool, LsmError> {
+        match self.iter.as_mut() {
+            Some(iter) => Ok(iter.advance_in_block()?),
+            None => Ok(false),
+        }
+    }
+
+    async fn finish_advance(&mut self) -> Result<(), LsmError> {
         if let Some(iter) = self.iter.as_mut() {
-            iter.next().await?;
+            iter.finish_advance().await?;
         }
         self.skip_exhausted_files().await
     }
@@ -119,11 +134,24 @@ impl<F: FileSystem> Source<F> {
         Ok(())
     }
 
-    async fn next(&mut self) -> Result<(), LsmError> {
+    /// Moves to the next entry if that needs no I/O (true), as [`SstIter::advance_in_block`].
+    fn advance(&mut self) -> Result<bool, LsmError> {
         match self {
-            Source::Mem(it) => it.next(),
-            Source::Table(it) => it.next().await?,
-            Source::Level(it) => it.next().await?,
+            Source::Mem(it) => {
+                it.next();
+                Ok(true)
+            }
+            Source::Table(it) => Ok(it.advance_in_block()?),
+            Source::Level(it) => it.advance_in_block(),
+        }
+    }
+
+    /// Ends a move [`Self::advance`] could not finish.
+    async fn finish_advance(&mut self) -> Result<(), LsmError> {
+        match self {
+            Source::Mem(_) => {}
+            Source::Table(it) => it.finish_advance().await?,
+            Source::Level(it) => it.finish_advance().await?,
         }
         Ok(())
     }
@@ -211,7 +239,9 @@ impl<F: FileSystem> MergingIter<F> {
 
     pub async fn next(&mut self) -> Result<(), LsmError> {
         let at = self.current.expect("next on an exhausted merging iterator");
-        self.sources[at].next().await?;
+        if !self.sources[at].advance()? {
+            self.sources[at].finish_advance().await?;
+        }
         self.pick()
     }
 

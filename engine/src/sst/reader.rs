@@ -391,9 +391,24 @@ impl<F: FileSystem> SstIter<F> {
     }
 
     pub async fn next(&mut self) -> Result<(), SstError> {
+        if !self.advance_in_block()? {
+            self.finish_advance().await?;
+        }
+        Ok(())
+    }
+
+    /// The part of [`Self::next`] that needs no I/O: moves to the next entry of the loaded
+    /// block. False when the block ran out, and [`Self::finish_advance`] must load the next.
+    /// A scan takes this path for all but one entry per block, without building a future.
+    pub fn advance_in_block(&mut self) -> Result<bool, SstError> {
         assert!(self.valid(), "next on an invalid SstIter");
         let result = self.block_mut().next();
         self.check(result)?;
+        Ok(self.valid())
+    }
+
+    /// Ends a move that [`Self::advance_in_block`] could not finish.
+    pub async fn finish_advance(&mut self) -> Result<(), SstError> {
         self.skip_exhausted_blocks().await
     }
 
