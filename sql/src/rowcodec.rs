@@ -405,9 +405,9 @@ pub fn decode_row_columns(
         .iter()
         .rposition(|&w| w)
         .map_or(0, |last| (last + 1).min(count));
-    for c in 0..read {
+    for (c, &want) in wanted.iter().enumerate().take(read) {
         match row.get_mut(c) {
-            Some(slot) if wanted[c] => {
+            Some(slot) if want => {
                 *slot = decode_datum(bytes, &mut at, true, &mut budget)?;
             }
             _ => skip_datum(bytes, &mut at, true)?,
