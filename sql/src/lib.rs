@@ -323,7 +323,18 @@ async fn execute_copy<C: Cluster>(
             "current transaction is aborted, commands ignored until end of transaction block",
         ));
     }
-    let r = copy::run_copy(session, cluster, sql).await;
+    // A table an open block's DDL holds: wait for the block, as for any other statement
+    // (`execute_statement`); the COPY has read no data and written nothing yet.
+    let mut planned_on = cluster.catalog().version;
+    let mut r = copy::run_copy(session, cluster, sql).await;
+    let held = |r: &Result<StatementResult, SqlError>| r.as_ref().is_err_and(refused_for_held);
+    if held(&r) {
+        let mut polls_left = thaw_polls(session);
+        while held(&r) && waited_for_thaw(cluster, planned_on, &mut polls_left).await {
+            planned_on = cluster.catalog().version;
+            r = copy::run_copy(session, cluster, sql).await;
+        }
+    }
     let end = txn::statement_end(cluster, r.is_ok()).await;
     r.and_then(|result| end.map(|()| result))
 }

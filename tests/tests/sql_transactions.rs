@@ -1554,6 +1554,22 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
         );
         ok(&a, "ROLLBACK").await;
         assert_eq!(read.await.unwrap().get::<_, i64>(0), 101);
+        // A COPY into a held table waits for the block too, then loads.
+        ok(&a, "BEGIN; ALTER TABLE base ADD COLUMN copied int").await;
+        let mut copy = Box::pin(async {
+            use futures_util::SinkExt;
+            let sink = b.copy_in("COPY base (id, v) FROM STDIN").await?;
+            futures_util::pin_mut!(sink);
+            sink.send(bytes::Bytes::from_static(b"3000\t1\n")).await?;
+            sink.finish().await
+        });
+        assert!(
+            still_waiting(&mut copy).await,
+            "the COPY waits for the block"
+        );
+        ok(&a, "ROLLBACK").await;
+        assert_eq!(copy.await.unwrap(), 1);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM base").await, 102);
         // A committed block, and one left open when the process dies.
         ok(
             &a,
@@ -1573,8 +1589,8 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
     let port = server.pg_port();
     rt.block_on(async {
         let a = connect(port).await;
-        assert_eq!(one_i64(&a, "SELECT count(*) FROM base").await, 101);
-        assert_eq!(one_i64(&a, "SELECT sum(w)::int8 FROM base").await, 5051);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM base").await, 102);
+        assert_eq!(one_i64(&a, "SELECT sum(w)::int8 FROM base").await, 5052);
         assert_eq!(one_i64(&a, "SELECT id FROM kept").await, 7);
         assert_eq!(code(&fails(&a, "SELECT * FROM lost").await), "42P01");
         // Nothing is held after the restart.
