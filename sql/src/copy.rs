@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::catalog::Table;
+use crate::catalog::{ColumnDef, Table};
 use crate::cluster::{Cluster, RowOp, WriteRequest};
 use crate::error::*;
 use crate::expr::{eval, Bound, Env, Eval};
@@ -1270,41 +1270,30 @@ pub struct CopyLoader {
 
 #[derive(Default)]
 struct IngestBuffer {
-    /// The rows read since the last batch, ordered by their token: a record is encoded
-    /// straight into it, and the batch then goes to its shards' buffers while still in cache.
-    staged: PackedEntries,
-    /// Each shard's rows, ordered by token (keys of one table order by their token first,
-    /// so the sort compares integers and the key bytes only break ties).
+    /// Each shard's rows, encoded straight into it, ordered by token once flushed (keys of
+    /// one table order by their token first, so the sort compares integers and the key
+    /// bytes only break ties).
     per_shard: BTreeMap<usize, PackedEntries>,
     bytes: usize,
+    /// Rows added since the last batch ([`CopyLoader::batch_is_full`]).
+    staged: usize,
 }
 
 impl IngestBuffer {
-    fn stage(&mut self, table_id: u32, key_bytes: &[u8], row: &[Datum]) {
+    fn stage<C: Cluster>(&mut self, cluster: &C, table_id: u32, key_bytes: &[u8], row: &[Datum]) {
         let token = rowcodec::row_token(key_bytes);
-        self.staged.push_with(
+        let rows = self
+            .per_shard
+            .entry(cluster.shard_of_token(token))
+            .or_default();
+        let before = rows.memory_bytes();
+        rows.push_with(
             token,
             |out| rowcodec::row_key_into(out, table_id, token, key_bytes),
             |out| rowcodec::encode_row_into(out, row),
         );
-    }
-
-    /// Moves the staged rows to their shards' buffers; returns how many.
-    fn distribute<C: Cluster>(&mut self, cluster: &C) -> usize {
-        let staged = self.staged.len();
-        for i in 0..staged {
-            let token = self.staged.order(i);
-            let (key, value) = self.staged.get(i);
-            let rows = self
-                .per_shard
-                .entry(cluster.shard_of_token(token))
-                .or_default();
-            let before = rows.memory_bytes();
-            rows.push(token, key, value);
-            self.bytes += rows.memory_bytes() - before;
-        }
-        self.staged.clear();
-        staged
+        self.bytes += rows.memory_bytes() - before;
+        self.staged += 1;
     }
 }
 
@@ -1445,7 +1434,7 @@ impl CopyLoader {
             };
             let Some(end) = end else { break };
             (self.scanned, self.scan_in_quote) = (0, false);
-            self.record(&rest[..end])?;
+            self.record(cluster, &rest[..end])?;
             start += end + 1;
             if self.ended {
                 break;
@@ -1536,7 +1525,7 @@ impl CopyLoader {
                     )?),
                 });
             }
-            self.push_fields(texts, None)?;
+            self.push_fields(cluster, texts, None)?;
             if self.batch_is_full() {
                 self.write_pending(cluster).await?;
             }
@@ -1607,7 +1596,7 @@ impl CopyLoader {
                     ));
                 }
             }
-            self.record(&last)?;
+            self.record(cluster, &last)?;
         }
         self.write_pending(cluster).await?;
         self.flush_ingest(cluster).await
@@ -1665,7 +1654,7 @@ impl CopyLoader {
     }
 
     /// One record (without its newline).
-    fn record(&mut self, mut record: &[u8]) -> Result<(), SqlError> {
+    fn record<C: Cluster>(&mut self, cluster: &C, mut record: &[u8]) -> Result<(), SqlError> {
         self.line += 1;
         if self.options.format == CopyFormat::Text {
             if let [rest @ .., b'\r'] = record {
@@ -1697,7 +1686,7 @@ impl CopyLoader {
             }
             return Ok(());
         }
-        self.push_fields(fields, Some(record))
+        self.push_fields(cluster, fields, Some(record))
     }
 
     /// HEADER MATCH: the header line names the COPY's columns, in order.
@@ -1733,7 +1722,12 @@ impl CopyLoader {
 
     /// One record's fields, as text: checked against the columns, converted and queued.
     /// One record's fields (`record`: its text, for an error's CONTEXT).
-    fn push_fields(&mut self, fields: Vec<Field>, record: Option<&[u8]>) -> Result<(), SqlError> {
+    fn push_fields<C: Cluster>(
+        &mut self,
+        cluster: &C,
+        fields: Vec<Field>,
+        record: Option<&[u8]>,
+    ) -> Result<(), SqlError> {
         let context = || record.map(context_line);
         // An empty line is one NULL field for a one-column COPY, else missing data.
         if fields.len() > self.targets.len() {
@@ -1759,7 +1753,7 @@ impl CopyLoader {
         let key_bytes = stmt::key_bytes_of(&self.table, &row)
             .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
         if let Some(buffer) = self.ingest.as_mut() {
-            buffer.stage(self.table.id, &key_bytes, &row);
+            buffer.stage(cluster, self.table.id, &key_bytes, &row);
             return Ok(());
         }
         let key = rowcodec::row_key(self.table.id, &key_bytes);
@@ -1779,25 +1773,19 @@ impl CopyLoader {
     }
 
     fn row_of(&self, fields: Vec<Field>) -> Result<Vec<Datum>, SqlError> {
-        let mut row: Vec<Option<Datum>> = vec![None; self.table.columns.len()];
+        let width = self.table.columns.len();
+        if self.targets.iter().copied().eq(0..width) {
+            // Every column, in order (the usual COPY): no defaults to fill in.
+            let mut full = Vec::with_capacity(width);
+            for (field, column) in fields.into_iter().zip(&self.table.columns) {
+                full.push(self.field_value(field, column)?);
+            }
+            stmt::verify_row(&self.table, &self.checks, &full, &self.env)?;
+            return Ok(full);
+        }
+        let mut row: Vec<Option<Datum>> = vec![None; width];
         for (field, &t) in fields.into_iter().zip(&self.targets) {
-            let column = &self.table.columns[t];
-            row[t] = Some(match field {
-                None => Datum::Null,
-                // The column type's input function with the column's typmod, as PostgreSQL's
-                // COPY reads a field: the value is then of the column's type and length
-                // already, and no assignment cast follows.
-                Some(text) => types::input(column.ty, column.typmod, &text, &self.env.style)
-                    .map_err(|e| {
-                        let shown: String = text.chars().take(100).collect();
-                        with_context(
-                            e,
-                            &self.table.name,
-                            self.line,
-                            Some(format!(", column {}: \"{shown}\"", column.name)),
-                        )
-                    })?,
-            });
+            row[t] = Some(self.field_value(field, &self.table.columns[t])?);
         }
         let mut full = Vec::with_capacity(row.len());
         for (i, v) in row.into_iter().enumerate() {
@@ -1816,14 +1804,32 @@ impl CopyLoader {
 
     /// A batch of rows is ready to go to the shards.
     fn batch_is_full(&self) -> bool {
-        let staged = self.ingest.as_ref().map_or(0, |b| b.staged.len());
+        let staged = self.ingest.as_ref().map_or(0, |b| b.staged);
         self.pending.len() + staged >= COPY_BATCH_ROWS
+    }
+
+    /// A field read by its column type's input function with the column's typmod, as
+    /// PostgreSQL's COPY reads it: the value is then of the column's type and length
+    /// already, and no assignment cast follows.
+    fn field_value(&self, field: Field, column: &ColumnDef) -> Result<Datum, SqlError> {
+        let Some(text) = field else {
+            return Ok(Datum::Null);
+        };
+        types::input(column.ty, column.typmod, &text, &self.env.style).map_err(|e| {
+            let shown: String = text.chars().take(100).collect();
+            with_context(
+                e,
+                &self.table.name,
+                self.line,
+                Some(format!(", column {}: \"{shown}\"", column.name)),
+            )
+        })
     }
 
     async fn write_pending<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
         if let Some(buffer) = self.ingest.as_mut() {
             assert!(self.pending.is_empty(), "an ingesting COPY stages its rows");
-            self.rows += buffer.distribute(cluster) as u64;
+            self.rows += std::mem::take(&mut buffer.staged) as u64;
             if buffer.bytes >= INGEST_BUFFER_BYTES {
                 self.flush_ingest(cluster).await?;
             }
