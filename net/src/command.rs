@@ -45,9 +45,15 @@ impl Command {
         self.spec
     }
 
-    /// The lower-cased name, for error texts and table look-up.
-    pub fn name_lower(&self) -> String {
-        String::from_utf8_lossy(&self.args[0]).to_ascii_lowercase()
+    /// The lower-cased name, for error texts and table look-up: the command table's own
+    /// name when it knows the command (no allocation on a request's path), else built.
+    pub fn name_lower(&self) -> std::borrow::Cow<'static, str> {
+        match self.spec {
+            Some(spec) => std::borrow::Cow::Borrowed(spec.name),
+            None => String::from_utf8_lossy(&self.args[0])
+                .to_ascii_lowercase()
+                .into(),
+        }
     }
 
     pub fn arg_count(&self) -> usize {

@@ -117,7 +117,7 @@ fn check_default_user(
 
 pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) -> Reply {
     let name = cmd.name_lower();
-    match name.as_str() {
+    match name.as_ref() {
         "ping" => ping(cmd),
         "auth" => auth(state, session, cmd),
         "multi" => match session.multi {
@@ -881,7 +881,7 @@ async fn set_op_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64)
     use commands::SetOp;
     let name = cmd.name_lower();
     let bulk = |members: Vec<Bytes>| Reply::Set(members.into_iter().map(Reply::Bulk).collect());
-    let (op, store) = match name.as_str() {
+    let (op, store) = match name.as_ref() {
         "smove" => return smove_across(state, db, cmd, txid).await,
         "lmove" | "rpoplpush" | "lmpop" => return list_across(state, db, cmd, txid).await,
         "copy" => return copy_across(state, db, cmd, txid).await,

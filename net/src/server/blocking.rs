@@ -31,7 +31,7 @@ use crate::{Command, Reply};
 /// Whether `cmd` is one of the blocking commands this module runs.
 pub(super) fn is_blocking(cmd: &Command) -> bool {
     matches!(
-        cmd.name_lower().as_str(),
+        cmd.name_lower().as_ref(),
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop"
     )
 }
@@ -120,7 +120,7 @@ fn timeout_then_numkeys(cmd: &Command, twin: &'static str) -> Result<Blocking, R
 
 fn parse(cmd: &Command) -> Result<Blocking, Reply> {
     let a = &cmd.args;
-    match cmd.name_lower().as_str() {
+    match cmd.name_lower().as_ref() {
         "blpop" => keys_then_timeout(cmd, "LMPOP", "LEFT", Shape::KeyElement),
         "brpop" => keys_then_timeout(cmd, "LMPOP", "RIGHT", Shape::KeyElement),
         "bzpopmin" => keys_then_timeout(cmd, "ZMPOP", "MIN", Shape::KeyMemberScore),
@@ -184,7 +184,7 @@ fn reshape(reply: Reply, shape: Shape) -> Reply {
 
 /// The nil a blocking command replies on timeout (or in MULTI with nothing to pop).
 fn nil_of(cmd: &Command) -> Reply {
-    match cmd.name_lower().as_str() {
+    match cmd.name_lower().as_ref() {
         "blmove" | "brpoplpush" => Reply::Null,
         _ => Reply::NullArray,
     }

@@ -33,7 +33,7 @@ pub struct ClientInfo {
     pub proto: Protocol,
     pub created_ms: u64,
     pub last_interaction_ms: u64,
-    pub last_command: String,
+    pub last_command: std::borrow::Cow<'static, str>,
 }
 
 /// Per-connection state seen by the command code.

@@ -227,7 +227,7 @@ pub(super) fn refused_in_subscribe_mode(cmd: &Command) -> Reply {
 /// Runs a pub/sub command for the session's connection.
 pub(super) async fn run(state: &Rc<ShardState>, session: &mut Session, cmd: &Command) -> Reply {
     let name = cmd.name_lower();
-    match name.as_str() {
+    match name.as_ref() {
         "subscribe" => subscribe(state, session, &cmd.args[1..], false),
         "psubscribe" => subscribe(state, session, &cmd.args[1..], true),
         "unsubscribe" => unsubscribe(state, session, &cmd.args[1..], false),

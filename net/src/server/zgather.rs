@@ -92,7 +92,7 @@ pub(super) async fn zset_op_across(
     txid: u64,
 ) -> Reply {
     let name = cmd.name_lower();
-    match name.as_str() {
+    match name.as_ref() {
         "zrangestore" => return zrangestore(state, db, cmd, txid).await,
         "zmpop" => return zmpop(state, db, cmd, txid).await,
         _ => {}
