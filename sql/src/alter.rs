@@ -952,11 +952,12 @@ async fn ingest_raw_rows<C: Cluster>(
             )
         })
         .collect();
+    let (mut row, mut key_bytes) = (Vec::new(), Vec::new());
     for value in values {
-        let row = rowcodec::decode_row_columns(&value, width, &wanted)
+        rowcodec::decode_row_columns_into(&value, width, &wanted, &mut row)
             .map_err(crate::cluster::storage_error)?;
         check_row(table, &row, not_null, &[], env)?;
-        let key_bytes = stmt::key_bytes_of(table, &row)?;
+        stmt::key_bytes_into(table, &row, &mut key_bytes)?;
         let token = rowcodec::row_token(&key_bytes);
         per_shard[cluster.shard_of_token(token)].push_with(
             token,

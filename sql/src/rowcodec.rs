@@ -393,13 +393,26 @@ pub fn decode_row_columns(
     width: usize,
     wanted: &[bool],
 ) -> Result<Vec<Datum>, String> {
+    let mut row = Vec::new();
+    decode_row_columns_into(bytes, width, wanted, &mut row)?;
+    Ok(row)
+}
+
+/// [`decode_row_columns`] into `row`, reusing its allocation (a loop over a million rows).
+pub fn decode_row_columns_into(
+    bytes: &[u8],
+    width: usize,
+    wanted: &[bool],
+    row: &mut Vec<Datum>,
+) -> Result<(), String> {
+    row.clear();
+    row.resize(width, Datum::Null);
     if bytes.len() < 3 || bytes[0] != ROW_FORMAT_VERSION {
         return Err(malformed("header"));
     }
     let count = u16::from_le_bytes([bytes[1], bytes[2]]) as usize;
     let mut at = 3;
     let mut budget = ROW_BLANKS_MAX;
-    let mut row = vec![Datum::Null; width];
     // The values after the last wanted one are not even skipped (count(*) reads none).
     let read = wanted
         .iter()
@@ -416,7 +429,7 @@ pub fn decode_row_columns(
     if read == count && at != bytes.len() {
         return Err(malformed("trailing bytes"));
     }
-    Ok(row)
+    Ok(())
 }
 
 /// Moves past one encoded value without decoding it.

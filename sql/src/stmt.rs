@@ -264,14 +264,25 @@ fn table_scope(table: &Table, qualifier: Option<String>) -> Vec<ScopeColumn> {
 /// The key bytes of a row: its primary key, or a fresh hidden row id.
 pub(crate) fn key_bytes_of(table: &Table, row: &[Datum]) -> Result<Vec<u8>, SqlError> {
     let mut out = Vec::new();
+    key_bytes_into(table, row, &mut out)?;
+    Ok(out)
+}
+
+/// [`key_bytes_of`] into `out` (cleared first), reusing its allocation.
+pub(crate) fn key_bytes_into(
+    table: &Table,
+    row: &[Datum],
+    out: &mut Vec<u8>,
+) -> Result<(), SqlError> {
+    out.clear();
     if table.primary_key.is_empty() {
         out.extend_from_slice(&hidden_row_id());
-        return Ok(out);
+        return Ok(());
     }
     for &c in &table.primary_key {
-        rowcodec::encode_key_datum(&mut out, &row[c])?;
+        rowcodec::encode_key_datum(out, &row[c])?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A 128-bit row id for tables without a primary key: wall-clock nanoseconds and a hash of
