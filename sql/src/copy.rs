@@ -1513,6 +1513,9 @@ impl CopyLoader {
                                         column.ty.sql_name()
                                     ),
                                 ),
+                                crate::pgbinary::BinaryError::InvalidUtf8(_) => {
+                                    SqlError::new("22021", e.to_string())
+                                }
                                 _ => SqlError::new("22P03", "incorrect binary data format"),
                             };
                             with_context(

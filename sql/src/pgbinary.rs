@@ -45,6 +45,9 @@ pub enum BinaryError {
     NoReceive(u32),
     #[error("no binary output function available for type with OID {0}")]
     NoSend(u32),
+    /// Text whose bytes are not UTF-8 (22021, as PostgreSQL's encoding check words it).
+    #[error("invalid byte sequence for encoding \"UTF8\": 0x{0:02x}")]
+    InvalidUtf8(u8),
 }
 
 /// The text form of a binary value of type `oid`.
@@ -68,7 +71,8 @@ pub fn binary_to_text(oid: u32, bytes: &[u8]) -> Result<String, BinaryError> {
         OID_FLOAT4 => float_text(f32::from_be_bytes(fixed(4)?.try_into().expect("4")) as f64),
         OID_FLOAT8 => float_text(f64::from_be_bytes(fixed(8)?.try_into().expect("8"))),
         OID_TEXT | OID_VARCHAR | OID_BPCHAR | OID_NAME | OID_UNKNOWN => {
-            String::from_utf8(bytes.to_vec()).map_err(|_| BinaryError::Malformed)?
+            String::from_utf8(bytes.to_vec())
+                .map_err(|e| BinaryError::InvalidUtf8(e.as_bytes()[e.utf8_error().valid_up_to()]))?
         }
         OID_BYTEA => {
             let mut s = String::with_capacity(2 + bytes.len() * 2);
@@ -332,6 +336,14 @@ mod tests {
         let mut bin = Vec::new();
         text_to_binary(oid, text, &mut bin).expect("encodes");
         binary_to_text(oid, &bin).expect("decodes")
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_names_its_first_bad_byte() {
+        assert_eq!(
+            binary_to_text(OID_TEXT, b"ok\xffno"),
+            Err(BinaryError::InvalidUtf8(0xff))
+        );
     }
 
     #[test]

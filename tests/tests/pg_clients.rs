@@ -1085,6 +1085,19 @@ fn binary_copy_and_csv_force_options() {
             .unwrap();
         let error = sink.finish().await.unwrap_err();
         assert_eq!(code(&error), "22P04", "{error:?}");
+        // Text that is not UTF-8: 22021, as PostgreSQL's encoding check.
+        let sink = client
+            .copy_in("COPY bc (id, name) FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(
+            b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x02\0\0\0\x08\0\0\0\0\0\0\0\x63\0\0\0\x01\xff\xff\xff",
+        ))
+        .await
+        .unwrap();
+        let error = sink.finish().await.unwrap_err();
+        assert_eq!(code(&error), "22021", "{error:?}");
         // CSV: FORCE_NOT_NULL / FORCE_NULL on the way in, FORCE_QUOTE on the way out.
         client
             .batch_execute("CREATE TABLE fc (a int, b text, c text)")

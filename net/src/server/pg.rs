@@ -1560,6 +1560,9 @@ fn param_text(oid: u32, format: i16, bytes: &[u8], index: usize) -> PgResult<Str
             let code = match e {
                 pgbinary::BinaryError::Malformed => "22P03",
                 pgbinary::BinaryError::Insufficient => "08P01",
+                pgbinary::BinaryError::InvalidUtf8(_) => {
+                    return helios_sql::SqlError::new("22021", e.to_string());
+                }
                 _ => "42883",
             };
             helios_sql::SqlError::new(code, format!("{e} ${}", index + 1))
