@@ -954,16 +954,18 @@ async fn ingest_raw_rows<C: Cluster>(
         .collect();
     let (mut row, mut key_bytes) = (Vec::new(), Vec::new());
     for value in values {
-        rowcodec::decode_row_columns_into(&value, width, &wanted, &mut row)
+        rowcodec::decode_row_columns_into(&value, width, &wanted, true, &mut row)
             .map_err(crate::cluster::storage_error)?;
         check_row(table, &row, not_null, &[], env)?;
         stmt::key_bytes_into(table, &row, &mut key_bytes)?;
         let token = rowcodec::row_token(&key_bytes);
-        per_shard[cluster.shard_of_token(token)].push_with(
-            token,
-            |out| rowcodec::row_key_into(out, table.id, token, &key_bytes),
-            |out| out.extend_from_slice(&value),
-        );
+        per_shard[cluster.shard_of_token(token)]
+            .push_with(
+                token,
+                |out| rowcodec::row_key_into(out, table.id, token, &key_bytes),
+                |out| out.extend_from_slice(&value),
+            )
+            .map_err(crate::cluster::storage_error)?;
     }
     // Equal keys have equal tokens, so twins are on one shard, side by side once sorted.
     for rows in &mut per_shard {
@@ -1010,13 +1012,15 @@ async fn ingest_rewritten<C: Cluster>(
 ) -> Result<(), SqlError> {
     let mut per_shard = packed_per_shard(cluster);
     for (token, key, row) in keyed {
-        per_shard[cluster.shard_of_token(token)].push_with(
-            token,
-            |out| out.extend_from_slice(&key),
-            |out| rowcodec::encode_row_into(out, &row),
-        );
+        per_shard[cluster.shard_of_token(token)]
+            .push_with(
+                token,
+                |out| out.extend_from_slice(&key),
+                |out| rowcodec::encode_row_into(out, &row),
+            )
+            .map_err(crate::cluster::storage_error)?;
     }
-    // Already in key order: this only checks it.
+    // Already in key order (`keyed` is sorted), which the sort finds in one pass.
     per_shard.iter_mut().for_each(PackedEntries::sort);
     ingest_per_shard(cluster, per_shard).await
 }

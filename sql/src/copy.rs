@@ -1236,6 +1236,8 @@ pub struct CopyLoader {
     table: Arc<Table>,
     /// Table column of each input field.
     targets: Vec<usize>,
+    /// The fields are every column, in order (the usual COPY): no defaults to fill in.
+    targets_all_in_order: bool,
     options: CopyOptions,
     env: Env,
     /// Bound DEFAULT of each column not among the targets (None: NULL).
@@ -1280,7 +1282,13 @@ struct IngestBuffer {
 }
 
 impl IngestBuffer {
-    fn stage<C: Cluster>(&mut self, cluster: &C, table_id: u32, key_bytes: &[u8], row: &[Datum]) {
+    fn stage<C: Cluster>(
+        &mut self,
+        cluster: &C,
+        table_id: u32,
+        key_bytes: &[u8],
+        row: &[Datum],
+    ) -> Result<(), SqlError> {
         let token = rowcodec::row_token(key_bytes);
         let rows = self
             .per_shard
@@ -1291,9 +1299,11 @@ impl IngestBuffer {
             token,
             |out| rowcodec::row_key_into(out, table_id, token, key_bytes),
             |out| rowcodec::encode_row_into(out, row),
-        );
+        )
+        .map_err(crate::cluster::storage_error)?;
         self.bytes += rows.memory_bytes() - before;
         self.staged += 1;
+        Ok(())
     }
 }
 
@@ -1380,6 +1390,7 @@ impl CopyLoader {
             force_null,
             binary_header_read: false,
             indexes,
+            targets_all_in_order: targets.iter().copied().eq(0..table.columns.len()),
             table,
             targets,
             options,
@@ -1756,8 +1767,9 @@ impl CopyLoader {
         let key_bytes = stmt::key_bytes_of(&self.table, &row)
             .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
         if let Some(buffer) = self.ingest.as_mut() {
-            buffer.stage(cluster, self.table.id, &key_bytes, &row);
-            return Ok(());
+            return buffer
+                .stage(cluster, self.table.id, &key_bytes, &row)
+                .map_err(|e| with_context(e, &self.table.name, self.line, None));
         }
         let key = rowcodec::row_key(self.table.id, &key_bytes);
         let value = rowcodec::encode_row(&row);
@@ -1777,8 +1789,7 @@ impl CopyLoader {
 
     fn row_of(&self, fields: Vec<Field>) -> Result<Vec<Datum>, SqlError> {
         let width = self.table.columns.len();
-        if self.targets.iter().copied().eq(0..width) {
-            // Every column, in order (the usual COPY): no defaults to fill in.
+        if self.targets_all_in_order {
             let mut full = Vec::with_capacity(width);
             for (field, column) in fields.into_iter().zip(&self.table.columns) {
                 full.push(self.field_value(field, column)?);

@@ -324,18 +324,20 @@ async fn execute_copy<C: Cluster>(
         ));
     }
     // A table an open block's DDL holds: wait for the block, as for any other statement
-    // (`execute_statement`); the COPY has read no data and written nothing yet.
+    // (`execute_statement`); the COPY has written nothing yet, and each attempt ends its
+    // statement (so a COPY TO's retry takes a fresh snapshot, not the refused one's).
     let mut planned_on = cluster.catalog().version;
     let mut r = copy::run_copy(session, cluster, sql).await;
+    let mut end = txn::statement_end(cluster, r.is_ok()).await;
     let held = |r: &Result<StatementResult, SqlError>| r.as_ref().is_err_and(refused_for_held);
     if held(&r) {
         let mut polls_left = thaw_polls(session);
         while held(&r) && waited_for_thaw(cluster, planned_on, &mut polls_left).await {
             planned_on = cluster.catalog().version;
             r = copy::run_copy(session, cluster, sql).await;
+            end = txn::statement_end(cluster, r.is_ok()).await;
         }
     }
-    let end = txn::statement_end(cluster, r.is_ok()).await;
     r.and_then(|result| end.map(|()| result))
 }
 

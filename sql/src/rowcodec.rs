@@ -394,15 +394,18 @@ pub fn decode_row_columns(
     wanted: &[bool],
 ) -> Result<Vec<Datum>, String> {
     let mut row = Vec::new();
-    decode_row_columns_into(bytes, width, wanted, &mut row)?;
+    decode_row_columns_into(bytes, width, wanted, false, &mut row)?;
     Ok(row)
 }
 
-/// [`decode_row_columns`] into `row`, reusing its allocation (a loop over a million rows).
+/// [`decode_row_columns`] into `row`, reusing its allocation (a loop over a million rows);
+/// with `whole`, the values after the last wanted one are checked too (a table rewrite that
+/// copies the stored bytes as they are).
 pub fn decode_row_columns_into(
     bytes: &[u8],
     width: usize,
     wanted: &[bool],
+    whole: bool,
     row: &mut Vec<Datum>,
 ) -> Result<(), String> {
     row.clear();
@@ -414,13 +417,14 @@ pub fn decode_row_columns_into(
     let mut at = 3;
     let mut budget = ROW_BLANKS_MAX;
     // The values after the last wanted one are not even skipped (count(*) reads none).
-    let read = wanted
-        .iter()
-        .rposition(|&w| w)
-        .map_or(0, |last| (last + 1).min(count));
-    for (c, &want) in wanted.iter().enumerate().take(read) {
+    let read = match wanted.iter().rposition(|&w| w) {
+        _ if whole => count,
+        Some(last) => (last + 1).min(count),
+        None => 0,
+    };
+    for c in 0..read {
         match row.get_mut(c) {
-            Some(slot) if want => {
+            Some(slot) if wanted.get(c).copied().unwrap_or(false) => {
                 *slot = decode_datum(bytes, &mut at, true, &mut budget)?;
             }
             _ => skip_datum(bytes, &mut at, true)?,

@@ -8,6 +8,10 @@
 
 /// One entry: where its key and value lie in the buffer, and the number its order starts
 /// with (a row's token), so that most comparisons need not read the buffer.
+use super::batch::VALUE_BYTES_MAX;
+use super::key::USER_KEY_BYTES_MAX;
+use super::LsmError;
+
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     order: u64,
@@ -47,39 +51,54 @@ impl PackedEntries {
         self.slots.is_empty()
     }
 
-    /// Bytes held: the keys and values, and the index.
+    /// Bytes allocated for the keys and values and the index (capacity, not use: the
+    /// buffers grow by doubling, and a memory bound must count what they took).
     pub fn memory_bytes(&self) -> usize {
-        self.data.len() + self.slots.len() * PACKED_SLOT_BYTES
+        self.data.capacity() + self.slots.capacity() * PACKED_SLOT_BYTES
     }
 
     /// Appends an entry.
-    pub fn push(&mut self, order: u64, key: &[u8], value: &[u8]) {
+    pub fn push(&mut self, order: u64, key: &[u8], value: &[u8]) -> Result<(), LsmError> {
         self.push_with(
             order,
             |out| out.extend_from_slice(key),
             |out| out.extend_from_slice(value),
-        );
+        )
     }
 
     /// Appends an entry whose key and value the closures write at the end of the buffer, so
-    /// that an encoder need not build them elsewhere first.
+    /// that an encoder need not build them elsewhere first. An entry over the tree's key or
+    /// value limit is refused (and not kept), as a write of it would be.
     pub fn push_with(
         &mut self,
         order: u64,
         write_key: impl FnOnce(&mut Vec<u8>),
         write_value: impl FnOnce(&mut Vec<u8>),
-    ) {
+    ) -> Result<(), LsmError> {
         let start = self.data.len();
         write_key(&mut self.data);
         let key_len = self.data.len() - start;
         write_value(&mut self.data);
         let value_len = self.data.len() - start - key_len;
+        let refused = if key_len > USER_KEY_BYTES_MAX {
+            Some(LsmError::KeyTooLarge { len: key_len })
+        } else if value_len > VALUE_BYTES_MAX {
+            Some(LsmError::ValueTooLarge { len: value_len })
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            self.data.truncate(start);
+            return Err(error);
+        }
+        // Both limits are far under 4 GiB.
         self.slots.push(Slot {
             order,
             start,
-            key_len: u32::try_from(key_len).expect("a key is under 4 GiB"),
-            value_len: u32::try_from(value_len).expect("a value is under 4 GiB"),
+            key_len: key_len as u32,
+            value_len: value_len as u32,
         });
+        Ok(())
     }
 
     /// Orders the entries by (`order`, key). For an ingestion, `order` must agree with the
@@ -170,16 +189,9 @@ fn key_of<'a>(data: &'a [u8], slot: &Slot) -> &'a [u8] {
     &data[slot.start..slot.start + slot.key_len as usize]
 }
 
-/// Entries in the given order (order numbers all 0: [`PackedEntries::sort`] orders by key).
-impl<K: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(K, V)> for PackedEntries {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> PackedEntries {
-        let mut packed = PackedEntries::new();
-        for (key, value) in entries {
-            packed.push(0, key.as_ref(), value.as_ref());
-        }
-        packed
-    }
-}
+// The slots keep lengths as u32.
+const _: () = assert!(USER_KEY_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(VALUE_BYTES_MAX <= u32::MAX as usize);
 
 #[cfg(test)]
 mod tests {
@@ -198,7 +210,7 @@ mod tests {
         ) {
             let mut packed = PackedEntries::new();
             for (order, key, value) in &entries {
-                packed.push(*order, key, value);
+                packed.push(*order, key, value).unwrap();
             }
             packed.sort();
             let mut model = entries.clone();
@@ -221,9 +233,16 @@ mod tests {
     #[test]
     fn push_with_writes_in_place_and_counts_its_memory() {
         let mut packed = PackedEntries::new();
-        packed.push_with(7, |k| k.extend_from_slice(b"key"), |v| v.push(1));
-        packed.push(3, b"a", b"");
-        assert_eq!(packed.memory_bytes(), 5 + 2 * PACKED_SLOT_BYTES);
+        packed
+            .push_with(7, |k| k.extend_from_slice(b"key"), |v| v.push(1))
+            .unwrap();
+        packed.push(3, b"a", b"").unwrap();
+        assert!(packed.memory_bytes() >= 5 + 2 * PACKED_SLOT_BYTES);
+        let huge = vec![0u8; USER_KEY_BYTES_MAX + 1];
+        assert!(matches!(
+            packed.push(1, &huge, b""),
+            Err(LsmError::KeyTooLarge { .. })
+        ));
         packed.sort();
         assert_eq!(packed.get(0), (&b"a"[..], &b""[..]));
         assert_eq!(packed.get(1), (&b"key"[..], &[1u8][..]));

@@ -728,5 +728,9 @@ fn a_failed_ingestion_leaves_no_file_and_the_tree_writable() {
 
 /// Ingestion input from pairs, in the given order.
 fn packed(rows: &[(Bytes, Bytes)]) -> super::PackedEntries {
-    rows.iter().map(|(k, v)| (k, v)).collect()
+    let mut packed = super::PackedEntries::new();
+    for (key, value) in rows {
+        packed.push(0, key, value).unwrap();
+    }
+    packed
 }
