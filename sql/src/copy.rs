@@ -879,7 +879,9 @@ fn finish_options(raw: RawOptions) -> Result<CopyOptions, SqlError> {
 // Records and fields.
 
 /// One field of a record: None is NULL.
-type Field = Option<String>;
+/// One field of a record: None for the NULL string; the record's own bytes when it needs
+/// no unescaping (no allocation per field for the usual record).
+type Field<'a> = Option<std::borrow::Cow<'a, str>>;
 
 fn bad_format(message: impl Into<String>) -> SqlError {
     SqlError::new(BAD_COPY_FILE_FORMAT, message)
@@ -887,7 +889,7 @@ fn bad_format(message: impl Into<String>) -> SqlError {
 
 /// Splits a text-format line (no line terminator) into fields, applying backslash escapes;
 /// a field whose raw text is the NULL string is NULL.
-pub(crate) fn split_text(line: &[u8], o: &CopyOptions) -> Result<Vec<Field>, SqlError> {
+pub(crate) fn split_text<'a>(line: &'a [u8], o: &CopyOptions) -> Result<Vec<Field<'a>>, SqlError> {
     let mut fields = Vec::new();
     let mut start = 0;
     loop {
@@ -910,9 +912,11 @@ pub(crate) fn split_text(line: &[u8], o: &CopyOptions) -> Result<Vec<Field>, Sql
     }
 }
 
-fn unescape_text(raw: &[u8]) -> Result<String, SqlError> {
+fn unescape_text(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, SqlError> {
     if !raw.contains(&b'\\') {
-        return utf8(raw.to_vec());
+        return std::str::from_utf8(raw)
+            .map(std::borrow::Cow::Borrowed)
+            .map_err(|e| invalid_utf8(raw[e.valid_up_to()]));
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -961,17 +965,18 @@ fn unescape_text(raw: &[u8]) -> Result<String, SqlError> {
             other => out.push(other),
         }
     }
-    utf8(out)
+    utf8(out).map(std::borrow::Cow::Owned)
 }
 
 fn utf8(bytes: Vec<u8>) -> Result<String, SqlError> {
-    String::from_utf8(bytes).map_err(|e| {
-        let bad = e.as_bytes()[e.utf8_error().valid_up_to()];
-        SqlError::new(
-            "22021",
-            format!("invalid byte sequence for encoding \"UTF8\": 0x{bad:02x}"),
-        )
-    })
+    String::from_utf8(bytes).map_err(|e| invalid_utf8(e.as_bytes()[e.utf8_error().valid_up_to()]))
+}
+
+fn invalid_utf8(bad: u8) -> SqlError {
+    SqlError::new(
+        "22021",
+        format!("invalid byte sequence for encoding \"UTF8\": 0x{bad:02x}"),
+    )
 }
 
 /// FORCE_NOT_NULL and FORCE_NULL per field of a CSV record (missing: not forced).
@@ -988,7 +993,7 @@ pub(crate) fn split_csv(
     record: &[u8],
     o: &CopyOptions,
     force: CsvForce,
-) -> Result<Vec<Field>, SqlError> {
+) -> Result<Vec<Field<'static>>, SqlError> {
     let mut fields = Vec::new();
     let mut i = 0;
     loop {
@@ -1043,7 +1048,7 @@ pub(crate) fn split_csv(
         if is_null {
             fields.push(None);
         } else {
-            fields.push(Some(utf8(value)?));
+            fields.push(Some(utf8(value)?.into()));
         }
         if i >= record.len() {
             return Ok(fields);
@@ -1514,29 +1519,31 @@ impl CopyLoader {
                 let column = &self.table.columns[t];
                 texts.push(match bytes {
                     None => None,
-                    Some(b) => Some(crate::pgbinary::binary_to_text(column.ty.oid(), b).map_err(
-                        |e| {
-                            let e = match e {
-                                crate::pgbinary::BinaryError::NoReceive(_) => SqlError::new(
-                                    UNDEFINED_FUNCTION,
-                                    format!(
-                                        "no binary input function available for type {}",
-                                        column.ty.sql_name()
+                    Some(b) => Some(
+                        crate::pgbinary::binary_to_text(column.ty.oid(), b)
+                            .map_err(|e| {
+                                let e = match e {
+                                    crate::pgbinary::BinaryError::NoReceive(_) => SqlError::new(
+                                        UNDEFINED_FUNCTION,
+                                        format!(
+                                            "no binary input function available for type {}",
+                                            column.ty.sql_name()
+                                        ),
                                     ),
-                                ),
-                                crate::pgbinary::BinaryError::InvalidUtf8(_) => {
-                                    SqlError::new("22021", e.to_string())
-                                }
-                                _ => SqlError::new("22P03", "incorrect binary data format"),
-                            };
-                            with_context(
-                                e,
-                                &self.table.name,
-                                self.line,
-                                Some(format!(", column {}", column.name)),
-                            )
-                        },
-                    )?),
+                                    crate::pgbinary::BinaryError::InvalidUtf8(_) => {
+                                        SqlError::new("22021", e.to_string())
+                                    }
+                                    _ => SqlError::new("22P03", "incorrect binary data format"),
+                                };
+                                with_context(
+                                    e,
+                                    &self.table.name,
+                                    self.line,
+                                    Some(format!(", column {}", column.name)),
+                                )
+                            })?
+                            .into(),
+                    ),
                 });
             }
             self.push_fields(cluster, texts, None)?;
@@ -2316,7 +2323,12 @@ mod tests {
         CopyOptions::defaults(CopyFormat::Csv)
     }
 
-    fn s(v: &str) -> Field {
+    fn s(v: &str) -> Field<'static> {
+        Some(v.to_string().into())
+    }
+
+    /// A field as the output encoders take it.
+    fn o_(v: &str) -> Option<String> {
         Some(v.to_string())
     }
 
@@ -2480,14 +2492,19 @@ mod tests {
             vec![None, s("")]
         );
         let mut out = Vec::new();
-        encode_copy_row(&mut out, &[s("a"), s("b"), None], &o, &[true, false, true]);
+        encode_copy_row(
+            &mut out,
+            &[o_("a"), o_("b"), None],
+            &o,
+            &[true, false, true],
+        );
         assert_eq!(out, b"\"a\",b,\n");
     }
 
     #[test]
     fn binary_tuples_parse_in_any_chunking_and_round_trip() {
         let oids = [23, 25];
-        let rows = vec![vec![s("7"), None], vec![s("-1"), s("h\u{e9}llo")]];
+        let rows = vec![vec![o_("7"), None], vec![o_("-1"), o_("h\u{e9}llo")]];
         let mut data = binary_header();
         for row in &rows {
             encode_binary_row(&mut data, row, &oids).unwrap();
@@ -2510,7 +2527,7 @@ mod tests {
             let (used, fields) = binary_tuple(rest, 2).unwrap().expect("complete");
             at += used;
             let Some(fields) = fields else { break };
-            let texts: Vec<Field> = fields
+            let texts: Vec<Option<String>> = fields
                 .into_iter()
                 .zip(oids)
                 .map(|(f, oid)| f.map(|b| crate::pgbinary::binary_to_text(oid, b).unwrap()))
@@ -2580,8 +2597,12 @@ mod tests {
                 s("tab\there, comma, \"quote\"\nnewline\\"),
                 s("\\."),
             ];
+            let owned: Vec<Option<String>> = row
+                .iter()
+                .map(|f| f.as_ref().map(|v| v.to_string()))
+                .collect();
             let mut out = Vec::new();
-            encode_copy_row(&mut out, &row, &o, &[]);
+            encode_copy_row(&mut out, &owned, &o, &[]);
             assert_eq!(out.last(), Some(&b'\n'));
             out.pop();
             let back = match o.format {
