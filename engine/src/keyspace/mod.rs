@@ -543,6 +543,10 @@ pub struct Keyspace {
     /// raises it past each one it reads, orphans included), so no incarnation ever reads
     /// another's element keys.
     next_version: u64,
+    /// Set once any value has been offloaded (evicted, or left in the tree at start-up);
+    /// until then no key needs a load, and [`Keyspace::may_need_loads`] lets callers skip
+    /// the per-key check.
+    offloaded_any: bool,
 }
 
 impl Default for Keyspace {
@@ -562,6 +566,7 @@ impl Default for Keyspace {
             expire_counts: [0; DB_COUNT],
             used_bytes: 0,
             next_version: 1,
+            offloaded_any: false,
         }
     }
 }
@@ -612,11 +617,20 @@ impl Keyspace {
     /// If `key` is live but its value is offloaded: its storage key and the entry's stamp, to
     /// read the value from the tree and hand it to [`Keyspace::install_loaded`].
     pub fn needs_load(&self, db: u8, key: &[u8], now_ms: u64) -> Option<(Vec<u8>, u64)> {
+        if !self.offloaded_any {
+            return None;
+        }
         let entry = self.map.get(&key_ref(db, key))?;
         if entry.value.is_resident() || entry.is_expired(now_ms) {
             return None;
         }
         Some((storage::storage_key(db, key).to_vec(), entry.stamp))
+    }
+
+    /// False while no value has ever been offloaded: then [`Keyspace::needs_load`] is None for
+    /// every key.
+    pub fn may_need_loads(&self) -> bool {
+        self.offloaded_any
     }
 
     /// Makes a value read from the tree resident, if the entry is still the one it was read
@@ -666,6 +680,7 @@ impl Keyspace {
                 if let Value::Str(s) = &entry.value {
                     let len = s.len();
                     entry.value = Value::OffloadedStr { len };
+                    self.offloaded_any = true;
                     self.resident_bytes -= len;
                     self.used_bytes -= len;
                     evicted += 1;
@@ -716,7 +731,10 @@ impl Keyspace {
             return Ok(false);
         }
         let value = match decoded.value {
-            Value::Str(s) => Value::OffloadedStr { len: s.len() },
+            Value::Str(s) => {
+                self.offloaded_any = true;
+                Value::OffloadedStr { len: s.len() }
+            }
             hash => hash,
         };
         self.insert_entry(db, key, value, decoded.expire_at_ms);

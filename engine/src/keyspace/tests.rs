@@ -1013,3 +1013,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn no_load_is_needed_until_a_value_is_offloaded() {
+    let mut ks = Keyspace::with_resident_budget(4);
+    let mut log = Vec::new();
+    set(&mut ks, &mut log, 0, "a", "vv", None);
+    assert!(!ks.may_need_loads());
+    assert_eq!(ks.needs_load(0, b"a", 0), None);
+    set(&mut ks, &mut log, 0, "b", "vvvv", None);
+    ks.evict_to_budget();
+    assert!(ks.may_need_loads());
+    assert!(ks.needs_load(0, b"a", 0).is_some());
+}

@@ -464,8 +464,11 @@ impl ShardState {
         cmds: impl Iterator<Item = (u8, &'a Command)>,
     ) -> Vec<(u8, Bytes, Vec<u8>, u64)> {
         let ks = self.ks.borrow();
-        let now_ms = unix_ms();
         let mut missing = Vec::new();
+        if !ks.may_need_loads() {
+            return missing;
+        }
+        let now_ms = unix_ms();
         for (db, cmd) in cmds {
             let Some(spec) = cmd.spec() else {
                 continue;
