@@ -164,6 +164,7 @@ impl Block {
             key: Vec::new(),
             value: Bytes::new(),
             next_at: 0,
+            next_restart: 0,
             valid: false,
         }
     }
@@ -181,6 +182,9 @@ pub struct BlockIter {
     value: Bytes,
     /// Offset of the entry after the current one.
     next_at: usize,
+    /// The first restart point at or after `next_at` (an index into the restart array), so
+    /// stepping knows whether an entry starts a run without searching the array.
+    next_restart: usize,
     valid: bool,
 }
 
@@ -206,13 +210,21 @@ impl BlockIter {
 
     /// Advances to the next entry (or the first, right after a restart seek); invalid at the end.
     pub fn next(&mut self) -> Result<(), &'static str> {
-        let at = self.next_at;
-        if at >= self.block.restarts_at {
-            self.valid = false;
-            return Ok(());
+        if let Some(value) = self.step()? {
+            self.value = self.block.data.slice(value);
         }
+        Ok(())
+    }
+
+    /// Decodes the entry at `next_at` into `key` and returns where its value lies; leaves
+    /// `value` alone (a seek slices only the value it stops at). None at the end.
+    fn step(&mut self) -> Result<Option<std::ops::Range<usize>>, &'static str> {
+        let at = self.next_at;
         self.valid = false;
-        let is_restart = at == 0 || self.is_restart_point(at);
+        if at >= self.block.restarts_at {
+            return Ok(None);
+        }
+        let is_restart = self.passes_restart(at);
         let mut d = Decoder::new(&self.block.data[at..self.block.restarts_at]);
         let shared = d.len(BLOCK_BYTES_MAX)?;
         let unshared = d.len(BLOCK_BYTES_MAX)?;
@@ -227,10 +239,26 @@ impl BlockIter {
         if key::parse(&self.key).is_none() {
             return Err("entry key is not a valid internal key");
         }
-        self.value = self.block.data.slice(value_at..value_at + value_len);
         self.next_at = at + d.pos();
         self.valid = true;
-        Ok(())
+        Ok(Some(value_at..value_at + value_len))
+    }
+
+    /// Whether the entry at `at` starts a run (a restart point; the first entry always does),
+    /// moving `next_restart` past it. Restart points increase (checked by `Block::parse`), so
+    /// this is amortized O(1) as the cursor moves forward.
+    fn passes_restart(&mut self, at: usize) -> bool {
+        while self.next_restart < self.block.restart_count
+            && self.block.restart(self.next_restart) < at
+        {
+            self.next_restart += 1;
+        }
+        let is_restart = self.next_restart < self.block.restart_count
+            && self.block.restart(self.next_restart) == at;
+        if is_restart {
+            self.next_restart += 1;
+        }
+        at == 0 || is_restart
     }
 
     /// Positions at the first entry with key >= `target` by `key::compare`; invalid if none.
@@ -240,8 +268,7 @@ impl BlockIter {
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
             self.seek_to_restart(mid);
-            self.next()?;
-            if !self.valid {
+            if self.step()?.is_none() {
                 return Err("restart point past the entries");
             }
             if key::compare(&self.key, target) == Ordering::Less {
@@ -252,8 +279,11 @@ impl BlockIter {
         }
         self.seek_to_restart(lo);
         loop {
-            self.next()?;
-            if !self.valid || key::compare(&self.key, target) != Ordering::Less {
+            let Some(value) = self.step()? else {
+                return Ok(());
+            };
+            if key::compare(&self.key, target) != Ordering::Less {
+                self.value = self.block.data.slice(value);
                 return Ok(());
             }
         }
@@ -262,20 +292,8 @@ impl BlockIter {
     fn seek_to_restart(&mut self, i: usize) {
         self.key.clear();
         self.next_at = self.block.restart(i);
+        self.next_restart = i;
         self.valid = false;
-    }
-
-    fn is_restart_point(&self, at: usize) -> bool {
-        let (mut lo, mut hi) = (0, self.block.restart_count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.block.restart(mid).cmp(&at) {
-                Ordering::Equal => return true,
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-            }
-        }
-        false
     }
 }
 
@@ -312,6 +330,13 @@ mod tests {
             for (i, k) in keys.iter().enumerate() {
                 it.seek(k).unwrap();
                 assert_eq!(it.key(), &k[..], "interval {interval}");
+                assert_eq!(&it.value()[..], format!("v{i}").as_bytes());
+                // Stepping on from a seek crosses restart points as a scan from the start does.
+                it.next().unwrap();
+                assert_eq!(
+                    it.valid().then(|| it.key()),
+                    keys.get(i + 1).map(|k| &k[..])
+                );
                 // A newer seq of the same user key sorts before it, so seeks land on it too.
                 it.seek(&ikey(&format!("key{i:03}"), 9)).unwrap();
                 assert_eq!(it.key(), &k[..]);

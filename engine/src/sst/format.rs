@@ -58,7 +58,14 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 
 /// Decodes a varint at the start of `bytes`: `(value, bytes used)`. None when cut short, longer
 /// than 10 bytes, or overflowing 64 bits.
+#[inline]
 pub fn get_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    // Most lengths in a block (shared, unshared, value) are under 128: one byte.
+    if let Some(&byte) = bytes.first() {
+        if byte < 0x80 {
+            return Some((u64::from(byte), 1));
+        }
+    }
     let mut value = 0u64;
     for (i, &byte) in bytes.iter().take(VARINT_BYTES_MAX).enumerate() {
         let low = u64::from(byte & 0x7f);
