@@ -94,6 +94,7 @@ fn wire_error(e: wire::WireError) -> BinaryError {
     match e {
         wire::WireError::Insufficient => BinaryError::Insufficient,
         wire::WireError::Malformed => BinaryError::Malformed,
+        wire::WireError::InvalidUtf8(byte) => BinaryError::InvalidUtf8(byte),
     }
 }
 
@@ -101,6 +102,7 @@ fn wire_error(e: wire::WireError) -> BinaryError {
 fn elem_to_text(oid: u32, bytes: &[u8]) -> Result<String, wire::WireError> {
     binary_to_text(oid, bytes).map_err(|e| match e {
         BinaryError::Insufficient => wire::WireError::Insufficient,
+        BinaryError::InvalidUtf8(byte) => wire::WireError::InvalidUtf8(byte),
         _ => wire::WireError::Malformed,
     })
 }
@@ -343,6 +345,26 @@ mod tests {
         assert_eq!(
             binary_to_text(OID_TEXT, b"ok\xffno"),
             Err(BinaryError::InvalidUtf8(0xff))
+        );
+    }
+
+    #[test]
+    fn text_in_an_array_or_jsonb_that_is_not_utf8_names_its_first_bad_byte() {
+        let mut array = Vec::new();
+        text_to_binary(1009, "{ab,cd}", &mut array).expect("encodes text[]");
+        let at = array
+            .iter()
+            .position(|&b| b == b'c')
+            .expect("element bytes");
+        array[at] = 0xfe;
+        assert_eq!(
+            binary_to_text(1009, &array),
+            Err(BinaryError::InvalidUtf8(0xfe))
+        );
+        // jsonb: version byte 1, then the text.
+        assert_eq!(
+            binary_to_text(3802, b"\x01\"a\xc3\""),
+            Err(BinaryError::InvalidUtf8(0xc3))
         );
     }
 

@@ -18,6 +18,15 @@ pub enum WireError {
     Insufficient,
     /// Bytes or text that are no value of the type.
     Malformed,
+    /// Text that is not UTF-8: the first byte that breaks it (22021).
+    InvalidUtf8(u8),
+}
+
+impl WireError {
+    /// The error for `bytes`, which failed UTF-8 validation.
+    pub fn invalid_utf8(bytes: &[u8], error: std::str::Utf8Error) -> WireError {
+        WireError::InvalidUtf8(bytes.get(error.valid_up_to()).copied().unwrap_or(0))
+    }
 }
 
 /// Converts an array element between its text and binary forms (the caller's scalar codecs).
@@ -156,7 +165,7 @@ pub fn binary_to_text(oid: u32, bytes: &[u8], elem: ElemToText) -> Result<String
             if version != JSONB_VERSION {
                 return Err(WireError::Malformed);
             }
-            let text = std::str::from_utf8(text).map_err(|_| WireError::Malformed)?;
+            let text = std::str::from_utf8(text).map_err(|e| WireError::invalid_utf8(text, e))?;
             Datum::Json(crate::json::normalize(text).map_err(|_| WireError::Malformed)?)
         }
         SqlType::Array(e) => return array_from_binary(*e, bytes, elem),
