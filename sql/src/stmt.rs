@@ -650,12 +650,13 @@ pub(crate) struct DoNothing {
 /// The arbiters of ON CONFLICT [target] DO NOTHING: without a target every unique
 /// constraint; with `(columns)` or `ON CONSTRAINT name` the one it names, as PostgreSQL
 /// infers it (42P10 when no unique constraint has exactly those columns).
-fn do_nothing_arbiter<C: Cluster>(
-    cluster: &C,
+fn do_nothing_arbiter(
+    planner: &Planner,
     table: &Table,
+    alias: Option<String>,
     on_conflict: &ast::OnConflict,
 ) -> Result<DoNothing, SqlError> {
-    let unique: Vec<crate::index::IndexSpec> = crate::index::specs_for(&cluster.catalog(), table)
+    let unique: Vec<crate::index::IndexSpec> = crate::index::specs_for(planner.catalog, table)
         .into_iter()
         .filter(|i| i.unique)
         .collect();
@@ -683,9 +684,7 @@ fn do_nothing_arbiter<C: Cluster>(
                 named.push(table.column_index(&plan::ident(c)).ok_or_else(no_arbiter)?);
             }
             let named = sorted(&named);
-            if predicate.is_some() {
-                return Err(no_arbiter());
-            }
+            check_inference_predicate(planner, table, alias, predicate.as_ref())?;
             let indexes: Vec<u32> = unique
                 .iter()
                 .filter(|i| sorted(&i.columns) == named)
@@ -878,7 +877,10 @@ pub(crate) async fn run_insert<C: Cluster>(
     let do_nothing = match &insert.on {
         None => None,
         Some(ast::OnInsert::OnConflict(c)) => match &c.action {
-            ast::OnConflictAction::DoNothing => Some(do_nothing_arbiter(cluster, &table, c)?),
+            ast::OnConflictAction::DoNothing => {
+                let alias = insert.table_alias.as_ref().map(|a| plan::ident(&a.alias));
+                Some(do_nothing_arbiter(&planner, &table, alias, c)?)
+            }
             ast::OnConflictAction::DoUpdate(du) => {
                 let alias = insert.table_alias.as_ref().map(|a| plan::ident(&a.alias));
                 upsert = Some(bind_do_update(&planner, &table, alias, c, du)?);
@@ -1189,6 +1191,36 @@ async fn upsert_on_unique_index<C: Cluster>(
     Ok(written)
 }
 
+/// Checks the `WHERE` of `ON CONFLICT (columns) WHERE predicate` and sets it aside.
+/// PostgreSQL uses the predicate only to infer partial unique indexes, and any index that
+/// satisfies it, a non-partial one included, can be the arbiter. helios has no partial
+/// indexes, so every unique index on the columns qualifies; the predicate must still name
+/// the table's columns and hold no subquery, as PostgreSQL's parse analysis requires.
+fn check_inference_predicate(
+    planner: &Planner,
+    table: &Table,
+    alias: Option<String>,
+    predicate: Option<&ast::Expr>,
+) -> Result<(), SqlError> {
+    let Some(predicate) = predicate else {
+        return Ok(());
+    };
+    let scope = Scope {
+        columns: table_scope(table, alias),
+        parent: None,
+    };
+    let binder = planner.binder(Some(&scope));
+    // Bound but not coerced to boolean: PostgreSQL 15 accepts `WHERE int_column` here.
+    let bound = binder.bind(predicate)?;
+    if !bound.is_row_local() {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "cannot use subquery in index predicate",
+        ));
+    }
+    Ok(())
+}
+
 /// DO UPDATE's SET list, its WHERE, and its arbiter: the primary key (None) or a unique
 /// index (its id).
 type DoUpdate = (Vec<(usize, SetValue)>, Option<Bound>, Option<u32>);
@@ -1236,9 +1268,7 @@ fn bind_do_update(
             named.dedup();
             let mut pk = table.primary_key.clone();
             pk.sort_unstable();
-            if predicate.is_some() {
-                return Err(no_arbiter());
-            }
+            check_inference_predicate(planner, table, alias.clone(), predicate.as_ref())?;
             if pk.is_empty() || named != pk {
                 arbiter = Some(unique_index(&named).ok_or_else(no_arbiter)?);
             }
