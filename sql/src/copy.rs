@@ -173,6 +173,17 @@ pub struct CopyStatement {
     /// FROM STDIN (true) or TO STDOUT (false).
     pub from: bool,
     pub options: CopyOptions,
+    /// COPY FROM's `WHERE condition`: rows it is not true for are skipped.
+    pub filter: Option<CopyFilter>,
+}
+
+/// The condition of `COPY ... FROM STDIN WHERE condition`, as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyFilter {
+    /// The statement's text after WHERE.
+    pub text: String,
+    /// Characters before `text` in the statement (to place error positions).
+    pub offset: usize,
 }
 
 /// What the protocol layer must do for a COPY FROM STDIN: send CopyInResponse for
@@ -229,6 +240,13 @@ enum Token {
     Punct(char),
     /// `( query )` after COPY: the text between the parentheses.
     Query(String),
+    /// `WHERE condition`: the rest of the statement, parsed as SQL (`at` is the 0-based
+    /// character offset of WHERE, `text_at` of the text after it).
+    Where {
+        at: usize,
+        text_at: usize,
+        text: String,
+    },
 }
 
 fn syntax_error(near: &str) -> SqlError {
@@ -354,6 +372,15 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, SqlError> {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
+            if word.eq_ignore_ascii_case("where") {
+                // COPY FROM's condition is an SQL expression: sqlparser takes it from here.
+                tokens.push(Token::Where {
+                    at: start,
+                    text_at: i,
+                    text: chars[i..].iter().collect(),
+                });
+                return Ok(tokens);
+            }
             tokens.push(Token::Word(word.to_lowercase()));
         } else if "(),.;*".contains(c) {
             tokens.push(Token::Punct(c));
@@ -437,6 +464,7 @@ fn token_text(t: &Token) -> String {
         Token::Str(s) => format!("'{s}'"),
         Token::Punct(c) => c.to_string(),
         Token::Query(q) => format!("({q})"),
+        Token::Where { .. } => "where".to_string(),
     }
 }
 
@@ -503,12 +531,24 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyStatement, SqlError> {
     }
     let options = parse_options(&mut cur)?;
     check_direction(&options, from)?;
-    if cur.eat_word("where") {
-        return Err(SqlError::new(
-            FEATURE_NOT_SUPPORTED,
-            "COPY FROM with a WHERE clause is not supported",
-        ));
-    }
+    let filter = match cur.peek().cloned() {
+        Some(Token::Where { at, text_at, text }) => {
+            cur.at += 1;
+            if !from {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "WHERE clause not allowed with COPY TO",
+                )
+                .at(Some(at + 1)));
+            }
+            crate::parse_copy_filter(&text).map_err(|e| shift_position(e, text_at))?;
+            Some(CopyFilter {
+                text,
+                offset: text_at,
+            })
+        }
+        _ => None,
+    };
     if cur.peek().is_some() {
         return Err(cur.error_here());
     }
@@ -516,7 +556,15 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyStatement, SqlError> {
         source,
         from,
         options,
+        filter,
     })
+}
+
+/// An error about part of a statement, placed in the whole statement (`offset` characters
+/// come before the part).
+pub(crate) fn shift_position(mut e: SqlError, offset: usize) -> SqlError {
+    e.position = e.position.map(|p| p + offset);
+    e
 }
 
 /// Options that only one direction takes (PostgreSQL 16's messages).
@@ -1248,6 +1296,9 @@ pub struct CopyLoader {
     /// Bound DEFAULT of each column not among the targets (None: NULL).
     defaults: Vec<Option<Bound>>,
     checks: Vec<(String, Bound)>,
+    /// COPY FROM's WHERE, bound over the table's columns: a row it is not true for is
+    /// skipped (before the constraints are checked, as PostgreSQL does).
+    filter: Option<Bound>,
     /// The table's secondary indexes, kept with its rows.
     indexes: Vec<crate::index::IndexSpec>,
     /// Bytes of an incomplete record carried to the next chunk.
@@ -1363,8 +1414,15 @@ impl CopyLoader {
         table: Arc<Table>,
         targets: Vec<usize>,
         options: CopyOptions,
+        filter: Option<&CopyFilter>,
     ) -> Result<CopyLoader, SqlError> {
         let env = Env::of(session);
+        let filter = filter
+            .map(|f| {
+                stmt::bind_copy_filter(session, cluster_catalog, &table, &f.text)
+                    .map_err(|e| shift_position(e, f.offset))
+            })
+            .transpose()?;
         let mut defaults = Vec::with_capacity(table.columns.len());
         for (i, column) in table.columns.iter().enumerate() {
             defaults.push(match (&column.default, targets.contains(&i)) {
@@ -1402,6 +1460,7 @@ impl CopyLoader {
             env,
             defaults,
             checks,
+            filter,
             partial: Vec::new(),
             scanned: 0,
             scan_in_quote: false,
@@ -1768,9 +1827,12 @@ impl CopyLoader {
                 context(),
             ));
         }
-        let row = self
+        let Some(row) = self
             .row_of(fields)
-            .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
+            .map_err(|e| with_context(e, &self.table.name, self.line, context()))?
+        else {
+            return Ok(()); // COPY FROM ... WHERE skipped it
+        };
         let key_bytes = stmt::key_bytes_of(&self.table, &row)
             .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
         if let Some(buffer) = self.ingest.as_mut() {
@@ -1794,15 +1856,16 @@ impl CopyLoader {
         Ok(())
     }
 
-    fn row_of(&self, fields: Vec<Field>) -> Result<Vec<Datum>, SqlError> {
+    /// The table row a record gives (None: COPY's WHERE skips it), checked against the
+    /// table's constraints.
+    fn row_of(&self, fields: Vec<Field>) -> Result<Option<Vec<Datum>>, SqlError> {
         let width = self.table.columns.len();
         if self.targets_all_in_order {
             let mut full = Vec::with_capacity(width);
             for (field, column) in fields.into_iter().zip(&self.table.columns) {
                 full.push(self.field_value(field, column)?);
             }
-            stmt::verify_row(&self.table, &self.checks, &full, &self.env)?;
-            return Ok(full);
+            return self.filter_and_verify(full);
         }
         let mut row: Vec<Option<Datum>> = vec![None; width];
         for (field, &t) in fields.into_iter().zip(&self.targets) {
@@ -1819,8 +1882,23 @@ impl CopyLoader {
                 }
             });
         }
-        stmt::verify_row(&self.table, &self.checks, &full, &self.env)?;
-        Ok(full)
+        self.filter_and_verify(full)
+    }
+
+    fn filter_and_verify(&self, row: Vec<Datum>) -> Result<Option<Vec<Datum>>, SqlError> {
+        if let Some(filter) = &self.filter {
+            let cx = Eval {
+                env: &self.env,
+                row: &row,
+                outer: None,
+                inputs: None,
+            };
+            if eval(filter, &cx)? != Datum::Bool(true) {
+                return Ok(None);
+            }
+        }
+        stmt::verify_row(&self.table, &self.checks, &row, &self.env)?;
+        Ok(Some(row))
     }
 
     /// A batch of rows is ready to go to the shards.
@@ -2007,6 +2085,7 @@ pub fn copy_in_loader<C: Cluster>(
         table,
         targets,
         start.statement.options.clone(),
+        start.statement.filter.as_ref(),
     )?;
     if freeze && crate::txn::copy_may_ingest(cluster, &loader.table, !loader.indexes.is_empty()) {
         loader.ingest = Some(IngestBuffer::default());
@@ -2330,6 +2409,33 @@ mod tests {
     /// A field as the output encoders take it.
     fn o_(v: &str) -> Option<String> {
         Some(v.to_string())
+    }
+
+    #[test]
+    fn a_where_condition_is_kept_as_written_for_copy_from_only() {
+        let c = parse_copy("copy t from stdin (format csv) where a > 'where';").unwrap();
+        assert_eq!(c.options.format, CopyFormat::Csv);
+        assert_eq!(
+            c.filter,
+            Some(CopyFilter {
+                text: " a > 'where';".into(),
+                offset: 36,
+            })
+        );
+        assert_eq!(parse_copy("copy t from stdin").unwrap().filter, None);
+        // A quoted column named where is a column, not the clause.
+        let c = parse_copy("copy t (\"where\") from stdin").unwrap();
+        assert_eq!(c.filter, None);
+        let e = parse_copy("copy t to stdout where a > 1").unwrap_err();
+        assert_eq!(
+            (e.sqlstate, e.message.as_str(), e.position),
+            ("0A000", "WHERE clause not allowed with COPY TO", Some(18))
+        );
+        let e = parse_copy("copy t from stdin where a > 1 b").unwrap_err();
+        assert_eq!(
+            (e.sqlstate, e.message.as_str(), e.position),
+            ("42601", "syntax error at or near \"b\"", Some(31))
+        );
     }
 
     #[test]

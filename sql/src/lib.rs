@@ -886,6 +886,25 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
         .map_err(|e| parse_error(sql, e))
 }
 
+/// Parses the condition of `COPY ... FROM STDIN WHERE condition`: one expression, then
+/// only semicolons. Error positions are within `text`.
+pub(crate) fn parse_copy_filter(text: &str) -> Result<sqlparser::ast::Expr, SqlError> {
+    let mut parser = Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(PARSE_DEPTH_MAX)
+        .try_with_sql(text)
+        .map_err(|e| parse_error(text, e))?;
+    let expr = parser.parse_expr().map_err(|e| parse_error(text, e))?;
+    while parser.consume_token(&sqlparser::tokenizer::Token::SemiColon) {}
+    let next = parser.peek_token();
+    if next.token != sqlparser::tokenizer::Token::EOF {
+        let e = parser
+            .expected::<()>("end of input", next)
+            .expect_err("expected() always fails");
+        return Err(parse_error(text, e));
+    }
+    Ok(expr)
+}
+
 /// sqlparser's error → PostgreSQL's wording: `syntax error at or near "x"` / `at end of input`.
 fn parse_error(sql: &str, e: ParserError) -> SqlError {
     let message = match e {

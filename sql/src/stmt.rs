@@ -491,6 +491,50 @@ pub(crate) fn bind_table_expr(
     planner.binder(Some(&scope)).bind(&e)
 }
 
+/// Binds the condition of `COPY ... FROM STDIN WHERE condition` over the table's columns,
+/// with PostgreSQL's checks: boolean, no aggregate, no subquery. Positions are within `text`.
+pub(crate) fn bind_copy_filter(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    table: &Table,
+    text: &str,
+) -> Result<Bound, SqlError> {
+    let e = crate::parse_copy_filter(text)?;
+    let positions = Positions::new(text);
+    if crate::expr::contains_aggregate(&e) {
+        return Err(SqlError::new(
+            GROUPING_ERROR,
+            "aggregate functions are not allowed in COPY FROM WHERE conditions",
+        )
+        .at(positions.offset(sqlparser::ast::Spanned::span(&e).start)));
+    }
+    let params = RefCell::new(Vec::new());
+    let planner = Planner::new(session, text, &positions, catalog, &params);
+    let scope = Scope {
+        columns: table_scope(table, None),
+        parent: None,
+    };
+    let binder = planner.binder(Some(&scope));
+    let b = binder.bind(&e)?;
+    if !b.is_row_local() {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "cannot use subquery in COPY FROM WHERE condition",
+        ));
+    }
+    if b.ty != SqlType::Bool && b.ty != SqlType::Unknown {
+        return Err(SqlError::new(
+            DATATYPE_MISMATCH,
+            format!(
+                "argument of WHERE must be type boolean, not type {}",
+                b.ty.sql_name()
+            ),
+        )
+        .at(b.pos));
+    }
+    binder.coerce(b, SqlType::Bool, TYPMOD_NONE)
+}
+
 fn parse_expr(text: &str) -> Result<ast::Expr, SqlError> {
     sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
         .try_with_sql(text)
