@@ -481,6 +481,18 @@ pub(crate) fn bind_table_expr(
     text: &str,
 ) -> Result<Bound, SqlError> {
     let e = parse_expr(text)?;
+    with_table_binder(session, catalog, table, text, |binder| binder.bind(&e))
+}
+
+/// Runs `f` with a binder over `table`'s columns for the expression text `text` (positions
+/// are within it).
+fn with_table_binder<T>(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    table: &Table,
+    text: &str,
+    f: impl FnOnce(&Binder) -> Result<T, SqlError>,
+) -> Result<T, SqlError> {
     let positions = Positions::new(text);
     let params = RefCell::new(Vec::new());
     let planner = Planner::new(session, text, &positions, catalog, &params);
@@ -488,7 +500,7 @@ pub(crate) fn bind_table_expr(
         columns: table_scope(table, None),
         parent: None,
     };
-    planner.binder(Some(&scope)).bind(&e)
+    f(&planner.binder(Some(&scope)))
 }
 
 /// Binds the condition of `COPY ... FROM STDIN WHERE condition` over the table's columns,
@@ -500,39 +512,33 @@ pub(crate) fn bind_copy_filter(
     text: &str,
 ) -> Result<Bound, SqlError> {
     let e = crate::parse_copy_filter(text)?;
-    let positions = Positions::new(text);
     if crate::expr::contains_aggregate(&e) {
         return Err(SqlError::new(
             GROUPING_ERROR,
             "aggregate functions are not allowed in COPY FROM WHERE conditions",
         )
-        .at(positions.offset(sqlparser::ast::Spanned::span(&e).start)));
+        .at(Positions::new(text).offset(sqlparser::ast::Spanned::span(&e).start)));
     }
-    let params = RefCell::new(Vec::new());
-    let planner = Planner::new(session, text, &positions, catalog, &params);
-    let scope = Scope {
-        columns: table_scope(table, None),
-        parent: None,
-    };
-    let binder = planner.binder(Some(&scope));
-    let b = binder.bind(&e)?;
-    if !b.is_row_local() {
-        return Err(SqlError::new(
-            FEATURE_NOT_SUPPORTED,
-            "cannot use subquery in COPY FROM WHERE condition",
-        ));
-    }
-    if b.ty != SqlType::Bool && b.ty != SqlType::Unknown {
-        return Err(SqlError::new(
-            DATATYPE_MISMATCH,
-            format!(
-                "argument of WHERE must be type boolean, not type {}",
-                b.ty.sql_name()
-            ),
-        )
-        .at(b.pos));
-    }
-    binder.coerce(b, SqlType::Bool, TYPMOD_NONE)
+    with_table_binder(session, catalog, table, text, |binder| {
+        let b = binder.bind(&e)?;
+        if !b.is_row_local() {
+            return Err(SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                "cannot use subquery in COPY FROM WHERE condition",
+            ));
+        }
+        if b.ty != SqlType::Bool && b.ty != SqlType::Unknown {
+            return Err(SqlError::new(
+                DATATYPE_MISMATCH,
+                format!(
+                    "argument of WHERE must be type boolean, not type {}",
+                    b.ty.sql_name()
+                ),
+            )
+            .at(b.pos));
+        }
+        binder.coerce(b, SqlType::Bool, TYPMOD_NONE)
+    })
 }
 
 fn parse_expr(text: &str) -> Result<ast::Expr, SqlError> {
