@@ -257,6 +257,8 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, SqlError> {
     let chars: Vec<char> = sql.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
+    // Parentheses open around the current token (an option list): WHERE there is a word.
+    let mut depth = 0usize;
     while i < chars.len() {
         let c = chars[i];
         if c.is_whitespace() {
@@ -372,7 +374,9 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, SqlError> {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
-            if word.eq_ignore_ascii_case("where") {
+            // After a dot it is a name (`public.where`), inside an option list an option.
+            let clause = depth == 0 && tokens.last() != Some(&Token::Punct('.'));
+            if clause && word.eq_ignore_ascii_case("where") {
                 // COPY FROM's condition is an SQL expression: sqlparser takes it from here.
                 tokens.push(Token::Where {
                     at: start,
@@ -383,6 +387,11 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, SqlError> {
             }
             tokens.push(Token::Word(word.to_lowercase()));
         } else if "(),.;*".contains(c) {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
             tokens.push(Token::Punct(c));
             i += 1;
         } else {
@@ -530,10 +539,16 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyStatement, SqlError> {
         }
     }
     let options = parse_options(&mut cur)?;
-    check_direction(&options, from)?;
+    // PostgreSQL's grammar takes the condition, and refuses it with COPY TO, before the
+    // options are checked; `COPY (query) TO` has no WHERE in its grammar at all.
     let filter = match cur.peek().cloned() {
         Some(Token::Where { at, text_at, text }) => {
+            if matches!(source, CopySource::Query(_)) {
+                let word: String = sql.chars().skip(at).take("where".len()).collect();
+                return Err(syntax_error(&word).at(Some(at + 1)));
+            }
             cur.at += 1;
+            crate::parse_copy_filter(&text).map_err(|e| shift_position(e, text_at))?;
             if !from {
                 return Err(SqlError::new(
                     FEATURE_NOT_SUPPORTED,
@@ -541,7 +556,6 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyStatement, SqlError> {
                 )
                 .at(Some(at + 1)));
             }
-            crate::parse_copy_filter(&text).map_err(|e| shift_position(e, text_at))?;
             Some(CopyFilter {
                 text,
                 offset: text_at,
@@ -549,6 +563,7 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyStatement, SqlError> {
         }
         _ => None,
     };
+    check_direction(&options, from)?;
     if cur.peek().is_some() {
         return Err(cur.error_here());
     }
@@ -2431,6 +2446,28 @@ mod tests {
             (e.sqlstate, e.message.as_str(), e.position),
             ("0A000", "WHERE clause not allowed with COPY TO", Some(18))
         );
+        // After a dot `where` is a table name; in an option list, an (unknown) option.
+        let c = parse_copy("copy public.where from stdin").unwrap();
+        assert_eq!(
+            c.source,
+            CopySource::Table {
+                name: vec!["public".into(), "where".into()],
+                columns: vec![]
+            }
+        );
+        let e = parse_copy("copy t from stdin (where true)").unwrap_err();
+        assert_eq!(e.message, "option \"where\" not recognized");
+        // The query form has no WHERE; COPY TO's refusal comes before option checks but
+        // after the condition parses, as in PostgreSQL's grammar.
+        let e = parse_copy("copy (select 1) to stdout WHERE true").unwrap_err();
+        assert_eq!(
+            (e.sqlstate, e.message.as_str(), e.position),
+            ("42601", "syntax error at or near \"WHERE\"", Some(27))
+        );
+        let e = parse_copy("copy t to stdout (freeze) where a > 1").unwrap_err();
+        assert_eq!((e.sqlstate, e.position), ("0A000", Some(27)));
+        let e = parse_copy("copy t to stdout where a >;").unwrap_err();
+        assert_eq!((e.sqlstate, e.position), ("42601", Some(27)));
         let e = parse_copy("copy t from stdin where a > 1 b").unwrap_err();
         assert_eq!(
             (e.sqlstate, e.message.as_str(), e.position),

@@ -500,7 +500,10 @@ fn with_table_binder<T>(
         columns: table_scope(table, None),
         parent: None,
     };
-    f(&planner.binder(Some(&scope)))
+    let mut binder = planner.binder(Some(&scope));
+    // A stored expression or COPY's WHERE has no parameters to take: `$1` is 42P02.
+    binder.params = None;
+    f(&binder)
 }
 
 /// Binds the condition of `COPY ... FROM STDIN WHERE condition` over the table's columns,

@@ -224,6 +224,11 @@ fn copy_from_where_skips_rows_the_condition_rejects() {
             "LINE 1: COPY cw FROM STDIN WHERE a >;\n                                    ^",
         ),
         (
+            "COPY cw FROM STDIN WHERE a = $1",
+            "ERROR:  there is no parameter $1",
+            "LINE 1: COPY cw FROM STDIN WHERE a = $1\n                                     ^",
+        ),
+        (
             "COPY cw FROM STDIN WHERE a IN (SELECT 1)",
             "ERROR:  cannot use subquery in COPY FROM WHERE condition",
             "",
