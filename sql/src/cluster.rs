@@ -16,7 +16,7 @@ use helios_engine::rt::Runtime;
 use crate::catalog::{Catalog, DdlChange, DdlOutcome, DdlRequest, SequenceDef, Table};
 use crate::error::*;
 use crate::exec::{self, AggState, Row};
-use crate::expr::{eval, AggCall, Bound, Env, Eval, Kind};
+use crate::expr::{eval, passes, AggCall, Bound, Env, Eval, Kind};
 use crate::plan::{JoinKind, SortKey};
 use crate::rowcodec::{self, decode_row, table_prefix};
 use crate::txn::{LockMode, LockWait, ReadView, ShardTxns, WaitGraph};
@@ -685,7 +685,7 @@ fn in_fragment_order(req: &ScanRequest, candidates: ScanRows) -> Result<Vec<Byte
     for (key, row) in candidates.keys.into_iter().zip(candidates.rows) {
         let values = keys
             .iter()
-            .map(|k| eval(&k.expr, &shard_eval(&req.env, &row)))
+            .map(|k| eval(&k.expr, &Eval::over_row(&req.env, &row)))
             .collect::<Result<Vec<_>, _>>()?;
         keyed.push((values, key));
     }
@@ -843,14 +843,6 @@ fn selected(
     match filter {
         None => Some(all),
         Some(f) => vector::filter(f, &BatchCx::on_shard(env, &batch.rows), &all).ok(),
-    }
-}
-
-/// True when the row passes the filter (a row-at-a-time evaluation).
-fn passes(filter: Option<&Bound>, env: &Env, row: &[Datum]) -> Result<bool, SqlError> {
-    match filter {
-        None => Ok(true),
-        Some(f) => Ok(eval(f, &shard_eval(env, row))? == Datum::Bool(true)),
     }
 }
 
@@ -1092,17 +1084,6 @@ impl TableScan<'_> {
     }
 }
 
-/// Evaluation over a row on a shard: no enclosing row, no other fetches' rows (fragments
-/// carry only row-local expressions).
-fn shard_eval<'a>(env: &'a Env, row: &'a [Datum]) -> Eval<'a> {
-    Eval {
-        env,
-        row,
-        outer: None,
-        inputs: None,
-    }
-}
-
 /// The right side of a co-located join, hashed on its key columns.
 struct JoinProbe<'a> {
     join: &'a ColocatedSide,
@@ -1138,7 +1119,7 @@ impl<'a> JoinProbe<'a> {
             joined.extend_from_slice(&left);
             joined.extend_from_slice(&self.rows[i]);
             if let Some(r) = &self.join.residual {
-                if eval(r, &shard_eval(env, &joined))? != Datum::Bool(true) {
+                if eval(r, &Eval::over_row(env, &joined))? != Datum::Bool(true) {
                     continue;
                 }
             }
@@ -1164,7 +1145,7 @@ impl BroadcastSide {
     fn probe(&self, env: &Env, row: Row, sink: &mut Sink, key: &Bytes) -> Result<bool, SqlError> {
         let mut values = Vec::with_capacity(self.probe_keys.len());
         for k in &self.probe_keys {
-            values.push(eval(k, &shard_eval(env, &row))?);
+            values.push(eval(k, &Eval::over_row(env, &row))?);
         }
         let candidates: &[usize] = exec::join_key(values.iter())
             .and_then(|k| self.index.get(&k))
@@ -1180,7 +1161,7 @@ impl BroadcastSide {
             joined.extend_from_slice(left);
             joined.extend_from_slice(right);
             if let Some(r) = &self.residual {
-                if eval(r, &shard_eval(env, &joined))? != Datum::Bool(true) {
+                if eval(r, &Eval::over_row(env, &joined))? != Datum::Bool(true) {
                     continue;
                 }
             }
@@ -1438,7 +1419,7 @@ impl<'a> Sink<'a> {
             Stage::TopN { keys, count, best } => {
                 let mut values = Vec::with_capacity(keys.len());
                 for k in keys.iter() {
-                    values.push(eval(&k.expr, &shard_eval(env, &row))?);
+                    values.push(eval(&k.expr, &Eval::over_row(env, &row))?);
                 }
                 best.push((values, row));
                 rows_budget(best.len())?;
@@ -1452,7 +1433,9 @@ impl<'a> Sink<'a> {
                 calls,
                 grouper,
             } => {
-                grouper.add(groups, calls, &row, &|b, r| eval(b, &shard_eval(env, r)))?;
+                grouper.add(groups, calls, &row, &|b, r| {
+                    eval(b, &Eval::over_row(env, r))
+                })?;
                 rows_budget(grouper.len())?;
                 Ok(true)
             }
@@ -1735,16 +1718,8 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                     continue;
                 };
                 let row = decode_row(&current, spec.table.columns.len()).map_err(storage_error)?;
-                if let Some(f) = &spec.filter {
-                    let cx = Eval {
-                        env: &spec.env,
-                        row: &row,
-                        outer: None,
-                        inputs: None,
-                    };
-                    if eval(f, &cx)? != Datum::Bool(true) {
-                        continue;
-                    }
+                if !passes(spec.filter.as_ref(), &spec.env, &row)? {
+                    continue;
                 }
                 batch.delete(key.clone());
                 outcome.modified.push(row);
@@ -1934,17 +1909,10 @@ fn modify_row(
     current: &[Datum],
     input: &[Datum],
 ) -> Result<Option<Row>, SqlError> {
-    let cx = Eval {
-        env: &spec.env,
-        row: input,
-        outer: None,
-        inputs: None,
-    };
-    if let Some(f) = &spec.filter {
-        if eval(f, &cx)? != Datum::Bool(true) {
-            return Ok(None);
-        }
+    if !passes(spec.filter.as_ref(), &spec.env, input)? {
+        return Ok(None);
     }
+    let cx = Eval::over_row(&spec.env, input);
     let mut row = current.to_vec();
     for (column, value) in &spec.sets {
         let def = &spec.table.columns[*column];

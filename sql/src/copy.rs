@@ -1901,16 +1901,8 @@ impl CopyLoader {
     }
 
     fn filter_and_verify(&self, row: Vec<Datum>) -> Result<Option<Vec<Datum>>, SqlError> {
-        if let Some(filter) = &self.filter {
-            let cx = Eval {
-                env: &self.env,
-                row: &row,
-                outer: None,
-                inputs: None,
-            };
-            if eval(filter, &cx)? != Datum::Bool(true) {
-                return Ok(None);
-            }
+        if !crate::expr::passes(self.filter.as_ref(), &self.env, &row)? {
+            return Ok(None);
         }
         stmt::verify_row(&self.table, &self.checks, &row, &self.env)?;
         Ok(Some(row))

@@ -1658,12 +1658,27 @@ pub(crate) struct Eval<'a> {
 
 impl<'a> Eval<'a> {
     pub(crate) fn new(env: &'a Env) -> Eval<'a> {
+        Eval::over_row(env, &[])
+    }
+
+    /// Evaluation over one row: no enclosing row, no other fetches' rows (row-local
+    /// expressions: a shard's fragments, a write's filter, COPY's WHERE).
+    pub(crate) fn over_row(env: &'a Env, row: &'a [Datum]) -> Eval<'a> {
         Eval {
             env,
-            row: &[],
+            row,
             outer: None,
             inputs: None,
         }
+    }
+}
+
+/// True when `row` passes `filter` as a WHERE does: only a true result passes (false and
+/// NULL do not); no filter passes everything.
+pub(crate) fn passes(filter: Option<&Bound>, env: &Env, row: &[Datum]) -> Result<bool, SqlError> {
+    match filter {
+        None => Ok(true),
+        Some(f) => Ok(eval(f, &Eval::over_row(env, row))? == Datum::Bool(true)),
     }
 }
 

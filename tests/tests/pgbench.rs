@@ -45,6 +45,15 @@ fn psql(port: u16, statements: &[&str], stdin: Option<&str>) -> (bool, String, S
     )
 }
 
+/// A helios on two shards for the psql tests; None (the test skips) where psql is missing.
+fn server_for_psql() -> Option<HeliosServer> {
+    if pg_tool("psql").is_none() {
+        eprintln!("psql not installed; skipping (tools/test.sh installs postgresql-15)");
+        return None;
+    }
+    Some(HeliosServer::start(ServerOpts::default().shards(2)))
+}
+
 fn query(port: u16, sql: &str) -> String {
     let (ok, out, err) = psql(port, &[sql], None);
     assert!(ok, "{sql}: {err}");
@@ -143,11 +152,9 @@ fn pgbench_initializes_and_runs_tpcb_in_every_query_mode_with_consistent_balance
 /// columns' defaults. Messages and positions as PostgreSQL 15 gives them.
 #[test]
 fn copy_from_where_skips_rows_the_condition_rejects() {
-    if pg_tool("psql").is_none() {
-        eprintln!("psql not installed; skipping (tools/test.sh installs postgresql-15)");
+    let Some(mut server) = server_for_psql() else {
         return;
-    }
-    let mut server = HeliosServer::start(ServerOpts::default().shards(2));
+    };
     let port = server.pg_port();
     query(
         port,
@@ -244,11 +251,9 @@ fn copy_from_where_skips_rows_the_condition_rejects() {
 
 #[test]
 fn copy_loads_text_and_csv_refuses_malformed_lines_whole_and_reads_back() {
-    if pg_tool("psql").is_none() {
-        eprintln!("psql not installed; skipping (tools/test.sh installs postgresql-15)");
+    let Some(mut server) = server_for_psql() else {
         return;
-    }
-    let mut server = HeliosServer::start(ServerOpts::default().shards(2));
+    };
     let port = server.pg_port();
     query(
         port,
