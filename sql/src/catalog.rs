@@ -54,6 +54,20 @@ pub struct Catalog {
     /// Tables open blocks' DDL changed, with the block that holds them.
     #[serde(skip)]
     held: std::sync::OnceLock<HashMap<u32, u64>>,
+    /// [`Catalog::view_for`] a connection with no DDL pending: computed once per version.
+    #[serde(skip)]
+    committed_view: CommittedView,
+}
+
+/// A cache of a catalog's view without any open block's DDL. A clone starts empty: a
+/// changed copy must not answer with its original's view.
+#[derive(Debug, Default)]
+struct CommittedView(std::sync::OnceLock<Arc<Catalog>>);
+
+impl Clone for CommittedView {
+    fn clone(&self) -> CommittedView {
+        CommittedView::default()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -499,6 +513,7 @@ impl Catalog {
             pending: BTreeMap::new(),
             live: std::sync::OnceLock::new(),
             held: std::sync::OnceLock::new(),
+            committed_view: CommittedView::default(),
         };
         c.add_database(DEFAULT_DATABASE);
         c
@@ -611,27 +626,30 @@ impl Catalog {
         let owner = owner.filter(|_| change.is_transactional());
         let tracked = change.is_transactional() && (owner.is_some() || !self.pending.is_empty());
         let before = tracked.then(|| self.clone());
-        let mut outcome = self.apply_plain(change)?;
+        let others_pending = self.pending.keys().any(|&txn| Some(txn) != mine);
+        let retry = others_pending.then(|| change.clone());
+        let mut outcome = match self.apply_plain(change) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                if let Some(change) = retry {
+                    self.refuse_if_held_name_decides(change, mine)?;
+                }
+                return Err(e);
+            }
+        };
         let Some(before) = before else {
             return Ok(outcome);
         };
         let entries = crate::ddl_undo::diff(&before, self);
+        if let (true, Some(change)) = (entries.is_empty(), retry) {
+            // IF [NOT] EXISTS finding the name another block made or dropped.
+            self.refuse_if_held_name_decides(change, mine)?;
+        }
         let tables = crate::ddl_undo::affected_tables(&before, self, &entries);
+        self.refuse_entries_held_by_others(&entries, mine)?;
         for (txn, pending) in &self.pending {
             if Some(*txn) == mine {
                 continue;
-            }
-            let held_keys = pending
-                .steps
-                .iter()
-                .flat_map(|s| s.entries.iter().map(|e| &e.0));
-            for key in held_keys {
-                if let Some((k, _)) = entries
-                    .iter()
-                    .find(|(k, _)| crate::ddl_undo::overlaps(k, key))
-                {
-                    return Err(held_by_another_block(crate::ddl_undo::entry_name(k)));
-                }
             }
             if let Some(id) = pending.held_tables().find(|id| tables.contains(id)) {
                 return Err(held_by_another_block(&before.table_name(id)));
@@ -651,6 +669,47 @@ impl Catalog {
             self.live = std::sync::OnceLock::new();
         }
         Ok(outcome)
+    }
+
+    /// A change that failed or did nothing (CREATE of a name that exists, DROP of one that
+    /// does not, with or without IF [NOT] EXISTS) but would have worked on the catalog as the connection sees it, without other blocks'
+    /// uncommitted DDL, changing an entry one of them changed: refused with 55P03 instead,
+    /// so the statement waits for that block and runs again, as PostgreSQL's would wait for
+    /// the block's lock before it knows whether the name is taken.
+    fn refuse_if_held_name_decides(
+        &self,
+        change: DdlChange,
+        mine: Option<u64>,
+    ) -> Result<(), SqlError> {
+        let seen = self.without_ddl_of(|txn| Some(txn) != mine);
+        let mut changed = seen.clone();
+        if changed.apply_plain(change).is_err() {
+            return Ok(());
+        }
+        let entries = crate::ddl_undo::diff(&seen, &changed);
+        self.refuse_entries_held_by_others(&entries, mine)
+    }
+
+    /// Refuses (55P03) changing an entry another open block's DDL changed: undoing that
+    /// block would undo this change too.
+    fn refuse_entries_held_by_others(
+        &self,
+        entries: &[(EntryKey, crate::ddl_undo::Before)],
+        mine: Option<u64>,
+    ) -> Result<(), SqlError> {
+        let others = self.pending.iter().filter(|(txn, _)| Some(**txn) != mine);
+        for (_, pending) in others {
+            let held_keys = pending.steps.iter().flat_map(|s| s.entries.iter());
+            for (key, _) in held_keys {
+                if let Some((k, _)) = entries
+                    .iter()
+                    .find(|(k, _)| crate::ddl_undo::overlaps(k, key))
+                {
+                    return Err(held_by_another_block(crate::ddl_undo::entry_name(k)));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refuses (55P03) a change that freezes a table another block holds, or drops a
@@ -706,7 +765,7 @@ impl Catalog {
         if let Some(mark) = undo_from {
             while pending.steps.last().is_some_and(|s| s.mark >= mark) {
                 let step = pending.steps.pop().expect("checked");
-                crate::ddl_undo::undo_step(self, step);
+                crate::ddl_undo::undo_step(self, &step);
             }
         } else {
             pending.steps.clear();
@@ -731,6 +790,44 @@ impl Catalog {
             }
             held
         })
+    }
+
+    /// The catalog as a connection sees it: other open blocks' uncommitted DDL is not there
+    /// (their before-images are), as PostgreSQL's catalog rows are MVCC-visible only once
+    /// committed. `block` is the connection's transaction block, whose own DDL it sees.
+    ///
+    /// The view keeps the open blocks' pending steps, so a relation they changed is still
+    /// held (a statement on it waits for the block), and its ids, live and held tables are
+    /// the whole catalog's: nothing judged from the view lets another block's rows go.
+    pub fn view_for(this: &Arc<Catalog>, block: Option<u64>) -> Arc<Catalog> {
+        if this.pending.keys().all(|&txn| Some(txn) == block) {
+            return this.clone();
+        }
+        let owns_pending = block.is_some_and(|b| this.pending.contains_key(&b));
+        if !owns_pending {
+            let view = this
+                .committed_view
+                .0
+                .get_or_init(|| Arc::new(this.without_ddl_of(|_| true)));
+            return view.clone();
+        }
+        Arc::new(this.without_ddl_of(|txn| Some(txn) != block))
+    }
+
+    /// This catalog with the pending DDL of the blocks `undo` picks undone.
+    fn without_ddl_of(&self, undo: impl Fn(u64) -> bool) -> Catalog {
+        let mut view = self.clone();
+        for (&txn, pending) in &self.pending {
+            if !undo(txn) {
+                continue;
+            }
+            for step in pending.steps.iter().rev() {
+                crate::ddl_undo::undo_step(&mut view, step);
+            }
+        }
+        view.live = std::sync::OnceLock::from(self.live_ids().clone());
+        view.held = std::sync::OnceLock::from(self.held_tables().clone());
+        view
     }
 
     /// This catalog with no relation held (for describing a statement, which reads nothing).
@@ -1416,6 +1513,60 @@ mod tests {
             round.table("postgres", None, "t1"),
             c.table("postgres", None, "t1")
         );
+    }
+
+    #[test]
+    fn connections_see_no_other_blocks_uncommitted_ddl() {
+        let create = |t: &str, if_not_exists| DdlChange::CreateTable {
+            database: "postgres".into(),
+            table: table(t),
+            if_not_exists,
+            sequences: Vec::new(),
+        };
+        let drop = |t: &str| DdlChange::DropTables {
+            database: "postgres".into(),
+            tables: vec![("public".into(), t.into())],
+            if_exists: false,
+        };
+        let owner = |txn| Some(DdlOwner { txn, mark: 0 });
+        let mut c = Catalog::new();
+        c.apply(create("kept", false)).unwrap();
+        c.apply_owned(create("mine", false), owner(1)).unwrap();
+        c.apply_owned(drop("kept"), owner(1)).unwrap();
+        let c = Arc::new(c);
+        let has = |c: &Catalog, t: &str| c.table("postgres", None, t).is_some();
+        // Block 1 sees its own DDL; everyone else sees the catalog as it was.
+        assert!(Arc::ptr_eq(&Catalog::view_for(&c, Some(1)), &c));
+        let others = Catalog::view_for(&c, None);
+        assert!(!has(&others, "mine") && has(&others, "kept"));
+        assert!(Arc::ptr_eq(&others, &Catalog::view_for(&c, Some(7))));
+        // The view still holds what block 1 changed, and keeps its ids live.
+        assert_eq!(others.held_tables(), c.held_tables());
+        let mine = c.table("postgres", None, "mine").unwrap().id;
+        assert!(!others
+            .live_ids()
+            .is_dead_key(&crate::rowcodec::row_key(mine, b"k")));
+        // Block 2's DDL is hidden from block 1 and the other way round.
+        let mut c = (*c).clone();
+        c.apply_owned(create("theirs", false), owner(2)).unwrap();
+        let c = Arc::new(c);
+        let one = Catalog::view_for(&c, Some(1));
+        assert!(has(&one, "mine") && !has(&one, "theirs") && !has(&one, "kept"));
+        let two = Catalog::view_for(&c, Some(2));
+        assert!(!has(&two, "mine") && has(&two, "theirs") && has(&two, "kept"));
+        // Whether another block's name is free waits on that block (55P03), with or
+        // without IF NOT EXISTS; a name taken for everyone is 42P07 at once.
+        let mut next = (*c).clone();
+        for change in [create("mine", false), create("mine", true), drop("theirs")] {
+            let e = next.clone().apply_owned(change, None).unwrap_err();
+            assert_eq!(e.sqlstate, "55P03", "{e:?}");
+        }
+        next.apply_owned(create("theirs", false), owner(1))
+            .unwrap_err();
+        let e = next.apply_owned(create("other", false), None);
+        assert!(e.is_ok());
+        let e = next.apply_owned(create("other", false), None).unwrap_err();
+        assert_eq!(e.sqlstate, DUPLICATE_TABLE);
     }
 
     #[test]

@@ -285,7 +285,7 @@ fn union<'a, V>(
 
 /// Puts one step's entries back: schemas that existed first (their relations need them),
 /// then the relations, then the schemas the step created.
-pub fn undo_step(catalog: &mut Catalog, step: UndoStep) {
+pub fn undo_step(catalog: &mut Catalog, step: &UndoStep) {
     for (key, before) in &step.entries {
         if let (EntryKey::Schema { database, schema }, Before::Schema(id)) = (key, before) {
             if let Some(db) = catalog.databases.get_mut(database) {

@@ -169,7 +169,7 @@ impl LocalCluster {
 
 impl Cluster for LocalCluster {
     fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.borrow().clone()
+        crate::txn::catalog_view(&self.catalog.borrow(), self.conn_txn())
     }
 
     fn shard_count(&self) -> usize {
@@ -181,7 +181,8 @@ impl Cluster for LocalCluster {
     }
 
     async fn apply_ddl(&self, mut req: DdlRequest) -> Result<DdlOutcome, SqlError> {
-        let mut next = (*self.catalog()).clone();
+        // The whole catalog, not this connection's view of it.
+        let mut next = (**self.catalog.borrow()).clone();
         crate::cluster::settle_markers(&self.shards[0], &next, &mut req).await?;
         let outcome = next.apply_owned(req.change, req.owner)?;
         let lsn = store_catalog(&self.shards[0], &next, &outcome.markers).await?;

@@ -1209,6 +1209,26 @@ impl TxnState {
     }
 }
 
+/// The catalog as the connection owning `conn` sees it: without other open blocks'
+/// uncommitted DDL ([`Catalog::view_for`]).
+pub fn catalog_view(
+    catalog: &std::sync::Arc<crate::catalog::Catalog>,
+    conn: &std::cell::RefCell<ConnTxn>,
+) -> std::sync::Arc<crate::catalog::Catalog> {
+    if catalog.pending.is_empty() {
+        return catalog.clone();
+    }
+    let Ok(conn) = conn.try_borrow() else {
+        debug_assert!(
+            false,
+            "the catalog is read while the connection's transaction changes"
+        );
+        return catalog.clone();
+    };
+    let block = conn.current.as_ref().map(|t| t.id);
+    crate::catalog::Catalog::view_for(catalog, block)
+}
+
 /// Starts a transaction on the connection.
 pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: bool) -> TxnId {
     let id = cluster.new_txn_id();

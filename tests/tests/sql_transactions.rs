@@ -1503,10 +1503,32 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
             &a,
             "BEGIN; CREATE TABLE fresh (id int8 PRIMARY KEY); INSERT INTO fresh VALUES (1);
              ALTER TABLE base ADD COLUMN extra int8 DEFAULT 5; DROP INDEX other_id;
-             DROP TABLE gone",
+             DROP TABLE gone; CREATE SEQUENCE fresh_seq; CREATE VIEW fresh_view AS SELECT 1",
         )
         .await;
         assert_eq!(one_i64(&a, "SELECT sum(extra)::int8 FROM base").await, 500);
+        // The block's new names are its own until it commits, and what it dropped is still
+        // listed for others, as PostgreSQL's catalog rows are visible once committed.
+        let listed = "SELECT count(*) FROM pg_class WHERE relname IN ('fresh', 'other_id')
+                      AND relkind IN ('r', 'i')";
+        assert_eq!(one_i64(&a, listed).await, 1);
+        assert_eq!(one_i64(&a, "SELECT nextval('fresh_seq')").await, 1);
+        assert_eq!(one_i64(&b, listed).await, 1);
+        for unseen in [
+            "SELECT * FROM fresh",
+            "SELECT nextval('fresh_seq')",
+            "SELECT * FROM fresh_view",
+        ] {
+            assert_eq!(code(&fails(&b, unseen).await), "42P01", "{unseen}");
+        }
+        assert_eq!(
+            one_i64(
+                &b,
+                "SELECT count(*) FROM pg_class WHERE relname = 'fresh' OR relname = 'fresh_pkey'"
+            )
+            .await,
+            0
+        );
         // Another session's DDL on what the block changed (the same table, an index of it,
         // the same name as another kind of relation) waits for it, up to lock_timeout.
         ok(&b, "SET lock_timeout = '200ms'").await;
@@ -1515,6 +1537,10 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
             "CREATE INDEX base_v ON base (v)",
             "CREATE VIEW gone AS SELECT 1",
             "CREATE INDEX other_id ON other (id)",
+            // Whether the name is free depends on the block: wait for it.
+            "CREATE TABLE fresh (x int)",
+            "CREATE TABLE IF NOT EXISTS fresh (x int)",
+            "CREATE SEQUENCE fresh_seq",
         ] {
             assert_eq!(code(&fails(&b, ddl).await), "55P03", "{ddl}");
         }
@@ -1538,6 +1564,13 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
         write.await.unwrap();
         assert_eq!(code(&fails(&a, "SELECT extra FROM base").await), "42703");
         assert_eq!(code(&fails(&a, "SELECT * FROM fresh").await), "42P01");
+        // The rolled-back block's names are free again.
+        ok(
+            &b,
+            "CREATE TABLE fresh (x int); DROP TABLE fresh; CREATE SEQUENCE fresh_seq;
+             DROP SEQUENCE fresh_seq",
+        )
+        .await;
         assert_eq!(one_i64(&a, "SELECT count(*) FROM gone").await, 0);
         assert_eq!(one_i64(&a, "SELECT count(*) FROM base").await, 101);
         // The index came back and covers the row written while it was dropped.

@@ -44,7 +44,7 @@ impl ShardCluster {
 
 impl Cluster for ShardCluster {
     fn catalog(&self) -> Arc<Catalog> {
-        self.state.catalog.borrow().clone()
+        helios_sql::txn::catalog_view(&self.state.catalog.borrow(), &self.conn)
     }
 
     fn shard_count(&self) -> usize {
