@@ -1078,6 +1078,11 @@ impl TableScan<'_> {
         let width = self.table.columns.len();
         match self.wanted {
             None => decode_row(value, width),
+            // Nothing downstream names a column (`columns_read` saw every expression):
+            // count(*) and `SELECT 1` get an empty row, not `width` NULLs per row.
+            Some(wanted) if !wanted.contains(&true) => {
+                rowcodec::check_row_header(value).map(|()| Vec::new())
+            }
             Some(wanted) => rowcodec::decode_row_columns(value, width, wanted),
         }
         .map_err(storage_error)

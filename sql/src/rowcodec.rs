@@ -410,9 +410,7 @@ pub fn decode_row_columns_into(
 ) -> Result<(), String> {
     row.clear();
     row.resize(width, Datum::Null);
-    if bytes.len() < 3 || bytes[0] != ROW_FORMAT_VERSION {
-        return Err(malformed("header"));
-    }
+    check_row_header(bytes)?;
     let count = u16::from_le_bytes([bytes[1], bytes[2]]) as usize;
     let mut at = 3;
     let mut budget = ROW_BLANKS_MAX;
@@ -432,6 +430,14 @@ pub fn decode_row_columns_into(
     }
     if read == count && at != bytes.len() {
         return Err(malformed("trailing bytes"));
+    }
+    Ok(())
+}
+
+/// Checks that `bytes` start as a stored row does (its format version and value count).
+pub fn check_row_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 3 || bytes[0] != ROW_FORMAT_VERSION {
+        return Err(malformed("header"));
     }
     Ok(())
 }

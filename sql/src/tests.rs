@@ -1385,8 +1385,15 @@ fn projection_pushdown_returns_only_read_columns() {
             "SELECT g FROM t UNION SELECT x FROM t ORDER BY 1",
             "WITH c AS (SELECT id, s FROM t) SELECT a.s, b.id FROM c a JOIN c b ON a.id = b.id ORDER BY 2",
             "SELECT id FROM empty",
+            // No column read at all: the fragments decode nothing.
+            "SELECT 1 FROM t ORDER BY 1 LIMIT 3",
+            "SELECT count(*), count(1), 7 AS k FROM t GROUP BY k",
+            "SELECT count(*) FROM t WHERE random() >= 0",
         ],
     );
+    assert_eq!(got[12], "?column?:23 => 1 / 1 / 1 [SELECT 3]");
+    assert_eq!(got[13], "count:20,count:20,k:23 => 10|10|7 [SELECT 1]");
+    assert_eq!(got[14], "count:20 => 10 [SELECT 1]");
     assert_eq!(
         got[0],
         "s:25 => a / b / NULL / d / e / f / g / h / a / B [SELECT 10]"
