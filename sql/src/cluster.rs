@@ -935,7 +935,7 @@ impl TableScan<'_> {
                 (None, false) => break,
                 (None, true) => true,
                 (Some(_), false) => false,
-                (Some((k, _)), true) => iter.key() < k,
+                (Some((k, _)), true) => iter.user_key() < &k[..],
             };
             if from_tree {
                 if self.keep_keys {
@@ -945,7 +945,7 @@ impl TableScan<'_> {
                 iter.next().await.map_err(storage_error)?;
             } else {
                 let (key, value) = intent.take().expect("an intent is next");
-                if iter.valid() && iter.key() == &key {
+                if iter.valid() && iter.user_key() == &key[..] {
                     iter.next().await.map_err(storage_error)?;
                 }
                 intent = self.view.next_intent(&key, true, upper.as_deref());
@@ -991,7 +991,7 @@ impl TableScan<'_> {
             iter.seek(&range.lower).await.map_err(storage_error)?;
             while iter.valid() {
                 if let Some(row_key) =
-                    crate::index::row_key_of(iter.key()).filter(|k| k.starts_with(&table_keys))
+                    crate::index::row_key_of(iter.user_key()).filter(|k| k.starts_with(&table_keys))
                 {
                     row_keys.push(Bytes::copy_from_slice(row_key));
                     rows_budget(row_keys.len())?;

@@ -289,7 +289,14 @@ pub struct DbIter<F: FileSystem> {
     /// Keeps the sequence number pinned (compaction keeps what it needs) while we iterate.
     snapshot: Snapshot,
     upper_bound: Option<Bytes>,
-    key: Bytes,
+    /// The current user key, in a buffer reused from row to row: a scan that never asks
+    /// for the key as [`Bytes`] allocates nothing per row.
+    key: Vec<u8>,
+    /// [`DbIter::key`]'s copy of `key`, made on first ask.
+    key_bytes: std::cell::OnceCell<Bytes>,
+    /// A user key whose remaining versions `settle` skips (the one just returned, or a
+    /// deleted one); meaningful while `skipping`.
+    skip: Vec<u8>,
     value: Bytes,
     valid: bool,
     /// Pins the files the iterator reads.
@@ -307,7 +314,9 @@ impl<F: FileSystem> DbIter<F> {
             merge: MergingIter::over(memtables, &version),
             snapshot,
             upper_bound,
-            key: Bytes::new(),
+            key: Vec::new(),
+            key_bytes: std::cell::OnceCell::new(),
+            skip: Vec::new(),
             value: Bytes::new(),
             valid: false,
             _version: version,
@@ -316,20 +325,21 @@ impl<F: FileSystem> DbIter<F> {
 
     pub async fn seek_to_first(&mut self) -> Result<(), LsmError> {
         self.merge.seek_to_first().await?;
-        self.settle(None).await
+        self.settle(false).await
     }
 
     /// Positions at the first live key >= `user_key`.
     pub async fn seek(&mut self, user_key: &[u8]) -> Result<(), LsmError> {
         self.merge.seek(user_key, self.snapshot.seq()).await?;
-        self.settle(None).await
+        self.settle(false).await
     }
 
     pub async fn next(&mut self) -> Result<(), LsmError> {
         assert!(self.valid, "next on an invalid iterator");
-        let done = std::mem::take(&mut self.key);
+        // The key just returned is skipped from now on: its older versions follow it.
+        std::mem::swap(&mut self.key, &mut self.skip);
         self.merge.next().await?;
-        self.settle(Some(done)).await
+        self.settle(true).await
     }
 
     pub fn valid(&self) -> bool {
@@ -337,6 +347,12 @@ impl<F: FileSystem> DbIter<F> {
     }
 
     pub fn key(&self) -> &Bytes {
+        self.key_bytes
+            .get_or_init(|| Bytes::copy_from_slice(&self.key))
+    }
+
+    /// The current user key, without making it [`Bytes`].
+    pub fn user_key(&self) -> &[u8] {
         &self.key
     }
 
@@ -345,9 +361,11 @@ impl<F: FileSystem> DbIter<F> {
     }
 
     /// Advances the merge to the newest visible version of the next user key that is live,
-    /// skipping `skip` (a key already returned or deleted) and versions newer than the snapshot.
-    async fn settle(&mut self, mut skip: Option<Bytes>) -> Result<(), LsmError> {
+    /// skipping the versions of `self.skip` (with `skipping`: a key already returned or
+    /// deleted) and versions newer than the snapshot.
+    async fn settle(&mut self, mut skipping: bool) -> Result<(), LsmError> {
         let snapshot = self.snapshot.seq();
+        self.key_bytes = std::cell::OnceCell::new();
         loop {
             if !self.merge.valid() {
                 self.valid = false;
@@ -360,17 +378,21 @@ impl<F: FileSystem> DbIter<F> {
                     return Ok(());
                 }
             }
-            let hidden = cur.seq > snapshot || skip.as_deref() == Some(cur.user_key);
+            let hidden = cur.seq > snapshot || (skipping && self.skip == cur.user_key);
             if !hidden {
-                let user_key = Bytes::copy_from_slice(cur.user_key);
                 match cur.kind {
                     ValueKind::Put => {
                         self.value = cur.value.clone();
-                        self.key = user_key;
+                        self.key.clear();
+                        self.key.extend_from_slice(cur.user_key);
                         self.valid = true;
                         return Ok(());
                     }
-                    ValueKind::Delete => skip = Some(user_key),
+                    ValueKind::Delete => {
+                        self.skip.clear();
+                        self.skip.extend_from_slice(cur.user_key);
+                        skipping = true;
+                    }
                 }
             }
             self.merge.next().await?;
