@@ -20,6 +20,16 @@ use crate::lsm::key::{self, SeqNo, ValueKind};
 /// Largest single read; a larger block is read in pieces (bounds one I/O buffer).
 const SST_READ_BYTES_MAX: usize = 8 << 20;
 
+/// The first 8 bytes of a user key, big-endian, zero-padded. For user keys a < b,
+/// key_prefix(a) <= key_prefix(b): at the first byte where the padded forms differ, either
+/// both keys have that byte, or the shorter key ended there (and is the smaller one).
+fn key_prefix(user_key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = user_key.len().min(8);
+    bytes[..n].copy_from_slice(&user_key[..n]);
+    u64::from_be_bytes(bytes)
+}
+
 /// One index entry: a data block and the last internal key in it.
 #[derive(Debug)]
 struct IndexEntry {
@@ -34,6 +44,9 @@ pub struct SstReader<F: FileSystem> {
     file_id: u64,
     cache: Rc<BlockCache>,
     index: Vec<IndexEntry>,
+    /// [`key_prefix`] of each index entry's user key, side by side: a point read's binary
+    /// search over a large file's index touches this array, not one allocation per probe.
+    index_prefixes: Vec<u64>,
     bloom: Bloom,
     props: SstProperties,
     info: SstInfo,
@@ -84,12 +97,17 @@ impl<F: FileSystem> SstReader<F> {
             seq_min: props.seq_min,
             seq_max: props.seq_max,
         };
+        let index_prefixes = index
+            .iter()
+            .map(|e| key_prefix(key::user_key(&e.last_key)))
+            .collect();
         Ok(Rc::new(SstReader {
             path: path.to_path_buf(),
             file,
             file_id,
             cache,
             index,
+            index_prefixes,
             bloom,
             props,
             info,
@@ -179,7 +197,13 @@ impl<F: FileSystem> SstReader<F> {
     /// First data block whose last key is ≥ `target`: the only one that can hold the first
     /// entry ≥ `target`.
     fn index_lower_bound(&self, target: &[u8]) -> usize {
-        self.index
+        // Prefixes order as user keys do (an entry with a smaller prefix is before the
+        // target, one with a larger prefix is not): only the entries sharing the target's
+        // prefix need whole keys compared.
+        let prefix = key_prefix(key::user_key(target));
+        let low = self.index_prefixes.partition_point(|&p| p < prefix);
+        let high = low + self.index_prefixes[low..].partition_point(|&p| p == prefix);
+        low + self.index[low..high]
             .partition_point(|entry| key::compare(&entry.last_key, target).is_lt())
     }
 
@@ -303,6 +327,9 @@ async fn read_index<D: DmaFile>(
     let mut index: Vec<IndexEntry> = Vec::new();
     while it.valid() {
         let data = BlockHandle::decode(it.value()).map_err(err)?;
+        if key::parse(it.key()).is_none() {
+            return Err(err("index key is not an internal key"));
+        }
         let expected_offset = index.last().map_or(0, |e| e.handle.end());
         if data.offset != expected_offset || data.end() > handle.offset {
             return Err(err("data block handle out of place"));

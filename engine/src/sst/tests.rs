@@ -92,11 +92,28 @@ fn value_strategy() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// A 4-letter alphabet (zero bytes included) and short keys: many versions per key, the
+/// empty key, and keys that are prefixes of others. Half of them share a 7-byte head, so that
+/// keys of 7 to 11 bytes agree on their first 8 bytes, or on all but the 8th (the index
+/// search compares 8-byte prefixes first).
+fn user_key_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let tail = proptest::collection::vec(
+        prop_oneof![Just(0u8), Just(b'a'), Just(b'b'), Just(b'c')],
+        0..5,
+    );
+    (any::<bool>(), tail).prop_map(|(long, tail)| {
+        let head: &[u8] = if long { b"shared!" } else { b"" };
+        [head, &tail].concat()
+    })
+}
+
 fn model_strategy() -> impl Strategy<Value = Model> {
-    // A 3-letter alphabet and short keys: many versions per key, the empty key, and keys that
-    // are prefixes of others.
-    let user_key = proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'c')], 0..5);
-    let entry = (user_key, 0u64..40, any::<bool>(), value_strategy());
+    let entry = (
+        user_key_strategy(),
+        0u64..40,
+        any::<bool>(),
+        value_strategy(),
+    );
     proptest::collection::vec(entry, 1..300).prop_map(|entries| {
         let mut model = Model::new();
         for (user_key, seq, put, value) in entries {
@@ -157,10 +174,7 @@ proptest! {
     fn matches_model(
         model in model_strategy(),
         (block_bytes, restart_interval) in options_strategy(),
-        probes in proptest::collection::vec(
-            (proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'c')], 0..6), 0u64..45),
-            0..60,
-        ),
+        probes in proptest::collection::vec((user_key_strategy(), 0u64..45), 0..60),
     ) {
         let fs = new_fs();
         let compressions = [Compression::None, Compression::Lz4, Compression::Zstd(3)];
