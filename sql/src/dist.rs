@@ -199,12 +199,16 @@ async fn scan_shards<C: Cluster>(
             crate::txn::write_ctx(cluster, s, req.table.id);
         }
     }
+    // Only the fragments hold the snapshot's pin ticket now: the commit gate opens once
+    // every one of them has pinned.
+    if let [shard] = shards[..] {
+        // A point read (or one shard): no join, no request copy.
+        return Ok(vec![cluster.scan(shard, req).await?]);
+    }
     let futures: Vec<_> = shards
         .iter()
         .map(|&s| cluster.scan(s, req.clone()))
         .collect();
-    // Only the fragments hold the snapshot's pin ticket now: the commit gate opens once
-    // every one of them has pinned.
     drop(req);
     futures_util::future::join_all(futures)
         .await
