@@ -34,6 +34,7 @@ pub(crate) enum Builtin {
     SplitPart,
     StartsWith,
     Initcap,
+    QuoteIdent,
     Md5,
     Ascii,
     Chr,
@@ -182,6 +183,7 @@ fn signatures(name: &str) -> &'static [Sig] {
         "split_part" => &[sig!(B::SplitPart, [TX, TX, I4], Ret(T::Text))],
         "starts_with" => &[sig!(B::StartsWith, [TX, TX], Ret(T::Bool))],
         "initcap" => &[sig!(B::Initcap, [TX], Ret(T::Text))],
+        "quote_ident" => &[sig!(B::QuoteIdent, [TX], Ret(T::Text))],
         "md5" => &[
             sig!(B::Md5, [TX], Ret(T::Text)),
             sig!(B::Md5, [P::Is(T::Bytea)], Ret(T::Text)),
@@ -588,6 +590,7 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
         }
         (B::StartsWith, [Datum::Text(s), Datum::Text(p)]) => Datum::Bool(s.starts_with(p.as_str())),
         (B::Initcap, [Datum::Text(s)]) => Datum::Text(initcap(s)),
+        (B::QuoteIdent, [Datum::Text(s)]) => Datum::Text(crate::quote_ident(s)),
         (B::Md5, [d]) => {
             use md5::Digest;
             let bytes: &[u8] = match d {

@@ -57,6 +57,8 @@ pub(crate) const PG_CATALOG_OID: i64 = 11;
 pub(crate) const PUBLIC_OID: i64 = 2200;
 pub(crate) const INFORMATION_SCHEMA_OID: i64 = 13000;
 pub(crate) const SUPERUSER_OID: i64 = 10;
+/// `pg_class` itself: the class of every relation OID (`pg_depend.classid`).
+const PG_CLASS_OID: i64 = 1259;
 const HEAP_AM: i64 = 2;
 const BTREE_AM: i64 = 403;
 const FIRST_NORMAL_OID: i64 = 16384;
@@ -110,6 +112,15 @@ struct IndexInfo {
     def: crate::catalog::IndexDef,
 }
 
+/// A sequence (CREATE SEQUENCE, or a serial column's): its OID, schema and definition.
+#[derive(Debug)]
+struct SequenceInfo {
+    oid: i64,
+    nsp: i64,
+    schema: String,
+    def: crate::catalog::SequenceDef,
+}
+
 /// What the catalog relations and functions see for one statement: the catalog and the
 /// session's user, database, search path and settings.
 #[derive(Debug)]
@@ -123,12 +134,15 @@ pub(crate) struct Snapshot {
     tables: Vec<TableInfo>,
     /// Secondary indexes (CREATE INDEX).
     indexes: Vec<IndexInfo>,
+    sequences: Vec<SequenceInfo>,
+    /// Sequence OID → position in `sequences`.
+    sequence_by_oid: HashMap<i64, usize>,
     /// Table and primary key index OIDs → (position in `tables`, is the index); secondary
     /// index OIDs are in `index_by_oid`.
     by_oid: HashMap<i64, (usize, bool)>,
     /// Secondary index OID → position in `indexes`.
     index_by_oid: HashMap<i64, usize>,
-    /// (schema, relation name) → OID, for tables and their primary key indexes.
+    /// (schema, relation name) → OID, for tables, indexes and sequences.
     by_name: HashMap<(String, String), i64>,
     params: Vec<(String, String)>,
 }
@@ -160,6 +174,7 @@ impl Snapshot {
             name: "pg_catalog".to_string(),
         }];
         let mut tables = Vec::new();
+        let mut sequences = Vec::new();
         let mut pending_indexes = Vec::new();
         if let Some(db) = catalog.database(&database) {
             for (name, schema) in &db.schemas {
@@ -180,6 +195,12 @@ impl Snapshot {
                     });
                 }
                 pending_indexes.extend(schema.indexes.values().map(|i| (name.clone(), i.clone())));
+                sequences.extend(schema.sequences.values().map(|q| SequenceInfo {
+                    oid: object_oid(q.id),
+                    nsp: oid,
+                    schema: name.clone(),
+                    def: q.clone(),
+                }));
             }
         }
         schemas.push(SchemaInfo {
@@ -213,6 +234,13 @@ impl Snapshot {
             index_by_oid.insert(oid, indexes.len());
             indexes.push(IndexInfo { oid, table, def });
         }
+        let mut sequence_by_oid = HashMap::new();
+        for (i, q) in sequences.iter().enumerate() {
+            by_name
+                .entry((q.schema.clone(), q.def.name.clone()))
+                .or_insert(q.oid);
+            sequence_by_oid.insert(q.oid, i);
+        }
         Snapshot {
             user,
             database,
@@ -221,6 +249,8 @@ impl Snapshot {
             schemas,
             tables,
             indexes,
+            sequences,
+            sequence_by_oid,
             by_oid,
             index_by_oid,
             by_name,
@@ -250,6 +280,49 @@ impl Snapshot {
         }
     }
 
+    /// A table, index or sequence's (schema, name), by OID.
+    fn user_relation_name(&self, oid: i64) -> Option<(String, String)> {
+        if let Some(t) = self.table_by_oid(oid) {
+            Some((t.table.schema.clone(), t.table.name.clone()))
+        } else if let Some(t) = self.table_by_index_oid(oid) {
+            Some((t.table.schema.clone(), t.table.pkey_name()))
+        } else if let Some(i) = self.secondary_index(oid) {
+            Some((
+                self.tables[i.table].table.schema.clone(),
+                i.def.name.clone(),
+            ))
+        } else {
+            self.sequence_by_oid
+                .get(&oid)
+                .map(|&i| &self.sequences[i])
+                .map(|q| (q.schema.clone(), q.def.name.clone()))
+        }
+    }
+
+    /// The table and column (attnum) a serial column's sequence belongs to: the column whose
+    /// default takes its next value.
+    fn sequence_owner(&self, q: &SequenceInfo) -> Option<(&TableInfo, usize)> {
+        let table = q.def.owned_by.as_ref()?;
+        let default = format!("nextval('{}')", q.def.name);
+        self.tables
+            .iter()
+            .filter(|t| t.nsp == q.nsp && t.table.name == *table)
+            .find_map(|t| {
+                let i = t
+                    .table
+                    .columns
+                    .iter()
+                    .position(|c| c.default.as_deref() == Some(default.as_str()))?;
+                Some((t, i + 1))
+            })
+    }
+
+    /// A sequence's data type: its serial column's, else bigint (CREATE SEQUENCE's default).
+    fn sequence_type(&self, q: &SequenceInfo) -> Ty {
+        self.sequence_owner(q)
+            .map_or(Ty::Int8, |(t, attnum)| t.table.columns[attnum - 1].ty)
+    }
+
     /// `pg_table_is_visible`: the relation's schema is on the search path and no schema
     /// before it there has a relation of the same name.
     fn relation_visible(&self, oid: i64) -> bool {
@@ -257,16 +330,7 @@ impl Snapshot {
             // pg_catalog is searched first; information_schema is not on the path.
             return schema == "pg_catalog";
         }
-        let (schema, name) = if let Some(t) = self.table_by_oid(oid) {
-            (t.table.schema.clone(), t.table.name.clone())
-        } else if let Some(t) = self.table_by_index_oid(oid) {
-            (t.table.schema.clone(), t.table.pkey_name())
-        } else if let Some(i) = self.secondary_index(oid) {
-            (
-                self.tables[i.table].table.schema.clone(),
-                i.def.name.clone(),
-            )
-        } else {
+        let Some((schema, name)) = self.user_relation_name(oid) else {
             return false;
         };
         for s in &self.search_path {
@@ -289,21 +353,7 @@ impl Snapshot {
                 format!("{schema}.{name}")
             };
         }
-        let found = self
-            .table_by_oid(oid)
-            .map(|t| (t.table.schema.clone(), t.table.name.clone()))
-            .or_else(|| {
-                self.table_by_index_oid(oid)
-                    .map(|t| (t.table.schema.clone(), t.table.pkey_name()))
-            })
-            .or_else(|| {
-                self.secondary_index(oid).map(|i| {
-                    (
-                        self.tables[i.table].table.schema.clone(),
-                        i.def.name.clone(),
-                    )
-                })
-            });
+        let found = self.user_relation_name(oid);
         match found {
             Some((schema, name)) if self.relation_visible(oid) => {
                 let _ = schema;
@@ -468,6 +518,9 @@ const PG_ATTRIBUTE: &str = "attrelid:oid attname:name atttypid:oid attstattarget
 const PG_TYPE: &str = "oid:oid typname:name typnamespace:oid typowner:oid typlen:int2 typbyval:bool typtype:char typcategory:char typispreferred:bool typisdefined:bool typdelim:char typrelid:oid typsubscript:oid typelem:oid typarray:oid typinput:oid typoutput:oid typreceive:oid typsend:oid typmodin:oid typmodout:oid typanalyze:oid typalign:char typstorage:char typnotnull:bool typbasetype:oid typtypmod:int4 typndims:int4 typcollation:oid typdefaultbin:node typdefault:text typacl:array";
 const PG_INDEX: &str = "indexrelid:oid indrelid:oid indnatts:int2 indnkeyatts:int2 indisunique:bool indnullsnotdistinct:bool indisprimary:bool indisexclusion:bool indimmediate:bool indisclustered:bool indisvalid:bool indcheckxmin:bool indisready:bool indislive:bool indisreplident:bool indkey:text indcollation:text indclass:text indoption:text indexprs:node indpred:node";
 const PG_CONSTRAINT: &str = "oid:oid conname:name connamespace:oid contype:char condeferrable:bool condeferred:bool convalidated:bool conrelid:oid contypid:oid conindid:oid conparentid:oid confrelid:oid confupdtype:char confdeltype:char confmatchtype:char conislocal:bool coninhcount:int4 connoinherit:bool conkey:array confkey:array conpfeqop:array conppeqop:array conffeqop:array confdelsetcols:array conexclop:array conbin:node";
+const PG_SEQUENCE: &str = "seqrelid:oid seqtypid:oid seqstart:int8 seqincrement:int8 seqmax:int8 seqmin:int8 seqcache:int8 seqcycle:bool";
+const PG_DEPEND: &str =
+    "classid:oid objid:oid objsubid:int4 refclassid:oid refobjid:oid refobjsubid:int4 deptype:char";
 const PG_ATTRDEF: &str = "oid:oid adrelid:oid adnum:int2 adbin:node";
 const PG_AM: &str = "oid:oid amname:name amhandler:oid amtype:char";
 const PG_DATABASE: &str = "oid:oid datname:name datdba:oid encoding:int4 datlocprovider:char datistemplate:bool datallowconn:bool datconnlimit:int4 dattablespace:oid datcollate:text datctype:text daticulocale:text datcollversion:text datacl:array";
@@ -503,6 +556,8 @@ const RELATIONS: &[(&str, &str, &str)] = &[
     ("pg_catalog", "pg_index", PG_INDEX),
     ("pg_catalog", "pg_constraint", PG_CONSTRAINT),
     ("pg_catalog", "pg_attrdef", PG_ATTRDEF),
+    ("pg_catalog", "pg_sequence", PG_SEQUENCE),
+    ("pg_catalog", "pg_depend", PG_DEPEND),
     ("pg_catalog", "pg_am", PG_AM),
     ("pg_catalog", "pg_database", PG_DATABASE),
     ("pg_catalog", "pg_roles", PG_ROLES),
@@ -547,6 +602,8 @@ fn catalog_relation_oid(schema: &str, name: &str) -> Option<i64> {
         "pg_index" => 2610,
         "pg_constraint" => 2606,
         "pg_attrdef" => 2604,
+        "pg_sequence" => 2224,
+        "pg_depend" => 2608,
         "pg_am" => 2601,
         "pg_database" => 1262,
         "pg_proc" => 1255,
@@ -731,6 +788,9 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
     let mut rows = Vec::new();
     match rel {
         "pg_class" => {
+            for q in &s.sequences {
+                rows.push(sequence_class_row(q));
+            }
             for index in &s.indexes {
                 let ti = &s.tables[index.table];
                 rows.push(vec![
@@ -838,6 +898,37 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         NULL,
                         NULL,
                         NULL,
+                    ]);
+                }
+            }
+        }
+        "pg_sequence" => {
+            for q in &s.sequences {
+                let d = &q.def;
+                rows.push(vec![
+                    o(q.oid),
+                    o(i64::from(s.sequence_type(q).oid())),
+                    Datum::Int(d.start),
+                    Datum::Int(d.increment),
+                    Datum::Int(d.max),
+                    Datum::Int(d.min),
+                    Datum::Int(1),
+                    b(d.cycle),
+                ]);
+            }
+        }
+        "pg_depend" => {
+            // A serial column's sequence is owned by (auto-dropped with) its column.
+            for q in &s.sequences {
+                if let Some((table, attnum)) = s.sequence_owner(q) {
+                    rows.push(vec![
+                        o(PG_CLASS_OID),
+                        o(q.oid),
+                        Datum::Int(0),
+                        o(PG_CLASS_OID),
+                        o(table.oid),
+                        Datum::Int(attnum as i64),
+                        t("a"),
                     ]);
                 }
             }
@@ -1227,6 +1318,44 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
         _ => {}
     }
     rows
+}
+
+/// A sequence's `pg_class` row (relkind `S`; its three columns are last_value, log_cnt and
+/// is_called, as in PostgreSQL).
+fn sequence_class_row(q: &SequenceInfo) -> Vec<Datum> {
+    vec![
+        o(q.oid),
+        t(&q.def.name),
+        o(q.nsp),
+        o(0),
+        o(0),
+        o(SUPERUSER_OID),
+        o(0),
+        o(q.oid),
+        o(0),
+        Datum::Int(1),
+        Datum::Float(1.0),
+        Datum::Int(0),
+        o(0),
+        b(false),
+        b(false),
+        t("p"),
+        t("S"),
+        Datum::Int(3),
+        Datum::Int(0),
+        b(false),
+        b(false),
+        b(false),
+        b(false),
+        b(false),
+        b(true),
+        t("n"),
+        b(false),
+        o(0),
+        NULL,
+        NULL,
+        NULL,
+    ]
 }
 
 fn attribute_row(

@@ -1,4 +1,5 @@
-//! psql's describe meta-commands (`\l`, `\dn`, `\dt`, `\d`, `\d t`, `\di`) against helios:
+//! psql's describe meta-commands (`\l`, `\dn`, `\dt`, `\d`, `\d t`, `\di`, `\ds`, `\d seq`)
+//! against helios:
 //! psql 15 sends its usual catalog queries (pg_class, pg_attribute, pg_index, regex
 //! operators, format_type, ...) and must print what it prints for PostgreSQL 15.
 //!
@@ -112,6 +113,89 @@ fn psql_describe_meta_commands() {
     let (ok, out, err) = psql(&server, "\\d s.hidden");
     assert!(ok, "{err}");
     assert!(out.contains("Table \"s.hidden\""), "{out}");
+}
+
+const SEQUENCE_SETUP: &str = "CREATE TABLE st (id serial PRIMARY KEY, x int);
+    CREATE SEQUENCE s1 INCREMENT 5 START 10 CYCLE;
+    CREATE TABLE big (id bigserial, s smallserial)";
+
+const DS: &str = r#"            List of relations
+ Schema |    Name    |   Type   | Owner  
+--------+------------+----------+--------
+ public | big_id_seq | sequence | tester
+ public | big_s_seq  | sequence | tester
+ public | s1         | sequence | tester
+ public | st_id_seq  | sequence | tester
+(4 rows)
+
+"#;
+
+const D_WITH_SEQUENCES: &str = r#"            List of relations
+ Schema |    Name    |   Type   | Owner  
+--------+------------+----------+--------
+ public | big        | table    | tester
+ public | big_id_seq | sequence | tester
+ public | big_s_seq  | sequence | tester
+ public | s1         | sequence | tester
+ public | st         | table    | tester
+ public | st_id_seq  | sequence | tester
+(6 rows)
+
+"#;
+
+const D_S1: &str = r#"                             Sequence "public.s1"
+  Type  | Start | Minimum |       Maximum       | Increment | Cycles? | Cache 
+--------+-------+---------+---------------------+-----------+---------+-------
+ bigint |    10 |       1 | 9223372036854775807 |         5 | yes     |     1
+
+"#;
+
+const D_ST_ID_SEQ: &str = r#"                     Sequence "public.st_id_seq"
+  Type   | Start | Minimum |  Maximum   | Increment | Cycles? | Cache 
+---------+-------+---------+------------+-----------+---------+-------
+ integer |     1 |       1 | 2147483647 |         1 | no      |     1
+Owned by: public.st.id
+
+"#;
+
+const D_BIG_S_SEQ: &str = r#"                    Sequence "public.big_s_seq"
+   Type   | Start | Minimum | Maximum | Increment | Cycles? | Cache 
+----------+-------+---------+---------+-----------+---------+-------
+ smallint |     1 |       1 |   32767 |         1 | no      |     1
+Owned by: public.big.s
+
+"#;
+
+/// Sequences are relations (`pg_class` relkind `S`, `pg_sequence`, and `pg_depend` for a
+/// serial column's): `\ds` and `\d` list them and `\d seq` describes one, exactly as
+/// PostgreSQL 15 prints it (outputs taken from it, same statements, user `tester`).
+#[test]
+fn psql_lists_and_describes_sequences() {
+    if which("psql").is_none() {
+        eprintln!("psql not installed; skipping (tools/test.sh installs it)");
+        return;
+    }
+    let server = HeliosServer::start(ServerOpts::default());
+    let (ok, _, err) = psql(&server, SEQUENCE_SETUP);
+    assert!(ok, "{err}");
+    for (command, expected) in [
+        ("\\ds", DS),
+        ("\\d", D_WITH_SEQUENCES),
+        ("\\d s1", D_S1),
+        ("\\d st_id_seq", D_ST_ID_SEQ),
+        ("\\d big_s_seq", D_BIG_S_SEQ),
+    ] {
+        let (ok, out, err) = psql(&server, command);
+        assert!(ok, "{command}: {err}");
+        assert_eq!(out, expected, "{command}\n{out}");
+    }
+    // quote_ident quotes what PostgreSQL's does (upper case, spaces, reserved keywords).
+    let (ok, out, err) = psql(
+        &server,
+        "SELECT quote_ident('select') || quote_ident('name') || quote_ident('Foo') AS q",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\n \"select\"name\"Foo\"\n"), "{out}");
 }
 
 #[test]
