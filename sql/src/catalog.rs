@@ -54,19 +54,20 @@ pub struct Catalog {
     /// Tables open blocks' DDL changed, with the block that holds them.
     #[serde(skip)]
     held: std::sync::OnceLock<HashMap<u32, u64>>,
-    /// [`Catalog::view_for`] a connection with no DDL pending: computed once per version.
+    /// [`Catalog::view_for`]'s views of this version, by the block whose DDL they keep.
     #[serde(skip)]
-    committed_view: CommittedView,
+    views: ViewCache,
 }
 
-/// A cache of a catalog's view without any open block's DDL. A clone starts empty: a
-/// changed copy must not answer with its original's view.
+/// A catalog's views without other blocks' DDL ([`Catalog::view_for`]), by the one block
+/// whose DDL each keeps (None: none). A clone starts empty: a changed copy must not answer
+/// with its original's views.
 #[derive(Debug, Default)]
-struct CommittedView(std::sync::OnceLock<Arc<Catalog>>);
+struct ViewCache(std::sync::Mutex<Vec<(Option<u64>, Arc<Catalog>)>>);
 
-impl Clone for CommittedView {
-    fn clone(&self) -> CommittedView {
-        CommittedView::default()
+impl Clone for ViewCache {
+    fn clone(&self) -> ViewCache {
+        ViewCache::default()
     }
 }
 
@@ -513,7 +514,7 @@ impl Catalog {
             pending: BTreeMap::new(),
             live: std::sync::OnceLock::new(),
             held: std::sync::OnceLock::new(),
-            committed_view: CommittedView::default(),
+            views: ViewCache::default(),
         };
         c.add_database(DEFAULT_DATABASE);
         c
@@ -803,15 +804,16 @@ impl Catalog {
         if this.pending.keys().all(|&txn| Some(txn) == block) {
             return this.clone();
         }
-        let owns_pending = block.is_some_and(|b| this.pending.contains_key(&b));
-        if !owns_pending {
-            let view = this
-                .committed_view
-                .0
-                .get_or_init(|| Arc::new(this.without_ddl_of(|_| true)));
+        let kept = block.filter(|b| this.pending.contains_key(b));
+        // A poisoned lock only means another thread panicked mid-insert: the list is
+        // still a list of finished views.
+        let mut views = this.views.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, view)) = views.iter().find(|(k, _)| *k == kept) {
             return view.clone();
         }
-        Arc::new(this.without_ddl_of(|txn| Some(txn) != block))
+        let view = Arc::new(this.without_ddl_of(|txn| Some(txn) != kept));
+        views.push((kept, view.clone()));
+        view
     }
 
     /// This catalog with the pending DDL of the blocks `undo` picks undone.
@@ -1552,6 +1554,7 @@ mod tests {
         let c = Arc::new(c);
         let one = Catalog::view_for(&c, Some(1));
         assert!(has(&one, "mine") && !has(&one, "theirs") && !has(&one, "kept"));
+        assert!(Arc::ptr_eq(&one, &Catalog::view_for(&c, Some(1))), "cached");
         let two = Catalog::view_for(&c, Some(2));
         assert!(!has(&two, "mine") && has(&two, "theirs") && has(&two, "kept"));
         // Whether another block's name is free waits on that block (55P03), with or
