@@ -834,7 +834,7 @@ pub(crate) fn ddl_wait_ms(lock_timeout_ms: u64) -> u64 {
 /// table is thawed again.
 /// PostgreSQL's default `deadlock_timeout`: how long an ALTER inside a block that holds row
 /// locks waits for the table's writers.
-const DEADLOCK_TIMEOUT_MS: u64 = 1000;
+pub(crate) const DEADLOCK_TIMEOUT_MS: u64 = 1000;
 
 async fn freeze_writes<C: Cluster>(
     cluster: &C,

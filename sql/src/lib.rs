@@ -331,7 +331,7 @@ async fn execute_copy<C: Cluster>(
     let mut end = txn::statement_end(cluster, r.is_ok()).await;
     let held = |r: &Result<StatementResult, SqlError>| r.as_ref().is_err_and(refused_for_held);
     if held(&r) {
-        let mut polls_left = thaw_polls(session);
+        let mut polls_left = thaw_polls(session, cluster);
         while held(&r) && waited_for_thaw(cluster, planned_on, &mut polls_left).await {
             planned_on = cluster.catalog().version;
             r = copy::run_copy(session, cluster, sql).await;
@@ -435,7 +435,7 @@ async fn execute_statement<C: Cluster>(
             .is_err_and(|e| (implicit && refused_for_ddl(e)) || refused_for_held(e))
     };
     if retried(&r) {
-        let mut polls_left = thaw_polls(session);
+        let mut polls_left = thaw_polls(session, cluster);
         while retried(&r) && waited_for_thaw(cluster, planned_on, &mut polls_left).await {
             if implicit {
                 txn::begin(cluster, session.default_isolation()?, true);
@@ -570,10 +570,16 @@ fn refused_for_held(e: &SqlError) -> bool {
 }
 
 /// How many [`Cluster::pause`]s a write waits for a frozen table at most: `lock_timeout`,
-/// else ALTER TABLE's own limit.
-fn thaw_polls(session: &Session) -> u64 {
+/// else ALTER TABLE's own limit. A block with DDL of its own pending may be what the other
+/// block waits for (each creating a name the other made first): it waits only as long as
+/// PostgreSQL's `deadlock_timeout`, a deadlock no lock graph sees.
+fn thaw_polls<C: Cluster>(session: &Session, cluster: &C) -> u64 {
     const PAUSE_MICROS: u64 = 50;
-    alter::ddl_wait_ms(session.lock_timeout_ms()) * 1000 / PAUSE_MICROS
+    let mut wait_ms = alter::ddl_wait_ms(session.lock_timeout_ms());
+    if txn::has_pending_ddl(cluster) {
+        wait_ms = wait_ms.min(alter::DEADLOCK_TIMEOUT_MS);
+    }
+    wait_ms * 1000 / PAUSE_MICROS
 }
 
 /// Waits until the catalog differs from `version`, the one the refused statement was

@@ -1303,6 +1303,16 @@ pub(crate) fn copy_may_ingest<C: Cluster>(
     t.ddl && t.isolation == Isolation::ReadCommitted && t.savepoints.is_empty()
 }
 
+/// Whether the connection's block has DDL pending in the catalog.
+pub(crate) fn has_pending_ddl<C: Cluster>(cluster: &C) -> bool {
+    cluster
+        .conn_txn()
+        .borrow()
+        .current
+        .as_ref()
+        .is_some_and(|t| t.ddl)
+}
+
 /// Whether the connection's transaction has written anything yet.
 pub(crate) fn has_touched<C: Cluster>(cluster: &C) -> bool {
     cluster

@@ -1474,6 +1474,43 @@ fn kill9_during_an_alter_table_rewrite_leaves_the_table_whole_and_writable() {
     });
 }
 
+/// Two blocks that each create a name the other created first wait for each other, a
+/// deadlock no lock graph sees: each gives up after PostgreSQL's deadlock_timeout (1 s)
+/// with 55P03, not after lock_timeout (here unset: 60 s), and each can still roll back.
+#[test]
+fn blocks_creating_each_others_names_give_up_after_a_second() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let rt = runtime();
+    let port = server.pg_port();
+    rt.block_on(async {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        ok(&a, "BEGIN; CREATE TABLE made_by_a (x int)").await;
+        ok(&b, "BEGIN; CREATE TABLE made_by_b (x int)").await;
+        let started = std::time::Instant::now();
+        let (from_a, from_b) = tokio::join!(
+            a.batch_execute("CREATE TABLE made_by_b (x int)"),
+            b.batch_execute("CREATE TABLE made_by_a (x int)"),
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited {:?}",
+            started.elapsed()
+        );
+        for e in [from_a.unwrap_err(), from_b.unwrap_err()] {
+            assert_eq!(code(&e), "55P03", "{e:?}");
+        }
+        ok(&a, "ROLLBACK").await;
+        ok(&b, "COMMIT").await;
+        // B's block failed, so its COMMIT rolled back: both names are free.
+        ok(
+            &a,
+            "CREATE TABLE made_by_a (x int); CREATE TABLE made_by_b (x int)",
+        )
+        .await;
+    });
+}
+
 /// DDL in a transaction block is transactional: ROLLBACK undoes it; other sessions'
 /// statements that read or write a relation it changed wait for the block (failing with
 /// 55P03 at `lock_timeout`), their DDL on the same names or tables fails with 55P03 at
