@@ -121,6 +121,56 @@ struct SequenceInfo {
     def: crate::catalog::SequenceDef,
 }
 
+/// A view: its OID, schema, name and output columns (None: its query does not plan now, or
+/// views are being described already).
+#[derive(Debug)]
+struct ViewInfo {
+    oid: i64,
+    nsp: i64,
+    schema: String,
+    name: String,
+    columns: Option<Vec<(String, Ty, i32)>>,
+}
+
+thread_local! {
+    /// Set while a snapshot describes its views: a view over the catalog relations plans a
+    /// snapshot of its own, which must not describe the views again.
+    static DESCRIBING_VIEWS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A view's output columns, as CREATE VIEW described them: its query planned against
+/// `catalog`, renamed by the view's column list.
+fn view_columns(
+    catalog: &Catalog,
+    session: &Session,
+    view: &crate::catalog::ViewDef,
+) -> Option<Vec<(String, Ty, i32)>> {
+    if DESCRIBING_VIEWS.with(|d| d.replace(true)) {
+        return None;
+    }
+    let described = (|| {
+        let parser = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {});
+        let query = parser
+            .try_with_sql(&view.query)
+            .and_then(|mut p| p.parse_query())
+            .ok()?;
+        let no_params = std::cell::RefCell::new(Vec::new());
+        crate::stmt::describe_query(session, catalog, &view.query, &query, &no_params).ok()
+    })();
+    DESCRIBING_VIEWS.with(|d| d.set(false));
+    let mut columns: Vec<(String, Ty, i32)> = described?
+        .into_iter()
+        .map(|c| {
+            let ty = Ty::from_oid(c.type_oid)?;
+            Some((c.name, ty, c.type_modifier))
+        })
+        .collect::<Option<_>>()?;
+    for (c, name) in columns.iter_mut().zip(&view.columns) {
+        c.0 = name.clone();
+    }
+    Some(columns)
+}
+
 /// What the catalog relations and functions see for one statement: the catalog and the
 /// session's user, database, search path and settings.
 #[derive(Debug)]
@@ -137,6 +187,9 @@ pub(crate) struct Snapshot {
     sequences: Vec<SequenceInfo>,
     /// Sequence OID → position in `sequences`.
     sequence_by_oid: HashMap<i64, usize>,
+    views: Vec<ViewInfo>,
+    /// View OID → position in `views`.
+    view_by_oid: HashMap<i64, usize>,
     /// Table and primary key index OIDs → (position in `tables`, is the index); secondary
     /// index OIDs are in `index_by_oid`.
     by_oid: HashMap<i64, (usize, bool)>,
@@ -175,6 +228,7 @@ impl Snapshot {
         }];
         let mut tables = Vec::new();
         let mut sequences = Vec::new();
+        let mut views = Vec::new();
         let mut pending_indexes = Vec::new();
         if let Some(db) = catalog.database(&database) {
             for (name, schema) in &db.schemas {
@@ -195,6 +249,13 @@ impl Snapshot {
                     });
                 }
                 pending_indexes.extend(schema.indexes.values().map(|i| (name.clone(), i.clone())));
+                views.extend(schema.views.values().map(|v| ViewInfo {
+                    oid: object_oid(v.id),
+                    nsp: oid,
+                    schema: name.clone(),
+                    name: v.name.clone(),
+                    columns: view_columns(catalog, session, v),
+                }));
                 sequences.extend(schema.sequences.values().map(|q| SequenceInfo {
                     oid: object_oid(q.id),
                     nsp: oid,
@@ -241,6 +302,13 @@ impl Snapshot {
                 .or_insert(q.oid);
             sequence_by_oid.insert(q.oid, i);
         }
+        let mut view_by_oid = HashMap::new();
+        for (i, v) in views.iter().enumerate() {
+            by_name
+                .entry((v.schema.clone(), v.name.clone()))
+                .or_insert(v.oid);
+            view_by_oid.insert(v.oid, i);
+        }
         Snapshot {
             user,
             database,
@@ -251,6 +319,8 @@ impl Snapshot {
             indexes,
             sequences,
             sequence_by_oid,
+            views,
+            view_by_oid,
             by_oid,
             index_by_oid,
             by_name,
@@ -280,7 +350,7 @@ impl Snapshot {
         }
     }
 
-    /// A table, index or sequence's (schema, name), by OID.
+    /// A table, index, sequence or view's (schema, name), by OID.
     fn user_relation_name(&self, oid: i64) -> Option<(String, String)> {
         if let Some(t) = self.table_by_oid(oid) {
             Some((t.table.schema.clone(), t.table.name.clone()))
@@ -291,11 +361,12 @@ impl Snapshot {
                 self.tables[i.table].table.schema.clone(),
                 i.def.name.clone(),
             ))
+        } else if let Some(&i) = self.sequence_by_oid.get(&oid) {
+            let q = &self.sequences[i];
+            Some((q.schema.clone(), q.def.name.clone()))
         } else {
-            self.sequence_by_oid
-                .get(&oid)
-                .map(|&i| &self.sequences[i])
-                .map(|q| (q.schema.clone(), q.def.name.clone()))
+            let v = &self.views[*self.view_by_oid.get(&oid)?];
+            Some((v.schema.clone(), v.name.clone()))
         }
     }
 
@@ -791,6 +862,9 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             for q in &s.sequences {
                 rows.push(sequence_class_row(q));
             }
+            for v in &s.views {
+                rows.push(view_class_row(v));
+            }
             for index in &s.indexes {
                 let ti = &s.tables[index.table];
                 rows.push(vec![
@@ -939,6 +1013,19 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             }
         }
         "pg_attribute" => {
+            for v in &s.views {
+                for (i, (name, ty, typmod)) in v.columns.iter().flatten().enumerate() {
+                    rows.push(attribute_row(
+                        v.oid,
+                        name,
+                        *ty,
+                        *typmod,
+                        i + 1,
+                        false,
+                        false,
+                    ));
+                }
+            }
             for ti in &s.tables {
                 let tb = &ti.table;
                 for (i, c) in tb.columns.iter().enumerate() {
@@ -1318,6 +1405,43 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
         _ => {}
     }
     rows
+}
+
+/// A view's `pg_class` row (relkind `v`).
+fn view_class_row(v: &ViewInfo) -> Vec<Datum> {
+    vec![
+        o(v.oid),
+        t(&v.name),
+        o(v.nsp),
+        o(0),
+        o(0),
+        o(SUPERUSER_OID),
+        o(0),
+        o(0),
+        o(0),
+        Datum::Int(0),
+        Datum::Float(-1.0),
+        Datum::Int(0),
+        o(0),
+        b(false),
+        b(false),
+        t("p"),
+        t("v"),
+        Datum::Int(v.columns.as_ref().map_or(0, |c| c.len() as i64)),
+        Datum::Int(0),
+        b(true),
+        b(false),
+        b(false),
+        b(false),
+        b(false),
+        b(true),
+        t("n"),
+        b(false),
+        o(0),
+        NULL,
+        NULL,
+        NULL,
+    ]
 }
 
 /// A sequence's `pg_class` row (relkind `S`; its three columns are last_value, log_cnt and

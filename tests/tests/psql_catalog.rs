@@ -1,5 +1,5 @@
-//! psql's describe meta-commands (`\l`, `\dn`, `\dt`, `\d`, `\d t`, `\di`, `\ds`, `\d seq`)
-//! against helios:
+//! psql's describe meta-commands (`\l`, `\dn`, `\dt`, `\d`, `\d t`, `\di`, `\ds`, `\dv`,
+//! `\d seq`, `\d view`) against helios:
 //! psql 15 sends its usual catalog queries (pg_class, pg_attribute, pg_index, regex
 //! operators, format_type, ...) and must print what it prints for PostgreSQL 15.
 //!
@@ -166,11 +166,40 @@ Owned by: public.big.s
 
 "#;
 
-/// Sequences are relations (`pg_class` relkind `S`, `pg_sequence`, and `pg_depend` for a
-/// serial column's): `\ds` and `\d` list them and `\d seq` describes one, exactly as
-/// PostgreSQL 15 prints it (outputs taken from it, same statements, user `tester`).
+const VIEW_SETUP: &str = "CREATE VIEW v1 AS SELECT id, x * 2 AS y FROM st;
+    CREATE VIEW v2 (a, b) AS SELECT 1, 'x'::text";
+
+const DV: &str = r#"       List of relations
+ Schema | Name | Type | Owner  
+--------+------+------+--------
+ public | v1   | view | tester
+ public | v2   | view | tester
+(2 rows)
+
+"#;
+
+const D_V1: &str = r#"                 View "public.v1"
+ Column |  Type   | Collation | Nullable | Default 
+--------+---------+-----------+----------+---------
+ id     | integer |           |          | 
+ y      | integer |           |          | 
+
+"#;
+
+const D_V2: &str = r#"                 View "public.v2"
+ Column |  Type   | Collation | Nullable | Default 
+--------+---------+-----------+----------+---------
+ a      | integer |           |          | 
+ b      | text    |           |          | 
+
+"#;
+
+/// Sequences and views are relations (`pg_class` relkind `S` and `v`, `pg_sequence`,
+/// `pg_depend` for a serial column's sequence, `pg_attribute` for a view's columns):
+/// `\ds`, `\dv` and `\d` list them and `\d name` describes one, exactly as PostgreSQL 15
+/// prints it (outputs taken from it, same statements, user `tester`).
 #[test]
-fn psql_lists_and_describes_sequences() {
+fn psql_lists_and_describes_sequences_and_views() {
     if which("psql").is_none() {
         eprintln!("psql not installed; skipping (tools/test.sh installs it)");
         return;
@@ -185,6 +214,13 @@ fn psql_lists_and_describes_sequences() {
         ("\\d st_id_seq", D_ST_ID_SEQ),
         ("\\d big_s_seq", D_BIG_S_SEQ),
     ] {
+        let (ok, out, err) = psql(&server, command);
+        assert!(ok, "{command}: {err}");
+        assert_eq!(out, expected, "{command}\n{out}");
+    }
+    let (ok, _, err) = psql(&server, VIEW_SETUP);
+    assert!(ok, "{err}");
+    for (command, expected) in [("\\dv", DV), ("\\d v1", D_V1), ("\\d v2", D_V2)] {
         let (ok, out, err) = psql(&server, command);
         assert!(ok, "{command}: {err}");
         assert_eq!(out, expected, "{command}\n{out}");
