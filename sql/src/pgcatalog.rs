@@ -350,6 +350,15 @@ impl Snapshot {
         }
     }
 
+    /// Whether a table has a primary key or a secondary index.
+    fn has_indexes(&self, ti: &TableInfo) -> bool {
+        !ti.table.primary_key.is_empty()
+            || self
+                .indexes
+                .iter()
+                .any(|i| self.tables[i.table].oid == ti.oid)
+    }
+
     /// A table, index, sequence or view's (schema, name), by OID.
     fn user_relation_name(&self, oid: i64) -> Option<(String, String)> {
         if let Some(t) = self.table_by_oid(oid) {
@@ -590,6 +599,9 @@ const PG_TYPE: &str = "oid:oid typname:name typnamespace:oid typowner:oid typlen
 const PG_INDEX: &str = "indexrelid:oid indrelid:oid indnatts:int2 indnkeyatts:int2 indisunique:bool indnullsnotdistinct:bool indisprimary:bool indisexclusion:bool indimmediate:bool indisclustered:bool indisvalid:bool indcheckxmin:bool indisready:bool indislive:bool indisreplident:bool indkey:text indcollation:text indclass:text indoption:text indexprs:node indpred:node";
 const PG_CONSTRAINT: &str = "oid:oid conname:name connamespace:oid contype:char condeferrable:bool condeferred:bool convalidated:bool conrelid:oid contypid:oid conindid:oid conparentid:oid confrelid:oid confupdtype:char confdeltype:char confmatchtype:char conislocal:bool coninhcount:int4 connoinherit:bool conkey:array confkey:array conpfeqop:array conppeqop:array conffeqop:array confdelsetcols:array conexclop:array conbin:node";
 const PG_SEQUENCE: &str = "seqrelid:oid seqtypid:oid seqstart:int8 seqincrement:int8 seqmax:int8 seqmin:int8 seqcache:int8 seqcycle:bool";
+const PG_TABLES: &str = "schemaname:name tablename:name tableowner:name tablespace:name hasindexes:bool hasrules:bool hastriggers:bool rowsecurity:bool";
+const PG_INDEXES: &str =
+    "schemaname:name tablename:name indexname:name tablespace:name indexdef:text";
 const PG_DEPEND: &str =
     "classid:oid objid:oid objsubid:int4 refclassid:oid refobjid:oid refobjsubid:int4 deptype:char";
 const PG_ATTRDEF: &str = "oid:oid adrelid:oid adnum:int2 adbin:node";
@@ -629,6 +641,8 @@ const RELATIONS: &[(&str, &str, &str)] = &[
     ("pg_catalog", "pg_attrdef", PG_ATTRDEF),
     ("pg_catalog", "pg_sequence", PG_SEQUENCE),
     ("pg_catalog", "pg_depend", PG_DEPEND),
+    ("pg_catalog", "pg_tables", PG_TABLES),
+    ("pg_catalog", "pg_indexes", PG_INDEXES),
     ("pg_catalog", "pg_am", PG_AM),
     ("pg_catalog", "pg_database", PG_DATABASE),
     ("pg_catalog", "pg_roles", PG_ROLES),
@@ -903,8 +917,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             }
             for ti in &s.tables {
                 let tb = &ti.table;
-                let has_pk = !tb.primary_key.is_empty()
-                    || s.indexes.iter().any(|i| s.tables[i.table].oid == ti.oid);
+                let has_pk = s.has_indexes(ti);
                 rows.push(vec![
                     o(ti.oid),
                     t(&tb.name),
@@ -988,6 +1001,41 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     Datum::Int(d.min),
                     Datum::Int(1),
                     b(d.cycle),
+                ]);
+            }
+        }
+        "pg_tables" => {
+            // User tables only: helios's own catalogs are not tables in pg_class either.
+            for ti in &s.tables {
+                rows.push(vec![
+                    t(&ti.table.schema),
+                    t(&ti.table.name),
+                    t(&s.user),
+                    NULL,
+                    b(s.has_indexes(ti)),
+                    b(false),
+                    b(false),
+                    b(false),
+                ]);
+            }
+        }
+        "pg_indexes" => {
+            let primary = s
+                .tables
+                .iter()
+                .filter(|ti| !ti.table.primary_key.is_empty())
+                .map(|ti| (&ti.table, ti.table.pkey_name(), pkey_oid(ti.table.id)));
+            let secondary = s
+                .indexes
+                .iter()
+                .map(|i| (&s.tables[i.table].table, i.def.name.clone(), i.oid));
+            for (table, name, oid) in primary.chain(secondary) {
+                rows.push(vec![
+                    t(&table.schema),
+                    t(&table.name),
+                    t(&name),
+                    NULL,
+                    s.index_def(oid, 0).map_or(NULL, Datum::Text),
                 ]);
             }
         }

@@ -194,6 +194,23 @@ const D_V2: &str = r#"                 View "public.v2"
 
 "#;
 
+const PG_TABLES: &str = r#" schemaname | tablename | tableowner | tablespace | hasindexes | hasrules | hastriggers | rowsecurity 
+------------+-----------+------------+------------+------------+----------+-------------+-------------
+ public     | big       | tester     |            | f          | f        | f           | f
+ public     | st        | tester     |            | t          | f        | f           | f
+(2 rows)
+
+"#;
+
+const PG_INDEXES: &str = r#" schemaname | tablename | indexname | tablespace |                          indexdef                          
+------------+-----------+-----------+------------+------------------------------------------------------------
+ public     | st        | st_pkey   |            | CREATE UNIQUE INDEX st_pkey ON public.st USING btree (id)
+ public     | st        | st_x      |            | CREATE INDEX st_x ON public.st USING btree (x)
+ public     | st        | st_xu     |            | CREATE UNIQUE INDEX st_xu ON public.st USING btree (x, id)
+(3 rows)
+
+"#;
+
 /// Sequences and views are relations (`pg_class` relkind `S` and `v`, `pg_sequence`,
 /// `pg_depend` for a serial column's sequence, `pg_attribute` for a view's columns):
 /// `\ds`, `\dv` and `\d` list them and `\d name` describes one, exactly as PostgreSQL 15
@@ -224,6 +241,26 @@ fn psql_lists_and_describes_sequences_and_views() {
         let (ok, out, err) = psql(&server, command);
         assert!(ok, "{command}: {err}");
         assert_eq!(out, expected, "{command}\n{out}");
+    }
+    // The pg_tables and pg_indexes views.
+    let (ok, _, err) = psql(
+        &server,
+        "CREATE INDEX st_x ON st (x); CREATE UNIQUE INDEX st_xu ON st (x, id)",
+    );
+    assert!(ok, "{err}");
+    for (query, expected) in [
+        (
+            "SELECT * FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+            PG_TABLES,
+        ),
+        (
+            "SELECT * FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
+            PG_INDEXES,
+        ),
+    ] {
+        let (ok, out, err) = psql(&server, query);
+        assert!(ok, "{query}: {err}");
+        assert_eq!(out, expected, "{query}\n{out}");
     }
     // quote_ident quotes what PostgreSQL's does (upper case, spaces, reserved keywords).
     let (ok, out, err) = psql(
