@@ -874,118 +874,31 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
     match rel {
         "pg_class" => {
             for q in &s.sequences {
-                rows.push(sequence_class_row(q));
+                rows.push(ClassRow::new(q.oid, &q.def.name, q.nsp, "S", 3).row());
             }
             for v in &s.views {
-                rows.push(view_class_row(v));
+                let natts = v.columns.as_ref().map_or(0, Vec::len);
+                rows.push(ClassRow::new(v.oid, &v.name, v.nsp, "v", natts).row());
             }
             for index in &s.indexes {
-                let ti = &s.tables[index.table];
-                rows.push(vec![
-                    o(index.oid),
-                    t(&index.def.name),
-                    o(ti.nsp),
-                    o(0),
-                    o(0),
-                    o(SUPERUSER_OID),
-                    o(BTREE_AM),
-                    o(index.oid),
-                    o(0),
-                    Datum::Int(1),
-                    Datum::Float(0.0),
-                    Datum::Int(0),
-                    o(0),
-                    b(false),
-                    b(false),
-                    t("p"),
-                    t("i"),
-                    Datum::Int(index.def.columns.len() as i64),
-                    Datum::Int(0),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(true),
-                    t("n"),
-                    b(false),
-                    o(0),
-                    NULL,
-                    NULL,
-                    NULL,
-                ]);
+                let nsp = s.tables[index.table].nsp;
+                let natts = index.def.columns.len();
+                rows.push(ClassRow::new(index.oid, &index.def.name, nsp, "i", natts).row());
             }
             for ti in &s.tables {
                 let tb = &ti.table;
-                let has_pk = s.has_indexes(ti);
-                rows.push(vec![
-                    o(ti.oid),
-                    t(&tb.name),
-                    o(ti.nsp),
-                    o(0),
-                    o(0),
-                    o(SUPERUSER_OID),
-                    o(HEAP_AM),
-                    o(ti.oid),
-                    o(0),
-                    Datum::Int(0),
-                    Datum::Float(-1.0),
-                    Datum::Int(0),
-                    o(0),
-                    b(has_pk),
-                    b(false),
-                    t("p"),
-                    t("r"),
-                    Datum::Int(tb.columns.len() as i64),
-                    Datum::Int(tb.checks.len() as i64),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(true),
-                    t("d"),
-                    b(false),
-                    o(0),
-                    NULL,
-                    NULL,
-                    NULL,
-                ]);
-                if has_pk {
-                    let ioid = pkey_oid(tb.id);
-                    rows.push(vec![
-                        o(ioid),
-                        t(&tb.pkey_name()),
-                        o(ti.nsp),
-                        o(0),
-                        o(0),
-                        o(SUPERUSER_OID),
-                        o(BTREE_AM),
-                        o(ioid),
-                        o(0),
-                        Datum::Int(1),
-                        Datum::Float(0.0),
-                        Datum::Int(0),
-                        o(0),
-                        b(false),
-                        b(false),
-                        t("p"),
-                        t("i"),
-                        Datum::Int(tb.primary_key.len() as i64),
-                        Datum::Int(0),
-                        b(false),
-                        b(false),
-                        b(false),
-                        b(false),
-                        b(false),
-                        b(true),
-                        t("n"),
-                        b(false),
-                        o(0),
-                        NULL,
-                        NULL,
-                        NULL,
-                    ]);
+                rows.push(
+                    ClassRow {
+                        checks: tb.checks.len(),
+                        has_index: s.has_indexes(ti),
+                        ..ClassRow::new(ti.oid, &tb.name, ti.nsp, "r", tb.columns.len())
+                    }
+                    .row(),
+                );
+                if !tb.primary_key.is_empty() {
+                    let natts = tb.primary_key.len();
+                    let name = tb.pkey_name();
+                    rows.push(ClassRow::new(pkey_oid(tb.id), &name, ti.nsp, "i", natts).row());
                 }
             }
         }
@@ -1455,79 +1368,74 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
     rows
 }
 
-/// A view's `pg_class` row (relkind `v`).
-fn view_class_row(v: &ViewInfo) -> Vec<Datum> {
-    vec![
-        o(v.oid),
-        t(&v.name),
-        o(v.nsp),
-        o(0),
-        o(0),
-        o(SUPERUSER_OID),
-        o(0),
-        o(0),
-        o(0),
-        Datum::Int(0),
-        Datum::Float(-1.0),
-        Datum::Int(0),
-        o(0),
-        b(false),
-        b(false),
-        t("p"),
-        t("v"),
-        Datum::Int(v.columns.as_ref().map_or(0, |c| c.len() as i64)),
-        Datum::Int(0),
-        b(true),
-        b(false),
-        b(false),
-        b(false),
-        b(false),
-        b(true),
-        t("n"),
-        b(false),
-        o(0),
-        NULL,
-        NULL,
-        NULL,
-    ]
+/// The parts of a `pg_class` row that differ between user relations.
+struct ClassRow<'a> {
+    oid: i64,
+    name: &'a str,
+    nsp: i64,
+    /// `r` (table), `i` (index), `S` (sequence) or `v` (view).
+    kind: &'static str,
+    natts: usize,
+    checks: usize,
+    has_index: bool,
 }
 
-/// A sequence's `pg_class` row (relkind `S`; its three columns are last_value, log_cnt and
-/// is_called, as in PostgreSQL).
-fn sequence_class_row(q: &SequenceInfo) -> Vec<Datum> {
-    vec![
-        o(q.oid),
-        t(&q.def.name),
-        o(q.nsp),
-        o(0),
-        o(0),
-        o(SUPERUSER_OID),
-        o(0),
-        o(q.oid),
-        o(0),
-        Datum::Int(1),
-        Datum::Float(1.0),
-        Datum::Int(0),
-        o(0),
-        b(false),
-        b(false),
-        t("p"),
-        t("S"),
-        Datum::Int(3),
-        Datum::Int(0),
-        b(false),
-        b(false),
-        b(false),
-        b(false),
-        b(false),
-        b(true),
-        t("n"),
-        b(false),
-        o(0),
-        NULL,
-        NULL,
-        NULL,
-    ]
+impl<'a> ClassRow<'a> {
+    fn new(oid: i64, name: &'a str, nsp: i64, kind: &'static str, natts: usize) -> Self {
+        ClassRow {
+            oid,
+            name,
+            nsp,
+            kind,
+            natts,
+            checks: 0,
+            has_index: false,
+        }
+    }
+
+    /// The row, with what PostgreSQL 15 shows for each kind: a sequence has one page and
+    /// one tuple (last_value, log_cnt, is_called), a view no storage and a `_RETURN` rule.
+    fn row(&self) -> Vec<Datum> {
+        let (am, filenode, pages, tuples, has_rules, replident) = match self.kind {
+            "i" => (BTREE_AM, self.oid, 1, 0.0, false, "n"),
+            "r" => (HEAP_AM, self.oid, 0, -1.0, false, "d"),
+            "S" => (0, self.oid, 1, 1.0, false, "n"),
+            _ => (0, 0, 0, -1.0, true, "n"),
+        };
+        vec![
+            o(self.oid),
+            t(self.name),
+            o(self.nsp),
+            o(0),
+            o(0),
+            o(SUPERUSER_OID),
+            o(am),
+            o(filenode),
+            o(0),
+            Datum::Int(pages),
+            Datum::Float(tuples),
+            Datum::Int(0),
+            o(0),
+            b(self.has_index),
+            b(false),
+            t("p"),
+            t(self.kind),
+            Datum::Int(self.natts as i64),
+            Datum::Int(self.checks as i64),
+            b(has_rules),
+            b(false),
+            b(false),
+            b(false),
+            b(false),
+            b(true),
+            t(replident),
+            b(false),
+            o(0),
+            NULL,
+            NULL,
+            NULL,
+        ]
+    }
 }
 
 fn attribute_row(

@@ -1061,6 +1061,10 @@ fn catalog_relations_and_functions() {
             // Unqualified names find pg_catalog first; information_schema needs qualifying.
             ("SELECT relname, relkind, relnatts, relchecks FROM pg_class ORDER BY oid", "relname:19,relkind:25,relnatts:21,relchecks:21 => t|r|4|1 / t_pkey|i|1|0 / u|r|1|0 [SELECT 3]"),
             ("SELECT oid, nspname FROM pg_catalog.pg_namespace ORDER BY oid", "oid:20,nspname:19 => 11|pg_catalog / 2200|public / 13000|information_schema / 16390|s [SELECT 4]"),
+            // A table with a secondary index and no primary key has no _pkey index.
+            ("CREATE TABLE w (x int); CREATE INDEX w_x ON w (x)", "CREATE INDEX "),
+            ("SELECT relname, relkind, relhasindex FROM pg_class WHERE relname LIKE 'w%' ORDER BY 1", "relname:19,relkind:25,relhasindex:16 => w|r|t / w_x|i|f [SELECT 2]"),
+            ("DROP TABLE w", "DROP TABLE "),
             ("SELECT * FROM pg_catalog.pg_nope", "ERR 42P01 relation \"pg_catalog.pg_nope\" does not exist"),
             ("SELECT * FROM tables", "ERR 42P01 relation \"tables\" does not exist"),
             ("SELECT table_schema, table_name, table_type FROM information_schema.tables ORDER BY 1, 2", "table_schema:19,table_name:19,table_type:25 => public|t|BASE TABLE / s|u|BASE TABLE [SELECT 2]"),
