@@ -1149,7 +1149,7 @@ impl<'a> Binder<'a> {
             Func::SetVal => args.len() == 2 || args.len() == 3,
             _ => args.len() == 1,
         };
-        let name = args.first().and_then(|a| match &a.kind {
+        let mut name = args.first().and_then(|a| match &a.kind {
             Kind::Const(Datum::Text(t)) => Some(t.clone()),
             Kind::Cast(inner) => match &inner.kind {
                 Kind::Const(Datum::Text(t)) => Some(t.clone()),
@@ -1157,6 +1157,21 @@ impl<'a> Binder<'a> {
             },
             _ => None,
         });
+        // A catalog function of constants (`setval(pg_get_serial_sequence('t', 'id'), n)`,
+        // as Django and Rails reset sequences) is fixed for the statement: evaluated now.
+        if let Some(Kind::Pg(_, pg_args)) = args.first().map(|a| &a.kind) {
+            if pg_args.iter().all(Bound::is_constant) {
+                let env = Env::of(self.session);
+                match eval(&args[0], &Eval::new(&env))? {
+                    Datum::Text(t) => name = Some(t),
+                    // Strict: a NULL sequence name gives NULL.
+                    Datum::Null if arity_ok => {
+                        return Ok(Bound::constant(Datum::Null, SqlType::Int8))
+                    }
+                    _ => {}
+                }
+            }
+        }
         let (Some(name), true) = (name, arity_ok) else {
             return Err(not_supported(
                 "sequence functions with a non-constant sequence name or these arguments",

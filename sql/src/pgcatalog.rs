@@ -397,6 +397,44 @@ impl Snapshot {
             })
     }
 
+    /// `pg_get_serial_sequence(table, column)`: the qualified name of the sequence a serial
+    /// column takes its values from (None: the column has none, or the relation is not a
+    /// table). The table name is read as SQL reads names; the column name is taken as is.
+    fn serial_sequence(&self, table: &str, column: &str) -> Result<Option<String>, SqlError> {
+        let oid = self.regclass_oid(table).ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_TABLE,
+                format!("relation \"{table}\" does not exist"),
+            )
+        })?;
+        let Some(ti) = self.table_by_oid(oid) else {
+            return Ok(None);
+        };
+        let attnum = ti
+            .table
+            .columns
+            .iter()
+            .position(|c| c.name == column)
+            .ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{column}\" of relation \"{}\" does not exist",
+                        ti.table.name
+                    ),
+                )
+            })?
+            + 1;
+        Ok(self
+            .sequences
+            .iter()
+            .find(|q| {
+                self.sequence_owner(q)
+                    .is_some_and(|(owner, n)| owner.oid == ti.oid && n == attnum)
+            })
+            .map(|q| format!("{}.{}", quote_ident(&q.schema), quote_ident(&q.def.name))))
+    }
+
     /// A sequence's data type: its serial column's, else bigint (CREATE SEQUENCE's default).
     fn sequence_type(&self, q: &SequenceInfo) -> Ty {
         self.sequence_owner(q)
@@ -1603,6 +1641,7 @@ pub(crate) enum PgFunc {
     /// pg_get_expr: the stored expression text.
     GetExpr,
     TableIsVisible,
+    SerialSequence,
     /// Built-in types live in pg_catalog, always first on the search path.
     TypeIsVisible,
     False,
@@ -1718,6 +1757,7 @@ pub(crate) fn bind_function(
         ("pg_get_expr", 2) => (F::GetExpr, &[text_arg, oid_arg], Ty::Text),
         ("pg_get_expr", 3) => (F::GetExpr, &[text_arg, oid_arg, bool_arg], Ty::Text),
         ("pg_table_is_visible", 1) => (F::TableIsVisible, &[oid_arg], Ty::Bool),
+        ("pg_get_serial_sequence", 2) => (F::SerialSequence, &[text_arg, text_arg], Ty::Text),
         ("pg_type_is_visible", 1) => (F::TypeIsVisible, &[oid_arg], Ty::Bool),
         // pg_proc is empty: no function is visible.
         ("pg_function_is_visible", 1) => (F::False, &[oid_arg], Ty::Bool),
@@ -2443,6 +2483,14 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                 None if *missing_ok => Datum::Null,
                 None => return Err(no_such_type(&name)),
             }
+        }
+        F::SerialSequence => {
+            let (Some(table), Some(column)) = (text(&values[0]), text(&values[1])) else {
+                return Ok(Datum::Null);
+            };
+            snap()
+                .serial_sequence(&table, &column)?
+                .map_or(Datum::Null, Datum::Text)
         }
         F::RegclassIn { missing_ok } => {
             let Some(name) = text(&values[0]) else {
