@@ -22,6 +22,15 @@ fn psql(server: &HeliosServer, command: &str) -> (bool, String, String) {
     run_psql(psql)
 }
 
+/// Runs each psql command, which must succeed and print exactly what is expected.
+fn assert_prints(server: &HeliosServer, cases: &[(&str, &str)]) {
+    for (command, expected) in cases {
+        let (ok, out, err) = psql(server, command);
+        assert!(ok, "{command}: {err}");
+        assert_eq!(out, *expected, "{command}\n{out}");
+    }
+}
+
 const SETUP: &[&str] = &[
     "CREATE TABLE t (id int8 NOT NULL, k text NOT NULL, n int DEFAULT 42, note text DEFAULT 'none', PRIMARY KEY (id, k))",
     "CREATE SCHEMA s",
@@ -85,18 +94,17 @@ fn psql_describe_meta_commands() {
         let (ok, _, err) = psql(&server, statement);
         assert!(ok, "{statement}: {err}");
     }
-    for (command, expected) in [
-        ("\\l", L),
-        ("\\dn", DN),
-        ("\\dt", DT),
-        ("\\d", DT),
-        ("\\d t", D_T),
-        ("\\di", DI),
-    ] {
-        let (ok, out, err) = psql(&server, command);
-        assert!(ok, "{command}: {err}");
-        assert_eq!(out, expected, "{command}\n{out}");
-    }
+    assert_prints(
+        &server,
+        &[
+            ("\\l", L),
+            ("\\dn", DN),
+            ("\\dt", DT),
+            ("\\d", DT),
+            ("\\d t", D_T),
+            ("\\di", DI),
+        ],
+    );
     // A relation that does not exist: psql's own message and exit status.
     let (ok, out, err) = psql(&server, "\\d nosuch");
     assert!(!ok);
@@ -224,44 +232,38 @@ fn psql_lists_and_describes_sequences_and_views() {
     let server = HeliosServer::start(ServerOpts::default());
     let (ok, _, err) = psql(&server, SEQUENCE_SETUP);
     assert!(ok, "{err}");
-    for (command, expected) in [
-        ("\\ds", DS),
-        ("\\d", D_WITH_SEQUENCES),
-        ("\\d s1", D_S1),
-        ("\\d st_id_seq", D_ST_ID_SEQ),
-        ("\\d big_s_seq", D_BIG_S_SEQ),
-    ] {
-        let (ok, out, err) = psql(&server, command);
-        assert!(ok, "{command}: {err}");
-        assert_eq!(out, expected, "{command}\n{out}");
-    }
+    assert_prints(
+        &server,
+        &[
+            ("\\ds", DS),
+            ("\\d", D_WITH_SEQUENCES),
+            ("\\d s1", D_S1),
+            ("\\d st_id_seq", D_ST_ID_SEQ),
+            ("\\d big_s_seq", D_BIG_S_SEQ),
+        ],
+    );
     let (ok, _, err) = psql(&server, VIEW_SETUP);
     assert!(ok, "{err}");
-    for (command, expected) in [("\\dv", DV), ("\\d v1", D_V1), ("\\d v2", D_V2)] {
-        let (ok, out, err) = psql(&server, command);
-        assert!(ok, "{command}: {err}");
-        assert_eq!(out, expected, "{command}\n{out}");
-    }
+    assert_prints(&server, &[("\\dv", DV), ("\\d v1", D_V1), ("\\d v2", D_V2)]);
     // The pg_tables and pg_indexes views.
     let (ok, _, err) = psql(
         &server,
         "CREATE INDEX st_x ON st (x); CREATE UNIQUE INDEX st_xu ON st (x, id)",
     );
     assert!(ok, "{err}");
-    for (query, expected) in [
-        (
-            "SELECT * FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
-            PG_TABLES,
-        ),
-        (
-            "SELECT * FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
-            PG_INDEXES,
-        ),
-    ] {
-        let (ok, out, err) = psql(&server, query);
-        assert!(ok, "{query}: {err}");
-        assert_eq!(out, expected, "{query}\n{out}");
-    }
+    assert_prints(
+        &server,
+        &[
+            (
+                "SELECT * FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+                PG_TABLES,
+            ),
+            (
+                "SELECT * FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
+                PG_INDEXES,
+            ),
+        ],
+    );
     // quote_ident quotes what PostgreSQL's does (upper case, spaces, reserved keywords).
     let (ok, out, err) = psql(
         &server,
