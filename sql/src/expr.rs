@@ -1181,9 +1181,11 @@ impl<'a> Binder<'a> {
         let Some(planner) = self.planner else {
             return Err(not_supported("sequence functions here").at(pos));
         };
-        let (schema, relname) = match name.split_once('.') {
-            Some((s, n)) => (Some(s.to_lowercase()), n.to_lowercase()),
-            None => (None, name.to_lowercase()),
+        // As regclass reads it: `public."My-Table_id_seq"`, as pg_get_serial_sequence prints.
+        let (schema, relname) = match crate::pgcatalog::name_parts(&name).as_slice() {
+            [s, n] => (Some(s.clone()), n.clone()),
+            [n] => (None, n.clone()),
+            _ => (None, name.to_lowercase()),
         };
         let seq = planner
             .catalog

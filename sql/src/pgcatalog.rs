@@ -121,16 +121,18 @@ struct SequenceInfo {
     def: crate::catalog::SequenceDef,
 }
 
-/// A view: its OID, schema, name and output columns (None: its query does not plan now, or
-/// views are being described already).
+/// A view: its OID, schema and definition.
 #[derive(Debug)]
 struct ViewInfo {
     oid: i64,
     nsp: i64,
     schema: String,
-    name: String,
-    columns: Option<Vec<(String, Ty, i32)>>,
+    def: crate::catalog::ViewDef,
 }
+
+/// A view's output columns (None: its query does not plan now, or views are being
+/// described already).
+type ViewColumns = Option<Vec<(String, Ty, i32)>>;
 
 thread_local! {
     /// Set while a snapshot describes its views: a view over the catalog relations plans a
@@ -148,6 +150,14 @@ fn view_columns(
     if DESCRIBING_VIEWS.with(|d| d.replace(true)) {
         return None;
     }
+    /// Clears the flag however describing ends (a panic too).
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            DESCRIBING_VIEWS.with(|d| d.set(false));
+        }
+    }
+    let done = Done;
     let described = (|| {
         let parser = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {});
         let query = parser
@@ -157,7 +167,7 @@ fn view_columns(
         let no_params = std::cell::RefCell::new(Vec::new());
         crate::stmt::describe_query(session, catalog, &view.query, &query, &no_params).ok()
     })();
-    DESCRIBING_VIEWS.with(|d| d.set(false));
+    drop(done);
     let mut columns: Vec<(String, Ty, i32)> = described?
         .into_iter()
         .map(|c| {
@@ -190,6 +200,9 @@ pub(crate) struct Snapshot {
     views: Vec<ViewInfo>,
     /// View OID → position in `views`.
     view_by_oid: HashMap<i64, usize>,
+    /// Each view's columns, by position in `views`: described only when a statement reads
+    /// `pg_class` or `pg_attribute` ([`Snapshot::describe_views`]).
+    view_columns: std::sync::OnceLock<Vec<ViewColumns>>,
     /// Table and primary key index OIDs → (position in `tables`, is the index); secondary
     /// index OIDs are in `index_by_oid`.
     by_oid: HashMap<i64, (usize, bool)>,
@@ -253,8 +266,7 @@ impl Snapshot {
                     oid: object_oid(v.id),
                     nsp: oid,
                     schema: name.clone(),
-                    name: v.name.clone(),
-                    columns: view_columns(catalog, session, v),
+                    def: v.clone(),
                 }));
                 sequences.extend(schema.sequences.values().map(|q| SequenceInfo {
                     oid: object_oid(q.id),
@@ -305,7 +317,7 @@ impl Snapshot {
         let mut view_by_oid = HashMap::new();
         for (i, v) in views.iter().enumerate() {
             by_name
-                .entry((v.schema.clone(), v.name.clone()))
+                .entry((v.schema.clone(), v.def.name.clone()))
                 .or_insert(v.oid);
             view_by_oid.insert(v.oid, i);
         }
@@ -321,6 +333,7 @@ impl Snapshot {
             sequence_by_oid,
             views,
             view_by_oid,
+            view_columns: std::sync::OnceLock::new(),
             by_oid,
             index_by_oid,
             by_name,
@@ -350,6 +363,22 @@ impl Snapshot {
         }
     }
 
+    /// Describes every view's columns, once (they cost a plan each, so only statements that
+    /// read `pg_class` or `pg_attribute` ask).
+    fn describe_views(&self, catalog: &Catalog, session: &Session) {
+        self.view_columns.get_or_init(|| {
+            self.views
+                .iter()
+                .map(|v| view_columns(catalog, session, &v.def))
+                .collect()
+        });
+    }
+
+    /// A view's described columns (None until described, or when its query does not plan).
+    fn columns_of_view(&self, i: usize) -> Option<&[(String, Ty, i32)]> {
+        self.view_columns.get()?.get(i)?.as_deref()
+    }
+
     /// Whether a table has a primary key or a secondary index.
     fn has_indexes(&self, ti: &TableInfo) -> bool {
         !ti.table.primary_key.is_empty()
@@ -375,7 +404,7 @@ impl Snapshot {
             Some((q.schema.clone(), q.def.name.clone()))
         } else {
             let v = &self.views[*self.view_by_oid.get(&oid)?];
-            Some((v.schema.clone(), v.name.clone()))
+            Some((v.schema.clone(), v.def.name.clone()))
         }
     }
 
@@ -484,16 +513,7 @@ impl Snapshot {
 
     /// `'name'::regclass`: the OID of a table or index by (optionally qualified) name.
     fn regclass_oid(&self, text: &str) -> Option<i64> {
-        let parts: Vec<String> = text
-            .split('.')
-            .map(|p| {
-                let p = p.trim();
-                match p.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
-                    Some(q) => q.replace("\"\"", "\""),
-                    None => p.to_lowercase(),
-                }
-            })
-            .collect();
+        let parts = name_parts(text);
         let (schemas, name): (Vec<String>, &str) = match parts.as_slice() {
             [n] => (self.search_path.clone(), n),
             [s, n] => (vec![s.clone()], n),
@@ -797,6 +817,9 @@ pub(crate) fn plan_relation(
             (n, spec_type(t))
         })
         .collect();
+    if *rel == "pg_class" || *rel == "pg_attribute" {
+        snap.describe_views(planner.catalog, planner.session);
+    }
     let rows = rows_of(&snap, rel);
     let mut plan_rows = Vec::with_capacity(rows.len());
     for row in rows {
@@ -914,9 +937,9 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             for q in &s.sequences {
                 rows.push(ClassRow::new(q.oid, &q.def.name, q.nsp, "S", 3).row());
             }
-            for v in &s.views {
-                let natts = v.columns.as_ref().map_or(0, Vec::len);
-                rows.push(ClassRow::new(v.oid, &v.name, v.nsp, "v", natts).row());
+            for (i, v) in s.views.iter().enumerate() {
+                let natts = s.columns_of_view(i).map_or(0, <[_]>::len);
+                rows.push(ClassRow::new(v.oid, &v.def.name, v.nsp, "v", natts).row());
             }
             for index in &s.indexes {
                 let nsp = s.tables[index.table].nsp;
@@ -1012,14 +1035,15 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             }
         }
         "pg_attribute" => {
-            for v in &s.views {
-                for (i, (name, ty, typmod)) in v.columns.iter().flatten().enumerate() {
+            for (i, v) in s.views.iter().enumerate() {
+                let columns = s.columns_of_view(i).unwrap_or_default();
+                for (n, (name, ty, typmod)) in columns.iter().enumerate() {
                     rows.push(attribute_row(
                         v.oid,
                         name,
                         *ty,
                         *typmod,
-                        i + 1,
+                        n + 1,
                         false,
                         false,
                     ));
@@ -1404,6 +1428,20 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
         _ => {}
     }
     rows
+}
+
+/// A possibly qualified relation name as `regclass` reads it: split at dots, each part
+/// unquoted (`"My-Table"`) or lower-cased.
+pub(crate) fn name_parts(text: &str) -> Vec<String> {
+    text.split('.')
+        .map(|p| {
+            let p = p.trim();
+            match p.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                Some(q) => q.replace("\"\"", "\""),
+                None => p.to_lowercase(),
+            }
+        })
+        .collect()
 }
 
 /// The parts of a `pg_class` row that differ between user relations.

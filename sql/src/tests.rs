@@ -1235,6 +1235,12 @@ fn sequences_and_serial_columns() {
             ("SELECT setval(pg_get_serial_sequence('items', 'name'), 20)", "setval:20 => NULL [SELECT 1]"),
             ("INSERT INTO items (name) VALUES ('f') RETURNING id", "id:23 => 21 [INSERT 0 1]"),
             ("DELETE FROM items WHERE name = 'f'", "DELETE 1"),
+            // Its quoted output names the sequence again.
+            ("CREATE TABLE \"my-table\" (id serial)", "CREATE TABLE "),
+            ("SELECT pg_get_serial_sequence('\"my-table\"', 'id')", "pg_get_serial_sequence:25 => public.\"my-table_id_seq\" [SELECT 1]"),
+            ("SELECT setval(pg_get_serial_sequence('\"my-table\"', 'id'), 5)", "setval:20 => 5 [SELECT 1]"),
+            ("INSERT INTO \"my-table\" DEFAULT VALUES RETURNING id", "id:23 => 6 [INSERT 0 1]"),
+            ("DROP TABLE \"my-table\"", "DROP TABLE "),
             ("SELECT nextval('s') FROM items", "ERR 0A000 nextval('s') here (it runs in INSERT ... VALUES, column defaults and SELECT without FROM) is not supported yet"),
             ("CREATE SEQUENCE items_id_seq", "ERR 42P07 relation \"items_id_seq\" already exists"),
             ("DROP TABLE items", "DROP TABLE "),
