@@ -71,6 +71,26 @@ impl PartitionMap {
         self.owners[partition_of(token)] as usize
     }
 
+    /// The fraction of `shard`'s token space at or below `token`: how much of the shard a
+    /// scan in token order has covered when it reaches `token` (ANALYZE scales a sample's
+    /// row count by it). 0.0 for a shard that owns no partition.
+    pub fn token_share_below(&self, shard: usize, token: u64) -> f64 {
+        let owned = self.partitions_of(shard).count();
+        if owned == 0 {
+            return 0.0;
+        }
+        let at = partition_of(token);
+        let before = self.partitions_of(shard).take_while(|&p| p < at).count() as f64;
+        let within = if self.owners[at] as usize == shard {
+            // Tokens of one partition share its top bits; the rest is the position inside.
+            let offset = token - first_token(at);
+            (offset as f64 + 1.0) / (1u64 << (64 - PARTITION_BITS)) as f64
+        } else {
+            0.0
+        };
+        (before + within) / owned as f64
+    }
+
     /// Partitions owned by `shard`, in token order.
     pub fn partitions_of(&self, shard: usize) -> impl Iterator<Item = usize> + '_ {
         (0..PARTITION_COUNT).filter(move |&p| self.owners[p] as usize == shard)
@@ -178,6 +198,22 @@ impl PartitionMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_share_counts_only_the_shards_own_partitions() {
+        let map = PartitionMap::balanced(2);
+        // Shard 1 owns the odd partitions: at the end of partition 1 it has covered one of
+        // its 512, and partition 2 (shard 0's) adds nothing.
+        let end_of_1 = first_token(2) - 1;
+        assert_eq!(map.token_share_below(1, end_of_1), 1.0 / 512.0);
+        assert_eq!(map.token_share_below(1, first_token(2) + 5), 1.0 / 512.0);
+        let half = map.token_share_below(0, first_token(0) + (first_token(1) / 2) - 1);
+        assert!((half - 0.5 / 512.0).abs() < 1e-12, "{half}");
+        assert_eq!(map.token_share_below(0, u64::MAX), 1.0);
+        assert_eq!(map.token_share_below(1, u64::MAX), 1.0);
+        let one = PartitionMap::balanced(1);
+        assert!((one.token_share_below(0, u64::MAX / 4) - 0.25).abs() < 1e-9);
+    }
 
     #[test]
     fn partitions_are_contiguous_token_ranges() {

@@ -101,8 +101,6 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     };
     let env = Env::of(session);
     let mut new = (*old).clone();
-    // Column positions and rows may change: statistics wait for the next ANALYZE.
-    new.stats = None;
     let mut shape = RowShape {
         sources: (0..old.columns.len()).map(Some).collect(),
         defaults: vec![None; old.columns.len()],
@@ -126,6 +124,14 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             &mut verify_checks,
             &env,
         )?;
+    }
+    // Statistics stay true while every column keeps its place and type (ADD PRIMARY KEY,
+    // constraints, renames, as PostgreSQL keeps them); else they wait for the next ANALYZE.
+    let columns_kept = shape.moves_rows_unchanged(old.columns.len())
+        && (new.columns.iter().zip(&old.columns))
+            .all(|(n, o)| (n.ty, n.typmod) == (o.ty, o.typmod));
+    if !columns_kept {
+        new.stats = None;
     }
     let key_changed = new
         .primary_key

@@ -199,7 +199,7 @@ pub struct TableStats {
 pub struct ColumnStats {
     /// Fraction of the sample that is NULL.
     pub null_frac: f64,
-    /// Distinct non-NULL values in the sample.
+    /// Distinct non-NULL values in the table, estimated from the sample.
     pub distinct: u64,
     /// Up to 101 equally spaced values of the sorted non-NULL sample, as their order-preserving
     /// key bytes (empty for types whose key bytes are not in value order).

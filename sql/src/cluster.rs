@@ -32,6 +32,12 @@ pub trait Cluster {
     fn shard_count(&self) -> usize;
     /// The shard that owns a row token.
     fn shard_of_token(&self, token: u64) -> usize;
+    /// The fraction of `shard`'s token space at or below `token` (ANALYZE's row estimate).
+    /// By default the shard's tokens are spread evenly over the whole space, as when it is
+    /// the only shard or tokens are dealt by remainder.
+    fn token_share_below(&self, _shard: usize, token: u64) -> f64 {
+        (token as f64 + 1.0) / 18_446_744_073_709_551_616.0
+    }
     /// Applies a catalog change on the catalog's owner (durably), then deletes the rows of
     /// dropped tables everywhere.
     /// Applies a catalog change on shard 0 (with its DDL markers), persists it and installs
@@ -503,8 +509,11 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     }
     let push = req.push.as_deref();
     assert!(
-        !(req.with_keys && push.is_some()),
-        "fragments that return storage keys push nothing down"
+        !req.with_keys
+            || push.is_none_or(|p| p.join.is_none()
+                && p.columns.is_none()
+                && matches!(p.output, FragmentOutput::Rows { .. })),
+        "fragments that return storage keys push down nothing but a limit"
     );
     let mut sink = Sink::new(req, push);
     let filter = req.filter.as_deref();

@@ -177,6 +177,39 @@ pub(crate) async fn fetch_raw_values<C: Cluster>(
     Ok(values)
 }
 
+/// The first `per_shard` rows of `table` on each shard, in storage-key (token) order, with
+/// their keys; one reply per shard, in shard order. Tokens are hashes, so each shard's first
+/// rows are a uniform sample of its rows (ANALYZE).
+pub(crate) async fn fetch_sample<C: Cluster>(
+    cluster: &C,
+    table: &Arc<crate::catalog::Table>,
+    env: &Env,
+    per_shard: usize,
+) -> Result<Vec<ScanRows>, SqlError> {
+    let push = FragmentPush {
+        join: None,
+        columns: None,
+        output: FragmentOutput::Rows {
+            limit: Some(per_shard),
+        },
+    };
+    let req = ScanRequest {
+        table: table.clone(),
+        filter: None,
+        env: Arc::new(env.clone()),
+        point: None,
+        index: None,
+        rows: None,
+        with_keys: true,
+        push: Some(Arc::new(push)),
+        txn: None,
+        lock: None,
+        pin: None,
+        raw_values: false,
+    };
+    scan_shards(cluster, &req, None).await
+}
+
 /// Sends `req` to the shard holding row key `only`, or to every shard; the replies in
 /// shard order.
 async fn scan_shards<C: Cluster>(

@@ -645,12 +645,13 @@ fn spec_type(t: &str) -> Ty {
         "int2" => Ty::Int2,
         "int4" => Ty::Int4,
         "float" => Ty::Float8,
+        "float4" => Ty::Float4,
         // "char", text, arrays (text form), pg_node_tree.
         _ => Ty::Text,
     }
 }
 
-const PG_CLASS: &str = "oid:oid relname:name relnamespace:oid reltype:oid reloftype:oid relowner:oid relam:oid relfilenode:oid reltablespace:oid relpages:int4 reltuples:float relallvisible:int4 reltoastrelid:oid relhasindex:bool relisshared:bool relpersistence:char relkind:char relnatts:int2 relchecks:int2 relhasrules:bool relhastriggers:bool relhassubclass:bool relrowsecurity:bool relforcerowsecurity:bool relispopulated:bool relreplident:char relispartition:bool relrewrite:oid relacl:array reloptions:array relpartbound:node";
+const PG_CLASS: &str = "oid:oid relname:name relnamespace:oid reltype:oid reloftype:oid relowner:oid relam:oid relfilenode:oid reltablespace:oid relpages:int4 reltuples:float4 relallvisible:int4 reltoastrelid:oid relhasindex:bool relisshared:bool relpersistence:char relkind:char relnatts:int2 relchecks:int2 relhasrules:bool relhastriggers:bool relhassubclass:bool relrowsecurity:bool relforcerowsecurity:bool relispopulated:bool relreplident:char relispartition:bool relrewrite:oid relacl:array reloptions:array relpartbound:node";
 const PG_NAMESPACE: &str = "oid:oid nspname:name nspowner:oid nspacl:array";
 const PG_ATTRIBUTE: &str = "attrelid:oid attname:name atttypid:oid attstattarget:int4 attlen:int2 attnum:int2 attndims:int4 attcacheoff:int4 atttypmod:int4 attbyval:bool attalign:char attstorage:char attcompression:char attnotnull:bool atthasdef:bool atthasmissing:bool attidentity:char attgenerated:char attisdropped:bool attislocal:bool attinhcount:int4 attcollation:oid attacl:array attoptions:array attfdwoptions:array attmissingval:array";
 const PG_TYPE: &str = "oid:oid typname:name typnamespace:oid typowner:oid typlen:int2 typbyval:bool typtype:char typcategory:char typispreferred:bool typisdefined:bool typdelim:char typrelid:oid typsubscript:oid typelem:oid typarray:oid typinput:oid typoutput:oid typreceive:oid typsend:oid typmodin:oid typmodout:oid typanalyze:oid typalign:char typstorage:char typnotnull:bool typbasetype:oid typtypmod:int4 typndims:int4 typcollation:oid typdefaultbin:node typdefault:text typacl:array";
@@ -668,7 +669,7 @@ const PG_DATABASE: &str = "oid:oid datname:name datdba:oid encoding:int4 datlocp
 const PG_ROLES: &str = "rolname:name rolsuper:bool rolinherit:bool rolcreaterole:bool rolcreatedb:bool rolcanlogin:bool rolreplication:bool rolconnlimit:int4 rolpassword:text rolvaliduntil:text rolbypassrls:bool rolconfig:array oid:oid";
 const PG_USER: &str = "usename:name usesysid:oid usecreatedb:bool usesuper:bool userepl:bool usebypassrls:bool passwd:text valuntil:text useconfig:array";
 const PG_SETTINGS: &str = "name:text setting:text unit:text category:text short_desc:text extra_desc:text context:text vartype:text source:text min_val:text max_val:text enumvals:array boot_val:text reset_val:text sourcefile:text sourceline:int4 pending_restart:bool";
-const PG_PROC: &str = "oid:oid proname:name pronamespace:oid proowner:oid prolang:oid procost:float prorows:float provariadic:oid prosupport:oid prokind:char prosecdef:bool proleakproof:bool proisstrict:bool proretset:bool provolatile:char proparallel:char pronargs:int2 pronargdefaults:int2 prorettype:oid proargtypes:text proallargtypes:array proargmodes:array proargnames:array proargdefaults:node protrftypes:array prosrc:text probin:text prosqlbody:node proconfig:array proacl:array";
+const PG_PROC: &str = "oid:oid proname:name pronamespace:oid proowner:oid prolang:oid procost:float4 prorows:float4 provariadic:oid prosupport:oid prokind:char prosecdef:bool proleakproof:bool proisstrict:bool proretset:bool provolatile:char proparallel:char pronargs:int2 pronargdefaults:int2 prorettype:oid proargtypes:text proallargtypes:array proargmodes:array proargnames:array proargdefaults:node protrftypes:array prosrc:text probin:text prosqlbody:node proconfig:array proacl:array";
 const PG_AUTH_MEMBERS: &str = "oid:oid roleid:oid member:oid grantor:oid admin_option:bool";
 const PG_EXTENSION: &str = "oid:oid extname:name extowner:oid extnamespace:oid extrelocatable:bool extversion:text extconfig:array extcondition:array";
 const PG_TABLESPACE: &str = "oid:oid spcname:name spcowner:oid spcacl:array spcoptions:array";
@@ -952,6 +953,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     ClassRow {
                         checks: tb.checks.len(),
                         has_index: s.has_indexes(ti),
+                        analyzed_rows: tb.stats.as_ref().map(|st| st.rows),
                         ..ClassRow::new(ti.oid, &tb.name, ti.nsp, "r", tb.columns.len())
                     }
                     .row(),
@@ -1454,6 +1456,8 @@ struct ClassRow<'a> {
     natts: usize,
     checks: usize,
     has_index: bool,
+    /// A table's row count at its last ANALYZE (`reltuples`; -1 before the first).
+    analyzed_rows: Option<u64>,
 }
 
 impl<'a> ClassRow<'a> {
@@ -1466,6 +1470,7 @@ impl<'a> ClassRow<'a> {
             natts,
             checks: 0,
             has_index: false,
+            analyzed_rows: None,
         }
     }
 
@@ -1474,7 +1479,10 @@ impl<'a> ClassRow<'a> {
     fn row(&self) -> Vec<Datum> {
         let (am, filenode, pages, tuples, has_rules, replident) = match self.kind {
             "i" => (BTREE_AM, self.oid, 1, 0.0, false, "n"),
-            "r" => (HEAP_AM, self.oid, 0, -1.0, false, "d"),
+            "r" => {
+                let tuples = self.analyzed_rows.map_or(-1.0, |n| n as f64);
+                (HEAP_AM, self.oid, 0, tuples, false, "d")
+            }
             "S" => (0, self.oid, 1, 1.0, false, "n"),
             _ => (0, 0, 0, -1.0, true, "n"),
         };

@@ -2351,7 +2351,15 @@ fn analyze_gathers_statistics_that_decide_when_an_index_pays() {
                 "~index st_flag;",
             ),
             ("EXPLAIN SELECT id FROM st WHERE v > 10", "~index st_v;"),
+            (
+                "SELECT reltuples FROM pg_class WHERE relname = 'st'",
+                "reltuples:700 => -1 [SELECT 1]",
+            ),
             ("ANALYZE st", "ANALYZE "),
+            (
+                "SELECT reltuples FROM pg_class WHERE relname = 'st'",
+                "reltuples:700 => 1000 [SELECT 1]",
+            ),
             // Half the rows match flag = 1, 99% match v > 10: a scan is cheaper.
             (
                 "EXPLAIN SELECT id FROM st WHERE flag = 1",
@@ -2374,6 +2382,24 @@ fn analyze_gathers_statistics_that_decide_when_an_index_pays() {
             ),
             ("VACUUM ANALYZE", "VACUUM "),
             ("VACUUM (ANALYZE) st", "VACUUM "),
+            // ADD PRIMARY KEY keeps the statistics (columns keep their places and types);
+            // dropping a column forgets them until the next ANALYZE.
+            ("CREATE TABLE nk (a int, b int)", "CREATE TABLE "),
+            (
+                "INSERT INTO nk SELECT g, g FROM generate_series(1, 30) g",
+                "INSERT 0 30",
+            ),
+            ("ANALYZE nk", "ANALYZE "),
+            ("ALTER TABLE nk ADD PRIMARY KEY (a)", "ALTER TABLE "),
+            (
+                "SELECT reltuples FROM pg_class WHERE relname = 'nk'",
+                "reltuples:700 => 30 [SELECT 1]",
+            ),
+            ("ALTER TABLE nk DROP COLUMN b", "ALTER TABLE "),
+            (
+                "SELECT reltuples FROM pg_class WHERE relname = 'nk'",
+                "reltuples:700 => -1 [SELECT 1]",
+            ),
             ("ANALYZE nope", "ERR 42P01 relation \"nope\" does not exist"),
         ],
     );

@@ -55,6 +55,10 @@ impl Cluster for ShardCluster {
         self.state.shared.map.shard_of_token(token)
     }
 
+    fn token_share_below(&self, shard: usize, token: u64) -> f64 {
+        self.state.shared.map.token_share_below(shard, token)
+    }
+
     async fn apply_ddl(&self, req: DdlRequest) -> Result<DdlOutcome, SqlError> {
         if self.state.id == CATALOG_SHARD {
             return apply_ddl(&self.state, req).await;
