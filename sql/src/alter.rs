@@ -936,7 +936,7 @@ async fn write_rewritten<C: Cluster>(
 async fn ingest_raw_rows<C: Cluster>(
     cluster: &C,
     table: &Table,
-    values: Vec<Bytes>,
+    values: Vec<crate::cluster::PackedValues>,
     not_null: &[usize],
     env: &Env,
 ) -> Result<(), SqlError> {
@@ -947,20 +947,23 @@ async fn ingest_raw_rows<C: Cluster>(
     }
     // Sized up front: growing a buffer of a million rows copies it and faults in fresh pages
     // again at every doubling.
-    let value_bytes: usize = values.iter().map(Bytes::len).sum();
-    let key_bytes_guess = values.len() * (rowcodec::ROW_KEY_HEADER_BYTES + 16);
+    let value_bytes: usize = values.iter().map(|v| v.value_bytes()).sum();
+    let rows: usize = values.iter().map(|v| v.len()).sum();
+    let key_bytes_guess = rows * (rowcodec::ROW_KEY_HEADER_BYTES + 16);
     let shards = cluster.shard_count().max(1);
     let mut per_shard: Vec<PackedEntries> = (0..shards)
         .map(|_| {
             PackedEntries::with_capacity(
                 (value_bytes + key_bytes_guess) / shards * 9 / 8,
-                values.len() / shards * 9 / 8,
+                rows / shards * 9 / 8,
             )
         })
         .collect();
     let (mut row, mut key_bytes) = (Vec::new(), Vec::new());
-    for value in values {
-        rowcodec::decode_row_columns_into(&value, width, &wanted, true, &mut row)
+    // Only the key and NOT NULL columns are decoded; the values move as they are (each
+    // block's checksum vouched for them when it was read).
+    for value in values.iter().flat_map(|v| v.iter()) {
+        rowcodec::decode_row_columns_into(value, width, &wanted, false, &mut row)
             .map_err(crate::cluster::storage_error)?;
         check_row(table, &row, not_null, &[], env)?;
         stmt::key_bytes_into(table, &row, &mut key_bytes)?;
@@ -969,10 +972,12 @@ async fn ingest_raw_rows<C: Cluster>(
             .push_with(
                 token,
                 |out| rowcodec::row_key_into(out, table.id, token, &key_bytes),
-                |out| out.extend_from_slice(&value),
+                |out| out.extend_from_slice(value),
             )
             .map_err(crate::cluster::storage_error)?;
     }
+    // The scanned copies are all moved: their memory can go before the sort needs its own.
+    drop(values);
     // Equal keys have equal tokens, so twins are on one shard, side by side once sorted.
     for rows in &mut per_shard {
         rows.sort();

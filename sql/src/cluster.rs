@@ -373,7 +373,7 @@ pub(crate) enum FragmentOutput {
 pub struct ScanRows {
     pub(crate) rows: Vec<Row>,
     /// A raw-values scan's stored row values.
-    pub(crate) values: Vec<Bytes>,
+    pub(crate) values: PackedValues,
     pub(crate) keys: Vec<Bytes>,
     /// A top-N fragment's sort key values, one per row.
     pub(crate) sort_keys: Vec<Row>,
@@ -382,6 +382,40 @@ pub struct ScanRows {
     /// A broadcast left side's joined rows: per row, the position of its left row in the
     /// broadcast rows (or [`UNMATCHED_RIGHT_TAG`]); the coordinator sorts by it, stably.
     pub(crate) left_tags: Vec<usize>,
+}
+
+/// Stored row values copied back to back (a raw-values scan). Kept as one [`Bytes`] slice
+/// per row, they cost two reference counts per row and held every block they came from
+/// until the last row was moved (a table's worth of memory the kernel had to fault in and
+/// zero again for the rewrite).
+#[derive(Debug, Default)]
+pub(crate) struct PackedValues {
+    data: Vec<u8>,
+    /// Where each value ends in `data`.
+    ends: Vec<usize>,
+}
+
+impl PackedValues {
+    pub(crate) fn push(&mut self, value: &[u8]) {
+        self.data.extend_from_slice(value);
+        self.ends.push(self.data.len());
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Bytes of all the values.
+    pub(crate) fn value_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.data[start..end])
+    }
 }
 
 /// One row change.
@@ -603,9 +637,9 @@ async fn raw_row_values<F: FileSystem + Clone + 'static, R: Runtime>(
         .prefix_iter(&prefix, view.snapshot.clone())
         .await
         .map_err(storage_error)?;
-    let mut values = Vec::new();
+    let mut values = PackedValues::default();
     while iter.valid() {
-        values.push(iter.value().clone());
+        values.push(iter.value());
         rows_budget(values.len())?;
         iter.next().await.map_err(storage_error)?;
         rt.yield_if_needed().await;
@@ -1083,7 +1117,7 @@ impl TableScan<'_> {
         Ok(true)
     }
 
-    fn decode(&self, value: &Bytes) -> Result<Row, SqlError> {
+    fn decode(&self, value: &[u8]) -> Result<Row, SqlError> {
         let width = self.table.columns.len();
         match self.wanted {
             None => decode_row(value, width),

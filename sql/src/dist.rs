@@ -155,7 +155,7 @@ pub(crate) async fn fetch_raw_values<C: Cluster>(
     cluster: &C,
     table: &Arc<crate::catalog::Table>,
     env: &Env,
-) -> Result<Vec<Bytes>, SqlError> {
+) -> Result<Vec<crate::cluster::PackedValues>, SqlError> {
     let req = ScanRequest {
         table: table.clone(),
         filter: None,
@@ -170,11 +170,8 @@ pub(crate) async fn fetch_raw_values<C: Cluster>(
         pin: None,
         raw_values: true,
     };
-    let mut values = Vec::new();
-    for reply in scan_shards(cluster, &req, None).await? {
-        values.extend(reply.values);
-    }
-    Ok(values)
+    let replies = scan_shards(cluster, &req, None).await?;
+    Ok(replies.into_iter().map(|reply| reply.values).collect())
 }
 
 /// The first `per_shard` rows of `table` on each shard, in storage-key (token) order, with

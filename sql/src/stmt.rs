@@ -286,11 +286,17 @@ pub(crate) fn key_bytes_into(
 }
 
 /// A 128-bit row id for tables without a primary key: wall-clock nanoseconds and a hash of
-/// (nanoseconds, thread, per-thread counter). Unique without coordination or stored state.
+/// (nanoseconds, thread, per-thread counter). Unique without coordination or stored state:
+/// the counter tells apart the ids of one thread, and a process started later reads a later
+/// clock.
 fn hidden_row_id() -> [u8; 16] {
     use std::cell::Cell;
+    /// Ids made per clock reading (a COPY asks for a million in a row; the counter alone
+    /// keeps them apart).
+    const IDS_PER_CLOCK_READ: u64 = 64;
     thread_local! {
         static COUNTER: Cell<u64> = const { Cell::new(0) };
+        static NANOS: Cell<u64> = const { Cell::new(0) };
         // Formatted once: a COPY asks for a million ids in a row.
         static THREAD: u64 = xxhash_rust::xxh3::xxh3_64(
             format!("{:?}", std::thread::current().id()).as_bytes(),
@@ -301,10 +307,16 @@ fn hidden_row_id() -> [u8; 16] {
         c.set(v);
         v
     });
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos = NANOS.with(|cached| {
+        if n % IDS_PER_CLOCK_READ == 1 || cached.get() == 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            cached.set(now);
+        }
+        cached.get()
+    });
     let thread = THREAD.with(|t| *t);
     let mut seed = [0u8; 24];
     seed[..8].copy_from_slice(&nanos.to_le_bytes());

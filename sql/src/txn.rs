@@ -930,7 +930,7 @@ async fn keys_with_prefix<F: FileSystem + Clone + 'static, R: Runtime>(
         .await
         .map_err(storage_error)?;
     while iter.valid() {
-        out.push((iter.key().clone(), iter.value().clone()));
+        out.push((iter.key().clone(), iter.value_bytes()));
         iter.next().await.map_err(storage_error)?;
     }
     Ok(out)

@@ -1127,7 +1127,8 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         let mut writer: Option<(u64, SstWriter<F>)> = None;
         let mut last_user_key: Vec<u8> = Vec::new();
         let mut internal_key = Vec::new();
-        let mut value = Bytes::new();
+        // The kept entry's value, copied out: the merge moves on before the write finishes.
+        let mut value: Vec<u8> = Vec::new();
         let mut processed = 0usize;
         while merge.valid() {
             if self.closing.get() {
@@ -1145,11 +1146,10 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                     Decision::Keep(kind) => {
                         internal_key.clear();
                         key::encode_into(&mut internal_key, cur.user_key, cur.seq, kind);
-                        value = if kind == ValueKind::Put {
-                            cur.value.clone()
-                        } else {
-                            Bytes::new()
-                        };
+                        value.clear();
+                        if kind == ValueKind::Put {
+                            value.extend_from_slice(cur.value);
+                        }
                         Some(new_user_key)
                     }
                     Decision::Drop => None,

@@ -19,7 +19,7 @@ pub struct Current<'a> {
     pub user_key: &'a [u8],
     pub seq: SeqNo,
     pub kind: ValueKind,
-    pub value: &'a Bytes,
+    pub value: &'a [u8],
 }
 
 /// A cursor over one sorted level: the files in order, one open at a time.
@@ -164,6 +164,24 @@ impl<F: FileSystem> Source<F> {
         }
     }
 
+    /// The current value, where it lies (no key parsing, no reference count).
+    fn value(&self) -> &[u8] {
+        match self {
+            Source::Mem(it) => &it.entry().value,
+            Source::Table(it) => it.value(),
+            Source::Level(it) => it.iter().value(),
+        }
+    }
+
+    /// The current value as [`Bytes`] that outlive the cursor.
+    fn value_bytes(&self) -> Bytes {
+        match self {
+            Source::Mem(it) => it.entry().value.clone(),
+            Source::Table(it) => it.value_bytes(),
+            Source::Level(it) => it.iter().value_bytes(),
+        }
+    }
+
     fn current(&self) -> Result<Current<'_>, LsmError> {
         match self {
             Source::Mem(it) => {
@@ -172,7 +190,7 @@ impl<F: FileSystem> Source<F> {
                     user_key: &e.user_key,
                     seq: e.seq,
                     kind: e.kind,
-                    value: &e.value,
+                    value: &e.value[..],
                 })
             }
             Source::Table(it) => table_current(it),
@@ -253,6 +271,16 @@ impl<F: FileSystem> MergingIter<F> {
         self.sources[self.current.expect("valid merging iterator")].current()
     }
 
+    /// The current entry's value.
+    pub fn current_value(&self) -> &[u8] {
+        self.sources[self.current.expect("valid merging iterator")].value()
+    }
+
+    /// The current entry's value as [`Bytes`] that outlive the cursor.
+    pub fn current_value_bytes(&self) -> Bytes {
+        self.sources[self.current.expect("valid merging iterator")].value_bytes()
+    }
+
     fn pick(&mut self) -> Result<(), LsmError> {
         let mut best: Option<(usize, &[u8], SeqNo)> = None;
         for (at, source) in self.sources.iter().enumerate() {
@@ -297,7 +325,7 @@ pub struct DbIter<F: FileSystem> {
     /// A user key whose remaining versions `settle` skips (the one just returned, or a
     /// deleted one); meaningful while `skipping`.
     skip: Vec<u8>,
-    value: Bytes,
+    /// The merge rests on the current entry while valid: its value is read from there.
     valid: bool,
     /// Pins the files the iterator reads.
     _version: Rc<Version<F>>,
@@ -317,7 +345,6 @@ impl<F: FileSystem> DbIter<F> {
             key: Vec::new(),
             key_bytes: std::cell::OnceCell::new(),
             skip: Vec::new(),
-            value: Bytes::new(),
             valid: false,
             _version: version,
         }
@@ -356,8 +383,17 @@ impl<F: FileSystem> DbIter<F> {
         &self.key
     }
 
-    pub fn value(&self) -> &Bytes {
-        &self.value
+    /// The current value, read in place (a block of a table file, or the memtable).
+    pub fn value(&self) -> &[u8] {
+        assert!(self.valid, "value on an invalid iterator");
+        self.merge.current_value()
+    }
+
+    /// The current value as [`Bytes`] that outlive the iterator's position (a slice of the
+    /// cached block: no copy, one reference count).
+    pub fn value_bytes(&self) -> Bytes {
+        assert!(self.valid, "value on an invalid iterator");
+        self.merge.current_value_bytes()
     }
 
     /// Advances the merge to the newest visible version of the next user key that is live,
@@ -382,7 +418,6 @@ impl<F: FileSystem> DbIter<F> {
             if !hidden {
                 match cur.kind {
                     ValueKind::Put => {
-                        self.value = cur.value.clone();
                         self.key.clear();
                         self.key.extend_from_slice(cur.user_key);
                         self.valid = true;

@@ -162,7 +162,7 @@ impl Block {
         BlockIter {
             block: self.clone(),
             key: Vec::new(),
-            value: Bytes::new(),
+            value: 0..0,
             next_at: 0,
             next_restart: 0,
             valid: false,
@@ -179,7 +179,9 @@ fn read_u32(data: &[u8], at: usize) -> u32 {
 pub struct BlockIter {
     block: Block,
     key: Vec<u8>,
-    value: Bytes,
+    /// Where the current value lies in the block: read in place, and made a [`Bytes`] only
+    /// when asked ([`BlockIter::value_bytes`]).
+    value: std::ops::Range<usize>,
     /// Offset of the entry after the current one.
     next_at: usize,
     /// The first restart point at or after `next_at` (an index into the restart array), so
@@ -198,9 +200,15 @@ impl BlockIter {
         &self.key
     }
 
-    pub fn value(&self) -> &Bytes {
+    pub fn value(&self) -> &[u8] {
         assert!(self.valid);
-        &self.value
+        &self.block.data[self.value.clone()]
+    }
+
+    /// The current value as a slice of the block that outlives the cursor.
+    pub fn value_bytes(&self) -> Bytes {
+        assert!(self.valid);
+        self.block.data.slice(self.value.clone())
     }
 
     pub fn seek_to_first(&mut self) -> Result<(), &'static str> {
@@ -211,7 +219,7 @@ impl BlockIter {
     /// Advances to the next entry (or the first, right after a restart seek); invalid at the end.
     pub fn next(&mut self) -> Result<(), &'static str> {
         if let Some(value) = self.step()? {
-            self.value = self.block.data.slice(value);
+            self.value = value;
         }
         Ok(())
     }
@@ -283,7 +291,7 @@ impl BlockIter {
                 return Ok(());
             };
             if key::compare(&self.key, target) != Ordering::Less {
-                self.value = self.block.data.slice(value);
+                self.value = value;
                 return Ok(());
             }
         }

@@ -141,7 +141,7 @@ impl<F: FileSystem> SstReader<F> {
                 if parsed.user_key != user_key {
                     return Ok(None);
                 }
-                return Ok(Some((parsed.seq, parsed.kind, it.value().clone())));
+                return Ok(Some((parsed.seq, parsed.kind, it.value_bytes())));
             }
         }
         Ok(None)
@@ -451,12 +451,20 @@ impl<F: FileSystem> SstIter<F> {
             .key()
     }
 
-    /// The current value: a slice of the cached block (no copy).
-    pub fn value(&self) -> &Bytes {
+    /// The current value, in the cached block.
+    pub fn value(&self) -> &[u8] {
         self.block
             .as_ref()
             .expect("value on an invalid SstIter")
             .value()
+    }
+
+    /// The current value as a slice of the cached block (no copy) that outlives the cursor.
+    pub fn value_bytes(&self) -> Bytes {
+        self.block
+            .as_ref()
+            .expect("value on an invalid SstIter")
+            .value_bytes()
     }
 
     async fn load_block(&mut self, i: usize) -> Result<(), SstError> {
@@ -584,7 +592,7 @@ impl Tally {
 pub async fn dump<F: FileSystem>(
     fs: &F,
     path: &Path,
-    mut visit: impl FnMut(&[u8], &Bytes),
+    mut visit: impl FnMut(&[u8], &[u8]),
 ) -> Result<SstInfo, SstError> {
     let reader = SstReader::open(fs, path, 0, Rc::new(BlockCache::disabled())).await?;
     let mut it = reader.iter();

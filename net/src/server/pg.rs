@@ -265,7 +265,9 @@ struct PgConn {
     /// The client's address: users not in the config file are trusted only from loopback.
     peer: Option<std::net::IpAddr>,
     /// A COPY FROM STDIN in progress: CopyData goes to it until CopyDone or CopyFail.
-    copy_in: Option<helios_sql::CopyLoader>,
+    /// Boxed: it is taken out and put back for every CopyData message (one per row from
+    /// pgbench), and moving the loader itself copied hundreds of bytes each time.
+    copy_in: Option<Box<helios_sql::CopyLoader>>,
     /// The COPY in progress came through the extended protocol: when it ends, ReadyForQuery
     /// waits for the client's Sync, and an error discards messages up to it.
     copy_in_extended: bool,
@@ -591,7 +593,7 @@ impl PgConn {
             start.column_count as i16,
             vec![i16::from(format); start.column_count],
         )));
-        self.copy_in = Some(loader);
+        self.copy_in = Some(Box::new(loader));
         self.copy_in_extended = extended;
         Ok(())
     }

@@ -173,12 +173,12 @@ async fn stage(data_dir: &Path, staging: &Path, from: usize, to: usize) -> Resul
         iter.seek_to_first().await.map_err(&fail)?;
         let mut seen = 0usize;
         while iter.valid() {
-            let (skey, stored) = (iter.key(), iter.value());
+            let (skey, stored) = (iter.key(), iter.value_bytes());
             let (target, expired) = if storage::is_redis_storage_key(skey) {
                 let (_, token, _) = storage::parse_storage_key(skey).ok_or_else(|| {
                     format!("{}: malformed storage key {skey:?}", lsm.dir().display())
                 })?;
-                let (expire_at_ms, _) = storage::decode_header(stored).map_err(|reason| {
+                let (expire_at_ms, _) = storage::decode_header(&stored).map_err(|reason| {
                     format!("{}: entry {skey:?}: {reason}", lsm.dir().display())
                 })?;
                 let expired = matches!(expire_at_ms, Some(at) if now_ms > at);

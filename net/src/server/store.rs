@@ -163,7 +163,7 @@ async fn rebuild_index(lsm: &ShardLsm, ks: &mut Keyspace) -> Result<(), String> 
     // Redis storage keys sort first (a database number); SQL rows and the catalog (0x80 on)
     // follow and are not part of the key index.
     while iter.valid() && storage::is_redis_storage_key(iter.key()) {
-        ks.insert_stored(iter.key(), iter.value(), now_ms)
+        ks.insert_stored(iter.key(), &iter.value_bytes(), now_ms)
             .map_err(|reason| format!("store entry {:?}: {reason}", iter.key()))?;
         seen += 1;
         if seen.is_multiple_of(REBUILD_YIELD_EVERY) {
@@ -177,7 +177,7 @@ async fn rebuild_index(lsm: &ShardLsm, ks: &mut Keyspace) -> Result<(), String> 
     let mut orphan_count = 0usize;
     while iter.valid() && storage::is_field_key(iter.key()) {
         let owned = ks
-            .insert_stored_field(iter.key(), iter.value())
+            .insert_stored_field(iter.key(), &iter.value_bytes())
             .map_err(|reason| format!("store entry {:?}: {reason}", iter.key()))?;
         if !owned {
             orphans.delete(iter.key().clone());
