@@ -331,14 +331,14 @@ mod tests {
             it.seek_to_first().unwrap();
             for (i, k) in keys.iter().enumerate() {
                 assert_eq!(it.key(), &k[..]);
-                assert_eq!(&it.value()[..], format!("v{i}").as_bytes());
+                assert_eq!(it.value(), format!("v{i}").as_bytes());
                 it.next().unwrap();
             }
             assert!(!it.valid());
             for (i, k) in keys.iter().enumerate() {
                 it.seek(k).unwrap();
                 assert_eq!(it.key(), &k[..], "interval {interval}");
-                assert_eq!(&it.value()[..], format!("v{i}").as_bytes());
+                assert_eq!(it.value(), format!("v{i}").as_bytes());
                 // Stepping on from a seek crosses restart points as a scan from the start does.
                 it.next().unwrap();
                 assert_eq!(
