@@ -199,6 +199,20 @@ pub(crate) fn specs_for(catalog: &Catalog, table: &Table) -> Vec<IndexSpec> {
     Vec::new()
 }
 
+/// The prefix of every entry of index `id`.
+pub(crate) fn entry_prefix(id: u32) -> Vec<u8> {
+    index_prefix(id)
+}
+
+/// The prefix of every claim of unique index `id` on table `table_id`.
+pub(crate) fn claim_prefix(table_id: u32, id: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(9);
+    p.push(CLAIM_PREFIX);
+    p.extend_from_slice(&table_id.to_be_bytes());
+    p.extend_from_slice(&id.to_be_bytes());
+    p
+}
+
 fn index_prefix(id: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(5);
     p.push(INDEX_PREFIX);

@@ -211,6 +211,11 @@ pub(crate) struct Snapshot {
     /// (schema, relation name) → OID, for tables, indexes and sequences.
     by_name: HashMap<(String, String), i64>,
     params: Vec<(String, String)>,
+    /// A size function (`pg_table_size` …) was bound: the statement gathers
+    /// [`Snapshot::sizes`] from the shards before it runs ([`gather_sizes`]).
+    wants_sizes: std::sync::atomic::AtomicBool,
+    /// Stored bytes of each table's rows and each secondary index's entries, by OID.
+    sizes: std::sync::OnceLock<HashMap<i64, u64>>,
 }
 
 impl Snapshot {
@@ -338,9 +343,95 @@ impl Snapshot {
             index_by_oid,
             by_name,
             params: session.all_parameters(),
+            wants_sizes: std::sync::atomic::AtomicBool::new(false),
+            sizes: std::sync::OnceLock::new(),
         }
     }
 
+    /// The key prefixes whose stored bytes make up each relation with storage: a table's
+    /// rows, a secondary index's entries and (unique ones) claims.
+    fn storage_prefixes(&self) -> Vec<(i64, Vec<u8>)> {
+        let mut out = Vec::new();
+        for t in &self.tables {
+            out.push((t.oid, crate::rowcodec::table_prefix(t.table.id).to_vec()));
+        }
+        for index in &self.indexes {
+            let table_id = self.tables[index.table].table.id;
+            out.push((index.oid, crate::index::entry_prefix(index.def.id)));
+            out.push((
+                index.oid,
+                crate::index::claim_prefix(table_id, index.def.id),
+            ));
+        }
+        out
+    }
+
+    /// Stored bytes of the relation `oid` (None: not one of this database's relations). A
+    /// table counts its rows; a primary key index 0 (the rows are stored in its order: it
+    /// has no storage of its own); a sequence or view 0.
+    fn relation_bytes(&self, oid: i64) -> Result<Option<u64>, SqlError> {
+        let sizes = self.sizes.get().ok_or_else(|| {
+            SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                "relation size functions are supported only in SELECT",
+            )
+        })?;
+        if let Some(&bytes) = sizes.get(&oid) {
+            return Ok(Some(bytes));
+        }
+        let known = self.by_oid.contains_key(&oid)
+            || self.index_by_oid.contains_key(&oid)
+            || self.sequence_by_oid.contains_key(&oid)
+            || self.view_by_oid.contains_key(&oid);
+        Ok(known.then_some(0))
+    }
+
+    /// Bytes of the secondary indexes of table `oid` (None: no such table).
+    fn indexes_bytes(&self, oid: i64) -> Result<Option<u64>, SqlError> {
+        let Some(&(at, false)) = self.by_oid.get(&oid) else {
+            return Ok(None);
+        };
+        let mut total = 0;
+        for index in self.indexes.iter().filter(|i| i.table == at) {
+            total += self.relation_bytes(index.oid)?.unwrap_or(0);
+        }
+        Ok(Some(total))
+    }
+}
+
+/// Asks every shard for the stored bytes of the snapshot's relations, if a size function of
+/// the statement wants them (before it runs: evaluation cannot wait for the shards).
+pub(crate) async fn gather_sizes<C: crate::cluster::Cluster>(
+    cluster: &C,
+    snapshot: Option<&Arc<Snapshot>>,
+) -> Result<(), SqlError> {
+    let Some(snapshot) = snapshot else {
+        return Ok(());
+    };
+    if !snapshot
+        .wants_sizes
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Ok(());
+    }
+    let prefixes = snapshot.storage_prefixes();
+    let mut sizes: HashMap<i64, u64> = HashMap::new();
+    for shard in 0..cluster.shard_count() {
+        let msg = crate::txn::TxnMsg::StoredBytes {
+            prefixes: prefixes.iter().map(|(_, p)| p.clone()).collect(),
+        };
+        let crate::txn::TxnReply::Sizes(bytes) = cluster.txn_call(shard, msg).await? else {
+            return Err(SqlError::new(INTERNAL_ERROR, "a shard sent no sizes"));
+        };
+        for ((oid, _), b) in prefixes.iter().zip(bytes) {
+            *sizes.entry(*oid).or_default() += b;
+        }
+    }
+    let _ = snapshot.sizes.set(sizes);
+    Ok(())
+}
+
+impl Snapshot {
     fn schema_name(&self, oid: i64) -> Option<&str> {
         self.schemas
             .iter()
@@ -646,12 +737,13 @@ fn spec_type(t: &str) -> Ty {
         "int4" => Ty::Int4,
         "float" => Ty::Float8,
         "float4" => Ty::Float4,
+        "text[]" => Ty::Array(&Ty::Text),
         // "char", text, arrays (text form), pg_node_tree.
         _ => Ty::Text,
     }
 }
 
-const PG_CLASS: &str = "oid:oid relname:name relnamespace:oid reltype:oid reloftype:oid relowner:oid relam:oid relfilenode:oid reltablespace:oid relpages:int4 reltuples:float4 relallvisible:int4 reltoastrelid:oid relhasindex:bool relisshared:bool relpersistence:char relkind:char relnatts:int2 relchecks:int2 relhasrules:bool relhastriggers:bool relhassubclass:bool relrowsecurity:bool relforcerowsecurity:bool relispopulated:bool relreplident:char relispartition:bool relrewrite:oid relacl:array reloptions:array relpartbound:node";
+const PG_CLASS: &str = "oid:oid relname:name relnamespace:oid reltype:oid reloftype:oid relowner:oid relam:oid relfilenode:oid reltablespace:oid relpages:int4 reltuples:float4 relallvisible:int4 reltoastrelid:oid relhasindex:bool relisshared:bool relpersistence:char relkind:char relnatts:int2 relchecks:int2 relhasrules:bool relhastriggers:bool relhassubclass:bool relrowsecurity:bool relforcerowsecurity:bool relispopulated:bool relreplident:char relispartition:bool relrewrite:oid relacl:array reloptions:text[] relpartbound:node";
 const PG_NAMESPACE: &str = "oid:oid nspname:name nspowner:oid nspacl:array";
 const PG_ATTRIBUTE: &str = "attrelid:oid attname:name atttypid:oid attstattarget:int4 attlen:int2 attnum:int2 attndims:int4 attcacheoff:int4 atttypmod:int4 attbyval:bool attalign:char attstorage:char attcompression:char attnotnull:bool atthasdef:bool atthasmissing:bool attidentity:char attgenerated:char attisdropped:bool attislocal:bool attinhcount:int4 attcollation:oid attacl:array attoptions:array attfdwoptions:array attmissingval:array";
 const PG_TYPE: &str = "oid:oid typname:name typnamespace:oid typowner:oid typlen:int2 typbyval:bool typtype:char typcategory:char typispreferred:bool typisdefined:bool typdelim:char typrelid:oid typsubscript:oid typelem:oid typarray:oid typinput:oid typoutput:oid typreceive:oid typsend:oid typmodin:oid typmodout:oid typanalyze:oid typalign:char typstorage:char typnotnull:bool typbasetype:oid typtypmod:int4 typndims:int4 typcollation:oid typdefaultbin:node typdefault:text typacl:array";
@@ -1701,6 +1793,9 @@ pub(crate) enum PgFunc {
     ArrayToString,
     ArrayUpper,
     RelationIsPublishable,
+    /// pg_table_size and its kin: stored bytes gathered before the statement ran.
+    RelationSize(SizeOf),
+    SizePretty,
     CurrentSetting,
     /// oid → relation name (`::regclass`).
     RegclassOut,
@@ -1787,6 +1882,83 @@ fn bool_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
     }
 }
 
+/// What a size function adds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SizeOf {
+    /// pg_table_size, and pg_relation_size of the main fork.
+    Relation,
+    /// pg_relation_size of a fork helios has no storage for (fsm, vm, init): 0.
+    OtherFork,
+    /// pg_relation_size(rel, fork): the fork is its second argument.
+    Fork,
+    Indexes,
+    /// pg_total_relation_size: the table and its indexes.
+    Total,
+}
+
+/// A regclass argument: an OID, a text literal looked up now ('t'), or text looked up when
+/// evaluated.
+fn regclass_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
+    let pos = b.pos;
+    match (&b.kind, b.ty) {
+        (Kind::Const(Datum::Text(name)), Ty::Unknown) => {
+            let snap = snapshot(binder, pos)?;
+            let oid = snap.regclass_oid(name).ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_TABLE,
+                    format!("relation \"{name}\" does not exist"),
+                )
+                .at(pos)
+            })?;
+            let mut c = Bound::constant(Datum::Int(oid), Ty::Int8);
+            c.pos = pos;
+            Ok(Some(c))
+        }
+        (_, ty) if ty.is_integer() || ty == Ty::Unknown => {
+            Ok(Some(binder.coerce(b, Ty::Int8, TYPMOD_NONE)?))
+        }
+        (_, ty) if ty.is_string() => {
+            let snap = snapshot(binder, pos)?;
+            let arg = binder.coerce(b, Ty::Text, TYPMOD_NONE)?;
+            Ok(Some(call(
+                PgFunc::RegclassIn { missing_ok: false },
+                Some(snap),
+                vec![arg],
+                Ty::Int8,
+                pos,
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// PostgreSQL 15's `pg_size_pretty(bigint)`: bytes below 10 kB, then kB, MB, GB, TB, PB,
+/// each below 20 × 1024 − 1 of its unit, half-rounded.
+pub(crate) fn size_pretty(mut size: i64) -> String {
+    const UNITS: [(&str, i64, bool, u32); 6] = [
+        ("bytes", 10 * 1024, false, 0),
+        ("kB", 20 * 1024 - 1, true, 10),
+        ("MB", 20 * 1024 - 1, true, 20),
+        ("GB", 20 * 1024 - 1, true, 30),
+        ("TB", 20 * 1024 - 1, true, 40),
+        ("PB", 20 * 1024 - 1, true, 50),
+    ];
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    for (i, &(name, limit, round, bits)) in UNITS.iter().enumerate() {
+        let next = UNITS.get(i + 1);
+        if next.is_none() || size.unsigned_abs() < limit as u64 {
+            if round {
+                size = half_rounded(size);
+            }
+            return format!("{size} {name}");
+        }
+        let (_, _, next_round, next_bits) = *next.expect("a next unit");
+        let shift = next_bits - bits - u32::from(next_round) + u32::from(round);
+        size /= 1i64 << shift;
+    }
+    unreachable!("the last unit always answers")
+}
+
 type ArgCheck = fn(&Binder, Bound) -> Result<Option<Bound>, SqlError>;
 
 /// Binds a catalog function by name; None: no such function (the caller reports it).
@@ -1830,6 +2002,19 @@ pub(crate) fn bind_function(
         ("array_to_string", 2) => (F::ArrayToString, &[text_arg, text_arg], Ty::Text),
         ("array_upper", 2) => (F::ArrayUpper, &[text_arg, int_arg], Ty::Int4),
         ("pg_relation_is_publishable", 1) => (F::RelationIsPublishable, &[oid_arg], Ty::Bool),
+        ("pg_table_size" | "pg_relation_size", 1) => {
+            (F::RelationSize(SizeOf::Relation), &[regclass_arg], Ty::Int8)
+        }
+        ("pg_relation_size", 2) => (
+            F::RelationSize(SizeOf::Fork),
+            &[regclass_arg, text_arg],
+            Ty::Int8,
+        ),
+        ("pg_indexes_size", 1) => (F::RelationSize(SizeOf::Indexes), &[regclass_arg], Ty::Int8),
+        ("pg_total_relation_size", 1) => {
+            (F::RelationSize(SizeOf::Total), &[regclass_arg], Ty::Int8)
+        }
+        ("pg_size_pretty", 1) => (F::SizePretty, &[int_arg], Ty::Text),
         ("to_regtype", 1) => (F::RegtypeIn { missing_ok: true }, &[text_arg], Ty::Int8),
         ("to_regclass", 1) => (F::RegclassIn { missing_ok: true }, &[text_arg], Ty::Int8),
         ("current_setting", 1) => (F::CurrentSetting, &[text_arg], Ty::Text),
@@ -1844,6 +2029,10 @@ pub(crate) fn bind_function(
         }
     }
     let snap = snapshot(binder, pos)?;
+    if matches!(func, F::RelationSize(_)) {
+        snap.wants_sizes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(Some(call(func, Some(snap), bound, ty, pos)))
 }
 
@@ -2492,6 +2681,40 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                 Datum::Int(items.len() as i64)
             }
         }
+        F::RelationSize(of) => {
+            let Some(oid) = int_of(&values[0]) else {
+                return Ok(Datum::Null);
+            };
+            let of = match of {
+                SizeOf::Fork => match text(&values[1]).as_deref() {
+                    None => return Ok(Datum::Null),
+                    Some("main") => SizeOf::Relation,
+                    Some("fsm" | "vm" | "init") => SizeOf::OtherFork,
+                    Some(_) => {
+                        return Err(SqlError::new(INVALID_PARAMETER_VALUE, "invalid fork name"))
+                    }
+                },
+                other => *other,
+            };
+            let snap = snap();
+            let bytes = match of {
+                SizeOf::Relation => snap.relation_bytes(oid)?,
+                SizeOf::OtherFork => snap.relation_bytes(oid)?.map(|_| 0),
+                SizeOf::Indexes => snap.indexes_bytes(oid)?,
+                SizeOf::Total => match (snap.relation_bytes(oid)?, snap.indexes_bytes(oid)?) {
+                    (Some(rel), indexes) => Some(rel + indexes.unwrap_or(0)),
+                    (None, _) => None,
+                },
+                SizeOf::Fork => unreachable!("a fork argument is read above"),
+            };
+            bytes.map_or(Datum::Null, |b| {
+                Datum::Int(i64::try_from(b).unwrap_or(i64::MAX))
+            })
+        }
+        F::SizePretty => match int_of(&values[0]) {
+            Some(size) => Datum::Text(size_pretty(size)),
+            None => Datum::Null,
+        },
         F::RelationIsPublishable => Datum::Bool(
             snap()
                 .table_by_oid(int_of(&values[0]).unwrap_or(0))

@@ -125,6 +125,8 @@ pub(crate) async fn run_query<C: Cluster>(
             })
             .cloned()
     });
+    // A plan that reads the catalog snapshot is never cached: its snapshot is this one's.
+    let mut pg_snapshot = None;
     let cached = match cached {
         Some(cached) => cached,
         None => {
@@ -141,7 +143,8 @@ pub(crate) async fn run_query<C: Cluster>(
                     tag: String::new(),
                 });
             }
-            let uses_catalog_snapshot = planner.pg.get().is_some();
+            pg_snapshot = planner.pg.get().cloned();
+            let uses_catalog_snapshot = pg_snapshot.is_some();
             let planned = std::rc::Rc::new(CachedPlan {
                 catalog_version: catalog.version,
                 database: session.database().to_string(),
@@ -165,6 +168,7 @@ pub(crate) async fn run_query<C: Cluster>(
         let exprs: Vec<&Bound> = exprs.iter().collect();
         reserve_sequences(cluster, &env, &exprs, 1).await?;
     }
+    crate::pgcatalog::gather_sizes(cluster, pg_snapshot.as_ref()).await?;
     let inputs = fetch_all(cluster, fetches, &env).await?;
     let rows = exec::run(plan, &env, &inputs, None)?;
     let digits = &env.style;

@@ -1064,6 +1064,17 @@ fn catalog_relations_and_functions() {
             // A table with a secondary index and no primary key has no _pkey index.
             ("CREATE TABLE w (x int); CREATE INDEX w_x ON w (x)", "CREATE INDEX "),
             ("SELECT relname, relkind, relhasindex FROM pg_class WHERE relname LIKE 'w%' ORDER BY 1", "relname:19,relkind:25,relhasindex:16 => w|r|t / w_x|i|f [SELECT 2]"),
+            // Sizes: rows and index entries, gathered from every shard; a primary key has
+            // no storage of its own, and an empty table none.
+            ("INSERT INTO w SELECT g FROM generate_series(1, 200) g", "INSERT 0 200"),
+            ("SELECT pg_table_size('w') > 200 * 8, pg_relation_size('w_x') > 200 * 8, pg_table_size('t'), pg_relation_size('t_pkey'), pg_indexes_size('t')", "?column?:16,?column?:16,pg_table_size:20,pg_relation_size:20,pg_indexes_size:20 => t|t|0|0|0 [SELECT 1]"),
+            ("SELECT pg_total_relation_size('w') = pg_table_size('w') + pg_indexes_size('w'), pg_indexes_size('w') = pg_relation_size('w_x'), pg_relation_size('w', 'fsm'), pg_relation_size('w', 'main') = pg_table_size('w')", "?column?:16,?column?:16,pg_relation_size:20,?column?:16 => t|t|0|t [SELECT 1]"),
+            ("SELECT c.relname, pg_table_size(c.oid) > 0 FROM pg_class c WHERE c.relname LIKE 'w%' ORDER BY 1", "relname:19,?column?:16 => w|t / w_x|t [SELECT 2]"),
+            ("SELECT pg_table_size(0), pg_table_size(NULL)", "pg_table_size:20,pg_table_size:20 => NULL|NULL [SELECT 1]"),
+            ("SELECT pg_relation_size('w', 'x')", "ERR 22023 invalid fork name"),
+            ("SELECT pg_table_size('nope')", "ERR 42P01 relation \"nope\" does not exist"),
+            // As PostgreSQL 15 prints them.
+            ("SELECT pg_size_pretty(v) FROM (VALUES (0), (10239), (10240), (-10240), (20971520), (1073741824), (-21474836480), (9223372036854775807), (10752)) t(v)", "pg_size_pretty:25 => 0 bytes / 10239 bytes / 10 kB / -10 kB / 20 MB / 1024 MB / -20 GB / 8192 PB / 11 kB [SELECT 9]"),
             ("DROP TABLE w", "DROP TABLE "),
             ("SELECT * FROM pg_catalog.pg_nope", "ERR 42P01 relation \"pg_catalog.pg_nope\" does not exist"),
             ("SELECT * FROM tables", "ERR 42P01 relation \"tables\" does not exist"),

@@ -718,6 +718,11 @@ pub enum TxnMsg {
     DeletePrefix {
         prefix: Vec<u8>,
     },
+    /// About how many bytes the keys under each prefix take here (`pg_table_size` and its
+    /// kin): [`TxnReply::Sizes`], one per prefix.
+    StoredBytes {
+        prefixes: Vec<Vec<u8>>,
+    },
     /// Answer once no transaction (or write outside one) holds rows of the table here: its
     /// writes are frozen, so the ones already in flight only end. 55P03 after `timeout_ms`.
     AwaitNoWriters {
@@ -735,6 +740,7 @@ pub enum TxnReply {
     Applied(u64),
     Entries(Vec<Entry>),
     Records(Vec<(TxnId, Vec<u8>)>),
+    Sizes(Vec<u64>),
 }
 
 /// What a shard must do before replying to a transaction message.
@@ -881,6 +887,18 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
         }
         TxnMsg::DeleteRecord { txn } => done(write_one(lsm, record_key(txn), None, true).await?),
         TxnMsg::Forget { txn } => done(write_one(lsm, marker_key(txn), None, false).await?),
+        TxnMsg::StoredBytes { prefixes } => {
+            let mut sizes = Vec::with_capacity(prefixes.len());
+            for prefix in &prefixes {
+                let end = helios_engine::lsm::prefix_upper_bound(prefix);
+                let bytes = lsm
+                    .approximate_bytes(prefix, end.as_deref())
+                    .await
+                    .map_err(crate::cluster::storage_error)?;
+                sizes.push(bytes);
+            }
+            Ok((TxnReply::Sizes(sizes), Durability::default()))
+        }
         TxnMsg::Records => {
             let mut records = Vec::new();
             for (key, value) in keys_with_prefix(lsm, RECORD_PREFIX).await? {

@@ -542,6 +542,26 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         Ok(iter)
     }
 
+    /// About how many bytes the user keys in `[start, end)` take (`end` None: no bound), every
+    /// version counted: the table files' data blocks that hold them, and the memtables'
+    /// entries. What PostgreSQL's `pg_table_size` answers for a table's rows.
+    pub async fn approximate_bytes(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<u64, LsmError> {
+        let (memtables, version) = self.read_view();
+        let in_memory: u64 = memtables.iter().map(|m| m.bytes_in_range(start, end)).sum();
+        let overlaps = |t: &Table<F>| {
+            t.largest_user_key() >= start && end.is_none_or(|end| t.smallest_user_key() < end)
+        };
+        let mut on_disk = 0;
+        for table in version.levels.iter().flatten().filter(|t| overlaps(t)) {
+            on_disk += table.reader.approximate_bytes(start, end).await?;
+        }
+        Ok(in_memory + on_disk)
+    }
+
     /// Memtables newest first, and the current version.
     fn read_view(&self) -> (Vec<Rc<Memtable>>, Rc<Version<F>>) {
         let state = self.state.borrow();

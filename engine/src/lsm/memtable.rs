@@ -597,6 +597,19 @@ impl Memtable {
         }
     }
 
+    /// Key and value bytes of the entries (every version) whose user keys lie in
+    /// `[start, end)` (`end` None: no bound).
+    pub fn bytes_in_range(&self, start: &[u8], end: Option<&[u8]>) -> u64 {
+        let map = self.map.borrow();
+        let runs = self.runs.borrow();
+        let from = MemKey::new(Bytes::copy_from_slice(start), super::key::SEQ_MAX);
+        let lower = Bound::Included(&from);
+        merge_ordered(map.range((lower, Bound::Unbounded)), runs.range_from(lower))
+            .take_while(|(k, _)| end.is_none_or(|end| &k.user_key[..] < end))
+            .map(|(k, v)| (k.user_key.len() + v.value.len()) as u64)
+            .sum()
+    }
+
     /// Up to `limit` entries at or after `from` (None: from the start), in internal-key order.
     /// `inclusive` says whether an entry equal to `from` is included.
     pub fn entries_from(

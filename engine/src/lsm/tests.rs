@@ -234,6 +234,59 @@ fn prefix_iterator_stops_at_the_prefix_end() {
     });
 }
 
+/// Sizes of key ranges count what lies in them, in memory and in table files, and little
+/// beyond: two ranges of 300 and 100 rows, an empty range, and the whole tree.
+#[test]
+fn approximate_bytes_of_key_ranges() {
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt, small_options()).await;
+        let value = [7u8; 40];
+        for i in 0..300u32 {
+            db.put(format!("a{i:05}").as_bytes(), &value).await.unwrap();
+        }
+        for i in 0..100u32 {
+            db.put(format!("c{i:05}").as_bytes(), &value).await.unwrap();
+        }
+        let row = 6 + value.len() as u64;
+        for flushed in [false, true] {
+            if flushed {
+                db.flush().await.unwrap();
+                db.wait_idle().await.unwrap();
+            }
+            let size = |start: &'static [u8], end: Option<&'static [u8]>| {
+                let db = db.clone();
+                async move { db.approximate_bytes(start, end).await.unwrap() }
+            };
+            let a = size(b"a", Some(b"b")).await;
+            let c = size(b"c", Some(b"d")).await;
+            // Internal keys add 8 bytes a row; files add block overhead.
+            assert!(
+                (300 * row..=400 * row).contains(&a),
+                "flushed {flushed}: a {a}"
+            );
+            assert!(
+                (100 * row..=150 * row).contains(&c),
+                "flushed {flushed}: c {c}"
+            );
+            assert_eq!(size(b"b", Some(b"c")).await, 0, "flushed {flushed}");
+            assert_eq!(
+                size(b"a00100", Some(b"a00100")).await,
+                0,
+                "flushed {flushed}"
+            );
+            let some = size(b"a00100", Some(b"a00110")).await;
+            assert!(
+                (10 * row..=12 * (row + 8)).contains(&some),
+                "flushed {flushed}: {some}"
+            );
+            let all = size(b"", None).await;
+            assert!(all >= a + c, "flushed {flushed}: {all} < {a} + {c}");
+        }
+        db.close().await.unwrap();
+    });
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Put(u8, usize),

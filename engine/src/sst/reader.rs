@@ -194,6 +194,62 @@ impl<F: FileSystem> SstReader<F> {
         self.bloom.bytes()
     }
 
+    /// About how many bytes the entries with user keys in `[start, end)` take (`end` None:
+    /// no bound): the stored size of the data blocks wholly inside the range, and the key
+    /// and value bytes of the in-range entries of the (at most two) blocks at its ends,
+    /// which are read for it (a range between two tables' keys in one block counts 0).
+    pub async fn approximate_bytes(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<u64, SstError> {
+        let first = self.index_lower_bound(&key::encode(start, key::SEQ_MAX, key::SEEK_KIND));
+        if first >= self.index.len() {
+            return Ok(0);
+        }
+        // The block holding the first key ≥ `end` (or the last block) may hold keys of the
+        // range too.
+        let last = match end {
+            Some(end) => self
+                .index_lower_bound(&key::encode(end, key::SEQ_MAX, key::SEEK_KIND))
+                .min(self.index.len() - 1),
+            None => self.index.len() - 1,
+        };
+        let inner: u64 = self.index[(first + 1).min(last)..last]
+            .iter()
+            .map(|entry| entry.handle.size)
+            .sum();
+        let mut ends = self.block_bytes_in_range(first, start, end).await?;
+        if last != first {
+            ends += self.block_bytes_in_range(last, start, end).await?;
+        }
+        Ok(inner + ends)
+    }
+
+    /// Key and value bytes of block `i`'s entries whose user keys lie in `[start, end)`.
+    async fn block_bytes_in_range(
+        &self,
+        i: usize,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<u64, SstError> {
+        let block = self.data_block(i).await?;
+        let mut it = block.iter();
+        it.seek_to_first().map_err(|r| self.block_corrupt(i, r))?;
+        let mut bytes = 0;
+        while it.valid() {
+            let user_key = key::user_key(it.key());
+            if end.is_some_and(|end| user_key >= end) {
+                break;
+            }
+            if user_key >= start {
+                bytes += (it.key().len() + it.value().len()) as u64;
+            }
+            it.next().map_err(|r| self.block_corrupt(i, r))?;
+        }
+        Ok(bytes)
+    }
+
     /// First data block whose last key is ≥ `target`: the only one that can hold the first
     /// entry ≥ `target`.
     fn index_lower_bound(&self, target: &[u8]) -> usize {
