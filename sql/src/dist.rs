@@ -157,18 +157,8 @@ pub(crate) async fn fetch_raw_values<C: Cluster>(
     env: &Env,
 ) -> Result<Vec<crate::cluster::PackedValues>, SqlError> {
     let req = ScanRequest {
-        table: table.clone(),
-        filter: None,
-        env: Arc::new(env.clone()),
-        point: None,
-        index: None,
-        rows: None,
-        with_keys: false,
-        push: None,
-        txn: None,
-        lock: None,
-        pin: None,
         raw_values: true,
+        ..whole_table_scan(table, env)
     };
     let replies = scan_shards(cluster, &req, None).await?;
     Ok(replies.into_iter().map(|reply| reply.values).collect())
@@ -191,20 +181,29 @@ pub(crate) async fn fetch_sample<C: Cluster>(
         },
     };
     let req = ScanRequest {
+        with_keys: true,
+        push: Some(Arc::new(push)),
+        ..whole_table_scan(table, env)
+    };
+    scan_shards(cluster, &req, None).await
+}
+
+/// A request for every row of `table`, whole, as stored: no filter, no push, no keys.
+fn whole_table_scan(table: &Arc<crate::catalog::Table>, env: &Env) -> ScanRequest {
+    ScanRequest {
         table: table.clone(),
         filter: None,
         env: Arc::new(env.clone()),
         point: None,
         index: None,
         rows: None,
-        with_keys: true,
-        push: Some(Arc::new(push)),
+        with_keys: false,
+        push: None,
         txn: None,
         lock: None,
         pin: None,
         raw_values: false,
-    };
-    scan_shards(cluster, &req, None).await
+    }
 }
 
 /// Sends `req` to the shard holding row key `only`, or to every shard; the replies in

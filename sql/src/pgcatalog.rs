@@ -216,6 +216,10 @@ pub(crate) struct Snapshot {
     wants_sizes: std::sync::atomic::AtomicBool,
     /// Stored bytes of each table's rows and each secondary index's entries, by OID.
     sizes: std::sync::OnceLock<HashMap<i64, u64>>,
+    /// The other databases' storage prefixes (their tables and indexes), for
+    /// `pg_database_size`; their totals land in `database_sizes` with `sizes`.
+    other_databases: Vec<(String, Vec<Vec<u8>>)>,
+    database_sizes: std::sync::OnceLock<HashMap<String, u64>>,
 }
 
 impl Snapshot {
@@ -239,6 +243,12 @@ impl Snapshot {
             .databases
             .iter()
             .map(|(name, db)| (object_oid(db.id), name.clone()))
+            .collect();
+        let other_databases = catalog
+            .databases
+            .iter()
+            .filter(|(name, _)| **name != database)
+            .map(|(name, db)| (name.clone(), database_prefixes(db)))
             .collect();
         let mut schemas = vec![SchemaInfo {
             oid: PG_CATALOG_OID,
@@ -345,7 +355,26 @@ impl Snapshot {
             params: session.all_parameters(),
             wants_sizes: std::sync::atomic::AtomicBool::new(false),
             sizes: std::sync::OnceLock::new(),
+            other_databases,
+            database_sizes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Stored bytes of database `name`'s tables and indexes (None: no such database).
+    fn database_bytes(&self, name: &str) -> Result<Option<u64>, SqlError> {
+        let not_gathered = || {
+            SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                "relation size functions are supported only in SELECT",
+            )
+        };
+        if name == self.database {
+            return Ok(Some(
+                self.sizes.get().ok_or_else(not_gathered)?.values().sum(),
+            ));
+        }
+        let sizes = self.database_sizes.get().ok_or_else(not_gathered)?;
+        Ok(sizes.get(name).copied())
     }
 
     /// The key prefixes whose stored bytes make up each relation with storage: a table's
@@ -414,21 +443,52 @@ pub(crate) async fn gather_sizes<C: crate::cluster::Cluster>(
     {
         return Ok(());
     }
-    let prefixes = snapshot.storage_prefixes();
+    let relations = snapshot.storage_prefixes();
+    let others = &snapshot.other_databases;
+    let mut request: Vec<Vec<u8>> = relations.iter().map(|(_, p)| p.clone()).collect();
+    request.extend(
+        others
+            .iter()
+            .flat_map(|(_, prefixes)| prefixes.iter().cloned()),
+    );
     let mut sizes: HashMap<i64, u64> = HashMap::new();
+    let mut database_sizes: HashMap<String, u64> = HashMap::new();
     for shard in 0..cluster.shard_count() {
         let msg = crate::txn::TxnMsg::StoredBytes {
-            prefixes: prefixes.iter().map(|(_, p)| p.clone()).collect(),
+            prefixes: request.clone(),
         };
         let crate::txn::TxnReply::Sizes(bytes) = cluster.txn_call(shard, msg).await? else {
             return Err(SqlError::new(INTERNAL_ERROR, "a shard sent no sizes"));
         };
-        for ((oid, _), b) in prefixes.iter().zip(bytes) {
+        let mut bytes = bytes.into_iter();
+        for ((oid, _), b) in relations.iter().zip(bytes.by_ref()) {
             *sizes.entry(*oid).or_default() += b;
+        }
+        for (name, prefixes) in others {
+            let total: u64 = bytes.by_ref().take(prefixes.len()).sum();
+            *database_sizes.entry(name.clone()).or_default() += total;
         }
     }
     let _ = snapshot.sizes.set(sizes);
+    let _ = snapshot.database_sizes.set(database_sizes);
     Ok(())
+}
+
+/// The storage prefixes of a database's tables (rows) and indexes (entries and claims).
+fn database_prefixes(db: &crate::catalog::Database) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for schema in db.schemas.values() {
+        for table in schema.tables.values() {
+            out.push(crate::rowcodec::table_prefix(table.id).to_vec());
+        }
+        for index in schema.indexes.values() {
+            out.push(crate::index::entry_prefix(index.id));
+            if let Some(table) = schema.tables.get(&index.table) {
+                out.push(crate::index::claim_prefix(table.id, index.id));
+            }
+        }
+    }
+    out
 }
 
 impl Snapshot {
@@ -1796,6 +1856,13 @@ pub(crate) enum PgFunc {
     /// pg_table_size and its kin: stored bytes gathered before the statement ran.
     RelationSize(SizeOf),
     SizePretty,
+    /// pg_database_size(name): its tables' and indexes' stored bytes.
+    DatabaseSize,
+    /// has_database_privilege(database, privileges): helios has no GRANT, so every user
+    /// holds every privilege of every database.
+    HasDatabasePrivilege,
+    /// pg_get_viewdef: the view's stored query (sqlparser's rendering of it).
+    ViewDef,
     CurrentSetting,
     /// oid → relation name (`::regclass`).
     RegclassOut,
@@ -1932,6 +1999,31 @@ fn regclass_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
     }
 }
 
+fn no_such_database(name: &str) -> SqlError {
+    SqlError::new(
+        UNDEFINED_DATABASE,
+        format!("database \"{name}\" does not exist"),
+    )
+}
+
+/// A database privilege list as `has_database_privilege` reads it: comma-separated CREATE,
+/// CONNECT, TEMPORARY or TEMP, each optionally WITH GRANT OPTION, in any case.
+fn check_database_privileges(list: &str) -> Result<(), SqlError> {
+    for item in list.split(',') {
+        let word = item.trim().to_ascii_lowercase();
+        let word = word
+            .strip_suffix("with grant option")
+            .map_or(word.as_str(), str::trim_end);
+        if !matches!(word, "create" | "connect" | "temporary" | "temp") {
+            return Err(SqlError::new(
+                INVALID_PARAMETER_VALUE,
+                format!("unrecognized privilege type: \"{}\"", item.trim()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// PostgreSQL 15's `pg_size_pretty(bigint)`: bytes below 10 kB, then kB, MB, GB, TB, PB,
 /// each below 20 × 1024 − 1 of its unit, half-rounded.
 pub(crate) fn size_pretty(mut size: i64) -> String {
@@ -2015,6 +2107,14 @@ pub(crate) fn bind_function(
             (F::RelationSize(SizeOf::Total), &[regclass_arg], Ty::Int8)
         }
         ("pg_size_pretty", 1) => (F::SizePretty, &[int_arg], Ty::Text),
+        ("pg_database_size", 1) => (F::DatabaseSize, &[text_arg], Ty::Int8),
+        ("has_database_privilege", 2) => (F::HasDatabasePrivilege, &[text_arg, text_arg], Ty::Bool),
+        ("pg_get_viewdef", 1) => (F::ViewDef, &[regclass_arg], Ty::Text),
+        // helios has no rewrite rules (a view's query is kept as such): no OID is a rule's,
+        // and PostgreSQL answers NULL for an OID that is no rule.
+        ("pg_get_ruledef", 1) => (F::NullText, &[oid_arg], Ty::Text),
+        ("pg_get_ruledef", 2) => (F::NullText, &[oid_arg, bool_arg], Ty::Text),
+        ("pg_get_viewdef", 2) => (F::ViewDef, &[regclass_arg, bool_arg], Ty::Text),
         ("to_regtype", 1) => (F::RegtypeIn { missing_ok: true }, &[text_arg], Ty::Int8),
         ("to_regclass", 1) => (F::RegclassIn { missing_ok: true }, &[text_arg], Ty::Int8),
         ("current_setting", 1) => (F::CurrentSetting, &[text_arg], Ty::Text),
@@ -2029,7 +2129,7 @@ pub(crate) fn bind_function(
         }
     }
     let snap = snapshot(binder, pos)?;
-    if matches!(func, F::RelationSize(_)) {
+    if matches!(func, F::RelationSize(_) | F::DatabaseSize) {
         snap.wants_sizes
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -2710,6 +2810,32 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
             bytes.map_or(Datum::Null, |b| {
                 Datum::Int(i64::try_from(b).unwrap_or(i64::MAX))
             })
+        }
+        F::DatabaseSize => {
+            let Some(name) = text(&values[0]) else {
+                return Ok(Datum::Null);
+            };
+            match snap().database_bytes(&name)? {
+                Some(bytes) => Datum::Int(i64::try_from(bytes).unwrap_or(i64::MAX)),
+                None => return Err(no_such_database(&name)),
+            }
+        }
+        F::HasDatabasePrivilege => {
+            let (Some(name), Some(privileges)) = (text(&values[0]), text(&values[1])) else {
+                return Ok(Datum::Null);
+            };
+            check_database_privileges(&privileges)?;
+            if !snap().databases.iter().any(|(_, n)| *n == name) {
+                return Err(no_such_database(&name));
+            }
+            Datum::Bool(true)
+        }
+        F::ViewDef => {
+            let snap = snap();
+            match int_of(&values[0]).and_then(|oid| snap.view_by_oid.get(&oid)) {
+                Some(&at) => Datum::Text(format!(" {};", snap.views[at].def.query)),
+                None => Datum::Null,
+            }
         }
         F::SizePretty => match int_of(&values[0]) {
             Some(size) => Datum::Text(size_pretty(size)),

@@ -385,4 +385,17 @@ fn psql_plus_commands_describe_storage_and_sizes() {
     assert_eq!(size_of("\\dt+", "empty_t"), "0 bytes");
     assert!(size_of("\\di+", "p_note").ends_with(" kB"));
     assert_eq!(size_of("\\di+", "p_pkey"), "0 bytes");
+    // \l+ adds each database's size (its tables' and indexes'), \d+ of a view its query.
+    let (ok, out, err) = psql(&server, "CREATE VIEW pv AS SELECT id FROM p");
+    assert!(ok, "{err}");
+    let line = |command: &str, starts: &str| -> String {
+        let (ok, out, err) = psql(&server, command);
+        assert!(ok, "{command}: {err}");
+        let found = out.lines().find(|l| l.starts_with(starts));
+        found
+            .unwrap_or_else(|| panic!("{command}\n{out}"))
+            .to_string()
+    };
+    assert!(line("\\l+", " postgres ").contains(" kB "), "{out}");
+    assert_eq!(line("\\d+ pv", " SELECT"), " SELECT id FROM p;");
 }
