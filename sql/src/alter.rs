@@ -21,6 +21,8 @@
 use bytes::Bytes;
 use sqlparser::ast;
 
+use std::sync::Arc;
+
 use crate::catalog::{CheckDef, ColumnDef, DdlChange, Table};
 use crate::cluster::{Cluster, RowOp};
 use crate::error::*;
@@ -180,9 +182,12 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             && verify_not_null.iter().all(|c| new.primary_key.contains(c))
             && crate::index::specs_for(&catalog, &old).is_empty();
         if moves_raw {
-            let values = crate::dist::fetch_raw_values(cluster, &old, &env).await?;
             new.id = reserve_id(cluster).await?;
-            if let Err(e) = ingest_raw_rows(cluster, &new, values, &verify_not_null, &env).await {
+            let rekey = crate::cluster::Rekey {
+                table: Arc::new(new.clone()),
+                not_null: verify_not_null.clone(),
+            };
+            if let Err(e) = move_rows_rekeyed(cluster, &old, rekey, &env).await {
                 discard_rewrite(cluster, new.id, &[]).await;
                 return Err(e);
             }
@@ -737,6 +742,25 @@ fn check_row(
     checks: &[(String, Bound)],
     env: &Env,
 ) -> Result<(), SqlError> {
+    check_not_null(table, row, not_null)?;
+    if let Some(name) = stmt::failing_check(checks, row, env)? {
+        return Err(SqlError::new(
+            CHECK_VIOLATION,
+            format!(
+                "check constraint \"{name}\" of relation \"{}\" is violated by some row",
+                table.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// 23502 when the row is NULL in one of the `not_null` columns (a constraint being added).
+pub(crate) fn check_not_null(
+    table: &Table,
+    row: &[Datum],
+    not_null: &[usize],
+) -> Result<(), SqlError> {
     for &i in not_null {
         if row[i] == Datum::Null {
             return Err(SqlError::new(
@@ -747,15 +771,6 @@ fn check_row(
                 ),
             ));
         }
-    }
-    if let Some(name) = stmt::failing_check(checks, row, env)? {
-        return Err(SqlError::new(
-            CHECK_VIOLATION,
-            format!(
-                "check constraint \"{name}\" of relation \"{}\" is violated by some row",
-                table.name
-            ),
-        ));
     }
     Ok(())
 }
@@ -931,63 +946,50 @@ async fn write_rewritten<C: Cluster>(
 }
 
 /// A rewrite whose rows keep their stored values (ADD PRIMARY KEY, no secondary index):
-/// each value's key columns are decoded for its new key, and the values are ingested as
-/// they are, sorted by the new keys, as [`ingest_rewritten`] does.
-async fn ingest_raw_rows<C: Cluster>(
+/// each shard puts its rows under their new keys ([`crate::cluster::Rekey`]), the entries
+/// are dealt to the shards that own the new keys, sorted, checked for a duplicated key and
+/// ingested, as [`ingest_rewritten`] does.
+async fn move_rows_rekeyed<C: Cluster>(
     cluster: &C,
-    table: &Table,
-    values: Vec<crate::cluster::PackedValues>,
-    not_null: &[usize],
+    old: &Arc<Table>,
+    rekey: crate::cluster::Rekey,
     env: &Env,
 ) -> Result<(), SqlError> {
-    let width = table.columns.len();
-    let mut wanted = vec![false; width];
-    for &c in table.primary_key.iter().chain(not_null) {
-        wanted[c] = true;
-    }
-    // Sized up front: growing a buffer of a million rows copies it and faults in fresh pages
-    // again at every doubling.
-    let value_bytes: usize = values.iter().map(|v| v.value_bytes()).sum();
-    let rows: usize = values.iter().map(|v| v.len()).sum();
-    let key_bytes_guess = rows * (rowcodec::ROW_KEY_HEADER_BYTES + 16);
-    let shards = cluster.shard_count().max(1);
-    let mut per_shard: Vec<PackedEntries> = (0..shards)
-        .map(|_| {
-            PackedEntries::with_capacity(
-                (value_bytes + key_bytes_guess) / shards * 9 / 8,
-                rows / shards * 9 / 8,
-            )
-        })
-        .collect();
-    let (mut row, mut key_bytes) = (Vec::new(), Vec::new());
-    // Only the key and NOT NULL columns are decoded; the values move as they are (each
-    // block's checksum vouched for them when it was read).
-    for value in values.iter().flat_map(|v| v.iter()) {
-        rowcodec::decode_row_columns_into(value, width, &wanted, false, &mut row)
-            .map_err(crate::cluster::storage_error)?;
-        check_row(table, &row, not_null, &[], env)?;
-        stmt::key_bytes_into(table, &row, &mut key_bytes)?;
-        let token = rowcodec::row_token(&key_bytes);
-        per_shard[cluster.shard_of_token(token)]
-            .push_with(
-                token,
-                |out| rowcodec::row_key_into(out, table.id, token, &key_bytes),
-                |out| out.extend_from_slice(value),
-            )
-            .map_err(crate::cluster::storage_error)?;
-    }
-    // The scanned copies are all moved: their memory can go before the sort needs its own.
-    drop(values);
+    let table = rekey.table.clone();
+    let read = crate::dist::fetch_rekeyed(cluster, old, rekey, env).await?;
+    let mut per_shard = if cluster.shard_count() == 1 {
+        read
+    } else {
+        deal_to_owners(cluster, read)?
+    };
     // Equal keys have equal tokens, so twins are on one shard, side by side once sorted.
     for rows in &mut per_shard {
         rows.sort();
         if let Some(at) = rows.first_repeated_key() {
-            let row = rowcodec::decode_row(rows.get(at).1, width)
+            let row = rowcodec::decode_row(rows.get(at).1, table.columns.len())
                 .map_err(crate::cluster::storage_error)?;
-            return Err(duplicated_key(table, &row));
+            return Err(duplicated_key(&table, &row));
         }
     }
     ingest_per_shard(cluster, per_shard).await
+}
+
+/// Entries read on each shard, dealt to the shards that own their tokens.
+fn deal_to_owners<C: Cluster>(
+    cluster: &C,
+    read: Vec<PackedEntries>,
+) -> Result<Vec<PackedEntries>, SqlError> {
+    let mut per_shard = packed_per_shard(cluster);
+    for entries in read {
+        for i in 0..entries.len() {
+            let (key, value) = entries.get(i);
+            let token = entries.order(i);
+            per_shard[cluster.shard_of_token(token)]
+                .push(token, key, value)
+                .map_err(crate::cluster::storage_error)?;
+        }
+    }
+    Ok(per_shard)
 }
 
 /// One empty [`PackedEntries`] per shard.

@@ -282,9 +282,18 @@ pub struct ScanRequest {
     /// Pin the statement's snapshot on arrival (see [`crate::txn::PinTicket`]); taken by
     /// the cluster handle before the fragment runs.
     pub pin: Option<Arc<crate::txn::PinTicket>>,
-    /// Return every row's stored value as it is, undecoded, in `ScanRows::values` (a table
-    /// rewrite that moves rows unchanged); outside a transaction, with no filter or push.
-    pub(crate) raw_values: bool,
+    /// Return every row's stored value as it is under its key in another table, in
+    /// `ScanRows::rekeyed` (ADD PRIMARY KEY, which moves rows unchanged); outside a
+    /// transaction, with no filter or push.
+    pub(crate) rekey: Option<Arc<Rekey>>,
+}
+
+/// Where a rewrite that keeps stored values moves them: `table` (a new id and primary key);
+/// a row NULL in a `not_null` column fails the statement (23502), as the rewrite would.
+#[derive(Debug)]
+pub(crate) struct Rekey {
+    pub(crate) table: Arc<Table>,
+    pub(crate) not_null: Vec<usize>,
 }
 
 impl ScanRequest {
@@ -372,8 +381,9 @@ pub(crate) enum FragmentOutput {
 #[derive(Debug, Default)]
 pub struct ScanRows {
     pub(crate) rows: Vec<Row>,
-    /// A raw-values scan's stored row values.
-    pub(crate) values: PackedValues,
+    /// A rekeying scan's rows under their new keys, ordered by token: not sorted, and not
+    /// yet dealt to the shards that own the new keys.
+    pub(crate) rekeyed: PackedEntries,
     pub(crate) keys: Vec<Bytes>,
     /// A top-N fragment's sort key values, one per row.
     pub(crate) sort_keys: Vec<Row>,
@@ -382,40 +392,6 @@ pub struct ScanRows {
     /// A broadcast left side's joined rows: per row, the position of its left row in the
     /// broadcast rows (or [`UNMATCHED_RIGHT_TAG`]); the coordinator sorts by it, stably.
     pub(crate) left_tags: Vec<usize>,
-}
-
-/// Stored row values copied back to back (a raw-values scan). Kept as one [`Bytes`] slice
-/// per row, they cost two reference counts per row and held every block they came from
-/// until the last row was moved (a table's worth of memory the kernel had to fault in and
-/// zero again for the rewrite).
-#[derive(Debug, Default)]
-pub(crate) struct PackedValues {
-    data: Vec<u8>,
-    /// Where each value ends in `data`.
-    ends: Vec<usize>,
-}
-
-impl PackedValues {
-    pub(crate) fn push(&mut self, value: &[u8]) {
-        self.data.extend_from_slice(value);
-        self.ends.push(self.data.len());
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Bytes of all the values.
-    pub(crate) fn value_bytes(&self) -> usize {
-        self.data.len()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.data[start..end])
-    }
 }
 
 /// One row change.
@@ -538,8 +514,8 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     req: &ScanRequest,
     view: &ReadView,
 ) -> Result<ScanRows, SqlError> {
-    if req.raw_values {
-        return raw_row_values(lsm, rt, req, view).await;
+    if let Some(rekey) = &req.rekey {
+        return rekeyed_rows(lsm, rt, req, rekey, view).await;
     }
     let push = req.push.as_deref();
     assert!(
@@ -619,33 +595,62 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
     sink.finish()
 }
 
-/// The stored values of every row of the table, undecoded (newest committed versions).
-async fn raw_row_values<F: FileSystem + Clone + 'static, R: Runtime>(
+/// Every row of the table (newest committed versions) under its key in `rekey.table`, its
+/// stored value unchanged: only the new key's columns (and the NOT NULL ones) are decoded.
+/// Built here, on the shard, the entries are the only copy of the rows the rewrite makes.
+async fn rekeyed_rows<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
     rt: &R,
     req: &ScanRequest,
+    rekey: &Rekey,
     view: &ReadView,
 ) -> Result<ScanRows, SqlError> {
     if req.txn.is_some() || req.filter.is_some() || req.push.is_some() || view.overlay.is_some() {
         return Err(SqlError::new(
             INTERNAL_ERROR,
-            "a raw-values scan runs outside transactions, unfiltered",
+            "a rekeying scan runs outside transactions, unfiltered",
         ));
     }
+    let table = &rekey.table;
+    let width = table.columns.len();
+    let mut wanted = vec![false; width];
+    for &c in table.primary_key.iter().chain(&rekey.not_null) {
+        wanted[c] = true;
+    }
     let prefix = table_prefix(req.table.id);
+    let end = helios_engine::lsm::prefix_upper_bound(&prefix);
+    // Sized up front from the stored bytes (plus the new keys): growing a buffer of a
+    // million rows copies it and faults in fresh pages again at every doubling.
+    let stored = lsm
+        .approximate_bytes(&prefix, end.as_deref())
+        .await
+        .map_err(storage_error)?;
+    let mut rekeyed = PackedEntries::with_capacity(stored as usize / 8 * 9, 0);
     let mut iter = lsm
         .prefix_iter(&prefix, view.snapshot.clone())
         .await
         .map_err(storage_error)?;
-    let mut values = PackedValues::default();
+    let (mut row, mut key_bytes) = (Vec::new(), Vec::new());
     while iter.valid() {
-        values.push(iter.value());
-        rows_budget(values.len())?;
+        let value = iter.value();
+        rowcodec::decode_row_columns_into(value, width, &wanted, false, &mut row)
+            .map_err(storage_error)?;
+        crate::alter::check_not_null(table, &row, &rekey.not_null)?;
+        crate::stmt::key_bytes_into(table, &row, &mut key_bytes)?;
+        let token = rowcodec::row_token(&key_bytes);
+        rekeyed
+            .push_with(
+                token,
+                |out| rowcodec::row_key_into(out, table.id, token, &key_bytes),
+                |out| out.extend_from_slice(value),
+            )
+            .map_err(storage_error)?;
+        rows_budget(rekeyed.len())?;
         iter.next().await.map_err(storage_error)?;
         rt.yield_if_needed().await;
     }
     Ok(ScanRows {
-        values,
+        rekeyed,
         ..ScanRows::default()
     })
 }

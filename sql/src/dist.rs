@@ -128,7 +128,7 @@ pub(crate) async fn fetch<C: Cluster>(
         txn: None,
         lock: f.lock,
         pin: None,
-        raw_values: false,
+        rekey: None,
     };
     if !fits {
         return coordinator_join(cluster, req, f).await;
@@ -149,19 +149,21 @@ pub(crate) async fn fetch<C: Cluster>(
     gather(push.as_deref(), replies)
 }
 
-/// Every row's stored value from every shard, undecoded (a table rewrite that moves rows
-/// unchanged, outside any transaction).
-pub(crate) async fn fetch_raw_values<C: Cluster>(
+/// Every row of `table` from every shard, its stored value under its key in `rekey.table`
+/// (a table rewrite that moves rows unchanged, outside any transaction); one unsorted
+/// [`PackedEntries`] per shard read, in shard order.
+pub(crate) async fn fetch_rekeyed<C: Cluster>(
     cluster: &C,
     table: &Arc<crate::catalog::Table>,
+    rekey: crate::cluster::Rekey,
     env: &Env,
-) -> Result<Vec<crate::cluster::PackedValues>, SqlError> {
+) -> Result<Vec<crate::PackedEntries>, SqlError> {
     let req = ScanRequest {
-        raw_values: true,
+        rekey: Some(Arc::new(rekey)),
         ..whole_table_scan(table, env)
     };
     let replies = scan_shards(cluster, &req, None).await?;
-    Ok(replies.into_iter().map(|reply| reply.values).collect())
+    Ok(replies.into_iter().map(|reply| reply.rekeyed).collect())
 }
 
 /// The first `per_shard` rows of `table` on each shard, in storage-key (token) order, with
@@ -202,7 +204,7 @@ fn whole_table_scan(table: &Arc<crate::catalog::Table>, env: &Env) -> ScanReques
         txn: None,
         lock: None,
         pin: None,
-        raw_values: false,
+        rekey: None,
     }
 }
 
@@ -275,7 +277,7 @@ async fn plain_rows<C: Cluster>(cluster: &C, f: &Fetch, env: &Env) -> Result<Vec
         txn: None,
         lock: f.lock,
         pin: None,
-        raw_values: false,
+        rekey: None,
     };
     let replies = scan_shards(cluster, &req, point.as_ref()).await?;
     Ok(replies.into_iter().flat_map(|r| r.rows).collect())

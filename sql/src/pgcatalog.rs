@@ -214,6 +214,8 @@ pub(crate) struct Snapshot {
     /// A size function (`pg_table_size` …) was bound: the statement gathers
     /// [`Snapshot::sizes`] from the shards before it runs ([`gather_sizes`]).
     wants_sizes: std::sync::atomic::AtomicBool,
+    /// `pg_database_size` was bound: the other databases' sizes are gathered too.
+    wants_database_sizes: std::sync::atomic::AtomicBool,
     /// Stored bytes of each table's rows and each secondary index's entries, by OID.
     sizes: std::sync::OnceLock<HashMap<i64, u64>>,
     /// The other databases' storage prefixes (their tables and indexes), for
@@ -354,6 +356,7 @@ impl Snapshot {
             by_name,
             params: session.all_parameters(),
             wants_sizes: std::sync::atomic::AtomicBool::new(false),
+            wants_database_sizes: std::sync::atomic::AtomicBool::new(false),
             sizes: std::sync::OnceLock::new(),
             other_databases,
             database_sizes: std::sync::OnceLock::new(),
@@ -374,7 +377,8 @@ impl Snapshot {
             ));
         }
         let sizes = self.database_sizes.get().ok_or_else(not_gathered)?;
-        Ok(sizes.get(name).copied())
+        let exists = self.databases.iter().any(|(_, n)| n == name);
+        Ok(exists.then(|| sizes.get(name).copied().unwrap_or(0)))
     }
 
     /// The key prefixes whose stored bytes make up each relation with storage: a table's
@@ -444,7 +448,14 @@ pub(crate) async fn gather_sizes<C: crate::cluster::Cluster>(
         return Ok(());
     }
     let relations = snapshot.storage_prefixes();
-    let others = &snapshot.other_databases;
+    let others: &[(String, Vec<Vec<u8>>)] = if snapshot
+        .wants_database_sizes
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        &snapshot.other_databases
+    } else {
+        &[]
+    };
     let mut request: Vec<Vec<u8>> = relations.iter().map(|(_, p)| p.clone()).collect();
     request.extend(
         others
@@ -453,11 +464,14 @@ pub(crate) async fn gather_sizes<C: crate::cluster::Cluster>(
     );
     let mut sizes: HashMap<i64, u64> = HashMap::new();
     let mut database_sizes: HashMap<String, u64> = HashMap::new();
-    for shard in 0..cluster.shard_count() {
+    let asks = (0..cluster.shard_count()).map(|shard| {
         let msg = crate::txn::TxnMsg::StoredBytes {
             prefixes: request.clone(),
         };
-        let crate::txn::TxnReply::Sizes(bytes) = cluster.txn_call(shard, msg).await? else {
+        cluster.txn_call(shard, msg)
+    });
+    for reply in futures_util::future::join_all(asks).await {
+        let crate::txn::TxnReply::Sizes(bytes) = reply? else {
             return Err(SqlError::new(INTERNAL_ERROR, "a shard sent no sizes"));
         };
         let mut bytes = bytes.into_iter();
@@ -1649,7 +1663,8 @@ impl<'a> ClassRow<'a> {
             o(filenode),
             o(0),
             Datum::Int(pages),
-            Datum::Float(tuples),
+            // reltuples is a real (float4), as in PostgreSQL.
+            Datum::Float4(tuples as f32),
             Datum::Int(0),
             o(0),
             b(self.has_index),
@@ -1941,6 +1956,11 @@ fn int_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
     }
 }
 
+/// `pg_size_pretty(numeric)`: a `sum()` of sizes is numeric.
+fn numeric_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
+    Ok(Some(binder.coerce(b, Ty::Numeric, TYPMOD_NONE)?))
+}
+
 fn bool_arg(binder: &Binder, b: Bound) -> Result<Option<Bound>, SqlError> {
     if b.ty == Ty::Bool || b.ty == Ty::Unknown {
         Ok(Some(binder.coerce(b, Ty::Bool, TYPMOD_NONE)?))
@@ -2106,6 +2126,9 @@ pub(crate) fn bind_function(
         ("pg_total_relation_size", 1) => {
             (F::RelationSize(SizeOf::Total), &[regclass_arg], Ty::Int8)
         }
+        ("pg_size_pretty", 1) if args[0].ty == Ty::Numeric => {
+            (F::SizePretty, &[numeric_arg], Ty::Text)
+        }
         ("pg_size_pretty", 1) => (F::SizePretty, &[int_arg], Ty::Text),
         ("pg_database_size", 1) => (F::DatabaseSize, &[text_arg], Ty::Int8),
         ("has_database_privilege", 2) => (F::HasDatabasePrivilege, &[text_arg, text_arg], Ty::Bool),
@@ -2131,6 +2154,10 @@ pub(crate) fn bind_function(
     let snap = snapshot(binder, pos)?;
     if matches!(func, F::RelationSize(_) | F::DatabaseSize) {
         snap.wants_sizes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if matches!(func, F::DatabaseSize) {
+        snap.wants_database_sizes
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Some(call(func, Some(snap), bound, ty, pos)))
@@ -2837,9 +2864,22 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                 None => Datum::Null,
             }
         }
-        F::SizePretty => match int_of(&values[0]) {
-            Some(size) => Datum::Text(size_pretty(size)),
-            None => Datum::Null,
+        F::SizePretty => match &values[0] {
+            Datum::Int(size) => Datum::Text(size_pretty(*size)),
+            Datum::Numeric(size) => {
+                // PostgreSQL's numeric variant prints bytes as they are (fractions too) and
+                // truncates as it divides into larger units, as the integer one does.
+                use bigdecimal::ToPrimitive;
+                if size.abs() < bigdecimal::BigDecimal::from(10 * 1024) {
+                    Datum::Text(format!("{} bytes", crate::numeric::to_text(size)))
+                } else {
+                    let bytes = size.with_scale(0).to_i64().ok_or_else(|| {
+                        SqlError::new(NUMERIC_VALUE_OUT_OF_RANGE, "bigint out of range")
+                    })?;
+                    Datum::Text(size_pretty(bytes))
+                }
+            }
+            _ => Datum::Null,
         },
         F::RelationIsPublishable => Datum::Bool(
             snap()

@@ -1085,6 +1085,8 @@ fn catalog_relations_and_functions() {
             ("SELECT pg_table_size('nope')", "ERR 42P01 relation \"nope\" does not exist"),
             // As PostgreSQL 15 prints them.
             ("SELECT pg_size_pretty(v) FROM (VALUES (0), (10239), (10240), (-10240), (20971520), (1073741824), (-21474836480), (9223372036854775807), (10752)) t(v)", "pg_size_pretty:25 => 0 bytes / 10239 bytes / 10 kB / -10 kB / 20 MB / 1024 MB / -20 GB / 8192 PB / 11 kB [SELECT 9]"),
+            // A sum of sizes is numeric: bytes print as they are, larger units truncate.
+            ("SELECT pg_size_pretty(sum(v)), pg_size_pretty(1.5::numeric), pg_size_pretty(20971520.9::numeric) FROM (VALUES (10240::int8), (1::int8)) t(v)", "pg_size_pretty:25,pg_size_pretty:25,pg_size_pretty:25 => 10 kB|1.5 bytes|20 MB [SELECT 1]"),
             ("DROP TABLE w", "DROP TABLE "),
             ("SELECT * FROM pg_catalog.pg_nope", "ERR 42P01 relation \"pg_catalog.pg_nope\" does not exist"),
             ("SELECT * FROM tables", "ERR 42P01 relation \"tables\" does not exist"),
@@ -2380,6 +2382,11 @@ fn analyze_gathers_statistics_that_decide_when_an_index_pays() {
             (
                 "SELECT reltuples FROM pg_class WHERE relname = 'st'",
                 "reltuples:700 => 1000 [SELECT 1]",
+            ),
+            // A real, as in PostgreSQL: it sums and compares with other reals.
+            (
+                "SELECT sum(reltuples), max(reltuples) = 1000::real, reltuples + 1::real FROM pg_class WHERE relname = 'st' GROUP BY reltuples",
+                "sum:700,?column?:16,?column?:700 => 1000|t|1001 [SELECT 1]",
             ),
             // Half the rows match flag = 1, 99% match v > 10: a scan is cheaper.
             (
