@@ -2870,7 +2870,7 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                 // PostgreSQL's numeric variant prints bytes as they are (fractions too) and
                 // truncates as it divides into larger units, as the integer one does.
                 use bigdecimal::ToPrimitive;
-                if size.abs() < bigdecimal::BigDecimal::from(10 * 1024) {
+                if size.abs() < 10 * 1024 {
                     Datum::Text(format!("{} bytes", crate::numeric::to_text(size)))
                 } else {
                     let bytes = size.with_scale(0).to_i64().ok_or_else(|| {
