@@ -59,8 +59,7 @@ async fn sample_table<C: Cluster>(
     per_shard: usize,
 ) -> Result<(u64, Vec<Row>), SqlError> {
     let replies = crate::dist::fetch_sample(cluster, table, env, per_shard).await?;
-    let mut rows = 0.0;
-    let mut sample = Vec::new();
+    let mut shards = Vec::with_capacity(replies.len());
     for (shard, reply) in replies.into_iter().enumerate() {
         let covered = match reply.keys.last() {
             Some(key) if reply.rows.len() >= per_shard => {
@@ -71,10 +70,28 @@ async fn sample_table<C: Cluster>(
             // The shard's rows ended before its quota: all of them were read.
             _ => 1.0,
         };
-        rows += estimated_rows(reply.rows.len(), covered);
-        sample.extend(reply.rows);
+        shards.push((estimated_rows(reply.rows.len(), covered), reply.rows));
     }
-    Ok((rows.round() as u64, sample))
+    let rows: f64 = shards.iter().map(|(estimate, _)| estimate).sum();
+    Ok((rows.round() as u64, pool_proportionally(shards)))
+}
+
+/// One sample of the table from each shard's (estimated rows, first rows read): each shard
+/// contributes in proportion to its rows (a shard's first rows are a uniform sample of it),
+/// as many as the shard that read the least of itself allows.
+fn pool_proportionally(shards: Vec<(f64, Vec<Row>)>) -> Vec<Row> {
+    let fraction = shards
+        .iter()
+        .filter(|(estimate, _)| *estimate > 0.0)
+        .map(|(estimate, read)| read.len() as f64 / estimate)
+        .fold(1.0, f64::min);
+    let mut sample = Vec::new();
+    for (estimate, mut read) in shards {
+        let keep = ((estimate * fraction).round() as usize).min(read.len());
+        read.truncate(keep);
+        sample.extend(read);
+    }
+    sample
 }
 
 /// The rows of a shard whose first `read` rows in token order covered `covered` of its token
@@ -197,6 +214,22 @@ mod tests {
     }
 
     #[test]
+    fn shards_contribute_to_the_sample_in_proportion_to_their_rows() {
+        let rows = |n: usize, tag: i64| vec![vec![Datum::Int(tag)]; n];
+        // A shard of 1000 rows read 100 of them (10 %); one of 300 read 100: it gives 30.
+        let sample = pool_proportionally(vec![(1000.0, rows(100, 0)), (300.0, rows(100, 1))]);
+        let from = |tag| sample.iter().filter(|r| r[0] == Datum::Int(tag)).count();
+        assert_eq!((from(0), from(1)), (100, 30));
+        // Shards read whole keep everything; an empty shard gives nothing.
+        let sample = pool_proportionally(vec![
+            (5.0, rows(5, 0)),
+            (0.0, Vec::new()),
+            (7.0, rows(7, 1)),
+        ]);
+        assert_eq!(sample.len(), 12);
+    }
+
+    #[test]
     fn a_partly_read_shard_is_scaled_by_the_share_it_covered() {
         assert_eq!(estimated_rows(100, 1.0), 100.0);
         assert_eq!(estimated_rows(100, 0.25), 400.0);
@@ -229,7 +262,12 @@ mod tests {
                     .expect("table t");
                 let env = Env::of(&session);
                 let (rows, sample) = sample_table(&cluster, &table, &env, 400).await.unwrap();
-                assert_eq!(sample.len(), 400 * shards);
+                // Each shard's share of the sample follows its share of the rows.
+                let pooled = sample.len();
+                assert!(
+                    pooled <= 400 * shards && pooled * 10 >= 400 * shards * 8,
+                    "{pooled}"
+                );
                 let error = (rows as f64 - 6000.0).abs() / 6000.0;
                 assert!(error < 0.15, "{shards} shards: {rows} rows estimated");
                 let id = column_stats(SqlType::Int4, rows, sample.iter().map(|r| &r[0]));
