@@ -1581,6 +1581,11 @@ pub(crate) fn column_name(e: &ast::Expr) -> (String, u8) {
         ast::Expr::TypedString(ts) => cast_name(("?column?".to_string(), 0), &ts.data_type),
         ast::Expr::Case { .. } => ("case".to_string(), 2),
         ast::Expr::Exists { .. } => ("exists".to_string(), 2),
+        // `a[1]` is named after `a`; `(x).f` after its last field.
+        ast::Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(ast::AccessExpr::Dot(ast::Expr::Identifier(field))) => (ident_name(field), 2),
+            _ => column_name(root),
+        },
         ast::Expr::Subquery(q) => match q.body.as_ref() {
             ast::SetExpr::Select(s) => match s.projection.as_slice() {
                 [ast::SelectItem::UnnamedExpr(e)] => column_name(e),
@@ -1598,6 +1603,8 @@ fn cast_name(inner: (String, u8), t: &ast::DataType) -> (String, u8) {
         return inner;
     }
     match resolve_type(t) {
+        // The type's name as written, without the brackets: `::text[]` names a column "text".
+        Ok((SqlType::Array(elem), _)) => (elem.type_name().to_string(), 1),
         Ok((ty, _)) => (ty.type_name().to_string(), 1),
         Err(_) => crate::pgcatalog::cast_type_name(t).map_or(inner, |n| (n, 1)),
     }

@@ -812,6 +812,7 @@ fn spec_type(t: &str) -> Ty {
         "float" => Ty::Float8,
         "float4" => Ty::Float4,
         "text[]" => Ty::Array(&Ty::Text),
+        "int2[]" => Ty::Array(&Ty::Int2),
         // "char", text, arrays (text form), pg_node_tree.
         _ => Ty::Text,
     }
@@ -822,7 +823,7 @@ const PG_NAMESPACE: &str = "oid:oid nspname:name nspowner:oid nspacl:array";
 const PG_ATTRIBUTE: &str = "attrelid:oid attname:name atttypid:oid attstattarget:int4 attlen:int2 attnum:int2 attndims:int4 attcacheoff:int4 atttypmod:int4 attbyval:bool attalign:char attstorage:char attcompression:char attnotnull:bool atthasdef:bool atthasmissing:bool attidentity:char attgenerated:char attisdropped:bool attislocal:bool attinhcount:int4 attcollation:oid attacl:array attoptions:array attfdwoptions:array attmissingval:array";
 const PG_TYPE: &str = "oid:oid typname:name typnamespace:oid typowner:oid typlen:int2 typbyval:bool typtype:char typcategory:char typispreferred:bool typisdefined:bool typdelim:char typrelid:oid typsubscript:oid typelem:oid typarray:oid typinput:oid typoutput:oid typreceive:oid typsend:oid typmodin:oid typmodout:oid typanalyze:oid typalign:char typstorage:char typnotnull:bool typbasetype:oid typtypmod:int4 typndims:int4 typcollation:oid typdefaultbin:node typdefault:text typacl:array";
 const PG_INDEX: &str = "indexrelid:oid indrelid:oid indnatts:int2 indnkeyatts:int2 indisunique:bool indnullsnotdistinct:bool indisprimary:bool indisexclusion:bool indimmediate:bool indisclustered:bool indisvalid:bool indcheckxmin:bool indisready:bool indislive:bool indisreplident:bool indkey:text indcollation:text indclass:text indoption:text indexprs:node indpred:node";
-const PG_CONSTRAINT: &str = "oid:oid conname:name connamespace:oid contype:char condeferrable:bool condeferred:bool convalidated:bool conrelid:oid contypid:oid conindid:oid conparentid:oid confrelid:oid confupdtype:char confdeltype:char confmatchtype:char conislocal:bool coninhcount:int4 connoinherit:bool conkey:array confkey:array conpfeqop:array conppeqop:array conffeqop:array confdelsetcols:array conexclop:array conbin:node";
+const PG_CONSTRAINT: &str = "oid:oid conname:name connamespace:oid contype:char condeferrable:bool condeferred:bool convalidated:bool conrelid:oid contypid:oid conindid:oid conparentid:oid confrelid:oid confupdtype:char confdeltype:char confmatchtype:char conislocal:bool coninhcount:int4 connoinherit:bool conkey:int2[] confkey:int2[] conpfeqop:array conppeqop:array conffeqop:array confdelsetcols:array conexclop:array conbin:node";
 const PG_SEQUENCE: &str = "seqrelid:oid seqtypid:oid seqstart:int8 seqincrement:int8 seqmax:int8 seqmin:int8 seqcache:int8 seqcycle:bool";
 const PG_TABLES: &str = "schemaname:name tablename:name tableowner:name tablespace:name hasindexes:bool hasrules:bool hastriggers:bool rowsecurity:bool";
 const PG_INDEXES: &str =
@@ -1369,15 +1370,18 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             for ti in &s.tables {
                 let tb = &ti.table;
                 if !tb.primary_key.is_empty() {
-                    let key: Vec<String> =
-                        tb.primary_key.iter().map(|i| (i + 1).to_string()).collect();
+                    let key = tb
+                        .primary_key
+                        .iter()
+                        .map(|&i| Datum::Int(i as i64 + 1))
+                        .collect();
                     rows.push(constraint_row(
                         pkey_oid(tb.id),
                         &tb.pkey_name(),
                         ti,
                         "p",
                         pkey_oid(tb.id),
-                        &format!("{{{}}}", key.join(",")),
+                        Datum::Array(key),
                         NULL,
                     ));
                 }
@@ -1388,7 +1392,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         ti,
                         "c",
                         0,
-                        "",
+                        NULL,
                         t(&c.expr),
                     ));
                 }
@@ -1735,7 +1739,7 @@ fn constraint_row(
     ti: &TableInfo,
     contype: &str,
     index: i64,
-    conkey: &str,
+    conkey: Datum,
     conbin: Datum,
 ) -> Vec<Datum> {
     vec![
@@ -1757,7 +1761,7 @@ fn constraint_row(
         b(true),
         Datum::Int(0),
         b(false),
-        if conkey.is_empty() { NULL } else { t(conkey) },
+        conkey,
         NULL,
         NULL,
         NULL,

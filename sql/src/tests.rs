@@ -1064,6 +1064,8 @@ fn catalog_relations_and_functions() {
             // A table with a secondary index and no primary key has no _pkey index.
             ("CREATE TABLE w (x int); CREATE INDEX w_x ON w (x)", "CREATE INDEX "),
             ("SELECT relname, relkind, relhasindex FROM pg_class WHERE relname LIKE 'w%' ORDER BY 1", "relname:19,relkind:25,relhasindex:16 => w|r|t / w_x|i|f [SELECT 2]"),
+            // conkey is an int2[], as in PostgreSQL (subscripts and ANY work on it).
+            ("SELECT conkey, conkey[1], 2 = ANY(conkey) FROM pg_constraint WHERE contype = 'p'", "conkey:1005,conkey:21,?column?:16 => {1}|1|f [SELECT 1]"),
             // Sizes: rows and index entries, gathered from every shard; a primary key has
             // no storage of its own, and an empty table none.
             ("INSERT INTO w SELECT g FROM generate_series(1, 200) g", "INSERT 0 200"),
@@ -1132,7 +1134,7 @@ fn catalog_relations_and_functions() {
             ("SELECT 2 = ANY('{1,2}'), 3 = ANY('{1,2}'), 3 = ANY('{1,NULL}'), 1 < ALL('{2,3}'), 'd' = any('{d,f}')", "?column?:16,?column?:16,?column?:16,?column?:16,?column?:16 => t|f|NULL|t|t"),
             ("SELECT 1 = ANY('x')", "ERR 22P02 malformed array literal: \"x\""),
             ("SELECT 1 = ANY(1)", "ERR 42804"),
-            ("SELECT ('{10,20,30}'::int2[])[2] + 1, ('{a}'::text[])[5]", "?column?:23,?column?:25 => 21|NULL"),
+            ("SELECT ('{10,20,30}'::int2[])[2] + 1, ('{a}'::text[])[5]", "?column?:23,text:25 => 21|NULL"),
             ("SELECT array_to_string(array(SELECT relname FROM pg_class ORDER BY 1), ','), array_upper('{4,5}'::int2[], 1)", "array_to_string:25,array_upper:23 => t,t_pkey,u|2"),
             ("SELECT array(SELECT 'a b' UNION ALL SELECT NULL)", "array:25 => {\"a b\",NULL}"),
             // Relations of features helios lacks are empty but valid.
