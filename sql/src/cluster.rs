@@ -288,6 +288,9 @@ pub struct ScanRequest {
     pub(crate) rekey: Option<Arc<Rekey>>,
 }
 
+/// The most a rekeying scan reserves up front for its entries; past it they grow as needed.
+const REKEY_PRESIZE_BYTES_MAX: usize = 1 << 30;
+
 /// Where a rewrite that keeps stored values moves them: `table` (a new id and primary key);
 /// a row NULL in a `not_null` column fails the statement (23502), as the rewrite would.
 #[derive(Debug)]
@@ -625,7 +628,10 @@ async fn rekeyed_rows<F: FileSystem + Clone + 'static, R: Runtime>(
         .approximate_bytes(&prefix, end.as_deref())
         .await
         .map_err(storage_error)?;
-    let mut rekeyed = PackedEntries::with_capacity(stored as usize / 8 * 9, 0);
+    // Capped: the stored bytes count every version not yet compacted away, and a table
+    // larger than memory must fail on its row limit, not abort on one huge allocation.
+    let presize = (stored as usize / 8 * 9).min(REKEY_PRESIZE_BYTES_MAX);
+    let mut rekeyed = PackedEntries::with_capacity(presize, 0);
     let mut iter = lsm
         .prefix_iter(&prefix, view.snapshot.clone())
         .await
