@@ -27,6 +27,7 @@
 //! [`Keyspace::apply_logged`] replays payloads of the pre-LSM WAL format (mutations), for
 //! moving an old data directory into the tree.
 
+mod chunked;
 mod mutation;
 pub mod storage;
 #[cfg(test)]
@@ -46,6 +47,8 @@ use hashbrown::{Equivalent, HashMap};
 
 use bytes::Bytes;
 
+pub use chunked::ChunkedDeque;
+
 use crate::lsm::WriteBatch;
 use crate::token::redis_token;
 
@@ -54,6 +57,12 @@ pub const DB_COUNT: usize = 16;
 
 /// Rough per-key overhead (map node share, entry, expiry fields) for [`Keyspace::used_bytes`].
 const ENTRY_OVERHEAD_BYTES: usize = 64;
+/// Elements per chunk of a resident list (see [`ChunkedDeque`]): 32 KiB of `Bytes` handles.
+/// Tests use tiny chunks so that their lists cross chunk boundaries.
+#[cfg(not(test))]
+pub const LIST_CHUNK_ITEMS: usize = 1024;
+#[cfg(test)]
+pub const LIST_CHUNK_ITEMS: usize = 3;
 
 /// A Redis value: a string, a hash, a set or a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +87,7 @@ pub enum Value {
 pub struct ListValue {
     pub version: u64,
     pub head: i64,
-    pub items: std::collections::VecDeque<Bytes>,
+    pub items: ChunkedDeque<Bytes, LIST_CHUNK_ITEMS>,
     /// The length its metadata value records (checked at start-up, as a hash's).
     pub stored_len: u64,
 }

@@ -237,7 +237,7 @@ pub(super) fn lrange(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
         None => Reply::Array(Vec::new()),
         Some((a, b)) => Reply::Array(
             list.items
-                .range(a..=b)
+                .range(a..b + 1)
                 .map(|v| Reply::Bulk(v.clone()))
                 .collect(),
         ),
