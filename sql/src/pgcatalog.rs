@@ -577,7 +577,7 @@ impl Snapshot {
     /// default takes its next value.
     fn sequence_owner(&self, q: &SequenceInfo) -> Option<(&TableInfo, usize)> {
         let table = q.def.owned_by.as_ref()?;
-        let default = format!("nextval('{}')", q.def.name);
+        let default = crate::stmt::serial_default(&q.def.name);
         self.tables
             .iter()
             .filter(|t| t.nsp == q.nsp && t.table.name == *table)
@@ -1817,6 +1817,23 @@ fn deparse_default(text: &str, ty: Ty) -> String {
             },
             _ => text.to_string(),
         },
+        // A serial column's default: its argument is a regclass, shown with the cast.
+        ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("nextval") => {
+            match &f.args {
+                ast::FunctionArguments::List(list) => match list.args.as_slice() {
+                    [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v)))] => {
+                        match &v.value {
+                            ast::Value::SingleQuotedString(s) => {
+                                format!("nextval('{}'::regclass)", s.replace('\'', "''"))
+                            }
+                            _ => text.to_string(),
+                        }
+                    }
+                    _ => text.to_string(),
+                },
+                _ => text.to_string(),
+            }
+        }
         _ => text.to_string(),
     }
 }

@@ -180,6 +180,15 @@ pub(crate) async fn run_query<C: Cluster>(
     Ok(StatementResult::Rows { columns, rows, tag })
 }
 
+/// A serial column's stored default: `nextval('<sequence>')`, the name quoted where it needs
+/// it (`nextval('"Users_id_seq"')`), or reading it back as a regclass would fold its case.
+pub(crate) fn serial_default(sequence: &str) -> String {
+    format!(
+        "nextval('{}')",
+        crate::quote_ident(sequence).replace('\'', "''")
+    )
+}
+
 /// Whether a plan yields at most one row without reading a table (SELECT without FROM): its
 /// expressions run once, so their sequence values can be reserved ahead.
 fn single_row(plan: &plan::Plan) -> bool {
@@ -1998,7 +2007,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             // created with the table and dropped with it.
             let seq_name = format!("{name}_{cname}_seq");
             def.not_null = true;
-            def.default = Some(format!("nextval('{seq_name}')"));
+            def.default = Some(serial_default(&seq_name));
             let max = match ty {
                 SqlType::Int2 => i64::from(i16::MAX),
                 SqlType::Int4 => i64::from(i32::MAX),

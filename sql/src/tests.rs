@@ -1266,6 +1266,13 @@ fn sequences_and_serial_columns() {
             ("SELECT setval(pg_get_serial_sequence('\"my-table\"', 'id'), 5)", "setval:20 => 5 [SELECT 1]"),
             ("INSERT INTO \"my-table\" DEFAULT VALUES RETURNING id", "id:23 => 6 [INSERT 0 1]"),
             ("DROP TABLE \"my-table\"", "DROP TABLE "),
+            // A table name with capitals: the default names its sequence quoted, as PostgreSQL's
+            // does, so it does not read as users_id_seq.
+            ("CREATE TABLE \"Users\" (id serial, n int)", "CREATE TABLE "),
+            ("INSERT INTO \"Users\" (n) VALUES (1), (2) RETURNING id", "id:23 => 1 / 2 [INSERT 0 2]"),
+            ("SELECT column_default FROM information_schema.columns WHERE table_name = 'Users' AND column_name = 'id'", "column_default:25 => nextval('\"Users_id_seq\"'::regclass) [SELECT 1]"),
+            ("SELECT pg_get_serial_sequence('\"Users\"', 'id')", "pg_get_serial_sequence:25 => public.\"Users_id_seq\" [SELECT 1]"),
+            ("DROP TABLE \"Users\"", "DROP TABLE "),
             ("SELECT nextval('s') FROM items", "ERR 0A000 nextval('s') here (it runs in INSERT ... VALUES, column defaults and SELECT without FROM) is not supported yet"),
             ("CREATE SEQUENCE items_id_seq", "ERR 42P07 relation \"items_id_seq\" already exists"),
             ("DROP TABLE items", "DROP TABLE "),
