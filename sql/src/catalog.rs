@@ -138,6 +138,17 @@ pub struct SequenceDef {
     pub cycle: bool,
     /// The table whose serial column it feeds (dropped with it).
     pub owned_by: Option<String>,
+    /// `AS smallint|integer|bigint`; None (catalogs written before it was kept): bigint, or
+    /// a serial column's type.
+    #[serde(default)]
+    pub data_type: Option<crate::types::SqlType>,
+    /// `CACHE n`: recorded for `pg_sequence`; values are handed out one at a time anyway.
+    #[serde(default = "one")]
+    pub cache: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// A view (CREATE VIEW): its query, planned afresh wherever the view is used.

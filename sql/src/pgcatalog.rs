@@ -631,6 +631,9 @@ impl Snapshot {
 
     /// A sequence's data type: its serial column's, else bigint (CREATE SEQUENCE's default).
     fn sequence_type(&self, q: &SequenceInfo) -> Ty {
+        if let Some(ty) = q.def.data_type {
+            return ty;
+        }
         self.sequence_owner(q)
             .map_or(Ty::Int8, |(t, attnum)| t.table.columns[attnum - 1].ty)
     }
@@ -1142,7 +1145,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     Datum::Int(d.increment),
                     Datum::Int(d.max),
                     Datum::Int(d.min),
-                    Datum::Int(1),
+                    Datum::Int(d.cache),
                     b(d.cycle),
                 ]);
             }

@@ -2022,6 +2022,8 @@ pub(crate) async fn run_create_table<C: Cluster>(
                 start: 1,
                 cycle: false,
                 owned_by: Some(name.clone()),
+                data_type: Some(ty),
+                cache: 1,
             });
         }
         for opt in &c.options {
@@ -2805,10 +2807,13 @@ pub(crate) async fn run_create_sequence<C: Cluster>(
     };
     let (mut increment, mut min, mut max, mut start, mut cycle) = (1i64, None, None, None, false);
     let mut type_max = i64::MAX;
+    let mut data_type = SqlType::Int8;
+    let mut cache = 1;
     for o in options {
         match o {
             ast::SequenceOptions::DataType(t) => {
-                type_max = match expr::resolve_type(t)?.0 {
+                data_type = expr::resolve_type(t)?.0;
+                type_max = match data_type {
                     SqlType::Int2 => i64::from(i16::MAX),
                     SqlType::Int4 => i64::from(i32::MAX),
                     SqlType::Int8 => i64::MAX,
@@ -2825,10 +2830,11 @@ pub(crate) async fn run_create_sequence<C: Cluster>(
             ast::SequenceOptions::MaxValue(e) => max = e.as_ref().map(int).transpose()?,
             ast::SequenceOptions::StartWith(e, _) => start = Some(int(e)?),
             ast::SequenceOptions::Cache(e) => {
-                if int(e)? < 1 {
+                cache = int(e)?;
+                if cache < 1 {
                     return Err(SqlError::new(
                         INVALID_PARAMETER_VALUE,
-                        format!("CACHE ({}) must be greater than zero", int(e)?),
+                        format!("CACHE ({cache}) must be greater than zero"),
                     ));
                 }
             }
@@ -2847,6 +2853,15 @@ pub(crate) async fn run_create_sequence<C: Cluster>(
     } else {
         -type_max - 1
     };
+    let type_name = crate::pgcatalog::format_type(data_type.oid(), TYPMOD_NONE);
+    for (label, bound) in [("MAXVALUE", max), ("MINVALUE", min)] {
+        if let Some(v) = bound.filter(|v| *v < type_min || *v > type_max) {
+            return Err(SqlError::new(
+                INVALID_PARAMETER_VALUE,
+                format!("{label} ({v}) is out of range for sequence data type {type_name}"),
+            ));
+        }
+    }
     let min = min.unwrap_or(if increment > 0 { 1 } else { type_min });
     let max = max.unwrap_or(if increment > 0 { type_max } else { -1 });
     if min >= max {
@@ -2879,6 +2894,8 @@ pub(crate) async fn run_create_sequence<C: Cluster>(
                 start,
                 cycle,
                 owned_by: None,
+                data_type: Some(data_type),
+                cache,
             },
             if_not_exists,
         })

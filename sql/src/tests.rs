@@ -1277,6 +1277,17 @@ fn sequences_and_serial_columns() {
             ("CREATE SEQUENCE items_id_seq", "ERR 42P07 relation \"items_id_seq\" already exists"),
             ("DROP TABLE items", "DROP TABLE "),
             ("SELECT nextval('items_id_seq')", "ERR 42P01 relation \"items_id_seq\" does not exist"),
+            // AS and CACHE are kept for pg_sequence; bounds are checked against the type
+            // (PostgreSQL 15.18's messages).
+            ("CREATE SEQUENCE si AS integer CACHE 20", "CREATE SEQUENCE "),
+            ("SELECT format_type(seqtypid, NULL), seqcache, seqmax, seqmin FROM pg_sequence WHERE seqrelid = 'si'::regclass", "format_type:25,seqcache:20,seqmax:20,seqmin:20 => integer|20|2147483647|1 [SELECT 1]"),
+            ("CREATE SEQUENCE sx AS integer MAXVALUE 3000000000", "ERR 22023 MAXVALUE (3000000000) is out of range for sequence data type integer"),
+            ("CREATE SEQUENCE sm AS smallint MINVALUE -40000 INCREMENT -1", "ERR 22023 MINVALUE (-40000) is out of range for sequence data type smallint"),
+            ("CREATE SEQUENCE sc CACHE 0", "ERR 22023 CACHE (0) must be greater than zero"),
+            ("CREATE TABLE st (id smallserial)", "CREATE TABLE "),
+            ("SELECT format_type(seqtypid, NULL), seqcache, seqmax FROM pg_sequence WHERE seqrelid = 'st_id_seq'::regclass", "format_type:25,seqcache:20,seqmax:20 => smallint|1|32767 [SELECT 1]"),
+            ("DROP TABLE st", "DROP TABLE "),
+            ("DROP SEQUENCE si", "DROP SEQUENCE "),
             ("DROP SEQUENCE s, down", "DROP SEQUENCE "),
             ("DROP SEQUENCE s", "ERR 42704 sequence \"s\" does not exist"),
             ("DROP SEQUENCE IF EXISTS s", "DROP SEQUENCE "),
