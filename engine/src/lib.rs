@@ -2,6 +2,7 @@
 //! and reaches files and time only through [`fs`] and [`rt`].
 
 pub mod cache;
+pub mod chunked;
 pub mod fs;
 pub mod keyspace;
 pub mod localrt;

@@ -27,7 +27,6 @@
 //! [`Keyspace::apply_logged`] replays payloads of the pre-LSM WAL format (mutations), for
 //! moving an old data directory into the tree.
 
-mod chunked;
 mod mutation;
 pub mod storage;
 #[cfg(test)]
@@ -47,7 +46,7 @@ use hashbrown::{Equivalent, HashMap};
 
 use bytes::Bytes;
 
-pub use chunked::ChunkedDeque;
+pub use crate::chunked::ChunkedDeque;
 
 use crate::lsm::WriteBatch;
 use crate::token::redis_token;

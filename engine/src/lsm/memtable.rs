@@ -16,6 +16,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 
 use super::key::{SeqNo, ValueKind};
+use crate::chunked::ChunkedDeque;
 
 /// Rough bytes of map node and bookkeeping per entry, for [`Memtable::used_bytes`].
 const ENTRY_OVERHEAD_BYTES: usize = 48;
@@ -116,26 +117,36 @@ struct Newest {
     value: Bytes,
 }
 
-/// Entries that each arrived after every entry before them in internal-key order: appended,
-/// never searched on the way in.
+/// Entries that each arrived after every entry before them in internal-key order, or before
+/// every one of them: appended or prepended, never searched on the way in.
 ///
-/// A Redis RPUSH writes its element key at the right edge of the list's keys; a table with a
-/// serial key, a COPY into a table without one (hidden row ids), and the rewrite of ADD PRIMARY
-/// KEY (rows in key order) write theirs at the right edge of the table's keys. In the ordered
-/// map that edge is the costliest place to insert: std's B-tree searches each node linearly,
-/// so the new key is compared with every key of every node on the path (`memcmp` was 8 % of a
-/// pipelined RPUSH's shard time, 15 % of an ADD PRIMARY KEY's). Here it is one comparison with
-/// the run's last entry. Entries that do not extend the run go to the map; readers merge the
-/// two. A version superseded in place (see `MemKey`) keeps its place in either.
+/// A Redis RPUSH writes its element key at the right edge of the list's keys, an LPUSH at the
+/// left edge; a table with a serial key, a COPY into a table without one (hidden row ids), and
+/// the rewrite of ADD PRIMARY KEY (rows in key order) write theirs at the right edge of the
+/// table's keys. In the ordered map an edge is the costliest place to insert: std's B-tree
+/// searches each node linearly, so the new key is compared with every key of every node on
+/// the path (`memcmp` was 8 % of a pipelined RPUSH's shard time, 15 % of an ADD PRIMARY KEY's),
+/// and nodes split at an edge stay half full (an LPUSH's entries took twice their size). Here
+/// it is one comparison with the run's first or last entry. Entries that extend neither end
+/// go to the map; readers merge the two. A version superseded in place (see `MemKey`) keeps
+/// its place in either.
 #[derive(Debug, Default)]
 struct AscendingRun {
-    chunks: Vec<Vec<(MemKey, MemValue)>>,
-    len: usize,
+    entries: ChunkedDeque<(MemKey, MemValue), RUN_CHUNK_ENTRIES>,
 }
 
 impl AscendingRun {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn first(&self) -> Option<&MemKey> {
+        self.entries.get(0).map(|(key, _)| key)
+    }
+
     fn last(&self) -> Option<&MemKey> {
-        self.chunks.last()?.last().map(|(key, _)| key)
+        let len = self.entries.len();
+        self.entries.get(len.checked_sub(1)?).map(|(key, _)| key)
     }
 
     /// Appends the entry if it sorts after every entry here; hands it back otherwise.
@@ -143,27 +154,38 @@ impl AscendingRun {
         if self.last().is_some_and(|last| key <= *last) {
             return Err((key, value));
         }
-        match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < RUN_CHUNK_ENTRIES => chunk.push((key, value)),
-            _ => {
-                let mut chunk = Vec::with_capacity(RUN_CHUNK_ENTRIES);
-                chunk.push((key, value));
-                self.chunks.push(chunk);
+        self.entries.push_back((key, value));
+        Ok(())
+    }
+
+    /// Prepends the entry if it sorts before every entry here; hands it back otherwise.
+    fn try_push_front(&mut self, key: MemKey, value: MemValue) -> Result<(), (MemKey, MemValue)> {
+        if self.first().is_some_and(|first| key >= *first) {
+            return Err((key, value));
+        }
+        self.entries.push_front((key, value));
+        Ok(())
+    }
+
+    /// The number of leading entries for which `before` holds (it must hold for a prefix).
+    fn partition_point(&self, before: impl Fn(&MemKey) -> bool) -> usize {
+        let (mut low, mut high) = (0, self.entries.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if before(&self.entries[mid].0) {
+                low = mid + 1;
+            } else {
+                high = mid;
             }
         }
-        self.len += 1;
-        Ok(())
+        low
     }
 
     /// The entry with exactly this key.
     fn find_mut(&mut self, key: &MemKey) -> Option<(&MemKey, &mut MemValue)> {
-        let chunk = self
-            .chunks
-            .partition_point(|chunk| chunk.last().is_some_and(|(last, _)| last < key));
-        let entries = self.chunks.get_mut(chunk)?;
-        let index = entries.binary_search_by(|(probe, _)| probe.cmp(key)).ok()?;
-        let (key, value) = &mut entries[index];
-        Some((key, value))
+        let at = self.partition_point(|probe| probe < key);
+        let (found, value) = self.entries.get_mut(at)?;
+        (*found == *key).then_some((&*found, value))
     }
 
     /// The entries after `lower`, in order.
@@ -171,22 +193,13 @@ impl AscendingRun {
         &'a self,
         lower: Bound<&MemKey>,
     ) -> impl Iterator<Item = (&'a MemKey, &'a MemValue)> + 'a {
-        let before = |key: &MemKey| match lower {
+        let start = self.partition_point(|key| match lower {
             Bound::Unbounded => false,
             Bound::Included(bound) => key < bound,
             Bound::Excluded(bound) => key <= bound,
-        };
-        let chunk = self
-            .chunks
-            .partition_point(|chunk| chunk.last().is_some_and(|(key, _)| before(key)));
-        let index = self
-            .chunks
-            .get(chunk)
-            .map_or(0, |entries| entries.partition_point(|(key, _)| before(key)));
-        self.chunks[chunk..]
-            .iter()
-            .enumerate()
-            .flat_map(move |(i, entries)| &entries[if i == 0 { index } else { 0 }..])
+        });
+        self.entries
+            .range(start..self.entries.len())
             .map(|(key, value)| (key, value))
     }
 }
@@ -201,12 +214,13 @@ struct Runs {
 
 impl Runs {
     fn len(&self) -> usize {
-        self.runs.iter().map(|run| run.len).sum()
+        self.runs.iter().map(AscendingRun::len).sum()
     }
 
     /// Appends the entry to the run whose last key is the greatest below it (keeping the runs
-    /// that end higher free for lower streams), or starts a run; hands it back when every run
-    /// ends above it and none is free.
+    /// that end higher free for lower streams), else prepends it to the run whose first key is
+    /// the least above it, else starts a run; hands it back when no run takes it and none is
+    /// free.
     fn try_push(&mut self, key: MemKey, value: MemValue) -> Result<(), (MemKey, MemValue)> {
         let below = self
             .runs
@@ -215,8 +229,18 @@ impl Runs {
             .filter(|(_, run)| run.last().is_some_and(|last| *last < key))
             .max_by(|(_, a), (_, b)| a.last().cmp(&b.last()))
             .map(|(at, _)| at);
-        match below {
-            Some(at) => self.runs[at].try_push(key, value),
+        if let Some(at) = below {
+            return self.runs[at].try_push(key, value);
+        }
+        let above = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, run)| run.first().is_some_and(|first| key < *first))
+            .min_by(|(_, a), (_, b)| a.first().cmp(&b.first()))
+            .map(|(at, _)| at);
+        match above {
+            Some(at) => self.runs[at].try_push_front(key, value),
             None if self.runs.len() < RUNS_MAX => {
                 let mut run = AscendingRun::default();
                 run.try_push(key, value)?;
@@ -580,7 +604,7 @@ impl Memtable {
             .into_inner()
             .runs
             .into_iter()
-            .flat_map(|run| run.chunks)
+            .flat_map(|run| run.entries.into_chunks())
         {
             dropped += chunk.len();
             drop(chunk);
@@ -761,33 +785,105 @@ mod tests {
             table.insert_scan_only(key, i + 1, ValueKind::Put, b("v"));
         }
         assert_eq!(table.map.borrow().len(), 0, "every push extended the run");
-        assert_eq!(table.runs.borrow().runs[0].chunks.len(), 3);
-        // A key before the run's end, and an indexed key, start runs of their own; once every
-        // run ends above a key, it goes to the map.
+        assert_eq!(table.runs.borrow().runs[0].entries.chunk_count(), 3);
+        // A key inside a run's range starts a run of its own; keys below every run's first
+        // key go to the front of the nearest one.
         table.insert_scan_only(b("r000005"), 100_000, ValueKind::Delete, Bytes::new());
+        assert_eq!(table.runs.borrow().runs.len(), 2);
         table.insert(b("a"), 100_001, ValueKind::Put, b("x"));
+        table.insert(b("00"), 100_002, ValueKind::Put, b("z"));
+        table.insert(b("0"), 100_003, ValueKind::Put, b("y"));
         assert_eq!(table.map.borrow().len(), 0);
-        assert_eq!(table.runs.borrow().runs.len(), 3);
-        table.insert(b("0"), 100_002, ValueKind::Put, b("y"));
-        table.insert(b("00"), 100_003, ValueKind::Put, b("z"));
-        assert_eq!(table.runs.borrow().runs.len(), RUNS_MAX);
-        table.insert(b(""), 100_004, ValueKind::Put, b("w"));
-        assert_eq!(
-            table.map.borrow().len(),
-            1,
-            "below every run's end, with none free"
-        );
+        assert_eq!(table.runs.borrow().runs.len(), 2, "prepended, not new runs");
         assert_eq!(table.get(b"00", SeqNo::MAX), Lookup::Found(b("z")));
         assert_eq!(table.get(b"r000005", SeqNo::MAX), Lookup::Deleted);
         assert_eq!(table.get(b"r000005", 99_999), Lookup::Found(b("v")));
         let frozen = table.frozen_entries();
-        let keys: Vec<&[u8]> = frozen
+        let keys: Vec<(&[u8], SeqNo)> = frozen
             .iter()
-            .map(|(key, _)| &key.user_key[..])
-            .take(8)
+            .map(|(key, _)| (&key.user_key[..], key.seq.get()))
+            .take(10)
             .collect();
-        assert_eq!(&keys[..4], &[&b""[..], b"0", b"00", b"a"]);
-        assert_eq!(&keys[4..6], &[&b"r000000"[..], b"r000001"]);
+        assert_eq!(
+            keys,
+            [
+                (&b"0"[..], 100_003),
+                (b"00", 100_002),
+                (b"a", 100_001),
+                (b"r000000", 1),
+                (b"r000001", 2),
+                (b"r000002", 3),
+                (b"r000003", 4),
+                (b"r000004", 5),
+                (b"r000005", 100_000),
+                (b"r000005", 6),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_inside_every_run_goes_to_the_map_once_no_run_is_free() {
+        let table = Memtable::new();
+        // Nested ranges: each pair lies inside the runs before it, so each starts a run.
+        for (seq, key) in ["b1", "b9", "b2", "b8", "b3", "b7", "b4", "b6"]
+            .iter()
+            .enumerate()
+        {
+            table.insert(b(key), seq as u64 + 1, ValueKind::Put, b("v"));
+        }
+        assert_eq!(table.runs.borrow().runs.len(), RUNS_MAX);
+        assert_eq!(table.map.borrow().len(), 0);
+        table.insert(b("b5"), 9, ValueKind::Put, b("v"));
+        assert_eq!(
+            table.map.borrow().len(),
+            1,
+            "inside every run, with none free"
+        );
+        let frozen = table.frozen_entries();
+        let keys: Vec<&[u8]> = frozen.iter().map(|(key, _)| &key.user_key[..]).collect();
+        assert_eq!(
+            keys,
+            [
+                &b"b1"[..],
+                b"b2",
+                b"b3",
+                b"b4",
+                b"b5",
+                b"b6",
+                b"b7",
+                b"b8",
+                b"b9"
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_in_descending_order_are_prepended_to_a_run() {
+        let table = Memtable::new();
+        let count = RUN_CHUNK_ENTRIES as u64 * 2 + 5;
+        for i in 0..count {
+            let key = Bytes::from(format!("l{:06}", count - i));
+            table.insert_scan_only(key, i + 1, ValueKind::Put, b("v"));
+        }
+        assert_eq!(
+            table.map.borrow().len(),
+            0,
+            "every push went to the run's front"
+        );
+        assert_eq!(table.runs.borrow().runs.len(), 1);
+        let frozen = table.frozen_entries();
+        let keys: Vec<Bytes> = frozen.iter().map(|(key, _)| key.user_key.clone()).collect();
+        assert_eq!(keys.len() as u64, count);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        drop(frozen);
+        let from = MemKey::new(b("l000010"), SeqNo::MAX);
+        let found = table.entries_from(Some(&from), true, 2);
+        let found: Vec<&[u8]> = found.iter().map(|e| &e.user_key[..]).collect();
+        assert_eq!(
+            found,
+            [&b"l000010"[..], b"l000011"],
+            "a seek lands inside the run"
+        );
     }
 
     #[test]
@@ -802,12 +898,13 @@ mod tests {
             "ascending keys went to the run"
         );
         table.insert_superseding(b("k2"), 10, ValueKind::Put, b("new"), None);
-        // k1 again: below the run's end, so a pinned snapshot's extra version starts a second
-        // run, and is then superseded in place there.
+        // k1 again: a newer version sorts before the run's first entry, so a pinned snapshot's
+        // extra version goes to the run's front, and is then superseded in place there.
         table.insert_superseding(b("k1"), 11, ValueKind::Put, b("pinned"), Some(5));
         table.insert_superseding(b("k1"), 12, ValueKind::Delete, Bytes::new(), Some(5));
         assert_eq!(table.len(), 4);
-        assert_eq!(table.runs.borrow().runs.len(), 2);
+        assert_eq!(table.runs.borrow().runs.len(), 1);
+        assert_eq!(table.map.borrow().len(), 0);
         assert_eq!(table.get(b"k2", 100), Lookup::Found(b("new")));
         assert_eq!(
             table.get(b"k2", 9),

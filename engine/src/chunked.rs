@@ -1,4 +1,5 @@
-//! A double-ended queue kept in chunks of at most `C` items, for resident Redis lists.
+//! A double-ended queue kept in chunks of at most `C` items: resident Redis lists, and the
+//! memtable's runs of entries written in key order.
 //!
 //! A `VecDeque` grows by doubling: every doubling copies the whole list into fresh memory,
 //! which the kernel must zero page by page first. A list that reaches a million elements
@@ -107,6 +108,15 @@ impl<T, const C: usize> ChunkedDeque<T, C> {
             .enumerate()
             .flat_map(move |(i, items)| items.range(if i == 0 { offset } else { 0 }..))
             .take(end - start)
+    }
+
+    /// The chunks, front to back: for dropping a long deque a chunk at a time.
+    pub fn into_chunks(self) -> impl Iterator<Item = VecDeque<T>> {
+        self.chunks.into_iter()
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
     }
 
     /// The chunk and offset of item `index`, if it exists.
