@@ -18,6 +18,9 @@ use std::collections::VecDeque;
 pub struct ChunkedDeque<T, const C: usize> {
     chunks: VecDeque<VecDeque<T>>,
     len: usize,
+    /// The last full-size chunk a pop emptied, kept for the next push: a queue that pushes
+    /// and pops across a chunk boundary would otherwise allocate and free a chunk every time.
+    spare: Option<VecDeque<T>>,
 }
 
 impl<T, const C: usize> Default for ChunkedDeque<T, C> {
@@ -26,6 +29,7 @@ impl<T, const C: usize> Default for ChunkedDeque<T, C> {
         ChunkedDeque {
             chunks: VecDeque::new(),
             len: 0,
+            spare: None,
         }
     }
 }
@@ -67,7 +71,8 @@ impl<T, const C: usize> ChunkedDeque<T, C> {
         let chunk = self.chunks.front_mut()?;
         let item = chunk.pop_front().expect("no chunk is empty");
         if chunk.is_empty() {
-            self.chunks.pop_front();
+            let emptied = self.chunks.pop_front().expect("just popped from");
+            self.keep_spare(emptied);
         }
         self.len -= 1;
         Some(item)
@@ -77,7 +82,8 @@ impl<T, const C: usize> ChunkedDeque<T, C> {
         let chunk = self.chunks.back_mut()?;
         let item = chunk.pop_back().expect("no chunk is empty");
         if chunk.is_empty() {
-            self.chunks.pop_back();
+            let emptied = self.chunks.pop_back().expect("just popped from");
+            self.keep_spare(emptied);
         }
         self.len -= 1;
         Some(item)
@@ -134,11 +140,20 @@ impl<T, const C: usize> ChunkedDeque<T, C> {
 
     /// A chunk beside a full one is sized for `C` items at once (the list is long); the first
     /// chunk of a list starts empty and grows as a `VecDeque` does (most lists are short).
-    fn new_chunk(&self) -> VecDeque<T> {
+    fn new_chunk(&mut self) -> VecDeque<T> {
         if self.chunks.is_empty() {
             VecDeque::new()
         } else {
-            VecDeque::with_capacity(C)
+            self.spare
+                .take()
+                .unwrap_or_else(|| VecDeque::with_capacity(C))
+        }
+    }
+
+    fn keep_spare(&mut self, emptied: VecDeque<T>) {
+        debug_assert!(emptied.is_empty());
+        if emptied.capacity() >= C && self.len > 0 {
+            self.spare = Some(emptied);
         }
     }
 
@@ -264,6 +279,26 @@ mod tests {
             let collected: ChunkedDeque<u32, 3> = model.iter().copied().collect();
             prop_assert!(collected == deque);
             prop_assert_eq!(deque.into_iter().collect::<Vec<_>>(), Vec::from(model));
+        }
+    }
+
+    #[test]
+    fn pushes_and_pops_across_a_chunk_boundary_reuse_one_chunk() {
+        let mut deque = ChunkedDeque::<u64, 4>::default();
+        for i in 0..8 {
+            deque.push_front(i);
+        }
+        deque.push_front(8);
+        let chunk = deque.chunks[0].as_slices().0.as_ptr();
+        for i in 0..10 {
+            assert_eq!(deque.pop_front(), Some(8 + i));
+            deque.push_front(9 + i);
+            assert_eq!(
+                deque.chunks[0].as_slices().0.as_ptr(),
+                chunk,
+                "the same chunk again"
+            );
+            deque.assert_invariant();
         }
     }
 

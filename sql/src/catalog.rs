@@ -1450,7 +1450,41 @@ impl Catalog {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("catalog does not decode: {e}"))
+        let mut catalog: Catalog =
+            serde_json::from_slice(bytes).map_err(|e| format!("catalog does not decode: {e}"))?;
+        catalog.quote_legacy_serial_defaults();
+        Ok(catalog)
+    }
+
+    /// Serial defaults written before sequence names were quoted in them read
+    /// `nextval('Users_id_seq')`, which resolves to `users_id_seq`; they become
+    /// `nextval('"Users_id_seq"')`. Names that need no quotes are unchanged.
+    fn quote_legacy_serial_defaults(&mut self) {
+        for schema in self
+            .databases
+            .values_mut()
+            .flat_map(|d| d.schemas.values_mut())
+        {
+            let Schema {
+                tables, sequences, ..
+            } = schema;
+            for sequence in sequences.values() {
+                let Some(owner) = sequence.owned_by.as_ref() else {
+                    continue;
+                };
+                let legacy = format!("nextval('{}')", sequence.name);
+                let quoted = crate::stmt::serial_default(&sequence.name);
+                let Some(table) = tables.get_mut(owner).filter(|_| legacy != quoted) else {
+                    continue;
+                };
+                let table = Arc::make_mut(table);
+                for column in &mut table.columns {
+                    if column.default.as_deref() == Some(legacy.as_str()) {
+                        column.default = Some(quoted.clone());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1484,6 +1518,47 @@ mod tests {
             checks: vec![],
             stats: None,
         }
+    }
+
+    /// A catalog written before serial defaults quoted their sequence reads back with the
+    /// quoted form where the name needs it (a table named with capitals could not INSERT).
+    #[test]
+    fn legacy_serial_defaults_are_quoted_on_load() {
+        let mut c = Catalog::new();
+        for name in ["Users", "plain"] {
+            let mut t = table(name);
+            let sequence = format!("{name}_a_seq");
+            t.columns[0].default = Some(format!("nextval('{sequence}')"));
+            c.apply(DdlChange::CreateTable {
+                database: "postgres".into(),
+                table: t,
+                if_not_exists: false,
+                sequences: vec![SequenceDef {
+                    id: 0,
+                    name: sequence,
+                    increment: 1,
+                    min: 1,
+                    max: i64::from(i32::MAX),
+                    start: 1,
+                    cycle: false,
+                    owned_by: Some(name.to_string()),
+                    data_type: None,
+                    cache: 1,
+                }],
+            })
+            .unwrap();
+        }
+        let loaded = Catalog::decode(&c.encode()).unwrap();
+        let default = |name: &str| {
+            loaded.table("postgres", None, name).unwrap().columns[0]
+                .default
+                .clone()
+        };
+        assert_eq!(
+            default("Users").as_deref(),
+            Some("nextval('\"Users_a_seq\"')")
+        );
+        assert_eq!(default("plain").as_deref(), Some("nextval('plain_a_seq')"));
     }
 
     #[test]
