@@ -1226,10 +1226,26 @@ impl Keyspace {
                     expire_at_ms: Some(at),
                     ..
                 } if now_ms > at => self.apply(Mutation::Del { db, key }),
-                m => self.apply(m),
+                m => {
+                    if let Some((db, key)) = m.key() {
+                        // The command that logged it read its key first, which removed the
+                        // key if it had expired (lazy expiry); a log applied as it grows must
+                        // do the same, or a hash written over an expired string finds the
+                        // string.
+                        self.remove_if_expired(db, key, now_ms);
+                    }
+                    self.apply(m)
+                }
             }
         }
         Ok(())
+    }
+
+    fn remove_if_expired(&mut self, db: u8, key: &[u8], now_ms: u64) {
+        let k = key_ref(db, key);
+        if self.map.get(&k).is_some_and(|e| e.is_expired(now_ms)) {
+            self.remove_ref(&k);
+        }
     }
 
     /// Removes a live key and returns its value and expiry, logging the removal into `log`

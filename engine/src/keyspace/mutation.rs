@@ -173,6 +173,28 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// The one key a mutation writes (None: FLUSHDB and FLUSHALL).
+    pub fn key(&self) -> Option<(u8, &[u8])> {
+        match self {
+            Mutation::FlushDb { .. } | Mutation::FlushAll => None,
+            Mutation::Set { db, key, .. }
+            | Mutation::Del { db, key }
+            | Mutation::SetExpire { db, key, .. }
+            | Mutation::HashSet { db, key, .. }
+            | Mutation::HashDel { db, key, .. }
+            | Mutation::SetAdd { db, key, .. }
+            | Mutation::SetRem { db, key, .. }
+            | Mutation::ListPush { db, key, .. }
+            | Mutation::ListPop { db, key, .. }
+            | Mutation::ListSet { db, key, .. }
+            | Mutation::ListReplace { db, key, .. }
+            | Mutation::ZSetAdd { db, key, .. }
+            | Mutation::ZSetRem { db, key, .. } => Some((*db, key)),
+        }
+    }
+}
+
+impl Mutation {
     /// Appends this mutation's bytes to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
