@@ -47,7 +47,7 @@ const INBOX_PAUSE_BYTES: usize = 4 << 20;
 /// safety net, not the wake path: one run saw a client stall for minutes on an idle shard until
 /// unrelated traffic arrived, which is what a lost eventfd wake would look like. With this, a
 /// lost wake costs at most one interval, and the driver counts and reports it.
-const PARK_RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+const PARK_RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn user_data(op: u64, slot: u32, gen: u32) -> u64 {
     debug_assert!((slot as usize) < CONN_SLOTS_MAX);
@@ -325,9 +325,6 @@ impl SocketRing {
     /// The driver: drains completions, submits, and parks in glommio on the eventfd when idle.
     /// Runs until [`shutdown`].
     pub async fn drive(self: Rc<Self>) {
-        // One eventfd read stays in flight across parks: a re-check that finds nothing keeps
-        // waiting on the same read instead of cancelling it.
-        let mut eventfd_read = None;
         let mut rechecked = false;
         loop {
             let handled = {
@@ -350,14 +347,17 @@ impl SocketRing {
             // Re-check after enabling: a completion posted before enabling did not signal.
             let pending = self.inner.borrow_mut().flush_and_reap();
             if pending == 0 {
-                let read = eventfd_read.get_or_insert_with(|| Box::pin(self.eventfd.read_at(0, 8)));
-                let woken = futures_lite::future::or(async { Some(read.as_mut().await) }, async {
+                // A fresh read per park, dropped (cancelled) when the timer wins: glommio keeps
+                // one waker clone per poll of a read, and a read polled again at every re-check
+                // overflowed the task's 16-bit reference count within minutes.
+                let read = async { Some(self.eventfd.read_at(0, 8).await) };
+                let woken = futures_lite::future::or(read, async {
                     glommio::timer::sleep(PARK_RECHECK_INTERVAL).await;
                     None
                 })
                 .await;
                 match woken {
-                    Some(Ok(_)) => eventfd_read = None,
+                    Some(Ok(_)) => {}
                     Some(Err(error)) => {
                         tracing::error!(%error, "socket ring eventfd read failed");
                         return;
