@@ -1227,12 +1227,8 @@ impl Keyspace {
                     ..
                 } if now_ms > at => self.apply(Mutation::Del { db, key }),
                 m => {
-                    if let Some((db, key)) = m.key() {
-                        // The command that logged it read its key first, which removed the
-                        // key if it had expired (lazy expiry); a log applied as it grows must
-                        // do the same, or a hash written over an expired string finds the
-                        // string.
-                        self.remove_if_expired(db, key, now_ms);
+                    if let (Some((db, key)), Some(kind)) = (m.key(), m.collection_type()) {
+                        self.remove_expired_of_another_type(db, key, kind, now_ms);
                     }
                     self.apply(m)
                 }
@@ -1241,9 +1237,19 @@ impl Keyspace {
         Ok(())
     }
 
-    fn remove_if_expired(&mut self, db: u8, key: &[u8], now_ms: u64) {
+    /// A collection write over a key of another type means the command that logged it found
+    /// that key expired and removed it when it read it (lazy expiry, which the log does not
+    /// record): remove it here too, or the write would find the old value. A key of the same
+    /// type is left as it is: replayed later than it was written (at start-up), an expired
+    /// collection takes the write and stays expired, where removing it would bring the key
+    /// back without its expiry.
+    fn remove_expired_of_another_type(&mut self, db: u8, key: &[u8], kind: &str, now_ms: u64) {
         let k = key_ref(db, key);
-        if self.map.get(&k).is_some_and(|e| e.is_expired(now_ms)) {
+        let stale = self
+            .map
+            .get(&k)
+            .is_some_and(|e| e.value.type_name() != kind && e.is_expired(now_ms));
+        if stale {
             self.remove_ref(&k);
         }
     }

@@ -173,6 +173,25 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// The type of collection a mutation writes into (as `Value::type_name` names it); None
+    /// for the writes of any type (SET, DEL, expiry, flushes).
+    pub fn collection_type(&self) -> Option<&'static str> {
+        match self {
+            Mutation::HashSet { .. } | Mutation::HashDel { .. } => Some("hash"),
+            Mutation::SetAdd { .. } | Mutation::SetRem { .. } => Some("set"),
+            Mutation::ListPush { .. }
+            | Mutation::ListPop { .. }
+            | Mutation::ListSet { .. }
+            | Mutation::ListReplace { .. } => Some("list"),
+            Mutation::ZSetAdd { .. } | Mutation::ZSetRem { .. } => Some("zset"),
+            Mutation::Set { .. }
+            | Mutation::Del { .. }
+            | Mutation::SetExpire { .. }
+            | Mutation::FlushDb { .. }
+            | Mutation::FlushAll => None,
+        }
+    }
+
     /// The one key a mutation writes (None: FLUSHDB and FLUSHALL).
     pub fn key(&self) -> Option<(u8, &[u8])> {
         match self {

@@ -1026,3 +1026,44 @@ fn no_load_is_needed_until_a_value_is_offloaded() {
     assert!(ks.may_need_loads());
     assert!(ks.needs_load(0, b"a", 0).is_some());
 }
+
+/// Lazy expiry is not in the log: a collection written over an expired key of another type
+/// replaces it (the logging command removed it when it read it), while an expired collection
+/// of the same type replayed later than it was written takes the write and stays expired
+/// instead of coming back without its expiry.
+#[test]
+fn replay_treats_expired_keys_as_their_writers_did() {
+    let hash_set = |key: &str, field: &str| Mutation::HashSet {
+        db: 0,
+        key: b(key),
+        fields: vec![(b(field), b("1"))],
+    };
+    // Applied as it grows: a string that expired at 1, then a hash written at 2.
+    let mut log = Vec::new();
+    set(&mut Keyspace::new(), &mut log, 0, "s", "v", Some(1));
+    let mut replica = Keyspace::new();
+    replica.apply_logged(&log, 0).unwrap();
+    let mut more = Vec::new();
+    hash_set("s", "f").encode(&mut more);
+    replica.apply_logged(&more, 2).unwrap();
+    let got = replica.get(0, b"s", 2).map(|e| e.value.type_name());
+    assert_eq!(got, Some("hash"));
+    replica.check_invariants();
+
+    // Replayed at start-up, long after: a hash that expired at 10 and took a field at 5.
+    let mut log = Vec::new();
+    hash_set("h", "a").encode(&mut log);
+    Mutation::SetExpire {
+        db: 0,
+        key: b("h"),
+        expire_at_ms: Some(10),
+    }
+    .encode(&mut log);
+    hash_set("h", "b").encode(&mut log);
+    let mut restarted = Keyspace::new();
+    restarted.apply_logged(&log, 20).unwrap();
+    assert!(
+        restarted.get(0, b"h", 20).is_none(),
+        "expired, not brought back"
+    );
+}
