@@ -211,9 +211,7 @@ impl Mutation {
             | Mutation::ZSetRem { db, key, .. } => Some((*db, key)),
         }
     }
-}
 
-impl Mutation {
     /// Appends this mutation's bytes to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
