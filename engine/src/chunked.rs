@@ -1,16 +1,14 @@
-//! A double-ended queue kept in chunks of at most `C` items: resident Redis lists, and the
-//! memtable's runs of entries written in key order.
+//! A double-ended queue kept in chunks of at most `C` items: the memtable's runs of entries
+//! written in key order (resident Redis lists are packed instead: `crate::packed_list`).
 //!
-//! A `VecDeque` grows by doubling: every doubling copies the whole list into fresh memory,
-//! which the kernel must zero page by page first. A list that reaches a million elements
-//! (redis-benchmark's LPUSH pushes onto one key) spent about a quarter of a pipelined LPUSH's
-//! time in those copies and their page faults. Here a full chunk is never moved: growing adds
-//! a chunk, popping frees one, and indexing stays O(1).
+//! A `VecDeque` grows by doubling: every doubling copies the whole queue into fresh memory,
+//! which the kernel must zero page by page first. Here a full chunk is never moved: growing
+//! adds a chunk, popping frees one, and indexing stays O(1).
 //!
 //! Invariant (checked by `assert_invariant` in tests): no chunk is empty, and every chunk but
 //! the first and the last holds exactly `C` items. So item `i` lies in the first chunk, or at
 //! `(i - first.len()) / C + 1`. A lone chunk grows by doubling like any `VecDeque` until it
-//! holds `C` items, so a short list costs no more than before.
+//! holds `C` items, so a short queue costs no more than a `VecDeque`.
 
 use std::collections::VecDeque;
 

@@ -8,6 +8,7 @@ pub mod keyspace;
 pub mod localrt;
 pub mod lsm;
 pub mod memfs;
+pub mod packed_list;
 pub mod rt;
 pub mod sst;
 pub mod token;

@@ -35,6 +35,10 @@ pub enum Reply {
     Verbatim(&'static str, Bytes),
     /// RESP3 `>` push; RESP2 an array.
     Push(Vec<Reply>),
+    /// A reply already encoded, whose bytes read the same in RESP2 and RESP3 (LRANGE's array
+    /// of bulk strings, encoded straight from the packed list: see
+    /// [`crate::resp::encode::bulk_array`]).
+    Encoded(Bytes),
     /// Several top-level replies to one command, one after the other (SUBSCRIBE answers
     /// each channel on its own).
     Many(Vec<Reply>),

@@ -680,10 +680,18 @@ fn typed_key(rng: &mut Rng, prefix: &str) -> Vec<u8> {
 const ELEMENTS: &[&str] = &["a", "b", "c", "1", ""];
 const INDEXES: &[&str] = &["0", "-1", "1", "2", "-2", "5", "100", "-100", "x"];
 
+/// An element to store: now and then one of 3000 bytes, so that a list of a few spans
+/// several of helios's packed chunks (8 KiB each) and LSET and LINSERT split them.
+fn element(rng: &mut Rng) -> Vec<u8> {
+    if rng.chance(10) {
+        let fill = rng.pick(b"pq");
+        return vec![fill; 3000];
+    }
+    b(rng.pick(ELEMENTS))
+}
+
 fn elements(rng: &mut Rng, min: i64) -> Vec<Vec<u8>> {
-    (0..rng.range(min, 4))
-        .map(|_| b(rng.pick(ELEMENTS)))
-        .collect()
+    (0..rng.range(min, 4)).map(|_| element(rng)).collect()
 }
 
 fn side(rng: &mut Rng) -> Vec<u8> {
@@ -715,12 +723,7 @@ fn gen_list_cmd(rng: &mut Rng) -> Step {
         }
         4 => vec![name(rng, "LLEN"), k],
         5 => vec![name(rng, "LINDEX"), k, b(rng.pick(INDEXES))],
-        6 => vec![
-            name(rng, "LSET"),
-            k,
-            b(rng.pick(INDEXES)),
-            b(rng.pick(ELEMENTS)),
-        ],
+        6 => vec![name(rng, "LSET"), k, b(rng.pick(INDEXES)), element(rng)],
         7 => vec![
             name(rng, "LRANGE"),
             k,
@@ -744,7 +747,7 @@ fn gen_list_cmd(rng: &mut Rng) -> Step {
             k,
             b(rng_pick_str(rng, &["BEFORE", "AFTER", "after", "inside"])),
             b(rng.pick(ELEMENTS)),
-            b(rng.pick(ELEMENTS)),
+            element(rng),
         ],
         11 => {
             let mut args = vec![name(rng, "LPOS"), k, b(rng.pick(ELEMENTS))];

@@ -46,9 +46,10 @@ use hashbrown::{Equivalent, HashMap};
 
 use bytes::Bytes;
 
-pub use crate::chunked::ChunkedDeque;
+pub use crate::packed_list::PackedList;
 
 use crate::lsm::WriteBatch;
+use crate::packed_list;
 use crate::token::redis_token;
 
 /// Number of Redis databases (SELECT 0..15).
@@ -56,12 +57,6 @@ pub const DB_COUNT: usize = 16;
 
 /// Rough per-key overhead (map node share, entry, expiry fields) for [`Keyspace::used_bytes`].
 const ENTRY_OVERHEAD_BYTES: usize = 64;
-/// Elements per chunk of a resident list (see [`ChunkedDeque`]): 32 KiB of `Bytes` handles.
-/// Tests use tiny chunks so that their lists cross chunk boundaries.
-#[cfg(not(test))]
-pub const LIST_CHUNK_ITEMS: usize = 1024;
-#[cfg(test)]
-pub const LIST_CHUNK_ITEMS: usize = 3;
 
 /// A Redis value: a string, a hash, a set or a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +81,8 @@ pub enum Value {
 pub struct ListValue {
     pub version: u64,
     pub head: i64,
-    pub items: ChunkedDeque<Bytes, LIST_CHUNK_ITEMS>,
+    /// Packed: an element's bytes are copied in, and a memtable entry has its own copy.
+    pub items: PackedList,
     /// The length its metadata value records (checked at start-up, as a hash's).
     pub stored_len: u64,
 }
@@ -110,10 +106,7 @@ impl ListValue {
     }
 
     fn used_bytes(&self) -> usize {
-        self.items
-            .iter()
-            .map(|v| v.len() + FIELD_OVERHEAD_BYTES)
-            .sum()
+        self.items.packed_bytes()
     }
 
     /// Whether element index `index` lies in the list's live range `[head, head + len)`.
@@ -786,8 +779,8 @@ impl Keyspace {
                     String::from_utf8_lossy(f.key)
                 ));
             }
-            self.used_bytes += value.len() + FIELD_OVERHEAD_BYTES;
-            list.items.push_back(Bytes::copy_from_slice(value));
+            self.used_bytes += packed_list::encoded_len(value.len());
+            list.items.push_back(value);
             return Ok(true);
         }
         if let Value::ZSet(zset) = &mut entry.value {
@@ -1077,19 +1070,20 @@ impl Keyspace {
         };
         let mut added = 0;
         for value in values {
-            // A copy: the command's bytes may be slices of a large network buffer.
-            let value = Bytes::copy_from_slice(&value);
-            added += value.len() + FIELD_OVERHEAD_BYTES;
+            added += packed_list::encoded_len(value.len());
             let at = if left {
                 list.head -= 1;
-                list.items.push_front(value.clone());
+                list.items.push_front(&value);
                 0
             } else {
-                list.items.push_back(value.clone());
+                list.items.push_back(&value);
                 list.items.len() - 1
             };
-            self.pending
-                .put_list_element(list.element_key(db, key, at), value);
+            // A copy: the command's bytes may be slices of a large network buffer.
+            self.pending.put_list_element(
+                list.element_key(db, key, at),
+                Bytes::copy_from_slice(&value),
+            );
         }
         list.stored_len = list.items.len() as u64;
         self.used_bytes += added;
@@ -1109,13 +1103,18 @@ impl Keyspace {
         };
         let mut freed = 0;
         for _ in 0..count.min(list.items.len() as u64) {
-            let value = if left {
-                list.head += 1;
-                list.items.pop_front()
+            let end = if left {
+                list.items.front()
             } else {
-                list.items.pop_back()
+                list.items.back()
             };
-            freed += value.expect("counted").len() + FIELD_OVERHEAD_BYTES;
+            freed += packed_list::encoded_len(end.expect("counted").len());
+            if left {
+                list.head += 1;
+                list.items.pop_front();
+            } else {
+                list.items.pop_back();
+            }
         }
         list.stored_len = list.items.len() as u64;
         self.used_bytes -= freed;
@@ -1129,9 +1128,11 @@ impl Keyspace {
             unreachable!("checked by list_entry")
         };
         let i = usize::try_from(index).expect("an index within the list");
-        let old = std::mem::replace(&mut list.items[i], value.clone());
+        let old_len = list.items.get(i).expect("an index within the list").len();
+        list.items.set(i, &value);
         let element = list.element_key(db, key, i);
-        self.used_bytes = self.used_bytes + value.len() - old.len();
+        self.used_bytes = self.used_bytes + packed_list::encoded_len(value.len())
+            - packed_list::encoded_len(old_len);
         self.pending.put_list_element(element, value);
     }
 
@@ -1145,11 +1146,15 @@ impl Keyspace {
         for i in 0..list.items.len() {
             writes.push((list.element_key(db, key, i), None));
         }
-        list.items = values.iter().map(|v| Bytes::copy_from_slice(v)).collect();
+        list.items = values.iter().map(|v| v.as_ref()).collect();
         list.head = 0;
         list.stored_len = list.items.len() as u64;
-        for (i, v) in list.items.iter().enumerate() {
-            writes.push((list.element_key(db, key, i), Some(v.clone())));
+        for (i, v) in values.iter().enumerate() {
+            // A copy: the command's bytes may be slices of a large network buffer.
+            writes.push((
+                list.element_key(db, key, i),
+                Some(Bytes::copy_from_slice(v)),
+            ));
         }
         let new_used = list.used_bytes();
         self.used_bytes = self.used_bytes + new_used - old_used;
@@ -1273,7 +1278,7 @@ impl Keyspace {
                     .collect(),
             ),
             Value::Set(h) => Portable::Set(h.fields.keys().cloned().collect()),
-            Value::List(l) => Portable::List(l.items.iter().cloned().collect()),
+            Value::List(l) => Portable::List(l.items.iter().map(Bytes::copy_from_slice).collect()),
             Value::ZSet(z) => Portable::ZSet(
                 z.order
                     .iter()

@@ -677,7 +677,7 @@ proptest! {
                 _ => {}
             }
             write_pending(&mut ks, &mut store);
-            let got: Option<Vec<Bytes>> = ks.get(0, &key, 0).map(|e| e.value.as_list().expect("a list").items.iter().cloned().collect());
+            let got: Option<Vec<Bytes>> = ks.get(0, &key, 0).map(|e| e.value.as_list().expect("a list").items.iter().map(Bytes::copy_from_slice).collect());
             let want = (!model.is_empty()).then(|| model.iter().cloned().collect::<Vec<_>>());
             prop_assert_eq!(got, want);
         }
@@ -893,7 +893,7 @@ fn popped_list_elements_are_orphans_outside_the_live_range() {
         .unwrap()
         .items
         .iter()
-        .cloned()
+        .map(Bytes::copy_from_slice)
         .collect();
     assert_eq!(items, vec![b("b"), b("c"), b("e")]);
     assert_eq!(store.keys().filter(|k| storage::is_field_key(k)).count(), 3);

@@ -246,7 +246,7 @@ fn write_value(ctx: &mut ExecCtx, dst: &Bytes, value: Value, expire_at_ms: Optio
                     db,
                     key: dst.clone(),
                     left: false,
-                    values: list.items.into_iter().collect(),
+                    values: list.items.iter().map(Bytes::copy_from_slice).collect(),
                 },
                 Value::ZSet(zset) => Mutation::ZSetAdd {
                     db,

@@ -8,6 +8,7 @@ use helios_engine::keyspace::{ListValue, Mutation, Value};
 
 use super::num::parse_i64;
 use super::{err, not_an_integer, syntax_error, wrong_type, ExecCtx};
+use crate::resp::encode;
 use crate::{Command, Reply};
 
 /// The list at `key`: Ok(None) when absent, Err(WRONGTYPE) for another type.
@@ -110,9 +111,18 @@ fn take(ctx: &mut ExecCtx, key: &Bytes, left: bool, count: u64) -> Vec<Bytes> {
         .expect("a list checked by the caller");
     let n = count.min(list.items.len() as u64) as usize;
     let taken: Vec<Bytes> = if left {
-        list.items.iter().take(n).cloned().collect()
+        list.items
+            .iter()
+            .take(n)
+            .map(Bytes::copy_from_slice)
+            .collect()
     } else {
-        list.items.iter().rev().take(n).cloned().collect()
+        list.items
+            .iter()
+            .rev()
+            .take(n)
+            .map(Bytes::copy_from_slice)
+            .collect()
     };
     pop(ctx, key, left, n as u64);
     taken
@@ -181,7 +191,11 @@ pub(super) fn lindex(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
         Ok(i) => i,
         Err(e) => return e,
     };
-    position(index, list.items.len()).map_or(Reply::Null, |i| Reply::Bulk(list.items[i].clone()))
+    position(index, list.items.len()).map_or(Reply::Null, |i| {
+        Reply::Bulk(Bytes::copy_from_slice(
+            list.items.get(i).expect("a position in the list"),
+        ))
+    })
 }
 
 pub(super) fn lset(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
@@ -235,12 +249,8 @@ pub(super) fn lrange(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     };
     match range(start, end, list.items.len()) {
         None => Reply::Array(Vec::new()),
-        Some((a, b)) => Reply::Array(
-            list.items
-                .range(a..b + 1)
-                .map(|v| Reply::Bulk(v.clone()))
-                .collect(),
-        ),
+        // Encoded here, straight from the packed elements: no handle per element.
+        Some((a, b)) => Reply::Encoded(encode::bulk_array(list.items.range(a..b + 1), b + 1 - a)),
     }
 }
 
@@ -284,7 +294,7 @@ pub(super) fn lrem(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     } else {
         usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX)
     };
-    let mut items: Vec<Bytes> = list.items.iter().cloned().collect();
+    let mut items: Vec<Bytes> = list.items.iter().map(Bytes::copy_from_slice).collect();
     if count < 0 {
         items.reverse();
     }
@@ -323,7 +333,7 @@ pub(super) fn linsert(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     let Some(at) = list.items.iter().position(|v| v == pivot) else {
         return Reply::Int(-1);
     };
-    let mut items: Vec<Bytes> = list.items.iter().cloned().collect();
+    let mut items: Vec<Bytes> = list.items.iter().map(Bytes::copy_from_slice).collect();
     items.insert(at + usize::from(after), element.clone());
     let len = items.len() as i64;
     replace(ctx, key, items);
@@ -381,9 +391,14 @@ pub(super) fn lpos(ctx: &mut ExecCtx, cmd: &Command) -> Reply {
     } else {
         len.min(usize::try_from(maxlen).unwrap_or(usize::MAX))
     };
-    for step in 0..scanned {
-        let at = if rank > 0 { step } else { len - 1 - step };
-        if list.items[at] == element {
+    let forward = list.items.iter().enumerate();
+    let in_rank_order: Box<dyn Iterator<Item = (usize, &[u8])>> = if rank > 0 {
+        Box::new(forward)
+    } else {
+        Box::new(forward.rev())
+    };
+    for (at, value) in in_rank_order.take(scanned) {
+        if value == element {
             if skip > 0 {
                 skip -= 1;
                 continue;

@@ -55,7 +55,22 @@ pub fn encode(reply: &Reply, proto: Protocol, out: &mut Vec<u8>) {
             (false, false) => b":0\r\n",
         }),
         Reply::Verbatim(format, bytes) => encode_verbatim(format, bytes, proto, out),
+        Reply::Encoded(bytes) => out.extend_from_slice(bytes),
     }
+}
+
+/// An array of `count` bulk strings, encoded (the same in RESP2 and RESP3), for
+/// [`Reply::Encoded`].
+pub fn bulk_array<'a>(items: impl Iterator<Item = &'a [u8]>, count: usize) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(16 + count * 16);
+    encode_header(b'*', count, &mut out);
+    let mut written = 0;
+    for item in items {
+        encode_bulk(item, &mut out);
+        written += 1;
+    }
+    assert_eq!(written, count, "an array's count and its items");
+    bytes::Bytes::from(out)
 }
 
 /// `<kind><value>\r\n`, for integers and aggregate headers.
