@@ -157,18 +157,24 @@ impl WriteBatch {
     }
 
     pub fn encode(&self, base_seq: SeqNo) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_BYTES + self.payload_bytes);
+        let mut out = Vec::new();
+        self.encode_into(base_seq, &mut out);
+        out
+    }
+
+    /// Appends the batch's encoding to `out` (the WAL's buffer: see `Wal::append_with`).
+    pub fn encode_into(&self, base_seq: SeqNo, out: &mut Vec<u8>) {
+        out.reserve(HEADER_BYTES + self.payload_bytes);
         out.extend_from_slice(&base_seq.to_le_bytes());
         let count = u32::try_from(self.entries.len()).expect("batch of at most u32::MAX entries");
         out.extend_from_slice(&count.to_le_bytes());
         for (kind, key, value) in &self.entries {
             out.push(*kind as u8);
-            put_varint(&mut out, key.len() as u64);
+            put_varint(out, key.len() as u64);
             out.extend_from_slice(key);
-            put_varint(&mut out, value.len() as u64);
+            put_varint(out, value.len() as u64);
             out.extend_from_slice(value);
         }
-        out
     }
 }
 

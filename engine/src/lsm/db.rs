@@ -380,8 +380,12 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 reason: "sequence numbers exhausted".into(),
             });
         }
-        let payload = batch.encode(base_seq);
-        let lsn = self.wal.append(WAL_KIND_BATCH, &payload)?;
+        let payload_start = self.wal.pending_bytes() + crate::wal::RECORD_HEADER_BYTES;
+        let mut payload_bytes = 0;
+        let lsn = self.wal.append_with(WAL_KIND_BATCH, |out| {
+            batch.encode_into(base_seq, out);
+            payload_bytes = out.len() - payload_start;
+        })?;
         self.last_seq.set(last_seq);
         let mut stats = self.stats.borrow_mut();
         stats.user_bytes_written += batch
@@ -389,7 +393,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             .iter()
             .map(|(_, k, v)| (k.len() + v.len()) as u64)
             .sum::<u64>();
-        stats.wal_bytes_written += (payload.len() + crate::wal::RECORD_HEADER_BYTES) as u64;
+        stats.wal_bytes_written += (payload_bytes + crate::wal::RECORD_HEADER_BYTES) as u64;
         Ok((lsn, base_seq))
     }
 

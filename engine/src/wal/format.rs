@@ -90,9 +90,20 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, String> {
     Ok(header.first_lsn.get())
 }
 
-/// Appends one encoded record (header + payload) to `out`.
+/// Appends one encoded record (header + payload) to `out` (tests build segments with it).
+#[cfg(test)]
 pub fn encode_record(out: &mut Vec<u8>, lsn: u64, term: u64, kind: u8, payload: &[u8]) {
+    let start = out.len();
+    out.resize(start + RECORD_HEADER_BYTES, 0);
+    out.extend_from_slice(payload);
+    seal_record(&mut out[start..], lsn, term, kind);
+}
+
+/// Writes the header of the record in `record`, whose payload already follows the header's
+/// room (`RECORD_HEADER_BYTES` bytes at its start): a payload encoded in place is never copied.
+pub fn seal_record(record: &mut [u8], lsn: u64, term: u64, kind: u8) {
     assert!(lsn >= 1);
+    let (head, payload) = record.split_at_mut(RECORD_HEADER_BYTES);
     assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX);
     let mut header = RecordHeader {
         crc32c: U32::new(0),
@@ -104,8 +115,7 @@ pub fn encode_record(out: &mut Vec<u8>, lsn: u64, term: u64, kind: u8, payload: 
     };
     let crc = crc32c::crc32c_append(crc32c::crc32c(&header.as_bytes()[4..]), payload);
     header.crc32c = U32::new(crc);
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(payload);
+    head.copy_from_slice(header.as_bytes());
 }
 
 /// A record decoded from bytes.

@@ -147,6 +147,10 @@ struct State {
     durable_lsn: u64,
     /// Encoded records appended but not yet handed to a flush.
     pending: Vec<u8>,
+    /// An emptied buffer for `pending` when a flush takes it: appends during the flush's
+    /// write and fsync then fill a buffer already grown, instead of growing a new one by
+    /// doubling into fresh memory every flush (whose pages the kernel must zero first).
+    spare: Vec<u8>,
     flushing: bool,
     /// Incremented when a flush ends (either way); waiters watch it.
     flush_epoch: u64,
@@ -270,6 +274,7 @@ impl<F: FileSystem> Wal<F> {
                 // Recovery synced what it read: everything recovered is durable.
                 durable_lsn: last_lsn,
                 pending: Vec::new(),
+                spare: Vec::new(),
                 flushing: false,
                 flush_epoch: 0,
                 group: group::Group::new(),
@@ -292,12 +297,17 @@ impl<F: FileSystem> Wal<F> {
 
     /// Buffers one record in memory (not yet written) and returns its lsn.
     pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64, WalError> {
-        if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-            return Err(WalError::RecordTooLarge {
-                len: payload.len(),
-                limit: RECORD_PAYLOAD_BYTES_MAX,
-            });
-        }
+        self.append_with(kind, |out| out.extend_from_slice(payload))
+    }
+
+    /// Appends one record whose payload `write_payload` appends to the buffer it is given:
+    /// the payload is encoded in place, with no buffer of its own to allocate and copy (a
+    /// shard's write batches were encoded into a fresh `Vec` each, then copied here).
+    pub fn append_with(
+        &self,
+        kind: u8,
+        write_payload: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<u64, WalError> {
         let mut state = self.state.borrow_mut();
         if let Some(reason) = &state.failed {
             return Err(WalError::Failed {
@@ -305,12 +315,23 @@ impl<F: FileSystem> Wal<F> {
             });
         }
         let pending_bytes = state.pending.len();
-        if pending_bytes + RECORD_HEADER_BYTES + payload.len() > WAL_PENDING_BYTES_MAX {
+        state.pending.resize(pending_bytes + RECORD_HEADER_BYTES, 0);
+        write_payload(&mut state.pending);
+        let len = state.pending.len() - pending_bytes - RECORD_HEADER_BYTES;
+        if len > RECORD_PAYLOAD_BYTES_MAX {
+            state.pending.truncate(pending_bytes);
+            return Err(WalError::RecordTooLarge {
+                len,
+                limit: RECORD_PAYLOAD_BYTES_MAX,
+            });
+        }
+        if pending_bytes + RECORD_HEADER_BYTES + len > WAL_PENDING_BYTES_MAX {
+            state.pending.truncate(pending_bytes);
             return Err(WalError::BufferFull { pending_bytes });
         }
         let lsn = state.last_lsn + 1;
         assert!(lsn > state.last_lsn && lsn > state.durable_lsn);
-        format::encode_record(&mut state.pending, lsn, 0, kind, payload);
+        format::seal_record(&mut state.pending[pending_bytes..], lsn, 0, kind);
         state.last_lsn = lsn;
         state.group.appended();
         Ok(lsn)
@@ -534,7 +555,12 @@ impl<F: FileSystem> Wal<F> {
         let (pending, target_lsn, records) = {
             let mut state = self.state.borrow_mut();
             let records = std::mem::take(&mut state.group.pending_records);
-            (std::mem::take(&mut state.pending), state.last_lsn, records)
+            let spare = std::mem::take(&mut state.spare);
+            (
+                std::mem::replace(&mut state.pending, spare),
+                state.last_lsn,
+                records,
+            )
         };
         let mut writer = self
             .writer
@@ -561,10 +587,15 @@ impl<F: FileSystem> Wal<F> {
                         state.group.flushed(records, flush_us);
                     }
                     *self.writer.borrow_mut() = Some(writer);
-                    if state.pending.is_empty() && pending.capacity() <= PENDING_REUSE_BYTES_MAX {
+                    if pending.capacity() <= PENDING_REUSE_BYTES_MAX {
                         let mut reuse = pending;
                         reuse.clear();
-                        state.pending = reuse;
+                        if state.pending.is_empty() && state.pending.capacity() < reuse.capacity() {
+                            std::mem::swap(&mut state.pending, &mut reuse);
+                        }
+                        if state.spare.capacity() < reuse.capacity() {
+                            state.spare = reuse;
+                        }
                     }
                 }
                 Err(error) => state.failed = Some(error.to_string()),
