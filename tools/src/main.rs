@@ -13,6 +13,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's `mi_option_purge_delay` (v3's `mi_option_e`; libmimalloc-sys names no constant).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// mimalloc's `mi_option_allow_thp`, likewise.
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
 /// Keeps freed memory mapped for reuse instead of returning it to the OS. A shard's memtables
 /// are born and retired every few seconds under write load (64 MiB of entries and a
@@ -23,6 +25,26 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 fn keep_freed_memory() {
     // SAFETY: sets a process-wide allocator option; mimalloc reads it at each purge decision.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
+/// Turns transparent huge pages off for this process, as Redis does (`disable-thp yes`, its
+/// default). mimalloc asks for huge pages for its arenas; the kernel then backs each first
+/// touch with a 2 MiB page, found (compacting memory if need be) and zeroed at once. On this
+/// project's test VM that was 55-64 % of a fresh server's pipelined LPUSH time, and a round of
+/// 500k LPUSHes ran at 0.29 M req/s instead of 0.53 M; a sparsely touched table (the
+/// memtable's pre-sized index) also became resident 2 MiB at a time.
+fn disable_transparent_huge_pages() {
+    // SAFETY: sets a process-wide allocator option, read at each OS allocation.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+    // SAFETY: prctl with integer arguments only; it flags this process's address space, and
+    // overrides the MADV_HUGEPAGE advice mimalloc gave the arena it reserved before main.
+    let result = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if result != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not turn transparent huge pages off; first touches of memory may be slow"
+        );
+    }
 }
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -345,6 +367,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    disable_transparent_huge_pages();
     let matches = Cli::command().get_matches();
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
