@@ -328,6 +328,41 @@ fn pipeline_of_1000_replies_in_order() {
     }
 }
 
+/// PING and ECHO are answered where they stand in a pipeline, without waiting for the
+/// commands queued before them: their replies must still come in order, between those of
+/// keyed commands on both shards.
+#[test]
+fn ping_and_echo_keep_their_place_in_a_pipeline() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut con = connect(&server);
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("INCR").arg(key(i));
+        pipe.cmd("PING");
+        pipe.cmd("ECHO").arg(format!("e{i}"));
+        pipe.cmd("PING").arg(format!("p{i}"));
+        pipe.cmd("GET").arg(key(i));
+    }
+    let replies: Vec<Value> = pipe.query(&mut con).expect("pipeline");
+    assert_eq!(replies.len(), 1000);
+    for i in 0..200 {
+        let r = &replies[5 * i..5 * i + 5];
+        assert_eq!(r[0], Value::Int(1), "INCR #{i}");
+        assert_eq!(r[1], Value::SimpleString("PONG".into()), "PING #{i}");
+        assert_eq!(
+            r[2],
+            Value::BulkString(format!("e{i}").into_bytes()),
+            "ECHO #{i}"
+        );
+        assert_eq!(
+            r[3],
+            Value::BulkString(format!("p{i}").into_bytes()),
+            "PING #{i}"
+        );
+        assert_eq!(r[4], Value::BulkString(b"1".to_vec()), "GET #{i}");
+    }
+}
+
 #[test]
 fn data_survives_sigterm_restart() {
     let mut server = HeliosServer::start(ServerOpts::default());

@@ -297,15 +297,16 @@ fn pack_name(name: &[u8]) -> Option<PackedName> {
     if name.len() > PACKED_NAME_BYTES_MAX {
         return None;
     }
-    let mut bytes = [0u8; PACKED_NAME_BYTES_MAX + 1];
-    for (dst, src) in bytes.iter_mut().zip(name) {
-        *dst = src.to_ascii_lowercase();
+    // Built a 64-bit word at a time: writing bytes to a buffer and reading it back as wide
+    // integers stalled on store forwarding (~4 % of a pipelined PING's profile).
+    let mut words = [0u64; 3];
+    for (i, &byte) in name.iter().enumerate() {
+        words[i / 8] |= u64::from(byte.to_ascii_lowercase()) << (56 - 8 * (i % 8));
     }
-    bytes[PACKED_NAME_BYTES_MAX] = name.len() as u8;
-    let (high, low) = bytes.split_at(16);
+    words[2] |= name.len() as u64;
     Some((
-        u128::from_be_bytes(high.try_into().expect("16 bytes")),
-        u64::from_be_bytes(low.try_into().expect("8 bytes")),
+        (u128::from(words[0]) << 64) | u128::from(words[1]),
+        words[2],
     ))
 }
 

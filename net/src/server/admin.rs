@@ -176,6 +176,17 @@ pub async fn run_special(state: &Rc<ShardState>, session: &mut Session, cmd: &Co
     }
 }
 
+/// The reply of a command that reads nothing but its own arguments (PING, ECHO), which a
+/// pipeline answers where it stands instead of running it as a barrier between the commands
+/// queued for shards; None for any other command.
+pub fn answer_in_place(cmd: &Command) -> Option<Reply> {
+    match cmd.spec()?.name {
+        "ping" => Some(ping(cmd)),
+        "echo" if cmd.args.len() == 2 => Some(Reply::Bulk(cmd.args[1].clone())),
+        _ => None,
+    }
+}
+
 fn ping(cmd: &Command) -> Reply {
     match cmd.args.len() {
         1 => Reply::Status(Cow::Borrowed("PONG")),

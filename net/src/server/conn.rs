@@ -480,6 +480,11 @@ async fn run_batch(
             replies[index] = Some(queue_in_transaction(session, cmd));
             continue;
         }
+        if let Some(reply) = admin::answer_in_place(&cmd) {
+            // No barrier: the reply depends on nothing the commands before it change.
+            replies[index] = Some(reply);
+            continue;
+        }
         match route(state, &cmd) {
             Route::Reject(reply) => replies[index] = Some(reply),
             Route::Shard(shard) => {
