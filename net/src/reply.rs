@@ -53,6 +53,21 @@ impl Reply {
         Reply::Bulk(bytes.into())
     }
 
+    /// The reply with an [`Reply::Encoded`] array turned back into an `Array` of `Bulk`s, for
+    /// the server's own callers that read a command's elements (SORT, a cross-shard COPY of a
+    /// list); any other reply as it is.
+    pub fn expand_encoded(self) -> Reply {
+        match self {
+            Reply::Encoded(bytes) => Reply::Array(
+                crate::resp::encode::bulk_array_items(&bytes)
+                    .into_iter()
+                    .map(Reply::Bulk)
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         matches!(self, Reply::Error(_))
     }

@@ -164,7 +164,8 @@ fn overwriting_one_key_does_not_fill_the_memtable_unless_a_snapshot_needs_the_ve
             0,
             "dead versions were dropped, not flushed"
         );
-        assert!(db.memtable_bytes() < 200, "{} bytes", db.memtable_bytes());
+        // One version of one key counts about 250 bytes (its overheads included); two, 350.
+        assert!(db.memtable_bytes() < 300, "{} bytes", db.memtable_bytes());
         let snapshot = db.snapshot();
         db.put(b"counter", b"after").await.unwrap();
         db.put(b"counter", b"after again").await.unwrap();

@@ -73,6 +73,41 @@ pub fn bulk_array<'a>(items: impl Iterator<Item = &'a [u8]>, count: usize) -> by
     bytes::Bytes::from(out)
 }
 
+/// The items of an array [`bulk_array`] encoded, as slices of its bytes: for the server's own
+/// callers that read the elements of a reply (see [`Reply::expand_encoded`]).
+pub fn bulk_array_items(encoded: &bytes::Bytes) -> Vec<bytes::Bytes> {
+    let (count, mut at) = read_header(encoded, 0, b'*');
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, start) = read_header(encoded, at, b'$');
+        items.push(encoded.slice(start..start + len));
+        at = start + len + 2;
+    }
+    assert_eq!(
+        at,
+        encoded.len(),
+        "an encoded array ends with its last item"
+    );
+    items
+}
+
+/// The number in the header line of kind `kind` at `at` of bytes this module encoded, and
+/// where the line's payload starts.
+fn read_header(bytes: &[u8], at: usize, kind: u8) -> (usize, usize) {
+    assert_eq!(
+        bytes[at], kind,
+        "an encoded header of kind {}",
+        kind as char
+    );
+    let cr = at
+        + bytes[at..]
+            .iter()
+            .position(|&c| c == b'\r')
+            .expect("an encoded header line ends");
+    let digits = std::str::from_utf8(&bytes[at + 1..cr]).expect("encoded digits");
+    (digits.parse().expect("an encoded count"), cr + 2)
+}
+
 /// `<kind><value>\r\n`, for integers and aggregate headers.
 fn encode_header(kind: u8, value: impl itoa::Integer, out: &mut Vec<u8>) {
     out.push(kind);
@@ -365,6 +400,29 @@ mod tests {
     fn line_breaks_in_status_and_error_become_spaces() {
         same(Reply::error("ERR bad\r\nthing\n"), "-ERR bad  thing \r\n");
         same(Reply::Status("a\rb".into()), "+a b\r\n");
+    }
+
+    #[test]
+    fn encoded_bulk_arrays_read_back_and_encode_as_arrays() {
+        let items: Vec<&[u8]> = vec![b"", b"a", b"x\r\ny", &[0u8; 300]];
+        let packed = bulk_array(items.iter().copied(), items.len());
+        let array = Reply::Array(
+            items
+                .iter()
+                .map(|i| Reply::Bulk(bytes::Bytes::copy_from_slice(i)))
+                .collect(),
+        );
+        for proto in [Resp2, Resp3] {
+            assert_eq!(
+                encoded(&Reply::Encoded(packed.clone()), proto),
+                encoded(&array, proto)
+            );
+        }
+        let back = bulk_array_items(&packed);
+        assert!(back.iter().map(|b| &b[..]).eq(items.iter().copied()));
+        assert_eq!(Reply::Encoded(packed).expand_encoded(), array);
+        let empty = bulk_array(std::iter::empty(), 0);
+        assert!(bulk_array_items(&empty).is_empty());
     }
 
     #[test]

@@ -968,7 +968,7 @@ async fn copy_across(state: &Rc<ShardState>, db: u8, cmd: &Command, txid: u64) -
         "zset" => vec![b("ZRANGE"), src.clone(), b("0"), b("-1"), b("WITHSCORES")],
         other => return Reply::Error(format!("ERR COPY of a {other} is not supported").into()),
     };
-    let value = exec_at(state, db, src, read, txid).await;
+    let value = exec_at(state, db, src, read, txid).await.expand_encoded();
     let expire_at = match exec_at(state, db, src, vec![b("PEXPIRETIME"), src.clone()], txid).await {
         Reply::Int(ms) if ms >= 0 => Some(ms),
         Reply::Int(_) => None,

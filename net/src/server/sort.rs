@@ -172,7 +172,7 @@ async fn source(
         Reply::Status(_) => return Err(crate::commands::wrong_type_reply()),
         other => return Err(other),
     };
-    match exec_at(state, db, key, read, txid).await {
+    match exec_at(state, db, key, read, txid).await.expand_encoded() {
         Reply::Array(items) | Reply::Set(items) => Ok((
             items
                 .into_iter()
