@@ -752,6 +752,7 @@ fn resp2(r: &Reply, out: &mut Vec<u8>) {
             out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
             items.iter().for_each(|i| resp2(i, out));
         }
+        Reply::Encoded(bytes) => out.extend_from_slice(bytes),
         other => panic!("not used by shard commands: {other:?}"),
     }
 }
