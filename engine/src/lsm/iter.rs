@@ -216,6 +216,11 @@ fn table_current<F: FileSystem>(it: &SstIter<F>) -> Result<Current<'_>, LsmError
 pub struct MergingIter<F: FileSystem> {
     sources: Vec<Source<F>>,
     current: Option<usize>,
+    /// Whether the current source was the only valid one at the last pick. A source that
+    /// runs out stays out until the next seek, so until then the current one needs no
+    /// comparison: a scan of one sorted level (a table loaded by COPY, read back by ADD
+    /// PRIMARY KEY) parsed every source's key on every step otherwise.
+    alone: bool,
 }
 
 impl<F: FileSystem> MergingIter<F> {
@@ -223,6 +228,7 @@ impl<F: FileSystem> MergingIter<F> {
         MergingIter {
             sources,
             current: None,
+            alone: false,
         }
     }
 
@@ -260,6 +266,12 @@ impl<F: FileSystem> MergingIter<F> {
         if !self.sources[at].advance()? {
             self.sources[at].finish_advance().await?;
         }
+        if self.alone {
+            if !self.sources[at].valid() {
+                self.current = None;
+            }
+            return Ok(());
+        }
         self.pick()
     }
 
@@ -283,10 +295,12 @@ impl<F: FileSystem> MergingIter<F> {
 
     fn pick(&mut self) -> Result<(), LsmError> {
         let mut best: Option<(usize, &[u8], SeqNo)> = None;
+        let mut valid = 0;
         for (at, source) in self.sources.iter().enumerate() {
             if !source.valid() {
                 continue;
             }
+            valid += 1;
             let cur = source.current()?;
             let better = match best {
                 None => true,
@@ -299,6 +313,7 @@ impl<F: FileSystem> MergingIter<F> {
             }
         }
         self.current = best.map(|(at, _, _)| at);
+        self.alone = valid == 1;
         Ok(())
     }
 }
