@@ -288,7 +288,14 @@ impl DoubleEndedIterator for ChunkIter<'_> {
 pub struct PackedList {
     chunks: VecDeque<Chunk>,
     len: usize,
+    /// What the chunks hold allocated: their buffers' capacity (headroom included: a chunk
+    /// grown by pushes at the front may hold twice its live bytes) and their own size. Kept
+    /// as they change, so that a memory bound reads it in O(1).
+    allocated: usize,
 }
+
+/// Bytes a chunk costs besides its buffer (its place in the chunk deque).
+const CHUNK_BYTES: usize = std::mem::size_of::<Chunk>();
 
 impl PackedList {
     pub fn len(&self) -> usize {
@@ -303,11 +310,12 @@ impl PackedList {
         let encoded = encoded_len(value.len());
         if !self.chunks.back().is_some_and(|c| c.fits(encoded)) {
             self.chunks.push_back(Chunk::new());
+            self.allocated += CHUNK_BYTES;
         }
-        self.chunks
-            .back_mut()
-            .expect("pushed above")
-            .push_back(value);
+        let chunk = self.chunks.back_mut().expect("pushed above");
+        let before = chunk.buf.capacity();
+        chunk.push_back(value);
+        self.allocated = self.allocated + chunk.buf.capacity() - before;
         self.len += 1;
     }
 
@@ -315,11 +323,12 @@ impl PackedList {
         let encoded = encoded_len(value.len());
         if !self.chunks.front().is_some_and(|c| c.fits(encoded)) {
             self.chunks.push_front(Chunk::new());
+            self.allocated += CHUNK_BYTES;
         }
-        self.chunks
-            .front_mut()
-            .expect("pushed above")
-            .push_front(value);
+        let chunk = self.chunks.front_mut().expect("pushed above");
+        let before = chunk.buf.capacity();
+        chunk.push_front(value);
+        self.allocated = self.allocated + chunk.buf.capacity() - before;
         self.len += 1;
     }
 
@@ -330,7 +339,8 @@ impl PackedList {
         };
         chunk.pop_front();
         if chunk.count == 0 {
-            self.chunks.pop_front();
+            let chunk = self.chunks.pop_front().expect("the chunk just popped from");
+            self.allocated -= chunk.buf.capacity() + CHUNK_BYTES;
         }
         self.len -= 1;
         true
@@ -343,7 +353,8 @@ impl PackedList {
         };
         chunk.pop_back();
         if chunk.count == 0 {
-            self.chunks.pop_back();
+            let chunk = self.chunks.pop_back().expect("the chunk just popped from");
+            self.allocated -= chunk.buf.capacity() + CHUNK_BYTES;
         }
         self.len -= 1;
         true
@@ -393,7 +404,10 @@ impl PackedList {
     pub fn set(&mut self, index: usize, value: &[u8]) {
         assert!(index < self.len, "set at {index} in a list of {}", self.len);
         let (ci, i) = self.locate(index);
-        self.chunks[ci].set(i, value);
+        let chunk = &mut self.chunks[ci];
+        let before = chunk.buf.capacity();
+        chunk.set(i, value);
+        self.allocated = self.allocated + chunk.buf.capacity() - before;
         self.split_oversized(ci);
     }
 
@@ -418,6 +432,7 @@ impl PackedList {
                 keep += 1;
             }
             let tail = chunk.split_off(keep);
+            self.allocated += tail.buf.capacity() + CHUNK_BYTES;
             self.chunks.insert(ci + 1, tail);
             ci += 1;
         }
@@ -454,6 +469,11 @@ impl PackedList {
         self.chunks.iter().map(Chunk::live_bytes).sum()
     }
 
+    /// Bytes the list holds allocated (see `allocated`): what a memory bound counts.
+    pub fn allocated_bytes(&self) -> usize {
+        self.allocated
+    }
+
     #[cfg(test)]
     fn assert_invariants(&self) {
         let mut total = 0;
@@ -471,6 +491,12 @@ impl PackedList {
             total += chunk.count;
         }
         assert_eq!(total, self.len);
+        let allocated: usize = self
+            .chunks
+            .iter()
+            .map(|c| c.buf.capacity() + CHUNK_BYTES)
+            .sum();
+        assert_eq!(allocated, self.allocated, "allocated bytes kept in step");
     }
 }
 

@@ -49,7 +49,6 @@ use bytes::Bytes;
 pub use crate::packed_list::PackedList;
 
 use crate::lsm::WriteBatch;
-use crate::packed_list;
 use crate::token::redis_token;
 
 /// Number of Redis databases (SELECT 0..15).
@@ -105,8 +104,10 @@ impl ListValue {
         }
     }
 
+    /// What the list holds allocated, chunks' headroom included (see
+    /// [`PackedList::allocated_bytes`]); list mutations add the change in it.
     fn used_bytes(&self) -> usize {
-        self.items.packed_bytes()
+        self.items.allocated_bytes()
     }
 
     /// Whether element index `index` lies in the list's live range `[head, head + len)`.
@@ -779,8 +780,9 @@ impl Keyspace {
                     String::from_utf8_lossy(f.key)
                 ));
             }
-            self.used_bytes += packed_list::encoded_len(value.len());
+            let before = list.items.allocated_bytes();
             list.items.push_back(value);
+            self.used_bytes = self.used_bytes + list.items.allocated_bytes() - before;
             return Ok(true);
         }
         if let Value::ZSet(zset) = &mut entry.value {
@@ -1068,9 +1070,8 @@ impl Keyspace {
         let Value::List(list) = &mut entry.value else {
             panic!("a list mutation on a {} key", entry.value.type_name());
         };
-        let mut added = 0;
+        let before = list.items.allocated_bytes();
         for value in values {
-            added += packed_list::encoded_len(value.len());
             let at = if left {
                 list.head -= 1;
                 list.items.push_front(&value);
@@ -1086,7 +1087,7 @@ impl Keyspace {
             );
         }
         list.stored_len = list.items.len() as u64;
-        self.used_bytes += added;
+        self.used_bytes = self.used_bytes + list.items.allocated_bytes() - before;
         // Not empty after a push: only its metadata changed.
         self.meta_changed(db, key);
     }
@@ -1101,14 +1102,8 @@ impl Keyspace {
         let Value::List(list) = &mut entry.value else {
             unreachable!("checked by list_entry")
         };
-        let mut freed = 0;
+        let before = list.items.allocated_bytes();
         for _ in 0..count.min(list.items.len() as u64) {
-            let end = if left {
-                list.items.front()
-            } else {
-                list.items.back()
-            };
-            freed += packed_list::encoded_len(end.expect("counted").len());
             if left {
                 list.head += 1;
                 list.items.pop_front();
@@ -1117,7 +1112,8 @@ impl Keyspace {
             }
         }
         list.stored_len = list.items.len() as u64;
-        self.used_bytes -= freed;
+        let after = list.items.allocated_bytes();
+        self.used_bytes = self.used_bytes + after - before;
         self.list_written(db, key);
     }
 
@@ -1128,11 +1124,11 @@ impl Keyspace {
             unreachable!("checked by list_entry")
         };
         let i = usize::try_from(index).expect("an index within the list");
-        let old_len = list.items.get(i).expect("an index within the list").len();
+        let before = list.items.allocated_bytes();
         list.items.set(i, &value);
         let element = list.element_key(db, key, i);
-        self.used_bytes = self.used_bytes + packed_list::encoded_len(value.len())
-            - packed_list::encoded_len(old_len);
+        let after = list.items.allocated_bytes();
+        self.used_bytes = self.used_bytes + after - before;
         self.pending.put_list_element(element, value);
     }
 
