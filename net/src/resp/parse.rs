@@ -29,7 +29,7 @@
 //! first byte on the next call. Each header scan is bounded by `inline_bytes_max`, and bulk bodies
 //! are skipped by length, so a re-parse costs O(number of arguments seen so far).
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::Command;
 
@@ -143,18 +143,25 @@ pub fn take_command(buf: &mut BytesMut, n: usize, args: &[Arg]) -> Option<Comman
         "request of {n} bytes in a buffer of {}",
         buf.len()
     );
-    let request = buf.split_to(n).freeze();
-    if args.is_empty() {
-        return None;
-    }
-    let args = args
-        .iter()
-        .map(|arg| match arg {
-            Arg::Range(start, end) => request.slice(*start..*end),
-            Arg::Owned(bytes) => bytes.clone(),
-        })
-        .collect();
-    Some(Command::new(args))
+    let mut request = buf.split_to(n).freeze();
+    let (last, rest) = args.split_last()?;
+    let mut taken: Vec<Bytes> = Vec::with_capacity(args.len());
+    taken.extend(rest.iter().map(|arg| match arg {
+        Arg::Range(start, end) => request.slice(*start..*end),
+        Arg::Owned(bytes) => bytes.clone(),
+    }));
+    // The last argument takes the request's own handle, cut down to it: one reference
+    // count taken and dropped less per command (they are atomic: ~10 % of a pipelined
+    // ZADD's profile went to the arguments' counts).
+    taken.push(match last {
+        Arg::Range(start, end) => {
+            request.truncate(*end);
+            request.advance(*start);
+            request
+        }
+        Arg::Owned(bytes) => bytes.clone(),
+    });
+    Some(Command::new(taken))
 }
 
 fn parse_multibulk(
