@@ -267,7 +267,8 @@ impl<F: FileSystem> SstReader<F> {
     async fn data_block(&self, i: usize) -> Result<Block, SstError> {
         let handle = self.index[i].handle;
         if let Some(bytes) = self.cache.get(self.file_id, handle.offset) {
-            return Block::parse(bytes).map_err(|r| self.block_corrupt(i, r));
+            // Cached only once `Block::parse` accepted it (below).
+            return Ok(Block::parse_checked_before(bytes));
         }
         let raw = Bytes::from(read_block(&self.file, &self.path, handle).await?);
         let block = Block::parse(raw.clone()).map_err(|r| self.block_corrupt(i, r))?;
@@ -286,7 +287,8 @@ impl<F: FileSystem> SstReader<F> {
     ) -> Result<Block, SstError> {
         let handle = self.index[i].handle;
         if let Some(bytes) = self.cache.get(self.file_id, handle.offset) {
-            return Block::parse(bytes).map_err(|r| self.block_corrupt(i, r));
+            // Cached only once `Block::parse` accepted it (below).
+            return Ok(Block::parse_checked_before(bytes));
         }
         let len = usize::try_from(handle.size).expect("handle sizes are bounded")
             + format::BLOCK_TRAILER_BYTES;
