@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# redis-benchmark's default test list (no -t) against redis-server and helios on this machine,
+# in alternating rounds, as issue 6's target is stated: helios --durability sync --shards 1
+# against redis-server with appendfsync always, `-P 16 -c 50`. One server of each serves
+# every round (so the benchmark's lists keep growing, as they would for a user running it
+# again); the table gives each command's median requests/s and the median and per-round
+# ratios helios / redis-server.
+#
+#   tools/bench-redis-default.sh [ROUNDS] [REQUESTS]      defaults: 3 rounds of 500000
+#
+# Needs redis-server and redis-benchmark (apt-get install redis-server redis-tools).
+set -euo pipefail
+rounds=${1:-3}
+requests=${2:-500000}
+pipeline=${PIPELINE:-16}
+root=$(cd "$(dirname "$0")/.." && pwd)
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bin helios --manifest-path "$root/Cargo.toml" >&2
+helios="$root/target/release/helios"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ping() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "server on $1 did not start" >&2; exit 1; }
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly yes \
+  --appendfsync always --daemonize no >"$work/redis.log" 2>&1 &
+helios_port=$(free_port)
+"$helios" --data-dir "$work/helios" --redis-addr "127.0.0.1:$helios_port" --pg-addr 127.0.0.1:0 \
+  --shards 1 --durability sync 2>"$work/helios.log" &
+wait_ping "$redis_port"
+wait_ping "$helios_port"
+
+for round in $(seq "$rounds"); do
+  for server in redis:$redis_port helios:$helios_port; do
+    redis-benchmark -p "${server#*:}" -P "$pipeline" -c 50 -n "$requests" --csv 2>/dev/null |
+      sed "s/^/${server%%:*},$round,/" >>"$work/results.csv"
+  done
+done
+
+python3 - "$work/results.csv" <<'EOF'
+import csv, statistics, sys
+runs = {}
+order = []
+for row in csv.reader(open(sys.argv[1])):
+    server, rnd, test = row[0], int(row[1]), row[2]
+    if test == "test":
+        continue
+    if test not in order:
+        order.append(test)
+    runs.setdefault((test, server), {})[rnd] = float(row[3])
+print(f"| command | redis-server (req/s) | helios (req/s) | helios / redis | rounds |")
+print("|---|---|---|---|---|")
+for test in order:
+    r, h = runs[(test, "redis")], runs[(test, "helios")]
+    ratios = [h[k] / r[k] for k in sorted(r) if k in h]
+    print(f"| {test} | {statistics.median(r.values()):,.0f} | {statistics.median(h.values()):,.0f} "
+          f"| {statistics.median(ratios):.2f} | {' / '.join(f'{x:.2f}' for x in ratios)} |")
+EOF
