@@ -284,7 +284,7 @@ impl DoubleEndedIterator for ChunkIter<'_> {
 }
 
 /// A Redis list's elements, packed (see the module's documentation).
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct PackedList {
     chunks: VecDeque<Chunk>,
     len: usize,
@@ -574,6 +574,20 @@ impl<'a> FromIterator<&'a [u8]> for PackedList {
     }
 }
 
+impl Clone for PackedList {
+    /// A clone's buffers are as long as their contents (a `Vec`'s clone drops its spare
+    /// capacity), so its allocation is counted anew.
+    fn clone(&self) -> Self {
+        let chunks = self.chunks.clone();
+        let allocated = chunks.iter().map(|c| c.buf.capacity() + CHUNK_BYTES).sum();
+        PackedList {
+            chunks,
+            len: self.len,
+            allocated,
+        }
+    }
+}
+
 impl PartialEq for PackedList {
     fn eq(&self, other: &Self) -> bool {
         self.len == other.len && self.iter().eq(other.iter())
@@ -677,6 +691,9 @@ mod tests {
             }
             let rebuilt: PackedList = model.iter().map(Vec::as_slice).collect();
             prop_assert_eq!(&rebuilt, &list);
+            let cloned = list.clone();
+            cloned.assert_invariants();
+            prop_assert_eq!(&cloned, &list);
         }
     }
 
