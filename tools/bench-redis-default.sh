@@ -13,14 +13,8 @@ set -euo pipefail
 rounds=${1:-3}
 requests=${2:-500000}
 pipeline=${PIPELINE:-16}
-root=$(cd "$(dirname "$0")/.." && pwd)
-[ -n "${NO_BUILD:-}" ] || cargo build --release --bin helios --manifest-path "$root/Cargo.toml" >&2
-helios="$root/target/release/helios"
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ping() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "server on $1 did not start" >&2; exit 1; }
+# shellcheck source=tools/bench-common.sh
+source "$(dirname "$0")/bench-common.sh"
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly yes \

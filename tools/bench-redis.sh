@@ -13,14 +13,8 @@ clients=${CLIENTS:-50}
 # KEYSPACE=N adds -r N (random keys); unset, every request uses the same key, as the plain
 # `redis-benchmark -t ...` command does.
 keyspace_args=${KEYSPACE:+-r $KEYSPACE}
-root=$(cd "$(dirname "$0")/.." && pwd)
-[ -n "${NO_BUILD:-}" ] || cargo build --release --bin helios --manifest-path "$root/Cargo.toml" >&2
-helios="$root/target/release/helios"
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ping() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "server on $1 did not start" >&2; exit 1; }
+# shellcheck source=tools/bench-common.sh
+source "$(dirname "$0")/bench-common.sh"
 
 # bench NAME PORT PIPELINE -> lines "NAME test rps p99"
 bench() {
