@@ -395,6 +395,7 @@ impl<'a> Binder<'a> {
                             value.ty.sql_name()
                         ),
                     )
+                    .with_hint(HINT_NO_FUNCTION)
                     .at(pos));
                 }
                 Ok(crate::funcs::builtin(
@@ -452,6 +453,7 @@ impl<'a> Binder<'a> {
                 UNDEFINED_FUNCTION,
                 format!("function {name} does not exist"),
             )
+            .with_hint(HINT_NO_FUNCTION)
             .at(pos)
         })
     }
@@ -554,6 +556,7 @@ impl<'a> Binder<'a> {
             UNDEFINED_FUNCTION,
             format!("operator does not exist: {op} {}", ty.sql_name()),
         )
+        .with_hint(HINT_NO_OPERATOR)
         .at(pos)
     }
 
@@ -651,6 +654,7 @@ impl<'a> Binder<'a> {
                 r.sql_name()
             ),
         )
+        .with_hint(HINT_NO_OPERATOR)
         .at(self.op_pos(left, op))
     }
 
@@ -1132,6 +1136,7 @@ impl<'a> Binder<'a> {
                 UNDEFINED_FUNCTION,
                 format!("function {name}({}) does not exist", types.join(", ")),
             )
+            .with_hint(HINT_NO_FUNCTION)
             .at(pos));
         };
         self.call(func, args, pos)
@@ -3237,6 +3242,7 @@ impl<'a> Binder<'a> {
                     UNDEFINED_FUNCTION,
                     format!("function {name}() does not exist"),
                 )
+                .with_hint(HINT_NO_FUNCTION)
                 .at(pos))
             }
         };

@@ -380,7 +380,8 @@ pub(crate) fn assign(
                 column.ty.sql_name(),
                 from.sql_name()
             ),
-        ));
+        )
+        .with_hint(HINT_REWRITE_OR_CAST));
     }
     if value == Datum::Null {
         return Ok(Datum::Null);

@@ -329,6 +329,32 @@ fn error_positions() {
     }
 }
 
+/// HINT fields where PostgreSQL 15 gives them (texts checked against it).
+#[test]
+fn error_hints() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("select foo(1)", Some(crate::error::HINT_NO_FUNCTION)),
+        ("select length(1, 2)", Some(crate::error::HINT_NO_FUNCTION)),
+        ("select 1 || 2", Some(crate::error::HINT_NO_OPERATOR)),
+        ("select 1 = 'a'::text", Some(crate::error::HINT_NO_OPERATOR)),
+        (
+            "create table h (i int); insert into h values (true)",
+            Some(crate::error::HINT_REWRITE_OR_CAST),
+        ),
+        ("select 1/0", None),
+        ("select * from nowhere", None),
+    ];
+    for (sql, hint) in cases {
+        let mut session = Session::new("u", "postgres");
+        let r = exec(&mut session, sql);
+        let e = r
+            .last()
+            .and_then(|r| r.as_ref().err())
+            .unwrap_or_else(|| panic!("{sql} did not fail"));
+        assert_eq!(e.hint, *hint, "{sql}: {e:?}");
+    }
+}
+
 #[test]
 fn column_descriptions() {
     let mut session = Session::new("u", "d");
