@@ -1739,7 +1739,7 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                             req.constraint
                         ),
                     );
-                    e.conflict_key = Some(key.to_vec().into_boxed_slice());
+                    e.conflict_key = Some(Box::new(key.to_vec()));
                     return Err(e);
                 }
                 inserted.insert(key);

@@ -16,12 +16,13 @@ pub struct SqlError {
     /// The DETAIL field: the specifics, such as the duplicated key of a 23505.
     pub detail: Option<String>,
     /// The HINT field: what to do about it, where PostgreSQL gives one (see the `HINT_*`
-    /// texts below).
-    pub hint: Option<&'static str>,
+    /// texts below). A thin reference, so that the error stays within 128 bytes.
+    pub hint: Option<&'static &'static str>,
     /// For a 23505 raised on a shard: the storage key (a row key or a unique-index claim) that
     /// was already taken. Not sent to the client; the statement's boundary turns it into
     /// `detail` with the catalog (`index::describe_conflict`).
-    pub conflict_key: Option<Box<[u8]>>,
+    /// Boxed twice (a thin pointer), so that the error stays within 128 bytes.
+    pub conflict_key: Option<Box<Vec<u8>>>,
 }
 
 impl SqlError {
@@ -42,7 +43,7 @@ impl SqlError {
         self
     }
 
-    pub(crate) fn with_hint(mut self, hint: &'static str) -> SqlError {
+    pub(crate) fn with_hint(mut self, hint: &'static &'static str) -> SqlError {
         self.hint = Some(hint);
         self
     }
@@ -55,13 +56,13 @@ impl SqlError {
 
 // HINT texts, as PostgreSQL 15 words them.
 /// With a 42883 for a function no overload of which takes the arguments given.
-pub(crate) const HINT_NO_FUNCTION: &str =
+pub(crate) static HINT_NO_FUNCTION: &str =
     "No function matches the given name and argument types. You might need to add explicit type casts.";
 /// With a 42883 for an operator no overload of which takes the operands given.
-pub(crate) const HINT_NO_OPERATOR: &str =
+pub(crate) static HINT_NO_OPERATOR: &str =
     "No operator matches the given name and argument types. You might need to add explicit type casts.";
 /// With a 42804 for a value of the wrong type stored into a column.
-pub(crate) const HINT_REWRITE_OR_CAST: &str = "You will need to rewrite or cast the expression.";
+pub(crate) static HINT_REWRITE_OR_CAST: &str = "You will need to rewrite or cast the expression.";
 
 // SQLSTATEs used in this crate (PostgreSQL's errcodes.txt names in comments).
 pub(crate) const SYNTAX_ERROR: &str = "42601"; // syntax_error

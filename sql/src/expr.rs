@@ -395,7 +395,7 @@ impl<'a> Binder<'a> {
                             value.ty.sql_name()
                         ),
                     )
-                    .with_hint(HINT_NO_FUNCTION)
+                    .with_hint(&HINT_NO_FUNCTION)
                     .at(pos));
                 }
                 Ok(crate::funcs::builtin(
@@ -453,7 +453,7 @@ impl<'a> Binder<'a> {
                 UNDEFINED_FUNCTION,
                 format!("function {name} does not exist"),
             )
-            .with_hint(HINT_NO_FUNCTION)
+            .with_hint(&HINT_NO_FUNCTION)
             .at(pos)
         })
     }
@@ -556,7 +556,7 @@ impl<'a> Binder<'a> {
             UNDEFINED_FUNCTION,
             format!("operator does not exist: {op} {}", ty.sql_name()),
         )
-        .with_hint(HINT_NO_OPERATOR)
+        .with_hint(&HINT_NO_OPERATOR)
         .at(pos)
     }
 
@@ -654,7 +654,7 @@ impl<'a> Binder<'a> {
                 r.sql_name()
             ),
         )
-        .with_hint(HINT_NO_OPERATOR)
+        .with_hint(&HINT_NO_OPERATOR)
         .at(self.op_pos(left, op))
     }
 
@@ -1136,7 +1136,7 @@ impl<'a> Binder<'a> {
                 UNDEFINED_FUNCTION,
                 format!("function {name}({}) does not exist", types.join(", ")),
             )
-            .with_hint(HINT_NO_FUNCTION)
+            .with_hint(&HINT_NO_FUNCTION)
             .at(pos));
         };
         self.call(func, args, pos)
@@ -3242,7 +3242,7 @@ impl<'a> Binder<'a> {
                     UNDEFINED_FUNCTION,
                     format!("function {name}() does not exist"),
                 )
-                .with_hint(HINT_NO_FUNCTION)
+                .with_hint(&HINT_NO_FUNCTION)
                 .at(pos))
             }
         };

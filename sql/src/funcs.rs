@@ -407,7 +407,7 @@ fn no_function(name: &str, args: &[Bound], pos: Option<usize>) -> SqlError {
         UNDEFINED_FUNCTION,
         format!("function {name}({}) does not exist", types.join(", ")),
     )
-    .with_hint(HINT_NO_FUNCTION)
+    .with_hint(&HINT_NO_FUNCTION)
     .at(pos)
 }
 

@@ -2444,7 +2444,7 @@ pub(crate) fn bind_binary(
                 r.ty.sql_name()
             ),
         )
-        .with_hint(crate::error::HINT_NO_OPERATOR)
+        .with_hint(&crate::error::HINT_NO_OPERATOR)
         .at(pos));
     };
     // A constant pattern is checked now, as PostgreSQL does while planning.

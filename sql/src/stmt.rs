@@ -381,7 +381,7 @@ pub(crate) fn assign(
                 from.sql_name()
             ),
         )
-        .with_hint(HINT_REWRITE_OR_CAST));
+        .with_hint(&HINT_REWRITE_OR_CAST));
     }
     if value == Datum::Null {
         return Ok(Datum::Null);

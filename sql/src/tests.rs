@@ -332,14 +332,17 @@ fn error_positions() {
 /// HINT fields where PostgreSQL 15 gives them (texts checked against it).
 #[test]
 fn error_hints() {
-    let cases: &[(&str, Option<&str>)] = &[
-        ("select foo(1)", Some(crate::error::HINT_NO_FUNCTION)),
-        ("select length(1, 2)", Some(crate::error::HINT_NO_FUNCTION)),
-        ("select 1 || 2", Some(crate::error::HINT_NO_OPERATOR)),
-        ("select 1 = 'a'::text", Some(crate::error::HINT_NO_OPERATOR)),
+    let cases: &[(&str, Option<&'static &'static str>)] = &[
+        ("select foo(1)", Some(&crate::error::HINT_NO_FUNCTION)),
+        ("select length(1, 2)", Some(&crate::error::HINT_NO_FUNCTION)),
+        ("select 1 || 2", Some(&crate::error::HINT_NO_OPERATOR)),
+        (
+            "select 1 = 'a'::text",
+            Some(&crate::error::HINT_NO_OPERATOR),
+        ),
         (
             "create table h (i int); insert into h values (true)",
-            Some(crate::error::HINT_REWRITE_OR_CAST),
+            Some(&crate::error::HINT_REWRITE_OR_CAST),
         ),
         ("select 1/0", None),
         ("select * from nowhere", None),

@@ -1368,7 +1368,7 @@ impl PgConn {
             fields.push((b'D', detail.clone()));
         }
         if let Some(hint) = error.hint {
-            fields.push((b'H', hint.to_string()));
+            fields.push((b'H', (*hint).to_string()));
         }
         if let Some(position) = error.position {
             fields.push((b'P', position.to_string()));
