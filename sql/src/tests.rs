@@ -319,13 +319,18 @@ fn error_positions() {
         ("select 1 and true", 8),
     ];
     for (sql, position) in cases {
-        let mut session = Session::new("u", "d");
-        let r = exec(&mut session, sql);
-        let e = r
-            .last()
-            .and_then(|r| r.as_ref().err())
-            .unwrap_or_else(|| panic!("{sql} did not fail"));
+        let e = last_error("d", sql);
         assert_eq!(e.position, Some(*position), "{sql}: {e:?}");
+    }
+}
+
+/// The error the last statement of `sql` ends with, run in a fresh session on database `db`.
+fn last_error(db: &str, sql: &str) -> SqlError {
+    let mut session = Session::new("u", db);
+    let r = exec(&mut session, sql);
+    match r.last() {
+        Some(Err(e)) => e.clone(),
+        _ => panic!("{sql} did not fail"),
     }
 }
 
@@ -348,12 +353,7 @@ fn error_hints() {
         ("select * from nowhere", None),
     ];
     for (sql, hint) in cases {
-        let mut session = Session::new("u", "postgres");
-        let r = exec(&mut session, sql);
-        let e = r
-            .last()
-            .and_then(|r| r.as_ref().err())
-            .unwrap_or_else(|| panic!("{sql} did not fail"));
+        let e = last_error("postgres", sql);
         assert_eq!(e.hint, *hint, "{sql}: {e:?}");
     }
 }
