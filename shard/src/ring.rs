@@ -819,6 +819,12 @@ mod tests {
             let mut total = 0;
             for round in 0..3 {
                 let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                if mute_eventfd {
+                    // Let the idle driver park before the data lands, so that only the re-check
+                    // can find it. Without the pause, a fast machine may deliver every
+                    // completion before the driver ever parks, and no wake is lost at all.
+                    std::thread::sleep(PARK_RECHECK_INTERVAL / 4);
+                }
                 let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + round) as u8).collect();
                 stream.write_all(&payload).unwrap();
                 let mut echoed = vec![0; payload.len()];
