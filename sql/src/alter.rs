@@ -762,7 +762,7 @@ pub(crate) fn check_not_null(
     not_null: &[usize],
 ) -> Result<(), SqlError> {
     for &i in not_null {
-        if row[i] == Datum::Null {
+        if row[i].is_null() {
             return Err(SqlError::new(
                 NOT_NULL_VIOLATION,
                 format!(

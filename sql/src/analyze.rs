@@ -131,7 +131,7 @@ fn column_stats<'a>(
     let mut keys: Vec<Vec<u8>> = Vec::new();
     for v in values {
         total += 1;
-        if *v == Datum::Null {
+        if v.is_null() {
             nulls += 1;
             continue;
         }

@@ -359,7 +359,7 @@ impl<'a> Executor<'a> {
         let mut out = Vec::new();
         for k in keys {
             let d = self.eval_in(k, row)?;
-            if d == Datum::Null {
+            if d.is_null() {
                 return Ok(None);
             }
             hash_key_datum(&mut out, &d);
@@ -884,7 +884,7 @@ struct CallInputs {
 pub(crate) fn join_key<'d>(values: impl Iterator<Item = &'d Datum>) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     for d in values {
-        if *d == Datum::Null {
+        if d.is_null() {
             return None;
         }
         hash_key_datum(&mut out, d);
@@ -903,7 +903,7 @@ fn too_many_rows() -> SqlError {
 pub(crate) fn group_key(values: &[Datum]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() * 9);
     for d in values {
-        if *d == Datum::Null {
+        if d.is_null() {
             out.push(0);
         } else {
             out.push(1);
@@ -1170,7 +1170,7 @@ impl AggState {
         }
         let value = value.unwrap_or(Datum::Null);
         // Aggregates skip NULL inputs, but for array_agg, which keeps them as elements.
-        if value == Datum::Null && call.func != AggFunc::ArrayAgg {
+        if value.is_null() && call.func != AggFunc::ArrayAgg {
             return Ok(());
         }
         match self {
@@ -1443,7 +1443,7 @@ pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlEr
         SubqueryMode::Array => Ok(crate::pgcatalog::array_from_rows(rows, sq.column_ty, cx)),
         SubqueryMode::In(x) => {
             let v = eval(x, cx)?;
-            if v == Datum::Null {
+            if v.is_null() {
                 return Ok(if rows.is_empty() {
                     Datum::Bool(false)
                 } else {
@@ -1453,7 +1453,7 @@ pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlEr
             let mut saw_null = false;
             for r in rows {
                 let w = r.into_iter().next().unwrap_or(Datum::Null);
-                if w == Datum::Null {
+                if w.is_null() {
                     saw_null = true;
                     continue;
                 }

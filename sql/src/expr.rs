@@ -1967,7 +1967,7 @@ pub(crate) fn compare_op(op: Cmp, null_safe: bool, ty: SqlType, x: &Datum, y: &D
         }
         _ => compare(x, y),
     };
-    match (*x == Datum::Null, *y == Datum::Null, null_safe) {
+    match (x.is_null(), y.is_null(), null_safe) {
         (false, false, _) => Datum::Bool(cmp_result(op, ord(x, y))),
         (_, _, false) => Datum::Null,
         (xn, yn, true) => Datum::Bool(cmp_result(
@@ -2017,9 +2017,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
                     // `CASE x WHEN v`: x = v, where a NULL on either side never matches.
                     Some(x) => {
                         let v = eval(when, cx)?;
-                        *x != Datum::Null
-                            && v != Datum::Null
-                            && compare(x, &v) == std::cmp::Ordering::Equal
+                        !x.is_null() && !v.is_null() && compare(x, &v) == std::cmp::Ordering::Equal
                     }
                     None => eval(when, cx)? == Datum::Bool(true),
                 };
@@ -2034,12 +2032,12 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
         }
         Kind::InList { x, list, negated } => {
             let v = eval(x, cx)?;
-            let mut saw_null = v == Datum::Null;
+            let mut saw_null = v.is_null();
             let mut found = false;
             if !saw_null {
                 for item in list {
                     let w = eval(item, cx)?;
-                    if w == Datum::Null {
+                    if w.is_null() {
                         saw_null = true;
                     } else if compare(&v, &w) == std::cmp::Ordering::Equal {
                         found = true;
@@ -2085,7 +2083,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
         },
         Kind::Arith(a, l, r) => {
             let (x, y) = (eval(l, cx)?, eval(r, cx)?);
-            if x == Datum::Null || y == Datum::Null {
+            if x.is_null() || y.is_null() {
                 return Ok(Datum::Null);
             }
             arith(*a, b.ty, x, y, &cx.env.style)
@@ -2121,7 +2119,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
             Ok(and_or(is_and, x, y))
         }
         Kind::Not(x) => Ok(as_bool(eval(x, cx)?).map_or(Datum::Null, |v| Datum::Bool(!v))),
-        Kind::IsNull(x, negated) => Ok(Datum::Bool((eval(x, cx)? == Datum::Null) != *negated)),
+        Kind::IsNull(x, negated) => Ok(Datum::Bool((eval(x, cx)?.is_null()) != *negated)),
         Kind::IsBool(x, value, negated) => {
             Ok(Datum::Bool((as_bool(eval(x, cx)?) == *value) != *negated))
         }
@@ -2131,7 +2129,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
             // Lazy, like PostgreSQL: arguments after the first non-null are not evaluated.
             for a in args {
                 let v = eval(a, cx)?;
-                if v != Datum::Null {
+                if !v.is_null() {
                     return Ok(v);
                 }
             }
@@ -2139,8 +2137,7 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
         }
         Kind::NullIf(l, r) => {
             let (x, y) = (eval(l, cx)?, eval(r, cx)?);
-            if x != Datum::Null && y != Datum::Null && compare(&x, &y) == std::cmp::Ordering::Equal
-            {
+            if !x.is_null() && !y.is_null() && compare(&x, &y) == std::cmp::Ordering::Equal {
                 Ok(Datum::Null)
             } else {
                 Ok(x)

@@ -484,8 +484,8 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
         B::ArrayAppend | B::ArrayPrepend | B::ArrayCat => return array_edit(f, v),
         B::ArrayAny { op, all } => return Ok(array_any(op, all, v, args)),
         B::Format => return format(v, style),
-        B::StringToArray if v.len() >= 2 && v[0] != Datum::Null => return Ok(string_to_array(v)),
-        B::ArrayToString if v.len() >= 2 && v[0] != Datum::Null && v[1] != Datum::Null => {
+        B::StringToArray if v.len() >= 2 && !v[0].is_null() => return Ok(string_to_array(v)),
+        B::ArrayToString if v.len() >= 2 && !v[0].is_null() && !v[1].is_null() => {
             return Ok(array_to_string(v, style))
         }
         B::ArrayPosition => {
@@ -967,7 +967,7 @@ fn concat(f: Builtin, v: &[Datum], style: &crate::types::Style) -> Datum {
 /// greatest/least ignore NULLs; all NULL gives NULL.
 fn extreme(f: Builtin, v: &[Datum]) -> Datum {
     let mut best: Option<&Datum> = None;
-    for d in v.iter().filter(|d| **d != Datum::Null) {
+    for d in v.iter().filter(|d| !d.is_null()) {
         let better = match best {
             None => true,
             Some(b) => {
@@ -1022,12 +1022,12 @@ fn array_any(op: crate::expr::Cmp, all: bool, v: &[Datum], _args: &[Bound]) -> D
     if items.is_empty() {
         return Datum::Bool(all);
     }
-    if *x == Datum::Null {
+    if x.is_null() {
         return Datum::Null;
     }
     let mut saw_null = false;
     for item in items {
-        if *item == Datum::Null {
+        if item.is_null() {
             saw_null = true;
             continue;
         }

@@ -62,7 +62,7 @@ pub(crate) fn claim_key(spec: &IndexSpec, row: &[Datum]) -> Result<Option<Bytes>
     key.extend_from_slice(&spec.id.to_be_bytes());
     for &c in &spec.columns {
         let d = row.get(c).unwrap_or(&Datum::Null);
-        if *d == Datum::Null {
+        if d.is_null() {
             return Ok(None);
         }
         rowcodec::encode_key_datum(&mut key, d)?;
@@ -221,7 +221,7 @@ fn index_prefix(id: u32) -> Vec<u8> {
 }
 
 fn encode_value(out: &mut Vec<u8>, d: &Datum) -> Result<(), SqlError> {
-    if *d == Datum::Null {
+    if d.is_null() {
         out.push(0);
         return Ok(());
     }
@@ -315,7 +315,7 @@ pub(crate) fn choose(
                 continue;
             }
             let v = eval(value, &Eval::new(env))?;
-            if v == Datum::Null {
+            if v.is_null() {
                 // `col op NULL` passes no row: an empty range.
                 return Ok(Some(IndexRange {
                     index_id: spec.id,

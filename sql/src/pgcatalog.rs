@@ -2763,7 +2763,7 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
     use PgFunc as F;
     // Strict functions: NULL in, NULL out (current_setting's flag and regex included).
     let strict = !matches!(call.func, F::NullText | F::Any { .. });
-    if strict && values.first().is_some_and(|v| *v == Datum::Null) {
+    if strict && values.first().is_some_and(|v| v.is_null()) {
         return Ok(Datum::Null);
     }
     Ok(match &call.func {
@@ -2817,7 +2817,7 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
             _ => String::new(),
         }),
         F::ArrayToString => {
-            if values[1] == Datum::Null {
+            if values[1].is_null() {
                 return Ok(Datum::Null);
             }
             let items = parse_array(&text(&values[0]).unwrap_or_default())?;
@@ -2993,7 +2993,7 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
             if items.is_empty() {
                 return Ok(Datum::Bool(*all));
             }
-            if *left == Datum::Null {
+            if left.is_null() {
                 return Ok(Datum::Null);
             }
             let mut saw_null = false;

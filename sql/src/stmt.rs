@@ -230,7 +230,7 @@ pub(crate) fn point_key(
                     continue;
                 }
                 let v = eval(value, &Eval::new(env))?;
-                if v == Datum::Null {
+                if v.is_null() {
                     return Ok(None);
                 }
                 values[k] = Some(v);
@@ -383,7 +383,7 @@ pub(crate) fn assign(
         )
         .with_hint(&HINT_REWRITE_OR_CAST));
     }
-    if value == Datum::Null {
+    if value.is_null() {
         return Ok(Datum::Null);
     }
     if matches!(column.ty, SqlType::Varchar | SqlType::Bpchar) && column.typmod >= 4 {
@@ -442,7 +442,7 @@ pub(crate) fn verify_row(
     env: &Env,
 ) -> Result<(), SqlError> {
     for (i, c) in table.columns.iter().enumerate() {
-        if row[i] == Datum::Null && (c.not_null || table.primary_key.contains(&i)) {
+        if row[i].is_null() && (c.not_null || table.primary_key.contains(&i)) {
             return Err(SqlError::new(
                 NOT_NULL_VIOLATION,
                 format!(

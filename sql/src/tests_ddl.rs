@@ -334,6 +334,108 @@ fn rows(n: u32) -> Vec<u8> {
         .collect()
 }
 
+/// An ingesting COPY of many batches, fed in chunks that split records: every row arrives
+/// once, on one shard or two; a bad record in a later batch fails the COPY with its own line
+/// number and leaves nothing behind.
+#[test]
+fn an_ingesting_copy_of_many_batches_keeps_every_row_and_line_number() {
+    for shards in [1, 2] {
+        let rt = LocalRuntime::new(0);
+        let rt2 = rt.clone();
+        rt.block_on(async move {
+            let cluster = LocalCluster::open(rt2.clone(), MemFs::new(), shards).await;
+            let mut session = Session::new("u", "postgres");
+            let n = 3 * 16_384 + 5;
+            let data = rows(n);
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("BEGIN", "BEGIN"),
+                    ("CREATE TABLE m (id int8, v text)", "CREATE TABLE"),
+                ],
+            )
+            .await;
+            let tag = copy_in_chunks(&cluster, &mut session, "COPY m FROM STDIN FREEZE", &data)
+                .await
+                .expect("the COPY loads");
+            assert_eq!(tag, format!("COPY {n}"));
+            let sum = u64::from(n) * (u64::from(n) + 1) / 2;
+            let counted = format!("count:20,sum:1700,count:20 => {n}|{sum}|{n} [SELECT 1]");
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    (
+                        "SELECT count(*), sum(id), count(DISTINCT v) FROM m",
+                        counted.as_str(),
+                    ),
+                    ("COMMIT", "COMMIT"),
+                    ("BEGIN", "BEGIN"),
+                    ("CREATE TABLE bad (id int8, v text)", "CREATE TABLE"),
+                ],
+            )
+            .await;
+            let mut bad = rows(40_000);
+            let line = 40_000 - 7;
+            let at = bad
+                .split(|&b| b == b'\n')
+                .take(line - 1)
+                .map(|record| record.len() + 1)
+                .sum::<usize>();
+            bad.splice(at..at, b"x\ty\n".iter().copied());
+            let e = copy_in_chunks(&cluster, &mut session, "COPY bad FROM STDIN FREEZE", &bad)
+                .await
+                .expect_err("a bad record fails the COPY");
+            assert_eq!(e.sqlstate, "22P02");
+            assert_eq!(
+                e.context.as_deref(),
+                Some(format!("COPY bad, line {line}, column id: \"x\"").as_str())
+            );
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("ROLLBACK", "ROLLBACK"),
+                    ("SELECT * FROM bad", "ERR 42P01*"),
+                ],
+            )
+            .await;
+        });
+    }
+}
+
+/// Runs a COPY FROM STDIN, feeding `data` in chunks of 1000 bytes (records split across
+/// chunks); the command tag, or the error.
+async fn copy_in_chunks(
+    cluster: &LocalCluster,
+    session: &mut Session,
+    sql: &str,
+    data: &[u8],
+) -> Result<String, SqlError> {
+    let results = execute_simple(session, cluster, sql).await;
+    let start = match results.last() {
+        Some(Ok(StatementResult::CopyIn(start))) => start.clone(),
+        other => panic!("{sql}: {other:?}"),
+    };
+    let mut loader = copy_in_loader(session, cluster, &start)?;
+    for chunk in data.chunks(1000) {
+        if let Err(e) = loader.feed(cluster, chunk).await {
+            loader.abort(cluster).await;
+            session.statement_failed();
+            return Err(e);
+        }
+    }
+    match loader.finish(session, cluster).await {
+        Ok(StatementResult::Command { tag, .. }) => Ok(tag),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => {
+            session.statement_failed();
+            Err(e)
+        }
+    }
+}
+
 /// A COPY FREEZE into a table the block created or truncated writes its rows straight into
 /// the shards' tables (no intents, no WAL): the block sees them, COMMIT keeps them through a
 /// crash, ROLLBACK and a crash before COMMIT leave the table as it was. FREEZE into a table

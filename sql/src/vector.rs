@@ -187,7 +187,7 @@ pub(crate) fn eval_batch(b: &Bound, cx: &BatchCx, sel: &[u32]) -> Result<Vector,
         Kind::IsNull(x, negated) => {
             let x = eval_batch(x, cx, sel)?;
             map(n, |k| {
-                Datum::Bool((*x.at(rows, sel, k) == Datum::Null) != *negated)
+                Datum::Bool((x.at(rows, sel, k).is_null()) != *negated)
             })
         }
         Kind::IsBool(x, value, negated) => {
@@ -237,15 +237,15 @@ pub(crate) fn eval_batch(b: &Bound, cx: &BatchCx, sel: &[u32]) -> Result<Vector,
                     _ => unreachable!("checked above"),
                 })
                 .collect();
-            let saw_null_item = items.iter().any(|d| **d == Datum::Null);
+            let saw_null_item = items.iter().any(|d| d.is_null());
             map(n, |k| {
                 let d = v.at(rows, sel, k);
-                if *d == Datum::Null {
+                if d.is_null() {
                     return Datum::Null;
                 }
                 if items
                     .iter()
-                    .any(|w| **w != Datum::Null && expr::compare(d, w).is_eq())
+                    .any(|w| !w.is_null() && expr::compare(d, w).is_eq())
                 {
                     Datum::Bool(!negated)
                 } else if saw_null_item {
