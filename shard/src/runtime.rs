@@ -2,7 +2,7 @@
 
 use crate::mesh::{Envelope, MeshReceivers, MeshSenders, MESH_QUEUE_MESSAGES_MAX};
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{CpuSet, LocalExecutorBuilder, Placement, PoolPlacement};
 use std::future::Future;
 
 /// Bytes of DMA memory glommio registers per executor; counted against RLIMIT_MEMLOCK.
@@ -39,6 +39,36 @@ pub fn available_cpus() -> Vec<usize> {
     }
 }
 
+/// Helper threads per shard for CPU-bound bulk work (parsing a COPY's records, sorting a
+/// bulk load): one keeps a load's parsing beside its shard's own work.
+pub const BLOCKING_THREADS_PER_SHARD: usize = 1;
+
+/// Where a shard's helper thread (`spawn_blocking`) may run: on the CPUs no shard is pinned
+/// to (the default shard count leaves one), else on any but its own shard's. Never on its
+/// shard's CPU: the kernel wakes a thread on its waker's CPU when it can, and the two would
+/// then take turns on one core while another idles (measured: an offloading COPY ran slower
+/// than one that parsed on the shard).
+fn helper_placement(cpus: &[usize], shard_cpus: &[usize], own_cpu: Option<usize>) -> PoolPlacement {
+    let spare: Vec<usize> = cpus
+        .iter()
+        .copied()
+        .filter(|c| !shard_cpus.contains(c))
+        .collect();
+    let allowed = if spare.is_empty() {
+        cpus.iter()
+            .copied()
+            .filter(|&c| Some(c) != own_cpu)
+            .collect()
+    } else {
+        spare
+    };
+    let fence = CpuSet::online().map(|online| online.filter(|l| allowed.contains(&l.cpu)));
+    match fence {
+        Ok(set) if !set.is_empty() => PoolPlacement::Fenced(BLOCKING_THREADS_PER_SHARD, set),
+        _ => PoolPlacement::Unbound(BLOCKING_THREADS_PER_SHARD),
+    }
+}
+
 /// Shards when neither the flag nor the data dir says: one per available core, less one.
 ///
 /// Why less one: fsync runs on io_uring's io-wq worker threads, TCP receive processing runs in
@@ -64,17 +94,25 @@ where
     let cpus = available_cpus();
     let mesh = MeshBuilder::<Envelope<Req, Resp>, _>::full(shard_count, MESH_QUEUE_MESSAGES_MAX);
     let mut handles = Vec::with_capacity(shard_count);
+    let pinned = shard_count <= cpus.len();
+    let shard_cpus = if pinned {
+        &cpus[..shard_count]
+    } else {
+        &cpus[..]
+    };
     for index in 0..shard_count {
-        let placement = if shard_count <= cpus.len() {
+        let placement = if pinned {
             Placement::Fixed(cpus[index])
         } else {
             Placement::Unbound
         };
+        let own_cpu = pinned.then(|| cpus[index]);
         let mesh = mesh.clone();
         let shard_main = shard_main.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY_BYTES)
+            .blocking_thread_pool_placement(helper_placement(&cpus, shard_cpus, own_cpu))
             .spawn(move || async move {
                 let (senders, receivers) = mesh.join().await.expect("joining the shard mesh");
                 shard_main(ShardStart { senders, receivers }).await;

@@ -963,13 +963,23 @@ async fn move_rows_rekeyed<C: Cluster>(
         deal_to_owners(cluster, read)?
     };
     // Equal keys have equal tokens, so twins are on one shard, side by side once sorted.
-    for rows in &mut per_shard {
-        rows.sort();
-        if let Some(at) = rows.first_repeated_key() {
-            let row = rowcodec::decode_row(rows.get(at).1, table.columns.len())
-                .map_err(crate::cluster::storage_error)?;
-            return Err(duplicated_key(&table, &row));
-        }
+    let sorted = cluster
+        .offload(move || {
+            for rows in &mut per_shard {
+                rows.sort();
+            }
+            let twins = per_shard
+                .iter()
+                .enumerate()
+                .find_map(|(shard, rows)| Some((shard, rows.first_repeated_key()?)));
+            (per_shard, twins)
+        })
+        .await;
+    let (per_shard, twins) = sorted;
+    if let Some((shard, at)) = twins {
+        let row = rowcodec::decode_row(per_shard[shard].get(at).1, table.columns.len())
+            .map_err(crate::cluster::storage_error)?;
+        return Err(duplicated_key(&table, &row));
     }
     ingest_per_shard(cluster, per_shard).await
 }

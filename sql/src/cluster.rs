@@ -32,6 +32,16 @@ pub trait Cluster {
     fn shard_count(&self) -> usize;
     /// The shard that owns a row token.
     fn shard_of_token(&self, token: u64) -> usize;
+    /// Runs CPU-bound `work` (parsing a bulk load's records, sorting its rows) where it does
+    /// not hold up this shard's other tasks: the server hands it to the shard's helper
+    /// thread. By default, as in the tests and the simulator, it runs in place, at once.
+    fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> {
+        let done = work();
+        Box::pin(std::future::ready(done))
+    }
     /// The fraction of `shard`'s token space at or below `token` (ANALYZE's row estimate).
     /// By default the shard's tokens are spread evenly over the whole space, as when it is
     /// the only shard or tokens are dealt by remainder.

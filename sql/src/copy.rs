@@ -1299,8 +1299,9 @@ fn encode_binary_row(
 // ---------------------------------------------------------------------------------------
 // Loading.
 
-/// A COPY FROM STDIN in progress.
-pub struct CopyLoader {
+/// What turns a record into a checked row: the read-only part of a COPY FROM, shared with
+/// the helper thread that parses batches of records off the shard ([`Cluster::offload`]).
+struct RecordReader {
     table: Arc<Table>,
     /// Table column of each input field.
     targets: Vec<usize>,
@@ -1314,6 +1315,14 @@ pub struct CopyLoader {
     /// COPY FROM's WHERE, bound over the table's columns: a row it is not true for is
     /// skipped (before the constraints are checked, as PostgreSQL does).
     filter: Option<Bound>,
+    /// CSV FORCE_NOT_NULL and FORCE_NULL, per input field.
+    force_not_null: Vec<bool>,
+    force_null: Vec<bool>,
+}
+
+/// A COPY FROM STDIN in progress.
+pub struct CopyLoader {
+    reader: Arc<RecordReader>,
     /// The table's secondary indexes, kept with its rows.
     indexes: Vec<crate::index::IndexSpec>,
     /// Bytes of an incomplete record carried to the next chunk.
@@ -1326,9 +1335,6 @@ pub struct CopyLoader {
     line: u64,
     /// The end-of-data marker (`\.`) was seen: the rest is ignored.
     ended: bool,
-    /// CSV FORCE_NOT_NULL and FORCE_NULL, per input field.
-    force_not_null: Vec<bool>,
-    force_null: Vec<bool>,
     /// Binary format: the file header has been read.
     binary_header_read: bool,
     /// Rows waiting for the next batch, with the line each came from.
@@ -1339,6 +1345,100 @@ pub struct CopyLoader {
     /// Rows gathered per shard for [`Cluster::ingest`], when the COPY writes straight into
     /// the tables (None: it writes through the shards' write path).
     ingest: Option<IngestBuffer>,
+    /// An ingesting text or CSV COPY has its records parsed off the shard
+    /// ([`Cluster::offload`]), a batch at a time, while the shard reads the next batch and
+    /// answers its other clients: the records gathered for the next batch.
+    batch: Option<RecordBatch>,
+    /// The batch being parsed.
+    parsing: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ParsedBatch>>>>,
+}
+
+/// Records parsed per batch off the shard: enough that handing a batch over costs little
+/// beside parsing it, few enough that the last batch (parsed while the shard waits) is short.
+const OFFLOAD_BATCH_RECORDS: usize = 16_384;
+
+/// Records of an offloading COPY, back to back, for the helper thread to parse.
+#[derive(Default)]
+struct RecordBatch {
+    bytes: Vec<u8>,
+    /// Where each record ends in `bytes`.
+    ends: Vec<usize>,
+    /// The line of the first record.
+    first_line: u64,
+}
+
+impl RecordBatch {
+    fn push(&mut self, line: u64, record: &[u8]) {
+        if self.ends.is_empty() {
+            self.first_line = line;
+        }
+        debug_assert_eq!(self.first_line + self.ends.len() as u64, line);
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
+/// What the helper thread hands back: the batch (emptied, for its memory), the rows it
+/// staged, and how many (or the first bad record's error).
+struct ParsedBatch {
+    batch: RecordBatch,
+    staged: PackedEntries,
+    rows: Result<u64, SqlError>,
+}
+
+/// The helper thread's side of an offloading COPY: the rows of `batch`'s records, staged
+/// into `staged` by token. Stops at the first bad record, as a COPY does.
+fn parse_batch(
+    reader: &RecordReader,
+    mut batch: RecordBatch,
+    mut staged: PackedEntries,
+) -> ParsedBatch {
+    let mut rows = 0;
+    let mut key_bytes = Vec::new();
+    let mut start = 0;
+    let mut parse_all = || -> Result<(), SqlError> {
+        for (i, &end) in batch.ends.iter().enumerate() {
+            let line = batch.first_line + i as u64;
+            let record = &batch.bytes[start..end];
+            start = end;
+            let Some(row) = reader.row_of_record(line, record)? else {
+                continue;
+            };
+            let in_context = |e| with_context(e, &reader.table.name, line, None);
+            stmt::key_bytes_into(&reader.table, &row, &mut key_bytes).map_err(in_context)?;
+            stage_row(&mut staged, reader.table.id, &key_bytes, &row).map_err(in_context)?;
+            rows += 1;
+        }
+        Ok(())
+    };
+    let result = parse_all();
+    batch.clear();
+    ParsedBatch {
+        batch,
+        staged,
+        rows: result.map(|()| rows),
+    }
+}
+
+/// Appends a row to `rows` under its key, ordered by its token.
+fn stage_row(
+    rows: &mut PackedEntries,
+    table_id: u32,
+    key_bytes: &[u8],
+    row: &[Datum],
+) -> Result<(), SqlError> {
+    let token = rowcodec::row_token(key_bytes);
+    rows.push_with(
+        token,
+        |out| rowcodec::row_key_into(out, table_id, token, key_bytes),
+        |out| rowcodec::encode_row_into(out, row),
+    )
+    .map_err(crate::cluster::storage_error)
 }
 
 #[derive(Default)]
@@ -1350,6 +1450,9 @@ struct IngestBuffer {
     bytes: usize,
     /// Rows added since the last batch ([`CopyLoader::batch_is_full`]).
     staged: usize,
+    /// Where the helper thread stages a batch's rows before they join their shards' rows
+    /// (one batch's worth, kept for its memory).
+    scratch: PackedEntries,
 }
 
 impl IngestBuffer {
@@ -1366,14 +1469,45 @@ impl IngestBuffer {
             .entry(cluster.shard_of_token(token))
             .or_default();
         let before = rows.memory_bytes();
-        rows.push_with(
-            token,
-            |out| rowcodec::row_key_into(out, table_id, token, key_bytes),
-            |out| rowcodec::encode_row_into(out, row),
-        )
-        .map_err(crate::cluster::storage_error)?;
+        stage_row(rows, table_id, key_bytes, row)?;
         self.bytes += rows.memory_bytes() - before;
         self.staged += 1;
+        Ok(())
+    }
+
+    /// Where the helper thread stages a batch's rows, before they join their shards' rows.
+    fn take_staging(&mut self) -> PackedEntries {
+        std::mem::take(&mut self.scratch)
+    }
+
+    /// Takes back what [`Self::take_staging`] lent, with a parsed batch's rows in it: they
+    /// join their shards' rows (one bulk copy when there is one shard).
+    fn absorb<C: Cluster>(
+        &mut self,
+        cluster: &C,
+        mut staged: PackedEntries,
+    ) -> Result<(), SqlError> {
+        if cluster.shard_count() == 1 {
+            self.per_shard.entry(0).or_default().extend_from(&staged);
+        } else {
+            for i in 0..staged.len() {
+                let (key, value) = staged.get(i);
+                let token = staged.order(i);
+                self.per_shard
+                    .entry(cluster.shard_of_token(token))
+                    .or_default()
+                    .push(token, key, value)
+                    .map_err(crate::cluster::storage_error)?;
+            }
+        }
+        staged.clear();
+        self.scratch = staged;
+        self.bytes = self
+            .per_shard
+            .values()
+            .map(PackedEntries::memory_bytes)
+            .sum::<usize>()
+            + self.scratch.memory_bytes();
         Ok(())
     }
 }
@@ -1381,7 +1515,7 @@ impl IngestBuffer {
 impl std::fmt::Debug for CopyLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CopyLoader")
-            .field("table", &self.table.name)
+            .field("table", &self.reader.table.name)
             .field("line", &self.line)
             .field("rows", &self.rows)
             .finish()
@@ -1420,6 +1554,139 @@ fn with_context(mut e: SqlError, table: &str, line: u64, detail: Option<String>)
         e.context = Some(context);
     }
     e
+}
+
+impl RecordReader {
+    /// The row of data record `record` on line `line` (None: COPY's WHERE skips it).
+    fn row_of_record(&self, line: u64, record: &[u8]) -> Result<Option<Vec<Datum>>, SqlError> {
+        let force = CsvForce {
+            not_null: &self.force_not_null,
+            null: &self.force_null,
+        };
+        let fields = match self.options.format {
+            CopyFormat::Csv => split_csv(record, &self.options, force),
+            _ => split_text(record, &self.options),
+        }
+        .map_err(|e| with_context(e, &self.table.name, line, Some(context_line(record))))?;
+        self.row_of_fields(line, fields, Some(record))
+    }
+
+    /// A record's fields, as text, checked against the columns and converted (`record`: its
+    /// text, for an error's CONTEXT).
+    fn row_of_fields(
+        &self,
+        line: u64,
+        fields: Vec<Field>,
+        record: Option<&[u8]>,
+    ) -> Result<Option<Vec<Datum>>, SqlError> {
+        let context = || record.map(context_line);
+        // An empty line is one NULL field for a one-column COPY, else missing data.
+        if fields.len() > self.targets.len() {
+            return Err(with_context(
+                bad_format("extra data after last expected column"),
+                &self.table.name,
+                line,
+                context(),
+            ));
+        }
+        if fields.len() < self.targets.len() {
+            let missing = &self.table.columns[self.targets[fields.len()]].name;
+            return Err(with_context(
+                bad_format(format!("missing data for column \"{missing}\"")),
+                &self.table.name,
+                line,
+                context(),
+            ));
+        }
+        self.row_of(line, fields)
+            .map_err(|e| with_context(e, &self.table.name, line, context()))
+    }
+
+    /// HEADER MATCH: the header line names the COPY's columns, in order.
+    fn match_header(&self, fields: &[Field]) -> Result<(), SqlError> {
+        if fields.len() != self.targets.len() {
+            return Err(bad_format(format!(
+                "wrong number of fields in header line: got {}, expected {}",
+                fields.len(),
+                self.targets.len()
+            )));
+        }
+        for (i, (field, &t)) in fields.iter().zip(&self.targets).enumerate() {
+            let expected = &self.table.columns[t].name;
+            match field {
+                None => {
+                    return Err(bad_format(format!(
+                        "column name mismatch in header line field {}: got null value (\"{}\"), expected \"{expected}\"",
+                        i + 1,
+                        self.options.null
+                    )))
+                }
+                Some(name) if name != expected => {
+                    return Err(bad_format(format!(
+                        "column name mismatch in header line field {}: got \"{name}\", expected \"{expected}\"",
+                        i + 1
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The table row a record gives (None: COPY's WHERE skips it), checked against the
+    /// table's constraints.
+    fn row_of(&self, line: u64, fields: Vec<Field>) -> Result<Option<Vec<Datum>>, SqlError> {
+        let width = self.table.columns.len();
+        if self.targets_all_in_order {
+            let mut full = Vec::with_capacity(width);
+            for (field, column) in fields.into_iter().zip(&self.table.columns) {
+                full.push(self.field_value(line, field, column)?);
+            }
+            return self.filter_and_verify(full);
+        }
+        let mut row: Vec<Option<Datum>> = vec![None; width];
+        for (field, &t) in fields.into_iter().zip(&self.targets) {
+            row[t] = Some(self.field_value(line, field, &self.table.columns[t])?);
+        }
+        let mut full = Vec::with_capacity(row.len());
+        for (i, v) in row.into_iter().enumerate() {
+            full.push(match (v, &self.defaults[i]) {
+                (Some(v), _) => v,
+                (None, None) => Datum::Null,
+                (None, Some(b)) => {
+                    let v = eval(b, &Eval::new(&self.env))?;
+                    stmt::assign(v, b.ty, &self.table.columns[i], &self.env.style)?
+                }
+            });
+        }
+        self.filter_and_verify(full)
+    }
+
+    fn filter_and_verify(&self, row: Vec<Datum>) -> Result<Option<Vec<Datum>>, SqlError> {
+        if !crate::expr::passes(self.filter.as_ref(), &self.env, &row)? {
+            return Ok(None);
+        }
+        stmt::verify_row(&self.table, &self.checks, &row, &self.env)?;
+        Ok(Some(row))
+    }
+
+    /// A field read by its column type's input function with the column's typmod, as
+    /// PostgreSQL's COPY reads it: the value is then of the column's type and length
+    /// already, and no assignment cast follows.
+    fn field_value(&self, line: u64, field: Field, column: &ColumnDef) -> Result<Datum, SqlError> {
+        let Some(text) = field else {
+            return Ok(Datum::Null);
+        };
+        types::input(column.ty, column.typmod, &text, &self.env.style).map_err(|e| {
+            let shown: String = text.chars().take(100).collect();
+            with_context(
+                e,
+                &self.table.name,
+                line,
+                Some(format!(", column {}: \"{shown}\"", column.name)),
+            )
+        })
+    }
 }
 
 impl CopyLoader {
@@ -1464,18 +1731,20 @@ impl CopyLoader {
             .force_null
             .flags("FORCE_NULL", &names, Some(&table))?;
         Ok(CopyLoader {
-            force_not_null,
-            force_null,
+            reader: Arc::new(RecordReader {
+                force_not_null,
+                force_null,
+                targets_all_in_order: targets.iter().copied().eq(0..table.columns.len()),
+                table,
+                targets,
+                options,
+                env,
+                defaults,
+                checks,
+                filter,
+            }),
             binary_header_read: false,
             indexes,
-            targets_all_in_order: targets.iter().copied().eq(0..table.columns.len()),
-            table,
-            targets,
-            options,
-            env,
-            defaults,
-            checks,
-            filter,
             partial: Vec::new(),
             scanned: 0,
             scan_in_quote: false,
@@ -1485,28 +1754,30 @@ impl CopyLoader {
             written: Vec::new(),
             rows: 0,
             ingest: None,
+            batch: None,
+            parsing: None,
         })
     }
 
     /// Takes the next chunk of CopyData; writes complete batches.
     pub async fn feed<C: Cluster>(&mut self, cluster: &C, data: &[u8]) -> Result<(), SqlError> {
         if self.ended {
-            if self.options.format == CopyFormat::Binary && !data.is_empty() {
-                return Err(after_trailer(&self.table.name, self.line + 1));
+            if self.reader.options.format == CopyFormat::Binary && !data.is_empty() {
+                return Err(after_trailer(&self.reader.table.name, self.line + 1));
             }
             return Ok(());
         }
         self.partial.extend_from_slice(data);
-        if self.options.format == CopyFormat::Binary {
+        if self.reader.options.format == CopyFormat::Binary {
             return self.feed_binary(cluster).await;
         }
         let mut buffer = std::mem::take(&mut self.partial);
         let mut start = 0;
         loop {
             let rest = &buffer[start..];
-            let end = match self.options.format {
+            let end = match self.reader.options.format {
                 CopyFormat::Csv => {
-                    match csv_scan(rest, &self.options, self.scanned, self.scan_in_quote) {
+                    match csv_scan(rest, &self.reader.options, self.scanned, self.scan_in_quote) {
                         CsvScan::End(end) => Some(end),
                         CsvScan::More { resume, in_quote } => {
                             (self.scanned, self.scan_in_quote) = (resume, in_quote);
@@ -1549,7 +1820,7 @@ impl CopyLoader {
                     PROGRAM_LIMIT_EXCEEDED,
                     format!("a COPY record is longer than {COPY_RECORD_BYTES_MAX} bytes"),
                 ),
-                &self.table.name,
+                &self.reader.table.name,
                 self.line + 1,
                 None,
             ));
@@ -1563,7 +1834,7 @@ impl CopyLoader {
         let mut at = 0;
         if !self.binary_header_read {
             match binary_header_len(&buffer)
-                .map_err(|e| with_context(e, &self.table.name, 1, None))?
+                .map_err(|e| with_context(e, &self.reader.table.name, 1, None))?
             {
                 Some(n) => {
                     at = n;
@@ -1576,21 +1847,21 @@ impl CopyLoader {
             }
         }
         while !self.ended {
-            let tuple = binary_tuple(&buffer[at..], self.targets.len())
-                .map_err(|e| with_context(e, &self.table.name, self.line + 1, None))?;
+            let tuple = binary_tuple(&buffer[at..], self.reader.targets.len())
+                .map_err(|e| with_context(e, &self.reader.table.name, self.line + 1, None))?;
             let Some((used, fields)) = tuple else { break };
             at += used;
             let Some(fields) = fields else {
                 self.ended = true;
                 if at < buffer.len() {
-                    return Err(after_trailer(&self.table.name, self.line + 1));
+                    return Err(after_trailer(&self.reader.table.name, self.line + 1));
                 }
                 break;
             };
             self.line += 1;
             let mut texts = Vec::with_capacity(fields.len());
-            for (bytes, &t) in fields.into_iter().zip(&self.targets) {
-                let column = &self.table.columns[t];
+            for (bytes, &t) in fields.into_iter().zip(&self.reader.targets) {
+                let column = &self.reader.table.columns[t];
                 texts.push(match bytes {
                     None => None,
                     Some(b) => Some(
@@ -1611,7 +1882,7 @@ impl CopyLoader {
                                 };
                                 with_context(
                                     e,
-                                    &self.table.name,
+                                    &self.reader.table.name,
                                     self.line,
                                     Some(format!(", column {}", column.name)),
                                 )
@@ -1653,12 +1924,12 @@ impl CopyLoader {
     }
 
     async fn finish_inner<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
-        if self.options.format == CopyFormat::Binary {
+        if self.reader.options.format == CopyFormat::Binary {
             // Data may end at a tuple boundary without the trailer, as PostgreSQL allows.
             if !self.binary_header_read {
                 return Err(with_context(
                     bad_format("COPY file signature not recognized"),
-                    &self.table.name,
+                    &self.reader.table.name,
                     1,
                     None,
                 ));
@@ -1666,7 +1937,7 @@ impl CopyLoader {
             if !self.ended && !self.partial.is_empty() {
                 return Err(with_context(
                     bad_format("unexpected EOF in COPY data"),
-                    &self.table.name,
+                    &self.reader.table.name,
                     self.line + 1,
                     None,
                 ));
@@ -1676,16 +1947,16 @@ impl CopyLoader {
         }
         if !self.ended && !self.partial.is_empty() {
             let last = std::mem::take(&mut self.partial);
-            if self.options.format == CopyFormat::Csv
-                && csv_record_end(&last, &self.options).is_none()
+            if self.reader.options.format == CopyFormat::Csv
+                && csv_record_end(&last, &self.reader.options).is_none()
             {
                 // An open quote at the end of the data.
                 let mut probe = last.clone();
                 probe.push(b'\n');
-                if csv_record_end(&probe, &self.options).is_none() {
+                if csv_record_end(&probe, &self.reader.options).is_none() {
                     return Err(with_context(
                         bad_format("unterminated CSV quoted field"),
-                        &self.table.name,
+                        &self.reader.table.name,
                         self.line + 1,
                         None,
                     ));
@@ -1697,19 +1968,109 @@ impl CopyLoader {
         self.flush_ingest(cluster).await
     }
 
+    /// Waits for the batch being parsed, then hands the gathered records to the helper
+    /// thread (an offloading COPY; nothing to do otherwise).
+    async fn hand_over_batch<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        if self.batch.as_ref().is_none_or(|b| b.ends.is_empty()) {
+            return Ok(());
+        }
+        // While the helper still parses the last batch, this shard parses the next one itself
+        // rather than wait: both cores parse.
+        let mut spare = None;
+        if let Some(parsing) = self.parsing.as_mut() {
+            let Some(parsed) = futures_util::FutureExt::now_or_never(parsing.as_mut()) else {
+                return self.parse_here(cluster).await;
+            };
+            self.parsing = None;
+            spare = Some(self.absorb_parsed(cluster, parsed)?);
+        }
+        let (Some(batch), Some(buffer)) = (self.batch.as_mut(), self.ingest.as_mut()) else {
+            unreachable!("an offloading COPY gathers records and ingests")
+        };
+        let batch = std::mem::replace(batch, spare.unwrap_or_default());
+        let staged = buffer.take_staging();
+        let reader = self.reader.clone();
+        self.parsing = Some(cluster.offload(move || parse_batch(&reader, batch, staged)));
+        Ok(())
+    }
+
+    /// Parses the gathered batch on this shard, straight into the shards' rows. A bad record
+    /// here is reported only if the batch the helper is parsing (earlier lines) has none.
+    async fn parse_here<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        let reader = self.reader.clone();
+        let (Some(batch), Some(buffer)) = (self.batch.as_mut(), self.ingest.as_mut()) else {
+            unreachable!("an offloading COPY gathers records and ingests")
+        };
+        let mut key_bytes = Vec::new();
+        let mut start = 0;
+        let mut parse_all = || -> Result<(), SqlError> {
+            for (i, &end) in batch.ends.iter().enumerate() {
+                let line = batch.first_line + i as u64;
+                let record = &batch.bytes[start..end];
+                start = end;
+                let Some(row) = reader.row_of_record(line, record)? else {
+                    continue;
+                };
+                let in_context = |e| with_context(e, &reader.table.name, line, None);
+                stmt::key_bytes_into(&reader.table, &row, &mut key_bytes).map_err(in_context)?;
+                buffer
+                    .stage(cluster, reader.table.id, &key_bytes, &row)
+                    .map_err(in_context)?;
+            }
+            Ok(())
+        };
+        let parsed = parse_all();
+        batch.clear();
+        self.rows += std::mem::take(&mut buffer.staged) as u64;
+        if let Err(e) = parsed {
+            self.collect_parsed(cluster).await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The rows of the batch being parsed (if any) join the shards' buffers.
+    async fn collect_parsed<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        let Some(parsing) = self.parsing.take() else {
+            return Ok(());
+        };
+        let parsed = parsing.await;
+        self.absorb_parsed(cluster, parsed)?;
+        Ok(())
+    }
+
+    /// A parsed batch's rows join the shards' buffers; returns the batch, emptied, for the
+    /// next one to reuse.
+    fn absorb_parsed<C: Cluster>(
+        &mut self,
+        cluster: &C,
+        parsed: ParsedBatch,
+    ) -> Result<RecordBatch, SqlError> {
+        let buffer = self.ingest.as_mut().expect("an offloading COPY ingests");
+        buffer.absorb(cluster, parsed.staged)?;
+        self.rows += parsed.rows?;
+        Ok(parsed.batch)
+    }
+
     /// Sorts the gathered rows of each shard and writes them into its tables.
     async fn flush_ingest<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        self.collect_parsed(cluster).await?;
         let Some(buffer) = self.ingest.as_mut() else {
             return Ok(());
         };
         let per_shard = std::mem::take(&mut buffer.per_shard);
         buffer.bytes = 0;
-        let ingests = per_shard.into_iter().map(|(shard, mut rows)| {
-            rows.sort();
-            cluster.ingest(shard, rows)
+        let ingests = per_shard.into_iter().map(|(shard, mut rows)| async move {
+            let rows = cluster
+                .offload(move || {
+                    rows.sort();
+                    rows
+                })
+                .await;
+            cluster.ingest(shard, rows).await
         });
         for result in futures_util::future::join_all(ingests).await {
-            result.map_err(|e| with_context(e, &self.table.name, self.line, None))?;
+            result.map_err(|e| with_context(e, &self.reader.table.name, self.line, None))?;
         }
         Ok(())
     }
@@ -1721,6 +2082,11 @@ impl CopyLoader {
 
     async fn undo<C: Cluster>(&mut self, cluster: &C) {
         self.pending.clear();
+        // The helper thread's batch is waited for: nothing of the COPY outlives it.
+        if let Some(parsing) = self.parsing.take() {
+            parsing.await;
+        }
+        self.batch = None;
         // Ingested rows live under an id the block's rollback (which a failed COPY forces)
         // makes garbage.
         self.ingest = None;
@@ -1737,7 +2103,7 @@ impl CopyLoader {
                     ops: chunk.to_vec(),
                     constraint: String::new(),
                     indexes: self.indexes.clone(),
-                    txn: crate::txn::write_ctx(cluster, shard, self.table.id),
+                    txn: crate::txn::write_ctx(cluster, shard, self.reader.table.id),
                 };
                 // Best effort: the COPY's own error is what the client hears; a shard that
                 // cannot delete now has failed for good and is refusing every write.
@@ -1751,114 +2117,72 @@ impl CopyLoader {
     /// One record (without its newline).
     fn record<C: Cluster>(&mut self, cluster: &C, mut record: &[u8]) -> Result<(), SqlError> {
         self.line += 1;
-        if self.options.format == CopyFormat::Text {
-            if let [rest @ .., b'\r'] = record {
-                record = rest;
-            }
-        } else if let [rest @ .., b'\r'] = record {
+        if let [rest @ .., b'\r'] = record {
             record = rest;
         }
         if record == b"\\." {
             self.ended = true;
             return Ok(());
         }
-        let context_line = || context_line(record);
-        let header = self.line == 1 && self.options.header;
-        let force = CsvForce {
-            not_null: if header { &[] } else { &self.force_not_null },
-            null: if header { &[] } else { &self.force_null },
-        };
-        let fields = match self.options.format {
-            CopyFormat::Csv => split_csv(record, &self.options, force),
-            _ => split_text(record, &self.options),
+        if self.line == 1 && self.reader.options.header {
+            return self.header(record);
         }
-        .map_err(|e| with_context(e, &self.table.name, self.line, Some(context_line())))?;
-        if header {
-            if self.options.header_match {
-                self.match_header(&fields).map_err(|e| {
-                    with_context(e, &self.table.name, self.line, Some(context_line()))
-                })?;
-            }
+        let line = self.line;
+        if let Some(batch) = self.batch.as_mut() {
+            batch.push(line, record);
             return Ok(());
         }
-        self.push_fields(cluster, fields, Some(record))
+        let row = self.reader.row_of_record(self.line, record)?;
+        self.stage(cluster, row)
     }
 
-    /// HEADER MATCH: the header line names the COPY's columns, in order.
-    fn match_header(&self, fields: &[Field]) -> Result<(), SqlError> {
-        if fields.len() != self.targets.len() {
-            return Err(bad_format(format!(
-                "wrong number of fields in header line: got {}, expected {}",
-                fields.len(),
-                self.targets.len()
-            )));
-        }
-        for (i, (field, &t)) in fields.iter().zip(&self.targets).enumerate() {
-            let expected = &self.table.columns[t].name;
-            match field {
-                None => {
-                    return Err(bad_format(format!(
-                        "column name mismatch in header line field {}: got null value (\"{}\"), expected \"{expected}\"",
-                        i + 1,
-                        self.options.null
-                    )))
-                }
-                Some(name) if name != expected => {
-                    return Err(bad_format(format!(
-                        "column name mismatch in header line field {}: got \"{name}\", expected \"{expected}\"",
-                        i + 1
-                    )))
-                }
-                Some(_) => {}
-            }
+    /// The header line: skipped, or matched against the columns (HEADER MATCH).
+    fn header(&self, record: &[u8]) -> Result<(), SqlError> {
+        let reader = &self.reader;
+        let no_force = CsvForce {
+            not_null: &[],
+            null: &[],
+        };
+        let fields = match reader.options.format {
+            CopyFormat::Csv => split_csv(record, &reader.options, no_force),
+            _ => split_text(record, &reader.options),
+        };
+        let in_context =
+            |e| with_context(e, &reader.table.name, self.line, Some(context_line(record)));
+        let fields = fields.map_err(in_context)?;
+        if reader.options.header_match {
+            reader.match_header(&fields).map_err(in_context)?;
         }
         Ok(())
     }
 
-    /// One record's fields, as text: checked against the columns, converted and queued.
-    /// One record's fields (`record`: its text, for an error's CONTEXT).
+    /// One record's fields, as text (binary COPY): checked, converted and queued.
     fn push_fields<C: Cluster>(
         &mut self,
         cluster: &C,
         fields: Vec<Field>,
         record: Option<&[u8]>,
     ) -> Result<(), SqlError> {
-        let context = || record.map(context_line);
-        // An empty line is one NULL field for a one-column COPY, else missing data.
-        if fields.len() > self.targets.len() {
-            return Err(with_context(
-                bad_format("extra data after last expected column"),
-                &self.table.name,
-                self.line,
-                context(),
-            ));
-        }
-        if fields.len() < self.targets.len() {
-            let missing = &self.table.columns[self.targets[fields.len()]].name;
-            return Err(with_context(
-                bad_format(format!("missing data for column \"{missing}\"")),
-                &self.table.name,
-                self.line,
-                context(),
-            ));
-        }
-        let Some(row) = self
-            .row_of(fields)
-            .map_err(|e| with_context(e, &self.table.name, self.line, context()))?
-        else {
-            return Ok(()); // COPY FROM ... WHERE skipped it
+        let row = self.reader.row_of_fields(self.line, fields, record)?;
+        self.stage(cluster, row)
+    }
+
+    /// Queues a checked row (None: COPY's WHERE skipped it) for the next batch.
+    fn stage<C: Cluster>(&mut self, cluster: &C, row: Option<Vec<Datum>>) -> Result<(), SqlError> {
+        let Some(row) = row else {
+            return Ok(());
         };
-        let key_bytes = stmt::key_bytes_of(&self.table, &row)
-            .map_err(|e| with_context(e, &self.table.name, self.line, None))?;
+        let key_bytes = stmt::key_bytes_of(&self.reader.table, &row)
+            .map_err(|e| with_context(e, &self.reader.table.name, self.line, None))?;
         if let Some(buffer) = self.ingest.as_mut() {
             return buffer
-                .stage(cluster, self.table.id, &key_bytes, &row)
-                .map_err(|e| with_context(e, &self.table.name, self.line, None));
+                .stage(cluster, self.reader.table.id, &key_bytes, &row)
+                .map_err(|e| with_context(e, &self.reader.table.name, self.line, None));
         }
-        let key = rowcodec::row_key(self.table.id, &key_bytes);
+        let key = rowcodec::row_key(self.reader.table.id, &key_bytes);
         let value = rowcodec::encode_row(&row);
         // A hidden row id is unique by construction: no existence check for it.
-        let op = if self.table.primary_key.is_empty() {
+        let op = if self.reader.table.primary_key.is_empty() {
             RowOp::Append { key, value }
         } else {
             RowOp::Insert {
@@ -1871,72 +2195,25 @@ impl CopyLoader {
         Ok(())
     }
 
-    /// The table row a record gives (None: COPY's WHERE skips it), checked against the
-    /// table's constraints.
-    fn row_of(&self, fields: Vec<Field>) -> Result<Option<Vec<Datum>>, SqlError> {
-        let width = self.table.columns.len();
-        if self.targets_all_in_order {
-            let mut full = Vec::with_capacity(width);
-            for (field, column) in fields.into_iter().zip(&self.table.columns) {
-                full.push(self.field_value(field, column)?);
-            }
-            return self.filter_and_verify(full);
-        }
-        let mut row: Vec<Option<Datum>> = vec![None; width];
-        for (field, &t) in fields.into_iter().zip(&self.targets) {
-            row[t] = Some(self.field_value(field, &self.table.columns[t])?);
-        }
-        let mut full = Vec::with_capacity(row.len());
-        for (i, v) in row.into_iter().enumerate() {
-            full.push(match (v, &self.defaults[i]) {
-                (Some(v), _) => v,
-                (None, None) => Datum::Null,
-                (None, Some(b)) => {
-                    let v = eval(b, &Eval::new(&self.env))?;
-                    stmt::assign(v, b.ty, &self.table.columns[i], &self.env.style)?
-                }
-            });
-        }
-        self.filter_and_verify(full)
-    }
-
-    fn filter_and_verify(&self, row: Vec<Datum>) -> Result<Option<Vec<Datum>>, SqlError> {
-        if !crate::expr::passes(self.filter.as_ref(), &self.env, &row)? {
-            return Ok(None);
-        }
-        stmt::verify_row(&self.table, &self.checks, &row, &self.env)?;
-        Ok(Some(row))
-    }
-
     /// A batch of rows is ready to go to the shards.
     fn batch_is_full(&self) -> bool {
+        if let Some(batch) = &self.batch {
+            return batch.ends.len() >= OFFLOAD_BATCH_RECORDS;
+        }
         let staged = self.ingest.as_ref().map_or(0, |b| b.staged);
         self.pending.len() + staged >= COPY_BATCH_ROWS
-    }
-
-    /// A field read by its column type's input function with the column's typmod, as
-    /// PostgreSQL's COPY reads it: the value is then of the column's type and length
-    /// already, and no assignment cast follows.
-    fn field_value(&self, field: Field, column: &ColumnDef) -> Result<Datum, SqlError> {
-        let Some(text) = field else {
-            return Ok(Datum::Null);
-        };
-        types::input(column.ty, column.typmod, &text, &self.env.style).map_err(|e| {
-            let shown: String = text.chars().take(100).collect();
-            with_context(
-                e,
-                &self.table.name,
-                self.line,
-                Some(format!(", column {}: \"{shown}\"", column.name)),
-            )
-        })
     }
 
     async fn write_pending<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
         if let Some(buffer) = self.ingest.as_mut() {
             assert!(self.pending.is_empty(), "an ingesting COPY stages its rows");
             self.rows += std::mem::take(&mut buffer.staged) as u64;
-            if buffer.bytes >= INGEST_BUFFER_BYTES {
+            self.hand_over_batch(cluster).await?;
+            if self
+                .ingest
+                .as_ref()
+                .is_some_and(|b| b.bytes >= INGEST_BUFFER_BYTES)
+            {
                 self.flush_ingest(cluster).await?;
             }
             return Ok(());
@@ -1958,7 +2235,7 @@ impl CopyLoader {
             lines.push((key.clone(), line));
             per_shard.entry(shard).or_default().push(op);
         }
-        let constraint = self.table.pkey_name();
+        let constraint = self.reader.table.pkey_name();
         let shards: Vec<usize> = per_shard.keys().copied().collect();
         let futures = per_shard.into_iter().map(|(shard, ops)| {
             cluster.write(
@@ -1967,7 +2244,7 @@ impl CopyLoader {
                     ops,
                     constraint: constraint.clone(),
                     indexes: self.indexes.clone(),
-                    txn: crate::txn::write_ctx(cluster, shard, self.table.id),
+                    txn: crate::txn::write_ctx(cluster, shard, self.reader.table.id),
                 },
             )
         });
@@ -2005,10 +2282,13 @@ impl CopyLoader {
             if let Some(&(_, at)) = lines.iter().find(|(row_key, _)| **row_key == *key) {
                 line = at;
             }
-            e.detail =
-                crate::index::already_exists_detail(&cluster.catalog(), &key, &self.env.style);
+            e.detail = crate::index::already_exists_detail(
+                &cluster.catalog(),
+                &key,
+                &self.reader.env.style,
+            );
         }
-        Err(with_context(e, &self.table.name, line, None))
+        Err(with_context(e, &self.reader.table.name, line, None))
     }
 }
 
@@ -2094,8 +2374,13 @@ pub fn copy_in_loader<C: Cluster>(
         start.statement.options.clone(),
         start.statement.filter.as_ref(),
     )?;
-    if freeze && crate::txn::copy_may_ingest(cluster, &loader.table, !loader.indexes.is_empty()) {
+    if freeze
+        && crate::txn::copy_may_ingest(cluster, &loader.reader.table, !loader.indexes.is_empty())
+    {
         loader.ingest = Some(IngestBuffer::default());
+        if loader.reader.options.format != CopyFormat::Binary {
+            loader.batch = Some(RecordBatch::default());
+        }
     }
     Ok(loader)
 }

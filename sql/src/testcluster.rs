@@ -180,6 +180,25 @@ impl Cluster for LocalCluster {
         (token % self.shards.len() as u64) as usize
     }
 
+    /// Like a helper thread that is still busy when first asked: the work runs at the
+    /// second poll, so a caller that checks without waiting (an offloading COPY) takes both
+    /// of its paths.
+    fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> {
+        let mut work = Some(work);
+        let mut polled = false;
+        Box::pin(std::future::poll_fn(move |cx| {
+            if !std::mem::replace(&mut polled, true) {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            let work = work.take().expect("polled after it finished");
+            std::task::Poll::Ready(work())
+        }))
+    }
+
     async fn apply_ddl(&self, mut req: DdlRequest) -> Result<DdlOutcome, SqlError> {
         // The whole catalog, not this connection's view of it.
         let mut next = (**self.catalog.borrow()).clone();

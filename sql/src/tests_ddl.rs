@@ -371,36 +371,56 @@ fn an_ingesting_copy_of_many_batches_keeps_every_row_and_line_number() {
                         counted.as_str(),
                     ),
                     ("COMMIT", "COMMIT"),
-                    ("BEGIN", "BEGIN"),
-                    ("CREATE TABLE bad (id int8, v text)", "CREATE TABLE"),
                 ],
             )
             .await;
-            let mut bad = rows(40_000);
-            let line = 40_000 - 7;
-            let at = bad
-                .split(|&b| b == b'\n')
-                .take(line - 1)
-                .map(|record| record.len() + 1)
-                .sum::<usize>();
-            bad.splice(at..at, b"x\ty\n".iter().copied());
-            let e = copy_in_chunks(&cluster, &mut session, "COPY bad FROM STDIN FREEZE", &bad)
+            // Bad lines (the first one is reported), in the batch parsed last, in one parsed
+            // while an earlier one was still being parsed, and in both.
+            for (bad_lines, reported) in [
+                (&[39_993][..], 39_993),
+                (&[20_000], 20_000),
+                (&[100, 20_000], 100),
+            ] {
+                expect(
+                    &cluster,
+                    &mut session,
+                    &[
+                        ("BEGIN", "BEGIN"),
+                        ("CREATE TABLE bad (id int8, v text)", "CREATE TABLE"),
+                    ],
+                )
+                .await;
+                let mut bad: Vec<Vec<u8>> = rows(40_000)
+                    .split(|&b| b == b'\n')
+                    .filter(|record| !record.is_empty())
+                    .map(|record| [record, b"\n"].concat())
+                    .collect();
+                for &line in bad_lines.iter().rev() {
+                    bad.insert(line - 1, b"x\ty\n".to_vec());
+                }
+                let e = copy_in_chunks(
+                    &cluster,
+                    &mut session,
+                    "COPY bad FROM STDIN FREEZE",
+                    &bad.concat(),
+                )
                 .await
                 .expect_err("a bad record fails the COPY");
-            assert_eq!(e.sqlstate, "22P02");
-            assert_eq!(
-                e.context.as_deref(),
-                Some(format!("COPY bad, line {line}, column id: \"x\"").as_str())
-            );
-            expect(
-                &cluster,
-                &mut session,
-                &[
-                    ("ROLLBACK", "ROLLBACK"),
-                    ("SELECT * FROM bad", "ERR 42P01*"),
-                ],
-            )
-            .await;
+                assert_eq!(e.sqlstate, "22P02");
+                assert_eq!(
+                    e.context.as_deref(),
+                    Some(format!("COPY bad, line {reported}, column id: \"x\"").as_str())
+                );
+                expect(
+                    &cluster,
+                    &mut session,
+                    &[
+                        ("ROLLBACK", "ROLLBACK"),
+                        ("SELECT * FROM bad", "ERR 42P01*"),
+                    ],
+                )
+                .await;
+            }
         });
     }
 }

@@ -101,6 +101,16 @@ impl PackedEntries {
         Ok(())
     }
 
+    /// Appends every entry of `other`, in its index order (a bulk copy of its bytes).
+    pub fn extend_from(&mut self, other: &PackedEntries) {
+        let base = self.data.len();
+        self.data.extend_from_slice(&other.data);
+        self.slots.extend(other.slots.iter().map(|slot| Slot {
+            start: slot.start + base,
+            ..*slot
+        }));
+    }
+
     /// Orders the entries by (`order`, key). For an ingestion, `order` must agree with the
     /// key order (a row's token is the first thing its key orders by after a shared prefix);
     /// [`super::Lsm::ingest`] refuses entries whose keys do not then ascend.

@@ -55,6 +55,20 @@ impl Cluster for ShardCluster {
         self.state.shared.map.shard_of_token(token)
     }
 
+    /// On the executor's blocking pool: one unpinned helper thread per shard
+    /// ([`helios_shard::runtime::run_shards`]), which the kernel runs on a core the shards
+    /// leave free (the default shard count leaves one).
+    fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> {
+        // Spawned, so that the request reaches the helper now: glommio sends it only when
+        // the `spawn_blocking` future is first polled, and the caller awaits it only later.
+        Box::pin(glommio::spawn_local(
+            glommio::executor().spawn_blocking(work),
+        ))
+    }
+
     fn token_share_below(&self, shard: usize, token: u64) -> f64 {
         self.state.shared.map.token_share_below(shard, token)
     }
