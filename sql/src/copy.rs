@@ -1356,6 +1356,10 @@ pub struct CopyLoader {
 /// Records parsed per batch off the shard: enough that handing a batch over costs little
 /// beside parsing it, few enough that the last batch (parsed while the shard waits) is short.
 const OFFLOAD_BATCH_RECORDS: usize = 16_384;
+/// Bytes of records per batch at most, so that long records keep the rows in flight (the
+/// batch gathered, the one on the helper, its staged rows) within a few of these, beside
+/// [`INGEST_BUFFER_BYTES`].
+const OFFLOAD_BATCH_BYTES: usize = 8 << 20;
 
 /// Records of an offloading COPY, back to back, for the helper thread to parse.
 #[derive(Default)]
@@ -1389,6 +1393,19 @@ struct ParsedBatch {
     batch: RecordBatch,
     staged: PackedEntries,
     rows: Result<u64, SqlError>,
+}
+
+/// Lets the executor run its other ready tasks once before this one goes on.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// The helper thread's side of an offloading COPY: the rows of `batch`'s records, staged
@@ -1808,7 +1825,10 @@ impl CopyLoader {
             // Only the unfinished record moves (none when it is all there is).
             buffer.drain(..start);
             self.partial = buffer;
-            self.check_partial_size()?;
+            if let Err(e) = self.check_partial_size() {
+                self.parse_gathered(cluster).await?;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -1946,6 +1966,8 @@ impl CopyLoader {
             return self.flush_ingest(cluster).await;
         }
         if !self.ended && !self.partial.is_empty() {
+            // The gathered records come first: a bad one among them is the error to report.
+            self.parse_gathered(cluster).await?;
             let last = std::mem::take(&mut self.partial);
             if self.reader.options.format == CopyFormat::Csv
                 && csv_record_end(&last, &self.reader.options).is_none()
@@ -1991,7 +2013,17 @@ impl CopyLoader {
         let staged = buffer.take_staging();
         let reader = self.reader.clone();
         self.parsing = Some(cluster.offload(move || parse_batch(&reader, batch, staged)));
+        // A turn for the task that hands the batch over, so the helper starts on it now,
+        // even while one large chunk of CopyData keeps this task busy.
+        yield_once().await;
         Ok(())
+    }
+
+    /// Every record gathered so far parsed (an offloading COPY): a bad one among them is
+    /// reported before an error found later in the stream.
+    async fn parse_gathered<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
+        self.hand_over_batch(cluster).await?;
+        self.collect_parsed(cluster).await
     }
 
     /// Parses the gathered batch on this shard, straight into the shards' rows. A bad record
@@ -2198,7 +2230,8 @@ impl CopyLoader {
     /// A batch of rows is ready to go to the shards.
     fn batch_is_full(&self) -> bool {
         if let Some(batch) = &self.batch {
-            return batch.ends.len() >= OFFLOAD_BATCH_RECORDS;
+            return batch.ends.len() >= OFFLOAD_BATCH_RECORDS
+                || batch.bytes.len() >= OFFLOAD_BATCH_BYTES;
         }
         let staged = self.ingest.as_ref().map_or(0, |b| b.staged);
         self.pending.len() + staged >= COPY_BATCH_ROWS

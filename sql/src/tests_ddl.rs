@@ -421,6 +421,30 @@ fn an_ingesting_copy_of_many_batches_keeps_every_row_and_line_number() {
                 )
                 .await;
             }
+            // An error found in the stream after a bad record (here an unterminated CSV quote
+            // at the end) is not the one reported: the bad record is, by its line.
+            expect(
+                &cluster,
+                &mut session,
+                &[
+                    ("BEGIN", "BEGIN"),
+                    ("CREATE TABLE csv (id int8, v text)", "CREATE TABLE"),
+                ],
+            )
+            .await;
+            let mut data = b"1,a\nx,b\n".to_vec();
+            data.extend((3..20_000).flat_map(|i| format!("{i},v{i}\n").into_bytes()));
+            data.extend_from_slice(b"20000,\"abc");
+            let sql = "COPY csv FROM STDIN (FORMAT csv, FREEZE)";
+            let e = copy_in_chunks(&cluster, &mut session, sql, &data)
+                .await
+                .expect_err("a bad record fails the COPY");
+            assert_eq!(e.sqlstate, "22P02");
+            assert_eq!(
+                e.context.as_deref(),
+                Some("COPY csv, line 2, column id: \"x\"")
+            );
+            expect(&cluster, &mut session, &[("ROLLBACK", "ROLLBACK")]).await;
         });
     }
 }

@@ -62,11 +62,18 @@ impl Cluster for ShardCluster {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> {
-        // Spawned, so that the request reaches the helper now: glommio sends it only when
-        // the `spawn_blocking` future is first polled, and the caller awaits it only later.
-        Box::pin(glommio::spawn_local(
-            glommio::executor().spawn_blocking(work),
-        ))
+        // Spawned, so that the request reaches the helper at the caller's next await:
+        // glommio sends it only when the `spawn_blocking` future is first polled, and the
+        // caller awaits the result only later. A panic in `work` is caught on the helper
+        // (which would otherwise die, and every later offload of this shard wait forever)
+        // and raised again here, on the shard, as it would have been without the helper.
+        let caught = glommio::executor()
+            .spawn_blocking(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+        let task = glommio::spawn_local(caught);
+        Box::pin(async move {
+            task.await
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 
     fn token_share_below(&self, shard: usize, token: u64) -> f64 {
