@@ -192,10 +192,25 @@ impl PackedEntries {
     /// every entry would wait for memory (a third of a million-row ingestion's time): the
     /// iterator asks for the bytes of the entry [`PREFETCH_DISTANCE`] ahead as it goes.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        (0..self.len()).map(|i| {
+        self.iter_range(0..self.len())
+    }
+
+    /// The entries of index positions `range`, as [`Self::iter`] gives them.
+    pub fn iter_range(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (&[u8], &[u8])> {
+        assert!(range.end <= self.len());
+        range.map(|i| {
             self.prefetch(i + PREFETCH_DISTANCE);
             self.get(i)
         })
+    }
+
+    /// The key and value bytes of the `i`th entry (read from the index alone).
+    pub fn entry_bytes(&self, i: usize) -> usize {
+        let slot = &self.slots[i];
+        slot.key_len as usize + slot.value_len as usize
     }
 
     /// The first entry whose key and order equal the next one's. After [`Self::sort`], with

@@ -780,6 +780,46 @@ fn a_failed_ingestion_leaves_no_file_and_the_tree_writable() {
     });
 }
 
+/// An ingestion is cut into tables written at once: the cuts cover every entry once, in
+/// order, and keys that stop ascending exactly at a cut are still refused.
+#[test]
+fn ingestion_cuts_cover_every_entry_and_order_is_checked_across_them() {
+    let rows: Vec<(Bytes, Bytes)> = (0..40u32)
+        .map(|i| {
+            (
+                Bytes::from(format!("k{i:03}")),
+                Bytes::from(vec![b'v'; 1000]),
+            )
+        })
+        .collect();
+    let parts = super::db::ingest_parts(&packed(&rows), small_options().target_file_bytes);
+    assert!(
+        parts.len() > super::db::INGEST_TABLES_AT_ONCE as usize,
+        "{parts:?}"
+    );
+    assert_eq!(parts.first().map(|p| p.start), Some(0));
+    assert_eq!(parts.last().map(|p| p.end), Some(rows.len()));
+    assert!(parts.iter().all(|p| !p.is_empty()));
+    assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+    let cut = parts[0].end;
+    let mut swapped = rows.clone();
+    swapped.swap(cut - 1, cut);
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt, small_options()).await;
+        assert!(db.ingest(&packed(&swapped)).await.is_err());
+        db.ingest(&packed(&rows)).await.unwrap();
+        assert_eq!(db.stats().ingested_files, parts.len() as u64);
+        for (key, value) in &rows {
+            assert_eq!(
+                db.get(key, None).await.unwrap().as_deref(),
+                Some(&value[..])
+            );
+        }
+        db.close().await.unwrap();
+    });
+}
+
 /// Ingestion input from pairs, in the given order.
 fn packed(rows: &[(Bytes, Bytes)]) -> super::PackedEntries {
     let mut packed = super::PackedEntries::new();
