@@ -1385,6 +1385,32 @@ impl RecordBatch {
         self.bytes.clear();
         self.ends.clear();
     }
+
+    /// Parses each record into a checked row and hands it, with its key bytes, to `stage`.
+    /// Stops at the first bad record (its error in its line's context); returns the rows
+    /// staged (COPY's WHERE may skip some).
+    fn parse_into(
+        &self,
+        reader: &RecordReader,
+        mut stage: impl FnMut(&[u8], &[Datum]) -> Result<(), SqlError>,
+    ) -> Result<u64, SqlError> {
+        let mut rows = 0;
+        let mut key_bytes = Vec::new();
+        let mut start = 0;
+        for (i, &end) in self.ends.iter().enumerate() {
+            let line = self.first_line + i as u64;
+            let record = &self.bytes[start..end];
+            start = end;
+            let Some(row) = reader.row_of_record(line, record)? else {
+                continue;
+            };
+            let in_context = |e| with_context(e, &reader.table.name, line, None);
+            stmt::key_bytes_into(&reader.table, &row, &mut key_bytes).map_err(in_context)?;
+            stage(&key_bytes, &row).map_err(in_context)?;
+            rows += 1;
+        }
+        Ok(rows)
+    }
 }
 
 /// What the helper thread hands back: the batch (emptied, for its memory), the rows it
@@ -1415,30 +1441,14 @@ fn parse_batch(
     mut batch: RecordBatch,
     mut staged: PackedEntries,
 ) -> ParsedBatch {
-    let mut rows = 0;
-    let mut key_bytes = Vec::new();
-    let mut start = 0;
-    let mut parse_all = || -> Result<(), SqlError> {
-        for (i, &end) in batch.ends.iter().enumerate() {
-            let line = batch.first_line + i as u64;
-            let record = &batch.bytes[start..end];
-            start = end;
-            let Some(row) = reader.row_of_record(line, record)? else {
-                continue;
-            };
-            let in_context = |e| with_context(e, &reader.table.name, line, None);
-            stmt::key_bytes_into(&reader.table, &row, &mut key_bytes).map_err(in_context)?;
-            stage_row(&mut staged, reader.table.id, &key_bytes, &row).map_err(in_context)?;
-            rows += 1;
-        }
-        Ok(())
-    };
-    let result = parse_all();
+    let rows = batch.parse_into(reader, |key_bytes, row| {
+        stage_row(&mut staged, reader.table.id, key_bytes, row)
+    });
     batch.clear();
     ParsedBatch {
         batch,
         staged,
-        rows: result.map(|()| rows),
+        rows,
     }
 }
 
@@ -2033,25 +2043,9 @@ impl CopyLoader {
         let (Some(batch), Some(buffer)) = (self.batch.as_mut(), self.ingest.as_mut()) else {
             unreachable!("an offloading COPY gathers records and ingests")
         };
-        let mut key_bytes = Vec::new();
-        let mut start = 0;
-        let mut parse_all = || -> Result<(), SqlError> {
-            for (i, &end) in batch.ends.iter().enumerate() {
-                let line = batch.first_line + i as u64;
-                let record = &batch.bytes[start..end];
-                start = end;
-                let Some(row) = reader.row_of_record(line, record)? else {
-                    continue;
-                };
-                let in_context = |e| with_context(e, &reader.table.name, line, None);
-                stmt::key_bytes_into(&reader.table, &row, &mut key_bytes).map_err(in_context)?;
-                buffer
-                    .stage(cluster, reader.table.id, &key_bytes, &row)
-                    .map_err(in_context)?;
-            }
-            Ok(())
-        };
-        let parsed = parse_all();
+        let parsed = batch.parse_into(&reader, |key_bytes, row| {
+            buffer.stage(cluster, reader.table.id, key_bytes, row)
+        });
         batch.clear();
         self.rows += std::mem::take(&mut buffer.staged) as u64;
         if let Err(e) = parsed {
