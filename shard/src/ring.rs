@@ -174,6 +174,9 @@ pub struct SocketRing {
     /// Tests mute the eventfd to prove the re-check alone serves the ring.
     #[cfg(test)]
     eventfd_muted: std::cell::Cell<bool>,
+    /// Times the driver has parked, for a test's client thread to send only once it has.
+    #[cfg(test)]
+    parks: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a read from a connection found.
@@ -226,6 +229,8 @@ impl SocketRing {
             late_wakes: std::cell::Cell::new(0),
             #[cfg(test)]
             eventfd_muted: std::cell::Cell::new(false),
+            #[cfg(test)]
+            parks: Default::default(),
         }))
     }
 
@@ -351,6 +356,8 @@ impl SocketRing {
                 // one waker clone per poll of a read, and a read polled again at every re-check
                 // overflowed the task's 16-bit reference count within minutes.
                 let read = async { Some(self.eventfd.read_at(0, 8).await) };
+                #[cfg(test)]
+                self.parks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let woken = futures_lite::future::or(read, async {
                     glommio::timer::sleep(PARK_RECHECK_INTERVAL).await;
                     None
@@ -790,6 +797,8 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::fd::IntoRawFd;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
 
     /// An echo server on the ring, driven by real sockets from another thread: exercises
     /// multishot accept, multishot receive into provided buffers (across many buffers), direct
@@ -815,15 +824,25 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let listener_fd = listener.into_raw_fd();
+        // Muted, each round's data is sent only once the driver has parked after the server
+        // registered the connection, so that only the re-check can find it: sent at once, a
+        // fast machine may deliver every completion before the driver ever parks, and no wake
+        // is lost at all.
+        let (registered_tx, registered_rx) = std::sync::mpsc::channel::<(Arc<AtomicU64>, u64)>();
         let client = std::thread::spawn(move || {
             let mut total = 0;
             for round in 0..3 {
                 let mut stream = std::net::TcpStream::connect(addr).unwrap();
                 if mute_eventfd {
-                    // Let the idle driver park before the data lands, so that only the re-check
-                    // can find it. Without the pause, a fast machine may deliver every
-                    // completion before the driver ever parks, and no wake is lost at all.
-                    std::thread::sleep(PARK_RECHECK_INTERVAL / 4);
+                    let (parks, registered_at) = registered_rx.recv().unwrap();
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while parks.load(Ordering::SeqCst) <= registered_at {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "the driver never parked"
+                        );
+                        std::thread::yield_now();
+                    }
                 }
                 let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + round) as u8).collect();
                 stream.write_all(&payload).unwrap();
@@ -847,6 +866,11 @@ mod tests {
                 for _ in 0..3 {
                     let fd = ring.accept().await.unwrap();
                     let conn = ring.register(fd).unwrap();
+                    if mute_eventfd {
+                        let parks = ring.parks.clone();
+                        let registered_at = parks.load(Ordering::SeqCst);
+                        registered_tx.send((parks, registered_at)).unwrap();
+                    }
                     let mut buf = BytesMut::new();
                     while let ReadOutcome::Data = conn.read(&mut buf).await {
                         conn.write_all(&buf).await.unwrap();
