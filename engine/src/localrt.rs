@@ -197,6 +197,33 @@ impl Runtime for LocalRuntime {
             YieldOnce(false).await;
         }
     }
+
+    fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = T>>> {
+        busy_helper(work)
+    }
+}
+
+/// An offload ([`Runtime::offload`]) as a helper thread that is still busy when first asked,
+/// and when asked again: `work` runs in place at the third poll. Callers that check without
+/// waiting (a bulk COPY or scan, which keep two pieces on the helper and do the next one
+/// themselves while it has its fill) take all of their paths, deterministically.
+pub fn busy_helper<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Pin<Box<dyn Future<Output = T>>> {
+    let mut work = Some(work);
+    let mut polls = 0;
+    Box::pin(std::future::poll_fn(move |cx| {
+        polls += 1;
+        if polls < 3 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let work = work.take().expect("polled after it finished");
+        Poll::Ready(work())
+    }))
 }
 
 #[cfg(test)]

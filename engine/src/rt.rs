@@ -3,6 +3,7 @@
 #![allow(async_fn_in_trait)]
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 pub trait Runtime: Clone + 'static {
@@ -19,4 +20,14 @@ pub trait Runtime: Clone + 'static {
     }
     /// Gives other tasks a turn if this one has run long enough; long loops call it.
     async fn yield_if_needed(&self);
+    /// Runs CPU-bound `work` (parsing a bulk load, sorting or encoding its rows) where it does
+    /// not hold up this shard's other tasks: production hands it to the shard's helper
+    /// thread. By default, as in the tests and the simulator, it runs in place, at once.
+    fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = T>>> {
+        let done = work();
+        Box::pin(std::future::ready(done))
+    }
 }

@@ -44,6 +44,35 @@ impl Runtime for GlommioRuntime {
     async fn yield_if_needed(&self) {
         glommio::yield_if_needed().await;
     }
+
+    /// On the shard's helper thread ([`crate::helper`]), or glommio's blocking pool where
+    /// the shard has none. The result comes back through a channel the job fills itself, so
+    /// a shard that checks for it without waiting (a COPY, between its batches) sees it at
+    /// once. A panic in `work` is caught there (the helper would otherwise die, and every
+    /// later offload of this shard wait forever) and raised again here, on the shard.
+    fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = T>>> {
+        let (done, result) = futures_channel::oneshot::channel();
+        let job: crate::helper::Job = Box::new(move || {
+            let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+        });
+        if let Err(job) = crate::helper::submit(job) {
+            // Spawned, so that the request reaches the pool at the caller's next await:
+            // glommio sends it only when the `spawn_blocking` future is first polled.
+            glommio::spawn_local(glommio::executor().spawn_blocking(job)).detach();
+        }
+        Box::pin(async move {
+            match result.await {
+                Ok(Ok(value)) => value,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                // The job was dropped unrun: only the shard's shutdown does that, and it
+                // drops this task too.
+                Err(futures_channel::oneshot::Canceled) => std::future::pending().await,
+            }
+        })
+    }
 }
 
 /// The WAL's group-commit clock: monotonic microseconds and glommio timers (see
@@ -73,5 +102,40 @@ impl GroupCommitClock for GlommioClock {
 
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
         Box::pin(glommio::timer::sleep(duration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::FutureExt;
+
+    /// An offload runs on the shard's helper thread; its result is seen by a check that
+    /// gives the executor no turn (as a COPY's loader checks between batches); a panic in it
+    /// is raised again on the shard, and the helper goes on.
+    #[test]
+    fn an_offloaded_result_is_seen_without_an_executor_turn() {
+        let ex = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                crate::helper::start("offload-test-helper".into(), Vec::new()).unwrap();
+                let rt = GlommioRuntime;
+                let mut job = rt.offload(|| std::thread::current().name().map(str::to_owned));
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let name = loop {
+                    if let Some(name) = futures_lite::future::poll_once(job.as_mut()).await {
+                        break name;
+                    }
+                    assert!(Instant::now() < deadline, "never seen");
+                    std::thread::yield_now();
+                };
+                assert_eq!(name.as_deref(), Some("offload-test-helper"));
+                let panicked = std::panic::AssertUnwindSafe(rt.offload(|| panic!("in the job")))
+                    .catch_unwind()
+                    .await;
+                assert!(panicked.is_err());
+                assert_eq!(rt.offload(|| 7).await, 7);
+            })
+            .unwrap();
+        ex.join().unwrap();
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod glommio_fs;
 pub mod glommio_rt;
+pub mod helper;
 pub mod mesh;
 pub mod ring;
 pub mod routing;

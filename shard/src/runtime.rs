@@ -39,29 +39,34 @@ pub fn available_cpus() -> Vec<usize> {
     }
 }
 
-/// Helper threads per shard for CPU-bound bulk work (parsing a COPY's records, sorting a
-/// bulk load): one keeps a load's parsing beside its shard's own work.
+/// Threads of each shard's glommio blocking pool, where glommio runs a file's truncate,
+/// rename and remove. Bulk CPU work has its own thread ([`crate::helper`]), so these never
+/// wait behind it.
 pub const BLOCKING_THREADS_PER_SHARD: usize = 1;
 
-/// Where a shard's helper thread (`spawn_blocking`) may run: on the CPUs no shard is pinned
-/// to (the default shard count leaves one), else on any but its own shard's. Never on its
-/// shard's CPU: the kernel wakes a thread on its waker's CPU when it can, and the two would
-/// then take turns on one core while another idles (measured: an offloading COPY ran slower
-/// than one that parsed on the shard).
-fn helper_placement(cpus: &[usize], shard_cpus: &[usize], own_cpu: Option<usize>) -> PoolPlacement {
+/// Where a shard's helper threads ([`crate::helper`], and glommio's blocking pool) may run:
+/// on the CPUs no shard is pinned to (the default shard count leaves one), else on any but
+/// its own shard's. Never on its shard's CPU: the kernel wakes a thread on its waker's CPU
+/// when it can, and the two would then take turns on one core while another idles
+/// (measured: an offloading COPY ran slower than one that parsed on the shard).
+fn helper_cpus(cpus: &[usize], shard_cpus: &[usize], own_cpu: Option<usize>) -> Vec<usize> {
     let spare: Vec<usize> = cpus
         .iter()
         .copied()
         .filter(|c| !shard_cpus.contains(c))
         .collect();
-    let allowed = if spare.is_empty() {
+    if spare.is_empty() {
         cpus.iter()
             .copied()
             .filter(|&c| Some(c) != own_cpu)
             .collect()
     } else {
         spare
-    };
+    }
+}
+
+/// glommio's blocking pool, fenced to `allowed`.
+fn pool_placement(allowed: &[usize]) -> PoolPlacement {
     let fence = CpuSet::online().map(|online| online.filter(|l| allowed.contains(&l.cpu)));
     match fence {
         Ok(set) if !set.is_empty() => PoolPlacement::Fenced(BLOCKING_THREADS_PER_SHARD, set),
@@ -107,13 +112,20 @@ where
             Placement::Unbound
         };
         let own_cpu = pinned.then(|| cpus[index]);
+        let helper_cpus = helper_cpus(&cpus, shard_cpus, own_cpu);
         let mesh = mesh.clone();
         let shard_main = shard_main.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY_BYTES)
-            .blocking_thread_pool_placement(helper_placement(&cpus, shard_cpus, own_cpu))
+            .blocking_thread_pool_placement(pool_placement(&helper_cpus))
             .spawn(move || async move {
+                if let Err(error) =
+                    crate::helper::start(format!("shard-{index}-helper"), helper_cpus)
+                {
+                    // Bulk work then goes to glommio's blocking pool instead.
+                    tracing::warn!("shard {index}: no helper thread: {error}");
+                }
                 let (senders, receivers) = mesh.join().await.expect("joining the shard mesh");
                 shard_main(ShardStart { senders, receivers }).await;
             })

@@ -957,25 +957,25 @@ async fn move_rows_rekeyed<C: Cluster>(
 ) -> Result<(), SqlError> {
     let table = rekey.table.clone();
     let read = crate::dist::fetch_rekeyed(cluster, old, rekey, env).await?;
-    let mut per_shard = if cluster.shard_count() == 1 {
+    let per_shard = if cluster.shard_count() == 1 {
         read
     } else {
         deal_to_owners(cluster, read)?
     };
+    let mut sorted = Vec::with_capacity(per_shard.len());
+    for rows in per_shard {
+        sorted.push(crate::cluster::sort_on_both_cores(cluster, rows).await);
+    }
     // Equal keys have equal tokens, so twins are on one shard, side by side once sorted.
-    let sorted = cluster
+    let (per_shard, twins) = cluster
         .offload(move || {
-            for rows in &mut per_shard {
-                rows.sort();
-            }
-            let twins = per_shard
+            let twins = sorted
                 .iter()
                 .enumerate()
                 .find_map(|(shard, rows)| Some((shard, rows.first_repeated_key()?)));
-            (per_shard, twins)
+            (sorted, twins)
         })
         .await;
-    let (per_shard, twins) = sorted;
     if let Some((shard, at)) = twins {
         let row = rowcodec::decode_row(per_shard[shard].get(at).1, table.columns.len())
             .map_err(crate::cluster::storage_error)?;

@@ -611,11 +611,13 @@ pub async fn scan_local<F: FileSystem + Clone + 'static, R: Runtime>(
 /// Every row of the table (newest committed versions) under its key in `rekey.table`, its
 /// stored value unchanged: only the new key's columns (and the NOT NULL ones) are decoded.
 /// Built here, on the shard, the entries are the only copy of the rows the rewrite makes.
+/// Where the engine can read the table's files straight ([`Lsm::bulk_scan`]: a table loaded
+/// by COPY), it does, and the shard's helper thread decodes half of them.
 async fn rekeyed_rows<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
     rt: &R,
     req: &ScanRequest,
-    rekey: &Rekey,
+    rekey: &Arc<Rekey>,
     view: &ReadView,
 ) -> Result<ScanRows, SqlError> {
     if req.txn.is_some() || req.filter.is_some() || req.push.is_some() || view.overlay.is_some() {
@@ -623,12 +625,6 @@ async fn rekeyed_rows<F: FileSystem + Clone + 'static, R: Runtime>(
             INTERNAL_ERROR,
             "a rekeying scan runs outside transactions, unfiltered",
         ));
-    }
-    let table = &rekey.table;
-    let width = table.columns.len();
-    let mut wanted = vec![false; width];
-    for &c in table.primary_key.iter().chain(&rekey.not_null) {
-        wanted[c] = true;
     }
     let prefix = table_prefix(req.table.id);
     let end = helios_engine::lsm::prefix_upper_bound(&prefix);
@@ -641,26 +637,25 @@ async fn rekeyed_rows<F: FileSystem + Clone + 'static, R: Runtime>(
     // Capped: the stored bytes count every version not yet compacted away, and a table
     // larger than memory must fail on its row limit, not abort on one huge allocation.
     let presize = (stored as usize / 8 * 9).min(REKEY_PRESIZE_BYTES_MAX);
+    let mut rekeyer = Rekeyer::new(rekey.clone());
     let mut rekeyed = PackedEntries::with_capacity(presize, 0);
+    let plan = match end.as_deref() {
+        Some(end) => lsm.bulk_scan(&prefix, end, view.snapshot.as_ref()).await,
+        None => None,
+    };
+    if let Some(plan) = plan {
+        rekey_in_bulk(rt, &plan, &mut rekeyer, &mut rekeyed).await?;
+        return Ok(ScanRows {
+            rekeyed,
+            ..ScanRows::default()
+        });
+    }
     let mut iter = lsm
         .prefix_iter(&prefix, view.snapshot.clone())
         .await
         .map_err(storage_error)?;
-    let (mut row, mut key_bytes) = (Vec::new(), Vec::new());
     while iter.valid() {
-        let value = iter.value();
-        rowcodec::decode_row_columns_into(value, width, &wanted, false, &mut row)
-            .map_err(storage_error)?;
-        crate::alter::check_not_null(table, &row, &rekey.not_null)?;
-        crate::stmt::key_bytes_into(table, &row, &mut key_bytes)?;
-        let token = rowcodec::row_token(&key_bytes);
-        rekeyed
-            .push_with(
-                token,
-                |out| rowcodec::row_key_into(out, table.id, token, &key_bytes),
-                |out| out.extend_from_slice(value),
-            )
-            .map_err(storage_error)?;
+        rekeyer.push(iter.value(), &mut rekeyed)?;
         rows_budget(rekeyed.len())?;
         iter.next().await.map_err(storage_error)?;
         rt.yield_if_needed().await;
@@ -669,6 +664,113 @@ async fn rekeyed_rows<F: FileSystem + Clone + 'static, R: Runtime>(
         rekeyed,
         ..ScanRows::default()
     })
+}
+
+/// Chunks of a bulk scan handed to the helper thread and not yet taken back, at most: with
+/// more waiting there, the shard decodes the next chunk itself.
+const REKEY_CHUNKS_ON_HELPER: usize = 2;
+/// Chunk reads of a bulk scan in flight at once.
+const REKEY_READS_AHEAD: usize = 4;
+
+/// The rows of `plan`'s chunks, rekeyed into `rekeyed` (in no particular order: the rewrite
+/// sorts them). The shard reads the chunks (a few ahead), and hands each to the helper
+/// thread, or decodes it here while the helper has its fill: both cores decode. A bad row
+/// fails it as the iterator's scan would, with the first one's error.
+async fn rekey_in_bulk<F: FileSystem + Clone + 'static, R: Runtime>(
+    rt: &R,
+    plan: &helios_engine::lsm::BulkScan<F>,
+    rekeyer: &mut Rekeyer,
+    rekeyed: &mut PackedEntries,
+) -> Result<(), SqlError> {
+    type Rekeyed =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<PackedEntries, SqlError>>>>;
+    let mut on_helper: std::collections::VecDeque<Rekeyed> = std::collections::VecDeque::new();
+    // Reads ahead: awaited one by one, each read kept both cores waiting for the disk.
+    use futures_util::StreamExt;
+    let mut reads = futures_util::stream::iter(0..plan.len())
+        .map(|i| plan.read(i))
+        .buffered(REKEY_READS_AHEAD);
+    while let Some(chunk) = reads.next().await {
+        let chunk = chunk.map_err(storage_error)?;
+        while let Some(oldest) = on_helper.front_mut() {
+            let Some(done) = futures_util::FutureExt::now_or_never(oldest.as_mut()) else {
+                break;
+            };
+            on_helper.pop_front();
+            rekeyed.extend_from(&done?);
+        }
+        if on_helper.len() < REKEY_CHUNKS_ON_HELPER {
+            let mut theirs = Rekeyer::new(rekeyer.rekey.clone());
+            on_helper.push_back(rt.offload(move || {
+                let mut out = PackedEntries::new();
+                chunk.for_each(storage_error, |_, value| theirs.push(value, &mut out))?;
+                Ok(out)
+            }));
+        } else {
+            let decoded = chunk.for_each(storage_error, |_, value| rekeyer.push(value, rekeyed));
+            if let Err(error) = decoded {
+                // The chunks on the helper came earlier: an error of theirs is the first.
+                for job in on_helper {
+                    job.await?;
+                }
+                return Err(error);
+            }
+            rt.yield_if_needed().await;
+        }
+        rows_budget(rekeyed.len())?;
+    }
+    for job in on_helper {
+        rekeyed.extend_from(&job.await?);
+        rows_budget(rekeyed.len())?;
+    }
+    Ok(())
+}
+
+/// What a rekeying scan does to one stored row: its value, unchanged, under the key of
+/// `rekey.table` (decoding only that key's columns and the NOT NULL ones). `Send`, so the
+/// helper thread has one too.
+struct Rekeyer {
+    rekey: Arc<Rekey>,
+    wanted: Vec<bool>,
+    row: Vec<Datum>,
+    key_bytes: Vec<u8>,
+}
+
+impl Rekeyer {
+    fn new(rekey: Arc<Rekey>) -> Rekeyer {
+        let mut wanted = vec![false; rekey.table.columns.len()];
+        for &c in rekey.table.primary_key.iter().chain(&rekey.not_null) {
+            wanted[c] = true;
+        }
+        Rekeyer {
+            rekey,
+            wanted,
+            row: Vec::new(),
+            key_bytes: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, value: &[u8], out: &mut PackedEntries) -> Result<(), SqlError> {
+        let table = &self.rekey.table;
+        rowcodec::decode_row_columns_into(
+            value,
+            self.wanted.len(),
+            &self.wanted,
+            false,
+            &mut self.row,
+        )
+        .map_err(storage_error)?;
+        crate::alter::check_not_null(table, &self.row, &self.rekey.not_null)?;
+        crate::stmt::key_bytes_into(table, &self.row, &mut self.key_bytes)?;
+        let token = rowcodec::row_token(&self.key_bytes);
+        let key_bytes = &self.key_bytes;
+        out.push_with(
+            token,
+            |out| rowcodec::row_key_into(out, table.id, token, key_bytes),
+            |out| out.extend_from_slice(value),
+        )
+        .map_err(storage_error)
+    }
 }
 
 /// Runs a scan fragment in its transaction's view. SELECT ... FOR UPDATE / FOR SHARE first
@@ -1998,12 +2100,12 @@ fn modify_row(
 /// The shard side of [`Cluster::ingest`]: `rows` sorted ([`PackedEntries::sort`]).
 pub async fn ingest_local<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm: &Lsm<F, R>,
-    rows: &PackedEntries,
+    rows: PackedEntries,
 ) -> Result<(), SqlError> {
     // A large load ingests many overlapping batches, each landing one level higher, down to
     // level 0: wait, as a writer does, until compaction has room for more.
     lsm.wait_for_write_room().await.map_err(storage_error)?;
-    lsm.ingest(rows).await.map_err(storage_error)
+    lsm.ingest(Arc::new(rows)).await.map_err(storage_error)
 }
 
 pub async fn delete_table_local<F: FileSystem + Clone + 'static, R: Runtime>(
@@ -2118,6 +2220,52 @@ pub async fn store_catalog<F: FileSystem + Clone + 'static, R: Runtime>(
     lsm.wait_for_write_room().await.map_err(storage_error)?;
     lsm.write_owned(batch).map_err(storage_error)
 }
+
+/// Lets the executor run its other ready tasks once before this one goes on.
+pub(crate) async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Sorts `rows` ([`PackedEntries::sort`]) on both cores: the helper thread sorts the larger
+/// half of the buckets while this shard sorts the smaller, a few at a time (its other
+/// clients get turns in between). The helper deals them into buckets first, and sorts them
+/// all where a few buckets hold most of them.
+pub(crate) async fn sort_on_both_cores<C: Cluster>(
+    cluster: &C,
+    rows: PackedEntries,
+) -> PackedEntries {
+    let (first, second) = match cluster.offload(move || rows.split_sort()).await {
+        Ok(halves) => halves,
+        Err(sorted) => return sorted,
+    };
+    let shard_takes_first = first.len() <= second.len();
+    let (mut mine, theirs) = if shard_takes_first {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let theirs = cluster.offload(move || theirs.sort_all());
+    while !mine.sort_some(SORT_ENTRIES_PER_TURN) {
+        yield_once().await;
+    }
+    let theirs = theirs.await;
+    if shard_takes_first {
+        PackedEntries::join_sorted(mine, theirs)
+    } else {
+        PackedEntries::join_sorted(theirs, mine)
+    }
+}
+
+/// Entries a shard sorts between turns for its other tasks: a millisecond or so.
+const SORT_ENTRIES_PER_TURN: usize = 16_384;
 
 pub(crate) fn storage_error(e: impl std::fmt::Display) -> SqlError {
     SqlError::new("58030", format!("storage error: {e}"))

@@ -1349,15 +1349,23 @@ pub struct CopyLoader {
     /// ([`Cluster::offload`]), a batch at a time, while the shard reads the next batch and
     /// answers its other clients: the records gathered for the next batch.
     batch: Option<RecordBatch>,
-    /// The batch being parsed.
-    parsing: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ParsedBatch>>>>,
+    /// The batches being parsed, oldest first.
+    parsing: std::collections::VecDeque<
+        std::pin::Pin<Box<dyn std::future::Future<Output = ParsedBatch>>>,
+    >,
 }
 
 /// Records parsed per batch off the shard: enough that handing a batch over costs little
 /// beside parsing it, few enough that the last batch (parsed while the shard waits) is short.
 const OFFLOAD_BATCH_RECORDS: usize = 16_384;
+/// Batches handed to the helper and not yet taken back, at most. With one, the helper
+/// idled while the shard parsed the next batch itself and gathered the one after: it was
+/// busy about half of a `pgbench -i` COPY, and the shard all of it (it also decodes a
+/// CopyData message per row). With two, the shard parses a batch itself only when the
+/// helper has fallen behind.
+const OFFLOAD_BATCHES_IN_FLIGHT: usize = 2;
 /// Bytes of records per batch at most, so that long records keep the rows in flight (the
-/// batch gathered, the one on the helper, its staged rows) within a few of these, beside
+/// batch gathered, the ones on the helper, their staged rows) within a few of these, beside
 /// [`INGEST_BUFFER_BYTES`].
 const OFFLOAD_BATCH_BYTES: usize = 8 << 20;
 
@@ -1419,19 +1427,6 @@ struct ParsedBatch {
     batch: RecordBatch,
     staged: PackedEntries,
     rows: Result<u64, SqlError>,
-}
-
-/// Lets the executor run its other ready tasks once before this one goes on.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if std::mem::replace(&mut yielded, true) {
-            return std::task::Poll::Ready(());
-        }
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// The helper thread's side of an offloading COPY: the rows of `batch`'s records, staged
@@ -1782,7 +1777,7 @@ impl CopyLoader {
             rows: 0,
             ingest: None,
             batch: None,
-            parsing: None,
+            parsing: std::collections::VecDeque::new(),
         })
     }
 
@@ -2000,21 +1995,24 @@ impl CopyLoader {
         self.flush_ingest(cluster).await
     }
 
-    /// Waits for the batch being parsed, then hands the gathered records to the helper
-    /// thread (an offloading COPY; nothing to do otherwise).
+    /// Takes back the batches the helper has finished, then hands it the gathered records
+    /// (an offloading COPY; nothing to do otherwise).
     async fn hand_over_batch<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
         if self.batch.as_ref().is_none_or(|b| b.ends.is_empty()) {
             return Ok(());
         }
-        // While the helper still parses the last batch, this shard parses the next one itself
-        // rather than wait: both cores parse.
         let mut spare = None;
-        if let Some(parsing) = self.parsing.as_mut() {
-            let Some(parsed) = futures_util::FutureExt::now_or_never(parsing.as_mut()) else {
-                return self.parse_here(cluster).await;
+        while let Some(oldest) = self.parsing.front_mut() {
+            let Some(parsed) = futures_util::FutureExt::now_or_never(oldest.as_mut()) else {
+                break;
             };
-            self.parsing = None;
+            self.parsing.pop_front();
             spare = Some(self.absorb_parsed(cluster, parsed)?);
+        }
+        // While the helper has its fill of batches, this shard parses the next one itself
+        // rather than wait: both cores parse.
+        if self.parsing.len() >= OFFLOAD_BATCHES_IN_FLIGHT {
+            return self.parse_here(cluster).await;
         }
         let (Some(batch), Some(buffer)) = (self.batch.as_mut(), self.ingest.as_mut()) else {
             unreachable!("an offloading COPY gathers records and ingests")
@@ -2022,10 +2020,12 @@ impl CopyLoader {
         let batch = std::mem::replace(batch, spare.unwrap_or_default());
         let staged = buffer.take_staging();
         let reader = self.reader.clone();
-        self.parsing = Some(cluster.offload(move || parse_batch(&reader, batch, staged)));
-        // A turn for the task that hands the batch over, so the helper starts on it now,
-        // even while one large chunk of CopyData keeps this task busy.
-        yield_once().await;
+        let parsing = cluster.offload(move || parse_batch(&reader, batch, staged));
+        self.parsing.push_back(parsing);
+        // A turn for the shard's other tasks between batches, even while one large chunk of
+        // CopyData keeps this task busy (and, on a shard without a helper thread of its
+        // own, for the task that hands the batch to glommio's blocking pool).
+        crate::cluster::yield_once().await;
         Ok(())
     }
 
@@ -2037,7 +2037,7 @@ impl CopyLoader {
     }
 
     /// Parses the gathered batch on this shard, straight into the shards' rows. A bad record
-    /// here is reported only if the batch the helper is parsing (earlier lines) has none.
+    /// here is reported only if the batches the helper is parsing (earlier lines) have none.
     async fn parse_here<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
         let reader = self.reader.clone();
         let (Some(batch), Some(buffer)) = (self.batch.as_mut(), self.ingest.as_mut()) else {
@@ -2055,13 +2055,13 @@ impl CopyLoader {
         Ok(())
     }
 
-    /// The rows of the batch being parsed (if any) join the shards' buffers.
+    /// The rows of the batches being parsed join the shards' buffers, oldest first (so the
+    /// first bad record is the one reported).
     async fn collect_parsed<C: Cluster>(&mut self, cluster: &C) -> Result<(), SqlError> {
-        let Some(parsing) = self.parsing.take() else {
-            return Ok(());
-        };
-        let parsed = parsing.await;
-        self.absorb_parsed(cluster, parsed)?;
+        while let Some(parsing) = self.parsing.pop_front() {
+            let parsed = parsing.await;
+            self.absorb_parsed(cluster, parsed)?;
+        }
         Ok(())
     }
 
@@ -2086,13 +2086,8 @@ impl CopyLoader {
         };
         let per_shard = std::mem::take(&mut buffer.per_shard);
         buffer.bytes = 0;
-        let ingests = per_shard.into_iter().map(|(shard, mut rows)| async move {
-            let rows = cluster
-                .offload(move || {
-                    rows.sort();
-                    rows
-                })
-                .await;
+        let ingests = per_shard.into_iter().map(|(shard, rows)| async move {
+            let rows = crate::cluster::sort_on_both_cores(cluster, rows).await;
             cluster.ingest(shard, rows).await
         });
         for result in futures_util::future::join_all(ingests).await {
@@ -2108,8 +2103,9 @@ impl CopyLoader {
 
     async fn undo<C: Cluster>(&mut self, cluster: &C) {
         self.pending.clear();
-        // The helper thread's batch is waited for: nothing of the COPY outlives it.
-        if let Some(parsing) = self.parsing.take() {
+        // The helper thread's batches still here are waited for (not one that a dropped
+        // `collect_parsed` was awaiting, but a batch's parse touches nothing outside it).
+        for parsing in std::mem::take(&mut self.parsing) {
             parsing.await;
         }
         self.batch = None;

@@ -50,6 +50,9 @@ fn test_options(live: &Rc<RefCell<LiveIds>>) -> LsmOptions {
             live_ranges.borrow().is_dead_range(lo, hi)
         })),
         memtable_bytes: 4 << 20,
+        // Small, so that a bulk scan of a test's table has chunks for the helper and the
+        // shard both.
+        bulk_chunk_bytes: 16 << 10,
         wal: helios_engine::wal::WalOptions {
             segment_bytes_max: 4 << 20,
             preallocate_bytes: defaults.wal.preallocate_bytes.min(256 << 10),
@@ -180,23 +183,12 @@ impl Cluster for LocalCluster {
         (token % self.shards.len() as u64) as usize
     }
 
-    /// Like a helper thread that is still busy when first asked: the work runs at the
-    /// second poll, so a caller that checks without waiting (an offloading COPY) takes both
-    /// of its paths.
+    /// As the engine's test runtime offloads ([`helios_engine::localrt::busy_helper`]).
     fn offload<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> {
-        let mut work = Some(work);
-        let mut polled = false;
-        Box::pin(std::future::poll_fn(move |cx| {
-            if !std::mem::replace(&mut polled, true) {
-                cx.waker().wake_by_ref();
-                return std::task::Poll::Pending;
-            }
-            let work = work.take().expect("polled after it finished");
-            std::task::Poll::Ready(work())
-        }))
+        helios_engine::localrt::busy_helper(work)
     }
 
     async fn apply_ddl(&self, mut req: DdlRequest) -> Result<DdlOutcome, SqlError> {
@@ -256,7 +248,7 @@ impl Cluster for LocalCluster {
         shard: usize,
         rows: helios_engine::lsm::PackedEntries,
     ) -> Result<(), SqlError> {
-        ingest_local(&self.shards[shard], &rows).await
+        ingest_local(&self.shards[shard], rows).await
     }
 
     async fn truncate(&self, shard: usize, table_id: u32) -> Result<(), SqlError> {

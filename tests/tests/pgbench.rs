@@ -76,7 +76,8 @@ fn sums(port: u16) -> Vec<i64> {
 }
 
 #[test]
-fn pgbench_initializes_and_runs_tpcb_in_every_query_mode_with_consistent_balances() {
+fn pgbench_initializes_and_runs_tpcb_in_every_query_mode_with_consistent_balances_that_survive_kill_9(
+) {
     let Some(pgbench) = pg_tool("pgbench") else {
         eprintln!("pgbench not installed; skipping (tools/test.sh installs postgresql-15)");
         return;
@@ -145,6 +146,25 @@ fn pgbench_initializes_and_runs_tpcb_in_every_query_mode_with_consistent_balance
         );
     }
     assert!(server.is_alive());
+    // Everything acknowledged survives kill -9: the tables the load wrote straight into
+    // table files (its COPY, then ADD PRIMARY KEY's rewrite of them), and the transactions.
+    let before = sums(port);
+    server.restart();
+    let port = server.pg_port();
+    assert_eq!(sums(port), before, "balances and history after kill -9");
+    assert_eq!(
+        query(
+            port,
+            "SELECT count(*), count(DISTINCT aid) FROM pgbench_accounts"
+        ),
+        "100000|100000"
+    );
+    let (ok, _, err) = psql(
+        port,
+        &["INSERT INTO pgbench_accounts VALUES (7, 1, 0, '')"],
+        None,
+    );
+    assert!(!ok && err.contains("duplicate key"), "{err}");
 }
 
 /// `COPY ... FROM STDIN WHERE condition` (PostgreSQL 12+): a row the condition is not true

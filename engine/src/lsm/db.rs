@@ -14,11 +14,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::batch::{self, WriteBatch, WAL_KIND_BATCH};
+use super::bulk::BulkScan;
 use super::compaction::{self, Decision, Gc, Pick};
 use super::iter::{DbIter, MergingIter, ReadOptions, Source};
 use super::key::{self, SeqNo, ValueKind};
@@ -32,7 +34,7 @@ use super::{LsmError, LsmOptions};
 use crate::cache::BlockCache;
 use crate::fs::FileSystem;
 use crate::rt::Runtime;
-use crate::sst::{SstInfo, SstReader, SstWriter};
+use crate::sst::{EncodedTable, SstEncoder, SstInfo, SstOptions, SstReader, SstWriter};
 use crate::wal::{Wal, WalOptions};
 
 /// Entries a flush or compaction processes between calls to `yield_if_needed`.
@@ -58,6 +60,8 @@ pub struct LsmStats {
     pub ingested_files: u64,
     /// Tables deleted whole because [`LsmOptions::dead_range`] called their keys garbage.
     pub dead_tables_deleted: u64,
+    /// Ranges read straight from their files ([`Lsm::bulk_scan`] planned them).
+    pub bulk_scans: u64,
 }
 
 struct State<F: FileSystem> {
@@ -160,16 +164,46 @@ fn check_ingested_entry(previous: Option<&[u8]>, key: &[u8], value: &[u8]) -> Re
     Ok(())
 }
 
+/// Entries `range` of an ingestion as one table, encoded in memory (on any thread), with
+/// the checks [`Lsm::write_ingested_table`] makes. The range is not empty.
+fn encode_ingested(
+    entries: &PackedEntries,
+    range: std::ops::Range<usize>,
+    seq: SeqNo,
+    sst: SstOptions,
+) -> Result<EncodedTable, LsmError> {
+    let bytes: usize = range.clone().map(|i| entries.entry_bytes(i)).sum();
+    // Each entry's key gains its sequence and kind; blocks, index and bloom add a little.
+    let mut encoder = SstEncoder::with_capacity(sst, bytes + bytes / 8 + range.len() * 12);
+    let mut internal_key = Vec::new();
+    let mut previous = range.start.checked_sub(1).map(|i| entries.get(i).0);
+    for (user_key, value) in entries.iter_range(range) {
+        check_ingested_entry(previous, user_key, value)?;
+        previous = Some(user_key);
+        internal_key.clear();
+        key::encode_into(&mut internal_key, user_key, seq, ValueKind::Put);
+        encoder.add(&internal_key, value);
+    }
+    encoder
+        .into_encoded()
+        .ok_or_else(|| ingest_refused("an empty part".into()))
+}
+
 /// Tables of an ingestion written at once, and the fewest it is cut into ([`ingest_parts`]):
 /// one table at a time, each write waited for in turn, kept the CPU idle for much of a
 /// million-row ingestion.
 pub(super) const INGEST_TABLES_AT_ONCE: u64 = 4;
 /// Smallest table an ingestion is cut into for writing tables at once.
 const INGEST_TABLE_BYTES_MIN: u64 = 4 << 20;
+/// Largest table an ingestion is cut into, below the target file size: a table encoded on
+/// the helper thread is built whole in memory before it is written, two of them per four
+/// tables at once (about 75 MiB at this size).
+const INGEST_TABLE_BYTES_MAX: u64 = 32 << 20;
 
 /// Contiguous ranges of `entries`, one per table of an ingestion: about `target_file_bytes`
-/// of keys and values each, smaller when that makes fewer than [`INGEST_TABLES_AT_ONCE`]
-/// tables (but not under [`INGEST_TABLE_BYTES_MIN`]). Never empty; `entries` is not.
+/// (at most [`INGEST_TABLE_BYTES_MAX`]) of keys and values each, smaller when that makes
+/// fewer than [`INGEST_TABLES_AT_ONCE`] tables (but not under [`INGEST_TABLE_BYTES_MIN`]).
+/// Never empty; `entries` is not.
 pub(super) fn ingest_parts(
     entries: &PackedEntries,
     target_file_bytes: u64,
@@ -177,10 +211,10 @@ pub(super) fn ingest_parts(
     let total: u64 = (0..entries.len())
         .map(|i| entries.entry_bytes(i) as u64)
         .sum();
-    let part_bytes = (total / INGEST_TABLES_AT_ONCE)
-        .max(INGEST_TABLE_BYTES_MIN)
-        .min(target_file_bytes)
-        .max(1);
+    // Not a clamp: a target file size under the minimum wins.
+    let wanted = (total / INGEST_TABLES_AT_ONCE).max(INGEST_TABLE_BYTES_MIN);
+    let cap = target_file_bytes.min(INGEST_TABLE_BYTES_MAX);
+    let part_bytes = wanted.min(cap).max(1);
     let mut parts = Vec::new();
     let (mut start, mut bytes) = (0, 0u64);
     for i in 0..entries.len() {
@@ -611,6 +645,58 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         (memtables, state.version.clone())
     }
 
+    /// A plan to read `[lower, upper)` straight from its table files ([`BulkScan`]), where
+    /// that reads what an iterator at `snapshot` (None: now) would: no memtable holds a key of
+    /// the range, the files that may hold one are all on one sorted level, and they hold no
+    /// tombstone and nothing newer than the snapshot (a table loaded by COPY, or compacted to
+    /// the bottom). None otherwise: iterate instead.
+    pub async fn bulk_scan(
+        &self,
+        lower: &[u8],
+        upper: &[u8],
+        snapshot: Option<&Snapshot>,
+    ) -> Option<BulkScan<F>> {
+        let seq = snapshot.map_or(self.last_seq.get(), Snapshot::seq);
+        // Inclusive bounds, as these checks take them: a key equal to `upper` only makes
+        // the plan give way to an iterator.
+        if self.memory_holds_keys_in(lower, upper) {
+            return None;
+        }
+        let version = self.state.borrow().version.clone();
+        let mut holding: Option<Vec<Rc<Table<F>>>> = None;
+        for level in 0..LEVEL_COUNT {
+            // Files whose keys merely span the range do not count (a flushed memtable's
+            // catalog rows and sequences span every table's range).
+            let mut tables = Vec::new();
+            for table in version.overlapping(level, lower, upper) {
+                if table_holds_keys_in(&table, lower, upper).await.ok()? {
+                    tables.push(table);
+                }
+            }
+            if tables.is_empty() {
+                continue;
+            }
+            if level == 0 || holding.is_some() {
+                return None;
+            }
+            holding = Some(tables);
+        }
+        let tables = holding?;
+        if tables
+            .iter()
+            .any(|t| t.meta.tombstones > 0 || t.meta.seq_max > seq)
+        {
+            return None;
+        }
+        self.stats.borrow_mut().bulk_scans += 1;
+        Some(BulkScan::plan(
+            tables,
+            lower,
+            upper,
+            self.opts.bulk_chunk_bytes,
+        ))
+    }
+
     /// Writes `entries` straight into SSTables under one new sequence number, bypassing the
     /// WAL and the memtable: a bulk load (a table rewrite's rows under its new id). User keys
     /// must ascend strictly, and no key of `[first, last]` may be in a memtable, nor written
@@ -618,7 +704,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     /// edit adds them, as deep as the tree allows (`ingest_level`; for a key range nothing
     /// else holds, the last level, where they need no compaction). A crash before the edit
     /// leaves only unreferenced files, removed at open.
-    pub async fn ingest(&self, entries: &PackedEntries) -> Result<(), LsmError> {
+    pub async fn ingest(&self, entries: Arc<PackedEntries>) -> Result<(), LsmError> {
         self.check_writable()?;
         if entries.is_empty() {
             return Ok(());
@@ -638,7 +724,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         }
         self.last_seq.set(seq);
         let mut file_ids = Vec::new();
-        let written = self.write_ingested(entries, seq, &mut file_ids).await;
+        let written = self.write_ingested(&entries, seq, &mut file_ids).await;
         let tables = match written {
             Ok(tables) => tables,
             Err(error) => return Err(self.discard_ingested(&file_ids, error).await),
@@ -687,21 +773,42 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
 
     /// Writes and syncs the tables of an ingestion (not yet in the tree; a crash or an error
     /// leaves files the next open deletes). The tables are written at once: while one waits
-    /// for its write, the next one's blocks are built.
+    /// for its write, the next one's blocks are built. Every other table is encoded on the
+    /// shard's helper thread ([`Runtime::offload`]) while the shard encodes the rest, so a
+    /// large ingestion keeps two cores busy.
     async fn write_ingested(
         &self,
-        entries: &PackedEntries,
+        entries: &Arc<PackedEntries>,
         seq: SeqNo,
         file_ids: &mut Vec<u64>,
     ) -> Result<Vec<(u64, SstInfo)>, LsmError> {
+        use futures_util::FutureExt;
         let parts = ingest_parts(entries, self.opts.target_file_bytes);
         let mut tables = Vec::with_capacity(parts.len());
         // A few at a time: each table being written holds its writer's buffers.
         for group in parts.chunks(INGEST_TABLES_AT_ONCE as usize) {
             let ids: Vec<u64> = group.iter().map(|_| self.alloc_file_id()).collect();
             file_ids.extend_from_slice(&ids);
-            let writes = (group.iter().zip(ids))
-                .map(|(range, id)| self.write_ingested_table(entries, range.clone(), seq, id));
+            // Every file is made first: a table the helper encodes then only waits to be
+            // written.
+            let mut writers = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                writers
+                    .push(SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?);
+            }
+            let writes = (group.iter().zip(ids).zip(writers).enumerate()).map(
+                |(n, ((range, id), writer))| {
+                    if n % 2 == 1 {
+                        self.write_ingested_encoded(entries, range.clone(), seq, writer)
+                            .map(move |written| written.map(|info| (id, info)))
+                            .left_future()
+                    } else {
+                        self.write_ingested_table(entries, range.clone(), seq, writer)
+                            .map(move |written| written.map(|info| (id, info)))
+                            .right_future()
+                    }
+                },
+            );
             for written in futures_util::future::join_all(writes).await {
                 tables.push(written?);
             }
@@ -709,16 +816,15 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         Ok(tables)
     }
 
-    /// Writes entries `range` as table `id`, checking that their keys ascend (from the entry
-    /// before the range on) and fit.
+    /// Writes entries `range` into `writer`'s table, checking that their keys ascend (from
+    /// the entry before the range on) and fit.
     async fn write_ingested_table(
         &self,
         entries: &PackedEntries,
         range: std::ops::Range<usize>,
         seq: SeqNo,
-        id: u64,
-    ) -> Result<(u64, SstInfo), LsmError> {
-        let mut writer = SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?;
+        mut writer: SstWriter<F>,
+    ) -> Result<SstInfo, LsmError> {
         let mut internal_key = Vec::new();
         let mut previous = range.start.checked_sub(1).map(|i| entries.get(i).0);
         for (i, (user_key, value)) in (range.start..).zip(entries.iter_range(range)) {
@@ -734,7 +840,27 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             key::encode_into(&mut internal_key, user_key, seq, ValueKind::Put);
             writer.add(&internal_key, value).await?;
         }
-        Ok((id, writer.finish().await?))
+        Ok(writer.finish().await?)
+    }
+
+    /// As [`Self::write_ingested_table`], with the table encoded on the helper thread
+    /// ([`encode_ingested`]) and only written here.
+    async fn write_ingested_encoded(
+        &self,
+        entries: &Arc<PackedEntries>,
+        range: std::ops::Range<usize>,
+        seq: SeqNo,
+        writer: SstWriter<F>,
+    ) -> Result<SstInfo, LsmError> {
+        let (entries, sst) = (Arc::clone(entries), self.opts.sst);
+        let encoded = self
+            .rt
+            .offload(move || encode_ingested(&entries, range, seq, sst))
+            .await?;
+        if self.closing.get() {
+            return Err(LsmError::Closed);
+        }
+        Ok(writer.write_encoded(encoded).await?)
     }
 
     /// Opens an ingestion's tables at the level `ingest_level` picks for them.

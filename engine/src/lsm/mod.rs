@@ -3,11 +3,13 @@
 //!
 //! Where things live: [`key`] (internal keys and their order), [`batch`] (atomic write
 //! batches and their WAL payload), [`memtable`], [`snapshot`], [`version`] (the live tables per
-//! level), [`iter`] (merging iterators), [`compaction`] (what to merge, what a merge drops),
+//! level), [`iter`] (merging iterators), [`bulk`] (a range read straight from its files, for bulk
+//! rewrites), [`compaction`] (what to merge, what a merge drops),
 //! [`manifest`] (the durable log of version edits), [`db`] (the tree itself and its background
 //! loops). Table files are in [`crate::sst`], the cache in [`crate::cache`].
 
 pub mod batch;
+pub mod bulk;
 pub mod compaction;
 pub mod db;
 pub mod iter;
@@ -25,6 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use batch::{get_varint, put_varint, WriteBatch};
+pub use bulk::{BulkChunk, BulkScan};
 pub use compaction::ExpiryFilter;
 pub use db::{Lsm, LsmStats};
 pub use iter::{prefix_upper_bound, DbIter, ReadOptions};
@@ -61,6 +64,9 @@ pub struct LsmOptions {
     /// to do. Without it, garbage no write ever overlaps again (a dropped table's rows on the
     /// last level) would stay for good.
     pub dead_range: Option<compaction::DeadRangeFilter>,
+    /// Bytes of blocks a bulk scan ([`Lsm::bulk_scan`]) reads at a time, and hands on to be
+    /// decoded as one piece.
+    pub bulk_chunk_bytes: u64,
 }
 
 impl Default for LsmOptions {
@@ -78,6 +84,7 @@ impl Default for LsmOptions {
             wal: WalOptions::default(),
             expiry_filter: None,
             dead_range: None,
+            bulk_chunk_bytes: bulk::BULK_CHUNK_BYTES,
         }
     }
 }
@@ -92,6 +99,7 @@ impl LsmOptions {
         assert!(self.l0_slowdown_trigger <= self.l0_stop_trigger);
         assert!(self.level_size_ratio >= 2);
         assert!(self.level1_bytes > 0 && self.target_file_bytes > 0);
+        assert!(self.bulk_chunk_bytes > 0);
     }
 }
 

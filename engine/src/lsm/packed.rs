@@ -6,12 +6,14 @@
 //! sorted write then chased pointers all over the heap. Packed, a row is one append to a
 //! growing buffer and one 24-byte index slot; sorting moves only the slots.
 
-/// One entry: where its key and value lie in the buffer, and the number its order starts
-/// with (a row's token), so that most comparisons need not read the buffer.
+use std::sync::Arc;
+
 use super::batch::VALUE_BYTES_MAX;
 use super::key::USER_KEY_BYTES_MAX;
 use super::LsmError;
 
+/// One entry: where its key and value lie in the buffer, and the number its order starts
+/// with (a row's token), so that most comparisons need not read the buffer.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     order: u64,
@@ -115,26 +117,38 @@ impl PackedEntries {
     /// key order (a row's token is the first thing its key orders by after a shared prefix);
     /// [`super::Lsm::ingest`] refuses entries whose keys do not then ascend.
     pub fn sort(&mut self) {
+        if self.sorts_quickly() {
+            return;
+        }
+        let (mut dealt, starts) = self.deal();
+        sort_buckets(&self.data, &mut dealt, &starts);
+        self.slots = dealt;
+    }
+
+    /// Sorts entries that [`Self::sort`] sorts at once (few, or already in order); false
+    /// for the rest, left as they are.
+    fn sorts_quickly(&mut self) -> bool {
         let data = &self.data;
-        let by_order_then_key = |a: &Slot, b: &Slot| {
-            a.order
-                .cmp(&b.order)
-                .then_with(|| key_of(data, a).cmp(key_of(data, b)))
-        };
         if self
             .slots
-            .is_sorted_by(|a, b| by_order_then_key(a, b).is_le())
+            .is_sorted_by(|a, b| by_order_then_key(data, a, b).is_le())
         {
-            return;
+            return true;
         }
         if self.slots.len() < BUCKETED_SORT_MIN {
-            self.slots.sort_unstable_by(by_order_then_key);
-            return;
+            self.slots
+                .sort_unstable_by(|a, b| by_order_then_key(data, a, b));
+            return true;
         }
-        // Orders are tokens (hashes): spread evenly, so one pass deals the slots into
-        // buckets by their top bits, each small enough to sort in cache, and few enough
-        // that the pass writes to each bucket's end from cache too. Uneven orders only make
-        // some buckets larger, which are sorted all the same.
+        false
+    }
+
+    /// The slots dealt into buckets by their orders' top bits, and where each bucket starts
+    /// (one more start than buckets, the last the end). Orders are tokens (hashes): spread
+    /// evenly, so the buckets are each small enough to sort in cache, and few enough that
+    /// the pass writes to each bucket's end from cache too. Uneven orders only make some
+    /// buckets larger, which are sorted all the same.
+    fn deal(&self) -> (Vec<Slot>, Vec<usize>) {
         let bits = (self.slots.len().ilog2() - BUCKET_ENTRIES_LOG2).clamp(1, BUCKET_BITS_MAX);
         let bucket_of = |slot: &Slot| (slot.order >> (64 - bits)) as usize;
         let mut starts = vec![0usize; (1 << bits) + 1];
@@ -159,12 +173,62 @@ impl PackedEntries {
             dealt[*at] = *slot;
             *at += 1;
         }
-        for bucket in starts.windows(2) {
-            if bucket[1] - bucket[0] > 1 {
-                dealt[bucket[0]..bucket[1]].sort_unstable_by(by_order_then_key);
-            }
+        (dealt, starts)
+    }
+
+    /// A sort cut in two, for two threads: each [`SortHalf`] sorts half of the buckets
+    /// [`Self::sort`] would, and [`Self::join_sorted`] puts the halves back together. Entries
+    /// that sort at once (few, or already in order) come back sorted, as `Err`; so do
+    /// entries whose orders crowd into a few buckets (many equal tokens), sorted whole here:
+    /// a bucket sorts in one call, and one that large would hold up a shard.
+    pub fn split_sort(mut self) -> Result<(SortHalf, SortHalf), PackedEntries> {
+        if self.sorts_quickly() {
+            return Err(self);
         }
-        self.slots = dealt;
+        let (mut first, starts) = self.deal();
+        let largest = starts.windows(2).map(|b| b[1] - b[0]).max().unwrap_or(0);
+        let average = first.len() / (starts.len() - 1);
+        if largest > SPLIT_SORT_BUCKET_ENTRIES_MIN.max(8 * average) {
+            sort_buckets(&self.data, &mut first, &starts);
+            self.slots = first;
+            return Err(self);
+        }
+        // The bucket boundary nearest the middle entry.
+        let middle = starts.partition_point(|&s| s < first.len() / 2);
+        let second = first.split_off(starts[middle]);
+        let data = Arc::new(std::mem::take(&mut self.data));
+        let base = starts[middle];
+        Ok((
+            SortHalf {
+                data: data.clone(),
+                slots: first,
+                starts: starts[..=middle].to_vec(),
+                sorted: 0,
+            },
+            SortHalf {
+                data,
+                slots: second,
+                starts: starts[middle..].iter().map(|s| s - base).collect(),
+                sorted: 0,
+            },
+        ))
+    }
+
+    /// The entries of a [`Self::split_sort`], both halves sorted, in order.
+    pub fn join_sorted(first: SortHalf, second: SortHalf) -> PackedEntries {
+        assert!(
+            first.is_sorted() && second.is_sorted(),
+            "join_sorted: a half unsorted"
+        );
+        assert!(
+            Arc::ptr_eq(&first.data, &second.data),
+            "join_sorted: halves of two sorts"
+        );
+        let mut slots = first.slots;
+        slots.extend_from_slice(&second.slots);
+        drop(second.data);
+        let data = Arc::try_unwrap(first.data).expect("both halves are here");
+        PackedEntries { data, slots }
     }
 
     /// The `i`th entry's key and value.
@@ -235,6 +299,73 @@ impl PackedEntries {
         }
     }
 }
+
+/// Half of a sort cut in two ([`PackedEntries::split_sort`]): its buckets, sorted a few at
+/// a time or all at once, on any thread.
+#[derive(Debug)]
+pub struct SortHalf {
+    data: Arc<Vec<u8>>,
+    slots: Vec<Slot>,
+    /// Where each bucket of `slots` starts, and the end.
+    starts: Vec<usize>,
+    /// Buckets sorted so far.
+    sorted: usize,
+}
+
+impl SortHalf {
+    /// Sorts more buckets, at least one (if any is left), until about `entries` entries
+    /// were sorted; true once all are.
+    pub fn sort_some(&mut self, entries: usize) -> bool {
+        let total = self.starts.len() - 1;
+        let from = self.sorted;
+        let mut end = (from + 1).min(total);
+        while end < total && self.starts[end + 1] - self.starts[from] <= entries {
+            end += 1;
+        }
+        sort_buckets(&self.data, &mut self.slots, &self.starts[from..=end]);
+        self.sorted = end;
+        self.is_sorted()
+    }
+
+    /// Sorts every bucket left.
+    pub fn sort_all(mut self) -> SortHalf {
+        self.sort_some(usize::MAX);
+        self
+    }
+
+    /// Entries in this half.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn is_sorted(&self) -> bool {
+        self.sorted + 1 == self.starts.len()
+    }
+}
+
+/// Sorts each bucket of `slots` that `starts` bounds (a start per bucket, then the end).
+fn sort_buckets(data: &[u8], slots: &mut [Slot], starts: &[usize]) {
+    for bucket in starts.windows(2) {
+        if bucket[1] - bucket[0] > 1 {
+            slots[bucket[0]..bucket[1]].sort_unstable_by(|a, b| by_order_then_key(data, a, b));
+        }
+    }
+}
+
+fn by_order_then_key(data: &[u8], a: &Slot, b: &Slot) -> std::cmp::Ordering {
+    a.order
+        .cmp(&b.order)
+        .then_with(|| key_of(data, a).cmp(key_of(data, b)))
+}
+
+/// [`PackedEntries::split_sort`] splits a sort around buckets of up to 8 times the average,
+/// or this many entries if more: only orders crowded together (many equal tokens) make a
+/// larger one.
+const SPLIT_SORT_BUCKET_ENTRIES_MIN: usize = 1 << (BUCKET_ENTRIES_LOG2 + 4);
 
 /// Entries below which [`PackedEntries::sort`] sorts the slots as they are: dealing them into
 /// buckets first pays only once a sort of the whole no longer fits in cache.
@@ -310,7 +441,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// Past [`BUCKETED_SORT_MIN`] the slots are dealt into buckets by their orders' top
         /// bits first: against the model, with hashed orders, orders crowded into one bucket
-        /// (ties broken by key), and input already in order.
+        /// (ties broken by key), and input already in order; sorted whole, and as a sort cut
+        /// in two halves ([`PackedEntries::split_sort`]).
         #[test]
         fn bucketed_sorts_match_a_sorted_vector(
             seed in any::<u64>(),
@@ -340,10 +472,23 @@ mod tests {
             for (order, key) in &model {
                 packed.push(*order, key, b"v").unwrap();
             }
-            packed.sort();
+            // Sorted whole, and cut in two, with one half sorted a few buckets at a time.
+            let mut whole = PackedEntries::new();
+            whole.extend_from(&packed);
+            whole.sort();
+            let split = match packed.split_sort() {
+                Ok((mut first, second)) => {
+                    while !first.sort_some(40) {}
+                    PackedEntries::join_sorted(first, second.sort_all())
+                }
+                Err(sorted) => sorted,
+            };
             model.sort();
-            for (i, (order, key)) in model.iter().enumerate() {
-                prop_assert_eq!((packed.order(i), packed.get(i).0), (*order, key.as_slice()));
+            for sorted in [&whole, &split] {
+                prop_assert_eq!(sorted.len(), model.len());
+                for (i, (order, key)) in model.iter().enumerate() {
+                    prop_assert_eq!((sorted.order(i), sorted.get(i).0), (*order, key.as_slice()));
+                }
             }
         }
     }

@@ -21,8 +21,8 @@ mod writer;
 mod tests;
 
 pub use format::{BlockHandle, Compression, SstProperties, SST_FORMAT_VERSION};
-pub use reader::{dump, verify, SstIter, SstReader};
-pub use writer::SstWriter;
+pub use reader::{dump, verify, RawBlocks, SstIter, SstReader};
+pub use writer::{EncodedTable, SstEncoder, SstWriter};
 
 use crate::lsm::key::SeqNo;
 

@@ -323,8 +323,95 @@ impl<F: FileSystem> SstReader<F> {
         Block::parse(Bytes::from(decoded)).map_err(|r| self.block_corrupt(i, r))
     }
 
+    /// Data blocks in the file.
+    pub fn data_blocks(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The first data block that may hold `internal_key` or a later key (the count of data
+    /// blocks if none does).
+    pub fn block_at_or_after(&self, internal_key: &[u8]) -> usize {
+        self.index_lower_bound(internal_key)
+    }
+
+    /// The last internal key of data block `i`.
+    pub fn block_last_key(&self, i: usize) -> &[u8] {
+        &self.index[i].last_key
+    }
+
+    /// Bytes of data blocks `blocks` in the file, trailers included.
+    pub fn blocks_bytes(&self, blocks: std::ops::Range<usize>) -> u64 {
+        self.index[blocks]
+            .iter()
+            .map(|e| e.handle.size + format::BLOCK_TRAILER_BYTES as u64)
+            .sum()
+    }
+
+    /// Data blocks `blocks` (not empty), read in one go and not decoded: bytes that any
+    /// thread can decode ([`RawBlocks::for_each_entry`]). Not cached, as a scan's blocks are
+    /// not.
+    pub async fn read_blocks(&self, blocks: std::ops::Range<usize>) -> Result<RawBlocks, SstError> {
+        assert!(!blocks.is_empty() && blocks.end <= self.index.len());
+        let start = self.index[blocks.start].handle.offset;
+        let mut spans = Vec::with_capacity(blocks.len());
+        for entry in &self.index[blocks] {
+            let at = usize::try_from(entry.handle.offset - start).expect("blocks fit memory");
+            let len = usize::try_from(entry.handle.size).expect("handle sizes are bounded")
+                + format::BLOCK_TRAILER_BYTES;
+            spans.push((at, len));
+        }
+        let (at, len) = spans.last().copied().expect("not empty");
+        let bytes = read_exact(&self.file, &self.path, start, at + len, start).await?;
+        Ok(RawBlocks {
+            path: self.path.clone(),
+            start,
+            bytes,
+            spans,
+        })
+    }
+
     fn block_corrupt(&self, i: usize, reason: &str) -> SstError {
         corrupt(&self.path, self.index[i].handle.offset, reason)
+    }
+}
+
+/// Whole data blocks of one file as read from it ([`SstReader::read_blocks`]): `Send`, so a
+/// bulk scan decodes some of them on the shard's helper thread.
+pub struct RawBlocks {
+    path: PathBuf,
+    /// File offset of `bytes[0]`.
+    start: u64,
+    bytes: Vec<u8>,
+    /// Each block's offset in `bytes` and length, trailer included.
+    spans: Vec<(usize, usize)>,
+}
+
+impl RawBlocks {
+    /// Every entry of the blocks in order, as (internal key, value); each block's checksum is
+    /// verified first, and a corrupt block stops it.
+    pub fn for_each_entry<E>(
+        &self,
+        corrupted: impl Fn(SstError) -> E,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for &(at, len) in &self.spans {
+            let offset = self.start + at as u64;
+            let error = |reason: &str| corrupted(corrupt(&self.path, offset, reason));
+            let decoded = format::decode_block(&self.bytes[at..at + len]).map_err(|r| error(&r))?;
+            let block = Block::parse(Bytes::from(decoded)).map_err(error)?;
+            let mut entries = block.iter();
+            entries.seek_to_first().map_err(error)?;
+            while entries.valid() {
+                each(entries.key(), entries.value())?;
+                entries.next().map_err(error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The path of the file the blocks came from (for errors).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

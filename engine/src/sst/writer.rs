@@ -40,50 +40,73 @@ struct Stats {
     smallest: Vec<u8>,
 }
 
-/// Builds one SSTable. After any error the writer is unusable (calling it again panics); the
-/// caller removes the partial file.
-pub struct SstWriter<F: FileSystem> {
-    fs: F,
-    path: PathBuf,
-    file: F::File,
+/// The CPU half of writing a table: entries in, the file's bytes out. It touches no file, so
+/// it runs on any thread ([`crate::rt::Runtime::offload`]): an ingestion builds some of its
+/// tables on the shard's helper thread and the rest on the shard.
+pub struct SstEncoder {
     opts: SstOptions,
     data: BlockBuilder,
     index: BlockBuilder,
-    /// Encoded bytes not yet written; starts at file offset `written_bytes`.
+    /// Encoded bytes not yet taken; starts at file offset `taken`.
     buf: Vec<u8>,
-    written_bytes: u64,
+    taken: u64,
     /// Hashes of the distinct user keys, for the bloom filter.
     key_hashes: Vec<u64>,
     last_key: Vec<u8>,
     stats: Stats,
-    failed: bool,
 }
 
-impl<F: FileSystem + Clone> SstWriter<F> {
-    /// Creates (or truncates) the file at `path`. Option values out of range are bugs (panics).
-    pub async fn create(fs: &F, path: &Path, opts: SstOptions) -> Result<Self, SstError> {
+/// A whole table encoded in memory ([`SstEncoder::into_encoded`]), for [`SstWriter::write_encoded`].
+pub struct EncodedTable {
+    /// The file's bytes, zero-padded to the write alignment.
+    bytes: Vec<u8>,
+    file_bytes: u64,
+    info: SstInfo,
+}
+
+impl SstEncoder {
+    /// Option values out of range are bugs (panics).
+    pub fn new(opts: SstOptions) -> SstEncoder {
         check_options(&opts);
-        let file = fs.open(path, true).await.map_err(io_error(path))?;
-        file.truncate(0).await.map_err(io_error(path))?;
-        Ok(SstWriter {
-            fs: fs.clone(),
-            path: path.to_path_buf(),
-            file,
+        SstEncoder {
             opts,
             data: BlockBuilder::new(opts.restart_interval),
             index: BlockBuilder::new(1),
             buf: Vec::with_capacity(SST_WRITE_CHUNK_BYTES + opts.block_bytes * 2),
-            written_bytes: 0,
+            taken: 0,
             key_hashes: Vec::new(),
             last_key: Vec::new(),
             stats: Stats::default(),
-            failed: false,
+        }
+    }
+
+    /// An encoder that expects a table of about `bytes` (its buffer reserved up front, for
+    /// [`Self::into_encoded`]).
+    pub fn with_capacity(opts: SstOptions, bytes: usize) -> SstEncoder {
+        let mut encoder = SstEncoder::new(opts);
+        encoder.buf.reserve(bytes);
+        encoder
+    }
+
+    /// The whole table, in memory (nothing was taken from it), for
+    /// [`SstWriter::write_encoded`]. `None` if no entry was added.
+    pub fn into_encoded(mut self) -> Option<EncodedTable> {
+        assert_eq!(self.taken, 0, "into_encoded: bytes were taken");
+        if self.stats.entries == 0 {
+            return None;
+        }
+        let (file_bytes, info) = self.finish_blocks();
+        let mut bytes = self.buf;
+        bytes.resize(bytes.len().next_multiple_of(ALIGN), 0);
+        Some(EncodedTable {
+            bytes,
+            file_bytes,
+            info,
         })
     }
 
     /// Appends an entry. Internal keys must strictly increase by `key::compare` (asserted).
-    pub async fn add(&mut self, internal_key: &[u8], value: &[u8]) -> Result<(), SstError> {
-        assert!(!self.failed, "SstWriter used after an error");
+    pub fn add(&mut self, internal_key: &[u8], value: &[u8]) {
         let parsed = key::parse(internal_key).expect("add: not an internal key");
         assert!(parsed.user_key.len() <= key::USER_KEY_BYTES_MAX);
         assert!(
@@ -104,9 +127,7 @@ impl<F: FileSystem + Clone> SstWriter<F> {
         self.data.add(internal_key, value);
         if self.data.size_estimate() >= self.opts.block_bytes {
             self.cut_data_block();
-            self.write_full_chunks().await?;
         }
-        Ok(())
     }
 
     fn count(&mut self, internal_key: &[u8], parsed: key::ParsedKey<'_>, value_len: usize) {
@@ -126,7 +147,7 @@ impl<F: FileSystem + Clone> SstWriter<F> {
         self.last_key.extend_from_slice(internal_key);
     }
 
-    /// Bytes the file would have if finished now (the compactor cuts output files by it).
+    /// Bytes the file would have if finished now.
     pub fn estimated_file_bytes(&self) -> u64 {
         let bloom_bytes =
             self.key_hashes.len() as u64 * u64::from(self.opts.bloom_bits_per_key) / 8;
@@ -137,41 +158,42 @@ impl<F: FileSystem + Clone> SstWriter<F> {
         self.offset() + self.data.size_estimate() as u64 + index_bytes + bloom_bytes + tail
     }
 
-    /// Entries added so far.
-    pub fn entries(&self) -> u64 {
-        self.stats.entries
+    /// File offset of the next byte appended to `buf`.
+    fn offset(&self) -> u64 {
+        self.taken + self.buf.len() as u64
     }
 
-    /// Writes the index, bloom, properties and footer, then makes the file and its directory
-    /// entry durable. Errors with [`SstError::Empty`] if no entry was added.
-    pub async fn finish(mut self) -> Result<SstInfo, SstError> {
-        assert!(!self.failed, "SstWriter used after an error");
-        if self.stats.entries == 0 {
-            return Err(SstError::Empty { path: self.path });
-        }
+    /// Bytes buffered in whole write chunks.
+    fn whole_chunks_bytes(&self) -> usize {
+        self.buf.len() / SST_WRITE_CHUNK_BYTES * SST_WRITE_CHUNK_BYTES
+    }
+
+    /// Drops the first `len` buffered bytes (written).
+    fn take(&mut self, len: usize) {
+        self.buf.drain(..len);
+        self.taken += len as u64;
+    }
+
+    /// Cuts the last data block, appends the index, bloom, properties and footer; returns the
+    /// file's length and what it holds. At least one entry was added.
+    fn finish_blocks(&mut self) -> (u64, SstInfo) {
+        assert!(self.stats.entries > 0);
         if !self.data.is_empty() {
             self.cut_data_block();
         }
         let handles = self.encode_meta_blocks();
         self.buf.extend_from_slice(&encode_footer(handles));
-        let file_bytes = self.offset();
-        self.write_all_padded().await?;
-        self.make_durable(file_bytes).await?;
-        let stats = self.stats;
-        Ok(SstInfo {
-            file_bytes,
+        let stats = std::mem::take(&mut self.stats);
+        let info = SstInfo {
+            file_bytes: self.offset(),
             entries: stats.entries,
             tombstones: stats.tombstones,
             smallest: stats.smallest,
-            largest: self.last_key,
+            largest: std::mem::take(&mut self.last_key),
             seq_min: stats.seq_min,
             seq_max: stats.seq_max,
-        })
-    }
-
-    /// File offset of the next byte appended to `buf`.
-    fn offset(&self) -> u64 {
-        self.written_bytes + self.buf.len() as u64
+        };
+        (self.offset(), info)
     }
 
     fn cut_data_block(&mut self) {
@@ -224,48 +246,97 @@ impl<F: FileSystem + Clone> SstWriter<F> {
             format_version: SST_FORMAT_VERSION,
         }
     }
+}
 
-    /// Writes every whole chunk in `buf`, keeping the remainder buffered.
+/// Builds one SSTable. After any error the writer is unusable (calling it again panics); the
+/// caller removes the partial file.
+pub struct SstWriter<F: FileSystem> {
+    fs: F,
+    path: PathBuf,
+    file: F::File,
+    encoder: SstEncoder,
+    failed: bool,
+}
+
+impl<F: FileSystem + Clone> SstWriter<F> {
+    /// Creates (or truncates) the file at `path`. Option values out of range are bugs (panics).
+    pub async fn create(fs: &F, path: &Path, opts: SstOptions) -> Result<Self, SstError> {
+        let encoder = SstEncoder::new(opts);
+        let file = fs.open(path, true).await.map_err(io_error(path))?;
+        file.truncate(0).await.map_err(io_error(path))?;
+        Ok(SstWriter {
+            fs: fs.clone(),
+            path: path.to_path_buf(),
+            file,
+            encoder,
+            failed: false,
+        })
+    }
+
+    /// Appends an entry. Internal keys must strictly increase by `key::compare` (asserted).
+    pub async fn add(&mut self, internal_key: &[u8], value: &[u8]) -> Result<(), SstError> {
+        assert!(!self.failed, "SstWriter used after an error");
+        self.encoder.add(internal_key, value);
+        if self.encoder.buf.len() >= SST_WRITE_CHUNK_BYTES {
+            self.write_full_chunks().await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the file would have if finished now (the compactor cuts output files by it).
+    pub fn estimated_file_bytes(&self) -> u64 {
+        self.encoder.estimated_file_bytes()
+    }
+
+    /// Entries added so far.
+    pub fn entries(&self) -> u64 {
+        self.encoder.stats.entries
+    }
+
+    /// Writes the index, bloom, properties and footer, then makes the file and its directory
+    /// entry durable. Errors with [`SstError::Empty`] if no entry was added.
+    pub async fn finish(mut self) -> Result<SstInfo, SstError> {
+        assert!(!self.failed, "SstWriter used after an error");
+        if self.encoder.stats.entries == 0 {
+            return Err(SstError::Empty { path: self.path });
+        }
+        let (file_bytes, info) = self.encoder.finish_blocks();
+        self.write_all_padded().await?;
+        self.make_durable(file_bytes).await?;
+        Ok(info)
+    }
+
+    /// Writes a table [`SstEncoder::into_encoded`] built (into this writer's file, which must have had
+    /// nothing added), then makes it durable as [`Self::finish`] does.
+    pub async fn write_encoded(mut self, table: EncodedTable) -> Result<SstInfo, SstError> {
+        assert!(!self.failed, "SstWriter used after an error");
+        assert!(self.encoder.stats.entries == 0 && self.encoder.offset() == 0);
+        let result = write_chunks(&self.file, &table.bytes, 0).await;
+        self.check(result)?;
+        self.make_durable(table.file_bytes).await?;
+        Ok(table.info)
+    }
+
+    /// Writes every whole chunk buffered, keeping the remainder buffered.
     async fn write_full_chunks(&mut self) -> Result<(), SstError> {
-        let whole = self.buf.len() / SST_WRITE_CHUNK_BYTES * SST_WRITE_CHUNK_BYTES;
+        let whole = self.encoder.whole_chunks_bytes();
         if whole == 0 {
             return Ok(());
         }
-        self.write_prefix(whole).await?;
-        self.buf.drain(..whole);
-        self.written_bytes += whole as u64;
+        let result = write_chunks(&self.file, &self.encoder.buf[..whole], self.encoder.taken).await;
+        self.check(result)?;
+        self.encoder.take(whole);
         Ok(())
     }
 
-    /// Writes all of `buf`, zero-padded to the alignment.
+    /// Writes everything buffered, zero-padded to the alignment.
     async fn write_all_padded(&mut self) -> Result<(), SstError> {
-        let padded = self.buf.len().next_multiple_of(ALIGN);
-        self.buf.resize(padded, 0);
-        self.write_prefix(padded).await?;
-        self.written_bytes += padded as u64;
-        self.buf.clear();
-        Ok(())
-    }
-
-    /// Writes `buf[..len]` (aligned) at `written_bytes`, in chunks.
-    async fn write_prefix(&mut self, len: usize) -> Result<(), SstError> {
-        assert!(len.is_multiple_of(ALIGN) && len <= self.buf.len());
-        assert!(self.written_bytes.is_multiple_of(ALIGN as u64));
-        for start in (0..len).step_by(SST_WRITE_CHUNK_BYTES) {
-            let end = (start + SST_WRITE_CHUNK_BYTES).min(len);
-            let mut out = self.file.alloc(end - start);
-            out.as_mut().copy_from_slice(&self.buf[start..end]);
-            let pos = self.written_bytes + start as u64;
-            let result = self.file.write_at(out, pos).await;
-            let written = self.check(result)?;
-            if written != end - start {
-                self.failed = true;
-                return Err(io_error(&self.path)(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {} bytes", end - start),
-                )));
-            }
-        }
+        let buf = &mut self.encoder.buf;
+        buf.resize(buf.len().next_multiple_of(ALIGN), 0);
+        let result = write_chunks(&self.file, &self.encoder.buf, self.encoder.taken).await;
+        self.check(result)?;
+        let all = self.encoder.buf.len();
+        self.encoder.take(all);
         Ok(())
     }
 
@@ -287,6 +358,27 @@ impl<F: FileSystem + Clone> SstWriter<F> {
         }
         result.map_err(io_error(&self.path))
     }
+}
+
+/// Writes `bytes` (a multiple of the alignment) at file offset `pos` (aligned), in chunks of
+/// [`SST_WRITE_CHUNK_BYTES`].
+async fn write_chunks<D: DmaFile>(file: &D, bytes: &[u8], pos: u64) -> std::io::Result<()> {
+    assert!(bytes.len().is_multiple_of(ALIGN) && pos.is_multiple_of(ALIGN as u64));
+    for (at, chunk) in (0..)
+        .step_by(SST_WRITE_CHUNK_BYTES)
+        .zip(bytes.chunks(SST_WRITE_CHUNK_BYTES))
+    {
+        let mut out = file.alloc(chunk.len());
+        out.as_mut().copy_from_slice(chunk);
+        let written = file.write_at(out, pos + at as u64).await?;
+        if written != chunk.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write: {written} of {} bytes", chunk.len()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_options(opts: &SstOptions) {

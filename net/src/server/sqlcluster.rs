@@ -55,25 +55,12 @@ impl Cluster for ShardCluster {
         self.state.shared.map.shard_of_token(token)
     }
 
-    /// On the executor's blocking pool: one unpinned helper thread per shard
-    /// ([`helios_shard::runtime::run_shards`]), which the kernel runs on a core the shards
-    /// leave free (the default shard count leaves one).
+    /// On the shard's helper thread ([`GlommioRuntime::offload`]).
     fn offload<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> {
-        // Spawned, so that the request reaches the helper at the caller's next await:
-        // glommio sends it only when the `spawn_blocking` future is first polled, and the
-        // caller awaits the result only later. A panic in `work` is caught on the helper
-        // (which would otherwise die, and every later offload of this shard wait forever)
-        // and raised again here, on the shard, as it would have been without the helper.
-        let caught = glommio::executor()
-            .spawn_blocking(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
-        let task = glommio::spawn_local(caught);
-        Box::pin(async move {
-            task.await
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        helios_engine::rt::Runtime::offload(&GlommioRuntime, work)
     }
 
     fn token_share_below(&self, shard: usize, token: u64) -> f64 {
@@ -327,7 +314,7 @@ pub async fn ingest(state: &Rc<ShardState>, rows: PackedEntries) -> Result<(), S
             "writes are refused: the shard's WAL failed (see the server log)",
         ));
     }
-    helios_sql::ingest_local(&state.lsm, &rows).await
+    helios_sql::ingest_local(&state.lsm, rows).await
 }
 
 pub async fn truncate(state: &Rc<ShardState>, table_id: u32) -> Result<(), SqlError> {
