@@ -112,6 +112,7 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     // new position), CHECKs (by name).
     let mut verify_not_null: Vec<usize> = Vec::new();
     let mut verify_checks: Vec<String> = Vec::new();
+    let mut uniques = UniqueChanges::default();
     for op in &at.operations {
         apply_operation(
             session,
@@ -124,8 +125,44 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             &mut notices,
             &mut verify_not_null,
             &mut verify_checks,
+            &mut uniques,
             &env,
         )?;
+    }
+    if !uniques.add.is_empty() && at.operations.len() > uniques.add.len() {
+        // Its index is built after the table's change: a duplicate found then could not undo
+        // the rest of the statement.
+        return Err(not_supported(
+            "ALTER TABLE ADD UNIQUE together with other changes in one statement",
+        ));
+    }
+    if !uniques.add.is_empty() {
+        let mut created = Vec::new();
+        for index in uniques.add {
+            let name = index.name.clone();
+            match stmt::create_index_over_rows(session, cluster, &old, index, false).await {
+                Ok(more) => notices.extend(more),
+                Err(e) => {
+                    // The statement's earlier constraints go too: it changes all or nothing.
+                    if !created.is_empty() {
+                        let drop = DdlChange::DropRelations {
+                            database: session.database().to_string(),
+                            kind: crate::catalog::RelationKind::Index,
+                            names: created,
+                            if_exists: true,
+                        };
+                        cluster.ddl(drop).await?;
+                    }
+                    return Err(e);
+                }
+            }
+            created.push((old.schema.clone(), name));
+        }
+        return Ok(StatementResult::Command {
+            tag: "ALTER TABLE".into(),
+            changed_parameters: Vec::new(),
+            notices,
+        });
     }
     // Statistics stay true while every column keeps its place and type (ADD PRIMARY KEY,
     // constraints, renames, as PostgreSQL keeps them); else they wait for the next ANALYZE.
@@ -261,11 +298,32 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         }
     };
     notices.extend(outcome.notices);
+    if !uniques.drop.is_empty() {
+        let drop = DdlChange::DropRelations {
+            database: session.database().to_string(),
+            kind: crate::catalog::RelationKind::Index,
+            names: uniques
+                .drop
+                .into_iter()
+                .map(|name| (old.schema.clone(), name))
+                .collect(),
+            if_exists: false,
+        };
+        notices.extend(cluster.ddl(drop).await?.notices);
+    }
     Ok(StatementResult::Command {
         tag: "ALTER TABLE".into(),
         changed_parameters: Vec::new(),
         notices,
     })
+}
+
+/// UNIQUE constraints an ALTER TABLE adds or drops: each is an index of its own
+/// ([`crate::catalog::IndexDef::constraint`]), changed after the table's own change.
+#[derive(Default)]
+struct UniqueChanges {
+    add: Vec<crate::catalog::IndexDef>,
+    drop: Vec<String>,
 }
 
 fn not_supported(what: impl std::fmt::Display) -> SqlError {
@@ -294,9 +352,18 @@ fn apply_operation(
     notices: &mut Vec<String>,
     verify_not_null: &mut Vec<usize>,
     verify_checks: &mut Vec<String>,
+    uniques: &mut UniqueChanges,
     env: &Env,
 ) -> Result<(), SqlError> {
     use ast::AlterTableOperation as Op;
+    let constraint_index = |name: &str| {
+        catalog
+            .database(session.database())
+            .and_then(|d| d.schemas.get(&old.schema))
+            .and_then(|s| s.indexes.get(name))
+            .filter(|i| i.constraint && i.table == old.name)
+            .is_some()
+    };
     match op {
         Op::AddColumn {
             if_not_exists,
@@ -513,9 +580,57 @@ fn apply_operation(
                     verify_checks.push(name);
                 }
             }
+            ast::TableConstraint::Unique(u) => {
+                if u.characteristics.is_some()
+                    || !u.include.is_empty()
+                    || u.nulls_distinct == ast::NullsDistinctOption::NotDistinct
+                {
+                    return Err(not_supported(format!("ALTER TABLE ADD {u}")));
+                }
+                let list: Vec<&ast::IndexColumn> = u.columns.iter().collect();
+                let columns =
+                    stmt::index_column_positions(&list, &new.columns, "unique constraint")?;
+                let taken = |name: &str| {
+                    catalog
+                        .database(session.database())
+                        .and_then(|d| d.schemas.get(&old.schema))
+                        .is_some_and(|s| s.has_relation(name))
+                        || uniques.add.iter().any(|i| i.name == name)
+                };
+                let name = match &u.name {
+                    Some(name) => plan::ident(name),
+                    None => {
+                        // PostgreSQL's choice: table_columns_key, numbered when taken.
+                        let mut stem = new.name.clone();
+                        for &p in &columns {
+                            stem.push('_');
+                            stem.push_str(&new.columns[p].name);
+                        }
+                        stem.push_str("_key");
+                        std::iter::once(stem.clone())
+                            .chain((1..).map(|n| format!("{stem}{n}")))
+                            .find(|name| !taken(name))
+                            .expect("an unbounded sequence of names has a free one")
+                    }
+                };
+                if taken(&name) {
+                    return Err(SqlError::new(
+                        "42P07",
+                        format!("relation \"{name}\" already exists"),
+                    ));
+                }
+                uniques.add.push(crate::catalog::IndexDef {
+                    id: 0,
+                    name,
+                    table: old.name.clone(),
+                    columns,
+                    unique: true,
+                    constraint: true,
+                });
+            }
             other => {
                 return Err(not_supported(format!(
-                    "ALTER TABLE ADD {} (unique and foreign keys come with secondary indexes)",
+                    "ALTER TABLE ADD {} (foreign keys are not supported)",
                     constraint_kind(other)
                 )))
             }
@@ -528,6 +643,8 @@ fn apply_operation(
                 new.primary_key.clear();
             } else if let Some(i) = new.checks.iter().position(|c| c.name == name) {
                 new.checks.remove(i);
+            } else if constraint_index(&name) && !uniques.drop.contains(&name) {
+                uniques.drop.push(name);
             } else if *if_exists {
                 notices.push(format!(
                     "constraint \"{name}\" of relation \"{}\" does not exist, skipping",
@@ -546,6 +663,9 @@ fn apply_operation(
         Op::RenameConstraint { old_name, new_name } => {
             let from = plan::ident(old_name);
             let to = plan::ident(new_name);
+            if constraint_index(&from) {
+                return Err(not_supported("renaming a UNIQUE constraint"));
+            }
             match new.checks.iter_mut().find(|c| c.name == from) {
                 Some(c) => c.name = to,
                 None => {

@@ -123,6 +123,11 @@ pub struct IndexDef {
     /// Column positions in the table.
     pub columns: Vec<usize>,
     pub unique: bool,
+    /// The index of a UNIQUE constraint (CREATE TABLE's, or ALTER TABLE ADD CONSTRAINT's),
+    /// named as the constraint: ALTER TABLE DROP CONSTRAINT drops it, DROP INDEX refuses,
+    /// and `pg_constraint` lists it, as in PostgreSQL.
+    #[serde(default)]
+    pub constraint: bool,
 }
 
 /// A sequence (CREATE SEQUENCE, or a serial column's). Its current value lives on shard 0
@@ -1500,6 +1505,22 @@ fn check_identifier(name: &str) -> Result<(), SqlError> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A catalog written before UNIQUE constraints were marked reads back with plain
+    /// indexes; a marked one keeps its mark.
+    #[test]
+    fn index_constraint_marks_round_trip_and_default_to_none() {
+        let old = r#"{"id":3,"name":"t_a","table":"t","columns":[0],"unique":true}"#;
+        let def: IndexDef = serde_json::from_str(old).unwrap();
+        assert!(!def.constraint);
+        let marked = IndexDef {
+            constraint: true,
+            ..def
+        };
+        let back: IndexDef = serde_json::from_slice(&serde_json::to_vec(&marked).unwrap()).unwrap();
+        assert_eq!(back, marked);
+    }
+
     use super::*;
 
     fn table(name: &str) -> Table {
@@ -1690,6 +1711,7 @@ mod tests {
                 table: "t".into(),
                 columns: vec![0],
                 unique: true,
+                constraint: false,
             },
             if_not_exists: false,
         })

@@ -88,6 +88,12 @@ fn attrdef_oid(table_id: u32, attnum: usize) -> i64 {
     derived_oid(3, table_id, attnum)
 }
 
+/// The OID of the UNIQUE constraint whose index has id `index_id` (the index's own OID is
+/// `object_oid(index_id)`, as a table's).
+fn unique_constraint_oid(index_id: u32) -> i64 {
+    derived_oid(4, index_id, 0)
+}
+
 /// One schema of the current database, as the catalogs show it.
 #[derive(Debug)]
 struct SchemaInfo {
@@ -771,6 +777,20 @@ impl Snapshot {
                 .collect();
             return Some(format!("PRIMARY KEY ({})", cols.join(", ")));
         }
+        if let Some(index) = self
+            .indexes
+            .iter()
+            .find(|i| i.def.constraint && unique_constraint_oid(i.def.id) == oid)
+        {
+            let table = &self.tables[index.table].table;
+            let cols: Vec<String> = index
+                .def
+                .columns
+                .iter()
+                .map(|&i| quote_ident(&table.columns[i].name))
+                .collect();
+            return Some(format!("UNIQUE ({})", cols.join(", ")));
+        }
         for t in &self.tables {
             for (n, c) in t.table.checks.iter().enumerate() {
                 if check_oid(t.table.id, n) == oid {
@@ -1370,7 +1390,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
             }
         }
         "pg_constraint" => {
-            for ti in &s.tables {
+            for (at, ti) in s.tables.iter().enumerate() {
                 let tb = &ti.table;
                 if !tb.primary_key.is_empty() {
                     let key = tb
@@ -1384,6 +1404,27 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         ti,
                         "p",
                         pkey_oid(tb.id),
+                        Datum::Array(key),
+                        NULL,
+                    ));
+                }
+                for index in s
+                    .indexes
+                    .iter()
+                    .filter(|i| i.def.constraint && i.table == at)
+                {
+                    let key = index
+                        .def
+                        .columns
+                        .iter()
+                        .map(|&i| Datum::Int(i as i64 + 1))
+                        .collect();
+                    rows.push(constraint_row(
+                        unique_constraint_oid(index.def.id),
+                        &index.def.name,
+                        ti,
+                        "u",
+                        index.oid,
                         Datum::Array(key),
                         NULL,
                     ));

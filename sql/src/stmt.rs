@@ -2138,6 +2138,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             table: name.clone(),
             columns: positions,
             unique: true,
+            constraint: true,
         })
         .collect();
     let table_schema = table.schema.clone();
@@ -2179,7 +2180,7 @@ pub(crate) fn column_type(data_type: &ast::DataType) -> Result<(SqlType, i32), S
 }
 
 /// The column positions an index's or UNIQUE constraint's column list names, in its order.
-fn index_column_positions(
+pub(crate) fn index_column_positions(
     list: &[&ast::IndexColumn],
     columns: &[ColumnDef],
     what: &str,
@@ -2318,7 +2319,11 @@ pub(crate) async fn run_drop<C: Cluster>(
             let mut relations = Vec::with_capacity(names.len());
             for n in names {
                 let (schema, name) = plan::split_name(n)?;
-                relations.push((resolve_for_drop(session, cluster, schema, &name), name));
+                let schema = resolve_for_drop(session, cluster, schema, &name);
+                if kind == crate::catalog::RelationKind::Index {
+                    refuse_dropping_a_constraint_index(session, cluster, &schema, &name)?;
+                }
+                relations.push((schema, name));
             }
             (
                 DdlChange::DropRelations {
@@ -2586,22 +2591,42 @@ pub(crate) async fn run_create_index<C: Cluster>(
         Some(n) => plan::split_name(n)?.1,
         None => default_index_name(&table, &columns),
     };
-    let index_name = name.clone();
+    let index = crate::catalog::IndexDef {
+        id: 0,
+        name,
+        table: table.name.clone(),
+        columns,
+        unique: ci.unique,
+        constraint: false,
+    };
+    let notices = create_index_over_rows(session, cluster, &table, index, ci.if_not_exists).await?;
+    Ok(StatementResult::Command {
+        tag: "CREATE INDEX".to_string(),
+        changed_parameters: Vec::new(),
+        notices,
+    })
+}
+
+/// Adds `index` to the catalog and writes its entries (and a unique index's claims) for the
+/// rows `table` already has; a duplicate among them fails it (23505), and the index goes
+/// again. Returns the catalog change's notices (an existing name with `if_not_exists`).
+pub(crate) async fn create_index_over_rows<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    table: &Arc<Table>,
+    index: crate::catalog::IndexDef,
+    if_not_exists: bool,
+) -> Result<Vec<String>, SqlError> {
+    let index_name = index.name.clone();
     let change = DdlChange::CreateIndex {
         database: session.database().to_string(),
         schema: table.schema.clone(),
-        index: crate::catalog::IndexDef {
-            id: 0,
-            name,
-            table: table.name.clone(),
-            columns,
-            unique: ci.unique,
-        },
-        if_not_exists: ci.if_not_exists,
+        index,
+        if_not_exists,
     };
     let outcome = cluster.ddl(change).await?;
     if outcome.notices.is_empty() {
-        if let Err(e) = backfill_index(session, cluster, &table, &index_name).await {
+        if let Err(e) = backfill_index(session, cluster, table, &index_name).await {
             // Not created after all: the index goes, and the claims its build took.
             let drop = DdlChange::DropRelations {
                 database: session.database().to_string(),
@@ -2613,11 +2638,7 @@ pub(crate) async fn run_create_index<C: Cluster>(
             return Err(e);
         }
     }
-    Ok(StatementResult::Command {
-        tag: "CREATE INDEX".to_string(),
-        changed_parameters: Vec::new(),
-        notices: outcome.notices,
-    })
+    Ok(outcome.notices)
 }
 
 /// Writes the entries of a new index for the rows the table has. Rows written from now on
@@ -2981,6 +3002,39 @@ pub(crate) async fn reserve_sequences<C: Cluster>(
 /// The schema DROP acts in for a possibly unqualified name: where the name is found on the
 /// search path, else the first schema it could have been created in (so IF EXISTS notices
 /// and "does not exist" errors name a schema).
+/// DROP INDEX of a PRIMARY KEY's or UNIQUE constraint's index fails, as in PostgreSQL: the
+/// constraint is what is dropped (ALTER TABLE DROP CONSTRAINT).
+fn refuse_dropping_a_constraint_index<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    schema: &str,
+    name: &str,
+) -> Result<(), SqlError> {
+    let catalog = cluster.catalog();
+    let Some(schema) = catalog
+        .database(session.database())
+        .and_then(|d| d.schemas.get(schema))
+    else {
+        return Ok(());
+    };
+    let table = match schema.indexes.get(name) {
+        Some(index) if index.constraint => index.table.clone(),
+        Some(_) => return Ok(()),
+        None => match schema
+            .tables
+            .values()
+            .find(|t| !t.primary_key.is_empty() && t.pkey_name() == name)
+        {
+            Some(t) => t.name.clone(),
+            None => return Ok(()),
+        },
+    };
+    Err(SqlError::new(
+        DEPENDENT_OBJECTS_STILL_EXIST,
+        format!("cannot drop index {name} because constraint {name} on table {table} requires it"),
+    ))
+}
+
 fn resolve_for_drop<C: Cluster>(
     session: &Session,
     cluster: &C,

@@ -747,3 +747,97 @@ fn copy_into_a_table_the_block_made_ingests_and_stays_atomic() {
         cluster.close().await;
     });
 }
+
+/// UNIQUE constraints, as PostgreSQL has them: ALTER TABLE ADD [CONSTRAINT name] UNIQUE
+/// builds a unique index over the rows there are (a duplicate fails it, and nothing is
+/// left), enforced across shards from then on; CREATE TABLE's and ALTER TABLE's are listed
+/// in `pg_constraint` and dropped with DROP CONSTRAINT, not DROP INDEX.
+#[test]
+fn unique_constraints_are_added_listed_and_dropped_as_constraints() {
+    on_one_and_two_shards(|cluster, mut session, _| async move {
+        let constraints = "SELECT conname, contype, conkey, pg_get_constraintdef(oid) \
+                           FROM pg_constraint WHERE conrelid = 'u'::regclass ORDER BY conname";
+        let steps: &[(&str, &str)] = &[
+            (
+                "CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE, a int, b int)",
+                "CREATE TABLE",
+            ),
+            (
+                "INSERT INTO u SELECT g, 'e' || g, g % 3, g FROM generate_series(1, 40) g",
+                "INSERT 0 40",
+            ),
+            ("INSERT INTO u VALUES (41, 'x', 1, 100)", "INSERT 0 1"),
+            (
+                "ALTER TABLE u ADD CONSTRAINT u_a UNIQUE (a)",
+                "ERR 23505 could not create unique index \"u_a\"*",
+            ),
+            ("INSERT INTO u VALUES (42, 'y', 1, 40)", "INSERT 0 1"),
+            ("ALTER TABLE u ADD UNIQUE (a, b)", "ERR 23505*"),
+            ("DELETE FROM u WHERE id = 42", "DELETE 1"),
+            ("ALTER TABLE u ADD UNIQUE (a, b)", "ALTER TABLE"),
+            ("ALTER TABLE u ADD UNIQUE (b, a)", "ALTER TABLE"),
+            ("ALTER TABLE u ADD UNIQUE (a, b)", "ALTER TABLE"),
+            (
+                "ALTER TABLE u ADD CONSTRAINT u_a_b_key UNIQUE (id)",
+                "ERR 42P07 relation \"u_a_b_key\" already exists",
+            ),
+            (
+                "INSERT INTO u VALUES (43, 'z', 1, 1)",
+                "ERR 23505 duplicate key value violates unique constraint \"u_a_b_key\"*",
+            ),
+            ("INSERT INTO u VALUES (43, 'z', 2, 1)", "INSERT 0 1"),
+            (
+                constraints,
+                "conname:19,contype:25,conkey:1005,pg_get_constraintdef:25 => \
+                 u_a_b_key|u|{3,4}|UNIQUE (a, b) / u_a_b_key1|u|{3,4}|UNIQUE (a, b) / \
+                 u_b_a_key|u|{4,3}|UNIQUE (b, a) / u_email_key|u|{2}|UNIQUE (email) / \
+                 u_pkey|p|{1}|PRIMARY KEY (id) [SELECT 5]",
+            ),
+            (
+                "DROP INDEX u_a_b_key",
+                "ERR 2BP01 cannot drop index u_a_b_key because constraint u_a_b_key on table u requires it",
+            ),
+            (
+                "DROP INDEX u_pkey",
+                "ERR 2BP01 cannot drop index u_pkey because constraint u_pkey on table u requires it",
+            ),
+            ("ALTER TABLE u DROP CONSTRAINT u_a_b_key", "ALTER TABLE"),
+            ("ALTER TABLE u DROP CONSTRAINT u_a_b_key1", "ALTER TABLE"),
+            ("ALTER TABLE u DROP CONSTRAINT u_email_key", "ALTER TABLE"),
+            (
+                "ALTER TABLE u DROP CONSTRAINT u_email_key",
+                "ERR 42704 constraint \"u_email_key\" of relation \"u\" does not exist",
+            ),
+            ("INSERT INTO u VALUES (44, 'x', 2, 200)", "INSERT 0 1"),
+            (
+                "INSERT INTO u VALUES (45, 'x', 2, 200)",
+                "ERR 23505 duplicate key value violates unique constraint \"u_b_a_key\"*",
+            ),
+            (
+                "ALTER TABLE u ADD UNIQUE (email), ADD COLUMN c int",
+                "ERR 0A000*",
+            ),
+            // All or nothing: the first constraint goes when the second finds a duplicate.
+            (
+                "ALTER TABLE u ADD UNIQUE (id), ADD CONSTRAINT u_e UNIQUE (email)",
+                "ERR 23505 could not create unique index \"u_e\"*",
+            ),
+            ("ALTER TABLE u DROP CONSTRAINT u_id_key", "ERR 42704*"),
+            ("CREATE INDEX u_plain ON u (email)", "CREATE INDEX"),
+            ("DROP INDEX u_plain", "DROP INDEX"),
+            // In a block, both are undone by ROLLBACK.
+            ("BEGIN", "BEGIN"),
+            ("ALTER TABLE u DROP CONSTRAINT u_b_a_key", "ALTER TABLE"),
+            ("ALTER TABLE u ADD CONSTRAINT u_id UNIQUE (id)", "ALTER TABLE"),
+            ("INSERT INTO u VALUES (45, 'x', 2, 200)", "INSERT 0 1"),
+            ("ROLLBACK", "ROLLBACK"),
+            (
+                "INSERT INTO u VALUES (45, 'x', 2, 200)",
+                "ERR 23505 duplicate key value violates unique constraint \"u_b_a_key\"*",
+            ),
+            ("ALTER TABLE u DROP CONSTRAINT u_id", "ERR 42704*"),
+        ];
+        expect(&cluster, &mut session, steps).await;
+        cluster.close().await;
+    });
+}
