@@ -407,12 +407,16 @@ fn apply_operation(
             };
             let position = new.columns.len();
             let mut primary = false;
+            let mut pkey_name = None;
             for option in &column_def.options {
                 match &option.option {
                     ast::ColumnOption::Null => def.not_null = false,
                     ast::ColumnOption::NotNull => def.not_null = true,
                     ast::ColumnOption::Default(e) => def.default = Some(e.to_string()),
-                    ast::ColumnOption::PrimaryKey(_) => primary = true,
+                    ast::ColumnOption::PrimaryKey(pk) => {
+                        primary = true;
+                        pkey_name = option.name.as_ref().or(pk.name.as_ref()).map(plan::ident);
+                    }
                     ast::ColumnOption::Check(chk) => {
                         let check_name = option
                             .name
@@ -446,7 +450,7 @@ fn apply_operation(
                 verify_not_null.push(position);
             }
             if primary {
-                set_primary_key(new, vec![position], verify_not_null)?;
+                set_primary_key(new, vec![position], pkey_name, verify_not_null)?;
             }
         }
         Op::DropColumn {
@@ -537,6 +541,10 @@ fn apply_operation(
             if schema.is_some_and(|s| s != new.schema) {
                 return Err(not_supported("moving a table to another schema"));
             }
+            if !new.primary_key.is_empty() {
+                // The constraint keeps its name, as PostgreSQL's does.
+                new.pkey_constraint = Some(new.pkey_name());
+            }
             new.name = name;
         }
         Op::AddConstraint {
@@ -545,7 +553,8 @@ fn apply_operation(
         } => match constraint {
             ast::TableConstraint::PrimaryKey(pk) => {
                 let columns = stmt::primary_key_positions(pk, &new.columns)?;
-                set_primary_key(new, columns, verify_not_null)?;
+                let name = pk.name.as_ref().map(plan::ident);
+                set_primary_key(new, columns, name, verify_not_null)?;
             }
             ast::TableConstraint::Check(chk) => {
                 let name = chk
@@ -641,6 +650,7 @@ fn apply_operation(
             let name = plan::ident(name);
             if !new.primary_key.is_empty() && name == new.pkey_name() {
                 new.primary_key.clear();
+                new.pkey_constraint = None;
             } else if let Some(i) = new.checks.iter().position(|c| c.name == name) {
                 new.checks.remove(i);
             } else if constraint_index(&name) && !uniques.drop.contains(&name) {
@@ -734,6 +744,7 @@ fn constraint_kind(c: &ast::TableConstraint) -> &'static str {
 fn set_primary_key(
     new: &mut Table,
     columns: Vec<usize>,
+    name: Option<String>,
     verify_not_null: &mut Vec<usize>,
 ) -> Result<(), SqlError> {
     if !new.primary_key.is_empty() {
@@ -752,6 +763,7 @@ fn set_primary_key(
         }
     }
     new.primary_key = columns;
+    new.pkey_constraint = name;
     Ok(())
 }
 

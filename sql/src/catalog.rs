@@ -198,6 +198,11 @@ pub struct Table {
     pub columns: Vec<ColumnDef>,
     /// Column positions of the primary key; empty: rows are keyed by a hidden row id.
     pub primary_key: Vec<usize>,
+    /// The PRIMARY KEY constraint's name (and its index's) where it is not the table's
+    /// current name + `_pkey`: one given with CONSTRAINT, or the name it had when the table
+    /// was renamed (PostgreSQL keeps a constraint's name through RENAME TO).
+    #[serde(default)]
+    pub pkey_constraint: Option<String>,
     pub checks: Vec<CheckDef>,
     /// What ANALYZE last gathered (None: never analyzed, or the columns changed since).
     #[serde(default)]
@@ -245,7 +250,9 @@ impl Table {
     }
 
     pub fn pkey_name(&self) -> String {
-        format!("{}_pkey", self.name)
+        self.pkey_constraint
+            .clone()
+            .unwrap_or_else(|| format!("{}_pkey", self.name))
     }
 }
 
@@ -1536,6 +1543,7 @@ mod tests {
                 default: None,
             }],
             primary_key: vec![],
+            pkey_constraint: None,
             checks: vec![],
             stats: None,
         }

@@ -1973,6 +1973,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
     let catalog = cluster.catalog();
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(ct.columns.len());
     let mut primary_key: Vec<usize> = Vec::new();
+    let mut pkey_constraint: Option<String> = None;
     // UNIQUE constraints: (name, column positions).
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     let mut checks: Vec<CheckDef> = Vec::new();
@@ -2041,10 +2042,11 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     validate_default(session, sql, &catalog, e, &def)?;
                     def.default = Some(e.to_string());
                 }
-                ast::ColumnOption::PrimaryKey(_) => {
+                ast::ColumnOption::PrimaryKey(pk) => {
                     if !primary_key.is_empty() {
                         return Err(multiple_pk());
                     }
+                    pkey_constraint = opt.name.as_ref().or(pk.name.as_ref()).map(plan::ident);
                     primary_key.push(i);
                     def.not_null = true;
                 }
@@ -2075,6 +2077,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
                 if !primary_key.is_empty() {
                     return Err(multiple_pk());
                 }
+                pkey_constraint = pk.name.as_ref().map(plan::ident);
                 primary_key = primary_key_positions(pk, &columns)?;
                 for &i in &primary_key {
                     columns[i].not_null = true;
@@ -2106,6 +2109,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
         schema,
         columns,
         primary_key,
+        pkey_constraint,
         checks,
         stats: None,
     };

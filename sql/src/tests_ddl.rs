@@ -841,3 +841,70 @@ fn unique_constraints_are_added_listed_and_dropped_as_constraints() {
         cluster.close().await;
     });
 }
+
+/// A primary key's constraint is named as PostgreSQL names it: as given with CONSTRAINT
+/// (CREATE TABLE's, or ALTER TABLE ADD's), else `table_pkey` as of its creation, kept
+/// through RENAME TO; errors, `pg_constraint` and DROP CONSTRAINT use that name.
+#[test]
+fn primary_key_constraints_keep_their_given_and_original_names() {
+    on_one_and_two_shards(|cluster, mut session, _| async move {
+        let pk_of = |table: &str| {
+            format!(
+                "SELECT conname FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype = 'p'"
+            )
+        };
+        let steps: Vec<(String, &str)> = vec![
+            (
+                "CREATE TABLE n1 (id int CONSTRAINT n1_id PRIMARY KEY)".into(),
+                "CREATE TABLE",
+            ),
+            (
+                "CREATE TABLE n2 (id int, CONSTRAINT n2_key PRIMARY KEY (id))".into(),
+                "CREATE TABLE",
+            ),
+            (
+                "CREATE TABLE n3 (id int PRIMARY KEY)".into(),
+                "CREATE TABLE",
+            ),
+            ("CREATE TABLE n4 (id int)".into(), "CREATE TABLE"),
+            (
+                "ALTER TABLE n4 ADD CONSTRAINT n4_main PRIMARY KEY (id)".into(),
+                "ALTER TABLE",
+            ),
+            (
+                "INSERT INTO n1 VALUES (1), (1)".into(),
+                "ERR 23505 duplicate key value violates unique constraint \"n1_id\"*",
+            ),
+            (
+                "INSERT INTO n2 VALUES (1), (1)".into(),
+                "ERR 23505 duplicate key value violates unique constraint \"n2_key\"*",
+            ),
+            ("ALTER TABLE n3 RENAME TO n3b".into(), "ALTER TABLE"),
+            (
+                "INSERT INTO n3b VALUES (1), (1)".into(),
+                "ERR 23505 duplicate key value violates unique constraint \"n3_pkey\"*",
+            ),
+            (pk_of("n3b"), "conname:19 => n3_pkey [SELECT 1]"),
+            (pk_of("n4"), "conname:19 => n4_main [SELECT 1]"),
+            ("DROP INDEX n4_main".into(), "ERR 2BP01*"),
+            (
+                "ALTER TABLE n4 DROP CONSTRAINT n4_pkey".into(),
+                "ERR 42704*",
+            ),
+            (
+                "ALTER TABLE n4 DROP CONSTRAINT n4_main".into(),
+                "ALTER TABLE",
+            ),
+            (
+                "ALTER TABLE n3b DROP CONSTRAINT n3_pkey".into(),
+                "ALTER TABLE",
+            ),
+            ("ALTER TABLE n3b ADD PRIMARY KEY (id)".into(), "ALTER TABLE"),
+            (pk_of("n3b"), "conname:19 => n3b_pkey [SELECT 1]"),
+        ];
+        for (sql, expected) in &steps {
+            expect(&cluster, &mut session, &[(sql.as_str(), *expected)]).await;
+        }
+        cluster.close().await;
+    });
+}
