@@ -297,15 +297,18 @@ fn copy_loads_text_and_csv_refuses_malformed_lines_whole_and_reads_back() {
     );
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "COPY 2");
-    // FREEZE wants a table its transaction created or truncated, as in PostgreSQL.
-    let (ok, _, err) = psql(
-        port,
-        &["COPY items FROM STDIN (FREEZE)"],
-        Some("9\tx\t1\n\\.\n"),
-    );
+    // FREEZE wants a table its transaction created or truncated, as in PostgreSQL, which
+    // says so once copy-in has begun: psql, reading a script, sends the data (line 2) and
+    // reports the error at its end (line 3), instead of running the data as SQL.
+    let script =
+        std::env::temp_dir().join(format!("helios-freeze-{}-{port}.sql", std::process::id()));
+    std::fs::write(&script, "COPY items FROM STDIN (FREEZE);\n9\tx\t1\n\\.\n").expect("script");
+    let include = format!("\\i {}", script.display());
+    let (ok, _, err) = psql(port, &[&include], None);
+    let _ = std::fs::remove_file(&script);
     assert!(!ok);
     assert!(
-        err.contains("cannot perform COPY FREEZE because the table was not created or truncated in the current subtransaction"),
+        err.contains(".sql:3: ERROR:  cannot perform COPY FREEZE because the table was not created or truncated in the current subtransaction"),
         "{err}"
     );
     assert_eq!(

@@ -54,6 +54,9 @@ const PORTALS_PER_CONNECTION_MAX: usize = 10_000;
 /// longest query text it keeps.
 const PARSE_CACHE_ENTRIES_MAX: usize = 64;
 const PARSE_CACHE_QUERY_BYTES_MAX: usize = 8 << 10;
+/// The SQLSTATE of COPY FREEZE into a table its transaction did not create or truncate:
+/// the one COPY FROM error PostgreSQL raises after copy-in has begun.
+const COPY_FREEZE_REFUSED: &str = "55000";
 
 /// Serves one PostgreSQL connection on `state`'s shard until the client leaves.
 pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
@@ -586,13 +589,24 @@ impl PgConn {
     /// Starts a COPY FROM STDIN: CopyInResponse, then copy-in mode.
     fn begin_copy_in(&mut self, start: &helios_sql::CopyInStart, extended: bool) -> PgResult<()> {
         let session = self.session.as_ref().expect("a session once ready");
-        let loader = helios_sql::copy_in_loader(session, &self.cluster, start)?;
         let format = i8::from(start.binary());
-        self.send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+        let response = PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
             format,
             start.column_count as i16,
             vec![i16::from(format); start.column_count],
-        )));
+        ));
+        let loader = match helios_sql::copy_in_loader(session, &self.cluster, start) {
+            Ok(loader) => loader,
+            Err(error) if error.sqlstate == COPY_FREEZE_REFUSED => {
+                // PostgreSQL checks FREEZE once copy-in has begun: the client gets
+                // CopyInResponse, then the error, and the data it still sends is ignored
+                // (psql reports the error at the data's end, not in it).
+                self.send(response);
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        self.send(response);
         self.copy_in = Some(Box::new(loader));
         self.copy_in_extended = extended;
         Ok(())
