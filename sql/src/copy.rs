@@ -770,7 +770,12 @@ fn parse_new_option(cur: &mut Cursor, option: &str, raw: &mut RawOptions) -> Res
             }
             raw.force_null = force_columns(cur, false, true)?
         }
-        // DEFAULT (PostgreSQL 16's) included: PostgreSQL 15 does not know it either.
+        "default" => {
+            return Err(SqlError::new(
+                FEATURE_NOT_SUPPORTED,
+                format!("COPY option \"{option}\" is not supported"),
+            ))
+        }
         other => {
             return Err(SqlError::new(
                 SYNTAX_ERROR,
@@ -2752,11 +2757,14 @@ mod tests {
         );
         let e = parse_copy("copy t from stdin (where true)").unwrap_err();
         assert_eq!(e.message, "option \"where\" not recognized");
-        // PostgreSQL 16's DEFAULT is unknown to 15, the version helios speaks.
+        // PostgreSQL 16's DEFAULT (helios reports server_version 16) is refused plainly.
         let e = parse_copy("copy t from stdin (format text, default 'D')").unwrap_err();
         assert_eq!(
             (e.sqlstate, e.message.as_str()),
-            (SYNTAX_ERROR, "option \"default\" not recognized")
+            (
+                FEATURE_NOT_SUPPORTED,
+                "COPY option \"default\" is not supported"
+            )
         );
         // The query form has no WHERE; COPY TO's refusal comes before option checks but
         // after the condition parses, as in PostgreSQL's grammar.

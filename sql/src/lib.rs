@@ -1612,6 +1612,14 @@ fn run_show(session: &Session, variable: &[ast::Ident]) -> Result<StatementResul
                 .unwrap_or("read committed")
                 .to_string(),
         }
+    } else if canonical == "transaction_read_only" {
+        let read_only = match session.transaction {
+            TransactionState::Idle => {
+                session.parameter("default_transaction_read_only") == Some("on")
+            }
+            _ => session.read_only,
+        };
+        if read_only { "on" } else { "off" }.to_string()
     } else {
         session
             .parameter(&canonical)

@@ -110,6 +110,7 @@ const PARAMS: &[ParamDef] = &[
         Kind::ReadOnly,
         false,
     ),
+    def("transaction_read_only", "off", Kind::ReadOnly, false),
 ];
 
 /// Order of ParameterStatus messages at startup.

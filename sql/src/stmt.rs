@@ -2371,7 +2371,7 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
     use ast::Statement as S;
     let mut notices = Vec::new();
     let tag = match statement {
-        S::StartTransaction { modes, .. } => {
+        S::StartTransaction { modes, begin, .. } => {
             if session.transaction != TransactionState::Idle {
                 notices.push("WARNING: there is already a transaction in progress".to_string());
             } else {
@@ -2382,7 +2382,11 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
                 session.read_only = read_only;
                 session.block_start = Some(crate::datetime::now_micros());
             }
-            "BEGIN"
+            if *begin {
+                "BEGIN"
+            } else {
+                "START TRANSACTION"
+            }
         }
         S::Commit { chain: false, .. } => {
             let state = session.transaction;

@@ -2622,3 +2622,60 @@ fn recovery_redoes_commit_records_in_commit_order() {
         cluster.close().await;
     });
 }
+
+/// Transaction characteristics as PostgreSQL reports and guards them: START TRANSACTION's
+/// own tag, `transaction_read_only` (the block's, else the default), and SET TRANSACTION
+/// ISOLATION LEVEL refused once the block has read, at READ COMMITTED too.
+#[test]
+fn transaction_characteristics_are_shown_and_fixed_by_the_first_query() {
+    for shards in [1, 2] {
+        script(
+            shards,
+            &[
+                (
+                    "CREATE TABLE tc (id int PRIMARY KEY, v int)",
+                    "CREATE TABLE ",
+                ),
+                ("INSERT INTO tc VALUES (1, 1)", "INSERT 0 1"),
+                (
+                    "SHOW transaction_read_only",
+                    "transaction_read_only:25 => off [SHOW]",
+                ),
+                ("START TRANSACTION READ ONLY", "START TRANSACTION "),
+                (
+                    "SHOW transaction_read_only",
+                    "transaction_read_only:25 => on [SHOW]",
+                ),
+                ("COMMIT", "COMMIT "),
+                ("BEGIN", "BEGIN "),
+                ("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SET "),
+                (
+                    "SHOW transaction_isolation",
+                    "transaction_isolation:25 => repeatable read [SHOW]",
+                ),
+                ("COMMIT", "COMMIT "),
+                ("BEGIN", "BEGIN "),
+                ("SELECT v FROM tc WHERE id = 1", "v:23 => 1 [SELECT 1]"),
+                (
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                    "ERR 25001 SET TRANSACTION ISOLATION LEVEL must be called before any query",
+                ),
+                ("ROLLBACK", "ROLLBACK "),
+                (
+                    "SET default_transaction_read_only = on",
+                    "SET default_transaction_read_only=on",
+                ),
+                (
+                    "SHOW transaction_read_only",
+                    "transaction_read_only:25 => on [SHOW]",
+                ),
+                ("BEGIN READ WRITE", "BEGIN "),
+                (
+                    "SHOW transaction_read_only",
+                    "transaction_read_only:25 => off [SHOW]",
+                ),
+                ("COMMIT", "COMMIT "),
+            ],
+        );
+    }
+}

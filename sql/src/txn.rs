@@ -1219,6 +1219,9 @@ pub(crate) struct TxnState {
     /// Its DDL is pending in the catalog: COMMIT flips its marker, ROLLBACK undoes it
     /// ([`crate::ddl_undo`]).
     pub(crate) ddl: bool,
+    /// A statement of it has read (taken a snapshot): SET TRANSACTION ISOLATION LEVEL is
+    /// too late from then on, even at READ COMMITTED, whose snapshots are not kept.
+    pub(crate) queried: bool,
 }
 
 impl TxnState {
@@ -1264,6 +1267,7 @@ pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: boo
         savepoints: Vec::new(),
         next_mark: 0,
         ddl: false,
+        queried: false,
     });
     id
 }
@@ -1410,10 +1414,13 @@ pub async fn scan_ctx<C: Cluster>(
 ) -> Result<(Option<TxnCtx>, Option<Arc<PinTicket>>), SqlError> {
     loop {
         let (id, isolation, mark, state, rr, wait) = {
-            let conn = cluster.conn_txn().borrow();
+            let mut conn = cluster.conn_txn().borrow_mut();
             let wait = conn.wait.clone();
             if conn.suspended {
                 return Ok((None, None));
+            }
+            if let Some(t) = conn.current.as_mut() {
+                t.queried = true;
             }
             match &conn.current {
                 Some(t) if t.isolation == Isolation::RepeatableRead => {
@@ -1941,7 +1948,7 @@ pub(crate) fn set_isolation<C: Cluster>(cluster: &C, level: Isolation) -> Result
     let Some(t) = conn.current.as_mut() else {
         return Ok(());
     };
-    if t.pinned != StatementSnapshot::None || !t.touched.is_empty() {
+    if t.queried || t.pinned != StatementSnapshot::None || !t.touched.is_empty() {
         return Err(SqlError::new(
             "25001",
             "SET TRANSACTION ISOLATION LEVEL must be called before any query",
