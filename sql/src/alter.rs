@@ -426,6 +426,7 @@ fn apply_operation(
                         new.checks.push(CheckDef {
                             name: check_name.clone(),
                             expr: chk.expr.to_string(),
+                            not_valid: false,
                         });
                         verify_checks.push(check_name);
                     }
@@ -584,6 +585,7 @@ fn apply_operation(
                 new.checks.push(CheckDef {
                     name: name.clone(),
                     expr: chk.expr.to_string(),
+                    not_valid: *not_valid,
                 });
                 if !not_valid {
                     verify_checks.push(name);
@@ -670,11 +672,42 @@ fn apply_operation(
                 ));
             }
         }
+        Op::ValidateConstraint { name } => {
+            let name = plan::ident(name);
+            if let Some(check) = new.checks.iter_mut().find(|c| c.name == name) {
+                if check.not_valid {
+                    check.not_valid = false;
+                    verify_checks.push(name);
+                }
+            } else if constraint_index(&name)
+                || (!new.primary_key.is_empty() && name == new.pkey_name())
+            {
+                return Err(SqlError::new(
+                    "42809",
+                    format!(
+                        "constraint \"{name}\" of relation \"{}\" is not a foreign key or check constraint",
+                        new.name
+                    ),
+                ));
+            } else {
+                return Err(SqlError::new(
+                    UNDEFINED_OBJECT,
+                    format!(
+                        "constraint \"{name}\" of relation \"{}\" does not exist",
+                        new.name
+                    ),
+                ));
+            }
+        }
         Op::RenameConstraint { old_name, new_name } => {
             let from = plan::ident(old_name);
             let to = plan::ident(new_name);
             if constraint_index(&from) {
                 return Err(not_supported("renaming a UNIQUE constraint"));
+            }
+            if !new.primary_key.is_empty() && from == new.pkey_name() {
+                new.pkey_constraint = Some(to);
+                return Ok(());
             }
             match new.checks.iter_mut().find(|c| c.name == from) {
                 Some(c) => c.name = to,

@@ -242,6 +242,10 @@ pub struct CheckDef {
     pub name: String,
     /// The CHECK expression as SQL text.
     pub expr: String,
+    /// Added NOT VALID and not validated since: the rows there were then are not known to
+    /// pass it (new and changed rows are checked).
+    #[serde(default)]
+    pub not_valid: bool,
 }
 
 impl Table {

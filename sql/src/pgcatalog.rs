@@ -794,10 +794,15 @@ impl Snapshot {
         for t in &self.tables {
             for (n, c) in t.table.checks.iter().enumerate() {
                 if check_oid(t.table.id, n) == oid {
-                    return Some(if pretty {
+                    let def = if pretty {
                         format!("CHECK ({})", c.expr)
                     } else {
                         format!("CHECK (({}))", c.expr)
+                    };
+                    return Some(if c.not_valid {
+                        format!("{def} NOT VALID")
+                    } else {
+                        def
                     });
                 }
             }
@@ -1406,6 +1411,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         pkey_oid(tb.id),
                         Datum::Array(key),
                         NULL,
+                        true,
                     ));
                 }
                 for index in s
@@ -1427,6 +1433,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         index.oid,
                         Datum::Array(key),
                         NULL,
+                        true,
                     ));
                 }
                 for (n, c) in tb.checks.iter().enumerate() {
@@ -1438,6 +1445,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         0,
                         NULL,
                         t(&c.expr),
+                        !c.not_valid,
                     ));
                 }
             }
@@ -1777,6 +1785,7 @@ fn attribute_row(
     ]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn constraint_row(
     oid: i64,
     name: &str,
@@ -1785,6 +1794,7 @@ fn constraint_row(
     index: i64,
     conkey: Datum,
     conbin: Datum,
+    validated: bool,
 ) -> Vec<Datum> {
     vec![
         o(oid),
@@ -1793,7 +1803,7 @@ fn constraint_row(
         t(contype),
         b(false),
         b(false),
-        b(true),
+        b(validated),
         o(ti.oid),
         o(0),
         o(index),

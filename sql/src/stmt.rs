@@ -2062,6 +2062,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     checks.push(CheckDef {
                         name: cname_check,
                         expr: chk.expr.to_string(),
+                        not_valid: false,
                     });
                 }
                 other => {
@@ -2091,6 +2092,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
                         .map(plan::ident)
                         .unwrap_or_else(|| format!("{name}_check")),
                     expr: chk.expr.to_string(),
+                    not_valid: false,
                 });
             }
             ast::TableConstraint::Unique(u) => {

@@ -908,3 +908,50 @@ fn primary_key_constraints_keep_their_given_and_original_names() {
         cluster.close().await;
     });
 }
+
+/// A CHECK added NOT VALID is shown as such (`convalidated`, `pg_get_constraintdef`) until
+/// VALIDATE CONSTRAINT checks every row; a primary key's constraint is renamed like a
+/// CHECK, as in PostgreSQL.
+#[test]
+fn not_valid_checks_are_validated_and_primary_keys_renamed() {
+    on_one_and_two_shards(|cluster, mut session, _| async move {
+        let checks = "SELECT conname, convalidated, pg_get_constraintdef(oid) FROM pg_constraint \
+                      WHERE conrelid = 'cv'::regclass ORDER BY conname";
+        let steps: &[(&str, &str)] = &[
+            ("CREATE TABLE cv (id int PRIMARY KEY, g int)", "CREATE TABLE"),
+            ("INSERT INTO cv VALUES (1, -1), (2, 5)", "INSERT 0 2"),
+            ("ALTER TABLE cv ADD CONSTRAINT pos CHECK (g >= 0) NOT VALID", "ALTER TABLE"),
+            ("INSERT INTO cv VALUES (3, -3)", "ERR 23514*"),
+            (
+                checks,
+                "conname:19,convalidated:16,pg_get_constraintdef:25 => \
+                 cv_pkey|t|PRIMARY KEY (id) / pos|f|CHECK ((g >= 0)) NOT VALID [SELECT 2]",
+            ),
+            (
+                "ALTER TABLE cv VALIDATE CONSTRAINT pos",
+                "ERR 23514 check constraint \"pos\" of relation \"cv\" is violated by some row",
+            ),
+            ("UPDATE cv SET g = 1 WHERE id = 1", "UPDATE 1"),
+            ("ALTER TABLE cv VALIDATE CONSTRAINT pos", "ALTER TABLE"),
+            ("ALTER TABLE cv VALIDATE CONSTRAINT pos", "ALTER TABLE"),
+            (
+                "ALTER TABLE cv VALIDATE CONSTRAINT cv_pkey",
+                "ERR 42809 constraint \"cv_pkey\" of relation \"cv\" is not a foreign key or check constraint",
+            ),
+            ("ALTER TABLE cv VALIDATE CONSTRAINT nope", "ERR 42704*"),
+            ("ALTER TABLE cv RENAME CONSTRAINT cv_pkey TO cv_main", "ALTER TABLE"),
+            (
+                checks,
+                "conname:19,convalidated:16,pg_get_constraintdef:25 => \
+                 cv_main|t|PRIMARY KEY (id) / pos|t|CHECK ((g >= 0)) [SELECT 2]",
+            ),
+            (
+                "INSERT INTO cv VALUES (2, 2)",
+                "ERR 23505 duplicate key value violates unique constraint \"cv_main\"*",
+            ),
+            ("ALTER TABLE cv DROP CONSTRAINT cv_main", "ALTER TABLE"),
+        ];
+        expect(&cluster, &mut session, steps).await;
+        cluster.close().await;
+    });
+}
