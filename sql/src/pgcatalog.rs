@@ -228,6 +228,8 @@ pub(crate) struct Snapshot {
     /// `pg_database_size`; their totals land in `database_sizes` with `sizes`.
     other_databases: Vec<(String, Vec<Vec<u8>>)>,
     database_sizes: std::sync::OnceLock<HashMap<String, u64>>,
+    /// The session's output style (`pg_stats` shows histogram bounds as text).
+    style: crate::types::Style,
 }
 
 impl Snapshot {
@@ -366,6 +368,7 @@ impl Snapshot {
             sizes: std::sync::OnceLock::new(),
             other_databases,
             database_sizes: std::sync::OnceLock::new(),
+            style: session.style(),
         }
     }
 
@@ -882,6 +885,7 @@ const PG_FOREIGN_TABLE: &str = "ftrelid:oid ftserver:oid ftoptions:array";
 const PG_PARTITIONED_TABLE: &str = "partrelid:oid partstrat:char partnatts:int2 partdefid:oid partattrs:text partclass:text partcollation:text partexprs:node";
 const IS_TABLES: &str = "table_catalog:name table_schema:name table_name:name table_type:text self_referencing_column_name:name reference_generation:text user_defined_type_catalog:name user_defined_type_schema:name user_defined_type_name:name is_insertable_into:text is_typed:text commit_action:text";
 const IS_COLUMNS: &str = "table_catalog:name table_schema:name table_name:name column_name:name ordinal_position:int4 column_default:text is_nullable:text data_type:text character_maximum_length:int4 character_octet_length:int4 numeric_precision:int4 numeric_precision_radix:int4 numeric_scale:int4 datetime_precision:int4 udt_catalog:name udt_schema:name udt_name:name collation_name:name is_identity:text is_generated:text is_updatable:text";
+const PG_STATS: &str = "schemaname:name tablename:name attname:name inherited:bool null_frac:float4 avg_width:int4 n_distinct:float4 most_common_vals:array most_common_freqs:array histogram_bounds:array correlation:float4 most_common_elems:array most_common_elem_freqs:array elem_count_histogram:array";
 const IS_SCHEMATA: &str = "catalog_name:name schema_name:name schema_owner:name default_character_set_catalog:name default_character_set_schema:name default_character_set_name:name sql_path:text";
 
 /// The catalog relations: (schema, name, column spec).
@@ -925,6 +929,7 @@ const RELATIONS: &[(&str, &str, &str)] = &[
     ("information_schema", "tables", IS_TABLES),
     ("information_schema", "columns", IS_COLUMNS),
     ("information_schema", "schemata", IS_SCHEMATA),
+    ("pg_catalog", "pg_stats", PG_STATS),
 ];
 
 /// The OIDs of the catalog relations: PostgreSQL 15's fixed OIDs for system tables; views
@@ -1208,6 +1213,30 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     NULL,
                     s.index_def(oid, 0).map_or(NULL, Datum::Text),
                 ]);
+            }
+        }
+        "pg_stats" => {
+            for ti in &s.tables {
+                let tb = &ti.table;
+                let Some(stats) = &tb.stats else { continue };
+                for (column, cs) in tb.columns.iter().zip(&stats.columns) {
+                    rows.push(vec![
+                        t(&tb.schema),
+                        t(&tb.name),
+                        t(&column.name),
+                        b(false),
+                        Datum::Float4(cs.null_frac as f32),
+                        NULL,
+                        Datum::Float4(stats_distinct(cs.distinct, stats.rows)),
+                        NULL,
+                        NULL,
+                        histogram_bounds(&cs.histogram, column.ty, &s.style),
+                        NULL,
+                        NULL,
+                        NULL,
+                        NULL,
+                    ]);
+                }
             }
         }
         "pg_depend" => {
@@ -2756,6 +2785,37 @@ pub(crate) fn parse_array(s: &str) -> Result<Vec<Option<String>>, SqlError> {
 }
 
 /// An array's text form, as `array_out` writes it.
+/// `pg_stats.n_distinct` as PostgreSQL stores it: a count, or, where the column's distinct
+/// values seem to grow with the table (over a tenth of its rows), minus their fraction of
+/// the rows (-1: every row differs).
+fn stats_distinct(distinct: u64, rows: u64) -> f32 {
+    if rows > 0 && distinct.saturating_mul(10) > rows {
+        -((distinct as f64 / rows as f64).min(1.0)) as f32
+    } else {
+        distinct as f32
+    }
+}
+
+/// `pg_stats.histogram_bounds`: ANALYZE keeps them as order-preserving key bytes; shown
+/// as PostgreSQL shows the array, NULL where there are none or the key bytes do not keep
+/// the value (numeric, interval).
+fn histogram_bounds(bounds: &[Vec<u8>], ty: crate::SqlType, style: &crate::types::Style) -> Datum {
+    if bounds.len() < 2 {
+        return NULL;
+    }
+    let mut items = Vec::with_capacity(bounds.len());
+    for key in bounds {
+        let Some(mut datums) = crate::rowcodec::decode_key_datums(key, &[ty]) else {
+            return NULL;
+        };
+        let Some(datum) = datums.pop() else {
+            return NULL;
+        };
+        items.push(crate::types::output(&datum, style));
+    }
+    Datum::Text(array_text(&items))
+}
+
 fn array_text(items: &[Option<String>]) -> String {
     let parts: Vec<String> = items
         .iter()

@@ -955,3 +955,38 @@ fn not_valid_checks_are_validated_and_primary_keys_renamed() {
         cluster.close().await;
     });
 }
+
+/// `pg_stats` shows what ANALYZE gathered, per column, in PostgreSQL's terms: NULL
+/// fraction, `n_distinct` (a count, or minus a fraction of the rows where the distinct
+/// values grow with the table), histogram bounds as an array's text; nothing before ANALYZE.
+#[test]
+fn pg_stats_shows_what_analyze_gathered() {
+    on_one_and_two_shards(|cluster, mut session, _| async move {
+        let stats = "SELECT attname, null_frac, n_distinct, histogram_bounds IS NOT NULL \
+                     FROM pg_stats WHERE tablename = 'sa' ORDER BY attname";
+        let steps: &[(&str, &str)] = &[
+            (
+                "CREATE TABLE sa (id int PRIMARY KEY, g int, t text, n numeric, z int)",
+                "CREATE TABLE",
+            ),
+            (
+                "INSERT INTO sa SELECT i, i % 10, 'x' || (i % 3), i, NULL::int \
+                 FROM generate_series(1, 1000) i",
+                "INSERT 0 1000",
+            ),
+            ("SELECT count(*) FROM pg_stats WHERE tablename = 'sa'", "count:20 => 0 [SELECT 1]"),
+            ("ANALYZE sa", "ANALYZE"),
+            (
+                stats,
+                "attname:19,null_frac:700,n_distinct:700,?column?:16 => \
+                 g|0|10|t / id|0|-1|t / n|0|-1|f / t|0|3|t / z|1|0|f [SELECT 5]",
+            ),
+            (
+                "SELECT histogram_bounds FROM pg_stats WHERE tablename = 'sa' AND attname = 't'",
+                "histogram_bounds:25 => {x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x0,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x1,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2,x2} [SELECT 1]",
+            ),
+        ];
+        expect(&cluster, &mut session, steps).await;
+        cluster.close().await;
+    });
+}
