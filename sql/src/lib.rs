@@ -1276,6 +1276,17 @@ pub(crate) fn column(name: String, ty: Ty, typmod: i32) -> Column {
     }
 }
 
+/// An output column left of type unknown ([`plan::Planner::keep_unknown`]); never sent to a
+/// client as such.
+pub(crate) fn unresolved_column(name: String) -> Column {
+    Column {
+        name,
+        type_oid: Ty::Unknown.oid(),
+        type_size: Ty::Unknown.size(),
+        type_modifier: -1,
+    }
+}
+
 pub(crate) fn alias_name(alias: &ast::Ident) -> String {
     if alias.quote_style.is_some() {
         alias.value.clone()

@@ -386,6 +386,11 @@ pub(crate) struct Planner<'a> {
     ctes: RefCell<Vec<(String, Plan, Vec<ScopeColumn>)>>,
     /// The system catalogs' view of `catalog`, built on first use.
     pub(crate) pg: std::cell::OnceCell<Arc<crate::pgcatalog::Snapshot>>,
+    /// The next SELECT planned is a set operation's operand or an INSERT's source: its
+    /// unknown-typed outputs (a bare NULL, a string literal) stay unknown for the set
+    /// operation or the target column to resolve, as PostgreSQL leaves them; elsewhere
+    /// they are text. Taken (reset) by the SELECT it applies to.
+    pub(crate) keep_unknown: std::cell::Cell<bool>,
 }
 
 /// Rows a FROM item contributes: its plan, its columns, and (for a base table) its fetch.
@@ -419,6 +424,7 @@ impl<'a> Planner<'a> {
             fetches: RefCell::new(Vec::new()),
             ctes: RefCell::new(Vec::new()),
             pg: std::cell::OnceCell::new(),
+            keep_unknown: std::cell::Cell::new(false),
         }
     }
 
@@ -482,6 +488,8 @@ impl<'a> Planner<'a> {
         let lock = row_lock_mode(&q.locks)?;
         let first_fetch = self.fetches.borrow().len();
         let cte_count = self.ctes.borrow().len();
+        // Meant for the query's own SELECT, not its common table expressions'.
+        let keep_unknown = self.keep_unknown.replace(false);
         if let Some(with) = &q.with {
             if with.recursive {
                 return Err(not_supported("WITH RECURSIVE"));
@@ -498,6 +506,7 @@ impl<'a> Planner<'a> {
                 self.ctes.borrow_mut().push((name, plan, scope_columns));
             }
         }
+        self.keep_unknown.set(keep_unknown);
         let result = self.plan_query_body(q, parent);
         self.ctes.borrow_mut().truncate(cte_count);
         if lock.is_some() {
@@ -604,8 +613,12 @@ impl<'a> Planner<'a> {
                 left,
                 right,
             } => {
-                let (lp, lc) = self.plan_set_expr(left, parent)?;
-                let (rp, rc) = self.plan_set_expr(right, parent)?;
+                self.keep_unknown.set(true);
+                let left = self.plan_set_expr(left, parent);
+                self.keep_unknown.set(true);
+                let right = self.plan_set_expr(right, parent);
+                self.keep_unknown.set(false);
+                let ((lp, lc), (rp, rc)) = (left?, right?);
                 let kind = match op {
                     ast::SetOperator::Union => SetOpKind::Union,
                     ast::SetOperator::Intersect => SetOpKind::Intersect,
@@ -777,6 +790,7 @@ impl<'a> Planner<'a> {
         order_by: &[ast::OrderByExpr],
         parent: Option<&Scope>,
     ) -> Result<(Plan, Vec<Column>), SqlError> {
+        let keep_unknown = self.keep_unknown.replace(false);
         let unsupported = if s.into.is_some() {
             Some("SELECT INTO")
         } else if !s.named_window.is_empty()
@@ -872,7 +886,10 @@ impl<'a> Planner<'a> {
         let columns: Vec<Column> = names
             .into_iter()
             .zip(&exprs)
-            .map(|(n, b)| crate::column(n, b.ty, b.typmod))
+            .map(|(n, b)| match b.ty {
+                SqlType::Unknown if keep_unknown => crate::unresolved_column(n),
+                ty => crate::column(n, ty, b.typmod),
+            })
             .collect();
         let mut plan = Plan::Project(Box::new(plan), exprs);
         match &s.distinct {

@@ -1079,7 +1079,11 @@ pub(crate) async fn run_insert<C: Cluster>(
         }
         Some(_) => {
             let q = source.expect("a source");
-            let (plan, columns) = planner.plan_query(q, None)?;
+            // Its bare NULLs and literals take the target columns' types, as in PostgreSQL.
+            planner.keep_unknown.set(true);
+            let planned = planner.plan_query(q, None);
+            planner.keep_unknown.set(false);
+            let (plan, columns) = planned?;
             if implicit_targets && columns.len() <= targets.len() {
                 targets.truncate(columns.len());
             }

@@ -2679,3 +2679,44 @@ fn transaction_characteristics_are_shown_and_fixed_by_the_first_query() {
         );
     }
 }
+
+/// A bare NULL or string literal in a set operation's SELECT or an INSERT's source query
+/// takes its type from the other operand or the target column, as in PostgreSQL; elsewhere
+/// (the query's own output, a FROM subquery) it is text.
+#[test]
+fn unknown_literals_take_their_type_from_a_set_operation_or_an_insert_target() {
+    script(
+        1,
+        &[
+            ("CREATE TABLE nn (a int, b int, c date)", "CREATE TABLE "),
+            ("INSERT INTO nn SELECT 1, NULL, NULL", "INSERT 0 1"),
+            ("INSERT INTO nn SELECT 2, '7', '2024-01-02'", "INSERT 0 1"),
+            // Unknown in both operands is text to the union, then no date (PostgreSQL too).
+            (
+                "INSERT INTO nn SELECT 3, NULL, NULL UNION ALL SELECT 4, 5, '2024-03-04'",
+                "~ERR 42804 column \"c\" is of type date but expression is of type text",
+            ),
+            (
+                "INSERT INTO nn SELECT 3, NULL, NULL::date UNION ALL SELECT 4, 5, '2024-03-04'",
+                "INSERT 0 2",
+            ),
+            (
+                "INSERT INTO nn WITH w AS (SELECT 5 AS a) SELECT a, NULL, NULL FROM w",
+                "INSERT 0 1",
+            ),
+            (
+                "SELECT a, b, c FROM nn ORDER BY a",
+                "a:23,b:23,c:1082 => 1|NULL|NULL / 2|7|2024-01-02 / 3|NULL|NULL / 4|5|2024-03-04 / 5|NULL|NULL [SELECT 5]",
+            ),
+            (
+                "SELECT NULL AS x UNION ALL SELECT 2 ORDER BY 1",
+                "x:23 => 2 / NULL [SELECT 2]",
+            ),
+            ("SELECT 'a' AS x UNION SELECT 'b' ORDER BY 1", "x:25 => a / b [SELECT 2]"),
+            ("SELECT '1' AS x UNION ALL SELECT 2", "x:23 => 1 / 2 [SELECT 2]"),
+            ("SELECT 'z' AS x UNION ALL SELECT 2", "~ERR 22P02"),
+            ("SELECT NULL AS x", "x:25 => NULL [SELECT 1]"),
+            ("SELECT x FROM (SELECT NULL AS x) s", "x:25 => NULL [SELECT 1]"),
+        ],
+    );
+}
