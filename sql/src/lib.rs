@@ -988,7 +988,10 @@ async fn execute<C: Cluster>(
         S::Insert(insert) => stmt::run_insert(session, cluster, sql, insert, params).await,
         S::Update(update) => stmt::run_update(session, cluster, sql, update, params).await,
         S::Delete(delete) => stmt::run_delete(session, cluster, sql, delete, params).await,
-        S::Truncate(t) => stmt::run_truncate(session, cluster, &t.table_names).await,
+        S::Truncate(t) => {
+            let restart = t.identity == Some(ast::TruncateIdentityOption::Restart);
+            stmt::run_truncate(session, cluster, &t.table_names, restart).await
+        }
         S::CreateTable(ct) => stmt::run_create_table(session, cluster, sql, ct).await,
         S::AlterTable(at) => alter::run_alter_table(session, cluster, sql, at).await,
         S::CreateIndex(ci) => stmt::run_create_index(session, cluster, ci).await,

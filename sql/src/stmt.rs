@@ -1898,8 +1898,15 @@ pub(crate) async fn run_truncate<C: Cluster>(
     session: &mut Session,
     cluster: &C,
     names: &[ast::TruncateTableTarget],
+    restart_identity: bool,
 ) -> Result<StatementResult, SqlError> {
     let catalog = cluster.catalog();
+    if restart_identity && session.transaction != TransactionState::Idle {
+        // A sequence's value is not transactional here: a ROLLBACK could not bring it back.
+        return Err(not_supported(
+            "TRUNCATE ... RESTART IDENTITY in a transaction block",
+        ));
+    }
     let mut ids = Vec::with_capacity(names.len());
     for t in names {
         let (schema, name) = plan::split_name(&t.name)?;
@@ -1940,9 +1947,46 @@ pub(crate) async fn run_truncate<C: Cluster>(
         for spec in indexes {
             crate::index::delete_index_data(cluster, id, spec.id).await?;
         }
+        if restart_identity {
+            restart_owned_sequences(session, cluster, &table).await?;
+        }
     }
     note_write(session);
     Ok(command("TRUNCATE TABLE"))
+}
+
+/// RESTART IDENTITY: the sequences `table`'s columns own (serial columns') start over, as
+/// ALTER SEQUENCE ... RESTART makes them.
+async fn restart_owned_sequences<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    table: &Table,
+) -> Result<(), SqlError> {
+    let owned: Vec<crate::catalog::SequenceDef> = cluster
+        .catalog()
+        .database(session.database())
+        .and_then(|d| d.schemas.get(&table.schema))
+        .map(|s| {
+            s.sequences
+                .values()
+                .filter(|q| q.owned_by.as_deref() == Some(table.name.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for sequence in owned {
+        let value = sequence.start;
+        cluster
+            .sequence(
+                sequence,
+                crate::cluster::SequenceOp::Set {
+                    value,
+                    is_called: false,
+                },
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn run_create_table<C: Cluster>(

@@ -2720,3 +2720,40 @@ fn unknown_literals_take_their_type_from_a_set_operation_or_an_insert_target() {
         ],
     );
 }
+
+/// TRUNCATE ... RESTART IDENTITY starts the table's serial sequences over; CONTINUE
+/// IDENTITY (the default) leaves them; in a transaction block it is refused, not ignored.
+#[test]
+fn truncate_restart_identity_starts_serial_columns_over() {
+    for shards in [1, 2] {
+        script(
+            shards,
+            &[
+                (
+                    "CREATE TABLE ri (id serial PRIMARY KEY, v int)",
+                    "CREATE TABLE ",
+                ),
+                ("INSERT INTO ri (v) VALUES (1), (2)", "INSERT 0 2"),
+                ("TRUNCATE ri", "TRUNCATE TABLE "),
+                (
+                    "INSERT INTO ri (v) VALUES (3) RETURNING id",
+                    "id:23 => 3 [INSERT 0 1]",
+                ),
+                ("TRUNCATE ri CONTINUE IDENTITY", "TRUNCATE TABLE "),
+                (
+                    "INSERT INTO ri (v) VALUES (4) RETURNING id",
+                    "id:23 => 4 [INSERT 0 1]",
+                ),
+                ("TRUNCATE ri RESTART IDENTITY", "TRUNCATE TABLE "),
+                (
+                    "INSERT INTO ri (v) VALUES (5) RETURNING id",
+                    "id:23 => 1 [INSERT 0 1]",
+                ),
+                ("BEGIN", "BEGIN "),
+                ("TRUNCATE ri RESTART IDENTITY", "~ERR 0A000"),
+                ("ROLLBACK", "ROLLBACK "),
+                ("SELECT id, v FROM ri", "id:23,v:23 => 1|5 [SELECT 1]"),
+            ],
+        );
+    }
+}
