@@ -404,6 +404,7 @@ fn apply_operation(
                 typmod,
                 not_null: false,
                 default: None,
+                identity: false,
             };
             let position = new.columns.len();
             let mut primary = false;

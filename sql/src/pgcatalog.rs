@@ -1272,6 +1272,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         n + 1,
                         false,
                         false,
+                        false,
                     ));
                 }
             }
@@ -1287,6 +1288,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         i + 1,
                         not_null,
                         c.default.is_some(),
+                        c.identity,
                     ));
                 }
                 if !tb.primary_key.is_empty() {
@@ -1298,6 +1300,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                             c.ty,
                             c.typmod,
                             k + 1,
+                            false,
                             false,
                             false,
                         ));
@@ -1482,7 +1485,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
         "pg_attrdef" => {
             for ti in &s.tables {
                 for (i, c) in ti.table.columns.iter().enumerate() {
-                    if let Some(d) = &c.default {
+                    if let Some(d) = c.default.as_ref().filter(|_| !c.identity) {
                         rows.push(vec![
                             o(attrdef_oid(ti.table.id, i + 1)),
                             o(ti.oid),
@@ -1642,6 +1645,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         o(i as i64 + 1),
                         c.default
                             .as_ref()
+                            .filter(|_| !c.identity)
                             .map_or(NULL, |d| t(&deparse_default(d, c.ty))),
                         t(if not_null { "NO" } else { "YES" }),
                         t(c.ty.sql_name()),
@@ -1655,7 +1659,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         t("pg_catalog"),
                         t(c.ty.type_name()),
                         NULL,
-                        t("NO"),
+                        t(if c.identity { "YES" } else { "NO" }),
                         t("NEVER"),
                         t("YES"),
                     ]);
@@ -1774,6 +1778,7 @@ impl<'a> ClassRow<'a> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn attribute_row(
     rel: i64,
     name: &str,
@@ -1782,6 +1787,7 @@ fn attribute_row(
     attnum: usize,
     not_null: bool,
     has_default: bool,
+    identity: bool,
 ) -> Vec<Datum> {
     let len = i64::from(ty.size());
     vec![
@@ -1799,9 +1805,9 @@ fn attribute_row(
         t(if len == -1 { "x" } else { "p" }),
         t(""),
         b(not_null),
-        b(has_default),
+        b(has_default && !identity),
         b(false),
-        t(""),
+        t(if identity { "d" } else { "" }),
         t(""),
         b(false),
         b(true),

@@ -1989,6 +1989,27 @@ async fn restart_owned_sequences<C: Cluster>(
     Ok(())
 }
 
+/// The sequence a serial or identity column of type `ty` in table `table` owns.
+fn serial_sequence(name: String, ty: SqlType, table: &str) -> crate::catalog::SequenceDef {
+    let max = match ty {
+        SqlType::Int2 => i64::from(i16::MAX),
+        SqlType::Int4 => i64::from(i32::MAX),
+        _ => i64::MAX,
+    };
+    crate::catalog::SequenceDef {
+        id: 0,
+        name,
+        increment: 1,
+        min: 1,
+        max,
+        start: 1,
+        cycle: false,
+        owned_by: Some(table.to_string()),
+        data_type: Some(ty),
+        cache: 1,
+    }
+}
+
 pub(crate) async fn run_create_table<C: Cluster>(
     session: &Session,
     cluster: &C,
@@ -2051,6 +2072,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             typmod,
             not_null: false,
             default: None,
+            identity: false,
         };
         if serial.is_some() {
             // serial = integer NOT NULL DEFAULT nextval('<table>_<column>_seq'), the sequence
@@ -2058,28 +2080,49 @@ pub(crate) async fn run_create_table<C: Cluster>(
             let seq_name = format!("{name}_{cname}_seq");
             def.not_null = true;
             def.default = Some(serial_default(&seq_name));
-            let max = match ty {
-                SqlType::Int2 => i64::from(i16::MAX),
-                SqlType::Int4 => i64::from(i32::MAX),
-                _ => i64::MAX,
-            };
-            sequences.push(crate::catalog::SequenceDef {
-                id: 0,
-                name: seq_name,
-                increment: 1,
-                min: 1,
-                max,
-                start: 1,
-                cycle: false,
-                owned_by: Some(name.clone()),
-                data_type: Some(ty),
-                cache: 1,
-            });
+            sequences.push(serial_sequence(seq_name, ty, &name));
         }
         for opt in &c.options {
             match &opt.option {
+                ast::ColumnOption::Generated {
+                    generated_as: ast::GeneratedAs::ByDefault,
+                    sequence_options,
+                    generation_expr: None,
+                    ..
+                } => {
+                    if serial.is_some() || def.default.is_some() || def.identity {
+                        return Err(SqlError::new(
+                            SYNTAX_ERROR,
+                            format!("both default and identity specified for column \"{cname}\" of table \"{name}\""),
+                        ));
+                    }
+                    if !matches!(ty, SqlType::Int2 | SqlType::Int4 | SqlType::Int8) {
+                        return Err(SqlError::new(
+                            "22023",
+                            "identity column type must be smallint, integer, or bigint",
+                        ));
+                    }
+                    if sequence_options.as_ref().is_some_and(|o| !o.is_empty()) {
+                        return Err(not_supported("identity sequence options"));
+                    }
+                    // A serial column's sequence, default and NOT NULL, shown as an identity.
+                    let seq_name = format!("{name}_{cname}_seq");
+                    def.not_null = true;
+                    def.default = Some(serial_default(&seq_name));
+                    def.identity = true;
+                    sequences.push(serial_sequence(seq_name, ty, &name));
+                }
+                ast::ColumnOption::Generated { .. } => {
+                    return Err(not_supported(format!("column option {}", opt.option)));
+                }
                 ast::ColumnOption::Null => def.not_null = false,
                 ast::ColumnOption::NotNull => def.not_null = true,
+                ast::ColumnOption::Default(_) if def.identity => {
+                    return Err(SqlError::new(
+                        SYNTAX_ERROR,
+                        format!("both default and identity specified for column \"{cname}\" of table \"{name}\""),
+                    ));
+                }
                 ast::ColumnOption::Default(_) if serial.is_some() => {
                     return Err(SqlError::new(
                         SYNTAX_ERROR,
