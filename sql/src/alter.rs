@@ -484,6 +484,7 @@ fn apply_operation(
                         ));
                     }
                     new.primary_key.clear();
+                    new.pkey_constraint = None;
                 }
                 // CHECKs that name the column go with it, as in PostgreSQL.
                 new.checks.retain(|c| !expression_names(&c.expr, &name));
