@@ -330,6 +330,16 @@ fn not_supported(what: impl std::fmt::Display) -> SqlError {
     SqlError::new(FEATURE_NOT_SUPPORTED, format!("{what} is not supported"))
 }
 
+fn no_constraint(name: &str, table: &Table) -> SqlError {
+    SqlError::new(
+        UNDEFINED_OBJECT,
+        format!(
+            "constraint \"{name}\" of relation \"{}\" does not exist",
+            table.name
+        ),
+    )
+}
+
 fn no_column(name: &str, table: &Table) -> SqlError {
     SqlError::new(
         UNDEFINED_COLUMN,
@@ -665,13 +675,7 @@ fn apply_operation(
                     new.name
                 ));
             } else {
-                return Err(SqlError::new(
-                    UNDEFINED_OBJECT,
-                    format!(
-                        "constraint \"{name}\" of relation \"{}\" does not exist",
-                        new.name
-                    ),
-                ));
+                return Err(no_constraint(&name, new));
             }
         }
         Op::ValidateConstraint { name } => {
@@ -692,13 +696,7 @@ fn apply_operation(
                     ),
                 ));
             } else {
-                return Err(SqlError::new(
-                    UNDEFINED_OBJECT,
-                    format!(
-                        "constraint \"{name}\" of relation \"{}\" does not exist",
-                        new.name
-                    ),
-                ));
+                return Err(no_constraint(&name, new));
             }
         }
         Op::RenameConstraint { old_name, new_name } => {

@@ -930,19 +930,11 @@ fn a_bulk_scan_is_planned_only_where_it_reads_what_an_iterator_reads() {
             .bulk_scan(b"m", b"n", None)
             .await
             .expect("an ingested range is planned");
-        let mut read = Vec::new();
-        for i in 0..scan.len() {
-            let chunk = scan.read(i).await.unwrap();
-            chunk
-                .for_each(
-                    |e| e,
-                    |k, v| {
-                        read.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)));
-                        Ok(())
-                    },
-                )
-                .unwrap();
-        }
+        let read: Vec<(Bytes, Bytes)> = bulk_read(&scan)
+            .await
+            .into_iter()
+            .map(|(k, v)| (Bytes::from(k), Bytes::from(v)))
+            .collect();
         assert_eq!(read, rows);
         // A level-0 file whose keys span the range but hold none of it does not count.
         db.put(b"l", b"before").await.unwrap();
