@@ -415,6 +415,7 @@ fn apply_operation(
                 not_null: false,
                 default: None,
                 identity: false,
+                identity_always: false,
             };
             let position = new.columns.len();
             let mut primary = false;

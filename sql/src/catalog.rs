@@ -239,6 +239,10 @@ pub struct ColumnDef {
     /// the catalogs show as an identity (`attidentity` 'd'), not as a DEFAULT.
     #[serde(default)]
     pub identity: bool,
+    /// GENERATED ALWAYS AS IDENTITY: INSERT takes no value for it without OVERRIDING SYSTEM
+    /// VALUE, and UPDATE sets it only to DEFAULT.
+    #[serde(default)]
+    pub identity_always: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -1550,6 +1554,7 @@ mod tests {
                 not_null: false,
                 default: None,
                 identity: false,
+                identity_always: false,
             }],
             primary_key: vec![],
             pkey_constraint: None,

@@ -1272,7 +1272,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         n + 1,
                         false,
                         false,
-                        false,
+                        "",
                     ));
                 }
             }
@@ -1288,7 +1288,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         i + 1,
                         not_null,
                         c.default.is_some(),
-                        c.identity,
+                        identity_code(c),
                     ));
                 }
                 if !tb.primary_key.is_empty() {
@@ -1302,7 +1302,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                             k + 1,
                             false,
                             false,
-                            false,
+                            "",
                         ));
                     }
                 }
@@ -1778,6 +1778,15 @@ impl<'a> ClassRow<'a> {
     }
 }
 
+/// `pg_attribute.attidentity`: 'd' (BY DEFAULT), 'a' (ALWAYS) or empty.
+fn identity_code(c: &crate::catalog::ColumnDef) -> &'static str {
+    match (c.identity, c.identity_always) {
+        (false, _) => "",
+        (true, false) => "d",
+        (true, true) => "a",
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn attribute_row(
     rel: i64,
@@ -1787,7 +1796,7 @@ fn attribute_row(
     attnum: usize,
     not_null: bool,
     has_default: bool,
-    identity: bool,
+    identity: &str,
 ) -> Vec<Datum> {
     let len = i64::from(ty.size());
     vec![
@@ -1805,9 +1814,9 @@ fn attribute_row(
         t(if len == -1 { "x" } else { "p" }),
         t(""),
         b(not_null),
-        b(has_default && !identity),
+        b(has_default && identity.is_empty()),
         b(false),
-        t(if identity { "d" } else { "" }),
+        t(identity),
         t(""),
         b(false),
         b(true),

@@ -1116,6 +1116,7 @@ pub(crate) async fn run_insert<C: Cluster>(
             }
         }
     }
+    identity_values(&table, &targets, insert.overriding, &mut source_rows)?;
     // Sequence values for the DEFAULTs the rows take (serial columns).
     for (i, column) in table.columns.iter().enumerate() {
         let Some(text) = column.default.as_deref().filter(|t| t.contains("nextval(")) else {
@@ -1435,8 +1436,17 @@ fn bind_assignments(
             sets.push((i, None));
             continue;
         }
-        let b = binder.bind(&a.value)?;
         let column = &table.columns[i];
+        if column.identity_always {
+            return Err(SqlError::new(
+                "428C9",
+                format!("column \"{n}\" can only be updated to DEFAULT"),
+            )
+            .with_detail(format!(
+                "Column \"{n}\" is an identity column defined as GENERATED ALWAYS."
+            )));
+        }
+        let b = binder.bind(&a.value)?;
         let b = if b.ty == SqlType::Unknown {
             binder.coerce(b, column.ty, column.typmod)?
         } else {
@@ -1989,6 +1999,45 @@ async fn restart_owned_sequences<C: Cluster>(
     Ok(())
 }
 
+/// What an INSERT's values for identity columns become: OVERRIDING USER VALUE replaces
+/// them with the identity's next values; without OVERRIDING SYSTEM VALUE, a GENERATED ALWAYS
+/// column takes none (428C9), as in PostgreSQL.
+fn identity_values(
+    table: &Table,
+    targets: &[usize],
+    overriding: Option<ast::InsertOverriding>,
+    rows: &mut [Vec<Option<Datum>>],
+) -> Result<(), SqlError> {
+    for (at, &t) in targets.iter().enumerate() {
+        let column = &table.columns[t];
+        if !column.identity {
+            continue;
+        }
+        match overriding {
+            Some(ast::InsertOverriding::User) => rows.iter_mut().for_each(|row| row[at] = None),
+            Some(ast::InsertOverriding::System) => {}
+            None if column.identity_always && rows.iter().any(|row| row[at].is_some()) => {
+                return Err(SqlError::new(
+                    "428C9",
+                    format!(
+                        "cannot insert a non-DEFAULT value into column \"{}\"",
+                        column.name
+                    ),
+                )
+                .with_detail(format!(
+                    "Column \"{}\" is an identity column defined as GENERATED ALWAYS.",
+                    column.name
+                ))
+                .with_hint(&HINT_OVERRIDING_SYSTEM_VALUE));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+const HINT_OVERRIDING_SYSTEM_VALUE: &str = "Use OVERRIDING SYSTEM VALUE to override.";
+
 /// The sequence a serial or identity column of type `ty` in table `table` owns.
 fn serial_sequence(name: String, ty: SqlType, table: &str) -> crate::catalog::SequenceDef {
     let max = match ty {
@@ -2073,6 +2122,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             not_null: false,
             default: None,
             identity: false,
+            identity_always: false,
         };
         if serial.is_some() {
             // serial = integer NOT NULL DEFAULT nextval('<table>_<column>_seq'), the sequence
@@ -2085,7 +2135,8 @@ pub(crate) async fn run_create_table<C: Cluster>(
         for opt in &c.options {
             match &opt.option {
                 ast::ColumnOption::Generated {
-                    generated_as: ast::GeneratedAs::ByDefault,
+                    generated_as:
+                        generated_as @ (ast::GeneratedAs::ByDefault | ast::GeneratedAs::Always),
                     sequence_options,
                     generation_expr: None,
                     ..
@@ -2110,6 +2161,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     def.not_null = true;
                     def.default = Some(serial_default(&seq_name));
                     def.identity = true;
+                    def.identity_always = *generated_as == ast::GeneratedAs::Always;
                     sequences.push(serial_sequence(seq_name, ty, &name));
                 }
                 ast::ColumnOption::Generated { .. } => {
