@@ -145,18 +145,12 @@ pub(crate) async fn run_alter_table<C: Cluster>(
                 Err(e) => {
                     // The statement's earlier constraints go too: it changes all or nothing.
                     if !created.is_empty() {
-                        let drop = DdlChange::DropRelations {
-                            database: session.database().to_string(),
-                            kind: crate::catalog::RelationKind::Index,
-                            names: created,
-                            if_exists: true,
-                        };
-                        cluster.ddl(drop).await?;
+                        drop_indexes(session, cluster, &old.schema, created).await?;
                     }
                     return Err(e);
                 }
             }
-            created.push((old.schema.clone(), name));
+            created.push(name);
         }
         return Ok(StatementResult::Command {
             tag: "ALTER TABLE".into(),
@@ -299,17 +293,7 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     };
     notices.extend(outcome.notices);
     if !uniques.drop.is_empty() {
-        let drop = DdlChange::DropRelations {
-            database: session.database().to_string(),
-            kind: crate::catalog::RelationKind::Index,
-            names: uniques
-                .drop
-                .into_iter()
-                .map(|name| (old.schema.clone(), name))
-                .collect(),
-            if_exists: false,
-        };
-        notices.extend(cluster.ddl(drop).await?.notices);
+        notices.extend(drop_indexes(session, cluster, &old.schema, uniques.drop).await?);
     }
     Ok(StatementResult::Command {
         tag: "ALTER TABLE".into(),
@@ -328,6 +312,22 @@ struct UniqueChanges {
 
 fn not_supported(what: impl std::fmt::Display) -> SqlError {
     SqlError::new(FEATURE_NOT_SUPPORTED, format!("{what} is not supported"))
+}
+
+/// Drops the indexes `names` of `schema` (UNIQUE constraints'); returns the notices.
+async fn drop_indexes<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    schema: &str,
+    names: Vec<String>,
+) -> Result<Vec<String>, SqlError> {
+    let drop = DdlChange::DropRelations {
+        database: session.database().to_string(),
+        kind: crate::catalog::RelationKind::Index,
+        names: names.into_iter().map(|n| (schema.to_string(), n)).collect(),
+        if_exists: true,
+    };
+    Ok(cluster.ddl(drop).await?.notices)
 }
 
 fn no_constraint(name: &str, table: &Table) -> SqlError {
@@ -625,12 +625,7 @@ fn apply_operation(
                     Some(name) => plan::ident(name),
                     None => {
                         // PostgreSQL's choice: table_columns_key, numbered when taken.
-                        let mut stem = new.name.clone();
-                        for &p in &columns {
-                            stem.push('_');
-                            stem.push_str(&new.columns[p].name);
-                        }
-                        stem.push_str("_key");
+                        let stem = stmt::unique_key_name(new, &columns);
                         std::iter::once(stem.clone())
                             .chain((1..).map(|n| format!("{stem}{n}")))
                             .find(|name| !taken(name))

@@ -1999,6 +1999,17 @@ async fn restart_owned_sequences<C: Cluster>(
     Ok(())
 }
 
+/// PostgreSQL's default name of a UNIQUE constraint on `columns`: `table_col1_col2_key`.
+pub(crate) fn unique_key_name(table: &Table, columns: &[usize]) -> String {
+    let mut name = table.name.clone();
+    for &p in columns {
+        name.push('_');
+        name.push_str(&table.columns[p].name);
+    }
+    name.push_str("_key");
+    name
+}
+
 /// What an INSERT's values for identity columns become: OVERRIDING USER VALUE replaces
 /// them with the identity's next values; without OVERRIDING SYSTEM VALUE, a GENERATED ALWAYS
 /// column takes none (428C9), as in PostgreSQL.
@@ -2132,6 +2143,12 @@ pub(crate) async fn run_create_table<C: Cluster>(
             def.default = Some(serial_default(&seq_name));
             sequences.push(serial_sequence(seq_name, ty, &name));
         }
+        let default_and_identity = || {
+            SqlError::new(
+                SYNTAX_ERROR,
+                format!("both default and identity specified for column \"{cname}\" of table \"{name}\""),
+            )
+        };
         for opt in &c.options {
             match &opt.option {
                 ast::ColumnOption::Generated {
@@ -2142,10 +2159,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     ..
                 } => {
                     if serial.is_some() || def.default.is_some() || def.identity {
-                        return Err(SqlError::new(
-                            SYNTAX_ERROR,
-                            format!("both default and identity specified for column \"{cname}\" of table \"{name}\""),
-                        ));
+                        return Err(default_and_identity());
                     }
                     if !matches!(ty, SqlType::Int2 | SqlType::Int4 | SqlType::Int8) {
                         return Err(SqlError::new(
@@ -2170,10 +2184,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
                 ast::ColumnOption::Null => def.not_null = false,
                 ast::ColumnOption::NotNull => def.not_null = true,
                 ast::ColumnOption::Default(_) if def.identity => {
-                    return Err(SqlError::new(
-                        SYNTAX_ERROR,
-                        format!("both default and identity specified for column \"{cname}\" of table \"{name}\""),
-                    ));
+                    return Err(default_and_identity());
                 }
                 ast::ColumnOption::Default(_) if serial.is_some() => {
                     return Err(SqlError::new(
@@ -2275,15 +2286,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
         .into_iter()
         .map(|(constraint, positions)| crate::catalog::IndexDef {
             id: 0,
-            name: constraint.unwrap_or_else(|| {
-                let mut n = name.clone();
-                for &p in &positions {
-                    n.push('_');
-                    n.push_str(&table.columns[p].name);
-                }
-                n.push_str("_key");
-                n
-            }),
+            name: constraint.unwrap_or_else(|| unique_key_name(&table, &positions)),
             table: name.clone(),
             columns: positions,
             unique: true,
