@@ -112,6 +112,8 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     // new position), CHECKs (by name).
     let mut verify_not_null: Vec<usize> = Vec::new();
     let mut verify_checks: Vec<String> = Vec::new();
+    // Foreign keys (by name) whose referenced rows every row must have.
+    let mut verify_foreign_keys: Vec<String> = Vec::new();
     let mut uniques = UniqueChanges::default();
     for op in &at.operations {
         apply_operation(
@@ -125,6 +127,7 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             &mut notices,
             &mut verify_not_null,
             &mut verify_checks,
+            &mut verify_foreign_keys,
             &mut uniques,
             &env,
         )?;
@@ -179,7 +182,10 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     let mut rebuilt = Vec::new();
     // Reading every row: writes to the table wait until the switch (a write the scan did not
     // see would be lost, or break the constraint being checked).
-    let reads_rows = rewrite || !verify_not_null.is_empty() || !verify_checks.is_empty();
+    let reads_rows = rewrite
+        || !verify_not_null.is_empty()
+        || !verify_checks.is_empty()
+        || !verify_foreign_keys.is_empty();
     if reads_rows {
         // (DDL after writes in the same transaction block is refused before it gets here: it
         // would wait for its own row locks.)
@@ -210,6 +216,7 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         let moves_raw = rewrite
             && shape.moves_rows_unchanged(old.columns.len())
             && checks.is_empty()
+            && verify_foreign_keys.is_empty()
             && verify_not_null.iter().all(|c| new.primary_key.contains(c))
             && crate::index::specs_for(&catalog, &old).is_empty();
         if moves_raw {
@@ -231,6 +238,13 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             let row = reshape(&shape, old_row, &new, &env)?;
             check_row(&new, &row, &verify_not_null, &checks, &env)?;
             rows.push(row);
+        }
+        for fk in new
+            .foreign_keys
+            .iter()
+            .filter(|f| verify_foreign_keys.contains(&f.name))
+        {
+            crate::fkey::validate_existing(cluster, session, &env, &new, &rows, fk).await?;
         }
         if rewrite {
             let new_id = reserve_id(cluster).await?;
@@ -362,6 +376,7 @@ fn apply_operation(
     notices: &mut Vec<String>,
     verify_not_null: &mut Vec<usize>,
     verify_checks: &mut Vec<String>,
+    verify_foreign_keys: &mut Vec<String>,
     uniques: &mut UniqueChanges,
     env: &Env,
 ) -> Result<(), SqlError> {
@@ -497,8 +512,42 @@ fn apply_operation(
                     new.primary_key.clear();
                     new.pkey_constraint = None;
                 }
-                // CHECKs that name the column go with it, as in PostgreSQL.
+                let cascade = matches!(drop_behavior, Some(ast::DropBehavior::Cascade));
+                for (child, fk) in crate::fkey::referencing(catalog, session.database(), old) {
+                    if !fk.ref_columns.contains(&name) {
+                        continue;
+                    }
+                    if !cascade {
+                        return Err(SqlError::new(
+                            DEPENDENT_OBJECTS_STILL_EXIST,
+                            format!(
+                                "cannot drop column {name} of table {} because other objects depend on it",
+                                new.name
+                            ),
+                        )
+                        .with_detail(format!(
+                            "constraint {} on table {} depends on column {name} of table {}",
+                            fk.name, child.name, new.name
+                        ))
+                        .with_hint(&HINT_DROP_CASCADE));
+                    }
+                    // The catalog drops it when it sees the column gone.
+                    notices.push(format!(
+                        "drop cascades to constraint {} on table {}",
+                        fk.name, child.name
+                    ));
+                }
+                // CHECKs that name the column go with it, as in PostgreSQL, and so do its
+                // foreign keys.
                 new.checks.retain(|c| !expression_names(&c.expr, &name));
+                new.foreign_keys.retain(|fk| !fk.columns.contains(&i));
+                for fk in new.foreign_keys.iter_mut() {
+                    for p in fk.columns.iter_mut() {
+                        if *p > i {
+                            *p -= 1;
+                        }
+                    }
+                }
                 new.columns.remove(i);
                 shape.sources.remove(i);
                 shape.defaults.remove(i);
@@ -647,9 +696,36 @@ fn apply_operation(
                     constraint: true,
                 });
             }
+            ast::TableConstraint::ForeignKey(fk) => {
+                let columns = stmt::foreign_key_columns(&fk.columns, &new.columns)?;
+                let mut own_unique = vec![new.primary_key.clone()];
+                own_unique.extend(
+                    crate::index::specs_for(catalog, old)
+                        .into_iter()
+                        .filter(|i| i.unique)
+                        .map(|i| i.columns),
+                );
+                let taken = |n: &str| constraint_name_taken(catalog, session, old, new, n);
+                let mut def =
+                    crate::fkey::define(session, catalog, new, &own_unique, fk, columns, &taken)?;
+                if fk.name.is_some() && taken(&def.name) {
+                    return Err(SqlError::new(
+                        "42710",
+                        format!(
+                            "constraint \"{}\" for relation \"{}\" already exists",
+                            def.name, new.name
+                        ),
+                    ));
+                }
+                def.not_valid = *not_valid;
+                if !not_valid {
+                    verify_foreign_keys.push(def.name.clone());
+                }
+                new.foreign_keys.push(def);
+            }
             other => {
                 return Err(not_supported(format!(
-                    "ALTER TABLE ADD {} (foreign keys are not supported)",
+                    "ALTER TABLE ADD {}",
                     constraint_kind(other)
                 )))
             }
@@ -658,11 +734,17 @@ fn apply_operation(
             if_exists, name, ..
         } => {
             let name = plan::ident(name);
-            if !new.primary_key.is_empty() && name == new.pkey_name() {
+            let is_pkey = !new.primary_key.is_empty() && name == new.pkey_name();
+            if is_pkey || constraint_index(&name) {
+                refuse_dropping_referenced_key(session, catalog, old, &name)?;
+            }
+            if is_pkey {
                 new.primary_key.clear();
                 new.pkey_constraint = None;
             } else if let Some(i) = new.checks.iter().position(|c| c.name == name) {
                 new.checks.remove(i);
+            } else if let Some(i) = new.foreign_keys.iter().position(|f| f.name == name) {
+                new.foreign_keys.remove(i);
             } else if constraint_index(&name) && !uniques.drop.contains(&name) {
                 uniques.drop.push(name);
             } else if *if_exists {
@@ -680,6 +762,11 @@ fn apply_operation(
                 if check.not_valid {
                     check.not_valid = false;
                     verify_checks.push(name);
+                }
+            } else if let Some(fk) = new.foreign_keys.iter_mut().find(|f| f.name == name) {
+                if fk.not_valid {
+                    fk.not_valid = false;
+                    verify_foreign_keys.push(name);
                 }
             } else if constraint_index(&name)
                 || (!new.primary_key.is_empty() && name == new.pkey_name())
@@ -703,6 +790,10 @@ fn apply_operation(
             }
             if !new.primary_key.is_empty() && from == new.pkey_name() {
                 new.pkey_constraint = Some(to);
+                return Ok(());
+            }
+            if let Some(fk) = new.foreign_keys.iter_mut().find(|f| f.name == from) {
+                fk.name = to;
                 return Ok(());
             }
             match new.checks.iter_mut().find(|c| c.name == from) {
@@ -759,6 +850,71 @@ fn apply_operation(
         other => return Err(not_supported(format!("ALTER TABLE {other}"))),
     }
     let _ = old;
+    Ok(())
+}
+
+/// Whether a constraint (or relation, for a UNIQUE constraint's index) of this name exists
+/// on the table, as ALTER TABLE ADD CONSTRAINT would find it.
+fn constraint_name_taken(
+    catalog: &crate::catalog::Catalog,
+    session: &Session,
+    old: &Table,
+    new: &Table,
+    name: &str,
+) -> bool {
+    (!new.primary_key.is_empty() && new.pkey_name() == name)
+        || new.checks.iter().any(|c| c.name == name)
+        || new.foreign_keys.iter().any(|f| f.name == name)
+        || catalog
+            .database(session.database())
+            .and_then(|d| d.schemas.get(&old.schema))
+            .and_then(|s| s.indexes.get(name))
+            .is_some_and(|i| i.table == old.name)
+}
+
+/// DROP CONSTRAINT of a primary key or UNIQUE constraint that a foreign key relies on:
+/// 2BP01, as in PostgreSQL without CASCADE (CASCADE, which would drop those foreign keys
+/// too, is not supported here).
+fn refuse_dropping_referenced_key(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    table: &Table,
+    name: &str,
+) -> Result<(), SqlError> {
+    let columns: Vec<usize> = if !table.primary_key.is_empty() && name == table.pkey_name() {
+        table.primary_key.clone()
+    } else {
+        match crate::index::specs_for(catalog, table)
+            .into_iter()
+            .find(|i| i.name == name)
+        {
+            Some(i) => i.columns,
+            None => return Ok(()),
+        }
+    };
+    let mut columns: Vec<&str> = columns
+        .iter()
+        .map(|&c| table.columns[c].name.as_str())
+        .collect();
+    columns.sort_unstable();
+    for (child, fk) in crate::fkey::referencing(catalog, session.database(), table) {
+        let mut referenced: Vec<&str> = fk.ref_columns.iter().map(String::as_str).collect();
+        referenced.sort_unstable();
+        if referenced == columns {
+            return Err(SqlError::new(
+                DEPENDENT_OBJECTS_STILL_EXIST,
+                format!(
+                    "cannot drop constraint {name} on table {} because other objects depend on it",
+                    table.name
+                ),
+            )
+            .with_detail(format!(
+                "constraint {} on table {} depends on index {name}",
+                fk.name, child.name
+            ))
+            .with_hint(&HINT_DROP_CASCADE));
+        }
+    }
     Ok(())
 }
 

@@ -204,6 +204,10 @@ pub struct Table {
     #[serde(default)]
     pub pkey_constraint: Option<String>,
     pub checks: Vec<CheckDef>,
+    /// FOREIGN KEY constraints this table's rows must satisfy (it is their referencing
+    /// table).
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKeyDef>,
     /// What ANALYZE last gathered (None: never analyzed, or the columns changed since).
     #[serde(default)]
     pub stats: Option<TableStats>,
@@ -254,6 +258,148 @@ pub struct CheckDef {
     /// pass it (new and changed rows are checked).
     #[serde(default)]
     pub not_valid: bool,
+}
+
+/// A FOREIGN KEY constraint, held by its referencing table. The referenced table is named
+/// (schema and name in the same database) and so are its columns: the catalog renames them
+/// here when that table or its columns are renamed, and drops the constraint with the table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    /// Referencing columns: positions in this table.
+    pub columns: Vec<usize>,
+    pub ref_schema: String,
+    pub ref_table: String,
+    /// The referenced columns, in `columns`' order: a primary key's or a UNIQUE
+    /// constraint's columns.
+    pub ref_columns: Vec<String>,
+    pub on_delete: FkAction,
+    pub on_update: FkAction,
+    /// MATCH FULL: the key columns are all NULL or none is (else MATCH SIMPLE: a key with a
+    /// NULL is not checked).
+    pub match_full: bool,
+    pub deferrable: bool,
+    /// INITIALLY DEFERRED: the referenced row must exist when the transaction commits, not
+    /// when the statement ends.
+    pub initially_deferred: bool,
+    /// Added NOT VALID and not validated since.
+    #[serde(default)]
+    pub not_valid: bool,
+}
+
+/// What a referenced row's DELETE or key UPDATE does to the rows referencing it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum FkAction {
+    NoAction,
+    Restrict,
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+impl FkAction {
+    /// `pg_constraint.confupdtype` / `confdeltype`.
+    pub fn code(self) -> char {
+        match self {
+            FkAction::NoAction => 'a',
+            FkAction::Restrict => 'r',
+            FkAction::Cascade => 'c',
+            FkAction::SetNull => 'n',
+            FkAction::SetDefault => 'd',
+        }
+    }
+
+    pub fn sql(self) -> &'static str {
+        match self {
+            FkAction::NoAction => "NO ACTION",
+            FkAction::Restrict => "RESTRICT",
+            FkAction::Cascade => "CASCADE",
+            FkAction::SetNull => "SET NULL",
+            FkAction::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+impl ForeignKeyDef {
+    pub fn references(&self, schema: &str, table: &str) -> bool {
+        self.ref_schema == schema && self.ref_table == table
+    }
+}
+
+impl Database {
+    /// Every foreign key referencing table `schema.name`, with the table holding it.
+    pub fn foreign_keys_to<'a>(
+        &'a self,
+        schema: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a Arc<Table>, &'a ForeignKeyDef)> + 'a {
+        self.schemas
+            .values()
+            .flat_map(|s| s.tables.values())
+            .flat_map(|t| t.foreign_keys.iter().map(move |fk| (t, fk)))
+            .filter(move |(_, fk)| fk.references(schema, name))
+    }
+
+    /// Drops the foreign keys referencing any of `tables` ((schema, name)) from the other
+    /// tables: their referenced table is gone (DROP ... CASCADE).
+    fn forget_foreign_keys_to(&mut self, tables: &[(String, String)]) {
+        for s in self.schemas.values_mut() {
+            for t in s.tables.values_mut() {
+                let gone = |fk: &ForeignKeyDef| tables.iter().any(|(s, n)| fk.references(s, n));
+                if t.foreign_keys.iter().any(gone) {
+                    Arc::make_mut(t).foreign_keys.retain(|fk| !gone(fk));
+                }
+            }
+        }
+    }
+
+    /// Follows a referenced table's RENAME TO and RENAME COLUMNs in the foreign keys that
+    /// reference it.
+    fn follow_renames(&mut self, schema: &str, old: &Table, new: &Table) {
+        let renamed_columns: Vec<(&str, &str)> = if old.columns.len() == new.columns.len() {
+            old.columns
+                .iter()
+                .zip(&new.columns)
+                .filter(|(o, n)| o.name != n.name)
+                .map(|(o, n)| (o.name.as_str(), n.name.as_str()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let dropped_columns = old.columns.len() != new.columns.len();
+        if old.name == new.name && renamed_columns.is_empty() && !dropped_columns {
+            return;
+        }
+        for s in self.schemas.values_mut() {
+            for t in s.tables.values_mut() {
+                if !t
+                    .foreign_keys
+                    .iter()
+                    .any(|fk| fk.references(schema, &old.name))
+                {
+                    continue;
+                }
+                let t = Arc::make_mut(t);
+                for fk in &mut t.foreign_keys {
+                    if !fk.references(schema, &old.name) {
+                        continue;
+                    }
+                    fk.ref_table = new.name.clone();
+                    for c in &mut fk.ref_columns {
+                        if let Some((_, to)) = renamed_columns.iter().find(|(from, _)| from == c) {
+                            *c = to.to_string();
+                        }
+                    }
+                }
+                // A referenced column dropped (DROP COLUMN ... CASCADE) takes its foreign
+                // keys with it.
+                t.foreign_keys.retain(|fk| {
+                    !fk.references(schema, &new.name)
+                        || fk.ref_columns.iter().all(|c| new.column_index(c).is_some())
+                });
+            }
+        }
+    }
 }
 
 impl Table {
@@ -992,6 +1138,11 @@ impl Catalog {
                         }
                     }
                 }
+                let gone: Vec<(String, String)> = found
+                    .iter()
+                    .map(|(s, n, _)| (s.clone(), n.clone()))
+                    .collect();
+                db.forget_foreign_keys_to(&gone);
                 for (schema, name, id) in found {
                     if let Some(s) = db.schemas.get_mut(&schema) {
                         if s.tables.remove(&name).is_some() {
@@ -1205,6 +1356,12 @@ impl Catalog {
                         Some(_) => {}
                     }
                 }
+                let gone: Vec<(String, String)> = names
+                    .iter()
+                    .filter_map(|n| db.schemas.get(n).map(|s| (n, s)))
+                    .flat_map(|(n, s)| s.tables.keys().map(move |t| (n.clone(), t.clone())))
+                    .collect();
+                db.forget_foreign_keys_to(&gone);
                 for name in &names {
                     if let Some(s) = db.schemas.remove(name) {
                         outcome
@@ -1258,16 +1415,17 @@ impl Catalog {
                 index_ids,
             } => {
                 check_identifier(&table.name)?;
-                let schema = self.schema_mut(&database, &schema)?;
-                match schema.tables.get(&old_name) {
-                    Some(t) if t.id == old_id => {}
+                let schema_name = schema;
+                let schema = self.schema_mut(&database, &schema_name)?;
+                let before = match schema.tables.get(&old_name) {
+                    Some(t) if t.id == old_id => t.clone(),
                     _ => {
                         return Err(SqlError::new(
                             "40001",
                             format!("relation \"{old_name}\" was changed by another statement during ALTER TABLE; retry"),
                         ))
                     }
-                }
+                };
                 if table.name != old_name && schema.has_relation(&table.name) {
                     return Err(SqlError::new(
                         DUPLICATE_TABLE,
@@ -1304,7 +1462,11 @@ impl Catalog {
                 if table.id != old_id {
                     outcome.dropped_tables.push(old_id);
                 }
-                schema.tables.insert(table.name.clone(), Arc::new(table));
+                schema
+                    .tables
+                    .insert(table.name.clone(), Arc::new(table.clone()));
+                self.database_mut(&database)?
+                    .follow_renames(&schema_name, &before, &table);
                 // The ALTER that froze the table's writes is done with its rows.
                 self.frozen.remove(&old_id);
             }
@@ -1559,6 +1721,7 @@ mod tests {
             primary_key: vec![],
             pkey_constraint: None,
             checks: vec![],
+            foreign_keys: vec![],
             stats: None,
         }
     }

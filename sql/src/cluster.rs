@@ -1828,6 +1828,9 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
     // Keys `Modify` ops handled in this batch: each row at most once (a second change would
     // read the tree's version, not the batch's).
     let mut modified_keys: HashSet<&Bytes> = HashSet::new();
+    // Keys deleted earlier in this batch count as absent (a unique claim released and taken
+    // again by the row's new key, when an UPDATE changes a primary key).
+    let mut deleted: HashSet<&Bytes> = HashSet::new();
     for op in &req.ops {
         match op {
             RowOp::Insert {
@@ -1835,9 +1838,12 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 value,
                 if_absent,
             } => {
-                let existing = match inserted.contains(key) {
-                    true => Some(None),
-                    false => view.get(lsm, key).await?.map(Some),
+                let existing = if inserted.contains(key) {
+                    Some(None)
+                } else if deleted.remove(key) {
+                    None
+                } else {
+                    view.get(lsm, key).await?.map(Some)
                 };
                 if let Some(existing) = existing {
                     if *if_absent {
@@ -1860,7 +1866,11 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
             RowOp::Put { key, value } | RowOp::Append { key, value } => {
                 batch.put(key.clone(), value.clone())
             }
-            RowOp::Delete { key } => batch.delete(key.clone()),
+            RowOp::Delete { key } => {
+                inserted.remove(key);
+                deleted.insert(key);
+                batch.delete(key.clone())
+            }
             RowOp::Replace {
                 key,
                 value,
@@ -1881,7 +1891,10 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 }
                 match value {
                     Some(v) => batch.put(key.clone(), v.clone()),
-                    None => batch.delete(key.clone()),
+                    None => {
+                        deleted.insert(key);
+                        batch.delete(key.clone())
+                    }
                 }
             }
             RowOp::DeleteIf { key, spec } => {
@@ -1899,6 +1912,7 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                 if view.get(lsm, key).await?.as_ref() != Some(holder) {
                     continue;
                 }
+                deleted.insert(key);
                 batch.delete(key.clone())
             }
             RowOp::ModifyHolder {

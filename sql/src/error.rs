@@ -62,6 +62,8 @@ pub(crate) static HINT_NO_FUNCTION: &str =
 pub(crate) static HINT_NO_OPERATOR: &str =
     "No operator matches the given name and argument types. You might need to add explicit type casts.";
 /// With a 42804 for a value of the wrong type stored into a column.
+pub(crate) static HINT_DROP_CASCADE: &str =
+    "Use DROP ... CASCADE to drop the dependent objects too.";
 pub(crate) static HINT_REWRITE_OR_CAST: &str = "You will need to rewrite or cast the expression.";
 
 // SQLSTATEs used in this crate (PostgreSQL's errcodes.txt names in comments).

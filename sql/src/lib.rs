@@ -21,6 +21,7 @@ mod error;
 mod exec;
 mod explain;
 mod expr;
+mod fkey;
 mod funcs;
 mod index;
 mod json;
@@ -990,7 +991,8 @@ async fn execute<C: Cluster>(
         S::Delete(delete) => stmt::run_delete(session, cluster, sql, delete, params).await,
         S::Truncate(t) => {
             let restart = t.identity == Some(ast::TruncateIdentityOption::Restart);
-            stmt::run_truncate(session, cluster, &t.table_names, restart).await
+            let cascade = t.cascade == Some(ast::CascadeOption::Cascade);
+            stmt::run_truncate(session, cluster, &t.table_names, restart, cascade).await
         }
         S::CreateTable(ct) => stmt::run_create_table(session, cluster, sql, ct).await,
         S::AlterTable(at) => alter::run_alter_table(session, cluster, sql, at).await,

@@ -94,6 +94,54 @@ fn unique_constraint_oid(index_id: u32) -> i64 {
     derived_oid(4, index_id, 0)
 }
 
+/// The OID of FOREIGN KEY constraint `n` of a table.
+fn foreign_key_oid(table_id: u32, n: usize) -> i64 {
+    derived_oid(1, table_id, n)
+}
+
+/// `pg_get_constraintdef`'s text of a foreign key.
+fn foreign_key_def(table: &Table, fk: &crate::catalog::ForeignKeyDef) -> String {
+    let cols: Vec<String> = fk
+        .columns
+        .iter()
+        .map(|&i| quote_ident(&table.columns[i].name))
+        .collect();
+    let ref_cols: Vec<String> = fk.ref_columns.iter().map(|c| quote_ident(c)).collect();
+    let target = if fk.ref_schema == DEFAULT_SCHEMA {
+        quote_ident(&fk.ref_table)
+    } else {
+        format!(
+            "{}.{}",
+            quote_ident(&fk.ref_schema),
+            quote_ident(&fk.ref_table)
+        )
+    };
+    let mut def = format!(
+        "FOREIGN KEY ({}) REFERENCES {target}({})",
+        cols.join(", "),
+        ref_cols.join(", ")
+    );
+    if fk.match_full {
+        def.push_str(" MATCH FULL");
+    }
+    if fk.on_update != crate::catalog::FkAction::NoAction {
+        def.push_str(&format!(" ON UPDATE {}", fk.on_update.sql()));
+    }
+    if fk.on_delete != crate::catalog::FkAction::NoAction {
+        def.push_str(&format!(" ON DELETE {}", fk.on_delete.sql()));
+    }
+    if fk.deferrable {
+        def.push_str(" DEFERRABLE");
+    }
+    if fk.initially_deferred {
+        def.push_str(" INITIALLY DEFERRED");
+    }
+    if fk.not_valid {
+        def.push_str(" NOT VALID");
+    }
+    def
+}
+
 /// One schema of the current database, as the catalogs show it.
 #[derive(Debug)]
 struct SchemaInfo {
@@ -809,6 +857,11 @@ impl Snapshot {
                     });
                 }
             }
+            for (n, fk) in t.table.foreign_keys.iter().enumerate() {
+                if foreign_key_oid(t.table.id, n) == oid {
+                    return Some(foreign_key_def(&t.table, fk));
+                }
+            }
         }
         None
     }
@@ -1480,6 +1533,9 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                         !c.not_valid,
                     ));
                 }
+                for (n, fk) in tb.foreign_keys.iter().enumerate() {
+                    rows.push(foreign_key_row(s, ti, n, fk));
+                }
             }
         }
         "pg_attrdef" => {
@@ -1827,6 +1883,68 @@ fn attribute_row(
         NULL,
         NULL,
     ]
+}
+
+/// A foreign key's `pg_constraint` row: its referenced table and columns, the unique
+/// index it relies on, its actions and deferral.
+fn foreign_key_row(
+    s: &Snapshot,
+    ti: &TableInfo,
+    n: usize,
+    fk: &crate::catalog::ForeignKeyDef,
+) -> Vec<Datum> {
+    let tb = &ti.table;
+    let attnums = |cols: &mut dyn Iterator<Item = usize>| {
+        Datum::Array(cols.map(|i| Datum::Int(i as i64 + 1)).collect())
+    };
+    let conkey = attnums(&mut fk.columns.iter().copied());
+    let mut row = constraint_row(
+        foreign_key_oid(tb.id, n),
+        &fk.name,
+        ti,
+        "f",
+        0,
+        conkey,
+        NULL,
+        !fk.not_valid,
+    );
+    let parent = s
+        .tables
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.table.schema == fk.ref_schema && p.table.name == fk.ref_table);
+    if let Some((at, p)) = parent {
+        let positions: Vec<usize> = fk
+            .ref_columns
+            .iter()
+            .filter_map(|c| p.table.column_index(c))
+            .collect();
+        let mut sorted = positions.clone();
+        sorted.sort_unstable();
+        let mut pk = p.table.primary_key.clone();
+        pk.sort_unstable();
+        let index = if pk == sorted {
+            pkey_oid(p.table.id)
+        } else {
+            s.indexes
+                .iter()
+                .find(|i| {
+                    let mut c = i.def.columns.clone();
+                    c.sort_unstable();
+                    i.table == at && i.def.unique && c == sorted
+                })
+                .map_or(0, |i| i.oid)
+        };
+        row[9] = o(index);
+        row[11] = o(p.oid);
+        row[19] = attnums(&mut positions.into_iter());
+    }
+    row[4] = b(fk.deferrable);
+    row[5] = b(fk.initially_deferred);
+    row[12] = t(&fk.on_update.code().to_string());
+    row[13] = t(&fk.on_delete.code().to_string());
+    row[14] = t(if fk.match_full { "f" } else { "s" });
+    row
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -406,7 +406,7 @@ pub(crate) fn assign(
 }
 
 /// Checks NOT NULL and CHECK constraints of a complete row.
-fn check_row(
+pub(crate) fn check_row(
     session: &Session,
     catalog: &crate::catalog::Catalog,
     table: &Table,
@@ -583,7 +583,7 @@ fn parse_expr(text: &str) -> Result<ast::Expr, SqlError> {
 }
 
 /// Evaluates a column's DEFAULT (NULL without one).
-fn default_value(
+pub(crate) fn default_value(
     session: &Session,
     catalog: &crate::catalog::Catalog,
     table: &Table,
@@ -615,7 +615,7 @@ pub(crate) async fn write_rows<C: Cluster>(
 
 /// [`write_rows`], also returning the rows `Modify` ops wrote. With `do_nothing` (INSERT ...
 /// ON CONFLICT DO NOTHING) a row whose unique-index value is taken is skipped, not an error.
-async fn write_rows_returning<C: Cluster>(
+pub(crate) async fn write_rows_returning<C: Cluster>(
     cluster: &C,
     table: &Table,
     ops: Vec<(usize, RowOp)>,
@@ -687,20 +687,23 @@ async fn write_rows_with_indexes<C: Cluster>(
     let mut applied = 0;
     let mut modified = Vec::new();
     let mut claims = Vec::new();
+    // Rows ON CONFLICT DO NOTHING skipped for their primary key.
+    let mut key_taken = Vec::new();
     for r in results {
         let r = r?;
         applied += r.applied;
         modified.extend(r.modified);
         claims.extend(r.claims);
+        key_taken.extend(r.skipped.into_iter().map(|(key, _)| (key, None)));
     }
     let Some(do_nothing) = do_nothing.filter(|d| !d.indexes.is_empty()) else {
         settle_claims(cluster, &indexes, claims).await?;
-        return Ok((applied, modified, Vec::new()));
+        return Ok((applied, modified, key_taken));
     };
     // ON CONFLICT DO NOTHING: a row whose value in an arbiter unique index another row
     // already holds is skipped, as one whose key exists was: it is deleted again (with its
     // index entries and the claims it did take) in the same transaction.
-    let conflicting =
+    let mut conflicting =
         settle_claims_if_free(cluster, &indexes, claims, do_nothing, &statement_order).await?;
     if !conflicting.is_empty() {
         let undo = conflicting
@@ -715,6 +718,7 @@ async fn write_rows_with_indexes<C: Cluster>(
         Box::pin(write_rows_returning(cluster, table, undo, None)).await?;
         applied -= conflicting.len() as u64;
     }
+    conflicting.extend(key_taken);
     Ok((applied, modified, conflicting))
 }
 
@@ -1188,6 +1192,7 @@ pub(crate) async fn run_insert<C: Cluster>(
     }
     if let (Some(spec), Some(index)) = (&upsert, upsert_arbiter) {
         let written = upsert_on_unique_index(cluster, &table, ops, full_rows, spec, index).await?;
+        crate::fkey::check_references(cluster, session, &env, &table, &written, None).await?;
         note_write(session);
         let tag = format!("INSERT 0 {}", written.len());
         return finish_returning(returning, written, &env, tag, false);
@@ -1195,13 +1200,33 @@ pub(crate) async fn run_insert<C: Cluster>(
     if upsert.is_some() {
         // The rows as written: inserted, or updated by DO UPDATE (not those its WHERE skipped).
         let (_, written) = write_rows_returning(cluster, &table, ops, None).await?;
+        crate::fkey::check_references(cluster, session, &env, &table, &written, None).await?;
         note_write(session);
         let tag = format!("INSERT 0 {}", written.len());
         return finish_returning(returning, written, &env, tag, false);
     }
-    let applied = write_rows_returning(cluster, &table, ops, do_nothing.as_ref())
-        .await?
-        .0;
+    let keys: Vec<Bytes> = match &do_nothing {
+        Some(_) if !table.foreign_keys.is_empty() => {
+            ops.iter().map(|(_, op)| op.key().clone()).collect()
+        }
+        _ => Vec::new(),
+    };
+    let (applied, _, skipped) =
+        write_rows_skipping(cluster, &table, ops, do_nothing.as_ref()).await?;
+    if skipped.is_empty() {
+        crate::fkey::check_references(cluster, session, &env, &table, &full_rows, None).await?;
+    } else {
+        // Rows DO NOTHING skipped were not written: their references are not checked.
+        let skipped: std::collections::HashSet<Bytes> =
+            skipped.into_iter().map(|(key, _)| key).collect();
+        let written: Vec<Row> = full_rows
+            .iter()
+            .zip(&keys)
+            .filter(|(_, key)| !skipped.contains(*key))
+            .map(|(row, _)| row.clone())
+            .collect();
+        crate::fkey::check_references(cluster, session, &env, &table, &written, None).await?;
+    }
     note_write(session);
     let tag = format!("INSERT 0 {applied}");
     finish_returning(
@@ -1690,8 +1715,11 @@ pub(crate) async fn run_update<C: Cluster>(
             .as_deref()
             .is_some_and(|d| d.contains("nextval("))
     };
+    // A referenced key that changes needs the old rows: the rows referencing it follow.
+    let referenced = crate::fkey::referenced_columns(&catalog, session.database(), &table);
     let on_shards = sets.iter().all(|(column, b)| {
         !table.primary_key.contains(column)
+            && !referenced.contains(column)
             && match b {
                 Some(b) => b.is_row_local(),
                 None => !sequence_default(*column),
@@ -1744,6 +1772,16 @@ pub(crate) async fn run_update<C: Cluster>(
             })
             .collect();
         let (_, new_rows) = write_rows_returning(cluster, &table, ops, None).await?;
+        let set_columns: Vec<usize> = spec.sets.iter().map(|(c, _)| *c).collect();
+        crate::fkey::check_references(
+            cluster,
+            session,
+            &env,
+            &table,
+            &new_rows,
+            Some(&set_columns),
+        )
+        .await?;
         note_write(session);
         let count = new_rows.len();
         return finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false);
@@ -1765,9 +1803,8 @@ pub(crate) async fn run_update<C: Cluster>(
     let drawn: Vec<&Bound> = drawn.iter().collect();
     reserve_sequences(cluster, &env, &drawn, rows.len()).await?;
     let digits = &env.style;
-    let mut ops = Vec::with_capacity(rows.len());
     let mut new_rows = Vec::with_capacity(rows.len());
-    for (row, key) in rows.iter().zip(keys) {
+    for row in &rows {
         let mut new_row = row.clone();
         for (i, b) in &sets {
             let column = &table.columns[*i];
@@ -1785,8 +1822,44 @@ pub(crate) async fn run_update<C: Cluster>(
                 }
             };
         }
-        check_row(session, &catalog, &table, &new_row, &env)?;
-        let value = rowcodec::encode_row(&new_row);
+        new_rows.push(new_row);
+    }
+    let count = new_rows.len();
+    replace_rows(cluster, session, &catalog, &table, &rows, &new_rows, keys).await?;
+    let set_columns: Vec<usize> = sets.iter().map(|(c, _)| *c).collect();
+    crate::fkey::check_references(
+        cluster,
+        session,
+        &env,
+        &table,
+        &new_rows,
+        Some(&set_columns),
+    )
+    .await?;
+    crate::fkey::referenced_rows_changed(cluster, session, &env, &table, &rows, Some(&new_rows))
+        .await?;
+    note_write(session);
+    finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false)
+}
+
+/// Writes `new` over `old` (rows of `table` under `keys`, read by this statement): each
+/// checked against the table's constraints, moved to its new key when that changed, and
+/// failing with 40001 where the stored row is no longer the one read.
+pub(crate) async fn replace_rows<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    table: &Table,
+    old: &[Row],
+    new: &[Row],
+    keys: Vec<Bytes>,
+) -> Result<(), SqlError> {
+    let env = Env::of(session);
+    let checks = bind_checks(session, catalog, table)?;
+    let mut ops = Vec::with_capacity(old.len());
+    for ((row, new_row), key) in old.iter().zip(new).zip(keys) {
+        verify_row(table, &checks, new_row, &env)?;
+        let value = rowcodec::encode_row(new_row);
         let pk_changed = table
             .primary_key
             .iter()
@@ -1796,7 +1869,7 @@ pub(crate) async fn run_update<C: Cluster>(
         let expected = rowcodec::encode_row(row);
         let width = table.columns.len();
         if pk_changed {
-            let new_key = rowcodec::row_key(table.id, &key_bytes_of(&table, &new_row)?);
+            let new_key = rowcodec::row_key(table.id, &key_bytes_of(table, new_row)?);
             ops.push((
                 shard_of_key(cluster, &key),
                 RowOp::Replace {
@@ -1825,12 +1898,9 @@ pub(crate) async fn run_update<C: Cluster>(
                 },
             ));
         }
-        new_rows.push(new_row);
     }
-    let count = new_rows.len();
-    write_rows(cluster, &table, ops).await?;
-    note_write(session);
-    finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false)
+    write_rows(cluster, table, ops).await?;
+    Ok(())
 }
 
 pub(crate) async fn run_delete<C: Cluster>(
@@ -1900,6 +1970,7 @@ pub(crate) async fn run_delete<C: Cluster>(
         })
         .collect();
     let (count, deleted) = write_rows_returning(cluster, &table, ops, None).await?;
+    crate::fkey::referenced_rows_changed(cluster, session, &env, &table, &deleted, None).await?;
     note_write(session);
     finish_returning(returning, deleted, &env, format!("DELETE {count}"), false)
 }
@@ -1909,6 +1980,7 @@ pub(crate) async fn run_truncate<C: Cluster>(
     cluster: &C,
     names: &[ast::TruncateTableTarget],
     restart_identity: bool,
+    cascade: bool,
 ) -> Result<StatementResult, SqlError> {
     let catalog = cluster.catalog();
     if restart_identity && session.transaction != TransactionState::Idle {
@@ -1939,12 +2011,39 @@ pub(crate) async fn run_truncate<C: Cluster>(
             ids.push((table.clone(), crate::index::specs_for(&catalog, table)));
         }
     }
+    // A table referenced by a foreign key goes only with the tables referencing it.
+    let mut notices = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let parent = ids[i].0.clone();
+        for (child, _) in crate::fkey::referencing(&catalog, session.database(), &parent) {
+            if ids.iter().any(|(t, _)| t.id == child.id) {
+                continue;
+            }
+            if !cascade {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "cannot truncate a table referenced in a foreign key constraint",
+                )
+                .with_detail(format!(
+                    "Table \"{}\" references \"{}\".",
+                    child.name, parent.name
+                ))
+                .with_hint(&HINT_TRUNCATE_CASCADE));
+            }
+            catalog.refuse_held(&child, session.block_txn)?;
+            notices.push(format!("truncate cascades to table \"{}\"", child.name));
+            let indexes = crate::index::specs_for(&catalog, &child);
+            ids.push((child, indexes));
+        }
+        i += 1;
+    }
     if session.transaction != TransactionState::Idle {
         for (table, _) in &ids {
             crate::alter::truncate_in_block(session, cluster, table).await?;
         }
         note_write(session);
-        return Ok(command("TRUNCATE TABLE"));
+        return Ok(truncated(notices));
     }
     for (table, indexes) in ids {
         let id = table.id;
@@ -1962,7 +2061,18 @@ pub(crate) async fn run_truncate<C: Cluster>(
         }
     }
     note_write(session);
-    Ok(command("TRUNCATE TABLE"))
+    Ok(truncated(notices))
+}
+
+static HINT_TRUNCATE_CASCADE: &str =
+    "Truncate the referencing tables at the same time, or use TRUNCATE ... CASCADE.";
+
+fn truncated(notices: Vec<String>) -> StatementResult {
+    StatementResult::Command {
+        tag: "TRUNCATE TABLE".into(),
+        changed_parameters: Vec::new(),
+        notices,
+    }
 }
 
 /// RESTART IDENTITY: the sequences `table`'s columns own (serial columns') start over, as
@@ -2106,6 +2216,8 @@ pub(crate) async fn run_create_table<C: Cluster>(
     // UNIQUE constraints: (name, column positions).
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     let mut checks: Vec<CheckDef> = Vec::new();
+    // FOREIGN KEY clauses: (the clause, its referencing column positions).
+    let mut foreign_keys: Vec<(ast::ForeignKeyConstraint, Vec<usize>)> = Vec::new();
     let multiple_pk = || {
         SqlError::new(
             INVALID_TABLE_DEFINITION,
@@ -2207,6 +2319,11 @@ pub(crate) async fn run_create_table<C: Cluster>(
                 ast::ColumnOption::Unique(u) => {
                     uniques.push((u.name.as_ref().map(plan::ident), vec![i]));
                 }
+                ast::ColumnOption::ForeignKey(fk) => {
+                    let mut fk = fk.clone();
+                    fk.name = fk.name.or_else(|| opt.name.clone());
+                    foreign_keys.push((fk, vec![i]));
+                }
                 ast::ColumnOption::Check(chk) => {
                     let cname_check = opt
                         .name
@@ -2256,10 +2373,14 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     index_column_positions(&names, &columns, "unique constraint")?,
                 ));
             }
+            ast::TableConstraint::ForeignKey(fk) => {
+                let positions = foreign_key_columns(&fk.columns, &columns)?;
+                foreign_keys.push((fk.clone(), positions));
+            }
             other => return Err(not_supported(format!("table constraint {other}"))),
         }
     }
-    let table = Table {
+    let mut table = Table {
         id: 0,
         name: name.clone(),
         schema,
@@ -2267,8 +2388,26 @@ pub(crate) async fn run_create_table<C: Cluster>(
         primary_key,
         pkey_constraint,
         checks,
+        foreign_keys: Vec::new(),
         stats: None,
     };
+    let mut own_unique = vec![table.primary_key.clone()];
+    own_unique.extend(uniques.iter().map(|(_, c)| c.clone()));
+    for (fk, positions) in foreign_keys {
+        let def = {
+            let taken = |n: &str| table.foreign_keys.iter().any(|f| f.name == n);
+            crate::fkey::define(
+                session,
+                &catalog,
+                &table,
+                &own_unique,
+                &fk,
+                positions,
+                &taken,
+            )?
+        };
+        table.foreign_keys.push(def);
+    }
     // CHECK expressions must bind over the table's columns and be boolean.
     for chk in &table.checks {
         let b = bind_table_expr(session, &catalog, &table, &chk.expr)?;
@@ -2320,6 +2459,25 @@ pub(crate) async fn run_create_table<C: Cluster>(
         changed_parameters: Vec::new(),
         notices: outcome.notices,
     })
+}
+
+/// The positions of a FOREIGN KEY clause's referencing columns.
+pub(crate) fn foreign_key_columns(
+    names: &[ast::Ident],
+    columns: &[ColumnDef],
+) -> Result<Vec<usize>, SqlError> {
+    let mut positions = Vec::with_capacity(names.len());
+    for n in names {
+        let n = plan::ident(n);
+        let i = columns.iter().position(|c| c.name == n).ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_COLUMN,
+                format!("column \"{n}\" referenced in foreign key constraint does not exist"),
+            )
+        })?;
+        positions.push(i);
+    }
+    Ok(positions)
 }
 
 /// A column's declared type (and typmod), refusing the types a table cannot store.
@@ -2418,6 +2576,7 @@ pub(crate) async fn run_drop<C: Cluster>(
     cascade: bool,
 ) -> Result<StatementResult, SqlError> {
     let database = session.database().to_string();
+    let mut notices = Vec::new();
     let (change, tag) = match object_type {
         ast::ObjectType::Table => {
             let mut tables = Vec::with_capacity(names.len());
@@ -2425,6 +2584,9 @@ pub(crate) async fn run_drop<C: Cluster>(
                 let (schema, name) = plan::split_name(n)?;
                 tables.push((resolve_for_drop(session, cluster, schema, &name), name));
             }
+            notices.extend(foreign_keys_dropped_with(
+                session, cluster, &tables, cascade,
+            )?);
             (
                 DdlChange::DropTables {
                     database,
@@ -2490,11 +2652,56 @@ pub(crate) async fn run_drop<C: Cluster>(
         other => return Err(not_supported(format!("DROP {other}"))),
     };
     let outcome = cluster.ddl(change).await?;
+    notices.extend(outcome.notices);
     Ok(StatementResult::Command {
         tag: tag.to_string(),
         changed_parameters: Vec::new(),
-        notices: outcome.notices,
+        notices,
     })
+}
+
+/// DROP TABLE of tables (schema, name) that other tables' foreign keys reference: refused
+/// (2BP01) without CASCADE; with it, those constraints go too (the catalog drops them with
+/// the table), and the notices say so.
+fn foreign_keys_dropped_with<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    tables: &[(String, String)],
+    cascade: bool,
+) -> Result<Vec<String>, SqlError> {
+    let catalog = cluster.catalog();
+    let Some(db) = catalog.database(session.database()) else {
+        return Ok(Vec::new());
+    };
+    let mut notices = Vec::new();
+    for (schema, name) in tables {
+        let mut dependents = Vec::new();
+        for (child, fk) in db.foreign_keys_to(schema, name) {
+            let dropped_too = tables
+                .iter()
+                .any(|(s, n)| *s == child.schema && *n == child.name);
+            if !dropped_too {
+                dependents.push(format!("constraint {} on table {}", fk.name, child.name));
+            }
+        }
+        if dependents.is_empty() {
+            continue;
+        }
+        if !cascade {
+            let detail: Vec<String> = dependents
+                .iter()
+                .map(|d| format!("{d} depends on table {name}"))
+                .collect();
+            return Err(SqlError::new(
+                DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot drop table {name} because other objects depend on it"),
+            )
+            .with_detail(detail.join("\n"))
+            .with_hint(&HINT_DROP_CASCADE));
+        }
+        notices.extend(dependents.iter().map(|d| format!("drop cascades to {d}")));
+    }
+    Ok(notices)
 }
 
 pub(crate) async fn run_ddl<C: Cluster>(
@@ -2538,6 +2745,14 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
         }
         S::Commit { chain: false, .. } => {
             let state = session.transaction;
+            if state == TransactionState::InBlock {
+                // Deferred foreign keys are checked now; a violation rolls the block back.
+                if let Err(e) = crate::fkey::check_deferred(cluster, session).await {
+                    end_block(session);
+                    crate::txn::abort(cluster).await?;
+                    return Err(e);
+                }
+            }
             end_block(session);
             match state {
                 TransactionState::Idle => {

@@ -1222,6 +1222,54 @@ pub(crate) struct TxnState {
     /// A statement of it has read (taken a snapshot): SET TRANSACTION ISOLATION LEVEL is
     /// too late from then on, even at READ COMMITTED, whose snapshots are not kept.
     pub(crate) queried: bool,
+    /// INITIALLY DEFERRED foreign key checks for COMMIT: (savepoint mark when queued,
+    /// referencing table id, constraint name, keys).
+    pub(crate) deferred_checks: Vec<DeferredCheck>,
+}
+
+/// A deferred foreign key check: the referencing keys a statement wrote.
+#[derive(Debug)]
+pub(crate) struct DeferredCheck {
+    mark: u32,
+    table_id: u32,
+    constraint: String,
+    keys: Vec<Vec<crate::types::Datum>>,
+}
+
+/// Queues a deferred foreign key check for COMMIT when the connection is in a transaction
+/// block (true); outside one (false) the statement's end is the commit, and it checks now.
+pub(crate) fn defer_check<C: Cluster>(
+    cluster: &C,
+    table_id: u32,
+    constraint: &str,
+    keys: &[Vec<crate::types::Datum>],
+) -> bool {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    let Some(t) = conn.current.as_mut().filter(|t| !t.implicit) else {
+        return false;
+    };
+    let mark = t.mark();
+    t.deferred_checks.push(DeferredCheck {
+        mark,
+        table_id,
+        constraint: constraint.to_string(),
+        keys: keys.to_vec(),
+    });
+    true
+}
+
+/// The deferred foreign key checks queued so far, taken out: (table id, constraint, keys).
+pub(crate) fn take_deferred_checks<C: Cluster>(
+    cluster: &C,
+) -> Vec<(u32, String, Vec<Vec<crate::types::Datum>>)> {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    let Some(t) = conn.current.as_mut() else {
+        return Vec::new();
+    };
+    std::mem::take(&mut t.deferred_checks)
+        .into_iter()
+        .map(|d| (d.table_id, d.constraint, d.keys))
+        .collect()
 }
 
 impl TxnState {
@@ -1268,6 +1316,7 @@ pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: boo
         next_mark: 0,
         ddl: false,
         queried: false,
+        deferred_checks: Vec::new(),
     });
     id
 }
@@ -1919,7 +1968,10 @@ pub(crate) async fn rollback_to<C: Cluster>(cluster: &C, name: &str) -> Result<(
         let t = conn.current.as_mut().ok_or_else(|| no_savepoint(name))?;
         let at = savepoint_position(t, name)?;
         t.savepoints.truncate(at + 1);
-        (t.id, t.savepoints[at].1, t.touched.clone(), t.ddl)
+        let mark = t.savepoints[at].1;
+        // The rows those checks were for are undone too.
+        t.deferred_checks.retain(|d| d.mark < mark);
+        (t.id, mark, t.touched.clone(), t.ddl)
     };
     let calls = shards
         .iter()

@@ -1,0 +1,734 @@
+//! FOREIGN KEY constraints: their definition (CREATE TABLE, ALTER TABLE ADD), the check
+//! that a referencing row's key exists in the referenced table, and what a referenced
+//! row's DELETE or key UPDATE does to the rows referencing it (NO ACTION, RESTRICT,
+//! CASCADE, SET NULL, SET DEFAULT).
+//!
+//! The checks run at the end of each statement, as PostgreSQL's RI triggers do by default,
+//! inside the statement's transaction: they read its own writes (a statement may insert a
+//! row and the row it references), and they take the locks PostgreSQL's would. A
+//! referencing row's check locks the referenced row FOR SHARE (PostgreSQL takes FOR KEY
+//! SHARE, which we do not have: FOR SHARE also makes a non-key UPDATE of the referenced row
+//! wait), so the row cannot be deleted before the transaction ends; a referenced row's DELETE
+//! holds its row's write lock, so a new reference to it waits and then finds it gone.
+//! Constraints declared INITIALLY DEFERRED check the referencing rows' keys at COMMIT
+//! instead (the keys as written; a row deleted later in the transaction is still checked).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sqlparser::ast;
+
+use crate::catalog::{Catalog, FkAction, ForeignKeyDef, Table};
+use crate::cluster::{Cluster, ModifySpec, RowOp};
+use crate::error::*;
+use crate::exec::Row;
+use crate::expr::{self, Bound, Env};
+use crate::plan::{self, Fetch};
+use crate::rowcodec;
+use crate::session::Session;
+use crate::stmt;
+use crate::txn::{LockMode, RowLock};
+use crate::types::{self, Datum, SqlType};
+
+pub(crate) const FOREIGN_KEY_VIOLATION: &str = "23503";
+const INVALID_FOREIGN_KEY: &str = "42830";
+
+/// Referenced-table lookups a statement has in flight at once.
+const LOOKUPS_IN_FLIGHT: usize = 64;
+
+/// How deep ON DELETE / ON UPDATE actions may cascade (a chain of tables, or a table
+/// referencing itself, one level per generation of rows).
+const CASCADE_DEPTH_MAX: usize = 64;
+
+/// A FOREIGN KEY clause made into a constraint of `table` (whose columns `columns` are the
+/// referencing ones). `own_unique` lists the column sets of `table`'s primary key and UNIQUE
+/// constraints when it is being created (a table may reference itself); `taken` says
+/// whether a constraint name is in use on the table.
+pub(crate) fn define(
+    session: &Session,
+    catalog: &Catalog,
+    table: &Table,
+    own_unique: &[Vec<usize>],
+    fk: &ast::ForeignKeyConstraint,
+    columns: Vec<usize>,
+    taken: &dyn Fn(&str) -> bool,
+) -> Result<ForeignKeyDef, SqlError> {
+    if fk.match_kind == Some(ast::ConstraintReferenceMatchKind::Partial) {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "MATCH PARTIAL not yet implemented",
+        ));
+    }
+    let (deferrable, initially_deferred) = deferral(fk.characteristics.as_ref())?;
+    let (schema, name) = plan::split_name(&fk.foreign_table)?;
+    let path = session.search_path();
+    let db = session.database();
+    let resolved = catalog.resolve_schema(db, schema.as_deref(), &path, &name);
+    let own = name == table.name && resolved.is_none_or(|s| s == table.schema);
+    let parent: Table = if own {
+        table.clone()
+    } else {
+        catalog
+            .table(
+                db,
+                Some(resolved.unwrap_or(crate::catalog::DEFAULT_SCHEMA)),
+                &name,
+            )
+            .map(|t| (**t).clone())
+            .ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_TABLE,
+                    format!("relation \"{name}\" does not exist"),
+                )
+            })?
+    };
+    let ref_positions: Vec<usize> = if fk.referred_columns.is_empty() {
+        if parent.primary_key.is_empty() {
+            return Err(SqlError::new(
+                INVALID_FOREIGN_KEY,
+                format!(
+                    "there is no primary key for referenced table \"{}\"",
+                    parent.name
+                ),
+            ));
+        }
+        parent.primary_key.clone()
+    } else {
+        let mut positions = Vec::with_capacity(fk.referred_columns.len());
+        for c in &fk.referred_columns {
+            let c = plan::ident(c);
+            positions.push(parent.column_index(&c).ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_COLUMN,
+                    format!("column \"{c}\" referenced in foreign key constraint does not exist"),
+                )
+            })?);
+        }
+        positions
+    };
+    let as_set = |c: &[usize]| -> Vec<usize> {
+        let mut c = c.to_vec();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    let wanted = as_set(&ref_positions);
+    let unique_sets: Vec<Vec<usize>> = if own {
+        own_unique.iter().map(|c| as_set(c)).collect()
+    } else {
+        let mut sets = vec![as_set(&parent.primary_key)];
+        sets.extend(
+            crate::index::specs_for(catalog, &parent)
+                .into_iter()
+                .filter(|i| i.unique)
+                .map(|i| as_set(&i.columns)),
+        );
+        sets
+    };
+    if wanted.len() != ref_positions.len() || !unique_sets.contains(&wanted) {
+        return Err(SqlError::new(
+            INVALID_FOREIGN_KEY,
+            format!(
+                "there is no unique constraint matching given keys for referenced table \"{}\"",
+                parent.name
+            ),
+        ));
+    }
+    if ref_positions.len() != columns.len() {
+        return Err(SqlError::new(
+            INVALID_FOREIGN_KEY,
+            "number of referencing and referenced columns for foreign key disagree",
+        ));
+    }
+    let constraint = match &fk.name {
+        Some(n) => plan::ident(n),
+        None => default_name(table, &columns, taken),
+    };
+    for (&c, &p) in columns.iter().zip(&ref_positions) {
+        let (ct, pt) = (table.columns[c].ty, parent.columns[p].ty);
+        if !comparable(ct, pt) {
+            return Err(SqlError::new(
+                DATATYPE_MISMATCH,
+                format!("foreign key constraint \"{constraint}\" cannot be implemented"),
+            )
+            .with_detail(format!(
+                "Key columns \"{}\" and \"{}\" are of incompatible types: {} and {}.",
+                table.columns[c].name,
+                parent.columns[p].name,
+                ct.sql_name(),
+                pt.sql_name()
+            )));
+        }
+    }
+    Ok(ForeignKeyDef {
+        name: constraint,
+        columns,
+        ref_schema: parent.schema.clone(),
+        ref_table: parent.name.clone(),
+        ref_columns: ref_positions
+            .iter()
+            .map(|&p| parent.columns[p].name.clone())
+            .collect(),
+        on_delete: action(fk.on_delete),
+        on_update: action(fk.on_update),
+        match_full: fk.match_kind == Some(ast::ConstraintReferenceMatchKind::Full),
+        deferrable,
+        initially_deferred,
+        not_valid: false,
+    })
+}
+
+/// (DEFERRABLE, INITIALLY DEFERRED) of a constraint's characteristics.
+fn deferral(c: Option<&ast::ConstraintCharacteristics>) -> Result<(bool, bool), SqlError> {
+    let Some(c) = c else {
+        return Ok((false, false));
+    };
+    if c.enforced == Some(false) {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "NOT ENFORCED foreign key constraints are not supported",
+        ));
+    }
+    let deferred = c.initially == Some(ast::DeferrableInitial::Deferred);
+    match c.deferrable {
+        Some(false) if deferred => Err(SqlError::new(
+            SYNTAX_ERROR,
+            "constraint declared INITIALLY DEFERRED must be DEFERRABLE",
+        )),
+        Some(d) => Ok((d, deferred)),
+        None => Ok((deferred, deferred)),
+    }
+}
+
+fn action(a: Option<ast::ReferentialAction>) -> FkAction {
+    match a {
+        None | Some(ast::ReferentialAction::NoAction) => FkAction::NoAction,
+        Some(ast::ReferentialAction::Restrict) => FkAction::Restrict,
+        Some(ast::ReferentialAction::Cascade) => FkAction::Cascade,
+        Some(ast::ReferentialAction::SetNull) => FkAction::SetNull,
+        Some(ast::ReferentialAction::SetDefault) => FkAction::SetDefault,
+    }
+}
+
+/// Whether values of the two types can be compared for equality without a cast the user
+/// must write (PostgreSQL requires an equality operator between them).
+fn comparable(a: SqlType, b: SqlType) -> bool {
+    a == b
+        || (a.numeric_rank().is_some() && b.numeric_rank().is_some())
+        || (a.is_string() && b.is_string())
+        || expr::datetime_cast_exists(a, b) && expr::datetime_cast_exists(b, a)
+}
+
+/// PostgreSQL's name for an unnamed foreign key: `table_col1_col2_fkey`, numbered when taken.
+fn default_name(table: &Table, columns: &[usize], taken: &dyn Fn(&str) -> bool) -> String {
+    let mut stem = table.name.clone();
+    for &c in columns {
+        stem.push('_');
+        stem.push_str(&table.columns[c].name);
+    }
+    stem.push_str("_fkey");
+    std::iter::once(stem.clone())
+        .chain((1..).map(|n| format!("{stem}{n}")))
+        .find(|n| !taken(n))
+        .expect("an unbounded sequence of names has a free one")
+}
+
+/// The referenced table of `fk` as the catalog has it now.
+fn referenced_table(
+    catalog: &Catalog,
+    database: &str,
+    fk: &ForeignKeyDef,
+) -> Result<Arc<Table>, SqlError> {
+    catalog
+        .table(database, Some(&fk.ref_schema), &fk.ref_table)
+        .cloned()
+        .ok_or_else(|| {
+            SqlError::new(
+                UNDEFINED_TABLE,
+                format!("relation \"{}\" does not exist", fk.ref_table),
+            )
+        })
+}
+
+fn positions_in(table: &Table, names: &[String]) -> Result<Vec<usize>, SqlError> {
+    names
+        .iter()
+        .map(|n| {
+            table.column_index(n).ok_or_else(|| {
+                SqlError::new(
+                    UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{n}\" of relation \"{}\" does not exist",
+                        table.name
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `Key (a, b)=(1, 2)`, as PostgreSQL's details write a key.
+fn key_text(table: &Table, columns: &[usize], values: &[Datum], env: &Env) -> String {
+    let names: Vec<&str> = columns
+        .iter()
+        .map(|&c| table.columns[c].name.as_str())
+        .collect();
+    let shown: Vec<String> = values
+        .iter()
+        .map(|v| types::output(v, &env.style).unwrap_or_else(|| "null".into()))
+        .collect();
+    format!("Key ({})=({})", names.join(", "), shown.join(", "))
+}
+
+/// The filter `columns = values` over `table`, each value converted to its column's type
+/// (None: a value no row of that type can equal, such as 3000000000 for an integer).
+fn equality_filter(
+    table: &Table,
+    columns: &[usize],
+    values: &[Datum],
+    from: &[SqlType],
+    env: &Env,
+) -> Option<Bound> {
+    let mut parts = Vec::with_capacity(columns.len());
+    for ((&c, v), &ty) in columns.iter().zip(values).zip(from) {
+        let column = &table.columns[c];
+        let v = if ty == column.ty {
+            v.clone()
+        } else {
+            types::cast(
+                v.clone(),
+                ty,
+                column.ty,
+                crate::types::TYPMOD_NONE,
+                &env.style,
+            )
+            .ok()?
+        };
+        parts.push(expr::cmp_eq(
+            Bound::column(c, column.ty, column.typmod),
+            Bound::constant(v, column.ty),
+        ));
+    }
+    Bound::conjunction(parts)
+}
+
+/// The rows of `table` whose `columns` equal `values`, locked in `lock` mode (None: not
+/// locked), with their keys.
+async fn rows_with_key<C: Cluster>(
+    cluster: &C,
+    env: &Env,
+    table: &Arc<Table>,
+    columns: &[usize],
+    values: &[Datum],
+    from: &[SqlType],
+    lock: Option<LockMode>,
+) -> Result<(Vec<Row>, Vec<Bytes>), SqlError> {
+    let Some(filter) = equality_filter(table, columns, values, from, env) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut f = Fetch::new(table.clone(), Some(filter));
+    f.lock = lock.map(|mode| RowLock {
+        mode,
+        nowait: false,
+        skip_locked: false,
+    });
+    let scanned = crate::dist::fetch(cluster, &f, &[], env, true).await?;
+    Ok((scanned.rows, scanned.keys))
+}
+
+/// The distinct keys of `fk` in `rows` that must be found in the referenced table: those
+/// with no NULL (MATCH SIMPLE), or — MATCH FULL — with no NULL at all, a key mixing NULL and
+/// non-NULL values being a violation itself.
+fn keys_to_check(
+    table: &Table,
+    fk: &ForeignKeyDef,
+    rows: &[Row],
+) -> Result<Vec<Vec<Datum>>, SqlError> {
+    let mut seen: HashSet<Vec<Option<String>>> = HashSet::new();
+    let mut keys = Vec::new();
+    let plain = types::Style::default();
+    for row in rows {
+        let key: Vec<Datum> = fk
+            .columns
+            .iter()
+            .map(|&c| row.get(c).cloned().unwrap_or(Datum::Null))
+            .collect();
+        let nulls = key.iter().filter(|v| v.is_null()).count();
+        if nulls > 0 {
+            if fk.match_full && nulls < key.len() {
+                return Err(SqlError::new(
+                    FOREIGN_KEY_VIOLATION,
+                    format!(
+                        "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
+                        table.name, fk.name
+                    ),
+                )
+                .with_detail("MATCH FULL does not allow mixing of null and nonnull key values."));
+            }
+            continue;
+        }
+        let text: Vec<Option<String>> = key.iter().map(|v| types::output(v, &plain)).collect();
+        if seen.insert(text) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Checks that every referencing key `rows` of `table` hold has its referenced row, for
+/// the foreign keys over any of `changed` columns (None: all of them); locks the referenced
+/// rows FOR SHARE when `lock`. Deferred constraints in a transaction block are queued for
+/// COMMIT instead ([`check_deferred`]).
+pub(crate) async fn check_references<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+    env: &Env,
+    table: &Table,
+    rows: &[Row],
+    changed: Option<&[usize]>,
+) -> Result<(), SqlError> {
+    if table.foreign_keys.is_empty() || rows.is_empty() {
+        return Ok(());
+    }
+    for fk in &table.foreign_keys {
+        if changed.is_some_and(|cols| !fk.columns.iter().any(|c| cols.contains(c))) {
+            continue;
+        }
+        let keys = keys_to_check(table, fk, rows)?;
+        if keys.is_empty() {
+            continue;
+        }
+        if fk.initially_deferred && crate::txn::defer_check(cluster, table.id, &fk.name, &keys) {
+            continue;
+        }
+        check_keys_exist(cluster, session, env, table, fk, keys, true).await?;
+    }
+    Ok(())
+}
+
+/// Checks that each of `keys` (values of `fk`'s columns of `table`) has a referenced row.
+async fn check_keys_exist<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+    env: &Env,
+    table: &Table,
+    fk: &ForeignKeyDef,
+    keys: Vec<Vec<Datum>>,
+    lock: bool,
+) -> Result<(), SqlError> {
+    let catalog = cluster.catalog();
+    let parent = referenced_table(&catalog, session.database(), fk)?;
+    let ref_positions = positions_in(&parent, &fk.ref_columns)?;
+    let from: Vec<SqlType> = fk.columns.iter().map(|&c| table.columns[c].ty).collect();
+    let lock = lock.then_some(LockMode::Shared);
+    for chunk in keys.chunks(LOOKUPS_IN_FLIGHT) {
+        let lookups = chunk
+            .iter()
+            .map(|key| rows_with_key(cluster, env, &parent, &ref_positions, key, &from, lock));
+        let found = futures_util::future::join_all(lookups).await;
+        for (key, found) in chunk.iter().zip(found) {
+            if found?.0.is_empty() {
+                return Err(SqlError::new(
+                    FOREIGN_KEY_VIOLATION,
+                    format!(
+                        "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
+                        table.name, fk.name
+                    ),
+                )
+                .with_detail(format!(
+                    "{} is not present in table \"{}\".",
+                    key_text(table, &fk.columns, key, env),
+                    parent.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// COMMIT of a block with deferred foreign key checks: runs them (the referenced rows must
+/// exist now).
+pub(crate) async fn check_deferred<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+) -> Result<(), SqlError> {
+    let queued = crate::txn::take_deferred_checks(cluster);
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let catalog = cluster.catalog();
+    let env = Env::of(session);
+    for (table_id, fk_name, keys) in queued {
+        let Some(table) = table_by_id(&catalog, session.database(), table_id) else {
+            continue; // dropped since: its rows are gone
+        };
+        let Some(fk) = table.foreign_keys.iter().find(|f| f.name == fk_name) else {
+            continue; // the constraint was dropped since
+        };
+        check_keys_exist(cluster, session, &env, &table, fk, keys, true).await?;
+    }
+    Ok(())
+}
+
+fn table_by_id(catalog: &Catalog, database: &str, id: u32) -> Option<Arc<Table>> {
+    catalog
+        .database(database)?
+        .schemas
+        .values()
+        .flat_map(|s| s.tables.values())
+        .find(|t| t.id == id)
+        .cloned()
+}
+
+/// ALTER TABLE ADD FOREIGN KEY: every row of `table` already there must have its
+/// referenced row (the table's writes are frozen meanwhile; the statement runs outside a
+/// transaction, so nothing is locked).
+pub(crate) async fn validate_existing<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+    env: &Env,
+    table: &Table,
+    rows: &[Row],
+    fk: &ForeignKeyDef,
+) -> Result<(), SqlError> {
+    let keys = keys_to_check(table, fk, rows)?;
+    check_keys_exist(cluster, session, env, table, fk, keys, false).await
+}
+
+/// Rows of `table` were deleted (`new` None) or updated (`new`: each old row's new
+/// version): the rows referencing a key that is gone get their constraint's action.
+pub(crate) async fn referenced_rows_changed<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+    env: &Env,
+    table: &Table,
+    old: &[Row],
+    new: Option<&[Row]>,
+) -> Result<(), SqlError> {
+    Box::pin(rows_changed_at(cluster, session, env, table, old, new, 0)).await
+}
+
+/// The foreign keys referencing `table`, with the tables holding them.
+pub(crate) fn referencing(
+    catalog: &Catalog,
+    database: &str,
+    table: &Table,
+) -> Vec<(Arc<Table>, ForeignKeyDef)> {
+    match catalog.database(database) {
+        Some(db) => db
+            .foreign_keys_to(&table.schema, &table.name)
+            .map(|(t, fk)| (t.clone(), fk.clone()))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The column positions of `table` some foreign key references.
+pub(crate) fn referenced_columns(catalog: &Catalog, database: &str, table: &Table) -> Vec<usize> {
+    let mut cols = Vec::new();
+    for (_, fk) in referencing(catalog, database, table) {
+        cols.extend(fk.ref_columns.iter().filter_map(|n| table.column_index(n)));
+    }
+    cols
+}
+
+async fn rows_changed_at<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+    env: &Env,
+    table: &Table,
+    old: &[Row],
+    new: Option<&[Row]>,
+    depth: usize,
+) -> Result<(), SqlError> {
+    if old.is_empty() {
+        return Ok(());
+    }
+    let catalog = cluster.catalog();
+    let refs = referencing(&catalog, session.database(), table);
+    if refs.is_empty() {
+        return Ok(());
+    }
+    if depth >= CASCADE_DEPTH_MAX {
+        return Err(SqlError::new(
+            STATEMENT_TOO_COMPLEX,
+            format!("foreign key actions cascade more than {CASCADE_DEPTH_MAX} levels deep"),
+        ));
+    }
+    let Some(this) = table_by_id(&catalog, session.database(), table.id) else {
+        return Ok(());
+    };
+    for (child, fk) in refs {
+        let ref_positions = positions_in(&this, &fk.ref_columns)?;
+        let from: Vec<SqlType> = ref_positions.iter().map(|&p| this.columns[p].ty).collect();
+        // Each old key that is gone, with the new key it became (UPDATE).
+        let mut gone: Vec<(Vec<Datum>, Option<Vec<Datum>>)> = Vec::new();
+        let mut seen: HashSet<Vec<Option<String>>> = HashSet::new();
+        let plain = types::Style::default();
+        for (i, row) in old.iter().enumerate() {
+            let key: Vec<Datum> = ref_positions.iter().map(|&p| row[p].clone()).collect();
+            if key.iter().any(Datum::is_null) {
+                continue;
+            }
+            let new_key = new.map(|n| {
+                ref_positions
+                    .iter()
+                    .map(|&p| n[i][p].clone())
+                    .collect::<Vec<Datum>>()
+            });
+            if let Some(nk) = &new_key {
+                let same = nk
+                    .iter()
+                    .zip(&key)
+                    .all(|(a, b)| expr::compare_nullable(a, b) == std::cmp::Ordering::Equal);
+                if same {
+                    continue;
+                }
+            }
+            let text: Vec<Option<String>> = key.iter().map(|v| types::output(v, &plain)).collect();
+            if seen.insert(text) {
+                gone.push((key, new_key));
+            }
+        }
+        let action = if new.is_some() {
+            fk.on_update
+        } else {
+            fk.on_delete
+        };
+        for (key, new_key) in gone {
+            if action == FkAction::NoAction {
+                // Another row of the referenced table may hold the key now (keys swapped
+                // in one UPDATE): then nothing references a missing row.
+                let (still, _) = rows_with_key(
+                    cluster,
+                    env,
+                    &Arc::new((*this).clone()),
+                    &ref_positions,
+                    &key,
+                    &from,
+                    None,
+                )
+                .await?;
+                if !still.is_empty() {
+                    continue;
+                }
+            }
+            let lock = match action {
+                FkAction::NoAction | FkAction::Restrict => LockMode::Shared,
+                _ => LockMode::Exclusive,
+            };
+            let (rows, keys) =
+                rows_with_key(cluster, env, &child, &fk.columns, &key, &from, Some(lock)).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            match action {
+                FkAction::NoAction | FkAction::Restrict => {
+                    return Err(SqlError::new(
+                        FOREIGN_KEY_VIOLATION,
+                        format!(
+                            "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\"",
+                            this.name, fk.name, child.name
+                        ),
+                    )
+                    .with_detail(format!(
+                        "{} is still referenced from table \"{}\".",
+                        key_text(&this, &ref_positions, &key, env),
+                        child.name
+                    )));
+                }
+                FkAction::Cascade if new_key.is_none() => {
+                    let deleted = delete_rows(cluster, env, &child, keys).await?;
+                    Box::pin(rows_changed_at(
+                        cluster,
+                        session,
+                        env,
+                        &child,
+                        &deleted,
+                        None,
+                        depth + 1,
+                    ))
+                    .await?;
+                }
+                _ => {
+                    let mut changed = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let mut n = row.clone();
+                        for (j, &c) in fk.columns.iter().enumerate() {
+                            let column = &child.columns[c];
+                            n[c] = match action {
+                                FkAction::SetNull => Datum::Null,
+                                FkAction::SetDefault => {
+                                    stmt::default_value(session, &catalog, &child, column, env)?
+                                }
+                                _ => {
+                                    let v = new_key.as_ref().expect("a cascaded update")[j].clone();
+                                    stmt::assign(v, from[j], column, &env.style)?
+                                }
+                            };
+                        }
+                        changed.push(n);
+                    }
+                    stmt::replace_rows(cluster, session, &catalog, &child, &rows, &changed, keys)
+                        .await?;
+                    if action == FkAction::SetDefault {
+                        check_references(
+                            cluster,
+                            session,
+                            env,
+                            &child,
+                            &changed,
+                            Some(&fk.columns),
+                        )
+                        .await?;
+                    }
+                    Box::pin(rows_changed_at(
+                        cluster,
+                        session,
+                        env,
+                        &child,
+                        &rows,
+                        Some(&changed),
+                        depth + 1,
+                    ))
+                    .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes rows of `table` by key (already locked by this transaction); returns them.
+async fn delete_rows<C: Cluster>(
+    cluster: &C,
+    env: &Env,
+    table: &Arc<Table>,
+    keys: Vec<Bytes>,
+) -> Result<Vec<Row>, SqlError> {
+    let spec = Arc::new(ModifySpec {
+        table: table.clone(),
+        sets: Vec::new(),
+        filter: None,
+        checks: Vec::new(),
+        env: env.clone(),
+    });
+    let ops = keys
+        .into_iter()
+        .map(|key| {
+            let token = rowcodec::storage_key_token(&key).expect("a row key has a token");
+            let shard = cluster.shard_of_token(token);
+            (
+                shard,
+                RowOp::DeleteIf {
+                    key,
+                    spec: spec.clone(),
+                },
+            )
+        })
+        .collect();
+    Ok(stmt::write_rows_returning(cluster, table, ops, None)
+        .await?
+        .1)
+}
