@@ -1339,6 +1339,8 @@ pub struct CopyLoader {
     binary_header_read: bool,
     /// Rows waiting for the next batch, with the line each came from.
     pending: Vec<(u64, RowOp)>,
+    /// The database the COPY runs in: its tables' foreign keys name referenced tables there.
+    database: String,
     /// (shard, key) of every row written, to delete them again if the COPY fails.
     written: Vec<(usize, Bytes)>,
     rows: u64,
@@ -1773,6 +1775,7 @@ impl CopyLoader {
             line: 0,
             ended: false,
             pending: Vec::new(),
+            database: session.database().to_string(),
             written: Vec::new(),
             rows: 0,
             ingest: None,
@@ -2244,6 +2247,27 @@ impl CopyLoader {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // The rows' referencing keys are checked once they are written (as PostgreSQL's
+        // foreign key triggers run after the rows are in).
+        let table = self.reader.table.clone();
+        let referencing_rows = match table.foreign_keys.is_empty() {
+            true => Vec::new(),
+            false => self
+                .pending
+                .iter()
+                .map(|(_, op)| match op {
+                    RowOp::Insert { value, .. } | RowOp::Append { value, .. } => {
+                        rowcodec::decode_row(value, table.columns.len()).map_err(|e| {
+                            SqlError::new(
+                                INTERNAL_ERROR,
+                                format!("a COPY row does not decode: {e}"),
+                            )
+                        })
+                    }
+                    _ => unreachable!("COPY queues inserts and puts"),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         let mut per_shard: BTreeMap<usize, Vec<RowOp>> = BTreeMap::new();
         let mut keys: BTreeMap<usize, Vec<Bytes>> = BTreeMap::new();
         // Each row's line, for the CONTEXT of an error a shard reports about one row.
@@ -2297,7 +2321,15 @@ impl CopyLoader {
             }
         }
         let Some(mut e) = first_error else {
-            return Ok(());
+            return crate::fkey::check_references(
+                cluster,
+                &self.database,
+                &self.reader.env,
+                &table,
+                &referencing_rows,
+                None,
+            )
+            .await;
         };
         // A duplicated row key names the line that brought it, as PostgreSQL's CONTEXT does.
         let mut line = self.line;

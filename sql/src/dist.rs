@@ -145,7 +145,7 @@ pub(crate) async fn fetch<C: Cluster>(
         (None, Some(key)) if inner => Some(key),
         _ => None,
     };
-    let replies = scan_shards(cluster, &req, only).await?;
+    let replies = scan_shards_at(cluster, &req, only, f.newest).await?;
     gather(push.as_deref(), replies)
 }
 
@@ -215,6 +215,17 @@ async fn scan_shards<C: Cluster>(
     req: &ScanRequest,
     only: Option<&Bytes>,
 ) -> Result<Vec<ScanRows>, SqlError> {
+    scan_shards_at(cluster, req, only, false).await
+}
+
+/// [`scan_shards`]; with `newest`, at no snapshot: the newest committed rows and the
+/// transaction's own, locks re-checked against the newest versions too ([`Fetch::newest`]).
+async fn scan_shards_at<C: Cluster>(
+    cluster: &C,
+    req: &ScanRequest,
+    only: Option<&Bytes>,
+    newest: bool,
+) -> Result<Vec<ScanRows>, SqlError> {
     let shards: Vec<usize> = match only {
         Some(key) => {
             let token = rowcodec::storage_key_token(key).expect("a row key has a token");
@@ -223,7 +234,10 @@ async fn scan_shards<C: Cluster>(
         None => (0..cluster.shard_count()).collect(),
     };
     let mut req = req.clone();
-    (req.txn, req.pin) = crate::txn::scan_ctx(cluster, only.is_some()).await?;
+    (req.txn, req.pin) = match newest {
+        false => crate::txn::scan_ctx(cluster, only.is_some()).await?,
+        true => (crate::txn::newest_ctx(cluster), None),
+    };
     if req.lock.is_some() {
         // The shards keep the row locks until the transaction ends.
         for &s in &shards {

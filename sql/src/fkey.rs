@@ -328,6 +328,7 @@ async fn rows_with_key<C: Cluster>(
         return Ok((Vec::new(), Vec::new()));
     };
     let mut f = Fetch::new(table.clone(), Some(filter));
+    f.newest = true;
     f.lock = lock.map(|mode| RowLock {
         mode,
         nowait: false,
@@ -382,7 +383,7 @@ fn keys_to_check(
 /// COMMIT instead ([`check_deferred`]).
 pub(crate) async fn check_references<C: Cluster>(
     cluster: &C,
-    session: &Session,
+    database: &str,
     env: &Env,
     table: &Table,
     rows: &[Row],
@@ -402,7 +403,7 @@ pub(crate) async fn check_references<C: Cluster>(
         if fk.initially_deferred && crate::txn::defer_check(cluster, table.id, &fk.name, &keys) {
             continue;
         }
-        check_keys_exist(cluster, session, env, table, fk, keys, true).await?;
+        check_keys_exist(cluster, database, env, table, fk, keys, true).await?;
     }
     Ok(())
 }
@@ -410,7 +411,7 @@ pub(crate) async fn check_references<C: Cluster>(
 /// Checks that each of `keys` (values of `fk`'s columns of `table`) has a referenced row.
 async fn check_keys_exist<C: Cluster>(
     cluster: &C,
-    session: &Session,
+    database: &str,
     env: &Env,
     table: &Table,
     fk: &ForeignKeyDef,
@@ -418,7 +419,7 @@ async fn check_keys_exist<C: Cluster>(
     lock: bool,
 ) -> Result<(), SqlError> {
     let catalog = cluster.catalog();
-    let parent = referenced_table(&catalog, session.database(), fk)?;
+    let parent = referenced_table(&catalog, database, fk)?;
     let ref_positions = positions_in(&parent, &fk.ref_columns)?;
     let from: Vec<SqlType> = fk.columns.iter().map(|&c| table.columns[c].ty).collect();
     let lock = lock.then_some(LockMode::Shared);
@@ -466,7 +467,7 @@ pub(crate) async fn check_deferred<C: Cluster>(
         let Some(fk) = table.foreign_keys.iter().find(|f| f.name == fk_name) else {
             continue; // the constraint was dropped since
         };
-        check_keys_exist(cluster, session, &env, &table, fk, keys, true).await?;
+        check_keys_exist(cluster, session.database(), &env, &table, fk, keys, true).await?;
     }
     Ok(())
 }
@@ -493,7 +494,7 @@ pub(crate) async fn validate_existing<C: Cluster>(
     fk: &ForeignKeyDef,
 ) -> Result<(), SqlError> {
     let keys = keys_to_check(table, fk, rows)?;
-    check_keys_exist(cluster, session, env, table, fk, keys, false).await
+    check_keys_exist(cluster, session.database(), env, table, fk, keys, false).await
 }
 
 /// Rows of `table` were deleted (`new` None) or updated (`new`: each old row's new
@@ -675,7 +676,7 @@ async fn rows_changed_at<C: Cluster>(
                     if action == FkAction::SetDefault {
                         check_references(
                             cluster,
-                            session,
+                            session.database(),
                             env,
                             &child,
                             &changed,

@@ -89,6 +89,10 @@ pub(crate) struct Fetch {
     pub(crate) push: FetchPush,
     /// SELECT ... FOR UPDATE / FOR SHARE: the shards lock the rows it returns.
     pub(crate) lock: Option<crate::txn::RowLock>,
+    /// Read the newest committed rows (and the transaction's own), not the statement's or
+    /// the transaction's snapshot: a foreign key's check must see what a concurrent
+    /// transaction committed while this one waited for its lock.
+    pub(crate) newest: bool,
 }
 
 impl Fetch {
@@ -98,6 +102,7 @@ impl Fetch {
             filter,
             push: FetchPush::default(),
             lock: None,
+            newest: false,
         }
     }
 

@@ -972,6 +972,15 @@ pub(crate) async fn run_insert<C: Cluster>(
         },
         Some(_) => return Err(not_supported("this ON clause")),
     };
+    if let Some((sets, _, _)) = &upsert {
+        // The rows referencing an old key would have to follow it (not done here).
+        let referenced = crate::fkey::referenced_columns(&catalog, session.database(), &table);
+        if sets.iter().any(|(c, _)| referenced.contains(c)) {
+            return Err(not_supported(
+                "ON CONFLICT DO UPDATE of a column a foreign key references",
+            ));
+        }
+    }
     // Target columns.
     let implicit_targets = insert.columns.is_empty();
     let mut targets: Vec<usize> = if implicit_targets {
@@ -1192,7 +1201,8 @@ pub(crate) async fn run_insert<C: Cluster>(
     }
     if let (Some(spec), Some(index)) = (&upsert, upsert_arbiter) {
         let written = upsert_on_unique_index(cluster, &table, ops, full_rows, spec, index).await?;
-        crate::fkey::check_references(cluster, session, &env, &table, &written, None).await?;
+        crate::fkey::check_references(cluster, session.database(), &env, &table, &written, None)
+            .await?;
         note_write(session);
         let tag = format!("INSERT 0 {}", written.len());
         return finish_returning(returning, written, &env, tag, false);
@@ -1200,7 +1210,8 @@ pub(crate) async fn run_insert<C: Cluster>(
     if upsert.is_some() {
         // The rows as written: inserted, or updated by DO UPDATE (not those its WHERE skipped).
         let (_, written) = write_rows_returning(cluster, &table, ops, None).await?;
-        crate::fkey::check_references(cluster, session, &env, &table, &written, None).await?;
+        crate::fkey::check_references(cluster, session.database(), &env, &table, &written, None)
+            .await?;
         note_write(session);
         let tag = format!("INSERT 0 {}", written.len());
         return finish_returning(returning, written, &env, tag, false);
@@ -1214,7 +1225,8 @@ pub(crate) async fn run_insert<C: Cluster>(
     let (applied, _, skipped) =
         write_rows_skipping(cluster, &table, ops, do_nothing.as_ref()).await?;
     if skipped.is_empty() {
-        crate::fkey::check_references(cluster, session, &env, &table, &full_rows, None).await?;
+        crate::fkey::check_references(cluster, session.database(), &env, &table, &full_rows, None)
+            .await?;
     } else {
         // Rows DO NOTHING skipped were not written: their references are not checked.
         let skipped: std::collections::HashSet<Bytes> =
@@ -1225,7 +1237,8 @@ pub(crate) async fn run_insert<C: Cluster>(
             .filter(|(_, key)| !skipped.contains(*key))
             .map(|(row, _)| row.clone())
             .collect();
-        crate::fkey::check_references(cluster, session, &env, &table, &written, None).await?;
+        crate::fkey::check_references(cluster, session.database(), &env, &table, &written, None)
+            .await?;
     }
     note_write(session);
     let tag = format!("INSERT 0 {applied}");
@@ -1775,7 +1788,7 @@ pub(crate) async fn run_update<C: Cluster>(
         let set_columns: Vec<usize> = spec.sets.iter().map(|(c, _)| *c).collect();
         crate::fkey::check_references(
             cluster,
-            session,
+            session.database(),
             &env,
             &table,
             &new_rows,
@@ -1829,7 +1842,7 @@ pub(crate) async fn run_update<C: Cluster>(
     let set_columns: Vec<usize> = sets.iter().map(|(c, _)| *c).collect();
     crate::fkey::check_references(
         cluster,
-        session,
+        session.database(),
         &env,
         &table,
         &new_rows,

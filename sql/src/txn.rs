@@ -1364,7 +1364,8 @@ pub(crate) fn copy_may_ingest<C: Cluster>(
     table: &crate::catalog::Table,
     has_indexes: bool,
 ) -> bool {
-    if !table.primary_key.is_empty() || has_indexes {
+    // (A foreign key's check reads the rows the COPY wrote as the statement's own.)
+    if !table.primary_key.is_empty() || has_indexes || !table.foreign_keys.is_empty() {
         return false;
     }
     let conn = cluster.conn_txn().borrow();
@@ -1457,6 +1458,23 @@ pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize, table_id: u32) -> Option
 /// The context a scan fragment carries. A REPEATABLE READ transaction pins its snapshot on
 /// every shard first (once); a READ COMMITTED statement does for itself unless it reads one
 /// row key (`point`) or there is one shard.
+/// The context of a scan that reads the newest committed rows and the transaction's own
+/// (None: outside a transaction, where that is what every scan reads).
+pub(crate) fn newest_ctx<C: Cluster>(cluster: &C) -> Option<TxnCtx> {
+    let conn = cluster.conn_txn().borrow();
+    if conn.suspended {
+        return None; // DDL reads outside the transaction
+    }
+    let wait = conn.wait.clone();
+    conn.current.as_ref().map(|t| TxnCtx {
+        id: t.id,
+        isolation: Isolation::ReadCommitted,
+        snapshot: None,
+        mark: t.mark(),
+        wait,
+    })
+}
+
 pub async fn scan_ctx<C: Cluster>(
     cluster: &C,
     point: bool,

@@ -351,3 +351,94 @@ fn a_new_reference_and_a_delete_of_its_row_wait_for_each_other() {
         );
     });
 }
+
+/// COPY FROM checks the keys it loads (all or nothing); a REPEATABLE READ transaction's
+/// checks see references and deletes committed after its snapshot; ON CONFLICT DO UPDATE
+/// may not change a referenced key.
+#[test]
+fn copy_repeatable_read_and_upserts_check_references_too() {
+    use futures_util::SinkExt;
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        ok(
+            &a,
+            "CREATE TABLE p (id int PRIMARY KEY, v int);
+             CREATE TABLE c (id int, pid int REFERENCES p);
+             INSERT INTO p SELECT g, 0 FROM generate_series(1, 100) g",
+        )
+        .await;
+        let load = |data: String| {
+            let client = &a;
+            async move {
+                let sink = client.copy_in("COPY c FROM STDIN (FORMAT csv)").await?;
+                futures_util::pin_mut!(sink);
+                sink.send(bytes::Bytes::from(data)).await?;
+                sink.finish().await
+            }
+        };
+        let good: String = (1..=500)
+            .map(|i| format!("{i},{}\n", i % 100 + 1))
+            .collect();
+        let bad = format!("{good}501,101\n");
+        let e = load(bad)
+            .await
+            .expect_err("a COPY with a missing key loaded");
+        let db = e.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "23503");
+        assert_eq!(
+            db.detail(),
+            Some("Key (pid)=(101) is not present in table \"p\".")
+        );
+        assert_eq!(rows(&a, "SELECT count(*) FROM c").await, ["0"]);
+        assert_eq!(load(good).await.expect("COPY"), 500);
+        ok(&a, "DELETE FROM c WHERE pid = 50").await;
+
+        // A REPEATABLE READ transaction's snapshot predates a reference committed since: its
+        // DELETE must still see that reference (and fail), as PostgreSQL's check does.
+        ok(
+            &b,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM c",
+        )
+        .await;
+        ok(&a, "INSERT INTO c VALUES (1000, 50)").await;
+        let (_, detail) = fails(&b, "DELETE FROM p WHERE id = 50", "23503").await;
+        assert_eq!(
+            detail,
+            "Key (id)=(50) is still referenced from table \"c\"."
+        );
+        ok(&b, "ROLLBACK").await;
+        // And one that references a row deleted since its snapshot fails too.
+        ok(
+            &b,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM p",
+        )
+        .await;
+        ok(
+            &a,
+            "DELETE FROM c WHERE pid = 99; DELETE FROM p WHERE id = 99",
+        )
+        .await;
+        fails(&b, "INSERT INTO c VALUES (1001, 99)", "23503").await;
+        ok(&b, "ROLLBACK").await;
+        assert_eq!(
+            rows(&a, "SELECT count(*) FROM p WHERE id = 50").await,
+            ["1"]
+        );
+
+        fails(
+            &a,
+            "INSERT INTO p VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET id = 1000",
+            "0A000",
+        )
+        .await;
+        ok(
+            &a,
+            "INSERT INTO p VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET v = 1",
+        )
+        .await;
+        ok(&a, "INSERT INTO c VALUES (1, 1) ON CONFLICT DO NOTHING").await;
+    });
+}
