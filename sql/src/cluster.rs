@@ -1850,15 +1850,14 @@ async fn build_batch<F: FileSystem + Clone + 'static, R: Runtime>(
                         outcome.skipped.push((key.clone(), existing));
                         continue;
                     }
-                    let mut e = SqlError::new(
+                    return Err(SqlError::new(
                         UNIQUE_VIOLATION,
                         format!(
                             "duplicate key value violates unique constraint \"{}\"",
                             req.constraint
                         ),
-                    );
-                    e.conflict_key = Some(Box::new(key.to_vec()));
-                    return Err(e);
+                    )
+                    .with_conflict_key(key));
                 }
                 inserted.insert(key);
                 batch.put(key.clone(), value.clone());

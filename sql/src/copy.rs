@@ -2333,7 +2333,7 @@ impl CopyLoader {
         };
         // A duplicated row key names the line that brought it, as PostgreSQL's CONTEXT does.
         let mut line = self.line;
-        if let Some(key) = e.conflict_key.take() {
+        if let Some(key) = e.take_conflict_key() {
             if let Some(&(_, at)) = lines.iter().find(|(row_key, _)| **row_key == *key) {
                 line = at;
             }

@@ -18,11 +18,30 @@ pub struct SqlError {
     /// The HINT field: what to do about it, where PostgreSQL gives one (see the `HINT_*`
     /// texts below). A thin reference, so that the error stays within 128 bytes.
     pub hint: Option<&'static &'static str>,
-    /// For a 23505 raised on a shard: the storage key (a row key or a unique-index claim) that
-    /// was already taken. Not sent to the client; the statement's boundary turns it into
+    /// What few errors carry besides (boxed, so that the error stays within 128 bytes):
+    /// see [`ErrorExtra`].
+    pub extra: Option<Box<ErrorExtra>>,
+}
+
+/// See [`SqlError::extra`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorExtra {
+    /// For a 23505 raised on a shard: the storage key (a row key or a unique-index claim)
+    /// that was already taken. Not sent to the client; the statement's boundary turns it into
     /// `detail` with the catalog (`index::describe_conflict`).
-    /// Boxed twice (a thin pointer), so that the error stays within 128 bytes.
-    pub conflict_key: Option<Box<Vec<u8>>>,
+    pub conflict_key: Option<Vec<u8>>,
+    /// The schema, table, column and constraint an integrity error is about (the
+    /// ErrorResponse's `s`, `t`, `c` and `n` fields, which drivers expose and ORMs map to
+    /// their models' fields).
+    pub names: Option<ErrorNames>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorNames {
+    pub schema: String,
+    pub table: String,
+    pub column: Option<String>,
+    pub constraint: Option<String>,
 }
 
 impl SqlError {
@@ -34,8 +53,55 @@ impl SqlError {
             context: None,
             detail: None,
             hint: None,
-            conflict_key: None,
+            extra: None,
         }
+    }
+
+    fn extra_mut(&mut self) -> &mut ErrorExtra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// A 23505's taken storage key (see [`ErrorExtra::conflict_key`]).
+    pub(crate) fn with_conflict_key(mut self, key: &[u8]) -> SqlError {
+        self.extra_mut().conflict_key = Some(key.to_vec());
+        self
+    }
+
+    pub(crate) fn conflict_key(&self) -> Option<&[u8]> {
+        self.extra.as_ref()?.conflict_key.as_deref()
+    }
+
+    pub(crate) fn take_conflict_key(&mut self) -> Option<Vec<u8>> {
+        self.extra.as_mut()?.conflict_key.take()
+    }
+
+    /// The names an integrity error is about (see [`ErrorExtra::names`]).
+    pub fn names(&self) -> Option<&ErrorNames> {
+        self.extra.as_ref()?.names.as_ref()
+    }
+
+    /// Names the table (and constraint) an integrity error is about.
+    pub(crate) fn on_constraint(
+        mut self,
+        table: &crate::catalog::Table,
+        constraint: Option<&str>,
+    ) -> SqlError {
+        self.extra_mut().names = Some(ErrorNames {
+            schema: table.schema.clone(),
+            table: table.name.clone(),
+            column: None,
+            constraint: constraint.map(str::to_string),
+        });
+        self
+    }
+
+    /// Names the column (of the table) a NOT NULL violation is about.
+    pub(crate) fn on_column(mut self, table: &crate::catalog::Table, column: &str) -> SqlError {
+        self = self.on_constraint(table, None);
+        if let Some(names) = self.extra_mut().names.as_mut() {
+            names.column = Some(column.to_string());
+        }
+        self
     }
 
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> SqlError {

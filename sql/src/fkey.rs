@@ -365,7 +365,8 @@ fn keys_to_check(
                         table.name, fk.name
                     ),
                 )
-                .with_detail("MATCH FULL does not allow mixing of null and nonnull key values."));
+                .with_detail("MATCH FULL does not allow mixing of null and nonnull key values.")
+                .on_constraint(table, Some(&fk.name)));
             }
             continue;
         }
@@ -441,7 +442,8 @@ async fn check_keys_exist<C: Cluster>(
                     "{} is not present in table \"{}\".",
                     key_text(table, &fk.columns, key, env),
                     parent.name
-                )));
+                ))
+                .on_constraint(table, Some(&fk.name)));
             }
         }
     }
@@ -637,7 +639,8 @@ async fn rows_changed_at<C: Cluster>(
                         "{} is still referenced from table \"{}\".",
                         key_text(&this, &ref_positions, &key, env),
                         child.name
-                    )));
+                    ))
+                    .on_constraint(&child, Some(&fk.name)));
                 }
                 FkAction::Cascade if new_key.is_none() => {
                     let deleted = delete_rows(cluster, env, &child, keys).await?;

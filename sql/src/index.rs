@@ -14,6 +14,7 @@
 //! of a row updates its entries in the row's own batch.
 
 use std::ops::Bound as Edge;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -109,6 +110,28 @@ pub(crate) fn describe_conflict(
         .map(|v| crate::types::output(v, style).unwrap_or_default())
         .collect();
     Some(format!("Key ({})=({})", names.join(", "), shown.join(", ")))
+}
+
+/// The table a conflicting row key or unique-index claim belongs to, and the constraint it
+/// violates (its primary key's, or the unique index's name).
+pub(crate) fn conflict_names(catalog: &Catalog, key: &[u8]) -> Option<(Arc<Table>, String)> {
+    let id_at = |at: usize| Some(u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?));
+    match *key.first()? {
+        rowcodec::ROW_PREFIX => {
+            let table = table_by_id(catalog, id_at(1)?)?;
+            let name = table.pkey_name();
+            Some((table, name))
+        }
+        CLAIM_PREFIX => {
+            let table = table_by_id(catalog, id_at(1)?)?;
+            let index_id = id_at(5)?;
+            let spec = specs_for(catalog, &table)
+                .into_iter()
+                .find(|spec| spec.id == index_id)?;
+            Some((table, spec.name))
+        }
+        _ => None,
+    }
 }
 
 /// PostgreSQL's DETAIL of a 23505 raised on a shard: `Key (id)=(1) already exists.`

@@ -366,8 +366,12 @@ pub(crate) fn with_conflict_detail<C: Cluster>(
     mut e: SqlError,
 ) -> SqlError {
     if e.detail.is_none() {
-        if let Some(key) = e.conflict_key.take() {
-            e.detail = index::already_exists_detail(&cluster.catalog(), &key, &session.style());
+        if let Some(key) = e.take_conflict_key() {
+            let catalog = cluster.catalog();
+            e.detail = index::already_exists_detail(&catalog, &key, &session.style());
+            if let Some((table, constraint)) = index::conflict_names(&catalog, &key) {
+                e = e.on_constraint(&table, Some(&constraint));
+            }
         }
     }
     e

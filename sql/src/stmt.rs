@@ -450,7 +450,8 @@ pub(crate) fn verify_row(
                     c.name, table.name
                 ),
             )
-            .with_detail(failing_row(row, env)));
+            .with_detail(failing_row(row, env))
+            .on_column(table, &c.name));
         }
     }
     if let Some(name) = failing_check(checks, row, env)? {
@@ -461,7 +462,8 @@ pub(crate) fn verify_row(
                 table.name
             ),
         )
-        .with_detail(failing_row(row, env)));
+        .with_detail(failing_row(row, env))
+        .on_constraint(table, Some(name)));
     }
     Ok(())
 }
@@ -3106,7 +3108,7 @@ async fn claim_for_new_index<C: Cluster>(
             .await?;
     }
     if e.sqlstate == UNIQUE_VIOLATION {
-        let detail = e.conflict_key.as_ref().and_then(|key| {
+        let detail = e.conflict_key().and_then(|key| {
             crate::index::describe_conflict(&cluster.catalog(), key, &Default::default())
         });
         let mut e = SqlError::new(

@@ -79,6 +79,24 @@ fn references_are_checked_and_actions_follow_deletes_and_updates() {
             "insert or update on table \"c\" violates foreign key constraint \"c_pid_fkey\""
         );
         assert_eq!(d, "Key (pid)=(21) is not present in table \"p\".");
+        // The error names its table and constraint as PostgreSQL's does (drivers and ORMs
+        // read these fields), and so do the other integrity errors.
+        let names = |e: tokio_postgres::Error| {
+            let db = e.as_db_error().expect("a server error").clone();
+            [db.schema(), db.table(), db.column(), db.constraint()]
+                .map(|f| f.unwrap_or("-").to_string())
+                .join(" ")
+        };
+        let e = c.batch_execute("INSERT INTO c VALUES (12, 21)").await.unwrap_err();
+        assert_eq!(names(e), "public c - c_pid_fkey");
+        let e = c.batch_execute("DELETE FROM p WHERE id = 1").await.unwrap_err();
+        assert_eq!(names(e), "public c - c_pid_fkey");
+        let e = c.batch_execute("INSERT INTO p VALUES (1, 'z')").await.unwrap_err();
+        assert_eq!(names(e), "public p - p_pkey");
+        let e = c.batch_execute("INSERT INTO p VALUES (99, 'c1')").await.unwrap_err();
+        assert_eq!(names(e), "public p - p_code_key");
+        let e = c.batch_execute("INSERT INTO p VALUES (NULL, 'q')").await.unwrap_err();
+        assert_eq!(names(e), "public p id -");
         // A statement's rows are all checked: one bad row fails it whole.
         fails(&c, "INSERT INTO c VALUES (12, 1), (13, 99)", "23503").await;
         assert_eq!(rows(&c, "SELECT count(*) FROM c").await, ["11"]);

@@ -1390,6 +1390,16 @@ impl PgConn {
         if let Some(context) = &error.context {
             fields.push((b'W', context.clone()));
         }
+        if let Some(names) = error.names() {
+            fields.push((b's', names.schema.clone()));
+            fields.push((b't', names.table.clone()));
+            if let Some(column) = &names.column {
+                fields.push((b'c', column.clone()));
+            }
+            if let Some(constraint) = &names.constraint {
+                fields.push((b'n', constraint.clone()));
+            }
+        }
         self.send(PgWireBackendMessage::ErrorResponse(ErrorResponse::new(
             fields,
         )));
