@@ -91,6 +91,9 @@ impl<'a> Executor<'a> {
                         self.series(start, stop, step.as_deref())?
                     }
                     TableFunc::Unnest(arrays) => self.unnest(arrays)?,
+                    TableFunc::PartitionAncestors(relation) => {
+                        vec![vec![self.eval_in(relation, &[])?]]
+                    }
                 };
                 if *ordinality {
                     for (i, row) in rows.iter_mut().enumerate() {

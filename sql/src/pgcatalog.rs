@@ -738,6 +738,10 @@ impl Snapshot {
 
     /// `'name'::regclass`: the OID of a table or index by (optionally qualified) name.
     fn regclass_oid(&self, text: &str) -> Option<i64> {
+        // A number is an OID, taken as it is (PostgreSQL's regclassin).
+        if !text.is_empty() && text.bytes().all(|c| c.is_ascii_digit()) {
+            return text.parse().ok();
+        }
         let parts = name_parts(text);
         let (schemas, name): (Vec<String>, &str) = match parts.as_slice() {
             [n] => (self.search_path.clone(), n),
@@ -1206,6 +1210,14 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     ClassRow {
                         checks: tb.checks.len(),
                         has_index: s.has_indexes(ti),
+                        has_triggers: !tb.foreign_keys.is_empty()
+                            || s.tables.iter().any(|other| {
+                                other
+                                    .table
+                                    .foreign_keys
+                                    .iter()
+                                    .any(|fk| fk.references(&tb.schema, &tb.name))
+                            }),
                         analyzed_rows: tb.stats.as_ref().map(|st| st.rows),
                         ..ClassRow::new(ti.oid, &tb.name, ti.nsp, "r", tb.columns.len())
                     }
@@ -1767,6 +1779,9 @@ struct ClassRow<'a> {
     natts: usize,
     checks: usize,
     has_index: bool,
+    /// A table holding or referenced by a foreign key: PostgreSQL enforces those with
+    /// triggers, and psql's `\d` lists them only when this is set.
+    has_triggers: bool,
     /// A table's row count at its last ANALYZE (`reltuples`; -1 before the first).
     analyzed_rows: Option<u64>,
 }
@@ -1781,6 +1796,7 @@ impl<'a> ClassRow<'a> {
             natts,
             checks: 0,
             has_index: false,
+            has_triggers: false,
             analyzed_rows: None,
         }
     }
@@ -1819,7 +1835,7 @@ impl<'a> ClassRow<'a> {
             Datum::Int(self.natts as i64),
             Datum::Int(self.checks as i64),
             b(has_rules),
-            b(false),
+            b(self.has_triggers),
             b(false),
             b(false),
             b(false),
@@ -2087,6 +2103,8 @@ pub(crate) fn format_type(oid: u32, typmod: i32) -> String {
 
 #[derive(Debug, Clone)]
 pub(crate) enum PgFunc {
+    /// Its argument (pg_partition_ancestors of a relation that is not partitioned).
+    Identity,
     FormatType,
     /// pg_get_expr: the stored expression text.
     GetExpr,
@@ -2373,6 +2391,11 @@ pub(crate) fn bind_function(
         // helios has no rewrite rules (a view's query is kept as such): no OID is a rule's,
         // and PostgreSQL answers NULL for an OID that is no rule.
         ("pg_get_ruledef", 1) => (F::NullText, &[oid_arg], Ty::Text),
+        // pg_trigger is empty: there is no trigger to show.
+        ("pg_get_triggerdef", 1) => (F::NullText, &[oid_arg], Ty::Text),
+        ("pg_get_triggerdef", 2) => (F::NullText, &[oid_arg, bool_arg], Ty::Text),
+        // No table is partitioned: a relation's only ancestor is itself.
+        ("pg_partition_ancestors", 1) => (F::Identity, &[regclass_arg], Ty::Int8),
         ("pg_get_ruledef", 2) => (F::NullText, &[oid_arg, bool_arg], Ty::Text),
         ("pg_get_viewdef", 2) => (F::ViewDef, &[regclass_arg, bool_arg], Ty::Text),
         ("to_regtype", 1) => (F::RegtypeIn { missing_ok: true }, &[text_arg], Ty::Int8),
@@ -3055,6 +3078,7 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
             }
         }
         F::NullText => Datum::Null,
+        F::Identity => values[0].clone(),
         F::EncodingToChar => Datum::Text(match int_of(&values[0]) {
             Some(0) => "SQL_ASCII".to_string(),
             Some(6) => "UTF8".to_string(),

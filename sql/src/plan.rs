@@ -234,6 +234,9 @@ pub(crate) enum TableFunc {
     },
     /// unnest(array, ...): the arrays' elements side by side, shorter ones padded with NULL.
     Unnest(Vec<Bound>),
+    /// pg_partition_ancestors(regclass): the relation itself (there are no partitions), as
+    /// psql's `\d` asks for it.
+    PartitionAncestors(Box<Bound>),
 }
 
 impl TableFunc {
@@ -241,6 +244,7 @@ impl TableFunc {
         match self {
             TableFunc::Series { .. } => "generate_series",
             TableFunc::Unnest(_) => "unnest",
+            TableFunc::PartitionAncestors(_) => "pg_partition_ancestors",
         }
     }
 
@@ -250,6 +254,7 @@ impl TableFunc {
                 Box::new([&**start, &**stop].into_iter().chain(step.as_deref()))
             }
             TableFunc::Unnest(arrays) => Box::new(arrays.iter()),
+            TableFunc::PartitionAncestors(relation) => Box::new(std::iter::once(&**relation)),
         }
     }
 }
@@ -1649,7 +1654,7 @@ impl<'a> Planner<'a> {
         parent: Option<&Scope>,
     ) -> Result<FromItem, SqlError> {
         let (_, fname) = split_name(name)?;
-        if fname != "generate_series" && fname != "unnest" {
+        if !["generate_series", "unnest", "pg_partition_ancestors"].contains(&fname.as_str()) {
             return Err(SqlError::new(
                 UNDEFINED_FUNCTION,
                 format!("function {fname} does not exist"),
@@ -1672,10 +1677,21 @@ impl<'a> Planner<'a> {
                 other => return Err(not_supported(format!("argument {other}"))),
             }
         }
-        let (func, types) = if fname == "unnest" {
-            bind_unnest(bound)?
-        } else {
-            bind_series(&binder, bound)?
+        let (func, types) = match fname.as_str() {
+            "unnest" => bind_unnest(bound)?,
+            "pg_partition_ancestors" => match <[Bound; 1]>::try_from(bound) {
+                Ok([relation]) if relation.ty.is_integer() => (
+                    TableFunc::PartitionAncestors(Box::new(relation)),
+                    vec![SqlType::Int8],
+                ),
+                _ => {
+                    return Err(SqlError::new(
+                        UNDEFINED_FUNCTION,
+                        "function pg_partition_ancestors does not exist",
+                    ))
+                }
+            },
+            _ => bind_series(&binder, bound)?,
         };
         let columns = function_columns(func.name(), &types, alias, ordinality)?;
         Ok(FromItem {

@@ -399,3 +399,49 @@ fn psql_plus_commands_describe_storage_and_sizes() {
     assert!(line("\\l+", " postgres ").contains(" kB "), "{out}");
     assert_eq!(line("\\d+ pv", " SELECT"), " SELECT id FROM p;");
 }
+
+const FK_SETUP: &str = "CREATE TABLE p (id int PRIMARY KEY, code text UNIQUE); \
+    CREATE TABLE c (id int PRIMARY KEY, pid int REFERENCES p ON DELETE CASCADE, pcode text, \
+    CONSTRAINT c_code FOREIGN KEY (pcode) REFERENCES p (code) DEFERRABLE INITIALLY DEFERRED)";
+
+const D_P: &str = r#"                 Table "public.p"
+ Column |  Type   | Collation | Nullable | Default 
+--------+---------+-----------+----------+---------
+ id     | integer |           | not null | 
+ code   | text    |           |          | 
+Indexes:
+    "p_pkey" PRIMARY KEY, btree (id)
+    "p_code_key" UNIQUE CONSTRAINT, btree (code)
+Referenced by:
+    TABLE "c" CONSTRAINT "c_code" FOREIGN KEY (pcode) REFERENCES p(code) DEFERRABLE INITIALLY DEFERRED
+    TABLE "c" CONSTRAINT "c_pid_fkey" FOREIGN KEY (pid) REFERENCES p(id) ON DELETE CASCADE
+
+"#;
+
+const D_C: &str = r#"                 Table "public.c"
+ Column |  Type   | Collation | Nullable | Default 
+--------+---------+-----------+----------+---------
+ id     | integer |           | not null | 
+ pid    | integer |           |          | 
+ pcode  | text    |           |          | 
+Indexes:
+    "c_pkey" PRIMARY KEY, btree (id)
+Foreign-key constraints:
+    "c_code" FOREIGN KEY (pcode) REFERENCES p(code) DEFERRABLE INITIALLY DEFERRED
+    "c_pid_fkey" FOREIGN KEY (pid) REFERENCES p(id) ON DELETE CASCADE
+
+"#;
+
+/// `\d` of tables holding and referenced by foreign keys: psql lists them only when
+/// `relhastriggers` is set, and asks `pg_partition_ancestors` for the referencing ones.
+#[test]
+fn psql_describes_foreign_keys() {
+    if which("psql").is_none() {
+        eprintln!("psql not installed; skipping (tools/test.sh installs it)");
+        return;
+    }
+    let server = HeliosServer::start(ServerOpts::default());
+    let (ok, _, err) = psql(&server, FK_SETUP);
+    assert!(ok, "{err}");
+    assert_prints(&server, &[("\\d p", D_P), ("\\d c", D_C)]);
+}
