@@ -393,6 +393,7 @@ pub(crate) async fn check_references<C: Cluster>(
     if table.foreign_keys.is_empty() || rows.is_empty() {
         return Ok(());
     }
+    let mut checks = Vec::new();
     for fk in &table.foreign_keys {
         if changed.is_some_and(|cols| !fk.columns.iter().any(|c| cols.contains(c))) {
             continue;
@@ -404,33 +405,49 @@ pub(crate) async fn check_references<C: Cluster>(
         if fk.initially_deferred && crate::txn::defer_check(cluster, table.id, &fk.name, &keys) {
             continue;
         }
-        check_keys_exist(cluster, database, env, table, fk, keys, true).await?;
+        checks.push((fk, keys));
     }
-    Ok(())
+    check_keys_exist(cluster, database, env, table, checks, true).await
 }
 
-/// Checks that each of `keys` (values of `fk`'s columns of `table`) has a referenced row.
+/// Checks that each key (values of the foreign key's columns of `table`) has a referenced
+/// row: the lookups of every foreign key at once, so that a row with several references
+/// waits for one round of them.
 async fn check_keys_exist<C: Cluster>(
     cluster: &C,
     database: &str,
     env: &Env,
     table: &Table,
-    fk: &ForeignKeyDef,
-    keys: Vec<Vec<Datum>>,
+    checks: Vec<(&ForeignKeyDef, Vec<Vec<Datum>>)>,
     lock: bool,
 ) -> Result<(), SqlError> {
+    if checks.is_empty() {
+        return Ok(());
+    }
     let catalog = cluster.catalog();
-    let parent = referenced_table(&catalog, database, fk)?;
-    let ref_positions = positions_in(&parent, &fk.ref_columns)?;
-    let from: Vec<SqlType> = fk.columns.iter().map(|&c| table.columns[c].ty).collect();
     let lock = lock.then_some(LockMode::Shared);
-    for chunk in keys.chunks(LOOKUPS_IN_FLIGHT) {
-        let lookups = chunk
-            .iter()
-            .map(|key| rows_with_key(cluster, env, &parent, &ref_positions, key, &from, lock));
-        let found = futures_util::future::join_all(lookups).await;
-        for (key, found) in chunk.iter().zip(found) {
+    // Per foreign key: its referenced table, columns there, and the referencing types.
+    let mut targets = Vec::with_capacity(checks.len());
+    for (fk, _) in &checks {
+        let parent = referenced_table(&catalog, database, fk)?;
+        let ref_positions = positions_in(&parent, &fk.ref_columns)?;
+        let from: Vec<SqlType> = fk.columns.iter().map(|&c| table.columns[c].ty).collect();
+        targets.push((parent, ref_positions, from));
+    }
+    let lookups: Vec<(usize, &Vec<Datum>)> = checks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, keys))| keys.iter().map(move |k| (i, k)))
+        .collect();
+    for chunk in lookups.chunks(LOOKUPS_IN_FLIGHT) {
+        let found = futures_util::future::join_all(chunk.iter().map(|&(i, key)| {
+            let (parent, ref_positions, from) = &targets[i];
+            rows_with_key(cluster, env, parent, ref_positions, key, from, lock)
+        }))
+        .await;
+        for (&(i, key), found) in chunk.iter().zip(found) {
             if found?.0.is_empty() {
+                let fk = checks[i].0;
                 return Err(SqlError::new(
                     FOREIGN_KEY_VIOLATION,
                     format!(
@@ -441,7 +458,7 @@ async fn check_keys_exist<C: Cluster>(
                 .with_detail(format!(
                     "{} is not present in table \"{}\".",
                     key_text(table, &fk.columns, key, env),
-                    parent.name
+                    targets[i].0.name
                 ))
                 .on_constraint(table, Some(&fk.name)));
             }
@@ -469,7 +486,15 @@ pub(crate) async fn check_deferred<C: Cluster>(
         let Some(fk) = table.foreign_keys.iter().find(|f| f.name == fk_name) else {
             continue; // the constraint was dropped since
         };
-        check_keys_exist(cluster, session.database(), &env, &table, fk, keys, true).await?;
+        check_keys_exist(
+            cluster,
+            session.database(),
+            &env,
+            &table,
+            vec![(fk, keys)],
+            true,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -496,7 +521,15 @@ pub(crate) async fn validate_existing<C: Cluster>(
     fk: &ForeignKeyDef,
 ) -> Result<(), SqlError> {
     let keys = keys_to_check(table, fk, rows)?;
-    check_keys_exist(cluster, session.database(), env, table, fk, keys, false).await
+    check_keys_exist(
+        cluster,
+        session.database(),
+        env,
+        table,
+        vec![(fk, keys)],
+        false,
+    )
+    .await
 }
 
 /// Rows of `table` were deleted (`new` None) or updated (`new`: each old row's new
