@@ -402,7 +402,9 @@ pub(crate) async fn check_references<C: Cluster>(
         if keys.is_empty() {
             continue;
         }
-        if fk.initially_deferred && crate::txn::defer_check(cluster, table.id, &fk.name, &keys) {
+        let deferred = fk.deferrable
+            && crate::txn::constraint_deferred(cluster, table.id, &fk.name, fk.initially_deferred);
+        if deferred && crate::txn::defer_check(cluster, table.id, &fk.name, &keys) {
             continue;
         }
         checks.push((fk, keys));
@@ -473,7 +475,16 @@ pub(crate) async fn check_deferred<C: Cluster>(
     cluster: &C,
     session: &Session,
 ) -> Result<(), SqlError> {
-    let queued = crate::txn::take_deferred_checks(cluster);
+    run_deferred(cluster, session, &|_, _| true).await
+}
+
+/// Runs the queued deferred checks of the constraints `which` picks (by table id, name).
+async fn run_deferred<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+    which: &dyn Fn(u32, &str) -> bool,
+) -> Result<(), SqlError> {
+    let queued = crate::txn::take_deferred_checks(cluster, which);
     if queued.is_empty() {
         return Ok(());
     }
@@ -768,4 +779,112 @@ async fn delete_rows<C: Cluster>(
     Ok(stmt::write_rows_returning(cluster, table, ops, None)
         .await?
         .1)
+}
+
+/// SET CONSTRAINTS { ALL | name [, ...] } { DEFERRED | IMMEDIATE }: `values` are the mode,
+/// then the names (none: ALL; see [`crate::SET_CONSTRAINTS`]). Made IMMEDIATE, a
+/// constraint's queued checks run now.
+pub(crate) async fn run_set_constraints<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    values: &[ast::Expr],
+) -> Result<crate::StatementResult, SqlError> {
+    let done = |notices: Vec<String>| crate::StatementResult::Command {
+        tag: "SET CONSTRAINTS".into(),
+        changed_parameters: Vec::new(),
+        notices,
+    };
+    let deferred =
+        matches!(values.first(), Some(ast::Expr::Identifier(m)) if m.value == "DEFERRED");
+    let catalog = cluster.catalog();
+    let mut named = Vec::new();
+    for v in values.iter().skip(1) {
+        let ast::Expr::CompoundIdentifier(parts) = v else {
+            continue;
+        };
+        let (schema, name) = match parts.as_slice() {
+            [n] => (None, n.value.clone()),
+            [s, n] => (Some(s.value.clone()), n.value.clone()),
+            _ => {
+                return Err(SqlError::new(
+                    SYNTAX_ERROR,
+                    format!("improper qualified name (too many dotted names): {v}"),
+                ))
+            }
+        };
+        named.extend(constraints_named(
+            session,
+            &catalog,
+            schema.as_deref(),
+            &name,
+        )?);
+    }
+    if session.transaction == crate::TransactionState::Idle {
+        // PostgreSQL warns and does nothing: the statement is its own transaction.
+        return Ok(done(vec![
+            "WARNING: SET CONSTRAINTS can only be used in transaction blocks".to_string(),
+        ]));
+    }
+    let all = values.len() <= 1;
+    let picked = named.clone();
+    crate::txn::set_constraint_modes(cluster, (!all).then_some(named), deferred);
+    if !deferred {
+        let which = |table_id: u32, name: &str| {
+            all || picked.iter().any(|(t, n)| *t == table_id && n == name)
+        };
+        run_deferred(cluster, session, &which).await?;
+    }
+    Ok(done(Vec::new()))
+}
+
+/// The deferrable constraints SET CONSTRAINTS `name` means: the foreign keys of that name in
+/// the schema (or those on the search path), as (table id, name). 42704 when no constraint
+/// has the name, 55000 when one that has it is not deferrable.
+fn constraints_named(
+    session: &Session,
+    catalog: &Catalog,
+    schema: Option<&str>,
+    name: &str,
+) -> Result<Vec<(u32, String)>, SqlError> {
+    let Some(db) = catalog.database(session.database()) else {
+        return Ok(Vec::new());
+    };
+    let path = session.search_path();
+    let schemas: Vec<&str> = match schema {
+        Some(s) => vec![s],
+        None => path.iter().map(String::as_str).collect(),
+    };
+    for s in schemas {
+        let Some(sc) = db.schemas.get(s) else {
+            continue;
+        };
+        let mut found = Vec::new();
+        for t in sc.tables.values() {
+            for fk in t.foreign_keys.iter().filter(|f| f.name == name) {
+                if !fk.deferrable {
+                    return Err(not_deferrable(name));
+                }
+                found.push((t.id, fk.name.clone()));
+            }
+            let other = (!t.primary_key.is_empty() && t.pkey_name() == name)
+                || t.checks.iter().any(|c| c.name == name);
+            if other {
+                return Err(not_deferrable(name));
+            }
+        }
+        if sc.indexes.get(name).is_some_and(|i| i.constraint) {
+            return Err(not_deferrable(name));
+        }
+        if !found.is_empty() {
+            return Ok(found);
+        }
+    }
+    Err(SqlError::new(
+        UNDEFINED_OBJECT,
+        format!("constraint \"{name}\" does not exist"),
+    ))
+}
+
+fn not_deferrable(name: &str) -> SqlError {
+    SqlError::new("55000", format!("constraint \"{name}\" is not deferrable"))
 }

@@ -890,11 +890,138 @@ pub async fn execute_prepared<C: Cluster>(
 }
 
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
+    match parse_plain(sql) {
+        Err(e) if sql.to_ascii_lowercase().contains("constraints") => {
+            parse_with_set_constraints(sql).unwrap_or(Err(e))
+        }
+        parsed => parsed,
+    }
+}
+
+fn parse_plain(sql: &str) -> Result<Vec<Statement>, SqlError> {
     let parser = Parser::new(&PostgreSqlDialect {}).with_recursion_limit(PARSE_DEPTH_MAX);
     parser
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| parse_error(sql, e))
+}
+
+/// The variable a `SET CONSTRAINTS { ALL | name, ... } { DEFERRED | IMMEDIATE }` statement
+/// is carried under as a `SET` (sqlparser does not parse it): its values are the mode, then
+/// the constraint names (none: ALL). No client can name it (a query string holds no NUL).
+pub(crate) const SET_CONSTRAINTS: &str = "\0set constraints";
+
+/// A query string holding SET CONSTRAINTS statements, which sqlparser cannot parse: split at
+/// its top-level semicolons, those statements read here and the others parsed one by one
+/// (their error positions are then within their own text). None: it holds none.
+fn parse_with_set_constraints(sql: &str) -> Option<Result<Vec<Statement>, SqlError>> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let mut statements: Vec<Vec<Token>> = vec![Vec::new()];
+    for token in tokens {
+        match token {
+            Token::SemiColon => statements.push(Vec::new()),
+            t => statements.last_mut().expect("one at least").push(t),
+        }
+    }
+    let words = |tokens: &[Token]| -> Vec<Token> {
+        tokens
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .cloned()
+            .collect()
+    };
+    let is_set_constraints = |tokens: &[Token]| {
+        matches!(&words(tokens)[..], [Token::Word(a), Token::Word(b), ..]
+            if a.value.eq_ignore_ascii_case("set") && b.value.eq_ignore_ascii_case("constraints"))
+    };
+    if !statements.iter().any(|s| is_set_constraints(s)) {
+        return None;
+    }
+    let mut parsed = Vec::new();
+    let last = statements.len() - 1;
+    for (i, tokens) in statements.into_iter().enumerate() {
+        if words(&tokens).is_empty() {
+            continue;
+        }
+        if is_set_constraints(&tokens) {
+            match set_constraints_statement(&words(&tokens)[2..], i < last) {
+                Ok(s) => parsed.push(s),
+                Err(e) => return Some(Err(e)),
+            }
+            continue;
+        }
+        let text: String = tokens.iter().map(ToString::to_string).collect();
+        match parse_plain(&text) {
+            Ok(s) => parsed.extend(s),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok(parsed))
+}
+
+/// `{ ALL | name [, ...] } { DEFERRED | IMMEDIATE }` (the words after SET CONSTRAINTS) as
+/// the SET statement [`SET_CONSTRAINTS`] names.
+fn set_constraints_statement(
+    words: &[sqlparser::tokenizer::Token],
+    semicolon: bool,
+) -> Result<Statement, SqlError> {
+    use sqlparser::tokenizer::Token;
+    let syntax = |t: Option<&Token>| match t {
+        Some(t) => SqlError::new(SYNTAX_ERROR, format!("syntax error at or near \"{t}\"")),
+        None if semicolon => SqlError::new(SYNTAX_ERROR, "syntax error at or near \";\""),
+        None => SqlError::new(SYNTAX_ERROR, "syntax error at end of input"),
+    };
+    let word = |t: &Token| match t {
+        Token::Word(w) => Some(w.clone()),
+        _ => None,
+    };
+    let Some((mode, targets)) = words.split_last() else {
+        return Err(syntax(None));
+    };
+    // The mode ends the statement: a last word that is none is followed by what is missing.
+    let mode = word(mode)
+        .map(|w| w.value.to_ascii_uppercase())
+        .filter(|m| m == "DEFERRED" || m == "IMMEDIATE")
+        .ok_or_else(|| syntax(None))?;
+    let mut values = vec![ast::Expr::Identifier(ast::Ident::new(mode))];
+    match targets {
+        [] => return Err(syntax(None)),
+        [Token::Word(w)] if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("all") => {}
+        _ => {
+            // name [, name ...], each possibly schema-qualified.
+            let mut parts: Vec<ast::Ident> = Vec::new();
+            let mut expect_name = true;
+            for t in targets {
+                match (t, expect_name) {
+                    (Token::Word(w), true) => {
+                        let value = match w.quote_style {
+                            Some(_) => w.value.clone(),
+                            None => w.value.to_lowercase(),
+                        };
+                        parts.push(ast::Ident::new(value));
+                        expect_name = false;
+                    }
+                    (Token::Period, false) => expect_name = true,
+                    (Token::Comma, false) => {
+                        values.push(ast::Expr::CompoundIdentifier(std::mem::take(&mut parts)));
+                        expect_name = true;
+                    }
+                    (t, _) => return Err(syntax(Some(t))),
+                }
+            }
+            if expect_name {
+                return Err(syntax(words.last()));
+            }
+            values.push(ast::Expr::CompoundIdentifier(parts));
+        }
+    }
+    Ok(Statement::Set(ast::Set::SingleAssignment {
+        scope: None,
+        hivevar: false,
+        variable: ast::ObjectName::from(vec![ast::Ident::new(SET_CONSTRAINTS)]),
+        values,
+    }))
 }
 
 /// Parses the condition of `COPY ... FROM STDIN WHERE condition`: one expression, then
@@ -1084,6 +1211,11 @@ async fn execute<C: Cluster>(
             snapshot: None,
             session: characteristics,
         }) => stmt::run_set_transaction(session, cluster, modes, *characteristics),
+        S::Set(ast::Set::SingleAssignment {
+            variable, values, ..
+        }) if object_name(variable) == SET_CONSTRAINTS => {
+            fkey::run_set_constraints(session, cluster, values).await
+        }
         S::Set(set) => run_set(session, set),
         S::ShowVariable { variable } => run_show(session, variable),
         S::Reset(r) => {

@@ -1225,6 +1225,9 @@ pub(crate) struct TxnState {
     /// INITIALLY DEFERRED foreign key checks for COMMIT: (savepoint mark when queued,
     /// referencing table id, constraint name, keys).
     pub(crate) deferred_checks: Vec<DeferredCheck>,
+    /// SET CONSTRAINTS: deferrable constraints made DEFERRED (true) or IMMEDIATE for the
+    /// rest of the transaction, all of them (`None` key) or by (table id, name).
+    pub(crate) constraint_modes: HashMap<Option<(u32, String)>, bool>,
 }
 
 /// A deferred foreign key check: the referencing keys a statement wrote.
@@ -1258,18 +1261,67 @@ pub(crate) fn defer_check<C: Cluster>(
     true
 }
 
-/// The deferred foreign key checks queued so far, taken out: (table id, constraint, keys).
+/// The deferred foreign key checks queued so far for the constraints `which` picks (by
+/// table id and name), taken out: (table id, constraint, keys).
 pub(crate) fn take_deferred_checks<C: Cluster>(
     cluster: &C,
+    which: &dyn Fn(u32, &str) -> bool,
 ) -> Vec<(u32, String, Vec<Vec<crate::types::Datum>>)> {
     let mut conn = cluster.conn_txn().borrow_mut();
     let Some(t) = conn.current.as_mut() else {
         return Vec::new();
     };
-    std::mem::take(&mut t.deferred_checks)
+    let (taken, kept) = std::mem::take(&mut t.deferred_checks)
         .into_iter()
-        .map(|d| (d.table_id, d.constraint, d.keys))
+        .partition(|d| which(d.table_id, &d.constraint));
+    t.deferred_checks = kept;
+    taken
+        .into_iter()
+        .map(|d: DeferredCheck| (d.table_id, d.constraint, d.keys))
         .collect()
+}
+
+/// Whether a deferrable constraint is deferred in the connection's transaction: as SET
+/// CONSTRAINTS last made it (by name, else ALL), else as declared.
+pub(crate) fn constraint_deferred<C: Cluster>(
+    cluster: &C,
+    table_id: u32,
+    name: &str,
+    initially_deferred: bool,
+) -> bool {
+    let conn = cluster.conn_txn().borrow();
+    let Some(t) = conn.current.as_ref() else {
+        return initially_deferred;
+    };
+    t.constraint_modes
+        .get(&Some((table_id, name.to_string())))
+        .or_else(|| t.constraint_modes.get(&None))
+        .copied()
+        .unwrap_or(initially_deferred)
+}
+
+/// SET CONSTRAINTS: `constraints` (None: ALL) deferred or immediate for the rest of the
+/// transaction.
+pub(crate) fn set_constraint_modes<C: Cluster>(
+    cluster: &C,
+    constraints: Option<Vec<(u32, String)>>,
+    deferred: bool,
+) {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    let Some(t) = conn.current.as_mut() else {
+        return;
+    };
+    match constraints {
+        None => {
+            t.constraint_modes.clear();
+            t.constraint_modes.insert(None, deferred);
+        }
+        Some(list) => {
+            for c in list {
+                t.constraint_modes.insert(Some(c), deferred);
+            }
+        }
+    }
 }
 
 impl TxnState {
@@ -1317,6 +1369,7 @@ pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: boo
         ddl: false,
         queried: false,
         deferred_checks: Vec::new(),
+        constraint_modes: HashMap::new(),
     });
     id
 }

@@ -226,6 +226,38 @@ fn deferred_checks_ddl_and_dropping_referenced_tables() {
         .await;
         // Outside a block the statement is the transaction: checked at once.
         fails(&c, "INSERT INTO d VALUES (6)", "23503").await;
+        // SET CONSTRAINTS: IMMEDIATE runs the queued checks at once (in the same query
+        // string as the statement that queued them, as Django sends it); DEFERRED defers a
+        // DEFERRABLE INITIALLY IMMEDIATE constraint; a constraint that is not deferrable,
+        // or none, cannot be named.
+        ok(&c, "BEGIN; INSERT INTO d VALUES (7)").await;
+        let (_, detail) = fails(
+            &c,
+            "INSERT INTO p VALUES (8); SET CONSTRAINTS ALL IMMEDIATE",
+            "23503",
+        )
+        .await;
+        assert_eq!(detail, "Key (id)=(7) is not present in table \"p\".");
+        ok(&c, "ROLLBACK").await;
+        ok(
+            &c,
+            "CREATE TABLE di (id int CONSTRAINT di_fk REFERENCES p DEFERRABLE);
+             CREATE TABLE nd (id int CONSTRAINT nd_fk REFERENCES p)",
+        )
+        .await;
+        fails(&c, "BEGIN; INSERT INTO di VALUES (9)", "23503").await;
+        ok(&c, "ROLLBACK").await;
+        ok(
+            &c,
+            "BEGIN; SET CONSTRAINTS di_fk DEFERRED; INSERT INTO di VALUES (9); \
+             INSERT INTO p VALUES (9); SET CONSTRAINTS ALL IMMEDIATE; COMMIT",
+        )
+        .await;
+        ok(&c, "BEGIN").await;
+        fails(&c, "SET CONSTRAINTS nd_fk DEFERRED", "55000").await;
+        ok(&c, "ROLLBACK; BEGIN").await;
+        fails(&c, "SET CONSTRAINTS no_such_fk DEFERRED", "42704").await;
+        ok(&c, "ROLLBACK; DROP TABLE di, nd").await;
         fails(
             &c,
             "CREATE TABLE x (id int REFERENCES p NOT DEFERRABLE INITIALLY DEFERRED)",
