@@ -1,4 +1,4 @@
-//! ALTER TABLE: ADD/DROP/RENAME COLUMN, ALTER COLUMN SET/DROP DEFAULT and NOT NULL,
+//! ALTER TABLE: ADD/DROP/RENAME COLUMN, ALTER COLUMN SET/DROP DEFAULT, NOT NULL and TYPE,
 //! ADD/DROP/RENAME CONSTRAINT (PRIMARY KEY and CHECK), RENAME TO.
 //!
 //! Changes that only touch the catalog (renames, defaults, DROP NOT NULL, a column added
@@ -43,13 +43,17 @@ const REWRITE_BATCH_ROWS: usize = 4096;
 struct RowShape {
     sources: Vec<Option<usize>>,
     defaults: Vec<Option<Bound>>,
+    /// ALTER COLUMN TYPE: the new value of a column that keeps its source, bound over the
+    /// old row (its USING expression, or the column itself), assigned to the new type.
+    converts: Vec<Option<Bound>>,
 }
 
 impl RowShape {
     /// Whether stored rows read correctly as the new table's unchanged: the old columns keep
     /// their places and the new ones, at the end, are NULL (a short row reads as NULLs).
     fn keeps_stored_rows(&self, old_width: usize) -> bool {
-        self.sources.len() >= old_width
+        self.converts.iter().all(Option::is_none)
+            && self.sources.len() >= old_width
             && self.sources.iter().enumerate().all(|(i, s)| match s {
                 Some(s) => *s == i,
                 None => i >= old_width && self.defaults[i].is_none(),
@@ -61,7 +65,9 @@ impl RowShape {
     /// Whether a row of `width` columns is the new table's row as it is: the same columns in
     /// the same places (ADD PRIMARY KEY changes only the key).
     fn moves_rows_unchanged(&self, width: usize) -> bool {
-        self.sources.len() == width && self.sources.iter().enumerate().all(|(i, s)| *s == Some(i))
+        self.converts.iter().all(Option::is_none)
+            && self.sources.len() == width
+            && self.sources.iter().enumerate().all(|(i, s)| *s == Some(i))
     }
 }
 
@@ -106,6 +112,7 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     let mut shape = RowShape {
         sources: (0..old.columns.len()).map(Some).collect(),
         defaults: vec![None; old.columns.len()],
+        converts: vec![None; old.columns.len()],
     };
     let mut notices = Vec::new();
     // Constraints every row must satisfy before the change is made: NOT NULL columns (by
@@ -207,7 +214,9 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         if !reads_rows {
             return Ok(());
         }
-        let checks: Vec<(String, Bound)> = stmt::bind_checks(session, &catalog, &new)?
+        // A stored expression's error points at no place in this statement.
+        let checks: Vec<(String, Bound)> = stmt::bind_checks(session, &catalog, &new)
+            .map_err(|e| e.at(None))?
             .into_iter()
             .filter(|(name, _)| verify_checks.contains(name))
             .collect();
@@ -474,6 +483,7 @@ fn apply_operation(
             let _ = sql;
             shape.sources.push(None);
             shape.defaults.push(default);
+            shape.converts.push(None);
             if def.not_null {
                 verify_not_null.push(position);
             }
@@ -551,6 +561,7 @@ fn apply_operation(
                 new.columns.remove(i);
                 shape.sources.remove(i);
                 shape.defaults.remove(i);
+                shape.converts.remove(i);
                 for p in new.primary_key.iter_mut() {
                     if *p > i {
                         *p -= 1;
@@ -844,6 +855,22 @@ fn apply_operation(
                     new.columns[i].default = Some(value.to_string());
                 }
                 ast::AlterColumnOperation::DropDefault => new.columns[i].default = None,
+                ast::AlterColumnOperation::SetDataType {
+                    data_type, using, ..
+                } => {
+                    set_column_type(
+                        session,
+                        catalog,
+                        old,
+                        new,
+                        shape,
+                        i,
+                        data_type,
+                        using.as_ref(),
+                        verify_checks,
+                        env,
+                    )?;
+                }
                 other => return Err(not_supported(format!("ALTER COLUMN {other}"))),
             }
         }
@@ -913,6 +940,97 @@ fn refuse_dropping_referenced_key(
                 fk.name, child.name
             ))
             .with_hint(&HINT_DROP_CASCADE));
+        }
+    }
+    Ok(())
+}
+
+/// ALTER COLUMN ... [SET DATA] TYPE t [USING expr]: the column's values become `expr`
+/// (over the old row; the column itself by default) assigned to the new type, which
+/// rewrites the table; its CHECKs are checked again, its default must convert.
+#[allow(clippy::too_many_arguments)]
+fn set_column_type(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    old: &Table,
+    new: &mut Table,
+    shape: &mut RowShape,
+    i: usize,
+    data_type: &ast::DataType,
+    using: Option<&ast::Expr>,
+    verify_checks: &mut Vec<String>,
+    env: &Env,
+) -> Result<(), SqlError> {
+    let name = new.columns[i].name.clone();
+    let Some(source) = shape.sources[i] else {
+        return Err(not_supported(format!(
+            "ALTER COLUMN TYPE of column \"{name}\" added in the same statement"
+        )));
+    };
+    if new.columns[i].identity || shape.converts[i].is_some() {
+        return Err(not_supported(format!(
+            "ALTER COLUMN TYPE of identity column \"{name}\", or twice in one statement"
+        )));
+    }
+    let in_foreign_key = new.foreign_keys.iter().any(|fk| fk.columns.contains(&i))
+        || crate::fkey::referenced_columns(catalog, session.database(), old).contains(&source);
+    if in_foreign_key {
+        return Err(not_supported(format!(
+            "ALTER COLUMN TYPE of column \"{name}\", which is in a foreign key"
+        )));
+    }
+    let (ty, typmod) = stmt::column_type(data_type)?;
+    let value = match using {
+        Some(e) => stmt::bind_table_expr(session, catalog, old, &e.to_string())?,
+        None => Bound::column(source, old.columns[source].ty, old.columns[source].typmod),
+    };
+    let mut column = new.columns[i].clone();
+    column.ty = ty;
+    column.typmod = typmod;
+    // What an assignment may convert (else PostgreSQL asks for USING).
+    if let Err(e) = stmt::assign(Datum::Null, value.ty, &column, &env.style) {
+        if using.is_some() {
+            return Err(SqlError::new(
+                DATATYPE_MISMATCH,
+                format!(
+                    "result of USING clause for column \"{name}\" cannot be cast automatically to type {}",
+                    ty.sql_name()
+                ),
+            )
+            .with_hint_text("You might need to add an explicit cast."));
+        }
+        let _ = e;
+        return Err(SqlError::new(
+            DATATYPE_MISMATCH,
+            format!(
+                "column \"{name}\" cannot be cast automatically to type {}",
+                ty.sql_name()
+            ),
+        )
+        .with_hint_text(format!(
+            "You might need to specify \"USING {}::{}\".",
+            crate::quote_ident(&name),
+            ty.sql_name()
+        )));
+    }
+    if let Some(text) = column.default.clone() {
+        let b = stmt::bind_table_expr(session, catalog, new, &text)?;
+        if stmt::assign(Datum::Null, b.ty, &column, &env.style).is_err() {
+            return Err(SqlError::new(
+                DATATYPE_MISMATCH,
+                format!(
+                    "default for column \"{name}\" cannot be cast automatically to type {}",
+                    ty.sql_name()
+                ),
+            ));
+        }
+    }
+    new.columns[i] = column;
+    shape.converts[i] = Some(value);
+    // Its CHECKs must hold of the converted values (and bind over the new type).
+    for c in &new.checks {
+        if expression_names(&c.expr, &name) && !verify_checks.contains(&c.name) {
+            verify_checks.push(c.name.clone());
         }
     }
     Ok(())
@@ -1041,6 +1159,11 @@ fn reshape(
     let mut row = Vec::with_capacity(shape.sources.len());
     for (i, source) in shape.sources.iter().enumerate() {
         row.push(match (source, &shape.defaults[i]) {
+            (Some(_), _) if shape.converts[i].is_some() => {
+                let b = shape.converts[i].as_ref().expect("checked");
+                let v = eval(b, &Eval::over_row(env, &old_row))?;
+                stmt::assign(v, b.ty, &new.columns[i], &env.style)?
+            }
             (Some(s), _) => old_row.get(*s).cloned().unwrap_or(Datum::Null),
             (None, None) => Datum::Null,
             (None, Some(b)) => {

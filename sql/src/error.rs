@@ -34,6 +34,8 @@ pub struct ErrorExtra {
     /// ErrorResponse's `s`, `t`, `c` and `n` fields, which drivers expose and ORMs map to
     /// their models' fields).
     pub names: Option<ErrorNames>,
+    /// A HINT worded for this error (`hint` holds the fixed ones).
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -59,6 +61,20 @@ impl SqlError {
 
     fn extra_mut(&mut self) -> &mut ErrorExtra {
         self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// A HINT made for this error (see [`SqlError::hint`] for the fixed ones).
+    pub(crate) fn with_hint_text(mut self, hint: impl Into<String>) -> SqlError {
+        self.extra_mut().hint = Some(hint.into());
+        self
+    }
+
+    /// The HINT field, if any.
+    pub fn hint_text(&self) -> Option<&str> {
+        match self.hint {
+            Some(h) => Some(h),
+            None => self.extra.as_ref()?.hint.as_deref(),
+        }
     }
 
     /// A 23505's taken storage key (see [`ErrorExtra::conflict_key`]).

@@ -2044,7 +2044,10 @@ pub(crate) async fn run_truncate<C: Cluster>(
                     "Table \"{}\" references \"{}\".",
                     child.name, parent.name
                 ))
-                .with_hint(&HINT_TRUNCATE_CASCADE));
+                .with_hint_text(format!(
+                    "Truncate table \"{}\" at the same time, or use TRUNCATE ... CASCADE.",
+                    child.name
+                )));
             }
             catalog.refuse_held(&child, session.block_txn)?;
             notices.push(format!("truncate cascades to table \"{}\"", child.name));
@@ -2078,9 +2081,6 @@ pub(crate) async fn run_truncate<C: Cluster>(
     note_write(session);
     Ok(truncated(notices))
 }
-
-static HINT_TRUNCATE_CASCADE: &str =
-    "Truncate the referencing tables at the same time, or use TRUNCATE ... CASCADE.";
 
 fn truncated(notices: Vec<String>) -> StatementResult {
     StatementResult::Command {

@@ -1381,8 +1381,8 @@ impl PgConn {
         if let Some(detail) = &error.detail {
             fields.push((b'D', detail.clone()));
         }
-        if let Some(hint) = error.hint {
-            fields.push((b'H', (*hint).to_string()));
+        if let Some(hint) = error.hint_text() {
+            fields.push((b'H', hint.to_string()));
         }
         if let Some(position) = error.position {
             fields.push((b'P', position.to_string()));
