@@ -318,6 +318,16 @@ pub(crate) async fn run_alter_table<C: Cluster>(
     if !uniques.drop.is_empty() {
         notices.extend(drop_indexes(session, cluster, &old.schema, uniques.drop).await?);
     }
+    for (old_name, new_name) in uniques.rename {
+        cluster
+            .ddl(DdlChange::RenameIndex {
+                database: session.database().to_string(),
+                schema: old.schema.clone(),
+                old_name,
+                new_name,
+            })
+            .await?;
+    }
     Ok(StatementResult::Command {
         tag: "ALTER TABLE".into(),
         changed_parameters: Vec::new(),
@@ -331,6 +341,8 @@ pub(crate) async fn run_alter_table<C: Cluster>(
 struct UniqueChanges {
     add: Vec<crate::catalog::IndexDef>,
     drop: Vec<String>,
+    /// RENAME CONSTRAINT of a UNIQUE constraint: (old name, new name).
+    rename: Vec<(String, String)>,
 }
 
 fn not_supported(what: impl std::fmt::Display) -> SqlError {
@@ -797,7 +809,9 @@ fn apply_operation(
             let from = plan::ident(old_name);
             let to = plan::ident(new_name);
             if constraint_index(&from) {
-                return Err(not_supported("renaming a UNIQUE constraint"));
+                // Its index is renamed with it, after the table's own change.
+                uniques.rename.push((from, to));
+                return Ok(());
             }
             if !new.primary_key.is_empty() && from == new.pkey_name() {
                 new.pkey_constraint = Some(to);

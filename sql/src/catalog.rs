@@ -509,6 +509,14 @@ pub enum DdlChange {
         index_columns: Vec<(String, Option<Vec<usize>>)>,
         index_ids: Vec<(String, u32)>,
     },
+    /// ALTER INDEX ... RENAME TO (or ALTER TABLE ... RENAME CONSTRAINT of a UNIQUE
+    /// constraint or primary key, whose index is renamed with it).
+    RenameIndex {
+        database: String,
+        schema: String,
+        old_name: String,
+        new_name: String,
+    },
     /// A transaction block ends: its pending DDL is forgotten (`undo_from` None: committed),
     /// or its steps made at or after savepoint mark `undo_from` are undone (`Some(0)`: all
     /// of them, the block rolled back).
@@ -1403,6 +1411,53 @@ impl Catalog {
                 // A table dropped or rewritten meanwhile keeps what it has.
                 if let Some(table) = schema.tables.get_mut(&name).filter(|t| t.id == id) {
                     Arc::make_mut(table).stats = Some(stats);
+                }
+            }
+            DdlChange::RenameIndex {
+                database,
+                schema,
+                old_name,
+                new_name,
+            } => {
+                check_identifier(&new_name)?;
+                let schema = self.schema_mut(&database, &schema)?;
+                let pkey_of = schema
+                    .tables
+                    .iter()
+                    .find(|(_, t)| !t.primary_key.is_empty() && t.pkey_name() == old_name)
+                    .map(|(name, _)| name.clone());
+                let exists = pkey_of.is_some() || schema.indexes.contains_key(&old_name);
+                if !exists {
+                    let (code, message) = match schema.has_relation(&old_name) {
+                        true => (WRONG_OBJECT_TYPE, format!("\"{old_name}\" is not an index")),
+                        false => (
+                            UNDEFINED_TABLE,
+                            format!("relation \"{old_name}\" does not exist"),
+                        ),
+                    };
+                    return Err(SqlError::new(code, message));
+                }
+                if schema.has_relation(&new_name)
+                    || schema
+                        .tables
+                        .values()
+                        .any(|t| !t.primary_key.is_empty() && t.pkey_name() == new_name)
+                {
+                    return Err(SqlError::new(
+                        DUPLICATE_TABLE,
+                        format!("relation \"{new_name}\" already exists"),
+                    ));
+                }
+                match pkey_of {
+                    Some(table) => {
+                        let t = schema.tables.get_mut(&table).expect("found above");
+                        Arc::make_mut(t).pkey_constraint = Some(new_name);
+                    }
+                    None => {
+                        let mut index = schema.indexes.remove(&old_name).expect("found above");
+                        index.name = new_name.clone();
+                        schema.indexes.insert(new_name, index);
+                    }
                 }
             }
             DdlChange::AlterTable {

@@ -543,6 +543,7 @@ fn ddl_tables(
     Some(match statement {
         S::AlterTable(at) => table(&at.name).into_iter().collect(),
         S::CreateIndex(ci) => table(&ci.table_name).into_iter().collect(),
+        S::AlterIndex { .. } => Vec::new(),
         S::Truncate(t) => t
             .table_names
             .iter()
@@ -637,6 +638,7 @@ fn is_ddl(statement: &Statement) -> bool {
         S::Truncate(_)
             | S::CreateTable(_)
             | S::AlterTable(_)
+            | S::AlterIndex { .. }
             | S::CreateIndex(_)
             | S::CreateSequence { .. }
             | S::CreateView(_)
@@ -1127,6 +1129,9 @@ async fn execute<C: Cluster>(
         }
         S::CreateTable(ct) => stmt::run_create_table(session, cluster, sql, ct).await,
         S::AlterTable(at) => alter::run_alter_table(session, cluster, sql, at).await,
+        S::AlterIndex { name, operation } => {
+            stmt::run_alter_index(session, cluster, name, operation).await
+        }
         S::CreateIndex(ci) => stmt::run_create_index(session, cluster, ci).await,
         S::CreateSequence {
             temporary,

@@ -2719,6 +2719,61 @@ fn foreign_keys_dropped_with<C: Cluster>(
     Ok(notices)
 }
 
+/// ALTER INDEX name RENAME TO new_name (a UNIQUE constraint's or primary key's index: the
+/// constraint is renamed with it, as in PostgreSQL).
+pub(crate) async fn run_alter_index<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    name: &ast::ObjectName,
+    operation: &ast::AlterIndexOperation,
+) -> Result<StatementResult, SqlError> {
+    let ast::AlterIndexOperation::RenameIndex { index_name } = operation;
+    let (schema, old_name) = plan::split_name(name)?;
+    let (_, new_name) = plan::split_name(index_name)?;
+    let schema = resolve_index_schema(session, cluster, schema, &old_name);
+    cluster
+        .ddl(DdlChange::RenameIndex {
+            database: session.database().to_string(),
+            schema,
+            old_name,
+            new_name,
+        })
+        .await?;
+    Ok(command("ALTER INDEX"))
+}
+
+/// The schema an index name means: its own when qualified, else the first on the search
+/// path holding an index (or primary key) of that name, else the first on the path.
+fn resolve_index_schema<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    schema: Option<String>,
+    name: &str,
+) -> String {
+    if let Some(s) = schema {
+        return s;
+    }
+    let catalog = cluster.catalog();
+    let path = session.search_path();
+    let db = catalog.database(session.database());
+    path.iter()
+        .find(|s| {
+            db.and_then(|d| d.schemas.get(*s)).is_some_and(|sc| {
+                sc.indexes.contains_key(name)
+                    || sc
+                        .tables
+                        .values()
+                        .any(|t| !t.primary_key.is_empty() && t.pkey_name() == name)
+            })
+        })
+        .or_else(|| {
+            path.iter()
+                .find(|s| db.is_some_and(|d| d.schemas.contains_key(*s)))
+        })
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_SCHEMA.to_string())
+}
+
 pub(crate) async fn run_ddl<C: Cluster>(
     cluster: &C,
     change: DdlChange,

@@ -1034,3 +1034,59 @@ fn alter_column_type_converts_every_row() {
         cluster.close().await;
     });
 }
+
+/// ALTER INDEX ... RENAME TO renames secondary, UNIQUE constraint and primary key indexes
+/// (a constraint's name with its index's), and ALTER TABLE RENAME CONSTRAINT of a UNIQUE
+/// constraint renames its index; a ROLLBACK takes the name back.
+#[test]
+fn indexes_and_unique_constraints_are_renamed() {
+    on_one_and_two_shards(|cluster, mut session, _| async move {
+        let names = "SELECT conname, contype FROM pg_constraint WHERE conrelid = 'ri'::regclass \
+                     ORDER BY conname";
+        let steps: &[(&str, &str)] = &[
+            (
+                "CREATE TABLE ri (id int PRIMARY KEY, a int UNIQUE, b int)",
+                "CREATE TABLE",
+            ),
+            ("CREATE INDEX ri_b ON ri (b)", "CREATE INDEX"),
+            (
+                "ALTER INDEX ri_b RENAME TO ri_a_key",
+                "ERR 42P07 relation \"ri_a_key\" already exists",
+            ),
+            (
+                "ALTER INDEX nosuch RENAME TO x",
+                "ERR 42P01 relation \"nosuch\" does not exist",
+            ),
+            (
+                "ALTER INDEX ri RENAME TO x",
+                "ERR 42809 \"ri\" is not an index",
+            ),
+            ("ALTER INDEX ri_b RENAME TO ri_b2", "ALTER INDEX"),
+            ("ALTER INDEX ri_pkey RENAME TO ri_main", "ALTER INDEX"),
+            (
+                "ALTER TABLE ri RENAME CONSTRAINT ri_a_key TO ri_a_u",
+                "ALTER TABLE",
+            ),
+            (
+                names,
+                "conname:19,contype:25 => ri_a_u|u / ri_main|p [SELECT 2]",
+            ),
+            (
+                "INSERT INTO ri VALUES (1, 1, 1), (2, 1, 2)",
+                "ERR 23505 duplicate key value violates unique constraint \"ri_a_u\"*",
+            ),
+            ("SELECT id FROM ri WHERE b = 2", "id:23 =>  [SELECT 0]"),
+            ("BEGIN", "BEGIN"),
+            ("ALTER INDEX ri_a_u RENAME TO ri_other", "ALTER INDEX"),
+            ("ROLLBACK", "ROLLBACK"),
+            (
+                names,
+                "conname:19,contype:25 => ri_a_u|u / ri_main|p [SELECT 2]",
+            ),
+            ("ALTER TABLE ri DROP CONSTRAINT ri_a_u", "ALTER TABLE"),
+            ("DROP INDEX ri_b2", "DROP INDEX"),
+        ];
+        expect(&cluster, &mut session, steps).await;
+        cluster.close().await;
+    });
+}
