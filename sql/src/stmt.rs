@@ -2294,16 +2294,23 @@ pub(crate) async fn run_create_table<C: Cluster>(
                             "identity column type must be smallint, integer, or bigint",
                         ));
                     }
-                    if sequence_options.as_ref().is_some_and(|o| !o.is_empty()) {
-                        return Err(not_supported("identity sequence options"));
-                    }
-                    // A serial column's sequence, default and NOT NULL, shown as an identity.
+                    // A serial column's sequence, default and NOT NULL, shown as an identity;
+                    // its options (START WITH, INCREMENT BY, ...) as CREATE SEQUENCE's.
                     let seq_name = format!("{name}_{cname}_seq");
+                    let options = sequence_options.as_deref().unwrap_or_default();
+                    if options
+                        .iter()
+                        .any(|o| matches!(o, ast::SequenceOptions::DataType(_)))
+                    {
+                        return Err(not_supported("AS type in an identity's sequence options"));
+                    }
+                    let mut sequence = sequence_with_options(seq_name.clone(), ty, options)?;
+                    sequence.owned_by = Some(name.clone());
                     def.not_null = true;
                     def.default = Some(serial_default(&seq_name));
                     def.identity = true;
                     def.identity_always = *generated_as == ast::GeneratedAs::Always;
-                    sequences.push(serial_sequence(seq_name, ty, &name));
+                    sequences.push(sequence);
                 }
                 ast::ColumnOption::Generated { .. } => {
                     return Err(not_supported(format!("column option {}", opt.option)));
@@ -3262,6 +3269,34 @@ pub(crate) async fn run_create_sequence<C: Cluster>(
         return Err(not_supported("temporary sequences"));
     }
     let (schema, name) = plan::split_name(name)?;
+    let sequence = sequence_with_options(name, SqlType::Int8, options)?;
+    let outcome = cluster
+        .ddl(DdlChange::CreateSequence {
+            database: session.database().to_string(),
+            schema: cluster.catalog().creation_schema(
+                session.database(),
+                schema,
+                &session.search_path(),
+            )?,
+            sequence,
+            if_not_exists,
+        })
+        .await?;
+    Ok(StatementResult::Command {
+        tag: "CREATE SEQUENCE".to_string(),
+        changed_parameters: Vec::new(),
+        notices: outcome.notices,
+    })
+}
+
+/// A sequence named `name` of `data_type` (unless an `AS type` option says otherwise) with
+/// CREATE SEQUENCE's options and PostgreSQL's defaults and checks (ascending: 1 .. the
+/// type's maximum from 1; descending: the type's minimum .. -1 from -1).
+fn sequence_with_options(
+    name: String,
+    data_type: SqlType,
+    options: &[ast::SequenceOptions],
+) -> Result<crate::catalog::SequenceDef, SqlError> {
     let int = |e: &ast::Expr| -> Result<i64, SqlError> {
         let text = e.to_string();
         text.replace(' ', "")
@@ -3269,8 +3304,12 @@ pub(crate) async fn run_create_sequence<C: Cluster>(
             .map_err(|_| SqlError::new(SYNTAX_ERROR, format!("syntax error at or near \"{text}\"")))
     };
     let (mut increment, mut min, mut max, mut start, mut cycle) = (1i64, None, None, None, false);
-    let mut type_max = i64::MAX;
-    let mut data_type = SqlType::Int8;
+    let mut data_type = data_type;
+    let mut type_max = match data_type {
+        SqlType::Int2 => i64::from(i16::MAX),
+        SqlType::Int4 => i64::from(i32::MAX),
+        _ => i64::MAX,
+    };
     let mut cache = 1;
     for o in options {
         match o {
@@ -3334,39 +3373,29 @@ pub(crate) async fn run_create_sequence<C: Cluster>(
         ));
     }
     let start = start.unwrap_or(if increment > 0 { min } else { max });
-    if start < min || start > max {
+    if start < min {
         return Err(SqlError::new(
             INVALID_PARAMETER_VALUE,
-            format!("START value ({start}) cannot be outside MINVALUE ({min}) .. MAXVALUE ({max})"),
+            format!("START value ({start}) cannot be less than MINVALUE ({min})"),
         ));
     }
-    let outcome = cluster
-        .ddl(DdlChange::CreateSequence {
-            database: session.database().to_string(),
-            schema: cluster.catalog().creation_schema(
-                session.database(),
-                schema,
-                &session.search_path(),
-            )?,
-            sequence: crate::catalog::SequenceDef {
-                id: 0,
-                name,
-                increment,
-                min,
-                max,
-                start,
-                cycle,
-                owned_by: None,
-                data_type: Some(data_type),
-                cache,
-            },
-            if_not_exists,
-        })
-        .await?;
-    Ok(StatementResult::Command {
-        tag: "CREATE SEQUENCE".to_string(),
-        changed_parameters: Vec::new(),
-        notices: outcome.notices,
+    if start > max {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            format!("START value ({start}) cannot be greater than MAXVALUE ({max})"),
+        ));
+    }
+    Ok(crate::catalog::SequenceDef {
+        id: 0,
+        name,
+        increment,
+        min,
+        max,
+        start,
+        cycle,
+        owned_by: None,
+        data_type: Some(data_type),
+        cache,
     })
 }
 
