@@ -893,11 +893,64 @@ pub async fn execute_prepared<C: Cluster>(
 
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
     match parse_plain(sql) {
-        Err(e) if sql.to_ascii_lowercase().contains("constraints") => {
-            parse_with_set_constraints(sql).unwrap_or(Err(e))
+        Err(e) => {
+            let lower = sql.to_ascii_lowercase();
+            if lower.contains("constraints") {
+                if let Some(parsed) = parse_with_set_constraints(sql) {
+                    return parsed;
+                }
+            }
+            if lower.contains("key") {
+                if let Some(text) = with_key_locks_strengthened(sql) {
+                    return parse_plain(&text);
+                }
+            }
+            Err(e)
         }
         parsed => parsed,
     }
+}
+
+/// `FOR NO KEY UPDATE` and `FOR KEY SHARE`, which sqlparser cannot parse, as `FOR UPDATE`
+/// and `FOR SHARE`: the stronger locks (they also conflict with non-key writes, where
+/// PostgreSQL's would not), never weaker ones. None: the text has neither.
+fn with_key_locks_strengthened(sql: &str) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    // Positions of the words (whitespace skipped), to look at word sequences.
+    let words: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    let mut dropped = vec![false; tokens.len()];
+    for w in words.windows(4) {
+        let [a, b, c, d] = [w[0], w[1], w[2], w[3]];
+        if is(&tokens[a], "for")
+            && is(&tokens[b], "no")
+            && is(&tokens[c], "key")
+            && is(&tokens[d], "update")
+        {
+            dropped[b] = true;
+            dropped[c] = true;
+        }
+    }
+    for w in words.windows(3) {
+        let [a, b, c] = [w[0], w[1], w[2]];
+        if is(&tokens[a], "for") && is(&tokens[b], "key") && is(&tokens[c], "share") {
+            dropped[b] = true;
+        }
+    }
+    if !dropped.iter().any(|d| *d) {
+        return None;
+    }
+    Some(
+        tokens
+            .iter()
+            .zip(dropped)
+            .filter(|(_, d)| !d)
+            .map(|(t, _)| t.to_string())
+            .collect(),
+    )
 }
 
 fn parse_plain(sql: &str) -> Result<Vec<Statement>, SqlError> {

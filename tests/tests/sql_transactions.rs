@@ -385,6 +385,31 @@ fn row_locks_and_deadlock_detection() {
         ok(&b, "COMMIT").await;
         writer.await.unwrap();
 
+        // FOR KEY SHARE and FOR NO KEY UPDATE (through the extended protocol too) lock as
+        // FOR SHARE and FOR UPDATE do: at least as much as PostgreSQL's.
+        ok(&a, "BEGIN; SELECT * FROM acct WHERE id = 5 FOR KEY SHARE").await;
+        b.query("SELECT * FROM acct WHERE id = $1 FOR KEY SHARE", &[&5i64])
+            .await
+            .unwrap();
+        let mut writer = Box::pin(c.batch_execute("UPDATE acct SET bal = 1 WHERE id = 5"));
+        assert!(
+            still_waiting(&mut writer).await,
+            "FOR KEY SHARE blocks writers"
+        );
+        ok(
+            &a,
+            "COMMIT; BEGIN; SELECT * FROM acct WHERE id = 7 FOR NO KEY UPDATE",
+        )
+        .await;
+        writer.await.unwrap();
+        let mut locker = Box::pin(b.batch_execute("SELECT * FROM acct WHERE id = 7 FOR SHARE"));
+        assert!(
+            still_waiting(&mut locker).await,
+            "FOR NO KEY UPDATE blocks sharers"
+        );
+        ok(&a, "COMMIT").await;
+        locker.await.unwrap();
+
         // Waits that end early: NOWAIT, lock_timeout, statement_timeout.
         ok(&a, "BEGIN; UPDATE acct SET note = 'held' WHERE id = 6").await;
         let err = fails(
