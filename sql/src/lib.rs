@@ -14,6 +14,7 @@ mod analyze;
 mod catalog;
 mod cluster;
 mod copy;
+mod cursor;
 mod datetime;
 pub mod ddl_undo;
 mod dist;
@@ -905,10 +906,68 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                     return parse_plain(&text);
                 }
             }
+            if lower.contains("fetch") {
+                if let Some(text) = with_fetch_from(sql) {
+                    return parse_plain(&text);
+                }
+            }
             Err(e)
         }
         parsed => parsed,
     }
+}
+
+/// `FETCH [direction] cursor`, which PostgreSQL takes without FROM or IN and sqlparser does
+/// not: with FROM (and NEXT where no direction is given) before the cursor's name. None: no
+/// FETCH lacks it.
+fn with_fetch_from(sql: &str) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut out: Vec<String> = Vec::with_capacity(tokens.len() + 2);
+    let mut changed = false;
+    // Each statement's words: where it starts, and its last word (the cursor's name).
+    let mut start = 0;
+    while start < tokens.len() {
+        let end = tokens[start..]
+            .iter()
+            .position(|t| *t == Token::SemiColon)
+            .map_or(tokens.len(), |p| start + p);
+        let words: Vec<usize> = (start..end)
+            .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+            .collect();
+        let insert_at = match words.as_slice() {
+            [first, .., last] if words.len() >= 2 => {
+                let before = words[words.len() - 2];
+                (is(&tokens[*first], "fetch")
+                    && matches!(tokens[*last], Token::Word(_))
+                    && !is(&tokens[before], "from")
+                    && !is(&tokens[before], "in"))
+                .then_some(*last)
+            }
+            _ => None,
+        };
+        for (i, t) in tokens.iter().enumerate().take(end).skip(start) {
+            if Some(i) == insert_at {
+                // `FETCH name` moves NEXT, which sqlparser wants written.
+                out.push(
+                    if words.len() == 2 {
+                        "NEXT FROM "
+                    } else {
+                        "FROM "
+                    }
+                    .to_string(),
+                );
+                changed = true;
+            }
+            out.push(t.to_string());
+        }
+        if end < tokens.len() {
+            out.push(";".to_string());
+        }
+        start = end + 1;
+    }
+    changed.then(|| out.concat())
 }
 
 /// `FOR NO KEY UPDATE` and `FOR KEY SHARE`, which sqlparser cannot parse, as `FOR UPDATE`
@@ -1182,6 +1241,19 @@ async fn execute<C: Cluster>(
         }
         S::CreateTable(ct) => stmt::run_create_table(session, cluster, sql, ct).await,
         S::AlterTable(at) => alter::run_alter_table(session, cluster, sql, at).await,
+        S::Declare { stmts, .. } => match stmts.as_slice() {
+            [declare] if declare.declare_type == Some(ast::DeclareType::Cursor) => {
+                cursor::declare(session, cluster, sql, declare, params).await
+            }
+            _ => Err(not_supported("this DECLARE")),
+        },
+        S::Fetch {
+            name,
+            direction,
+            into,
+            ..
+        } => cursor::fetch(session, name, direction, into.as_ref(), params.describe),
+        S::Close { cursor } => cursor::close(session, cursor),
         S::AlterIndex { name, operation } => {
             stmt::run_alter_index(session, cluster, name, operation).await
         }

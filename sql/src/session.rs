@@ -171,6 +171,8 @@ pub struct Session {
     /// (every statement needs them: parsing search_path and looking up TimeZone each time
     /// was 2 % of a pgbench transaction).
     derived: std::cell::RefCell<Option<Derived>>,
+    /// SQL cursors (DECLARE ... CURSOR), by name: see `crate::cursor`.
+    pub(crate) cursors: std::collections::BTreeMap<String, crate::cursor::Cursor>,
 }
 
 #[derive(Debug, Clone)]
@@ -335,6 +337,7 @@ impl Session {
             session_defaults: None,
             parameters_epoch: 0,
             derived: Default::default(),
+            cursors: Default::default(),
         }
     }
 

@@ -2822,9 +2822,11 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
         }
         S::Commit { chain: false, .. } => {
             let state = session.transaction;
+            crate::cursor::end_of_block(session, state != TransactionState::InBlock);
             if state == TransactionState::InBlock {
                 // Deferred foreign keys are checked now; a violation rolls the block back.
                 if let Err(e) = crate::fkey::check_deferred(cluster, session).await {
+                    crate::cursor::end_of_block(session, true);
                     end_block(session);
                     crate::txn::abort(cluster).await?;
                     return Err(e);
@@ -2853,6 +2855,7 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
             if session.transaction == TransactionState::Idle {
                 notices.push("WARNING: there is no transaction in progress".to_string())
             }
+            crate::cursor::end_of_block(session, true);
             end_block(session);
             crate::txn::abort(cluster).await?;
             "ROLLBACK"

@@ -240,7 +240,34 @@ def main(host, port):
         conn.commit()
 
     check_dates_uuids_json_arrays(host, port)
+    check_server_side_cursors(host, port)
     print("pg_psycopg: all checks passed")
+
+
+def check_server_side_cursors(host, port):
+    """Named (server-side) cursors, as Django's QuerySet.iterator() and SQLAlchemy's
+    yield_per use them: DECLARE, FETCH FORWARD n, CLOSE; WITH HOLD past a COMMIT."""
+    with psycopg.connect(host=host, port=port, user="tester", dbname="postgres") as conn:
+        conn.execute("CREATE TABLE cur_rows (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO cur_rows SELECT g, 'v' || g FROM generate_series(1, 25) g")
+        conn.commit()
+        with conn.cursor(name="walk") as cur:
+            cur.itersize = 10
+            cur.execute("SELECT id, v FROM cur_rows WHERE id > %s ORDER BY id", (3,))
+            check(cur.fetchone() == (4, "v4"), "first row of a named cursor")
+            check(cur.fetchmany(3) == [(5, "v5"), (6, "v6"), (7, "v7")], "fetchmany")
+            rest = [r[0] for r in cur]
+            check(rest == list(range(8, 26)), f"iteration in batches {rest!r}")
+        with conn.cursor(name="kept", withhold=True) as cur:
+            cur.execute("SELECT count(*) FROM cur_rows")
+            conn.commit()
+            check(cur.fetchall() == [(25,)], "a WITH HOLD cursor outlives its COMMIT")
+        conn.rollback()
+        try:
+            conn.execute("FETCH NEXT FROM walk")
+            raise AssertionError("a closed cursor should be gone")
+        except errors.InvalidCursorName:
+            conn.rollback()
 
 
 def check_dates_uuids_json_arrays(host, port):

@@ -811,6 +811,13 @@ impl PgConn {
                 }
             }
             b'P' => {
+                let cursor = self.session.as_ref().and_then(|s| s.cursor_columns(&name));
+                if let (None, Some(columns)) = (self.portals.get(&name), cursor) {
+                    // A SQL cursor (DECLARE) is a portal too.
+                    let formats = vec![FORMAT_TEXT; columns.len()];
+                    self.row_description(&columns, &formats);
+                    return Ok(());
+                }
                 let portal = self.portals.get(&name).ok_or_else(|| {
                     helios_sql::SqlError::new("34000", format!("portal \"{name}\" does not exist"))
                 })?;
