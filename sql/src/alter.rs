@@ -466,22 +466,22 @@ fn apply_operation(
                         pkey_name = option.name.as_ref().or(pk.name.as_ref()).map(plan::ident);
                     }
                     ast::ColumnOption::Check(chk) => {
-                        let check_name = option
-                            .name
-                            .as_ref()
-                            .map(plan::ident)
-                            .unwrap_or_else(|| format!("{}_{name}_check", new.name));
+                        // Unnamed (empty): named once the column is in the table.
+                        let name = option.name.as_ref().map(plan::ident).unwrap_or_default();
+                        if !name.is_empty() {
+                            verify_checks.push(name.clone());
+                        }
                         new.checks.push(CheckDef {
-                            name: check_name.clone(),
+                            name,
                             expr: chk.expr.to_string(),
                             not_valid: false,
                         });
-                        verify_checks.push(check_name);
                     }
                     other => return Err(not_supported(format!("column option {other}"))),
                 }
             }
             new.columns.push(def.clone());
+            name_new_checks(session, catalog, new, verify_checks)?;
             let default = match &def.default {
                 Some(text) => {
                     let b = stmt::bind_table_expr(session, catalog, new, text)?;
@@ -643,11 +643,11 @@ fn apply_operation(
                 set_primary_key(new, columns, name, verify_not_null)?;
             }
             ast::TableConstraint::Check(chk) => {
-                let name = chk
-                    .name
-                    .as_ref()
-                    .map(plan::ident)
-                    .unwrap_or_else(|| format!("{}_check", new.name));
+                let b = stmt::bind_table_expr(session, catalog, new, &chk.expr.to_string())?;
+                let name = match &chk.name {
+                    Some(n) => plan::ident(n),
+                    None => stmt::check_name(new, &b, &|n| new.checks.iter().any(|c| c.name == n)),
+                };
                 if new.checks.iter().any(|c| c.name == name) {
                     return Err(SqlError::new(
                         "42710",
@@ -1050,6 +1050,26 @@ fn set_column_type(
     Ok(())
 }
 
+/// Names the table's unnamed CHECKs (an added column's) as PostgreSQL does; each is to be
+/// checked against the rows.
+fn name_new_checks(
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+    new: &mut Table,
+    verify_checks: &mut Vec<String>,
+) -> Result<(), SqlError> {
+    for i in 0..new.checks.len() {
+        if !new.checks[i].name.is_empty() {
+            continue;
+        }
+        let b = stmt::bind_table_expr(session, catalog, new, &new.checks[i].expr)?;
+        let name = stmt::check_name(new, &b, &|n| new.checks.iter().any(|c| c.name == n));
+        new.checks[i].name = name.clone();
+        verify_checks.push(name);
+    }
+    Ok(())
+}
+
 fn constraint_kind(c: &ast::TableConstraint) -> &'static str {
     match c {
         ast::TableConstraint::Unique(_) => "UNIQUE",
@@ -1085,7 +1105,7 @@ fn set_primary_key(
 }
 
 /// Whether a stored expression names `column` (an identifier, quoted or not).
-fn expression_names(text: &str, column: &str) -> bool {
+pub(crate) fn expression_names(text: &str, column: &str) -> bool {
     tokens(text).iter().any(|t| token_is_ident(t, column))
 }
 

@@ -1587,10 +1587,16 @@ pub(crate) fn column_name(e: &ast::Expr) -> (String, u8) {
         ast::Expr::Case { .. } => ("case".to_string(), 2),
         ast::Expr::Exists { .. } => ("exists".to_string(), 2),
         // `a[1]` is named after `a`; `(x).f` after its last field.
-        ast::Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
-            Some(ast::AccessExpr::Dot(ast::Expr::Identifier(field))) => (ident_name(field), 2),
-            _ => column_name(root),
-        },
+        // `t.col[i]`: the last field named (`col`), else the root's name.
+        ast::Expr::CompoundFieldAccess { root, access_chain } => {
+            match access_chain.iter().rev().find_map(|a| match a {
+                ast::AccessExpr::Dot(ast::Expr::Identifier(field)) => Some(field),
+                _ => None,
+            }) {
+                Some(field) => (ident_name(field), 2),
+                None => column_name(root),
+            }
+        }
         ast::Expr::Subquery(q) => match q.body.as_ref() {
             ast::SetExpr::Select(s) => match s.projection.as_slice() {
                 [ast::SelectItem::UnnamedExpr(e)] => column_name(e),

@@ -1534,13 +1534,18 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     ));
                 }
                 for (n, c) in tb.checks.iter().enumerate() {
+                    // conkey: the columns the expression reads.
+                    let read: Vec<Datum> = (tb.columns.iter().enumerate())
+                        .filter(|(_, col)| crate::alter::expression_names(&c.expr, &col.name))
+                        .map(|(i, _)| Datum::Int(i as i64 + 1))
+                        .collect();
                     rows.push(constraint_row(
                         check_oid(tb.id, n),
                         &c.name,
                         ti,
                         "c",
                         0,
-                        NULL,
+                        Datum::Array(read),
                         t(&c.expr),
                         !c.not_valid,
                     ));
@@ -2801,9 +2806,19 @@ pub(crate) fn bind_expr(
             )))
         }
         ast::Expr::CompoundFieldAccess { root, access_chain } => {
-            let [ast::AccessExpr::Subscript(ast::Subscript::Index { index })] =
-                access_chain.as_slice()
-            else {
+            // `t.col[i]` reaches here as `t` with the chain `.col`, `[i]`.
+            let qualified;
+            let (root, chain) = match (root.as_ref(), access_chain.as_slice()) {
+                (
+                    ast::Expr::Identifier(table),
+                    [ast::AccessExpr::Dot(ast::Expr::Identifier(column)), rest @ ..],
+                ) => {
+                    qualified = ast::Expr::CompoundIdentifier(vec![table.clone(), column.clone()]);
+                    (&qualified, rest)
+                }
+                _ => (root.as_ref(), access_chain.as_slice()),
+            };
+            let [ast::AccessExpr::Subscript(ast::Subscript::Index { index })] = chain else {
                 return Err(SqlError::new(
                     FEATURE_NOT_SUPPORTED,
                     "array slices and field selection are not supported yet",

@@ -2347,13 +2347,9 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     foreign_keys.push((fk, vec![i]));
                 }
                 ast::ColumnOption::Check(chk) => {
-                    let cname_check = opt
-                        .name
-                        .as_ref()
-                        .map(plan::ident)
-                        .unwrap_or_else(|| format!("{name}_{cname}_check"));
+                    // Unnamed ones (empty) are named once the table's columns are known.
                     checks.push(CheckDef {
-                        name: cname_check,
+                        name: opt.name.as_ref().map(plan::ident).unwrap_or_default(),
                         expr: chk.expr.to_string(),
                         not_valid: false,
                     });
@@ -2379,11 +2375,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             }
             ast::TableConstraint::Check(chk) => {
                 checks.push(CheckDef {
-                    name: chk
-                        .name
-                        .as_ref()
-                        .map(plan::ident)
-                        .unwrap_or_else(|| format!("{name}_check")),
+                    name: chk.name.as_ref().map(plan::ident).unwrap_or_default(),
                     expr: chk.expr.to_string(),
                     not_valid: false,
                 });
@@ -2431,8 +2423,8 @@ pub(crate) async fn run_create_table<C: Cluster>(
         table.foreign_keys.push(def);
     }
     // CHECK expressions must bind over the table's columns and be boolean.
-    for chk in &table.checks {
-        let b = bind_table_expr(session, &catalog, &table, &chk.expr)?;
+    for i in 0..table.checks.len() {
+        let b = bind_table_expr(session, &catalog, &table, &table.checks[i].expr)?;
         if b.ty != SqlType::Bool {
             return Err(SqlError::new(
                 DATATYPE_MISMATCH,
@@ -2441,6 +2433,10 @@ pub(crate) async fn run_create_table<C: Cluster>(
                     b.ty.sql_name()
                 ),
             ));
+        }
+        if table.checks[i].name.is_empty() {
+            let name = check_name(&table, &b, &|n| table.checks.iter().any(|c| c.name == n));
+            table.checks[i].name = name;
         }
     }
     let unique_indexes: Vec<crate::catalog::IndexDef> = uniques
@@ -2481,6 +2477,24 @@ pub(crate) async fn run_create_table<C: Cluster>(
         changed_parameters: Vec::new(),
         notices: outcome.notices,
     })
+}
+
+/// PostgreSQL's name for an unnamed CHECK of `table` whose bound expression is `check`:
+/// `table_column_check` when it reads exactly one column, else `table_check`; numbered
+/// (`table_check1`, ...) when `taken`.
+pub(crate) fn check_name(table: &Table, check: &Bound, taken: &dyn Fn(&str) -> bool) -> String {
+    let mut read = Vec::new();
+    check.columns_read(&mut read);
+    read.sort_unstable();
+    read.dedup();
+    let stem = match read.as_slice() {
+        [c] => format!("{}_{}_check", table.name, table.columns[*c].name),
+        _ => format!("{}_check", table.name),
+    };
+    std::iter::once(stem.clone())
+        .chain((1..).map(|n| format!("{stem}{n}")))
+        .find(|n| !taken(n))
+        .expect("an unbounded sequence of names has a free one")
 }
 
 /// The positions of a FOREIGN KEY clause's referencing columns.

@@ -2862,3 +2862,36 @@ fn identity_columns_number_rows_and_show_as_identities() {
         );
     }
 }
+
+/// Unnamed CHECKs are named as PostgreSQL names them (`t_col_check` for one column read,
+/// else `t_check`, numbered when taken), `pg_constraint.conkey` lists the columns a CHECK
+/// reads, and `c.conkey[1]` subscripts a qualified column (Django's constraint
+/// introspection reads both): checked against PostgreSQL 15.
+#[test]
+fn check_constraints_are_named_and_listed_as_postgresql_does() {
+    script(
+        2,
+        &[
+            (
+                "CREATE TABLE ck (a int CHECK (a > 0), b int, c int CHECK (b > c), CHECK (a < 100), \
+                 CHECK (b > 0), CHECK (a + b > 0), CONSTRAINT named CHECK (c > 0), CHECK (a > 1))",
+                "CREATE TABLE ",
+            ),
+            ("ALTER TABLE ck ADD CHECK (c < 50)", "ALTER TABLE "),
+            ("ALTER TABLE ck ADD COLUMN d int CHECK (d > 0)", "ALTER TABLE "),
+            ("ALTER TABLE ck ADD CHECK (a + c > 0)", "ALTER TABLE "),
+            (
+                "SELECT conname, conkey FROM pg_constraint WHERE conrelid = 'ck'::regclass \
+                 ORDER BY conname",
+                "conname:19,conkey:1005 => ck_a_check|{1} / ck_a_check1|{1} / ck_a_check2|{1} / \
+                 ck_b_check|{2} / ck_c_check|{3} / ck_check|{2,3} / ck_check1|{1,2} / \
+                 ck_check2|{1,3} / ck_d_check|{4} / named|{3} [SELECT 10]",
+            ),
+            (
+                "SELECT c.conname, c.conkey[1] FROM pg_constraint c \
+                 WHERE c.conrelid = 'ck'::regclass ORDER BY 1 LIMIT 2",
+                "conname:19,conkey:21 => ck_a_check|1 / ck_a_check1|1 [SELECT 2]",
+            ),
+        ],
+    );
+}
