@@ -1729,22 +1729,24 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
         outcome.lsn = 0;
         return Ok(outcome);
     }
-    let keys: Vec<Bytes> = req
+    // An UPDATE that changes no key column takes the weaker lock FOR KEY SHARE holders (a
+    // foreign key's check) let through; every other write the exclusive one.
+    let (no_key, exclusive): (Vec<&RowOp>, Vec<&RowOp>) = req
         .ops
         .iter()
         .filter(|op| !matches!(op, RowOp::Append { .. }))
-        .map(|op| op.key().clone())
-        .collect();
-    txns.lock(
-        graph,
-        rt,
-        shard,
-        ctx.id,
-        &keys,
-        LockMode::Exclusive,
-        &ctx.wait,
-    )
-    .await?;
+        .partition(|op| keeps_keys(op, &req.indexes));
+    for (ops, mode) in [
+        (exclusive, LockMode::Exclusive),
+        (no_key, LockMode::NoKeyExclusive),
+    ] {
+        if ops.is_empty() {
+            continue;
+        }
+        let keys: Vec<Bytes> = ops.iter().map(|op| op.key().clone()).collect();
+        txns.lock(graph, rt, shard, ctx.id, &keys, mode, &ctx.wait)
+            .await?;
+    }
     // The transaction's locks go when it ends, with the rest of its state.
     catalog
         .borrow()
@@ -1768,6 +1770,23 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     txns.add_intents(ctx.id, ctx.mark, batch)?;
     outcome.lsn = 0;
     Ok(outcome)
+}
+
+/// Whether a write changes an existing row without touching its key columns (the primary
+/// key's and every unique index's): PostgreSQL's FOR NO KEY UPDATE case.
+fn keeps_keys(op: &RowOp, indexes: &[crate::index::IndexSpec]) -> bool {
+    let spec = match op {
+        RowOp::Modify {
+            insert: None, spec, ..
+        }
+        | RowOp::ModifyHolder { spec, .. } => spec,
+        _ => return false,
+    };
+    let is_key = |c: usize| {
+        spec.table.primary_key.contains(&c)
+            || indexes.iter().any(|i| i.unique && i.columns.contains(&c))
+    };
+    spec.sets.iter().all(|(c, _)| !is_key(*c))
 }
 
 /// REPEATABLE READ's first-committer-wins rule: a row the transaction has not written yet may

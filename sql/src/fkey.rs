@@ -6,10 +6,10 @@
 //! The checks run at the end of each statement, as PostgreSQL's RI triggers do by default,
 //! inside the statement's transaction: they read its own writes (a statement may insert a
 //! row and the row it references), and they take the locks PostgreSQL's would. A
-//! referencing row's check locks the referenced row FOR SHARE (PostgreSQL takes FOR KEY
-//! SHARE, which we do not have: FOR SHARE also makes a non-key UPDATE of the referenced row
-//! wait), so the row cannot be deleted before the transaction ends; a referenced row's DELETE
-//! holds its row's write lock, so a new reference to it waits and then finds it gone.
+//! referencing row's check locks the referenced row FOR KEY SHARE, so the row cannot be
+//! deleted or have its key changed before the transaction ends (an UPDATE of its other
+//! columns goes ahead: `LockMode::NoKeyExclusive`); a referenced row's DELETE holds its row's
+//! write lock, so a new reference to it waits and then finds it gone.
 //! Constraints declared INITIALLY DEFERRED check the referencing rows' keys at COMMIT
 //! instead (the keys as written; a row deleted later in the transaction is still checked).
 
@@ -380,7 +380,7 @@ fn keys_to_check(
 
 /// Checks that every referencing key `rows` of `table` hold has its referenced row, for
 /// the foreign keys over any of `changed` columns (None: all of them); locks the referenced
-/// rows FOR SHARE when `lock`. Deferred constraints in a transaction block are queued for
+/// rows FOR KEY SHARE. Deferred constraints in a transaction block are queued for
 /// COMMIT instead ([`check_deferred`]).
 pub(crate) async fn check_references<C: Cluster>(
     cluster: &C,
@@ -427,7 +427,7 @@ async fn check_keys_exist<C: Cluster>(
         return Ok(());
     }
     let catalog = cluster.catalog();
-    let lock = lock.then_some(LockMode::Shared);
+    let lock = lock.then_some(LockMode::KeyShare);
     // Per foreign key: its referenced table, columns there, and the referencing types.
     let mut targets = Vec::with_capacity(checks.len());
     for (fk, _) in &checks {
@@ -662,7 +662,7 @@ async fn rows_changed_at<C: Cluster>(
                 }
             }
             let lock = match action {
-                FkAction::NoAction | FkAction::Restrict => LockMode::Shared,
+                FkAction::NoAction | FkAction::Restrict => LockMode::KeyShare,
                 _ => LockMode::Exclusive,
             };
             let (rows, keys) =

@@ -2005,11 +2005,7 @@ fn row_lock_mode(locks: &[ast::LockClause]) -> Result<Option<crate::txn::RowLock
                 skip_locked,
             },
             Some(prev) => RowLock {
-                mode: if prev.mode == LockMode::Exclusive {
-                    LockMode::Exclusive
-                } else {
-                    mode
-                },
+                mode: prev.mode.max(mode),
                 nowait: prev.nowait || nowait,
                 skip_locked: prev.skip_locked || skip_locked,
             },

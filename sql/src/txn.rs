@@ -90,13 +90,34 @@ pub(crate) fn serializable_refused() -> SqlError {
     )
 }
 
-/// Row lock strength.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Row lock strength: PostgreSQL's four row lock modes, weakest first. Each conflicts with
+/// every mode a stronger one conflicts with... and more: the order is total, so a holder's
+/// mode is the strongest it asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LockMode {
+    /// FOR KEY SHARE (a foreign key's check of its referenced row): only writes that delete
+    /// the row or change its key wait.
+    KeyShare,
     /// FOR SHARE: other sharers may hold it too; writers wait.
     Shared,
-    /// Writes, FOR UPDATE, FOR NO KEY UPDATE.
+    /// An UPDATE that changes no key column (primary key or unique index): FOR KEY SHARE
+    /// holders let it through.
+    NoKeyExclusive,
+    /// Other writes, FOR UPDATE (and FOR NO KEY UPDATE, read as it).
     Exclusive,
+}
+
+impl LockMode {
+    /// Whether a holder in `held` mode keeps another transaction from `self`, as in
+    /// PostgreSQL's row lock conflict table.
+    fn conflicts_with(self, held: LockMode) -> bool {
+        use LockMode::*;
+        match (self, held) {
+            (KeyShare, other) | (other, KeyShare) => other == Exclusive,
+            (Shared, Shared) => false,
+            _ => true,
+        }
+    }
 }
 
 /// What a fragment carries about the transaction it runs in.
@@ -215,10 +236,8 @@ struct ShardTxn {
     appended: Vec<(u32, Bytes, Bytes)>,
 }
 
-enum Holder {
-    Exclusive(TxnId),
-    Shared(Vec<TxnId>),
-}
+/// The transactions holding a row's lock, each with the strongest mode it took.
+type Holder = Vec<(TxnId, LockMode)>;
 
 /// One shard's transactions: intents, row locks, pinned snapshots.
 #[derive(Default)]
@@ -353,12 +372,11 @@ impl ShardTxns {
     fn blockers(&self, txn: TxnId, key: &Bytes, mode: LockMode) -> Vec<TxnId> {
         match self.locks.borrow().get(key) {
             None => Vec::new(),
-            Some(Holder::Exclusive(t)) if *t == txn => Vec::new(),
-            Some(Holder::Exclusive(t)) => vec![*t],
-            Some(Holder::Shared(ts)) => match mode {
-                LockMode::Shared => Vec::new(),
-                LockMode::Exclusive => ts.iter().copied().filter(|t| *t != txn).collect(),
-            },
+            Some(holders) => holders
+                .iter()
+                .filter(|(t, held)| *t != txn && mode.conflicts_with(*held))
+                .map(|(t, _)| *t)
+                .collect(),
         }
     }
 
@@ -376,31 +394,13 @@ impl ShardTxns {
         let mut locks = self.locks.borrow_mut();
         let mut taken = Vec::new();
         for key in keys {
-            match locks.get_mut(key) {
+            let holders = locks.entry(key.clone()).or_default();
+            match holders.iter_mut().find(|(t, _)| *t == txn) {
+                // Held already: at the stronger of the two modes.
+                Some((_, held)) => *held = (*held).max(mode),
                 None => {
-                    locks.insert(
-                        key.clone(),
-                        match mode {
-                            LockMode::Exclusive => Holder::Exclusive(txn),
-                            LockMode::Shared => Holder::Shared(vec![txn]),
-                        },
-                    );
+                    holders.push((txn, mode));
                     taken.push(key.clone());
-                }
-                Some(Holder::Exclusive(_)) => {}
-                Some(h @ Holder::Shared(_)) => {
-                    let Holder::Shared(ts) = h else {
-                        unreachable!()
-                    };
-                    match mode {
-                        // Only this transaction shares it (else it would have blocked).
-                        LockMode::Exclusive => *h = Holder::Exclusive(txn),
-                        LockMode::Shared if !ts.contains(&txn) => {
-                            ts.push(txn);
-                            taken.push(key.clone());
-                        }
-                        LockMode::Shared => {}
-                    }
                 }
             }
         }
@@ -469,10 +469,9 @@ impl ShardTxns {
         let mut locks = self.locks.borrow_mut();
         for key in keys {
             let remove = match locks.get_mut(key) {
-                Some(Holder::Exclusive(t)) => *t == txn,
-                Some(Holder::Shared(ts)) => {
-                    ts.retain(|t| *t != txn);
-                    ts.is_empty()
+                Some(holders) => {
+                    holders.retain(|(t, _)| *t != txn);
+                    holders.is_empty()
                 }
                 None => false,
             };
@@ -561,10 +560,7 @@ impl ShardTxns {
     /// Whether `txn` holds a lock on, or has appended, a row under `prefix` here: an ALTER
     /// TABLE that froze the table waits for it ([`ShardTxns::writers_of`]).
     pub fn holds_rows_of(&self, txn: TxnId, prefix: &[u8]) -> bool {
-        let holds = |h: &Holder| match h {
-            Holder::Exclusive(t) => *t == txn,
-            Holder::Shared(ts) => ts.contains(&txn),
-        };
+        let holds = |h: &Holder| h.iter().any(|(t, _)| *t == txn);
         self.locks
             .borrow()
             .iter()

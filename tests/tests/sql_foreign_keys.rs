@@ -389,6 +389,35 @@ fn a_new_reference_and_a_delete_of_its_row_wait_for_each_other() {
             .await
             .expect_err("a reference to a deleted row was accepted");
         assert_eq!(e.code().map(|c| c.code()), Some("23503"));
+        // A reference locks its row FOR KEY SHARE, as PostgreSQL's check does: an UPDATE
+        // of the row's other columns goes ahead (two sessions adding items to one order and
+        // updating its total do not deadlock), one of its key waits.
+        ok(&a, "ALTER TABLE p ADD COLUMN total int DEFAULT 0").await;
+        ok(&a, "BEGIN; INSERT INTO c VALUES (10, 1)").await;
+        ok(&b, "BEGIN; INSERT INTO c VALUES (11, 1)").await;
+        ok(&a, "UPDATE p SET total = total + 1 WHERE id = 1").await;
+        let mut second = Box::pin(b.batch_execute("UPDATE p SET total = total + 1 WHERE id = 1"));
+        assert!(
+            still_waiting(&mut second).await,
+            "the second writer waits for the first"
+        );
+        ok(&a, "COMMIT").await;
+        second
+            .await
+            .expect("no deadlock between referencing writers");
+        ok(&b, "COMMIT").await;
+        assert_eq!(rows(&a, "SELECT total FROM p WHERE id = 1").await, ["2"]);
+        ok(&a, "BEGIN; INSERT INTO c VALUES (12, 1)").await;
+        let mut key_change = Box::pin(b.batch_execute("UPDATE p SET id = 100 WHERE id = 1"));
+        assert!(
+            still_waiting(&mut key_change).await,
+            "a key change waits for the reference"
+        );
+        ok(&a, "COMMIT").await;
+        let e = key_change
+            .await
+            .expect_err("the key of a referenced row changed");
+        assert_eq!(e.code().map(|c| c.code()), Some("23503"));
         // One that rolls back lets the other through.
         ok(&a, "BEGIN; DELETE FROM p WHERE id = 3").await;
         let mut insert = Box::pin(b.batch_execute("INSERT INTO c VALUES (3, 3)"));
@@ -397,7 +426,7 @@ fn a_new_reference_and_a_delete_of_its_row_wait_for_each_other() {
         insert.await.expect("the referenced row is back");
         assert_eq!(
             rows(&a, "SELECT id, pid FROM c ORDER BY id").await,
-            ["1,1", "3,3"]
+            ["1,1", "3,3", "10,1", "11,1", "12,1"]
         );
     });
 }
