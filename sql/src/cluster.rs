@@ -1731,21 +1731,26 @@ pub async fn write_fragment<F: FileSystem + Clone + 'static, R: Runtime>(
     }
     // An UPDATE that changes no key column takes the weaker lock FOR KEY SHARE holders (a
     // foreign key's check) let through; every other write the exclusive one.
-    let (no_key, exclusive): (Vec<&RowOp>, Vec<&RowOp>) = req
+    let mut no_key = Vec::new();
+    let mut exclusive = Vec::with_capacity(req.ops.len());
+    for op in req
         .ops
         .iter()
         .filter(|op| !matches!(op, RowOp::Append { .. }))
-        .partition(|op| keeps_keys(op, &req.indexes));
-    for (ops, mode) in [
+    {
+        match keeps_keys(op, &req.indexes) {
+            true => no_key.push(op.key().clone()),
+            false => exclusive.push(op.key().clone()),
+        }
+    }
+    for (keys, mode) in [
         (exclusive, LockMode::Exclusive),
         (no_key, LockMode::NoKeyExclusive),
     ] {
-        if ops.is_empty() {
-            continue;
+        if !keys.is_empty() {
+            txns.lock(graph, rt, shard, ctx.id, &keys, mode, &ctx.wait)
+                .await?;
         }
-        let keys: Vec<Bytes> = ops.iter().map(|op| op.key().clone()).collect();
-        txns.lock(graph, rt, shard, ctx.id, &keys, mode, &ctx.wait)
-            .await?;
     }
     // The transaction's locks go when it ends, with the rest of its state.
     catalog

@@ -1787,7 +1787,10 @@ pub(crate) async fn run_update<C: Cluster>(
             })
             .collect();
         let (_, new_rows) = write_rows_returning(cluster, &table, ops, None).await?;
-        let set_columns: Vec<usize> = spec.sets.iter().map(|(c, _)| *c).collect();
+        let set_columns: Vec<usize> = match table.foreign_keys.is_empty() {
+            true => Vec::new(),
+            false => spec.sets.iter().map(|(c, _)| *c).collect(),
+        };
         crate::fkey::check_references(
             cluster,
             session.database(),

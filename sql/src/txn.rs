@@ -236,8 +236,58 @@ struct ShardTxn {
     appended: Vec<(u32, Bytes, Bytes)>,
 }
 
-/// The transactions holding a row's lock, each with the strongest mode it took.
-type Holder = Vec<(TxnId, LockMode)>;
+/// The transactions holding a row's lock, each with the strongest mode it took: one
+/// holder inline (the common case: no allocation per locked row), several in a list.
+#[derive(Debug)]
+enum Holder {
+    One(TxnId, LockMode),
+    Many(Vec<(TxnId, LockMode)>),
+}
+
+impl Holder {
+    fn each(&self) -> impl Iterator<Item = (TxnId, LockMode)> + '_ {
+        let (one, many) = match self {
+            Holder::One(t, m) => (Some((*t, *m)), &[][..]),
+            Holder::Many(v) => (None, v.as_slice()),
+        };
+        one.into_iter().chain(many.iter().copied())
+    }
+
+    /// Adds `txn` in `mode`, or raises its mode to `mode` if stronger; whether it is new.
+    fn take(&mut self, txn: TxnId, mode: LockMode) -> bool {
+        match self {
+            Holder::One(t, m) if *t == txn => {
+                *m = (*m).max(mode);
+                false
+            }
+            Holder::One(t, m) => {
+                *self = Holder::Many(vec![(*t, *m), (txn, mode)]);
+                true
+            }
+            Holder::Many(v) => match v.iter_mut().find(|(t, _)| *t == txn) {
+                Some((_, m)) => {
+                    *m = (*m).max(mode);
+                    false
+                }
+                None => {
+                    v.push((txn, mode));
+                    true
+                }
+            },
+        }
+    }
+
+    /// Drops `txn`; whether no holder is left.
+    fn release(&mut self, txn: TxnId) -> bool {
+        match self {
+            Holder::One(t, _) => *t == txn,
+            Holder::Many(v) => {
+                v.retain(|(t, _)| *t != txn);
+                v.is_empty()
+            }
+        }
+    }
+}
 
 /// One shard's transactions: intents, row locks, pinned snapshots.
 #[derive(Default)]
@@ -373,9 +423,9 @@ impl ShardTxns {
         match self.locks.borrow().get(key) {
             None => Vec::new(),
             Some(holders) => holders
-                .iter()
+                .each()
                 .filter(|(t, held)| *t != txn && mode.conflicts_with(*held))
-                .map(|(t, _)| *t)
+                .map(|(t, _)| t)
                 .collect(),
         }
     }
@@ -394,14 +444,16 @@ impl ShardTxns {
         let mut locks = self.locks.borrow_mut();
         let mut taken = Vec::new();
         for key in keys {
-            let holders = locks.entry(key.clone()).or_default();
-            match holders.iter_mut().find(|(t, _)| *t == txn) {
-                // Held already: at the stronger of the two modes.
-                Some((_, held)) => *held = (*held).max(mode),
+            // Held already: at the stronger of the two modes.
+            let new = match locks.get_mut(key) {
+                Some(holders) => holders.take(txn, mode),
                 None => {
-                    holders.push((txn, mode));
-                    taken.push(key.clone());
+                    locks.insert(key.clone(), Holder::One(txn, mode));
+                    true
                 }
+            };
+            if new {
+                taken.push(key.clone());
             }
         }
         drop(locks);
@@ -469,10 +521,7 @@ impl ShardTxns {
         let mut locks = self.locks.borrow_mut();
         for key in keys {
             let remove = match locks.get_mut(key) {
-                Some(holders) => {
-                    holders.retain(|(t, _)| *t != txn);
-                    holders.is_empty()
-                }
+                Some(holders) => holders.release(txn),
                 None => false,
             };
             if remove {
@@ -560,7 +609,7 @@ impl ShardTxns {
     /// Whether `txn` holds a lock on, or has appended, a row under `prefix` here: an ALTER
     /// TABLE that froze the table waits for it ([`ShardTxns::writers_of`]).
     pub fn holds_rows_of(&self, txn: TxnId, prefix: &[u8]) -> bool {
-        let holds = |h: &Holder| h.iter().any(|(t, _)| *t == txn);
+        let holds = |h: &Holder| h.each().any(|(t, _)| t == txn);
         self.locks
             .borrow()
             .iter()
