@@ -144,6 +144,9 @@ pub(crate) static HINT_NO_FUNCTION: &str =
 pub(crate) static HINT_NO_OPERATOR: &str =
     "No operator matches the given name and argument types. You might need to add explicit type casts.";
 /// With a 42804 for a value of the wrong type stored into a column.
+/// With a 42883 for a prefix operator no overload of which takes the operand given.
+pub(crate) static HINT_NO_PREFIX_OPERATOR: &str =
+    "No operator matches the given name and argument type. You might need to add an explicit type cast.";
 pub(crate) static HINT_DROP_CASCADE: &str =
     "Use DROP ... CASCADE to drop the dependent objects too.";
 pub(crate) static HINT_REWRITE_OR_CAST: &str = "You will need to rewrite or cast the expression.";

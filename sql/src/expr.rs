@@ -540,6 +540,19 @@ impl<'a> Binder<'a> {
                     kind: Kind::Not(Box::new(x)),
                 })
             }
+            UnaryOperator::BitwiseNot => {
+                let x = self.bind(expr)?;
+                if !x.ty.is_integer() {
+                    return Err(self.no_prefix_op("~", x.ty, pos));
+                }
+                let ty = x.ty;
+                Ok(crate::funcs::builtin(
+                    crate::funcs::Builtin::Bitwise(crate::funcs::BitOp::Not),
+                    vec![x],
+                    ty,
+                    pos,
+                ))
+            }
             other => Err(not_supported(format!("operator {other}")).at(pos)),
         }
     }
@@ -556,7 +569,7 @@ impl<'a> Binder<'a> {
             UNDEFINED_FUNCTION,
             format!("operator does not exist: {op} {}", ty.sql_name()),
         )
-        .with_hint(&HINT_NO_OPERATOR)
+        .with_hint(&HINT_NO_PREFIX_OPERATOR)
         .at(pos)
     }
 
@@ -637,12 +650,61 @@ impl<'a> Binder<'a> {
                     pos,
                 })
             }
+            BinaryOperator::BitwiseAnd
+            | BinaryOperator::BitwiseOr
+            | BinaryOperator::PGBitwiseXor
+            | BinaryOperator::PGBitwiseShiftLeft
+            | BinaryOperator::PGBitwiseShiftRight => self.bind_bitwise(left, op, right),
             other => match crate::pgcatalog::bind_binary(self, left, other, right)? {
                 Some(b) => Ok(b),
                 None => Err(not_supported(format!("operator {other}"))
                     .at(self.op_pos(left, &other.to_string()))),
             },
         }
+    }
+
+    /// `&`, `|`, `#` over integers of one width (the wider one's), `<<` and `>>` over the left
+    /// operand's width by an integer count.
+    fn bind_bitwise(
+        &self,
+        left: &ast::Expr,
+        op: &BinaryOperator,
+        right: &ast::Expr,
+    ) -> Result<Bound, SqlError> {
+        use crate::funcs::BitOp;
+        let (bit, symbol) = match op {
+            BinaryOperator::BitwiseAnd => (BitOp::And, "&"),
+            BinaryOperator::BitwiseOr => (BitOp::Or, "|"),
+            BinaryOperator::PGBitwiseXor => (BitOp::Xor, "#"),
+            BinaryOperator::PGBitwiseShiftLeft => (BitOp::ShiftLeft, "<<"),
+            _ => (BitOp::ShiftRight, ">>"),
+        };
+        let (l, r) = (self.bind(left)?, self.bind(right)?);
+        let integer = |t: SqlType| t.is_integer() || t == SqlType::Unknown;
+        if !integer(l.ty) || !integer(r.ty) || (l.ty, r.ty) == (SqlType::Unknown, SqlType::Unknown)
+        {
+            return Err(self.no_binary_op(left, symbol, l.ty, r.ty));
+        }
+        let (l, r, ty) = match bit {
+            BitOp::ShiftLeft | BitOp::ShiftRight => {
+                let ty = if l.ty == SqlType::Unknown {
+                    SqlType::Int4
+                } else {
+                    l.ty
+                };
+                let l = self.coerce(l, ty, TYPMOD_NONE)?;
+                let r = self.coerce(r, SqlType::Int4, TYPMOD_NONE)?;
+                (l, r, ty)
+            }
+            _ => self.unify(left, symbol, l, r, true)?,
+        };
+        let pos = self.pos_of(left);
+        Ok(crate::funcs::builtin(
+            crate::funcs::Builtin::Bitwise(bit),
+            vec![l, r],
+            ty,
+            pos,
+        ))
     }
 
     fn no_binary_op(&self, left: &ast::Expr, op: &str, l: SqlType, r: SqlType) -> SqlError {

@@ -105,6 +105,51 @@ pub(crate) enum Builtin {
         op: crate::expr::Cmp,
         all: bool,
     },
+    /// The integer bit operators `&`, `|`, `#`, `<<`, `>>` and prefix `~`, in the width of
+    /// their (first) operand's type.
+    Bitwise(BitOp),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BitOp {
+    And,
+    Or,
+    Xor,
+    ShiftLeft,
+    ShiftRight,
+    Not,
+}
+
+/// `a op b` (`b` unused for Not) in the width of `ty` (int2, int4 or int8), as PostgreSQL's
+/// int2/int4/int8 operators compute them: shifts wrap around the width.
+fn bitwise(op: BitOp, ty: T, a: i64, b: i64) -> i64 {
+    fn apply<I>(op: BitOp, a: I, b: i64, bits: u32) -> I
+    where
+        I: Copy
+            + std::ops::BitAnd<Output = I>
+            + std::ops::BitOr<Output = I>
+            + std::ops::BitXor<Output = I>
+            + std::ops::Not<Output = I>
+            + std::ops::Shl<u32, Output = I>
+            + std::ops::Shr<u32, Output = I>
+            + TryFrom<i64>,
+    {
+        let other = || I::try_from(b).ok().expect("operands share the width");
+        let shift = (b.rem_euclid(i64::from(bits))) as u32;
+        match op {
+            BitOp::And => a & other(),
+            BitOp::Or => a | other(),
+            BitOp::Xor => a ^ other(),
+            BitOp::ShiftLeft => a << shift,
+            BitOp::ShiftRight => a >> shift,
+            BitOp::Not => !a,
+        }
+    }
+    match ty {
+        T::Int2 => i64::from(apply(op, a as i16, b, 16)),
+        T::Int4 => i64::from(apply(op, a as i32, b, 32)),
+        _ => apply(op, a, b, 64),
+    }
 }
 
 use Builtin as B;
@@ -872,6 +917,13 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
             } else {
                 Datum::Int(1)
             }
+        }
+        (B::Bitwise(op), [Datum::Int(a), rest @ ..]) => {
+            let b = match rest {
+                [Datum::Int(b)] => *b,
+                _ => 0,
+            };
+            Datum::Int(bitwise(op, args[0].ty, *a, b))
         }
         (B::ArraySubscript, [Datum::Array(items), Datum::Int(i)]) => usize::try_from(*i)
             .ok()

@@ -2895,3 +2895,33 @@ fn check_constraints_are_named_and_listed_as_postgresql_does() {
         ],
     );
 }
+
+/// The integer bit operators `&`, `|`, `#`, `<<`, `>>`, `~`, in their operand's width
+/// (checked against PostgreSQL 15, wrap-around of shifts included).
+#[test]
+fn bitwise_operators_on_integers() {
+    script(
+        1,
+        &[
+            (
+                "SELECT 12 & 10, 12 | 3, 12 # 10, 1 << 4, 256 >> 2, ~5",
+                "?column?:23,?column?:23,?column?:23,?column?:23,?column?:23,?column?:23 => \
+                 8|15|6|16|64|-6 [SELECT 1]",
+            ),
+            (
+                "SELECT 1::int2 << 15, 1 << 31, 1 << 33, 1::int8 << 40, -8 >> 1, 7::int2 & 3::int8",
+                "?column?:21,?column?:23,?column?:23,?column?:20,?column?:23,?column?:20 => \
+                 -32768|-2147483648|2|1099511627776|-4|3 [SELECT 1]",
+            ),
+            (
+                "SELECT 1.5 & 1",
+                "ERR 42883 operator does not exist: numeric & integer",
+            ),
+            (
+                "SELECT ~ 'x'::text",
+                "ERR 42883 operator does not exist: ~ text",
+            ),
+            ("SELECT NULL::int & 1", "?column?:23 => NULL [SELECT 1]"),
+        ],
+    );
+}
