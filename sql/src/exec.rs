@@ -85,22 +85,21 @@ impl<'a> Executor<'a> {
                 .map(|r| r.iter().map(|b| self.eval_in(b, &[])).collect())
                 .collect(),
             Plan::Fetch(n) => Ok(self.inputs.rows_of(*n)),
-            Plan::Function { func, ordinality } => {
-                let mut rows = match func {
-                    TableFunc::Series { start, stop, step } => {
-                        self.series(start, stop, step.as_deref())?
-                    }
-                    TableFunc::Unnest(arrays) => self.unnest(arrays)?,
-                    TableFunc::PartitionAncestors(relation) => {
-                        vec![vec![self.eval_in(relation, &[])?]]
-                    }
-                };
-                if *ordinality {
-                    for (i, row) in rows.iter_mut().enumerate() {
-                        row.push(Datum::Int(i as i64 + 1));
+            Plan::Function { func, ordinality } => self.table_function(func, *ordinality, &[]),
+            Plan::LateralFunction {
+                input,
+                func,
+                ordinality,
+            } => {
+                let mut out = Vec::new();
+                for row in self.run(input)? {
+                    for produced in self.table_function(func, *ordinality, &row)? {
+                        let mut joined = row.clone();
+                        joined.extend(produced);
+                        out.push(joined);
                     }
                 }
-                Ok(rows)
+                Ok(out)
             }
             Plan::Filter(input, pred) => {
                 let rows = self.run(input)?;
@@ -218,15 +217,39 @@ impl<'a> Executor<'a> {
     }
 
     /// generate_series: no rows when an argument is NULL (the functions are strict).
+    /// A function in FROM's rows, its arguments evaluated over `row` (the row of the FROM
+    /// items before it, when it reads them; else empty).
+    fn table_function(
+        &self,
+        func: &TableFunc,
+        ordinality: bool,
+        row: &[Datum],
+    ) -> Result<Vec<Row>, SqlError> {
+        let mut rows = match func {
+            TableFunc::Series { start, stop, step } => {
+                self.series(start, stop, step.as_deref(), row)?
+            }
+            TableFunc::Unnest(arrays) => self.unnest(arrays, row)?,
+            TableFunc::PartitionAncestors(relation) => vec![vec![self.eval_in(relation, row)?]],
+        };
+        if ordinality {
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.push(Datum::Int(i as i64 + 1));
+            }
+        }
+        Ok(rows)
+    }
+
     fn series(
         &self,
         start: &crate::expr::Bound,
         stop: &crate::expr::Bound,
         step: Option<&crate::expr::Bound>,
+        row: &[Datum],
     ) -> Result<Vec<Row>, SqlError> {
-        let (a, b) = (self.eval_in(start, &[])?, self.eval_in(stop, &[])?);
+        let (a, b) = (self.eval_in(start, row)?, self.eval_in(stop, row)?);
         let s = match step {
-            Some(s) => self.eval_in(s, &[])?,
+            Some(s) => self.eval_in(s, row)?,
             None => Datum::Int(1),
         };
         let zone = &self.env.style.zone;
@@ -253,12 +276,14 @@ impl<'a> Executor<'a> {
 
     /// unnest(a, b, ...): row i holds each array's element i, NULL past an array's end (a
     /// NULL array counts as empty).
-    fn unnest(&self, arrays: &[crate::expr::Bound]) -> Result<Vec<Row>, SqlError> {
+    fn unnest(&self, arrays: &[crate::expr::Bound], row: &[Datum]) -> Result<Vec<Row>, SqlError> {
         let mut values = Vec::with_capacity(arrays.len());
         for a in arrays {
-            values.push(match self.eval_in(a, &[])? {
+            values.push(match self.eval_in(a, row)? {
                 Datum::Array(items) => items,
                 Datum::Null => Vec::new(),
+                // A catalog column's text form of an integer vector (`1 2` or `{1,2}`).
+                Datum::Text(text) => integer_vector(&text)?,
                 other => unreachable!("unnest of {other:?}"),
             });
         }
@@ -533,6 +558,25 @@ fn too_long_series() -> SqlError {
         PROGRAM_LIMIT_EXCEEDED,
         format!("generate_series produces at most {SERIES_ROWS_MAX} rows"),
     )
+}
+
+/// The elements of an integer array's or vector's text form (`{1,2}`, `1 2`, `{}`, NULL
+/// elements included), as a catalog column holds it.
+fn integer_vector(text: &str) -> Result<Vec<Datum>, SqlError> {
+    let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
+    inner
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .map(|part| match part {
+            "NULL" => Ok(Datum::Null),
+            n => n.parse::<i64>().map(Datum::Int).map_err(|_| {
+                SqlError::new(
+                    INVALID_TEXT_REPRESENTATION,
+                    format!("invalid input syntax for type bigint: \"{n}\""),
+                )
+            }),
+        })
+        .collect()
 }
 
 fn int_series(a: i64, b: i64, s: i64) -> Result<Vec<Row>, SqlError> {

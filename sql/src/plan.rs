@@ -263,6 +263,14 @@ impl TableFunc {
 pub(crate) enum Plan {
     /// One row without columns (SELECT without FROM).
     Unit,
+    /// A function in FROM whose arguments read the FROM items before it (implicitly
+    /// LATERAL, as PostgreSQL takes functions in FROM): each input row, followed by each of
+    /// the rows the function gives for it.
+    LateralFunction {
+        input: Box<Plan>,
+        func: TableFunc,
+        ordinality: bool,
+    },
     Values(Vec<Vec<Bound>>),
     /// The rows of fetch `n`: the table's columns in order.
     Fetch(usize),
@@ -315,6 +323,10 @@ impl Plan {
             Plan::Unit | Plan::Fetch(_) => {}
             Plan::Values(rows) => rows.iter().flatten().for_each(&mut *f),
             Plan::Function { func, .. } => func.args().for_each(&mut *f),
+            Plan::LateralFunction { input, func, .. } => {
+                input.for_each_expr(f);
+                func.args().for_each(&mut *f);
+            }
             Plan::Filter(input, b) => {
                 input.for_each_expr(f);
                 f(b);
@@ -823,7 +835,19 @@ impl<'a> Planner<'a> {
         // FROM
         let mut items = Vec::with_capacity(s.from.len());
         for twj in &s.from {
-            items.push(self.plan_table_with_joins(twj, parent)?);
+            match self.plan_table_with_joins(twj, parent) {
+                Ok(item) => items.push(item),
+                // A function reading an earlier FROM item's columns: LATERAL.
+                Err(e)
+                    if !items.is_empty()
+                        && (e.sqlstate == UNDEFINED_TABLE || e.sqlstate == UNDEFINED_COLUMN)
+                        && table_function_of(twj).is_some() =>
+                {
+                    let before = std::mem::take(&mut items);
+                    items.push(self.plan_lateral_function(before, twj, parent)?);
+                }
+                Err(e) => return Err(e),
+            }
         }
         if items.len() > FROM_ITEMS_MAX {
             return Err(SqlError::new(
@@ -1653,6 +1677,54 @@ impl<'a> Planner<'a> {
         ordinality: bool,
         parent: Option<&Scope>,
     ) -> Result<FromItem, SqlError> {
+        self.plan_table_function_over(name, args, alias, ordinality, parent, Vec::new())
+    }
+
+    /// The FROM items before a function that reads their columns, joined, then the function
+    /// run for each of their rows ([`Plan::LateralFunction`]).
+    fn plan_lateral_function(
+        &self,
+        before: Vec<FromItem>,
+        twj: &ast::TableWithJoins,
+        parent: Option<&Scope>,
+    ) -> Result<FromItem, SqlError> {
+        let (name, args, alias, ordinality) =
+            table_function_of(twj).expect("checked by the caller");
+        let columns: Vec<ScopeColumn> = before.iter().flat_map(|i| i.columns.clone()).collect();
+        let input = self.join_items(before, &mut Vec::new())?;
+        let item = self.plan_table_function_over(
+            &name,
+            &args,
+            alias,
+            ordinality,
+            parent,
+            columns.clone(),
+        )?;
+        let Plan::Function { func, ordinality } = item.plan else {
+            unreachable!("a table function plans as one");
+        };
+        Ok(FromItem {
+            plan: Plan::LateralFunction {
+                input: Box::new(input),
+                func,
+                ordinality,
+            },
+            columns: columns.into_iter().chain(item.columns).collect(),
+            pushable: Vec::new(),
+        })
+    }
+
+    /// [`Self::plan_table_function`] with its arguments reading `lateral` (the columns of
+    /// the FROM items before it) besides the enclosing query's.
+    fn plan_table_function_over(
+        &self,
+        name: &ast::ObjectName,
+        args: &[ast::FunctionArg],
+        alias: Option<&ast::TableAlias>,
+        ordinality: bool,
+        parent: Option<&Scope>,
+        lateral: Vec<ScopeColumn>,
+    ) -> Result<FromItem, SqlError> {
         let (_, fname) = split_name(name)?;
         if !["generate_series", "unnest", "pg_partition_ancestors"].contains(&fname.as_str()) {
             return Err(SqlError::new(
@@ -1664,7 +1736,7 @@ impl<'a> Planner<'a> {
         // enclosing query's row (a correlated subquery's FROM): an empty scope under it, so
         // such references are outer ones, evaluated with the executor's outer row.
         let scope = Scope {
-            columns: Vec::new(),
+            columns: lateral,
             parent,
         };
         let binder = self.binder(Some(&scope));
@@ -1728,6 +1800,51 @@ fn function_columns(
     Ok(columns)
 }
 
+/// A FROM item that is a lone function call: (name, arguments, alias, WITH ORDINALITY).
+#[allow(clippy::type_complexity)]
+fn table_function_of(
+    twj: &ast::TableWithJoins,
+) -> Option<(
+    ast::ObjectName,
+    Vec<ast::FunctionArg>,
+    Option<&ast::TableAlias>,
+    bool,
+)> {
+    if !twj.joins.is_empty() {
+        return None;
+    }
+    match &twj.relation {
+        ast::TableFactor::Table {
+            name,
+            alias,
+            args: Some(args),
+            with_ordinality,
+            ..
+        } => Some((
+            name.clone(),
+            args.args.clone(),
+            alias.as_ref(),
+            *with_ordinality,
+        )),
+        ast::TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_ordinality,
+            ..
+        } => Some((
+            ast::ObjectName::from(vec![ast::Ident::new("unnest")]),
+            array_exprs
+                .iter()
+                .map(|e| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e.clone())))
+                .collect(),
+            alias.as_ref(),
+            *with_ordinality,
+        )),
+        _ => None,
+    }
+}
+
 fn argument_types(args: &[Bound]) -> String {
     let types: Vec<&str> = args.iter().map(|a| a.ty.sql_name()).collect();
     types.join(", ")
@@ -1745,8 +1862,13 @@ fn bind_unnest(args: Vec<Bound>) -> Result<(TableFunc, Vec<SqlType>), SqlError> 
     }
     let mut types = Vec::with_capacity(args.len());
     for a in &args {
+        // A catalog column holding an integer array's or vector's text form (`pg_index.
+        // indkey`, `{1,2}`): its elements are read as bigint (PostgreSQL's int2vector).
+        let catalog_vector = a.ty == SqlType::Text
+            && matches!(a.kind, expr::Kind::Column(_) | expr::Kind::Outer(..));
         match a.ty.element() {
             Some(t) => types.push(t),
+            None if catalog_vector => types.push(SqlType::Int8),
             // PostgreSQL cannot choose among unnest(anyarray), unnest(tsvector), ...
             None if a.ty == SqlType::Unknown => {
                 return Err(SqlError::new(

@@ -98,6 +98,15 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
     let mut m = |b: Box<Plan>| Box::new(f(*b));
     match plan {
         Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Function { .. } => plan,
+        Plan::LateralFunction {
+            input,
+            func,
+            ordinality,
+        } => Plan::LateralFunction {
+            input: m(input),
+            func,
+            ordinality,
+        },
         Plan::Filter(input, p) => Plan::Filter(m(input), p),
         Plan::Project(input, e) => Plan::Project(m(input), e),
         Plan::Aggregate {
@@ -539,6 +548,7 @@ fn walk_nodes_only(plan: &Plan, f: &mut dyn FnMut(&Plan)) {
 pub(crate) fn children(plan: &Plan) -> Vec<&Plan> {
     match plan {
         Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Function { .. } => vec![],
+        Plan::LateralFunction { input, .. } => vec![input],
         Plan::Filter(input, _)
         | Plan::Project(input, _)
         | Plan::Aggregate { input, .. }
@@ -612,6 +622,8 @@ fn need(plan: &Plan, out: &Need, needs: &mut [Need]) {
         Plan::Function { func, .. } => {
             reads_all(func.args(), needs);
         }
+        // The function's arguments read the input's row: it is kept whole.
+        Plan::LateralFunction { input, .. } => need(input, &None, needs),
         Plan::Fetch(n) => {
             needs[*n] = match (&needs[*n], out) {
                 (Some(have), Some(more)) => Some(have.union(more).copied().collect()),

@@ -2925,3 +2925,89 @@ fn bitwise_operators_on_integers() {
         ],
     );
 }
+
+/// Functions in FROM read the FROM items before them (implicitly LATERAL, as in PostgreSQL),
+/// and unnest reads a catalog column's integer vector: Django's constraint and index
+/// introspection queries (`get_constraints`, verbatim) give PostgreSQL 15's answer.
+#[test]
+fn django_constraint_introspection_queries() {
+    script(
+        2,
+        &[
+            (
+                "SELECT t.n, g FROM (VALUES (1), (3)) t(n), generate_series(1, t.n) g ORDER BY 1, 2",
+                "n:23,g:23 => 1|1 / 3|1 / 3|2 / 3|3 [SELECT 4]",
+            ),
+            (
+                "SELECT t.n, u.* FROM (VALUES ('{5,6}'::int[])) t(n), unnest(t.n) WITH ORDINALITY u",
+                "n:1007,u:23,ordinality:20 => {5,6}|5|1 / {5,6}|6|2 [SELECT 2]",
+            ),
+            ("create table dp (id int primary key, name text unique)", "~"),
+            ("create table dc (id int primary key, pid int references dp, code int, check (code > 0), unique (pid, code))", "~"),
+            ("create index dc_code on dc (code)", "~"),
+            ("SELECT \
+         c.conname, \
+         array( \
+             SELECT attname \
+             FROM unnest(c.conkey) WITH ORDINALITY cols(colid, arridx) \
+             JOIN pg_attribute AS ca ON cols.colid = ca.attnum \
+             WHERE ca.attrelid = c.conrelid \
+             ORDER BY cols.arridx \
+         ), \
+         c.contype, \
+         (SELECT fkc.relname || '.' || fka.attname \
+         FROM pg_attribute AS fka \
+         JOIN pg_class AS fkc ON fka.attrelid = fkc.oid \
+         WHERE fka.attrelid = c.confrelid AND fka.attnum = c.confkey[1]), \
+         cl.reloptions \
+     FROM pg_constraint AS c \
+     JOIN pg_class AS cl ON c.conrelid = cl.oid \
+     WHERE cl.relname = 'dc' AND pg_catalog.pg_table_is_visible(cl.oid) \
+     ORDER BY 1", "conname:19,array:25,contype:25,?column?:25,reloptions:1009 => \
+                 dc_code_check|{code}|c|NULL|NULL / dc_pid_code_key|{pid,code}|u|NULL|NULL / \
+                 dc_pid_fkey|{pid}|f|dp.id|NULL / dc_pkey|{id}|p|NULL|NULL [SELECT 4]"),
+            ("SELECT \
+         indexname, \
+         array_agg(attname ORDER BY arridx), \
+         indisunique, \
+         indisprimary, \
+         array_agg(ordering ORDER BY arridx), \
+         amname, \
+         exprdef, \
+         s2.attoptions \
+     FROM ( \
+         SELECT \
+             c2.relname as indexname, idx.*, attr.attname, am.amname, \
+             CASE \
+                 WHEN idx.indexprs IS NOT NULL THEN \
+                     pg_get_indexdef(idx.indexrelid) \
+             END AS exprdef, \
+             CASE am.amname \
+                 WHEN 'btree' THEN \
+                     CASE (option & 1) \
+                         WHEN 1 THEN 'DESC' ELSE 'ASC' \
+                     END \
+             END as ordering, \
+             c2.reloptions as attoptions \
+         FROM ( \
+             SELECT * \
+             FROM \
+                 pg_index i, \
+                 unnest(i.indkey, i.indoption) \
+                     WITH ORDINALITY koi(key, option, arridx) \
+         ) idx \
+         LEFT JOIN pg_class c ON idx.indrelid = c.oid \
+         LEFT JOIN pg_class c2 ON idx.indexrelid = c2.oid \
+         LEFT JOIN pg_am am ON c2.relam = am.oid \
+         LEFT JOIN \
+             pg_attribute attr ON attr.attrelid = c.oid AND attr.attnum = idx.key \
+         WHERE c.relname = 'dc' AND pg_catalog.pg_table_is_visible(c.oid) \
+     ) s2 \
+     GROUP BY indexname, indisunique, indisprimary, amname, exprdef, attoptions \
+     ORDER BY 1", "indexname:19,array_agg:1003,indisunique:16,indisprimary:16,array_agg:1009,amname:19,\
+                 exprdef:25,attoptions:1009 => dc_code|{code}|f|f|{ASC}|btree|NULL|NULL / \
+                 dc_pid_code_key|{pid,code}|t|f|{ASC,ASC}|btree|NULL|NULL / \
+                 dc_pkey|{id}|t|t|{ASC}|btree|NULL|NULL [SELECT 3]"),
+        ],
+    );
+}
