@@ -142,6 +142,141 @@ fn foreign_key_def(table: &Table, fk: &crate::catalog::ForeignKeyDef) -> String 
     def
 }
 
+/// One constraint as `information_schema` lists it.
+struct ConstraintRow<'a> {
+    /// Its table's position in `Snapshot::tables`.
+    table: usize,
+    name: String,
+    /// `PRIMARY KEY`, `UNIQUE`, `FOREIGN KEY` or `CHECK`.
+    kind: &'static str,
+    /// Its own table's columns (a CHECK's: those it reads).
+    columns: Vec<usize>,
+    deferrable: bool,
+    deferred: bool,
+    foreign_key: Option<&'a crate::catalog::ForeignKeyDef>,
+    /// A foreign key's referenced table (position), its columns there in the foreign key's
+    /// order, and the column names of the unique constraint they are.
+    referenced: Option<(usize, Vec<usize>, Vec<String>)>,
+    /// A foreign key's unique constraint's name.
+    unique_name: Option<String>,
+    check_clause: Option<String>,
+    /// A NOT NULL column's (shown as a CHECK).
+    not_null: bool,
+}
+
+impl Snapshot {
+    /// Every constraint of every table, as PostgreSQL 15's `information_schema` lists them:
+    /// a NOT NULL column is a CHECK named `<schema oid>_<table oid>_<attnum>_not_null`.
+    fn constraints(&self) -> Vec<ConstraintRow<'_>> {
+        let mut out = Vec::new();
+        for (at, ti) in self.tables.iter().enumerate() {
+            let tb = &ti.table;
+            let plain = |name: String, kind: &'static str, columns: Vec<usize>| ConstraintRow {
+                table: at,
+                name,
+                kind,
+                columns,
+                deferrable: false,
+                deferred: false,
+                foreign_key: None,
+                referenced: None,
+                unique_name: None,
+                check_clause: None,
+                not_null: false,
+            };
+            if !tb.primary_key.is_empty() {
+                out.push(plain(tb.pkey_name(), "PRIMARY KEY", tb.primary_key.clone()));
+            }
+            for index in self
+                .indexes
+                .iter()
+                .filter(|i| i.table == at && i.def.constraint)
+            {
+                out.push(plain(
+                    index.def.name.clone(),
+                    "UNIQUE",
+                    index.def.columns.clone(),
+                ));
+            }
+            for fk in &tb.foreign_keys {
+                let target = self
+                    .tables
+                    .iter()
+                    .position(|p| fk.references(&p.table.schema, &p.table.name));
+                let referenced = target.map(|rt| {
+                    let parent = &self.tables[rt].table;
+                    let rcols: Vec<usize> = fk
+                        .ref_columns
+                        .iter()
+                        .filter_map(|c| parent.column_index(c))
+                        .collect();
+                    let (key, name) = self.unique_constraint_over(rt, &rcols);
+                    (rt, rcols, key, name)
+                });
+                out.push(ConstraintRow {
+                    deferrable: fk.deferrable,
+                    deferred: fk.initially_deferred,
+                    foreign_key: Some(fk),
+                    unique_name: referenced.as_ref().and_then(|r| r.3.clone()),
+                    referenced: referenced.map(|(rt, rcols, key, _)| (rt, rcols, key)),
+                    ..plain(fk.name.clone(), "FOREIGN KEY", fk.columns.clone())
+                });
+            }
+            for c in &tb.checks {
+                let read = (tb.columns.iter().enumerate())
+                    .filter(|(_, col)| crate::alter::expression_names(&c.expr, &col.name))
+                    .map(|(i, _)| i)
+                    .collect();
+                out.push(ConstraintRow {
+                    check_clause: Some(format!("(({}))", c.expr)),
+                    ..plain(c.name.clone(), "CHECK", read)
+                });
+            }
+            for (i, col) in tb.columns.iter().enumerate() {
+                if col.not_null || tb.primary_key.contains(&i) {
+                    let name = format!("{}_{}_{}_not_null", ti.nsp, ti.oid, i + 1);
+                    out.push(ConstraintRow {
+                        check_clause: Some(format!("{} IS NOT NULL", col.name)),
+                        not_null: true,
+                        ..plain(name, "CHECK", vec![i])
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The primary key or UNIQUE constraint of table `at` over exactly `columns`: its
+    /// columns' names in its own order, and its name.
+    fn unique_constraint_over(
+        &self,
+        at: usize,
+        columns: &[usize],
+    ) -> (Vec<String>, Option<String>) {
+        let tb = &self.tables[at].table;
+        let mut want = columns.to_vec();
+        want.sort_unstable();
+        let names = |cols: &[usize]| cols.iter().map(|&c| tb.columns[c].name.clone()).collect();
+        let mut pk = tb.primary_key.clone();
+        pk.sort_unstable();
+        if !pk.is_empty() && pk == want {
+            return (names(&tb.primary_key), Some(tb.pkey_name()));
+        }
+        for index in self
+            .indexes
+            .iter()
+            .filter(|i| i.table == at && i.def.unique)
+        {
+            let mut cols = index.def.columns.clone();
+            cols.sort_unstable();
+            if cols == want {
+                return (names(&index.def.columns), Some(index.def.name.clone()));
+            }
+        }
+        (Vec::new(), None)
+    }
+}
+
 /// One schema of the current database, as the catalogs show it.
 #[derive(Debug)]
 struct SchemaInfo {
@@ -943,6 +1078,12 @@ const PG_PARTITIONED_TABLE: &str = "partrelid:oid partstrat:char partnatts:int2 
 const IS_TABLES: &str = "table_catalog:name table_schema:name table_name:name table_type:text self_referencing_column_name:name reference_generation:text user_defined_type_catalog:name user_defined_type_schema:name user_defined_type_name:name is_insertable_into:text is_typed:text commit_action:text";
 const IS_COLUMNS: &str = "table_catalog:name table_schema:name table_name:name column_name:name ordinal_position:int4 column_default:text is_nullable:text data_type:text character_maximum_length:int4 character_octet_length:int4 numeric_precision:int4 numeric_precision_radix:int4 numeric_scale:int4 datetime_precision:int4 udt_catalog:name udt_schema:name udt_name:name collation_name:name is_identity:text is_generated:text is_updatable:text";
 const PG_STATS: &str = "schemaname:name tablename:name attname:name inherited:bool null_frac:float4 avg_width:int4 n_distinct:float4 most_common_vals:array most_common_freqs:array histogram_bounds:array correlation:float4 most_common_elems:array most_common_elem_freqs:array elem_count_histogram:array";
+const IS_TABLE_CONSTRAINTS: &str = "constraint_catalog:name constraint_schema:name constraint_name:name table_catalog:name table_schema:name table_name:name constraint_type:text is_deferrable:text initially_deferred:text enforced:text nulls_distinct:text";
+const IS_KEY_COLUMN_USAGE: &str = "constraint_catalog:name constraint_schema:name constraint_name:name table_catalog:name table_schema:name table_name:name column_name:name ordinal_position:int4 position_in_unique_constraint:int4";
+const IS_REFERENTIAL_CONSTRAINTS: &str = "constraint_catalog:name constraint_schema:name constraint_name:name unique_constraint_catalog:name unique_constraint_schema:name unique_constraint_name:name match_option:text update_rule:text delete_rule:text";
+const IS_CONSTRAINT_COLUMN_USAGE: &str = "table_catalog:name table_schema:name table_name:name column_name:name constraint_catalog:name constraint_schema:name constraint_name:name";
+const IS_CHECK_CONSTRAINTS: &str =
+    "constraint_catalog:name constraint_schema:name constraint_name:name check_clause:text";
 const IS_SCHEMATA: &str = "catalog_name:name schema_name:name schema_owner:name default_character_set_catalog:name default_character_set_schema:name default_character_set_name:name sql_path:text";
 
 /// The catalog relations: (schema, name, column spec).
@@ -987,6 +1128,31 @@ const RELATIONS: &[(&str, &str, &str)] = &[
     ("information_schema", "columns", IS_COLUMNS),
     ("information_schema", "schemata", IS_SCHEMATA),
     ("pg_catalog", "pg_stats", PG_STATS),
+    (
+        "information_schema",
+        "table_constraints",
+        IS_TABLE_CONSTRAINTS,
+    ),
+    (
+        "information_schema",
+        "key_column_usage",
+        IS_KEY_COLUMN_USAGE,
+    ),
+    (
+        "information_schema",
+        "referential_constraints",
+        IS_REFERENTIAL_CONSTRAINTS,
+    ),
+    (
+        "information_schema",
+        "constraint_column_usage",
+        IS_CONSTRAINT_COLUMN_USAGE,
+    ),
+    (
+        "information_schema",
+        "check_constraints",
+        IS_CHECK_CONSTRAINTS,
+    ),
 ];
 
 /// The OIDs of the catalog relations: PostgreSQL 15's fixed OIDs for system tables; views
@@ -1750,6 +1916,110 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     NULL,
                     NULL,
                 ]);
+            }
+        }
+        "table_constraints" => {
+            for c in s.constraints() {
+                let ti = &s.tables[c.table];
+                let yes_no = |v: bool| t(if v { "YES" } else { "NO" });
+                rows.push(vec![
+                    t(&s.database),
+                    t(&ti.table.schema),
+                    t(&c.name),
+                    t(&s.database),
+                    t(&ti.table.schema),
+                    t(&ti.table.name),
+                    t(c.kind),
+                    yes_no(c.deferrable),
+                    yes_no(c.deferred),
+                    t("YES"),
+                    if c.kind == "UNIQUE" { t("YES") } else { NULL },
+                ]);
+            }
+        }
+        "key_column_usage" => {
+            for c in s.constraints() {
+                if c.kind == "CHECK" {
+                    continue;
+                }
+                let tb = &s.tables[c.table].table;
+                for (n, &col) in c.columns.iter().enumerate() {
+                    // A foreign key column's place in the referenced unique constraint.
+                    let in_unique = c.referenced.as_ref().map_or(NULL, |(rt, rcols, key)| {
+                        let want = &s.tables[*rt].table.columns[rcols[n]].name;
+                        key.iter()
+                            .position(|k| *k == *want)
+                            .map_or(NULL, |p| Datum::Int(p as i64 + 1))
+                    });
+                    rows.push(vec![
+                        t(&s.database),
+                        t(&tb.schema),
+                        t(&c.name),
+                        t(&s.database),
+                        t(&tb.schema),
+                        t(&tb.name),
+                        t(&tb.columns[col].name),
+                        Datum::Int(n as i64 + 1),
+                        in_unique,
+                    ]);
+                }
+            }
+        }
+        "referential_constraints" => {
+            for c in s.constraints() {
+                let (Some(fk), Some((rt, _, _))) = (c.foreign_key, c.referenced.as_ref()) else {
+                    continue;
+                };
+                let schema = &s.tables[c.table].table.schema;
+                let referenced = &s.tables[*rt].table;
+                rows.push(vec![
+                    t(&s.database),
+                    t(schema),
+                    t(&c.name),
+                    t(&s.database),
+                    t(&referenced.schema),
+                    c.unique_name.as_deref().map_or(NULL, t),
+                    t(if fk.match_full { "FULL" } else { "NONE" }),
+                    t(fk.on_update.sql()),
+                    t(fk.on_delete.sql()),
+                ]);
+            }
+        }
+        "constraint_column_usage" => {
+            // NOT NULL constraints are not listed here, as in PostgreSQL.
+            for c in s.constraints().into_iter().filter(|c| !c.not_null) {
+                // A foreign key uses the referenced table's columns; the others their own.
+                let (table, columns) = match &c.referenced {
+                    Some((rt, rcols, _)) => (&s.tables[*rt].table, rcols.clone()),
+                    None => (&s.tables[c.table].table, c.columns.clone()),
+                };
+                let owner = &s.tables[c.table].table;
+                let mut columns = columns;
+                columns.sort_unstable();
+                columns.dedup();
+                for col in columns {
+                    rows.push(vec![
+                        t(&s.database),
+                        t(&table.schema),
+                        t(&table.name),
+                        t(&table.columns[col].name),
+                        t(&s.database),
+                        t(&owner.schema),
+                        t(&c.name),
+                    ]);
+                }
+            }
+        }
+        "check_constraints" => {
+            for c in s.constraints() {
+                if let Some(clause) = &c.check_clause {
+                    rows.push(vec![
+                        t(&s.database),
+                        t(&s.tables[c.table].table.schema),
+                        t(&c.name),
+                        t(clause),
+                    ]);
+                }
             }
         }
         // pg_proc, pg_description and the relations of features helios lacks (inheritance,

@@ -3011,3 +3011,55 @@ fn django_constraint_introspection_queries() {
         ],
     );
 }
+
+/// `information_schema`'s constraint views list primary keys, UNIQUE, FOREIGN KEY and CHECK
+/// constraints (NOT NULL ones as CHECKs) as PostgreSQL 15's do (checked against it).
+#[test]
+fn information_schema_constraint_views() {
+    script(
+        2,
+        &[
+            (
+                "CREATE TABLE ip (id int PRIMARY KEY, code text UNIQUE, k int NOT NULL)",
+                "CREATE TABLE ",
+            ),
+            (
+                "CREATE TABLE ic (id int, pid int REFERENCES ip ON DELETE CASCADE DEFERRABLE, \
+                 pcode text, CONSTRAINT ic_code FOREIGN KEY (pcode) REFERENCES ip (code) \
+                 MATCH FULL ON UPDATE SET NULL, CHECK (id > 0), UNIQUE (pid, pcode))",
+                "CREATE TABLE ",
+            ),
+            (
+                "SELECT constraint_name, constraint_type, is_deferrable, nulls_distinct \
+                 FROM information_schema.table_constraints WHERE table_name = 'ic' \
+                 AND constraint_type <> 'CHECK' ORDER BY 1",
+                "~ic_code|FOREIGN KEY|NO|NULL / ic_pid_fkey|FOREIGN KEY|YES|NULL / \
+                 ic_pid_pcode_key|UNIQUE|NO|YES [SELECT 3]",
+            ),
+            (
+                "SELECT constraint_name, column_name, ordinal_position, \
+                 position_in_unique_constraint FROM information_schema.key_column_usage \
+                 WHERE table_name = 'ic' ORDER BY 1, 3",
+                "~ic_code|pcode|1|1 / ic_pid_fkey|pid|1|1 / ic_pid_pcode_key|pid|1|NULL / \
+                 ic_pid_pcode_key|pcode|2|NULL [SELECT 4]",
+            ),
+            (
+                "SELECT constraint_name, unique_constraint_name, match_option, update_rule, \
+                 delete_rule FROM information_schema.referential_constraints ORDER BY 1",
+                "~ic_code|ip_code_key|FULL|SET NULL|NO ACTION / \
+                 ic_pid_fkey|ip_pkey|NONE|NO ACTION|CASCADE [SELECT 2]",
+            ),
+            (
+                "SELECT table_name, column_name, constraint_name \
+                 FROM information_schema.constraint_column_usage ORDER BY 3, 2",
+                "~ip|code|ic_code / ic|id|ic_id_check / ip|id|ic_pid_fkey / \
+                 ic|pcode|ic_pid_pcode_key / ic|pid|ic_pid_pcode_key / ip|code|ip_code_key / \
+                 ip|id|ip_pkey [SELECT 7]",
+            ),
+            (
+                "SELECT check_clause FROM information_schema.check_constraints ORDER BY 1",
+                "~((id > 0)) / id IS NOT NULL / k IS NOT NULL [SELECT 3]",
+            ),
+        ],
+    );
+}
