@@ -754,12 +754,17 @@ fn apply_operation(
             }
         },
         Op::DropConstraint {
-            if_exists, name, ..
+            if_exists,
+            name,
+            drop_behavior,
         } => {
             let name = plan::ident(name);
             let is_pkey = !new.primary_key.is_empty() && name == new.pkey_name();
             if is_pkey || constraint_index(&name) {
-                refuse_dropping_referenced_key(session, catalog, old, &name)?;
+                let cascade = matches!(drop_behavior, Some(ast::DropBehavior::Cascade));
+                notices.extend(dependent_foreign_keys(
+                    session, catalog, old, &name, cascade,
+                )?);
             }
             if is_pkey {
                 new.primary_key.clear();
@@ -913,15 +918,16 @@ fn constraint_name_taken(
             .is_some_and(|i| i.table == old.name)
 }
 
-/// DROP CONSTRAINT of a primary key or UNIQUE constraint that a foreign key relies on:
-/// 2BP01, as in PostgreSQL without CASCADE (CASCADE, which would drop those foreign keys
-/// too, is not supported here).
-fn refuse_dropping_referenced_key(
+/// DROP CONSTRAINT of a primary key or UNIQUE constraint that foreign keys rely on: 2BP01
+/// without CASCADE, as in PostgreSQL; with it, the notices of the foreign keys that go too
+/// (the catalog drops a foreign key whose referenced key is gone).
+fn dependent_foreign_keys(
     session: &Session,
     catalog: &crate::catalog::Catalog,
     table: &Table,
     name: &str,
-) -> Result<(), SqlError> {
+    cascade: bool,
+) -> Result<Vec<String>, SqlError> {
     let columns: Vec<usize> = if !table.primary_key.is_empty() && name == table.pkey_name() {
         table.primary_key.clone()
     } else {
@@ -930,9 +936,10 @@ fn refuse_dropping_referenced_key(
             .find(|i| i.name == name)
         {
             Some(i) => i.columns,
-            None => return Ok(()),
+            None => return Ok(Vec::new()),
         }
     };
+    let mut notices = Vec::new();
     let mut columns: Vec<&str> = columns
         .iter()
         .map(|&c| table.columns[c].name.as_str())
@@ -941,22 +948,30 @@ fn refuse_dropping_referenced_key(
     for (child, fk) in crate::fkey::referencing(catalog, session.database(), table) {
         let mut referenced: Vec<&str> = fk.ref_columns.iter().map(String::as_str).collect();
         referenced.sort_unstable();
-        if referenced == columns {
-            return Err(SqlError::new(
-                DEPENDENT_OBJECTS_STILL_EXIST,
-                format!(
-                    "cannot drop constraint {name} on table {} because other objects depend on it",
-                    table.name
-                ),
-            )
-            .with_detail(format!(
-                "constraint {} on table {} depends on index {name}",
-                fk.name, child.name
-            ))
-            .with_hint(&HINT_DROP_CASCADE));
+        if referenced != columns {
+            continue;
         }
+        if cascade {
+            notices.push(format!(
+                "drop cascades to constraint {} on table {}",
+                fk.name, child.name
+            ));
+            continue;
+        }
+        return Err(SqlError::new(
+            DEPENDENT_OBJECTS_STILL_EXIST,
+            format!(
+                "cannot drop constraint {name} on table {} because other objects depend on it",
+                table.name
+            ),
+        )
+        .with_detail(format!(
+            "constraint {} on table {} depends on index {name}",
+            fk.name, child.name
+        ))
+        .with_hint(&HINT_DROP_CASCADE));
     }
-    Ok(())
+    Ok(notices)
 }
 
 /// ALTER COLUMN ... [SET DATA] TYPE t [USING expr]: the column's values become `expr`

@@ -327,6 +327,54 @@ impl ForeignKeyDef {
 }
 
 impl Database {
+    /// Drops every foreign key whose referenced columns are no longer a primary key or
+    /// UNIQUE constraint of its referenced table (DROP CONSTRAINT ... CASCADE).
+    fn forget_unbacked_foreign_keys(&mut self) {
+        let backed = |db: &Database, fk: &ForeignKeyDef| {
+            let Some(schema) = db.schemas.get(&fk.ref_schema) else {
+                return false;
+            };
+            let Some(parent) = schema.tables.get(&fk.ref_table) else {
+                return false;
+            };
+            let mut want: Vec<usize> = fk
+                .ref_columns
+                .iter()
+                .filter_map(|c| parent.column_index(c))
+                .collect();
+            want.sort_unstable();
+            let sorted = |c: &[usize]| {
+                let mut c = c.to_vec();
+                c.sort_unstable();
+                c
+            };
+            (!parent.primary_key.is_empty() && sorted(&parent.primary_key) == want)
+                || schema
+                    .indexes
+                    .values()
+                    .any(|i| i.unique && i.table == parent.name && sorted(&i.columns) == want)
+        };
+        let mut unbacked: Vec<(String, String, String)> = Vec::new();
+        for (schema_name, schema) in &self.schemas {
+            for t in schema.tables.values() {
+                for fk in &t.foreign_keys {
+                    if !backed(self, fk) {
+                        unbacked.push((schema_name.clone(), t.name.clone(), fk.name.clone()));
+                    }
+                }
+            }
+        }
+        for (schema, table, name) in unbacked {
+            if let Some(t) = self
+                .schemas
+                .get_mut(&schema)
+                .and_then(|s| s.tables.get_mut(&table))
+            {
+                Arc::make_mut(t).foreign_keys.retain(|fk| fk.name != name);
+            }
+        }
+    }
+
     /// Every foreign key referencing table `schema.name`, with the table holding it.
     pub fn foreign_keys_to<'a>(
         &'a self,
@@ -1277,6 +1325,9 @@ impl Catalog {
                         };
                     }
                 }
+                if kind == RelationKind::Index {
+                    db.forget_unbacked_foreign_keys();
+                }
             }
             DdlChange::CreateDatabase { name } => {
                 check_identifier(&name)?;
@@ -1520,8 +1571,9 @@ impl Catalog {
                 schema
                     .tables
                     .insert(table.name.clone(), Arc::new(table.clone()));
-                self.database_mut(&database)?
-                    .follow_renames(&schema_name, &before, &table);
+                let db = self.database_mut(&database)?;
+                db.follow_renames(&schema_name, &before, &table);
+                db.forget_unbacked_foreign_keys();
                 // The ALTER that froze the table's writes is done with its rows.
                 self.frozen.remove(&old_id);
             }

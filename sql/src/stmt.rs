@@ -2674,7 +2674,9 @@ pub(crate) async fn run_drop<C: Cluster>(
                 let (schema, name) = plan::split_name(n)?;
                 let schema = resolve_for_drop(session, cluster, schema, &name);
                 if kind == crate::catalog::RelationKind::Index {
-                    refuse_dropping_a_constraint_index(session, cluster, &schema, &name)?;
+                    notices.extend(refuse_dropping_a_constraint_index(
+                        session, cluster, &schema, &name, cascade,
+                    )?);
                 }
                 relations.push((schema, name));
             }
@@ -3499,24 +3501,69 @@ fn refuse_dropping_a_constraint_index<C: Cluster>(
     cluster: &C,
     schema: &str,
     name: &str,
-) -> Result<(), SqlError> {
+    cascade: bool,
+) -> Result<Vec<String>, SqlError> {
     let catalog = cluster.catalog();
     let Some(schema) = catalog
         .database(session.database())
         .and_then(|d| d.schemas.get(schema))
     else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let table = match schema.indexes.get(name) {
         Some(index) if index.constraint => index.table.clone(),
-        Some(_) => return Ok(()),
+        // A plain unique index a foreign key relies on (its referenced columns exactly).
+        Some(index) if index.unique => {
+            let Some(parent) = schema.tables.get(&index.table) else {
+                return Ok(Vec::new());
+            };
+            let sorted = |c: &[usize]| {
+                let mut c = c.to_vec();
+                c.sort_unstable();
+                c
+            };
+            let indexed = sorted(&index.columns);
+            let db = catalog
+                .database(session.database())
+                .expect("looked up above");
+            let mut notices = Vec::new();
+            for (child, fk) in db.foreign_keys_to(&parent.schema, &parent.name) {
+                let referenced: Vec<usize> = fk
+                    .ref_columns
+                    .iter()
+                    .filter_map(|c| parent.column_index(c))
+                    .collect();
+                if sorted(&referenced) != indexed || sorted(&parent.primary_key) == indexed {
+                    continue;
+                }
+                // With CASCADE the catalog drops the foreign key with its index.
+                if cascade {
+                    notices.push(format!(
+                        "drop cascades to constraint {} on table {}",
+                        fk.name, child.name
+                    ));
+                } else {
+                    return Err(SqlError::new(
+                        DEPENDENT_OBJECTS_STILL_EXIST,
+                        format!("cannot drop index {name} because other objects depend on it"),
+                    )
+                    .with_detail(format!(
+                        "constraint {} on table {} depends on index {name}",
+                        fk.name, child.name
+                    ))
+                    .with_hint(&HINT_DROP_CASCADE));
+                }
+            }
+            return Ok(notices);
+        }
+        Some(_) => return Ok(Vec::new()),
         None => match schema
             .tables
             .values()
             .find(|t| !t.primary_key.is_empty() && t.pkey_name() == name)
         {
             Some(t) => t.name.clone(),
-            None => return Ok(()),
+            None => return Ok(Vec::new()),
         },
     };
     Err(SqlError::new(

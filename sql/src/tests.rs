@@ -3063,3 +3063,35 @@ fn information_schema_constraint_views() {
         ],
     );
 }
+
+/// Dropping the key a foreign key references (its primary key, UNIQUE constraint or unique
+/// index) fails with 2BP01, or with CASCADE drops the foreign key too (checked against
+/// PostgreSQL 15).
+#[test]
+fn dropping_a_referenced_key_cascades_to_its_foreign_keys() {
+    script(
+        2,
+        &[
+            ("CREATE TABLE p (id int PRIMARY KEY, code text UNIQUE, x int)", "CREATE TABLE "),
+            ("CREATE UNIQUE INDEX p_x ON p (x)", "CREATE INDEX "),
+            (
+                "CREATE TABLE c (pid int REFERENCES p, pcode text REFERENCES p (code), \
+                 px int REFERENCES p (x))",
+                "CREATE TABLE ",
+            ),
+            ("ALTER TABLE p DROP CONSTRAINT p_pkey", "ERR 2BP01 cannot drop constraint p_pkey on table p because other objects depend on it [DETAIL: constraint c_pid_fkey on table c depends on index p_pkey]"),
+            ("ALTER TABLE p DROP CONSTRAINT p_code_key", "~ERR 2BP01"),
+            ("DROP INDEX p_x", "~ERR 2BP01 cannot drop index p_x because other objects depend on it"),
+            ("ALTER TABLE p DROP CONSTRAINT p_pkey CASCADE", "ALTER TABLE "),
+            ("ALTER TABLE p DROP CONSTRAINT p_code_key CASCADE", "ALTER TABLE "),
+            (
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'c'::regclass",
+                "conname:19 => c_px_fkey [SELECT 1]",
+            ),
+            ("INSERT INTO c VALUES (99, 'zz', NULL)", "INSERT 0 1"),
+            ("INSERT INTO c VALUES (NULL, NULL, 5)", "~ERR 23503"),
+            ("DROP INDEX p_x CASCADE", "DROP INDEX "),
+            ("INSERT INTO c VALUES (NULL, NULL, 5)", "INSERT 0 1"),
+        ],
+    );
+}
