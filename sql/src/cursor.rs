@@ -149,7 +149,8 @@ pub(crate) fn fetch(
     into: Option<&ast::ObjectName>,
     describe: bool,
 ) -> Result<StatementResult, SqlError> {
-    if into.is_some() {
+    let moving = into.is_some_and(|i| i.to_string().contains(crate::MOVE_MARKER));
+    if into.is_some() && !moving {
         return Err(SqlError::new(
             FEATURE_NOT_SUPPORTED,
             "FETCH ... INTO is not supported",
@@ -175,6 +176,9 @@ pub(crate) fn fetch(
                 .with_hint(&HINT_SCROLL),
         );
     }
+    if describe && moving {
+        return Ok(done(String::new()));
+    }
     if describe {
         return Ok(StatementResult::Rows {
             columns: cursor.columns.clone(),
@@ -183,6 +187,9 @@ pub(crate) fn fetch(
         });
     }
     let rows = moved(cursor, m);
+    if moving {
+        return Ok(done(format!("MOVE {}", rows.len())));
+    }
     Ok(StatementResult::Rows {
         columns: cursor.columns.clone(),
         tag: format!("FETCH {}", rows.len()),

@@ -911,6 +911,11 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                     return parse_plain(&text);
                 }
             }
+            if lower.trim_start().starts_with("move") {
+                if let Some(parsed) = parse_move(sql) {
+                    return parsed;
+                }
+            }
             Err(e)
         }
         parsed => parsed,
@@ -968,6 +973,46 @@ fn with_fetch_from(sql: &str) -> Option<String> {
         start = end + 1;
     }
     changed.then(|| out.concat())
+}
+
+/// The name a MOVE statement is carried under as a FETCH ... INTO (which helios does not
+/// run otherwise): `cursor::fetch` moves without returning rows. No client can write it.
+pub(crate) const MOVE_MARKER: &str = "\0move";
+
+/// `MOVE [direction] [FROM | IN] cursor` (which sqlparser does not parse): read as the FETCH
+/// it moves like, marked with [`MOVE_MARKER`]. None: the text is not one MOVE statement.
+fn parse_move(sql: &str) -> Option<Result<Vec<Statement>, SqlError>> {
+    let trimmed = sql.trim_start();
+    let rest = trimmed.get(4..)?;
+    // One statement: a semicolon only at its end.
+    let body = rest.trim_end().trim_end_matches(';');
+    if !rest.starts_with(|c: char| c.is_whitespace()) || body.contains(';') {
+        return None;
+    }
+    let text = format!("FETCH{rest}");
+    let parsed = parse_plain(&text).or_else(|e| match with_fetch_from(&text) {
+        Some(fixed) => parse_plain(&fixed),
+        None => Err(e),
+    });
+    Some(parsed.map(|statements| {
+        statements
+            .into_iter()
+            .map(|s| match s {
+                Statement::Fetch {
+                    name,
+                    direction,
+                    position,
+                    into: None,
+                } => Statement::Fetch {
+                    name,
+                    direction,
+                    position,
+                    into: Some(ast::ObjectName::from(vec![ast::Ident::new(MOVE_MARKER)])),
+                },
+                other => other,
+            })
+            .collect()
+    }))
 }
 
 /// `FOR NO KEY UPDATE` and `FOR KEY SHARE`, which sqlparser cannot parse, as `FOR UPDATE`

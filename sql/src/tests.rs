@@ -3095,3 +3095,44 @@ fn dropping_a_referenced_key_cascades_to_its_foreign_keys() {
         ],
     );
 }
+
+/// DECLARE, FETCH (with and without FROM), MOVE and CLOSE as PostgreSQL 15 runs them.
+#[test]
+fn cursors_fetch_and_move() {
+    script(
+        2,
+        &[
+            ("CREATE TABLE cm (id int PRIMARY KEY)", "CREATE TABLE "),
+            (
+                "INSERT INTO cm SELECT g FROM generate_series(1, 10) g",
+                "INSERT 0 10",
+            ),
+            (
+                "DECLARE c0 CURSOR FOR SELECT 1",
+                "ERR 25P01 DECLARE CURSOR can only be used in transaction blocks",
+            ),
+            ("BEGIN", "BEGIN"),
+            (
+                "DECLARE c SCROLL CURSOR FOR SELECT id FROM cm ORDER BY id",
+                "DECLARE CURSOR",
+            ),
+            ("MOVE 3 IN c", "MOVE 3"),
+            ("FETCH c", "id:23 => 4 [FETCH 1]"),
+            ("MOVE FORWARD ALL FROM c", "MOVE 6"),
+            ("FETCH PRIOR FROM c", "id:23 => 10 [FETCH 1]"),
+            ("MOVE BACKWARD 2 c", "MOVE 2"),
+            ("FETCH 2 c", "id:23 => 9 / 10 [FETCH 2]"),
+            ("FETCH ABSOLUTE 8 FROM c", "id:23 => 8 [FETCH 1]"),
+            ("CLOSE c", "CLOSE CURSOR"),
+            ("FETCH c", "ERR 34000 cursor \"c\" does not exist"),
+            ("ROLLBACK", "ROLLBACK"),
+            ("BEGIN", "BEGIN"),
+            ("DECLARE d CURSOR FOR SELECT 1", "DECLARE CURSOR"),
+            (
+                "DECLARE d CURSOR FOR SELECT 1",
+                "ERR 42P03 cursor \"d\" already exists",
+            ),
+            ("ROLLBACK", "ROLLBACK"),
+        ],
+    );
+}
