@@ -270,15 +270,7 @@ fn positions_in(table: &Table, names: &[String]) -> Result<Vec<usize>, SqlError>
 
 /// `Key (a, b)=(1, 2)`, as PostgreSQL's details write a key.
 fn key_text(table: &Table, columns: &[usize], values: &[Datum], env: &Env) -> String {
-    let names: Vec<&str> = columns
-        .iter()
-        .map(|&c| table.columns[c].name.as_str())
-        .collect();
-    let shown: Vec<String> = values
-        .iter()
-        .map(|v| types::output(v, &env.style).unwrap_or_else(|| "null".into()))
-        .collect();
-    format!("Key ({})=({})", names.join(", "), shown.join(", "))
+    crate::index::key_text(table, columns, values, &env.style)
 }
 
 /// The filter `columns = values` over `table`, each value converted to its column's type

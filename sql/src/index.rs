@@ -101,15 +101,25 @@ pub(crate) fn describe_conflict(
     }
     let types: Vec<SqlType> = columns.iter().map(|&c| table.columns[c].ty).collect();
     let values = rowcodec::decode_key_datums(key_bytes, &types)?;
+    Some(key_text(&table, &columns, &values, style))
+}
+
+/// `Key (a, b)=(1, 2)`: a key as PostgreSQL's error details write it (NULL as `null`).
+pub(crate) fn key_text(
+    table: &Table,
+    columns: &[usize],
+    values: &[Datum],
+    style: &crate::types::Style,
+) -> String {
     let names: Vec<&str> = columns
         .iter()
         .map(|&c| table.columns[c].name.as_str())
         .collect();
     let shown: Vec<String> = values
         .iter()
-        .map(|v| crate::types::output(v, style).unwrap_or_default())
+        .map(|v| crate::types::output(v, style).unwrap_or_else(|| "null".into()))
         .collect();
-    Some(format!("Key ({})=({})", names.join(", "), shown.join(", ")))
+    format!("Key ({})=({})", names.join(", "), shown.join(", "))
 }
 
 /// The table a conflicting row key or unique-index claim belongs to, and the constraint it

@@ -1787,19 +1787,10 @@ pub(crate) async fn run_update<C: Cluster>(
             })
             .collect();
         let (_, new_rows) = write_rows_returning(cluster, &table, ops, None).await?;
-        let set_columns: Vec<usize> = match table.foreign_keys.is_empty() {
-            true => Vec::new(),
-            false => spec.sets.iter().map(|(c, _)| *c).collect(),
-        };
-        crate::fkey::check_references(
-            cluster,
-            session.database(),
-            &env,
-            &table,
-            &new_rows,
-            Some(&set_columns),
-        )
-        .await?;
+        if !table.foreign_keys.is_empty() {
+            let set: Vec<usize> = spec.sets.iter().map(|(c, _)| *c).collect();
+            check_updated_references(cluster, session, &env, &table, &new_rows, &set).await?;
+        }
         note_write(session);
         let count = new_rows.len();
         return finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false);
@@ -1844,20 +1835,25 @@ pub(crate) async fn run_update<C: Cluster>(
     }
     let count = new_rows.len();
     replace_rows(cluster, session, &catalog, &table, &rows, &new_rows, keys).await?;
-    let set_columns: Vec<usize> = sets.iter().map(|(c, _)| *c).collect();
-    crate::fkey::check_references(
-        cluster,
-        session.database(),
-        &env,
-        &table,
-        &new_rows,
-        Some(&set_columns),
-    )
-    .await?;
+    let set: Vec<usize> = sets.iter().map(|(c, _)| *c).collect();
+    check_updated_references(cluster, session, &env, &table, &new_rows, &set).await?;
     crate::fkey::referenced_rows_changed(cluster, session, &env, &table, &rows, Some(&new_rows))
         .await?;
     note_write(session);
     finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false)
+}
+
+/// An UPDATE's foreign key checks: the references its SET columns (`set`) changed.
+async fn check_updated_references<C: Cluster>(
+    cluster: &C,
+    session: &Session,
+    env: &Env,
+    table: &Table,
+    new_rows: &[Row],
+    set: &[usize],
+) -> Result<(), SqlError> {
+    crate::fkey::check_references(cluster, session.database(), env, table, new_rows, Some(set))
+        .await
 }
 
 /// Writes `new` over `old` (rows of `table` under `keys`, read by this statement): each
