@@ -433,6 +433,15 @@ async fn check_keys_exist<C: Cluster>(
         .enumerate()
         .flat_map(|(i, (_, keys))| keys.iter().map(move |k| (i, k)))
         .collect();
+    // A referenced row this transaction wrote (and still has) exists under its write lock.
+    let lookups: Vec<(usize, &Vec<Datum>)> = lookups
+        .into_iter()
+        .filter(|&(i, key)| {
+            let (parent, ref_positions, from) = &targets[i];
+            lock.is_none()
+                || !written_by_transaction(cluster, env, parent, ref_positions, key, from)
+        })
+        .collect();
     for chunk in lookups.chunks(LOOKUPS_IN_FLIGHT) {
         let found = futures_util::future::join_all(chunk.iter().map(|&(i, key)| {
             let (parent, ref_positions, from) = &targets[i];
@@ -459,6 +468,47 @@ async fn check_keys_exist<C: Cluster>(
         }
     }
     Ok(())
+}
+
+/// Whether `key` (of types `from`) in `columns` of `parent` is the primary key of a row the
+/// transaction wrote and still has (`txn::TxnState::written_rows`).
+fn written_by_transaction<C: Cluster>(
+    cluster: &C,
+    env: &Env,
+    parent: &Table,
+    columns: &[usize],
+    key: &[Datum],
+    from: &[SqlType],
+) -> bool {
+    let mut sorted = columns.to_vec();
+    sorted.sort_unstable();
+    let mut pk = parent.primary_key.clone();
+    pk.sort_unstable();
+    if pk.is_empty() || sorted != pk {
+        return false;
+    }
+    let mut row = vec![Datum::Null; parent.columns.len()];
+    for ((&c, v), &ty) in columns.iter().zip(key).zip(from) {
+        let column = &parent.columns[c];
+        row[c] = if ty == column.ty {
+            v.clone()
+        } else {
+            match types::cast(
+                v.clone(),
+                ty,
+                column.ty,
+                crate::types::TYPMOD_NONE,
+                &env.style,
+            ) {
+                Ok(v) => v,
+                Err(_) => return false,
+            }
+        };
+    }
+    match stmt::key_bytes_of(parent, &row) {
+        Ok(bytes) => crate::txn::wrote_row(cluster, &rowcodec::row_key(parent.id, &bytes)),
+        Err(_) => false,
+    }
 }
 
 /// COMMIT of a block with deferred foreign key checks: runs them (the referenced rows must
@@ -747,6 +797,7 @@ async fn delete_rows<C: Cluster>(
     table: &Arc<Table>,
     keys: Vec<Bytes>,
 ) -> Result<Vec<Row>, SqlError> {
+    crate::txn::forget_written_rows(cluster);
     let spec = Arc::new(ModifySpec {
         table: table.clone(),
         sets: Vec::new(),

@@ -387,6 +387,9 @@ async fn execute_statement<C: Cluster>(
 ) -> Result<StatementResult, SqlError> {
     let in_block = session.transaction != TransactionState::Idle;
     txn::statement_start(cluster, session);
+    if !keeps_written_rows(statement) {
+        txn::forget_written_rows(cluster);
+    }
     // DDL runs outside any transaction: its scans read the newest data (no snapshot held
     // over a table rewrite) and its writes apply at once.
     let ddl = is_ddl(statement);
@@ -455,6 +458,25 @@ async fn execute_statement<C: Cluster>(
         txn::set_suspended(cluster, false);
     }
     r.and_then(|result| end.map(|()| result))
+}
+
+/// Whether a statement cannot delete or move a row the transaction wrote (see
+/// `txn::TxnState::written_rows`): queries, plain INSERTs and UPDATEs (an UPDATE that
+/// moves rows forgets them itself), settings and transaction control.
+fn keeps_written_rows(statement: &Statement) -> bool {
+    use Statement as S;
+    match statement {
+        S::Insert(insert) => insert.on.is_none(),
+        S::Query(_)
+        | S::Update(_)
+        | S::Set(_)
+        | S::ShowVariable { .. }
+        | S::StartTransaction { .. }
+        | S::Commit { .. }
+        | S::Savepoint { .. }
+        | S::ReleaseSavepoint { .. } => true,
+        _ => false,
+    }
 }
 
 fn creates_or_drops_database(statement: &Statement) -> bool {

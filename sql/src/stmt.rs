@@ -1226,6 +1226,9 @@ pub(crate) async fn run_insert<C: Cluster>(
     };
     let (applied, _, skipped) =
         write_rows_skipping(cluster, &table, ops, do_nothing.as_ref()).await?;
+    if do_nothing.is_none() {
+        note_rows_written(cluster, &table, &full_rows);
+    }
     if skipped.is_empty() {
         crate::fkey::check_references(cluster, session.database(), &env, &table, &full_rows, None)
             .await?;
@@ -1787,6 +1790,7 @@ pub(crate) async fn run_update<C: Cluster>(
             })
             .collect();
         let (_, new_rows) = write_rows_returning(cluster, &table, ops, None).await?;
+        note_rows_written(cluster, &table, &new_rows);
         if !table.foreign_keys.is_empty() {
             let set: Vec<usize> = spec.sets.iter().map(|(c, _)| *c).collect();
             check_updated_references(cluster, session, &env, &table, &new_rows, &set).await?;
@@ -1843,6 +1847,35 @@ pub(crate) async fn run_update<C: Cluster>(
     finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false)
 }
 
+/// Notes rows of `table` the transaction wrote (and has: inserted, or updated in place), so
+/// that foreign keys referencing them need no lookup; only where some foreign key
+/// references the table by its primary key.
+fn note_rows_written<C: Cluster>(cluster: &C, table: &Table, rows: &[Row]) {
+    if table.primary_key.is_empty() || !crate::txn::in_transaction(cluster) {
+        return;
+    }
+    let catalog = cluster.catalog();
+    let Some(db) = catalog.databases.values().find(|d| {
+        d.schemas
+            .get(&table.schema)
+            .is_some_and(|s| s.tables.get(&table.name).is_some_and(|t| t.id == table.id))
+    }) else {
+        return;
+    };
+    if db
+        .foreign_keys_to(&table.schema, &table.name)
+        .next()
+        .is_none()
+    {
+        return;
+    }
+    let keys = rows.iter().filter_map(|row| {
+        let bytes = key_bytes_of(table, row).ok()?;
+        Some(rowcodec::row_key(table.id, &bytes))
+    });
+    crate::txn::note_written_rows(cluster, keys);
+}
+
 /// An UPDATE's foreign key checks: the references its SET columns (`set`) changed.
 async fn check_updated_references<C: Cluster>(
     cluster: &C,
@@ -1868,6 +1901,8 @@ pub(crate) async fn replace_rows<C: Cluster>(
     new: &[Row],
     keys: Vec<Bytes>,
 ) -> Result<(), SqlError> {
+    // A row may move to a new key: the transaction no longer knows which rows it has.
+    crate::txn::forget_written_rows(cluster);
     let env = Env::of(session);
     let checks = bind_checks(session, catalog, table)?;
     let mut ops = Vec::with_capacity(old.len());

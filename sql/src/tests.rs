@@ -3136,3 +3136,41 @@ fn cursors_fetch_and_move() {
         ],
     );
 }
+
+/// A foreign key referencing a row the transaction wrote skips its lookup; a DELETE, a
+/// moved key or a ROLLBACK TO makes the transaction forget those rows, so a reference to a
+/// row it deleted or rolled back still fails.
+#[test]
+fn references_to_rows_the_transaction_wrote() {
+    script(
+        2,
+        &[
+            (
+                "CREATE TABLE wp (id int PRIMARY KEY, v int)",
+                "CREATE TABLE ",
+            ),
+            ("CREATE TABLE wc (pid int REFERENCES wp)", "CREATE TABLE "),
+            ("BEGIN", "BEGIN"),
+            ("INSERT INTO wp VALUES (1, 0), (2, 0), (3, 0)", "INSERT 0 3"),
+            ("INSERT INTO wc VALUES (1)", "INSERT 0 1"),
+            ("UPDATE wp SET v = 1 WHERE id = 2", "UPDATE 1"),
+            ("INSERT INTO wc VALUES (2)", "INSERT 0 1"),
+            ("DELETE FROM wp WHERE id = 3", "DELETE 1"),
+            ("INSERT INTO wc VALUES (3)", "~ERR 23503"),
+            ("ROLLBACK", "ROLLBACK"),
+            ("BEGIN", "BEGIN"),
+            ("INSERT INTO wp VALUES (4, 0)", "INSERT 0 1"),
+            ("SAVEPOINT s", "SAVEPOINT"),
+            ("INSERT INTO wp VALUES (5, 0)", "INSERT 0 1"),
+            ("ROLLBACK TO s", "ROLLBACK"),
+            ("INSERT INTO wc VALUES (5)", "~ERR 23503"),
+            ("ROLLBACK", "ROLLBACK"),
+            ("BEGIN", "BEGIN"),
+            ("INSERT INTO wp VALUES (6, 0)", "INSERT 0 1"),
+            ("UPDATE wp SET id = 7 WHERE id = 6", "UPDATE 1"),
+            ("INSERT INTO wc VALUES (6)", "~ERR 23503"),
+            ("ROLLBACK", "ROLLBACK"),
+            ("SELECT count(*) FROM wc", "count:20 => 0 [SELECT 1]"),
+        ],
+    );
+}

@@ -1273,6 +1273,46 @@ pub(crate) struct TxnState {
     /// SET CONSTRAINTS: deferrable constraints made DEFERRED (true) or IMMEDIATE for the
     /// rest of the transaction, all of them (`None` key) or by (table id, name).
     pub(crate) constraint_modes: HashMap<Option<(u32, String)>, bool>,
+    /// Row keys this transaction inserted or updated (keeping their key) and has not
+    /// deleted since: they exist, under its write lock, so a foreign key referencing one
+    /// needs no lookup. Cleared by anything that might delete or move a row
+    /// ([`forget_written_rows`]); at most [`WRITTEN_ROWS_MAX`].
+    pub(crate) written_rows: std::collections::HashSet<Bytes>,
+}
+
+/// Rows a transaction remembers writing, at most (beyond it, foreign keys look them up).
+const WRITTEN_ROWS_MAX: usize = 4096;
+
+/// Notes rows the connection's transaction inserted or updated in place (see
+/// [`TxnState::written_rows`]).
+pub(crate) fn note_written_rows<C: Cluster>(cluster: &C, keys: impl Iterator<Item = Bytes>) {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    let Some(t) = conn.current.as_mut() else {
+        return;
+    };
+    for key in keys {
+        if t.written_rows.len() >= WRITTEN_ROWS_MAX {
+            break;
+        }
+        t.written_rows.insert(key);
+    }
+}
+
+/// A statement may have deleted or moved rows: the transaction forgets which rows it wrote.
+pub(crate) fn forget_written_rows<C: Cluster>(cluster: &C) {
+    if let Some(t) = cluster.conn_txn().borrow_mut().current.as_mut() {
+        t.written_rows.clear();
+    }
+}
+
+/// Whether the connection's transaction wrote row `key` and still has it.
+pub(crate) fn wrote_row<C: Cluster>(cluster: &C, key: &[u8]) -> bool {
+    cluster
+        .conn_txn()
+        .borrow()
+        .current
+        .as_ref()
+        .is_some_and(|t| t.written_rows.contains(key))
 }
 
 /// A deferred foreign key check: the referencing keys a statement wrote.
@@ -1415,6 +1455,7 @@ pub(crate) fn begin<C: Cluster>(cluster: &C, isolation: Isolation, implicit: boo
         queried: false,
         deferred_checks: Vec::new(),
         constraint_modes: HashMap::new(),
+        written_rows: Default::default(),
     });
     id
 }
@@ -2085,8 +2126,9 @@ pub(crate) async fn rollback_to<C: Cluster>(cluster: &C, name: &str) -> Result<(
         let at = savepoint_position(t, name)?;
         t.savepoints.truncate(at + 1);
         let mark = t.savepoints[at].1;
-        // The rows those checks were for are undone too.
+        // The rows those checks were for are undone too, and so may be rows it wrote.
         t.deferred_checks.retain(|d| d.mark < mark);
+        t.written_rows.clear();
         (t.id, mark, t.touched.clone(), t.ddl)
     };
     let calls = shards
