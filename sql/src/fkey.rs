@@ -222,12 +222,7 @@ fn comparable(a: SqlType, b: SqlType) -> bool {
 
 /// PostgreSQL's name for an unnamed foreign key: `table_col1_col2_fkey`, numbered when taken.
 fn default_name(table: &Table, columns: &[usize], taken: &dyn Fn(&str) -> bool) -> String {
-    let mut stem = table.name.clone();
-    for &c in columns {
-        stem.push('_');
-        stem.push_str(&table.columns[c].name);
-    }
-    stem.push_str("_fkey");
+    let stem = stmt::generated_name(table, columns, "fkey");
     std::iter::once(stem.clone())
         .chain((1..).map(|n| format!("{stem}{n}")))
         .find(|n| !taken(n))

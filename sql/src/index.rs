@@ -79,23 +79,7 @@ pub(crate) fn describe_conflict(
     key: &[u8],
     style: &crate::types::Style,
 ) -> Option<String> {
-    let id_at = |at: usize| Some(u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?));
-    let (table, columns, key_bytes) = match *key.first()? {
-        rowcodec::ROW_PREFIX => {
-            let table = table_by_id(catalog, id_at(1)?)?;
-            let columns = table.primary_key.clone();
-            (table, columns, key.get(rowcodec::ROW_KEY_HEADER_BYTES..)?)
-        }
-        CLAIM_PREFIX => {
-            let table = table_by_id(catalog, id_at(1)?)?;
-            let index_id = id_at(5)?;
-            let spec = specs_for(catalog, &table)
-                .into_iter()
-                .find(|spec| spec.id == index_id)?;
-            (table, spec.columns, key.get(9..)?)
-        }
-        _ => return None,
-    };
+    let (table, _, columns, key_bytes) = conflict_source(catalog, key)?;
     if columns.is_empty() {
         return None;
     }
@@ -125,12 +109,25 @@ pub(crate) fn key_text(
 /// The table a conflicting row key or unique-index claim belongs to, and the constraint it
 /// violates (its primary key's, or the unique index's name).
 pub(crate) fn conflict_names(catalog: &Catalog, key: &[u8]) -> Option<(Arc<Table>, String)> {
+    conflict_source(catalog, key).map(|(table, name, _, _)| (table, name))
+}
+
+/// What a conflicting row key or unique-index claim is of: its table, the constraint (the
+/// primary key's, or the index's name), that constraint's columns and the key's value bytes.
+type ConflictSource<'k> = (Arc<Table>, String, Vec<usize>, &'k [u8]);
+
+fn conflict_source<'k>(catalog: &Catalog, key: &'k [u8]) -> Option<ConflictSource<'k>> {
     let id_at = |at: usize| Some(u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?));
     match *key.first()? {
         rowcodec::ROW_PREFIX => {
             let table = table_by_id(catalog, id_at(1)?)?;
-            let name = table.pkey_name();
-            Some((table, name))
+            let (name, columns) = (table.pkey_name(), table.primary_key.clone());
+            Some((
+                table,
+                name,
+                columns,
+                key.get(rowcodec::ROW_KEY_HEADER_BYTES..)?,
+            ))
         }
         CLAIM_PREFIX => {
             let table = table_by_id(catalog, id_at(1)?)?;
@@ -138,7 +135,7 @@ pub(crate) fn conflict_names(catalog: &Catalog, key: &[u8]) -> Option<(Arc<Table
             let spec = specs_for(catalog, &table)
                 .into_iter()
                 .find(|spec| spec.id == index_id)?;
-            Some((table, spec.name))
+            Some((table, spec.name, spec.columns, key.get(9..)?))
         }
         _ => None,
     }

@@ -2160,12 +2160,19 @@ async fn restart_owned_sequences<C: Cluster>(
 
 /// PostgreSQL's default name of a UNIQUE constraint on `columns`: `table_col1_col2_key`.
 pub(crate) fn unique_key_name(table: &Table, columns: &[usize]) -> String {
+    generated_name(table, columns, "key")
+}
+
+/// PostgreSQL's generated names for what covers `columns` of `table`:
+/// `table_col1_col2_suffix` (`key`, `idx`, `fkey`).
+pub(crate) fn generated_name(table: &Table, columns: &[usize], suffix: &str) -> String {
     let mut name = table.name.clone();
-    for &p in columns {
+    for &c in columns {
         name.push('_');
-        name.push_str(&table.columns[p].name);
+        name.push_str(&table.columns[c].name);
     }
-    name.push_str("_key");
+    name.push('_');
+    name.push_str(suffix);
     name
 }
 
@@ -3241,13 +3248,7 @@ const BACKFILL_BATCH_ROWS: usize = 4096;
 
 /// PostgreSQL's generated name: `table_col1_col2_idx`.
 fn default_index_name(table: &Table, columns: &[usize]) -> String {
-    let mut name = table.name.clone();
-    for &c in columns {
-        name.push('_');
-        name.push_str(&table.columns[c].name);
-    }
-    name.push_str("_idx");
-    name
+    generated_name(table, columns, "idx")
 }
 
 /// CREATE [OR REPLACE] VIEW: the query is planned now (so a bad one fails here, and the
