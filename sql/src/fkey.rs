@@ -325,6 +325,36 @@ async fn rows_with_key<C: Cluster>(
     Ok((scanned.rows, scanned.keys))
 }
 
+/// Whether rows of `table` whose `columns` equal `values` are in the transaction's own
+/// view (its REPEATABLE READ snapshot and its writes).
+async fn seen_at_snapshot<C: Cluster>(
+    cluster: &C,
+    env: &Env,
+    table: &Arc<Table>,
+    columns: &[usize],
+    values: &[Datum],
+    from: &[SqlType],
+) -> Result<bool, SqlError> {
+    let Some(filter) = equality_filter(table, columns, values, from, env) else {
+        return Ok(false);
+    };
+    let f = Fetch::new(table.clone(), Some(filter));
+    Ok(!crate::dist::fetch(cluster, &f, &[], env, false)
+        .await?
+        .rows
+        .is_empty())
+}
+
+/// A REPEATABLE READ transaction's reference to a row deleted since its snapshot: 40001,
+/// as PostgreSQL's check raises it (its FOR KEY SHARE finds the row gone), so that the
+/// client retries.
+fn serialization_failure() -> SqlError {
+    SqlError::new(
+        crate::txn::SERIALIZATION_FAILURE,
+        "could not serialize access due to concurrent update",
+    )
+}
+
 /// The distinct keys of `fk` in `rows` that must be found in the referenced table: those
 /// with no NULL (MATCH SIMPLE), or — MATCH FULL — with no NULL at all, a key mixing NULL and
 /// non-NULL values being a violation itself.
@@ -446,6 +476,14 @@ async fn check_keys_exist<C: Cluster>(
         for (&(i, key), found) in chunk.iter().zip(found) {
             if found?.0.is_empty() {
                 let fk = checks[i].0;
+                let (parent, ref_positions, from) = &targets[i];
+                let repeatable = lock.is_some() && !crate::txn::reads_newest(cluster);
+                if repeatable
+                    && seen_at_snapshot(cluster, env, parent, ref_positions, key, from).await?
+                {
+                    // Deleted since the snapshot, which still sees it.
+                    return Err(serialization_failure());
+                }
                 return Err(SqlError::new(
                     FOREIGN_KEY_VIOLATION,
                     format!(
@@ -708,6 +746,8 @@ async fn rows_changed_at<C: Cluster>(
                 continue;
             }
             match action {
+                // (A reference newer than a REPEATABLE READ snapshot counts too: PostgreSQL
+                // reports it as this violation as well.)
                 FkAction::NoAction | FkAction::Restrict => {
                     return Err(SqlError::new(
                         FOREIGN_KEY_VIOLATION,
