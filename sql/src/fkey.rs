@@ -300,8 +300,8 @@ fn equality_filter(
     Bound::conjunction(parts)
 }
 
-/// The rows of `table` whose `columns` equal `values`, locked in `lock` mode (None: not
-/// locked), with their keys.
+/// The rows of `table` whose `columns` equal `values`, with their keys: the newest
+/// committed ones (and the transaction's own) locked in `lock` mode (None: not locked).
 async fn rows_with_key<C: Cluster>(
     cluster: &C,
     env: &Env,
@@ -311,18 +311,7 @@ async fn rows_with_key<C: Cluster>(
     from: &[SqlType],
     lock: Option<LockMode>,
 ) -> Result<(Vec<Row>, Vec<Bytes>), SqlError> {
-    let Some(filter) = equality_filter(table, columns, values, from, env) else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let mut f = Fetch::new(table.clone(), Some(filter));
-    f.newest = true;
-    f.lock = lock.map(|mode| RowLock {
-        mode,
-        nowait: false,
-        skip_locked: false,
-    });
-    let scanned = crate::dist::fetch(cluster, &f, &[], env, true).await?;
-    Ok((scanned.rows, scanned.keys))
+    read_key(cluster, env, table, columns, values, from, lock, true).await
 }
 
 /// Whether rows of `table` whose `columns` equal `values` are in the transaction's own
@@ -335,14 +324,35 @@ async fn seen_at_snapshot<C: Cluster>(
     values: &[Datum],
     from: &[SqlType],
 ) -> Result<bool, SqlError> {
+    let (rows, _) = read_key(cluster, env, table, columns, values, from, None, false).await?;
+    Ok(!rows.is_empty())
+}
+
+/// The rows of `table` whose `columns` equal `values` ([`Fetch::newest`] or at the
+/// transaction's view), locked in `lock` mode.
+#[allow(clippy::too_many_arguments)]
+async fn read_key<C: Cluster>(
+    cluster: &C,
+    env: &Env,
+    table: &Arc<Table>,
+    columns: &[usize],
+    values: &[Datum],
+    from: &[SqlType],
+    lock: Option<LockMode>,
+    newest: bool,
+) -> Result<(Vec<Row>, Vec<Bytes>), SqlError> {
     let Some(filter) = equality_filter(table, columns, values, from, env) else {
-        return Ok(false);
+        return Ok((Vec::new(), Vec::new()));
     };
-    let f = Fetch::new(table.clone(), Some(filter));
-    Ok(!crate::dist::fetch(cluster, &f, &[], env, false)
-        .await?
-        .rows
-        .is_empty())
+    let mut f = Fetch::new(table.clone(), Some(filter));
+    f.newest = newest;
+    f.lock = lock.map(|mode| RowLock {
+        mode,
+        nowait: false,
+        skip_locked: false,
+    });
+    let scanned = crate::dist::fetch(cluster, &f, &[], env, true).await?;
+    Ok((scanned.rows, scanned.keys))
 }
 
 /// A REPEATABLE READ transaction's reference to a row deleted since its snapshot: 40001,

@@ -5,19 +5,11 @@
 //! DROP CONSTRAINT, DROP TABLE and TRUNCATE of a referenced table, the locks that keep a
 //! concurrent DELETE from orphaning a new reference, and the constraints after kill -9.
 
-use std::time::Duration;
-
 use helios_tests::server::{Durability, HeliosServer, ServerOpts};
 use tokio_postgres::Client;
 
 mod pg_common;
-use pg_common::{connect, runtime};
-
-async fn ok(client: &Client, sql: &str) {
-    if let Err(e) = client.batch_execute(sql).await {
-        panic!("{sql}: {e:?}");
-    }
-}
+use pg_common::{connect, ok, runtime, still_waiting};
 
 /// Runs `sql`, which must fail with `sqlstate`; returns (message, detail).
 async fn fails(client: &Client, sql: &str, sqlstate: &str) -> (String, String) {
@@ -49,13 +41,6 @@ async fn rows(client: &Client, sql: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// Whether `future` is still pending after a moment (it waits for a lock).
-async fn still_waiting<F: std::future::Future + Unpin>(future: &mut F) -> bool {
-    tokio::time::timeout(Duration::from_millis(300), future)
-        .await
-        .is_err()
 }
 
 #[test]

@@ -11,20 +11,13 @@ use helios_tests::server::{Durability, HeliosServer, ServerOpts};
 use tokio_postgres::Client;
 
 mod pg_common;
-use pg_common::{connect, runtime};
+use pg_common::{connect, ok, runtime, still_waiting};
 
 fn code(error: &tokio_postgres::Error) -> String {
     error
         .code()
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("not a server error: {error:?}"))
-}
-
-/// Runs statements that must succeed.
-async fn ok(client: &Client, sql: &str) {
-    if let Err(e) = client.batch_execute(sql).await {
-        panic!("{sql}: {e:?}");
-    }
 }
 
 /// Runs statements that must fail; the error.
@@ -68,13 +61,6 @@ async fn setup_accounts(client: &Client, accounts: i64, balance: i64) {
         )
         .await
         .unwrap();
-}
-
-/// Whether `future` is still pending after a moment (it waits for a lock).
-async fn still_waiting<F: std::future::Future + Unpin>(future: &mut F) -> bool {
-    tokio::time::timeout(Duration::from_millis(300), future)
-        .await
-        .is_err()
 }
 
 #[test]

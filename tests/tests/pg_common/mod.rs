@@ -19,3 +19,19 @@ pub async fn connect(port: u16) -> Client {
     tokio::spawn(connection);
     client
 }
+
+/// Runs statements that must succeed.
+#[allow(dead_code)] // not every test file uses each helper
+pub async fn ok(client: &Client, sql: &str) {
+    if let Err(e) = client.batch_execute(sql).await {
+        panic!("{sql}: {e:?}");
+    }
+}
+
+/// Whether `future` is still pending after a moment (it waits for a lock).
+#[allow(dead_code)]
+pub async fn still_waiting<F: std::future::Future + Unpin>(future: &mut F) -> bool {
+    tokio::time::timeout(std::time::Duration::from_millis(300), future)
+        .await
+        .is_err()
+}
