@@ -194,8 +194,6 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         || !verify_checks.is_empty()
         || !verify_foreign_keys.is_empty();
     if reads_rows {
-        // (DDL after writes in the same transaction block is refused before it gets here: it
-        // would wait for its own row locks.)
         if crate::txn::snapshot_taken(cluster) {
             return Err(not_supported(
                 "ALTER TABLE that reads or rewrites rows in a REPEATABLE READ transaction after its first query",
@@ -227,7 +225,9 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             && checks.is_empty()
             && verify_foreign_keys.is_empty()
             && verify_not_null.iter().all(|c| new.primary_key.contains(c))
-            && crate::index::specs_for(&catalog, &old).is_empty();
+            && crate::index::specs_for(&catalog, &old).is_empty()
+            // The shards read committed rows straight: the block's own would be missed.
+            && crate::txn::first_touched_of(cluster, &[old.id]).is_none();
         if moves_raw {
             new.id = reserve_id(cluster).await?;
             let rekey = crate::cluster::Rekey {
@@ -1358,6 +1358,7 @@ async fn freeze_writes<C: Cluster>(
             crate::txn::TxnMsg::AwaitNoWriters {
                 table_id,
                 timeout_ms,
+                except: crate::txn::current_id(cluster),
             },
         )
     });

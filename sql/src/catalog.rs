@@ -565,6 +565,15 @@ pub enum DdlChange {
         old_name: String,
         new_name: String,
     },
+    /// Gives sequence `name` a fresh id, so that it starts over from its START value
+    /// (TRUNCATE ... RESTART IDENTITY in a transaction block). The values are kept per id,
+    /// so a ROLLBACK, which puts the old id back, also puts back the old values; PostgreSQL
+    /// gives the sequence a new relfilenode for the same reason.
+    RenewSequence {
+        database: String,
+        schema: String,
+        name: String,
+    },
     /// A transaction block ends: its pending DDL is forgotten (`undo_from` None: committed),
     /// or its steps made at or after savepoint mark `undo_from` are undone (`Some(0)`: all
     /// of them, the block rolled back).
@@ -1510,6 +1519,24 @@ impl Catalog {
                         schema.indexes.insert(new_name, index);
                     }
                 }
+            }
+            DdlChange::RenewSequence {
+                database,
+                schema,
+                name,
+            } => {
+                let id = self.take_id();
+                let sequence = self
+                    .schema_mut(&database, &schema)?
+                    .sequences
+                    .get_mut(&name)
+                    .ok_or_else(|| {
+                        SqlError::new(
+                            UNDEFINED_TABLE,
+                            format!("relation \"{name}\" does not exist"),
+                        )
+                    })?;
+                sequence.id = id;
             }
             DdlChange::AlterTable {
                 database,

@@ -234,9 +234,10 @@ async fn scan_shards_at<C: Cluster>(
         None => (0..cluster.shard_count()).collect(),
     };
     let mut req = req.clone();
-    (req.txn, req.pin) = match newest {
-        false => crate::txn::scan_ctx(cluster, only.is_some()).await?,
-        true => (crate::txn::newest_ctx(cluster), None),
+    (req.txn, req.pin) = match (crate::txn::ddl_scan_ctx(cluster, req.table.id), newest) {
+        (Some(ddl), _) => (ddl, None),
+        (None, false) => crate::txn::scan_ctx(cluster, only.is_some()).await?,
+        (None, true) => (crate::txn::newest_ctx(cluster), None),
     };
     if req.lock.is_some() {
         // The shards keep the row locks until the transaction ends.

@@ -497,38 +497,21 @@ fn database_command(statement: &Statement) -> &'static str {
     }
 }
 
-/// DDL inside a transaction block runs outside the transaction, so it must not touch a
-/// table the block has written or locked rows of: a rewrite or an index build would miss
-/// those rows, and an ALTER's freeze would wait for the block's own locks. DDL on other
-/// tables goes ahead, as migration tools issue it (Alembic runs every pending migration,
-/// each ending with an UPDATE of `alembic_version`, in one transaction).
+/// DDL inside a transaction block runs outside the transaction, reading the block's own
+/// rows too ([`txn::newest_ctx`]); an ALTER TABLE that rewrites a table the block has
+/// written or locked rows of is refused where it runs (`alter::refuse_rewrite_of_touched`).
+/// Statements that may reach any table (DROP SCHEMA ... CASCADE) are refused here after
+/// the block has written or locked rows.
 fn refuse_ddl_on_touched_tables<C: Cluster>(
     session: &Session,
     cluster: &C,
     statement: &Statement,
 ) -> Result<(), SqlError> {
-    let catalog = cluster.catalog();
-    let refused = match ddl_tables(session, &catalog, statement) {
-        Some(tables) => {
-            let ids: Vec<u32> = tables.iter().map(|t| t.id).collect();
-            match txn::first_touched_of(cluster, &ids) {
-                Some(id) => tables
-                    .into_iter()
-                    .find(|t| t.id == id)
-                    .map(|t| t.name.clone()),
-                None => None,
-            }
-        }
-        None => Some(String::new()),
-    };
-    match refused {
-        None => Ok(()),
-        Some(name) if name.is_empty() => Err(not_supported(
+    match ddl_tables(session, &cluster.catalog(), statement) {
+        Some(_) => Ok(()),
+        None => Err(not_supported(
             "this DDL in a transaction block after it has written or locked rows",
         )),
-        Some(name) => Err(not_supported(format!(
-            "DDL on table \"{name}\" in a transaction block that has written or locked its rows"
-        ))),
     }
 }
 

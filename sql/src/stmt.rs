@@ -2032,12 +2032,6 @@ pub(crate) async fn run_truncate<C: Cluster>(
     cascade: bool,
 ) -> Result<StatementResult, SqlError> {
     let catalog = cluster.catalog();
-    if restart_identity && session.transaction != TransactionState::Idle {
-        // A sequence's value is not transactional here: a ROLLBACK could not bring it back.
-        return Err(not_supported(
-            "TRUNCATE ... RESTART IDENTITY in a transaction block",
-        ));
-    }
     let mut ids = Vec::with_capacity(names.len());
     for t in names {
         let (schema, name) = plan::split_name(&t.name)?;
@@ -2093,6 +2087,9 @@ pub(crate) async fn run_truncate<C: Cluster>(
     if session.transaction != TransactionState::Idle {
         for (table, _) in &ids {
             crate::alter::truncate_in_block(session, cluster, table).await?;
+            if restart_identity {
+                renew_owned_sequences(session, cluster, table).await?;
+            }
         }
         note_write(session);
         return Ok(truncated(notices));
@@ -2124,14 +2121,13 @@ fn truncated(notices: Vec<String>) -> StatementResult {
     }
 }
 
-/// RESTART IDENTITY: the sequences `table`'s columns own (serial columns') start over, as
-/// ALTER SEQUENCE ... RESTART makes them.
-async fn restart_owned_sequences<C: Cluster>(
+/// The sequences `table`'s columns own (serial and identity columns').
+fn owned_sequences<C: Cluster>(
     session: &Session,
     cluster: &C,
     table: &Table,
-) -> Result<(), SqlError> {
-    let owned: Vec<crate::catalog::SequenceDef> = cluster
+) -> Vec<crate::catalog::SequenceDef> {
+    cluster
         .catalog()
         .database(session.database())
         .and_then(|d| d.schemas.get(&table.schema))
@@ -2142,8 +2138,36 @@ async fn restart_owned_sequences<C: Cluster>(
                 .cloned()
                 .collect()
         })
-        .unwrap_or_default();
-    for sequence in owned {
+        .unwrap_or_default()
+}
+
+/// RESTART IDENTITY in a transaction block: each owned sequence gets a fresh id (which starts
+/// at its START), so the block's ROLLBACK, putting the old ids back, restores their values,
+/// as PostgreSQL's does.
+async fn renew_owned_sequences<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    table: &Table,
+) -> Result<(), SqlError> {
+    for sequence in owned_sequences(session, cluster, table) {
+        let change = crate::catalog::DdlChange::RenewSequence {
+            database: session.database().to_string(),
+            schema: table.schema.clone(),
+            name: sequence.name,
+        };
+        cluster.ddl(change).await?;
+    }
+    Ok(())
+}
+
+/// RESTART IDENTITY: the sequences `table`'s columns own (serial columns') start over, as
+/// ALTER SEQUENCE ... RESTART makes them.
+async fn restart_owned_sequences<C: Cluster>(
+    session: &Session,
+    cluster: &C,
+    table: &Table,
+) -> Result<(), SqlError> {
+    for sequence in owned_sequences(session, cluster, table) {
         let value = sequence.start;
         cluster
             .sequence(

@@ -2722,7 +2722,9 @@ fn unknown_literals_take_their_type_from_a_set_operation_or_an_insert_target() {
 }
 
 /// TRUNCATE ... RESTART IDENTITY starts the table's serial sequences over; CONTINUE
-/// IDENTITY (the default) leaves them; in a transaction block it is refused, not ignored.
+/// IDENTITY (the default) leaves them. In a transaction block the restart is transactional,
+/// as PostgreSQL's: ROLLBACK (or ROLLBACK TO) brings the old values back, also after the
+/// block wrote rows of the table first.
 #[test]
 fn truncate_restart_identity_starts_serial_columns_over() {
     for shards in [1, 2] {
@@ -2750,9 +2752,43 @@ fn truncate_restart_identity_starts_serial_columns_over() {
                     "id:23 => 1 [INSERT 0 1]",
                 ),
                 ("BEGIN", "BEGIN "),
-                ("TRUNCATE ri RESTART IDENTITY", "~ERR 0A000"),
+                ("INSERT INTO ri (v) VALUES (6)", "INSERT 0 1"),
+                ("TRUNCATE ri RESTART IDENTITY", "TRUNCATE TABLE "),
+                (
+                    "INSERT INTO ri (v) VALUES (7) RETURNING id",
+                    "id:23 => 1 [INSERT 0 1]",
+                ),
                 ("ROLLBACK", "ROLLBACK "),
-                ("SELECT id, v FROM ri", "id:23,v:23 => 1|5 [SELECT 1]"),
+                (
+                    "SELECT id, v FROM ri ORDER BY id",
+                    "id:23,v:23 => 1|5 [SELECT 1]",
+                ),
+                (
+                    "INSERT INTO ri (v) VALUES (8) RETURNING id",
+                    "id:23 => 3 [INSERT 0 1]",
+                ),
+                ("BEGIN", "BEGIN "),
+                ("SAVEPOINT s", "SAVEPOINT "),
+                ("TRUNCATE ri RESTART IDENTITY", "TRUNCATE TABLE "),
+                ("ROLLBACK TO s", "ROLLBACK "),
+                (
+                    "INSERT INTO ri (v) VALUES (9) RETURNING id",
+                    "id:23 => 4 [INSERT 0 1]",
+                ),
+                ("TRUNCATE ri RESTART IDENTITY", "TRUNCATE TABLE "),
+                (
+                    "INSERT INTO ri (v) VALUES (10) RETURNING id",
+                    "id:23 => 1 [INSERT 0 1]",
+                ),
+                ("COMMIT", "COMMIT "),
+                (
+                    "INSERT INTO ri (v) VALUES (11) RETURNING id",
+                    "id:23 => 2 [INSERT 0 1]",
+                ),
+                (
+                    "SELECT id, v FROM ri ORDER BY id",
+                    "id:23,v:23 => 1|10 / 2|11 [SELECT 2]",
+                ),
             ],
         );
     }

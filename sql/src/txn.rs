@@ -595,15 +595,18 @@ impl ShardTxns {
         }
     }
 
-    /// Whether a transaction or a write outside one holds rows under `prefix` here: a row
-    /// lock (every intent has one), or a row under a new hidden row id (which takes none).
-    pub fn writers_of(&self, prefix: &[u8]) -> bool {
-        self.locks.borrow().keys().any(|k| k.starts_with(prefix))
-            || self
-                .txns
-                .borrow()
-                .values()
-                .any(|t| t.appended.iter().any(|(_, k, _)| k.starts_with(prefix)))
+    /// Whether a transaction other than `except`, or a write outside one, holds rows under
+    /// `prefix` here: a row lock (every intent has one), or a row under a new hidden row id
+    /// (which takes none).
+    pub fn writers_of(&self, prefix: &[u8], except: Option<TxnId>) -> bool {
+        let other = |h: &Holder| h.each().any(|(t, _)| Some(t) != except);
+        self.locks
+            .borrow()
+            .iter()
+            .any(|(k, h)| k.starts_with(prefix) && other(h))
+            || self.txns.borrow().iter().any(|(id, t)| {
+                Some(*id) != except && t.appended.iter().any(|(_, k, _)| k.starts_with(prefix))
+            })
     }
 
     /// Whether `txn` holds a lock on, or has appended, a row under `prefix` here: an ALTER
@@ -770,9 +773,12 @@ pub enum TxnMsg {
     },
     /// Answer once no transaction (or write outside one) holds rows of the table here: its
     /// writes are frozen, so the ones already in flight only end. 55P03 after `timeout_ms`.
+    /// The rows of transaction `except` (the DDL's own block) do not count: it is not
+    /// waiting for itself.
     AwaitNoWriters {
         table_id: u32,
         timeout_ms: u64,
+        except: Option<TxnId>,
     },
 }
 
@@ -826,10 +832,11 @@ pub async fn txn_local<F: FileSystem + Clone + 'static, R: Runtime>(
         TxnMsg::AwaitNoWriters {
             table_id,
             timeout_ms,
+            except,
         } => {
             let prefix = crate::rowcodec::table_prefix(table_id);
             let deadline = rt.now_ms().saturating_add(timeout_ms);
-            while txns.writers_of(&prefix) {
+            while txns.writers_of(&prefix, except) {
                 if rt.now_ms() >= deadline {
                     return Err(SqlError::new(
                         "55P03",
@@ -1525,6 +1532,30 @@ pub(crate) fn has_pending_ddl<C: Cluster>(cluster: &C) -> bool {
 }
 
 /// Whether the connection's transaction has written anything yet.
+/// The connection's open transaction, if any.
+pub(crate) fn current_id<C: Cluster>(cluster: &C) -> Option<TxnId> {
+    cluster.conn_txn().borrow().current.as_ref().map(|t| t.id)
+}
+
+/// The context of a scan of table `table_id` by DDL, which runs suspended from its block
+/// (None: no DDL is running). Of a table the block has written or locked rows of, it reads
+/// the newest committed rows and the block's own, so that a check or an index build sees
+/// them, as PostgreSQL's DDL in a block does; of others, the newest committed rows only.
+pub(crate) fn ddl_scan_ctx<C: Cluster>(cluster: &C, table_id: u32) -> Option<Option<TxnCtx>> {
+    let conn = cluster.conn_txn().borrow();
+    if !conn.suspended {
+        return None;
+    }
+    let t = conn.current.as_ref();
+    Some(t.filter(|t| t.tables.contains(&table_id)).map(|t| TxnCtx {
+        id: t.id,
+        isolation: Isolation::ReadCommitted,
+        snapshot: None,
+        mark: t.mark(),
+        wait: conn.wait.clone(),
+    }))
+}
+
 pub(crate) fn has_touched<C: Cluster>(cluster: &C) -> bool {
     cluster
         .conn_txn()
@@ -1602,7 +1633,7 @@ pub fn write_ctx<C: Cluster>(cluster: &C, shard: usize, table_id: u32) -> Option
 pub(crate) fn newest_ctx<C: Cluster>(cluster: &C) -> Option<TxnCtx> {
     let conn = cluster.conn_txn().borrow();
     if conn.suspended {
-        return None; // DDL reads outside the transaction
+        return None; // DDL reads outside the transaction ([`ddl_scan_ctx`])
     }
     let wait = conn.wait.clone();
     conn.current.as_ref().map(|t| TxnCtx {

@@ -1244,11 +1244,15 @@ fn alter_table_loses_no_concurrent_write() {
         let err = fails(&admin, "INSERT INTO w VALUES (1, 0)").await;
         assert_eq!(code(&err), "23505");
         ok(&admin, "INSERT INTO w VALUES (-1, 0)").await;
-        // Its own transaction's writes would be waited for by, and invisible to, the rewrite.
+        // The rewrite sees its own transaction's writes, as PostgreSQL's does.
         ok(&admin, "BEGIN; INSERT INTO w VALUES (-2, 0)").await;
-        let err = fails(&admin, "ALTER TABLE w ADD COLUMN q int8 DEFAULT 1").await;
-        assert_eq!(code(&err), "0A000");
+        ok(&admin, "ALTER TABLE w ADD COLUMN q int8 DEFAULT 1").await;
+        assert_eq!(one_i64(&admin, "SELECT q FROM w WHERE id = -2").await, 1);
         ok(&admin, "ROLLBACK").await;
+        assert_eq!(
+            one_i64(&admin, "SELECT count(*) FROM w WHERE id = -2").await,
+            0
+        );
         // DDL on tables the block has not written goes ahead, as a migration tool issues it
         // (Alembic: each migration's DDL, then an UPDATE of alembic_version, one block).
         ok(&admin, "CREATE TABLE side (k int8 PRIMARY KEY)").await;
@@ -1269,9 +1273,9 @@ fn alter_table_loses_no_concurrent_write() {
             "CREATE INDEX w_v ON w (v)",
             "DROP TABLE w",
         ] {
+            // On tables the block has written too; each undone by the ROLLBACK TO.
             ok(&admin, "SAVEPOINT s").await;
-            let err = fails(&admin, ddl).await;
-            assert_eq!(code(&err), "0A000", "{ddl}");
+            ok(&admin, ddl).await;
             ok(&admin, "ROLLBACK TO SAVEPOINT s").await;
         }
         ok(&admin, "COMMIT").await;
