@@ -479,6 +479,11 @@ pub struct ModifySpec {
     pub(crate) filter: Option<Bound>,
     /// CHECK constraints, bound over the table's columns.
     pub(crate) checks: Vec<(String, Bound)>,
+    /// Columns among `sets` whose value must stay as it is, with what changing one would
+    /// need: ON CONFLICT DO UPDATE of a primary key column (the row would move to another
+    /// key) or of a column a foreign key references (the referencing rows would follow).
+    /// Setting one to its current value, as ORMs' upserts do, is fine.
+    pub(crate) fixed: Vec<(usize, &'static str)>,
     pub(crate) env: Env,
 }
 
@@ -2129,6 +2134,12 @@ fn modify_row(
             SetValue::Expr(b) => crate::stmt::assign(eval(b, &cx)?, b.ty, def, &spec.env.style)
                 .map_err(|e| crate::stmt::assignment_error_at(e, b))?,
         };
+    }
+    if let Some((_, what)) = spec.fixed.iter().find(|(c, _)| row[*c] != current[*c]) {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            format!("ON CONFLICT DO UPDATE that changes {what} is not supported"),
+        ));
     }
     crate::stmt::verify_row(&spec.table, &spec.checks, &row, &spec.env)?;
     Ok(Some(row))

@@ -848,6 +848,7 @@ async fn delete_rows<C: Cluster>(
         sets: Vec::new(),
         filter: None,
         checks: Vec::new(),
+        fixed: Vec::new(),
         env: env.clone(),
     });
     let ops = keys

@@ -974,15 +974,6 @@ pub(crate) async fn run_insert<C: Cluster>(
         },
         Some(_) => return Err(not_supported("this ON clause")),
     };
-    if let Some((sets, _, _)) = &upsert {
-        // The rows referencing an old key would have to follow it (not done here).
-        let referenced = crate::fkey::referenced_columns(&catalog, session.database(), &table);
-        if sets.iter().any(|(c, _)| referenced.contains(c)) {
-            return Err(not_supported(
-                "ON CONFLICT DO UPDATE of a column a foreign key references",
-            ));
-        }
-    }
     // Target columns.
     let implicit_targets = insert.columns.is_empty();
     let mut targets: Vec<usize> = if implicit_targets {
@@ -1158,11 +1149,25 @@ pub(crate) async fn run_insert<C: Cluster>(
     let upsert = match upsert {
         Some((sets, filter, arbiter)) => {
             upsert_arbiter = arbiter;
+            let referenced = crate::fkey::referenced_columns(&catalog, session.database(), &table);
+            let fixed = sets
+                .iter()
+                .filter_map(|(c, _)| {
+                    if table.primary_key.contains(c) {
+                        Some((*c, "a primary key value"))
+                    } else {
+                        referenced
+                            .contains(c)
+                            .then_some((*c, "a value a foreign key references"))
+                    }
+                })
+                .collect();
             Some(Arc::new(ModifySpec {
                 table: table.clone(),
                 sets,
                 filter,
                 checks: bind_checks(session, &catalog, &table)?,
+                fixed,
                 env: env.clone(),
             }))
         }
@@ -1428,11 +1433,6 @@ fn bind_do_update(
     let binder = planner.binder(Some(&scope));
     let mut sets = Vec::with_capacity(du.assignments.len());
     for (i, b) in bind_assignments(&binder, table, &du.assignments)? {
-        if table.primary_key.contains(&i) {
-            return Err(not_supported(
-                "ON CONFLICT DO UPDATE of a primary key column",
-            ));
-        }
         let Some(b) = b else {
             return Err(not_supported("DEFAULT in ON CONFLICT DO UPDATE"));
         };
@@ -1775,6 +1775,7 @@ pub(crate) async fn run_update<C: Cluster>(
             sets: spec_sets,
             filter: filter.local,
             checks: bind_checks(session, &catalog, &table)?,
+            fixed: Vec::new(),
             env: env.clone(),
         });
         let ops = keys
@@ -2006,6 +2007,7 @@ pub(crate) async fn run_delete<C: Cluster>(
         sets: Vec::new(),
         filter: filter.local,
         checks: Vec::new(),
+        fixed: Vec::new(),
         env: env.clone(),
     });
     let ops = keys

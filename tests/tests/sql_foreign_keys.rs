@@ -506,6 +506,12 @@ fn copy_repeatable_read_and_upserts_check_references_too() {
             "INSERT INTO p VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET v = 1",
         )
         .await;
+        // The referenced key set to its own value (an ORM's upsert of every column).
+        ok(
+            &a,
+            "INSERT INTO p VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET id = excluded.id, v = 2",
+        )
+        .await;
         ok(&a, "INSERT INTO c VALUES (1, 1) ON CONFLICT DO NOTHING").await;
     });
 }
