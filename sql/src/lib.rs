@@ -907,7 +907,7 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                 }
             }
             if lower.contains("key") {
-                if let Some(text) = with_key_locks_strengthened(sql) {
+                if let Some(text) = with_key_locks_marked(sql) {
                     return parse_plain(&text);
                 }
             }
@@ -1020,10 +1020,15 @@ fn parse_move(sql: &str) -> Option<Result<Vec<Statement>, SqlError>> {
     }))
 }
 
-/// `FOR NO KEY UPDATE` and `FOR KEY SHARE`, which sqlparser cannot parse, as `FOR UPDATE`
-/// and `FOR SHARE`: the stronger locks (they also conflict with non-key writes, where
-/// PostgreSQL's would not), never weaker ones. None: the text has neither.
-fn with_key_locks_strengthened(sql: &str) -> Option<String> {
+/// The name a `FOR NO KEY UPDATE` / `FOR KEY SHARE` clause is carried under (sqlparser
+/// cannot parse them): as `FOR UPDATE` / `FOR SHARE` whose `OF` name starts with it (the
+/// planner reads it back: [`plan::row_lock_mode`]). No client can write it.
+pub(crate) const KEY_LOCK_MARKER: &str = "\0key";
+
+/// `FOR NO KEY UPDATE [OF t]` and `FOR KEY SHARE [OF t]` rewritten as `FOR UPDATE OF
+/// "<marker>"[.t]` and `FOR SHARE OF ...`, which sqlparser parses. None: the text has
+/// neither.
+fn with_key_locks_marked(sql: &str) -> Option<String> {
     use sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
     let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
@@ -1032,34 +1037,58 @@ fn with_key_locks_strengthened(sql: &str) -> Option<String> {
         .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
         .collect();
     let mut dropped = vec![false; tokens.len()];
-    for w in words.windows(4) {
-        let [a, b, c, d] = [w[0], w[1], w[2], w[3]];
-        if is(&tokens[a], "for")
-            && is(&tokens[b], "no")
-            && is(&tokens[c], "key")
-            && is(&tokens[d], "update")
+    // After these tokens: the marker (and a following OF is taken into it).
+    let mut marked = vec![false; tokens.len()];
+    for (n, w) in words.windows(3).enumerate() {
+        let [a, b, c] = [w[0], w[1], w[2]];
+        if !is(&tokens[a], "for") {
+            continue;
+        }
+        let last = if is(&tokens[b], "key") && is(&tokens[c], "share") {
+            dropped[b] = true;
+            c
+        } else if is(&tokens[b], "no")
+            && words
+                .get(n + 3)
+                .is_some_and(|&d| is(&tokens[c], "key") && is(&tokens[d], "update"))
         {
             dropped[b] = true;
             dropped[c] = true;
+            words[n + 3]
+        } else {
+            continue;
+        };
+        marked[last] = true;
+        // `OF t`: the marker becomes the first part of t's name.
+        if let Some(&of) = words.iter().find(|&&i| i > last) {
+            if is(&tokens[of], "of") {
+                dropped[of] = true;
+            }
         }
     }
-    for w in words.windows(3) {
-        let [a, b, c] = [w[0], w[1], w[2]];
-        if is(&tokens[a], "for") && is(&tokens[b], "key") && is(&tokens[c], "share") {
-            dropped[b] = true;
-        }
-    }
-    if !dropped.iter().any(|d| *d) {
+    if !marked.iter().any(|m| *m) {
         return None;
     }
-    Some(
-        tokens
-            .iter()
-            .zip(dropped)
-            .filter(|(_, d)| !d)
-            .map(|(t, _)| t.to_string())
-            .collect(),
-    )
+    let mut text = String::with_capacity(sql.len() + 16);
+    for (i, t) in tokens.iter().enumerate() {
+        if !dropped[i] {
+            text.push_str(&t.to_string());
+        }
+        if marked[i] {
+            text.push_str(" OF \"");
+            text.push_str(KEY_LOCK_MARKER);
+            text.push('"');
+            // A dropped OF's name follows as the marker's qualified part.
+            if let Some(of) =
+                (i + 1..tokens.len()).find(|&j| !matches!(tokens[j], Token::Whitespace(_)))
+            {
+                if dropped[of] {
+                    text.push('.');
+                }
+            }
+        }
+    }
+    Some(text)
 }
 
 fn parse_plain(sql: &str) -> Result<Vec<Statement>, SqlError> {

@@ -2105,9 +2105,13 @@ fn not_supported(what: impl std::fmt::Display) -> SqlError {
 #[allow(dead_code)]
 fn _datum(_: Datum) {}
 
-/// The row lock a query's FOR UPDATE / FOR SHARE clauses ask for (the strongest; `OF` lists
-/// are not told apart: every table the query reads is locked).
-fn row_lock_mode(locks: &[ast::LockClause]) -> Result<Option<crate::txn::RowLock>, SqlError> {
+/// The row lock a query's FOR [NO KEY] UPDATE / FOR [KEY] SHARE clauses ask for (the
+/// strongest; `OF` lists are not told apart: every table the query reads is locked). The
+/// key forms arrive as FOR UPDATE / FOR SHARE marked in their `OF` name
+/// ([`crate::KEY_LOCK_MARKER`]).
+pub(crate) fn row_lock_mode(
+    locks: &[ast::LockClause],
+) -> Result<Option<crate::txn::RowLock>, SqlError> {
     use crate::txn::{LockMode, RowLock};
     let mut lock: Option<RowLock> = None;
     for l in locks {
@@ -2116,9 +2120,15 @@ fn row_lock_mode(locks: &[ast::LockClause]) -> Result<Option<crate::txn::RowLock
             Some(ast::NonBlock::Nowait) => (true, false),
             Some(ast::NonBlock::SkipLocked) => (false, true),
         };
-        let mode = match l.lock_type {
-            ast::LockType::Share => LockMode::Shared,
-            ast::LockType::Update => LockMode::Exclusive,
+        let key_form =
+            l.of.as_ref()
+                .and_then(|name| name.0.first())
+                .is_some_and(|part| part.to_string().contains(crate::KEY_LOCK_MARKER));
+        let mode = match (l.lock_type, key_form) {
+            (ast::LockType::Share, false) => LockMode::Shared,
+            (ast::LockType::Share, true) => LockMode::KeyShare,
+            (ast::LockType::Update, false) => LockMode::Exclusive,
+            (ast::LockType::Update, true) => LockMode::NoKeyExclusive,
         };
         lock = Some(match lock {
             None => RowLock {

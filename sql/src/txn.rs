@@ -100,10 +100,10 @@ pub enum LockMode {
     KeyShare,
     /// FOR SHARE: other sharers may hold it too; writers wait.
     Shared,
-    /// An UPDATE that changes no key column (primary key or unique index): FOR KEY SHARE
-    /// holders let it through.
+    /// FOR NO KEY UPDATE, and an UPDATE that changes no key column (primary key or unique
+    /// index): FOR KEY SHARE holders let it through.
     NoKeyExclusive,
-    /// Other writes, FOR UPDATE (and FOR NO KEY UPDATE, read as it).
+    /// Other writes, and FOR UPDATE.
     Exclusive,
 }
 

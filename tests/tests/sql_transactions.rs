@@ -371,23 +371,29 @@ fn row_locks_and_deadlock_detection() {
         ok(&b, "COMMIT").await;
         writer.await.unwrap();
 
-        // FOR KEY SHARE and FOR NO KEY UPDATE (through the extended protocol too) lock as
-        // FOR SHARE and FOR UPDATE do: at least as much as PostgreSQL's.
+        // FOR KEY SHARE and FOR NO KEY UPDATE (through the extended protocol too) take
+        // PostgreSQL's weaker locks: FOR KEY SHARE lets an UPDATE of other columns through
+        // and holds off a DELETE; FOR NO KEY UPDATE holds off FOR SHARE, not FOR KEY SHARE.
         ok(&a, "BEGIN; SELECT * FROM acct WHERE id = 5 FOR KEY SHARE").await;
         b.query("SELECT * FROM acct WHERE id = $1 FOR KEY SHARE", &[&5i64])
             .await
             .unwrap();
-        let mut writer = Box::pin(c.batch_execute("UPDATE acct SET bal = 1 WHERE id = 5"));
+        ok(&c, "UPDATE acct SET bal = 1 WHERE id = 5").await;
+        let mut deleter = Box::pin(c.batch_execute("BEGIN; DELETE FROM acct WHERE id = 5"));
         assert!(
-            still_waiting(&mut writer).await,
-            "FOR KEY SHARE blocks writers"
+            still_waiting(&mut deleter).await,
+            "FOR KEY SHARE blocks a DELETE"
         );
         ok(
             &a,
             "COMMIT; BEGIN; SELECT * FROM acct WHERE id = 7 FOR NO KEY UPDATE",
         )
         .await;
-        writer.await.unwrap();
+        deleter.await.unwrap();
+        ok(&c, "ROLLBACK").await;
+        b.query("SELECT * FROM acct WHERE id = $1 FOR KEY SHARE", &[&7i64])
+            .await
+            .unwrap();
         let mut locker = Box::pin(b.batch_execute("SELECT * FROM acct WHERE id = 7 FOR SHARE"));
         assert!(
             still_waiting(&mut locker).await,
@@ -395,6 +401,17 @@ fn row_locks_and_deadlock_detection() {
         );
         ok(&a, "COMMIT").await;
         locker.await.unwrap();
+        let mut locker = Box::pin(
+            b.batch_execute("BEGIN; SELECT * FROM acct AS x WHERE id = 7 FOR NO KEY UPDATE OF x"),
+        );
+        locker.as_mut().await.unwrap();
+        let mut updater = Box::pin(c.batch_execute("UPDATE acct SET bal = 2 WHERE id = 7"));
+        assert!(
+            still_waiting(&mut updater).await,
+            "FOR NO KEY UPDATE OF blocks writers"
+        );
+        ok(&b, "COMMIT").await;
+        updater.await.unwrap();
 
         // Waits that end early: NOWAIT, lock_timeout, statement_timeout.
         ok(&a, "BEGIN; UPDATE acct SET note = 'held' WHERE id = 6").await;
