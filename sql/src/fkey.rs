@@ -582,17 +582,47 @@ async fn run_deferred<C: Cluster>(
         let Some(fk) = table.foreign_keys.iter().find(|f| f.name == fk_name) else {
             continue; // the constraint was dropped since
         };
-        check_keys_exist(
+        let checked = check_keys_exist(
             cluster,
             session.database(),
             &env,
             &table,
-            vec![(fk, keys)],
+            vec![(fk, keys.clone())],
             true,
         )
-        .await?;
+        .await;
+        match checked {
+            Err(e) if e.sqlstate == FOREIGN_KEY_VIOLATION => {
+                // Keys no row holds any more (deleted or changed later in the block) need no
+                // referenced row, as PostgreSQL's check skips row versions that are gone.
+                let held = keys_still_held(cluster, &env, &table, fk, keys).await?;
+                let checks = vec![(fk, held)];
+                check_keys_exist(cluster, session.database(), &env, &table, checks, true).await?;
+            }
+            other => other?,
+        }
     }
     Ok(())
+}
+
+/// The keys of `fk` some row of `table` (the newest committed ones, or the transaction's
+/// own) still holds.
+async fn keys_still_held<C: Cluster>(
+    cluster: &C,
+    env: &Env,
+    table: &Arc<Table>,
+    fk: &ForeignKeyDef,
+    keys: Vec<Vec<Datum>>,
+) -> Result<Vec<Vec<Datum>>, SqlError> {
+    let types: Vec<SqlType> = fk.columns.iter().map(|&c| table.columns[c].ty).collect();
+    let mut held = Vec::new();
+    for key in keys {
+        let (rows, _) = rows_with_key(cluster, env, table, &fk.columns, &key, &types, None).await?;
+        if !rows.is_empty() {
+            held.push(key);
+        }
+    }
+    Ok(held)
 }
 
 fn table_by_id(catalog: &Catalog, database: &str, id: u32) -> Option<Arc<Table>> {

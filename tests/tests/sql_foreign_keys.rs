@@ -209,6 +209,21 @@ fn deferred_checks_ddl_and_dropping_referenced_tables() {
             "BEGIN; SAVEPOINT s; INSERT INTO d VALUES (5); ROLLBACK TO s; COMMIT",
         )
         .await;
+        // A reference deleted or changed later in the block is not checked for its old key
+        // (PostgreSQL skips row versions that are gone); the new key is.
+        ok(
+            &c,
+            "BEGIN; INSERT INTO d VALUES (7), (8); DELETE FROM d WHERE id = 7; \
+             UPDATE d SET id = NULL WHERE id = 8; COMMIT",
+        )
+        .await;
+        ok(
+            &c,
+            "BEGIN; INSERT INTO d VALUES (9), (10); DELETE FROM d WHERE id = 9",
+        )
+        .await;
+        let (_, detail) = fails(&c, "COMMIT", "23503").await;
+        assert_eq!(detail, "Key (id)=(10) is not present in table \"p\".");
         // Outside a block the statement is the transaction: checked at once.
         fails(&c, "INSERT INTO d VALUES (6)", "23503").await;
         // SET CONSTRAINTS: IMMEDIATE runs the queued checks at once (in the same query
