@@ -88,14 +88,27 @@ impl<'a> Executor<'a> {
             Plan::Function { func, ordinality } => self.table_function(func, *ordinality, &[]),
             Plan::LateralFunction {
                 input,
-                func,
+                funcs,
                 ordinality,
             } => {
                 let mut out = Vec::new();
                 for row in self.run(input)? {
-                    for produced in self.table_function(func, *ordinality, &row)? {
+                    let produced = funcs
+                        .iter()
+                        .map(|f| self.table_function(f, false, &row))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let longest = produced.iter().map(Vec::len).max().unwrap_or(0);
+                    for i in 0..longest {
                         let mut joined = row.clone();
-                        joined.extend(produced);
+                        for (func, rows) in funcs.iter().zip(&produced) {
+                            match rows.get(i) {
+                                Some(r) => joined.extend(r.iter().cloned()),
+                                None => joined.extend((0..func.width()).map(|_| Datum::Null)),
+                            }
+                        }
+                        if *ordinality {
+                            joined.push(Datum::Int(i as i64 + 1));
+                        }
                         out.push(joined);
                     }
                 }

@@ -410,8 +410,11 @@ fn plan_lines(plan: &Plan, fetches: &[Fetch], depth: usize, lines: &mut Vec<Stri
         Plan::Values(rows) => (format!("Values ({} rows)", rows.len()), vec![]),
         Plan::Fetch(n) => (fetch_label(*n, fetches), vec![]),
         Plan::Function { func, .. } => (format!("Function Scan on {}", func.name()), vec![]),
-        Plan::LateralFunction { input, func, .. } => (
-            format!("Nested Loop (Function Scan on {} per row)", func.name()),
+        Plan::LateralFunction { input, funcs, .. } => (
+            match &funcs[..] {
+                [func] => format!("Nested Loop (Function Scan on {} per row)", func.name()),
+                _ => format!("ProjectSet ({} functions)", funcs.len()),
+            },
             vec![input.as_ref()],
         ),
         Plan::Filter(input, _) => ("Filter".to_string(), vec![input.as_ref()]),

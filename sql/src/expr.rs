@@ -310,6 +310,13 @@ impl<'a> Binder<'a> {
                 format: None,
                 ..
             } => {
+                // `ARRAY[]::int[]`: the cast gives the empty array its type.
+                if matches!(&**expr, ast::Expr::Array(a) if a.elem.is_empty()) {
+                    if let Ok((ty @ SqlType::Array(_), typmod)) = resolve_type(data_type) {
+                        let empty = konst(Datum::Text("{}".into()), SqlType::Unknown, pos);
+                        return self.explicit_cast(empty, ty, typmod);
+                    }
+                }
                 let inner = self.bind(expr)?;
                 if let Some(b) = crate::pgcatalog::bind_cast(self, inner.clone(), data_type)? {
                     return Ok(b);

@@ -248,6 +248,14 @@ impl TableFunc {
         }
     }
 
+    /// How many columns each of its rows has (before any ordinality).
+    pub(crate) fn width(&self) -> usize {
+        match self {
+            TableFunc::Unnest(arrays) => arrays.len(),
+            TableFunc::Series { .. } | TableFunc::PartitionAncestors(_) => 1,
+        }
+    }
+
     pub(crate) fn args(&self) -> Box<dyn Iterator<Item = &Bound> + '_> {
         match self {
             TableFunc::Series { start, stop, step } => {
@@ -266,9 +274,11 @@ pub(crate) enum Plan {
     /// A function in FROM whose arguments read the FROM items before it (implicitly
     /// LATERAL, as PostgreSQL takes functions in FROM): each input row, followed by each of
     /// the rows the function gives for it.
+    /// With several functions (set-returning functions in a select list, as PostgreSQL's
+    /// ProjectSet runs them), their rows side by side, shorter ones padded with NULL.
     LateralFunction {
         input: Box<Plan>,
-        func: TableFunc,
+        funcs: Vec<TableFunc>,
         ordinality: bool,
     },
     Values(Vec<Vec<Bound>>),
@@ -323,9 +333,9 @@ impl Plan {
             Plan::Unit | Plan::Fetch(_) => {}
             Plan::Values(rows) => rows.iter().flatten().for_each(&mut *f),
             Plan::Function { func, .. } => func.args().for_each(&mut *f),
-            Plan::LateralFunction { input, func, .. } => {
+            Plan::LateralFunction { input, funcs, .. } => {
                 input.for_each_expr(f);
-                func.args().for_each(&mut *f);
+                funcs.iter().for_each(|func| func.args().for_each(&mut *f));
             }
             Plan::Filter(input, b) => {
                 input.for_each_expr(f);
@@ -874,6 +884,13 @@ impl<'a> Planner<'a> {
                 )
                 .at(self.offset(w)));
             }
+            if contains_set_function(w) {
+                return Err(SqlError::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "set-returning functions are not allowed in WHERE",
+                )
+                .at(self.offset(w)));
+            }
             let binder = self.binder(Some(&scope));
             let b = binder.bind(w)?;
             let b = require_bool(&binder, b, "WHERE", self.offset(w))?;
@@ -901,17 +918,37 @@ impl<'a> Planner<'a> {
             || projection_has_agg
             || s.having.is_some()
             || order_by.iter().any(|o| expr::contains_aggregate(&o.expr));
+        let set_functions = self.select_list_functions(&s.projection, &scope, parent)?;
         let (names, exprs, sort_keys, plan, ()) = if aggregated {
+            if set_functions.is_some() {
+                return Err(not_supported(
+                    "set-returning functions in the select list of an aggregate query",
+                ));
+            }
             self.plan_aggregated(s, group_exprs, order_by, plan, &scope)?
         } else {
+            let (plan, scope, projection) = match set_functions {
+                None => (plan, scope, std::borrow::Cow::Borrowed(&s.projection)),
+                Some(set) => {
+                    let plan = Plan::LateralFunction {
+                        input: Box::new(plan),
+                        funcs: set.funcs,
+                        ordinality: false,
+                    };
+                    let mut columns = scope.columns;
+                    columns.extend(set.columns);
+                    let scope = Scope { columns, parent };
+                    (plan, scope, std::borrow::Cow::Owned(set.projection))
+                }
+            };
             let binder = self.binder(Some(&scope));
-            let (names, mut exprs) = self.bind_projection(&binder, &s.projection, &scope)?;
+            let (names, mut exprs) = self.bind_projection(&binder, &projection, &scope)?;
             let sort_keys = self.bind_order_keys(
                 &binder,
                 order_by,
                 &names,
                 &mut exprs,
-                &s.projection,
+                &projection,
                 s.distinct.is_some(),
             )?;
             (names, exprs, sort_keys, plan, ())
@@ -940,6 +977,79 @@ impl<'a> Planner<'a> {
             plan = Plan::Truncate(Box::new(plan), width);
         }
         Ok((plan, columns))
+    }
+
+    /// Set-returning functions (generate_series, unnest) in a select list, run as PostgreSQL
+    /// runs them (ProjectSet): each input row once per row of the longest, the others
+    /// padded with NULL. Each call becomes a column after the FROM items' columns, and the
+    /// select list reads that column instead (its items keep the names the calls give).
+    /// None: the select list calls none (outside subqueries).
+    fn select_list_functions(
+        &self,
+        projection: &[ast::SelectItem],
+        scope: &Scope,
+        parent: Option<&Scope>,
+    ) -> Result<Option<SelectListFunctions>, SqlError> {
+        use sqlparser::ast::VisitMut;
+        let mut rewritten = projection.to_vec();
+        let mut finder = SetFunctionFinder::default();
+        for item in &mut rewritten {
+            let before = finder.calls.len();
+            match item {
+                ast::SelectItem::UnnamedExpr(e) => {
+                    let (name, strength) = expr::column_name(e);
+                    let _ = e.visit(&mut finder);
+                    if finder.calls.len() > before {
+                        let name = if strength == 0 {
+                            "?column?".to_string()
+                        } else {
+                            name
+                        };
+                        *item = ast::SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: ast::Ident::with_quote('"', name),
+                        };
+                    }
+                }
+                ast::SelectItem::ExprWithAlias { expr, .. } => {
+                    let _ = expr.visit(&mut finder);
+                }
+                _ => {}
+            }
+        }
+        if finder.calls.is_empty() {
+            return Ok(None);
+        }
+        let mut funcs = Vec::with_capacity(finder.calls.len());
+        let mut columns = Vec::with_capacity(finder.calls.len());
+        for (i, (name, args)) in finder.calls.into_iter().enumerate() {
+            let item = self.plan_table_function_over(
+                &name,
+                &args,
+                None,
+                false,
+                parent,
+                scope.columns.clone(),
+            )?;
+            let (Plan::Function { func, .. }, [column]) = (item.plan, &item.columns[..]) else {
+                return Err(not_supported(
+                    "a set-returning function of several columns in a select list",
+                ));
+            };
+            funcs.push(func);
+            columns.push(ScopeColumn {
+                qualifier: None,
+                name: set_function_column(i),
+                ty: column.ty,
+                typmod: column.typmod,
+                hidden: false,
+            });
+        }
+        Ok(Some(SelectListFunctions {
+            funcs,
+            columns,
+            projection: rewritten,
+        }))
     }
 
     /// Select list → (names, expressions).
@@ -974,7 +1084,7 @@ impl<'a> Planner<'a> {
                         ));
                     }
                     for (i, c) in scope.columns.iter().enumerate() {
-                        if !c.hidden {
+                        if !c.hidden && !is_set_function_column(&c.name) {
                             names.push(c.name.clone());
                             exprs.push(Bound::column(i, c.ty, c.typmod));
                         }
@@ -1706,7 +1816,7 @@ impl<'a> Planner<'a> {
         Ok(FromItem {
             plan: Plan::LateralFunction {
                 input: Box::new(input),
-                func,
+                funcs: vec![func],
                 ordinality,
             },
             columns: columns.into_iter().chain(item.columns).collect(),
@@ -1802,6 +1912,79 @@ fn function_columns(
 
 /// A FROM item that is a lone function call: (name, arguments, alias, WITH ORDINALITY).
 #[allow(clippy::type_complexity)]
+/// What [`Planner::select_list_functions`] found: the functions, their columns, and the
+/// select list reading those columns.
+struct SelectListFunctions {
+    funcs: Vec<TableFunc>,
+    columns: Vec<ScopeColumn>,
+    projection: Vec<ast::SelectItem>,
+}
+
+/// The name the `i`th set-returning function of a select list gives its column; no client
+/// can write it (a query string holds no NUL).
+fn set_function_column(i: usize) -> String {
+    format!("\0set{i}")
+}
+
+fn is_set_function_column(name: &str) -> bool {
+    name.starts_with("\0set")
+}
+
+/// Whether `e` calls a set-returning function (not inside a subquery).
+fn contains_set_function(e: &ast::Expr) -> bool {
+    use sqlparser::ast::VisitMut;
+    let mut finder = SetFunctionFinder::default();
+    let _ = e.clone().visit(&mut finder);
+    !finder.calls.is_empty()
+}
+
+/// Replaces each call of a set-returning function in an expression (not inside a subquery)
+/// with a reference to its column, keeping the call's name and arguments.
+#[derive(Default)]
+struct SetFunctionFinder {
+    calls: Vec<(ast::ObjectName, Vec<ast::FunctionArg>)>,
+    /// Subqueries the visit is inside: their calls are theirs.
+    depth: usize,
+}
+
+impl sqlparser::ast::VisitorMut for SetFunctionFinder {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _: &mut ast::Query) -> std::ops::ControlFlow<()> {
+        self.depth += 1;
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut ast::Query) -> std::ops::ControlFlow<()> {
+        self.depth -= 1;
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut ast::Expr) -> std::ops::ControlFlow<()> {
+        if self.depth > 0 {
+            return std::ops::ControlFlow::Continue(());
+        }
+        let ast::Expr::Function(f) = e else {
+            return std::ops::ControlFlow::Continue(());
+        };
+        let ast::FunctionArguments::List(list) = &f.args else {
+            return std::ops::ControlFlow::Continue(());
+        };
+        let name = f.name.0.last().map(|part| part.to_string().to_lowercase());
+        let plain = f.over.is_none()
+            && f.filter.is_none()
+            && f.within_group.is_empty()
+            && list.duplicate_treatment.is_none()
+            && list.clauses.is_empty();
+        if plain && matches!(name.as_deref(), Some("generate_series" | "unnest")) {
+            let column = set_function_column(self.calls.len());
+            self.calls.push((f.name.clone(), list.args.clone()));
+            *e = ast::Expr::Identifier(ast::Ident::with_quote('"', column));
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
 fn table_function_of(
     twj: &ast::TableWithJoins,
 ) -> Option<(

@@ -100,11 +100,11 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
         Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Function { .. } => plan,
         Plan::LateralFunction {
             input,
-            func,
+            funcs,
             ordinality,
         } => Plan::LateralFunction {
             input: m(input),
-            func,
+            funcs,
             ordinality,
         },
         Plan::Filter(input, p) => Plan::Filter(m(input), p),

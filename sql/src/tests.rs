@@ -3215,3 +3215,58 @@ fn references_to_rows_the_transaction_wrote() {
         ],
     );
 }
+
+/// Set-returning functions in a select list run as PostgreSQL's ProjectSet does: once per
+/// row of the longest, the others padded with NULL, each input row repeated (outputs as
+/// PostgreSQL 15 gives them).
+#[test]
+fn set_returning_functions_in_a_select_list() {
+    for shards in [1, 2] {
+        script(
+            shards,
+            &[
+                (
+                    "SELECT generate_series(1, 3)",
+                    "generate_series:23 => 1 / 2 / 3 [SELECT 3]",
+                ),
+                (
+                    "SELECT unnest(ARRAY[1, 2]) AS u, generate_series(1, 3), 'x' AS k",
+                    "u:23,generate_series:23,k:25 => 1|1|x / 2|2|x / NULL|3|x [SELECT 3]",
+                ),
+                (
+                    "SELECT generate_series(1, 2) * 10 + 1",
+                    "?column?:23 => 11 / 21 [SELECT 2]",
+                ),
+                (
+                    "CREATE TABLE srf (id int PRIMARY KEY, n int)",
+                    "CREATE TABLE ",
+                ),
+                (
+                    "INSERT INTO srf SELECT generate_series(1, 4), 7",
+                    "INSERT 0 4",
+                ),
+                (
+                    "SELECT id, generate_series(1, id % 3) AS g FROM srf ORDER BY 1, 2",
+                    "id:23,g:23 => 1|1 / 2|1 / 2|2 / 4|1 [SELECT 4]",
+                ),
+                (
+                    "SELECT *, unnest(ARRAY['a', 'b']) AS u FROM srf WHERE id = 1 ORDER BY u",
+                    "id:23,n:23,u:25 => 1|7|a / 1|7|b [SELECT 2]",
+                ),
+                (
+                    "SELECT generate_series(1, 3) ORDER BY 1 DESC LIMIT 2",
+                    "generate_series:23 => 3 / 2 [SELECT 2]",
+                ),
+                ("SELECT unnest(ARRAY[]::int[])", "unnest:23 =>  [SELECT 0]"),
+                (
+                    "SELECT (SELECT generate_series(1, 1)) FROM srf WHERE id = 2",
+                    "generate_series:23 => 1 [SELECT 1]",
+                ),
+                (
+                    "SELECT 1 FROM srf WHERE generate_series(1, 2) > 1",
+                    "ERR 0A000 set-returning functions are not allowed in WHERE",
+                ),
+            ],
+        );
+    }
+}
