@@ -114,6 +114,13 @@ impl<'a> Executor<'a> {
                 }
                 Ok(out)
             }
+            Plan::LateralSubquery {
+                input,
+                sub,
+                sub_width,
+                on,
+                keep_unmatched,
+            } => self.lateral_subquery(input, sub, *sub_width, on.as_ref(), *keep_unmatched),
             Plan::Filter(input, pred) => {
                 let rows = self.run(input)?;
                 self.filter(rows, pred)
@@ -232,6 +239,52 @@ impl<'a> Executor<'a> {
     /// generate_series: no rows when an argument is NULL (the functions are strict).
     /// A function in FROM's rows, its arguments evaluated over `row` (the row of the FROM
     /// items before it, when it reads them; else empty).
+    /// [`Plan::LateralSubquery`]: `sub` run once per input row, that row its enclosing one.
+    fn lateral_subquery(
+        &self,
+        input: &Plan,
+        sub: &Plan,
+        sub_width: usize,
+        on: Option<&crate::expr::Bound>,
+        keep_unmatched: bool,
+    ) -> Result<Vec<Row>, SqlError> {
+        let mut out = Vec::new();
+        for row in self.run(input)? {
+            let cx = Eval {
+                env: self.env,
+                row: &row,
+                outer: self.outer,
+                inputs: Some(self.inputs),
+            };
+            let produced = Executor {
+                env: self.env,
+                inputs: self.inputs,
+                outer: Some(&cx),
+            }
+            .run(sub)?;
+            let mut matched = false;
+            for mut produced in produced {
+                produced.resize(sub_width, Datum::Null);
+                let mut joined = row.clone();
+                joined.extend(produced);
+                let passes = match on {
+                    None => true,
+                    Some(on) => self.eval_in(on, &joined)? == Datum::Bool(true),
+                };
+                if passes {
+                    matched = true;
+                    out.push(joined);
+                }
+            }
+            if keep_unmatched && !matched {
+                let mut joined = row.clone();
+                joined.resize(row.len() + sub_width, Datum::Null);
+                out.push(joined);
+            }
+        }
+        Ok(out)
+    }
+
     fn table_function(
         &self,
         func: &TableFunc,

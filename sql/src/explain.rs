@@ -417,6 +417,18 @@ fn plan_lines(plan: &Plan, fetches: &[Fetch], depth: usize, lines: &mut Vec<Stri
             },
             vec![input.as_ref()],
         ),
+        Plan::LateralSubquery {
+            input,
+            sub,
+            keep_unmatched,
+            ..
+        } => (
+            format!(
+                "Nested Loop{} (Subquery per row)",
+                if *keep_unmatched { " Left Join" } else { "" }
+            ),
+            vec![input.as_ref(), sub.as_ref()],
+        ),
         Plan::Filter(input, _) => ("Filter".to_string(), vec![input.as_ref()]),
         Plan::Project(input, exprs) => (
             format!("Project ({} columns)", exprs.len()),

@@ -281,6 +281,17 @@ pub(crate) enum Plan {
         funcs: Vec<TableFunc>,
         ordinality: bool,
     },
+    /// A subquery in FROM that reads the FROM items before it (LATERAL): run for each input
+    /// row, with that row as its enclosing query's row; each input row followed by each of
+    /// its rows that passes `on`. With `keep_unmatched` (LEFT JOIN LATERAL), an input row no
+    /// row of it passes is kept, null-extended.
+    LateralSubquery {
+        input: Box<Plan>,
+        sub: Box<Plan>,
+        sub_width: usize,
+        on: Option<Bound>,
+        keep_unmatched: bool,
+    },
     Values(Vec<Vec<Bound>>),
     /// The rows of fetch `n`: the table's columns in order.
     Fetch(usize),
@@ -336,6 +347,11 @@ impl Plan {
             Plan::LateralFunction { input, funcs, .. } => {
                 input.for_each_expr(f);
                 funcs.iter().for_each(|func| func.args().for_each(&mut *f));
+            }
+            Plan::LateralSubquery { input, sub, on, .. } => {
+                input.for_each_expr(f);
+                sub.for_each_expr(f);
+                on.iter().for_each(&mut *f);
             }
             Plan::Filter(input, b) => {
                 input.for_each_expr(f);
@@ -843,8 +859,26 @@ impl<'a> Planner<'a> {
             return Err(not_supported(what));
         }
         // FROM
-        let mut items = Vec::with_capacity(s.from.len());
+        let mut items: Vec<FromItem> = Vec::with_capacity(s.from.len());
         for twj in &s.from {
+            if !items.is_empty() && is_lateral_subquery(&twj.relation) {
+                // `FROM a, LATERAL (SELECT ... a.x ...) s [JOIN ...]`
+                let before = std::mem::take(&mut items);
+                let columns: Vec<ScopeColumn> =
+                    before.iter().flat_map(|i| i.columns.clone()).collect();
+                let left = FromItem {
+                    plan: self.join_items(before, &mut Vec::new())?,
+                    columns,
+                    pushable: Vec::new(),
+                };
+                let mut acc =
+                    self.plan_lateral_subquery(left, &twj.relation, JoinKind::Inner, None, parent)?;
+                for join in &twj.joins {
+                    acc = self.plan_joined(acc, join, parent)?;
+                }
+                items.push(acc);
+                continue;
+            }
             match self.plan_table_with_joins(twj, parent) {
                 Ok(item) => items.push(item),
                 // A function reading an earlier FROM item's columns: LATERAL.
@@ -1318,10 +1352,93 @@ impl<'a> Planner<'a> {
     ) -> Result<FromItem, SqlError> {
         let mut acc = self.plan_table_factor(&twj.relation, parent)?;
         for join in &twj.joins {
-            let right = self.plan_table_factor(&join.relation, parent)?;
-            acc = self.plan_join(acc, right, &join.join_operator, parent)?;
+            acc = self.plan_joined(acc, join, parent)?;
         }
         Ok(acc)
+    }
+
+    /// `acc` joined with `join`'s relation: a LATERAL subquery runs per row of `acc`.
+    fn plan_joined(
+        &self,
+        acc: FromItem,
+        join: &ast::Join,
+        parent: Option<&Scope>,
+    ) -> Result<FromItem, SqlError> {
+        use ast::JoinOperator as J;
+        if !is_lateral_subquery(&join.relation) {
+            let right = self.plan_table_factor(&join.relation, parent)?;
+            return self.plan_join(acc, right, &join.join_operator, parent);
+        }
+        let (kind, constraint) = match &join.join_operator {
+            J::Join(c) | J::Inner(c) | J::CrossJoin(c) => (JoinKind::Inner, c),
+            J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, c),
+            _ => {
+                return Err(SqlError::new(
+                    "42P10",
+                    "invalid reference to FROM-clause entry in a LATERAL subquery",
+                )
+                .with_detail(
+                    "The combining JOIN type must be INNER or LEFT for a LATERAL reference.",
+                ))
+            }
+        };
+        let on = match constraint {
+            ast::JoinConstraint::On(e) => Some(e),
+            ast::JoinConstraint::None => None,
+            _ => return Err(not_supported("JOIN LATERAL with USING or NATURAL")),
+        };
+        self.plan_lateral_subquery(acc, &join.relation, kind, on, parent)
+    }
+
+    /// [`Plan::LateralSubquery`]: `relation` (a LATERAL subquery) planned with `left`'s
+    /// columns as its enclosing row, joined to `left` as `kind` on `on`.
+    fn plan_lateral_subquery(
+        &self,
+        left: FromItem,
+        relation: &ast::TableFactor,
+        kind: JoinKind,
+        on: Option<&ast::Expr>,
+        parent: Option<&Scope>,
+    ) -> Result<FromItem, SqlError> {
+        let ast::TableFactor::Derived {
+            subquery, alias, ..
+        } = relation
+        else {
+            unreachable!("checked by is_lateral_subquery");
+        };
+        let outer = Scope {
+            columns: left.columns.clone(),
+            parent,
+        };
+        let (sub, cols) = self.plan_query(subquery, Some(&outer))?;
+        let qualifier = alias.as_ref().map(|a| ident(&a.name));
+        let mut right = to_scope_columns(&cols, qualifier.as_deref());
+        apply_column_aliases(&mut right, alias.as_ref())?;
+        let columns: Vec<ScopeColumn> = left.columns.iter().chain(&right).cloned().collect();
+        let on = match on {
+            None => None,
+            Some(e) => {
+                let scope = Scope {
+                    columns: columns.clone(),
+                    parent,
+                };
+                let binder = self.binder(Some(&scope));
+                let b = binder.bind(e)?;
+                Some(require_bool(&binder, b, "JOIN/ON", self.offset(e))?)
+            }
+        };
+        Ok(FromItem {
+            plan: Plan::LateralSubquery {
+                input: Box::new(left.plan),
+                sub: Box::new(sub),
+                sub_width: right.len(),
+                on,
+                keep_unmatched: kind == JoinKind::Left,
+            },
+            columns,
+            // A WHERE above may filter the input's rows first: they are never null-extended.
+            pushable: left.pushable,
+        })
     }
 
     fn plan_join(
@@ -1670,15 +1787,10 @@ impl<'a> Planner<'a> {
                     pushable: vec![(fetch, 0, width)],
                 })
             }
+            // LATERAL as the first FROM item has nothing before it to read: a plain subquery.
             ast::TableFactor::Derived {
-                lateral,
-                subquery,
-                alias,
-                ..
+                subquery, alias, ..
             } => {
-                if *lateral {
-                    return Err(not_supported("LATERAL"));
-                }
                 let (plan, cols) = self.plan_query(subquery, parent)?;
                 let qualifier = alias.as_ref().map(|a| ident(&a.name));
                 let mut columns = to_scope_columns(&cols, qualifier.as_deref());
@@ -1912,6 +2024,10 @@ fn function_columns(
 
 /// A FROM item that is a lone function call: (name, arguments, alias, WITH ORDINALITY).
 #[allow(clippy::type_complexity)]
+fn is_lateral_subquery(relation: &ast::TableFactor) -> bool {
+    matches!(relation, ast::TableFactor::Derived { lateral: true, .. })
+}
+
 /// What [`Planner::select_list_functions`] found: the functions, their columns, and the
 /// select list reading those columns.
 struct SelectListFunctions {

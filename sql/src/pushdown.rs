@@ -107,6 +107,21 @@ fn map_children(plan: Plan, f: &mut dyn FnMut(Plan) -> Plan) -> Plan {
             funcs,
             ordinality,
         },
+        // The subquery keeps its shape, as subquery plans in expressions do: it runs per
+        // input row on the coordinator.
+        Plan::LateralSubquery {
+            input,
+            sub,
+            sub_width,
+            on,
+            keep_unmatched,
+        } => Plan::LateralSubquery {
+            input: m(input),
+            sub,
+            sub_width,
+            on,
+            keep_unmatched,
+        },
         Plan::Filter(input, p) => Plan::Filter(m(input), p),
         Plan::Project(input, e) => Plan::Project(m(input), e),
         Plan::Aggregate {
@@ -549,6 +564,7 @@ pub(crate) fn children(plan: &Plan) -> Vec<&Plan> {
     match plan {
         Plan::Unit | Plan::Values(_) | Plan::Fetch(_) | Plan::Function { .. } => vec![],
         Plan::LateralFunction { input, .. } => vec![input],
+        Plan::LateralSubquery { input, sub, .. } => vec![input, sub],
         Plan::Filter(input, _)
         | Plan::Project(input, _)
         | Plan::Aggregate { input, .. }
@@ -624,6 +640,12 @@ fn need(plan: &Plan, out: &Need, needs: &mut [Need]) {
         }
         // The function's arguments read the input's row: it is kept whole.
         Plan::LateralFunction { input, .. } => need(input, &None, needs),
+        // The subquery reads the input's row (kept whole), and all of its own.
+        Plan::LateralSubquery { input, sub, on, .. } => {
+            need(input, &None, needs);
+            need(sub, &None, needs);
+            reads_all(on.iter(), needs);
+        }
         Plan::Fetch(n) => {
             needs[*n] = match (&needs[*n], out) {
                 (Some(have), Some(more)) => Some(have.union(more).copied().collect()),

@@ -3270,3 +3270,46 @@ fn set_returning_functions_in_a_select_list() {
         );
     }
 }
+
+/// LATERAL subqueries (top rows per group, PostgREST's embedded resources): run per row of
+/// the FROM items before them, INNER or LEFT joined (outputs as PostgreSQL 15 gives them).
+#[test]
+fn lateral_subqueries_run_per_row_of_the_items_before_them() {
+    for shards in [1, 2] {
+        script(
+            shards,
+            &[
+                ("CREATE TABLE cu (id int PRIMARY KEY, name text)", "CREATE TABLE "),
+                ("CREATE TABLE ord (id int PRIMARY KEY, cid int, amt int)", "CREATE TABLE "),
+                ("INSERT INTO cu VALUES (1, 'a'), (2, 'b'), (3, 'c')", "INSERT 0 3"),
+                (
+                    "INSERT INTO ord VALUES (10, 1, 5), (11, 1, 7), (12, 1, 3), (13, 2, 9)",
+                    "INSERT 0 4",
+                ),
+                (
+                    "SELECT cu.name, o.id FROM cu, LATERAL (SELECT * FROM ord WHERE ord.cid = cu.id \
+                     ORDER BY amt DESC LIMIT 2) o ORDER BY 1, o.amt DESC",
+                    "name:25,id:23 => a|11 / a|10 / b|13 [SELECT 3]",
+                ),
+                (
+                    "SELECT cu.name, o.id FROM cu LEFT JOIN LATERAL (SELECT id FROM ord \
+                     WHERE ord.cid = cu.id ORDER BY id LIMIT 1) o ON true ORDER BY 1",
+                    "name:25,id:23 => a|10 / b|13 / c|NULL [SELECT 3]",
+                ),
+                (
+                    "SELECT c.name, x.n FROM cu c JOIN LATERAL (SELECT count(*) AS n FROM ord o \
+                     WHERE o.cid = c.id) x ON x.n > 1 ORDER BY 1",
+                    "name:25,n:20 => a|3 [SELECT 1]",
+                ),
+                (
+                    "SELECT id, d FROM cu CROSS JOIN LATERAL (SELECT cu.id * 2 AS d) s ORDER BY 1",
+                    "id:23,d:23 => 1|2 / 2|4 / 3|6 [SELECT 3]",
+                ),
+                (
+                    "SELECT * FROM cu RIGHT JOIN LATERAL (SELECT * FROM ord WHERE cid = cu.id) o ON true",
+                    "~ERR 42P10",
+                ),
+            ],
+        );
+    }
+}
