@@ -393,14 +393,25 @@ async fn execute_statement<C: Cluster>(
     // DDL runs outside any transaction: its scans read the newest data (no snapshot held
     // over a table rewrite) and its writes apply at once.
     let ddl = is_ddl(statement);
-    if in_block && session.read_only && writes_rows(statement) {
-        return Err(SqlError::new(
-            "25006",
-            format!(
-                "cannot execute {} in a read-only transaction",
-                command_tag_word(statement)
-            ),
-        ));
+    if in_block && takes_snapshot(statement) {
+        // SET TRANSACTION ISOLATION LEVEL is refused after it, as in PostgreSQL (a query
+        // that reads no table, `SELECT 1`, counts too).
+        txn::note_queried(cluster);
+    }
+    if in_block && session.read_only {
+        // ANALYZE only gathers statistics: PostgreSQL runs it in read-only transactions.
+        let what = match statement {
+            s if writes_rows(s) => Some(command_tag_word(s).to_string()),
+            Statement::Analyze(_) => None,
+            s if ddl => Some(statement_kind(s)),
+            _ => None,
+        };
+        if let Some(what) = what {
+            return Err(SqlError::new(
+                "25006",
+                format!("cannot execute {what} in a read-only transaction"),
+            ));
+        }
     }
     if ddl {
         if in_block && creates_or_drops_database(statement) {
@@ -477,6 +488,23 @@ fn keeps_written_rows(statement: &Statement) -> bool {
         | S::ReleaseSavepoint { .. } => true,
         _ => false,
     }
+}
+
+/// Statements after which PostgreSQL's transaction has its snapshot: all but settings and
+/// transaction control.
+fn takes_snapshot(statement: &Statement) -> bool {
+    use Statement as S;
+    !matches!(
+        statement,
+        S::Set(_)
+            | S::ShowVariable { .. }
+            | S::Reset(_)
+            | S::StartTransaction { .. }
+            | S::Commit { .. }
+            | S::Rollback { .. }
+            | S::Savepoint { .. }
+            | S::ReleaseSavepoint { .. }
+    )
 }
 
 fn creates_or_drops_database(statement: &Statement) -> bool {
@@ -906,6 +934,16 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                     return parsed;
                 }
             }
+            if lower.contains("deferrable") {
+                if let Some(text) = without_deferrable(sql) {
+                    return parse_plain(&text);
+                }
+            }
+            if lower.contains("prepare") {
+                if let Some(parsed) = parse_two_phase(sql) {
+                    return Ok(vec![parsed]);
+                }
+            }
             if lower.contains("key") {
                 if let Some(text) = with_key_locks_marked(sql) {
                     return parse_plain(&text);
@@ -1103,6 +1141,136 @@ fn parse_plain(sql: &str) -> Result<Vec<Statement>, SqlError> {
 /// is carried under as a `SET` (sqlparser does not parse it): its values are the mode, then
 /// the constraint names (none: ALL). No client can name it (a query string holds no NUL).
 pub(crate) const SET_CONSTRAINTS: &str = "\0set constraints";
+
+/// The variable `PREPARE TRANSACTION 'gid'`, `COMMIT PREPARED 'gid'` and `ROLLBACK PREPARED
+/// 'gid'` (which sqlparser cannot parse) are carried under as a SET: its values are the
+/// command word and the gid. No client can name it.
+const TWO_PHASE: &str = "\0two-phase commit";
+
+/// `BEGIN` / `START TRANSACTION` / `SET TRANSACTION` with `[NOT] DEFERRABLE` (which
+/// sqlparser cannot parse) without it: PostgreSQL's DEFERRABLE only matters to SERIALIZABLE
+/// READ ONLY transactions, which helios refuses anyway. None: not such a statement.
+fn without_deferrable(sql: &str) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let words: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    let first = *words.first()?;
+    let transaction_start = is(&tokens[first], "begin")
+        || is(&tokens[first], "start")
+        || (is(&tokens[first], "set")
+            && words.get(1).is_some_and(|&i| is(&tokens[i], "transaction")));
+    if !transaction_start {
+        return None;
+    }
+    let mut dropped = vec![false; tokens.len()];
+    for (n, &i) in words.iter().enumerate() {
+        if !is(&tokens[i], "deferrable") {
+            continue;
+        }
+        dropped[i] = true;
+        let mut before = n;
+        if before > 0 && is(&tokens[words[before - 1]], "not") {
+            before -= 1;
+            dropped[words[before]] = true;
+        }
+        // A comma separating it from the mode before (or else after) it goes with it.
+        if before > 0 && matches!(tokens[words[before - 1]], Token::Comma) {
+            dropped[words[before - 1]] = true;
+        } else if let Some(&next) = words.get(n + 1) {
+            if matches!(tokens[next], Token::Comma) {
+                dropped[next] = true;
+            }
+        }
+    }
+    if !dropped.iter().any(|d| *d) {
+        return None;
+    }
+    let text: String = tokens
+        .iter()
+        .zip(dropped)
+        .filter(|(_, d)| !d)
+        .map(|(t, _)| t.to_string())
+        .collect();
+    Some(text)
+}
+
+/// A query string that is one two-phase commit statement, as [`TWO_PHASE`] carries it.
+fn parse_two_phase(sql: &str) -> Option<Statement> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let word = |t: &Token| match t {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    let [first, second, Token::SingleQuotedString(gid)] = words[..] else {
+        return None;
+    };
+    let command = match (word(first)?.as_str(), word(second)?.as_str()) {
+        ("prepare", "transaction") => "prepare",
+        ("commit", "prepared") => "commit",
+        ("rollback", "prepared") => "rollback",
+        _ => return None,
+    };
+    let text = |v: &str| ast::Expr::Value(ast::Value::SingleQuotedString(v.to_string()).into());
+    Some(Statement::Set(ast::Set::SingleAssignment {
+        scope: None,
+        hivevar: false,
+        variable: ast::ObjectName::from(vec![ast::Ident::new(TWO_PHASE)]),
+        values: vec![text(command), text(gid)],
+    }))
+}
+
+/// Two-phase commit is off, as in PostgreSQL by default (`max_prepared_transactions` 0):
+/// PREPARE TRANSACTION fails and ends the block rolled back; no prepared transaction
+/// exists to COMMIT or ROLLBACK PREPARED.
+async fn run_two_phase<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    values: &[ast::Expr],
+) -> Result<StatementResult, SqlError> {
+    let texts: Vec<String> = values
+        .iter()
+        .map(|v| set_value_text(v, false))
+        .collect::<Result<_, _>>()?;
+    let [command, gid] = &texts[..] else {
+        return Err(SqlError::new(
+            INTERNAL_ERROR,
+            "a malformed two-phase statement",
+        ));
+    };
+    let in_block = session.transaction != TransactionState::Idle;
+    match command.as_str() {
+        "prepare" => {
+            if in_block {
+                let rollback = Statement::Rollback {
+                    chain: false,
+                    savepoint: None,
+                };
+                stmt::run_transaction_control(session, cluster, &rollback).await?;
+            }
+            Err(SqlError::new("55000", "prepared transactions are disabled")
+                .with_hint_text("Set max_prepared_transactions to a nonzero value."))
+        }
+        _ if in_block => Err(SqlError::new(
+            "25001",
+            format!(
+                "{} PREPARED cannot run inside a transaction block",
+                command.to_ascii_uppercase()
+            ),
+        )),
+        _ => Err(SqlError::new(
+            UNDEFINED_OBJECT,
+            format!("prepared transaction with identifier \"{gid}\" does not exist"),
+        )),
+    }
+}
 
 /// A query string holding SET CONSTRAINTS statements, which sqlparser cannot parse: split at
 /// its top-level semicolons, those statements read here and the others parsed one by one
@@ -1420,6 +1588,21 @@ async fn execute<C: Cluster>(
             snapshot: None,
             session: characteristics,
         }) => stmt::run_set_transaction(session, cluster, modes, *characteristics),
+        S::Set(ast::Set::SingleAssignment {
+            variable, values, ..
+        }) if ["transaction_isolation", "transaction_read_only"]
+            .contains(&object_name(variable).as_str()) =>
+        {
+            let mode = transaction_mode_setting(&object_name(variable), values)?;
+            if session.transaction == TransactionState::Idle {
+                // The implicit transaction it would apply to ends with it, as in PostgreSQL.
+                return Ok(set_done(Vec::new()));
+            }
+            stmt::run_set_transaction(session, cluster, &[mode], false)
+        }
+        S::Set(ast::Set::SingleAssignment {
+            variable, values, ..
+        }) if object_name(variable) == TWO_PHASE => run_two_phase(session, cluster, values).await,
         S::Set(ast::Set::SingleAssignment {
             variable, values, ..
         }) if object_name(variable) == SET_CONSTRAINTS => {
@@ -1854,6 +2037,51 @@ pub(crate) fn quote_ident(s: &str) -> String {
     } else {
         format!("\"{}\"", s.replace('"', "\"\""))
     }
+}
+
+/// `SET transaction_isolation = ...` / `SET transaction_read_only = ...`: the transaction
+/// mode they stand for (SET TRANSACTION's).
+fn transaction_mode_setting(
+    name: &str,
+    values: &[ast::Expr],
+) -> Result<ast::TransactionMode, SqlError> {
+    let [value] = values else {
+        return Err(SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            format!("SET {name} takes only one argument"),
+        ));
+    };
+    let text = set_value_text(value, false)?.to_ascii_lowercase();
+    let invalid = || {
+        SqlError::new(
+            INVALID_PARAMETER_VALUE,
+            format!("invalid value for parameter \"{name}\": \"{text}\""),
+        )
+    };
+    use ast::TransactionIsolationLevel as L;
+    Ok(match name {
+        "transaction_isolation" => ast::TransactionMode::IsolationLevel(match text.as_str() {
+            "read uncommitted" => L::ReadUncommitted,
+            "read committed" => L::ReadCommitted,
+            "repeatable read" => L::RepeatableRead,
+            "serializable" => L::Serializable,
+            _ => {
+                return Err(invalid().with_hint_text(
+                    "Available values: serializable, repeatable read, read committed, read uncommitted.",
+                ))
+            }
+        }),
+        _ => ast::TransactionMode::AccessMode(match session::parse_bool(&text) {
+            Some(true) => ast::TransactionAccessMode::ReadOnly,
+            Some(false) => ast::TransactionAccessMode::ReadWrite,
+            None => {
+                return Err(SqlError::new(
+                    INVALID_PARAMETER_VALUE,
+                    format!("parameter \"{name}\" requires a Boolean value"),
+                ))
+            }
+        }),
+    })
 }
 
 fn run_set(session: &mut Session, set: &ast::Set) -> Result<StatementResult, SqlError> {

@@ -2680,6 +2680,67 @@ fn transaction_characteristics_are_shown_and_fixed_by_the_first_query() {
                     "transaction_read_only:25 => off [SHOW]",
                 ),
                 ("COMMIT", "COMMIT "),
+                (
+                    "SET default_transaction_read_only = off",
+                    "SET default_transaction_read_only=off",
+                ),
+                // A query reading no table takes the snapshot too; the level it has may be
+                // set again.
+                ("BEGIN", "BEGIN "),
+                ("SELECT 1", "?column?:23 => 1 [SELECT 1]"),
+                ("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "SET "),
+                (
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                    "~ERR 25001",
+                ),
+                ("ROLLBACK", "ROLLBACK "),
+                // The settings' own names set the block's modes.
+                ("BEGIN", "BEGIN "),
+                ("SET transaction_isolation = 'repeatable read'", "SET "),
+                ("SET transaction_read_only = on", "SET "),
+                (
+                    "SHOW transaction_isolation",
+                    "transaction_isolation:25 => repeatable read [SHOW]",
+                ),
+                (
+                    "INSERT INTO tc VALUES (2, 2)",
+                    "ERR 25006 cannot execute INSERT in a read-only transaction",
+                ),
+                ("ROLLBACK", "ROLLBACK "),
+                ("SET transaction_isolation = 'bogus'", "~ERR 22023"),
+                // DDL is refused in a read-only block too.
+                ("BEGIN READ ONLY", "BEGIN "),
+                (
+                    "CREATE TABLE ro (x int)",
+                    "ERR 25006 cannot execute CREATE TABLE in a read-only transaction",
+                ),
+                ("ROLLBACK", "ROLLBACK "),
+                // [NOT] DEFERRABLE is accepted (it matters to SERIALIZABLE only).
+                (
+                    "BEGIN DEFERRABLE, ISOLATION LEVEL REPEATABLE READ",
+                    "BEGIN ",
+                ),
+                (
+                    "SHOW transaction_isolation",
+                    "transaction_isolation:25 => repeatable read [SHOW]",
+                ),
+                ("COMMIT", "COMMIT "),
+                // Two-phase commit is off, as PostgreSQL's default is.
+                ("BEGIN", "BEGIN "),
+                ("INSERT INTO tc VALUES (3, 3)", "INSERT 0 1"),
+                (
+                    "PREPARE TRANSACTION 'g1'",
+                    "ERR 55000 prepared transactions are disabled",
+                ),
+                ("SELECT count(*) FROM tc", "count:20 => 1 [SELECT 1]"),
+                (
+                    "COMMIT PREPARED 'g1'",
+                    "ERR 42704 prepared transaction with identifier \"g1\" does not exist",
+                ),
+                (
+                    "ROLLBACK PREPARED 'g1'",
+                    "ERR 42704 prepared transaction with identifier \"g1\" does not exist",
+                ),
             ],
         );
     }

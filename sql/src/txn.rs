@@ -2184,12 +2184,21 @@ pub(crate) fn release<C: Cluster>(cluster: &C, name: &str) -> Result<(), SqlErro
 }
 
 /// SET TRANSACTION ISOLATION LEVEL inside a block: only before its first query.
+/// The transaction ran a statement that takes a snapshot in PostgreSQL (see `set_isolation`).
+pub(crate) fn note_queried<C: Cluster>(cluster: &C) {
+    if let Some(t) = cluster.conn_txn().borrow_mut().current.as_mut() {
+        t.queried = true;
+    }
+}
+
 pub(crate) fn set_isolation<C: Cluster>(cluster: &C, level: Isolation) -> Result<(), SqlError> {
     let mut conn = cluster.conn_txn().borrow_mut();
     let Some(t) = conn.current.as_mut() else {
         return Ok(());
     };
-    if t.queried || t.pinned != StatementSnapshot::None || !t.touched.is_empty() {
+    // The level it has already may be set again, as PostgreSQL allows.
+    let started = t.queried || t.pinned != StatementSnapshot::None || !t.touched.is_empty();
+    if started && t.isolation != level {
         return Err(SqlError::new(
             "25001",
             "SET TRANSACTION ISOLATION LEVEL must be called before any query",
