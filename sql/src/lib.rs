@@ -934,6 +934,11 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                     return parsed;
                 }
             }
+            if lower.contains("concurrently") {
+                if let Some(text) = drop_index_without_concurrently(sql) {
+                    return parse_plain(&text);
+                }
+            }
             if lower.contains("deferrable") {
                 if let Some(text) = without_deferrable(sql) {
                     return parse_plain(&text);
@@ -1146,6 +1151,35 @@ pub(crate) const SET_CONSTRAINTS: &str = "\0set constraints";
 /// 'gid'` (which sqlparser cannot parse) are carried under as a SET: its values are the
 /// command word and the gid. No client can name it.
 const TWO_PHASE: &str = "\0two-phase commit";
+
+/// `DROP INDEX CONCURRENTLY ...` (which sqlparser cannot parse) as a plain DROP INDEX: a
+/// drop takes no lock that would hold writers back anyway. (PostgreSQL refuses it in a
+/// transaction block; here it is transactional there, as any DROP INDEX.)
+fn drop_index_without_concurrently(sql: &str) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let words: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    let [drop, index, concurrently, ..] = words[..] else {
+        return None;
+    };
+    if !(is(&tokens[drop], "drop")
+        && is(&tokens[index], "index")
+        && is(&tokens[concurrently], "concurrently"))
+    {
+        return None;
+    }
+    Some(
+        tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != concurrently)
+            .map(|(_, t)| t.to_string())
+            .collect(),
+    )
+}
 
 /// `BEGIN` / `START TRANSACTION` / `SET TRANSACTION` with `[NOT] DEFERRABLE` (which
 /// sqlparser cannot parse) without it: PostgreSQL's DEFERRABLE only matters to SERIALIZABLE

@@ -3087,8 +3087,17 @@ pub(crate) async fn run_create_index<C: Cluster>(
     cluster: &C,
     ci: &ast::CreateIndex,
 ) -> Result<StatementResult, SqlError> {
-    if ci.predicate.is_some() || !ci.include.is_empty() || ci.concurrently {
-        return Err(not_supported("partial, covering and concurrent indexes"));
+    if ci.predicate.is_some() || !ci.include.is_empty() {
+        return Err(not_supported("partial and covering indexes"));
+    }
+    // CONCURRENTLY: every build lets writes go on (rows written once the index is in the
+    // catalog maintain their own entries), so it is the plain build; like PostgreSQL's, it
+    // cannot run in a transaction block.
+    if ci.concurrently && session.transaction != TransactionState::Idle {
+        return Err(SqlError::new(
+            "25001",
+            "CREATE INDEX CONCURRENTLY cannot run inside a transaction block",
+        ));
     }
     let (schema, table_name) = plan::split_name(&ci.table_name)?;
     let catalog = cluster.catalog();

@@ -1090,6 +1090,22 @@ fn indexes_and_unique_constraints_are_renamed() {
             ),
             ("ALTER TABLE ri DROP CONSTRAINT ri_a_u", "ALTER TABLE"),
             ("DROP INDEX ri_b2", "DROP INDEX"),
+            // CONCURRENTLY (migration tools' form): builds as any index does, which lets
+            // writes go on; not in a transaction block, as in PostgreSQL.
+            ("INSERT INTO ri VALUES (1, 1, 7), (2, 2, 7)", "INSERT 0 2"),
+            ("CREATE INDEX CONCURRENTLY ri_b ON ri (b)", "CREATE INDEX"),
+            (
+                "SELECT count(*) FROM ri WHERE b = 7",
+                "count:20 => 2 [SELECT 1]",
+            ),
+            ("EXPLAIN SELECT id FROM ri WHERE b = 7", "*index ri_b*"),
+            ("BEGIN", "BEGIN"),
+            (
+                "CREATE INDEX CONCURRENTLY ri_b3 ON ri (b)",
+                "ERR 25001 CREATE INDEX CONCURRENTLY cannot run inside a transaction block",
+            ),
+            ("ROLLBACK", "ROLLBACK"),
+            ("DROP INDEX CONCURRENTLY ri_b", "DROP INDEX"),
         ];
         expect(&cluster, &mut session, steps).await;
         cluster.close().await;
