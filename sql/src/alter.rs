@@ -184,7 +184,7 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         != old.primary_key.iter().map(|&i| Some(i)).collect::<Vec<_>>();
     let rewrite = key_changed || !shape.keeps_stored_rows(old.columns.len());
     let database = session.database().to_string();
-    let index_columns = index_columns_after(&catalog, &database, &old, &shape);
+    let index_columns = index_columns_after(&catalog, &database, &old, &new, &shape);
     let mut index_ids = Vec::new();
     let mut rebuilt = Vec::new();
     // Reading every row: writes to the table wait until the switch (a write the scan did not
@@ -270,12 +270,22 @@ pub(crate) async fn run_alter_table<C: Cluster>(
                 };
                 let id = reserve_id(cluster).await?;
                 index_ids.push((name.clone(), id));
+                let predicate = match &old_spec.predicate {
+                    None => None,
+                    Some(p) => Some(Arc::new(crate::index::bind_predicate(
+                        &catalog,
+                        &database,
+                        &new,
+                        &predicate_after(&p.text, &old, &new),
+                    )?)),
+                };
                 rebuilt.push(crate::index::IndexSpec {
                     id,
                     columns: columns.clone(),
                     unique: old_spec.unique,
                     name: name.clone(),
                     table_id: new_id,
+                    predicate,
                 });
             }
             if let Err(e) = write_rewritten(cluster, &new, rows, rebuilt.clone()).await {
@@ -717,6 +727,7 @@ fn apply_operation(
                     columns,
                     unique: true,
                     constraint: true,
+                    predicate: None,
                 });
             }
             ast::TableConstraint::ForeignKey(fk) => {
@@ -1140,6 +1151,21 @@ fn token_is_ident(t: &sqlparser::tokenizer::Token, column: &str) -> bool {
     }
 }
 
+/// A partial index's WHERE over `old`'s columns, as text over `new`'s: a column renamed
+/// (same count, another name at its place) is renamed in it.
+pub(crate) fn predicate_after(text: &str, old: &Table, new: &Table) -> String {
+    if old.columns.len() != new.columns.len() {
+        return text.to_string();
+    }
+    let mut text = text.to_string();
+    for (o, n) in old.columns.iter().zip(&new.columns) {
+        if o.name != n.name {
+            text = rename_in_expression(&text, &o.name, &n.name);
+        }
+    }
+    text
+}
+
 /// A stored expression with identifier `from` renamed `to` (quoted where it must be).
 fn rename_in_expression(text: &str, from: &str, to: &str) -> String {
     let all = tokens(text);
@@ -1168,10 +1194,13 @@ fn rename_in_expression(text: &str, from: &str, to: &str) -> String {
 
 /// Each index on the table: its column positions in the new table, None when one of its
 /// columns was dropped (the index goes with it).
+/// Each index of `old`: its column positions in `new` (None: it goes with a dropped column,
+/// one of its own or one its WHERE reads, as PostgreSQL drops such an index).
 fn index_columns_after(
     catalog: &crate::catalog::Catalog,
     database: &str,
     old: &Table,
+    new: &Table,
     shape: &RowShape,
 ) -> Vec<(String, Option<Vec<usize>>)> {
     let Some(schema) = catalog
@@ -1190,7 +1219,11 @@ fn index_columns_after(
                 .iter()
                 .map(|&c| shape.sources.iter().position(|s| *s == Some(c)))
                 .collect();
-            (index.name.clone(), moved)
+            let predicate_binds = index.predicate.as_ref().is_none_or(|text| {
+                let text = predicate_after(text, old, new);
+                crate::index::bind_predicate(catalog, database, new, &text).is_ok()
+            });
+            (index.name.clone(), moved.filter(|_| predicate_binds))
         })
         .collect()
 }

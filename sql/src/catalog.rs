@@ -128,6 +128,10 @@ pub struct IndexDef {
     /// and `pg_constraint` lists it, as in PostgreSQL.
     #[serde(default)]
     pub constraint: bool,
+    /// A partial index's WHERE (SQL text over the table's column names): only rows it is
+    /// true of have entries (and, unique, claims). None: every row.
+    #[serde(default)]
+    pub predicate: Option<String>,
 }
 
 /// A sequence (CREATE SEQUENCE, or a serial column's). Its current value lives on shard 0
@@ -1572,6 +1576,9 @@ impl Catalog {
                             if let Some(def) = schema.indexes.get_mut(&index) {
                                 def.columns = columns;
                                 def.table = table.name.clone();
+                                if let Some(p) = &mut def.predicate {
+                                    *p = crate::alter::predicate_after(p, &before, &table);
+                                }
                             }
                         }
                         None => {
@@ -2031,6 +2038,7 @@ mod tests {
                 columns: vec![0],
                 unique: true,
                 constraint: false,
+                predicate: None,
             },
             if_not_exists: false,
         })

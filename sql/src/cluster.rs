@@ -2036,17 +2036,14 @@ async fn add_index_entries<F: FileSystem + Clone + 'static, R: Runtime>(
     claims: &mut Vec<crate::index::Claim>,
 ) -> Result<(), SqlError> {
     use helios_engine::lsm::key::ValueKind;
-    let width = specs
-        .iter()
-        .flat_map(|s| s.columns.iter())
-        .max()
-        .map_or(0, |m| m + 1);
+    let width = specs.iter().map(|s| s.width()).max().unwrap_or(0);
     let entries_of = |row_key: &[u8], value: &Bytes| -> Result<Vec<Bytes>, SqlError> {
         let row = decode_row(value, width).map_err(storage_error)?;
-        specs
-            .iter()
-            .map(|spec| crate::index::entry_key(spec, &row, row_key))
-            .collect()
+        let mut entries = Vec::with_capacity(specs.len());
+        for spec in specs {
+            entries.extend(crate::index::entry_key(spec, &row, row_key)?);
+        }
+        Ok(entries)
     };
     let unique: Vec<&crate::index::IndexSpec> = specs.iter().filter(|s| s.unique).collect();
     let claims_of = |value: Option<&Bytes>| -> Result<Vec<Option<Bytes>>, SqlError> {

@@ -13,6 +13,7 @@
 //! since (a stale entry) is harmless; only a missing entry could lose a row, and every write
 //! of a row updates its entries in the row's own batch.
 
+use std::collections::HashMap;
 use std::ops::Bound as Edge;
 use std::sync::Arc;
 
@@ -40,6 +41,84 @@ pub struct IndexSpec {
     pub unique: bool,
     pub name: String,
     pub table_id: u32,
+    /// A partial index's WHERE: rows it is not true of have no entry and no claim.
+    pub predicate: Option<Arc<IndexPredicate>>,
+}
+
+/// A partial index's WHERE, bound over its table's columns.
+#[derive(Debug)]
+pub struct IndexPredicate {
+    /// As the catalog keeps it (what the index is compared by).
+    pub text: String,
+    bound: Bound,
+    env: Env,
+    /// The row width its evaluation reads (its highest column, plus one).
+    pub width: usize,
+}
+
+impl PartialEq for IndexPredicate {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for IndexPredicate {}
+
+impl IndexSpec {
+    /// Whether `row` has an entry (and, unique, a claim) in this index: its predicate is
+    /// true of the row, or it has none.
+    pub(crate) fn covers(&self, row: &[Datum]) -> Result<bool, SqlError> {
+        let Some(p) = &self.predicate else {
+            return Ok(true);
+        };
+        let cx = crate::expr::Eval::over_row(&p.env, row);
+        Ok(crate::expr::eval(&p.bound, &cx)? == Datum::Bool(true))
+    }
+
+    /// The row width its maintenance reads: its columns and its predicate's.
+    pub(crate) fn width(&self) -> usize {
+        let columns = self.columns.iter().max().map_or(0, |m| m + 1);
+        columns.max(self.predicate.as_ref().map_or(0, |p| p.width))
+    }
+}
+
+/// Binds partial index `text` over `table`'s columns (in `database`): a boolean expression
+/// of them, with no subquery, aggregate, parameter or volatile function.
+pub(crate) fn bind_predicate(
+    catalog: &Catalog,
+    database: &str,
+    table: &Table,
+    text: &str,
+) -> Result<IndexPredicate, SqlError> {
+    let session = crate::Session::new("postgres", database);
+    let bound = crate::stmt::bind_table_expr(&session, catalog, table, text)?;
+    if bound.ty != SqlType::Bool {
+        return Err(SqlError::new(
+            crate::error::DATATYPE_MISMATCH,
+            format!(
+                "argument of WHERE must be type boolean, not type {}",
+                bound.ty.sql_name()
+            ),
+        ));
+    }
+    if !bound.is_row_local() {
+        return Err(SqlError::new(
+            crate::error::FEATURE_NOT_SUPPORTED,
+            "cannot use subquery in index predicate",
+        ));
+    }
+    let mut width = 0;
+    bound.visit(&mut |b| {
+        if let Kind::Column(c) = b.kind {
+            width = width.max(c + 1);
+        }
+    });
+    Ok(IndexPredicate {
+        text: text.to_string(),
+        bound,
+        env: Env::of(&session),
+        width,
+    })
 }
 
 /// A change of a unique index's claim for one row: the value it gave up and the one it
@@ -57,6 +136,9 @@ pub struct Claim {
 /// It lives on the shard its hash picks, wherever the row is, so one shard sees every
 /// writer of a value: the claim is a row-locked insert there, in the writer's transaction.
 pub(crate) fn claim_key(spec: &IndexSpec, row: &[Datum]) -> Result<Option<Bytes>, SqlError> {
+    if !spec.covers(row)? {
+        return Ok(None);
+    }
     let mut key = Vec::with_capacity(16);
     key.push(CLAIM_PREFIX);
     key.extend_from_slice(&spec.table_id.to_be_bytes());
@@ -202,7 +284,7 @@ pub(crate) fn claim_index_prefix(table_id: u32, index_id: u32) -> Vec<u8> {
 /// The indexes of `table` as of `catalog` (found by the table's id: ids are unique across
 /// databases).
 pub(crate) fn specs_for(catalog: &Catalog, table: &Table) -> Vec<IndexSpec> {
-    for database in catalog.databases.values() {
+    for (database_name, database) in &catalog.databases {
         let Some(schema) = database.schemas.get(&table.schema) else {
             continue;
         };
@@ -223,10 +305,48 @@ pub(crate) fn specs_for(catalog: &Catalog, table: &Table) -> Vec<IndexSpec> {
                 unique: i.unique,
                 name: i.name.clone(),
                 table_id: table.id,
+                predicate: i
+                    .predicate
+                    .as_ref()
+                    .and_then(|text| predicate_of(catalog, database_name, table, i.id, text)),
             })
             .collect();
     }
     Vec::new()
+}
+
+/// Partial index predicates, bound once per catalog version and index (binding parses).
+type PredicateCache = HashMap<(u64, u32), Option<Arc<IndexPredicate>>>;
+
+thread_local! {
+    static PREDICATES: std::cell::RefCell<PredicateCache> = Default::default();
+}
+
+/// Index `id`'s predicate `text`, bound. A predicate that no longer binds (a column it read
+/// was dropped) covers no row: such an index is dropped with the column.
+fn predicate_of(
+    catalog: &Catalog,
+    database: &str,
+    table: &Table,
+    id: u32,
+    text: &str,
+) -> Option<Arc<IndexPredicate>> {
+    const CACHED_MAX: usize = 1024;
+    let key = (catalog.version, id);
+    if let Some(hit) = PREDICATES.with(|c| c.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let bound = bind_predicate(catalog, database, table, text)
+        .ok()
+        .map(Arc::new);
+    PREDICATES.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= CACHED_MAX {
+            cache.clear();
+        }
+        cache.insert(key, bound.clone());
+    });
+    bound
 }
 
 /// The prefix of every entry of index `id`.
@@ -264,7 +384,10 @@ pub(crate) fn entry_key(
     spec: &IndexSpec,
     row: &[Datum],
     row_key: &[u8],
-) -> Result<Bytes, SqlError> {
+) -> Result<Option<Bytes>, SqlError> {
+    if !spec.covers(row)? {
+        return Ok(None);
+    }
     let mut key = index_prefix(spec.id);
     for &c in &spec.columns {
         encode_value(&mut key, row.get(c).unwrap_or(&Datum::Null))?;
@@ -273,7 +396,7 @@ pub(crate) fn entry_key(
         .map_err(|_| SqlError::new(PROGRAM_LIMIT_EXCEEDED, "row key too long to index"))?;
     key.extend_from_slice(row_key);
     key.extend_from_slice(&len.to_be_bytes());
-    Ok(Bytes::from(key))
+    Ok(Some(Bytes::from(key)))
 }
 
 /// The row key an entry points at (None: not an entry this code wrote).
@@ -330,7 +453,9 @@ pub(crate) fn choose(
     let mut conjuncts = Vec::new();
     filter.clone().into_conjuncts(&mut conjuncts);
     let mut best: Option<(u8, IndexRange)> = None;
-    for spec in indexes {
+    // A partial index lacks the rows its WHERE is not true of: not read for queries (whose
+    // WHERE would have to imply it).
+    for spec in indexes.iter().filter(|s| s.predicate.is_none()) {
         let first = spec.columns[0];
         let column_ty = table.columns[first].ty;
         let prefix = index_prefix(spec.id);
@@ -506,6 +631,7 @@ mod tests {
             unique: true,
             name: "u".to_string(),
             table_id: 9,
+            predicate: None,
         };
         let a = claim_key(&spec, &[Datum::Int(1), Datum::Int(5), Datum::Int(6)]).unwrap();
         let b = claim_key(&spec, &[Datum::Int(2), Datum::Int(5), Datum::Int(6)]).unwrap();
@@ -529,13 +655,15 @@ mod tests {
             unique: false,
             name: "i".to_string(),
             table_id: 1,
+            predicate: None,
         };
         let row_a = vec![Datum::Int(1), Datum::Int(5)];
         let row_b = vec![Datum::Int(2), Datum::Int(5)];
         let row_c = vec![Datum::Int(3), Datum::Int(6)];
-        let a = entry_key(&spec, &row_a, b"\x80rowkey-a").unwrap();
-        let b = entry_key(&spec, &row_b, b"\x80rowkey-bb").unwrap();
-        let c = entry_key(&spec, &row_c, b"\x80c").unwrap();
+        let covered = |entry: Result<Option<Bytes>, SqlError>| entry.unwrap().expect("covered");
+        let a = covered(entry_key(&spec, &row_a, b"\x80rowkey-a"));
+        let b = covered(entry_key(&spec, &row_b, b"\x80rowkey-bb"));
+        let c = covered(entry_key(&spec, &row_c, b"\x80c"));
         assert_eq!(row_key_of(&a), Some(&b"\x80rowkey-a"[..]));
         assert_eq!(row_key_of(&b), Some(&b"\x80rowkey-bb"[..]));
         let mut five = index_prefix(7);
@@ -548,7 +676,7 @@ mod tests {
                 "{entry:?}"
             );
         }
-        let null = entry_key(&spec, &[Datum::Int(4), Datum::Null], b"\x80n").unwrap();
+        let null = covered(entry_key(&spec, &[Datum::Int(4), Datum::Null], b"\x80n"));
         assert!(
             null < a,
             "NULL entries sort first, outside every value's range"

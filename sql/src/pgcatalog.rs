@@ -908,7 +908,8 @@ impl Snapshot {
         self.index_by_oid.get(&oid).map(|&i| &self.indexes[i])
     }
 
-    fn index_def(&self, oid: i64, column: i64) -> Option<String> {
+    /// `pretty` (psql's `\d`) prints a partial index's WHERE without parentheses.
+    fn index_def(&self, oid: i64, column: i64, pretty: bool) -> Option<String> {
         if let Some(i) = self.secondary_index(oid) {
             let table = &self.tables[i.table].table;
             if column > 0 {
@@ -925,8 +926,16 @@ impl Snapshot {
                 .iter()
                 .map(|&c| quote_ident(&table.columns[c].name))
                 .collect();
+            let predicate = i
+                .def
+                .predicate
+                .as_ref()
+                .map_or_else(String::new, |p| match pretty {
+                    true => format!(" WHERE {p}"),
+                    false => format!(" WHERE ({p})"),
+                });
             return Some(format!(
-                "CREATE {}INDEX {} ON {}.{} USING btree ({})",
+                "CREATE {}INDEX {} ON {}.{} USING btree ({}){predicate}",
                 if i.def.unique { "UNIQUE " } else { "" },
                 quote_ident(&i.def.name),
                 quote_ident(&table.schema),
@@ -1442,7 +1451,7 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     t(&table.name),
                     t(&name),
                     NULL,
-                    s.index_def(oid, 0).map_or(NULL, Datum::Text),
+                    s.index_def(oid, 0, false).map_or(NULL, Datum::Text),
                 ]);
             }
         }
@@ -1621,7 +1630,9 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
                     t(&zeros),
                     t(&zeros),
                     NULL,
-                    NULL,
+                    // Not PostgreSQL's node tree: the WHERE's text (non-NULL is what tools
+                    // test to tell a partial index).
+                    index.def.predicate.as_deref().map_or(NULL, t),
                 ]);
             }
             for ti in &s.tables {
@@ -3343,6 +3354,7 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
         F::GetIndexDef => match snap().index_def(
             int_of(&values[0]).unwrap_or(0),
             values.get(1).and_then(int_of).unwrap_or(0),
+            matches!(values.get(2), Some(Datum::Bool(true))),
         ) {
             Some(d) => Datum::Text(d),
             None => Datum::Null,

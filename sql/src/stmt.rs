@@ -772,7 +772,7 @@ fn do_nothing_arbiter(
             check_inference_predicate(planner, table, alias, predicate.as_ref())?;
             let indexes: Vec<u32> = unique
                 .iter()
-                .filter(|i| sorted(&i.columns) == named)
+                .filter(|i| sorted(&i.columns) == named && infers(i, predicate.as_ref()))
                 .map(|i| i.id)
                 .collect();
             let primary_key = !pk.is_empty() && pk == named;
@@ -1328,6 +1328,42 @@ async fn upsert_on_unique_index<C: Cluster>(
 /// satisfies it, a non-partial one included, can be the arbiter. helios has no partial
 /// indexes, so every unique index on the columns qualifies; the predicate must still name
 /// the table's columns and hold no subquery, as PostgreSQL's parse analysis requires.
+/// Whether an ON CONFLICT target's index predicate (its WHERE) infers unique index `index`:
+/// any does a full index; a partial one needs its own WHERE among the predicate's AND-ed
+/// terms (PostgreSQL proves implication; this recognizes the form ORMs write, the index's
+/// WHERE repeated).
+fn infers(index: &crate::index::IndexSpec, predicate: Option<&ast::Expr>) -> bool {
+    let Some(wanted) = &index.predicate else {
+        return true;
+    };
+    let Some(predicate) = predicate else {
+        return false;
+    };
+    let mut terms = vec![predicate];
+    let mut i = 0;
+    while i < terms.len() {
+        match terms[i] {
+            ast::Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::And,
+                right,
+            } => {
+                let (l, r) = (&**left, &**right);
+                terms.swap_remove(i);
+                terms.push(l);
+                terms.push(r);
+            }
+            ast::Expr::Nested(inner) => terms[i] = inner,
+            _ => i += 1,
+        }
+    }
+    let normal = |text: &str| text.to_ascii_lowercase().replace(['(', ')'], "");
+    terms
+        .iter()
+        .any(|t| normal(&t.to_string()) == normal(&wanted.text))
+        || normal(&predicate.to_string()) == normal(&wanted.text)
+}
+
 fn check_inference_predicate(
     planner: &Planner,
     table: &Table,
@@ -1373,13 +1409,17 @@ fn bind_do_update(
             "there is no unique or exclusion constraint matching the ON CONFLICT specification",
         )
     };
+    let inference_predicate = match &on_conflict.conflict_target {
+        Some(ast::ConflictTarget::Columns { predicate, .. }) => predicate.as_ref(),
+        _ => None,
+    };
     let unique_index = |named: &[usize]| {
         crate::index::specs_for(planner.catalog, table)
             .iter()
             .find(|i| {
                 let mut c = i.columns.clone();
                 c.sort_unstable();
-                i.unique && c == named
+                i.unique && c == named && infers(i, inference_predicate)
             })
             .map(|i| i.id)
     };
@@ -2515,6 +2555,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             columns: positions,
             unique: true,
             constraint: true,
+            predicate: None,
         })
         .collect();
     let table_schema = table.schema.clone();
@@ -3087,8 +3128,8 @@ pub(crate) async fn run_create_index<C: Cluster>(
     cluster: &C,
     ci: &ast::CreateIndex,
 ) -> Result<StatementResult, SqlError> {
-    if ci.predicate.is_some() || !ci.include.is_empty() {
-        return Err(not_supported("partial and covering indexes"));
+    if !ci.include.is_empty() {
+        return Err(not_supported("covering indexes (INCLUDE)"));
     }
     // CONCURRENTLY: every build lets writes go on (rows written once the index is in the
     // catalog maintain their own entries), so it is the plain build; like PostgreSQL's, it
@@ -3134,6 +3175,14 @@ pub(crate) async fn run_create_index<C: Cluster>(
         Some(n) => plan::split_name(n)?.1,
         None => default_index_name(&table, &columns),
     };
+    // A partial index's WHERE is kept as text (as sqlparser prints it) and bound wherever
+    // the index is maintained; it must bind now.
+    let predicate = ci.predicate.as_ref().map(ToString::to_string);
+    if let Some(text) = &predicate {
+        // Positions would be within the WHERE's text, not the statement's.
+        crate::index::bind_predicate(&catalog, session.database(), &table, text)
+            .map_err(|e| e.at(None))?;
+    }
     let index = crate::catalog::IndexDef {
         id: 0,
         name,
@@ -3141,6 +3190,7 @@ pub(crate) async fn run_create_index<C: Cluster>(
         columns,
         unique: ci.unique,
         constraint: false,
+        predicate,
     };
     let notices = create_index_over_rows(session, cluster, &table, index, ci.if_not_exists).await?;
     Ok(StatementResult::Command {
@@ -3201,12 +3251,11 @@ async fn backfill_index<C: Cluster>(
     else {
         return Ok(());
     };
-    let spec = crate::index::IndexSpec {
-        id: def.id,
-        columns: def.columns.clone(),
-        unique: def.unique,
-        name: def.name.clone(),
-        table_id: table.id,
+    let Some(spec) = crate::index::specs_for(&catalog, table)
+        .into_iter()
+        .find(|s| s.id == def.id)
+    else {
+        return Ok(());
     };
     let env = Env::of(session);
     let scanned =
@@ -3214,7 +3263,9 @@ async fn backfill_index<C: Cluster>(
     let mut ops = Vec::with_capacity(BACKFILL_BATCH_ROWS);
     let mut claims = Vec::new();
     for (row, key) in scanned.rows.iter().zip(&scanned.keys) {
-        let entry = crate::index::entry_key(&spec, row, key)?;
+        let Some(entry) = crate::index::entry_key(&spec, row, key)? else {
+            continue; // a partial index's WHERE is not true of the row
+        };
         ops.push((
             shard_of_key(cluster, key),
             RowOp::Put {

@@ -1266,3 +1266,69 @@ fn a_crash_undoes_ddl_made_after_the_blocks_own_writes() {
         cluster.close().await;
     });
 }
+
+/// Partial indexes (`CREATE [UNIQUE] INDEX ... WHERE`, Django's conditional
+/// UniqueConstraint, soft-delete uniqueness): only rows the WHERE is true of have entries
+/// and claims, through inserts, updates moving rows in and out, ON CONFLICT, a build over
+/// rows already there, renames, rewrites and a restart. Outputs as PostgreSQL 15 gives them.
+#[test]
+fn partial_unique_indexes_cover_only_the_rows_their_where_is_true_of() {
+    for shards in [1, 2] {
+        let rt = LocalRuntime::new(0);
+        let rt2 = rt.clone();
+        rt.block_on(async move {
+            let fs = MemFs::new();
+            {
+                let cluster = LocalCluster::open(rt2.clone(), fs.clone(), shards).await;
+                let mut session = Session::new("u", "postgres");
+                let steps: &[(&str, &str)] = &[
+                    ("CREATE TABLE u (id int PRIMARY KEY, email text, gone timestamptz, n int)", "CREATE TABLE"),
+                    ("INSERT INTO u VALUES (1, 'a', NULL, 1), (2, 'a', '2024-01-01', 2), (3, 'b', NULL, 3)", "INSERT 0 3"),
+                    ("UPDATE u SET gone = NULL WHERE id = 2", "UPDATE 1"),
+                    ("CREATE UNIQUE INDEX u_live ON u (email) WHERE gone IS NULL", "ERR 23505*"),
+                    ("UPDATE u SET gone = '2024-01-01' WHERE id = 2", "UPDATE 1"),
+                    ("CREATE UNIQUE INDEX u_live ON u (email) WHERE gone IS NULL", "CREATE INDEX"),
+                    ("INSERT INTO u VALUES (4, 'a', NULL, 4)", "ERR 23505 duplicate key value violates unique constraint \"u_live\" [DETAIL: Key (email)=(a) already exists.]"),
+                    ("INSERT INTO u VALUES (4, 'a', '2024-02-01', 4)", "INSERT 0 1"),
+                    ("UPDATE u SET gone = NULL WHERE id = 2", "ERR 23505*"),
+                    ("UPDATE u SET gone = now() WHERE id = 1", "UPDATE 1"),
+                    ("UPDATE u SET gone = NULL WHERE id = 2", "UPDATE 1"),
+                    // ON CONFLICT infers the partial index only with its WHERE.
+                    ("INSERT INTO u VALUES (5, 'a', NULL, 5) ON CONFLICT (email) DO NOTHING", "ERR 42P10*"),
+                    ("INSERT INTO u VALUES (5, 'a', NULL, 5) ON CONFLICT (email) WHERE gone IS NULL DO NOTHING", "INSERT 0 0"),
+                    ("INSERT INTO u VALUES (5, 'a', NULL, 5) ON CONFLICT DO NOTHING", "INSERT 0 0"),
+                    ("INSERT INTO u VALUES (6, 'a', NULL, 6) ON CONFLICT (email) WHERE gone IS NULL DO UPDATE SET n = excluded.n", "INSERT 0 1"),
+                    (
+                        "SELECT id, email, gone IS NULL AS live, n FROM u ORDER BY id",
+                        "id:23,email:25,live:16,n:23 => 1|a|f|1 / 2|a|t|6 / 3|b|t|3 / 4|a|f|4 [SELECT 4]",
+                    ),
+                    ("SELECT pg_get_indexdef('u_live'::regclass)", "pg_get_indexdef:25 => CREATE UNIQUE INDEX u_live ON public.u USING btree (email) WHERE (gone IS NULL) [SELECT 1]"),
+                    ("SELECT count(*) FROM pg_index WHERE indpred IS NOT NULL", "count:20 => 1 [SELECT 1]"),
+                    // A partial index is not read for queries: every row is found.
+                    ("CREATE INDEX u_big ON u (n) WHERE n > 2", "CREATE INDEX"),
+                    ("SELECT id FROM u WHERE n = 1", "id:23 => 1 [SELECT 1]"),
+                    ("CREATE INDEX u_bad ON u (n) WHERE n", "ERR 42804 argument of WHERE must be type boolean, not type integer"),
+                    // Renamed with its column; rebuilt by a rewrite.
+                    ("ALTER TABLE u RENAME COLUMN gone TO gone_at", "ALTER TABLE"),
+                    ("ALTER TABLE u ALTER COLUMN n TYPE bigint", "ALTER TABLE"),
+                    ("INSERT INTO u VALUES (7, 'b', NULL, 7)", "ERR 23505*"),
+                    ("INSERT INTO u VALUES (7, 'b', now(), 7)", "INSERT 0 1"),
+                ];
+                expect(&cluster, &mut session, steps).await;
+                cluster.close().await;
+            }
+            let cluster = LocalCluster::open(rt2.clone(), fs, shards).await;
+            let mut session = Session::new("u", "postgres");
+            let steps: &[(&str, &str)] = &[
+                ("INSERT INTO u VALUES (8, 'b', NULL, 8)", "ERR 23505*"),
+                ("INSERT INTO u VALUES (8, 'c', NULL, 8)", "INSERT 0 1"),
+                // A column its WHERE reads dropped: the index goes, as in PostgreSQL.
+                ("ALTER TABLE u DROP COLUMN gone_at", "ALTER TABLE"),
+                ("SELECT count(*) FROM pg_indexes WHERE tablename = 'u'", "count:20 => 2 [SELECT 1]"),
+                ("INSERT INTO u VALUES (9, 'c', 9)", "INSERT 0 1"),
+            ];
+            expect(&cluster, &mut session, steps).await;
+            cluster.close().await;
+        });
+    }
+}
