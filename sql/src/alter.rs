@@ -728,6 +728,7 @@ fn apply_operation(
                     unique: true,
                     constraint: true,
                     predicate: None,
+                    include: Vec::new(),
                 });
             }
             ast::TableConstraint::ForeignKey(fk) => {
@@ -1166,6 +1167,14 @@ pub(crate) fn predicate_after(text: &str, old: &Table, new: &Table) -> String {
     text
 }
 
+/// Column `name` of `old` as `new` names it (renamed at its place; else as it was).
+pub(crate) fn column_name_after(name: &str, old: &Table, new: &Table) -> String {
+    match old.columns.iter().position(|c| c.name == name) {
+        Some(i) if old.columns.len() == new.columns.len() => new.columns[i].name.clone(),
+        _ => name.to_string(),
+    }
+}
+
 /// A stored expression with identifier `from` renamed `to` (quoted where it must be).
 fn rename_in_expression(text: &str, from: &str, to: &str) -> String {
     let all = tokens(text);
@@ -1223,7 +1232,14 @@ fn index_columns_after(
                 let text = predicate_after(text, old, new);
                 crate::index::bind_predicate(catalog, database, new, &text).is_ok()
             });
-            (index.name.clone(), moved.filter(|_| predicate_binds))
+            let includes_kept = index.include.iter().all(|name| {
+                new.column_index(&column_name_after(name, old, new))
+                    .is_some()
+            });
+            (
+                index.name.clone(),
+                moved.filter(|_| predicate_binds && includes_kept),
+            )
         })
         .collect()
 }

@@ -132,6 +132,10 @@ pub struct IndexDef {
     /// true of have entries (and, unique, claims). None: every row.
     #[serde(default)]
     pub predicate: Option<String>,
+    /// `INCLUDE (col, ...)`: columns it carries besides its keys, by name (a covering
+    /// index; they take no part in entries or uniqueness here).
+    #[serde(default)]
+    pub include: Vec<String>,
 }
 
 /// A sequence (CREATE SEQUENCE, or a serial column's). Its current value lives on shard 0
@@ -1579,6 +1583,9 @@ impl Catalog {
                                 if let Some(p) = &mut def.predicate {
                                     *p = crate::alter::predicate_after(p, &before, &table);
                                 }
+                                for name in &mut def.include {
+                                    *name = crate::alter::column_name_after(name, &before, &table);
+                                }
                             }
                         }
                         None => {
@@ -2039,6 +2046,7 @@ mod tests {
                 unique: true,
                 constraint: false,
                 predicate: None,
+                include: Vec::new(),
             },
             if_not_exists: false,
         })

@@ -934,8 +934,15 @@ impl Snapshot {
                     true => format!(" WHERE {p}"),
                     false => format!(" WHERE ({p})"),
                 });
+            let include = match i.def.include.is_empty() {
+                true => String::new(),
+                false => {
+                    let names: Vec<String> = i.def.include.iter().map(|n| quote_ident(n)).collect();
+                    format!(" INCLUDE ({})", names.join(", "))
+                }
+            };
             return Some(format!(
-                "CREATE {}INDEX {} ON {}.{} USING btree ({}){predicate}",
+                "CREATE {}INDEX {} ON {}.{} USING btree ({}){include}{predicate}",
                 if i.def.unique { "UNIQUE " } else { "" },
                 quote_ident(&i.def.name),
                 quote_ident(&table.schema),
@@ -1602,17 +1609,26 @@ fn rows_of(s: &Snapshot, rel: &str) -> Vec<Vec<Datum>> {
         "pg_index" => {
             for index in &s.indexes {
                 let n = index.def.columns.len() as i64;
+                let table = &s.tables[index.table].table;
+                // Key columns, then INCLUDE columns (indnatts counts both).
+                let included = index
+                    .def
+                    .include
+                    .iter()
+                    .filter_map(|c| table.column_index(c));
                 let key: Vec<String> = index
                     .def
                     .columns
                     .iter()
+                    .copied()
+                    .chain(included)
                     .map(|i| (i + 1).to_string())
                     .collect();
                 let zeros = vec!["0"; index.def.columns.len()].join(" ");
                 rows.push(vec![
                     o(index.oid),
                     o(s.tables[index.table].oid),
-                    Datum::Int(n),
+                    Datum::Int(key.len() as i64),
                     Datum::Int(n),
                     b(index.def.unique),
                     b(false),

@@ -2556,6 +2556,7 @@ pub(crate) async fn run_create_table<C: Cluster>(
             unique: true,
             constraint: true,
             predicate: None,
+            include: Vec::new(),
         })
         .collect();
     let table_schema = table.schema.clone();
@@ -3128,9 +3129,6 @@ pub(crate) async fn run_create_index<C: Cluster>(
     cluster: &C,
     ci: &ast::CreateIndex,
 ) -> Result<StatementResult, SqlError> {
-    if !ci.include.is_empty() {
-        return Err(not_supported("covering indexes (INCLUDE)"));
-    }
     // CONCURRENTLY: every build lets writes go on (rows written once the index is in the
     // catalog maintain their own entries), so it is the plain build; like PostgreSQL's, it
     // cannot run in a transaction block.
@@ -3183,6 +3181,19 @@ pub(crate) async fn run_create_index<C: Cluster>(
         crate::index::bind_predicate(&catalog, session.database(), &table, text)
             .map_err(|e| e.at(None))?;
     }
+    // INCLUDE columns are recorded (the catalogs show them) but carried by no entry: they
+    // serve index-only scans, which helios does not make.
+    let mut include = Vec::with_capacity(ci.include.len());
+    for column in &ci.include {
+        let name = plan::ident(column);
+        if table.column_index(&name).is_none() {
+            return Err(SqlError::new(
+                UNDEFINED_COLUMN,
+                format!("column \"{name}\" does not exist"),
+            ));
+        }
+        include.push(name);
+    }
     let index = crate::catalog::IndexDef {
         id: 0,
         name,
@@ -3191,6 +3202,7 @@ pub(crate) async fn run_create_index<C: Cluster>(
         unique: ci.unique,
         constraint: false,
         predicate,
+        include,
     };
     let notices = create_index_over_rows(session, cluster, &table, index, ci.if_not_exists).await?;
     Ok(StatementResult::Command {

@@ -1332,3 +1332,30 @@ fn partial_unique_indexes_cover_only_the_rows_their_where_is_true_of() {
         });
     }
 }
+
+/// INCLUDE columns are recorded and shown as PostgreSQL shows them; uniqueness stays the
+/// key columns'; renamed with their column, and the index goes with a dropped one.
+#[test]
+fn covering_indexes_record_their_include_columns() {
+    on_one_and_two_shards(|cluster, mut session, _| async move {
+        let def = "SELECT pg_get_indexdef('u_e'::regclass)";
+        let steps: &[(&str, &str)] = &[
+            ("CREATE TABLE u (id int PRIMARY KEY, email text, n int, m int)", "CREATE TABLE"),
+            ("INSERT INTO u VALUES (1, 'a', 1, 1), (2, 'b', 1, 2)", "INSERT 0 2"),
+            ("CREATE UNIQUE INDEX u_e ON u (email) INCLUDE (n, m)", "CREATE INDEX"),
+            ("CREATE INDEX u_n ON u (n) INCLUDE (nosuch)", "ERR 42703 column \"nosuch\" does not exist"),
+            ("INSERT INTO u VALUES (3, 'a', 3, 3)", "ERR 23505*"),
+            (
+                "SELECT indnatts, indnkeyatts, indkey FROM pg_index WHERE indexrelid = 'u_e'::regclass",
+                "indnatts:21,indnkeyatts:21,indkey:25 => 3|1|2 3 4 [SELECT 1]",
+            ),
+            (def, "pg_get_indexdef:25 => CREATE UNIQUE INDEX u_e ON public.u USING btree (email) INCLUDE (n, m) [SELECT 1]"),
+            ("ALTER TABLE u RENAME COLUMN m TO mm", "ALTER TABLE"),
+            (def, "pg_get_indexdef:25 => CREATE UNIQUE INDEX u_e ON public.u USING btree (email) INCLUDE (n, mm) [SELECT 1]"),
+            ("ALTER TABLE u DROP COLUMN n", "ALTER TABLE"),
+            ("SELECT count(*) FROM pg_indexes WHERE indexname = 'u_e'", "count:20 => 0 [SELECT 1]"),
+        ];
+        expect(&cluster, &mut session, steps).await;
+        cluster.close().await;
+    });
+}
