@@ -934,6 +934,11 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                     return parsed;
                 }
             }
+            if lower.contains("verbose") || lower.contains('(') || lower.contains("analyse") {
+                if let Some(text) = analyze_without_options(sql) {
+                    return parse_plain(&text);
+                }
+            }
             if lower.contains("concurrently") {
                 if let Some(text) = drop_index_without_concurrently(sql) {
                     return parse_plain(&text);
@@ -1151,6 +1156,44 @@ pub(crate) const SET_CONSTRAINTS: &str = "\0set constraints";
 /// 'gid'` (which sqlparser cannot parse) are carried under as a SET: its values are the
 /// command word and the gid. No client can name it.
 const TWO_PHASE: &str = "\0two-phase commit";
+
+/// `ANALYZE VERBOSE t` / `ANALYZE (VERBOSE, SKIP_LOCKED) t` (which sqlparser cannot parse)
+/// without the options: they change what is reported, not what is gathered. None: not an
+/// ANALYZE with options.
+fn analyze_without_options(sql: &str) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let words: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    let (&first, rest) = words.split_first()?;
+    if !(is(&tokens[first], "analyze") || is(&tokens[first], "analyse")) {
+        return None;
+    }
+    let mut dropped = vec![false; tokens.len()];
+    match rest.first() {
+        Some(&v) if is(&tokens[v], "verbose") => dropped[v] = true,
+        Some(&open) if matches!(tokens[open], Token::LParen) => {
+            let close = rest.iter().find(|&&i| matches!(tokens[i], Token::RParen))?;
+            dropped[open..=*close].iter_mut().for_each(|d| *d = true);
+        }
+        // ANALYSE, PostgreSQL's other spelling.
+        _ if is(&tokens[first], "analyse") => {}
+        _ => return None,
+    }
+    Some(
+        tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !dropped[*i])
+            .map(|(i, t)| match i == first {
+                true => "ANALYZE".to_string(),
+                false => t.to_string(),
+            })
+            .collect(),
+    )
+}
 
 /// `DROP INDEX CONCURRENTLY ...` (which sqlparser cannot parse) as a plain DROP INDEX: a
 /// drop takes no lock that would hold writers back anyway. (PostgreSQL refuses it in a

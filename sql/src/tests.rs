@@ -1202,8 +1202,15 @@ fn vacuum_and_analyze_check_their_tables() {
                 "ERR 42P01 relation \"nosuch\" does not exist",
             ),
             ("ANALYZE t", "ANALYZE "),
+            ("ANALYZE VERBOSE t", "ANALYZE "),
+            ("ANALYZE (VERBOSE, SKIP_LOCKED) t", "ANALYZE "),
+            ("ANALYSE t", "ANALYZE "),
             (
                 "ANALYZE nosuch",
+                "ERR 42P01 relation \"nosuch\" does not exist",
+            ),
+            (
+                "ANALYZE VERBOSE nosuch",
                 "ERR 42P01 relation \"nosuch\" does not exist",
             ),
             (
