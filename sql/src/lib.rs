@@ -959,6 +959,14 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                     return parse_plain(&text);
                 }
             }
+            let first = lower.trim_start();
+            if (first.starts_with("fetch") || first.starts_with("move")) && lower.contains('-') {
+                if let Some(text) = without_count_sign(sql) {
+                    let mut parsed = parse(&text)?;
+                    parsed.iter_mut().for_each(negate_fetch_count);
+                    return Ok(parsed);
+                }
+            }
             if lower.contains("fetch") {
                 if let Some(text) = with_fetch_from(sql) {
                     return parse_plain(&text);
@@ -1156,6 +1164,52 @@ pub(crate) const SET_CONSTRAINTS: &str = "\0set constraints";
 /// 'gid'` (which sqlparser cannot parse) are carried under as a SET: its values are the
 /// command word and the gid. No client can name it.
 const TWO_PHASE: &str = "\0two-phase commit";
+
+/// A FETCH or MOVE whose count is negative (`FETCH ABSOLUTE -1 FROM c`, `MOVE -2 IN c`),
+/// which sqlparser cannot parse: its text without the minus ([`negate_fetch_count`] puts
+/// it back). None: no count with a minus.
+fn without_count_sign(sql: &str) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let words: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    let minus = words.windows(2).find_map(|w| {
+        matches!(
+            (&tokens[w[0]], &tokens[w[1]]),
+            (Token::Minus, Token::Number(..))
+        )
+        .then_some(w[0])
+    })?;
+    let minuses = tokens.iter().filter(|t| matches!(t, Token::Minus)).count();
+    if minuses != 1 {
+        return None;
+    }
+    Some(
+        tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != minus)
+            .map(|(_, t)| t.to_string())
+            .collect(),
+    )
+}
+
+/// The count of a FETCH (or a MOVE carried as one) made negative.
+fn negate_fetch_count(statement: &mut Statement) {
+    use ast::FetchDirection as D;
+    let Statement::Fetch { direction, .. } = statement else {
+        return;
+    };
+    let limit = match direction {
+        D::Count { limit } | D::Absolute { limit } | D::Relative { limit } => limit,
+        D::Forward { limit: Some(limit) } | D::Backward { limit: Some(limit) } => limit,
+        _ => return,
+    };
+    if let ast::Value::Number(n, long) = &limit.value {
+        limit.value = ast::Value::Number(format!("-{n}"), *long);
+    }
+}
 
 /// `ANALYZE VERBOSE t` / `ANALYZE (VERBOSE, SKIP_LOCKED) t` (which sqlparser cannot parse)
 /// without the options: they change what is reported, not what is gathered. None: not an
