@@ -1743,11 +1743,17 @@ async fn execute<C: Cluster>(
         S::ShowVariable { variable } => run_show(session, variable),
         S::Reset(r) => {
             let changed_parameters = match &r.reset {
-                ast::Reset::ALL => session.reset_all(),
-                ast::Reset::ConfigurationParameter(name) => session
-                    .reset_parameter(&object_name(name))?
-                    .into_iter()
-                    .collect(),
+                ast::Reset::ALL => {
+                    let changed = session.reset_all();
+                    session.settings_changed_all();
+                    changed
+                }
+                ast::Reset::ConfigurationParameter(name) => {
+                    let name = object_name(name);
+                    let changed = session.reset_parameter(&name)?.into_iter().collect();
+                    session.settings_changed(&name, false);
+                    changed
+                }
                 ast::Reset::SessionAuthorization => {
                     return Err(not_supported("RESET SESSION AUTHORIZATION"))
                 }
@@ -2215,27 +2221,53 @@ fn transaction_mode_setting(
     })
 }
 
+/// SET [SESSION | LOCAL]: in a transaction block ROLLBACK undoes it, and the block's end
+/// undoes SET LOCAL ([`Session::settings_end`]), as in PostgreSQL.
 fn run_set(session: &mut Session, set: &ast::Set) -> Result<StatementResult, SqlError> {
+    let local = matches!(
+        set,
+        ast::Set::SingleAssignment {
+            scope: Some(ast::ContextModifier::Local),
+            ..
+        } | ast::Set::SetTimeZone { local: true, .. }
+    );
+    if local && !session.in_settings_block() {
+        let name = match set {
+            ast::Set::SingleAssignment { variable, .. } => object_name(variable),
+            _ => "TimeZone".to_string(),
+        };
+        if session.canonical_name(&name).is_none() && !name.contains('.') {
+            return Err(session::unrecognized(&name));
+        }
+        // Outside a block it would end with its statement: no effect, as PostgreSQL warns.
+        return Ok(StatementResult::Command {
+            tag: "SET".to_string(),
+            changed_parameters: Vec::new(),
+            notices: vec!["WARNING: SET LOCAL can only be used in transaction blocks".to_string()],
+        });
+    }
+    let (name, result) = set_parameter_statement(session, set)?;
+    session.settings_changed(&name, local);
+    Ok(result)
+}
+
+/// Applies a SET statement's change; returns the parameter's name and the result.
+fn set_parameter_statement(
+    session: &mut Session,
+    set: &ast::Set,
+) -> Result<(String, StatementResult), SqlError> {
     let (name, value) = match set {
         ast::Set::SingleAssignment {
-            scope,
             hivevar: false,
             variable,
             values,
+            ..
         } => {
             let name = object_name(variable);
             let is_default = matches!(values.as_slice(), [ast::Expr::Identifier(id)] if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
-            if let Some(ast::ContextModifier::Local) = scope {
-                // Outside a transaction block SET LOCAL has no effect (PostgreSQL warns).
-                if session.canonical_name(&name).is_none() && !name.contains('.') {
-                    return Err(session::unrecognized(&name));
-                }
-                return Ok(set_done(Vec::new()));
-            }
             if is_default {
-                return Ok(set_done(
-                    session.reset_parameter(&name)?.into_iter().collect(),
-                ));
+                let changed = session.reset_parameter(&name)?.into_iter().collect();
+                return Ok((name, set_done(changed)));
             }
             let list = session.is_list(&name);
             if values.len() > 1 && !list {
@@ -2253,10 +2285,9 @@ fn run_set(session: &mut Session, set: &ast::Set) -> Result<StatementResult, Sql
                 .collect::<Result<Vec<_>, _>>()?;
             (name, parts.join(", "))
         }
-        ast::Set::SetTimeZone {
-            local: false,
-            value,
-        } => ("TimeZone".to_string(), set_value_text(value, false)?),
+        ast::Set::SetTimeZone { value, .. } => {
+            ("TimeZone".to_string(), set_value_text(value, false)?)
+        }
         ast::Set::SetNames {
             charset_name,
             collation_name: None,
@@ -2271,9 +2302,8 @@ fn run_set(session: &mut Session, set: &ast::Set) -> Result<StatementResult, Sql
             return Err(not_supported(words.join(" ")));
         }
     };
-    Ok(set_done(
-        session.set_parameter(&name, &value)?.into_iter().collect(),
-    ))
+    let changed = session.set_parameter(&name, &value)?.into_iter().collect();
+    Ok((name, set_done(changed)))
 }
 
 fn set_done(changed_parameters: Vec<ChangedParameter>) -> StatementResult {

@@ -173,6 +173,27 @@ pub struct Session {
     derived: std::cell::RefCell<Option<Derived>>,
     /// SQL cursors (DECLARE ... CURSOR), by name: see `crate::cursor`.
     pub(crate) cursors: std::collections::BTreeMap<String, crate::cursor::Cursor>,
+    /// The open block's settings history (PostgreSQL's settings are transactional).
+    settings_block: Option<SettingsBlock>,
+}
+
+/// Parameter values at one moment: the built-in ones, then the custom ones.
+#[derive(Debug, Clone, PartialEq)]
+struct Settings {
+    values: Vec<String>,
+    custom: Vec<(String, String)>,
+}
+
+/// What a transaction block's end (or ROLLBACK TO) puts the settings back to.
+#[derive(Debug, Clone)]
+struct SettingsBlock {
+    /// At BEGIN: what ROLLBACK restores.
+    start: Settings,
+    /// The values plain SETs made (SET LOCAL's left out): what COMMIT keeps.
+    session_level: Settings,
+    /// At each open savepoint (by name, oldest first): the values then, and the session
+    /// level then; what ROLLBACK TO restores.
+    savepoints: Vec<(String, Settings, Settings)>,
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +359,7 @@ impl Session {
             parameters_epoch: 0,
             derived: Default::default(),
             cursors: Default::default(),
+            settings_block: None,
         }
     }
 
@@ -550,6 +572,119 @@ impl Session {
                 .push((name.to_ascii_lowercase(), value.to_string()));
         }
         Ok(())
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            values: self.values.clone(),
+            custom: self.custom.clone(),
+        }
+    }
+
+    /// Puts the settings back to `to`; the reported ones that change are returned.
+    fn restore_settings(&mut self, to: Settings) -> Vec<ChangedParameter> {
+        if self.settings() == to {
+            return Vec::new();
+        }
+        self.parameters_epoch += 1;
+        self.custom = to.custom;
+        to.values
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| self.store(i, v))
+            .collect()
+    }
+
+    /// BEGIN: later SETs are undone by ROLLBACK, and SET LOCALs by the block's end.
+    pub(crate) fn settings_begin(&mut self) {
+        let now = self.settings();
+        self.settings_block = Some(SettingsBlock {
+            start: now.clone(),
+            session_level: now,
+            savepoints: Vec::new(),
+        });
+    }
+
+    /// After a SET (`local`: SET LOCAL) of `name` inside a block: a plain SET's value is
+    /// also what COMMIT keeps.
+    pub(crate) fn settings_changed(&mut self, name: &str, local: bool) {
+        if local {
+            return;
+        }
+        let now = self.settings();
+        let Some(block) = self.settings_block.as_mut() else {
+            return;
+        };
+        let level = &mut block.session_level;
+        match find(name) {
+            Some(i) => level.values[i] = now.values[i].clone(),
+            None => {
+                level.custom.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                if let Some(c) = now
+                    .custom
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                {
+                    level.custom.push(c.clone());
+                }
+            }
+        }
+    }
+
+    /// After RESET ALL in a block: every value now is what COMMIT keeps.
+    pub(crate) fn settings_changed_all(&mut self) {
+        let now = self.settings();
+        if let Some(block) = self.settings_block.as_mut() {
+            block.session_level = now;
+        }
+    }
+
+    /// Whether a transaction block keeps a settings history (SET LOCAL has an effect).
+    pub(crate) fn in_settings_block(&self) -> bool {
+        self.settings_block.is_some()
+    }
+
+    pub(crate) fn settings_savepoint(&mut self, name: &str) {
+        let now = self.settings();
+        if let Some(block) = self.settings_block.as_mut() {
+            let level = block.session_level.clone();
+            block.savepoints.push((name.to_string(), now, level));
+        }
+    }
+
+    /// RELEASE: the savepoint and those after it are gone; their settings stay.
+    pub(crate) fn settings_release(&mut self, name: &str) {
+        if let Some(block) = self.settings_block.as_mut() {
+            if let Some(at) = block.savepoints.iter().rposition(|(n, _, _)| n == name) {
+                block.savepoints.truncate(at);
+            }
+        }
+    }
+
+    /// ROLLBACK TO: the settings as they were at the savepoint, which stays.
+    pub(crate) fn settings_rollback_to(&mut self, name: &str) -> Vec<ChangedParameter> {
+        let Some(block) = self.settings_block.as_mut() else {
+            return Vec::new();
+        };
+        let Some(at) = block.savepoints.iter().rposition(|(n, _, _)| n == name) else {
+            return Vec::new();
+        };
+        block.savepoints.truncate(at + 1);
+        let (_, then, level) = block.savepoints[at].clone();
+        block.session_level = level;
+        self.restore_settings(then)
+    }
+
+    /// The block ends: committed, plain SETs stay and SET LOCALs go; rolled back, every
+    /// change it made goes.
+    pub(crate) fn settings_end(&mut self, committed: bool) -> Vec<ChangedParameter> {
+        let Some(block) = self.settings_block.take() else {
+            return Vec::new();
+        };
+        self.restore_settings(match committed {
+            true => block.session_level,
+            false => block.start,
+        })
     }
 
     /// `RESET name` / `SET name TO DEFAULT`.

@@ -2927,6 +2927,8 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
 ) -> Result<StatementResult, SqlError> {
     use ast::Statement as S;
     let mut notices = Vec::new();
+    // Settings the block's end or ROLLBACK TO put back (reported to the client).
+    let mut changed_parameters = Vec::new();
     let tag = match statement {
         S::StartTransaction { modes, begin, .. } => {
             if session.transaction != TransactionState::Idle {
@@ -2938,6 +2940,7 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
                 session.isolation = Some(isolation);
                 session.read_only = read_only;
                 session.block_start = Some(crate::datetime::now_micros());
+                session.settings_begin();
             }
             if *begin {
                 "BEGIN"
@@ -2953,6 +2956,7 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
                 if let Err(e) = crate::fkey::check_deferred(cluster, session).await {
                     crate::cursor::end_of_block(session, true);
                     end_block(session);
+                    session.settings_end(false);
                     crate::txn::abort(cluster).await?;
                     return Err(e);
                 }
@@ -2964,10 +2968,13 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
                     "COMMIT"
                 }
                 TransactionState::InBlock => {
-                    crate::txn::commit(cluster).await?;
+                    let committed = crate::txn::commit(cluster).await;
+                    changed_parameters = session.settings_end(committed.is_ok());
+                    committed?;
                     "COMMIT"
                 }
                 TransactionState::Failed => {
+                    changed_parameters = session.settings_end(false);
                     crate::txn::abort(cluster).await?;
                     "ROLLBACK"
                 }
@@ -2982,6 +2989,7 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
             }
             crate::cursor::end_of_block(session, true);
             end_block(session);
+            changed_parameters = session.settings_end(false);
             crate::txn::abort(cluster).await?;
             "ROLLBACK"
         }
@@ -2992,23 +3000,26 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
             require_block(session, "ROLLBACK TO SAVEPOINT")?;
             crate::txn::rollback_to(cluster, &name.value).await?;
             session.transaction = TransactionState::InBlock;
+            changed_parameters = session.settings_rollback_to(&name.value);
             "ROLLBACK"
         }
         S::Savepoint { name } => {
             require_block(session, "SAVEPOINT")?;
             crate::txn::savepoint(cluster, &name.value);
+            session.settings_savepoint(&name.value);
             "SAVEPOINT"
         }
         S::ReleaseSavepoint { name } => {
             require_block(session, "RELEASE SAVEPOINT")?;
             crate::txn::release(cluster, &name.value)?;
+            session.settings_release(&name.value);
             "RELEASE"
         }
         _ => return Err(not_supported("chained transactions (AND CHAIN)")),
     };
     Ok(StatementResult::Command {
         tag: tag.to_string(),
-        changed_parameters: Vec::new(),
+        changed_parameters,
         notices,
     })
 }

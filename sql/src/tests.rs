@@ -3389,3 +3389,50 @@ fn lateral_subqueries_run_per_row_of_the_items_before_them() {
         );
     }
 }
+
+/// Settings are transactional, as in PostgreSQL: ROLLBACK (and ROLLBACK TO) undo a block's
+/// SETs, COMMIT keeps them, SET LOCAL lasts until the block ends (outside one it warns and
+/// does nothing). Outputs as PostgreSQL 15 gives them.
+#[test]
+fn settings_are_transactional_and_set_local_ends_with_its_block() {
+    let show = |v: &'static str| -> String { format!("statement_timeout:25 => {v} [SHOW]") };
+    let steps: Vec<(String, String)> = vec![
+        ("BEGIN".into(), "BEGIN ".into()),
+        ("SET LOCAL statement_timeout = '1s'".into(), "SET ".into()),
+        ("SHOW statement_timeout".into(), show("1s")),
+        ("COMMIT".into(), "COMMIT ".into()),
+        ("SHOW statement_timeout".into(), show("0")),
+        ("SET statement_timeout = '2s'".into(), "SET ".into()),
+        ("BEGIN".into(), "BEGIN ".into()),
+        ("SET statement_timeout = '4s'".into(), "SET ".into()),
+        ("ROLLBACK".into(), "ROLLBACK ".into()),
+        ("SHOW statement_timeout".into(), show("2s")),
+        ("BEGIN".into(), "BEGIN ".into()),
+        ("SAVEPOINT a".into(), "SAVEPOINT ".into()),
+        ("SET statement_timeout = '5s'".into(), "SET ".into()),
+        ("ROLLBACK TO a".into(), "ROLLBACK ".into()),
+        ("SHOW statement_timeout".into(), show("2s")),
+        ("SET statement_timeout = '6s'".into(), "SET ".into()),
+        ("SET LOCAL statement_timeout = '7s'".into(), "SET ".into()),
+        ("COMMIT".into(), "COMMIT ".into()),
+        ("SHOW statement_timeout".into(), show("6s")),
+        ("BEGIN".into(), "BEGIN ".into()),
+        ("SET LOCAL app.user_id = '5'".into(), "SET ".into()),
+        (
+            "SELECT current_setting('app.user_id')".into(),
+            "current_setting:25 => 5 [SELECT 1]".into(),
+        ),
+        ("ROLLBACK".into(), "ROLLBACK ".into()),
+        (
+            "SELECT current_setting('app.user_id', true) IS NULL".into(),
+            "?column?:16 => t [SELECT 1]".into(),
+        ),
+        ("SET LOCAL statement_timeout = '8s'".into(), "SET ".into()),
+        ("SHOW statement_timeout".into(), show("6s")),
+    ];
+    let steps: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    script(1, &steps);
+}
