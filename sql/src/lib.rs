@@ -386,6 +386,12 @@ async fn execute_statement<C: Cluster>(
     params: &stmt::Params,
 ) -> Result<StatementResult, SqlError> {
     let in_block = session.transaction != TransactionState::Idle;
+    if let Statement::Query(q) = statement {
+        let mentions = |w: &[u8]| w.eq_ignore_ascii_case(b"set_config");
+        if sql.as_bytes().windows(10).any(mentions) {
+            apply_set_config_calls(session, q, params)?;
+        }
+    }
     txn::statement_start(cluster, session);
     if !keeps_written_rows(statement) {
         txn::forget_written_rows(cluster);
@@ -487,6 +493,122 @@ fn keeps_written_rows(statement: &Statement) -> bool {
         | S::Savepoint { .. }
         | S::ReleaseSavepoint { .. } => true,
         _ => false,
+    }
+}
+
+/// `SELECT set_config(name, value, is_local)` (PostgREST sends its request's settings so):
+/// the settings its select list asks for are made before the query runs, as SET [LOCAL]
+/// makes them. Their arguments must be constants or parameters. (PostgreSQL makes them as
+/// it evaluates each row; a call in a subquery or a WHERE is refused here.)
+fn apply_set_config_calls(
+    session: &mut Session,
+    query: &ast::Query,
+    params: &stmt::Params,
+) -> Result<(), SqlError> {
+    use sqlparser::ast::Visit;
+    let mut finder = SetConfigFinder::default();
+    let _ = query.visit(&mut finder);
+    for (args, top) in finder.calls {
+        if !top {
+            return Err(not_supported("set_config outside a query's select list"));
+        }
+        let [name, value, local] = &args[..] else {
+            continue; // not the three-argument form: binding reports it
+        };
+        let constant = |e: &ast::Expr| constant_text(e, params);
+        let (Some(name), value, Some(local)) =
+            (constant(name)?, constant(value)?, constant(local)?)
+        else {
+            return Err(SqlError::new(
+                NULL_VALUE_NOT_ALLOWED,
+                "set_config: the name and is_local must not be null",
+            ));
+        };
+        let local = session::parse_bool(&local) == Some(true);
+        if local && !session.in_settings_block() {
+            // For the statement's own transaction only: nothing lasts.
+            session.define_placeholder(&name);
+            continue;
+        }
+        match value {
+            Some(value) => session.set_parameter(&name, &value)?,
+            None => session.reset_parameter(&name)?,
+        };
+        session.settings_changed(&name, local);
+    }
+    Ok(())
+}
+
+/// The text of a constant or parameter argument (None: NULL); 0A000 for anything else.
+fn constant_text(e: &ast::Expr, params: &stmt::Params) -> Result<Option<String>, SqlError> {
+    let style = types::Style::default();
+    match e {
+        ast::Expr::Nested(inner) | ast::Expr::Cast { expr: inner, .. } => {
+            constant_text(inner, params)
+        }
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Null => Ok(None),
+            ast::Value::Boolean(b) => Ok(Some(b.to_string())),
+            ast::Value::Number(n, _) => Ok(Some(n.clone())),
+            ast::Value::SingleQuotedString(s)
+            | ast::Value::EscapedStringLiteral(s)
+            | ast::Value::UnicodeStringLiteral(s) => Ok(Some(s.clone())),
+            ast::Value::DollarQuotedString(d) => Ok(Some(d.value.clone())),
+            ast::Value::Placeholder(p) => {
+                let n: usize = p.trim_start_matches('$').parse().unwrap_or(0);
+                match params.values.get(n.wrapping_sub(1)) {
+                    Some(d) => Ok(types::output(d, &style)),
+                    // Describing (no values yet): nothing is set.
+                    None => Ok(Some(String::new())),
+                }
+            }
+            _ => Err(not_supported("set_config with this argument")),
+        },
+        _ => Err(not_supported("set_config with a computed argument")),
+    }
+}
+
+/// set_config calls of a query: their arguments, and whether each is in the top query's
+/// select list (not in a subquery).
+#[derive(Default)]
+struct SetConfigFinder {
+    calls: Vec<(Vec<ast::Expr>, bool)>,
+    depth: usize,
+}
+
+impl sqlparser::ast::Visitor for SetConfigFinder {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _: &ast::Query) -> std::ops::ControlFlow<()> {
+        self.depth += 1;
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &ast::Query) -> std::ops::ControlFlow<()> {
+        self.depth -= 1;
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &ast::Expr) -> std::ops::ControlFlow<()> {
+        if let ast::Expr::Function(f) = e {
+            let named = f
+                .name
+                .0
+                .last()
+                .is_some_and(|p| p.to_string().eq_ignore_ascii_case("set_config"));
+            if let (true, ast::FunctionArguments::List(list)) = (named, &f.args) {
+                let args = list
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                self.calls.push((args, self.depth == 1));
+            }
+        }
+        std::ops::ControlFlow::Continue(())
     }
 }
 
@@ -2239,6 +2361,7 @@ fn run_set(session: &mut Session, set: &ast::Set) -> Result<StatementResult, Sql
         if session.canonical_name(&name).is_none() && !name.contains('.') {
             return Err(session::unrecognized(&name));
         }
+        session.define_placeholder(&name);
         // Outside a block it would end with its statement: no effect, as PostgreSQL warns.
         return Ok(StatementResult::Command {
             tag: "SET".to_string(),

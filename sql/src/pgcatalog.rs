@@ -2436,6 +2436,7 @@ pub(crate) enum PgFunc {
     /// pg_get_viewdef: the view's stored query (sqlparser's rendering of it).
     ViewDef,
     CurrentSetting,
+    SetConfig,
     /// oid → relation name (`::regclass`).
     RegclassOut,
     /// oid → type name (`::regtype`).
@@ -2704,6 +2705,9 @@ pub(crate) fn bind_function(
         ("to_regclass", 1) => (F::RegclassIn { missing_ok: true }, &[text_arg], Ty::Int8),
         ("current_setting", 1) => (F::CurrentSetting, &[text_arg], Ty::Text),
         ("current_setting", 2) => (F::CurrentSetting, &[text_arg, bool_arg], Ty::Text),
+        // Its setting is made before the query runs (`lib::apply_set_config_calls`); the call
+        // answers the setting's value then, as PostgreSQL's answers the new value.
+        ("set_config", 3) => (F::SetConfig, &[text_arg, text_arg, bool_arg], Ty::Text),
         _ => return Ok(None),
     };
     let mut bound = Vec::with_capacity(n);
@@ -3503,6 +3507,19 @@ pub(crate) fn eval(call: &PgCall, args: &[Bound], b: &Bound, cx: &Eval) -> Resul
                 Some((_, v)) => Datum::Text(v.clone()),
                 None if missing_ok => Datum::Null,
                 None => return Err(crate::session::unrecognized(&name)),
+            }
+        }
+        F::SetConfig if !values[1].is_null() => values[1].clone(),
+        F::SetConfig => {
+            // A NULL value resets the parameter: its value then.
+            let name = text(&values[0]).unwrap_or_default();
+            match snap()
+                .params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            {
+                Some((_, v)) => Datum::Text(v.clone()),
+                None => values[1].clone(),
             }
         }
         F::RegclassOut => Datum::Text(snap().regclass_name(int_of(&values[0]).unwrap_or(0))),

@@ -581,13 +581,21 @@ impl Session {
         }
     }
 
-    /// Puts the settings back to `to`; the reported ones that change are returned.
+    /// Puts the settings back to `to`; the reported ones that change are returned. A custom
+    /// parameter first set since stays defined, empty, as PostgreSQL keeps its placeholder
+    /// (`current_setting(name, true)` is then '', not NULL).
     fn restore_settings(&mut self, to: Settings) -> Vec<ChangedParameter> {
         if self.settings() == to {
             return Vec::new();
         }
         self.parameters_epoch += 1;
-        self.custom = to.custom;
+        let mut custom = to.custom;
+        for (name, _) in &self.custom {
+            if !custom.iter().any(|(n, _)| n == name) {
+                custom.push((name.clone(), String::new()));
+            }
+        }
+        self.custom = custom;
         to.values
             .into_iter()
             .enumerate()
@@ -628,6 +636,14 @@ impl Session {
                     level.custom.push(c.clone());
                 }
             }
+        }
+    }
+
+    /// A custom parameter SET LOCAL or `set_config(.., true)` named outside a block: defined
+    /// (empty) if it was not, with no value, as PostgreSQL leaves its placeholder.
+    pub(crate) fn define_placeholder(&mut self, name: &str) {
+        if find(name).is_none() && self.parameter(name).is_none() {
+            let _ = self.set_custom(name, "");
         }
     }
 

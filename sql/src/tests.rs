@@ -3424,7 +3424,7 @@ fn settings_are_transactional_and_set_local_ends_with_its_block() {
         ),
         ("ROLLBACK".into(), "ROLLBACK ".into()),
         (
-            "SELECT current_setting('app.user_id', true) IS NULL".into(),
+            "SELECT current_setting('app.user_id', true) = ''".into(),
             "?column?:16 => t [SELECT 1]".into(),
         ),
         ("SET LOCAL statement_timeout = '8s'".into(), "SET ".into()),

@@ -1703,3 +1703,39 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
         .await;
     });
 }
+
+/// PostgREST's request settings: `set_config(name, $1, true)` in a transaction block over
+/// the extended protocol lasts until the block ends, as SET LOCAL does; a plain SET is
+/// undone by ROLLBACK.
+#[test]
+fn set_config_and_set_local_last_until_the_block_ends() {
+    let server = HeliosServer::start(ServerOpts::default().shards(1));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let c = connect(port).await;
+        ok(&c, "BEGIN").await;
+        let row = c
+            .query_one(
+                "SELECT set_config('request.jwt.claims', $1, true), set_config('app.role', $2, true)",
+                &[&r#"{"sub":"7"}"#, &"reader"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), r#"{"sub":"7"}"#);
+        let claims = c
+            .query_one("SELECT current_setting('request.jwt.claims')", &[])
+            .await
+            .unwrap();
+        assert_eq!(claims.get::<_, String>(0), r#"{"sub":"7"}"#);
+        ok(&c, "COMMIT").await;
+        let gone = c
+            .query_one("SELECT current_setting('request.jwt.claims', true)", &[])
+            .await
+            .unwrap();
+        // PostgreSQL keeps the parameter defined, empty (PostgREST tests for '').
+        assert_eq!(gone.get::<_, Option<String>>(0).as_deref(), Some(""));
+        ok(&c, "BEGIN; SET application_name = 'inside'; ROLLBACK").await;
+        let name = c.query_one("SHOW application_name", &[]).await.unwrap();
+        assert_ne!(name.get::<_, String>(0), "inside");
+    });
+}
