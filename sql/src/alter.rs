@@ -1137,7 +1137,10 @@ pub(crate) fn expression_names(text: &str, column: &str) -> bool {
 }
 
 fn tokens(text: &str) -> Vec<sqlparser::tokenizer::Token> {
+    // Not unescaped: renamed expressions are printed back from these tokens, and a
+    // string's doubled quotes must stay doubled.
     sqlparser::tokenizer::Tokenizer::new(&sqlparser::dialect::PostgreSqlDialect {}, text)
+        .with_unescape(false)
         .tokenize()
         .unwrap_or_default()
 }

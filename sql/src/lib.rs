@@ -1110,7 +1110,10 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
 /// FETCH lacks it.
 fn with_fetch_from(sql: &str) -> Option<String> {
     use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize()
+        .ok()?;
     let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
     let mut out: Vec<String> = Vec::with_capacity(tokens.len() + 2);
     let mut changed = false;
@@ -1198,6 +1201,37 @@ fn parse_move(sql: &str) -> Option<Result<Vec<Statement>, SqlError>> {
     }))
 }
 
+/// A query string's tokens, and the positions of those that are not whitespace (the
+/// token-level readers of forms sqlparser cannot parse share them).
+fn tokens_and_words(sql: &str) -> Option<(Vec<sqlparser::tokenizer::Token>, Vec<usize>)> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    // Not unescaped: the tokens are printed back as the query's text, and a string's
+    // doubled quotes must stay doubled (`'O''Brien'`).
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize()
+        .ok()?;
+    let words = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    Some((tokens, words))
+}
+
+/// Whether `t` is the unquoted word `w` (any case).
+fn is_word(t: &sqlparser::tokenizer::Token, w: &str) -> bool {
+    matches!(t, sqlparser::tokenizer::Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
+}
+
+/// The text of `tokens` without those `dropped` marks.
+fn text_without(tokens: &[sqlparser::tokenizer::Token], dropped: &[bool]) -> String {
+    tokens
+        .iter()
+        .zip(dropped)
+        .filter(|(_, d)| !**d)
+        .map(|(t, _)| t.to_string())
+        .collect()
+}
+
 /// The name a `FOR NO KEY UPDATE` / `FOR KEY SHARE` clause is carried under (sqlparser
 /// cannot parse them): as `FOR UPDATE` / `FOR SHARE` whose `OF` name starts with it (the
 /// planner reads it back: [`plan::row_lock_mode`]). No client can write it.
@@ -1208,7 +1242,10 @@ pub(crate) const KEY_LOCK_MARKER: &str = "\0key";
 /// neither.
 fn with_key_locks_marked(sql: &str) -> Option<String> {
     use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize()
+        .ok()?;
     let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
     // Positions of the words (whitespace skipped), to look at word sequences.
     let words: Vec<usize> = (0..tokens.len())
@@ -1292,7 +1329,10 @@ const TWO_PHASE: &str = "\0two-phase commit";
 /// it back). None: no count with a minus.
 fn without_count_sign(sql: &str) -> Option<String> {
     use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize()
+        .ok()?;
     let words: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
         .collect();
@@ -1307,14 +1347,9 @@ fn without_count_sign(sql: &str) -> Option<String> {
     if minuses != 1 {
         return None;
     }
-    Some(
-        tokens
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != minus)
-            .map(|(_, t)| t.to_string())
-            .collect(),
-    )
+    let mut dropped = vec![false; tokens.len()];
+    dropped[minus] = true;
+    Some(text_without(&tokens, &dropped))
 }
 
 /// The count of a FETCH (or a MOVE carried as one) made negative.
@@ -1337,12 +1372,9 @@ fn negate_fetch_count(statement: &mut Statement) {
 /// without the options: they change what is reported, not what is gathered. None: not an
 /// ANALYZE with options.
 fn analyze_without_options(sql: &str) -> Option<String> {
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
-    let words: Vec<usize> = (0..tokens.len())
-        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
-        .collect();
+    use sqlparser::tokenizer::Token;
+    let (tokens, words) = tokens_and_words(sql)?;
+    let is = is_word;
     let (&first, rest) = words.split_first()?;
     if !(is(&tokens[first], "analyze") || is(&tokens[first], "analyse")) {
         return None;
@@ -1375,12 +1407,8 @@ fn analyze_without_options(sql: &str) -> Option<String> {
 /// drop takes no lock that would hold writers back anyway. (PostgreSQL refuses it in a
 /// transaction block; here it is transactional there, as any DROP INDEX.)
 fn drop_index_without_concurrently(sql: &str) -> Option<String> {
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
-    let words: Vec<usize> = (0..tokens.len())
-        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
-        .collect();
+    let (tokens, words) = tokens_and_words(sql)?;
+    let is = is_word;
     let [drop, index, concurrently, ..] = words[..] else {
         return None;
     };
@@ -1390,26 +1418,18 @@ fn drop_index_without_concurrently(sql: &str) -> Option<String> {
     {
         return None;
     }
-    Some(
-        tokens
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != concurrently)
-            .map(|(_, t)| t.to_string())
-            .collect(),
-    )
+    let mut dropped = vec![false; tokens.len()];
+    dropped[concurrently] = true;
+    Some(text_without(&tokens, &dropped))
 }
 
 /// `BEGIN` / `START TRANSACTION` / `SET TRANSACTION` with `[NOT] DEFERRABLE` (which
 /// sqlparser cannot parse) without it: PostgreSQL's DEFERRABLE only matters to SERIALIZABLE
 /// READ ONLY transactions, which helios refuses anyway. None: not such a statement.
 fn without_deferrable(sql: &str) -> Option<String> {
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let is = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
-    let words: Vec<usize> = (0..tokens.len())
-        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
-        .collect();
+    use sqlparser::tokenizer::Token;
+    let (tokens, words) = tokens_and_words(sql)?;
+    let is = is_word;
     let first = *words.first()?;
     let transaction_start = is(&tokens[first], "begin")
         || is(&tokens[first], "start")
@@ -1441,19 +1461,16 @@ fn without_deferrable(sql: &str) -> Option<String> {
     if !dropped.iter().any(|d| *d) {
         return None;
     }
-    let text: String = tokens
-        .iter()
-        .zip(dropped)
-        .filter(|(_, d)| !d)
-        .map(|(t, _)| t.to_string())
-        .collect();
-    Some(text)
+    Some(text_without(&tokens, &dropped))
 }
 
 /// A query string that is one two-phase commit statement, as [`TWO_PHASE`] carries it.
 fn parse_two_phase(sql: &str) -> Option<Statement> {
     use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize()
+        .ok()?;
     let words: Vec<&Token> = tokens
         .iter()
         .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
@@ -1530,7 +1547,10 @@ async fn run_two_phase<C: Cluster>(
 /// (their error positions are then within their own text). None: it holds none.
 fn parse_with_set_constraints(sql: &str) -> Option<Result<Vec<Statement>, SqlError>> {
     use sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize()
+        .ok()?;
     let mut statements: Vec<Vec<Token>> = vec![Vec::new()];
     for token in tokens {
         match token {

@@ -3436,3 +3436,36 @@ fn settings_are_transactional_and_set_local_ends_with_its_block() {
         .collect();
     script(1, &steps);
 }
+
+/// Statements read at the token level (forms sqlparser cannot parse) keep their string
+/// literals as written: a doubled quote stays one quote inside the string, never ends it.
+#[test]
+fn token_level_rewrites_keep_quoted_strings_whole() {
+    script(
+        2,
+        &[
+            (
+                "CREATE TABLE q1 (id int PRIMARY KEY, name text CHECK (name <> 'O''Brien'))",
+                "CREATE TABLE ",
+            ),
+            ("INSERT INTO q1 VALUES (1, 'x''y'), (2, 'z')", "INSERT 0 2"),
+            ("BEGIN", "BEGIN "),
+            (
+                "SELECT id FROM q1 WHERE name = 'z'' OR ''1''=''1' FOR KEY SHARE",
+                "id:23 =>  [SELECT 0]",
+            ),
+            (
+                "SELECT id FROM q1 WHERE name = 'x''y' FOR NO KEY UPDATE",
+                "id:23 => 1 [SELECT 1]",
+            ),
+            ("COMMIT", "COMMIT "),
+            ("BEGIN DEFERRABLE", "BEGIN "),
+            ("SELECT 'a''b' AS s", "s:25 => a'b [SELECT 1]"),
+            ("COMMIT", "COMMIT "),
+            // A CHECK's text renamed with its column keeps its literal.
+            ("ALTER TABLE q1 RENAME COLUMN name TO nm", "ALTER TABLE "),
+            ("INSERT INTO q1 VALUES (3, 'O''Brien')", "~ERR 23514"),
+            ("INSERT INTO q1 VALUES (3, 'O''Neil')", "INSERT 0 1"),
+        ],
+    );
+}
