@@ -324,6 +324,9 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             return Err(e);
         }
     };
+    if let Some(new_id) = new_id {
+        crate::txn::table_rewritten(cluster, old.id, new_id);
+    }
     notices.extend(outcome.notices);
     if !uniques.drop.is_empty() {
         notices.extend(drop_indexes(session, cluster, &old.schema, uniques.drop).await?);

@@ -1323,7 +1323,7 @@ pub(crate) fn wrote_row<C: Cluster>(cluster: &C, key: &[u8]) -> bool {
 }
 
 /// A deferred foreign key check: the referencing keys a statement wrote.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct DeferredCheck {
     mark: u32,
     table_id: u32,
@@ -1351,6 +1351,26 @@ pub(crate) fn defer_check<C: Cluster>(
         keys: keys.to_vec(),
     });
     true
+}
+
+/// A rewrite in the block gave table `old_id`'s rows id `new_id`: its queued deferred checks
+/// hold for the new id too. The old id's stay, for a ROLLBACK TO that takes the rewrite
+/// back (COMMIT checks only the ids the catalog has).
+pub(crate) fn table_rewritten<C: Cluster>(cluster: &C, old_id: u32, new_id: u32) {
+    let mut conn = cluster.conn_txn().borrow_mut();
+    let Some(t) = conn.current.as_mut() else {
+        return;
+    };
+    let moved: Vec<DeferredCheck> = t
+        .deferred_checks
+        .iter()
+        .filter(|d| d.table_id == old_id)
+        .map(|d| DeferredCheck {
+            table_id: new_id,
+            ..d.clone()
+        })
+        .collect();
+    t.deferred_checks.extend(moved);
 }
 
 /// The deferred foreign key checks queued so far for the constraints `which` picks (by

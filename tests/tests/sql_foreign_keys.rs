@@ -224,6 +224,23 @@ fn deferred_checks_ddl_and_dropping_referenced_tables() {
         .await;
         let (_, detail) = fails(&c, "COMMIT", "23503").await;
         assert_eq!(detail, "Key (id)=(10) is not present in table \"p\".");
+        // A rewrite of the table in the block (its rows under a new id) keeps the queued
+        // check; so does a ROLLBACK TO that takes the rewrite back.
+        ok(
+            &c,
+            "BEGIN; INSERT INTO d VALUES (11); ALTER TABLE d ADD COLUMN n int DEFAULT 0",
+        )
+        .await;
+        let (_, detail) = fails(&c, "COMMIT", "23503").await;
+        assert_eq!(detail, "Key (id)=(11) is not present in table \"p\".");
+        ok(
+            &c,
+            "BEGIN; INSERT INTO d VALUES (12); SAVEPOINT s; \
+             ALTER TABLE d ADD COLUMN n int DEFAULT 0; ROLLBACK TO s",
+        )
+        .await;
+        let (_, detail) = fails(&c, "COMMIT", "23503").await;
+        assert_eq!(detail, "Key (id)=(12) is not present in table \"p\".");
         // Outside a block the statement is the transaction: checked at once.
         fails(&c, "INSERT INTO d VALUES (6)", "23503").await;
         // SET CONSTRAINTS: IMMEDIATE runs the queued checks at once (in the same query
