@@ -866,10 +866,19 @@ impl<'a> Planner<'a> {
                 let before = std::mem::take(&mut items);
                 let columns: Vec<ScopeColumn> =
                     before.iter().flat_map(|i| i.columns.clone()).collect();
+                // The WHERE's conjuncts over the items before still filter them first (the
+                // subquery must not run for rows the WHERE drops).
+                let mut pushable = Vec::new();
+                let mut offset = 0;
+                for item in &before {
+                    let shifted = item.pushable.iter().map(|&(f, o, w)| (f, o + offset, w));
+                    pushable.extend(shifted);
+                    offset += item.columns.len();
+                }
                 let left = FromItem {
                     plan: self.join_items(before, &mut Vec::new())?,
                     columns,
-                    pushable: Vec::new(),
+                    pushable,
                 };
                 let mut acc =
                     self.plan_lateral_subquery(left, &twj.relation, JoinKind::Inner, None, parent)?;

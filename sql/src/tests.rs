@@ -3385,6 +3385,11 @@ fn lateral_subqueries_run_per_row_of_the_items_before_them() {
                     "SELECT * FROM cu RIGHT JOIN LATERAL (SELECT * FROM ord WHERE cid = cu.id) o ON true",
                     "~ERR 42P10",
                 ),
+                // The WHERE filters the items before first: the subquery never sees id 3.
+                (
+                    "SELECT id, q FROM cu, LATERAL (SELECT 10 / (cu.id - 3) AS q) s WHERE cu.id <> 3 ORDER BY 1",
+                    "id:23,q:23 => 1|-5 / 2|-10 [SELECT 2]",
+                ),
             ],
         );
     }
