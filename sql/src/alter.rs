@@ -184,7 +184,8 @@ pub(crate) async fn run_alter_table<C: Cluster>(
         != old.primary_key.iter().map(|&i| Some(i)).collect::<Vec<_>>();
     let rewrite = key_changed || !shape.keeps_stored_rows(old.columns.len());
     let database = session.database().to_string();
-    let index_columns = index_columns_after(&catalog, &database, &old, &new, &shape);
+    let renames = column_renames(&old, &new, &shape);
+    let index_columns = index_columns_after(&catalog, &database, &old, &new, &shape, &renames)?;
     let mut index_ids = Vec::new();
     let mut rebuilt = Vec::new();
     // Reading every row: writes to the table wait until the switch (a write the scan did not
@@ -276,7 +277,7 @@ pub(crate) async fn run_alter_table<C: Cluster>(
                         &catalog,
                         &database,
                         &new,
-                        &predicate_after(&p.text, &old, &new),
+                        &predicate_after(&p.text, &renames),
                     )?)),
                 };
                 rebuilt.push(crate::index::IndexSpec {
@@ -310,6 +311,7 @@ pub(crate) async fn run_alter_table<C: Cluster>(
             table: new,
             index_columns,
             index_ids,
+            column_renames: renames,
         })
         .await;
     let outcome = match outcome {
@@ -1158,26 +1160,34 @@ fn token_is_ident(t: &sqlparser::tokenizer::Token, column: &str) -> bool {
     }
 }
 
-/// A partial index's WHERE over `old`'s columns, as text over `new`'s: a column renamed
-/// (same count, another name at its place) is renamed in it.
-pub(crate) fn predicate_after(text: &str, old: &Table, new: &Table) -> String {
-    if old.columns.len() != new.columns.len() {
-        return text.to_string();
-    }
+/// The columns an ALTER renames, (old name, new name), from where each new column came.
+fn column_renames(old: &Table, new: &Table, shape: &RowShape) -> Vec<(String, String)> {
+    shape
+        .sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, source)| {
+            let from = &old.columns[(*source)?].name;
+            let to = &new.columns.get(i)?.name;
+            (from != to).then(|| (from.clone(), to.clone()))
+        })
+        .collect()
+}
+
+/// A partial index's WHERE with the columns `renames` renames renamed in it.
+pub(crate) fn predicate_after(text: &str, renames: &[(String, String)]) -> String {
     let mut text = text.to_string();
-    for (o, n) in old.columns.iter().zip(&new.columns) {
-        if o.name != n.name {
-            text = rename_in_expression(&text, &o.name, &n.name);
-        }
+    for (from, to) in renames {
+        text = rename_in_expression(&text, from, to);
     }
     text
 }
 
-/// Column `name` of `old` as `new` names it (renamed at its place; else as it was).
-pub(crate) fn column_name_after(name: &str, old: &Table, new: &Table) -> String {
-    match old.columns.iter().position(|c| c.name == name) {
-        Some(i) if old.columns.len() == new.columns.len() => new.columns[i].name.clone(),
-        _ => name.to_string(),
+/// Column `name` as `renames` leaves it.
+pub(crate) fn column_name_after(name: &str, renames: &[(String, String)]) -> String {
+    match renames.iter().find(|(from, _)| from == name) {
+        Some((_, to)) => to.clone(),
+        None => name.to_string(),
     }
 }
 
@@ -1207,47 +1217,48 @@ fn rename_in_expression(text: &str, from: &str, to: &str) -> String {
         .collect()
 }
 
-/// Each index on the table: its column positions in the new table, None when one of its
-/// columns was dropped (the index goes with it).
 /// Each index of `old`: its column positions in `new` (None: it goes with a dropped column,
-/// one of its own or one its WHERE reads, as PostgreSQL drops such an index).
+/// one of its own, its INCLUDE's or one its WHERE reads, as PostgreSQL drops such an
+/// index). A WHERE that reads no dropped column but no longer binds (a column's new type)
+/// fails the ALTER, as PostgreSQL's does, rather than losing the index.
 fn index_columns_after(
     catalog: &crate::catalog::Catalog,
     database: &str,
     old: &Table,
     new: &Table,
     shape: &RowShape,
-) -> Vec<(String, Option<Vec<usize>>)> {
+    renames: &[(String, String)],
+) -> Result<Vec<(String, Option<Vec<usize>>)>, SqlError> {
     let Some(schema) = catalog
         .database(database)
         .and_then(|d| d.schemas.get(&old.schema))
     else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    schema
-        .indexes
-        .values()
-        .filter(|index| index.table == old.name)
-        .map(|index| {
-            let moved: Option<Vec<usize>> = index
-                .columns
-                .iter()
-                .map(|&c| shape.sources.iter().position(|s| *s == Some(c)))
-                .collect();
-            let predicate_binds = index.predicate.as_ref().is_none_or(|text| {
-                let text = predicate_after(text, old, new);
-                crate::index::bind_predicate(catalog, database, new, &text).is_ok()
-            });
-            let includes_kept = index.include.iter().all(|name| {
-                new.column_index(&column_name_after(name, old, new))
-                    .is_some()
-            });
-            (
-                index.name.clone(),
-                moved.filter(|_| predicate_binds && includes_kept),
-            )
-        })
-        .collect()
+    let kept = |c: usize| shape.sources.iter().position(|s| *s == Some(c));
+    let mut after = Vec::new();
+    for index in schema.indexes.values().filter(|i| i.table == old.name) {
+        let mut moved: Option<Vec<usize>> = index.columns.iter().map(|&c| kept(c)).collect();
+        if let Some(text) = &index.predicate {
+            let read = crate::index::bind_predicate(catalog, database, old, text)?.columns_read();
+            if read.iter().any(|&c| kept(c).is_none()) {
+                moved = None;
+            } else {
+                crate::index::bind_predicate(
+                    catalog,
+                    database,
+                    new,
+                    &predicate_after(text, renames),
+                )?;
+            }
+        }
+        let includes_kept = index.include.iter().all(|name| {
+            new.column_index(&column_name_after(name, renames))
+                .is_some()
+        });
+        after.push((index.name.clone(), moved.filter(|_| includes_kept)));
+    }
+    Ok(after)
 }
 
 /// A row of the old table as a row of the new one.
@@ -1374,6 +1385,7 @@ pub(crate) async fn truncate_in_block<C: Cluster>(
                 table: emptied,
                 index_columns,
                 index_ids,
+                column_renames: Vec::new(),
             })
             .await
     }

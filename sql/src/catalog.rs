@@ -564,6 +564,9 @@ pub enum DdlChange {
         table: Table,
         index_columns: Vec<(String, Option<Vec<usize>>)>,
         index_ids: Vec<(String, u32)>,
+        /// Columns renamed, (old name, new name): renamed in its partial indexes' WHEREs
+        /// and INCLUDE lists too.
+        column_renames: Vec<(String, String)>,
     },
     /// ALTER INDEX ... RENAME TO (or ALTER TABLE ... RENAME CONSTRAINT of a UNIQUE
     /// constraint or primary key, whose index is renamed with it).
@@ -1554,6 +1557,7 @@ impl Catalog {
                 table,
                 index_columns,
                 index_ids,
+                column_renames,
             } => {
                 check_identifier(&table.name)?;
                 let schema_name = schema;
@@ -1581,10 +1585,10 @@ impl Catalog {
                                 def.columns = columns;
                                 def.table = table.name.clone();
                                 if let Some(p) = &mut def.predicate {
-                                    *p = crate::alter::predicate_after(p, &before, &table);
+                                    *p = crate::alter::predicate_after(p, &column_renames);
                                 }
                                 for name in &mut def.include {
-                                    *name = crate::alter::column_name_after(name, &before, &table);
+                                    *name = crate::alter::column_name_after(name, &column_renames);
                                 }
                             }
                         }

@@ -64,6 +64,19 @@ impl PartialEq for IndexPredicate {
 
 impl Eq for IndexPredicate {}
 
+impl IndexPredicate {
+    /// The column positions it reads.
+    pub(crate) fn columns_read(&self) -> Vec<usize> {
+        let mut read = Vec::new();
+        self.bound.visit(&mut |b| {
+            if let Kind::Column(c) = b.kind {
+                read.push(c);
+            }
+        });
+        read
+    }
+}
+
 impl IndexSpec {
     /// Whether `row` has an entry (and, unique, a claim) in this index: its predicate is
     /// true of the row, or it has none.
@@ -105,6 +118,33 @@ pub(crate) fn bind_predicate(
         return Err(SqlError::new(
             crate::error::FEATURE_NOT_SUPPORTED,
             "cannot use subquery in index predicate",
+        ));
+    }
+    // Only functions of their arguments, as PostgreSQL's IMMUTABLE requirement: a WHERE
+    // reading the clock, the session or a sequence would not give a row the same answer
+    // every time its entries are kept.
+    let mut immutable = true;
+    bound.visit(&mut |b| {
+        use crate::expr::Func as F;
+        use crate::funcs::Builtin as B;
+        let varies = match &b.kind {
+            Kind::Param(_) => true,
+            Kind::Func(F::Builtin(f), _) => {
+                crate::funcs::is_volatile(*f)
+                    || matches!(
+                        f,
+                        B::Now | B::CurrentDate | B::LocalTimestamp | B::LocalTime | B::Age
+                    )
+            }
+            Kind::Func(f, _) => !matches!(f, F::Length | F::Upper | F::Lower | F::Abs),
+            _ => false,
+        };
+        immutable &= !varies;
+    });
+    if !immutable {
+        return Err(SqlError::new(
+            "42P17",
+            "functions in index predicate must be marked IMMUTABLE",
         ));
     }
     let mut width = 0;

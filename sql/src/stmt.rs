@@ -1357,11 +1357,13 @@ fn infers(index: &crate::index::IndexSpec, predicate: Option<&ast::Expr>) -> boo
             _ => i += 1,
         }
     }
-    let normal = |text: &str| text.to_ascii_lowercase().replace(['(', ')'], "");
-    terms
-        .iter()
-        .any(|t| normal(&t.to_string()) == normal(&wanted.text))
-        || normal(&predicate.to_string()) == normal(&wanted.text)
+    // Compared as sqlparser prints them (the index's WHERE is kept so printed): the same
+    // expression, literals' case and grouping included.
+    let wanted = match parse_expr(&wanted.text) {
+        Ok(e) => e.to_string(),
+        Err(_) => return false,
+    };
+    terms.iter().any(|t| t.to_string() == wanted) || predicate.to_string() == wanted
 }
 
 fn check_inference_predicate(

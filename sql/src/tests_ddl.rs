@@ -1308,6 +1308,10 @@ fn partial_unique_indexes_cover_only_the_rows_their_where_is_true_of() {
                     ("CREATE INDEX u_big ON u (n) WHERE n > 2", "CREATE INDEX"),
                     ("SELECT id FROM u WHERE n = 1", "id:23 => 1 [SELECT 1]"),
                     ("CREATE INDEX u_bad ON u (n) WHERE n", "ERR 42804 argument of WHERE must be type boolean, not type integer"),
+                    ("CREATE UNIQUE INDEX u_bad ON u (email) WHERE gone > now()", "ERR 42P17 functions in index predicate must be marked IMMUTABLE"),
+                    ("CREATE INDEX u_bad ON u (n) WHERE random() > 0.5", "ERR 42P17*"),
+                    ("CREATE INDEX u_bad ON u (n) WHERE lower(email) = 'a'", "CREATE INDEX"),
+                    ("DROP INDEX u_bad", "DROP INDEX"),
                     // Renamed with its column; rebuilt by a rewrite.
                     ("ALTER TABLE u RENAME COLUMN gone TO gone_at", "ALTER TABLE"),
                     ("ALTER TABLE u ALTER COLUMN n TYPE bigint", "ALTER TABLE"),
@@ -1326,6 +1330,18 @@ fn partial_unique_indexes_cover_only_the_rows_their_where_is_true_of() {
                 ("ALTER TABLE u DROP COLUMN gone_at", "ALTER TABLE"),
                 ("SELECT count(*) FROM pg_indexes WHERE tablename = 'u'", "count:20 => 2 [SELECT 1]"),
                 ("INSERT INTO u VALUES (9, 'c', 9)", "INSERT 0 1"),
+                // Columns are matched by where they came from, not by place: a DROP and an
+                // ADD in one ALTER rename nothing in a WHERE.
+                ("CREATE TABLE w (a int, b int, c int)", "CREATE TABLE"),
+                ("CREATE UNIQUE INDEX w_c ON w (c) WHERE b > 0", "CREATE INDEX"),
+                ("ALTER TABLE w DROP COLUMN a, ADD COLUMN z int", "ALTER TABLE"),
+                ("SELECT pg_get_indexdef('w_c'::regclass)", "pg_get_indexdef:25 => CREATE UNIQUE INDEX w_c ON public.w USING btree (c) WHERE (b > 0) [SELECT 1]"),
+                ("INSERT INTO w (b, c) VALUES (1, 5), (1, 5)", "ERR 23505*"),
+                // A WHERE that no longer binds fails the ALTER instead of losing the index.
+                ("CREATE TABLE v (k int, s text)", "CREATE TABLE"),
+                ("CREATE UNIQUE INDEX v_k ON v (k) WHERE s <> 'x'", "CREATE INDEX"),
+                ("ALTER TABLE v ALTER COLUMN s TYPE int USING length(s)", "ERR 22P02*"),
+                ("SELECT count(*) FROM pg_indexes WHERE indexname = 'v_k'", "count:20 => 1 [SELECT 1]"),
             ];
             expect(&cluster, &mut session, steps).await;
             cluster.close().await;
