@@ -1217,6 +1217,9 @@ fn rename_in_expression(text: &str, from: &str, to: &str) -> String {
         .collect()
 }
 
+/// An index's name and its column positions in the altered table (None: it is dropped).
+type IndexColumnsAfter = (String, Option<Vec<usize>>);
+
 /// Each index of `old`: its column positions in `new` (None: it goes with a dropped column,
 /// one of its own, its INCLUDE's or one its WHERE reads, as PostgreSQL drops such an
 /// index). A WHERE that reads no dropped column but no longer binds (a column's new type)
@@ -1228,7 +1231,7 @@ fn index_columns_after(
     new: &Table,
     shape: &RowShape,
     renames: &[(String, String)],
-) -> Result<Vec<(String, Option<Vec<usize>>)>, SqlError> {
+) -> Result<Vec<IndexColumnsAfter>, SqlError> {
     let Some(schema) = catalog
         .database(database)
         .and_then(|d| d.schemas.get(&old.schema))
