@@ -385,13 +385,37 @@ async fn execute_statement<C: Cluster>(
     statement: &Statement,
     params: &stmt::Params,
 ) -> Result<StatementResult, SqlError> {
-    let in_block = session.transaction != TransactionState::Idle;
-    if let Statement::Query(q) = statement {
-        let mentions = |w: &[u8]| w.eq_ignore_ascii_case(b"set_config");
-        if sql.as_bytes().windows(10).any(mentions) {
-            apply_set_config_calls(session, q, params)?;
-        }
+    let Statement::Query(q) = statement else {
+        return execute_statement_body(session, cluster, sql, statement, params).await;
+    };
+    let mentions = |w: &[u8]| w.eq_ignore_ascii_case(b"set_config");
+    if !sql.as_bytes().windows(10).any(mentions) {
+        return execute_statement_body(session, cluster, sql, statement, params).await;
     }
+    // Outside a block the statement is its own transaction for set_config's settings: a
+    // local one lasts for it alone, and a failure undoes them all, as in PostgreSQL.
+    let own_transaction = session.transaction == TransactionState::Idle;
+    if own_transaction {
+        session.settings_begin();
+    }
+    let r = match apply_set_config_calls(session, q, params) {
+        Ok(()) => execute_statement_body(session, cluster, sql, statement, params).await,
+        Err(e) => Err(e),
+    };
+    if own_transaction {
+        session.settings_end(r.is_ok());
+    }
+    r
+}
+
+async fn execute_statement_body<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    sql: &str,
+    statement: &Statement,
+    params: &stmt::Params,
+) -> Result<StatementResult, SqlError> {
+    let in_block = session.transaction != TransactionState::Idle;
     txn::statement_start(cluster, session);
     if !keeps_written_rows(statement) {
         txn::forget_written_rows(cluster);
@@ -525,11 +549,6 @@ fn apply_set_config_calls(
             ));
         };
         let local = session::parse_bool(&local) == Some(true);
-        if local && !session.in_settings_block() {
-            // For the statement's own transaction only: nothing lasts.
-            session.define_placeholder(&name);
-            continue;
-        }
         match value {
             Some(value) => session.set_parameter(&name, &value)?,
             None => session.reset_parameter(&name)?,

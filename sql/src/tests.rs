@@ -3434,6 +3434,22 @@ fn settings_are_transactional_and_set_local_ends_with_its_block() {
         ),
         ("SET LOCAL statement_timeout = '8s'".into(), "SET ".into()),
         ("SHOW statement_timeout".into(), show("6s")),
+        // set_config outside a block: the statement is its transaction.
+        (
+            "SELECT set_config('statement_timeout', '9s', false) FROM nosuch".into(),
+            "~ERR 42P01".into(),
+        ),
+        ("SHOW statement_timeout".into(), show("6s")),
+        (
+            "SELECT set_config('statement_timeout', '9s', true)".into(),
+            "set_config:25 => 9s [SELECT 1]".into(),
+        ),
+        ("SHOW statement_timeout".into(), show("6s")),
+        (
+            "SELECT set_config('statement_timeout', '10s', false)".into(),
+            "set_config:25 => 10s [SELECT 1]".into(),
+        ),
+        ("SHOW statement_timeout".into(), show("10s")),
     ];
     let steps: Vec<(&str, &str)> = steps
         .iter()
