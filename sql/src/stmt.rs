@@ -2197,9 +2197,21 @@ async fn renew_owned_sequences<C: Cluster>(
         let change = crate::catalog::DdlChange::RenewSequence {
             database: session.database().to_string(),
             schema: table.schema.clone(),
-            name: sequence.name,
+            name: sequence.name.clone(),
         };
         cluster.ddl(change).await?;
+        // currval still answers the session's last value, as PostgreSQL's does.
+        let renewed = cluster
+            .catalog()
+            .database(session.database())
+            .and_then(|d| d.schemas.get(&table.schema))
+            .and_then(|s| s.sequences.get(&sequence.name))
+            .map(|q| q.id);
+        if let (Some(id), Ok(mut values)) = (renewed, session.sequence_values().lock()) {
+            if let Some(&last) = values.get(&sequence.id) {
+                values.insert(id, last);
+            }
+        }
     }
     Ok(())
 }

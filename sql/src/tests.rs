@@ -2849,6 +2849,7 @@ fn truncate_restart_identity_starts_serial_columns_over() {
                     "id:23 => 4 [INSERT 0 1]",
                 ),
                 ("TRUNCATE ri RESTART IDENTITY", "TRUNCATE TABLE "),
+                ("SELECT currval('ri_id_seq')", "currval:20 => 4 [SELECT 1]"),
                 (
                     "INSERT INTO ri (v) VALUES (10) RETURNING id",
                     "id:23 => 1 [INSERT 0 1]",
