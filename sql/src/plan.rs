@@ -863,23 +863,7 @@ impl<'a> Planner<'a> {
         for twj in &s.from {
             if !items.is_empty() && is_lateral_subquery(&twj.relation) {
                 // `FROM a, LATERAL (SELECT ... a.x ...) s [JOIN ...]`
-                let before = std::mem::take(&mut items);
-                let columns: Vec<ScopeColumn> =
-                    before.iter().flat_map(|i| i.columns.clone()).collect();
-                // The WHERE's conjuncts over the items before still filter them first (the
-                // subquery must not run for rows the WHERE drops).
-                let mut pushable = Vec::new();
-                let mut offset = 0;
-                for item in &before {
-                    let shifted = item.pushable.iter().map(|&(f, o, w)| (f, o + offset, w));
-                    pushable.extend(shifted);
-                    offset += item.columns.len();
-                }
-                let left = FromItem {
-                    plan: self.join_items(before, &mut Vec::new())?,
-                    columns,
-                    pushable,
-                };
+                let left = self.joined_before(std::mem::take(&mut items))?;
                 let mut acc =
                     self.plan_lateral_subquery(left, &twj.relation, JoinKind::Inner, None, parent)?;
                 for join in &twj.joins {
@@ -1921,27 +1905,45 @@ impl<'a> Planner<'a> {
     ) -> Result<FromItem, SqlError> {
         let (name, args, alias, ordinality) =
             table_function_of(twj).expect("checked by the caller");
-        let columns: Vec<ScopeColumn> = before.iter().flat_map(|i| i.columns.clone()).collect();
-        let input = self.join_items(before, &mut Vec::new())?;
+        let input = self.joined_before(before)?;
         let item = self.plan_table_function_over(
             &name,
             &args,
             alias,
             ordinality,
             parent,
-            columns.clone(),
+            input.columns.clone(),
         )?;
         let Plan::Function { func, ordinality } = item.plan else {
             unreachable!("a table function plans as one");
         };
         Ok(FromItem {
             plan: Plan::LateralFunction {
-                input: Box::new(input),
+                input: Box::new(input.plan),
                 funcs: vec![func],
                 ordinality,
             },
-            columns: columns.into_iter().chain(item.columns).collect(),
-            pushable: Vec::new(),
+            columns: input.columns.into_iter().chain(item.columns).collect(),
+            pushable: input.pushable,
+        })
+    }
+
+    /// The FROM items before a LATERAL item, joined as one. The WHERE's conjuncts over one of
+    /// them still filter it first (`pushable`): the lateral item must not run for rows the
+    /// WHERE drops.
+    fn joined_before(&self, before: Vec<FromItem>) -> Result<FromItem, SqlError> {
+        let columns: Vec<ScopeColumn> = before.iter().flat_map(|i| i.columns.clone()).collect();
+        let mut pushable = Vec::new();
+        let mut offset = 0;
+        for item in &before {
+            let shifted = item.pushable.iter().map(|&(f, o, w)| (f, o + offset, w));
+            pushable.extend(shifted);
+            offset += item.columns.len();
+        }
+        Ok(FromItem {
+            plan: self.join_items(before, &mut Vec::new())?,
+            columns,
+            pushable,
         })
     }
 

@@ -3391,6 +3391,15 @@ fn lateral_subqueries_run_per_row_of_the_items_before_them() {
                     "SELECT id, q FROM cu, LATERAL (SELECT 10 / (cu.id - 3) AS q) s WHERE cu.id <> 3 ORDER BY 1",
                     "id:23,q:23 => 1|-5 / 2|-10 [SELECT 2]",
                 ),
+                // So for a function reading an earlier item (implicitly LATERAL).
+                (
+                    "SELECT id, g FROM cu, generate_series(1, 2 / (cu.id - 3)) g WHERE cu.id = 1",
+                    "id:23,g:23 =>  [SELECT 0]",
+                ),
+                (
+                    "SELECT count(*) FROM cu, generate_series(1, 4 / (3 - cu.id)) g WHERE cu.id < 3",
+                    "count:20 => 6 [SELECT 1]",
+                ),
             ],
         );
     }
