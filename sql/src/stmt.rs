@@ -1357,13 +1357,40 @@ fn infers(index: &crate::index::IndexSpec, predicate: Option<&ast::Expr>) -> boo
             _ => i += 1,
         }
     }
-    // Compared as sqlparser prints them (the index's WHERE is kept so printed): the same
-    // expression, literals' case and grouping included.
+    // Compared as sqlparser prints them, unquoted names folded to lower case as PostgreSQL
+    // folds them: the same expression, literals' case and grouping included.
+    let printed = |e: &ast::Expr| {
+        use sqlparser::ast::VisitMut;
+        let mut e = e.clone();
+        let _ = e.visit(&mut FoldNames);
+        e.to_string()
+    };
     let wanted = match parse_expr(&wanted.text) {
-        Ok(e) => e.to_string(),
+        Ok(e) => printed(&e),
         Err(_) => return false,
     };
-    terms.iter().any(|t| t.to_string() == wanted) || predicate.to_string() == wanted
+    terms.iter().any(|t| printed(t) == wanted) || printed(predicate) == wanted
+}
+
+/// Folds unquoted identifiers to lower case, as PostgreSQL reads them.
+struct FoldNames;
+
+impl sqlparser::ast::VisitorMut for FoldNames {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &mut ast::Expr) -> std::ops::ControlFlow<()> {
+        let fold = |id: &mut ast::Ident| {
+            if id.quote_style.is_none() {
+                id.value = id.value.to_lowercase();
+            }
+        };
+        match e {
+            ast::Expr::Identifier(id) => fold(id),
+            ast::Expr::CompoundIdentifier(ids) => ids.iter_mut().for_each(fold),
+            _ => {}
+        }
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 fn check_inference_predicate(

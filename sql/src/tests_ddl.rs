@@ -1297,6 +1297,8 @@ fn partial_unique_indexes_cover_only_the_rows_their_where_is_true_of() {
                     ("INSERT INTO u VALUES (5, 'a', NULL, 5) ON CONFLICT (email) DO NOTHING", "ERR 42P10*"),
                     ("INSERT INTO u VALUES (5, 'a', NULL, 5) ON CONFLICT (email) WHERE gone IS NULL DO NOTHING", "INSERT 0 0"),
                     ("INSERT INTO u VALUES (5, 'a', NULL, 5) ON CONFLICT DO NOTHING", "INSERT 0 0"),
+                    ("INSERT INTO u VALUES (5, 'a', NULL, 5) ON CONFLICT (email) WHERE Gone IS NULL DO NOTHING", "INSERT 0 0"),
+                    ("INSERT INTO u VALUES (5, 'a', NULL, 5) ON CONFLICT (email) WHERE gone IS NOT NULL DO NOTHING", "ERR 42P10*"),
                     ("INSERT INTO u VALUES (6, 'a', NULL, 6) ON CONFLICT (email) WHERE gone IS NULL DO UPDATE SET n = excluded.n", "INSERT 0 1"),
                     (
                         "SELECT id, email, gone IS NULL AS live, n FROM u ORDER BY id",
