@@ -176,7 +176,7 @@ async fn serve(state: &Rc<ShardState>, connection: &Connection, mut session: Ses
             if let Some(error) = &protocol_error {
                 resp::encode(&Reply::error(error.to_string()), session.proto, &mut out);
             }
-            if connection.write_all(&out).await.is_err() {
+            if connection.write_reply(&out).await.is_err() {
                 return;
             }
             if write_messages(&session, connection, &mut out)

@@ -333,7 +333,7 @@ impl PgConn {
                 }
             }
             if !self.out.is_empty() {
-                connection.write_all(&self.out).await?;
+                connection.write_reply(&self.out).await?;
                 self.out.clear();
             }
             let idle_ms = self
