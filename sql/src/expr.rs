@@ -634,6 +634,9 @@ impl<'a> Binder<'a> {
             }
             BinaryOperator::StringConcat => {
                 let (l, r) = (self.bind(left)?, self.bind(right)?);
+                if let Some(b) = self.bind_array_or_jsonb_concat(left, l.clone(), r.clone(), pos)? {
+                    return Ok(b);
+                }
                 let textual = |t: SqlType| t.is_string() || t == SqlType::Unknown;
                 if !textual(l.ty) && !textual(r.ty) {
                     return Err(self.no_binary_op(left, "||", l.ty, r.ty));
@@ -668,6 +671,74 @@ impl<'a> Binder<'a> {
                     .at(self.op_pos(left, &other.to_string()))),
             },
         }
+    }
+
+    /// `||` between arrays (array_cat, array_append, array_prepend) or jsonb values
+    /// (jsonb_concat), as PostgreSQL resolves the operator: an unknown literal beside an
+    /// array or a jsonb value takes its type. None: the text concatenation.
+    fn bind_array_or_jsonb_concat(
+        &self,
+        left: &ast::Expr,
+        l: Bound,
+        r: Bound,
+        pos: Option<usize>,
+    ) -> Result<Option<Bound>, SqlError> {
+        use crate::funcs::{builtin, Builtin};
+        let (lt, rt) = (l.ty, r.ty);
+        let no_operator = || self.no_binary_op(left, "||", lt, rt);
+        // The operands' common element type (anycompatiblearray || anycompatible).
+        let array_of_common = |a: SqlType, b: SqlType| {
+            common_type([(a, None), (b, None)].into_iter(), "||")
+                .ok()
+                .and_then(SqlType::array_of)
+                .ok_or_else(no_operator)
+        };
+        let (f, args, ty) = match (lt.element(), rt.element()) {
+            (Some(_), None) if rt == SqlType::Unknown => {
+                let r = self.coerce(r, lt, TYPMOD_NONE)?;
+                (Builtin::ArrayCat, vec![l, r], lt)
+            }
+            (None, Some(_)) if lt == SqlType::Unknown => {
+                let l = self.coerce(l, rt, TYPMOD_NONE)?;
+                (Builtin::ArrayCat, vec![l, r], rt)
+            }
+            (Some(le), Some(re)) => {
+                let ty = array_of_common(le, re)?;
+                let (l, r) = (
+                    self.coerce(l, ty, TYPMOD_NONE)?,
+                    self.coerce(r, ty, TYPMOD_NONE)?,
+                );
+                (Builtin::ArrayCat, vec![l, r], ty)
+            }
+            (Some(le), None) => {
+                let ty = array_of_common(le, rt)?;
+                let elem = ty.element().expect("an array type");
+                let (l, r) = (
+                    self.coerce(l, ty, TYPMOD_NONE)?,
+                    self.coerce(r, elem, TYPMOD_NONE)?,
+                );
+                (Builtin::ArrayAppend, vec![l, r], ty)
+            }
+            (None, Some(re)) => {
+                let ty = array_of_common(lt, re)?;
+                let elem = ty.element().expect("an array type");
+                let (l, r) = (
+                    self.coerce(l, elem, TYPMOD_NONE)?,
+                    self.coerce(r, ty, TYPMOD_NONE)?,
+                );
+                (Builtin::ArrayPrepend, vec![l, r], ty)
+            }
+            (None, None) => {
+                let jsonb = |t: SqlType| t == SqlType::Jsonb || t == SqlType::Unknown;
+                if !(jsonb(lt) && jsonb(rt)) || (lt, rt) == (SqlType::Unknown, SqlType::Unknown) {
+                    return Ok(None);
+                }
+                let l = self.coerce(l, SqlType::Jsonb, TYPMOD_NONE)?;
+                let r = self.coerce(r, SqlType::Jsonb, TYPMOD_NONE)?;
+                (Builtin::JsonbConcat, vec![l, r], SqlType::Jsonb)
+            }
+        };
+        Ok(Some(builtin(f, args, ty, pos)))
     }
 
     /// `&`, `|`, `#` over integers of one width (the wider one's), `<<` and `>>` over the left
@@ -2174,7 +2245,13 @@ pub(crate) fn eval(b: &Bound, cx: &Eval) -> Result<Datum, SqlError> {
         }
         Kind::Concat(l, r) => {
             let (x, y) = (eval(l, cx)?, eval(r, cx)?);
-            match (types::output(&x, digits), types::output(&y, digits)) {
+            // A non-text operand is cast to text, and boolean's cast says `true` where its
+            // output function says `t`.
+            let as_text = |d: &Datum| match d {
+                Datum::Bool(b) => Some(b.to_string()),
+                d => types::output(d, digits),
+            };
+            match (as_text(&x), as_text(&y)) {
                 (Some(x), Some(y)) => Ok(Datum::Text(x + &y)),
                 _ => Ok(Datum::Null),
             }

@@ -96,6 +96,8 @@ pub(crate) enum Builtin {
     ArrayAppend,
     ArrayPrepend,
     ArrayCat,
+    /// jsonb `||`.
+    JsonbConcat,
     /// ARRAY[a, b, …].
     ArrayConstruct,
     /// array[i] (1-based).
@@ -552,6 +554,9 @@ pub(crate) fn eval(f: Builtin, v: &[Datum], args: &[Bound], cx: &Eval) -> Result
         return Ok(Datum::Null);
     }
     Ok(match (f, v) {
+        (B::JsonbConcat, [Datum::Json(a), Datum::Json(b)]) => {
+            Datum::Json(crate::json::concat(a, b))
+        }
         (B::Substr, [Datum::Text(s), Datum::Int(start), rest @ ..]) => {
             let len = match rest {
                 [Datum::Int(n)] if *n < 0 => {

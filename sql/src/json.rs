@@ -42,6 +42,38 @@ pub(crate) fn normalize(s: &str) -> Result<String, SqlError> {
     Ok(out)
 }
 
+/// jsonb `||` of two values in normal form: two objects merge (the right one's value wins
+/// for a key both have); otherwise both are made arrays (a non-array becomes a one-element
+/// array) and joined, as PostgreSQL's jsonb_concat does.
+pub(crate) fn concat(a: &str, b: &str) -> String {
+    let inner = |s: &str| s[1..s.len() - 1].to_string();
+    let (open, close, x, y) = match (a.starts_with('{'), b.starts_with('{')) {
+        (true, true) => ('{', '}', inner(a), inner(b)),
+        _ => {
+            let items = |s: &str| {
+                if s.starts_with('[') {
+                    inner(s)
+                } else {
+                    s.to_string()
+                }
+            };
+            ('[', ']', items(a), items(b))
+        }
+    };
+    let joined = match (x.is_empty(), y.is_empty()) {
+        (true, _) => format!("{open}{y}{close}"),
+        (_, true) => format!("{open}{x}{close}"),
+        _ => format!("{open}{x}, {y}{close}"),
+    };
+    // Merged objects are normalized again (key order, the later of two equal keys wins);
+    // joined arrays are in normal form already.
+    if open == '{' {
+        normalize(&joined).expect("two jsonb objects in normal form merge into valid JSON")
+    } else {
+        joined
+    }
+}
+
 struct Parser<'a> {
     src: &'a [u8],
     at: usize,

@@ -1906,6 +1906,40 @@ fn ordered_aggregates_sort_their_inputs_as_postgres_does() {
     assert!(plan.contains("Projection: g, s, n"), "{plan}");
 }
 
+/// `||` resolved as PostgreSQL resolves it: array concatenation, append and prepend, jsonb
+/// concatenation, and text concatenation with the other operand cast to text. Checked
+/// against PostgreSQL 15 (`psql -XAt -F'|'`, rows joined with " / ").
+#[test]
+fn concatenation_operator_resolves_as_postgres_does() {
+    let setup = [
+        "CREATE TABLE ct (id int PRIMARY KEY, tags text[], d jsonb)",
+        r#"INSERT INTO ct VALUES (1, '{a}', '{"k":1}'), (2, NULL, NULL)"#,
+    ];
+    let cases: &[(&str, &str)] = &[
+        ("SELECT ARRAY[1,2] || 3, 0 || ARRAY[1,2], ARRAY[1] || ARRAY[2,3], ARRAY[1] || '{2}', '{2}' || ARRAY[1]", "{1,2,3}|{0,1,2}|{1,2,3}|{1,2}|{2,1}"),
+        ("SELECT ARRAY['a'] || 'b'::text, NULL::int[] || 1, ARRAY[1] || NULL::int, NULL::int[] || NULL::int[]", "{a,b}|{1}|{1,NULL}|NULL"),
+        ("SELECT ARRAY[1] || 2::bigint, ARRAY[1::bigint] || 2, ARRAY['a'] || 'b'::varchar", "{1,2}|{1,2}|{a,b}"),
+        ("SELECT ARRAY[1] || 'x'::text", "ERR 42883 operator does not exist: integer[] || text"),
+        ("SELECT ARRAY[1] || ARRAY['x']", "ERR 42883 operator does not exist: integer[] || text[]"),
+        ("SELECT 'x' || 1 || true, false || 'y', 'n' || NULL::bool", "x1true|falsey|NULL"),
+        (r#"SELECT '{"a":1}'::jsonb || '{"b":2}', '{"a":1}'::jsonb || '{"a":2}'::jsonb, '[1]'::jsonb || '2', '1'::jsonb || '[2]'"#, r#"{"a": 1, "b": 2}|{"a": 2}|[1, 2]|[1, 2]"#),
+        (r#"SELECT '{"a":1}'::jsonb || '[2]', '[2]'::jsonb || '{"a":1}', '"x"'::jsonb || '"y"', '{}'::jsonb || '{}', '[]'::jsonb || '[]', '[]'::jsonb || '{}'"#, r#"[{"a": 1}, 2]|[2, {"a": 1}]|["x", "y"]|{}|[]|[{}]"#),
+        (r#"SELECT '{"a":1}'::jsonb || 'x'::text, NULL::jsonb || '{}', pg_typeof('{}'::jsonb || '[]')"#, r#"{"a": 1}x|NULL|jsonb"#),
+        (r#"SELECT '{"bb":1,"a":{"x":[1]}}'::jsonb || '{"c":null,"a":2}'"#, r#"{"a": 2, "c": null, "bb": 1}"#),
+        (r#"SELECT '{"a":1}'::jsonb || 'nope'"#, "ERR 22P02 invalid input syntax for type json: \"nope\""),
+        (r#"SELECT id, tags || 'z'::text, d || '{"k":true}' FROM ct ORDER BY id"#, r#"1|{a,z}|{"k": true} / 2|{z}|NULL"#),
+    ];
+    let queries: Vec<&str> = cases.iter().map(|(q, _)| *q).collect();
+    let got = differential(3, &setup, &queries);
+    for ((query, want), got) in cases.iter().zip(&got) {
+        let rows = match got.split_once(" => ") {
+            Some((_, rest)) => rest.rsplit_once(" [").map_or(rest, |(r, _)| r),
+            None => got.as_str(),
+        };
+        assert_eq!(rows, *want, "{query}");
+    }
+}
+
 /// Queries that exercise every pushdown, run against random tables.
 const PUSHDOWN_QUERIES: &[&str] = &[
     "SELECT * FROM t",
