@@ -190,19 +190,158 @@ pub async fn execute_simple<C: Cluster>(
         ))];
     }
     let mut results = Vec::with_capacity(statements.len());
+    let mut implicit = ImplicitBlock::default();
     for statement in &statements {
+        if statements.len() > 1 {
+            if let Some(r) = implicit.before(session, cluster, statement).await {
+                let failed = r.is_err();
+                results.push(r);
+                if failed {
+                    implicit.abort(session, cluster).await;
+                    return results;
+                }
+                continue;
+            }
+        }
         let r =
             execute_in_transaction(session, cluster, sql, statement, &stmt::Params::none()).await;
         let failed = r.is_err();
-        if failed {
-            session.statement_failed();
-        }
         results.push(r);
         if failed {
-            break;
+            if implicit.open {
+                implicit.abort(session, cluster).await;
+            } else {
+                session.statement_failed();
+            }
+            return results;
         }
     }
+    if let Err(e) = implicit.commit(session, cluster).await {
+        results.push(Err(e));
+    }
     results
+}
+
+/// PostgreSQL's implicit transaction block: the statements of one query string run as one
+/// transaction when no block is open, so an error undoes those before it (and the SETs among
+/// them) and skips the rest. COMMIT and ROLLBACK end it with PostgreSQL's warning that no
+/// transaction is in progress, and the statements after them start another; BEGIN makes it
+/// an ordinary block that stays open after the query; SAVEPOINT and its kin are refused in
+/// it, as statements that cannot run in a block are.
+#[derive(Default)]
+struct ImplicitBlock {
+    open: bool,
+}
+
+impl ImplicitBlock {
+    /// Opens the block before a statement when none is open, and runs the transaction
+    /// control statements the block changes the meaning of (their result; None: run the
+    /// statement as usual).
+    async fn before<C: Cluster>(
+        &mut self,
+        session: &mut Session,
+        cluster: &C,
+        statement: &Statement,
+    ) -> Option<Result<StatementResult, SqlError>> {
+        use Statement as S;
+        let control = matches!(
+            statement,
+            S::StartTransaction { .. }
+                | S::Commit { .. }
+                | S::Rollback { .. }
+                | S::Savepoint { .. }
+                | S::ReleaseSavepoint { .. }
+        );
+        if !self.open {
+            if control || session.transaction != TransactionState::Idle {
+                return None;
+            }
+            if let Err(e) = self.begin(session, cluster).await {
+                return Some(Err(e));
+            }
+        }
+        let refused = |what: &str| {
+            Some(Err(SqlError::new(
+                "25P01",
+                format!("{what} can only be used in transaction blocks"),
+            )))
+        };
+        match statement {
+            S::StartTransaction { modes, begin, .. } => {
+                // The implicit block becomes the block BEGIN would open, with its modes.
+                self.open = false;
+                if !modes.is_empty() {
+                    if let Err(e) = stmt::run_set_transaction(session, cluster, modes, false) {
+                        self.open = true;
+                        return Some(Err(e));
+                    }
+                }
+                Some(Ok(StatementResult::Command {
+                    tag: if *begin { "BEGIN" } else { "START TRANSACTION" }.to_string(),
+                    changed_parameters: Vec::new(),
+                    notices: Vec::new(),
+                }))
+            }
+            S::Commit { .. }
+            | S::Rollback {
+                savepoint: None, ..
+            } => {
+                self.open = false;
+                let r = stmt::run_transaction_control(session, cluster, statement).await;
+                Some(r.map(|mut result| {
+                    if let StatementResult::Command { notices, .. } = &mut result {
+                        notices.push("WARNING: there is no transaction in progress".to_string());
+                    }
+                    result
+                }))
+            }
+            S::Rollback { .. } => refused("ROLLBACK TO SAVEPOINT"),
+            S::Savepoint { .. } => refused("SAVEPOINT"),
+            S::ReleaseSavepoint { .. } => refused("RELEASE SAVEPOINT"),
+            // A query string that is one VACUUM runs before parsing (`vacuum_tables`).
+            _ if statement_kind(statement) == "VACUUM" => Some(Err(SqlError::new(
+                "25001",
+                "VACUUM cannot run inside a transaction block",
+            ))),
+            _ => None,
+        }
+    }
+
+    async fn begin<C: Cluster>(
+        &mut self,
+        session: &mut Session,
+        cluster: &C,
+    ) -> Result<(), SqlError> {
+        let begin = parse_plain("BEGIN")?;
+        stmt::run_transaction_control(session, cluster, &begin[0]).await?;
+        self.open = true;
+        Ok(())
+    }
+
+    /// Ends the block rolled back, after a statement in it failed.
+    async fn abort<C: Cluster>(&mut self, session: &mut Session, cluster: &C) {
+        if !std::mem::take(&mut self.open) {
+            return;
+        }
+        let rollback = parse_plain("ROLLBACK").expect("ROLLBACK parses");
+        // Its error (the transaction already gone) adds nothing to the statement's.
+        let _ = stmt::run_transaction_control(session, cluster, &rollback[0]).await;
+    }
+
+    /// Commits the block once the query's statements have all run.
+    async fn commit<C: Cluster>(
+        &mut self,
+        session: &mut Session,
+        cluster: &C,
+    ) -> Result<(), SqlError> {
+        if !std::mem::take(&mut self.open) {
+            return Ok(());
+        }
+        let commit = parse_plain("COMMIT")?;
+        stmt::run_transaction_control(session, cluster, &commit[0])
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Shapes a session keeps prepared statements for; past this the cache starts over (one-off
@@ -1081,8 +1220,8 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                 }
             }
             if lower.contains("concurrently") {
-                if let Some(text) = drop_index_without_concurrently(sql) {
-                    return parse_plain(&text);
+                if let Some((text, marked)) = drop_index_without_concurrently(sql) {
+                    return parse_plain(&text).map(|s| mark_drop_concurrently(s, &marked));
                 }
             }
             if lower.contains("deferrable") {
@@ -1423,23 +1562,86 @@ fn analyze_without_options(sql: &str) -> Option<String> {
 }
 
 /// `DROP INDEX CONCURRENTLY ...` (which sqlparser cannot parse) as a plain DROP INDEX: a
-/// drop takes no lock that would hold writers back anyway. (PostgreSQL refuses it in a
-/// transaction block; here it is transactional there, as any DROP INDEX.)
-fn drop_index_without_concurrently(sql: &str) -> Option<String> {
+/// drop takes no lock that would hold writers back anyway. [`mark_drop_concurrently`] keeps
+/// what PostgreSQL refuses of it (in a transaction block, several indexes, CASCADE).
+fn drop_index_without_concurrently(sql: &str) -> Option<(String, Vec<usize>)> {
+    use sqlparser::tokenizer::Token;
     let (tokens, words) = tokens_and_words(sql)?;
     let is = is_word;
-    let [drop, index, concurrently, ..] = words[..] else {
-        return None;
-    };
-    if !(is(&tokens[drop], "drop")
-        && is(&tokens[index], "index")
-        && is(&tokens[concurrently], "concurrently"))
-    {
+    let mut dropped = vec![false; tokens.len()];
+    // The ordinals of the statements that had it (empty statements do not count, as the
+    // parser returns none for them).
+    let mut marked = Vec::new();
+    let (mut statement, mut at_start) = (0, true);
+    for (n, &w) in words.iter().enumerate() {
+        if matches!(tokens[w], Token::SemiColon) {
+            if !at_start {
+                statement += 1;
+            }
+            at_start = true;
+            continue;
+        }
+        if at_start {
+            if let [drop, index, concurrently] = words[n..words.len().min(n + 3)] {
+                if is(&tokens[drop], "drop")
+                    && is(&tokens[index], "index")
+                    && is(&tokens[concurrently], "concurrently")
+                {
+                    dropped[concurrently] = true;
+                    marked.push(statement);
+                }
+            }
+        }
+        at_start = false;
+    }
+    if marked.is_empty() {
         return None;
     }
-    let mut dropped = vec![false; tokens.len()];
-    dropped[concurrently] = true;
-    Some(text_without(&tokens, &dropped))
+    Some((text_without(&tokens, &dropped), marked))
+}
+
+/// Marks a DROP INDEX read without its CONCURRENTLY: `temporary`, which PostgreSQL's
+/// grammar (and so sqlparser's dialect) never sets on a DROP, carries it to
+/// [`refuse_drop_concurrently`].
+fn mark_drop_concurrently(mut statements: Vec<Statement>, marked: &[usize]) -> Vec<Statement> {
+    for &n in marked {
+        if let Some(Statement::Drop {
+            object_type: ast::ObjectType::Index,
+            temporary,
+            ..
+        }) = statements.get_mut(n)
+        {
+            *temporary = true;
+        }
+    }
+    statements
+}
+
+/// What PostgreSQL refuses of DROP INDEX CONCURRENTLY.
+fn refuse_drop_concurrently(
+    session: &Session,
+    names: &[ast::ObjectName],
+    cascade: bool,
+) -> Result<(), SqlError> {
+    if session.transaction != TransactionState::Idle {
+        return Err(SqlError::new(
+            "25001",
+            "DROP INDEX CONCURRENTLY cannot run inside a transaction block",
+        ));
+    }
+    if names.len() > 1 {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "DROP INDEX CONCURRENTLY does not support dropping multiple objects",
+        ));
+    }
+    if cascade {
+        return Err(SqlError::new(
+            FEATURE_NOT_SUPPORTED,
+            "DROP INDEX CONCURRENTLY does not support CASCADE",
+        ));
+    }
+    Ok(())
 }
 
 /// `BEGIN` / `START TRANSACTION` / `SET TRANSACTION` with `[NOT] DEFERRABLE` (which
@@ -1819,8 +2021,14 @@ async fn execute<C: Cluster>(
             if_exists,
             names,
             cascade,
+            temporary,
             ..
-        } => stmt::run_drop(session, cluster, *object_type, *if_exists, names, *cascade).await,
+        } => {
+            if *temporary {
+                refuse_drop_concurrently(session, names, *cascade)?;
+            }
+            stmt::run_drop(session, cluster, *object_type, *if_exists, names, *cascade).await
+        }
         S::CreateDatabase {
             db_name,
             if_not_exists,

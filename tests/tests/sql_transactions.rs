@@ -1739,3 +1739,94 @@ fn set_config_and_set_local_last_until_the_block_ends() {
         assert_ne!(name.get::<_, String>(0), "inside");
     });
 }
+
+/// Several statements in one query string (tokio-postgres `batch_execute`: one simple Query
+/// message) run as one transaction, as PostgreSQL's implicit transaction block: a failure
+/// undoes the statements before it across shards, and SETs among them; COMMIT inside ends it
+/// (with PostgreSQL's warning); BEGIN inside turns it into an open block; statements that
+/// cannot run in a block are refused. Each case was checked against PostgreSQL 15 with `psql -c`.
+#[test]
+fn a_query_string_of_several_statements_is_one_transaction() {
+    let server = HeliosServer::start(ServerOpts::default().shards(3));
+    let port = server.pg_port();
+    runtime().block_on(async move {
+        let a = connect(port).await;
+        let b = connect(port).await;
+        setup_accounts(&a, 30, 100).await;
+        let total = "SELECT sum(bal)::int8 FROM acct";
+
+        // A failure undoes what came before it, on every shard, and skips what follows.
+        let err = fails(
+            &a,
+            "UPDATE acct SET bal = bal + 1; INSERT INTO acct VALUES (100, 1, 'n'); \
+             INSERT INTO acct VALUES (1, 1, 'dup'); UPDATE acct SET bal = 0",
+        )
+        .await;
+        assert_eq!(code(&err), "23505");
+        assert_eq!(one_i64(&a, total).await, 3000);
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM acct").await, 30);
+        // The connection is not left in a failed block.
+        assert_eq!(one_i64(&a, "SELECT 1::int8").await, 1);
+
+        // A SET among them is undone too.
+        let err = fails(&a, "SET statement_timeout = 5000; SELECT 1/0").await;
+        assert_eq!(code(&err), "22012");
+        let rows = a.simple_query("SHOW statement_timeout").await.unwrap();
+        let tokio_postgres::SimpleQueryMessage::Row(row) = &rows[1] else {
+            panic!("{rows:?}")
+        };
+        assert_eq!(row.get(0), Some("0"));
+
+        // All or nothing: once the string has run, the others see all of it at once.
+        ok(&a, "UPDATE acct SET bal = bal - 10 WHERE id = 1; UPDATE acct SET bal = bal + 10 WHERE id = 2")
+            .await;
+        assert_eq!(one_i64(&b, total).await, 3000);
+        assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 2").await, 110);
+
+        // COMMIT ends the implicit block; what follows it is another one.
+        let err = fails(
+            &a,
+            "UPDATE acct SET bal = bal + 1 WHERE id = 3; COMMIT; \
+             UPDATE acct SET bal = bal + 1 WHERE id = 4; SELECT 1/0",
+        )
+        .await;
+        assert_eq!(code(&err), "22012");
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 3").await, 101);
+        assert_eq!(one_i64(&a, "SELECT bal FROM acct WHERE id = 4").await, 100);
+
+        // BEGIN makes it an ordinary block, open after the string, that ROLLBACK undoes.
+        ok(&a, "UPDATE acct SET bal = 0 WHERE id = 5; BEGIN; UPDATE acct SET bal = 0 WHERE id = 6")
+            .await;
+        assert_eq!(one_i64(&b, "SELECT bal FROM acct WHERE id = 5").await, 100);
+        ok(&a, "ROLLBACK").await;
+        assert_eq!(one_i64(&a, "SELECT count(*) FROM acct WHERE bal = 0").await, 0);
+
+        // Inside an open block, a string's failure fails the block, as any statement's.
+        ok(&a, "BEGIN").await;
+        let err = fails(&a, "UPDATE acct SET bal = 0 WHERE id = 7; SELECT 1/0").await;
+        assert_eq!(code(&err), "22012");
+        assert_eq!(code(&fails(&a, "SELECT 1").await), "25P02");
+        ok(&a, "ROLLBACK").await;
+
+        // What cannot run in a block cannot run in the string either.
+        let refused = [
+            ("SELECT 1; SAVEPOINT s", "25P01"),
+            ("SELECT 1; CREATE DATABASE other", "25001"),
+            ("SELECT 1; VACUUM acct", "25001"),
+            ("SELECT 1; CREATE INDEX CONCURRENTLY ON acct (note)", "25001"),
+        ];
+        for (sql, want) in refused {
+            assert_eq!(code(&fails(&a, sql).await), want, "{sql}");
+        }
+        // DDL and its rows commit together.
+        ok(&a, "CREATE TABLE t2 (id int PRIMARY KEY); INSERT INTO t2 SELECT generate_series(1, 50); CREATE INDEX t2_id ON t2 (id)")
+            .await;
+        assert_eq!(one_i64(&b, "SELECT count(*) FROM t2").await, 50);
+        let err = fails(&a, "CREATE TABLE t3 (id int); INSERT INTO t3 VALUES (1); SELECT 1/0").await;
+        assert_eq!(code(&err), "22012");
+        assert_eq!(code(&fails(&b, "SELECT * FROM t3").await), "42P01");
+        // DROP INDEX CONCURRENTLY: alone it runs; in a string, as in a block, it is refused.
+        assert_eq!(code(&fails(&a, "SELECT 1; DROP INDEX CONCURRENTLY t2_id").await), "25001");
+        ok(&a, "DROP INDEX CONCURRENTLY t2_id").await;
+    });
+}
