@@ -1553,7 +1553,14 @@ pub(crate) fn eval_subquery(sq: &SubqueryExpr, cx: &Eval) -> Result<Datum, SqlEr
                 "more than one row returned by a subquery used as an expression",
             )),
         },
-        SubqueryMode::Array => Ok(crate::pgcatalog::array_from_rows(rows, sq.column_ty, cx)),
+        SubqueryMode::Array => match crate::expr::array_subquery_type(sq.column_ty) {
+            Some(_) => Ok(Datum::Array(
+                rows.into_iter()
+                    .map(|r| r.into_iter().next().unwrap_or(Datum::Null))
+                    .collect(),
+            )),
+            None => Ok(crate::pgcatalog::array_from_rows(rows, sq.column_ty, cx)),
+        },
         SubqueryMode::In(x) => {
             let v = eval(x, cx)?;
             if v.is_null() {

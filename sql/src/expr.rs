@@ -3268,8 +3268,12 @@ impl<'a> Binder<'a> {
             }
             SubqueryMode::Exists => (SubqueryMode::Exists, SqlType::Bool),
             SubqueryMode::Scalar => (SubqueryMode::Scalar, ty),
-            // ARRAY(subquery): arrays are carried as their text form (see `pgcatalog`).
-            SubqueryMode::Array => (SubqueryMode::Array, SqlType::Text),
+            // ARRAY(subquery): an array of the column's type (an unknown literal's is
+            // text[]); of a type with no array type here, its text form (see `pgcatalog`).
+            SubqueryMode::Array => (
+                SubqueryMode::Array,
+                array_subquery_type(ty).unwrap_or(SqlType::Text),
+            ),
         };
         let column_ty = ty;
         Ok(Bound {
@@ -3594,6 +3598,14 @@ impl<'a> Binder<'a> {
             }
         }
         Ok(keys)
+    }
+}
+
+/// The type of `ARRAY(subquery)` over a column of type `column`; None: carried as text.
+pub(crate) fn array_subquery_type(column: SqlType) -> Option<SqlType> {
+    match column {
+        SqlType::Unknown => SqlType::Text.array_of(),
+        t => t.array_of(),
     }
 }
 

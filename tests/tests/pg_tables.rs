@@ -94,10 +94,14 @@ fn acknowledged_rows_and_ddl_survive_kill_9() {
     let rt = runtime();
     rt.block_on(async {
         let client = connect(&server).await;
+        // CREATE DATABASE cannot run in the implicit block of a query string.
+        client
+            .batch_execute("CREATE DATABASE other")
+            .await
+            .expect("create database");
         client
             .batch_execute(
-                "CREATE DATABASE other;
-                 CREATE TABLE kept (id int PRIMARY KEY, v text);
+                "CREATE TABLE kept (id int PRIMARY KEY, v text);
                  CREATE TABLE dropped (id int PRIMARY KEY);
                  CREATE VIEW kept_view AS SELECT id FROM kept WHERE id % 2 = 0;
                  DROP TABLE dropped;
