@@ -193,7 +193,7 @@ pub async fn execute_simple<C: Cluster>(
     let mut implicit = ImplicitBlock::default();
     for statement in &statements {
         if statements.len() > 1 {
-            if let Some(r) = implicit.before(session, cluster, statement).await {
+            if let Some(r) = implicit.before(session, cluster, statement, false).await {
                 let failed = r.is_err();
                 results.push(r);
                 if failed {
@@ -228,20 +228,29 @@ pub async fn execute_simple<C: Cluster>(
 /// transaction is in progress, and the statements after them start another; BEGIN makes it
 /// an ordinary block that stays open after the query; SAVEPOINT and its kin are refused in
 /// it, as statements that cannot run in a block are.
-#[derive(Default)]
-struct ImplicitBlock {
+#[derive(Debug, Default)]
+pub struct ImplicitBlock {
     open: bool,
 }
 
 impl ImplicitBlock {
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// Opens the block before a statement when none is open, and runs the transaction
     /// control statements the block changes the meaning of (their result; None: run the
     /// statement as usual).
+    ///
+    /// `pipelined`: the extended protocol's block, opened for the Executes before a Sync,
+    /// where a statement that cannot run in a block runs on its own when it comes first
+    /// (PostgreSQL refuses it only in a pipeline of several).
     async fn before<C: Cluster>(
         &mut self,
         session: &mut Session,
         cluster: &C,
         statement: &Statement,
+        pipelined: bool,
     ) -> Option<Result<StatementResult, SqlError>> {
         use Statement as S;
         let control = matches!(
@@ -253,7 +262,10 @@ impl ImplicitBlock {
                 | S::ReleaseSavepoint { .. }
         );
         if !self.open {
-            if control || session.transaction != TransactionState::Idle {
+            if control
+                || session.transaction != TransactionState::Idle
+                || (pipelined && cannot_run_in_a_block(statement))
+            {
                 return None;
             }
             if let Err(e) = self.begin(session, cluster).await {
@@ -319,7 +331,7 @@ impl ImplicitBlock {
     }
 
     /// Ends the block rolled back, after a statement in it failed.
-    async fn abort<C: Cluster>(&mut self, session: &mut Session, cluster: &C) {
+    pub async fn abort<C: Cluster>(&mut self, session: &mut Session, cluster: &C) {
         if !std::mem::take(&mut self.open) {
             return;
         }
@@ -328,8 +340,8 @@ impl ImplicitBlock {
         let _ = stmt::run_transaction_control(session, cluster, &rollback[0]).await;
     }
 
-    /// Commits the block once the query's statements have all run.
-    async fn commit<C: Cluster>(
+    /// Commits the block once the query's statements have all run (or at Sync).
+    pub async fn commit<C: Cluster>(
         &mut self,
         session: &mut Session,
         cluster: &C,
@@ -1203,6 +1215,41 @@ pub async fn execute_prepared<C: Cluster>(
         session.statement_failed();
     }
     r
+}
+
+/// Runs a bound prepared statement (an Execute) inside the extended protocol's implicit
+/// block: the Executes before one Sync are one transaction, as in PostgreSQL. `open`: the
+/// block may open here (the protocol layer says so when the message after the Execute is
+/// not already a Sync; a lone Execute and its Sync run as one statement, as before).
+pub async fn execute_prepared_in_block<C: Cluster>(
+    session: &mut Session,
+    cluster: &C,
+    prepared: &Prepared,
+    params: &[Option<String>],
+    block: &mut ImplicitBlock,
+    open: bool,
+) -> Result<StatementResult, SqlError> {
+    if let (Some(statement), true) = (&prepared.statement, block.is_open() || open) {
+        if let Some(r) = block.before(session, cluster, statement, true).await {
+            return r;
+        }
+    }
+    execute_prepared(session, cluster, prepared, params).await
+}
+
+/// Statements PostgreSQL runs only outside a transaction block.
+fn cannot_run_in_a_block(statement: &Statement) -> bool {
+    creates_or_drops_database(statement)
+        || statement_kind(statement) == "VACUUM"
+        || matches!(statement, Statement::CreateIndex(ci) if ci.concurrently)
+        || matches!(
+            statement,
+            Statement::Drop {
+                object_type: ast::ObjectType::Index,
+                temporary: true,
+                ..
+            }
+        )
 }
 
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {

@@ -1141,3 +1141,75 @@ fn binary_copy_and_csv_force_options() {
         );
     });
 }
+
+/// The Executes before one Sync run as one transaction, PostgreSQL's implicit block of the
+/// extended protocol (what JDBC's `executeBatch` and pipelining drivers rely on): an error
+/// undoes the Executes before it, and the connection is idle again at Sync; BEGIN among them
+/// leaves a block open; a statement that cannot run in a block runs when it is the first.
+#[test]
+fn executes_before_one_sync_are_one_transaction() {
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let mut w = Wire::connect(server.pg_port());
+    let count = |w: &mut Wire| {
+        w.query("SELECT count(*) FROM eb");
+        first_column(&w.until_ready())
+    };
+    w.query("CREATE TABLE eb (id int PRIMARY KEY)");
+    assert_eq!(summary(&w.until_ready()), ["C", "Z:I"]);
+
+    // A duplicate key in the third Execute undoes the first two.
+    w.parse("ins", "INSERT INTO eb VALUES ($1)", &[23]);
+    for id in ["1", "2", "1"] {
+        w.bind("", "ins", &[], &[Some(id.as_bytes())], &[]);
+        w.execute("", 0);
+    }
+    w.sync();
+    assert_eq!(
+        summary(&w.until_ready()),
+        ["1", "2", "C", "2", "C", "2", "E:23505", "Z:I"]
+    );
+    assert_eq!(count(&mut w), ["0"]);
+
+    // Without it, all commit at the Sync.
+    for id in ["1", "2", "3"] {
+        w.bind("", "ins", &[], &[Some(id.as_bytes())], &[]);
+        w.execute("", 0);
+    }
+    w.sync();
+    assert_eq!(
+        summary(&w.until_ready()),
+        ["2", "C", "2", "C", "2", "C", "Z:I"]
+    );
+    assert_eq!(count(&mut w), ["3"]);
+
+    // BEGIN among them opens the block for what came before it too.
+    w.bind("", "ins", &[], &[Some(b"4")], &[]);
+    w.execute("", 0);
+    w.parse("", "BEGIN", &[]);
+    w.bind("", "", &[], &[], &[]);
+    w.execute("", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["2", "C", "1", "2", "C", "Z:T"]);
+    w.query("ROLLBACK");
+    assert_eq!(summary(&w.until_ready()), ["C", "Z:I"]);
+    assert_eq!(count(&mut w), ["3"]);
+
+    // CREATE DATABASE runs as the first Execute; after another one it is refused (25001),
+    // and that other one is undone.
+    w.parse("", "CREATE DATABASE eb_other", &[]);
+    w.bind("", "", &[], &[], &[]);
+    w.execute("", 0);
+    w.sync();
+    assert_eq!(summary(&w.until_ready()), ["1", "2", "C", "Z:I"]);
+    w.bind("", "ins", &[], &[Some(b"5")], &[]);
+    w.execute("", 0);
+    w.parse("", "CREATE DATABASE eb_third", &[]);
+    w.bind("", "", &[], &[], &[]);
+    w.execute("", 0);
+    w.sync();
+    assert_eq!(
+        summary(&w.until_ready()),
+        ["2", "C", "1", "2", "E:25001", "Z:I"]
+    );
+    assert_eq!(count(&mut w), ["3"]);
+}

@@ -274,6 +274,10 @@ struct PgConn {
     /// The COPY in progress came through the extended protocol: when it ends, ReadyForQuery
     /// waits for the client's Sync, and an error discards messages up to it.
     copy_in_extended: bool,
+    /// The extended protocol's implicit transaction: the Executes before one Sync.
+    implicit: helios_sql::ImplicitBlock,
+    /// Whether the message after the one being handled has arrived and is a Sync.
+    sync_follows: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +314,8 @@ impl PgConn {
             out: BytesMut::new(),
             copy_in: None,
             copy_in_extended: false,
+            implicit: helios_sql::ImplicitBlock::default(),
+            sync_follows: false,
         }
     }
 
@@ -326,6 +332,8 @@ impl PgConn {
                         return Err(PgConnError::Protocol(reason));
                     }
                 };
+                // A Sync has one type byte; the frontend sends no other message with it.
+                self.sync_follows = buf.first() == Some(&b'S');
                 let keep_going = self.handle(message, connection).await?;
                 if !keep_going {
                     connection.write_all(&self.out).await?;
@@ -481,6 +489,15 @@ impl PgConn {
         match message {
             PgWireFrontendMessage::Query(query) => {
                 self.discard_until_sync = false;
+                // Executes not yet closed by a Sync commit first (PostgreSQL would take them
+                // into the query's own transaction).
+                if let Some(session) = self.session.as_mut() {
+                    if let Err(error) = self.implicit.commit(session, &self.cluster).await {
+                        self.sql_error(&error);
+                        self.ready();
+                        return Ok(true);
+                    }
+                }
                 // A simple query ends the unnamed statement and portal.
                 self.statements.remove("");
                 self.portals.remove("");
@@ -492,6 +509,11 @@ impl PgConn {
             PgWireFrontendMessage::Terminate(_) => return Ok(false),
             PgWireFrontendMessage::Sync(_) => {
                 self.discard_until_sync = false;
+                if let Some(session) = self.session.as_mut() {
+                    if let Err(error) = self.implicit.commit(session, &self.cluster).await {
+                        self.sql_error(&error);
+                    }
+                }
                 self.ready();
             }
             PgWireFrontendMessage::Flush(_) => {}
@@ -502,9 +524,14 @@ impl PgConn {
                 if let Err(error) = self.extended(message, connection).await? {
                     self.sql_error(&error);
                     // Any error fails a transaction block, as in PostgreSQL: Parse, Bind and
-                    // Describe errors too, not only those of the statement's execution.
+                    // Describe errors too, not only those of the statement's execution; the
+                    // implicit block of the Executes before a Sync ends rolled back.
                     if let Some(session) = self.session.as_mut() {
-                        session.statement_failed();
+                        if self.implicit.is_open() {
+                            self.implicit.abort(session, &self.cluster).await;
+                        } else {
+                            session.statement_failed();
+                        }
                     }
                     self.discard_until_sync = true;
                 }
@@ -867,11 +894,13 @@ impl PgConn {
             let session = self.session.as_mut().expect("a session once ready");
             session.cancel_flag().reset();
             let timeout = arm_statement_timeout(session);
-            let result = helios_sql::execute_prepared(
+            let result = helios_sql::execute_prepared_in_block(
                 session,
                 &self.cluster,
                 &portal.prepared,
                 &portal.params,
+                &mut self.implicit,
+                !self.sync_follows,
             )
             .await;
             drop(timeout);
