@@ -1229,6 +1229,9 @@ pub async fn execute_prepared_in_block<C: Cluster>(
     block: &mut ImplicitBlock,
     open: bool,
 ) -> Result<StatementResult, SqlError> {
+    // A COPY opens no block: its rows go to the shards in batches as they arrive, where a
+    // block would hold them all in memory until the Sync.
+    let open = open && !prepared.copy;
     if let (Some(statement), true) = (&prepared.statement, block.is_open() || open) {
         if let Some(r) = block.before(session, cluster, statement, true).await {
             return r;
