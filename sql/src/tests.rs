@@ -1873,16 +1873,7 @@ fn ordered_aggregates_sort_their_inputs_as_postgres_does() {
         ("SELECT array_agg(DISTINCT s ORDER BY n) FROM ag", "ERR 42P10 in an aggregate with DISTINCT, ORDER BY expressions must appear in argument list"),
         ("SELECT string_agg(s ORDER BY s) FROM ag", "ERR 42883 function string_agg(text) does not exist"),
     ];
-    let queries: Vec<&str> = cases.iter().map(|(q, _)| *q).collect();
-    let got = differential(3, &setup, &queries);
-    for ((query, want), got) in cases.iter().zip(&got) {
-        // "cols => rows [tag]" as `render` prints it; compare the rows only.
-        let rows = match got.split_once(" => ") {
-            Some((_, rest)) => rest.rsplit_once(" [").map_or(rest, |(r, _)| r),
-            None => got.as_str(),
-        };
-        assert_eq!(rows, *want, "{query}");
-    }
+    let got = assert_rows_as_psql_printed(&setup, cases);
     assert!(
         got[7].starts_with("array_agg:1009 => "),
         "text[]: {}",
@@ -1931,15 +1922,23 @@ fn concatenation_operator_resolves_as_postgres_does() {
         // psql's `\d+` joins reloptions this way: ARRAY(subquery) is a real array.
         ("SELECT pg_typeof(array(SELECT 1)), ARRAY(SELECT 1) || 2, NULL::text[] || array(SELECT 'x'::text WHERE false), array_to_string(NULL::text[] || array(SELECT 'x'::text WHERE false), ', ') = ''", "integer[]|{1,2}|{}|t"),
     ];
+    assert_rows_as_psql_printed(&setup, cases);
+}
+
+/// Runs each case's query on 3 shards after `setup` and checks its rows against the line
+/// psql printed for it (`-XAt -F'|'`, rows joined with " / "); the rendered results.
+fn assert_rows_as_psql_printed(setup: &[&str], cases: &[(&str, &str)]) -> Vec<String> {
     let queries: Vec<&str> = cases.iter().map(|(q, _)| *q).collect();
-    let got = differential(3, &setup, &queries);
+    let got = differential(3, setup, &queries);
     for ((query, want), got) in cases.iter().zip(&got) {
+        // "cols => rows [tag]" as `render` prints it; compare the rows only.
         let rows = match got.split_once(" => ") {
             Some((_, rest)) => rest.rsplit_once(" [").map_or(rest, |(r, _)| r),
             None => got.as_str(),
         };
         assert_eq!(rows, *want, "{query}");
     }
+    got
 }
 
 /// Queries that exercise every pushdown, run against random tables.
