@@ -336,8 +336,14 @@ impl ImplicitBlock {
             return;
         }
         let rollback = parse_plain("ROLLBACK").expect("ROLLBACK parses");
-        // Its error (the transaction already gone) adds nothing to the statement's.
-        let _ = stmt::run_transaction_control(session, cluster, &rollback[0]).await;
+        // Its error (the transaction already gone) adds nothing to the statement's; the
+        // settings it puts back are reported before ReadyForQuery.
+        if let Ok(StatementResult::Command {
+            changed_parameters, ..
+        }) = stmt::run_transaction_control(session, cluster, &rollback[0]).await
+        {
+            session.report_later(changed_parameters);
+        }
     }
 
     /// Commits the block once the query's statements have all run (or at Sync).
@@ -554,7 +560,8 @@ async fn execute_statement<C: Cluster>(
         Err(e) => Err(e),
     };
     if own_transaction {
-        session.settings_end(r.is_ok());
+        let changed = session.settings_end(r.is_ok());
+        session.report_later(changed);
     }
     r
 }
@@ -700,10 +707,11 @@ fn apply_set_config_calls(
             ));
         };
         let local = session::parse_bool(&local) == Some(true);
-        match value {
+        let changed = match value {
             Some(value) => session.set_parameter(&name, &value)?,
             None => session.reset_parameter(&name)?,
         };
+        session.report_later(changed);
         session.settings_changed(&name, local);
     }
     Ok(())

@@ -175,6 +175,10 @@ pub struct Session {
     pub(crate) cursors: std::collections::BTreeMap<String, crate::cursor::Cursor>,
     /// The open block's settings history (PostgreSQL's settings are transactional).
     settings_block: Option<SettingsBlock>,
+    /// Reported parameters whose value changed where no command result carries them (a
+    /// failed COMMIT or implicit block putting SETs back, set_config); the protocol layer
+    /// sends them before ReadyForQuery, where PostgreSQL reports changed settings.
+    parameters_to_report: Vec<ChangedParameter>,
 }
 
 /// Parameter values at one moment: the built-in ones, then the custom ones.
@@ -360,6 +364,7 @@ impl Session {
             derived: Default::default(),
             cursors: Default::default(),
             settings_block: None,
+            parameters_to_report: Vec::new(),
         }
     }
 
@@ -693,6 +698,16 @@ impl Session {
 
     /// The block ends: committed, plain SETs stay and SET LOCALs go; rolled back, every
     /// change it made goes.
+    /// Queues parameter changes to report before the next ReadyForQuery.
+    pub(crate) fn report_later(&mut self, changed: impl IntoIterator<Item = ChangedParameter>) {
+        self.parameters_to_report.extend(changed);
+    }
+
+    /// The parameter changes queued by [`Session::report_later`], oldest first.
+    pub fn take_parameters_to_report(&mut self) -> Vec<ChangedParameter> {
+        std::mem::take(&mut self.parameters_to_report)
+    }
+
     pub(crate) fn settings_end(&mut self, committed: bool) -> Vec<ChangedParameter> {
         let Some(block) = self.settings_block.take() else {
             return Vec::new();

@@ -2997,7 +2997,8 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
                 if let Err(e) = crate::fkey::check_deferred(cluster, session).await {
                     crate::cursor::end_of_block(session, true);
                     end_block(session);
-                    session.settings_end(false);
+                    let restored = session.settings_end(false);
+                    session.report_later(restored);
                     crate::txn::abort(cluster).await?;
                     return Err(e);
                 }
@@ -3011,6 +3012,9 @@ pub(crate) async fn run_transaction_control<C: Cluster>(
                 TransactionState::InBlock => {
                     let committed = crate::txn::commit(cluster).await;
                     changed_parameters = session.settings_end(committed.is_ok());
+                    if committed.is_err() {
+                        session.report_later(std::mem::take(&mut changed_parameters));
+                    }
                     committed?;
                     "COMMIT"
                 }

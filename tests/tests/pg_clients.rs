@@ -1213,3 +1213,39 @@ fn executes_before_one_sync_are_one_transaction() {
     );
     assert_eq!(count(&mut w), ["3"]);
 }
+
+/// The ParameterStatus messages of one exchange, as `name=value`.
+fn parameter_statuses(messages: &[Msg]) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| m.0 == b'S')
+        .map(|(_, body)| {
+            let mut parts = body.split(|b| *b == 0).map(String::from_utf8_lossy);
+            let name = parts.next().unwrap_or_default();
+            let value = parts.next().unwrap_or_default();
+            format!("{name}={value}")
+        })
+        .collect()
+}
+
+/// A reported setting that a failed query string puts back (its implicit block rolled back)
+/// is reported again before ReadyForQuery, so the client's view of it stays true; so is one
+/// that set_config changes.
+#[test]
+fn settings_put_back_by_a_rollback_are_reported() {
+    let server = HeliosServer::start(ServerOpts::default());
+    let mut w = Wire::connect(server.pg_port());
+    w.query("SET application_name = 'a1'; SELECT 1/0");
+    let m = w.until_ready();
+    assert_eq!(summary(&m), ["S", "C", "E:22012", "S", "Z:I"]);
+    assert_eq!(
+        parameter_statuses(&m),
+        ["application_name=a1", "application_name="]
+    );
+    w.query("SELECT set_config('application_name', 'c1', false)");
+    let m = w.until_ready();
+    assert_eq!(parameter_statuses(&m), ["application_name=c1"]);
+    assert_eq!(summary(&m).last().map(String::as_str), Some("Z:I"));
+    w.query("SHOW application_name");
+    assert_eq!(first_column(&w.until_ready()), ["c1"]);
+}

@@ -1371,6 +1371,16 @@ impl PgConn {
     }
 
     fn ready(&mut self) {
+        let reports = self
+            .session
+            .as_mut()
+            .map(|s| s.take_parameters_to_report())
+            .unwrap_or_default();
+        for (name, value) in reports {
+            self.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name, value,
+            )));
+        }
         let status = match self.session.as_ref().map(|s| s.transaction_state()) {
             Some(helios_sql::TransactionState::InBlock) => TransactionStatus::Transaction,
             Some(helios_sql::TransactionState::Failed) => TransactionStatus::Error,
