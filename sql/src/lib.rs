@@ -1241,6 +1241,12 @@ pub async fn execute_prepared_in_block<C: Cluster>(
     // block would hold them all in memory until the Sync.
     let open = open && !prepared.copy;
     if let (Some(statement), true) = (&prepared.statement, block.is_open() || open) {
+        if let (true, Some(command)) = (block.is_open(), no_block_command(statement)) {
+            return Err(SqlError::new(
+                "25001",
+                format!("{command} cannot be executed within a pipeline"),
+            ));
+        }
         if let Some(r) = block.before(session, cluster, statement, true).await {
             return r;
         }
@@ -1250,17 +1256,23 @@ pub async fn execute_prepared_in_block<C: Cluster>(
 
 /// Statements PostgreSQL runs only outside a transaction block.
 fn cannot_run_in_a_block(statement: &Statement) -> bool {
-    creates_or_drops_database(statement)
-        || statement_kind(statement) == "VACUUM"
-        || matches!(statement, Statement::CreateIndex(ci) if ci.concurrently)
-        || matches!(
-            statement,
-            Statement::Drop {
-                object_type: ast::ObjectType::Index,
-                temporary: true,
-                ..
-            }
-        )
+    no_block_command(statement).is_some()
+}
+
+/// The name PostgreSQL's errors give a statement that runs only outside a transaction
+/// block; None for the others.
+fn no_block_command(statement: &Statement) -> Option<&'static str> {
+    match statement {
+        s if creates_or_drops_database(s) => Some(database_command(s)),
+        Statement::CreateIndex(ci) if ci.concurrently => Some("CREATE INDEX CONCURRENTLY"),
+        Statement::Drop {
+            object_type: ast::ObjectType::Index,
+            temporary: true,
+            ..
+        } => Some("DROP INDEX CONCURRENTLY"),
+        s if statement_kind(s) == "VACUUM" => Some("VACUUM"),
+        _ => None,
+    }
 }
 
 fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {

@@ -1207,9 +1207,11 @@ fn executes_before_one_sync_are_one_transaction() {
     w.bind("", "", &[], &[], &[]);
     w.execute("", 0);
     w.sync();
+    let m = w.until_ready();
+    assert_eq!(summary(&m), ["2", "C", "1", "2", "E:25001", "Z:I"]);
     assert_eq!(
-        summary(&w.until_ready()),
-        ["2", "C", "1", "2", "E:25001", "Z:I"]
+        error_field(&m[4].1, b'M'),
+        "CREATE DATABASE cannot be executed within a pipeline"
     );
     assert_eq!(count(&mut w), ["3"]);
 }
