@@ -64,9 +64,9 @@ pub use catalog::{
     DEFAULT_DATABASE,
 };
 pub use cluster::{
-    delete_table_local, ingest_local, load_catalog, scan_fragment, scan_local, sequence_local,
-    settle_markers, store_catalog, write_fragment, write_local, Cluster, RowOp, ScanRequest,
-    ScanRows, SequenceOp, SequenceStates, WriteOutcome, WriteRequest,
+    delete_table_local, ingest_local, load_catalog, scan_durable_lsn, scan_fragment, scan_local,
+    sequence_local, settle_markers, store_catalog, write_fragment, write_local, Cluster, RowOp,
+    ScanRequest, ScanRows, SequenceOp, SequenceStates, WriteOutcome, WriteRequest,
 };
 pub use copy::{copy_in_loader, fuzzing as copy_fuzzing, CopyInStart, CopyLoader};
 pub use error::SqlError;

@@ -32,6 +32,8 @@ pub(crate) struct LocalCluster {
     clock: crate::txn::HybridClock,
     /// What the trees' compaction filter judges by, as a server shard's `sql_live`.
     live: Rc<RefCell<LiveIds>>,
+    /// Every scan fragment's durability wait, with the log's end then: (shard, wait, end).
+    pub(crate) scan_waits: RefCell<Vec<(usize, u64, u64)>>,
 }
 
 /// The server's tree options, but with small WAL segments, preallocation and memtables:
@@ -134,6 +136,7 @@ impl LocalCluster {
             next_id: std::cell::Cell::new(0),
             clock: Default::default(),
             live,
+            scan_waits: RefCell::default(),
         };
         crate::txn::recover(&cluster)
             .await
@@ -205,7 +208,7 @@ impl Cluster for LocalCluster {
 
     async fn scan(&self, shard: usize, mut req: ScanRequest) -> Result<ScanRows, SqlError> {
         req.pin_on_arrival(&self.shards[shard], &self.txns[shard]);
-        scan_fragment(
+        let rows = scan_fragment(
             &self.shards[shard],
             &self.rt,
             &self.txns[shard],
@@ -213,7 +216,12 @@ impl Cluster for LocalCluster {
             shard,
             &req,
         )
-        .await
+        .await?;
+        let wait = scan_durable_lsn(&self.shards[shard], &req);
+        let end = self.shards[shard].wal().last_lsn();
+        self.scan_waits.borrow_mut().push((shard, wait, end));
+        self.sync(shard, wait).await?;
+        Ok(rows)
     }
 
     async fn write(&self, shard: usize, req: WriteRequest) -> Result<WriteOutcome, SqlError> {

@@ -615,6 +615,64 @@ fn catalog_and_rows_survive_a_crash_after_acknowledgement() {
     });
 }
 
+/// A scan fragment's reply waits until what it read is durable: a primary-key lookup waits
+/// for the newest write to its row (an insert, an update, a delete), not for other rows'
+/// newer writes; anything reading a range (a table scan, an index, a locking read) waits for
+/// the whole log.
+#[test]
+fn reads_wait_for_the_durability_of_what_they_read() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 1).await;
+        let mut session = Session::new("u", "postgres");
+        let run = |session: &mut Session, sql: &'static str| {
+            let cluster = &cluster;
+            let mut s = session.clone();
+            async move {
+                cluster.scan_waits.borrow_mut().clear();
+                let results = execute_simple(&mut s, cluster, sql).await;
+                assert!(results.iter().all(Result::is_ok), "{sql}: {results:?}");
+                let waits = cluster.scan_waits.borrow().clone();
+                assert_eq!(waits.len(), 1, "{sql}: one fragment on one shard");
+                (s, waits[0])
+            }
+        };
+        for sql in [
+            "CREATE TABLE t (id int PRIMARY KEY, v int)",
+            "CREATE INDEX t_v ON t (v)",
+            "INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)",
+            "BEGIN; UPDATE t SET v = 11 WHERE id = 1; COMMIT",
+        ] {
+            let r = execute_simple(&mut session, &cluster, sql).await;
+            assert!(r.iter().all(Result::is_ok), "{sql}: {r:?}");
+        }
+        let (s, (_, untouched, end)) = run(&mut session, "SELECT v FROM t WHERE id = 2").await;
+        session = s;
+        assert!(
+            untouched < end,
+            "row 2 was written before the update of row 1"
+        );
+        let (s, (_, updated, end)) = run(&mut session, "SELECT v FROM t WHERE id = 1").await;
+        session = s;
+        assert_eq!(updated, end, "row 1's update is the newest record");
+        for sql in [
+            "SELECT v FROM t WHERE v > 0",
+            "SELECT v FROM t WHERE v = 20",
+            "SELECT v FROM t WHERE id = 2 FOR UPDATE",
+        ] {
+            let (s, (_, wait, end)) = run(&mut session, sql).await;
+            session = s;
+            assert_eq!(wait, end, "{sql} reads a range: it waits for the whole log");
+        }
+        let r = execute_simple(&mut session, &cluster, "DELETE FROM t WHERE id = 3").await;
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+        let (_, (_, deleted, end)) = run(&mut session, "SELECT v FROM t WHERE id = 3").await;
+        assert_eq!(deleted, end, "not finding row 3 observes its deletion");
+        cluster.close().await;
+    });
+}
+
 #[test]
 fn prepared_statements_infer_parameter_types() {
     let rt = LocalRuntime::new(0);

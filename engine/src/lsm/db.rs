@@ -82,6 +82,10 @@ pub struct Lsm<F: FileSystem + Clone + 'static, R: Runtime> {
     cache: Rc<BlockCache>,
     state: RefCell<State<F>>,
     last_seq: Cell<SeqNo>,
+    /// The WAL position of the newest write to any key hashing to each bucket
+    /// ([`Lsm::newest_write_lsn`]): what a point read must wait to be durable for, in place of
+    /// the whole log's end.
+    write_lsns: RefCell<Box<[u64]>>,
     next_file_id: Cell<u64>,
     snapshots: Rc<SnapshotList>,
     /// Set when a background flush or compaction failed; writes are refused from then on.
@@ -105,6 +109,16 @@ pub struct Lsm<F: FileSystem + Clone + 'static, R: Runtime> {
     /// Tables retired by a compaction, deleted once no reader holds them.
     obsolete: RefCell<Vec<Rc<Table<F>>>>,
     stats: RefCell<LsmStats>,
+}
+
+/// Buckets of [`Lsm::newest_write_lsn`]: 32 KiB per tree. Two keys share a bucket by chance
+/// only, which makes a read of one wait for a write of the other: with writes at ~10k per
+/// second and fsyncs under a millisecond, the few keys not yet durable at any instant rarely
+/// collide with the key read.
+const WRITE_LSN_BUCKETS: usize = 4096;
+
+pub(crate) fn write_lsn_bucket(user_key: &[u8]) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(user_key) as usize) & (WRITE_LSN_BUCKETS - 1)
 }
 
 /// Whether `table` holds any version (tombstones too) of a user key in `[first, last]`.
@@ -295,6 +309,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 manifest_state: manifest_state.clone(),
             }),
             last_seq: Cell::new(last_seq),
+            write_lsns: RefCell::new(vec![0; WRITE_LSN_BUCKETS].into_boxed_slice()),
             next_file_id: Cell::new(manifest_state.next_file_id),
             snapshots: Rc::new(SnapshotList::default()),
             failed: RefCell::new(None),
@@ -437,6 +452,16 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         Ok(lsn)
     }
 
+    /// The WAL position up to which a read of `user_key` alone must wait for durability: the
+    /// record of the newest write to a key in its bucket (a write of the key itself or of a
+    /// key sharing the bucket), or 0 when none was logged since this tree opened (what it
+    /// recovered is durable). Every version or tombstone of the key a reader can find is at
+    /// or below it: a write's bucket is set when it is logged, before its entries reach the
+    /// memtable.
+    pub fn newest_write_lsn(&self, user_key: &[u8]) -> u64 {
+        self.write_lsns.borrow()[write_lsn_bucket(user_key)]
+    }
+
     /// Checks and logs a batch, assigning its sequence numbers: (WAL lsn, first sequence
     /// number). The caller inserts the entries, then calls `finish_write`.
     fn log_batch(&self, batch: &WriteBatch) -> Result<(u64, SeqNo), LsmError> {
@@ -457,6 +482,11 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             payload_bytes = out.len() - payload_start;
         })?;
         self.last_seq.set(last_seq);
+        let mut write_lsns = self.write_lsns.borrow_mut();
+        for (_, key, _) in batch.entries() {
+            write_lsns[write_lsn_bucket(key)] = lsn;
+        }
+        drop(write_lsns);
         let mut stats = self.stats.borrow_mut();
         stats.user_bytes_written += batch
             .entries()

@@ -236,6 +236,53 @@ fn prefix_iterator_stops_at_the_prefix_end() {
     });
 }
 
+/// A point read waits for the newest write to its key's bucket, not for the log's end: a key
+/// written (or deleted) reports its own record, a key written by no one since the tree opened
+/// reports 0, and after a reopen everything recovered is durable (0 again).
+#[test]
+fn newest_write_lsn_follows_writes_to_the_key() {
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let db = open(&fs, &rt, small_options()).await;
+        let (a, b) = (b"row-a".as_slice(), b"row-b".as_slice());
+        let untouched = (0u32..)
+            .map(|i| format!("untouched-{i}").into_bytes())
+            .find(|k| {
+                let bucket = db::write_lsn_bucket(k);
+                bucket != db::write_lsn_bucket(a) && bucket != db::write_lsn_bucket(b)
+            })
+            .unwrap();
+        assert_eq!(db.newest_write_lsn(a), 0);
+        let first = db.put(a, b"1").await.unwrap();
+        assert_eq!(db.newest_write_lsn(a), first);
+        let second = db.put(b, b"2").await.unwrap();
+        assert!(second > first);
+        assert_eq!(db.newest_write_lsn(a), first, "a write of another key");
+        assert_eq!(db.newest_write_lsn(b), second);
+        let deleted = db.delete(a).await.unwrap();
+        assert_eq!(
+            db.newest_write_lsn(a),
+            deleted,
+            "a tombstone is a write a reader sees"
+        );
+        let mut batch = WriteBatch::default();
+        batch.put(Bytes::from_static(b"row-a"), Bytes::from_static(b"3"));
+        batch.put(Bytes::from_static(b"row-b"), Bytes::from_static(b"4"));
+        let both = db.write(&batch).unwrap();
+        assert_eq!(
+            (db.newest_write_lsn(a), db.newest_write_lsn(b)),
+            (both, both)
+        );
+        assert!(db.wal().last_lsn() >= both);
+        assert_eq!(db.newest_write_lsn(&untouched), 0);
+        db.close().await.unwrap();
+        let db = open(&fs, &rt, small_options()).await;
+        assert_eq!(db.newest_write_lsn(a), 0);
+        assert_eq!(db.get(a, None).await.unwrap().as_deref(), Some(&b"3"[..]));
+        db.close().await.unwrap();
+    });
+}
+
 /// Sizes of key ranges count what lies in them, in memory and in table files, and little
 /// beyond: two ranges of 300 and 100 rows, an empty range, and the whole tree.
 #[test]

@@ -226,7 +226,8 @@ fn unexpected(resp: ShardResp) -> SqlError {
 }
 
 /// Runs a scan fragment on this shard. Its rows may include writes not yet durable, so, as a
-/// Redis read does, the reply waits until everything it could have observed is.
+/// Redis read does, the reply waits until everything it could have observed is
+/// ([`helios_sql::scan_durable_lsn`]).
 pub async fn scan(state: &Rc<ShardState>, mut req: ScanRequest) -> Result<ScanRows, SqlError> {
     req.pin_on_arrival(&state.lsm, &state.sql_txns);
     let rows = helios_sql::scan_fragment(
@@ -238,7 +239,7 @@ pub async fn scan(state: &Rc<ShardState>, mut req: ScanRequest) -> Result<ScanRo
         &req,
     )
     .await?;
-    durable(state, state.wal().last_lsn()).await?;
+    durable(state, helios_sql::scan_durable_lsn(&state.lsm, &req)).await?;
     Ok(rows)
 }
 
