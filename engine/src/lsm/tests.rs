@@ -426,11 +426,14 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
     let mut synced = Model::new();
     let mut unsynced: Vec<Unsynced> = Vec::new();
     let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
+    // The WAL position of each key's newest write since the tree opened: a read of the key
+    // must wait at least that far (`Lsm::newest_write_lsn`).
+    let mut written: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     for (step, op) in ops.into_iter().enumerate() {
         match op {
             Op::Put(k, len) => {
                 let (key, value) = (key_of(k), value_of(step, len));
-                db.put(&key, &value).await.unwrap();
+                written.insert(key.clone(), db.put(&key, &value).await.unwrap());
                 model.insert(key.clone(), value.clone());
                 unsynced.push(Unsynced {
                     key,
@@ -439,7 +442,7 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
             }
             Op::Delete(k) => {
                 let key = key_of(k);
-                db.delete(&key).await.unwrap();
+                written.insert(key.clone(), db.delete(&key).await.unwrap());
                 model.remove(&key);
                 unsynced.push(Unsynced { key, value: None });
             }
@@ -454,7 +457,7 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
                     None => batch.delete_scan_only(Bytes::from(key.clone())),
                 }
                 db.wait_for_write_room().await.unwrap();
-                db.write_owned(batch).unwrap();
+                written.insert(key.clone(), db.write_owned(batch).unwrap());
                 match &value {
                     Some(v) => model.insert(key.clone(), v.clone()),
                     None => model.remove(&key),
@@ -463,6 +466,7 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
             }
             Op::Batch(entries) => {
                 let mut batch = WriteBatch::new();
+                let mut keys = Vec::new();
                 for (k, len, scan_only) in entries {
                     let key = key_of(k);
                     let value = len.map(|len| value_of(step, len));
@@ -477,11 +481,15 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
                         Some(v) => model.insert(key.clone(), v.clone()),
                         None => model.remove(&key),
                     };
+                    keys.push(key.clone());
                     // Looser than the batch's all-or-nothing, which is the WAL's to keep.
                     unsynced.push(Unsynced { key, value });
                 }
                 db.wait_for_write_room().await.unwrap();
-                db.write_owned(batch).unwrap();
+                let lsn = db.write_owned(batch).unwrap();
+                for key in keys {
+                    written.insert(key, lsn);
+                }
             }
             Op::Get(k) => {
                 let key = key_of(k);
@@ -490,6 +498,12 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
                     got.as_deref(),
                     model.get(&key).map(|v| &v[..]),
                     "get {key:?} at step {step}"
+                );
+                let wait = db.newest_write_lsn(&key);
+                assert!(
+                    wait >= written.get(&key).copied().unwrap_or(0) && wait <= db.wal().last_lsn(),
+                    "a read of {key:?} at step {step} waits for {wait}, its newest write is {:?}",
+                    written.get(&key)
                 );
             }
             Op::Scan(k, n) => {
@@ -572,6 +586,7 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
                 snapshots.clear();
                 fs = crashed;
                 db = open(&fs, &rt, small_options()).await;
+                written.clear();
                 let recovered = contents(&db, None).await;
                 // Everything synced survives; of the rest, a prefix of the writes may.
                 let mut candidate = synced.clone();
@@ -595,6 +610,7 @@ async fn check_model(rt: LocalRuntime, ops: Vec<Op>) {
                 db.close().await.unwrap();
                 snapshots.clear();
                 db = open(&fs, &rt, small_options()).await;
+                written.clear();
                 synced = model.clone();
                 unsynced.clear();
                 assert_eq!(
