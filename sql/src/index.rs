@@ -77,6 +77,116 @@ impl IndexPredicate {
     }
 }
 
+impl IndexPredicate {
+    /// Whether every row that all of `conjuncts` (a query's AND-ed filter terms, over the same
+    /// table's columns) are true of makes this predicate true too, so that the partial index
+    /// holds every row the query can return. Proved the simple ways, which are how
+    /// applications write such queries (the index's WHERE repeated): each of the predicate's
+    /// AND-ed terms is one of the query's, or is `column IS NOT NULL` where the query compares
+    /// that column with `=`, `<`, ... (never true of NULL). Anything else: not implied. The
+    /// query's parameters count as the values `env` gives them (a simple query's literals
+    /// reach here as parameters of its shape).
+    pub(crate) fn implied_by(&self, conjuncts: &[Bound], env: &Env) -> bool {
+        let mut terms = Vec::new();
+        self.bound.clone().into_conjuncts(&mut terms);
+        terms.iter().all(|term| {
+            conjuncts.iter().any(|c| same_expression(term, c, env))
+                || not_null_column(term).is_some_and(|column| {
+                    conjuncts
+                        .iter()
+                        .any(|c| column_comparison(c).is_some_and(|(i, _, _)| i == column))
+                })
+        })
+    }
+}
+
+/// The column `term` says IS NOT NULL, if that is all it says.
+fn not_null_column(term: &Bound) -> Option<usize> {
+    match &term.kind {
+        Kind::IsNull(x, true) => match x.kind {
+            Kind::Column(column) => Some(column),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether index predicate term `a` and query term `b` are the same expression: same shape,
+/// types, columns and constants (positions in the query text aside; a parameter of `b` is
+/// the value `env` gives it). Kinds not listed are never the same, which only means an index
+/// is not used.
+fn same_expression(a: &Bound, b: &Bound, env: &Env) -> bool {
+    let same = |x: &Bound, y: &Bound| same_expression(x, y, env);
+    let all =
+        |x: &[Bound], y: &[Bound]| x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y));
+    if a.ty != b.ty || a.typmod != b.typmod {
+        return false;
+    }
+    match (&a.kind, &b.kind) {
+        (Kind::Const(x), Kind::Const(y)) => x == y,
+        (Kind::Const(x), Kind::Param(_)) => eval(b, &Eval::new(env)).is_ok_and(|y| *x == y),
+        (Kind::Column(x), Kind::Column(y)) => x == y,
+        (
+            Kind::Cmp {
+                op,
+                l,
+                r,
+                null_safe,
+            },
+            Kind::Cmp {
+                op: op2,
+                l: l2,
+                r: r2,
+                null_safe: null_safe2,
+            },
+        ) => op == op2 && null_safe == null_safe2 && same(l, l2) && same(r, r2),
+        (Kind::And(l, r), Kind::And(l2, r2))
+        | (Kind::Or(l, r), Kind::Or(l2, r2))
+        | (Kind::Concat(l, r), Kind::Concat(l2, r2))
+        | (Kind::NullIf(l, r), Kind::NullIf(l2, r2)) => same(l, l2) && same(r, r2),
+        (Kind::Arith(op, l, r), Kind::Arith(op2, l2, r2)) => {
+            op == op2 && same(l, l2) && same(r, r2)
+        }
+        (Kind::Not(x), Kind::Not(y))
+        | (Kind::Neg(x), Kind::Neg(y))
+        | (Kind::Cast(x), Kind::Cast(y)) => same(x, y),
+        (Kind::IsNull(x, negated), Kind::IsNull(y, negated2)) => negated == negated2 && same(x, y),
+        (Kind::IsBool(x, value, negated), Kind::IsBool(y, value2, negated2)) => {
+            value == value2 && negated == negated2 && same(x, y)
+        }
+        (Kind::Func(f, xs), Kind::Func(g, ys)) => f == g && all(xs, ys),
+        (Kind::Coalesce(xs), Kind::Coalesce(ys)) => all(xs, ys),
+        (
+            Kind::InList { x, list, negated },
+            Kind::InList {
+                x: x2,
+                list: list2,
+                negated: negated2,
+            },
+        ) => negated == negated2 && same(x, x2) && all(list, list2),
+        (
+            Kind::Like {
+                x,
+                pattern,
+                negated,
+                case_insensitive,
+            },
+            Kind::Like {
+                x: x2,
+                pattern: pattern2,
+                negated: negated2,
+                case_insensitive: case_insensitive2,
+            },
+        ) => {
+            negated == negated2
+                && case_insensitive == case_insensitive2
+                && same(x, x2)
+                && same(pattern, pattern2)
+        }
+        _ => false,
+    }
+}
+
 impl IndexSpec {
     /// Whether `row` has an entry (and, unique, a claim) in this index: its predicate is
     /// true of the row, or it has none.
@@ -493,9 +603,14 @@ pub(crate) fn choose(
     let mut conjuncts = Vec::new();
     filter.clone().into_conjuncts(&mut conjuncts);
     let mut best: Option<(u8, IndexRange)> = None;
-    // A partial index lacks the rows its WHERE is not true of: not read for queries (whose
-    // WHERE would have to imply it).
-    for spec in indexes.iter().filter(|s| s.predicate.is_none()) {
+    // A partial index lacks the rows its WHERE is not true of: read only for a query whose
+    // WHERE implies it.
+    let usable = |spec: &&IndexSpec| {
+        spec.predicate
+            .as_ref()
+            .is_none_or(|p| p.implied_by(&conjuncts, env))
+    };
+    for spec in indexes.iter().filter(usable) {
         let first = spec.columns[0];
         let column_ty = table.columns[first].ty;
         let prefix = index_prefix(spec.id);

@@ -34,6 +34,8 @@ pub(crate) struct LocalCluster {
     live: Rc<RefCell<LiveIds>>,
     /// Every scan fragment's durability wait, with the log's end then: (shard, wait, end).
     pub(crate) scan_waits: RefCell<Vec<(usize, u64, u64)>>,
+    /// Every scan fragment's index (None: it read no index).
+    pub(crate) scan_indexes: RefCell<Vec<Option<u32>>>,
 }
 
 /// The server's tree options, but with small WAL segments, preallocation and memtables:
@@ -137,6 +139,7 @@ impl LocalCluster {
             clock: Default::default(),
             live,
             scan_waits: RefCell::default(),
+            scan_indexes: RefCell::default(),
         };
         crate::txn::recover(&cluster)
             .await
@@ -208,6 +211,9 @@ impl Cluster for LocalCluster {
 
     async fn scan(&self, shard: usize, mut req: ScanRequest) -> Result<ScanRows, SqlError> {
         req.pin_on_arrival(&self.shards[shard], &self.txns[shard]);
+        self.scan_indexes
+            .borrow_mut()
+            .push(req.index.as_ref().map(|range| range.index_id));
         let rows = scan_fragment(
             &self.shards[shard],
             &self.rt,

@@ -673,6 +673,64 @@ fn reads_wait_for_the_durability_of_what_they_read() {
     });
 }
 
+/// A partial index is read for a query whose WHERE repeats the index's own (as ORMs write
+/// soft-delete lookups), whether its values come as literals (a simple query, run through
+/// its shape's parameters) or as parameters of a prepared statement; a query that does not
+/// imply it reads the table, and both find the same rows.
+#[test]
+fn partial_indexes_serve_queries_that_imply_their_where() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        for sql in [
+            "CREATE TABLE acct (id int PRIMARY KEY, email text, state text, deleted_at timestamptz)",
+            "INSERT INTO acct SELECT g, 'e' || (g % 5), CASE WHEN g % 3 = 0 THEN 'closed' ELSE 'open' END, \
+             CASE WHEN g % 4 = 0 THEN now() END FROM generate_series(1, 60) g",
+            "CREATE INDEX acct_live ON acct (email) WHERE deleted_at IS NULL",
+            "CREATE INDEX acct_open ON acct (id) WHERE state = 'open' AND deleted_at IS NULL",
+        ] {
+            let r = execute_simple(&mut session, &cluster, sql).await;
+            assert!(r.iter().all(Result::is_ok), "{sql}: {r:?}");
+        }
+        let cases = [
+            ("SELECT id FROM acct WHERE deleted_at IS NULL AND email = 'e2' ORDER BY id", true),
+            ("SELECT id FROM acct WHERE email = 'e2' AND deleted_at IS NULL ORDER BY id", true),
+            ("SELECT id FROM acct WHERE email = 'e2' ORDER BY id", false),
+            ("SELECT id FROM acct WHERE id > 40 AND state = 'open' AND deleted_at IS NULL ORDER BY id", true),
+            ("SELECT id FROM acct WHERE id > 40 AND state = 'closed' AND deleted_at IS NULL ORDER BY id", false),
+            ("SELECT id FROM acct WHERE id > 40 AND state = 'open' ORDER BY id", false),
+        ];
+        for (sql, indexed) in cases {
+            cluster.scan_indexes.borrow_mut().clear();
+            let via_index = execute_simple(&mut session, &cluster, sql).await;
+            let used = cluster.scan_indexes.borrow().iter().all(Option::is_some);
+            assert_eq!(used, indexed, "{sql}");
+            let mut plain = session.clone();
+            plain.set_parameter("helios.query_shapes", "off").unwrap();
+            let without_shapes = execute_simple(&mut plain, &cluster, sql).await;
+            assert_eq!(render(&via_index[0]), render(&without_shapes[0]), "{sql}");
+        }
+        // A prepared statement whose parameter stands where the index's constant is.
+        let q = prepare(
+            &session,
+            &cluster,
+            "SELECT count(*) FROM acct WHERE id > 10 AND state = $1 AND deleted_at IS NULL",
+            &[],
+        )
+        .unwrap();
+        for (argument, indexed, count) in [("open", true, "25"), ("closed", false, "12")] {
+            cluster.scan_indexes.borrow_mut().clear();
+            let r = execute_prepared(&mut session, &cluster, &q, &[Some(argument.into())]).await;
+            assert!(render(&r).contains(&format!("=> {count} ")), "{argument}: {}", render(&r));
+            let used = cluster.scan_indexes.borrow().iter().all(Option::is_some);
+            assert_eq!(used, indexed, "state = {argument}");
+        }
+        cluster.close().await;
+    });
+}
+
 #[test]
 fn prepared_statements_infer_parameter_types() {
     let rt = LocalRuntime::new(0);
