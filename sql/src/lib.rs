@@ -1329,8 +1329,37 @@ fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
             }
             Err(e)
         }
-        parsed => parsed,
+        Ok(statements) => refuse_purge(sql, statements),
     }
+}
+
+/// `DROP ... PURGE` is Oracle's, which sqlparser takes; PostgreSQL has no such word there and
+/// gives a syntax error at it, as helios now does (it used to drop the table).
+fn refuse_purge(sql: &str, statements: Vec<Statement>) -> Result<Vec<Statement>, SqlError> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    if !statements
+        .iter()
+        .any(|s| matches!(s, Statement::Drop { purge: true, .. }))
+    {
+        return Ok(statements);
+    }
+    let purge = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
+        .tokenize_with_location()
+        .ok()
+        .and_then(|tokens| {
+            tokens.into_iter().find(|t| {
+                matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("purge"))
+            })
+        });
+    let (word, position) = match purge {
+        Some(t) => (
+            t.token.to_string(),
+            expr::Positions::new(sql).offset(t.span.start),
+        ),
+        None => ("PURGE".to_string(), None),
+    };
+    Err(SqlError::new(SYNTAX_ERROR, format!("syntax error at or near \"{word}\"")).at(position))
 }
 
 /// `FETCH [direction] cursor`, which PostgreSQL takes without FROM or IN and sqlparser does

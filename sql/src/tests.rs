@@ -731,6 +731,29 @@ fn partial_indexes_serve_queries_that_imply_their_where() {
     });
 }
 
+/// `DROP ... PURGE` (Oracle's, which the SQL parser takes) is PostgreSQL's syntax error at
+/// the word, and drops nothing.
+#[test]
+fn drop_purge_is_a_syntax_error() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 1).await;
+        let mut session = Session::new("u", "postgres");
+        let r = execute_simple(&mut session, &cluster, "CREATE TABLE pt (a int)").await;
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+        let r = execute_simple(&mut session, &cluster, "DROP TABLE pt purge").await;
+        let error = r[0].as_ref().expect_err("PURGE is refused");
+        assert_eq!(
+            (error.sqlstate, error.message.as_str(), error.position),
+            ("42601", "syntax error at or near \"purge\"", Some(15))
+        );
+        let r = execute_simple(&mut session, &cluster, "SELECT count(*) FROM pt").await;
+        assert_eq!(render(&r[0]), "count:20 => 0 [SELECT 1]");
+        cluster.close().await;
+    });
+}
+
 #[test]
 fn prepared_statements_infer_parameter_types() {
     let rt = LocalRuntime::new(0);
