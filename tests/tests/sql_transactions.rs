@@ -544,9 +544,7 @@ fn bank_transfers_keep_the_total_under_concurrent_clients() {
             workers.push(tokio::task::spawn_local(async move {
                 let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ w as u64;
                 for _ in 0..40 {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
+                    let seed = next_random(&mut seed);
                     let from = (seed % ACCOUNTS as u64) as i64 + 1;
                     let to = ((seed >> 8) % ACCOUNTS as u64) as i64 + 1;
                     if from != to {
@@ -595,6 +593,34 @@ fn bank_transfers_keep_the_total_under_concurrent_clients() {
     });
 }
 
+/// The next number of a xorshift sequence (tests pick rows with it, reproducibly).
+fn next_random(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Kills the server with SIGKILL once `progress` has reached `at_least` (60 s deadline) and
+/// `delay_ms` more have passed, setting `killed` first so clients know their errors are
+/// expected.
+async fn kill9_after(
+    server: &mut HeliosServer,
+    progress: &std::cell::Cell<usize>,
+    at_least: usize,
+    delay_ms: u64,
+    killed: &std::cell::Cell<bool>,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while progress.get() < at_least {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    killed.set(true);
+    server.kill9();
+}
+
 #[test]
 fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
     const ACCOUNTS: i64 = 9;
@@ -629,9 +655,7 @@ fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
                             let mut n: Vec<i32> = Vec::new();
                             let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ (w + 7 * cycle);
                             loop {
-                                seed ^= seed << 13;
-                                seed ^= seed >> 7;
-                                seed ^= seed << 17;
+                                let seed = next_random(&mut seed);
                                 let from = (seed % ACCOUNTS as u64) as i64 + 1;
                                 let to = ((seed >> 8) % ACCOUNTS as u64) as i64 + 1;
                                 if from == to {
@@ -676,14 +700,8 @@ fn kill9_during_multi_shard_commits_leaves_every_transfer_whole() {
                     }
                     // Kill at a pseudo-random instant while commits are in flight: once
                     // some have been acknowledged (a loaded machine may take a while).
-                    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                    while committed.get() < 20 + 10 * cycle as usize {
-                        assert!(std::time::Instant::now() < deadline, "no progress");
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    tokio::time::sleep(Duration::from_millis(7 * cycle + 3)).await;
-                    killed.set(true);
-                    server.kill9();
+                    kill9_after(&mut server, &committed, 20 + 10 * cycle as usize, 7 * cycle + 3, &killed)
+                        .await;
                     let mut n = Vec::new();
                     for t in tasks {
                         n.extend(t.await.unwrap());
@@ -764,10 +782,7 @@ fn kill9_keeps_every_value_a_point_read_returned() {
                             let writer = worker < 2;
                             let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (worker + 11 * cycle);
                             loop {
-                                seed ^= seed << 13;
-                                seed ^= seed >> 7;
-                                seed ^= seed << 17;
-                                let id = (seed % ROWS as u64) as i32 + 1;
+                                let id = (next_random(&mut seed) % ROWS as u64) as i32 + 1;
                                 let sql = if writer {
                                     "UPDATE counters SET v = v + 1 WHERE id = $1 RETURNING v"
                                 } else {
@@ -793,14 +808,14 @@ fn kill9_keeps_every_value_a_point_read_returned() {
                             }
                         }));
                     }
-                    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                    while reads.get() < 200 + 100 * cycle as usize {
-                        assert!(std::time::Instant::now() < deadline, "no progress");
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5 * cycle + 2)).await;
-                    killed.set(true);
-                    server.kill9();
+                    kill9_after(
+                        &mut server,
+                        &reads,
+                        200 + 100 * cycle as usize,
+                        5 * cycle + 2,
+                        &killed,
+                    )
+                    .await;
                     let mut max = vec![0i64; ROWS as usize + 1];
                     for task in tasks {
                         for (slot, v) in max.iter_mut().zip(task.await.unwrap()) {
