@@ -1348,7 +1348,8 @@ fn refuse_purge(sql: &str, statements: Vec<Statement>) -> Result<Vec<Statement>,
         .tokenize_with_location()
         .ok()
         .and_then(|tokens| {
-            tokens.into_iter().find(|t| {
+            // The last such word: the keyword ends the DROP, a table may be named purge.
+            tokens.into_iter().rev().find(|t| {
                 matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("purge"))
             })
         });
