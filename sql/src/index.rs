@@ -75,9 +75,7 @@ impl IndexPredicate {
         });
         read
     }
-}
 
-impl IndexPredicate {
     /// Whether every row that all of `conjuncts` (a query's AND-ed filter terms, over the same
     /// table's columns) are true of makes this predicate true too, so that the partial index
     /// holds every row the query can return. Proved the simple ways, which are how
