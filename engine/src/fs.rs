@@ -36,6 +36,11 @@ pub trait FileSystem {
 
     /// Opens `path` for reading and writing, creating it when `create` is set.
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
+    /// Opens the existing file `path` so that each write through this handle is durable when
+    /// it completes (O_DSYNC): it needs no `sync`. Such a write makes nothing else durable:
+    /// a device with FUA writes it through its cache and flushes nothing written before it
+    /// through other handles.
+    async fn open_write_through(&self, path: &Path) -> io::Result<Self::File>;
     /// Creates `path` and its parents.
     async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Lists the file names (not paths) directly inside `path`, sorted.

@@ -12,6 +12,11 @@
 //!   that a write leaves unchanged (same value as before) keep their value even in a torn sector:
 //!   this is the model a log that rewrites its partial tail block relies on (as PostgreSQL's WAL
 //!   does), i.e. rewriting a byte with its own value does not damage it.
+//! - A write through a handle from [`FileSystem::open_write_through`] (O_DSYNC) is pending
+//!   while in flight (a crash then may keep it torn) and durable once it completes. It makes
+//!   nothing else durable, as a FUA write does not: older pending writes keep their place (the
+//!   bytes they share with it read as its bytes if they land), unless a truncation is pending,
+//!   when it syncs the whole file (a write after a size change syncs metadata, as fdatasync).
 //! - Directory entries are durable at once: a created file survives a crash (with its durable
 //!   image, possibly empty), and a removed file stays removed. `sync_dir` only counts calls.
 //! - File handles opened before a crash are stale afterwards: every operation on them fails, so a
@@ -65,8 +70,15 @@ pub enum FaultOp {
 
 #[derive(Debug, Clone)]
 enum PendingOp {
-    Write { pos: u64, data: Vec<u8> },
-    Truncate { len: u64 },
+    /// `id`: unique in the file system, so a write-through write finds itself in the list.
+    Write {
+        id: u64,
+        pos: u64,
+        data: Vec<u8>,
+    },
+    Truncate {
+        len: u64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -89,7 +101,10 @@ struct State {
     capacity_bytes: Option<u64>,
     yield_on_io: bool,
     sync_count: u64,
+    write_through_count: u64,
     write_count: u64,
+    /// The id of the next pending write.
+    write_id_next: u64,
     read_count: u64,
     sync_dir_count: u64,
 }
@@ -107,6 +122,8 @@ pub struct MemFile {
     inode: u64,
     generation: u64,
     path: PathBuf,
+    /// Opened with [`FileSystem::open_write_through`]: each write is durable on completion.
+    write_through: bool,
 }
 
 impl MemFs {
@@ -234,6 +251,12 @@ impl MemFs {
         self.state.borrow().sync_count
     }
 
+    /// Number of successful writes through write-through handles so far (each a sync of its
+    /// own bytes).
+    pub fn write_through_count(&self) -> u64 {
+        self.state.borrow().write_through_count
+    }
+
     /// Number of successful writes so far.
     /// Reads issued so far (tests of read-ahead).
     pub fn read_count(&self) -> u64 {
@@ -256,6 +279,34 @@ impl MemFs {
 
     async fn io_point(&self, op: Option<FaultOp>) -> io::Result<()> {
         io_point(&self.state, op).await
+    }
+
+    async fn open_handle(
+        &self,
+        path: &Path,
+        create: bool,
+        write_through: bool,
+    ) -> io::Result<MemFile> {
+        self.io_point(Some(FaultOp::Open)).await?;
+        let mut state = self.state.borrow_mut();
+        let id = match state.names.get(path) {
+            Some(id) => *id,
+            None if create => {
+                let parent = path.parent().unwrap_or(Path::new(""));
+                if !state.dirs.contains(parent) {
+                    return Err(not_found(parent));
+                }
+                state.create_inode(path)
+            }
+            None => return Err(not_found(path)),
+        };
+        Ok(MemFile {
+            state: self.state.clone(),
+            inode: id,
+            generation: state.generation,
+            path: path.to_path_buf(),
+            write_through,
+        })
     }
 }
 
@@ -320,25 +371,11 @@ impl FileSystem for MemFs {
     type File = MemFile;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<MemFile> {
-        self.io_point(Some(FaultOp::Open)).await?;
-        let mut state = self.state.borrow_mut();
-        let id = match state.names.get(path) {
-            Some(id) => *id,
-            None if create => {
-                let parent = path.parent().unwrap_or(Path::new(""));
-                if !state.dirs.contains(parent) {
-                    return Err(not_found(parent));
-                }
-                state.create_inode(path)
-            }
-            None => return Err(not_found(path)),
-        };
-        Ok(MemFile {
-            state: self.state.clone(),
-            inode: id,
-            generation: state.generation,
-            path: path.to_path_buf(),
-        })
+        self.open_handle(path, create, false).await
+    }
+
+    async fn open_write_through(&self, path: &Path) -> io::Result<MemFile> {
+        self.open_handle(path, false, true).await
     }
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -431,7 +468,7 @@ impl DmaFile for MemFile {
         );
         assert!(buf.len() <= MEMFS_IO_BYTES_MAX);
         io_point(&self.state, Some(FaultOp::Write)).await?;
-        self.with_inode(|state, id| {
+        let (len, write_id) = self.with_inode(|state, id| {
             let end = pos + buf.len() as u64;
             let size = state.inodes[&id].current.len() as u64;
             if let Some(capacity) = state.capacity_bytes {
@@ -443,13 +480,30 @@ impl DmaFile for MemFile {
                     ));
                 }
             }
+            let write_id = state.write_id_next;
+            state.write_id_next += 1;
             let inode = state.inodes.get_mut(&id).expect("checked");
             apply_write(&mut inode.current, pos, &buf);
             let len = buf.len();
-            inode.pending.push(PendingOp::Write { pos, data: buf });
+            inode.pending.push(PendingOp::Write {
+                id: write_id,
+                pos,
+                data: buf,
+            });
             state.write_count += 1;
-            Ok(len)
-        })
+            Ok((len, write_id))
+        })?;
+        if self.write_through {
+            // The write is in flight until here: a crash meanwhile may keep it torn.
+            io_point(&self.state, Some(FaultOp::Sync)).await?;
+            self.with_inode(|state, id| {
+                let inode = state.inodes.get_mut(&id).expect("checked");
+                inode.make_write_durable(write_id);
+                state.write_through_count += 1;
+                Ok(())
+            })?;
+        }
+        Ok(len)
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -505,6 +559,57 @@ impl DmaFile for MemFile {
     }
 }
 
+impl Inode {
+    /// Makes the pending write `write_id` durable, as a write-through (O_DSYNC) write is when it
+    /// completes; nothing if a sync already did.
+    fn make_write_durable(&mut self, write_id: u64) {
+        let is_it = |op: &PendingOp| matches!(op, PendingOp::Write { id, .. } if *id == write_id);
+        let Some(index) = self.pending.iter().position(is_it) else {
+            return;
+        };
+        if self
+            .pending
+            .iter()
+            .any(|op| matches!(op, PendingOp::Truncate { .. }))
+        {
+            for op in self.pending.drain(..) {
+                apply_op(&mut self.durable, &op);
+            }
+            return;
+        }
+        let PendingOp::Write { pos, data, .. } = self.pending.remove(index) else {
+            unreachable!("found as a write");
+        };
+        // An older write that lands after a crash must not bring back what this one replaced.
+        for older in &mut self.pending[..index] {
+            if let PendingOp::Write {
+                pos: older_pos,
+                data: older_data,
+                ..
+            } = older
+            {
+                copy_overlap(*older_pos, older_data, pos, &data);
+            }
+        }
+        apply_write(&mut self.durable, pos, &data);
+    }
+}
+
+/// Copies into `dst` (the bytes at `dst_pos`) the part of `src` (at `src_pos`) they share.
+fn copy_overlap(dst_pos: u64, dst: &mut [u8], src_pos: u64, src: &[u8]) {
+    let start = dst_pos.max(src_pos);
+    let end = (dst_pos + dst.len() as u64).min(src_pos + src.len() as u64);
+    if start >= end {
+        return;
+    }
+    let (len, in_dst, in_src) = (
+        (end - start) as usize,
+        (start - dst_pos) as usize,
+        (start - src_pos) as usize,
+    );
+    dst[in_dst..in_dst + len].copy_from_slice(&src[in_src..in_src + len]);
+}
+
 /// Whether `x` is a multiple of [`MEMFS_ALIGN`] (a power of two).
 fn aligned(x: u64) -> bool {
     x & (MEMFS_ALIGN as u64 - 1) == 0
@@ -521,7 +626,7 @@ fn apply_write(image: &mut Vec<u8>, pos: u64, data: &[u8]) {
 
 fn apply_op(image: &mut Vec<u8>, op: &PendingOp) {
     match op {
-        PendingOp::Write { pos, data } => apply_write(image, *pos, data),
+        PendingOp::Write { pos, data, .. } => apply_write(image, *pos, data),
         PendingOp::Truncate { len } => {
             image.resize(usize::try_from(*len).expect("length fits usize"), 0)
         }
@@ -536,7 +641,7 @@ fn crash_keep_prefix(durable: &mut Vec<u8>, pending: Vec<PendingOp>, rng: &mut R
     for op in ops.by_ref().take(kept) {
         apply_op(durable, &op);
     }
-    let Some(PendingOp::Write { pos, data }) = ops.next() else {
+    let Some(PendingOp::Write { pos, data, .. }) = ops.next() else {
         return; // Nothing left, or a truncation: those land whole or not at all.
     };
     let sectors = data.len() / MEMFS_SECTOR_BYTES;
@@ -645,6 +750,76 @@ mod tests {
             let bytes = fs.file_bytes(&path).unwrap();
             assert_eq!(&bytes[..2048], &synced[..2048], "seed {seed}");
         }
+    }
+
+    /// A write-through write is durable on completion, and only it: an older plain write to
+    /// another block is lost, and one to the same block never brings back what it replaced.
+    #[test]
+    fn write_through_writes_are_durable_alone() {
+        for seed in 0..200 {
+            let (fs, dir) = setup();
+            let path = dir.join("f");
+            block_on(async {
+                let plain = fs.open(&path, true).await.unwrap();
+                plain.write_at(block(1), 0).await.unwrap();
+                plain.write_at(block(2), 4096).await.unwrap();
+                let through = fs.open_write_through(&path).await.unwrap();
+                through.write_at(block(3), 4096).await.unwrap();
+            });
+            assert_eq!(fs.write_through_count(), 1);
+            assert_eq!(fs.sync_count(), 0);
+            let mode = if seed == 0 {
+                CrashMode::LoseAll
+            } else {
+                CrashMode::KeepPrefix { seed }
+            };
+            fs.crash(mode);
+            let bytes = fs.file_bytes(&path).unwrap();
+            assert_eq!(bytes.len(), 8192, "seed {seed}");
+            assert_eq!(&bytes[4096..], &block(3)[..], "seed {seed}");
+            if seed == 0 {
+                assert_eq!(&bytes[..4096], &block(0)[..], "the plain write is lost");
+            }
+        }
+    }
+
+    /// A write-through write in flight when the process crashes is not durable.
+    #[test]
+    fn write_through_writes_in_flight_are_not_durable() {
+        let (fs, dir) = setup();
+        let path = dir.join("f");
+        block_on(fs.open(&path, true)).unwrap();
+        fs.set_yield_on_io(true);
+        let through = block_on(fs.open_write_through(&path)).unwrap();
+        let mut write = Box::pin(through.write_at(block(5), 0));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        // Past the first yield the write is applied but not yet complete.
+        assert!(write.as_mut().poll(&mut cx).is_pending());
+        assert!(write.as_mut().poll(&mut cx).is_pending());
+        fs.crash(CrashMode::LoseAll);
+        assert!(matches!(write.as_mut().poll(&mut cx), Poll::Ready(Err(_))));
+        assert_eq!(fs.file_bytes(&path).unwrap(), Vec::<u8>::new());
+    }
+
+    /// A write-through write after a pending truncation syncs the whole file, as O_DSYNC
+    /// syncs the metadata a size change dirtied.
+    #[test]
+    fn write_through_after_truncate_syncs_everything() {
+        let (fs, dir) = setup();
+        let path = dir.join("f");
+        block_on(async {
+            let plain = fs.open(&path, true).await.unwrap();
+            plain.write_at(block(1), 0).await.unwrap();
+            plain.truncate(16384).await.unwrap();
+            let through = fs.open_write_through(&path).await.unwrap();
+            through.write_at(block(3), 4096).await.unwrap();
+        });
+        fs.crash(CrashMode::LoseAll);
+        let bytes = fs.file_bytes(&path).unwrap();
+        assert_eq!(bytes.len(), 16384);
+        assert_eq!(&bytes[..4096], &block(1)[..]);
+        assert_eq!(&bytes[4096..8192], &block(3)[..]);
     }
 
     #[test]

@@ -135,6 +135,17 @@ impl fs::FileSystem for GlommioFs {
         Ok(GlommioFile { file })
     }
 
+    async fn open_write_through(&self, path: &Path) -> io::Result<GlommioFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .dma_open(path)
+            .await
+            .map_err(to_io)?;
+        Ok(GlommioFile { file })
+    }
+
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         // Directory creation happens at start-up only, before the shard serves anyone.
         std::fs::create_dir_all(path)

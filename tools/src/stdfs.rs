@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use helios_engine::fs::{DmaFile, FileSystem};
@@ -125,6 +125,19 @@ impl FileSystem for StdFs {
         Ok(StdFile {
             file,
             writable: self.writable,
+        })
+    }
+
+    async fn open_write_through(&self, path: &Path) -> io::Result<StdFile> {
+        self.check_writable("open for writing", path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .open(path)?;
+        Ok(StdFile {
+            file,
+            writable: true,
         })
     }
 

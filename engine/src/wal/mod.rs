@@ -6,6 +6,14 @@
 //! issuing an fsync (group commit). Writes are O_DIRECT-style: aligned 4096-byte blocks; the
 //! partially filled last block is kept in memory and rewritten, zero-padded, by the next flush.
 //!
+//! A flush that must be durable writes through a second, O_DSYNC handle on the segment
+//! ([`FileSystem::open_write_through`]) instead of writing and then calling fdatasync: one
+//! io_uring write that the device completes durably (FUA), where fdatasync was a second
+//! request that io_uring hands to a worker thread, which must then wake and be scheduled
+//! (measured on pgbench TPC-B: +6–10 % tps, 138 → 128 µs of CPU per transaction). Such a write
+//! makes only itself durable, so after any plain write (an async-durability flush, the zero
+//! fill ahead) the next sync flush falls back to fdatasync.
+//!
 //! After any write or sync error the log is *failed* for good (like PostgreSQL after fsyncgate):
 //! the kernel may have dropped the dirty data, so retrying an fsync could report durability that
 //! does not exist. Every later call returns [`WalError::Failed`]; the shard must restart and
@@ -131,6 +139,12 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
 /// no `RefCell` borrow is held across an I/O `.await`.
 struct Writer<File> {
     file: File,
+    /// The same segment opened write-through (O_DSYNC): a write through it is durable when it
+    /// completes.
+    write_through: File,
+    /// Whether a write through `file` has not been synced since. A write-through write does
+    /// not make it durable, so a sync flush must then fdatasync.
+    unsynced: bool,
     path: PathBuf,
     /// Offset just past the last record.
     end: u64,
@@ -237,7 +251,10 @@ impl<F: FileSystem> Wal<F> {
             segment_lsns.push_back(recovered.next_lsn);
         }
         let writer = match recovered.tail {
+            // Recovery synced the tail segment.
             Some(tail) => Writer {
+                write_through: open_write_through(&fs, &tail.path).await?,
+                unsynced: false,
                 file: tail.file,
                 path: tail.path,
                 end: tail.end,
@@ -641,17 +658,19 @@ impl<F: FileSystem> Wal<F> {
                     break;
                 }
             }
+            let through = sync && !writer.unsynced;
             write_bytes(
                 writer,
                 &pending[start..offset],
+                through,
                 self.opts.preallocate_bytes,
                 segment_bytes_max,
             )
             .await?;
         }
         assert_eq!(offset, pending.len());
-        if sync {
-            writer.file.sync().await.map_err(io_error(&writer.path))?;
+        if sync && writer.unsynced {
+            sync_writer(writer).await?;
         }
         Ok(())
     }
@@ -664,7 +683,9 @@ impl<F: FileSystem> Wal<F> {
     ) -> Result<(), WalError> {
         // The old segment must be complete on disk before the next one exists: otherwise a crash
         // could keep the new segment's records and lose the old one's tail, a gap recovery refuses.
-        writer.file.sync().await.map_err(io_error(&writer.path))?;
+        if writer.unsynced {
+            sync_writer(writer).await?;
+        }
         let prepared = self.prepared.borrow_mut().take();
         *writer = match prepared {
             Some((file, allocated)) => {
@@ -778,6 +799,8 @@ async fn create_segment<F: FileSystem>(
     file.sync().await.map_err(io_error(&path))?;
     fs.sync_dir(dir).await.map_err(io_error(dir))?;
     Ok(Writer {
+        write_through: open_write_through(fs, &path).await?,
+        unsynced: false,
         file,
         path,
         end: SEGMENT_HEADER_BYTES as u64,
@@ -798,7 +821,7 @@ async fn create_preallocated_segment<F: FileSystem>(
     let mut writer = create_segment(fs, dir, first_lsn).await?;
     if opts.preallocate_bytes > 0 {
         preallocate(&mut writer, opts.preallocate_bytes, opts.segment_bytes_max).await?;
-        writer.file.sync().await.map_err(io_error(&writer.path))?;
+        sync_writer(&mut writer).await?;
     }
     Ok(writer)
 }
@@ -827,12 +850,26 @@ async fn install_prepared<F: FileSystem>(
     fs.rename(&from, &path).await.map_err(io_error(&path))?;
     fs.sync_dir(dir).await.map_err(io_error(dir))?;
     Ok(Writer {
+        write_through: open_write_through(fs, &path).await?,
+        unsynced: false,
         file,
         path,
         end: SEGMENT_HEADER_BYTES as u64,
         tail: Vec::new(),
         allocated,
     })
+}
+
+/// Opens the segment at `path` a second time, write-through (see the module's comment).
+async fn open_write_through<F: FileSystem>(fs: &F, path: &Path) -> Result<F::File, WalError> {
+    fs.open_write_through(path).await.map_err(io_error(path))
+}
+
+/// fdatasyncs the segment: every write so far is durable.
+async fn sync_writer<File: DmaFile>(writer: &mut Writer<File>) -> Result<(), WalError> {
+    writer.file.sync().await.map_err(io_error(&writer.path))?;
+    writer.unsynced = false;
+    Ok(())
 }
 
 fn check_written(path: &Path, written: usize, expected: usize) -> Result<(), WalError> {
@@ -850,9 +887,11 @@ fn check_written(path: &Path, written: usize, expected: usize) -> Result<(), Wal
 
 /// Writes `data` after the writer's end: the stream `tail ++ data` goes out from the tail's
 /// block in aligned chunks, the last one zero-padded; the new partial block becomes the tail.
+/// `through`: through the write-through handle, so the data is durable on return.
 async fn write_bytes<File: DmaFile>(
     writer: &mut Writer<File>,
     data: &[u8],
+    through: bool,
     ahead_bytes: u64,
     segment_bytes_max: u64,
 ) -> Result<(), WalError> {
@@ -864,15 +903,20 @@ async fn write_bytes<File: DmaFile>(
     while done < total {
         let chunk = (total - done).min(WAL_WRITE_BYTES_MAX);
         let buf_len = chunk.next_multiple_of(BLOCK_BYTES);
-        let mut buf = writer.file.alloc(buf_len);
+        let file = if through {
+            &writer.write_through
+        } else {
+            writer.unsynced = true;
+            &writer.file
+        };
+        let mut buf = file.alloc(buf_len);
         let dst = buf.as_mut();
         assert_eq!(dst.len(), buf_len);
         copy_joined(&writer.tail, data, done, &mut dst[..chunk]);
         dst[chunk..].fill(0);
         let pos = tail_pos + done as u64;
         assert!(pos & (block_bytes - 1) == 0);
-        let written = writer
-            .file
+        let written = file
             .write_at(buf, pos)
             .await
             .map_err(io_error(&writer.path))?;
@@ -923,6 +967,7 @@ async fn preallocate<File: DmaFile>(
     while writer.allocated < target {
         let pos = writer.allocated;
         assert_eq!(pos % block, 0);
+        writer.unsynced = true;
         let buf = writer.file.alloc(WAL_WRITE_BYTES_MAX);
         let written = writer
             .file

@@ -184,6 +184,42 @@ fn group_commit_shares_fsyncs() {
     assert_eq!(wal.durable_lsn(), 16);
 }
 
+/// A sync flush writes through the O_DSYNC handle and calls no fdatasync; after a plain
+/// (async) write it must fdatasync, since a write-through write makes only itself durable.
+/// Without that fallback the records of the plain write would be lost below.
+#[test]
+fn sync_flushes_write_through_and_fall_back_after_plain_writes() {
+    let fs = MemFs::new();
+    let opts = || WalOptions {
+        segment_bytes_max: 1 << 20,
+        ..small()
+    };
+    let (wal, _) = open_wal(&fs, opts()).unwrap();
+    let mut expected: Vec<Rec> = (0..3).map(|_| append(&wal, 100)).collect();
+    let (syncs, through) = (fs.sync_count(), fs.write_through_count());
+    block_on(wal.sync_to(3)).unwrap();
+    assert_eq!(
+        fs.sync_count(),
+        syncs,
+        "no fdatasync for a write-through flush"
+    );
+    assert_eq!(fs.write_through_count(), through + 1);
+    // Plain writes: two blocks' worth, so the next flush rewrites only the last one.
+    expected.extend((0..6).map(|_| append(&wal, 1200)));
+    block_on(wal.write_buffered()).unwrap();
+    expected.push(append(&wal, 100));
+    let lsn = wal.last_lsn();
+    block_on(wal.sync_to(lsn)).unwrap();
+    assert_eq!(fs.sync_count(), syncs + 1, "plain writes need an fdatasync");
+    expected.push(append(&wal, 100));
+    block_on(wal.sync_to(lsn + 1)).unwrap();
+    assert_eq!(fs.sync_count(), syncs + 1, "synced: back to write-through");
+    fs.crash(CrashMode::LoseAll);
+    drop(wal);
+    let (_, recovered) = open_wal(&fs, opts()).unwrap();
+    assert_eq!(recovered, expected);
+}
+
 #[test]
 fn crash_lose_all_keeps_exactly_synced() {
     let fs = MemFs::new();
