@@ -206,6 +206,9 @@ impl Cluster for LocalCluster {
         self.sync(0, lsn).await?;
         *self.live.borrow_mut() = next.live_ids().clone();
         *self.catalog.borrow_mut() = Arc::new(next);
+        for tree in &self.shards {
+            tree.garbage_changed();
+        }
         Ok(outcome)
     }
 

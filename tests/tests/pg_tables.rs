@@ -337,3 +337,68 @@ fn discard_all_resets_the_session() {
         client.batch_execute("ROLLBACK").await.expect("rollback");
     });
 }
+
+/// The table files of a dropped table go without any later write: pgbench's `-i` leaves the
+/// rows it loaded before `ADD PRIMARY KEY` rewrote them (half of the data dir) to a
+/// dropped table id, and a read-only workload afterwards would otherwise keep them for good.
+#[test]
+fn a_dropped_tables_files_are_deleted_without_later_writes() {
+    use futures_util::SinkExt;
+    let server = HeliosServer::start(ServerOpts::default().shards(2));
+    let table_files = || count_table_files(&server.data_dir());
+    let before = table_files();
+    runtime().block_on(async {
+        let client = connect(&server).await;
+        // Created and loaded (FREEZE, as pgbench loads) in one block, with no key: the COPY
+        // writes table files directly.
+        client
+            .batch_execute("BEGIN; CREATE TABLE loaded (a int, b text)")
+            .await
+            .expect("create");
+        let rows: String = (0..20_000).map(|i| format!("{i}\trow {i}\n")).collect();
+        let sink = client
+            .copy_in("COPY loaded FROM STDIN (FREEZE)")
+            .await
+            .expect("copy");
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(rows)).await.expect("send");
+        assert_eq!(sink.finish().await.expect("finish"), 20_000);
+        client.batch_execute("COMMIT").await.expect("commit");
+        let loaded = table_files();
+        assert!(
+            loaded > before,
+            "the load wrote table files: {before} → {loaded}"
+        );
+        client
+            .batch_execute("DROP TABLE loaded")
+            .await
+            .expect("drop");
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while table_files() > before {
+        assert!(
+            Instant::now() < deadline,
+            "a dropped table's {} files are still there",
+            table_files() - before
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The number of table files (`*.sst`) under `dir`, at any depth.
+fn count_table_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                count_table_files(&path)
+            } else {
+                usize::from(path.extension().is_some_and(|ext| ext == "sst"))
+            }
+        })
+        .sum()
+}

@@ -87,7 +87,7 @@ struct Cli {
     /// Address for Redis (RESP2/RESP3) clients.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6379")]
     redis_addr: Option<SocketAddr>,
-    /// Address for PostgreSQL clients (not served yet: the PostgreSQL front end comes later).
+    /// Address for PostgreSQL clients (psql, pgbench, drivers).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5432")]
     pg_addr: Option<SocketAddr>,
     /// Shards (one per core). Default: the count recorded in the data dir, else the cores

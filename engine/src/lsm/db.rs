@@ -984,6 +984,14 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         }
     }
 
+    /// Tells the tree that [`LsmOptions::dead_range`] may now call more keys garbage (a table
+    /// was dropped): the compaction loop looks again for tables to delete whole. Without it,
+    /// a dropped table's files would wait for the next flush to be reclaimed, forever on a
+    /// tree that takes no more writes.
+    pub fn garbage_changed(&self) {
+        self.work.notify_all();
+    }
+
     /// Waits until no flush, compaction or deletion of dead tables is due (tests, benchmarks).
     pub async fn wait_idle(&self) -> Result<(), LsmError> {
         loop {

@@ -395,5 +395,7 @@ pub fn install_catalog(state: &ShardState, catalog: Arc<Catalog>) {
         // publishes): a crash cannot bring back a table whose keys compaction dropped.
         *state.sql_live.borrow_mut() = catalog.live_ids().clone();
         *current = catalog;
+        // The catalog may have dropped a table: its files can go now.
+        state.lsm.garbage_changed();
     }
 }
