@@ -17,6 +17,19 @@ pub type Job = Box<dyn FnOnce() + Send>;
 thread_local! {
     /// The running shard's helper thread, where [`start`] made one.
     static HELPER: RefCell<Option<Sender<Job>>> = const { RefCell::new(None) };
+    /// The CPUs no shard is pinned to, as the running shard's executor was told
+    /// ([`set_spare_cpus`]); empty where every CPU has a shard, or outside a shard.
+    static SPARE_CPUS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records, for the calling shard's thread, the CPUs no shard is pinned to.
+pub fn set_spare_cpus(cpus: Vec<usize>) {
+    SPARE_CPUS.with(|spare| *spare.borrow_mut() = cpus);
+}
+
+/// The CPUs no shard is pinned to (see [`set_spare_cpus`]).
+pub fn spare_cpus() -> Vec<usize> {
+    SPARE_CPUS.with(|spare| spare.borrow().clone())
 }
 
 /// Starts the calling shard's helper thread, named `name`, allowed on `cpus` (empty: any).

@@ -113,6 +113,14 @@ where
         };
         let own_cpu = pinned.then(|| cpus[index]);
         let helper_cpus = helper_cpus(&cpus, shard_cpus, own_cpu);
+        let spare_cpus: Vec<usize> = if pinned {
+            cpus.iter()
+                .copied()
+                .filter(|c| !shard_cpus.contains(c))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mesh = mesh.clone();
         let shard_main = shard_main.clone();
         let handle = LocalExecutorBuilder::new(placement)
@@ -120,6 +128,7 @@ where
             .io_memory(EXECUTOR_IO_MEMORY_BYTES)
             .blocking_thread_pool_placement(pool_placement(&helper_cpus))
             .spawn(move || async move {
+                crate::helper::set_spare_cpus(spare_cpus);
                 if let Err(error) =
                     crate::helper::start(format!("shard-{index}-helper"), helper_cpus)
                 {

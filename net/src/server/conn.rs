@@ -56,7 +56,7 @@ pub struct Session {
 }
 
 pub fn spawn_connection(state: &Rc<ShardState>, fd: RawFd) {
-    let connection = match state.ring.register(fd) {
+    let connection = match state.ring.register(fd, helios_shard::ring::Sends::Inline) {
         Ok(connection) => connection,
         Err(error) => {
             tracing::warn!(shard = state.id, %error, "connection refused");

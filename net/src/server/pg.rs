@@ -60,7 +60,10 @@ const COPY_FREEZE_REFUSED: &str = "55000";
 
 /// Serves one PostgreSQL connection on `state`'s shard until the client leaves.
 pub fn spawn_connection(state: &Rc<ShardState>, fd: std::os::fd::RawFd) {
-    let connection = match state.ring.register(fd) {
+    let connection = match state
+        .ring
+        .register(fd, helios_shard::ring::Sends::Offloaded)
+    {
         Ok(connection) => connection,
         Err(error) => {
             tracing::warn!(shard = state.id, %error, "PostgreSQL connection refused");
