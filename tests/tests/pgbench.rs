@@ -78,11 +78,23 @@ fn sums(port: u16) -> Vec<i64> {
 #[test]
 fn pgbench_initializes_and_runs_tpcb_in_every_query_mode_with_consistent_balances_that_survive_kill_9(
 ) {
+    pgbench_round(2);
+}
+
+/// The same on one shard, the default on a 2-core machine: a CPU is then left to no shard,
+/// and PostgreSQL replies go out through io_uring's worker there (`ring::Sends::Offloaded`)
+/// rather than from the shard, as they do with a shard on every CPU above.
+#[test]
+fn pgbench_on_one_shard_with_replies_sent_off_the_shard() {
+    pgbench_round(1);
+}
+
+fn pgbench_round(shards: usize) {
     let Some(pgbench) = pg_tool("pgbench") else {
         eprintln!("pgbench not installed; skipping (tools/test.sh installs postgresql-15)");
         return;
     };
-    let mut server = HeliosServer::start(ServerOpts::default().shards(2));
+    let mut server = HeliosServer::start(ServerOpts::default().shards(shards));
     let port = server.pg_port();
     let run = |args: &[&str]| {
         let out = Command::new(&pgbench)
