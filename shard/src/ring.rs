@@ -803,16 +803,29 @@ impl Connection {
 
     /// Waits until no send of this connection is in flight; fails if one failed.
     async fn previous_send_ended(&self) -> io::Result<()> {
+        self.wait_as_writer(|state| {
+            assert!(state.live && state.gen == self.gen);
+            match (state.send_failed, state.sending) {
+                (Some(errno), _) => Some(Err(io::Error::from_raw_os_error(errno))),
+                (None, false) => Some(Ok(())),
+                (None, true) => None,
+            }
+        })
+        .await
+    }
+
+    /// Waits, as the connection's writer, until `done` gives a result for its slot; fails with
+    /// BrokenPipe if the ring shuts down first.
+    async fn wait_as_writer(
+        &self,
+        done: impl Fn(&ConnSlot) -> Option<io::Result<()>>,
+    ) -> io::Result<()> {
         poll_fn(|cx| {
             let mut inner = self.ring.inner.borrow_mut();
             let closed = inner.closed;
             let state = &mut inner.slots[self.slot as usize];
-            assert!(state.live && state.gen == self.gen);
-            if let Some(errno) = state.send_failed {
-                return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
-            }
-            if !state.sending {
-                return Poll::Ready(Ok(()));
+            if let Some(result) = done(state) {
+                return Poll::Ready(result);
             }
             if closed {
                 return Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe)));
@@ -866,20 +879,8 @@ impl Connection {
             inner.slots[self.slot as usize].writable = false;
             inner.arm_pollout(self.slot);
         }
-        poll_fn(|cx| {
-            let mut inner = self.ring.inner.borrow_mut();
-            let closed = inner.closed;
-            let state = &mut inner.slots[self.slot as usize];
-            if state.writable {
-                return Poll::Ready(Ok(()));
-            }
-            if closed {
-                return Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe)));
-            }
-            state.write_waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        self.wait_as_writer(|state| state.writable.then_some(Ok(())))
+            .await
     }
 
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
