@@ -1044,11 +1044,13 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let listener_fd = listener.into_raw_fd();
+        let (dropped_tx, dropped_rx) = std::sync::mpsc::channel::<()>();
         let client = std::thread::spawn(move || {
             let mut stream = std::net::TcpStream::connect(addr).unwrap();
             stream.write_all(b"go").unwrap();
-            // Slow at first, so that the reply fills the socket and waits in flight.
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            // Reads nothing until the server has dropped the connection: the reply, far
+            // bigger than the socket's buffers, is then still being sent.
+            dropped_rx.recv().unwrap();
             let mut received = Vec::new();
             stream.read_to_end(&mut received).unwrap();
             received
@@ -1072,6 +1074,7 @@ mod tests {
                     ring.inner.borrow().slots[slot].closing,
                     "dropped with its send in flight"
                 );
+                dropped_tx.send(()).unwrap();
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
                 while ring.inner.borrow().slots[slot].sending {
                     assert!(std::time::Instant::now() < deadline, "the send never ended");
