@@ -32,19 +32,80 @@ pub(crate) struct Params {
     pub(crate) plan_cache: Option<PlanCache>,
 }
 
-/// A prepared query's plan, kept between executions: planning costs as much as a point read.
-/// Valid while the catalog version, database and search_path it was planned under hold; plans
-/// that read the pg_catalog snapshot (which reflects session settings) are not kept.
-pub(crate) type PlanCache = std::rc::Rc<RefCell<Option<std::rc::Rc<CachedPlan>>>>;
+/// A prepared statement's plan, kept between executions: planning costs as much as a point
+/// read. Valid while the catalog version, database and search_path it was planned under hold
+/// (see [`PlannedUnder`]); plans that read the pg_catalog snapshot (which reflects session
+/// settings) are not kept.
+pub(crate) type PlanCache = std::rc::Rc<RefCell<Option<std::rc::Rc<Cached>>>>;
 
 #[derive(Debug)]
-pub(crate) struct CachedPlan {
+pub(crate) enum Cached {
+    Query(CachedPlan),
+    Update(CachedUpdate),
+}
+
+/// What a cached plan was made under: it is used only while all of it still holds.
+#[derive(Debug, PartialEq)]
+struct PlannedUnder {
     catalog_version: u64,
     database: String,
     search_path: String,
+}
+
+impl PlannedUnder {
+    fn now(session: &Session, catalog: &crate::catalog::Catalog) -> PlannedUnder {
+        PlannedUnder {
+            catalog_version: catalog.version,
+            database: session.database().to_string(),
+            search_path: session
+                .parameter("search_path")
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+
+    fn holds(&self, session: &Session, catalog: &crate::catalog::Catalog) -> bool {
+        self.catalog_version == catalog.version
+            && self.database == session.database()
+            && self.search_path == session.parameter("search_path").unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct CachedPlan {
+    under: PlannedUnder,
     plan: plan::Plan,
     columns: Vec<Column>,
     fetches: Vec<Fetch>,
+}
+
+/// A prepared UPDATE of one row by its primary key whose SET values read only the row (the
+/// shape of pgbench's and most OLTP updates), bound once: executing it again evaluates the key
+/// and sends the shard its read-modify-write, without binding the statement again (planning
+/// was a fifth of such an UPDATE's coordinator time).
+#[derive(Debug)]
+pub(crate) struct CachedUpdate {
+    under: PlannedUnder,
+    table: Arc<Table>,
+    sets: Vec<(usize, Bound)>,
+    filter: Option<Bound>,
+    checks: Vec<(String, Bound)>,
+    returning: Returning,
+}
+
+/// The cached plan in `params` if it is still valid.
+fn cached_plan(
+    params: &Params,
+    session: &Session,
+    catalog: &crate::catalog::Catalog,
+) -> Option<std::rc::Rc<Cached>> {
+    let cache = params.plan_cache.as_ref()?.borrow();
+    let cached = cache.as_ref()?;
+    let under = match &**cached {
+        Cached::Query(p) => &p.under,
+        Cached::Update(u) => &u.under,
+    };
+    under.holds(session, catalog).then(|| cached.clone())
 }
 
 impl Params {
@@ -114,17 +175,8 @@ pub(crate) async fn run_query<C: Cluster>(
     params: &Params,
 ) -> Result<StatementResult, SqlError> {
     let catalog = cluster.catalog();
-    let search_path = session.parameter("search_path").unwrap_or_default();
-    let cached = params.plan_cache.as_ref().and_then(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|p| {
-                p.catalog_version == catalog.version
-                    && p.database == session.database()
-                    && p.search_path == search_path
-            })
-            .cloned()
-    });
+    let cached = cached_plan(params, session, &catalog)
+        .filter(|cached| matches!(**cached, Cached::Query(_)));
     // A plan that reads the catalog snapshot is never cached: its snapshot is this one's.
     let mut pg_snapshot = None;
     let cached = match cached {
@@ -145,19 +197,20 @@ pub(crate) async fn run_query<C: Cluster>(
             }
             pg_snapshot = planner.pg.get().cloned();
             let uses_catalog_snapshot = pg_snapshot.is_some();
-            let planned = std::rc::Rc::new(CachedPlan {
-                catalog_version: catalog.version,
-                database: session.database().to_string(),
-                search_path: search_path.to_string(),
+            let planned = std::rc::Rc::new(Cached::Query(CachedPlan {
+                under: PlannedUnder::now(session, &catalog),
                 plan,
                 columns,
                 fetches,
-            });
+            }));
             if let (Some(cache), false) = (&params.plan_cache, uses_catalog_snapshot) {
                 *cache.borrow_mut() = Some(planned.clone());
             }
             planned
         }
+    };
+    let Cached::Query(cached) = &*cached else {
+        unreachable!("only a query plan is taken for a query");
     };
     let (plan, fetches) = (&cached.plan, &cached.fetches);
     let columns = cached.columns.clone();
@@ -1776,6 +1829,13 @@ pub(crate) async fn run_update<C: Cluster>(
         return Err(not_supported("UPDATE of this relation"));
     };
     let catalog = cluster.catalog();
+    if let Some(cached) = cached_plan(params, session, &catalog) {
+        if let (Cached::Update(cached), false) = (&*cached, params.describe) {
+            if let Some(result) = run_cached_update(cluster, session, cached, params).await? {
+                return Ok(result);
+            }
+        }
+    }
     let positions = Positions::new(sql);
     let param_types = &params.types;
     let planner = Planner::new(session, sql, &positions, &catalog, param_types);
@@ -1818,11 +1878,28 @@ pub(crate) async fn run_update<C: Cluster>(
         true => single_row_target(cluster, &planner, &table, &filter, &env)?,
         false => None,
     };
+    let single_row = target.is_some();
     let (rows, keys, inputs) = match target {
         Some(key) => (Vec::new(), vec![key], Inputs::default()),
         None => select_for_change(cluster, &planner, &table, &filter, &env).await?,
     };
     if on_shards {
+        let cacheable =
+            single_row && table.foreign_keys.is_empty() && sets.iter().all(|(_, b)| b.is_some());
+        let checks = bind_checks(session, &catalog, &table)?;
+        if let (Some(cache), true) = (&params.plan_cache, cacheable) {
+            *cache.borrow_mut() = Some(std::rc::Rc::new(Cached::Update(CachedUpdate {
+                under: PlannedUnder::now(session, &catalog),
+                table: table.clone(),
+                sets: sets
+                    .iter()
+                    .filter_map(|(c, b)| Some((*c, b.clone()?)))
+                    .collect(),
+                filter: filter.local.clone(),
+                checks: checks.clone(),
+                returning: returning.clone(),
+            })));
+        }
         let mut spec_sets = Vec::with_capacity(sets.len());
         for (column, b) in sets {
             spec_sets.push(match b {
@@ -1843,7 +1920,7 @@ pub(crate) async fn run_update<C: Cluster>(
             table: table.clone(),
             sets: spec_sets,
             filter: filter.local,
-            checks: bind_checks(session, &catalog, &table)?,
+            checks,
             fixed: Vec::new(),
             env: env.clone(),
         });
@@ -1915,6 +1992,49 @@ pub(crate) async fn run_update<C: Cluster>(
         .await?;
     note_write(session);
     finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false)
+}
+
+/// Runs a cached single-row UPDATE (see [`CachedUpdate`]): None where this execution does not
+/// take that path (its key value is NULL, or the transaction reads a snapshot), and the
+/// statement is then planned in full.
+async fn run_cached_update<C: Cluster>(
+    cluster: &C,
+    session: &mut Session,
+    cached: &CachedUpdate,
+    params: &Params,
+) -> Result<Option<StatementResult>, SqlError> {
+    if !crate::txn::reads_newest(cluster) {
+        return Ok(None);
+    }
+    let env = env_with(session, params)?;
+    let Some(key) = point_key(&cached.table, cached.filter.as_ref(), &env)? else {
+        return Ok(None);
+    };
+    let spec = Arc::new(ModifySpec {
+        table: cached.table.clone(),
+        sets: cached
+            .sets
+            .iter()
+            .map(|(column, b)| (*column, SetValue::Expr(b.clone())))
+            .collect(),
+        filter: cached.filter.clone(),
+        checks: cached.checks.clone(),
+        fixed: Vec::new(),
+        env: env.clone(),
+    });
+    let shard = shard_of_key(cluster, &key);
+    let op = RowOp::Modify {
+        key,
+        insert: None,
+        spec,
+    };
+    let (_, new_rows) =
+        write_rows_returning(cluster, &cached.table, vec![(shard, op)], None).await?;
+    note_rows_written(cluster, &cached.table, &new_rows);
+    note_write(session);
+    let count = new_rows.len();
+    let returning = cached.returning.clone();
+    finish_returning(returning, new_rows, &env, format!("UPDATE {count}"), false).map(Some)
 }
 
 /// Notes rows of `table` the transaction wrote (and has: inserted, or updated in place), so

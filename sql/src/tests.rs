@@ -1525,6 +1525,99 @@ fn prepared_plans_are_reused_until_the_catalog_changes() {
     });
 }
 
+#[test]
+fn prepared_single_row_updates_are_reused_until_what_they_were_bound_under_changes() {
+    let rt = LocalRuntime::new(0);
+    let rt2 = rt.clone();
+    rt.block_on(async move {
+        let cluster = LocalCluster::open(rt2, MemFs::new(), 2).await;
+        let mut session = Session::new("u", "postgres");
+        let setup =
+            "CREATE TABLE u (k int PRIMARY KEY, v int); INSERT INTO u VALUES (1, 10), (2, 20);
+                     CREATE SCHEMA other; CREATE TABLE other.u (k int PRIMARY KEY, v int);
+                     INSERT INTO other.u VALUES (1, 100)";
+        for r in execute_simple(&mut session, &cluster, setup).await {
+            r.expect("setup");
+        }
+        let upd = prepare(
+            &session,
+            &cluster,
+            "UPDATE u SET v = v + $1 WHERE k = $2 RETURNING v",
+            &[],
+        )
+        .unwrap();
+        let args =
+            |delta: &str, key: Option<&str>| [Some(delta.to_string()), key.map(str::to_string)];
+        let mut run = async |session: &mut Session, delta: &str, key: Option<&str>| {
+            render(&execute_prepared(session, &cluster, &upd, &args(delta, key)).await)
+        };
+        assert_eq!(
+            run(&mut session, "5", Some("1")).await,
+            "v:23 => 15 [UPDATE 1]"
+        );
+        let cached = upd.plan_cache.borrow().clone();
+        assert!(
+            matches!(cached.as_deref(), Some(crate::stmt::Cached::Update(_))),
+            "the first execution caches its binding"
+        );
+        // Reused, with each execution's own values.
+        assert_eq!(
+            run(&mut session, "5", Some("1")).await,
+            "v:23 => 20 [UPDATE 1]"
+        );
+        assert_eq!(
+            run(&mut session, "1", Some("2")).await,
+            "v:23 => 21 [UPDATE 1]"
+        );
+        assert_eq!(
+            run(&mut session, "1", Some("3")).await,
+            "v:23 =>  [UPDATE 0]"
+        );
+        assert_eq!(run(&mut session, "1", None).await, "v:23 =>  [UPDATE 0]");
+        // A constraint added since: bound again, and enforced.
+        for r in execute_simple(
+            &mut session,
+            &cluster,
+            "ALTER TABLE u ADD CONSTRAINT small CHECK (v < 25)",
+        )
+        .await
+        {
+            r.expect("alter");
+        }
+        let refused = run(&mut session, "5", Some("1")).await;
+        assert!(refused.starts_with("ERR 23514"), "{refused}");
+        // Another search_path names another table.
+        for r in execute_simple(&mut session, &cluster, "SET search_path = other, public").await {
+            r.expect("set");
+        }
+        assert_eq!(
+            run(&mut session, "1", Some("1")).await,
+            "v:23 => 101 [UPDATE 1]"
+        );
+        // A snapshot transaction takes the planned path, with the same result.
+        for r in execute_simple(
+            &mut session,
+            &cluster,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        )
+        .await
+        {
+            r.expect("begin");
+        }
+        assert_eq!(
+            run(&mut session, "1", Some("1")).await,
+            "v:23 => 102 [UPDATE 1]"
+        );
+        for r in execute_simple(&mut session, &cluster, "COMMIT; SET search_path = public").await {
+            r.expect("commit");
+        }
+        assert_eq!(
+            run(&mut session, "1", Some("1")).await,
+            "v:23 => 21 [UPDATE 1]"
+        );
+    });
+}
+
 /// Runs `setup`, then each query twice on the same cluster and session: with pushdown and
 /// with the coordinator doing everything. The rendered results (rows, their order, errors)
 /// must be identical; returns them for further checks.
