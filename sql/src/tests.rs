@@ -1548,7 +1548,7 @@ fn prepared_single_row_updates_are_reused_until_what_they_were_bound_under_chang
         .unwrap();
         let args =
             |delta: &str, key: Option<&str>| [Some(delta.to_string()), key.map(str::to_string)];
-        let mut run = async |session: &mut Session, delta: &str, key: Option<&str>| {
+        let run = async |session: &mut Session, delta: &str, key: Option<&str>| {
             render(&execute_prepared(session, &cluster, &upd, &args(delta, key)).await)
         };
         assert_eq!(
