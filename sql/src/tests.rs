@@ -1615,6 +1615,69 @@ fn prepared_single_row_updates_are_reused_until_what_they_were_bound_under_chang
             run(&mut session, "1", Some("1")).await,
             "v:23 => 21 [UPDATE 1]"
         );
+        // TRUNCATE gives the table fresh storage: the update finds the row inserted since.
+        for r in execute_simple(
+            &mut session,
+            &cluster,
+            "TRUNCATE u; INSERT INTO u VALUES (1, 0)",
+        )
+        .await
+        {
+            r.expect("truncate");
+        }
+        assert_eq!(
+            run(&mut session, "1", Some("1")).await,
+            "v:23 => 1 [UPDATE 1]"
+        );
+        // And so does a TRUNCATE in the transaction block the update runs in.
+        let in_block = "BEGIN; TRUNCATE u; INSERT INTO u VALUES (1, 10)";
+        for r in execute_simple(&mut session, &cluster, in_block).await {
+            r.expect("truncate in a block");
+        }
+        assert_eq!(
+            run(&mut session, "1", Some("1")).await,
+            "v:23 => 11 [UPDATE 1]"
+        );
+        for r in execute_simple(&mut session, &cluster, "COMMIT").await {
+            r.expect("commit");
+        }
+        assert_eq!(
+            run(&mut session, "1", Some("1")).await,
+            "v:23 => 12 [UPDATE 1]"
+        );
+        // A block's TRUNCATE rolled back, then a committed change: the binding made inside
+        // the block must not pass for one made under the committed catalog.
+        for r in execute_simple(
+            &mut session,
+            &cluster,
+            "BEGIN; TRUNCATE u; INSERT INTO u VALUES (1, 0)",
+        )
+        .await
+        {
+            r.expect("truncate in a block");
+        }
+        assert_eq!(
+            run(&mut session, "1", Some("1")).await,
+            "v:23 => 1 [UPDATE 1]"
+        );
+        for r in execute_simple(
+            &mut session,
+            &cluster,
+            "ROLLBACK; ALTER TABLE u ADD COLUMN w int",
+        )
+        .await
+        {
+            r.expect("rollback, alter");
+        }
+        assert_eq!(
+            run(&mut session, "1", Some("1")).await,
+            "v:23 => 13 [UPDATE 1]"
+        );
+        let rows = execute_simple(&mut session, &cluster, "SELECT k, v FROM u").await;
+        assert_eq!(
+            render(rows.last().expect("a result")),
+            "k:23,v:23 => 1|13 [SELECT 1]"
+        );
     });
 }
 
