@@ -1525,6 +1525,15 @@ fn prepared_plans_are_reused_until_the_catalog_changes() {
     });
 }
 
+/// Runs `sql` as a simple query; every statement must succeed.
+async fn run_ok<C: crate::Cluster>(session: &mut Session, cluster: &C, sql: &str) {
+    for r in execute_simple(session, cluster, sql).await {
+        if let Err(e) = r {
+            panic!("{sql}: {e:?}");
+        }
+    }
+}
+
 #[test]
 fn prepared_single_row_updates_are_reused_until_what_they_were_bound_under_changes() {
     let rt = LocalRuntime::new(0);
@@ -1536,9 +1545,7 @@ fn prepared_single_row_updates_are_reused_until_what_they_were_bound_under_chang
             "CREATE TABLE u (k int PRIMARY KEY, v int); INSERT INTO u VALUES (1, 10), (2, 20);
                      CREATE SCHEMA other; CREATE TABLE other.u (k int PRIMARY KEY, v int);
                      INSERT INTO other.u VALUES (1, 100)";
-        for r in execute_simple(&mut session, &cluster, setup).await {
-            r.expect("setup");
-        }
+        run_ok(&mut session, &cluster, setup).await;
         let upd = prepare(
             &session,
             &cluster,
@@ -1560,119 +1567,82 @@ fn prepared_single_row_updates_are_reused_until_what_they_were_bound_under_chang
             matches!(cached.as_deref(), Some(crate::stmt::Cached::Update(_))),
             "the first execution caches its binding"
         );
-        // Reused, with each execution's own values.
-        assert_eq!(
-            run(&mut session, "5", Some("1")).await,
-            "v:23 => 20 [UPDATE 1]"
-        );
-        assert_eq!(
-            run(&mut session, "1", Some("2")).await,
-            "v:23 => 21 [UPDATE 1]"
-        );
-        assert_eq!(
-            run(&mut session, "1", Some("3")).await,
-            "v:23 =>  [UPDATE 0]"
-        );
-        assert_eq!(run(&mut session, "1", None).await, "v:23 =>  [UPDATE 0]");
-        // A constraint added since: bound again, and enforced.
-        for r in execute_simple(
-            &mut session,
-            &cluster,
-            "ALTER TABLE u ADD CONSTRAINT small CHECK (v < 25)",
-        )
-        .await
-        {
-            r.expect("alter");
+        // Each step: SQL run first (if any), then an execution (delta, key) and its result.
+        let steps: &[(&str, &str, Option<&str>, &str)] = &[
+            // Reused, with each execution's own values.
+            ("", "5", Some("1"), "v:23 => 20 [UPDATE 1]"),
+            ("", "1", Some("2"), "v:23 => 21 [UPDATE 1]"),
+            ("", "1", Some("3"), "v:23 =>  [UPDATE 0]"),
+            ("", "1", None, "v:23 =>  [UPDATE 0]"),
+            // A constraint added since: bound again, and enforced.
+            (
+                "ALTER TABLE u ADD CONSTRAINT small CHECK (v < 25)",
+                "5",
+                Some("1"),
+                "ERR 23514",
+            ),
+            // Another search_path names another table.
+            (
+                "SET search_path = other, public",
+                "1",
+                Some("1"),
+                "v:23 => 101 [UPDATE 1]",
+            ),
+            // A snapshot transaction takes the planned path, with the same result.
+            (
+                "BEGIN ISOLATION LEVEL REPEATABLE READ",
+                "1",
+                Some("1"),
+                "v:23 => 102 [UPDATE 1]",
+            ),
+            (
+                "COMMIT; SET search_path = public",
+                "1",
+                Some("1"),
+                "v:23 => 21 [UPDATE 1]",
+            ),
+            // TRUNCATE gives the table fresh storage: the update finds the row inserted since,
+            // in the update's own block too.
+            (
+                "TRUNCATE u; INSERT INTO u VALUES (1, 0)",
+                "1",
+                Some("1"),
+                "v:23 => 1 [UPDATE 1]",
+            ),
+            (
+                "BEGIN; TRUNCATE u; INSERT INTO u VALUES (1, 10)",
+                "1",
+                Some("1"),
+                "v:23 => 11 [UPDATE 1]",
+            ),
+            ("COMMIT", "1", Some("1"), "v:23 => 12 [UPDATE 1]"),
+            // A block's TRUNCATE rolled back, then a committed change: the binding made inside
+            // the block must not pass for one made under the committed catalog.
+            (
+                "BEGIN; TRUNCATE u; INSERT INTO u VALUES (1, 0)",
+                "1",
+                Some("1"),
+                "v:23 => 1 [UPDATE 1]",
+            ),
+            (
+                "ROLLBACK; ALTER TABLE u ADD COLUMN w int",
+                "1",
+                Some("1"),
+                "v:23 => 13 [UPDATE 1]",
+            ),
+        ];
+        for (sql, delta, key, expected) in steps {
+            if !sql.is_empty() {
+                run_ok(&mut session, &cluster, sql).await;
+            }
+            let got = run(&mut session, delta, *key).await;
+            // An error is checked by its SQLSTATE; rows exactly.
+            let matches = match expected.strip_prefix("ERR ") {
+                Some(state) => got.starts_with(&format!("ERR {state}")),
+                None => got == *expected,
+            };
+            assert!(matches, "after {sql:?}: {got}, expected {expected}");
         }
-        let refused = run(&mut session, "5", Some("1")).await;
-        assert!(refused.starts_with("ERR 23514"), "{refused}");
-        // Another search_path names another table.
-        for r in execute_simple(&mut session, &cluster, "SET search_path = other, public").await {
-            r.expect("set");
-        }
-        assert_eq!(
-            run(&mut session, "1", Some("1")).await,
-            "v:23 => 101 [UPDATE 1]"
-        );
-        // A snapshot transaction takes the planned path, with the same result.
-        for r in execute_simple(
-            &mut session,
-            &cluster,
-            "BEGIN ISOLATION LEVEL REPEATABLE READ",
-        )
-        .await
-        {
-            r.expect("begin");
-        }
-        assert_eq!(
-            run(&mut session, "1", Some("1")).await,
-            "v:23 => 102 [UPDATE 1]"
-        );
-        for r in execute_simple(&mut session, &cluster, "COMMIT; SET search_path = public").await {
-            r.expect("commit");
-        }
-        assert_eq!(
-            run(&mut session, "1", Some("1")).await,
-            "v:23 => 21 [UPDATE 1]"
-        );
-        // TRUNCATE gives the table fresh storage: the update finds the row inserted since.
-        for r in execute_simple(
-            &mut session,
-            &cluster,
-            "TRUNCATE u; INSERT INTO u VALUES (1, 0)",
-        )
-        .await
-        {
-            r.expect("truncate");
-        }
-        assert_eq!(
-            run(&mut session, "1", Some("1")).await,
-            "v:23 => 1 [UPDATE 1]"
-        );
-        // And so does a TRUNCATE in the transaction block the update runs in.
-        let in_block = "BEGIN; TRUNCATE u; INSERT INTO u VALUES (1, 10)";
-        for r in execute_simple(&mut session, &cluster, in_block).await {
-            r.expect("truncate in a block");
-        }
-        assert_eq!(
-            run(&mut session, "1", Some("1")).await,
-            "v:23 => 11 [UPDATE 1]"
-        );
-        for r in execute_simple(&mut session, &cluster, "COMMIT").await {
-            r.expect("commit");
-        }
-        assert_eq!(
-            run(&mut session, "1", Some("1")).await,
-            "v:23 => 12 [UPDATE 1]"
-        );
-        // A block's TRUNCATE rolled back, then a committed change: the binding made inside
-        // the block must not pass for one made under the committed catalog.
-        for r in execute_simple(
-            &mut session,
-            &cluster,
-            "BEGIN; TRUNCATE u; INSERT INTO u VALUES (1, 0)",
-        )
-        .await
-        {
-            r.expect("truncate in a block");
-        }
-        assert_eq!(
-            run(&mut session, "1", Some("1")).await,
-            "v:23 => 1 [UPDATE 1]"
-        );
-        for r in execute_simple(
-            &mut session,
-            &cluster,
-            "ROLLBACK; ALTER TABLE u ADD COLUMN w int",
-        )
-        .await
-        {
-            r.expect("rollback, alter");
-        }
-        assert_eq!(
-            run(&mut session, "1", Some("1")).await,
-            "v:23 => 13 [UPDATE 1]"
-        );
         let rows = execute_simple(&mut session, &cluster, "SELECT k, v FROM u").await;
         assert_eq!(
             render(rows.last().expect("a result")),
