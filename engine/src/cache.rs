@@ -87,10 +87,21 @@ impl BlockCache {
 
     /// The cached block, counting a hit or a miss.
     pub fn get(&self, file_id: u64, offset: u64) -> Option<Bytes> {
+        self.with_block(file_id, offset, Bytes::clone)
+    }
+
+    /// `read` applied to the cached block at `offset` of file `file_id`, in place (no
+    /// reference count taken). `read` must not use the cache.
+    pub fn with_block<R>(
+        &self,
+        file_id: u64,
+        offset: u64,
+        read: impl FnOnce(&Bytes) -> R,
+    ) -> Option<R> {
         let found = self
             .cache
             .as_ref()
-            .and_then(|cache| cache.borrow().get(&(file_id, offset)).cloned());
+            .and_then(|cache| cache.borrow().get(&(file_id, offset)).map(read));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -100,7 +111,6 @@ impl BlockCache {
         found
     }
 
-    /// Caches a block. A block that alone exceeds the capacity is not cached.
     pub fn insert(&self, file_id: u64, offset: u64, block: Bytes) {
         let Some(cache) = self.cache.as_ref() else {
             return;

@@ -112,23 +112,35 @@ fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// A decoded block: its bytes and where its restart array starts.
+/// A decoded block: its bytes and where its restart array starts. `D` holds the bytes: owned
+/// ([`Bytes`]) for cursors that outlive a cache lookup, borrowed (`&[u8]`) for a point read,
+/// which seeks inside the block cache's copy and so pays no reference count.
 #[derive(Clone, Debug)]
-pub struct Block {
-    data: Bytes,
+pub struct Block<D = Bytes> {
+    data: D,
     /// Offset of the restart array; entries occupy `[0, restarts_at)`.
     restarts_at: usize,
     restart_count: usize,
 }
 
-impl Block {
+impl<D: AsRef<[u8]>> Block<D> {
+    pub fn data(&self) -> &D {
+        &self.data
+    }
+
+    fn restart(&self, i: usize) -> usize {
+        read_u32(self.data.as_ref(), self.restarts_at + i * U32_BYTES) as usize
+    }
+}
+
+impl<D: AsRef<[u8]> + Clone> Block<D> {
     /// Checks the restart array (entries are checked as they are decoded).
-    pub fn parse(data: Bytes) -> Result<Block, &'static str> {
-        let len = data.len();
+    pub fn parse(data: D) -> Result<Block<D>, &'static str> {
+        let len = data.as_ref().len();
         if len < 2 * U32_BYTES {
             return Err("block too short for a restart array");
         }
-        let restart_count = read_u32(&data, len - U32_BYTES) as usize;
+        let restart_count = read_u32(data.as_ref(), len - U32_BYTES) as usize;
         let restarts_bytes = restart_count
             .checked_mul(U32_BYTES)
             .filter(|&bytes| restart_count >= 1 && bytes < len)
@@ -157,9 +169,9 @@ impl Block {
     /// A block whose bytes [`Block::parse`] accepted before (the block cache holds only
     /// those): the restart array is located, not checked again. A point read of a cached
     /// block spent ~2.5 % of a `pgbench -S` server's time re-checking it.
-    pub fn parse_checked_before(data: Bytes) -> Block {
-        let len = data.len();
-        let restart_count = read_u32(&data, len - U32_BYTES) as usize;
+    pub fn parse_checked_before(data: D) -> Block<D> {
+        let len = data.as_ref().len();
+        let restart_count = read_u32(data.as_ref(), len - U32_BYTES) as usize;
         let restarts_at = len - U32_BYTES - restart_count * U32_BYTES;
         let block = Block {
             data,
@@ -170,11 +182,7 @@ impl Block {
         block
     }
 
-    fn restart(&self, i: usize) -> usize {
-        read_u32(&self.data, self.restarts_at + i * U32_BYTES) as usize
-    }
-
-    pub fn iter(&self) -> BlockIter {
+    pub fn iter(&self) -> BlockIter<D> {
         BlockIter {
             block: self.clone(),
             key: Vec::new(),
@@ -186,14 +194,20 @@ impl Block {
     }
 }
 
+impl BlockIter<Bytes> {
+    pub fn value_bytes(&self) -> Bytes {
+        self.block.data.slice(self.value_range())
+    }
+}
+
 fn read_u32(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
 }
 
 /// A cursor over a block's entries. Decoding errors are reasons; the caller adds the location.
 #[derive(Debug)]
-pub struct BlockIter {
-    block: Block,
+pub struct BlockIter<D = Bytes> {
+    block: Block<D>,
     key: Vec<u8>,
     /// Where the current value lies in the block: read in place, and made a [`Bytes`] only
     /// when asked ([`BlockIter::value_bytes`]).
@@ -206,7 +220,7 @@ pub struct BlockIter {
     valid: bool,
 }
 
-impl BlockIter {
+impl<D: AsRef<[u8]>> BlockIter<D> {
     pub fn valid(&self) -> bool {
         self.valid
     }
@@ -218,13 +232,14 @@ impl BlockIter {
 
     pub fn value(&self) -> &[u8] {
         assert!(self.valid);
-        &self.block.data[self.value.clone()]
+        &self.block.data.as_ref()[self.value.clone()]
     }
 
     /// The current value as a slice of the block that outlives the cursor.
-    pub fn value_bytes(&self) -> Bytes {
+    /// Where the current value lies in the block's bytes.
+    pub fn value_range(&self) -> std::ops::Range<usize> {
         assert!(self.valid);
-        self.block.data.slice(self.value.clone())
+        self.value.clone()
     }
 
     pub fn seek_to_first(&mut self) -> Result<(), &'static str> {
@@ -249,7 +264,7 @@ impl BlockIter {
             return Ok(None);
         }
         let is_restart = self.passes_restart(at);
-        let mut d = Decoder::new(&self.block.data[at..self.block.restarts_at]);
+        let mut d = Decoder::new(&self.block.data.as_ref()[at..self.block.restarts_at]);
         let shared = d.len(BLOCK_BYTES_MAX)?;
         let unshared = d.len(BLOCK_BYTES_MAX)?;
         let value_len = d.len(BLOCK_BYTES_MAX)?;

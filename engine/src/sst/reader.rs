@@ -30,6 +30,31 @@ fn key_prefix(user_key: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
+/// Values up to this size are copied out of a cached block rather than shared with it: the
+/// share is an atomic count on a line of its own, a memory stall where the block is cold,
+/// while the copy reads lines the seek has just touched.
+const POINT_READ_COPY_BYTES_MAX: usize = 256;
+
+/// The value at `range` of block `data`, copied or shared (see [`POINT_READ_COPY_BYTES_MAX`]).
+fn value_of(data: &Bytes, range: std::ops::Range<usize>) -> Bytes {
+    if range.len() <= POINT_READ_COPY_BYTES_MAX {
+        Bytes::copy_from_slice(&data[range])
+    } else {
+        data.slice(range)
+    }
+}
+
+/// What a point read's search of the index reads of each entry, side by side in one array:
+/// the binary search touches this array (whose upper levels stay in the CPU's cache), not one
+/// allocation per probe, and the cache key of the block it lands on is on the same line.
+#[derive(Clone, Copy, Debug)]
+struct IndexProbe {
+    /// [`key_prefix`] of the entry's user key.
+    prefix: u64,
+    /// The block's offset in the file (its block-cache key).
+    offset: u64,
+}
+
 /// One index entry: a data block and the last internal key in it.
 #[derive(Debug)]
 struct IndexEntry {
@@ -44,9 +69,8 @@ pub struct SstReader<F: FileSystem> {
     file_id: u64,
     cache: Rc<BlockCache>,
     index: Vec<IndexEntry>,
-    /// [`key_prefix`] of each index entry's user key, side by side: a point read's binary
-    /// search over a large file's index touches this array, not one allocation per probe.
-    index_prefixes: Vec<u64>,
+    /// One per index entry (see [`IndexProbe`]).
+    index_probes: Vec<IndexProbe>,
     bloom: Bloom,
     props: SstProperties,
     info: SstInfo,
@@ -97,9 +121,12 @@ impl<F: FileSystem> SstReader<F> {
             seq_min: props.seq_min,
             seq_max: props.seq_max,
         };
-        let index_prefixes = index
+        let index_probes = index
             .iter()
-            .map(|e| key_prefix(key::user_key(&e.last_key)))
+            .map(|e| IndexProbe {
+                prefix: key_prefix(key::user_key(&e.last_key)),
+                offset: e.handle.offset,
+            })
             .collect();
         Ok(Rc::new(SstReader {
             path: path.to_path_buf(),
@@ -107,7 +134,7 @@ impl<F: FileSystem> SstReader<F> {
             file_id,
             cache,
             index,
-            index_prefixes,
+            index_probes,
             bloom,
             props,
             info,
@@ -132,19 +159,46 @@ impl<F: FileSystem> SstReader<F> {
         }
         let target = key::encode(user_key, snapshot.min(key::SEQ_MAX), key::SEEK_KIND);
         for i in self.index_lower_bound(&target)..self.index.len() {
-            let mut it = self.data_block(i).await?.iter();
-            it.seek(&target).map_err(|r| self.block_corrupt(i, r))?;
-            // Invalid only if the index key overstated the block's last key; the next block's
-            // first entry then decides.
-            if it.valid() {
-                let parsed = key::parse(it.key()).expect("block iterator checks keys");
-                if parsed.user_key != user_key {
-                    return Ok(None);
-                }
-                return Ok(Some((parsed.seq, parsed.kind, it.value_bytes())));
+            // A cached block is searched where the cache holds it: no reference taken on it
+            // but the value's.
+            let offset = self.index_probes[i].offset;
+            let seek = |data: &Bytes| self.seek_in_block(i, data, user_key, &target);
+            let found = match self.cache.with_block(self.file_id, offset, seek) {
+                Some(found) => found?,
+                None => seek(self.data_block(i).await?.data())?,
+            };
+            if let Some(found) = found {
+                return Ok(found);
             }
         }
         Ok(None)
+    }
+
+    /// [`SstReader::get`] in data block `i` (bytes `data`): None when every entry of the block
+    /// is before `target` (only if the index key overstated the block's last key; the next
+    /// block's first entry then decides), else the answer.
+    #[allow(clippy::type_complexity)]
+    fn seek_in_block(
+        &self,
+        i: usize,
+        data: &Bytes,
+        user_key: &[u8],
+        target: &[u8],
+    ) -> Result<Option<Option<(SeqNo, ValueKind, Bytes)>>, SstError> {
+        let mut it = Block::parse_checked_before(data.as_ref()).iter();
+        it.seek(target).map_err(|r| self.block_corrupt(i, r))?;
+        if !it.valid() {
+            return Ok(None);
+        }
+        let parsed = key::parse(it.key()).expect("block iterator checks keys");
+        if parsed.user_key != user_key {
+            return Ok(Some(None));
+        }
+        Ok(Some(Some((
+            parsed.seq,
+            parsed.kind,
+            value_of(data, it.value_range()),
+        ))))
     }
 
     /// A cursor over all entries; unpositioned until a seek.
@@ -257,8 +311,8 @@ impl<F: FileSystem> SstReader<F> {
         // target, one with a larger prefix is not): only the entries sharing the target's
         // prefix need whole keys compared.
         let prefix = key_prefix(key::user_key(target));
-        let low = self.index_prefixes.partition_point(|&p| p < prefix);
-        let high = low + self.index_prefixes[low..].partition_point(|&p| p == prefix);
+        let low = self.index_probes.partition_point(|p| p.prefix < prefix);
+        let high = low + self.index_probes[low..].partition_point(|p| p.prefix == prefix);
         low + self.index[low..high]
             .partition_point(|entry| key::compare(&entry.last_key, target).is_lt())
     }
