@@ -99,7 +99,7 @@ impl Bloom {
         if probes == 0 || probes > BLOOM_PROBES_MAX {
             return Err("bloom probe count out of range");
         }
-        if blocked && block.len() % BLOOM_BLOCK_BYTES != 0 {
+        if blocked && !block.len().is_multiple_of(BLOOM_BLOCK_BYTES) {
             return Err("blocked bloom array not a whole number of blocks");
         }
         Ok(Bloom {
