@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use bytes::{BufMut, BytesMut};
 use helios_shard::ring::{Connection, ReadOutcome};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
-use pgwire::messages::data::{FieldDescription, NoData, ParameterDescription, RowDescription};
+use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
     PortalSuspended,
@@ -157,6 +157,63 @@ enum AuthStep {
     ScramFinal(pgauth::ScramExchange),
 }
 
+/// Prepared statements or portals by name. The unnamed one ("") has a slot of its own: most
+/// clients use only it (libpq's `PQexecParams`, pgbench `-M extended`), replacing it at every
+/// statement, and a map lookup, insert and remove per message cost more than the rest of
+/// handling the message.
+struct NamedSlots<T> {
+    unnamed: Option<T>,
+    named: HashMap<String, T>,
+}
+
+impl<T> Default for NamedSlots<T> {
+    fn default() -> Self {
+        NamedSlots {
+            unnamed: None,
+            named: HashMap::new(),
+        }
+    }
+}
+
+impl<T> NamedSlots<T> {
+    fn get(&self, name: &str) -> Option<&T> {
+        if name.is_empty() {
+            self.unnamed.as_ref()
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: String, value: T) {
+        if name.is_empty() {
+            self.unnamed = Some(value);
+        } else {
+            self.named.insert(name, value);
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<T> {
+        if name.is_empty() {
+            self.unnamed.take()
+        } else {
+            self.named.remove(name)
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.named.len() + usize::from(self.unnamed.is_some())
+    }
+
+    fn clear(&mut self) {
+        self.unnamed = None;
+        self.named.clear();
+    }
+}
+
 /// A parsed statement (Parse).
 #[derive(Clone)]
 struct Statement {
@@ -215,25 +272,31 @@ struct CachedParse {
 #[derive(Clone, PartialEq)]
 struct ParseValidity {
     type_oids: Vec<u32>,
+    session: ParseSession,
+}
+
+/// The session's part of [`ParseValidity`].
+#[derive(Clone, Copy, PartialEq)]
+struct ParseSession {
     catalog_version: u64,
     parameters_epoch: u64,
     transaction: helios_sql::TransactionState,
 }
 
 impl ParseCache {
-    fn get(&self, query: &str, validity: &ParseValidity) -> Option<Statement> {
-        if validity.transaction == helios_sql::TransactionState::Failed {
+    fn get(&self, query: &str, type_oids: &[u32], session: ParseSession) -> Option<Statement> {
+        if session.transaction == helios_sql::TransactionState::Failed {
             return None;
         }
-        self.entries
-            .get(query)?
-            .iter()
-            .find_map(|c| (c.validity == *validity).then(|| c.statement.clone()))
+        self.entries.get(query)?.iter().find_map(|c| {
+            (c.validity.session == session && c.validity.type_oids == type_oids)
+                .then(|| c.statement.clone())
+        })
     }
 
     fn insert(&mut self, query: &str, entry: CachedParse) {
         if query.len() > PARSE_CACHE_QUERY_BYTES_MAX
-            || entry.validity.transaction == helios_sql::TransactionState::Failed
+            || entry.validity.session.transaction == helios_sql::TransactionState::Failed
         {
             return;
         }
@@ -247,8 +310,11 @@ impl ParseCache {
         // Older versions of the same text (another catalog or settings) will not match again.
         self.len -= versions.len();
         versions.retain(|c| {
-            (&c.validity.type_oids, c.validity.transaction)
-                != (&entry.validity.type_oids, entry.validity.transaction)
+            (&c.validity.type_oids, c.validity.session.transaction)
+                != (
+                    &entry.validity.type_oids,
+                    entry.validity.session.transaction,
+                )
         });
         versions.push(entry);
         self.len += versions.len();
@@ -262,8 +328,8 @@ struct PgConn {
     ctx: DecodeContext,
     session: Option<helios_sql::Session>,
     cluster: ShardCluster,
-    statements: HashMap<String, Statement>,
-    portals: HashMap<String, Portal>,
+    statements: NamedSlots<Statement>,
+    portals: NamedSlots<Portal>,
     parse_cache: ParseCache,
     /// After an error in an extended-query sequence: skip messages until Sync.
     discard_until_sync: bool,
@@ -310,8 +376,8 @@ impl PgConn {
             ctx: DecodeContext::default(),
             session: None,
             cluster,
-            statements: HashMap::new(),
-            portals: HashMap::new(),
+            statements: NamedSlots::default(),
+            portals: NamedSlots::default(),
             parse_cache: ParseCache::default(),
             discard_until_sync: false,
             out: BytesMut::new(),
@@ -703,13 +769,15 @@ impl PgConn {
             ));
         }
         let session = self.session.as_ref().expect("a session once ready");
-        let validity = ParseValidity {
-            type_oids: parse.type_oids.clone(),
+        let parse_session = ParseSession {
             catalog_version: helios_sql::Cluster::catalog(&self.cluster).version,
             parameters_epoch: session.parameters_epoch(),
             transaction: session.transaction_state(),
         };
-        let statement = match self.parse_cache.get(&parse.query, &validity) {
+        let cached = self
+            .parse_cache
+            .get(&parse.query, &parse.type_oids, parse_session);
+        let statement = match cached {
             Some(statement) => statement,
             None => {
                 let deallocate = deallocate_target(&parse.query);
@@ -723,6 +791,10 @@ impl PgConn {
                 let statement = Statement {
                     prepared: Rc::new(prepared),
                     deallocate,
+                };
+                let validity = ParseValidity {
+                    type_oids: parse.type_oids,
+                    session: parse_session,
                 };
                 self.parse_cache.insert(
                     &parse.query,
@@ -833,28 +905,26 @@ impl PgConn {
                     ParameterDescription::new(prepared.param_types.clone()),
                 ));
                 match &prepared.columns {
-                    Some(columns) => {
-                        let formats = vec![FORMAT_TEXT; columns.len()];
-                        self.row_description(columns, &formats);
-                    }
+                    Some(columns) => self.row_description(columns, &[]),
                     None => self.send(PgWireBackendMessage::NoData(NoData::new())),
                 }
             }
             b'P' => {
-                let cursor = self.session.as_ref().and_then(|s| s.cursor_columns(&name));
-                if let (None, Some(columns)) = (self.portals.get(&name), cursor) {
+                let Some(portal) = self.portals.get(&name) else {
                     // A SQL cursor (DECLARE) is a portal too.
-                    let formats = vec![FORMAT_TEXT; columns.len()];
-                    self.row_description(&columns, &formats);
+                    let cursor = self.session.as_ref().and_then(|s| s.cursor_columns(&name));
+                    let columns = cursor.ok_or_else(|| {
+                        helios_sql::SqlError::new(
+                            "34000",
+                            format!("portal \"{name}\" does not exist"),
+                        )
+                    })?;
+                    self.row_description(&columns, &[]);
                     return Ok(());
-                }
-                let portal = self.portals.get(&name).ok_or_else(|| {
-                    helios_sql::SqlError::new("34000", format!("portal \"{name}\" does not exist"))
-                })?;
+                };
                 match &portal.prepared.columns {
                     Some(columns) => {
-                        let (columns, formats) = (columns.clone(), portal.formats.clone());
-                        self.row_description(&columns, &formats);
+                        encode_row_description(&mut self.out, columns, &portal.formats)
                     }
                     None => self.send(PgWireBackendMessage::NoData(NoData::new())),
                 }
@@ -1015,7 +1085,7 @@ impl PgConn {
         }
         let tag = match target {
             Deallocate::All => {
-                self.statements.retain(|name, _| name.is_empty());
+                self.statements.named.clear();
                 "DEALLOCATE ALL"
             }
             Deallocate::Name(name) => {
@@ -1271,11 +1341,10 @@ impl PgConn {
         for result in results {
             match result {
                 Ok(helios_sql::StatementResult::Rows { columns, rows, tag }) => {
-                    let formats = vec![FORMAT_TEXT; columns.len()];
-                    self.row_description(&columns, &formats);
+                    self.row_description(&columns, &[]);
                     for row in &rows {
                         // Text output cannot fail.
-                        let _ = encode_row(&mut self.out, row, &columns, &formats);
+                        let _ = encode_row(&mut self.out, row, &columns, &[]);
                         self.flush_if_large(connection).await?;
                     }
                     self.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
@@ -1352,25 +1421,9 @@ impl PgConn {
         }
     }
 
+    /// RowDescription for `columns`; a column without a format code in `formats` is text.
     fn row_description(&mut self, columns: &[helios_sql::Column], formats: &[i16]) {
-        let fields = columns
-            .iter()
-            .zip(formats)
-            .map(|(c, &format)| {
-                FieldDescription::new(
-                    c.name.clone(),
-                    0,
-                    0,
-                    c.type_oid,
-                    c.type_size,
-                    c.type_modifier,
-                    format,
-                )
-            })
-            .collect();
-        self.send(PgWireBackendMessage::RowDescription(RowDescription::new(
-            fields,
-        )));
+        encode_row_description(&mut self.out, columns, formats);
     }
 
     fn ready(&mut self) {
@@ -1652,6 +1705,29 @@ fn param_text(oid: u32, format: i16, bytes: &[u8], index: usize) -> PgResult<Str
 }
 
 /// Appends one DataRow, each value in its column's format.
+/// A RowDescription written straight into `out` (a column without a format code in `formats`
+/// is text): built through pgwire's message types it cost a `String` per column name and a
+/// vector per message, on every Describe and every simple query.
+fn encode_row_description(out: &mut BytesMut, columns: &[helios_sql::Column], formats: &[i16]) {
+    let start = out.len();
+    out.put_u8(b'T');
+    out.put_i32(0); // length, patched below
+    out.put_i16(columns.len() as i16);
+    for (i, column) in columns.iter().enumerate() {
+        debug_assert!(!column.name.as_bytes().contains(&0));
+        out.put_slice(column.name.as_bytes());
+        out.put_u8(0);
+        out.put_i32(0); // table OID
+        out.put_i16(0); // column attribute number
+        out.put_u32(column.type_oid);
+        out.put_i16(column.type_size);
+        out.put_i32(column.type_modifier);
+        out.put_i16(formats.get(i).copied().unwrap_or(FORMAT_TEXT));
+    }
+    let length = (out.len() - start - 1) as i32;
+    out[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
+}
+
 fn encode_row(
     out: &mut BytesMut,
     row: &[Option<String>],
