@@ -49,6 +49,8 @@ pub struct SstOptions {
     pub restart_interval: usize,
     pub compression: Compression,
     pub bloom_bits_per_key: u32,
+    /// Data blocks carry a hash index for point reads (see `block.rs`).
+    pub hash_index: bool,
 }
 
 impl Default for SstOptions {
@@ -58,6 +60,7 @@ impl Default for SstOptions {
             restart_interval: SST_RESTART_INTERVAL_DEFAULT,
             compression: Compression::None,
             bloom_bits_per_key: SST_BLOOM_BITS_PER_KEY_DEFAULT,
+            hash_index: true,
         }
     }
 }

@@ -154,7 +154,8 @@ impl<F: FileSystem> SstReader<F> {
         user_key: &[u8],
         snapshot: SeqNo,
     ) -> Result<Option<(SeqNo, ValueKind, Bytes)>, SstError> {
-        if !self.may_contain(user_key) {
+        let hash = super::bloom::hash(user_key);
+        if !self.bloom.may_contain_hash(hash) {
             return Ok(None);
         }
         let target = key::encode(user_key, snapshot.min(key::SEQ_MAX), key::SEEK_KIND);
@@ -162,7 +163,7 @@ impl<F: FileSystem> SstReader<F> {
             // A cached block is searched where the cache holds it: no reference taken on it
             // but the value's.
             let offset = self.index_probes[i].offset;
-            let seek = |data: &Bytes| self.seek_in_block(i, data, user_key, &target);
+            let seek = |data: &Bytes| self.seek_in_block(i, data, user_key, hash, &target);
             let found = match self.cache.with_block(self.file_id, offset, seek) {
                 Some(found) => found?,
                 None => seek(self.data_block(i).await?.data())?,
@@ -176,17 +177,27 @@ impl<F: FileSystem> SstReader<F> {
 
     /// [`SstReader::get`] in data block `i` (bytes `data`): None when every entry of the block
     /// is before `target` (only if the index key overstated the block's last key; the next
-    /// block's first entry then decides), else the answer.
+    /// block's first entry then decides), else the answer. `hash` is `user_key`'s.
+    ///
+    /// A block that holds no entry of `user_key` answers "none": the index chose it as the
+    /// first block whose last key is ≥ `target`, so a later block's entries of `user_key`
+    /// would sort before that last key, that is, in this block.
     #[allow(clippy::type_complexity)]
     fn seek_in_block(
         &self,
         i: usize,
         data: &Bytes,
         user_key: &[u8],
+        hash: u64,
         target: &[u8],
     ) -> Result<Option<Option<(SeqNo, ValueKind, Bytes)>>, SstError> {
         let mut it = Block::parse_checked_before(data.as_ref()).iter();
-        it.seek(target).map_err(|r| self.block_corrupt(i, r))?;
+        let in_block = it
+            .seek_point(user_key, hash, target)
+            .map_err(|r| self.block_corrupt(i, r))?;
+        if !in_block {
+            return Ok(Some(None));
+        }
         if !it.valid() {
             return Ok(None);
         }

@@ -129,10 +129,11 @@ fn model_strategy() -> impl Strategy<Value = Model> {
     })
 }
 
-fn options_strategy() -> impl Strategy<Value = (usize, usize)> {
+fn options_strategy() -> impl Strategy<Value = (usize, usize, bool)> {
     (
         prop_oneof![Just(64usize), Just(256), Just(4096)],
-        prop_oneof![Just(1usize), Just(2), Just(16)],
+        prop_oneof![Just(1usize), Just(2), Just(4), Just(16)],
+        proptest::bool::ANY,
     )
 }
 
@@ -173,14 +174,14 @@ proptest! {
     #[test]
     fn matches_model(
         model in model_strategy(),
-        (block_bytes, restart_interval) in options_strategy(),
+        (block_bytes, restart_interval, hash_index) in options_strategy(),
         probes in proptest::collection::vec((user_key_strategy(), 0u64..45), 0..60),
     ) {
         let fs = new_fs();
         let compressions = [Compression::None, Compression::Lz4, Compression::Zstd(3)];
         for (i, compression) in compressions.into_iter().enumerate() {
             let path = sst_path(&format!("{i}.sst"));
-            let opts = SstOptions { block_bytes, restart_interval, compression, ..SstOptions::default() };
+            let opts = SstOptions { block_bytes, restart_interval, compression, hash_index, ..SstOptions::default() };
             let info = write(&fs, &path, &entries(&model), opts);
             prop_assert_eq!(info.entries, model.len() as u64);
             prop_assert_eq!(info.file_bytes, fs.file_bytes(&path).unwrap().len() as u64);

@@ -70,7 +70,11 @@ impl SstEncoder {
         check_options(&opts);
         SstEncoder {
             opts,
-            data: BlockBuilder::new(opts.restart_interval),
+            data: if opts.hash_index {
+                BlockBuilder::with_hash_index(opts.restart_interval)
+            } else {
+                BlockBuilder::new(opts.restart_interval)
+            },
             index: BlockBuilder::new(1),
             buf: Vec::with_capacity(SST_WRITE_CHUNK_BYTES + opts.block_bytes * 2),
             taken: 0,
