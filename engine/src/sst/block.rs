@@ -553,7 +553,11 @@ mod tests {
     }
 
     fn build(keys: &[Vec<u8>], interval: usize) -> Block {
-        let mut builder = BlockBuilder::new(interval);
+        build_with(BlockBuilder::new(interval), keys)
+    }
+
+    /// A block of `keys`, the i-th with value "v{i}".
+    fn build_with(mut builder: BlockBuilder, keys: &[Vec<u8>]) -> Block {
         for (i, k) in keys.iter().enumerate() {
             builder.add(k, format!("v{i}").as_bytes());
         }
@@ -594,17 +598,28 @@ mod tests {
         }
     }
 
+    /// The bytes of a block of `keys`, each with value `value`.
+    fn raw_block(mut builder: BlockBuilder, keys: &[Vec<u8>], value: &[u8]) -> Vec<u8> {
+        for k in keys {
+            builder.add(k, value);
+        }
+        builder.finish()
+    }
+
     #[test]
     fn garbage_blocks_are_rejected_without_panics() {
         let keys: Vec<_> = (0..40).map(|i| ikey(&format!("k{i}"), 1)).collect();
-        let mut builder = BlockBuilder::new(4);
-        for k in &keys {
-            builder.add(k, b"value");
+        for builder in [BlockBuilder::new(4), BlockBuilder::with_hash_index(4)] {
+            let good = raw_block(builder, &keys, b"value");
+            flip_every_bit(&good, &keys);
         }
-        let good = builder.finish();
+    }
+
+    /// Every single-bit flip of `good` either fails to parse or reads without a panic.
+    fn flip_every_bit(good: &[u8], keys: &[Vec<u8>]) {
         for at in 0..good.len() {
             for bit in 0..8 {
-                let mut bad = good.clone();
+                let mut bad = good.to_vec();
                 bad[at] ^= 1 << bit;
                 let Ok(block) = Block::parse(Bytes::from(bad)) else {
                     continue;
@@ -612,6 +627,8 @@ mod tests {
                 let mut it = block.iter();
                 let mut steps = 0;
                 let _ = it.seek(&keys[17]);
+                let user_key = key::user_key(&keys[17]);
+                let _ = it.seek_point(user_key, bloom::hash(user_key), &keys[17]);
                 if it.seek_to_first().is_ok() {
                     while it.valid() && it.next().is_ok() {
                         steps += 1;
@@ -623,11 +640,7 @@ mod tests {
     }
 
     fn build_indexed(keys: &[Vec<u8>], interval: usize) -> Block {
-        let mut builder = BlockBuilder::with_hash_index(interval);
-        for (i, k) in keys.iter().enumerate() {
-            builder.add(k, format!("v{i}").as_bytes());
-        }
-        let block = Block::parse(Bytes::from(builder.finish())).unwrap();
+        let block = build_with(BlockBuilder::with_hash_index(interval), keys);
         assert!(block.bucket_count > 0);
         block
     }
@@ -690,11 +703,7 @@ mod tests {
     #[test]
     fn damaged_hash_indexes_are_rejected() {
         let keys: Vec<_> = (0..20).map(|i| ikey(&format!("key{i:03}"), 5)).collect();
-        let mut builder = BlockBuilder::with_hash_index(4);
-        for k in &keys {
-            builder.add(k, b"v");
-        }
-        let good = builder.finish();
+        let good = raw_block(BlockBuilder::with_hash_index(4), &keys, b"v");
         assert!(Block::parse(Bytes::from(good.clone())).is_ok());
         let len = good.len();
         let bucket_count = usize::from(u16::from_le_bytes([good[len - 6], good[len - 5]]));
