@@ -111,6 +111,7 @@ impl BlockCache {
         found
     }
 
+    /// Caches a block. A block that alone exceeds the capacity is not cached.
     pub fn insert(&self, file_id: u64, offset: u64, block: Bytes) {
         let Some(cache) = self.cache.as_ref() else {
             return;

@@ -80,6 +80,7 @@ fn probe_bits(h: u64, bits: u64, k: u8) -> impl Iterator<Item = u64> {
     (0..u64::from(k)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
 }
 
+/// A decoded filter.
 #[derive(Clone, Debug)]
 pub struct Bloom {
     bits: Vec<u8>,
