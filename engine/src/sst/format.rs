@@ -9,8 +9,12 @@ use crate::lsm::key::{self, SeqNo};
 
 /// Footer magic: ASCII "HELIOSST".
 pub const SST_MAGIC: [u8; 8] = *b"HELIOSST";
-/// Current SSTable format version.
-pub const SST_FORMAT_VERSION: u32 = 1;
+/// Current SSTable format version. 2: blocked bloom filters and hash-indexed data blocks, each
+/// flagged in its own bytes, so a version-1 file reads as before; the number exists so an
+/// older build refuses a newer file by its version, not as corrupt.
+pub const SST_FORMAT_VERSION: u32 = 2;
+/// Oldest SSTable format version this build reads.
+pub const SST_FORMAT_VERSION_OLDEST_READ: u32 = 1;
 /// Size of the footer at the end of every file.
 pub const FOOTER_BYTES: usize = 64;
 /// Size of the trailer after every stored block: compression byte + crc32c.
@@ -292,6 +296,8 @@ pub struct FooterHandles {
     pub index: BlockHandle,
     pub bloom: BlockHandle,
     pub properties: BlockHandle,
+    /// The file's format version (a writer writes [`SST_FORMAT_VERSION`]).
+    pub format_version: u32,
 }
 
 pub fn encode_footer(handles: FooterHandles) -> [u8; FOOTER_BYTES] {
@@ -302,7 +308,7 @@ pub fn encode_footer(handles: FooterHandles) -> [u8; FOOTER_BYTES] {
         bloom_size: U64::new(handles.bloom.size),
         properties_offset: U64::new(handles.properties.offset),
         properties_size: U64::new(handles.properties.size),
-        format_version: U32::new(SST_FORMAT_VERSION),
+        format_version: U32::new(handles.format_version),
         crc32c: U32::new(0),
         magic: SST_MAGIC,
     };
@@ -326,7 +332,8 @@ pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<FooterHandles, 
             footer.crc32c.get()
         ));
     }
-    if footer.format_version.get() != SST_FORMAT_VERSION {
+    let versions_read = SST_FORMAT_VERSION_OLDEST_READ..=SST_FORMAT_VERSION;
+    if !versions_read.contains(&footer.format_version.get()) {
         return Err(format!(
             "unsupported format version {}",
             footer.format_version.get()
@@ -340,6 +347,7 @@ pub fn decode_footer(bytes: &[u8], footer_offset: u64) -> Result<FooterHandles, 
         index: handle(footer.index_offset, footer.index_size),
         bloom: handle(footer.bloom_offset, footer.bloom_size),
         properties: handle(footer.properties_offset, footer.properties_size),
+        format_version: footer.format_version.get(),
     };
     check_footer_layout(handles, footer_offset)?;
     Ok(handles)
@@ -478,8 +486,8 @@ fn check_properties(p: &SstProperties) -> Result<(), &'static str> {
     if smallest.seq < p.seq_min || smallest.seq > p.seq_max || largest.seq > p.seq_max {
         return Err("smallest/largest sequence outside the sequence range");
     }
-    if p.format_version != SST_FORMAT_VERSION {
-        return Err("properties format version differs from the footer's");
+    if !(SST_FORMAT_VERSION_OLDEST_READ..=SST_FORMAT_VERSION).contains(&p.format_version) {
+        return Err("unsupported properties format version");
     }
     Ok(())
 }
@@ -544,10 +552,25 @@ mod tests {
                 offset: 140,
                 size: 30,
             },
+            format_version: SST_FORMAT_VERSION,
         };
         let bytes = encode_footer(handles);
         assert_eq!(decode_footer(&bytes, 175).unwrap(), handles);
         assert!(decode_footer(&bytes, 176).is_err());
+        // Files of the versions this build reads decode; a newer one is refused by version.
+        for version in SST_FORMAT_VERSION_OLDEST_READ..=SST_FORMAT_VERSION + 1 {
+            let footer = encode_footer(FooterHandles {
+                format_version: version,
+                ..handles
+            });
+            let decoded = decode_footer(&footer, 175);
+            if version > SST_FORMAT_VERSION {
+                let error = decoded.unwrap_err();
+                assert!(error.contains("unsupported format version"), "{error}");
+            } else {
+                assert_eq!(decoded.unwrap().format_version, version);
+            }
+        }
         for bit in 0..FOOTER_BYTES * 8 {
             let mut bad = bytes;
             bad[bit / 8] ^= 1 << (bit % 8);

@@ -110,6 +110,10 @@ impl<F: FileSystem> SstReader<F> {
         let props_raw = read_block(&file, path, handles.properties).await?;
         let props = format::decode_properties(&props_raw)
             .map_err(|r| corrupt(path, handles.properties.offset, r))?;
+        if props.format_version != handles.format_version {
+            let reason = "properties format version differs from the footer's";
+            return Err(corrupt(path, handles.properties.offset, reason));
+        }
         check_properties_against_index(&props, &index)
             .map_err(|r| corrupt(path, handles.properties.offset, r))?;
         let info = SstInfo {

@@ -225,6 +225,7 @@ impl SstEncoder {
             index,
             bloom,
             properties,
+            format_version: SST_FORMAT_VERSION,
         }
     }
 
