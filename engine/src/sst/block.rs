@@ -115,14 +115,21 @@ impl BlockBuilder {
 
     /// Appends an entry; the caller guarantees keys strictly increase.
     pub fn add(&mut self, key: &[u8], value: &[u8]) {
+        self.add_hashed(key, value, None);
+    }
+
+    /// [`BlockBuilder::add`], given the user key's [`bloom::hash`] when the caller already
+    /// computed it (the SSTable writer does, for its bloom filter), so it is not computed twice.
+    pub fn add_hashed(&mut self, key: &[u8], value: &[u8], user_key_hash: Option<u64>) {
         if self.hash_index
             && (self.entries == 0 || key::user_key(key) != key::user_key(&self.last_key))
         {
+            debug_assert!(user_key_hash.is_none_or(|h| h == bloom::hash(key::user_key(key))));
+            let hash = user_key_hash.unwrap_or_else(|| bloom::hash(key::user_key(key)));
             // The entry goes to the current interval unless it opens a new one (below).
             let starts_interval = self.run_len == self.restart_interval || self.entries == 0;
             let interval = self.restarts.len() - usize::from(!starts_interval);
-            self.key_restarts
-                .push((bloom::hash(key::user_key(key)), interval));
+            self.key_restarts.push((hash, interval));
         }
         let shared = if self.run_len == self.restart_interval || self.entries == 0 {
             self.restarts.push(self.offset_u32(self.buf.len()));

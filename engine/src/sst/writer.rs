@@ -124,11 +124,14 @@ impl SstEncoder {
                 "SstWriter::add: keys not strictly increasing"
             );
         }
+        let mut user_key_hash = None;
         if first || key::user_key(&self.last_key) != parsed.user_key {
-            self.key_hashes.push(bloom::hash(parsed.user_key));
+            let hash = bloom::hash(parsed.user_key);
+            self.key_hashes.push(hash);
+            user_key_hash = Some(hash);
         }
         self.count(internal_key, parsed, value.len());
-        self.data.add(internal_key, value);
+        self.data.add_hashed(internal_key, value, user_key_hash);
         if self.data.size_estimate() >= self.opts.block_bytes {
             self.cut_data_block();
         }
