@@ -1109,13 +1109,44 @@ async fn background_sync(state: Rc<ShardState>) {
 /// Keeps a zero-filled next WAL segment ready, off the commit path (see
 /// `Wal::prepare_next_segment`). Its own task: zero-filling takes a while and must not delay the
 /// async-durability fsync timer.
+///
+/// After a failure it waits longer before each retry ([`prepare_retry_delay`]) and logs only
+/// the first failure and every power of two after it. A failed attempt (a full disk, most
+/// often) writes zeros until the disk refuses them: retried every 50 ms, it took the last free
+/// bytes from the log and table writes again and again, and wrote a warning each time.
 async fn prepare_wal_segments(state: Rc<ShardState>) {
+    let mut failures: u32 = 0;
     while !state.shared.shutdown.load(Ordering::Relaxed) {
-        glommio::timer::sleep(ASYNC_SYNC_INTERVAL).await;
-        if let Err(error) = state.wal().prepare_next_segment().await {
-            tracing::warn!(shard = state.id, %error, "could not prepare the next WAL segment");
+        glommio::timer::sleep(prepare_retry_delay(failures)).await;
+        match state.wal().prepare_next_segment().await {
+            Ok(()) if failures > 0 => {
+                tracing::info!(
+                    shard = state.id,
+                    failures,
+                    "the next WAL segment is prepared again"
+                );
+                failures = 0;
+            }
+            Ok(()) => {}
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                if failures.is_power_of_two() {
+                    tracing::warn!(shard = state.id, %error, failures, "could not prepare the next WAL segment");
+                }
+            }
         }
     }
+}
+
+/// The longest wait between attempts to prepare a WAL segment after failures.
+const PREPARE_RETRY_DELAY_MAX: Duration = Duration::from_secs(10);
+
+/// How long the segment preparer waits before its next attempt, after `failures` failed ones
+/// in a row: the usual interval, doubled per failure up to [`PREPARE_RETRY_DELAY_MAX`].
+fn prepare_retry_delay(failures: u32) -> Duration {
+    ASYNC_SYNC_INTERVAL
+        .saturating_mul(1 << failures.min(16))
+        .min(PREPARE_RETRY_DELAY_MAX)
 }
 
 /// Waits for SIGINT/SIGTERM, stops accepting, lets connections finish their in-flight batch,
@@ -1143,4 +1174,20 @@ async fn wait_for_shutdown(state: &Rc<ShardState>) {
         lsn = state.wal().durable_lsn(),
         "shard stopped"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_preparation_backs_off_after_failures_up_to_a_bound() {
+        assert_eq!(prepare_retry_delay(0), ASYNC_SYNC_INTERVAL);
+        assert_eq!(prepare_retry_delay(1), ASYNC_SYNC_INTERVAL * 2);
+        assert_eq!(prepare_retry_delay(3), ASYNC_SYNC_INTERVAL * 8);
+        let delays: Vec<Duration> = (0..100).map(prepare_retry_delay).collect();
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(delays[99], PREPARE_RETRY_DELAY_MAX);
+        assert_eq!(prepare_retry_delay(u32::MAX), PREPARE_RETRY_DELAY_MAX);
+    }
 }
