@@ -212,9 +212,14 @@ pub struct HeliosServer {
 impl HeliosServer {
     /// Starts helios on a fresh temp data dir and waits until it answers PING.
     pub fn start(opts: ServerOpts) -> HeliosServer {
+        Self::start_in(opts, &std::env::temp_dir())
+    }
+
+    /// As [`HeliosServer::start`], with the temp dir (data dir and logs) inside `parent`.
+    pub fn start_in(opts: ServerOpts, parent: &Path) -> HeliosServer {
         let root = tempfile::Builder::new()
             .prefix("helios-test-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("tempdir");
         std::fs::create_dir_all(root.path().join("data")).expect("create data dir");
         let mut server = HeliosServer {

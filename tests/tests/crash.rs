@@ -283,3 +283,108 @@ fn async_durability_sigterm_keeps_acknowledged_writes() {
         format!(":{}\r\n", SETS + 1).into_bytes()
     );
 }
+
+/// Unmounts a test's file system when the test ends, however it ends.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn mount_tmpfs(at: &std::path::Path, options: &str) -> bool {
+    std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(at)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The value the full-disk test writes under key number `n`: 100 kB, different per key.
+fn full_disk_value(n: usize) -> Vec<u8> {
+    let mut value = format!("{n}:").into_bytes();
+    value.resize(100_000, b"abcdefghij"[n % 10]);
+    value
+}
+
+/// A disk that fills up under `--durability sync`: the write that finds it full fails with a
+/// MISCONF error, no command reads back what a failed write changed (before the fix, the key
+/// of a SET whose store write had failed was served until the restart dropped it), and once
+/// there is room again a restart has every acknowledged write. The data dir lives on a small
+/// tmpfs, so the test needs the right to mount one (root); where it has not, it says so and
+/// checks nothing.
+#[test]
+fn a_full_disk_fails_writes_and_nothing_they_changed_is_read() {
+    let mount_point = tempfile::tempdir().expect("tempdir");
+    if !mount_tmpfs(mount_point.path(), "size=100m") {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _unmount = Unmount(mount_point.path().to_path_buf());
+    let opts = ServerOpts::default()
+        .shards(1)
+        .durability(Durability::Sync)
+        // Memtables of 4 MiB: tables are flushed, and the disk fills, long before the WAL's
+        // 64 MiB segment does, so the failing write is refused by the store, with the log
+        // still working (the case that served a failed SET's key).
+        .cache_size("16MiB")
+        .ready_deadline(Duration::from_secs(60));
+    let mut server = HeliosServer::start_in(opts, mount_point.path());
+    let mut conn = RespConn::connect(server.port()).expect("connect");
+    let mut acknowledged = 0;
+    let mut failed = None;
+    // 100 MB of tmpfs holds at most ~1000 such values; the WAL alone takes 64 MB.
+    for n in 0..2000 {
+        let key = format!("full:{n}");
+        let reply = conn
+            .cmd(&[b"SET".as_slice(), key.as_bytes(), &full_disk_value(n)])
+            .expect("SET");
+        if reply == b"+OK\r\n" {
+            acknowledged += 1;
+            continue;
+        }
+        assert!(
+            reply.starts_with(b"-MISCONF"),
+            "SET {key} on a full disk: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        failed = Some(key);
+        break;
+    }
+    let failed = failed.expect("100 MB filled up within 2000 writes of 100 kB");
+    assert!(acknowledged > 0, "the first writes fit");
+    for command in ["GET", "EXISTS", "STRLEN"] {
+        let reply = conn.call(&[command, &failed]);
+        assert!(
+            reply.starts_with(b"-") || reply == b"$-1\r\n" || reply == b":0\r\n",
+            "{command} {failed} after its SET failed read what the SET wrote: {}",
+            String::from_utf8_lossy(&reply[..reply.len().min(80)])
+        );
+    }
+
+    server.kill9();
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,size=400m"])
+        .arg(mount_point.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(remounted, "remount the tmpfs with room");
+    server.restart();
+    let mut conn = RespConn::connect(server.port()).expect("connect after restart");
+    for n in 0..acknowledged {
+        let key = format!("full:{n}");
+        let reply = conn.call(&["GET", &key]);
+        let expected = full_disk_value(n);
+        let header = format!("${}\r\n", expected.len());
+        assert!(
+            reply.starts_with(header.as_bytes()) && reply[header.len()..].starts_with(&expected),
+            "acknowledged {key} after the restart: {}",
+            String::from_utf8_lossy(&reply[..reply.len().min(80)])
+        );
+    }
+}

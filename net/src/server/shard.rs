@@ -30,6 +30,12 @@ const WAL_BATCH_RECORD_BYTES: usize = 32 << 20;
 const WAL_BACKPRESSURE_BYTES: usize = 64 << 20;
 const MISCONF_WAL: &str =
     "MISCONF Errors writing to the WAL; writes are refused until restart (see the server log)";
+/// After a batch of keyspace changes could not be written to the store (`append_failed`), the
+/// keyspace in memory holds changes the log lacks, which a restart drops: reads are refused
+/// too, as Redis exits on an AOF write error under `appendfsync always` and PostgreSQL stops
+/// on a failed WAL write, so that nobody reads what no restart will bring back.
+const STORE_FAILED: &str =
+    "Errors writing to the store; commands are refused until restart (see the server log)";
 /// Active expiry: how often, and how many keys at most per round.
 const ACTIVE_EXPIRE_INTERVAL: Duration = Duration::from_millis(100);
 const ACTIVE_EXPIRE_KEYS_MAX: usize = 1000;
@@ -251,6 +257,10 @@ impl ShardState {
         let over_maxmemory = self.over_maxmemory(ks.used_bytes());
         for (db, cmd) in cmds {
             count += 1;
+            if self.append_failed.get() {
+                replies.push(Reply::error(format!("MISCONF {STORE_FAILED}")));
+                continue;
+            }
             if self.writes_refused() && commands::is_write(cmd) {
                 replies.push(Reply::error(MISCONF_WAL));
                 continue;
@@ -403,7 +413,7 @@ impl ShardState {
             return;
         }
         if let Err(error) = self.lsm.write_owned(batch) {
-            tracing::error!(shard = self.id, %error, "store write failed; refusing writes until restart");
+            tracing::error!(shard = self.id, %error, "store write failed; refusing commands until restart");
             self.append_failed.set(true);
             for reply in replies.iter_mut() {
                 *reply = Reply::error(MISCONF_WAL);
@@ -655,6 +665,9 @@ impl ShardState {
                 pattern,
                 type_filter,
             } => {
+                if self.append_failed.get() {
+                    return ShardResp::Error(STORE_FAILED.into());
+                }
                 let (keys, next) =
                     admin::scan_local(&self, db, cursor_token, count, pattern, type_filter);
                 // The keys shown may come from writes not yet durable: wait, as Exec does.
