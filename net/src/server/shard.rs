@@ -405,8 +405,8 @@ impl ShardState {
 
     /// Writes the keyspace's pending storage changes to the tree as one batch (one WAL record).
     /// If that fails, the changes are in the key index but not in the log: the replies that
-    /// depend on them become errors (never an acknowledgement), and every later write is
-    /// refused until restart.
+    /// depend on them become errors (never an acknowledgement), and every later command on
+    /// keys, reads included, is refused until restart (see [`STORE_FAILED`]).
     fn write_pending(&self, ks: &mut Keyspace, replies: &mut [Reply]) {
         let batch = ks.take_pending();
         if batch.is_empty() {
@@ -416,7 +416,7 @@ impl ShardState {
             tracing::error!(shard = self.id, %error, "store write failed; refusing commands until restart");
             self.append_failed.set(true);
             for reply in replies.iter_mut() {
-                *reply = Reply::error(MISCONF_WAL);
+                *reply = Reply::error(format!("MISCONF {STORE_FAILED}"));
             }
         }
     }
