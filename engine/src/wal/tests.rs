@@ -220,6 +220,48 @@ fn sync_flushes_write_through_and_fall_back_after_plain_writes() {
     assert_eq!(recovered, expected);
 }
 
+/// A sync flush longer than one write goes out as plain writes and one fdatasync, not as a
+/// durable write per chunk; what it synced survives a crash that loses everything unsynced.
+#[test]
+fn a_sync_flush_longer_than_one_write_syncs_once() {
+    let fs = MemFs::new();
+    let opts = || WalOptions {
+        segment_bytes_max: 8 << 20,
+        ..small()
+    };
+    let (wal, _) = open_wal(&fs, opts()).unwrap();
+    let mut expected: Vec<Rec> = (0..3).map(|_| append(&wal, 100)).collect();
+    block_on(wal.sync_to(3)).unwrap();
+    let (syncs, through) = (fs.sync_count(), fs.write_through_count());
+    // Three write sizes' worth of records, in one flush.
+    let record = 16 << 10;
+    let count = 3 * WAL_WRITE_BYTES_MAX / record;
+    expected.extend((0..count).map(|_| append(&wal, record)));
+    let lsn = wal.last_lsn();
+    block_on(wal.sync_to(lsn)).unwrap();
+    assert_eq!(
+        fs.sync_count(),
+        syncs + 1,
+        "one fdatasync for the long flush"
+    );
+    assert_eq!(
+        fs.write_through_count(),
+        through,
+        "no write-through write per chunk"
+    );
+    expected.push(append(&wal, 100));
+    block_on(wal.sync_to(lsn + 1)).unwrap();
+    assert_eq!(
+        fs.write_through_count(),
+        through + 1,
+        "a short flush writes through again"
+    );
+    fs.crash(CrashMode::LoseAll);
+    drop(wal);
+    let (_, recovered) = open_wal(&fs, opts()).unwrap();
+    assert_eq!(recovered, expected);
+}
+
 #[test]
 fn crash_lose_all_keeps_exactly_synced() {
     let fs = MemFs::new();
