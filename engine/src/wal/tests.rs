@@ -184,18 +184,28 @@ fn group_commit_shares_fsyncs() {
     assert_eq!(wal.durable_lsn(), 16);
 }
 
+fn one_mib_segments() -> WalOptions {
+    WalOptions {
+        segment_bytes_max: 1 << 20,
+        ..small()
+    }
+}
+
+/// A log with 1 MiB segments ([`one_mib_segments`]) and three small records appended, none
+/// synced yet: where the write-through tests start.
+fn three_records_unsynced(fs: &MemFs) -> (Wal<MemFs>, Vec<Rec>) {
+    let (wal, _) = open_wal(fs, one_mib_segments()).unwrap();
+    let records = (0..3).map(|_| append(&wal, 100)).collect();
+    (wal, records)
+}
+
 /// A sync flush writes through the O_DSYNC handle and calls no fdatasync; after a plain
 /// (async) write it must fdatasync, since a write-through write makes only itself durable.
 /// Without that fallback the records of the plain write would be lost below.
 #[test]
 fn sync_flushes_write_through_and_fall_back_after_plain_writes() {
     let fs = MemFs::new();
-    let opts = || WalOptions {
-        segment_bytes_max: 1 << 20,
-        ..small()
-    };
-    let (wal, _) = open_wal(&fs, opts()).unwrap();
-    let mut expected: Vec<Rec> = (0..3).map(|_| append(&wal, 100)).collect();
+    let (wal, mut expected) = three_records_unsynced(&fs);
     let (syncs, through) = (fs.sync_count(), fs.write_through_count());
     block_on(wal.sync_to(3)).unwrap();
     assert_eq!(
@@ -216,7 +226,7 @@ fn sync_flushes_write_through_and_fall_back_after_plain_writes() {
     assert_eq!(fs.sync_count(), syncs + 1, "synced: back to write-through");
     fs.crash(CrashMode::LoseAll);
     drop(wal);
-    let (_, recovered) = open_wal(&fs, opts()).unwrap();
+    let (_, recovered) = open_wal(&fs, one_mib_segments()).unwrap();
     assert_eq!(recovered, expected);
 }
 
@@ -225,12 +235,7 @@ fn sync_flushes_write_through_and_fall_back_after_plain_writes() {
 #[test]
 fn a_long_sync_flush_syncs_once() {
     let fs = MemFs::new();
-    let opts = || WalOptions {
-        segment_bytes_max: 8 << 20,
-        ..small()
-    };
-    let (wal, _) = open_wal(&fs, opts()).unwrap();
-    let mut expected: Vec<Rec> = (0..3).map(|_| append(&wal, 100)).collect();
+    let (wal, mut expected) = three_records_unsynced(&fs);
     block_on(wal.sync_to(3)).unwrap();
     let (syncs, through) = (fs.sync_count(), fs.write_through_count());
     // One write more than may go through, in one flush.
@@ -258,7 +263,7 @@ fn a_long_sync_flush_syncs_once() {
     );
     fs.crash(CrashMode::LoseAll);
     drop(wal);
-    let (_, recovered) = open_wal(&fs, opts()).unwrap();
+    let (_, recovered) = open_wal(&fs, one_mib_segments()).unwrap();
     assert_eq!(recovered, expected);
 }
 
