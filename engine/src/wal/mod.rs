@@ -12,8 +12,8 @@
 //! request that io_uring hands to a worker thread, which must then wake and be scheduled
 //! (measured on pgbench TPC-B: +6–10 % tps, 138 → 128 µs of CPU per transaction). Such a write
 //! makes only itself durable, so after any plain write (an async-durability flush, the zero
-//! fill ahead) the next sync flush falls back to fdatasync. So does a flush longer than one
-//! write ([`WAL_WRITE_BYTES_MAX`]): its chunks are written plainly and synced once.
+//! fill ahead) the next sync flush falls back to fdatasync. So does a flush longer than a few
+//! writes ([`WRITE_THROUGH_WRITES_MAX`]): its chunks are written plainly and synced once.
 //!
 //! After any write or sync error the log is *failed* for good (like PostgreSQL after fsyncgate):
 //! the kernel may have dropped the dirty data, so retrying an fsync could report durability that
@@ -940,7 +940,7 @@ async fn write_bytes<File: DmaFile>(
 /// Writes a sync flush may take through the O_DSYNC handle, each then a durable write (a
 /// device cache flush) of its own; a longer flush writes its chunks plainly and syncs once.
 /// redis-benchmark SET of 64 KiB values (`-P 4 -c 16`, `--durability sync`, flushes of about
-/// 32 writes; two alternating runs): 12.1–13.1k → 13.6–15.1k requests/s. A limit of one write
+/// 32 writes; two alternating runs): 12.4–12.8k → 14.2–14.7k requests/s. A limit of one write
 /// cost MSET's flushes of three writes 2 % (the fdatasync is a hand-off to an io_uring worker).
 const WRITE_THROUGH_WRITES_MAX: usize = 4;
 
