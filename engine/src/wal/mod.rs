@@ -13,7 +13,7 @@
 //! (measured on pgbench TPC-B: +6–10 % tps, 138 → 128 µs of CPU per transaction). Such a write
 //! makes only itself durable, so after any plain write (an async-durability flush, the zero
 //! fill ahead) the next sync flush falls back to fdatasync. So does a flush longer than a few
-//! writes ([`WRITE_THROUGH_WRITES_MAX`]): its chunks are written plainly and synced once.
+//! writes (`WRITE_THROUGH_WRITES_MAX`): its chunks are written plainly and synced once.
 //!
 //! After any write or sync error the log is *failed* for good (like PostgreSQL after fsyncgate):
 //! the kernel may have dropped the dirty data, so retrying an fsync could report durability that
