@@ -261,7 +261,8 @@ impl ShardState {
                 replies.push(Reply::error(format!("MISCONF {STORE_FAILED}")));
                 continue;
             }
-            if self.writes_refused() && commands::is_write(cmd) {
+            // A failed append refused the command above; a failed WAL refuses writes here.
+            if self.wal().is_failed() && commands::is_write(cmd) {
                 replies.push(Reply::error(MISCONF_WAL));
                 continue;
             }
