@@ -124,6 +124,21 @@ const HASH_META_BYTES: usize = 16;
 /// sort after every key of the 16 databases and before the SQL keyspace (0x80).
 pub const FIELD_KEY_BASE: u8 = 0x10;
 
+/// The tree's key families ([`crate::lsm::LsmOptions::key_family`]): every Redis key (all 16
+/// databases), every collection element, and each first byte above those (SQL's rows, catalog,
+/// indexes) its own. Elements apart from their metadata keys is what lets an appending list
+/// flush into tables that overlap nothing and so move down the tree instead of being merged:
+/// each push rewrites the list's metadata key, and a table holding both would overlap every
+/// other. Non-decreasing in key order, as the tree requires.
+pub fn key_family(user_key: &[u8]) -> u8 {
+    match user_key.first() {
+        Some(&first) if first < FIELD_KEY_BASE => 0,
+        Some(&first) if first < FIELD_KEY_BASE + DB_COUNT as u8 => FIELD_KEY_BASE,
+        Some(&first) => first,
+        None => 0,
+    }
+}
+
 /// The metadata value of a collection (`type` [`TYPE_HASH`] or [`TYPE_SET`]): its version
 /// (its element keys carry it) and element count.
 pub fn encode_collection_meta(
@@ -338,6 +353,21 @@ mod tests {
         assert_eq!(parsed, keys);
         assert!(parse_storage_key(&[16, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
         assert!(parse_storage_key(&[0, 1]).is_none());
+    }
+
+    #[test]
+    fn key_families_split_keys_from_elements_and_never_decrease() {
+        let keys = [
+            storage_key(0, b"list"),
+            storage_key(15, b"zzz"),
+            field_key(0, b"list", 1, &[0; 8]),
+            field_key(15, b"zzz", 9, b"f"),
+            Bytes::from_static(b"\x80rows"),
+            Bytes::from_static(b"\x82index"),
+        ];
+        let families: Vec<u8> = keys.iter().map(|k| key_family(k)).collect();
+        assert_eq!(families, [0, 0, 0x10, 0x10, 0x80, 0x82]);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "listed in key order");
     }
 
     #[test]

@@ -1,11 +1,24 @@
 //! Leveled compaction: which files to merge next, and which versions a merge may drop.
 //!
-//! Level 0 is compacted into level 1 once it holds `l0_compaction_trigger` files (all of L0
-//! and the L1 files they overlap). A sorted level `n >= 1` is compacted into `n + 1` once its
-//! bytes exceed its target (`level1_bytes * ratio^(n-1)`); the level with the highest
-//! bytes/target score goes first, and within it files are taken round-robin by key so the whole
-//! key space gets rewritten evenly. A file that overlaps nothing in the next level is moved by
-//! a manifest edit alone (a trivial move), without rewriting it.
+//! Level 0 is compacted into level 1 once it holds `l0_compaction_trigger` files. Its files
+//! fall into groups that overlap among themselves and not each other (with
+//! [`super::LsmOptions::key_family`], a Redis list's elements and its metadata key are two such
+//! groups); the largest group is compacted, with the L1 files it overlaps. A sorted level
+//! `n >= 1` is compacted into `n + 1` once its bytes exceed its target
+//! (`level1_bytes * ratio^(n-1)`); the level with the highest bytes/target score goes first, and
+//! within it files are taken round-robin by key so the whole key space gets rewritten evenly.
+//!
+//! A file that overlaps nothing in the next level (and, on level 0, no other file there) is
+//! moved by a manifest edit alone (a trivial move), without rewriting it. Level-0 files that
+//! can move are moved at once, before any merge and whatever the trigger says: appending
+//! workloads (a list pushed onto, a table filled in key order) then flush straight into L1
+//! and are never rewritten there.
+//!
+//! Why a group may be compacted alone: for every key, its versions in level 0 must be newer
+//! than its versions in level 1 (a point read stops at the first level that has the key). A
+//! group's range overlaps no other level-0 file, so the files it leaves behind hold none of the
+//! keys it moves down; and no L1 version of their keys can be newer than them, since that
+//! version would have come down with a group overlapping them.
 
 use std::rc::Rc;
 
@@ -102,6 +115,30 @@ pub fn pick<F: FileSystem>(
     pointers: &[Bytes],
 ) -> Option<Pick<F>> {
     let l0 = &version.levels[0];
+    let ranges: Vec<(&[u8], &[u8])> = l0
+        .iter()
+        .map(|t| (t.smallest_user_key(), t.largest_user_key()))
+        .collect();
+    let groups = overlap_groups(&ranges);
+    let movable: Vec<Rc<Table<F>>> = groups
+        .iter()
+        .filter(|group| group.len() == 1)
+        .map(|group| &l0[group[0]])
+        .filter(|t| {
+            version
+                .overlapping(1, t.smallest_user_key(), t.largest_user_key())
+                .is_empty()
+        })
+        .cloned()
+        .collect();
+    if !movable.is_empty() {
+        return Some(Pick {
+            level: 0,
+            output_level: 1,
+            inputs: movable,
+            next_inputs: Vec::new(),
+        });
+    }
     let l0_score = l0.len() as f64 / opts.l0_compaction_trigger as f64;
     let mut best: Option<(f64, usize)> = (l0_score >= 1.0).then_some((l0_score, 0));
     // The last level has no target: it holds whatever is left.
@@ -113,7 +150,11 @@ pub fn pick<F: FileSystem>(
     }
     let (_, level) = best?;
     let inputs = if level == 0 {
-        l0.clone()
+        let largest = groups
+            .iter()
+            .max_by_key(|group| group.len())
+            .expect("level 0 is due, so it has files");
+        largest.iter().map(|&i| l0[i].clone()).collect()
     } else {
         vec![next_file_round_robin(&version.levels[level], &pointers[level]).clone()]
     };
@@ -125,6 +166,35 @@ pub fn pick<F: FileSystem>(
         inputs,
         next_inputs,
     })
+}
+
+/// Groups `ranges` (inclusive `[smallest, largest]` key ranges) into sets whose members overlap,
+/// directly or through other members, and which do not overlap each other: the connected parts
+/// of the overlap graph. Each group lists indexes into `ranges`, ascending; groups are in key
+/// order.
+pub fn overlap_groups(ranges: &[(&[u8], &[u8])]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by(|&a, &b| ranges[a].0.cmp(ranges[b].0));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_end: &[u8] = &[];
+    for i in order {
+        let (smallest, largest) = ranges[i];
+        debug_assert!(smallest <= largest);
+        match groups.last_mut() {
+            Some(group) if smallest <= group_end => {
+                group.push(i);
+                group_end = group_end.max(largest);
+            }
+            _ => {
+                groups.push(vec![i]);
+                group_end = largest;
+            }
+        }
+    }
+    for group in &mut groups {
+        group.sort_unstable();
+    }
+    groups
 }
 
 fn next_file_round_robin<'a, F: FileSystem>(
@@ -204,6 +274,41 @@ impl Gc {
 mod tests {
     use super::*;
     use ValueKind::{Delete, Put};
+
+    fn groups(ranges: &[(&str, &str)]) -> Vec<Vec<usize>> {
+        let ranges: Vec<(&[u8], &[u8])> = ranges
+            .iter()
+            .map(|(lo, hi)| (lo.as_bytes(), hi.as_bytes()))
+            .collect();
+        overlap_groups(&ranges)
+    }
+
+    #[test]
+    fn overlap_groups_join_files_that_overlap_through_others() {
+        assert!(groups(&[]).is_empty());
+        assert_eq!(groups(&[("a", "b")]), vec![vec![0]]);
+        // 0 and 2 overlap only through 1; 3 touches 2 at "m" (ranges are inclusive).
+        assert_eq!(
+            groups(&[("a", "c"), ("b", "f"), ("e", "m"), ("m", "n"), ("p", "q")]),
+            vec![vec![0, 1, 2, 3], vec![4]]
+        );
+        // A Redis list pushed onto over four flushes: one metadata key, disjoint elements.
+        assert_eq!(
+            groups(&[
+                ("m", "m"),
+                ("x1", "x2"),
+                ("m", "m"),
+                ("x3", "x4"),
+                ("x5", "x6")
+            ]),
+            vec![vec![0, 2], vec![1], vec![3], vec![4]]
+        );
+        // Nested ranges, listed out of order.
+        assert_eq!(
+            groups(&[("k", "l"), ("a", "z"), ("b", "c")]),
+            vec![vec![0, 1, 2]]
+        );
+    }
 
     #[test]
     fn keeps_the_newest_version_per_stripe() {

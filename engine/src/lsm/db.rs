@@ -1190,10 +1190,10 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     // one borrows mutably any more (see `Memtable::frozen_entries`).
     #[allow(clippy::await_holding_refcell_ref)]
     async fn flush_memtable(&self, memtable: Rc<Memtable>) -> Result<(), LsmError> {
-        let id = self.alloc_file_id();
-        let path = self.table_path(id);
         let mut gc = Gc::new(self.snapshots.pinned(), false, None);
-        let mut writer = SstWriter::create(&self.fs, &path, self.opts.sst).await?;
+        let mut finished: Vec<(u64, SstInfo)> = Vec::new();
+        let mut writer: Option<(u64, SstWriter<F>)> = None;
+        let mut family = None;
         let mut internal_key = Vec::new();
         let mut entries = 0usize;
         {
@@ -1207,24 +1207,41 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                     self.rt.yield_if_needed().await;
                 }
                 let seq = mem_key.seq.get();
-                if let Decision::Keep(kind) =
+                let Decision::Keep(kind) =
                     gc.decide(&mem_key.user_key, seq, mem_value.kind, &mem_value.value)
-                {
-                    internal_key.clear();
-                    key::encode_into(&mut internal_key, &mem_key.user_key, seq, kind);
-                    writer.add(&internal_key, &mem_value.value).await?;
-                    entries += 1;
+                else {
+                    continue;
+                };
+                if self.starts_family(&mut family, &mem_key.user_key) {
+                    if let Some((id, w)) = writer.take() {
+                        finished.push((id, w.finish().await?));
+                    }
                 }
+                if writer.is_none() {
+                    let id = self.alloc_file_id();
+                    let w =
+                        SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?;
+                    writer = Some((id, w));
+                }
+                let (_, w) = writer.as_mut().expect("open writer");
+                internal_key.clear();
+                key::encode_into(&mut internal_key, &mem_key.user_key, seq, kind);
+                w.add(&internal_key, &mem_value.value).await?;
+                entries += 1;
             }
         }
         assert!(
             entries > 0,
             "a flushed memtable keeps at least the newest version of a key"
         );
-        let info = writer.finish().await?;
-        let table = self.open_table(id, 0, &info).await?;
+        let (id, w) = writer.expect("a table was started for the first entry");
+        finished.push((id, w.finish().await?));
+        let mut tables = Vec::with_capacity(finished.len());
+        for (id, info) in &finished {
+            tables.push(self.open_table(*id, 0, info).await?);
+        }
         let edit = VersionEdit {
-            added: vec![table.meta.clone()],
+            added: tables.iter().map(|t| t.meta.clone()).collect(),
             next_file_id: Some(self.next_file_id.get()),
             last_seq: Some(self.last_seq.get()),
             flushed_lsn: Some(memtable.max_lsn()),
@@ -1242,11 +1259,13 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 "memtables flush oldest first"
             );
             let mut version = (*state.version).clone();
-            version.add(0, table);
+            for table in tables {
+                version.add(0, table);
+            }
             state.version = Rc::new(version);
             let mut stats = self.stats.borrow_mut();
             stats.flushes += 1;
-            stats.flush_bytes_written += info.file_bytes;
+            stats.flush_bytes_written += finished.iter().map(|(_, i)| i.file_bytes).sum::<u64>();
             stats.max_l0_files = stats.max_l0_files.max(state.version.levels[0].len());
         }
         self.maybe_rotate();
@@ -1356,6 +1375,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
         );
         let mut outputs: Vec<Rc<Table<F>>> = Vec::new();
         let mut writer: Option<(u64, SstWriter<F>)> = None;
+        let mut family = None;
         let mut last_user_key: Vec<u8> = Vec::new();
         let mut internal_key = Vec::new();
         // The kept entry's value, copied out: the merge moves on before the write finishes.
@@ -1392,7 +1412,8 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 let full = writer
                     .as_ref()
                     .is_some_and(|(_, w)| w.estimated_file_bytes() >= self.opts.target_file_bytes);
-                if full && new_user_key {
+                let new_family = new_user_key && self.starts_family(&mut family, &last_user_key);
+                if (full && new_user_key) || (new_family && writer.is_some()) {
                     let (id, w) = writer.take().expect("full writer");
                     outputs.push(self.finish_output(id, pick.output_level, w).await?);
                 }
@@ -1422,6 +1443,22 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             self.wal.sync_all().await?;
         }
         self.install_compaction(&pick, outputs).await
+    }
+
+    /// Whether `user_key` (in key order after the keys seen so far) starts a new key family
+    /// ([`LsmOptions::key_family`]) and so a new output table; `family` tracks the current one.
+    fn starts_family(&self, family: &mut Option<u8>, user_key: &[u8]) -> bool {
+        let Some(family_of) = self.opts.key_family else {
+            return false;
+        };
+        let next = family_of(user_key);
+        let starts = family.is_some_and(|current| current != next);
+        assert!(
+            family.is_none_or(|current| current <= next),
+            "key families must not decrease in key order"
+        );
+        *family = Some(next);
+        starts
     }
 
     async fn finish_output(

@@ -37,6 +37,9 @@ pub use snapshot::Snapshot;
 use crate::sst::SstOptions;
 use crate::wal::WalOptions;
 
+/// The family of a user key ([`LsmOptions::key_family`]).
+pub type KeyFamily = fn(&[u8]) -> u8;
+
 /// Tuning of one tree. The defaults suit a shard of a server; tests shrink them.
 #[derive(Clone)]
 pub struct LsmOptions {
@@ -64,6 +67,11 @@ pub struct LsmOptions {
     /// to do. Without it, garbage no write ever overlaps again (a dropped table's rows on the
     /// last level) would stay for good.
     pub dead_range: Option<compaction::DeadRangeFilter>,
+    /// Names the family of a user key. Keys of different families never share a table: flushes
+    /// and compactions start a new file where the family changes, as if each family had a tree
+    /// of its own (RocksDB's column families, with one log). Families must be contiguous key
+    /// ranges: the family never decreases in key order. Without it, all keys are one family.
+    pub key_family: Option<KeyFamily>,
     /// Bytes of blocks a bulk scan ([`Lsm::bulk_scan`]) reads at a time, and hands on to be
     /// decoded as one piece.
     pub bulk_chunk_bytes: u64,
@@ -84,6 +92,7 @@ impl Default for LsmOptions {
             wal: WalOptions::default(),
             expiry_filter: None,
             dead_range: None,
+            key_family: None,
             bulk_chunk_bytes: bulk::BULK_CHUNK_BYTES,
         }
     }

@@ -82,6 +82,7 @@ pub fn lsm_options(budget: &StoreBudget, oracles: Oracles) -> LsmOptions {
         level1_bytes: (budget.memtable_bytes * defaults.l0_compaction_trigger) as u64,
         target_file_bytes: budget.memtable_bytes as u64,
         dead_range: Some(dead_range_filter(oracles.dead_sql_ranges.clone())),
+        key_family: Some(storage::key_family),
         expiry_filter: Some(compaction_filter(oracles)),
         ..defaults
     }
