@@ -1,9 +1,10 @@
 //! Leveled compaction: which files to merge next, and which versions a merge may drop.
 //!
-//! Level 0 is compacted into level 1 once it holds `l0_compaction_trigger` files. Its files
-//! fall into groups that overlap among themselves and not each other (with
+//! Level-0 files fall into groups that overlap among themselves and not each other (with
 //! [`super::LsmOptions::key_family`], a Redis list's elements and its metadata key are two such
-//! groups); the largest group is compacted, with the L1 files it overlaps. A sorted level
+//! groups). A group is compacted into level 1, with the L1 files it overlaps, once it holds
+//! `l0_compaction_trigger` files; all of level 0 is, once it holds
+//! [`L0_WHOLE_TRIGGER_FACTOR`] times that however its files group. A sorted level
 //! `n >= 1` is compacted into `n + 1` once its bytes exceed its target
 //! (`level1_bytes * ratio^(n-1)`); the level with the highest bytes/target score goes first, and
 //! within it files are taken round-robin by key so the whole key space gets rewritten evenly.
@@ -36,6 +37,12 @@ pub type ExpiryFilter = Rc<dyn Fn(&[u8], &[u8]) -> bool>;
 
 /// Whether every key in user-key range `[lo, hi]` is garbage ([`super::LsmOptions::dead_range`]).
 pub type DeadRangeFilter = Rc<dyn Fn(&[u8], &[u8]) -> bool>;
+
+/// Level 0 is merged whole, whatever its groups, once it holds this many times
+/// `l0_compaction_trigger` files: many small groups that each overlap level 1 (elements pushed
+/// back onto a list's popped indexes, say) would otherwise pile up. Counting per group first
+/// keeps a tree with two families from merging twice as often as a tree with one.
+pub const L0_WHOLE_TRIGGER_FACTOR: usize = 2;
 
 /// A chosen compaction.
 pub struct Pick<F: FileSystem> {
@@ -139,7 +146,11 @@ pub fn pick<F: FileSystem>(
             next_inputs: Vec::new(),
         });
     }
-    let l0_score = l0.len() as f64 / opts.l0_compaction_trigger as f64;
+    let largest_group = groups.iter().max_by_key(|group| group.len());
+    let trigger = opts.l0_compaction_trigger as f64;
+    let group_score = largest_group.map_or(0.0, |group| group.len() as f64 / trigger);
+    let whole_score = l0.len() as f64 / (L0_WHOLE_TRIGGER_FACTOR as f64 * trigger);
+    let l0_score = group_score.max(whole_score);
     let mut best: Option<(f64, usize)> = (l0_score >= 1.0).then_some((l0_score, 0));
     // The last level has no target: it holds whatever is left.
     for level in 1..LEVEL_COUNT - 1 {
@@ -149,12 +160,11 @@ pub fn pick<F: FileSystem>(
         }
     }
     let (_, level) = best?;
-    let inputs = if level == 0 {
-        let largest = groups
-            .iter()
-            .max_by_key(|group| group.len())
-            .expect("level 0 is due, so it has files");
+    let inputs = if level == 0 && group_score >= 1.0 {
+        let largest = largest_group.expect("a group is due, so level 0 has files");
         largest.iter().map(|&i| l0[i].clone()).collect()
+    } else if level == 0 {
+        l0.clone()
     } else {
         vec![next_file_round_robin(&version.levels[level], &pointers[level]).clone()]
     };
