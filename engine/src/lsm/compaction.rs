@@ -13,7 +13,8 @@
 //! moved by a manifest edit alone (a trivial move), without rewriting it. Level-0 files that
 //! can move are moved at once, before any merge and whatever the trigger says: appending
 //! workloads (a list pushed onto, a table filled in key order) then flush straight into L1
-//! and are never rewritten there.
+//! and are never rewritten there. Unless the compaction filter would change one of their
+//! entries (`Lsm::filter_applies_to_any`): then they are merged, so that garbage is dropped.
 //!
 //! Why a group may be compacted alone: for every key, its versions in level 0 must be newer
 //! than its versions in level 1 (a point read stops at the first level that has the key). A

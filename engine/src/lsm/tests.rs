@@ -699,6 +699,48 @@ fn append_like_a_list(key_family: Option<super::KeyFamily>) -> super::LsmStats {
 }
 
 #[test]
+fn level0_files_the_filter_would_change_are_merged_not_moved() {
+    run(|rt| async move {
+        let fs = MemFs::new();
+        let opts = LsmOptions {
+            expiry_filter: Some(Rc::new(|_: &[u8], value: &[u8]| {
+                value.starts_with(b"expired")
+            })),
+            ..small_options()
+        };
+        let db = open(&fs, &rt, opts).await;
+        let mut model = Model::new();
+        // Keys in ascending order, so that every flushed table overlaps nothing: each could move.
+        for i in 0..600u32 {
+            let key = format!("k{i:06}").into_bytes();
+            let value = if (200..210).contains(&i) {
+                b"expired".to_vec()
+            } else {
+                format!("value {i}").into_bytes()
+            };
+            db.put(&key, &value).await.unwrap();
+            if !value.starts_with(b"expired") {
+                model.insert(key, value);
+            }
+        }
+        db.flush().await.unwrap();
+        db.wait_idle().await.unwrap();
+        let stats = db.stats();
+        assert!(stats.trivial_moves > 0, "clean tables moved: {stats:?}");
+        assert!(
+            stats.compaction_bytes_written > 0,
+            "the table with expired values was merged: {stats:?}"
+        );
+        assert_eq!(
+            contents(&db, None).await,
+            model,
+            "expired values were dropped"
+        );
+        db.close().await.unwrap();
+    });
+}
+
+#[test]
 fn appended_elements_move_down_the_tree_without_being_rewritten() {
     fn first_byte(user_key: &[u8]) -> u8 {
         user_key.first().copied().unwrap_or(0)
