@@ -308,6 +308,72 @@ fn orphans_deleted_at_start(log: &str) -> usize {
         .sum()
 }
 
+/// A queue's tables whose elements were all popped after they reached the tree are deleted
+/// whole (`LsmOptions::dead_range`), without being read, and the next start finds few orphans.
+#[test]
+fn a_drained_queues_tables_are_deleted_whole() {
+    let mut server = HeliosServer::start(
+        ServerOpts::default()
+            .shards(1)
+            .durability(Durability::Sync)
+            .cache_size("16mb"),
+    );
+    let mut conn = RespConn::connect(server.port()).expect("connect");
+    // A queue: 6000 elements of 2 kB (12 MB, three 4 MiB memtables) pushed, then all but the
+    // last 100 popped. Each flushed table of elements overlaps nothing, so it moved down the
+    // tree unread; once its elements are popped, nothing would ever merge it again.
+    let value = "v".repeat(2000);
+    for batch in 0..60 {
+        let mut rpush = vec!["RPUSH".to_string(), "q".to_string()];
+        rpush.extend((0..100).map(|i| format!("{}:{value}", batch * 100 + i)));
+        cmd(
+            &mut conn,
+            &rpush.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        frame(&mut conn, &["LPOP", "q", "5900"]).children.len(),
+        5900
+    );
+    let dead_tables_deleted = |conn: &mut RespConn| -> u64 {
+        let info = String::from_utf8_lossy(&cmd(conn, &["INFO", "storage"])).into_owned();
+        info.split("dead_tables_deleted=")
+            .nth(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    // Other writes, so that memtables flush and the compactor looks for dead tables.
+    let filler = "x".repeat(100_000);
+    let mut n = 0;
+    let deleted = helios_tests::poll_until(std::time::Duration::from_secs(30), || {
+        for _ in 0..10 {
+            cmd(&mut conn, &["SET", &format!("filler{n}"), &filler]);
+            n += 1;
+        }
+        dead_tables_deleted(&mut conn) >= 1
+    });
+    assert!(
+        deleted,
+        "no table of popped elements deleted after {n} writes of 100 kB"
+    );
+    server.kill9();
+    server.restart();
+    let orphans = orphans_deleted_at_start(&server.log());
+    assert!(
+        orphans < 5900 / 2,
+        "the start-up scan found {orphans} of the 5900 popped elements:\n{}",
+        server.log()
+    );
+    let mut conn = RespConn::connect(server.port()).expect("connect after restart");
+    let left: Vec<String> = (5900..6000).map(|i| format!("{i}:{value}")).collect();
+    assert_eq!(lrange(&mut conn, "q"), left);
+}
+
 /// Compaction reclaims a deleted big collection's elements and a queue's popped ones: after
 /// enough writes for the memtable holding them to be flushed and compacted, the next start
 /// finds no orphan left.

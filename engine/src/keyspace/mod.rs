@@ -880,6 +880,29 @@ impl Keyspace {
         live != version
     }
 
+    /// Whether every element key of (`db`, `key`, `version`) with a field in `[lo, hi]` is an
+    /// orphan ([`Keyspace::is_orphan`]): the incarnation is gone, or, for a list, the whole
+    /// index range lies on one side of the live range. Lets compaction delete a table of popped
+    /// elements whole, without reading it.
+    pub fn is_orphan_range(&self, db: u8, key: &[u8], version: u64, lo: &[u8], hi: &[u8]) -> bool {
+        let Some(entry) = self.map.get(&key_ref(db, key)) else {
+            return true;
+        };
+        match &entry.value {
+            Value::List(l) if l.version == version => {
+                let (Some(lo), Some(hi)) =
+                    (storage::parse_list_index(lo), storage::parse_list_index(hi))
+                else {
+                    return false;
+                };
+                let end = l.head.saturating_add(l.items.len() as i64);
+                hi < l.head || lo >= end
+            }
+            // Apart from a live list's, an element's fate does not depend on its field.
+            _ => self.is_orphan(db, key, version, lo),
+        }
+    }
+
     /// Advances the clock that stamps the access time of entries commands create.
     pub fn tick(&mut self, now_ms: u64) {
         self.clock_ms = self.clock_ms.max(now_ms);

@@ -302,6 +302,27 @@ pub fn expiry_filter(now_ms: impl Fn() -> u64 + 'static) -> ExpiryFilter {
 /// until then (start-up, resharding) nothing is an orphan.
 pub type OrphanOracle = std::rc::Rc<std::cell::RefCell<Option<Box<dyn Fn(&FieldKey) -> bool>>>>;
 
+/// Answers [`super::Keyspace::is_orphan_range`] for the fields `[lo.field, hi_field]` of
+/// `lo`'s incarnation; unset until the shard's key index is rebuilt.
+pub type OrphanRangeOracle =
+    std::rc::Rc<std::cell::RefCell<Option<Box<dyn Fn(&FieldKey, &[u8]) -> bool>>>>;
+
+/// Whether every tree key in `[lo, hi]` is an orphaned element: both are element keys of one
+/// incarnation (same database, key and version), and the oracle says none between is live.
+/// The tree then deletes a table of that range whole ([`crate::lsm::LsmOptions::dead_range`]).
+pub fn is_orphan_range(lo: &[u8], hi: &[u8], oracle: &OrphanRangeOracle) -> bool {
+    let (Some(lo), Some(hi)) = (parse_field_key(lo), parse_field_key(hi)) else {
+        return false;
+    };
+    if (lo.db, lo.key, lo.version) != (hi.db, hi.key, hi.version) {
+        return false;
+    }
+    oracle
+        .borrow()
+        .as_ref()
+        .is_some_and(|is_orphan_range| is_orphan_range(&lo, hi.field))
+}
+
 /// The shard's compaction filter: expired Redis keys (see [`expiry_filter`]) and, once the
 /// oracle is installed, orphaned element keys become tombstones, so compaction reclaims the
 /// elements of a big collection that DEL, expiry or overwrite left behind.

@@ -879,6 +879,26 @@ fn popped_list_elements_are_orphans_outside_the_live_range() {
     }));
     let dropped: Vec<bool> = (0..4).map(|i| filter(&element(i), b"x")).collect();
     assert_eq!(dropped, [true, false, false, true]);
+    // Whole ranges (a table's first and last keys): dead only on one side of the live [1, 2].
+    let ranges = storage::OrphanRangeOracle::default();
+    let weak = Rc::downgrade(&ks);
+    *ranges.borrow_mut() = Some(Box::new(move |lo, hi_field| {
+        weak.upgrade().is_some_and(|ks| {
+            RefCell::borrow(&ks).is_orphan_range(lo.db, lo.key, lo.version, lo.field, hi_field)
+        })
+    }));
+    let dead = |lo: i64, hi: i64| storage::is_orphan_range(&element(lo), &element(hi), &ranges);
+    assert!(dead(-5, 0) && dead(3, 9) && dead(0, 0));
+    assert!(!dead(0, 1) && !dead(2, 3) && !dead(0, 3) && !dead(1, 2));
+    let other = storage::field_key(0, b"q", version + 1, &storage::list_index_field(0));
+    assert!(
+        !storage::is_orphan_range(&element(0), &other, &ranges),
+        "keys of two incarnations: not judged"
+    );
+    assert!(
+        storage::is_orphan_range(&other, &other, &ranges),
+        "another incarnation's"
+    );
     // A push takes index 3 again: live, and newer than the popped element's key.
     push(&ks, false, &["e"]);
     assert!(!filter(&element(3), b"x"));

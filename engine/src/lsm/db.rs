@@ -1155,6 +1155,9 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
     }
 
     async fn delete_tables(&self, dead: Vec<(usize, Rc<Table<F>>)>) -> Result<(), LsmError> {
+        // As for a compaction's output (see `compact`): the state in memory that called these
+        // keys garbage (a pop, say) must be on disk before the keys are gone.
+        self.wal.sync_all().await?;
         let edit = VersionEdit {
             deleted: dead.iter().map(|(l, t)| (*l as u8, t.meta.id)).collect(),
             ..VersionEdit::default()

@@ -130,7 +130,7 @@ pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_m
         let bytes: Vec<String> = st.level_bytes.iter().map(|n| n.to_string()).collect();
         let _ = write!(
             storage,
-            "shard{}:level_files={},level_bytes={},max_l0_files={},memtable_bytes={},resident_value_bytes={},block_cache_used={},block_cache_capacity={},block_cache_hits={},block_cache_misses={},flushes={},compactions={},trivial_moves={},write_stalls={},wal_segments={},user_bytes_written={},flush_bytes_written={},compaction_bytes_written={}\r\n",
+            "shard{}:level_files={},level_bytes={},max_l0_files={},memtable_bytes={},resident_value_bytes={},block_cache_used={},block_cache_capacity={},block_cache_hits={},block_cache_misses={},flushes={},compactions={},trivial_moves={},write_stalls={},wal_segments={},user_bytes_written={},flush_bytes_written={},compaction_bytes_written={},dead_tables_deleted={}\r\n",
             s.shard,
             join(&files),
             join(&bytes),
@@ -149,6 +149,7 @@ pub fn render(shared: &Shared, stats: &[ShardStats], requested: &[String], now_m
             st.lsm.user_bytes_written,
             st.lsm.flush_bytes_written,
             st.lsm.compaction_bytes_written,
+            st.lsm.dead_tables_deleted,
         );
     }
     section("Storage", storage);

@@ -1016,6 +1016,15 @@ async fn open_shard(
                 .is_ok_and(|ks| ks.is_orphan(field.db, field.key, field.version, field.field))
         })
     }));
+    let weak = Rc::downgrade(&state);
+    *oracles.orphan_ranges.borrow_mut() = Some(Box::new(move |lo, hi_field| {
+        weak.upgrade().is_some_and(|state| {
+            state
+                .ks
+                .try_borrow()
+                .is_ok_and(|ks| ks.is_orphan_range(lo.db, lo.key, lo.version, lo.field, hi_field))
+        })
+    }));
     Ok(state)
 }
 

@@ -66,6 +66,7 @@ pub type DeadRangeOracle = Rc<std::cell::RefCell<Option<Box<dyn Fn(&[u8], &[u8])
 #[derive(Default, Clone)]
 pub struct Oracles {
     pub orphans: storage::OrphanOracle,
+    pub orphan_ranges: storage::OrphanRangeOracle,
     pub dead_sql_keys: DeadKeyOracle,
     pub dead_sql_ranges: DeadRangeOracle,
 }
@@ -81,19 +82,25 @@ pub fn lsm_options(budget: &StoreBudget, oracles: Oracles) -> LsmOptions {
         // small memtables do not make every L0 compaction rewrite a much larger L1.
         level1_bytes: (budget.memtable_bytes * defaults.l0_compaction_trigger) as u64,
         target_file_bytes: budget.memtable_bytes as u64,
-        dead_range: Some(dead_range_filter(oracles.dead_sql_ranges.clone())),
+        dead_range: Some(dead_range_filter(
+            oracles.dead_sql_ranges.clone(),
+            oracles.orphan_ranges.clone(),
+        )),
         key_family: Some(storage::key_family),
         expiry_filter: Some(compaction_filter(oracles)),
         ..defaults
     }
 }
 
-fn dead_range_filter(oracle: DeadRangeOracle) -> helios_engine::lsm::compaction::DeadRangeFilter {
+/// Dead ranges: a dropped SQL table's or index's keys, or a Redis collection's orphaned
+/// elements (a deleted hash's fields, a list's popped elements).
+fn dead_range_filter(
+    sql: DeadRangeOracle,
+    orphans: storage::OrphanRangeOracle,
+) -> helios_engine::lsm::compaction::DeadRangeFilter {
     Rc::new(move |lo: &[u8], hi: &[u8]| {
-        oracle
-            .borrow()
-            .as_ref()
-            .is_some_and(|is_dead| is_dead(lo, hi))
+        storage::is_orphan_range(lo, hi, &orphans)
+            || sql.borrow().as_ref().is_some_and(|is_dead| is_dead(lo, hi))
     })
 }
 
