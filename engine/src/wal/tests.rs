@@ -237,7 +237,7 @@ fn a_long_sync_flush_syncs_once() {
     let fs = MemFs::new();
     let (wal, mut expected) = three_records_unsynced(&fs);
     block_on(wal.sync_to(3)).unwrap();
-    let (syncs, through) = (fs.sync_count(), fs.write_through_count());
+    let (syncs, through, writes) = (fs.sync_count(), fs.write_through_count(), fs.write_count());
     // One write more than may go through, in one flush.
     let record = 16 << 10;
     let count = (WRITE_THROUGH_WRITES_MAX + 1) * WAL_WRITE_BYTES_MAX / record;
@@ -248,6 +248,11 @@ fn a_long_sync_flush_syncs_once() {
         fs.sync_count(),
         syncs + 1,
         "one fdatasync for the long flush"
+    );
+    assert_eq!(
+        fs.write_count(),
+        writes + 1,
+        "written plainly, the flush is one write, not one per 128 KiB"
     );
     assert_eq!(
         fs.write_through_count(),
