@@ -1095,6 +1095,13 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                 wakeup.await;
                 continue;
             }
+            // Before choosing a merge: a dead table (a drained queue's elements) would otherwise
+            // be merged with the level-0 files that overlap it (the queue's next pushes, taking
+            // the popped indexes again) instead of letting them move down unmerged.
+            if let Err(error) = self.delete_dead_tables().await {
+                self.fail(&error);
+                break;
+            }
             let pick = {
                 let state = self.state.borrow();
                 compaction::pick(&state.version, &self.opts, &self.pointers.borrow())
@@ -1112,13 +1119,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                         Err(error) => self.fail(&error),
                     }
                 }
-                None => {
-                    if let Err(error) = self.delete_dead_tables().await {
-                        self.fail(&error);
-                        break;
-                    }
-                    wakeup.await
-                }
+                None => wakeup.await,
             }
         }
         self.loop_exited();

@@ -63,9 +63,9 @@ pub struct LsmOptions {
     /// Turns expired values into tombstones during compaction (Redis expiry).
     pub expiry_filter: Option<ExpiryFilter>,
     /// Says whether every key of a user-key range `[lo, hi]` is garbage (a dropped SQL
-    /// table's): a table whose range it covers is deleted whole when there is no compaction
-    /// to do. Without it, garbage no write ever overlaps again (a dropped table's rows on the
-    /// last level) would stay for good.
+    /// table's, a drained Redis queue's): a table whose range it covers is deleted whole, before
+    /// the compaction loop picks its next merge. Without it, garbage no write ever overlaps
+    /// again (a dropped table's rows on the last level) would stay for good.
     pub dead_range: Option<compaction::DeadRangeFilter>,
     /// Names the family of a user key. Keys of different families never share a table: flushes
     /// and compactions start a new file where the family changes, as if each family had a tree
