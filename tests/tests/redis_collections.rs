@@ -308,16 +308,36 @@ fn orphans_deleted_at_start(log: &str) -> usize {
         .sum()
 }
 
-/// A queue's tables whose elements were all popped after they reached the tree are deleted
-/// whole (`LsmOptions::dead_range`), without being read, and the next start finds few orphans.
-#[test]
-fn a_drained_queues_tables_are_deleted_whole() {
-    let mut server = HeliosServer::start(
+/// One shard, sync durability and 4 MiB memtables (a 16 MiB cache), so that a few MB of
+/// writes flush and compact.
+fn small_store_server() -> HeliosServer {
+    HeliosServer::start(
         ServerOpts::default()
             .shards(1)
             .durability(Durability::Sync)
             .cache_size("16mb"),
-    );
+    )
+}
+
+/// A counter of INFO's `# Storage` line (shard 0's), such as `compactions`; 0 if absent.
+fn storage_counter(conn: &mut RespConn, name: &str) -> u64 {
+    let info = String::from_utf8_lossy(&cmd(conn, &["INFO", "storage"])).into_owned();
+    info.split(&format!(",{name}="))
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A queue's tables whose elements were all popped after they reached the tree are deleted
+/// whole (`LsmOptions::dead_range`), without being read, and the next start finds few orphans.
+#[test]
+fn a_drained_queues_tables_are_deleted_whole() {
+    let mut server = small_store_server();
     let mut conn = RespConn::connect(server.port()).expect("connect");
     // A queue: 6000 elements of 2 kB (12 MB, three 4 MiB memtables) pushed, then all but the
     // last 100 popped. Each flushed table of elements overlaps nothing, so it moved down the
@@ -335,18 +355,6 @@ fn a_drained_queues_tables_are_deleted_whole() {
         frame(&mut conn, &["LPOP", "q", "5900"]).children.len(),
         5900
     );
-    let dead_tables_deleted = |conn: &mut RespConn| -> u64 {
-        let info = String::from_utf8_lossy(&cmd(conn, &["INFO", "storage"])).into_owned();
-        info.split("dead_tables_deleted=")
-            .nth(1)
-            .map(|rest| {
-                rest.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            })
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
     // Other writes, so that memtables flush and the compactor looks for dead tables.
     let filler = "x".repeat(100_000);
     let mut n = 0;
@@ -355,7 +363,7 @@ fn a_drained_queues_tables_are_deleted_whole() {
             cmd(&mut conn, &["SET", &format!("filler{n}"), &filler]);
             n += 1;
         }
-        dead_tables_deleted(&mut conn) >= 1
+        storage_counter(&mut conn, "dead_tables_deleted") >= 1
     });
     assert!(
         deleted,
@@ -379,12 +387,7 @@ fn a_drained_queues_tables_are_deleted_whole() {
 /// finds no orphan left.
 #[test]
 fn compaction_reclaims_a_deleted_collections_elements() {
-    let mut server = HeliosServer::start(
-        ServerOpts::default()
-            .shards(1)
-            .durability(Durability::Sync)
-            .cache_size("16mb"),
-    );
+    let mut server = small_store_server();
     let mut conn = RespConn::connect(server.port()).expect("connect");
     let value = "v".repeat(1000);
     let mut hset = vec!["HSET".to_string(), "big".to_string()];
@@ -408,21 +411,13 @@ fn compaction_reclaims_a_deleted_collections_elements() {
     cmd(&mut conn, &["RPOP", "q", "80"]);
     // About 24 MiB of other writes: memtables of 4 MiB flush, and level 0 is compacted.
     let filler = "x".repeat(100_000);
-    let compactions = |conn: &mut RespConn| -> u64 {
-        let info = String::from_utf8_lossy(&cmd(conn, &["INFO", "storage"])).into_owned();
-        info.split("compactions=")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
     let mut n = 0;
     let compacted = helios_tests::poll_until(std::time::Duration::from_secs(60), || {
         for _ in 0..20 {
             cmd(&mut conn, &["SET", &format!("filler{n}"), &filler]);
             n += 1;
         }
-        compactions(&mut conn) >= 1
+        storage_counter(&mut conn, "compactions") >= 1
     });
     assert!(compacted, "no compaction after {n} writes of 100 kB");
     server.kill9();

@@ -1221,15 +1221,9 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                         finished.push((id, w.finish().await?));
                     }
                 }
-                if writer.is_none() {
-                    let id = self.alloc_file_id();
-                    let w =
-                        SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?;
-                    writer = Some((id, w));
-                }
-                let (_, w) = writer.as_mut().expect("open writer");
                 internal_key.clear();
                 key::encode_into(&mut internal_key, &mem_key.user_key, seq, kind);
+                let w = self.open_output(&mut writer).await?;
                 w.add(&internal_key, &mem_value.value).await?;
                 entries += 1;
             }
@@ -1421,13 +1415,7 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
                     let (id, w) = writer.take().expect("full writer");
                     outputs.push(self.finish_output(id, pick.output_level, w).await?);
                 }
-                if writer.is_none() {
-                    let id = self.alloc_file_id();
-                    let w =
-                        SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?;
-                    writer = Some((id, w));
-                }
-                let (_, w) = writer.as_mut().expect("open writer");
+                let w = self.open_output(&mut writer).await?;
                 w.add(&internal_key, &value).await?;
             }
             merge.next().await?;
@@ -1447,6 +1435,20 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             self.wal.sync_all().await?;
         }
         self.install_compaction(&pick, outputs).await
+    }
+
+    /// The table being written (its file id and writer), started if there is none.
+    async fn open_output<'w>(
+        &self,
+        writer: &'w mut Option<(u64, SstWriter<F>)>,
+    ) -> Result<&'w mut SstWriter<F>, LsmError> {
+        if writer.is_none() {
+            let id = self.alloc_file_id();
+            let w = SstWriter::create(&self.fs, &self.table_path(id), self.opts.sst).await?;
+            *writer = Some((id, w));
+        }
+        let (_, w) = writer.as_mut().expect("started above");
+        Ok(w)
     }
 
     /// Whether the compaction filter would turn any entry of a level-0 trivial move's files
