@@ -208,6 +208,20 @@ pub fn overlap_groups(ranges: &[(&[u8], &[u8])]) -> Vec<Vec<usize>> {
     groups
 }
 
+/// The most tables, among those whose smallest keys are `smallest_keys`, that belong to one
+/// key family (by their smallest key): level 0's count for the write stall triggers when the
+/// tree has families.
+pub fn files_per_family_max<'a>(
+    smallest_keys: impl Iterator<Item = &'a [u8]>,
+    family_of: super::KeyFamily,
+) -> usize {
+    let mut counts = [0usize; 256];
+    for key in smallest_keys {
+        counts[family_of(key) as usize] += 1;
+    }
+    counts.into_iter().max().unwrap_or(0)
+}
+
 fn next_file_round_robin<'a, F: FileSystem>(
     files: &'a [Rc<Table<F>>],
     pointer: &[u8],
@@ -319,6 +333,16 @@ mod tests {
             groups(&[("k", "l"), ("a", "z"), ("b", "c")]),
             vec![vec![0, 1, 2]]
         );
+    }
+
+    #[test]
+    fn stall_counts_take_the_fullest_family() {
+        fn first_byte(key: &[u8]) -> u8 {
+            key.first().copied().unwrap_or(0)
+        }
+        let keys: [&[u8]; 5] = [b"m1", b"x1", b"m2", b"x2", b"x3"];
+        assert_eq!(files_per_family_max(keys.into_iter(), first_byte), 3);
+        assert_eq!(files_per_family_max(std::iter::empty(), first_byte), 0);
     }
 
     #[test]

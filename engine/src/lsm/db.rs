@@ -550,9 +550,22 @@ impl<F: FileSystem + Clone + 'static, R: Runtime> Lsm<F, R> {
             let (memtable_stall, l0_files) = {
                 let state = self.state.borrow();
                 let full = state.active.used_bytes() >= self.opts.memtable_bytes;
+                let mut l0_files = state.version.levels[0].len();
+                if l0_files >= self.opts.l0_slowdown_trigger {
+                    if let Some(family_of) = self.opts.key_family {
+                        // A flush writes a table per family, and a read looks only at its key's
+                        // family's: count the fullest family, not every table.
+                        l0_files = compaction::files_per_family_max(
+                            state.version.levels[0]
+                                .iter()
+                                .map(|t| t.smallest_user_key()),
+                            family_of,
+                        );
+                    }
+                }
                 (
                     full && state.immutables.len() >= self.opts.max_immutable_memtables,
-                    state.version.levels[0].len(),
+                    l0_files,
                 )
             };
             if memtable_stall || l0_files >= self.opts.l0_stop_trigger {
