@@ -555,7 +555,8 @@ async fn execute_statement<C: Cluster>(
     if own_transaction {
         session.settings_begin();
     }
-    let r = match apply_set_config_calls(session, q, params) {
+    let catalog = cluster.catalog();
+    let r = match apply_set_config_calls(session, sql, &catalog, q, params) {
         Ok(()) => execute_statement_body(session, cluster, sql, statement, params).await,
         Err(e) => Err(e),
     };
@@ -680,10 +681,13 @@ fn keeps_written_rows(statement: &Statement) -> bool {
 
 /// `SELECT set_config(name, value, is_local)` (PostgREST sends its request's settings so):
 /// the settings its select list asks for are made before the query runs, as SET [LOCAL]
-/// makes them. Their arguments must be constants or parameters. (PostgreSQL makes them as
-/// it evaluates each row; a call in a subquery or a WHERE is refused here.)
+/// makes them. Their arguments must not read a column or a subquery: constants, parameters,
+/// and expressions over them (`current_setting('a') || '.x'`). (PostgreSQL makes them as it
+/// evaluates each row; a call in a subquery or a WHERE is refused here.)
 fn apply_set_config_calls(
     session: &mut Session,
+    sql: &str,
+    catalog: &catalog::Catalog,
     query: &ast::Query,
     params: &stmt::Params,
 ) -> Result<(), SqlError> {
@@ -697,7 +701,12 @@ fn apply_set_config_calls(
         let [name, value, local] = &args[..] else {
             continue; // not the three-argument form: binding reports it
         };
-        let constant = |e: &ast::Expr| constant_text(e, params);
+        let constant = |e: &ast::Expr| match constant_text(e, params) {
+            Err(error) if error.sqlstate == FEATURE_NOT_SUPPORTED => {
+                computed_text(session, sql, catalog, e, params)
+            }
+            other => other,
+        };
         let (Some(name), value, Some(local)) =
             (constant(name)?, constant(value)?, constant(local)?)
         else {
@@ -744,6 +753,49 @@ fn constant_text(e: &ast::Expr, params: &stmt::Params) -> Result<Option<String>,
         },
         _ => Err(not_supported("set_config with a computed argument")),
     }
+}
+
+/// The text of a set_config argument computed without a row: bound and evaluated on its own
+/// (None: NULL). One that reads a column or a subquery stays refused (0A000): it would need
+/// the query's rows.
+fn computed_text(
+    session: &Session,
+    sql: &str,
+    catalog: &catalog::Catalog,
+    e: &ast::Expr,
+    params: &stmt::Params,
+) -> Result<Option<String>, SqlError> {
+    let reads_rows = sqlparser::ast::visit_expressions(e, |inner| match inner {
+        ast::Expr::Identifier(_)
+        | ast::Expr::CompoundIdentifier(_)
+        | ast::Expr::Subquery(_)
+        | ast::Expr::Exists { .. }
+        | ast::Expr::In {
+            target: ast::InTarget::Subquery(_),
+            ..
+        } => std::ops::ControlFlow::Break(()),
+        _ => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break();
+    if reads_rows {
+        return Err(not_supported(
+            "set_config with an argument that reads a column or a subquery",
+        ));
+    }
+    if params.describe {
+        return Ok(Some(String::new())); // describing: no values yet, nothing is set
+    }
+    let positions = expr::Positions::new(sql);
+    // A planner for the functions that read the catalog or the settings (current_setting).
+    let planner = plan::Planner::new(session, sql, &positions, catalog, &params.types);
+    let mut binder = expr::Binder::new(session, sql, &positions);
+    binder.params = Some(&params.types);
+    binder.planner = Some(&planner);
+    let bound = binder.bind(e)?;
+    let mut env = expr::Env::of(session);
+    env.params = params.values.clone();
+    let value = expr::eval(&bound, &expr::Eval::new(&env))?;
+    Ok(types::output(&value, &session.style()))
 }
 
 /// set_config calls of a query: their arguments, and whether each is in the top query's

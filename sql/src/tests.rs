@@ -3760,6 +3760,40 @@ fn settings_are_transactional_and_set_local_ends_with_its_block() {
             "set_config:25 => 10s [SELECT 1]".into(),
         ),
         ("SHOW statement_timeout".into(), show("10s")),
+        // Computed arguments: evaluated once, before the query runs.
+        (
+            "SELECT set_config('app.who', 'user' || '-' || (2 * 3)::text, false)".into(),
+            "set_config:25 => user-6 [SELECT 1]".into(),
+        ),
+        (
+            "SELECT set_config('app.echo', current_setting('app.who') || '!', false)".into(),
+            "set_config:25 => user-6! [SELECT 1]".into(),
+        ),
+        (
+            "SELECT current_setting('app.echo')".into(),
+            "current_setting:25 => user-6! [SELECT 1]".into(),
+        ),
+        (
+            "SELECT set_config('app.' || 'joined', upper('x'), false)".into(),
+            "set_config:25 => X [SELECT 1]".into(),
+        ),
+        (
+            "SELECT current_setting('app.joined')".into(),
+            "current_setting:25 => X [SELECT 1]".into(),
+        ),
+        // One that needs the query's rows stays refused.
+        (
+            "SELECT set_config('app.who', relname, false) FROM pg_class".into(),
+            "~ERR 0A000".into(),
+        ),
+        (
+            "SELECT set_config('app.who', (SELECT 'q'), false)".into(),
+            "~ERR 0A000".into(),
+        ),
+        (
+            "SELECT current_setting('app.who')".into(),
+            "current_setting:25 => user-6 [SELECT 1]".into(),
+        ),
     ];
     let steps: Vec<(&str, &str)> = steps
         .iter()

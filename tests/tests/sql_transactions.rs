@@ -1835,7 +1835,7 @@ fn ddl_in_a_block_rolls_back_holds_its_tables_and_survives_kill9() {
 
 /// PostgREST's request settings: `set_config(name, $1, true)` in a transaction block over
 /// the extended protocol lasts until the block ends, as SET LOCAL does; a plain SET is
-/// undone by ROLLBACK.
+/// undone by ROLLBACK; an argument computed from a parameter and a setting works too.
 #[test]
 fn set_config_and_set_local_last_until_the_block_ends() {
     let server = HeliosServer::start(ServerOpts::default().shards(1));
@@ -1866,6 +1866,21 @@ fn set_config_and_set_local_last_until_the_block_ends() {
         ok(&c, "BEGIN; SET application_name = 'inside'; ROLLBACK").await;
         let name = c.query_one("SHOW application_name", &[]).await.unwrap();
         assert_ne!(name.get::<_, String>(0), "inside");
+        // A computed argument over a parameter and another setting.
+        ok(&c, "SET app.tenant = 't9'").await;
+        let row = c
+            .query_one(
+                "SELECT set_config('app.scope', current_setting('app.tenant') || ':' || $1, false)",
+                &[&"read"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "t9:read");
+        let scope = c
+            .query_one("SELECT current_setting('app.scope')", &[])
+            .await
+            .unwrap();
+        assert_eq!(scope.get::<_, String>(0), "t9:read");
     });
 }
 
