@@ -187,25 +187,152 @@ async fn source(
     }
 }
 
-/// C's `strtod` over all of a sort weight: leading white space allowed, nothing after.
+/// A sort weight as Redis reads it: glibc's `strtod` over the whole value (leading white space
+/// allowed, nothing after), refused where `strtod` reports ERANGE (overflow, or a result too
+/// small to be normal and not exact) or the result is NaN.
 fn weight(value: &[u8]) -> Option<f64> {
     // Redis hands strtod the value as a C string: it ends at the first NUL.
     let value = value.split(|&c| c == 0).next().unwrap_or_default();
-    let text = std::str::from_utf8(value).ok()?;
-    if text.is_empty() {
+    if value.is_empty() {
         // strtod reads nothing, and nothing is left over: 0.
         return Some(0.0);
     }
     // Only white space: strtod converts nothing and points back at the start.
-    let text = text.trim_start_matches([' ', '\t', '\n', '\u{b}', '\u{c}', '\r']);
-    let v: f64 = text.parse().ok()?;
-    (!v.is_nan()
-        && (v.is_finite()
-            || text
-                .trim_start_matches(['+', '-'])
-                .to_ascii_lowercase()
-                .starts_with("inf")))
-    .then_some(v)
+    let blank = value
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+        .count();
+    let text = &value[blank..];
+    let (negative, unsigned) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let magnitude = match unsigned {
+        [b'0', b'x' | b'X', rest @ ..] => hex_weight(rest)?,
+        _ => decimal_weight(unsigned)?,
+    };
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// An unsigned decimal (or `inf`, `infinity`) as glibc's `strtod` converts it, None where it
+/// leaves text over or reports ERANGE.
+fn decimal_weight(text: &[u8]) -> Option<f64> {
+    // Rust's parser takes a sign and NaN, which the caller has handled or Redis refuses.
+    if matches!(text.first(), Some(b'+' | b'-')) {
+        return None;
+    }
+    let v: f64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    if v.is_nan() {
+        return None;
+    }
+    if v.is_infinite() {
+        // "inf" and "infinity" convert; a finite literal too large is ERANGE.
+        return text[0].is_ascii_alphabetic().then_some(v);
+    }
+    let mantissa = text
+        .split(|&c| c == b'e' || c == b'E')
+        .next()
+        .unwrap_or_default();
+    let nonzero = mantissa.iter().any(|c| (b'1'..=b'9').contains(c));
+    // A decimal below the smallest normal double is never exact in binary: ERANGE.
+    let tiny = v < f64::MIN_POSITIVE && nonzero;
+    (!tiny).then_some(v)
+}
+
+/// The hexadecimal float after `0x` (`1A`, `1.8p3`, `.8`) as glibc's `strtod` converts it:
+/// rounded to nearest, even; None where text is left over, the result overflows, or it is
+/// below the smallest normal double and not exact (ERANGE).
+fn hex_weight(text: &[u8]) -> Option<f64> {
+    // Mantissa bits beyond 120 only decide rounding: they are kept as one sticky bit.
+    const MANTISSA_BITS_KEPT: u32 = 120;
+    let mut mantissa: u128 = 0;
+    let mut exponent: i64 = 0;
+    let mut sticky = false;
+    let mut digits = 0;
+    let mut seen_point = false;
+    let mut at = 0;
+    while let Some(&c) = text.get(at) {
+        if c == b'.' && !seen_point {
+            seen_point = true;
+        } else if let Some(d) = (c as char).to_digit(16) {
+            digits += 1;
+            if mantissa >> MANTISSA_BITS_KEPT == 0 {
+                mantissa = (mantissa << 4) | u128::from(d);
+                if seen_point {
+                    exponent -= 4;
+                }
+            } else {
+                sticky |= d != 0;
+                if !seen_point {
+                    exponent += 4;
+                }
+            }
+        } else {
+            break;
+        }
+        at += 1;
+    }
+    if digits == 0 {
+        // "0x" alone: strtod converts the 0 and leaves the "x".
+        return None;
+    }
+    if let Some(b'p' | b'P') = text.get(at) {
+        let power = &text[at + 1..];
+        let (sign, power_digits) = match power.first() {
+            Some(b'-') => (-1, &power[1..]),
+            Some(b'+') => (1, &power[1..]),
+            _ => (1, power),
+        };
+        if power_digits.is_empty() || !power_digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let p: i64 = std::str::from_utf8(power_digits)
+            .ok()?
+            .parse()
+            .unwrap_or(i64::MAX / 4);
+        exponent = exponent.saturating_add(sign * p.min(i64::MAX / 4));
+    } else if at != text.len() {
+        return None;
+    }
+    if mantissa == 0 {
+        return Some(0.0);
+    }
+    binary_to_f64(mantissa, exponent, sticky)
+}
+
+/// `mantissa` × 2^`exponent` (plus a nonzero tail below it where `sticky`), rounded to the
+/// nearest double, ties to even; None on overflow or an inexact result below the normal range.
+fn binary_to_f64(mantissa: u128, exponent: i64, sticky: bool) -> Option<f64> {
+    const SIGNIFICAND_BITS: i64 = 53;
+    const EXPONENT_MAX: i64 = 1023;
+    const SUBNORMAL_LOWEST_BIT: i64 = -1074;
+    let top = exponent + 127 - i64::from(mantissa.leading_zeros());
+    if top > EXPONENT_MAX {
+        return None;
+    }
+    // The lowest bit a double keeps at this magnitude.
+    let lowest = (top - (SIGNIFICAND_BITS - 1)).max(SUBNORMAL_LOWEST_BIT);
+    let drop = lowest - exponent;
+    let (kept, inexact) = if drop <= 0 {
+        (mantissa, sticky)
+    } else if drop >= 128 {
+        (0, true)
+    } else {
+        let kept = mantissa >> drop;
+        let rest = mantissa & ((1u128 << drop) - 1);
+        let half = 1u128 << (drop - 1);
+        let round_up = rest > half || (rest == half && (sticky || kept & 1 == 1));
+        (kept + u128::from(round_up), rest != 0 || sticky)
+    };
+    let scale = if drop <= 0 { exponent } else { lowest };
+    // kept < 2^54: exact as a double; scaling in two steps keeps each factor finite.
+    let v = (kept as f64) * 2f64.powi((scale / 2) as i32) * 2f64.powi((scale - scale / 2) as i32);
+    if v.is_infinite() {
+        return None;
+    }
+    let tiny = v < f64::MIN_POSITIVE;
+    (!(tiny && inexact)).then_some(v)
 }
 
 /// Runs SORT or SORT_RO; `txid` is the transaction's (EXEC) or 0 to take locks here.
@@ -413,5 +540,56 @@ mod tests {
         assert_eq!(weight(b""), Some(0.0));
         assert_eq!(weight(b"\x00junk"), Some(0.0), "a C string ends at NUL");
         assert_eq!(weight(b"\r\n"), None, "white space only converts nothing");
+    }
+
+    /// Each case as glibc 2.36's strtod gives it (checked with a C program): the value, or None
+    /// where text is left over or errno is ERANGE, which Redis refuses.
+    #[test]
+    fn weights_match_glibc_strtod() {
+        let cases: &[(&[u8], Option<f64>)] = &[
+            (b"0x10", Some(16.0)),
+            (b"-0X1A", Some(-26.0)),
+            (b"0x1.8p1", Some(3.0)),
+            (b"0x.8", Some(0.5)),
+            (b" +0x1p-1", Some(0.5)),
+            (b"0x", None),
+            (b"0xg", None),
+            (b"00x10", None),
+            (b"0x1p", None),
+            (b"0x1p1024", None),
+            (b"0x1.fffffffffffffp1023", Some(f64::MAX)),
+            (b"0x1.fffffffffffff8p1023", None),
+            (b"0x1p-1074", Some(f64::from_bits(1))),
+            (b"0x1p-1075", None),
+            (b"0x0p-5000", Some(0.0)),
+            (b"0x123456789abcdef123p0", Some(3.3581272767073033e20)),
+            (b"1e-310", None),
+            (b"4.9e-324", None),
+            (b"2.2250738585072014e-308", Some(f64::MIN_POSITIVE)),
+            (b"2.2250738585072011e-308", None),
+            (b"1e-400", None),
+            (b"0e-400", Some(0.0)),
+            (b"0.0", Some(0.0)),
+            (b"1e309", None),
+            (b"1.7976931348623159e308", None),
+            (b"infinity", Some(f64::INFINITY)),
+            (b"INFINITY", Some(f64::INFINITY)),
+            (b"infinit", None),
+            (b"nan", None),
+            (b"1e+", None),
+            (b"  +.5", Some(0.5)),
+            (b".", None),
+            (b"+", None),
+            (b"--1", None),
+            (b"\x0b5", Some(5.0)),
+            (b"0x1.00000000000008p0", Some(1.0)),
+            (b"0x1.000000000000081p0", Some(1.0000000000000002)),
+            (b"0x1.00000000000018p0", Some(1.0000000000000004)),
+            (b"0x3p-1076", None),
+            (b"0x1.8p-1074", None),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(weight(text), want, "{}", String::from_utf8_lossy(text));
+        }
     }
 }
