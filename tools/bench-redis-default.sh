@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # redis-benchmark's default test list against redis-server and helios on this machine, each
-# test on both servers back to back, as issue 6's target is stated: helios --durability sync --shards 1
-# against redis-server with appendfsync always, `-P 16 -c 50`. One server of each serves
+# test on both servers back to back, as issue 6's target is stated: helios --durability sync
+# --shards 1 against redis-server with appendfsync always, `-P 16 -c 50`. One server of each serves
 # every round (so the benchmark's lists keep growing, as they would for a user running it
 # again); the table gives each command's median requests/s and the median and per-round
 # ratios helios / redis-server.

@@ -562,7 +562,10 @@ mod tests {
             (b"0x1p-1074", Some(f64::from_bits(1))),
             (b"0x1p-1075", None),
             (b"0x0p-5000", Some(0.0)),
-            (b"0x123456789abcdef123p0", Some(3.3581272767073033e20)),
+            (
+                b"0x123456789abcdef123p0",
+                Some(0x12_3456_789a_bcde_f123_u128 as f64),
+            ),
             (b"1e-310", None),
             (b"4.9e-324", None),
             (b"2.2250738585072014e-308", Some(f64::MIN_POSITIVE)),
