@@ -7,6 +7,7 @@ pub mod commands;
 pub mod reply;
 pub mod resp;
 pub mod server;
+pub mod strtod;
 
 pub use command::Command;
 pub use reply::Reply;

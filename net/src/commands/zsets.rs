@@ -94,37 +94,10 @@ pub(super) fn store(ctx: &mut ExecCtx, dst: &Bytes, members: Vec<(Bytes, f64)>) 
     count
 }
 
-/// C's `strtod` over the argument as a C string (up to its first NUL): leading white space
-/// is skipped, an empty text is 0, `inf`/`infinity` in any case, and hexadecimal integers;
-/// None when text is left over.
+/// C's `strtod` over the argument as a C string: its value, None when it converts nothing or
+/// leaves text over (whether ERANGE would be set is the caller's to judge).
 fn strtod_all(arg: &[u8]) -> Option<f64> {
-    // A C string: the text ends at the first NUL.
-    let text = std::str::from_utf8(cstr(arg)).ok()?;
-    if text.is_empty() {
-        return Some(0.0);
-    }
-    // Only white space: strtod converts nothing and points back at the start.
-    let text = text.trim_start_matches([' ', '\t', '\n', '\u{b}', '\u{c}', '\r']);
-    if text.is_empty() {
-        return None;
-    }
-    let (negative, digits) = match text.as_bytes()[0] {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if let Some(hex) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        let value = u64::from_str_radix(hex, 16).ok()? as f64;
-        return Some(if negative { -value } else { value });
-    }
-    // Rust's parser takes what strtod takes here but for a few spellings (`nan(...)`).
-    if digits.starts_with(['+', '-']) {
-        return None;
-    }
-    text.parse::<f64>().ok()
+    crate::strtod::strtod(arg).map(|c| c.value)
 }
 
 /// A score or weight argument as `getDoubleFromObject` reads it: all of the text, no leading
