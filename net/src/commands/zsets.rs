@@ -1362,6 +1362,11 @@ mod tests {
         assert_eq!(parse_double(b"-inf"), Some(f64::NEG_INFINITY));
         assert_eq!(parse_double(b"+Infinity"), Some(f64::INFINITY));
         assert_eq!(parse_double(b"0x10"), Some(16.0));
+        assert_eq!(
+            parse_double(b"0x1.8p1"),
+            Some(3.0),
+            "glibc reads hexadecimal floats"
+        );
         assert_eq!(parse_double(b"nan"), None);
         assert_eq!(parse_double(b""), None);
         assert_eq!(parse_double(b" 1"), None);
