@@ -320,6 +320,26 @@ fn small_store_server() -> HeliosServer {
 }
 
 /// A counter of INFO's `# Storage` line (shard 0's), such as `compactions`; 0 if absent.
+/// Writes 100 kB values under fresh keys, `batch` at a time, until INFO's storage counter
+/// `name` is at least 1 or `seconds` pass; returns whether it got there and how many it wrote.
+fn write_filler_until(
+    conn: &mut RespConn,
+    batch: usize,
+    seconds: u64,
+    name: &str,
+) -> (bool, usize) {
+    let filler = "x".repeat(100_000);
+    let mut n = 0;
+    let reached = helios_tests::poll_until(std::time::Duration::from_secs(seconds), || {
+        for _ in 0..batch {
+            cmd(conn, &["SET", &format!("filler{n}"), &filler]);
+            n += 1;
+        }
+        storage_counter(conn, name) >= 1
+    });
+    (reached, n)
+}
+
 fn storage_counter(conn: &mut RespConn, name: &str) -> u64 {
     let info = String::from_utf8_lossy(&cmd(conn, &["INFO", "storage"])).into_owned();
     info.split(&format!(",{name}="))
@@ -356,15 +376,7 @@ fn a_drained_queues_tables_are_deleted_whole() {
         5900
     );
     // Other writes, so that memtables flush and the compactor looks for dead tables.
-    let filler = "x".repeat(100_000);
-    let mut n = 0;
-    let deleted = helios_tests::poll_until(std::time::Duration::from_secs(30), || {
-        for _ in 0..10 {
-            cmd(&mut conn, &["SET", &format!("filler{n}"), &filler]);
-            n += 1;
-        }
-        storage_counter(&mut conn, "dead_tables_deleted") >= 1
-    });
+    let (deleted, n) = write_filler_until(&mut conn, 10, 30, "dead_tables_deleted");
     assert!(
         deleted,
         "no table of popped elements deleted after {n} writes of 100 kB"
@@ -410,15 +422,7 @@ fn compaction_reclaims_a_deleted_collections_elements() {
     cmd(&mut conn, &["LPOP", "q", "120"]);
     cmd(&mut conn, &["RPOP", "q", "80"]);
     // About 24 MiB of other writes: memtables of 4 MiB flush, and level 0 is compacted.
-    let filler = "x".repeat(100_000);
-    let mut n = 0;
-    let compacted = helios_tests::poll_until(std::time::Duration::from_secs(60), || {
-        for _ in 0..20 {
-            cmd(&mut conn, &["SET", &format!("filler{n}"), &filler]);
-            n += 1;
-        }
-        storage_counter(&mut conn, "compactions") >= 1
-    });
+    let (compacted, n) = write_filler_until(&mut conn, 20, 60, "compactions");
     assert!(compacted, "no compaction after {n} writes of 100 kB");
     server.kill9();
     server.restart();
