@@ -6,7 +6,9 @@
 #   bench/compare.sh pg-scan          analytic scans (vectorized execution), about 2 minutes
 #   bench/compare.sh pgbench          pgbench unmodified: -i load time, TPC-B and -S in every
 #                                     query mode (PGBENCH_SCALE=10, PGBENCH_SECONDS=10,
-#                                     PGBENCH_CLIENTS=16), about 3 minutes
+#                                     PGBENCH_CLIENTS=16, PGBENCH_ROUNDS=3), each run also
+#                                     against helios-bench pg-ceiling (a no-work server: the
+#                                     most any server could reach here), about 10 minutes
 #
 # Installs nothing: needs Debian's postgresql-15 (/usr/lib/postgresql/15/bin). Creates a
 # throwaway cluster in a temp dir owned by user postgres (initdb --auth=trust), starts it on a
@@ -55,7 +57,12 @@ WORK=$(mktemp -d -t helios-compare-pg-XXXXXX)
 chown postgres "$WORK"
 PG_STARTED=0
 HELIOS_PID=
+CEILING_PID=
 cleanup() {
+  if [ -n "$CEILING_PID" ]; then
+    kill "$CEILING_PID" 2>/dev/null || true
+    wait "$CEILING_PID" 2>/dev/null || true
+  fi
   if [ -n "$HELIOS_PID" ]; then
     kill "$HELIOS_PID" 2>/dev/null || true
     wait "$HELIOS_PID" 2>/dev/null || true
@@ -162,12 +169,16 @@ scan_latency() {
 }
 
 # pgbench_suite: Debian's pgbench against both servers: `pgbench -i -s SCALE` (timed), then
-# the built-in TPC-B script and -S (select only) in every query mode, then TPC-B's
-# consistency check on helios (history deltas equal the change of every balance sum).
+# the built-in TPC-B script and -S (select only) in every query mode, each against postgres,
+# helios and the no-work ceiling server, PGBENCH_ROUNDS times back to back (postgres and
+# helios alternating which goes first), so a ratio's two figures are seconds apart and the
+# VM's drift between minutes does not decide it. Prints each server's median tps, the median
+# of the per-round ratios and every round's ratio.
 pgbench_suite() {
   local scale=${PGBENCH_SCALE:-10} seconds=${PGBENCH_SECONDS:-10} clients=${PGBENCH_CLIENTS:-16}
+  local rounds=${PGBENCH_ROUNDS:-3}
   local port name
-  declare -A load_s tps
+  declare -A load_s
   for port in "$PG_PORT" "$HELIOS_PORT"; do
     name=postgres
     [ "$port" = "$HELIOS_PORT" ] && name=helios
@@ -177,25 +188,65 @@ pgbench_suite() {
     end=$(date +%s.%N)
     load_s[$name]=$(echo "$end - $start" | bc -l)
   done
-  printf '%-24s %12s %12s %8s\n' "pgbench -s $scale" postgres helios ratio | tee -a "$OUT/summary.txt"
-  printf '%-24s %11.2fs %11.2fs %7.2fx\n' "load time (-i)" "${load_s[postgres]}" "${load_s[helios]}" \
+  start_ceiling
+  echo "($rounds rounds of $seconds s, $clients clients, -j 2; medians; ratio = helios / postgres," \
+    "max ratio = ceiling / postgres)" | tee -a "$OUT/summary.txt"
+  printf '%-27s %10s %10s %7s %10s %9s  %s\n' "pgbench -s $scale" postgres helios ratio ceiling \
+    "max ratio" "ratio per round" | tee -a "$OUT/summary.txt"
+  printf '%-27s %9.2fs %9.2fs %6.2fx\n' "load time (-i)" "${load_s[postgres]}" "${load_s[helios]}" \
     "$(echo "${load_s[helios]} / ${load_s[postgres]}" | bc -l)" | tee -a "$OUT/summary.txt"
-  local mode script
+  local mode script round
   for mode in simple extended prepared; do
     for script in tpcb select-only; do
       local flags=(-c "$clients" -j 2 -T "$seconds" -M "$mode")
       [ "$script" = select-only ] && flags+=(-S)
-      for port in "$PG_PORT" "$HELIOS_PORT"; do
-        name=postgres
-        [ "$port" = "$HELIOS_PORT" ] && name=helios
-        tps[$name]=$("$PG_BIN/pgbench" "${flags[@]}" -h 127.0.0.1 -p "$port" -U postgres postgres 2>&1 \
-          | awk '/^tps = / { print $3 }')
-        [ -n "${tps[$name]}" ] || { echo "pgbench $script $mode on $name failed" >&2; exit 1; }
+      : >"$WORK/rounds.txt"
+      for round in $(seq 1 "$rounds"); do
+        local order=("$PG_PORT" "$HELIOS_PORT")
+        [ $((round % 2)) = 0 ] && order=("$HELIOS_PORT" "$PG_PORT")
+        declare -A tps=()
+        for port in "${order[@]}" "$CEILING_PORT"; do
+          name=postgres
+          [ "$port" = "$HELIOS_PORT" ] && name=helios
+          [ "$port" = "$CEILING_PORT" ] && name=ceiling
+          tps[$name]=$("$PG_BIN/pgbench" "${flags[@]}" -h 127.0.0.1 -p "$port" -U postgres postgres 2>&1 \
+            | awk '/^tps = / { print $3 }')
+          [ -n "${tps[$name]}" ] || { echo "pgbench $script $mode on $name failed" >&2; exit 1; }
+        done
+        echo "${tps[postgres]} ${tps[helios]} ${tps[ceiling]}" >>"$WORK/rounds.txt"
       done
-      printf '%-24s %12.0f %12.0f %7.2fx\n' "$script $mode (tps)" "${tps[postgres]}" "${tps[helios]}" \
-        "$(echo "${tps[helios]} / ${tps[postgres]}" | bc -l)" | tee -a "$OUT/summary.txt"
+      python3 - "$script $mode (tps)" "$WORK/rounds.txt" <<'PY' | tee -a "$OUT/summary.txt"
+import statistics, sys
+rows = [tuple(map(float, line.split())) for line in open(sys.argv[2]) if line.strip()]
+pg, he, ce = ([r[i] for r in rows] for i in range(3))
+ratios = [h / p for p, h, _ in rows]
+maxes = [c / p for p, _, c in rows]
+med = statistics.median
+print(f"{sys.argv[1]:<27} {med(pg):10.0f} {med(he):10.0f} {med(ratios):6.2f}x {med(ce):10.0f} "
+      f"{med(maxes):8.2f}x  {' / '.join(f'{r:.2f}' for r in ratios)}")
+PY
     done
   done
+  {
+    echo "ceiling: helios-bench pg-ceiling, a PostgreSQL-protocol server that does no work (canned"
+    echo "rows, no SQL, no disk, no fsync); max ratio = ceiling / postgres, the most any server"
+    echo "could reach against postgres here with pgbench on the same cores."
+  } | tee -a "$OUT/summary.txt"
+}
+
+# start_ceiling: the no-work server (helios-bench pg-ceiling) on a free port, stopped on exit.
+start_ceiling() {
+  CEILING_PORT=$(free_port)
+  "$BENCH" pg-ceiling --addr "127.0.0.1:$CEILING_PORT" >"$WORK/ceiling.log" 2>&1 &
+  CEILING_PID=$!
+  for _ in $(seq 1 200); do
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$CEILING_PORT" && return 0
+    kill -0 "$CEILING_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "pg-ceiling did not start" >&2
+  cat "$WORK/ceiling.log" >&2
+  exit 1
 }
 
 if [ "$SUITE" = pg-scan ]; then

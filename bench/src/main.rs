@@ -3,6 +3,7 @@
 //! Protocol-independent pieces: `driver` (threads, loops, timing), `stats`, `keys`, `report`,
 //! `plot`. Protocol pieces: `redis` + `resp`, and `pg`.
 
+mod ceiling;
 mod driver;
 mod engine;
 mod keys;
@@ -45,6 +46,9 @@ enum Command {
     Pg(Box<PgArgs>),
     /// Run key-value workloads in this process against storage engines (fjall, ...).
     Engine(Box<engine::EngineArgs>),
+    /// Serve the PostgreSQL protocol doing no work (canned rows, no SQL, no disk): the tps
+    /// `pgbench` reaches against it is the machine's ceiling for any server.
+    PgCeiling(ceiling::CeilingArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
         Command::Redis(args) => run_redis(*args),
         Command::Pg(args) => run_pg(*args),
         Command::Engine(args) => engine::run_engine(*args),
+        Command::PgCeiling(args) => ceiling::run_ceiling(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
