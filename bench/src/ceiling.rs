@@ -215,15 +215,22 @@ fn serve_readable(stream: &mut TcpStream, session: &mut Session, buf: &mut [u8])
 }
 
 fn write_blocking(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
-    match stream.write_all(bytes) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            stream.set_nonblocking(false)?;
-            let result = stream.write_all(bytes);
-            stream.set_nonblocking(true)?;
-            result
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stream.set_nonblocking(false)?;
+                let rest = stream.write_all(&bytes[written..]);
+                stream.set_nonblocking(true)?;
+                return rest;
+            }
+            Err(e) => return Err(e),
         }
-        other => other,
     }
+    Ok(())
 }
 
 /// One connection's protocol state: bytes not yet a whole message, and whether the startup
