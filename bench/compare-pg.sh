@@ -8,7 +8,7 @@
 #                                     query mode (PGBENCH_SCALE=10, PGBENCH_SECONDS=10,
 #                                     PGBENCH_CLIENTS=16, PGBENCH_ROUNDS=3), each run also
 #                                     against helios-bench pg-ceiling (a no-work server: the
-#                                     most any server could reach here), about 10 minutes
+#                                     most a server could reach here), about 10 minutes
 #
 # Installs nothing: needs Debian's postgresql-15 (/usr/lib/postgresql/15/bin). Creates a
 # throwaway cluster in a temp dir owned by user postgres (initdb --auth=trust), starts it on a
@@ -229,7 +229,7 @@ PY
   done
   {
     echo "ceiling: helios-bench pg-ceiling, a PostgreSQL-protocol server that does no work (canned"
-    echo "rows, no SQL, no disk, no fsync); max ratio = ceiling / postgres, the most any server"
+    echo "rows, no SQL, no disk, no fsync); max ratio = ceiling / postgres, about the most a server"
     echo "could reach against postgres here with pgbench on the same cores."
   } | tee -a "$OUT/summary.txt"
 }

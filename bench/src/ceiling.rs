@@ -4,10 +4,10 @@
 //! It speaks just enough of the protocol for `pgbench -n` in every query mode (`-M simple`,
 //! `extended`, `prepared`) and answers every statement with one canned row, without parsing
 //! SQL, storing anything or syncing a disk. What it costs per transaction is the kernel's
-//! loopback round trip and a few hundred bytes of encoding, so its tps bounds what *any* server
-//! can reach on the same machine with the same client: when pgbench and the server share two
-//! cores, the ceiling for `pgbench -S` is set by pgbench's own CPU and the kernel's, and a
-//! target above it cannot be met by server work (see README, "pgbench").
+//! loopback round trip and a few hundred bytes of encoding, so its tps bounds, short of kernel
+//! bypass, what a server can reach on the same machine with the same client: when pgbench and
+//! the server share two cores, the ceiling for `pgbench -S` is set by pgbench's own CPU and the
+//! kernel's, and a target above it cannot be met by server work (see README, "pgbench").
 //!
 //! One thread per core (`--threads`), each a level-triggered epoll loop over non-blocking
 //! sockets with its own `SO_REUSEPORT` listener, as redis-server's event loop works: the

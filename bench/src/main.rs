@@ -47,7 +47,8 @@ enum Command {
     /// Run key-value workloads in this process against storage engines (fjall, ...).
     Engine(Box<engine::EngineArgs>),
     /// Serve the PostgreSQL protocol doing no work (canned rows, no SQL, no disk): the tps
-    /// `pgbench` reaches against it is the machine's ceiling for any server.
+    /// `pgbench` reaches against it is the machine's ceiling for a server (short of kernel
+    /// bypass).
     PgCeiling(ceiling::CeilingArgs),
 }
 
