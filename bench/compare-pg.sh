@@ -173,7 +173,8 @@ scan_latency() {
 # helios and the no-work ceiling server, PGBENCH_ROUNDS times back to back (postgres and
 # helios alternating which goes first), so a ratio's two figures are seconds apart and the
 # VM's drift between minutes does not decide it. Prints each server's median tps, the median
-# of the per-round ratios and every round's ratio.
+# of the per-round ratios and every round's ratio; then TPC-B's consistency check on both
+# servers (the account, teller and branch balance sums agree), failing the suite if not.
 pgbench_suite() {
   local scale=${PGBENCH_SCALE:-10} seconds=${PGBENCH_SECONDS:-10} clients=${PGBENCH_CLIENTS:-16}
   local rounds=${PGBENCH_ROUNDS:-3}
@@ -227,11 +228,37 @@ print(f"{sys.argv[1]:<27} {med(pg):10.0f} {med(he):10.0f} {med(ratios):6.2f}x {m
 PY
     done
   done
+  tpcb_consistency "$PG_PORT" postgres
+  tpcb_consistency "$HELIOS_PORT" helios
   {
     echo "ceiling: helios-bench pg-ceiling, a PostgreSQL-protocol server that does no work (canned"
     echo "rows, no SQL, no disk, no fsync); max ratio = ceiling / postgres, about the most a server"
     echo "could reach against postgres here with pgbench on the same cores."
   } | tee -a "$OUT/summary.txt"
+}
+
+# tpcb_consistency PORT NAME: every TPC-B transaction adds its delta to one account, one
+# teller and one branch, and pgbench -i starts every balance at 0, so the three balance sums
+# are equal after any number of committed transactions. (The history's sum is not compared:
+# pgbench truncates pgbench_history before each run without -n. tests/tests/pgbench.rs checks
+# it against the balances, with -n, in CI.)
+tpcb_consistency() {
+  local sums
+  sums=$("$PG_BIN/psql" -h 127.0.0.1 -p "$1" -U postgres -d postgres -XAtq -F ' ' -c \
+    "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
+            (SELECT sum(tbalance) FROM pgbench_tellers),
+            (SELECT sum(bbalance) FROM pgbench_branches)") \
+    || { echo "consistency query on $2 failed" >&2; exit 1; }
+  local accounts tellers branches
+  read -r accounts tellers branches <<<"$sums"
+  if [ -n "$accounts" ] && [ "$accounts" = "$tellers" ] && [ "$accounts" = "$branches" ]; then
+    echo "TPC-B consistency on $2: account, teller and branch balance sums all $accounts" \
+      | tee -a "$OUT/summary.txt"
+  else
+    echo "TPC-B consistency on $2 FAILED: accounts $accounts, tellers $tellers," \
+      "branches $branches" | tee -a "$OUT/summary.txt" >&2
+    exit 1
+  fi
 }
 
 # start_ceiling: the no-work server (helios-bench pg-ceiling) on a free port, stopped on exit.
