@@ -2,23 +2,25 @@
 //! installed) against the real `helios-bench pg-ceiling` no-work server, in every query mode,
 //! TPC-B and `-S`: every transaction must complete, or the ceiling it measures means nothing.
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
-const READY_DEADLINE: Duration = Duration::from_secs(10);
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const CLIENTS: u64 = 4;
 const TRANSACTIONS_PER_CLIENT: u64 = 200;
 const PGBENCH_TIMEOUT_SECONDS: u64 = 60;
 
-struct Ceiling(Child);
+/// The server, killed when dropped; its stderr is kept open (unread) while it runs.
+struct Ceiling {
+    child: Child,
+    _stderr: BufReader<ChildStderr>,
+}
 
 impl Drop for Ceiling {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -33,31 +35,34 @@ fn pgbench() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Starts the server and waits for the line it writes once every listener is bound (or for
+/// its exit): no polling, no sleeps.
 fn start_ceiling() -> (Ceiling, u16) {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_helios-bench"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_helios-bench"))
         .args(["pg-ceiling", "--addr", &format!("127.0.0.1:{port}")])
         .args(["--threads", "2"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn helios-bench pg-ceiling");
-    let mut ceiling = Ceiling(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = ceiling.0.try_wait() {
-            panic!("pg-ceiling exited: {status}");
-        }
-        assert!(
-            start.elapsed() < READY_DEADLINE,
-            "pg-ceiling did not listen"
-        );
-        std::thread::sleep(POLL_INTERVAL);
-    }
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    stderr
+        .read_line(&mut line)
+        .expect("read pg-ceiling's stderr");
+    let ceiling = Ceiling {
+        child,
+        _stderr: stderr,
+    };
+    assert!(
+        line.contains("no-work PostgreSQL server on"),
+        "pg-ceiling did not start: {line:?}"
+    );
     (ceiling, port)
 }
 
